@@ -1,0 +1,349 @@
+//! The text-generation backend trait and its request and response types.
+//!
+//! A [`Backend`] turns a [`GenerationRequest`] into a [`Generation`]: `n` completions of one prompt,
+//! each with its own token count. Backends are shared as `Arc<dyn Backend>`; wrappers such as
+//! [`crate::Metered`] implement the same trait around another backend.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::usage::Usage;
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: Role,
+    /// The message text.
+    pub content: String,
+}
+
+/// Who said a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    /// The role's name as chat templates spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+        }
+    }
+}
+
+impl Message {
+    /// A `user` message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self {
+            role: Role::User,
+            content: content.into(),
+        }
+    }
+
+    /// A `system` message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self {
+            role: Role::System,
+            content: content.into(),
+        }
+    }
+
+    /// An `assistant` message.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self {
+            role: Role::Assistant,
+            content: content.into(),
+        }
+    }
+}
+
+/// What the model continues from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prompt {
+    /// Chat messages rendered through the model's own chat template, with the generation prompt,
+    /// followed by `assistant_prefix` (text the assistant turn starts with, e.g. `<think>`).
+    Chat {
+        messages: Vec<Message>,
+        assistant_prefix: String,
+    },
+    /// Raw text, tokenized as is (no chat template).
+    Text(String),
+    /// Exact token ids.
+    Tokens(Vec<u32>),
+}
+
+impl Prompt {
+    /// A chat prompt from messages, with no assistant prefix.
+    pub fn chat(messages: Vec<Message>) -> Self {
+        Self::Chat {
+            messages,
+            assistant_prefix: String::new(),
+        }
+    }
+}
+
+/// Sampling settings. Defaults: greedy (`temperature = 0`), no top-p or top-k filter.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Sampling {
+    /// 0 is greedy.
+    pub temperature: f64,
+    /// Nucleus filter, in (0, 1].
+    pub top_p: Option<f64>,
+    /// Keep the k most likely tokens.
+    pub top_k: Option<usize>,
+}
+
+impl Sampling {
+    /// Greedy decoding.
+    pub fn greedy() -> Self {
+        Self::default()
+    }
+
+    /// Plain sampling at a temperature.
+    pub fn with_temperature(temperature: f64) -> Self {
+        Self {
+            temperature,
+            ..Self::default()
+        }
+    }
+}
+
+/// Changes the next-token logits of one sequence, given every token of its context so far.
+///
+/// Called once per generated token for every sequence of a request (the `n` choices share one
+/// processor and are told apart by their context). `logits` are raw, before temperature and filters;
+/// set an entry to `f32::NEG_INFINITY` to ban a token, or ban every other token to force one.
+pub trait LogitsProcessor: Send + Sync {
+    /// Edit `logits` in place for the sequence whose tokens (prompt and generated) are `context`.
+    fn process(&self, logits: &mut [f32], context: &[u32]);
+}
+
+impl<F: Fn(&mut [f32], &[u32]) + Send + Sync> LogitsProcessor for F {
+    fn process(&self, logits: &mut [f32], context: &[u32]) {
+        self(logits, context);
+    }
+}
+
+/// One request: `n` completions of `prompt`.
+#[derive(Clone)]
+pub struct GenerationRequest {
+    /// What to continue.
+    pub prompt: Prompt,
+    /// Number of completions. Default 1.
+    pub n: usize,
+    /// Most tokens generated per completion. Default 256.
+    pub max_tokens: usize,
+    /// Stop sequences; the completion ends before the first one and excludes it. Default none.
+    pub stop: Vec<String>,
+    /// Sampling settings. Default greedy.
+    pub sampling: Sampling,
+    /// Return this many top log-probabilities per generated token. Default none.
+    pub top_logprobs: Option<usize>,
+    /// Per-request logits processors, applied in order. Default none.
+    pub logits_processors: Vec<Arc<dyn LogitsProcessor>>,
+}
+
+impl fmt::Debug for GenerationRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GenerationRequest")
+            .field("prompt", &self.prompt)
+            .field("n", &self.n)
+            .field("max_tokens", &self.max_tokens)
+            .field("stop", &self.stop)
+            .field("sampling", &self.sampling)
+            .field("top_logprobs", &self.top_logprobs)
+            .field("logits_processors", &self.logits_processors.len())
+            .finish()
+    }
+}
+
+impl GenerationRequest {
+    /// One greedy completion of up to 256 tokens.
+    pub fn new(prompt: Prompt) -> Self {
+        Self {
+            prompt,
+            n: 1,
+            max_tokens: 256,
+            stop: Vec::new(),
+            sampling: Sampling::greedy(),
+            top_logprobs: None,
+            logits_processors: Vec::new(),
+        }
+    }
+
+    /// Sets the number of completions.
+    pub fn with_n(mut self, n: usize) -> Self {
+        self.n = n;
+        self
+    }
+
+    /// Sets the most tokens per completion.
+    pub fn with_max_tokens(mut self, max_tokens: usize) -> Self {
+        self.max_tokens = max_tokens;
+        self
+    }
+
+    /// Adds a stop sequence.
+    pub fn with_stop(mut self, stop: impl Into<String>) -> Self {
+        self.stop.push(stop.into());
+        self
+    }
+
+    /// Sets the sampling settings.
+    pub fn with_sampling(mut self, sampling: Sampling) -> Self {
+        self.sampling = sampling;
+        self
+    }
+
+    /// Asks for the top `k` log-probabilities of each generated token.
+    pub fn with_top_logprobs(mut self, k: usize) -> Self {
+        self.top_logprobs = Some(k);
+        self
+    }
+
+    /// Adds a logits processor.
+    pub fn with_logits_processor(mut self, processor: Arc<dyn LogitsProcessor>) -> Self {
+        self.logits_processors.push(processor);
+        self
+    }
+}
+
+/// Why a completion ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// End of sequence, a stop token or a stop sequence.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+}
+
+/// The log-probability of one generated token (natural log).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    /// The token as text.
+    pub token: String,
+    /// Its natural-log probability.
+    pub logprob: f32,
+    /// The most likely alternatives at this position: (token id, text, natural-log probability).
+    pub top: Vec<TopLogprob>,
+}
+
+/// One alternative at a generated position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopLogprob {
+    /// Token id.
+    pub id: u32,
+    /// Token text, where the backend gives it.
+    pub token: String,
+    /// Natural-log probability.
+    pub logprob: f32,
+}
+
+/// One completion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    /// The generated text, without the stop sequence that ended it.
+    pub text: String,
+    /// Tokens generated for this completion.
+    pub completion_tokens: usize,
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+    /// Per-token log-probabilities, when asked for.
+    pub logprobs: Option<Vec<TokenLogprob>>,
+}
+
+/// The answer to one [`GenerationRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generation {
+    /// The completions, in order.
+    pub choices: Vec<Choice>,
+    /// Tokens and time for the whole request (prompt counted once, completions summed over choices).
+    pub usage: Usage,
+}
+
+/// What a backend can do; strategies choose their path from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// A name for messages and reports (`mistralrs`, `openai`, `scripted`).
+    pub backend: &'static str,
+    /// Context window in tokens, where known.
+    pub context_tokens: Option<usize>,
+    /// Whether per-request [`LogitsProcessor`]s are honoured.
+    pub logits_processors: bool,
+    /// Largest `top_logprobs` honoured (0: none).
+    pub max_top_logprobs: usize,
+    /// Whether `n > 1` is generated in one request.
+    pub native_n: bool,
+    /// End-of-sequence token ids.
+    pub eos_token_ids: Vec<u32>,
+    /// Whether [`Backend::tokenize`] and [`Backend::detokenize`] work.
+    pub tokenizer: bool,
+}
+
+/// Something to tokenize.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenizeInput<'a> {
+    /// A prompt as [`Backend::generate`] would see it (chat template applied for chat prompts).
+    Prompt(&'a Prompt),
+    /// A bare piece of text, no special tokens added (e.g. `"Wait"` or `"</think>"`).
+    Piece(&'a str),
+}
+
+/// A text-generation backend.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Generates `request.n` completions of `request.prompt`.
+    async fn generate(&self, request: GenerationRequest) -> Result<Generation>;
+
+    /// What this backend supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Token ids of `input`. Default: unsupported.
+    async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
+        let _ = input;
+        Err(crate::Error::Unsupported {
+            backend: self.capabilities().backend,
+            operation: "tokenize",
+        })
+    }
+
+    /// Text of `ids`, special tokens kept. Default: unsupported.
+    async fn detokenize(&self, ids: &[u32]) -> Result<String> {
+        let _ = ids;
+        Err(crate::Error::Unsupported {
+            backend: self.capabilities().backend,
+            operation: "detokenize",
+        })
+    }
+}
+
+#[async_trait]
+impl<B: Backend + ?Sized> Backend for Arc<B> {
+    async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
+        (**self).generate(request).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+
+    async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
+        (**self).tokenize(input).await
+    }
+
+    async fn detokenize(&self, ids: &[u32]) -> Result<String> {
+        (**self).detokenize(ids).await
+    }
+}

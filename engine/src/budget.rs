@@ -1,0 +1,80 @@
+//! Budgets: how many tokens, calls and milliseconds some work may spend.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Limits on spending. Every field is optional; `None` means unlimited (the default).
+///
+/// A budget is enforced by [`crate::Metered`], which reserves the worst case of each call before
+/// sending it (prompt tokens plus `n * max_tokens`, shrinking `max_tokens` to fit), so the totals
+/// are never exceeded, even with many calls in flight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Most prompt plus completion tokens.
+    pub max_tokens: Option<u64>,
+    /// Most completion tokens.
+    pub max_completion_tokens: Option<u64>,
+    /// Most backend calls.
+    pub max_calls: Option<u64>,
+    /// Most wall-clock milliseconds; calls in flight at the deadline are abandoned.
+    pub max_wall_ms: Option<u64>,
+}
+
+impl Budget {
+    /// No limits.
+    pub fn unlimited() -> Self {
+        Self::default()
+    }
+
+    /// Limits prompt plus completion tokens.
+    pub fn with_max_tokens(mut self, tokens: u64) -> Self {
+        self.max_tokens = Some(tokens);
+        self
+    }
+
+    /// Limits completion tokens.
+    pub fn with_max_completion_tokens(mut self, tokens: u64) -> Self {
+        self.max_completion_tokens = Some(tokens);
+        self
+    }
+
+    /// Limits backend calls.
+    pub fn with_max_calls(mut self, calls: u64) -> Self {
+        self.max_calls = Some(calls);
+        self
+    }
+
+    /// Limits wall time.
+    pub fn with_max_wall(mut self, wall: Duration) -> Self {
+        self.max_wall_ms = Some(u64::try_from(wall.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+}
+
+/// The resource a budget ran out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resource {
+    /// Prompt plus completion tokens.
+    Tokens,
+    /// Completion tokens.
+    CompletionTokens,
+    /// Backend calls.
+    Calls,
+    /// Wall time.
+    WallTime,
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tokens => "tokens",
+            Self::CompletionTokens => "completion tokens",
+            Self::Calls => "calls",
+            Self::WallTime => "wall time",
+        })
+    }
+}

@@ -1,0 +1,116 @@
+//! The engine's error type.
+
+use std::path::PathBuf;
+
+use crate::budget::Resource;
+
+/// Everything that can go wrong in the engine, its backends and its runner.
+///
+/// Running out of budget surfaces here as [`Error::BudgetExhausted`] at the backend level only;
+/// strategies turn it into a [`crate::StopReason`] and return the best answer so far.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The prompt and the requested completion do not fit in the model's context window.
+    #[error(
+        "prompt of {prompt_tokens} tokens plus max_tokens {max_tokens} exceeds the model's context of {context_tokens} tokens"
+    )]
+    PromptTooLong {
+        prompt_tokens: usize,
+        max_tokens: usize,
+        context_tokens: usize,
+    },
+    /// A request that makes no sense before it reaches the model (empty prompt, n = 0, ...).
+    #[error("invalid request: {reason}")]
+    InvalidRequest { reason: &'static str },
+    /// The backend cannot do what was asked (for example logits processors over HTTP).
+    #[error("backend `{backend}` does not support {operation}")]
+    Unsupported {
+        backend: &'static str,
+        operation: &'static str,
+    },
+    /// The metered budget has no room left for this call.
+    #[error("budget exhausted: {resource}")]
+    BudgetExhausted { resource: Resource },
+    /// The model could not be loaded.
+    #[error("failed to load model `{source_name}`")]
+    ModelLoad {
+        source_name: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The model named in the config does not exist where it was said to be.
+    #[error("model source `{source_name}`: {reason}")]
+    ModelSource { source_name: String, reason: String },
+    /// The inference engine reported an error for a request.
+    #[error("inference failed: {message}")]
+    Inference { message: String },
+    /// The inference engine went away (its thread died or the channel closed).
+    #[error("inference engine is gone: {context}")]
+    EngineGone { context: &'static str },
+    /// Fetching a built-in model failed.
+    #[error("fetching built-in model `{name}` failed: {reason}")]
+    Fetch { name: String, reason: String },
+    /// A downloaded file did not match its pinned checksum.
+    #[error("checksum mismatch for {path}: expected sha256 {expected}, got {actual}")]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    /// A config file could not be read or did not validate.
+    #[error("{path}: {message}")]
+    Config { path: PathBuf, message: String },
+    /// A problem file had a bad line.
+    #[error("{path}:{line}: {message}")]
+    ProblemFile {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// A results file could not be parsed for resuming.
+    #[error("{path}:{line}: not a results line: {message}")]
+    ResultsFile {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// File system errors, with the path involved.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A strategy was configured with values that cannot work together.
+    #[error("strategy `{strategy}`: {reason}")]
+    StrategyConfig {
+        strategy: &'static str,
+        reason: String,
+    },
+    /// Serialising a result failed.
+    #[error("serialising {what}")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True for [`Error::BudgetExhausted`]: the caller should stop and report, not fail.
+    pub fn is_budget(&self) -> bool {
+        matches!(self, Self::BudgetExhausted { .. })
+    }
+}
+
+/// Result with the engine's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

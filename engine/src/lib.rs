@@ -1,0 +1,65 @@
+//! The core of ponder: types, traits, backends, metering and the batch runner.
+//!
+//! - [`Backend`]: generates text ([`GenerationRequest`] -> [`Generation`]). Implemented by
+//!   [`MistralRsBackend`] (a mistral.rs model in process, feature `mistralrs`, on by default) and,
+//!   for tests, `ScriptedBackend` (feature `test-utils`).
+//! - [`Metered`]: wraps any backend, counts tokens, calls and time in one place, and holds them to
+//!   a [`Budget`] that is never exceeded.
+//! - [`Strategy`]: solves a [`Problem`] in a [`Context`] and returns a [`Solution`]; running out of
+//!   budget is a [`StopReason`], not an error.
+//! - [`Scorer`]: per-step rewards for candidate solutions.
+//! - [`answer`]: answer extraction and equivalence for math.
+//! - [`Runner`]: a strategy over a problem set, concurrent, graded and resumable.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use ponder_engine::{Backend, GenerationRequest, Message, ModelConfig, Prompt};
+//!
+//! # async fn demo() -> ponder_engine::Result<()> {
+//! let backend: Arc<dyn Backend> = ModelConfig::default().load().await?; // smollm2-135m, fetched
+//! let request = GenerationRequest::new(Prompt::chat(vec![Message::user("What is 2+3?")]))
+//!     .with_n(4)
+//!     .with_max_tokens(64);
+//! let generation = backend.generate(request).await?;
+//! println!("{} choices, {} tokens", generation.choices.len(), generation.usage.completion_tokens);
+//! # Ok(()) }
+//! ```
+
+pub mod answer;
+mod backend;
+mod budget;
+pub mod config;
+mod error;
+mod grader;
+mod metered;
+mod model_config;
+pub mod models;
+mod problem;
+pub mod runner;
+mod scorer;
+mod solution;
+mod strategy;
+mod usage;
+
+#[cfg(feature = "mistralrs")]
+mod mistralrs_backend;
+#[cfg(feature = "test-utils")]
+pub mod scripted;
+
+pub use backend::{
+    Backend, Capabilities, Choice, FinishReason, Generation, GenerationRequest, LogitsProcessor,
+    Message, Prompt, Role, Sampling, TokenLogprob, TokenizeInput, TopLogprob,
+};
+pub use budget::{Budget, Resource};
+pub use error::{Error, Result};
+pub use grader::{Grader, MathGrader};
+pub use metered::{Meter, Metered};
+#[cfg(feature = "mistralrs")]
+pub use mistralrs_backend::MistralRsBackend;
+pub use model_config::{DeviceSpec, LoadOptions, ModelConfig};
+pub use problem::{CodeTask, Problem};
+pub use runner::{ResultLine, RunSummary, Runner};
+pub use scorer::Scorer;
+pub use solution::{Candidate, Solution, StopReason};
+pub use strategy::{solve, Context, Strategy};
+pub use usage::Usage;

@@ -1,0 +1,261 @@
+//! [`Metered`]: the one place where tokens, calls and time are counted and budgets enforced.
+//!
+//! Concurrency: any number of calls may be in flight through one `Metered`; each reserves its
+//! worst case under a short mutex (never held across an `.await`) before it is sent and settles
+//! to its real usage when it returns. Cancellation: dropping a call's future releases its
+//! reservation (an RAII guard); the tokens the backend spent on it are then not counted.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::backend::{Backend, Capabilities, Generation, GenerationRequest, Prompt, TokenizeInput};
+use crate::budget::{Budget, Resource};
+use crate::error::{Error, Result};
+use crate::usage::Usage;
+
+/// Shared counters and the budget they are held to. Cheap to clone through `Arc`.
+#[derive(Debug)]
+pub struct Meter {
+    budget: Budget,
+    started: Instant,
+    state: Mutex<MeterState>,
+}
+
+#[derive(Debug, Default)]
+struct MeterState {
+    used: Usage,
+    reserved_tokens: u64,
+    reserved_completion_tokens: u64,
+    reserved_calls: u64,
+}
+
+impl Meter {
+    /// A meter holding work to `budget`; its clock starts now.
+    pub fn new(budget: Budget) -> Arc<Self> {
+        Arc::new(Self {
+            budget,
+            started: Instant::now(),
+            state: Mutex::new(MeterState::default()),
+        })
+    }
+
+    /// The budget.
+    pub fn budget(&self) -> Budget {
+        self.budget
+    }
+
+    /// What has been spent so far; `elapsed_ms` is the time since the meter was made.
+    pub fn usage(&self) -> Usage {
+        let mut used = self.lock().used;
+        used.elapsed_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        used
+    }
+
+    /// Completion tokens that may still be spent (counting reservations), if limited.
+    pub fn remaining_completion_tokens(&self) -> Option<u64> {
+        let state = self.lock();
+        let by_total = self
+            .budget
+            .max_tokens
+            .map(|max| max.saturating_sub(state.used.total_tokens() + state.reserved_tokens));
+        let by_completion = self.budget.max_completion_tokens.map(|max| {
+            max.saturating_sub(state.used.completion_tokens + state.reserved_completion_tokens)
+        });
+        match (by_total, by_completion) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.budget
+            .max_wall_ms
+            .map(|ms| self.started + Duration::from_millis(ms))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MeterState> {
+        // A poisoned meter only means a panic elsewhere; the counters are still meaningful.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Reserves room for a call of `prompt_tokens` and `n` completions of up to `max_tokens`,
+    /// returning the `max_tokens` that fits (at most the one asked for).
+    fn reserve(
+        self: &Arc<Self>,
+        prompt_tokens: u64,
+        n: u64,
+        max_tokens: u64,
+    ) -> Result<(Reservation, u64)> {
+        if let Some(deadline) = self.deadline() {
+            if Instant::now() >= deadline {
+                return Err(Error::BudgetExhausted {
+                    resource: Resource::WallTime,
+                });
+            }
+        }
+        let mut state = self.lock();
+        if let Some(max) = self.budget.max_calls {
+            if state.used.calls + state.reserved_calls >= max {
+                return Err(Error::BudgetExhausted {
+                    resource: Resource::Calls,
+                });
+            }
+        }
+        let mut fit = max_tokens;
+        if let Some(max) = self.budget.max_tokens {
+            let left = max.saturating_sub(state.used.total_tokens() + state.reserved_tokens);
+            let for_completions = left.saturating_sub(prompt_tokens) / n.max(1);
+            if left < prompt_tokens || for_completions == 0 {
+                return Err(Error::BudgetExhausted {
+                    resource: Resource::Tokens,
+                });
+            }
+            fit = fit.min(for_completions);
+        }
+        if let Some(max) = self.budget.max_completion_tokens {
+            let left =
+                max.saturating_sub(state.used.completion_tokens + state.reserved_completion_tokens);
+            let for_completions = left / n.max(1);
+            if for_completions == 0 {
+                return Err(Error::BudgetExhausted {
+                    resource: Resource::CompletionTokens,
+                });
+            }
+            fit = fit.min(for_completions);
+        }
+        let reservation = Reservation {
+            meter: Arc::clone(self),
+            tokens: prompt_tokens + n * fit,
+            completion_tokens: n * fit,
+        };
+        state.reserved_tokens += reservation.tokens;
+        state.reserved_completion_tokens += reservation.completion_tokens;
+        state.reserved_calls += 1;
+        Ok((reservation, fit))
+    }
+}
+
+/// Room held for one call in flight; released on drop, settled by [`Reservation::settle`].
+struct Reservation {
+    meter: Arc<Meter>,
+    tokens: u64,
+    completion_tokens: u64,
+}
+
+impl Reservation {
+    fn settle(self, usage: &Usage) {
+        let mut state = self.meter.lock();
+        state.used.prompt_tokens += usage.prompt_tokens;
+        state.used.completion_tokens += usage.completion_tokens;
+        state.used.calls += 1;
+        // Drop runs next and releases the reservation.
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut state = self.meter.lock();
+        state.reserved_tokens = state.reserved_tokens.saturating_sub(self.tokens);
+        state.reserved_completion_tokens = state
+            .reserved_completion_tokens
+            .saturating_sub(self.completion_tokens);
+        state.reserved_calls = state.reserved_calls.saturating_sub(1);
+    }
+}
+
+/// A backend whose every call is counted by a [`Meter`] and held to its budget.
+///
+/// Prompts are tokenized here once (when the inner backend has a tokenizer) and passed on as
+/// token ids, so the count is exact and the inner backend does not tokenize again.
+#[derive(Debug, Clone)]
+pub struct Metered<B> {
+    inner: B,
+    meter: Arc<Meter>,
+}
+
+impl<B: Backend> Metered<B> {
+    /// Meters `inner` against a fresh meter holding `budget`.
+    pub fn new(inner: B, budget: Budget) -> Self {
+        Self {
+            inner,
+            meter: Meter::new(budget),
+        }
+    }
+
+    /// Meters `inner` with an existing (shared) meter.
+    pub fn with_meter(inner: B, meter: Arc<Meter>) -> Self {
+        Self { inner, meter }
+    }
+
+    /// The meter.
+    pub fn meter(&self) -> &Arc<Meter> {
+        &self.meter
+    }
+
+    /// The wrapped backend.
+    pub fn inner(&self) -> &B {
+        &self.inner
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Backend for Metered<B> {
+    async fn generate(&self, mut request: GenerationRequest) -> Result<Generation> {
+        let caps = self.inner.capabilities();
+        let prompt_tokens = match &request.prompt {
+            Prompt::Tokens(ids) => ids.len() as u64,
+            _ if caps.tokenizer => {
+                let ids = self
+                    .inner
+                    .tokenize(TokenizeInput::Prompt(&request.prompt))
+                    .await?;
+                let count = ids.len() as u64;
+                request.prompt = Prompt::Tokens(ids);
+                count
+            }
+            // No tokenizer: a token is at least one byte, so bytes bound the count from above.
+            Prompt::Text(text) => text.len() as u64,
+            Prompt::Chat {
+                messages,
+                assistant_prefix,
+            } => {
+                messages
+                    .iter()
+                    .map(|m| m.content.len() as u64 + 8)
+                    .sum::<u64>()
+                    + assistant_prefix.len() as u64
+            }
+        };
+        let (reservation, fit) =
+            self.meter
+                .reserve(prompt_tokens, request.n as u64, request.max_tokens as u64)?;
+        request.max_tokens = usize::try_from(fit).unwrap_or(usize::MAX);
+        let call = self.inner.generate(request);
+        let generation = match self.meter.deadline() {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), call)
+                .await
+                .map_err(|_| Error::BudgetExhausted {
+                    resource: Resource::WallTime,
+                })??,
+            None => call.await?,
+        };
+        reservation.settle(&generation.usage);
+        Ok(generation)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
+        self.inner.tokenize(input).await
+    }
+
+    async fn detokenize(&self, ids: &[u32]) -> Result<String> {
+        self.inner.detokenize(ids).await
+    }
+}

@@ -1,0 +1,577 @@
+//! [`MistralRsBackend`]: a mistral.rs model in this process. The only module that names
+//! `mistralrs` types.
+//!
+//! Every request goes to mistral.rs's engine thread over its channel as raw token ids
+//! (`CompletionTokens`), so what the model sees is exactly what was asked for; chat prompts
+//! are rendered through the model's own template first. Each request's reply channel is owned by
+//! a task on a small runtime of the backend's own, which reads it to the end: dropping a
+//! caller's future (a cancelled solve) therefore never drops a reply channel that the engine
+//! still writes to, which in mistral.rs 0.8.1 fails every request in flight. The cost of that
+//! safety is that a cancelled request runs on to its `max_tokens` in the background.
+//!
+//! Concurrency: any number of `generate` calls may be in flight; mistral.rs batches them (up to
+//! `max_num_seqs` sequences). Completion tokens are counted per choice from the per-token
+//! log-probabilities (mistral.rs's own `usage` covers one choice only).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use mistralrs::core::{
+    AutoDeviceMapParams, DefaultSchedulerMethod, DeviceMapSetting, GGUFLoaderBuilder,
+    GGUFSpecificConfig, MistralRsBuilder, ModelDType, SchedulerConfig,
+};
+use mistralrs::{
+    Constraint, CustomLogitsProcessor, Device, NormalRequest, Request, RequestMessage, Response,
+    SamplingParams, StopTokens, Tensor, TokenSource,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::backend::{
+    Backend, Capabilities, Choice, FinishReason, Generation, GenerationRequest, LogitsProcessor,
+    Prompt, TokenLogprob, TokenizeInput, TopLogprob,
+};
+use crate::error::{Error, Result};
+use crate::model_config::{DeviceSpec, LoadOptions};
+use crate::models::ModelSource;
+use crate::usage::Usage;
+
+/// A mistral.rs model loaded in this process.
+pub struct MistralRsBackend {
+    model: Arc<mistralrs::Model>,
+    /// Runs the tasks that own reply channels; see the module docs.
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+    name: String,
+    context_tokens: Option<usize>,
+    eos_token_ids: Vec<u32>,
+    requests: AtomicUsize,
+}
+
+impl std::fmt::Debug for MistralRsBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MistralRsBackend")
+            .field("name", &self.name)
+            .field("context_tokens", &self.context_tokens)
+            .finish()
+    }
+}
+
+impl Drop for MistralRsBackend {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn load_error(source: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+    Error::ModelLoad {
+        source_name: source.to_string(),
+        source: e.into(),
+    }
+}
+
+impl MistralRsBackend {
+    /// Loads a model from `source` (fetching a built-in one first if needed).
+    pub async fn load(source: &ModelSource, options: &LoadOptions) -> Result<Self> {
+        let name = source.to_string();
+        let device = match options.device {
+            DeviceSpec::Cpu => Device::Cpu,
+            DeviceSpec::Cuda(ordinal) => {
+                if !cfg!(feature = "cuda") {
+                    return Err(Error::ModelSource {
+                        source_name: name,
+                        reason: format!(
+                            "device `{}` needs ponder built with the `cuda` feature",
+                            options.device
+                        ),
+                    });
+                }
+                Device::new_cuda(ordinal).map_err(|e| load_error(&name, e))?
+            }
+        };
+        let (model, eos_token_ids) = match source {
+            ModelSource::Builtin(builtin) => {
+                let builtin = *builtin;
+                let path = tokio::task::spawn_blocking(move || builtin.ensure())
+                    .await
+                    .map_err(|e| load_error(&name, e))??;
+                load_gguf_files(&name, &path, options, &device).await?
+            }
+            ModelSource::GgufFile(path) => load_gguf_files(&name, path, options, &device).await?,
+            ModelSource::Directory(dir) if has_gguf(dir) => {
+                load_gguf_files(&name, dir, options, &device).await?
+            }
+            ModelSource::Directory(dir) => (
+                load_text_model(&name, &dir.to_string_lossy(), options).await?,
+                Vec::new(),
+            ),
+            ModelSource::Hub(id) => (load_text_model(&name, id, options).await?, Vec::new()),
+        };
+        Self::from_model(name, model, eos_token_ids)
+    }
+
+    fn from_model(name: String, model: mistralrs::Model, eos_token_ids: Vec<u32>) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ponder-mistralrs-replies")
+            .enable_all()
+            .build()
+            .map_err(|e| load_error(&name, e))?;
+        let handle = runtime.handle().clone();
+        let context_tokens = model
+            .max_sequence_length()
+            .map_err(|e| load_error(&name, e))?;
+        Ok(Self {
+            model: Arc::new(model),
+            runtime: Some(runtime),
+            handle,
+            name,
+            context_tokens,
+            eos_token_ids,
+            requests: AtomicUsize::new(0),
+        })
+    }
+
+    /// The model's name (its source).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The underlying mistral.rs model, for callers that need to reach it directly
+    /// (benchmarks comparing against raw mistral.rs).
+    pub fn model(&self) -> &Arc<mistralrs::Model> {
+        &self.model
+    }
+
+    /// Sends `request` to the engine and waits for its final response on a task that keeps the
+    /// reply channel alive to the end, whatever happens to this future.
+    async fn round_trip<T: Send + 'static>(
+        &self,
+        request: Request,
+        mut replies: mpsc::Receiver<T>,
+        is_final: fn(&T) -> bool,
+    ) -> Result<T> {
+        let sender = self
+            .model
+            .inner()
+            .get_sender(None)
+            .map_err(|_| Error::EngineGone {
+                context: "no engine for the default model",
+            })?;
+        let (done_tx, done_rx) = oneshot::channel();
+        self.handle.spawn(async move {
+            if sender.send(request).await.is_err() {
+                return;
+            }
+            while let Some(reply) = replies.recv().await {
+                if is_final(&reply) {
+                    let _ = done_tx.send(reply);
+                    return;
+                }
+            }
+        });
+        done_rx.await.map_err(|_| Error::EngineGone {
+            context: "the engine closed a request without answering",
+        })
+    }
+
+    async fn prompt_ids(&self, prompt: &Prompt) -> Result<Vec<u32>> {
+        match prompt {
+            Prompt::Tokens(ids) => Ok(ids.clone()),
+            Prompt::Text(text) => self.tokenize_text(text, true).await,
+            Prompt::Chat {
+                messages,
+                assistant_prefix,
+            } => {
+                let messages = messages
+                    .iter()
+                    .map(|m| {
+                        let mut entry = indexmap::IndexMap::new();
+                        entry.insert(
+                            "role".to_string(),
+                            either::Either::Left(m.role.as_str().to_string()),
+                        );
+                        entry.insert(
+                            "content".to_string(),
+                            either::Either::Left(m.content.clone()),
+                        );
+                        entry
+                    })
+                    .collect();
+                let (tx, rx) = mpsc::channel(1);
+                let request = Request::Tokenize(mistralrs::core::TokenizationRequest {
+                    text: either::Either::Left(messages),
+                    tools: None,
+                    add_generation_prompt: true,
+                    add_special_tokens: true,
+                    enable_thinking: None,
+                    reasoning_effort: None,
+                    response: tx,
+                });
+                let mut ids = self.round_trip(request, rx, |_| true).await?.map_err(|e| {
+                    Error::Inference {
+                        message: format!("rendering the chat template: {e}"),
+                    }
+                })?;
+                if !assistant_prefix.is_empty() {
+                    ids.extend(self.tokenize_text(assistant_prefix, false).await?);
+                }
+                Ok(ids)
+            }
+        }
+    }
+
+    async fn tokenize_text(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        let (tx, rx) = mpsc::channel(1);
+        let request = Request::Tokenize(mistralrs::core::TokenizationRequest {
+            text: either::Either::Right(text.to_string()),
+            tools: None,
+            add_generation_prompt: false,
+            add_special_tokens,
+            enable_thinking: None,
+            reasoning_effort: None,
+            response: tx,
+        });
+        self.round_trip(request, rx, |_| true)
+            .await?
+            .map_err(|e| Error::Inference {
+                message: format!("tokenizing: {e}"),
+            })
+    }
+}
+
+fn has_gguf(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "gguf"))
+    })
+}
+
+/// Loads GGUF weights (a file, or every `.gguf` in a directory) with F32 activations on CPU:
+/// the builder's automatic choice there is F16, which candle runs slower.
+async fn load_gguf_files(
+    name: &str,
+    path: &Path,
+    options: &LoadOptions,
+    device: &Device,
+) -> Result<(mistralrs::Model, Vec<u32>)> {
+    let (dir, files) = if path.is_dir() {
+        let mut files: Vec<String> = std::fs::read_dir(path)
+            .map_err(|e| Error::io(path, e))?
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "gguf"))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        (path.to_path_buf(), files)
+    } else {
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (dir, vec![file])
+    };
+    let loader = GGUFLoaderBuilder::new(
+        None,
+        None,
+        dir.to_string_lossy().into_owned(),
+        files,
+        GGUFSpecificConfig { topology: None },
+        false,
+        None,
+    )
+    .build();
+    let dtype = match options.device {
+        DeviceSpec::Cpu => ModelDType::F32,
+        DeviceSpec::Cuda(_) => ModelDType::Auto,
+    };
+    let paged = paged_attention_config(name, options)?;
+    let pipeline = loader
+        .load_model_from_hf(
+            None,
+            TokenSource::None,
+            &dtype,
+            device,
+            true,
+            DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
+            None,
+            paged.clone(),
+        )
+        .map_err(|e| load_error(name, e))?;
+    let eos_token_ids = pipeline.lock().await.get_metadata().eos_tok.clone();
+    let scheduler =
+        scheduler_config(&pipeline, paged.is_some(), options.max_num_seqs, name).await?;
+    let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
+        .with_no_prefix_cache(options.prefix_cache_seqs == 0)
+        .with_prefix_cache_n(options.prefix_cache_seqs.max(1))
+        .build()
+        .await;
+    Ok((mistralrs::Model::new(runner), eos_token_ids))
+}
+
+async fn scheduler_config(
+    pipeline: &Arc<tokio::sync::Mutex<dyn mistralrs::core::Pipeline + Send + Sync>>,
+    paged: bool,
+    max_num_seqs: usize,
+    name: &str,
+) -> Result<SchedulerConfig> {
+    if paged {
+        if let Some(config) = pipeline.lock().await.get_metadata().cache_config.clone() {
+            return Ok(SchedulerConfig::PagedAttentionMeta {
+                max_num_seqs,
+                config,
+            });
+        }
+    }
+    let seqs = std::num::NonZeroUsize::new(max_num_seqs).ok_or_else(|| Error::ModelSource {
+        source_name: name.to_string(),
+        reason: "max_num_seqs must be at least 1".into(),
+    })?;
+    Ok(SchedulerConfig::DefaultScheduler {
+        method: DefaultSchedulerMethod::Fixed(seqs),
+    })
+}
+
+fn paged_attention_config(
+    name: &str,
+    options: &LoadOptions,
+) -> Result<Option<mistralrs::core::PagedAttentionConfig>> {
+    match (options.device, options.paged_attention_tokens) {
+        (DeviceSpec::Cuda(_), Some(tokens)) => mistralrs::core::PagedAttentionConfig::new(
+            None,
+            mistralrs::core::MemoryGpuConfig::ContextSize(tokens),
+            mistralrs::core::PagedCacheType::Auto,
+        )
+        .map(Some)
+        .map_err(|e| load_error(name, e)),
+        _ => Ok(None),
+    }
+}
+
+async fn load_text_model(name: &str, id: &str, options: &LoadOptions) -> Result<mistralrs::Model> {
+    let mut builder = mistralrs::TextModelBuilder::new(id)
+        .with_max_num_seqs(options.max_num_seqs)
+        .with_prefix_cache_n(if options.prefix_cache_seqs == 0 {
+            None
+        } else {
+            Some(options.prefix_cache_seqs)
+        });
+    if options.device == DeviceSpec::Cpu {
+        builder = builder.with_force_cpu().with_dtype(ModelDType::F32);
+    }
+    if let DeviceSpec::Cuda(_) = options.device {
+        if let Some(tokens) = options.paged_attention_tokens {
+            let paged = mistralrs::PagedAttentionMetaBuilder::default()
+                .with_gpu_memory(mistralrs::core::MemoryGpuConfig::ContextSize(tokens))
+                .build()
+                .map_err(|e| load_error(name, e))?;
+            builder = builder.with_paged_attn(paged);
+        }
+    }
+    builder.build().await.map_err(|e| load_error(name, e))
+}
+
+/// Bridges a ponder [`LogitsProcessor`] to mistral.rs's tensor interface.
+struct ProcessorAdapter(Arc<dyn LogitsProcessor>);
+
+impl CustomLogitsProcessor for ProcessorAdapter {
+    fn apply(&self, logits: &Tensor, context: &[u32]) -> mistralrs::Result<Tensor> {
+        let dtype = logits.dtype();
+        let mut values: Vec<f32> = logits.to_dtype(mistralrs::DType::F32)?.to_vec1()?;
+        self.0.process(&mut values, context);
+        Tensor::from_vec(values, logits.shape(), logits.device())?.to_dtype(dtype)
+    }
+}
+
+const LN_10: f32 = std::f32::consts::LN_10;
+
+fn convert_choice(choice: mistralrs::core::CompletionChoice) -> Choice {
+    let logprobs: Vec<TokenLogprob> = choice
+        .logprobs
+        .and_then(|l| l.content)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| TokenLogprob {
+            token: l.token,
+            logprob: l.logprob * LN_10,
+            top: l
+                .top_logprobs
+                .into_iter()
+                .map(|t| TopLogprob {
+                    id: t.token,
+                    token: t.bytes.unwrap_or_default(),
+                    logprob: t.logprob * LN_10,
+                })
+                .collect(),
+        })
+        .collect();
+    // mistral.rs trims leading whitespace from completions; put it back from the tokens, so a
+    // continuation glued onto its prefix reads as generated.
+    let generated: String = logprobs.iter().map(|l| l.token.as_str()).collect();
+    let lead = &generated[..generated.len() - generated.trim_start().len()];
+    let text = if !lead.is_empty() && !choice.text.starts_with(lead) {
+        format!("{lead}{}", choice.text)
+    } else {
+        choice.text
+    };
+    Choice {
+        text,
+        completion_tokens: logprobs.len(),
+        finish_reason: match choice.finish_reason.as_str() {
+            "length" | "model_length" => FinishReason::Length,
+            _ => FinishReason::Stop,
+        },
+        logprobs: Some(logprobs),
+    }
+}
+
+#[async_trait]
+impl Backend for MistralRsBackend {
+    async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
+        if request.n == 0 {
+            return Err(Error::InvalidRequest {
+                reason: "n must be at least 1",
+            });
+        }
+        if request.max_tokens == 0 {
+            return Err(Error::InvalidRequest {
+                reason: "max_tokens must be at least 1",
+            });
+        }
+        let started = Instant::now();
+        let ids = self.prompt_ids(&request.prompt).await?;
+        if ids.is_empty() {
+            return Err(Error::InvalidRequest {
+                reason: "empty prompt",
+            });
+        }
+        if let Some(context_tokens) = self.context_tokens {
+            if ids.len() + request.max_tokens > context_tokens {
+                return Err(Error::PromptTooLong {
+                    prompt_tokens: ids.len(),
+                    max_tokens: request.max_tokens,
+                    context_tokens,
+                });
+            }
+        }
+        let prompt_tokens = ids.len();
+        let sampling = SamplingParams {
+            temperature: (request.sampling.temperature > 0.0)
+                .then_some(request.sampling.temperature),
+            top_k: request.sampling.top_k,
+            top_p: request.sampling.top_p,
+            min_p: None,
+            top_n_logprobs: request.top_logprobs.unwrap_or(0),
+            frequency_penalty: None,
+            presence_penalty: None,
+            repetition_penalty: None,
+            stop_toks: (!request.stop.is_empty()).then(|| StopTokens::Seqs(request.stop.clone())),
+            max_len: Some(request.max_tokens),
+            logits_bias: None,
+            n_choices: request.n,
+            dry_params: None,
+        };
+        let processors: Vec<Arc<dyn CustomLogitsProcessor>> = request
+            .logits_processors
+            .iter()
+            .map(|p| Arc::new(ProcessorAdapter(Arc::clone(p))) as Arc<dyn CustomLogitsProcessor>)
+            .collect();
+        let (tx, rx) = mpsc::channel(8);
+        let id = self.requests.fetch_add(1, Ordering::Relaxed);
+        let normal = NormalRequest {
+            messages: RequestMessage::CompletionTokens(ids),
+            sampling_params: sampling,
+            response: tx,
+            // Always on: the per-token entries are how tokens are counted per choice.
+            return_logprobs: true,
+            is_streaming: false,
+            id,
+            constraint: Constraint::None,
+            suffix: None,
+            tools: None,
+            tool_choice: None,
+            logits_processors: (!processors.is_empty()).then_some(processors),
+            return_raw_logits: false,
+            web_search_options: None,
+            model_id: None,
+            truncate_sequence: false,
+        };
+        let response = self
+            .round_trip(Request::Normal(Box::new(normal)), rx, |r| {
+                !matches!(r, Response::CompletionChunk(_) | Response::Chunk(_))
+            })
+            .await?;
+        let completion = match response {
+            Response::CompletionDone(done) => done,
+            Response::CompletionModelError(message, _) => return Err(Error::Inference { message }),
+            Response::ValidationError(e) | Response::InternalError(e) => {
+                return Err(Error::Inference {
+                    message: e.to_string(),
+                })
+            }
+            _ => {
+                return Err(Error::Inference {
+                    message: "unexpected response kind to a completion request".into(),
+                })
+            }
+        };
+        let mut choices: Vec<Choice> = Vec::with_capacity(completion.choices.len());
+        let mut ordered = completion.choices;
+        ordered.sort_by_key(|c| c.index);
+        choices.extend(ordered.into_iter().map(convert_choice));
+        let completion_tokens: usize = choices.iter().map(|c| c.completion_tokens).sum();
+        if request.top_logprobs.is_none() {
+            for choice in &mut choices {
+                choice.logprobs = None;
+            }
+        }
+        Ok(Generation {
+            choices,
+            usage: Usage {
+                prompt_tokens: prompt_tokens as u64,
+                completion_tokens: completion_tokens as u64,
+                calls: 1,
+                elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            },
+        })
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            backend: "mistralrs",
+            context_tokens: self.context_tokens,
+            logits_processors: true,
+            max_top_logprobs: 20,
+            native_n: true,
+            eos_token_ids: self.eos_token_ids.clone(),
+            tokenizer: true,
+        }
+    }
+
+    async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
+        match input {
+            TokenizeInput::Prompt(prompt) => self.prompt_ids(prompt).await,
+            TokenizeInput::Piece(text) => self.tokenize_text(text, false).await,
+        }
+    }
+
+    async fn detokenize(&self, ids: &[u32]) -> Result<String> {
+        let (tx, rx) = mpsc::channel(1);
+        let request = Request::Detokenize(mistralrs::core::DetokenizationRequest {
+            tokens: ids.to_vec(),
+            skip_special_tokens: false,
+            response: tx,
+        });
+        self.round_trip(request, rx, |_| true)
+            .await?
+            .map_err(|e| Error::Inference {
+                message: format!("detokenizing: {e}"),
+            })
+    }
+}

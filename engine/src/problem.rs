@@ -1,0 +1,207 @@
+//! Problems and problem files.
+//!
+//! A problem file is JSON Lines. Math rows are `{"id", "question", "answer"}` (extra fields are
+//! kept out of the way); HumanEval rows keep their own fields (`task_id`, `prompt`,
+//! `entry_point`, `test`). Every bad line is reported with its file and line number.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// One problem to solve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// Unique within its set.
+    pub id: String,
+    /// The question (for code problems, the prompt to complete).
+    pub question: String,
+    /// The reference answer, when known.
+    pub reference: Option<String>,
+    /// For code problems: what to implement and how to test it.
+    pub code: Option<CodeTask>,
+}
+
+/// A code-generation task in the HumanEval shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeTask {
+    /// The function signature and docstring to complete.
+    pub prompt: String,
+    /// The function the tests call.
+    pub entry_point: String,
+    /// Hidden tests: Python defining `check(candidate)`.
+    pub test: String,
+}
+
+impl Problem {
+    /// A math or text problem with no reference answer.
+    pub fn new(id: impl Into<String>, question: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            question: question.into(),
+            reference: None,
+            code: None,
+        }
+    }
+
+    /// Sets the reference answer.
+    pub fn with_reference(mut self, reference: impl Into<String>) -> Self {
+        self.reference = Some(reference.into());
+        self
+    }
+
+    /// Reads a JSON Lines problem file. Blank lines are skipped; ids must be unique.
+    pub fn load_jsonl(path: &Path) -> Result<Vec<Problem>> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse_jsonl(&text, path)
+    }
+
+    /// Parses JSON Lines text; `path` names the source in errors.
+    pub fn parse_jsonl(text: &str, path: &Path) -> Result<Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut seen = HashSet::new();
+        for (index, line) in text.lines().enumerate() {
+            let line_no = index + 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let bad = |message: String| Error::ProblemFile {
+                path: path.to_path_buf(),
+                line: line_no,
+                message,
+            };
+            let row: Row = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+            let problem = row.into_problem().map_err(|m| bad(m.to_string()))?;
+            if !seen.insert(problem.id.clone()) {
+                return Err(bad(format!("duplicate id `{}`", problem.id)));
+            }
+            problems.push(problem);
+        }
+        Ok(problems)
+    }
+}
+
+/// A problem-file row in any of the supported shapes.
+#[derive(Deserialize)]
+struct Row {
+    id: Option<IdOrNumber>,
+    task_id: Option<IdOrNumber>,
+    question: Option<String>,
+    problem: Option<String>,
+    prompt: Option<String>,
+    answer: Option<IdOrNumber>,
+    entry_point: Option<String>,
+    test: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IdOrNumber {
+    Text(String),
+    Int(i64),
+    Float(f64),
+}
+
+impl IdOrNumber {
+    fn into_string(self) -> String {
+        match self {
+            Self::Text(s) => s,
+            Self::Int(i) => i.to_string(),
+            Self::Float(f) => f.to_string(),
+        }
+    }
+}
+
+impl Row {
+    fn into_problem(self) -> std::result::Result<Problem, &'static str> {
+        let id = self
+            .id
+            .or(self.task_id)
+            .ok_or("missing `id` (or `task_id`)")?
+            .into_string();
+        let code = match (self.entry_point, self.test) {
+            (Some(entry_point), Some(test)) => Some(CodeTask {
+                prompt: self.prompt.clone().ok_or("code problem without `prompt`")?,
+                entry_point,
+                test,
+            }),
+            (None, None) => None,
+            _ => return Err("code problems need both `entry_point` and `test`"),
+        };
+        let question = self
+            .question
+            .or(self.problem)
+            .or(self.prompt)
+            .ok_or("missing `question` (or `problem`, or `prompt`)")?;
+        if question.trim().is_empty() {
+            return Err("empty question");
+        }
+        Ok(Problem {
+            id,
+            question,
+            reference: self.answer.map(IdOrNumber::into_string),
+            code,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_math_and_humaneval_rows() {
+        let text = r#"{"id": "gsm8k-0", "question": "2+2?", "answer": "4", "solution": "..."}
+
+{"task_id": "HumanEval/0", "prompt": "def f():\n", "entry_point": "f", "canonical_solution": "", "test": "def check(c): pass"}
+{"id": 7, "problem": "x?", "answer": 3.5}
+"#;
+        let problems = Problem::parse_jsonl(text, Path::new("set.jsonl")).unwrap();
+        assert_eq!(problems.len(), 3);
+        assert_eq!(problems[0].reference.as_deref(), Some("4"));
+        let code = problems[1].code.as_ref().unwrap();
+        assert_eq!(code.entry_point, "f");
+        assert_eq!(problems[1].question, "def f():\n");
+        assert_eq!(problems[2].id, "7");
+        assert_eq!(problems[2].reference.as_deref(), Some("3.5"));
+    }
+
+    #[test]
+    fn bad_lines_name_file_and_line() {
+        let text = "{\"id\": \"a\", \"question\": \"q\"}\n{\"id\": \"b\"}\n";
+        let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "p.jsonl:2: missing `question` (or `problem`, or `prompt`)"
+        );
+        let text = "{\"id\": \"a\", \"question\": \"q\"}\nnot json\n";
+        let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
+        assert!(err.to_string().starts_with("p.jsonl:2: "), "{err}");
+        let text = "{\"id\": \"a\", \"question\": \"q\"}\n{\"id\": \"a\", \"question\": \"r\"}\n";
+        let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
+        assert_eq!(err.to_string(), "p.jsonl:2: duplicate id `a`");
+    }
+
+    #[test]
+    fn shared_datasets_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets");
+        if !root.exists() {
+            eprintln!("skipping: {} not present", root.display());
+            return;
+        }
+        for (file, rows) in [
+            ("gsm8k/test.jsonl", 1000),
+            ("humaneval/HumanEval.jsonl", 82),
+            ("svamp/test.jsonl", 1000),
+            ("math500/test.jsonl", 250),
+        ] {
+            let problems = Problem::load_jsonl(&root.join(file)).unwrap();
+            assert_eq!(problems.len(), rows, "{file}");
+            assert!(problems
+                .iter()
+                .all(|p| p.reference.is_some() || p.code.is_some()));
+        }
+    }
+}

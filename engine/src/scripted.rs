@@ -1,0 +1,177 @@
+//! [`ScriptedBackend`]: a deterministic backend for testing strategy control flow.
+//!
+//! Replies are consumed in order, one per completion (a request for `n` takes `n`); every
+//! request is recorded; asking for more than the script holds is an error. Tokens are bytes:
+//! a prompt costs its byte length (chat messages rendered as `role: content\n`), a completion
+//! its byte length, cut at `max_tokens` bytes (then it finishes by length). Stop sequences cut
+//! a reply before the first one.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::backend::{
+    Backend, Capabilities, Choice, FinishReason, Generation, GenerationRequest, Prompt,
+    TokenizeInput,
+};
+use crate::error::{Error, Result};
+use crate::usage::Usage;
+
+/// One scripted reply.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A completion with this text.
+    Text(String),
+    /// The call fails with an inference error carrying this message.
+    Fail(String),
+}
+
+/// A backend that plays a script.
+#[derive(Debug, Default)]
+pub struct ScriptedBackend {
+    script: Mutex<VecDeque<Reply>>,
+    requests: Mutex<Vec<GenerationRequest>>,
+}
+
+impl ScriptedBackend {
+    /// A backend that answers with `texts`, in order.
+    pub fn new<I, S>(texts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::from_replies(texts.into_iter().map(|t| Reply::Text(t.into())))
+    }
+
+    /// A backend that plays `replies`, in order.
+    pub fn from_replies(replies: impl IntoIterator<Item = Reply>) -> Self {
+        Self {
+            script: Mutex::new(replies.into_iter().collect()),
+            requests: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<GenerationRequest> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Replies not yet consumed.
+    pub fn remaining(&self) -> usize {
+        self.script.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// The prompt as text, the way this backend counts it.
+    pub fn render(prompt: &Prompt) -> String {
+        match prompt {
+            Prompt::Text(text) => text.clone(),
+            Prompt::Tokens(ids) => ids
+                .iter()
+                .map(|&b| char::from(u8::try_from(b).unwrap_or(b'?')))
+                .collect(),
+            Prompt::Chat {
+                messages,
+                assistant_prefix,
+            } => {
+                let mut text: String = messages
+                    .iter()
+                    .map(|m| format!("{}: {}\n", m.role.as_str(), m.content))
+                    .collect();
+                text.push_str("assistant: ");
+                text.push_str(assistant_prefix);
+                text
+            }
+        }
+    }
+}
+
+fn cut_at_char_boundary(text: &str, max_bytes: usize) -> &str {
+    let mut end = max_bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
+}
+
+#[async_trait]
+impl Backend for ScriptedBackend {
+    async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
+        let prompt_tokens = Self::render(&request.prompt).len() as u64;
+        let mut replies = Vec::with_capacity(request.n);
+        {
+            let mut script = self.script.lock().map_err(|_| Error::EngineGone {
+                context: "scripted backend poisoned",
+            })?;
+            for _ in 0..request.n {
+                replies.push(script.pop_front().ok_or(Error::Inference {
+                    message: "the script is exhausted".into(),
+                })?);
+            }
+        }
+        if let Ok(mut requests) = self.requests.lock() {
+            requests.push(request.clone());
+        }
+        let mut choices = Vec::with_capacity(replies.len());
+        for reply in replies {
+            let text = match reply {
+                Reply::Text(text) => text,
+                Reply::Fail(message) => return Err(Error::Inference { message }),
+            };
+            let stopped = request
+                .stop
+                .iter()
+                .filter_map(|s| text.find(s.as_str()))
+                .min()
+                .map(|at| text.get(..at).unwrap_or_default().to_string());
+            let (text, mut finish) = match stopped {
+                Some(cut) => (cut, FinishReason::Stop),
+                None => (text, FinishReason::Stop),
+            };
+            let kept = cut_at_char_boundary(&text, request.max_tokens).to_string();
+            if kept.len() < text.len() {
+                finish = FinishReason::Length;
+            }
+            choices.push(Choice {
+                completion_tokens: kept.len(),
+                text: kept,
+                finish_reason: finish,
+                logprobs: None,
+            });
+        }
+        let completion_tokens = choices.iter().map(|c| c.completion_tokens as u64).sum();
+        Ok(Generation {
+            choices,
+            usage: Usage {
+                prompt_tokens,
+                completion_tokens,
+                calls: 1,
+                elapsed_ms: 0,
+            },
+        })
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            backend: "scripted",
+            context_tokens: None,
+            logits_processors: false,
+            max_top_logprobs: 0,
+            native_n: true,
+            eos_token_ids: Vec::new(),
+            tokenizer: true,
+        }
+    }
+
+    async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
+        let text = match input {
+            TokenizeInput::Prompt(prompt) => Self::render(prompt),
+            TokenizeInput::Piece(text) => text.to_string(),
+        };
+        Ok(text.bytes().map(u32::from).collect())
+    }
+
+    async fn detokenize(&self, ids: &[u32]) -> Result<String> {
+        Ok(Self::render(&Prompt::Tokens(ids.to_vec())))
+    }
+}

@@ -1,0 +1,110 @@
+//! What a strategy returns.
+
+use serde::{Deserialize, Serialize};
+
+use crate::budget::Resource;
+use crate::usage::Usage;
+
+/// Why a strategy stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The strategy ran to its end.
+    Completed,
+    /// The final completion hit its `max_tokens` before ending by itself.
+    MaxTokens,
+    /// The token budget ran out; the answer is the best so far.
+    TokenBudget,
+    /// The completion-token budget ran out; the answer is the best so far.
+    CompletionBudget,
+    /// The call budget ran out; the answer is the best so far.
+    CallBudget,
+    /// The wall-time budget ran out; the answer is the best so far.
+    TimeBudget,
+}
+
+impl From<Resource> for StopReason {
+    fn from(resource: Resource) -> Self {
+        match resource {
+            Resource::Tokens => Self::TokenBudget,
+            Resource::CompletionTokens => Self::CompletionBudget,
+            Resource::Calls => Self::CallBudget,
+            Resource::WallTime => Self::TimeBudget,
+        }
+    }
+}
+
+impl StopReason {
+    /// True when a budget ended the work.
+    pub fn is_budget(self) -> bool {
+        matches!(
+            self,
+            Self::TokenBudget | Self::CompletionBudget | Self::CallBudget | Self::TimeBudget
+        )
+    }
+}
+
+/// One candidate answer a strategy considered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The extracted answer, if any.
+    pub answer: Option<String>,
+    /// The completion text.
+    pub text: String,
+    /// Its score, where one was computed.
+    pub score: Option<f64>,
+    /// Completion tokens spent on it.
+    pub tokens: u64,
+}
+
+/// A strategy's result for one problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Solution {
+    /// The strategy that produced it (its config `kind`).
+    pub strategy: String,
+    /// The final answer, if one could be extracted.
+    pub answer: Option<String>,
+    /// The text the answer was taken from.
+    pub completion: String,
+    /// Every candidate considered (one for single-sample strategies).
+    pub candidates: Vec<Candidate>,
+    /// Why it stopped.
+    pub stop_reason: StopReason,
+    /// What it cost (filled in by whoever metered the solve).
+    pub usage: Usage,
+    /// Strategy-specific details (thinking tokens, votes, search statistics, ...).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub details: serde_json::Value,
+}
+
+impl Solution {
+    /// A solution with one candidate and no details.
+    pub fn single(
+        strategy: impl Into<String>,
+        candidate: Candidate,
+        stop_reason: StopReason,
+    ) -> Self {
+        Self {
+            strategy: strategy.into(),
+            answer: candidate.answer.clone(),
+            completion: candidate.text.clone(),
+            candidates: vec![candidate],
+            stop_reason,
+            usage: Usage::default(),
+            details: serde_json::Value::Null,
+        }
+    }
+
+    /// A solution that ran out of budget before producing anything.
+    pub fn exhausted(strategy: impl Into<String>, resource: Resource) -> Self {
+        Self {
+            strategy: strategy.into(),
+            answer: None,
+            completion: String::new(),
+            candidates: Vec::new(),
+            stop_reason: resource.into(),
+            usage: Usage::default(),
+            details: serde_json::Value::Null,
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Token, call and time accounting.
+
+use std::ops::{Add, AddAssign};
+
+use serde::{Deserialize, Serialize};
+
+/// What some work cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens sent (counted once per request, whatever its `n`).
+    pub prompt_tokens: u64,
+    /// Tokens generated, summed over every completion.
+    pub completion_tokens: u64,
+    /// Backend requests made.
+    pub calls: u64,
+    /// Wall time in milliseconds. Summed when adding usages of sequential work; for concurrent
+    /// work the caller measures the span itself.
+    pub elapsed_ms: u64,
+}
+
+impl Usage {
+    /// Prompt plus completion tokens.
+    pub fn total_tokens(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+impl Add for Usage {
+    type Output = Usage;
+
+    fn add(self, rhs: Usage) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens + rhs.prompt_tokens,
+            completion_tokens: self.completion_tokens + rhs.completion_tokens,
+            calls: self.calls + rhs.calls,
+            elapsed_ms: self.elapsed_ms + rhs.elapsed_ms,
+        }
+    }
+}
+
+impl AddAssign for Usage {
+    fn add_assign(&mut self, rhs: Usage) {
+        *self = *self + rhs;
+    }
+}

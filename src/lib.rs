@@ -1,0 +1,126 @@
+//! ponder: a test-time scaling orchestration engine.
+//!
+//! It makes a language model answer better by spending inference compute where it pays:
+//! strategies ([`strategies`]) over backends ([`engine`]) with scorers ([`prm`]), metered against
+//! budgets, run one problem at a time or as resumable batch jobs.
+//!
+//! This crate re-exports the three parts and wires a config file ([`Config`]) to a strategy and
+//! a backend. The `ponder` binary is its command-line front end.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use ponder::{Config, Problem};
+//!
+//! let config = Config::load(std::path::Path::new("examples/strategies/direct.toml"))?;
+//! let backend = config.model.load().await?;
+//! let strategy = config.strategy.build()?;
+//! let problem = Problem::new("q1", "What is 12 * 7?");
+//! let solution = ponder::engine::solve(strategy.as_ref(), &problem, backend, config.budget).await?;
+//! println!("{:?} ({} tokens)", solution.answer, solution.usage.total_tokens());
+//! # Ok(()) }
+//! ```
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use ponder_engine as engine;
+pub use ponder_prm as prm;
+pub use ponder_strategies as strategies;
+
+pub use ponder_engine::{
+    Backend, Budget, Candidate, Context, Error, GenerationRequest, Message, ModelConfig, Problem,
+    Prompt, Result, Runner, Solution, StopReason, Strategy, Usage,
+};
+pub use ponder_strategies::StrategyConfig;
+
+/// A whole config file: `[model]`, `[strategy]` and the per-problem `[budget]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Which model, where. Default: the built-in `smollm2-135m` on CPU.
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// Which strategy. Default: `direct`, step by step.
+    #[serde(default)]
+    pub strategy: StrategyConfig,
+    /// What one problem may spend. Default unlimited.
+    #[serde(default)]
+    pub budget: Budget,
+}
+
+impl Config {
+    /// Reads a TOML, YAML or JSON config file and validates it; errors name the file and key.
+    pub fn load(path: &Path) -> Result<Self> {
+        let config: Config = ponder_engine::config::load_file(path)?;
+        config.validate().map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok(config)
+    }
+
+    /// Checks the rules that serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        self.strategy.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ponder_engine::config::{parse_str, Format};
+
+    use super::*;
+
+    #[test]
+    fn a_full_config_parses_in_every_format() {
+        let toml = "[model]\nsource = \"smollm2-135m\"\ndevice = \"cpu\"\n\n[strategy]\nkind = \"direct\"\nstyle = \"direct\"\n\n[budget]\nmax_tokens = 1000\n";
+        let config: Config = parse_str(toml, Format::Toml).unwrap();
+        assert_eq!(config.budget.max_tokens, Some(1000));
+        let yaml = "model:\n  source: smollm2-135m\nstrategy:\n  kind: direct\n";
+        assert_eq!(
+            parse_str::<Config>(yaml, Format::Yaml)
+                .unwrap()
+                .model
+                .source,
+            "smollm2-135m"
+        );
+        let json = "{\"model\": {\"device\": \"cuda:1\"}}";
+        let config: Config = parse_str(json, Format::Json).unwrap();
+        assert_eq!(config.model.device, ponder_engine::DeviceSpec::Cuda(1));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = parse_str::<Config>("[model]\nsorce = \"x\"\n", Format::Toml).unwrap_err();
+        assert!(err.contains("sorce") && err.contains("model"), "{err}");
+        let err = parse_str::<Config>("[model]\ndevice = \"gpu\"\n", Format::Toml).unwrap_err();
+        assert!(err.contains("model.device") && err.contains("cpu"), "{err}");
+        let err = parse_str::<Config>("[model]\nmax_num_seqs = 0\n", Format::Toml).unwrap_err();
+        assert!(err.contains("max_num_seqs"), "{err}");
+        let err = parse_str::<Config>("[budget]\nmax_tokns = 5\n", Format::Toml).unwrap_err();
+        assert!(err.contains("max_tokns"), "{err}");
+        let err = parse_str::<Config>(
+            "{\"strategy\": {\"kind\": \"direct\", \"n\": 3}}",
+            Format::Json,
+        )
+        .unwrap_err();
+        assert!(err.contains("`n`"), "{err}");
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[strategy]\nkind = \"direct\"\ntemperature = -2.0\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&path.display().to_string()) && err.contains("temperature"),
+            "{err}"
+        );
+        let err = Config::load(&dir.path().join("config.ini"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(".toml"), "{err}");
+    }
+}

@@ -1,0 +1,355 @@
+//! The `ponder` command line: `solve`, `run`, `models`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use comfy_table::Table;
+use indicatif::{ProgressBar, ProgressStyle};
+use ponder::engine::models::{self, BUILTIN_MODELS};
+use ponder::engine::{runner, Budget, Problem, ResultLine, Runner, Strategy};
+use ponder::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ponder",
+    version,
+    about = "Test-time scaling over mistral.rs models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Solve one question and print the answer and a usage line.
+    Solve {
+        /// The question.
+        question: String,
+        /// Strategy config file (TOML, YAML or JSON). Default: direct, step by step.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Model source, overriding the config's (built-in name, .gguf, directory, hub id).
+        #[arg(long)]
+        model: Option<String>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a strategy over a problem set (JSON Lines), appending graded results; resumable.
+    Run {
+        /// Strategy config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Problem set (JSON Lines: id/question/answer, or HumanEval's fields).
+        #[arg(long)]
+        problems: PathBuf,
+        /// Results file (JSON Lines); an existing one is resumed.
+        #[arg(long)]
+        out: PathBuf,
+        /// Only the first N problems.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Problems solved at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Model source, overriding the config's.
+        #[arg(long)]
+        model: Option<String>,
+        /// Most tokens (prompt and completion) the whole run may spend.
+        #[arg(long)]
+        max_run_tokens: Option<u64>,
+    },
+    /// List the built-in models and their cache paths, or fetch one.
+    Models {
+        #[command(subcommand)]
+        action: Option<ModelsAction>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsAction {
+    /// Download and verify a built-in model.
+    Fetch {
+        /// Its name (see `ponder models`).
+        name: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Solve {
+                question,
+                config,
+                model,
+                json,
+            } => solve(&question, config.as_deref(), model, json).await,
+            Command::Run {
+                config,
+                problems,
+                out,
+                limit,
+                concurrency,
+                model,
+                max_run_tokens,
+            } => {
+                run(RunArgs {
+                    config,
+                    problems,
+                    out,
+                    limit,
+                    concurrency,
+                    model,
+                    max_run_tokens,
+                })
+                .await
+            }
+            Command::Models { action } => models_command(action),
+        }
+    })
+}
+
+fn load_config(path: Option<&Path>, model: Option<String>) -> anyhow::Result<Config> {
+    let mut config = match path {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(model) = model {
+        config.model.source = model;
+    }
+    Ok(config)
+}
+
+async fn solve(
+    question: &str,
+    config: Option<&Path>,
+    model: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let config = load_config(config, model)?;
+    let strategy = config.strategy.build()?;
+    let backend = config.model.load().await?;
+    let problem = Problem::new("question", question);
+    let solution =
+        ponder::engine::solve(strategy.as_ref(), &problem, backend, config.budget).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&solution)?);
+    } else {
+        println!("{}", solution.completion.trim());
+        println!();
+        println!("answer: {}", solution.answer.as_deref().unwrap_or("(none)"));
+        let u = solution.usage;
+        println!(
+            "usage: {} prompt + {} completion tokens, {} calls, {} ms ({}, stop: {})",
+            u.prompt_tokens,
+            u.completion_tokens,
+            u.calls,
+            u.elapsed_ms,
+            solution.strategy,
+            runner::stop_reason_name(solution.stop_reason),
+        );
+    }
+    Ok(())
+}
+
+struct RunArgs {
+    config: PathBuf,
+    problems: PathBuf,
+    out: PathBuf,
+    limit: Option<usize>,
+    concurrency: usize,
+    model: Option<String>,
+    max_run_tokens: Option<u64>,
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = load_config(Some(&args.config), args.model)?;
+    let mut problems = Problem::load_jsonl(&args.problems)?;
+    if let Some(limit) = args.limit {
+        problems.truncate(limit);
+    }
+    if args.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    let strategy: Arc<dyn Strategy> = Arc::from(config.strategy.build()?);
+    let backend = config.model.load().await?;
+    let mut run_budget = Budget::unlimited();
+    run_budget.max_tokens = args.max_run_tokens;
+    let runner = Runner::new(strategy, backend)
+        .with_concurrency(args.concurrency)
+        .with_problem_budget(config.budget)
+        .with_run_budget(run_budget);
+
+    let already = runner::read_results(&args.out)?;
+    let bar = ProgressBar::new(problems.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let ids: std::collections::HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
+    let mut tally = Tally::default();
+    for line in already
+        .iter()
+        .filter(|l| ids.contains(l.id.as_str()) && l.error.is_none())
+    {
+        tally.add(line);
+        bar.inc(1);
+    }
+    bar.set_message(tally.message());
+    bar.enable_steady_tick(Duration::from_millis(500));
+    let summary = runner
+        .run(&problems, &args.out, |line| {
+            tally.add(line);
+            if line.error.is_none() {
+                bar.inc(1);
+            }
+            bar.set_message(tally.message());
+        })
+        .await?;
+    bar.finish();
+
+    let mut table = Table::new();
+    table.set_header(vec![
+        "problems",
+        "resumed",
+        "solved",
+        "errors",
+        "not started",
+        "accuracy",
+        "tokens",
+        "tokens/problem",
+        "wall",
+    ]);
+    let accuracy = summary.accuracy().map_or("-".to_string(), |a| {
+        format!("{:.1}% ({}/{})", 100.0 * a, summary.correct, summary.graded)
+    });
+    let per_problem = if summary.solved + summary.errors > 0 {
+        format!(
+            "{:.0}",
+            summary.usage.total_tokens() as f64 / (summary.solved + summary.errors) as f64
+        )
+    } else {
+        "-".into()
+    };
+    table.add_row(vec![
+        summary.total.to_string(),
+        summary.resumed.to_string(),
+        summary.solved.to_string(),
+        summary.errors.to_string(),
+        summary.not_started.to_string(),
+        accuracy,
+        summary.usage.total_tokens().to_string(),
+        per_problem,
+        format!("{:.1}s", summary.wall_ms as f64 / 1000.0),
+    ]);
+    println!("{table}");
+    let reasons: Vec<String> = summary
+        .stop_reasons
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    if !reasons.is_empty() {
+        println!("stop reasons: {}", reasons.join(", "));
+    }
+    println!("results: {}", args.out.display());
+    if summary.errors > 0 {
+        eprintln!(
+            "{} problems failed; their lines carry the error and a rerun retries them",
+            summary.errors
+        );
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Tally {
+    done: usize,
+    graded: usize,
+    correct: usize,
+    tokens: u64,
+    errors: usize,
+}
+
+impl Tally {
+    fn add(&mut self, line: &ResultLine) {
+        if line.error.is_some() {
+            self.errors += 1;
+            return;
+        }
+        self.done += 1;
+        self.tokens += line.usage.total_tokens();
+        if let Some(correct) = line.correct {
+            self.graded += 1;
+            self.correct += usize::from(correct);
+        }
+    }
+
+    fn message(&self) -> String {
+        let acc = if self.graded > 0 {
+            format!(
+                "acc {:.1}% ({}/{})",
+                100.0 * self.correct as f64 / self.graded as f64,
+                self.correct,
+                self.graded
+            )
+        } else {
+            "acc -".into()
+        };
+        let errors = if self.errors > 0 {
+            format!(" | {} errors", self.errors)
+        } else {
+            String::new()
+        };
+        format!("{acc} | {} tokens{errors}", self.tokens)
+    }
+}
+
+fn models_command(action: Option<ModelsAction>) -> anyhow::Result<()> {
+    match action {
+        None => {
+            let mut table = Table::new();
+            table.set_header(vec!["name", "cached", "path", "about"]);
+            for model in BUILTIN_MODELS {
+                table.add_row(vec![
+                    model.name.to_string(),
+                    if model.is_cached() { "yes" } else { "no" }.to_string(),
+                    model.path().display().to_string(),
+                    model.about.to_string(),
+                ]);
+            }
+            println!("{table}");
+            println!(
+                "cache directory: {} (set PONDER_CACHE_DIR to move it)",
+                models::cache_dir().display()
+            );
+            Ok(())
+        }
+        Some(ModelsAction::Fetch { name }) => {
+            let Some(model) = models::builtin(&name) else {
+                let names: Vec<&str> = BUILTIN_MODELS.iter().map(|m| m.name).collect();
+                bail!(
+                    "`{name}` is not a built-in model; expected one of: {}",
+                    names.join(", ")
+                );
+            };
+            let path = model.ensure()?;
+            println!("{}: {}", model.name, path.display());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,713 @@
+//! [`BudgetForcing`] (s1, arXiv 2501.19393): control how long the model thinks.
+//!
+//! The strategy opens a thinking block itself (`<think>` after the chat template's assistant
+//! prefix, so models without native thinking work too). Past `max_thinking_tokens` it forces the
+//! end-of-thinking delimiter and the answer cue; when the model tries to end its thinking below
+//! `min_thinking_tokens` (or while `max_waits` allows), it suppresses the delimiter and
+//! end-of-sequence and appends a wait string ("Wait") instead.
+//!
+//! Two modes:
+//! - `in_decode` (default where the backend takes logits processors): one request per sample, a
+//!   [`ForcingProcessor`] steering the decode token by token. No prefix is ever resubmitted.
+//! - `resubmit` (s1's own way; the fallback for backends without logits processors): stop at the
+//!   delimiter, append the wait string, send the whole prefix again; then a last request for the
+//!   answer. The prefix cache of the backend decides how much of that is recomputed.
+//!
+//! Concurrency: one sample is one sequential chain of requests; wrap it in `best_of_n` for many.
+//! Cancellation: dropping the solve drops the in-flight request (see the backend's notes).
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use ponder_engine::answer::extract_answer;
+use ponder_engine::{
+    Backend, Candidate, Context, Error, FinishReason, GenerationRequest, LogitsProcessor, Message,
+    Problem, Prompt, Result, Sampling, Solution, StopReason, Strategy, TokenizeInput, Usage,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::prompt::ANSWER_CUE;
+
+/// One wait string, or several used in turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WaitStrings {
+    /// Always this string.
+    One(String),
+    /// These strings in rotation.
+    Many(Vec<String>),
+}
+
+impl WaitStrings {
+    /// The strings, in order.
+    pub fn as_list(&self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s.clone()],
+            Self::Many(list) => list.clone(),
+        }
+    }
+}
+
+impl Default for WaitStrings {
+    fn default() -> Self {
+        Self::One("Wait".into())
+    }
+}
+
+/// How the budget is enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForcingMode {
+    /// A logits processor inside one decode; falls back to `resubmit` on backends without
+    /// logits processors.
+    #[default]
+    InDecode,
+    /// Stop at the delimiter and resubmit the prefix with the wait string appended.
+    Resubmit,
+}
+
+/// Config of [`BudgetForcing`] (`kind = "budget_forcing"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetForcingConfig {
+    /// Opens the thinking block. Default `<think>`.
+    #[serde(default = "default_think_open")]
+    pub think_open: String,
+    /// Ends the thinking block. Default `</think>`.
+    #[serde(default = "default_think_close")]
+    pub think_close: String,
+    /// Thinking shorter than this is extended with the wait string. Default 0.
+    #[serde(default)]
+    pub min_thinking_tokens: usize,
+    /// Thinking is cut here: the delimiter and the answer cue are forced. Default 1024.
+    #[serde(default = "default_max_thinking_tokens")]
+    pub max_thinking_tokens: usize,
+    /// Appended where the model tries to stop thinking too early; a list is used in rotation
+    /// (s1's ablations: "Hmm", "Alternatively"). Default "Wait".
+    #[serde(default)]
+    pub wait: WaitStrings,
+    /// Times the end of thinking is ignored even past the minimum (s1's "ignore k times").
+    /// Below the minimum, waits are always inserted. Default 0.
+    #[serde(default)]
+    pub max_waits: usize,
+    /// Written after the thinking; the answer follows it. Default "Final Answer:".
+    #[serde(default = "default_answer_cue")]
+    pub answer_cue: String,
+    /// Most tokens for the answer after the cue. Default 64.
+    #[serde(default = "default_max_answer_tokens")]
+    pub max_answer_tokens: NonZeroUsize,
+    /// `in_decode` or `resubmit`. Default `in_decode`.
+    #[serde(default)]
+    pub mode: ForcingMode,
+    /// Sampling temperature; 0 is greedy. Default 0.
+    #[serde(default)]
+    pub temperature: f64,
+    /// Nucleus filter in (0, 1]. Default none.
+    #[serde(default)]
+    pub top_p: Option<f64>,
+}
+
+fn default_think_open() -> String {
+    "<think>".into()
+}
+fn default_think_close() -> String {
+    "</think>".into()
+}
+fn default_max_thinking_tokens() -> usize {
+    1024
+}
+fn default_answer_cue() -> String {
+    ANSWER_CUE.into()
+}
+fn default_max_answer_tokens() -> NonZeroUsize {
+    NonZeroUsize::MIN.saturating_add(63)
+}
+
+impl Default for BudgetForcingConfig {
+    fn default() -> Self {
+        Self {
+            think_open: default_think_open(),
+            think_close: default_think_close(),
+            min_thinking_tokens: 0,
+            max_thinking_tokens: default_max_thinking_tokens(),
+            wait: WaitStrings::default(),
+            max_waits: 0,
+            answer_cue: default_answer_cue(),
+            max_answer_tokens: default_max_answer_tokens(),
+            mode: ForcingMode::default(),
+            temperature: 0.0,
+            top_p: None,
+        }
+    }
+}
+
+impl BudgetForcingConfig {
+    /// Checks the values that serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: String| Error::StrategyConfig {
+            strategy: "budget_forcing",
+            reason,
+        };
+        if self.min_thinking_tokens > self.max_thinking_tokens {
+            return Err(bad(format!(
+                "min_thinking_tokens ({}) is above max_thinking_tokens ({})",
+                self.min_thinking_tokens, self.max_thinking_tokens
+            )));
+        }
+        for (key, value) in [
+            ("think_open", &self.think_open),
+            ("think_close", &self.think_close),
+            ("answer_cue", &self.answer_cue),
+        ] {
+            if value.trim().is_empty() {
+                return Err(bad(format!("{key} must not be empty")));
+            }
+        }
+        let waits = self.wait.as_list();
+        if waits.is_empty() || waits.iter().any(|w| w.trim().is_empty()) {
+            return Err(bad(
+                "wait must be a non-empty string or list of non-empty strings".into(),
+            ));
+        }
+        crate::config::check_sampling("budget_forcing", self.temperature, self.top_p)
+    }
+}
+
+/// Per-sample details, reported as the solution's `details`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForcingDetails {
+    /// Tokens generated inside the thinking block (forced wait tokens included).
+    pub thinking_tokens: usize,
+    /// Wait strings inserted.
+    pub waits: usize,
+    /// Whether the cap forced the end of thinking.
+    pub forced_end: bool,
+    /// Tokens generated after the answer cue.
+    pub answer_tokens: usize,
+    /// Prompt tokens sent again because of resubmissions (0 in decode).
+    pub resubmitted_prompt_tokens: u64,
+    /// The mode that ran.
+    pub mode: ForcingMode,
+}
+
+/// Token ids of the strings the processor forces or watches for.
+#[derive(Debug, Clone)]
+pub struct ForcingTokens {
+    /// The end-of-thinking delimiter.
+    pub close: Vec<u32>,
+    /// The answer cue (with its leading newline).
+    pub cue: Vec<u32>,
+    /// The wait strings (with their leading space), in rotation order.
+    pub waits: Vec<Vec<u32>>,
+    /// End-of-sequence ids.
+    pub eos: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Thinking,
+    Cue,
+    Answer,
+    Done,
+}
+
+#[derive(Debug)]
+struct ForcingState {
+    prompt_len: Option<usize>,
+    seen: usize,
+    phase: Phase,
+    /// Tokens still to force, in order.
+    forcing: std::collections::VecDeque<u32>,
+    /// Where the forced run that is in `forcing` leads.
+    after_forcing: Phase,
+    details: ForcingDetails,
+}
+
+/// The in-decode controller: one sequence per instance (use one request of `n = 1` each).
+///
+/// It reads the tokens the sequence gained since its last call, advances a small state machine
+/// (thinking, delimiter, cue, answer), and bans or forces tokens:
+/// below the minimum or while waits remain, the delimiter's first token and end-of-sequence are
+/// banned and, where one of them was the most likely token, the wait string is forced instead; at
+/// the cap the delimiter (token by token, however many it has) and the cue are forced; after
+/// `max_answer_tokens` of answer, end-of-sequence is forced.
+#[derive(Debug)]
+pub struct ForcingProcessor {
+    tokens: ForcingTokens,
+    min_thinking: usize,
+    max_thinking: usize,
+    max_waits: usize,
+    max_answer: usize,
+    state: Mutex<ForcingState>,
+}
+
+impl ForcingProcessor {
+    /// A controller for one sequence.
+    pub fn new(tokens: ForcingTokens, config: &BudgetForcingConfig) -> Self {
+        Self {
+            tokens,
+            min_thinking: config.min_thinking_tokens,
+            max_thinking: config.max_thinking_tokens,
+            max_waits: config.max_waits,
+            max_answer: config.max_answer_tokens.get(),
+            state: Mutex::new(ForcingState {
+                prompt_len: None,
+                seen: 0,
+                phase: Phase::Thinking,
+                forcing: std::collections::VecDeque::new(),
+                after_forcing: Phase::Thinking,
+                details: ForcingDetails::default(),
+            }),
+        }
+    }
+
+    /// What happened so far.
+    pub fn details(&self) -> ForcingDetails {
+        self.state
+            .lock()
+            .map(|s| s.details)
+            .unwrap_or_else(|p| p.into_inner().details)
+    }
+
+    /// Tokens in the longest suffix of `generated` that is a proper prefix of `pattern`.
+    fn partial_match(generated: &[u32], pattern: &[u32]) -> usize {
+        (1..pattern.len())
+            .rev()
+            .find(|&k| generated.ends_with(pattern.get(..k).unwrap_or_default()))
+            .unwrap_or(0)
+    }
+
+    fn advance(&self, state: &mut ForcingState, token: u32, generated: &[u32]) {
+        match state.phase {
+            Phase::Thinking => {
+                state.details.thinking_tokens += 1;
+                if generated.ends_with(&self.tokens.close) {
+                    // The delimiter is not thinking.
+                    state.details.thinking_tokens = state
+                        .details
+                        .thinking_tokens
+                        .saturating_sub(self.tokens.close.len());
+                    state.phase = Phase::Cue;
+                    state.forcing = self.tokens.cue.iter().copied().collect();
+                    state.after_forcing = Phase::Answer;
+                }
+            }
+            Phase::Cue => {}
+            Phase::Answer => state.details.answer_tokens += 1,
+            Phase::Done => {}
+        }
+        let _ = token;
+        if state.phase == Phase::Cue && state.forcing.is_empty() {
+            state.phase = Phase::Answer;
+        }
+    }
+
+    fn decide(&self, state: &mut ForcingState, logits: &mut [f32], generated: &[u32]) {
+        if let Some(next) = state.forcing.pop_front() {
+            force(logits, next);
+            if state.forcing.is_empty() && state.phase == Phase::Cue {
+                state.phase = state.after_forcing;
+            }
+            return;
+        }
+        match state.phase {
+            Phase::Thinking => self.decide_thinking(state, logits, generated),
+            Phase::Cue => {}
+            Phase::Answer => {
+                if state.details.answer_tokens >= self.max_answer {
+                    if let Some(&eos) = self.tokens.eos.first() {
+                        force(logits, eos);
+                        state.phase = Phase::Done;
+                    }
+                }
+            }
+            Phase::Done => {
+                if let Some(&eos) = self.tokens.eos.first() {
+                    force(logits, eos);
+                }
+            }
+        }
+    }
+
+    fn decide_thinking(&self, state: &mut ForcingState, logits: &mut [f32], generated: &[u32]) {
+        let thought = state.details.thinking_tokens;
+        let close = &self.tokens.close;
+        let matched = Self::partial_match(generated, close);
+        if thought + (close.len() - matched) > self.max_thinking + close.len() - matched
+            || thought >= self.max_thinking
+        {
+            // The cap: finish the delimiter from wherever a partial match left it.
+            state.details.forced_end = true;
+            state.forcing = close.iter().skip(matched).copied().collect();
+            if let Some(next) = state.forcing.pop_front() {
+                force(logits, next);
+            }
+            return;
+        }
+        let first = close.first().copied();
+        let top = argmax(logits);
+        let wants_to_end = matched == 0 && (Some(top) == first || self.tokens.eos.contains(&top));
+        let may_wait = thought < self.min_thinking || state.details.waits < self.max_waits;
+        let wait = self
+            .tokens
+            .waits
+            .get(state.details.waits % self.tokens.waits.len().max(1))
+            .cloned()
+            .unwrap_or_default();
+        let wait_fits = thought + wait.len() <= self.max_thinking;
+        if may_wait {
+            // Never let the model start the delimiter or stop outright while a wait is owed.
+            if matched == 0 {
+                if let Some(first) = first {
+                    ban(logits, first);
+                }
+            }
+            for &eos in &self.tokens.eos {
+                ban(logits, eos);
+            }
+            if wants_to_end && wait_fits && !wait.is_empty() {
+                state.details.waits += 1;
+                state.forcing = wait.iter().copied().collect();
+                if let Some(next) = state.forcing.pop_front() {
+                    force(logits, next);
+                }
+            }
+        } else if self.tokens.eos.contains(&top) {
+            // Ending without the delimiter would lose the answer: close the thinking instead.
+            state.forcing = close.iter().skip(matched).copied().collect();
+            if let Some(next) = state.forcing.pop_front() {
+                force(logits, next);
+            }
+        }
+    }
+}
+
+fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0usize;
+    let mut best_value = f32::NEG_INFINITY;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > best_value {
+            best_value = v;
+            best = i;
+        }
+    }
+    u32::try_from(best).unwrap_or(0)
+}
+
+fn ban(logits: &mut [f32], id: u32) {
+    if let Some(l) = logits.get_mut(id as usize) {
+        *l = f32::NEG_INFINITY;
+    }
+}
+
+fn force(logits: &mut [f32], id: u32) {
+    for (i, l) in logits.iter_mut().enumerate() {
+        if i != id as usize {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+    if let Some(l) = logits.get_mut(id as usize) {
+        if !l.is_finite() {
+            *l = 0.0;
+        }
+    }
+}
+
+impl LogitsProcessor for ForcingProcessor {
+    fn process(&self, logits: &mut [f32], context: &[u32]) {
+        let mut state = match self.state.lock() {
+            Ok(state) => state,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let prompt_len = *state.prompt_len.get_or_insert(context.len());
+        let generated = context.get(prompt_len..).unwrap_or_default();
+        while state.seen < generated.len() {
+            let token = generated.get(state.seen).copied().unwrap_or(0);
+            state.seen += 1;
+            let upto = generated.get(..state.seen).unwrap_or_default();
+            self.advance(&mut state, token, upto);
+        }
+        self.decide(&mut state, logits, generated);
+    }
+}
+
+/// Budget forcing over one sample; see the module docs.
+#[derive(Debug, Clone)]
+pub struct BudgetForcing {
+    config: BudgetForcingConfig,
+}
+
+impl BudgetForcing {
+    /// A budget-forcing strategy with `config` (validate it first).
+    pub fn new(config: BudgetForcingConfig) -> Self {
+        Self { config }
+    }
+
+    fn messages(&self, problem: &Problem) -> Vec<Message> {
+        let c = &self.config;
+        vec![Message::user(format!(
+            "{}\n\nThink it through step by step between {} and {}. Then give the final answer on its own line, in the form \"{} <answer>\".",
+            problem.question.trim(),
+            c.think_open,
+            c.think_close,
+            c.answer_cue
+        ))]
+    }
+
+    fn sampling(&self) -> Sampling {
+        Sampling {
+            temperature: self.config.temperature,
+            top_p: self.config.top_p,
+            top_k: None,
+        }
+    }
+
+    /// Token ids of the delimiter, cue and waits on `backend`.
+    pub async fn tokens(&self, backend: &dyn Backend) -> Result<ForcingTokens> {
+        let c = &self.config;
+        let close = backend
+            .tokenize(TokenizeInput::Piece(&c.think_close))
+            .await?;
+        let cue = backend
+            .tokenize(TokenizeInput::Piece(&format!("\n{}", c.answer_cue)))
+            .await?;
+        let mut waits = Vec::new();
+        for wait in c.wait.as_list() {
+            waits.push(
+                backend
+                    .tokenize(TokenizeInput::Piece(&format!(" {wait}")))
+                    .await?,
+            );
+        }
+        Ok(ForcingTokens {
+            close,
+            cue,
+            waits,
+            eos: backend.capabilities().eos_token_ids,
+        })
+    }
+
+    async fn in_decode(&self, problem: &Problem, cx: &Context) -> Result<Outcome> {
+        let backend = cx.backend();
+        let tokens = self.tokens(backend.as_ref()).await?;
+        let processor = Arc::new(ForcingProcessor::new(tokens.clone(), &self.config));
+        let c = &self.config;
+        // Thinking, waits included, is capped by max_thinking_tokens; then the delimiter, the
+        // cue and the answer.
+        let max_tokens = c.max_thinking_tokens
+            + tokens.close.len()
+            + tokens.cue.len()
+            + c.max_answer_tokens.get()
+            + 1;
+        let request = GenerationRequest::new(Prompt::Chat {
+            messages: self.messages(problem),
+            assistant_prefix: c.think_open.clone(),
+        })
+        .with_max_tokens(max_tokens)
+        .with_sampling(self.sampling())
+        .with_logits_processor(Arc::clone(&processor) as Arc<dyn LogitsProcessor>);
+        let generation = backend.generate(request).await?;
+        let choice = generation
+            .choices
+            .into_iter()
+            .next()
+            .ok_or(Error::Inference {
+                message: "the backend returned no completion".into(),
+            })?;
+        let mut details = processor.details();
+        details.mode = ForcingMode::InDecode;
+        // The processor does not see the last token (it is sampled after its final call).
+        let (thinking, answer) = split(&choice.text, &c.think_close, &c.answer_cue);
+        details.answer_tokens = choice
+            .completion_tokens
+            .saturating_sub(details.thinking_tokens + tokens.close.len() + tokens.cue.len());
+        Ok(Outcome {
+            text: choice.text.clone(),
+            thinking,
+            answer,
+            details,
+            tokens: choice.completion_tokens as u64,
+            finish: choice.finish_reason,
+        })
+    }
+
+    async fn resubmit(&self, problem: &Problem, cx: &Context) -> Result<Outcome> {
+        let backend = cx.backend();
+        let c = &self.config;
+        let messages = self.messages(problem);
+        let waits = c.wait.as_list();
+        let mut details = ForcingDetails {
+            mode: ForcingMode::Resubmit,
+            ..ForcingDetails::default()
+        };
+        let mut thinking = String::new();
+        let mut tokens = 0u64;
+        let mut first_prompt: Option<u64> = None;
+        let mut prompt_sent = 0u64;
+        loop {
+            let left = c
+                .max_thinking_tokens
+                .saturating_sub(details.thinking_tokens);
+            if left == 0 {
+                details.forced_end = true;
+                break;
+            }
+            let request = GenerationRequest::new(Prompt::Chat {
+                messages: messages.clone(),
+                assistant_prefix: format!("{}{thinking}", c.think_open),
+            })
+            .with_max_tokens(left)
+            .with_stop(c.think_close.clone())
+            .with_sampling(self.sampling());
+            let generation = backend.generate(request).await?;
+            first_prompt.get_or_insert(generation.usage.prompt_tokens);
+            prompt_sent += generation.usage.prompt_tokens;
+            let choice = generation
+                .choices
+                .into_iter()
+                .next()
+                .ok_or(Error::Inference {
+                    message: "the backend returned no completion".into(),
+                })?;
+            details.thinking_tokens += choice.completion_tokens;
+            tokens += choice.completion_tokens as u64;
+            thinking.push_str(&choice.text);
+            if choice.finish_reason == FinishReason::Length {
+                details.forced_end = true;
+                break;
+            }
+            let may_wait =
+                details.thinking_tokens < c.min_thinking_tokens || details.waits < c.max_waits;
+            if !may_wait {
+                break;
+            }
+            let wait = waits
+                .get(details.waits % waits.len().max(1))
+                .cloned()
+                .unwrap_or_default();
+            thinking.push(' ');
+            thinking.push_str(&wait);
+            details.waits += 1;
+            // The wait string counts as thinking, as in decode.
+            let wait_tokens = backend
+                .tokenize(TokenizeInput::Piece(&format!(" {wait}")))
+                .await?;
+            details.thinking_tokens += wait_tokens.len();
+        }
+        let cue_prefix = format!(
+            "{}{thinking}{}\n{}",
+            c.think_open, c.think_close, c.answer_cue
+        );
+        let request = GenerationRequest::new(Prompt::Chat {
+            messages,
+            assistant_prefix: cue_prefix,
+        })
+        .with_max_tokens(c.max_answer_tokens.get())
+        .with_sampling(self.sampling());
+        let generation = backend.generate(request).await?;
+        prompt_sent += generation.usage.prompt_tokens;
+        let choice = generation
+            .choices
+            .into_iter()
+            .next()
+            .ok_or(Error::Inference {
+                message: "the backend returned no completion".into(),
+            })?;
+        details.answer_tokens = choice.completion_tokens;
+        details.resubmitted_prompt_tokens = prompt_sent.saturating_sub(first_prompt.unwrap_or(0));
+        tokens += choice.completion_tokens as u64;
+        let text = format!(
+            "{thinking}{}\n{} {}",
+            c.think_close,
+            c.answer_cue,
+            choice.text.trim_start()
+        );
+        Ok(Outcome {
+            thinking,
+            answer: choice.text.clone(),
+            text,
+            details,
+            tokens,
+            finish: choice.finish_reason,
+        })
+    }
+
+    /// Runs the configured mode, falling back to `resubmit` where the backend cannot run logits
+    /// processors.
+    pub fn effective_mode(&self, backend: &dyn Backend) -> ForcingMode {
+        match self.config.mode {
+            ForcingMode::InDecode if backend.capabilities().logits_processors => {
+                ForcingMode::InDecode
+            }
+            _ => ForcingMode::Resubmit,
+        }
+    }
+}
+
+/// What one forced sample produced.
+#[derive(Debug, Clone)]
+struct Outcome {
+    text: String,
+    thinking: String,
+    answer: String,
+    details: ForcingDetails,
+    tokens: u64,
+    finish: FinishReason,
+}
+
+/// Splits a completion into the thinking and what follows the cue.
+fn split(text: &str, close: &str, cue: &str) -> (String, String) {
+    match text.find(close) {
+        Some(at) => {
+            let thinking = text.get(..at).unwrap_or_default().to_string();
+            let rest = text.get(at + close.len()..).unwrap_or_default();
+            let answer = rest
+                .find(cue)
+                .map_or(rest, |i| rest.get(i + cue.len()..).unwrap_or_default());
+            (thinking, answer.to_string())
+        }
+        None => (text.to_string(), String::new()),
+    }
+}
+
+#[async_trait]
+impl Strategy for BudgetForcing {
+    fn name(&self) -> &'static str {
+        "budget_forcing"
+    }
+
+    #[tracing::instrument(skip_all, fields(strategy = "budget_forcing", problem = %problem.id))]
+    async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+        let outcome = match self.effective_mode(cx.backend().as_ref()) {
+            ForcingMode::InDecode => self.in_decode(problem, cx).await,
+            ForcingMode::Resubmit => self.resubmit(problem, cx).await,
+        };
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(Error::BudgetExhausted { resource }) => {
+                return Ok(Solution::exhausted(self.name(), resource))
+            }
+            Err(e) => return Err(e),
+        };
+        let answer = extract_answer(&outcome.answer).or_else(|| extract_answer(&outcome.thinking));
+        let stop_reason = match outcome.finish {
+            FinishReason::Length => StopReason::MaxTokens,
+            FinishReason::Stop => StopReason::Completed,
+        };
+        let candidate = Candidate {
+            answer,
+            text: outcome.text,
+            score: None,
+            tokens: outcome.tokens,
+        };
+        let mut solution = Solution::single(self.name(), candidate, stop_reason);
+        solution.details =
+            serde_json::to_value(outcome.details).map_err(|source| Error::Serialize {
+                what: "budget forcing details",
+                source,
+            })?;
+        let _ = Usage::default();
+        Ok(solution)
+    }
+}

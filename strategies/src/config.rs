@@ -1,0 +1,121 @@
+//! [`StrategyConfig`]: the `[strategy]` table of a config file, and building strategies from it.
+
+use ponder_engine::{Error, Result, Strategy};
+use serde::{Deserialize, Serialize};
+
+use crate::budget_forcing::{BudgetForcing, BudgetForcingConfig};
+use crate::direct::{Direct, DirectConfig};
+
+/// A strategy as a config file describes it; `kind` picks the strategy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StrategyConfig {
+    /// One sample in a prompt style.
+    Direct(DirectConfig),
+    /// s1 budget forcing: cap or extend the thinking with "Wait".
+    BudgetForcing(BudgetForcingConfig),
+}
+
+impl Default for StrategyConfig {
+    fn default() -> Self {
+        Self::Direct(DirectConfig::default())
+    }
+}
+
+impl StrategyConfig {
+    /// The strategy's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Direct(_) => "direct",
+            Self::BudgetForcing(_) => "budget_forcing",
+        }
+    }
+
+    /// Checks cross-field rules, recursively.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Self::Direct(config) => config.validate(),
+            Self::BudgetForcing(config) => config.validate(),
+        }
+    }
+
+    /// Builds the strategy (validating first).
+    pub fn build(&self) -> Result<Box<dyn Strategy>> {
+        self.validate()?;
+        Ok(match self {
+            Self::Direct(config) => Box::new(Direct::new(config.clone())),
+            Self::BudgetForcing(config) => Box::new(BudgetForcing::new(config.clone())),
+        })
+    }
+}
+
+/// Checks a temperature and top-p pair.
+pub(crate) fn check_sampling(
+    strategy: &'static str,
+    temperature: f64,
+    top_p: Option<f64>,
+) -> Result<()> {
+    if !temperature.is_finite() || temperature < 0.0 {
+        return Err(Error::StrategyConfig {
+            strategy,
+            reason: format!("temperature must be a number >= 0, got {temperature}"),
+        });
+    }
+    if let Some(p) = top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(Error::StrategyConfig {
+                strategy,
+                reason: format!("top_p must be in (0, 1], got {p}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use ponder_engine::config::{parse_str, Format};
+
+    use super::*;
+
+    #[test]
+    fn direct_parses_with_defaults() {
+        let config: StrategyConfig = parse_str("kind = \"direct\"", Format::Toml).unwrap();
+        assert_eq!(config, StrategyConfig::Direct(DirectConfig::default()));
+        let config: StrategyConfig = parse_str(
+            "{\"kind\": \"direct\", \"style\": \"direct\", \"max_tokens\": 8}",
+            Format::Json,
+        )
+        .unwrap();
+        let StrategyConfig::Direct(direct) = config else {
+            panic!("not direct")
+        };
+        assert_eq!(direct.max_tokens.get(), 8);
+    }
+
+    #[test]
+    fn misspelt_keys_zeros_and_bad_values_are_rejected() {
+        let err = parse_str::<StrategyConfig>("kind = \"direct\"\nmax_tokenz = 3", Format::Toml)
+            .unwrap_err();
+        assert!(err.contains("max_tokenz"), "{err}");
+        let err = parse_str::<StrategyConfig>("kind = \"direct\"\nmax_tokens = 0", Format::Toml)
+            .unwrap_err();
+        assert!(
+            err.contains("max_tokens") || err.contains("nonzero"),
+            "{err}"
+        );
+        let err = parse_str::<StrategyConfig>("kind: direct\nstyle: verbose\n", Format::Yaml)
+            .unwrap_err();
+        assert!(err.contains("verbose"), "{err}");
+        let err = parse_str::<StrategyConfig>("kind = \"magic\"", Format::Toml).unwrap_err();
+        assert!(err.contains("magic"), "{err}");
+        let config: StrategyConfig =
+            parse_str("kind = \"direct\"\ntemperature = -1.0", Format::Toml).unwrap();
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("temperature"));
+    }
+}

@@ -1,0 +1,28 @@
+//! Test-time scaling strategies for ponder.
+//!
+//! Each strategy implements [`ponder_engine::Strategy`] and has a config struct that mirrors its
+//! `[strategy]` table; [`StrategyConfig`] picks one by `kind` and builds it.
+//!
+//! - [`Direct`]: one sample in a [`PromptStyle`] (direct, step by step, Chain of Draft).
+//! - [`BudgetForcing`]: s1's control of thinking length, in the decode or by resubmission.
+//!
+//! ```
+//! use ponder_strategies::{StrategyConfig, DirectConfig, PromptStyle};
+//!
+//! let config = StrategyConfig::Direct(DirectConfig { style: PromptStyle::ChainOfDraft, ..DirectConfig::default() });
+//! let strategy = config.build().unwrap();
+//! assert_eq!(strategy.name(), "direct");
+//! ```
+
+mod budget_forcing;
+pub mod config;
+mod direct;
+mod prompt;
+
+pub use budget_forcing::{
+    BudgetForcing, BudgetForcingConfig, ForcingDetails, ForcingMode, ForcingProcessor,
+    ForcingTokens, WaitStrings,
+};
+pub use config::StrategyConfig;
+pub use direct::{Direct, DirectConfig};
+pub use prompt::{PromptStyle, ANSWER_CUE};

@@ -1,0 +1,44 @@
+//! Shared set-up for the end-to-end tests: one runtime and one real SmolLM2-135M backend per
+//! test binary (fetched on first use, like `ponder models fetch smollm2-135m`).
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, LazyLock, OnceLock};
+
+use ponder::engine::{Backend, MistralRsBackend, ModelConfig};
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("test runtime")
+});
+
+static SMOLLM: OnceLock<Arc<MistralRsBackend>> = OnceLock::new();
+
+/// Runs a future on the shared test runtime.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    RUNTIME.block_on(future)
+}
+
+/// The real SmolLM2-135M, loaded once per test binary.
+pub fn smollm() -> Arc<MistralRsBackend> {
+    Arc::clone(SMOLLM.get_or_init(|| {
+        block_on(async {
+            let config = ModelConfig::default();
+            let source =
+                ponder::engine::models::ModelSource::parse(&config.source).expect("source");
+            Arc::new(
+                MistralRsBackend::load(&source, &config.load_options())
+                    .await
+                    .expect("loading smollm2-135m"),
+            )
+        })
+    }))
+}
+
+/// The same backend behind the trait.
+pub fn smollm_dyn() -> Arc<dyn Backend> {
+    smollm()
+}

@@ -1,0 +1,254 @@
+//! End-to-end tests of the mistral.rs backend on the real SmolLM2-135M (CPU).
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{block_on, smollm, smollm_dyn};
+use ponder::engine::{
+    Backend, Budget, Error, FinishReason, GenerationRequest, Message, Prompt, Sampling,
+    TokenizeInput,
+};
+use ponder::strategies::{Direct, DirectConfig};
+use ponder::{Problem, StopReason};
+
+fn ask(question: &str) -> Prompt {
+    Prompt::chat(vec![Message::user(question)])
+}
+
+#[test]
+fn solve_extracts_an_answer_and_counts_usage() {
+    let backend = smollm_dyn();
+    let strategy = Direct::new(DirectConfig {
+        max_tokens: std::num::NonZeroUsize::new(96).unwrap(),
+        ..DirectConfig::default()
+    });
+    let problem = Problem::new("add", "What is 2 + 3?").with_reference("5");
+    let solution = block_on(ponder::engine::solve(
+        &strategy,
+        &problem,
+        backend,
+        Budget::unlimited(),
+    ))
+    .unwrap();
+    assert!(
+        solution.answer.is_some(),
+        "no answer in {:?}",
+        solution.completion
+    );
+    assert_eq!(solution.usage.calls, 1);
+    assert!(solution.usage.prompt_tokens > 10);
+    assert_eq!(
+        solution.usage.completion_tokens,
+        solution.candidates[0].tokens
+    );
+    assert!(solution.usage.completion_tokens > 0 && solution.usage.completion_tokens <= 96);
+    assert!(matches!(
+        solution.stop_reason,
+        StopReason::Completed | StopReason::MaxTokens
+    ));
+}
+
+#[test]
+fn chat_prompts_go_through_the_models_template() {
+    let backend = smollm();
+    let ids = block_on(backend.tokenize(TokenizeInput::Prompt(&ask("Hi")))).unwrap();
+    let text = block_on(backend.detokenize(&ids)).unwrap();
+    assert!(text.contains("<|im_start|>user"), "{text}");
+    assert!(text.trim_end().ends_with("<|im_start|>assistant"), "{text}");
+    let with_prefix = Prompt::Chat {
+        messages: vec![Message::user("Hi")],
+        assistant_prefix: "<think>".into(),
+    };
+    let ids2 = block_on(backend.tokenize(TokenizeInput::Prompt(&with_prefix))).unwrap();
+    assert!(ids2.len() > ids.len() && ids2.starts_with(&ids));
+}
+
+#[test]
+fn four_samples_in_one_request_with_usage_summed_per_choice() {
+    let backend = smollm_dyn();
+    let request = GenerationRequest::new(ask("Write a short sentence about the sea."))
+        .with_n(4)
+        .with_max_tokens(24)
+        .with_sampling(Sampling::with_temperature(0.9));
+    let generation = block_on(backend.generate(request)).unwrap();
+    assert_eq!(generation.choices.len(), 4);
+    let sum: usize = generation.choices.iter().map(|c| c.completion_tokens).sum();
+    assert_eq!(generation.usage.completion_tokens, sum as u64);
+    assert!(generation
+        .choices
+        .iter()
+        .all(|c| c.completion_tokens >= 1 && c.completion_tokens <= 24));
+    assert_eq!(generation.usage.calls, 1);
+    // Prompt counted once for the request, not once per choice.
+    let prompt_ids = block_on(backend.tokenize(TokenizeInput::Prompt(&ask(
+        "Write a short sentence about the sea.",
+    ))))
+    .unwrap();
+    assert_eq!(generation.usage.prompt_tokens, prompt_ids.len() as u64);
+}
+
+#[test]
+fn a_stop_sequence_stops_the_completion() {
+    let backend = smollm_dyn();
+    let prompt = ask("List the numbers from 1 to 30, separated by commas.");
+    let free =
+        block_on(backend.generate(GenerationRequest::new(prompt.clone()).with_max_tokens(48)))
+            .unwrap();
+    let text = &free.choices[0].text;
+    // Stop at a piece of the free completion that is neither at its very start nor its end.
+    let stop = text
+        .split_whitespace()
+        .nth(3)
+        .unwrap_or_else(|| panic!("greedy completion too short: {text:?}"))
+        .to_string();
+    let stopped = block_on(
+        backend.generate(
+            GenerationRequest::new(prompt)
+                .with_max_tokens(48)
+                .with_stop(stop.clone()),
+        ),
+    )
+    .unwrap();
+    let choice = &stopped.choices[0];
+    assert!(
+        !choice.text.contains(&stop),
+        "{:?} still holds {stop:?}",
+        choice.text
+    );
+    assert_eq!(choice.finish_reason, FinishReason::Stop);
+    assert!(choice.completion_tokens < free.choices[0].completion_tokens);
+    assert!(
+        text.starts_with(choice.text.trim_end()),
+        "{text:?} vs {:?}",
+        choice.text
+    );
+}
+
+#[test]
+fn a_processor_that_bans_end_of_sequence_reaches_max_tokens() {
+    let backend = smollm();
+    let eos = backend.capabilities().eos_token_ids;
+    assert!(!eos.is_empty(), "the GGUF names its end-of-sequence tokens");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let ban = move |logits: &mut [f32], _context: &[u32]| {
+        seen.fetch_add(1, Ordering::Relaxed);
+        for &id in &eos {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+    };
+    // "Say OK." ends after a couple of tokens when left alone.
+    let prompt = ask("Reply with just the word OK.");
+    let free =
+        block_on(backend.generate(GenerationRequest::new(prompt.clone()).with_max_tokens(40)))
+            .unwrap();
+    assert_eq!(
+        free.choices[0].finish_reason,
+        FinishReason::Stop,
+        "{:?}",
+        free.choices[0].text
+    );
+    let banned = block_on(
+        backend.generate(
+            GenerationRequest::new(prompt)
+                .with_max_tokens(40)
+                .with_logits_processor(Arc::new(ban)),
+        ),
+    )
+    .unwrap();
+    assert_eq!(banned.choices[0].completion_tokens, 40);
+    assert_eq!(banned.choices[0].finish_reason, FinishReason::Length);
+    assert!(calls.load(Ordering::Relaxed) >= 40);
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_a_clear_error() {
+    let backend = smollm_dyn();
+    let context = backend
+        .capabilities()
+        .context_tokens
+        .expect("GGUF context length");
+    let long = Prompt::Tokens(vec![1000; context + 10]);
+    let err =
+        block_on(backend.generate(GenerationRequest::new(long).with_max_tokens(16))).unwrap_err();
+    match err {
+        Error::PromptTooLong {
+            prompt_tokens,
+            max_tokens,
+            context_tokens,
+        } => {
+            assert_eq!(
+                (prompt_tokens, max_tokens, context_tokens),
+                (context + 10, 16, context)
+            );
+        }
+        other => panic!("expected PromptTooLong, got {other}"),
+    }
+    // Fits on its own but not with max_tokens.
+    let almost = Prompt::Tokens(vec![1000; context - 8]);
+    let err =
+        block_on(backend.generate(GenerationRequest::new(almost).with_max_tokens(16))).unwrap_err();
+    assert!(
+        err.to_string().contains("exceeds the model's context"),
+        "{err}"
+    );
+    let text = Prompt::Text("word ".repeat(context + 100));
+    assert!(matches!(
+        block_on(backend.generate(GenerationRequest::new(text))),
+        Err(Error::PromptTooLong { .. })
+    ));
+}
+
+#[test]
+fn a_dropped_request_leaves_the_engine_working() {
+    let backend = smollm_dyn();
+    for n in [1, 4] {
+        let request = GenerationRequest::new(ask("Tell me a long story about a dragon."))
+            .with_n(n)
+            .with_max_tokens(200)
+            .with_sampling(Sampling::with_temperature(0.8));
+        let cut = block_on(tokio::time::timeout(
+            Duration::from_millis(300),
+            backend.generate(request),
+        ));
+        assert!(cut.is_err(), "the request should still have been running");
+    }
+    // And a solve dropped mid-flight.
+    let strategy = Direct::new(DirectConfig::default());
+    let problem = Problem::new("drop", "Explain photosynthesis in detail.");
+    let dropped = block_on(tokio::time::timeout(
+        Duration::from_millis(200),
+        ponder::engine::solve(
+            &strategy,
+            &problem,
+            Arc::clone(&backend),
+            Budget::unlimited(),
+        ),
+    ));
+    assert!(dropped.is_err());
+    let after = block_on(
+        backend.generate(GenerationRequest::new(ask("What is 1 + 1?")).with_max_tokens(8)),
+    )
+    .unwrap();
+    assert_eq!(after.choices.len(), 1);
+    assert!(after.choices[0].completion_tokens >= 1);
+}
+
+#[test]
+fn a_budget_is_never_exceeded_on_the_real_model() {
+    let backend = smollm_dyn();
+    let strategy = Direct::new(DirectConfig::default());
+    let problem = Problem::new("budget", "Explain how rain forms, in detail.");
+    let budget = Budget::unlimited().with_max_tokens(80);
+    let solution = block_on(ponder::engine::solve(&strategy, &problem, backend, budget)).unwrap();
+    assert!(solution.usage.total_tokens() <= 80, "{:?}", solution.usage);
+    assert!(matches!(
+        solution.stop_reason,
+        StopReason::MaxTokens | StopReason::TokenBudget
+    ));
+}
