@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, LazyLock, OnceLock};
 
-use ponder::engine::{Backend, MistralRsBackend, ModelConfig};
+use ponder::engine::{Backend, LoadOptions, MistralRsBackend, ModelConfig};
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
@@ -30,12 +30,27 @@ pub fn smollm() -> Arc<MistralRsBackend> {
             let source =
                 ponder::engine::models::ModelSource::parse(&config.source).expect("source");
             Arc::new(
-                MistralRsBackend::load(&source, &config.load_options())
+                MistralRsBackend::load(&source, &options())
                     .await
                     .expect("loading smollm2-135m"),
             )
         })
     }))
+}
+
+/// Load options for the shared backend: the defaults, except that `PONDER_TEST_PREFIX_CACHE=N`
+/// turns mistral.rs's prefix cache on (the default leaves it off: in 0.8.1 it corrupts the
+/// outputs of concurrent requests on CPU, which `greedy_is_deterministic_alone_and_batched`
+/// shows when run with `PONDER_TEST_PREFIX_CACHE=16`).
+pub fn options() -> LoadOptions {
+    let mut options = ModelConfig::default().load_options();
+    if let Some(n) = std::env::var("PONDER_TEST_PREFIX_CACHE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.prefix_cache_seqs = n;
+    }
+    options
 }
 
 /// The same backend behind the trait.

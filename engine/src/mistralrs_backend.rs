@@ -391,7 +391,7 @@ impl CustomLogitsProcessor for ProcessorAdapter {
 
 const LN_10: f32 = std::f32::consts::LN_10;
 
-fn convert_choice(choice: mistralrs::core::CompletionChoice) -> Choice {
+fn convert_choice(choice: mistralrs::core::CompletionChoice, stop: &[String]) -> Choice {
     let logprobs: Vec<TokenLogprob> = choice
         .logprobs
         .and_then(|l| l.content)
@@ -415,18 +415,27 @@ fn convert_choice(choice: mistralrs::core::CompletionChoice) -> Choice {
     // continuation glued onto its prefix reads as generated.
     let generated: String = logprobs.iter().map(|l| l.token.as_str()).collect();
     let lead = &generated[..generated.len() - generated.trim_start().len()];
-    let text = if !lead.is_empty() && !choice.text.starts_with(lead) {
+    let mut text = if !lead.is_empty() && !choice.text.starts_with(lead) {
         format!("{lead}{}", choice.text)
     } else {
         choice.text
     };
+    let mut finish_reason = match choice.finish_reason.as_str() {
+        "length" | "model_length" => FinishReason::Length,
+        _ => FinishReason::Stop,
+    };
+    // mistral.rs 0.8.1 turns a stop string that is one token into a stop *token id*, which
+    // misses the same word with a leading space (another token): generation then runs past it.
+    // Cut the text at the first stop string here so callers always see stop semantics; the
+    // tokens generated past it were spent, and are counted.
+    if let Some(at) = stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+        text.truncate(at);
+        finish_reason = FinishReason::Stop;
+    }
     Choice {
         text,
         completion_tokens: logprobs.len(),
-        finish_reason: match choice.finish_reason.as_str() {
-            "length" | "model_length" => FinishReason::Length,
-            _ => FinishReason::Stop,
-        },
+        finish_reason,
         logprobs: Some(logprobs),
     }
 }
@@ -462,8 +471,8 @@ impl Backend for MistralRsBackend {
         }
         let prompt_tokens = ids.len();
         let sampling = SamplingParams {
-            temperature: (request.sampling.temperature > 0.0)
-                .then_some(request.sampling.temperature),
+            // mistral.rs reads a missing temperature as 1.0 (sampling); greedy needs an explicit 0.
+            temperature: Some(request.sampling.temperature),
             top_k: request.sampling.top_k,
             top_p: request.sampling.top_p,
             min_p: None,
@@ -524,7 +533,11 @@ impl Backend for MistralRsBackend {
         let mut choices: Vec<Choice> = Vec::with_capacity(completion.choices.len());
         let mut ordered = completion.choices;
         ordered.sort_by_key(|c| c.index);
-        choices.extend(ordered.into_iter().map(convert_choice));
+        choices.extend(
+            ordered
+                .into_iter()
+                .map(|c| convert_choice(c, &request.stop)),
+        );
         let completion_tokens: usize = choices.iter().map(|c| c.completion_tokens).sum();
         if request.top_logprobs.is_none() {
             for choice in &mut choices {

@@ -64,7 +64,8 @@ pub struct LoadOptions {
     pub device: DeviceSpec,
     /// Most sequences decoded at once. Default 32.
     pub max_num_seqs: usize,
-    /// Finished sequences kept in the prefix cache (0 disables it). Default 16.
+    /// Finished sequences kept in mistral.rs's prefix cache (0 disables it). Default 0: in
+    /// mistral.rs 0.8.1 the cache corrupts the outputs of concurrent requests on CPU.
     pub prefix_cache_seqs: usize,
     /// PagedAttention KV pool in tokens (CUDA only; `None` leaves it off). Default none.
     pub paged_attention_tokens: Option<usize>,
@@ -94,7 +95,9 @@ pub struct ModelConfig {
     /// Most sequences decoded at once. Default 32.
     #[serde(default = "default_max_num_seqs")]
     pub max_num_seqs: NonZeroUsize,
-    /// Finished sequences kept in the prefix cache; 0 disables it. Default 16.
+    /// Finished sequences kept in mistral.rs's prefix cache; 0 disables it. Default 0: in
+    /// mistral.rs 0.8.1 the cache corrupts the outputs of concurrent requests on CPU (greedy
+    /// outputs change and mix text from other sequences); turn it on only for sequential work.
     #[serde(default = "default_prefix_cache_seqs")]
     pub prefix_cache_seqs: usize,
     /// PagedAttention KV pool in tokens (CUDA only). Default off.
@@ -111,7 +114,7 @@ fn default_max_num_seqs() -> NonZeroUsize {
 }
 
 fn default_prefix_cache_seqs() -> usize {
-    16
+    0
 }
 
 impl Default for ModelConfig {
