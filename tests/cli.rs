@@ -1,5 +1,7 @@
 //! End-to-end tests of the `ponder` binary on the real SmolLM2-135M.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

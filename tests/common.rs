@@ -1,7 +1,7 @@
 //! Shared set-up for the end-to-end tests: one runtime and one real SmolLM2-135M backend per
 //! test binary (fetched on first use, like `ponder models fetch smollm2-135m`).
 
-#![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{Arc, LazyLock, OnceLock};
 

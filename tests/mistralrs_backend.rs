@@ -1,5 +1,7 @@
 //! End-to-end tests of the mistral.rs backend on the real SmolLM2-135M (CPU).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -11,6 +11,8 @@
 //! Samples end at end-of-sequence or max tokens, so the two sides generate different numbers
 //! of tokens; the comparison is milliseconds per generated token.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -301,7 +301,7 @@ async fn load_gguf_files(
             true,
             DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
             None,
-            paged.clone(),
+            paged,
         )
         .map_err(|e| load_error(name, e))?;
     let eos_token_ids = pipeline.lock().await.get_metadata().eos_tok.clone();

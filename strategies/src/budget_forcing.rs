@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use ponder_engine::answer::extract_answer;
 use ponder_engine::{
     Backend, Candidate, Context, Error, FinishReason, GenerationRequest, LogitsProcessor, Message,
-    Problem, Prompt, Result, Sampling, Solution, StopReason, Strategy, TokenizeInput, Usage,
+    Problem, Prompt, Result, Sampling, Solution, StopReason, Strategy, TokenizeInput,
 };
 use serde::{Deserialize, Serialize};
 
@@ -194,8 +194,11 @@ pub struct ForcingDetails {
 /// Token ids of the strings the processor forces or watches for.
 #[derive(Debug, Clone)]
 pub struct ForcingTokens {
-    /// The end-of-thinking delimiter.
+    /// The end-of-thinking delimiter, as it is forced.
     pub close: Vec<u32>,
+    /// Other tokenizations of the delimiter that count when the model writes them (with a
+    /// leading space or newline, say).
+    pub close_variants: Vec<Vec<u32>>,
     /// The answer cue (with its leading newline).
     pub cue: Vec<u32>,
     /// The wait strings (with their leading space), in rotation order.
@@ -204,34 +207,32 @@ pub struct ForcingTokens {
     pub eos: Vec<u32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Thinking,
-    Cue,
-    Answer,
-    Done,
+impl ForcingTokens {
+    fn closes(&self) -> impl Iterator<Item = &Vec<u32>> {
+        std::iter::once(&self.close).chain(self.close_variants.iter())
+    }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct ForcingState {
     prompt_len: Option<usize>,
     seen: usize,
-    phase: Phase,
+    /// Generated tokens up to and including the delimiter, once it is there.
+    thinking_end: Option<usize>,
     /// Tokens still to force, in order.
     forcing: std::collections::VecDeque<u32>,
-    /// Where the forced run that is in `forcing` leads.
-    after_forcing: Phase,
     details: ForcingDetails,
 }
 
-/// The in-decode controller: one sequence per instance (use one request of `n = 1` each).
+/// The in-decode controller: one sequence per instance (send requests of `n = 1`).
 ///
-/// It reads the tokens the sequence gained since its last call, advances a small state machine
-/// (thinking, delimiter, cue, answer), and bans or forces tokens:
-/// below the minimum or while waits remain, the delimiter's first token and end-of-sequence are
-/// banned and, where one of them was the most likely token, the wait string is forced instead; at
-/// the cap the delimiter (token by token, however many it has) and the cue are forced; after
-/// `max_answer_tokens` of answer, end-of-sequence is forced.
+/// Everything the sequence generated before the delimiter is thinking. On each call it notes
+/// whether the delimiter (in any of its tokenizations) has just been completed, then bans or
+/// forces tokens: below the minimum, or while waits remain, the delimiter's first tokens and
+/// end-of-sequence are banned and, where one of them was the most likely token, the wait string
+/// is forced instead; at the cap the delimiter is forced token by token from wherever a partial
+/// match left it; after the delimiter the cue is forced; after `max_answer_tokens` of answer,
+/// end-of-sequence is forced.
 #[derive(Debug)]
 pub struct ForcingProcessor {
     tokens: ForcingTokens,
@@ -251,23 +252,19 @@ impl ForcingProcessor {
             max_thinking: config.max_thinking_tokens,
             max_waits: config.max_waits,
             max_answer: config.max_answer_tokens.get(),
-            state: Mutex::new(ForcingState {
-                prompt_len: None,
-                seen: 0,
-                phase: Phase::Thinking,
-                forcing: std::collections::VecDeque::new(),
-                after_forcing: Phase::Thinking,
-                details: ForcingDetails::default(),
-            }),
+            state: Mutex::new(ForcingState::default()),
         }
     }
 
-    /// What happened so far.
+    /// What happened so far. `thinking_tokens` counts what the controller saw; the strategy
+    /// completes the picture once the request returns.
     pub fn details(&self) -> ForcingDetails {
-        self.state
-            .lock()
-            .map(|s| s.details)
-            .unwrap_or_else(|p| p.into_inner().details)
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut details = state.details;
+        if state.thinking_end.is_none() {
+            details.thinking_tokens = state.seen;
+        }
+        details
     }
 
     /// Tokens in the longest suffix of `generated` that is a proper prefix of `pattern`.
@@ -278,66 +275,45 @@ impl ForcingProcessor {
             .unwrap_or(0)
     }
 
-    fn advance(&self, state: &mut ForcingState, token: u32, generated: &[u32]) {
-        match state.phase {
-            Phase::Thinking => {
-                state.details.thinking_tokens += 1;
-                if generated.ends_with(&self.tokens.close) {
-                    // The delimiter is not thinking.
-                    state.details.thinking_tokens = state
-                        .details
-                        .thinking_tokens
-                        .saturating_sub(self.tokens.close.len());
-                    state.phase = Phase::Cue;
-                    state.forcing = self.tokens.cue.iter().copied().collect();
-                    state.after_forcing = Phase::Answer;
-                }
-            }
-            Phase::Cue => {}
-            Phase::Answer => state.details.answer_tokens += 1,
-            Phase::Done => {}
+    /// Notes the delimiter when `generated` (everything so far) has just completed it.
+    fn observe(&self, state: &mut ForcingState, generated: &[u32]) {
+        if state.thinking_end.is_some() {
+            return;
         }
-        let _ = token;
-        if state.phase == Phase::Cue && state.forcing.is_empty() {
-            state.phase = Phase::Answer;
+        if let Some(close) = self
+            .tokens
+            .closes()
+            .find(|c| !c.is_empty() && generated.ends_with(c))
+        {
+            state.thinking_end = Some(generated.len());
+            state.details.thinking_tokens = generated.len() - close.len();
+            state.forcing = self.tokens.cue.iter().copied().collect();
         }
     }
 
     fn decide(&self, state: &mut ForcingState, logits: &mut [f32], generated: &[u32]) {
         if let Some(next) = state.forcing.pop_front() {
             force(logits, next);
-            if state.forcing.is_empty() && state.phase == Phase::Cue {
-                state.phase = state.after_forcing;
-            }
             return;
         }
-        match state.phase {
-            Phase::Thinking => self.decide_thinking(state, logits, generated),
-            Phase::Cue => {}
-            Phase::Answer => {
-                if state.details.answer_tokens >= self.max_answer {
+        match state.thinking_end {
+            None => self.decide_thinking(state, logits, generated),
+            Some(end) => {
+                let answered = generated.len().saturating_sub(end + self.tokens.cue.len());
+                if answered >= self.max_answer {
                     if let Some(&eos) = self.tokens.eos.first() {
                         force(logits, eos);
-                        state.phase = Phase::Done;
                     }
-                }
-            }
-            Phase::Done => {
-                if let Some(&eos) = self.tokens.eos.first() {
-                    force(logits, eos);
                 }
             }
         }
     }
 
     fn decide_thinking(&self, state: &mut ForcingState, logits: &mut [f32], generated: &[u32]) {
-        let thought = state.details.thinking_tokens;
+        let thought = generated.len();
         let close = &self.tokens.close;
         let matched = Self::partial_match(generated, close);
-        if thought + (close.len() - matched) > self.max_thinking + close.len() - matched
-            || thought >= self.max_thinking
-        {
-            // The cap: finish the delimiter from wherever a partial match left it.
+        if thought >= self.max_thinking {
             state.details.forced_end = true;
             state.forcing = close.iter().skip(matched).copied().collect();
             if let Some(next) = state.forcing.pop_front() {
@@ -345,36 +321,39 @@ impl ForcingProcessor {
             }
             return;
         }
-        let first = close.first().copied();
         let top = argmax(logits);
-        let wants_to_end = matched == 0 && (Some(top) == first || self.tokens.eos.contains(&top));
-        let may_wait = thought < self.min_thinking || state.details.waits < self.max_waits;
-        let wait = self
+        let starts: Vec<u32> = self
             .tokens
-            .waits
-            .get(state.details.waits % self.tokens.waits.len().max(1))
-            .cloned()
-            .unwrap_or_default();
-        let wait_fits = thought + wait.len() <= self.max_thinking;
+            .closes()
+            .filter_map(|c| c.first().copied())
+            .collect();
+        let wants_to_end = starts.contains(&top) || self.tokens.eos.contains(&top);
+        let may_wait = thought < self.min_thinking || state.details.waits < self.max_waits;
         if may_wait {
-            // Never let the model start the delimiter or stop outright while a wait is owed.
+            // While a wait is owed, the model may neither start the delimiter nor stop.
             if matched == 0 {
-                if let Some(first) = first {
-                    ban(logits, first);
+                for &id in &starts {
+                    ban(logits, id);
                 }
             }
             for &eos in &self.tokens.eos {
                 ban(logits, eos);
             }
-            if wants_to_end && wait_fits && !wait.is_empty() {
+            let wait = self
+                .tokens
+                .waits
+                .get(state.details.waits % self.tokens.waits.len().max(1))
+                .cloned()
+                .unwrap_or_default();
+            if wants_to_end && !wait.is_empty() && thought + wait.len() <= self.max_thinking {
                 state.details.waits += 1;
-                state.forcing = wait.iter().copied().collect();
+                state.forcing = wait.into_iter().collect();
                 if let Some(next) = state.forcing.pop_front() {
                     force(logits, next);
                 }
             }
         } else if self.tokens.eos.contains(&top) {
-            // Ending without the delimiter would lose the answer: close the thinking instead.
+            // Stopping without the delimiter would lose the answer: close the thinking instead.
             state.forcing = close.iter().skip(matched).copied().collect();
             if let Some(next) = state.forcing.pop_front() {
                 force(logits, next);
@@ -416,17 +395,13 @@ fn force(logits: &mut [f32], id: u32) {
 
 impl LogitsProcessor for ForcingProcessor {
     fn process(&self, logits: &mut [f32], context: &[u32]) {
-        let mut state = match self.state.lock() {
-            Ok(state) => state,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let prompt_len = *state.prompt_len.get_or_insert(context.len());
         let generated = context.get(prompt_len..).unwrap_or_default();
         while state.seen < generated.len() {
-            let token = generated.get(state.seen).copied().unwrap_or(0);
             state.seen += 1;
             let upto = generated.get(..state.seen).unwrap_or_default();
-            self.advance(&mut state, token, upto);
+            self.observe(&mut state, upto);
         }
         self.decide(&mut state, logits, generated);
     }
@@ -469,6 +444,21 @@ impl BudgetForcing {
         let close = backend
             .tokenize(TokenizeInput::Piece(&c.think_close))
             .await?;
+        let mut close_variants = Vec::new();
+        for lead in [" ", "\n"] {
+            let with_lead = backend
+                .tokenize(TokenizeInput::Piece(&format!("{lead}{}", c.think_close)))
+                .await?;
+            let lead_ids = backend.tokenize(TokenizeInput::Piece(lead)).await?;
+            // Where the lead stays a token of its own, the rest is the plain delimiter again.
+            let variant = match with_lead.strip_prefix(lead_ids.as_slice()) {
+                Some(rest) => rest.to_vec(),
+                None => with_lead,
+            };
+            if variant != close && !close_variants.contains(&variant) {
+                close_variants.push(variant);
+            }
+        }
         let cue = backend
             .tokenize(TokenizeInput::Piece(&format!("\n{}", c.answer_cue)))
             .await?;
@@ -482,6 +472,7 @@ impl BudgetForcing {
         }
         Ok(ForcingTokens {
             close,
+            close_variants,
             cue,
             waits,
             eos: backend.capabilities().eos_token_ids,
@@ -707,7 +698,145 @@ impl Strategy for BudgetForcing {
                 what: "budget forcing details",
                 source,
             })?;
-        let _ = Usage::default();
         Ok(solution)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EOS: u32 = 0;
+    const CLOSE: [u32; 2] = [7, 8];
+    const CUE: u32 = 9;
+
+    fn tokens() -> ForcingTokens {
+        ForcingTokens {
+            close: CLOSE.to_vec(),
+            close_variants: vec![vec![6, 8]],
+            cue: vec![CUE],
+            waits: vec![vec![3, 4]],
+            eos: vec![EOS],
+        }
+    }
+
+    fn config(min: usize, max: usize, waits: usize) -> BudgetForcingConfig {
+        BudgetForcingConfig {
+            min_thinking_tokens: min,
+            max_thinking_tokens: max,
+            max_waits: waits,
+            max_answer_tokens: NonZeroUsize::new(3).unwrap(),
+            ..BudgetForcingConfig::default()
+        }
+    }
+
+    /// Greedy decoding of a toy model whose favourite next token is `want(generated)`.
+    fn decode(
+        processor: &ForcingProcessor,
+        want: impl Fn(&[u32]) -> u32,
+        limit: usize,
+    ) -> Vec<u32> {
+        let prompt = [1u32, 2, 1];
+        let mut context = prompt.to_vec();
+        for _ in 0..limit {
+            let generated = &context[prompt.len()..];
+            let mut logits = vec![0.0f32; 12];
+            logits[want(generated) as usize] = 5.0;
+            processor.process(&mut logits, &context);
+            let next = argmax(&logits);
+            context.push(next);
+            if next == EOS {
+                break;
+            }
+        }
+        context[prompt.len()..].to_vec()
+    }
+
+    #[test]
+    fn the_cap_forces_the_delimiter_the_cue_and_a_bounded_answer() {
+        let p = ForcingProcessor::new(tokens(), &config(0, 4, 0));
+        let out = decode(&p, |_| 5, 40);
+        assert_eq!(out, vec![5, 5, 5, 5, 7, 8, CUE, 5, 5, 5, EOS]);
+        let d = p.details();
+        assert_eq!((d.thinking_tokens, d.waits, d.forced_end), (4, 0, true));
+    }
+
+    #[test]
+    fn a_zero_cap_skips_thinking() {
+        let p = ForcingProcessor::new(tokens(), &config(0, 0, 0));
+        let out = decode(&p, |g| if g.len() > 4 { EOS } else { 5 }, 40);
+        assert_eq!(&out[..3], &[7, 8, CUE]);
+        assert_eq!(p.details().thinking_tokens, 0);
+    }
+
+    #[test]
+    fn below_the_minimum_an_early_stop_becomes_a_wait() {
+        // The model wants to stop at once, every time.
+        let p = ForcingProcessor::new(tokens(), &config(6, 100, 0));
+        let out = decode(&p, |_| EOS, 40);
+        // Three waits (two tokens each) reach the minimum of 6; then the end of sequence it
+        // still wants becomes the delimiter, the cue, and it may stop.
+        assert_eq!(out, vec![3, 4, 3, 4, 3, 4, 7, 8, CUE, EOS]);
+        let d = p.details();
+        assert_eq!((d.thinking_tokens, d.waits, d.forced_end), (6, 3, false));
+    }
+
+    #[test]
+    fn max_waits_ignores_the_end_of_thinking_past_the_minimum() {
+        // Thinks one token, then wants to close the thinking with the delimiter.
+        let want = |g: &[u32]| match g.last() {
+            None => 5,
+            Some(7) => 8,
+            Some(_) if g.ends_with(&CLOSE) => CUE,
+            _ => 7,
+        };
+        let p = ForcingProcessor::new(tokens(), &config(0, 100, 2));
+        let out = decode(&p, want, 40);
+        assert_eq!(&out[..9], &[5, 3, 4, 3, 4, 7, 8, CUE, 7]);
+        assert_eq!(p.details().waits, 2);
+        assert_eq!(p.details().thinking_tokens, 5);
+    }
+
+    #[test]
+    fn a_delimiter_written_another_way_is_recognised() {
+        let want = |g: &[u32]| match g.len() {
+            0 | 1 => 5,
+            2 => 6,
+            3 => 8,
+            _ => EOS,
+        };
+        let p = ForcingProcessor::new(tokens(), &config(0, 100, 0));
+        let out = decode(&p, want, 40);
+        assert_eq!(out, vec![5, 5, 6, 8, CUE, EOS]);
+        assert_eq!(p.details().thinking_tokens, 2);
+    }
+
+    #[test]
+    fn a_partial_delimiter_at_the_cap_is_completed_not_restarted() {
+        let want = |g: &[u32]| if g.len() == 3 { 7 } else { 5 };
+        let p = ForcingProcessor::new(tokens(), &config(0, 4, 0));
+        let out = decode(&p, want, 40);
+        assert_eq!(&out[..6], &[5, 5, 5, 7, 8, CUE]);
+        assert_eq!(p.details().thinking_tokens, 3);
+    }
+
+    #[test]
+    fn config_rules() {
+        assert!(config(10, 5, 0)
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("min_thinking_tokens"));
+        let mut c = config(0, 5, 0);
+        c.wait = WaitStrings::Many(vec![]);
+        assert!(c.validate().is_err());
+        c.wait = WaitStrings::Many(vec!["Hmm".into(), "Alternatively".into()]);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn split_finds_thinking_and_answer() {
+        let (t, a) = split("a b</think>\nFinal Answer: 4", "</think>", "Final Answer:");
+        assert_eq!((t.as_str(), a.as_str()), ("a b", " 4"));
     }
 }

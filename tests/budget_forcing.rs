@@ -1,0 +1,135 @@
+//! Budget forcing on the real SmolLM2-135M, in the decode and by resubmission.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{block_on, smollm, smollm_dyn};
+use ponder::engine::{Backend, Budget, TokenizeInput};
+use ponder::strategies::{BudgetForcing, BudgetForcingConfig, ForcingDetails, ForcingMode};
+use ponder::{Problem, Solution};
+
+fn solve(config: BudgetForcingConfig, question: &str) -> (Solution, ForcingDetails) {
+    let strategy = BudgetForcing::new(config);
+    let problem = Problem::new("bf", question);
+    let solution = block_on(ponder::engine::solve(
+        &strategy,
+        &problem,
+        smollm_dyn(),
+        Budget::unlimited(),
+    ))
+    .unwrap();
+    let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    (solution, details)
+}
+
+fn thinking_of(completion: &str) -> &str {
+    completion.split("</think>").next().unwrap()
+}
+
+#[test]
+fn the_cap_holds_and_an_answer_follows_the_cue_in_both_modes() {
+    for mode in [ForcingMode::InDecode, ForcingMode::Resubmit] {
+        let config = BudgetForcingConfig {
+            max_thinking_tokens: 32,
+            mode,
+            ..BudgetForcingConfig::default()
+        };
+        let (solution, details) = solve(config, "Explain step by step how to multiply 17 by 23.");
+        assert_eq!(details.mode, mode);
+        assert!(details.thinking_tokens <= 32, "{mode:?}: {details:?}");
+        assert!(
+            details.forced_end,
+            "{mode:?}: the model should have been cut off: {:?}",
+            solution.completion
+        );
+        let completion = &solution.completion;
+        let close = completion
+            .find("</think>")
+            .unwrap_or_else(|| panic!("{mode:?}: no delimiter in {completion:?}"));
+        let after = &completion[close..];
+        let cue = after
+            .find("Final Answer:")
+            .unwrap_or_else(|| panic!("{mode:?}: no cue in {after:?}"));
+        assert!(
+            !after[cue + "Final Answer:".len()..].trim().is_empty(),
+            "{mode:?}: nothing after the cue"
+        );
+        assert!(details.answer_tokens >= 1);
+        // The thinking text, tokenized again, is within the cap too (give or take a merge).
+        let again =
+            block_on(smollm().tokenize(TokenizeInput::Piece(thinking_of(completion)))).unwrap();
+        assert!(
+            again.len() <= 34,
+            "{mode:?}: {} tokens of thinking",
+            again.len()
+        );
+    }
+}
+
+#[test]
+fn the_minimum_is_reached_with_as_many_waits_as_reported_in_both_modes() {
+    // SmolLM2 ends its thinking about 2 + 2 after roughly 70 tokens: a minimum of 64 may or may
+    // not need a wait; one of 160 needs at least one.
+    for (min, mode) in [
+        (64, ForcingMode::InDecode),
+        (64, ForcingMode::Resubmit),
+        (160, ForcingMode::InDecode),
+        (160, ForcingMode::Resubmit),
+    ] {
+        let config = BudgetForcingConfig {
+            min_thinking_tokens: min,
+            max_thinking_tokens: 320,
+            mode,
+            ..BudgetForcingConfig::default()
+        };
+        let (solution, details) = solve(config, "What is 2 + 2?");
+        assert!(details.thinking_tokens >= min, "{mode:?}: {details:?}");
+        let thinking = thinking_of(&solution.completion);
+        assert_eq!(
+            thinking.matches("Wait").count(),
+            details.waits,
+            "{mode:?}: {thinking:?}"
+        );
+        if min == 160 {
+            assert!(
+                details.waits >= 1,
+                "{mode:?}: should have wanted to stop early: {thinking:?}"
+            );
+        }
+        assert!(solution.completion.contains("Final Answer:"));
+        if mode == ForcingMode::Resubmit {
+            assert!(details.resubmitted_prompt_tokens > 0);
+        } else {
+            assert_eq!(details.resubmitted_prompt_tokens, 0);
+            assert_eq!(solution.usage.calls, 1, "in decode is one request");
+        }
+    }
+}
+
+#[test]
+fn rotating_wait_strings_and_max_waits() {
+    let config = BudgetForcingConfig {
+        min_thinking_tokens: 240,
+        max_thinking_tokens: 320,
+        wait: ponder::strategies::WaitStrings::Many(vec!["Hmm".into(), "Alternatively".into()]),
+        ..BudgetForcingConfig::default()
+    };
+    let (solution, details) = solve(config, "What is 2 + 2?");
+    let thinking = thinking_of(&solution.completion);
+    assert!(details.waits >= 2, "{details:?}: {thinking:?}");
+    // Inserted in turn: Hmm first. (The model may echo either of them of its own accord, so
+    // the counts are lower bounds here.)
+    assert!(
+        thinking.matches("Hmm").count() >= details.waits.div_ceil(2),
+        "{thinking:?}"
+    );
+    assert!(
+        thinking.matches("Alternatively").count() >= details.waits / 2,
+        "{thinking:?}"
+    );
+    assert!(
+        thinking.find("Hmm") < thinking.find("Alternatively"),
+        "{thinking:?}"
+    );
+}
