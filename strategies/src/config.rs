@@ -3,6 +3,7 @@
 use ponder_engine::{Error, Result, Strategy};
 use serde::{Deserialize, Serialize};
 
+use crate::best_of_n::{BestOfN, BestOfNConfig};
 use crate::budget_forcing::{BudgetForcing, BudgetForcingConfig};
 use crate::direct::{Direct, DirectConfig};
 
@@ -15,6 +16,10 @@ pub enum StrategyConfig {
     Direct(DirectConfig),
     /// s1 budget forcing: cap or extend the thinking with "Wait".
     BudgetForcing(BudgetForcingConfig),
+    /// Best-of-N with a scorer and a selection rule.
+    BestOfN(BestOfNConfig),
+    /// Best-of-N with a majority vote (the `select` key is ignored).
+    SelfConsistency(BestOfNConfig),
 }
 
 impl Default for StrategyConfig {
@@ -29,6 +34,8 @@ impl StrategyConfig {
         match self {
             Self::Direct(_) => "direct",
             Self::BudgetForcing(_) => "budget_forcing",
+            Self::BestOfN(_) => "best_of_n",
+            Self::SelfConsistency(_) => "self_consistency",
         }
     }
 
@@ -37,6 +44,8 @@ impl StrategyConfig {
         match self {
             Self::Direct(config) => config.validate(),
             Self::BudgetForcing(config) => config.validate(),
+            Self::BestOfN(config) => config.validate(),
+            Self::SelfConsistency(config) => Self::majority(config).validate(),
         }
     }
 
@@ -46,7 +55,16 @@ impl StrategyConfig {
         Ok(match self {
             Self::Direct(config) => Box::new(Direct::new(config.clone())),
             Self::BudgetForcing(config) => Box::new(BudgetForcing::new(config.clone())),
+            Self::BestOfN(config) => Box::new(BestOfN::new(config.clone())?),
+            Self::SelfConsistency(config) => Box::new(BestOfN::new(Self::majority(config))?),
         })
+    }
+
+    fn majority(config: &BestOfNConfig) -> BestOfNConfig {
+        BestOfNConfig {
+            select: ponder_prm::Select::Majority,
+            ..config.clone()
+        }
     }
 }
 
@@ -92,6 +110,37 @@ mod tests {
             panic!("not direct")
         };
         assert_eq!(direct.max_tokens.get(), 8);
+    }
+
+    #[test]
+    fn nested_inner_strategies_and_scorers_parse() {
+        let toml = "kind = \"best_of_n\"\nn = 4\nselect = \"weighted\"\nscorer = { kind = \"llm_judge\" }\ninner = { kind = \"budget_forcing\", max_thinking_tokens = 64, wait = \"Hmm\" }\n";
+        let config: StrategyConfig = parse_str(toml, Format::Toml).unwrap();
+        assert!(config.build().is_ok());
+        let StrategyConfig::BestOfN(b) = config else {
+            panic!("not best_of_n")
+        };
+        assert!(
+            matches!(*b.inner, StrategyConfig::BudgetForcing(ref bf) if bf.max_thinking_tokens == 64)
+        );
+        let err = parse_str::<StrategyConfig>(
+            "kind = \"best_of_n\"\ninner = { kind = \"direct\", temprature = 1.0 }",
+            Format::Toml,
+        )
+        .unwrap_err();
+        assert!(err.contains("temprature"), "{err}");
+        let err =
+            parse_str::<StrategyConfig>("kind = \"best_of_n\"\nn = 0", Format::Toml).unwrap_err();
+        assert!(err.contains("n"), "{err}");
+        let err = parse_str::<StrategyConfig>(
+            "kind = \"best_of_n\"\nscorer = { kind = \"prm\", fromat = \"rlhflow\" }",
+            Format::Toml,
+        )
+        .unwrap_err();
+        assert!(err.contains("fromat"), "{err}");
+        let config: StrategyConfig =
+            parse_str("kind = \"self_consistency\"\nn = 5", Format::Toml).unwrap();
+        assert_eq!(config.build().unwrap().name(), "best_of_n");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //!
 //! - [`Direct`]: one sample in a [`PromptStyle`] (direct, step by step, Chain of Draft).
 //! - [`BudgetForcing`]: s1's control of thinking length, in the decode or by resubmission.
+//! - [`BestOfN`]: N candidates, scored, selected by reward, weighted vote or majority; adaptive N.
 //!
 //! ```
 //! use ponder_strategies::{StrategyConfig, DirectConfig, PromptStyle};
@@ -14,11 +15,13 @@
 //! assert_eq!(strategy.name(), "direct");
 //! ```
 
+mod best_of_n;
 mod budget_forcing;
 pub mod config;
 mod direct;
 mod prompt;
 
+pub use best_of_n::{AdaptiveConfig, BestOfN, BestOfNConfig, BestOfNDetails, CandidateDetail};
 pub use budget_forcing::{
     BudgetForcing, BudgetForcingConfig, ForcingDetails, ForcingMode, ForcingProcessor,
     ForcingTokens, WaitStrings,

@@ -1,0 +1,173 @@
+//! [`LlmJudge`]: any chat model as a judge of answers or of steps.
+//!
+//! The score is the probability the judge puts on "Yes" against "No" for its first token, read
+//! from the logits (a [`ScoreReader`]) where the backend takes logits processors, else from the
+//! top log-probabilities. Never parsed from prose. Every judgement of a call is sent at once so
+//! the backend batches them. The judge uses the context's (metered) backend.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::future::try_join_all;
+use ponder_engine::{
+    Backend, Context, GenerationRequest, LogitsProcessor, Message, Prompt, Result, Sampling,
+    Scorer, TokenizeInput,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::capture::{good_probability, ScoreReader};
+
+/// What the judge looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeMode {
+    /// The whole solution, one score.
+    #[default]
+    Outcome,
+    /// Every step: one score per prefix of the solution.
+    Steps,
+}
+
+/// Config of [`LlmJudge`] (`kind = "llm_judge"`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeConfig {
+    /// `outcome` or `steps`. Default `outcome`.
+    #[serde(default)]
+    pub mode: JudgeMode,
+    /// The judge's prompt, with `{question}` and `{solution}` in it. Default: a yes/no question
+    /// about correctness (about the last step in `steps` mode).
+    #[serde(default)]
+    pub prompt: Option<String>,
+}
+
+const OUTCOME_PROMPT: &str = "Question: {question}\n\nProposed solution:\n{solution}\n\nIs the proposed solution correct? Reply with Yes or No.";
+const STEPS_PROMPT: &str = "Question: {question}\n\nPartial solution:\n{solution}\n\nIs the last step of the partial solution correct? Reply with Yes or No.";
+
+/// A yes/no judge; see the module docs.
+#[derive(Debug, Clone, Default)]
+pub struct LlmJudge {
+    config: JudgeConfig,
+}
+
+impl LlmJudge {
+    /// A judge with `config`.
+    pub fn new(config: JudgeConfig) -> Self {
+        Self { config }
+    }
+
+    fn prompt(&self, question: &str, solution: &str) -> Prompt {
+        let template = self
+            .config
+            .prompt
+            .as_deref()
+            .unwrap_or(match self.config.mode {
+                JudgeMode::Outcome => OUTCOME_PROMPT,
+                JudgeMode::Steps => STEPS_PROMPT,
+            });
+        let text = template
+            .replace("{question}", question.trim())
+            .replace("{solution}", solution.trim());
+        Prompt::chat(vec![Message::user(text)])
+    }
+
+    async fn judge(
+        &self,
+        backend: &Arc<dyn Backend>,
+        words: &(Vec<u32>, Vec<u32>),
+        prompt: Prompt,
+    ) -> Result<f64> {
+        let (yes, no) = words;
+        let caps = backend.capabilities();
+        if caps.logits_processors {
+            let reader = Arc::new(ScoreReader::new(
+                Vec::new(),
+                vec![0],
+                yes.clone(),
+                no.clone(),
+            ));
+            let request = GenerationRequest::new(prompt)
+                .with_max_tokens(1)
+                .with_logits_processor(Arc::clone(&reader) as Arc<dyn LogitsProcessor>);
+            backend.generate(request).await?;
+            return Ok(reader.scores().first().copied().flatten().unwrap_or(0.5));
+        }
+        let request = GenerationRequest::new(prompt)
+            .with_max_tokens(1)
+            .with_sampling(Sampling::with_temperature(1.0))
+            .with_top_logprobs(caps.max_top_logprobs.clamp(1, 20));
+        let generation = backend.generate(request).await?;
+        let top = generation
+            .choices
+            .first()
+            .and_then(|c| c.logprobs.as_ref())
+            .and_then(|l| l.first())
+            .map(|l| l.top.clone())
+            .unwrap_or_default();
+        let mut logits = Vec::new();
+        let mut ids = (Vec::new(), Vec::new());
+        for t in &top {
+            let slot = logits.len() as u32;
+            logits.push(t.logprob);
+            if yes.contains(&t.id) {
+                ids.0.push(slot);
+            } else if no.contains(&t.id) {
+                ids.1.push(slot);
+            }
+        }
+        Ok(good_probability(&logits, &ids.0, &ids.1).unwrap_or(0.5))
+    }
+}
+
+/// Ids of the first token of each spelling of `words` on `backend`.
+pub async fn first_tokens(backend: &dyn Backend, words: &[&str]) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    for word in words {
+        if let Some(&first) = backend.tokenize(TokenizeInput::Piece(word)).await?.first() {
+            if !ids.contains(&first) {
+                ids.push(first);
+            }
+        }
+    }
+    Ok(ids)
+}
+
+#[async_trait]
+impl Scorer for LlmJudge {
+    async fn score(
+        &self,
+        cx: &Context,
+        question: &str,
+        candidates: &[Vec<String>],
+    ) -> Result<Vec<Vec<f64>>> {
+        let backend = cx.backend();
+        let words = (
+            first_tokens(backend.as_ref(), &["Yes", " Yes", "yes", " yes", "YES"]).await?,
+            first_tokens(backend.as_ref(), &["No", " No", "no", " no", "NO"]).await?,
+        );
+        // One judgement per (candidate, scored prefix), all in flight together.
+        let mut jobs = Vec::new();
+        for (c, steps) in candidates.iter().enumerate() {
+            match self.config.mode {
+                JudgeMode::Outcome => jobs.push((c, steps.join("\n\n"))),
+                JudgeMode::Steps => {
+                    for i in 1..=steps.len() {
+                        jobs.push((c, steps.get(..i).unwrap_or_default().join("\n\n")));
+                    }
+                }
+            }
+        }
+        let scores = try_join_all(
+            jobs.iter()
+                .map(|(_, solution)| self.judge(backend, &words, self.prompt(question, solution))),
+        )
+        .await?;
+        let mut out = vec![Vec::new(); candidates.len()];
+        for ((c, _), score) in jobs.iter().zip(scores) {
+            if let Some(v) = out.get_mut(*c) {
+                v.push(score);
+            }
+        }
+        Ok(out)
+    }
+}

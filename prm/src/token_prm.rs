@@ -1,0 +1,279 @@
+//! [`TokenPrm`]: a causal-LM process reward model read from token probabilities.
+//!
+//! Two formats real PRMs use:
+//! - Math-Shepherd: `question step1 ки\nstep2 ки\n...`; after each step tag, `P("+")` against
+//!   `P("-")` is the step's score.
+//! - RLHFlow: a conversation, the question and first step as the first user turn, each later
+//!   step as a user turn, an assistant turn `+` after each; `P("+")` against `P("-")` where each
+//!   assistant turn starts is the score.
+//!
+//! One request per candidate reads all its steps: the text is teacher-forced through a
+//! [`ScoreReader`] that reads the probabilities at the step positions. Candidates are scored
+//! concurrently. The model is the policy (the context's backend) unless another is configured
+//! (a hub id or a local path that mistral.rs can load; loaded on first use).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::future::try_join_all;
+use ponder_engine::{
+    Backend, Context, Error, GenerationRequest, LogitsProcessor, Message, ModelConfig, Prompt,
+    Result, Scorer, TokenizeInput,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+use crate::capture::ScoreReader;
+
+/// The layout the PRM was trained on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrmFormat {
+    /// A step tag after each step (Math-Shepherd).
+    #[default]
+    MathShepherd,
+    /// Conversation turns with `+`/`-` assistant replies (RLHFlow).
+    Rlhflow,
+}
+
+/// Config of [`TokenPrm`] (`kind = "prm"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrmConfig {
+    /// `math_shepherd` or `rlhflow`. Default `math_shepherd`.
+    #[serde(default)]
+    pub format: PrmFormat,
+    /// The PRM: a hub id or local path. Default: the policy model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Math-Shepherd's step tag. Default `ки`.
+    #[serde(default = "default_step_tag")]
+    pub step_tag: String,
+    /// The "good step" token text. Default `+`.
+    #[serde(default = "default_good")]
+    pub good: String,
+    /// The "bad step" token text. Default `-`.
+    #[serde(default = "default_bad")]
+    pub bad: String,
+    /// Overrides the good token id read from the tokenizer.
+    #[serde(default)]
+    pub good_id: Option<u32>,
+    /// Overrides the bad token id read from the tokenizer.
+    #[serde(default)]
+    pub bad_id: Option<u32>,
+}
+
+fn default_step_tag() -> String {
+    "ки".into()
+}
+fn default_good() -> String {
+    "+".into()
+}
+fn default_bad() -> String {
+    "-".into()
+}
+
+impl Default for PrmConfig {
+    fn default() -> Self {
+        Self {
+            format: PrmFormat::default(),
+            model: None,
+            step_tag: default_step_tag(),
+            good: default_good(),
+            bad: default_bad(),
+            good_id: None,
+            bad_id: None,
+        }
+    }
+}
+
+/// A token-probability PRM; see the module docs.
+pub struct TokenPrm {
+    config: PrmConfig,
+    model: OnceCell<Arc<dyn Backend>>,
+}
+
+impl std::fmt::Debug for TokenPrm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenPrm")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// What to send for one candidate: the prompt, the forced rest, where to read.
+struct Plan {
+    prompt: Vec<u32>,
+    target: Vec<u32>,
+    reads: Vec<usize>,
+}
+
+impl TokenPrm {
+    /// A PRM with `config`.
+    pub fn new(config: PrmConfig) -> Self {
+        Self {
+            config,
+            model: OnceCell::new(),
+        }
+    }
+
+    /// A PRM that runs on `backend` (instead of the policy or a configured model).
+    pub fn with_backend(config: PrmConfig, backend: Arc<dyn Backend>) -> Self {
+        Self {
+            config,
+            model: OnceCell::new_with(Some(backend)),
+        }
+    }
+
+    async fn backend(&self, cx: &Context) -> Result<Arc<dyn Backend>> {
+        let Some(source) = &self.config.model else {
+            return Ok(Arc::clone(cx.backend()));
+        };
+        self.model
+            .get_or_try_init(|| async {
+                ModelConfig {
+                    source: source.clone(),
+                    ..ModelConfig::default()
+                }
+                .load()
+                .await
+            })
+            .await
+            .cloned()
+    }
+
+    async fn label_ids(&self, backend: &dyn Backend) -> Result<(u32, u32)> {
+        Ok((
+            label_id(backend, &self.config.good, self.config.good_id).await?,
+            label_id(backend, &self.config.bad, self.config.bad_id).await?,
+        ))
+    }
+
+    async fn plan(&self, backend: &dyn Backend, question: &str, steps: &[String]) -> Result<Plan> {
+        let (reads_abs, full) = match self.config.format {
+            PrmFormat::MathShepherd => {
+                let tag = backend
+                    .tokenize(TokenizeInput::Piece(&format!(" {}", self.config.step_tag)))
+                    .await?;
+                let mut ids = backend
+                    .tokenize(TokenizeInput::Prompt(&Prompt::Text(
+                        question.trim().to_string(),
+                    )))
+                    .await?;
+                let mut reads = Vec::new();
+                for (i, step) in steps.iter().enumerate() {
+                    let piece = if i == 0 {
+                        format!(" {}", step.trim())
+                    } else {
+                        format!("\n{}", step.trim())
+                    };
+                    ids.extend(backend.tokenize(TokenizeInput::Piece(&piece)).await?);
+                    ids.extend(tag.iter().copied());
+                    // Math-Shepherd reads the logits computed at the tag token.
+                    reads.push(ids.len());
+                }
+                (reads, ids)
+            }
+            PrmFormat::Rlhflow => {
+                let mut messages = Vec::new();
+                let mut reads = Vec::new();
+                for (i, step) in steps.iter().enumerate() {
+                    let content = if i == 0 {
+                        format!("{}\n{}", question.trim(), step.trim())
+                    } else {
+                        step.trim().to_string()
+                    };
+                    messages.push(Message::user(content));
+                    // Where this assistant turn starts is where its label is predicted.
+                    let upto = backend
+                        .tokenize(TokenizeInput::Prompt(&Prompt::chat(messages.clone())))
+                        .await?;
+                    reads.push(upto.len());
+                    messages.push(Message::assistant(self.config.good.clone()));
+                }
+                let full = backend
+                    .tokenize(TokenizeInput::Prompt(&Prompt::chat(messages)))
+                    .await?;
+                (reads, full)
+            }
+        };
+        let first = reads_abs
+            .first()
+            .copied()
+            .unwrap_or(full.len())
+            .min(full.len())
+            .max(1);
+        let prompt = full.get(..first).unwrap_or_default().to_vec();
+        let target = full.get(first..).unwrap_or_default().to_vec();
+        let reads = reads_abs.iter().map(|r| r.saturating_sub(first)).collect();
+        Ok(Plan {
+            prompt,
+            target,
+            reads,
+        })
+    }
+}
+
+/// The id of a one-token label, or the override.
+async fn label_id(backend: &dyn Backend, text: &str, over: Option<u32>) -> Result<u32> {
+    if let Some(id) = over {
+        return Ok(id);
+    }
+    let ids = backend.tokenize(TokenizeInput::Piece(text)).await?;
+    match ids.as_slice() {
+        [one] => Ok(*one),
+        _ => Err(Error::StrategyConfig {
+            strategy: "prm",
+            reason: format!(
+                "label `{text}` is {} tokens on this model; set good_id/bad_id",
+                ids.len()
+            ),
+        }),
+    }
+}
+
+#[async_trait]
+impl Scorer for TokenPrm {
+    async fn score(
+        &self,
+        cx: &Context,
+        question: &str,
+        candidates: &[Vec<String>],
+    ) -> Result<Vec<Vec<f64>>> {
+        let backend = self.backend(cx).await?;
+        if !backend.capabilities().logits_processors {
+            return Err(Error::Unsupported {
+                backend: backend.capabilities().backend,
+                operation: "token-probability PRM scoring (it needs logits processors)",
+            });
+        }
+        let (good, bad) = self.label_ids(backend.as_ref()).await?;
+        let jobs = candidates.iter().map(|steps| {
+            let backend = Arc::clone(&backend);
+            async move {
+                if steps.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let plan = self.plan(backend.as_ref(), question, steps).await?;
+                let reader = Arc::new(ScoreReader::new(
+                    plan.target,
+                    plan.reads,
+                    vec![good],
+                    vec![bad],
+                ));
+                let request = GenerationRequest::new(Prompt::Tokens(plan.prompt))
+                    .with_max_tokens(reader.tokens_needed())
+                    .with_logits_processor(Arc::clone(&reader) as Arc<dyn LogitsProcessor>);
+                backend.generate(request).await?;
+                Ok::<_, Error>(
+                    reader
+                        .scores()
+                        .into_iter()
+                        .map(|s| s.unwrap_or(0.5))
+                        .collect(),
+                )
+            }
+        });
+        try_join_all(jobs).await
+    }
+}

@@ -1,0 +1,233 @@
+//! Votes over answers: majority (self-consistency) and reward-weighted, with answers grouped by
+//! [`ponder_engine::answer::canonical_key`] (so `1/2`, `0.5` and `\frac{1}{2}` vote together).
+
+use std::collections::HashMap;
+
+use ponder_engine::answer::canonical_key;
+use serde::{Deserialize, Serialize};
+
+/// How best-of-N picks. Default `weighted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Select {
+    /// The candidate with the highest reward.
+    Naive,
+    /// The answer whose candidates' rewards sum highest; within it, the best candidate.
+    #[default]
+    Weighted,
+    /// The most frequent answer (self-consistency); ties go to the higher total reward, then
+    /// to the answer seen first.
+    Majority,
+}
+
+/// One answer group in a vote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    /// A representative answer (the first seen).
+    pub answer: String,
+    /// Candidate indices in the group.
+    pub members: Vec<usize>,
+    /// Sum of the members' rewards (missing rewards count 0).
+    pub weight: f64,
+}
+
+/// The outcome of a selection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    /// The chosen candidate's index, or `None` when there were no candidates.
+    pub index: Option<usize>,
+    /// The answer groups, largest first (empty for `naive`).
+    pub groups: Vec<Group>,
+    /// Why this candidate was chosen, in words.
+    pub why: String,
+}
+
+/// Groups candidates with an answer by equivalence key, in order of first appearance.
+pub fn groups(answers: &[Option<String>], rewards: &[Option<f64>]) -> Vec<Group> {
+    let mut by_key: HashMap<String, usize> = HashMap::new();
+    let mut out: Vec<Group> = Vec::new();
+    for (i, answer) in answers.iter().enumerate() {
+        let Some(answer) = answer else { continue };
+        let reward = rewards.get(i).copied().flatten().unwrap_or(0.0);
+        let key = canonical_key(answer);
+        match by_key.get(&key) {
+            Some(&g) => {
+                if let Some(group) = out.get_mut(g) {
+                    group.members.push(i);
+                    group.weight += reward;
+                }
+            }
+            None => {
+                by_key.insert(key, out.len());
+                out.push(Group {
+                    answer: answer.clone(),
+                    members: vec![i],
+                    weight: reward,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn best_by_reward(members: impl Iterator<Item = usize>, rewards: &[Option<f64>]) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for i in members {
+        let r = rewards
+            .get(i)
+            .copied()
+            .flatten()
+            .unwrap_or(f64::NEG_INFINITY);
+        if best.is_none_or(|(_, b)| r > b) {
+            best = Some((i, r));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+impl Select {
+    /// Picks among candidates with these answers and rewards (same length).
+    pub fn apply(self, answers: &[Option<String>], rewards: &[Option<f64>]) -> Selection {
+        if answers.is_empty() {
+            return Selection {
+                index: None,
+                groups: Vec::new(),
+                why: "no candidates".into(),
+            };
+        }
+        let mut groups = groups(answers, rewards);
+        if groups.is_empty() || self == Self::Naive {
+            // Naive, or nobody answered: the best reward wins (the first candidate on no rewards).
+            let index = best_by_reward(0..answers.len(), rewards).or(Some(0));
+            let why = match (self, groups.is_empty()) {
+                (Self::Naive, _) => "highest reward".to_string(),
+                (_, true) => "no candidate has an answer: highest reward".to_string(),
+                _ => String::new(),
+            };
+            if self != Self::Naive {
+                groups.clear();
+            }
+            return Selection { index, groups, why };
+        }
+        // Stable sort keeps first-seen order among exact ties.
+        match self {
+            Self::Weighted => groups.sort_by(|a, b| b.weight.total_cmp(&a.weight)),
+            _ => groups.sort_by(|a, b| {
+                b.members
+                    .len()
+                    .cmp(&a.members.len())
+                    .then(b.weight.total_cmp(&a.weight))
+            }),
+        }
+        let Some(top) = groups.first() else {
+            return Selection {
+                index: None,
+                groups,
+                why: "no groups".into(),
+            };
+        };
+        let index = best_by_reward(top.members.iter().copied(), rewards);
+        let why = match self {
+            Self::Weighted => format!(
+                "answer `{}` has the highest summed reward {:.3} over {} candidate(s)",
+                top.answer,
+                top.weight,
+                top.members.len()
+            ),
+            _ => format!(
+                "answer `{}` has {} of {} votes",
+                top.answer,
+                top.members.len(),
+                answers.len()
+            ),
+        };
+        Selection { index, groups, why }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(xs: &[Option<&str>]) -> Vec<Option<String>> {
+        xs.iter().map(|x| x.map(String::from)).collect()
+    }
+
+    #[test]
+    fn majority_groups_equivalent_answers() {
+        let answers = a(&[
+            Some("0.5"),
+            Some("7"),
+            Some("1/2"),
+            Some("\\frac{1}{2}"),
+            Some("7"),
+        ]);
+        let s = Select::Majority.apply(&answers, &[None; 5]);
+        assert_eq!(s.index, Some(0));
+        assert_eq!(s.groups[0].members, vec![0, 2, 3]);
+        assert!(s.why.contains("3 of 5"));
+    }
+
+    #[test]
+    fn weighted_sums_rewards_and_naive_takes_the_best_one() {
+        let answers = a(&[Some("3"), Some("4"), Some("4"), Some("5")]);
+        let rewards = [Some(0.9), Some(0.5), Some(0.6), Some(0.2)];
+        let w = Select::Weighted.apply(&answers, &rewards);
+        assert_eq!(w.index, Some(2), "group 4 weighs 1.1; its best member is 2");
+        let n = Select::Naive.apply(&answers, &rewards);
+        assert_eq!(n.index, Some(0));
+        let m = Select::Majority.apply(&answers, &rewards);
+        assert_eq!(m.index, Some(2));
+    }
+
+    #[test]
+    fn ties() {
+        // Majority tie 1-1: the higher total reward wins; with equal rewards, the first seen.
+        let answers = a(&[Some("1"), Some("2")]);
+        assert_eq!(
+            Select::Majority
+                .apply(&answers, &[Some(0.1), Some(0.2)])
+                .index,
+            Some(1)
+        );
+        assert_eq!(
+            Select::Majority.apply(&answers, &[None, None]).index,
+            Some(0)
+        );
+        // Weighted tie: first seen.
+        assert_eq!(
+            Select::Weighted
+                .apply(&answers, &[Some(0.5), Some(0.5)])
+                .index,
+            Some(0)
+        );
+        // Naive tie: first.
+        assert_eq!(
+            Select::Naive.apply(&answers, &[Some(0.5), Some(0.5)]).index,
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn all_wrong_one_answer_groups_and_no_answers() {
+        // Every candidate a different answer: majority falls back to the reward.
+        let answers = a(&[Some("1"), Some("2"), Some("3")]);
+        let s = Select::Majority.apply(&answers, &[Some(0.1), Some(0.7), Some(0.3)]);
+        assert_eq!(s.index, Some(1));
+        assert_eq!(s.groups.len(), 3);
+        // Candidates without answers do not vote, but a lone answer wins.
+        let answers = a(&[None, Some("9"), None]);
+        assert_eq!(
+            Select::Majority
+                .apply(&answers, &[Some(0.9), Some(0.1), None])
+                .index,
+            Some(1)
+        );
+        // Nobody answered: highest reward.
+        let answers = a(&[None, None]);
+        let s = Select::Weighted.apply(&answers, &[Some(0.2), Some(0.4)]);
+        assert_eq!(s.index, Some(1));
+        assert!(s.why.contains("no candidate has an answer"));
+        assert_eq!(Select::Majority.apply(&[], &[]).index, None);
+    }
+}

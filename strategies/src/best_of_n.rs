@@ -1,0 +1,590 @@
+//! [`BestOfN`]: sample N candidates, score them, pick one (search-and-learn, arXiv 2408.03314).
+//!
+//! Selection is naive (highest reward), weighted (highest summed reward per answer) or majority
+//! (self-consistency). Rewards come from any [`Scorer`] (a PRM aggregated over steps, or an LLM
+//! judge). With `adaptive`, samples are drawn in rounds and drawing stops once the vote is
+//! decided: the leader cannot be overturned by the samples left, or it has reached the
+//! configured agreement.
+//!
+//! Concurrency: a `direct` inner strategy is sampled with one request of `n` choices (mistral.rs
+//! decodes them in lock-step); any other inner strategy runs `concurrency` solves at once in
+//! this task (`buffer_unordered`), each on a child context so its cost is known. Cancellation:
+//! dropping the solve drops every inner solve. Budget: an exhausted budget stops sampling; the
+//! selection is made among the candidates drawn so far.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use ponder_engine::answer::extract_answer;
+use ponder_engine::{
+    Candidate, Context, Error, Problem, Result, Scorer, Solution, StopReason, Strategy,
+};
+use ponder_prm::{Aggregate, ScorerConfig, Select};
+use serde::{Deserialize, Serialize};
+
+use crate::config::StrategyConfig;
+use crate::direct::{Direct, DirectConfig};
+
+/// Adaptive N: draw in rounds, stop when the vote is decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveConfig {
+    /// Samples per round. Default 2.
+    #[serde(default = "default_round")]
+    pub round: NonZeroUsize,
+    /// Stop once the leading answer holds this share of the votes (of the reward, for
+    /// `weighted`), in (0, 1]. Default: only stop when the leader cannot be overturned.
+    #[serde(default)]
+    pub agreement: Option<f64>,
+}
+
+fn default_round() -> NonZeroUsize {
+    NonZeroUsize::MIN.saturating_add(1)
+}
+
+/// Config of [`BestOfN`] (`kind = "best_of_n"`; `kind = "self_consistency"` is the majority preset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BestOfNConfig {
+    /// Candidates to draw. Default 8.
+    #[serde(default = "default_n")]
+    pub n: NonZeroUsize,
+    /// `naive`, `weighted` or `majority`. Default `weighted`.
+    #[serde(default)]
+    pub select: Select,
+    /// The strategy that produces each candidate. Default `direct`, step by step, temperature 0.8.
+    #[serde(default = "default_inner")]
+    pub inner: Box<StrategyConfig>,
+    /// Rewards for the candidates. Default: none (required by `naive` and `weighted`).
+    #[serde(default)]
+    pub scorer: Option<ScorerConfig>,
+    /// Step scores to one reward. Default `last`.
+    #[serde(default)]
+    pub aggregate: Aggregate,
+    /// What separates steps for step scorers. Default a blank line.
+    #[serde(default = "default_step_delimiter")]
+    pub step_delimiter: String,
+    /// Draw in rounds and stop early when decided. Default off.
+    #[serde(default)]
+    pub adaptive: Option<AdaptiveConfig>,
+    /// Inner solves at once (when the inner strategy is not `direct`). Default: all of them.
+    #[serde(default)]
+    pub concurrency: Option<NonZeroUsize>,
+}
+
+fn default_n() -> NonZeroUsize {
+    NonZeroUsize::MIN.saturating_add(7)
+}
+
+fn default_inner() -> Box<StrategyConfig> {
+    Box::new(StrategyConfig::Direct(DirectConfig {
+        temperature: 0.8,
+        ..DirectConfig::default()
+    }))
+}
+
+fn default_step_delimiter() -> String {
+    "\n\n".into()
+}
+
+impl Default for BestOfNConfig {
+    fn default() -> Self {
+        Self {
+            n: default_n(),
+            select: Select::default(),
+            inner: default_inner(),
+            scorer: None,
+            aggregate: Aggregate::default(),
+            step_delimiter: default_step_delimiter(),
+            adaptive: None,
+            concurrency: None,
+        }
+    }
+}
+
+impl BestOfNConfig {
+    /// The self-consistency preset: majority vote, no scorer.
+    pub fn self_consistency(n: NonZeroUsize) -> Self {
+        Self {
+            n,
+            select: Select::Majority,
+            ..Self::default()
+        }
+    }
+
+    /// Checks the values that serde cannot, and the inner strategy.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: String| Error::StrategyConfig {
+            strategy: "best_of_n",
+            reason,
+        };
+        if self.select != Select::Majority && self.scorer.is_none() {
+            return Err(bad(format!(
+                "select = \"{}\" needs a scorer (or use select = \"majority\")",
+                match self.select {
+                    Select::Naive => "naive",
+                    _ => "weighted",
+                }
+            )));
+        }
+        if let Some(adaptive) = &self.adaptive {
+            if let Some(a) = adaptive.agreement {
+                if !(a > 0.0 && a <= 1.0) {
+                    return Err(bad(format!(
+                        "adaptive.agreement must be in (0, 1], got {a}"
+                    )));
+                }
+            }
+        }
+        if self.step_delimiter.is_empty() {
+            return Err(bad("step_delimiter must not be empty".into()));
+        }
+        self.inner.validate()
+    }
+}
+
+enum Inner {
+    /// Sampled with one request of n choices.
+    Direct(Direct),
+    /// Solved n times.
+    Any(Box<dyn Strategy>),
+}
+
+/// Best-of-N over any inner strategy; see the module docs.
+pub struct BestOfN {
+    config: BestOfNConfig,
+    inner: Inner,
+    scorer: Option<Arc<dyn Scorer>>,
+}
+
+impl std::fmt::Debug for BestOfN {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BestOfN")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// One candidate in the details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateDetail {
+    /// Its answer.
+    pub answer: Option<String>,
+    /// Its reward.
+    pub score: Option<f64>,
+    /// Completion tokens it cost.
+    pub tokens: u64,
+}
+
+/// What best-of-N reports as `details`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestOfNDetails {
+    /// Every candidate drawn.
+    pub candidates: Vec<CandidateDetail>,
+    /// The chosen one.
+    pub selected: Option<usize>,
+    /// Why.
+    pub why: String,
+    /// Samples not drawn because the vote was decided (adaptive N).
+    pub samples_saved: usize,
+    /// Samples drawn.
+    pub samples: usize,
+}
+
+impl BestOfN {
+    /// Builds best-of-N from its config (validating it and building the inner strategy).
+    pub fn new(config: BestOfNConfig) -> Result<Self> {
+        config.validate()?;
+        let inner = match config.inner.as_ref() {
+            StrategyConfig::Direct(direct) => Inner::Direct(Direct::new(direct.clone())),
+            other => Inner::Any(other.build()?),
+        };
+        let scorer = config.scorer.as_ref().map(ScorerConfig::build);
+        Ok(Self {
+            config,
+            inner,
+            scorer,
+        })
+    }
+
+    /// Replaces the scorer (for scorers built in code).
+    pub fn with_scorer(mut self, scorer: Arc<dyn Scorer>) -> Self {
+        self.scorer = Some(scorer);
+        self
+    }
+
+    async fn draw(&self, problem: &Problem, cx: &Context, k: usize) -> Result<Vec<Candidate>> {
+        match &self.inner {
+            Inner::Direct(direct) => {
+                let request = direct.request(problem).with_n(k);
+                let generation = cx.backend().generate(request).await?;
+                Ok(generation
+                    .choices
+                    .into_iter()
+                    .map(|choice| Candidate {
+                        answer: extract_answer(&choice.text),
+                        tokens: choice.completion_tokens as u64,
+                        text: choice.text,
+                        score: None,
+                    })
+                    .collect())
+            }
+            Inner::Any(strategy) => {
+                let concurrency = self.config.concurrency.map_or(k, NonZeroUsize::get);
+                futures::stream::iter(0..k)
+                    .map(|_| async {
+                        let child = cx.child();
+                        let solution = strategy.solve(problem, &child).await?;
+                        Ok::<_, Error>(Candidate {
+                            answer: solution.answer,
+                            text: solution.completion,
+                            score: None,
+                            tokens: child.meter().usage().completion_tokens,
+                        })
+                    })
+                    .buffer_unordered(concurrency.max(1))
+                    .try_collect()
+                    .await
+            }
+        }
+    }
+
+    async fn score(
+        &self,
+        problem: &Problem,
+        cx: &Context,
+        candidates: &mut [Candidate],
+    ) -> Result<()> {
+        let Some(scorer) = &self.scorer else {
+            return Ok(());
+        };
+        let steps: Vec<Vec<String>> = candidates
+            .iter()
+            .map(|c| {
+                c.text
+                    .split(self.config.step_delimiter.as_str())
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .collect();
+        let scores = scorer.score(cx, &problem.question, &steps).await?;
+        for (candidate, steps) in candidates.iter_mut().zip(scores) {
+            candidate.score = self.config.aggregate.apply(&steps);
+        }
+        Ok(())
+    }
+
+    /// Whether the vote among `candidates` is settled with `left` samples still to draw.
+    fn decided(&self, candidates: &[Candidate], left: usize) -> bool {
+        let Some(adaptive) = &self.config.adaptive else {
+            return false;
+        };
+        let answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
+        let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
+        let groups = ponder_prm::groups(&answers, &rewards);
+        let (mass, per_sample): (Vec<f64>, f64) = match self.config.select {
+            Select::Majority => (groups.iter().map(|g| g.members.len() as f64).collect(), 1.0),
+            // A reward is at most 1, so one more sample adds at most 1 to a group.
+            _ => (groups.iter().map(|g| g.weight).collect(), 1.0),
+        };
+        let mut sorted = mass.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let leader = sorted.first().copied().unwrap_or(0.0);
+        let second = sorted.get(1).copied().unwrap_or(0.0);
+        if leader > second + per_sample * left as f64 {
+            return true;
+        }
+        match adaptive.agreement {
+            Some(share) => {
+                let total: f64 = mass.iter().sum();
+                total > 0.0 && leader / total >= share && candidates.len() >= adaptive.round.get()
+            }
+            None => false,
+        }
+    }
+}
+
+#[async_trait]
+impl Strategy for BestOfN {
+    fn name(&self) -> &'static str {
+        "best_of_n"
+    }
+
+    #[tracing::instrument(skip_all, fields(strategy = "best_of_n", problem = %problem.id, n = self.config.n.get()))]
+    async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+        let n = self.config.n.get();
+        let round = self.config.adaptive.as_ref().map_or(n, |a| a.round.get());
+        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut stop_reason = StopReason::Completed;
+        while candidates.len() < n {
+            let k = round.min(n - candidates.len());
+            let mut drawn = match self.draw(problem, cx, k).await {
+                Ok(drawn) => drawn,
+                Err(Error::BudgetExhausted { resource }) => {
+                    stop_reason = resource.into();
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            match self.score(problem, cx, &mut drawn).await {
+                Ok(()) => {}
+                Err(Error::BudgetExhausted { resource }) => {
+                    stop_reason = resource.into();
+                    candidates.extend(drawn);
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+            candidates.extend(drawn);
+            if self.decided(&candidates, n - candidates.len()) {
+                break;
+            }
+        }
+        let answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
+        let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
+        let selection = self.config.select.apply(&answers, &rewards);
+        let details = BestOfNDetails {
+            candidates: candidates
+                .iter()
+                .map(|c| CandidateDetail {
+                    answer: c.answer.clone(),
+                    score: c.score,
+                    tokens: c.tokens,
+                })
+                .collect(),
+            selected: selection.index,
+            why: selection.why,
+            samples_saved: if stop_reason.is_budget() {
+                0
+            } else {
+                n - candidates.len()
+            },
+            samples: candidates.len(),
+        };
+        let chosen = selection.index.and_then(|i| candidates.get(i)).cloned();
+        let details = serde_json::to_value(details).map_err(|source| Error::Serialize {
+            what: "best-of-N details",
+            source,
+        })?;
+        Ok(Solution {
+            strategy: self.name().to_string(),
+            answer: chosen.as_ref().and_then(|c| c.answer.clone()),
+            completion: chosen.map(|c| c.text).unwrap_or_default(),
+            candidates,
+            stop_reason,
+            usage: Default::default(),
+            details,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ponder_engine::scripted::ScriptedBackend;
+    use ponder_engine::{Backend, Budget};
+
+    use super::*;
+
+    struct FixedScorer(Vec<f64>);
+
+    #[async_trait]
+    impl Scorer for FixedScorer {
+        async fn score(
+            &self,
+            _: &Context,
+            _: &str,
+            candidates: &[Vec<String>],
+        ) -> Result<Vec<Vec<f64>>> {
+            Ok(candidates
+                .iter()
+                .enumerate()
+                .map(|(i, _)| vec![1.0, self.0[i % self.0.len()]])
+                .collect())
+        }
+    }
+
+    fn answers(xs: &[&str]) -> Vec<String> {
+        xs.iter()
+            .map(|x| format!("Some working.\n\nFinal Answer: {x}"))
+            .collect()
+    }
+
+    async fn run(strategy: &BestOfN, backend: Arc<ScriptedBackend>, budget: Budget) -> Solution {
+        ponder_engine::solve(
+            strategy,
+            &Problem::new("p", "Q?"),
+            backend as Arc<dyn Backend>,
+            budget,
+        )
+        .await
+        .unwrap()
+    }
+
+    fn details(solution: &Solution) -> BestOfNDetails {
+        serde_json::from_value(solution.details.clone()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn direct_inner_is_one_request_of_n_and_majority_wins() {
+        let backend = Arc::new(ScriptedBackend::new(answers(&["4", "5", "4.0", "6"])));
+        let config = BestOfNConfig {
+            n: NonZeroUsize::new(4).unwrap(),
+            ..BestOfNConfig::self_consistency(NonZeroUsize::new(4).unwrap())
+        };
+        let strategy = BestOfN::new(config).unwrap();
+        let solution = run(&strategy, Arc::clone(&backend), Budget::unlimited()).await;
+        let requests = backend.requests();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].n, 4);
+        assert_eq!(solution.answer.as_deref(), Some("4"));
+        let d = details(&solution);
+        assert_eq!(d.candidates.len(), 4);
+        assert_eq!(d.selected, Some(0));
+        assert_eq!(d.samples_saved, 0);
+        assert_eq!(solution.usage.calls, 1);
+    }
+
+    #[tokio::test]
+    async fn weighted_and_naive_use_the_scorer_with_the_aggregate() {
+        for (select, aggregate, expect) in [
+            // rewards per candidate (min over [1.0, r]) 0.9, 0.5, 0.6, 0.2: group "4" weighs 1.1.
+            (Select::Weighted, Aggregate::Min, "4"),
+            (Select::Naive, Aggregate::Min, "3"),
+            // with `prod` the same numbers; with `mean` naive still picks the 0.9 candidate.
+            (Select::Naive, Aggregate::Mean, "3"),
+        ] {
+            let backend = Arc::new(ScriptedBackend::new(answers(&["3", "4", "4", "5"])));
+            let config = BestOfNConfig {
+                n: NonZeroUsize::new(4).unwrap(),
+                select,
+                aggregate,
+                scorer: Some(ScorerConfig::default()),
+                ..BestOfNConfig::default()
+            };
+            let strategy = BestOfN::new(config)
+                .unwrap()
+                .with_scorer(Arc::new(FixedScorer(vec![0.9, 0.5, 0.6, 0.2])));
+            let solution = run(&strategy, backend, Budget::unlimited()).await;
+            assert_eq!(
+                solution.answer.as_deref(),
+                Some(expect),
+                "{select:?} {aggregate:?}"
+            );
+            assert!(details(&solution)
+                .candidates
+                .iter()
+                .all(|c| c.score.is_some()));
+        }
+    }
+
+    #[tokio::test]
+    async fn adaptive_n_stops_when_the_vote_cannot_be_overturned() {
+        let backend = Arc::new(ScriptedBackend::new(answers(&[
+            "5", "5", "5", "5", "5", "5", "5", "5",
+        ])));
+        let config = BestOfNConfig {
+            adaptive: Some(AdaptiveConfig {
+                round: NonZeroUsize::new(2).unwrap(),
+                agreement: None,
+            }),
+            ..BestOfNConfig::self_consistency(NonZeroUsize::new(8).unwrap())
+        };
+        let solution = run(
+            &BestOfN::new(config).unwrap(),
+            Arc::clone(&backend),
+            Budget::unlimited(),
+        )
+        .await;
+        let d = details(&solution);
+        // After 6 votes for 5 with 2 left, nothing can overturn it (5 > 0 + 2 already at 6).
+        assert_eq!((d.samples, d.samples_saved), (6, 2));
+        assert_eq!(backend.requests().len(), 3);
+        assert_eq!(backend.remaining(), 2);
+
+        // With an agreement level, the first unanimous round is enough.
+        let backend = Arc::new(ScriptedBackend::new(answers(&["5", "5", "5", "5"])));
+        let config = BestOfNConfig {
+            adaptive: Some(AdaptiveConfig {
+                round: NonZeroUsize::new(2).unwrap(),
+                agreement: Some(0.9),
+            }),
+            ..BestOfNConfig::self_consistency(NonZeroUsize::new(4).unwrap())
+        };
+        let solution = run(&BestOfN::new(config).unwrap(), backend, Budget::unlimited()).await;
+        assert_eq!(details(&solution).samples_saved, 2);
+    }
+
+    #[tokio::test]
+    async fn a_budget_stop_selects_among_what_was_drawn() {
+        let backend = Arc::new(ScriptedBackend::new(answers(&[
+            "7", "7", "8", "8", "8", "8",
+        ])));
+        let config = BestOfNConfig {
+            adaptive: Some(AdaptiveConfig {
+                round: NonZeroUsize::new(2).unwrap(),
+                agreement: None,
+            }),
+            ..BestOfNConfig::self_consistency(NonZeroUsize::new(6).unwrap())
+        };
+        let strategy = BestOfN::new(config).unwrap();
+        let budget = Budget::unlimited().with_max_calls(1);
+        let solution = run(&strategy, backend, budget).await;
+        assert_eq!(solution.stop_reason, StopReason::CallBudget);
+        assert_eq!(solution.answer.as_deref(), Some("7"));
+        assert_eq!(details(&solution).samples, 2);
+        assert_eq!(solution.usage.calls, 1);
+    }
+
+    #[tokio::test]
+    async fn other_inner_strategies_are_solved_n_times() {
+        // budget_forcing on a backend without logits processors resubmits: per sample, one
+        // thinking request (stopped at the delimiter) and one answer request.
+        let mut replies = Vec::new();
+        for answer in ["2", "2", "3"] {
+            replies.push("I add them.</think>".to_string());
+            replies.push(answer.to_string());
+        }
+        let backend = Arc::new(ScriptedBackend::new(replies));
+        let inner = StrategyConfig::BudgetForcing(crate::BudgetForcingConfig::default());
+        let config = BestOfNConfig {
+            inner: Box::new(inner),
+            concurrency: NonZeroUsize::new(1),
+            ..BestOfNConfig::self_consistency(NonZeroUsize::new(3).unwrap())
+        };
+        let solution = run(
+            &BestOfN::new(config).unwrap(),
+            Arc::clone(&backend),
+            Budget::unlimited(),
+        )
+        .await;
+        assert_eq!(solution.answer.as_deref(), Some("2"));
+        assert_eq!(backend.requests().len(), 6);
+        assert!(details(&solution).candidates.iter().all(|c| c.tokens > 0));
+    }
+
+    #[test]
+    fn config_rules() {
+        let config = BestOfNConfig::default();
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("needs a scorer"));
+        let config = BestOfNConfig {
+            adaptive: Some(AdaptiveConfig {
+                round: NonZeroUsize::MIN,
+                agreement: Some(1.5),
+            }),
+            ..BestOfNConfig::self_consistency(NonZeroUsize::MIN)
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("agreement"));
+    }
+}
