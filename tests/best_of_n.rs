@@ -1,0 +1,152 @@
+//! Best-of-N and the scorers on the real SmolLM2-135M.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::num::NonZeroUsize;
+
+use common::{block_on, smollm_dyn};
+use ponder::engine::{Budget, Context, Scorer};
+use ponder::prm::{
+    JudgeConfig, JudgeMode, LlmJudge, PrmConfig, PrmFormat, ScorerConfig, Select, TokenPrm,
+};
+use ponder::strategies::{BestOfN, BestOfNConfig, BestOfNDetails};
+use ponder::Problem;
+
+#[test]
+fn best_of_four_scores_every_candidate_and_selects_by_the_rule() {
+    for select in [Select::Weighted, Select::Naive, Select::Majority] {
+        let config = BestOfNConfig {
+            n: NonZeroUsize::new(4).unwrap(),
+            select,
+            scorer: Some(ScorerConfig::LlmJudge(JudgeConfig::default())),
+            inner: Box::new(ponder::StrategyConfig::Direct(
+                ponder::strategies::DirectConfig {
+                    temperature: 0.8,
+                    max_tokens: NonZeroUsize::new(64).unwrap(),
+                    ..Default::default()
+                },
+            )),
+            ..BestOfNConfig::default()
+        };
+        let strategy = BestOfN::new(config).unwrap();
+        let problem = Problem::new("bon", "What is 6 + 7?").with_reference("13");
+        let solution = block_on(ponder::engine::solve(
+            &strategy,
+            &problem,
+            smollm_dyn(),
+            Budget::unlimited(),
+        ))
+        .unwrap();
+        let d: BestOfNDetails = serde_json::from_value(solution.details.clone()).unwrap();
+        assert_eq!(d.candidates.len(), 4);
+        for c in &d.candidates {
+            let score = c.score.expect("every candidate scored");
+            assert!((0.0..=1.0).contains(&score), "{score}");
+            assert!(c.tokens > 0);
+        }
+        // The selection is what the rule gives on the reported candidates.
+        let answers: Vec<Option<String>> = d.candidates.iter().map(|c| c.answer.clone()).collect();
+        let rewards: Vec<Option<f64>> = d.candidates.iter().map(|c| c.score).collect();
+        assert_eq!(
+            d.selected,
+            select.apply(&answers, &rewards).index,
+            "{select:?}"
+        );
+        assert_eq!(
+            solution.answer,
+            d.selected.and_then(|i| d.candidates[i].answer.clone())
+        );
+        // One sampling request of n = 4 plus one judge request per candidate.
+        assert_eq!(solution.usage.calls, 1 + 4, "{select:?}");
+    }
+}
+
+fn steps() -> Vec<Vec<String>> {
+    vec![
+        vec![
+            "Tom has 3 apples.".into(),
+            "He buys 4 more, so 3 + 4 = 7.".into(),
+            "The answer is 7.".into(),
+        ],
+        vec![
+            "Tom has 3 apples.".into(),
+            "He buys 4 more, so 3 + 4 = 9.".into(),
+        ],
+    ]
+}
+
+#[test]
+fn token_prm_reads_every_step_in_one_request_per_candidate_in_both_formats() {
+    for format in [PrmFormat::MathShepherd, PrmFormat::Rlhflow] {
+        // SmolLM2 stands in for a PRM; "+" and "-" ids come from its own tokenizer.
+        let prm = TokenPrm::new(PrmConfig {
+            format,
+            ..PrmConfig::default()
+        });
+        let cx = Context::new(smollm_dyn(), Budget::unlimited());
+        let scores =
+            block_on(prm.score(&cx, "Tom has 3 apples and buys 4 more. How many?", &steps()))
+                .unwrap();
+        assert_eq!(scores.len(), 2);
+        assert_eq!(scores[0].len(), 3, "{format:?}");
+        assert_eq!(scores[1].len(), 2, "{format:?}");
+        for s in scores.iter().flatten() {
+            assert!(*s > 0.0 && *s < 1.0, "{format:?}: {s}");
+        }
+        // Not all the same number: they were read at different places.
+        assert!(
+            scores[0].windows(2).any(|w| (w[0] - w[1]).abs() > 1e-6),
+            "{format:?}: {scores:?}"
+        );
+        assert_eq!(
+            cx.meter().usage().calls,
+            2,
+            "{format:?}: one request per candidate"
+        );
+    }
+}
+
+#[test]
+fn llm_judge_scores_steps_and_outcomes() {
+    let cx = Context::new(smollm_dyn(), Budget::unlimited());
+    let steps_judge = LlmJudge::new(JudgeConfig {
+        mode: JudgeMode::Steps,
+        prompt: None,
+    });
+    let scores =
+        block_on(steps_judge.score(&cx, "Tom has 3 apples and buys 4 more. How many?", &steps()))
+            .unwrap();
+    assert_eq!(scores.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 2]);
+    assert!(scores.iter().flatten().all(|s| (0.0..=1.0).contains(s)));
+    let outcome = LlmJudge::new(JudgeConfig::default());
+    let scores =
+        block_on(outcome.score(&cx, "What is 2 + 2?", &[vec!["4".into()], vec!["5".into()]]))
+            .unwrap();
+    assert_eq!(scores.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1]);
+}
+
+#[test]
+fn a_budget_stops_best_of_n_cleanly() {
+    let config = BestOfNConfig {
+        adaptive: Some(ponder::strategies::AdaptiveConfig {
+            round: NonZeroUsize::new(2).unwrap(),
+            agreement: None,
+        }),
+        ..BestOfNConfig::self_consistency(NonZeroUsize::new(8).unwrap())
+    };
+    let strategy = BestOfN::new(config).unwrap();
+    let problem = Problem::new("budget", "What is 6 + 7?");
+    let budget = Budget::unlimited().with_max_tokens(400);
+    let solution = block_on(ponder::engine::solve(
+        &strategy,
+        &problem,
+        smollm_dyn(),
+        budget,
+    ))
+    .unwrap();
+    assert!(solution.usage.total_tokens() <= 400, "{:?}", solution.usage);
+    let d: BestOfNDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert!(d.samples >= 1 && d.samples < 8, "{d:?}");
+}
