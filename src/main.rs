@@ -38,6 +38,9 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Write the search tree (searching strategies) to DIR/question.{json,dot,svg}.
+        #[arg(long, value_name = "DIR")]
+        trace_dir: Option<PathBuf>,
     },
     /// Run a strategy over a problem set (JSON Lines), appending graded results; resumable.
     Run {
@@ -62,6 +65,9 @@ enum Command {
         /// Most tokens (prompt and completion) the whole run may spend.
         #[arg(long)]
         max_run_tokens: Option<u64>,
+        /// Write each search tree to DIR/<problem id>.{json,dot,svg}.
+        #[arg(long, value_name = "DIR")]
+        trace_dir: Option<PathBuf>,
     },
     /// List the built-in models and their cache paths, or fetch one.
     Models {
@@ -96,7 +102,17 @@ fn main() -> anyhow::Result<()> {
                 config,
                 model,
                 json,
-            } => solve(&question, config.as_deref(), model, json).await,
+                trace_dir,
+            } => {
+                solve(
+                    &question,
+                    config.as_deref(),
+                    model,
+                    json,
+                    trace_dir.as_deref(),
+                )
+                .await
+            }
             Command::Run {
                 config,
                 problems,
@@ -105,8 +121,10 @@ fn main() -> anyhow::Result<()> {
                 concurrency,
                 model,
                 max_run_tokens,
+                trace_dir,
             } => {
                 run(RunArgs {
+                    trace_dir,
                     config,
                     problems,
                     out,
@@ -138,14 +156,22 @@ async fn solve(
     config: Option<&Path>,
     model: Option<String>,
     json: bool,
+    trace_dir: Option<&Path>,
 ) -> anyhow::Result<()> {
     let config = load_config(config, model)?;
     let strategy = config.strategy.build()?;
     let backend = config.model.load().await?;
     let problem = Problem::new("question", question);
-    let solution =
+    let mut solution =
         ponder::engine::solve(strategy.as_ref(), &problem, backend, config.budget).await?;
+    if let (Some(dir), Some(trace)) = (trace_dir, &solution.trace) {
+        for path in trace.write(dir, &problem.id)? {
+            eprintln!("wrote {}", path.display());
+        }
+    }
     if json {
+        // The tree went to --trace-dir (if asked); keep stdout one readable object.
+        solution.trace = None;
         println!("{}", serde_json::to_string_pretty(&solution)?);
     } else {
         println!("{}", solution.completion.trim());
@@ -173,6 +199,7 @@ struct RunArgs {
     concurrency: usize,
     model: Option<String>,
     max_run_tokens: Option<u64>,
+    trace_dir: Option<PathBuf>,
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -188,10 +215,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let backend = config.model.load().await?;
     let mut run_budget = Budget::unlimited();
     run_budget.max_tokens = args.max_run_tokens;
-    let runner = Runner::new(strategy, backend)
+    let mut runner = Runner::new(strategy, backend)
+        .with_grader(Arc::new(ponder::prm::StandardGrader::default()))
         .with_concurrency(args.concurrency)
         .with_problem_budget(config.budget)
         .with_run_budget(run_budget);
+    if let Some(dir) = &args.trace_dir {
+        runner = runner.with_trace_dir(dir);
+    }
 
     let already = runner::read_results(&args.out)?;
     let bar = ProgressBar::new(problems.len() as u64);

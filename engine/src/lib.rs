@@ -60,6 +60,6 @@ pub use model_config::{DeviceSpec, LoadOptions, ModelConfig};
 pub use problem::{CodeTask, Problem};
 pub use runner::{ResultLine, RunSummary, Runner};
 pub use scorer::Scorer;
-pub use solution::{Candidate, Solution, StopReason};
+pub use solution::{Candidate, Solution, StopReason, Trace};
 pub use strategy::{solve, Context, Strategy};
 pub use usage::Usage;

@@ -97,6 +97,7 @@ pub struct Runner {
     concurrency: usize,
     problem_budget: Budget,
     run_budget: Budget,
+    trace_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -120,7 +121,14 @@ impl Runner {
             concurrency: 1,
             problem_budget: Budget::unlimited(),
             run_budget: Budget::unlimited(),
+            trace_dir: None,
         }
+    }
+
+    /// Writes each search tree to `<dir>/<problem id>.{json,dot,svg}`. Default: not written.
+    pub fn with_trace_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.trace_dir = Some(dir.into());
+        self
     }
 
     /// Problems solved at once. Default 1.
@@ -246,6 +254,11 @@ impl Runner {
         match outcome {
             Ok(mut solution) => {
                 solution.usage = usage;
+                if let (Some(dir), Some(trace)) = (&self.trace_dir, &solution.trace) {
+                    if let Err(e) = trace.write(dir, &problem.id) {
+                        tracing::warn!(problem = %problem.id, "writing the trace failed: {e}");
+                    }
+                }
                 let correct = self.grader.grade(problem, &solution).await;
                 line_for(problem, solution, correct)
             }

@@ -4,7 +4,8 @@
 //! request is recorded; asking for more than the script holds is an error. Tokens are bytes:
 //! a prompt costs its byte length (chat messages rendered as `role: content\n`), a completion
 //! its byte length, cut at `max_tokens` bytes (then it finishes by length). Stop sequences cut
-//! a reply before the first one.
+//! a reply before the first one. Asked for log-probabilities, it returns one entry per
+//! character generated, the stop sequence included, as a real model would.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -13,7 +14,7 @@ use async_trait::async_trait;
 
 use crate::backend::{
     Backend, Capabilities, Choice, FinishReason, Generation, GenerationRequest, Prompt,
-    TokenizeInput,
+    TokenLogprob, TokenizeInput,
 };
 use crate::error::{Error, Result};
 use crate::usage::Usage;
@@ -118,12 +119,25 @@ impl Backend for ScriptedBackend {
                 Reply::Text(text) => text,
                 Reply::Fail(message) => return Err(Error::Inference { message }),
             };
-            let stopped = request
+            let stop_at = request
                 .stop
                 .iter()
-                .filter_map(|s| text.find(s.as_str()))
-                .min()
-                .map(|at| text.get(..at).unwrap_or_default().to_string());
+                .filter_map(|s| text.find(s.as_str()).map(|at| (at, s.len())))
+                .min();
+            // Like a real model, the generated tokens include the stop sequence; one per byte.
+            let generated_len = stop_at.map_or(text.len(), |(at, len)| at + len);
+            let logprobs = request.top_logprobs.map(|_| {
+                text.get(..generated_len.min(request.max_tokens))
+                    .unwrap_or_default()
+                    .chars()
+                    .map(|c| TokenLogprob {
+                        token: c.to_string(),
+                        logprob: 0.0,
+                        top: Vec::new(),
+                    })
+                    .collect()
+            });
+            let stopped = stop_at.map(|(at, _)| text.get(..at).unwrap_or_default().to_string());
             let (text, mut finish) = match stopped {
                 Some(cut) => (cut, FinishReason::Stop),
                 None => (text, FinishReason::Stop),
@@ -136,7 +150,7 @@ impl Backend for ScriptedBackend {
                 completion_tokens: kept.len(),
                 text: kept,
                 finish_reason: finish,
-                logprobs: None,
+                logprobs,
             });
         }
         let completion_tokens = choices.iter().map(|c| c.completion_tokens as u64).sum();

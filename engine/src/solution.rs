@@ -75,6 +75,57 @@ pub struct Solution {
     /// Strategy-specific details (thinking tokens, votes, search statistics, ...).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub details: serde_json::Value,
+    /// The search tree, for strategies that search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Trace>,
+}
+
+/// A search tree as exported: JSON (nodes with their scores and states) and Graphviz DOT.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    /// The tree as JSON.
+    pub json: serde_json::Value,
+    /// The tree in Graphviz DOT.
+    pub dot: String,
+}
+
+impl Trace {
+    /// Writes `<dir>/<id>.json` and `<dir>/<id>.dot` (the id made file-safe), and
+    /// `<dir>/<id>.svg` when the `dot` program is installed. Returns the paths written.
+    pub fn write(&self, dir: &std::path::Path, id: &str) -> crate::Result<Vec<std::path::PathBuf>> {
+        use crate::Error;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let stem: String = id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let json_path = dir.join(format!("{stem}.json"));
+        let text = serde_json::to_string_pretty(&self.json).map_err(|source| Error::Serialize {
+            what: "a search trace",
+            source,
+        })?;
+        std::fs::write(&json_path, text).map_err(|e| Error::io(&json_path, e))?;
+        let dot_path = dir.join(format!("{stem}.dot"));
+        std::fs::write(&dot_path, &self.dot).map_err(|e| Error::io(&dot_path, e))?;
+        let mut written = vec![json_path, dot_path.clone()];
+        let svg_path = dir.join(format!("{stem}.svg"));
+        let rendered = std::process::Command::new("dot")
+            .arg("-Tsvg")
+            .arg(&dot_path)
+            .arg("-o")
+            .arg(&svg_path)
+            .status();
+        if rendered.is_ok_and(|s| s.success()) {
+            written.push(svg_path);
+        }
+        Ok(written)
+    }
 }
 
 impl Solution {
@@ -92,6 +143,7 @@ impl Solution {
             stop_reason,
             usage: Usage::default(),
             details: serde_json::Value::Null,
+            trace: None,
         }
     }
 
@@ -105,6 +157,7 @@ impl Solution {
             stop_reason: resource.into(),
             usage: Usage::default(),
             details: serde_json::Value::Null,
+            trace: None,
         }
     }
 }

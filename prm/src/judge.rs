@@ -45,15 +45,46 @@ const OUTCOME_PROMPT: &str = "Question: {question}\n\nProposed solution:\n{solut
 const STEPS_PROMPT: &str = "Question: {question}\n\nPartial solution:\n{solution}\n\nIs the last step of the partial solution correct? Reply with Yes or No.";
 
 /// A yes/no judge; see the module docs.
-#[derive(Debug, Clone, Default)]
+///
+/// Judgements are remembered (by question and judged text, up to [`LlmJudge::CACHE_ENTRIES`]),
+/// so a search that rescores a growing path pays only for its new step.
+#[derive(Debug, Default)]
 pub struct LlmJudge {
     config: JudgeConfig,
+    cache: std::sync::Mutex<std::collections::HashMap<u64, f64>>,
 }
 
 impl LlmJudge {
+    /// Most judgements remembered; the memory is cleared when full.
+    pub const CACHE_ENTRIES: usize = 65_536;
+
     /// A judge with `config`.
     pub fn new(config: JudgeConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            cache: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn key(question: &str, solution: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        question.hash(&mut h);
+        solution.hash(&mut h);
+        h.finish()
+    }
+
+    fn remembered(&self, key: u64) -> Option<f64> {
+        self.cache.lock().ok().and_then(|c| c.get(&key).copied())
+    }
+
+    fn remember(&self, key: u64, score: f64) {
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= Self::CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(key, score);
+        }
     }
 
     fn prompt(&self, question: &str, solution: &str) -> Prompt {
@@ -157,10 +188,20 @@ impl Scorer for LlmJudge {
                 }
             }
         }
-        let scores = try_join_all(
-            jobs.iter()
-                .map(|(_, solution)| self.judge(backend, &words, self.prompt(question, solution))),
-        )
+        let scores = try_join_all(jobs.iter().map(|(_, solution)| {
+            let key = Self::key(question, solution);
+            let words = &words;
+            async move {
+                if let Some(score) = self.remembered(key) {
+                    return Ok(score);
+                }
+                let score = self
+                    .judge(backend, words, self.prompt(question, solution))
+                    .await?;
+                self.remember(key, score);
+                Ok::<_, ponder_engine::Error>(score)
+            }
+        }))
         .await?;
         let mut out = vec![Vec::new(); candidates.len()];
         for ((c, _), score) in jobs.iter().zip(scores) {

@@ -5,6 +5,15 @@
 //! - [`LlmJudge`]: any chat model scoring answers or steps by its probability of "Yes".
 //! - [`Aggregate`]: step scores to one reward (last, min, product, mean).
 //! - [`Select`]: naive, weighted and majority votes over answers grouped by equivalence.
+//! - [`Sandbox`]: runs untrusted Python under time, CPU, memory, process, file-size and output
+//!   limits, as an unprivileged user, in a throw-away directory, without network and on a
+//!   read-only filesystem where `unshare` works; typed [`RunOutcome`]s (passed, failed
+//!   assertion, error, timeout, memory limit, output limit).
+//! - [`CodeVerifier`]: a candidate against a list of [`TestCase`]s in one sandbox run, per-test
+//!   results; [`extract_code`] and [`assemble`] turn completions into programs, [`docstring_tests`]
+//!   reads HumanEval's public tests; [`HumanEvalGrader`] grades with the hidden tests, and
+//!   [`StandardGrader`] (what `ponder run` uses) picks it for code problems, answer equivalence
+//!   for the rest.
 //!
 //! ```
 //! use ponder_prm::{Aggregate, Select};
@@ -16,14 +25,26 @@
 
 mod aggregate;
 mod capture;
+mod code;
 pub mod config;
+mod grading;
 mod judge;
+mod sandbox;
 mod token_prm;
 mod vote;
 
 pub use aggregate::Aggregate;
 pub use capture::{good_probability, ScoreReader};
+pub use code::{
+    assemble, defines, docstring_tests, extract_code, CodeVerifier, HiddenRun, HumanEvalGrader,
+    TestCase, TestOrigin, TestResult, TestRun, TestStatus,
+};
 pub use config::ScorerConfig;
+pub use grading::StandardGrader;
 pub use judge::{first_tokens, JudgeConfig, JudgeMode, LlmJudge};
+pub use sandbox::{
+    Isolation, Limits, Program, RunOutcome, RunReport, Sandbox, SandboxError, SandboxUser,
+    SelfCheck, Stream, Termination,
+};
 pub use token_prm::{PrmConfig, PrmFormat, TokenPrm};
 pub use vote::{groups, Group, Select, Selection};

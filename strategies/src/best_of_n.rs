@@ -378,6 +378,7 @@ impl Strategy for BestOfN {
             stop_reason,
             usage: Default::default(),
             details,
+            trace: None,
         })
     }
 }

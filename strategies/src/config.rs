@@ -3,6 +3,7 @@
 use ponder_engine::{Error, Result, Strategy};
 use serde::{Deserialize, Serialize};
 
+use crate::beam_search::{BeamSearch, BeamSearchConfig, SearchKind};
 use crate::best_of_n::{BestOfN, BestOfNConfig};
 use crate::budget_forcing::{BudgetForcing, BudgetForcingConfig};
 use crate::direct::{Direct, DirectConfig};
@@ -20,6 +21,10 @@ pub enum StrategyConfig {
     BestOfN(BestOfNConfig),
     /// Best-of-N with a majority vote (the `select` key is ignored).
     SelfConsistency(BestOfNConfig),
+    /// Step-level beam search guided by a process reward.
+    BeamSearch(BeamSearchConfig),
+    /// Diverse verifier tree search: independent subtrees, each greedy on the reward.
+    Dvts(BeamSearchConfig),
 }
 
 impl Default for StrategyConfig {
@@ -36,6 +41,8 @@ impl StrategyConfig {
             Self::BudgetForcing(_) => "budget_forcing",
             Self::BestOfN(_) => "best_of_n",
             Self::SelfConsistency(_) => "self_consistency",
+            Self::BeamSearch(_) => "beam_search",
+            Self::Dvts(_) => "dvts",
         }
     }
 
@@ -46,6 +53,8 @@ impl StrategyConfig {
             Self::BudgetForcing(config) => config.validate(),
             Self::BestOfN(config) => config.validate(),
             Self::SelfConsistency(config) => Self::majority(config).validate(),
+            Self::BeamSearch(config) => config.validate("beam_search"),
+            Self::Dvts(config) => config.validate("dvts"),
         }
     }
 
@@ -57,6 +66,10 @@ impl StrategyConfig {
             Self::BudgetForcing(config) => Box::new(BudgetForcing::new(config.clone())),
             Self::BestOfN(config) => Box::new(BestOfN::new(config.clone())?),
             Self::SelfConsistency(config) => Box::new(BestOfN::new(Self::majority(config))?),
+            Self::BeamSearch(config) => {
+                Box::new(BeamSearch::new(config.clone(), SearchKind::Beam)?)
+            }
+            Self::Dvts(config) => Box::new(BeamSearch::new(config.clone(), SearchKind::Dvts)?),
         })
     }
 

@@ -5,6 +5,7 @@
 //!
 //! - [`Direct`]: one sample in a [`PromptStyle`] (direct, step by step, Chain of Draft).
 //! - [`BudgetForcing`]: s1's control of thinking length, in the decode or by resubmission.
+//! - [`BeamSearch`]: PRM-guided step-level beam search and DVTS, with the search tree exported.
 //! - [`BestOfN`]: N candidates, scored, selected by reward, weighted vote or majority; adaptive N.
 //!
 //! ```
@@ -15,12 +16,14 @@
 //! assert_eq!(strategy.name(), "direct");
 //! ```
 
+pub mod beam_search;
 mod best_of_n;
 mod budget_forcing;
 pub mod config;
 mod direct;
 mod prompt;
 
+pub use beam_search::{BeamSearch, BeamSearchConfig, SearchDetails, SearchKind};
 pub use best_of_n::{AdaptiveConfig, BestOfN, BestOfNConfig, BestOfNDetails, CandidateDetail};
 pub use budget_forcing::{
     BudgetForcing, BudgetForcingConfig, ForcingDetails, ForcingMode, ForcingProcessor,

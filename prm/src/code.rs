@@ -1,0 +1,652 @@
+//! Code problems: code out of a model's completion ([`extract_code`], [`assemble`]), HumanEval's
+//! public tests ([`docstring_tests`]) and hidden tests, a [`CodeVerifier`] that runs a candidate
+//! against tests in the [`Sandbox`] and reports each test, and the [`HumanEvalGrader`].
+//!
+//! Each verification is one sandbox run: all of a candidate's tests execute in one process, one
+//! after another, each under its own timer, and report through marked lines on stdout. Runs share
+//! nothing, so any number may be in flight at once; dropping a verification future kills its run
+//! (see [`Sandbox`]). Nothing here holds permits.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ponder_engine::{CodeTask, Grader, Problem, Solution};
+use serde::{Deserialize, Serialize};
+
+use crate::sandbox::{nonce, Program, RunOutcome, RunReport, Sandbox, SandboxError};
+
+/// One test: a call and, optionally, what it should equal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestCase {
+    /// A Python expression (`has_close_elements([1.0, 2.0], 0.5)`).
+    pub call: String,
+    /// A Python expression the call's value must equal (`==`, floats within 1e-6 relative), or,
+    /// for a doctest whose expectation is not an expression, the exact text it prints; `None` to
+    /// only run the call and record its value.
+    pub expected: Option<String>,
+    /// Where the test came from (decides how an expectation that does not parse is treated).
+    pub origin: TestOrigin,
+}
+
+/// Where a [`TestCase`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestOrigin {
+    /// A `>>>` example: an expectation that is not an expression is compared as printed text.
+    Doctest,
+    /// An informal example (`f(x) ==> y`, `f(x) ➞ y`): one that does not parse is skipped.
+    Example,
+    /// Written by a caller or a model: one that does not parse is skipped.
+    Given,
+}
+
+impl TestCase {
+    /// A test that `call` equals `expected`.
+    pub fn new(call: impl Into<String>, expected: impl Into<String>) -> Self {
+        Self {
+            call: call.into(),
+            expected: Some(expected.into()),
+            origin: TestOrigin::Given,
+        }
+    }
+
+    /// A call whose value is only recorded (for comparing programs on new inputs).
+    pub fn probe(call: impl Into<String>) -> Self {
+        Self {
+            call: call.into(),
+            expected: None,
+            origin: TestOrigin::Given,
+        }
+    }
+}
+
+/// How one test went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TestStatus {
+    /// The value equalled the expectation (or, with none, the call returned).
+    Passed,
+    /// The value differed from the expectation.
+    Failed,
+    /// The call raised.
+    Error {
+        /// The exception line.
+        exception: String,
+    },
+    /// The call ran past the per-test timeout.
+    Timeout,
+    /// The test could not be run as written (undefined names, an expectation that is not Python).
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// The run ended before this test (the candidate failed to load, or the run was killed).
+    NotRun,
+}
+
+/// One test's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TestResult {
+    /// The test.
+    pub test: TestCase,
+    /// How it went.
+    pub status: TestStatus,
+    /// `repr` of the value, when the call returned (cut at 1000 characters).
+    pub got: Option<String>,
+    /// What the call printed (cut at 1000 characters).
+    pub stdout: String,
+}
+
+/// A candidate's run against a list of tests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TestRun {
+    /// One result per test, in order.
+    pub results: Vec<TestResult>,
+    /// The exception that stopped the candidate from loading (a syntax error, say, with the
+    /// lines Python shows above it), if any.
+    pub load_error: Option<String>,
+    /// The sandbox run (stdout holds only the harness's lines).
+    pub report: RunReport,
+}
+
+impl TestRun {
+    /// Tests that passed.
+    pub fn passed(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|r| r.status == TestStatus::Passed)
+            .count()
+    }
+
+    /// Whether the candidate loaded and every test that could run passed.
+    pub fn all_passed(&self) -> bool {
+        self.load_error.is_none()
+            && self
+                .results
+                .iter()
+                .all(|r| matches!(r.status, TestStatus::Passed | TestStatus::Skipped { .. }))
+    }
+}
+
+/// A run of HumanEval's hidden tests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HiddenRun {
+    /// `check(entry_point)` returned.
+    pub passed: bool,
+    /// The sandbox run (its outcome says how a failing run failed).
+    pub report: RunReport,
+}
+
+/// Runs candidates against tests in a [`Sandbox`].
+#[derive(Debug, Clone)]
+pub struct CodeVerifier {
+    sandbox: Sandbox,
+    test_timeout: Duration,
+}
+
+/// Start-up allowance on top of the per-test timeouts for a run's wall-clock limit.
+const STARTUP: Duration = Duration::from_secs(5);
+
+impl CodeVerifier {
+    /// A verifier over `sandbox` with a per-test timeout of 3 s.
+    pub fn new(sandbox: Sandbox) -> Self {
+        Self {
+            sandbox,
+            test_timeout: Duration::from_secs(3),
+        }
+    }
+
+    /// Sets the per-test timeout (default 3 s). A run's wall-clock limit is the sum of its
+    /// tests' timeouts plus 5 s, or the sandbox's, whichever is larger.
+    pub fn with_test_timeout(mut self, timeout: Duration) -> Self {
+        self.test_timeout = timeout;
+        self
+    }
+
+    /// The sandbox.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// Runs `code` (a whole program defining what the tests call) against `tests`, all in one
+    /// sandbox run.
+    #[tracing::instrument(skip_all, fields(tests = tests.len()))]
+    pub async fn run_tests(&self, code: &str, tests: &[TestCase]) -> Result<TestRun, SandboxError> {
+        let mark = format!("@@ponder-test-{:016x} ", nonce());
+        let config = serde_json::json!({
+            "timeout_s": self.test_timeout.as_secs_f64(),
+            "tests": tests,
+        });
+        let wall = self.test_timeout * u32::try_from(tests.len()).unwrap_or(u32::MAX) + STARTUP;
+        let program = Program::new(PUBLIC_TESTS.replace("{MARK}", &mark))
+            .with_file("solution.py", code)
+            .with_file("tests.json", config.to_string())
+            .with_wall(wall.max(self.sandbox.limits().wall()));
+        let mut report = self.sandbox.run(&program).await?;
+        let mut results: Vec<TestResult> = tests
+            .iter()
+            .map(|test| TestResult {
+                test: test.clone(),
+                status: TestStatus::NotRun,
+                got: None,
+                stdout: String::new(),
+            })
+            .collect();
+        let mut load_error = None;
+        let mut reported = 0;
+        let mut rest = String::new();
+        for line in report.stdout.lines() {
+            let Some(record) = line.strip_prefix(&mark) else {
+                rest.push_str(line);
+                rest.push('\n');
+                continue;
+            };
+            let Ok(record) = serde_json::from_str::<Record>(record) else {
+                continue;
+            };
+            if let Some(error) = record.load_error {
+                load_error = Some(error);
+            }
+            let Some(result) = record.i.and_then(|i| results.get_mut(i)) else {
+                continue;
+            };
+            reported += 1;
+            result.got = record.got;
+            result.stdout = record.stdout.unwrap_or_default();
+            result.status = match record.status.as_deref() {
+                Some("passed") => TestStatus::Passed,
+                Some("failed") => TestStatus::Failed,
+                Some("timeout") => TestStatus::Timeout,
+                Some("skipped") => TestStatus::Skipped {
+                    reason: record.reason.unwrap_or_default(),
+                },
+                _ => TestStatus::Error {
+                    exception: record.error.unwrap_or_default(),
+                },
+            };
+        }
+        if load_error.is_none() {
+            // The first test without a result is the one the run died in.
+            if let Some(result) = results.get_mut(reported) {
+                result.status = match &report.outcome {
+                    RunOutcome::Timeout => TestStatus::Timeout,
+                    RunOutcome::Error { exception, .. } => TestStatus::Error {
+                        exception: exception.clone(),
+                    },
+                    RunOutcome::MemoryLimit => TestStatus::Error {
+                        exception: "MemoryError".into(),
+                    },
+                    RunOutcome::OutputLimit { .. } => TestStatus::Error {
+                        exception: "output limit exceeded".into(),
+                    },
+                    _ => TestStatus::NotRun,
+                };
+            }
+        }
+        report.stdout = rest;
+        Ok(TestRun {
+            results,
+            load_error,
+            report,
+        })
+    }
+
+    /// Runs HumanEval's hidden tests (`task.test`, then `check(entry_point)`) on `code`, a whole
+    /// program (see [`assemble`]).
+    #[tracing::instrument(skip_all, fields(entry_point = %task.entry_point))]
+    pub async fn run_hidden(&self, task: &CodeTask, code: &str) -> Result<HiddenRun, SandboxError> {
+        let mark = format!("@@ponder-check-{:016x}", nonce());
+        let entry = serde_json::Value::from(task.entry_point.as_str()).to_string();
+        let program = Program::new(
+            HIDDEN_TESTS
+                .replace("{MARK}", &mark)
+                .replace("{ENTRY}", &entry),
+        )
+        .with_file("solution.py", code)
+        .with_file("tests.py", task.test.as_str());
+        let report = self.sandbox.run(&program).await?;
+        let passed = report.outcome.passed() && report.stdout.lines().any(|l| l == mark);
+        Ok(HiddenRun { passed, report })
+    }
+}
+
+#[derive(Deserialize)]
+struct Record {
+    i: Option<usize>,
+    status: Option<String>,
+    got: Option<String>,
+    stdout: Option<String>,
+    error: Option<String>,
+    reason: Option<String>,
+    load_error: Option<String>,
+}
+
+/// Grades HumanEval-style problems (those with [`Problem::code`]) by running the hidden tests on
+/// the solution's completion in the sandbox: pass@1 of that completion. Other problems, and runs
+/// the sandbox could not start, are left ungraded (`None`).
+#[derive(Debug, Clone)]
+pub struct HumanEvalGrader {
+    verifier: CodeVerifier,
+}
+
+impl HumanEvalGrader {
+    /// A grader running in `sandbox`.
+    pub fn new(sandbox: Sandbox) -> Self {
+        Self {
+            verifier: CodeVerifier::new(sandbox),
+        }
+    }
+}
+
+#[async_trait]
+impl Grader for HumanEvalGrader {
+    async fn grade(&self, problem: &Problem, solution: &Solution) -> Option<bool> {
+        let task = problem.code.as_ref()?;
+        let code = assemble(task, &solution.completion);
+        match self.verifier.run_hidden(task, &code).await {
+            Ok(run) => Some(run.passed),
+            Err(error) => {
+                tracing::warn!(problem = %problem.id, %error, "could not run hidden tests");
+                None
+            }
+        }
+    }
+}
+
+/// The program to test for `task` from a model's `completion`: the extracted code, after the
+/// prompt's imports and helpers when it defines the entry point itself, else after the whole
+/// prompt (a completion that continues the function body).
+pub fn assemble(task: &CodeTask, completion: &str) -> String {
+    let code = extract_code(completion, Some(&task.entry_point));
+    let prompt = task.prompt.as_str();
+    if defines(&code, &task.entry_point) {
+        let preamble = def_line(prompt, &task.entry_point).map_or("", |at| &prompt[..at]);
+        format!("{preamble}{code}\n")
+    } else {
+        format!("{prompt}{code}\n")
+    }
+}
+
+/// Whether `code` defines `name` at the top level (`def name(` or `async def name(`).
+pub fn defines(code: &str, name: &str) -> bool {
+    def_line(code, name).is_some()
+}
+
+/// The byte offset of the line that defines `name` at the top level.
+fn def_line(code: &str, name: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in code.split_inclusive('\n') {
+        let rest = line.strip_prefix("async ").unwrap_or(line);
+        if rest
+            .strip_prefix("def ")
+            .and_then(|r| r.trim_start().strip_prefix(name))
+            .is_some_and(|r| r.trim_start().starts_with('('))
+        {
+            return Some(offset);
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// The code in a model's completion: of its fenced blocks (```` ```python ````, ```` ```py ````
+/// or unlabelled; an unclosed last block runs to the end), the last that defines `entry_point`,
+/// else the longest; without fences, the code from the first top-level `def`, `class` or import
+/// (or the whole text, when it starts indented: a function body), cut before trailing prose.
+pub fn extract_code(completion: &str, entry_point: Option<&str>) -> String {
+    let blocks = fenced_blocks(completion);
+    if !blocks.is_empty() {
+        let chosen = entry_point
+            .and_then(|name| blocks.iter().rev().find(|b| defines(b, name)))
+            .or_else(|| blocks.iter().max_by_key(|b| b.len()));
+        return chosen.cloned().unwrap_or_default();
+    }
+    let lines: Vec<&str> = completion.lines().collect();
+    let first = lines.iter().position(|l| !l.trim().is_empty());
+    let starts_indented = first.is_some_and(|i| lines[i].starts_with([' ', '\t']));
+    let start = if starts_indented {
+        first
+    } else {
+        lines.iter().position(|l| {
+            ["def ", "async def ", "class ", "import ", "from ", "@"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+    };
+    let Some(start) = start else {
+        return completion.to_string();
+    };
+    let end = lines[start..]
+        .iter()
+        .position(|l| !l.is_empty() && !l.starts_with([' ', '\t']) && !looks_like_code(l))
+        .map_or(lines.len(), |n| start + n);
+    let mut code = lines[start..end].join("\n");
+    code.truncate(code.trim_end().len());
+    code.push('\n');
+    code
+}
+
+fn fenced_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(bool, Vec<&str>)> = None;
+    for line in text.lines() {
+        let fence = line.trim_start().strip_prefix("```");
+        match (&mut current, fence) {
+            (None, Some(label)) => {
+                let label = label.trim().to_ascii_lowercase();
+                let python = ["", "python", "py", "python3"].contains(&label.as_str());
+                current = Some((python, Vec::new()));
+            }
+            (Some(_), Some(_)) => {
+                if let Some((true, lines)) = current.take() {
+                    blocks.push(lines.join("\n") + "\n");
+                }
+            }
+            (Some((_, lines)), None) => lines.push(line),
+            (None, None) => {}
+        }
+    }
+    if let Some((true, lines)) = current {
+        blocks.push(lines.join("\n") + "\n");
+    }
+    blocks.retain(|b| !b.trim().is_empty());
+    blocks
+}
+
+/// Whether an unindented line reads as Python rather than prose.
+fn looks_like_code(line: &str) -> bool {
+    const STARTS: [&str; 27] = [
+        "def ", "async ", "class ", "import ", "from ", "@", "if ", "elif ", "else:", "for ",
+        "while ", "try:", "except", "finally:", "with ", "return", "print(", "#", "assert ",
+        "raise ", ")", "]", "}", "\"\"\"", "'''", "pass", "del ",
+    ];
+    if STARTS.iter().any(|s| line.starts_with(s)) {
+        return true;
+    }
+    let name_end = line
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+        .unwrap_or(line.len());
+    let rest = line[name_end..].trim_start();
+    name_end > 0
+        && ["=", "(", "[", "+=", "-=", "*=", "/=", ","]
+            .iter()
+            .any(|s| rest.starts_with(s))
+}
+
+/// The examples in the docstring of `entry_point` in a HumanEval `prompt`, as tests: `>>>` lines
+/// with the output lines that follow (an empty output means `None`), and informal examples
+/// (`entry_point(args) <sep> expected` with `==>`, `=>`, `➞`, `->`, `==`, `# returns`, `=`;
+/// `true`/`false` read as `True`/`False`; of a worked `a - b = c`, the `c`).
+pub fn docstring_tests(prompt: &str, entry_point: &str) -> Vec<TestCase> {
+    let body = def_line(prompt, entry_point).map_or(prompt, |at| &prompt[at..]);
+    let lines: Vec<&str> = body.lines().collect();
+    let call_prefix = format!("{entry_point}(");
+    let mut tests = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim();
+        i += 1;
+        if let Some(call) = line.strip_prefix(">>>") {
+            let mut call = call.trim().to_string();
+            while let Some(more) = lines
+                .get(i)
+                .and_then(|l| l.trim_start().strip_prefix("..."))
+            {
+                call.push('\n');
+                call.push_str(more.strip_prefix(' ').unwrap_or(more));
+                i += 1;
+            }
+            let mut expected = Vec::new();
+            while let Some(next) = lines.get(i).map(|l| l.trim()) {
+                if next.is_empty() || next.starts_with(">>>") || is_docstring_end(next) {
+                    break;
+                }
+                i += 1;
+                match next
+                    .strip_suffix("\"\"\"")
+                    .or_else(|| next.strip_suffix("'''"))
+                {
+                    Some(last) => {
+                        expected.push(last.trim_end());
+                        break;
+                    }
+                    None => expected.push(next),
+                }
+            }
+            if call.contains(&call_prefix) {
+                let expected = match expected.join("\n") {
+                    e if e.is_empty() => "None".to_string(),
+                    e => e,
+                };
+                tests.push(TestCase {
+                    call,
+                    expected: Some(expected),
+                    origin: TestOrigin::Doctest,
+                });
+            }
+        } else if line.starts_with(&call_prefix) {
+            if let Some(test) = informal_example(line, entry_point.len()) {
+                tests.push(test);
+            }
+        }
+    }
+    tests
+}
+
+fn is_docstring_end(line: &str) -> bool {
+    line.starts_with("\"\"\"") || line.starts_with("'''")
+}
+
+/// `f(args) ==> value`: the call runs to the parenthesis that closes the one after the name.
+fn informal_example(line: &str, name_len: usize) -> Option<TestCase> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut close = None;
+    for (at, c) in line.char_indices().skip(name_len) {
+        match quote {
+            Some(_) if escaped => escaped = false,
+            Some(_) if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                '\'' | '"' => quote = Some(c),
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' => {
+                    depth = depth.checked_sub(1)?;
+                    if depth == 0 {
+                        close = Some(at);
+                        break;
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+    let close = close?;
+    let rest = line[close + 1..].trim();
+    const SEPARATORS: [&str; 9] = [
+        "==>",
+        "=>",
+        "➞",
+        "→",
+        "->",
+        "==",
+        "# returns",
+        "returns",
+        "=",
+    ];
+    let separator = SEPARATORS.iter().find(|s| rest.starts_with(*s))?;
+    // `f(x) -> 19 - 5 - 6 = 8`: the worked example ends in the value.
+    let expected = rest[separator.len()..].trim();
+    let expected = expected.rsplit(" = ").next().unwrap_or(expected).trim();
+    let expected = match expected {
+        "" => return None,
+        "true" => "True",
+        "false" => "False",
+        e => e,
+    };
+    Some(TestCase {
+        call: line[..=close].to_string(),
+        expected: Some(expected.to_string()),
+        origin: TestOrigin::Example,
+    })
+}
+
+/// Runs a candidate against its tests (`{MARK}` is substituted).
+const PUBLIC_TESTS: &str = include_str!("code/public_tests.py");
+/// Runs HumanEval's `check` (`{MARK}` and `{ENTRY}` are substituted).
+const HIDDEN_TESTS: &str = include_str!("code/hidden_tests.py");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extracts_the_block_that_defines_the_entry_point() {
+        let text = "Here is a helper:\n```python\ndef helper():\n    return 1\n```\nAnd the answer:\n```python\ndef f(x):\n    return helper() + x\n```\nDone. ```text\nnot code\n```";
+        assert_eq!(
+            extract_code(text, Some("f")),
+            "def f(x):\n    return helper() + x\n"
+        );
+        assert_eq!(
+            extract_code(text, Some("g")),
+            "def f(x):\n    return helper() + x\n",
+            "the longest block when none defines it"
+        );
+        let unclosed = "```py\ndef f(x):\n    return x";
+        assert_eq!(
+            extract_code(unclosed, Some("f")),
+            "def f(x):\n    return x\n"
+        );
+    }
+
+    #[test]
+    fn extracts_bare_code_and_drops_prose() {
+        let text = "Sure! Here it is.\n\nimport math\n\ndef f(x):\n    return math.sqrt(x)\n\nprint(f(4))\nThis prints 2.0.\n";
+        assert_eq!(
+            extract_code(text, Some("f")),
+            "import math\n\ndef f(x):\n    return math.sqrt(x)\n\nprint(f(4))\n"
+        );
+        let body = "    return sorted(x)\n\n\nThe function sorts.";
+        assert_eq!(extract_code(body, Some("f")), "    return sorted(x)\n");
+        assert_eq!(extract_code("no code at all", None), "no code at all");
+    }
+
+    #[test]
+    fn assembles_with_or_without_the_prompt() {
+        let task = CodeTask {
+            prompt:
+                "from typing import List\n\n\ndef f(xs: List[int]) -> int:\n    \"\"\"Sum.\"\"\"\n"
+                    .into(),
+            entry_point: "f".into(),
+            test: String::new(),
+        };
+        let body = assemble(&task, "    return sum(xs)\n");
+        assert!(body.starts_with(&task.prompt) && body.ends_with("return sum(xs)\n\n"));
+        let whole = assemble(
+            &task,
+            "```python\ndef f(xs: List[int]) -> int:\n    return sum(xs)\n```",
+        );
+        assert_eq!(
+            whole,
+            "from typing import List\n\n\ndef f(xs: List[int]) -> int:\n    return sum(xs)\n\n"
+        );
+        assert!(defines("async def f (x):\n", "f") && !defines("def fx(x):\n", "f"));
+        assert!(!defines("class A:\n    def f(self):\n", "f"));
+    }
+
+    #[test]
+    fn parses_doctests_and_informal_examples() {
+        let prompt = "def helper():\n    \"\"\"\n    >>> helper()\n    1\n    \"\"\"\n\ndef f(xs, s):\n    \"\"\" Doc.\n    >>> f([1, 2], 'a')\n    [2, 1]\n    >>> f([],\n    ... 'b')\n\n    >>> f([3], 'c')\n    'c'\"\"\"\n";
+        let tests = docstring_tests(prompt, "f");
+        assert_eq!(
+            tests
+                .iter()
+                .map(|t| (t.call.as_str(), t.expected.as_deref().unwrap()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("f([1, 2], 'a')", "[2, 1]"),
+                ("f([],\n'b')", "None"),
+                ("f([3], 'c')", "'c'")
+            ]
+        );
+        assert!(tests.iter().all(|t| t.origin == TestOrigin::Doctest));
+        let informal = "def g(a, b):\n    '''\n    g([1, (2)], \")\") ➞ False\n    g(1, 2) ==> [1, 2]\n    g(3, 4) => true\n    g(5, 6)   # returns \"db\"\n    g(7, 8) -> 19 - 5 = 8\n    g(9, 0)\n    '''\n";
+        let tests = docstring_tests(informal, "g");
+        assert_eq!(
+            tests
+                .iter()
+                .map(|t| (t.call.as_str(), t.expected.as_deref().unwrap()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("g([1, (2)], \")\")", "False"),
+                ("g(1, 2)", "[1, 2]"),
+                ("g(3, 4)", "True"),
+                ("g(5, 6)", "\"db\""),
+                ("g(7, 8)", "8"),
+            ]
+        );
+        assert!(tests.iter().all(|t| t.origin == TestOrigin::Example));
+    }
+}

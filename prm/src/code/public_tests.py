@@ -1,0 +1,117 @@
+# Runs a candidate against tests in one process; the sandbox runs it as main.py, next to
+# solution.py (the candidate) and tests.json ({"timeout_s": float, "tests": [{"call", "expected",
+# "origin"}]}). Prints one line per test, after MARK, as JSON; candidate output is captured per test.
+import ast, builtins, contextlib, io, json, math, os, signal, sys, traceback
+
+MARK = "{MARK}"
+HERE = os.path.dirname(os.path.abspath(__file__))
+out = sys.stdout
+
+
+def emit(record):
+    out.write(MARK + json.dumps(record) + "\n")
+    out.flush()
+
+
+def read(name):
+    with open(os.path.join(HERE, name), encoding="utf-8") as f:
+        return f.read()
+
+
+def short(text, n=1000):
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def exception_line(e):
+    return short("".join(traceback.format_exception_only(type(e), e)).strip(), 2000)
+
+
+class TestTimeout(BaseException):
+    pass
+
+
+def alarm(signum, frame):
+    raise TestTimeout()
+
+
+def undefined_name(expr):
+    for node in ast.walk(ast.parse(expr, mode="eval")):
+        if isinstance(node, ast.Name) and node.id not in ns and not hasattr(builtins, node.id):
+            return node.id
+    return None
+
+
+def same(got, expected):
+    try:
+        if bool(got == expected):
+            return True
+    except Exception:
+        return False
+    numbers = (int, float)
+    if isinstance(got, numbers) and isinstance(expected, numbers):
+        if not isinstance(got, bool) and not isinstance(expected, bool):
+            return math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9)
+    if isinstance(got, (list, tuple)) and type(got) is type(expected) and len(got) == len(expected):
+        return all(same(a, b) for a, b in zip(got, expected))
+    return False
+
+
+config = json.loads(read("tests.json"))
+signal.signal(signal.SIGALRM, alarm)
+ns = {"__name__": "solution", "__builtins__": builtins}
+captured = io.StringIO()
+try:
+    with contextlib.redirect_stdout(captured):
+        exec(compile(read("solution.py"), "solution.py", "exec"), ns)
+except BaseException as e:
+    emit({"load_error": exception_line(e), "traceback": short(traceback.format_exc(), 4000)})
+    sys.exit(0)
+
+for index, test in enumerate(config["tests"]):
+    record = {"i": index}
+    try:
+        missing = undefined_name(test["call"])
+    except SyntaxError:
+        emit(dict(record, status="skipped", reason="the call is not a Python expression"))
+        continue
+    if missing is not None:
+        emit(dict(record, status="skipped", reason="the call uses undefined name `%s`" % missing))
+        continue
+    text = test["expected"]
+    expected, as_output = None, False
+    if text is not None:
+        try:
+            expected = eval(text, {"__builtins__": builtins})
+        except Exception:
+            if test["origin"] != "doctest":
+                emit(dict(record, status="skipped", reason="the expected value is not a Python expression"))
+                continue
+            as_output = True
+    captured = io.StringIO()
+    signal.setitimer(signal.ITIMER_REAL, config["timeout_s"])
+    try:
+        try:
+            with contextlib.redirect_stdout(captured):
+                got = eval(test["call"], ns)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except TestTimeout:
+        emit(dict(record, status="timeout", stdout=short(captured.getvalue())))
+        continue
+    except BaseException as e:
+        emit(dict(record, status="error", error=exception_line(e), stdout=short(captured.getvalue())))
+        continue
+    try:
+        got_repr = repr(got)
+    except Exception as e:
+        got_repr = "<repr failed: %s>" % exception_line(e)
+    if text is None:
+        passed = True
+    elif as_output:
+        shown = captured.getvalue() + ("" if got is None else got_repr + "\n")
+        passed = shown.strip() == text.strip()
+    else:
+        passed = same(got, expected)
+    emit(dict(record, status="passed" if passed else "failed", got=short(got_repr),
+              stdout=short(captured.getvalue())))
+emit({"done": True})

@@ -1,0 +1,801 @@
+//! [`Sandbox`]: runs untrusted Python 3 programs under resource limits and reports a typed
+//! [`RunOutcome`].
+//!
+//! Each run gets a fresh temporary directory `T` under the system temporary directory (which the
+//! sandbox user must be able to traverse), holding the program (`T/src`, read-only to it) and a
+//! scratch working directory (`T/work`, also `HOME` and `TMPDIR`); `T` is deleted afterwards. A
+//! small Python bootstrap (`sandbox/bootstrap.py`), run with ponder's own privileges inside the
+//! namespaces, sets the run up: it remounts the filesystem read-only, starts the program as the
+//! sandbox user under the limits, reaps it and writes its exit status and CPU time to a file the
+//! program cannot write.
+//!
+//! What is enforced, and how (see [`Isolation`] for what a given machine supports; the first
+//! run probes it and proves the process limit holds with [`Sandbox::self_check`]):
+//!
+//! - **user**: when ponder runs as root, the program runs as an unprivileged user (`nobody`,
+//!   uid/gid 65534 unless [`Sandbox::with_user`] says otherwise), supplementary groups cleared and
+//!   `no_new_privs` set. Root ignores `RLIMIT_NPROC`; the unprivileged user does not. When ponder
+//!   is not root, programs run as the calling user, whose other processes then count toward the
+//!   process limit.
+//! - **processes**: `RLIMIT_NPROC`. The kernel counts every process of the user, machine-wide, so
+//!   concurrent runs share [`Limits::processes`]: a fork bomb in one run can make `fork` fail in
+//!   another run until the bomb's run ends (starting a run still works). Give sandboxes that run
+//!   side by side different users ([`Sandbox::with_user`]) to keep them apart.
+//! - **time**: wall clock with [`tokio::time::timeout`]; CPU with `RLIMIT_CPU` (`SIGXCPU`, then
+//!   `SIGKILL` one second later).
+//! - **memory**: `RLIMIT_AS` (Python raises `MemoryError`). **File size**: `RLIMIT_FSIZE`.
+//!   **Open files**: `RLIMIT_NOFILE`. No core dumps.
+//! - **output**: stdout and stderr are read as they come and kept up to
+//!   [`Limits::output_bytes`] each; past that the run is killed ([`RunOutcome::OutputLimit`]).
+//! - **network** (where `unshare --net` works): a fresh network namespace with only a loopback
+//!   device that is down, so every connection fails.
+//! - **filesystem** (where `unshare --mount` works): a mount namespace in which every mount is
+//!   remounted read-only and `nosuid`, except `T`; `T/work` is a fresh `tmpfs` of
+//!   [`Limits::disk_bytes`]. Without it the user can still write where the world may (`/tmp`).
+//! - **cleanup**: the run is its own process group; on timeout, output overflow or when the run
+//!   future is dropped the whole group gets `SIGKILL`. Where `unshare --pid` works the program also
+//!   runs in a PID namespace whose init is the bootstrap: when the program exits or the bootstrap
+//!   is killed, the kernel kills every process left in it, including ones that left the group.
+//!   Without a PID namespace the group is still killed when the program exits, but a process that
+//!   called `setsid` escapes (under its CPU and memory limits; if it holds the output pipes, the
+//!   run ends at the wall-clock limit).
+//!
+//! The first run tries, in order: `unshare --net --mount --pid --fork --kill-child --mount-proc`;
+//! `unshare --net`; no namespaces. Without `unshare` (or the privilege to use it) runs go on with
+//! the user switch, the limits and the group kill, [`Isolation`] says `network: false,
+//! filesystem: false, pid_namespace: false`, and a warning is logged once per sandbox: network
+//! access and writes to world-writable directories are then NOT prevented.
+//!
+//! Concurrency and cancellation: [`Sandbox::run`] may be called from many tasks at once (the
+//! sandbox is a cheap [`Clone`]); each run spawns its own processes and holds no permits. The run
+//! future is safe to drop at any await: the child is spawned with `kill_on_drop`, the process
+//! group is killed by a guard, and the temporary directory is removed by its own guard.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use tokio::sync::OnceCell;
+
+mod limits;
+mod outcome;
+
+pub use limits::Limits;
+use outcome::{classify, Kill};
+pub use outcome::{RunOutcome, Stream, Termination};
+
+/// The unprivileged user untrusted code runs as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SandboxUser {
+    /// User id.
+    pub uid: u32,
+    /// Group id (supplementary groups are cleared).
+    pub gid: u32,
+    /// The name in `/etc/passwd`, when the uid has one.
+    pub name: Option<String>,
+}
+
+/// What a sandbox enforces on this machine, beyond the resource limits (always set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Isolation {
+    /// The user programs run as; `None` when ponder does not run as root and so cannot switch
+    /// (programs then run as the calling user, whose other processes count toward the limit).
+    pub user: Option<SandboxUser>,
+    /// A network namespace with no usable interface.
+    pub network: bool,
+    /// A mount namespace with everything read-only but the run's own directory.
+    pub filesystem: bool,
+    /// A PID namespace: everything the program started dies with it.
+    pub pid_namespace: bool,
+}
+
+/// What [`Sandbox::self_check`] proved on this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SelfCheck {
+    /// What is enforced.
+    pub isolation: Isolation,
+    /// The process limit that was tested.
+    pub process_limit: u32,
+    /// Children the check program managed to fork when it tried `process_limit + 5`.
+    pub forked: u32,
+}
+
+/// A program to run: the main script, extra files next to it, and standard input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Program {
+    main: String,
+    files: Vec<(String, String)>,
+    stdin: Vec<u8>,
+    wall: Option<Duration>,
+}
+
+impl Program {
+    /// A program whose main script (`main.py`) is `source`.
+    pub fn new(source: impl Into<String>) -> Self {
+        Self {
+            main: source.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a file next to `main.py` (read-only to the program; find it through `__file__`).
+    /// The name must be a plain file name other than `main.py`.
+    pub fn with_file(mut self, name: impl Into<String>, contents: impl Into<String>) -> Self {
+        self.files.push((name.into(), contents.into()));
+        self
+    }
+
+    /// Sets what the program reads on standard input (default: nothing, end of file at once).
+    pub fn with_stdin(mut self, stdin: impl Into<Vec<u8>>) -> Self {
+        self.stdin = stdin.into();
+        self
+    }
+
+    /// Sets the wall-clock limit for this program (default: the sandbox's [`Limits::wall_ms`]).
+    pub fn with_wall(mut self, wall: Duration) -> Self {
+        self.wall = Some(wall);
+        self
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    /// How it ended.
+    pub outcome: RunOutcome,
+    /// Standard output (lossy UTF-8), at most [`Limits::output_bytes`].
+    pub stdout: String,
+    /// Standard error (lossy UTF-8), at most [`Limits::output_bytes`].
+    pub stderr: String,
+    /// Whether stdout went past the cap (and was cut there).
+    pub stdout_truncated: bool,
+    /// Whether stderr went past the cap (and was cut there).
+    pub stderr_truncated: bool,
+    /// How the program ended; `None` when the sandbox killed it first.
+    pub termination: Option<Termination>,
+    /// Wall time from spawn to exit.
+    pub wall: Duration,
+    /// CPU time of the program and the children it waited for, when it ended by itself.
+    pub cpu: Option<Duration>,
+}
+
+/// A sandbox that could not run a program at all (the program's own failures are outcomes).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SandboxError {
+    /// Preparing the run directory or starting a process failed.
+    #[error("sandbox {action} failed")]
+    Io {
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// The bootstrap could not set the run up (namespaces, privileges, limits, interpreter).
+    #[error("sandbox set-up failed: {reason}")]
+    Setup { reason: String },
+    /// A file of a [`Program`] has a name that is not a plain file name.
+    #[error("program file name `{name}` must be a plain file name other than main.py")]
+    FileName { name: String },
+    /// The self-check forked more children than the process limit allows.
+    #[error("process limit not enforced: forked {forked} children with a limit of {limit}")]
+    ProcessLimit { limit: u32, forked: u32 },
+    /// The self-check found an isolation the probe claimed missing in practice.
+    #[error("sandbox self-check failed: {what}")]
+    SelfCheck { what: String },
+}
+
+/// Runs untrusted Python under limits: as an unprivileged user (when ponder is root), with
+/// `RLIMIT_CPU`/`AS`/`NPROC`/`FSIZE`/`NOFILE`, capped output, a wall-clock timeout and, where
+/// `unshare` works, without network, on a read-only filesystem and in its own PID namespace.
+/// [`Isolation`] says what this machine enforces.
+///
+/// ```no_run
+/// use ponder_prm::{Program, RunOutcome, Sandbox};
+///
+/// # async fn demo() -> Result<(), ponder_prm::SandboxError> {
+/// let sandbox = Sandbox::new();
+/// println!("{:?}", sandbox.self_check().await?.isolation);
+/// let report = sandbox.run(&Program::new("assert 1 + 1 == 3")).await?;
+/// assert!(matches!(report.outcome, RunOutcome::Failed { .. }));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    limits: Limits,
+    python: PathBuf,
+    user: Option<(u32, u32)>,
+    checked: Arc<OnceCell<Checked>>,
+}
+
+#[derive(Debug)]
+struct Checked {
+    report: SelfCheck,
+    level: Level,
+}
+
+/// How much namespace isolation a run gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    /// Network, mount and PID namespaces.
+    Full,
+    /// A network namespace only.
+    Network,
+    /// None.
+    Plain,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sandbox {
+    /// A sandbox with default [`Limits`], the system's `python3` (the first of
+    /// `/usr/bin/python3`, `/usr/local/bin/python3` and `python3` on `PATH`) and, as root, the
+    /// `nobody` user. Nothing runs until the first [`Sandbox::run`] or [`Sandbox::self_check`].
+    pub fn new() -> Self {
+        Self {
+            limits: Limits::default(),
+            python: default_python(),
+            user: None,
+            checked: Arc::new(OnceCell::new()),
+        }
+    }
+
+    /// Sets the limits (default [`Limits::default`]).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self.checked = Arc::new(OnceCell::new());
+        self
+    }
+
+    /// Sets the Python interpreter; the sandbox user must be able to execute it.
+    pub fn with_python(mut self, python: impl Into<PathBuf>) -> Self {
+        self.python = python.into();
+        self.checked = Arc::new(OnceCell::new());
+        self
+    }
+
+    /// Sets the uid and gid programs run as when ponder runs as root (default `nobody`, or
+    /// 65534/65534 where there is no such user). Use a uid no one else uses.
+    pub fn with_user(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
+        self.checked = Arc::new(OnceCell::new());
+        self
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Probes what this machine supports and proves the process limit holds: a program as the
+    /// sandbox user tries to fork `processes + 5` children and must not get past the limit; it
+    /// also checks that the network and filesystem isolation claimed hold. Runs once per sandbox
+    /// (and its clones); [`Sandbox::run`] calls it first, so no program runs unchecked.
+    pub async fn self_check(&self) -> Result<&SelfCheck, SandboxError> {
+        let checked = self.checked.get_or_try_init(|| self.probe()).await?;
+        Ok(&checked.report)
+    }
+
+    /// Runs `program` with `python3 -I main.py` and classifies how it ended.
+    #[tracing::instrument(skip_all, fields(bytes = program.main.len()))]
+    pub async fn run(&self, program: &Program) -> Result<RunReport, SandboxError> {
+        let checked = self.checked.get_or_try_init(|| self.probe()).await?;
+        let user = checked.report.isolation.user.as_ref();
+        self.execute(program, checked.level, user).await
+    }
+
+    async fn probe(&self) -> Result<Checked, SandboxError> {
+        let user = self.sandbox_user().await;
+        let limit = self.limits.processes.get();
+        let mut last_error = None;
+        for level in [Level::Full, Level::Network, Level::Plain] {
+            let escape =
+                std::env::temp_dir().join(format!("ponder-sandbox-escape-{:016x}", nonce()));
+            let probe = Program::new(
+                SELF_CHECK_PROGRAM
+                    .replace("{ATTEMPTS}", &(limit + 5).to_string())
+                    .replace("{ESCAPE}", &escape.to_string_lossy()),
+            );
+            let run = self.execute(&probe, level, user.as_ref()).await;
+            let escaped = tokio::fs::try_exists(&escape).await.unwrap_or(false);
+            let _ = tokio::fs::remove_file(&escape).await;
+            let report = match run {
+                Ok(report) => report,
+                Err(error @ SandboxError::Setup { .. }) if level != Level::Plain => {
+                    tracing::debug!(?level, %error, "sandbox isolation level unavailable");
+                    last_error = Some(error);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let line = report.stdout.lines().rev().find(|l| l.starts_with('{'));
+            let parsed: Option<ProbeResult> = line.and_then(|l| serde_json::from_str(l).ok());
+            // The level set up fine, so a failure here is not a reason to try a weaker one.
+            let Some(result) = parsed else {
+                return Err(SandboxError::SelfCheck {
+                    what: format!(
+                        "check program gave no result ({:?}); stderr: {}",
+                        report.outcome,
+                        tail(&report.stderr, 400)
+                    ),
+                });
+            };
+            if result.forked >= limit {
+                return Err(SandboxError::ProcessLimit {
+                    limit,
+                    forked: result.forked,
+                });
+            }
+            if let Some(user) = &user {
+                if result.uid != user.uid {
+                    return Err(SandboxError::SelfCheck {
+                        what: format!("program ran as uid {} instead of {}", result.uid, user.uid),
+                    });
+                }
+            }
+            let network = level != Level::Plain;
+            if network && result.network != "unreachable" {
+                return Err(SandboxError::SelfCheck {
+                    what: format!("network namespace in place but loopback {}", result.network),
+                });
+            }
+            let filesystem = level == Level::Full;
+            if filesystem && escaped {
+                return Err(SandboxError::SelfCheck {
+                    what: "wrote outside its directory in a read-only mount namespace".into(),
+                });
+            }
+            if level != Level::Full {
+                tracing::warn!(
+                    network,
+                    "sandbox runs without mount and PID namespaces (unshare unavailable): {}",
+                    last_error.map(|e| e.to_string()).unwrap_or_default()
+                );
+            }
+            let isolation = Isolation {
+                user,
+                network,
+                filesystem,
+                pid_namespace: level == Level::Full,
+            };
+            return Ok(Checked {
+                report: SelfCheck {
+                    isolation,
+                    process_limit: limit,
+                    forked: result.forked,
+                },
+                level,
+            });
+        }
+        Err(last_error.unwrap_or(SandboxError::SelfCheck {
+            what: "no isolation level could run".into(),
+        }))
+    }
+
+    async fn sandbox_user(&self) -> Option<SandboxUser> {
+        if !rustix::process::geteuid().is_root() {
+            return None;
+        }
+        let passwd = tokio::fs::read_to_string("/etc/passwd")
+            .await
+            .unwrap_or_default();
+        let entries: Vec<(String, u32, u32)> = passwd
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?.to_string();
+                let uid = fields.nth(1)?.parse().ok()?;
+                let gid = fields.next()?.parse().ok()?;
+                Some((name, uid, gid))
+            })
+            .collect();
+        let (uid, gid) = self.user.unwrap_or_else(|| {
+            entries
+                .iter()
+                .find(|(name, _, _)| name == "nobody")
+                .map_or((65534, 65534), |&(_, uid, gid)| (uid, gid))
+        });
+        let name = entries
+            .into_iter()
+            .find(|&(_, u, _)| u == uid)
+            .map(|(name, _, _)| name);
+        Some(SandboxUser { uid, gid, name })
+    }
+
+    async fn execute(
+        &self,
+        program: &Program,
+        level: Level,
+        user: Option<&SandboxUser>,
+    ) -> Result<RunReport, SandboxError> {
+        for (name, _) in &program.files {
+            if name.is_empty() || name == "main.py" || name.starts_with('.') || name.contains('/') {
+                return Err(SandboxError::FileName { name: name.clone() });
+            }
+        }
+        let dir = {
+            let program = program.clone();
+            let ids = user.map(|u| (u.uid, u.gid));
+            tokio::task::spawn_blocking(move || RunDir::create(&program, ids))
+                .await
+                .map_err(|e| SandboxError::Io {
+                    action: "preparing the run directory",
+                    source: io::Error::other(e),
+                })??
+        };
+        // Paths as (lossy) text: `json!` would panic on a path that is not UTF-8.
+        let text = |path: &Path| path.to_string_lossy().into_owned();
+        let work = text(&dir.work);
+        let config = serde_json::json!({
+            "status": text(&dir.status),
+            "fs": level == Level::Full,
+            "root": text(&dir.root),
+            "work": work,
+            "disk": self.limits.disk_bytes.get(),
+            "uid": user.map(|u| u.uid),
+            "gid": user.map(|u| u.gid),
+            "python": text(&self.python),
+            "main": text(&dir.main),
+            "env": {
+                "HOME": work, "TMPDIR": work, "PATH": "/usr/local/bin:/usr/bin:/bin",
+                "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+            },
+            "rlimits": [
+                ["RLIMIT_NPROC", self.limits.processes.get(), self.limits.processes.get()],
+                ["RLIMIT_AS", self.limits.memory_bytes.get(), self.limits.memory_bytes.get()],
+                ["RLIMIT_CPU", self.limits.cpu_seconds(), self.limits.cpu_seconds() + 1],
+                ["RLIMIT_FSIZE", self.limits.file_bytes.get(), self.limits.file_bytes.get()],
+                ["RLIMIT_NOFILE", self.limits.open_files.get(), self.limits.open_files.get()],
+                ["RLIMIT_CORE", 0, 0],
+            ],
+        });
+        let mut command = match level {
+            Level::Full => {
+                let mut c = Command::new("unshare");
+                c.args([
+                    "--net",
+                    "--mount",
+                    "--pid",
+                    "--fork",
+                    "--kill-child",
+                    "--mount-proc",
+                ]);
+                c.arg("--").arg(&self.python);
+                c
+            }
+            Level::Network => {
+                let mut c = Command::new("unshare");
+                c.args(["--net", "--"]).arg(&self.python);
+                c
+            }
+            Level::Plain => Command::new(&self.python),
+        };
+        command
+            .args(["-I", "-S", "-c", BOOTSTRAP])
+            .arg(config.to_string())
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .current_dir(&dir.root)
+            .stdin(if program.stdin.is_empty() {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let started = Instant::now();
+        let mut child = command.spawn().map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound if level != Level::Plain => SandboxError::Setup {
+                reason: "unshare not found".into(),
+            },
+            _ => SandboxError::Io {
+                action: "spawning the bootstrap",
+                source,
+            },
+        })?;
+        let group = GroupKill::new(child.id());
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(SandboxError::Io {
+                action: "capturing output",
+                source: io::Error::other("missing pipe"),
+            });
+        };
+        let stdin = child.stdin.take();
+        let cap = self.limits.output_bytes.get();
+        let (mut out, mut err) = (Capture::default(), Capture::default());
+        let feed = async {
+            if let Some(mut stdin) = stdin {
+                // A program that exits without reading its input closes the pipe: not an error.
+                let _ = stdin.write_all(&program.stdin).await;
+            }
+        };
+        let exited = async {
+            let status = child.wait().await;
+            // Whatever the program left in its group dies with it (and lets the pipes close).
+            group.kill();
+            status
+        };
+        let wall_limit = program.wall.unwrap_or_else(|| self.limits.wall());
+        let joined = tokio::time::timeout(wall_limit, async {
+            tokio::join!(
+                read_capped(stdout, cap, &mut out, &group),
+                read_capped(stderr, cap, &mut err, &group),
+                exited,
+                feed,
+            )
+        })
+        .await;
+        let timed_out = joined.is_err();
+        if let Ok((_, _, Err(source), _)) = joined {
+            return Err(SandboxError::Io {
+                action: "waiting for the bootstrap",
+                source,
+            });
+        }
+        if timed_out {
+            group.kill();
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        }
+        group.disarm();
+        let wall = started.elapsed();
+        let status = tokio::fs::read_to_string(&dir.status).await.ok();
+        let status: Option<BootStatus> = status.and_then(|s| serde_json::from_str(&s).ok());
+        if let Some(reason) = status.as_ref().and_then(|s| s.setup_error.clone()) {
+            return Err(SandboxError::Setup { reason });
+        }
+        let stdout = String::from_utf8_lossy(&out.bytes).into_owned();
+        let stderr = String::from_utf8_lossy(&err.bytes).into_owned();
+        let killed = if out.overflow {
+            Some(Kill::Output(Stream::Stdout))
+        } else if err.overflow {
+            Some(Kill::Output(Stream::Stderr))
+        } else if timed_out {
+            Some(Kill::Timeout)
+        } else {
+            None
+        };
+        let termination = status.as_ref().and_then(BootStatus::termination);
+        if killed.is_none() && status.is_none() {
+            return Err(SandboxError::Setup {
+                reason: format!(
+                    "the bootstrap wrote no status; stderr: {}",
+                    tail(&stderr, 400)
+                ),
+            });
+        }
+        let cpu = status
+            .as_ref()
+            .and_then(|s| s.cpu_s)
+            .map(|s| Duration::from_secs_f64(s.max(0.0)));
+        let cpu_limit = Duration::from_secs(self.limits.cpu_seconds());
+        let outcome = classify(killed, termination, cpu, cpu_limit, &stderr);
+        tokio::task::spawn_blocking(move || dir.remove())
+            .await
+            .map_err(|e| SandboxError::Io {
+                action: "removing the run directory",
+                source: io::Error::other(e),
+            })?;
+        Ok(RunReport {
+            outcome,
+            stdout,
+            stderr,
+            stdout_truncated: out.overflow,
+            stderr_truncated: err.overflow,
+            termination,
+            wall,
+            cpu,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct ProbeResult {
+    uid: u32,
+    forked: u32,
+    network: String,
+}
+
+#[derive(Deserialize)]
+struct BootStatus {
+    setup_error: Option<String>,
+    code: Option<i32>,
+    signal: Option<i32>,
+    cpu_s: Option<f64>,
+}
+
+impl BootStatus {
+    fn termination(&self) -> Option<Termination> {
+        match (self.code, self.signal) {
+            (Some(code), _) => Some(Termination::Exited(code)),
+            (None, Some(signal)) => Some(Termination::Signaled(signal)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The run directory: `root` (root-owned, traversable), `root/src` (the program, read-only),
+/// `root/work` (the program's own), `root/status.json` (written by the bootstrap).
+struct RunDir {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    work: PathBuf,
+    main: PathBuf,
+    status: PathBuf,
+}
+
+impl RunDir {
+    fn create(program: &Program, ids: Option<(u32, u32)>) -> Result<Self, SandboxError> {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |action| move |source| SandboxError::Io { action, source };
+        let dir = tempfile::Builder::new()
+            .prefix("ponder-sandbox-")
+            .tempdir()
+            .map_err(io("creating the run directory"))?;
+        let root = dir
+            .path()
+            .canonicalize()
+            .map_err(io("resolving the run directory"))?;
+        let mode = |path: &Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(io("setting permissions"))
+        };
+        mode(&root, if ids.is_some() { 0o711 } else { 0o700 })?;
+        let (src, work) = (root.join("src"), root.join("work"));
+        for path in [&src, &work] {
+            std::fs::create_dir(path).map_err(io("creating the run directory"))?;
+        }
+        mode(&src, 0o755)?;
+        mode(&work, 0o700)?;
+        if let Some((uid, gid)) = ids {
+            std::os::unix::fs::chown(&work, Some(uid), Some(gid))
+                .map_err(io("giving the work directory to the sandbox user"))?;
+        }
+        let main = src.join("main.py");
+        let files = std::iter::once(("main.py", program.main.as_str()))
+            .chain(program.files.iter().map(|(n, c)| (n.as_str(), c.as_str())));
+        for (name, contents) in files {
+            let path = src.join(name);
+            std::fs::write(&path, contents).map_err(io("writing the program"))?;
+            mode(&path, 0o644)?;
+        }
+        Ok(Self {
+            dir,
+            status: root.join("status.json"),
+            root,
+            work,
+            main,
+        })
+    }
+
+    fn remove(self) {
+        if let Err(error) = self.dir.close() {
+            tracing::warn!(%error, "could not remove a sandbox run directory");
+        }
+    }
+}
+
+/// Kills the run's process group with `SIGKILL`, now or when dropped, until disarmed (once the
+/// leader is reaped its id may be reused, so the guard stops there).
+struct GroupKill {
+    pgid: std::sync::Mutex<Option<rustix::process::Pid>>,
+}
+
+impl GroupKill {
+    fn new(pid: Option<u32>) -> Self {
+        let pgid = pid
+            .and_then(|p| i32::try_from(p).ok())
+            .and_then(rustix::process::Pid::from_raw);
+        Self {
+            pgid: std::sync::Mutex::new(pgid),
+        }
+    }
+
+    fn kill(&self) {
+        if let Ok(guard) = self.pgid.lock() {
+            if let Some(pgid) = *guard {
+                // ESRCH (the group is already gone) is the expected case after a clean exit.
+                let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+
+    fn disarm(&self) {
+        if let Ok(mut guard) = self.pgid.lock() {
+            *guard = None;
+        }
+    }
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[derive(Default)]
+struct Capture {
+    bytes: Vec<u8>,
+    overflow: bool,
+}
+
+/// Reads `reader` to its end, keeping at most `cap` bytes; past that, kills the group and stops.
+async fn read_capped(
+    mut reader: impl AsyncRead + Unpin,
+    cap: usize,
+    capture: &mut Capture,
+    group: &GroupKill,
+) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let room = cap.saturating_sub(capture.bytes.len());
+                capture.bytes.extend_from_slice(&buffer[..n.min(room)]);
+                if n > room {
+                    capture.overflow = true;
+                    group.kill();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn default_python() -> PathBuf {
+    let fixed = ["/usr/bin/python3", "/usr/local/bin/python3"].map(PathBuf::from);
+    let on_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("python3"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    fixed
+        .into_iter()
+        .chain(on_path)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// A random 64-bit number (for unique names and markers; not for cryptography).
+pub(crate) fn nonce() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// The last `max` bytes of `text` (on a character boundary).
+pub(crate) fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// Forks `{ATTEMPTS}` times, connects to the loopback, writes `{ESCAPE}`; prints a JSON line.
+const SELF_CHECK_PROGRAM: &str = include_str!("sandbox/self_check.py");
+
+/// Sets a run up and reports how it ended (see the file's own header).
+const BOOTSTRAP: &str = include_str!("sandbox/bootstrap.py");

@@ -1,0 +1,29 @@
+# The sandbox self-check, run as the sandbox user: forks until it cannot (children wait on a
+# pipe, so they all exit when it closes), tries the loopback network and tries to write outside
+# its directory. {ATTEMPTS} and {ESCAPE} are substituted before it runs.
+import errno, json, os, socket
+r, w = os.pipe()
+forked = 0
+for _ in range({ATTEMPTS}):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        os.close(w)
+        os.read(r, 1)
+        os._exit(0)
+    forked += 1
+os.close(w)
+for _ in range(forked):
+    os.wait()
+try:
+    socket.create_connection(("127.0.0.1", 9), timeout=2).close()
+    network = "connected"
+except OSError as e:
+    network = "unreachable" if e.errno in (errno.ENETUNREACH, errno.EADDRNOTAVAIL) else "refused"
+try:
+    open("{ESCAPE}", "w").close()
+except OSError:
+    pass
+print(json.dumps({"uid": os.getuid(), "forked": forked, "network": network}))

@@ -1,0 +1,601 @@
+//! The sandbox against real processes: each hostile program is contained, reported as the right
+//! outcome, and leaves the machine as it was.
+//!
+//! Tests take one lock so that process counts of the sandbox user are this test's alone.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use ponder_engine::{Candidate, CodeTask, Grader, Problem, Solution, StopReason};
+use ponder_prm::{
+    docstring_tests, CodeVerifier, HumanEvalGrader, Isolation, Limits, Program, RunOutcome,
+    Sandbox, SandboxError, Stream, Termination, TestCase, TestStatus,
+};
+use tokio::sync::{Mutex, MutexGuard};
+
+const PROCESSES: u32 = 16;
+const WALL: Duration = Duration::from_secs(4);
+/// Start-up under load (two cores shared with other jobs) and clean-up, on top of the limit.
+const SLACK: Duration = Duration::from_secs(4);
+
+static LOCK: Mutex<()> = Mutex::const_new(());
+static SANDBOX: LazyLock<Sandbox> = LazyLock::new(|| {
+    Sandbox::new().with_limits(
+        Limits::default()
+            .with_wall(WALL)
+            .with_cpu(Duration::from_secs(3))
+            .with_processes(PROCESSES)
+            .with_memory_bytes(512 << 20),
+    )
+});
+
+/// Takes the lock and proves the process limit holds before the test runs anything.
+async fn checked() -> MutexGuard<'static, ()> {
+    let guard = LOCK.lock().await;
+    let check = SANDBOX.self_check().await.expect("sandbox self-check");
+    assert_eq!(check.process_limit, PROCESSES);
+    assert!(check.forked < PROCESSES, "{check:?}");
+    eprintln!("isolation: {:?}", check.isolation);
+    guard
+}
+
+async fn isolation() -> &'static Isolation {
+    &SANDBOX.self_check().await.unwrap().isolation
+}
+
+async fn sandbox_uid() -> Option<u32> {
+    isolation().await.user.as_ref().map(|u| u.uid)
+}
+
+/// Processes (host pids) whose real uid is `uid`.
+fn processes_of(uid: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let real = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|u| u.parse::<u32>().ok());
+        if real == Some(uid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Waits up to `within` for the sandbox user to have no processes but those in `before`.
+async fn settles(uid: u32, before: &[u32], within: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left: Vec<u32> = processes_of(uid)
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn run(source: &str) -> ponder_prm::RunReport {
+    SANDBOX
+        .run(&Program::new(source))
+        .await
+        .expect("sandbox run")
+}
+
+#[tokio::test]
+async fn a_normal_program_passes() {
+    let _guard = checked().await;
+    let report = run("import os\nprint('hello', os.getuid())\n").await;
+    assert_eq!(report.outcome, RunOutcome::Passed);
+    assert_eq!(report.termination, Some(Termination::Exited(0)));
+    assert!(report.cpu.is_some());
+    let uid: u32 = report
+        .stdout
+        .trim()
+        .strip_prefix("hello ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    if let Some(expected) = sandbox_uid().await {
+        assert_eq!(uid, expected, "runs as the unprivileged user");
+        assert_ne!(uid, 0);
+    }
+}
+
+#[tokio::test]
+async fn a_failing_assert_is_failed_with_its_line() {
+    let _guard = checked().await;
+    let report = run("def f():\n    return 1\n\nassert f() == 2, 'f is wrong'\n").await;
+    assert_eq!(
+        report.outcome,
+        RunOutcome::Failed {
+            assertion: "assert f() == 2, 'f is wrong'".into(),
+            message: Some("f is wrong".into()),
+        },
+        "{}",
+        report.stderr
+    );
+    let report = run("x = 1\nassert x == 2\n").await;
+    assert!(
+        matches!(&report.outcome, RunOutcome::Failed { assertion, message: None } if assertion == "assert x == 2"),
+        "{:?}",
+        report.outcome
+    );
+}
+
+#[tokio::test]
+async fn an_exception_is_an_error_with_its_traceback() {
+    let _guard = checked().await;
+    let report = run("def g():\n    return 1 / 0\n\ng()\n").await;
+    match &report.outcome {
+        RunOutcome::Error {
+            exception,
+            traceback,
+        } => {
+            assert_eq!(exception, "ZeroDivisionError: division by zero");
+            assert!(traceback.contains("line 2, in g"), "{traceback}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_infinite_loop_times_out() {
+    let _guard = checked().await;
+    let started = Instant::now();
+    // Sleeping uses no CPU: the wall clock ends it.
+    let report = run("import time\nwhile True:\n    time.sleep(0.1)\n").await;
+    assert_eq!(report.outcome, RunOutcome::Timeout);
+    assert_eq!(report.termination, None);
+    assert!(started.elapsed() < WALL + SLACK, "{:?}", started.elapsed());
+    // Spinning on the CPU: RLIMIT_CPU (3 s) or the wall clock (4 s), whichever comes first.
+    let report = run("while True:\n    pass\n").await;
+    assert_eq!(report.outcome, RunOutcome::Timeout);
+    assert!(started.elapsed() < 2 * (WALL + SLACK));
+}
+
+#[tokio::test]
+async fn the_cpu_limit_kills_a_spinning_program() {
+    let _guard = checked().await;
+    let sandbox = SANDBOX.clone().with_limits(
+        SANDBOX
+            .limits()
+            .with_cpu(Duration::from_secs(1))
+            .with_wall(Duration::from_secs(30)),
+    );
+    let started = Instant::now();
+    let report = sandbox
+        .run(&Program::new("while True:\n    pass\n"))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, RunOutcome::Timeout);
+    assert_eq!(
+        report.termination,
+        Some(Termination::Signaled(24)),
+        "SIGXCPU"
+    );
+    assert!(report.cpu.unwrap() >= Duration::from_millis(900));
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[tokio::test]
+async fn a_fork_bomb_is_contained() {
+    let _guard = checked().await;
+    let uid = sandbox_uid().await;
+    let before = uid.map(processes_of).unwrap_or_default();
+    for bomb in [
+        // Dies at the limit: the fork that fails raises.
+        "import os\nwhile True:\n    os.fork()\n",
+        // Keeps trying until the wall clock ends it.
+        "import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.01)\n",
+    ] {
+        let started = Instant::now();
+        let mut peak = 0;
+        let program = Program::new(bomb);
+        let run = SANDBOX.run(&program);
+        tokio::pin!(run);
+        let report = loop {
+            tokio::select! {
+                report = &mut run => break report.unwrap(),
+                () = tokio::time::sleep(Duration::from_millis(20)) => {
+                    if let Some(uid) = uid {
+                        peak = peak.max(processes_of(uid).len() - before.len());
+                    }
+                }
+            }
+        };
+        assert!(
+            matches!(report.outcome, RunOutcome::Error { .. } | RunOutcome::Timeout),
+            "{:?}",
+            report.outcome
+        );
+        assert!(started.elapsed() < WALL + SLACK, "{:?}", started.elapsed());
+        assert!(peak <= PROCESSES as usize, "peak {peak} processes");
+        if let Some(uid) = uid {
+            let left = settles(uid, &before, Duration::from_secs(3)).await;
+            assert!(left.is_empty(), "left behind: {left:?}");
+        }
+        eprintln!("{:?} in {:?}, peak {peak}", report.outcome, started.elapsed());
+    }
+}
+
+#[tokio::test]
+async fn a_10_gb_allocation_hits_the_memory_limit() {
+    let _guard = checked().await;
+    let report = run("b = bytearray(10 * 1024 ** 3)\nprint(len(b))\n").await;
+    assert_eq!(report.outcome, RunOutcome::MemoryLimit, "{}", report.stderr);
+    let report = run("x = [0] * (10 ** 10 // 8)\n").await;
+    assert_eq!(report.outcome, RunOutcome::MemoryLimit, "{}", report.stderr);
+}
+
+#[tokio::test]
+async fn a_100_mb_print_hits_the_output_limit() {
+    let _guard = checked().await;
+    let started = Instant::now();
+    let report = run(
+        "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(100):\n    sys.stdout.write(chunk)\n",
+    )
+    .await;
+    assert_eq!(
+        report.outcome,
+        RunOutcome::OutputLimit {
+            stream: Stream::Stdout
+        }
+    );
+    let cap = SANDBOX.limits().output_bytes.get();
+    assert_eq!(report.stdout.len(), cap);
+    assert!(report.stdout_truncated && !report.stderr_truncated);
+    assert!(report.stdout.bytes().all(|b| b == b'x'));
+    assert!(
+        started.elapsed() < WALL,
+        "killed at the cap, not at the timeout"
+    );
+    let report = run("import sys\nsys.stderr.write('e' * (3 << 20))\n").await;
+    assert_eq!(
+        report.outcome,
+        RunOutcome::OutputLimit {
+            stream: Stream::Stderr
+        }
+    );
+    assert_eq!(report.stderr.len(), cap);
+}
+
+#[tokio::test]
+async fn a_connection_to_a_local_listener_fails() {
+    let _guard = checked().await;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let source = format!(
+        "import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\ns.sendall(b'escaped')\n"
+    );
+    let report = run(&source).await;
+    let isolation = isolation().await;
+    let accepted = listener.accept();
+    if !isolation.network {
+        eprintln!("network isolation is not enforced on this machine; the connection got through");
+        assert!(accepted.is_ok());
+        return;
+    }
+    match &report.outcome {
+        RunOutcome::Error { exception, .. } => {
+            assert!(exception.contains("Network is unreachable"), "{exception}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        accepted.map(|_| ()).unwrap_err().kind(),
+        ErrorKind::WouldBlock,
+        "the listener got no connection"
+    );
+}
+
+#[tokio::test]
+async fn writes_outside_the_run_directory_fail() {
+    let _guard = checked().await;
+    let isolation = isolation().await;
+    let unique = format!("ponder-sandbox-escape-test-{}", std::process::id());
+    // Programs never run as root (as root, the sandbox switches users), so root's home is closed
+    // to them; world-writable places are read-only where there is a mount namespace.
+    let mut targets = vec![(PathBuf::from("/root").join(&unique), "PermissionError")];
+    if isolation.filesystem {
+        for dir in [std::env::temp_dir(), PathBuf::from("/dev/shm")] {
+            targets.push((dir.join(&unique), "Read-only file system"));
+        }
+    } else {
+        eprintln!("no mount namespace here: the program could write to world-writable places");
+    }
+    for (path, expected) in targets {
+        let source = format!("open({:?}, 'w').write('escaped')\n", path.to_str().unwrap());
+        let report = run(&source).await;
+        match &report.outcome {
+            RunOutcome::Error { exception, .. } => {
+                assert!(exception.contains(expected), "{path:?}: {exception}")
+            }
+            other => panic!("{path:?}: {other:?}"),
+        }
+        assert!(!path.exists(), "{path:?} was written");
+    }
+    // Its own directory is writable, and is gone afterwards.
+    let report = run("import os\nopen('ok.txt', 'w').write('fine')\nprint(os.getcwd())\nprint(open('ok.txt').read())\n").await;
+    assert_eq!(report.outcome, RunOutcome::Passed, "{}", report.stderr);
+    let mut lines = report.stdout.lines();
+    let cwd = PathBuf::from(lines.next().unwrap());
+    assert_eq!(lines.next(), Some("fine"));
+    assert!(!cwd.exists(), "{cwd:?} left behind");
+}
+
+#[tokio::test]
+async fn file_size_and_disk_are_limited() {
+    let _guard = checked().await;
+    let report = run("open('big', 'wb').write(b'x' * (32 << 20))\n").await;
+    match &report.outcome {
+        RunOutcome::Error { exception, .. } => {
+            assert!(exception.contains("File too large"), "{exception}")
+        }
+        other => panic!("{other:?}"),
+    }
+    if isolation().await.filesystem {
+        // Five files under the 16 MiB file limit overflow the 64 MiB scratch tmpfs.
+        let report =
+            run("for i in range(5):\n    open(f'part{i}', 'wb').write(b'x' * (15 << 20))\n").await;
+        match &report.outcome {
+            RunOutcome::Error { exception, .. } => {
+                assert!(exception.contains("No space left on device"), "{exception}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn dropping_a_run_kills_its_processes() {
+    let _guard = checked().await;
+    let Some(uid) = sandbox_uid().await else {
+        eprintln!("not root: the program runs as this user, its processes cannot be told apart");
+        return;
+    };
+    let before = processes_of(uid);
+    // The child leaves the process group: only the PID namespace (or nothing) catches it.
+    let program =
+        Program::new("import os, time\nif os.fork() == 0:\n    os.setsid()\ntime.sleep(600)\n");
+    let mut run = Box::pin(SANDBOX.run(&program));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let started = loop {
+        tokio::select! {
+            report = &mut run => panic!("finished: {report:?}"),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {
+                let now: Vec<u32> = processes_of(uid).into_iter().filter(|p| !before.contains(p)).collect();
+                if now.len() >= 2 {
+                    break now;
+                }
+                assert!(Instant::now() < deadline, "the program never started");
+            }
+        }
+    };
+    drop(run);
+    let left = settles(uid, &before, Duration::from_secs(3)).await;
+    assert!(left.is_empty(), "still running after drop: {left:?}");
+    for pid in started {
+        assert!(
+            !PathBuf::from(format!("/proc/{pid}")).exists(),
+            "{pid} is gone"
+        );
+    }
+}
+
+#[tokio::test]
+async fn stdin_and_extra_files_reach_the_program() {
+    let _guard = checked().await;
+    let program = Program::new(
+        "import os, sys\nhere = os.path.dirname(__file__)\nprint(sys.stdin.read().upper())\nprint(open(os.path.join(here, 'data.txt')).read())\n",
+    )
+    .with_file("data.txt", "from a file")
+    .with_stdin("from stdin");
+    let report = SANDBOX.run(&program).await.unwrap();
+    assert_eq!(report.outcome, RunOutcome::Passed, "{}", report.stderr);
+    assert_eq!(report.stdout, "FROM STDIN\nfrom a file\n");
+    let bad = Program::new("pass").with_file("../x.py", "");
+    assert!(matches!(
+        SANDBOX.run(&bad).await,
+        Err(SandboxError::FileName { .. })
+    ));
+}
+
+fn verifier() -> CodeVerifier {
+    CodeVerifier::new(SANDBOX.clone()).with_test_timeout(Duration::from_secs(1))
+}
+
+#[tokio::test]
+async fn the_verifier_reports_each_test() {
+    let _guard = checked().await;
+    let code = "def f(x):\n    if x == 3:\n        raise ValueError('three')\n    if x == 4:\n        while True:\n            pass\n    print('saw', x)\n    return x * 2\n";
+    let tests = vec![
+        TestCase::new("f(1)", "2"),
+        TestCase::new("f(2)", "5"),
+        TestCase::new("f(3)", "6"),
+        TestCase::new("f(4)", "8"),
+        TestCase::new("f(y)", "2"),
+        TestCase::new("f(0.1)", "0.2000000001"),
+        TestCase::probe("f(5)"),
+        TestCase::new("f(1)", "not python ("),
+    ];
+    let run = verifier().run_tests(code, &tests).await.unwrap();
+    let statuses: Vec<&TestStatus> = run.results.iter().map(|r| &r.status).collect();
+    assert_eq!(statuses[0], &TestStatus::Passed);
+    assert_eq!(statuses[1], &TestStatus::Failed);
+    assert_eq!(run.results[1].got.as_deref(), Some("4"));
+    assert_eq!(run.results[1].stdout, "saw 2\n");
+    assert_eq!(
+        statuses[2],
+        &TestStatus::Error {
+            exception: "ValueError: three".into()
+        }
+    );
+    assert_eq!(statuses[3], &TestStatus::Timeout);
+    assert!(matches!(statuses[4], TestStatus::Skipped { reason } if reason.contains("`y`")));
+    assert_eq!(statuses[5], &TestStatus::Passed, "floats within 1e-6");
+    assert_eq!(statuses[6], &TestStatus::Passed);
+    assert_eq!(run.results[6].got.as_deref(), Some("10"));
+    assert!(matches!(statuses[7], TestStatus::Skipped { .. }));
+    assert_eq!(run.passed(), 3);
+    assert!(!run.all_passed());
+    assert_eq!(run.report.outcome, RunOutcome::Passed);
+    assert_eq!(run.report.stdout, "", "harness lines are taken out");
+
+    let broken = verifier()
+        .run_tests("def f(x)\n    return x\n", &tests[..1])
+        .await
+        .unwrap();
+    assert!(
+        broken
+            .load_error
+            .as_deref()
+            .unwrap()
+            .ends_with("SyntaxError: expected ':'"),
+        "{broken:?}"
+    );
+    assert_eq!(broken.results[0].status, TestStatus::NotRun);
+    let exits = verifier()
+        .run_tests(
+            "import os\ndef f(x):\n    if x == 2:\n        os._exit(3)\n    return x\n",
+            &[
+                TestCase::new("f(1)", "1"),
+                TestCase::new("f(2)", "2"),
+                TestCase::new("f(3)", "3"),
+            ],
+        )
+        .await
+        .unwrap();
+    let statuses: Vec<&TestStatus> = exits.results.iter().map(|r| &r.status).collect();
+    assert_eq!(statuses[0], &TestStatus::Passed);
+    assert!(matches!(statuses[1], TestStatus::Error { exception } if exception == "exit status 3"));
+    assert_eq!(statuses[2], &TestStatus::NotRun);
+}
+
+#[derive(serde::Deserialize)]
+struct Row {
+    task_id: String,
+    prompt: String,
+    entry_point: String,
+    canonical_solution: String,
+    test: String,
+}
+
+fn solution(completion: &str) -> Solution {
+    let candidate = Candidate {
+        answer: None,
+        text: completion.to_string(),
+        score: None,
+        tokens: 0,
+    };
+    Solution::single("test", candidate, StopReason::Completed)
+}
+
+#[tokio::test]
+async fn humaneval_canonical_solutions_pass_and_wrong_ones_fail() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/datasets/humaneval/HumanEval.jsonl");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!("skipping: {} not present", path.display());
+        return;
+    };
+    let _guard = checked().await;
+    let grader = HumanEvalGrader::new(SANDBOX.clone());
+    let rows: Vec<Row> = text
+        .lines()
+        .take(10)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 10);
+    let counts = futures::stream::iter(rows.iter().map(|row| {
+        let grader = &grader;
+        async move {
+            let task = CodeTask {
+                prompt: row.prompt.clone(),
+                entry_point: row.entry_point.clone(),
+                test: row.test.clone(),
+            };
+            let problem = Problem {
+                id: row.task_id.clone(),
+                question: row.prompt.clone(),
+                reference: None,
+                code: Some(task.clone()),
+            };
+            let body = solution(&row.canonical_solution);
+            assert_eq!(
+                grader.grade(&problem, &body).await,
+                Some(true),
+                "{}",
+                row.task_id
+            );
+            let fenced = format!(
+                "Here you go:\n```python\n{}{}```\n",
+                row.prompt, row.canonical_solution
+            );
+            assert_eq!(
+                grader.grade(&problem, &solution(&fenced)).await,
+                Some(true),
+                "{}",
+                row.task_id
+            );
+            let wrong = solution("    return None\n");
+            assert_eq!(
+                grader.grade(&problem, &wrong).await,
+                Some(false),
+                "{}",
+                row.task_id
+            );
+
+            let tests = docstring_tests(&row.prompt, &row.entry_point);
+            assert!(!tests.is_empty(), "{}: no public tests", row.task_id);
+            let program = format!("{}{}", row.prompt, row.canonical_solution);
+            let run = verifier().run_tests(&program, &tests).await.unwrap();
+            assert!(run.all_passed(), "{}: {:?}", row.task_id, run.results);
+            assert_eq!(run.passed(), tests.len(), "{}", row.task_id);
+            let wrong = format!("{}    return None\n", row.prompt);
+            let run = verifier().run_tests(&wrong, &tests).await.unwrap();
+            assert!(
+                !run.all_passed(),
+                "{}: return None passed its public tests",
+                row.task_id
+            );
+            tests.len()
+        }
+    }))
+    .buffer_unordered(2)
+    .collect::<Vec<usize>>()
+    .await;
+    eprintln!("public tests per problem: {counts:?}");
+    // Exiting with status 0 before `check` runs is not a pass.
+    let row = &rows[0];
+    let problem = Problem {
+        id: row.task_id.clone(),
+        question: row.prompt.clone(),
+        reference: None,
+        code: Some(CodeTask {
+            prompt: row.prompt.clone(),
+            entry_point: row.entry_point.clone(),
+            test: row.test.clone(),
+        }),
+    };
+    let early_exit = solution("    return True\n\nimport os\nos._exit(0)\n");
+    assert_eq!(grader.grade(&problem, &early_exit).await, Some(false));
+    let math = Problem::new("m", "2+2?").with_reference("4");
+    assert_eq!(grader.grade(&math, &solution("4")).await, None);
+}

@@ -1,0 +1,521 @@
+//! [`BeamSearch`] and DVTS: step-level search guided by a process reward model
+//! (search-and-learn, arXiv 2408.03314).
+//!
+//! A solution grows a step at a time (a step ends at `step_delimiter`). Each round every active
+//! beam is expanded with `beam_width` (M) candidate next steps, the scorer scores the partial
+//! solutions (aggregated over steps), and the best survive: `n / M` of them for beam search,
+//! the best one of each of the `n / M` independent subtrees for DVTS. Beams that end (end of
+//! sequence, or an answer after the answer cue) are set aside. With `lookahead = k`, each
+//! candidate is rolled forward k more steps at temperature 0 before it is scored (the roll-out
+//! is scored, not kept). At the end the finished beams (or, if none finished, the active ones)
+//! are selected from as in best-of-N.
+//!
+//! Batching: all expansions of a round go out together (one request of M choices per beam,
+//! all beams at once), and the round's scoring is one scorer call, so mistral.rs batches both.
+//! Cancellation: dropping the solve drops every request of the round. Budget: an exhausted
+//! budget ends the search with the best finished beam, else the best partial one.
+
+mod tree;
+
+use std::collections::HashSet;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::future::try_join_all;
+use ponder_engine::answer::extract_answer;
+use ponder_engine::{
+    Candidate, Context, Error, FinishReason, GenerationRequest, Message, Problem, Prompt, Result,
+    Sampling, Scorer, Solution, StopReason, Strategy,
+};
+use ponder_prm::{Aggregate, ScorerConfig, Select};
+use serde::{Deserialize, Serialize};
+
+pub use tree::{NodeId, NodeState, SearchNode, SearchTree};
+
+#[cfg(test)]
+mod tests;
+
+use crate::prompt::{PromptStyle, ANSWER_CUE};
+
+/// Config of [`BeamSearch`] (`kind = "beam_search"` or `kind = "dvts"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeamSearchConfig {
+    /// Beams (candidates scored per round). Default 8.
+    #[serde(default = "default_n")]
+    pub n: NonZeroUsize,
+    /// Candidate next steps per beam (M); `n` must be a multiple. Default 4.
+    #[serde(default = "default_width")]
+    pub beam_width: NonZeroUsize,
+    /// Most steps. Default 8.
+    #[serde(default = "default_max_steps")]
+    pub max_steps: NonZeroUsize,
+    /// Greedy roll-out steps before scoring. Default 0.
+    #[serde(default)]
+    pub lookahead: usize,
+    /// Ends a step. Default a blank line.
+    #[serde(default = "default_step_delimiter")]
+    pub step_delimiter: String,
+    /// Most tokens per step. Default 128.
+    #[serde(default = "default_step_tokens")]
+    pub max_step_tokens: NonZeroUsize,
+    /// Step scores to one score. Default `last`.
+    #[serde(default)]
+    pub aggregate: Aggregate,
+    /// Final selection over finished beams. Default `weighted`.
+    #[serde(default)]
+    pub select: Select,
+    /// Drop candidates whose text repeats another's in the same round. Default true.
+    #[serde(default = "default_true")]
+    pub filter_duplicates: bool,
+    /// Sampling temperature of expansions. Default 0.8.
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    /// The process reward. Default: an LLM judge of steps on the policy model.
+    #[serde(default = "default_scorer")]
+    pub scorer: ScorerConfig,
+    /// Prompt style. Default `step_by_step`.
+    #[serde(default)]
+    pub style: PromptStyle,
+}
+
+fn default_n() -> NonZeroUsize {
+    NonZeroUsize::MIN.saturating_add(7)
+}
+fn default_width() -> NonZeroUsize {
+    NonZeroUsize::MIN.saturating_add(3)
+}
+fn default_max_steps() -> NonZeroUsize {
+    NonZeroUsize::MIN.saturating_add(7)
+}
+fn default_step_delimiter() -> String {
+    "\n\n".into()
+}
+fn default_step_tokens() -> NonZeroUsize {
+    NonZeroUsize::MIN.saturating_add(127)
+}
+fn default_true() -> bool {
+    true
+}
+fn default_temperature() -> f64 {
+    0.8
+}
+fn default_scorer() -> ScorerConfig {
+    ScorerConfig::LlmJudge(ponder_prm::JudgeConfig {
+        mode: ponder_prm::JudgeMode::Steps,
+        prompt: None,
+    })
+}
+
+impl Default for BeamSearchConfig {
+    fn default() -> Self {
+        Self {
+            n: default_n(),
+            beam_width: default_width(),
+            max_steps: default_max_steps(),
+            lookahead: 0,
+            step_delimiter: default_step_delimiter(),
+            max_step_tokens: default_step_tokens(),
+            aggregate: Aggregate::default(),
+            select: Select::default(),
+            filter_duplicates: true,
+            temperature: default_temperature(),
+            scorer: default_scorer(),
+            style: PromptStyle::default(),
+        }
+    }
+}
+
+impl BeamSearchConfig {
+    /// Checks the values that serde cannot.
+    pub fn validate(&self, strategy: &'static str) -> Result<()> {
+        let bad = |reason: String| Error::StrategyConfig { strategy, reason };
+        if !self.n.get().is_multiple_of(self.beam_width.get()) {
+            return Err(bad(format!(
+                "n ({}) must be a multiple of beam_width ({})",
+                self.n, self.beam_width
+            )));
+        }
+        if self.step_delimiter.is_empty() {
+            return Err(bad("step_delimiter must not be empty".into()));
+        }
+        crate::config::check_sampling(strategy, self.temperature, None)
+    }
+}
+
+/// How survivors are kept each round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchKind {
+    /// One pool; the best `n / M` survive.
+    Beam,
+    /// `n / M` independent subtrees; the best one of each survives.
+    Dvts,
+}
+
+/// Beam search or DVTS; see the module docs.
+pub struct BeamSearch {
+    config: BeamSearchConfig,
+    kind: SearchKind,
+    scorer: Arc<dyn Scorer>,
+}
+
+impl std::fmt::Debug for BeamSearch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BeamSearch")
+            .field("kind", &self.kind)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// What the search reports as `details`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchDetails {
+    /// Rounds run.
+    pub rounds: usize,
+    /// Nodes in the tree (root excluded).
+    pub nodes: usize,
+    /// Beams that finished.
+    pub finished: usize,
+    /// The chosen beam's score.
+    pub score: Option<f64>,
+    /// Why it was chosen.
+    pub why: String,
+    /// Candidates in the final selection: answer, score, tokens.
+    pub candidates: Vec<crate::CandidateDetail>,
+    /// Index of the chosen one among them.
+    pub selected: Option<usize>,
+    /// Prompt tokens sent that extend a sequence sent or generated earlier: what a prefix
+    /// cache can reuse.
+    pub reusable_prompt_tokens: u64,
+    /// Prompt tokens sent.
+    pub prompt_tokens: u64,
+}
+
+struct Beam {
+    node: NodeId,
+    subtree: usize,
+}
+
+impl BeamSearch {
+    /// A search of `kind` with `config` (validated here).
+    pub fn new(config: BeamSearchConfig, kind: SearchKind) -> Result<Self> {
+        config.validate(match kind {
+            SearchKind::Beam => "beam_search",
+            SearchKind::Dvts => "dvts",
+        })?;
+        let scorer = config.scorer.build();
+        Ok(Self {
+            config,
+            kind,
+            scorer,
+        })
+    }
+
+    /// Replaces the scorer (for scorers built in code).
+    pub fn with_scorer(mut self, scorer: Arc<dyn Scorer>) -> Self {
+        self.scorer = scorer;
+        self
+    }
+
+    fn prompt(&self, problem: &Problem, steps: &[String]) -> Prompt {
+        let messages: Vec<Message> = self.config.style.messages(problem);
+        let mut prefix = steps.join(&self.config.step_delimiter);
+        if !prefix.is_empty() {
+            prefix.push_str(&self.config.step_delimiter);
+        }
+        Prompt::Chat {
+            messages,
+            assistant_prefix: prefix,
+        }
+    }
+
+    /// Generates `k` next steps after `steps`; each with its text, tokens and whether it ended
+    /// the solution.
+    async fn expand(
+        &self,
+        problem: &Problem,
+        cx: &Context,
+        steps: &[String],
+        k: usize,
+        sampling: Sampling,
+    ) -> Result<(Vec<(String, u64, bool)>, u64)> {
+        let request = GenerationRequest::new(self.prompt(problem, steps))
+            .with_n(k)
+            .with_max_tokens(self.config.max_step_tokens.get())
+            .with_stop(self.config.step_delimiter.clone())
+            .with_sampling(sampling)
+            .with_top_logprobs(0);
+        let generation = cx.backend().generate(request).await?;
+        let delimiter = self.config.step_delimiter.as_str();
+        let steps = generation
+            .choices
+            .into_iter()
+            .map(|c| {
+                // Ended by the delimiter, or by the end of sequence? The generated tokens tell.
+                let generated: String = c
+                    .logprobs
+                    .as_ref()
+                    .map(|l| l.iter().map(|t| t.token.as_str()).collect())
+                    .unwrap_or_default();
+                let at_delimiter = generated.contains(delimiter);
+                let text = c.text.trim().to_string();
+                let ended = c.finish_reason == FinishReason::Stop && !at_delimiter;
+                let finished = ended || text.contains(ANSWER_CUE) || text.is_empty();
+                (text, c.completion_tokens as u64, finished)
+            })
+            .collect();
+        Ok((steps, generation.usage.prompt_tokens))
+    }
+
+    /// The steps to score for a candidate: its own, plus a greedy roll-out of `lookahead` steps.
+    async fn rolled_out(
+        &self,
+        problem: &Problem,
+        cx: &Context,
+        mut steps: Vec<String>,
+    ) -> Result<Vec<String>> {
+        for _ in 0..self.config.lookahead {
+            let (next, _) = self
+                .expand(problem, cx, &steps, 1, Sampling::greedy())
+                .await?;
+            let Some((text, _, finished)) = next.into_iter().next() else {
+                break;
+            };
+            if !text.is_empty() {
+                steps.push(text);
+            }
+            if finished {
+                break;
+            }
+        }
+        Ok(steps)
+    }
+
+    async fn search(
+        &self,
+        problem: &Problem,
+        cx: &Context,
+        tree: &mut SearchTree,
+        details: &mut SearchDetails,
+    ) -> Result<()> {
+        let n = self.config.n.get();
+        let m = self.config.beam_width.get();
+        let groups = n / m;
+        let sampling = Sampling::with_temperature(self.config.temperature);
+        // Round 0 expands the root: n / M beams of M candidates each, as every later round.
+        let mut active: Vec<Beam> = (0..groups)
+            .map(|g| Beam {
+                node: tree.root(),
+                subtree: match self.kind {
+                    SearchKind::Beam => 0,
+                    SearchKind::Dvts => g,
+                },
+            })
+            .collect();
+        let mut seen_prefix_tokens: u64 = 0;
+        for _round in 0..self.config.max_steps.get() {
+            if active.is_empty() {
+                break;
+            }
+            details.rounds += 1;
+            let expansions = try_join_all(active.iter().map(|beam| {
+                let steps = tree.steps(beam.node);
+                async move { self.expand(problem, cx, &steps, m, sampling).await }
+            }))
+            .await?;
+            let mut children: Vec<(NodeId, usize, bool)> = Vec::new();
+            for (beam, (steps, prompt_tokens)) in active.iter().zip(expansions) {
+                details.prompt_tokens += prompt_tokens;
+                details.reusable_prompt_tokens += prompt_tokens.min(seen_prefix_tokens);
+                for (text, tokens, finished) in steps {
+                    let child = tree.add(beam.node, text, tokens, beam.subtree);
+                    children.push((child, beam.subtree, finished));
+                }
+            }
+            // After the first round every expansion extends a prompt already sent.
+            seen_prefix_tokens = u64::MAX;
+            let to_score = try_join_all(children.iter().map(|(child, _, finished)| {
+                let steps = tree.steps(*child);
+                let finished = *finished;
+                async move {
+                    if finished {
+                        Ok(steps)
+                    } else {
+                        self.rolled_out(problem, cx, steps).await
+                    }
+                }
+            }))
+            .await?;
+            let scores = self.scorer.score(cx, &problem.question, &to_score).await?;
+            for ((child, _, _), (step_scores, scored_steps)) in
+                children.iter().zip(scores.iter().zip(&to_score))
+            {
+                let own = tree.steps(*child).len();
+                // Scores of the candidate's own steps (a roll-out's extra steps count for the
+                // aggregate, as search-and-learn scores the rolled-out text).
+                let step_score = step_scores.get(own.saturating_sub(1)).copied();
+                let score = self.config.aggregate.apply(step_scores);
+                if let Some(node) = tree.node_mut(*child) {
+                    node.step_score = step_score;
+                    node.score = score;
+                }
+                let _ = scored_steps;
+            }
+            // Finished candidates leave the pool; the rest compete for survival.
+            let mut pool: Vec<(NodeId, usize)> = Vec::new();
+            let mut texts: HashSet<String> = HashSet::new();
+            for (child, subtree, finished) in children {
+                if finished {
+                    if let Some(node) = tree.node_mut(child) {
+                        node.state = NodeState::Finished;
+                    }
+                    details.finished += 1;
+                    continue;
+                }
+                if self.config.filter_duplicates {
+                    let key = tree.steps(child).join("\u{1}");
+                    if !texts.insert(key) {
+                        if let Some(node) = tree.node_mut(child) {
+                            node.state = NodeState::Pruned;
+                        }
+                        continue;
+                    }
+                }
+                pool.push((child, subtree));
+            }
+            pool.sort_by(|a, b| {
+                let score = |id: NodeId| {
+                    tree.node(id)
+                        .and_then(|n| n.score)
+                        .unwrap_or(f64::NEG_INFINITY)
+                };
+                score(b.0).total_cmp(&score(a.0))
+            });
+            let mut survivors: Vec<Beam> = Vec::new();
+            let mut per_subtree = vec![0usize; groups.max(1)];
+            for (child, subtree) in pool {
+                let keep = match self.kind {
+                    SearchKind::Beam => survivors.len() < groups,
+                    SearchKind::Dvts => per_subtree.get(subtree).is_some_and(|&k| k == 0),
+                };
+                if keep {
+                    if let Some(k) = per_subtree.get_mut(subtree) {
+                        *k += 1;
+                    }
+                    survivors.push(Beam {
+                        node: child,
+                        subtree,
+                    });
+                } else if let Some(node) = tree.node_mut(child) {
+                    node.state = NodeState::Pruned;
+                }
+            }
+            // Parents that were expanded are inner nodes now.
+            for beam in &active {
+                if beam.node != tree.root() {
+                    if let Some(node) = tree.node_mut(beam.node) {
+                        if node.state == NodeState::Active {
+                            node.state = NodeState::Expanded;
+                        }
+                    }
+                }
+            }
+            active = survivors;
+            if details.finished >= n {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Leaves of the tree to select from: finished ones, else the active (partial) ones.
+    fn finalists(tree: &SearchTree) -> Vec<NodeId> {
+        let leaves = |state: NodeState| -> Vec<NodeId> {
+            (1..tree.len())
+                .map(NodeId)
+                .filter(|&id| tree.node(id).is_some_and(|n| n.state == state))
+                .collect()
+        };
+        let finished = leaves(NodeState::Finished);
+        if finished.is_empty() {
+            leaves(NodeState::Active)
+        } else {
+            finished
+        }
+    }
+}
+
+#[async_trait]
+impl Strategy for BeamSearch {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            SearchKind::Beam => "beam_search",
+            SearchKind::Dvts => "dvts",
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(strategy = self.name(), problem = %problem.id, n = self.config.n.get()))]
+    async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+        let mut tree = SearchTree::new();
+        let mut details = SearchDetails::default();
+        let stop_reason = match self.search(problem, cx, &mut tree, &mut details).await {
+            Ok(()) => StopReason::Completed,
+            Err(Error::BudgetExhausted { resource }) => resource.into(),
+            Err(e) => return Err(e),
+        };
+        let finalists = Self::finalists(&tree);
+        let candidates: Vec<Candidate> = finalists
+            .iter()
+            .map(|&id| {
+                let steps = tree.steps(id);
+                let text = steps.join(&self.config.step_delimiter);
+                Candidate {
+                    answer: extract_answer(&text),
+                    score: tree.node(id).and_then(|n| n.score),
+                    tokens: tree
+                        .path(id)
+                        .iter()
+                        .filter_map(|&p| tree.node(p))
+                        .map(|n| n.tokens)
+                        .sum(),
+                    text,
+                }
+            })
+            .collect();
+        let answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
+        let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
+        let selection = self.config.select.apply(&answers, &rewards);
+        if let Some(&id) = selection.index.and_then(|i| finalists.get(i)) {
+            tree.choose(id);
+        }
+        let chosen = selection.index.and_then(|i| candidates.get(i)).cloned();
+        details.nodes = tree.len().saturating_sub(1);
+        details.score = chosen.as_ref().and_then(|c| c.score);
+        details.why = selection.why;
+        details.selected = selection.index;
+        details.candidates = candidates
+            .iter()
+            .map(|c| crate::CandidateDetail {
+                answer: c.answer.clone(),
+                score: c.score,
+                tokens: c.tokens,
+            })
+            .collect();
+        let trace = tree.trace();
+        Ok(Solution {
+            strategy: self.name().to_string(),
+            answer: chosen.as_ref().and_then(|c| c.answer.clone()),
+            completion: chosen.map(|c| c.text).unwrap_or_default(),
+            candidates,
+            stop_reason,
+            usage: Default::default(),
+            details: serde_json::to_value(details).map_err(|source| Error::Serialize {
+                what: "search details",
+                source,
+            })?,
+            trace: Some(trace),
+        })
+    }
+}

@@ -1,0 +1,233 @@
+//! Beam search and DVTS on a scripted backend and a scripted scorer.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use ponder_engine::scripted::ScriptedBackend;
+use ponder_engine::{Backend, Budget, Context, Problem, Result, Scorer, Solution, StopReason};
+
+use super::*;
+
+/// Scores a step `sN` (anywhere in its text) as N/10; records what it was asked.
+#[derive(Default)]
+struct NumberScorer {
+    seen: Mutex<Vec<Vec<String>>>,
+}
+
+fn value(step: &str) -> f64 {
+    step.split(|c: char| !c.is_ascii_alphanumeric())
+        .find_map(|w| w.strip_prefix('s').and_then(|n| n.parse::<f64>().ok()))
+        .map_or(0.0, |n| n / 10.0)
+}
+
+#[async_trait]
+impl Scorer for NumberScorer {
+    async fn score(
+        &self,
+        _: &Context,
+        _: &str,
+        candidates: &[Vec<String>],
+    ) -> Result<Vec<Vec<f64>>> {
+        self.seen.lock().unwrap().extend(candidates.iter().cloned());
+        Ok(candidates
+            .iter()
+            .map(|steps| steps.iter().map(|s| value(s)).collect())
+            .collect())
+    }
+}
+
+fn config(n: usize, m: usize, steps: usize) -> BeamSearchConfig {
+    BeamSearchConfig {
+        n: NonZeroUsize::new(n).unwrap(),
+        beam_width: NonZeroUsize::new(m).unwrap(),
+        max_steps: NonZeroUsize::new(steps).unwrap(),
+        select: Select::Naive,
+        ..BeamSearchConfig::default()
+    }
+}
+
+async fn run(
+    search: BeamSearch,
+    replies: Vec<&str>,
+    budget: Budget,
+) -> (Solution, Arc<ScriptedBackend>, SearchTreeJson) {
+    let backend = Arc::new(ScriptedBackend::new(replies));
+    let solution = ponder_engine::solve(
+        &search,
+        &Problem::new("p", "Q?"),
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        budget,
+    )
+    .await
+    .unwrap();
+    let nodes = solution.trace.as_ref().unwrap().json["nodes"]
+        .as_array()
+        .unwrap()
+        .clone();
+    (solution, backend, SearchTreeJson(nodes))
+}
+
+struct SearchTreeJson(Vec<serde_json::Value>);
+
+impl SearchTreeJson {
+    fn state_of(&self, text: &str) -> String {
+        self.0
+            .iter()
+            .find(|n| n["text"] == text)
+            .map(|n| n["state"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    }
+}
+
+#[tokio::test]
+async fn survivors_of_each_round_are_exactly_the_top_n_over_m() {
+    // n = 4, M = 2: two beams, each expanded twice per round; the best two survive.
+    let replies = vec![
+        // round 1: beam 0 -> s3, s9; beam 1 -> s5, s1
+        "s3\n\n", "s9\n\n", "s5\n\n", "s1\n\n",
+        // round 2: expansions of the survivors s9 and s5 (in score order)
+        "s2\n\n", "s8\n\n", "s7\n\n", "s4\n\n",
+    ];
+    let search = BeamSearch::new(config(4, 2, 2), SearchKind::Beam)
+        .unwrap()
+        .with_scorer(Arc::new(NumberScorer::default()));
+    let (solution, backend, tree) = run(search, replies, Budget::unlimited()).await;
+    let requests = backend.requests();
+    assert_eq!(requests.len(), 4);
+    assert!(requests.iter().all(|r| r.n == 2));
+    assert_eq!(tree.state_of("s3"), "pruned");
+    assert_eq!(tree.state_of("s1"), "pruned");
+    // Round 2 expanded s9 and s5 (their prompts end with those steps).
+    let prefixes: Vec<String> = requests[2..]
+        .iter()
+        .map(|r| {
+            // The meter hands the backend token ids; the scripted tokenizer is bytes.
+            let text = ScriptedBackend::render(&r.prompt);
+            text.rsplit("assistant: ")
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(prefixes, vec!["s9\n\n".to_string(), "s5\n\n".to_string()]);
+    // Last-step scores: s9/s8 -> 0.8, s5/s7 -> 0.7 survive; naive picks the 0.8 path.
+    assert_eq!(tree.state_of("s2"), "pruned");
+    assert_eq!(tree.state_of("s4"), "pruned");
+    assert_eq!(solution.completion, "s9\n\ns8");
+    assert!(solution.trace.unwrap().dot.contains("penwidth=3"));
+}
+
+#[tokio::test]
+async fn lookahead_extends_before_scoring() {
+    let scorer = Arc::new(NumberScorer::default());
+    let mut c = config(2, 2, 1);
+    c.lookahead = 1;
+    // One beam, two candidates, then one greedy roll-out step for each.
+    let replies = vec!["s1\n\n", "s2\n\n", "s6\n\n", "s3\n\n"];
+    let search = BeamSearch::new(c, SearchKind::Beam)
+        .unwrap()
+        .with_scorer(Arc::clone(&scorer) as Arc<dyn Scorer>);
+    let (solution, backend, _) = run(search, replies, Budget::unlimited()).await;
+    let seen = scorer.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            vec!["s1".to_string(), "s6".to_string()],
+            vec!["s2".to_string(), "s3".to_string()]
+        ]
+    );
+    assert_eq!(
+        backend.requests()[1].sampling.temperature,
+        0.0,
+        "roll-outs are greedy"
+    );
+    // s1 rolled out to s6 scores 0.6 (last) and beats s2 -> s3 (0.3); the roll-out is not kept.
+    assert_eq!(solution.completion, "s1");
+}
+
+#[tokio::test]
+async fn dvts_subtrees_stay_independent() {
+    // n = 4, M = 2: two subtrees. Subtree 0 gets the best scores everywhere, but subtree 1
+    // still keeps its own best beam each round.
+    let replies = vec![
+        "s9\n\n",
+        "s8\n\n",
+        "s2\n\n",
+        "s1\n\n",
+        "s9 s9\n\n",
+        "s9 s7\n\n",
+        "s2 s3\n\n",
+        "s2 s2\n\n",
+    ];
+    let search = BeamSearch::new(config(4, 2, 2), SearchKind::Dvts)
+        .unwrap()
+        .with_scorer(Arc::new(NumberScorer::default()));
+    let (_, backend, tree) = run(search, replies, Budget::unlimited()).await;
+    let requests = backend.requests();
+    let prefixes: Vec<String> = requests[2..]
+        .iter()
+        .map(|r| {
+            // The meter hands the backend token ids; the scripted tokenizer is bytes.
+            let text = ScriptedBackend::render(&r.prompt);
+            text.rsplit("assistant: ")
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        prefixes,
+        vec!["s9\n\n".to_string(), "s2\n\n".to_string()],
+        "one survivor per subtree"
+    );
+    assert_eq!(tree.state_of("s8"), "pruned");
+    for node in &tree.0[1..] {
+        let parent = node["parent"].as_u64().unwrap() as usize;
+        if parent != 0 {
+            assert_eq!(
+                node["subtree"], tree.0[parent]["subtree"],
+                "children stay in their parent's subtree"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn finished_beams_are_set_aside_and_selected() {
+    // Round 1: "Final Answer: 42" ends its beam; only s1 is expanded in round 2, where both
+    // candidates finish. With n = 2 finished beams reached, the search stops.
+    let replies = vec![
+        "s1\n\n",
+        "Final Answer: 42",
+        "s2 Final Answer: 41",
+        "s0 Final Answer: 40",
+    ];
+    let mut c = config(2, 2, 5);
+    c.select = Select::Weighted;
+    let search = BeamSearch::new(c, SearchKind::Beam)
+        .unwrap()
+        .with_scorer(Arc::new(NumberScorer::default()));
+    let (solution, backend, tree) = run(search, replies, Budget::unlimited()).await;
+    assert_eq!(backend.requests().len(), 2);
+    assert_eq!(tree.state_of("Final Answer: 42"), "finished");
+    assert_eq!(tree.state_of("s2 Final Answer: 41"), "finished");
+    let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!(details.finished, 3);
+    assert_eq!(details.candidates.len(), 3);
+    assert_eq!(
+        solution.answer.as_deref(),
+        Some("41"),
+        "the 0.2-scored finished beam"
+    );
+}
+
+#[tokio::test]
+async fn the_budget_stop_returns_a_best_beam() {
+    let replies = vec!["s3\n\n", "s7\n\n", "s2\n\n", "s1\n\n"];
+    let search = BeamSearch::new(config(2, 2, 4), SearchKind::Beam)
+        .unwrap()
+        .with_scorer(Arc::new(NumberScorer::default()));
+    let (solution, _, _) = run(search, replies, Budget::unlimited().with_max_calls(1)).await;
+    assert_eq!(solution.stop_reason, StopReason::CallBudget);
+    assert_eq!(solution.completion, "s7", "the best partial beam");
+}

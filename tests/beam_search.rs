@@ -1,0 +1,100 @@
+//! Beam search and DVTS on the real SmolLM2-135M, with SmolLM2 as an LLM-judge PRM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::num::NonZeroUsize;
+
+use common::{block_on, smollm_dyn};
+use ponder::engine::Budget;
+use ponder::strategies::{BeamSearch, BeamSearchConfig, SearchDetails, SearchKind};
+use ponder::Problem;
+
+fn config() -> BeamSearchConfig {
+    BeamSearchConfig {
+        n: NonZeroUsize::new(4).unwrap(),
+        beam_width: NonZeroUsize::new(2).unwrap(),
+        max_steps: NonZeroUsize::new(3).unwrap(),
+        max_step_tokens: NonZeroUsize::new(48).unwrap(),
+        ..BeamSearchConfig::default()
+    }
+}
+
+#[test]
+fn beam_search_finishes_writes_a_parsable_trace_and_respects_the_budget() {
+    for kind in [SearchKind::Beam, SearchKind::Dvts] {
+        let search = BeamSearch::new(config(), kind).unwrap();
+        let problem = Problem::new(
+            "gsm/1",
+            "Tom has 3 apples and buys 4 more. How many apples does he have?",
+        );
+        let budget = Budget::unlimited().with_max_tokens(12_000);
+        let solution = block_on(ponder::engine::solve(
+            &search,
+            &problem,
+            smollm_dyn(),
+            budget,
+        ))
+        .unwrap();
+        assert!(solution.usage.total_tokens() <= 12_000);
+        let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
+        assert!(details.rounds >= 1 && details.rounds <= 3, "{details:?}");
+        assert!(details.nodes >= 4, "{details:?}");
+        assert!(!solution.completion.is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        let trace = solution.trace.expect("a search tree");
+        let written = trace.write(dir.path(), &problem.id).unwrap();
+        let dot_path = dir.path().join("gsm_1.dot");
+        assert!(written.contains(&dot_path));
+        let nodes = trace.json["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), details.nodes + 1);
+        assert!(nodes.iter().any(|n| n["chosen"] == true));
+        // The DOT parses: render it with Graphviz when it is installed.
+        let dot = std::process::Command::new("dot")
+            .arg("-Tsvg")
+            .arg(&dot_path)
+            .output();
+        match dot {
+            Ok(out) => {
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                assert!(String::from_utf8_lossy(&out.stdout).contains("<svg"));
+                assert!(dir.path().join("gsm_1.svg").exists());
+            }
+            Err(_) => {
+                let text = std::fs::read_to_string(&dot_path).unwrap();
+                assert!(text.starts_with("digraph {") && text.trim_end().ends_with('}'));
+                eprintln!("graphviz `dot` not installed: checked the DOT's shape only");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_tight_budget_stops_the_search_with_a_beam() {
+    let search = BeamSearch::new(config(), SearchKind::Beam).unwrap();
+    let problem = Problem::new("tight", "What is 5 + 6?");
+    let budget = Budget::unlimited().with_max_tokens(900);
+    let solution = block_on(ponder::engine::solve(
+        &search,
+        &problem,
+        smollm_dyn(),
+        budget,
+    ))
+    .unwrap();
+    assert!(solution.usage.total_tokens() <= 900, "{:?}", solution.usage);
+    assert!(
+        solution.stop_reason.is_budget(),
+        "{:?}",
+        solution.stop_reason
+    );
+    assert!(
+        !solution.completion.is_empty(),
+        "a best partial beam is returned"
+    );
+}
