@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Best-of-N (weighted), beam search and DVTS at the same N (4 and 8) on the first N problems of
+# GSM8K (default 20) with a given model; LLM judge of steps as the process reward (the policy
+# model). Resumable. Prints accuracy, mean tokens, wall time per problem and the share of prompt
+# tokens a prefix cache could reuse (search strategies).
+#
+#   scripts/search_gsm8k.sh [MODEL] [PROBLEMS] [N] [OUT_DIR]
+set -euo pipefail
+model=${1:-qwen2.5-coder-0.5b}
+problems=${2:-../shared/datasets/gsm8k/test.jsonl}
+n=${3:-20}
+out=${4:-target/scaling/search}
+ponder=${PONDER:-target/release/ponder}
+mkdir -p "$out"
+for N in 4 8; do
+  cat > "$out/bon$N.toml" <<TOML
+[model]
+source = "$model"
+[strategy]
+kind = "best_of_n"
+n = $N
+select = "weighted"
+scorer = { kind = "llm_judge", mode = "steps" }
+inner = { kind = "direct", temperature = 0.8, max_tokens = 384 }
+TOML
+  for kind in beam_search dvts; do
+    cat > "$out/$kind$N.toml" <<TOML
+[model]
+source = "$model"
+[strategy]
+kind = "$kind"
+n = $N
+beam_width = 2
+max_steps = 6
+max_step_tokens = 96
+select = "weighted"
+scorer = { kind = "llm_judge", mode = "steps" }
+TOML
+  done
+  for s in bon beam_search dvts; do
+    start=$(date +%s)
+    "$ponder" run --config "$out/$s$N.toml" --problems "$problems" --limit "$n" --concurrency 2 \
+      --out "$out/$s$N.jsonl" --trace-dir "$out/traces-$s$N" > "$out/$s$N.log" 2>&1
+    echo $(( $(date +%s) - start )) > "$out/$s$N.seconds"
+  done
+done
+python3 - "$out" <<'PY'
+import json, sys, os
+out = sys.argv[1]
+print("| strategy | N | accuracy | mean tokens | reusable prompt share | wall s / problem (this run) |")
+print("|---|---|---|---|---|---|")
+for N in (4, 8):
+    for s in ("bon", "beam_search", "dvts"):
+        rows = [json.loads(l) for l in open(os.path.join(out, f"{s}{N}.jsonl"))]
+        rows = [r for r in rows if not r.get("error")]
+        acc = sum(1 for r in rows if r["correct"]) / len(rows)
+        tok = sum(r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"] for r in rows) / len(rows)
+        d = [r["details"] for r in rows if "reusable_prompt_tokens" in r["details"]]
+        reuse = (sum(x["reusable_prompt_tokens"] for x in d) / max(1, sum(x["prompt_tokens"] for x in d))) if d else None
+        secs = int(open(os.path.join(out, f"{s}{N}.seconds")).read()) / max(1, len(rows))
+        print(f"| {s} | {N} | {acc:.1%} | {tok:.0f} | {'-' if reuse is None else f'{reuse:.0%}'} | {secs:.1f} |")
+PY
