@@ -349,9 +349,7 @@ impl BeamSearch {
             }))
             .await?;
             let scores = self.scorer.score(cx, &problem.question, &to_score).await?;
-            for ((child, _, _), (step_scores, scored_steps)) in
-                children.iter().zip(scores.iter().zip(&to_score))
-            {
+            for ((child, _, _), step_scores) in children.iter().zip(&scores) {
                 let own = tree.steps(*child).len();
                 // Scores of the candidate's own steps (a roll-out's extra steps count for the
                 // aggregate, as search-and-learn scores the rolled-out text).
@@ -361,7 +359,6 @@ impl BeamSearch {
                     node.step_score = step_score;
                     node.score = score;
                 }
-                let _ = scored_steps;
             }
             // Finished candidates leave the pool; the rest compete for survival.
             let mut pool: Vec<(NodeId, usize)> = Vec::new();
