@@ -52,6 +52,7 @@ const STEPS_PROMPT: &str = "Question: {question}\n\nPartial solution:\n{solution
 pub struct LlmJudge {
     config: JudgeConfig,
     cache: std::sync::Mutex<std::collections::HashMap<u64, f64>>,
+    words: tokio::sync::OnceCell<(Vec<u32>, Vec<u32>)>,
 }
 
 impl LlmJudge {
@@ -63,6 +64,7 @@ impl LlmJudge {
         Self {
             config,
             cache: std::sync::Mutex::new(std::collections::HashMap::new()),
+            words: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -172,10 +174,16 @@ impl Scorer for LlmJudge {
         candidates: &[Vec<String>],
     ) -> Result<Vec<Vec<f64>>> {
         let backend = cx.backend();
-        let words = (
-            first_tokens(backend.as_ref(), &["Yes", " Yes", "yes", " yes", "YES"]).await?,
-            first_tokens(backend.as_ref(), &["No", " No", "no", " no", "NO"]).await?,
-        );
+        // The yes/no ids are read once: a judge instance serves one model.
+        let words = self
+            .words
+            .get_or_try_init(|| async {
+                Ok::<_, ponder_engine::Error>((
+                    first_tokens(backend.as_ref(), &["Yes", " Yes", "yes", " yes", "YES"]).await?,
+                    first_tokens(backend.as_ref(), &["No", " No", "no", " no", "NO"]).await?,
+                ))
+            })
+            .await?;
         // One judgement per (candidate, scored prefix), all in flight together.
         let mut jobs = Vec::new();
         for (c, steps) in candidates.iter().enumerate() {
@@ -190,7 +198,7 @@ impl Scorer for LlmJudge {
         }
         let scores = try_join_all(jobs.iter().map(|(_, solution)| {
             let key = Self::key(question, solution);
-            let words = &words;
+            let words = &*words;
             async move {
                 if let Some(score) = self.remembered(key) {
                     return Ok(score);

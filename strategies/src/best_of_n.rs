@@ -193,6 +193,16 @@ pub struct BestOfNDetails {
     pub samples: usize,
 }
 
+impl From<&Candidate> for CandidateDetail {
+    fn from(c: &Candidate) -> Self {
+        Self {
+            answer: c.answer.clone(),
+            score: c.score,
+            tokens: c.tokens,
+        }
+    }
+}
+
 impl BestOfN {
     /// Builds best-of-N from its config (validating it and building the inner strategy).
     pub fn new(config: BestOfNConfig) -> Result<Self> {
@@ -348,14 +358,7 @@ impl Strategy for BestOfN {
         let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
         let selection = self.config.select.apply(&answers, &rewards);
         let details = BestOfNDetails {
-            candidates: candidates
-                .iter()
-                .map(|c| CandidateDetail {
-                    answer: c.answer.clone(),
-                    score: c.score,
-                    tokens: c.tokens,
-                })
-                .collect(),
+            candidates: candidates.iter().map(CandidateDetail::from).collect(),
             selected: selection.index,
             why: selection.why,
             samples_saved: if stop_reason.is_budget() {

@@ -494,11 +494,7 @@ impl Strategy for BeamSearch {
         details.selected = selection.index;
         details.candidates = candidates
             .iter()
-            .map(|c| crate::CandidateDetail {
-                answer: c.answer.clone(),
-                score: c.score,
-                tokens: c.tokens,
-            })
+            .map(crate::CandidateDetail::from)
             .collect();
         let trace = tree.trace();
         Ok(Solution {

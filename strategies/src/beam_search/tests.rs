@@ -79,6 +79,16 @@ impl SearchTreeJson {
     }
 }
 
+/// What the assistant turn of a request started with (the meter hands the backend token ids;
+/// the scripted tokenizer is bytes).
+fn assistant_prefix(request: &ponder_engine::GenerationRequest) -> String {
+    let text = ScriptedBackend::render(&request.prompt);
+    text.rsplit("assistant: ")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 #[tokio::test]
 async fn survivors_of_each_round_are_exactly_the_top_n_over_m() {
     // n = 4, M = 2: two beams, each expanded twice per round; the best two survive.
@@ -98,17 +108,7 @@ async fn survivors_of_each_round_are_exactly_the_top_n_over_m() {
     assert_eq!(tree.state_of("s3"), "pruned");
     assert_eq!(tree.state_of("s1"), "pruned");
     // Round 2 expanded s9 and s5 (their prompts end with those steps).
-    let prefixes: Vec<String> = requests[2..]
-        .iter()
-        .map(|r| {
-            // The meter hands the backend token ids; the scripted tokenizer is bytes.
-            let text = ScriptedBackend::render(&r.prompt);
-            text.rsplit("assistant: ")
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
+    let prefixes: Vec<String> = requests[2..].iter().map(assistant_prefix).collect();
     assert_eq!(prefixes, vec!["s9\n\n".to_string(), "s5\n\n".to_string()]);
     // Last-step scores: s9/s8 -> 0.8, s5/s7 -> 0.7 survive; naive picks the 0.8 path.
     assert_eq!(tree.state_of("s2"), "pruned");
@@ -164,17 +164,7 @@ async fn dvts_subtrees_stay_independent() {
         .with_scorer(Arc::new(NumberScorer::default()));
     let (_, backend, tree) = run(search, replies, Budget::unlimited()).await;
     let requests = backend.requests();
-    let prefixes: Vec<String> = requests[2..]
-        .iter()
-        .map(|r| {
-            // The meter hands the backend token ids; the scripted tokenizer is bytes.
-            let text = ScriptedBackend::render(&r.prompt);
-            text.rsplit("assistant: ")
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
+    let prefixes: Vec<String> = requests[2..].iter().map(assistant_prefix).collect();
     assert_eq!(
         prefixes,
         vec!["s9\n\n".to_string(), "s2\n\n".to_string()],
