@@ -143,7 +143,9 @@ fn a_budget_stops_best_of_n_cleanly() {
     };
     let strategy = BestOfN::new(config).unwrap();
     let problem = Problem::new("budget", "What is 6 + 7?");
-    let budget = Budget::unlimited().with_max_tokens(400);
+    // Each round of 2 re-sends the ~70-token prompt, so 200 tokens cannot hold more than two
+    // rounds, however short the answers.
+    let budget = Budget::unlimited().with_max_tokens(200);
     let solution = block_on(ponder::engine::solve(
         &strategy,
         &problem,
@@ -151,7 +153,7 @@ fn a_budget_stops_best_of_n_cleanly() {
         budget,
     ))
     .unwrap();
-    assert!(solution.usage.total_tokens() <= 400, "{:?}", solution.usage);
+    assert!(solution.usage.total_tokens() <= 200, "{:?}", solution.usage);
     let d: BestOfNDetails = serde_json::from_value(solution.details.clone()).unwrap();
     assert!(d.samples >= 1 && d.samples < 8, "{d:?}");
 }
