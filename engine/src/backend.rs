@@ -102,6 +102,10 @@ pub struct Sampling {
     pub top_p: Option<f64>,
     /// Keep the k most likely tokens.
     pub top_k: Option<usize>,
+    /// Seed of the sampler, where the backend takes one per request (OpenAI-compatible servers
+    /// do; mistral.rs 0.8.1 has no per-request seed and ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 impl Sampling {

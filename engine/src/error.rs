@@ -48,6 +48,25 @@ pub enum Error {
     /// The inference engine went away (its thread died or the channel closed).
     #[error("inference engine is gone: {context}")]
     EngineGone { context: &'static str },
+    /// An inference server answered a request with an error status that is not worth retrying
+    /// (4xx), or with something that is not a reply.
+    #[error("{url} answered HTTP {status}: {message}")]
+    Http {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    /// An inference server could not be reached, or kept failing (connection errors, 429, 5xx)
+    /// through every retry, or did not answer in time.
+    #[error("{url}: gave up after {attempts} attempt(s): {reason}")]
+    Connection {
+        url: String,
+        attempts: u32,
+        reason: String,
+    },
+    /// A tool a strategy relies on failed (the code sandbox could not start a run, say).
+    #[error("{tool} failed: {message}")]
+    Tool { tool: &'static str, message: String },
     /// Fetching a built-in model failed.
     #[error("fetching built-in model `{name}` failed: {reason}")]
     Fetch { name: String, reason: String },

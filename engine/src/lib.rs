@@ -1,8 +1,8 @@
 //! The core of ponder: types, traits, backends, metering and the batch runner.
 //!
 //! - [`Backend`]: generates text ([`GenerationRequest`] -> [`Generation`]). Implemented by
-//!   [`MistralRsBackend`] (a mistral.rs model in process, feature `mistralrs`, on by default) and,
-//!   for tests, `ScriptedBackend` (feature `test-utils`).
+//!   [`MistralRsBackend`] (a mistral.rs model in process, feature `mistralrs`, on by default),
+//!   [`OpenAiBackend`] (OpenAI-compatible HTTP servers, one or a fleet) and, for tests, `ScriptedBackend` (feature `test-utils`).
 //! - [`Metered`]: wraps any backend, counts tokens, calls and time in one place, and holds them to
 //!   a [`Budget`] that is never exceeded.
 //! - [`Strategy`]: solves a [`Problem`] in a [`Context`] and returns a [`Solution`]; running out of
@@ -34,6 +34,7 @@ mod grader;
 mod metered;
 mod model_config;
 pub mod models;
+mod openai;
 mod problem;
 pub mod runner;
 mod scorer;
@@ -56,7 +57,8 @@ pub use grader::{Grader, MathGrader};
 pub use metered::{Meter, Metered};
 #[cfg(feature = "mistralrs")]
 pub use mistralrs_backend::MistralRsBackend;
-pub use model_config::{DeviceSpec, LoadOptions, ModelConfig};
+pub use model_config::{BackendKind, DeviceSpec, LoadOptions, ModelConfig, Urls};
+pub use openai::{OpenAiBackend, OpenAiOptions};
 pub use problem::{CodeTask, Problem};
 pub use runner::{ResultLine, RunSummary, Runner};
 pub use scorer::Scorer;

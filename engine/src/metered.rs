@@ -206,17 +206,22 @@ impl<B: Backend> Metered<B> {
 impl<B: Backend> Backend for Metered<B> {
     async fn generate(&self, mut request: GenerationRequest) -> Result<Generation> {
         let caps = self.inner.capabilities();
+        // Prompts are tokenized once here and sent as token ids; a backend that can tokenize
+        // text but not this kind of prompt (a chat prompt on a server without its template)
+        // gets the prompt as it is, bounded by bytes below.
+        if caps.tokenizer && !matches!(request.prompt, Prompt::Tokens(_)) {
+            match self
+                .inner
+                .tokenize(TokenizeInput::Prompt(&request.prompt))
+                .await
+            {
+                Ok(ids) => request.prompt = Prompt::Tokens(ids),
+                Err(Error::Unsupported { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let prompt_tokens = match &request.prompt {
             Prompt::Tokens(ids) => ids.len() as u64,
-            _ if caps.tokenizer => {
-                let ids = self
-                    .inner
-                    .tokenize(TokenizeInput::Prompt(&request.prompt))
-                    .await?;
-                let count = ids.len() as u64;
-                request.prompt = Prompt::Tokens(ids);
-                count
-            }
             // No tokenizer: a token is at least one byte, so bytes bound the count from above.
             Prompt::Text(text) => text.len() as u64,
             Prompt::Chat {

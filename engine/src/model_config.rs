@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::models::{ModelSource, DEFAULT_MODEL};
+use crate::openai::{OpenAiBackend, OpenAiOptions};
 
 /// Where a model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,10 +83,50 @@ impl Default for LoadOptions {
     }
 }
 
+/// Which backend runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// mistral.rs in this process (default).
+    #[default]
+    Mistralrs,
+    /// OpenAI-compatible HTTP servers (`base_url`, `model`).
+    Openai,
+}
+
+/// One URL or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Urls {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Urls {
+    /// The URLs as a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Self::None => Vec::new(),
+            Self::One(url) => vec![url.clone()],
+            Self::Many(urls) => urls.clone(),
+        }
+    }
+}
+
 /// The `[model]` table.
+///
+/// In process (default): `source`, `device`, `max_num_seqs`, `prefix_cache_seqs`,
+/// `paged_attention_tokens`. Over HTTP (`backend = "openai"`): `base_url` (one or a list, used
+/// round-robin), `model`, `api_key_env`, `timeout_secs`, `concurrency`, `retries`, `native_n`,
+/// `context_tokens`, `max_top_logprobs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// `mistralrs` (default) or `openai`.
+    #[serde(default)]
+    pub backend: BackendKind,
     /// A built-in name, a local `.gguf`, a local directory, or a hub id. Default `smollm2-135m`.
     #[serde(default = "default_source")]
     pub source: String,
@@ -103,6 +144,42 @@ pub struct ModelConfig {
     /// PagedAttention KV pool in tokens (CUDA only). Default off.
     #[serde(default)]
     pub paged_attention_tokens: Option<NonZeroUsize>,
+    /// OpenAI backend: base URL(s) of the servers, e.g. `http://127.0.0.1:8080`.
+    #[serde(default, skip_serializing_if = "is_none_urls")]
+    pub base_url: Urls,
+    /// OpenAI backend: the model name sent with each request. Default `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// OpenAI backend: the environment variable holding the API key (never the key itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// OpenAI backend: time limit of one HTTP request in seconds. Default 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+    /// OpenAI backend: most requests in flight over all servers. Default 64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<NonZeroUsize>,
+    /// OpenAI backend: retries on connection errors, 429 and 5xx. Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// OpenAI backend: whether the servers honour `n > 1`. Default: found out from the first
+    /// reply, fanning out single-choice requests where they do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_n: Option<bool>,
+    /// OpenAI backend: context window in tokens. Default: asked from the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<usize>,
+    /// OpenAI backend: most top log-probabilities to ask for. Default 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_top_logprobs: Option<usize>,
+    /// OpenAI backend: send neutral `top_k`/`min_p`/`top_p` so servers' own sampling defaults
+    /// do not apply. Default true; set false for APIs that reject `top_k` and `min_p`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neutral_sampling: Option<bool>,
+}
+
+fn is_none_urls(urls: &Urls) -> bool {
+    matches!(urls, Urls::None)
 }
 
 fn default_source() -> String {
@@ -125,11 +202,89 @@ impl Default for ModelConfig {
             max_num_seqs: default_max_num_seqs(),
             prefix_cache_seqs: default_prefix_cache_seqs(),
             paged_attention_tokens: None,
+            backend: BackendKind::Mistralrs,
+            base_url: Urls::None,
+            model: None,
+            api_key_env: None,
+            timeout_secs: None,
+            concurrency: None,
+            retries: None,
+            native_n: None,
+            context_tokens: None,
+            max_top_logprobs: None,
+            neutral_sampling: None,
         }
     }
 }
 
 impl ModelConfig {
+    /// A config for OpenAI-compatible servers at `base_urls` serving `model`.
+    pub fn openai(base_urls: Vec<String>, model: impl Into<String>) -> Self {
+        Self {
+            backend: BackendKind::Openai,
+            base_url: Urls::Many(base_urls),
+            model: Some(model.into()),
+            ..Self::default()
+        }
+    }
+
+    /// The HTTP options this table describes (`backend = "openai"`); reads the API key from the
+    /// variable `api_key_env` names.
+    pub fn openai_options(&self) -> Result<OpenAiOptions> {
+        let urls = self.base_url.to_vec();
+        let bad = |message: String| crate::Error::Config {
+            path: "[model]".into(),
+            message,
+        };
+        if urls.is_empty() {
+            return Err(bad(
+                "backend = \"openai\" needs base_url, e.g. base_url = \"http://127.0.0.1:8080\""
+                    .into(),
+            ));
+        }
+        let mut options = OpenAiOptions::new(
+            String::new(),
+            self.model.clone().unwrap_or("default".into()),
+        );
+        options.base_urls = urls;
+        if let Some(var) = &self.api_key_env {
+            let key = std::env::var(var).map_err(|_| {
+                bad(format!(
+                    "api_key_env names `{var}`, which is not set in the environment"
+                ))
+            })?;
+            options.api_key = Some(key);
+        }
+        if let Some(secs) = self.timeout_secs {
+            options.timeout = std::time::Duration::from_secs(secs);
+        }
+        if let Some(n) = self.concurrency {
+            options.concurrency = n.get();
+        }
+        if let Some(n) = self.retries {
+            options.retries = n;
+        }
+        options.native_n = self.native_n;
+        options.context_tokens = self.context_tokens;
+        if let Some(k) = self.max_top_logprobs {
+            options.max_top_logprobs = k;
+        }
+        if let Some(neutral) = self.neutral_sampling {
+            options.neutral_sampling = neutral;
+        }
+        Ok(options)
+    }
+
+    /// Loads (or connects to) the backend this table describes.
+    pub async fn load(&self) -> Result<Arc<dyn Backend>> {
+        match self.backend {
+            BackendKind::Openai => Ok(Arc::new(
+                OpenAiBackend::connect(self.openai_options()?).await?,
+            )),
+            BackendKind::Mistralrs => self.load_in_process().await,
+        }
+    }
+
     /// The load options this table describes.
     pub fn load_options(&self) -> LoadOptions {
         LoadOptions {
@@ -140,18 +295,16 @@ impl ModelConfig {
         }
     }
 
-    /// Loads the backend this table describes.
     #[cfg(feature = "mistralrs")]
-    pub async fn load(&self) -> Result<Arc<dyn Backend>> {
+    async fn load_in_process(&self) -> Result<Arc<dyn Backend>> {
         let source = ModelSource::parse(&self.source)?;
         let backend =
             crate::mistralrs_backend::MistralRsBackend::load(&source, &self.load_options()).await?;
         Ok(Arc::new(backend))
     }
 
-    /// Loads the backend this table describes.
     #[cfg(not(feature = "mistralrs"))]
-    pub async fn load(&self) -> Result<Arc<dyn Backend>> {
+    async fn load_in_process(&self) -> Result<Arc<dyn Backend>> {
         let _ = ModelSource::parse(&self.source)?;
         Err(crate::Error::Unsupported {
             backend: "mistralrs",

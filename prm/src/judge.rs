@@ -110,46 +110,57 @@ impl LlmJudge {
         words: &(Vec<u32>, Vec<u32>),
         prompt: Prompt,
     ) -> Result<f64> {
-        let (yes, no) = words;
-        let caps = backend.capabilities();
-        if caps.logits_processors {
-            let reader = Arc::new(ScoreReader::new(
-                Vec::new(),
-                vec![0],
-                yes.clone(),
-                no.clone(),
-            ));
-            let request = GenerationRequest::new(prompt)
-                .with_max_tokens(1)
-                .with_logits_processor(Arc::clone(&reader) as Arc<dyn LogitsProcessor>);
-            backend.generate(request).await?;
-            return Ok(reader.scores().first().copied().flatten().unwrap_or(0.5));
-        }
+        choice_probability(backend, prompt, &words.0, &words.1).await
+    }
+}
+
+/// The probability the model puts on its first token being one of `yes` rather than one of `no`
+/// (token ids, see [`first_tokens`]) after `prompt`: read from the logits where the backend takes
+/// logits processors, else from its top log-probabilities (0.5 when neither shows up there).
+pub async fn choice_probability(
+    backend: &Arc<dyn Backend>,
+    prompt: Prompt,
+    yes: &[u32],
+    no: &[u32],
+) -> Result<f64> {
+    let caps = backend.capabilities();
+    if caps.logits_processors {
+        let reader = Arc::new(ScoreReader::new(
+            Vec::new(),
+            vec![0],
+            yes.to_vec(),
+            no.to_vec(),
+        ));
         let request = GenerationRequest::new(prompt)
             .with_max_tokens(1)
-            .with_sampling(Sampling::with_temperature(1.0))
-            .with_top_logprobs(caps.max_top_logprobs.clamp(1, 20));
-        let generation = backend.generate(request).await?;
-        let top = generation
-            .choices
-            .first()
-            .and_then(|c| c.logprobs.as_ref())
-            .and_then(|l| l.first())
-            .map(|l| l.top.clone())
-            .unwrap_or_default();
-        let mut logits = Vec::new();
-        let mut ids = (Vec::new(), Vec::new());
-        for t in &top {
-            let slot = logits.len() as u32;
-            logits.push(t.logprob);
-            if yes.contains(&t.id) {
-                ids.0.push(slot);
-            } else if no.contains(&t.id) {
-                ids.1.push(slot);
-            }
-        }
-        Ok(good_probability(&logits, &ids.0, &ids.1).unwrap_or(0.5))
+            .with_logits_processor(Arc::clone(&reader) as Arc<dyn LogitsProcessor>);
+        backend.generate(request).await?;
+        return Ok(reader.scores().first().copied().flatten().unwrap_or(0.5));
     }
+    let request = GenerationRequest::new(prompt)
+        .with_max_tokens(1)
+        .with_sampling(Sampling::with_temperature(1.0))
+        .with_top_logprobs(caps.max_top_logprobs.clamp(1, 20));
+    let generation = backend.generate(request).await?;
+    let top = generation
+        .choices
+        .first()
+        .and_then(|c| c.logprobs.as_ref())
+        .and_then(|l| l.first())
+        .map(|l| l.top.clone())
+        .unwrap_or_default();
+    let mut logits = Vec::new();
+    let mut ids = (Vec::new(), Vec::new());
+    for t in &top {
+        let slot = logits.len() as u32;
+        logits.push(t.logprob);
+        if yes.contains(&t.id) {
+            ids.0.push(slot);
+        } else if no.contains(&t.id) {
+            ids.1.push(slot);
+        }
+    }
+    Ok(good_probability(&logits, &ids.0, &ids.1).unwrap_or(0.5))
 }
 
 /// Ids of the first token of each spelling of `words` on `backend`.

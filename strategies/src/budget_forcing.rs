@@ -435,6 +435,7 @@ impl BudgetForcing {
             temperature: self.config.temperature,
             top_p: self.config.top_p,
             top_k: None,
+            seed: None,
         }
     }
 

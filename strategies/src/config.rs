@@ -7,6 +7,7 @@ use crate::beam_search::{BeamSearch, BeamSearchConfig, SearchKind};
 use crate::best_of_n::{BestOfN, BestOfNConfig};
 use crate::budget_forcing::{BudgetForcing, BudgetForcingConfig};
 use crate::direct::{Direct, DirectConfig};
+use crate::s_star::{SStar, SStarConfig};
 
 /// A strategy as a config file describes it; `kind` picks the strategy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +26,8 @@ pub enum StrategyConfig {
     BeamSearch(BeamSearchConfig),
     /// Diverse verifier tree search: independent subtrees, each greedy on the reward.
     Dvts(BeamSearchConfig),
+    /// S* for code: debugging against public tests, selection by synthesised inputs.
+    SStar(SStarConfig),
 }
 
 impl Default for StrategyConfig {
@@ -43,6 +46,7 @@ impl StrategyConfig {
             Self::SelfConsistency(_) => "self_consistency",
             Self::BeamSearch(_) => "beam_search",
             Self::Dvts(_) => "dvts",
+            Self::SStar(_) => "s_star",
         }
     }
 
@@ -55,6 +59,7 @@ impl StrategyConfig {
             Self::SelfConsistency(config) => Self::majority(config).validate(),
             Self::BeamSearch(config) => config.validate("beam_search"),
             Self::Dvts(config) => config.validate("dvts"),
+            Self::SStar(config) => config.validate(),
         }
     }
 
@@ -70,6 +75,7 @@ impl StrategyConfig {
                 Box::new(BeamSearch::new(config.clone(), SearchKind::Beam)?)
             }
             Self::Dvts(config) => Box::new(BeamSearch::new(config.clone(), SearchKind::Dvts)?),
+            Self::SStar(config) => Box::new(SStar::new(config.clone())?),
         })
     }
 

@@ -55,6 +55,7 @@ impl DirectConfig {
             temperature: self.temperature,
             top_p: self.top_p,
             top_k: None,
+            seed: None,
         }
     }
 }

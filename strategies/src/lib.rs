@@ -7,6 +7,8 @@
 //! - [`BudgetForcing`]: s1's control of thinking length, in the decode or by resubmission.
 //! - [`BeamSearch`]: PRM-guided step-level beam search and DVTS, with the search tree exported.
 //! - [`BestOfN`]: N candidates, scored, selected by reward, weighted vote or majority; adaptive N.
+//! - [`SStar`]: S* for code: samples debugged against public tests in the sandbox, then chosen by
+//!   a tournament on model-synthesised inputs.
 //!
 //! ```
 //! use ponder_strategies::{StrategyConfig, DirectConfig, PromptStyle};
@@ -22,6 +24,7 @@ mod budget_forcing;
 pub mod config;
 mod direct;
 mod prompt;
+mod s_star;
 
 pub use beam_search::{BeamSearch, BeamSearchConfig, SearchDetails, SearchKind};
 pub use best_of_n::{AdaptiveConfig, BestOfN, BestOfNConfig, BestOfNDetails, CandidateDetail};
@@ -32,3 +35,7 @@ pub use budget_forcing::{
 pub use config::StrategyConfig;
 pub use direct::{Direct, DirectConfig};
 pub use prompt::{PromptStyle, ANSWER_CUE};
+pub use s_star::{
+    CodeSelection, Comparison, Feedback, Round, SStar, SStarConfig, SStarDetails, SampleDetail,
+    TestLine,
+};

@@ -1,0 +1,874 @@
+//! A backend over OpenAI-compatible HTTP servers: vLLM, SGLang, llama.cpp's `llama-server`,
+//! mistral.rs's server, or a fleet of them.
+//!
+//! - Raw prefixes (`Prompt::Text`, `Prompt::Tokens`) go to `/v1/completions`. Chat prompts are
+//!   rendered with the server's own template where it offers one (`/apply-template`, llama.cpp),
+//!   so an assistant prefix continues exactly as in process; elsewhere they go to
+//!   `/v1/chat/completions`, an assistant prefix sent as a final assistant message to continue.
+//! - Several base URLs are used round-robin, one request each; a connection error, a 429 or a 5xx
+//!   is retried with exponential backoff on the next URL (a `Retry-After` header is honoured),
+//!   a 4xx never: it is returned with the server's message.
+//! - `n > 1` is sent as one request; a server that returns fewer choices is remembered as not
+//!   honouring `n`, and the missing choices (then every later request) are fanned out as
+//!   single-choice requests.
+//! - Tokenization uses the server's `/tokenize` and `/detokenize` (llama.cpp and vLLM have them);
+//!   without them [`Capabilities::tokenizer`] is false and the meter bounds prompts by bytes.
+//! - No logits processors over HTTP: strategies take their fallbacks (budget forcing resubmits,
+//!   judges read top log-probabilities).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::future::try_join_all;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use crate::backend::{
+    Backend, Capabilities, Choice, FinishReason, Generation, GenerationRequest, Message, Prompt,
+    TokenLogprob, TokenizeInput, TopLogprob,
+};
+use crate::error::{Error, Result};
+use crate::usage::Usage;
+
+/// How to reach the servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenAiOptions {
+    /// Base URLs, each up to and excluding `/v1` (e.g. `http://127.0.0.1:8080`); a trailing
+    /// `/v1` is accepted and dropped.
+    pub base_urls: Vec<String>,
+    /// The `model` field of every request.
+    pub model: String,
+    /// The API key, sent as a bearer token.
+    pub api_key: Option<String>,
+    /// Time limit of one HTTP request.
+    pub timeout: Duration,
+    /// Most HTTP requests in flight at once, over all URLs.
+    pub concurrency: usize,
+    /// Retries after the first attempt on connection errors, 429 and 5xx.
+    pub retries: u32,
+    /// First backoff; doubled on each retry, capped at 10 s.
+    pub backoff: Duration,
+    /// Whether the servers honour `n > 1`; `None` finds out from the first reply.
+    pub native_n: Option<bool>,
+    /// Context window in tokens; `None` asks the server (`/props` or `/v1/models`).
+    pub context_tokens: Option<usize>,
+    /// Largest `top_logprobs` to ask for.
+    pub max_top_logprobs: usize,
+    /// Send `top_k = -1`, `min_p = 0` and `top_p = 1` unless the request sets them, so servers
+    /// with sampling defaults of their own (llama.cpp: top-k 40, top-p 0.95, min-p 0.05) sample
+    /// as mistral.rs does in process. Turn off for APIs that reject `top_k` and `min_p`.
+    pub neutral_sampling: bool,
+}
+
+impl OpenAiOptions {
+    /// Options for one server with the defaults: no key, 10 minute timeout, 64 requests in
+    /// flight, 5 retries from 0.5 s, `n` support detected, at most 20 top log-probabilities.
+    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            base_urls: vec![base_url.into()],
+            model: model.into(),
+            api_key: None,
+            timeout: Duration::from_secs(600),
+            concurrency: 64,
+            retries: 5,
+            backoff: Duration::from_millis(500),
+            native_n: None,
+            context_tokens: None,
+            max_top_logprobs: 20,
+            neutral_sampling: true,
+        }
+    }
+}
+
+const N_UNKNOWN: u8 = 0;
+const N_NATIVE: u8 = 1;
+const N_FAN_OUT: u8 = 2;
+
+/// What the server offers beyond the OpenAI API, found when connecting.
+#[derive(Debug, Clone, Default)]
+struct ServerInfo {
+    tokenize: bool,
+    apply_template: bool,
+    context_tokens: Option<usize>,
+    eos_token_ids: Vec<u32>,
+}
+
+/// A backend over one or more OpenAI-compatible servers.
+pub struct OpenAiBackend {
+    client: reqwest::Client,
+    options: OpenAiOptions,
+    next_url: AtomicUsize,
+    permits: Semaphore,
+    native_n: AtomicU8,
+    info: ServerInfo,
+    /// Token text to id, for servers whose log-probabilities carry no ids.
+    ids: Mutex<HashMap<String, Option<u32>>>,
+}
+
+impl std::fmt::Debug for OpenAiBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiBackend")
+            .field("base_urls", &self.options.base_urls)
+            .field("model", &self.options.model)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one HTTP attempt came to.
+enum Attempt {
+    Done(Value),
+    Retry(String, Option<Duration>),
+    Fail(Error),
+}
+
+impl OpenAiBackend {
+    /// Connects: checks the options and asks the first server what it offers (tokenizer, chat
+    /// template, context size). A server that cannot be reached is an error here, not later.
+    pub async fn connect(options: OpenAiOptions) -> Result<Self> {
+        let mut options = options;
+        if options.base_urls.is_empty() {
+            return Err(Error::InvalidRequest {
+                reason: "the openai backend needs at least one base_url",
+            });
+        }
+        for url in &mut options.base_urls {
+            let trimmed = url.trim_end_matches('/');
+            let trimmed = trimmed.strip_suffix("/v1").unwrap_or(trimmed);
+            if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+                return Err(Error::Connection {
+                    url: url.clone(),
+                    attempts: 0,
+                    reason: "a base_url must start with http:// or https://".into(),
+                });
+            }
+            *url = trimmed.to_string();
+        }
+        let client = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::Connection {
+                url: options.base_urls.join(", "),
+                attempts: 0,
+                reason: format!("building the HTTP client: {e}"),
+            })?;
+        let native_n = match options.native_n {
+            None => N_UNKNOWN,
+            Some(true) => N_NATIVE,
+            Some(false) => N_FAN_OUT,
+        };
+        let mut backend = Self {
+            client,
+            permits: Semaphore::new(options.concurrency.max(1)),
+            options,
+            next_url: AtomicUsize::new(0),
+            native_n: AtomicU8::new(native_n),
+            info: ServerInfo::default(),
+            ids: Mutex::new(HashMap::new()),
+        };
+        backend.info = backend.probe().await?;
+        tracing::info!(info = ?backend.info, urls = ?backend.options.base_urls, "connected");
+        Ok(backend)
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &OpenAiOptions {
+        &self.options
+    }
+
+    async fn probe(&self) -> Result<ServerInfo> {
+        // The model list answers on every OpenAI-compatible server: it proves the server is up.
+        let models = self
+            .request(reqwest::Method::GET, "/v1/models", None)
+            .await?;
+        let mut info = ServerInfo {
+            context_tokens: self.options.context_tokens,
+            ..ServerInfo::default()
+        };
+        if info.context_tokens.is_none() {
+            info.context_tokens = models
+                .pointer("/data/0/max_model_len")
+                .or_else(|| models.pointer("/data/0/meta/n_ctx_train"))
+                .and_then(Value::as_u64)
+                .map(|n| n as usize);
+        }
+        // llama.cpp: the serving context (per slot it is n_ctx / slots, which /props reports).
+        if let Ok(props) = self
+            .request_once(reqwest::Method::GET, "/props", None)
+            .await
+        {
+            if self.options.context_tokens.is_none() {
+                if let Some(n) = props
+                    .pointer("/default_generation_settings/n_ctx")
+                    .and_then(Value::as_u64)
+                {
+                    info.context_tokens = Some(n as usize);
+                }
+            }
+            if let Some(eos) = props.get("eos_token").and_then(Value::as_str) {
+                if let Ok(ids) = self.probe_tokenize(eos).await {
+                    if ids.len() == 1 {
+                        info.eos_token_ids = ids;
+                    }
+                }
+            }
+        }
+        info.tokenize = self
+            .probe_tokenize("ponder")
+            .await
+            .is_ok_and(|ids| !ids.is_empty());
+        info.apply_template = self
+            .request_once(
+                reqwest::Method::POST,
+                "/apply-template",
+                Some(&json!({ "messages": [{ "role": "user", "content": "ponder" }] })),
+            )
+            .await
+            .is_ok_and(|v| v.get("prompt").and_then(Value::as_str).is_some());
+        Ok(info)
+    }
+
+    fn url(&self, path: &str) -> String {
+        let urls = &self.options.base_urls;
+        let i = self.next_url.fetch_add(1, Ordering::Relaxed) % urls.len().max(1);
+        format!("{}{path}", urls.get(i).map_or("", String::as_str))
+    }
+
+    async fn attempt(&self, method: reqwest::Method, url: &str, body: Option<&Value>) -> Attempt {
+        let _permit = self.permits.acquire().await;
+        let mut builder = self.client.request(method, url);
+        if let Some(key) = &self.options.api_key {
+            builder = builder.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            builder = builder.json(body);
+        }
+        let response = match builder.send().await {
+            Ok(response) => response,
+            Err(e) if e.is_timeout() => {
+                return Attempt::Fail(Error::Connection {
+                    url: url.to_string(),
+                    attempts: 1,
+                    reason: format!("no answer within {:?}", self.options.timeout),
+                })
+            }
+            Err(e) => return Attempt::Retry(error_chain(&e), None),
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = match response.text().await {
+            Ok(text) => text,
+            Err(e) => return Attempt::Retry(error_chain(&e), None),
+        };
+        if status.is_success() {
+            return match serde_json::from_str(&text) {
+                Ok(value) => Attempt::Done(value),
+                Err(e) => Attempt::Fail(Error::Http {
+                    url: url.to_string(),
+                    status: status.as_u16(),
+                    message: format!("the reply is not JSON ({e}): {}", clip(&text)),
+                }),
+            };
+        }
+        let message = server_message(&text);
+        if status.as_u16() == 429 || status.is_server_error() {
+            return Attempt::Retry(format!("HTTP {status}: {message}"), retry_after);
+        }
+        Attempt::Fail(Error::Http {
+            url: url.to_string(),
+            status: status.as_u16(),
+            message,
+        })
+    }
+
+    /// One request with retries on connection errors, 429 and 5xx, each retry on the next URL.
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let mut delay = self.options.backoff;
+        let mut attempts = 0;
+        loop {
+            let url = self.url(path);
+            attempts += 1;
+            match self.attempt(method.clone(), &url, body).await {
+                Attempt::Done(value) => return Ok(value),
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Retry(reason, retry_after) => {
+                    if attempts > self.options.retries {
+                        return Err(Error::Connection {
+                            url,
+                            attempts,
+                            reason,
+                        });
+                    }
+                    let wait = retry_after.unwrap_or(delay).min(Duration::from_secs(60));
+                    tracing::warn!(%url, attempts, %reason, ?wait, "retrying");
+                    tokio::time::sleep(wait).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// One attempt, no retries: for probing optional endpoints.
+    async fn request_once(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let url = self.url(path);
+        match self.attempt(method, &url, body).await {
+            Attempt::Done(value) => Ok(value),
+            Attempt::Fail(e) => Err(e),
+            Attempt::Retry(reason, _) => Err(Error::Connection {
+                url,
+                attempts: 1,
+                reason,
+            }),
+        }
+    }
+
+    /// `/tokenize` once, without retries.
+    async fn probe_tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        let body = self.tokenize_body(text, false);
+        let reply = self
+            .request_once(reqwest::Method::POST, "/tokenize", Some(&body))
+            .await?;
+        token_ids(reply.get("tokens")).ok_or(Error::Unsupported {
+            backend: "openai",
+            operation: "tokenize",
+        })
+    }
+
+    fn tokenize_body(&self, text: &str, add_special: bool) -> Value {
+        json!({
+            "model": self.options.model,
+            "content": text,
+            "prompt": text,
+            "add_special": add_special,
+            "add_special_tokens": add_special,
+        })
+    }
+
+    /// `/tokenize`, in the dialects of llama.cpp (`content`, `add_special`) and vLLM (`prompt`,
+    /// `add_special_tokens`).
+    async fn server_tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        let body = self.tokenize_body(text, add_special);
+        let reply = self
+            .request(reqwest::Method::POST, "/tokenize", Some(&body))
+            .await?;
+        token_ids(reply.get("tokens")).ok_or_else(|| Error::Inference {
+            message: format!(
+                "/tokenize answered without token ids: {}",
+                clip(&reply.to_string())
+            ),
+        })
+    }
+
+    /// The chat prompt as text, through the server's template.
+    async fn render_chat(&self, messages: &[Message], assistant_prefix: &str) -> Result<String> {
+        let body = json!({ "messages": chat_messages(messages, "") });
+        let reply = self
+            .request(reqwest::Method::POST, "/apply-template", Some(&body))
+            .await?;
+        let prompt =
+            reply
+                .get("prompt")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::Inference {
+                    message: "/apply-template answered without a prompt".into(),
+                })?;
+        Ok(format!("{prompt}{assistant_prefix}"))
+    }
+
+    /// The id of a token given as text, through the tokenizer; `None` where it is not one token.
+    async fn token_id(&self, text: &str) -> Option<u32> {
+        if !self.info.tokenize {
+            return None;
+        }
+        if let Some(id) = self.ids.lock().ok().and_then(|m| m.get(text).copied()) {
+            return id;
+        }
+        let id = match self.server_tokenize(text, false).await {
+            Ok(ids) if ids.len() == 1 => ids.first().copied(),
+            _ => None,
+        };
+        if let Ok(mut map) = self.ids.lock() {
+            map.insert(text.to_string(), id);
+        }
+        id
+    }
+
+    /// The JSON body and path of one request for `choices` completions.
+    async fn body(&self, request: &GenerationRequest, choices: usize) -> Result<(String, Value)> {
+        let mut body = json!({
+            "model": self.options.model,
+            "n": choices,
+            "max_tokens": request.max_tokens,
+            "temperature": request.sampling.temperature,
+            "stream": false,
+        });
+        let object = body.as_object_mut().ok_or(Error::InvalidRequest {
+            reason: "request body",
+        })?;
+        let neutral = self.options.neutral_sampling;
+        match request.sampling.top_p {
+            Some(top_p) => _ = object.insert("top_p".into(), json!(top_p)),
+            None if neutral => _ = object.insert("top_p".into(), json!(1.0)),
+            None => {}
+        }
+        match request.sampling.top_k {
+            Some(top_k) => _ = object.insert("top_k".into(), json!(top_k)),
+            None if neutral => _ = object.insert("top_k".into(), json!(-1)),
+            None => {}
+        }
+        if neutral {
+            object.insert("min_p".into(), json!(0.0));
+        }
+        if let Some(seed) = request.sampling.seed {
+            object.insert("seed".into(), json!(seed));
+        }
+        if !request.stop.is_empty() {
+            object.insert("stop".into(), json!(request.stop));
+        }
+        // Servers report usage for one choice only when n > 1 (llama.cpp does): the per-token
+        // log-probabilities count each choice's tokens exactly, so they are asked for then.
+        let k = request
+            .top_logprobs
+            .map(|k| k.min(self.options.max_top_logprobs))
+            .or((choices > 1).then_some(1));
+        let path = match &request.prompt {
+            Prompt::Tokens(ids) => {
+                object.insert("prompt".into(), json!(ids));
+                "/v1/completions"
+            }
+            Prompt::Text(text) => {
+                object.insert("prompt".into(), json!(text));
+                "/v1/completions"
+            }
+            Prompt::Chat {
+                messages,
+                assistant_prefix,
+            } if self.info.apply_template => {
+                let text = self.render_chat(messages, assistant_prefix).await?;
+                object.insert("prompt".into(), json!(text));
+                "/v1/completions"
+            }
+            Prompt::Chat {
+                messages,
+                assistant_prefix,
+            } => {
+                object.insert(
+                    "messages".into(),
+                    json!(chat_messages(messages, assistant_prefix)),
+                );
+                if !assistant_prefix.is_empty() {
+                    // vLLM continues a final assistant message with these; llama.cpp does so
+                    // by itself and ignores them.
+                    object.insert("continue_final_message".into(), json!(true));
+                    object.insert("add_generation_prompt".into(), json!(false));
+                }
+                if let Some(k) = k {
+                    object.insert("logprobs".into(), json!(true));
+                    object.insert("top_logprobs".into(), json!(k));
+                }
+                return Ok(("/v1/chat/completions".into(), body));
+            }
+        };
+        if let Some(k) = k {
+            object.insert("logprobs".into(), json!(k));
+        }
+        Ok((path.into(), body))
+    }
+
+    /// One HTTP request for up to `choices` completions.
+    async fn call(&self, request: &GenerationRequest, choices: usize) -> Result<Reply> {
+        let (path, body) = self.body(request, choices).await?;
+        let value = self
+            .request(reqwest::Method::POST, &path, Some(&body))
+            .await?;
+        let reply: RawReply =
+            serde_json::from_value(value.clone()).map_err(|e| Error::Inference {
+                message: format!(
+                    "unexpected reply from {path} ({e}): {}",
+                    clip(&value.to_string())
+                ),
+            })?;
+        let mut out = Vec::with_capacity(reply.choices.len());
+        let mut raw = reply.choices;
+        raw.sort_by_key(|c| c.index);
+        for c in raw {
+            let text = c
+                .text
+                .or_else(|| c.message.and_then(|m| m.content))
+                .unwrap_or_default();
+            let logprobs = match c.logprobs {
+                Some(l) if !l.is_null() => {
+                    Some(self.logprobs(&l, request.top_logprobs.is_some()).await)
+                }
+                _ => None,
+            };
+            let finish_reason = match c.finish_reason.as_deref() {
+                Some("length") => FinishReason::Length,
+                _ => FinishReason::Stop,
+            };
+            out.push(Choice {
+                text,
+                completion_tokens: 0,
+                finish_reason,
+                logprobs,
+            });
+        }
+        let usage = reply.usage.unwrap_or_default();
+        Ok(Reply {
+            choices: out,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+        })
+    }
+
+    /// Log-probabilities in either of the two shapes servers send: `{content: [...]}` (chat, and
+    /// llama.cpp's completions) or `{tokens, token_logprobs, top_logprobs}` (legacy completions).
+    async fn logprobs(&self, value: &Value, resolve_ids: bool) -> Vec<TokenLogprob> {
+        let mut out = Vec::new();
+        if let Some(content) = value.get("content").and_then(Value::as_array) {
+            for entry in content {
+                let mut top = Vec::new();
+                for t in entry
+                    .get("top_logprobs")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let token = t.get("token").and_then(Value::as_str).unwrap_or_default();
+                    let id = match t.get("id").and_then(Value::as_u64) {
+                        Some(id) => Some(id as u32),
+                        None if resolve_ids => self.token_id(token).await,
+                        None => None,
+                    };
+                    top.push(TopLogprob {
+                        id: id.unwrap_or(u32::MAX),
+                        token: token.to_string(),
+                        logprob: t.get("logprob").and_then(Value::as_f64).unwrap_or(f64::MIN)
+                            as f32,
+                    });
+                }
+                out.push(TokenLogprob {
+                    token: entry
+                        .get("token")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    logprob: entry.get("logprob").and_then(Value::as_f64).unwrap_or(0.0) as f32,
+                    top,
+                });
+            }
+            return out;
+        }
+        let tokens = value.get("tokens").and_then(Value::as_array);
+        let lps = value.get("token_logprobs").and_then(Value::as_array);
+        let tops = value.get("top_logprobs").and_then(Value::as_array);
+        for (i, token) in tokens.into_iter().flatten().enumerate() {
+            let mut top = Vec::new();
+            if let Some(map) = tops.and_then(|t| t.get(i)).and_then(Value::as_object) {
+                for (text, lp) in map {
+                    top.push(TopLogprob {
+                        id: if resolve_ids {
+                            self.token_id(text).await.unwrap_or(u32::MAX)
+                        } else {
+                            u32::MAX
+                        },
+                        token: text.clone(),
+                        logprob: lp.as_f64().unwrap_or(f64::MIN) as f32,
+                    });
+                }
+                top.sort_by(|a, b| b.logprob.total_cmp(&a.logprob));
+            }
+            out.push(TokenLogprob {
+                token: token.as_str().unwrap_or_default().to_string(),
+                logprob: lps
+                    .and_then(|l| l.get(i))
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0) as f32,
+                top,
+            });
+        }
+        out
+    }
+
+    /// Gives each choice its token count: the server's count where the reply holds one choice,
+    /// else the log-probabilities (asked for whenever n > 1), else `max_tokens` for a choice cut
+    /// by length and the tokenizer on the text for the others (a stop sequence the server cut is
+    /// then not counted), else the server's total shared out.
+    async fn count_tokens(&self, reply: &mut Reply, max_tokens: usize) -> Result<()> {
+        let single = reply.choices.len() == 1;
+        for choice in &mut reply.choices {
+            choice.completion_tokens = if single {
+                reply.completion_tokens as usize
+            } else if let Some(l) = &choice.logprobs {
+                l.len()
+            } else if choice.finish_reason == FinishReason::Length {
+                max_tokens
+            } else if self.info.tokenize {
+                self.server_tokenize(&choice.text, false).await?.len()
+            } else {
+                0
+            };
+        }
+        let counted: u64 = reply
+            .choices
+            .iter()
+            .map(|c| c.completion_tokens as u64)
+            .sum();
+        if !single && !self.info.tokenize && reply.completion_tokens > counted {
+            // No tokenizer and no per-choice counts: share the server's total out evenly.
+            let n = reply.choices.len() as u64;
+            for (i, choice) in reply.choices.iter_mut().enumerate() {
+                let share = reply.completion_tokens / n
+                    + u64::from((i as u64) < reply.completion_tokens % n);
+                choice.completion_tokens = share as usize;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A parsed reply.
+#[derive(Debug)]
+struct Reply {
+    choices: Vec<Choice>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawReply {
+    #[serde(default)]
+    choices: Vec<RawChoice>,
+    usage: Option<RawUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawChoice {
+    #[serde(default)]
+    index: usize,
+    text: Option<String>,
+    message: Option<RawMessage>,
+    finish_reason: Option<String>,
+    logprobs: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawMessage {
+    content: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+fn chat_messages(messages: &[Message], assistant_prefix: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = messages
+        .iter()
+        .map(|m| json!({ "role": m.role.as_str(), "content": m.content }))
+        .collect();
+    if !assistant_prefix.is_empty() {
+        out.push(json!({ "role": "assistant", "content": assistant_prefix }));
+    }
+    out
+}
+
+fn token_ids(value: Option<&Value>) -> Option<Vec<u32>> {
+    value?
+        .as_array()?
+        .iter()
+        // llama.cpp answers `{id, piece}` objects when asked for pieces, bare ids otherwise.
+        .map(|t| t.as_u64().or_else(|| t.get("id").and_then(Value::as_u64)))
+        .map(|id| id.and_then(|id| u32::try_from(id).ok()))
+        .collect()
+}
+
+/// The server's own words from an error body (`{"error": {"message": ...}}` and variants).
+fn server_message(body: &str) -> String {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    parsed
+        .as_ref()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .or_else(|| v.get("message"))
+                .or_else(|| v.get("detail"))
+                .or_else(|| v.get("error"))
+        })
+        .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_string))
+        .unwrap_or_else(|| clip(body))
+}
+
+fn clip(text: &str) -> String {
+    let mut end = text.len().min(400);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default().to_string()
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[async_trait]
+impl Backend for OpenAiBackend {
+    async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
+        if request.n == 0 {
+            return Err(Error::InvalidRequest {
+                reason: "n must be at least 1",
+            });
+        }
+        if !request.logits_processors.is_empty() {
+            return Err(Error::Unsupported {
+                backend: "openai",
+                operation: "logits processors",
+            });
+        }
+        let started = Instant::now();
+        let n = request.n;
+        let mut replies = Vec::new();
+        let mut calls = 0u64;
+        if n == 1 || self.native_n.load(Ordering::Relaxed) != N_FAN_OUT {
+            let reply = self.call(&request, n).await?;
+            calls += 1;
+            if n > 1 {
+                let honoured = reply.choices.len() >= n;
+                let state = if honoured { N_NATIVE } else { N_FAN_OUT };
+                if self.native_n.swap(state, Ordering::Relaxed) != state && !honoured {
+                    tracing::warn!(
+                        asked = n,
+                        got = reply.choices.len(),
+                        "the server does not honour n; fanning out single-choice requests"
+                    );
+                }
+            }
+            replies.push(reply);
+        }
+        let have: usize = replies.iter().map(|r| r.choices.len()).sum();
+        if have < n {
+            let more = try_join_all((have..n).map(|_| self.call(&request, 1))).await?;
+            calls += more.len() as u64;
+            replies.extend(more);
+        }
+        let mut usage = Usage {
+            calls,
+            ..Usage::default()
+        };
+        let mut choices = Vec::with_capacity(n);
+        for (i, mut reply) in replies.into_iter().enumerate() {
+            self.count_tokens(&mut reply, request.max_tokens).await?;
+            if request.top_logprobs.is_none() {
+                for choice in &mut reply.choices {
+                    choice.logprobs = None;
+                }
+            }
+            // The prompt is counted once per request whatever its n, as in process.
+            if i == 0 {
+                usage.prompt_tokens = reply.prompt_tokens;
+            }
+            usage.completion_tokens += reply
+                .choices
+                .iter()
+                .map(|c| c.completion_tokens as u64)
+                .sum::<u64>();
+            choices.extend(reply.choices);
+        }
+        choices.truncate(n);
+        usage.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(Generation { choices, usage })
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            backend: "openai",
+            context_tokens: self.info.context_tokens,
+            logits_processors: false,
+            max_top_logprobs: self.options.max_top_logprobs,
+            native_n: self.native_n.load(Ordering::Relaxed) != N_FAN_OUT,
+            eos_token_ids: self.info.eos_token_ids.clone(),
+            tokenizer: self.info.tokenize,
+        }
+    }
+
+    async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
+        if !self.info.tokenize {
+            return Err(Error::Unsupported {
+                backend: "openai",
+                operation: "tokenize (the server has no /tokenize endpoint)",
+            });
+        }
+        match input {
+            TokenizeInput::Piece(text) => self.server_tokenize(text, false).await,
+            TokenizeInput::Prompt(Prompt::Tokens(ids)) => Ok(ids.clone()),
+            TokenizeInput::Prompt(Prompt::Text(text)) => self.server_tokenize(text, true).await,
+            TokenizeInput::Prompt(Prompt::Chat {
+                messages,
+                assistant_prefix,
+            }) => {
+                if !self.info.apply_template {
+                    return Err(Error::Unsupported {
+                        backend: "openai",
+                        operation: "tokenizing chat prompts (the server has no /apply-template)",
+                    });
+                }
+                let text = self.render_chat(messages, "").await?;
+                let mut ids = self.server_tokenize(&text, true).await?;
+                if !assistant_prefix.is_empty() {
+                    ids.extend(self.server_tokenize(assistant_prefix, false).await?);
+                }
+                Ok(ids)
+            }
+        }
+    }
+
+    async fn detokenize(&self, ids: &[u32]) -> Result<String> {
+        if !self.info.tokenize {
+            return Err(Error::Unsupported {
+                backend: "openai",
+                operation: "detokenize (the server has no /detokenize endpoint)",
+            });
+        }
+        let body = json!({ "model": self.options.model, "tokens": ids });
+        let reply = self
+            .request(reqwest::Method::POST, "/detokenize", Some(&body))
+            .await?;
+        reply
+            .get("content")
+            .or_else(|| reply.get("prompt"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| Error::Inference {
+                message: "/detokenize answered without text".into(),
+            })
+    }
+}

@@ -1,0 +1,1101 @@
+//! S* (arXiv 2502.14382): test-time scaling for code generation, in two stages.
+//!
+//! 1. Generation: `n` samples in one request; each is run against the problem's public tests
+//!    (HumanEval: the docstring examples) in the [`Sandbox`], and while some fail it goes through
+//!    up to `debug_rounds` rounds of debugging: the model sees the failures (the call, what was
+//!    expected, what came back or what was raised) and rewrites the function. `feedback = "all"`
+//!    keeps every earlier round in the conversation, `"last"` only the latest attempt.
+//! 2. Selection: `first` takes sample 0; `public_tests` the first sample passing the most public
+//!    tests; `adaptive_input_synthesis` runs a knockout tournament among the samples passing the
+//!    most public tests (distinct programs only): for each pair the model writes inputs that
+//!    should tell the two apart, both programs run on them in the sandbox, and where the outputs
+//!    differ the judge model, shown the inputs and both outputs, says which is right. The
+//!    verdict is the probability of "A" against "B" read from the judge's first token, never
+//!    parsed prose. Pairs where every output agrees are behaviourally the same: the first stays.
+//!
+//! Everything runs locally: the judge is the policy model unless `judge` names another one
+//! (a `[model]` table), whose calls count against the same budget.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::{join_all, try_join_all};
+use ponder_engine::{
+    Backend, Candidate, CodeTask, Context, Error, FinishReason, GenerationRequest, Message,
+    Metered, ModelConfig, Problem, Prompt, Resource, Result, Sampling, Solution, StopReason,
+    Strategy,
+};
+use ponder_prm::{
+    assemble, choice_probability, docstring_tests, extract_code, first_tokens, CodeVerifier,
+    Sandbox, SandboxError, TestCase, TestRun, TestStatus,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+use crate::config::check_sampling;
+use crate::prompt::PromptStyle;
+
+/// How much of the debugging history the model sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feedback {
+    /// Every earlier attempt and its test results.
+    #[default]
+    All,
+    /// Only the latest attempt and its test results.
+    Last,
+}
+
+/// How the final program is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeSelection {
+    /// Pairwise tournament on synthesised inputs, judged by the model.
+    #[default]
+    AdaptiveInputSynthesis,
+    /// The first sample passing the most public tests.
+    PublicTests,
+    /// Sample 0, whatever its tests say.
+    First,
+}
+
+/// Config of [`SStar`] (`kind = "s_star"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SStarConfig {
+    /// Samples generated in parallel. Default 4.
+    #[serde(default = "default_n")]
+    pub n: NonZeroUsize,
+    /// Most debugging rounds per sample (0: none). Default 2.
+    #[serde(default = "default_debug_rounds")]
+    pub debug_rounds: usize,
+    /// `all` or `last`. Default `all`.
+    #[serde(default)]
+    pub feedback: Feedback,
+    /// `adaptive_input_synthesis`, `public_tests` or `first`. Default
+    /// `adaptive_input_synthesis`.
+    #[serde(default)]
+    pub selection: CodeSelection,
+    /// Inputs the model is asked for per comparison. Default 3.
+    #[serde(default = "default_inputs")]
+    pub synthesized_inputs: NonZeroUsize,
+    /// Sampling temperature of the samples and the rewrites. Default 0.7.
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    /// Nucleus filter. Default none.
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    /// Most tokens per sample or rewrite. Default 768.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: NonZeroUsize,
+    /// Most tokens of a list of synthesised inputs. Default 256.
+    #[serde(default = "default_input_tokens")]
+    pub input_tokens: NonZeroUsize,
+    /// Per-test time limit in seconds. Default 3.
+    #[serde(default = "default_test_timeout")]
+    pub test_timeout_secs: f64,
+    /// The judge model (a `[model]` table); default the policy model.
+    #[serde(default)]
+    pub judge: Option<ModelConfig>,
+}
+
+fn default_n() -> NonZeroUsize {
+    NonZeroUsize::MIN.saturating_add(3)
+}
+fn default_debug_rounds() -> usize {
+    2
+}
+fn default_inputs() -> NonZeroUsize {
+    NonZeroUsize::MIN.saturating_add(2)
+}
+fn default_temperature() -> f64 {
+    0.7
+}
+fn default_max_tokens() -> NonZeroUsize {
+    NonZeroUsize::MIN.saturating_add(767)
+}
+fn default_input_tokens() -> NonZeroUsize {
+    NonZeroUsize::MIN.saturating_add(255)
+}
+fn default_test_timeout() -> f64 {
+    3.0
+}
+
+impl Default for SStarConfig {
+    fn default() -> Self {
+        Self {
+            n: default_n(),
+            debug_rounds: default_debug_rounds(),
+            feedback: Feedback::default(),
+            selection: CodeSelection::default(),
+            synthesized_inputs: default_inputs(),
+            temperature: default_temperature(),
+            top_p: None,
+            max_tokens: default_max_tokens(),
+            input_tokens: default_input_tokens(),
+            test_timeout_secs: default_test_timeout(),
+            judge: None,
+        }
+    }
+}
+
+impl SStarConfig {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<()> {
+        check_sampling("s_star", self.temperature, self.top_p)?;
+        if !(self.test_timeout_secs.is_finite() && self.test_timeout_secs > 0.0) {
+            return Err(Error::StrategyConfig {
+                strategy: "s_star",
+                reason: format!(
+                    "test_timeout_secs must be a number > 0, got {}",
+                    self.test_timeout_secs
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn sampling(&self) -> Sampling {
+        Sampling {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: None,
+            seed: None,
+        }
+    }
+}
+
+/// One test's outcome, compactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestLine {
+    /// The call.
+    pub call: String,
+    /// The expectation, if any.
+    pub expected: Option<String>,
+    /// `passed`, `failed`, `error`, `timeout`, `skipped` or `not_run`.
+    pub status: String,
+    /// The value (`repr`) or the exception.
+    pub got: Option<String>,
+}
+
+/// One attempt of one sample: its code and its public-test results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Round {
+    /// The code tested (the extracted function, without the prompt's preamble).
+    pub code: String,
+    /// Tokens generated for this attempt.
+    pub tokens: usize,
+    /// Public tests passed, of `total`.
+    pub passed: usize,
+    /// Public tests run.
+    pub total: usize,
+    /// Why the code did not load, if it did not.
+    pub load_error: Option<String>,
+    /// Each test.
+    pub tests: Vec<TestLine>,
+    /// Sandbox wall time of the test run in milliseconds.
+    pub sandbox_ms: u64,
+}
+
+/// One sample through its debugging rounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleDetail {
+    /// Round 0 is the sample; later rounds are rewrites.
+    pub rounds: Vec<Round>,
+    /// Whether the last round passes every public test.
+    pub passes_public: bool,
+}
+
+/// One pairwise comparison of the tournament.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Sample indices compared (A, B).
+    pub a: usize,
+    pub b: usize,
+    /// The synthesised calls that ran.
+    pub inputs: Vec<String>,
+    /// A's and B's output on each input (`repr`, or what was raised).
+    pub outputs_a: Vec<String>,
+    pub outputs_b: Vec<String>,
+    /// Inputs on which the outputs differ.
+    pub differing: usize,
+    /// The judge's probability that A is right (none when no output differed).
+    pub p_a: Option<f64>,
+    /// The sample that went on.
+    pub winner: usize,
+}
+
+/// `details` of an S* solution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SStarDetails {
+    /// The public tests every sample ran against.
+    pub public_tests: Vec<TestCase>,
+    /// Each sample, in order.
+    pub samples: Vec<SampleDetail>,
+    /// The tournament, in the order played.
+    pub comparisons: Vec<Comparison>,
+    /// The sample chosen.
+    pub selected: usize,
+    /// How it was chosen.
+    pub selection: CodeSelection,
+    /// Total sandbox wall time in milliseconds (test runs and comparisons).
+    pub sandbox_ms: u64,
+    /// Whether the budget ran out on the way (the choice is then among what was finished).
+    pub budget_exhausted: bool,
+}
+
+/// The S* strategy; see the module docs.
+pub struct SStar {
+    config: SStarConfig,
+    verifier: CodeVerifier,
+    judge: OnceCell<Arc<dyn Backend>>,
+}
+
+impl std::fmt::Debug for SStar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SStar")
+            .field("config", &self.config)
+            .field("verifier", &self.verifier)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A sample as it stands: the conversation that produced it and its latest completion.
+#[derive(Debug, Clone)]
+struct Sample {
+    completion: String,
+    finish: FinishReason,
+    history: Vec<Message>,
+    detail: SampleDetail,
+    tokens: u64,
+}
+
+fn sandbox_error(e: SandboxError) -> Error {
+    Error::Tool {
+        tool: "sandbox",
+        message: e.to_string(),
+    }
+}
+
+impl SStar {
+    /// S* with `config`, running code in a default [`Sandbox`].
+    pub fn new(config: SStarConfig) -> Result<Self> {
+        Self::with_sandbox(config, Sandbox::new())
+    }
+
+    /// S* with `config`, running code in `sandbox`.
+    pub fn with_sandbox(config: SStarConfig, sandbox: Sandbox) -> Result<Self> {
+        config.validate()?;
+        let verifier = CodeVerifier::new(sandbox)
+            .with_test_timeout(Duration::from_secs_f64(config.test_timeout_secs));
+        Ok(Self {
+            config,
+            verifier,
+            judge: OnceCell::new(),
+        })
+    }
+
+    /// The judge: the configured model, metered against the context's budget, else the policy.
+    async fn judge(&self, cx: &Context) -> Result<Arc<dyn Backend>> {
+        let Some(model) = &self.config.judge else {
+            return Ok(Arc::clone(cx.backend()));
+        };
+        let inner = self.judge.get_or_try_init(|| model.load()).await?;
+        Ok(Arc::new(Metered::with_meter(
+            Arc::clone(inner),
+            Arc::clone(cx.meter()),
+        )))
+    }
+
+    async fn test(&self, task: &CodeTask, completion: &str, tests: &[TestCase]) -> Result<Round> {
+        let program = assemble(task, completion);
+        let run = self
+            .verifier
+            .run_tests(&program, tests)
+            .await
+            .map_err(sandbox_error)?;
+        Ok(round(
+            extract_code(completion, Some(&task.entry_point)),
+            &run,
+        ))
+    }
+
+    /// Debugs one sample until it passes its public tests or runs out of rounds or budget.
+    async fn debug(
+        &self,
+        cx: &Context,
+        task: &CodeTask,
+        tests: &[TestCase],
+        mut sample: Sample,
+    ) -> Result<(Sample, Option<Resource>)> {
+        let mut exhausted = None;
+        for _ in 0..self.config.debug_rounds {
+            let Some(last) = sample.detail.rounds.last() else {
+                break;
+            };
+            if last.load_error.is_none() && last.passed == last.total {
+                break;
+            }
+            let feedback = feedback_message(last, &task.entry_point);
+            let attempt = Message::assistant(format!("```python\n{}```", last.code));
+            let messages = match self.config.feedback {
+                Feedback::All => {
+                    let mut m = sample.history.clone();
+                    m.push(attempt);
+                    m.push(Message::user(feedback));
+                    m
+                }
+                Feedback::Last => {
+                    let mut m: Vec<Message> = sample.history.iter().take(1).cloned().collect();
+                    m.push(attempt);
+                    m.push(Message::user(feedback));
+                    m
+                }
+            };
+            let request = GenerationRequest::new(Prompt::chat(messages.clone()))
+                .with_max_tokens(self.config.max_tokens.get())
+                .with_sampling(self.config.sampling());
+            let generation = match cx.backend().generate(request).await {
+                Ok(generation) => generation,
+                Err(Error::BudgetExhausted { resource }) => {
+                    exhausted = Some(resource);
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            let Some(choice) = generation.choices.into_iter().next() else {
+                break;
+            };
+            let mut next = self.test(task, &choice.text, tests).await?;
+            next.tokens = choice.completion_tokens;
+            sample.tokens += choice.completion_tokens as u64;
+            sample.completion = choice.text;
+            sample.finish = choice.finish_reason;
+            sample.history = messages;
+            sample.detail.rounds.push(next);
+        }
+        sample.detail.passes_public = sample
+            .detail
+            .rounds
+            .last()
+            .is_some_and(|r| r.load_error.is_none() && r.passed == r.total);
+        Ok((sample, exhausted))
+    }
+
+    /// Plays one comparison: inputs from the model, both programs on them, the judge on the
+    /// differences. `Ok(Err(resource))` when the budget ran out.
+    async fn compare(
+        &self,
+        cx: &Context,
+        judge: &Arc<dyn Backend>,
+        words: &(Vec<u32>, Vec<u32>),
+        task: &CodeTask,
+        samples: &[Sample],
+        (a, b): (usize, usize),
+    ) -> Result<std::result::Result<(Comparison, u64), Resource>> {
+        let (Some(sa), Some(sb)) = (samples.get(a), samples.get(b)) else {
+            return Err(Error::InvalidRequest {
+                reason: "comparison of a sample that does not exist",
+            });
+        };
+        let code = |s: &Sample| extract_code(&s.completion, Some(&task.entry_point));
+        let (code_a, code_b) = (code(sa), code(sb));
+        let ask = format!(
+            "Here is a Python function to write:\n\n```python\n{}\n```\n\nTwo implementations of `{entry}` follow.\n\nImplementation A:\n```python\n{code_a}```\n\nImplementation B:\n```python\n{code_b}```\n\nWrite {k} test inputs on which the two implementations may return different results. Write each as one call of `{entry}` on its own line, like this:\n>>> {entry}(...)",
+            task.prompt.trim_end(),
+            entry = task.entry_point,
+            k = self.config.synthesized_inputs,
+        );
+        let request = GenerationRequest::new(Prompt::chat(vec![Message::user(ask)]))
+            .with_max_tokens(self.config.input_tokens.get());
+        let generation = match cx.backend().generate(request).await {
+            Ok(generation) => generation,
+            Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
+            Err(e) => return Err(e),
+        };
+        let text = generation
+            .choices
+            .first()
+            .map(|c| c.text.as_str())
+            .unwrap_or_default();
+        let inputs = calls_of(
+            text,
+            &task.entry_point,
+            self.config.synthesized_inputs.get(),
+        );
+        let probes: Vec<TestCase> = inputs.iter().map(TestCase::probe).collect();
+        let (program_a, program_b) = (
+            assemble(task, &sa.completion),
+            assemble(task, &sb.completion),
+        );
+        let (run_a, run_b) = tokio::try_join!(
+            self.verifier.run_tests(&program_a, &probes),
+            self.verifier.run_tests(&program_b, &probes),
+        )
+        .map_err(sandbox_error)?;
+        let sandbox_ms = (run_a.report.wall + run_b.report.wall).as_millis() as u64;
+        let (outputs_a, outputs_b) = (outputs(&run_a), outputs(&run_b));
+        let mut kept = Vec::new();
+        for (i, call) in inputs.iter().enumerate() {
+            let skipped = |run: &TestRun| {
+                run.results
+                    .get(i)
+                    .is_some_and(|r| matches!(r.status, TestStatus::Skipped { .. }))
+            };
+            if skipped(&run_a) && skipped(&run_b) {
+                continue;
+            }
+            let (oa, ob) = (
+                outputs_a.get(i).cloned().unwrap_or_default(),
+                outputs_b.get(i).cloned().unwrap_or_default(),
+            );
+            kept.push((call.clone(), oa, ob));
+        }
+        let differing: Vec<&(String, String, String)> =
+            kept.iter().filter(|(_, oa, ob)| oa != ob).collect();
+        let mut comparison = Comparison {
+            a,
+            b,
+            inputs: kept.iter().map(|k| k.0.clone()).collect(),
+            outputs_a: kept.iter().map(|k| k.1.clone()).collect(),
+            outputs_b: kept.iter().map(|k| k.2.clone()).collect(),
+            differing: differing.len(),
+            p_a: None,
+            winner: a,
+        };
+        if differing.is_empty() {
+            return Ok(Ok((comparison, sandbox_ms)));
+        }
+        let mut shown = String::new();
+        for (call, oa, ob) in &differing {
+            shown.push_str(&format!(
+                "Input: {call}\nOutput of A: {oa}\nOutput of B: {ob}\n\n"
+            ));
+        }
+        let verdict = format!(
+            "Here is a Python function to write:\n\n```python\n{}\n```\n\nTwo implementations, A and B, were run on the same inputs and disagree:\n\n{shown}Which implementation's outputs are correct for the function described? Answer with one letter, A or B.",
+            task.prompt.trim_end(),
+        );
+        let prompt = Prompt::chat(vec![Message::user(verdict)]);
+        let p_a = match choice_probability(judge, prompt, &words.0, &words.1).await {
+            Ok(p) => p,
+            Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
+            Err(e) => return Err(e),
+        };
+        comparison.p_a = Some(p_a);
+        comparison.winner = if p_a >= 0.5 { a } else { b };
+        Ok(Ok((comparison, sandbox_ms)))
+    }
+
+    /// The tournament among `pool`: rounds of pairs played together, byes for odd ones out.
+    async fn tournament(
+        &self,
+        cx: &Context,
+        task: &CodeTask,
+        samples: &[Sample],
+        mut pool: Vec<usize>,
+        details: &mut SStarDetails,
+    ) -> Result<(usize, Option<Resource>)> {
+        let mut exhausted = None;
+        let judge = self.judge(cx).await?;
+        let words = (
+            first_tokens(judge.as_ref(), &["A", " A"]).await?,
+            first_tokens(judge.as_ref(), &["B", " B"]).await?,
+        );
+        while pool.len() > 1 {
+            let pairs: Vec<(usize, usize)> = pool
+                .chunks(2)
+                .filter_map(|c| match c {
+                    [a, b] => Some((*a, *b)),
+                    _ => None,
+                })
+                .collect();
+            let played = try_join_all(
+                pairs
+                    .iter()
+                    .map(|&pair| self.compare(cx, &judge, &words, task, samples, pair)),
+            )
+            .await?;
+            let mut next = Vec::new();
+            for (pair, outcome) in pairs.iter().zip(played) {
+                match outcome {
+                    Ok((comparison, ms)) => {
+                        next.push(comparison.winner);
+                        details.sandbox_ms += ms;
+                        details.comparisons.push(comparison);
+                    }
+                    Err(resource) => {
+                        exhausted = exhausted.or(Some(resource));
+                        next.push(pair.0);
+                    }
+                }
+            }
+            if pool.len() % 2 == 1 {
+                next.extend(pool.last().copied());
+            }
+            pool = next;
+            if exhausted.is_some() {
+                // No budget for more judging: the earliest survivor stands.
+                pool.truncate(1);
+            }
+        }
+        Ok((pool.first().copied().unwrap_or(0), exhausted))
+    }
+}
+
+/// A test run as a [`Round`].
+fn round(code: String, run: &TestRun) -> Round {
+    let tests: Vec<TestLine> = run
+        .results
+        .iter()
+        .map(|r| {
+            let (status, got) = match &r.status {
+                TestStatus::Passed => ("passed", r.got.clone()),
+                TestStatus::Failed => ("failed", r.got.clone()),
+                TestStatus::Error { exception } => ("error", Some(exception.clone())),
+                TestStatus::Timeout => ("timeout", None),
+                TestStatus::Skipped { reason } => ("skipped", Some(reason.clone())),
+                TestStatus::NotRun => ("not_run", None),
+            };
+            TestLine {
+                call: r.test.call.clone(),
+                expected: r.test.expected.clone(),
+                status: status.into(),
+                got,
+            }
+        })
+        .collect();
+    let counted = tests.iter().filter(|t| t.status != "skipped").count();
+    Round {
+        code,
+        tokens: 0,
+        passed: run.passed(),
+        total: counted,
+        load_error: run.load_error.clone(),
+        tests,
+        sandbox_ms: run.report.wall.as_millis() as u64,
+    }
+}
+
+/// What each probe of a comparison run gave, as text to compare and to show the judge.
+fn outputs(run: &TestRun) -> Vec<String> {
+    if let Some(error) = &run.load_error {
+        return vec![format!("(the program does not load: {error})"); run.results.len()];
+    }
+    run.results
+        .iter()
+        .map(|r| match &r.status {
+            TestStatus::Passed | TestStatus::Failed => r.got.clone().unwrap_or_default(),
+            TestStatus::Error { exception } => format!("raises {exception}"),
+            TestStatus::Timeout => "(times out)".into(),
+            TestStatus::Skipped { reason } => format!("(not run: {reason})"),
+            TestStatus::NotRun => "(did not run)".into(),
+        })
+        .collect()
+}
+
+/// The user turn that shows a failed attempt's test results.
+fn feedback_message(round: &Round, entry: &str) -> String {
+    let mut text = String::new();
+    if let Some(error) = &round.load_error {
+        text.push_str(&format!(
+            "Your code does not run; loading it raised:\n{error}\n\n"
+        ));
+    } else {
+        text.push_str(&format!(
+            "Your `{entry}` passed {} of {} tests. The failures:\n",
+            round.passed, round.total
+        ));
+        for t in round
+            .tests
+            .iter()
+            .filter(|t| !matches!(t.status.as_str(), "passed" | "skipped"))
+            .take(5)
+        {
+            let expected = t.expected.as_deref().unwrap_or("?");
+            let line = match t.status.as_str() {
+                "failed" => format!(
+                    "- {} should be {expected}, but it returned {}\n",
+                    t.call,
+                    t.got.as_deref().unwrap_or("nothing")
+                ),
+                "error" => format!(
+                    "- {} should be {expected}, but it raised {}\n",
+                    t.call,
+                    t.got.as_deref().unwrap_or("an exception")
+                ),
+                "timeout" => format!("- {} did not finish in time\n", t.call),
+                _ => format!("- {} did not run\n", t.call),
+            };
+            text.push_str(&line);
+        }
+        text.push('\n');
+    }
+    text.push_str(
+        "Fix the function. Reply with the whole corrected function in one ```python code block.",
+    );
+    text
+}
+
+/// Up to `k` distinct calls of `entry` in a model's reply (`>>> entry(...)` lines, or bare
+/// calls), each cut at its closing parenthesis.
+fn calls_of(text: &str, entry: &str, k: usize) -> Vec<String> {
+    let head = format!("{entry}(");
+    let mut calls: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let Some(at) = line.find(&head) else {
+            continue;
+        };
+        let rest = &line[at..];
+        let mut depth = 0i32;
+        let mut end = None;
+        let mut quote: Option<char> = None;
+        let mut escaped = false;
+        for (i, c) in rest.char_indices() {
+            if let Some(q) = quote {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+                continue;
+            }
+            match c {
+                '\'' | '"' => quote = Some(c),
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(i + c.len_utf8());
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(end) = end else { continue };
+        let call = rest[..end].to_string();
+        // A `def entry(` line is not a call.
+        if line[..at].trim_end().ends_with("def") {
+            continue;
+        }
+        if !calls.contains(&call) {
+            calls.push(call);
+        }
+        if calls.len() == k {
+            break;
+        }
+    }
+    calls
+}
+
+#[async_trait]
+impl Strategy for SStar {
+    fn name(&self) -> &'static str {
+        "s_star"
+    }
+
+    #[tracing::instrument(skip_all, fields(strategy = "s_star", problem = %problem.id))]
+    async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+        let Some(task) = &problem.code else {
+            return Err(Error::StrategyConfig {
+                strategy: "s_star",
+                reason: format!(
+                    "problem `{}` is not a code problem (it needs `prompt`, `entry_point` and `test`)",
+                    problem.id
+                ),
+            });
+        };
+        let tests = docstring_tests(&task.prompt, &task.entry_point);
+        let history = PromptStyle::StepByStep.messages(problem);
+        let request = GenerationRequest::new(Prompt::chat(history.clone()))
+            .with_n(self.config.n.get())
+            .with_max_tokens(self.config.max_tokens.get())
+            .with_sampling(self.config.sampling());
+        let generation = match cx.backend().generate(request).await {
+            Ok(generation) => generation,
+            Err(Error::BudgetExhausted { resource }) => {
+                return Ok(Solution::exhausted(self.name(), resource))
+            }
+            Err(e) => return Err(e),
+        };
+        // Stage 1: every sample tested and debugged, all at once.
+        let debugged = join_all(generation.choices.into_iter().map(|choice| {
+            let history = history.clone();
+            let tests = &tests;
+            async move {
+                let mut first = self.test(task, &choice.text, tests).await?;
+                first.tokens = choice.completion_tokens;
+                let sample = Sample {
+                    completion: choice.text,
+                    finish: choice.finish_reason,
+                    history,
+                    detail: SampleDetail {
+                        rounds: vec![first],
+                        passes_public: false,
+                    },
+                    tokens: choice.completion_tokens as u64,
+                };
+                self.debug(cx, task, tests, sample).await
+            }
+        }))
+        .await;
+        let mut samples = Vec::new();
+        let mut exhausted_by = None;
+        let mut details = SStarDetails {
+            public_tests: tests.clone(),
+            samples: Vec::new(),
+            comparisons: Vec::new(),
+            selected: 0,
+            selection: self.config.selection,
+            sandbox_ms: 0,
+            budget_exhausted: false,
+        };
+        for outcome in debugged {
+            let (sample, exhausted) = outcome?;
+            exhausted_by = exhausted_by.or(exhausted);
+            details.sandbox_ms += sample
+                .detail
+                .rounds
+                .iter()
+                .map(|r| r.sandbox_ms)
+                .sum::<u64>();
+            samples.push(sample);
+        }
+        if samples.is_empty() {
+            return Err(Error::Inference {
+                message: "the backend returned no completion".into(),
+            });
+        }
+        // Stage 2: selection.
+        let score = |s: &Sample| {
+            s.detail.rounds.last().map_or(0, |r| {
+                if r.load_error.is_some() {
+                    0
+                } else {
+                    r.passed + 1
+                }
+            })
+        };
+        let best = samples.iter().map(score).max().unwrap_or(0);
+        let selected = match self.config.selection {
+            CodeSelection::First => 0,
+            CodeSelection::PublicTests => {
+                samples.iter().position(|s| score(s) == best).unwrap_or(0)
+            }
+            CodeSelection::AdaptiveInputSynthesis => {
+                let mut pool: Vec<usize> = Vec::new();
+                let mut seen: Vec<String> = Vec::new();
+                for (i, s) in samples.iter().enumerate() {
+                    let code = extract_code(&s.completion, Some(&task.entry_point));
+                    let code = code.trim().to_string();
+                    if score(s) == best && !seen.contains(&code) {
+                        seen.push(code);
+                        pool.push(i);
+                    }
+                }
+                let (winner, exhausted) = self
+                    .tournament(cx, task, &samples, pool, &mut details)
+                    .await?;
+                exhausted_by = exhausted_by.or(exhausted);
+                winner
+            }
+        };
+        details.selected = selected;
+        details.samples = samples.iter().map(|s| s.detail.clone()).collect();
+        let candidates: Vec<Candidate> = samples
+            .iter()
+            .map(|s| Candidate {
+                answer: None,
+                text: s.completion.clone(),
+                score: s
+                    .detail
+                    .rounds
+                    .last()
+                    .map(|r| r.passed as f64 / r.total.max(1) as f64),
+                tokens: s.tokens,
+            })
+            .collect();
+        let chosen = samples.get(selected).or(samples.first());
+        details.budget_exhausted = exhausted_by.is_some();
+        let stop_reason = if let Some(resource) = exhausted_by {
+            StopReason::from(resource)
+        } else if chosen.is_some_and(|s| s.finish == FinishReason::Length) {
+            StopReason::MaxTokens
+        } else {
+            StopReason::Completed
+        };
+        let mut solution = Solution {
+            strategy: self.name().into(),
+            answer: None,
+            completion: chosen.map(|s| s.completion.clone()).unwrap_or_default(),
+            candidates,
+            stop_reason,
+            usage: Default::default(),
+            details: serde_json::Value::Null,
+            trace: None,
+        };
+        solution.details = serde_json::to_value(&details).map_err(|source| Error::Serialize {
+            what: "S* details",
+            source,
+        })?;
+        Ok(solution)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ponder_engine::scripted::ScriptedBackend;
+    use ponder_engine::{solve, Budget};
+
+    use super::*;
+
+    fn add_problem() -> Problem {
+        let prompt = "def add(a, b):\n    \"\"\"Add two numbers.\n    >>> add(1, 2)\n    3\n    >>> add(2, 2)\n    4\n    \"\"\"\n";
+        Problem {
+            id: "add".into(),
+            question: prompt.into(),
+            reference: None,
+            code: Some(CodeTask {
+                prompt: prompt.into(),
+                entry_point: "add".into(),
+                test: "def check(candidate):\n    assert candidate(100, 1) == 101\n".into(),
+            }),
+        }
+    }
+
+    fn fenced(body: &str) -> String {
+        format!("Here it is:\n```python\ndef add(a, b):\n    {body}\n```\n")
+    }
+
+    /// The prompt as the scripted backend saw it (`role: content` lines, then `assistant: `).
+    fn text(request: &GenerationRequest) -> String {
+        ScriptedBackend::render(&request.prompt)
+    }
+
+    /// Turns in a rendered chat prompt, the open assistant turn excluded.
+    fn turns(request: &GenerationRequest) -> usize {
+        let text = text(request);
+        text.matches("user: ").count() + text.matches("assistant: ").count() - 1
+    }
+
+    #[tokio::test]
+    async fn debugs_the_failing_sample_then_compares_on_synthesised_inputs() {
+        // Sample 0 subtracts (fails both public tests) and is fixed in one round into a version
+        // that differs from sample 1 only at a >= 100; sample 1 is right from the start.
+        let backend = Arc::new(ScriptedBackend::new([
+            fenced("return a - b"),
+            fenced("return a + b"),
+            fenced("return a + b if a < 100 else 0"),
+            ">>> add(100, 1)\n>>> add(1, 1)\n>>> add(1, 1)".to_string(),
+            "A".to_string(),
+        ]));
+        let config = SStarConfig {
+            n: NonZeroUsize::MIN.saturating_add(1),
+            debug_rounds: 2,
+            ..SStarConfig::default()
+        };
+        let strategy = SStar::new(config).unwrap();
+        let solution = solve(
+            &strategy,
+            &add_problem(),
+            backend.clone(),
+            Budget::unlimited(),
+        )
+        .await
+        .unwrap();
+        let details: SStarDetails = serde_json::from_value(solution.details.clone()).unwrap();
+        assert_eq!(details.public_tests.len(), 2);
+        // Sample 0: a failing round, then a passing rewrite; sample 1 passes at once.
+        let rounds: Vec<(usize, usize)> = details.samples[0]
+            .rounds
+            .iter()
+            .map(|r| (r.passed, r.total))
+            .collect();
+        assert_eq!(rounds, vec![(0, 2), (2, 2)]);
+        assert_eq!(details.samples[1].rounds.len(), 1);
+        assert!(details.samples.iter().all(|s| s.passes_public));
+        // The rewrite was asked for with the failures shown.
+        let requests = backend.requests();
+        let debug = text(&requests[1]);
+        assert_eq!(turns(&requests[1]), 3);
+        assert!(
+            debug.contains("assistant: ```python\ndef add(a, b):\n    return a - b\n```\nuser: "),
+            "{debug}"
+        );
+        assert!(
+            debug.contains("add(1, 2) should be 3, but it returned -1"),
+            "{debug}"
+        );
+        // One comparison on the two distinct inputs; they differ on one, shown to the judge.
+        assert_eq!(details.comparisons.len(), 1);
+        let c = &details.comparisons[0];
+        assert_eq!((c.a, c.b), (0, 1));
+        assert_eq!(c.inputs, vec!["add(100, 1)", "add(1, 1)"]);
+        assert_eq!(c.outputs_a, vec!["0", "2"]);
+        assert_eq!(c.outputs_b, vec!["101", "2"]);
+        assert_eq!(c.differing, 1);
+        let verdict = text(&requests[3]);
+        assert!(verdict.contains("Input: add(100, 1)\nOutput of A: 0\nOutput of B: 101"));
+        assert!(!verdict.contains("add(1, 1)"));
+        // A scripted backend shows no log-probabilities: an even verdict keeps A.
+        assert_eq!(c.p_a, Some(0.5));
+        assert_eq!(details.selected, 0);
+        assert!(solution.completion.contains("a < 100"));
+        assert!(details.sandbox_ms > 0);
+        assert_eq!(backend.remaining(), 0);
+        assert_eq!(solution.candidates.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn feedback_last_keeps_only_the_latest_attempt() {
+        for (feedback, lengths) in [(Feedback::All, [3, 5]), (Feedback::Last, [3, 3])] {
+            let backend = Arc::new(ScriptedBackend::new([
+                fenced("return a - b"),
+                fenced("return a * b"),
+                fenced("return 0"),
+            ]));
+            let config = SStarConfig {
+                n: NonZeroUsize::MIN,
+                debug_rounds: 2,
+                feedback,
+                selection: CodeSelection::PublicTests,
+                ..SStarConfig::default()
+            };
+            let strategy = SStar::new(config).unwrap();
+            let solution = solve(
+                &strategy,
+                &add_problem(),
+                backend.clone(),
+                Budget::unlimited(),
+            )
+            .await
+            .unwrap();
+            let requests = backend.requests();
+            assert_eq!(requests.len(), 3, "{feedback:?}");
+            assert_eq!([turns(&requests[1]), turns(&requests[2])], lengths);
+            let last = text(&requests[2]);
+            // The latest attempt is always shown; the first only with the whole history.
+            assert!(last.contains("return a * b"));
+            assert_eq!(last.contains("return a - b"), feedback == Feedback::All);
+            let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+            let passed: Vec<usize> = details.samples[0].rounds.iter().map(|r| r.passed).collect();
+            // a*b passes add(2, 2) only.
+            assert_eq!(passed, vec![0, 1, 0]);
+            assert!(!details.samples[0].passes_public);
+            assert!(solution.completion.contains("return 0"));
+        }
+    }
+
+    #[tokio::test]
+    async fn public_tests_selection_prefers_the_most_passing_sample() {
+        let backend = Arc::new(ScriptedBackend::new([
+            fenced("return a - b"),
+            fenced("return a * b"),
+            fenced("return a + b"),
+            fenced("return a + b + 0"),
+        ]));
+        let config = SStarConfig {
+            n: NonZeroUsize::MIN.saturating_add(3),
+            debug_rounds: 0,
+            selection: CodeSelection::PublicTests,
+            ..SStarConfig::default()
+        };
+        let strategy = SStar::new(config).unwrap();
+        let solution = solve(&strategy, &add_problem(), backend, Budget::unlimited())
+            .await
+            .unwrap();
+        let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+        assert_eq!(details.selected, 2);
+        assert!(details.comparisons.is_empty());
+        let scores: Vec<Option<f64>> = solution.candidates.iter().map(|c| c.score).collect();
+        assert_eq!(scores, vec![Some(0.0), Some(0.5), Some(1.0), Some(1.0)]);
+    }
+
+    #[tokio::test]
+    async fn a_problem_without_code_is_an_error() {
+        let backend = Arc::new(ScriptedBackend::new(["x"]));
+        let strategy = SStar::new(SStarConfig::default()).unwrap();
+        let err = solve(
+            &strategy,
+            &Problem::new("p1", "What is 2+3?"),
+            backend,
+            Budget::unlimited(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("`p1` is not a code problem"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn calls_are_read_from_doctest_lines_and_bare_calls() {
+        let text = "Here are inputs:\n>>> f([1, 2], ')')\n2. `f((3), \"a)\")` checks quotes\ndef f(x):\n>>> f([1, 2], ')')\nf(4)";
+        assert_eq!(
+            calls_of(text, "f", 5),
+            vec!["f([1, 2], ')')", "f((3), \"a)\")", "f(4)"]
+        );
+        assert_eq!(calls_of(text, "f", 1), vec!["f([1, 2], ')')"]);
+        assert!(calls_of("no calls here", "f", 3).is_empty());
+    }
+
+    #[test]
+    fn feedback_names_each_failure() {
+        let round = Round {
+            code: "def f(x):\n    return x\n".into(),
+            tokens: 0,
+            passed: 1,
+            total: 3,
+            load_error: None,
+            tests: vec![
+                TestLine {
+                    call: "f(1)".into(),
+                    expected: Some("1".into()),
+                    status: "passed".into(),
+                    got: Some("1".into()),
+                },
+                TestLine {
+                    call: "f(2)".into(),
+                    expected: Some("4".into()),
+                    status: "failed".into(),
+                    got: Some("2".into()),
+                },
+                TestLine {
+                    call: "f(0)".into(),
+                    expected: Some("0".into()),
+                    status: "error".into(),
+                    got: Some("ZeroDivisionError: division by zero".into()),
+                },
+            ],
+            sandbox_ms: 0,
+        };
+        let text = feedback_message(&round, "f");
+        assert!(text.contains("passed 1 of 3"), "{text}");
+        assert!(
+            text.contains("f(2) should be 4, but it returned 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("f(0) should be 0, but it raised ZeroDivisionError"),
+            "{text}"
+        );
+        assert!(!text.contains("f(1)"), "{text}");
+    }
+
+    #[test]
+    fn config_defaults_and_checks() {
+        let config: SStarConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(config, SStarConfig::default());
+        assert_eq!(config.n.get(), 4);
+        let bad: SStarConfig = serde_json::from_str("{\"test_timeout_secs\": 0}").unwrap();
+        assert!(bad.validate().is_err());
+        let err = serde_json::from_str::<SStarConfig>("{\"feedback\": \"some\"}").unwrap_err();
+        assert!(err.to_string().contains("unknown variant"), "{err}");
+    }
+}
