@@ -1,0 +1,423 @@
+//! The OpenAI-compatible HTTP backend against a real llama.cpp `llama-server` serving the
+//! built-in SmolLM2-135M (built and cached by `scripts/build_llama_server.sh` on first use), plus
+//! the retry policy against a scripted local HTTP responder.
+//!
+//! The tests share one server and run one at a time (a lock), so they do not fight over the CPU;
+//! the kill-and-resume test has a server of its own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[allow(dead_code)]
+mod common;
+#[path = "support/llama_server.rs"]
+mod llama_server;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use common::block_on;
+use llama_server::LlamaServer;
+use ponder::engine::models::builtin;
+use ponder::engine::{
+    solve, Backend, Budget, Error, FinishReason, GenerationRequest, Message, ModelConfig,
+    OpenAiBackend, OpenAiOptions, Problem, Prompt, Runner, Sampling, TokenizeInput,
+};
+use ponder::strategies::{
+    BestOfNConfig, BudgetForcingConfig, DirectConfig, ForcingDetails, ForcingMode, StrategyConfig,
+};
+
+/// The shared server and the lock that runs these tests one at a time.
+fn server() -> (MutexGuard<'static, ()>, String) {
+    static LOCK: Mutex<()> = Mutex::new(());
+    static SERVER: OnceLock<Mutex<LlamaServer>> = OnceLock::new();
+    let guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let server = SERVER.get_or_init(|| Mutex::new(LlamaServer::start(&smollm_path(), 4)));
+    let url = server.lock().unwrap().url();
+    (guard, url)
+}
+
+fn smollm_path() -> std::path::PathBuf {
+    builtin("smollm2-135m").unwrap().ensure().expect("fetching smollm2-135m")
+}
+
+fn connect(url: &str) -> Arc<dyn Backend> {
+    block_on(ModelConfig::openai(vec![url.to_string()], "smollm2").load()).unwrap()
+}
+
+fn chat(text: &str) -> Prompt {
+    Prompt::chat(vec![Message::user(text)])
+}
+
+#[test]
+fn solves_through_the_server_with_exact_usage() {
+    let (_lock, url) = server();
+    let backend = connect(&url);
+    let caps = backend.capabilities();
+    assert_eq!(caps.backend, "openai");
+    assert!(caps.tokenizer, "llama-server has /tokenize");
+    assert!(!caps.logits_processors);
+    assert_eq!(caps.context_tokens, Some(2048), "per-slot context from /props");
+    assert_eq!(caps.eos_token_ids.len(), 1, "eos from /props");
+
+    let strategy = StrategyConfig::Direct(DirectConfig::default()).build().unwrap();
+    let problem = Problem::new("p", "What is 2 + 3?");
+    let solution = block_on(solve(
+        strategy.as_ref(),
+        &problem,
+        Arc::clone(&backend),
+        Budget::unlimited(),
+    ))
+    .unwrap();
+    assert!(!solution.completion.trim().is_empty());
+    assert_eq!(solution.usage.calls, 1);
+    // The prompt went through the server's chat template; its token count is the server's.
+    let prompt = Prompt::chat(ponder::strategies::PromptStyle::StepByStep.messages(&problem));
+    let ids = block_on(backend.tokenize(TokenizeInput::Prompt(&prompt))).unwrap();
+    assert_eq!(solution.usage.prompt_tokens, ids.len() as u64);
+    assert!(solution.usage.completion_tokens > 0);
+    assert_eq!(
+        solution.candidates[0].tokens,
+        solution.usage.completion_tokens
+    );
+    // Detokenizing the prompt gives the template text back.
+    let text = block_on(backend.detokenize(&ids)).unwrap();
+    assert!(text.contains("What is 2 + 3?") && text.contains("<|im_start|>assistant"), "{text}");
+}
+
+#[test]
+fn n_samples_in_one_request_and_fanned_out_count_tokens_per_choice() {
+    let (_lock, url) = server();
+    for native_n in [None, Some(false)] {
+        let mut config = ModelConfig::openai(vec![url.clone()], "smollm2");
+        config.native_n = native_n;
+        let backend = block_on(config.load()).unwrap();
+        let request = GenerationRequest::new(chat("Write a long story about a dragon."))
+            .with_n(3)
+            .with_max_tokens(12)
+            .with_sampling(Sampling::with_temperature(1.0));
+        let generation = block_on(backend.generate(request)).unwrap();
+        assert_eq!(generation.choices.len(), 3, "{native_n:?}");
+        for choice in &generation.choices {
+            assert_eq!(choice.finish_reason, FinishReason::Length, "{choice:?}");
+            assert_eq!(choice.completion_tokens, 12, "{native_n:?}: {choice:?}");
+            assert!(choice.logprobs.is_none(), "not asked for");
+        }
+        assert_eq!(generation.usage.completion_tokens, 36);
+        // One request when the server honours n (llama-server does), three when told not to.
+        let calls = if native_n == Some(false) { 3 } else { 1 };
+        assert_eq!(generation.usage.calls, calls, "{native_n:?}");
+        assert_eq!(backend.capabilities().native_n, native_n != Some(false));
+        // Samples at temperature 1 differ.
+        let first = &generation.choices[0].text;
+        assert!(
+            generation.choices.iter().any(|c| &c.text != first),
+            "{:?}",
+            generation.choices
+        );
+    }
+}
+
+#[test]
+fn stop_sequences_end_the_text_before_them() {
+    let (_lock, url) = server();
+    let backend = connect(&url);
+    let prompt = Prompt::Text("1, 2, 3, 4, 5,".into());
+    let free = GenerationRequest::new(prompt.clone()).with_max_tokens(16);
+    let free = block_on(backend.generate(free)).unwrap();
+    let text = &free.choices[0].text;
+    assert!(text.contains(" 8"), "greedy counting should reach 8: {text:?}");
+    for stop in [" 8", "7,"] {
+        let request = GenerationRequest::new(prompt.clone())
+            .with_max_tokens(16)
+            .with_stop(stop);
+        let choice = block_on(backend.generate(request)).unwrap().choices.remove(0);
+        assert_eq!(choice.finish_reason, FinishReason::Stop);
+        assert!(!choice.text.contains(stop), "{stop:?}: {:?}", choice.text);
+        assert_eq!(choice.text, text[..text.find(stop).unwrap()], "{stop:?}");
+    }
+}
+
+#[test]
+fn logprobs_carry_token_ids_that_match_the_tokenizer() {
+    let (_lock, url) = server();
+    let backend = connect(&url);
+    let request = GenerationRequest::new(Prompt::Text("The capital of France is".into()))
+        .with_max_tokens(6)
+        .with_top_logprobs(5);
+    let choice = block_on(backend.generate(request)).unwrap().choices.remove(0);
+    let logprobs = choice.logprobs.expect("asked for");
+    assert_eq!(logprobs.len(), choice.completion_tokens);
+    let joined: String = logprobs.iter().map(|l| l.token.as_str()).collect();
+    assert_eq!(joined, choice.text);
+    for l in &logprobs {
+        assert_eq!(l.top.len(), 5);
+        assert!(l.top.windows(2).all(|w| w[0].logprob >= w[1].logprob));
+        // Greedy: the chosen token is the most likely one.
+        assert_eq!(l.top[0].token, l.token);
+        assert!(l.logprob <= 0.0);
+        let ids = block_on(backend.tokenize(TokenizeInput::Piece(&l.top[0].token))).unwrap();
+        assert_eq!(ids, vec![l.top[0].id], "{l:?}");
+    }
+}
+
+#[test]
+fn budget_forcing_falls_back_to_resubmission() {
+    let (_lock, url) = server();
+    let backend = connect(&url);
+    let config = BudgetForcingConfig {
+        mode: ForcingMode::InDecode,
+        min_thinking_tokens: 0,
+        max_thinking_tokens: 48,
+        max_waits: 1,
+        ..BudgetForcingConfig::default()
+    };
+    let strategy = StrategyConfig::BudgetForcing(config).build().unwrap();
+    let problem = Problem::new("p", "What is 17 times 3?");
+    let solution = block_on(solve(
+        strategy.as_ref(),
+        &problem,
+        backend,
+        Budget::unlimited(),
+    ))
+    .unwrap();
+    let details: ForcingDetails = serde_json::from_value(solution.details).unwrap();
+    assert_eq!(details.mode, ForcingMode::Resubmit, "no logits processors over HTTP");
+    assert!(details.thinking_tokens <= 48, "{details:?}");
+    assert!(solution.completion.contains("</think>"));
+    assert!(solution.completion.contains("Final Answer:"));
+    assert!(details.answer_tokens >= 1);
+    assert!(solution.usage.calls >= 2, "thinking, then the answer");
+}
+
+#[test]
+fn best_of_n_with_a_judge_reading_top_logprobs() {
+    let (_lock, url) = server();
+    let backend = connect(&url);
+    let config: BestOfNConfig = serde_json::from_value(serde_json::json!({
+        "n": 4,
+        "select": "weighted",
+        "scorer": { "kind": "llm_judge" },
+        "inner": { "kind": "direct", "temperature": 0.8, "max_tokens": 48 }
+    }))
+    .unwrap();
+    let strategy = StrategyConfig::BestOfN(config).build().unwrap();
+    let problem = Problem::new("p", "What is 6 + 7?");
+    let solution = block_on(solve(
+        strategy.as_ref(),
+        &problem,
+        backend,
+        Budget::unlimited(),
+    ))
+    .unwrap();
+    assert_eq!(solution.candidates.len(), 4);
+    let scores: Vec<f64> = solution
+        .candidates
+        .iter()
+        .map(|c| c.score.expect("judged"))
+        .collect();
+    assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)), "{scores:?}");
+    // Read from the judge's top log-probabilities, not a constant fallback.
+    assert!(scores.iter().any(|&s| s != 0.5), "{scores:?}");
+    // One request for the four samples, one judgement each.
+    assert_eq!(solution.usage.calls, 5);
+}
+
+#[test]
+fn a_client_error_is_reported_with_the_servers_message() {
+    let (_lock, url) = server();
+    let backend = connect(&url);
+    let request = GenerationRequest::new(Prompt::Tokens(vec![1, 99_999_999])).with_max_tokens(2);
+    let err = block_on(backend.generate(request)).unwrap_err();
+    match &err {
+        Error::Http {
+            status, message, ..
+        } => {
+            assert_eq!(*status, 400);
+            assert!(message.contains("invalid tokens"), "{message}");
+        }
+        other => panic!("expected an HTTP error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_killed_server_gives_a_typed_error_and_a_resumed_run_completes() {
+    let (_lock, _) = server();
+    let mut own = LlamaServer::start(&smollm_path(), 2);
+    let mut config = ModelConfig::openai(vec![own.url()], "smollm2");
+    config.retries = Some(1);
+    let backend = block_on(config.load()).unwrap();
+    let strategy: Arc<dyn ponder::engine::Strategy> = StrategyConfig::Direct(DirectConfig {
+        max_tokens: std::num::NonZeroUsize::new(24).unwrap(),
+        ..DirectConfig::default()
+    })
+    .build()
+    .unwrap()
+    .into();
+    let problems: Vec<Problem> = (0..4)
+        .map(|i| Problem::new(format!("q{i}"), format!("What is {i} + 1?")))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results.jsonl");
+    let runner = Runner::new(Arc::clone(&strategy), Arc::clone(&backend)).with_concurrency(1);
+    // One problem done, then the server dies.
+    let summary = block_on(runner.run(&problems[..1], &out, |_| {})).unwrap();
+    assert_eq!((summary.solved, summary.errors), (1, 0));
+    own.kill();
+    let err = block_on(backend.generate(GenerationRequest::new(chat("hi")))).unwrap_err();
+    assert!(
+        matches!(err, Error::Connection { attempts: 2, .. }),
+        "expected a connection error after 1 retry, got {err:?}"
+    );
+    let summary = block_on(runner.run(&problems, &out, |_| {})).unwrap();
+    assert_eq!((summary.resumed, summary.errors), (1, 3), "{summary:?}");
+    let lines = ponder::engine::runner::read_results(&out).unwrap();
+    let errors: Vec<&String> = lines.iter().filter_map(|l| l.error.as_ref()).collect();
+    assert_eq!(errors.len(), 3);
+    assert!(errors.iter().all(|e| e.contains("gave up after 2 attempt")), "{errors:?}");
+    // Back on the same port: the resumed run redoes the failed problems only.
+    own.restart();
+    let summary = block_on(runner.run(&problems, &out, |_| {})).unwrap();
+    assert_eq!((summary.resumed, summary.solved, summary.errors), (1, 3, 0), "{summary:?}");
+    let lines = ponder::engine::runner::read_results(&out).unwrap();
+    let mut ids: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.error.is_none())
+        .map(|l| l.id.as_str())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["q0", "q1", "q2", "q3"]);
+}
+
+/// A local HTTP responder that answers each connection with the next scripted status, and
+/// counts requests: the retry policy, without waiting on a real server to misbehave.
+fn scripted_server(statuses: Vec<u16>) -> (String, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            let mut line = String::new();
+            let mut path = String::new();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if path.is_empty() {
+                    path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let (status, body) = if path == "/v1/models" {
+                (200, r#"{"data":[{"id":"m"}]}"#.to_string())
+            } else if path.starts_with("/v1/") {
+                let i = seen.fetch_add(1, Ordering::SeqCst);
+                let status = statuses.get(i).copied().unwrap_or(200);
+                let body = if status == 200 {
+                    r#"{"choices":[{"index":0,"text":"ok","finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#.to_string()
+                } else {
+                    format!(r#"{{"error":{{"message":"scripted {status}"}}}}"#)
+                };
+                (status, body)
+            } else {
+                (404, r#"{"error":{"message":"no such endpoint"}}"#.to_string())
+            };
+            let reply = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    (url, count)
+}
+
+fn scripted_backend(url: &str, retries: u32) -> OpenAiBackend {
+    let mut options = OpenAiOptions::new(url, "m");
+    options.retries = retries;
+    options.backoff = std::time::Duration::from_millis(10);
+    block_on(OpenAiBackend::connect(options)).unwrap()
+}
+
+#[test]
+fn retries_429_and_5xx_but_never_4xx() {
+    let (url, count) = scripted_server(vec![429, 503, 200]);
+    let backend = scripted_backend(&url, 3);
+    assert!(!backend.capabilities().tokenizer, "no /tokenize there");
+    let generation =
+        block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap();
+    assert_eq!(generation.choices[0].text, "ok");
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+
+    let (url, count) = scripted_server(vec![422, 200]);
+    let backend = scripted_backend(&url, 3);
+    let err = block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into()))))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Http { status: 422, message, .. } if message == "scripted 422"),
+        "{err:?}"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 1, "a 4xx is not retried");
+
+    let (url, count) = scripted_server(vec![500, 500, 500]);
+    let backend = scripted_backend(&url, 2);
+    let err = block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into()))))
+        .unwrap_err();
+    assert!(matches!(err, Error::Connection { attempts: 3, .. }), "{err:?}");
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn requests_spread_round_robin_over_base_urls() {
+    let (a, count_a) = scripted_server(vec![]);
+    let (b, count_b) = scripted_server(vec![]);
+    let mut options = OpenAiOptions::new(a, "m");
+    options.base_urls.push(format!("{b}/v1/"));
+    let backend = block_on(OpenAiBackend::connect(options)).unwrap();
+    for _ in 0..6 {
+        block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap();
+    }
+    assert_eq!(
+        (count_a.load(Ordering::SeqCst), count_b.load(Ordering::SeqCst)),
+        (3, 3)
+    );
+}
+
+#[test]
+fn config_errors_name_what_is_wrong() {
+    let mut config = ModelConfig::openai(Vec::new(), "m");
+    let err = config.openai_options().unwrap_err().to_string();
+    assert!(err.contains("needs base_url"), "{err}");
+    config = ModelConfig::openai(vec!["http://127.0.0.1:1".into()], "m");
+    config.api_key_env = Some("PONDER_TEST_SURELY_UNSET_KEY".into());
+    let err = config.openai_options().unwrap_err().to_string();
+    assert!(err.contains("PONDER_TEST_SURELY_UNSET_KEY"), "{err}");
+    let parsed: ponder::Config = ponder::engine::config::parse_str(
+        "[model]\nbackend = \"openai\"\nbase_url = [\"http://a:1\", \"http://b:2\"]\nmodel = \"qwen\"\n",
+        ponder::engine::config::Format::Toml,
+    )
+    .unwrap();
+    assert_eq!(
+        parsed.model.openai_options().unwrap().base_urls,
+        vec!["http://a:1", "http://b:2"]
+    );
+    let err = ponder::engine::config::parse_str::<ponder::Config>(
+        "[model]\nbackend = \"http\"\n",
+        ponder::engine::config::Format::Toml,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("model.backend") && err.contains("openai"), "{err}");
+}
