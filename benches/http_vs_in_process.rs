@@ -69,13 +69,15 @@ fn main() -> anyhow::Result<()> {
         let server = llama_server::LlamaServer::start(&path, 8);
         let (in_process, http) = runtime.block_on(async {
             let in_process: Arc<dyn Backend> = Arc::new(
-                MistralRsBackend::load(&ModelSource::parse(name)?, &LoadOptions::default())
-                    .await?,
+                MistralRsBackend::load(&ModelSource::parse(name)?, &LoadOptions::default()).await?,
             );
             let http = ModelConfig::openai(vec![server.url()], name).load().await?;
             anyhow::Ok((in_process, http))
         })?;
-        let backends = [("mistral.rs in process", &in_process), ("llama-server, 8 slots", &http)];
+        let backends = [
+            ("mistral.rs in process", &in_process),
+            ("llama-server, 8 slots", &http),
+        ];
         let mut rows = [Row::default(); 2];
         for (q, question) in QUESTIONS.iter().take(questions).enumerate() {
             let problem = Problem::new(format!("q{q}"), *question);
@@ -104,7 +106,9 @@ fn main() -> anyhow::Result<()> {
     println!(
         "\nbest-of-8 (temperature 0.8, max_tokens {max_tokens}), {questions} questions per model, one run\n"
     );
-    println!("| model | backend | wall s | completion tokens | tok/s | s per question | speed-up |");
+    println!(
+        "| model | backend | wall s | completion tokens | tok/s | s per question | speed-up |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for pair in table.chunks(2) {
         let base = pair[0].2.completion as f64 / pair[0].2.wall_s;

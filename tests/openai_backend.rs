@@ -2,8 +2,8 @@
 //! built-in SmolLM2-135M (built and cached by `scripts/build_llama_server.sh` on first use), plus
 //! the retry policy against a scripted local HTTP responder.
 //!
-//! The tests share one server and run one at a time (a lock), so they do not fight over the CPU;
-//! the kill-and-resume test has a server of its own.
+//! Each test starts a server of its own (about a second) and they run one at a time (a lock), so
+//! they do not fight over the CPU.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,7 +13,7 @@ mod common;
 mod llama_server;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use common::block_on;
 use llama_server::LlamaServer;
@@ -26,18 +26,21 @@ use ponder::strategies::{
     BestOfNConfig, BudgetForcingConfig, DirectConfig, ForcingDetails, ForcingMode, StrategyConfig,
 };
 
-/// The shared server and the lock that runs these tests one at a time.
-fn server() -> (MutexGuard<'static, ()>, String) {
+/// A server of the test's own (a static one would outlive the test process: statics are never
+/// dropped), and the lock that runs these tests one at a time.
+fn server() -> (MutexGuard<'static, ()>, LlamaServer, String) {
     static LOCK: Mutex<()> = Mutex::new(());
-    static SERVER: OnceLock<Mutex<LlamaServer>> = OnceLock::new();
     let guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let server = SERVER.get_or_init(|| Mutex::new(LlamaServer::start(&smollm_path(), 4)));
-    let url = server.lock().unwrap().url();
-    (guard, url)
+    let server = LlamaServer::start(&smollm_path(), 4);
+    let url = server.url();
+    (guard, server, url)
 }
 
 fn smollm_path() -> std::path::PathBuf {
-    builtin("smollm2-135m").unwrap().ensure().expect("fetching smollm2-135m")
+    builtin("smollm2-135m")
+        .unwrap()
+        .ensure()
+        .expect("fetching smollm2-135m")
 }
 
 fn connect(url: &str) -> Arc<dyn Backend> {
@@ -50,16 +53,22 @@ fn chat(text: &str) -> Prompt {
 
 #[test]
 fn solves_through_the_server_with_exact_usage() {
-    let (_lock, url) = server();
+    let (_lock, _server, url) = server();
     let backend = connect(&url);
     let caps = backend.capabilities();
     assert_eq!(caps.backend, "openai");
     assert!(caps.tokenizer, "llama-server has /tokenize");
     assert!(!caps.logits_processors);
-    assert_eq!(caps.context_tokens, Some(2048), "per-slot context from /props");
+    assert_eq!(
+        caps.context_tokens,
+        Some(2048),
+        "per-slot context from /props"
+    );
     assert_eq!(caps.eos_token_ids.len(), 1, "eos from /props");
 
-    let strategy = StrategyConfig::Direct(DirectConfig::default()).build().unwrap();
+    let strategy = StrategyConfig::Direct(DirectConfig::default())
+        .build()
+        .unwrap();
     let problem = Problem::new("p", "What is 2 + 3?");
     let solution = block_on(solve(
         strategy.as_ref(),
@@ -81,12 +90,15 @@ fn solves_through_the_server_with_exact_usage() {
     );
     // Detokenizing the prompt gives the template text back.
     let text = block_on(backend.detokenize(&ids)).unwrap();
-    assert!(text.contains("What is 2 + 3?") && text.contains("<|im_start|>assistant"), "{text}");
+    assert!(
+        text.contains("What is 2 + 3?") && text.contains("<|im_start|>assistant"),
+        "{text}"
+    );
 }
 
 #[test]
 fn n_samples_in_one_request_and_fanned_out_count_tokens_per_choice() {
-    let (_lock, url) = server();
+    let (_lock, _server, url) = server();
     for native_n in [None, Some(false)] {
         let mut config = ModelConfig::openai(vec![url.clone()], "smollm2");
         config.native_n = native_n;
@@ -119,18 +131,24 @@ fn n_samples_in_one_request_and_fanned_out_count_tokens_per_choice() {
 
 #[test]
 fn stop_sequences_end_the_text_before_them() {
-    let (_lock, url) = server();
+    let (_lock, _server, url) = server();
     let backend = connect(&url);
     let prompt = Prompt::Text("1, 2, 3, 4, 5,".into());
     let free = GenerationRequest::new(prompt.clone()).with_max_tokens(16);
     let free = block_on(backend.generate(free)).unwrap();
     let text = &free.choices[0].text;
-    assert!(text.contains(" 8"), "greedy counting should reach 8: {text:?}");
+    assert!(
+        text.contains(" 8"),
+        "greedy counting should reach 8: {text:?}"
+    );
     for stop in [" 8", "7,"] {
         let request = GenerationRequest::new(prompt.clone())
             .with_max_tokens(16)
             .with_stop(stop);
-        let choice = block_on(backend.generate(request)).unwrap().choices.remove(0);
+        let choice = block_on(backend.generate(request))
+            .unwrap()
+            .choices
+            .remove(0);
         assert_eq!(choice.finish_reason, FinishReason::Stop);
         assert!(!choice.text.contains(stop), "{stop:?}: {:?}", choice.text);
         assert_eq!(choice.text, text[..text.find(stop).unwrap()], "{stop:?}");
@@ -139,12 +157,15 @@ fn stop_sequences_end_the_text_before_them() {
 
 #[test]
 fn logprobs_carry_token_ids_that_match_the_tokenizer() {
-    let (_lock, url) = server();
+    let (_lock, _server, url) = server();
     let backend = connect(&url);
     let request = GenerationRequest::new(Prompt::Text("The capital of France is".into()))
         .with_max_tokens(6)
         .with_top_logprobs(5);
-    let choice = block_on(backend.generate(request)).unwrap().choices.remove(0);
+    let choice = block_on(backend.generate(request))
+        .unwrap()
+        .choices
+        .remove(0);
     let logprobs = choice.logprobs.expect("asked for");
     assert_eq!(logprobs.len(), choice.completion_tokens);
     let joined: String = logprobs.iter().map(|l| l.token.as_str()).collect();
@@ -162,7 +183,7 @@ fn logprobs_carry_token_ids_that_match_the_tokenizer() {
 
 #[test]
 fn budget_forcing_falls_back_to_resubmission() {
-    let (_lock, url) = server();
+    let (_lock, _server, url) = server();
     let backend = connect(&url);
     let config = BudgetForcingConfig {
         mode: ForcingMode::InDecode,
@@ -181,7 +202,11 @@ fn budget_forcing_falls_back_to_resubmission() {
     ))
     .unwrap();
     let details: ForcingDetails = serde_json::from_value(solution.details).unwrap();
-    assert_eq!(details.mode, ForcingMode::Resubmit, "no logits processors over HTTP");
+    assert_eq!(
+        details.mode,
+        ForcingMode::Resubmit,
+        "no logits processors over HTTP"
+    );
     assert!(details.thinking_tokens <= 48, "{details:?}");
     assert!(solution.completion.contains("</think>"));
     assert!(solution.completion.contains("Final Answer:"));
@@ -191,7 +216,7 @@ fn budget_forcing_falls_back_to_resubmission() {
 
 #[test]
 fn best_of_n_with_a_judge_reading_top_logprobs() {
-    let (_lock, url) = server();
+    let (_lock, _server, url) = server();
     let backend = connect(&url);
     let config: BestOfNConfig = serde_json::from_value(serde_json::json!({
         "n": 4,
@@ -224,7 +249,7 @@ fn best_of_n_with_a_judge_reading_top_logprobs() {
 
 #[test]
 fn a_client_error_is_reported_with_the_servers_message() {
-    let (_lock, url) = server();
+    let (_lock, _server, url) = server();
     let backend = connect(&url);
     let request = GenerationRequest::new(Prompt::Tokens(vec![1, 99_999_999])).with_max_tokens(2);
     let err = block_on(backend.generate(request)).unwrap_err();
@@ -241,8 +266,7 @@ fn a_client_error_is_reported_with_the_servers_message() {
 
 #[test]
 fn a_killed_server_gives_a_typed_error_and_a_resumed_run_completes() {
-    let (_lock, _) = server();
-    let mut own = LlamaServer::start(&smollm_path(), 2);
+    let (_lock, mut own, _) = server();
     let mut config = ModelConfig::openai(vec![own.url()], "smollm2");
     config.retries = Some(1);
     let backend = block_on(config.load()).unwrap();
@@ -273,11 +297,18 @@ fn a_killed_server_gives_a_typed_error_and_a_resumed_run_completes() {
     let lines = ponder::engine::runner::read_results(&out).unwrap();
     let errors: Vec<&String> = lines.iter().filter_map(|l| l.error.as_ref()).collect();
     assert_eq!(errors.len(), 3);
-    assert!(errors.iter().all(|e| e.contains("gave up after 2 attempt")), "{errors:?}");
+    assert!(
+        errors.iter().all(|e| e.contains("gave up after 2 attempt")),
+        "{errors:?}"
+    );
     // Back on the same port: the resumed run redoes the failed problems only.
     own.restart();
     let summary = block_on(runner.run(&problems, &out, |_| {})).unwrap();
-    assert_eq!((summary.resumed, summary.solved, summary.errors), (1, 3, 0), "{summary:?}");
+    assert_eq!(
+        (summary.resumed, summary.solved, summary.errors),
+        (1, 3, 0),
+        "{summary:?}"
+    );
     let lines = ponder::engine::runner::read_results(&out).unwrap();
     let mut ids: Vec<&str> = lines
         .iter()
@@ -332,7 +363,10 @@ fn scripted_server(statuses: Vec<u16>) -> (String, Arc<AtomicUsize>) {
                 };
                 (status, body)
             } else {
-                (404, r#"{"error":{"message":"no such endpoint"}}"#.to_string())
+                (
+                    404,
+                    r#"{"error":{"message":"no such endpoint"}}"#.to_string(),
+                )
             };
             let reply = format!(
                 "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -363,8 +397,8 @@ fn retries_429_and_5xx_but_never_4xx() {
 
     let (url, count) = scripted_server(vec![422, 200]);
     let backend = scripted_backend(&url, 3);
-    let err = block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into()))))
-        .unwrap_err();
+    let err =
+        block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap_err();
     assert!(
         matches!(&err, Error::Http { status: 422, message, .. } if message == "scripted 422"),
         "{err:?}"
@@ -373,9 +407,12 @@ fn retries_429_and_5xx_but_never_4xx() {
 
     let (url, count) = scripted_server(vec![500, 500, 500]);
     let backend = scripted_backend(&url, 2);
-    let err = block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into()))))
-        .unwrap_err();
-    assert!(matches!(err, Error::Connection { attempts: 3, .. }), "{err:?}");
+    let err =
+        block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap_err();
+    assert!(
+        matches!(err, Error::Connection { attempts: 3, .. }),
+        "{err:?}"
+    );
     assert_eq!(count.load(Ordering::SeqCst), 3);
 }
 
@@ -390,7 +427,10 @@ fn requests_spread_round_robin_over_base_urls() {
         block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap();
     }
     assert_eq!(
-        (count_a.load(Ordering::SeqCst), count_b.load(Ordering::SeqCst)),
+        (
+            count_a.load(Ordering::SeqCst),
+            count_b.load(Ordering::SeqCst)
+        ),
         (3, 3)
     );
 }
@@ -419,5 +459,8 @@ fn config_errors_name_what_is_wrong() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("model.backend") && err.contains("openai"), "{err}");
+    assert!(
+        err.contains("model.backend") && err.contains("openai"),
+        "{err}"
+    );
 }

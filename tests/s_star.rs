@@ -1,0 +1,181 @@
+//! S* end to end on the real Qwen2.5-Coder-0.5B (the built-in `qwen2.5-coder-0.5b`, fetched on
+//! first use) through mistral.rs, on HumanEval/0, with code run in the real sandbox.
+//!
+//! The model's three first samples are fixed (a logits processor writes them through the real
+//! engine) so that every stage is sure to run: sample 0 is right, sample 1 passes the docstring
+//! examples but is wrong in general (it only compares neighbours), sample 2 fails an example and
+//! must be debugged. Everything after that (the rewrite from the test feedback, the synthesised
+//! inputs, the judge's verdict) is the model's own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[allow(dead_code)]
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use common::block_on;
+use ponder::engine::{
+    solve, Backend, Budget, Capabilities, Generation, GenerationRequest, Grader, LogitsProcessor,
+    ModelConfig, Problem, Result, TokenizeInput,
+};
+use ponder::prm::{HumanEvalGrader, Sandbox};
+use ponder::strategies::{CodeSelection, SStar, SStarConfig, SStarDetails};
+
+const RIGHT: &str = "```python\nfrom typing import List\n\n\ndef has_close_elements(numbers: List[float], threshold: float) -> bool:\n    for i in range(len(numbers)):\n        for j in range(i + 1, len(numbers)):\n            if abs(numbers[i] - numbers[j]) < threshold:\n                return True\n    return False\n```";
+const NEIGHBOURS: &str = "Here is the function:\n\n```python\ndef has_close_elements(numbers, threshold):\n    return any(abs(numbers[i] - numbers[i + 1]) < threshold for i in range(len(numbers) - 1))\n```";
+const WRONG: &str = "def has_close_elements(numbers, threshold):\n    return False\n";
+
+/// Makes the sequences of one request write `texts`, one each (told apart by their first
+/// token, assigned in the order the engine asks), then end.
+struct WritesEach {
+    texts: Vec<Vec<u32>>,
+    eos: u32,
+    state: Mutex<(Option<usize>, usize)>,
+}
+
+impl LogitsProcessor for WritesEach {
+    fn process(&self, logits: &mut [f32], context: &[u32]) {
+        let mut state = self.state.lock().unwrap();
+        let start = *state.0.get_or_insert(context.len());
+        let written = &context[start.min(context.len())..];
+        let which = if written.is_empty() {
+            state.1 += 1;
+            Some((state.1 - 1) % self.texts.len())
+        } else {
+            self.texts.iter().position(|t| t.starts_with(written))
+        };
+        let Some(which) = which else { return };
+        let next = self.texts[which]
+            .get(written.len())
+            .copied()
+            .unwrap_or(self.eos);
+        for (i, l) in logits.iter_mut().enumerate() {
+            if i != next as usize {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+    }
+}
+
+/// The real backend, with the first request's samples written by [`WritesEach`].
+struct FirstSamplesFixed {
+    inner: Arc<dyn Backend>,
+    texts: Vec<String>,
+    used: AtomicBool,
+}
+
+#[async_trait]
+impl Backend for FirstSamplesFixed {
+    async fn generate(&self, mut request: GenerationRequest) -> Result<Generation> {
+        if !self.used.swap(true, Ordering::SeqCst) {
+            assert_eq!(request.n, self.texts.len());
+            let mut texts = Vec::new();
+            for text in &self.texts {
+                texts.push(self.inner.tokenize(TokenizeInput::Piece(text)).await?);
+            }
+            let eos = self.inner.capabilities().eos_token_ids[0];
+            request = request.with_logits_processor(Arc::new(WritesEach {
+                texts,
+                eos,
+                state: Mutex::new((None, 0)),
+            }));
+        }
+        self.inner.generate(request).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
+        self.inner.tokenize(input).await
+    }
+
+    async fn detokenize(&self, ids: &[u32]) -> Result<String> {
+        self.inner.detokenize(ids).await
+    }
+}
+
+#[test]
+fn s_star_debugs_and_selects_on_humaneval_0_with_qwen() {
+    let problems = Problem::load_jsonl(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/problems/humaneval-3.jsonl"),
+    )
+    .unwrap();
+    let problem = problems.into_iter().next().unwrap();
+    assert_eq!(
+        problem.code.as_ref().unwrap().entry_point,
+        "has_close_elements"
+    );
+    let qwen = block_on(
+        ModelConfig {
+            source: "qwen2.5-coder-0.5b".into(),
+            ..ModelConfig::default()
+        }
+        .load(),
+    )
+    .expect("loading qwen2.5-coder-0.5b");
+    let backend = Arc::new(FirstSamplesFixed {
+        inner: qwen,
+        texts: vec![RIGHT.into(), NEIGHBOURS.into(), WRONG.into()],
+        used: AtomicBool::new(false),
+    });
+    let config = SStarConfig {
+        n: std::num::NonZeroUsize::new(3).unwrap(),
+        debug_rounds: 1,
+        selection: CodeSelection::AdaptiveInputSynthesis,
+        max_tokens: std::num::NonZeroUsize::new(384).unwrap(),
+        ..SStarConfig::default()
+    };
+    let strategy = SStar::new(config).unwrap();
+    let solution =
+        block_on(solve(&strategy, &problem, backend, Budget::unlimited())).expect("S* solve");
+    let details: SStarDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    eprintln!(
+        "{}",
+        serde_json::to_string_pretty(&solution.details).unwrap()
+    );
+
+    // Generation: the three fixed samples, tested on the two docstring examples.
+    assert_eq!(details.public_tests.len(), 2);
+    assert_eq!(details.samples.len(), 3);
+    for s in &details.samples[..2] {
+        assert_eq!(s.rounds.len(), 1, "passing samples are not debugged");
+        assert!(s.passes_public);
+    }
+    // Debugging: sample 2 fails `... 0.3) -> True`, and the model rewrote it from the feedback.
+    let debugged = &details.samples[2];
+    assert_eq!(
+        (debugged.rounds[0].passed, debugged.rounds[0].total),
+        (1, 2)
+    );
+    assert_eq!(debugged.rounds.len(), 2, "one debug round");
+    assert_ne!(debugged.rounds[1].code, debugged.rounds[0].code);
+    assert!(debugged.rounds[1].tokens > 0);
+    // Selection: the tournament opens with the two passing samples, on inputs the model wrote.
+    assert!(!details.comparisons.is_empty());
+    let first = &details.comparisons[0];
+    assert_eq!((first.a, first.b), (0, 1));
+    assert_eq!(first.inputs.len(), first.outputs_a.len());
+    if first.differing > 0 {
+        let p = first.p_a.expect("the judge ruled on differing outputs");
+        assert!((0.0..=1.0).contains(&p));
+    }
+    assert!(details.selected < 3);
+    assert!(details.sandbox_ms > 0);
+    assert!(
+        solution.usage.calls >= 4,
+        "samples, rewrite, inputs, verdict"
+    );
+    // The chosen program is graded with the hidden tests in the sandbox.
+    let grade = block_on(HumanEvalGrader::new(Sandbox::new()).grade(&problem, &solution));
+    match details.selected {
+        0 => assert_eq!(grade, Some(true), "sample 0 is right"),
+        1 => assert_eq!(grade, Some(false), "sample 1 is wrong on the hidden tests"),
+        _ => assert!(grade.is_some(), "hidden tests ran"),
+    }
+}
