@@ -180,6 +180,22 @@ pub struct TestLine {
     pub got: Option<String>,
 }
 
+impl Round {
+    /// 0 for code that does not load, else 1 + the public tests passed.
+    pub fn score(&self) -> usize {
+        if self.load_error.is_some() {
+            0
+        } else {
+            self.passed + 1
+        }
+    }
+
+    /// Whether the code loads and passes every public test.
+    pub fn passes(&self) -> bool {
+        self.load_error.is_none() && self.passed == self.total
+    }
+}
+
 /// One attempt of one sample: its code and its public-test results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Round {
@@ -204,7 +220,9 @@ pub struct Round {
 pub struct SampleDetail {
     /// Round 0 is the sample; later rounds are rewrites.
     pub rounds: Vec<Round>,
-    /// Whether the last round passes every public test.
+    /// The round selection uses: the one passing the most public tests, the earliest on ties.
+    pub best_round: usize,
+    /// Whether that round passes every public test.
     pub passes_public: bool,
 }
 
@@ -265,11 +283,48 @@ impl std::fmt::Debug for SStar {
 /// A sample as it stands: the conversation that produced it and its latest completion.
 #[derive(Debug, Clone)]
 struct Sample {
+    /// The latest attempt (what debugging continues from).
     completion: String,
-    finish: FinishReason,
     history: Vec<Message>,
     detail: SampleDetail,
     tokens: u64,
+    /// The best attempt so far (what selection takes): a rewrite can be worse than its source.
+    best: Attempt,
+}
+
+/// One attempt's text and how it did.
+#[derive(Debug, Clone)]
+struct Attempt {
+    completion: String,
+    finish: FinishReason,
+    score: usize,
+}
+
+impl Sample {
+    fn new(
+        completion: String,
+        finish: FinishReason,
+        history: Vec<Message>,
+        first: Round,
+        tokens: usize,
+    ) -> Self {
+        let best = Attempt {
+            completion: completion.clone(),
+            finish,
+            score: first.score(),
+        };
+        Self {
+            completion,
+            history,
+            detail: SampleDetail {
+                passes_public: first.passes(),
+                rounds: vec![first],
+                best_round: 0,
+            },
+            tokens: tokens as u64,
+            best,
+        }
+    }
 }
 
 fn sandbox_error(e: SandboxError) -> Error {
@@ -335,11 +390,12 @@ impl SStar {
             let Some(last) = sample.detail.rounds.last() else {
                 break;
             };
-            if last.load_error.is_none() && last.passed == last.total {
+            if last.passes() {
                 break;
             }
             let feedback = feedback_message(last, &task.entry_point);
-            let attempt = Message::assistant(format!("```python\n{}```", last.code));
+            let code = last.code.trim_end();
+            let attempt = Message::assistant(format!("```python\n{code}\n```"));
             let messages = match self.config.feedback {
                 Feedback::All => {
                     let mut m = sample.history.clone();
@@ -371,16 +427,19 @@ impl SStar {
             let mut next = self.test(task, &choice.text, tests).await?;
             next.tokens = choice.completion_tokens;
             sample.tokens += choice.completion_tokens as u64;
+            if next.score() > sample.best.score {
+                sample.best = Attempt {
+                    completion: choice.text.clone(),
+                    finish: choice.finish_reason,
+                    score: next.score(),
+                };
+                sample.detail.best_round = sample.detail.rounds.len();
+                sample.detail.passes_public = next.passes();
+            }
             sample.completion = choice.text;
-            sample.finish = choice.finish_reason;
             sample.history = messages;
             sample.detail.rounds.push(next);
         }
-        sample.detail.passes_public = sample
-            .detail
-            .rounds
-            .last()
-            .is_some_and(|r| r.load_error.is_none() && r.passed == r.total);
         Ok((sample, exhausted))
     }
 
@@ -400,7 +459,7 @@ impl SStar {
                 reason: "comparison of a sample that does not exist",
             });
         };
-        let code = |s: &Sample| extract_code(&s.completion, Some(&task.entry_point));
+        let code = |s: &Sample| extract_code(&s.best.completion, Some(&task.entry_point));
         let (code_a, code_b) = (code(sa), code(sb));
         let ask = format!(
             "Here is a Python function to write:\n\n```python\n{}\n```\n\nTwo implementations of `{entry}` follow.\n\nImplementation A:\n```python\n{code_a}```\n\nImplementation B:\n```python\n{code_b}```\n\nWrite {k} test inputs on which the two implementations may return different results. Write each as one call of `{entry}` on its own line, like this:\n>>> {entry}(...)",
@@ -427,8 +486,8 @@ impl SStar {
         );
         let probes: Vec<TestCase> = inputs.iter().map(TestCase::probe).collect();
         let (program_a, program_b) = (
-            assemble(task, &sa.completion),
-            assemble(task, &sb.completion),
+            assemble(task, &sa.best.completion),
+            assemble(task, &sb.best.completion),
         );
         let (run_a, run_b) = tokio::try_join!(
             self.verifier.run_tests(&program_a, &probes),
@@ -499,6 +558,9 @@ impl SStar {
         details: &mut SStarDetails,
     ) -> Result<(usize, Option<Resource>)> {
         let mut exhausted = None;
+        if pool.len() <= 1 {
+            return Ok((pool.first().copied().unwrap_or(0), None));
+        }
         let judge = self.judge(cx).await?;
         let words = (
             first_tokens(judge.as_ref(), &["A", " A"]).await?,
@@ -518,7 +580,7 @@ impl SStar {
                     .map(|&pair| self.compare(cx, &judge, &words, task, samples, pair)),
             )
             .await?;
-            let mut next = Vec::new();
+            let (mut next, mut unjudged) = (Vec::new(), Vec::new());
             for (pair, outcome) in pairs.iter().zip(played) {
                 match outcome {
                     Ok((comparison, ms)) => {
@@ -528,10 +590,12 @@ impl SStar {
                     }
                     Err(resource) => {
                         exhausted = exhausted.or(Some(resource));
-                        next.push(pair.0);
+                        unjudged.push(pair.0);
                     }
                 }
             }
+            // Winners of a comparison go before samples whose comparison the budget stopped.
+            next.extend(unjudged);
             if pool.len() % 2 == 1 {
                 next.extend(pool.last().copied());
             }
@@ -639,55 +703,63 @@ fn feedback_message(round: &Round, entry: &str) -> String {
     text
 }
 
+/// The call at the start of `text`, up to its balanced closing parenthesis.
+fn balanced_call(text: &str) -> Option<String> {
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(text[..i + c.len_utf8()].to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Up to `k` distinct calls of `entry` in a model's reply (`>>> entry(...)` lines, or bare
 /// calls), each cut at its closing parenthesis.
 fn calls_of(text: &str, entry: &str, k: usize) -> Vec<String> {
     let head = format!("{entry}(");
     let mut calls: Vec<String> = Vec::new();
     for line in text.lines() {
-        let Some(at) = line.find(&head) else {
-            continue;
-        };
-        let rest = &line[at..];
-        let mut depth = 0i32;
-        let mut end = None;
-        let mut quote: Option<char> = None;
-        let mut escaped = false;
-        for (i, c) in rest.char_indices() {
-            if let Some(q) = quote {
-                if escaped {
-                    escaped = false;
-                } else if c == '\\' {
-                    escaped = true;
-                } else if c == q {
-                    quote = None;
-                }
+        let mut from = 0;
+        while let Some(found) = line.get(from..).and_then(|rest| rest.find(&head)) {
+            let at = from + found;
+            from = at + head.len();
+            // A call of `entry`, not of `my_entry` or `obj.entry`, and not its `def` line.
+            let before = line[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+                || line[..at].trim_end().ends_with("def")
+            {
                 continue;
             }
-            match c {
-                '\'' | '"' => quote = Some(c),
-                '(' | '[' | '{' => depth += 1,
-                ')' | ']' | '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = Some(i + c.len_utf8());
-                        break;
-                    }
-                }
-                _ => {}
+            let Some(call) = balanced_call(&line[at..]) else {
+                continue;
+            };
+            if !calls.contains(&call) {
+                calls.push(call);
             }
-        }
-        let Some(end) = end else { continue };
-        let call = rest[..end].to_string();
-        // A `def entry(` line is not a call.
-        if line[..at].trim_end().ends_with("def") {
-            continue;
-        }
-        if !calls.contains(&call) {
-            calls.push(call);
-        }
-        if calls.len() == k {
-            break;
+            if calls.len() == k {
+                return calls;
+            }
         }
     }
     calls
@@ -730,16 +802,13 @@ impl Strategy for SStar {
             async move {
                 let mut first = self.test(task, &choice.text, tests).await?;
                 first.tokens = choice.completion_tokens;
-                let sample = Sample {
-                    completion: choice.text,
-                    finish: choice.finish_reason,
+                let sample = Sample::new(
+                    choice.text,
+                    choice.finish_reason,
                     history,
-                    detail: SampleDetail {
-                        rounds: vec![first],
-                        passes_public: false,
-                    },
-                    tokens: choice.completion_tokens as u64,
-                };
+                    first,
+                    choice.completion_tokens,
+                );
                 self.debug(cx, task, tests, sample).await
             }
         }))
@@ -772,26 +841,20 @@ impl Strategy for SStar {
             });
         }
         // Stage 2: selection.
-        let score = |s: &Sample| {
-            s.detail.rounds.last().map_or(0, |r| {
-                if r.load_error.is_some() {
-                    0
-                } else {
-                    r.passed + 1
-                }
-            })
-        };
+        let score = |s: &Sample| s.best.score;
         let best = samples.iter().map(score).max().unwrap_or(0);
         let selected = match self.config.selection {
             CodeSelection::First => 0,
             CodeSelection::PublicTests => {
                 samples.iter().position(|s| score(s) == best).unwrap_or(0)
             }
+            // Nothing loads: there is nothing to tell apart.
+            CodeSelection::AdaptiveInputSynthesis if best == 0 => 0,
             CodeSelection::AdaptiveInputSynthesis => {
                 let mut pool: Vec<usize> = Vec::new();
                 let mut seen: Vec<String> = Vec::new();
                 for (i, s) in samples.iter().enumerate() {
-                    let code = extract_code(&s.completion, Some(&task.entry_point));
+                    let code = extract_code(&s.best.completion, Some(&task.entry_point));
                     let code = code.trim().to_string();
                     if score(s) == best && !seen.contains(&code) {
                         seen.push(code);
@@ -811,11 +874,11 @@ impl Strategy for SStar {
             .iter()
             .map(|s| Candidate {
                 answer: None,
-                text: s.completion.clone(),
+                text: s.best.completion.clone(),
                 score: s
                     .detail
                     .rounds
-                    .last()
+                    .get(s.detail.best_round)
                     .map(|r| r.passed as f64 / r.total.max(1) as f64),
                 tokens: s.tokens,
             })
@@ -824,7 +887,7 @@ impl Strategy for SStar {
         details.budget_exhausted = exhausted_by.is_some();
         let stop_reason = if let Some(resource) = exhausted_by {
             StopReason::from(resource)
-        } else if chosen.is_some_and(|s| s.finish == FinishReason::Length) {
+        } else if chosen.is_some_and(|s| s.best.finish == FinishReason::Length) {
             StopReason::MaxTokens
         } else {
             StopReason::Completed
@@ -832,7 +895,9 @@ impl Strategy for SStar {
         let mut solution = Solution {
             strategy: self.name().into(),
             answer: None,
-            completion: chosen.map(|s| s.completion.clone()).unwrap_or_default(),
+            completion: chosen
+                .map(|s| s.best.completion.clone())
+                .unwrap_or_default(),
             candidates,
             stop_reason,
             usage: Default::default(),
@@ -987,7 +1052,9 @@ mod tests {
             // a*b passes add(2, 2) only.
             assert_eq!(passed, vec![0, 1, 0]);
             assert!(!details.samples[0].passes_public);
-            assert!(solution.completion.contains("return 0"));
+            // The last rewrite is worse than the one before: selection keeps the better one.
+            assert_eq!(details.samples[0].best_round, 1);
+            assert!(solution.completion.contains("return a * b"));
         }
     }
 
@@ -1043,6 +1110,11 @@ mod tests {
         );
         assert_eq!(calls_of(text, "f", 1), vec!["f([1, 2], ')')"]);
         assert!(calls_of("no calls here", "f", 3).is_empty());
+        // Other names ending in the entry point's are not its calls; every call on a line is.
+        assert_eq!(
+            calls_of("x = my_f(1) + obj.f(2); f(3) == f(4)", "f", 5),
+            vec!["f(3)", "f(4)"]
+        );
     }
 
     #[test]
