@@ -12,9 +12,15 @@ n=${3:-40}
 out=${4:-target/scaling/best_of_n}
 ponder=${PONDER:-target/release/ponder}
 mkdir -p "$out"
+# A built-in name or GGUF path runs in process; an http(s):// URL is an OpenAI-compatible server.
+model_table() {
+  case "$model" in
+    http://*|https://*) printf '[model]\nbackend = "openai"\nbase_url = "%s"\nmodel = "policy"\n' "$model" ;;
+    *) printf '[model]\nsource = "%s"\n' "$model" ;;
+  esac
+}
 cat > "$out/bo8.toml" <<TOML
-[model]
-source = "$model"
+$(model_table)
 
 [strategy]
 kind = "best_of_n"
@@ -24,8 +30,7 @@ scorer = { kind = "llm_judge" }
 inner = { kind = "direct", style = "step_by_step", temperature = 0.8, max_tokens = 256 }
 TOML
 cat > "$out/adaptive.toml" <<TOML
-[model]
-source = "$model"
+$(model_table)
 
 [strategy]
 kind = "self_consistency"

@@ -12,10 +12,16 @@ n=${3:-20}
 out=${4:-target/scaling/search}
 ponder=${PONDER:-target/release/ponder}
 mkdir -p "$out"
+# A built-in name or GGUF path runs in process; an http(s):// URL is an OpenAI-compatible server.
+model_table() {
+  case "$model" in
+    http://*|https://*) printf '[model]\nbackend = "openai"\nbase_url = "%s"\nmodel = "policy"\n' "$model" ;;
+    *) printf '[model]\nsource = "%s"\n' "$model" ;;
+  esac
+}
 for N in 4 8; do
   cat > "$out/bon$N.toml" <<TOML
-[model]
-source = "$model"
+$(model_table)
 [strategy]
 kind = "best_of_n"
 n = $N
@@ -25,8 +31,7 @@ inner = { kind = "direct", temperature = 0.8, max_tokens = 384 }
 TOML
   for kind in beam_search dvts; do
     cat > "$out/$kind$N.toml" <<TOML
-[model]
-source = "$model"
+$(model_table)
 [strategy]
 kind = "$kind"
 n = $N

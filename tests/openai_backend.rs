@@ -20,7 +20,7 @@ use llama_server::LlamaServer;
 use ponder::engine::models::builtin;
 use ponder::engine::{
     solve, Backend, Budget, Error, FinishReason, GenerationRequest, Message, ModelConfig,
-    OpenAiBackend, OpenAiOptions, Problem, Prompt, Runner, Sampling, TokenizeInput,
+    OpenAiBackend, OpenAiOptions, Problem, Prompt, Runner, Sampling, Solution, TokenizeInput,
 };
 use ponder::strategies::{
     BestOfNConfig, BudgetForcingConfig, DirectConfig, ForcingDetails, ForcingMode, StrategyConfig,
@@ -45,6 +45,19 @@ fn smollm_path() -> std::path::PathBuf {
 
 fn connect(url: &str) -> Arc<dyn Backend> {
     block_on(ModelConfig::openai(vec![url.to_string()], "smollm2").load()).unwrap()
+}
+
+/// Solves one question with `config` on `backend`.
+fn solve_one(config: StrategyConfig, backend: Arc<dyn Backend>, question: &str) -> Solution {
+    let strategy = config.build().unwrap();
+    let problem = Problem::new("p", question);
+    block_on(solve(
+        strategy.as_ref(),
+        &problem,
+        backend,
+        Budget::unlimited(),
+    ))
+    .unwrap()
 }
 
 fn chat(text: &str) -> Prompt {
@@ -192,15 +205,11 @@ fn budget_forcing_falls_back_to_resubmission() {
         max_waits: 1,
         ..BudgetForcingConfig::default()
     };
-    let strategy = StrategyConfig::BudgetForcing(config).build().unwrap();
-    let problem = Problem::new("p", "What is 17 times 3?");
-    let solution = block_on(solve(
-        strategy.as_ref(),
-        &problem,
+    let solution = solve_one(
+        StrategyConfig::BudgetForcing(config),
         backend,
-        Budget::unlimited(),
-    ))
-    .unwrap();
+        "What is 17 times 3?",
+    );
     let details: ForcingDetails = serde_json::from_value(solution.details).unwrap();
     assert_eq!(
         details.mode,
@@ -225,15 +234,7 @@ fn best_of_n_with_a_judge_reading_top_logprobs() {
         "inner": { "kind": "direct", "temperature": 0.8, "max_tokens": 48 }
     }))
     .unwrap();
-    let strategy = StrategyConfig::BestOfN(config).build().unwrap();
-    let problem = Problem::new("p", "What is 6 + 7?");
-    let solution = block_on(solve(
-        strategy.as_ref(),
-        &problem,
-        backend,
-        Budget::unlimited(),
-    ))
-    .unwrap();
+    let solution = solve_one(StrategyConfig::BestOfN(config), backend, "What is 6 + 7?");
     assert_eq!(solution.candidates.len(), 4);
     let scores: Vec<f64> = solution
         .candidates
@@ -414,6 +415,29 @@ fn retries_429_and_5xx_but_never_4xx() {
         "{err:?}"
     );
     assert_eq!(count.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn a_server_that_refuses_or_ignores_n_gets_single_requests() {
+    // Refuses n = 3 with a 500 (old llama.cpp did): no retries of that, three single requests.
+    let (url, count) = scripted_server(vec![500, 200, 200, 200]);
+    let backend = scripted_backend(&url, 3);
+    let request = GenerationRequest::new(Prompt::Text("x".into())).with_n(3);
+    let generation = block_on(backend.generate(request.clone())).unwrap();
+    assert_eq!(generation.choices.len(), 3);
+    assert_eq!(count.load(Ordering::SeqCst), 4);
+    assert!(!backend.capabilities().native_n);
+    // Later requests fan out at once.
+    block_on(backend.generate(request.clone())).unwrap();
+    assert_eq!(count.load(Ordering::SeqCst), 7);
+    // Answers n = 3 with one choice: the two missing ones are fanned out.
+    let (url, count) = scripted_server(vec![]);
+    let backend = scripted_backend(&url, 3);
+    let generation = block_on(backend.generate(request)).unwrap();
+    assert_eq!(generation.choices.len(), 3);
+    assert_eq!(generation.usage.calls, 3);
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+    assert!(!backend.capabilities().native_n);
 }
 
 #[test]

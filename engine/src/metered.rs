@@ -151,7 +151,8 @@ impl Reservation {
         let mut state = self.meter.lock();
         state.used.prompt_tokens += usage.prompt_tokens;
         state.used.completion_tokens += usage.completion_tokens;
-        state.used.calls += 1;
+        // A backend that fans one generation out over several requests says so in its usage.
+        state.used.calls += usage.calls.max(1);
         // Drop runs next and releases the reservation.
     }
 }

@@ -122,7 +122,9 @@ impl std::fmt::Debug for OpenAiBackend {
 /// What one HTTP attempt came to.
 enum Attempt {
     Done(Value),
-    Retry(String, Option<Duration>),
+    /// Worth retrying: why, the `Retry-After` the server asked for, and the HTTP status when
+    /// the server answered (429, 5xx) rather than failing to connect.
+    Retry(String, Option<Duration>, Option<u16>),
     Fail(Error),
 }
 
@@ -248,16 +250,24 @@ impl OpenAiBackend {
         if let Some(body) = body {
             builder = builder.json(body);
         }
+        // A connection that cannot be made is retried (on the next URL); a request that ran
+        // out of time is not (it would only run as long again).
+        let timed_out = |e: &reqwest::Error| {
+            Attempt::Fail(Error::Connection {
+                url: url.to_string(),
+                attempts: 1,
+                reason: format!(
+                    "no answer within {:?}: {}",
+                    self.options.timeout,
+                    error_chain(e)
+                ),
+            })
+        };
         let response = match builder.send().await {
             Ok(response) => response,
-            Err(e) if e.is_timeout() => {
-                return Attempt::Fail(Error::Connection {
-                    url: url.to_string(),
-                    attempts: 1,
-                    reason: format!("no answer within {:?}", self.options.timeout),
-                })
-            }
-            Err(e) => return Attempt::Retry(error_chain(&e), None),
+            Err(e) if e.is_connect() => return Attempt::Retry(error_chain(&e), None, None),
+            Err(e) if e.is_timeout() => return timed_out(&e),
+            Err(e) => return Attempt::Retry(error_chain(&e), None, None),
         };
         let status = response.status();
         let retry_after = response
@@ -268,7 +278,8 @@ impl OpenAiBackend {
             .map(Duration::from_secs);
         let text = match response.text().await {
             Ok(text) => text,
-            Err(e) => return Attempt::Retry(error_chain(&e), None),
+            Err(e) if e.is_timeout() => return timed_out(&e),
+            Err(e) => return Attempt::Retry(error_chain(&e), None, None),
         };
         if status.is_success() {
             return match serde_json::from_str(&text) {
@@ -282,7 +293,11 @@ impl OpenAiBackend {
         }
         let message = server_message(&text);
         if status.as_u16() == 429 || status.is_server_error() {
-            return Attempt::Retry(format!("HTTP {status}: {message}"), retry_after);
+            return Attempt::Retry(
+                format!("HTTP {status}: {message}"),
+                retry_after,
+                Some(status.as_u16()),
+            );
         }
         Attempt::Fail(Error::Http {
             url: url.to_string(),
@@ -306,7 +321,7 @@ impl OpenAiBackend {
             match self.attempt(method.clone(), &url, body).await {
                 Attempt::Done(value) => return Ok(value),
                 Attempt::Fail(e) => return Err(e),
-                Attempt::Retry(reason, retry_after) => {
+                Attempt::Retry(reason, retry_after, _) => {
                     if attempts > self.options.retries {
                         return Err(Error::Connection {
                             url,
@@ -323,7 +338,8 @@ impl OpenAiBackend {
         }
     }
 
-    /// One attempt, no retries: for probing optional endpoints.
+    /// One attempt, no retries: for probing optional endpoints (a 429 or 5xx comes back as
+    /// [`Error::Http`]).
     async fn request_once(
         &self,
         method: reqwest::Method,
@@ -334,7 +350,12 @@ impl OpenAiBackend {
         match self.attempt(method, &url, body).await {
             Attempt::Done(value) => Ok(value),
             Attempt::Fail(e) => Err(e),
-            Attempt::Retry(reason, _) => Err(Error::Connection {
+            Attempt::Retry(reason, _, Some(status)) => Err(Error::Http {
+                url,
+                status,
+                message: reason,
+            }),
+            Attempt::Retry(reason, _, None) => Err(Error::Connection {
                 url,
                 attempts: 1,
                 reason,
@@ -414,7 +435,12 @@ impl OpenAiBackend {
     }
 
     /// The JSON body and path of one request for `choices` completions.
-    async fn body(&self, request: &GenerationRequest, choices: usize) -> Result<(String, Value)> {
+    async fn body(
+        &self,
+        request: &GenerationRequest,
+        choices: usize,
+        seed_offset: u64,
+    ) -> Result<(String, Value)> {
         let mut body = json!({
             "model": self.options.model,
             "n": choices,
@@ -440,7 +466,7 @@ impl OpenAiBackend {
             object.insert("min_p".into(), json!(0.0));
         }
         if let Some(seed) = request.sampling.seed {
-            object.insert("seed".into(), json!(seed));
+            object.insert("seed".into(), json!(seed.wrapping_add(seed_offset)));
         }
         if !request.stop.is_empty() {
             object.insert("stop".into(), json!(request.stop));
@@ -449,7 +475,7 @@ impl OpenAiBackend {
         // log-probabilities count each choice's tokens exactly, so they are asked for then.
         let k = request
             .top_logprobs
-            .map(|k| k.min(self.options.max_top_logprobs))
+            .map(|k| k.clamp(1, self.options.max_top_logprobs.max(1)))
             .or((choices > 1).then_some(1));
         let path = match &request.prompt {
             Prompt::Tokens(ids) => {
@@ -495,12 +521,23 @@ impl OpenAiBackend {
         Ok((path.into(), body))
     }
 
-    /// One HTTP request for up to `choices` completions.
-    async fn call(&self, request: &GenerationRequest, choices: usize) -> Result<Reply> {
-        let (path, body) = self.body(request, choices).await?;
-        let value = self
-            .request(reqwest::Method::POST, &path, Some(&body))
-            .await?;
+    /// One HTTP request for up to `choices` completions; `once`: without retries. Fanned-out
+    /// requests offset the seed by their index so they do not repeat one another.
+    async fn call(
+        &self,
+        request: &GenerationRequest,
+        choices: usize,
+        seed_offset: u64,
+        once: bool,
+    ) -> Result<Reply> {
+        let (path, body) = self.body(request, choices, seed_offset).await?;
+        let value = if once {
+            self.request_once(reqwest::Method::POST, &path, Some(&body))
+                .await?
+        } else {
+            self.request(reqwest::Method::POST, &path, Some(&body))
+                .await?
+        };
         let reply: RawReply =
             serde_json::from_value(value.clone()).map_err(|e| Error::Inference {
                 message: format!(
@@ -517,10 +554,8 @@ impl OpenAiBackend {
                 .or_else(|| c.message.and_then(|m| m.content))
                 .unwrap_or_default();
             let logprobs = match c.logprobs {
-                Some(l) if !l.is_null() => {
-                    Some(self.logprobs(&l, request.top_logprobs.is_some()).await)
-                }
-                _ => None,
+                Some(l) => self.logprobs(&l, request.top_logprobs.is_some()).await,
+                None => None,
             };
             let finish_reason = match c.finish_reason.as_deref() {
                 Some("length") => FinishReason::Length,
@@ -533,17 +568,17 @@ impl OpenAiBackend {
                 logprobs,
             });
         }
-        let usage = reply.usage.unwrap_or_default();
         Ok(Reply {
             choices: out,
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
+            prompt_tokens: reply.usage.as_ref().map_or(0, |u| u.prompt_tokens),
+            completion_tokens: reply.usage.map(|u| u.completion_tokens),
         })
     }
 
     /// Log-probabilities in either of the two shapes servers send: `{content: [...]}` (chat, and
     /// llama.cpp's completions) or `{tokens, token_logprobs, top_logprobs}` (legacy completions).
-    async fn logprobs(&self, value: &Value, resolve_ids: bool) -> Vec<TokenLogprob> {
+    /// `None` for anything else (`null`, `{}`, `{"content": null}`): no counts are read from it.
+    async fn logprobs(&self, value: &Value, resolve_ids: bool) -> Option<Vec<TokenLogprob>> {
         let mut out = Vec::new();
         if let Some(content) = value.get("content").and_then(Value::as_array) {
             for entry in content {
@@ -577,12 +612,12 @@ impl OpenAiBackend {
                     top,
                 });
             }
-            return out;
+            return Some(out);
         }
-        let tokens = value.get("tokens").and_then(Value::as_array);
+        let tokens = value.get("tokens").and_then(Value::as_array)?;
         let lps = value.get("token_logprobs").and_then(Value::as_array);
         let tops = value.get("top_logprobs").and_then(Value::as_array);
-        for (i, token) in tokens.into_iter().flatten().enumerate() {
+        for (i, token) in tokens.iter().enumerate() {
             let mut top = Vec::new();
             if let Some(map) = tops.and_then(|t| t.get(i)).and_then(Value::as_object) {
                 for (text, lp) in map {
@@ -607,7 +642,7 @@ impl OpenAiBackend {
                 top,
             });
         }
-        out
+        Some(out)
     }
 
     /// Gives each choice its token count: the server's count where the reply holds one choice,
@@ -616,31 +651,33 @@ impl OpenAiBackend {
     /// then not counted), else the server's total shared out.
     async fn count_tokens(&self, reply: &mut Reply, max_tokens: usize) -> Result<()> {
         let single = reply.choices.len() == 1;
-        for choice in &mut reply.choices {
-            choice.completion_tokens = if single {
-                reply.completion_tokens as usize
-            } else if let Some(l) = &choice.logprobs {
-                l.len()
-            } else if choice.finish_reason == FinishReason::Length {
-                max_tokens
-            } else if self.info.tokenize {
-                self.server_tokenize(&choice.text, false).await?.len()
-            } else {
-                0
+        let mut uncounted = Vec::new();
+        for (i, choice) in reply.choices.iter_mut().enumerate() {
+            choice.completion_tokens = match (single, reply.completion_tokens, &choice.logprobs) {
+                (true, Some(n), _) => n as usize,
+                (_, _, Some(l)) => l.len(),
+                _ if choice.finish_reason == FinishReason::Length => max_tokens,
+                _ if self.info.tokenize => self.server_tokenize(&choice.text, false).await?.len(),
+                _ => {
+                    uncounted.push(i);
+                    0
+                }
             };
         }
-        let counted: u64 = reply
-            .choices
-            .iter()
-            .map(|c| c.completion_tokens as u64)
-            .sum();
-        if !single && !self.info.tokenize && reply.completion_tokens > counted {
-            // No tokenizer and no per-choice counts: share the server's total out evenly.
-            let n = reply.choices.len() as u64;
-            for (i, choice) in reply.choices.iter_mut().enumerate() {
-                let share = reply.completion_tokens / n
-                    + u64::from((i as u64) < reply.completion_tokens % n);
-                choice.completion_tokens = share as usize;
+        if !uncounted.is_empty() {
+            // No count of their own: what the server's total leaves, shared out evenly.
+            let counted: u64 = reply
+                .choices
+                .iter()
+                .map(|c| c.completion_tokens as u64)
+                .sum();
+            let left = reply.completion_tokens.unwrap_or(0).saturating_sub(counted);
+            let n = uncounted.len() as u64;
+            for (k, &i) in uncounted.iter().enumerate() {
+                if let Some(choice) = reply.choices.get_mut(i) {
+                    choice.completion_tokens =
+                        (left / n + u64::from((k as u64) < left % n)) as usize;
+                }
             }
         }
         Ok(())
@@ -652,7 +689,8 @@ impl OpenAiBackend {
 struct Reply {
     choices: Vec<Choice>,
     prompt_tokens: u64,
-    completion_tokens: u64,
+    /// The server's count (for one choice only, on llama.cpp, whatever `n`).
+    completion_tokens: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -758,25 +796,53 @@ impl Backend for OpenAiBackend {
         let n = request.n;
         let mut replies = Vec::new();
         let mut calls = 0u64;
-        if n == 1 || self.native_n.load(Ordering::Relaxed) != N_FAN_OUT {
-            let reply = self.call(&request, n).await?;
+        let state = self.native_n.load(Ordering::Relaxed);
+        let mut refused = false;
+        if n == 1 || state == N_NATIVE {
+            replies.push(self.call(&request, n, 0, false).await?);
             calls += 1;
-            if n > 1 {
-                let honoured = reply.choices.len() >= n;
-                let state = if honoured { N_NATIVE } else { N_FAN_OUT };
-                if self.native_n.swap(state, Ordering::Relaxed) != state && !honoured {
-                    tracing::warn!(
-                        asked = n,
-                        got = reply.choices.len(),
-                        "the server does not honour n; fanning out single-choice requests"
-                    );
+        } else if state == N_UNKNOWN {
+            // The first n > 1: one try without retries tells whether the server takes it (some
+            // refuse with a 4xx or a 5xx, some answer with fewer choices).
+            let first = match self.call(&request, n, 0, true).await {
+                Ok(reply) => Some(reply),
+                Err(Error::Http {
+                    status, message, ..
+                }) => {
+                    tracing::warn!(status, %message, "the server refused n > 1; fanning out");
+                    refused = true;
+                    None
                 }
+                Err(Error::Connection { .. }) => Some(self.call(&request, n, 0, false).await?),
+                Err(e) => return Err(e),
+            };
+            if let Some(reply) = first {
+                calls += 1;
+                replies.push(reply);
             }
-            replies.push(reply);
+            let got = replies.first().map_or(0, |r| r.choices.len());
+            let honoured = got >= n;
+            self.native_n.store(
+                if honoured { N_NATIVE } else { N_FAN_OUT },
+                Ordering::Relaxed,
+            );
+            if !honoured && got > 0 {
+                tracing::warn!(asked = n, got, "the server does not honour n; fanning out");
+            }
         }
         let have: usize = replies.iter().map(|r| r.choices.len()).sum();
         if have < n {
-            let more = try_join_all((have..n).map(|_| self.call(&request, 1))).await?;
+            let fanned = try_join_all((have..n).map(|i| self.call(&request, 1, i as u64, false)));
+            let more = match fanned.await {
+                Ok(more) => more,
+                Err(e) => {
+                    if refused {
+                        // Single requests fail too: the request was bad, not its n.
+                        self.native_n.store(N_UNKNOWN, Ordering::Relaxed);
+                    }
+                    return Err(e);
+                }
+            };
             calls += more.len() as u64;
             replies.extend(more);
         }

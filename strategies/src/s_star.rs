@@ -933,6 +933,18 @@ mod tests {
         }
     }
 
+    async fn solve_add(config: SStarConfig, backend: &Arc<ScriptedBackend>) -> Solution {
+        let strategy = SStar::new(config).unwrap();
+        solve(
+            &strategy,
+            &add_problem(),
+            backend.clone(),
+            Budget::unlimited(),
+        )
+        .await
+        .unwrap()
+    }
+
     fn fenced(body: &str) -> String {
         format!("Here it is:\n```python\ndef add(a, b):\n    {body}\n```\n")
     }
@@ -964,15 +976,7 @@ mod tests {
             debug_rounds: 2,
             ..SStarConfig::default()
         };
-        let strategy = SStar::new(config).unwrap();
-        let solution = solve(
-            &strategy,
-            &add_problem(),
-            backend.clone(),
-            Budget::unlimited(),
-        )
-        .await
-        .unwrap();
+        let solution = solve_add(config, &backend).await;
         let details: SStarDetails = serde_json::from_value(solution.details.clone()).unwrap();
         assert_eq!(details.public_tests.len(), 2);
         // Sample 0: a failing round, then a passing rewrite; sample 1 passes at once.
@@ -1031,15 +1035,7 @@ mod tests {
                 selection: CodeSelection::PublicTests,
                 ..SStarConfig::default()
             };
-            let strategy = SStar::new(config).unwrap();
-            let solution = solve(
-                &strategy,
-                &add_problem(),
-                backend.clone(),
-                Budget::unlimited(),
-            )
-            .await
-            .unwrap();
+            let solution = solve_add(config, &backend).await;
             let requests = backend.requests();
             assert_eq!(requests.len(), 3, "{feedback:?}");
             assert_eq!([turns(&requests[1]), turns(&requests[2])], lengths);
