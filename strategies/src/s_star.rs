@@ -213,6 +213,9 @@ pub struct Round {
     pub tests: Vec<TestLine>,
     /// Sandbox wall time of the test run in milliseconds.
     pub sandbox_ms: u64,
+    /// A rewrite whose code is the previous attempt's again (small models often copy it).
+    #[serde(default)]
+    pub repeated: bool,
 }
 
 /// One sample through its debugging rounds.
@@ -426,6 +429,7 @@ impl SStar {
             };
             let mut next = self.test(task, &choice.text, tests).await?;
             next.tokens = choice.completion_tokens;
+            next.repeated = next.code.trim() == code.trim();
             sample.tokens += choice.completion_tokens as u64;
             if next.score() > sample.best.score {
                 sample.best = Attempt {
@@ -640,6 +644,7 @@ fn round(code: String, run: &TestRun) -> Round {
         load_error: run.load_error.clone(),
         tests,
         sandbox_ms: run.report.wall.as_millis() as u64,
+        repeated: false,
     }
 }
 
@@ -698,7 +703,7 @@ fn feedback_message(round: &Round, entry: &str) -> String {
         text.push('\n');
     }
     text.push_str(
-        "Fix the function. Reply with the whole corrected function in one ```python code block.",
+        "The code is wrong. Find the mistake and write a corrected version that gives the expected results; do not repeat the same code. Reply with the whole corrected function in one ```python code block.",
     );
     text
 }
@@ -1055,6 +1060,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_rewrite_that_copies_the_attempt_is_marked() {
+        let backend = Arc::new(ScriptedBackend::new([
+            fenced("return a - b"),
+            format!("Sure.\n{}", fenced("return a - b")),
+        ]));
+        let config = SStarConfig {
+            n: NonZeroUsize::MIN,
+            debug_rounds: 1,
+            ..SStarConfig::default()
+        };
+        let solution = solve_add(config, &backend).await;
+        let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+        let repeated: Vec<bool> = details.samples[0]
+            .rounds
+            .iter()
+            .map(|r| r.repeated)
+            .collect();
+        assert_eq!(repeated, vec![false, true]);
+        assert!(text(&backend.requests()[1]).contains("do not repeat the same code"));
+    }
+
+    #[tokio::test]
     async fn public_tests_selection_prefers_the_most_passing_sample() {
         let backend = Arc::new(ScriptedBackend::new([
             fenced("return a - b"),
@@ -1142,6 +1169,7 @@ mod tests {
                 },
             ],
             sandbox_ms: 0,
+            repeated: false,
         };
         let text = feedback_message(&round, "f");
         assert!(text.contains("passed 1 of 3"), "{text}");
