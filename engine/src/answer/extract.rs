@@ -1,0 +1,326 @@
+//! Extraction: pulling the final answer out of a completion (boxed, after a cue, or
+//! the last number).
+
+use super::scan::{collect, digit_run, group_end, is_digit_at, letters_at};
+use super::{is_listed, MATH_WORDS};
+
+
+/// Answer cues, searched case-insensitively; the one ending last in the text wins.
+const CUES: &[&str] = &[
+    "final answer:",
+    "final answer is",
+    "final answer",
+    "the answer is",
+    "answer is",
+    "answer:",
+];
+
+/// Content of the last well-formed `\boxed`/`\fbox` in `text`.
+pub(super) fn last_boxed(text: &str) -> Option<String> {
+    let mut starts: Vec<usize> = Vec::new();
+    for name in ["\\boxed", "\\fbox"] {
+        starts.extend(text.match_indices(name).map(|(p, m)| p + m.len()));
+    }
+    starts.sort_unstable();
+    starts
+        .iter()
+        .rev()
+        .find_map(|&end| text.get(end..).and_then(boxed_argument))
+}
+
+/// The argument of a `\boxed` whose name has just been consumed.
+fn boxed_argument(rest: &str) -> Option<String> {
+    if rest.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    let trimmed = rest.trim_start();
+    let content = if trimmed.starts_with('{') {
+        let chars: Vec<char> = trimmed.chars().collect();
+        let end = group_end(&chars, 0)?;
+        chars.get(1..end)?.iter().collect::<String>()
+    } else {
+        trimmed
+            .split(|c: char| c.is_whitespace() || c == '$')
+            .next()?
+            .trim_end_matches(['.', ','])
+            .to_string()
+    };
+    let content = content.trim();
+    (!content.is_empty()).then(|| content.to_string())
+}
+
+/// The answer after the last cue phrase, if any.
+pub(super) fn after_cue(text: &str) -> Option<String> {
+    // ASCII lower-casing keeps byte offsets identical to `text`.
+    let lower = text.to_ascii_lowercase();
+    let mut best: Option<usize> = None;
+    let mut consider = |end: usize| {
+        if best.is_none_or(|b| end > b) {
+            best = Some(end);
+        }
+    };
+    for cue in CUES {
+        if let Some(p) = lower.rfind(cue) {
+            consider(p + cue.len());
+        }
+    }
+    // `#### 42` (GSM8K), but not a markdown heading such as `#### Step 3`.
+    for (p, m) in lower.match_indices("####") {
+        let after = lower.get(p + m.len()..).unwrap_or("");
+        let after = after.trim_start_matches(['#', ' ', '\t']);
+        if after.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '$' | '.')) {
+            consider(p + m.len());
+        }
+    }
+    let tail = text.get(best?..)?;
+    let tail = tail.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '*' | '#'));
+    let line = tail.lines().next()?;
+    cue_candidate(line)
+}
+
+/// Turn the line after a cue into an answer.
+fn cue_candidate(line: &str) -> Option<String> {
+    let raw = match math_span(line) {
+        Some(m) if !m.trim().is_empty() => m,
+        _ => cut_sentence(line),
+    };
+    let cand = clean_candidate(raw);
+    if cand.is_empty() {
+        return None;
+    }
+    if is_prose(&cand) {
+        if cand.chars().any(|c| c.is_ascii_digit()) {
+            return pick_number(&cand);
+        }
+        // A short text answer ("Evelyn", "east") is kept; long prose is not an answer.
+        return (cand.split_whitespace().count() <= 4).then_some(cand);
+    }
+    Some(arithmetic_rhs(&cand))
+}
+
+/// The first math span on the line: `\(..\)`, `\[..\]`, `$$..$$` or `$..$`, using
+/// pandoc's rule for single dollars so that currency (`$18 and $20`) is not math.
+fn math_span(line: &str) -> Option<&str> {
+    let chars: Vec<(usize, char)> = line.char_indices().collect();
+    let at = |k: usize| chars.get(k).map(|&(_, c)| c);
+    let mut k = 0;
+    while let Some(&(i, c)) = chars.get(k) {
+        let next = at(k + 1);
+        if c == '\\' {
+            let close = match next {
+                Some('(') => Some("\\)"),
+                Some('[') => Some("\\]"),
+                _ => None,
+            };
+            if let Some(close) = close {
+                let body = line.get(i + 2..)?;
+                if let Some(e) = body.find(close) {
+                    return body.get(..e);
+                }
+            }
+            k += 2;
+            continue;
+        }
+        if c == '$' {
+            if next == Some('$') {
+                let body = line.get(i + 2..)?;
+                if let Some(e) = body.find("$$") {
+                    return body.get(..e);
+                }
+                k += 2;
+                continue;
+            }
+            if next.is_some_and(|n| !n.is_whitespace()) {
+                let mut j = k + 1;
+                while let Some(&(jp, jc)) = chars.get(j) {
+                    if jc == '\\' {
+                        j += 2;
+                        continue;
+                    }
+                    if jc == '$' {
+                        let prev_ok = j
+                            .checked_sub(1)
+                            .and_then(&at)
+                            .is_some_and(|p| !p.is_whitespace());
+                        let next_ok = !at(j + 1).is_some_and(|n| n.is_ascii_digit());
+                        if prev_ok && next_ok {
+                            return line.get(i + 1..jp);
+                        }
+                    }
+                    j += 1;
+                }
+            }
+        }
+        k += 1;
+    }
+    None
+}
+
+/// The line up to its first sentence end (". ", "! ", "? " or a final '.').
+fn cut_sentence(line: &str) -> &str {
+    let mut it = line.char_indices().peekable();
+    while let Some((i, c)) = it.next() {
+        if matches!(c, '.' | '!' | '?') && it.peek().is_none_or(|&(_, n)| n.is_whitespace()) {
+            return line.get(..i).unwrap_or(line);
+        }
+    }
+    line
+}
+
+/// Strip whitespace, markdown bold, stray dollars and trailing punctuation.
+fn clean_candidate(raw: &str) -> String {
+    let mut s = raw.trim();
+    loop {
+        let before = s;
+        s = s.trim();
+        s = s.strip_prefix("**").unwrap_or(s);
+        s = s.strip_suffix("**").unwrap_or(s);
+        s = s.trim_end_matches(['.', ',', ';', '!']);
+        s = s.trim_matches('$');
+        if s == before {
+            break;
+        }
+    }
+    s.to_string()
+}
+
+/// Plain text (no LaTeX) containing a word of two or more letters.
+fn is_prose(s: &str) -> bool {
+    if s.contains('\\') {
+        return false;
+    }
+    s.split(|c: char| !c.is_ascii_alphabetic())
+        .any(|w| w.len() >= 2 && !is_listed(MATH_WORDS, &w.to_ascii_lowercase()))
+}
+
+/// The answer number inside a prose sentence: the first number after the last '='.
+fn pick_number(cand: &str) -> Option<String> {
+    let after_eq = cand.rsplit('=').next().unwrap_or(cand);
+    numbers(after_eq)
+        .into_iter()
+        .next()
+        .or_else(|| numbers(cand).into_iter().next())
+}
+
+/// `9 * 2 = 18` -> `18`: the right side of an equation whose left side is arithmetic.
+fn arithmetic_rhs(cand: &str) -> String {
+    if let Some((lhs, rhs)) = cand.rsplit_once('=') {
+        let lhs = lhs
+            .replace("\\times", "")
+            .replace("\\cdot", "")
+            .replace("\\div", "");
+        let arithmetic = lhs
+            .chars()
+            .all(|c| c.is_ascii_digit() || c.is_whitespace() || "+-*/().,^{}".contains(c));
+        let rhs = rhs.trim();
+        if arithmetic && !rhs.is_empty() {
+            return rhs.to_string();
+        }
+    }
+    cand.to_string()
+}
+
+/// Every number in `s`, in order, thousands separators removed.
+pub(super) fn numbers(s: &str) -> Vec<String> {
+    let c: Vec<char> = s.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(&ch) = c.get(i) {
+        let prev = i.checked_sub(1).and_then(|p| c.get(p)).copied();
+        let signed = ch == '-'
+            && !prev.is_some_and(|p| p.is_ascii_alphanumeric() || matches!(p, ')' | ']' | '}'));
+        let body = if signed { i + 1 } else { i };
+        let body_prev = body.checked_sub(1).and_then(|p| c.get(p)).copied();
+        let sign = if signed { "-" } else { "" };
+        if let Some((text, end)) = latex_fraction_at(&c, body) {
+            out.push(format!("{sign}{text}"));
+            i = end;
+            continue;
+        }
+        if !body_prev.is_some_and(|p| p.is_ascii_digit() || p == '.') {
+            if let Some((text, end)) = number_at(&c, body) {
+                out.push(format!("{sign}{text}"));
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// A plain number starting at `i`: `12`, `1,234,567`, `3.5`, `.5`, `3/4`.
+fn number_at(c: &[char], i: usize) -> Option<(String, usize)> {
+    let mut j = i;
+    let mut text = String::new();
+    let int_len = digit_run(c, j);
+    if int_len == 0 {
+        if c.get(j) == Some(&'.') && is_digit_at(c, j + 1) {
+            let frac_len = digit_run(c, j + 1);
+            text.push_str("0.");
+            text.push_str(&collect(c, j + 1, j + 1 + frac_len));
+            return Some((text, j + 1 + frac_len));
+        }
+        return None;
+    }
+    text.push_str(&collect(c, j, j + int_len));
+    j += int_len;
+    let mut grouped = false;
+    if int_len <= 3 {
+        while c.get(j) == Some(&',') && digit_run(c, j + 1) == 3 {
+            text.push_str(&collect(c, j + 1, j + 4));
+            j += 4;
+            grouped = true;
+        }
+    }
+    if c.get(j) == Some(&'.') && is_digit_at(c, j + 1) {
+        let frac_len = digit_run(c, j + 1);
+        text.push('.');
+        text.push_str(&collect(c, j + 1, j + 1 + frac_len));
+        j += 1 + frac_len;
+    } else if !grouped && c.get(j) == Some(&'/') && is_digit_at(c, j + 1) {
+        let den_len = digit_run(c, j + 1);
+        text.push('/');
+        text.push_str(&collect(c, j + 1, j + 1 + den_len));
+        j += 1 + den_len;
+    }
+    Some((text, j))
+}
+
+/// `\frac{a}{b}` (or `\dfrac`, `\tfrac`, `\frac12`) with integer parts, starting at `i`.
+fn latex_fraction_at(c: &[char], i: usize) -> Option<(String, usize)> {
+    if c.get(i) != Some(&'\\') {
+        return None;
+    }
+    let name = letters_at(c, i + 1);
+    if !matches!(name.as_str(), "frac" | "dfrac" | "tfrac") {
+        return None;
+    }
+    let mut j = i + 1 + name.len();
+    let mut parts = Vec::new();
+    for _ in 0..2 {
+        while c.get(j).is_some_and(|ch| ch.is_whitespace()) {
+            j += 1;
+        }
+        if c.get(j) == Some(&'{') {
+            let end = group_end(c, j)?;
+            let inner = collect(c, j + 1, end);
+            let inner = inner.trim();
+            let digits = inner.strip_prefix('-').unwrap_or(inner);
+            if digits.is_empty() || !digits.chars().all(|d| d.is_ascii_digit()) {
+                return None;
+            }
+            parts.push(inner.to_string());
+            j = end + 1;
+        } else if is_digit_at(c, j) {
+            parts.push(collect(c, j, j + 1));
+            j += 1;
+        } else {
+            return None;
+        }
+    }
+    let [num, den] = parts.as_slice() else {
+        return None;
+    };
+    Some((format!("\\frac{{{num}}}{{{den}}}"), j))
+}

@@ -1,0 +1,79 @@
+//! Final-answer extraction and answer equivalence, for grading and for voting.
+//!
+//! * [`extract_answer`] pulls the final answer out of a model completion: the last
+//!   `\boxed{...}` / `\fbox{...}`, else the text after the last answer cue
+//!   ("Final Answer:", "the answer is", GSM8K's `#### 42`, ...), else the last number.
+//! * [`equivalent`] decides whether two answers denote the same value. Both sides are
+//!   normalised (thousands separators, units, currency, percent and degree signs,
+//!   `\left`/`\right`, LaTeX spacing, `\dfrac`/`\tfrac`, `\text{...}`, single-variable
+//!   assignments, multiple-choice letters, case), then compared as exact strings, as
+//!   numbers (relative tolerance 1e-6; fractions, decimals, `\sqrt`, `\pi`), or element
+//!   by element for tuples, intervals, unordered lists and matrices.
+//! * [`canonical_key`] maps an answer to a key such that equivalent answers get the
+//!   same key in the common cases (rational values become a reduced `p/q`), for grouping
+//!   votes in a `HashMap`.
+//!
+//! Everything is heuristic and works on plain strings; it never panics, and deep nesting
+//! is cut off rather than recursed into without bound.
+
+mod extract;
+mod normalize;
+mod num;
+mod scan;
+mod structure;
+#[cfg(test)]
+mod tests;
+
+use extract::{after_cue, last_boxed, numbers};
+use normalize::normalize;
+use num::eval;
+use structure::{close, key_of, same_structure};
+
+/// Maximum nesting depth for the recursive helpers.
+const MAX_DEPTH: usize = 48;
+
+/// Letter runs that are mathematics rather than prose in a plain-text answer.
+const MATH_WORDS: &str = "sqrt pi inf infty infinity sin cos tan cot sec csc log ln exp mod";
+
+/// True when `word` is one of the whitespace-separated words of `list`.
+fn is_listed(list: &str, word: &str) -> bool {
+    list.split_whitespace().any(|w| w == word)
+}
+
+/// Pull the final answer out of a model's completion, or None.
+///
+/// Priority: the last `\boxed{...}` or `\fbox{...}` (balanced braces); else the text
+/// after the last cue ("Final Answer:", "final answer is", "the answer is", "answer:",
+/// `#### N`), cut to its line or sentence; else the last number in the text (integers,
+/// decimals, negatives, `1,234,567`, `3/4`, `\frac{1}{2}`).
+pub fn extract_answer(text: &str) -> Option<String> {
+    last_boxed(text)
+        .or_else(|| after_cue(text))
+        .or_else(|| numbers(text).pop())
+}
+
+/// True when two answers denote the same value (used for grading against a reference
+/// and for grouping votes). Empty answers are never equivalent to anything.
+pub fn equivalent(a: &str, b: &str) -> bool {
+    let na = normalize(a);
+    let nb = normalize(b);
+    if na.text.is_empty() || nb.text.is_empty() {
+        return false;
+    }
+    if na.text == nb.text {
+        return true;
+    }
+    if let (Some(x), Some(y)) = (eval(&na.text), eval(&nb.text)) {
+        let (x, y) = (x.value(), y.value());
+        return close(x, y)
+            || (na.percent && close(x / 100.0, y))
+            || (nb.percent && close(x, y / 100.0));
+    }
+    same_structure(&na.text, &nb.text, 0)
+}
+
+/// A canonical key such that equivalent answers (in the common cases) get the same key;
+/// used to group votes in a HashMap.
+pub fn canonical_key(answer: &str) -> String {
+    key_of(&normalize(answer).text, 0)
+}

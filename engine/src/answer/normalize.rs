@@ -1,0 +1,520 @@
+//! Normalisation: rewriting an answer into a plain canonical string (units, currency,
+//! percent and degree signs, LaTeX spacing and commands, assignments, choice letters).
+
+use super::extract::last_boxed;
+use super::num::eval;
+use super::scan::{collect, digit_run, group_end, is_digit_at, letters_at};
+use super::{is_listed, MATH_WORDS, MAX_DEPTH};
+
+/// Unit words stripped after a value (compared lower-case).
+const UNITS: &str = "mm cm m km meter meters metre metres centimeter centimeters millimeter \
+     millimeters kilometer kilometers inch inches ft foot feet yd yard yards mile \
+     miles mph kph g kg gram grams kilogram kilograms lb lbs pound pounds oz ounce \
+     ounces ml liter liters litre litres gallon gallons sec secs second seconds min \
+     mins minute minutes hr hrs hour hours day days week weeks month months year \
+     years dollar dollars cent cents euro euros usd unit units sq square cubic \
+     degree degrees deg percent rad radians";
+
+/// Commands whose braced argument is plain text to unwrap.
+const TEXT_COMMANDS: &str = "text textbf textit textrm textsf texttt textnormal textup mbox \
+     hbox mathrm mathbf mathit mathsf mathtt mathnormal operatorname emph";
+
+/// Literal rewrites applied early in normalisation.
+const REWRITES: &[(&str, &str)] = &[
+    ("\u{2212}", "-"),
+    ("\u{00d7}", "\\times "),
+    ("\u{00b7}", "\\cdot "),
+    ("\u{03c0}", "\\pi "),
+    ("\u{221e}", "\\infty "),
+    ("\\dfrac", "\\frac"),
+    ("\\tfrac", "\\frac"),
+    ("\\dbinom", "\\binom"),
+    ("\\tbinom", "\\binom"),
+    ("{}^{\\circ}", ""),
+    ("{}^\\circ", ""),
+    ("^{\\circ}", ""),
+    ("^\\circ", ""),
+    ("\\circ", ""),
+    ("^\\degree", ""),
+    ("\\degree", ""),
+    ("\u{00b0}", ""),
+    ("\\%", ""),
+    ("%", ""),
+];
+
+/// A normalised answer and whether it carried a percent sign.
+pub(super) struct Normalized {
+    pub(super) text: String,
+    pub(super) percent: bool,
+}
+
+pub(super) fn normalize(raw: &str) -> Normalized {
+    let mut s = raw.replace("\\$", "");
+    s = strip_math_delimiters(&s);
+    s = s.replace('$', "");
+    if s.starts_with("\\boxed") || s.starts_with("\\fbox") {
+        if let Some(inner) = last_boxed(&s) {
+            s = strip_math_delimiters(&inner);
+        }
+    }
+    s = join_latex_thousands(&s);
+    s = latex_spacing(&s);
+    let lower = s.to_ascii_lowercase();
+    let percent = lower.contains('%') || lower.contains("percent");
+    for (from, to) in REWRITES {
+        s = s.replace(from, to);
+    }
+    s = unwrap_text(&s, 0);
+    s = join_plain_thousands(&s);
+    s = strip_units(&s);
+    s = collapse_whitespace(&s).to_lowercase();
+    s = strip_left_right(&s);
+    s = brace_arguments(&s, 0);
+    s = s.trim_end_matches('.').to_string();
+    s = strip_outer_braces(s);
+    s = multiple_choice(s);
+    s = assignment_rhs(s);
+    Normalized { text: s, percent }
+}
+
+fn strip_math_delimiters(s: &str) -> String {
+    let mut t = s.trim();
+    loop {
+        let before = t;
+        for (open, close) in [("\\(", "\\)"), ("\\[", "\\]")] {
+            if let Some(inner) = t.strip_prefix(open).and_then(|r| r.strip_suffix(close)) {
+                t = inner.trim();
+            }
+        }
+        if t == before {
+            return t.to_string();
+        }
+    }
+}
+
+/// `10,\!080` and `1{,}000` -> `10080`, `1000`.
+fn join_latex_thousands(s: &str) -> String {
+    let c: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(&ch) = c.get(i) {
+        let after_digit = out.ends_with(|p: char| p.is_ascii_digit());
+        if after_digit && ch == ',' && c.get(i + 1) == Some(&'\\') && c.get(i + 2) == Some(&'!') {
+            let mut j = i + 3;
+            while c.get(j).is_some_and(|x| x.is_whitespace()) {
+                j += 1;
+            }
+            if is_digit_at(&c, j) {
+                i = j;
+                continue;
+            }
+        }
+        if after_digit
+            && ch == '{'
+            && c.get(i + 1) == Some(&',')
+            && c.get(i + 2) == Some(&'}')
+            && is_digit_at(&c, i + 3)
+        {
+            i += 3;
+            continue;
+        }
+        out.push(ch);
+        i += 1;
+    }
+    out
+}
+
+/// LaTeX spacing commands (`\!`, `\,`, `\;`, `\quad`, `~`, ...) become plain spaces.
+fn latex_spacing(s: &str) -> String {
+    let c: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(&ch) = c.get(i) {
+        if ch == '~' {
+            out.push(' ');
+            i += 1;
+            continue;
+        }
+        if ch != '\\' {
+            out.push(ch);
+            i += 1;
+            continue;
+        }
+        match c.get(i + 1) {
+            Some(&n) if "!,;: ".contains(n) => {
+                out.push(' ');
+                i += 2;
+            }
+            Some(&n) if !n.is_ascii_alphabetic() => {
+                out.push('\\');
+                out.push(n);
+                i += 2;
+            }
+            Some(_) => {
+                let name = letters_at(&c, i + 1);
+                if matches!(
+                    name.as_str(),
+                    "quad" | "qquad" | "displaystyle" | "textstyle" | "enspace"
+                ) {
+                    out.push(' ');
+                } else {
+                    out.push('\\');
+                    out.push_str(&name);
+                }
+                i += 1 + name.len();
+            }
+            None => {
+                out.push('\\');
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// `\text{..}`, `\mbox{..}`, `\mathrm{..}`, ... are replaced by their (spaced) content.
+fn unwrap_text(s: &str, depth: usize) -> String {
+    let c: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(&ch) = c.get(i) {
+        if ch != '\\' {
+            out.push(ch);
+            i += 1;
+            continue;
+        }
+        let name = letters_at(&c, i + 1);
+        if name.is_empty() {
+            out.push('\\');
+            if let Some(&n) = c.get(i + 1) {
+                out.push(n);
+            }
+            i += 2;
+            continue;
+        }
+        let mut j = i + 1 + name.len();
+        while c.get(j) == Some(&' ') {
+            j += 1;
+        }
+        if is_listed(TEXT_COMMANDS, &name) && depth < MAX_DEPTH {
+            if let Some(end) = group_end(&c, j) {
+                out.push(' ');
+                out.push_str(&unwrap_text(&collect(&c, j + 1, end), depth + 1));
+                out.push(' ');
+                i = end + 1;
+                continue;
+            }
+        }
+        out.push('\\');
+        out.push_str(&name);
+        i += 1 + name.len();
+    }
+    out
+}
+
+/// Plain thousands separators at bracket depth 0: `1,234,567` -> `1234567`.
+/// `1, 234` (a list) and `(1,234)` (a pair) are left alone.
+fn join_plain_thousands(s: &str) -> String {
+    let c: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut depth = 0i32;
+    let mut i = 0;
+    while let Some(&ch) = c.get(i) {
+        match ch {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            _ => {}
+        }
+        let prev = i.checked_sub(1).and_then(|p| c.get(p)).copied();
+        let starts_run =
+            ch.is_ascii_digit() && !prev.is_some_and(|p| p.is_ascii_digit() || p == '.');
+        if depth == 0 && starts_run {
+            let int_len = digit_run(&c, i);
+            let mut j = i + int_len;
+            let mut groups = 0;
+            if int_len <= 3 {
+                while c.get(j) == Some(&',') && digit_run(&c, j + 1) == 3 {
+                    j += 4;
+                    groups += 1;
+                }
+            }
+            let list_follows = c.get(j) == Some(&',') && is_digit_at(&c, j + 1);
+            let run = collect(&c, i, j);
+            if groups > 0 && !list_follows {
+                out.push_str(&run.replace(',', ""));
+            } else {
+                out.push_str(&run);
+            }
+            i = j;
+            continue;
+        }
+        out.push(ch);
+        i += 1;
+    }
+    out
+}
+
+/// Strip trailing unit words: `18 dollars`, `10 inches`, `5cm`, `12 sq units`, `3 m^2`.
+fn strip_units(s: &str) -> String {
+    let mut cur = s.trim().to_string();
+    for _ in 0..8 {
+        let trimmed = cur.trim_end().trim_end_matches('.').trim_end();
+        let mut body = trimmed;
+        let mut powered = false;
+        for p in ["^{2}", "^{3}", "^2", "^3"] {
+            if let Some(b) = body.strip_suffix(p) {
+                body = b.trim_end();
+                powered = true;
+                break;
+            }
+        }
+        let word_len = body
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .count();
+        // The word is ASCII, so its byte length equals its char count.
+        let split = body.len().saturating_sub(word_len);
+        let (Some(before), Some(word)) = (body.get(..split), body.get(split..)) else {
+            break;
+        };
+        if word.is_empty() || before.ends_with('\\') {
+            break;
+        }
+        let spaced = before.ends_with(char::is_whitespace);
+        let prefix = before.trim_end();
+        if prefix.is_empty() {
+            break;
+        }
+        let w = word.to_ascii_lowercase();
+        let known = is_listed(UNITS, &w);
+        let ok = if spaced {
+            known
+                || (!powered
+                    && w.len() >= 2
+                    && !is_listed(MATH_WORDS, &w)
+                    && eval(prefix).is_some())
+        } else {
+            known && w.len() >= 2 && prefix.ends_with(|c: char| c.is_ascii_digit())
+        };
+        if !ok {
+            break;
+        }
+        cur = prefix.to_string();
+    }
+    cur.trim().to_string()
+}
+
+/// Remove whitespace, keeping one space where a command name meets a letter
+/// (`\cot x` stays distinct from `\cotx`).
+fn collapse_whitespace(s: &str) -> String {
+    let mut out = String::new();
+    let mut pending = false;
+    for ch in s.chars() {
+        if ch.is_whitespace() {
+            pending = true;
+            continue;
+        }
+        if pending && ch.is_ascii_alphabetic() && ends_with_command(&out) {
+            out.push(' ');
+        }
+        pending = false;
+        out.push(ch);
+    }
+    out
+}
+
+fn ends_with_command(out: &str) -> bool {
+    let t = out.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    t.len() < out.len() && t.ends_with('\\')
+}
+
+/// Drop `\left`, `\right` and the `\big` family (and a following `.` delimiter).
+fn strip_left_right(s: &str) -> String {
+    let c: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(&ch) = c.get(i) {
+        if ch != '\\' {
+            out.push(ch);
+            i += 1;
+            continue;
+        }
+        let name = letters_at(&c, i + 1);
+        if name.is_empty() {
+            out.push('\\');
+            if let Some(&n) = c.get(i + 1) {
+                out.push(n);
+            }
+            i += 2;
+            continue;
+        }
+        i += 1 + name.len();
+        if matches!(
+            name.as_str(),
+            "left" | "right" | "big" | "bigl" | "bigr" | "bigg" | "biggl" | "biggr"
+        ) {
+            if c.get(i) == Some(&'.') {
+                i += 1;
+            }
+        } else {
+            out.push('\\');
+            out.push_str(&name);
+        }
+    }
+    out
+}
+
+/// Canonical braces: `\frac12` -> `\frac{1}{2}`, `\sqrt2` -> `\sqrt{2}`, `x^{2}` -> `x^2`.
+fn brace_arguments(s: &str, depth: usize) -> String {
+    if depth > MAX_DEPTH {
+        return s.to_string();
+    }
+    let c: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(&ch) = c.get(i) {
+        match ch {
+            '\\' => {
+                let name = letters_at(&c, i + 1);
+                if name.is_empty() {
+                    out.push('\\');
+                    if let Some(&n) = c.get(i + 1) {
+                        out.push(n);
+                    }
+                    i += 2;
+                    continue;
+                }
+                out.push('\\');
+                out.push_str(&name);
+                i += 1 + name.len();
+                let nargs = match name.as_str() {
+                    "frac" | "binom" => 2,
+                    "sqrt" => 1,
+                    _ => 0,
+                };
+                if name == "sqrt" && c.get(i) == Some(&'[') {
+                    while let Some(&x) = c.get(i) {
+                        out.push(x);
+                        i += 1;
+                        if x == ']' {
+                            break;
+                        }
+                    }
+                }
+                for _ in 0..nargs {
+                    while c.get(i) == Some(&' ') {
+                        i += 1;
+                    }
+                    match c.get(i) {
+                        Some('{') => {
+                            let Some(end) = group_end(&c, i) else {
+                                break;
+                            };
+                            out.push('{');
+                            out.push_str(&brace_arguments(&collect(&c, i + 1, end), depth + 1));
+                            out.push('}');
+                            i = end + 1;
+                        }
+                        Some('\\') => {
+                            let inner = letters_at(&c, i + 1);
+                            if inner.is_empty() {
+                                break;
+                            }
+                            out.push_str(&format!("{{\\{inner}}}"));
+                            i += 1 + inner.len();
+                        }
+                        Some(&a) => {
+                            out.push('{');
+                            out.push(a);
+                            out.push('}');
+                            i += 1;
+                        }
+                        None => break,
+                    }
+                }
+            }
+            '^' | '_' => {
+                let single = c.get(i + 2).filter(|x| x.is_ascii_alphanumeric());
+                match (c.get(i + 1), single, c.get(i + 3)) {
+                    (Some('{'), Some(&x), Some('}')) => {
+                        out.push(ch);
+                        out.push(x);
+                        i += 4;
+                    }
+                    _ => {
+                        out.push(ch);
+                        i += 1;
+                    }
+                }
+            }
+            _ => {
+                out.push(ch);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// `{5}` -> `5`.
+fn strip_outer_braces(mut s: String) -> String {
+    loop {
+        let c: Vec<char> = s.chars().collect();
+        match group_end(&c, 0) {
+            Some(end) if end + 1 == c.len() => s = collect(&c, 1, end),
+            _ => return s,
+        }
+    }
+}
+
+/// `(c)` and `c)` -> `c` for multiple-choice letters.
+fn multiple_choice(s: String) -> String {
+    let c: Vec<char> = s.chars().collect();
+    match c.as_slice() {
+        ['(', x, ')'] | [x, ')'] if x.is_alphabetic() => x.to_string(),
+        _ => s,
+    }
+}
+
+/// `x=5` -> `5` and `x\in[1,2]` -> `[1,2]` for a single variable (`x`, `x_1`, `\theta`).
+fn assignment_rhs(s: String) -> String {
+    let membership: Vec<usize> = s
+        .match_indices("\\in")
+        .map(|(p, _)| p)
+        .filter(|&p| {
+            !s.get(p + 3..)
+                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_alphabetic()))
+        })
+        .collect();
+    let split = match (s.matches('=').count(), membership.as_slice()) {
+        (1, []) => s.split_once('='),
+        (0, &[p]) => s.get(..p).zip(s.get(p + 3..)),
+        _ => None,
+    };
+    let Some((lhs, rhs)) = split else {
+        return s;
+    };
+    let (base, sub) = match lhs.split_once('_') {
+        Some((b, sub)) => (b, Some(sub)),
+        None => (lhs, None),
+    };
+    let base_ok = {
+        let mut it = base.chars();
+        match (it.next(), base.strip_prefix('\\')) {
+            (_, Some(name)) => !name.is_empty() && name.chars().all(|c| c.is_ascii_alphabetic()),
+            (Some(x), None) => x.is_alphabetic() && it.next().is_none(),
+            (None, None) => false,
+        }
+    };
+    let sub_ok = sub.is_none_or(|t| {
+        let t = t.trim_start_matches('{').trim_end_matches('}');
+        !t.is_empty() && t.chars().all(|c| c.is_alphanumeric())
+    });
+    let rhs = rhs.trim();
+    if base_ok && sub_ok && !rhs.is_empty() {
+        rhs.to_string()
+    } else {
+        s
+    }
+}

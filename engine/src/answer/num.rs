@@ -1,0 +1,404 @@
+//! Numbers: exact rationals where possible, floats otherwise, and the expression
+//! evaluator that turns a normalised answer into one.
+
+use std::f64::consts::PI;
+
+use super::scan::{collect, digit_run, is_digit_at, letters_at};
+use super::MAX_DEPTH;
+
+/// A numeric value: an exact reduced fraction (denominator > 0) or a finite float.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Num {
+    Rat(i128, i128),
+    Real(f64),
+}
+
+fn gcd(a: i128, b: i128) -> u128 {
+    let (mut a, mut b) = (a.unsigned_abs(), b.unsigned_abs());
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Exact `k`-th root of a non-negative integer, if it is a perfect power.
+fn exact_root(n: i128, k: u32) -> Option<i128> {
+    if n < 0 || k == 0 {
+        return None;
+    }
+    let guess = (n as f64).powf(1.0 / f64::from(k)).round() as i128;
+    [guess.saturating_sub(1), guess, guess.saturating_add(1)]
+        .into_iter()
+        .find(|&r| r >= 0 && r.checked_pow(k) == Some(n))
+}
+
+impl Num {
+    fn ratio(n: i128, d: i128) -> Option<Num> {
+        if d == 0 {
+            return None;
+        }
+        let g = i128::try_from(gcd(n, d)).ok()?;
+        let (mut n, mut d) = (n / g, d / g);
+        if d < 0 {
+            n = n.checked_neg()?;
+            d = d.checked_neg()?;
+        }
+        Some(Num::Rat(n, d))
+    }
+
+    fn real(x: f64) -> Option<Num> {
+        x.is_finite().then_some(Num::Real(x))
+    }
+
+    pub(super) fn value(self) -> f64 {
+        match self {
+            Num::Rat(n, d) => n as f64 / d as f64,
+            Num::Real(x) => x,
+        }
+    }
+
+    pub(super) fn key(self) -> String {
+        match self {
+            Num::Rat(n, 1) => n.to_string(),
+            Num::Rat(n, d) => format!("{n}/{d}"),
+            Num::Real(0.0) => "0".to_string(),
+            Num::Real(x) => format!("{x:.9e}"),
+        }
+    }
+
+    fn add(self, o: Num) -> Option<Num> {
+        if let (Num::Rat(a, b), Num::Rat(c, d)) = (self, o) {
+            let exact = a
+                .checked_mul(d)
+                .zip(c.checked_mul(b))
+                .and_then(|(x, y)| x.checked_add(y))
+                .zip(b.checked_mul(d))
+                .and_then(|(n, den)| Num::ratio(n, den));
+            if exact.is_some() {
+                return exact;
+            }
+        }
+        Num::real(self.value() + o.value())
+    }
+
+    fn neg(self) -> Option<Num> {
+        match self {
+            Num::Rat(n, d) => match n.checked_neg() {
+                Some(m) => Some(Num::Rat(m, d)),
+                None => Num::real(-self.value()),
+            },
+            Num::Real(x) => Some(Num::Real(-x)),
+        }
+    }
+
+    fn sub(self, o: Num) -> Option<Num> {
+        self.add(o.neg()?)
+    }
+
+    fn mul(self, o: Num) -> Option<Num> {
+        if let (Num::Rat(a, b), Num::Rat(c, d)) = (self, o) {
+            let exact = a
+                .checked_mul(c)
+                .zip(b.checked_mul(d))
+                .and_then(|(n, den)| Num::ratio(n, den));
+            if exact.is_some() {
+                return exact;
+            }
+        }
+        Num::real(self.value() * o.value())
+    }
+
+    fn div(self, o: Num) -> Option<Num> {
+        if o.value() == 0.0 {
+            return None;
+        }
+        if let (Num::Rat(a, b), Num::Rat(c, d)) = (self, o) {
+            let exact = a
+                .checked_mul(d)
+                .zip(b.checked_mul(c))
+                .and_then(|(n, den)| Num::ratio(n, den));
+            if exact.is_some() {
+                return exact;
+            }
+        }
+        Num::real(self.value() / o.value())
+    }
+
+    fn pow(self, e: Num) -> Option<Num> {
+        if let (Num::Rat(n, d), Num::Rat(k, 1)) = (self, e) {
+            if let Ok(u) = u32::try_from(k.unsigned_abs()) {
+                let exact = n.checked_pow(u).zip(d.checked_pow(u)).and_then(|(pn, pd)| {
+                    if k >= 0 {
+                        Num::ratio(pn, pd)
+                    } else {
+                        Num::ratio(pd, pn)
+                    }
+                });
+                if exact.is_some() {
+                    return exact;
+                }
+            }
+        }
+        Num::real(self.value().powf(e.value()))
+    }
+
+    fn root(self, k: Num) -> Option<Num> {
+        if let (Num::Rat(n, d), Num::Rat(k, 1)) = (self, k) {
+            if let Ok(k) = u32::try_from(k) {
+                let odd = k % 2 == 1;
+                let (sign, m) = if n < 0 && odd {
+                    (-1, n.checked_neg()?)
+                } else {
+                    (1, n)
+                };
+                if let (Some(a), Some(b)) = (exact_root(m, k), exact_root(d, k)) {
+                    return Num::ratio(sign * a, b);
+                }
+            }
+        }
+        let (x, k) = (self.value(), k.value());
+        if k == 0.0 {
+            return None;
+        }
+        if x < 0.0 {
+            // Odd roots of negatives are real.
+            let odd = k.fract() == 0.0 && k.rem_euclid(2.0) == 1.0;
+            return if odd {
+                Num::real(-(-x).powf(1.0 / k))
+            } else {
+                None
+            };
+        }
+        Num::real(x.powf(1.0 / k))
+    }
+}
+
+/// Evaluate a normalised string as a number: digits, `+ - * /`, `^`, parentheses,
+/// braces, `\frac`, `\sqrt`, `\sqrt[n]`, `\pi`, `\cdot`, `\times`, `\div` and implicit
+/// multiplication. Anything else (variables, `\infty`, commas) gives None.
+pub(super) fn eval(s: &str) -> Option<Num> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut p = Parser { c: &chars, i: 0 };
+    p.ws();
+    p.peek()?;
+    let v = p.expr(0)?;
+    p.ws();
+    (p.i == chars.len()).then_some(v)
+}
+
+struct Parser<'a> {
+    c: &'a [char],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<char> {
+        self.c.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while self.peek().is_some_and(char::is_whitespace) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, ch: char) -> bool {
+        self.ws();
+        if self.peek() == Some(ch) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The command name at the cursor (after `\`), without consuming it.
+    fn command(&self) -> Option<String> {
+        if self.peek() != Some('\\') {
+            return None;
+        }
+        let name = letters_at(self.c, self.i + 1);
+        (!name.is_empty()).then_some(name)
+    }
+
+    fn eat_command(&mut self, names: &[&str]) -> bool {
+        self.ws();
+        match self.command() {
+            Some(name) if names.contains(&name.as_str()) => {
+                self.i += 1 + name.len();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn starts_atom(&mut self) -> bool {
+        self.ws();
+        match self.peek() {
+            Some(c) if c.is_ascii_digit() || matches!(c, '.' | '(' | '{') => true,
+            Some('\\') => self
+                .command()
+                .is_some_and(|n| matches!(n.as_str(), "frac" | "sqrt" | "pi")),
+            _ => false,
+        }
+    }
+
+    fn expr(&mut self, depth: usize) -> Option<Num> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let mut acc = self.term(depth)?;
+        loop {
+            if self.eat('+') {
+                acc = acc.add(self.term(depth)?)?;
+            } else if self.eat('-') {
+                acc = acc.sub(self.term(depth)?)?;
+            } else {
+                return Some(acc);
+            }
+        }
+    }
+
+    fn term(&mut self, depth: usize) -> Option<Num> {
+        let mut acc = self.unary(depth)?;
+        loop {
+            if self.eat('*') || self.eat_command(&["cdot", "times"]) {
+                acc = acc.mul(self.unary(depth)?)?;
+            } else if self.eat('/') || self.eat_command(&["div"]) {
+                acc = acc.div(self.unary(depth)?)?;
+            } else if self.starts_atom() {
+                acc = acc.mul(self.power(depth)?)?;
+            } else {
+                return Some(acc);
+            }
+        }
+    }
+
+    fn unary(&mut self, depth: usize) -> Option<Num> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        if self.eat('-') {
+            return self.unary(depth + 1)?.neg();
+        }
+        if self.eat('+') {
+            return self.unary(depth + 1);
+        }
+        self.power(depth)
+    }
+
+    fn power(&mut self, depth: usize) -> Option<Num> {
+        let base = self.atom(depth)?;
+        if self.eat('^') {
+            self.ws();
+            let exponent = if self.eat('-') {
+                self.atom(depth + 1)?.neg()?
+            } else {
+                self.atom(depth + 1)?
+            };
+            return base.pow(exponent);
+        }
+        Some(base)
+    }
+
+    fn atom(&mut self, depth: usize) -> Option<Num> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.ws();
+        match self.peek()? {
+            c if c.is_ascii_digit() || c == '.' => self.number(),
+            '(' => {
+                self.i += 1;
+                let v = self.expr(depth + 1)?;
+                self.eat(')').then_some(v)
+            }
+            '{' => {
+                self.i += 1;
+                let v = self.expr(depth + 1)?;
+                self.eat('}').then_some(v)
+            }
+            '\\' => {
+                let name = self.command()?;
+                self.i += 1 + name.len();
+                match name.as_str() {
+                    "frac" => {
+                        let a = self.argument(depth + 1)?;
+                        let b = self.argument(depth + 1)?;
+                        a.div(b)
+                    }
+                    "sqrt" => {
+                        if self.eat('[') {
+                            let k = self.expr(depth + 1)?;
+                            if !self.eat(']') {
+                                return None;
+                            }
+                            self.argument(depth + 1)?.root(k)
+                        } else {
+                            self.argument(depth + 1)?.root(Num::Rat(2, 1))
+                        }
+                    }
+                    "pi" => Some(Num::Real(PI)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// A command argument: `{expr}`, a single digit, or a command such as `\pi`.
+    fn argument(&mut self, depth: usize) -> Option<Num> {
+        self.ws();
+        match self.peek()? {
+            '{' | '\\' => self.atom(depth),
+            c => {
+                let d = c.to_digit(10)?;
+                self.i += 1;
+                Some(Num::Rat(i128::from(d), 1))
+            }
+        }
+    }
+
+    fn number(&mut self) -> Option<Num> {
+        let start = self.i;
+        let int_len = digit_run(self.c, self.i);
+        self.i += int_len;
+        let mut frac_len = 0;
+        if self.peek() == Some('.') && is_digit_at(self.c, self.i + 1) {
+            frac_len = digit_run(self.c, self.i + 1);
+            self.i += 1 + frac_len;
+        }
+        if int_len + frac_len == 0 {
+            return None;
+        }
+        let literal = collect(self.c, start, self.i);
+        let digits = literal.replace('.', "");
+        let scale = u32::try_from(frac_len)
+            .ok()
+            .and_then(|f| 10i128.checked_pow(f));
+        let mantissa = match (digits.parse::<i128>().ok(), scale) {
+            (Some(n), Some(d)) => Num::ratio(n, d)?,
+            _ => Num::real(literal.parse::<f64>().ok()?)?,
+        };
+        match self.exponent_suffix() {
+            Some(e) => mantissa.mul(Num::Rat(10, 1).pow(Num::Rat(e, 1))?),
+            None => Some(mantissa),
+        }
+    }
+
+    /// Scientific notation: `e5`, `e-05`, `e+3` right after a number literal.
+    fn exponent_suffix(&mut self) -> Option<i128> {
+        if self.peek() != Some('e') {
+            return None;
+        }
+        let sign_len = usize::from(matches!(self.c.get(self.i + 1), Some('+' | '-')));
+        let len = digit_run(self.c, self.i + 1 + sign_len);
+        if len == 0 || len > 4 {
+            return None;
+        }
+        let text = collect(self.c, self.i + 1, self.i + 1 + sign_len + len);
+        let e = text.parse::<i128>().ok()?;
+        self.i += 1 + sign_len + len;
+        Some(e)
+    }
+}

@@ -1,0 +1,204 @@
+//! Structured answers (tuples, intervals, sets, lists, matrices): splitting them,
+//! element-wise equivalence and canonical keys, and the numeric tolerance.
+
+use super::num::eval;
+use super::MAX_DEPTH;
+
+/// Relative tolerance for numeric comparison.
+const REL_TOL: f64 = 1e-6;
+
+/// A bracketed tuple/interval/set or a bare comma list, split at top-level commas.
+struct List<'a> {
+    open: &'a str,
+    close: &'a str,
+    items: Vec<&'a str>,
+    ordered: bool,
+}
+
+fn split_list(s: &str) -> Option<List<'_>> {
+    if let Some(inner) = s.strip_prefix("\\{").and_then(|r| r.strip_suffix("\\}")) {
+        return Some(List {
+            open: "\\{",
+            close: "\\}",
+            items: split_top_commas(inner)?,
+            ordered: false,
+        });
+    }
+    let first = s.chars().next()?;
+    let last = s.chars().next_back()?;
+    if matches!(first, '(' | '[') && matches!(last, ')' | ']') && closes_at_end(s) {
+        let inner = s.get(1..s.len().saturating_sub(1))?;
+        let items = split_top_commas(inner)?;
+        if items.len() >= 2 {
+            let (open, close) = (s.get(..1)?, s.get(s.len().saturating_sub(1)..)?);
+            return Some(List {
+                open,
+                close,
+                items,
+                ordered: true,
+            });
+        }
+        return None;
+    }
+    let items = split_top_commas(s)?;
+    (items.len() >= 2).then_some(List {
+        open: "",
+        close: "",
+        items,
+        ordered: false,
+    })
+}
+
+/// True when the bracket opening `s` is closed by its last character.
+fn closes_at_end(s: &str) -> bool {
+    let mut depth = 0i32;
+    let n = s.chars().count();
+    for (k, ch) in s.chars().enumerate() {
+        match ch {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return k + 1 == n;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Split at commas outside any brackets; None when the brackets do not balance.
+fn split_top_commas(s: &str) -> Option<Vec<&str>> {
+    let mut items = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 0;
+    for (i, ch) in s.char_indices() {
+        match ch {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(s.get(start..i)?);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        if depth < 0 {
+            return None;
+        }
+    }
+    if depth != 0 {
+        return None;
+    }
+    items.push(s.get(start..)?);
+    Some(items)
+}
+
+/// Rows and cells of `\begin{pmatrix} .. \end{pmatrix}` (any `*matrix` environment).
+fn matrix_cells(s: &str) -> Option<Vec<Vec<&str>>> {
+    let rest = s.strip_prefix("\\begin{")?;
+    let (env, body) = rest.split_once('}')?;
+    if !env.ends_with("matrix") && env != "array" {
+        return None;
+    }
+    let body = body.strip_suffix(&format!("\\end{{{env}}}"))?;
+    let rows: Vec<Vec<&str>> = body
+        .split("\\\\")
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|r| r.split('&').map(str::trim).collect())
+        .collect();
+    (!rows.is_empty()).then_some(rows)
+}
+
+/// Equivalence of two normalised strings.
+fn equivalent_normalized(a: &str, b: &str, depth: usize) -> bool {
+    if a == b {
+        return true;
+    }
+    if let (Some(x), Some(y)) = (eval(a), eval(b)) {
+        return close(x.value(), y.value());
+    }
+    same_structure(a, b, depth + 1)
+}
+
+pub(super) fn same_structure(a: &str, b: &str, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    if let (Some(ma), Some(mb)) = (matrix_cells(a), matrix_cells(b)) {
+        return ma.len() == mb.len()
+            && ma.iter().zip(&mb).all(|(ra, rb)| {
+                ra.len() == rb.len()
+                    && ra
+                        .iter()
+                        .zip(rb)
+                        .all(|(x, y)| equivalent_normalized(x, y, depth))
+            });
+    }
+    let (Some(la), Some(lb)) = (split_list(a), split_list(b)) else {
+        return false;
+    };
+    if la.open != lb.open
+        || la.close != lb.close
+        || la.ordered != lb.ordered
+        || la.items.len() != lb.items.len()
+    {
+        return false;
+    }
+    if la.ordered {
+        return la
+            .items
+            .iter()
+            .zip(&lb.items)
+            .all(|(x, y)| equivalent_normalized(x, y, depth));
+    }
+    let mut used = vec![false; lb.items.len()];
+    la.items.iter().all(|x| {
+        let found = lb
+            .items
+            .iter()
+            .zip(used.iter_mut())
+            .find(|(y, u)| !**u && equivalent_normalized(x, y, depth));
+        match found {
+            Some((_, u)) => {
+                *u = true;
+                true
+            }
+            None => false,
+        }
+    })
+}
+
+pub(super) fn key_of(s: &str, depth: usize) -> String {
+    if let Some(v) = eval(s) {
+        return v.key();
+    }
+    if depth > MAX_DEPTH {
+        return s.to_string();
+    }
+    if let Some(rows) = matrix_cells(s) {
+        let rows: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|x| key_of(x, depth + 1))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        return format!("matrix[{}]", rows.join(";"));
+    }
+    if let Some(list) = split_list(s) {
+        let mut keys: Vec<String> = list.items.iter().map(|x| key_of(x, depth + 1)).collect();
+        if !list.ordered {
+            keys.sort();
+        }
+        return format!("{}{}{}", list.open, keys.join(","), list.close);
+    }
+    s.to_string()
+}
+
+pub(super) fn close(x: f64, y: f64) -> bool {
+    x == y || (x - y).abs() <= REL_TOL * x.abs().max(y.abs())
+}

@@ -1,0 +1,308 @@
+//! Unit tests for answer extraction, equivalence and canonical keys.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+
+fn ex(s: &str) -> Option<String> {
+    extract_answer(s)
+}
+
+#[test]
+fn extracts_boxed_last_and_nested() {
+    assert_eq!(
+        ex("a \\boxed{1} then \\boxed{\\frac{1}{2}}.").unwrap(),
+        "\\frac{1}{2}"
+    );
+    assert_eq!(ex("\\fbox{7}").unwrap(), "7");
+    assert_eq!(ex("so \\boxed 5.").unwrap(), "5");
+    assert_eq!(ex("\\boxed{\\{1,2\\}}").unwrap(), "\\{1,2\\}");
+    // Unbalanced last box falls back to the previous one.
+    assert_eq!(ex("\\boxed{3} and \\boxed{4").unwrap(), "3");
+    // Boxed wins over a later cue.
+    assert_eq!(ex("\\boxed{9}. Final Answer: 8").unwrap(), "9");
+}
+
+#[test]
+fn extracts_after_cues() {
+    assert_eq!(ex("Final Answer: The answer is $18.").unwrap(), "18");
+    assert_eq!(ex("Final Answer: \\frac{1}{2}").unwrap(), "\\frac{1}{2}");
+    let minerva = "Final Answer: The final answer is $\\frac{3}{4}$. I hope it is correct.";
+    assert_eq!(ex(minerva).unwrap(), "\\frac{3}{4}");
+    assert_eq!(ex("work 1 2 3\n#### 1,234").unwrap(), "1,234");
+    assert_eq!(ex("#### Step 1\nwe get 5 apples").unwrap(), "5");
+    assert_eq!(ex("**Final Answer:** **42**").unwrap(), "42");
+    assert_eq!(ex("so the answer is 9 * 2 = 18.").unwrap(), "18");
+    assert_eq!(ex("The answer is 3 + 4 = 7 apples.").unwrap(), "7");
+    assert_eq!(ex("FINAL ANSWER:\n\nEvelyn").unwrap(), "Evelyn");
+    assert_eq!(ex("The answer is (C).").unwrap(), "(C)");
+    assert_eq!(ex("The final answer is $x = 5$.").unwrap(), "x = 5");
+    assert_eq!(
+        ex("She has $18 and $20 left. The answer is $20.").unwrap(),
+        "20"
+    );
+}
+
+#[test]
+fn extracts_last_number() {
+    assert_eq!(ex("costs 3, then 1,234,567 total").unwrap(), "1234567");
+    assert_eq!(ex("it is -5 degrees").unwrap(), "-5");
+    assert_eq!(ex("16-3-4 = 9 then 2.50").unwrap(), "2.50");
+    assert_eq!(ex("ratio 3/4.").unwrap(), "3/4");
+    assert_eq!(ex("so $\\frac{1}{2}$").unwrap(), "\\frac{1}{2}");
+    assert_eq!(ex("about .5 of it").unwrap(), "0.5");
+    assert_eq!(ex("no numbers here"), None);
+    assert_eq!(ex(""), None);
+    assert_eq!(ex("\\boxed{}"), None);
+}
+
+#[test]
+fn numeric_forms() {
+    for (a, b) in [
+        ("1,000", "1000"),
+        ("5.0", "5"),
+        ("0.50", "0.5"),
+        ("$18", "18"),
+        ("\\$18.00", "18"),
+        ("18 dollars", "18"),
+        ("18 cm", "18"),
+        ("18cm", "18"),
+        ("10\\text{ inches}", "10"),
+        ("5 \\mbox{cm}", "5"),
+        ("12 \\text{sq units}", "12"),
+        ("4 m^2", "4"),
+        ("25%", "25"),
+        ("25\\%", "25"),
+        ("25%", "0.25"),
+        ("90^\\circ", "90"),
+        ("90^{\\circ}", "90"),
+        ("90°", "90"),
+        ("\\frac{1}{2}", "1/2"),
+        ("\\dfrac{1}{2}", "0.5"),
+        ("\\tfrac12", "\\frac12"),
+        ("\\frac 59", "5/9"),
+        ("-\\frac{35}{9}", "-35/9"),
+        ("$\\frac{1}{2}$", "\\(0.5\\)"),
+        ("10,\\!080", "10080"),
+        ("\\$32,\\!348", "32348"),
+        ("11,\\! 111,\\! 111,\\! 100", "11111111100"),
+        ("x = 5", "5"),
+        ("x=5", "5"),
+        ("\\theta = 3", "3"),
+        ("5.", "5"),
+        ("0.3333333333", "\\frac13"),
+        ("\\sqrt{2}", "\\sqrt2"),
+        ("11\\sqrt2", "11 \\sqrt{2}"),
+        ("\\frac{\\sqrt{3}}{3}", "\\frac{1}{\\sqrt3}"),
+        ("\\pi", "3.14159265"),
+        ("288 \\pi", "288\\pi"),
+        ("\\sqrt[3]{8}", "2"),
+        ("2^{10}", "1024"),
+        ("\\frac{270}7\\text{ degrees}", "\\frac{270}{7}"),
+        (".0000672", "6.72 \\times 10^{-5}"),
+        ("{5}", "5"),
+        ("$\\boxed{5}$", "5"),
+        ("1e3", "1000"),
+        ("6.72e-05", "0.0000672"),
+    ] {
+        assert!(equivalent(a, b), "{a} vs {b}");
+        assert!(equivalent(b, a), "{b} vs {a}");
+    }
+}
+
+#[test]
+fn structural_and_text_forms() {
+    for (a, b) in [
+        ("(1, 2)", "(1,2)"),
+        ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\frac{\\pi}{2})"),
+        ("\\left( \\frac{3}{2}, -13 \\right)", "(1.5,-13)"),
+        ("(3,4]", "(3, 4]"),
+        ("(2,\\infty)", "(2, \\infty)"),
+        ("1,-2", "-2, 1"),
+        ("3, 5, 7", "7,5,3"),
+        ("\\{1,2\\}", "\\{2, 1\\}"),
+        ("\\text{(C)}", "C"),
+        ("(c)", "\\textbf{C}"),
+        ("C)", "c"),
+        ("x \\in [1, 2)", "[1,2)"),
+        ("\\text{Evelyn}", "evelyn"),
+        ("East.", "\\text{east}"),
+        ("-2 + 7i", "-2+7i"),
+        ("p - q", "p-q"),
+        ("204_5", "204_{5}"),
+        ("x^{3}+3x-6", "x^3 + 3x - 6"),
+        ("\\cot x", "\\cot  x"),
+        (
+            "\\begin{pmatrix} -1/3 \\\\ 2/3 \\end{pmatrix}",
+            "\\begin{pmatrix}-\\frac13\\\\ \\frac{2}{3}\\end{pmatrix}",
+        ),
+    ] {
+        assert!(equivalent(a, b), "{a} vs {b}");
+        assert!(equivalent(b, a), "{b} vs {a}");
+    }
+}
+
+#[test]
+fn negatives() {
+    for (a, b) in [
+        ("12", "13"),
+        ("1/2", "2"),
+        ("\\frac{1}{2}", "\\frac{2}{1}"),
+        ("0.0000672", "0.0000673"),
+        ("1,000", "100"),
+        ("100, 200", "100200"),
+        ("(1,2)", "(2,1)"),
+        ("(1,2)", "[1,2]"),
+        ("(3,4]", "(3,4)"),
+        ("1,2", "1,2,3"),
+        ("\\sqrt{2}", "\\sqrt{3}"),
+        ("\\pi", "3.14"),
+        ("x", "y"),
+        ("(a)", "(b)"),
+        ("5x - 7y + 11z + 4 = 0", "0"),
+        ("\\cot x", "\\cotx"),
+        ("2\\pi", "2"),
+        ("25%", "2.5"),
+        ("", ""),
+        ("5", ""),
+    ] {
+        assert!(!equivalent(a, b), "{a} vs {b}");
+        assert!(!equivalent(b, a), "{b} vs {a}");
+    }
+}
+
+#[test]
+fn keys_group_equivalent_answers() {
+    let groups: &[&[&str]] = &[
+        &[
+            "\\frac{1}{2}",
+            "\\dfrac12",
+            "1/2",
+            "0.5",
+            "0.50",
+            "$\\frac 12$",
+        ],
+        &[
+            "1000",
+            "1,000",
+            "1000.0",
+            "\\$1,000",
+            "1000 dollars",
+            "x = 1000",
+        ],
+        &["(1, 2)", "\\left(1,2\\right)", "(1.0, 2)"],
+        &["1,-2", "-2, 1"],
+        &["\\text{(C)}", "C", "(c)"],
+        &["\\sqrt2", "\\sqrt{2}"],
+        &["90^\\circ", "90", "90 degrees"],
+    ];
+    for group in groups {
+        let k = canonical_key(group[0]);
+        for a in *group {
+            assert_eq!(canonical_key(a), k, "{a}");
+        }
+    }
+    assert_ne!(canonical_key("12"), canonical_key("13"));
+    assert_ne!(canonical_key("1/2"), canonical_key("2"));
+}
+
+#[test]
+fn survives_hostile_input() {
+    let deep = format!("{}1{}", "(".repeat(5000), ")".repeat(5000));
+    let _ = (canonical_key(&deep), equivalent(&deep, "1"));
+    let frac = format!("{}1{}", "\\frac{".repeat(2000), "}{2}".repeat(2000));
+    let _ = (
+        canonical_key(&frac),
+        equivalent(&frac, "0"),
+        extract_answer(&frac),
+    );
+    let _ = (
+        equivalent("99999999999999999999999999999999999999999", "1e40"),
+        canonical_key("2^{99999}"),
+    );
+    for s in [
+        "\\",
+        "{",
+        "}",
+        "$",
+        "\\boxed{",
+        "^",
+        "_{",
+        "\\frac",
+        "(,)",
+        "\u{e9}\u{2212}1",
+        "\\sqrt[0]{4}",
+    ] {
+        let _ = (extract_answer(s), canonical_key(s), equivalent(s, s));
+    }
+}
+
+fn rows(rel: &str) -> Option<Vec<serde_json::Value>> {
+    let path = format!("{}/../../shared/datasets/{rel}", env!("CARGO_MANIFEST_DIR"));
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!("skipping: {path} not found");
+        return None;
+    };
+    Some(
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    )
+}
+
+fn field<'a>(row: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    row.get(name).and_then(serde_json::Value::as_str)
+}
+
+#[test]
+fn gsm8k_references() {
+    let Some(rows) = rows("gsm8k/test.jsonl") else {
+        return;
+    };
+    let answers: Vec<&str> = rows.iter().map(|r| field(r, "answer").unwrap()).collect();
+    for (row, answer) in rows.iter().zip(&answers) {
+        assert!(equivalent(answer, answer), "{answer}");
+        if let Some(solution) = field(row, "solution") {
+            let got = extract_answer(solution).unwrap();
+            assert!(equivalent(&got, answer), "{got} vs {answer}");
+        }
+        let got = extract_answer(&format!("... so the total is {answer}.")).unwrap();
+        assert!(equivalent(&got, answer), "{got} vs {answer}");
+        assert_eq!(canonical_key(&got), canonical_key(answer));
+    }
+    let mut distinct = 0;
+    for pair in answers.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if a.parse::<f64>().unwrap() != b.parse::<f64>().unwrap() {
+            distinct += 1;
+            assert!(!equivalent(a, b), "{a} vs {b}");
+            assert_ne!(canonical_key(a), canonical_key(b));
+        }
+    }
+    assert!(distinct > answers.len() / 2);
+}
+
+#[test]
+fn math500_references() {
+    let Some(rows) = rows("math500/test.jsonl") else {
+        return;
+    };
+    let mut failures = Vec::new();
+    for row in &rows {
+        let answer = field(row, "answer").unwrap();
+        assert!(equivalent(answer, answer), "{answer}");
+        let boxed = extract_answer(&format!("so \\boxed{{{answer}}}.")).unwrap();
+        assert_eq!(canonical_key(&boxed), canonical_key(answer), "{answer}");
+        let got = field(row, "solution").and_then(extract_answer);
+        if !got.as_deref().is_some_and(|g| equivalent(g, answer)) {
+            failures.push(format!("{answer:?} <- {got:?}"));
+        }
+    }
+    let rate = 1.0 - failures.len() as f64 / rows.len() as f64;
+    eprintln!(
+        "math500: {:.1}% of {} rows; failures: {failures:#?}",
+        rate * 100.0,
+        rows.len()
+    );
+    assert!(rate >= 0.97, "{failures:#?}");
+}

@@ -1,0 +1,277 @@
+//! Control flow of S* on a scripted backend, with code run in the real sandbox.
+
+use ponder_engine::scripted::ScriptedBackend;
+use ponder_engine::{solve, Budget};
+
+use super::*;
+
+fn add_problem() -> Problem {
+    let prompt = "def add(a, b):\n    \"\"\"Add two numbers.\n    >>> add(1, 2)\n    3\n    >>> add(2, 2)\n    4\n    \"\"\"\n";
+    Problem {
+        id: "add".into(),
+        question: prompt.into(),
+        reference: None,
+        code: Some(CodeTask {
+            prompt: prompt.into(),
+            entry_point: "add".into(),
+            test: "def check(candidate):\n    assert candidate(100, 1) == 101\n".into(),
+        }),
+    }
+}
+
+async fn solve_add(config: SStarConfig, backend: &Arc<ScriptedBackend>) -> Solution {
+    let strategy = SStar::new(config).unwrap();
+    solve(
+        &strategy,
+        &add_problem(),
+        backend.clone(),
+        Budget::unlimited(),
+    )
+    .await
+    .unwrap()
+}
+
+fn fenced(body: &str) -> String {
+    format!("Here it is:\n```python\ndef add(a, b):\n    {body}\n```\n")
+}
+
+/// The prompt as the scripted backend saw it (`role: content` lines, then `assistant: `).
+fn text(request: &GenerationRequest) -> String {
+    ScriptedBackend::render(&request.prompt)
+}
+
+/// Turns in a rendered chat prompt, the open assistant turn excluded.
+fn turns(request: &GenerationRequest) -> usize {
+    let text = text(request);
+    text.matches("user: ").count() + text.matches("assistant: ").count() - 1
+}
+
+#[tokio::test]
+async fn debugs_the_failing_sample_then_compares_on_synthesised_inputs() {
+    // Sample 0 subtracts (fails both public tests) and is fixed in one round into a version
+    // that differs from sample 1 only at a >= 100; sample 1 is right from the start.
+    let backend = Arc::new(ScriptedBackend::new([
+        fenced("return a - b"),
+        fenced("return a + b"),
+        fenced("return a + b if a < 100 else 0"),
+        ">>> add(100, 1)\n>>> add(1, 1)\n>>> add(1, 1)".to_string(),
+        "A".to_string(),
+    ]));
+    let config = SStarConfig {
+        n: NonZeroUsize::MIN.saturating_add(1),
+        debug_rounds: 2,
+        ..SStarConfig::default()
+    };
+    let solution = solve_add(config, &backend).await;
+    let details: SStarDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!(details.public_tests.len(), 2);
+    // Sample 0: a failing round, then a passing rewrite; sample 1 passes at once.
+    let rounds: Vec<(usize, usize)> = details.samples[0]
+        .rounds
+        .iter()
+        .map(|r| (r.passed, r.total))
+        .collect();
+    assert_eq!(rounds, vec![(0, 2), (2, 2)]);
+    assert_eq!(details.samples[1].rounds.len(), 1);
+    assert!(details.samples.iter().all(|s| s.passes_public));
+    // The rewrite was asked for with the failures shown.
+    let requests = backend.requests();
+    let debug = text(&requests[1]);
+    assert_eq!(turns(&requests[1]), 3);
+    assert!(
+        debug.contains("assistant: ```python\ndef add(a, b):\n    return a - b\n```\nuser: "),
+        "{debug}"
+    );
+    assert!(
+        debug.contains("add(1, 2) should be 3, but it returned -1"),
+        "{debug}"
+    );
+    // One comparison on the two distinct inputs; they differ on one, shown to the judge.
+    assert_eq!(details.comparisons.len(), 1);
+    let c = &details.comparisons[0];
+    assert_eq!((c.a, c.b), (0, 1));
+    assert_eq!(c.inputs, vec!["add(100, 1)", "add(1, 1)"]);
+    assert_eq!(c.outputs_a, vec!["0", "2"]);
+    assert_eq!(c.outputs_b, vec!["101", "2"]);
+    assert_eq!(c.differing, 1);
+    let verdict = text(&requests[3]);
+    assert!(verdict.contains("Input: add(100, 1)\nOutput of A: 0\nOutput of B: 101"));
+    assert!(!verdict.contains("add(1, 1)"));
+    // A scripted backend shows no log-probabilities: an even verdict keeps A.
+    assert_eq!(c.p_a, Some(0.5));
+    assert_eq!(details.selected, 0);
+    assert!(solution.completion.contains("a < 100"));
+    assert!(details.sandbox_ms > 0);
+    assert_eq!(backend.remaining(), 0);
+    assert_eq!(solution.candidates.len(), 2);
+}
+
+#[tokio::test]
+async fn feedback_last_keeps_only_the_latest_attempt() {
+    for (feedback, lengths) in [(Feedback::All, [3, 5]), (Feedback::Last, [3, 3])] {
+        let backend = Arc::new(ScriptedBackend::new([
+            fenced("return a - b"),
+            fenced("return a * b"),
+            fenced("return 0"),
+        ]));
+        let config = SStarConfig {
+            n: NonZeroUsize::MIN,
+            debug_rounds: 2,
+            feedback,
+            selection: CodeSelection::PublicTests,
+            ..SStarConfig::default()
+        };
+        let solution = solve_add(config, &backend).await;
+        let requests = backend.requests();
+        assert_eq!(requests.len(), 3, "{feedback:?}");
+        assert_eq!([turns(&requests[1]), turns(&requests[2])], lengths);
+        let last = text(&requests[2]);
+        // The latest attempt is always shown; the first only with the whole history.
+        assert!(last.contains("return a * b"));
+        assert_eq!(last.contains("return a - b"), feedback == Feedback::All);
+        let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+        let passed: Vec<usize> = details.samples[0].rounds.iter().map(|r| r.passed).collect();
+        // a*b passes add(2, 2) only.
+        assert_eq!(passed, vec![0, 1, 0]);
+        assert!(!details.samples[0].passes_public);
+        // The last rewrite is worse than the one before: selection keeps the better one.
+        assert_eq!(details.samples[0].best_round, 1);
+        assert!(solution.completion.contains("return a * b"));
+    }
+}
+
+#[tokio::test]
+async fn a_rewrite_that_copies_the_attempt_is_marked() {
+    let backend = Arc::new(ScriptedBackend::new([
+        fenced("return a - b"),
+        format!("Sure.\n{}", fenced("return a - b")),
+    ]));
+    let config = SStarConfig {
+        n: NonZeroUsize::MIN,
+        debug_rounds: 1,
+        ..SStarConfig::default()
+    };
+    let solution = solve_add(config, &backend).await;
+    let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+    let repeated: Vec<bool> = details.samples[0]
+        .rounds
+        .iter()
+        .map(|r| r.repeated)
+        .collect();
+    assert_eq!(repeated, vec![false, true]);
+    assert!(text(&backend.requests()[1]).contains("do not repeat the same code"));
+}
+
+#[tokio::test]
+async fn public_tests_selection_prefers_the_most_passing_sample() {
+    let backend = Arc::new(ScriptedBackend::new([
+        fenced("return a - b"),
+        fenced("return a * b"),
+        fenced("return a + b"),
+        fenced("return a + b + 0"),
+    ]));
+    let config = SStarConfig {
+        n: NonZeroUsize::MIN.saturating_add(3),
+        debug_rounds: 0,
+        selection: CodeSelection::PublicTests,
+        ..SStarConfig::default()
+    };
+    let strategy = SStar::new(config).unwrap();
+    let solution = solve(&strategy, &add_problem(), backend, Budget::unlimited())
+        .await
+        .unwrap();
+    let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+    assert_eq!(details.selected, 2);
+    assert!(details.comparisons.is_empty());
+    let scores: Vec<Option<f64>> = solution.candidates.iter().map(|c| c.score).collect();
+    assert_eq!(scores, vec![Some(0.0), Some(0.5), Some(1.0), Some(1.0)]);
+}
+
+#[tokio::test]
+async fn a_problem_without_code_is_an_error() {
+    let backend = Arc::new(ScriptedBackend::new(["x"]));
+    let strategy = SStar::new(SStarConfig::default()).unwrap();
+    let err = solve(
+        &strategy,
+        &Problem::new("p1", "What is 2+3?"),
+        backend,
+        Budget::unlimited(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("`p1` is not a code problem"),
+        "{err}"
+    );
+}
+
+#[test]
+fn calls_are_read_from_doctest_lines_and_bare_calls() {
+    let text = "Here are inputs:\n>>> f([1, 2], ')')\n2. `f((3), \"a)\")` checks quotes\ndef f(x):\n>>> f([1, 2], ')')\nf(4)";
+    assert_eq!(
+        calls_of(text, "f", 5),
+        vec!["f([1, 2], ')')", "f((3), \"a)\")", "f(4)"]
+    );
+    assert_eq!(calls_of(text, "f", 1), vec!["f([1, 2], ')')"]);
+    assert!(calls_of("no calls here", "f", 3).is_empty());
+    // Other names ending in the entry point's are not its calls; every call on a line is.
+    assert_eq!(
+        calls_of("x = my_f(1) + obj.f(2); f(3) == f(4)", "f", 5),
+        vec!["f(3)", "f(4)"]
+    );
+}
+
+#[test]
+fn feedback_names_each_failure() {
+    let round = Round {
+        code: "def f(x):\n    return x\n".into(),
+        tokens: 0,
+        passed: 1,
+        total: 3,
+        load_error: None,
+        tests: vec![
+            TestLine {
+                call: "f(1)".into(),
+                expected: Some("1".into()),
+                status: "passed".into(),
+                got: Some("1".into()),
+            },
+            TestLine {
+                call: "f(2)".into(),
+                expected: Some("4".into()),
+                status: "failed".into(),
+                got: Some("2".into()),
+            },
+            TestLine {
+                call: "f(0)".into(),
+                expected: Some("0".into()),
+                status: "error".into(),
+                got: Some("ZeroDivisionError: division by zero".into()),
+            },
+        ],
+        sandbox_ms: 0,
+        repeated: false,
+    };
+    let text = feedback_message(&round, "f");
+    assert!(text.contains("passed 1 of 3"), "{text}");
+    assert!(
+        text.contains("f(2) should be 4, but it returned 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("f(0) should be 0, but it raised ZeroDivisionError"),
+        "{text}"
+    );
+    assert!(!text.contains("f(1)"), "{text}");
+}
+
+#[test]
+fn config_defaults_and_checks() {
+    let config: SStarConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(config, SStarConfig::default());
+    assert_eq!(config.n.get(), 4);
+    let bad: SStarConfig = serde_json::from_str("{\"test_timeout_secs\": 0}").unwrap();
+    assert!(bad.validate().is_err());
+    let err = serde_json::from_str::<SStarConfig>("{\"feedback\": \"some\"}").unwrap_err();
+    assert!(err.to_string().contains("unknown variant"), "{err}");
+}
