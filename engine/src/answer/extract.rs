@@ -4,7 +4,6 @@
 use super::scan::{collect, digit_run, group_end, is_digit_at, letters_at};
 use super::{is_listed, MATH_WORDS};
 
-
 /// Answer cues, searched case-insensitively; the one ending last in the text wins.
 const CUES: &[&str] = &[
     "final answer:",

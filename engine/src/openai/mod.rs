@@ -23,66 +23,22 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::future::try_join_all;
-use serde::Deserialize;
+
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use crate::backend::{
     Backend, Capabilities, Choice, FinishReason, Generation, GenerationRequest, Message, Prompt,
-    TokenLogprob, TokenizeInput, TopLogprob,
+    TokenizeInput,
 };
 use crate::error::{Error, Result};
 use crate::usage::Usage;
 
-/// How to reach the servers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenAiOptions {
-    /// Base URLs, each up to and excluding `/v1` (e.g. `http://127.0.0.1:8080`); a trailing
-    /// `/v1` is accepted and dropped.
-    pub base_urls: Vec<String>,
-    /// The `model` field of every request.
-    pub model: String,
-    /// The API key, sent as a bearer token.
-    pub api_key: Option<String>,
-    /// Time limit of one HTTP request.
-    pub timeout: Duration,
-    /// Most HTTP requests in flight at once, over all URLs.
-    pub concurrency: usize,
-    /// Retries after the first attempt on connection errors, 429 and 5xx.
-    pub retries: u32,
-    /// First backoff; doubled on each retry, capped at 10 s.
-    pub backoff: Duration,
-    /// Whether the servers honour `n > 1`; `None` finds out from the first reply.
-    pub native_n: Option<bool>,
-    /// Context window in tokens; `None` asks the server (`/props` or `/v1/models`).
-    pub context_tokens: Option<usize>,
-    /// Largest `top_logprobs` to ask for.
-    pub max_top_logprobs: usize,
-    /// Send `top_k = -1`, `min_p = 0` and `top_p = 1` unless the request sets them, so servers
-    /// with sampling defaults of their own (llama.cpp: top-k 40, top-p 0.95, min-p 0.05) sample
-    /// as mistral.rs does in process. Turn off for APIs that reject `top_k` and `min_p`.
-    pub neutral_sampling: bool,
-}
+mod options;
+mod wire;
 
-impl OpenAiOptions {
-    /// Options for one server with the defaults: no key, 10 minute timeout, 64 requests in
-    /// flight, 5 retries from 0.5 s, `n` support detected, at most 20 top log-probabilities.
-    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
-        Self {
-            base_urls: vec![base_url.into()],
-            model: model.into(),
-            api_key: None,
-            timeout: Duration::from_secs(600),
-            concurrency: 64,
-            retries: 5,
-            backoff: Duration::from_millis(500),
-            native_n: None,
-            context_tokens: None,
-            max_top_logprobs: 20,
-            neutral_sampling: true,
-        }
-    }
-}
+pub use options::OpenAiOptions;
+use wire::{chat_messages, clip, error_chain, server_message, token_ids, RawReply, Reply};
 
 const N_UNKNOWN: u8 = 0;
 const N_NATIVE: u8 = 1;
@@ -574,208 +530,6 @@ impl OpenAiBackend {
             completion_tokens: reply.usage.map(|u| u.completion_tokens),
         })
     }
-
-    /// Log-probabilities in either of the two shapes servers send: `{content: [...]}` (chat, and
-    /// llama.cpp's completions) or `{tokens, token_logprobs, top_logprobs}` (legacy completions).
-    /// `None` for anything else (`null`, `{}`, `{"content": null}`): no counts are read from it.
-    async fn logprobs(&self, value: &Value, resolve_ids: bool) -> Option<Vec<TokenLogprob>> {
-        let mut out = Vec::new();
-        if let Some(content) = value.get("content").and_then(Value::as_array) {
-            for entry in content {
-                let mut top = Vec::new();
-                for t in entry
-                    .get("top_logprobs")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let token = t.get("token").and_then(Value::as_str).unwrap_or_default();
-                    let id = match t.get("id").and_then(Value::as_u64) {
-                        Some(id) => Some(id as u32),
-                        None if resolve_ids => self.token_id(token).await,
-                        None => None,
-                    };
-                    top.push(TopLogprob {
-                        id: id.unwrap_or(u32::MAX),
-                        token: token.to_string(),
-                        logprob: t.get("logprob").and_then(Value::as_f64).unwrap_or(f64::MIN)
-                            as f32,
-                    });
-                }
-                out.push(TokenLogprob {
-                    token: entry
-                        .get("token")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    logprob: entry.get("logprob").and_then(Value::as_f64).unwrap_or(0.0) as f32,
-                    top,
-                });
-            }
-            return Some(out);
-        }
-        let tokens = value.get("tokens").and_then(Value::as_array)?;
-        let lps = value.get("token_logprobs").and_then(Value::as_array);
-        let tops = value.get("top_logprobs").and_then(Value::as_array);
-        for (i, token) in tokens.iter().enumerate() {
-            let mut top = Vec::new();
-            if let Some(map) = tops.and_then(|t| t.get(i)).and_then(Value::as_object) {
-                for (text, lp) in map {
-                    top.push(TopLogprob {
-                        id: if resolve_ids {
-                            self.token_id(text).await.unwrap_or(u32::MAX)
-                        } else {
-                            u32::MAX
-                        },
-                        token: text.clone(),
-                        logprob: lp.as_f64().unwrap_or(f64::MIN) as f32,
-                    });
-                }
-                top.sort_by(|a, b| b.logprob.total_cmp(&a.logprob));
-            }
-            out.push(TokenLogprob {
-                token: token.as_str().unwrap_or_default().to_string(),
-                logprob: lps
-                    .and_then(|l| l.get(i))
-                    .and_then(Value::as_f64)
-                    .unwrap_or(0.0) as f32,
-                top,
-            });
-        }
-        Some(out)
-    }
-
-    /// Gives each choice its token count: the server's count where the reply holds one choice,
-    /// else the log-probabilities (asked for whenever n > 1), else `max_tokens` for a choice cut
-    /// by length and the tokenizer on the text for the others (a stop sequence the server cut is
-    /// then not counted), else the server's total shared out.
-    async fn count_tokens(&self, reply: &mut Reply, max_tokens: usize) -> Result<()> {
-        let single = reply.choices.len() == 1;
-        let mut uncounted = Vec::new();
-        for (i, choice) in reply.choices.iter_mut().enumerate() {
-            choice.completion_tokens = match (single, reply.completion_tokens, &choice.logprobs) {
-                (true, Some(n), _) => n as usize,
-                (_, _, Some(l)) => l.len(),
-                _ if choice.finish_reason == FinishReason::Length => max_tokens,
-                _ if self.info.tokenize => self.server_tokenize(&choice.text, false).await?.len(),
-                _ => {
-                    uncounted.push(i);
-                    0
-                }
-            };
-        }
-        if !uncounted.is_empty() {
-            // No count of their own: what the server's total leaves, shared out evenly.
-            let counted: u64 = reply
-                .choices
-                .iter()
-                .map(|c| c.completion_tokens as u64)
-                .sum();
-            let left = reply.completion_tokens.unwrap_or(0).saturating_sub(counted);
-            let n = uncounted.len() as u64;
-            for (k, &i) in uncounted.iter().enumerate() {
-                if let Some(choice) = reply.choices.get_mut(i) {
-                    choice.completion_tokens =
-                        (left / n + u64::from((k as u64) < left % n)) as usize;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A parsed reply.
-#[derive(Debug)]
-struct Reply {
-    choices: Vec<Choice>,
-    prompt_tokens: u64,
-    /// The server's count (for one choice only, on llama.cpp, whatever `n`).
-    completion_tokens: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawReply {
-    #[serde(default)]
-    choices: Vec<RawChoice>,
-    usage: Option<RawUsage>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawChoice {
-    #[serde(default)]
-    index: usize,
-    text: Option<String>,
-    message: Option<RawMessage>,
-    finish_reason: Option<String>,
-    logprobs: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawMessage {
-    content: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawUsage {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-}
-
-fn chat_messages(messages: &[Message], assistant_prefix: &str) -> Vec<Value> {
-    let mut out: Vec<Value> = messages
-        .iter()
-        .map(|m| json!({ "role": m.role.as_str(), "content": m.content }))
-        .collect();
-    if !assistant_prefix.is_empty() {
-        out.push(json!({ "role": "assistant", "content": assistant_prefix }));
-    }
-    out
-}
-
-fn token_ids(value: Option<&Value>) -> Option<Vec<u32>> {
-    value?
-        .as_array()?
-        .iter()
-        // llama.cpp answers `{id, piece}` objects when asked for pieces, bare ids otherwise.
-        .map(|t| t.as_u64().or_else(|| t.get("id").and_then(Value::as_u64)))
-        .map(|id| id.and_then(|id| u32::try_from(id).ok()))
-        .collect()
-}
-
-/// The server's own words from an error body (`{"error": {"message": ...}}` and variants).
-fn server_message(body: &str) -> String {
-    let parsed: Option<Value> = serde_json::from_str(body).ok();
-    parsed
-        .as_ref()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .or_else(|| v.get("message"))
-                .or_else(|| v.get("detail"))
-                .or_else(|| v.get("error"))
-        })
-        .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_string))
-        .unwrap_or_else(|| clip(body))
-}
-
-fn clip(text: &str) -> String {
-    let mut end = text.len().min(400);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.get(..end).unwrap_or_default().to_string()
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[async_trait]

@@ -1,0 +1,53 @@
+//! How to reach the servers: [`OpenAiOptions`].
+
+use std::time::Duration;
+
+/// How to reach the servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenAiOptions {
+    /// Base URLs, each up to and excluding `/v1` (e.g. `http://127.0.0.1:8080`); a trailing
+    /// `/v1` is accepted and dropped.
+    pub base_urls: Vec<String>,
+    /// The `model` field of every request.
+    pub model: String,
+    /// The API key, sent as a bearer token.
+    pub api_key: Option<String>,
+    /// Time limit of one HTTP request.
+    pub timeout: Duration,
+    /// Most HTTP requests in flight at once, over all URLs.
+    pub concurrency: usize,
+    /// Retries after the first attempt on connection errors, 429 and 5xx.
+    pub retries: u32,
+    /// First backoff; doubled on each retry, capped at 10 s.
+    pub backoff: Duration,
+    /// Whether the servers honour `n > 1`; `None` finds out from the first reply.
+    pub native_n: Option<bool>,
+    /// Context window in tokens; `None` asks the server (`/props` or `/v1/models`).
+    pub context_tokens: Option<usize>,
+    /// Largest `top_logprobs` to ask for.
+    pub max_top_logprobs: usize,
+    /// Send `top_k = -1`, `min_p = 0` and `top_p = 1` unless the request sets them, so servers
+    /// with sampling defaults of their own (llama.cpp: top-k 40, top-p 0.95, min-p 0.05) sample
+    /// as mistral.rs does in process. Turn off for APIs that reject `top_k` and `min_p`.
+    pub neutral_sampling: bool,
+}
+
+impl OpenAiOptions {
+    /// Options for one server with the defaults: no key, 10 minute timeout, 64 requests in
+    /// flight, 5 retries from 0.5 s, `n` support detected, at most 20 top log-probabilities.
+    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            base_urls: vec![base_url.into()],
+            model: model.into(),
+            api_key: None,
+            timeout: Duration::from_secs(600),
+            concurrency: 64,
+            retries: 5,
+            backoff: Duration::from_millis(500),
+            native_n: None,
+            context_tokens: None,
+            max_top_logprobs: 20,
+            neutral_sampling: true,
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The wire: replies as servers send them, token counts and log-probabilities read from them,
+//! and small helpers for messages and errors.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::OpenAiBackend;
+use crate::backend::{Choice, FinishReason, Message, TokenLogprob, TopLogprob};
+use crate::error::Result;
+
+impl OpenAiBackend {
+    /// Log-probabilities in either of the two shapes servers send: `{content: [...]}` (chat, and
+    /// llama.cpp's completions) or `{tokens, token_logprobs, top_logprobs}` (legacy completions).
+    /// `None` for anything else (`null`, `{}`, `{"content": null}`): no counts are read from it.
+    pub(super) async fn logprobs(
+        &self,
+        value: &Value,
+        resolve_ids: bool,
+    ) -> Option<Vec<TokenLogprob>> {
+        let mut out = Vec::new();
+        if let Some(content) = value.get("content").and_then(Value::as_array) {
+            for entry in content {
+                let mut top = Vec::new();
+                for t in entry
+                    .get("top_logprobs")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let token = t.get("token").and_then(Value::as_str).unwrap_or_default();
+                    let id = match t.get("id").and_then(Value::as_u64) {
+                        Some(id) => Some(id as u32),
+                        None if resolve_ids => self.token_id(token).await,
+                        None => None,
+                    };
+                    top.push(TopLogprob {
+                        id: id.unwrap_or(u32::MAX),
+                        token: token.to_string(),
+                        logprob: t.get("logprob").and_then(Value::as_f64).unwrap_or(f64::MIN)
+                            as f32,
+                    });
+                }
+                out.push(TokenLogprob {
+                    token: entry
+                        .get("token")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    logprob: entry.get("logprob").and_then(Value::as_f64).unwrap_or(0.0) as f32,
+                    top,
+                });
+            }
+            return Some(out);
+        }
+        let tokens = value.get("tokens").and_then(Value::as_array)?;
+        let lps = value.get("token_logprobs").and_then(Value::as_array);
+        let tops = value.get("top_logprobs").and_then(Value::as_array);
+        for (i, token) in tokens.iter().enumerate() {
+            let mut top = Vec::new();
+            if let Some(map) = tops.and_then(|t| t.get(i)).and_then(Value::as_object) {
+                for (text, lp) in map {
+                    top.push(TopLogprob {
+                        id: if resolve_ids {
+                            self.token_id(text).await.unwrap_or(u32::MAX)
+                        } else {
+                            u32::MAX
+                        },
+                        token: text.clone(),
+                        logprob: lp.as_f64().unwrap_or(f64::MIN) as f32,
+                    });
+                }
+                top.sort_by(|a, b| b.logprob.total_cmp(&a.logprob));
+            }
+            out.push(TokenLogprob {
+                token: token.as_str().unwrap_or_default().to_string(),
+                logprob: lps
+                    .and_then(|l| l.get(i))
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0) as f32,
+                top,
+            });
+        }
+        Some(out)
+    }
+
+    /// Gives each choice its token count: the server's count where the reply holds one choice,
+    /// else the log-probabilities (asked for whenever n > 1), else `max_tokens` for a choice cut
+    /// by length and the tokenizer on the text for the others (a stop sequence the server cut is
+    /// then not counted), else the server's total shared out.
+    pub(super) async fn count_tokens(&self, reply: &mut Reply, max_tokens: usize) -> Result<()> {
+        let single = reply.choices.len() == 1;
+        let mut uncounted = Vec::new();
+        for (i, choice) in reply.choices.iter_mut().enumerate() {
+            choice.completion_tokens = match (single, reply.completion_tokens, &choice.logprobs) {
+                (true, Some(n), _) => n as usize,
+                (_, _, Some(l)) => l.len(),
+                _ if choice.finish_reason == FinishReason::Length => max_tokens,
+                _ if self.info.tokenize => self.server_tokenize(&choice.text, false).await?.len(),
+                _ => {
+                    uncounted.push(i);
+                    0
+                }
+            };
+        }
+        if !uncounted.is_empty() {
+            // No count of their own: what the server's total leaves, shared out evenly.
+            let counted: u64 = reply
+                .choices
+                .iter()
+                .map(|c| c.completion_tokens as u64)
+                .sum();
+            let left = reply.completion_tokens.unwrap_or(0).saturating_sub(counted);
+            let n = uncounted.len() as u64;
+            for (k, &i) in uncounted.iter().enumerate() {
+                if let Some(choice) = reply.choices.get_mut(i) {
+                    choice.completion_tokens =
+                        (left / n + u64::from((k as u64) < left % n)) as usize;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A parsed reply.
+#[derive(Debug)]
+pub(super) struct Reply {
+    pub(super) choices: Vec<Choice>,
+    pub(super) prompt_tokens: u64,
+    /// The server's count (for one choice only, on llama.cpp, whatever `n`).
+    pub(super) completion_tokens: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawReply {
+    #[serde(default)]
+    pub(super) choices: Vec<RawChoice>,
+    pub(super) usage: Option<RawUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawChoice {
+    #[serde(default)]
+    pub(super) index: usize,
+    pub(super) text: Option<String>,
+    pub(super) message: Option<RawMessage>,
+    pub(super) finish_reason: Option<String>,
+    pub(super) logprobs: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawMessage {
+    pub(super) content: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawUsage {
+    #[serde(default)]
+    pub(super) prompt_tokens: u64,
+    #[serde(default)]
+    pub(super) completion_tokens: u64,
+}
+
+pub(super) fn chat_messages(messages: &[Message], assistant_prefix: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = messages
+        .iter()
+        .map(|m| json!({ "role": m.role.as_str(), "content": m.content }))
+        .collect();
+    if !assistant_prefix.is_empty() {
+        out.push(json!({ "role": "assistant", "content": assistant_prefix }));
+    }
+    out
+}
+
+pub(super) fn token_ids(value: Option<&Value>) -> Option<Vec<u32>> {
+    value?
+        .as_array()?
+        .iter()
+        // llama.cpp answers `{id, piece}` objects when asked for pieces, bare ids otherwise.
+        .map(|t| t.as_u64().or_else(|| t.get("id").and_then(Value::as_u64)))
+        .map(|id| id.and_then(|id| u32::try_from(id).ok()))
+        .collect()
+}
+
+/// The server's own words from an error body (`{"error": {"message": ...}}` and variants).
+pub(super) fn server_message(body: &str) -> String {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    parsed
+        .as_ref()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .or_else(|| v.get("message"))
+                .or_else(|| v.get("detail"))
+                .or_else(|| v.get("error"))
+        })
+        .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_string))
+        .unwrap_or_else(|| clip(body))
+}
+
+pub(super) fn clip(text: &str) -> String {
+    let mut end = text.len().min(400);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default().to_string()
+}
+
+pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
