@@ -15,7 +15,11 @@ mkdir -p "$out"
 # A built-in name or GGUF path runs in process; an http(s):// URL is an OpenAI-compatible server.
 model_table() {
   case "$model" in
-    http://*|https://*) printf '[model]\nbackend = "openai"\nbase_url = "%s"\nmodel = "policy"\n' "$model" ;;
+    http://*|https://*)
+      printf '[model]\nbackend = "openai"\nbase_url = "%s"\nmodel = "policy"\n' "$model"
+      # NATIVE_N=false: single-choice requests (llama-server starts an n=8 request only when
+      # 8 slots are free, so it waits behind other clients' requests).
+      if [ -n "${NATIVE_N:-}" ]; then printf 'native_n = %s\n' "$NATIVE_N"; fi ;;
     *) printf '[model]\nsource = "%s"\n' "$model" ;;
   esac
 }
