@@ -12,17 +12,7 @@ n=${3:-40}
 out=${4:-target/scaling/best_of_n}
 ponder=${PONDER:-target/release/ponder}
 mkdir -p "$out"
-# A built-in name or GGUF path runs in process; an http(s):// URL is an OpenAI-compatible server.
-model_table() {
-  case "$model" in
-    http://*|https://*)
-      printf '[model]\nbackend = "openai"\nbase_url = "%s"\nmodel = "policy"\n' "$model"
-      # NATIVE_N=false: single-choice requests (llama-server starts an n=8 request only when
-      # 8 slots are free, so it waits behind other clients' requests).
-      if [ -n "${NATIVE_N:-}" ]; then printf 'native_n = %s\n' "$NATIVE_N"; fi ;;
-    *) printf '[model]\nsource = "%s"\n' "$model" ;;
-  esac
-}
+. "$(dirname "$0")/model_table.sh"
 cat > "$out/bo8.toml" <<TOML
 $(model_table)
 

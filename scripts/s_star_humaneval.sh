@@ -16,16 +16,7 @@ out=${4:-target/scaling/s_star}
 ponder=${PONDER:-target/release/ponder}
 concurrency=${CONCURRENCY:-4}
 mkdir -p "$out"
-model_table() {
-  case "$model" in
-    http://*|https://*)
-      printf '[model]\nbackend = "openai"\nbase_url = "%s"\nmodel = "policy"\n' "$model"
-      # NATIVE_N=false: single-choice requests (llama-server starts an n=8 request only when
-      # 8 slots are free, so it waits behind other clients' requests).
-      if [ -n "${NATIVE_N:-}" ]; then printf 'native_n = %s\n' "$NATIVE_N"; fi ;;
-    *) printf '[model]\nsource = "%s"\n' "$model" ;;
-  esac
-}
+. "$(dirname "$0")/model_table.sh"
 { model_table; cat <<'TOML'
 [strategy]
 kind = "direct"
