@@ -80,8 +80,12 @@ pub struct Comparison {
     pub outputs_b: Vec<String>,
     /// Inputs on which the outputs differ.
     pub differing: usize,
-    /// The judge's probability that A is right (none when no output differed).
+    /// The judge's probability that A is right, the mean over both orders of showing the two
+    /// (none when no output differed).
     pub p_a: Option<f64>,
+    /// That probability with A shown first, and with B shown first.
+    #[serde(default)]
+    pub p_a_by_order: Option<(f64, f64)>,
     /// The sample that went on.
     pub winner: usize,
 }

@@ -432,27 +432,40 @@ impl SStar {
             outputs_b: kept.iter().map(|k| k.2.clone()).collect(),
             differing: differing.len(),
             p_a: None,
+            p_a_by_order: None,
             winner: a,
         };
         if differing.is_empty() {
             return Ok(Ok((comparison, sandbox_ms)));
         }
-        let mut shown = String::new();
-        for (call, oa, ob) in &differing {
-            shown.push_str(&format!(
-                "Input: {call}\nOutput of A: {oa}\nOutput of B: {ob}\n\n"
-            ));
-        }
-        let verdict = format!(
-            "Here is a Python function to write:\n\n```python\n{}\n```\n\nTwo implementations, A and B, were run on the same inputs and disagree:\n\n{shown}Which implementation's outputs are correct for the function described? Answer with one letter, A or B.",
-            task.prompt.trim_end(),
-        );
-        let prompt = Prompt::chat(vec![Message::user(verdict)]);
-        let p_a = match choice_probability(judge, prompt, &words.0, &words.1).await {
-            Ok(p) => p,
+        // Asked twice, each program shown first once: small judges favour whichever comes first,
+        // and averaging the two orders cancels that.
+        let verdict = |first: usize, second: usize| {
+            let mut shown = String::new();
+            for d in &differing {
+                let outputs = [&d.1, &d.2];
+                shown.push_str(&format!(
+                    "Input: {}\nOutput of A: {}\nOutput of B: {}\n\n",
+                    d.0,
+                    outputs.get(first).map_or("", |o| o.as_str()),
+                    outputs.get(second).map_or("", |o| o.as_str()),
+                ));
+            }
+            Prompt::chat(vec![Message::user(format!(
+                "Here is a Python function to write:\n\n```python\n{}\n```\n\nTwo implementations, A and B, were run on the same inputs and disagree:\n\n{shown}Which implementation's outputs are correct for the function described? Answer with one letter, A or B.",
+                task.prompt.trim_end(),
+            ))])
+        };
+        let (a_first, b_first) = match tokio::try_join!(
+            choice_probability(judge, verdict(0, 1), &words.0, &words.1),
+            choice_probability(judge, verdict(1, 0), &words.0, &words.1),
+        ) {
+            Ok(ps) => ps,
             Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
             Err(e) => return Err(e),
         };
+        comparison.p_a_by_order = Some((a_first, 1.0 - b_first));
+        let p_a = (a_first + (1.0 - b_first)) / 2.0;
         comparison.p_a = Some(p_a);
         comparison.winner = if p_a >= 0.5 { a } else { b };
         Ok(Ok((comparison, sandbox_ms)))

@@ -56,6 +56,7 @@ async fn debugs_the_failing_sample_then_compares_on_synthesised_inputs() {
         fenced("return a + b if a < 100 else 0"),
         ">>> add(100, 1)\n>>> add(1, 1)\n>>> add(1, 1)".to_string(),
         "A".to_string(),
+        "A".to_string(),
     ]));
     let config = SStarConfig {
         n: NonZeroUsize::MIN.saturating_add(1),
@@ -94,9 +95,16 @@ async fn debugs_the_failing_sample_then_compares_on_synthesised_inputs() {
     assert_eq!(c.outputs_a, vec!["0", "2"]);
     assert_eq!(c.outputs_b, vec!["101", "2"]);
     assert_eq!(c.differing, 1);
-    let verdict = text(&requests[3]);
-    assert!(verdict.contains("Input: add(100, 1)\nOutput of A: 0\nOutput of B: 101"));
-    assert!(!verdict.contains("add(1, 1)"));
+    // Judged twice, each program shown first once.
+    let verdicts = [text(&requests[3]), text(&requests[4])];
+    assert!(verdicts
+        .iter()
+        .any(|v| v.contains("Input: add(100, 1)\nOutput of A: 0\nOutput of B: 101")));
+    assert!(verdicts
+        .iter()
+        .any(|v| v.contains("Input: add(100, 1)\nOutput of A: 101\nOutput of B: 0")));
+    assert!(verdicts.iter().all(|v| !v.contains("add(1, 1)")));
+    assert_eq!(c.p_a_by_order, Some((0.5, 0.5)));
     // A scripted backend shows no log-probabilities: an even verdict keeps A.
     assert_eq!(c.p_a, Some(0.5));
     assert_eq!(details.selected, 0);
