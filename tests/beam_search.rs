@@ -11,6 +11,11 @@ use ponder::engine::Budget;
 use ponder::strategies::{BeamSearch, BeamSearchConfig, SearchDetails, SearchKind};
 use ponder::Problem;
 
+/// The two tests share one engine; run them one at a time. (Seen once: while the budget test
+/// dropped in-flight judge requests, the other test's request was closed by the engine with no
+/// answer, `EngineGone`. Under investigation; see the session note.)
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn config() -> BeamSearchConfig {
     BeamSearchConfig {
         n: NonZeroUsize::new(4).unwrap(),
@@ -23,6 +28,7 @@ fn config() -> BeamSearchConfig {
 
 #[test]
 fn beam_search_finishes_writes_a_parsable_trace_and_respects_the_budget() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     for kind in [SearchKind::Beam, SearchKind::Dvts] {
         let search = BeamSearch::new(config(), kind).unwrap();
         let problem = Problem::new(
@@ -77,6 +83,7 @@ fn beam_search_finishes_writes_a_parsable_trace_and_respects_the_budget() {
 
 #[test]
 fn a_tight_budget_stops_the_search_with_a_beam() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let search = BeamSearch::new(config(), SearchKind::Beam).unwrap();
     let problem = Problem::new("tight", "What is 5 + 6?");
     // Three calls: the first expansion (one request) fits, scoring its four steps (one judge
