@@ -7,7 +7,7 @@ mod common;
 use std::num::NonZeroUsize;
 
 use common::{block_on, smollm_dyn};
-use ponder::engine::Budget;
+use ponder::engine::{Budget, Solution};
 use ponder::strategies::{BeamSearch, BeamSearchConfig, SearchDetails, SearchKind};
 use ponder::Problem;
 
@@ -26,23 +26,27 @@ fn config() -> BeamSearchConfig {
     }
 }
 
+/// One search of `kind` on the shared SmolLM2 under `budget`.
+fn search(kind: SearchKind, problem: &Problem, budget: Budget) -> Solution {
+    let search = BeamSearch::new(config(), kind).unwrap();
+    block_on(ponder::engine::solve(
+        &search,
+        problem,
+        smollm_dyn(),
+        budget,
+    ))
+    .unwrap()
+}
+
 #[test]
 fn beam_search_finishes_writes_a_parsable_trace_and_respects_the_budget() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     for kind in [SearchKind::Beam, SearchKind::Dvts] {
-        let search = BeamSearch::new(config(), kind).unwrap();
         let problem = Problem::new(
             "gsm/1",
             "Tom has 3 apples and buys 4 more. How many apples does he have?",
         );
-        let budget = Budget::unlimited().with_max_tokens(12_000);
-        let solution = block_on(ponder::engine::solve(
-            &search,
-            &problem,
-            smollm_dyn(),
-            budget,
-        ))
-        .unwrap();
+        let solution = search(kind, &problem, Budget::unlimited().with_max_tokens(12_000));
         assert!(solution.usage.total_tokens() <= 12_000);
         let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
         assert!(details.rounds >= 1 && details.rounds <= 3, "{details:?}");
@@ -84,19 +88,15 @@ fn beam_search_finishes_writes_a_parsable_trace_and_respects_the_budget() {
 #[test]
 fn a_tight_budget_stops_the_search_with_a_beam() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let search = BeamSearch::new(config(), SearchKind::Beam).unwrap();
     let problem = Problem::new("tight", "What is 5 + 6?");
     // Three calls: the first expansion (one request) fits, scoring its four steps (one judge
     // call each) cannot, whatever the model writes. (A token budget was flaky: a model that
     // answers in its first step can finish the search inside it.)
-    let budget = Budget::unlimited().with_max_calls(3);
-    let solution = block_on(ponder::engine::solve(
-        &search,
+    let solution = search(
+        SearchKind::Beam,
         &problem,
-        smollm_dyn(),
-        budget,
-    ))
-    .unwrap();
+        Budget::unlimited().with_max_calls(3),
+    );
     assert!(solution.usage.calls <= 3, "{:?}", solution.usage);
     assert!(
         solution.stop_reason.is_budget(),

@@ -319,35 +319,37 @@ impl OpenAiBackend {
         }
     }
 
-    /// `/tokenize` once, without retries.
+    /// `/tokenize` once, without retries (for probing).
     async fn probe_tokenize(&self, text: &str) -> Result<Vec<u32>> {
-        let body = self.tokenize_body(text, false);
-        let reply = self
-            .request_once(reqwest::Method::POST, "/tokenize", Some(&body))
-            .await?;
-        token_ids(reply.get("tokens")).ok_or(Error::Unsupported {
-            backend: "openai",
-            operation: "tokenize",
-        })
+        self.tokenize_request(text, false, true).await
     }
 
-    fn tokenize_body(&self, text: &str, add_special: bool) -> Value {
-        json!({
+    /// `/tokenize`, with retries.
+    async fn server_tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        self.tokenize_request(text, add_special, false).await
+    }
+
+    /// `/tokenize`, in the dialects of llama.cpp (`content`, `add_special`) and vLLM (`prompt`,
+    /// `add_special_tokens`); `once`: without retries.
+    async fn tokenize_request(
+        &self,
+        text: &str,
+        add_special: bool,
+        once: bool,
+    ) -> Result<Vec<u32>> {
+        let body = json!({
             "model": self.options.model,
             "content": text,
             "prompt": text,
             "add_special": add_special,
             "add_special_tokens": add_special,
-        })
-    }
-
-    /// `/tokenize`, in the dialects of llama.cpp (`content`, `add_special`) and vLLM (`prompt`,
-    /// `add_special_tokens`).
-    async fn server_tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
-        let body = self.tokenize_body(text, add_special);
-        let reply = self
-            .request(reqwest::Method::POST, "/tokenize", Some(&body))
-            .await?;
+        });
+        let method = reqwest::Method::POST;
+        let reply = if once {
+            self.request_once(method, "/tokenize", Some(&body)).await?
+        } else {
+            self.request(method, "/tokenize", Some(&body)).await?
+        };
         token_ids(reply.get("tokens")).ok_or_else(|| Error::Inference {
             message: format!(
                 "/tokenize answered without token ids: {}",
