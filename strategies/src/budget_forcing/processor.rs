@@ -1,0 +1,224 @@
+//! The in-decode controller of budget forcing: a logits processor that bans, forces and
+//! counts tokens of one sequence.
+
+use std::sync::Mutex;
+
+use ponder_engine::LogitsProcessor;
+
+use super::{BudgetForcingConfig, ForcingDetails};
+
+/// Token ids of the strings the processor forces or watches for.
+#[derive(Debug, Clone)]
+pub struct ForcingTokens {
+    /// The end-of-thinking delimiter, as it is forced.
+    pub close: Vec<u32>,
+    /// Other tokenizations of the delimiter that count when the model writes them (with a
+    /// leading space or newline, say).
+    pub close_variants: Vec<Vec<u32>>,
+    /// The answer cue (with its leading newline).
+    pub cue: Vec<u32>,
+    /// The wait strings (with their leading space), in rotation order.
+    pub waits: Vec<Vec<u32>>,
+    /// End-of-sequence ids.
+    pub eos: Vec<u32>,
+}
+
+impl ForcingTokens {
+    fn closes(&self) -> impl Iterator<Item = &Vec<u32>> {
+        std::iter::once(&self.close).chain(self.close_variants.iter())
+    }
+}
+
+#[derive(Debug, Default)]
+struct ForcingState {
+    prompt_len: Option<usize>,
+    seen: usize,
+    /// Generated tokens up to and including the delimiter, once it is there.
+    thinking_end: Option<usize>,
+    /// Tokens still to force, in order.
+    forcing: std::collections::VecDeque<u32>,
+    details: ForcingDetails,
+}
+
+/// The in-decode controller: one sequence per instance (send requests of `n = 1`).
+///
+/// Everything the sequence generated before the delimiter is thinking. On each call it notes
+/// whether the delimiter (in any of its tokenizations) has just been completed, then bans or
+/// forces tokens: below the minimum, or while waits remain, the delimiter's first tokens and
+/// end-of-sequence are banned and, where one of them was the most likely token, the wait string
+/// is forced instead; at the cap the delimiter is forced token by token from wherever a partial
+/// match left it; after the delimiter the cue is forced; after `max_answer_tokens` of answer,
+/// end-of-sequence is forced.
+#[derive(Debug)]
+pub struct ForcingProcessor {
+    tokens: ForcingTokens,
+    min_thinking: usize,
+    max_thinking: usize,
+    max_waits: usize,
+    max_answer: usize,
+    state: Mutex<ForcingState>,
+}
+
+impl ForcingProcessor {
+    /// A controller for one sequence.
+    pub fn new(tokens: ForcingTokens, config: &BudgetForcingConfig) -> Self {
+        Self {
+            tokens,
+            min_thinking: config.min_thinking_tokens,
+            max_thinking: config.max_thinking_tokens,
+            max_waits: config.max_waits,
+            max_answer: config.max_answer_tokens.get(),
+            state: Mutex::new(ForcingState::default()),
+        }
+    }
+
+    /// What happened so far. `thinking_tokens` counts what the controller saw; the strategy
+    /// completes the picture once the request returns.
+    pub fn details(&self) -> ForcingDetails {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut details = state.details;
+        if state.thinking_end.is_none() {
+            details.thinking_tokens = state.seen;
+        }
+        details
+    }
+
+    /// Tokens in the longest suffix of `generated` that is a proper prefix of `pattern`.
+    fn partial_match(generated: &[u32], pattern: &[u32]) -> usize {
+        (1..pattern.len())
+            .rev()
+            .find(|&k| generated.ends_with(pattern.get(..k).unwrap_or_default()))
+            .unwrap_or(0)
+    }
+
+    /// Notes the delimiter when `generated` (everything so far) has just completed it.
+    fn observe(&self, state: &mut ForcingState, generated: &[u32]) {
+        if state.thinking_end.is_some() {
+            return;
+        }
+        if let Some(close) = self
+            .tokens
+            .closes()
+            .find(|c| !c.is_empty() && generated.ends_with(c))
+        {
+            state.thinking_end = Some(generated.len());
+            state.details.thinking_tokens = generated.len() - close.len();
+            state.forcing = self.tokens.cue.iter().copied().collect();
+        }
+    }
+
+    fn decide(&self, state: &mut ForcingState, logits: &mut [f32], generated: &[u32]) {
+        if let Some(next) = state.forcing.pop_front() {
+            force(logits, next);
+            return;
+        }
+        match state.thinking_end {
+            None => self.decide_thinking(state, logits, generated),
+            Some(end) => {
+                let answered = generated.len().saturating_sub(end + self.tokens.cue.len());
+                if answered >= self.max_answer {
+                    if let Some(&eos) = self.tokens.eos.first() {
+                        force(logits, eos);
+                    }
+                }
+            }
+        }
+    }
+
+    fn decide_thinking(&self, state: &mut ForcingState, logits: &mut [f32], generated: &[u32]) {
+        let thought = generated.len();
+        let close = &self.tokens.close;
+        let matched = Self::partial_match(generated, close);
+        if thought >= self.max_thinking {
+            state.details.forced_end = true;
+            state.forcing = close.iter().skip(matched).copied().collect();
+            if let Some(next) = state.forcing.pop_front() {
+                force(logits, next);
+            }
+            return;
+        }
+        let top = argmax(logits);
+        let starts: Vec<u32> = self
+            .tokens
+            .closes()
+            .filter_map(|c| c.first().copied())
+            .collect();
+        let wants_to_end = starts.contains(&top) || self.tokens.eos.contains(&top);
+        let may_wait = thought < self.min_thinking || state.details.waits < self.max_waits;
+        if may_wait {
+            // While a wait is owed, the model may neither start the delimiter nor stop.
+            if matched == 0 {
+                for &id in &starts {
+                    ban(logits, id);
+                }
+            }
+            for &eos in &self.tokens.eos {
+                ban(logits, eos);
+            }
+            let wait = self
+                .tokens
+                .waits
+                .get(state.details.waits % self.tokens.waits.len().max(1))
+                .cloned()
+                .unwrap_or_default();
+            if wants_to_end && !wait.is_empty() && thought + wait.len() <= self.max_thinking {
+                state.details.waits += 1;
+                state.forcing = wait.into_iter().collect();
+                if let Some(next) = state.forcing.pop_front() {
+                    force(logits, next);
+                }
+            }
+        } else if self.tokens.eos.contains(&top) {
+            // Stopping without the delimiter would lose the answer: close the thinking instead.
+            state.forcing = close.iter().skip(matched).copied().collect();
+            if let Some(next) = state.forcing.pop_front() {
+                force(logits, next);
+            }
+        }
+    }
+}
+
+pub(super) fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0usize;
+    let mut best_value = f32::NEG_INFINITY;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > best_value {
+            best_value = v;
+            best = i;
+        }
+    }
+    u32::try_from(best).unwrap_or(0)
+}
+
+fn ban(logits: &mut [f32], id: u32) {
+    if let Some(l) = logits.get_mut(id as usize) {
+        *l = f32::NEG_INFINITY;
+    }
+}
+
+fn force(logits: &mut [f32], id: u32) {
+    for (i, l) in logits.iter_mut().enumerate() {
+        if i != id as usize {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+    if let Some(l) = logits.get_mut(id as usize) {
+        if !l.is_finite() {
+            *l = 0.0;
+        }
+    }
+}
+
+impl LogitsProcessor for ForcingProcessor {
+    fn process(&self, logits: &mut [f32], context: &[u32]) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let prompt_len = *state.prompt_len.get_or_insert(context.len());
+        let generated = context.get(prompt_len..).unwrap_or_default();
+        while state.seen < generated.len() {
+            state.seen += 1;
+            let upto = generated.get(..state.seen).unwrap_or_default();
+            self.observe(&mut state, upto);
+        }
+        self.decide(&mut state, logits, generated);
+    }
+}

@@ -1,0 +1,134 @@
+//! Unit tests of the controller and the text split.
+
+use super::processor::argmax;
+use super::*;
+
+const EOS: u32 = 0;
+const CLOSE: [u32; 2] = [7, 8];
+const CUE: u32 = 9;
+
+fn tokens() -> ForcingTokens {
+    ForcingTokens {
+        close: CLOSE.to_vec(),
+        close_variants: vec![vec![6, 8]],
+        cue: vec![CUE],
+        waits: vec![vec![3, 4]],
+        eos: vec![EOS],
+    }
+}
+
+fn config(min: usize, max: usize, waits: usize) -> BudgetForcingConfig {
+    BudgetForcingConfig {
+        min_thinking_tokens: min,
+        max_thinking_tokens: max,
+        max_waits: waits,
+        max_answer_tokens: NonZeroUsize::new(3).unwrap(),
+        ..BudgetForcingConfig::default()
+    }
+}
+
+/// Greedy decoding of a toy model whose favourite next token is `want(generated)`.
+fn decode(processor: &ForcingProcessor, want: impl Fn(&[u32]) -> u32, limit: usize) -> Vec<u32> {
+    let prompt = [1u32, 2, 1];
+    let mut context = prompt.to_vec();
+    for _ in 0..limit {
+        let generated = &context[prompt.len()..];
+        let mut logits = vec![0.0f32; 12];
+        logits[want(generated) as usize] = 5.0;
+        processor.process(&mut logits, &context);
+        let next = argmax(&logits);
+        context.push(next);
+        if next == EOS {
+            break;
+        }
+    }
+    context[prompt.len()..].to_vec()
+}
+
+#[test]
+fn the_cap_forces_the_delimiter_the_cue_and_a_bounded_answer() {
+    let p = ForcingProcessor::new(tokens(), &config(0, 4, 0));
+    let out = decode(&p, |_| 5, 40);
+    assert_eq!(out, vec![5, 5, 5, 5, 7, 8, CUE, 5, 5, 5, EOS]);
+    let d = p.details();
+    assert_eq!((d.thinking_tokens, d.waits, d.forced_end), (4, 0, true));
+}
+
+#[test]
+fn a_zero_cap_skips_thinking() {
+    let p = ForcingProcessor::new(tokens(), &config(0, 0, 0));
+    let out = decode(&p, |g| if g.len() > 4 { EOS } else { 5 }, 40);
+    assert_eq!(&out[..3], &[7, 8, CUE]);
+    assert_eq!(p.details().thinking_tokens, 0);
+}
+
+#[test]
+fn below_the_minimum_an_early_stop_becomes_a_wait() {
+    // The model wants to stop at once, every time.
+    let p = ForcingProcessor::new(tokens(), &config(6, 100, 0));
+    let out = decode(&p, |_| EOS, 40);
+    // Three waits (two tokens each) reach the minimum of 6; then the end of sequence it
+    // still wants becomes the delimiter, the cue, and it may stop.
+    assert_eq!(out, vec![3, 4, 3, 4, 3, 4, 7, 8, CUE, EOS]);
+    let d = p.details();
+    assert_eq!((d.thinking_tokens, d.waits, d.forced_end), (6, 3, false));
+}
+
+#[test]
+fn max_waits_ignores_the_end_of_thinking_past_the_minimum() {
+    // Thinks one token, then wants to close the thinking with the delimiter.
+    let want = |g: &[u32]| match g.last() {
+        None => 5,
+        Some(7) => 8,
+        Some(_) if g.ends_with(&CLOSE) => CUE,
+        _ => 7,
+    };
+    let p = ForcingProcessor::new(tokens(), &config(0, 100, 2));
+    let out = decode(&p, want, 40);
+    assert_eq!(&out[..9], &[5, 3, 4, 3, 4, 7, 8, CUE, 7]);
+    assert_eq!(p.details().waits, 2);
+    assert_eq!(p.details().thinking_tokens, 5);
+}
+
+#[test]
+fn a_delimiter_written_another_way_is_recognised() {
+    let want = |g: &[u32]| match g.len() {
+        0 | 1 => 5,
+        2 => 6,
+        3 => 8,
+        _ => EOS,
+    };
+    let p = ForcingProcessor::new(tokens(), &config(0, 100, 0));
+    let out = decode(&p, want, 40);
+    assert_eq!(out, vec![5, 5, 6, 8, CUE, EOS]);
+    assert_eq!(p.details().thinking_tokens, 2);
+}
+
+#[test]
+fn a_partial_delimiter_at_the_cap_is_completed_not_restarted() {
+    let want = |g: &[u32]| if g.len() == 3 { 7 } else { 5 };
+    let p = ForcingProcessor::new(tokens(), &config(0, 4, 0));
+    let out = decode(&p, want, 40);
+    assert_eq!(&out[..6], &[5, 5, 5, 7, 8, CUE]);
+    assert_eq!(p.details().thinking_tokens, 3);
+}
+
+#[test]
+fn config_rules() {
+    assert!(config(10, 5, 0)
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("min_thinking_tokens"));
+    let mut c = config(0, 5, 0);
+    c.wait = WaitStrings::Many(vec![]);
+    assert!(c.validate().is_err());
+    c.wait = WaitStrings::Many(vec!["Hmm".into(), "Alternatively".into()]);
+    assert!(c.validate().is_ok());
+}
+
+#[test]
+fn split_finds_thinking_and_answer() {
+    let (t, a) = split("a b</think>\nFinal Answer: 4", "</think>", "Final Answer:");
+    assert_eq!((t.as_str(), a.as_str()), ("a b", " 4"));
+}
