@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Best-of-N (weighted), beam search and DVTS at the same N (4 and 8) on the first N problems of
 # GSM8K (default 20) with a given model; LLM judge of steps as the process reward (the policy
-# model). Resumable. Prints accuracy, mean tokens, wall time per problem and the share of prompt
-# tokens a prefix cache could reuse (search strategies).
+# model). Resumable. Prints accuracy, mean tokens, wall time per problem, the share of prompt
+# tokens a prefix cache could reuse (search strategies: prefixes seen earlier in the same search)
+# and, over an inference server that reports it (llama-server does), the share its prefix cache
+# actually served.
 #
 #   scripts/search_gsm8k.sh [MODEL] [PROBLEMS] [N] [OUT_DIR]
 set -euo pipefail
@@ -46,8 +48,8 @@ done
 python3 - "$out" <<'PY'
 import json, sys, os
 out = sys.argv[1]
-print("| strategy | N | accuracy | mean tokens | reusable prompt share | wall s / problem (this run) |")
-print("|---|---|---|---|---|---|")
+print("| strategy | N | accuracy | mean tokens | reusable prompt share | prefix-cache hits (server) | wall s / problem (this run) |")
+print("|---|---|---|---|---|---|---|")
 for N in (4, 8):
     for s in ("bon", "beam_search", "dvts"):
         rows = [json.loads(l) for l in open(os.path.join(out, f"{s}{N}.jsonl"))]
@@ -56,6 +58,9 @@ for N in (4, 8):
         tok = sum(r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"] for r in rows) / len(rows)
         d = [r["details"] for r in rows if "reusable_prompt_tokens" in r["details"]]
         reuse = (sum(x["reusable_prompt_tokens"] for x in d) / max(1, sum(x["prompt_tokens"] for x in d))) if d else None
+        prompt = sum(r["usage"]["prompt_tokens"] for r in rows)
+        cached = sum(r["usage"].get("cached_prompt_tokens", 0) for r in rows)
+        hits = f"{cached / prompt:.0%}" if cached else "-"
         secs = int(open(os.path.join(out, f"{s}{N}.seconds")).read()) / max(1, len(rows))
-        print(f"| {s} | {N} | {acc:.1%} | {tok:.0f} | {'-' if reuse is None else f'{reuse:.0%}'} | {secs:.1f} |")
+        print(f"| {s} | {N} | {acc:.1%} | {tok:.0f} | {'-' if reuse is None else f'{reuse:.0%}'} | {hits} | {secs:.1f} |")
 PY

@@ -101,6 +101,23 @@ fn solves_through_the_server_with_exact_usage() {
         solution.candidates[0].tokens,
         solution.usage.completion_tokens
     );
+    // A fresh server had nothing cached; the same prompt again comes (all but the last token,
+    // which llama.cpp always evaluates) from its prefix cache, and the meter says so.
+    assert_eq!(solution.usage.cached_prompt_tokens, 0);
+    let again = block_on(solve(
+        strategy.as_ref(),
+        &problem,
+        Arc::clone(&backend),
+        Budget::unlimited(),
+    ))
+    .unwrap();
+    assert_eq!(again.usage.prompt_tokens, solution.usage.prompt_tokens);
+    assert!(
+        again.usage.cached_prompt_tokens + 1 >= again.usage.prompt_tokens
+            && again.usage.cached_prompt_tokens < again.usage.prompt_tokens,
+        "{:?}",
+        again.usage
+    );
     // Detokenizing the prompt gives the template text back.
     let text = block_on(backend.detokenize(&ids)).unwrap();
     assert!(

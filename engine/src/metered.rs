@@ -150,6 +150,7 @@ impl Reservation {
     fn settle(self, usage: &Usage) {
         let mut state = self.meter.lock();
         state.used.prompt_tokens += usage.prompt_tokens;
+        state.used.cached_prompt_tokens += usage.cached_prompt_tokens;
         state.used.completion_tokens += usage.completion_tokens;
         // A backend that fans one generation out over several requests says so in its usage.
         state.used.calls += usage.calls.max(1);

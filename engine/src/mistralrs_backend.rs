@@ -551,6 +551,7 @@ impl Backend for MistralRsBackend {
                 completion_tokens: completion_tokens as u64,
                 calls: 1,
                 elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                ..Usage::default()
             },
         })
     }

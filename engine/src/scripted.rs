@@ -161,6 +161,7 @@ impl Backend for ScriptedBackend {
                 completion_tokens,
                 calls: 1,
                 elapsed_ms: 0,
+                ..Usage::default()
             },
         })
     }

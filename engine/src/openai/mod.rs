@@ -529,6 +529,12 @@ impl OpenAiBackend {
         Ok(Reply {
             choices: out,
             prompt_tokens: reply.usage.as_ref().map_or(0, |u| u.prompt_tokens),
+            cached_prompt_tokens: reply
+                .usage
+                .as_ref()
+                .and_then(|u| u.prompt_tokens_details.as_ref())
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
             completion_tokens: reply.usage.map(|u| u.completion_tokens),
         })
     }
@@ -614,9 +620,11 @@ impl Backend for OpenAiBackend {
                     choice.logprobs = None;
                 }
             }
-            // The prompt is counted once per request whatever its n, as in process.
+            // The prompt is counted once per request whatever its n, as in process (and its
+            // cache hits with it: those of the first request when fanned out).
             if i == 0 {
                 usage.prompt_tokens = reply.prompt_tokens;
+                usage.cached_prompt_tokens = reply.cached_prompt_tokens.min(reply.prompt_tokens);
             }
             usage.completion_tokens += reply
                 .choices

@@ -127,6 +127,8 @@ impl OpenAiBackend {
 pub(super) struct Reply {
     pub(super) choices: Vec<Choice>,
     pub(super) prompt_tokens: u64,
+    /// Of those, the ones the server's prefix cache held (0 when it does not say).
+    pub(super) cached_prompt_tokens: u64,
     /// The server's count (for one choice only, on llama.cpp, whatever `n`).
     pub(super) completion_tokens: Option<u64>,
 }
@@ -159,6 +161,16 @@ pub(super) struct RawUsage {
     pub(super) prompt_tokens: u64,
     #[serde(default)]
     pub(super) completion_tokens: u64,
+    #[serde(default)]
+    pub(super) prompt_tokens_details: Option<RawPromptDetails>,
+}
+
+/// OpenAI's breakdown of the prompt; llama.cpp's server and vLLM (with
+/// `--enable-prompt-tokens-details`) fill in the prefix-cache hits.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawPromptDetails {
+    #[serde(default)]
+    pub(super) cached_tokens: Option<u64>,
 }
 
 pub(super) fn chat_messages(messages: &[Message], assistant_prefix: &str) -> Vec<Value> {
