@@ -32,8 +32,8 @@ $(model_table)
 kind = "$kind"
 n = $N
 beam_width = 2
-max_steps = 6
-max_step_tokens = 96
+max_steps = 12
+max_step_tokens = 128
 select = "weighted"
 scorer = { kind = "llm_judge", mode = "steps" }
 TOML

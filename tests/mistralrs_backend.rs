@@ -120,6 +120,16 @@ fn a_stop_sequence_stops_the_completion() {
     };
     let free = block_on(backend.generate(request())).unwrap();
     assert_eq!(free.choices[0].text.trim(), text);
+    // Ended by the end-of-sequence token, with or without a stop sequence that never came.
+    for stop in [None, Some("omega")] {
+        let done = match stop {
+            Some(stop) => block_on(backend.generate(request().with_stop(stop))),
+            None => block_on(backend.generate(request())),
+        }
+        .unwrap();
+        assert_eq!(done.choices[0].finish_reason, FinishReason::Stop);
+        assert_eq!(done.choices[0].stop_sequence, None);
+    }
     // A two-word stop string (several tokens: mistral.rs matches it as text) and a one-word one
     // (one token: mistral.rs matches only that exact token id, which misses " gamma"; ponder
     // cuts the text itself).
@@ -128,6 +138,7 @@ fn a_stop_sequence_stops_the_completion() {
         let choice = &stopped.choices[0];
         assert_eq!(choice.text.trim(), "alpha beta", "stop {stop:?}");
         assert_eq!(choice.finish_reason, FinishReason::Stop);
+        assert_eq!(choice.stop_sequence.as_deref(), Some(stop));
         if stop.contains(' ') {
             assert!(
                 choice.completion_tokens < free.choices[0].completion_tokens,

@@ -180,8 +180,24 @@ fn stop_sequences_end_the_text_before_them() {
             .choices
             .remove(0);
         assert_eq!(choice.finish_reason, FinishReason::Stop);
+        assert_eq!(choice.stop_sequence.as_deref(), Some(stop));
         assert!(!choice.text.contains(stop), "{stop:?}: {:?}", choice.text);
         assert_eq!(choice.text, text[..text.find(stop).unwrap()], "{stop:?}");
+    }
+    // A short answer ends at the end-of-sequence token: no stop sequence ended it, whether the
+    // request had one (the OpenAI API says "stop" for both; llama.cpp's log-probabilities tell).
+    for stop in [None, Some("zzqx")] {
+        let mut request = GenerationRequest::new(chat("What is 2 + 3?")).with_max_tokens(64);
+        if let Some(stop) = stop {
+            request = request.with_stop(stop);
+        }
+        let choice = block_on(backend.generate(request))
+            .unwrap()
+            .choices
+            .remove(0);
+        assert_eq!(choice.finish_reason, FinishReason::Stop, "{choice:?}");
+        assert_eq!(choice.stop_sequence, None, "{stop:?}: {choice:?}");
+        assert!(choice.logprobs.is_none(), "not asked for");
     }
 }
 

@@ -264,6 +264,14 @@ pub struct Choice {
     pub completion_tokens: usize,
     /// Why it ended.
     pub finish_reason: FinishReason,
+    /// The stop sequence that ended it; `None` when it ended at an end-of-sequence token or by
+    /// length. Over HTTP: the server's own word where it names it (vLLM's `stop_reason`), else
+    /// read from the per-token log-probabilities, which the OpenAI backend asks for whenever a
+    /// request has stop sequences (llama.cpp leaves the stop sequence's tokens out and ends an
+    /// end-of-sequence stop with the end-of-sequence token). With several stop sequences and a
+    /// server that does not name the one it matched, the first of the request's.
+    #[serde(default)]
+    pub stop_sequence: Option<String>,
     /// Per-token log-probabilities, when asked for.
     pub logprobs: Option<Vec<TokenLogprob>>,
 }

@@ -428,14 +428,29 @@ fn convert_choice(choice: mistralrs::core::CompletionChoice, stop: &[String]) ->
     // misses the same word with a leading space (another token): generation then runs past it.
     // Cut the text at the first stop string here so callers always see stop semantics; the
     // tokens generated past it were spent, and are counted.
-    if let Some(at) = stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+    // Which stop sequence ended it: the first in the text (when mistral.rs ran past it), else
+    // the one the generated tokens end with (mistral.rs leaves it out of the text).
+    let mut stop_sequence = None;
+    if let Some((at, s)) = stop
+        .iter()
+        .filter_map(|s| text.find(s.as_str()).map(|at| (at, s)))
+        .min_by_key(|(at, _)| *at)
+    {
         text.truncate(at);
         finish_reason = FinishReason::Stop;
+        stop_sequence = Some(s.clone());
+    } else if finish_reason == FinishReason::Stop {
+        stop_sequence = stop
+            .iter()
+            .filter_map(|s| generated.rfind(s.as_str()).map(|at| (at, s)))
+            .max_by_key(|(at, _)| *at)
+            .map(|(_, s)| s.clone());
     }
     Choice {
         text,
         completion_tokens: logprobs.len(),
         finish_reason,
+        stop_sequence,
         logprobs: Some(logprobs),
     }
 }

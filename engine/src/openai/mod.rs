@@ -38,7 +38,9 @@ mod options;
 mod wire;
 
 pub use options::OpenAiOptions;
-use wire::{chat_messages, clip, error_chain, server_message, token_ids, RawReply, Reply};
+use wire::{
+    chat_messages, clip, error_chain, last_token_id, server_message, token_ids, RawReply, Reply,
+};
 
 const N_UNKNOWN: u8 = 0;
 const N_NATIVE: u8 = 1;
@@ -431,10 +433,12 @@ impl OpenAiBackend {
         }
         // Servers report usage for one choice only when n > 1 (llama.cpp does): the per-token
         // log-probabilities count each choice's tokens exactly, so they are asked for then.
+        // They also tell whether a stop sequence or the end-of-sequence token ended a choice
+        // (see `Choice::stop_sequence`), so they are asked for whenever there are stops.
         let k = request
             .top_logprobs
             .map(|k| k.clamp(1, self.options.max_top_logprobs.max(1)))
-            .or((choices > 1).then_some(1));
+            .or((choices > 1 || !request.stop.is_empty()).then_some(1));
         let path = match &request.prompt {
             Prompt::Tokens(ids) => {
                 object.insert("prompt".into(), json!(ids));
@@ -511,18 +515,38 @@ impl OpenAiBackend {
                 .text
                 .or_else(|| c.message.and_then(|m| m.content))
                 .unwrap_or_default();
-            let logprobs = match c.logprobs {
-                Some(l) => self.logprobs(&l, request.top_logprobs.is_some()).await,
-                None => None,
-            };
             let finish_reason = match c.finish_reason.as_deref() {
                 Some("length") => FinishReason::Length,
                 _ => FinishReason::Stop,
+            };
+            let stop_sequence = match (&finish_reason, c.stop_reason) {
+                (FinishReason::Length, _) => None,
+                _ if request.stop.is_empty() => None,
+                // The server names it (vLLM): a string, or a token id / null for an end token.
+                (_, Some(Value::String(s))) => Some(s),
+                (_, Some(_)) => None,
+                // It does not (llama.cpp): its log-probabilities end with the end-of-sequence
+                // token when that ended the text, and leave a stop sequence's tokens out.
+                (_, None) => {
+                    let last = c.logprobs.as_ref().and_then(last_token_id);
+                    match last {
+                        Some(id) if self.info.eos_token_ids.contains(&id) => None,
+                        // Without the end-of-sequence ids (no /props) it cannot tell.
+                        Some(_) if self.info.eos_token_ids.is_empty() => None,
+                        Some(_) => request.stop.first().cloned(),
+                        None => None,
+                    }
+                }
+            };
+            let logprobs = match c.logprobs {
+                Some(l) => self.logprobs(&l, request.top_logprobs.is_some()).await,
+                None => None,
             };
             out.push(Choice {
                 text,
                 completion_tokens: 0,
                 finish_reason,
+                stop_sequence,
                 logprobs,
             });
         }

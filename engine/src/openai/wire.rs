@@ -148,6 +148,24 @@ pub(super) struct RawChoice {
     pub(super) message: Option<RawMessage>,
     pub(super) finish_reason: Option<String>,
     pub(super) logprobs: Option<Value>,
+    /// vLLM: the stop string (or token id) that ended the choice; `null` for end-of-sequence.
+    /// Absent on servers that do not say (llama.cpp).
+    #[serde(default, deserialize_with = "present")]
+    pub(super) stop_reason: Option<Value>,
+}
+
+/// Tells a field sent as `null` (`Some(Value::Null)`) from one not sent (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// The id of the last generated token in log-probabilities of the `{content: [...]}` shape
+/// (llama.cpp gives ids).
+pub(super) fn last_token_id(logprobs: &Value) -> Option<u32> {
+    let last = logprobs.get("content")?.as_array()?.last()?;
+    last.get("id")?
+        .as_u64()
+        .and_then(|id| u32::try_from(id).ok())
 }
 
 #[derive(Debug, Deserialize)]

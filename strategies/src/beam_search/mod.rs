@@ -245,23 +245,15 @@ impl BeamSearch {
             .with_n(k)
             .with_max_tokens(self.config.max_step_tokens.get())
             .with_stop(self.config.step_delimiter.clone())
-            .with_sampling(sampling)
-            .with_top_logprobs(0);
+            .with_sampling(sampling);
         let generation = cx.backend().generate(request).await?;
-        let delimiter = self.config.step_delimiter.as_str();
         let steps = generation
             .choices
             .into_iter()
             .map(|c| {
-                // Ended by the delimiter, or by the end of sequence? The generated tokens tell.
-                let generated: String = c
-                    .logprobs
-                    .as_ref()
-                    .map(|l| l.iter().map(|t| t.token.as_str()).collect())
-                    .unwrap_or_default();
-                let at_delimiter = generated.contains(delimiter);
+                // Ended by the delimiter (a step), or by the end of sequence (the solution)?
                 let text = c.text.trim().to_string();
-                let ended = c.finish_reason == FinishReason::Stop && !at_delimiter;
+                let ended = c.finish_reason == FinishReason::Stop && c.stop_sequence.is_none();
                 let finished = ended || text.contains(ANSWER_CUE) || text.is_empty();
                 (text, c.completion_tokens as u64, finished)
             })
