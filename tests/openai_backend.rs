@@ -23,7 +23,8 @@ use ponder::engine::{
     OpenAiBackend, OpenAiOptions, Problem, Prompt, Runner, Sampling, Solution, TokenizeInput,
 };
 use ponder::strategies::{
-    BestOfNConfig, BudgetForcingConfig, DirectConfig, ForcingDetails, ForcingMode, StrategyConfig,
+    BeamSearch, BeamSearchConfig, BestOfNConfig, BudgetForcingConfig, DirectConfig, ForcingDetails,
+    ForcingMode, SearchDetails, SearchKind, StrategyConfig,
 };
 
 /// A server of the test's own (a static one would outlive the test process: statics are never
@@ -199,6 +200,48 @@ fn stop_sequences_end_the_text_before_them() {
         assert_eq!(choice.stop_sequence, None, "{stop:?}: {choice:?}");
         assert!(choice.logprobs.is_none(), "not asked for");
     }
+}
+
+#[test]
+fn beam_search_over_http_grows_past_the_first_step() {
+    // Steps end at the delimiter (a stop sequence), solutions at the end-of-sequence token; the
+    // server says "stop" for both, so the backend must tell them apart or every beam would be
+    // taken as finished after one step.
+    let (_lock, _server, url) = server();
+    let config = BeamSearchConfig {
+        n: std::num::NonZeroUsize::new(4).unwrap(),
+        beam_width: std::num::NonZeroUsize::new(2).unwrap(),
+        max_steps: std::num::NonZeroUsize::new(3).unwrap(),
+        max_step_tokens: std::num::NonZeroUsize::new(48).unwrap(),
+        ..BeamSearchConfig::default()
+    };
+    let search = BeamSearch::new(config, SearchKind::Beam).unwrap();
+    let problem = Problem::new(
+        "p",
+        "Tom has 3 apples and buys 4 more. Then he gives 2 to Ann. How many apples does he have?",
+    );
+    let solution = block_on(solve(&search, &problem, connect(&url), Budget::unlimited())).unwrap();
+    let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    let trace = solution.trace.expect("a search tree");
+    let nodes = trace.json["nodes"].as_array().unwrap();
+    let deepest = nodes.iter().filter_map(|n| n["depth"].as_u64()).max();
+    assert!(
+        details.rounds >= 2 && deepest >= Some(2),
+        "no beam grew past its first step: {details:?}, {nodes:#?}"
+    );
+    // A step that ended at the delimiter is a partial solution, kept active or expanded.
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n["depth"] == 1 && (n["state"] == "expanded" || n["state"] == "pruned")),
+        "{nodes:#?}"
+    );
+    // The prompts of later rounds extend earlier ones: the server's prefix cache serves them.
+    assert!(
+        solution.usage.cached_prompt_tokens > 0,
+        "{:?}",
+        solution.usage
+    );
 }
 
 #[test]
