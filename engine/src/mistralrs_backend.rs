@@ -167,10 +167,17 @@ impl MistralRsBackend {
             if sender.send(request).await.is_err() {
                 return;
             }
+            drop(sender);
+            // Read on past the final answer until the engine lets go of the channel: on a
+            // forward error mistral.rs 0.8.1 answers once per sequence of the request and
+            // unwraps each send, so a receiver gone after the first answer would panic its
+            // engine thread (and fail every other request in flight).
+            let mut done_tx = Some(done_tx);
             while let Some(reply) = replies.recv().await {
                 if is_final(&reply) {
-                    let _ = done_tx.send(reply);
-                    return;
+                    if let Some(tx) = done_tx.take() {
+                        let _ = tx.send(reply);
+                    }
                 }
             }
         });
