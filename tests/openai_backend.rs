@@ -80,17 +80,9 @@ fn solves_through_the_server_with_exact_usage() {
     );
     assert_eq!(caps.eos_token_ids.len(), 1, "eos from /props");
 
-    let strategy = StrategyConfig::Direct(DirectConfig::default())
-        .build()
-        .unwrap();
+    let direct = || StrategyConfig::Direct(DirectConfig::default());
     let problem = Problem::new("p", "What is 2 + 3?");
-    let solution = block_on(solve(
-        strategy.as_ref(),
-        &problem,
-        Arc::clone(&backend),
-        Budget::unlimited(),
-    ))
-    .unwrap();
+    let solution = solve_one(direct(), Arc::clone(&backend), &problem.question);
     assert!(!solution.completion.trim().is_empty());
     assert_eq!(solution.usage.calls, 1);
     // The prompt went through the server's chat template; its token count is the server's.
@@ -105,13 +97,7 @@ fn solves_through_the_server_with_exact_usage() {
     // A fresh server had nothing cached; the same prompt again comes (all but the last token,
     // which llama.cpp always evaluates) from its prefix cache, and the meter says so.
     assert_eq!(solution.usage.cached_prompt_tokens, 0);
-    let again = block_on(solve(
-        strategy.as_ref(),
-        &problem,
-        Arc::clone(&backend),
-        Budget::unlimited(),
-    ))
-    .unwrap();
+    let again = solve_one(direct(), Arc::clone(&backend), &problem.question);
     assert_eq!(again.usage.prompt_tokens, solution.usage.prompt_tokens);
     assert!(
         again.usage.cached_prompt_tokens + 1 >= again.usage.prompt_tokens

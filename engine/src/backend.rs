@@ -285,6 +285,18 @@ pub struct Generation {
     pub usage: Usage,
 }
 
+impl Generation {
+    /// The first completion (for requests of `n = 1`); an error if the backend sent none.
+    pub fn into_first_choice(self) -> Result<Choice> {
+        self.choices
+            .into_iter()
+            .next()
+            .ok_or_else(|| crate::error::Error::Inference {
+                message: "the backend returned no completion".into(),
+            })
+    }
+}
+
 /// What a backend can do; strategies choose their path from it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Capabilities {

@@ -137,7 +137,7 @@ impl Backend for ScriptedBackend {
                     })
                     .collect()
             });
-            let stop_sequence = stop_at
+            let mut stop_sequence = stop_at
                 .and_then(|(at, len)| text.get(at..at + len))
                 .map(String::from);
             let stopped = stop_at.map(|(at, _)| text.get(..at).unwrap_or_default().to_string());
@@ -146,7 +146,6 @@ impl Backend for ScriptedBackend {
                 None => (text, FinishReason::Stop),
             };
             let kept = cut_at_char_boundary(&text, request.max_tokens).to_string();
-            let mut stop_sequence = stop_sequence;
             if kept.len() < text.len() {
                 finish = FinishReason::Length;
                 stop_sequence = None;

@@ -95,11 +95,7 @@ impl Strategy for Direct {
             }
             Err(e) => return Err(e),
         };
-        let Some(choice) = generation.choices.into_iter().next() else {
-            return Err(ponder_engine::Error::Inference {
-                message: "the backend returned no completion".into(),
-            });
-        };
+        let choice = generation.into_first_choice()?;
         let stop_reason = match choice.finish_reason {
             FinishReason::Stop => StopReason::Completed,
             FinishReason::Length => StopReason::MaxTokens,

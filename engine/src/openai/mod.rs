@@ -527,14 +527,15 @@ impl OpenAiBackend {
                 (_, Some(_)) => None,
                 // It does not (llama.cpp): its log-probabilities end with the end-of-sequence
                 // token when that ended the text, and leave a stop sequence's tokens out.
+                // Without the end-of-sequence ids (no /props) or the ids of the tokens, it
+                // cannot tell.
                 (_, None) => {
-                    let last = c.logprobs.as_ref().and_then(last_token_id);
-                    match last {
-                        Some(id) if self.info.eos_token_ids.contains(&id) => None,
-                        // Without the end-of-sequence ids (no /props) it cannot tell.
-                        Some(_) if self.info.eos_token_ids.is_empty() => None,
-                        Some(_) => request.stop.first().cloned(),
-                        None => None,
+                    let eos = &self.info.eos_token_ids;
+                    match c.logprobs.as_ref().and_then(last_token_id) {
+                        Some(id) if !eos.is_empty() && !eos.contains(&id) => {
+                            request.stop.first().cloned()
+                        }
+                        _ => None,
                     }
                 }
             };

@@ -290,13 +290,7 @@ impl BudgetForcing {
         .with_sampling(self.sampling())
         .with_logits_processor(Arc::clone(&processor) as Arc<dyn LogitsProcessor>);
         let generation = backend.generate(request).await?;
-        let choice = generation
-            .choices
-            .into_iter()
-            .next()
-            .ok_or(Error::Inference {
-                message: "the backend returned no completion".into(),
-            })?;
+        let choice = generation.into_first_choice()?;
         let mut details = processor.details();
         details.mode = ForcingMode::InDecode;
         // The processor does not see the last token (it is sampled after its final call).
@@ -345,13 +339,7 @@ impl BudgetForcing {
             let generation = backend.generate(request).await?;
             first_prompt.get_or_insert(generation.usage.prompt_tokens);
             prompt_sent += generation.usage.prompt_tokens;
-            let choice = generation
-                .choices
-                .into_iter()
-                .next()
-                .ok_or(Error::Inference {
-                    message: "the backend returned no completion".into(),
-                })?;
+            let choice = generation.into_first_choice()?;
             details.thinking_tokens += choice.completion_tokens;
             tokens += choice.completion_tokens as u64;
             thinking.push_str(&choice.text);
@@ -389,13 +377,7 @@ impl BudgetForcing {
         .with_sampling(self.sampling());
         let generation = backend.generate(request).await?;
         prompt_sent += generation.usage.prompt_tokens;
-        let choice = generation
-            .choices
-            .into_iter()
-            .next()
-            .ok_or(Error::Inference {
-                message: "the backend returned no completion".into(),
-            })?;
+        let choice = generation.into_first_choice()?;
         details.answer_tokens = choice.completion_tokens;
         details.resubmitted_prompt_tokens = prompt_sent.saturating_sub(first_prompt.unwrap_or(0));
         tokens += choice.completion_tokens as u64;

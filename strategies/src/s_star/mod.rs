@@ -440,15 +440,12 @@ impl SStar {
         }
         // Asked twice, each program shown first once: small judges favour whichever comes first,
         // and averaging the two orders cancels that.
-        let verdict = |first: usize, second: usize| {
+        let verdict = |swapped: bool| {
             let mut shown = String::new();
-            for d in &differing {
-                let outputs = [&d.1, &d.2];
+            for (call, oa, ob) in &differing {
+                let (first, second) = if swapped { (ob, oa) } else { (oa, ob) };
                 shown.push_str(&format!(
-                    "Input: {}\nOutput of A: {}\nOutput of B: {}\n\n",
-                    d.0,
-                    outputs.get(first).map_or("", |o| o.as_str()),
-                    outputs.get(second).map_or("", |o| o.as_str()),
+                    "Input: {call}\nOutput of A: {first}\nOutput of B: {second}\n\n"
                 ));
             }
             Prompt::chat(vec![Message::user(format!(
@@ -457,15 +454,16 @@ impl SStar {
             ))])
         };
         let (a_first, b_first) = match tokio::try_join!(
-            choice_probability(judge, verdict(0, 1), &words.0, &words.1),
-            choice_probability(judge, verdict(1, 0), &words.0, &words.1),
+            choice_probability(judge, verdict(false), &words.0, &words.1),
+            choice_probability(judge, verdict(true), &words.0, &words.1),
         ) {
             Ok(ps) => ps,
             Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
             Err(e) => return Err(e),
         };
-        comparison.p_a_by_order = Some((a_first, 1.0 - b_first));
-        let p_a = (a_first + (1.0 - b_first)) / 2.0;
+        let by_order = (a_first, 1.0 - b_first);
+        let p_a = (by_order.0 + by_order.1) / 2.0;
+        comparison.p_a_by_order = Some(by_order);
         comparison.p_a = Some(p_a);
         comparison.winner = if p_a >= 0.5 { a } else { b };
         Ok(Ok((comparison, sandbox_ms)))
