@@ -17,7 +17,7 @@
 
 mod tree;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
@@ -191,6 +191,9 @@ pub struct SearchDetails {
     pub reusable_prompt_tokens: u64,
     /// Prompt tokens sent.
     pub prompt_tokens: u64,
+    /// Candidates identical to another of the same round, which shared its roll-out and score
+    /// instead of being scored again.
+    pub shared_scores: usize,
 }
 
 struct Beam {
@@ -328,20 +331,33 @@ impl BeamSearch {
             }
             // After the first round every expansion extends a prompt already sent.
             seen_prefix_tokens = u64::MAX;
-            let to_score = try_join_all(children.iter().map(|(child, _, finished)| {
-                let steps = tree.steps(*child);
-                let finished = *finished;
-                async move {
-                    if finished {
-                        Ok(steps)
-                    } else {
-                        self.rolled_out(problem, cx, steps).await
-                    }
+            // A small model often samples the same step twice: identical candidates are rolled
+            // out and scored once and share the score (duplicates are pruned below anyway).
+            let mut distinct: Vec<(Vec<String>, bool)> = Vec::new();
+            let mut slot_of: Vec<usize> = Vec::with_capacity(children.len());
+            let mut index: HashMap<(Vec<String>, bool), usize> = HashMap::new();
+            for (child, _, finished) in &children {
+                let key = (tree.steps(*child), *finished);
+                let slot = *index.entry(key.clone()).or_insert_with(|| {
+                    distinct.push(key);
+                    distinct.len() - 1
+                });
+                slot_of.push(slot);
+            }
+            details.shared_scores += children.len() - distinct.len();
+            let to_score = try_join_all(distinct.into_iter().map(|(steps, finished)| async move {
+                if finished {
+                    Ok(steps)
+                } else {
+                    self.rolled_out(problem, cx, steps).await
                 }
             }))
             .await?;
             let scores = self.scorer.score(cx, &problem.question, &to_score).await?;
-            for ((child, _, _), step_scores) in children.iter().zip(&scores) {
+            for ((child, _, _), &slot) in children.iter().zip(&slot_of) {
+                let Some(step_scores) = scores.get(slot) else {
+                    continue;
+                };
                 let own = tree.steps(*child).len();
                 // Scores of the candidate's own steps (a roll-out's extra steps count for the
                 // aggregate, as search-and-learn scores the rolled-out text).

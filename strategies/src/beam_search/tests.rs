@@ -221,3 +221,39 @@ async fn the_budget_stop_returns_a_best_beam() {
     assert_eq!(solution.stop_reason, StopReason::CallBudget);
     assert_eq!(solution.completion, "s7", "the best partial beam");
 }
+
+#[tokio::test]
+async fn identical_candidates_are_scored_once() {
+    // One beam, four candidates: s5 twice and s2 twice. Two texts go to the scorer; the
+    // duplicates share the score and are pruned; one beam (n / M) survives.
+    let scorer = Arc::new(NumberScorer::default());
+    let replies = vec!["s5\n\n", "s2\n\n", "s5\n\n", "s2\n\n"];
+    let search = BeamSearch::new(config(4, 4, 1), SearchKind::Beam)
+        .unwrap()
+        .with_scorer(Arc::clone(&scorer) as Arc<dyn Scorer>);
+    let (solution, _, tree) = run(search, replies, Budget::unlimited()).await;
+    let seen = scorer.seen.lock().unwrap().clone();
+    assert_eq!(seen, vec![vec!["s5".to_string()], vec!["s2".to_string()]]);
+    let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!(details.shared_scores, 2);
+    let scores: Vec<(String, f64, String)> = tree.0[1..]
+        .iter()
+        .map(|n| {
+            (
+                n["text"].as_str().unwrap().to_string(),
+                n["score"].as_f64().unwrap(),
+                n["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        scores,
+        vec![
+            ("s5".to_string(), 0.5, "active".to_string()),
+            ("s2".to_string(), 0.2, "pruned".to_string()),
+            ("s5".to_string(), 0.5, "pruned".to_string()),
+            ("s2".to_string(), 0.2, "pruned".to_string()),
+        ]
+    );
+    assert_eq!(solution.completion, "s5");
+}
