@@ -261,6 +261,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         "solved",
         "errors",
         "not started",
+        "cut short",
         "accuracy",
         "tokens",
         "tokens/problem",
@@ -269,10 +270,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let accuracy = summary.accuracy().map_or("-".to_string(), |a| {
         format!("{:.1}% ({}/{})", 100.0 * a, summary.correct, summary.graded)
     });
-    let per_problem = if summary.solved + summary.errors > 0 {
+    let attempted = summary.solved + summary.errors + summary.cut_short;
+    let per_problem = if attempted > 0 {
         format!(
             "{:.0}",
-            summary.usage.total_tokens() as f64 / (summary.solved + summary.errors) as f64
+            summary.usage.total_tokens() as f64 / attempted as f64
         )
     } else {
         "-".into()
@@ -283,6 +285,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         summary.solved.to_string(),
         summary.errors.to_string(),
         summary.not_started.to_string(),
+        summary.cut_short.to_string(),
         accuracy,
         summary.usage.total_tokens().to_string(),
         per_problem,
@@ -298,6 +301,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         println!("stop reasons: {}", reasons.join(", "));
     }
     println!("results: {}", args.out.display());
+    if summary.not_started + summary.cut_short > 0 {
+        eprintln!(
+            "the run's budget stopped {} problems ({} not started, {} cut short and not recorded); \
+             a rerun with a larger budget solves them",
+            summary.not_started + summary.cut_short,
+            summary.not_started,
+            summary.cut_short
+        );
+    }
     if summary.errors > 0 {
         eprintln!(
             "{} problems failed; their lines carry the error and a rerun retries them",

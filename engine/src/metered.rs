@@ -5,6 +5,7 @@
 //! to its real usage when it returns. Cancellation: dropping a call's future releases its
 //! reservation (an RAII guard); the tokens the backend spent on it are then not counted.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -177,6 +178,7 @@ impl Drop for Reservation {
 pub struct Metered<B> {
     inner: B,
     meter: Arc<Meter>,
+    limited: Option<Arc<AtomicBool>>,
 }
 
 impl<B: Backend> Metered<B> {
@@ -185,12 +187,31 @@ impl<B: Backend> Metered<B> {
         Self {
             inner,
             meter: Meter::new(budget),
+            limited: None,
         }
     }
 
     /// Meters `inner` with an existing (shared) meter.
     pub fn with_meter(inner: B, meter: Arc<Meter>) -> Self {
-        Self { inner, meter }
+        Self {
+            inner,
+            meter,
+            limited: None,
+        }
+    }
+
+    /// Sets `flag` whenever this budget refuses a call, shortens one (fewer `max_tokens` than
+    /// asked), or ends one at its deadline: how the batch runner tells a problem cut short by
+    /// the run's budget from one that finished within its own.
+    pub fn noting_limits(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.limited = Some(flag);
+        self
+    }
+
+    fn note_limit(&self) {
+        if let Some(flag) = &self.limited {
+            flag.store(true, Ordering::Relaxed);
+        }
     }
 
     /// The meter.
@@ -237,16 +258,27 @@ impl<B: Backend> Backend for Metered<B> {
                     + assistant_prefix.len() as u64
             }
         };
-        let (reservation, fit) =
-            self.meter
-                .reserve(prompt_tokens, request.n as u64, request.max_tokens as u64)?;
+        let (reservation, fit) = self
+            .meter
+            .reserve(prompt_tokens, request.n as u64, request.max_tokens as u64)
+            .inspect_err(|e| {
+                if matches!(e, Error::BudgetExhausted { .. }) {
+                    self.note_limit();
+                }
+            })?;
+        if fit < request.max_tokens as u64 {
+            self.note_limit();
+        }
         request.max_tokens = usize::try_from(fit).unwrap_or(usize::MAX);
         let call = self.inner.generate(request);
         let generation = match self.meter.deadline() {
             Some(deadline) => tokio::time::timeout_at(deadline.into(), call)
                 .await
-                .map_err(|_| Error::BudgetExhausted {
-                    resource: Resource::WallTime,
+                .map_err(|_| {
+                    self.note_limit();
+                    Error::BudgetExhausted {
+                        resource: Resource::WallTime,
+                    }
                 })??,
             None => call.await?,
         };

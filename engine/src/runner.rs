@@ -4,7 +4,9 @@
 //! single `write` and flushed before the next: a run killed at any moment loses no finished
 //! problem. Starting again with the same output file resumes: ids with a result line are
 //! skipped, a last line cut short by the kill is cut off and its problem redone, and problems
-//! whose line records an error are retried.
+//! whose line records an error are retried. A problem the run's budget cut short (refused or
+//! shortened one of its calls) is not recorded either: its answer is what the budget left room
+//! for, so a resumed run with more budget redoes it.
 //!
 //! Concurrency: up to `concurrency` problems are solved at once, all within the caller's task
 //! (`buffer_unordered`), so dropping the run future cancels everything; results are written by
@@ -13,6 +15,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -74,6 +77,9 @@ pub struct RunSummary {
     pub errors: usize,
     /// Problems not started because the run's budget ran out.
     pub not_started: usize,
+    /// Problems started but cut short by the run's budget (a call refused or shortened); not
+    /// recorded, so a resumed run redoes them. Their usage is in `usage`.
+    pub cut_short: usize,
     /// Usage of this run's problems, summed (elapsed is the sum of per-problem times).
     pub usage: Usage,
     /// Wall time of this run.
@@ -197,26 +203,44 @@ impl Runner {
             .open(out)
             .map_err(|e| Error::io(out, e))?;
         let run_meter = Meter::new(self.run_budget);
-        let shared: Arc<dyn Backend> = Arc::new(Metered::with_meter(
-            Arc::clone(&self.backend),
-            Arc::clone(&run_meter),
-        ));
         let mut results = futures::stream::iter(todo.iter().copied())
             .map(|problem| {
-                let backend = Arc::clone(&shared);
                 let meter = Arc::clone(&run_meter);
                 async move {
                     if run_exhausted(&meter) {
-                        return None;
+                        return Outcome::NotStarted;
                     }
-                    Some(self.solve_one(problem, backend).await)
+                    // Each problem reaches the backend through the run's shared meter, with a
+                    // flag of its own that says whether the run's budget limited one of its calls.
+                    let cut = Arc::new(AtomicBool::new(false));
+                    let backend: Arc<dyn Backend> = Arc::new(
+                        Metered::with_meter(Arc::clone(&self.backend), meter)
+                            .noting_limits(Arc::clone(&cut)),
+                    );
+                    let line = self.solve_one(problem, backend).await;
+                    if cut.load(Ordering::Relaxed) {
+                        Outcome::Cut(line)
+                    } else {
+                        Outcome::Done(line)
+                    }
                 }
             })
             .buffer_unordered(self.concurrency);
         while let Some(result) = results.next().await {
-            let Some(line) = result else {
-                summary.not_started += 1;
-                continue;
+            let line = match result {
+                Outcome::Done(line) => line,
+                Outcome::NotStarted => {
+                    summary.not_started += 1;
+                    continue;
+                }
+                Outcome::Cut(line) => {
+                    // Its answer is what the run's budget left room for, not what the strategy
+                    // would give: not recorded, so a resumed run (with more budget) redoes it.
+                    tracing::info!(problem = %line.id, "cut short by the run's budget; not recorded");
+                    summary.cut_short += 1;
+                    summary.usage += line.usage;
+                    continue;
+                }
             };
             let mut text = serde_json::to_string(&line).map_err(|source| Error::Serialize {
                 what: "a result line",
@@ -278,6 +302,16 @@ impl Runner {
     }
 }
 
+/// How one problem of a run went.
+enum Outcome {
+    /// Solved (or failed) within the run's budget: recorded.
+    Done(ResultLine),
+    /// The run's budget refused or shortened one of its calls.
+    Cut(ResultLine),
+    /// The run's budget was spent before it started.
+    NotStarted,
+}
+
 fn run_exhausted(meter: &Meter) -> bool {
     let budget = meter.budget();
     let usage = meter.usage();
@@ -336,17 +370,21 @@ pub fn read_results(path: &Path) -> Result<Vec<ResultLine>> {
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let mut lines = Vec::new();
     let body = bytes.get(..complete).unwrap_or_default();
-    let text = String::from_utf8_lossy(body);
-    let count = text.lines().count();
+    // Byte slices, so offsets stay exact whatever the line endings (`\r\n`) or a stray invalid
+    // byte (lossy decoding would change lengths).
+    let raws: Vec<&[u8]> = body.split_inclusive(|&b| b == b'\n').collect();
+    let count = raws.len();
     let mut cut_at = complete;
     let mut offset = 0usize;
-    for (index, raw) in text.lines().enumerate() {
-        let line_len = raw.len() + 1;
-        if raw.trim().is_empty() {
+    for (index, raw) in raws.into_iter().enumerate() {
+        let line_len = raw.len();
+        let text = String::from_utf8_lossy(raw);
+        let text = text.trim();
+        if text.is_empty() {
             offset += line_len;
             continue;
         }
-        match serde_json::from_str::<ResultLine>(raw) {
+        match serde_json::from_str::<ResultLine>(text) {
             Ok(line) => lines.push(line),
             // Only the last line can have been cut short by a kill; anything else is damage.
             Err(_) if index + 1 == count => {
@@ -422,6 +460,96 @@ mod tests {
         // A complete-looking last line that is not JSON (killed before the newline landed
         // would not have one; this one does) is also redone, not fatal.
         std::fs::write(&path, format!("{full}{{\"id\": \"c\"\n")).unwrap();
+        assert_eq!(read_results(&path).unwrap().len(), 2);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), full);
+    }
+
+    /// One call of up to 10 tokens; the completion is the answer.
+    struct OneCall;
+
+    #[async_trait::async_trait]
+    impl Strategy for OneCall {
+        fn name(&self) -> &'static str {
+            "one_call"
+        }
+
+        async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+            let request = crate::backend::GenerationRequest::new(crate::backend::Prompt::Text(
+                problem.question.clone(),
+            ))
+            .with_max_tokens(10);
+            match cx.backend().generate(request).await {
+                Ok(generation) => {
+                    let choice = generation.into_first_choice()?;
+                    let candidate = crate::solution::Candidate {
+                        answer: Some(choice.text.clone()),
+                        tokens: choice.text.len() as u64,
+                        text: choice.text,
+                        score: None,
+                    };
+                    Ok(Solution::single(
+                        "one_call",
+                        candidate,
+                        StopReason::Completed,
+                    ))
+                }
+                Err(Error::BudgetExhausted { resource }) => {
+                    Ok(Solution::exhausted("one_call", resource))
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn problems_the_run_budget_cut_short_are_not_recorded_and_resume_solves_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let problems: Vec<Problem> = ["p1", "p2", "p3"]
+            .into_iter()
+            .map(|id| Problem::new(id, "Q?"))
+            .collect();
+        // Scripted tokens are bytes: a call is 2 prompt + 10 completion tokens. 19 tokens let
+        // p1 finish, shorten p2's call to 5 completion tokens (cut short) and leave none for p3.
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"; 3]));
+        let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+            .with_run_budget(Budget::unlimited().with_max_tokens(19))
+            .run(&problems, &out, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            (summary.solved, summary.cut_short, summary.not_started),
+            (1, 1, 1)
+        );
+        let ids: Vec<String> = read_results(&out)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(ids, vec!["p1".to_string()], "only the finished problem");
+
+        // With budget to spare, a rerun solves exactly the two left.
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"; 2]));
+        let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+            .run(&problems, &out, |_| {})
+            .await
+            .unwrap();
+        assert_eq!((summary.resumed, summary.solved), (1, 2));
+        let lines = read_results(&out).unwrap();
+        let mut ids: Vec<&str> = lines.iter().map(|l| l.id.as_str()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, vec!["p1", "p2", "p3"]);
+        assert!(lines
+            .iter()
+            .all(|l| l.answer.as_deref() == Some("0123456789")));
+    }
+
+    #[test]
+    fn a_half_written_line_after_crlf_lines_cuts_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let full = format!("{}\r\n{}\r\n", line("a"), line("b"));
+        std::fs::write(&path, format!("{full}{{\"id\": \"c\"\r\n")).unwrap();
         assert_eq!(read_results(&path).unwrap().len(), 2);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), full);
     }

@@ -288,6 +288,56 @@ impl BeamSearch {
         Ok(steps)
     }
 
+    /// Rolls out (with lookahead) and scores a round's candidates, setting each node's step
+    /// score and aggregate score.
+    async fn score_round(
+        &self,
+        problem: &Problem,
+        cx: &Context,
+        tree: &mut SearchTree,
+        children: &[(NodeId, usize, bool)],
+        details: &mut SearchDetails,
+    ) -> Result<()> {
+        // A small model often samples the same step twice: identical candidates are rolled
+        // out and scored once and share the score (duplicates are pruned below anyway).
+        let mut distinct: Vec<(Vec<String>, bool)> = Vec::new();
+        let mut slot_of: Vec<usize> = Vec::with_capacity(children.len());
+        let mut index: HashMap<(Vec<String>, bool), usize> = HashMap::new();
+        for (child, _, finished) in children {
+            let key = (tree.steps(*child), *finished);
+            let slot = *index.entry(key.clone()).or_insert_with(|| {
+                distinct.push(key);
+                distinct.len() - 1
+            });
+            slot_of.push(slot);
+        }
+        details.shared_scores += children.len() - distinct.len();
+        let to_score = try_join_all(distinct.into_iter().map(|(steps, finished)| async move {
+            if finished {
+                Ok(steps)
+            } else {
+                self.rolled_out(problem, cx, steps).await
+            }
+        }))
+        .await?;
+        let scores = self.scorer.score(cx, &problem.question, &to_score).await?;
+        for ((child, _, _), &slot) in children.iter().zip(&slot_of) {
+            let Some(step_scores) = scores.get(slot) else {
+                continue;
+            };
+            let own = tree.steps(*child).len();
+            // Scores of the candidate's own steps (a roll-out's extra steps count for the
+            // aggregate, as search-and-learn scores the rolled-out text).
+            let step_score = step_scores.get(own.saturating_sub(1)).copied();
+            let score = self.config.aggregate.apply(step_scores);
+            if let Some(node) = tree.node_mut(*child) {
+                node.step_score = step_score;
+                node.score = score;
+            }
+        }
+        Ok(())
+    }
+
     async fn search(
         &self,
         problem: &Problem,
@@ -331,46 +381,28 @@ impl BeamSearch {
             }
             // After the first round every expansion extends a prompt already sent.
             seen_prefix_tokens = u64::MAX;
-            // A small model often samples the same step twice: identical candidates are rolled
-            // out and scored once and share the score (duplicates are pruned below anyway).
-            let mut distinct: Vec<(Vec<String>, bool)> = Vec::new();
-            let mut slot_of: Vec<usize> = Vec::with_capacity(children.len());
-            let mut index: HashMap<(Vec<String>, bool), usize> = HashMap::new();
-            for (child, _, finished) in &children {
-                let key = (tree.steps(*child), *finished);
-                let slot = *index.entry(key.clone()).or_insert_with(|| {
-                    distinct.push(key);
-                    distinct.len() - 1
-                });
-                slot_of.push(slot);
-            }
-            details.shared_scores += children.len() - distinct.len();
-            let to_score = try_join_all(distinct.into_iter().map(|(steps, finished)| async move {
-                if finished {
-                    Ok(steps)
-                } else {
-                    self.rolled_out(problem, cx, steps).await
+            if let Err(e) = self
+                .score_round(problem, cx, tree, &children, details)
+                .await
+            {
+                // Stopped (the budget, most often) before this round's candidates were scored:
+                // the finished ones stay as solutions, the rest are set aside, and their
+                // parents, scored last round, remain the best partial beams.
+                for &(child, _, finished) in &children {
+                    if let Some(node) = tree.node_mut(child) {
+                        node.state = if finished {
+                            NodeState::Finished
+                        } else {
+                            NodeState::Pruned
+                        };
+                    }
+                    details.finished += usize::from(finished);
                 }
-            }))
-            .await?;
-            let scores = self.scorer.score(cx, &problem.question, &to_score).await?;
-            for ((child, _, _), &slot) in children.iter().zip(&slot_of) {
-                let Some(step_scores) = scores.get(slot) else {
-                    continue;
-                };
-                let own = tree.steps(*child).len();
-                // Scores of the candidate's own steps (a roll-out's extra steps count for the
-                // aggregate, as search-and-learn scores the rolled-out text).
-                let step_score = step_scores.get(own.saturating_sub(1)).copied();
-                let score = self.config.aggregate.apply(step_scores);
-                if let Some(node) = tree.node_mut(*child) {
-                    node.step_score = step_score;
-                    node.score = score;
-                }
+                return Err(e);
             }
             // Finished candidates leave the pool; the rest compete for survival.
             let mut pool: Vec<(NodeId, usize)> = Vec::new();
-            let mut texts: HashSet<String> = HashSet::new();
+            let mut texts: HashSet<(usize, String)> = HashSet::new();
             for (child, subtree, finished) in children {
                 if finished {
                     if let Some(node) = tree.node_mut(child) {
@@ -380,8 +412,13 @@ impl BeamSearch {
                     continue;
                 }
                 if self.config.filter_duplicates {
-                    let key = tree.steps(child).join("\u{1}");
-                    if !texts.insert(key) {
+                    // DVTS's subtrees are independent: a duplicate only within its own subtree
+                    // (at a low temperature every subtree's first steps may be alike).
+                    let scope = match self.kind {
+                        SearchKind::Beam => 0,
+                        SearchKind::Dvts => subtree,
+                    };
+                    if !texts.insert((scope, tree.steps(child).join("\u{1}"))) {
                         if let Some(node) = tree.node_mut(child) {
                             node.state = NodeState::Pruned;
                         }

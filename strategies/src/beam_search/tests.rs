@@ -257,3 +257,53 @@ async fn identical_candidates_are_scored_once() {
     );
     assert_eq!(solution.completion, "s5");
 }
+
+#[tokio::test]
+async fn dvts_keeps_a_subtree_whose_steps_repeat_another_subtrees() {
+    // Both subtrees sample the same two first steps (as at a low temperature). Each keeps its
+    // own best: duplicates count only within a subtree.
+    let replies = vec!["s9\n\n", "s8\n\n", "s9\n\n", "s8\n\n"];
+    let search = BeamSearch::new(config(4, 2, 1), SearchKind::Dvts)
+        .unwrap()
+        .with_scorer(Arc::new(NumberScorer::default()));
+    let (_, _, tree) = run(search, replies, Budget::unlimited()).await;
+    let active: Vec<(String, u64)> = tree
+        .0
+        .iter()
+        .filter(|n| n["state"] == "active" && n["parent"].is_u64())
+        .map(|n| {
+            (
+                n["text"].as_str().unwrap().to_string(),
+                n["subtree"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(active, vec![("s9".to_string(), 0), ("s9".to_string(), 1)]);
+}
+
+#[tokio::test]
+async fn a_budget_stop_while_scoring_keeps_finished_beams_and_sets_the_rest_aside() {
+    // Lookahead 1. Round 1: s1, s2 (calls 1-3: expansion and two roll-outs); s1 survives.
+    // Round 2: s4 and a finished answer (call 4); s4's roll-out is refused (4 calls).
+    let mut c = config(2, 2, 3);
+    c.lookahead = 1;
+    let replies = vec![
+        "s1\n\n",
+        "s2\n\n",
+        "s6\n\n",
+        "s3\n\n",
+        "s4\n\n",
+        "Final Answer: 7",
+    ];
+    let search = BeamSearch::new(c, SearchKind::Beam)
+        .unwrap()
+        .with_scorer(Arc::new(NumberScorer::default()));
+    let (solution, backend, tree) =
+        run(search, replies, Budget::unlimited().with_max_calls(4)).await;
+    assert_eq!(backend.requests().len(), 4);
+    assert_eq!(solution.stop_reason, StopReason::CallBudget);
+    assert_eq!(tree.state_of("s4"), "pruned", "never scored");
+    assert_eq!(tree.state_of("Final Answer: 7"), "finished");
+    assert_eq!(solution.answer.as_deref(), Some("7"));
+    assert_eq!(solution.completion, "s1\n\nFinal Answer: 7");
+}
