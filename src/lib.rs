@@ -60,6 +60,21 @@ impl Config {
         Ok(config)
     }
 
+    /// What changes results: the strategy, the per-problem budget and which model (not where
+    /// or how fast it runs). `ponder run` records it beside a results file and checks it when
+    /// resuming ([`Runner::with_identity`]).
+    pub fn identity(&self) -> serde_json::Value {
+        let model = match self.model.backend {
+            ponder_engine::BackendKind::Mistralrs => {
+                serde_json::json!({ "backend": "mistralrs", "source": self.model.source })
+            }
+            ponder_engine::BackendKind::Openai => {
+                serde_json::json!({ "backend": "openai", "model": self.model.model })
+            }
+        };
+        serde_json::json!({ "model": model, "strategy": self.strategy, "budget": self.budget })
+    }
+
     /// Checks the rules that serde cannot.
     pub fn validate(&self) -> Result<()> {
         self.strategy.validate()

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressStyle};
 use ponder::engine::models::{self, BUILTIN_MODELS};
-use ponder::engine::{runner, Budget, Problem, ResultLine, Runner, Strategy};
+use ponder::engine::{runner, BackendKind, Budget, Problem, ResultLine, Runner, Strategy};
 use ponder::Config;
 
 #[derive(Debug, Parser)]
@@ -32,7 +32,8 @@ enum Command {
         /// Strategy config file (TOML, YAML or JSON). Default: direct, step by step.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Model source, overriding the config's (built-in name, .gguf, directory, hub id).
+        /// Model, overriding the config's: its source in process (built-in name, .gguf,
+        /// directory, hub id), the model name sent with `backend = "openai"`.
         #[arg(long)]
         model: Option<String>,
         /// Print one JSON object instead of text.
@@ -59,7 +60,7 @@ enum Command {
         /// Problems solved at once.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
-        /// Model source, overriding the config's.
+        /// Model, overriding the config's (as for `solve`).
         #[arg(long)]
         model: Option<String>,
         /// Most tokens (prompt and completion) the whole run may spend.
@@ -146,7 +147,11 @@ fn load_config(path: Option<&Path>, model: Option<String>) -> anyhow::Result<Con
         None => Config::default(),
     };
     if let Some(model) = model {
-        config.model.source = model;
+        // In process the source names the model; over HTTP the model name sent does.
+        match config.model.backend {
+            BackendKind::Mistralrs => config.model.source = model,
+            BackendKind::Openai => config.model.model = Some(model),
+        }
     }
     Ok(config)
 }
@@ -219,7 +224,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_grader(Arc::new(ponder::prm::StandardGrader::default()))
         .with_concurrency(args.concurrency)
         .with_problem_budget(config.budget)
-        .with_run_budget(run_budget);
+        .with_run_budget(run_budget)
+        .with_identity(config.identity());
     if let Some(dir) = &args.trace_dir {
         runner = runner.with_trace_dir(dir);
     }

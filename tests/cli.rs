@@ -109,6 +109,18 @@ fn run_writes_graded_lines_and_resumes_without_repeating() {
     assert_eq!(lines(&out).len(), 5, "a second run must add nothing");
     let table = String::from_utf8_lossy(&second.stdout);
     assert!(table.contains("resumed"), "{table}");
+
+    // Resuming into the same file with another configuration would mix two experiments.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("max_tokens = 48", "max_tokens = 64")).unwrap();
+    let changed = run();
+    assert!(!changed.status.success());
+    let stderr = String::from_utf8_lossy(&changed.stderr);
+    assert!(
+        stderr.contains("results.jsonl") && stderr.contains("strategy.max_tokens: 48 -> 64"),
+        "{stderr}"
+    );
+    assert_eq!(lines(&out).len(), 5);
 }
 
 #[test]

@@ -385,6 +385,11 @@ fn a_killed_server_gives_a_typed_error_and_a_resumed_run_completes() {
 /// A local HTTP responder that answers each connection with the next scripted status, and
 /// counts requests: the retry policy, without waiting on a real server to misbehave.
 fn scripted_server(statuses: Vec<u16>) -> (String, Arc<AtomicUsize>) {
+    scripted_server_with(statuses.into_iter().map(|s| (s, None)).collect())
+}
+
+/// Like [`scripted_server`], with the body of each 200 reply where one is given.
+fn scripted_server_with(replies: Vec<(u16, Option<String>)>) -> (String, Arc<AtomicUsize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let count = Arc::new(AtomicUsize::new(0));
@@ -418,9 +423,9 @@ fn scripted_server(statuses: Vec<u16>) -> (String, Arc<AtomicUsize>) {
                 (200, r#"{"data":[{"id":"m"}]}"#.to_string())
             } else if path.starts_with("/v1/") {
                 let i = seen.fetch_add(1, Ordering::SeqCst);
-                let status = statuses.get(i).copied().unwrap_or(200);
+                let (status, given) = replies.get(i).cloned().unwrap_or((200, None));
                 let body = if status == 200 {
-                    r#"{"choices":[{"index":0,"text":"ok","finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#.to_string()
+                    given.unwrap_or_else(|| r#"{"choices":[{"index":0,"text":"ok","finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#.to_string())
                 } else {
                     format!(r#"{{"error":{{"message":"scripted {status}"}}}}"#)
                 };
@@ -480,6 +485,42 @@ fn retries_429_and_5xx_but_never_4xx() {
 }
 
 #[test]
+fn the_stop_a_server_names_is_the_stop_sequence() {
+    // vLLM names it in `stop_reason`, SGLang in `matched_stop`: a string for a stop sequence,
+    // null or a token id for an end-of-sequence token.
+    let reply = |field: &str, value: &str| {
+        Some(format!(
+            r#"{{"choices":[{{"index":0,"text":"a","finish_reason":"stop","{field}":{value}}}],"usage":{{"prompt_tokens":3,"completion_tokens":1}}}}"#
+        ))
+    };
+    let cases = [
+        ("stop_reason", r#""\n\n""#, Some("\n\n")),
+        ("stop_reason", "null", None),
+        ("matched_stop", r#""\n\n""#, Some("\n\n")),
+        ("matched_stop", "151643", None),
+    ];
+    let (url, _) = scripted_server_with(
+        cases
+            .iter()
+            .map(|(field, value, _)| (200, reply(field, value)))
+            .collect(),
+    );
+    let backend = scripted_backend(&url, 0);
+    for (field, value, expected) in cases {
+        let request = GenerationRequest::new(Prompt::Text("x".into())).with_stop("\n\n");
+        let choice = block_on(backend.generate(request))
+            .unwrap()
+            .into_first_choice()
+            .unwrap();
+        assert_eq!(
+            choice.stop_sequence.as_deref(),
+            expected,
+            "{field}: {value}"
+        );
+    }
+}
+
+#[test]
 fn a_server_that_refuses_or_ignores_n_gets_single_requests() {
     // Refuses n = 3 with a 500 (old llama.cpp did): no retries of that, three single requests.
     let (url, count) = scripted_server(vec![500, 200, 200, 200]);
@@ -495,11 +536,18 @@ fn a_server_that_refuses_or_ignores_n_gets_single_requests() {
     // Answers n = 3 with one choice: the two missing ones are fanned out.
     let (url, count) = scripted_server(vec![]);
     let backend = scripted_backend(&url, 3);
-    let generation = block_on(backend.generate(request)).unwrap();
+    let generation = block_on(backend.generate(request.clone())).unwrap();
     assert_eq!(generation.choices.len(), 3);
     assert_eq!(generation.usage.calls, 3);
     assert_eq!(count.load(Ordering::SeqCst), 3);
     assert!(!backend.capabilities().native_n);
+    // A busy server (503) says nothing about n: this request fans out, the question stays open.
+    let (url, count) = scripted_server(vec![503]);
+    let backend = scripted_backend(&url, 3);
+    let generation = block_on(backend.generate(request)).unwrap();
+    assert_eq!(generation.choices.len(), 3);
+    assert_eq!(count.load(Ordering::SeqCst), 4);
+    assert!(backend.capabilities().native_n, "not decided by a 503");
 }
 
 #[test]

@@ -44,7 +44,7 @@ mod usage;
 
 #[cfg(feature = "mistralrs")]
 mod mistralrs_backend;
-#[cfg(feature = "test-utils")]
+#[cfg(any(test, feature = "test-utils"))]
 pub mod scripted;
 
 pub use backend::{

@@ -32,6 +32,10 @@ use crate::solution::{Solution, StopReason};
 use crate::strategy::{Context, Strategy};
 use crate::usage::Usage;
 
+mod identity;
+
+pub use identity::path_of as config_record_path;
+
 /// One line of a results file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultLine {
@@ -104,6 +108,7 @@ pub struct Runner {
     problem_budget: Budget,
     run_budget: Budget,
     trace_dir: Option<PathBuf>,
+    identity: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -128,7 +133,16 @@ impl Runner {
             problem_budget: Budget::unlimited(),
             run_budget: Budget::unlimited(),
             trace_dir: None,
+            identity: None,
         }
+    }
+
+    /// What produces this run's results (strategy, model, budget: whatever changes them),
+    /// recorded beside the results file as `<out>.config.json`. Resuming into a file recorded
+    /// with a different identity is an error naming the changed keys. Default: not recorded.
+    pub fn with_identity(mut self, identity: serde_json::Value) -> Self {
+        self.identity = Some(identity);
+        self
     }
 
     /// Writes each search tree to `<dir>/<problem id>.{json,dot,svg}`. Default: not written.
@@ -171,6 +185,9 @@ impl Runner {
     ) -> Result<RunSummary> {
         let started = Instant::now();
         let previous = read_results(out)?;
+        if let Some(identity) = &self.identity {
+            identity::check_or_record(out, identity, !previous.is_empty())?;
+        }
         let mut summary = RunSummary {
             total: problems.len(),
             ..RunSummary::default()
@@ -278,9 +295,18 @@ impl Runner {
         match outcome {
             Ok(mut solution) => {
                 solution.usage = usage;
-                if let (Some(dir), Some(trace)) = (&self.trace_dir, &solution.trace) {
-                    if let Err(e) = trace.write(dir, &problem.id) {
-                        tracing::warn!(problem = %problem.id, "writing the trace failed: {e}");
+                if let (Some(dir), Some(trace)) = (&self.trace_dir, solution.trace.take()) {
+                    // Off the run's task: rendering with `dot` can take a while on a big tree.
+                    let (dir, id) = (dir.clone(), problem.id.clone());
+                    let written = tokio::task::spawn_blocking(move || trace.write(&dir, &id)).await;
+                    match written {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!(problem = %problem.id, "writing the trace failed: {e}");
+                        }
+                        Err(e) => {
+                            tracing::warn!(problem = %problem.id, "writing the trace failed: {e}");
+                        }
                     }
                 }
                 let correct = self.grader.grade(problem, &solution).await;

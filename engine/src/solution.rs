@@ -90,7 +90,8 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// Writes `<dir>/<id>.json` and `<dir>/<id>.dot` (the id made file-safe), and
+    /// Writes `<dir>/<id>.json` and `<dir>/<id>.dot` (an id with characters other than ASCII
+    /// letters, digits, `-`, `_` and `.` has them replaced by `_` and a hash appended), and
     /// `<dir>/<id>.svg` when the `dot` program is installed. Returns the paths written.
     pub fn write(&self, dir: &std::path::Path, id: &str) -> crate::Result<Vec<std::path::PathBuf>> {
         use crate::Error;
@@ -105,6 +106,15 @@ impl Trace {
                 }
             })
             .collect();
+        // Ids that needed changing get a hash of the original, so `a/b` and `a_b` stay apart.
+        let stem = if stem == id {
+            stem
+        } else {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(id.as_bytes());
+            let tag: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+            format!("{stem}-{tag}")
+        };
         let json_path = dir.join(format!("{stem}.json"));
         let text = serde_json::to_string_pretty(&self.json).map_err(|source| Error::Serialize {
             what: "a search trace",
@@ -159,5 +169,26 @@ impl Solution {
             details: serde_json::Value::Null,
             trace: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_that_differ_only_in_unsafe_characters_get_separate_trace_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let trace = Trace {
+            json: serde_json::json!({"nodes": []}),
+            dot: "digraph search {}\n".into(),
+        };
+        let plain = trace.write(dir.path(), "gsm8k-1").unwrap();
+        assert_eq!(plain[0], dir.path().join("gsm8k-1.json"));
+        let a = trace.write(dir.path(), "a/b").unwrap();
+        let b = trace.write(dir.path(), "a_b").unwrap();
+        assert_ne!(a[0], b[0]);
+        assert_eq!(b[0], dir.path().join("a_b.json"));
+        assert!(a[0].starts_with(dir.path()), "{:?}", a[0]);
     }
 }

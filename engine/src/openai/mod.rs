@@ -17,7 +17,7 @@
 //!   judges read top log-probabilities).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,9 @@ pub struct OpenAiBackend {
     info: ServerInfo,
     /// Token text to id, for servers whose log-probabilities carry no ids.
     ids: Mutex<HashMap<String, Option<u32>>>,
+    /// Whether the warning that this server cannot tell a stop sequence from an end of
+    /// sequence was given.
+    warned_stops: AtomicBool,
 }
 
 impl std::fmt::Debug for OpenAiBackend {
@@ -130,6 +133,7 @@ impl OpenAiBackend {
             native_n: AtomicU8::new(native_n),
             info: ServerInfo::default(),
             ids: Mutex::new(HashMap::new()),
+            warned_stops: AtomicBool::new(false),
         };
         backend.info = backend.probe().await?;
         tracing::info!(info = ?backend.info, urls = ?backend.options.base_urls, "connected");
@@ -519,10 +523,11 @@ impl OpenAiBackend {
                 Some("length") => FinishReason::Length,
                 _ => FinishReason::Stop,
             };
-            let stop_sequence = match (&finish_reason, c.stop_reason) {
+            let stop_sequence = match (&finish_reason, c.stop_reason.or(c.matched_stop)) {
                 (FinishReason::Length, _) => None,
                 _ if request.stop.is_empty() => None,
-                // The server names it (vLLM): a string, or a token id / null for an end token.
+                // The server names it (vLLM, SGLang): a string, or a token id / null for an
+                // end-of-sequence token.
                 (_, Some(Value::String(s))) => Some(s),
                 (_, Some(_)) => None,
                 // It does not (llama.cpp): its log-probabilities end with the end-of-sequence
@@ -535,7 +540,19 @@ impl OpenAiBackend {
                         Some(id) if !eos.is_empty() && !eos.contains(&id) => {
                             request.stop.first().cloned()
                         }
-                        _ => None,
+                        Some(_) if !eos.is_empty() => None,
+                        _ => {
+                            if !self.warned_stops.swap(true, Ordering::Relaxed) {
+                                tracing::warn!(
+                                    "this server says neither which stop ended a completion \
+                                     (vLLM's stop_reason, SGLang's matched_stop) nor its \
+                                     end-of-sequence ids and token ids (llama.cpp): stops read \
+                                     as end of sequence, so step-wise search ends every beam \
+                                     at its first step"
+                                );
+                            }
+                            None
+                        }
                     }
                 }
             };
@@ -585,14 +602,26 @@ impl Backend for OpenAiBackend {
         let mut calls = 0u64;
         let state = self.native_n.load(Ordering::Relaxed);
         let mut refused = false;
+        let mut undecided = false;
         if n == 1 || state == N_NATIVE {
             replies.push(self.call(&request, n, 0, false).await?);
             calls += 1;
         } else if state == N_UNKNOWN {
             // The first n > 1: one try without retries tells whether the server takes it (some
-            // refuse with a 4xx or a 5xx, some answer with fewer choices).
+            // refuse with a 4xx or a 500, some answer with fewer choices).
             let first = match self.call(&request, n, 0, true).await {
                 Ok(reply) => Some(reply),
+                // Busy or a gateway hiccup says nothing about n: this request fans out (with
+                // retries) and the next n > 1 asks again.
+                Err(Error::Http {
+                    status: status @ (408 | 429 | 502 | 503 | 504),
+                    message,
+                    ..
+                }) => {
+                    tracing::warn!(status, %message, "the server is busy; fanning out this request");
+                    undecided = true;
+                    None
+                }
                 Err(Error::Http {
                     status, message, ..
                 }) => {
@@ -609,10 +638,12 @@ impl Backend for OpenAiBackend {
             }
             let got = replies.first().map_or(0, |r| r.choices.len());
             let honoured = got >= n;
-            self.native_n.store(
-                if honoured { N_NATIVE } else { N_FAN_OUT },
-                Ordering::Relaxed,
-            );
+            if !undecided {
+                self.native_n.store(
+                    if honoured { N_NATIVE } else { N_FAN_OUT },
+                    Ordering::Relaxed,
+                );
+            }
             if !honoured && got > 0 {
                 tracing::warn!(asked = n, got, "the server does not honour n; fanning out");
             }

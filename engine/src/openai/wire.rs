@@ -152,6 +152,9 @@ pub(super) struct RawChoice {
     /// Absent on servers that do not say (llama.cpp).
     #[serde(default, deserialize_with = "present")]
     pub(super) stop_reason: Option<Value>,
+    /// SGLang's name for the same (a string, a token id, or `null`).
+    #[serde(default, deserialize_with = "present")]
+    pub(super) matched_stop: Option<Value>,
 }
 
 /// Tells a field sent as `null` (`Some(Value::Null)`) from one not sent (`None`).

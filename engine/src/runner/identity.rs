@@ -1,0 +1,135 @@
+//! What a results file's lines were produced with, kept beside it as `<out>.config.json`, so a
+//! resumed run with another strategy, model or budget is an error naming what changed instead
+//! of silently mixing two experiments in one file.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// The side file of `out`: `<out>.config.json`.
+pub fn path_of(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".config.json");
+    out.with_file_name(name)
+}
+
+/// Checks `identity` against the side file of `out` when `out` already holds results, and
+/// (re)writes the side file otherwise or when it is missing.
+pub fn check_or_record(out: &Path, identity: &Value, has_results: bool) -> Result<()> {
+    let side = path_of(out);
+    if has_results {
+        match std::fs::read(&side) {
+            Ok(bytes) => {
+                let recorded: Value =
+                    serde_json::from_slice(&bytes).map_err(|e| Error::Config {
+                        path: side.clone(),
+                        message: format!("not the JSON a run writes here: {e}"),
+                    })?;
+                let changes = differences(&recorded, identity);
+                if changes.is_empty() {
+                    return Ok(());
+                }
+                return Err(Error::Config {
+                    path: out.to_path_buf(),
+                    message: format!(
+                        "holds results of another configuration ({} records it); changed: {}. \
+                         Write to another --out, or delete both files to start over",
+                        side.display(),
+                        changes.join("; ")
+                    ),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(
+                    path = %out.display(),
+                    "results without a record of their configuration; assuming this run's"
+                );
+            }
+            Err(e) => return Err(Error::io(&side, e)),
+        }
+    }
+    write_atomically(&side, identity)
+}
+
+fn write_atomically(path: &Path, value: &Value) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|source| Error::Serialize {
+        what: "the run's configuration",
+        source,
+    })?;
+    text.push('\n');
+    let mut tmp = path.as_os_str().to_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// `key.path: old -> new` for every leaf that differs (a missing side shows as `(none)`).
+fn differences(old: &Value, new: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    walk("", old, new, &mut out);
+    out
+}
+
+fn walk(prefix: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                walk(
+                    &path,
+                    a.get(key).unwrap_or(&Value::Null),
+                    b.get(key).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        _ if old == new => {}
+        _ => {
+            let show = |v: &Value| match v {
+                Value::Null => "(none)".to_string(),
+                v => v.to_string(),
+            };
+            out.push(format!("{prefix}: {} -> {}", show(old), show(new)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_changed_config_is_an_error_naming_the_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let first = json!({"strategy": {"kind": "beam_search", "n": 4}, "budget": {}});
+        check_or_record(&out, &first, false).unwrap();
+        assert!(dir.path().join("r.jsonl.config.json").exists());
+        check_or_record(&out, &first, true).unwrap();
+
+        let second =
+            json!({"strategy": {"kind": "beam_search", "n": 8}, "budget": {"max_tokens": 9}});
+        let err = check_or_record(&out, &second, true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(&out.display().to_string()), "{err}");
+        assert!(err.contains("strategy.n: 4 -> 8"), "{err}");
+        assert!(err.contains("budget.max_tokens: (none) -> 9"), "{err}");
+
+        // Without results there is nothing to mix: the new configuration is recorded.
+        check_or_record(&out, &second, false).unwrap();
+        check_or_record(&out, &second, true).unwrap();
+    }
+}
