@@ -56,8 +56,17 @@ fn beam_search_finishes_writes_a_parsable_trace_and_respects_the_budget() {
         let dir = tempfile::tempdir().unwrap();
         let trace = solution.trace.expect("a search tree");
         let written = trace.write(dir.path(), &problem.id).unwrap();
-        let dot_path = dir.path().join("gsm_1.dot");
-        assert!(written.contains(&dot_path));
+        // `/` is not file-safe: it becomes `_`, and a hash of the id keeps names apart.
+        let dot_path = written
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == "dot"))
+            .expect("a .dot file")
+            .clone();
+        let name = dot_path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with("gsm_1-") && dot_path.starts_with(dir.path()),
+            "{name}"
+        );
         let nodes = trace.json["nodes"].as_array().unwrap();
         assert_eq!(nodes.len(), details.nodes + 1);
         assert!(nodes.iter().any(|n| n["chosen"] == true));
@@ -74,7 +83,7 @@ fn beam_search_finishes_writes_a_parsable_trace_and_respects_the_budget() {
                     String::from_utf8_lossy(&out.stderr)
                 );
                 assert!(String::from_utf8_lossy(&out.stdout).contains("<svg"));
-                assert!(dir.path().join("gsm_1.svg").exists());
+                assert!(dot_path.with_extension("svg").exists());
             }
             Err(_) => {
                 let text = std::fs::read_to_string(&dot_path).unwrap();

@@ -83,7 +83,7 @@ fn steps() -> Vec<Vec<String>> {
 }
 
 #[test]
-fn token_prm_reads_every_step_in_one_request_per_candidate_in_both_formats() {
+fn token_prm_reads_every_step_in_both_formats() {
     for format in [PrmFormat::MathShepherd, PrmFormat::Rlhflow] {
         // SmolLM2 stands in for a PRM; "+" and "-" ids come from its own tokenizer.
         let prm = TokenPrm::new(PrmConfig {
@@ -99,17 +99,21 @@ fn token_prm_reads_every_step_in_one_request_per_candidate_in_both_formats() {
         assert_eq!(scores[1].len(), 2, "{format:?}");
         for s in scores.iter().flatten() {
             assert!(*s > 0.0 && *s < 1.0, "{format:?}: {s}");
+            // Exactly 0.5 is what a step never read gets.
+            assert!((s - 0.5).abs() > 1e-9, "{format:?}: {scores:?}");
         }
         // Not all the same number: they were read at different places.
         assert!(
             scores[0].windows(2).any(|w| (w[0] - w[1]).abs() > 1e-6),
             "{format:?}: {scores:?}"
         );
-        assert_eq!(
-            cx.meter().usage().calls,
-            2,
-            "{format:?}: one request per candidate"
-        );
+        let calls = match format {
+            // One forced decode per candidate.
+            PrmFormat::MathShepherd => 2,
+            // One request per step: a forced end-of-turn token would end the decode.
+            PrmFormat::Rlhflow => 5,
+        };
+        assert_eq!(cx.meter().usage().calls, calls, "{format:?}");
     }
 }
 

@@ -177,7 +177,10 @@ impl CodeVerifier {
             "timeout_s": self.test_timeout.as_secs_f64(),
             "tests": tests,
         });
-        let wall = self.test_timeout * u32::try_from(tests.len()).unwrap_or(u32::MAX) + STARTUP;
+        let wall = self
+            .test_timeout
+            .saturating_mul(u32::try_from(tests.len()).unwrap_or(u32::MAX))
+            .saturating_add(STARTUP);
         let program = Program::new(PUBLIC_TESTS.replace("{MARK}", &mark))
             .with_file("solution.py", code)
             .with_file("tests.json", config.to_string())

@@ -140,7 +140,8 @@ impl Program {
         self
     }
 
-    /// Sets the wall-clock limit for this program (default: the sandbox's [`Limits::wall_ms`]).
+    /// Sets the wall-clock limit for this program (default: the sandbox's [`Limits::wall_ms`]);
+    /// a longer one raises its CPU-time limit to match.
     pub fn with_wall(mut self, wall: Duration) -> Self {
         self.wall = Some(wall);
         self
@@ -229,8 +230,23 @@ enum Level {
     Full,
     /// A network namespace only.
     Network,
+    /// Without root: the same namespaces inside an unprivileged user namespace (the caller
+    /// mapped to its root), where the kernel allows them.
+    UserFull,
+    /// Without root: a network namespace inside a user namespace.
+    UserNetwork,
     /// None.
     Plain,
+}
+
+impl Level {
+    fn filesystem(self) -> bool {
+        matches!(self, Level::Full | Level::UserFull)
+    }
+
+    fn network(self) -> bool {
+        self != Level::Plain
+    }
 }
 
 impl Default for Sandbox {
@@ -300,7 +316,12 @@ impl Sandbox {
         let user = self.sandbox_user().await;
         let limit = self.limits.processes.get();
         let mut last_error = None;
-        for level in [Level::Full, Level::Network, Level::Plain] {
+        let levels: &[Level] = if user.is_some() {
+            &[Level::Full, Level::Network, Level::Plain]
+        } else {
+            &[Level::UserFull, Level::UserNetwork, Level::Plain]
+        };
+        for &level in levels {
             let escape =
                 std::env::temp_dir().join(format!("ponder-sandbox-escape-{:016x}", nonce()));
             let probe = Program::new(
@@ -345,19 +366,19 @@ impl Sandbox {
                     });
                 }
             }
-            let network = level != Level::Plain;
+            let network = level.network();
             if network && result.network != "unreachable" {
                 return Err(SandboxError::SelfCheck {
                     what: format!("network namespace in place but loopback {}", result.network),
                 });
             }
-            let filesystem = level == Level::Full;
+            let filesystem = level.filesystem();
             if filesystem && escaped {
                 return Err(SandboxError::SelfCheck {
                     what: "wrote outside its directory in a read-only mount namespace".into(),
                 });
             }
-            if level != Level::Full {
+            if !level.filesystem() {
                 tracing::warn!(
                     network,
                     "sandbox runs without mount and PID namespaces (unshare unavailable): {}",
@@ -368,7 +389,7 @@ impl Sandbox {
                 user,
                 network,
                 filesystem,
-                pid_namespace: level == Level::Full,
+                pid_namespace: level.filesystem(),
             };
             return Ok(Checked {
                 report: SelfCheck {
@@ -435,12 +456,23 @@ impl Sandbox {
                     source: io::Error::other(e),
                 })??
         };
+        // A program given a longer wall (a test harness running many tests in one process)
+        // gets as much CPU time: one process cannot use more CPU than wall time anyway.
+        let cpu_seconds = match program.wall {
+            Some(wall) => self.limits.cpu_seconds().max(
+                wall.as_millis()
+                    .div_ceil(1000)
+                    .try_into()
+                    .unwrap_or(u64::MAX),
+            ),
+            None => self.limits.cpu_seconds(),
+        };
         // Paths as (lossy) text: `json!` would panic on a path that is not UTF-8.
         let text = |path: &Path| path.to_string_lossy().into_owned();
         let work = text(&dir.work);
         let config = serde_json::json!({
             "status": text(&dir.status),
-            "fs": level == Level::Full,
+            "fs": level.filesystem(),
             "root": text(&dir.root),
             "work": work,
             "disk": self.limits.disk_bytes.get(),
@@ -455,32 +487,36 @@ impl Sandbox {
             "rlimits": [
                 ["RLIMIT_NPROC", self.limits.processes.get(), self.limits.processes.get()],
                 ["RLIMIT_AS", self.limits.memory_bytes.get(), self.limits.memory_bytes.get()],
-                ["RLIMIT_CPU", self.limits.cpu_seconds(), self.limits.cpu_seconds() + 1],
+                ["RLIMIT_CPU", cpu_seconds, cpu_seconds.saturating_add(1)],
                 ["RLIMIT_FSIZE", self.limits.file_bytes.get(), self.limits.file_bytes.get()],
                 ["RLIMIT_NOFILE", self.limits.open_files.get(), self.limits.open_files.get()],
                 ["RLIMIT_CORE", 0, 0],
             ],
         });
+        const USER: [&str; 2] = ["--user", "--map-root-user"];
+        const FULL: [&str; 6] = [
+            "--net",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+        ];
         let mut command = match level {
-            Level::Full => {
+            Level::Plain => Command::new(&self.python),
+            _ => {
                 let mut c = Command::new("unshare");
-                c.args([
-                    "--net",
-                    "--mount",
-                    "--pid",
-                    "--fork",
-                    "--kill-child",
-                    "--mount-proc",
-                ]);
+                if matches!(level, Level::UserFull | Level::UserNetwork) {
+                    c.args(USER);
+                }
+                if level.filesystem() {
+                    c.args(FULL);
+                } else {
+                    c.arg("--net");
+                }
                 c.arg("--").arg(&self.python);
                 c
             }
-            Level::Network => {
-                let mut c = Command::new("unshare");
-                c.args(["--net", "--"]).arg(&self.python);
-                c
-            }
-            Level::Plain => Command::new(&self.python),
         };
         command
             .args(["-I", "-S", "-c", BOOTSTRAP])
@@ -584,7 +620,7 @@ impl Sandbox {
             .as_ref()
             .and_then(|s| s.cpu_s)
             .map(|s| Duration::from_secs_f64(s.max(0.0)));
-        let cpu_limit = Duration::from_secs(self.limits.cpu_seconds());
+        let cpu_limit = Duration::from_secs(cpu_seconds);
         let outcome = classify(killed, termination, cpu, cpu_limit, &stderr);
         tokio::task::spawn_blocking(move || dir.remove())
             .await

@@ -7,9 +7,11 @@
 //!   step as a user turn, an assistant turn `+` after each; `P("+")` against `P("-")` where each
 //!   assistant turn starts is the score.
 //!
-//! One request per candidate reads all its steps: the text is teacher-forced through a
-//! [`ScoreReader`] that reads the probabilities at the step positions. Candidates are scored
-//! concurrently. The model is the policy (the context's backend) unless another is configured
+//! Math-Shepherd: one request per candidate reads all its steps: the text is teacher-forced
+//! through a [`ScoreReader`] that reads the probabilities at the step positions. RLHFlow: one
+//! request per step, read at its first generated token (forcing the conversation through would
+//! force each assistant turn's end-of-turn token, which ends mistral.rs's decode). Candidates
+//! and steps are scored concurrently. The model is the policy (the context's backend) unless another is configured
 //! (a hub id or a local path that mistral.rs can load; loaded on first use).
 
 use std::sync::Arc;
@@ -149,6 +151,34 @@ impl TokenPrm {
         ))
     }
 
+    /// The requests that score `steps`: one for Math-Shepherd (every step tag read in one
+    /// forced decode), one per step for RLHFlow (its label turns end with the chat template's
+    /// end-of-turn token, which ends a decode even when forced, so each step's label is read
+    /// at the start of its own request).
+    async fn plans(
+        &self,
+        backend: &dyn Backend,
+        question: &str,
+        steps: &[String],
+    ) -> Result<Vec<Plan>> {
+        let plan = self.plan(backend, question, steps).await?;
+        Ok(match self.config.format {
+            PrmFormat::MathShepherd => vec![plan],
+            PrmFormat::Rlhflow => {
+                let whole: Vec<u32> = plan.prompt.iter().chain(&plan.target).copied().collect();
+                let first = plan.prompt.len();
+                plan.reads
+                    .iter()
+                    .map(|&read| Plan {
+                        prompt: whole.get(..first + read).unwrap_or_default().to_vec(),
+                        target: Vec::new(),
+                        reads: vec![0],
+                    })
+                    .collect()
+            }
+        })
+    }
+
     async fn plan(&self, backend: &dyn Backend, question: &str, steps: &[String]) -> Result<Plan> {
         let (reads_abs, full) = match self.config.format {
             PrmFormat::MathShepherd => {
@@ -254,24 +284,33 @@ impl Scorer for TokenPrm {
                 if steps.is_empty() {
                     return Ok(Vec::new());
                 }
-                let plan = self.plan(backend.as_ref(), question, steps).await?;
-                let reader = Arc::new(ScoreReader::new(
-                    plan.target,
-                    plan.reads,
-                    vec![good],
-                    vec![bad],
-                ));
-                let request = GenerationRequest::new(Prompt::Tokens(plan.prompt))
-                    .with_max_tokens(reader.tokens_needed())
-                    .with_logits_processor(Arc::clone(&reader) as Arc<dyn LogitsProcessor>);
-                backend.generate(request).await?;
-                Ok::<_, Error>(
-                    reader
-                        .scores()
-                        .into_iter()
-                        .map(|s| s.unwrap_or(0.5))
-                        .collect(),
-                )
+                let plans = self.plans(backend.as_ref(), question, steps).await?;
+                let reads = try_join_all(plans.into_iter().map(|plan| {
+                    let backend = Arc::clone(&backend);
+                    async move {
+                        let reader = Arc::new(ScoreReader::new(
+                            plan.target,
+                            plan.reads,
+                            vec![good],
+                            vec![bad],
+                        ));
+                        let request = GenerationRequest::new(Prompt::Tokens(plan.prompt))
+                            .with_max_tokens(reader.tokens_needed())
+                            .with_logits_processor(Arc::clone(&reader) as Arc<dyn LogitsProcessor>);
+                        backend.generate(request).await?;
+                        Ok::<_, Error>(reader.scores())
+                    }
+                }))
+                .await?;
+                let scores: Vec<Option<f64>> = reads.into_iter().flatten().collect();
+                if scores.iter().any(Option::is_none) {
+                    tracing::warn!(
+                        read = scores.iter().flatten().count(),
+                        steps = scores.len(),
+                        "the PRM's decode ended before every step was read; unread steps score 0.5"
+                    );
+                }
+                Ok::<_, Error>(scores.into_iter().map(|s| s.unwrap_or(0.5)).collect())
             }
         });
         try_join_all(jobs).await

@@ -434,6 +434,8 @@ async fn the_verifier_reports_each_test() {
         TestCase::new("f(0.1)", "0.2000000001"),
         TestCase::probe("f(5)"),
         TestCase::new("f(1)", "not python ("),
+        TestCase::new("f(51167078)", "102334155"),
+        TestCase::new("f(sum([i * i for i in range(3)]))", "10"),
     ];
     let run = verifier().run_tests(code, &tests).await.unwrap();
     let statuses: Vec<&TestStatus> = run.results.iter().map(|r| &r.status).collect();
@@ -453,7 +455,17 @@ async fn the_verifier_reports_each_test() {
     assert_eq!(statuses[6], &TestStatus::Passed);
     assert_eq!(run.results[6].got.as_deref(), Some("10"));
     assert!(matches!(statuses[7], TestStatus::Skipped { .. }));
-    assert_eq!(run.passed(), 3);
+    assert_eq!(
+        statuses[8],
+        &TestStatus::Failed,
+        "ints are compared exactly"
+    );
+    assert_eq!(
+        statuses[9],
+        &TestStatus::Passed,
+        "a name the call binds itself is defined"
+    );
+    assert_eq!(run.passed(), 4);
     assert!(!run.all_passed());
     assert_eq!(run.report.outcome, RunOutcome::Passed);
     assert_eq!(run.report.stdout, "", "harness lines are taken out");

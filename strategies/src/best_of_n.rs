@@ -225,12 +225,19 @@ impl BestOfN {
         self
     }
 
-    async fn draw(&self, problem: &Problem, cx: &Context, k: usize) -> Result<Vec<Candidate>> {
+    /// Draws `k` candidates; with an inner strategy, also the budget stop one of them hit (an
+    /// inner strategy turns an exhausted budget into a solution, not an error).
+    async fn draw(
+        &self,
+        problem: &Problem,
+        cx: &Context,
+        k: usize,
+    ) -> Result<(Vec<Candidate>, Option<StopReason>)> {
         match &self.inner {
             Inner::Direct(direct) => {
                 let request = direct.request(problem).with_n(k);
                 let generation = cx.backend().generate(request).await?;
-                Ok(generation
+                let drawn = generation
                     .choices
                     .into_iter()
                     .map(|choice| Candidate {
@@ -239,24 +246,39 @@ impl BestOfN {
                         text: choice.text,
                         score: None,
                     })
-                    .collect())
+                    .collect();
+                Ok((drawn, None))
             }
             Inner::Any(strategy) => {
                 let concurrency = self.config.concurrency.map_or(k, NonZeroUsize::get);
-                futures::stream::iter(0..k)
+                let solved: Vec<(Candidate, StopReason)> = futures::stream::iter(0..k)
                     .map(|_| async {
                         let child = cx.child();
                         let solution = strategy.solve(problem, &child).await?;
-                        Ok::<_, Error>(Candidate {
+                        let candidate = Candidate {
                             answer: solution.answer,
                             text: solution.completion,
                             score: None,
                             tokens: child.meter().usage().completion_tokens,
-                        })
+                        };
+                        Ok::<_, Error>((candidate, solution.stop_reason))
                     })
                     .buffer_unordered(concurrency.max(1))
                     .try_collect()
-                    .await
+                    .await?;
+                let budget_stop = solved
+                    .iter()
+                    .map(|(_, reason)| *reason)
+                    .find(|reason| reason.is_budget());
+                // A sample the budget stopped before it wrote anything is not a candidate.
+                let drawn = solved
+                    .into_iter()
+                    .filter(|(c, reason)| {
+                        !(reason.is_budget() && c.answer.is_none() && c.text.is_empty())
+                    })
+                    .map(|(c, _)| c)
+                    .collect();
+                Ok((drawn, budget_stop))
             }
         }
     }
@@ -305,7 +327,12 @@ impl BestOfN {
         sorted.sort_by(|a, b| b.total_cmp(a));
         let leader = sorted.first().copied().unwrap_or(0.0);
         let second = sorted.get(1).copied().unwrap_or(0.0);
-        if leader > second + per_sample * left as f64 {
+        let certain = match self.config.select {
+            // The single best reward wins: only a perfect one cannot be beaten by a later sample.
+            Select::Naive => left == 0 || rewards.iter().flatten().any(|&r| r >= 1.0),
+            _ => leader > second + per_sample * left as f64,
+        };
+        if certain {
             return true;
         }
         match adaptive.agreement {
@@ -332,7 +359,7 @@ impl Strategy for BestOfN {
         let mut stop_reason = StopReason::Completed;
         while candidates.len() < n {
             let k = round.min(n - candidates.len());
-            let mut drawn = match self.draw(problem, cx, k).await {
+            let (mut drawn, budget_stop) = match self.draw(problem, cx, k).await {
                 Ok(drawn) => drawn,
                 Err(Error::BudgetExhausted { resource }) => {
                     stop_reason = resource.into();
@@ -350,6 +377,10 @@ impl Strategy for BestOfN {
                 Err(e) => return Err(e),
             }
             candidates.extend(drawn);
+            if let Some(reason) = budget_stop {
+                stop_reason = reason;
+                break;
+            }
             if self.decided(&candidates, n - candidates.len()) {
                 break;
             }
@@ -407,6 +438,25 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, _)| vec![1.0, self.0[i % self.0.len()]])
+                .collect())
+        }
+    }
+
+    /// Hands out its rewards in order, across calls.
+    struct QueueScorer(std::sync::Mutex<Vec<f64>>);
+
+    #[async_trait]
+    impl Scorer for QueueScorer {
+        async fn score(
+            &self,
+            _: &Context,
+            _: &str,
+            candidates: &[Vec<String>],
+        ) -> Result<Vec<Vec<f64>>> {
+            let mut queue = self.0.lock().unwrap();
+            Ok(candidates
+                .iter()
+                .map(|_| vec![1.0, queue.remove(0)])
                 .collect())
         }
     }
@@ -568,6 +618,59 @@ mod tests {
         assert_eq!(solution.answer.as_deref(), Some("2"));
         assert_eq!(backend.requests().len(), 6);
         assert!(details(&solution).candidates.iter().all(|c| c.tokens > 0));
+    }
+
+    #[tokio::test]
+    async fn an_inner_strategys_budget_stop_ends_the_draw_and_empty_samples_are_dropped() {
+        // Each budget-forcing sample takes two calls; three calls finish one sample, and the
+        // others stop on the budget with nothing written (a solution, not an error).
+        let mut replies = Vec::new();
+        for answer in ["2", "3", "3"] {
+            replies.push("I add them.</think>".to_string());
+            replies.push(answer.to_string());
+        }
+        let backend = Arc::new(ScriptedBackend::new(replies));
+        let inner = StrategyConfig::BudgetForcing(crate::BudgetForcingConfig::default());
+        let config = BestOfNConfig {
+            inner: Box::new(inner),
+            concurrency: NonZeroUsize::new(1),
+            ..BestOfNConfig::self_consistency(NonZeroUsize::new(3).unwrap())
+        };
+        let solution = run(
+            &BestOfN::new(config).unwrap(),
+            backend,
+            Budget::unlimited().with_max_calls(3),
+        )
+        .await;
+        assert_eq!(solution.stop_reason, StopReason::CallBudget);
+        assert_eq!(solution.answer.as_deref(), Some("2"));
+        assert_eq!(details(&solution).samples, 1, "{:?}", details(&solution));
+    }
+
+    #[tokio::test]
+    async fn adaptive_naive_selection_stops_only_at_a_perfect_reward() {
+        // Rewards 0.6, 0.6 for "5", then 0.95 for "6": the vote mass would call it for "5"
+        // after two samples, but naive selection takes the single best reward.
+        let backend = Arc::new(ScriptedBackend::new(answers(&["5", "5", "6"])));
+        let config = BestOfNConfig {
+            n: NonZeroUsize::new(3).unwrap(),
+            select: Select::Naive,
+            aggregate: Aggregate::Min,
+            scorer: Some(ScorerConfig::default()),
+            adaptive: Some(AdaptiveConfig {
+                round: NonZeroUsize::new(2).unwrap(),
+                agreement: None,
+            }),
+            ..BestOfNConfig::default()
+        };
+        let strategy = BestOfN::new(config)
+            .unwrap()
+            .with_scorer(Arc::new(QueueScorer(std::sync::Mutex::new(vec![
+                0.6, 0.6, 0.95,
+            ]))));
+        let solution = run(&strategy, backend, Budget::unlimited()).await;
+        assert_eq!(details(&solution).samples, 3);
+        assert_eq!(solution.answer.as_deref(), Some("6"));
     }
 
     #[test]

@@ -27,7 +27,7 @@ mod tests;
 use extract::{after_cue, last_boxed, numbers};
 use normalize::normalize;
 use num::eval;
-use structure::{close, key_of, same_structure};
+use structure::{key_of, same_structure};
 
 /// Maximum nesting depth for the recursive helpers.
 const MAX_DEPTH: usize = 48;
@@ -64,10 +64,9 @@ pub fn equivalent(a: &str, b: &str) -> bool {
         return true;
     }
     if let (Some(x), Some(y)) = (eval(&na.text), eval(&nb.text)) {
-        let (x, y) = (x.value(), y.value());
-        return close(x, y)
-            || (na.percent && close(x / 100.0, y))
-            || (nb.percent && close(x, y / 100.0));
+        return x.same(y)
+            || (na.percent && x.percent().is_some_and(|x| x.same(y)))
+            || (nb.percent && y.percent().is_some_and(|y| x.same(y)));
     }
     same_structure(&na.text, &nb.text, 0)
 }

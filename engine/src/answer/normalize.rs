@@ -66,6 +66,7 @@ pub(super) fn normalize(raw: &str) -> Normalized {
     }
     s = unwrap_text(&s, 0);
     s = join_plain_thousands(&s);
+    s = plain_mixed_number(s);
     s = strip_units(&s);
     s = collapse_whitespace(&s).to_lowercase();
     s = strip_left_right(&s);
@@ -210,6 +211,31 @@ fn unwrap_text(s: &str, depth: usize) -> String {
         i += 1 + name.len();
     }
     out
+}
+
+/// A whole answer `3 1/2` (a whole number, a space, a proper fraction) is the mixed number
+/// `(3+1/2)`; without this, removing the space would read it as 31/2.
+fn plain_mixed_number(s: String) -> String {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [whole, fraction] = parts[..] else {
+        return s;
+    };
+    let (sign, digits) = match whole.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", whole),
+    };
+    let is_int = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let Some((n, d)) = fraction.split_once('/') else {
+        return s;
+    };
+    let proper = is_int(n)
+        && is_int(d)
+        && matches!((n.parse::<u64>(), d.parse::<u64>()), (Ok(n), Ok(d)) if n > 0 && n < d);
+    if is_int(digits) && proper {
+        format!("{sign}({digits}+{n}/{d})")
+    } else {
+        s
+    }
 }
 
 /// Plain thousands separators at bracket depth 0: `1,234,567` -> `1234567`.

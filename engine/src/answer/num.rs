@@ -57,6 +57,21 @@ impl Num {
         }
     }
 
+    /// Whether two values are the same number: two integers exactly (999999 is not 1000000),
+    /// anything else within the relative tolerance (a rounded decimal such as 0.3333333333 is
+    /// 1/3).
+    pub(super) fn same(self, o: Num) -> bool {
+        match (self, o) {
+            (Num::Rat(_, 1), Num::Rat(_, 1)) => self == o,
+            _ => super::structure::close(self.value(), o.value()),
+        }
+    }
+
+    /// The value divided by 100 (what `x%` denotes).
+    pub(super) fn percent(self) -> Option<Num> {
+        self.div(Num::Rat(100, 1))
+    }
+
     pub(super) fn key(self) -> String {
         match self {
             Num::Rat(n, 1) => n.to_string(),
@@ -260,7 +275,32 @@ impl Parser<'_> {
     }
 
     fn term(&mut self, depth: usize) -> Option<Num> {
+        self.ws();
+        let start = self.i;
         let mut acc = self.unary(depth)?;
+        // A mixed number as MATH writes them: `3\frac{1}{2}` is 7/2 (a whole number directly
+        // followed by a proper fraction), not 3 * 1/2.
+        let literal: String = self.c[start..self.i]
+            .iter()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let whole = literal.strip_prefix('-').unwrap_or(&literal);
+        if !whole.is_empty() && whole.chars().all(|c| c.is_ascii_digit()) {
+            self.ws();
+            if self.command().as_deref() == Some("frac") {
+                let fraction = self.power(depth)?;
+                acc = match fraction {
+                    Num::Rat(n, d) if n > 0 && n < d => {
+                        if literal.starts_with('-') {
+                            acc.sub(fraction)?
+                        } else {
+                            acc.add(fraction)?
+                        }
+                    }
+                    _ => acc.mul(fraction)?,
+                };
+            }
+        }
         loop {
             if self.eat('*') || self.eat_command(&["cdot", "times"]) {
                 acc = acc.mul(self.unary(depth)?)?;

@@ -117,7 +117,7 @@ fn equivalent_normalized(a: &str, b: &str, depth: usize) -> bool {
         return true;
     }
     if let (Some(x), Some(y)) = (eval(a), eval(b)) {
-        return close(x.value(), y.value());
+        return x.same(y);
     }
     same_structure(a, b, depth + 1)
 }

@@ -143,6 +143,25 @@ fn structural_and_text_forms() {
 }
 
 #[test]
+fn mixed_numbers() {
+    for (a, b) in [
+        ("3\\frac{1}{2}", "\\frac{7}{2}"),
+        ("3\\frac{1}{2}", "3.5"),
+        ("3\\frac12", "7/2"),
+        ("-2\\frac{1}{4}", "-9/4"),
+        ("3 1/2", "7/2"),
+        ("-3 1/2", "-3.5"),
+        ("\\boxed{6\\frac{1}{4}}", "25/4"),
+        // Not a proper fraction: a product, as before.
+        ("2\\frac{\\pi}{3}", "\\frac{2\\pi}{3}"),
+        ("2\\frac{3}{2}", "3"),
+    ] {
+        assert!(equivalent(a, b), "{a} vs {b}");
+        assert!(equivalent(b, a), "{b} vs {a}");
+    }
+}
+
+#[test]
 fn negatives() {
     for (a, b) in [
         ("12", "13"),
@@ -165,6 +184,13 @@ fn negatives() {
         ("25%", "2.5"),
         ("", ""),
         ("5", ""),
+        // Exact numbers are compared exactly, however large.
+        ("999999", "1000000"),
+        ("3628797", "3628800"),
+        ("1048575", "1048576"),
+        // Mixed numbers are sums, not products.
+        ("3\\frac{1}{2}", "\\frac{3}{2}"),
+        ("3 1/2", "15.5"),
     ] {
         assert!(!equivalent(a, b), "{a} vs {b}");
         assert!(!equivalent(b, a), "{b} vs {a}");

@@ -35,8 +35,17 @@ def alarm(signum, frame):
 
 
 def undefined_name(expr):
-    for node in ast.walk(ast.parse(expr, mode="eval")):
-        if isinstance(node, ast.Name) and node.id not in ns and not hasattr(builtins, node.id):
+    tree = ast.parse(expr, mode="eval")
+    # Names the expression binds itself: comprehension targets, lambda parameters, := targets.
+    bound = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Name) and node.id not in bound and node.id not in ns
+                and not hasattr(builtins, node.id)):
             return node.id
     return None
 
@@ -49,8 +58,10 @@ def same(got, expected):
         return False
     numbers = (int, float)
     if isinstance(got, numbers) and isinstance(expected, numbers):
-        if not isinstance(got, bool) and not isinstance(expected, bool):
-            return math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9)
+        # Tolerance only where a float is involved: two ints that differ are different.
+        if isinstance(got, float) or isinstance(expected, float):
+            if not isinstance(got, bool) and not isinstance(expected, bool):
+                return math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9)
     if isinstance(got, (list, tuple)) and type(got) is type(expected) and len(got) == len(expected):
         return all(same(a, b) for a, b in zip(got, expected))
     return False

@@ -360,10 +360,13 @@ impl BudgetForcing {
             thinking.push_str(&wait);
             details.waits += 1;
             // The wait string counts as thinking, as in decode.
-            let wait_tokens = backend
-                .tokenize(TokenizeInput::Piece(&format!(" {wait}")))
-                .await?;
-            details.thinking_tokens += wait_tokens.len();
+            let piece = format!(" {wait}");
+            details.thinking_tokens += match backend.tokenize(TokenizeInput::Piece(&piece)).await {
+                Ok(ids) => ids.len(),
+                // A server without a tokenizer endpoint: about four bytes a token.
+                Err(Error::Unsupported { .. }) => piece.len().div_ceil(4),
+                Err(e) => return Err(e),
+            };
         }
         let cue_prefix = format!(
             "{}{thinking}{}\n{}",
@@ -420,6 +423,18 @@ struct Outcome {
     finish: FinishReason,
 }
 
+/// The answer: what follows the cue is read as the text after an answer cue (its first line or
+/// sentence, a `\boxed{}` anywhere), so working the model writes after the answer does not
+/// replace it; without a cue, the answer phase as a whole; else the thinking.
+fn final_answer(outcome: &Outcome, cue: &str) -> Option<String> {
+    let after_thinking = if outcome.text.contains(cue) {
+        extract_answer(&format!("{ANSWER_CUE} {}", outcome.answer.trim_start()))
+    } else {
+        extract_answer(&outcome.answer)
+    };
+    after_thinking.or_else(|| extract_answer(&outcome.thinking))
+}
+
 /// Splits a completion into the thinking and what follows the cue.
 fn split(text: &str, close: &str, cue: &str) -> (String, String) {
     match text.find(close) {
@@ -454,7 +469,7 @@ impl Strategy for BudgetForcing {
             }
             Err(e) => return Err(e),
         };
-        let answer = extract_answer(&outcome.answer).or_else(|| extract_answer(&outcome.thinking));
+        let answer = final_answer(&outcome, &self.config.answer_cue);
         let stop_reason = match outcome.finish {
             FinishReason::Length => StopReason::MaxTokens,
             FinishReason::Stop => StopReason::Completed,

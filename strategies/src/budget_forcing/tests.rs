@@ -132,3 +132,30 @@ fn split_finds_thinking_and_answer() {
     let (t, a) = split("a b</think>\nFinal Answer: 4", "</think>", "Final Answer:");
     assert_eq!((t.as_str(), a.as_str()), ("a b", " 4"));
 }
+
+#[test]
+fn the_answer_is_what_follows_the_cue_not_the_last_number_after_it() {
+    let outcome = |text: &str| {
+        let (thinking, answer) = split(text, "</think>", "Final Answer:");
+        Outcome {
+            text: text.to_string(),
+            thinking,
+            answer,
+            details: ForcingDetails::default(),
+            tokens: 0,
+            finish: FinishReason::Stop,
+        }
+    };
+    let cue = "Final Answer:";
+    let forced = outcome(
+        "16 - 3 - 4 = 9, 9 * 2 = 18</think>\nFinal Answer: 18\n\nShe sells 9 eggs at $2 each.",
+    );
+    assert_eq!(final_answer(&forced, cue).as_deref(), Some("18"));
+    let boxed = outcome("work</think>\nFinal Answer: so \\boxed{18}, from 9 eggs at $2.");
+    assert_eq!(final_answer(&boxed, cue).as_deref(), Some("18"));
+    // No cue after the thinking: the answer phase as a whole, else the thinking.
+    let no_cue = outcome("work</think>\nso 9 eggs, 18 dollars in all: 18");
+    assert_eq!(final_answer(&no_cue, cue).as_deref(), Some("18"));
+    let unfinished = outcome("9 * 2 = 18");
+    assert_eq!(final_answer(&unfinished, cue).as_deref(), Some("18"));
+}

@@ -280,6 +280,9 @@ fn config_defaults_and_checks() {
     assert_eq!(config.n.get(), 4);
     let bad: SStarConfig = serde_json::from_str("{\"test_timeout_secs\": 0}").unwrap();
     assert!(bad.validate().is_err());
+    // Would overflow a Duration when the verifier is built.
+    let huge: SStarConfig = serde_json::from_str("{\"test_timeout_secs\": 1e20}").unwrap();
+    assert!(huge.validate().is_err());
     let err = serde_json::from_str::<SStarConfig>("{\"feedback\": \"some\"}").unwrap_err();
     assert!(err.to_string().contains("unknown variant"), "{err}");
 }
