@@ -84,12 +84,14 @@ impl Meter {
     }
 
     /// Reserves room for a call of `prompt_tokens` and `n` completions of up to `max_tokens`,
-    /// returning the `max_tokens` that fits (at most the one asked for).
+    /// made as `calls` requests (`n` where the backend fans out), returning the `max_tokens`
+    /// that fits (at most the one asked for).
     fn reserve(
         self: &Arc<Self>,
         prompt_tokens: u64,
         n: u64,
         max_tokens: u64,
+        calls: u64,
     ) -> Result<(Reservation, u64)> {
         if let Some(deadline) = self.deadline() {
             if Instant::now() >= deadline {
@@ -100,7 +102,7 @@ impl Meter {
         }
         let mut state = self.lock();
         if let Some(max) = self.budget.max_calls {
-            if state.used.calls + state.reserved_calls >= max {
+            if state.used.calls + state.reserved_calls + calls > max {
                 return Err(Error::BudgetExhausted {
                     resource: Resource::Calls,
                 });
@@ -132,10 +134,11 @@ impl Meter {
             meter: Arc::clone(self),
             tokens: prompt_tokens + n * fit,
             completion_tokens: n * fit,
+            calls,
         };
         state.reserved_tokens += reservation.tokens;
         state.reserved_completion_tokens += reservation.completion_tokens;
-        state.reserved_calls += 1;
+        state.reserved_calls += calls;
         Ok((reservation, fit))
     }
 }
@@ -145,6 +148,7 @@ struct Reservation {
     meter: Arc<Meter>,
     tokens: u64,
     completion_tokens: u64,
+    calls: u64,
 }
 
 impl Reservation {
@@ -166,7 +170,7 @@ impl Drop for Reservation {
         state.reserved_completion_tokens = state
             .reserved_completion_tokens
             .saturating_sub(self.completion_tokens);
-        state.reserved_calls = state.reserved_calls.saturating_sub(1);
+        state.reserved_calls = state.reserved_calls.saturating_sub(self.calls);
     }
 }
 
@@ -260,7 +264,17 @@ impl<B: Backend> Backend for Metered<B> {
         };
         let (reservation, fit) = self
             .meter
-            .reserve(prompt_tokens, request.n as u64, request.max_tokens as u64)
+            .reserve(
+                prompt_tokens,
+                request.n as u64,
+                request.max_tokens as u64,
+                // A backend that fans `n` out makes `n` requests.
+                if caps.native_n {
+                    1
+                } else {
+                    request.n.max(1) as u64
+                },
+            )
             .inspect_err(|e| {
                 if matches!(e, Error::BudgetExhausted { .. }) {
                     self.note_limit();
@@ -296,5 +310,61 @@ impl<B: Backend> Backend for Metered<B> {
 
     async fn detokenize(&self, ids: &[u32]) -> Result<String> {
         self.inner.detokenize(ids).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scripted::ScriptedBackend;
+
+    /// A scripted backend that says it fans `n` out over `n` requests.
+    #[derive(Debug)]
+    struct FanOut(ScriptedBackend);
+
+    #[async_trait]
+    impl Backend for FanOut {
+        async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
+            let n = request.n as u64;
+            let mut generation = self.0.generate(request).await?;
+            generation.usage.calls = n;
+            Ok(generation)
+        }
+
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                native_n: false,
+                ..self.0.capabilities()
+            }
+        }
+
+        async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
+            self.0.tokenize(input).await
+        }
+
+        async fn detokenize(&self, ids: &[u32]) -> Result<String> {
+            self.0.detokenize(ids).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fanned_out_request_counts_and_reserves_its_requests() {
+        let backend = Metered::new(
+            FanOut(ScriptedBackend::new(vec!["a"; 8])),
+            Budget::unlimited().with_max_calls(3),
+        );
+        let request = |n| GenerationRequest::new(Prompt::Text("q".into())).with_n(n);
+        // Eight requests do not fit in three calls: refused before any is sent.
+        assert!(matches!(
+            backend.generate(request(8)).await,
+            Err(Error::BudgetExhausted {
+                resource: Resource::Calls
+            })
+        ));
+        backend.generate(request(2)).await.unwrap();
+        assert_eq!(backend.meter().usage().calls, 2);
+        backend.generate(request(1)).await.unwrap();
+        assert!(backend.generate(request(1)).await.is_err());
+        assert_eq!(backend.meter().usage().calls, 3);
     }
 }

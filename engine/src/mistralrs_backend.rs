@@ -13,7 +13,7 @@
 //! `max_num_seqs` sequences). Completion tokens are counted per choice from the per-token
 //! log-probabilities (mistral.rs's own `usage` covers one choice only).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -107,10 +107,22 @@ impl MistralRsBackend {
             }
             ModelSource::Directory(dir) => (
                 load_text_model(&name, &dir.to_string_lossy(), options).await?,
-                Vec::new(),
+                eos_ids_in(dir),
             ),
-            ModelSource::Hub(id) => (load_text_model(&name, id, options).await?, Vec::new()),
+            ModelSource::Hub(id) => (
+                load_text_model(&name, id, options).await?,
+                hub_snapshot(id)
+                    .map(|dir| eos_ids_in(&dir))
+                    .unwrap_or_default(),
+            ),
         };
+        if eos_token_ids.is_empty() {
+            tracing::warn!(
+                model = %name,
+                "no end-of-sequence token ids found (generation_config.json / config.json): \
+                 budget forcing cannot hold back or force the end of sequence"
+            );
+        }
         Self::from_model(name, model, eos_token_ids)
     }
 
@@ -361,6 +373,50 @@ fn paged_attention_config(
     }
 }
 
+/// The end-of-sequence ids a safetensors model declares: `eos_token_id` (one id or a list) of
+/// its `generation_config.json`, else of its `config.json`.
+fn eos_ids_in(dir: &Path) -> Vec<u32> {
+    for file in ["generation_config.json", "config.json"] {
+        let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+            continue;
+        };
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let ids: Vec<u32> = match &json["eos_token_id"] {
+            serde_json::Value::Number(n) => n.as_u64().into_iter().collect(),
+            serde_json::Value::Array(items) => items.iter().filter_map(|v| v.as_u64()).collect(),
+            _ => Vec::new(),
+        }
+        .into_iter()
+        .filter_map(|id| u32::try_from(id).ok())
+        .collect();
+        if !ids.is_empty() {
+            return ids;
+        }
+    }
+    Vec::new()
+}
+
+/// The newest local snapshot of hub model `id` in the Hugging Face cache (`HF_HUB_CACHE`, else
+/// `HF_HOME/hub`, else `~/.cache/huggingface/hub`), where mistral.rs downloaded it.
+fn hub_snapshot(id: &str) -> Option<PathBuf> {
+    let cache = std::env::var_os("HF_HUB_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
+        })?;
+    let snapshots = cache
+        .join(format!("models--{}", id.replace('/', "--")))
+        .join("snapshots");
+    std::fs::read_dir(snapshots)
+        .ok()?
+        .filter_map(|entry| entry.ok())
+        .max_by_key(|entry| entry.metadata().and_then(|m| m.modified()).ok())
+        .map(|entry| entry.path())
+}
+
 async fn load_text_model(name: &str, id: &str, options: &LoadOptions) -> Result<mistralrs::Model> {
     let mut builder = mistralrs::TextModelBuilder::new(id)
         .with_max_num_seqs(options.max_num_seqs)
@@ -609,5 +665,24 @@ impl Backend for MistralRsBackend {
             .map_err(|e| Error::Inference {
                 message: format!("detokenizing: {e}"),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eos_ids_come_from_generation_config_then_config() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(eos_ids_in(dir.path()).is_empty());
+        std::fs::write(dir.path().join("config.json"), r#"{"eos_token_id": 2}"#).unwrap();
+        assert_eq!(eos_ids_in(dir.path()), vec![2]);
+        std::fs::write(
+            dir.path().join("generation_config.json"),
+            r#"{"eos_token_id": [151645, 151643]}"#,
+        )
+        .unwrap();
+        assert_eq!(eos_ids_in(dir.path()), vec![151645, 151643]);
     }
 }

@@ -176,6 +176,28 @@ pub async fn first_tokens(backend: &dyn Backend, words: &[&str]) -> Result<Vec<u
     Ok(ids)
 }
 
+/// First-token ids of two opposing answers (`Yes`/`No`, `A`/`B`), without the ids both share:
+/// on a SentencePiece tokenizer `" Yes"` and `" No"` can both start with a bare `▁`, which would
+/// count for both sides and pull every probability toward 0.5.
+pub async fn opposing_tokens(
+    backend: &dyn Backend,
+    first: &[&str],
+    second: &[&str],
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    let mut a = first_tokens(backend, first).await?;
+    let mut b = first_tokens(backend, second).await?;
+    let shared: Vec<u32> = a.iter().copied().filter(|id| b.contains(id)).collect();
+    a.retain(|id| !shared.contains(id));
+    b.retain(|id| !shared.contains(id));
+    if a.is_empty() || b.is_empty() {
+        return Err(ponder_engine::Error::Unsupported {
+            backend: backend.capabilities().backend,
+            operation: "telling the two answers apart by their first token",
+        });
+    }
+    Ok((a, b))
+}
+
 #[async_trait]
 impl Scorer for LlmJudge {
     async fn score(
@@ -189,10 +211,12 @@ impl Scorer for LlmJudge {
         let words = self
             .words
             .get_or_try_init(|| async {
-                Ok::<_, ponder_engine::Error>((
-                    first_tokens(backend.as_ref(), &["Yes", " Yes", "yes", " yes", "YES"]).await?,
-                    first_tokens(backend.as_ref(), &["No", " No", "no", " no", "NO"]).await?,
-                ))
+                opposing_tokens(
+                    backend.as_ref(),
+                    &["Yes", " Yes", "yes", " yes", "YES"],
+                    &["No", " No", "no", " no", "NO"],
+                )
+                .await
             })
             .await?;
         // One judgement per (candidate, scored prefix), all in flight together.

@@ -41,7 +41,9 @@ pub use code::{
 };
 pub use config::ScorerConfig;
 pub use grading::StandardGrader;
-pub use judge::{choice_probability, first_tokens, JudgeConfig, JudgeMode, LlmJudge};
+pub use judge::{
+    choice_probability, first_tokens, opposing_tokens, JudgeConfig, JudgeMode, LlmJudge,
+};
 pub use sandbox::{
     Isolation, Limits, Program, RunOutcome, RunReport, Sandbox, SandboxError, SandboxUser,
     SelfCheck, Stream, Termination,

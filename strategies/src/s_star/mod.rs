@@ -28,7 +28,7 @@ use ponder_engine::{
     Strategy,
 };
 use ponder_prm::{
-    assemble, choice_probability, docstring_tests, extract_code, first_tokens, CodeVerifier,
+    assemble, choice_probability, docstring_tests, extract_code, opposing_tokens, CodeVerifier,
     Sandbox, SandboxError, TestCase, TestRun, TestStatus,
 };
 use serde::{Deserialize, Serialize};
@@ -483,10 +483,7 @@ impl SStar {
             return Ok((pool.first().copied().unwrap_or(0), None));
         }
         let judge = self.judge(cx).await?;
-        let words = (
-            first_tokens(judge.as_ref(), &["A", " A"]).await?,
-            first_tokens(judge.as_ref(), &["B", " B"]).await?,
-        );
+        let words = opposing_tokens(judge.as_ref(), &["A", " A"], &["B", " B"]).await?;
         while pool.len() > 1 {
             let pairs: Vec<(usize, usize)> = pool
                 .chunks(2)
