@@ -282,6 +282,10 @@ impl<B: Backend> Backend for Metered<B> {
             })?;
         if fit < request.max_tokens as u64 {
             self.note_limit();
+            let granted = usize::try_from(fit).unwrap_or(usize::MAX);
+            for processor in &request.logits_processors {
+                processor.limit_max_tokens(granted);
+            }
         }
         request.max_tokens = usize::try_from(fit).unwrap_or(usize::MAX);
         let call = self.inner.generate(request);
@@ -345,6 +349,32 @@ mod tests {
         async fn detokenize(&self, ids: &[u32]) -> Result<String> {
             self.0.detokenize(ids).await
         }
+    }
+
+    #[tokio::test]
+    async fn processors_learn_when_the_budget_shortens_a_request() {
+        #[derive(Default)]
+        struct Granted(std::sync::atomic::AtomicUsize);
+        impl crate::backend::LogitsProcessor for Granted {
+            fn process(&self, _: &mut [f32], _: &[u32]) {}
+            fn limit_max_tokens(&self, granted: usize) {
+                self.0.store(granted, Ordering::Relaxed);
+            }
+        }
+        let granted = Arc::new(Granted::default());
+        let backend = Metered::new(
+            ScriptedBackend::new(vec!["abcdefgh"]),
+            Budget::unlimited().with_max_completion_tokens(5),
+        );
+        let request =
+            GenerationRequest::new(Prompt::Text("q".into()))
+                .with_max_tokens(10)
+                .with_logits_processor(
+                    Arc::clone(&granted) as Arc<dyn crate::backend::LogitsProcessor>
+                );
+        let generation = backend.generate(request).await.unwrap();
+        assert_eq!(granted.0.load(Ordering::Relaxed), 5);
+        assert_eq!(generation.choices[0].text, "abcde");
     }
 
     #[tokio::test]

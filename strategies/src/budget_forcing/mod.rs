@@ -195,6 +195,10 @@ pub struct ForcingDetails {
     pub resubmitted_prompt_tokens: u64,
     /// The mode that ran.
     pub mode: ForcingMode,
+    /// The thinking cap a budget imposed, where it granted fewer tokens than thinking up to
+    /// `max_thinking_tokens` and answering needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_thinking_cap: Option<usize>,
 }
 
 /// Budget forcing over one sample; see the module docs.

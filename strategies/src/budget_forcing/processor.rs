@@ -1,6 +1,7 @@
 //! The in-decode controller of budget forcing: a logits processor that bans, forces and
 //! counts tokens of one sequence.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use ponder_engine::LogitsProcessor;
@@ -56,6 +57,8 @@ pub struct ForcingProcessor {
     max_thinking: usize,
     max_waits: usize,
     max_answer: usize,
+    /// The most tokens a budget granted the request (`usize::MAX`: as asked).
+    granted: AtomicUsize,
     state: Mutex<ForcingState>,
 }
 
@@ -68,8 +71,17 @@ impl ForcingProcessor {
             max_thinking: config.max_thinking_tokens,
             max_waits: config.max_waits,
             max_answer: config.max_answer_tokens.get(),
+            granted: AtomicUsize::new(usize::MAX),
             state: Mutex::new(ForcingState::default()),
         }
+    }
+
+    /// The thinking cap: the configured one, lowered so that the delimiter, the cue and the
+    /// answer still fit in what a budget granted.
+    fn thinking_cap(&self) -> usize {
+        let granted = self.granted.load(Ordering::Relaxed);
+        let after = self.tokens.close.len() + self.tokens.cue.len() + self.max_answer + 1;
+        self.max_thinking.min(granted.saturating_sub(after))
     }
 
     /// What happened so far. `thinking_tokens` counts what the controller saw; the strategy
@@ -129,7 +141,11 @@ impl ForcingProcessor {
         let thought = generated.len();
         let close = &self.tokens.close;
         let matched = Self::partial_match(generated, close);
-        if thought >= self.max_thinking {
+        let cap = self.thinking_cap();
+        if cap < self.max_thinking {
+            state.details.budget_thinking_cap = Some(cap);
+        }
+        if thought >= cap {
             state.details.forced_end = true;
             state.forcing = close.iter().skip(matched).copied().collect();
             if let Some(next) = state.forcing.pop_front() {
@@ -161,7 +177,7 @@ impl ForcingProcessor {
                 .get(state.details.waits % self.tokens.waits.len().max(1))
                 .cloned()
                 .unwrap_or_default();
-            if wants_to_end && !wait.is_empty() && thought + wait.len() <= self.max_thinking {
+            if wants_to_end && !wait.is_empty() && thought + wait.len() <= cap {
                 state.details.waits += 1;
                 state.forcing = wait.into_iter().collect();
                 if let Some(next) = state.forcing.pop_front() {
@@ -220,5 +236,9 @@ impl LogitsProcessor for ForcingProcessor {
             self.observe(&mut state, upto);
         }
         self.decide(&mut state, logits, generated);
+    }
+
+    fn limit_max_tokens(&self, granted: usize) {
+        self.granted.fetch_min(granted, Ordering::Relaxed);
     }
 }

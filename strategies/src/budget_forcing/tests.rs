@@ -55,6 +55,20 @@ fn the_cap_forces_the_delimiter_the_cue_and_a_bounded_answer() {
 }
 
 #[test]
+fn a_budget_that_grants_fewer_tokens_lowers_the_thinking_cap() {
+    // Cap 20, but only 9 tokens granted: the delimiter (2), the cue (1), the answer (3) and the
+    // final end (1) leave 2 for thinking, so the answer still fits.
+    let p = ForcingProcessor::new(tokens(), &config(0, 20, 0));
+    p.limit_max_tokens(12);
+    p.limit_max_tokens(9);
+    let out = decode(&p, |_| 5, 9);
+    assert_eq!(out, vec![5, 5, 7, 8, CUE, 5, 5, 5, EOS]);
+    let d = p.details();
+    assert_eq!((d.thinking_tokens, d.forced_end), (2, true));
+    assert_eq!(d.budget_thinking_cap, Some(2));
+}
+
+#[test]
 fn a_zero_cap_skips_thinking() {
     let p = ForcingProcessor::new(tokens(), &config(0, 0, 0));
     let out = decode(&p, |g| if g.len() > 4 { EOS } else { 5 }, 40);
