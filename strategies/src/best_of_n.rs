@@ -622,8 +622,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_inner_strategys_budget_stop_ends_the_draw_and_empty_samples_are_dropped() {
-        // Each budget-forcing sample takes two calls; three calls finish one sample, and the
-        // others stop on the budget with nothing written (a solution, not an error).
+        // Each budget-forcing sample takes two calls; three calls finish one sample, the second
+        // stops after its thinking (kept: it was paid for), the third before writing anything
+        // (a solution, not an error, and no candidate).
         let mut replies = Vec::new();
         for answer in ["2", "3", "3"] {
             replies.push("I add them.</think>".to_string());
@@ -644,7 +645,7 @@ mod tests {
         .await;
         assert_eq!(solution.stop_reason, StopReason::CallBudget);
         assert_eq!(solution.answer.as_deref(), Some("2"));
-        assert_eq!(details(&solution).samples, 1, "{:?}", details(&solution));
+        assert_eq!(details(&solution).samples, 2, "{:?}", details(&solution));
     }
 
     #[tokio::test]

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use ponder_engine::answer::extract_answer;
 use ponder_engine::{
     Backend, Candidate, Context, Error, FinishReason, GenerationRequest, LogitsProcessor, Message,
-    Problem, Prompt, Result, Sampling, Solution, StopReason, Strategy, TokenizeInput,
+    Problem, Prompt, Resource, Result, Sampling, Solution, StopReason, Strategy, TokenizeInput,
 };
 use serde::{Deserialize, Serialize};
 
@@ -309,6 +309,7 @@ impl BudgetForcing {
             details,
             tokens: choice.completion_tokens as u64,
             finish: choice.finish_reason,
+            budget_stop: None,
         })
     }
 
@@ -340,7 +341,15 @@ impl BudgetForcing {
             .with_max_tokens(left)
             .with_stop(c.think_close.clone())
             .with_sampling(self.sampling());
-            let generation = backend.generate(request).await?;
+            let generation = match backend.generate(request).await {
+                Ok(generation) => generation,
+                // Out of budget after some thinking: keep what was paid for.
+                Err(Error::BudgetExhausted { resource }) if !thinking.is_empty() => {
+                    details.forced_end = true;
+                    return Ok(Outcome::thinking_only(thinking, details, tokens, resource));
+                }
+                Err(e) => return Err(e),
+            };
             first_prompt.get_or_insert(generation.usage.prompt_tokens);
             prompt_sent += generation.usage.prompt_tokens;
             let choice = generation.into_first_choice()?;
@@ -382,7 +391,14 @@ impl BudgetForcing {
         })
         .with_max_tokens(c.max_answer_tokens.get())
         .with_sampling(self.sampling());
-        let generation = backend.generate(request).await?;
+        let generation = match backend.generate(request).await {
+            Ok(generation) => generation,
+            // No budget left for the answer: the answer is read from the thinking.
+            Err(Error::BudgetExhausted { resource }) => {
+                return Ok(Outcome::thinking_only(thinking, details, tokens, resource));
+            }
+            Err(e) => return Err(e),
+        };
         prompt_sent += generation.usage.prompt_tokens;
         let choice = generation.into_first_choice()?;
         details.answer_tokens = choice.completion_tokens;
@@ -401,6 +417,7 @@ impl BudgetForcing {
             details,
             tokens,
             finish: choice.finish_reason,
+            budget_stop: None,
         })
     }
 
@@ -425,6 +442,28 @@ struct Outcome {
     details: ForcingDetails,
     tokens: u64,
     finish: FinishReason,
+    /// The budget that ended the sample before its answer phase, if one did.
+    budget_stop: Option<Resource>,
+}
+
+impl Outcome {
+    /// A sample the budget stopped before its answer: the thinking is all there is.
+    fn thinking_only(
+        thinking: String,
+        details: ForcingDetails,
+        tokens: u64,
+        resource: Resource,
+    ) -> Self {
+        Self {
+            text: thinking.clone(),
+            thinking,
+            answer: String::new(),
+            details,
+            tokens,
+            finish: FinishReason::Length,
+            budget_stop: Some(resource),
+        }
+    }
 }
 
 /// The answer: what follows the cue is read as the text after an answer cue (its first line or
@@ -474,9 +513,10 @@ impl Strategy for BudgetForcing {
             Err(e) => return Err(e),
         };
         let answer = final_answer(&outcome, &self.config.answer_cue);
-        let stop_reason = match outcome.finish {
-            FinishReason::Length => StopReason::MaxTokens,
-            FinishReason::Stop => StopReason::Completed,
+        let stop_reason = match (outcome.budget_stop, outcome.finish) {
+            (Some(resource), _) => resource.into(),
+            (None, FinishReason::Length) => StopReason::MaxTokens,
+            (None, FinishReason::Stop) => StopReason::Completed,
         };
         let candidate = Candidate {
             answer,

@@ -158,6 +158,7 @@ fn the_answer_is_what_follows_the_cue_not_the_last_number_after_it() {
             details: ForcingDetails::default(),
             tokens: 0,
             finish: FinishReason::Stop,
+            budget_stop: None,
         }
     };
     let cue = "Final Answer:";
@@ -172,4 +173,33 @@ fn the_answer_is_what_follows_the_cue_not_the_last_number_after_it() {
     assert_eq!(final_answer(&no_cue, cue).as_deref(), Some("18"));
     let unfinished = outcome("9 * 2 = 18");
     assert_eq!(final_answer(&unfinished, cue).as_deref(), Some("18"));
+}
+
+#[tokio::test]
+async fn a_budget_stop_before_the_answer_keeps_the_thinking_paid_for() {
+    use ponder_engine::scripted::ScriptedBackend;
+    use ponder_engine::{Backend, Budget};
+
+    // Resubmit mode (the scripted backend runs no logits processors): one call thinks, the
+    // answer call is refused by the budget; the answer comes from the thinking.
+    let backend = Arc::new(ScriptedBackend::new(vec![
+        "Two and two make 2 + 2 = 4.</think>",
+        "4",
+    ]));
+    let strategy = BudgetForcing::new(BudgetForcingConfig::default());
+    let solution = ponder_engine::solve(
+        &strategy,
+        &Problem::new("p", "What is 2 + 2?"),
+        backend as Arc<dyn Backend>,
+        Budget::unlimited().with_max_calls(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(solution.stop_reason, StopReason::CallBudget);
+    assert_eq!(solution.answer.as_deref(), Some("4"));
+    assert!(
+        solution.completion.contains("2 + 2 = 4"),
+        "{}",
+        solution.completion
+    );
 }
