@@ -10,13 +10,21 @@ use ponder::strategies::{BudgetForcing, BudgetForcingConfig, ForcingDetails, For
 use ponder::{Problem, Solution};
 
 fn solve(config: BudgetForcingConfig, question: &str) -> (Solution, ForcingDetails) {
+    solve_within(config, question, Budget::unlimited())
+}
+
+fn solve_within(
+    config: BudgetForcingConfig,
+    question: &str,
+    budget: Budget,
+) -> (Solution, ForcingDetails) {
     let strategy = BudgetForcing::new(config);
     let problem = Problem::new("bf", question);
     let solution = block_on(ponder::engine::solve(
         &strategy,
         &problem,
         smollm_dyn(),
-        Budget::unlimited(),
+        budget,
     ))
     .unwrap();
     let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
@@ -65,6 +73,38 @@ fn the_cap_holds_and_an_answer_follows_the_cue_in_both_modes() {
             again.len()
         );
     }
+}
+
+#[test]
+fn a_budget_smaller_than_the_cap_shortens_thinking_and_keeps_the_answer_in_decode() {
+    // 320 tokens of thinking allowed, but the problem's budget grants 100 completion tokens:
+    // the meter tells the processor, which ends thinking early enough for the answer.
+    let config = BudgetForcingConfig {
+        max_thinking_tokens: 320,
+        ..BudgetForcingConfig::default()
+    };
+    let (solution, details) = solve_within(
+        config,
+        "Explain step by step how to multiply 17 by 23.",
+        Budget::unlimited().with_max_completion_tokens(100),
+    );
+    assert_eq!(details.mode, ForcingMode::InDecode);
+    let cap = details
+        .budget_thinking_cap
+        .expect("the budget lowered the cap");
+    assert!(cap < 100 && details.thinking_tokens <= cap, "{details:?}");
+    assert!(details.forced_end, "{details:?}");
+    assert!(
+        solution.usage.completion_tokens <= 100,
+        "{:?}",
+        solution.usage
+    );
+    let after = solution
+        .completion
+        .split("Final Answer:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no cue in {:?}", solution.completion));
+    assert!(!after.trim().is_empty(), "{:?}", solution.completion);
 }
 
 #[test]

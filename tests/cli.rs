@@ -124,6 +124,47 @@ fn run_writes_graded_lines_and_resumes_without_repeating() {
 }
 
 #[test]
+fn problems_the_run_budget_cuts_short_are_redone_by_a_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let out = dir.path().join("results.jsonl");
+    let run = |extra: &[&str]| {
+        ponder()
+            .args(["run", "--limit", "4", "--concurrency", "1", "--config"])
+            .arg(&config)
+            .arg("--problems")
+            .arg(repo("examples/problems/mawps-singleop-20.jsonl"))
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Four problems of a prompt and up to 48 tokens each do not fit in 250 tokens.
+    let first = run(&["--max-run-tokens", "250"]);
+    assert!(first.status.success());
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(stderr.contains("cut short"), "{stderr}");
+    let written = lines(&out);
+    assert!(written.len() < 4, "{written:?}");
+    for line in &written {
+        let reason = line["stop_reason"].as_str().unwrap();
+        assert!(
+            !reason.ends_with("budget"),
+            "a cut answer was recorded: {line}"
+        );
+    }
+
+    let second = run(&[]);
+    assert!(second.status.success());
+    let after = lines(&out);
+    let mut ids: Vec<&str> = after.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!((after.len(), ids.len()), (4, 4), "each problem once");
+}
+
+#[test]
 fn a_killed_run_resumes_without_losing_or_repeating_work() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());

@@ -275,19 +275,16 @@ impl<B: Backend> Backend for Metered<B> {
                     request.n.max(1) as u64
                 },
             )
-            .inspect_err(|e| {
-                if matches!(e, Error::BudgetExhausted { .. }) {
-                    self.note_limit();
-                }
-            })?;
-        if fit < request.max_tokens as u64 {
+            // Its only errors are exhausted budgets.
+            .inspect_err(|_| self.note_limit())?;
+        let granted = usize::try_from(fit).unwrap_or(usize::MAX);
+        if granted < request.max_tokens {
             self.note_limit();
-            let granted = usize::try_from(fit).unwrap_or(usize::MAX);
             for processor in &request.logits_processors {
                 processor.limit_max_tokens(granted);
             }
         }
-        request.max_tokens = usize::try_from(fit).unwrap_or(usize::MAX);
+        request.max_tokens = granted;
         let call = self.inner.generate(request);
         let generation = match self.meter.deadline() {
             Some(deadline) => tokio::time::timeout_at(deadline.into(), call)

@@ -34,8 +34,6 @@ use crate::usage::Usage;
 
 mod identity;
 
-pub use identity::path_of as config_record_path;
-
 /// One line of a results file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultLine {
@@ -298,15 +296,12 @@ impl Runner {
                 if let (Some(dir), Some(trace)) = (&self.trace_dir, solution.trace.take()) {
                     // Off the run's task: rendering with `dot` can take a while on a big tree.
                     let (dir, id) = (dir.clone(), problem.id.clone());
-                    let written = tokio::task::spawn_blocking(move || trace.write(&dir, &id)).await;
-                    match written {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => {
-                            tracing::warn!(problem = %problem.id, "writing the trace failed: {e}");
-                        }
-                        Err(e) => {
-                            tracing::warn!(problem = %problem.id, "writing the trace failed: {e}");
-                        }
+                    let written = tokio::task::spawn_blocking(move || trace.write(&dir, &id))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()));
+                    if let Err(e) = written {
+                        tracing::warn!(problem = %problem.id, "writing the trace failed: {e}");
                     }
                 }
                 let correct = self.grader.grade(problem, &solution).await;

@@ -112,8 +112,7 @@ impl Trace {
         } else {
             use sha2::Digest;
             let digest = sha2::Sha256::digest(id.as_bytes());
-            let tag: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-            format!("{stem}-{tag}")
+            format!("{stem}-{}", crate::models::hex(&digest[..4]))
         };
         let json_path = dir.join(format!("{stem}.json"));
         let text = serde_json::to_string_pretty(&self.json).map_err(|source| Error::Serialize {

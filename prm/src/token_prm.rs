@@ -11,8 +11,9 @@
 //! through a [`ScoreReader`] that reads the probabilities at the step positions. RLHFlow: one
 //! request per step, read at its first generated token (forcing the conversation through would
 //! force each assistant turn's end-of-turn token, which ends mistral.rs's decode). Candidates
-//! and steps are scored concurrently. The model is the policy (the context's backend) unless another is configured
-//! (a hub id or a local path that mistral.rs can load; loaded on first use).
+//! and steps are scored concurrently. The model is the policy (the context's backend) unless
+//! another is configured (a hub id or a local path that mistral.rs can load; loaded on first
+//! use).
 
 use std::sync::Arc;
 
@@ -161,26 +162,37 @@ impl TokenPrm {
         question: &str,
         steps: &[String],
     ) -> Result<Vec<Plan>> {
-        let plan = self.plan(backend, question, steps).await?;
+        let (reads, full) = self.layout(backend, question, steps).await?;
+        let upto = |at: usize| full.get(..at.min(full.len()).max(1)).unwrap_or_default();
         Ok(match self.config.format {
-            PrmFormat::MathShepherd => vec![plan],
-            PrmFormat::Rlhflow => {
-                let whole: Vec<u32> = plan.prompt.iter().chain(&plan.target).copied().collect();
-                let first = plan.prompt.len();
-                plan.reads
-                    .iter()
-                    .map(|&read| Plan {
-                        prompt: whole.get(..first + read).unwrap_or_default().to_vec(),
-                        target: Vec::new(),
-                        reads: vec![0],
-                    })
-                    .collect()
+            PrmFormat::MathShepherd => {
+                let prompt = upto(reads.first().copied().unwrap_or(full.len()));
+                let first = prompt.len();
+                vec![Plan {
+                    prompt: prompt.to_vec(),
+                    target: full.get(first..).unwrap_or_default().to_vec(),
+                    reads: reads.iter().map(|r| r.saturating_sub(first)).collect(),
+                }]
             }
+            PrmFormat::Rlhflow => reads
+                .iter()
+                .map(|&at| Plan {
+                    prompt: upto(at).to_vec(),
+                    target: Vec::new(),
+                    reads: vec![0],
+                })
+                .collect(),
         })
     }
 
-    async fn plan(&self, backend: &dyn Backend, question: &str, steps: &[String]) -> Result<Plan> {
-        let (reads_abs, full) = match self.config.format {
+    /// The whole scored text as token ids, and where in it each step's label is predicted.
+    async fn layout(
+        &self,
+        backend: &dyn Backend,
+        question: &str,
+        steps: &[String],
+    ) -> Result<(Vec<usize>, Vec<u32>)> {
+        Ok(match self.config.format {
             PrmFormat::MathShepherd => {
                 let tag = backend
                     .tokenize(TokenizeInput::Piece(&format!(" {}", self.config.step_tag)))
@@ -226,20 +238,6 @@ impl TokenPrm {
                     .await?;
                 (reads, full)
             }
-        };
-        let first = reads_abs
-            .first()
-            .copied()
-            .unwrap_or(full.len())
-            .min(full.len())
-            .max(1);
-        let prompt = full.get(..first).unwrap_or_default().to_vec();
-        let target = full.get(first..).unwrap_or_default().to_vec();
-        let reads = reads_abs.iter().map(|r| r.saturating_sub(first)).collect();
-        Ok(Plan {
-            prompt,
-            target,
-            reads,
         })
     }
 }

@@ -424,7 +424,16 @@ mod tests {
 
     use super::*;
 
-    struct FixedScorer(Vec<f64>);
+    /// Scores candidate i (counting across calls) `[1.0, rewards[i]]`.
+    struct FixedScorer(std::sync::Mutex<std::collections::VecDeque<f64>>);
+
+    impl FixedScorer {
+        fn new(rewards: &[f64]) -> Arc<Self> {
+            Arc::new(Self(std::sync::Mutex::new(
+                rewards.iter().copied().collect(),
+            )))
+        }
+    }
 
     #[async_trait]
     impl Scorer for FixedScorer {
@@ -434,29 +443,10 @@ mod tests {
             _: &str,
             candidates: &[Vec<String>],
         ) -> Result<Vec<Vec<f64>>> {
+            let mut rewards = self.0.lock().unwrap();
             Ok(candidates
                 .iter()
-                .enumerate()
-                .map(|(i, _)| vec![1.0, self.0[i % self.0.len()]])
-                .collect())
-        }
-    }
-
-    /// Hands out its rewards in order, across calls.
-    struct QueueScorer(std::sync::Mutex<Vec<f64>>);
-
-    #[async_trait]
-    impl Scorer for QueueScorer {
-        async fn score(
-            &self,
-            _: &Context,
-            _: &str,
-            candidates: &[Vec<String>],
-        ) -> Result<Vec<Vec<f64>>> {
-            let mut queue = self.0.lock().unwrap();
-            Ok(candidates
-                .iter()
-                .map(|_| vec![1.0, queue.remove(0)])
+                .map(|_| vec![1.0, rewards.pop_front().unwrap()])
                 .collect())
         }
     }
@@ -521,7 +511,7 @@ mod tests {
             };
             let strategy = BestOfN::new(config)
                 .unwrap()
-                .with_scorer(Arc::new(FixedScorer(vec![0.9, 0.5, 0.6, 0.2])));
+                .with_scorer(FixedScorer::new(&[0.9, 0.5, 0.6, 0.2]));
             let solution = run(&strategy, backend, Budget::unlimited()).await;
             assert_eq!(
                 solution.answer.as_deref(),
@@ -593,28 +583,32 @@ mod tests {
         assert_eq!(solution.usage.calls, 1);
     }
 
-    #[tokio::test]
-    async fn other_inner_strategies_are_solved_n_times() {
-        // budget_forcing on a backend without logits processors resubmits: per sample, one
-        // thinking request (stopped at the delimiter) and one answer request.
+    /// Best-of-3 over budget forcing (one at a time), and a script of a thinking reply and an
+    /// answer reply per sample.
+    fn forced_best_of_3(answers: [&str; 3]) -> (BestOfN, Arc<ScriptedBackend>) {
         let mut replies = Vec::new();
-        for answer in ["2", "2", "3"] {
+        for answer in answers {
             replies.push("I add them.</think>".to_string());
             replies.push(answer.to_string());
         }
-        let backend = Arc::new(ScriptedBackend::new(replies));
         let inner = StrategyConfig::BudgetForcing(crate::BudgetForcingConfig::default());
         let config = BestOfNConfig {
             inner: Box::new(inner),
             concurrency: NonZeroUsize::new(1),
             ..BestOfNConfig::self_consistency(NonZeroUsize::new(3).unwrap())
         };
-        let solution = run(
-            &BestOfN::new(config).unwrap(),
-            Arc::clone(&backend),
-            Budget::unlimited(),
+        (
+            BestOfN::new(config).unwrap(),
+            Arc::new(ScriptedBackend::new(replies)),
         )
-        .await;
+    }
+
+    #[tokio::test]
+    async fn other_inner_strategies_are_solved_n_times() {
+        // budget_forcing on a backend without logits processors resubmits: per sample, one
+        // thinking request (stopped at the delimiter) and one answer request.
+        let (strategy, backend) = forced_best_of_3(["2", "2", "3"]);
+        let solution = run(&strategy, Arc::clone(&backend), Budget::unlimited()).await;
         assert_eq!(solution.answer.as_deref(), Some("2"));
         assert_eq!(backend.requests().len(), 6);
         assert!(details(&solution).candidates.iter().all(|c| c.tokens > 0));
@@ -625,24 +619,8 @@ mod tests {
         // Each budget-forcing sample takes two calls; three calls finish one sample, the second
         // stops after its thinking (kept: it was paid for), the third before writing anything
         // (a solution, not an error, and no candidate).
-        let mut replies = Vec::new();
-        for answer in ["2", "3", "3"] {
-            replies.push("I add them.</think>".to_string());
-            replies.push(answer.to_string());
-        }
-        let backend = Arc::new(ScriptedBackend::new(replies));
-        let inner = StrategyConfig::BudgetForcing(crate::BudgetForcingConfig::default());
-        let config = BestOfNConfig {
-            inner: Box::new(inner),
-            concurrency: NonZeroUsize::new(1),
-            ..BestOfNConfig::self_consistency(NonZeroUsize::new(3).unwrap())
-        };
-        let solution = run(
-            &BestOfN::new(config).unwrap(),
-            backend,
-            Budget::unlimited().with_max_calls(3),
-        )
-        .await;
+        let (strategy, backend) = forced_best_of_3(["2", "3", "3"]);
+        let solution = run(&strategy, backend, Budget::unlimited().with_max_calls(3)).await;
         assert_eq!(solution.stop_reason, StopReason::CallBudget);
         assert_eq!(solution.answer.as_deref(), Some("2"));
         assert_eq!(details(&solution).samples, 2, "{:?}", details(&solution));
@@ -666,9 +644,7 @@ mod tests {
         };
         let strategy = BestOfN::new(config)
             .unwrap()
-            .with_scorer(Arc::new(QueueScorer(std::sync::Mutex::new(vec![
-                0.6, 0.6, 0.95,
-            ]))));
+            .with_scorer(FixedScorer::new(&[0.6, 0.6, 0.95]));
         let solution = run(&strategy, backend, Budget::unlimited()).await;
         assert_eq!(details(&solution).samples, 3);
         assert_eq!(solution.answer.as_deref(), Some("6"));

@@ -380,6 +380,38 @@ impl OpenAiBackend {
         Ok(format!("{prompt}{assistant_prefix}"))
     }
 
+    /// The stop sequence that ended a choice on a server that does not name it (llama.cpp):
+    /// its log-probabilities end with the end-of-sequence token when that ended the text, and
+    /// leave a stop sequence's tokens out. Without the end-of-sequence ids (no /props) or the
+    /// ids of the tokens it cannot tell, and says so once.
+    fn stop_from_log_probabilities(
+        &self,
+        logprobs: Option<&Value>,
+        stops: &[String],
+    ) -> Option<String> {
+        let eos = &self.info.eos_token_ids;
+        match logprobs.and_then(last_token_id) {
+            Some(id) if !eos.is_empty() => {
+                if eos.contains(&id) {
+                    None
+                } else {
+                    stops.first().cloned()
+                }
+            }
+            _ => {
+                if !self.warned_stops.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "this server says neither which stop ended a completion (vLLM's \
+                         stop_reason, SGLang's matched_stop) nor its end-of-sequence ids and \
+                         token ids (llama.cpp): stops read as end of sequence, so step-wise \
+                         search ends every beam at its first step"
+                    );
+                }
+                None
+            }
+        }
+    }
+
     /// The id of a token given as text, through the tokenizer; `None` where it is not one token.
     async fn token_id(&self, text: &str) -> Option<u32> {
         if !self.info.tokenize {
@@ -530,31 +562,7 @@ impl OpenAiBackend {
                 // end-of-sequence token.
                 (_, Some(Value::String(s))) => Some(s),
                 (_, Some(_)) => None,
-                // It does not (llama.cpp): its log-probabilities end with the end-of-sequence
-                // token when that ended the text, and leave a stop sequence's tokens out.
-                // Without the end-of-sequence ids (no /props) or the ids of the tokens, it
-                // cannot tell.
-                (_, None) => {
-                    let eos = &self.info.eos_token_ids;
-                    match c.logprobs.as_ref().and_then(last_token_id) {
-                        Some(id) if !eos.is_empty() && !eos.contains(&id) => {
-                            request.stop.first().cloned()
-                        }
-                        Some(_) if !eos.is_empty() => None,
-                        _ => {
-                            if !self.warned_stops.swap(true, Ordering::Relaxed) {
-                                tracing::warn!(
-                                    "this server says neither which stop ended a completion \
-                                     (vLLM's stop_reason, SGLang's matched_stop) nor its \
-                                     end-of-sequence ids and token ids (llama.cpp): stops read \
-                                     as end of sequence, so step-wise search ends every beam \
-                                     at its first step"
-                                );
-                            }
-                            None
-                        }
-                    }
-                }
+                (_, None) => self.stop_from_log_probabilities(c.logprobs.as_ref(), &request.stop),
             };
             let logprobs = match c.logprobs {
                 Some(l) => self.logprobs(&l, request.top_logprobs.is_some()).await,

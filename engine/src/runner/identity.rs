@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 /// The side file of `out`: `<out>.config.json`.
-pub fn path_of(out: &Path) -> PathBuf {
+fn path_of(out: &Path) -> PathBuf {
     let mut name = out.file_name().unwrap_or_default().to_os_string();
     name.push(".config.json");
     out.with_file_name(name)
@@ -17,7 +17,7 @@ pub fn path_of(out: &Path) -> PathBuf {
 
 /// Checks `identity` against the side file of `out` when `out` already holds results, and
 /// (re)writes the side file otherwise or when it is missing.
-pub fn check_or_record(out: &Path, identity: &Value, has_results: bool) -> Result<()> {
+pub(super) fn check_or_record(out: &Path, identity: &Value, has_results: bool) -> Result<()> {
     let side = path_of(out);
     if has_results {
         match std::fs::read(&side) {

@@ -289,7 +289,7 @@ impl BeamSearch {
     }
 
     /// Rolls out (with lookahead) and scores a round's candidates, setting each node's step
-    /// score and aggregate score.
+    /// score and aggregate score. Returns each candidate's slot: identical candidates share one.
     async fn score_round(
         &self,
         problem: &Problem,
@@ -297,7 +297,7 @@ impl BeamSearch {
         tree: &mut SearchTree,
         children: &[(NodeId, usize, bool)],
         details: &mut SearchDetails,
-    ) -> Result<()> {
+    ) -> Result<Vec<usize>> {
         // A small model often samples the same step twice: identical candidates are rolled
         // out and scored once and share the score (duplicates are pruned below anyway).
         let mut distinct: Vec<(Vec<String>, bool)> = Vec::new();
@@ -312,6 +312,7 @@ impl BeamSearch {
             slot_of.push(slot);
         }
         details.shared_scores += children.len() - distinct.len();
+        let own_steps: Vec<usize> = distinct.iter().map(|(steps, _)| steps.len()).collect();
         let to_score = try_join_all(distinct.into_iter().map(|(steps, finished)| async move {
             if finished {
                 Ok(steps)
@@ -322,10 +323,9 @@ impl BeamSearch {
         .await?;
         let scores = self.scorer.score(cx, &problem.question, &to_score).await?;
         for ((child, _, _), &slot) in children.iter().zip(&slot_of) {
-            let Some(step_scores) = scores.get(slot) else {
+            let (Some(step_scores), Some(&own)) = (scores.get(slot), own_steps.get(slot)) else {
                 continue;
             };
-            let own = tree.steps(*child).len();
             // Scores of the candidate's own steps (a roll-out's extra steps count for the
             // aggregate, as search-and-learn scores the rolled-out text).
             let step_score = step_scores.get(own.saturating_sub(1)).copied();
@@ -335,7 +335,7 @@ impl BeamSearch {
                 node.score = score;
             }
         }
-        Ok(())
+        Ok(slot_of)
     }
 
     async fn search(
@@ -381,29 +381,33 @@ impl BeamSearch {
             }
             // After the first round every expansion extends a prompt already sent.
             seen_prefix_tokens = u64::MAX;
-            if let Err(e) = self
+            let slots = match self
                 .score_round(problem, cx, tree, &children, details)
                 .await
             {
-                // Stopped (the budget, most often) before this round's candidates were scored:
-                // the finished ones stay as solutions, the rest are set aside, and their
-                // parents, scored last round, remain the best partial beams.
-                for &(child, _, finished) in &children {
-                    if let Some(node) = tree.node_mut(child) {
-                        node.state = if finished {
-                            NodeState::Finished
-                        } else {
-                            NodeState::Pruned
-                        };
+                Ok(slots) => slots,
+                Err(e) => {
+                    // Stopped (the budget, most often) before this round's candidates were
+                    // scored: the finished ones stay as solutions, the rest are set aside, and
+                    // their parents, scored last round, remain the best partial beams.
+                    for &(child, _, finished) in &children {
+                        if let Some(node) = tree.node_mut(child) {
+                            node.state = if finished {
+                                NodeState::Finished
+                            } else {
+                                NodeState::Pruned
+                            };
+                        }
+                        details.finished += usize::from(finished);
                     }
-                    details.finished += usize::from(finished);
+                    return Err(e);
                 }
-                return Err(e);
-            }
+            };
             // Finished candidates leave the pool; the rest compete for survival.
             let mut pool: Vec<(NodeId, usize)> = Vec::new();
-            let mut texts: HashSet<(usize, String)> = HashSet::new();
-            for (child, subtree, finished) in children {
+            // (subtree, slot) of the candidates kept: identical candidates share a slot.
+            let mut kept: HashSet<(usize, usize)> = HashSet::new();
+            for ((child, subtree, finished), slot) in children.into_iter().zip(slots) {
                 if finished {
                     if let Some(node) = tree.node_mut(child) {
                         node.state = NodeState::Finished;
@@ -411,19 +415,14 @@ impl BeamSearch {
                     details.finished += 1;
                     continue;
                 }
-                if self.config.filter_duplicates {
-                    // DVTS's subtrees are independent: a duplicate only within its own subtree
-                    // (at a low temperature every subtree's first steps may be alike).
-                    let scope = match self.kind {
-                        SearchKind::Beam => 0,
-                        SearchKind::Dvts => subtree,
-                    };
-                    if !texts.insert((scope, tree.steps(child).join("\u{1}"))) {
-                        if let Some(node) = tree.node_mut(child) {
-                            node.state = NodeState::Pruned;
-                        }
-                        continue;
+                // DVTS's subtrees are independent, so a duplicate counts only within its own
+                // (at a low temperature every subtree's first steps may be alike); beam
+                // search has one subtree, 0.
+                if self.config.filter_duplicates && !kept.insert((subtree, slot)) {
+                    if let Some(node) = tree.node_mut(child) {
+                        node.state = NodeState::Pruned;
                     }
+                    continue;
                 }
                 pool.push((child, subtree));
             }

@@ -281,11 +281,7 @@ impl BudgetForcing {
         let c = &self.config;
         // Thinking, waits included, is capped by max_thinking_tokens; then the delimiter, the
         // cue and the answer.
-        let max_tokens = c.max_thinking_tokens
-            + tokens.close.len()
-            + tokens.cue.len()
-            + c.max_answer_tokens.get()
-            + 1;
+        let max_tokens = c.max_thinking_tokens + processor.after_thinking();
         let request = GenerationRequest::new(Prompt::Chat {
             messages: self.messages(problem),
             assistant_prefix: c.think_open.clone(),

@@ -76,12 +76,18 @@ impl ForcingProcessor {
         }
     }
 
-    /// The thinking cap: the configured one, lowered so that the delimiter, the cue and the
-    /// answer still fit in what a budget granted.
+    /// Tokens generated after thinking at most: the delimiter, the cue, the answer and the
+    /// end of sequence.
+    pub fn after_thinking(&self) -> usize {
+        self.tokens.close.len() + self.tokens.cue.len() + self.max_answer + 1
+    }
+
+    /// The thinking cap: the configured one, lowered so that what follows thinking still fits
+    /// in what a budget granted.
     fn thinking_cap(&self) -> usize {
         let granted = self.granted.load(Ordering::Relaxed);
-        let after = self.tokens.close.len() + self.tokens.cue.len() + self.max_answer + 1;
-        self.max_thinking.min(granted.saturating_sub(after))
+        self.max_thinking
+            .min(granted.saturating_sub(self.after_thinking()))
     }
 
     /// What happened so far. `thinking_tokens` counts what the controller saw; the strategy
