@@ -77,6 +77,7 @@ impl Config {
 
     /// Checks the rules that serde cannot.
     pub fn validate(&self) -> Result<()> {
+        self.model.load_options()?;
         self.strategy.validate()
     }
 }

@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand};
 use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressStyle};
 use ponder::engine::models::{self, BUILTIN_MODELS};
-use ponder::engine::{runner, BackendKind, Budget, Problem, ResultLine, Runner, Strategy};
+use ponder::engine::{
+    runner, BackendKind, Budget, DeviceSpec, Problem, ResultLine, Runner, Strategy,
+};
 use ponder::Config;
 
 #[derive(Debug, Parser)]
@@ -36,6 +38,9 @@ enum Command {
         /// directory, hub id), the model name sent with `backend = "openai"`.
         #[arg(long)]
         model: Option<String>,
+        /// Device, overriding the config's: `cpu` or `cuda:N` (in process).
+        #[arg(long)]
+        device: Option<DeviceSpec>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -63,6 +68,9 @@ enum Command {
         /// Model, overriding the config's (as for `solve`).
         #[arg(long)]
         model: Option<String>,
+        /// Device, overriding the config's: `cpu` or `cuda:N` (in process).
+        #[arg(long)]
+        device: Option<DeviceSpec>,
         /// Most tokens (prompt and completion) the whole run may spend.
         #[arg(long)]
         max_run_tokens: Option<u64>,
@@ -102,6 +110,7 @@ fn main() -> anyhow::Result<()> {
                 question,
                 config,
                 model,
+                device,
                 json,
                 trace_dir,
             } => {
@@ -109,6 +118,7 @@ fn main() -> anyhow::Result<()> {
                     &question,
                     config.as_deref(),
                     model,
+                    device,
                     json,
                     trace_dir.as_deref(),
                 )
@@ -121,6 +131,7 @@ fn main() -> anyhow::Result<()> {
                 limit,
                 concurrency,
                 model,
+                device,
                 max_run_tokens,
                 trace_dir,
             } => {
@@ -132,6 +143,7 @@ fn main() -> anyhow::Result<()> {
                     limit,
                     concurrency,
                     model,
+                    device,
                     max_run_tokens,
                 })
                 .await
@@ -141,7 +153,11 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-fn load_config(path: Option<&Path>, model: Option<String>) -> anyhow::Result<Config> {
+fn load_config(
+    path: Option<&Path>,
+    model: Option<String>,
+    device: Option<DeviceSpec>,
+) -> anyhow::Result<Config> {
     let mut config = match path {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -153,6 +169,12 @@ fn load_config(path: Option<&Path>, model: Option<String>) -> anyhow::Result<Con
             BackendKind::Openai => config.model.model = Some(model),
         }
     }
+    if let Some(device) = device {
+        if config.model.backend == BackendKind::Openai {
+            bail!("--device applies to models run in process; this config's backend is \"openai\"");
+        }
+        config.model.device = device;
+    }
     Ok(config)
 }
 
@@ -160,10 +182,11 @@ async fn solve(
     question: &str,
     config: Option<&Path>,
     model: Option<String>,
+    device: Option<DeviceSpec>,
     json: bool,
     trace_dir: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let config = load_config(config, model)?;
+    let config = load_config(config, model, device)?;
     let strategy = config.strategy.build()?;
     let backend = config.model.load().await?;
     let problem = Problem::new("question", question);
@@ -203,12 +226,13 @@ struct RunArgs {
     limit: Option<usize>,
     concurrency: usize,
     model: Option<String>,
+    device: Option<DeviceSpec>,
     max_run_tokens: Option<u64>,
     trace_dir: Option<PathBuf>,
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let config = load_config(Some(&args.config), args.model)?;
+    let config = load_config(Some(&args.config), args.model, args.device)?;
     let mut problems = Problem::load_jsonl(&args.problems)?;
     if let Some(limit) = args.limit {
         problems.truncate(limit);

@@ -8,19 +8,23 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "support/repo.rs"]
+mod repo;
+use repo::repo;
+
+/// The binary under test: cargo's, or `PONDER_TEST_BIN` where the tests run away from the build
+/// (scripts/gpu/run.sh carries both to the GPU machine).
 fn ponder() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ponder"))
+    Command::new(std::env::var_os("PONDER_TEST_BIN").unwrap_or(env!("CARGO_BIN_EXE_ponder").into()))
 }
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
+/// The direct strategy on SmolLM2, on the device `PONDER_TEST_DEVICE` names (default the CPU).
 fn write_config(dir: &Path) -> PathBuf {
     let config = dir.join("direct.toml");
+    let device = std::env::var("PONDER_TEST_DEVICE").unwrap_or("cpu".into());
     std::fs::write(
         &config,
-        "[model]\nsource = \"smollm2-135m\"\n\n[strategy]\nkind = \"direct\"\nstyle = \"step_by_step\"\nmax_tokens = 48\n",
+        format!("[model]\nsource = \"smollm2-135m\"\ndevice = \"{device}\"\n\n[strategy]\nkind = \"direct\"\nstyle = \"step_by_step\"\nmax_tokens = 48\n"),
     )
     .unwrap();
     config
@@ -39,6 +43,8 @@ fn solve_prints_json_with_answer_and_usage() {
     let out = ponder()
         .args(["solve", "What is 3 + 4?", "--json", "--config"])
         .arg(repo("examples/strategies/direct.yaml"))
+        .arg("--device")
+        .arg(std::env::var("PONDER_TEST_DEVICE").unwrap_or("cpu".into()))
         .output()
         .unwrap();
     assert!(

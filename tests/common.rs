@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, LazyLock, OnceLock};
 
-use ponder::engine::{Backend, LoadOptions, MistralRsBackend, ModelConfig};
+use ponder::engine::{Backend, DeviceSpec, LoadOptions, MistralRsBackend, ModelConfig};
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
@@ -38,12 +38,13 @@ pub fn smollm() -> Arc<MistralRsBackend> {
     }))
 }
 
-/// Load options for the shared backend: the defaults, except that `PONDER_TEST_PREFIX_CACHE=N`
+/// Load options for the shared backend: the defaults, except that `PONDER_TEST_DEVICE=cuda:0`
+/// runs the tests on a GPU (a build with the `cuda` feature), and `PONDER_TEST_PREFIX_CACHE=N`
 /// turns mistral.rs's prefix cache on (the default leaves it off: in 0.8.1 it corrupts the
 /// outputs of concurrent requests on CPU, which `greedy_is_deterministic_alone_and_batched`
 /// shows when run with `PONDER_TEST_PREFIX_CACHE=16`).
 pub fn options() -> LoadOptions {
-    let mut options = ModelConfig::default().load_options();
+    let mut options = LoadOptions::for_device(device());
     if let Some(n) = std::env::var("PONDER_TEST_PREFIX_CACHE")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -51,6 +52,14 @@ pub fn options() -> LoadOptions {
         options.prefix_cache_seqs = n;
     }
     options
+}
+
+/// The device the end-to-end tests run on: `PONDER_TEST_DEVICE` (`cpu` or `cuda:N`), default CPU.
+pub fn device() -> DeviceSpec {
+    match std::env::var("PONDER_TEST_DEVICE") {
+        Ok(device) => device.parse().expect("PONDER_TEST_DEVICE"),
+        Err(_) => DeviceSpec::Cpu,
+    }
 }
 
 /// The same backend behind the trait.

@@ -2,9 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/repo.rs"]
+mod repo;
+
 #[test]
 fn every_example_config_builds() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/strategies");
+    let dir = repo::repo("examples/strategies");
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();

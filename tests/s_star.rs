@@ -11,8 +11,9 @@
 
 #[allow(dead_code)]
 mod common;
+#[path = "support/repo.rs"]
+mod repo;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -102,10 +103,7 @@ impl Backend for FirstSamplesFixed {
 
 #[test]
 fn s_star_debugs_and_selects_on_humaneval_0_with_qwen() {
-    let problems = Problem::load_jsonl(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/problems/humaneval-3.jsonl"),
-    )
-    .unwrap();
+    let problems = Problem::load_jsonl(&repo::repo("examples/problems/humaneval-3.jsonl")).unwrap();
     let problem = problems.into_iter().next().unwrap();
     assert_eq!(
         problem.code.as_ref().unwrap().entry_point,
@@ -114,6 +112,7 @@ fn s_star_debugs_and_selects_on_humaneval_0_with_qwen() {
     let qwen = block_on(
         ModelConfig {
             source: "qwen2.5-coder-0.5b".into(),
+            device: common::device(),
             ..ModelConfig::default()
         }
         .load(),

@@ -57,7 +57,7 @@ pub use grader::{Grader, MathGrader};
 pub use metered::{Meter, Metered};
 #[cfg(feature = "mistralrs")]
 pub use mistralrs_backend::MistralRsBackend;
-pub use model_config::{BackendKind, DeviceSpec, LoadOptions, ModelConfig, Urls};
+pub use model_config::{BackendKind, DeviceSpec, KvPool, LoadOptions, ModelConfig, Urls};
 pub use openai::{OpenAiBackend, OpenAiOptions};
 pub use problem::{CodeTask, Problem};
 pub use runner::{ResultLine, RunSummary, Runner};

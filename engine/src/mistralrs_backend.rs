@@ -34,7 +34,7 @@ use crate::backend::{
     Prompt, TokenLogprob, TokenizeInput, TopLogprob,
 };
 use crate::error::{Error, Result};
-use crate::model_config::{DeviceSpec, LoadOptions};
+use crate::model_config::{DeviceSpec, KvPool, LoadOptions};
 use crate::models::ModelSource;
 use crate::usage::Usage;
 
@@ -106,11 +106,11 @@ impl MistralRsBackend {
                 load_gguf_files(&name, dir, options, &device).await?
             }
             ModelSource::Directory(dir) => (
-                load_text_model(&name, &dir.to_string_lossy(), options).await?,
+                load_text_model(&name, &dir.to_string_lossy(), options, &device).await?,
                 eos_ids_in(dir),
             ),
             ModelSource::Hub(id) => (
-                load_text_model(&name, id, options).await?,
+                load_text_model(&name, id, options, &device).await?,
                 hub_snapshot(id)
                     .map(|dir| eos_ids_in(&dir))
                     .unwrap_or_default(),
@@ -361,16 +361,16 @@ fn paged_attention_config(
     name: &str,
     options: &LoadOptions,
 ) -> Result<Option<mistralrs::core::PagedAttentionConfig>> {
-    match (options.device, options.paged_attention_tokens) {
-        (DeviceSpec::Cuda(_), Some(tokens)) => mistralrs::core::PagedAttentionConfig::new(
-            None,
-            mistralrs::core::MemoryGpuConfig::ContextSize(tokens),
-            mistralrs::core::PagedCacheType::Auto,
-        )
-        .map(Some)
-        .map_err(|e| load_error(name, e)),
-        _ => Ok(None),
+    if options.device == DeviceSpec::Cpu {
+        return Ok(None);
     }
+    let memory = match options.kv_pool {
+        KvPool::Tokens(tokens) => mistralrs::core::MemoryGpuConfig::ContextSize(tokens),
+        KvPool::Utilization(share) => mistralrs::core::MemoryGpuConfig::Utilization(share),
+    };
+    mistralrs::core::PagedAttentionConfig::new(None, memory, mistralrs::core::PagedCacheType::Auto)
+        .map(Some)
+        .map_err(|e| load_error(name, e))
 }
 
 /// The end-of-sequence ids a safetensors model declares: `eos_token_id` (one id or a list) of
@@ -417,7 +417,12 @@ fn hub_snapshot(id: &str) -> Option<PathBuf> {
         .map(|entry| entry.path())
 }
 
-async fn load_text_model(name: &str, id: &str, options: &LoadOptions) -> Result<mistralrs::Model> {
+async fn load_text_model(
+    name: &str,
+    id: &str,
+    options: &LoadOptions,
+    device: &Device,
+) -> Result<mistralrs::Model> {
     let mut builder = mistralrs::TextModelBuilder::new(id)
         .with_max_num_seqs(options.max_num_seqs)
         .with_prefix_cache_n(if options.prefix_cache_seqs == 0 {
@@ -427,15 +432,11 @@ async fn load_text_model(name: &str, id: &str, options: &LoadOptions) -> Result<
         });
     if options.device == DeviceSpec::Cpu {
         builder = builder.with_force_cpu().with_dtype(ModelDType::F32);
+    } else {
+        builder = builder.with_device(device.clone());
     }
-    if let DeviceSpec::Cuda(_) = options.device {
-        if let Some(tokens) = options.paged_attention_tokens {
-            let paged = mistralrs::PagedAttentionMetaBuilder::default()
-                .with_gpu_memory(mistralrs::core::MemoryGpuConfig::ContextSize(tokens))
-                .build()
-                .map_err(|e| load_error(name, e))?;
-            builder = builder.with_paged_attn(paged);
-        }
+    if let Some(paged) = paged_attention_config(name, options)? {
+        builder = builder.with_paged_attn(paged);
     }
     builder.build().await.map_err(|e| load_error(name, e))
 }

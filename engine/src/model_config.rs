@@ -59,26 +59,60 @@ impl<'de> Deserialize<'de> for DeviceSpec {
 }
 
 /// How to load a mistral.rs model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoadOptions {
     /// Device. Default CPU.
     pub device: DeviceSpec,
-    /// Most sequences decoded at once. Default 32.
+    /// Most sequences decoded at once. Default 32 on the CPU, 64 on CUDA
+    /// ([`LoadOptions::for_device`]).
     pub max_num_seqs: usize,
     /// Finished sequences kept in mistral.rs's prefix cache (0 disables it). Default 0: in
     /// mistral.rs 0.8.1 the cache corrupts the outputs of concurrent requests on CPU.
     pub prefix_cache_seqs: usize,
-    /// PagedAttention KV pool in tokens (CUDA only; `None` leaves it off). Default none.
-    pub paged_attention_tokens: Option<usize>,
+    /// The PagedAttention KV pool on CUDA (ignored on the CPU, which has no PagedAttention).
+    pub kv_pool: KvPool,
+}
+
+/// How large the PagedAttention KV pool is on CUDA. mistral.rs's own default is a pool of 4096
+/// tokens shared by all sequences, which queues all but a few long samples; ponder sizes it
+/// explicitly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum KvPool {
+    /// A pool of this many tokens over all sequences (`paged_attention_tokens`).
+    Tokens(usize),
+    /// This share of the device's memory for weights and pool together, the pool taking what
+    /// the loaded weights leave (`gpu_memory_utilization`, as in vLLM). The default, at 0.9.
+    Utilization(f32),
+}
+
+impl Default for KvPool {
+    fn default() -> Self {
+        Self::Utilization(DEFAULT_GPU_MEMORY_UTILIZATION)
+    }
+}
+
+/// The share of GPU memory ponder sizes the KV pool to by default (vLLM's default too).
+pub const DEFAULT_GPU_MEMORY_UTILIZATION: f32 = 0.9;
+
+impl LoadOptions {
+    /// The defaults for `device`: 32 sequences at once on the CPU (more only queue on two to
+    /// sixteen cores), 64 on CUDA (the KV pool, not this, bounds memory there).
+    pub fn for_device(device: DeviceSpec) -> Self {
+        Self {
+            device,
+            max_num_seqs: default_max_num_seqs(device).get(),
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             device: DeviceSpec::Cpu,
-            max_num_seqs: default_max_num_seqs().get(),
+            max_num_seqs: default_max_num_seqs(DeviceSpec::Cpu).get(),
             prefix_cache_seqs: default_prefix_cache_seqs(),
-            paged_attention_tokens: None,
+            kv_pool: KvPool::default(),
         }
     }
 }
@@ -117,11 +151,11 @@ impl Urls {
 
 /// The `[model]` table.
 ///
-/// In process (default): `source`, `device`, `max_num_seqs`, `prefix_cache_seqs`,
-/// `paged_attention_tokens`. Over HTTP (`backend = "openai"`): `base_url` (one or a list, used
+/// In process (default): `source`, `device`, `max_num_seqs`, `prefix_cache_seqs`, and on CUDA
+/// `paged_attention_tokens` or `gpu_memory_utilization`. Over HTTP (`backend = "openai"`): `base_url` (one or a list, used
 /// round-robin), `model`, `api_key_env`, `timeout_secs`, `concurrency`, `retries`, `native_n`,
 /// `context_tokens`, `max_top_logprobs`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// `mistralrs` (default) or `openai`.
@@ -133,17 +167,22 @@ pub struct ModelConfig {
     /// `cpu` or `cuda:N`. Default `cpu`.
     #[serde(default)]
     pub device: DeviceSpec,
-    /// Most sequences decoded at once. Default 32.
-    #[serde(default = "default_max_num_seqs")]
-    pub max_num_seqs: NonZeroUsize,
+    /// Most sequences decoded at once. Default 32 on the CPU, 64 on CUDA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_num_seqs: Option<NonZeroUsize>,
     /// Finished sequences kept in mistral.rs's prefix cache; 0 disables it. Default 0: in
     /// mistral.rs 0.8.1 the cache corrupts the outputs of concurrent requests on CPU (greedy
     /// outputs change and mix text from other sequences); turn it on only for sequential work.
     #[serde(default = "default_prefix_cache_seqs")]
     pub prefix_cache_seqs: usize,
-    /// PagedAttention KV pool in tokens (CUDA only). Default off.
-    #[serde(default)]
+    /// CUDA: the PagedAttention KV pool in tokens, over all sequences. Default: sized by
+    /// `gpu_memory_utilization`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paged_attention_tokens: Option<NonZeroUsize>,
+    /// CUDA: the share of the GPU's memory (0 to 1] for the weights and the KV pool together;
+    /// the pool takes what the weights leave. Default 0.9. Not with `paged_attention_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory_utilization: Option<f32>,
     /// OpenAI backend: base URL(s) of the servers, e.g. `http://127.0.0.1:8080`.
     #[serde(default, skip_serializing_if = "is_none_urls")]
     pub base_url: Urls,
@@ -186,8 +225,11 @@ fn default_source() -> String {
     DEFAULT_MODEL.to_string()
 }
 
-fn default_max_num_seqs() -> NonZeroUsize {
-    NonZeroUsize::MIN.saturating_add(31)
+fn default_max_num_seqs(device: DeviceSpec) -> NonZeroUsize {
+    match device {
+        DeviceSpec::Cpu => NonZeroUsize::MIN.saturating_add(31),
+        DeviceSpec::Cuda(_) => NonZeroUsize::MIN.saturating_add(63),
+    }
 }
 
 fn default_prefix_cache_seqs() -> usize {
@@ -199,9 +241,10 @@ impl Default for ModelConfig {
         Self {
             source: default_source(),
             device: DeviceSpec::Cpu,
-            max_num_seqs: default_max_num_seqs(),
+            max_num_seqs: None,
             prefix_cache_seqs: default_prefix_cache_seqs(),
             paged_attention_tokens: None,
+            gpu_memory_utilization: None,
             backend: BackendKind::Mistralrs,
             base_url: Urls::None,
             model: None,
@@ -285,30 +328,106 @@ impl ModelConfig {
         }
     }
 
-    /// The load options this table describes.
-    pub fn load_options(&self) -> LoadOptions {
-        LoadOptions {
+    /// The load options this table describes; an error names a KV pool given two ways or a
+    /// utilization outside (0, 1].
+    pub fn load_options(&self) -> Result<LoadOptions> {
+        let bad = |message: String| crate::Error::Config {
+            path: "[model]".into(),
+            message,
+        };
+        let kv_pool = match (self.paged_attention_tokens, self.gpu_memory_utilization) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "paged_attention_tokens and gpu_memory_utilization both size \
+                     the KV pool: give one"
+                        .into(),
+                ))
+            }
+            (Some(tokens), None) => KvPool::Tokens(tokens.get()),
+            (None, Some(share)) if share > 0.0 && share <= 1.0 => KvPool::Utilization(share),
+            (None, Some(share)) => {
+                return Err(bad(format!(
+                    "gpu_memory_utilization = {share}: expected a share of the GPU's memory \
+                     above 0 and at most 1, e.g. 0.9"
+                )))
+            }
+            (None, None) => KvPool::default(),
+        };
+        Ok(LoadOptions {
             device: self.device,
-            max_num_seqs: self.max_num_seqs.get(),
+            max_num_seqs: self
+                .max_num_seqs
+                .unwrap_or_else(|| default_max_num_seqs(self.device))
+                .get(),
             prefix_cache_seqs: self.prefix_cache_seqs,
-            paged_attention_tokens: self.paged_attention_tokens.map(NonZeroUsize::get),
-        }
+            kv_pool,
+        })
     }
 
     #[cfg(feature = "mistralrs")]
     async fn load_in_process(&self) -> Result<Arc<dyn Backend>> {
         let source = ModelSource::parse(&self.source)?;
         let backend =
-            crate::mistralrs_backend::MistralRsBackend::load(&source, &self.load_options()).await?;
+            crate::mistralrs_backend::MistralRsBackend::load(&source, &self.load_options()?)
+                .await?;
         Ok(Arc::new(backend))
     }
 
     #[cfg(not(feature = "mistralrs"))]
     async fn load_in_process(&self) -> Result<Arc<dyn Backend>> {
         let _ = ModelSource::parse(&self.source)?;
+        let _ = self.load_options()?;
         Err(crate::Error::Unsupported {
             backend: "mistralrs",
             operation: "loading models (ponder-engine was built without the `mistralrs` feature)",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_str, Format};
+
+    fn options(toml: &str) -> Result<LoadOptions> {
+        parse_str::<ModelConfig>(toml, Format::Toml)
+            .map_err(|e| crate::Error::Config {
+                path: "test".into(),
+                message: e,
+            })?
+            .load_options()
+    }
+
+    #[test]
+    fn the_defaults_follow_the_device() {
+        let cpu = options("").unwrap();
+        assert_eq!((cpu.device, cpu.max_num_seqs), (DeviceSpec::Cpu, 32));
+        let cuda = options("device = \"cuda:1\"").unwrap();
+        assert_eq!((cuda.device, cuda.max_num_seqs), (DeviceSpec::Cuda(1), 64));
+        assert_eq!(cuda.kv_pool, KvPool::Utilization(0.9));
+        assert_eq!(
+            LoadOptions::for_device(DeviceSpec::Cuda(0)).max_num_seqs,
+            64
+        );
+        let set = options("device = \"cuda:0\"\nmax_num_seqs = 8").unwrap();
+        assert_eq!(set.max_num_seqs, 8);
+    }
+
+    #[test]
+    fn the_kv_pool_is_sized_one_way() {
+        let tokens = options("device = \"cuda:0\"\npaged_attention_tokens = 65536").unwrap();
+        assert_eq!(tokens.kv_pool, KvPool::Tokens(65536));
+        let share = options("device = \"cuda:0\"\ngpu_memory_utilization = 0.5").unwrap();
+        assert_eq!(share.kv_pool, KvPool::Utilization(0.5));
+        let both = options("paged_attention_tokens = 1024\ngpu_memory_utilization = 0.5")
+            .unwrap_err()
+            .to_string();
+        assert!(both.contains("give one"), "{both}");
+        for bad in ["0.0", "1.5", "-0.2"] {
+            let err = options(&format!("gpu_memory_utilization = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("gpu_memory_utilization"), "{err}");
+        }
     }
 }

@@ -18,7 +18,13 @@ pub fn binary() -> PathBuf {
             if let Some(path) = std::env::var_os("PONDER_LLAMA_SERVER") {
                 return PathBuf::from(path);
             }
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build_llama_server.sh");
+            // Relative first: cargo runs tests from the package root (see tests/support/repo.rs).
+            let script = Path::new("scripts/build_llama_server.sh");
+            let script = if script.exists() {
+                script.to_path_buf()
+            } else {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(script)
+            };
             let out = Command::new("bash")
                 .arg(&script)
                 .stderr(Stdio::inherit())

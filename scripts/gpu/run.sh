@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Runs what scripts/gpu/build.sh packed, on a machine with a CUDA 13 GPU (driver 580 or newer):
+# the end-to-end tests on the GPU, and the throughput table on a random-weight Qwen2.5 model
+# generated there. No Rust toolchain or registry needed: the CUDA libraries come from the
+# machine's Python environment (PyTorch's CUDA 13 wheels) or from LD_LIBRARY_PATH.
+#
+#   scripts/gpu/run.sh check          # unpack, find the CUDA libraries, show the GPU
+#   scripts/gpu/run.sh tests          # the end-to-end tests with PONDER_TEST_DEVICE=cuda:0
+#   scripts/gpu/run.sh bench [SIZE]   # the throughput table (random Qwen2.5 weights, SIZE 1.5b)
+#   scripts/gpu/run.sh all            # check, tests, bench
+#
+# Reads dist/gpu/ (the parts build.sh wrote); writes logs and the table to $OUT (default
+# dist/gpu-out). Environment: PONDER_GPU_DEVICE (default cuda:0); PONDER_BENCH_* pass through to
+# the bench (see benches/throughput.rs).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+dist=$root/dist/gpu
+work=$root/dist/gpu-run
+out=${OUT:-$root/dist/gpu-out}
+device=${PONDER_GPU_DEVICE:-cuda:0}
+mkdir -p "$work" "$out"
+
+say() { printf '\n== %s\n' "$*" | tee -a "$out/run.log" >&2; }
+
+unpack() {
+    [ -f "$dist/SHA256SUMS" ] || { echo "$dist/SHA256SUMS missing: copy dist/gpu/ from build.sh" >&2; exit 1; }
+    if [ -f "$work/.unpacked" ] && cmp -s "$work/.unpacked" "$dist/SHA256SUMS"; then
+        return
+    fi
+    say "joining and checking the parts in $dist"
+    ls "$dist"/ponder-gpu.tar.xz.part?? > /dev/null || { echo "no parts in $dist" >&2; exit 1; }
+    cat "$dist"/ponder-gpu.tar.xz.part?? > "$work/ponder-gpu.tar.xz"
+    (cd "$work" && sha256sum -c "$dist/SHA256SUMS") >&2
+    rm -rf "$work/bin" "$work/qwen-tokenizer" "$work/models"
+    xz -dc "$work/ponder-gpu.tar.xz" | tar -x -C "$work"
+    rm "$work/ponder-gpu.tar.xz"
+    cp "$dist/SHA256SUMS" "$work/.unpacked"
+}
+
+cuda_libraries() {
+    # The folders holding CUDA 13's runtime, cuBLAS and cuRAND in the Python environment (one
+    # cu13/lib folder, or one lib folder per package), ahead of whatever LD_LIBRARY_PATH has.
+    local dirs
+    dirs=$(python3 - <<'EOF' || true
+import glob, os
+try:
+    import nvidia
+    roots = list(nvidia.__path__)
+except ImportError:
+    roots = []
+found = []
+for root in roots:
+    for name in ("libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13", "libcurand.so.10", "libnvrtc.so.13"):
+        for path in glob.glob(os.path.join(root, "**", name), recursive=True):
+            d = os.path.dirname(path)
+            if d not in found:
+                found.append(d)
+print(":".join(found))
+EOF
+)
+    export LD_LIBRARY_PATH=${dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    local missing
+    missing=$(ldd "$work/bin/ponder" | awk '/not found/ {print $1}')
+    if [ -n "$missing" ]; then
+        echo "not found: $missing (searched the Python environment's nvidia packages and LD_LIBRARY_PATH)" >&2
+        exit 1
+    fi
+}
+
+check() {
+    unpack
+    cuda_libraries
+    say "GPU"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv | tee -a "$out/run.log"
+    ldd "$work/bin/ponder" | grep -E 'libcuda|cudart|cublas|curand' | tee -a "$out/run.log"
+    "$work/bin/ponder" --version | tee -a "$out/run.log"
+}
+
+tests() {
+    say "end-to-end tests on $device"
+    local failed=0
+    for t in "$work"/bin/*; do
+        case $(basename "$t") in ponder | throughput) continue ;; esac
+        say "$(basename "$t")"
+        # From the repository root: the tests read examples/ relative to it.
+        if ! (cd "$root" && PONDER_TEST_DEVICE=$device PONDER_TEST_BIN=$work/bin/ponder \
+            PONDER_CACHE_DIR=$work/models "$t" 2>&1 | tee -a "$out/tests.log"); then
+            failed=1
+        fi
+    done
+    grep -E '^test result' "$out/tests.log" | tee -a "$out/run.log"
+    return $failed
+}
+
+bench() {
+    local size=${1:-1.5b} model=$work/random-qwen2.5-$size
+    if [ ! -f "$model/model.safetensors" ]; then
+        say "random-weight Qwen2.5-$size in $model"
+        python3 "$root/scripts/gpu/random_model.py" "$model" "$work/qwen-tokenizer" --size "$size" 2>&1 | tee -a "$out/run.log"
+    fi
+    say "throughput table on $device: $model (random weights)"
+    PONDER_BENCH_DEVICE=$device PONDER_BENCH_MODEL=$model "$work/bin/throughput" 2>> "$out/bench.stderr" \
+        | tee "$out/throughput-$size.md"
+    # A random model never ends its thinking, so it is never made to wait; budget forcing's
+    # waits are measured on the real SmolLM2 too.
+    say "budget forcing with waits on $device: SmolLM2-135M (real weights)"
+    PONDER_BENCH_DEVICE=$device PONDER_BENCH_MODEL=smollm2-135m PONDER_CACHE_DIR=$work/models \
+        PONDER_BENCH_SECTIONS=forcing "$work/bin/throughput" 2>> "$out/bench.stderr" \
+        | tee "$out/forcing-smollm2.md"
+}
+
+case ${1:-all} in
+    check) check ;;
+    tests) check && tests ;;
+    bench) check && bench "${2:-1.5b}" ;;
+    all) check && { tests || echo "some tests failed (see $out/tests.log)" >&2; } && bench "${2:-1.5b}" ;;
+    *) echo "usage: $0 check|tests|bench [1.5b|0.5b|tiny]|all" >&2; exit 2 ;;
+esac
