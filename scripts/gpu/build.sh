@@ -70,6 +70,7 @@ export CARGO_TARGET_DIR=$target
 export RUSTFLAGS="-C target-cpu=x86-64-v3 -L $links"
 tests=()
 for t in "${gpu_tests[@]}"; do tests+=(--test "$t"); done
+mkdir -p "$target"
 cd "$root"
 cargo test --release --features cuda --no-run "${tests[@]}" --bench throughput \
     --message-format=json-render-diagnostics > "$target/gpu-build.json"

@@ -94,7 +94,8 @@ tests() {
 }
 
 bench() {
-    local size=${1:-1.5b} model=$work/random-qwen2.5-$size
+    local size=${1:-1.5b}
+    local model=$work/random-qwen2.5-$size
     if [ ! -f "$model/model.safetensors" ]; then
         say "random-weight Qwen2.5-$size in $model"
         python3 "$root/scripts/gpu/random_model.py" "$model" "$work/qwen-tokenizer" --size "$size" 2>&1 | tee -a "$out/run.log"
