@@ -10,8 +10,8 @@
 #   scripts/gpu/run.sh all            # check, tests, bench
 #
 # Reads dist/gpu/ (the parts build.sh wrote); writes logs and the table to $OUT (default
-# dist/gpu-out). Environment: PONDER_GPU_DEVICE (default cuda:0); PONDER_BENCH_* pass through to
-# the bench (see benches/throughput.rs).
+# dist/gpu-out). Environment: PONDER_GPU_DEVICE (default cuda:0), PONDER_GPU_PYTHON (default
+# python3); PONDER_BENCH_* pass through to the bench (see benches/throughput.rs).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,6 +19,7 @@ dist=$root/dist/gpu
 work=$root/dist/gpu-run
 out=${OUT:-$root/dist/gpu-out}
 device=${PONDER_GPU_DEVICE:-cuda:0}
+python=${PONDER_GPU_PYTHON:-python3}   # the Python environment with the CUDA 13 libraries
 mkdir -p "$work" "$out"
 
 say() { printf '\n== %s\n' "$*" | tee -a "$out/run.log" >&2; }
@@ -42,7 +43,7 @@ cuda_libraries() {
     # The folders holding CUDA 13's runtime, cuBLAS and cuRAND in the Python environment (one
     # cu13/lib folder, or one lib folder per package), ahead of whatever LD_LIBRARY_PATH has.
     local dirs
-    dirs=$(python3 - <<'EOF' || true
+    dirs=$("$python" - <<'EOF' || true
 import glob, os
 try:
     import nvidia
@@ -80,6 +81,7 @@ check() {
 tests() {
     say "end-to-end tests on $device"
     local failed=0
+    : > "$out/tests.log"
     for t in "$work"/bin/*; do
         case $(basename "$t") in ponder | throughput) continue ;; esac
         say "$(basename "$t")"
@@ -98,7 +100,7 @@ bench() {
     local model=$work/random-qwen2.5-$size
     if [ ! -f "$model/model.safetensors" ]; then
         say "random-weight Qwen2.5-$size in $model"
-        python3 "$root/scripts/gpu/random_model.py" "$model" "$work/qwen-tokenizer" --size "$size" 2>&1 | tee -a "$out/run.log"
+        "$python" "$root/scripts/gpu/random_model.py" "$model" "$work/qwen-tokenizer" --size "$size" 2>&1 | tee -a "$out/run.log"
     fi
     say "throughput table on $device: $model (random weights)"
     PONDER_BENCH_DEVICE=$device PONDER_BENCH_MODEL=$model "$work/bin/throughput" 2>> "$out/bench.stderr" \
