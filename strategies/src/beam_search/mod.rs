@@ -360,7 +360,7 @@ impl BeamSearch {
             })
             .collect();
         let mut seen_prefix_tokens: u64 = 0;
-        for _round in 0..self.config.max_steps.get() {
+        for round in 0..self.config.max_steps.get() {
             if active.is_empty() {
                 break;
             }
@@ -389,11 +389,15 @@ impl BeamSearch {
                 Err(e) => {
                     // Stopped (the budget, most often) before this round's candidates were
                     // scored: the finished ones stay as solutions, the rest are set aside, and
-                    // their parents, scored last round, remain the best partial beams.
+                    // their parents, scored last round, remain the best partial beams. In the
+                    // first round the parent is the empty root, so the unscored first steps
+                    // stay: they are all the search has.
                     for &(child, _, finished) in &children {
                         if let Some(node) = tree.node_mut(child) {
                             node.state = if finished {
                                 NodeState::Finished
+                            } else if round == 0 {
+                                NodeState::Active
                             } else {
                                 NodeState::Pruned
                             };

@@ -282,6 +282,28 @@ async fn dvts_keeps_a_subtree_whose_steps_repeat_another_subtrees() {
 }
 
 #[tokio::test]
+async fn a_budget_stop_while_scoring_the_first_round_keeps_its_unscored_steps() {
+    // Lookahead 1: the expansion (call 1) and one roll-out (call 2) fit; the second roll-out
+    // is refused, so nothing is scored and no step is finished.
+    let mut c = config(2, 2, 3);
+    c.lookahead = 1;
+    let replies = vec!["s1\n\n", "s2\n\n", "s6\n\n", "s3\n\n"];
+    let search = BeamSearch::new(c, SearchKind::Beam)
+        .unwrap()
+        .with_scorer(Arc::new(NumberScorer::default()));
+    let (solution, _backend, tree) =
+        run(search, replies, Budget::unlimited().with_max_calls(2)).await;
+    assert_eq!(solution.stop_reason, StopReason::CallBudget);
+    assert_eq!(tree.state_of("s1"), "active", "kept, unscored");
+    assert_eq!(solution.candidates.len(), 2, "{:?}", solution.candidates);
+    assert!(
+        ["s1", "s2"].contains(&solution.completion.as_str()),
+        "{}",
+        solution.completion
+    );
+}
+
+#[tokio::test]
 async fn a_budget_stop_while_scoring_keeps_finished_beams_and_sets_the_rest_aside() {
     // Lookahead 1. Round 1: s1, s2 (calls 1-3: expansion and two roll-outs); s1 survives.
     // Round 2: s4 and a finished answer (call 4); s4's roll-out is refused (4 calls).
