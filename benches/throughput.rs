@@ -150,8 +150,13 @@ impl Bench {
             .with_max_tokens(self.max_tokens)
             .with_sampling(Sampling::with_temperature(0.8));
         let ponder = Metered::new(Arc::clone(&self.backend), Budget::unlimited());
+        let prompt_tokens = self
+            .backend
+            .tokenize(TokenizeInput::Prompt(&request.prompt))
+            .await?
+            .len();
         println!(
-            "### Decode rate by samples at once ({} max tokens, temperature 0.8, {} rounds)\n",
+            "### Decode rate by samples at once ({} max tokens, temperature 0.8, {} rounds; the wall time includes each prompt's prefill, {prompt_tokens} tokens)\n",
             self.max_tokens, self.rounds
         );
         println!("| samples at once | tokens | wall s | tok/s in total | tok/s per sample |");
