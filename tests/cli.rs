@@ -18,10 +18,15 @@ fn ponder() -> Command {
     Command::new(std::env::var_os("PONDER_TEST_BIN").unwrap_or(env!("CARGO_BIN_EXE_ponder").into()))
 }
 
-/// The direct strategy on SmolLM2, on the device `PONDER_TEST_DEVICE` names (default the CPU).
+/// The device the tests run ponder on: `PONDER_TEST_DEVICE`, default the CPU.
+fn device() -> String {
+    std::env::var("PONDER_TEST_DEVICE").unwrap_or("cpu".into())
+}
+
+/// The direct strategy on SmolLM2, on [`device`].
 fn write_config(dir: &Path) -> PathBuf {
     let config = dir.join("direct.toml");
-    let device = std::env::var("PONDER_TEST_DEVICE").unwrap_or("cpu".into());
+    let device = device();
     std::fs::write(
         &config,
         format!("[model]\nsource = \"smollm2-135m\"\ndevice = \"{device}\"\n\n[strategy]\nkind = \"direct\"\nstyle = \"step_by_step\"\nmax_tokens = 48\n"),
@@ -43,8 +48,7 @@ fn solve_prints_json_with_answer_and_usage() {
     let out = ponder()
         .args(["solve", "What is 3 + 4?", "--json", "--config"])
         .arg(repo("examples/strategies/direct.yaml"))
-        .arg("--device")
-        .arg(std::env::var("PONDER_TEST_DEVICE").unwrap_or("cpu".into()))
+        .args(["--device", &device()])
         .output()
         .unwrap();
     assert!(

@@ -10,6 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+#[path = "repo.rs"]
+mod repo;
+
 /// The `llama-server` binary: `$PONDER_LLAMA_SERVER`, else built (once) by the script.
 pub fn binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
@@ -18,13 +21,7 @@ pub fn binary() -> PathBuf {
             if let Some(path) = std::env::var_os("PONDER_LLAMA_SERVER") {
                 return PathBuf::from(path);
             }
-            // Relative first: cargo runs tests from the package root (see tests/support/repo.rs).
-            let script = Path::new("scripts/build_llama_server.sh");
-            let script = if script.exists() {
-                script.to_path_buf()
-            } else {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join(script)
-            };
+            let script = repo::repo("scripts/build_llama_server.sh");
             let out = Command::new("bash")
                 .arg(&script)
                 .stderr(Stdio::inherit())
