@@ -9,9 +9,17 @@
 //! still writes to, which in mistral.rs 0.8.1 fails every request in flight. The cost of that
 //! safety is that a cancelled request runs on to its `max_tokens` in the background.
 //!
-//! Concurrency: any number of `generate` calls may be in flight; mistral.rs batches them (up to
-//! `max_num_seqs` sequences). Completion tokens are counted per choice from the per-token
-//! log-probabilities (mistral.rs's own `usage` covers one choice only).
+//! Concurrency: any number of `generate` calls may be in flight. On CUDA mistral.rs batches their
+//! sequences (up to `max_num_seqs`). On the CPU the engine decodes one sequence at a time: in
+//! mistral.rs 0.8.1 the CPU attention kernel for decoding (`flash_attn_cpu_single_q` in
+//! `attention/backends/cpu.rs`) keeps its per-tile scratch per head but not per batch row, so in a
+//! batch of two or more different sequences every row attends with the last row's keys and values
+//! and writes the last row's text (greedy "Explain why the sky is blue." batched with "What is
+//! 2 + 3?" came out as "The sky + 3 = 5"). So on the CPU requests wait their turn, the `n`
+//! choices of a request run one after another (the prompt is prefilled once per choice), and the
+//! turn is held until the engine has let go of the request, even when its caller gave up.
+//! Completion tokens are counted per choice from the per-token log-probabilities (mistral.rs's
+//! own `usage` covers one choice only).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,7 +35,7 @@ use mistralrs::{
     Constraint, CustomLogitsProcessor, Device, NormalRequest, Request, RequestMessage, Response,
     SamplingParams, StopTokens, Tensor, TokenSource,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::{
     Backend, Capabilities, Choice, FinishReason, Generation, GenerationRequest, LogitsProcessor,
@@ -48,6 +56,8 @@ pub struct MistralRsBackend {
     context_tokens: Option<usize>,
     eos_token_ids: Vec<u32>,
     requests: AtomicUsize,
+    /// On the CPU: one sequence in the engine at a time (see the module docs).
+    one_at_a_time: Option<Arc<Semaphore>>,
 }
 
 impl std::fmt::Debug for MistralRsBackend {
@@ -123,10 +133,16 @@ impl MistralRsBackend {
                  budget forcing cannot hold back or force the end of sequence"
             );
         }
-        Self::from_model(name, model, eos_token_ids)
+        let one_at_a_time = options.device == DeviceSpec::Cpu;
+        Self::from_model(name, model, eos_token_ids, one_at_a_time)
     }
 
-    fn from_model(name: String, model: mistralrs::Model, eos_token_ids: Vec<u32>) -> Result<Self> {
+    fn from_model(
+        name: String,
+        model: mistralrs::Model,
+        eos_token_ids: Vec<u32>,
+        one_at_a_time: bool,
+    ) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("ponder-mistralrs-replies")
@@ -145,6 +161,7 @@ impl MistralRsBackend {
             context_tokens,
             eos_token_ids,
             requests: AtomicUsize::new(0),
+            one_at_a_time: one_at_a_time.then(|| Arc::new(Semaphore::new(1))),
         })
     }
 
@@ -160,12 +177,14 @@ impl MistralRsBackend {
     }
 
     /// Sends `request` to the engine and waits for its final response on a task that keeps the
-    /// reply channel alive to the end, whatever happens to this future.
+    /// reply channel alive to the end, whatever happens to this future. `turn`, if any, is
+    /// released only when the engine has let go of the request.
     async fn round_trip<T: Send + 'static>(
         &self,
         request: Request,
         mut replies: mpsc::Receiver<T>,
         is_final: fn(&T) -> bool,
+        turn: Option<OwnedSemaphorePermit>,
     ) -> Result<T> {
         let sender = self
             .model
@@ -192,6 +211,7 @@ impl MistralRsBackend {
                     }
                 }
             }
+            drop(turn);
         });
         done_rx.await.map_err(|_| Error::EngineGone {
             context: "the engine closed a request without answering",
@@ -231,11 +251,12 @@ impl MistralRsBackend {
                     reasoning_effort: None,
                     response: tx,
                 });
-                let mut ids = self.round_trip(request, rx, |_| true).await?.map_err(|e| {
-                    Error::Inference {
+                let mut ids = self
+                    .round_trip(request, rx, |_| true, None)
+                    .await?
+                    .map_err(|e| Error::Inference {
                         message: format!("rendering the chat template: {e}"),
-                    }
-                })?;
+                    })?;
                 if !assistant_prefix.is_empty() {
                     ids.extend(self.tokenize_text(assistant_prefix, false).await?);
                 }
@@ -255,7 +276,7 @@ impl MistralRsBackend {
             reasoning_effort: None,
             response: tx,
         });
-        self.round_trip(request, rx, |_| true)
+        self.round_trip(request, rx, |_| true, None)
             .await?
             .map_err(|e| Error::Inference {
                 message: format!("tokenizing: {e}"),
@@ -442,13 +463,33 @@ async fn load_text_model(
 }
 
 /// Bridges a ponder [`LogitsProcessor`] to mistral.rs's tensor interface.
-struct ProcessorAdapter(Arc<dyn LogitsProcessor>);
+struct ProcessorAdapter {
+    processor: Arc<dyn LogitsProcessor>,
+    /// The request's prompt ids: the whole context of a sequence's first token.
+    prompt: Arc<[u32]>,
+}
+
+impl ProcessorAdapter {
+    /// The sequence's whole context. mistral.rs 0.8.1 passes a sequence's tokens as the context,
+    /// but for the first token after a prefix-cache hit those are only the prompt tokens the cache
+    /// did not hold (`Sequence::get_toks` returns the prefill remainder until the first token is
+    /// added); every later call, and every call without a hit, gets the prompt and all generated
+    /// tokens. A context shorter than the prompt is that first call: its whole context is the prompt.
+    fn context<'a>(&'a self, context: &'a [u32]) -> &'a [u32] {
+        if context.len() < self.prompt.len() {
+            debug_assert!(self.prompt.ends_with(context));
+            &self.prompt
+        } else {
+            context
+        }
+    }
+}
 
 impl CustomLogitsProcessor for ProcessorAdapter {
     fn apply(&self, logits: &Tensor, context: &[u32]) -> mistralrs::Result<Tensor> {
         let dtype = logits.dtype();
         let mut values: Vec<f32> = logits.to_dtype(mistralrs::DType::F32)?.to_vec1()?;
-        self.0.process(&mut values, context);
+        self.processor.process(&mut values, self.context(context));
         Tensor::from_vec(values, logits.shape(), logits.device())?.to_dtype(dtype)
     }
 }
@@ -519,6 +560,84 @@ fn convert_choice(choice: mistralrs::core::CompletionChoice, stop: &[String]) ->
     }
 }
 
+impl MistralRsBackend {
+    /// One completion request of `n` choices of `prompt` to the engine, holding `turn` (if any)
+    /// until the engine lets go of it.
+    async fn complete(
+        &self,
+        request: &GenerationRequest,
+        prompt: &Arc<[u32]>,
+        processors: &[Arc<dyn CustomLogitsProcessor>],
+        n: usize,
+        turn: Option<OwnedSemaphorePermit>,
+    ) -> Result<Vec<Choice>> {
+        let sampling = SamplingParams {
+            // mistral.rs reads a missing temperature as 1.0 (sampling); greedy needs an explicit 0.
+            temperature: Some(request.sampling.temperature),
+            top_k: request.sampling.top_k,
+            top_p: request.sampling.top_p,
+            min_p: None,
+            top_n_logprobs: request.top_logprobs.unwrap_or(0),
+            frequency_penalty: None,
+            presence_penalty: None,
+            repetition_penalty: None,
+            stop_toks: (!request.stop.is_empty()).then(|| StopTokens::Seqs(request.stop.clone())),
+            max_len: Some(request.max_tokens),
+            logits_bias: None,
+            n_choices: n,
+            dry_params: None,
+        };
+        let (tx, rx) = mpsc::channel(8);
+        let id = self.requests.fetch_add(1, Ordering::Relaxed);
+        let normal = NormalRequest {
+            messages: RequestMessage::CompletionTokens(prompt.to_vec()),
+            sampling_params: sampling,
+            response: tx,
+            // Always on: the per-token entries are how tokens are counted per choice.
+            return_logprobs: true,
+            is_streaming: false,
+            id,
+            constraint: Constraint::None,
+            suffix: None,
+            tools: None,
+            tool_choice: None,
+            logits_processors: (!processors.is_empty()).then(|| processors.to_vec()),
+            return_raw_logits: false,
+            web_search_options: None,
+            model_id: None,
+            truncate_sequence: false,
+        };
+        let response = self
+            .round_trip(
+                Request::Normal(Box::new(normal)),
+                rx,
+                |r| !matches!(r, Response::CompletionChunk(_) | Response::Chunk(_)),
+                turn,
+            )
+            .await?;
+        let completion = match response {
+            Response::CompletionDone(done) => done,
+            Response::CompletionModelError(message, _) => return Err(Error::Inference { message }),
+            Response::ValidationError(e) | Response::InternalError(e) => {
+                return Err(Error::Inference {
+                    message: e.to_string(),
+                })
+            }
+            _ => {
+                return Err(Error::Inference {
+                    message: "unexpected response kind to a completion request".into(),
+                })
+            }
+        };
+        let mut ordered = completion.choices;
+        ordered.sort_by_key(|c| c.index);
+        Ok(ordered
+            .into_iter()
+            .map(|c| convert_choice(c, &request.stop))
+            .collect())
+    }
+}
+
 #[async_trait]
 impl Backend for MistralRsBackend {
     async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
@@ -549,74 +668,39 @@ impl Backend for MistralRsBackend {
             }
         }
         let prompt_tokens = ids.len();
-        let sampling = SamplingParams {
-            // mistral.rs reads a missing temperature as 1.0 (sampling); greedy needs an explicit 0.
-            temperature: Some(request.sampling.temperature),
-            top_k: request.sampling.top_k,
-            top_p: request.sampling.top_p,
-            min_p: None,
-            top_n_logprobs: request.top_logprobs.unwrap_or(0),
-            frequency_penalty: None,
-            presence_penalty: None,
-            repetition_penalty: None,
-            stop_toks: (!request.stop.is_empty()).then(|| StopTokens::Seqs(request.stop.clone())),
-            max_len: Some(request.max_tokens),
-            logits_bias: None,
-            n_choices: request.n,
-            dry_params: None,
-        };
+        let prompt: Arc<[u32]> = Arc::from(ids);
         let processors: Vec<Arc<dyn CustomLogitsProcessor>> = request
             .logits_processors
             .iter()
-            .map(|p| Arc::new(ProcessorAdapter(Arc::clone(p))) as Arc<dyn CustomLogitsProcessor>)
-            .collect();
-        let (tx, rx) = mpsc::channel(8);
-        let id = self.requests.fetch_add(1, Ordering::Relaxed);
-        let normal = NormalRequest {
-            messages: RequestMessage::CompletionTokens(ids),
-            sampling_params: sampling,
-            response: tx,
-            // Always on: the per-token entries are how tokens are counted per choice.
-            return_logprobs: true,
-            is_streaming: false,
-            id,
-            constraint: Constraint::None,
-            suffix: None,
-            tools: None,
-            tool_choice: None,
-            logits_processors: (!processors.is_empty()).then_some(processors),
-            return_raw_logits: false,
-            web_search_options: None,
-            model_id: None,
-            truncate_sequence: false,
-        };
-        let response = self
-            .round_trip(Request::Normal(Box::new(normal)), rx, |r| {
-                !matches!(r, Response::CompletionChunk(_) | Response::Chunk(_))
+            .map(|p| {
+                Arc::new(ProcessorAdapter {
+                    processor: Arc::clone(p),
+                    prompt: Arc::clone(&prompt),
+                }) as Arc<dyn CustomLogitsProcessor>
             })
-            .await?;
-        let completion = match response {
-            Response::CompletionDone(done) => done,
-            Response::CompletionModelError(message, _) => return Err(Error::Inference { message }),
-            Response::ValidationError(e) | Response::InternalError(e) => {
-                return Err(Error::Inference {
-                    message: e.to_string(),
-                })
-            }
-            _ => {
-                return Err(Error::Inference {
-                    message: "unexpected response kind to a completion request".into(),
-                })
-            }
-        };
-        let mut choices: Vec<Choice> = Vec::with_capacity(completion.choices.len());
-        let mut ordered = completion.choices;
-        ordered.sort_by_key(|c| c.index);
-        choices.extend(
-            ordered
-                .into_iter()
-                .map(|c| convert_choice(c, &request.stop)),
-        );
+            .collect();
+        let mut choices =
+            match &self.one_at_a_time {
+                None => {
+                    self.complete(&request, &prompt, &processors, request.n, None)
+                        .await?
+                }
+                Some(turns) => {
+                    let mut choices = Vec::with_capacity(request.n);
+                    for _ in 0..request.n {
+                        let turn = Arc::clone(turns).acquire_owned().await.map_err(|_| {
+                            Error::EngineGone {
+                                context: "the backend's request queue closed",
+                            }
+                        })?;
+                        choices.extend(
+                            self.complete(&request, &prompt, &processors, 1, Some(turn))
+                                .await?,
+                        );
+                    }
+                    choices
+                }
+            };
         let completion_tokens: usize = choices.iter().map(|c| c.completion_tokens).sum();
         if request.top_logprobs.is_none() {
             for choice in &mut choices {
@@ -661,7 +745,7 @@ impl Backend for MistralRsBackend {
             skip_special_tokens: false,
             response: tx,
         });
-        self.round_trip(request, rx, |_| true)
+        self.round_trip(request, rx, |_| true, None)
             .await?
             .map_err(|e| Error::Inference {
                 message: format!("detokenizing: {e}"),
