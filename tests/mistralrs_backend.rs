@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{block_on, smollm, smollm_dyn};
+use ponder::engine::models::ModelSource;
 use ponder::engine::{
-    Backend, Budget, Error, FinishReason, GenerationRequest, LogitsProcessor, Message, Prompt,
-    Sampling, TokenizeInput,
+    Backend, Budget, DeviceSpec, Error, FinishReason, GenerationRequest, LoadOptions,
+    LogitsProcessor, Message, MistralRsBackend, ModelConfig, Prompt, Sampling, TokenizeInput,
 };
 use ponder::strategies::{Direct, DirectConfig};
 use ponder::{Problem, StopReason};
@@ -170,7 +171,7 @@ async fn greedy_text(backend: &dyn Backend, question: &str) -> (String, Vec<u32>
 /// tokens at least.
 fn same_greedy(alone: &[u32], other: &[u32]) -> bool {
     match common::device() {
-        ponder::engine::DeviceSpec::Cpu => alone == other,
+        DeviceSpec::Cpu => alone == other,
         _ => {
             let shared = alone.iter().zip(other).take_while(|(a, b)| a == b).count();
             shared >= 12.min(alone.len())
@@ -264,6 +265,113 @@ fn the_choices_of_one_request_continue_their_own_text() {
         );
     }
     assert_ne!(both[0].1[0], both[1].1[0], "{both:?}");
+}
+
+/// The context length mistral.rs passes with the first generated token of `ids`, asked
+/// straight (no ponder in between).
+async fn raw_first_context_len(backend: &MistralRsBackend, ids: Vec<u32>) -> usize {
+    let first = Arc::new(std::sync::OnceLock::new());
+    let seen = Arc::clone(&first);
+    let processor = move |logits: &mistralrs::Tensor, context: &[u32]| {
+        seen.get_or_init(|| context.len());
+        Ok(logits.clone())
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let request = mistralrs::NormalRequest {
+        messages: mistralrs::RequestMessage::CompletionTokens(ids),
+        sampling_params: mistralrs::SamplingParams {
+            temperature: Some(0.0),
+            max_len: Some(4),
+            ..mistralrs::SamplingParams::neutral()
+        },
+        response: tx,
+        return_logprobs: false,
+        is_streaming: false,
+        id: 1_000_000,
+        constraint: mistralrs::Constraint::None,
+        suffix: None,
+        tools: None,
+        tool_choice: None,
+        logits_processors: Some(vec![
+            Arc::new(processor) as Arc<dyn mistralrs::CustomLogitsProcessor>
+        ]),
+        return_raw_logits: false,
+        web_search_options: None,
+        model_id: None,
+        truncate_sequence: false,
+    };
+    let sender = backend.model().inner().get_sender(None).unwrap();
+    sender
+        .send(mistralrs::Request::Normal(Box::new(request)))
+        .await
+        .unwrap();
+    while let Some(reply) = rx.recv().await {
+        if let mistralrs::Response::CompletionDone(_) = reply {
+            break;
+        }
+    }
+    *first.get().expect("the processor was called")
+}
+
+#[test]
+fn a_processor_sees_the_whole_context_after_a_prefix_cache_hit() {
+    let source = ModelSource::parse(&ModelConfig::default().source).unwrap();
+    let options = LoadOptions {
+        prefix_cache: true,
+        ..common::options()
+    };
+    let backend = block_on(MistralRsBackend::load(&source, &options)).unwrap();
+    let eos = backend.capabilities().eos_token_ids[0];
+    let prompt =
+        block_on(backend.tokenize(TokenizeInput::Prompt(&ask("Recite the Greek letters."))))
+            .unwrap();
+    // A first request leaves its prompt and completion in the cache...
+    let first = block_on(
+        backend.generate(
+            GenerationRequest::new(Prompt::Tokens(prompt.clone()))
+                .with_max_tokens(8)
+                .with_top_logprobs(1),
+        ),
+    )
+    .unwrap();
+    let mut extended = prompt.clone();
+    extended.extend(
+        first.choices[0]
+            .logprobs
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|t| t.top[0].id),
+    );
+    let piece = |text: &str| block_on(backend.tokenize(TokenizeInput::Piece(text))).unwrap();
+    extended.extend(piece(" Zebra?"));
+    // ...so mistral.rs serves the next one from it, and gives a processor only the tokens it
+    // had to compute as the first token's context (the hazard ponder's adapter covers; when
+    // this fails, mistral.rs passes the whole context and the adapter's fill-in is moot).
+    // (On CUDA the cache is PagedAttention's, which keeps the whole context.)
+    let seen = block_on(raw_first_context_len(&backend, extended.clone()));
+    if common::device() == DeviceSpec::Cpu {
+        assert!(
+            seen < prompt.len(),
+            "mistral.rs passed {seen} of {} tokens: no prefix-cache hit, or the hazard is gone",
+            extended.len()
+        );
+    } else {
+        assert_eq!(seen, extended.len());
+    }
+    // Through ponder a processor sees the whole context from the first token on: one that
+    // writes a fixed text (counting from the context length at its first call) writes it all.
+    extended.extend(piece(" Yak!"));
+    let text = "alpha beta gamma delta epsilon";
+    let written = block_on(
+        backend.generate(
+            GenerationRequest::new(Prompt::Tokens(extended))
+                .with_max_tokens(16)
+                .with_logits_processor(writes(piece(text), eos)),
+        ),
+    )
+    .unwrap();
+    assert_eq!(written.choices[0].text.trim(), text);
 }
 
 #[test]

@@ -133,6 +133,13 @@ impl MistralRsBackend {
                  budget forcing cannot hold back or force the end of sequence"
             );
         }
+        if options.prefix_cache && options.device == DeviceSpec::Cpu {
+            tracing::warn!(
+                model = %name,
+                "prefix cache on the CPU: mistral.rs 0.8.1 keeps every finished sequence's keys \
+                 and values there and never evicts them, so memory grows with each request"
+            );
+        }
         let one_at_a_time = options.device == DeviceSpec::Cpu;
         Self::from_model(name, model, eos_token_ids, one_at_a_time)
     }
@@ -348,8 +355,7 @@ async fn load_gguf_files(
     let scheduler =
         scheduler_config(&pipeline, paged.is_some(), options.max_num_seqs, name).await?;
     let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
-        .with_no_prefix_cache(options.prefix_cache_seqs == 0)
-        .with_prefix_cache_n(options.prefix_cache_seqs.max(1))
+        .with_no_prefix_cache(!options.prefix_cache)
         .build()
         .await;
     Ok((mistralrs::Model::new(runner), eos_token_ids))
@@ -446,11 +452,9 @@ async fn load_text_model(
 ) -> Result<mistralrs::Model> {
     let mut builder = mistralrs::TextModelBuilder::new(id)
         .with_max_num_seqs(options.max_num_seqs)
-        .with_prefix_cache_n(if options.prefix_cache_seqs == 0 {
-            None
-        } else {
-            Some(options.prefix_cache_seqs)
-        });
+        // `None` turns the cache off; the number is the CPU cache's nominal cap, which
+        // mistral.rs 0.8.1 does not enforce on the CPU (PagedAttention on CUDA ignores it).
+        .with_prefix_cache_n(options.prefix_cache.then_some(16));
     if options.device == DeviceSpec::Cpu {
         builder = builder.with_force_cpu().with_dtype(ModelDType::F32);
     } else {
