@@ -23,6 +23,11 @@
 //! log-probabilities. ponder asks for per-token log-probabilities (how it counts tokens per
 //! choice), meters, and runs the strategy (prompt rendering, answer extraction, the vote). Both
 //! send the same prompt token ids.
+//!
+//! On the CPU ponder runs one sequence at a time (mistral.rs 0.8.1's batched CPU decoding mixes
+//! the sequences of a batch; see the README's Known issues), so there the decode rows measure
+//! requests taking turns, and the raw side of best-of-N is mistral.rs's own batched decoding,
+//! faster by what batching gains but with mixed-up samples. The comparison is meant for CUDA.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

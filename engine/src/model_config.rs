@@ -63,8 +63,9 @@ impl<'de> Deserialize<'de> for DeviceSpec {
 pub struct LoadOptions {
     /// Device. Default CPU.
     pub device: DeviceSpec,
-    /// Most sequences decoded at once. Default 32 on the CPU, 64 on CUDA
-    /// ([`LoadOptions::for_device`]).
+    /// Most sequences mistral.rs schedules at once. Default 32 on the CPU, 64 on CUDA
+    /// ([`LoadOptions::for_device`]). The CPU backend sends one sequence at a time regardless
+    /// (see the `mistralrs_backend` module docs).
     pub max_num_seqs: usize,
     /// mistral.rs's prefix cache: a request that starts with the tokens of an earlier one reuses
     /// their keys and values instead of computing them again. Default on CUDA, off on the CPU
@@ -99,8 +100,8 @@ impl Default for KvPool {
 pub const DEFAULT_GPU_MEMORY_UTILIZATION: f32 = 0.9;
 
 impl LoadOptions {
-    /// The defaults for `device`: 32 sequences at once on the CPU (more only queue on two to
-    /// sixteen cores), 64 on CUDA (the KV pool, not this, bounds memory there); the prefix cache
+    /// The defaults for `device`: 32 sequences at once on the CPU (where the backend sends one at a
+    /// time anyway), 64 on CUDA (the KV pool, not this, bounds memory there); the prefix cache
     /// on CUDA only.
     pub fn for_device(device: DeviceSpec) -> Self {
         Self {
@@ -173,7 +174,8 @@ pub struct ModelConfig {
     /// `cpu` or `cuda:N`. Default `cpu`.
     #[serde(default)]
     pub device: DeviceSpec,
-    /// Most sequences decoded at once. Default 32 on the CPU, 64 on CUDA.
+    /// Most sequences decoded at once on CUDA. Default 64 (32 on the CPU, which decodes one
+    /// sequence at a time: see the README's Known issues).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_num_seqs: Option<NonZeroUsize>,
     /// Reuse the keys and values of earlier requests' common prefixes. Default: on CUDA (bounded
