@@ -93,8 +93,8 @@ fn four_samples_in_one_request_with_usage_summed_per_choice() {
     assert_eq!(generation.usage.prompt_tokens, prompt_ids.len() as u64);
 }
 
-/// A processor that makes the model write `ids` (then end), whatever it would have written: tests
-/// that compare texts must not depend on greedy decoding, whose last bits change with batching.
+/// A processor that makes the model write `ids` (then end), whatever it would have written, so
+/// tests of stop handling do not depend on what the model would say.
 fn writes(ids: Vec<u32>, eos: u32) -> Arc<dyn LogitsProcessor> {
     let start = std::sync::OnceLock::new();
     Arc::new(move |logits: &mut [f32], context: &[u32]| {
@@ -513,8 +513,8 @@ fn a_budget_is_never_exceeded_on_the_real_model() {
 #[test]
 fn greedy_is_deterministic() {
     // mistral.rs treats a missing temperature as 1.0; ponder sends an explicit 0 for greedy, so
-    // the same request gives the same text. (Batched with other sequences, the arithmetic of a
-    // batch may differ in the last bits, so only requests run alone are compared exactly.)
+    // the same request gives the same text. (Beside other requests too on the CPU, where ponder
+    // decodes one sequence at a time: `concurrent_requests_each_continue_their_own_prompt`.)
     let backend = smollm_dyn();
     let prompt = ask("Name three colours.");
     let greedy = || GenerationRequest::new(prompt.clone()).with_max_tokens(24);
