@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{block_on, smollm, smollm_dyn};
 use ponder::engine::models::ModelSource;
 use ponder::engine::{
-    Backend, Budget, DeviceSpec, Error, FinishReason, GenerationRequest, LoadOptions,
+    Backend, Budget, Choice, DeviceSpec, Error, FinishReason, GenerationRequest, LoadOptions,
     LogitsProcessor, Message, MistralRsBackend, ModelConfig, Prompt, Sampling, TokenizeInput,
 };
 use ponder::strategies::{Direct, DirectConfig};
@@ -149,6 +149,18 @@ fn a_stop_sequence_stops_the_completion() {
     }
 }
 
+/// The ids a greedy choice generated, read from its top-1 log-probabilities (the request must
+/// have asked for them).
+fn generated_ids(choice: &Choice) -> Vec<u32> {
+    choice
+        .logprobs
+        .as_ref()
+        .expect("asked with top_logprobs")
+        .iter()
+        .map(|t| t.top[0].id)
+        .collect()
+}
+
 /// Greedy completion of `question`: (text, generated ids).
 async fn greedy_text(backend: &dyn Backend, question: &str) -> (String, Vec<u32>) {
     let request = GenerationRequest::new(ask(question))
@@ -156,14 +168,7 @@ async fn greedy_text(backend: &dyn Backend, question: &str) -> (String, Vec<u32>
         .with_top_logprobs(1);
     let generation = backend.generate(request).await.unwrap();
     let choice = &generation.choices[0];
-    let ids = choice
-        .logprobs
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|t| t.top[0].id)
-        .collect();
-    (choice.text.clone(), ids)
+    (choice.text.clone(), generated_ids(choice))
 }
 
 /// Whether two greedy runs agree: exactly on the CPU (ponder runs one sequence at a time
@@ -246,7 +251,7 @@ fn the_choices_of_one_request_continue_their_own_text() {
             .choices
             .into_iter()
             .map(|c| {
-                let ids: Vec<u32> = c.logprobs.unwrap().iter().map(|t| t.top[0].id).collect();
+                let ids = generated_ids(&c);
                 (c.text, ids)
             })
             .collect::<Vec<_>>()
@@ -335,14 +340,7 @@ fn a_processor_sees_the_whole_context_after_a_prefix_cache_hit() {
     )
     .unwrap();
     let mut extended = prompt.clone();
-    extended.extend(
-        first.choices[0]
-            .logprobs
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|t| t.top[0].id),
-    );
+    extended.extend(generated_ids(&first.choices[0]));
     let piece = |text: &str| block_on(backend.tokenize(TokenizeInput::Piece(text))).unwrap();
     extended.extend(piece(" Zebra?"));
     // ...so mistral.rs serves the next one from it, and gives a processor only the tokens it

@@ -565,6 +565,21 @@ fn convert_choice(choice: mistralrs::core::CompletionChoice, stop: &[String]) ->
 }
 
 impl MistralRsBackend {
+    /// On the CPU, waits for the engine to be free of other sequences and returns the turn;
+    /// elsewhere `None` at once.
+    async fn take_turn(&self) -> Result<Option<OwnedSemaphorePermit>> {
+        let Some(turns) = &self.one_at_a_time else {
+            return Ok(None);
+        };
+        let turn = Arc::clone(turns)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::EngineGone {
+                context: "the backend's request queue closed",
+            })?;
+        Ok(Some(turn))
+    }
+
     /// One completion request of `n` choices of `prompt` to the engine, holding `turn` (if any)
     /// until the engine lets go of it.
     async fn complete(
@@ -683,28 +698,19 @@ impl Backend for MistralRsBackend {
                 }) as Arc<dyn CustomLogitsProcessor>
             })
             .collect();
-        let mut choices =
-            match &self.one_at_a_time {
-                None => {
-                    self.complete(&request, &prompt, &processors, request.n, None)
-                        .await?
-                }
-                Some(turns) => {
-                    let mut choices = Vec::with_capacity(request.n);
-                    for _ in 0..request.n {
-                        let turn = Arc::clone(turns).acquire_owned().await.map_err(|_| {
-                            Error::EngineGone {
-                                context: "the backend's request queue closed",
-                            }
-                        })?;
-                        choices.extend(
-                            self.complete(&request, &prompt, &processors, 1, Some(turn))
-                                .await?,
-                        );
-                    }
-                    choices
-                }
-            };
+        // On the CPU, one request of one choice per turn; elsewhere one request of all `n`.
+        let (requests, per_request) = match self.one_at_a_time {
+            Some(_) => (request.n, 1),
+            None => (1, request.n),
+        };
+        let mut choices = Vec::with_capacity(request.n);
+        for _ in 0..requests {
+            let turn = self.take_turn().await?;
+            choices.extend(
+                self.complete(&request, &prompt, &processors, per_request, turn)
+                    .await?,
+            );
+        }
         let completion_tokens: usize = choices.iter().map(|c| c.completion_tokens).sum();
         if request.top_logprobs.is_none() {
             for choice in &mut choices {
