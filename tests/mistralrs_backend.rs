@@ -494,6 +494,61 @@ fn a_dropped_request_leaves_the_engine_working() {
     assert!(after.choices[0].completion_tokens >= 1);
 }
 
+/// Waits until `steps` has stopped growing for a second (at most two minutes) and returns it.
+async fn settled(steps: &AtomicUsize) -> usize {
+    let mut last = steps.load(Ordering::Relaxed);
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = steps.load(Ordering::Relaxed);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("the abandoned request was still decoding after two minutes ({last} steps)");
+}
+
+#[test]
+fn an_abandoned_request_stops_decoding_at_its_next_token() {
+    // mistral.rs cannot cancel a non-streaming request: without ponder ending it, a request
+    // whose caller gave up (here a timeout, like a wall-time budget) decodes on to max_tokens,
+    // holding the CPU's only turn. The processor bans end-of-sequence, so it would run to all
+    // 2000 tokens, and counts the decode steps.
+    let backend = smollm_dyn();
+    let eos = backend.capabilities().eos_token_ids;
+    let steps = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&steps);
+    let ban = move |logits: &mut [f32], _context: &[u32]| {
+        seen.fetch_add(1, Ordering::Relaxed);
+        for &id in &eos {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+    };
+    let max_tokens = 2000;
+    let request = GenerationRequest::new(ask("Tell me a long story about a dragon."))
+        .with_max_tokens(max_tokens)
+        .with_sampling(Sampling::with_temperature(0.8))
+        .with_logits_processor(Arc::new(ban));
+    let cut = block_on(async {
+        tokio::time::timeout(Duration::from_millis(1500), backend.generate(request)).await
+    });
+    assert!(cut.is_err(), "the request should still have been running");
+    // The next request is served (on the CPU it needs the abandoned one's turn)...
+    let after = block_on(
+        backend.generate(GenerationRequest::new(ask("What is 1 + 1?")).with_max_tokens(8)),
+    )
+    .unwrap();
+    assert!(after.choices[0].completion_tokens >= 1);
+    // ...and the abandoned request has stopped far short of its max_tokens.
+    let steps = block_on(settled(&steps));
+    assert!(
+        steps >= 1 && steps < max_tokens / 2,
+        "the abandoned request decoded {steps} of its {max_tokens} tokens"
+    );
+}
+
 #[test]
 fn a_budget_is_never_exceeded_on_the_real_model() {
     let backend = smollm_dyn();

@@ -6,8 +6,11 @@
 //! are rendered through the model's own template first. Each request's reply channel is owned by
 //! a task on a small runtime of the backend's own, which reads it to the end: dropping a
 //! caller's future (a cancelled solve) therefore never drops a reply channel that the engine
-//! still writes to, which in mistral.rs 0.8.1 fails every request in flight. The cost of that
-//! safety is that a cancelled request runs on to its `max_tokens` in the background.
+//! still writes to, which in mistral.rs 0.8.1 fails every request in flight. mistral.rs cannot
+//! cancel a non-streaming request either, so each request also carries a last logits processor
+//! that, once its caller has given up (a wall-time budget ran out, a solve was dropped), forces
+//! the end-of-sequence token: the request's sequences end at their next token instead of decoding
+//! on to `max_tokens` in the background (and, on the CPU, holding the engine's only turn).
 //!
 //! Concurrency: any number of `generate` calls may be in flight. On CUDA mistral.rs batches their
 //! sequences (up to `max_num_seqs`). On the CPU the engine decodes one sequence at a time: in
@@ -17,12 +20,12 @@
 //! and writes the last row's text (greedy "Explain why the sky is blue." batched with "What is
 //! 2 + 3?" came out as "The sky + 3 = 5"). So on the CPU requests wait their turn, the `n`
 //! choices of a request run one after another (the prompt is prefilled once per choice), and the
-//! turn is held until the engine has let go of the request, even when its caller gave up.
+//! turn is held until the engine has let go of the request.
 //! Completion tokens are counted per choice from the per-token log-probabilities (mistral.rs's
 //! own `usage` covers one choice only).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -130,7 +133,8 @@ impl MistralRsBackend {
             tracing::warn!(
                 model = %name,
                 "no end-of-sequence token ids found (generation_config.json / config.json): \
-                 budget forcing cannot hold back or force the end of sequence"
+                 budget forcing cannot hold back or force the end of sequence, and a request \
+                 whose caller gave up decodes on to its max_tokens"
             );
         }
         if options.prefix_cache && options.device == DeviceSpec::Cpu {
@@ -498,6 +502,38 @@ impl CustomLogitsProcessor for ProcessorAdapter {
     }
 }
 
+/// The last processor of every request: once the request is abandoned, it leaves the
+/// end-of-sequence token as the only choice, so every sequence of the request ends at its next
+/// token. Until then it passes the logits through untouched.
+struct EndWhenAbandoned {
+    abandoned: Arc<AtomicBool>,
+    eos: u32,
+}
+
+impl CustomLogitsProcessor for EndWhenAbandoned {
+    fn apply(&self, logits: &Tensor, _context: &[u32]) -> mistralrs::Result<Tensor> {
+        if !self.abandoned.load(Ordering::Relaxed) {
+            return Ok(logits.clone());
+        }
+        let mut values = vec![f32::NEG_INFINITY; logits.elem_count()];
+        if let Some(eos) = values.get_mut(self.eos as usize) {
+            *eos = 0.0;
+        } else {
+            return Ok(logits.clone());
+        }
+        Tensor::from_vec(values, logits.shape(), logits.device())?.to_dtype(logits.dtype())
+    }
+}
+
+/// Marks a request abandoned when the future waiting for it is dropped.
+struct AbandonOnDrop(Arc<AtomicBool>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 const LN_10: f32 = std::f32::consts::LN_10;
 
 fn convert_choice(choice: mistralrs::core::CompletionChoice, stop: &[String]) -> Choice {
@@ -606,6 +642,13 @@ impl MistralRsBackend {
             n_choices: n,
             dry_params: None,
         };
+        // A caller that stops waiting drops `_abandon`, and the request ends at its next token.
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let _abandon = AbandonOnDrop(Arc::clone(&abandoned));
+        let mut processors = processors.to_vec();
+        if let Some(&eos) = self.eos_token_ids.first() {
+            processors.push(Arc::new(EndWhenAbandoned { abandoned, eos }));
+        }
         let (tx, rx) = mpsc::channel(8);
         let id = self.requests.fetch_add(1, Ordering::Relaxed);
         let normal = NormalRequest {
@@ -620,7 +663,7 @@ impl MistralRsBackend {
             suffix: None,
             tools: None,
             tool_choice: None,
-            logits_processors: (!processors.is_empty()).then(|| processors.to_vec()),
+            logits_processors: (!processors.is_empty()).then_some(processors),
             return_raw_logits: false,
             web_search_options: None,
             model_id: None,
