@@ -4,15 +4,20 @@
 use super::scan::{collect, digit_run, group_end, is_digit_at, letters_at};
 use super::{is_listed, MATH_WORDS};
 
-/// Answer cues, searched case-insensitively; the one ending last in the text wins.
-const CUES: &[&str] = &[
-    "final answer:",
-    "final answer is",
-    "final answer",
-    "the answer is",
-    "answer is",
-    "answer:",
-];
+/// Cues that introduce *the* answer, the form prompts ask for, searched case-insensitively.
+/// The last one that is followed by an answer wins, whatever weaker cue comes after it.
+const STRONG_CUES: &[&str] = &["final answer:", "final answer is", "final answer"];
+
+/// Cues that may introduce an answer but also turn up in passing ("I hope this answer is
+/// correct", a made-up follow-up question's "Answer: 7"): used only where no strong cue is.
+const WEAK_CUES: &[&str] = &["the answer is", "answer is", "answer:"];
+
+/// First words of a text after a cue that say something about the answer instead of giving it
+/// ("the answer is correct", "the final answer below").
+const NOT_AN_ANSWER: &str = "correct incorrect right wrong not as that this these below above \
+    follows following after before then therefore so in on at to for of by with from clear \
+    unclear simple obvious straightforward given we it is be was will should would can could \
+    may might must still also";
 
 /// Content of the last well-formed `\boxed`/`\fbox` in `text`.
 pub(super) fn last_boxed(text: &str) -> Option<String> {
@@ -48,33 +53,51 @@ fn boxed_argument(rest: &str) -> Option<String> {
     (!content.is_empty()).then(|| content.to_string())
 }
 
-/// The answer after the last cue phrase, if any.
+/// The answer after the last strong cue that is followed by one; else after the last weak cue
+/// that is; else None.
 pub(super) fn after_cue(text: &str) -> Option<String> {
     // ASCII lower-casing keeps byte offsets identical to `text`.
     let lower = text.to_ascii_lowercase();
-    let mut best: Option<usize> = None;
-    let mut consider = |end: usize| {
-        if best.is_none_or(|b| end > b) {
-            best = Some(end);
-        }
+    let ends = |cues: &[&str]| {
+        let mut ends: Vec<usize> = cues
+            .iter()
+            .flat_map(|cue| lower.match_indices(cue).map(|(p, m)| p + m.len()))
+            .collect();
+        ends.sort_unstable();
+        ends.dedup();
+        ends
     };
-    for cue in CUES {
-        if let Some(p) = lower.rfind(cue) {
-            consider(p + cue.len());
-        }
-    }
+    let mut strong = ends(STRONG_CUES);
     // `#### 42` (GSM8K), but not a markdown heading such as `#### Step 3`.
     for (p, m) in lower.match_indices("####") {
         let after = lower.get(p + m.len()..).unwrap_or("");
         let after = after.trim_start_matches(['#', ' ', '\t']);
         if after.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '$' | '.')) {
-            consider(p + m.len());
+            strong.push(p + m.len());
         }
     }
-    let tail = text.get(best?..)?;
+    strong.sort_unstable();
+    let weak = ends(WEAK_CUES);
+    strong
+        .iter()
+        .rev()
+        .chain(weak.iter().rev())
+        .find_map(|&end| answer_at(text, end))
+}
+
+/// The answer on the first non-empty line at `end` (just after a cue), unless it is a text
+/// answer that talks about the answer rather than giving it ("correct", "below").
+fn answer_at(text: &str, end: usize) -> Option<String> {
+    let tail = text.get(end..)?;
     let tail = tail.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '*' | '#'));
-    let line = tail.lines().next()?;
-    cue_candidate(line)
+    let candidate = cue_candidate(tail.lines().next()?)?;
+    let remark = is_prose(&candidate)
+        && !candidate.chars().any(|c| c.is_ascii_digit())
+        && candidate
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .find(|w| !w.is_empty())
+            .is_some_and(|w| is_listed(NOT_AN_ANSWER, &w.to_ascii_lowercase()));
+    (!remark).then_some(candidate)
 }
 
 /// Turn the line after a cue into an answer.

@@ -1,13 +1,15 @@
 //! Final-answer extraction and answer equivalence, for grading and for voting.
 //!
 //! * [`extract_answer`] pulls the final answer out of a model completion: the last
-//!   `\boxed{...}` / `\fbox{...}`, else the text after the last answer cue
-//!   ("Final Answer:", "the answer is", GSM8K's `#### 42`, ...), else the last number.
+//!   `\boxed{...}` / `\fbox{...}`, else the text after the last "Final Answer" (or GSM8K's
+//!   `#### 42`), else after the last weaker cue ("the answer is", "answer:"), skipping cues
+//!   followed by a remark ("this answer is correct"), else the last number.
 //! * [`equivalent`] decides whether two answers denote the same value. Both sides are
 //!   normalised (thousands separators, units, currency, percent and degree signs,
 //!   `\left`/`\right`, LaTeX spacing, `\dfrac`/`\tfrac`, `\text{...}`, single-variable
 //!   assignments, multiple-choice letters, case), then compared as exact strings, as
-//!   numbers (relative tolerance 1e-6; fractions, decimals, `\sqrt`, `\pi`), or element
+//!   numbers (relative tolerance 1e-6, or to the last place of a decimal written to four or
+//!   more places; fractions, decimals, `\sqrt`, `\pi`), or element
 //!   by element for tuples, intervals, unordered lists and matrices.
 //! * [`canonical_key`] maps an answer to a key such that equivalent answers get the
 //!   same key in the common cases (rational values become a reduced `p/q`), for grouping
@@ -43,8 +45,9 @@ fn is_listed(list: &str, word: &str) -> bool {
 /// Pull the final answer out of a model's completion, or None.
 ///
 /// Priority: the last `\boxed{...}` or `\fbox{...}` (balanced braces); else the text
-/// after the last cue ("Final Answer:", "final answer is", "the answer is", "answer:",
-/// `#### N`), cut to its line or sentence; else the last number in the text (integers,
+/// after the last strong cue ("Final Answer:", "final answer is", `#### N`), else after the
+/// last weak one ("the answer is", "answer:"), cut to its line or sentence and skipping cues
+/// followed by a remark rather than an answer; else the last number in the text (integers,
 /// decimals, negatives, `1,234,567`, `3/4`, `\frac{1}{2}`).
 pub fn extract_answer(text: &str) -> Option<String> {
     last_boxed(text)
@@ -66,9 +69,34 @@ pub fn equivalent(a: &str, b: &str) -> bool {
     if let (Some(x), Some(y)) = (eval(&na.text), eval(&nb.text)) {
         return x.same(y)
             || (na.percent && x.percent().is_some_and(|x| x.same(y)))
-            || (nb.percent && y.percent().is_some_and(|y| x.same(y)));
+            || (nb.percent && y.percent().is_some_and(|y| x.same(y)))
+            || same_when_rounded(&na.text, &nb.text, x.value(), y.value());
     }
     same_structure(&na.text, &nb.text, 0)
+}
+
+/// True when a side written as a rounded decimal (four or more decimal places, like MAWPS's
+/// `3.33333` for 10/3) agrees with the other to its last place: `3.33333` ~ `10/3` ~ `3.3333`.
+/// Fewer places are taken as exact (`2.125` is not `2.13`).
+fn same_when_rounded(a: &str, b: &str, x: f64, y: f64) -> bool {
+    let places = [a, b]
+        .into_iter()
+        .filter_map(decimal_places)
+        .filter(|&k| k >= 4)
+        .min();
+    places.is_some_and(|k| {
+        let half_ulp = 0.5 * 10f64.powi(-i32::try_from(k).unwrap_or(i32::MAX));
+        (x - y).abs() <= half_ulp * (1.0 + 1e-9)
+    })
+}
+
+/// The number of decimal places of a plain decimal literal (`-3.33333` -> 5), else None.
+fn decimal_places(s: &str) -> Option<usize> {
+    let (int, frac) = s.strip_prefix('-').unwrap_or(s).split_once('.')?;
+    (int.chars().all(|c| c.is_ascii_digit())
+        && !frac.is_empty()
+        && frac.chars().all(|c| c.is_ascii_digit()))
+    .then_some(frac.len())
 }
 
 /// A canonical key such that equivalent answers (in the common cases) get the same key;

@@ -44,6 +44,58 @@ fn extracts_after_cues() {
 }
 
 #[test]
+fn a_final_answer_outranks_later_remarks_and_made_up_questions() {
+    // Weak cues after the final answer do not replace it.
+    assert_eq!(
+        ex("Final Answer: 18\n\nI hope this answer is correct.").unwrap(),
+        "18"
+    );
+    assert_eq!(
+        ex("Final Answer: 18\n\nQuestion: Tom has 3 apples and buys 4. Answer: 7").unwrap(),
+        "18"
+    );
+    assert_eq!(ex("#### 42\nThe answer is 41.").unwrap(), "42");
+    // A weak cue followed by a remark falls back to an earlier one, then to the last number.
+    assert_eq!(
+        ex("The answer is 12. I think this answer is correct.").unwrap(),
+        "12"
+    );
+    assert_eq!(
+        ex("She has 5 pens and gets 3 more, 8 in all. Is the answer right? The answer is right.")
+            .unwrap(),
+        "8"
+    );
+    // A strong cue that only announces the answer is skipped for the one that gives it.
+    assert_eq!(
+        ex("I will check before the final answer below.\nFinal Answer: 6").unwrap(),
+        "6"
+    );
+    assert_eq!(
+        ex("Let me write the final answer after checking: 2 + 2 = 4.").unwrap(),
+        "4"
+    );
+    // Text answers still count, numbers after a remark word too.
+    assert_eq!(ex("The answer is yes.").unwrap(), "yes");
+    assert_eq!(ex("Final Answer: So the total is 18.").unwrap(), "18");
+    assert_eq!(ex("The answer is (I).").unwrap(), "(I)");
+}
+
+#[test]
+fn a_reference_rounded_to_many_places_matches_to_its_last_place() {
+    // MAWPS singleop-457: 10 laps at 3 per minute, reference "3.33333".
+    for answer in ["10/3", "\\frac{10}{3}", "3.3333333", "3.3333", "3.33333"] {
+        assert!(equivalent(answer, "3.33333"), "{answer}");
+    }
+    assert!(equivalent("2/3", "0.6666666667"));
+    assert!(equivalent("-10/3", "-3.33333"));
+    // Off in the last place, or few places (taken as exact): different.
+    assert!(!equivalent("3.3334", "3.33333"));
+    assert!(!equivalent("10/3", "3.33"));
+    assert!(!equivalent("2.13", "2.125"));
+    assert!(!equivalent("3.3", "3.33333"));
+}
+
+#[test]
 fn extracts_last_number() {
     assert_eq!(ex("costs 3, then 1,234,567 total").unwrap(), "1234567");
     assert_eq!(ex("it is -5 degrees").unwrap(), "-5");
