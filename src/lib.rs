@@ -24,6 +24,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub mod report;
+
 pub use ponder_engine as engine;
 pub use ponder_prm as prm;
 pub use ponder_strategies as strategies;

@@ -1,4 +1,4 @@
-//! The `ponder` command line: `solve`, `run`, `models`.
+//! The `ponder` command line: `solve`, `run`, `report`, `models`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use ponder::engine::models::{self, BUILTIN_MODELS};
 use ponder::engine::{
     runner, BackendKind, Budget, DeviceSpec, Problem, ResultLine, Runner, Strategy,
 };
+use ponder::report::{Comparison, RunReport};
 use ponder::Config;
 
 #[derive(Debug, Parser)]
@@ -77,6 +78,22 @@ enum Command {
         /// Write each search tree to DIR/<problem id>.{json,dot,svg}.
         #[arg(long, value_name = "DIR")]
         trace_dir: Option<PathBuf>,
+    },
+    /// Summarise results files side by side: accuracy (± standard error), tokens, calls, time
+    /// and stop reasons per run; accuracy on the problems every run graded; a plot.
+    Report {
+        /// Results files (JSON Lines, as `run` writes them).
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// Names for the runs, in order, comma-separated. Default: the file names.
+        #[arg(long, value_delimiter = ',')]
+        labels: Vec<String>,
+        /// Also draw accuracy against tokens per problem to this SVG file.
+        #[arg(long, value_name = "SVG")]
+        plot: Option<PathBuf>,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// List the built-in models and their cache paths, or fetch one.
     Models {
@@ -148,9 +165,51 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await
             }
+            Command::Report {
+                results,
+                labels,
+                plot,
+                json,
+            } => report(&results, labels, plot.as_deref(), json),
             Command::Models { action } => models_command(action),
         }
     })
+}
+
+fn report(
+    results: &[PathBuf],
+    labels: Vec<String>,
+    plot: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if !labels.is_empty() && labels.len() != results.len() {
+        bail!(
+            "--labels names {} runs but {} results files are given",
+            labels.len(),
+            results.len()
+        );
+    }
+    let mut labels = labels.into_iter();
+    let runs = results
+        .iter()
+        .map(|path| RunReport::load(path, labels.next()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let comparison = Comparison::new(runs);
+    if let Some(plot) = plot {
+        comparison.plot(plot)?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&comparison)?);
+    } else {
+        println!("{}", comparison.table());
+        for note in comparison.notes() {
+            println!("{note}");
+        }
+    }
+    if let Some(plot) = plot {
+        eprintln!("plot: {}", plot.display());
+    }
+    Ok(())
 }
 
 fn load_config(

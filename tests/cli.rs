@@ -114,6 +114,37 @@ fn run_writes_graded_lines_and_resumes_without_repeating() {
         assert!(line["usage"]["completion_tokens"].as_u64().unwrap() > 0);
         assert!(line["stop_reason"].is_string());
     }
+    // The report counts what the lines say.
+    let correct = written.iter().filter(|l| l["correct"] == true).count();
+    let report = ponder()
+        .arg("report")
+        .arg(&out)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let json: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let summary = &json["runs"][0];
+    assert_eq!(summary["label"], "results");
+    assert_eq!(summary["model"], "smollm2-135m");
+    assert_eq!(
+        (summary["problems"].as_u64(), summary["graded"].as_u64()),
+        (Some(5), Some(5))
+    );
+    assert_eq!(summary["correct"].as_u64(), Some(correct as u64));
+    let tokens: u64 = written
+        .iter()
+        .map(|l| {
+            l["usage"]["prompt_tokens"].as_u64().unwrap()
+                + l["usage"]["completion_tokens"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(summary["tokens"].as_u64(), Some(tokens));
+
     let second = run();
     assert!(second.status.success());
     assert_eq!(lines(&out).len(), 5, "a second run must add nothing");
@@ -214,6 +245,79 @@ fn a_killed_run_resumes_without_losing_or_repeating_work() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 6, "no problem written twice");
+}
+
+#[test]
+fn report_compares_runs_and_names_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |id: &str, correct: bool, tokens: u64| {
+        format!(
+            "{{\"id\":\"{id}\",\"strategy\":\"direct\",\"answer\":\"1\",\"reference\":\"1\",\"correct\":{correct},\"usage\":{{\"prompt_tokens\":{tokens},\"cached_prompt_tokens\":0,\"completion_tokens\":{tokens},\"calls\":1,\"elapsed_ms\":10}},\"stop_reason\":\"completed\"}}\n"
+        )
+    };
+    let a = dir.path().join("a.jsonl");
+    let b = dir.path().join("b.jsonl");
+    std::fs::write(
+        &a,
+        format!("{}{}", line("1", true, 10), line("2", false, 10)),
+    )
+    .unwrap();
+    // b's last line is half-written, as a killed run leaves it: left out, and left in place.
+    let half = format!("{}{}", line("1", true, 50), &line("2", true, 50)[..30]);
+    std::fs::write(&b, &half).unwrap();
+    let svg = dir.path().join("plot.svg");
+    let out = ponder()
+        .arg("report")
+        .args([&a, &b])
+        .args(["--labels", "short,long", "--plot"])
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("50.0% ± 35.4 (1/2)") && stdout.contains("100.0% ± 0.0 (1/1)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("head to head on 1 problems: both right 1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("half-written"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&b).unwrap(), half);
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.contains("short") && plot.contains("long"));
+
+    let damaged = dir.path().join("damaged.jsonl");
+    std::fs::write(
+        &damaged,
+        format!("{}not json\n{}", line("1", true, 1), line("2", true, 1)),
+    )
+    .unwrap();
+    for (args, expected) in [
+        (vec![damaged.clone()], "damaged.jsonl:2".to_string()),
+        (
+            vec![dir.path().join("missing.jsonl")],
+            "missing.jsonl".to_string(),
+        ),
+    ] {
+        let out = ponder().arg("report").args(&args).output().unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&expected), "{stderr}");
+    }
+    let out = ponder()
+        .arg("report")
+        .args([&a, &b])
+        .args(["--labels", "one"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--labels names 1 runs but 2"));
 }
 
 #[test]

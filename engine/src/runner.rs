@@ -383,9 +383,25 @@ pub fn stop_reason_name(reason: StopReason) -> &'static str {
 /// Reads the finished lines of a results file, cutting off a last line that a killed run left
 /// half-written. A missing file is an empty one.
 pub fn read_results(path: &Path) -> Result<Vec<ResultLine>> {
+    let (lines, cut_at) = scan_results(path)?;
+    if let Some(len) = cut_at {
+        truncate(path, len)?;
+    }
+    Ok(lines)
+}
+
+/// Reads the finished lines of a results file without changing it: the lines, and whether a
+/// half-written last line (a killed run's) was left out. A missing file is an empty one.
+pub fn peek_results(path: &Path) -> Result<(Vec<ResultLine>, bool)> {
+    let (lines, cut_at) = scan_results(path)?;
+    Ok((lines, cut_at.is_some()))
+}
+
+/// The finished lines, and the length to cut the file to when its last line is half-written.
+fn scan_results(path: &Path) -> Result<(Vec<ResultLine>, Option<u64>)> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), None)),
         Err(e) => return Err(Error::io(path, e)),
     };
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
@@ -422,10 +438,7 @@ pub fn read_results(path: &Path) -> Result<Vec<ResultLine>> {
         }
         offset += line_len;
     }
-    if cut_at < bytes.len() {
-        truncate(path, cut_at as u64)?;
-    }
-    Ok(lines)
+    Ok((lines, (cut_at < bytes.len()).then_some(cut_at as u64)))
 }
 
 fn truncate(path: &Path, len: u64) -> Result<()> {

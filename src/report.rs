@@ -1,0 +1,546 @@
+//! Reports over results files (`ponder report`): per run accuracy with its uncertainty, what it
+//! cost, how it stopped; across runs, accuracy on the problems every run graded (so runs over
+//! different subsets compare fairly), head to head for two runs, and an accuracy-versus-tokens
+//! plot (SVG).
+//!
+//! A results file may hold several lines for one problem: a run appends, and a problem that
+//! failed is retried on resume. The last line of each problem is the one that counts. Files are
+//! only read: a half-written last line (a killed run's) is left out and left in place.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use comfy_table::Table;
+use plotters::prelude::*;
+use ponder_engine::runner::{peek_results, stop_reason_name, ResultLine};
+use serde::Serialize;
+
+use crate::{Error, Result};
+
+/// One results file, summarised.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Its name in tables and plots.
+    pub label: String,
+    /// The file.
+    pub path: PathBuf,
+    /// The strategy kinds its lines name (one, normally).
+    pub strategies: Vec<String>,
+    /// The model, from the run's `<file>.config.json` where there is one.
+    pub model: Option<String>,
+    /// Problems with a line.
+    pub problems: usize,
+    /// Of those, problems whose last line is an error (retried on resume).
+    pub errors: usize,
+    /// Problems graded (solved, with a reference or tests).
+    pub graded: usize,
+    /// Of those, graded right.
+    pub correct: usize,
+    /// Prompt plus completion tokens over the solved problems.
+    pub tokens: u64,
+    /// Completion tokens over the solved problems.
+    pub completion_tokens: u64,
+    /// Backend calls over the solved problems.
+    pub calls: u64,
+    /// Solving time summed over the solved problems, in milliseconds.
+    pub elapsed_ms: u64,
+    /// How the solved problems stopped.
+    pub stop_reasons: BTreeMap<String, usize>,
+    /// Whether the file ends in a half-written line (left out).
+    pub half_written_line: bool,
+    /// Each graded problem's grade.
+    #[serde(skip)]
+    grades: HashMap<String, bool>,
+}
+
+impl RunReport {
+    /// Reads `path`; `label` defaults to the file name without `.jsonl` and `.results`.
+    pub fn load(path: &Path, label: Option<String>) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such results file"),
+            ));
+        }
+        let (lines, half_written_line) = peek_results(path)?;
+        let label = label.unwrap_or_else(|| default_label(path));
+        let mut report = Self::from_lines(label, &lines);
+        report.path = path.to_path_buf();
+        report.half_written_line = half_written_line;
+        report.model = model_of(path);
+        Ok(report)
+    }
+
+    /// Summarises `lines` (in file order: a later line for a problem replaces an earlier one).
+    pub fn from_lines(label: impl Into<String>, lines: &[ResultLine]) -> Self {
+        let mut last: HashMap<&str, &ResultLine> = HashMap::new();
+        for line in lines {
+            last.insert(line.id.as_str(), line);
+        }
+        let mut report = Self {
+            label: label.into(),
+            path: PathBuf::new(),
+            strategies: Vec::new(),
+            model: None,
+            problems: last.len(),
+            errors: 0,
+            graded: 0,
+            correct: 0,
+            tokens: 0,
+            completion_tokens: 0,
+            calls: 0,
+            elapsed_ms: 0,
+            stop_reasons: BTreeMap::new(),
+            half_written_line: false,
+            grades: HashMap::new(),
+        };
+        let mut strategies = BTreeSet::new();
+        for line in last.values() {
+            strategies.insert(line.strategy.clone());
+            if line.error.is_some() {
+                report.errors += 1;
+                continue;
+            }
+            report.tokens += line.usage.total_tokens();
+            report.completion_tokens += line.usage.completion_tokens;
+            report.calls += line.usage.calls;
+            report.elapsed_ms += line.usage.elapsed_ms;
+            let reason = line.stop_reason.map_or("unknown", stop_reason_name);
+            *report.stop_reasons.entry(reason.to_string()).or_default() += 1;
+            if let Some(correct) = line.correct {
+                report.graded += 1;
+                report.correct += usize::from(correct);
+                report.grades.insert(line.id.clone(), correct);
+            }
+        }
+        report.strategies = strategies.into_iter().collect();
+        report
+    }
+
+    /// Problems solved (with a line that is not an error).
+    pub fn solved(&self) -> usize {
+        self.problems - self.errors
+    }
+
+    /// Share of the graded problems graded right.
+    pub fn accuracy(&self) -> Option<f64> {
+        (self.graded > 0).then(|| self.correct as f64 / self.graded as f64)
+    }
+
+    /// The standard error of [`Self::accuracy`] (binomial, `sqrt(p (1 - p) / n)`).
+    pub fn standard_error(&self) -> Option<f64> {
+        let p = self.accuracy()?;
+        Some((p * (1.0 - p) / self.graded as f64).sqrt())
+    }
+
+    /// Mean prompt plus completion tokens per solved problem.
+    pub fn tokens_per_problem(&self) -> Option<f64> {
+        per(self.tokens, self.solved())
+    }
+
+    /// Accuracy over `ids` (each must be graded here).
+    fn accuracy_on(&self, ids: &BTreeSet<String>) -> Option<f64> {
+        let right = ids
+            .iter()
+            .filter(|id| self.grades.get(*id) == Some(&true))
+            .count();
+        (!ids.is_empty()).then(|| right as f64 / ids.len() as f64)
+    }
+}
+
+fn per(total: u64, count: usize) -> Option<f64> {
+    (count > 0).then(|| total as f64 / count as f64)
+}
+
+fn default_label(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = name.strip_suffix(".jsonl").unwrap_or(&name);
+    let name = name.strip_suffix(".results").unwrap_or(name);
+    name.to_string()
+}
+
+/// `model.source` (or `model.model` for a server) from the run's side file, if any.
+fn model_of(path: &Path) -> Option<String> {
+    let mut side = path.file_name()?.to_os_string();
+    side.push(".config.json");
+    let bytes = std::fs::read(path.with_file_name(side)).ok()?;
+    let identity: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let model = identity.get("model")?;
+    ["source", "model"]
+        .iter()
+        .find_map(|key| model.get(*key).and_then(|v| v.as_str()))
+        .map(str::to_string)
+}
+
+/// Several runs side by side.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// The runs, in the order given.
+    pub runs: Vec<RunReport>,
+    /// Problems graded in every run.
+    pub common: usize,
+    /// Each run's accuracy on those (None where there are none).
+    pub accuracy_on_common: Vec<Option<f64>>,
+    /// For two runs: on the common problems, how many both got right, only the first, only the
+    /// second, neither.
+    pub head_to_head: Option<HeadToHead>,
+}
+
+/// Two runs on the problems both graded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HeadToHead {
+    /// Right in both.
+    pub both: usize,
+    /// Right in the first only.
+    pub first_only: usize,
+    /// Right in the second only.
+    pub second_only: usize,
+    /// Right in neither.
+    pub neither: usize,
+}
+
+impl Comparison {
+    /// Compares `runs`.
+    pub fn new(runs: Vec<RunReport>) -> Self {
+        let mut common: Option<BTreeSet<String>> = None;
+        for run in &runs {
+            let ids: BTreeSet<String> = run.grades.keys().cloned().collect();
+            common = Some(match common {
+                None => ids,
+                Some(c) => c.intersection(&ids).cloned().collect(),
+            });
+        }
+        let common = common.unwrap_or_default();
+        let accuracy_on_common = runs.iter().map(|r| r.accuracy_on(&common)).collect();
+        let head_to_head = match runs.as_slice() {
+            [a, b] => {
+                let mut h = HeadToHead {
+                    both: 0,
+                    first_only: 0,
+                    second_only: 0,
+                    neither: 0,
+                };
+                for id in &common {
+                    match (
+                        a.grades.get(id) == Some(&true),
+                        b.grades.get(id) == Some(&true),
+                    ) {
+                        (true, true) => h.both += 1,
+                        (true, false) => h.first_only += 1,
+                        (false, true) => h.second_only += 1,
+                        (false, false) => h.neither += 1,
+                    }
+                }
+                Some(h)
+            }
+            _ => None,
+        };
+        Self {
+            common: common.len(),
+            runs,
+            accuracy_on_common,
+            head_to_head,
+        }
+    }
+
+    /// Whether every run graded the same problems (then "on common" adds nothing).
+    fn same_problems(&self) -> bool {
+        self.runs.iter().all(|r| r.graded == self.common)
+    }
+
+    /// The table: one row per run.
+    pub fn table(&self) -> Table {
+        let mut table = Table::new();
+        let mut header = vec![
+            "run",
+            "strategy",
+            "problems",
+            "errors",
+            "accuracy",
+            "tokens/problem",
+            "completion/problem",
+            "calls/problem",
+            "s/problem",
+            "stop reasons",
+        ];
+        let with_common = !self.same_problems();
+        if with_common {
+            header.insert(5, "on common");
+        }
+        let with_model = self.runs.iter().any(|r| r.model.is_some());
+        if with_model {
+            header.insert(2, "model");
+        }
+        table.set_header(header);
+        for (run, common) in self.runs.iter().zip(&self.accuracy_on_common) {
+            let accuracy = match (run.accuracy(), run.standard_error()) {
+                (Some(a), Some(se)) => format!(
+                    "{:.1}% ± {:.1} ({}/{})",
+                    100.0 * a,
+                    100.0 * se,
+                    run.correct,
+                    run.graded
+                ),
+                _ => "-".into(),
+            };
+            let mean = |total: u64, digits: usize| {
+                per(total, run.solved()).map_or("-".into(), |v| format!("{v:.digits$}"))
+            };
+            let seconds = per(run.elapsed_ms, run.solved())
+                .map_or("-".into(), |ms| format!("{:.1}", ms / 1000.0));
+            let reasons: Vec<String> = run
+                .stop_reasons
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let mut row = vec![
+                run.label.clone(),
+                run.strategies.join(", "),
+                run.problems.to_string(),
+                run.errors.to_string(),
+                accuracy,
+                mean(run.tokens, 0),
+                mean(run.completion_tokens, 0),
+                mean(run.calls, 1),
+                seconds,
+                reasons.join(", "),
+            ];
+            if with_common {
+                row.insert(
+                    5,
+                    common.map_or("-".into(), |a| format!("{:.1}%", 100.0 * a)),
+                );
+            }
+            if with_model {
+                row.insert(2, run.model.clone().unwrap_or_else(|| "-".into()));
+            }
+            table.add_row(row);
+        }
+        table
+    }
+
+    /// Lines under the table: the common problems, head to head, files with a half-written line.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.runs.len() > 1 && !self.same_problems() {
+            notes.push(format!(
+                "on common: accuracy on the {} problems every run graded",
+                self.common
+            ));
+        }
+        if let (Some(h), [a, b]) = (self.head_to_head, self.runs.as_slice()) {
+            notes.push(format!(
+                "head to head on {} problems: both right {}, only {} {}, only {} {}, neither {}",
+                self.common, h.both, a.label, h.first_only, b.label, h.second_only, h.neither
+            ));
+        }
+        for run in &self.runs {
+            if run.half_written_line {
+                notes.push(format!(
+                    "{}: its last line is half-written (a killed run); left out here, redone on resume",
+                    run.path.display()
+                ));
+            }
+            if run.errors > 0 {
+                notes.push(format!(
+                    "{}: {} problems ended in an error; a rerun retries them",
+                    run.label, run.errors
+                ));
+            }
+        }
+        notes
+    }
+
+    /// Draws accuracy (with a 95% interval) against tokens per problem, one point per run, to an
+    /// SVG file. Runs without a graded problem are left out; it is an error if none is left.
+    pub fn plot(&self, path: &Path) -> Result<()> {
+        let points: Vec<(&RunReport, f64, f64, f64)> = self
+            .runs
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r,
+                    r.tokens_per_problem()?,
+                    100.0 * r.accuracy()?,
+                    100.0 * 1.96 * r.standard_error()?,
+                ))
+            })
+            .collect();
+        if points.is_empty() {
+            return Err(Error::Tool {
+                tool: "plot",
+                message: "no run has a graded problem to plot".into(),
+            });
+        }
+        draw(path, &points).map_err(|e| Error::Tool {
+            tool: "plot",
+            message: format!("{}: {e}", path.display()),
+        })
+    }
+}
+
+fn draw(
+    path: &Path,
+    points: &[(&RunReport, f64, f64, f64)],
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let (low, high) = points.iter().fold((f64::INFINITY, 0f64), |(lo, hi), p| {
+        (lo.min(p.1), hi.max(p.1))
+    });
+    let root = SVGBackend::new(path, (800, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("accuracy against tokens per problem", ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        // Log tokens: test-time scaling curves are drawn against log compute.
+        .build_cartesian_2d(((low / 1.5).max(1.0)..high * 1.5).log_scale(), 0f64..100f64)?;
+    chart
+        .configure_mesh()
+        .x_desc("tokens per problem (prompt + completion, log scale)")
+        .y_desc("accuracy, % (bars: 95% interval)")
+        .draw()?;
+    let strategies: Vec<&str> = {
+        let mut all: Vec<&str> = points
+            .iter()
+            .map(|p| p.0.strategies.first().map_or("", String::as_str))
+            .collect();
+        all.dedup();
+        all.sort_unstable();
+        all.dedup();
+        all
+    };
+    for (run, x, y, half) in points {
+        let kind = run.strategies.first().map_or("", String::as_str);
+        let index = strategies.iter().position(|s| *s == kind).unwrap_or(0);
+        let color = Palette99::pick(index).to_rgba();
+        chart.draw_series(std::iter::once(ErrorBar::new_vertical(
+            *x,
+            (y - half).max(0.0),
+            *y,
+            (y + half).min(100.0),
+            color.stroke_width(1),
+            8,
+        )))?;
+        chart.draw_series(std::iter::once(
+            EmptyElement::at((*x, *y))
+                + Circle::new((0, 0), 5, color.filled())
+                + Text::new(
+                    run.label.clone(),
+                    (8, -14),
+                    ("sans-serif", 13).into_font().color(&BLACK),
+                ),
+        ))?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use ponder_engine::{StopReason, Usage};
+
+    fn line(id: &str, correct: Option<bool>, tokens: u64, error: bool) -> ResultLine {
+        ResultLine {
+            id: id.into(),
+            strategy: "direct".into(),
+            answer: Some("1".into()),
+            reference: Some("1".into()),
+            correct,
+            usage: Usage {
+                prompt_tokens: tokens / 2,
+                completion_tokens: tokens - tokens / 2,
+                calls: 1,
+                elapsed_ms: 1000,
+                ..Usage::default()
+            },
+            stop_reason: (!error).then_some(StopReason::Completed),
+            details: serde_json::Value::Null,
+            completion: String::new(),
+            error: error.then(|| "backend gone".into()),
+        }
+    }
+
+    #[test]
+    fn the_last_line_of_a_problem_counts() {
+        let lines = vec![
+            line("a", None, 10, true),
+            line("b", Some(false), 100, false),
+            line("a", Some(true), 300, false),
+            line("c", None, 50, true),
+        ];
+        let run = RunReport::from_lines("r", &lines);
+        assert_eq!((run.problems, run.errors, run.solved()), (3, 1, 2));
+        assert_eq!((run.graded, run.correct), (2, 1));
+        assert_eq!(run.tokens, 400);
+        assert_eq!(run.tokens_per_problem(), Some(200.0));
+        assert_eq!(run.accuracy(), Some(0.5));
+        assert!((run.standard_error().unwrap() - (0.25f64 / 2.0).sqrt()).abs() < 1e-12);
+        assert_eq!(run.stop_reasons.get("completed"), Some(&2));
+    }
+
+    #[test]
+    fn runs_compare_on_the_problems_all_graded() {
+        let a = RunReport::from_lines(
+            "a",
+            &[
+                line("1", Some(true), 10, false),
+                line("2", Some(true), 10, false),
+                line("3", Some(false), 10, false),
+            ],
+        );
+        let b = RunReport::from_lines(
+            "b",
+            &[
+                line("1", Some(false), 10, false),
+                line("2", Some(true), 10, false),
+            ],
+        );
+        let comparison = Comparison::new(vec![a, b]);
+        assert_eq!(comparison.common, 2);
+        assert_eq!(comparison.accuracy_on_common, vec![Some(1.0), Some(0.5)]);
+        assert_eq!(
+            comparison.head_to_head,
+            Some(HeadToHead {
+                both: 1,
+                first_only: 1,
+                second_only: 0,
+                neither: 0
+            })
+        );
+        let table = comparison.table().to_string();
+        assert!(
+            table.contains("on common") && table.contains("66.7% ± 27.2 (2/3)"),
+            "{table}"
+        );
+        let notes = comparison.notes().join("\n");
+        assert!(notes.contains("only a 1, only b 0"), "{notes}");
+    }
+
+    #[test]
+    fn the_plot_names_every_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = vec![
+            RunReport::from_lines("cap 64", &[line("1", Some(true), 100, false)]),
+            RunReport::from_lines("cap 256", &[line("1", Some(false), 900, false)]),
+            RunReport::from_lines("all errors", &[line("1", None, 5, true)]),
+        ];
+        let svg = dir.path().join("plot.svg");
+        Comparison::new(runs).plot(&svg).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(text.starts_with("<svg"));
+        assert!(text.contains("cap 64") && text.contains("cap 256"));
+        assert!(!text.contains("all errors"));
+        let none = Comparison::new(vec![RunReport::from_lines(
+            "x",
+            &[line("1", None, 5, true)],
+        )]);
+        assert!(none.plot(&svg).unwrap_err().to_string().contains("graded"));
+    }
+}
