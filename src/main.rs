@@ -72,7 +72,8 @@ enum Command {
         /// Device, overriding the config's: `cpu` or `cuda:N` (in process).
         #[arg(long)]
         device: Option<DeviceSpec>,
-        /// Most tokens (prompt and completion) the whole run may spend.
+        /// Most tokens (prompt and completion) the whole run may spend, counting those its
+        /// results file records from earlier invocations.
         #[arg(long)]
         max_run_tokens: Option<u64>,
         /// Write each search tree to DIR/<problem id>.{json,dot,svg}.
@@ -300,6 +301,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         bail!("--concurrency must be at least 1");
     }
     let strategy: Arc<dyn Strategy> = Arc::from(config.strategy.build()?);
+    // A damaged results file or another configuration's is an error before the model loads.
+    runner::check_resumable(&args.out, &config.identity())?;
     let backend = config.model.load().await?;
     let mut run_budget = Budget::unlimited();
     run_budget.max_tokens = args.max_run_tokens;

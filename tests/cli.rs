@@ -196,6 +196,21 @@ fn problems_the_run_budget_cuts_short_are_redone_by_a_rerun() {
         );
     }
 
+    // The budget is the whole job's: a rerun with the same one counts what is recorded.
+    let again = run(&["--max-run-tokens", "250"]);
+    assert!(again.status.success());
+    let recorded: u64 = lines(&out)
+        .iter()
+        .map(|l| {
+            l["usage"]["prompt_tokens"].as_u64().unwrap()
+                + l["usage"]["completion_tokens"].as_u64().unwrap()
+        })
+        .sum();
+    assert!(
+        recorded <= 250,
+        "{recorded} tokens recorded under a 250-token run budget"
+    );
+
     let second = run(&[]);
     assert!(second.status.success());
     let after = lines(&out);

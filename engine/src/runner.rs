@@ -161,7 +161,9 @@ impl Runner {
         self
     }
 
-    /// The budget of the whole run. Default unlimited.
+    /// The budget of the whole run, over every invocation that writes the same results file: the
+    /// tokens and calls its recorded lines spent count against it when a run resumes (the wall
+    /// time is this invocation's). Default unlimited.
     pub fn with_run_budget(mut self, budget: Budget) -> Self {
         self.run_budget = budget;
         self
@@ -192,10 +194,12 @@ impl Runner {
         };
         let wanted: HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
         let mut finished: HashSet<String> = HashSet::new();
+        let mut spent = Usage::default();
         for line in previous
             .into_iter()
             .filter(|l| wanted.contains(l.id.as_str()))
         {
+            spent += line.usage;
             if line.error.is_some() {
                 finished.remove(&line.id);
                 continue;
@@ -212,12 +216,13 @@ impl Runner {
             .iter()
             .filter(|p| !finished.contains(&p.id))
             .collect();
+        let run_budget = less_spent(self.run_budget, &spent);
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(out)
             .map_err(|e| Error::io(out, e))?;
-        let run_meter = Meter::new(self.run_budget);
+        let run_meter = Meter::new(run_budget);
         let mut results = futures::stream::iter(todo.iter().copied())
             .map(|problem| {
                 let meter = Arc::clone(&run_meter);
@@ -333,6 +338,15 @@ enum Outcome {
     NotStarted,
 }
 
+/// `budget` less what earlier invocations of the run recorded: tokens and calls (not wall time).
+fn less_spent(mut budget: Budget, spent: &Usage) -> Budget {
+    let less = |max: Option<u64>, used: u64| max.map(|m| m.saturating_sub(used));
+    budget.max_tokens = less(budget.max_tokens, spent.total_tokens());
+    budget.max_completion_tokens = less(budget.max_completion_tokens, spent.completion_tokens);
+    budget.max_calls = less(budget.max_calls, spent.calls);
+    budget
+}
+
 fn run_exhausted(meter: &Meter) -> bool {
     let budget = meter.budget();
     let usage = meter.usage();
@@ -378,6 +392,13 @@ pub fn stop_reason_name(reason: StopReason) -> &'static str {
         StopReason::CallBudget => "call_budget",
         StopReason::TimeBudget => "time_budget",
     }
+}
+
+/// What [`Runner::run`] checks first, for callers that want to fail before loading a model: the
+/// results file `out` reads, and was written with `identity` (see [`Runner::with_identity`]).
+pub fn check_resumable(out: &Path, identity: &serde_json::Value) -> Result<()> {
+    let (previous, _) = peek_results(out)?;
+    identity::check_or_record(out, identity, !previous.is_empty())
 }
 
 /// Reads the finished lines of a results file, cutting off a last line that a killed run left
