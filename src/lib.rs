@@ -124,6 +124,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("`n`"), "{err}");
+        let err = parse_str::<Config>(
+            "[strategy]\nkind = \"best_of_n\"\nn = \"8\"\n",
+            Format::Toml,
+        )
+        .unwrap_err();
+        assert!(err.starts_with("at `strategy.n`: invalid type"), "{err}");
+        let err = parse_str::<Config>(
+            "[strategy]\nkind = \"best_of_n\"\nscorer = { kind = \"prm\", good_id = \"plus\" }\n",
+            Format::Toml,
+        )
+        .unwrap_err();
+        assert!(err.starts_with("at `strategy.scorer.good_id`: "), "{err}");
     }
 
     #[test]

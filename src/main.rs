@@ -79,6 +79,10 @@ enum Command {
         /// Write each search tree to DIR/<problem id>.{json,dot,svg}.
         #[arg(long, value_name = "DIR")]
         trace_dir: Option<PathBuf>,
+        /// Grade code problems even where the sandbox cannot cut off the network or make the
+        /// filesystem read-only (no usable `unshare`); without it such a machine is an error.
+        #[arg(long)]
+        allow_unisolated_sandbox: bool,
     },
     /// Summarise results files side by side: accuracy (± standard error), tokens, calls, time
     /// and stop reasons per run; accuracy on the problems every run graded; a plot.
@@ -152,9 +156,11 @@ fn main() -> anyhow::Result<()> {
                 device,
                 max_run_tokens,
                 trace_dir,
+                allow_unisolated_sandbox,
             } => {
                 run(RunArgs {
                     trace_dir,
+                    allow_unisolated_sandbox,
                     config,
                     problems,
                     out,
@@ -289,6 +295,7 @@ struct RunArgs {
     device: Option<DeviceSpec>,
     max_run_tokens: Option<u64>,
     trace_dir: Option<PathBuf>,
+    allow_unisolated_sandbox: bool,
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -307,7 +314,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut run_budget = Budget::unlimited();
     run_budget.max_tokens = args.max_run_tokens;
     let mut runner = Runner::new(strategy, backend)
-        .with_grader(Arc::new(ponder::prm::StandardGrader::default()))
+        .with_grader(Arc::new(ponder::prm::StandardGrader::new(
+            ponder::prm::Sandbox::new().allow_unisolated(args.allow_unisolated_sandbox),
+        )))
         .with_concurrency(args.concurrency)
         .with_problem_budget(config.budget)
         .with_run_budget(run_budget)

@@ -188,7 +188,7 @@ fn s_star_debugs_and_selects_on_humaneval_0_with_qwen() {
         "samples, rewrite, inputs, verdict"
     );
     // The chosen program is graded with the hidden tests in the sandbox.
-    let grade = block_on(HumanEvalGrader::new(Sandbox::new()).grade(&problem, &solution));
+    let grade = block_on(HumanEvalGrader::new(Sandbox::new()).grade(&problem, &solution)).unwrap();
     if details.selected == right {
         assert_eq!(grade, Some(true), "the right sample passes");
     } else if details.selected == neighbours {

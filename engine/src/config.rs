@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, Error as _};
 
 use crate::error::{Error, Result};
 
@@ -57,7 +57,7 @@ pub fn parse_str<T: DeserializeOwned>(
             format!("at `{path}`: ")
         }
     }
-    match format {
+    let message = match format {
         Format::Toml => {
             let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
             serde_path_to_error::deserialize(de)
@@ -73,5 +73,72 @@ pub fn parse_str<T: DeserializeOwned>(
             serde_path_to_error::deserialize(&mut de)
                 .map_err(|e| format!("{}{}", at(e.path()), e.inner()))
         }
+    };
+    message.map_err(|m| join_paths(&m))
+}
+
+/// `at `a`: at `b`: msg` (a path inside a tagged table, see [`from_tagged`]) -> `at `a.b`: msg`.
+fn join_paths(message: &str) -> String {
+    let mut path: Vec<&str> = Vec::new();
+    let mut rest = message;
+    while let Some((key, tail)) = rest.strip_prefix("at `").and_then(|r| r.split_once("`: ")) {
+        path.push(key);
+        rest = tail;
     }
+    if path.len() < 2 {
+        return message.to_string();
+    }
+    format!("at `{}`: {rest}", path.join("."))
+}
+
+/// Deserializes a table tagged by `kind` (`{ kind = "best_of_n", n = 8 }`) with `build`, which
+/// maps the kind and the table without its tag to a value (with [`from_table`]).
+///
+/// serde's own internally tagged enums lose the key path of an error inside the table
+/// (`invalid type: string "8", expected a nonzero usize`, but which key?); going through this
+/// keeps it: `at `strategy.n`: invalid type ...`.
+pub fn from_tagged<'de, D, T>(
+    deserializer: D,
+    kinds: &'static [&'static str],
+    build: impl FnOnce(&str, serde_json::Value) -> std::result::Result<T, String>,
+) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let mut table: serde_json::Value = serde::Deserialize::deserialize(deserializer)?;
+    let Some(map) = table.as_object_mut() else {
+        return Err(D::Error::custom(format!(
+            "expected a table with a `kind` (one of {})",
+            kinds.join(", ")
+        )));
+    };
+    let kind = match map.remove("kind") {
+        Some(serde_json::Value::String(kind)) => kind,
+        Some(other) => {
+            return Err(D::Error::custom(format!(
+                "at `kind`: expected a string (one of {}), got {other}",
+                kinds.join(", ")
+            )))
+        }
+        None => return Err(D::Error::missing_field("kind")),
+    };
+    if !kinds.contains(&kind.as_str()) {
+        return Err(D::Error::custom(format!(
+            "at `kind`: unknown kind `{kind}`, expected one of {}",
+            kinds.join(", ")
+        )));
+    }
+    build(&kind, table).map_err(D::Error::custom)
+}
+
+/// Deserializes one tagged table's fields (see [`from_tagged`]); the error names the key.
+pub fn from_table<T: DeserializeOwned>(table: serde_json::Value) -> std::result::Result<T, String> {
+    serde_path_to_error::deserialize(table).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." || path.is_empty() {
+            e.inner().to_string()
+        } else {
+            format!("at `{path}`: {}", e.inner())
+        }
+    })
 }

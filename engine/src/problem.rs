@@ -72,7 +72,14 @@ impl Problem {
                 line: line_no,
                 message,
             };
-            let row: Row = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+            let mut de = serde_json::Deserializer::from_str(line);
+            let row: Row = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                let key = e.path().to_string();
+                match key.as_str() {
+                    "." | "" => bad(e.inner().to_string()),
+                    _ => bad(format!("`{key}`: {}", e.inner())),
+                }
+            })?;
             let problem = row.into_problem().map_err(|m| bad(m.to_string()))?;
             if !seen.insert(problem.id.clone()) {
                 return Err(bad(format!("duplicate id `{}`", problem.id)));
@@ -96,12 +103,37 @@ struct Row {
     test: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum IdOrNumber {
     Text(String),
     Int(i64),
     Float(f64),
+}
+
+impl<'de> Deserialize<'de> for IdOrNumber {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = IdOrNumber;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<IdOrNumber, E> {
+                Ok(IdOrNumber::Text(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<IdOrNumber, E> {
+                Ok(IdOrNumber::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<IdOrNumber, E> {
+                Ok(i64::try_from(v).map_or(IdOrNumber::Text(v.to_string()), IdOrNumber::Int))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<IdOrNumber, E> {
+                Ok(IdOrNumber::Float(v))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl IdOrNumber {
@@ -182,6 +214,27 @@ mod tests {
         let text = "{\"id\": \"a\", \"question\": \"q\"}\n{\"id\": \"a\", \"question\": \"r\"}\n";
         let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
         assert_eq!(err.to_string(), "p.jsonl:2: duplicate id `a`");
+        // A wrong type names its field.
+        let text = "{\"id\": \"a\", \"question\": \"q\", \"answer\": true}\n";
+        let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "p.jsonl:1: `answer`: invalid type: boolean `true`, expected a string or a number"
+            ),
+            "{err}"
+        );
+        let text = "{\"id\": 7, \"question\": [\"q\"], \"answer\": 3.5}\n";
+        let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("p.jsonl:1: `question`: "),
+            "{err}"
+        );
+        let ok = "{\"id\": 7, \"question\": \"q\", \"answer\": 3.5}\n";
+        let problems = Problem::parse_jsonl(ok, Path::new("p.jsonl")).unwrap();
+        assert_eq!(
+            (problems[0].id.as_str(), problems[0].reference.as_deref()),
+            ("7", Some("3.5"))
+        );
     }
 
     #[test]

@@ -309,8 +309,14 @@ impl Runner {
                         tracing::warn!(problem = %problem.id, "writing the trace failed: {e}");
                     }
                 }
-                let correct = self.grader.grade(problem, &solution).await;
-                line_for(problem, solution, correct)
+                match self.grader.grade(problem, &solution).await {
+                    Ok(correct) => line_for(problem, solution, correct),
+                    // Recorded as failed, with what it found, so a resumed run does it again.
+                    Err(error) => ResultLine {
+                        error: Some(format!("grading: {}", error_chain(&error))),
+                        ..line_for(problem, solution, None)
+                    },
+                }
             }
             Err(error) => ResultLine {
                 id: problem.id.clone(),
@@ -597,6 +603,65 @@ mod tests {
         assert!(lines
             .iter()
             .all(|l| l.answer.as_deref() == Some("0123456789")));
+    }
+
+    /// Fails to grade until `working` is set (a sandbox that cannot start, then can).
+    struct FlakyGrader {
+        working: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Grader for FlakyGrader {
+        async fn grade(&self, _problem: &Problem, _solution: &Solution) -> Result<Option<bool>> {
+            if self.working.load(Ordering::Relaxed) {
+                Ok(Some(true))
+            } else {
+                Err(Error::Tool {
+                    tool: "sandbox",
+                    message: "python3 not found".into(),
+                })
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_problem_that_could_not_be_graded_is_recorded_failed_and_redone() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let problems = vec![Problem::new("p1", "Q?")];
+        let grader = Arc::new(FlakyGrader {
+            working: AtomicBool::new(false),
+        });
+        let run = |replies: Vec<&'static str>| {
+            let backend = Arc::new(crate::scripted::ScriptedBackend::new(replies));
+            Runner::new(Arc::new(OneCall), backend as Arc<dyn Backend>)
+                .with_grader(Arc::clone(&grader) as Arc<dyn Grader>)
+        };
+        let summary = run(vec!["7"]).run(&problems, &out, |_| {}).await.unwrap();
+        assert_eq!((summary.solved, summary.errors), (0, 1));
+        let lines = read_results(&out).unwrap();
+        assert_eq!(
+            lines[0].answer.as_deref(),
+            Some("7"),
+            "what it found is kept"
+        );
+        assert_eq!(lines[0].correct, None);
+        let error = lines[0].error.as_deref().unwrap();
+        assert!(
+            error.starts_with("grading: ") && error.contains("python3 not found"),
+            "{error}"
+        );
+
+        grader.working.store(true, Ordering::Relaxed);
+        let summary = run(vec!["7"]).run(&problems, &out, |_| {}).await.unwrap();
+        assert_eq!(
+            (summary.resumed, summary.solved, summary.correct),
+            (0, 1, 1)
+        );
+        assert_eq!(
+            read_results(&out).unwrap().last().unwrap().correct,
+            Some(true)
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 
 use crate::backend::{
     Backend, Capabilities, Choice, FinishReason, Generation, GenerationRequest, Prompt,
-    TokenLogprob, TokenizeInput,
+    TokenLogprob, TokenizeInput, TopLogprob,
 };
 use crate::error::{Error, Result};
 use crate::usage::Usage;
@@ -33,6 +33,8 @@ pub enum Reply {
 pub struct ScriptedBackend {
     script: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<GenerationRequest>>,
+    /// Leaves the top log-probabilities out, like a server that ignores `top_logprobs`.
+    no_top_logprobs: bool,
 }
 
 impl ScriptedBackend {
@@ -50,7 +52,15 @@ impl ScriptedBackend {
         Self {
             script: Mutex::new(replies.into_iter().collect()),
             requests: Mutex::new(Vec::new()),
+            no_top_logprobs: false,
         }
+    }
+
+    /// Replies without top log-probabilities (each generated token is otherwise its own only,
+    /// certain, alternative), like a server that ignores `top_logprobs`.
+    pub fn without_top_logprobs(mut self) -> Self {
+        self.no_top_logprobs = true;
+        self
     }
 
     /// Every request received so far.
@@ -133,7 +143,15 @@ impl Backend for ScriptedBackend {
                     .map(|c| TokenLogprob {
                         token: c.to_string(),
                         logprob: 0.0,
-                        top: Vec::new(),
+                        // The token written is the only one, certain (id: its first byte).
+                        top: (!self.no_top_logprobs && request.top_logprobs != Some(0))
+                            .then(|| TopLogprob {
+                                id: c.to_string().bytes().next().map_or(0, u32::from),
+                                token: c.to_string(),
+                                logprob: 0.0,
+                            })
+                            .into_iter()
+                            .collect(),
                     })
                     .collect()
             });

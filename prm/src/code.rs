@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ponder_engine::{CodeTask, Grader, Problem, Solution};
+use ponder_engine::{CodeTask, Error, Grader, Problem, Solution};
 use serde::{Deserialize, Serialize};
 
 use crate::sandbox::{nonce, Program, RunOutcome, RunReport, Sandbox, SandboxError};
@@ -303,16 +303,24 @@ impl HumanEvalGrader {
 
 #[async_trait]
 impl Grader for HumanEvalGrader {
-    async fn grade(&self, problem: &Problem, solution: &Solution) -> Option<bool> {
-        let task = problem.code.as_ref()?;
+    async fn grade(
+        &self,
+        problem: &Problem,
+        solution: &Solution,
+    ) -> ponder_engine::Result<Option<bool>> {
+        let Some(task) = problem.code.as_ref() else {
+            return Ok(None);
+        };
         let code = assemble(task, &solution.completion);
-        match self.verifier.run_hidden(task, &code).await {
-            Ok(run) => Some(run.passed),
-            Err(error) => {
-                tracing::warn!(problem = %problem.id, %error, "could not run hidden tests");
-                None
-            }
-        }
+        let run = self
+            .verifier
+            .run_hidden(task, &code)
+            .await
+            .map_err(|error| Error::Tool {
+                tool: "sandbox",
+                message: format!("running the hidden tests: {error}"),
+            })?;
+        Ok(Some(run.passed))
     }
 }
 

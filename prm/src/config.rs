@@ -2,14 +2,15 @@
 
 use std::sync::Arc;
 
+use ponder_engine::config::{from_table, from_tagged};
 use ponder_engine::Scorer;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::judge::{JudgeConfig, LlmJudge};
 use crate::token_prm::{PrmConfig, TokenPrm};
 
 /// A scorer as a config file describes it; `kind` picks it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ScorerConfig {
@@ -17,6 +18,19 @@ pub enum ScorerConfig {
     LlmJudge(JudgeConfig),
     /// A token-probability process reward model.
     Prm(PrmConfig),
+}
+
+impl<'de> Deserialize<'de> for ScorerConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // By hand rather than serde's tagged enum, so errors inside name their key.
+        from_tagged(deserializer, &["llm_judge", "prm"], |kind, table| {
+            Ok(match kind {
+                "llm_judge" => Self::LlmJudge(from_table(table)?),
+                "prm" => Self::Prm(from_table(table)?),
+                other => return Err(format!("unknown kind `{other}`")),
+            })
+        })
+    }
 }
 
 impl Default for ScorerConfig {

@@ -2,7 +2,7 @@
 //! hidden tests in the [`Sandbox`]; math problems compare answers by equivalence.
 
 use async_trait::async_trait;
-use ponder_engine::{Grader, MathGrader, Problem, Solution};
+use ponder_engine::{Grader, MathGrader, Problem, Result, Solution};
 
 use crate::code::HumanEvalGrader;
 use crate::sandbox::Sandbox;
@@ -30,7 +30,7 @@ impl Default for StandardGrader {
 
 #[async_trait]
 impl Grader for StandardGrader {
-    async fn grade(&self, problem: &Problem, solution: &Solution) -> Option<bool> {
+    async fn grade(&self, problem: &Problem, solution: &Solution) -> Result<Option<bool>> {
         if problem.code.is_some() {
             self.code.grade(problem, solution).await
         } else {

@@ -117,6 +117,12 @@ impl LlmJudge {
 /// The probability the model puts on its first token being one of `yes` rather than one of `no`
 /// (token ids, see [`first_tokens`]) after `prompt`: read from the logits where the backend takes
 /// logits processors, else from its top log-probabilities (0.5 when neither shows up there).
+///
+/// # Errors
+///
+/// The backend's errors, and [`ponder_engine::Error::Unsupported`] when a backend without logits
+/// processors replies with no top log-probabilities at all (a server that ignores
+/// `top_logprobs`): every answer would then score the same.
 pub async fn choice_probability(
     backend: &Arc<dyn Backend>,
     prompt: Prompt,
@@ -147,11 +153,19 @@ pub async fn choice_probability(
         .first()
         .and_then(|c| c.logprobs.as_ref())
         .and_then(|l| l.first())
-        .map(|l| l.top.clone())
+        .map(|l| l.top.as_slice())
         .unwrap_or_default();
+    // Without them every answer would score the same: an error, not a silent 0.5.
+    if top.is_empty() {
+        return Err(ponder_engine::Error::Unsupported {
+            backend: caps.backend,
+            operation: "replying with top log-probabilities (`top_logprobs`), which the judge \
+                        needs to score",
+        });
+    }
     let mut logits = Vec::new();
     let mut ids = (Vec::new(), Vec::new());
-    for t in &top {
+    for t in top {
         let slot = logits.len() as u32;
         logits.push(t.logprob);
         if yes.contains(&t.id) {
@@ -160,7 +174,17 @@ pub async fn choice_probability(
             ids.1.push(slot);
         }
     }
-    Ok(good_probability(&logits, &ids.0, &ids.1).unwrap_or(0.5))
+    Ok(
+        good_probability(&logits, &ids.0, &ids.1).unwrap_or_else(|| {
+            let shown: Vec<&str> = top.iter().map(|t| t.token.as_str()).collect();
+            tracing::debug!(
+                backend = caps.backend,
+                ?shown,
+                "neither answer among the top log-probabilities: scoring 0.5"
+            );
+            0.5
+        }),
+    )
 }
 
 /// Ids of the first token of each spelling of `words` on `backend`.
@@ -253,5 +277,123 @@ impl Scorer for LlmJudge {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ponder_engine::scripted::ScriptedBackend;
+    use ponder_engine::{
+        Budget, Capabilities, Choice, Error, FinishReason, Generation, TokenLogprob, TopLogprob,
+        Usage,
+    };
+
+    use super::*;
+
+    const YES: u32 = 7;
+    const NO: u32 = 8;
+
+    /// Replies with one token whose top log-probabilities are `top`, like an HTTP server.
+    #[derive(Debug)]
+    struct TopLogprobs {
+        top: Vec<TopLogprob>,
+    }
+
+    impl TopLogprobs {
+        fn backend(top: &[(u32, f32)]) -> Arc<dyn Backend> {
+            let top = top
+                .iter()
+                .map(|&(id, p)| TopLogprob {
+                    id,
+                    token: format!("<{id}>"),
+                    logprob: p.ln(),
+                })
+                .collect();
+            Arc::new(Self { top })
+        }
+    }
+
+    #[async_trait]
+    impl Backend for TopLogprobs {
+        async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
+            assert_eq!(request.top_logprobs, Some(5));
+            let first = TokenLogprob {
+                token: "x".into(),
+                logprob: 0.0,
+                top: self.top.clone(),
+            };
+            let choice = Choice {
+                text: "x".into(),
+                completion_tokens: 1,
+                finish_reason: FinishReason::Length,
+                stop_sequence: None,
+                logprobs: Some(vec![first]),
+            };
+            Ok(Generation {
+                choices: vec![choice],
+                usage: Usage::default(),
+            })
+        }
+
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                backend: "top-logprobs",
+                context_tokens: None,
+                logits_processors: false,
+                max_top_logprobs: 5,
+                native_n: false,
+                eos_token_ids: Vec::new(),
+                tokenizer: false,
+            }
+        }
+    }
+
+    fn prompt() -> Prompt {
+        Prompt::chat(vec![Message::user("Is 2 + 2 = 4? Reply with Yes or No.")])
+    }
+
+    #[tokio::test]
+    async fn the_probability_is_read_from_the_top_logprobs() {
+        let backend = TopLogprobs::backend(&[(YES, 0.6), (3, 0.15), (NO, 0.2)]);
+        let p = choice_probability(&backend, prompt(), &[YES], &[NO])
+            .await
+            .unwrap();
+        assert!((p - 0.75).abs() < 1e-6, "{p}");
+        // Log-probabilities, but neither answer among them: an even score.
+        let backend = TopLogprobs::backend(&[(3, 0.9), (4, 0.05)]);
+        let p = choice_probability(&backend, prompt(), &[YES], &[NO])
+            .await
+            .unwrap();
+        assert_eq!(p, 0.5);
+    }
+
+    #[tokio::test]
+    async fn a_reply_without_top_logprobs_is_an_error() {
+        // The scripted backend, like a server that ignores `top_logprobs`, sends none.
+        let scripted = Arc::new(ScriptedBackend::new(["Yes"]).without_top_logprobs());
+        let backend: Arc<dyn Backend> = Arc::clone(&scripted) as Arc<dyn Backend>;
+        let error = choice_probability(&backend, prompt(), &[YES], &[NO])
+            .await
+            .unwrap_err();
+        match &error {
+            Error::Unsupported { backend, operation } => {
+                assert_eq!(*backend, "scripted");
+                assert!(operation.contains("top_logprobs"), "{operation}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(scripted.requests()[0].top_logprobs, Some(1));
+        assert!(error.to_string().contains("judge"), "{error}");
+
+        // And through the scorer: no candidate gets a made-up score.
+        let scripted = Arc::new(ScriptedBackend::new(["Yes", "No"]).without_top_logprobs());
+        let cx = Context::new(scripted as Arc<dyn Backend>, Budget::unlimited());
+        let judge = LlmJudge::new(JudgeConfig::default());
+        let candidates = [vec!["4".to_string()], vec!["5".to_string()]];
+        let scored = judge.score(&cx, "What is 2 + 2?", &candidates).await;
+        assert!(
+            matches!(scored, Err(Error::Unsupported { operation, .. }) if operation.contains("top_logprobs")),
+            "{scored:?}"
+        );
     }
 }

@@ -6,8 +6,9 @@
 //! scratch working directory (`T/work`, also `HOME` and `TMPDIR`); `T` is deleted afterwards. A
 //! small Python bootstrap (`sandbox/bootstrap.py`), run with ponder's own privileges inside the
 //! namespaces, sets the run up: it remounts the filesystem read-only, starts the program as the
-//! sandbox user under the limits, reaps it and writes its exit status and CPU time to a file the
-//! program cannot write.
+//! sandbox user under the limits and without capabilities, reaps it and writes its exit status
+//! and CPU time to a file (one the program cannot write, as root; not as root, it is written
+//! after everything the program started is dead).
 //!
 //! What is enforced, and how (see [`Isolation`] for what a given machine supports; the first
 //! run probes it and proves the process limit holds with [`Sandbox::self_check`]):
@@ -17,6 +18,11 @@
 //!   `no_new_privs` set. Root ignores `RLIMIT_NPROC`; the unprivileged user does not. When ponder
 //!   is not root, programs run as the calling user, whose other processes then count toward the
 //!   process limit.
+//! - **capabilities**: none. Not as root the program is uid 0 of its own user namespace, which
+//!   would give it every capability there (enough to remount the read-only mounts read-write):
+//!   the bootstrap empties the bounding set, and the program's inheritable and ambient sets are
+//!   cleared before exec, so exec gives it nothing. The self-check proves its effective,
+//!   permitted and bounding sets are empty.
 //! - **processes**: `RLIMIT_NPROC`. The kernel counts every process of the user, machine-wide, so
 //!   concurrent runs share [`Limits::processes`]: a fork bomb in one run can make `fork` fail in
 //!   another run until the bomb's run ends (starting a run still works). Give sandboxes that run
@@ -41,10 +47,13 @@
 //!   run ends at the wall-clock limit).
 //!
 //! The first run tries, in order: `unshare --net --mount --pid --fork --kill-child --mount-proc`;
-//! `unshare --net`; no namespaces. Without `unshare` (or the privilege to use it) runs go on with
-//! the user switch, the limits and the group kill, [`Isolation`] says `network: false,
-//! filesystem: false, pid_namespace: false`, and a warning is logged once per sandbox: network
-//! access and writes to world-writable directories are then NOT prevented.
+//! `unshare --net` (each inside `unshare --user --map-root-user` when ponder is not root). Where
+//! neither works (`unshare` missing, or user namespaces refused) untrusted code would run with
+//! network access, so the first run fails with [`SandboxError::Unisolated`], unless
+//! [`Sandbox::allow_unisolated`] opted in: then runs go on with the user switch, the limits and
+//! the group kill, [`Isolation`] says `network: false, filesystem: false, pid_namespace: false`,
+//! and a warning is logged once per sandbox: network access and writes to world-writable
+//! directories are then NOT prevented.
 //!
 //! Concurrency and cancellation: [`Sandbox::run`] may be called from many tasks at once (the
 //! sandbox is a cheap [`Clone`]); each run spawns its own processes and holds no permits. The run
@@ -192,6 +201,19 @@ pub enum SandboxError {
     /// The self-check found an isolation the probe claimed missing in practice.
     #[error("sandbox self-check failed: {what}")]
     SelfCheck { what: String },
+    /// Neither namespace level works here, so untrusted code would run with network access and
+    /// without filesystem isolation, and [`Sandbox::allow_unisolated`] did not allow that.
+    #[error(
+        "cannot isolate untrusted code: `{}` could not make a network namespace; install \
+         util-linux's unshare (and, not as root, allow unprivileged user namespaces), or opt \
+         in to running with network access with Sandbox::allow_unisolated(true)",
+        unshare.display()
+    )]
+    Unisolated {
+        unshare: PathBuf,
+        #[source]
+        source: Box<SandboxError>,
+    },
 }
 
 /// Runs untrusted Python under limits: as an unprivileged user (when ponder is root), with
@@ -214,6 +236,8 @@ pub struct Sandbox {
     limits: Limits,
     python: PathBuf,
     user: Option<(u32, u32)>,
+    unshare: PathBuf,
+    allow_unisolated: bool,
     checked: Arc<OnceCell<Checked>>,
 }
 
@@ -235,7 +259,7 @@ enum Level {
     UserFull,
     /// Without root: a network namespace inside a user namespace.
     UserNetwork,
-    /// None.
+    /// None: only with [`Sandbox::allow_unisolated`].
     Plain,
 }
 
@@ -264,6 +288,8 @@ impl Sandbox {
             limits: Limits::default(),
             python: default_python(),
             user: None,
+            unshare: PathBuf::from("unshare"),
+            allow_unisolated: false,
             checked: Arc::new(OnceCell::new()),
         }
     }
@@ -286,6 +312,25 @@ impl Sandbox {
     /// 65534/65534 where there is no such user). Use a uid no one else uses.
     pub fn with_user(mut self, uid: u32, gid: u32) -> Self {
         self.user = Some((uid, gid));
+        self.checked = Arc::new(OnceCell::new());
+        self
+    }
+
+    /// Whether programs may run without namespaces where `unshare` is missing or refused: with
+    /// network access, and able to write wherever the sandbox user may (default `false`: the
+    /// first run fails with [`SandboxError::Unisolated`]). The limits, the user switch (as
+    /// root) and the group kill still apply; [`Isolation`] says what was lost.
+    pub fn allow_unisolated(mut self, allow: bool) -> Self {
+        self.allow_unisolated = allow;
+        self.checked = Arc::new(OnceCell::new());
+        self
+    }
+
+    /// Names the `unshare` program (default `unshare`, looked up on a fixed system `PATH`). One
+    /// that does not exist makes every namespace level unavailable, as on a machine without
+    /// util-linux.
+    pub fn with_unshare(mut self, unshare: impl Into<PathBuf>) -> Self {
+        self.unshare = unshare.into();
         self.checked = Arc::new(OnceCell::new());
         self
     }
@@ -322,6 +367,15 @@ impl Sandbox {
             &[Level::UserFull, Level::UserNetwork, Level::Plain]
         };
         for &level in levels {
+            if level == Level::Plain && !self.allow_unisolated {
+                let source = last_error.unwrap_or(SandboxError::Setup {
+                    reason: "no namespace level was tried".into(),
+                });
+                return Err(SandboxError::Unisolated {
+                    unshare: self.unshare.clone(),
+                    source: Box::new(source),
+                });
+            }
             let escape =
                 std::env::temp_dir().join(format!("ponder-sandbox-escape-{:016x}", nonce()));
             let probe = Program::new(
@@ -370,6 +424,23 @@ impl Sandbox {
             if network && result.network != "unreachable" {
                 return Err(SandboxError::SelfCheck {
                     what: format!("network namespace in place but loopback {}", result.network),
+                });
+            }
+            // Where the program is uid 0 (its own user namespace's root) its bounding set must be
+            // empty too, or exec would give it those capabilities.
+            let caps = &result.caps;
+            let mut held = vec![
+                ("effective", caps.cap_eff),
+                ("permitted", caps.cap_prm),
+                ("inheritable", caps.cap_inh),
+                ("ambient", caps.cap_amb),
+            ];
+            if result.uid == 0 {
+                held.push(("bounding", caps.cap_bnd));
+            }
+            if let Some((set, bits)) = held.into_iter().find(|&(_, bits)| bits != 0) {
+                return Err(SandboxError::SelfCheck {
+                    what: format!("the program kept capabilities: {set} set {bits:#x}"),
                 });
             }
             let filesystem = level.filesystem();
@@ -505,7 +576,7 @@ impl Sandbox {
         let mut command = match level {
             Level::Plain => Command::new(&self.python),
             _ => {
-                let mut c = Command::new("unshare");
+                let mut c = Command::new(&self.unshare);
                 if matches!(level, Level::UserFull | Level::UserNetwork) {
                     c.args(USER);
                 }
@@ -539,7 +610,7 @@ impl Sandbox {
         let started = Instant::now();
         let mut child = command.spawn().map_err(|source| match source.kind() {
             io::ErrorKind::NotFound if level != Level::Plain => SandboxError::Setup {
-                reason: "unshare not found".into(),
+                reason: format!("`{}` not found", self.unshare.display()),
             },
             _ => SandboxError::Io {
                 action: "spawning the bootstrap",
@@ -646,6 +717,20 @@ struct ProbeResult {
     uid: u32,
     forked: u32,
     network: String,
+    caps: ProbeCaps,
+}
+
+/// The check program's capability sets, from `/proc/self/status`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ProbeCaps {
+    cap_eff: u64,
+    cap_prm: u64,
+    cap_bnd: u64,
+    cap_inh: u64,
+    /// Missing before Linux 4.3 (no ambient set).
+    #[serde(default)]
+    cap_amb: u64,
 }
 
 #[derive(Deserialize)]

@@ -341,6 +341,137 @@ async fn writes_outside_the_run_directory_fail() {
 }
 
 #[tokio::test]
+async fn a_program_can_neither_remount_nor_mount() {
+    let _guard = checked().await;
+    let isolation = isolation().await;
+    let target =
+        std::env::temp_dir().join(format!("ponder-sandbox-mount-test-{}", std::process::id()));
+    // Not as root the program is uid 0 of its own user namespace, whose mounts it could remount
+    // read-write if it had kept its capabilities there. Every mount point, "/" included, is
+    // tried, then a tmpfs over its own directory; then a write where the host would see it.
+    let source = format!(
+        r#"import ctypes, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+MS_REMOUNT, MS_BIND = 32, 4096
+def mount(src, dst, fstype, flags):
+    if libc.mount(src, dst.encode(), fstype, flags, None) == 0:
+        return "mounted"
+    return os.strerror(ctypes.get_errno())
+tried = {{"/": mount(None, "/", None, MS_REMOUNT | MS_BIND)}}
+with open("/proc/self/mountinfo") as f:
+    for line in f:
+        point = line.split()[4]
+        tried[point] = mount(None, point, None, MS_REMOUNT | MS_BIND)
+tried["tmpfs on ."] = mount(b"tmpfs", os.getcwd(), b"tmpfs", 0)
+print(json.dumps(tried))
+if {write}:
+    open({target:?}, "w").write("escaped")
+"#,
+        write = if isolation.filesystem {
+            "True"
+        } else {
+            "False"
+        },
+        target = target.to_str().unwrap(),
+    );
+    let report = run(&source).await;
+    let line = report.stdout.lines().next().unwrap_or_default();
+    let tried: std::collections::BTreeMap<String, String> = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", report.outcome, report.stderr));
+    assert!(tried.len() >= 3, "{tried:?}");
+    for (point, result) in &tried {
+        assert_eq!(result, "Operation not permitted", "{point}: {tried:?}");
+    }
+    if isolation.filesystem {
+        match &report.outcome {
+            RunOutcome::Error { exception, .. } => {
+                assert!(exception.contains("Read-only file system"), "{exception}")
+            }
+            other => panic!("{other:?}"),
+        }
+    } else {
+        eprintln!("no mount namespace here: the write was not tried");
+        assert_eq!(report.outcome, RunOutcome::Passed, "{}", report.stderr);
+    }
+    assert!(!target.exists(), "{target:?} was written");
+}
+
+#[tokio::test]
+async fn a_leftover_process_cannot_forge_the_status() {
+    let _guard = checked().await;
+    if !isolation().await.pid_namespace {
+        eprintln!("no PID namespace here: leftovers are not killed before the status is written");
+        return;
+    }
+    // Not as root the program may write the run directory, status file included: a child that
+    // left the group keeps writing a clean exit there while the program fails.
+    let program = Program::new(
+        r#"import json, os, time
+forged = json.dumps({"code": 0, "cpu_s": 0.0})
+if os.fork() == 0:
+    os.setsid()
+    end = time.time() + 3
+    while time.time() < end:
+        try:
+            with open("../status.json", "w") as f:
+                f.write(forged)
+        except OSError:
+            time.sleep(0.001)
+    os._exit(0)
+time.sleep(0.3)
+os._exit(3)
+"#,
+    );
+    for _ in 0..3 {
+        let report = SANDBOX.run(&program).await.unwrap();
+        assert_eq!(
+            report.termination,
+            Some(Termination::Exited(3)),
+            "{:?}",
+            report.outcome
+        );
+        assert!(report.wall < Duration::from_secs(2), "{:?}", report.wall);
+    }
+}
+
+#[tokio::test]
+async fn without_unshare_code_runs_only_when_allowed() {
+    let _guard = checked().await;
+    let missing = PathBuf::from("/nonexistent/ponder-sandbox-test/unshare");
+    let sandbox = SANDBOX.clone().with_unshare(&missing);
+    let program = Program::new("print('ran')");
+    let error = sandbox.run(&program).await.unwrap_err();
+    match &error {
+        SandboxError::Unisolated { unshare, .. } => assert_eq!(unshare, &missing),
+        other => panic!("{other:?}"),
+    }
+    let message = error.to_string();
+    assert!(
+        message.contains(missing.to_str().unwrap()) && message.contains("allow_unisolated(true)"),
+        "{message}"
+    );
+    let cause = std::error::Error::source(&error).unwrap().to_string();
+    assert!(cause.contains("not found"), "{cause}");
+    // Refused every time, not only on the first run.
+    assert!(matches!(
+        sandbox.self_check().await,
+        Err(SandboxError::Unisolated { .. })
+    ));
+
+    let allowed = sandbox.allow_unisolated(true);
+    let report = allowed.run(&program).await.unwrap();
+    assert_eq!(report.outcome, RunOutcome::Passed, "{}", report.stderr);
+    assert_eq!(report.stdout, "ran\n");
+    let isolation = &allowed.self_check().await.unwrap().isolation;
+    assert!(
+        !isolation.network && !isolation.filesystem && !isolation.pid_namespace,
+        "{isolation:?}"
+    );
+    assert_eq!(isolation.user, self::isolation().await.user);
+}
+
+#[tokio::test]
 async fn file_size_and_disk_are_limited() {
     let _guard = checked().await;
     let report = run("open('big', 'wb').write(b'x' * (32 << 20))\n").await;
@@ -551,7 +682,7 @@ async fn humaneval_canonical_solutions_pass_and_wrong_ones_fail() {
             };
             let body = solution(&row.canonical_solution);
             assert_eq!(
-                grader.grade(&problem, &body).await,
+                grader.grade(&problem, &body).await.unwrap(),
                 Some(true),
                 "{}",
                 row.task_id
@@ -561,14 +692,14 @@ async fn humaneval_canonical_solutions_pass_and_wrong_ones_fail() {
                 row.prompt, row.canonical_solution
             );
             assert_eq!(
-                grader.grade(&problem, &solution(&fenced)).await,
+                grader.grade(&problem, &solution(&fenced)).await.unwrap(),
                 Some(true),
                 "{}",
                 row.task_id
             );
             let wrong = solution("    return None\n");
             assert_eq!(
-                grader.grade(&problem, &wrong).await,
+                grader.grade(&problem, &wrong).await.unwrap(),
                 Some(false),
                 "{}",
                 row.task_id
@@ -607,7 +738,10 @@ async fn humaneval_canonical_solutions_pass_and_wrong_ones_fail() {
         }),
     };
     let early_exit = solution("    return True\n\nimport os\nos._exit(0)\n");
-    assert_eq!(grader.grade(&problem, &early_exit).await, Some(false));
+    assert_eq!(
+        grader.grade(&problem, &early_exit).await.unwrap(),
+        Some(false)
+    );
     let math = Problem::new("m", "2+2?").with_reference("4");
-    assert_eq!(grader.grade(&math, &solution("4")).await, None);
+    assert_eq!(grader.grade(&math, &solution("4")).await.unwrap(), None);
 }

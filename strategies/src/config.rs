@@ -1,7 +1,8 @@
 //! [`StrategyConfig`]: the `[strategy]` table of a config file, and building strategies from it.
 
+use ponder_engine::config::{from_table, from_tagged};
 use ponder_engine::{Error, Result, Strategy};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::beam_search::{BeamSearch, BeamSearchConfig, SearchKind};
 use crate::best_of_n::{BestOfN, BestOfNConfig};
@@ -10,7 +11,7 @@ use crate::direct::{Direct, DirectConfig};
 use crate::s_star::{SStar, SStarConfig};
 
 /// A strategy as a config file describes it; `kind` picks the strategy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum StrategyConfig {
@@ -28,6 +29,35 @@ pub enum StrategyConfig {
     Dvts(BeamSearchConfig),
     /// S* for code: debugging against public tests, selection by synthesised inputs.
     SStar(SStarConfig),
+}
+
+/// The `kind`s, as [`StrategyConfig::kind`] names them.
+const KINDS: &[&str] = &[
+    "direct",
+    "budget_forcing",
+    "best_of_n",
+    "self_consistency",
+    "beam_search",
+    "dvts",
+    "s_star",
+];
+
+impl<'de> Deserialize<'de> for StrategyConfig {
+    // By hand rather than serde's tagged enum, so errors inside name their key.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        from_tagged(deserializer, KINDS, |kind, table| {
+            Ok(match kind {
+                "direct" => Self::Direct(from_table(table)?),
+                "budget_forcing" => Self::BudgetForcing(from_table(table)?),
+                "best_of_n" => Self::BestOfN(from_table(table)?),
+                "self_consistency" => Self::SelfConsistency(from_table(table)?),
+                "beam_search" => Self::BeamSearch(from_table(table)?),
+                "dvts" => Self::Dvts(from_table(table)?),
+                "s_star" => Self::SStar(from_table(table)?),
+                other => return Err(format!("unknown kind `{other}`")),
+            })
+        })
+    }
 }
 
 impl Default for StrategyConfig {
@@ -150,7 +180,27 @@ mod tests {
         assert!(err.contains("temprature"), "{err}");
         let err =
             parse_str::<StrategyConfig>("kind = \"best_of_n\"\nn = 0", Format::Toml).unwrap_err();
-        assert!(err.contains("n"), "{err}");
+        assert!(err.starts_with("at `n`: "), "{err}");
+        let err = parse_str::<StrategyConfig>("kind = \"best_of_n\"\nn = \"8\"", Format::Toml)
+            .unwrap_err();
+        assert!(
+            err.starts_with("at `n`: invalid type: string \"8\""),
+            "{err}"
+        );
+        // Inside a nested strategy the path goes all the way down.
+        let err = parse_str::<StrategyConfig>(
+            "kind = \"best_of_n\"\ninner = { kind = \"budget_forcing\", max_waits = -1 }",
+            Format::Toml,
+        )
+        .unwrap_err();
+        assert!(err.starts_with("at `inner.max_waits`: "), "{err}");
+        let err = parse_str::<StrategyConfig>("kind = \"best_of_m\"", Format::Toml).unwrap_err();
+        assert!(
+            err.contains("unknown kind `best_of_m`") && err.contains("best_of_n"),
+            "{err}"
+        );
+        let err = parse_str::<StrategyConfig>("n = 3", Format::Toml).unwrap_err();
+        assert!(err.contains("missing field `kind`"), "{err}");
         let err = parse_str::<StrategyConfig>(
             "kind = \"best_of_n\"\nscorer = { kind = \"prm\", fromat = \"rlhflow\" }",
             Format::Toml,

@@ -1,6 +1,7 @@
 # The sandbox self-check, run as the sandbox user: forks until it cannot (children wait on a
-# pipe, so they all exit when it closes), tries the loopback network and tries to write outside
-# its directory. {ATTEMPTS} and {ESCAPE} are substituted before it runs.
+# pipe, so they all exit when it closes), tries the loopback network, tries to write outside
+# its directory and reads its capability sets. {ATTEMPTS} and {ESCAPE} are substituted before it
+# runs.
 import errno, json, os, socket
 r, w = os.pipe()
 forked = 0
@@ -26,4 +27,10 @@ try:
     open("{ESCAPE}", "w").close()
 except OSError:
     pass
-print(json.dumps({"uid": os.getuid(), "forked": forked, "network": network}))
+caps = {}
+with open("/proc/self/status") as f:
+    for line in f:
+        key, _, value = line.partition(":")
+        if key.startswith("Cap"):
+            caps[key] = int(value, 16)
+print(json.dumps({"uid": os.getuid(), "forked": forked, "network": network, "caps": caps}))

@@ -105,6 +105,10 @@ pub struct SStarConfig {
     /// The judge model (a `[model]` table); default the policy model.
     #[serde(default)]
     pub judge: Option<ModelConfig>,
+    /// Run the model's code even where the sandbox cannot cut off the network or make the
+    /// filesystem read-only (no usable `unshare`). Default false: such a machine is an error.
+    #[serde(default)]
+    pub allow_unisolated: bool,
 }
 
 fn default_n() -> NonZeroUsize {
@@ -143,6 +147,7 @@ impl Default for SStarConfig {
             input_tokens: default_input_tokens(),
             test_timeout_secs: default_test_timeout(),
             judge: None,
+            allow_unisolated: false,
         }
     }
 }
@@ -244,9 +249,11 @@ fn sandbox_error(e: SandboxError) -> Error {
 }
 
 impl SStar {
-    /// S* with `config`, running code in a default [`Sandbox`].
+    /// S* with `config`, running code in a default [`Sandbox`] (unisolated only where the
+    /// config allows it).
     pub fn new(config: SStarConfig) -> Result<Self> {
-        Self::with_sandbox(config, Sandbox::new())
+        let sandbox = Sandbox::new().allow_unisolated(config.allow_unisolated);
+        Self::with_sandbox(config, sandbox)
     }
 
     /// S* with `config`, running code in `sandbox`.

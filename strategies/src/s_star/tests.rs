@@ -104,8 +104,9 @@ async fn debugs_the_failing_sample_then_compares_on_synthesised_inputs() {
         .iter()
         .any(|v| v.contains("Input: add(100, 1)\nOutput of A: 101\nOutput of B: 0")));
     assert!(verdicts.iter().all(|v| !v.contains("add(1, 1)")));
-    assert_eq!(c.p_a_by_order, Some((0.5, 0.5)));
-    // A scripted backend shows no log-probabilities: an even verdict keeps A.
+    // The script answers "A" whichever program is shown first, certain each time: averaged over
+    // both orders that position bias cancels out to an even verdict, which keeps A.
+    assert_eq!(c.p_a_by_order, Some((1.0, 0.0)));
     assert_eq!(c.p_a, Some(0.5));
     assert_eq!(details.selected, 0);
     assert!(solution.completion.contains("a < 100"));
