@@ -19,7 +19,8 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use ponder_engine::answer::extract_answer;
 use ponder_engine::{
-    Candidate, Context, Error, Problem, Result, Scorer, Solution, StopReason, Strategy,
+    Candidate, Context, Error, FinishReason, Problem, Result, Scorer, Solution, StopReason,
+    Strategy,
 };
 use ponder_prm::{Aggregate, ScorerConfig, Select};
 use serde::{Deserialize, Serialize};
@@ -225,14 +226,15 @@ impl BestOfN {
         self
     }
 
-    /// Draws `k` candidates; with an inner strategy, also the budget stop one of them hit (an
-    /// inner strategy turns an exhausted budget into a solution, not an error).
+    /// Draws `k` candidates, each with how it stopped; with an inner strategy, also the budget
+    /// stop one of them hit (an inner strategy turns an exhausted budget into a solution, not an
+    /// error).
     async fn draw(
         &self,
         problem: &Problem,
         cx: &Context,
         k: usize,
-    ) -> Result<(Vec<Candidate>, Option<StopReason>)> {
+    ) -> Result<(Vec<(Candidate, StopReason)>, Option<StopReason>)> {
         match &self.inner {
             Inner::Direct(direct) => {
                 let request = direct.request(problem).with_n(k);
@@ -240,11 +242,18 @@ impl BestOfN {
                 let drawn = generation
                     .choices
                     .into_iter()
-                    .map(|choice| Candidate {
-                        answer: extract_answer(&choice.text),
-                        tokens: choice.completion_tokens as u64,
-                        text: choice.text,
-                        score: None,
+                    .map(|choice| {
+                        let reason = match choice.finish_reason {
+                            FinishReason::Stop => StopReason::Completed,
+                            FinishReason::Length => StopReason::MaxTokens,
+                        };
+                        let candidate = Candidate {
+                            answer: extract_answer(&choice.text),
+                            tokens: choice.completion_tokens as u64,
+                            text: choice.text,
+                            score: None,
+                        };
+                        (candidate, reason)
                     })
                     .collect();
                 Ok((drawn, None))
@@ -276,7 +285,6 @@ impl BestOfN {
                     .filter(|(c, reason)| {
                         !(reason.is_budget() && c.answer.is_none() && c.text.is_empty())
                     })
-                    .map(|(c, _)| c)
                     .collect();
                 Ok((drawn, budget_stop))
             }
@@ -356,10 +364,12 @@ impl Strategy for BestOfN {
         let n = self.config.n.get();
         let round = self.config.adaptive.as_ref().map_or(n, |a| a.round.get());
         let mut candidates: Vec<Candidate> = Vec::new();
+        // How each candidate stopped.
+        let mut stops: Vec<StopReason> = Vec::new();
         let mut stop_reason = StopReason::Completed;
         while candidates.len() < n {
             let k = round.min(n - candidates.len());
-            let (mut drawn, budget_stop) = match self.draw(problem, cx, k).await {
+            let (drawn, budget_stop) = match self.draw(problem, cx, k).await {
                 Ok(drawn) => drawn,
                 Err(Error::BudgetExhausted { resource }) => {
                     stop_reason = resource.into();
@@ -367,6 +377,9 @@ impl Strategy for BestOfN {
                 }
                 Err(e) => return Err(e),
             };
+            let (mut drawn, drawn_stops): (Vec<Candidate>, Vec<StopReason>) =
+                drawn.into_iter().unzip();
+            stops.extend(drawn_stops);
             match self.score(problem, cx, &mut drawn).await {
                 Ok(()) => {}
                 Err(Error::BudgetExhausted { resource }) => {
@@ -400,6 +413,13 @@ impl Strategy for BestOfN {
             samples: candidates.len(),
         };
         let chosen = selection.index.and_then(|i| candidates.get(i)).cloned();
+        // The chosen sample ran out of tokens (its own max_tokens, or what the budget left it):
+        // say so, as a single sample would.
+        if stop_reason == StopReason::Completed
+            && selection.index.and_then(|i| stops.get(i)) == Some(&StopReason::MaxTokens)
+        {
+            stop_reason = StopReason::MaxTokens;
+        }
         let details = serde_json::to_value(details).map_err(|source| Error::Serialize {
             what: "best-of-N details",
             source,
@@ -560,6 +580,31 @@ mod tests {
         };
         let solution = run(&BestOfN::new(config).unwrap(), backend, Budget::unlimited()).await;
         assert_eq!(details(&solution).samples_saved, 2);
+    }
+
+    #[tokio::test]
+    async fn a_chosen_sample_cut_at_max_tokens_says_so() {
+        // Two samples of one request, their max_tokens shrunk by the budget to 8 bytes: both
+        // are cut, so the answer is a cut sample's and the solution says so.
+        let backend = Arc::new(ScriptedBackend::new(answers(&["7", "7"])));
+        let strategy = BestOfN::new(BestOfNConfig::self_consistency(
+            NonZeroUsize::new(2).unwrap(),
+        ))
+        .unwrap();
+        let request = match &strategy.inner {
+            Inner::Direct(direct) => direct.request(&Problem::new("p", "Q?")),
+            Inner::Any(_) => panic!("self-consistency samples directly"),
+        };
+        let prompt = ScriptedBackend::render(&request.prompt).len() as u64;
+        let budget = Budget::unlimited().with_max_tokens(prompt + 16);
+        let solution = run(&strategy, Arc::clone(&backend), budget).await;
+        assert_eq!(backend.requests()[0].max_tokens, 8);
+        assert_eq!(solution.stop_reason, StopReason::MaxTokens);
+        // Uncut, the same samples complete.
+        let backend = Arc::new(ScriptedBackend::new(answers(&["7", "7"])));
+        let solution = run(&strategy, backend, Budget::unlimited()).await;
+        assert_eq!(solution.stop_reason, StopReason::Completed);
+        assert_eq!(solution.answer.as_deref(), Some("7"));
     }
 
     #[tokio::test]
