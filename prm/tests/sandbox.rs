@@ -24,15 +24,20 @@ const WALL: Duration = Duration::from_secs(4);
 /// Start-up under load (two cores shared with other jobs) and clean-up, on top of the limit.
 const SLACK: Duration = Duration::from_secs(4);
 
+#[path = "../../tests/support/isolation.rs"]
+mod isolation_check;
+
 static LOCK: Mutex<()> = Mutex::const_new(());
 static SANDBOX: LazyLock<Sandbox> = LazyLock::new(|| {
-    Sandbox::new().with_limits(
-        Limits::default()
-            .with_wall(WALL)
-            .with_cpu(Duration::from_secs(3))
-            .with_processes(PROCESSES)
-            .with_memory_bytes(512 << 20),
-    )
+    Sandbox::new()
+        .allow_unisolated(!isolation_check::namespaces_here())
+        .with_limits(
+            Limits::default()
+                .with_wall(WALL)
+                .with_cpu(Duration::from_secs(3))
+                .with_processes(PROCESSES)
+                .with_memory_bytes(512 << 20),
+        )
 });
 
 /// Takes the lock and proves the process limit holds before the test runs anything.
@@ -439,7 +444,11 @@ os._exit(3)
 async fn without_unshare_code_runs_only_when_allowed() {
     let _guard = checked().await;
     let missing = PathBuf::from("/nonexistent/ponder-sandbox-test/unshare");
-    let sandbox = SANDBOX.clone().with_unshare(&missing);
+    // Strict whatever this machine made the shared sandbox.
+    let sandbox = SANDBOX
+        .clone()
+        .allow_unisolated(false)
+        .with_unshare(&missing);
     let program = Program::new("print('ran')");
     let error = sandbox.run(&program).await.unwrap_err();
     match &error {

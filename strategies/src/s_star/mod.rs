@@ -682,4 +682,7 @@ impl Strategy for SStar {
 }
 
 #[cfg(test)]
+#[path = "../../../tests/support/isolation.rs"]
+mod isolation_check;
+#[cfg(test)]
 mod tests;

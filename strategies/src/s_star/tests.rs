@@ -19,8 +19,18 @@ fn add_problem() -> Problem {
     }
 }
 
+/// S* with `config`, allowed to run code unisolated only where this machine cannot isolate it.
+fn s_star(config: SStarConfig) -> SStar {
+    let allow_unisolated = !isolation_check::namespaces_here();
+    SStar::new(SStarConfig {
+        allow_unisolated,
+        ..config
+    })
+    .unwrap()
+}
+
 async fn solve_add(config: SStarConfig, backend: &Arc<ScriptedBackend>) -> Solution {
-    let strategy = SStar::new(config).unwrap();
+    let strategy = s_star(config);
     solve(
         &strategy,
         &add_problem(),
@@ -185,7 +195,7 @@ async fn public_tests_selection_prefers_the_most_passing_sample() {
         selection: CodeSelection::PublicTests,
         ..SStarConfig::default()
     };
-    let strategy = SStar::new(config).unwrap();
+    let strategy = s_star(config);
     let solution = solve(&strategy, &add_problem(), backend, Budget::unlimited())
         .await
         .unwrap();
