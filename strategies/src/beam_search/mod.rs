@@ -7,8 +7,8 @@
 //! the best one of each of the `n / M` independent subtrees for DVTS. Beams that end (end of
 //! sequence, or an answer after the answer cue) are set aside. With `lookahead = k`, each
 //! candidate is rolled forward k more steps at temperature 0 before it is scored (the roll-out
-//! is scored, not kept). At the end the finished beams (or, if none finished, the active ones)
-//! are selected from as in best-of-N.
+//! is scored, not kept). At the end the finished beams (or, if none finished, the active ones,
+//! and the solution then stops with `max_tokens`) are selected from as in best-of-N.
 //!
 //! Batching: all expansions of a round go out together (one request of M choices per beam,
 //! all beams at once), and the round's scoring is one scorer call, so mistral.rs batches both.
@@ -505,7 +505,7 @@ impl Strategy for BeamSearch {
     async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
         let mut tree = SearchTree::new();
         let mut details = SearchDetails::default();
-        let stop_reason = match self.search(problem, cx, &mut tree, &mut details).await {
+        let mut stop_reason = match self.search(problem, cx, &mut tree, &mut details).await {
             Ok(()) => StopReason::Completed,
             Err(Error::BudgetExhausted { resource }) => resource.into(),
             Err(e) => return Err(e),
@@ -533,6 +533,11 @@ impl Strategy for BeamSearch {
         let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
         let selection = self.config.select.apply(&answers, &rewards);
         if let Some(&id) = selection.index.and_then(|i| finalists.get(i)) {
+            // No beam finished within max_steps: the answer is a partial one, and says so.
+            let unfinished = tree.node(id).is_some_and(|n| n.state == NodeState::Active);
+            if unfinished && stop_reason == StopReason::Completed {
+                stop_reason = StopReason::MaxTokens;
+            }
             tree.choose(id);
         }
         let chosen = selection.index.and_then(|i| candidates.get(i)).cloned();

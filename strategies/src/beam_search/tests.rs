@@ -114,6 +114,8 @@ async fn survivors_of_each_round_are_exactly_the_top_n_over_m() {
     assert_eq!(tree.state_of("s2"), "pruned");
     assert_eq!(tree.state_of("s4"), "pruned");
     assert_eq!(solution.completion, "s9\n\ns8");
+    // No beam finished within max_steps: the chosen one is partial.
+    assert_eq!(solution.stop_reason, StopReason::MaxTokens);
     assert!(solution.trace.unwrap().dot.contains("penwidth=3"));
 }
 
@@ -209,6 +211,7 @@ async fn finished_beams_are_set_aside_and_selected() {
         Some("41"),
         "the 0.2-scored finished beam"
     );
+    assert_eq!(solution.stop_reason, StopReason::Completed);
 }
 
 #[tokio::test]
