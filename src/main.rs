@@ -309,7 +309,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let strategy: Arc<dyn Strategy> = Arc::from(config.strategy.build()?);
     // A damaged results file or another configuration's is an error before the model loads.
-    runner::check_resumable(&args.out, &config.identity())?;
+    let already = runner::check_resumable(&args.out, &config.identity())?;
     let backend = config.model.load().await?;
     let mut run_budget = Budget::unlimited();
     run_budget.max_tokens = args.max_run_tokens;
@@ -325,7 +325,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         runner = runner.with_trace_dir(dir);
     }
 
-    let already = runner::read_results(&args.out)?;
     let bar = ProgressBar::new(problems.len() as u64);
     bar.set_style(
         ProgressStyle::with_template(

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use comfy_table::Table;
 use plotters::prelude::*;
-use ponder_engine::runner::{peek_results, stop_reason_name, ResultLine};
+use ponder_engine::runner::{config_path, peek_results, stop_reason_name, ResultLine};
 use serde::Serialize;
 
 use crate::{Error, Result};
@@ -164,9 +164,7 @@ fn default_label(path: &Path) -> String {
 
 /// `model.source` (or `model.model` for a server) from the run's side file, if any.
 fn model_of(path: &Path) -> Option<String> {
-    let mut side = path.file_name()?.to_os_string();
-    side.push(".config.json");
-    let bytes = std::fs::read(path.with_file_name(side)).ok()?;
+    let bytes = std::fs::read(config_path(path)).ok()?;
     let identity: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let model = identity.get("model")?;
     ["source", "model"]
@@ -403,19 +401,16 @@ fn draw(
         .x_desc("tokens per problem (prompt + completion, log scale)")
         .y_desc("accuracy, % (bars: 95% interval)")
         .draw()?;
-    let strategies: Vec<&str> = {
-        let mut all: Vec<&str> = points
-            .iter()
-            .map(|p| p.0.strategies.first().map_or("", String::as_str))
-            .collect();
-        all.dedup();
-        all.sort_unstable();
-        all.dedup();
-        all
+    // One colour per strategy kind.
+    let kind_of = |run: &RunReport| {
+        run.strategies
+            .first()
+            .map_or("", String::as_str)
+            .to_string()
     };
+    let kinds: BTreeSet<String> = points.iter().map(|p| kind_of(p.0)).collect();
     for (run, x, y, half) in points {
-        let kind = run.strategies.first().map_or("", String::as_str);
-        let index = strategies.iter().position(|s| *s == kind).unwrap_or(0);
+        let index = kinds.iter().position(|k| *k == kind_of(run)).unwrap_or(0);
         let color = Palette99::pick(index).to_rgba();
         chart.draw_series(std::iter::once(ErrorBar::new_vertical(
             *x,

@@ -402,9 +402,16 @@ pub fn stop_reason_name(reason: StopReason) -> &'static str {
 
 /// What [`Runner::run`] checks first, for callers that want to fail before loading a model: the
 /// results file `out` reads, and was written with `identity` (see [`Runner::with_identity`]).
-pub fn check_resumable(out: &Path, identity: &serde_json::Value) -> Result<()> {
+/// Returns its finished lines (a half-written last line left out, and left in place).
+pub fn check_resumable(out: &Path, identity: &serde_json::Value) -> Result<Vec<ResultLine>> {
     let (previous, _) = peek_results(out)?;
-    identity::check_or_record(out, identity, !previous.is_empty())
+    identity::check_or_record(out, identity, !previous.is_empty())?;
+    Ok(previous)
+}
+
+/// The side file recording what the results file `out` was written with: `<out>.config.json`.
+pub fn config_path(out: &Path) -> PathBuf {
+    identity::path_of(out)
 }
 
 /// Reads the finished lines of a results file, cutting off a last line that a killed run left

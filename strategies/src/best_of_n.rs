@@ -17,16 +17,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
-use ponder_engine::answer::extract_answer;
 use ponder_engine::{
-    Candidate, Context, Error, FinishReason, Problem, Result, Scorer, Solution, StopReason,
-    Strategy,
+    Candidate, Context, Error, Problem, Result, Scorer, Solution, StopReason, Strategy,
 };
 use ponder_prm::{Aggregate, ScorerConfig, Select};
 use serde::{Deserialize, Serialize};
 
 use crate::config::StrategyConfig;
-use crate::direct::{Direct, DirectConfig};
+use crate::direct::{candidate_of, Direct, DirectConfig};
 
 /// Adaptive N: draw in rounds, stop when the vote is decided.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -239,23 +237,7 @@ impl BestOfN {
             Inner::Direct(direct) => {
                 let request = direct.request(problem).with_n(k);
                 let generation = cx.backend().generate(request).await?;
-                let drawn = generation
-                    .choices
-                    .into_iter()
-                    .map(|choice| {
-                        let reason = match choice.finish_reason {
-                            FinishReason::Stop => StopReason::Completed,
-                            FinishReason::Length => StopReason::MaxTokens,
-                        };
-                        let candidate = Candidate {
-                            answer: extract_answer(&choice.text),
-                            tokens: choice.completion_tokens as u64,
-                            text: choice.text,
-                            score: None,
-                        };
-                        (candidate, reason)
-                    })
-                    .collect();
+                let drawn = generation.choices.into_iter().map(candidate_of).collect();
                 Ok((drawn, None))
             }
             Inner::Any(strategy) => {

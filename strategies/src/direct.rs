@@ -3,12 +3,27 @@
 use async_trait::async_trait;
 use ponder_engine::answer::extract_answer;
 use ponder_engine::{
-    Candidate, Context, FinishReason, GenerationRequest, Problem, Prompt, Result, Sampling,
+    Candidate, Choice, Context, FinishReason, GenerationRequest, Problem, Prompt, Result, Sampling,
     Solution, StopReason, Strategy,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::prompt::PromptStyle;
+
+/// A sampled completion as a candidate, and how it stopped.
+pub(crate) fn candidate_of(choice: Choice) -> (Candidate, StopReason) {
+    let stop_reason = match choice.finish_reason {
+        FinishReason::Stop => StopReason::Completed,
+        FinishReason::Length => StopReason::MaxTokens,
+    };
+    let candidate = Candidate {
+        answer: extract_answer(&choice.text),
+        tokens: choice.completion_tokens as u64,
+        text: choice.text,
+        score: None,
+    };
+    (candidate, stop_reason)
+}
 
 /// Config of [`Direct`] (`kind = "direct"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,17 +110,7 @@ impl Strategy for Direct {
             }
             Err(e) => return Err(e),
         };
-        let choice = generation.into_first_choice()?;
-        let stop_reason = match choice.finish_reason {
-            FinishReason::Stop => StopReason::Completed,
-            FinishReason::Length => StopReason::MaxTokens,
-        };
-        let candidate = Candidate {
-            answer: extract_answer(&choice.text),
-            tokens: choice.completion_tokens as u64,
-            text: choice.text,
-            score: None,
-        };
+        let (candidate, stop_reason) = candidate_of(generation.into_first_choice()?);
         Ok(Solution::single(self.name(), candidate, stop_reason))
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 /// The side file of `out`: `<out>.config.json`.
-fn path_of(out: &Path) -> PathBuf {
+pub(super) fn path_of(out: &Path) -> PathBuf {
     let mut name = out.file_name().unwrap_or_default().to_os_string();
     name.push(".config.json");
     out.with_file_name(name)
