@@ -348,7 +348,7 @@ fn a_processor_sees_the_whole_context_after_a_prefix_cache_hit() {
     // this fails, mistral.rs passes the whole context and the adapter's fill-in is moot).
     // (On CUDA the cache is PagedAttention's, which keeps the whole context.)
     let seen = block_on(raw_first_context_len(&backend, extended.clone()));
-    if common::device() == DeviceSpec::Cpu {
+    if matches!(common::device(), DeviceSpec::Cpu) {
         assert!(
             seen < prompt.len(),
             "mistral.rs passed {seen} of {} tokens: no prefix-cache hit, or the hazard is gone",
@@ -590,5 +590,64 @@ fn greedy_is_deterministic() {
     assert!(
         sampled.windows(2).any(|w| w[0] != w[1]),
         "temperature 1 should vary: {sampled:?}"
+    );
+}
+
+#[test]
+fn greedy_log_probabilities_are_the_tokens_probabilities() {
+    // mistral.rs 0.8.1 reports log10 of the raw logit on its greedy path; the backend must not.
+    let backend = smollm_dyn();
+    let prompt = ask("What is the capital of France?");
+    let plain =
+        block_on(backend.generate(GenerationRequest::new(prompt.clone()).with_max_tokens(12)))
+            .unwrap();
+    let with = block_on(
+        backend.generate(
+            GenerationRequest::new(prompt.clone())
+                .with_max_tokens(12)
+                .with_top_logprobs(1),
+        ),
+    )
+    .unwrap();
+    let (plain, with) = (&plain.choices[0], &with.choices[0]);
+    if matches!(common::device(), DeviceSpec::Cpu) {
+        assert_eq!(
+            plain.text, with.text,
+            "asking for log-probabilities changed greedy text"
+        );
+    }
+    let logprobs = with.logprobs.as_ref().unwrap();
+    assert_eq!(logprobs.len(), with.completion_tokens);
+    for l in logprobs {
+        assert!(l.logprob.is_finite() && l.logprob <= 0.0, "{l:?}");
+        assert_eq!(l.top.len(), 1, "{l:?}");
+        assert_eq!(l.top[0].logprob, l.logprob);
+    }
+    // The first token's probability, against the top alternatives of a sampled one-token
+    // request (temperature 1, no filter: the model's own distribution).
+    let probe = block_on(
+        backend.generate(
+            GenerationRequest::new(prompt)
+                .with_max_tokens(1)
+                .with_sampling(Sampling::with_temperature(1.0))
+                .with_top_logprobs(5),
+        ),
+    )
+    .unwrap();
+    let top = &probe.choices[0].logprobs.as_ref().unwrap()[0].top;
+    let first = &logprobs[0];
+    assert_eq!(
+        top[0].id, first.top[0].id,
+        "greedy took the most likely token"
+    );
+    assert!(
+        (top[0].logprob - first.logprob).abs() < 1e-3,
+        "{} vs {}",
+        top[0].logprob,
+        first.logprob
+    );
+    assert!(
+        top.windows(2).all(|w| w[0].logprob >= w[1].logprob),
+        "{top:?}"
     );
 }

@@ -548,6 +548,8 @@ fn convert_choice(choice: mistralrs::core::CompletionChoice, stop: &[String]) ->
             top: l
                 .top_logprobs
                 .into_iter()
+                // Tokens a filter (top-k) left no probability.
+                .filter(|t| t.logprob.is_finite())
                 .map(|t| TopLogprob {
                     id: t.token,
                     token: t.bytes.unwrap_or_default(),
@@ -626,11 +628,24 @@ impl MistralRsBackend {
         n: usize,
         turn: Option<OwnedSemaphorePermit>,
     ) -> Result<Vec<Choice>> {
+        // mistral.rs 0.8.1's greedy path reports log10 of the raw *logit* as a token's
+        // log-probability (sampler.rs, `sample_argmax`). A greedy request that asks for
+        // log-probabilities samples at temperature 1 from the top token alone instead: the same
+        // token, with its true probability (alternatives then have none and are left out).
+        let greedy_logprobs = request.sampling.temperature == 0.0 && request.top_logprobs.is_some();
         let sampling = SamplingParams {
             // mistral.rs reads a missing temperature as 1.0 (sampling); greedy needs an explicit 0.
-            temperature: Some(request.sampling.temperature),
-            top_k: request.sampling.top_k,
-            top_p: request.sampling.top_p,
+            temperature: Some(if greedy_logprobs {
+                1.0
+            } else {
+                request.sampling.temperature
+            }),
+            top_k: if greedy_logprobs {
+                Some(1)
+            } else {
+                request.sampling.top_k
+            },
+            top_p: request.sampling.top_p.filter(|_| !greedy_logprobs),
             min_p: None,
             top_n_logprobs: request.top_logprobs.unwrap_or(0),
             frequency_penalty: None,

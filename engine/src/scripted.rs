@@ -24,6 +24,9 @@ use crate::usage::Usage;
 pub enum Reply {
     /// A completion with this text.
     Text(String),
+    /// A completion with this text whose every token has this natural-log probability
+    /// (`Text` replies are certain: 0).
+    Unsure(String, f32),
     /// The call fails with an inference error carrying this message.
     Fail(String),
 }
@@ -125,8 +128,9 @@ impl Backend for ScriptedBackend {
         }
         let mut choices = Vec::with_capacity(replies.len());
         for reply in replies {
-            let text = match reply {
-                Reply::Text(text) => text,
+            let (text, logprob) = match reply {
+                Reply::Text(text) => (text, 0.0),
+                Reply::Unsure(text, logprob) => (text, logprob),
                 Reply::Fail(message) => return Err(Error::Inference { message }),
             };
             let stop_at = request
@@ -142,13 +146,13 @@ impl Backend for ScriptedBackend {
                     .chars()
                     .map(|c| TokenLogprob {
                         token: c.to_string(),
-                        logprob: 0.0,
-                        // The token written is the only one, certain (id: its first byte).
+                        logprob,
+                        // The token written is the only alternative (id: its first byte).
                         top: (!self.no_top_logprobs && request.top_logprobs != Some(0))
                             .then(|| TopLogprob {
                                 id: c.to_string().bytes().next().map_or(0, u32::from),
                                 token: c.to_string(),
-                                logprob: 0.0,
+                                logprob,
                             })
                             .into_iter()
                             .collect(),

@@ -8,6 +8,7 @@ use crate::beam_search::{BeamSearch, BeamSearchConfig, SearchKind};
 use crate::best_of_n::{BestOfN, BestOfNConfig};
 use crate::budget_forcing::{BudgetForcing, BudgetForcingConfig};
 use crate::direct::{Direct, DirectConfig};
+use crate::router::{ModeRouter, ModeRouterConfig, Router, RouterConfig};
 use crate::s_star::{SStar, SStarConfig};
 
 /// A strategy as a config file describes it; `kind` picks the strategy.
@@ -29,6 +30,10 @@ pub enum StrategyConfig {
     Dvts(BeamSearchConfig),
     /// S* for code: debugging against public tests, selection by synthesised inputs.
     SStar(SStarConfig),
+    /// Adaptive thinking: answer short first, think only when cheap signals say it is hard.
+    Router(RouterConfig),
+    /// Adaptive thinking for models that emit their own mode token (`<short>` / `<think>`).
+    ModeToken(ModeRouterConfig),
 }
 
 /// The `kind`s, as [`StrategyConfig::kind`] names them.
@@ -40,6 +45,8 @@ const KINDS: &[&str] = &[
     "beam_search",
     "dvts",
     "s_star",
+    "router",
+    "mode_token",
 ];
 
 impl<'de> Deserialize<'de> for StrategyConfig {
@@ -54,6 +61,8 @@ impl<'de> Deserialize<'de> for StrategyConfig {
                 "beam_search" => Self::BeamSearch(from_table(table)?),
                 "dvts" => Self::Dvts(from_table(table)?),
                 "s_star" => Self::SStar(from_table(table)?),
+                "router" => Self::Router(from_table(table)?),
+                "mode_token" => Self::ModeToken(from_table(table)?),
                 other => return Err(format!("unknown kind `{other}`")),
             })
         })
@@ -77,6 +86,8 @@ impl StrategyConfig {
             Self::BeamSearch(_) => "beam_search",
             Self::Dvts(_) => "dvts",
             Self::SStar(_) => "s_star",
+            Self::Router(_) => "router",
+            Self::ModeToken(_) => "mode_token",
         }
     }
 
@@ -90,6 +101,8 @@ impl StrategyConfig {
             Self::BeamSearch(config) => config.validate("beam_search"),
             Self::Dvts(config) => config.validate("dvts"),
             Self::SStar(config) => config.validate(),
+            Self::Router(config) => config.validate(),
+            Self::ModeToken(config) => config.validate(),
         }
     }
 
@@ -106,6 +119,8 @@ impl StrategyConfig {
             }
             Self::Dvts(config) => Box::new(BeamSearch::new(config.clone(), SearchKind::Dvts)?),
             Self::SStar(config) => Box::new(SStar::new(config.clone())?),
+            Self::Router(config) => Box::new(Router::new(config.clone())?),
+            Self::ModeToken(config) => Box::new(ModeRouter::new(config.clone())?),
         })
     }
 

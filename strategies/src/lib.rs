@@ -9,6 +9,8 @@
 //! - [`BestOfN`]: N candidates, scored, selected by reward, weighted vote or majority; adaptive N.
 //! - [`SStar`]: S* for code: samples debugged against public tests in the sandbox, then chosen by
 //!   a tournament on model-synthesised inputs.
+//! - [`Router`] and [`ModeRouter`]: adaptive thinking, deciding per query whether to think at
+//!   all (by cheap signals from a short answer, or by the model's own mode token).
 //!
 //! ```
 //! use ponder_strategies::{StrategyConfig, DirectConfig, PromptStyle};
@@ -24,6 +26,7 @@ mod budget_forcing;
 pub mod config;
 mod direct;
 mod prompt;
+mod router;
 mod s_star;
 
 pub use beam_search::{BeamSearch, BeamSearchConfig, SearchDetails, SearchKind};
@@ -35,6 +38,10 @@ pub use budget_forcing::{
 pub use config::StrategyConfig;
 pub use direct::{Direct, DirectConfig};
 pub use prompt::{PromptStyle, ANSWER_CUE};
+pub use router::{
+    answer_confidence, ModeDetails, ModeRouter, ModeRouterConfig, Router, RouterConfig,
+    RouterDetails, Signals,
+};
 pub use s_star::{
     CodeSelection, Comparison, Feedback, Round, SStar, SStarConfig, SStarDetails, SampleDetail,
     TestLine,

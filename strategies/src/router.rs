@@ -1,0 +1,705 @@
+//! Adaptive thinking: decide per query whether to think at all (Thinkless, arXiv 2505.13379;
+//! HiPO, arXiv 2509.23967), at inference time.
+//!
+//! - [`Router`] (`kind = "router"`): answer short first (one cheap request: `probes` short
+//!   answers in one decode), and think (any inner strategy) only when cheap signals say the query
+//!   is hard: no answer, a cut answer, probes that disagree, or low confidence (the probability
+//!   the model gave its own answer tokens, read from the log-probabilities of the same request).
+//! - [`ModeRouter`] (`kind = "mode_token"`): for models that emit their own mode token first
+//!   (Thinkless's `<short>` / `<think>`). Either the model samples its mode, or, with
+//!   `think_threshold`, a logits processor reads P(think) against P(short) at the first position
+//!   and forces the mode in the same decode, so the think rate is tuned without retraining.
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use ponder_engine::answer::extract_answer;
+use ponder_engine::{
+    Candidate, Choice, Context, Error, FinishReason, GenerationRequest, LogitsProcessor, Problem,
+    Prompt, Result, Sampling, Solution, StopReason, Strategy, TokenLogprob, TokenizeInput,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{check_sampling, StrategyConfig};
+use crate::direct::{candidate_of, DirectConfig};
+use crate::prompt::{PromptStyle, ANSWER_CUE};
+
+/// Config of [`Router`] (`kind = "router"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Prompt style of the short answer. Default `direct`.
+    #[serde(default = "default_short_style")]
+    pub style: PromptStyle,
+    /// Most tokens of a short answer. Default 64.
+    #[serde(default = "default_short_max_tokens")]
+    pub max_tokens: NonZeroUsize,
+    /// Short answers drawn, in one request. Default 1. With more, they must agree.
+    #[serde(default = "default_probes")]
+    pub probes: NonZeroUsize,
+    /// Temperature of the short answers. Default 0 (greedy) for one probe, 0.7 for more.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// With several probes: think unless the leading answer has at least this share of them
+    /// (unanswered probes count against it), in (0, 1]. Default 1 (unanimous).
+    #[serde(default = "default_min_agreement")]
+    pub min_agreement: f64,
+    /// Think when the short answer's confidence, the probability the model gave the tokens of
+    /// its answer (after the answer cue), is below this, in [0, 1]; 0 turns the signal off.
+    /// Default 0.5.
+    #[serde(default = "default_min_confidence")]
+    pub min_confidence: f64,
+    /// How to think when the short answer will not do. Default `direct` step by step (chain of
+    /// thought, 512 tokens); any strategy (budget forcing, best-of-N, ...).
+    #[serde(default = "default_think")]
+    pub think: Box<StrategyConfig>,
+}
+
+fn default_short_style() -> PromptStyle {
+    PromptStyle::Direct
+}
+
+fn default_short_max_tokens() -> NonZeroUsize {
+    NonZeroUsize::MIN.saturating_add(63)
+}
+
+fn default_probes() -> NonZeroUsize {
+    NonZeroUsize::MIN
+}
+
+fn default_min_agreement() -> f64 {
+    1.0
+}
+
+fn default_min_confidence() -> f64 {
+    0.5
+}
+
+fn default_think() -> Box<StrategyConfig> {
+    Box::new(StrategyConfig::Direct(DirectConfig::default()))
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            style: default_short_style(),
+            max_tokens: default_short_max_tokens(),
+            probes: default_probes(),
+            temperature: None,
+            min_agreement: default_min_agreement(),
+            min_confidence: default_min_confidence(),
+            think: default_think(),
+        }
+    }
+}
+
+impl RouterConfig {
+    /// The probes' temperature.
+    pub fn temperature(&self) -> f64 {
+        self.temperature
+            .unwrap_or(if self.probes.get() > 1 { 0.7 } else { 0.0 })
+    }
+
+    /// Checks the values that serde cannot, and the thinking strategy.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: String| Error::StrategyConfig {
+            strategy: "router",
+            reason,
+        };
+        check_sampling("router", self.temperature(), None)?;
+        if self.probes.get() > 1 && self.temperature() == 0.0 {
+            return Err(bad(format!(
+                "probes = {} at temperature 0 would all be the same answer: set temperature > 0 or probes = 1",
+                self.probes
+            )));
+        }
+        if !(self.min_agreement > 0.0 && self.min_agreement <= 1.0) {
+            return Err(bad(format!(
+                "min_agreement must be in (0, 1], got {}",
+                self.min_agreement
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.min_confidence) {
+            return Err(bad(format!(
+                "min_confidence must be in [0, 1], got {}",
+                self.min_confidence
+            )));
+        }
+        self.think.validate()
+    }
+}
+
+/// The cheap signals read from the short answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signals {
+    /// The leading short answer (the majority's, the first on a tie).
+    pub answer: Option<String>,
+    /// Whether the leading answer's probe was cut at `max_tokens`.
+    pub cut: bool,
+    /// The leading answer's share of the probes.
+    pub agreement: f64,
+    /// The probability the model gave the leading answer's tokens (its first probe), when
+    /// log-probabilities were asked for.
+    pub confidence: Option<f64>,
+    /// Completion tokens of all probes.
+    pub tokens: u64,
+}
+
+/// What [`Router`] reports as `details`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouterDetails {
+    /// `short` or `think`.
+    pub route: String,
+    /// Why, in words.
+    pub why: String,
+    /// The short answers' signals (absent when the short answer was skipped).
+    pub short: Option<Signals>,
+    /// The thinking strategy's `kind`, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think_strategy: Option<String>,
+    /// The thinking strategy's own details, when it ran.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub think: serde_json::Value,
+}
+
+/// The signals router; see the module docs.
+pub struct Router {
+    config: RouterConfig,
+    think: Box<dyn Strategy>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// The probability of the answer's tokens: the tokens after the last answer cue up to the end
+/// of that line (every token when there is no cue), multiplied. `None` without log-probabilities.
+pub fn answer_confidence(logprobs: &[TokenLogprob]) -> Option<f64> {
+    if logprobs.is_empty() {
+        return None;
+    }
+    let mut starts = Vec::with_capacity(logprobs.len());
+    let mut text = String::new();
+    for l in logprobs {
+        starts.push(text.len());
+        text.push_str(&l.token);
+    }
+    let lower = text.to_lowercase();
+    // Lower-casing ASCII keeps byte offsets; anything else, read the whole completion.
+    let begin = (lower.len() == text.len())
+        .then(|| lower.rfind(&ANSWER_CUE.to_lowercase()))
+        .flatten()
+        .map_or(0, |at| at + ANSWER_CUE.len());
+    let rest = text.get(begin..).unwrap_or_default();
+    // The answer runs to the end of its line (leading blank lines skipped).
+    let skipped = rest.len() - rest.trim_start().len();
+    let end = rest
+        .get(skipped..)
+        .and_then(|r| r.find('\n'))
+        .map_or(text.len(), |at| begin + skipped + at);
+    let begin = begin + skipped;
+    let mut sum = 0.0f64;
+    let mut counted = 0;
+    for (i, l) in logprobs.iter().enumerate() {
+        let start = starts.get(i).copied().unwrap_or(0);
+        let stop = start + l.token.len();
+        // Tokens overlapping the answer that carry more than whitespace.
+        if stop > begin && start < end && !l.token.trim().is_empty() {
+            sum += f64::from(l.logprob);
+            counted += 1;
+        }
+    }
+    (counted > 0).then(|| sum.exp())
+}
+
+impl Router {
+    /// Builds the router from its config (validating it and building the thinking strategy).
+    pub fn new(config: RouterConfig) -> Result<Self> {
+        config.validate()?;
+        let think = config.think.build()?;
+        Ok(Self { config, think })
+    }
+
+    fn request(&self, problem: &Problem) -> GenerationRequest {
+        let mut request = GenerationRequest::new(Prompt::chat(self.config.style.messages(problem)))
+            .with_n(self.config.probes.get())
+            .with_max_tokens(self.config.max_tokens.get())
+            .with_sampling(Sampling::with_temperature(self.config.temperature()));
+        if self.config.min_confidence > 0.0 {
+            request = request.with_top_logprobs(1);
+        }
+        request
+    }
+
+    /// The signals of the probes, the index of the leading probe, and why to think (`None`:
+    /// the short answer will do).
+    fn read(
+        &self,
+        choices: &[Choice],
+        backend: &'static str,
+    ) -> Result<(Signals, usize, Option<String>)> {
+        let answers: Vec<Option<String>> = choices
+            .iter()
+            .map(|c| match c.finish_reason {
+                FinishReason::Stop => extract_answer(&c.text),
+                FinishReason::Length => None,
+            })
+            .collect();
+        let groups = ponder_prm::groups(&answers, &[]);
+        let leader = groups
+            .iter()
+            .enumerate()
+            .max_by(|(ia, a), (ib, b)| a.members.len().cmp(&b.members.len()).then(ib.cmp(ia)))
+            .map(|(_, g)| g);
+        let first = leader.and_then(|g| g.members.first().copied()).unwrap_or(0);
+        let votes = leader.map_or(0, |g| g.members.len());
+        let lead = choices.get(first);
+        let confidence = if self.config.min_confidence > 0.0 {
+            let logprobs = lead
+                .and_then(|c| c.logprobs.as_deref())
+                .ok_or(Error::Unsupported {
+                    backend,
+                    operation: "log-probabilities (the router's min_confidence; set min_confidence = 0 to route without them)",
+                })?;
+            answer_confidence(logprobs)
+        } else {
+            None
+        };
+        let signals = Signals {
+            answer: leader.map(|g| g.answer.clone()),
+            cut: lead.is_some_and(|c| c.finish_reason == FinishReason::Length),
+            agreement: votes as f64 / choices.len().max(1) as f64,
+            confidence,
+            tokens: choices.iter().map(|c| c.completion_tokens as u64).sum(),
+        };
+        let mut reasons = Vec::new();
+        if signals.answer.is_none() {
+            reasons.push(if signals.cut {
+                "the short answer was cut at max_tokens".to_string()
+            } else {
+                "no short answer".to_string()
+            });
+        } else {
+            if signals.agreement < self.config.min_agreement {
+                reasons.push(format!(
+                    "agreement {votes}/{} < {}",
+                    choices.len(),
+                    self.config.min_agreement
+                ));
+            }
+            if let Some(c) = signals.confidence {
+                if c < self.config.min_confidence {
+                    reasons.push(format!(
+                        "confidence {c:.3} < {}",
+                        self.config.min_confidence
+                    ));
+                }
+            }
+        }
+        let why = (!reasons.is_empty()).then(|| reasons.join(", "));
+        Ok((signals, first, why))
+    }
+
+    async fn think(
+        &self,
+        problem: &Problem,
+        cx: &Context,
+        short: Option<(Signals, Vec<Candidate>)>,
+        why: String,
+    ) -> Result<Solution> {
+        let mut solution = self.think.solve(problem, cx).await?;
+        let (signals, mut candidates) = match short {
+            Some((signals, candidates)) => (Some(signals), candidates),
+            None => (None, Vec::new()),
+        };
+        // A thinking budget that ran out before any answer: the short answer is better than none.
+        if solution.answer.is_none() && solution.stop_reason.is_budget() {
+            if let Some(answer) = signals.as_ref().and_then(|s| s.answer.clone()) {
+                solution.answer = Some(answer);
+            }
+        }
+        candidates.append(&mut solution.candidates);
+        let details = RouterDetails {
+            route: "think".into(),
+            why,
+            short: signals,
+            think_strategy: Some(self.think.name().to_string()),
+            think: std::mem::take(&mut solution.details),
+        };
+        solution.strategy = self.name().to_string();
+        solution.candidates = candidates;
+        solution.details = to_value(&details)?;
+        Ok(solution)
+    }
+}
+
+fn to_value(details: &impl Serialize) -> Result<serde_json::Value> {
+    serde_json::to_value(details).map_err(|source| Error::Serialize {
+        what: "router details",
+        source,
+    })
+}
+
+#[async_trait]
+impl Strategy for Router {
+    fn name(&self) -> &'static str {
+        "router"
+    }
+
+    #[tracing::instrument(skip_all, fields(strategy = "router", problem = %problem.id))]
+    async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+        if problem.code.is_some() {
+            let why = "a code problem: no short answer to read signals from".to_string();
+            return self.think(problem, cx, None, why).await;
+        }
+        let generation = match cx.backend().generate(self.request(problem)).await {
+            Ok(generation) => generation,
+            Err(Error::BudgetExhausted { resource }) => {
+                return Ok(Solution::exhausted(self.name(), resource))
+            }
+            Err(e) => return Err(e),
+        };
+        let backend = cx.backend().capabilities().backend;
+        let (signals, lead, why) = self.read(&generation.choices, backend)?;
+        let mut probes: Vec<(Candidate, StopReason)> =
+            generation.choices.into_iter().map(candidate_of).collect();
+        if let Some(why) = why {
+            tracing::debug!(problem = %problem.id, %why, "thinking");
+            let candidates = probes.into_iter().map(|(c, _)| c).collect();
+            return self
+                .think(problem, cx, Some((signals, candidates)), why)
+                .await;
+        }
+        let (candidate, stop_reason) = if lead < probes.len() {
+            probes.swap_remove(lead)
+        } else {
+            return Err(Error::Inference {
+                message: "the backend returned no completion".into(),
+            });
+        };
+        let mut candidates: Vec<Candidate> = probes.into_iter().map(|(c, _)| c).collect();
+        candidates.insert(0, candidate);
+        let why = match (signals.confidence, self.config.probes.get()) {
+            (Some(c), 1) => format!("answered with confidence {c:.3}"),
+            (Some(c), n) => format!(
+                "{} of {n} agree, confidence {c:.3}",
+                (signals.agreement * n as f64).round()
+            ),
+            (None, 1) => "answered".to_string(),
+            (None, n) => format!("{} of {n} agree", (signals.agreement * n as f64).round()),
+        };
+        let first = candidates.first().cloned().ok_or(Error::Inference {
+            message: "the backend returned no completion".into(),
+        })?;
+        let mut solution = Solution::single(self.name(), first, stop_reason);
+        // The answer is the majority's (equal to the leading probe's, up to how it is written).
+        solution.answer = signals.answer.clone().or(solution.answer);
+        solution.candidates = candidates;
+        solution.details = to_value(&RouterDetails {
+            route: "short".into(),
+            why,
+            short: Some(signals),
+            think_strategy: None,
+            think: serde_json::Value::Null,
+        })?;
+        Ok(solution)
+    }
+}
+
+/// Config of [`ModeRouter`] (`kind = "mode_token"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeRouterConfig {
+    /// The token that starts a short answer. Default `<short>`.
+    #[serde(default = "default_short_token")]
+    pub short_token: String,
+    /// The token that starts thinking. Default `<think>`.
+    #[serde(default = "default_think_token")]
+    pub think_token: String,
+    /// Think when P(think) / (P(think) + P(short)) at the first position is at least this, in
+    /// [0, 1] (0: always think, 1: think only when the short token has no probability). Read from
+    /// the logits and forced in the same decode (backends with logits processors; both tokens
+    /// must be single tokens). Default: none, the model samples its own mode.
+    #[serde(default)]
+    pub think_threshold: Option<f64>,
+    /// Prompt style. Default `step_by_step`.
+    #[serde(default)]
+    pub style: PromptStyle,
+    /// Most tokens generated. Default 4096.
+    #[serde(default = "default_mode_max_tokens")]
+    pub max_tokens: NonZeroUsize,
+    /// Sampling temperature. Default 0.6 (what Thinkless evaluates with).
+    #[serde(default = "default_mode_temperature")]
+    pub temperature: f64,
+    /// Nucleus filter in (0, 1]. Default none.
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    /// The end-of-thinking delimiter; the answer is read after it. Default `</think>`.
+    #[serde(default = "default_think_end")]
+    pub think_end: String,
+}
+
+fn default_short_token() -> String {
+    "<short>".into()
+}
+
+fn default_think_token() -> String {
+    "<think>".into()
+}
+
+fn default_think_end() -> String {
+    "</think>".into()
+}
+
+fn default_mode_max_tokens() -> NonZeroUsize {
+    NonZeroUsize::MIN.saturating_add(4095)
+}
+
+fn default_mode_temperature() -> f64 {
+    0.6
+}
+
+impl Default for ModeRouterConfig {
+    fn default() -> Self {
+        Self {
+            short_token: default_short_token(),
+            think_token: default_think_token(),
+            think_threshold: None,
+            style: PromptStyle::default(),
+            max_tokens: default_mode_max_tokens(),
+            temperature: default_mode_temperature(),
+            top_p: None,
+            think_end: default_think_end(),
+        }
+    }
+}
+
+impl ModeRouterConfig {
+    /// Checks the values that serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: String| Error::StrategyConfig {
+            strategy: "mode_token",
+            reason,
+        };
+        check_sampling("mode_token", self.temperature, self.top_p)?;
+        if self.short_token.is_empty() || self.think_token.is_empty() {
+            return Err(bad("short_token and think_token must not be empty".into()));
+        }
+        if self.short_token == self.think_token {
+            return Err(bad(format!(
+                "short_token and think_token are both `{}`",
+                self.short_token
+            )));
+        }
+        if let Some(t) = self.think_threshold {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(bad(format!("think_threshold must be in [0, 1], got {t}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`ModeRouter`] reports as `details`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModeDetails {
+    /// `short`, `think`, or `none` (the model started with neither token).
+    pub mode: String,
+    /// P(think) / (P(think) + P(short)) at the first position, where the logits were read.
+    pub think_probability: Option<f64>,
+    /// Whether the mode was forced by the threshold (otherwise sampled by the model).
+    pub forced: bool,
+}
+
+/// The mode-token router; see the module docs.
+#[derive(Debug, Clone)]
+pub struct ModeRouter {
+    config: ModeRouterConfig,
+}
+
+/// What the first-position processor saw.
+#[derive(Debug, Default)]
+struct FirstPosition {
+    prompt_len: Option<usize>,
+    think_probability: Option<f64>,
+    /// The token generated first (seen on the next call).
+    first: Option<u32>,
+}
+
+/// Reads the two mode tokens' logits at the first generated position and, with a threshold,
+/// forces one; then records the first token and passes everything through.
+#[derive(Debug)]
+struct ModeProcessor {
+    short: u32,
+    think: u32,
+    threshold: Option<f64>,
+    seen: Mutex<FirstPosition>,
+}
+
+impl LogitsProcessor for ModeProcessor {
+    fn process(&self, logits: &mut [f32], context: &[u32]) {
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        let prompt_len = *seen.prompt_len.get_or_insert(context.len());
+        if context.len() > prompt_len {
+            if seen.first.is_none() {
+                seen.first = context.get(prompt_len).copied();
+            }
+            return;
+        }
+        let (Some(&s), Some(&t)) = (
+            logits.get(self.short as usize),
+            logits.get(self.think as usize),
+        ) else {
+            return;
+        };
+        // P(think) / (P(think) + P(short)) = sigmoid(t - s), the softmax's normaliser cancelling.
+        let p = 1.0 / (1.0 + f64::from(s - t).exp());
+        let p = if p.is_nan() { 0.5 } else { p };
+        seen.think_probability = Some(p);
+        if let Some(threshold) = self.threshold {
+            let keep = if p >= threshold {
+                self.think
+            } else {
+                self.short
+            } as usize;
+            for (i, logit) in logits.iter_mut().enumerate() {
+                if i != keep {
+                    *logit = f32::NEG_INFINITY;
+                }
+            }
+            // A model that gives the kept token no probability at all still gets it.
+            if let Some(l) = logits.get_mut(keep) {
+                if !l.is_finite() {
+                    *l = 0.0;
+                }
+            }
+        }
+    }
+}
+
+impl ModeRouter {
+    /// A mode-token router with `config` (validate it first, or build it through config loading).
+    pub fn new(config: ModeRouterConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self { config })
+    }
+
+    async fn single_token(&self, cx: &Context, text: &str) -> Result<u32> {
+        let ids = cx.backend().tokenize(TokenizeInput::Piece(text)).await?;
+        match ids.as_slice() {
+            [id] => Ok(*id),
+            _ => Err(Error::StrategyConfig {
+                strategy: "mode_token",
+                reason: format!(
+                    "`{text}` is {} tokens in this model's vocabulary, not one: the mode is read from one position (use the tokens the model was trained to emit, or leave think_threshold out)",
+                    ids.len()
+                ),
+            }),
+        }
+    }
+
+    /// The mode the completion started with, by its text.
+    fn mode_of_text(&self, text: &str) -> &'static str {
+        let start = text.trim_start();
+        if start.starts_with(&self.config.think_token) {
+            "think"
+        } else if start.starts_with(&self.config.short_token) {
+            "short"
+        } else {
+            "none"
+        }
+    }
+}
+
+#[async_trait]
+impl Strategy for ModeRouter {
+    fn name(&self) -> &'static str {
+        "mode_token"
+    }
+
+    #[tracing::instrument(skip_all, fields(strategy = "mode_token", problem = %problem.id))]
+    async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+        let caps = cx.backend().capabilities();
+        let threshold = self.config.think_threshold;
+        if threshold.is_some() && !caps.logits_processors {
+            return Err(Error::Unsupported {
+                backend: caps.backend,
+                operation: "logits processors (mode_token's think_threshold; leave it out to let the model pick its mode)",
+            });
+        }
+        let processor = if caps.logits_processors && caps.tokenizer {
+            let short = self.single_token(cx, &self.config.short_token).await;
+            let think = self.single_token(cx, &self.config.think_token).await;
+            match (short, think) {
+                (Ok(short), Ok(think)) => Some(Arc::new(ModeProcessor {
+                    short,
+                    think,
+                    threshold,
+                    seen: Mutex::new(FirstPosition::default()),
+                })),
+                // Without a threshold, a multi-token mode marker is still read from the text.
+                (Err(e), _) | (_, Err(e)) if threshold.is_some() => return Err(e),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let mut request = GenerationRequest::new(Prompt::chat(self.config.style.messages(problem)))
+            .with_max_tokens(self.config.max_tokens.get())
+            .with_sampling(Sampling {
+                temperature: self.config.temperature,
+                top_p: self.config.top_p,
+                top_k: None,
+                seed: None,
+            });
+        if let Some(p) = &processor {
+            request = request.with_logits_processor(Arc::clone(p) as Arc<dyn LogitsProcessor>);
+        }
+        let generation = match cx.backend().generate(request).await {
+            Ok(generation) => generation,
+            Err(Error::BudgetExhausted { resource }) => {
+                return Ok(Solution::exhausted(self.name(), resource))
+            }
+            Err(e) => return Err(e),
+        };
+        let (mut candidate, stop_reason) = candidate_of(generation.into_first_choice()?);
+        let seen = processor
+            .as_ref()
+            .and_then(|p| p.seen.lock().ok().map(|s| (s.think_probability, s.first)));
+        let (think_probability, first) = seen.unwrap_or((None, None));
+        let mode = match (&processor, first) {
+            (Some(p), Some(id)) if id == p.think => "think",
+            (Some(p), Some(id)) if id == p.short => "short",
+            (Some(_), Some(_)) => "none",
+            // A completion of one token, or no processor: read the text.
+            _ => self.mode_of_text(&candidate.text),
+        };
+        // The answer comes after the thinking, where the model closed it.
+        let after = candidate
+            .text
+            .rfind(&self.config.think_end)
+            .map(|at| at + self.config.think_end.len());
+        if let Some(at) = after {
+            if let Some(rest) = candidate.text.get(at..) {
+                candidate.answer = extract_answer(rest).or(candidate.answer);
+            }
+        }
+        let mut solution = Solution::single(self.name(), candidate, stop_reason);
+        solution.details = to_value(&ModeDetails {
+            mode: mode.into(),
+            think_probability,
+            forced: threshold.is_some(),
+        })?;
+        Ok(solution)
+    }
+}
+
+#[cfg(test)]
+mod tests;

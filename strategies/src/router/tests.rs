@@ -1,0 +1,365 @@
+use std::sync::Arc;
+
+use ponder_engine::config::{parse_str, Format};
+use ponder_engine::scripted::{Reply, ScriptedBackend};
+use ponder_engine::{Backend, Budget, TokenLogprob};
+
+use super::*;
+
+fn solve_with(strategy: &dyn Strategy, backend: &Arc<ScriptedBackend>, budget: Budget) -> Solution {
+    futures::executor::block_on(ponder_engine::solve(
+        strategy,
+        &Problem::new("p", "What is 3 + 4?"),
+        Arc::clone(backend) as Arc<dyn Backend>,
+        budget,
+    ))
+    .unwrap()
+}
+
+fn details(solution: &Solution) -> RouterDetails {
+    serde_json::from_value(solution.details.clone()).unwrap()
+}
+
+fn router(config: RouterConfig) -> Router {
+    Router::new(config).unwrap()
+}
+
+#[test]
+fn a_confident_short_answer_is_kept_in_one_request() {
+    let backend = Arc::new(ScriptedBackend::new(["Final Answer: 7"]));
+    let solution = solve_with(
+        &router(RouterConfig::default()),
+        &backend,
+        Budget::unlimited(),
+    );
+    assert_eq!(solution.answer.as_deref(), Some("7"));
+    assert_eq!(solution.strategy, "router");
+    assert_eq!(solution.stop_reason, StopReason::Completed);
+    let d = details(&solution);
+    assert_eq!(d.route, "short");
+    assert_eq!(d.short.unwrap().confidence, Some(1.0));
+    let requests = backend.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].max_tokens, 64);
+    assert_eq!(requests[0].top_logprobs, Some(1));
+    assert_eq!(requests[0].sampling.temperature, 0.0);
+    let prompt = ScriptedBackend::render(&requests[0].prompt);
+    assert!(prompt.contains("Give only the final answer"), "{prompt}");
+}
+
+#[test]
+fn an_unsure_short_answer_escalates_to_thinking() {
+    // The answer's one token has probability 0.4 (the cue's tokens are not counted).
+    let backend = Arc::new(ScriptedBackend::from_replies([
+        Reply::Unsure("Final Answer: 7".into(), 0.4f32.ln()),
+        Reply::Text("3 + 4 is 7, plus 1 is 8.\nFinal Answer: 8".into()),
+    ]));
+    let solution = solve_with(
+        &router(RouterConfig::default()),
+        &backend,
+        Budget::unlimited(),
+    );
+    assert_eq!(solution.answer.as_deref(), Some("8"));
+    assert!(solution.completion.contains("plus 1"));
+    let d = details(&solution);
+    assert_eq!(d.route, "think");
+    assert!(d.why.contains("confidence 0.400 < 0.5"), "{}", d.why);
+    assert_eq!(d.think_strategy.as_deref(), Some("direct"));
+    let short = d.short.unwrap();
+    assert_eq!(short.answer.as_deref(), Some("7"));
+    assert!((short.confidence.unwrap() - 0.4).abs() < 1e-6);
+    // Both candidates, short first; the second request is the thinking one (step by step, 512).
+    assert_eq!(solution.candidates.len(), 2);
+    let requests = backend.requests();
+    assert_eq!(requests[1].max_tokens, 512);
+    assert_eq!(requests[1].top_logprobs, None);
+    // Usage covers both requests.
+    assert_eq!(solution.usage.calls, 2);
+    // With the signal off the same short answer is kept.
+    let backend = Arc::new(ScriptedBackend::from_replies([Reply::Unsure(
+        "Final Answer: 7".into(),
+        0.4f32.ln(),
+    )]));
+    let config = RouterConfig {
+        min_confidence: 0.0,
+        ..RouterConfig::default()
+    };
+    let solution = solve_with(&router(config), &backend, Budget::unlimited());
+    assert_eq!(details(&solution).route, "short");
+    assert_eq!(backend.requests()[0].top_logprobs, None);
+}
+
+#[test]
+fn probes_that_disagree_escalate_and_probes_that_agree_do_not() {
+    let config = RouterConfig {
+        probes: NonZeroUsize::new(3).unwrap(),
+        min_agreement: 0.6,
+        min_confidence: 0.0,
+        ..RouterConfig::default()
+    };
+    // 7 and 7.0 are one answer.
+    let backend = Arc::new(ScriptedBackend::new([
+        "Final Answer: 7",
+        "Final Answer: 7.0",
+        "Final Answer: 9",
+    ]));
+    let solution = solve_with(&router(config.clone()), &backend, Budget::unlimited());
+    let d = details(&solution);
+    assert_eq!(d.route, "short", "{d:?}");
+    assert_eq!(solution.answer.as_deref(), Some("7"));
+    assert_eq!(d.why, "2 of 3 agree");
+    let requests = backend.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].n, 3);
+    assert_eq!(requests[0].sampling.temperature, 0.7);
+    // A three-way split thinks.
+    let backend = Arc::new(ScriptedBackend::new([
+        "Final Answer: 7",
+        "Final Answer: 8",
+        "Final Answer: 9",
+        "Step by step: 7.\nFinal Answer: 7",
+    ]));
+    let solution = solve_with(&router(config), &backend, Budget::unlimited());
+    let d = details(&solution);
+    assert_eq!(d.route, "think");
+    assert!(d.why.contains("agreement 1/3 < 0.6"), "{}", d.why);
+    assert_eq!(solution.candidates.len(), 4);
+}
+
+#[test]
+fn a_cut_or_missing_short_answer_escalates() {
+    let config = RouterConfig {
+        max_tokens: NonZeroUsize::new(16).unwrap(),
+        ..RouterConfig::default()
+    };
+    let backend = Arc::new(ScriptedBackend::new([
+        "Final Answer: 1234567890",
+        "Final Answer: 7",
+    ]));
+    let solution = solve_with(&router(config.clone()), &backend, Budget::unlimited());
+    let d = details(&solution);
+    assert_eq!(d.route, "think");
+    assert_eq!(d.why, "the short answer was cut at max_tokens");
+    assert_eq!(solution.answer.as_deref(), Some("7"));
+    let backend = Arc::new(ScriptedBackend::new(["I am not sure.", "Final Answer: 7"]));
+    let solution = solve_with(&router(config), &backend, Budget::unlimited());
+    assert_eq!(details(&solution).why, "no short answer");
+}
+
+#[test]
+fn a_thinking_budget_spent_before_an_answer_keeps_the_short_one() {
+    let backend = Arc::new(ScriptedBackend::from_replies([Reply::Unsure(
+        "Final Answer: 7".into(),
+        0.1f32.ln(),
+    )]));
+    let solution = solve_with(
+        &router(RouterConfig::default()),
+        &backend,
+        Budget::unlimited().with_max_calls(1),
+    );
+    assert_eq!(solution.stop_reason, StopReason::CallBudget);
+    assert_eq!(solution.answer.as_deref(), Some("7"));
+    assert_eq!(details(&solution).route, "think");
+    assert_eq!(backend.requests().len(), 1);
+    // No budget even for the short answer: an empty solution, not an error.
+    let backend = Arc::new(ScriptedBackend::new(["Final Answer: 7"]));
+    let solution = solve_with(
+        &router(RouterConfig::default()),
+        &backend,
+        Budget::unlimited().with_max_calls(0),
+    );
+    assert_eq!(solution.stop_reason, StopReason::CallBudget);
+    assert_eq!(solution.answer, None);
+}
+
+#[test]
+fn code_problems_go_straight_to_thinking() {
+    let backend = Arc::new(ScriptedBackend::new([
+        "```python\ndef f():\n    return 1\n```",
+    ]));
+    let problem = Problem {
+        code: Some(ponder_engine::CodeTask {
+            prompt: "def f():\n".into(),
+            entry_point: "f".into(),
+            test: "def check(c):\n    assert c() == 1\n".into(),
+        }),
+        ..Problem::new("c", "def f():\n")
+    };
+    let solution = futures::executor::block_on(ponder_engine::solve(
+        &router(RouterConfig::default()),
+        &problem,
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+    ))
+    .unwrap();
+    let d = details(&solution);
+    assert_eq!(d.route, "think");
+    assert!(d.short.is_none());
+    assert_eq!(backend.requests().len(), 1);
+}
+
+fn token(text: &str, p: f32) -> TokenLogprob {
+    TokenLogprob {
+        token: text.into(),
+        logprob: p.ln(),
+        top: Vec::new(),
+    }
+}
+
+#[test]
+fn confidence_is_the_probability_of_the_answer_tokens_after_the_last_cue() {
+    let tokens = [
+        token("Final", 0.5),
+        token(" Answer", 0.5),
+        token(":", 0.5),
+        token(" 4", 0.8),
+        token("2", 0.5),
+        token("\n", 0.1),
+        token("Question", 0.1),
+    ];
+    let c = answer_confidence(&tokens).unwrap();
+    assert!((c - 0.4).abs() < 1e-6, "{c}");
+    // Lower case cue, a blank line before the answer.
+    let tokens = [
+        token("final answer:", 0.1),
+        token("\n", 0.1),
+        token("12", 0.9),
+    ];
+    assert!((answer_confidence(&tokens).unwrap() - 0.9).abs() < 1e-6);
+    // No cue: every token.
+    let tokens = [token("7", 0.5), token(" apples", 0.5)];
+    assert!((answer_confidence(&tokens).unwrap() - 0.25).abs() < 1e-6);
+    assert_eq!(answer_confidence(&[]), None);
+}
+
+#[test]
+fn configs_parse_and_bad_values_are_named() {
+    let config: StrategyConfig = parse_str(
+        "kind = \"router\"\nprobes = 4\nmin_agreement = 0.75\nthink = { kind = \"budget_forcing\", max_thinking_tokens = 256 }\n",
+        Format::Toml,
+    )
+    .unwrap();
+    assert_eq!(config.build().unwrap().name(), "router");
+    let StrategyConfig::Router(r) = &config else {
+        panic!("not a router")
+    };
+    assert_eq!(r.temperature(), 0.7);
+    assert_eq!(r.think.kind(), "budget_forcing");
+    let err = parse_str::<StrategyConfig>(
+        "kind = \"router\"\nthink = { kind = \"direct\", max_tokens = \"many\" }",
+        Format::Toml,
+    )
+    .unwrap_err();
+    assert!(err.starts_with("at `think.max_tokens`"), "{err}");
+    for (toml, says) in [
+        (
+            "probes = 3\ntemperature = 0.0",
+            "probes = 3 at temperature 0",
+        ),
+        ("min_agreement = 0.0", "min_agreement"),
+        ("min_confidence = 1.5", "min_confidence"),
+    ] {
+        let config: StrategyConfig =
+            parse_str(&format!("kind = \"router\"\n{toml}"), Format::Toml).unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains(says), "{toml}: {err}");
+    }
+    let config: StrategyConfig =
+        parse_str("kind = \"mode_token\"\nthink_threshold = 0.3", Format::Toml).unwrap();
+    assert_eq!(config.build().unwrap().name(), "mode_token");
+    for (toml, says) in [
+        ("think_threshold = 2.0", "think_threshold"),
+        ("short_token = \"<t>\"\nthink_token = \"<t>\"", "both `<t>`"),
+    ] {
+        let config: StrategyConfig =
+            parse_str(&format!("kind = \"mode_token\"\n{toml}"), Format::Toml).unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains(says), "{toml}: {err}");
+    }
+}
+
+#[test]
+fn the_mode_processor_reads_and_forces_the_first_position_only() {
+    let processor = ModeProcessor {
+        short: 1,
+        think: 2,
+        threshold: Some(0.3),
+        seen: Mutex::new(FirstPosition::default()),
+    };
+    // ln 3 apart: P(think) / (P(think) + P(short)) = 1/4 < 0.3, so short is forced.
+    let mut logits = vec![5.0, 3.0f32.ln(), 0.0, 1.0];
+    processor.process(&mut logits, &[9, 9]);
+    assert_eq!(logits[1], 3.0f32.ln());
+    assert!(logits
+        .iter()
+        .enumerate()
+        .all(|(i, l)| i == 1 || *l == f32::NEG_INFINITY));
+    let seen = processor.seen.lock().unwrap();
+    assert!((seen.think_probability.unwrap() - 0.25).abs() < 1e-6);
+    drop(seen);
+    // Later positions pass through; the first generated token is noted.
+    let mut logits = vec![5.0, 0.0, 0.0, 1.0];
+    processor.process(&mut logits, &[9, 9, 1]);
+    assert_eq!(logits, vec![5.0, 0.0, 0.0, 1.0]);
+    assert_eq!(processor.seen.lock().unwrap().first, Some(1));
+    // Threshold at or below the probability: think; a token with no probability is still forced.
+    let processor = ModeProcessor {
+        short: 1,
+        think: 2,
+        threshold: Some(0.0),
+        seen: Mutex::new(FirstPosition::default()),
+    };
+    let mut logits = vec![5.0, 0.0, f32::NEG_INFINITY, 1.0];
+    processor.process(&mut logits, &[9]);
+    assert_eq!(logits[2], 0.0);
+    assert!(logits
+        .iter()
+        .enumerate()
+        .all(|(i, l)| i == 2 || *l == f32::NEG_INFINITY));
+    // Without a threshold it only reads.
+    let processor = ModeProcessor {
+        short: 1,
+        think: 2,
+        threshold: None,
+        seen: Mutex::new(FirstPosition::default()),
+    };
+    let mut logits = vec![5.0, 0.0, 0.0, 1.0];
+    processor.process(&mut logits, &[9]);
+    assert_eq!(logits, vec![5.0, 0.0, 0.0, 1.0]);
+    assert_eq!(processor.seen.lock().unwrap().think_probability, Some(0.5));
+}
+
+#[test]
+fn without_logits_processors_the_mode_is_read_from_the_text() {
+    let backend = Arc::new(ScriptedBackend::new([
+        "<think>3 + 4 = 7? Final Answer: 6 no.\n</think>\nFinal Answer: 7",
+    ]));
+    let strategy = ModeRouter::new(ModeRouterConfig::default()).unwrap();
+    let solution = solve_with(&strategy, &backend, Budget::unlimited());
+    // The answer after the thinking, not the one inside it.
+    assert_eq!(solution.answer.as_deref(), Some("7"));
+    let d: ModeDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!(d.mode, "think");
+    assert_eq!(d.think_probability, None);
+    assert!(!d.forced);
+    assert_eq!(backend.requests()[0].max_tokens, 4096);
+    let backend = Arc::new(ScriptedBackend::new(["<short>Final Answer: 7"]));
+    let solution = solve_with(&strategy, &backend, Budget::unlimited());
+    let d: ModeDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!(d.mode, "short");
+    // A threshold needs the logits: a clear error, not a silent fallback.
+    let strategy = ModeRouter::new(ModeRouterConfig {
+        think_threshold: Some(0.5),
+        ..ModeRouterConfig::default()
+    })
+    .unwrap();
+    let backend = Arc::new(ScriptedBackend::new(["<short>7"]));
+    let err = futures::executor::block_on(ponder_engine::solve(
+        &strategy,
+        &Problem::new("p", "Q?"),
+        backend as Arc<dyn Backend>,
+        Budget::unlimited(),
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("think_threshold"), "{err}");
+}
