@@ -10,7 +10,7 @@ use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressStyle};
 use ponder::engine::models::{self, BUILTIN_MODELS};
 use ponder::engine::{
-    runner, BackendKind, Budget, DeviceSpec, Problem, ResultLine, Runner, Strategy,
+    runner, Allocation, BackendKind, Budget, DeviceSpec, Problem, ResultLine, Runner, Strategy,
 };
 use ponder::report::{Comparison, RunReport};
 use ponder::Config;
@@ -76,6 +76,11 @@ enum Command {
         /// results file records from earlier invocations.
         #[arg(long)]
         max_run_tokens: Option<u64>,
+        /// How --max-run-tokens is shared: `first-come` (a problem may spend all that is
+        /// left) or `even` (each problem, as it starts, gets what is left divided by the
+        /// problems not yet started; what it leaves unspent goes to those after it).
+        #[arg(long, value_enum, default_value_t = Allocate::FirstCome)]
+        allocate: Allocate,
         /// Write each search tree to DIR/<problem id>.{json,dot,svg}.
         #[arg(long, value_name = "DIR")]
         trace_dir: Option<PathBuf>,
@@ -155,6 +160,7 @@ fn main() -> anyhow::Result<()> {
                 model,
                 device,
                 max_run_tokens,
+                allocate,
                 trace_dir,
                 allow_unisolated_sandbox,
             } => {
@@ -169,6 +175,7 @@ fn main() -> anyhow::Result<()> {
                     model,
                     device,
                     max_run_tokens,
+                    allocate,
                 })
                 .await
             }
@@ -294,8 +301,16 @@ struct RunArgs {
     model: Option<String>,
     device: Option<DeviceSpec>,
     max_run_tokens: Option<u64>,
+    allocate: Allocate,
     trace_dir: Option<PathBuf>,
     allow_unisolated_sandbox: bool,
+}
+
+/// `--allocate`: how a run's budget is shared among its problems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Allocate {
+    FirstCome,
+    Even,
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -308,8 +323,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         bail!("--concurrency must be at least 1");
     }
     let strategy: Arc<dyn Strategy> = Arc::from(config.strategy.build()?);
+    let (allocation, identity) = match args.allocate {
+        Allocate::FirstCome => (Allocation::FirstCome, config.identity()),
+        Allocate::Even => {
+            let Some(tokens) = args.max_run_tokens else {
+                bail!("--allocate even shares the run's budget: give --max-run-tokens too");
+            };
+            // Each problem's share depends on the run's budget: one results file, one budget.
+            let mut identity = config.identity();
+            identity["allocation"] = serde_json::json!({ "even": { "max_run_tokens": tokens } });
+            (Allocation::Even, identity)
+        }
+    };
     // A damaged results file or another configuration's is an error before the model loads.
-    let already = runner::check_resumable(&args.out, &config.identity())?;
+    let already = runner::check_resumable(&args.out, &identity)?;
     let backend = config.model.load().await?;
     let mut run_budget = Budget::unlimited();
     run_budget.max_tokens = args.max_run_tokens;
@@ -320,7 +347,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_concurrency(args.concurrency)
         .with_problem_budget(config.budget)
         .with_run_budget(run_budget)
-        .with_identity(config.identity());
+        .with_allocation(allocation)
+        .with_identity(identity);
     if let Some(dir) = &args.trace_dir {
         runner = runner.with_trace_dir(dir);
     }

@@ -459,6 +459,7 @@ mod tests {
             details: serde_json::Value::Null,
             completion: String::new(),
             error: error.then(|| "backend gone".into()),
+            allotted: None,
         }
     }
 

@@ -221,6 +221,50 @@ fn problems_the_run_budget_cuts_short_are_redone_by_a_rerun() {
 }
 
 #[test]
+fn an_even_allocation_gives_every_problem_a_share_of_the_run_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let out = dir.path().join("even.jsonl");
+    let run = |extra: &[&str]| {
+        ponder()
+            .args(["run", "--limit", "4", "--concurrency", "2", "--config"])
+            .arg(&config)
+            .arg("--problems")
+            .arg(repo("examples/problems/mawps-singleop-20.jsonl"))
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let refused = run(&["--allocate", "even"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("give --max-run-tokens"), "{stderr}");
+    // The same 250 tokens that first come, first served spends on two or three problems.
+    let even = run(&["--allocate", "even", "--max-run-tokens", "250"]);
+    let stderr = String::from_utf8_lossy(&even.stderr);
+    assert!(even.status.success(), "{stderr}");
+    let written = lines(&out);
+    assert_eq!(written.len(), 4, "every problem recorded: {written:?}");
+    let mut spent = 0;
+    for line in &written {
+        let share = line["allotted"]["max_tokens"].as_u64().unwrap();
+        let used = line["usage"]["prompt_tokens"].as_u64().unwrap()
+            + line["usage"]["completion_tokens"].as_u64().unwrap();
+        assert!(used <= share, "{line}");
+        assert!(share >= 250 / 4, "{line}");
+        spent += used;
+    }
+    assert!(spent <= 250, "{spent}");
+    // The shares depend on the run's budget: resuming with another one is refused.
+    let other = run(&["--allocate", "even", "--max-run-tokens", "500"]);
+    assert!(!other.status.success());
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(stderr.contains("allocation"), "{stderr}");
+}
+
+#[test]
 fn a_killed_run_resumes_without_losing_or_repeating_work() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());

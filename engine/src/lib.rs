@@ -60,7 +60,7 @@ pub use mistralrs_backend::MistralRsBackend;
 pub use model_config::{BackendKind, DeviceSpec, KvPool, LoadOptions, ModelConfig, Urls};
 pub use openai::{OpenAiBackend, OpenAiOptions};
 pub use problem::{CodeTask, Problem};
-pub use runner::{ResultLine, RunSummary, Runner};
+pub use runner::{Allocation, ResultLine, RunSummary, Runner};
 pub use scorer::Scorer;
 pub use solution::{Candidate, Solution, StopReason, Trace};
 pub use strategy::{solve, Context, Strategy};

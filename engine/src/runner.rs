@@ -60,6 +60,95 @@ pub struct ResultLine {
     /// The error, when solving failed; such problems are retried on resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The budget this problem was given from the run's (under [`Allocation::Even`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allotted: Option<Budget>,
+}
+
+/// How a run's budget is shared among its problems.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Allocation {
+    /// First come, first served: a problem may spend whatever the run has left; a problem the
+    /// run's budget cuts short is not recorded (a resumed run with more budget redoes it).
+    #[default]
+    FirstCome,
+    /// An even share of what is left: as each problem starts it is given the run's unallotted
+    /// tokens (and calls) divided by the problems not yet started, itself included, as its own
+    /// budget; what it leaves unspent goes back for the problems after it. Cheap problems (a
+    /// router's short answers, an adaptive vote decided early) pay for hard ones, and no problem
+    /// is starved by those before it. A problem that runs out of its share is recorded with a
+    /// budget stop reason, like a per-problem budget.
+    Even,
+}
+
+/// The run's budget not yet handed out, under [`Allocation::Even`].
+#[derive(Debug)]
+struct Pool {
+    tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    calls: Option<u64>,
+    unstarted: u64,
+}
+
+impl Pool {
+    fn new(budget: Budget, problems: usize) -> Self {
+        Self {
+            tokens: budget.max_tokens,
+            completion_tokens: budget.max_completion_tokens,
+            calls: budget.max_calls,
+            unstarted: problems as u64,
+        }
+    }
+
+    /// The share of the next problem to start (wall time is not shared).
+    fn take(&mut self) -> Budget {
+        let n = self.unstarted.max(1);
+        self.unstarted = self.unstarted.saturating_sub(1);
+        let share = |left: &mut Option<u64>| {
+            left.as_mut().map(|l| {
+                let s = *l / n;
+                *l -= s;
+                s
+            })
+        };
+        Budget {
+            max_tokens: share(&mut self.tokens),
+            max_completion_tokens: share(&mut self.completion_tokens),
+            max_calls: share(&mut self.calls),
+            max_wall_ms: None,
+        }
+    }
+
+    /// Returns what a finished problem left of its `share`.
+    fn give_back(&mut self, share: &Budget, used: &Usage) {
+        let back = |left: &mut Option<u64>, given: Option<u64>, spent: u64| {
+            if let (Some(l), Some(g)) = (left.as_mut(), given) {
+                *l += g.saturating_sub(spent);
+            }
+        };
+        back(&mut self.tokens, share.max_tokens, used.total_tokens());
+        back(
+            &mut self.completion_tokens,
+            share.max_completion_tokens,
+            used.completion_tokens,
+        );
+        back(&mut self.calls, share.max_calls, used.calls);
+    }
+}
+
+/// The tighter of two budgets, limit by limit.
+fn tighter(a: Budget, b: Budget) -> Budget {
+    let min = |x: Option<u64>, y: Option<u64>| match (x, y) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    };
+    Budget {
+        max_tokens: min(a.max_tokens, b.max_tokens),
+        max_completion_tokens: min(a.max_completion_tokens, b.max_completion_tokens),
+        max_calls: min(a.max_calls, b.max_calls),
+        max_wall_ms: min(a.max_wall_ms, b.max_wall_ms),
+    }
 }
 
 /// What a run did.
@@ -105,6 +194,7 @@ pub struct Runner {
     concurrency: usize,
     problem_budget: Budget,
     run_budget: Budget,
+    allocation: Allocation,
     trace_dir: Option<PathBuf>,
     identity: Option<serde_json::Value>,
 }
@@ -116,6 +206,7 @@ impl std::fmt::Debug for Runner {
             .field("concurrency", &self.concurrency)
             .field("problem_budget", &self.problem_budget)
             .field("run_budget", &self.run_budget)
+            .field("allocation", &self.allocation)
             .finish()
     }
 }
@@ -130,6 +221,7 @@ impl Runner {
             concurrency: 1,
             problem_budget: Budget::unlimited(),
             run_budget: Budget::unlimited(),
+            allocation: Allocation::FirstCome,
             trace_dir: None,
             identity: None,
         }
@@ -166,6 +258,12 @@ impl Runner {
     /// time is this invocation's). Default unlimited.
     pub fn with_run_budget(mut self, budget: Budget) -> Self {
         self.run_budget = budget;
+        self
+    }
+
+    /// How the run's budget is shared among problems. Default [`Allocation::FirstCome`].
+    pub fn with_allocation(mut self, allocation: Allocation) -> Self {
+        self.allocation = allocation;
         self
     }
 
@@ -223,6 +321,9 @@ impl Runner {
             .open(out)
             .map_err(|e| Error::io(out, e))?;
         let run_meter = Meter::new(run_budget);
+        let pool = (self.allocation == Allocation::Even)
+            .then(|| std::sync::Mutex::new(Pool::new(run_budget, todo.len())));
+        let pool = &pool;
         let mut results = futures::stream::iter(todo.iter().copied())
             .map(|problem| {
                 let meter = Arc::clone(&run_meter);
@@ -230,6 +331,23 @@ impl Runner {
                     if run_exhausted(&meter) {
                         return Outcome::NotStarted;
                     }
+                    // Under `Even`, its share of what the run has not handed out.
+                    let share = match pool {
+                        Some(pool) => match pool.lock() {
+                            Ok(mut pool) => Some(pool.take()),
+                            Err(_) => return Outcome::NotStarted,
+                        },
+                        None => None,
+                    };
+                    if share.is_some_and(|s| {
+                        s.max_tokens == Some(0)
+                            || s.max_completion_tokens == Some(0)
+                            || s.max_calls == Some(0)
+                    }) {
+                        return Outcome::NotStarted;
+                    }
+                    let budget =
+                        share.map_or(self.problem_budget, |s| tighter(self.problem_budget, s));
                     // Each problem reaches the backend through the run's shared meter, with a
                     // flag of its own that says whether the run's budget limited one of its calls.
                     let cut = Arc::new(AtomicBool::new(false));
@@ -237,7 +355,15 @@ impl Runner {
                         Metered::with_meter(Arc::clone(&self.backend), meter)
                             .noting_limits(Arc::clone(&cut)),
                     );
-                    let line = self.solve_one(problem, backend).await;
+                    let mut line = self.solve_one(problem, backend, budget).await;
+                    if let (Some(pool), Some(share)) = (pool, share) {
+                        if let Ok(mut pool) = pool.lock() {
+                            pool.give_back(&share, &line.usage);
+                        }
+                        line.allotted = Some(share);
+                    }
+                    // Under `Even` the shares never add up to more than the run has, so only
+                    // the run's wall time can cut a problem short.
                     if cut.load(Ordering::Relaxed) {
                         Outcome::Cut(line)
                     } else {
@@ -291,8 +417,13 @@ impl Runner {
         Ok(summary)
     }
 
-    async fn solve_one(&self, problem: &Problem, backend: Arc<dyn Backend>) -> ResultLine {
-        let cx = Context::new(backend, self.problem_budget);
+    async fn solve_one(
+        &self,
+        problem: &Problem,
+        backend: Arc<dyn Backend>,
+        budget: Budget,
+    ) -> ResultLine {
+        let cx = Context::new(backend, budget);
         let outcome = self.strategy.solve(problem, &cx).await;
         let usage = cx.meter().usage();
         match outcome {
@@ -329,6 +460,7 @@ impl Runner {
                 details: serde_json::Value::Null,
                 completion: String::new(),
                 error: Some(error_chain(&error)),
+                allotted: None,
             },
         }
     }
@@ -373,6 +505,7 @@ fn line_for(problem: &Problem, solution: Solution, correct: Option<bool>) -> Res
         details: solution.details,
         completion: solution.completion,
         error: None,
+        allotted: None,
     }
 }
 
@@ -510,6 +643,7 @@ mod tests {
             details: serde_json::Value::Null,
             completion: "4".into(),
             error: None,
+            allotted: None,
         };
         serde_json::to_string(&l).unwrap()
     }
@@ -610,6 +744,68 @@ mod tests {
         assert!(lines
             .iter()
             .all(|l| l.answer.as_deref() == Some("0123456789")));
+    }
+
+    #[tokio::test]
+    async fn an_even_allocation_starves_no_problem_and_passes_savings_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let problems: Vec<Problem> = ["p1", "p2", "p3", "p4"]
+            .into_iter()
+            .map(|id| Problem::new(id, "Q?"))
+            .collect();
+        let run = |replies: Vec<&str>, allocation: Allocation, out: PathBuf| {
+            let backend = Arc::new(crate::scripted::ScriptedBackend::new(replies));
+            let problems = problems.clone();
+            async move {
+                let summary =
+                    Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+                        .with_run_budget(Budget::unlimited().with_max_tokens(20))
+                        .with_allocation(allocation)
+                        .run(&problems, &out, |_| {})
+                        .await
+                        .unwrap();
+                let asked: Vec<usize> = backend.requests().iter().map(|r| r.max_tokens).collect();
+                (summary, read_results(&out).unwrap(), asked)
+            }
+        };
+        // 20 tokens, calls of 2 prompt + 10 completion tokens. First come: p1 takes 12, p2 is
+        // cut short, p3 and p4 never start.
+        let long = vec!["0123456789"; 4];
+        let (summary, lines, _) = run(
+            long.clone(),
+            Allocation::FirstCome,
+            dir.path().join("first.jsonl"),
+        )
+        .await;
+        assert_eq!(
+            (summary.solved, summary.cut_short, summary.not_started),
+            (1, 1, 2)
+        );
+        assert_eq!(lines.len(), 1);
+        // Even: each gets 5 (3 completion tokens), all four are recorded with their share.
+        let (summary, lines, asked) =
+            run(long, Allocation::Even, dir.path().join("even.jsonl")).await;
+        assert_eq!((summary.solved, summary.not_started), (4, 0));
+        assert_eq!(asked, vec![3, 3, 3, 3]);
+        assert!(lines.iter().all(|l| l.answer.as_deref() == Some("012")
+            && l.allotted.and_then(|b| b.max_tokens) == Some(5)));
+        assert!(summary.usage.total_tokens() <= 20);
+        // Savings roll over: three one-token answers (3 tokens each) leave the last problem
+        // 20 - 9 = 11 tokens, room for its whole reply.
+        let (_, lines, asked) = run(
+            vec!["1", "1", "1", "012345678"],
+            Allocation::Even,
+            dir.path().join("rollover.jsonl"),
+        )
+        .await;
+        let shares: Vec<Option<u64>> = lines
+            .iter()
+            .map(|l| l.allotted.and_then(|b| b.max_tokens))
+            .collect();
+        // 20/4 = 5 (2 back), 17/3 = 5 (2 back), 14/2 = 7 (4 back), then the 11 left.
+        assert_eq!(shares, vec![Some(5), Some(5), Some(7), Some(11)]);
+        assert_eq!(asked, vec![3, 3, 5, 9]);
+        assert_eq!(lines[3].answer.as_deref(), Some("012345678"));
     }
 
     /// Fails to grade until `working` is set (a sandbox that cannot start, then can).
