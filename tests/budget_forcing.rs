@@ -6,7 +6,9 @@ mod common;
 
 use common::{block_on, smollm, smollm_dyn};
 use ponder::engine::{Backend, Budget, TokenizeInput};
-use ponder::strategies::{BudgetForcing, BudgetForcingConfig, ForcingDetails, ForcingMode};
+use ponder::strategies::{
+    BudgetForcing, BudgetForcingConfig, ForcingDetails, ForcingMode, SwitchPenaltyConfig,
+};
 use ponder::{Problem, Solution};
 
 fn solve(config: BudgetForcingConfig, question: &str) -> (Solution, ForcingDetails) {
@@ -171,5 +173,45 @@ fn rotating_wait_strings_and_max_waits() {
     assert!(
         thinking.find("Hmm") < thinking.find("Alternatively"),
         "{thinking:?}"
+    );
+}
+
+#[test]
+fn the_switch_penalty_steers_the_first_thinking_tokens_only() {
+    // TIP on the real model: penalise (heavily) the word greedy thinking starts with, for the
+    // first 3 tokens; the thinking then starts otherwise, and the cap and answer still hold.
+    let question = "Explain step by step how to multiply 17 by 23.";
+    let base = BudgetForcingConfig {
+        max_thinking_tokens: 24,
+        ..BudgetForcingConfig::default()
+    };
+    let (plain, _) = solve(base.clone(), question);
+    let first_word = plain
+        .completion
+        .split_whitespace()
+        .next()
+        .unwrap_or_else(|| panic!("no thinking in {:?}", plain.completion))
+        .trim_matches(|c: char| !c.is_alphanumeric())
+        .to_string();
+    assert!(!first_word.is_empty(), "{:?}", plain.completion);
+    let penalised = BudgetForcingConfig {
+        switch_penalty: Some(SwitchPenaltyConfig {
+            words: vec![first_word.clone()],
+            alpha: 100.0,
+            duration: 3,
+        }),
+        ..base
+    };
+    let (steered, details) = solve(penalised, question);
+    assert!(
+        !steered.completion.trim_start().starts_with(&first_word),
+        "{first_word:?} still first: {:?}",
+        steered.completion
+    );
+    assert!(details.thinking_tokens <= 24, "{details:?}");
+    assert!(
+        steered.completion.contains("Final Answer:"),
+        "{:?}",
+        steered.completion
     );
 }

@@ -4,7 +4,8 @@
 //! `[strategy]` table; [`StrategyConfig`] picks one by `kind` and builds it.
 //!
 //! - [`Direct`]: one sample in a [`PromptStyle`] (direct, step by step, Chain of Draft).
-//! - [`BudgetForcing`]: s1's control of thinking length, in the decode or by resubmission.
+//! - [`BudgetForcing`]: s1's control of thinking length, in the decode or by resubmission, with
+//!   TIP's thought-switching penalty ([`SwitchPenaltyConfig`]) as an option.
 //! - [`BeamSearch`]: PRM-guided step-level beam search and DVTS, with the search tree exported.
 //! - [`BestOfN`]: N candidates, scored, selected by reward, weighted vote or majority; adaptive N.
 //! - [`SStar`]: S* for code: samples debugged against public tests in the sandbox, then chosen by
@@ -28,6 +29,7 @@ mod direct;
 mod prompt;
 mod router;
 mod s_star;
+mod switch_penalty;
 
 pub use beam_search::{BeamSearch, BeamSearchConfig, SearchDetails, SearchKind};
 pub use best_of_n::{AdaptiveConfig, BestOfN, BestOfNConfig, BestOfNDetails, CandidateDetail};
@@ -46,3 +48,4 @@ pub use s_star::{
     CodeSelection, Comparison, Feedback, Round, SStar, SStarConfig, SStarDetails, SampleDetail,
     TestLine,
 };
+pub use switch_penalty::{SwitchPenalty, SwitchPenaltyConfig};

@@ -317,9 +317,11 @@ impl Router {
             Some((signals, candidates)) => (Some(signals), candidates),
             None => (None, Vec::new()),
         };
-        // A thinking budget that ran out before any answer: the short answer is better than none.
-        if solution.answer.is_none() && solution.stop_reason.is_budget() {
+        // Thinking that ended without an answer (its budget or its length ran out): the short
+        // answer is better than none.
+        if solution.answer.is_none() {
             if let Some(answer) = signals.as_ref().and_then(|s| s.answer.clone()) {
+                tracing::debug!(problem = %problem.id, "thinking gave no answer; the short one stands");
                 solution.answer = Some(answer);
             }
         }

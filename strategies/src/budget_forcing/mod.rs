@@ -28,6 +28,7 @@ use ponder_engine::{
 use serde::{Deserialize, Serialize};
 
 use crate::prompt::ANSWER_CUE;
+use crate::switch_penalty::SwitchPenaltyConfig;
 
 mod processor;
 #[cfg(test)]
@@ -112,6 +113,10 @@ pub struct BudgetForcingConfig {
     /// Nucleus filter in (0, 1]. Default none.
     #[serde(default)]
     pub top_p: Option<f64>,
+    /// TIP's thought-switching penalty (arXiv 2501.18585) on "Alternatively" and the like early
+    /// in the thinking; `in_decode` only. Default off.
+    #[serde(default)]
+    pub switch_penalty: Option<SwitchPenaltyConfig>,
 }
 
 fn default_think_open() -> String {
@@ -144,6 +149,7 @@ impl Default for BudgetForcingConfig {
             mode: ForcingMode::default(),
             temperature: 0.0,
             top_p: None,
+            switch_penalty: None,
         }
     }
 }
@@ -175,6 +181,14 @@ impl BudgetForcingConfig {
             return Err(bad(
                 "wait must be a non-empty string or list of non-empty strings".into(),
             ));
+        }
+        if let Some(penalty) = &self.switch_penalty {
+            penalty.validate("budget_forcing")?;
+            if self.mode == ForcingMode::Resubmit {
+                return Err(bad(
+                    "switch_penalty works inside the decode: it needs mode = \"in_decode\"".into(),
+                ));
+            }
         }
         crate::config::check_sampling("budget_forcing", self.temperature, self.top_p)
     }
@@ -282,13 +296,19 @@ impl BudgetForcing {
         // Thinking, waits included, is capped by max_thinking_tokens; then the delimiter, the
         // cue and the answer.
         let max_tokens = c.max_thinking_tokens + processor.after_thinking();
-        let request = GenerationRequest::new(Prompt::Chat {
+        let mut request = GenerationRequest::new(Prompt::Chat {
             messages: self.messages(problem),
             assistant_prefix: c.think_open.clone(),
         })
         .with_max_tokens(max_tokens)
-        .with_sampling(self.sampling())
-        .with_logits_processor(Arc::clone(&processor) as Arc<dyn LogitsProcessor>);
+        .with_sampling(self.sampling());
+        // The penalty first: a token the forcing processor forces stays forced.
+        if let Some(penalty) = &c.switch_penalty {
+            let penalty = penalty.processor(backend.as_ref()).await?;
+            request = request.with_logits_processor(Arc::new(penalty));
+        }
+        let request =
+            request.with_logits_processor(Arc::clone(&processor) as Arc<dyn LogitsProcessor>);
         let generation = backend.generate(request).await?;
         let choice = generation.into_first_choice()?;
         let mut details = processor.details();
@@ -499,6 +519,12 @@ impl Strategy for BudgetForcing {
     async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
         let outcome = match self.effective_mode(cx.backend().as_ref()) {
             ForcingMode::InDecode => self.in_decode(problem, cx).await,
+            ForcingMode::Resubmit if self.config.switch_penalty.is_some() => {
+                return Err(Error::Unsupported {
+                    backend: cx.backend().capabilities().backend,
+                    operation: "logits processors (budget forcing's switch_penalty)",
+                })
+            }
             ForcingMode::Resubmit => self.resubmit(problem, cx).await,
         };
         let outcome = match outcome {

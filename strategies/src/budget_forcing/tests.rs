@@ -203,3 +203,28 @@ async fn a_budget_stop_before_the_answer_keeps_the_thinking_paid_for() {
         solution.completion
     );
 }
+
+#[tokio::test]
+async fn the_switch_penalty_needs_the_decode() {
+    let with_penalty = |mode| BudgetForcingConfig {
+        mode,
+        switch_penalty: Some(SwitchPenaltyConfig::default()),
+        ..BudgetForcingConfig::default()
+    };
+    let err = with_penalty(ForcingMode::Resubmit).validate().unwrap_err();
+    assert!(err.to_string().contains("in_decode"), "{err}");
+    // A backend without logits processors would fall back to resubmission: an error instead.
+    let config = with_penalty(ForcingMode::InDecode);
+    config.validate().unwrap();
+    let backend: std::sync::Arc<dyn Backend> =
+        std::sync::Arc::new(ponder_engine::scripted::ScriptedBackend::new(["x"]));
+    let err = ponder_engine::solve(
+        &BudgetForcing::new(config),
+        &Problem::new("p", "Q?"),
+        backend,
+        ponder_engine::Budget::unlimited(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("switch_penalty"), "{err}");
+}

@@ -147,7 +147,7 @@ fn a_cut_or_missing_short_answer_escalates() {
 }
 
 #[test]
-fn a_thinking_budget_spent_before_an_answer_keeps_the_short_one() {
+fn thinking_without_an_answer_keeps_the_short_one() {
     let backend = Arc::new(ScriptedBackend::from_replies([Reply::Unsure(
         "Final Answer: 7".into(),
         0.1f32.ln(),
@@ -161,6 +161,18 @@ fn a_thinking_budget_spent_before_an_answer_keeps_the_short_one() {
     assert_eq!(solution.answer.as_deref(), Some("7"));
     assert_eq!(details(&solution).route, "think");
     assert_eq!(backend.requests().len(), 1);
+    // Thinking that ends without any answer: the short one stands too.
+    let backend = Arc::new(ScriptedBackend::from_replies([
+        Reply::Unsure("Final Answer: 7".into(), 0.1f32.ln()),
+        Reply::Text("I cannot tell.".into()),
+    ]));
+    let solution = solve_with(
+        &router(RouterConfig::default()),
+        &backend,
+        Budget::unlimited(),
+    );
+    assert_eq!(solution.answer.as_deref(), Some("7"));
+    assert_eq!(solution.completion, "I cannot tell.");
     // No budget even for the short answer: an empty solution, not an error.
     let backend = Arc::new(ScriptedBackend::new(["Final Answer: 7"]));
     let solution = solve_with(
