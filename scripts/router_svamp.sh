@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Adaptive thinking on the first N problems of SVAMP (default 40): always short (direct, 64
 # tokens), always think (chain of thought, 512 tokens), and the router between them, on
-# confidence alone and on confidence plus three agreeing probes. One run each; then
-# `ponder report` and the think rate of the routers. Resumable.
+# confidence alone (min_confidence 0.2 and 0.5) and on confidence plus three agreeing probes.
+# One run each; then `ponder report`, the routers' think rates, and a sweep of min_confidence
+# computed from the short and think runs alone (greedy: the router's short answer is the short
+# run's, its thinking the think run's), which calibrates the threshold for a model without
+# running the router. Resumable.
 #
 #   scripts/router_svamp.sh [MODEL] [PROBLEMS] [N] [OUT_DIR]
 set -euo pipefail
@@ -21,7 +24,10 @@ max_tokens = 64'
 write think "kind = \"direct\"
 style = \"step_by_step\"
 max_tokens = 512"
-write router "kind = \"router\"
+write router-0.2 "kind = \"router\"
+min_confidence = 0.2
+think = $think"
+write router-0.5 "kind = \"router\"
 min_confidence = 0.5
 think = $think"
 write router-probes "kind = \"router\"
@@ -29,15 +35,16 @@ probes = 3
 min_agreement = 1.0
 min_confidence = 0.5
 think = $think"
-for run in short think router router-probes; do
+for run in short think router-0.2 router-0.5 router-probes; do
   "$ponder" run --config "$out/$run.toml" --problems "$problems" --limit "$n" --concurrency 4 \
     --out "$out/$run.jsonl" > "$out/$run.log" 2>&1
 done
-"$ponder" report "$out"/{short,think,router,router-probes}.jsonl --labels short,think,router,router-probes
+"$ponder" report "$out"/{short,think,router-0.2,router-0.5,router-probes}.jsonl \
+  --labels short,think,router-0.2,router-0.5,router-probes
 python3 - "$out" <<'PY'
 import json, os, sys
 out = sys.argv[1]
-for run in ("router", "router-probes"):
+for run in ("router-0.2", "router-0.5", "router-probes"):
     rows = [json.loads(l) for l in open(os.path.join(out, run + ".jsonl"))]
     rows = {r["id"]: r for r in rows if not r.get("error")}.values()
     routed = [r for r in rows if r.get("details")]
@@ -45,4 +52,24 @@ for run in ("router", "router-probes"):
     short = [r for r in routed if r["details"]["route"] == "short"]
     acc = lambda rs: f"{sum(bool(r['correct']) for r in rs)}/{len(rs)}" if rs else "-"
     print(f"{run}: thought on {len(think)}/{len(routed)}; right when kept short {acc(short)}, when thinking {acc(think)}")
+
+# The sweep: the confidence of each short answer is recorded by the router runs.
+def load(run):
+    return {r["id"]: r for r in map(json.loads, open(os.path.join(out, run + ".jsonl"))) if not r.get("error")}
+short, think, router = load("short"), load("think"), load("router-0.5")
+ids = [i for i in router if i in short and i in think]
+tok = lambda r: r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"]
+conf = {i: router[i]["details"]["short"].get("confidence") or 0.0 for i in ids}
+ok = lambda r: bool(r["correct"])
+pos = [conf[i] for i in ids if ok(short[i])]
+neg = [conf[i] for i in ids if not ok(short[i])]
+if pos and neg:
+    auc = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg) / (len(pos) * len(neg))
+    print(f"\nconfidence as a predictor of the short answer being right: AUROC {auc:.2f} ({len(pos)} right, {len(neg)} wrong)")
+print("\n| min_confidence | think rate | accuracy | tokens / problem |\n|---|---|---|---|")
+for t in (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0):
+    thinks = [i for i in ids if t > 0 and conf[i] < t]
+    right = sum(ok(think[i]) if i in thinks else ok(short[i]) for i in ids)
+    tokens = sum(tok(short[i]) + (tok(think[i]) if i in thinks else 0) for i in ids)
+    print(f"| {t} | {len(thinks)}/{len(ids)} | {right / len(ids):.1%} | {tokens / len(ids):.0f} |")
 PY

@@ -49,9 +49,9 @@ fn a_confident_short_answer_is_kept_in_one_request() {
 
 #[test]
 fn an_unsure_short_answer_escalates_to_thinking() {
-    // The answer's one token has probability 0.4 (the cue's tokens are not counted).
+    // The answer's one token has probability 0.15 (the cue's tokens are not counted).
     let backend = Arc::new(ScriptedBackend::from_replies([
-        Reply::Unsure("Final Answer: 7".into(), 0.4f32.ln()),
+        Reply::Unsure("Final Answer: 7".into(), 0.15f32.ln()),
         Reply::Text("3 + 4 is 7, plus 1 is 8.\nFinal Answer: 8".into()),
     ]));
     let solution = solve_with(
@@ -63,11 +63,11 @@ fn an_unsure_short_answer_escalates_to_thinking() {
     assert!(solution.completion.contains("plus 1"));
     let d = details(&solution);
     assert_eq!(d.route, "think");
-    assert!(d.why.contains("confidence 0.400 < 0.5"), "{}", d.why);
+    assert!(d.why.contains("confidence 0.150 < 0.2"), "{}", d.why);
     assert_eq!(d.think_strategy.as_deref(), Some("direct"));
     let short = d.short.unwrap();
     assert_eq!(short.answer.as_deref(), Some("7"));
-    assert!((short.confidence.unwrap() - 0.4).abs() < 1e-6);
+    assert!((short.confidence.unwrap() - 0.15).abs() < 1e-6);
     // Both candidates, short first; the second request is the thinking one (step by step, 512).
     assert_eq!(solution.candidates.len(), 2);
     let requests = backend.requests();
@@ -78,7 +78,7 @@ fn an_unsure_short_answer_escalates_to_thinking() {
     // With the signal off the same short answer is kept.
     let backend = Arc::new(ScriptedBackend::from_replies([Reply::Unsure(
         "Final Answer: 7".into(),
-        0.4f32.ln(),
+        0.15f32.ln(),
     )]));
     let config = RouterConfig {
         min_confidence: 0.0,
