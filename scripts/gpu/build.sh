@@ -25,7 +25,7 @@ export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 
 # The end-to-end tests that run on the GPU: every one on SmolLM2-135M, which travels with them.
 # (s_star needs the 491 MB Qwen model; openai_backend tests llama-server, a CPU program.)
-gpu_tests=(mistralrs_backend budget_forcing best_of_n beam_search cli)
+gpu_tests=(mistralrs_backend budget_forcing best_of_n beam_search router cli)
 
 say() { printf '\n== %s\n' "$*" >&2; }
 
