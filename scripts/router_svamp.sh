@@ -59,16 +59,24 @@ def load(run):
 short, think, router = load("short"), load("think"), load("router-0.5")
 ids = [i for i in router if i in short and i in think]
 tok = lambda r: r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"]
-conf = {i: router[i]["details"]["short"].get("confidence") or 0.0 for i in ids}
+signals = {i: router[i]["details"]["short"] for i in ids}
+conf = {i: signals[i].get("confidence") for i in ids}
 ok = lambda r: bool(r["correct"])
-pos = [conf[i] for i in ids if ok(short[i])]
-neg = [conf[i] for i in ids if not ok(short[i])]
+# As the router decides: think on no short answer or a cut one, on an unknown confidence, or
+# below the threshold (min_confidence 0: the signal off).
+def thinks_at(i, t):
+    s = signals[i]
+    if s.get("answer") is None or s.get("cut"):
+        return True
+    return t > 0 and (conf[i] is None or conf[i] < t)
+pos = [conf[i] or 0.0 for i in ids if ok(short[i])]
+neg = [conf[i] or 0.0 for i in ids if not ok(short[i])]
 if pos and neg:
     auc = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg) / (len(pos) * len(neg))
     print(f"\nconfidence as a predictor of the short answer being right: AUROC {auc:.2f} ({len(pos)} right, {len(neg)} wrong)")
 print("\n| min_confidence | think rate | accuracy | tokens / problem |\n|---|---|---|---|")
 for t in (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0):
-    thinks = [i for i in ids if t > 0 and conf[i] < t]
+    thinks = [i for i in ids if thinks_at(i, t)]
     right = sum(ok(think[i]) if i in thinks else ok(short[i]) for i in ids)
     tokens = sum(tok(short[i]) + (tok(think[i]) if i in thinks else 0) for i in ids)
     print(f"| {t} | {len(thinks)}/{len(ids)} | {right / len(ids):.1%} | {tokens / len(ids):.0f} |")

@@ -177,7 +177,7 @@ fn rotating_wait_strings_and_max_waits() {
 }
 
 #[test]
-fn the_switch_penalty_steers_the_first_thinking_tokens_only() {
+fn the_switch_penalty_steers_the_first_thinking_tokens() {
     // TIP on the real model: penalise (heavily) the word greedy thinking starts with, for the
     // first 3 tokens; the thinking then starts otherwise, and the cap and answer still hold.
     let question = "Explain step by step how to multiply 17 by 23.";

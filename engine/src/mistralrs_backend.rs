@@ -632,7 +632,8 @@ impl MistralRsBackend {
         // log-probability (sampler.rs, `sample_argmax`). A greedy request that asks for
         // log-probabilities samples at temperature 1 from the top token alone instead: the same
         // token, with its true probability (alternatives then have none and are left out).
-        let greedy_logprobs = request.sampling.temperature == 0.0 && request.top_logprobs.is_some();
+        // (mistral.rs decodes any temperature below 1e-7 greedily.)
+        let greedy_logprobs = request.sampling.temperature < 1e-7 && request.top_logprobs.is_some();
         let sampling = SamplingParams {
             // mistral.rs reads a missing temperature as 1.0 (sampling); greedy needs an explicit 0.
             temperature: Some(if greedy_logprobs {

@@ -120,11 +120,16 @@ impl Pool {
         }
     }
 
-    /// Returns what a finished problem left of its `share`.
+    /// Returns what a finished problem left of its `share`, or takes what it spent beyond it
+    /// (a backend's own token count can exceed the estimate a call was reserved with).
     fn give_back(&mut self, share: &Budget, used: &Usage) {
         let back = |left: &mut Option<u64>, given: Option<u64>, spent: u64| {
             if let (Some(l), Some(g)) = (left.as_mut(), given) {
-                *l += g.saturating_sub(spent);
+                *l = if spent <= g {
+                    *l + (g - spent)
+                } else {
+                    l.saturating_sub(spent - g)
+                };
             }
         };
         back(&mut self.tokens, share.max_tokens, used.total_tokens());
@@ -806,6 +811,26 @@ mod tests {
         assert_eq!(shares, vec![Some(5), Some(5), Some(7), Some(11)]);
         assert_eq!(asked, vec![3, 3, 5, 9]);
         assert_eq!(lines[3].answer.as_deref(), Some("012345678"));
+    }
+
+    #[test]
+    fn a_problem_that_spent_past_its_share_takes_the_excess_from_the_pool() {
+        let mut pool = Pool::new(
+            Budget::unlimited().with_max_tokens(100).with_max_calls(4),
+            2,
+        );
+        let share = pool.take();
+        assert_eq!((share.max_tokens, share.max_calls), (Some(50), Some(2)));
+        // The backend counted 70 tokens where 50 were reserved; one call of two.
+        let used = Usage {
+            prompt_tokens: 60,
+            completion_tokens: 10,
+            calls: 1,
+            ..Usage::default()
+        };
+        pool.give_back(&share, &used);
+        let last = pool.take();
+        assert_eq!((last.max_tokens, last.max_calls), (Some(30), Some(3)));
     }
 
     /// Fails to grade until `working` is set (a sandbox that cannot start, then can).

@@ -179,9 +179,11 @@ impl std::fmt::Debug for Router {
     }
 }
 
-/// The probability of the answer's tokens: the tokens after the last answer cue up to the end
-/// of that line (every token when there is no cue), multiplied. `None` without log-probabilities.
-pub fn answer_confidence(logprobs: &[TokenLogprob]) -> Option<f64> {
+/// The probability of the answer's tokens, multiplied: the tokens that spell `answer` where it
+/// last appears in the completion; where it does not appear as written (or is not given), the
+/// tokens after the last answer cue up to the end of that line, and with no cue every token.
+/// `None` without log-probabilities.
+pub fn answer_confidence(logprobs: &[TokenLogprob], answer: Option<&str>) -> Option<f64> {
     if logprobs.is_empty() {
         return None;
     }
@@ -191,20 +193,33 @@ pub fn answer_confidence(logprobs: &[TokenLogprob]) -> Option<f64> {
         starts.push(text.len());
         text.push_str(&l.token);
     }
-    let lower = text.to_lowercase();
-    // Lower-casing ASCII keeps byte offsets; anything else, read the whole completion.
-    let begin = (lower.len() == text.len())
-        .then(|| lower.rfind(&ANSWER_CUE.to_lowercase()))
-        .flatten()
-        .map_or(0, |at| at + ANSWER_CUE.len());
-    let rest = text.get(begin..).unwrap_or_default();
-    // The answer runs to the end of its line (leading blank lines skipped).
-    let skipped = rest.len() - rest.trim_start().len();
-    let end = rest
-        .get(skipped..)
-        .and_then(|r| r.find('\n'))
-        .map_or(text.len(), |at| begin + skipped + at);
-    let begin = begin + skipped;
+    let spelled = answer
+        .filter(|a| !a.trim().is_empty())
+        .and_then(|a| text.rfind(a).map(|at| (at, at + a.len())));
+    let (begin, end) = match spelled {
+        Some(span) => span,
+        None => {
+            let lower = text.to_lowercase();
+            // Lower-casing ASCII keeps byte offsets; anything else, read the whole completion.
+            let cue = (lower.len() == text.len())
+                .then(|| lower.rfind(&ANSWER_CUE.to_lowercase()))
+                .flatten();
+            match cue {
+                Some(at) => {
+                    let begin = at + ANSWER_CUE.len();
+                    let rest = text.get(begin..).unwrap_or_default();
+                    // The answer runs to the end of its line (leading blank lines skipped).
+                    let skipped = rest.len() - rest.trim_start().len();
+                    let end = rest
+                        .get(skipped..)
+                        .and_then(|r| r.find('\n'))
+                        .map_or(text.len(), |at| begin + skipped + at);
+                    (begin + skipped, end)
+                }
+                None => (0, text.len()),
+            }
+        }
+    };
     let mut sum = 0.0f64;
     let mut counted = 0;
     for (i, l) in logprobs.iter().enumerate() {
@@ -260,21 +275,22 @@ impl Router {
             .map(|(_, g)| g);
         let first = leader.and_then(|g| g.members.first().copied()).unwrap_or(0);
         let votes = leader.map_or(0, |g| g.members.len());
-        let lead = choices.get(first);
+        let lead = choices.get(first).ok_or(Error::Inference {
+            message: "the backend returned no completion".into(),
+        })?;
         let confidence = if self.config.min_confidence > 0.0 {
-            let logprobs = lead
-                .and_then(|c| c.logprobs.as_deref())
-                .ok_or(Error::Unsupported {
-                    backend,
-                    operation: "log-probabilities (the router's min_confidence; set min_confidence = 0 to route without them)",
-                })?;
-            answer_confidence(logprobs)
+            let logprobs = lead.logprobs.as_deref().ok_or(Error::Unsupported {
+                backend,
+                operation: "log-probabilities (the router's min_confidence; set min_confidence = 0 to route without them)",
+            })?;
+            let answer = answers.get(first).cloned().flatten();
+            answer_confidence(logprobs, answer.as_deref())
         } else {
             None
         };
         let signals = Signals {
             answer: leader.map(|g| g.answer.clone()),
-            cut: lead.is_some_and(|c| c.finish_reason == FinishReason::Length),
+            cut: lead.finish_reason == FinishReason::Length,
             agreement: votes as f64 / choices.len().max(1) as f64,
             confidence,
             tokens: choices.iter().map(|c| c.completion_tokens as u64).sum(),
@@ -294,13 +310,16 @@ impl Router {
                     self.config.min_agreement
                 ));
             }
-            if let Some(c) = signals.confidence {
-                if c < self.config.min_confidence {
-                    reasons.push(format!(
-                        "confidence {c:.3} < {}",
-                        self.config.min_confidence
-                    ));
+            match signals.confidence {
+                Some(c) if c < self.config.min_confidence => reasons.push(format!(
+                    "confidence {c:.3} < {}",
+                    self.config.min_confidence
+                )),
+                // Asked for, but no token of the answer had a log-probability: not confident.
+                None if self.config.min_confidence > 0.0 => {
+                    reasons.push("no confidence for the answer".to_string());
                 }
+                _ => {}
             }
         }
         let why = (!reasons.is_empty()).then(|| reasons.join(", "));

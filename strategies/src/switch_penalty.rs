@@ -55,11 +55,14 @@ impl SwitchPenaltyConfig {
                 "switch_penalty.words must be a non-empty list of non-empty words".into(),
             ));
         }
-        if !(self.alpha.is_finite() && self.alpha >= 0.0) {
+        if !(self.alpha.is_finite() && self.alpha > 0.0) {
             return Err(bad(format!(
-                "switch_penalty.alpha must be a number >= 0, got {}",
+                "switch_penalty.alpha must be a number > 0, got {}",
                 self.alpha
             )));
+        }
+        if self.duration == 0 {
+            return Err(bad("switch_penalty.duration must be at least 1".into()));
         }
         Ok(())
     }
@@ -78,12 +81,23 @@ impl SwitchPenaltyConfig {
                     .strip_prefix(lead_ids.as_slice())
                     .filter(|_| !lead_ids.is_empty())
                     .unwrap_or(&with_lead);
-                if let Some(&first) = rest.first() {
-                    if !ids.contains(&first) {
-                        ids.push(first);
-                    }
+                let Some(&first) = rest.first() else { continue };
+                // A tokenizer that merges the lead into a token of its own (SentencePiece's
+                // "▁") must not have that whitespace penalised.
+                if ids.contains(&first) || backend.detokenize(&[first]).await?.trim().is_empty() {
+                    continue;
                 }
+                ids.push(first);
             }
+        }
+        if ids.is_empty() {
+            return Err(Error::StrategyConfig {
+                strategy: "budget_forcing",
+                reason: format!(
+                    "switch_penalty.words {:?} start with no token to penalise in this model's vocabulary",
+                    self.words
+                ),
+            });
         }
         Ok(SwitchPenalty {
             ids,
@@ -172,6 +186,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("alpha"));
+        let bad = SwitchPenaltyConfig {
+            duration: 0,
+            ..SwitchPenaltyConfig::default()
+        };
+        assert!(bad
+            .validate("budget_forcing")
+            .unwrap_err()
+            .to_string()
+            .contains("duration"));
         let bad = SwitchPenaltyConfig {
             words: vec![" ".into()],
             ..SwitchPenaltyConfig::default()

@@ -219,29 +219,43 @@ fn token(text: &str, p: f32) -> TokenLogprob {
 }
 
 #[test]
-fn confidence_is_the_probability_of_the_answer_tokens_after_the_last_cue() {
+fn confidence_is_the_probability_of_the_answers_own_tokens() {
     let tokens = [
         token("Final", 0.5),
         token(" Answer", 0.5),
         token(":", 0.5),
         token(" 4", 0.8),
         token("2", 0.5),
+        token(" apples", 0.1),
         token("\n", 0.1),
         token("Question", 0.1),
     ];
-    let c = answer_confidence(&tokens).unwrap();
+    // The answer as extracted: its tokens only.
+    let c = answer_confidence(&tokens, Some("42")).unwrap();
     assert!((c - 0.4).abs() < 1e-6, "{c}");
+    // Not spelled as in the text (normalised): the cue's line.
+    let c = answer_confidence(&tokens, Some("42.0")).unwrap();
+    assert!((c - 0.04).abs() < 1e-6, "{c}");
     // Lower case cue, a blank line before the answer.
     let tokens = [
         token("final answer:", 0.1),
         token("\n", 0.1),
         token("12", 0.9),
     ];
-    assert!((answer_confidence(&tokens).unwrap() - 0.9).abs() < 1e-6);
-    // No cue: every token.
-    let tokens = [token("7", 0.5), token(" apples", 0.5)];
-    assert!((answer_confidence(&tokens).unwrap() - 0.25).abs() < 1e-6);
-    assert_eq!(answer_confidence(&[]), None);
+    assert!((answer_confidence(&tokens, None).unwrap() - 0.9).abs() < 1e-6);
+    // An answer in a box, no cue: the box's content, wherever it is.
+    let tokens = [
+        token("So", 0.1),
+        token(" \\boxed{", 0.1),
+        token("7", 0.6),
+        token("}", 0.1),
+        token("\nDone", 0.1),
+    ];
+    assert!((answer_confidence(&tokens, Some("7")).unwrap() - 0.6).abs() < 1e-6);
+    // No cue and no answer: every token, over lines.
+    let tokens = [token("7", 0.5), token("\n", 0.5), token("apples", 0.5)];
+    assert!((answer_confidence(&tokens, None).unwrap() - 0.25).abs() < 1e-6);
+    assert_eq!(answer_confidence(&[], Some("7")), None);
 }
 
 #[test]
