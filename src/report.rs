@@ -48,9 +48,35 @@ pub struct RunReport {
     pub stop_reasons: BTreeMap<String, usize>,
     /// Whether the file ends in a half-written line (left out).
     pub half_written_line: bool,
+    /// For adaptive-thinking runs (`router`, `mode_token`): per route (`short`, `think`,
+    /// `none`), the solved problems that took it and how many of those were graded right.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub routes: BTreeMap<String, Route>,
     /// Each graded problem's grade.
     #[serde(skip)]
     grades: HashMap<String, bool>,
+}
+
+/// How many problems took one route of an adaptive-thinking run, and how they went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Route {
+    /// Problems that took it.
+    pub problems: usize,
+    /// Of those, graded.
+    pub graded: usize,
+    /// Of those, right.
+    pub correct: usize,
+}
+
+/// The route an adaptive-thinking line took: `details.route` (router) or `details.mode`
+/// (mode_token).
+fn route_of(line: &ResultLine) -> Option<&str> {
+    match line.strategy.as_str() {
+        "router" => line.details.get("route"),
+        "mode_token" => line.details.get("mode"),
+        _ => None,
+    }
+    .and_then(serde_json::Value::as_str)
 }
 
 impl RunReport {
@@ -92,6 +118,7 @@ impl RunReport {
             elapsed_ms: 0,
             stop_reasons: BTreeMap::new(),
             half_written_line: false,
+            routes: BTreeMap::new(),
             grades: HashMap::new(),
         };
         let mut strategies = BTreeSet::new();
@@ -111,6 +138,12 @@ impl RunReport {
                 report.graded += 1;
                 report.correct += usize::from(correct);
                 report.grades.insert(line.id.clone(), correct);
+            }
+            if let Some(route) = route_of(line) {
+                let r = report.routes.entry(route.to_string()).or_default();
+                r.problems += 1;
+                r.graded += usize::from(line.correct.is_some());
+                r.correct += usize::from(line.correct == Some(true));
             }
         }
         report.strategies = strategies.into_iter().collect();
@@ -342,6 +375,16 @@ impl Comparison {
                     run.path.display()
                 ));
             }
+            if !run.routes.is_empty() {
+                let routes: Vec<String> = run
+                    .routes
+                    .iter()
+                    .map(|(route, r)| {
+                        format!("{route} {} ({}/{} right)", r.problems, r.correct, r.graded)
+                    })
+                    .collect();
+                notes.push(format!("{}: routes: {}", run.label, routes.join(", ")));
+            }
             if run.errors > 0 {
                 notes.push(format!(
                     "{}: {} problems ended in an error; a rerun retries them",
@@ -479,6 +522,39 @@ mod tests {
         assert_eq!(run.accuracy(), Some(0.5));
         assert!((run.standard_error().unwrap() - (0.25f64 / 2.0).sqrt()).abs() < 1e-12);
         assert_eq!(run.stop_reasons.get("completed"), Some(&2));
+    }
+
+    #[test]
+    fn adaptive_thinking_runs_count_their_routes() {
+        let routed = |id: &str, route: &str, correct: bool| ResultLine {
+            strategy: "router".into(),
+            details: serde_json::json!({ "route": route, "why": "x" }),
+            ..line(id, Some(correct), 10, false)
+        };
+        let lines = vec![
+            routed("a", "short", true),
+            routed("b", "think", false),
+            routed("c", "think", true),
+            line("d", Some(true), 10, false),
+        ];
+        let run = RunReport::from_lines("r", &lines);
+        assert_eq!(
+            run.routes.get("think"),
+            Some(&Route {
+                problems: 2,
+                graded: 2,
+                correct: 1
+            })
+        );
+        assert_eq!(run.routes.get("short").map(|r| r.correct), Some(1));
+        let notes = Comparison::new(vec![run]).notes();
+        assert!(
+            notes.contains(&"r: routes: short 1 (1/1 right), think 2 (1/2 right)".to_string()),
+            "{notes:?}"
+        );
+        // Other strategies' lines have no routes.
+        let plain = RunReport::from_lines("p", &[line("d", Some(true), 10, false)]);
+        assert!(plain.routes.is_empty());
     }
 
     #[test]
