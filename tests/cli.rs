@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -41,6 +41,27 @@ fn lines(path: &Path) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// `ponder run` of `config` on the first four singleop problems into `out`, with `extra` flags.
+fn run_singleop(config: &Path, out: &Path, concurrency: usize, extra: &[&str]) -> Output {
+    ponder()
+        .args([
+            "run",
+            "--limit",
+            "4",
+            "--concurrency",
+            &concurrency.to_string(),
+        ])
+        .arg("--config")
+        .arg(config)
+        .arg("--problems")
+        .arg(repo("examples/problems/mawps-singleop-20.jsonl"))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -169,18 +190,7 @@ fn problems_the_run_budget_cuts_short_are_redone_by_a_rerun() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     let out = dir.path().join("results.jsonl");
-    let run = |extra: &[&str]| {
-        ponder()
-            .args(["run", "--limit", "4", "--concurrency", "1", "--config"])
-            .arg(&config)
-            .arg("--problems")
-            .arg(repo("examples/problems/mawps-singleop-20.jsonl"))
-            .arg("--out")
-            .arg(&out)
-            .args(extra)
-            .output()
-            .unwrap()
-    };
+    let run = |extra: &[&str]| run_singleop(&config, &out, 1, extra);
     // Four problems of a prompt and up to 48 tokens each do not fit in 250 tokens.
     let first = run(&["--max-run-tokens", "250"]);
     assert!(first.status.success());
@@ -225,18 +235,7 @@ fn an_even_allocation_gives_every_problem_a_share_of_the_run_budget() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     let out = dir.path().join("even.jsonl");
-    let run = |extra: &[&str]| {
-        ponder()
-            .args(["run", "--limit", "4", "--concurrency", "2", "--config"])
-            .arg(&config)
-            .arg("--problems")
-            .arg(repo("examples/problems/mawps-singleop-20.jsonl"))
-            .arg("--out")
-            .arg(&out)
-            .args(extra)
-            .output()
-            .unwrap()
-    };
+    let run = |extra: &[&str]| run_singleop(&config, &out, 2, extra);
     let refused = run(&["--allocate", "even"]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);

@@ -52,6 +52,27 @@ impl Budget {
         self.max_wall_ms = Some(u64::try_from(wall.as_millis()).unwrap_or(u64::MAX));
         self
     }
+
+    /// The tighter of two budgets, limit by limit.
+    pub fn tighter(self, other: Self) -> Self {
+        Self {
+            max_tokens: min_limit(self.max_tokens, other.max_tokens),
+            max_completion_tokens: min_limit(
+                self.max_completion_tokens,
+                other.max_completion_tokens,
+            ),
+            max_calls: min_limit(self.max_calls, other.max_calls),
+            max_wall_ms: min_limit(self.max_wall_ms, other.max_wall_ms),
+        }
+    }
+}
+
+/// The smaller of two limits, `None` being no limit.
+pub(crate) fn min_limit(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The resource a budget ran out of.

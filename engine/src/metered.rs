@@ -64,10 +64,7 @@ impl Meter {
         let by_completion = self.budget.max_completion_tokens.map(|max| {
             max.saturating_sub(state.used.completion_tokens + state.reserved_completion_tokens)
         });
-        match (by_total, by_completion) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        crate::budget::min_limit(by_total, by_completion)
     }
 
     fn deadline(&self) -> Option<Instant> {

@@ -398,15 +398,10 @@ impl Strategy for Router {
                 .think(problem, cx, Some((signals, candidates)), why)
                 .await;
         }
-        let (candidate, stop_reason) = if lead < probes.len() {
-            probes.swap_remove(lead)
-        } else {
-            return Err(Error::Inference {
-                message: "the backend returned no completion".into(),
-            });
-        };
-        let mut candidates: Vec<Candidate> = probes.into_iter().map(|(c, _)| c).collect();
-        candidates.insert(0, candidate);
+        // `read` found the leading probe among the choices; it goes first.
+        let (candidate, stop_reason) = probes.remove(lead);
+        let mut candidates = vec![candidate.clone()];
+        candidates.extend(probes.into_iter().map(|(c, _)| c));
         let why = match (signals.confidence, self.config.probes.get()) {
             (Some(c), 1) => format!("answered with confidence {c:.3}"),
             (Some(c), n) => format!(
@@ -416,10 +411,7 @@ impl Strategy for Router {
             (None, 1) => "answered".to_string(),
             (None, n) => format!("{} of {n} agree", (signals.agreement * n as f64).round()),
         };
-        let first = candidates.first().cloned().ok_or(Error::Inference {
-            message: "the backend returned no completion".into(),
-        })?;
-        let mut solution = Solution::single(self.name(), first, stop_reason);
+        let mut solution = Solution::single(self.name(), candidate, stop_reason);
         // The answer is the majority's (equal to the leading probe's, up to how it is written).
         solution.answer = signals.answer.clone().or(solution.answer);
         solution.candidates = candidates;

@@ -69,13 +69,16 @@ impl SwitchPenaltyConfig {
 
     /// The penalty as a processor, with the words' first tokens on `backend`.
     pub async fn processor(&self, backend: &dyn Backend) -> Result<SwitchPenalty> {
+        let mut leads = Vec::new();
+        for lead in ["", " ", "\n"] {
+            leads.push((lead, backend.tokenize(TokenizeInput::Piece(lead)).await?));
+        }
         let mut ids = Vec::new();
         for word in &self.words {
-            for lead in ["", " ", "\n"] {
+            for (lead, lead_ids) in &leads {
                 let with_lead = backend
                     .tokenize(TokenizeInput::Piece(&format!("{lead}{word}")))
                     .await?;
-                let lead_ids = backend.tokenize(TokenizeInput::Piece(lead)).await?;
                 // Where the lead stays a token of its own, the word starts after it.
                 let rest = with_lead
                     .strip_prefix(lead_ids.as_slice())
