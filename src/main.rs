@@ -77,8 +77,11 @@ enum Command {
         #[arg(long)]
         max_run_tokens: Option<u64>,
         /// How --max-run-tokens is shared: `first-come` (a problem may spend all that is
-        /// left) or `even` (each problem, as it starts, gets what is left divided by the
-        /// problems not yet started; what it leaves unspent goes to those after it).
+        /// left), `even` (each problem, as it starts, gets what is left divided by the
+        /// problems not yet started; what it leaves unspent goes to those after it) or `triage`
+        /// (strategies with a cheap first stage, the router: every problem's short answer
+        /// first, then thinking for the least sure first, as far as the budget goes; the
+        /// rest keep their short answer).
         #[arg(long, value_enum, default_value_t = Allocate::FirstCome)]
         allocate: Allocate,
         /// Write each search tree to DIR/<problem id>.{json,dot,svg}.
@@ -311,6 +314,7 @@ struct RunArgs {
 enum Allocate {
     FirstCome,
     Even,
+    Triage,
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -325,14 +329,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let strategy: Arc<dyn Strategy> = Arc::from(config.strategy.build()?);
     let (allocation, identity) = match args.allocate {
         Allocate::FirstCome => (Allocation::FirstCome, config.identity()),
-        Allocate::Even => {
-            let Some(tokens) = args.max_run_tokens else {
-                bail!("--allocate even shares the run's budget: give --max-run-tokens too");
+        Allocate::Even | Allocate::Triage => {
+            let (allocation, name) = match args.allocate {
+                Allocate::Even => (Allocation::Even, "even"),
+                _ => (Allocation::Triage, "triage"),
             };
+            let Some(tokens) = args.max_run_tokens else {
+                bail!("--allocate {name} shares the run's budget: give --max-run-tokens too");
+            };
+            if allocation == Allocation::Triage && strategy.staged().is_none() {
+                bail!(
+                    "--allocate triage needs a strategy with a cheap first stage (kind = \"router\"); \
+                     {} has kind = \"{}\"",
+                    args.config.display(),
+                    strategy.name()
+                );
+            }
             // Each problem's share depends on the run's budget: one results file, one budget.
             let mut identity = config.identity();
-            identity["allocation"] = serde_json::json!({ "even": { "max_run_tokens": tokens } });
-            (Allocation::Even, identity)
+            identity["allocation"] = serde_json::json!({ name: { "max_run_tokens": tokens } });
+            (allocation, identity)
         }
     };
     // A damaged results file or another configuration's is an error before the model loads.
@@ -427,6 +443,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .collect();
     if !reasons.is_empty() {
         println!("stop reasons: {}", reasons.join(", "));
+    }
+    if allocation == Allocation::Triage {
+        println!(
+            "triage: {} thought, {} kept their short answer (the run's budget ran out first)",
+            summary.second_stage, summary.first_only
+        );
     }
     println!("results: {}", args.out.display());
     if summary.not_started + summary.cut_short > 0 {

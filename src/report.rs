@@ -71,6 +71,10 @@ pub struct Route {
 /// The route an adaptive-thinking line took: `details.route` (router) or `details.mode`
 /// (mode_token).
 fn route_of(line: &ResultLine) -> Option<&str> {
+    // A triage run that could not pay for thinking: a short answer that wanted to think.
+    if line.triage.as_ref().is_some_and(|t| !t.second_stage) {
+        return Some("short (no budget to think)");
+    }
     match line.strategy.as_str() {
         "router" => line.details.get("route"),
         "mode_token" => line.details.get("mode"),
@@ -503,6 +507,7 @@ mod tests {
             completion: String::new(),
             error: error.then(|| "backend gone".into()),
             allotted: None,
+            triage: None,
         }
     }
 
@@ -531,11 +536,20 @@ mod tests {
             details: serde_json::json!({ "route": route, "why": "x" }),
             ..line(id, Some(correct), 10, false)
         };
+        let unthought = ResultLine {
+            triage: Some(ponder_engine::TriageNote {
+                confidence: 0.1,
+                why: "confidence 0.100 < 0.2".into(),
+                second_stage: false,
+            }),
+            ..routed("e", "short", false)
+        };
         let lines = vec![
             routed("a", "short", true),
             routed("b", "think", false),
             routed("c", "think", true),
             line("d", Some(true), 10, false),
+            unthought,
         ];
         let run = RunReport::from_lines("r", &lines);
         assert_eq!(
@@ -549,7 +563,10 @@ mod tests {
         assert_eq!(run.routes.get("short").map(|r| r.correct), Some(1));
         let notes = Comparison::new(vec![run]).notes();
         assert!(
-            notes.contains(&"r: routes: short 1 (1/1 right), think 2 (1/2 right)".to_string()),
+            notes.contains(
+                &"r: routes: short 1 (1/1 right), short (no budget to think) 1 (0/1 right), think 2 (1/2 right)"
+                    .to_string()
+            ),
             "{notes:?}"
         );
         // Other strategies' lines have no routes.

@@ -264,6 +264,76 @@ fn an_even_allocation_gives_every_problem_a_share_of_the_run_budget() {
 }
 
 #[test]
+fn a_triage_allocation_thinks_about_the_least_sure_problems_first() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every short answer is below this confidence, so every problem asks to think.
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\nsource = \"smollm2-135m\"\ndevice = \"{}\"\n\n[strategy]\nkind = \"router\"\nmin_confidence = 0.999999\nthink = {{ kind = \"direct\", style = \"step_by_step\", max_tokens = 48 }}\n",
+            device()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("triage.jsonl");
+    let run = |config: &Path, extra: &[&str]| run_singleop(config, &out, 2, extra);
+    let refused = run(&config, &["--allocate", "triage"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("give --max-run-tokens"));
+    let direct = run(
+        &write_config(dir.path()),
+        &["--allocate", "triage", "--max-run-tokens", "600"],
+    );
+    assert!(!direct.status.success());
+    let stderr = String::from_utf8_lossy(&direct.stderr);
+    assert!(stderr.contains("kind = \"direct\""), "{stderr}");
+
+    // The four short answers cost about 440 tokens and one chain of thought about 140: 600
+    // pays for every short answer and one or two thoughts, not four.
+    let triage = run(
+        &config,
+        &["--allocate", "triage", "--max-run-tokens", "600"],
+    );
+    let stderr = String::from_utf8_lossy(&triage.stderr);
+    assert!(triage.status.success(), "{stderr}");
+    let written = lines(&out);
+    assert_eq!(written.len(), 4, "every problem recorded: {written:?}");
+    let spent: u64 = written
+        .iter()
+        .map(|l| {
+            l["usage"]["prompt_tokens"].as_u64().unwrap()
+                + l["usage"]["completion_tokens"].as_u64().unwrap()
+        })
+        .sum();
+    assert!(spent <= 600, "{spent}");
+    let confidence = |l: &Value| l["triage"]["confidence"].as_f64().unwrap();
+    let (thought, unthought): (Vec<&Value>, Vec<&Value>) = written
+        .iter()
+        .partition(|l| l["triage"]["second_stage"].as_bool().unwrap());
+    assert!(!thought.is_empty() && !unthought.is_empty(), "{written:?}");
+    for t in &thought {
+        assert_eq!(t["details"]["route"], "think", "{t}");
+        assert_eq!(t["usage"]["calls"], 2, "{t}");
+        for u in &unthought {
+            assert!(confidence(t) <= confidence(u), "{t}\n{u}");
+        }
+    }
+    for u in &unthought {
+        assert_eq!(u["details"]["route"], "short", "{u}");
+        assert_eq!(u["stop_reason"], "token_budget", "{u}");
+        assert_eq!(u["usage"]["calls"], 1, "{u}");
+    }
+    // Finished: a rerun redoes nothing.
+    let again = run(
+        &config,
+        &["--allocate", "triage", "--max-run-tokens", "600"],
+    );
+    assert!(again.status.success());
+    assert_eq!(lines(&out), written);
+}
+
+#[test]
 fn a_killed_run_resumes_without_losing_or_repeating_work() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());

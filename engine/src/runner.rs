@@ -33,6 +33,7 @@ use crate::strategy::{Context, Strategy};
 use crate::usage::Usage;
 
 mod identity;
+mod triage;
 
 /// One line of a results file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +64,22 @@ pub struct ResultLine {
     /// The budget this problem was given from the run's (under [`Allocation::Even`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allotted: Option<Budget>,
+    /// Under [`Allocation::Triage`], for a problem whose first stage asked for the second: how
+    /// sure the first stage was, why it asked, and whether the second stage ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triage: Option<TriageNote>,
+}
+
+/// What [`ResultLine::triage`] records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriageNote {
+    /// How sure the first stage was of its answer.
+    pub confidence: f64,
+    /// Why it asked for the second stage.
+    pub why: String,
+    /// Whether the second stage ran (else the run's budget ran out first and the first stage's
+    /// answer stands).
+    pub second_stage: bool,
 }
 
 /// How a run's budget is shared among its problems.
@@ -80,6 +97,15 @@ pub enum Allocation {
     /// is starved by those before it. A problem that runs out of its share is recorded with a
     /// budget stop reason, like a per-problem budget.
     Even,
+    /// Two passes, for strategies with a cheap first stage ([`crate::Staged`]: the router's short
+    /// answer). The first stage of every problem runs first; the problems it settles are
+    /// recorded. Then the second stages (thinking) run in order of need, the least sure first
+    /// stage first, on what the run's budget has left, first come in that order; once it is spent,
+    /// the rest keep their first stage's answer, recorded with a budget stop reason. So thinking
+    /// goes to the problems that need it most, whatever their order in the file. First stages
+    /// that asked for a second are kept in `<out>.triage.jsonl` so a resumed run does not redo
+    /// them.
+    Triage,
 }
 
 /// The run's budget not yet handed out, under [`Allocation::Even`].
@@ -142,20 +168,6 @@ impl Pool {
     }
 }
 
-/// The tighter of two budgets, limit by limit.
-fn tighter(a: Budget, b: Budget) -> Budget {
-    let min = |x: Option<u64>, y: Option<u64>| match (x, y) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, y) => x.or(y),
-    };
-    Budget {
-        max_tokens: min(a.max_tokens, b.max_tokens),
-        max_completion_tokens: min(a.max_completion_tokens, b.max_completion_tokens),
-        max_calls: min(a.max_calls, b.max_calls),
-        max_wall_ms: min(a.max_wall_ms, b.max_wall_ms),
-    }
-}
-
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RunSummary {
@@ -182,6 +194,11 @@ pub struct RunSummary {
     pub wall_ms: u64,
     /// How this run's problems stopped.
     pub stop_reasons: BTreeMap<String, usize>,
+    /// Under [`Allocation::Triage`]: problems of this run whose second stage ran.
+    pub second_stage: usize,
+    /// Under [`Allocation::Triage`]: problems of this run whose first stage asked for the second
+    /// but the run's budget ran out first; their first stage's answer is recorded.
+    pub first_only: usize,
 }
 
 impl RunSummary {
@@ -284,12 +301,30 @@ impl Runner {
         &self,
         problems: &[Problem],
         out: &Path,
-        mut on_line: impl FnMut(&ResultLine),
+        on_line: impl FnMut(&ResultLine),
     ) -> Result<RunSummary> {
         let started = Instant::now();
+        let staged = match self.allocation {
+            Allocation::Triage => Some(self.strategy.staged().ok_or_else(|| {
+                Error::StrategyConfig {
+                    strategy: self.strategy.name(),
+                    reason: "a triage allocation needs a strategy with a cheap first stage \
+                             (`router`); use `even` or `first_come` with this one"
+                        .into(),
+                }
+            })?),
+            _ => None,
+        };
         let previous = read_results(out)?;
+        let firsts = match staged {
+            Some(_) => triage::read(out)?,
+            None => Vec::new(),
+        };
         if let Some(identity) = &self.identity {
-            identity::check_or_record(out, identity, !previous.is_empty())?;
+            if !firsts.is_empty() {
+                triage::check_recorded(out)?;
+            }
+            identity::check_or_record(out, identity, !previous.is_empty() || !firsts.is_empty())?;
         }
         let mut summary = RunSummary {
             total: problems.len(),
@@ -319,19 +354,54 @@ impl Runner {
             .iter()
             .filter(|p| !finished.contains(&p.id))
             .collect();
+        // First stages recorded for problems not finished yet: spent, and not done again. (A
+        // finished problem's line counts its first stage already.)
+        let firsts: Vec<triage::SideLine> = firsts
+            .into_iter()
+            .filter(|f| wanted.contains(f.id.as_str()) && !finished.contains(&f.id))
+            .collect();
+        for first in &firsts {
+            spent += first.first.usage;
+        }
         let run_budget = less_spent(self.run_budget, &spent);
-        let mut file = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(out)
             .map_err(|e| Error::io(out, e))?;
+        let mut sink = Sink {
+            file,
+            path: out,
+            summary,
+            on_line,
+        };
         let run_meter = Meter::new(run_budget);
+        match staged {
+            Some(staged) => {
+                self.run_triage(staged, &todo, firsts, &run_meter, &mut sink)
+                    .await?;
+            }
+            None => self.run_shared(&todo, &run_meter, &mut sink).await?,
+        }
+        sink.file.sync_data().map_err(|e| Error::io(out, e))?;
+        let mut summary = sink.summary;
+        summary.wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(summary)
+    }
+
+    /// The problems of `todo` solved whole, sharing the run's budget first come or evenly.
+    async fn run_shared<F: FnMut(&ResultLine)>(
+        &self,
+        todo: &[&Problem],
+        run_meter: &Arc<Meter>,
+        sink: &mut Sink<'_, F>,
+    ) -> Result<()> {
         let pool = (self.allocation == Allocation::Even)
-            .then(|| std::sync::Mutex::new(Pool::new(run_budget, todo.len())));
+            .then(|| std::sync::Mutex::new(Pool::new(run_meter.budget(), todo.len())));
         let pool = &pool;
         let mut results = futures::stream::iter(todo.iter().copied())
             .map(|problem| {
-                let meter = Arc::clone(&run_meter);
+                let meter = Arc::clone(run_meter);
                 async move {
                     if run_exhausted(&meter) {
                         return Outcome::NotStarted;
@@ -352,15 +422,13 @@ impl Runner {
                         return Outcome::NotStarted;
                     }
                     let budget =
-                        share.map_or(self.problem_budget, |s| tighter(self.problem_budget, s));
+                        share.map_or(self.problem_budget, |s| self.problem_budget.tighter(s));
                     // Each problem reaches the backend through the run's shared meter, with a
                     // flag of its own that says whether the run's budget limited one of its calls.
-                    let cut = Arc::new(AtomicBool::new(false));
-                    let backend: Arc<dyn Backend> = Arc::new(
-                        Metered::with_meter(Arc::clone(&self.backend), meter)
-                            .noting_limits(Arc::clone(&cut)),
-                    );
-                    let mut line = self.solve_one(problem, backend, budget).await;
+                    let (backend, cut) = self.run_backend(meter);
+                    let cx = Context::new(backend, budget);
+                    let outcome = self.strategy.solve(problem, &cx).await;
+                    let mut line = self.line_of(problem, outcome, cx.meter().usage()).await;
                     if let (Some(pool), Some(share)) = (pool, share) {
                         if let Ok(mut pool) = pool.lock() {
                             pool.give_back(&share, &line.usage);
@@ -377,82 +445,33 @@ impl Runner {
                 }
             })
             .buffer_unordered(self.concurrency);
-        while let Some(result) = results.next().await {
-            let line = match result {
-                Outcome::Done(line) => line,
-                Outcome::NotStarted => {
-                    summary.not_started += 1;
-                    continue;
-                }
-                Outcome::Cut(line) => {
-                    // Its answer is what the run's budget left room for, not what the strategy
-                    // would give: not recorded, so a resumed run (with more budget) redoes it.
-                    tracing::info!(problem = %line.id, "cut short by the run's budget; not recorded");
-                    summary.cut_short += 1;
-                    summary.usage += line.usage;
-                    continue;
-                }
-            };
-            let mut text = serde_json::to_string(&line).map_err(|source| Error::Serialize {
-                what: "a result line",
-                source,
-            })?;
-            text.push('\n');
-            file.write_all(text.as_bytes())
-                .and_then(|()| file.flush())
-                .map_err(|e| Error::io(out, e))?;
-            summary.usage += line.usage;
-            if line.error.is_some() {
-                summary.errors += 1;
-            } else {
-                summary.solved += 1;
-                if let Some(correct) = line.correct {
-                    summary.graded += 1;
-                    summary.correct += usize::from(correct);
-                }
-            }
-            let reason = line
-                .stop_reason
-                .map_or("error".to_string(), |r| stop_reason_name(r).to_string());
-            *summary.stop_reasons.entry(reason).or_default() += 1;
-            on_line(&line);
+        while let Some(outcome) = results.next().await {
+            sink.take(outcome)?;
         }
-        file.sync_data().map_err(|e| Error::io(out, e))?;
-        summary.wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Ok(summary)
+        Ok(())
     }
 
-    async fn solve_one(
+    /// The backend of one problem: the run's, through the run's shared `meter`, with a flag of
+    /// its own set when the run's budget refuses or shortens one of its calls.
+    fn run_backend(&self, meter: Arc<Meter>) -> (Arc<dyn Backend>, Arc<AtomicBool>) {
+        let cut = Arc::new(AtomicBool::new(false));
+        let backend: Arc<dyn Backend> = Arc::new(
+            Metered::with_meter(Arc::clone(&self.backend), meter).noting_limits(Arc::clone(&cut)),
+        );
+        (backend, cut)
+    }
+
+    /// The result line of a solve that cost `usage`: written trace, graded.
+    async fn line_of(
         &self,
         problem: &Problem,
-        backend: Arc<dyn Backend>,
-        budget: Budget,
+        outcome: Result<Solution>,
+        usage: Usage,
     ) -> ResultLine {
-        let cx = Context::new(backend, budget);
-        let outcome = self.strategy.solve(problem, &cx).await;
-        let usage = cx.meter().usage();
         match outcome {
             Ok(mut solution) => {
                 solution.usage = usage;
-                if let (Some(dir), Some(trace)) = (&self.trace_dir, solution.trace.take()) {
-                    // Off the run's task: rendering with `dot` can take a while on a big tree.
-                    let (dir, id) = (dir.clone(), problem.id.clone());
-                    let written = tokio::task::spawn_blocking(move || trace.write(&dir, &id))
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()));
-                    if let Err(e) = written {
-                        tracing::warn!(problem = %problem.id, "writing the trace failed: {e}");
-                    }
-                }
-                match self.grader.grade(problem, &solution).await {
-                    Ok(correct) => line_for(problem, solution, correct),
-                    // Recorded as failed, with what it found, so a resumed run does it again.
-                    Err(error) => ResultLine {
-                        error: Some(format!("grading: {}", error_chain(&error))),
-                        ..line_for(problem, solution, None)
-                    },
-                }
+                self.finish(problem, solution).await
             }
             Err(error) => ResultLine {
                 id: problem.id.clone(),
@@ -466,8 +485,90 @@ impl Runner {
                 completion: String::new(),
                 error: Some(error_chain(&error)),
                 allotted: None,
+                triage: None,
             },
         }
+    }
+
+    /// The result line of a solution (its usage filled in): its trace written, graded.
+    async fn finish(&self, problem: &Problem, mut solution: Solution) -> ResultLine {
+        if let (Some(dir), Some(trace)) = (&self.trace_dir, solution.trace.take()) {
+            // Off the run's task: rendering with `dot` can take a while on a big tree.
+            let (dir, id) = (dir.clone(), problem.id.clone());
+            let written = tokio::task::spawn_blocking(move || trace.write(&dir, &id))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            if let Err(e) = written {
+                tracing::warn!(problem = %problem.id, "writing the trace failed: {e}");
+            }
+        }
+        match self.grader.grade(problem, &solution).await {
+            Ok(correct) => line_for(problem, solution, correct),
+            // Recorded as failed, with what it found, so a resumed run does it again.
+            Err(error) => ResultLine {
+                error: Some(format!("grading: {}", error_chain(&error))),
+                ..line_for(problem, solution, None)
+            },
+        }
+    }
+}
+
+/// Where a run's lines go: the results file (each line whole, flushed), the summary, and the
+/// caller's callback.
+struct Sink<'a, F> {
+    file: std::fs::File,
+    path: &'a Path,
+    summary: RunSummary,
+    on_line: F,
+}
+
+impl<F: FnMut(&ResultLine)> Sink<'_, F> {
+    fn take(&mut self, outcome: Outcome) -> Result<()> {
+        match outcome {
+            Outcome::Done(line) => self.record(line),
+            Outcome::NotStarted => {
+                self.summary.not_started += 1;
+                Ok(())
+            }
+            Outcome::Cut(line) => {
+                // Its answer is what the run's budget left room for, not what the strategy
+                // would give: not recorded, so a resumed run (with more budget) redoes it.
+                tracing::info!(problem = %line.id, "cut short by the run's budget; not recorded");
+                self.summary.cut_short += 1;
+                self.summary.usage += line.usage;
+                Ok(())
+            }
+        }
+    }
+
+    fn record(&mut self, line: ResultLine) -> Result<()> {
+        let mut text = serde_json::to_string(&line).map_err(|source| Error::Serialize {
+            what: "a result line",
+            source,
+        })?;
+        text.push('\n');
+        self.file
+            .write_all(text.as_bytes())
+            .and_then(|()| self.file.flush())
+            .map_err(|e| Error::io(self.path, e))?;
+        let summary = &mut self.summary;
+        summary.usage += line.usage;
+        if line.error.is_some() {
+            summary.errors += 1;
+        } else {
+            summary.solved += 1;
+            if let Some(correct) = line.correct {
+                summary.graded += 1;
+                summary.correct += usize::from(correct);
+            }
+        }
+        let reason = line
+            .stop_reason
+            .map_or("error".to_string(), |r| stop_reason_name(r).to_string());
+        *summary.stop_reasons.entry(reason).or_default() += 1;
+        (self.on_line)(&line);
+        Ok(())
     }
 }
 
@@ -491,11 +592,29 @@ fn less_spent(mut budget: Budget, spent: &Usage) -> Budget {
 }
 
 fn run_exhausted(meter: &Meter) -> bool {
+    exhausted(meter).is_some()
+}
+
+/// What the run's budget has run out of, if anything (reserved tokens count as spent).
+fn exhausted(meter: &Meter) -> Option<crate::budget::Resource> {
+    use crate::budget::Resource;
     let budget = meter.budget();
     let usage = meter.usage();
-    budget.max_calls.is_some_and(|m| usage.calls >= m)
-        || budget.max_wall_ms.is_some_and(|m| usage.elapsed_ms >= m)
-        || meter.remaining_completion_tokens() == Some(0)
+    if budget.max_calls.is_some_and(|m| usage.calls >= m) {
+        Some(Resource::Calls)
+    } else if budget.max_wall_ms.is_some_and(|m| usage.elapsed_ms >= m) {
+        Some(Resource::WallTime)
+    } else if meter.remaining_completion_tokens() == Some(0) {
+        let by_total = budget.max_completion_tokens.is_none()
+            || budget.max_tokens.is_some_and(|m| usage.total_tokens() >= m);
+        Some(if by_total {
+            Resource::Tokens
+        } else {
+            Resource::CompletionTokens
+        })
+    } else {
+        None
+    }
 }
 
 fn line_for(problem: &Problem, solution: Solution, correct: Option<bool>) -> ResultLine {
@@ -511,6 +630,7 @@ fn line_for(problem: &Problem, solution: Solution, correct: Option<bool>) -> Res
         completion: solution.completion,
         error: None,
         allotted: None,
+        triage: None,
     }
 }
 
@@ -543,13 +663,24 @@ pub fn stop_reason_name(reason: StopReason) -> &'static str {
 /// Returns its finished lines (a half-written last line left out, and left in place).
 pub fn check_resumable(out: &Path, identity: &serde_json::Value) -> Result<Vec<ResultLine>> {
     let (previous, _) = peek_results(out)?;
-    identity::check_or_record(out, identity, !previous.is_empty())?;
+    // First stages a triage run kept beside it count as results.
+    let (firsts, _) = scan_lines::<triage::SideLine>(&triage::path_of(out))?;
+    if !firsts.is_empty() {
+        triage::check_recorded(out)?;
+    }
+    identity::check_or_record(out, identity, !previous.is_empty() || !firsts.is_empty())?;
     Ok(previous)
 }
 
 /// The side file recording what the results file `out` was written with: `<out>.config.json`.
 pub fn config_path(out: &Path) -> PathBuf {
     identity::path_of(out)
+}
+
+/// The side file where a triage run keeps the first stages that asked for a second:
+/// `<out>.triage.jsonl`.
+pub fn triage_path(out: &Path) -> PathBuf {
+    triage::path_of(out)
 }
 
 /// Reads the finished lines of a results file, cutting off a last line that a killed run left
@@ -571,6 +702,12 @@ pub fn peek_results(path: &Path) -> Result<(Vec<ResultLine>, bool)> {
 
 /// The finished lines, and the length to cut the file to when its last line is half-written.
 fn scan_results(path: &Path) -> Result<(Vec<ResultLine>, Option<u64>)> {
+    scan_lines(path)
+}
+
+/// The finished JSON lines of an append-only file, and the length to cut it to when its last
+/// line is half-written.
+fn scan_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(Vec<T>, Option<u64>)> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), None)),
@@ -593,7 +730,7 @@ fn scan_results(path: &Path) -> Result<(Vec<ResultLine>, Option<u64>)> {
             offset += line_len;
             continue;
         }
-        match serde_json::from_str::<ResultLine>(text) {
+        match serde_json::from_str::<T>(text) {
             Ok(line) => lines.push(line),
             // Only the last line can have been cut short by a kill; anything else is damage.
             Err(_) if index + 1 == count => {
@@ -649,6 +786,7 @@ mod tests {
             completion: "4".into(),
             error: None,
             allotted: None,
+            triage: None,
         };
         serde_json::to_string(&l).unwrap()
     }
@@ -811,6 +949,268 @@ mod tests {
         assert_eq!(shares, vec![Some(5), Some(5), Some(7), Some(11)]);
         assert_eq!(asked, vec![3, 3, 5, 9]);
         assert_eq!(lines[3].answer.as_deref(), Some("012345678"));
+    }
+
+    use crate::Staged as _;
+
+    /// A staged strategy. First stage: one call on the question whose reply is
+    /// `answer:confidence`, settled at confidence 0.5 or more. Second: one call on
+    /// `think <question>` whose reply is the answer.
+    struct TwoStage;
+
+    fn text_request(prompt: String) -> crate::backend::GenerationRequest {
+        crate::backend::GenerationRequest::new(crate::backend::Prompt::Text(prompt))
+            .with_max_tokens(10)
+    }
+
+    fn candidate(answer: &str, text: &str) -> crate::solution::Candidate {
+        crate::solution::Candidate {
+            answer: Some(answer.into()),
+            text: text.into(),
+            score: None,
+            tokens: text.len() as u64,
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Strategy for TwoStage {
+        fn name(&self) -> &'static str {
+            "two_stage"
+        }
+
+        async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+            let first = self.first(problem, cx).await?;
+            match first.pending {
+                None => Ok(first.solution),
+                Some(_) => self.second(problem, first.solution, cx).await,
+            }
+        }
+
+        fn staged(&self) -> Option<&dyn crate::Staged> {
+            Some(self)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl crate::Staged for TwoStage {
+        async fn first(&self, problem: &Problem, cx: &Context) -> Result<crate::FirstStage> {
+            let request = text_request(problem.question.clone());
+            let text = cx
+                .backend()
+                .generate(request)
+                .await?
+                .into_first_choice()?
+                .text;
+            let (answer, confidence) = text.split_once(':').expect("answer:confidence");
+            let confidence: f64 = confidence.parse().expect("a confidence");
+            Ok(crate::FirstStage {
+                solution: Solution::single(
+                    "two_stage",
+                    candidate(answer, &text),
+                    StopReason::Completed,
+                ),
+                pending: (confidence < 0.5).then(|| crate::Pending {
+                    confidence,
+                    why: format!("confidence {confidence}"),
+                }),
+            })
+        }
+
+        async fn second(
+            &self,
+            problem: &Problem,
+            first: Solution,
+            cx: &Context,
+        ) -> Result<Solution> {
+            match cx
+                .backend()
+                .generate(text_request(format!("think {}", problem.question)))
+                .await
+            {
+                Ok(generation) => {
+                    let text = generation.into_first_choice()?.text;
+                    Ok(Solution::single(
+                        "two_stage",
+                        candidate(&text, &text),
+                        StopReason::Completed,
+                    ))
+                }
+                Err(Error::BudgetExhausted { resource }) => Ok(Solution {
+                    stop_reason: resource.into(),
+                    ..first
+                }),
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    fn numbered(n: usize) -> Vec<Problem> {
+        (1..=n)
+            .map(|i| Problem::new(format!("p{i}"), format!("Q{i}?")))
+            .collect()
+    }
+
+    fn prompts(backend: &crate::scripted::ScriptedBackend) -> Vec<String> {
+        backend
+            .requests()
+            .iter()
+            .map(|r| crate::scripted::ScriptedBackend::render(&r.prompt))
+            .collect()
+    }
+
+    fn by_id(out: &Path) -> BTreeMap<String, ResultLine> {
+        read_results(out)
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.id.clone(), l))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn triage_thinks_about_the_least_sure_first_and_the_rest_keep_their_first_answer() {
+        // Tokens are bytes. First stages: 3 prompt + 5 completion = 8 each, 32 for four. One
+        // second stage: 9 prompt ("think Q3?") + 10 = 19. A run of 51 pays for exactly one and
+        // leaves nothing; one of 56 leaves 5, less than the next second stage's prompt.
+        for budget in [51, 56] {
+            triage_pays_for_one_second_stage(budget).await;
+        }
+    }
+
+    async fn triage_pays_for_one_second_stage(budget: u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new([
+            "x:0.9",
+            "y:0.2",
+            "z:0.1",
+            "w:0.4",
+            "0123456789",
+        ]));
+        let summary = Runner::new(Arc::new(TwoStage), Arc::clone(&backend) as Arc<dyn Backend>)
+            .with_run_budget(Budget::unlimited().with_max_tokens(budget))
+            .with_allocation(Allocation::Triage)
+            .run(&numbered(4), &out, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            prompts(&backend),
+            ["Q1?", "Q2?", "Q3?", "Q4?", "think Q3?"],
+            "every first stage, then the least sure problem's second"
+        );
+        assert_eq!(
+            (summary.solved, summary.second_stage, summary.first_only),
+            (4, 1, 2),
+            "run budget {budget}"
+        );
+        let lines = by_id(&out);
+        assert_eq!(lines["p1"].answer.as_deref(), Some("x"));
+        assert_eq!(lines["p1"].triage, None, "settled by its first stage");
+        let thought = &lines["p3"];
+        assert_eq!(thought.answer.as_deref(), Some("0123456789"));
+        assert_eq!(thought.usage.total_tokens(), 8 + 19, "both stages");
+        assert_eq!(thought.usage.calls, 2);
+        assert!(thought
+            .triage
+            .as_ref()
+            .is_some_and(|t| t.second_stage && t.confidence == 0.1));
+        for (id, answer) in [("p2", "y"), ("p4", "w")] {
+            let line = &lines[id];
+            assert_eq!(line.answer.as_deref(), Some(answer));
+            assert_eq!(line.stop_reason, Some(StopReason::TokenBudget));
+            assert!(
+                line.triage.as_ref().is_some_and(|t| !t.second_stage),
+                "{id}"
+            );
+        }
+        let total: u64 = lines.values().map(|l| l.usage.total_tokens()).sum();
+        assert_eq!(total, 51);
+        assert_eq!(summary.usage.total_tokens(), 51);
+    }
+
+    #[tokio::test]
+    async fn a_resumed_triage_run_keeps_its_first_stages_and_redoes_only_a_cut_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let problems = numbered(4);
+        let run = |replies: Vec<crate::scripted::Reply>| {
+            let backend = Arc::new(crate::scripted::ScriptedBackend::from_replies(replies));
+            let runner = Runner::new(Arc::new(TwoStage), Arc::clone(&backend) as Arc<dyn Backend>)
+                .with_allocation(Allocation::Triage)
+                .with_identity(serde_json::json!({ "strategy": "two_stage" }));
+            (backend, runner)
+        };
+        use crate::scripted::Reply::{Fail, Text};
+        let text = |t: &str| Text(t.into());
+        // Every second stage fails: three error lines, three first stages kept beside them.
+        let (_, runner) = run(vec![
+            text("x:0.9"),
+            text("y:0.2"),
+            text("z:0.1"),
+            text("w:0.4"),
+            Fail("down".into()),
+            Fail("down".into()),
+            Fail("down".into()),
+        ]);
+        let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+        assert_eq!((summary.solved, summary.errors), (1, 3));
+        let side = triage_path(&out);
+        let kept = std::fs::read_to_string(&side).unwrap();
+        assert_eq!(kept.lines().count(), 3);
+        // A kill while p4's first stage was being written leaves half of its line.
+        let (before, p4) = kept.trim_end().rsplit_once('\n').unwrap();
+        assert!(p4.contains("\"p4\""));
+        std::fs::write(&side, format!("{before}\n{}", &p4[..p4.len() / 2])).unwrap();
+
+        // The resumed run redoes p4's first stage only, then every second stage in order.
+        let (backend, runner) = run(vec![text("w:0.4"), text("Z"), text("Y"), text("W")]);
+        let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+        assert_eq!(
+            prompts(&backend),
+            ["Q4?", "think Q3?", "think Q2?", "think Q4?"]
+        );
+        assert_eq!(
+            (summary.resumed, summary.solved, summary.second_stage),
+            (1, 3, 3)
+        );
+        let lines = by_id(&out);
+        assert_eq!(lines["p2"].answer.as_deref(), Some("Y"));
+        // Its first stage (from the first run) and its second: 8 + 10.
+        assert_eq!(lines["p2"].usage.total_tokens(), 8 + 10);
+        // Nothing left: a third run makes no call, whatever the side file still holds.
+        let (backend, runner) = run(Vec::new());
+        let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+        assert_eq!((summary.resumed, summary.solved), (4, 0));
+        assert!(backend.requests().is_empty());
+
+        // Results and their record deleted to start over: the stale first stages are refused.
+        std::fs::remove_file(&out).unwrap();
+        std::fs::remove_file(config_path(&out)).unwrap();
+        let (_, runner) = run(Vec::new());
+        let err = runner
+            .run(&problems, &out, |_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("r.jsonl.triage.jsonl") && err.contains("delete"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn triage_needs_a_staged_strategy() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(["1"]));
+        let err = Runner::new(Arc::new(OneCall), backend as Arc<dyn Backend>)
+            .with_allocation(Allocation::Triage)
+            .run(&numbered(1), &dir.path().join("r.jsonl"), |_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("one_call") && err.contains("first stage"),
+            "{err}"
+        );
     }
 
     #[test]

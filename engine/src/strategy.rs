@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::budget::Budget;
@@ -23,6 +24,48 @@ pub trait Strategy: Send + Sync {
 
     /// Solves `problem` with the backend (and budget) of `cx`.
     async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution>;
+
+    /// The strategy split in a cheap stage and a dear one, when it has that shape (the router:
+    /// a short answer, then thinking). A run under [`crate::Allocation::Triage`] needs it.
+    fn staged(&self) -> Option<&dyn Staged> {
+        None
+    }
+}
+
+/// A strategy in two stages: a cheap first one that settles some problems, and a dearer second
+/// one for the rest. `solve` must be `first`, then `second` when the first asks for it, so a run
+/// that can afford every second stage gives the same answers as plain `solve`.
+///
+/// Under [`crate::Allocation::Triage`] a run does the first stage of every problem, then spends
+/// what its budget has left on second stages, the least sure first stage first.
+#[async_trait]
+pub trait Staged: Send + Sync {
+    /// The cheap stage.
+    async fn first(&self, problem: &Problem, cx: &Context) -> Result<FirstStage>;
+
+    /// The dear stage, given the first stage's solution (as [`FirstStage::solution`] had it,
+    /// after a round trip through JSON: no trace). Returns the final solution.
+    async fn second(&self, problem: &Problem, first: Solution, cx: &Context) -> Result<Solution>;
+}
+
+/// What the first stage of a [`Staged`] strategy found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FirstStage {
+    /// Its solution: final when no second stage follows, and the answer to fall back on when one
+    /// is wanted but the run cannot afford it.
+    pub solution: Solution,
+    /// Whether a second stage is wanted, and how badly (`None`: the first stage settled it).
+    pub pending: Option<Pending>,
+}
+
+/// A first stage's request for the second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    /// How sure the first stage is of its answer, in [0, 1] (0 with no answer); the least sure
+    /// get the second stage first.
+    pub confidence: f64,
+    /// Why the second stage is wanted, in words.
+    pub why: String,
 }
 
 #[async_trait]
@@ -34,6 +77,10 @@ impl<S: Strategy + ?Sized> Strategy for Arc<S> {
     async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
         (**self).solve(problem, cx).await
     }
+
+    fn staged(&self) -> Option<&dyn Staged> {
+        (**self).staged()
+    }
 }
 
 #[async_trait]
@@ -44,6 +91,10 @@ impl<S: Strategy + ?Sized> Strategy for Box<S> {
 
     async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
         (**self).solve(problem, cx).await
+    }
+
+    fn staged(&self) -> Option<&dyn Staged> {
+        (**self).staged()
     }
 }
 

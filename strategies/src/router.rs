@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use ponder_engine::answer::extract_answer;
 use ponder_engine::{
-    Candidate, Choice, Context, Error, FinishReason, GenerationRequest, LogitsProcessor, Problem,
-    Prompt, Result, Sampling, Solution, StopReason, Strategy, TokenLogprob, TokenizeInput,
+    Candidate, Choice, Context, Error, FinishReason, FirstStage, GenerationRequest,
+    LogitsProcessor, Pending, Problem, Prompt, Result, Sampling, Solution, Staged, StopReason,
+    Strategy, TokenLogprob, TokenizeInput,
 };
 use serde::{Deserialize, Serialize};
 
@@ -376,40 +377,90 @@ impl Strategy for Router {
 
     #[tracing::instrument(skip_all, fields(strategy = "router", problem = %problem.id))]
     async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+        let first = self.first(problem, cx).await?;
+        match first.pending {
+            None => Ok(first.solution),
+            Some(_) => self.second(problem, first.solution, cx).await,
+        }
+    }
+
+    fn staged(&self) -> Option<&dyn Staged> {
+        Some(self)
+    }
+}
+
+/// The short answer is the first stage; thinking the second. A first stage that asks for
+/// thinking carries the short answer (route `short`, `why` saying why it would think), which a
+/// triage run records as it is when its budget cannot pay for the thinking.
+#[async_trait]
+impl Staged for Router {
+    async fn first(&self, problem: &Problem, cx: &Context) -> Result<FirstStage> {
         if problem.code.is_some() {
             let why = "a code problem: no short answer to read signals from".to_string();
-            return self.think(problem, cx, None, why).await;
+            let solution = Solution {
+                strategy: self.name().to_string(),
+                answer: None,
+                completion: String::new(),
+                candidates: Vec::new(),
+                stop_reason: StopReason::Completed,
+                usage: Default::default(),
+                details: to_value(&RouterDetails {
+                    route: "short".into(),
+                    why: why.clone(),
+                    short: None,
+                    think_strategy: None,
+                    think: serde_json::Value::Null,
+                })?,
+                trace: None,
+            };
+            return Ok(FirstStage {
+                solution,
+                pending: Some(Pending {
+                    confidence: 0.0,
+                    why,
+                }),
+            });
         }
         let generation = match cx.backend().generate(self.request(problem)).await {
             Ok(generation) => generation,
             Err(Error::BudgetExhausted { resource }) => {
-                return Ok(Solution::exhausted(self.name(), resource))
+                return Ok(FirstStage {
+                    solution: Solution::exhausted(self.name(), resource),
+                    pending: None,
+                })
             }
             Err(e) => return Err(e),
         };
         let backend = cx.backend().capabilities().backend;
-        let (signals, lead, why) = self.read(&generation.choices, backend)?;
+        let (signals, lead, think_why) = self.read(&generation.choices, backend)?;
         let mut probes: Vec<(Candidate, StopReason)> =
             generation.choices.into_iter().map(candidate_of).collect();
-        if let Some(why) = why {
-            tracing::debug!(problem = %problem.id, %why, "thinking");
-            let candidates = probes.into_iter().map(|(c, _)| c).collect();
-            return self
-                .think(problem, cx, Some((signals, candidates)), why)
-                .await;
-        }
         // `read` found the leading probe among the choices; it goes first.
         let (candidate, stop_reason) = probes.remove(lead);
         let mut candidates = vec![candidate.clone()];
         candidates.extend(probes.into_iter().map(|(c, _)| c));
-        let why = match (signals.confidence, self.config.probes.get()) {
-            (Some(c), 1) => format!("answered with confidence {c:.3}"),
-            (Some(c), n) => format!(
+        let pending = think_why.as_ref().map(|why| {
+            tracing::debug!(problem = %problem.id, %why, "thinking");
+            Pending {
+                // How likely the short answer is right: its probability where it was read,
+                // else the probes' agreement; nothing without an answer.
+                confidence: match (&signals.answer, signals.confidence) {
+                    (None, _) => 0.0,
+                    (Some(_), Some(c)) => c,
+                    (Some(_), None) => signals.agreement,
+                },
+                why: why.clone(),
+            }
+        });
+        let why = match (think_why, signals.confidence, self.config.probes.get()) {
+            (Some(why), _, _) => why,
+            (None, Some(c), 1) => format!("answered with confidence {c:.3}"),
+            (None, Some(c), n) => format!(
                 "{} of {n} agree, confidence {c:.3}",
                 (signals.agreement * n as f64).round()
             ),
-            (None, 1) => "answered".to_string(),
-            (None, n) => format!("{} of {n} agree", (signals.agreement * n as f64).round()),
+            (None, None, 1) => "answered".to_string(),
+            (None, None, n) => format!("{} of {n} agree", (signals.agreement * n as f64).round()),
         };
         let mut solution = Solution::single(self.name(), candidate, stop_reason);
         // The answer is the majority's (equal to the leading probe's, up to how it is written).
@@ -422,7 +473,17 @@ impl Strategy for Router {
             think_strategy: None,
             think: serde_json::Value::Null,
         })?;
-        Ok(solution)
+        Ok(FirstStage { solution, pending })
+    }
+
+    async fn second(&self, problem: &Problem, first: Solution, cx: &Context) -> Result<Solution> {
+        let details: RouterDetails =
+            serde_json::from_value(first.details).map_err(|e| Error::StrategyConfig {
+                strategy: "router",
+                reason: format!("thinking was given a first stage that is not the router's: {e}"),
+            })?;
+        let short = details.short.map(|signals| (signals, first.candidates));
+        self.think(problem, cx, short, details.why).await
     }
 }
 
