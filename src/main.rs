@@ -327,32 +327,29 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         bail!("--concurrency must be at least 1");
     }
     let strategy: Arc<dyn Strategy> = Arc::from(config.strategy.build()?);
-    let (allocation, identity) = match args.allocate {
-        Allocate::FirstCome => (Allocation::FirstCome, config.identity()),
-        Allocate::Even | Allocate::Triage => {
-            let (allocation, name) = match args.allocate {
-                Allocate::Even => (Allocation::Even, "even"),
-                _ => (Allocation::Triage, "triage"),
-            };
-            let Some(tokens) = args.max_run_tokens else {
-                bail!("--allocate {name} shares the run's budget: give --max-run-tokens too");
-            };
-            if allocation == Allocation::Triage && strategy.staged().is_none() {
-                bail!(
-                    "--allocate triage needs a strategy with a cheap first stage (kind = \"router\"); \
-                     {} has kind = \"{}\"",
-                    args.config.display(),
-                    strategy.name()
-                );
-            }
-            // Each problem's share depends on the run's budget: one results file, one budget.
-            let mut identity = config.identity();
-            identity["allocation"] = serde_json::json!({ name: { "max_run_tokens": tokens } });
-            (allocation, identity)
-        }
+    let (allocation, name) = match args.allocate {
+        Allocate::FirstCome => (Allocation::FirstCome, "first_come"),
+        Allocate::Even => (Allocation::Even, "even"),
+        Allocate::Triage => (Allocation::Triage, "triage"),
     };
+    let mut identity = config.identity();
+    if allocation != Allocation::FirstCome {
+        let Some(tokens) = args.max_run_tokens else {
+            bail!("--allocate {name} shares the run's budget: give --max-run-tokens too");
+        };
+        // How each problem's budget is decided depends on the run's: one results file, one budget.
+        identity["allocation"] = serde_json::json!({ name: { "max_run_tokens": tokens } });
+    }
+    if allocation == Allocation::Triage && strategy.staged().is_none() {
+        bail!(
+            "--allocate triage needs a strategy with a cheap first stage (kind = \"router\"); \
+             {} has kind = \"{}\"",
+            args.config.display(),
+            strategy.name()
+        );
+    }
     // A damaged results file or another configuration's is an error before the model loads.
-    let already = runner::check_resumable(&args.out, &identity)?;
+    let already = runner::check_resumable(&args.out, &identity, allocation)?;
     let backend = config.model.load().await?;
     let mut run_budget = Budget::unlimited();
     run_budget.max_tokens = args.max_run_tokens;

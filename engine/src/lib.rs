@@ -63,5 +63,5 @@ pub use problem::{CodeTask, Problem};
 pub use runner::{Allocation, ResultLine, RunSummary, Runner, TriageNote};
 pub use scorer::Scorer;
 pub use solution::{Candidate, Solution, StopReason, Trace};
-pub use strategy::{solve, Context, FirstStage, Pending, Staged, Strategy};
+pub use strategy::{solve, solve_in_stages, Context, FirstStage, Pending, Staged, Strategy};
 pub use usage::Usage;

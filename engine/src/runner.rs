@@ -321,10 +321,7 @@ impl Runner {
             None => Vec::new(),
         };
         if let Some(identity) = &self.identity {
-            if !firsts.is_empty() {
-                triage::check_recorded(out)?;
-            }
-            identity::check_or_record(out, identity, !previous.is_empty() || !firsts.is_empty())?;
+            check_identity(out, identity, !previous.is_empty(), !firsts.is_empty())?;
         }
         let mut summary = RunSummary {
             total: problems.len(),
@@ -543,15 +540,7 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
     }
 
     fn record(&mut self, line: ResultLine) -> Result<()> {
-        let mut text = serde_json::to_string(&line).map_err(|source| Error::Serialize {
-            what: "a result line",
-            source,
-        })?;
-        text.push('\n');
-        self.file
-            .write_all(text.as_bytes())
-            .and_then(|()| self.file.flush())
-            .map_err(|e| Error::io(self.path, e))?;
+        append_line(&mut self.file, self.path, &line, "a result line")?;
         let summary = &mut self.summary;
         summary.usage += line.usage;
         if line.error.is_some() {
@@ -570,6 +559,21 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
         (self.on_line)(&line);
         Ok(())
     }
+}
+
+/// Appends `value` to `file` (at `path`) as one JSON line, written whole and flushed.
+fn append_line(
+    file: &mut std::fs::File,
+    path: &Path,
+    value: &impl Serialize,
+    what: &'static str,
+) -> Result<()> {
+    let mut text =
+        serde_json::to_string(value).map_err(|source| Error::Serialize { what, source })?;
+    text.push('\n');
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.flush())
+        .map_err(|e| Error::io(path, e))
 }
 
 /// How one problem of a run went.
@@ -659,17 +663,35 @@ pub fn stop_reason_name(reason: StopReason) -> &'static str {
 }
 
 /// What [`Runner::run`] checks first, for callers that want to fail before loading a model: the
-/// results file `out` reads, and was written with `identity` (see [`Runner::with_identity`]).
+/// results file `out` reads, and was written with `identity` (see [`Runner::with_identity`]);
+/// under [`Allocation::Triage`], the first stages kept beside it read too, and belong to it.
 /// Returns its finished lines (a half-written last line left out, and left in place).
-pub fn check_resumable(out: &Path, identity: &serde_json::Value) -> Result<Vec<ResultLine>> {
+pub fn check_resumable(
+    out: &Path,
+    identity: &serde_json::Value,
+    allocation: Allocation,
+) -> Result<Vec<ResultLine>> {
     let (previous, _) = peek_results(out)?;
-    // First stages a triage run kept beside it count as results.
-    let (firsts, _) = scan_lines::<triage::SideLine>(&triage::path_of(out))?;
-    if !firsts.is_empty() {
+    let has_firsts = allocation == Allocation::Triage
+        && !scan_lines::<triage::SideLine>(&triage::path_of(out))?
+            .0
+            .is_empty();
+    check_identity(out, identity, !previous.is_empty(), has_firsts)?;
+    Ok(previous)
+}
+
+/// Checks `identity` against the record beside `out` (or records it): `out` has results, or
+/// first stages kept beside it (which must have a record to be resumed).
+fn check_identity(
+    out: &Path,
+    identity: &serde_json::Value,
+    has_results: bool,
+    has_firsts: bool,
+) -> Result<()> {
+    if has_firsts {
         triage::check_recorded(out)?;
     }
-    identity::check_or_record(out, identity, !previous.is_empty() || !firsts.is_empty())?;
-    Ok(previous)
+    identity::check_or_record(out, identity, has_results || has_firsts)
 }
 
 /// The side file recording what the results file `out` was written with: `<out>.config.json`.
@@ -951,12 +973,14 @@ mod tests {
         assert_eq!(lines[3].answer.as_deref(), Some("012345678"));
     }
 
-    use crate::Staged as _;
-
     /// A staged strategy. First stage: one call on the question whose reply is
-    /// `answer:confidence`, settled at confidence 0.5 or more. Second: one call on
-    /// `think <question>` whose reply is the answer.
-    struct TwoStage;
+    /// `answer:confidence`, settled at confidence 0.5 or more. Second: one call of up to
+    /// `think_tokens` tokens on `think <question>` whose reply is the answer.
+    struct TwoStage {
+        think_tokens: usize,
+    }
+
+    const TWO_STAGE: TwoStage = TwoStage { think_tokens: 10 };
 
     fn text_request(prompt: String) -> crate::backend::GenerationRequest {
         crate::backend::GenerationRequest::new(crate::backend::Prompt::Text(prompt))
@@ -979,11 +1003,7 @@ mod tests {
         }
 
         async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
-            let first = self.first(problem, cx).await?;
-            match first.pending {
-                None => Ok(first.solution),
-                Some(_) => self.second(problem, first.solution, cx).await,
-            }
+            crate::solve_in_stages(self, problem, cx).await
         }
 
         fn staged(&self) -> Option<&dyn crate::Staged> {
@@ -1024,7 +1044,10 @@ mod tests {
         ) -> Result<Solution> {
             match cx
                 .backend()
-                .generate(text_request(format!("think {}", problem.question)))
+                .generate(
+                    text_request(format!("think {}", problem.question))
+                        .with_max_tokens(self.think_tokens),
+                )
                 .await
             {
                 Ok(generation) => {
@@ -1086,12 +1109,15 @@ mod tests {
             "w:0.4",
             "0123456789",
         ]));
-        let summary = Runner::new(Arc::new(TwoStage), Arc::clone(&backend) as Arc<dyn Backend>)
-            .with_run_budget(Budget::unlimited().with_max_tokens(budget))
-            .with_allocation(Allocation::Triage)
-            .run(&numbered(4), &out, |_| {})
-            .await
-            .unwrap();
+        let summary = Runner::new(
+            Arc::new(TWO_STAGE),
+            Arc::clone(&backend) as Arc<dyn Backend>,
+        )
+        .with_run_budget(Budget::unlimited().with_max_tokens(budget))
+        .with_allocation(Allocation::Triage)
+        .run(&numbered(4), &out, |_| {})
+        .await
+        .unwrap();
         assert_eq!(
             prompts(&backend),
             ["Q1?", "Q2?", "Q3?", "Q4?", "think Q3?"],
@@ -1134,9 +1160,12 @@ mod tests {
         let problems = numbered(4);
         let run = |replies: Vec<crate::scripted::Reply>| {
             let backend = Arc::new(crate::scripted::ScriptedBackend::from_replies(replies));
-            let runner = Runner::new(Arc::new(TwoStage), Arc::clone(&backend) as Arc<dyn Backend>)
-                .with_allocation(Allocation::Triage)
-                .with_identity(serde_json::json!({ "strategy": "two_stage" }));
+            let runner = Runner::new(
+                Arc::new(TWO_STAGE),
+                Arc::clone(&backend) as Arc<dyn Backend>,
+            )
+            .with_allocation(Allocation::Triage)
+            .with_identity(serde_json::json!({ "strategy": "two_stage" }));
             (backend, runner)
         };
         use crate::scripted::Reply::{Fail, Text};
@@ -1195,6 +1224,146 @@ mod tests {
             err.contains("r.jsonl.triage.jsonl") && err.contains("delete"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_resumed_triage_run_counts_what_its_files_record_against_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let problems = numbered(4);
+        use crate::scripted::Reply::{Fail, Text};
+        let first = |budget: Option<u64>, replies: Vec<crate::scripted::Reply>| {
+            let backend = Arc::new(crate::scripted::ScriptedBackend::from_replies(replies));
+            let mut runner = Runner::new(
+                Arc::new(TWO_STAGE),
+                Arc::clone(&backend) as Arc<dyn Backend>,
+            )
+            .with_allocation(Allocation::Triage);
+            if let Some(tokens) = budget {
+                runner = runner.with_run_budget(Budget::unlimited().with_max_tokens(tokens));
+            }
+            (backend, runner)
+        };
+        let text = |t: &str| Text(t.into());
+        let (_, runner) = first(
+            None,
+            vec![
+                text("x:0.9"),
+                text("y:0.2"),
+                text("z:0.1"),
+                text("w:0.4"),
+                Fail("down".into()),
+                Fail("down".into()),
+                Fail("down".into()),
+            ],
+        );
+        runner.run(&problems, &out, |_| {}).await.unwrap();
+        // As if p2's second stage had finished in a run killed right after: its line counts
+        // both stages (8 + 10), so its kept first stage must not count again.
+        let p2 = ResultLine {
+            id: "p2".into(),
+            strategy: "two_stage".into(),
+            answer: Some("Y".into()),
+            reference: None,
+            correct: None,
+            usage: Usage {
+                prompt_tokens: 12,
+                completion_tokens: 6,
+                calls: 2,
+                ..Usage::default()
+            },
+            stop_reason: Some(StopReason::Completed),
+            details: serde_json::Value::Null,
+            completion: "Y".into(),
+            error: None,
+            allotted: None,
+            triage: None,
+        };
+        let mut text_out = std::fs::read_to_string(&out).unwrap();
+        text_out.push_str(&serde_json::to_string(&p2).unwrap());
+        text_out.push('\n');
+        std::fs::write(&out, text_out).unwrap();
+        // Recorded: p1 8, p2 18, the first stages of p3 and p4 8 each; 19 more pay for exactly
+        // p3's second stage. (Not counting the kept first stages would leave room for p4's
+        // too; counting p2's twice would cut p3's.)
+        let (backend, runner) = first(Some(8 + 18 + 8 + 8 + 19), vec![text("0123456789")]);
+        let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+        assert_eq!(prompts(&backend), ["think Q3?"]);
+        assert_eq!((summary.second_stage, summary.first_only), (1, 1));
+        let lines = by_id(&out);
+        assert_eq!(lines["p3"].answer.as_deref(), Some("0123456789"));
+        assert_eq!(lines["p3"].stop_reason, Some(StopReason::Completed));
+        assert_eq!(lines["p4"].answer.as_deref(), Some("w"));
+        assert_eq!(lines["p4"].stop_reason, Some(StopReason::TokenBudget));
+    }
+
+    /// Second stages (prompts starting `think`) take a moment; first stages none.
+    struct SlowThinking(crate::scripted::ScriptedBackend);
+
+    #[async_trait::async_trait]
+    impl Backend for SlowThinking {
+        async fn generate(
+            &self,
+            request: crate::backend::GenerationRequest,
+        ) -> Result<crate::backend::Generation> {
+            if crate::scripted::ScriptedBackend::render(&request.prompt).starts_with("think") {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            self.0.generate(request).await
+        }
+
+        fn capabilities(&self) -> crate::backend::Capabilities {
+            self.0.capabilities()
+        }
+
+        async fn tokenize(&self, input: crate::backend::TokenizeInput<'_>) -> Result<Vec<u32>> {
+            self.0.tokenize(input).await
+        }
+
+        async fn detokenize(&self, ids: &[u32]) -> Result<String> {
+            self.0.detokenize(ids).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_second_stage_refused_while_others_hold_reservations_waits_for_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let backend = Arc::new(SlowThinking(crate::scripted::ScriptedBackend::new([
+            "x:0.9", "y:0.2", "z:0.1", "w:0.4", "A", "B", "C",
+        ])));
+        // First stages 32 tokens; then 47. A second stage reserves 9 + 30 and spends 9 + 1:
+        // while p3's is in flight only 8 are free, less than p2's prompt, but once it is done
+        // there is room for p2's and then p4's.
+        let summary = Runner::new(
+            Arc::new(TwoStage { think_tokens: 30 }),
+            Arc::clone(&backend) as Arc<dyn Backend>,
+        )
+        .with_concurrency(2)
+        .with_run_budget(Budget::unlimited().with_max_tokens(32 + 47))
+        .with_allocation(Allocation::Triage)
+        .run(&numbered(4), &out, |_| {})
+        .await
+        .unwrap();
+        assert_eq!(
+            prompts(&backend.0),
+            [
+                "Q1?",
+                "Q2?",
+                "Q3?",
+                "Q4?",
+                "think Q3?",
+                "think Q2?",
+                "think Q4?"
+            ]
+        );
+        assert_eq!((summary.second_stage, summary.first_only), (3, 0));
+        let lines = by_id(&out);
+        for (id, answer) in [("p3", "A"), ("p2", "B"), ("p4", "C")] {
+            assert_eq!(lines[id].answer.as_deref(), Some(answer), "{id}");
+            assert!(lines[id].triage.as_ref().is_some_and(|t| t.second_stage));
+        }
+        assert_eq!(summary.usage.total_tokens(), 32 + 30);
     }
 
     #[tokio::test]

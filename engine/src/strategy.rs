@@ -48,8 +48,22 @@ pub trait Staged: Send + Sync {
     async fn second(&self, problem: &Problem, first: Solution, cx: &Context) -> Result<Solution>;
 }
 
+/// `staged`'s first stage, then its second when the first asks for it: a [`Staged`] strategy's
+/// `solve`.
+pub async fn solve_in_stages(
+    staged: &dyn Staged,
+    problem: &Problem,
+    cx: &Context,
+) -> Result<Solution> {
+    let first = staged.first(problem, cx).await?;
+    match first.pending {
+        None => Ok(first.solution),
+        Some(_) => staged.second(problem, first.solution, cx).await,
+    }
+}
+
 /// What the first stage of a [`Staged`] strategy found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FirstStage {
     /// Its solution: final when no second stage follows, and the answer to fall back on when one
     /// is wanted but the run cannot afford it.

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ponder_engine::answer::extract_answer;
+use ponder_engine::solve_in_stages;
 use ponder_engine::{
     Candidate, Choice, Context, Error, FinishReason, FirstStage, GenerationRequest,
     LogitsProcessor, Pending, Problem, Prompt, Result, Sampling, Solution, Staged, StopReason,
@@ -377,11 +378,7 @@ impl Strategy for Router {
 
     #[tracing::instrument(skip_all, fields(strategy = "router", problem = %problem.id))]
     async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
-        let first = self.first(problem, cx).await?;
-        match first.pending {
-            None => Ok(first.solution),
-            Some(_) => self.second(problem, first.solution, cx).await,
-        }
+        solve_in_stages(self, problem, cx).await
     }
 
     fn staged(&self) -> Option<&dyn Staged> {
@@ -443,10 +440,12 @@ impl Staged for Router {
             tracing::debug!(problem = %problem.id, %why, "thinking");
             Pending {
                 // How likely the short answer is right: its probability where it was read,
-                // else the probes' agreement; nothing without an answer.
+                // the probes' agreement where it was not asked for; nothing without an answer
+                // or with a probability asked for but not found.
                 confidence: match (&signals.answer, signals.confidence) {
                     (None, _) => 0.0,
                     (Some(_), Some(c)) => c,
+                    (Some(_), None) if self.config.min_confidence > 0.0 => 0.0,
                     (Some(_), None) => signals.agreement,
                 },
                 why: why.clone(),

@@ -6,18 +6,18 @@
 //! without redoing them; their cost counts against the run's budget until the problem's result
 //! line (which includes it) is written.
 
-use std::collections::{HashMap, HashSet};
-use std::io::Write;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    exhausted, less_spent, line_for, run_exhausted, scan_lines, truncate, Outcome, ResultLine,
-    Runner, Sink, TriageNote,
+    append_line, exhausted, less_spent, line_for, run_exhausted, scan_lines, truncate, Outcome,
+    ResultLine, Runner, Sink, TriageNote,
 };
 use crate::budget::Resource;
 use crate::error::{Error, Result};
@@ -25,6 +25,7 @@ use crate::metered::Meter;
 use crate::problem::Problem;
 use crate::solution::{Solution, StopReason};
 use crate::strategy::{Context, FirstStage, Pending, Staged};
+use crate::usage::Usage;
 
 /// One line of the side file: a first stage that asked for the second.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +80,39 @@ enum First {
     Pending(SideLine),
 }
 
+/// A problem waiting for its second stage: its place in the set, the problem, its first stage.
+type Waiting<'a> = (usize, &'a Problem, SideLine);
+
+/// How one second stage went.
+enum Second<'a> {
+    /// Recorded (or cut short, or not started), and whether it made a call.
+    Done(Outcome, bool),
+    /// The run's budget refused it while other second stages held reservations they may not
+    /// use: tried again once they are done.
+    Deferred(Waiting<'a>),
+}
+
+/// Counts the second stages in flight while it lives.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(count))
+    }
+
+    /// Second stages in flight besides this one.
+    fn others(&self) -> usize {
+        self.0.load(Ordering::SeqCst).saturating_sub(1)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Runner {
     /// The line of a problem whose first stage asked for a second the run could not pay for:
     /// the first stage's answer, with the budget that ran out as its stop reason.
@@ -91,6 +125,10 @@ impl Runner {
     ) -> Outcome {
         first.stop_reason = resource.map_or(StopReason::TokenBudget, StopReason::from);
         let mut line = self.finish(problem, first).await;
+        if line.error.is_some() {
+            // Not graded: retried on resume, when the side file's line counts the first stage.
+            line.usage = Usage::default();
+        }
         line.triage = Some(note);
         Outcome::Done(line)
     }
@@ -120,31 +158,40 @@ impl Runner {
                     let cx = Context::new(backend, self.problem_budget);
                     let outcome = staged.first(problem, &cx).await;
                     let usage = cx.meter().usage();
+                    if cut.load(Ordering::Relaxed) {
+                        // As for a whole solve: redone by a resumed run.
+                        let line = match outcome {
+                            Ok(mut first) => {
+                                first.solution.usage = usage;
+                                line_for(problem, first.solution, None)
+                            }
+                            Err(e) => self.line_of(problem, Err(e), usage).await,
+                        };
+                        return First::Whole(Outcome::Cut(line));
+                    }
                     match outcome {
                         Ok(FirstStage {
                             mut solution,
-                            pending,
+                            pending: None,
                         }) => {
                             solution.usage = usage;
-                            if cut.load(Ordering::Relaxed) {
-                                // As for a whole solve: redone by a resumed run.
-                                return First::Whole(Outcome::Cut(line_for(
-                                    problem, solution, None,
-                                )));
+                            First::Whole(Outcome::Done(self.finish(problem, solution).await))
+                        }
+                        Ok(FirstStage {
+                            mut solution,
+                            pending: Some(mut pending),
+                        }) => {
+                            solution.usage = usage;
+                            solution.trace = None;
+                            // JSON has no NaN: an unreadable confidence is no confidence.
+                            if !pending.confidence.is_finite() {
+                                pending.confidence = 0.0;
                             }
-                            match pending {
-                                None => First::Whole(Outcome::Done(
-                                    self.finish(problem, solution).await,
-                                )),
-                                Some(pending) => {
-                                    solution.trace = None;
-                                    First::Pending(SideLine {
-                                        id: problem.id.clone(),
-                                        first: solution,
-                                        pending,
-                                    })
-                                }
-                            }
+                            First::Pending(SideLine {
+                                id: problem.id.clone(),
+                                first: solution,
+                                pending,
+                            })
                         }
                         Err(e) => {
                             First::Whole(Outcome::Done(self.line_of(problem, Err(e), usage).await))
@@ -167,15 +214,7 @@ impl Runner {
                                 .map_err(|e| Error::io(&side_path, e))?,
                         ),
                     };
-                    let mut text =
-                        serde_json::to_string(&line).map_err(|source| Error::Serialize {
-                            what: "a first stage",
-                            source,
-                        })?;
-                    text.push('\n');
-                    file.write_all(text.as_bytes())
-                        .and_then(|()| file.flush())
-                        .map_err(|e| Error::io(&side_path, e))?;
+                    append_line(file, &side_path, &line, "a first stage")?;
                     firsts.push(line);
                 }
             }
@@ -191,89 +230,153 @@ impl Runner {
             .enumerate()
             .map(|(i, p)| (p.id.as_str(), (i, *p)))
             .collect();
-        let mut queue: Vec<(usize, &Problem, SideLine)> = firsts
+        let mut waiting: Vec<Waiting<'_>> = firsts
             .into_iter()
             .filter_map(|f| {
                 let (i, problem) = *position.get(f.id.as_str())?;
                 Some((i, problem, f))
             })
             .collect();
-        queue.sort_by(|(ia, _, a), (ib, _, b)| {
+        let by_need = |(ia, _, a): &Waiting<'_>, (ib, _, b): &Waiting<'_>| {
             a.pending
                 .confidence
                 .total_cmp(&b.pending.confidence)
                 .then(ia.cmp(ib))
-        });
-        let mut stream = futures::stream::iter(queue)
-            .map(|(_, problem, first)| {
-                let meter = Arc::clone(run_meter);
-                async move {
-                    let mut note = TriageNote {
-                        confidence: first.pending.confidence,
-                        why: first.pending.why.clone(),
-                        second_stage: false,
-                    };
-                    match exhausted(&meter) {
-                        // This invocation's time: the next one can think about it.
-                        Some(Resource::WallTime) => return Outcome::NotStarted,
-                        // The run's tokens or calls are spent for good: the first answer stands.
-                        Some(resource) => {
-                            return self
-                                .first_only(problem, first.first, Some(resource), note)
-                                .await
-                        }
-                        None => {}
-                    }
-                    let (backend, cut) = self.run_backend(Arc::clone(&meter));
-                    let cx =
-                        Context::new(backend, less_spent(self.problem_budget, &first.first.usage));
-                    let first_usage = first.first.usage;
-                    let outcome = staged.second(problem, first.first.clone(), &cx).await;
-                    let usage = cx.meter().usage();
-                    let cut = cut.load(Ordering::Relaxed);
-                    if cut && usage.calls == 0 && outcome.is_ok() {
-                        // Refused at its first call: the run has less left than one call needs.
-                        return match exhausted(&meter) {
-                            Some(Resource::WallTime) => Outcome::NotStarted,
-                            resource => self.first_only(problem, first.first, resource, note).await,
-                        };
-                    }
-                    note.second_stage = true;
-                    let mut line = match outcome {
-                        Ok(mut solution) => {
-                            solution.usage = first_usage + usage;
-                            if cut && exhausted(&meter) == Some(Resource::WallTime) {
-                                // Cut by this invocation's time: redone by a resumed run.
-                                return Outcome::Cut(line_for(problem, solution, None));
+        };
+        waiting.sort_by(by_need);
+        // In rounds: a second stage refused while others held reservations is deferred to the
+        // next round, after they have given back what they did not use. A round in which no
+        // second stage made a call ends the rest with their first stage's answer.
+        let running = Arc::new(AtomicUsize::new(0));
+        let mut queue: VecDeque<Waiting<'_>> = waiting.into();
+        let mut deferred: Vec<Waiting<'_>> = Vec::new();
+        let mut progress = false;
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < self.concurrency {
+                let Some(item) = queue.pop_front() else {
+                    break;
+                };
+                in_flight.push(self.second_stage(staged, item, run_meter, &running));
+            }
+            match in_flight.next().await {
+                Some(Second::Done(outcome, called)) => {
+                    progress |= called;
+                    if let Outcome::Done(line) = &outcome {
+                        match &line.triage {
+                            Some(note) if line.error.is_none() && note.second_stage => {
+                                sink.summary.second_stage += 1;
                             }
-                            if cut && !solution.stop_reason.is_budget() {
-                                // A call shortened to what the run had left.
-                                solution.stop_reason = exhausted(&meter)
-                                    .map_or(StopReason::TokenBudget, StopReason::from);
-                            }
-                            self.finish(problem, solution).await
+                            Some(note) if !note.second_stage => sink.summary.first_only += 1,
+                            _ => {}
                         }
-                        // Recorded with what this attempt cost; the first stage stays recorded
-                        // (and counted) in the side file for the retry.
-                        Err(e) => self.line_of(problem, Err(e), usage).await,
-                    };
-                    line.triage = Some(note);
-                    Outcome::Done(line)
+                    }
+                    sink.take(outcome)?;
                 }
-            })
-            .buffer_unordered(self.concurrency);
-        while let Some(outcome) = stream.next().await {
-            if let Outcome::Done(line) = &outcome {
-                match &line.triage {
-                    Some(note) if line.error.is_none() && note.second_stage => {
-                        sink.summary.second_stage += 1;
+                Some(Second::Deferred(item)) => deferred.push(item),
+                None if deferred.is_empty() => break,
+                None if progress => {
+                    deferred.sort_by(by_need);
+                    queue.extend(deferred.drain(..));
+                    progress = false;
+                }
+                None => {
+                    for (_, problem, first) in deferred.drain(..) {
+                        let note = note_of(&first, false);
+                        let resource = exhausted(run_meter);
+                        sink.summary.first_only += 1;
+                        sink.take(self.first_only(problem, first.first, resource, note).await)?;
                     }
-                    Some(note) if !note.second_stage => sink.summary.first_only += 1,
-                    _ => {}
+                    break;
                 }
             }
-            sink.take(outcome)?;
         }
         Ok(())
+    }
+
+    /// The second stage of one waiting problem on what the run has left.
+    async fn second_stage<'a>(
+        &self,
+        staged: &dyn Staged,
+        item: Waiting<'a>,
+        run_meter: &Arc<Meter>,
+        running: &Arc<AtomicUsize>,
+    ) -> Second<'a> {
+        let running = Running::enter(running);
+        let meter = Arc::clone(run_meter);
+        let (_, problem, first) = &item;
+        let problem = *problem;
+        let resource = exhausted(&meter);
+        match resource {
+            // This invocation's time: the next one can think about it.
+            Some(Resource::WallTime) => return Second::Done(Outcome::NotStarted, false),
+            Some(_) if running.others() > 0 => return Second::Deferred(item),
+            // The run's tokens or calls spent for good: the first answer stands.
+            Some(_) => {
+                let note = note_of(first, false);
+                let outcome = self
+                    .first_only(problem, first.first.clone(), resource, note)
+                    .await;
+                return Second::Done(outcome, false);
+            }
+            None => {}
+        }
+        let (backend, cut) = self.run_backend(Arc::clone(&meter));
+        // The problem's own budget, less what its first stage spent (its time included).
+        let mut budget = less_spent(self.problem_budget, &first.first.usage);
+        budget.max_wall_ms = budget
+            .max_wall_ms
+            .map(|ms| ms.saturating_sub(first.first.usage.elapsed_ms));
+        let cx = Context::new(backend, budget);
+        let outcome = staged.second(problem, first.first.clone(), &cx).await;
+        let usage = cx.meter().usage();
+        let cut = cut.load(Ordering::Relaxed);
+        if cut && usage.calls == 0 && outcome.is_ok() {
+            // Refused at its first call: the run has less left than the call needs.
+            return match exhausted(&meter) {
+                Some(Resource::WallTime) => Second::Done(Outcome::NotStarted, false),
+                _ if running.others() > 0 => Second::Deferred(item),
+                resource => {
+                    let note = note_of(first, false);
+                    let outcome = self
+                        .first_only(problem, first.first.clone(), resource, note)
+                        .await;
+                    Second::Done(outcome, false)
+                }
+            };
+        }
+        let note = note_of(first, true);
+        let mut line = match outcome {
+            Ok(mut solution) => {
+                solution.usage = first.first.usage + usage;
+                if cut && exhausted(&meter) == Some(Resource::WallTime) {
+                    // Cut by this invocation's time: redone by a resumed run.
+                    let line = line_for(problem, solution, None);
+                    return Second::Done(Outcome::Cut(line), usage.calls > 0);
+                }
+                if cut && !solution.stop_reason.is_budget() {
+                    // A call shortened to what the run had left.
+                    solution.stop_reason =
+                        exhausted(&meter).map_or(StopReason::TokenBudget, StopReason::from);
+                }
+                self.finish(problem, solution).await
+            }
+            Err(e) => self.line_of(problem, Err(e), usage).await,
+        };
+        if line.error.is_some() {
+            // Retried on resume, when the side file's line counts the first stage: this line
+            // counts what this attempt cost.
+            line.usage = usage;
+        }
+        line.triage = Some(note);
+        Second::Done(Outcome::Done(line), usage.calls > 0)
+    }
+}
+
+fn note_of(first: &SideLine, second_stage: bool) -> TriageNote {
+    TriageNote {
+        confidence: first.pending.confidence,
+        why: first.pending.why.clone(),
+        second_stage,
     }
 }

@@ -389,3 +389,71 @@ fn without_logits_processors_the_mode_is_read_from_the_text() {
     .unwrap_err();
     assert!(err.to_string().contains("think_threshold"), "{err}");
 }
+
+#[test]
+fn the_first_stage_says_how_sure_it_is_and_the_second_thinks_from_it() {
+    let r = router(RouterConfig::default());
+    let first = |replies: Vec<Reply>, problem: &Problem| {
+        let backend = Arc::new(ScriptedBackend::from_replies(replies));
+        let cx = Context::new(
+            Arc::clone(&backend) as Arc<dyn Backend>,
+            Budget::unlimited(),
+        );
+        let stage = futures::executor::block_on(r.first(problem, &cx)).unwrap();
+        (stage, backend.requests().len())
+    };
+    let question = Problem::new("p", "What is 3 + 4?");
+    let (sure, calls) = first(vec![Reply::Text("Final Answer: 7".into())], &question);
+    assert_eq!((sure.pending, calls), (None, 1));
+    // Unsure: the short answer stands until thinking replaces it.
+    let (unsure, _) = first(
+        vec![Reply::Unsure("Final Answer: 7".into(), 0.15f32.ln())],
+        &question,
+    );
+    let pending = unsure.pending.clone().unwrap();
+    assert!((pending.confidence - 0.15).abs() < 1e-6, "{pending:?}");
+    assert!(
+        pending.why.contains("confidence 0.150 < 0.2"),
+        "{pending:?}"
+    );
+    assert_eq!(unsure.solution.answer.as_deref(), Some("7"));
+    assert_eq!(details(&unsure.solution).route, "short");
+    // No short answer: as unsure as can be.
+    let (none, _) = first(vec![Reply::Text("Seven, I think".into())], &question);
+    assert_eq!(none.pending.map(|p| p.confidence), Some(0.0));
+    // A code problem asks to think without a call.
+    let code = Problem {
+        code: Some(ponder_engine::CodeTask {
+            prompt: "def f():\n".into(),
+            entry_point: "f".into(),
+            test: "def check(c):\n    assert c() == 1\n".into(),
+        }),
+        ..Problem::new("c", "def f():\n")
+    };
+    let (code_first, calls) = first(Vec::new(), &code);
+    assert_eq!(calls, 0);
+    assert_eq!(code_first.pending.map(|p| p.confidence), Some(0.0));
+
+    // The second stage from the first's solution (after the JSON round trip a triage run makes)
+    // is what `solve` gives: the thought answer, with the short signals in its details.
+    let backend = Arc::new(ScriptedBackend::new([
+        "3 + 4 = 7, and 1 more is 8.\nFinal Answer: 8",
+    ]));
+    let cx = Context::new(
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+    );
+    let kept: Solution =
+        serde_json::from_str(&serde_json::to_string(&unsure.solution).unwrap()).unwrap();
+    let thought = futures::executor::block_on(r.second(&question, kept, &cx)).unwrap();
+    assert_eq!(thought.answer.as_deref(), Some("8"));
+    let d = details(&thought);
+    assert_eq!(d.route, "think");
+    assert_eq!(d.short.and_then(|s| s.answer).as_deref(), Some("7"));
+    assert_eq!(
+        thought.candidates.len(),
+        2,
+        "the short answer and the thought"
+    );
+    assert_eq!(backend.requests()[0].max_tokens, 512);
+}
