@@ -188,7 +188,9 @@ pub struct RunSummary {
     /// Problems started but cut short by the run's budget (a call refused or shortened); not
     /// recorded, so a resumed run redoes them. Their usage is in `usage`.
     pub cut_short: usize,
-    /// Usage of this run's problems, summed (elapsed is the sum of per-problem times).
+    /// Usage of this run's problems, summed (elapsed is the sum of per-problem times). Under
+    /// [`Allocation::Triage`] a first stage counts with its problem's line, so one that is still
+    /// waiting for its second stage when the run stops is not in here yet.
     pub usage: Usage,
     /// Wall time of this run.
     pub wall_ms: u64,
