@@ -79,9 +79,9 @@ enum Command {
         /// How --max-run-tokens is shared: `first-come` (a problem may spend all that is
         /// left), `even` (each problem, as it starts, gets what is left divided by the
         /// problems not yet started; what it leaves unspent goes to those after it) or `triage`
-        /// (strategies with a cheap first stage, the router: every problem's short answer
-        /// first, then thinking for the least sure first, as far as the budget goes; the
-        /// rest keep their short answer).
+        /// (strategies with a cheap first stage, the router or adaptive best-of-N: every
+        /// problem's short answer or first round first, then thinking or more samples for the
+        /// least sure first, as far as the budget goes; the rest keep their first answer).
         #[arg(long, value_enum, default_value_t = Allocate::FirstCome)]
         allocate: Allocate,
         /// Write each search tree to DIR/<problem id>.{json,dot,svg}.
@@ -342,7 +342,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if allocation == Allocation::Triage && strategy.staged().is_none() {
         bail!(
-            "--allocate triage needs a strategy with a cheap first stage (kind = \"router\"); \
+            "--allocate triage needs a strategy with a cheap first stage (kind = \"router\", or \
+             best_of_n with adaptive); \
              {} has kind = \"{}\"",
             args.config.display(),
             strategy.name()
@@ -443,7 +444,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if allocation == Allocation::Triage {
         println!(
-            "triage: {} thought, {} kept their short answer (the run's budget ran out first)",
+            "triage: {} got their second stage (thinking, more samples), {} kept their first \
+             stage's answer (the run's budget ran out first)",
             summary.second_stage, summary.first_only
         );
     }

@@ -72,7 +72,7 @@ pub struct Route {
 /// (mode_token).
 fn route_of(line: &ResultLine) -> Option<&str> {
     // A triage run that could not pay for thinking: a short answer that wanted to think.
-    if line.triage.as_ref().is_some_and(|t| !t.second_stage) {
+    if line.strategy == "router" && line.triage.as_ref().is_some_and(|t| !t.second_stage) {
         return Some("short (no budget to think)");
     }
     match line.strategy.as_str() {

@@ -98,7 +98,7 @@ pub enum Allocation {
     /// budget stop reason, like a per-problem budget.
     Even,
     /// Two passes, for strategies with a cheap first stage ([`crate::Staged`]: the router's short
-    /// answer). The first stage of every problem runs first; the problems it settles are
+    /// answer, adaptive best-of-N's first round). The first stage of every problem runs first; the problems it settles are
     /// recorded. Then the second stages (thinking) run in order of need, the least sure first
     /// stage first, on what the run's budget has left, first come in that order; once it is spent,
     /// the rest keep their first stage's answer, recorded with a budget stop reason. So thinking
@@ -311,7 +311,8 @@ impl Runner {
                 Error::StrategyConfig {
                     strategy: self.strategy.name(),
                     reason: "a triage allocation needs a strategy with a cheap first stage \
-                             (`router`); use `even` or `first_come` with this one"
+                             (`router`, or `best_of_n` with `adaptive`); use `even` or \
+                             `first_come` with this one"
                         .into(),
                 }
             })?),

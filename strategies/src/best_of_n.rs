@@ -18,7 +18,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use ponder_engine::{
-    Candidate, Context, Error, Problem, Result, Scorer, Solution, StopReason, Strategy,
+    solve_in_stages, Candidate, Context, Error, FirstStage, Pending, Problem, Result, Scorer,
+    Solution, Staged, StopReason, Strategy,
 };
 use ponder_prm::{Aggregate, ScorerConfig, Select};
 use serde::{Deserialize, Serialize};
@@ -190,6 +191,9 @@ pub struct BestOfNDetails {
     pub samples_saved: usize,
     /// Samples drawn.
     pub samples: usize,
+    /// How each sample stopped, in `candidates`' order.
+    #[serde(default)]
+    pub stops: Vec<StopReason>,
 }
 
 impl From<&Candidate> for CandidateDetail {
@@ -335,54 +339,112 @@ impl BestOfN {
     }
 }
 
-#[async_trait]
-impl Strategy for BestOfN {
-    fn name(&self) -> &'static str {
-        "best_of_n"
-    }
+/// The samples drawn so far.
+#[derive(Debug)]
+struct Draw {
+    candidates: Vec<Candidate>,
+    /// How each candidate stopped.
+    stops: Vec<StopReason>,
+    /// Why drawing stopped.
+    stop_reason: StopReason,
+}
 
-    #[tracing::instrument(skip_all, fields(strategy = "best_of_n", problem = %problem.id, n = self.config.n.get()))]
-    async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+impl Draw {
+    fn new() -> Self {
+        Self {
+            candidates: Vec::new(),
+            stops: Vec::new(),
+            stop_reason: StopReason::Completed,
+        }
+    }
+}
+
+impl BestOfN {
+    /// Draws rounds until `draw` holds `limit` samples, the budget stops it, or the vote is
+    /// decided (with the config's `n` as the whole draw). Returns whether it was decided.
+    async fn draw_rounds(
+        &self,
+        problem: &Problem,
+        cx: &Context,
+        draw: &mut Draw,
+        limit: usize,
+    ) -> Result<bool> {
         let n = self.config.n.get();
         let round = self.config.adaptive.as_ref().map_or(n, |a| a.round.get());
-        let mut candidates: Vec<Candidate> = Vec::new();
-        // How each candidate stopped.
-        let mut stops: Vec<StopReason> = Vec::new();
-        let mut stop_reason = StopReason::Completed;
-        while candidates.len() < n {
-            let k = round.min(n - candidates.len());
+        while draw.candidates.len() < limit {
+            let k = round.min(limit - draw.candidates.len());
             let (drawn, budget_stop) = match self.draw(problem, cx, k).await {
                 Ok(drawn) => drawn,
                 Err(Error::BudgetExhausted { resource }) => {
-                    stop_reason = resource.into();
-                    break;
+                    draw.stop_reason = resource.into();
+                    return Ok(false);
                 }
                 Err(e) => return Err(e),
             };
             let (mut drawn, drawn_stops): (Vec<Candidate>, Vec<StopReason>) =
                 drawn.into_iter().unzip();
-            stops.extend(drawn_stops);
+            draw.stops.extend(drawn_stops);
             match self.score(problem, cx, &mut drawn).await {
                 Ok(()) => {}
                 Err(Error::BudgetExhausted { resource }) => {
-                    stop_reason = resource.into();
-                    candidates.extend(drawn);
-                    break;
+                    draw.stop_reason = resource.into();
+                    draw.candidates.extend(drawn);
+                    return Ok(false);
                 }
                 Err(e) => return Err(e),
             }
-            candidates.extend(drawn);
+            draw.candidates.extend(drawn);
             if let Some(reason) = budget_stop {
-                stop_reason = reason;
-                break;
+                draw.stop_reason = reason;
+                return Ok(false);
             }
-            if self.decided(&candidates, n - candidates.len()) {
-                break;
+            if self.decided(&draw.candidates, n - draw.candidates.len()) {
+                return Ok(true);
             }
         }
+        Ok(false)
+    }
+
+    /// The leading answer's share of the vote (of the reward, for `weighted`; the best reward,
+    /// for `naive`): how sure a draw is. 0 with no answer.
+    fn vote_share(&self, candidates: &[Candidate]) -> f64 {
+        let answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
+        let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
+        let groups = ponder_prm::groups(&answers, &rewards);
+        let (leader, total) = match self.config.select {
+            Select::Naive => return rewards.iter().flatten().copied().fold(0.0, f64::max),
+            Select::Majority => (
+                groups.iter().map(|g| g.members.len()).max().unwrap_or(0) as f64,
+                candidates.len() as f64,
+            ),
+            _ => (
+                groups.iter().map(|g| g.weight).fold(0.0, f64::max),
+                groups.iter().map(|g| g.weight).sum(),
+            ),
+        };
+        if total > 0.0 {
+            leader / total
+        } else {
+            0.0
+        }
+    }
+
+    /// The selection among what was drawn, as the solution.
+    fn select(&self, draw: Draw) -> Result<Solution> {
+        let n = self.config.n.get();
+        let Draw {
+            candidates,
+            stops,
+            mut stop_reason,
+        } = draw;
         let answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
         let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
         let selection = self.config.select.apply(&answers, &rewards);
+        let chosen = selection.index.and_then(|i| candidates.get(i)).cloned();
+        // The chosen sample ran out of tokens (its own max_tokens, or what the budget left it):
+        // say so, as a single sample would.
+        let cut = stop_reason == StopReason::Completed
+            && selection.index.and_then(|i| stops.get(i)) == Some(&StopReason::MaxTokens);
         let details = BestOfNDetails {
             candidates: candidates.iter().map(CandidateDetail::from).collect(),
             selected: selection.index,
@@ -390,16 +452,12 @@ impl Strategy for BestOfN {
             samples_saved: if stop_reason.is_budget() {
                 0
             } else {
-                n - candidates.len()
+                n.saturating_sub(candidates.len())
             },
             samples: candidates.len(),
+            stops,
         };
-        let chosen = selection.index.and_then(|i| candidates.get(i)).cloned();
-        // The chosen sample ran out of tokens (its own max_tokens, or what the budget left it):
-        // say so, as a single sample would.
-        if stop_reason == StopReason::Completed
-            && selection.index.and_then(|i| stops.get(i)) == Some(&StopReason::MaxTokens)
-        {
+        if cut {
             stop_reason = StopReason::MaxTokens;
         }
         let details = serde_json::to_value(details).map_err(|source| Error::Serialize {
@@ -416,6 +474,81 @@ impl Strategy for BestOfN {
             details,
             trace: None,
         })
+    }
+}
+
+#[async_trait]
+impl Strategy for BestOfN {
+    fn name(&self) -> &'static str {
+        "best_of_n"
+    }
+
+    #[tracing::instrument(skip_all, fields(strategy = "best_of_n", problem = %problem.id, n = self.config.n.get()))]
+    async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+        if self.config.adaptive.is_some() {
+            return solve_in_stages(self, problem, cx).await;
+        }
+        let mut draw = Draw::new();
+        self.draw_rounds(problem, cx, &mut draw, self.config.n.get())
+            .await?;
+        self.select(draw)
+    }
+
+    /// With `adaptive`: the first round is the first stage, the rounds after it the second.
+    fn staged(&self) -> Option<&dyn Staged> {
+        self.config
+            .adaptive
+            .is_some()
+            .then_some(self as &dyn Staged)
+    }
+}
+
+#[async_trait]
+impl Staged for BestOfN {
+    async fn first(&self, problem: &Problem, cx: &Context) -> Result<FirstStage> {
+        let n = self.config.n.get();
+        let round = self.config.adaptive.as_ref().map_or(n, |a| a.round.get());
+        let mut draw = Draw::new();
+        let decided = self
+            .draw_rounds(problem, cx, &mut draw, round.min(n))
+            .await?;
+        let pending = (!decided && !draw.stop_reason.is_budget() && draw.candidates.len() < n)
+            .then(|| {
+                let share = self.vote_share(&draw.candidates);
+                Pending {
+                    confidence: share,
+                    why: format!(
+                        "undecided after {} of {n} samples (leader's share {share:.2})",
+                        draw.candidates.len()
+                    ),
+                }
+            });
+        let mut solution = self.select(draw)?;
+        if pending.is_some() {
+            // Not saved: still to draw, should the run afford it.
+            solution.details["samples_saved"] = 0.into();
+        }
+        Ok(FirstStage { solution, pending })
+    }
+
+    async fn second(&self, problem: &Problem, first: Solution, cx: &Context) -> Result<Solution> {
+        let details: BestOfNDetails =
+            serde_json::from_value(first.details).map_err(|e| Error::StrategyConfig {
+                strategy: "best_of_n",
+                reason: format!(
+                    "more samples were asked for after a first stage that is not best-of-N's: {e}"
+                ),
+            })?;
+        let mut draw = Draw {
+            stops: details.stops,
+            candidates: first.candidates,
+            stop_reason: StopReason::Completed,
+        };
+        draw.stops
+            .resize(draw.candidates.len(), StopReason::Completed);
+        self.draw_rounds(problem, cx, &mut draw, self.config.n.get())
+            .await?;
+        self.select(draw)
     }
 }
 
@@ -562,6 +695,61 @@ mod tests {
         };
         let solution = run(&BestOfN::new(config).unwrap(), backend, Budget::unlimited()).await;
         assert_eq!(details(&solution).samples_saved, 2);
+    }
+
+    #[tokio::test]
+    async fn adaptive_best_of_n_is_staged_a_round_then_the_rest() {
+        let config = BestOfNConfig {
+            adaptive: Some(AdaptiveConfig {
+                round: NonZeroUsize::new(2).unwrap(),
+                agreement: None,
+            }),
+            ..BestOfNConfig::self_consistency(NonZeroUsize::new(4).unwrap())
+        };
+        let strategy = BestOfN::new(config.clone()).unwrap();
+        let staged = strategy.staged().expect("adaptive best-of-N has stages");
+        let problem = Problem::new("p", "Q?");
+        let backend = Arc::new(ScriptedBackend::new(answers(&["7", "8", "7", "7"])));
+        let cx = Context::new(
+            Arc::clone(&backend) as Arc<dyn Backend>,
+            Budget::unlimited(),
+        );
+        // A split first round asks for more, as sure as its leader's share.
+        let first = staged.first(&problem, &cx).await.unwrap();
+        let pending = first.pending.clone().expect("undecided after 7 and 8");
+        assert_eq!(pending.confidence, 0.5);
+        assert!(pending.why.contains("2 of 4"), "{}", pending.why);
+        assert_eq!(details(&first.solution).samples_saved, 0);
+        assert_eq!(backend.requests().len(), 1);
+        // The rest, from the first stage after a JSON round trip (as a triage run keeps it).
+        let kept: Solution =
+            serde_json::from_str(&serde_json::to_string(&first.solution).unwrap()).unwrap();
+        let rest = staged.second(&problem, kept, &cx).await.unwrap();
+        assert_eq!(rest.answer.as_deref(), Some("7"));
+        let d = details(&rest);
+        assert_eq!((d.samples, d.stops.len()), (4, 4));
+        // The same as solving in one go.
+        let backend = Arc::new(ScriptedBackend::new(answers(&["7", "8", "7", "7"])));
+        let whole = run(&strategy, Arc::clone(&backend), Budget::unlimited()).await;
+        assert_eq!(whole.answer, rest.answer);
+        assert_eq!(details(&whole), d);
+        // A unanimous first round of 3 is decided (2 > 0 + 1): nothing more to ask for.
+        let decided = BestOfN::new(BestOfNConfig {
+            n: NonZeroUsize::new(3).unwrap(),
+            ..config
+        })
+        .unwrap();
+        let backend = Arc::new(ScriptedBackend::new(answers(&["7", "7"])));
+        let cx = Context::new(backend as Arc<dyn Backend>, Budget::unlimited());
+        let first = decided.first(&problem, &cx).await.unwrap();
+        assert_eq!(first.pending, None);
+        // Without adaptive N there is nothing to stage.
+        assert!(BestOfN::new(BestOfNConfig::self_consistency(
+            NonZeroUsize::new(4).unwrap()
+        ))
+        .unwrap()
+        .staged()
+        .is_none());
     }
 
     #[tokio::test]
