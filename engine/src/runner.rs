@@ -1156,6 +1156,18 @@ mod tests {
         assert_eq!(summary.usage.total_tokens(), 51);
     }
 
+    /// Four first stages, three of them unsure (p3, p2, p4 in order of need), then three
+    /// failing second stages.
+    fn undecided_then_failing() -> Vec<crate::scripted::Reply> {
+        use crate::scripted::Reply::{Fail, Text};
+        let mut replies: Vec<_> = ["x:0.9", "y:0.2", "z:0.1", "w:0.4"]
+            .into_iter()
+            .map(|t| Text(t.into()))
+            .collect();
+        replies.extend((0..3).map(|_| Fail("down".into())));
+        replies
+    }
+
     #[tokio::test]
     async fn a_resumed_triage_run_keeps_its_first_stages_and_redoes_only_a_cut_one() {
         let dir = tempfile::tempdir().unwrap();
@@ -1171,18 +1183,10 @@ mod tests {
             .with_identity(serde_json::json!({ "strategy": "two_stage" }));
             (backend, runner)
         };
-        use crate::scripted::Reply::{Fail, Text};
+        use crate::scripted::Reply::Text;
         let text = |t: &str| Text(t.into());
         // Every second stage fails: three error lines, three first stages kept beside them.
-        let (_, runner) = run(vec![
-            text("x:0.9"),
-            text("y:0.2"),
-            text("z:0.1"),
-            text("w:0.4"),
-            Fail("down".into()),
-            Fail("down".into()),
-            Fail("down".into()),
-        ]);
+        let (_, runner) = run(undecided_then_failing());
         let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
         assert_eq!((summary.solved, summary.errors), (1, 3));
         let side = triage_path(&out);
@@ -1234,7 +1238,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("r.jsonl");
         let problems = numbered(4);
-        use crate::scripted::Reply::{Fail, Text};
+        use crate::scripted::Reply::Text;
         let first = |budget: Option<u64>, replies: Vec<crate::scripted::Reply>| {
             let backend = Arc::new(crate::scripted::ScriptedBackend::from_replies(replies));
             let mut runner = Runner::new(
@@ -1248,18 +1252,7 @@ mod tests {
             (backend, runner)
         };
         let text = |t: &str| Text(t.into());
-        let (_, runner) = first(
-            None,
-            vec![
-                text("x:0.9"),
-                text("y:0.2"),
-                text("z:0.1"),
-                text("w:0.4"),
-                Fail("down".into()),
-                Fail("down".into()),
-                Fail("down".into()),
-            ],
-        );
+        let (_, runner) = first(None, undecided_then_failing());
         runner.run(&problems, &out, |_| {}).await.unwrap();
         // As if p2's second stage had finished in a run killed right after: its line counts
         // both stages (8 + 10), so its kept first stage must not count again.

@@ -304,19 +304,27 @@ impl BestOfN {
         Ok(())
     }
 
+    /// Each answer's mass in the vote (its samples for `majority`, their summed reward
+    /// otherwise), and every candidate's reward.
+    fn votes(&self, candidates: &[Candidate]) -> (Vec<f64>, Vec<Option<f64>>) {
+        let answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
+        let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
+        let groups = ponder_prm::groups(&answers, &rewards);
+        let mass = match self.config.select {
+            Select::Majority => groups.iter().map(|g| g.members.len() as f64).collect(),
+            _ => groups.iter().map(|g| g.weight).collect(),
+        };
+        (mass, rewards)
+    }
+
     /// Whether the vote among `candidates` is settled with `left` samples still to draw.
     fn decided(&self, candidates: &[Candidate], left: usize) -> bool {
         let Some(adaptive) = &self.config.adaptive else {
             return false;
         };
-        let answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
-        let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
-        let groups = ponder_prm::groups(&answers, &rewards);
-        let (mass, per_sample): (Vec<f64>, f64) = match self.config.select {
-            Select::Majority => (groups.iter().map(|g| g.members.len() as f64).collect(), 1.0),
-            // A reward is at most 1, so one more sample adds at most 1 to a group.
-            _ => (groups.iter().map(|g| g.weight).collect(), 1.0),
-        };
+        let (mass, rewards) = self.votes(candidates);
+        // A vote is 1, and a reward at most 1: one more sample adds at most 1 to a group.
+        let per_sample = 1.0;
         let mut sorted = mass.clone();
         sorted.sort_by(|a, b| b.total_cmp(a));
         let leader = sorted.first().copied().unwrap_or(0.0);
@@ -408,19 +416,13 @@ impl BestOfN {
     /// The leading answer's share of the vote (of the reward, for `weighted`; the best reward,
     /// for `naive`): how sure a draw is. 0 with no answer.
     fn vote_share(&self, candidates: &[Candidate]) -> f64 {
-        let answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
-        let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
-        let groups = ponder_prm::groups(&answers, &rewards);
-        let (leader, total) = match self.config.select {
+        let (mass, rewards) = self.votes(candidates);
+        let leader = mass.iter().copied().fold(0.0, f64::max);
+        let total = match self.config.select {
             Select::Naive => return rewards.iter().flatten().copied().fold(0.0, f64::max),
-            Select::Majority => (
-                groups.iter().map(|g| g.members.len()).max().unwrap_or(0) as f64,
-                candidates.len() as f64,
-            ),
-            _ => (
-                groups.iter().map(|g| g.weight).fold(0.0, f64::max),
-                groups.iter().map(|g| g.weight).sum(),
-            ),
+            // Unanswered samples count against the leader.
+            Select::Majority => candidates.len() as f64,
+            Select::Weighted => mass.iter().sum(),
         };
         if total > 0.0 {
             leader / total

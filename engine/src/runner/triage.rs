@@ -119,18 +119,38 @@ impl Runner {
     async fn first_only(
         &self,
         problem: &Problem,
-        mut first: Solution,
+        first: SideLine,
         resource: Option<Resource>,
-        note: TriageNote,
     ) -> Outcome {
-        first.stop_reason = resource.map_or(StopReason::TokenBudget, StopReason::from);
-        let mut line = self.finish(problem, first).await;
+        let note = note_of(&first, false);
+        let mut solution = first.first;
+        solution.stop_reason = resource.map_or(StopReason::TokenBudget, StopReason::from);
+        let mut line = self.finish(problem, solution).await;
         if line.error.is_some() {
             // Not graded: retried on resume, when the side file's line counts the first stage.
             line.usage = Usage::default();
         }
         line.triage = Some(note);
         Outcome::Done(line)
+    }
+
+    /// A second stage the run cannot pay for now (`resource` ran out): out of this invocation's
+    /// time it is left for the next; with other second stages in flight it waits for what they
+    /// give back; else its first stage's answer stands.
+    async fn unaffordable<'a>(
+        &self,
+        item: Waiting<'a>,
+        resource: Option<Resource>,
+        others: usize,
+    ) -> Second<'a> {
+        match resource {
+            Some(Resource::WallTime) => Second::Done(Outcome::NotStarted, false),
+            _ if others > 0 => Second::Deferred(item),
+            _ => {
+                let (_, problem, first) = item;
+                Second::Done(self.first_only(problem, first, resource).await, false)
+            }
+        }
     }
 
     /// The triage run of `todo`, whose recorded first stages are `firsts`.
@@ -282,10 +302,9 @@ impl Runner {
                 }
                 None => {
                     for (_, problem, first) in deferred.drain(..) {
-                        let note = note_of(&first, false);
-                        let resource = exhausted(run_meter);
                         sink.summary.first_only += 1;
-                        sink.take(self.first_only(problem, first.first, resource, note).await)?;
+                        let resource = exhausted(run_meter);
+                        sink.take(self.first_only(problem, first, resource).await)?;
                     }
                     break;
                 }
@@ -304,23 +323,13 @@ impl Runner {
     ) -> Second<'a> {
         let running = Running::enter(running);
         let meter = Arc::clone(run_meter);
+        if let Some(resource) = exhausted(&meter) {
+            return self
+                .unaffordable(item, Some(resource), running.others())
+                .await;
+        }
         let (_, problem, first) = &item;
         let problem = *problem;
-        let resource = exhausted(&meter);
-        match resource {
-            // This invocation's time: the next one can think about it.
-            Some(Resource::WallTime) => return Second::Done(Outcome::NotStarted, false),
-            Some(_) if running.others() > 0 => return Second::Deferred(item),
-            // The run's tokens or calls spent for good: the first answer stands.
-            Some(_) => {
-                let note = note_of(first, false);
-                let outcome = self
-                    .first_only(problem, first.first.clone(), resource, note)
-                    .await;
-                return Second::Done(outcome, false);
-            }
-            None => {}
-        }
         let (backend, cut) = self.run_backend(Arc::clone(&meter));
         // The problem's own budget, less what its first stage spent (its time included).
         let mut budget = less_spent(self.problem_budget, &first.first.usage);
@@ -333,17 +342,9 @@ impl Runner {
         let cut = cut.load(Ordering::Relaxed);
         if cut && usage.calls == 0 && outcome.is_ok() {
             // Refused at its first call: the run has less left than the call needs.
-            return match exhausted(&meter) {
-                Some(Resource::WallTime) => Second::Done(Outcome::NotStarted, false),
-                _ if running.others() > 0 => Second::Deferred(item),
-                resource => {
-                    let note = note_of(first, false);
-                    let outcome = self
-                        .first_only(problem, first.first.clone(), resource, note)
-                        .await;
-                    Second::Done(outcome, false)
-                }
-            };
+            return self
+                .unaffordable(item, exhausted(&meter), running.others())
+                .await;
         }
         let note = note_of(first, true);
         let mut line = match outcome {
