@@ -8,6 +8,7 @@
 //! - [`Strategy`]: solves a [`Problem`] in a [`Context`] and returns a [`Solution`]; running out of
 //!   budget is a [`StopReason`], not an error.
 //! - [`Scorer`]: per-step rewards for candidate solutions.
+//! - [`events`]: what a solve does, live: each call and each strategy decision.
 //! - [`answer`]: answer extraction and equivalence for math.
 //! - [`Runner`]: a strategy over a problem set, concurrent, graded and resumable.
 //!
@@ -30,6 +31,7 @@ mod backend;
 mod budget;
 pub mod config;
 mod error;
+pub mod events;
 mod grader;
 mod metered;
 mod model_config;
@@ -53,6 +55,7 @@ pub use backend::{
 };
 pub use budget::{Budget, Resource};
 pub use error::{Error, Result};
+pub use events::{Event, EventKind, EventLog, EventSink, Events};
 pub use grader::{Grader, MathGrader};
 pub use metered::{Meter, Metered};
 #[cfg(feature = "mistralrs")]
@@ -63,5 +66,7 @@ pub use problem::{CodeTask, Problem};
 pub use runner::{Allocation, ResultLine, RunSummary, Runner, TriageNote};
 pub use scorer::Scorer;
 pub use solution::{Candidate, Solution, StopReason, Trace};
-pub use strategy::{solve, solve_in_stages, Context, FirstStage, Pending, Staged, Strategy};
+pub use strategy::{
+    solve, solve_in, solve_in_stages, Context, FirstStage, Pending, Staged, Strategy,
+};
 pub use usage::Usage;

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use crate::backend::{Backend, Capabilities, Generation, GenerationRequest, Prompt, TokenizeInput};
 use crate::budget::{Budget, Resource};
 use crate::error::{Error, Result};
+use crate::events::{EventKind, Events};
 use crate::usage::Usage;
 
 /// Shared counters and the budget they are held to. Cheap to clone through `Arc`.
@@ -180,6 +181,7 @@ pub struct Metered<B> {
     inner: B,
     meter: Arc<Meter>,
     limited: Option<Arc<AtomicBool>>,
+    events: Events,
 }
 
 impl<B: Backend> Metered<B> {
@@ -189,6 +191,7 @@ impl<B: Backend> Metered<B> {
             inner,
             meter: Meter::new(budget),
             limited: None,
+            events: Events::off(),
         }
     }
 
@@ -198,6 +201,7 @@ impl<B: Backend> Metered<B> {
             inner,
             meter,
             limited: None,
+            events: Events::off(),
         }
     }
 
@@ -207,6 +211,29 @@ impl<B: Backend> Metered<B> {
     pub fn noting_limits(mut self, flag: Arc<AtomicBool>) -> Self {
         self.limited = Some(flag);
         self
+    }
+
+    /// Reports each call (what it cost, what has been spent) and each refusal to `events`.
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// This meter's budget refused or ended a call.
+    fn refused(&self, error: &Error) {
+        self.note_limit();
+        self.report_refusal(error);
+    }
+
+    fn report_refusal(&self, error: &Error) {
+        if let Error::BudgetExhausted { resource } = error {
+            self.events.emit(
+                "",
+                EventKind::Refused {
+                    resource: *resource,
+                },
+            );
+        }
     }
 
     fn note_limit(&self) {
@@ -273,15 +300,18 @@ impl<B: Backend> Backend for Metered<B> {
                 },
             )
             // Its only errors are exhausted budgets.
-            .inspect_err(|_| self.note_limit())?;
+            .inspect_err(|e| self.refused(e))?;
         let granted = usize::try_from(fit).unwrap_or(usize::MAX);
-        if granted < request.max_tokens {
+        let shortened = granted < request.max_tokens;
+        if shortened {
             self.note_limit();
             for processor in &request.logits_processors {
                 processor.limit_max_tokens(granted);
             }
         }
         request.max_tokens = granted;
+        let n = request.n;
+        let sent = Instant::now();
         let call = self.inner.generate(request);
         let generation = match self.meter.deadline() {
             Some(deadline) => tokio::time::timeout_at(deadline.into(), call)
@@ -291,10 +321,27 @@ impl<B: Backend> Backend for Metered<B> {
                     Error::BudgetExhausted {
                         resource: Resource::WallTime,
                     }
-                })??,
-            None => call.await?,
-        };
+                }),
+            None => Ok(call.await),
+        }
+        // The deadline ended it, or a budget further in (the run's) refused it.
+        .and_then(|generation| generation)
+        .inspect_err(|e| self.report_refusal(e))?;
         reservation.settle(&generation.usage);
+        if self.events.is_on() {
+            self.events.emit(
+                "",
+                EventKind::Call {
+                    n,
+                    prompt_tokens: generation.usage.prompt_tokens,
+                    completion_tokens: generation.usage.completion_tokens,
+                    max_tokens: granted,
+                    shortened,
+                    call_ms: u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    spent: self.meter.usage().total_tokens(),
+                },
+            );
+        }
         Ok(generation)
     }
 

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::budget::Budget;
 use crate::error::{Error, Result};
+use crate::events::{EventKind, EventSink, Events};
 use crate::grader::Grader;
 use crate::metered::{Meter, Metered};
 use crate::problem::Problem;
@@ -221,6 +222,7 @@ pub struct Runner {
     allocation: Allocation,
     trace_dir: Option<PathBuf>,
     identity: Option<serde_json::Value>,
+    events: Option<Arc<dyn EventSink>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -248,6 +250,7 @@ impl Runner {
             allocation: Allocation::FirstCome,
             trace_dir: None,
             identity: None,
+            events: None,
         }
     }
 
@@ -262,6 +265,14 @@ impl Runner {
     /// Writes each search tree to `<dir>/<problem id>.{json,dot,svg}`. Default: not written.
     pub fn with_trace_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.trace_dir = Some(dir.into());
+        self
+    }
+
+    /// Sends every problem's events to `sink` (see [`crate::events`]): its start, each call,
+    /// its strategy's decisions, and its end (recorded, failed or cut short), timed from the
+    /// start of the run. Default: none.
+    pub fn with_events(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.events = Some(sink);
         self
     }
 
@@ -374,6 +385,7 @@ impl Runner {
             path: out,
             summary,
             on_line,
+            started,
         };
         let run_meter = Meter::new(run_budget);
         match staged {
@@ -399,6 +411,7 @@ impl Runner {
         let pool = (self.allocation == Allocation::Even)
             .then(|| std::sync::Mutex::new(Pool::new(run_meter.budget(), todo.len())));
         let pool = &pool;
+        let started = sink.started;
         let mut results = futures::stream::iter(todo.iter().copied())
             .map(|problem| {
                 let meter = Arc::clone(run_meter);
@@ -426,7 +439,9 @@ impl Runner {
                     // Each problem reaches the backend through the run's shared meter, with a
                     // flag of its own that says whether the run's budget limited one of its calls.
                     let (backend, cut) = self.run_backend(meter);
-                    let cx = Context::new(backend, budget);
+                    let events = self.events_of(problem, started);
+                    events.emit("", EventKind::Started);
+                    let cx = Context::with_events(backend, budget, events.clone());
                     let outcome = self.strategy.solve(problem, &cx).await;
                     let mut line = self.line_of(problem, outcome, cx.meter().usage()).await;
                     if let (Some(pool), Some(share)) = (pool, share) {
@@ -437,11 +452,13 @@ impl Runner {
                     }
                     // Under `Even` the shares never add up to more than the run has, so only
                     // the run's wall time can cut a problem short.
-                    if cut.load(Ordering::Relaxed) {
+                    let outcome = if cut.load(Ordering::Relaxed) {
                         Outcome::Cut(line)
                     } else {
                         Outcome::Done(line)
-                    }
+                    };
+                    report(&events, &outcome);
+                    outcome
                 }
             })
             .buffer_unordered(self.concurrency);
@@ -449,6 +466,15 @@ impl Runner {
             sink.take(outcome)?;
         }
         Ok(())
+    }
+
+    /// Where `problem`'s events go (nowhere without [`Runner::with_events`]), timed from the
+    /// run's start.
+    fn events_of(&self, problem: &Problem, started: Instant) -> Events {
+        match &self.events {
+            Some(sink) => Events::since(Arc::clone(sink), problem.id.clone(), started),
+            None => Events::off(),
+        }
     }
 
     /// The backend of one problem: the run's, through the run's shared `meter`, with a flag of
@@ -521,6 +547,8 @@ struct Sink<'a, F> {
     path: &'a Path,
     summary: RunSummary,
     on_line: F,
+    /// When the run started: its events are timed from here.
+    started: Instant,
 }
 
 impl<F: FnMut(&ResultLine)> Sink<'_, F> {
@@ -562,6 +590,26 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
         (self.on_line)(&line);
         Ok(())
     }
+}
+
+/// Reports how a problem ended to its `events`.
+fn report(events: &Events, outcome: &Outcome) {
+    let kind = match outcome {
+        Outcome::Done(ResultLine {
+            error: Some(error), ..
+        }) => EventKind::Failed {
+            error: error.clone(),
+        },
+        Outcome::Done(line) => EventKind::Finished {
+            answer: line.answer.clone(),
+            correct: line.correct,
+            stop_reason: line.stop_reason.unwrap_or(StopReason::Completed),
+            tokens: line.usage.total_tokens(),
+        },
+        Outcome::Cut(_) => EventKind::Cut,
+        Outcome::NotStarted => return,
+    };
+    events.emit("", kind);
 }
 
 /// Appends `value` to `file` (at `path`) as one JSON line, written whole and flushed.

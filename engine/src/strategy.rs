@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::budget::Budget;
 use crate::error::Result;
+use crate::events::{EventKind, Events};
 use crate::metered::{Meter, Metered};
 use crate::problem::Problem;
 use crate::solution::Solution;
@@ -112,11 +113,12 @@ impl<S: Strategy + ?Sized> Strategy for Box<S> {
     }
 }
 
-/// What a strategy solves with: a metered backend and its meter.
+/// What a strategy solves with: a metered backend, its meter, and where its events go.
 #[derive(Clone)]
 pub struct Context {
     backend: Arc<dyn Backend>,
     meter: Arc<Meter>,
+    events: Events,
 }
 
 impl std::fmt::Debug for Context {
@@ -124,18 +126,26 @@ impl std::fmt::Debug for Context {
         f.debug_struct("Context")
             .field("backend", &self.backend.capabilities().backend)
             .field("meter", &self.meter)
+            .field("events", &self.events)
             .finish()
     }
 }
 
 impl Context {
-    /// A context whose calls to `backend` are metered against `budget`.
+    /// A context whose calls to `backend` are metered against `budget`; no events.
     pub fn new(backend: Arc<dyn Backend>, budget: Budget) -> Self {
-        let metered = Metered::new(backend, budget);
+        Self::with_events(backend, budget, Events::off())
+    }
+
+    /// A context whose calls to `backend` are metered against `budget` and reported, with the
+    /// strategies' own events, to `events`.
+    pub fn with_events(backend: Arc<dyn Backend>, budget: Budget, events: Events) -> Self {
+        let metered = Metered::new(backend, budget).with_events(events.clone());
         let meter = Arc::clone(metered.meter());
         Self {
             backend: Arc::new(metered),
             meter,
+            events,
         }
     }
 
@@ -149,10 +159,27 @@ impl Context {
         &self.meter
     }
 
+    /// Where this context's events go.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// Reports what `strategy` did (see [`crate::events`]); nothing when events are off.
+    pub fn emit(&self, strategy: &str, kind: EventKind) {
+        self.events.emit(strategy, kind);
+    }
+
     /// A nested context: its calls count here too, and also on a meter of its own (unlimited)
-    /// so a composite strategy can tell what each inner solve cost.
+    /// so a composite strategy can tell what each inner solve cost. Its strategy events go where
+    /// this context's go; its calls are reported once, by this context's meter.
     pub fn child(&self) -> Context {
-        Context::new(Arc::clone(&self.backend), Budget::unlimited())
+        let metered = Metered::new(Arc::clone(&self.backend), Budget::unlimited());
+        let meter = Arc::clone(metered.meter());
+        Context {
+            backend: Arc::new(metered),
+            meter,
+            events: self.events.clone(),
+        }
     }
 }
 
@@ -163,8 +190,30 @@ pub async fn solve(
     backend: Arc<dyn Backend>,
     budget: Budget,
 ) -> Result<Solution> {
-    let cx = Context::new(backend, budget);
-    let mut solution = strategy.solve(problem, &cx).await?;
+    solve_in(strategy, problem, &Context::new(backend, budget)).await
+}
+
+/// Solves `problem` with `strategy` in a context made by hand (with [`Context::with_events`],
+/// say), and fills in the usage from its meter.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use ponder_engine::{Budget, Context, Event, Events, ModelConfig, Problem, Strategy};
+///
+/// # async fn demo(strategy: &dyn Strategy) -> ponder_engine::Result<()> {
+/// let backend = ModelConfig::default().load().await?;
+/// let problem = Problem::new("q1", "What is 12 * 7?");
+/// let print = |event: &Event| eprintln!("{event}");
+/// let cx = Context::with_events(backend, Budget::unlimited(), Events::new(Arc::new(print), &problem.id));
+/// let solution = ponder_engine::solve_in(strategy, &problem, &cx).await?;
+/// # Ok(()) }
+/// ```
+pub async fn solve_in(
+    strategy: &dyn Strategy,
+    problem: &Problem,
+    cx: &Context,
+) -> Result<Solution> {
+    let mut solution = strategy.solve(problem, cx).await?;
     solution.usage = cx.meter().usage();
     Ok(solution)
 }

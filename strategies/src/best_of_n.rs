@@ -18,8 +18,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use ponder_engine::{
-    solve_in_stages, Candidate, Context, Error, FirstStage, Pending, Problem, Result, Scorer,
-    Solution, Staged, StopReason, Strategy,
+    solve_in_stages, Candidate, Context, Error, EventKind, FirstStage, Pending, Problem, Result,
+    Scorer, Solution, Staged, StopReason, Strategy,
 };
 use ponder_prm::{Aggregate, ScorerConfig, Select};
 use serde::{Deserialize, Serialize};
@@ -404,13 +404,42 @@ impl BestOfN {
             draw.candidates.extend(drawn);
             if let Some(reason) = budget_stop {
                 draw.stop_reason = reason;
+                self.report_round(cx, &draw.candidates, false);
                 return Ok(false);
             }
-            if self.decided(&draw.candidates, n - draw.candidates.len()) {
+            let decided = self.decided(&draw.candidates, n - draw.candidates.len());
+            self.report_round(cx, &draw.candidates, decided);
+            if decided {
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    /// Reports a round: how many samples, and how the vote stands.
+    fn report_round(&self, cx: &Context, candidates: &[Candidate], decided: bool) {
+        if !cx.events().is_on() {
+            return;
+        }
+        let answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
+        let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
+        let leader = self
+            .config
+            .select
+            .apply(&answers, &rewards)
+            .index
+            .and_then(|i| candidates.get(i))
+            .and_then(|c| c.answer.clone());
+        cx.emit(
+            self.name(),
+            EventKind::Round {
+                samples: candidates.len(),
+                of: self.config.n.get(),
+                leader,
+                share: self.vote_share(candidates),
+                decided,
+            },
+        );
     }
 
     /// The leading answer's share of the vote (of the reward, for `weighted`; the best reward,
@@ -432,7 +461,7 @@ impl BestOfN {
     }
 
     /// The selection among what was drawn, as the solution.
-    fn select(&self, draw: Draw) -> Result<Solution> {
+    fn select(&self, cx: &Context, draw: Draw) -> Result<Solution> {
         let n = self.config.n.get();
         let Draw {
             candidates,
@@ -443,6 +472,14 @@ impl BestOfN {
         let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
         let selection = self.config.select.apply(&answers, &rewards);
         let chosen = selection.index.and_then(|i| candidates.get(i)).cloned();
+        cx.emit(
+            self.name(),
+            EventKind::Selected {
+                answer: chosen.as_ref().and_then(|c| c.answer.clone()),
+                candidates: candidates.len(),
+                why: selection.why.clone(),
+            },
+        );
         // The chosen sample ran out of tokens (its own max_tokens, or what the budget left it):
         // say so, as a single sample would.
         let cut = stop_reason == StopReason::Completed
@@ -493,7 +530,7 @@ impl Strategy for BestOfN {
         let mut draw = Draw::new();
         self.draw_rounds(problem, cx, &mut draw, self.config.n.get())
             .await?;
-        self.select(draw)
+        self.select(cx, draw)
     }
 
     /// With `adaptive`: the first round is the first stage, the rounds after it the second.
@@ -525,7 +562,7 @@ impl Staged for BestOfN {
                     ),
                 }
             });
-        let mut solution = self.select(draw)?;
+        let mut solution = self.select(cx, draw)?;
         if pending.is_some() {
             // Not saved: still to draw, should the run afford it.
             solution.details["samples_saved"] = 0.into();
@@ -550,7 +587,7 @@ impl Staged for BestOfN {
             .resize(draw.candidates.len(), StopReason::Completed);
         self.draw_rounds(problem, cx, &mut draw, self.config.n.get())
             .await?;
-        self.select(draw)
+        self.select(cx, draw)
     }
 }
 

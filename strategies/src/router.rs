@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use ponder_engine::answer::extract_answer;
 use ponder_engine::solve_in_stages;
 use ponder_engine::{
-    Candidate, Choice, Context, Error, FinishReason, FirstStage, GenerationRequest,
+    Candidate, Choice, Context, Error, EventKind, FinishReason, FirstStage, GenerationRequest,
     LogitsProcessor, Pending, Problem, Prompt, Result, Sampling, Solution, Staged, StopReason,
     Strategy, TokenLogprob, TokenizeInput,
 };
@@ -394,6 +394,13 @@ impl Staged for Router {
     async fn first(&self, problem: &Problem, cx: &Context) -> Result<FirstStage> {
         if problem.code.is_some() {
             let why = "a code problem: no short answer to read signals from".to_string();
+            cx.emit(
+                self.name(),
+                EventKind::Routed {
+                    route: "think".into(),
+                    why: why.clone(),
+                },
+            );
             let solution = Solution {
                 strategy: self.name().to_string(),
                 answer: None,
@@ -461,6 +468,13 @@ impl Staged for Router {
             (None, None, 1) => "answered".to_string(),
             (None, None, n) => format!("{} of {n} agree", (signals.agreement * n as f64).round()),
         };
+        cx.emit(
+            self.name(),
+            EventKind::Routed {
+                route: if pending.is_some() { "think" } else { "short" }.into(),
+                why: why.clone(),
+            },
+        );
         let mut solution = Solution::single(self.name(), candidate, stop_reason);
         // The answer is the majority's (equal to the leading probe's, up to how it is written).
         solution.answer = signals.answer.clone().or(solution.answer);
@@ -766,6 +780,16 @@ impl Strategy for ModeRouter {
                 candidate.answer = extract_answer(rest).or(candidate.answer);
             }
         }
+        cx.emit(
+            self.name(),
+            EventKind::Routed {
+                route: mode.into(),
+                why: match think_probability {
+                    Some(p) => format!("the model's mode token (P(think) {p:.3})"),
+                    None => "the model's mode token".into(),
+                },
+            },
+        );
         let mut solution = Solution::single(self.name(), candidate, stop_reason);
         solution.details = to_value(&ModeDetails {
             mode: mode.into(),

@@ -8,19 +8,21 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    append_line, exhausted, less_spent, line_for, run_exhausted, scan_lines, truncate, Outcome,
-    ResultLine, Runner, Sink, TriageNote,
+    append_line, exhausted, less_spent, line_for, report, run_exhausted, scan_lines, truncate,
+    Outcome, ResultLine, Runner, Sink, TriageNote,
 };
 use crate::budget::Resource;
 use crate::error::{Error, Result};
+use crate::events::EventKind;
 use crate::metered::Meter;
 use crate::problem::Problem;
 use crate::solution::{Solution, StopReason};
@@ -121,6 +123,7 @@ impl Runner {
         problem: &Problem,
         first: SideLine,
         resource: Option<Resource>,
+        started: Instant,
     ) -> Outcome {
         let note = note_of(&first, false);
         let mut solution = first.first;
@@ -131,7 +134,9 @@ impl Runner {
             line.usage = Usage::default();
         }
         line.triage = Some(note);
-        Outcome::Done(line)
+        let outcome = Outcome::Done(line);
+        report(&self.events_of(problem, started), &outcome);
+        outcome
     }
 
     /// A second stage the run cannot pay for now (`resource` ran out): out of this invocation's
@@ -142,14 +147,68 @@ impl Runner {
         item: Waiting<'a>,
         resource: Option<Resource>,
         others: usize,
+        started: Instant,
     ) -> Second<'a> {
         match resource {
             Some(Resource::WallTime) => Second::Done(Outcome::NotStarted, false),
             _ if others > 0 => Second::Deferred(item),
             _ => {
                 let (_, problem, first) = item;
-                Second::Done(self.first_only(problem, first, resource).await, false)
+                Second::Done(
+                    self.first_only(problem, first, resource, started).await,
+                    false,
+                )
             }
+        }
+    }
+
+    /// The first stage of `problem` in `cx`; `cut` says whether the run's budget limited one of
+    /// its calls.
+    async fn first_stage(
+        &self,
+        staged: &dyn Staged,
+        problem: &Problem,
+        cx: &Context,
+        cut: &AtomicBool,
+    ) -> First {
+        let outcome = staged.first(problem, cx).await;
+        let usage = cx.meter().usage();
+        if cut.load(Ordering::Relaxed) {
+            // As for a whole solve: redone by a resumed run.
+            let line = match outcome {
+                Ok(mut first) => {
+                    first.solution.usage = usage;
+                    line_for(problem, first.solution, None)
+                }
+                Err(e) => self.line_of(problem, Err(e), usage).await,
+            };
+            return First::Whole(Outcome::Cut(line));
+        }
+        match outcome {
+            Ok(FirstStage {
+                mut solution,
+                pending: None,
+            }) => {
+                solution.usage = usage;
+                First::Whole(Outcome::Done(self.finish(problem, solution).await))
+            }
+            Ok(FirstStage {
+                mut solution,
+                pending: Some(mut pending),
+            }) => {
+                solution.usage = usage;
+                solution.trace = None;
+                // JSON has no NaN: an unreadable confidence is no confidence.
+                if !pending.confidence.is_finite() {
+                    pending.confidence = 0.0;
+                }
+                First::Pending(SideLine {
+                    id: problem.id.clone(),
+                    first: solution,
+                    pending,
+                })
+            }
+            Err(e) => First::Whole(Outcome::Done(self.line_of(problem, Err(e), usage).await)),
         }
     }
 
@@ -167,6 +226,7 @@ impl Runner {
         let fresh = todo.iter().copied().filter(|p| !recorded.contains(&p.id));
         let side_path = path_of(sink.path);
         let mut side: Option<std::fs::File> = None;
+        let started = sink.started;
         let mut stream = futures::stream::iter(fresh)
             .map(|problem| {
                 let meter = Arc::clone(run_meter);
@@ -175,48 +235,21 @@ impl Runner {
                         return First::Whole(Outcome::NotStarted);
                     }
                     let (backend, cut) = self.run_backend(meter);
-                    let cx = Context::new(backend, self.problem_budget);
-                    let outcome = staged.first(problem, &cx).await;
-                    let usage = cx.meter().usage();
-                    if cut.load(Ordering::Relaxed) {
-                        // As for a whole solve: redone by a resumed run.
-                        let line = match outcome {
-                            Ok(mut first) => {
-                                first.solution.usage = usage;
-                                line_for(problem, first.solution, None)
-                            }
-                            Err(e) => self.line_of(problem, Err(e), usage).await,
-                        };
-                        return First::Whole(Outcome::Cut(line));
+                    let events = self.events_of(problem, started);
+                    events.emit("", EventKind::Started);
+                    let cx = Context::with_events(backend, self.problem_budget, events.clone());
+                    let first = self.first_stage(staged, problem, &cx, &cut).await;
+                    match &first {
+                        First::Whole(outcome) => report(&events, outcome),
+                        First::Pending(line) => events.emit(
+                            "",
+                            EventKind::Deferred {
+                                confidence: line.pending.confidence,
+                                why: line.pending.why.clone(),
+                            },
+                        ),
                     }
-                    match outcome {
-                        Ok(FirstStage {
-                            mut solution,
-                            pending: None,
-                        }) => {
-                            solution.usage = usage;
-                            First::Whole(Outcome::Done(self.finish(problem, solution).await))
-                        }
-                        Ok(FirstStage {
-                            mut solution,
-                            pending: Some(mut pending),
-                        }) => {
-                            solution.usage = usage;
-                            solution.trace = None;
-                            // JSON has no NaN: an unreadable confidence is no confidence.
-                            if !pending.confidence.is_finite() {
-                                pending.confidence = 0.0;
-                            }
-                            First::Pending(SideLine {
-                                id: problem.id.clone(),
-                                first: solution,
-                                pending,
-                            })
-                        }
-                        Err(e) => {
-                            First::Whole(Outcome::Done(self.line_of(problem, Err(e), usage).await))
-                        }
-                    }
+                    first
                 }
             })
             .buffer_unordered(self.concurrency);
@@ -277,7 +310,7 @@ impl Runner {
                 let Some(item) = queue.pop_front() else {
                     break;
                 };
-                in_flight.push(self.second_stage(staged, item, run_meter, &running));
+                in_flight.push(self.second_stage(staged, item, run_meter, &running, started));
             }
             match in_flight.next().await {
                 Some(Second::Done(outcome, called)) => {
@@ -304,7 +337,7 @@ impl Runner {
                     for (_, problem, first) in deferred.drain(..) {
                         sink.summary.first_only += 1;
                         let resource = exhausted(run_meter);
-                        sink.take(self.first_only(problem, first, resource).await)?;
+                        sink.take(self.first_only(problem, first, resource, started).await)?;
                     }
                     break;
                 }
@@ -320,12 +353,13 @@ impl Runner {
         item: Waiting<'a>,
         run_meter: &Arc<Meter>,
         running: &Arc<AtomicUsize>,
+        started: Instant,
     ) -> Second<'a> {
         let running = Running::enter(running);
         let meter = Arc::clone(run_meter);
         if let Some(resource) = exhausted(&meter) {
             return self
-                .unaffordable(item, Some(resource), running.others())
+                .unaffordable(item, Some(resource), running.others(), started)
                 .await;
         }
         let (_, problem, first) = &item;
@@ -336,14 +370,16 @@ impl Runner {
         budget.max_wall_ms = budget
             .max_wall_ms
             .map(|ms| ms.saturating_sub(first.first.usage.elapsed_ms));
-        let cx = Context::new(backend, budget);
+        let events = self.events_of(problem, started);
+        events.emit("", EventKind::Started);
+        let cx = Context::with_events(backend, budget, events.clone());
         let outcome = staged.second(problem, first.first.clone(), &cx).await;
         let usage = cx.meter().usage();
         let cut = cut.load(Ordering::Relaxed);
         if cut && usage.calls == 0 && outcome.is_ok() {
             // Refused at its first call: the run has less left than the call needs.
             return self
-                .unaffordable(item, exhausted(&meter), running.others())
+                .unaffordable(item, exhausted(&meter), running.others(), started)
                 .await;
         }
         let note = note_of(first, true);
@@ -352,8 +388,9 @@ impl Runner {
                 solution.usage = first.first.usage + usage;
                 if cut && exhausted(&meter) == Some(Resource::WallTime) {
                     // Cut by this invocation's time: redone by a resumed run.
-                    let line = line_for(problem, solution, None);
-                    return Second::Done(Outcome::Cut(line), usage.calls > 0);
+                    let outcome = Outcome::Cut(line_for(problem, solution, None));
+                    report(&events, &outcome);
+                    return Second::Done(outcome, usage.calls > 0);
                 }
                 if cut && !solution.stop_reason.is_budget() {
                     // A call shortened to what the run had left.
@@ -370,7 +407,9 @@ impl Runner {
             line.usage = usage;
         }
         line.triage = Some(note);
-        Second::Done(Outcome::Done(line), usage.calls > 0)
+        let outcome = Outcome::Done(line);
+        report(&events, &outcome);
+        Second::Done(outcome, usage.calls > 0)
     }
 }
 

@@ -25,8 +25,8 @@ use async_trait::async_trait;
 use futures::future::try_join_all;
 use ponder_engine::answer::extract_answer;
 use ponder_engine::{
-    Candidate, Context, Error, FinishReason, GenerationRequest, Message, Problem, Prompt, Result,
-    Sampling, Scorer, Solution, StopReason, Strategy,
+    Candidate, Context, Error, EventKind, FinishReason, GenerationRequest, Message, Problem,
+    Prompt, Result, Sampling, Scorer, Solution, StopReason, Strategy,
 };
 use ponder_prm::{Aggregate, ScorerConfig, Select};
 use serde::{Deserialize, Serialize};
@@ -379,6 +379,7 @@ impl BeamSearch {
                     children.push((child, beam.subtree, finished));
                 }
             }
+            let expanded_now = children.len();
             // After the first round every expansion extends a prompt already sent.
             seen_prefix_tokens = u64::MAX;
             let slots = match self
@@ -467,6 +468,26 @@ impl BeamSearch {
                     }
                 }
             }
+            if cx.events().is_on() {
+                let score = |id: NodeId| tree.node(id).and_then(|n| n.score);
+                let best_score = survivors
+                    .iter()
+                    .map(|b| b.node)
+                    .chain(Self::finalists(tree))
+                    .filter_map(score)
+                    .reduce(f64::max);
+                cx.emit(
+                    self.name(),
+                    EventKind::Step {
+                        step: round + 1,
+                        of: self.config.max_steps.get(),
+                        expanded: expanded_now,
+                        kept: survivors.len(),
+                        finished: details.finished,
+                        best_score,
+                    },
+                );
+            }
             active = survivors;
             if details.finished >= n {
                 break;
@@ -541,6 +562,14 @@ impl Strategy for BeamSearch {
             tree.choose(id);
         }
         let chosen = selection.index.and_then(|i| candidates.get(i)).cloned();
+        cx.emit(
+            self.name(),
+            EventKind::Selected {
+                answer: chosen.as_ref().and_then(|c| c.answer.clone()),
+                candidates: candidates.len(),
+                why: selection.why.clone(),
+            },
+        );
         details.nodes = tree.len().saturating_sub(1);
         details.score = chosen.as_ref().and_then(|c| c.score);
         details.why = selection.why;

@@ -22,8 +22,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ponder_engine::answer::extract_answer;
 use ponder_engine::{
-    Backend, Candidate, Context, Error, FinishReason, GenerationRequest, LogitsProcessor, Message,
-    Problem, Prompt, Resource, Result, Sampling, Solution, StopReason, Strategy, TokenizeInput,
+    Backend, Candidate, Context, Error, EventKind, FinishReason, GenerationRequest,
+    LogitsProcessor, Message, Problem, Prompt, Resource, Result, Sampling, Solution, StopReason,
+    Strategy, TokenizeInput,
 };
 use serde::{Deserialize, Serialize};
 
@@ -534,6 +535,14 @@ impl Strategy for BudgetForcing {
             }
             Err(e) => return Err(e),
         };
+        cx.emit(
+            self.name(),
+            EventKind::Thought {
+                thinking_tokens: outcome.details.thinking_tokens,
+                waits: outcome.details.waits,
+                forced_end: outcome.details.forced_end,
+            },
+        );
         let answer = final_answer(&outcome, &self.config.answer_cue);
         let stop_reason = match (outcome.budget_stop, outcome.finish) {
             (Some(resource), _) => resource.into(),

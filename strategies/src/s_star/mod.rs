@@ -23,9 +23,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::{join_all, try_join_all};
 use ponder_engine::{
-    Backend, Candidate, CodeTask, Context, Error, FinishReason, GenerationRequest, Message,
-    Metered, ModelConfig, Problem, Prompt, Resource, Result, Sampling, Solution, StopReason,
-    Strategy,
+    Backend, Candidate, CodeTask, Context, Error, EventKind, FinishReason, GenerationRequest,
+    Message, Metered, ModelConfig, Problem, Prompt, Resource, Result, Sampling, Solution,
+    StopReason, Strategy,
 };
 use ponder_prm::{
     assemble, choice_probability, docstring_tests, extract_code, opposing_tokens, CodeVerifier,
@@ -299,6 +299,7 @@ impl SStar {
         cx: &Context,
         task: &CodeTask,
         tests: &[TestCase],
+        index: usize,
         mut sample: Sample,
     ) -> Result<(Sample, Option<Resource>)> {
         let mut exhausted = None;
@@ -343,6 +344,7 @@ impl SStar {
             let mut next = self.test(task, &choice.text, tests).await?;
             next.tokens = choice.completion_tokens;
             next.repeated = next.code.trim() == code.trim();
+            self.report_test(cx, index, sample.detail.rounds.len(), &next);
             sample.tokens += choice.completion_tokens as u64;
             if next.score() > sample.best.score {
                 sample.best = Attempt {
@@ -358,6 +360,19 @@ impl SStar {
             sample.detail.rounds.push(next);
         }
         Ok((sample, exhausted))
+    }
+
+    /// Reports sample `index`'s test run of round `round`.
+    fn report_test(&self, cx: &Context, index: usize, round: usize, run: &Round) {
+        cx.emit(
+            self.name(),
+            EventKind::Tested {
+                sample: index,
+                round,
+                passed: run.passed,
+                total: run.total,
+            },
+        );
     }
 
     /// Plays one comparison: inputs from the model, both programs on them, the judge on the
@@ -509,6 +524,15 @@ impl SStar {
             for (pair, outcome) in pairs.iter().zip(played) {
                 match outcome {
                     Ok((comparison, ms)) => {
+                        cx.emit(
+                            self.name(),
+                            EventKind::Compared {
+                                a: comparison.a,
+                                b: comparison.b,
+                                differing: comparison.differing,
+                                winner: comparison.winner,
+                            },
+                        );
                         next.push(comparison.winner);
                         details.sandbox_ms += ms;
                         details.comparisons.push(comparison);
@@ -565,22 +589,29 @@ impl Strategy for SStar {
             Err(e) => return Err(e),
         };
         // Stage 1: every sample tested and debugged, all at once.
-        let debugged = join_all(generation.choices.into_iter().map(|choice| {
-            let history = history.clone();
-            let tests = &tests;
-            async move {
-                let mut first = self.test(task, &choice.text, tests).await?;
-                first.tokens = choice.completion_tokens;
-                let sample = Sample::new(
-                    choice.text,
-                    choice.finish_reason,
-                    history,
-                    first,
-                    choice.completion_tokens,
-                );
-                self.debug(cx, task, tests, sample).await
-            }
-        }))
+        let debugged = join_all(
+            generation
+                .choices
+                .into_iter()
+                .enumerate()
+                .map(|(i, choice)| {
+                    let history = history.clone();
+                    let tests = &tests;
+                    async move {
+                        let mut first = self.test(task, &choice.text, tests).await?;
+                        first.tokens = choice.completion_tokens;
+                        self.report_test(cx, i, 0, &first);
+                        let sample = Sample::new(
+                            choice.text,
+                            choice.finish_reason,
+                            history,
+                            first,
+                            choice.completion_tokens,
+                        );
+                        self.debug(cx, task, tests, i, sample).await
+                    }
+                }),
+        )
         .await;
         let mut samples = Vec::new();
         let mut exhausted_by = None;
@@ -638,6 +669,24 @@ impl Strategy for SStar {
             }
         };
         details.selected = selected;
+        cx.emit(
+            self.name(),
+            EventKind::Selected {
+                answer: None,
+                candidates: samples.len(),
+                why: format!(
+                    "sample {selected}, passing {} public test(s), by {}",
+                    samples
+                        .get(selected)
+                        .and_then(|s| s.detail.rounds.get(s.detail.best_round))
+                        .map_or(0, |r| r.passed),
+                    serde_json::to_value(self.config.selection)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default()
+                ),
+            },
+        );
         details.samples = samples.iter().map(|s| s.detail.clone()).collect();
         let candidates: Vec<Candidate> = samples
             .iter()
