@@ -10,7 +10,8 @@ use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressStyle};
 use ponder::engine::models::{self, BUILTIN_MODELS};
 use ponder::engine::{
-    runner, Allocation, BackendKind, Budget, DeviceSpec, Problem, ResultLine, Runner, Strategy,
+    runner, Allocation, BackendKind, Budget, Context, DeviceSpec, Event, EventLog, EventSink,
+    Events, Problem, ResultLine, Runner, Strategy,
 };
 use ponder::report::{Comparison, RunReport};
 use ponder::Config;
@@ -48,6 +49,11 @@ enum Command {
         /// Write the search tree (searching strategies) to DIR/question.{json,dot,svg}.
         #[arg(long, value_name = "DIR")]
         trace_dir: Option<PathBuf>,
+        /// Report what the strategy does as it happens (each call, route, round, beam step,
+        /// test run, selection): `-` prints them to stderr, a path appends them to that file
+        /// as JSON lines.
+        #[arg(long, value_name = "PATH")]
+        events: Option<PathBuf>,
     },
     /// Run a strategy over a problem set (JSON Lines), appending graded results; resumable.
     Run {
@@ -87,6 +93,11 @@ enum Command {
         /// Write each search tree to DIR/<problem id>.{json,dot,svg}.
         #[arg(long, value_name = "DIR")]
         trace_dir: Option<PathBuf>,
+        /// Report what each problem's strategy does as it happens (its start, each call, route,
+        /// round, beam step, test run, selection, its end), timed from the run's start: `-`
+        /// prints them to stderr, a path appends them to that file as JSON lines.
+        #[arg(long, value_name = "PATH")]
+        events: Option<PathBuf>,
         /// Grade code problems even where the sandbox cannot cut off the network or make the
         /// filesystem read-only (no usable `unshare`); without it such a machine is an error.
         #[arg(long)]
@@ -143,6 +154,7 @@ fn main() -> anyhow::Result<()> {
                 device,
                 json,
                 trace_dir,
+                events,
             } => {
                 solve(
                     &question,
@@ -151,6 +163,7 @@ fn main() -> anyhow::Result<()> {
                     device,
                     json,
                     trace_dir.as_deref(),
+                    events.as_deref(),
                 )
                 .await
             }
@@ -165,10 +178,12 @@ fn main() -> anyhow::Result<()> {
                 max_run_tokens,
                 allocate,
                 trace_dir,
+                events,
                 allow_unisolated_sandbox,
             } => {
                 run(RunArgs {
                     trace_dir,
+                    events,
                     allow_unisolated_sandbox,
                     config,
                     problems,
@@ -261,13 +276,26 @@ async fn solve(
     device: Option<DeviceSpec>,
     json: bool,
     trace_dir: Option<&Path>,
+    events: Option<&Path>,
 ) -> anyhow::Result<()> {
     let config = load_config(config, model, device)?;
     let strategy = config.strategy.build()?;
+    let log = events.map(|path| EventsTo::open(path, None)).transpose()?;
     let backend = config.model.load().await?;
     let problem = Problem::new("question", question);
-    let mut solution =
-        ponder::engine::solve(strategy.as_ref(), &problem, backend, config.budget).await?;
+    let cx = match &log {
+        Some(log) => Context::with_events(
+            backend,
+            config.budget,
+            Events::new(log.sink(), problem.id.clone()),
+        ),
+        None => Context::new(backend, config.budget),
+    };
+    let solved = ponder::engine::solve_in(strategy.as_ref(), &problem, &cx).await;
+    if let Some(log) = &log {
+        log.finish()?;
+    }
+    let mut solution = solved?;
     if let (Some(dir), Some(trace)) = (trace_dir, &solution.trace) {
         for path in trace.write(dir, &problem.id)? {
             eprintln!("wrote {}", path.display());
@@ -306,7 +334,46 @@ struct RunArgs {
     max_run_tokens: Option<u64>,
     allocate: Allocate,
     trace_dir: Option<PathBuf>,
+    events: Option<PathBuf>,
     allow_unisolated_sandbox: bool,
+}
+
+/// Where `--events` sends them: stderr as text (`-`, above the progress bar if there is one),
+/// or a file as JSON lines.
+enum EventsTo {
+    Stderr(Option<ProgressBar>),
+    File(Arc<EventLog>),
+}
+
+impl EventsTo {
+    fn open(path: &Path, bar: Option<ProgressBar>) -> anyhow::Result<Self> {
+        Ok(if path == Path::new("-") {
+            Self::Stderr(bar)
+        } else {
+            Self::File(Arc::new(EventLog::append(path)?))
+        })
+    }
+
+    fn sink(&self) -> Arc<dyn EventSink> {
+        match self {
+            Self::Stderr(bar) => {
+                let bar = bar.clone();
+                Arc::new(move |event: &Event| match &bar {
+                    Some(bar) => bar.suspend(|| eprintln!("{event}")),
+                    None => eprintln!("{event}"),
+                })
+            }
+            Self::File(log) => Arc::clone(log) as Arc<dyn EventSink>,
+        }
+    }
+
+    /// The first error writing the file, if any.
+    fn finish(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Stderr(_) => Ok(()),
+            Self::File(log) => Ok(log.finish()?),
+        }
+    }
 }
 
 /// `--allocate`: how a run's budget is shared among its problems.
@@ -374,6 +441,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let log = match &args.events {
+        Some(path) => Some(EventsTo::open(path, Some(bar.clone()))?),
+        None => None,
+    };
+    if let Some(log) = &log {
+        runner = runner.with_events(log.sink());
+    }
     let ids: std::collections::HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
     let mut tally = Tally::default();
     for line in already
@@ -393,8 +467,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             bar.set_message(tally.message());
         })
-        .await?;
+        .await;
     bar.finish();
+    if let Some(log) = &log {
+        log.finish()?;
+    }
+    let summary = summary?;
 
     let mut table = Table::new();
     table.set_header(vec![

@@ -82,19 +82,19 @@ pub enum EventKind {
         prompt_tokens: u64,
         /// Completion tokens generated, over all `n`.
         completion_tokens: u64,
-        /// The most tokens each completion was allowed.
-        max_tokens: usize,
-        /// Whether the budget allowed fewer `max_tokens` than were asked for.
-        shortened: bool,
         /// How long the call took.
         call_ms: u64,
         /// Tokens (prompt and completion) the problem has spent so far, this call included.
         spent: u64,
     },
-    /// The budget refused a call (or its deadline ended one).
-    Refused {
+    /// A budget refused a call, shortened it, or its deadline ended it.
+    Limited {
         /// The resource that ran out.
         resource: Resource,
+        /// The most tokens each completion may have now, for a shortened call (`None`: the
+        /// call was refused or ended).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_tokens: Option<usize>,
     },
     /// A router chose whether to think.
     Routed {
@@ -219,8 +219,6 @@ impl fmt::Display for EventKind {
                 n,
                 prompt_tokens,
                 completion_tokens,
-                max_tokens,
-                shortened,
                 call_ms,
                 spent,
             } => {
@@ -231,18 +229,16 @@ impl fmt::Display for EventKind {
                 if *n > 1 {
                     write!(f, " over {n} samples")?;
                 }
-                write!(
-                    f,
-                    " (max {max_tokens}{}) in {:.1}s; {spent} spent",
-                    if *shortened {
-                        ", shortened by the budget"
-                    } else {
-                        ""
-                    },
-                    *call_ms as f64 / 1000.0
-                )
+                write!(f, " in {:.1}s; {spent} spent", *call_ms as f64 / 1000.0)
             }
-            Self::Refused { resource } => write!(f, "call refused: out of {resource}"),
+            Self::Limited {
+                resource,
+                max_tokens: Some(max),
+            } => write!(f, "call shortened to {max} tokens: little {resource} left"),
+            Self::Limited {
+                resource,
+                max_tokens: None,
+            } => write!(f, "call refused: out of {resource}"),
             Self::Routed { route, why } => write!(f, "route {route}: {why}"),
             Self::Thought {
                 thinking_tokens,
@@ -261,7 +257,7 @@ impl fmt::Display for EventKind {
                 decided,
             } => write!(
                 f,
-                "{samples} of {of} samples, leader {} ({share:.2}){}",
+                "{samples} of {of} samples; {} leads with {share:.2} of the vote{}",
                 answer(leader),
                 if *decided { ", decided" } else { "" }
             ),
@@ -502,7 +498,7 @@ mod tests {
         assert_eq!(back, event);
         assert_eq!(
             event.to_string(),
-            "[    1.5s] p1 best_of_n: 4 of 8 samples, leader 42 (0.75)"
+            "[    1.5s] p1 best_of_n: 4 of 8 samples; 42 leads with 0.75 of the vote"
         );
         let call = Event {
             problem: "p1".into(),
@@ -538,6 +534,70 @@ mod tests {
         let routed: Event = serde_json::from_str(lines[2]).unwrap();
         assert_eq!(routed.strategy.as_deref(), Some("router"));
         assert!(matches!(routed.kind, EventKind::Routed { ref route, .. } if route == "think"));
+    }
+
+    #[tokio::test]
+    async fn a_call_is_reported_once_however_deep_the_context_that_made_it() {
+        use crate::backend::{Backend, GenerationRequest, Prompt};
+        use crate::budget::Budget;
+        use crate::scripted::ScriptedBackend;
+        use crate::strategy::Context;
+
+        let seen = crate::scripted::Recorder::new();
+        // Tokens are bytes: a call is 1 prompt token + its reply.
+        let backend = Arc::new(ScriptedBackend::new(vec!["abc", "de", "f"]));
+        let cx = Context::with_events(
+            backend as Arc<dyn Backend>,
+            Budget::unlimited().with_max_tokens(9),
+            seen.events_of("p"),
+        );
+        let ask = || GenerationRequest::new(Prompt::Text("q".into())).with_max_tokens(10);
+        cx.backend().generate(ask()).await.unwrap();
+        let grandchild = cx.child().child();
+        grandchild.backend().generate(ask()).await.unwrap();
+        grandchild.emit("inner", EventKind::Started);
+        // 7 spent, 2 left: 1 completion token, then nothing.
+        cx.backend().generate(ask()).await.unwrap();
+        assert!(cx.backend().generate(ask()).await.is_err());
+
+        let kinds: Vec<(Option<String>, EventKind)> = seen
+            .events()
+            .into_iter()
+            .map(|e| e.strategy)
+            .zip(seen.kinds("p"))
+            .collect();
+        let call = |completion_tokens, spent| EventKind::Call {
+            n: 1,
+            prompt_tokens: 1,
+            completion_tokens,
+            call_ms: 0,
+            spent,
+        };
+        let limited = |max_tokens| {
+            (
+                None,
+                EventKind::Limited {
+                    resource: Resource::Tokens,
+                    max_tokens,
+                },
+            )
+        };
+        // Every call asks for 10 tokens where the budget has fewer left: each is shortened to
+        // what is left, then the last refused.
+        assert_eq!(
+            kinds,
+            [
+                limited(Some(8)),
+                (None, call(3, 4)),
+                limited(Some(4)),
+                (None, call(2, 7)),
+                (Some("inner".to_string()), EventKind::Started),
+                limited(Some(1)),
+                (None, call(1, 9)),
+                limited(None),
+            ]
+        );
+        assert_eq!(seen.events().len(), kinds.len(), "all of problem p");
     }
 
     #[test]

@@ -83,14 +83,14 @@ impl Meter {
 
     /// Reserves room for a call of `prompt_tokens` and `n` completions of up to `max_tokens`,
     /// made as `calls` requests (`n` where the backend fans out), returning the `max_tokens`
-    /// that fits (at most the one asked for).
+    /// that fits (at most the one asked for) and, when that is fewer, the budget that bound it.
     fn reserve(
         self: &Arc<Self>,
         prompt_tokens: u64,
         n: u64,
         max_tokens: u64,
         calls: u64,
-    ) -> Result<(Reservation, u64)> {
+    ) -> Result<(Reservation, u64, Option<Resource>)> {
         if let Some(deadline) = self.deadline() {
             if Instant::now() >= deadline {
                 return Err(Error::BudgetExhausted {
@@ -107,6 +107,8 @@ impl Meter {
             }
         }
         let mut fit = max_tokens;
+        // The budget that shortened it, if one did.
+        let mut bound = None;
         if let Some(max) = self.budget.max_tokens {
             let left = max.saturating_sub(state.used.total_tokens() + state.reserved_tokens);
             let for_completions = left.saturating_sub(prompt_tokens) / n.max(1);
@@ -115,7 +117,10 @@ impl Meter {
                     resource: Resource::Tokens,
                 });
             }
-            fit = fit.min(for_completions);
+            if for_completions < fit {
+                fit = for_completions;
+                bound = Some(Resource::Tokens);
+            }
         }
         if let Some(max) = self.budget.max_completion_tokens {
             let left =
@@ -126,7 +131,10 @@ impl Meter {
                     resource: Resource::CompletionTokens,
                 });
             }
-            fit = fit.min(for_completions);
+            if for_completions < fit {
+                fit = for_completions;
+                bound = Some(Resource::CompletionTokens);
+            }
         }
         let reservation = Reservation {
             meter: Arc::clone(self),
@@ -137,7 +145,7 @@ impl Meter {
         state.reserved_tokens += reservation.tokens;
         state.reserved_completion_tokens += reservation.completion_tokens;
         state.reserved_calls += calls;
-        Ok((reservation, fit))
+        Ok((reservation, fit, bound))
     }
 }
 
@@ -182,6 +190,7 @@ pub struct Metered<B> {
     meter: Arc<Meter>,
     limited: Option<Arc<AtomicBool>>,
     events: Events,
+    report_calls: bool,
 }
 
 impl<B: Backend> Metered<B> {
@@ -192,6 +201,7 @@ impl<B: Backend> Metered<B> {
             meter: Meter::new(budget),
             limited: None,
             events: Events::off(),
+            report_calls: false,
         }
     }
 
@@ -202,6 +212,7 @@ impl<B: Backend> Metered<B> {
             meter,
             limited: None,
             events: Events::off(),
+            report_calls: false,
         }
     }
 
@@ -213,27 +224,30 @@ impl<B: Backend> Metered<B> {
         self
     }
 
-    /// Reports each call (what it cost, what has been spent) and each refusal to `events`.
+    /// Reports to `events` each call (what it cost, what this meter has counted) and each time
+    /// this meter's budget refuses, shortens or ends one.
     pub fn with_events(mut self, events: Events) -> Self {
         self.events = events;
+        self.report_calls = true;
         self
     }
 
-    /// This meter's budget refused or ended a call.
-    fn refused(&self, error: &Error) {
-        self.note_limit();
-        self.report_refusal(error);
+    /// Reports to `events` only the times this meter's budget refuses, shortens or ends a call
+    /// (a budget shared by many, whose calls a meter nearer the caller reports).
+    pub fn with_limit_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self.report_calls = false;
+        self
     }
 
-    fn report_refusal(&self, error: &Error) {
-        if let Error::BudgetExhausted { resource } = error {
-            self.events.emit(
-                "",
-                EventKind::Refused {
-                    resource: *resource,
-                },
-            );
-        }
+    fn limited(&self, resource: Resource, max_tokens: Option<usize>) {
+        self.events.emit(
+            "",
+            EventKind::Limited {
+                resource,
+                max_tokens,
+            },
+        );
     }
 
     fn note_limit(&self) {
@@ -286,7 +300,7 @@ impl<B: Backend> Backend for Metered<B> {
                     + assistant_prefix.len() as u64
             }
         };
-        let (reservation, fit) = self
+        let (reservation, fit, bound) = self
             .meter
             .reserve(
                 prompt_tokens,
@@ -300,11 +314,16 @@ impl<B: Backend> Backend for Metered<B> {
                 },
             )
             // Its only errors are exhausted budgets.
-            .inspect_err(|e| self.refused(e))?;
+            .inspect_err(|e| {
+                self.note_limit();
+                if let Error::BudgetExhausted { resource } = e {
+                    self.limited(*resource, None);
+                }
+            })?;
         let granted = usize::try_from(fit).unwrap_or(usize::MAX);
-        let shortened = granted < request.max_tokens;
-        if shortened {
+        if let Some(resource) = bound {
             self.note_limit();
+            self.limited(resource, Some(granted));
             for processor in &request.logits_processors {
                 processor.limit_max_tokens(granted);
             }
@@ -318,25 +337,21 @@ impl<B: Backend> Backend for Metered<B> {
                 .await
                 .map_err(|_| {
                     self.note_limit();
+                    self.limited(Resource::WallTime, None);
                     Error::BudgetExhausted {
                         resource: Resource::WallTime,
                     }
-                }),
-            None => Ok(call.await),
-        }
-        // The deadline ended it, or a budget further in (the run's) refused it.
-        .and_then(|generation| generation)
-        .inspect_err(|e| self.report_refusal(e))?;
+                })??,
+            None => call.await?,
+        };
         reservation.settle(&generation.usage);
-        if self.events.is_on() {
+        if self.report_calls && self.events.is_on() {
             self.events.emit(
                 "",
                 EventKind::Call {
                     n,
                     prompt_tokens: generation.usage.prompt_tokens,
                     completion_tokens: generation.usage.completion_tokens,
-                    max_tokens: granted,
-                    shortened,
                     call_ms: u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX),
                     spent: self.meter.usage().total_tokens(),
                 },

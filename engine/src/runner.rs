@@ -438,9 +438,9 @@ impl Runner {
                         share.map_or(self.problem_budget, |s| self.problem_budget.tighter(s));
                     // Each problem reaches the backend through the run's shared meter, with a
                     // flag of its own that says whether the run's budget limited one of its calls.
-                    let (backend, cut) = self.run_backend(meter);
                     let events = self.events_of(problem, started);
                     events.emit("", EventKind::Started);
+                    let (backend, cut) = self.run_backend(meter, &events);
                     let cx = Context::with_events(backend, budget, events.clone());
                     let outcome = self.strategy.solve(problem, &cx).await;
                     let mut line = self.line_of(problem, outcome, cx.meter().usage()).await;
@@ -478,11 +478,18 @@ impl Runner {
     }
 
     /// The backend of one problem: the run's, through the run's shared `meter`, with a flag of
-    /// its own set when the run's budget refuses or shortens one of its calls.
-    fn run_backend(&self, meter: Arc<Meter>) -> (Arc<dyn Backend>, Arc<AtomicBool>) {
+    /// its own set when the run's budget refuses or shortens one of its calls (reported to the
+    /// problem's `events`).
+    fn run_backend(
+        &self,
+        meter: Arc<Meter>,
+        events: &Events,
+    ) -> (Arc<dyn Backend>, Arc<AtomicBool>) {
         let cut = Arc::new(AtomicBool::new(false));
         let backend: Arc<dyn Backend> = Arc::new(
-            Metered::with_meter(Arc::clone(&self.backend), meter).noting_limits(Arc::clone(&cut)),
+            Metered::with_meter(Arc::clone(&self.backend), meter)
+                .noting_limits(Arc::clone(&cut))
+                .with_limit_events(events.clone()),
         );
         (backend, cut)
     }
@@ -930,8 +937,10 @@ mod tests {
         // Scripted tokens are bytes: a call is 2 prompt + 10 completion tokens. 19 tokens let
         // p1 finish, shorten p2's call to 5 completion tokens (cut short) and leave none for p3.
         let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"; 3]));
+        let events = crate::scripted::Recorder::new();
         let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
             .with_run_budget(Budget::unlimited().with_max_tokens(19))
+            .with_events(Arc::clone(&events) as Arc<dyn EventSink>)
             .run(&problems, &out, |_| {})
             .await
             .unwrap();
@@ -939,6 +948,41 @@ mod tests {
             (summary.solved, summary.cut_short, summary.not_started),
             (1, 1, 1)
         );
+        // Each problem's events say how it went: p1 finished, p2's call was shortened and it
+        // was cut, p3 never started.
+        let call = |completion_tokens, spent| EventKind::Call {
+            n: 1,
+            prompt_tokens: 2,
+            completion_tokens,
+            call_ms: 0,
+            spent,
+        };
+        assert_eq!(
+            events.kinds("p1"),
+            [
+                EventKind::Started,
+                call(10, 12),
+                EventKind::Finished {
+                    answer: Some("0123456789".into()),
+                    correct: None,
+                    stop_reason: StopReason::Completed,
+                    tokens: 12
+                }
+            ]
+        );
+        assert_eq!(
+            events.kinds("p2"),
+            [
+                EventKind::Started,
+                EventKind::Limited {
+                    resource: crate::Resource::Tokens,
+                    max_tokens: Some(5)
+                },
+                call(5, 7),
+                EventKind::Cut
+            ]
+        );
+        assert_eq!(events.kinds("p3"), []);
         let ids: Vec<String> = read_results(&out)
             .unwrap()
             .into_iter()
@@ -1160,12 +1204,14 @@ mod tests {
             "w:0.4",
             "0123456789",
         ]));
+        let events = crate::scripted::Recorder::new();
         let summary = Runner::new(
             Arc::new(TWO_STAGE),
             Arc::clone(&backend) as Arc<dyn Backend>,
         )
         .with_run_budget(Budget::unlimited().with_max_tokens(budget))
         .with_allocation(Allocation::Triage)
+        .with_events(Arc::clone(&events) as Arc<dyn EventSink>)
         .run(&numbered(4), &out, |_| {})
         .await
         .unwrap();
@@ -1202,6 +1248,39 @@ mod tests {
         let total: u64 = lines.values().map(|l| l.usage.total_tokens()).sum();
         assert_eq!(total, 51);
         assert_eq!(summary.usage.total_tokens(), 51);
+
+        // The events tell the same story: every problem ends as its line says, having spent in
+        // calls what its line records; the unsure were deferred, p3 started again to think.
+        for (id, line) in &lines {
+            let kinds = events.kinds(id);
+            let called: u64 = kinds
+                .iter()
+                .map(|k| match k {
+                    EventKind::Call {
+                        prompt_tokens,
+                        completion_tokens,
+                        ..
+                    } => prompt_tokens + completion_tokens,
+                    _ => 0,
+                })
+                .sum();
+            assert_eq!(called, line.usage.total_tokens(), "{id}: {kinds:?}");
+            assert_eq!(kinds.first(), Some(&EventKind::Started), "{id}");
+            assert!(
+                matches!(kinds.last(), Some(EventKind::Finished { answer, stop_reason, .. })
+                    if *answer == line.answer && Some(*stop_reason) == line.stop_reason),
+                "{id}: {kinds:?}"
+            );
+            let deferred = kinds
+                .iter()
+                .any(|k| matches!(k, EventKind::Deferred { .. }));
+            assert_eq!(deferred, line.triage.is_some(), "{id}: {kinds:?}");
+        }
+        let p3 = events.kinds("p3");
+        assert!(
+            matches!(p3.as_slice(), [EventKind::Started, EventKind::Call { .. }, EventKind::Deferred { confidence, .. }, EventKind::Started, EventKind::Call { .. }, EventKind::Finished { .. }] if *confidence == 0.1),
+            "{p3:?}"
+        );
     }
 
     /// Four first stages, three of them unsure (p3, p2, p4 in order of need), then three

@@ -217,3 +217,76 @@ impl Backend for ScriptedBackend {
         Ok(Self::render(&Prompt::Tokens(ids.to_vec())))
     }
 }
+
+/// An [`EventSink`](crate::EventSink) that keeps every event, for tests.
+#[derive(Debug, Default)]
+pub struct Recorder(Mutex<Vec<crate::Event>>);
+
+impl Recorder {
+    /// A recorder, shared.
+    pub fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::default()
+    }
+
+    /// Events of `problem`, sent to this recorder.
+    pub fn events_of(self: &std::sync::Arc<Self>, problem: &str) -> crate::Events {
+        crate::Events::new(
+            std::sync::Arc::clone(self) as std::sync::Arc<dyn crate::EventSink>,
+            problem,
+        )
+    }
+
+    /// Everything kept so far.
+    pub fn events(&self) -> Vec<crate::Event> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// What happened to `problem`, in order, with call times zeroed (they vary).
+    pub fn kinds(&self, problem: &str) -> Vec<crate::EventKind> {
+        self.events()
+            .into_iter()
+            .filter(|e| e.problem == problem)
+            .map(|e| match e.kind {
+                crate::EventKind::Call {
+                    n,
+                    prompt_tokens,
+                    completion_tokens,
+                    spent,
+                    ..
+                } => crate::EventKind::Call {
+                    n,
+                    prompt_tokens,
+                    completion_tokens,
+                    call_ms: 0,
+                    spent,
+                },
+                kind => kind,
+            })
+            .collect()
+    }
+
+    /// What strategies did to `problem` (calls and limits left out).
+    pub fn decisions(&self, problem: &str) -> Vec<crate::EventKind> {
+        self.kinds(problem)
+            .into_iter()
+            .filter(|k| {
+                !matches!(
+                    k,
+                    crate::EventKind::Call { .. } | crate::EventKind::Limited { .. }
+                )
+            })
+            .collect()
+    }
+}
+
+impl crate::EventSink for Recorder {
+    fn emit(&self, event: &crate::Event) {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(event.clone());
+    }
+}

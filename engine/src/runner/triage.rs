@@ -234,9 +234,9 @@ impl Runner {
                     if run_exhausted(&meter) {
                         return First::Whole(Outcome::NotStarted);
                     }
-                    let (backend, cut) = self.run_backend(meter);
                     let events = self.events_of(problem, started);
                     events.emit("", EventKind::Started);
+                    let (backend, cut) = self.run_backend(meter, &events);
                     let cx = Context::with_events(backend, self.problem_budget, events.clone());
                     let first = self.first_stage(staged, problem, &cx, &cut).await;
                     match &first {
@@ -364,14 +364,14 @@ impl Runner {
         }
         let (_, problem, first) = &item;
         let problem = *problem;
-        let (backend, cut) = self.run_backend(Arc::clone(&meter));
+        let events = self.events_of(problem, started);
+        events.emit("", EventKind::Started);
+        let (backend, cut) = self.run_backend(Arc::clone(&meter), &events);
         // The problem's own budget, less what its first stage spent (its time included).
         let mut budget = less_spent(self.problem_budget, &first.first.usage);
         budget.max_wall_ms = budget
             .max_wall_ms
             .map(|ms| ms.saturating_sub(first.first.usage.elapsed_ms));
-        let events = self.events_of(problem, started);
-        events.emit("", EventKind::Started);
         let cx = Context::with_events(backend, budget, events.clone());
         let outcome = staged.second(problem, first.first.clone(), &cx).await;
         let usage = cx.meter().usage();
