@@ -67,7 +67,14 @@ fn run_singleop(config: &Path, out: &Path, concurrency: usize, extra: &[&str]) -
 #[test]
 fn solve_prints_json_with_answer_and_usage() {
     let out = ponder()
-        .args(["solve", "What is 3 + 4?", "--json", "--config"])
+        .args([
+            "solve",
+            "What is 3 + 4?",
+            "--json",
+            "--events",
+            "-",
+            "--config",
+        ])
         .arg(repo("examples/strategies/direct.yaml"))
         .args(["--device", &device()])
         .output()
@@ -85,6 +92,16 @@ fn solve_prints_json_with_answer_and_usage() {
         assert!(json["usage"][key].is_u64(), "usage.{key} in {json}");
     }
     assert_eq!(json["usage"]["calls"], 1);
+    // `--events -` told the call as it happened, on stderr, stdout left one object.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tokens = json["usage"]["prompt_tokens"].as_u64().unwrap()
+        + json["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("question: call: ") && l.ends_with(&format!("; {tokens} spent"))),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -110,6 +127,7 @@ fn run_writes_graded_lines_and_resumes_without_repeating() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     let out = dir.path().join("results.jsonl");
+    let events = dir.path().join("events.jsonl");
     let run = || {
         ponder()
             .args(["run", "--limit", "5", "--concurrency", "2", "--config"])
@@ -118,6 +136,8 @@ fn run_writes_graded_lines_and_resumes_without_repeating() {
             .arg(repo("examples/problems/mawps-singleop-20.jsonl"))
             .arg("--out")
             .arg(&out)
+            .arg("--events")
+            .arg(&events)
             .output()
             .unwrap()
     };
@@ -134,6 +154,36 @@ fn run_writes_graded_lines_and_resumes_without_repeating() {
         assert!(line["reference"].is_string());
         assert!(line["usage"]["completion_tokens"].as_u64().unwrap() > 0);
         assert!(line["stop_reason"].is_string());
+    }
+    // The events log tells each problem's story: started, its calls (adding up to what its
+    // line records), finished with the line's answer and grade.
+    let logged = lines(&events);
+    for line in &written {
+        let mine: Vec<&Value> = logged
+            .iter()
+            .filter(|e| e["problem"] == line["id"])
+            .collect();
+        assert_eq!(
+            mine.first().map(|e| &e["event"]),
+            Some(&Value::from("started"))
+        );
+        let last = mine.last().unwrap();
+        assert_eq!(last["event"], "finished", "{last}");
+        assert_eq!(
+            (&last["answer"], &last["correct"], &last["stop_reason"]),
+            (&line["answer"], &line["correct"], &line["stop_reason"])
+        );
+        let called: u64 = mine
+            .iter()
+            .filter(|e| e["event"] == "call")
+            .map(|e| {
+                e["prompt_tokens"].as_u64().unwrap() + e["completion_tokens"].as_u64().unwrap()
+            })
+            .sum();
+        let recorded = line["usage"]["prompt_tokens"].as_u64().unwrap()
+            + line["usage"]["completion_tokens"].as_u64().unwrap();
+        assert_eq!(called, recorded, "{}", line["id"]);
+        assert_eq!(last["tokens"].as_u64(), Some(recorded));
     }
     // The report counts what the lines say.
     let correct = written.iter().filter(|l| l["correct"] == true).count();
@@ -169,6 +219,11 @@ fn run_writes_graded_lines_and_resumes_without_repeating() {
     let second = run();
     assert!(second.status.success());
     assert_eq!(lines(&out).len(), 5, "a second run must add nothing");
+    assert_eq!(
+        lines(&events),
+        logged,
+        "nor log anything: it solves nothing"
+    );
     let table = String::from_utf8_lossy(&second.stdout);
     assert!(table.contains("resumed"), "{table}");
 

@@ -21,9 +21,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use common::block_on;
+use ponder::engine::scripted::Recorder;
 use ponder::engine::{
-    solve, Backend, Budget, Capabilities, Generation, GenerationRequest, Grader, LogitsProcessor,
-    ModelConfig, Problem, Result, TokenizeInput,
+    solve_in, Backend, Budget, Capabilities, Context, EventKind, Generation, GenerationRequest,
+    Grader, LogitsProcessor, ModelConfig, Problem, Result, TokenizeInput,
 };
 use ponder::prm::{HumanEvalGrader, Sandbox};
 use ponder::strategies::{CodeSelection, SStar, SStarConfig, SStarDetails};
@@ -134,9 +135,74 @@ fn s_star_debugs_and_selects_on_humaneval_0_with_qwen() {
         ..SStarConfig::default()
     };
     let strategy = SStar::new(config).unwrap();
-    let solution =
-        block_on(solve(&strategy, &problem, backend, Budget::unlimited())).expect("S* solve");
+    let events = Recorder::new();
+    let cx = Context::with_events(
+        backend as Arc<dyn Backend>,
+        Budget::unlimited(),
+        events.events_of(&problem.id),
+    );
+    let solution = block_on(solve_in(&strategy, &problem, &cx)).expect("S* solve");
     let details: SStarDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    // The events follow the solve as it went: every test run, every comparison, the
+    // selection last, and calls adding up to the usage.
+    let kinds = events.kinds(&problem.id);
+    let mut tested: Vec<(usize, usize, usize, usize)> = kinds
+        .iter()
+        .filter_map(|k| match k {
+            EventKind::Tested {
+                sample,
+                round,
+                passed,
+                total,
+            } => Some((*sample, *round, *passed, *total)),
+            _ => None,
+        })
+        .collect();
+    tested.sort_unstable();
+    let rounds: Vec<(usize, usize, usize, usize)> = details
+        .samples
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            s.rounds
+                .iter()
+                .enumerate()
+                .map(move |(r, round)| (i, r, round.passed, round.total))
+        })
+        .collect();
+    assert_eq!(tested, rounds);
+    let compared: Vec<(usize, usize, usize)> = kinds
+        .iter()
+        .filter_map(|k| match k {
+            EventKind::Compared { a, b, winner, .. } => Some((*a, *b, *winner)),
+            _ => None,
+        })
+        .collect();
+    let comparisons: Vec<(usize, usize, usize)> = details
+        .comparisons
+        .iter()
+        .map(|c| (c.a, c.b, c.winner))
+        .collect();
+    assert_eq!(compared, comparisons);
+    assert!(
+        matches!(
+            events.decisions(&problem.id).last(),
+            Some(EventKind::Selected { .. })
+        ),
+        "{kinds:?}"
+    );
+    let called: u64 = kinds
+        .iter()
+        .map(|k| match k {
+            EventKind::Call {
+                prompt_tokens,
+                completion_tokens,
+                ..
+            } => prompt_tokens + completion_tokens,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(called, solution.usage.total_tokens());
     eprintln!(
         "{}",
         serde_json::to_string_pretty(&solution.details).unwrap()

@@ -460,8 +460,9 @@ impl BestOfN {
         }
     }
 
-    /// The selection among what was drawn, as the solution.
-    fn select(&self, cx: &Context, draw: Draw) -> Result<Solution> {
+    /// The selection among what was drawn, as the solution; reported to `cx`'s events when
+    /// `fin` (final, not a first stage's answer to fall back on).
+    fn select(&self, cx: &Context, draw: Draw, fin: bool) -> Result<Solution> {
         let n = self.config.n.get();
         let Draw {
             candidates,
@@ -472,14 +473,16 @@ impl BestOfN {
         let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
         let selection = self.config.select.apply(&answers, &rewards);
         let chosen = selection.index.and_then(|i| candidates.get(i)).cloned();
-        cx.emit(
-            self.name(),
-            EventKind::Selected {
-                answer: chosen.as_ref().and_then(|c| c.answer.clone()),
-                candidates: candidates.len(),
-                why: selection.why.clone(),
-            },
-        );
+        if fin {
+            cx.emit(
+                self.name(),
+                EventKind::Selected {
+                    answer: chosen.as_ref().and_then(|c| c.answer.clone()),
+                    candidates: candidates.len(),
+                    why: selection.why.clone(),
+                },
+            );
+        }
         // The chosen sample ran out of tokens (its own max_tokens, or what the budget left it):
         // say so, as a single sample would.
         let cut = stop_reason == StopReason::Completed
@@ -530,7 +533,7 @@ impl Strategy for BestOfN {
         let mut draw = Draw::new();
         self.draw_rounds(problem, cx, &mut draw, self.config.n.get())
             .await?;
-        self.select(cx, draw)
+        self.select(cx, draw, true)
     }
 
     /// With `adaptive`: the first round is the first stage, the rounds after it the second.
@@ -562,7 +565,7 @@ impl Staged for BestOfN {
                     ),
                 }
             });
-        let mut solution = self.select(cx, draw)?;
+        let mut solution = self.select(cx, draw, pending.is_none())?;
         if pending.is_some() {
             // Not saved: still to draw, should the run afford it.
             solution.details["samples_saved"] = 0.into();
@@ -587,7 +590,7 @@ impl Staged for BestOfN {
             .resize(draw.candidates.len(), StopReason::Completed);
         self.draw_rounds(problem, cx, &mut draw, self.config.n.get())
             .await?;
-        self.select(cx, draw)
+        self.select(cx, draw, true)
     }
 }
 
@@ -711,17 +714,42 @@ mod tests {
             }),
             ..BestOfNConfig::self_consistency(NonZeroUsize::new(8).unwrap())
         };
-        let solution = run(
-            &BestOfN::new(config).unwrap(),
-            Arc::clone(&backend),
+        let events = ponder_engine::scripted::Recorder::new();
+        let problem = Problem::new("p", "Q?");
+        let cx = Context::with_events(
+            Arc::clone(&backend) as Arc<dyn Backend>,
             Budget::unlimited(),
-        )
-        .await;
+            events.events_of("p"),
+        );
+        let solution = ponder_engine::solve_in(&BestOfN::new(config).unwrap(), &problem, &cx)
+            .await
+            .unwrap();
         let d = details(&solution);
         // After 6 votes for 5 with 2 left, nothing can overturn it (5 > 0 + 2 already at 6).
         assert_eq!((d.samples, d.samples_saved), (6, 2));
         assert_eq!(backend.requests().len(), 3);
         assert_eq!(backend.remaining(), 2);
+        // Each round says how the vote stands; the last is decided.
+        let round = |samples, decided| EventKind::Round {
+            samples,
+            of: 8,
+            leader: Some("5".into()),
+            share: 1.0,
+            decided,
+        };
+        assert_eq!(
+            events.decisions("p"),
+            [
+                round(2, false),
+                round(4, false),
+                round(6, true),
+                EventKind::Selected {
+                    answer: Some("5".into()),
+                    candidates: 6,
+                    why: d.why.clone()
+                }
+            ]
+        );
 
         // With an agreement level, the first unanimous round is enough.
         let backend = Arc::new(ScriptedBackend::new(answers(&["5", "5", "5", "5"])));

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ponder_engine::scripted::ScriptedBackend;
+use ponder_engine::scripted::{Recorder, ScriptedBackend};
 use ponder_engine::{Backend, Budget, Context, Problem, Result, Scorer, Solution, StopReason};
 
 use super::*;
@@ -51,20 +51,36 @@ async fn run(
     replies: Vec<&str>,
     budget: Budget,
 ) -> (Solution, Arc<ScriptedBackend>, SearchTreeJson) {
+    let (solution, backend, tree, _) = run_watched(search, replies, budget).await;
+    (solution, backend, tree)
+}
+
+/// `run`, with the search's events.
+async fn run_watched(
+    search: BeamSearch,
+    replies: Vec<&str>,
+    budget: Budget,
+) -> (
+    Solution,
+    Arc<ScriptedBackend>,
+    SearchTreeJson,
+    Arc<Recorder>,
+) {
     let backend = Arc::new(ScriptedBackend::new(replies));
-    let solution = ponder_engine::solve(
-        &search,
-        &Problem::new("p", "Q?"),
+    let events = Recorder::new();
+    let cx = Context::with_events(
         Arc::clone(&backend) as Arc<dyn Backend>,
         budget,
-    )
-    .await
-    .unwrap();
+        events.events_of("p"),
+    );
+    let solution = ponder_engine::solve_in(&search, &Problem::new("p", "Q?"), &cx)
+        .await
+        .unwrap();
     let nodes = solution.trace.as_ref().unwrap().json["nodes"]
         .as_array()
         .unwrap()
         .clone();
-    (solution, backend, SearchTreeJson(nodes))
+    (solution, backend, SearchTreeJson(nodes), events)
 }
 
 struct SearchTreeJson(Vec<serde_json::Value>);
@@ -101,10 +117,26 @@ async fn survivors_of_each_round_are_exactly_the_top_n_over_m() {
     let search = BeamSearch::new(config(4, 2, 2), SearchKind::Beam)
         .unwrap()
         .with_scorer(Arc::new(NumberScorer::default()));
-    let (solution, backend, tree) = run(search, replies, Budget::unlimited()).await;
+    let (solution, backend, tree, events) = run_watched(search, replies, Budget::unlimited()).await;
     let requests = backend.requests();
     assert_eq!(requests.len(), 4);
     assert!(requests.iter().all(|r| r.n == 2));
+    // Each step reports what it expanded and kept, and the best score so far.
+    let step = |step, best| EventKind::Step {
+        step,
+        of: 2,
+        expanded: 4,
+        kept: 2,
+        finished: 0,
+        best_score: Some(best),
+    };
+    let decisions = events.decisions("p");
+    assert_eq!(decisions[..2], [step(1, 0.9), step(2, 0.8)]);
+    assert!(
+        matches!(&decisions[2..], [EventKind::Selected { answer, candidates: 2, .. }]
+            if *answer == solution.answer),
+        "{decisions:?}"
+    );
     assert_eq!(tree.state_of("s3"), "pruned");
     assert_eq!(tree.state_of("s1"), "pruned");
     // Round 2 expanded s9 and s5 (their prompts end with those steps).

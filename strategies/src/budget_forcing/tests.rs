@@ -187,15 +187,38 @@ async fn a_budget_stop_before_the_answer_keeps_the_thinking_paid_for() {
         "4",
     ]));
     let strategy = BudgetForcing::new(BudgetForcingConfig::default());
-    let solution = ponder_engine::solve(
-        &strategy,
-        &Problem::new("p", "What is 2 + 2?"),
+    let events = ponder_engine::scripted::Recorder::new();
+    let cx = Context::with_events(
         backend as Arc<dyn Backend>,
         Budget::unlimited().with_max_calls(1),
-    )
-    .await
-    .unwrap();
+        events.events_of("p"),
+    );
+    let solution = ponder_engine::solve_in(&strategy, &Problem::new("p", "What is 2 + 2?"), &cx)
+        .await
+        .unwrap();
     assert_eq!(solution.stop_reason, StopReason::CallBudget);
+    // The meter says why the answer call did not happen; the strategy what the thinking was.
+    let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert!(details.thinking_tokens > 0);
+    let kinds = events.kinds("p");
+    assert!(
+        matches!(
+            kinds.as_slice(),
+            [
+                EventKind::Call { .. },
+                EventKind::Limited {
+                    resource: Resource::Calls,
+                    max_tokens: None
+                },
+                EventKind::Thought {
+                    thinking_tokens,
+                    waits: 0,
+                    forced_end: false
+                }
+            ] if *thinking_tokens == details.thinking_tokens
+        ),
+        "{kinds:?}"
+    );
     assert_eq!(solution.answer.as_deref(), Some("4"));
     assert!(
         solution.completion.contains("2 + 2 = 4"),

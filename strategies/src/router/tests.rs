@@ -16,6 +16,26 @@ fn solve_with(strategy: &dyn Strategy, backend: &Arc<ScriptedBackend>, budget: B
     .unwrap()
 }
 
+/// `solve_with`, with the events it sent.
+fn solve_watched(
+    strategy: &dyn Strategy,
+    backend: &Arc<ScriptedBackend>,
+) -> (Solution, Arc<ponder_engine::scripted::Recorder>) {
+    let events = ponder_engine::scripted::Recorder::new();
+    let cx = Context::with_events(
+        Arc::clone(backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+        events.events_of("p"),
+    );
+    let solution = futures::executor::block_on(ponder_engine::solve_in(
+        strategy,
+        &Problem::new("p", "What is 3 + 4?"),
+        &cx,
+    ))
+    .unwrap();
+    (solution, events)
+}
+
 fn details(solution: &Solution) -> RouterDetails {
     serde_json::from_value(solution.details.clone()).unwrap()
 }
@@ -27,12 +47,15 @@ fn router(config: RouterConfig) -> Router {
 #[test]
 fn a_confident_short_answer_is_kept_in_one_request() {
     let backend = Arc::new(ScriptedBackend::new(["Final Answer: 7"]));
-    let solution = solve_with(
-        &router(RouterConfig::default()),
-        &backend,
-        Budget::unlimited(),
-    );
+    let (solution, events) = solve_watched(&router(RouterConfig::default()), &backend);
     assert_eq!(solution.answer.as_deref(), Some("7"));
+    assert_eq!(
+        events.decisions("p"),
+        [EventKind::Routed {
+            route: "short".into(),
+            why: "answered with confidence 1.000".into()
+        }]
+    );
     assert_eq!(solution.strategy, "router");
     assert_eq!(solution.stop_reason, StopReason::Completed);
     let d = details(&solution);
@@ -54,12 +77,15 @@ fn an_unsure_short_answer_escalates_to_thinking() {
         Reply::Unsure("Final Answer: 7".into(), 0.15f32.ln()),
         Reply::Text("3 + 4 is 7, plus 1 is 8.\nFinal Answer: 8".into()),
     ]));
-    let solution = solve_with(
-        &router(RouterConfig::default()),
-        &backend,
-        Budget::unlimited(),
-    );
+    let (solution, events) = solve_watched(&router(RouterConfig::default()), &backend);
     assert_eq!(solution.answer.as_deref(), Some("8"));
+    assert_eq!(
+        events.decisions("p"),
+        [EventKind::Routed {
+            route: "think".into(),
+            why: details(&solution).why
+        }]
+    );
     assert!(solution.completion.contains("plus 1"));
     let d = details(&solution);
     assert_eq!(d.route, "think");

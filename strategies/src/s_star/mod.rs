@@ -268,16 +268,17 @@ impl SStar {
         })
     }
 
-    /// The judge: the configured model, metered against the context's budget, else the policy.
+    /// The judge: the configured model, metered against the context's budget (its calls
+    /// reported with the context's), else the policy.
     async fn judge(&self, cx: &Context) -> Result<Arc<dyn Backend>> {
         let Some(model) = &self.config.judge else {
             return Ok(Arc::clone(cx.backend()));
         };
         let inner = self.judge.get_or_try_init(|| model.load()).await?;
-        Ok(Arc::new(Metered::with_meter(
-            Arc::clone(inner),
-            Arc::clone(cx.meter()),
-        )))
+        Ok(Arc::new(
+            Metered::with_meter(Arc::clone(inner), Arc::clone(cx.meter()))
+                .with_events(cx.events().clone()),
+        ))
     }
 
     async fn test(&self, task: &CodeTask, completion: &str, tests: &[TestCase]) -> Result<Round> {
