@@ -172,6 +172,14 @@ pub enum EventKind {
         /// How, in words.
         why: String,
     },
+    /// Anything else a strategy reports (strategies written outside ponder).
+    Custom {
+        /// What happened, in a word or two.
+        name: String,
+        /// Its particulars.
+        #[serde(default)]
+        data: serde_json::Value,
+    },
     /// Under triage: the first stage asked for a second, which waits for the others' first
     /// stages.
     Deferred {
@@ -305,6 +313,8 @@ impl fmt::Display for EventKind {
                 "selected {} of {candidates} candidates: {why}",
                 answer(chosen)
             ),
+            Self::Custom { name, data } if data.is_null() => f.write_str(name),
+            Self::Custom { name, data } => write!(f, "{name}: {data}"),
             Self::Deferred { confidence, why } => {
                 write!(f, "deferred (confidence {confidence:.3}): {why}")
             }

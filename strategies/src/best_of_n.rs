@@ -222,6 +222,14 @@ impl BestOfN {
         })
     }
 
+    /// Replaces the inner strategy with one built in code (one of your own, say): each sample
+    /// is one solve of it, in a context of its own whose calls count here. The config's
+    /// `inner` is then unused.
+    pub fn with_inner(mut self, inner: Box<dyn Strategy>) -> Self {
+        self.inner = Inner::Any(inner);
+        self
+    }
+
     /// Replaces the scorer (for scorers built in code).
     pub fn with_scorer(mut self, scorer: Arc<dyn Scorer>) -> Self {
         self.scorer = Some(scorer);

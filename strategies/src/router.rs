@@ -244,6 +244,13 @@ impl Router {
         Ok(Self { config, think })
     }
 
+    /// Replaces the thinking strategy with one built in code (one of your own, say). The
+    /// config's `think` is then unused.
+    pub fn with_think(mut self, think: Box<dyn Strategy>) -> Self {
+        self.think = think;
+        self
+    }
+
     fn request(&self, problem: &Problem) -> GenerationRequest {
         let mut request = GenerationRequest::new(Prompt::chat(self.config.style.messages(problem)))
             .with_n(self.config.probes.get())
