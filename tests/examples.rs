@@ -1,0 +1,65 @@
+//! The library examples, run as programs on the real default model (SmolLM2-135M on CPU):
+//! what `examples/` shows must work, not only compile. `cargo test` builds them beside the
+//! test binaries.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// An example's binary: `target/<profile>/examples/<name>`, beside this test's `deps/`.
+fn example(name: &str) -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path: PathBuf = profile.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test` builds the examples before the tests",
+        path.display()
+    );
+    Command::new(path)
+}
+
+#[test]
+fn custom_strategy_runs_under_best_of_n_and_reports_its_events() {
+    let out = example("custom_strategy")
+        .arg("Tom has 3 apples and buys 4 more. How many apples does he have?")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    // Three runs of the custom strategy, two calls each, each reporting its check; then the vote.
+    let events: Vec<&str> = stderr.lines().filter(|l| l.contains("] example")).collect();
+    let count = |what: &str| events.iter().filter(|l| l.contains(what)).count();
+    assert_eq!(count("example: call: "), 6, "{stderr}");
+    assert_eq!(
+        count("example check_twice: checked: {"),
+        3,
+        "{stderr}"
+    );
+    assert_eq!(count("example best_of_n: 3 of 3 samples"), 1, "{stderr}");
+    let selected = events.last().copied().unwrap_or_default();
+    assert!(
+        selected.contains("example best_of_n: selected "),
+        "the vote comes last: {stderr}"
+    );
+    // The answer printed is the one selected, and the usage adds up the calls.
+    let answer = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("answer: "))
+        .unwrap_or_else(|| panic!("no answer line: {stdout}"));
+    assert!(
+        selected.contains(&format!("selected {answer} of 3")),
+        "{selected} vs {answer}"
+    );
+    let spent: u64 = events
+        .iter()
+        .filter_map(|l| l.rsplit_once("; ")?.1.strip_suffix(" spent")?.parse().ok())
+        .max()
+        .unwrap();
+    assert!(
+        stdout.contains(&format!("usage: {spent} tokens in 6 calls")),
+        "{stdout} vs {spent}"
+    );
+}
