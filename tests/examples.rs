@@ -2,6 +2,8 @@
 //! what `examples/` shows must work, not only compile. `cargo test` builds them beside the
 //! test binaries.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 use std::process::Command;
 
