@@ -1,5 +1,6 @@
 //! The `ponder` command line: `solve`, `run`, `report`, `models`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -291,11 +292,10 @@ async fn solve(
         ),
         None => Context::new(backend, config.budget),
     };
-    let solved = ponder::engine::solve_in(strategy.as_ref(), &problem, &cx).await;
+    let mut solution = ponder::engine::solve_in(strategy.as_ref(), &problem, &cx).await?;
     if let Some(log) = &log {
         log.finish()?;
     }
-    let mut solution = solved?;
     if let (Some(dir), Some(trace)) = (trace_dir, &solution.trace) {
         for path in trace.write(dir, &problem.id)? {
             eprintln!("wrote {}", path.display());
@@ -358,9 +358,13 @@ impl EventsTo {
         match self {
             Self::Stderr(bar) => {
                 let bar = bar.clone();
+                // A closed stderr (`2>&1 | head`) must not stop the solve: errors are dropped.
+                let print = |event: &Event| {
+                    let _ = writeln!(std::io::stderr().lock(), "{event}");
+                };
                 Arc::new(move |event: &Event| match &bar {
-                    Some(bar) => bar.suspend(|| eprintln!("{event}")),
-                    None => eprintln!("{event}"),
+                    Some(bar) => bar.suspend(|| print(event)),
+                    None => print(event),
                 })
             }
             Self::File(log) => Arc::clone(log) as Arc<dyn EventSink>,
@@ -467,12 +471,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             bar.set_message(tally.message());
         })
-        .await;
+        .await?;
     bar.finish();
     if let Some(log) = &log {
         log.finish()?;
     }
-    let summary = summary?;
 
     let mut table = Table::new();
     table.set_header(vec![

@@ -5,9 +5,10 @@
 mod common;
 
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use common::{block_on, smollm_dyn};
-use ponder::engine::{Budget, Context, Scorer};
+use ponder::engine::{Backend, Budget, Context, Scorer};
 use ponder::prm::{
     JudgeConfig, JudgeMode, LlmJudge, PrmConfig, PrmFormat, ScorerConfig, Select, TokenPrm,
 };
@@ -115,6 +116,21 @@ fn token_prm_reads_every_step_in_both_formats() {
         };
         assert_eq!(cx.meter().usage().calls, calls, "{format:?}");
     }
+
+    // A PRM model of its own (here given in code) is metered as the policy is: the context's
+    // meter counts its calls, and the policy (a script with nothing to say) is not asked.
+    let policy = Arc::new(ponder::engine::scripted::ScriptedBackend::new(
+        Vec::<&str>::new(),
+    ));
+    let cx = Context::new(Arc::clone(&policy) as Arc<dyn Backend>, Budget::unlimited());
+    let prm = TokenPrm::with_backend(PrmConfig::default(), smollm_dyn());
+    let scores =
+        block_on(prm.score(&cx, "Tom has 3 apples and buys 4 more. How many?", &steps())).unwrap();
+    assert_eq!(scores.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 2]);
+    assert!(policy.requests().is_empty());
+    let usage = cx.meter().usage();
+    assert_eq!(usage.calls, 2);
+    assert!(usage.prompt_tokens > 20, "{usage:?}");
 }
 
 #[test]

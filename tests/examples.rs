@@ -35,11 +35,7 @@ fn custom_strategy_runs_under_best_of_n_and_reports_its_events() {
     let events: Vec<&str> = stderr.lines().filter(|l| l.contains("] example")).collect();
     let count = |what: &str| events.iter().filter(|l| l.contains(what)).count();
     assert_eq!(count("example: call: "), 6, "{stderr}");
-    assert_eq!(
-        count("example check_twice: checked: {"),
-        3,
-        "{stderr}"
-    );
+    assert_eq!(count("example check_twice: checked: {"), 3, "{stderr}");
     assert_eq!(count("example best_of_n: 3 of 3 samples"), 1, "{stderr}");
     let selected = events.last().copied().unwrap_or_default();
     assert!(

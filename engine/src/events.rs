@@ -84,10 +84,11 @@ pub enum EventKind {
         completion_tokens: u64,
         /// How long the call took.
         call_ms: u64,
-        /// Tokens (prompt and completion) the problem has spent so far, this call included.
+        /// Tokens (prompt and completion) spent so far by the context that made the call (the
+        /// problem's solve; under triage, its stage), this call included.
         spent: u64,
     },
-    /// A budget refused a call, shortened it, or its deadline ended it.
+    /// A budget refused a call, shortened it, or its deadline ended it (shown as "stopped").
     Limited {
         /// The resource that ran out.
         resource: Resource,
@@ -246,7 +247,7 @@ impl fmt::Display for EventKind {
             Self::Limited {
                 resource,
                 max_tokens: None,
-            } => write!(f, "call refused: out of {resource}"),
+            } => write!(f, "call stopped: out of {resource}"),
             Self::Routed { route, why } => write!(f, "route {route}: {why}"),
             Self::Thought {
                 thinking_tokens,
@@ -608,6 +609,57 @@ mod tests {
             ]
         );
         assert_eq!(seen.events().len(), kinds.len(), "all of problem p");
+    }
+
+    #[tokio::test]
+    async fn another_model_is_metered_and_reported_as_the_policy_is() {
+        use crate::backend::{Backend, GenerationRequest, Prompt};
+        use crate::budget::Budget;
+        use crate::metered::{Meter, Metered};
+        use crate::scripted::{Recorder, ScriptedBackend};
+        use crate::strategy::{Context, Metering};
+
+        // A run's meter below the problem's, as the batch runner sets it up.
+        let run = Meter::new(Budget::unlimited().with_max_tokens(100));
+        let below: Metering = {
+            let run = Arc::clone(&run);
+            Arc::new(move |b| Arc::new(Metered::with_meter(b, Arc::clone(&run))))
+        };
+        let policy = Arc::new(ScriptedBackend::new(vec!["ab"])) as Arc<dyn Backend>;
+        let judge = Arc::new(ScriptedBackend::new(vec!["yes"])) as Arc<dyn Backend>;
+        let seen = Recorder::new();
+        let cx = Context::with_events(
+            below(policy),
+            Budget::unlimited().with_max_tokens(50),
+            seen.events_of("p"),
+        )
+        .metered_below(below);
+        let child = cx.child();
+        let ask = || GenerationRequest::new(Prompt::Text("q".into())).with_max_tokens(10);
+        // Tokens are bytes: 1 + 2, then 1 + 3 on the judge.
+        child.backend().generate(ask()).await.unwrap();
+        child.metered(judge).generate(ask()).await.unwrap();
+        for (meter, what) in [
+            (child.meter(), "child"),
+            (cx.meter(), "problem"),
+            (&run, "run"),
+        ] {
+            assert_eq!(meter.usage().total_tokens(), 7, "{what}");
+            assert_eq!(meter.usage().calls, 2, "{what}");
+        }
+        let spent: Vec<u64> = seen
+            .kinds("p")
+            .into_iter()
+            .filter_map(|k| match k {
+                EventKind::Call { spent, .. } => Some(spent),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            spent,
+            [3, 7],
+            "each call reported once, by the problem's meter"
+        );
     }
 
     #[test]

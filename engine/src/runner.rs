@@ -440,8 +440,7 @@ impl Runner {
                     // flag of its own that says whether the run's budget limited one of its calls.
                     let events = self.events_of(problem, started);
                     events.emit("", EventKind::Started);
-                    let (backend, cut) = self.run_backend(meter, &events);
-                    let cx = Context::with_events(backend, budget, events.clone());
+                    let (cx, cut) = self.problem_context(meter, budget, &events);
                     let outcome = self.strategy.solve(problem, &cx).await;
                     let mut line = self.line_of(problem, outcome, cx.meter().usage()).await;
                     if let (Some(pool), Some(share)) = (pool, share) {
@@ -477,21 +476,30 @@ impl Runner {
         }
     }
 
-    /// The backend of one problem: the run's, through the run's shared `meter`, with a flag of
-    /// its own set when the run's budget refuses or shortens one of its calls (reported to the
-    /// problem's `events`).
-    fn run_backend(
+    /// The context of one problem under `budget`: the run's backend through the run's shared
+    /// `meter` (as is any other model a strategy calls), with a flag of its own set when the
+    /// run's budget refuses or shortens one of its calls; calls and limits reported to
+    /// `events`.
+    fn problem_context(
         &self,
         meter: Arc<Meter>,
+        budget: Budget,
         events: &Events,
-    ) -> (Arc<dyn Backend>, Arc<AtomicBool>) {
+    ) -> (Context, Arc<AtomicBool>) {
         let cut = Arc::new(AtomicBool::new(false));
-        let backend: Arc<dyn Backend> = Arc::new(
-            Metered::with_meter(Arc::clone(&self.backend), meter)
-                .noting_limits(Arc::clone(&cut))
-                .with_limit_events(events.clone()),
-        );
-        (backend, cut)
+        let run: crate::strategy::Metering = {
+            let (cut, events) = (Arc::clone(&cut), events.clone());
+            Arc::new(move |backend| {
+                Arc::new(
+                    Metered::with_meter(backend, Arc::clone(&meter))
+                        .noting_limits(Arc::clone(&cut))
+                        .with_limit_events(events.clone()),
+                )
+            })
+        };
+        let cx = Context::with_events(run(Arc::clone(&self.backend)), budget, events.clone())
+            .metered_below(run);
+        (cx, cut)
     }
 
     /// The result line of a solve that cost `usage`: written trace, graded.
@@ -1455,6 +1463,7 @@ mod tests {
         let backend = Arc::new(SlowThinking(crate::scripted::ScriptedBackend::new([
             "x:0.9", "y:0.2", "z:0.1", "w:0.4", "A", "B", "C",
         ])));
+        let events = crate::scripted::Recorder::new();
         // First stages 32 tokens; then 47. A second stage reserves 9 + 30 and spends 9 + 1:
         // while p3's is in flight only 8 are free, less than p2's prompt, but once it is done
         // there is room for p2's and then p4's.
@@ -1465,6 +1474,7 @@ mod tests {
         .with_concurrency(2)
         .with_run_budget(Budget::unlimited().with_max_tokens(32 + 47))
         .with_allocation(Allocation::Triage)
+        .with_events(Arc::clone(&events) as Arc<dyn EventSink>)
         .run(&numbered(4), &out, |_| {})
         .await
         .unwrap();
@@ -1487,6 +1497,25 @@ mod tests {
             assert!(lines[id].triage.as_ref().is_some_and(|t| t.second_stage));
         }
         assert_eq!(summary.usage.total_tokens(), 32 + 30);
+        // p2's events say it was refused while p3 thought, waited, and thought after (in what
+        // p4's reservation left it).
+        let names: Vec<String> = events
+            .kinds("p2")
+            .iter()
+            .map(|k| {
+                serde_json::to_value(k).unwrap()["event"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "started", "call", "deferred", "started", "limited", "deferred", "started",
+                "limited", "call", "finished"
+            ]
+        );
     }
 
     #[tokio::test]

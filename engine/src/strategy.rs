@@ -113,12 +113,18 @@ impl<S: Strategy + ?Sized> Strategy for Box<S> {
     }
 }
 
+/// How a backend is metered: the layers of [`Metered`] a call passes through.
+pub type Metering = Arc<dyn Fn(Arc<dyn Backend>) -> Arc<dyn Backend> + Send + Sync>;
+
 /// What a strategy solves with: a metered backend, its meter, and where its events go.
 #[derive(Clone)]
 pub struct Context {
     backend: Arc<dyn Backend>,
     meter: Arc<Meter>,
     events: Events,
+    /// What [`Context::metered`] wraps another model in: every meter this context's calls
+    /// pass through.
+    metering: Metering,
 }
 
 impl std::fmt::Debug for Context {
@@ -131,6 +137,17 @@ impl std::fmt::Debug for Context {
     }
 }
 
+/// `below`, then a meter that counts on `meter` (and reports to `events`).
+fn layer(below: Option<Metering>, meter: Arc<Meter>, events: Events) -> Metering {
+    Arc::new(move |backend| {
+        let backend = match &below {
+            Some(below) => below(backend),
+            None => backend,
+        };
+        Arc::new(Metered::with_meter(backend, Arc::clone(&meter)).with_events(events.clone()))
+    })
+}
+
 impl Context {
     /// A context whose calls to `backend` are metered against `budget`; no events.
     pub fn new(backend: Arc<dyn Backend>, budget: Budget) -> Self {
@@ -140,18 +157,34 @@ impl Context {
     /// A context whose calls to `backend` are metered against `budget` and reported, with the
     /// strategies' own events, to `events`.
     pub fn with_events(backend: Arc<dyn Backend>, budget: Budget, events: Events) -> Self {
-        let metered = Metered::new(backend, budget).with_events(events.clone());
-        let meter = Arc::clone(metered.meter());
+        let meter = Meter::new(budget);
+        let metering = layer(None, Arc::clone(&meter), events.clone());
         Self {
-            backend: Arc::new(metered),
+            backend: metering(backend),
             meter,
             events,
+            metering,
         }
+    }
+
+    /// Says how `backend` (as given to [`Context::with_events`]) was itself metered, so that
+    /// calls to another model ([`Context::metered`]) are metered the same way: `below` wraps
+    /// a backend in those meters (a batch run's shared budget, say).
+    pub fn metered_below(mut self, below: Metering) -> Self {
+        self.metering = layer(Some(below), Arc::clone(&self.meter), self.events.clone());
+        self
     }
 
     /// The (metered) backend.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
+    }
+
+    /// `other` (another model: a separate judge or reward model) metered as this context's
+    /// backend is: its calls count against every budget this context's count against, and are
+    /// reported to its events.
+    pub fn metered(&self, other: Arc<dyn Backend>) -> Arc<dyn Backend> {
+        (self.metering)(other)
     }
 
     /// The meter counting this context's calls.
@@ -173,12 +206,20 @@ impl Context {
     /// so a composite strategy can tell what each inner solve cost. Its strategy events go where
     /// this context's go; its calls are reported once, by this context's meter.
     pub fn child(&self) -> Context {
-        let metered = Metered::new(Arc::clone(&self.backend), Budget::unlimited());
-        let meter = Arc::clone(metered.meter());
+        let meter = Meter::new(Budget::unlimited());
+        let parent = Arc::clone(&self.metering);
+        let own = Arc::clone(&meter);
+        let metering: Metering = Arc::new(move |backend| {
+            Arc::new(Metered::with_meter(parent(backend), Arc::clone(&own)))
+        });
         Context {
-            backend: Arc::new(metered),
+            backend: Arc::new(Metered::with_meter(
+                Arc::clone(&self.backend),
+                Arc::clone(&meter),
+            )),
             meter,
             events: self.events.clone(),
+            metering,
         }
     }
 }

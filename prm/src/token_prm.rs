@@ -128,21 +128,27 @@ impl TokenPrm {
         }
     }
 
+    /// The model to score with: one given in code, the configured one, else the policy. A
+    /// model of its own is metered as the policy is: its calls count against the solve's
+    /// budgets.
     async fn backend(&self, cx: &Context) -> Result<Arc<dyn Backend>> {
-        let Some(source) = &self.config.model else {
-            return Ok(Arc::clone(cx.backend()));
+        let model = match (self.model.get(), &self.config.model) {
+            (Some(model), _) => Arc::clone(model),
+            (None, None) => return Ok(Arc::clone(cx.backend())),
+            (None, Some(source)) => Arc::clone(
+                self.model
+                    .get_or_try_init(|| async {
+                        ModelConfig {
+                            source: source.clone(),
+                            ..ModelConfig::default()
+                        }
+                        .load()
+                        .await
+                    })
+                    .await?,
+            ),
         };
-        self.model
-            .get_or_try_init(|| async {
-                ModelConfig {
-                    source: source.clone(),
-                    ..ModelConfig::default()
-                }
-                .load()
-                .await
-            })
-            .await
-            .cloned()
+        Ok(cx.metered(model))
     }
 
     async fn label_ids(&self, backend: &dyn Backend) -> Result<(u32, u32)> {

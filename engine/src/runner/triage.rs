@@ -149,9 +149,25 @@ impl Runner {
         others: usize,
         started: Instant,
     ) -> Second<'a> {
+        let events = self.events_of(item.1, started);
         match resource {
-            Some(Resource::WallTime) => Second::Done(Outcome::NotStarted, false),
-            _ if others > 0 => Second::Deferred(item),
+            Some(Resource::WallTime) => {
+                // Its first stage is kept; a resumed run does the second.
+                events.emit("", EventKind::Cut);
+                Second::Done(Outcome::NotStarted, false)
+            }
+            _ if others > 0 => {
+                events.emit(
+                    "",
+                    EventKind::Deferred {
+                        confidence: item.2.pending.confidence,
+                        why: format!(
+                            "the run's budget is held by {others} other second stage(s):                              waiting for what they give back"
+                        ),
+                    },
+                );
+                Second::Deferred(item)
+            }
             _ => {
                 let (_, problem, first) = item;
                 Second::Done(
@@ -236,8 +252,7 @@ impl Runner {
                     }
                     let events = self.events_of(problem, started);
                     events.emit("", EventKind::Started);
-                    let (backend, cut) = self.run_backend(meter, &events);
-                    let cx = Context::with_events(backend, self.problem_budget, events.clone());
+                    let (cx, cut) = self.problem_context(meter, self.problem_budget, &events);
                     let first = self.first_stage(staged, problem, &cx, &cut).await;
                     match &first {
                         First::Whole(outcome) => report(&events, outcome),
@@ -366,13 +381,12 @@ impl Runner {
         let problem = *problem;
         let events = self.events_of(problem, started);
         events.emit("", EventKind::Started);
-        let (backend, cut) = self.run_backend(Arc::clone(&meter), &events);
         // The problem's own budget, less what its first stage spent (its time included).
         let mut budget = less_spent(self.problem_budget, &first.first.usage);
         budget.max_wall_ms = budget
             .max_wall_ms
             .map(|ms| ms.saturating_sub(first.first.usage.elapsed_ms));
-        let cx = Context::with_events(backend, budget, events.clone());
+        let (cx, cut) = self.problem_context(Arc::clone(&meter), budget, &events);
         let outcome = staged.second(problem, first.first.clone(), &cx).await;
         let usage = cx.meter().usage();
         let cut = cut.load(Ordering::Relaxed);

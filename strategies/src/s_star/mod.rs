@@ -24,8 +24,8 @@ use async_trait::async_trait;
 use futures::future::{join_all, try_join_all};
 use ponder_engine::{
     Backend, Candidate, CodeTask, Context, Error, EventKind, FinishReason, GenerationRequest,
-    Message, Metered, ModelConfig, Problem, Prompt, Resource, Result, Sampling, Solution,
-    StopReason, Strategy,
+    Message, ModelConfig, Problem, Prompt, Resource, Result, Sampling, Solution, StopReason,
+    Strategy,
 };
 use ponder_prm::{
     assemble, choice_probability, docstring_tests, extract_code, opposing_tokens, CodeVerifier,
@@ -268,17 +268,14 @@ impl SStar {
         })
     }
 
-    /// The judge: the configured model, metered against the context's budget (its calls
-    /// reported with the context's), else the policy.
+    /// The judge: the configured model, metered as the policy is (every budget over this
+    /// solve counts its calls, which are reported with the others), else the policy.
     async fn judge(&self, cx: &Context) -> Result<Arc<dyn Backend>> {
         let Some(model) = &self.config.judge else {
             return Ok(Arc::clone(cx.backend()));
         };
         let inner = self.judge.get_or_try_init(|| model.load()).await?;
-        Ok(Arc::new(
-            Metered::with_meter(Arc::clone(inner), Arc::clone(cx.meter()))
-                .with_events(cx.events().clone()),
-        ))
+        Ok(cx.metered(Arc::clone(inner)))
     }
 
     async fn test(&self, task: &CodeTask, completion: &str, tests: &[TestCase]) -> Result<Round> {
