@@ -284,14 +284,10 @@ async fn solve(
     let log = events.map(|path| EventsTo::open(path, None)).transpose()?;
     let backend = config.model.load().await?;
     let problem = Problem::new("question", question);
-    let cx = match &log {
-        Some(log) => Context::with_events(
-            backend,
-            config.budget,
-            Events::new(log.sink(), problem.id.clone()),
-        ),
-        None => Context::new(backend, config.budget),
-    };
+    let events = log.as_ref().map_or_else(Events::off, |log| {
+        Events::new(log.sink(), problem.id.clone())
+    });
+    let cx = Context::with_events(backend, config.budget, events);
     let mut solution = ponder::engine::solve_in(strategy.as_ref(), &problem, &cx).await?;
     if let Some(log) = &log {
         log.finish()?;
@@ -445,10 +441,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let log = match &args.events {
-        Some(path) => Some(EventsTo::open(path, Some(bar.clone()))?),
-        None => None,
-    };
+    let log = args
+        .events
+        .as_deref()
+        .map(|path| EventsTo::open(path, Some(bar.clone())))
+        .transpose()?;
     if let Some(log) = &log {
         runner = runner.with_events(log.sink());
     }

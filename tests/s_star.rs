@@ -191,18 +191,10 @@ fn s_star_debugs_and_selects_on_humaneval_0_with_qwen() {
         ),
         "{kinds:?}"
     );
-    let called: u64 = kinds
-        .iter()
-        .map(|k| match k {
-            EventKind::Call {
-                prompt_tokens,
-                completion_tokens,
-                ..
-            } => prompt_tokens + completion_tokens,
-            _ => 0,
-        })
-        .sum();
-    assert_eq!(called, solution.usage.total_tokens());
+    assert_eq!(
+        events.call_tokens(&problem.id),
+        solution.usage.total_tokens()
+    );
     eprintln!(
         "{}",
         serde_json::to_string_pretty(&solution.details).unwrap()

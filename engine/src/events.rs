@@ -334,10 +334,7 @@ impl fmt::Display for EventKind {
                 write!(
                     f,
                     ", {tokens} tokens, {}",
-                    serde_json::to_value(stop_reason)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
+                    crate::runner::stop_reason_name(*stop_reason)
                 )
             }
             Self::Cut => {

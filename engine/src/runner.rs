@@ -1261,18 +1261,11 @@ mod tests {
         // calls what its line records; the unsure were deferred, p3 started again to think.
         for (id, line) in &lines {
             let kinds = events.kinds(id);
-            let called: u64 = kinds
-                .iter()
-                .map(|k| match k {
-                    EventKind::Call {
-                        prompt_tokens,
-                        completion_tokens,
-                        ..
-                    } => prompt_tokens + completion_tokens,
-                    _ => 0,
-                })
-                .sum();
-            assert_eq!(called, line.usage.total_tokens(), "{id}: {kinds:?}");
+            assert_eq!(
+                events.call_tokens(id),
+                line.usage.total_tokens(),
+                "{id}: {kinds:?}"
+            );
             assert_eq!(kinds.first(), Some(&EventKind::Started), "{id}");
             assert!(
                 matches!(kinds.last(), Some(EventKind::Finished { answer, stop_reason, .. })

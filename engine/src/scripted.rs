@@ -268,6 +268,21 @@ impl Recorder {
             .collect()
     }
 
+    /// The tokens (prompt and completion) of `problem`'s reported calls, summed.
+    pub fn call_tokens(&self, problem: &str) -> u64 {
+        self.kinds(problem)
+            .iter()
+            .map(|k| match k {
+                crate::EventKind::Call {
+                    prompt_tokens,
+                    completion_tokens,
+                    ..
+                } => prompt_tokens + completion_tokens,
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// What strategies did to `problem` (calls and limits left out).
     pub fn decisions(&self, problem: &str) -> Vec<crate::EventKind> {
         self.kinds(problem)

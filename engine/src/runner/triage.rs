@@ -162,7 +162,8 @@ impl Runner {
                     EventKind::Deferred {
                         confidence: item.2.pending.confidence,
                         why: format!(
-                            "the run's budget is held by {others} other second stage(s):                              waiting for what they give back"
+                            "the run's budget is held by {others} other second stage(s): waiting for what \
+                             they give back"
                         ),
                     },
                 );

@@ -667,24 +667,23 @@ impl Strategy for SStar {
             }
         };
         details.selected = selected;
-        cx.emit(
-            self.name(),
-            EventKind::Selected {
-                answer: None,
-                candidates: samples.len(),
-                why: format!(
-                    "sample {selected}, passing {} public test(s), by {}",
-                    samples
-                        .get(selected)
-                        .and_then(|s| s.detail.rounds.get(s.detail.best_round))
-                        .map_or(0, |r| r.passed),
-                    serde_json::to_value(self.config.selection)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
-                ),
-            },
-        );
+        if cx.events().is_on() {
+            let passed = samples
+                .get(selected)
+                .and_then(|s| s.detail.rounds.get(s.detail.best_round))
+                .map_or(0, |r| r.passed);
+            cx.emit(
+                self.name(),
+                EventKind::Selected {
+                    answer: None,
+                    candidates: samples.len(),
+                    why: format!(
+                        "sample {selected}, passing {passed} public test(s), by {:?}",
+                        self.config.selection
+                    ),
+                },
+            );
+        }
         details.samples = samples.iter().map(|s| s.detail.clone()).collect();
         let candidates: Vec<Candidate> = samples
             .iter()
