@@ -4,7 +4,7 @@
 # overturned) on the first N problems of SVAMP (default 60): one run budget (--max-run-tokens =
 # N x PER, default 700 per problem) spent first come, evenly, or by triage (every problem's first
 # round first, then more rounds for the least settled votes first). Unlimited, for reference.
-# Resumable.
+# Resumable. RUNS picks the runs (default "unlimited first-come even triage").
 #
 #   scripts/allocation_self_consistency.sh [MODEL] [PROBLEMS] [N] [PER] [OUT_DIR]
 set -euo pipefail
@@ -27,11 +27,13 @@ run() { # NAME [FLAGS...]
   "$ponder" run --config "$out/sc.toml" --problems "$problems" --limit "$n" --concurrency 4 \
     --out "$out/$name.jsonl" --events "$out/$name.events.jsonl" "$@" > "$out/$name.log" 2>&1
 }
-run unlimited
-for allocate in first-come even triage; do
-  run "$allocate" --max-run-tokens "$budget" --allocate "$allocate"
+runs=${RUNS:-unlimited first-come even triage}
+for name in $runs; do
+  case "$name" in
+    unlimited) run unlimited ;;
+    *) run "$name" --max-run-tokens "$budget" --allocate "$name" ;;
+  esac
 done
-runs="unlimited first-come even triage"
 "$ponder" report $(for r in $runs; do printf '%s/%s.jsonl ' "$out" "$r"; done) \
   --labels "$(echo $runs | tr ' ' ,)"
 python3 - "$out" "$n" "$budget" $runs <<'PY'
@@ -46,18 +48,28 @@ def load(run):
             rows[r["id"]] = r
     return rows
 print(f"\nEvery run over all {n} problems (a problem without a line counts as wrong); run budget {budget} tokens")
-print("| run | right | accuracy | recorded | tokens | samples drawn | more rounds | kept first round |\n|---|---|---|---|---|---|---|---|")
+print("| run | right | accuracy | recorded | tokens | samples drawn | went on | later stages | kept first round |\n|---|---|---|---|---|---|---|---|---|")
 loaded = {run: load(run) for run in runs}
 for run, rows in loaded.items():
     right = sum(bool(r.get("correct")) for r in rows.values())
     samples = sum((r.get("details") or {}).get("samples", 0) for r in rows.values())
     second = sum(1 for r in rows.values() if r.get("triage") and r["triage"]["second_stage"])
+    later = sum(max(r["triage"].get("stages", 2) - 1, 0) for r in rows.values() if r.get("triage") and r["triage"]["second_stage"])
     kept = sum(1 for r in rows.values() if r.get("triage") and not r["triage"]["second_stage"])
-    print(f"| {run} | {right}/{n} | {right / n:.1%} | {len(rows)} | {sum(map(tok, rows.values()))} | {samples} | {second} | {kept} |")
+    print(f"| {run} | {right}/{n} | {right / n:.1%} | {len(rows)} | {sum(map(tok, rows.values()))} | {samples} | {second} | {later} | {kept} |")
+print("\nSamples drawn per recorded problem (samples: problems)")
+for run, rows in loaded.items():
+    hist = {}
+    for r in rows.values():
+        k = (r.get("details") or {}).get("samples", 0)
+        hist[k] = hist.get(k, 0) + 1
+    print(f"- {run}: " + ", ".join(f"{k}: {v}" for k, v in sorted(hist.items())))
 ok = lambda run, i: bool(loaded[run].get(i, {}).get("correct"))
 ids = set().union(*(set(rows) for rows in loaded.values()))
 print("\nPaired (every problem; unrecorded = wrong): only the first run right : only the second")
 for a, b in (("triage", "first-come"), ("triage", "even"), ("even", "first-come")):
+    if a not in loaded or b not in loaded:
+        continue
     only_a = sum(ok(a, i) and not ok(b, i) for i in ids)
     only_b = sum(ok(b, i) and not ok(a, i) for i in ids)
     print(f"- {a} vs {b}: {only_a} : {only_b}")

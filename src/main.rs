@@ -522,9 +522,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if allocation == Allocation::Triage {
         println!(
-            "triage: {} got their second stage (thinking, more samples), {} kept their first \
-             stage's answer (the run's budget ran out first)",
-            summary.second_stage, summary.first_only
+            "triage: {} went on past their first stage ({} later stages: thinking, more \
+             samples), {} kept their first stage's answer (the run's budget ran out first)",
+            summary.second_stage, summary.later_stages, summary.first_only
         );
     }
     println!("results: {}", args.out.display());

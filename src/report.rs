@@ -541,6 +541,7 @@ mod tests {
                 confidence: 0.1,
                 why: "confidence 0.100 < 0.2".into(),
                 second_stage: false,
+                stages: 1,
             }),
             ..routed("e", "short", false)
         };

@@ -67,6 +67,6 @@ pub use runner::{Allocation, ResultLine, RunSummary, Runner, TriageNote};
 pub use scorer::Scorer;
 pub use solution::{Candidate, Solution, StopReason, Trace};
 pub use strategy::{
-    solve, solve_in, solve_in_stages, Context, FirstStage, Metering, Pending, Staged, Strategy,
+    solve, solve_in, solve_in_stages, Context, Metering, Pending, Stage, Staged, Strategy,
 };
 pub use usage::Usage;

@@ -78,9 +78,13 @@ pub struct TriageNote {
     pub confidence: f64,
     /// Why it asked for the second stage.
     pub why: String,
-    /// Whether the second stage ran (else the run's budget ran out first and the first stage's
+    /// Whether a later stage ran (else the run's budget ran out first and the first stage's
     /// answer stands).
     pub second_stage: bool,
+    /// The stages that ran, the first included: 2 for the router's thinking, one more per
+    /// round for adaptive best-of-N. (0 in lines written before it was recorded.)
+    #[serde(default)]
+    pub stages: usize,
 }
 
 /// How a run's budget is shared among its problems.
@@ -98,14 +102,15 @@ pub enum Allocation {
     /// is starved by those before it. A problem that runs out of its share is recorded with a
     /// budget stop reason, like a per-problem budget.
     Even,
-    /// Two passes, for strategies with a cheap first stage ([`crate::Staged`]: the router's short
-    /// answer, adaptive best-of-N's first round). The first stage of every problem runs first; the problems it settles are
-    /// recorded. Then the second stages (thinking) run in order of need, the least sure first
-    /// stage first, on what the run's budget has left, first come in that order; once it is spent,
-    /// the rest keep their first stage's answer, recorded with a budget stop reason. So thinking
-    /// goes to the problems that need it most, whatever their order in the file. First stages
-    /// that asked for a second are kept in `<out>.triage.jsonl` so a resumed run does not redo
-    /// them.
+    /// For strategies in stages ([`crate::Staged`]: the router's short answer then thinking;
+    /// adaptive best-of-N a round at a time). The first stage of every problem runs first; the
+    /// problems it settles are recorded. Then later stages run in order of need, always the
+    /// least sure problem next (fewest stages first among equals, then file order), on what the
+    /// run's budget has left; a stage that asks for yet another goes back in line with its new
+    /// confidence. Once the budget is spent, the rest keep their last stage's answer, recorded
+    /// with a budget stop reason. So thinking (more samples) goes to the problems that need it
+    /// most, whatever their order in the file. Stages that asked for more are kept in
+    /// `<out>.triage.jsonl` so a resumed run goes on from the last of them.
     Triage,
 }
 
@@ -197,8 +202,10 @@ pub struct RunSummary {
     pub wall_ms: u64,
     /// How this run's problems stopped.
     pub stop_reasons: BTreeMap<String, usize>,
-    /// Under [`Allocation::Triage`]: problems of this run whose second stage ran.
+    /// Under [`Allocation::Triage`]: problems of this run with a later stage than their first.
     pub second_stage: usize,
+    /// Under [`Allocation::Triage`]: the later stages those problems ran, in all.
+    pub later_stages: usize,
     /// Under [`Allocation::Triage`]: problems of this run whose first stage asked for the second
     /// but the run's budget ran out first; their first stage's answer is recorded.
     pub first_only: usize,
@@ -1116,7 +1123,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl crate::Staged for TwoStage {
-        async fn first(&self, problem: &Problem, cx: &Context) -> Result<crate::FirstStage> {
+        async fn first(&self, problem: &Problem, cx: &Context) -> Result<crate::Stage> {
             let request = text_request(problem.question.clone());
             let text = cx
                 .backend()
@@ -1126,7 +1133,7 @@ mod tests {
                 .text;
             let (answer, confidence) = text.split_once(':').expect("answer:confidence");
             let confidence: f64 = confidence.parse().expect("a confidence");
-            Ok(crate::FirstStage {
+            Ok(crate::Stage {
                 solution: Solution::single(
                     "two_stage",
                     candidate(answer, &text),
@@ -1139,13 +1146,13 @@ mod tests {
             })
         }
 
-        async fn second(
+        async fn next(
             &self,
             problem: &Problem,
             first: Solution,
             cx: &Context,
-        ) -> Result<Solution> {
-            match cx
+        ) -> Result<crate::Stage> {
+            let solution = match cx
                 .backend()
                 .generate(
                     text_request(format!("think {}", problem.question))
@@ -1166,7 +1173,11 @@ mod tests {
                     ..first
                 }),
                 Err(e) => Err(e),
-            }
+            }?;
+            Ok(crate::Stage {
+                solution,
+                pending: None,
+            })
         }
     }
 
@@ -1509,6 +1520,219 @@ mod tests {
                 "limited", "call", "finished"
             ]
         );
+    }
+
+    /// A strategy in as many stages as it takes: each stage one call answering
+    /// `answer:confidence`, asking for another below 0.9 (prompts `Q?`, then `more Q?`).
+    struct Steps;
+
+    #[async_trait::async_trait]
+    impl Strategy for Steps {
+        fn name(&self) -> &'static str {
+            "steps"
+        }
+
+        async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+            crate::solve_in_stages(self, problem, cx).await
+        }
+
+        fn staged(&self) -> Option<&dyn crate::Staged> {
+            Some(self)
+        }
+    }
+
+    impl Steps {
+        /// A stage after `so_far` (none: the first).
+        async fn stage(
+            &self,
+            prompt: String,
+            so_far: Option<Solution>,
+            cx: &Context,
+        ) -> Result<crate::Stage> {
+            let calls = so_far.as_ref().map_or(0, |s| {
+                s.details["calls"].as_u64().expect("the last stage's")
+            });
+            let text = match cx.backend().generate(text_request(prompt)).await {
+                Ok(generation) => generation.into_first_choice()?.text,
+                Err(Error::BudgetExhausted { resource }) => {
+                    let solution = match so_far {
+                        Some(so_far) => Solution {
+                            stop_reason: resource.into(),
+                            ..so_far
+                        },
+                        None => Solution::exhausted("steps", resource),
+                    };
+                    return Ok(crate::Stage {
+                        solution,
+                        pending: None,
+                    });
+                }
+                Err(e) => return Err(e),
+            };
+            let (answer, confidence) = text.split_once(':').expect("answer:confidence");
+            let confidence: f64 = confidence.parse().expect("a confidence");
+            let mut solution =
+                Solution::single("steps", candidate(answer, &text), StopReason::Completed);
+            solution.details = serde_json::json!({ "calls": calls + 1 });
+            Ok(crate::Stage {
+                solution,
+                pending: (confidence < 0.9).then(|| crate::Pending {
+                    confidence,
+                    why: format!("confidence {confidence}"),
+                }),
+            })
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl crate::Staged for Steps {
+        async fn first(&self, problem: &Problem, cx: &Context) -> Result<crate::Stage> {
+            self.stage(problem.question.clone(), None, cx).await
+        }
+
+        async fn next(
+            &self,
+            problem: &Problem,
+            so_far: Solution,
+            cx: &Context,
+        ) -> Result<crate::Stage> {
+            self.stage(format!("more {}", problem.question), Some(so_far), cx)
+                .await
+        }
+    }
+
+    fn steps_runner(
+        replies: &[&str],
+        budget: Option<u64>,
+    ) -> (Arc<crate::scripted::ScriptedBackend>, Runner) {
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(
+            replies.iter().copied(),
+        ));
+        let mut runner = Runner::new(Arc::new(Steps), Arc::clone(&backend) as Arc<dyn Backend>)
+            .with_allocation(Allocation::Triage);
+        if let Some(tokens) = budget {
+            runner = runner.with_run_budget(Budget::unlimited().with_max_tokens(tokens));
+        }
+        (backend, runner)
+    }
+
+    #[tokio::test]
+    async fn triage_goes_on_a_stage_at_a_time_by_need_fewest_stages_first_among_equals() {
+        // p1 and p2 are as unsure after their first stage; p3 is settled. p1 goes first (file
+        // order) and stays at 0.5: p2, as unsure with fewer stages, goes next; it rises to 0.75,
+        // so p1 is the least sure again.
+        let replies = [
+            "a:0.5", "b:0.5", "c:0.95", "a:0.5", "b:0.75", "a:0.95", "b:0.95",
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let (backend, runner) = steps_runner(&replies, None);
+        let summary = runner.run(&numbered(3), &out, |_| {}).await.unwrap();
+        assert_eq!(
+            prompts(&backend),
+            ["Q1?", "Q2?", "Q3?", "more Q1?", "more Q2?", "more Q1?", "more Q2?"]
+        );
+        assert_eq!(
+            (summary.solved, summary.second_stage, summary.later_stages),
+            (3, 2, 4)
+        );
+        let lines = by_id(&out);
+        for id in ["p1", "p2"] {
+            let line = &lines[id];
+            assert_eq!(line.usage.calls, 3, "{id}: every stage counted once");
+            assert_eq!(
+                line.details["calls"], 3,
+                "{id}: each stage went on from the last"
+            );
+            let note = line.triage.as_ref().unwrap();
+            assert_eq!(
+                (note.stages, note.second_stage, note.confidence),
+                (3, true, 0.5),
+                "{id}: the note keeps the first stage's confidence"
+            );
+        }
+        // Stages 8 + 13 + 14 bytes (prompt and reply).
+        assert_eq!(lines["p1"].usage.total_tokens(), 8 + 13 + 14);
+        assert_eq!(lines["p3"].triage, None);
+        // The side file holds each stage that asked for more: two first stages, two later.
+        let side = std::fs::read_to_string(triage_path(&out)).unwrap();
+        assert_eq!(side.lines().count(), 4);
+
+        // A budget for the first stages (8 + 8 + 9) and two later ones (13 + 14), with 4 left
+        // (less than a prompt): p1 and p2 get one more stage each, not p1 two, and keep its
+        // answer, stopped by the budget.
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let (backend, runner) = steps_runner(&replies, Some(25 + 13 + 14 + 4));
+        let summary = runner.run(&numbered(3), &out, |_| {}).await.unwrap();
+        assert_eq!(
+            prompts(&backend),
+            ["Q1?", "Q2?", "Q3?", "more Q1?", "more Q2?"]
+        );
+        assert_eq!(
+            (
+                summary.second_stage,
+                summary.later_stages,
+                summary.first_only
+            ),
+            (2, 2, 0)
+        );
+        let lines = by_id(&out);
+        for (id, answer) in [("p1", "a"), ("p2", "b")] {
+            let line = &lines[id];
+            assert_eq!(line.answer.as_deref(), Some(answer));
+            assert_eq!(line.stop_reason, Some(StopReason::TokenBudget), "{id}");
+            assert_eq!(line.usage.calls, 2, "{id}");
+            assert_eq!(line.triage.as_ref().map(|t| t.stages), Some(2), "{id}");
+        }
+        assert_eq!(summary.usage.total_tokens(), 25 + 13 + 14);
+    }
+
+    #[tokio::test]
+    async fn a_resumed_triage_run_goes_on_from_each_problems_last_recorded_stage() {
+        use crate::scripted::Reply::{Fail, Text};
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let problems = numbered(2);
+        // p1's second stage is recorded (asking for more); then every call fails.
+        let backend = Arc::new(crate::scripted::ScriptedBackend::from_replies(
+            ["a:0.5", "b:0.6", "a:0.5"]
+                .into_iter()
+                .map(|t| Text(t.into()))
+                .chain((0..2).map(|_| Fail("down".into())))
+                .collect::<Vec<_>>(),
+        ));
+        let summary = Runner::new(Arc::new(Steps), Arc::clone(&backend) as Arc<dyn Backend>)
+            .with_allocation(Allocation::Triage)
+            .run(&problems, &out, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            prompts(&backend),
+            ["Q1?", "Q2?", "more Q1?", "more Q1?", "more Q2?"]
+        );
+        assert_eq!(summary.errors, 2);
+        assert_eq!(
+            std::fs::read_to_string(triage_path(&out))
+                .unwrap()
+                .lines()
+                .count(),
+            3
+        );
+
+        // Resumed: p1 from its second stage (the least sure, first), p2 from its first; no
+        // stage done twice.
+        let (backend, runner) = steps_runner(&["a:0.95", "b:0.95"], None);
+        let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+        assert_eq!(prompts(&backend), ["more Q1?", "more Q2?"]);
+        assert_eq!((summary.solved, summary.later_stages), (2, 3));
+        let lines = by_id(&out);
+        assert_eq!(lines["p1"].answer.as_deref(), Some("a"));
+        assert_eq!(lines["p1"].usage.calls, 3);
+        assert_eq!(lines["p1"].details["calls"], 3);
+        assert_eq!(lines["p1"].usage.total_tokens(), 8 + 13 + 14);
+        assert_eq!(lines["p2"].usage.calls, 2);
+        assert_eq!(lines["p2"].triage.as_ref().map(|t| t.stages), Some(2));
     }
 
     #[tokio::test]

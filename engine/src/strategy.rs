@@ -33,53 +33,62 @@ pub trait Strategy: Send + Sync {
     }
 }
 
-/// A strategy in two stages: a cheap first one that settles some problems, and a dearer second
-/// one for the rest. `solve` must be `first`, then `second` when the first asks for it, so a run
-/// that can afford every second stage gives the same answers as plain `solve`.
+/// A strategy in stages: a cheap first one that settles some problems, and dearer ones for the
+/// rest, each of which may ask for yet another. `solve` must be `first`, then `next` for as long
+/// as the last stage asks for more, so a run that can afford every stage gives the same answers
+/// as plain `solve`.
 ///
 /// Under [`crate::Allocation::Triage`] a run does the first stage of every problem, then spends
-/// what its budget has left on second stages, the least sure first stage first.
+/// what its budget has left on later stages, always on the least sure problem next: a strategy
+/// that goes on in small stages (adaptive best-of-N: a round each) lets the run share its budget
+/// by need, not in file order.
 #[async_trait]
 pub trait Staged: Send + Sync {
     /// The cheap stage.
-    async fn first(&self, problem: &Problem, cx: &Context) -> Result<FirstStage>;
+    async fn first(&self, problem: &Problem, cx: &Context) -> Result<Stage>;
 
-    /// The dear stage, given the first stage's solution (as [`FirstStage::solution`] had it,
-    /// after a round trip through JSON: no trace). Returns the final solution.
-    async fn second(&self, problem: &Problem, first: Solution, cx: &Context) -> Result<Solution>;
+    /// The next stage, given the last stage's solution (as [`Stage::solution`] had it, after a
+    /// round trip through JSON: no trace). Its solution is final unless it asks for more. A
+    /// stage that asks for more must have made a call: one that made none ends the solve.
+    async fn next(&self, problem: &Problem, so_far: Solution, cx: &Context) -> Result<Stage>;
 }
 
-/// `staged`'s first stage, then its second when the first asks for it: a [`Staged`] strategy's
-/// `solve`.
+/// `staged`'s first stage, then its next ones for as long as they ask for more: a [`Staged`]
+/// strategy's `solve`.
 pub async fn solve_in_stages(
     staged: &dyn Staged,
     problem: &Problem,
     cx: &Context,
 ) -> Result<Solution> {
-    let first = staged.first(problem, cx).await?;
-    match first.pending {
-        None => Ok(first.solution),
-        Some(_) => staged.second(problem, first.solution, cx).await,
+    let mut stage = staged.first(problem, cx).await?;
+    while stage.pending.is_some() {
+        let calls = cx.meter().usage().calls;
+        stage = staged.next(problem, stage.solution, cx).await?;
+        if cx.meter().usage().calls == calls {
+            // No call, no progress: asking again would not end.
+            break;
+        }
     }
+    Ok(stage.solution)
 }
 
-/// What the first stage of a [`Staged`] strategy found.
+/// What a stage of a [`Staged`] strategy found.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FirstStage {
-    /// Its solution: final when no second stage follows, and the answer to fall back on when one
-    /// is wanted but the run cannot afford it.
+pub struct Stage {
+    /// Its solution: final when no stage follows, and the answer to fall back on when one is
+    /// wanted but the run cannot afford it.
     pub solution: Solution,
-    /// Whether a second stage is wanted, and how badly (`None`: the first stage settled it).
+    /// Whether another stage is wanted, and how badly (`None`: settled).
     pub pending: Option<Pending>,
 }
 
-/// A first stage's request for the second.
+/// A stage's request for another.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pending {
-    /// How sure the first stage is of its answer, in [0, 1] (0 with no answer); the least sure
-    /// get the second stage first.
+    /// How sure the stage is of its answer, in [0, 1] (0 with no answer); the least sure get
+    /// the next stage first.
     pub confidence: f64,
-    /// Why the second stage is wanted, in words.
+    /// Why another stage is wanted, in words.
     pub why: String,
 }
 

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use ponder_engine::{
-    solve_in_stages, Candidate, Context, Error, EventKind, FirstStage, Pending, Problem, Result,
-    Scorer, Solution, Staged, StopReason, Strategy,
+    solve_in_stages, Candidate, Context, Error, EventKind, Pending, Problem, Result, Scorer,
+    Solution, Stage, Staged, StopReason, Strategy,
 };
 use ponder_prm::{Aggregate, ScorerConfig, Select};
 use serde::{Deserialize, Serialize};
@@ -544,7 +544,8 @@ impl Strategy for BestOfN {
         self.select(cx, draw, true)
     }
 
-    /// With `adaptive`: the first round is the first stage, the rounds after it the second.
+    /// With `adaptive`: a stage per round, so a triage run draws the next round for the least
+    /// decided vote of its set.
     fn staged(&self) -> Option<&dyn Staged> {
         self.config
             .adaptive
@@ -553,15 +554,14 @@ impl Strategy for BestOfN {
     }
 }
 
-#[async_trait]
-impl Staged for BestOfN {
-    async fn first(&self, problem: &Problem, cx: &Context) -> Result<FirstStage> {
+impl BestOfN {
+    /// A round drawn, as a stage: asking for another unless the vote is decided, the budget
+    /// stopped it or all `n` are drawn.
+    async fn round(&self, problem: &Problem, cx: &Context, mut draw: Draw) -> Result<Stage> {
         let n = self.config.n.get();
         let round = self.config.adaptive.as_ref().map_or(n, |a| a.round.get());
-        let mut draw = Draw::new();
-        let decided = self
-            .draw_rounds(problem, cx, &mut draw, round.min(n))
-            .await?;
+        let limit = (draw.candidates.len() + round).min(n);
+        let decided = self.draw_rounds(problem, cx, &mut draw, limit).await?;
         let pending = (!decided && !draw.stop_reason.is_budget() && draw.candidates.len() < n)
             .then(|| {
                 let share = self.vote_share(&draw.candidates);
@@ -578,27 +578,32 @@ impl Staged for BestOfN {
             // Not saved: still to draw, should the run afford it.
             solution.details["samples_saved"] = 0.into();
         }
-        Ok(FirstStage { solution, pending })
+        Ok(Stage { solution, pending })
+    }
+}
+
+#[async_trait]
+impl Staged for BestOfN {
+    async fn first(&self, problem: &Problem, cx: &Context) -> Result<Stage> {
+        self.round(problem, cx, Draw::new()).await
     }
 
-    async fn second(&self, problem: &Problem, first: Solution, cx: &Context) -> Result<Solution> {
+    async fn next(&self, problem: &Problem, so_far: Solution, cx: &Context) -> Result<Stage> {
         let details: BestOfNDetails =
-            serde_json::from_value(first.details).map_err(|e| Error::StrategyConfig {
+            serde_json::from_value(so_far.details).map_err(|e| Error::StrategyConfig {
                 strategy: "best_of_n",
                 reason: format!(
-                    "more samples were asked for after a first stage that is not best-of-N's: {e}"
+                    "more samples were asked for after a stage that is not best-of-N's: {e}"
                 ),
             })?;
         let mut draw = Draw {
             stops: details.stops,
-            candidates: first.candidates,
+            candidates: so_far.candidates,
             stop_reason: StopReason::Completed,
         };
         draw.stops
             .resize(draw.candidates.len(), StopReason::Completed);
-        self.draw_rounds(problem, cx, &mut draw, self.config.n.get())
-            .await?;
-        self.select(cx, draw, true)
+        self.round(problem, cx, draw).await
     }
 }
 
@@ -773,18 +778,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn adaptive_best_of_n_is_staged_a_round_then_the_rest() {
+    async fn adaptive_best_of_n_is_staged_a_round_at_a_time() {
         let config = BestOfNConfig {
             adaptive: Some(AdaptiveConfig {
                 round: NonZeroUsize::new(2).unwrap(),
                 agreement: None,
             }),
-            ..BestOfNConfig::self_consistency(NonZeroUsize::new(4).unwrap())
+            ..BestOfNConfig::self_consistency(NonZeroUsize::new(6).unwrap())
         };
         let strategy = BestOfN::new(config.clone()).unwrap();
         let staged = strategy.staged().expect("adaptive best-of-N has stages");
         let problem = Problem::new("p", "Q?");
-        let backend = Arc::new(ScriptedBackend::new(answers(&["7", "8", "7", "7"])));
+        let votes = ["7", "8", "7", "7", "7", "8"];
+        let backend = Arc::new(ScriptedBackend::new(answers(&votes)));
         let cx = Context::new(
             Arc::clone(&backend) as Arc<dyn Backend>,
             Budget::unlimited(),
@@ -793,19 +799,29 @@ mod tests {
         let first = staged.first(&problem, &cx).await.unwrap();
         let pending = first.pending.clone().expect("undecided after 7 and 8");
         assert_eq!(pending.confidence, 0.5);
-        assert!(pending.why.contains("2 of 4"), "{}", pending.why);
+        assert!(pending.why.contains("2 of 6"), "{}", pending.why);
         assert_eq!(details(&first.solution).samples_saved, 0);
         assert_eq!(backend.requests().len(), 1);
-        // The rest, from the first stage after a JSON round trip (as a triage run keeps it).
-        let kept: Solution =
-            serde_json::from_str(&serde_json::to_string(&first.solution).unwrap()).unwrap();
-        let rest = staged.second(&problem, kept, &cx).await.unwrap();
+        // Each next stage is one round, from the last stage after a JSON round trip (as a
+        // triage run keeps it): 3 to 1 with two samples left can still be overturned.
+        let kept = |stage: &Stage| -> Solution {
+            serde_json::from_str(&serde_json::to_string(&stage.solution).unwrap()).unwrap()
+        };
+        let second = staged.next(&problem, kept(&first), &cx).await.unwrap();
+        let pending = second.pending.clone().expect("3 to 1, two samples left");
+        assert_eq!(pending.confidence, 0.75);
+        assert!(pending.why.contains("4 of 6"), "{}", pending.why);
+        assert_eq!(backend.requests().len(), 2);
+        let last = staged.next(&problem, kept(&second), &cx).await.unwrap();
+        assert_eq!(last.pending, None, "all six drawn");
+        let rest = last.solution;
         assert_eq!(rest.answer.as_deref(), Some("7"));
         let d = details(&rest);
-        assert_eq!((d.samples, d.stops.len()), (4, 4));
+        assert_eq!((d.samples, d.stops.len()), (6, 6));
         // The same as solving in one go.
-        let backend = Arc::new(ScriptedBackend::new(answers(&["7", "8", "7", "7"])));
+        let backend = Arc::new(ScriptedBackend::new(answers(&votes)));
         let whole = run(&strategy, Arc::clone(&backend), Budget::unlimited()).await;
+        assert_eq!(backend.requests().len(), 3);
         assert_eq!(whole.answer, rest.answer);
         assert_eq!(details(&whole), d);
         // A unanimous first round of 3 is decided (2 > 0 + 1): nothing more to ask for.

@@ -17,9 +17,9 @@ use async_trait::async_trait;
 use ponder_engine::answer::extract_answer;
 use ponder_engine::solve_in_stages;
 use ponder_engine::{
-    Candidate, Choice, Context, Error, EventKind, FinishReason, FirstStage, GenerationRequest,
-    LogitsProcessor, Pending, Problem, Prompt, Result, Sampling, Solution, Staged, StopReason,
-    Strategy, TokenLogprob, TokenizeInput,
+    Candidate, Choice, Context, Error, EventKind, FinishReason, GenerationRequest, LogitsProcessor,
+    Pending, Problem, Prompt, Result, Sampling, Solution, Stage, Staged, StopReason, Strategy,
+    TokenLogprob, TokenizeInput,
 };
 use serde::{Deserialize, Serialize};
 
@@ -398,7 +398,7 @@ impl Strategy for Router {
 /// triage run records as it is when its budget cannot pay for the thinking.
 #[async_trait]
 impl Staged for Router {
-    async fn first(&self, problem: &Problem, cx: &Context) -> Result<FirstStage> {
+    async fn first(&self, problem: &Problem, cx: &Context) -> Result<Stage> {
         if problem.code.is_some() {
             let why = "a code problem: no short answer to read signals from".to_string();
             cx.emit(
@@ -424,7 +424,7 @@ impl Staged for Router {
                 })?,
                 trace: None,
             };
-            return Ok(FirstStage {
+            return Ok(Stage {
                 solution,
                 pending: Some(Pending {
                     confidence: 0.0,
@@ -435,7 +435,7 @@ impl Staged for Router {
         let generation = match cx.backend().generate(self.request(problem)).await {
             Ok(generation) => generation,
             Err(Error::BudgetExhausted { resource }) => {
-                return Ok(FirstStage {
+                return Ok(Stage {
                     solution: Solution::exhausted(self.name(), resource),
                     pending: None,
                 })
@@ -493,17 +493,21 @@ impl Staged for Router {
             think_strategy: None,
             think: serde_json::Value::Null,
         })?;
-        Ok(FirstStage { solution, pending })
+        Ok(Stage { solution, pending })
     }
 
-    async fn second(&self, problem: &Problem, first: Solution, cx: &Context) -> Result<Solution> {
+    /// Thinking: the last stage.
+    async fn next(&self, problem: &Problem, first: Solution, cx: &Context) -> Result<Stage> {
         let details: RouterDetails =
             serde_json::from_value(first.details).map_err(|e| Error::StrategyConfig {
                 strategy: "router",
                 reason: format!("thinking was given a first stage that is not the router's: {e}"),
             })?;
         let short = details.short.map(|signals| (signals, first.candidates));
-        self.think(problem, cx, short, details.why).await
+        Ok(Stage {
+            solution: self.think(problem, cx, short, details.why).await?,
+            pending: None,
+        })
     }
 }
 

@@ -1,10 +1,11 @@
-//! [`Allocation::Triage`]: the first stage of every problem, then second stages in order of need
+//! [`Allocation::Triage`]: the first stage of every problem, then later stages in order of need
 //! on what the run's budget has left.
 //!
-//! First stages that ask for a second are appended to `<out>.triage.jsonl` (one line each,
-//! written whole and flushed, like the results file), so a run killed at any point resumes
-//! without redoing them; their cost counts against the run's budget until the problem's result
-//! line (which includes it) is written.
+//! Stages that ask for another are appended to `<out>.triage.jsonl` (one line each, written
+//! whole and flushed, like the results file; a problem's later line supersedes its earlier), so
+//! a run killed at any point resumes from a problem's last such stage without redoing it; what
+//! the stages cost counts against the run's budget until the problem's result line (which
+//! includes it) is written.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -26,16 +27,35 @@ use crate::events::EventKind;
 use crate::metered::Meter;
 use crate::problem::Problem;
 use crate::solution::{Solution, StopReason};
-use crate::strategy::{Context, FirstStage, Pending, Staged};
+use crate::strategy::{Context, Pending, Stage, Staged};
 use crate::usage::Usage;
 
-/// One line of the side file: a first stage that asked for the second.
+/// One line of the side file: a stage that asked for another.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct SideLine {
     pub(super) id: String,
-    /// The first stage's solution, its usage filled in.
+    /// The stage's solution, its usage filled in: that of every stage so far.
     pub(super) first: Solution,
+    /// Why it asks for another. (A problem's result line notes its first stage's.)
     pub(super) pending: Pending,
+    /// The stages behind `first`, this one included.
+    #[serde(default = "one")]
+    pub(super) stages: usize,
+    /// The first stage's request, kept for the result line's note (absent on a first stage,
+    /// whose own `pending` it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) first_pending: Option<Pending>,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl SideLine {
+    /// What the first stage asked, for the result line.
+    fn first_pending(&self) -> &Pending {
+        self.first_pending.as_ref().unwrap_or(&self.pending)
+    }
 }
 
 /// The side file of `out`: `<out>.triage.jsonl`.
@@ -45,14 +65,26 @@ pub(crate) fn path_of(out: &Path) -> PathBuf {
     out.with_file_name(name)
 }
 
-/// The first stages recorded beside `out` (a half-written last line cut off).
+/// The stages recorded beside `out`, the last of each problem (a half-written last line cut
+/// off).
 pub(super) fn read(out: &Path) -> Result<Vec<SideLine>> {
     let path = path_of(out);
-    let (lines, cut_at) = scan_lines(&path)?;
+    let (lines, cut_at) = scan_lines::<SideLine>(&path)?;
     if let Some(len) = cut_at {
         truncate(&path, len)?;
     }
-    Ok(lines)
+    let mut at: HashMap<String, usize> = HashMap::new();
+    let mut last: Vec<SideLine> = Vec::new();
+    for line in lines {
+        match at.get(&line.id) {
+            Some(&i) => last[i] = line,
+            None => {
+                at.insert(line.id.clone(), last.len());
+                last.push(line);
+            }
+        }
+    }
+    Ok(last)
 }
 
 /// First stages are only resumed under the configuration that made them: with no record of it
@@ -85,10 +117,12 @@ enum First {
 /// A problem waiting for its second stage: its place in the set, the problem, its first stage.
 type Waiting<'a> = (usize, &'a Problem, SideLine);
 
-/// How one second stage went.
+/// How one later stage went.
 enum Second<'a> {
     /// Recorded (or cut short, or not started), and whether it made a call.
     Done(Outcome, bool),
+    /// It asks for yet another stage: back in line.
+    Again(Waiting<'a>),
     /// The run's budget refused it while other second stages held reservations they may not
     /// use: tried again once they are done.
     Deferred(Waiting<'a>),
@@ -116,8 +150,8 @@ impl Drop for Running {
 }
 
 impl Runner {
-    /// The line of a problem whose first stage asked for a second the run could not pay for:
-    /// the first stage's answer, with the budget that ran out as its stop reason.
+    /// The line of a problem whose last stage asked for another the run could not pay for:
+    /// that stage's answer, with the budget that ran out as its stop reason.
     async fn first_only(
         &self,
         problem: &Problem,
@@ -125,12 +159,12 @@ impl Runner {
         resource: Option<Resource>,
         started: Instant,
     ) -> Outcome {
-        let note = note_of(&first, false);
+        let note = note_of(&first, first.stages);
         let mut solution = first.first;
         solution.stop_reason = resource.map_or(StopReason::TokenBudget, StopReason::from);
         let mut line = self.finish(problem, solution).await;
         if line.error.is_some() {
-            // Not graded: retried on resume, when the side file's line counts the first stage.
+            // Not graded: retried on resume, when the side file's line counts the stages so far.
             line.usage = Usage::default();
         }
         line.triage = Some(note);
@@ -139,9 +173,9 @@ impl Runner {
         outcome
     }
 
-    /// A second stage the run cannot pay for now (`resource` ran out): out of this invocation's
-    /// time it is left for the next; with other second stages in flight it waits for what they
-    /// give back; else its first stage's answer stands.
+    /// A later stage the run cannot pay for now (`resource` ran out): out of this invocation's
+    /// time it is left for the next; with other stages in flight it waits for what they give
+    /// back; else its last stage's answer stands.
     async fn unaffordable<'a>(
         &self,
         item: Waiting<'a>,
@@ -202,14 +236,14 @@ impl Runner {
             return First::Whole(Outcome::Cut(line));
         }
         match outcome {
-            Ok(FirstStage {
+            Ok(Stage {
                 mut solution,
                 pending: None,
             }) => {
                 solution.usage = usage;
                 First::Whole(Outcome::Done(self.finish(problem, solution).await))
             }
-            Ok(FirstStage {
+            Ok(Stage {
                 mut solution,
                 pending: Some(mut pending),
             }) => {
@@ -223,6 +257,8 @@ impl Runner {
                     id: problem.id.clone(),
                     first: solution,
                     pending,
+                    stages: 1,
+                    first_pending: None,
                 })
             }
             Err(e) => First::Whole(Outcome::Done(self.line_of(problem, Err(e), usage).await)),
@@ -293,7 +329,8 @@ impl Runner {
             file.sync_data().map_err(|e| Error::io(&side_path, e))?;
         }
 
-        // Pass 2: second stages, the least sure first stage first (ties in the set's order).
+        // Pass 2: later stages, the least sure problem first (then the fewest stages, then the
+        // set's order).
         let position: HashMap<&str, (usize, &Problem)> = todo
             .iter()
             .enumerate()
@@ -310,12 +347,14 @@ impl Runner {
             a.pending
                 .confidence
                 .total_cmp(&b.pending.confidence)
+                .then(a.stages.cmp(&b.stages))
                 .then(ia.cmp(ib))
         };
         waiting.sort_by(by_need);
-        // In rounds: a second stage refused while others held reservations is deferred to the
-        // next round, after they have given back what they did not use. A round in which no
-        // second stage made a call ends the rest with their first stage's answer.
+        // In rounds: a stage refused while others held reservations is deferred to the next
+        // round, after they have given back what they did not use. A round in which no stage
+        // made a call ends the rest with their last stage's answer. A stage that asks for
+        // another is recorded and goes back in line by its new need.
         let running = Arc::new(AtomicUsize::new(0));
         let mut queue: VecDeque<Waiting<'_>> = waiting.into();
         let mut deferred: Vec<Waiting<'_>> = Vec::new();
@@ -331,16 +370,24 @@ impl Runner {
             match in_flight.next().await {
                 Some(Second::Done(outcome, called)) => {
                     progress |= called;
-                    if let Outcome::Done(line) = &outcome {
-                        match &line.triage {
-                            Some(note) if line.error.is_none() && note.second_stage => {
-                                sink.summary.second_stage += 1;
-                            }
-                            Some(note) if !note.second_stage => sink.summary.first_only += 1,
-                            _ => {}
-                        }
-                    }
+                    tally(&mut sink.summary, &outcome);
                     sink.take(outcome)?;
+                }
+                Some(Second::Again(item)) => {
+                    progress = true;
+                    let file = match &mut side {
+                        Some(file) => file,
+                        None => side.insert(
+                            std::fs::OpenOptions::new()
+                                .create(true)
+                                .append(true)
+                                .open(&side_path)
+                                .map_err(|e| Error::io(&side_path, e))?,
+                        ),
+                    };
+                    append_line(file, &side_path, &item.2, "a stage")?;
+                    let at = queue.partition_point(|other| by_need(other, &item).is_le());
+                    queue.insert(at, item);
                 }
                 Some(Second::Deferred(item)) => deferred.push(item),
                 None if deferred.is_empty() => break,
@@ -351,9 +398,10 @@ impl Runner {
                 }
                 None => {
                     for (_, problem, first) in deferred.drain(..) {
-                        sink.summary.first_only += 1;
                         let resource = exhausted(run_meter);
-                        sink.take(self.first_only(problem, first, resource, started).await)?;
+                        let outcome = self.first_only(problem, first, resource, started).await;
+                        tally(&mut sink.summary, &outcome);
+                        sink.take(outcome)?;
                     }
                     break;
                 }
@@ -362,7 +410,7 @@ impl Runner {
         Ok(())
     }
 
-    /// The second stage of one waiting problem on what the run has left.
+    /// The next stage of one waiting problem on what the run has left.
     async fn second_stage<'a>(
         &self,
         staged: &dyn Staged,
@@ -382,13 +430,13 @@ impl Runner {
         let problem = *problem;
         let events = self.events_of(problem, started);
         events.emit("", EventKind::Started);
-        // The problem's own budget, less what its first stage spent (its time included).
+        // The problem's own budget, less what its stages so far spent (their time included).
         let mut budget = less_spent(self.problem_budget, &first.first.usage);
         budget.max_wall_ms = budget
             .max_wall_ms
             .map(|ms| ms.saturating_sub(first.first.usage.elapsed_ms));
         let (cx, cut) = self.problem_context(Arc::clone(&meter), budget, &events);
-        let outcome = staged.second(problem, first.first.clone(), &cx).await;
+        let outcome = staged.next(problem, first.first.clone(), &cx).await;
         let usage = cx.meter().usage();
         let cut = cut.load(Ordering::Relaxed);
         if cut && usage.calls == 0 && outcome.is_ok() {
@@ -397,9 +445,42 @@ impl Runner {
                 .unaffordable(item, exhausted(&meter), running.others(), started)
                 .await;
         }
-        let note = note_of(first, true);
+        let stages = first.stages + 1;
+        let note = note_of(first, stages);
         let mut line = match outcome {
-            Ok(mut solution) => {
+            Ok(Stage {
+                mut solution,
+                pending: Some(mut pending),
+            }) if !cut && usage.calls > 0 => {
+                // It asks for another: back in line, this stage recorded. (A stage the run's
+                // budget cut, or one that made no call, is final.)
+                solution.usage = first.first.usage + usage;
+                solution.trace = None;
+                if !pending.confidence.is_finite() {
+                    pending.confidence = 0.0;
+                }
+                events.emit(
+                    "",
+                    EventKind::Deferred {
+                        confidence: pending.confidence,
+                        why: pending.why.clone(),
+                    },
+                );
+                let (i, problem, last) = item;
+                let first_pending = Some(last.first_pending().clone());
+                return Second::Again((
+                    i,
+                    problem,
+                    SideLine {
+                        id: last.id,
+                        first: solution,
+                        pending,
+                        stages,
+                        first_pending,
+                    },
+                ));
+            }
+            Ok(Stage { mut solution, .. }) => {
                 solution.usage = first.first.usage + usage;
                 if cut && exhausted(&meter) == Some(Resource::WallTime) {
                     // Cut by this invocation's time: redone by a resumed run.
@@ -417,7 +498,7 @@ impl Runner {
             Err(e) => self.line_of(problem, Err(e), usage).await,
         };
         if line.error.is_some() {
-            // Retried on resume, when the side file's line counts the first stage: this line
+            // Retried on resume, when the side file's line counts the stages so far: this line
             // counts what this attempt cost.
             line.usage = usage;
         }
@@ -428,10 +509,28 @@ impl Runner {
     }
 }
 
-fn note_of(first: &SideLine, second_stage: bool) -> TriageNote {
+/// Counts a recorded line of a problem that asked for more than its first stage.
+fn tally(summary: &mut super::RunSummary, outcome: &Outcome) {
+    let Outcome::Done(line) = outcome else {
+        return;
+    };
+    match &line.triage {
+        Some(note) if line.error.is_none() && note.second_stage => {
+            summary.second_stage += 1;
+            summary.later_stages += note.stages.saturating_sub(1);
+        }
+        Some(note) if !note.second_stage => summary.first_only += 1,
+        _ => {}
+    }
+}
+
+/// The result line's note of a problem whose last recorded stage is `last`, after `stages`.
+fn note_of(last: &SideLine, stages: usize) -> TriageNote {
+    let first = last.first_pending();
     TriageNote {
-        confidence: first.pending.confidence,
-        why: first.pending.why.clone(),
-        second_stage,
+        confidence: first.confidence,
+        why: first.why.clone(),
+        second_stage: stages > 1,
+        stages,
     }
 }

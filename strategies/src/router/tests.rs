@@ -471,7 +471,9 @@ fn the_first_stage_says_how_sure_it_is_and_the_second_thinks_from_it() {
     );
     let kept: Solution =
         serde_json::from_str(&serde_json::to_string(&unsure.solution).unwrap()).unwrap();
-    let thought = futures::executor::block_on(r.second(&question, kept, &cx)).unwrap();
+    let thought = futures::executor::block_on(r.next(&question, kept, &cx)).unwrap();
+    assert_eq!(thought.pending, None, "thinking is the last stage");
+    let thought = thought.solution;
     assert_eq!(thought.answer.as_deref(), Some("8"));
     let d = details(&thought);
     assert_eq!(d.route, "think");
