@@ -379,7 +379,7 @@ impl Runner {
             .filter(|f| wanted.contains(f.id.as_str()) && !finished.contains(&f.id))
             .collect();
         for first in &firsts {
-            spent += first.first.usage;
+            spent += first.solution.usage;
         }
         let run_budget = less_spent(self.run_budget, &spent);
         let file = std::fs::OpenOptions::new()

@@ -89,8 +89,15 @@ pub(super) fn after_cue(text: &str) -> Option<String> {
 /// answer that talks about the answer rather than giving it ("correct", "below").
 fn answer_at(text: &str, end: usize) -> Option<String> {
     let tail = text.get(end..)?;
-    let tail = tail.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '*' | '#'));
-    let candidate = cue_candidate(tail.lines().next()?)?;
+    // A `}` closes the `\text{` the cue sat in.
+    let tail =
+        tail.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '*' | '#' | '}'));
+    let candidate = match display_block(tail) {
+        Some(block) => cue_candidate(&block)?,
+        // Display math opened and never closed: nothing to read here.
+        None if matches!(tail.lines().next()?.trim(), "\\[" | "$$") => return None,
+        None => cue_candidate(tail.lines().next()?)?,
+    };
     let remark = is_prose(&candidate)
         && !candidate.chars().any(|c| c.is_ascii_digit())
         && candidate
@@ -98,6 +105,33 @@ fn answer_at(text: &str, end: usize) -> Option<String> {
             .find(|w| !w.is_empty())
             .is_some_and(|w| is_listed(NOT_AN_ANSWER, &w.to_ascii_lowercase()));
     (!remark).then_some(candidate)
+}
+
+/// Display math opened at the start of `tail` and closed on a later line (`\[` on its own line,
+/// the answer below it), as one line; None when it closes on its first line or not at all.
+fn display_block(tail: &str) -> Option<String> {
+    let close = if tail.starts_with("\\[") {
+        "\\]"
+    } else if tail.starts_with("$$") {
+        "$$"
+    } else {
+        return None;
+    };
+    let first = tail.lines().next()?;
+    if first.get(2..)?.contains(close) {
+        return None;
+    }
+    // A short block only: the answer, not a page of working.
+    let end = tail.get(2..)?.find(close)? + 2 + close.len();
+    if end > 400 {
+        return None;
+    }
+    Some(
+        tail.get(..end)?
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// Turn the line after a cue into an answer.
@@ -199,6 +233,12 @@ fn clean_candidate(raw: &str) -> String {
         s = s.strip_suffix("**").unwrap_or(s);
         s = s.trim_end_matches(['.', ',', ';', '!']);
         s = s.trim_matches('$');
+        // The close of display math the cue sat inside (`\[ \text{The answer is } 63 \]`).
+        for (open, close) in [("\\[", "\\]"), ("\\(", "\\)")] {
+            if !s.contains(open) {
+                s = s.strip_suffix(close).unwrap_or(s);
+            }
+        }
         if s == before {
             break;
         }

@@ -384,3 +384,25 @@ fn math500_references() {
     );
     assert!(rate >= 0.97, "{failures:#?}");
 }
+
+#[test]
+fn extracts_display_math_after_a_cue() {
+    // Seen from Qwen2.5-Coder on SVAMP: display math opened on the cue's line or below it and
+    // closed on a later line, and a cue inside display math, leaving its close behind.
+    assert_eq!(ex("Final answer:\n\\[\n63\n\\]").unwrap(), "63");
+    assert_eq!(ex("Thus, the answer is \\[\n63 \\]").unwrap(), "63");
+    assert_eq!(
+        ex("The answer is:\n$$\n\\frac{1}{31}\n$$").unwrap(),
+        "\\frac{1}{31}"
+    );
+    let text = ex("The answer is:\n\\[\n\\text{63 apples}\n\\]").unwrap();
+    assert_eq!(canonical_key(&text), "63");
+    assert_eq!(
+        ex("\\[ \\text{Therefore, the answer is: } 63 \\]").unwrap(),
+        "63"
+    );
+    assert_eq!(ex("Therefore, the answer is: 0.632 \\]").unwrap(), "0.632");
+    assert_eq!(ex("The answer is \\( 63 \\).").unwrap(), "63");
+    // A block that never closes is not read after the cue: the last number is the answer.
+    assert_eq!(ex("The answer is:\n\\[\n63 + 1").unwrap(), "1");
+}

@@ -34,8 +34,10 @@ use crate::usage::Usage;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct SideLine {
     pub(super) id: String,
-    /// The stage's solution, its usage filled in: that of every stage so far.
-    pub(super) first: Solution,
+    /// The stage's solution, its usage filled in: that of every stage so far. (`first` on
+    /// disk: once only first stages were recorded.)
+    #[serde(rename = "first")]
+    pub(super) solution: Solution,
     /// Why it asks for another. (A problem's result line notes its first stage's.)
     pub(super) pending: Pending,
     /// The stages behind `first`, this one included.
@@ -160,7 +162,7 @@ impl Runner {
         started: Instant,
     ) -> Outcome {
         let note = note_of(&first, first.stages);
-        let mut solution = first.first;
+        let mut solution = first.solution;
         solution.stop_reason = resource.map_or(StopReason::TokenBudget, StopReason::from);
         let mut line = self.finish(problem, solution).await;
         if line.error.is_some() {
@@ -255,7 +257,7 @@ impl Runner {
                 }
                 First::Pending(SideLine {
                     id: problem.id.clone(),
-                    first: solution,
+                    solution,
                     pending,
                     stages: 1,
                     first_pending: None,
@@ -426,17 +428,17 @@ impl Runner {
                 .unaffordable(item, Some(resource), running.others(), started)
                 .await;
         }
-        let (_, problem, first) = &item;
+        let (_, problem, last) = &item;
         let problem = *problem;
         let events = self.events_of(problem, started);
         events.emit("", EventKind::Started);
         // The problem's own budget, less what its stages so far spent (their time included).
-        let mut budget = less_spent(self.problem_budget, &first.first.usage);
+        let mut budget = less_spent(self.problem_budget, &last.solution.usage);
         budget.max_wall_ms = budget
             .max_wall_ms
-            .map(|ms| ms.saturating_sub(first.first.usage.elapsed_ms));
+            .map(|ms| ms.saturating_sub(last.solution.usage.elapsed_ms));
         let (cx, cut) = self.problem_context(Arc::clone(&meter), budget, &events);
-        let outcome = staged.next(problem, first.first.clone(), &cx).await;
+        let outcome = staged.next(problem, last.solution.clone(), &cx).await;
         let usage = cx.meter().usage();
         let cut = cut.load(Ordering::Relaxed);
         if cut && usage.calls == 0 && outcome.is_ok() {
@@ -445,8 +447,8 @@ impl Runner {
                 .unaffordable(item, exhausted(&meter), running.others(), started)
                 .await;
         }
-        let stages = first.stages + 1;
-        let note = note_of(first, stages);
+        let stages = last.stages + 1;
+        let note = note_of(last, stages);
         let mut line = match outcome {
             Ok(Stage {
                 mut solution,
@@ -454,7 +456,7 @@ impl Runner {
             }) if !cut && usage.calls > 0 => {
                 // It asks for another: back in line, this stage recorded. (A stage the run's
                 // budget cut, or one that made no call, is final.)
-                solution.usage = first.first.usage + usage;
+                solution.usage = last.solution.usage + usage;
                 solution.trace = None;
                 if !pending.confidence.is_finite() {
                     pending.confidence = 0.0;
@@ -473,7 +475,7 @@ impl Runner {
                     problem,
                     SideLine {
                         id: last.id,
-                        first: solution,
+                        solution,
                         pending,
                         stages,
                         first_pending,
@@ -481,7 +483,7 @@ impl Runner {
                 ));
             }
             Ok(Stage { mut solution, .. }) => {
-                solution.usage = first.first.usage + usage;
+                solution.usage = last.solution.usage + usage;
                 if cut && exhausted(&meter) == Some(Resource::WallTime) {
                     // Cut by this invocation's time: redone by a resumed run.
                     let outcome = Outcome::Cut(line_for(problem, solution, None));
