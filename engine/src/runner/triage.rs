@@ -67,6 +67,43 @@ pub(crate) fn path_of(out: &Path) -> PathBuf {
     out.with_file_name(name)
 }
 
+/// The side file of a run, opened at its first line.
+struct SideFile {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl SideFile {
+    fn new(out: &Path) -> Self {
+        Self {
+            path: path_of(out),
+            file: None,
+        }
+    }
+
+    /// Appends `line`, whole and flushed.
+    fn append(&mut self, line: &SideLine, what: &'static str) -> Result<()> {
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+                    .map_err(|e| Error::io(&self.path, e))?,
+            ),
+        };
+        append_line(file, &self.path, line, what)
+    }
+
+    fn sync(&self) -> Result<()> {
+        match &self.file {
+            Some(file) => file.sync_data().map_err(|e| Error::io(&self.path, e)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The stages recorded beside `out`, the last of each problem (a half-written last line cut
 /// off).
 pub(super) fn read(out: &Path) -> Result<Vec<SideLine>> {
@@ -279,8 +316,7 @@ impl Runner {
         // Pass 1: the first stage of every problem that has none recorded.
         let recorded: HashSet<String> = firsts.iter().map(|f| f.id.clone()).collect();
         let fresh = todo.iter().copied().filter(|p| !recorded.contains(&p.id));
-        let side_path = path_of(sink.path);
-        let mut side: Option<std::fs::File> = None;
+        let mut side = SideFile::new(sink.path);
         let started = sink.started;
         let mut stream = futures::stream::iter(fresh)
             .map(|problem| {
@@ -311,25 +347,13 @@ impl Runner {
             match first {
                 First::Whole(outcome) => sink.take(outcome)?,
                 First::Pending(line) => {
-                    let file = match &mut side {
-                        Some(file) => file,
-                        None => side.insert(
-                            std::fs::OpenOptions::new()
-                                .create(true)
-                                .append(true)
-                                .open(&side_path)
-                                .map_err(|e| Error::io(&side_path, e))?,
-                        ),
-                    };
-                    append_line(file, &side_path, &line, "a first stage")?;
+                    side.append(&line, "a first stage")?;
                     firsts.push(line);
                 }
             }
         }
         drop(stream);
-        if let Some(file) = &side {
-            file.sync_data().map_err(|e| Error::io(&side_path, e))?;
-        }
+        side.sync()?;
 
         // Pass 2: later stages, the least sure problem first (then the fewest stages, then the
         // set's order).
@@ -377,17 +401,7 @@ impl Runner {
                 }
                 Some(Second::Again(item)) => {
                     progress = true;
-                    let file = match &mut side {
-                        Some(file) => file,
-                        None => side.insert(
-                            std::fs::OpenOptions::new()
-                                .create(true)
-                                .append(true)
-                                .open(&side_path)
-                                .map_err(|e| Error::io(&side_path, e))?,
-                        ),
-                    };
-                    append_line(file, &side_path, &item.2, "a stage")?;
+                    side.append(&item.2, "a stage")?;
                     let at = queue.partition_point(|other| by_need(other, &item).is_le());
                     queue.insert(at, item);
                 }
@@ -409,7 +423,7 @@ impl Runner {
                 }
             }
         }
-        Ok(())
+        side.sync()
     }
 
     /// The next stage of one waiting problem on what the run has left.
