@@ -393,6 +393,7 @@ impl Runner {
             summary,
             on_line,
             started,
+            events: self.events.clone(),
         };
         let run_meter = Meter::new(run_budget);
         match staged {
@@ -458,13 +459,11 @@ impl Runner {
                     }
                     // Under `Even` the shares never add up to more than the run has, so only
                     // the run's wall time can cut a problem short.
-                    let outcome = if cut.load(Ordering::Relaxed) {
+                    if cut.load(Ordering::Relaxed) {
                         Outcome::Cut(line)
                     } else {
                         Outcome::Done(line)
-                    };
-                    report(&events, &outcome);
-                    outcome
+                    }
                 }
             })
             .buffer_unordered(self.concurrency);
@@ -571,15 +570,34 @@ struct Sink<'a, F> {
     on_line: F,
     /// When the run started: its events are timed from here.
     started: Instant,
+    /// Where the problems' events go: each one's end is reported once its line is written.
+    events: Option<Arc<dyn EventSink>>,
 }
 
 impl<F: FnMut(&ResultLine)> Sink<'_, F> {
+    /// Records how a problem ended, then reports it to its events: a `finished` event means its
+    /// line is in the file.
     fn take(&mut self, outcome: Outcome) -> Result<()> {
-        match outcome {
-            Outcome::Done(line) => self.record(line),
+        let (id, kind) = match outcome {
+            Outcome::Done(line) => {
+                let kind = match &line.error {
+                    Some(error) => EventKind::Failed {
+                        error: error.clone(),
+                    },
+                    None => EventKind::Finished {
+                        answer: line.answer.clone(),
+                        correct: line.correct,
+                        stop_reason: line.stop_reason.unwrap_or(StopReason::Completed),
+                        tokens: line.usage.total_tokens(),
+                    },
+                };
+                let id = line.id.clone();
+                self.record(line)?;
+                (id, kind)
+            }
             Outcome::NotStarted => {
                 self.summary.not_started += 1;
-                Ok(())
+                return Ok(());
             }
             Outcome::Cut(line) => {
                 // Its answer is what the run's budget left room for, not what the strategy
@@ -587,9 +605,13 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
                 tracing::info!(problem = %line.id, "cut short by the run's budget; not recorded");
                 self.summary.cut_short += 1;
                 self.summary.usage += line.usage;
-                Ok(())
+                (line.id, EventKind::Cut)
             }
+        };
+        if let Some(events) = &self.events {
+            Events::since(Arc::clone(events), id, self.started).emit("", kind);
         }
+        Ok(())
     }
 
     fn record(&mut self, line: ResultLine) -> Result<()> {
@@ -612,26 +634,6 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
         (self.on_line)(&line);
         Ok(())
     }
-}
-
-/// Reports how a problem ended to its `events`.
-fn report(events: &Events, outcome: &Outcome) {
-    let kind = match outcome {
-        Outcome::Done(ResultLine {
-            error: Some(error), ..
-        }) => EventKind::Failed {
-            error: error.clone(),
-        },
-        Outcome::Done(line) => EventKind::Finished {
-            answer: line.answer.clone(),
-            correct: line.correct,
-            stop_reason: line.stop_reason.unwrap_or(StopReason::Completed),
-            tokens: line.usage.total_tokens(),
-        },
-        Outcome::Cut(_) => EventKind::Cut,
-        Outcome::NotStarted => return,
-    };
-    events.emit("", kind);
 }
 
 /// Appends `value` to `file` (at `path`) as one JSON line, written whole and flushed.
@@ -941,6 +943,35 @@ mod tests {
         }
     }
 
+    /// Events for `recorder` that also check, at each problem's `finished` or `failed` event,
+    /// that its line is already in `out`: a watcher reading the file on that event finds it.
+    /// The ids found missing are pushed to the returned list.
+    fn line_before_end(
+        recorder: &Arc<crate::scripted::Recorder>,
+        out: &Path,
+    ) -> (Arc<dyn EventSink>, Arc<std::sync::Mutex<Vec<String>>>) {
+        let missing = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (recorder, out, found_missing) = (
+            Arc::clone(recorder),
+            out.to_path_buf(),
+            Arc::clone(&missing),
+        );
+        let sink = move |event: &crate::Event| {
+            if matches!(
+                event.kind,
+                EventKind::Finished { .. } | EventKind::Failed { .. }
+            ) {
+                let written = read_results(&out)
+                    .is_ok_and(|lines| lines.iter().any(|l| l.id == event.problem));
+                if !written {
+                    found_missing.lock().unwrap().push(event.problem.clone());
+                }
+            }
+            recorder.emit(event);
+        };
+        (Arc::new(sink), missing)
+    }
+
     #[tokio::test]
     async fn problems_the_run_budget_cut_short_are_not_recorded_and_resume_solves_them() {
         let dir = tempfile::tempdir().unwrap();
@@ -953,9 +984,10 @@ mod tests {
         // p1 finish, shorten p2's call to 5 completion tokens (cut short) and leave none for p3.
         let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"; 3]));
         let events = crate::scripted::Recorder::new();
+        let (sink, missing) = line_before_end(&events, &out);
         let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
             .with_run_budget(Budget::unlimited().with_max_tokens(19))
-            .with_events(Arc::clone(&events) as Arc<dyn EventSink>)
+            .with_events(sink)
             .run(&problems, &out, |_| {})
             .await
             .unwrap();
@@ -998,6 +1030,7 @@ mod tests {
             ]
         );
         assert_eq!(events.kinds("p3"), []);
+        assert!(missing.lock().unwrap().is_empty(), "{missing:?}");
         let ids: Vec<String> = read_results(&out)
             .unwrap()
             .into_iter()
@@ -1224,13 +1257,14 @@ mod tests {
             "0123456789",
         ]));
         let events = crate::scripted::Recorder::new();
+        let (sink, missing) = line_before_end(&events, &out);
         let summary = Runner::new(
             Arc::new(TWO_STAGE),
             Arc::clone(&backend) as Arc<dyn Backend>,
         )
         .with_run_budget(Budget::unlimited().with_max_tokens(budget))
         .with_allocation(Allocation::Triage)
-        .with_events(Arc::clone(&events) as Arc<dyn EventSink>)
+        .with_events(sink)
         .run(&numbered(4), &out, |_| {})
         .await
         .unwrap();
@@ -1293,6 +1327,7 @@ mod tests {
             matches!(p3.as_slice(), [EventKind::Started, EventKind::Call { .. }, EventKind::Deferred { confidence, .. }, EventKind::Started, EventKind::Call { .. }, EventKind::Finished { .. }] if *confidence == 0.1),
             "{p3:?}"
         );
+        assert!(missing.lock().unwrap().is_empty(), "{missing:?}");
     }
 
     /// Four first stages, three of them unsure (p3, p2, p4 in order of need), then three
@@ -1468,6 +1503,7 @@ mod tests {
             "x:0.9", "y:0.2", "z:0.1", "w:0.4", "A", "B", "C",
         ])));
         let events = crate::scripted::Recorder::new();
+        let (sink, missing) = line_before_end(&events, &out);
         // First stages 32 tokens; then 47. A second stage reserves 9 + 30 and spends 9 + 1:
         // while p3's is in flight only 8 are free, less than p2's prompt, but once it is done
         // there is room for p2's and then p4's.
@@ -1478,7 +1514,7 @@ mod tests {
         .with_concurrency(2)
         .with_run_budget(Budget::unlimited().with_max_tokens(32 + 47))
         .with_allocation(Allocation::Triage)
-        .with_events(Arc::clone(&events) as Arc<dyn EventSink>)
+        .with_events(sink)
         .run(&numbered(4), &out, |_| {})
         .await
         .unwrap();
@@ -1520,6 +1556,7 @@ mod tests {
                 "limited", "call", "finished"
             ]
         );
+        assert!(missing.lock().unwrap().is_empty(), "{missing:?}");
     }
 
     /// A strategy in as many stages as it takes: each stage one call answering

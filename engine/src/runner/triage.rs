@@ -18,8 +18,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    append_line, exhausted, less_spent, line_for, report, run_exhausted, scan_lines, truncate,
-    Outcome, ResultLine, Runner, Sink, TriageNote,
+    append_line, exhausted, less_spent, line_for, run_exhausted, scan_lines, truncate, Outcome,
+    ResultLine, Runner, Sink, TriageNote,
 };
 use crate::budget::Resource;
 use crate::error::{Error, Result};
@@ -196,7 +196,6 @@ impl Runner {
         problem: &Problem,
         first: SideLine,
         resource: Option<Resource>,
-        started: Instant,
     ) -> Outcome {
         let note = note_of(&first, first.stages);
         let mut solution = first.solution;
@@ -207,9 +206,7 @@ impl Runner {
             line.usage = Usage::default();
         }
         line.triage = Some(note);
-        let outcome = Outcome::Done(line);
-        report(&self.events_of(problem, started), &outcome);
-        outcome
+        Outcome::Done(line)
     }
 
     /// A later stage the run cannot pay for now (`resource` ran out): out of this invocation's
@@ -244,10 +241,7 @@ impl Runner {
             }
             _ => {
                 let (_, problem, first) = item;
-                Second::Done(
-                    self.first_only(problem, first, resource, started).await,
-                    false,
-                )
+                Second::Done(self.first_only(problem, first, resource).await, false)
             }
         }
     }
@@ -329,15 +323,14 @@ impl Runner {
                     events.emit("", EventKind::Started);
                     let (cx, cut) = self.problem_context(meter, self.problem_budget, &events);
                     let first = self.first_stage(staged, problem, &cx, &cut).await;
-                    match &first {
-                        First::Whole(outcome) => report(&events, outcome),
-                        First::Pending(line) => events.emit(
+                    if let First::Pending(line) = &first {
+                        events.emit(
                             "",
                             EventKind::Deferred {
                                 confidence: line.pending.confidence,
                                 why: line.pending.why.clone(),
                             },
-                        ),
+                        );
                     }
                     first
                 }
@@ -415,7 +408,7 @@ impl Runner {
                 None => {
                     for (_, problem, first) in deferred.drain(..) {
                         let resource = exhausted(run_meter);
-                        let outcome = self.first_only(problem, first, resource, started).await;
+                        let outcome = self.first_only(problem, first, resource).await;
                         tally(&mut sink.summary, &outcome);
                         sink.take(outcome)?;
                     }
@@ -501,7 +494,6 @@ impl Runner {
                 if cut && exhausted(&meter) == Some(Resource::WallTime) {
                     // Cut by this invocation's time: redone by a resumed run.
                     let outcome = Outcome::Cut(line_for(problem, solution, None));
-                    report(&events, &outcome);
                     return Second::Done(outcome, usage.calls > 0);
                 }
                 if cut && !solution.stop_reason.is_budget() {
@@ -519,9 +511,7 @@ impl Runner {
             line.usage = usage;
         }
         line.triage = Some(note);
-        let outcome = Outcome::Done(line);
-        report(&events, &outcome);
-        Second::Done(outcome, usage.calls > 0)
+        Second::Done(Outcome::Done(line), usage.calls > 0)
     }
 }
 
