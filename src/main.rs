@@ -2,17 +2,18 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use comfy_table::Table;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use ponder::engine::models::{self, BUILTIN_MODELS};
 use ponder::engine::{
-    runner, Allocation, BackendKind, Budget, Context, DeviceSpec, Event, EventLog, EventSink,
-    Events, Problem, ResultLine, Runner, Strategy,
+    runner, Allocation, BackendKind, Budget, Context, DeviceSpec, Event, EventKind, EventLog,
+    EventSink, Events, Problem, ResultLine, Runner, Strategy,
 };
 use ponder::report::{Comparison, RunReport};
 use ponder::Config;
@@ -434,30 +435,56 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         runner = runner.with_trace_dir(dir);
     }
 
+    let ids: std::collections::HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
+    let mut tally = Tally::default();
+    let resumed: Vec<&ResultLine> = already
+        .iter()
+        .filter(|l| ids.contains(l.id.as_str()) && l.error.is_none())
+        .collect();
+    for line in &resumed {
+        tally.add(line);
+    }
+    // Tokens as they are spent, in-flight problems' calls included: the recorded lines' count
+    // only moves when a problem ends (under triage, not until its last stage).
+    let spent = Arc::new(AtomicU64::new(tally.tokens));
     let bar = ProgressBar::new(problems.len() as u64);
     bar.set_style(
         ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {spent} | {msg}",
         )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("spent", {
+            let spent = Arc::clone(&spent);
+            let max = args.max_run_tokens;
+            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}", spent.load(Ordering::Relaxed));
+                if let Some(max) = max {
+                    let _ = write!(w, "/{max}");
+                }
+                let _ = w.write_str(" tokens");
+            }
+        }),
     );
+    bar.inc(resumed.len() as u64);
     let log = args
         .events
         .as_deref()
         .map(|path| EventsTo::open(path, Some(bar.clone())))
         .transpose()?;
-    if let Some(log) = &log {
-        runner = runner.with_events(log.sink());
-    }
-    let ids: std::collections::HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
-    let mut tally = Tally::default();
-    for line in already
-        .iter()
-        .filter(|l| ids.contains(l.id.as_str()) && l.error.is_none())
-    {
-        tally.add(line);
-        bar.inc(1);
-    }
+    let log_sink = log.as_ref().map(EventsTo::sink);
+    runner = runner.with_events(Arc::new(move |event: &Event| {
+        if let EventKind::Call {
+            prompt_tokens,
+            completion_tokens,
+            ..
+        } = event.kind
+        {
+            spent.fetch_add(prompt_tokens + completion_tokens, Ordering::Relaxed);
+        }
+        if let Some(sink) = &log_sink {
+            sink.emit(event);
+        }
+    }));
     bar.set_message(tally.message());
     bar.enable_steady_tick(Duration::from_millis(500));
     let summary = runner
@@ -585,7 +612,7 @@ impl Tally {
         } else {
             String::new()
         };
-        format!("{acc} | {} tokens{errors}", self.tokens)
+        format!("{acc}{errors}")
     }
 }
 
