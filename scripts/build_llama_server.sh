@@ -6,11 +6,15 @@
 # once. Needs python3 with pip, a C++ compiler, and cmake (installed from the package index when
 # missing). About 5 minutes on 2 cores.
 #
-#   scripts/build_llama_server.sh            # prints e.g. /root/.cache/ponder/llama/0.3.36/llama-server
+#   scripts/build_llama_server.sh            # prints e.g. /root/.cache/ponder/llama/0.3.36-x86-64-v3/llama-server
 set -euo pipefail
 version=0.3.36
 sha256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
-dest=${PONDER_LLAMA_DIR:-$HOME/.cache/ponder/llama/$version}
+# Built for x86-64-v3 (AVX2, FMA, F16C, BMI2), as ponder's Rust is, not for the build machine:
+# a native build on a CPU with AMX (Sapphire Rapids) takes llama.cpp's AMX matmul path, which
+# segfaults at the first decode where the kernel has not granted AMX state (seen here).
+flavour=x86-64-v3
+dest=${PONDER_LLAMA_DIR:-$HOME/.cache/ponder/llama/$version-$flavour}
 bin=$dest/llama-server
 if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
 mkdir -p "$dest"
@@ -33,7 +37,8 @@ else
   cmake=$(ls "$work"/cmake-py/cmake/data/bin/cmake)
 fi
 src=$work/llama_cpp_python-$version/vendor/llama.cpp
-"$cmake" -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DGGML_NATIVE=ON \
+"$cmake" -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
+  -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
   -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >&2
 "$cmake" --build "$work/build" --target llama-server -j "$(nproc)" >&2
 install -m 755 "$work/build/bin/llama-server" "$bin.tmp"
