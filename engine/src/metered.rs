@@ -433,6 +433,73 @@ mod tests {
         assert_eq!(generation.choices[0].text, "abcde");
     }
 
+    /// A backend whose calls take ten seconds.
+    #[derive(Debug)]
+    struct Slow(ScriptedBackend);
+
+    #[async_trait]
+    impl Backend for Slow {
+        async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            self.0.generate(request).await
+        }
+
+        fn capabilities(&self) -> Capabilities {
+            self.0.capabilities()
+        }
+
+        async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
+            self.0.tokenize(input).await
+        }
+
+        async fn detokenize(&self, ids: &[u32]) -> Result<String> {
+            self.0.detokenize(ids).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_deadline_ends_a_call_in_flight_and_refuses_the_next_and_says_so() {
+        let events = crate::scripted::Recorder::new();
+        let flag = Arc::new(AtomicBool::new(false));
+        let backend = Metered::new(
+            Slow(ScriptedBackend::new(vec!["a"; 2])),
+            Budget::unlimited().with_max_wall(Duration::from_millis(50)),
+        )
+        .with_events(events.events_of("p"))
+        .noting_limits(Arc::clone(&flag));
+        let request = || GenerationRequest::new(Prompt::Text("q".into()));
+        let sent = Instant::now();
+        let wall = |result: Result<Generation>| {
+            matches!(
+                result,
+                Err(Error::BudgetExhausted {
+                    resource: Resource::WallTime
+                })
+            )
+        };
+        // Ended at its deadline, not waited for.
+        assert!(wall(backend.generate(request()).await));
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            sent.elapsed()
+        );
+        assert!(flag.load(Ordering::Relaxed), "the limit is noted");
+        // Past the deadline a call is refused before it is sent.
+        assert!(wall(backend.generate(request()).await));
+        let limited = EventKind::Limited {
+            resource: Resource::WallTime,
+            max_tokens: None,
+        };
+        assert_eq!(events.kinds("p"), [limited.clone(), limited]);
+        let usage = backend.meter().usage();
+        assert_eq!(
+            (usage.total_tokens(), usage.calls),
+            (0, 0),
+            "nothing came back"
+        );
+    }
+
     #[tokio::test]
     async fn a_fanned_out_request_counts_and_reserves_its_requests() {
         let backend = Metered::new(
