@@ -446,7 +446,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     // Tokens as they are spent, in-flight problems' calls included: the recorded lines' count
     // only moves when a problem ends (under triage, not until its last stage).
-    let spent = Arc::new(AtomicU64::new(tally.tokens));
+    let spent = Arc::new(AtomicU64::new(
+        resumed.iter().map(|l| l.usage.total_tokens()).sum(),
+    ));
     let bar = ProgressBar::new(problems.len() as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -578,7 +580,6 @@ struct Tally {
     done: usize,
     graded: usize,
     correct: usize,
-    tokens: u64,
     errors: usize,
 }
 
@@ -589,7 +590,6 @@ impl Tally {
             return;
         }
         self.done += 1;
-        self.tokens += line.usage.total_tokens();
         if let Some(correct) = line.correct {
             self.graded += 1;
             self.correct += usize::from(correct);

@@ -476,10 +476,7 @@ impl Runner {
     /// Where `problem`'s events go (nowhere without [`Runner::with_events`]), timed from the
     /// run's start.
     fn events_of(&self, problem: &Problem, started: Instant) -> Events {
-        match &self.events {
-            Some(sink) => Events::since(Arc::clone(sink), problem.id.clone(), started),
-            None => Events::off(),
-        }
+        problem_events(self.events.as_ref(), &problem.id, started)
     }
 
     /// The context of one problem under `budget`: the run's backend through the run's shared
@@ -608,9 +605,7 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
                 (line.id, EventKind::Cut)
             }
         };
-        if let Some(events) = &self.events {
-            Events::since(Arc::clone(events), id, self.started).emit("", kind);
-        }
+        problem_events(self.events.as_ref(), &id, self.started).emit("", kind);
         Ok(())
     }
 
@@ -633,6 +628,14 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
         *summary.stop_reasons.entry(reason).or_default() += 1;
         (self.on_line)(&line);
         Ok(())
+    }
+}
+
+/// The events of problem `id` for `sink` (off without one), timed from `started`.
+fn problem_events(sink: Option<&Arc<dyn EventSink>>, id: &str, started: Instant) -> Events {
+    match sink {
+        Some(sink) => Events::since(Arc::clone(sink), id.to_owned(), started),
+        None => Events::off(),
     }
 }
 
