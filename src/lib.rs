@@ -109,6 +109,36 @@ mod tests {
     }
 
     #[test]
+    fn the_design_example_parses() {
+        // The config example of the design notes, spelt as search-and-learn spells selection.
+        let toml = r#"
+[model]
+source = "smollm2-135m"
+device = "cpu"
+
+[strategy]
+kind = "best_of_n"
+n = 8
+select = "weighted_vote"
+scorer = { kind = "llm_judge" }
+inner = { kind = "budget_forcing", min_thinking_tokens = 128, max_thinking_tokens = 512, wait = "Wait", max_waits = 2 }
+"#;
+        let config: Config = parse_str(toml, Format::Toml).unwrap();
+        config.validate().unwrap();
+        let strategy = serde_json::to_value(&config.strategy).unwrap();
+        assert_eq!(strategy["select"], "weighted", "{strategy}");
+        assert_eq!(strategy["inner"]["kind"], "budget_forcing", "{strategy}");
+        for (spelling, select) in [("majority_vote", "majority"), ("naive", "naive")] {
+            let toml = format!("[strategy]\nkind = \"best_of_n\"\nselect = \"{spelling}\"\n");
+            let config: Config = parse_str(&toml, Format::Toml).unwrap();
+            assert_eq!(
+                serde_json::to_value(&config.strategy).unwrap()["select"],
+                select
+            );
+        }
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let err = parse_str::<Config>("[model]\nsorce = \"x\"\n", Format::Toml).unwrap_err();
         assert!(err.contains("sorce") && err.contains("model"), "{err}");

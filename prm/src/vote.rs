@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use ponder_engine::answer::canonical_key;
 use serde::{Deserialize, Serialize};
 
-/// How best-of-N picks. Default `weighted`.
+/// How best-of-N picks. Default `weighted`. Configs may also spell them as in the papers and
+/// search-and-learn: `weighted_vote`, `majority_vote`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Select {
@@ -14,9 +15,11 @@ pub enum Select {
     Naive,
     /// The answer whose candidates' rewards sum highest; within it, the best candidate.
     #[default]
+    #[serde(alias = "weighted_vote")]
     Weighted,
     /// The most frequent answer (self-consistency); ties go to the higher total reward, then
     /// to the answer seen first.
+    #[serde(alias = "majority_vote")]
     Majority,
 }
 

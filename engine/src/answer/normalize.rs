@@ -26,6 +26,7 @@ const REWRITES: &[(&str, &str)] = &[
     ("\u{00b7}", "\\cdot "),
     ("\u{03c0}", "\\pi "),
     ("\u{221e}", "\\infty "),
+    ("\u{00b1}", "\\pm "),
     ("\\dfrac", "\\frac"),
     ("\\tfrac", "\\frac"),
     ("\\dbinom", "\\binom"),
@@ -69,12 +70,16 @@ pub(super) fn normalize(raw: &str) -> Normalized {
     s = plain_mixed_number(s);
     s = strip_units(&s);
     s = collapse_whitespace(&s).to_lowercase();
+    s = plain_math(&s, 0);
     s = strip_left_right(&s);
     s = brace_arguments(&s, 0);
+    s = juxtapose_products(&s);
     s = s.trim_end_matches('.').to_string();
     s = strip_outer_braces(s);
     s = multiple_choice(s);
     s = assignment_rhs(s);
+    s = strip_base_subscript(s);
+    s = expand_plus_minus(s);
     Normalized { text: s, percent }
 }
 
@@ -353,6 +358,168 @@ fn collapse_whitespace(s: &str) -> String {
 fn ends_with_command(out: &str) -> bool {
     let t = out.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     t.len() < out.len() && t.ends_with('\\')
+}
+
+/// Plain-text mathematics as code models write it, in LaTeX: `sqrt(13)`, `\sqrt(13)` and
+/// `√13` -> `\sqrt{13}`, `pi` -> `\pi`, `x**2` -> `x^2`.
+fn plain_math(s: &str, depth: usize) -> String {
+    let s = s.replace("**", "^");
+    if depth > MAX_DEPTH {
+        return s;
+    }
+    let c: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(&ch) = c.get(i) {
+        if ch == '\u{221a}' {
+            // √13 or √(13): the digits or the bracket after the sign.
+            let run = digit_run(&c, i + 1);
+            let (inner, next) = match paren_end(&c, i + 1) {
+                _ if run > 0 => (Some(collect(&c, i + 1, i + 1 + run)), i + 1 + run),
+                Some(close) => (Some(collect(&c, i + 2, close)), close + 1),
+                None => (None, i + 1),
+            };
+            out.push_str("\\sqrt");
+            if let Some(inner) = inner {
+                out.push('{');
+                out.push_str(&plain_math(&inner, depth + 1));
+                out.push('}');
+            }
+            i = next;
+            continue;
+        }
+        if !ch.is_ascii_alphabetic() {
+            out.push(ch);
+            i += 1;
+            continue;
+        }
+        let word = letters_at(&c, i);
+        let command = out.ends_with('\\');
+        let end = i + word.len();
+        match word.as_str() {
+            "pi" if !command => out.push_str("\\pi"),
+            "sqrt" => match paren_end(&c, end) {
+                Some(close) => {
+                    if !command {
+                        out.push('\\');
+                    }
+                    out.push_str("sqrt{");
+                    out.push_str(&plain_math(&collect(&c, end + 1, close), depth + 1));
+                    out.push('}');
+                    i = close + 1;
+                    continue;
+                }
+                None if !command => out.push_str("\\sqrt"),
+                None => out.push_str(&word),
+            },
+            _ => out.push_str(&word),
+        }
+        i = end;
+    }
+    out
+}
+
+/// Index of the `)` matching the `(` at `open`.
+fn paren_end(c: &[char], open: usize) -> Option<usize> {
+    if c.get(open) != Some(&'(') {
+        return None;
+    }
+    let mut depth = 0usize;
+    for (j, &ch) in c.iter().enumerate().skip(open) {
+        match ch {
+            '(' => depth += 1,
+            ')' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(j);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Explicit products written as juxtaposition, as MATH writes them: `2*k` -> `2k`,
+/// `(a+5)*(b+2)` -> `(a+5)(b+2)`, `3\cdot\sqrt{13}` -> `3\sqrt{13}`. Kept before a digit
+/// (`2*3`) and before a fraction (`2\frac{1}{2}` would read as a mixed number).
+fn juxtapose_products(s: &str) -> String {
+    let c: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(&ch) = c.get(i) {
+        let len = match ch {
+            '*' => 1,
+            '\\' if letters_at(&c, i + 1) == "cdot" => 5,
+            _ => 0,
+        };
+        let after = i + len;
+        let joins = len > 0
+            && out.ends_with(|p: char| p.is_ascii_alphanumeric() || p == ')' || p == '}')
+            && match c.get(after) {
+                Some(&n) if n.is_ascii_alphabetic() || n == '(' => true,
+                Some('\\') => {
+                    let name = letters_at(&c, after + 1);
+                    !name.is_empty() && name != "frac"
+                }
+                _ => false,
+            };
+        if joins {
+            i = after;
+            continue;
+        }
+        out.push(ch);
+        i += 1;
+    }
+    out
+}
+
+/// `52_8`, `4210_{5}` and `(52)_8` -> `52`: a numeral with its base as a subscript is read as
+/// its digits (the question asked for that base), when every digit fits the base.
+fn strip_base_subscript(s: String) -> String {
+    let Some((numeral, base)) = s.rsplit_once('_') else {
+        return s;
+    };
+    let base = base
+        .strip_prefix('{')
+        .and_then(|b| b.strip_suffix('}'))
+        .unwrap_or(base);
+    let numeral = numeral
+        .strip_prefix('(')
+        .and_then(|n| n.strip_suffix(')'))
+        .unwrap_or(numeral);
+    let Ok(base) = base.parse::<u32>() else {
+        return s;
+    };
+    let fits = (2..=36).contains(&base)
+        && numeral.chars().any(|d| d.is_ascii_digit())
+        && numeral.chars().all(|d| d.to_digit(base).is_some());
+    if fits {
+        numeral.to_string()
+    } else {
+        s
+    }
+}
+
+/// `1\pm\sqrt{19}` -> `1+\sqrt{19},1-\sqrt{19}` (an unordered list): one `\pm` in an answer
+/// that is not itself a list.
+fn expand_plus_minus(s: String) -> String {
+    let at: Vec<usize> = s
+        .match_indices("\\pm")
+        .map(|(p, _)| p)
+        .filter(|&p| {
+            !s.get(p + 3..)
+                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_alphabetic()))
+        })
+        .collect();
+    let &[p] = at.as_slice() else {
+        return s;
+    };
+    if s.contains(',') {
+        return s;
+    }
+    let (before, after) = (&s[..p], &s[p + 3..]);
+    format!("{before}+{after},{before}-{after}")
 }
 
 /// Drop `\left`, `\right` and the `\big` family (and a following `.` delimiter).

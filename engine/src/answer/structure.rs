@@ -94,9 +94,15 @@ fn split_top_commas(s: &str) -> Option<Vec<&str>> {
     Some(items)
 }
 
-/// Rows and cells of `\begin{pmatrix} .. \end{pmatrix}` (any `*matrix` environment).
+/// Rows and cells of `\begin{pmatrix} .. \end{pmatrix}` (any `*matrix` environment, also
+/// inside brackets: `[\begin{matrix} .. \end{matrix}]`).
 fn matrix_cells(s: &str) -> Option<Vec<Vec<&str>>> {
-    let rest = s.strip_prefix("\\begin{")?;
+    let bare = [("(", ")"), ("[", "]")]
+        .into_iter()
+        .find_map(|(open, close)| s.strip_prefix(open)?.strip_suffix(close))
+        .filter(|inner| inner.starts_with("\\begin{"))
+        .unwrap_or(s);
+    let rest = bare.strip_prefix("\\begin{")?;
     let (env, body) = rest.split_once('}')?;
     if !env.ends_with("matrix") && env != "array" {
         return None;
@@ -139,8 +145,9 @@ pub(super) fn same_structure(a: &str, b: &str, depth: usize) -> bool {
     let (Some(la), Some(lb)) = (split_list(a), split_list(b)) else {
         return false;
     };
-    if la.open != lb.open
-        || la.close != lb.close
+    // A set and a bare list (`\{-2,1\}`, `1,-2`) are both unordered: the same answer.
+    let brackets_differ = la.open != lb.open || la.close != lb.close;
+    if (brackets_differ && (la.ordered || lb.ordered))
         || la.ordered != lb.ordered
         || la.items.len() != lb.items.len()
     {
@@ -192,7 +199,9 @@ pub(super) fn key_of(s: &str, depth: usize) -> String {
     if let Some(list) = split_list(s) {
         let mut keys: Vec<String> = list.items.iter().map(|x| key_of(x, depth + 1)).collect();
         if !list.ordered {
+            // Sets and bare lists alike: equivalent to each other.
             keys.sort();
+            return keys.join(",");
         }
         return format!("{}{}{}", list.open, keys.join(","), list.close);
     }
