@@ -24,8 +24,9 @@ then grades every pair with ponder (examples/grade_answers.rs) and with math-ver
 where they disagree.
 
     python3 -m venv /tmp/mv && /tmp/mv/bin/pip install math-verify
-    /tmp/mv/bin/python scripts/grade_audit.py results results.jsonl [more.jsonl ...] [--show 40]
     cargo build --release --example grade_answers
+    /tmp/mv/bin/python scripts/grade_audit.py results results.jsonl [more.jsonl ...] [--show 40] \\
+        [--grader target/release/examples/grade_answers]
     /tmp/mv/bin/python scripts/grade_audit.py pairs ../shared/datasets/math500/test.jsonl \\
         --grader target/release/examples/grade_answers
 
@@ -78,33 +79,47 @@ def shown(parsed):
     return "" if not parsed else str(parsed[-1])
 
 
+def regrade(grader, rows):
+    """ponder's verdicts on (answer, reference) rows from the grader binary, in order."""
+    lines = "".join(json.dumps({"answer": a or "", "reference": ref}) + "\n" for a, ref in rows)
+    out = subprocess.run([grader], input=lines, capture_output=True, text=True, check=True)
+    return [json.loads(l)["correct"] for l in out.stdout.splitlines()]
+
+
 def audit_results(args):
-    counts = Counter()
-    rows = {"equivalence": [], "extraction": []}
+    lines = []
     for path in args.results:
         for n, line in enumerate(open(path), 1):
-            r = json.loads(line)
-            ref, completion = r.get("reference"), r.get("completion")
-            if not ref or completion is None or r.get("error"):
-                counts["skipped"] += 1
-                continue
-            counts["graded"] += 1
-            ponder = bool(r.get("correct"))
-            answer = r.get("answer") or ""
-            gold = guarded(parse, math(ref))
-            if not gold:
-                counts["reference unreadable by math-verify"] += 1
-                continue
-            said = guarded(parse, math(answer)) if answer else []
-            same = bool(said) and bool(guarded(verify, gold, said))
-            whole = guarded(parse, completion) or []
-            found = bool(whole) and bool(guarded(verify, gold, whole))
-            counts[("ponder", ponder, "mv on ponder's answer", same, "mv on completion", found)] += 1
-            where = f"{path}:{n} {r.get('id')}"
-            if ponder != same:
-                rows["equivalence"].append((where, ponder, ref, answer, shown(gold), shown(said)))
-            if same != found:
-                rows["extraction"].append((where, same, ref, answer, shown(whole), completion[-160:]))
+            lines.append((path, n, json.loads(line)))
+    regraded = None
+    if args.grader:
+        gradable = [(r.get("answer"), r["reference"]) for _, _, r in lines if r.get("reference")]
+        regraded = iter(regrade(args.grader, gradable))
+    counts = Counter()
+    rows = {"equivalence": [], "extraction": []}
+    for path, n, r in lines:
+        ref, completion = r.get("reference"), r.get("completion")
+        now = next(regraded) if regraded is not None and ref else None
+        if not ref or completion is None or r.get("error"):
+            counts["skipped"] += 1
+            continue
+        counts["graded"] += 1
+        ponder = bool(r.get("correct")) if now is None else now
+        answer = r.get("answer") or ""
+        gold = guarded(parse, math(ref))
+        if not gold:
+            counts["reference unreadable by math-verify"] += 1
+            continue
+        said = guarded(parse, math(answer)) if answer else []
+        same = bool(said) and bool(guarded(verify, gold, said))
+        whole = guarded(parse, completion) or []
+        found = bool(whole) and bool(guarded(verify, gold, whole))
+        counts[("ponder", ponder, "mv on ponder's answer", same, "mv on completion", found)] += 1
+        where = f"{path}:{n} {r.get('id')}"
+        if ponder != same:
+            rows["equivalence"].append((where, ponder, ref, answer, shown(gold), shown(said)))
+        if same != found:
+            rows["extraction"].append((where, same, ref, answer, shown(whole), completion[-160:]))
 
     graded = counts.pop("graded", 0)
     print(f"{graded} graded lines ({counts.pop('skipped', 0)} skipped)")
@@ -219,6 +234,8 @@ def main():
     sub = ap.add_subparsers(dest="audit", required=True)
     results = sub.add_parser("results", help="regrade results files with math-verify")
     results.add_argument("results", nargs="+")
+    results.add_argument("--grader", help="regrade ponder's answers with this grade_answers "
+                         "binary (the current grader) instead of the files' `correct`")
     pairs = sub.add_parser("pairs", help="reference answers in other forms, both graders")
     pairs.add_argument("problems")
     pairs.add_argument("--grader", default="target/release/examples/grade_answers")
