@@ -120,6 +120,10 @@ enum Command {
         /// Print one JSON object instead of the table.
         #[arg(long)]
         json: bool,
+        /// Grade the math answers again with this ponder's grader (results written by an
+        /// older ponder); the files are not changed, and code problems keep their test results.
+        #[arg(long)]
+        regrade: bool,
     },
     /// List the built-in models and their cache paths, or fetch one.
     Models {
@@ -204,7 +208,8 @@ fn main() -> anyhow::Result<()> {
                 labels,
                 plot,
                 json,
-            } => report(&results, labels, plot.as_deref(), json),
+                regrade,
+            } => report(&results, labels, plot.as_deref(), json, regrade),
             Command::Models { action } => models_command(action),
         }
     })
@@ -215,6 +220,7 @@ fn report(
     labels: Vec<String>,
     plot: Option<&Path>,
     json: bool,
+    regrade: bool,
 ) -> anyhow::Result<()> {
     if !labels.is_empty() && labels.len() != results.len() {
         bail!(
@@ -226,7 +232,10 @@ fn report(
     let mut labels = labels.into_iter();
     let runs = results
         .iter()
-        .map(|path| RunReport::load(path, labels.next()))
+        .map(|path| match regrade {
+            true => RunReport::load_regraded(path, labels.next()),
+            false => RunReport::load(path, labels.next()),
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let comparison = Comparison::new(runs);
     if let Some(plot) = plot {

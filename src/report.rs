@@ -52,9 +52,57 @@ pub struct RunReport {
     /// `none`), the solved problems that took it and how many of those were graded right.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub routes: BTreeMap<String, Route>,
+    /// What regrading with this ponder's grader changed (`ponder report --regrade`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regraded: Option<Regraded>,
     /// Each graded problem's grade.
     #[serde(skip)]
     grades: HashMap<String, bool>,
+}
+
+/// What [`regrade`] changed, over the lines that count (each problem's last).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Regraded {
+    /// Math answers graded again.
+    pub graded: usize,
+    /// Of those, recorded wrong and now right.
+    pub now_right: usize,
+    /// Of those, recorded right and now wrong.
+    pub now_wrong: usize,
+}
+
+/// Grades the math lines of `lines` again with this ponder's grader
+/// ([`ponder_engine::answer::equivalent`] of `answer` and `reference`, as a run grades), for
+/// results written by an older ponder whose grader has since been fixed. Code problems (no
+/// reference: graded by their tests) and errors are left as recorded.
+pub fn regrade(lines: &mut [ResultLine]) -> Regraded {
+    let mut last = HashMap::new();
+    for (i, line) in lines.iter().enumerate() {
+        last.insert(line.id.clone(), i);
+    }
+    let mut changed = Regraded::default();
+    for (i, line) in lines.iter_mut().enumerate() {
+        let Some(reference) = line.reference.as_deref() else {
+            continue;
+        };
+        if line.error.is_some() {
+            continue;
+        }
+        let now = line
+            .answer
+            .as_deref()
+            .is_some_and(|a| ponder_engine::answer::equivalent(a, reference));
+        if last.get(&line.id) == Some(&i) {
+            changed.graded += 1;
+            match line.correct {
+                Some(false) if now => changed.now_right += 1,
+                Some(true) if !now => changed.now_wrong += 1,
+                _ => {}
+            }
+        }
+        line.correct = Some(now);
+    }
+    changed
 }
 
 /// How many problems took one route of an adaptive-thinking run, and how they went.
@@ -86,15 +134,27 @@ fn route_of(line: &ResultLine) -> Option<&str> {
 impl RunReport {
     /// Reads `path`; `label` defaults to the file name without `.jsonl` and `.results`.
     pub fn load(path: &Path, label: Option<String>) -> Result<Self> {
+        Self::read(path, label, false)
+    }
+
+    /// [`RunReport::load`], with the math answers graded again by this ponder's grader
+    /// ([`regrade`]); the file is not changed.
+    pub fn load_regraded(path: &Path, label: Option<String>) -> Result<Self> {
+        Self::read(path, label, true)
+    }
+
+    fn read(path: &Path, label: Option<String>, regrade_lines: bool) -> Result<Self> {
         if !path.is_file() {
             return Err(Error::io(
                 path,
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such results file"),
             ));
         }
-        let (lines, half_written_line) = peek_results(path)?;
+        let (mut lines, half_written_line) = peek_results(path)?;
+        let regraded = regrade_lines.then(|| regrade(&mut lines));
         let label = label.unwrap_or_else(|| default_label(path));
         let mut report = Self::from_lines(label, &lines);
+        report.regraded = regraded;
         report.path = path.to_path_buf();
         report.half_written_line = half_written_line;
         report.model = model_of(path);
@@ -123,6 +183,7 @@ impl RunReport {
             stop_reasons: BTreeMap::new(),
             half_written_line: false,
             routes: BTreeMap::new(),
+            regraded: None,
             grades: HashMap::new(),
         };
         let mut strategies = BTreeSet::new();
@@ -395,6 +456,12 @@ impl Comparison {
                     run.label, run.errors
                 ));
             }
+            if let Some(r) = run.regraded {
+                notes.push(format!(
+                    "{}: {} math answers graded again by this ponder: {} now right, {} now wrong",
+                    run.label, r.graded, r.now_right, r.now_wrong
+                ));
+            }
         }
         notes
     }
@@ -509,6 +576,43 @@ mod tests {
             allotted: None,
             triage: None,
         }
+    }
+
+    #[test]
+    fn regrading_uses_this_grader_on_math_lines_only() {
+        let graded = |id: &str, answer: &str, reference: Option<&str>, correct: bool| ResultLine {
+            answer: Some(answer.into()),
+            reference: reference.map(Into::into),
+            ..line(id, Some(correct), 10, false)
+        };
+        let mut lines = vec![
+            // An older grader missed plain-text sqrt; this one reads it.
+            graded("a", "sqrt(3)/3", Some("\\frac{\\sqrt{3}}{3}"), false),
+            // Recorded right, but the answer is not the reference.
+            graded("b", "7", Some("8"), true),
+            graded("c", "8", Some("8"), true),
+            // A code problem: graded by its tests, kept.
+            graded("d", "def f(): pass", None, true),
+            // An earlier line of a problem that has a later one: regraded, not counted.
+            graded("e", "2", Some("1"), true),
+            graded("e", "1", Some("1"), true),
+            line("f", None, 10, true),
+        ];
+        let changed = regrade(&mut lines);
+        assert_eq!(
+            changed,
+            Regraded {
+                graded: 4,
+                now_right: 1,
+                now_wrong: 1
+            }
+        );
+        let correct: Vec<Option<bool>> = lines.iter().map(|l| l.correct).collect();
+        let expected = [true, false, true, true, false, true].map(Some);
+        assert_eq!(correct[..6], expected);
+        assert_eq!(correct[6], None);
+        let run = RunReport::from_lines("r", &lines);
+        assert_eq!((run.graded, run.correct), (5, 4));
     }
 
     #[test]

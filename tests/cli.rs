@@ -476,6 +476,22 @@ fn report_compares_runs_and_names_bad_files() {
     assert_eq!(std::fs::read_to_string(&b).unwrap(), half);
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.contains("short") && plot.contains("long"));
+    // --regrade grades the answers again with this ponder: a's second line answers "1" to "1"
+    // but was recorded wrong.
+    let out = ponder()
+        .args(["report", "--regrade"])
+        .arg(&a)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("100.0% ± 0.0 (2/2)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 math answers graded again by this ponder: 1 now right, 0 now wrong"),
+        "{stdout}"
+    );
 
     let damaged = dir.path().join("damaged.jsonl");
     std::fs::write(
