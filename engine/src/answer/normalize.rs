@@ -3,7 +3,7 @@
 
 use super::extract::last_boxed;
 use super::num::eval;
-use super::scan::{collect, digit_run, group_end, is_digit_at, letters_at};
+use super::scan::{collect, digit_run, group_end, is_digit_at, letters_at, paren_end};
 use super::{is_listed, MATH_WORDS, MAX_DEPTH};
 
 /// Unit words stripped after a value (compared lower-case).
@@ -417,27 +417,6 @@ fn plain_math(s: &str, depth: usize) -> String {
         i = end;
     }
     out
-}
-
-/// Index of the `)` matching the `(` at `open`.
-fn paren_end(c: &[char], open: usize) -> Option<usize> {
-    if c.get(open) != Some(&'(') {
-        return None;
-    }
-    let mut depth = 0usize;
-    for (j, &ch) in c.iter().enumerate().skip(open) {
-        match ch {
-            '(' => depth += 1,
-            ')' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(j);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 /// Explicit products written as juxtaposition, as MATH writes them: `2*k` -> `2k`,

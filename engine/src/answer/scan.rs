@@ -27,7 +27,16 @@ pub(super) fn letters_at(c: &[char], i: usize) -> String {
 
 /// Index of the `}` matching the `{` at `open`; backslash escapes are skipped.
 pub(super) fn group_end(c: &[char], open: usize) -> Option<usize> {
-    if c.get(open) != Some(&'{') {
+    bracket_end(c, open, ('{', '}'))
+}
+
+/// Index of the `)` matching the `(` at `open`; backslash escapes are skipped.
+pub(super) fn paren_end(c: &[char], open: usize) -> Option<usize> {
+    bracket_end(c, open, ('(', ')'))
+}
+
+fn bracket_end(c: &[char], open: usize, (left, right): (char, char)) -> Option<usize> {
+    if c.get(open) != Some(&left) {
         return None;
     }
     let mut depth = 0usize;
@@ -38,8 +47,8 @@ pub(super) fn group_end(c: &[char], open: usize) -> Option<usize> {
                 j += 2;
                 continue;
             }
-            '{' => depth += 1,
-            '}' => {
+            ch if ch == left => depth += 1,
+            ch if ch == right => {
                 depth = depth.checked_sub(1)?;
                 if depth == 0 {
                     return Some(j);
