@@ -199,9 +199,12 @@ pub(super) fn key_of(s: &str, depth: usize) -> String {
     if let Some(list) = split_list(s) {
         let mut keys: Vec<String> = list.items.iter().map(|x| key_of(x, depth + 1)).collect();
         if !list.ordered {
-            // Sets and bare lists alike: equivalent to each other.
             keys.sort();
-            return keys.join(",");
+            if keys.len() >= 2 {
+                // A set and a bare list of the same items are the same answer (a one-item set
+                // is not its item: no bare list has one item).
+                return keys.join(",");
+            }
         }
         return format!("{}{}{}", list.open, keys.join(","), list.close);
     }

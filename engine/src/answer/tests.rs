@@ -257,10 +257,12 @@ fn plain_text_and_other_spellings() {
         ("2*k+2", "2k+3"),
         ("1 \\pm \\sqrt{19}", "1+\\sqrt{19}"),
         ("\\{1,2\\}", "(1,2)"),
+        ("\\{5\\}", "5"),
         ("2*\\frac{1}{2}", "2\\frac{1}{2}"),
     ] {
         assert!(!equivalent(a, b), "{a} vs {b}");
         assert!(!equivalent(b, a), "{b} vs {a}");
+        assert_ne!(canonical_key(a), canonical_key(b), "{a} vs {b}");
     }
 }
 
