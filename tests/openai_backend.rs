@@ -598,3 +598,84 @@ fn config_errors_name_what_is_wrong() {
         "{err}"
     );
 }
+
+#[test]
+fn a_token_prm_served_over_http_reads_what_it_reads_in_process() {
+    use ponder::engine::{Context, Scorer};
+    use ponder::prm::{PrmConfig, PrmFormat, PrmModel, TokenPrm};
+
+    let (_lock, _server, url) = server();
+    // SmolLM2 stands in for a PRM, asked a question its top log-probabilities answer (a real
+    // PRM puts its labels first): Math-Shepherd's tag asks it, and RLHFlow's turns end asking.
+    let question = "Tom has 3 apples and buys 4 more. How many apples does he have?";
+    let steps = |ask: &str| {
+        let step = |s: &str| format!("{s}{ask}");
+        vec![
+            vec![
+                step("Tom has 3 apples."),
+                step("He buys 4 more, so 3 + 4 = 7."),
+                step("The answer is 7."),
+            ],
+            vec![
+                step("Tom has 3 apples."),
+                step("He buys 4 more, so 3 + 4 = 9."),
+            ],
+        ]
+    };
+    let cases = [
+        (
+            PrmConfig {
+                format: PrmFormat::MathShepherd,
+                step_tag: "Is this step correct? Answer:".into(),
+                good: " Yes".into(),
+                bad: " No".into(),
+                ..PrmConfig::default()
+            },
+            steps(""),
+        ),
+        (
+            PrmConfig {
+                format: PrmFormat::Rlhflow,
+                good: "Yes".into(),
+                bad: "No".into(),
+                ..PrmConfig::default()
+            },
+            steps(" Is this step correct? Answer Yes or No."),
+        ),
+    ];
+    let policy = block_on(ModelConfig::default().load()).unwrap();
+    let cx = Context::new(policy, Budget::unlimited());
+    for (config, candidates) in cases {
+        let format = config.format;
+        // The PRM as its own model: the server, named by a model table.
+        let http = TokenPrm::new(PrmConfig {
+            model: Some(PrmModel::Config(Box::new(ModelConfig::openai(
+                vec![url.clone()],
+                "smollm2",
+            )))),
+            ..config.clone()
+        });
+        let over_http = block_on(http.score(&cx, question, &candidates)).unwrap();
+        // The same weights in process (the policy), read by a logits processor in the decode.
+        let read_locally =
+            block_on(TokenPrm::new(config).score(&cx, question, &candidates)).unwrap();
+        eprintln!("{format:?}: over HTTP {over_http:?}, in process {read_locally:?}");
+        assert_eq!((over_http[0].len(), over_http[1].len()), (3, 2));
+        for (h, l) in over_http
+            .iter()
+            .flatten()
+            .zip(read_locally.iter().flatten())
+        {
+            assert!(
+                (h - 0.5).abs() > 1e-9,
+                "{format:?}: a label was not read: {over_http:?}"
+            );
+            // llama.cpp and candle round the same quantized weights differently (up to 0.05
+            // seen; llama.cpp's own reads of one prompt differ by 0.003 between batches).
+            assert!(
+                (h - l).abs() < 0.1,
+                "{format:?}: {over_http:?} vs {read_locally:?}"
+            );
+        }
+    }
+}

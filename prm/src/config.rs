@@ -10,7 +10,7 @@ use crate::judge::{JudgeConfig, LlmJudge};
 use crate::token_prm::{PrmConfig, TokenPrm};
 
 /// A scorer as a config file describes it; `kind` picks it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ScorerConfig {

@@ -159,8 +159,8 @@ pub async fn choice_probability(
     if top.is_empty() {
         return Err(ponder_engine::Error::Unsupported {
             backend: caps.backend,
-            operation: "replying with top log-probabilities (`top_logprobs`), which the judge \
-                        needs to score",
+            operation: "replying with top log-probabilities (`top_logprobs`), which a judge \
+                        or a PRM without logits processors needs to score",
         });
     }
     let mut logits = Vec::new();

@@ -48,5 +48,5 @@ pub use sandbox::{
     Isolation, Limits, Program, RunOutcome, RunReport, Sandbox, SandboxError, SandboxUser,
     SelfCheck, Stream, Termination,
 };
-pub use token_prm::{PrmConfig, PrmFormat, TokenPrm};
+pub use token_prm::{PrmConfig, PrmFormat, PrmModel, TokenPrm};
 pub use vote::{groups, Group, Select, Selection};

@@ -12,8 +12,13 @@
 //! request per step, read at its first generated token (forcing the conversation through would
 //! force each assistant turn's end-of-turn token, which ends mistral.rs's decode). Candidates
 //! and steps are scored concurrently. The model is the policy (the context's backend) unless
-//! another is configured (a hub id or a local path that mistral.rs can load; loaded on first
-//! use).
+//! another is configured (a hub id or a local path that mistral.rs can load, or a `[model]`
+//! table such as an OpenAI-compatible server's; loaded on first use).
+//!
+//! A backend without logits processors (a PRM served over HTTP, by vLLM say) is read from its
+//! top log-probabilities instead: one request per step, cut where the label is predicted, one
+//! token long, `P(good)` against `P(bad)` among the first token's top log-probabilities (0.5
+//! when neither is among them).
 
 use std::sync::Arc;
 
@@ -27,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use crate::capture::ScoreReader;
+use crate::judge::choice_probability;
 
 /// The layout the PRM was trained on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -40,15 +46,16 @@ pub enum PrmFormat {
 }
 
 /// Config of [`TokenPrm`] (`kind = "prm"`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrmConfig {
     /// `math_shepherd` or `rlhflow`. Default `math_shepherd`.
     #[serde(default)]
     pub format: PrmFormat,
-    /// The PRM: a hub id or local path. Default: the policy model.
+    /// The PRM: a hub id or local path, or a `[model]` table (an OpenAI-compatible server:
+    /// `{ backend = "openai", base_url = "...", model = "..." }`). Default: the policy model.
     #[serde(default)]
-    pub model: Option<String>,
+    pub model: Option<PrmModel>,
     /// Math-Shepherd's step tag. Default `ки`.
     #[serde(default = "default_step_tag")]
     pub step_tag: String,
@@ -64,6 +71,49 @@ pub struct PrmConfig {
     /// Overrides the bad token id read from the tokenizer.
     #[serde(default)]
     pub bad_id: Option<u32>,
+}
+
+/// Where [`PrmConfig::model`] comes from: a source string, or a whole model table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum PrmModel {
+    /// A hub id or local path, loaded in process by mistral.rs.
+    Source(String),
+    /// A model table, as `[model]` is written.
+    Config(Box<ModelConfig>),
+}
+
+impl PrmModel {
+    fn config(&self) -> ModelConfig {
+        match self {
+            PrmModel::Source(source) => ModelConfig {
+                source: source.clone(),
+                ..ModelConfig::default()
+            },
+            PrmModel::Config(config) => (**config).clone(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PrmModel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = PrmModel;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a hub id or local path, or a model table")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PrmModel, E> {
+                Ok(PrmModel::Source(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PrmModel, A::Error> {
+                let config =
+                    ModelConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(PrmModel::Config(Box::new(config)))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 fn default_step_tag() -> String {
@@ -135,16 +185,9 @@ impl TokenPrm {
         let model = match (self.model.get(), &self.config.model) {
             (Some(model), _) => Arc::clone(model),
             (None, None) => return Ok(Arc::clone(cx.backend())),
-            (None, Some(source)) => Arc::clone(
+            (None, Some(model)) => Arc::clone(
                 self.model
-                    .get_or_try_init(|| async {
-                        ModelConfig {
-                            source: source.clone(),
-                            ..ModelConfig::default()
-                        }
-                        .load()
-                        .await
-                    })
+                    .get_or_try_init(|| async { model.config().load().await })
                     .await?,
             ),
         };
@@ -248,6 +291,34 @@ impl TokenPrm {
     }
 }
 
+impl TokenPrm {
+    /// Scores on a backend without logits processors (a server): a one-token request per step,
+    /// cut where its label is predicted, read from the top log-probabilities.
+    async fn score_by_top_logprobs(
+        &self,
+        backend: &Arc<dyn Backend>,
+        question: &str,
+        candidates: &[Vec<String>],
+        (good, bad): (u32, u32),
+    ) -> Result<Vec<Vec<f64>>> {
+        try_join_all(candidates.iter().map(|steps| async move {
+            if steps.is_empty() {
+                return Ok(Vec::new());
+            }
+            let (reads, full) = self.layout(backend.as_ref(), question, steps).await?;
+            try_join_all(reads.into_iter().map(|at| {
+                let prefix = full
+                    .get(..at.clamp(1, full.len().max(1)))
+                    .unwrap_or_default();
+                let prompt = Prompt::Tokens(prefix.to_vec());
+                async move { choice_probability(backend, prompt, &[good], &[bad]).await }
+            }))
+            .await
+        }))
+        .await
+    }
+}
+
 /// The id of a one-token label, or the override.
 async fn label_id(backend: &dyn Backend, text: &str, over: Option<u32>) -> Result<u32> {
     if let Some(id) = over {
@@ -275,13 +346,12 @@ impl Scorer for TokenPrm {
         candidates: &[Vec<String>],
     ) -> Result<Vec<Vec<f64>>> {
         let backend = self.backend(cx).await?;
-        if !backend.capabilities().logits_processors {
-            return Err(Error::Unsupported {
-                backend: backend.capabilities().backend,
-                operation: "token-probability PRM scoring (it needs logits processors)",
-            });
-        }
         let (good, bad) = self.label_ids(backend.as_ref()).await?;
+        if !backend.capabilities().logits_processors {
+            return self
+                .score_by_top_logprobs(&backend, question, candidates, (good, bad))
+                .await;
+        }
         let jobs = candidates.iter().map(|steps| {
             let backend = Arc::clone(&backend);
             async move {
@@ -318,5 +388,92 @@ impl Scorer for TokenPrm {
             }
         });
         try_join_all(jobs).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use ponder_engine::config::{parse_str, Format};
+    use ponder_engine::scripted::ScriptedBackend;
+    use ponder_engine::{BackendKind, Budget};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_backend_without_logits_processors_is_read_from_top_logprobs() {
+        // The scripted backend has no logits processors; each reply's first character is its
+        // only top log-probability (id: its byte, as its tokenizer gives "+" and "-").
+        let scripted = Arc::new(ScriptedBackend::new(["+", "-", "-"]));
+        let cx = Context::new(
+            Arc::clone(&scripted) as Arc<dyn Backend>,
+            Budget::unlimited(),
+        );
+        let prm = TokenPrm::new(PrmConfig::default());
+        let candidates = [
+            vec!["3 + 4 = 7.".to_string(), "So 7 apples.".to_string()],
+            vec!["3 + 4 = 9.".to_string()],
+        ];
+        let scores = prm
+            .score(&cx, "Tom has 3 apples and buys 4. How many?", &candidates)
+            .await
+            .unwrap();
+        assert_eq!(scores, vec![vec![1.0, 0.0], vec![0.0]]);
+        // One token a step, its prompt cut right after the step's tag.
+        let mut prompts = Vec::new();
+        for request in scripted.requests() {
+            assert_eq!(request.max_tokens, 1);
+            assert!(request.top_logprobs.is_some());
+            let Prompt::Tokens(ids) = &request.prompt else {
+                panic!("{:?}", request.prompt);
+            };
+            // The scripted tokenizer's ids are the text's bytes.
+            let bytes = ids.iter().map(|&id| u8::try_from(id).unwrap()).collect();
+            prompts.push(String::from_utf8(bytes).unwrap());
+        }
+        let question = "Tom has 3 apples and buys 4. How many?";
+        assert_eq!(
+            prompts,
+            [
+                format!("{question} 3 + 4 = 7. ки"),
+                format!("{question} 3 + 4 = 7. ки\nSo 7 apples. ки"),
+                format!("{question} 3 + 4 = 9. ки"),
+            ]
+        );
+        // Every request was metered.
+        assert_eq!(cx.meter().usage().calls, 3);
+    }
+
+    #[test]
+    fn the_model_is_a_source_or_a_table() {
+        let parse = |text: &str| parse_str::<PrmConfig>(text, Format::Toml);
+        let config = parse("model = \"org/math-shepherd-prm\"").unwrap();
+        assert_eq!(
+            config.model,
+            Some(PrmModel::Source("org/math-shepherd-prm".into()))
+        );
+        let config = parse(
+            "format = \"rlhflow\"\nmodel = { backend = \"openai\", base_url = \"http://127.0.0.1:8000\", model = \"prm\" }",
+        )
+        .unwrap();
+        let Some(PrmModel::Config(model)) = &config.model else {
+            panic!("{config:?}");
+        };
+        assert_eq!(model.backend, BackendKind::Openai);
+        assert_eq!(model.model.as_deref(), Some("prm"));
+        // Written back (a results file's recorded config) as it was read.
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(json["model"]["base_url"], "http://127.0.0.1:8000");
+        let again: PrmConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(again, config);
+        // A wrong key inside the table is named.
+        let err = parse("model = { backend = \"openai\", base_ur = \"x\" }").unwrap_err();
+        assert!(err.contains("base_ur"), "{err}");
+        let err = parse("model = 3").unwrap_err();
+        assert!(
+            err.contains("hub id or local path, or a model table"),
+            "{err}"
+        );
     }
 }
