@@ -472,7 +472,7 @@ fn strip_base_subscript(s: String) -> String {
     };
     let fits = (2..=36).contains(&base)
         && numeral.chars().any(|d| d.is_ascii_digit())
-        && numeral.chars().all(|d| d.to_digit(base).is_some());
+        && numeral.chars().all(|d| d.is_digit(base));
     if fits {
         numeral.to_string()
     } else {
