@@ -2,7 +2,11 @@
 //!
 //! A problem file is JSON Lines. Math rows are `{"id", "question", "answer"}` (extra fields are
 //! kept out of the way); HumanEval rows keep their own fields (`task_id`, `prompt`,
-//! `entry_point`, `test`). Every bad line is reported with its file and line number.
+//! `entry_point`, `test`). Rows as the public datasets ship them read too: `problem` for the
+//! question, `unique_id` for the id, capitalised keys (`ID`, `Problem`, `Answer`), a GSM8K answer
+//! with its worked solution (`... #### 72`: the reference is `72`), and a MATH row with only a
+//! `solution` (the reference is its last `\boxed{}`); a row with no id is named by its line
+//! number. Every bad line is reported with its file and line number.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -80,7 +84,7 @@ impl Problem {
                     _ => bad(format!("`{key}`: {}", e.inner())),
                 }
             })?;
-            let problem = row.into_problem().map_err(|m| bad(m.to_string()))?;
+            let problem = row.into_problem(line_no).map_err(|m| bad(m.to_string()))?;
             if !seen.insert(problem.id.clone()) {
                 return Err(bad(format!("duplicate id `{}`", problem.id)));
             }
@@ -93,12 +97,19 @@ impl Problem {
 /// A problem-file row in any of the supported shapes.
 #[derive(Deserialize)]
 struct Row {
+    #[serde(alias = "ID")]
     id: Option<IdOrNumber>,
     task_id: Option<IdOrNumber>,
+    unique_id: Option<IdOrNumber>,
+    #[serde(alias = "Question")]
     question: Option<String>,
+    #[serde(alias = "Problem")]
     problem: Option<String>,
     prompt: Option<String>,
+    #[serde(alias = "Answer")]
     answer: Option<IdOrNumber>,
+    #[serde(alias = "Solution")]
+    solution: Option<String>,
     entry_point: Option<String>,
     test: Option<String>,
 }
@@ -147,12 +158,12 @@ impl IdOrNumber {
 }
 
 impl Row {
-    fn into_problem(self) -> std::result::Result<Problem, &'static str> {
+    fn into_problem(self, line: usize) -> std::result::Result<Problem, &'static str> {
         let id = self
             .id
             .or(self.task_id)
-            .ok_or("missing `id` (or `task_id`)")?
-            .into_string();
+            .or(self.unique_id)
+            .map_or_else(|| line.to_string(), IdOrNumber::into_string);
         let code = match (self.entry_point, self.test) {
             (Some(entry_point), Some(test)) => Some(CodeTask {
                 prompt: self.prompt.clone().ok_or("code problem without `prompt`")?,
@@ -170,10 +181,21 @@ impl Row {
         if question.trim().is_empty() {
             return Err("empty question");
         }
+        let reference = match (self.answer, &self.solution) {
+            (Some(IdOrNumber::Text(answer)), _) if answer.contains("####") => Some(
+                crate::answer::marked_answer(&answer).ok_or("`answer` ends in an empty `####`")?,
+            ),
+            (Some(answer), _) => Some(answer.into_string()),
+            (None, Some(solution)) if code.is_none() => Some(
+                crate::answer::marked_answer(solution)
+                    .ok_or("no `answer`, and its `solution` marks none (no \\boxed{} or ####)")?,
+            ),
+            (None, _) => None,
+        };
         Ok(Problem {
             id,
             question,
-            reference: self.answer.map(IdOrNumber::into_string),
+            reference,
             code,
         })
     }
@@ -198,6 +220,49 @@ mod tests {
         assert_eq!(problems[1].question, "def f():\n");
         assert_eq!(problems[2].id, "7");
         assert_eq!(problems[2].reference.as_deref(), Some("3.5"));
+    }
+
+    #[test]
+    fn reads_rows_as_the_public_datasets_ship_them() {
+        let text = concat!(
+            // GSM8K from the hub: no id, the answer with its worked solution.
+            r#"{"question": "Natalia sold 48 clips and half as many more. How many?", "answer": "48/2 = 24\n48 + 24 = 72\n#### 72"}"#,
+            "\n",
+            // MATH-500: unique_id, problem, answer.
+            r#"{"unique_id": "test/algebra/1.json", "problem": "x?", "solution": "so \\boxed{3}", "answer": "3"}"#,
+            "\n",
+            // Hendrycks MATH: no answer, a boxed solution.
+            r#"{"problem": "y?", "solution": "Then $y = \\boxed{\\frac{1}{2}}$."}"#,
+            "\n",
+            // AIME as one mirror ships it: capitalised keys.
+            r#"{"ID": "2024-I-1", "Problem": "z?", "Solution": "...", "Answer": 204}"#,
+            "\n",
+        );
+        let problems = Problem::parse_jsonl(text, Path::new("set.jsonl")).unwrap();
+        let got: Vec<(&str, &str, Option<&str>)> = problems
+            .iter()
+            .map(|p| (p.id.as_str(), p.question.as_str(), p.reference.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "1",
+                    "Natalia sold 48 clips and half as many more. How many?",
+                    Some("72")
+                ),
+                ("test/algebra/1.json", "x?", Some("3")),
+                ("3", "y?", Some("\\frac{1}{2}")),
+                ("2024-I-1", "z?", Some("204")),
+            ]
+        );
+        // A solution that marks no answer is not guessed from.
+        let text = r#"{"problem": "y?", "solution": "It is 5."}"#;
+        let err = Problem::parse_jsonl(text, Path::new("set.jsonl")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("set.jsonl:1: no `answer`"),
+            "{err}"
+        );
     }
 
     #[test]

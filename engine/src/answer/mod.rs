@@ -55,6 +55,18 @@ pub fn extract_answer(text: &str) -> Option<String> {
         .or_else(|| numbers(text).pop())
 }
 
+/// The reference answer a worked solution marks, as the datasets mark it: its last `\boxed{...}`
+/// (MATH) or what follows its last `####` (GSM8K: `... #### 72`); `None` when it marks none.
+/// Unlike [`extract_answer`] it never guesses from prose.
+pub fn marked_answer(solution: &str) -> Option<String> {
+    if let Some(boxed) = last_boxed(solution) {
+        return Some(boxed);
+    }
+    let (_, after) = solution.rsplit_once("####")?;
+    let answer = after.lines().next().unwrap_or_default().trim();
+    (!answer.is_empty()).then(|| answer.to_string())
+}
+
 /// True when two answers denote the same value (used for grading against a reference
 /// and for grouping votes). Empty answers are never equivalent to anything.
 pub fn equivalent(a: &str, b: &str) -> bool {
