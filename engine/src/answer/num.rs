@@ -442,3 +442,55 @@ impl Parser<'_> {
         Some(e)
     }
 }
+
+/// A complex number written as a sum of real and imaginary terms in any order (`6-5i`,
+/// `-5i+6`, `3i`, `-i`, `\frac{1}{2}i`): its real and imaginary parts. None unless some term is
+/// a real value times a standalone `i` and every other term is a real value.
+pub(super) fn complex(s: &str) -> Option<(Num, Num)> {
+    let c: Vec<char> = s.chars().collect();
+    let mut terms = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 0;
+    for (k, &ch) in c.iter().enumerate() {
+        match ch {
+            '(' | '{' | '[' => depth += 1,
+            ')' | '}' | ']' => depth -= 1,
+            '+' | '-' if depth == 0 && k > start => {
+                // Not the sign of an exponent (`2^-1`, `1e-5`).
+                let prev = c.get(k - 1).copied();
+                let exponent =
+                    prev == Some('^') || (prev == Some('e') && k >= 2 && is_digit_at(&c, k - 2));
+                if !exponent {
+                    terms.push(collect(&c, start, k));
+                    start = k;
+                }
+            }
+            _ => {}
+        }
+    }
+    terms.push(collect(&c, start, c.len()));
+    let (mut re, mut im) = (Num::Rat(0, 1), Num::Rat(0, 1));
+    let mut imaginary = false;
+    for term in &terms {
+        let (negative, body) = match term.trim().strip_prefix('-') {
+            Some(rest) => (true, rest.trim()),
+            None => (false, term.trim().trim_start_matches('+').trim()),
+        };
+        let unit = body
+            .strip_suffix('i')
+            .filter(|coef| !coef.ends_with(|p: char| p.is_ascii_alphabetic() || p == '\\'));
+        let value = match unit {
+            Some("") => Num::Rat(1, 1),
+            Some(coef) => eval(coef)?,
+            None => eval(body)?,
+        };
+        let value = if negative { value.neg()? } else { value };
+        if unit.is_some() {
+            imaginary = true;
+            im = im.add(value)?;
+        } else {
+            re = re.add(value)?;
+        }
+    }
+    imaginary.then_some((re, im))
+}

@@ -1,7 +1,7 @@
 //! Structured answers (tuples, intervals, sets, lists, matrices): splitting them,
 //! element-wise equivalence and canonical keys, and the numeric tolerance.
 
-use super::num::eval;
+use super::num::{complex, eval};
 use super::MAX_DEPTH;
 
 /// Relative tolerance for numeric comparison.
@@ -132,6 +132,9 @@ pub(super) fn same_structure(a: &str, b: &str, depth: usize) -> bool {
     if depth > MAX_DEPTH {
         return false;
     }
+    if let (Some((ra, ia)), Some((rb, ib))) = (complex(a), complex(b)) {
+        return ra.same(rb) && ia.same(ib);
+    }
     if let (Some(ma), Some(mb)) = (matrix_cells(a), matrix_cells(b)) {
         return ma.len() == mb.len()
             && ma.iter().zip(&mb).all(|(ra, rb)| {
@@ -180,6 +183,9 @@ pub(super) fn same_structure(a: &str, b: &str, depth: usize) -> bool {
 pub(super) fn key_of(s: &str, depth: usize) -> String {
     if let Some(v) = eval(s) {
         return v.key();
+    }
+    if let Some((re, im)) = complex(s) {
+        return format!("{}+{}i", re.key(), im.key());
     }
     if depth > MAX_DEPTH {
         return s.to_string();

@@ -230,6 +230,15 @@ fn plain_text_and_other_spellings() {
             "\\frac{-1\\pm\\sqrt{5}}{2}",
             "\\frac{-1-\\sqrt5}{2}, \\frac{-1+\\sqrt5}{2}",
         ),
+        ("6 - 5i", "-5i + 6"),
+        ("6+9i", "9 i + 6"),
+        ("1+274i", "274*i + 1"),
+        ("-i", "0 - 1i"),
+        (
+            "\\frac{1}{2} + \\frac{\\sqrt{3}}{2}i",
+            "0.5 + \\frac{\\sqrt3}{2} i",
+        ),
+        ("(1+i, 2)", "(i + 1, 2)"),
         (
             "\\begin{pmatrix} -2 \\\\ -14 \\end{pmatrix}",
             "\\left[\\begin{matrix}-2\\\\-14\\end{matrix}\\right]",
@@ -258,6 +267,11 @@ fn plain_text_and_other_spellings() {
         ("1 \\pm \\sqrt{19}", "1+\\sqrt{19}"),
         ("\\{1,2\\}", "(1,2)"),
         ("\\{5\\}", "5"),
+        ("6 - 5i", "6 + 5i"),
+        ("6 - 5i", "-5 + 6i"),
+        ("2i", "2"),
+        ("\\pi i", "\\pi"),
+        ("\\sin x", "\\sin"),
         ("2*\\frac{1}{2}", "2\\frac{1}{2}"),
     ] {
         assert!(!equivalent(a, b), "{a} vs {b}");
