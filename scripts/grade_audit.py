@@ -96,7 +96,7 @@ def audit_results(args):
         gradable = [(r.get("answer"), r["reference"]) for _, _, r in lines if r.get("reference")]
         regraded = iter(regrade(args.grader, gradable))
     counts = Counter()
-    rows = {"equivalence": [], "extraction": []}
+    rows = {"equivalence": [], "extraction": [], "different answers": []}
     for path, n, r in lines:
         ref, completion = r.get("reference"), r.get("completion")
         now = next(regraded) if regraded is not None and ref else None
@@ -114,6 +114,12 @@ def audit_results(args):
         same = bool(said) and bool(guarded(verify, gold, said))
         whole = guarded(parse, completion) or []
         found = bool(whole) and bool(guarded(verify, gold, whole))
+        # Right or wrong, do the two extractions find the same answer?
+        counts["extractions compared"] += 1
+        if said and whole and guarded(verify, whole, said):
+            counts["extractions agree"] += 1
+        elif len(rows["different answers"]) < args.show:
+            rows["different answers"].append((r.get("id"), answer, shown(whole)))
         counts[("ponder", ponder, "mv on ponder's answer", same, "mv on completion", found)] += 1
         where = f"{path}:{n} {r.get('id')}"
         if ponder != same:
@@ -121,6 +127,8 @@ def audit_results(args):
         if same != found:
             rows["extraction"].append((where, same, ref, answer, shown(whole), completion[-160:]))
 
+    compared = counts.pop("extractions compared", 0)
+    agreeing = counts.pop("extractions agree", 0)
     graded = counts.pop("graded", 0)
     print(f"{graded} graded lines ({counts.pop('skipped', 0)} skipped)")
     unreadable = counts.pop("reference unreadable by math-verify", 0)
@@ -139,6 +147,11 @@ def audit_results(args):
         print(f"\nponder and math-verify agree on ponder's answers for {agree}/{total} "
               f"({100 * agree / total:.1f}%)")
 
+    if compared:
+        print(f"ponder's answer and math-verify's own extraction are the same answer on "
+              f"{agreeing}/{compared} lines, right or wrong")
+        for pid, answer, whole in rows["different answers"]:
+            print(f"  - {pid}: ponder {answer!r}, math-verify {whole!r}")
     print(f"\n## equivalence: ponder's verdict differs from math-verify's on ponder's answer "
           f"({len(rows['equivalence'])})")
     for where, ponder, ref, answer, gold, said in rows["equivalence"][: args.show]:
