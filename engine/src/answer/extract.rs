@@ -94,8 +94,9 @@ fn answer_at(text: &str, end: usize) -> Option<String> {
         tail.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '*' | '#' | '}'));
     let candidate = match display_block(tail) {
         Some(block) => cue_candidate(&block)?,
-        // Display math opened and never closed: nothing to read here.
-        None if matches!(tail.lines().next()?.trim(), "\\[" | "$$") => return None,
+        // Display math opened and not closed on its line or within reach (a completion cut
+        // inside it: `\[\boxed{-1`): nothing to read here.
+        None if opens_unclosed_display(tail) => return None,
         None => cue_candidate(tail.lines().next()?)?,
     };
     let remark = is_prose(&candidate)
@@ -105,6 +106,16 @@ fn answer_at(text: &str, end: usize) -> Option<String> {
             .find(|w| !w.is_empty())
             .is_some_and(|w| is_listed(NOT_AN_ANSWER, &w.to_ascii_lowercase()));
     (!remark).then_some(candidate)
+}
+
+/// True when `tail` opens display math that its first line does not close.
+fn opens_unclosed_display(tail: &str) -> bool {
+    let first = tail.lines().next().unwrap_or_default();
+    [("\\[", "\\]"), ("$$", "$$")].iter().any(|(open, close)| {
+        first
+            .strip_prefix(open)
+            .is_some_and(|rest| !rest.contains(close))
+    })
 }
 
 /// Display math opened at the start of `tail` and closed on a later line (`\[` on its own line,

@@ -491,4 +491,10 @@ fn extracts_display_math_after_a_cue() {
     assert_eq!(ex("The answer is \\( 63 \\).").unwrap(), "63");
     // A block that never closes is not read after the cue: the last number is the answer.
     assert_eq!(ex("The answer is:\n\\[\n63 + 1").unwrap(), "1");
+    // Seen from Qwen2.5-Coder on MATH-500: a completion cut inside its boxed answer.
+    assert_eq!(
+        ex("so it is -1.\nTherefore, the final answer is:\n\\[\\boxed{-1").unwrap(),
+        "-1"
+    );
+    assert_eq!(ex("The answer is $$\\frac{1}{2} + ").unwrap(), "\\frac{1}{2}");
 }
