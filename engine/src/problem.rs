@@ -186,10 +186,8 @@ impl Row {
                 crate::answer::marked_answer(&answer).ok_or("`answer` ends in an empty `####`")?,
             ),
             (Some(answer), _) => Some(answer.into_string()),
-            (None, Some(solution)) if code.is_none() => Some(
-                crate::answer::marked_answer(solution)
-                    .ok_or("no `answer`, and its `solution` marks none (no \\boxed{} or ####)")?,
-            ),
+            // A solution that marks no answer is not guessed from: the problem goes ungraded.
+            (None, Some(solution)) if code.is_none() => crate::answer::marked_answer(solution),
             (None, _) => None,
         };
         Ok(Problem {
@@ -256,13 +254,10 @@ mod tests {
                 ("2024-I-1", "z?", Some("204")),
             ]
         );
-        // A solution that marks no answer is not guessed from.
+        // A solution that marks no answer is not guessed from: no reference, ungraded.
         let text = r#"{"problem": "y?", "solution": "It is 5."}"#;
-        let err = Problem::parse_jsonl(text, Path::new("set.jsonl")).unwrap_err();
-        assert!(
-            err.to_string().starts_with("set.jsonl:1: no `answer`"),
-            "{err}"
-        );
+        let problems = Problem::parse_jsonl(text, Path::new("set.jsonl")).unwrap();
+        assert_eq!(problems[0].reference, None);
     }
 
     #[test]

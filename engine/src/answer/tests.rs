@@ -496,5 +496,8 @@ fn extracts_display_math_after_a_cue() {
         ex("so it is -1.\nTherefore, the final answer is:\n\\[\\boxed{-1").unwrap(),
         "-1"
     );
-    assert_eq!(ex("The answer is $$\\frac{1}{2} + ").unwrap(), "\\frac{1}{2}");
+    assert_eq!(
+        ex("The answer is $$\\frac{1}{2} + ").unwrap(),
+        "\\frac{1}{2}"
+    );
 }
