@@ -129,6 +129,19 @@ pub async fn choice_probability(
     yes: &[u32],
     no: &[u32],
 ) -> Result<f64> {
+    Ok(read_choice_probability(backend, prompt, yes, no)
+        .await?
+        .unwrap_or(0.5))
+}
+
+/// [`choice_probability`], `None` where neither answer could be read (not among the top
+/// log-probabilities, or a decode that ended before its first token).
+pub(crate) async fn read_choice_probability(
+    backend: &Arc<dyn Backend>,
+    prompt: Prompt,
+    yes: &[u32],
+    no: &[u32],
+) -> Result<Option<f64>> {
     let caps = backend.capabilities();
     if caps.logits_processors {
         let reader = Arc::new(ScoreReader::new(
@@ -141,7 +154,7 @@ pub async fn choice_probability(
             .with_max_tokens(1)
             .with_logits_processor(Arc::clone(&reader) as Arc<dyn LogitsProcessor>);
         backend.generate(request).await?;
-        return Ok(reader.scores().first().copied().flatten().unwrap_or(0.5));
+        return Ok(reader.scores().first().copied().flatten());
     }
     let request = GenerationRequest::new(prompt)
         .with_max_tokens(1)
@@ -174,17 +187,16 @@ pub async fn choice_probability(
             ids.1.push(slot);
         }
     }
-    Ok(
-        good_probability(&logits, &ids.0, &ids.1).unwrap_or_else(|| {
-            let shown: Vec<&str> = top.iter().map(|t| t.token.as_str()).collect();
-            tracing::debug!(
-                backend = caps.backend,
-                ?shown,
-                "neither answer among the top log-probabilities: scoring 0.5"
-            );
-            0.5
-        }),
-    )
+    let read = good_probability(&logits, &ids.0, &ids.1);
+    if read.is_none() {
+        let shown: Vec<&str> = top.iter().map(|t| t.token.as_str()).collect();
+        tracing::debug!(
+            backend = caps.backend,
+            ?shown,
+            "neither answer among the top log-probabilities"
+        );
+    }
+    Ok(read)
 }
 
 /// Ids of the first token of each spelling of `words` on `backend`.

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use crate::capture::ScoreReader;
-use crate::judge::choice_probability;
+use crate::judge::read_choice_probability;
 
 /// The layout the PRM was trained on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -301,7 +301,7 @@ impl TokenPrm {
         candidates: &[Vec<String>],
         (good, bad): (u32, u32),
     ) -> Result<Vec<Vec<f64>>> {
-        try_join_all(candidates.iter().map(|steps| async move {
+        let reads = try_join_all(candidates.iter().map(|steps| async move {
             if steps.is_empty() {
                 return Ok(Vec::new());
             }
@@ -311,11 +311,28 @@ impl TokenPrm {
                     .get(..at.clamp(1, full.len().max(1)))
                     .unwrap_or_default();
                 let prompt = Prompt::Tokens(prefix.to_vec());
-                async move { choice_probability(backend, prompt, &[good], &[bad]).await }
+                async move { read_choice_probability(backend, prompt, &[good], &[bad]).await }
             }))
             .await
         }))
-        .await
+        .await?;
+        let (unread, steps) = reads
+            .iter()
+            .flatten()
+            .fold((0, 0), |(u, n), r| (u + usize::from(r.is_none()), n + 1));
+        if unread > 0 {
+            tracing::warn!(
+                unread,
+                steps,
+                top = backend.capabilities().max_top_logprobs,
+                "neither PRM label among the server's top log-probabilities; unread steps score \
+                 0.5 (are `good` and `bad` the PRM's own labels?)"
+            );
+        }
+        Ok(reads
+            .into_iter()
+            .map(|r| r.into_iter().map(|s| s.unwrap_or(0.5)).collect())
+            .collect())
     }
 }
 
@@ -405,7 +422,7 @@ mod tests {
     async fn a_backend_without_logits_processors_is_read_from_top_logprobs() {
         // The scripted backend has no logits processors; each reply's first character is its
         // only top log-probability (id: its byte, as its tokenizer gives "+" and "-").
-        let scripted = Arc::new(ScriptedBackend::new(["+", "-", "-"]));
+        let scripted = Arc::new(ScriptedBackend::new(["+", "-", "-", "x"]));
         let cx = Context::new(
             Arc::clone(&scripted) as Arc<dyn Backend>,
             Budget::unlimited(),
@@ -414,12 +431,14 @@ mod tests {
         let candidates = [
             vec!["3 + 4 = 7.".to_string(), "So 7 apples.".to_string()],
             vec!["3 + 4 = 9.".to_string()],
+            // Its reply's top log-probabilities hold neither label: unread, 0.5.
+            vec!["Hmm.".to_string()],
         ];
         let scores = prm
             .score(&cx, "Tom has 3 apples and buys 4. How many?", &candidates)
             .await
             .unwrap();
-        assert_eq!(scores, vec![vec![1.0, 0.0], vec![0.0]]);
+        assert_eq!(scores, vec![vec![1.0, 0.0], vec![0.0], vec![0.5]]);
         // One token a step, its prompt cut right after the step's tag.
         let mut prompts = Vec::new();
         for request in scripted.requests() {
@@ -439,10 +458,11 @@ mod tests {
                 format!("{question} 3 + 4 = 7. ки"),
                 format!("{question} 3 + 4 = 7. ки\nSo 7 apples. ки"),
                 format!("{question} 3 + 4 = 9. ки"),
+                format!("{question} Hmm. ки"),
             ]
         );
         // Every request was metered.
-        assert_eq!(cx.meter().usage().calls, 3);
+        assert_eq!(cx.meter().usage().calls, 4);
     }
 
     #[test]

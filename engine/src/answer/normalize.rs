@@ -15,6 +15,10 @@ const UNITS: &str = "mm cm m km meter meters metre metres centimeter centimeters
      years dollar dollars cent cents euro euros usd unit units sq square cubic \
      degree degrees deg percent rad radians";
 
+/// Functions applied by juxtaposition in LaTeX (`\cot x`), also written with their argument
+/// bracketed (`\cot(x)`, `\cot{x}`) or in plain text (`cot(x)`).
+const FUNCTIONS: &str = "sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh log ln exp";
+
 /// Commands whose braced argument is plain text to unwrap.
 const TEXT_COMMANDS: &str = "text textbf textit textrm textsf texttt textnormal textup mbox \
      hbox mathrm mathbf mathit mathsf mathtt mathnormal operatorname emph";
@@ -72,6 +76,7 @@ pub(super) fn normalize(raw: &str) -> Normalized {
     s = collapse_whitespace(&s).to_lowercase();
     s = plain_math(&s, 0);
     s = strip_left_right(&s);
+    s = function_arguments(&s);
     s = brace_arguments(&s, 0);
     s = juxtapose_products(&s);
     s = s.trim_end_matches('.').to_string();
@@ -398,6 +403,10 @@ fn plain_math(s: &str, depth: usize) -> String {
         let end = i + word.len();
         match word.as_str() {
             "pi" if !command => out.push_str("\\pi"),
+            w if !command && is_listed(FUNCTIONS, w) && c.get(end) == Some(&'(') => {
+                out.push('\\');
+                out.push_str(w);
+            }
             "sqrt" => match paren_end(&c, end) {
                 Some(close) => {
                     if !command {
@@ -415,6 +424,50 @@ fn plain_math(s: &str, depth: usize) -> String {
             _ => out.push_str(&word),
         }
         i = end;
+    }
+    out
+}
+
+/// A function's simple argument (letters and digits) written bracketed, as juxtaposition:
+/// `\cot(x)`, `\cot{x}` and `\cot{(x)}` -> `\cot x`, `\sin(2x)` -> `\sin2x` (as `\sin 2x`
+/// normalises).
+fn function_arguments(s: &str) -> String {
+    let c: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(&ch) = c.get(i) {
+        out.push(ch);
+        i += 1;
+        if ch != '\\' {
+            continue;
+        }
+        let name = letters_at(&c, i);
+        out.push_str(&name);
+        i += name.len();
+        if !is_listed(FUNCTIONS, &name) {
+            continue;
+        }
+        let end = match c.get(i) {
+            Some('(') => paren_end(&c, i),
+            Some('{') => group_end(&c, i),
+            _ => None,
+        };
+        let Some(end) = end else {
+            continue;
+        };
+        let inner = collect(&c, i + 1, end);
+        let inner = inner
+            .strip_prefix('(')
+            .and_then(|x| x.strip_suffix(')'))
+            .unwrap_or(&inner);
+        if inner.is_empty() || !inner.chars().all(|x| x.is_ascii_alphanumeric()) {
+            continue;
+        }
+        if inner.starts_with(|x: char| x.is_ascii_alphabetic()) {
+            out.push(' ');
+        }
+        out.push_str(inner);
+        i = end + 1;
     }
     out
 }

@@ -230,6 +230,11 @@ fn plain_text_and_other_spellings() {
             "\\frac{-1\\pm\\sqrt{5}}{2}",
             "\\frac{-1-\\sqrt5}{2}, \\frac{-1+\\sqrt5}{2}",
         ),
+        ("\\cot x", "\\cot{\\left(x \\right)}"),
+        ("\\cot x", "\\cot(x)"),
+        ("\\cot x", "cot(x)"),
+        ("\\sin 2x", "\\sin(2x)"),
+        ("\\log_2 8", "\\log_2 8"),
         ("6 - 5i", "-5i + 6"),
         ("6+9i", "9 i + 6"),
         ("1+274i", "274*i + 1"),
@@ -272,6 +277,8 @@ fn plain_text_and_other_spellings() {
         ("2i", "2"),
         ("\\pi i", "\\pi"),
         ("\\sin x", "\\sin"),
+        ("\\cot x", "\\cot y"),
+        ("\\sin(x+1)", "\\sin x+1"),
         ("2*\\frac{1}{2}", "2\\frac{1}{2}"),
     ] {
         assert!(!equivalent(a, b), "{a} vs {b}");
