@@ -232,9 +232,12 @@ fn report(
     let mut labels = labels.into_iter();
     let runs = results
         .iter()
-        .map(|path| match regrade {
-            true => RunReport::load_regraded(path, labels.next()),
-            false => RunReport::load(path, labels.next()),
+        .map(|path| {
+            if regrade {
+                RunReport::load_regraded(path, labels.next())
+            } else {
+                RunReport::load(path, labels.next())
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
     let comparison = Comparison::new(runs);

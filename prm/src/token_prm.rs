@@ -212,7 +212,7 @@ impl TokenPrm {
         steps: &[String],
     ) -> Result<Vec<Plan>> {
         let (reads, full) = self.layout(backend, question, steps).await?;
-        let upto = |at: usize| full.get(..at.min(full.len()).max(1)).unwrap_or_default();
+        let upto = |at: usize| prefix_before(&full, at);
         Ok(match self.config.format {
             PrmFormat::MathShepherd => {
                 let prompt = upto(reads.first().copied().unwrap_or(full.len()));
@@ -289,9 +289,7 @@ impl TokenPrm {
             }
         })
     }
-}
 
-impl TokenPrm {
     /// Scores on a backend without logits processors (a server): a one-token request per step,
     /// cut where its label is predicted, read from the top log-probabilities.
     async fn score_by_top_logprobs(
@@ -307,10 +305,7 @@ impl TokenPrm {
             }
             let (reads, full) = self.layout(backend.as_ref(), question, steps).await?;
             try_join_all(reads.into_iter().map(|at| {
-                let prefix = full
-                    .get(..at.clamp(1, full.len().max(1)))
-                    .unwrap_or_default();
-                let prompt = Prompt::Tokens(prefix.to_vec());
+                let prompt = Prompt::Tokens(prefix_before(&full, at).to_vec());
                 async move { read_choice_probability(backend, prompt, &[good], &[bad]).await }
             }))
             .await
@@ -334,6 +329,11 @@ impl TokenPrm {
             .map(|r| r.into_iter().map(|s| s.unwrap_or(0.5)).collect())
             .collect())
     }
+}
+
+/// The tokens before `at`, where a label is predicted (at least one, at most all of `full`).
+fn prefix_before(full: &[u32], at: usize) -> &[u32] {
+    full.get(..at.min(full.len()).max(1)).unwrap_or_default()
 }
 
 /// The id of a one-token label, or the override.
