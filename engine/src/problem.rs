@@ -3,7 +3,8 @@
 //! A problem file is JSON Lines. Math rows are `{"id", "question", "answer"}` (extra fields are
 //! kept out of the way); HumanEval rows keep their own fields (`task_id`, `prompt`,
 //! `entry_point`, `test`). Rows as the public datasets ship them read too: `problem` for the
-//! question, `unique_id` for the id, capitalised keys (`ID`, `Problem`, `Answer`), a GSM8K answer
+//! question, `unique_id` for the id, capitalised keys (`ID`, `Problem`, `Answer`), SVAMP's `Body` (the
+//! story its `Question` follows, joined in front of it), a GSM8K answer
 //! with its worked solution (`... #### 72`: the reference is `72`), and a MATH row with only a
 //! `solution` (the reference is its last `\boxed{}`); a row with no id is named by its line
 //! number. Every bad line is reported with its file and line number.
@@ -103,6 +104,9 @@ struct Row {
     unique_id: Option<IdOrNumber>,
     #[serde(alias = "Question")]
     question: Option<String>,
+    /// SVAMP's story, which its `Question` follows.
+    #[serde(alias = "Body")]
+    body: Option<String>,
     #[serde(alias = "Problem")]
     problem: Option<String>,
     prompt: Option<String>,
@@ -181,6 +185,12 @@ impl Row {
         if question.trim().is_empty() {
             return Err("empty question");
         }
+        let question = match self.body {
+            Some(body) if !body.trim().is_empty() => {
+                format!("{} {}", body.trim_end(), question.trim_start())
+            }
+            _ => question,
+        };
         let reference = match (self.answer, &self.solution) {
             (Some(IdOrNumber::Text(answer)), _) if answer.contains("####") => Some(
                 crate::answer::marked_answer(&answer).ok_or("`answer` ends in an empty `####`")?,
@@ -235,6 +245,9 @@ mod tests {
             // AIME as one mirror ships it: capitalised keys.
             r#"{"ID": "2024-I-1", "Problem": "z?", "Solution": "...", "Answer": 204}"#,
             "\n",
+            // SVAMP from the hub: the story in `Body`, then `Question`; a float answer.
+            r#"{"ID": "chal-1", "Body": "Jack had 8 pens. He gave 3 away.", "Question": "How many pens does he have now?", "Equation": "( 8.0 - 3.0 )", "Answer": 5.0, "Type": "Subtraction"}"#,
+            "\n",
         );
         let problems = Problem::parse_jsonl(text, Path::new("set.jsonl")).unwrap();
         let got: Vec<(&str, &str, Option<&str>)> = problems
@@ -252,6 +265,11 @@ mod tests {
                 ("test/algebra/1.json", "x?", Some("3")),
                 ("3", "y?", Some("\\frac{1}{2}")),
                 ("2024-I-1", "z?", Some("204")),
+                (
+                    "chal-1",
+                    "Jack had 8 pens. He gave 3 away. How many pens does he have now?",
+                    Some("5")
+                ),
             ]
         );
         // A solution that marks no answer is not guessed from: no reference, ungraded.

@@ -185,7 +185,11 @@ pub(super) fn key_of(s: &str, depth: usize) -> String {
         return v.key();
     }
     if let Some((re, im)) = complex(s) {
-        return format!("{}+{}i", re.key(), im.key());
+        let im = im.key();
+        return match im.strip_prefix('-') {
+            Some(magnitude) => format!("{}-{magnitude}i", re.key()),
+            None => format!("{}+{im}i", re.key()),
+        };
     }
     if depth > MAX_DEPTH {
         return s.to_string();

@@ -285,6 +285,9 @@ fn plain_text_and_other_spellings() {
         assert!(!equivalent(b, a), "{b} vs {a}");
         assert_ne!(canonical_key(a), canonical_key(b), "{a} vs {b}");
     }
+    // Complex keys read as written: a negative imaginary part is subtracted.
+    assert_eq!(canonical_key("-5i + 6"), "6-5i");
+    assert_eq!(canonical_key("6 + 5i"), "6+5i");
 }
 
 #[test]
