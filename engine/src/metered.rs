@@ -2,7 +2,10 @@
 //!
 //! Concurrency: any number of calls may be in flight through one `Metered`; each reserves its
 //! worst case under a short mutex (never held across an `.await`) before it is sent and settles
-//! to its real usage when it returns. Cancellation: dropping a call's future releases its
+//! to its real usage when it returns. A call that would be refused or shortened only because
+//! of what calls in flight have reserved waits for them to settle (they rarely spend their
+//! worst case) instead of being refused or shortened on their account; only what is spent, or
+//! reserved by nobody, cuts a call. Cancellation: dropping a call's future releases its
 //! reservation (an RAII guard); the tokens the backend spent on it are then not counted.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::backend::{Backend, Capabilities, Generation, GenerationRequest, Prompt, TokenizeInput};
+use crate::backend::{
+    Backend, Capabilities, FinishReason, Generation, GenerationRequest, Prompt, TokenizeInput,
+};
 use crate::budget::{Budget, Resource};
 use crate::error::{Error, Result};
 use crate::events::{EventKind, Events};
@@ -23,6 +28,8 @@ pub struct Meter {
     budget: Budget,
     started: Instant,
     state: Mutex<MeterState>,
+    /// Woken whenever a reservation is released.
+    released: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -40,6 +47,7 @@ impl Meter {
             budget,
             started: Instant::now(),
             state: Mutex::new(MeterState::default()),
+            released: tokio::sync::Notify::new(),
         })
     }
 
@@ -68,6 +76,21 @@ impl Meter {
         crate::budget::min_limit(by_total, by_completion)
     }
 
+    /// Completion tokens not yet spent (reservations not counted: calls in flight may give
+    /// theirs back), if limited.
+    pub fn unspent_completion_tokens(&self) -> Option<u64> {
+        let state = self.lock();
+        let by_total = self
+            .budget
+            .max_tokens
+            .map(|max| max.saturating_sub(state.used.total_tokens()));
+        let by_completion = self
+            .budget
+            .max_completion_tokens
+            .map(|max| max.saturating_sub(state.used.completion_tokens));
+        crate::budget::min_limit(by_total, by_completion)
+    }
+
     fn deadline(&self) -> Option<Instant> {
         self.budget
             .max_wall_ms
@@ -84,21 +107,67 @@ impl Meter {
     /// Reserves room for a call of `prompt_tokens` and `n` completions of up to `max_tokens`,
     /// made as `calls` requests (`n` where the backend fans out), returning the `max_tokens`
     /// that fits (at most the one asked for) and, when that is fewer, the budget that bound it.
-    fn reserve(
+    /// A call that does not fit whole while others hold reservations waits for them to be
+    /// released (up to the deadline), then tries again.
+    async fn reserve(
         self: &Arc<Self>,
         prompt_tokens: u64,
         n: u64,
         max_tokens: u64,
         calls: u64,
     ) -> Result<(Reservation, u64, Option<Resource>)> {
-        if let Some(deadline) = self.deadline() {
-            if Instant::now() >= deadline {
+        let deadline = self.deadline();
+        loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::BudgetExhausted {
                     resource: Resource::WallTime,
                 });
             }
+            let released = self.released.notified();
+            tokio::pin!(released);
+            {
+                let mut state = self.lock();
+                let fits = self.fit(&state, prompt_tokens, n, max_tokens, calls);
+                let whole = matches!(fits, Ok((_, None)));
+                let others = state.reserved_tokens > 0
+                    || state.reserved_completion_tokens > 0
+                    || state.reserved_calls > 0;
+                if whole || !others {
+                    let (fit, bound) = fits?;
+                    let reservation = Reservation {
+                        meter: Arc::clone(self),
+                        tokens: prompt_tokens + n * fit,
+                        completion_tokens: n * fit,
+                        calls,
+                    };
+                    state.reserved_tokens += reservation.tokens;
+                    state.reserved_completion_tokens += reservation.completion_tokens;
+                    state.reserved_calls += calls;
+                    return Ok((reservation, fit, bound));
+                }
+                // Registered before the lock is let go, so no release is missed.
+                released.as_mut().enable();
+            }
+            match deadline {
+                Some(d) => {
+                    // At the deadline the loop's first check refuses it.
+                    let _ = tokio::time::timeout_at(d.into(), released).await;
+                }
+                None => released.await,
+            }
         }
-        let mut state = self.lock();
+    }
+
+    /// The `max_tokens` that fits a call in what `state` leaves (at most the one asked for)
+    /// and, when that is fewer, the budget that bound it; an error when nothing fits.
+    fn fit(
+        &self,
+        state: &MeterState,
+        prompt_tokens: u64,
+        n: u64,
+        max_tokens: u64,
+        calls: u64,
+    ) -> Result<(u64, Option<Resource>)> {
         if let Some(max) = self.budget.max_calls {
             if state.used.calls + state.reserved_calls + calls > max {
                 return Err(Error::BudgetExhausted {
@@ -136,16 +205,7 @@ impl Meter {
                 bound = Some(Resource::CompletionTokens);
             }
         }
-        let reservation = Reservation {
-            meter: Arc::clone(self),
-            tokens: prompt_tokens + n * fit,
-            completion_tokens: n * fit,
-            calls,
-        };
-        state.reserved_tokens += reservation.tokens;
-        state.reserved_completion_tokens += reservation.completion_tokens;
-        state.reserved_calls += calls;
-        Ok((reservation, fit, bound))
+        Ok((fit, bound))
     }
 }
 
@@ -171,12 +231,15 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let mut state = self.meter.lock();
-        state.reserved_tokens = state.reserved_tokens.saturating_sub(self.tokens);
-        state.reserved_completion_tokens = state
-            .reserved_completion_tokens
-            .saturating_sub(self.completion_tokens);
-        state.reserved_calls = state.reserved_calls.saturating_sub(self.calls);
+        {
+            let mut state = self.meter.lock();
+            state.reserved_tokens = state.reserved_tokens.saturating_sub(self.tokens);
+            state.reserved_completion_tokens = state
+                .reserved_completion_tokens
+                .saturating_sub(self.completion_tokens);
+            state.reserved_calls = state.reserved_calls.saturating_sub(self.calls);
+        }
+        self.meter.released.notify_waiters();
     }
 }
 
@@ -217,7 +280,8 @@ impl<B: Backend> Metered<B> {
     }
 
     /// Sets `flag` whenever this budget refuses a call, shortens one (fewer `max_tokens` than
-    /// asked), or ends one at its deadline: how the batch runner tells a problem cut short by
+    /// asked) that then runs to the shorter limit (or whose logits processors were told of
+    /// it), or ends one at its deadline: how the batch runner tells a problem cut short by
     /// the run's budget from one that finished within its own.
     pub fn noting_limits(mut self, flag: Arc<AtomicBool>) -> Self {
         self.limited = Some(flag);
@@ -313,6 +377,7 @@ impl<B: Backend> Backend for Metered<B> {
                     request.n.max(1) as u64
                 },
             )
+            .await
             // Its only errors are exhausted budgets.
             .inspect_err(|e| {
                 self.note_limit();
@@ -321,11 +386,15 @@ impl<B: Backend> Backend for Metered<B> {
                 }
             })?;
         let granted = usize::try_from(fit).unwrap_or(usize::MAX);
+        // A shortened call limits its problem only if the limit could have changed what it
+        // wrote: it ran to the tokens granted, or its logits processors (budget forcing) were
+        // told to end sooner. One that stopped of itself within the grant is whole.
+        let mut told_processors = false;
         if let Some(resource) = bound {
-            self.note_limit();
             self.limited(resource, Some(granted));
             for processor in &request.logits_processors {
                 processor.limit_max_tokens(granted);
+                told_processors = true;
             }
         }
         request.max_tokens = granted;
@@ -345,6 +414,15 @@ impl<B: Backend> Backend for Metered<B> {
             None => call.await?,
         };
         reservation.settle(&generation.usage);
+        if bound.is_some()
+            && (told_processors
+                || generation
+                    .choices
+                    .iter()
+                    .any(|c| c.finish_reason == FinishReason::Length))
+        {
+            self.note_limit();
+        }
         if self.report_calls && self.events.is_on() {
             self.events.emit(
                 "",
@@ -498,6 +576,78 @@ mod tests {
             (0, 0),
             "nothing came back"
         );
+    }
+
+    /// A backend whose calls take `0` to come back.
+    #[derive(Debug)]
+    struct Delayed(Duration, ScriptedBackend);
+
+    #[async_trait]
+    impl Backend for Delayed {
+        async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
+            tokio::time::sleep(self.0).await;
+            self.1.generate(request).await
+        }
+
+        fn capabilities(&self) -> Capabilities {
+            self.1.capabilities()
+        }
+
+        async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
+            self.1.tokenize(input).await
+        }
+
+        async fn detokenize(&self, ids: &[u32]) -> Result<String> {
+            self.1.detokenize(ids).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_that_fits_only_without_others_reservations_waits_for_them() {
+        let flag = Arc::new(AtomicBool::new(false));
+        // Ten completion tokens; each call asks for eight, the first spends two.
+        let backend = Metered::new(
+            Delayed(
+                Duration::from_millis(100),
+                ScriptedBackend::new(vec!["ab", "cdefgh"]),
+            ),
+            Budget::unlimited().with_max_completion_tokens(10),
+        )
+        .noting_limits(Arc::clone(&flag));
+        let request = || GenerationRequest::new(Prompt::Text("q".into())).with_max_tokens(8);
+        let first = backend.generate(request());
+        let second = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            backend.generate(request()).await
+        };
+        let (first, second) = tokio::join!(first, second);
+        // Not shortened to the two tokens the first call's reservation left: it waited.
+        assert_eq!(first.unwrap().choices[0].text, "ab");
+        assert_eq!(second.unwrap().choices[0].text, "cdefgh");
+        assert!(!flag.load(Ordering::Relaxed));
+        assert_eq!(backend.meter().usage().completion_tokens, 8);
+        // What is spent does cut: two tokens are left.
+        let third = backend.generate(request()).await;
+        assert!(third.is_err() || flag.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn a_shortened_call_that_stops_within_its_grant_is_not_cut() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let backend = Metered::new(
+            ScriptedBackend::new(vec!["abc", "abcdefgh"]),
+            Budget::unlimited().with_max_completion_tokens(10),
+        )
+        .noting_limits(Arc::clone(&flag));
+        let request = || GenerationRequest::new(Prompt::Text("q".into())).with_max_tokens(20);
+        // Granted ten of twenty, it stopped after three: whole.
+        let generation = backend.generate(request()).await.unwrap();
+        assert_eq!(generation.choices[0].finish_reason, FinishReason::Stop);
+        assert!(!flag.load(Ordering::Relaxed));
+        // Granted seven, it ran to them: cut.
+        let generation = backend.generate(request()).await.unwrap();
+        assert_eq!(generation.choices[0].text, "abcdefg");
+        assert!(flag.load(Ordering::Relaxed));
     }
 
     #[tokio::test]

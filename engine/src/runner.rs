@@ -459,7 +459,10 @@ impl Runner {
                     }
                     // Under `Even` the shares never add up to more than the run has, so only
                     // the run's wall time can cut a problem short.
-                    if cut.load(Ordering::Relaxed) {
+                    if cut.load(Ordering::Relaxed) && line.usage.calls == 0 {
+                        // Refused at its first call: the run had less left than it needed.
+                        Outcome::NotStarted
+                    } else if cut.load(Ordering::Relaxed) {
                         Outcome::Cut(line)
                     } else {
                         Outcome::Done(line)
@@ -673,8 +676,14 @@ fn less_spent(mut budget: Budget, spent: &Usage) -> Budget {
     budget
 }
 
+/// Whether the run's budget is spent: what calls in flight have reserved does not count (they
+/// give back what they do not use, and a call that needs it waits for them).
 fn run_exhausted(meter: &Meter) -> bool {
-    exhausted(meter).is_some()
+    let budget = meter.budget();
+    let usage = meter.usage();
+    budget.max_calls.is_some_and(|m| usage.calls >= m)
+        || budget.max_wall_ms.is_some_and(|m| usage.elapsed_ms >= m)
+        || meter.unspent_completion_tokens() == Some(0)
 }
 
 /// What the run's budget has run out of, if anything (reserved tokens count as spent).
@@ -1217,6 +1226,60 @@ mod tests {
         }
     }
 
+    /// A scripted backend whose calls take 30 ms.
+    #[derive(Debug)]
+    struct Slow(crate::scripted::ScriptedBackend);
+
+    #[async_trait::async_trait]
+    impl Backend for Slow {
+        async fn generate(
+            &self,
+            request: crate::backend::GenerationRequest,
+        ) -> Result<crate::backend::Generation> {
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            self.0.generate(request).await
+        }
+
+        fn capabilities(&self) -> crate::backend::Capabilities {
+            self.0.capabilities()
+        }
+
+        async fn tokenize(&self, input: crate::backend::TokenizeInput<'_>) -> Result<Vec<u32>> {
+            self.0.tokenize(input).await
+        }
+
+        async fn detokenize(&self, ids: &[u32]) -> Result<String> {
+            self.0.detokenize(ids).await
+        }
+    }
+
+    #[tokio::test]
+    async fn reservations_of_calls_in_flight_neither_stop_nor_cut_problems_the_budget_pays_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        // Each call reserves 3 + 10 tokens and spends 3 + 2. Four in flight reserve 52, more
+        // than the run's 45; all six problems (30 tokens) fit in it.
+        let backend = Arc::new(Slow(crate::scripted::ScriptedBackend::new(vec!["ab"; 6])));
+        let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+            .with_concurrency(4)
+            .with_run_budget(Budget::unlimited().with_max_tokens(45))
+            .run(&numbered(6), &out, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            (summary.solved, summary.cut_short, summary.not_started),
+            (6, 0, 0)
+        );
+        assert_eq!(summary.usage.total_tokens(), 30);
+        let lines = by_id(&out);
+        assert!(
+            lines.values().all(|l| l.answer.as_deref() == Some("ab")),
+            "{lines:?}"
+        );
+        // Requests asked for their whole ten tokens: none was shortened.
+        assert!(backend.0.requests().iter().all(|r| r.max_tokens == 10));
+    }
+
     fn numbered(n: usize) -> Vec<Problem> {
         (1..=n)
             .map(|i| Problem::new(format!("p{i}"), format!("Q{i}?")))
@@ -1499,7 +1562,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_second_stage_refused_while_others_hold_reservations_waits_for_them() {
+    async fn a_second_stage_that_does_not_fit_beside_reservations_waits_for_them() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("r.jsonl");
         let backend = Arc::new(SlowThinking(crate::scripted::ScriptedBackend::new([
@@ -1540,8 +1603,8 @@ mod tests {
             assert!(lines[id].triage.as_ref().is_some_and(|t| t.second_stage));
         }
         assert_eq!(summary.usage.total_tokens(), 32 + 30);
-        // p2's events say it was refused while p3 thought, waited, and thought after (in what
-        // p4's reservation left it).
+        // p2's events say its call, which did not fit beside p3's reservation, waited in the
+        // meter for p3's thought to settle, then thought in what was left (shortened: said so).
         let names: Vec<String> = events
             .kinds("p2")
             .iter()
@@ -1554,10 +1617,7 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            [
-                "started", "call", "deferred", "started", "limited", "deferred", "started",
-                "limited", "call", "finished"
-            ]
+            ["started", "call", "deferred", "started", "limited", "call", "finished"]
         );
         assert!(missing.lock().unwrap().is_empty(), "{missing:?}");
     }
