@@ -22,6 +22,7 @@ fn config() -> BeamSearchConfig {
         beam_width: NonZeroUsize::new(2).unwrap(),
         max_steps: NonZeroUsize::new(3).unwrap(),
         max_step_tokens: NonZeroUsize::new(48).unwrap(),
+        max_final_tokens: NonZeroUsize::new(96).unwrap(),
         ..BeamSearchConfig::default()
     }
 }

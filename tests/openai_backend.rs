@@ -199,6 +199,7 @@ fn beam_search_over_http_grows_past_the_first_step() {
         beam_width: std::num::NonZeroUsize::new(2).unwrap(),
         max_steps: std::num::NonZeroUsize::new(3).unwrap(),
         max_step_tokens: std::num::NonZeroUsize::new(48).unwrap(),
+        max_final_tokens: std::num::NonZeroUsize::new(96).unwrap(),
         ..BeamSearchConfig::default()
     };
     let search = BeamSearch::new(config, SearchKind::Beam).unwrap();

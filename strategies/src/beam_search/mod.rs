@@ -5,10 +5,15 @@
 //! beam is expanded with `beam_width` (M) candidate next steps, the scorer scores the partial
 //! solutions (aggregated over steps), and the best survive: `n / M` of them for beam search,
 //! the best one of each of the `n / M` independent subtrees for DVTS. Beams that end (end of
-//! sequence, or an answer after the answer cue) are set aside. With `lookahead = k`, each
+//! sequence, or an answer after the answer cue) are set aside. A step cut at `max_step_tokens`
+//! is not a step: the next round continues it (no delimiter between), and it is scored as one
+//! step with its continuation. The last round (`max_steps`) writes every beam still open to its
+//! end, as search-and-learn's last iteration does (up to `max_final_tokens`), so the best open
+//! beams are selected from with those that finished early. With `lookahead = k`, each
 //! candidate is rolled forward k more steps at temperature 0 before it is scored (the roll-out
 //! is scored, not kept). At the end the finished beams (or, if none finished, the active ones,
-//! and the solution then stops with `max_tokens`) are selected from as in best-of-N.
+//! and the solution then stops with `max_tokens`) are selected from as in best-of-N. The
+//! scorer sees a solution's steps as its text split at the delimiter, empty steps left out.
 //!
 //! Batching: all expansions of a round go out together (one request of M choices per beam,
 //! all beams at once), and the round's scoring is one scorer call, so mistral.rs batches both.
@@ -57,9 +62,12 @@ pub struct BeamSearchConfig {
     /// Ends a step. Default a blank line.
     #[serde(default = "default_step_delimiter")]
     pub step_delimiter: String,
-    /// Most tokens per step. Default 128.
+    /// Most tokens per step (a step cut here is continued by the next round). Default 128.
     #[serde(default = "default_step_tokens")]
     pub max_step_tokens: NonZeroUsize,
+    /// Most tokens of the last round, which writes each open beam to its end. Default 512.
+    #[serde(default = "default_final_tokens")]
+    pub max_final_tokens: NonZeroUsize,
     /// Step scores to one score. Default `last`.
     #[serde(default)]
     pub aggregate: Aggregate,
@@ -95,6 +103,9 @@ fn default_step_delimiter() -> String {
 fn default_step_tokens() -> NonZeroUsize {
     NonZeroUsize::MIN.saturating_add(127)
 }
+fn default_final_tokens() -> NonZeroUsize {
+    NonZeroUsize::MIN.saturating_add(511)
+}
 fn default_true() -> bool {
     true
 }
@@ -117,6 +128,7 @@ impl Default for BeamSearchConfig {
             lookahead: 0,
             step_delimiter: default_step_delimiter(),
             max_step_tokens: default_step_tokens(),
+            max_final_tokens: default_final_tokens(),
             aggregate: Aggregate::default(),
             select: Select::default(),
             filter_duplicates: true,
@@ -201,6 +213,16 @@ struct Beam {
     subtree: usize,
 }
 
+/// One generated step.
+struct Expansion {
+    text: String,
+    tokens: u64,
+    /// It ended the solution (end of sequence, the answer cue, an empty step, the last round).
+    finished: bool,
+    /// `max_step_tokens` cut it: the next step continues it.
+    cut: bool,
+}
+
 impl BeamSearch {
     /// A search of `kind` with `config` (validated here).
     pub fn new(config: BeamSearchConfig, kind: SearchKind) -> Result<Self> {
@@ -222,10 +244,12 @@ impl BeamSearch {
         self
     }
 
-    fn prompt(&self, problem: &Problem, steps: &[String]) -> Prompt {
+    /// The prompt that goes on from `text`: after a delimiter, or straight on when its last
+    /// step was cut (`continues`).
+    fn prompt(&self, problem: &Problem, text: &str, continues: bool) -> Prompt {
         let messages: Vec<Message> = self.config.style.messages(problem);
-        let mut prefix = steps.join(&self.config.step_delimiter);
-        if !prefix.is_empty() {
+        let mut prefix = text.to_string();
+        if !prefix.is_empty() && !continues {
             prefix.push_str(&self.config.step_delimiter);
         }
         Prompt::Chat {
@@ -234,31 +258,83 @@ impl BeamSearch {
         }
     }
 
-    /// Generates `k` next steps after `steps`; each with its text, tokens and whether it ended
-    /// the solution.
+    /// Appends `piece` to a solution's `text`, after a delimiter unless its last step was cut.
+    fn append(&self, text: &mut String, continues: bool, piece: &str) {
+        if piece.is_empty() {
+            return;
+        }
+        if !text.is_empty() && !continues {
+            text.push_str(&self.config.step_delimiter);
+        }
+        text.push_str(piece);
+    }
+
+    /// The solution along the path to `id` and whether its last step was cut.
+    fn text_of(&self, tree: &SearchTree, id: NodeId) -> (String, bool) {
+        let mut text = String::new();
+        let mut continues = false;
+        for node in tree.path(id).into_iter().filter_map(|n| tree.node(n)) {
+            self.append(&mut text, continues, &node.text);
+            continues = node.continues;
+        }
+        (text, continues)
+    }
+
+    /// A solution's steps as the scorer sees them: split at the delimiter, empty ones left out.
+    fn steps_of(&self, text: &str) -> Vec<String> {
+        text.split(self.config.step_delimiter.as_str())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    /// Generates `k` next steps after `text` (whose last step `continues` when it was cut), or
+    /// in the `last` round `k` ends of the solution; with the round's prompt tokens.
+    #[allow(clippy::too_many_arguments)]
     async fn expand(
         &self,
         problem: &Problem,
         cx: &Context,
-        steps: &[String],
+        text: &str,
+        continues: bool,
         k: usize,
         sampling: Sampling,
-    ) -> Result<(Vec<(String, u64, bool)>, u64)> {
-        let request = GenerationRequest::new(self.prompt(problem, steps))
+        last: bool,
+    ) -> Result<(Vec<Expansion>, u64)> {
+        let request = GenerationRequest::new(self.prompt(problem, text, continues))
             .with_n(k)
-            .with_max_tokens(self.config.max_step_tokens.get())
-            .with_stop(self.config.step_delimiter.clone())
             .with_sampling(sampling);
+        let request = if last {
+            request.with_max_tokens(self.config.max_final_tokens.get())
+        } else {
+            request
+                .with_max_tokens(self.config.max_step_tokens.get())
+                .with_stop(self.config.step_delimiter.clone())
+        };
         let generation = cx.backend().generate(request).await?;
         let steps = generation
             .choices
             .into_iter()
             .map(|c| {
+                let cut = !last && c.finish_reason == FinishReason::Length;
+                // A cut step keeps its trailing space and a continuation its leading one: the
+                // two are one text.
+                let raw = c.text.as_str();
+                let raw = if continues { raw } else { raw.trim_start() };
+                let text = if cut { raw } else { raw.trim_end() }.to_string();
                 // Ended by the delimiter (a step), or by the end of sequence (the solution)?
-                let text = c.text.trim().to_string();
                 let ended = c.finish_reason == FinishReason::Stop && c.stop_sequence.is_none();
-                let finished = ended || text.contains(ANSWER_CUE) || text.is_empty();
-                (text, c.completion_tokens as u64, finished)
+                // A continuation that stops at the delimiter at once ends the cut step; any
+                // other empty step ends the solution.
+                let empty = text.trim().is_empty() && !(continues && !ended);
+                let finished = last || ended || text.contains(ANSWER_CUE) || empty;
+                Expansion {
+                    text,
+                    tokens: c.completion_tokens as u64,
+                    finished,
+                    cut: cut && !finished,
+                }
             })
             .collect();
         Ok((steps, generation.usage.prompt_tokens))
@@ -269,23 +345,23 @@ impl BeamSearch {
         &self,
         problem: &Problem,
         cx: &Context,
-        mut steps: Vec<String>,
+        mut text: String,
+        mut continues: bool,
     ) -> Result<Vec<String>> {
         for _ in 0..self.config.lookahead {
             let (next, _) = self
-                .expand(problem, cx, &steps, 1, Sampling::greedy())
+                .expand(problem, cx, &text, continues, 1, Sampling::greedy(), false)
                 .await?;
-            let Some((text, _, finished)) = next.into_iter().next() else {
+            let Some(step) = next.into_iter().next() else {
                 break;
             };
-            if !text.is_empty() {
-                steps.push(text);
-            }
-            if finished {
+            self.append(&mut text, continues, &step.text);
+            continues = step.cut;
+            if step.finished {
                 break;
             }
         }
-        Ok(steps)
+        Ok(self.steps_of(&text))
     }
 
     /// Rolls out (with lookahead) and scores a round's candidates, setting each node's step
@@ -300,11 +376,12 @@ impl BeamSearch {
     ) -> Result<Vec<usize>> {
         // A small model often samples the same step twice: identical candidates are rolled
         // out and scored once and share the score (duplicates are pruned below anyway).
-        let mut distinct: Vec<(Vec<String>, bool)> = Vec::new();
+        let mut distinct: Vec<(String, bool, bool)> = Vec::new();
         let mut slot_of: Vec<usize> = Vec::with_capacity(children.len());
-        let mut index: HashMap<(Vec<String>, bool), usize> = HashMap::new();
+        let mut index: HashMap<(String, bool, bool), usize> = HashMap::new();
         for (child, _, finished) in children {
-            let key = (tree.steps(*child), *finished);
+            let (text, continues) = self.text_of(tree, *child);
+            let key = (text, continues, *finished);
             let slot = *index.entry(key.clone()).or_insert_with(|| {
                 distinct.push(key);
                 distinct.len() - 1
@@ -312,14 +389,19 @@ impl BeamSearch {
             slot_of.push(slot);
         }
         details.shared_scores += children.len() - distinct.len();
-        let own_steps: Vec<usize> = distinct.iter().map(|(steps, _)| steps.len()).collect();
-        let to_score = try_join_all(distinct.into_iter().map(|(steps, finished)| async move {
-            if finished {
-                Ok(steps)
-            } else {
-                self.rolled_out(problem, cx, steps).await
-            }
-        }))
+        let own_steps: Vec<usize> = distinct
+            .iter()
+            .map(|(text, _, _)| self.steps_of(text).len())
+            .collect();
+        let to_score = try_join_all(distinct.into_iter().map(
+            |(text, continues, finished)| async move {
+                if finished {
+                    Ok(self.steps_of(&text))
+                } else {
+                    self.rolled_out(problem, cx, text, continues).await
+                }
+            },
+        ))
         .await?;
         let scores = self.scorer.score(cx, &problem.question, &to_score).await?;
         for ((child, _, _), &slot) in children.iter().zip(&slot_of) {
@@ -365,18 +447,26 @@ impl BeamSearch {
                 break;
             }
             details.rounds += 1;
+            // The last round writes each open beam to its end.
+            let last = round + 1 == self.config.max_steps.get();
             let expansions = try_join_all(active.iter().map(|beam| {
-                let steps = tree.steps(beam.node);
-                async move { self.expand(problem, cx, &steps, m, sampling).await }
+                let (text, continues) = self.text_of(tree, beam.node);
+                async move {
+                    self.expand(problem, cx, &text, continues, m, sampling, last)
+                        .await
+                }
             }))
             .await?;
             let mut children: Vec<(NodeId, usize, bool)> = Vec::new();
             for (beam, (steps, prompt_tokens)) in active.iter().zip(expansions) {
                 details.prompt_tokens += prompt_tokens;
                 details.reusable_prompt_tokens += prompt_tokens.min(seen_prefix_tokens);
-                for (text, tokens, finished) in steps {
-                    let child = tree.add(beam.node, text, tokens, beam.subtree);
-                    children.push((child, beam.subtree, finished));
+                for step in steps {
+                    let child = tree.add(beam.node, step.text, step.tokens, beam.subtree);
+                    if let Some(node) = tree.node_mut(child) {
+                        node.continues = step.cut;
+                    }
+                    children.push((child, beam.subtree, step.finished));
                 }
             }
             let expanded_now = children.len();
@@ -535,8 +625,7 @@ impl Strategy for BeamSearch {
         let candidates: Vec<Candidate> = finalists
             .iter()
             .map(|&id| {
-                let steps = tree.steps(id);
-                let text = steps.join(&self.config.step_delimiter);
+                let (text, _) = self.text_of(&tree, id);
                 Candidate {
                     answer: extract_answer(&text),
                     score: tree.node(id).and_then(|n| n.score),

@@ -110,62 +110,92 @@ async fn survivors_of_each_round_are_exactly_the_top_n_over_m() {
     // n = 4, M = 2: two beams, each expanded twice per round; the best two survive.
     let replies = vec![
         // round 1: beam 0 -> s3, s9; beam 1 -> s5, s1
-        "s3\n\n", "s9\n\n", "s5\n\n", "s1\n\n",
+        "s3\n\n",
+        "s9\n\n",
+        "s5\n\n",
+        "s1\n\n",
         // round 2: expansions of the survivors s9 and s5 (in score order)
-        "s2\n\n", "s8\n\n", "s7\n\n", "s4\n\n",
+        "s2\n\n",
+        "s8\n\n",
+        "s7\n\n",
+        "s4\n\n",
+        // round 3, the last: s8's and s7's beams written to their ends
+        "s6\n\nFinal Answer: 6",
+        "s1",
+        "s3",
+        "s2",
     ];
-    let search = BeamSearch::new(config(4, 2, 2), SearchKind::Beam)
+    let search = BeamSearch::new(config(4, 2, 3), SearchKind::Beam)
         .unwrap()
         .with_scorer(Arc::new(NumberScorer::default()));
     let (solution, backend, tree, events) = run_watched(search, replies, Budget::unlimited()).await;
     let requests = backend.requests();
-    assert_eq!(requests.len(), 4);
+    assert_eq!(requests.len(), 6);
     assert!(requests.iter().all(|r| r.n == 2));
+    // The last round does not stop at the step delimiter.
+    assert!(requests[..4].iter().all(|r| r.stop == ["\n\n"]));
+    assert!(requests[4..]
+        .iter()
+        .all(|r| r.stop.is_empty() && r.max_tokens == 512));
     // Each step reports what it expanded and kept, and the best score so far.
-    let step = |step, best| EventKind::Step {
+    let step = |step, kept, finished, best| EventKind::Step {
         step,
-        of: 2,
+        of: 3,
         expanded: 4,
-        kept: 2,
-        finished: 0,
+        kept,
+        finished,
         best_score: Some(best),
     };
     let decisions = events.decisions("p");
-    assert_eq!(decisions[..2], [step(1, 0.9), step(2, 0.8)]);
+    assert_eq!(
+        decisions[..3],
+        [step(1, 2, 0, 0.9), step(2, 2, 0, 0.8), step(3, 0, 4, 0.3)]
+    );
     assert!(
-        matches!(&decisions[2..], [EventKind::Selected { answer, candidates: 2, .. }]
+        matches!(&decisions[3..], [EventKind::Selected { answer, candidates: 4, .. }]
             if *answer == solution.answer),
         "{decisions:?}"
     );
     assert_eq!(tree.state_of("s3"), "pruned");
     assert_eq!(tree.state_of("s1"), "pruned");
     // Round 2 expanded s9 and s5 (their prompts end with those steps).
-    let prefixes: Vec<String> = requests[2..].iter().map(assistant_prefix).collect();
+    let prefixes: Vec<String> = requests[2..4].iter().map(assistant_prefix).collect();
     assert_eq!(prefixes, vec!["s9\n\n".to_string(), "s5\n\n".to_string()]);
-    // Last-step scores: s9/s8 -> 0.8, s5/s7 -> 0.7 survive; naive picks the 0.8 path.
+    // Last-step scores: s9/s8 -> 0.8, s5/s7 -> 0.7 survive.
     assert_eq!(tree.state_of("s2"), "pruned");
     assert_eq!(tree.state_of("s4"), "pruned");
-    assert_eq!(solution.completion, "s9\n\ns8");
-    // No beam finished within max_steps: the chosen one is partial.
-    assert_eq!(solution.stop_reason, StopReason::MaxTokens);
+    assert_eq!(tree.state_of("s8"), "expanded");
+    // The last round's ends are scored step by step (split at the delimiter): s6's beam ends
+    // on a step of its own, "Final Answer: 6", worth 0; the best last step is s3's (0.3).
+    assert_eq!(tree.state_of("s6\n\nFinal Answer: 6"), "finished");
+    assert_eq!(solution.completion, "s5\n\ns7\n\ns3");
+    assert_eq!(solution.stop_reason, StopReason::Completed);
     assert!(solution.trace.unwrap().dot.contains("penwidth=3"));
 }
 
 #[tokio::test]
 async fn lookahead_extends_before_scoring() {
     let scorer = Arc::new(NumberScorer::default());
-    let mut c = config(2, 2, 1);
+    let mut c = config(2, 2, 2);
     c.lookahead = 1;
-    // One beam, two candidates, then one greedy roll-out step for each.
-    let replies = vec!["s1\n\n", "s2\n\n", "s6\n\n", "s3\n\n"];
+    // One beam, two candidates, then one greedy roll-out step for each; the last round goes
+    // on from the survivor.
+    let replies = vec![
+        "s1\n\n",
+        "s2\n\n",
+        "s6\n\n",
+        "s3\n\n",
+        "s4 Final Answer: 4",
+        "s5 Final Answer: 5",
+    ];
     let search = BeamSearch::new(c, SearchKind::Beam)
         .unwrap()
         .with_scorer(Arc::clone(&scorer) as Arc<dyn Scorer>);
     let (solution, backend, _) = run(search, replies, Budget::unlimited()).await;
     let seen = scorer.seen.lock().unwrap().clone();
     assert_eq!(
-        seen,
-        vec![
+        seen[..2],
+        [
             vec!["s1".to_string(), "s6".to_string()],
             vec!["s2".to_string(), "s3".to_string()]
         ]
@@ -175,8 +205,10 @@ async fn lookahead_extends_before_scoring() {
         0.0,
         "roll-outs are greedy"
     );
-    // s1 rolled out to s6 scores 0.6 (last) and beats s2 -> s3 (0.3); the roll-out is not kept.
-    assert_eq!(solution.completion, "s1");
+    // s1 rolled out to s6 scores 0.6 (last) and beats s2 -> s3 (0.3); the roll-out is not
+    // kept: the last round goes on from s1 alone.
+    assert_eq!(assistant_prefix(&backend.requests()[3]), "s1\n\n");
+    assert_eq!(solution.completion, "s1\n\ns5 Final Answer: 5");
 }
 
 #[tokio::test]
@@ -262,16 +294,19 @@ async fn identical_candidates_are_scored_once() {
     // One beam, four candidates: s5 twice and s2 twice. Two texts go to the scorer; the
     // duplicates share the score and are pruned; one beam (n / M) survives.
     let scorer = Arc::new(NumberScorer::default());
-    let replies = vec!["s5\n\n", "s2\n\n", "s5\n\n", "s2\n\n"];
-    let search = BeamSearch::new(config(4, 4, 1), SearchKind::Beam)
+    let replies = vec![
+        "s5\n\n", "s2\n\n", "s5\n\n", "s2\n\n", // the last round: s5's ends
+        "s1", "s4", "s3", "s2",
+    ];
+    let search = BeamSearch::new(config(4, 4, 2), SearchKind::Beam)
         .unwrap()
         .with_scorer(Arc::clone(&scorer) as Arc<dyn Scorer>);
     let (solution, _, tree) = run(search, replies, Budget::unlimited()).await;
     let seen = scorer.seen.lock().unwrap().clone();
-    assert_eq!(seen, vec![vec!["s5".to_string()], vec!["s2".to_string()]]);
+    assert_eq!(seen[..2], [vec!["s5".to_string()], vec!["s2".to_string()]]);
     let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
     assert_eq!(details.shared_scores, 2);
-    let scores: Vec<(String, f64, String)> = tree.0[1..]
+    let scores: Vec<(String, f64, String)> = tree.0[1..5]
         .iter()
         .map(|n| {
             (
@@ -284,28 +319,30 @@ async fn identical_candidates_are_scored_once() {
     assert_eq!(
         scores,
         vec![
-            ("s5".to_string(), 0.5, "active".to_string()),
+            ("s5".to_string(), 0.5, "expanded".to_string()),
             ("s2".to_string(), 0.2, "pruned".to_string()),
             ("s5".to_string(), 0.5, "pruned".to_string()),
             ("s2".to_string(), 0.2, "pruned".to_string()),
         ]
     );
-    assert_eq!(solution.completion, "s5");
+    assert_eq!(solution.completion, "s5\n\ns4");
 }
 
 #[tokio::test]
 async fn dvts_keeps_a_subtree_whose_steps_repeat_another_subtrees() {
     // Both subtrees sample the same two first steps (as at a low temperature). Each keeps its
     // own best: duplicates count only within a subtree.
-    let replies = vec!["s9\n\n", "s8\n\n", "s9\n\n", "s8\n\n"];
-    let search = BeamSearch::new(config(4, 2, 1), SearchKind::Dvts)
+    let replies = vec![
+        "s9\n\n", "s8\n\n", "s9\n\n", "s8\n\n", "s1", "s2", "s3", "s4",
+    ];
+    let search = BeamSearch::new(config(4, 2, 2), SearchKind::Dvts)
         .unwrap()
         .with_scorer(Arc::new(NumberScorer::default()));
     let (_, _, tree) = run(search, replies, Budget::unlimited()).await;
     let active: Vec<(String, u64)> = tree
         .0
         .iter()
-        .filter(|n| n["state"] == "active" && n["parent"].is_u64())
+        .filter(|n| n["state"] == "expanded" && n["depth"] == 1)
         .map(|n| {
             (
                 n["text"].as_str().unwrap().to_string(),
@@ -363,4 +400,52 @@ async fn a_budget_stop_while_scoring_keeps_finished_beams_and_sets_the_rest_asid
     assert_eq!(tree.state_of("Final Answer: 7"), "finished");
     assert_eq!(solution.answer.as_deref(), Some("7"));
     assert_eq!(solution.completion, "s1\n\nFinal Answer: 7");
+}
+
+#[tokio::test]
+async fn a_step_cut_at_the_step_limit_is_continued_and_scored_as_one_step() {
+    // Steps of at most 4 tokens (bytes): "s1 ab" is cut after "s1 a"; the next round goes on
+    // from there with no delimiter, and the scorer sees "s1 abc" as one step.
+    let scorer = Arc::new(NumberScorer::default());
+    let mut c = config(1, 1, 3);
+    c.max_step_tokens = NonZeroUsize::new(4).unwrap();
+    let replies = vec!["s1 ab\n\n", "bc\n\n", "s2 Final Answer: 2"];
+    let search = BeamSearch::new(c, SearchKind::Beam)
+        .unwrap()
+        .with_scorer(Arc::clone(&scorer) as Arc<dyn Scorer>);
+    let (solution, backend, tree) = run(search, replies, Budget::unlimited()).await;
+    let prefixes: Vec<String> = backend.requests().iter().map(assistant_prefix).collect();
+    assert_eq!(prefixes, ["", "s1 a", "s1 abc\n\n"]);
+    let seen = scorer.seen.lock().unwrap().clone();
+    let steps = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        seen,
+        [
+            steps(&["s1 a"]),
+            steps(&["s1 abc"]),
+            steps(&["s1 abc", "s2 Final Answer: 2"])
+        ]
+    );
+    assert!(tree.0[1]["continues"] == true && tree.0[2].get("continues").is_none());
+    assert_eq!(solution.completion, "s1 abc\n\ns2 Final Answer: 2");
+    assert_eq!(solution.answer.as_deref(), Some("2"));
+}
+
+#[tokio::test]
+async fn an_empty_last_step_is_not_scored() {
+    // The second round ends at once (end of sequence): the beam ends with its first step, and
+    // the scorer is not asked about an empty one.
+    let scorer = Arc::new(NumberScorer::default());
+    let replies = vec!["s3 Then\n\n", ""];
+    let search = BeamSearch::new(config(1, 1, 3), SearchKind::Beam)
+        .unwrap()
+        .with_scorer(Arc::clone(&scorer) as Arc<dyn Scorer>);
+    let (solution, _, _) = run(search, replies, Budget::unlimited()).await;
+    let seen = scorer.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [vec!["s3 Then".to_string()], vec!["s3 Then".to_string()]]
+    );
+    assert_eq!(solution.completion, "s3 Then");
+    assert_eq!(solution.stop_reason, StopReason::Completed);
 }

@@ -44,6 +44,9 @@ pub struct SearchNode {
     pub state: NodeState,
     /// On the path of the chosen answer.
     pub chosen: bool,
+    /// The step was cut at the step limit; the next one continues it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub continues: bool,
 }
 
 /// The tree.
@@ -72,6 +75,7 @@ impl SearchTree {
             subtree: 0,
             state: NodeState::Active,
             chosen: false,
+            continues: false,
         });
         Self { graph, root }
     }
@@ -93,6 +97,7 @@ impl SearchTree {
             subtree,
             state: NodeState::Active,
             chosen: false,
+            continues: false,
         });
         self.graph.add_edge(NodeIndex::new(parent.0), child, ());
         NodeId(child.index())
