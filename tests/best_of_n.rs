@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use common::{block_on, smollm_dyn};
-use ponder::engine::{Backend, Budget, Context, Scorer};
+use ponder::engine::{Backend, Budget, Context, Prompt, Scorer, TokenizeInput};
 use ponder::prm::{
     JudgeConfig, JudgeMode, LlmJudge, PrmConfig, PrmFormat, ScorerConfig, Select, TokenPrm,
 };
@@ -116,6 +116,20 @@ fn token_prm_reads_every_step_in_both_formats() {
         };
         assert_eq!(cx.meter().usage().calls, calls, "{format:?}");
     }
+
+    // Math-Shepherd's text is tokenized whole and read at its step tags (the last token of
+    // " ки"): in a real tokenizer's reading of the whole text the tag shows once per step.
+    let backend = smollm_dyn();
+    let tag = block_on(backend.tokenize(TokenizeInput::Piece(" ки"))).unwrap();
+    let whole = block_on(
+        backend.tokenize(TokenizeInput::Prompt(&Prompt::Text(
+            "How many? Tom has 3 apples. ки\nHe buys 4 more, so 3 + 4 = 7. ки\nThe answer is 7. ки"
+                .into(),
+        ))),
+    )
+    .unwrap();
+    let tags = whole.iter().filter(|&id| Some(id) == tag.last()).count();
+    assert_eq!(tags, 3, "{tag:?} in {whole:?}");
 
     // A PRM model of its own (here given in code) is metered as the policy is: the context's
     // meter counts its calls, and the policy (a script with nothing to say) is not asked.

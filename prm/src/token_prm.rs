@@ -243,9 +243,41 @@ impl TokenPrm {
     ) -> Result<(Vec<usize>, Vec<u32>)> {
         Ok(match self.config.format {
             PrmFormat::MathShepherd => {
+                // As its authors read it: `question step ки\nstep ки` tokenized whole, read at
+                // each step tag (the last token of " ки"). Tokenized in pieces only when the
+                // whole text does not show the tag once per step (a tag merged with its
+                // neighbour, or one in the text): a SentencePiece tokenizer that prepends "▁"
+                // to every text it is given would put a stray "▁" before every piece.
                 let tag = backend
                     .tokenize(TokenizeInput::Piece(&format!(" {}", self.config.step_tag)))
                     .await?;
+                let mut text = question.trim().to_string();
+                for (i, step) in steps.iter().enumerate() {
+                    text.push_str(if i == 0 { " " } else { "\n" });
+                    text.push_str(step.trim());
+                    text.push(' ');
+                    text.push_str(&self.config.step_tag);
+                }
+                let whole = backend
+                    .tokenize(TokenizeInput::Prompt(&Prompt::Text(text)))
+                    .await?;
+                let reads: Vec<usize> = match tag.last() {
+                    Some(&tag_id) => whole
+                        .iter()
+                        .enumerate()
+                        .filter(|&(_, &id)| id == tag_id)
+                        .map(|(at, _)| at + 1)
+                        .collect(),
+                    None => Vec::new(),
+                };
+                if reads.len() == steps.len() {
+                    return Ok((reads, whole));
+                }
+                tracing::debug!(
+                    found = reads.len(),
+                    steps = steps.len(),
+                    "step tags not found once per step in the whole text: tokenizing in pieces"
+                );
                 let mut ids = backend
                     .tokenize(TokenizeInput::Prompt(&Prompt::Text(
                         question.trim().to_string(),
@@ -422,7 +454,7 @@ mod tests {
     async fn a_backend_without_logits_processors_is_read_from_top_logprobs() {
         // The scripted backend has no logits processors; each reply's first character is its
         // only top log-probability (id: its byte, as its tokenizer gives "+" and "-").
-        let scripted = Arc::new(ScriptedBackend::new(["+", "-", "-", "x"]));
+        let scripted = Arc::new(ScriptedBackend::new(["+", "-", "-", "x", "+"]));
         let cx = Context::new(
             Arc::clone(&scripted) as Arc<dyn Backend>,
             Budget::unlimited(),
@@ -433,12 +465,17 @@ mod tests {
             vec!["3 + 4 = 9.".to_string()],
             // Its reply's top log-probabilities hold neither label: unread, 0.5.
             vec!["Hmm.".to_string()],
+            // The tag in a step's own text: read at the step's tag all the same.
+            vec!["Read ки here.".to_string()],
         ];
         let scores = prm
             .score(&cx, "Tom has 3 apples and buys 4. How many?", &candidates)
             .await
             .unwrap();
-        assert_eq!(scores, vec![vec![1.0, 0.0], vec![0.0], vec![0.5]]);
+        assert_eq!(
+            scores,
+            vec![vec![1.0, 0.0], vec![0.0], vec![0.5], vec![1.0]]
+        );
         // One token a step, its prompt cut right after the step's tag.
         let mut prompts = Vec::new();
         for request in scripted.requests() {
@@ -459,10 +496,11 @@ mod tests {
                 format!("{question} 3 + 4 = 7. ки\nSo 7 apples. ки"),
                 format!("{question} 3 + 4 = 9. ки"),
                 format!("{question} Hmm. ки"),
+                format!("{question} Read ки here. ки"),
             ]
         );
         // Every request was metered.
-        assert_eq!(cx.meter().usage().calls, 4);
+        assert_eq!(cx.meter().usage().calls, 5);
     }
 
     #[test]
