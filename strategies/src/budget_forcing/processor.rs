@@ -196,6 +196,23 @@ impl ForcingProcessor {
             if let Some(next) = state.forcing.pop_front() {
                 force(logits, next);
             }
+        } else if let Some(&next) = close.get(matched) {
+            // An end of sequence the model might sample (not its first choice) would lose the
+            // answer too: its probability goes to the delimiter's next token instead.
+            let eos = self
+                .tokens
+                .eos
+                .iter()
+                .filter_map(|&id| logits.get(id as usize).copied())
+                .fold(f32::NEG_INFINITY, log_add_exp);
+            if eos.is_finite() {
+                if let Some(l) = logits.get_mut(next as usize) {
+                    *l = log_add_exp(*l, eos);
+                }
+                for &id in &self.tokens.eos {
+                    ban(logits, id);
+                }
+            }
         }
     }
 }
@@ -210,6 +227,15 @@ pub(super) fn argmax(logits: &[f32]) -> u32 {
         }
     }
     u32::try_from(best).unwrap_or(0)
+}
+
+/// `ln(e^a + e^b)`, exact when either is minus infinity.
+fn log_add_exp(a: f32, b: f32) -> f32 {
+    let (hi, lo) = if a >= b { (a, b) } else { (b, a) };
+    if lo == f32::NEG_INFINITY {
+        return hi;
+    }
+    hi + (lo - hi).exp().ln_1p()
 }
 
 fn ban(logits: &mut [f32], id: u32) {

@@ -105,6 +105,33 @@ fn max_waits_ignores_the_end_of_thinking_past_the_minimum() {
 }
 
 #[test]
+fn an_end_of_sequence_that_might_be_sampled_goes_to_the_delimiter() {
+    // Past the minimum with no wait owed, the model favours 5 but gives the end of sequence
+    // some probability: sampled, it would end the sample with no answer. Its probability moves
+    // to the delimiter's first token; the favourite is left alone.
+    let p = ForcingProcessor::new(tokens(), &config(0, 100, 0));
+    let mut logits = vec![0.0f32; 12];
+    logits[5] = 5.0;
+    logits[EOS as usize] = 2.0;
+    logits[CLOSE[0] as usize] = 1.0;
+    p.process(&mut logits, &[1, 2, 1, 5]);
+    assert_eq!(logits[EOS as usize], f32::NEG_INFINITY);
+    let moved = (2.0f32.exp() + 1.0f32.exp()).ln();
+    assert!(
+        (logits[CLOSE[0] as usize] - moved).abs() < 1e-5,
+        "{logits:?}"
+    );
+    assert_eq!(logits[5], 5.0);
+    assert_eq!(argmax(&logits), 5);
+    let total: f32 = logits.iter().map(|l| l.exp()).sum();
+    let before = 5.0f32.exp() + 2.0f32.exp() + 1.0f32.exp() + 9.0;
+    assert!(
+        (total - before).abs() < 1e-3,
+        "probability is moved, not made"
+    );
+}
+
+#[test]
 fn a_delimiter_written_another_way_is_recognised() {
     let want = |g: &[u32]| match g.len() {
         0 | 1 => 5,
