@@ -18,8 +18,10 @@ pub enum Aggregate {
 }
 
 impl Aggregate {
-    /// The reward of `steps`; `None` when there are no steps.
+    /// The reward of `steps`; `None` when there are no steps. A step score that is not a
+    /// number (NaN, infinite: a scorer's bug) is left out, as if unscored.
     pub fn apply(self, steps: &[f64]) -> Option<f64> {
+        let steps: Vec<f64> = steps.iter().copied().filter(|s| s.is_finite()).collect();
         if steps.is_empty() {
             return None;
         }
@@ -35,6 +37,14 @@ impl Aggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scores_that_are_not_numbers_are_left_out() {
+        let s = [0.9, f64::NAN, 0.5, f64::INFINITY];
+        assert_eq!(Aggregate::Min.apply(&s), Some(0.5));
+        assert_eq!(Aggregate::Last.apply(&s), Some(0.5));
+        assert_eq!(Aggregate::Min.apply(&[f64::NAN]), None);
+    }
 
     #[test]
     fn every_rule() {

@@ -90,7 +90,13 @@ fn best_by_reward(members: impl Iterator<Item = usize>, rewards: &[Option<f64>])
 
 impl Select {
     /// Picks among candidates with these answers and rewards (same length).
+    /// A reward that is not a number (NaN, infinite: a scorer's bug) counts as none.
     pub fn apply(self, answers: &[Option<String>], rewards: &[Option<f64>]) -> Selection {
+        let rewards: Vec<Option<f64>> = rewards
+            .iter()
+            .map(|r| r.filter(|x| x.is_finite()))
+            .collect();
+        let rewards = rewards.as_slice();
         if answers.is_empty() {
             return Selection {
                 index: None,
@@ -181,6 +187,14 @@ mod tests {
         assert_eq!(n.index, Some(0));
         let m = Select::Majority.apply(&answers, &rewards);
         assert_eq!(m.index, Some(2));
+    }
+
+    #[test]
+    fn a_reward_that_is_not_a_number_counts_as_none() {
+        let answers = a(&[Some("3"), Some("4"), Some("5")]);
+        let rewards = [Some(f64::NAN), Some(0.5), Some(f64::INFINITY)];
+        assert_eq!(Select::Naive.apply(&answers, &rewards).index, Some(1));
+        assert_eq!(Select::Weighted.apply(&answers, &rewards).index, Some(1));
     }
 
     #[test]
