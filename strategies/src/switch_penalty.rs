@@ -1,6 +1,7 @@
 //! TIP (arXiv 2501.18585): a thought-switching penalty. Models that "underthink" abandon a line
 //! of reasoning for another ("Alternatively, ...") before following it through; TIP lowers the
-//! logits of the tokens that open such a switch during the first tokens of thinking, so each
+//! logits of the tokens that open such a switch during the first tokens of each thought (from
+//! the start of thinking, and again from each switch the model makes all the same), so each
 //! thought is explored longer. A logits-level change, inside the decode.
 
 use std::sync::Mutex;
@@ -19,7 +20,8 @@ pub struct SwitchPenaltyConfig {
     /// Subtracted from those tokens' logits (TIP's alpha). Default 3.
     #[serde(default = "default_alpha")]
     pub alpha: f32,
-    /// For this many generated tokens from the start (TIP's beta). Default 600.
+    /// For this many tokens from the start of each thought: of the generation, or of its last
+    /// switch token (TIP's beta). Default 600.
     #[serde(default = "default_duration")]
     pub duration: usize,
 }
@@ -133,7 +135,13 @@ impl LogitsProcessor for SwitchPenalty {
             return;
         };
         let start = *prompt_len.get_or_insert(context.len());
-        if context.len().saturating_sub(start) >= self.duration {
+        let generated = context.get(start..).unwrap_or_default();
+        // The current thought starts at the last switch the model made, or at the start.
+        let thought = generated
+            .iter()
+            .rposition(|id| self.ids.contains(id))
+            .unwrap_or(0);
+        if generated.len().saturating_sub(thought) >= self.duration {
             return;
         }
         for &id in &self.ids {
@@ -151,7 +159,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn the_first_tokens_are_penalised_for_the_duration_only() {
+    async fn the_first_tokens_of_each_thought_are_penalised_for_the_duration_only() {
         // Scripted tokens are bytes: "Alternatively" and "alternatively" start with 'A' and 'a',
         // after a space or newline too (the lead is a token of its own).
         let config = SwitchPenaltyConfig {
@@ -166,11 +174,16 @@ mod tests {
             logits[0] = 5.0;
             logits
         };
-        // Generated 0 and 1 tokens: penalised; from 2 on: untouched.
+        // Generated 0 and 1 tokens: penalised; from 2 on: untouched, until the model switches
+        // all the same ('A'): a new thought, whose first 2 tokens (from 'A') are penalised again.
+        let a = u32::from(b'A');
         for (context, penalised) in [
             (&[1u32, 2][..], true),
             (&[1, 2, 3], true),
             (&[1, 2, 3, 4], false),
+            (&[1, 2, 3, 4, 5], false),
+            (&[1, 2, 3, 4, 5, a], true),
+            (&[1, 2, 3, 4, 5, a, 6], false),
         ] {
             let mut logits = fresh();
             penalty.process(&mut logits, context);
