@@ -133,3 +133,29 @@ impl Error {
 
 /// Result with the engine's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What serde_json says of one line of a JSON Lines file, for a message that names the file
+/// and line itself: its own "at line 1 column C" (the line within the line) becomes
+/// "(column C)".
+pub(crate) fn json_line_message(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    match message.strip_suffix(&position) {
+        Some(bare) if e.column() > 0 => format!("{bare} (column {})", e.column()),
+        Some(bare) => bare.to_string(),
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_json_line_message_gives_the_column_not_a_line_of_its_own() {
+        let e = serde_json::from_str::<serde_json::Value>("{\"a\": tru}").unwrap_err();
+        assert_eq!(
+            super::json_line_message(&e),
+            "expected ident (column 10)",
+            "{e}"
+        );
+    }
+}

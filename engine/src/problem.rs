@@ -80,9 +80,10 @@ impl Problem {
             let mut de = serde_json::Deserializer::from_str(line);
             let row: Row = serde_path_to_error::deserialize(&mut de).map_err(|e| {
                 let key = e.path().to_string();
+                let message = crate::error::json_line_message(e.inner());
                 match key.as_str() {
-                    "." | "" => bad(e.inner().to_string()),
-                    _ => bad(format!("`{key}`: {}", e.inner())),
+                    "." | "" => bad(message),
+                    _ => bad(format!("`{key}`: {message}")),
                 }
             })?;
             let problem = row.into_problem(line_no).map_err(|m| bad(m.to_string()))?;

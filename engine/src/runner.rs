@@ -827,36 +827,22 @@ fn scan_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(Vec<T>, Op
     let body = bytes.get(..complete).unwrap_or_default();
     // Byte slices, so offsets stay exact whatever the line endings (`\r\n`) or a stray invalid
     // byte (lossy decoding would change lengths).
-    let raws: Vec<&[u8]> = body.split_inclusive(|&b| b == b'\n').collect();
-    let count = raws.len();
-    let mut cut_at = complete;
-    let mut offset = 0usize;
-    for (index, raw) in raws.into_iter().enumerate() {
-        let line_len = raw.len();
+    // Every line is written whole with its newline in one write: only what follows the last
+    // newline can have been cut short by a kill. A whole line that does not read is damage.
+    for (index, raw) in body.split_inclusive(|&b| b == b'\n').enumerate() {
         let text = String::from_utf8_lossy(raw);
         let text = text.trim();
         if text.is_empty() {
-            offset += line_len;
             continue;
         }
-        match serde_json::from_str::<T>(text) {
-            Ok(line) => lines.push(line),
-            // Only the last line can have been cut short by a kill; anything else is damage.
-            Err(_) if index + 1 == count => {
-                cut_at = offset;
-                break;
-            }
-            Err(e) => {
-                return Err(Error::ResultsFile {
-                    path: path.to_path_buf(),
-                    line: index + 1,
-                    message: e.to_string(),
-                })
-            }
-        }
-        offset += line_len;
+        let line = serde_json::from_str::<T>(text).map_err(|e| Error::ResultsFile {
+            path: path.to_path_buf(),
+            line: index + 1,
+            message: crate::error::json_line_message(&e),
+        })?;
+        lines.push(line);
     }
-    Ok((lines, (cut_at < bytes.len()).then_some(cut_at as u64)))
+    Ok((lines, (complete < bytes.len()).then_some(complete as u64)))
 }
 
 fn truncate(path: &Path, len: u64) -> Result<()> {
@@ -911,11 +897,16 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), full);
 
-        // A complete-looking last line that is not JSON (killed before the newline landed
-        // would not have one; this one does) is also redone, not fatal.
-        std::fs::write(&path, format!("{full}{{\"id\": \"c\"\n")).unwrap();
-        assert_eq!(read_results(&path).unwrap().len(), 2);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), full);
+        // A whole last line (its newline written) that does not read was not cut by a kill:
+        // damage (a hand edit, another program's line), named, and the file left as it is.
+        let damaged = format!("{full}{{\"id\": \"c\"\n");
+        std::fs::write(&path, &damaged).unwrap();
+        let err = read_results(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("r.jsonl:3:") && err.contains("(column 10)"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), damaged);
     }
 
     /// One call of up to 10 tokens; the completion is the answer.
@@ -1935,7 +1926,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.jsonl");
         let full = format!("{}\r\n{}\r\n", line("a"), line("b"));
-        std::fs::write(&path, format!("{full}{{\"id\": \"c\"\r\n")).unwrap();
+        std::fs::write(&path, format!("{full}{{\"id\": \"c\"\r")).unwrap();
         assert_eq!(read_results(&path).unwrap().len(), 2);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), full);
     }
