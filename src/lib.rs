@@ -70,9 +70,15 @@ impl Config {
             ponder_engine::BackendKind::Mistralrs => {
                 serde_json::json!({ "backend": "mistralrs", "source": self.model.source })
             }
-            ponder_engine::BackendKind::Openai => {
-                serde_json::json!({ "backend": "openai", "model": self.model.model })
-            }
+            // A server asked for its default model is known by where it is.
+            ponder_engine::BackendKind::Openai => match &self.model.model {
+                Some(model) => serde_json::json!({ "backend": "openai", "model": model }),
+                None => serde_json::json!({
+                    "backend": "openai",
+                    "model": null,
+                    "base_url": self.model.base_url,
+                }),
+            },
         };
         serde_json::json!({ "model": model, "strategy": self.strategy, "budget": self.budget })
     }
@@ -106,6 +112,20 @@ mod tests {
         let json = "{\"model\": {\"device\": \"cuda:1\"}}";
         let config: Config = parse_str(json, Format::Json).unwrap();
         assert_eq!(config.model.device, ponder_engine::DeviceSpec::Cuda(1));
+    }
+
+    #[test]
+    fn a_server_asked_for_its_default_model_is_known_by_its_address() {
+        let at = |url: &str, model: &str| {
+            let toml = format!(
+                "[model]\nbackend = \"openai\"\nbase_url = \"{url}\"\n{model}\n[strategy]\nkind = \"direct\"\n"
+            );
+            parse_str::<Config>(&toml, Format::Toml).unwrap().identity()
+        };
+        assert_ne!(at("http://a:8000", ""), at("http://b:8000", ""));
+        // A named model is the same model wherever it is served.
+        let named = "model = \"qwen\"";
+        assert_eq!(at("http://a:8000", named), at("http://b:8000", named));
     }
 
     #[test]

@@ -575,6 +575,7 @@ mod tests {
             error: error.then(|| "backend gone".into()),
             allotted: None,
             triage: None,
+            question_sha: None,
         }
     }
 

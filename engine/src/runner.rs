@@ -12,7 +12,7 @@
 //! (`buffer_unordered`), so dropping the run future cancels everything; results are written by
 //! that same task as they complete.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +69,30 @@ pub struct ResultLine {
     /// sure the first stage was, why it asked, and whether the second stage ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub triage: Option<TriageNote>,
+    /// A fingerprint of the question answered ([`question_fingerprint`]): a resumed run checks
+    /// that each recorded id still asks it. (Absent in lines written before it was recorded.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question_sha: Option<String>,
+}
+
+/// The first 16 hex digits of the SHA-256 of a problem's question (its code task's prompt and
+/// tests included).
+pub fn question_fingerprint(problem: &Problem) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(problem.question.as_bytes());
+    if let Some(code) = &problem.code {
+        for part in [&code.prompt, &code.entry_point, &code.test] {
+            hasher.update([0u8]);
+            hasher.update(part.as_bytes());
+        }
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// What [`ResultLine::triage`] records.
@@ -348,13 +372,29 @@ impl Runner {
             total: problems.len(),
             ..RunSummary::default()
         };
-        let wanted: HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
+        let wanted: HashMap<&str, &Problem> = problems.iter().map(|p| (p.id.as_str(), p)).collect();
         let mut finished: HashSet<String> = HashSet::new();
         let mut spent = Usage::default();
         for line in previous
             .into_iter()
-            .filter(|l| wanted.contains(l.id.as_str()))
+            .filter(|l| wanted.contains_key(l.id.as_str()))
         {
+            if let (Some(recorded), Some(problem)) =
+                (&line.question_sha, wanted.get(line.id.as_str()))
+            {
+                if *recorded != question_fingerprint(problem) {
+                    return Err(Error::Config {
+                        path: out.to_path_buf(),
+                        message: format!(
+                            "holds an answer for `{}` to another question than `{}` asks now \
+                             (the problem file changed, or rows without an id, named by line \
+                             number, moved); write to another --out, or delete it and its \
+                             side files to start over",
+                            line.id, line.id
+                        ),
+                    });
+                }
+            }
             spent += line.usage;
             if line.error.is_some() {
                 finished.remove(&line.id);
@@ -376,7 +416,7 @@ impl Runner {
         // finished problem's line counts its first stage already.)
         let firsts: Vec<triage::SideLine> = firsts
             .into_iter()
-            .filter(|f| wanted.contains(f.id.as_str()) && !finished.contains(&f.id))
+            .filter(|f| wanted.contains_key(f.id.as_str()) && !finished.contains(&f.id))
             .collect();
         for first in &firsts {
             spent += first.solution.usage;
@@ -533,6 +573,7 @@ impl Runner {
                 error: Some(error_chain(&error)),
                 allotted: None,
                 triage: None,
+                question_sha: Some(question_fingerprint(problem)),
             },
         }
     }
@@ -722,6 +763,7 @@ fn line_for(problem: &Problem, solution: Solution, correct: Option<bool>) -> Res
         error: None,
         allotted: None,
         triage: None,
+        question_sha: Some(question_fingerprint(problem)),
     }
 }
 
@@ -882,6 +924,7 @@ mod tests {
             error: None,
             allotted: None,
             triage: None,
+            question_sha: None,
         };
         serde_json::to_string(&l).unwrap()
     }
@@ -1245,6 +1288,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn resuming_with_another_question_under_a_recorded_id_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["4"; 4]));
+        let runner = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>);
+        runner.run(&numbered(2), &out, |_| {}).await.unwrap();
+        // The same questions: nothing to do.
+        let summary = runner.run(&numbered(2), &out, |_| {}).await.unwrap();
+        assert_eq!((summary.resumed, summary.solved), (2, 0));
+        // Rows named by line number, one inserted: `p2` now asks what `p1` did.
+        let moved = vec![Problem::new("p1", "New?"), Problem::new("p2", "Q1?")];
+        let err = runner
+            .run(&moved, &out, |_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("r.jsonl") && err.contains("`p1` to another question"),
+            "{err}"
+        );
+        assert_eq!(backend.requests().len(), 2, "nothing solved");
+    }
+
+    #[tokio::test]
     async fn reservations_of_calls_in_flight_neither_stop_nor_cut_problems_the_budget_pays_for() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("r.jsonl");
@@ -1505,6 +1572,7 @@ mod tests {
             error: None,
             allotted: None,
             triage: None,
+            question_sha: None,
         };
         let mut text_out = std::fs::read_to_string(&out).unwrap();
         text_out.push_str(&serde_json::to_string(&p2).unwrap());
