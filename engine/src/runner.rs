@@ -360,6 +360,25 @@ impl Runner {
             })?),
             _ => None,
         };
+        // One run at a time writes to a results file: a second would solve the same problems
+        // again and append them twice.
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)
+            .map_err(|e| Error::io(out, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Config {
+                    path: out.to_path_buf(),
+                    message: "another run is writing to it (wait for it, or write to another \
+                              --out)"
+                        .into(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(out, e)),
+        }
         let previous = read_results(out)?;
         let firsts = match staged {
             Some(_) => triage::read(out)?,
@@ -374,6 +393,7 @@ impl Runner {
         };
         let wanted: HashMap<&str, &Problem> = problems.iter().map(|p| (p.id.as_str(), p)).collect();
         let mut finished: HashSet<String> = HashSet::new();
+        let mut last: HashMap<String, (bool, Option<bool>)> = HashMap::new();
         let mut spent = Usage::default();
         for line in previous
             .into_iter()
@@ -396,16 +416,17 @@ impl Runner {
                 }
             }
             spent += line.usage;
-            if line.error.is_some() {
-                finished.remove(&line.id);
-                continue;
-            }
-            if finished.insert(line.id.clone()) {
+            // A problem's last line counts: a failure after an answer is retried.
+            last.insert(line.id.clone(), (line.error.is_none(), line.correct));
+        }
+        for (id, (answered, correct)) in last {
+            if answered {
                 summary.resumed += 1;
-                if let Some(correct) = line.correct {
+                if let Some(correct) = correct {
                     summary.graded += 1;
                     summary.correct += usize::from(correct);
                 }
+                finished.insert(id);
             }
         }
         let todo: Vec<&Problem> = problems
@@ -422,13 +443,8 @@ impl Runner {
             spent += first.solution.usage;
         }
         let run_budget = less_spent(self.run_budget, &spent);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(out)
-            .map_err(|e| Error::io(out, e))?;
         let mut sink = Sink {
-            file,
+            file: lock,
             path: out,
             summary,
             on_line,
@@ -1285,6 +1301,51 @@ mod tests {
         async fn detokenize(&self, ids: &[u32]) -> Result<String> {
             self.0.detokenize(ids).await
         }
+    }
+
+    #[tokio::test]
+    async fn a_second_run_on_the_same_results_file_is_refused_while_the_first_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let backend = Arc::new(Slow(crate::scripted::ScriptedBackend::new(vec!["4"; 4])));
+        let runner = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>);
+        let problems = numbered(2);
+        let second = async {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            runner.run(&problems, &out, |_| {}).await
+        };
+        let (first, second) = tokio::join!(runner.run(&problems, &out, |_| {}), second);
+        assert_eq!(first.unwrap().solved, 2);
+        let err = second.unwrap_err().to_string();
+        assert!(err.contains("another run is writing to it"), "{err}");
+        assert_eq!(backend.0.requests().len(), 2, "each problem solved once");
+        // Once the first is done, the file is free again.
+        let again = runner.run(&problems, &out, |_| {}).await.unwrap();
+        assert_eq!(again.resumed, 2);
+    }
+
+    #[tokio::test]
+    async fn a_problems_last_line_counts_when_resuming() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        // p1 answered, then failed (two runs at once, say); p2 answered twice.
+        let failed = serde_json::json!({
+            "id": "p1", "strategy": "direct", "answer": null, "reference": null,
+            "correct": null, "usage": {}, "stop_reason": null, "error": "backend gone"
+        });
+        let text = format!("{}\n{failed}\n{}\n{}\n", line("p1"), line("p2"), line("p2"));
+        std::fs::write(&out, text).unwrap();
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["4"]));
+        let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+            .run(&numbered(2), &out, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            (summary.resumed, summary.graded, summary.solved),
+            (1, 1, 1),
+            "{summary:?}"
+        );
+        assert_eq!(prompts(&backend), ["Q1?"]);
     }
 
     #[tokio::test]
