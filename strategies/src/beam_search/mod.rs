@@ -327,7 +327,7 @@ impl BeamSearch {
                 let ended = c.finish_reason == FinishReason::Stop && c.stop_sequence.is_none();
                 // A continuation that stops at the delimiter at once ends the cut step; any
                 // other empty step ends the solution.
-                let empty = text.trim().is_empty() && !(continues && !ended);
+                let empty = text.trim().is_empty() && (!continues || ended);
                 let finished = last || ended || text.contains(ANSWER_CUE) || empty;
                 Expansion {
                     text,
