@@ -1276,38 +1276,14 @@ mod tests {
         }
     }
 
-    /// A scripted backend whose calls take 30 ms.
-    #[derive(Debug)]
-    struct Slow(crate::scripted::ScriptedBackend);
-
-    #[async_trait::async_trait]
-    impl Backend for Slow {
-        async fn generate(
-            &self,
-            request: crate::backend::GenerationRequest,
-        ) -> Result<crate::backend::Generation> {
-            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-            self.0.generate(request).await
-        }
-
-        fn capabilities(&self) -> crate::backend::Capabilities {
-            self.0.capabilities()
-        }
-
-        async fn tokenize(&self, input: crate::backend::TokenizeInput<'_>) -> Result<Vec<u32>> {
-            self.0.tokenize(input).await
-        }
-
-        async fn detokenize(&self, ids: &[u32]) -> Result<String> {
-            self.0.detokenize(ids).await
-        }
-    }
-
     #[tokio::test]
     async fn a_second_run_on_the_same_results_file_is_refused_while_the_first_writes() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("r.jsonl");
-        let backend = Arc::new(Slow(crate::scripted::ScriptedBackend::new(vec!["4"; 4])));
+        let backend = Arc::new(
+            crate::scripted::ScriptedBackend::new(vec!["4"; 4])
+                .with_delay(std::time::Duration::from_millis(30)),
+        );
         let runner = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>);
         let problems = numbered(2);
         let second = async {
@@ -1318,7 +1294,7 @@ mod tests {
         assert_eq!(first.unwrap().solved, 2);
         let err = second.unwrap_err().to_string();
         assert!(err.contains("another run is writing to it"), "{err}");
-        assert_eq!(backend.0.requests().len(), 2, "each problem solved once");
+        assert_eq!(backend.requests().len(), 2, "each problem solved once");
         // Once the first is done, the file is free again.
         let again = runner.run(&problems, &out, |_| {}).await.unwrap();
         assert_eq!(again.resumed, 2);
@@ -1378,7 +1354,10 @@ mod tests {
         let out = dir.path().join("r.jsonl");
         // Each call reserves 3 + 10 tokens and spends 3 + 2. Four in flight reserve 52, more
         // than the run's 45; all six problems (30 tokens) fit in it.
-        let backend = Arc::new(Slow(crate::scripted::ScriptedBackend::new(vec!["ab"; 6])));
+        let backend = Arc::new(
+            crate::scripted::ScriptedBackend::new(vec!["ab"; 6])
+                .with_delay(std::time::Duration::from_millis(30)),
+        );
         let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
             .with_concurrency(4)
             .with_run_budget(Budget::unlimited().with_max_tokens(45))
@@ -1396,7 +1375,7 @@ mod tests {
             "{lines:?}"
         );
         // Requests asked for their whole ten tokens: none was shortened.
-        assert!(backend.0.requests().iter().all(|r| r.max_tokens == 10));
+        assert!(backend.requests().iter().all(|r| r.max_tokens == 10));
     }
 
     fn numbered(n: usize) -> Vec<Problem> {

@@ -38,6 +38,8 @@ pub struct ScriptedBackend {
     requests: Mutex<Vec<GenerationRequest>>,
     /// Leaves the top log-probabilities out, like a server that ignores `top_logprobs`.
     no_top_logprobs: bool,
+    /// How long each call takes before it plays its reply.
+    delay: Option<std::time::Duration>,
 }
 
 impl ScriptedBackend {
@@ -56,7 +58,15 @@ impl ScriptedBackend {
             script: Mutex::new(replies.into_iter().collect()),
             requests: Mutex::new(Vec::new()),
             no_top_logprobs: false,
+            delay: None,
         }
+    }
+
+    /// Each call takes `delay` before it is recorded and plays its reply (calls in flight
+    /// together, a slow model).
+    pub fn with_delay(mut self, delay: std::time::Duration) -> Self {
+        self.delay = Some(delay);
+        self
     }
 
     /// Replies without top log-probabilities (each generated token is otherwise its own only,
@@ -111,6 +121,9 @@ fn cut_at_char_boundary(text: &str, max_bytes: usize) -> &str {
 #[async_trait]
 impl Backend for ScriptedBackend {
     async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
+        if let Some(delay) = self.delay {
+            tokio::time::sleep(delay).await;
+        }
         let prompt_tokens = Self::render(&request.prompt).len() as u64;
         let mut replies = Vec::with_capacity(request.n);
         {
