@@ -736,15 +736,16 @@ fn less_spent(mut budget: Budget, spent: &Usage) -> Budget {
 /// Whether the run's budget is spent: what calls in flight have reserved does not count (they
 /// give back what they do not use, and a call that needs it waits for them).
 fn run_exhausted(meter: &Meter) -> bool {
-    let budget = meter.budget();
-    let usage = meter.usage();
-    budget.max_calls.is_some_and(|m| usage.calls >= m)
-        || budget.max_wall_ms.is_some_and(|m| usage.elapsed_ms >= m)
-        || meter.unspent_completion_tokens() == Some(0)
+    spent_out(meter, meter.unspent_completion_tokens()).is_some()
 }
 
 /// What the run's budget has run out of, if anything (reserved tokens count as spent).
 fn exhausted(meter: &Meter) -> Option<crate::budget::Resource> {
+    spent_out(meter, meter.remaining_completion_tokens())
+}
+
+/// What the budget has run out of, with `left` completion tokens (as the caller counts them).
+fn spent_out(meter: &Meter, left: Option<u64>) -> Option<crate::budget::Resource> {
     use crate::budget::Resource;
     let budget = meter.budget();
     let usage = meter.usage();
@@ -752,7 +753,7 @@ fn exhausted(meter: &Meter) -> Option<crate::budget::Resource> {
         Some(Resource::Calls)
     } else if budget.max_wall_ms.is_some_and(|m| usage.elapsed_ms >= m) {
         Some(Resource::WallTime)
-    } else if meter.remaining_completion_tokens() == Some(0) {
+    } else if left == Some(0) {
         let by_total = budget.max_completion_tokens.is_none()
             || budget.max_tokens.is_some_and(|m| usage.total_tokens() >= m);
         Some(if by_total {
