@@ -136,14 +136,6 @@ impl SearchTree {
         path
     }
 
-    /// The steps' texts along the path to `id`.
-    pub fn steps(&self, id: NodeId) -> Vec<String> {
-        self.path(id)
-            .into_iter()
-            .filter_map(|n| self.node(n).map(|n| n.text.clone()))
-            .collect()
-    }
-
     /// Marks the path to `id` as chosen.
     pub fn choose(&mut self, id: NodeId) {
         for node in self.path(id) {
@@ -249,10 +241,7 @@ mod tests {
         tree.node_mut(c).unwrap().state = NodeState::Pruned;
         tree.node_mut(b).unwrap().state = NodeState::Finished;
         tree.choose(b);
-        assert_eq!(
-            tree.steps(b),
-            vec!["step \"a\"".to_string(), "b".to_string()]
-        );
+        assert_eq!(tree.path(b), vec![a, b]);
         assert_eq!(tree.len(), 4);
         let trace = tree.trace();
         let nodes = trace.json["nodes"].as_array().unwrap();
