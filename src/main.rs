@@ -457,9 +457,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         tally.add(line);
     }
     // Tokens as they are spent, in-flight problems' calls included: the recorded lines' count
-    // only moves when a problem ends (under triage, not until its last stage).
+    // only moves when a problem ends (under triage, not until its last stage). From what the
+    // file records, failed and cut attempts included: all of it counts against the budget.
     let spent = Arc::new(AtomicU64::new(
-        resumed.iter().map(|l| l.usage.total_tokens()).sum(),
+        already
+            .iter()
+            .filter(|l| ids.contains(l.id.as_str()))
+            .map(|l| l.usage.total_tokens())
+            .sum(),
     ));
     let bar = ProgressBar::new(problems.len() as u64);
     bar.set_style(
@@ -571,8 +576,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     println!("results: {}", args.out.display());
     if summary.not_started + summary.cut_short > 0 {
         eprintln!(
-            "the run's budget stopped {} problems ({} not started, {} cut short and not recorded); \
-             a rerun with a larger budget solves them",
+            "the run's budget stopped {} problems ({} not started, {} cut short: only what they \
+             spent is recorded); a rerun with a larger budget solves them",
             summary.not_started + summary.cut_short,
             summary.not_started,
             summary.cut_short

@@ -32,6 +32,9 @@ pub struct RunReport {
     pub problems: usize,
     /// Of those, problems whose last line is an error (retried on resume).
     pub errors: usize,
+    /// Of those, problems whose last line was cut short by the run's budget (redone on resume);
+    /// not counted in [`Self::errors`].
+    pub cut_short: usize,
     /// Problems graded (solved, with a reference or tests).
     pub graded: usize,
     /// Of those, graded right.
@@ -174,6 +177,7 @@ impl RunReport {
             model: None,
             problems: last.len(),
             errors: 0,
+            cut_short: 0,
             graded: 0,
             correct: 0,
             tokens: 0,
@@ -189,6 +193,10 @@ impl RunReport {
         let mut strategies = BTreeSet::new();
         for line in last.values() {
             strategies.insert(line.strategy.clone());
+            if line.cut_short {
+                report.cut_short += 1;
+                continue;
+            }
             if line.error.is_some() {
                 report.errors += 1;
                 continue;
@@ -215,9 +223,9 @@ impl RunReport {
         report
     }
 
-    /// Problems solved (with a line that is not an error).
+    /// Problems solved (with a line that is not an error, nor cut short).
     pub fn solved(&self) -> usize {
-        self.problems - self.errors
+        self.problems - self.errors - self.cut_short
     }
 
     /// Share of the graded problems graded right.
@@ -456,6 +464,13 @@ impl Comparison {
                     run.label, run.errors
                 ));
             }
+            if run.cut_short > 0 {
+                notes.push(format!(
+                    "{}: {} problems were cut short by the run's budget (left out here); a rerun \
+                     with a larger --max-run-tokens solves them",
+                    run.label, run.cut_short
+                ));
+            }
             if let Some(r) = run.regraded {
                 notes.push(format!(
                     "{}: {} math answers graded again by this ponder: {} now right, {} now wrong",
@@ -576,6 +591,7 @@ mod tests {
             allotted: None,
             triage: None,
             question_sha: None,
+            cut_short: false,
         }
     }
 
@@ -632,6 +648,35 @@ mod tests {
         assert_eq!(run.accuracy(), Some(0.5));
         assert!((run.standard_error().unwrap() - (0.25f64 / 2.0).sqrt()).abs() < 1e-12);
         assert_eq!(run.stop_reasons.get("completed"), Some(&2));
+    }
+
+    #[test]
+    fn problems_cut_short_by_the_run_budget_are_neither_solved_nor_errors() {
+        let cut = |id: &str| ResultLine {
+            answer: None,
+            correct: None,
+            cut_short: true,
+            ..line(id, None, 40, true)
+        };
+        // "a" was cut, then solved by a rerun; "b" is still cut.
+        let lines = vec![
+            cut("a"),
+            line("a", Some(true), 100, false),
+            cut("b"),
+            line("c", None, 10, true),
+        ];
+        let report = Comparison::new(vec![RunReport::from_lines("r", &lines)]);
+        let run = &report.runs[0];
+        assert_eq!(
+            (run.problems, run.errors, run.cut_short, run.solved()),
+            (3, 1, 1, 1)
+        );
+        assert_eq!((run.graded, run.correct, run.tokens), (1, 1, 100));
+        let notes = report.notes().join("\n");
+        assert!(
+            notes.contains("r: 1 problems were cut short by the run's budget"),
+            "{notes}"
+        );
     }
 
     #[test]

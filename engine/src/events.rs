@@ -200,7 +200,8 @@ pub enum EventKind {
         /// Tokens the problem spent (prompt and completion).
         tokens: u64,
     },
-    /// The run's budget cut the problem short: not recorded, so a resumed run redoes it.
+    /// The run's budget cut the problem short: its line records only what it spent (no answer),
+    /// so a resumed run redoes it.
     Cut,
     /// The runner could not solve or grade the problem (recorded; retried on resume).
     Failed {
@@ -338,7 +339,7 @@ impl fmt::Display for EventKind {
                 )
             }
             Self::Cut => {
-                f.write_str("cut short by the run's budget: not recorded, redone on resume")
+                f.write_str("cut short by the run's budget: its spend recorded, redone on resume")
             }
             Self::Failed { error } => write!(f, "failed: {error}"),
         }

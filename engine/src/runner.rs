@@ -5,8 +5,9 @@
 //! problem. Starting again with the same output file resumes: ids with a result line are
 //! skipped, a last line cut short by the kill is cut off and its problem redone, and problems
 //! whose line records an error are retried. A problem the run's budget cut short (refused or
-//! shortened one of its calls) is not recorded either: its answer is what the budget left room
-//! for, so a resumed run with more budget redoes it.
+//! shortened one of its calls) gets a line of what it spent, marked `cut_short`, without its
+//! answer (what the budget left room for, not the strategy's): a resumed run with more budget
+//! redoes it, and every token the job spent counts against its budget.
 //!
 //! Concurrency: up to `concurrency` problems are solved at once, all within the caller's task
 //! (`buffer_unordered`), so dropping the run future cancels everything; results are written by
@@ -73,6 +74,12 @@ pub struct ResultLine {
     /// that each recorded id still asks it. (Absent in lines written before it was recorded.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub question_sha: Option<String>,
+    /// The run's budget cut this attempt short. Its answer is what the budget left room for, not
+    /// the strategy's, so the line carries none (and an `error` saying so: a resumed run redoes
+    /// the problem), but what it spent is recorded and counts against the run's budget on
+    /// resume.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cut_short: bool,
 }
 
 /// The first 16 hex digits of the SHA-256 of a problem's question (its code task's prompt and
@@ -116,7 +123,8 @@ pub struct TriageNote {
 #[serde(rename_all = "snake_case")]
 pub enum Allocation {
     /// First come, first served: a problem may spend whatever the run has left; a problem the
-    /// run's budget cuts short is not recorded (a resumed run with more budget redoes it).
+    /// run's budget cuts short records only its spend (a resumed run with more budget redoes
+    /// it).
     #[default]
     FirstCome,
     /// An even share of what is left: as each problem starts it is given the run's unallotted
@@ -590,6 +598,7 @@ impl Runner {
                 allotted: None,
                 triage: None,
                 question_sha: Some(question_fingerprint(problem)),
+                cut_short: false,
             },
         }
     }
@@ -658,8 +667,22 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
             }
             Outcome::Cut(line) => {
                 // Its answer is what the run's budget left room for, not what the strategy
-                // would give: not recorded, so a resumed run (with more budget) redoes it.
-                tracing::info!(problem = %line.id, "cut short by the run's budget; not recorded");
+                // would give: only what it spent is recorded, so a resumed run (with more
+                // budget) redoes it and counts those tokens against the job's budget.
+                tracing::info!(problem = %line.id, "cut short by the run's budget; redone on resume");
+                let line = ResultLine {
+                    answer: None,
+                    correct: None,
+                    stop_reason: None,
+                    details: serde_json::Value::Null,
+                    completion: String::new(),
+                    error: Some(
+                        "cut short by the run's budget: a rerun with more budget redoes it".into(),
+                    ),
+                    cut_short: true,
+                    ..line
+                };
+                append_line(&mut self.file, self.path, &line, "a result line")?;
                 self.summary.cut_short += 1;
                 self.summary.usage += line.usage;
                 (line.id, EventKind::Cut)
@@ -781,6 +804,7 @@ fn line_for(problem: &Problem, solution: Solution, correct: Option<bool>) -> Res
         allotted: None,
         triage: None,
         question_sha: Some(question_fingerprint(problem)),
+        cut_short: false,
     }
 }
 
@@ -942,6 +966,7 @@ mod tests {
             allotted: None,
             triage: None,
             question_sha: None,
+            cut_short: false,
         };
         serde_json::to_string(&l).unwrap()
     }
@@ -1036,7 +1061,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn problems_the_run_budget_cut_short_are_not_recorded_and_resume_solves_them() {
+    async fn problems_the_run_budget_cut_short_record_only_their_spend_and_resume_solves_them() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("r.jsonl");
         let problems: Vec<Problem> = ["p1", "p2", "p3"]
@@ -1094,12 +1119,38 @@ mod tests {
         );
         assert_eq!(events.kinds("p3"), []);
         assert!(missing.lock().unwrap().is_empty(), "{missing:?}");
-        let ids: Vec<String> = read_results(&out)
-            .unwrap()
-            .into_iter()
-            .map(|l| l.id)
+        // p1's answer; of p2 only what it spent, marked cut short and retried on resume.
+        let lines = read_results(&out).unwrap();
+        let seen: Vec<(&str, Option<&str>, bool, u64)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l.id.as_str(),
+                    l.answer.as_deref(),
+                    l.cut_short && l.error.is_some(),
+                    l.usage.total_tokens(),
+                )
+            })
             .collect();
-        assert_eq!(ids, vec!["p1".to_string()], "only the finished problem");
+        assert_eq!(
+            seen,
+            [("p1", Some("0123456789"), false, 12), ("p2", None, true, 7)]
+        );
+
+        // The budget is the whole job's: rerun with the same one, the 19 tokens are spent (p2's
+        // cut attempt included), so nothing starts and nothing is written.
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"; 2]));
+        let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+            .with_run_budget(Budget::unlimited().with_max_tokens(19))
+            .run(&problems, &out, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            (summary.resumed, summary.solved, summary.not_started),
+            (1, 0, 2)
+        );
+        assert!(backend.requests().is_empty());
+        assert_eq!(read_results(&out).unwrap().len(), 2);
 
         // With budget to spare, a rerun solves exactly the two left.
         let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"; 2]));
@@ -1109,11 +1160,16 @@ mod tests {
             .unwrap();
         assert_eq!((summary.resumed, summary.solved), (1, 2));
         let lines = read_results(&out).unwrap();
-        let mut ids: Vec<&str> = lines.iter().map(|l| l.id.as_str()).collect();
+        let mut ids: Vec<&str> = lines
+            .iter()
+            .filter(|l| !l.cut_short)
+            .map(|l| l.id.as_str())
+            .collect();
         ids.sort_unstable();
         assert_eq!(ids, vec!["p1", "p2", "p3"]);
         assert!(lines
             .iter()
+            .filter(|l| !l.cut_short)
             .all(|l| l.answer.as_deref() == Some("0123456789")));
     }
 
@@ -1152,7 +1208,8 @@ mod tests {
             (summary.solved, summary.cut_short, summary.not_started),
             (1, 1, 2)
         );
-        assert_eq!(lines.len(), 1);
+        let cut: Vec<bool> = lines.iter().map(|l| l.cut_short).collect();
+        assert_eq!(cut, [false, true], "p1's answer, p2's spend");
         // Even: each gets 5 (3 completion tokens), all four are recorded with their share.
         let (summary, lines, asked) =
             run(long, Allocation::Even, dir.path().join("even.jsonl")).await;
@@ -1614,6 +1671,7 @@ mod tests {
             allotted: None,
             triage: None,
             question_sha: None,
+            cut_short: false,
         };
         let mut text_out = std::fs::read_to_string(&out).unwrap();
         text_out.push_str(&serde_json::to_string(&p2).unwrap());
@@ -1631,6 +1689,59 @@ mod tests {
         assert_eq!(lines["p3"].stop_reason, Some(StopReason::Completed));
         assert_eq!(lines["p4"].answer.as_deref(), Some("w"));
         assert_eq!(lines["p4"].stop_reason, Some(StopReason::TokenBudget));
+    }
+
+    #[tokio::test]
+    async fn a_triage_first_stage_the_run_budget_cuts_records_its_spend_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let problems = numbered(4);
+        let run = |budget: Option<u64>, replies: Vec<&str>| {
+            let backend = Arc::new(crate::scripted::ScriptedBackend::new(replies));
+            let mut runner = Runner::new(
+                Arc::new(TWO_STAGE),
+                Arc::clone(&backend) as Arc<dyn Backend>,
+            )
+            .with_allocation(Allocation::Triage);
+            if let Some(tokens) = budget {
+                runner = runner.with_run_budget(Budget::unlimited().with_max_tokens(tokens));
+            }
+            (backend, runner)
+        };
+        // First stages cost 3 prompt + 5 completion tokens. 22 pay for two and shorten the
+        // third to 3 completion tokens ("z:0"): it is cut, the fourth never starts.
+        let (backend, runner) = run(Some(22), vec!["x:0.9", "y:0.2", "z:0.1"]);
+        let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+        assert_eq!(prompts(&backend), ["Q1?", "Q2?", "Q3?"]);
+        assert_eq!(
+            (summary.solved, summary.first_only, summary.cut_short),
+            (2, 1, 1),
+            "p2 keeps its first answer: the run cannot pay for its second stage"
+        );
+        let lines = read_results(&out).unwrap();
+        let cut: Vec<(&str, bool, u64)> = lines
+            .iter()
+            .map(|l| (l.id.as_str(), l.cut_short, l.usage.total_tokens()))
+            .collect();
+        assert_eq!(cut, [("p1", false, 8), ("p3", true, 6), ("p2", false, 8)]);
+
+        // The same budget again: all 22 are spent (8 + 8 + 6 cut), so no call is made.
+        let (backend, runner) = run(Some(22), Vec::new());
+        let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+        assert!(backend.requests().is_empty());
+        assert_eq!(
+            (summary.resumed, summary.solved, summary.not_started),
+            (2, 0, 2)
+        );
+
+        // Unlimited: p3 and p4 from their first stages, thinking where unsure.
+        let (backend, runner) = run(None, vec!["z:0.9", "w:0.9"]);
+        let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+        assert_eq!(prompts(&backend), ["Q3?", "Q4?"]);
+        assert_eq!((summary.resumed, summary.solved), (2, 2));
+        let lines = by_id(&out);
+        assert_eq!(lines["p3"].answer.as_deref(), Some("z"));
+        assert!(!lines["p3"].cut_short);
     }
 
     /// Second stages (prompts starting `think`) take a moment; first stages none.

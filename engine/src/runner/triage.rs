@@ -492,8 +492,11 @@ impl Runner {
             Ok(Stage { mut solution, .. }) => {
                 solution.usage = last.solution.usage + usage;
                 if cut && exhausted(&meter) == Some(Resource::WallTime) {
-                    // Cut by this invocation's time: redone by a resumed run.
-                    let outcome = Outcome::Cut(line_for(problem, solution, None));
+                    // Cut by this invocation's time: redone by a resumed run. Its line counts
+                    // what this attempt spent (the side file counts the stages before).
+                    let mut line = line_for(problem, solution, None);
+                    line.usage = usage;
+                    let outcome = Outcome::Cut(line);
                     return Second::Done(outcome, usage.calls > 0);
                 }
                 if cut && !solution.stop_reason.is_budget() {
