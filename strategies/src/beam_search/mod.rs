@@ -5,7 +5,9 @@
 //! beam is expanded with `beam_width` (M) candidate next steps, the scorer scores the partial
 //! solutions (aggregated over steps), and the best survive: `n / M` of them for beam search,
 //! the best one of each of the `n / M` independent subtrees for DVTS. Beams that end (end of
-//! sequence, or an answer after the answer cue) are set aside. A step cut at `max_step_tokens`
+//! sequence, or an answer after the answer cue) are set aside; a DVTS subtree whose best
+//! candidate of a round is one that ended is done (it goes on greedily, and that is its
+//! solution), as search-and-learn prunes it. A step cut at `max_step_tokens`
 //! is not a step: the next round continues it (no delimiter between), and it is scored as one
 //! step with its continuation. The last round (`max_steps`) writes every beam still open to its
 //! end, as search-and-learn's last iteration does (up to `max_final_tokens`), so the best open
@@ -498,12 +500,22 @@ impl BeamSearch {
                     return Err(e);
                 }
             };
+            let score_of = |tree: &SearchTree, id: NodeId| {
+                tree.node(id)
+                    .and_then(|n| n.score)
+                    .unwrap_or(f64::NEG_INFINITY)
+            };
             // Finished candidates leave the pool; the rest compete for survival.
             let mut pool: Vec<(NodeId, usize)> = Vec::new();
+            // The best score of a candidate that finished this round, per subtree.
+            let mut best_finished = vec![f64::NEG_INFINITY; groups.max(1)];
             // (subtree, slot) of the candidates kept: identical candidates share a slot.
             let mut kept: HashSet<(usize, usize)> = HashSet::new();
             for ((child, subtree, finished), slot) in children.into_iter().zip(slots) {
                 if finished {
+                    if let Some(best) = best_finished.get_mut(subtree) {
+                        *best = best.max(score_of(tree, child));
+                    }
                     if let Some(node) = tree.node_mut(child) {
                         node.state = NodeState::Finished;
                     }
@@ -521,20 +533,21 @@ impl BeamSearch {
                 }
                 pool.push((child, subtree));
             }
-            pool.sort_by(|a, b| {
-                let score = |id: NodeId| {
-                    tree.node(id)
-                        .and_then(|n| n.score)
-                        .unwrap_or(f64::NEG_INFINITY)
-                };
-                score(b.0).total_cmp(&score(a.0))
-            });
+            pool.sort_by(|a, b| score_of(tree, b.0).total_cmp(&score_of(tree, a.0)));
             let mut survivors: Vec<Beam> = Vec::new();
             let mut per_subtree = vec![0usize; groups.max(1)];
             for (child, subtree) in pool {
                 let keep = match self.kind {
                     SearchKind::Beam => survivors.len() < groups,
-                    SearchKind::Dvts => per_subtree.get(subtree).is_some_and(|&k| k == 0),
+                    // A subtree goes on greedily with its best candidate: when that one
+                    // finished (it scored at least as well as every open one), the subtree
+                    // has its solution and ends, as in search-and-learn.
+                    SearchKind::Dvts => {
+                        per_subtree.get(subtree).is_some_and(|&k| k == 0)
+                            && best_finished
+                                .get(subtree)
+                                .is_none_or(|&best| score_of(tree, child) > best)
+                    }
                 };
                 if keep {
                     if let Some(k) = per_subtree.get_mut(subtree) {

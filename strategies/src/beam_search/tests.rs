@@ -249,6 +249,39 @@ async fn dvts_subtrees_stay_independent() {
 }
 
 #[tokio::test]
+async fn a_dvts_subtree_whose_best_candidate_finished_is_done() {
+    // n = 4, M = 2. Subtree 0's best candidate finished (0.9 over an open 0.8): it is done.
+    // Subtree 1's finished candidate scored below its open one (0.1 < 0.2): it goes on.
+    let replies = vec![
+        "s9 Final Answer: 9",
+        "s8\n\n",
+        "s1 Final Answer: 1",
+        "s2\n\n",
+        "s3 Final Answer: 3",
+        "s2 Final Answer: 2",
+    ];
+    let search = BeamSearch::new(config(4, 2, 3), SearchKind::Dvts)
+        .unwrap()
+        .with_scorer(Arc::new(NumberScorer::default()));
+    let (solution, backend, tree) = run(search, replies, Budget::unlimited()).await;
+    let prefixes: Vec<String> = backend.requests()[2..]
+        .iter()
+        .map(assistant_prefix)
+        .collect();
+    assert_eq!(
+        prefixes,
+        vec!["s2\n\n".to_string()],
+        "only subtree 1 goes on"
+    );
+    assert_eq!(tree.state_of("s8"), "pruned");
+    assert_eq!(tree.state_of("s9 Final Answer: 9"), "finished");
+    assert_eq!(tree.state_of("s1 Final Answer: 1"), "finished");
+    let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!((details.rounds, details.finished), (2, 4));
+    assert_eq!(solution.answer.as_deref(), Some("9"));
+}
+
+#[tokio::test]
 async fn finished_beams_are_set_aside_and_selected() {
     // Round 1: "Final Answer: 42" ends its beam; only s1 is expanded in round 2, where both
     // candidates finish. With n = 2 finished beams reached, the search stops.
