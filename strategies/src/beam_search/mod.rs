@@ -3,8 +3,9 @@
 //!
 //! A solution grows a step at a time (a step ends at `step_delimiter`). Each round every active
 //! beam is expanded with `beam_width` (M) candidate next steps, the scorer scores the partial
-//! solutions (aggregated over steps), and the best survive: `n / M` of them for beam search,
-//! the best one of each of the `n / M` independent subtrees for DVTS. Beams that end (end of
+//! solutions (aggregated over steps), and the best survive: `n / M` of them for beam search
+//! (when fewer are left, each is expanded more, so a round still has `n` candidates), the best
+//! one of each of the `n / M` independent subtrees for DVTS. Beams that end (end of
 //! sequence, or an answer after the answer cue) are set aside; a DVTS subtree whose best
 //! candidate of a round is one that ended is done (it goes on greedily, and that is its
 //! solution), as search-and-learn prunes it. A step cut at `max_step_tokens`
@@ -451,10 +452,14 @@ impl BeamSearch {
             details.rounds += 1;
             // The last round writes each open beam to its end.
             let last = round + 1 == self.config.max_steps.get();
-            let expansions = try_join_all(active.iter().map(|beam| {
+            let widths = match self.kind {
+                SearchKind::Beam => spread(n, active.len()),
+                SearchKind::Dvts => vec![m; active.len()],
+            };
+            let expansions = try_join_all(active.iter().zip(widths).map(|(beam, k)| {
                 let (text, continues) = self.text_of(tree, beam.node);
                 async move {
-                    self.expand(problem, cx, &text, continues, m, sampling, last)
+                    self.expand(problem, cx, &text, continues, k, sampling, last)
                         .await
                 }
             }))
@@ -695,4 +700,13 @@ impl Strategy for BeamSearch {
             trace: Some(trace),
         })
     }
+}
+
+/// Beam search's `n` expansions a round over the `beams` that survived: `n / M` beams get M
+/// each, and when fewer survive (the others finished, or repeated one another) those left get
+/// more, as search-and-learn duplicates its active beams back to `n`.
+fn spread(n: usize, beams: usize) -> Vec<usize> {
+    (0..beams)
+        .map(|i| n / beams + usize::from(i < n % beams))
+        .collect()
 }

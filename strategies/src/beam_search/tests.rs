@@ -249,6 +249,40 @@ async fn dvts_subtrees_stay_independent() {
 }
 
 #[tokio::test]
+async fn beam_search_keeps_n_expansions_a_round_when_fewer_beams_survive() {
+    // n = 4, M = 2. Three of round 1's four candidates finish: the one beam left is expanded
+    // four times, not two (search-and-learn duplicates its active beams back to n).
+    let replies = vec![
+        "s5\n\n",
+        "Final Answer: 1",
+        "Final Answer: 2",
+        "Final Answer: 3",
+        "s6 Final Answer: 6",
+        "s7 Final Answer: 7",
+        "s8 Final Answer: 8",
+        "s9 Final Answer: 9",
+    ];
+    let search = BeamSearch::new(config(4, 2, 3), SearchKind::Beam)
+        .unwrap()
+        .with_scorer(Arc::new(NumberScorer::default()));
+    let (solution, backend, _) = run(search, replies, Budget::unlimited()).await;
+    let widths: Vec<usize> = backend.requests().iter().map(|r| r.n).collect();
+    assert_eq!(widths, [2, 2, 4]);
+    assert_eq!(assistant_prefix(&backend.requests()[2]), "s5\n\n");
+    let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!((details.rounds, details.finished), (2, 7));
+    assert_eq!(solution.answer.as_deref(), Some("9"));
+}
+
+#[test]
+fn n_expansions_are_spread_over_the_beams_left() {
+    assert_eq!(spread(8, 2), [4, 4]);
+    assert_eq!(spread(8, 3), [3, 3, 2]);
+    assert_eq!(spread(8, 1), [8]);
+    assert!(spread(8, 0).is_empty());
+}
+
+#[tokio::test]
 async fn a_dvts_subtree_whose_best_candidate_finished_is_done() {
     // n = 4, M = 2. Subtree 0's best candidate finished (0.9 over an open 0.8): it is done.
     // Subtree 1's finished candidate scored below its open one (0.1 < 0.2): it goes on.
