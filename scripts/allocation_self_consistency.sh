@@ -47,6 +47,8 @@ def load(run):
         if not r.get("error"):
             rows[r["id"]] = r
     return rows
+# Every token the run spent: cut attempts' lines (`cut_short`) and failures included.
+spent = lambda run: sum(tok(json.loads(l)) for l in open(os.path.join(out, run + ".jsonl")))
 print(f"\nEvery run over all {n} problems (a problem without a line counts as wrong); run budget {budget} tokens")
 print("| run | right | accuracy | recorded | tokens | samples drawn | went on | later stages | kept first round |\n|---|---|---|---|---|---|---|---|---|")
 loaded = {run: load(run) for run in runs}
@@ -56,7 +58,7 @@ for run, rows in loaded.items():
     second = sum(1 for r in rows.values() if r.get("triage") and r["triage"]["second_stage"])
     later = sum(max(r["triage"].get("stages", 2) - 1, 0) for r in rows.values() if r.get("triage") and r["triage"]["second_stage"])
     kept = sum(1 for r in rows.values() if r.get("triage") and not r["triage"]["second_stage"])
-    print(f"| {run} | {right}/{n} | {right / n:.1%} | {len(rows)} | {sum(map(tok, rows.values()))} | {samples} | {second} | {later} | {kept} |")
+    print(f"| {run} | {right}/{n} | {right / n:.1%} | {len(rows)} | {spent(run)} | {samples} | {second} | {later} | {kept} |")
 print("\nSamples drawn per recorded problem (samples: problems)")
 for run, rows in loaded.items():
     hist = {}

@@ -57,6 +57,8 @@ def load(run):
         if not r.get("error"):
             rows[r["id"]] = r
     return rows
+# Every token the run spent: cut attempts' lines (`cut_short`) and failures included.
+spent = lambda run: sum(tok(json.loads(l)) for l in open(os.path.join(out, run + ".jsonl")))
 print(f"\nEvery run over all {n} problems (a problem without a line counts as wrong); run budget {budget} tokens")
 print("| run | right | accuracy | tokens | thought | short answer kept for want of budget |\n|---|---|---|---|---|---|")
 for run in runs:
@@ -64,7 +66,7 @@ for run in runs:
     right = sum(bool(r.get("correct")) for r in rows.values())
     thought = sum(1 for r in rows.values() if (r.get("details") or {}).get("route") == "think")
     kept = sum(1 for r in rows.values() if r.get("triage") and not r["triage"]["second_stage"])
-    print(f"| {run} | {right}/{n} ({len(rows)} recorded) | {right / n:.1%} | {sum(map(tok, rows.values()))} | {thought} | {kept} |")
+    print(f"| {run} | {right}/{n} ({len(rows)} recorded) | {right / n:.1%} | {spent(run)} | {thought} | {kept} |")
 
 # Simulation from the unlimited short and think runs, with each short answer's confidence from
 # the router runs' signals.
