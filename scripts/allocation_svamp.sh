@@ -57,8 +57,17 @@ def load(run):
         if not r.get("error"):
             rows[r["id"]] = r
     return rows
-# Every token the run spent: cut attempts' lines (`cut_short`) and failures included.
-spent = lambda run: sum(tok(json.loads(l)) for l in open(os.path.join(out, run + ".jsonl")))
+def spent(run):
+    # Every token the run spent: cut attempts' lines (`cut_short`) and failures included, and
+    # under triage the kept stages of problems not answered (in the side file).
+    path = os.path.join(out, run + ".jsonl")
+    lines = [json.loads(l) for l in open(path)]
+    last = {r["id"]: r for r in lines}
+    total = sum(map(tok, lines))
+    if os.path.exists(path + ".triage.jsonl"):
+        kept = {s["id"]: s for s in map(json.loads, open(path + ".triage.jsonl"))}
+        total += sum(tok(s["first"]) for i, s in kept.items() if i not in last or last[i].get("error"))
+    return total
 print(f"\nEvery run over all {n} problems (a problem without a line counts as wrong); run budget {budget} tokens")
 print("| run | right | accuracy | tokens | thought | short answer kept for want of budget |\n|---|---|---|---|---|---|")
 for run in runs:

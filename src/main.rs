@@ -458,13 +458,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     // Tokens as they are spent, in-flight problems' calls included: the recorded lines' count
     // only moves when a problem ends (under triage, not until its last stage). From what the
-    // file records, failed and cut attempts included: all of it counts against the budget.
+    // files record, failed and cut attempts and kept first stages included, as the run counts
+    // it against its budget.
     let spent = Arc::new(AtomicU64::new(
-        already
-            .iter()
-            .filter(|l| ids.contains(l.id.as_str()))
-            .map(|l| l.usage.total_tokens())
-            .sum(),
+        runner::recorded_spend(&args.out, &ids, allocation)?.total_tokens(),
     ));
     let bar = ProgressBar::new(problems.len() as u64);
     bar.set_style(

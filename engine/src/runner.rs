@@ -514,7 +514,16 @@ impl Runner {
                     events.emit("", EventKind::Started);
                     let (cx, cut) = self.problem_context(meter, budget, &events);
                     let outcome = self.strategy.solve(problem, &cx).await;
-                    let mut line = self.line_of(problem, outcome, cx.meter().usage()).await;
+                    let usage = cx.meter().usage();
+                    let mut line = match outcome {
+                        // Cut short: its answer is not recorded, so neither graded (code runs
+                        // its tests) nor traced.
+                        Ok(mut solution) if cut.load(Ordering::Relaxed) => {
+                            solution.usage = usage;
+                            line_for(problem, solution, None)
+                        }
+                        outcome => self.line_of(problem, outcome, usage).await,
+                    };
                     if let (Some(pool), Some(share)) = (pool, share) {
                         if let Ok(mut pool) = pool.lock() {
                             pool.give_back(&share, &line.usage);
@@ -848,6 +857,33 @@ pub fn check_resumable(
             .is_empty();
     check_identity(out, identity, !previous.is_empty(), has_firsts)?;
     Ok(previous)
+}
+
+/// What the files of a run on `out` record as spent on the problems `ids`, as a resumed run
+/// counts it against its budget: every results line (failed and cut attempts included) and,
+/// under [`Allocation::Triage`], the last kept stage of each problem not yet answered. Only
+/// reads the files.
+pub fn recorded_spend(out: &Path, ids: &HashSet<&str>, allocation: Allocation) -> Result<Usage> {
+    let (lines, _) = peek_results(out)?;
+    let mut spent = Usage::default();
+    let mut answered: HashMap<&str, bool> = HashMap::new();
+    for line in lines.iter().filter(|l| ids.contains(l.id.as_str())) {
+        spent += line.usage;
+        answered.insert(line.id.as_str(), line.error.is_none());
+    }
+    if allocation == Allocation::Triage {
+        let (side, _) = scan_lines::<triage::SideLine>(&triage::path_of(out))?;
+        let mut kept: HashMap<&str, Usage> = HashMap::new();
+        for line in &side {
+            kept.insert(line.id.as_str(), line.solution.usage);
+        }
+        for (id, usage) in kept {
+            if ids.contains(id) && answered.get(id) != Some(&true) {
+                spent += usage;
+            }
+        }
+    }
+    Ok(spent)
 }
 
 /// Checks `identity` against the record beside `out` (or records it): `out` has results, or
@@ -1677,6 +1713,10 @@ mod tests {
         text_out.push_str(&serde_json::to_string(&p2).unwrap());
         text_out.push('\n');
         std::fs::write(&out, text_out).unwrap();
+        // What the run below counts against its budget, as `ponder run`'s progress shows it.
+        let ids: HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
+        let recorded = recorded_spend(&out, &ids, Allocation::Triage).unwrap();
+        assert_eq!(recorded.total_tokens(), 8 + 18 + 8 + 8);
         // Recorded: p1 8, p2 18, the first stages of p3 and p4 8 each; 19 more pay for exactly
         // p3's second stage. (Not counting the kept first stages would leave room for p4's
         // too; counting p2's twice would cut p3's.)
@@ -1724,6 +1764,9 @@ mod tests {
             .map(|l| (l.id.as_str(), l.cut_short, l.usage.total_tokens()))
             .collect();
         assert_eq!(cut, [("p1", false, 8), ("p3", true, 6), ("p2", false, 8)]);
+        let ids: HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
+        let recorded = recorded_spend(&out, &ids, Allocation::Triage).unwrap();
+        assert_eq!(recorded.total_tokens(), 22);
 
         // The same budget again: all 22 are spent (8 + 8 + 6 cut), so no call is made.
         let (backend, runner) = run(Some(22), Vec::new());

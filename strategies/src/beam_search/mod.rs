@@ -512,14 +512,16 @@ impl BeamSearch {
             };
             // Finished candidates leave the pool; the rest compete for survival.
             let mut pool: Vec<(NodeId, usize)> = Vec::new();
-            // The best score of a candidate that finished this round, per subtree.
-            let mut best_finished = vec![f64::NEG_INFINITY; groups.max(1)];
+            // The best score of a candidate that finished this round, per subtree (none while
+            // no finished candidate has a score).
+            let mut best_finished: Vec<Option<f64>> = vec![None; groups.max(1)];
             // (subtree, slot) of the candidates kept: identical candidates share a slot.
             let mut kept: HashSet<(usize, usize)> = HashSet::new();
             for ((child, subtree, finished), slot) in children.into_iter().zip(slots) {
                 if finished {
-                    if let Some(best) = best_finished.get_mut(subtree) {
-                        *best = best.max(score_of(tree, child));
+                    let score = tree.node(child).and_then(|n| n.score);
+                    if let (Some(best), Some(score)) = (best_finished.get_mut(subtree), score) {
+                        *best = Some(best.map_or(score, |b| b.max(score)));
                     }
                     if let Some(node) = tree.node_mut(child) {
                         node.state = NodeState::Finished;
@@ -551,7 +553,9 @@ impl BeamSearch {
                         per_subtree.get(subtree).is_some_and(|&k| k == 0)
                             && best_finished
                                 .get(subtree)
-                                .is_none_or(|&best| score_of(tree, child) > best)
+                                .copied()
+                                .flatten()
+                                .is_none_or(|best| score_of(tree, child) > best)
                     }
                 };
                 if keep {
@@ -597,7 +601,9 @@ impl BeamSearch {
                 );
             }
             active = survivors;
-            if details.finished >= n {
+            // Beam search stops at n finished beams. DVTS's subtrees end themselves: another
+            // subtree's finished candidates say nothing of one still going.
+            if self.kind == SearchKind::Beam && details.finished >= n {
                 break;
             }
         }

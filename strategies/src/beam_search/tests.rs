@@ -316,6 +316,64 @@ async fn a_dvts_subtree_whose_best_candidate_finished_is_done() {
 }
 
 #[tokio::test]
+async fn dvts_subtrees_go_on_whatever_other_subtrees_finished() {
+    // n = 4, M = 2. Subtree 0 finishes both candidates in round 1; subtree 1 finishes a weak
+    // one each round beside a better open one. Four finished after round 2 end nothing: subtree
+    // 1 goes on to its own end in round 3.
+    let replies = vec![
+        "s1 Final Answer: 1",
+        "s2 Final Answer: 2",
+        "s0 Final Answer: 0",
+        "s5\n\n",
+        "s0 Final Answer: 0",
+        "s6\n\n",
+        "s9 Final Answer: 9",
+        "s8 Final Answer: 8",
+    ];
+    let search = BeamSearch::new(config(4, 2, 3), SearchKind::Dvts)
+        .unwrap()
+        .with_scorer(Arc::new(NumberScorer::default()));
+    let (solution, backend, _) = run(search, replies, Budget::unlimited()).await;
+    assert_eq!(backend.requests().len(), 4);
+    let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!((details.rounds, details.finished), (3, 6));
+    assert_eq!(solution.answer.as_deref(), Some("9"));
+}
+
+/// A process reward that reads nothing: every step score is NaN.
+struct Unreadable;
+
+#[async_trait]
+impl Scorer for Unreadable {
+    async fn score(
+        &self,
+        _: &Context,
+        _: &str,
+        candidates: &[Vec<String>],
+    ) -> Result<Vec<Vec<f64>>> {
+        Ok(candidates
+            .iter()
+            .map(|steps| vec![f64::NAN; steps.len()])
+            .collect())
+    }
+}
+
+#[tokio::test]
+async fn a_dvts_subtree_without_scores_goes_on_while_nothing_in_it_finished() {
+    let replies = vec!["a\n\n", "b\n\n", "Final Answer: 3", "Final Answer: 4"];
+    let search = BeamSearch::new(config(2, 2, 2), SearchKind::Dvts)
+        .unwrap()
+        .with_scorer(Arc::new(Unreadable));
+    let (solution, backend, _) = run(search, replies, Budget::unlimited()).await;
+    assert_eq!(
+        backend.requests().len(),
+        2,
+        "round 2 expands an unscored beam"
+    );
+    assert!(matches!(solution.answer.as_deref(), Some("3" | "4")));
+}
+
+#[tokio::test]
 async fn finished_beams_are_set_aside_and_selected() {
     // Round 1: "Final Answer: 42" ends its beam; only s1 is expanded in round 2, where both
     // candidates finish. With n = 2 finished beams reached, the search stops.
