@@ -36,7 +36,7 @@ pub use ponder_engine::{
 };
 pub use ponder_strategies::StrategyConfig;
 
-/// A whole config file: `[model]`, `[strategy]` and the per-problem `[budget]`.
+/// A whole config file: `[model]`, `[strategy]`, the per-problem `[budget]` and a `seed`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -49,6 +49,11 @@ pub struct Config {
     /// What one problem may spend. Default unlimited.
     #[serde(default)]
     pub budget: Budget,
+    /// Seeds the sampler: each problem's sampled requests get seeds from it and the problem's
+    /// id ([`ponder_engine::Seeded`]), so a run repeats its draws where the backend takes a
+    /// per-request seed (OpenAI-compatible servers; mistral.rs 0.8.1 ignores it). Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 impl Config {
@@ -80,7 +85,13 @@ impl Config {
                 }),
             },
         };
-        serde_json::json!({ "model": model, "strategy": self.strategy, "budget": self.budget })
+        let mut identity =
+            serde_json::json!({ "model": model, "strategy": self.strategy, "budget": self.budget });
+        // Only when given: files recorded before seeds existed resume as they were.
+        if let Some(seed) = self.seed {
+            identity["seed"] = serde_json::json!(seed);
+        }
+        identity
     }
 
     /// Checks the rules that serde cannot.
@@ -126,6 +137,20 @@ mod tests {
         // A named model is the same model wherever it is served.
         let named = "model = \"qwen\"";
         assert_eq!(at("http://a:8000", named), at("http://b:8000", named));
+    }
+
+    #[test]
+    fn a_seed_is_part_of_the_identity_only_when_given() {
+        let with = |seed: &str| {
+            let toml = format!("{seed}\n[strategy]\nkind = \"direct\"\n");
+            parse_str::<Config>(&toml, Format::Toml).unwrap()
+        };
+        let seeded = with("seed = 3");
+        assert_eq!(seeded.seed, Some(3));
+        assert_eq!(seeded.identity()["seed"], 3);
+        // Files recorded before seeds existed have no key: an unseeded config matches them.
+        assert!(with("").identity().get("seed").is_none());
+        assert_ne!(with("seed = 4").identity(), seeded.identity());
     }
 
     #[test]

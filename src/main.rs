@@ -12,8 +12,8 @@ use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use ponder::engine::models::{self, BUILTIN_MODELS};
 use ponder::engine::{
-    runner, Allocation, BackendKind, Budget, Context, DeviceSpec, Event, EventKind, EventLog,
-    EventSink, Events, Problem, ResultLine, Runner, Strategy,
+    runner, Allocation, Backend, BackendKind, Budget, Context, DeviceSpec, Event, EventKind,
+    EventLog, EventSink, Events, Problem, ResultLine, Runner, Strategy,
 };
 use ponder::report::{Comparison, RunReport};
 use ponder::Config;
@@ -283,6 +283,16 @@ fn load_config(
     Ok(config)
 }
 
+/// Says when a config's `seed` cannot do anything: mistral.rs takes no per-request seed.
+fn warn_unseeded(config: &Config) {
+    if config.seed.is_some() && config.model.backend == BackendKind::Mistralrs {
+        eprintln!(
+            "note: `seed` is given, but mistral.rs 0.8.1 takes no per-request seed (one \
+             engine-wide generator): sampled runs will not repeat exactly"
+        );
+    }
+}
+
 async fn solve(
     question: &str,
     config: Option<&Path>,
@@ -295,12 +305,24 @@ async fn solve(
     let config = load_config(config, model, device)?;
     let strategy = config.strategy.build()?;
     let log = events.map(|path| EventsTo::open(path, None)).transpose()?;
+    warn_unseeded(&config);
     let backend = config.model.load().await?;
     let problem = Problem::new("question", question);
     let events = log.as_ref().map_or_else(Events::off, |log| {
         Events::new(log.sink(), problem.id.clone())
     });
-    let cx = Context::with_events(backend, config.budget, events);
+    let cx = match config.seed {
+        Some(seed) => {
+            // The question's own seeds, for its model and any other one it calls (a judge).
+            let base = ponder::engine::seed_for(seed, &problem.id);
+            let seeded = move |backend: Arc<dyn Backend>| -> Arc<dyn Backend> {
+                Arc::new(ponder::engine::Seeded::new(backend, base))
+            };
+            Context::with_events(seeded(backend), config.budget, events)
+                .metered_below(Arc::new(seeded))
+        }
+        None => Context::with_events(backend, config.budget, events),
+    };
     let mut solution = ponder::engine::solve_in(strategy.as_ref(), &problem, &cx).await?;
     if let Some(log) = &log {
         log.finish()?;
@@ -434,6 +456,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let backend = config.model.load().await?;
     let mut run_budget = Budget::unlimited();
     run_budget.max_tokens = args.max_run_tokens;
+    warn_unseeded(&config);
     let mut runner = Runner::new(strategy, backend)
         .with_grader(Arc::new(ponder::prm::StandardGrader::new(
             ponder::prm::Sandbox::new().allow_unisolated(args.allow_unisolated_sandbox),
@@ -445,6 +468,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_identity(identity);
     if let Some(dir) = &args.trace_dir {
         runner = runner.with_trace_dir(dir);
+    }
+    if let Some(seed) = config.seed {
+        runner = runner.with_seed(seed);
     }
 
     let ids: std::collections::HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();

@@ -147,6 +147,43 @@ fn n_samples_in_one_request_and_fanned_out_count_tokens_per_choice() {
 }
 
 #[test]
+fn a_seeded_run_repeats_its_samples_and_another_seed_does_not() {
+    // A sample at temperature 1 for each of four questions, on a fresh server each time (the
+    // same requests in the same order: nothing cached from the last run changes the arithmetic).
+    let samples = |seed: u64| -> Vec<String> {
+        let (_lock, _server, url) = server();
+        let strategy: Arc<dyn ponder::engine::Strategy> = StrategyConfig::Direct(DirectConfig {
+            max_tokens: std::num::NonZeroUsize::new(16).unwrap(),
+            temperature: 1.0,
+            ..DirectConfig::default()
+        })
+        .build()
+        .unwrap()
+        .into();
+        let problems: Vec<Problem> = (0..4)
+            .map(|i| {
+                Problem::new(
+                    format!("q{i}"),
+                    format!("Tell me a story about the number {i}."),
+                )
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("results.jsonl");
+        let runner = Runner::new(strategy, connect(&url)).with_seed(seed);
+        block_on(runner.run(&problems, &out, |_| {})).unwrap();
+        let mut lines = ponder::engine::runner::read_results(&out).unwrap();
+        lines.sort_by(|a, b| a.id.cmp(&b.id));
+        lines.into_iter().map(|l| l.completion).collect()
+    };
+    let first = samples(7);
+    assert_eq!(first.len(), 4);
+    assert!(first.iter().all(|c| !c.is_empty()), "{first:?}");
+    assert_eq!(samples(7), first, "the same seed, the same samples");
+    assert_ne!(samples(8), first, "another seed, other samples");
+}
+
+#[test]
 fn stop_sequences_end_the_text_before_them() {
     let (_lock, _server, url) = server();
     let backend = connect(&url);

@@ -40,6 +40,7 @@ mod openai;
 mod problem;
 pub mod runner;
 mod scorer;
+mod seeded;
 mod solution;
 mod strategy;
 mod usage;
@@ -65,6 +66,7 @@ pub use openai::{OpenAiBackend, OpenAiOptions};
 pub use problem::{CodeTask, Problem};
 pub use runner::{Allocation, ResultLine, RunSummary, Runner, TriageNote};
 pub use scorer::Scorer;
+pub use seeded::{seed_for, Seeded};
 pub use solution::{Candidate, Solution, StopReason, Trace};
 pub use strategy::{
     solve, solve_in, solve_in_stages, Context, Metering, Pending, Stage, Staged, Strategy,

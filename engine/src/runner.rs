@@ -262,6 +262,7 @@ pub struct Runner {
     trace_dir: Option<PathBuf>,
     identity: Option<serde_json::Value>,
     events: Option<Arc<dyn EventSink>>,
+    seed: Option<u64>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -272,6 +273,7 @@ impl std::fmt::Debug for Runner {
             .field("problem_budget", &self.problem_budget)
             .field("run_budget", &self.run_budget)
             .field("allocation", &self.allocation)
+            .field("seed", &self.seed)
             .finish()
     }
 }
@@ -290,7 +292,17 @@ impl Runner {
             trace_dir: None,
             identity: None,
             events: None,
+            seed: None,
         }
+    }
+
+    /// Seeds the sampler of each problem's sampled requests from `seed` and the problem's id
+    /// (and its stage, under [`Allocation::Triage`]), whatever the concurrency: a run repeats
+    /// its random draws where the backend takes a per-request seed ([`crate::Seeded`]).
+    /// Default: none (the backend's own randomness).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
     }
 
     /// What produces this run's results (strategy, model, budget: whatever changes them),
@@ -512,7 +524,7 @@ impl Runner {
                     // flag of its own that says whether the run's budget limited one of its calls.
                     let events = self.events_of(problem, started);
                     events.emit("", EventKind::Started);
-                    let (cx, cut) = self.problem_context(meter, budget, &events);
+                    let (cx, cut) = self.problem_context(meter, budget, &events, problem, 0);
                     let outcome = self.strategy.solve(problem, &cx).await;
                     let usage = cx.meter().usage();
                     let mut line = match outcome {
@@ -558,22 +570,32 @@ impl Runner {
     /// The context of one problem under `budget`: the run's backend through the run's shared
     /// `meter` (as is any other model a strategy calls), with a flag of its own set when the
     /// run's budget refuses or shortens one of its calls; calls and limits reported to
-    /// `events`.
+    /// `events`; sampled calls seeded for `problem`'s `stage` when the run has a seed.
     fn problem_context(
         &self,
         meter: Arc<Meter>,
         budget: Budget,
         events: &Events,
+        problem: &Problem,
+        stage: usize,
     ) -> (Context, Arc<AtomicBool>) {
         let cut = Arc::new(AtomicBool::new(false));
+        let seed = self.seed.map(|seed| match stage {
+            0 => crate::seed_for(seed, &problem.id),
+            _ => crate::seed_for(seed, &format!("{}\u{0}{stage}", problem.id)),
+        });
         let run: crate::strategy::Metering = {
             let (cut, events) = (Arc::clone(&cut), events.clone());
             Arc::new(move |backend| {
-                Arc::new(
+                let metered: Arc<dyn Backend> = Arc::new(
                     Metered::with_meter(backend, Arc::clone(&meter))
                         .noting_limits(Arc::clone(&cut))
                         .with_limit_events(events.clone()),
-                )
+                );
+                match seed {
+                    Some(base) => Arc::new(crate::Seeded::new(metered, base)),
+                    None => metered,
+                }
             })
         };
         let cx = Context::with_events(run(Arc::clone(&self.backend)), budget, events.clone())
@@ -1207,6 +1229,74 @@ mod tests {
             .iter()
             .filter(|l| !l.cut_short)
             .all(|l| l.answer.as_deref() == Some("0123456789")));
+    }
+
+    /// Two sampled calls, one after the other, then the first's text.
+    struct TwoDraws;
+
+    #[async_trait::async_trait]
+    impl Strategy for TwoDraws {
+        fn name(&self) -> &'static str {
+            "two_draws"
+        }
+
+        async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+            let mut texts = Vec::new();
+            for _ in 0..2 {
+                let request = text_request(problem.question.clone())
+                    .with_sampling(crate::Sampling::with_temperature(1.0));
+                texts.push(
+                    cx.backend()
+                        .generate(request)
+                        .await?
+                        .into_first_choice()?
+                        .text,
+                );
+            }
+            Ok(Solution::single(
+                "two_draws",
+                candidate(&texts[0], &texts[0]),
+                StopReason::Completed,
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_seeded_run_gives_each_problem_the_same_seeds_whatever_the_concurrency() {
+        let dir = tempfile::tempdir().unwrap();
+        let problems = numbered(6);
+        let seeds_at = |concurrency: usize, seed: Option<u64>, name: &str| {
+            let out = dir.path().join(name);
+            let problems = problems.clone();
+            async move {
+                let backend = Arc::new(
+                    crate::scripted::ScriptedBackend::new(vec!["x"; 12])
+                        .with_delay(std::time::Duration::from_millis(2)),
+                );
+                let mut runner =
+                    Runner::new(Arc::new(TwoDraws), Arc::clone(&backend) as Arc<dyn Backend>)
+                        .with_concurrency(concurrency);
+                if let Some(seed) = seed {
+                    runner = runner.with_seed(seed);
+                }
+                runner.run(&problems, &out, |_| {}).await.unwrap();
+                let mut seeds: BTreeMap<String, Vec<Option<u64>>> = BTreeMap::new();
+                for request in backend.requests() {
+                    let prompt = crate::scripted::ScriptedBackend::render(&request.prompt);
+                    seeds.entry(prompt).or_default().push(request.sampling.seed);
+                }
+                seeds
+            }
+        };
+        let one = seeds_at(1, Some(7), "a.jsonl").await;
+        assert_eq!(one.len(), 6);
+        let all: HashSet<Option<u64>> = one.values().flatten().copied().collect();
+        assert_eq!(all.len(), 12, "every draw its own seed: {one:?}");
+        assert!(!all.contains(&None));
+        assert_eq!(seeds_at(4, Some(7), "b.jsonl").await, one);
+        assert_ne!(seeds_at(1, Some(8), "c.jsonl").await, one);
+        let unseeded = seeds_at(4, None, "d.jsonl").await;
+        assert!(unseeded.values().flatten().all(Option::is_none));
     }
 
     #[tokio::test]

@@ -321,7 +321,8 @@ impl Runner {
                     }
                     let events = self.events_of(problem, started);
                     events.emit("", EventKind::Started);
-                    let (cx, cut) = self.problem_context(meter, self.problem_budget, &events);
+                    let (cx, cut) =
+                        self.problem_context(meter, self.problem_budget, &events, problem, 0);
                     let first = self.first_stage(staged, problem, &cx, &cut).await;
                     if let First::Pending(line) = &first {
                         events.emit(
@@ -444,7 +445,8 @@ impl Runner {
         budget.max_wall_ms = budget
             .max_wall_ms
             .map(|ms| ms.saturating_sub(last.solution.usage.elapsed_ms));
-        let (cx, cut) = self.problem_context(Arc::clone(&meter), budget, &events);
+        let (cx, cut) =
+            self.problem_context(Arc::clone(&meter), budget, &events, problem, last.stages);
         let outcome = staged.next(problem, last.solution.clone(), &cx).await;
         let usage = cx.meter().usage();
         let cut = cut.load(Ordering::Relaxed);
