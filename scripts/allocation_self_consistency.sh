@@ -36,7 +36,7 @@ for name in $runs; do
 done
 "$ponder" report $(for r in $runs; do printf '%s/%s.jsonl ' "$out" "$r"; done) \
   --labels "$(echo $runs | tr ' ' ,)"
-python3 - "$out" "$n" "$budget" $runs <<'PY'
+PONDER_SCRIPTS="$(dirname "$0")" python3 - "$out" "$n" "$budget" $runs <<'PY'
 import json, os, sys
 out, n, budget, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 tok = lambda r: r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"]
@@ -47,17 +47,9 @@ def load(run):
         if not r.get("error"):
             rows[r["id"]] = r
     return rows
-def spent(run):
-    # Every token the run spent: cut attempts' lines (`cut_short`) and failures included, and
-    # under triage the kept stages of problems not answered (in the side file).
-    path = os.path.join(out, run + ".jsonl")
-    lines = [json.loads(l) for l in open(path)]
-    last = {r["id"]: r for r in lines}
-    total = sum(map(tok, lines))
-    if os.path.exists(path + ".triage.jsonl"):
-        kept = {s["id"]: s for s in map(json.loads, open(path + ".triage.jsonl"))}
-        total += sum(tok(s["first"]) for i, s in kept.items() if i not in last or last[i].get("error"))
-    return total
+sys.path.insert(0, os.environ["PONDER_SCRIPTS"])
+from results_spend import spent as spent_in
+spent = lambda run: spent_in(os.path.join(out, run + ".jsonl"))
 print(f"\nEvery run over all {n} problems (a problem without a line counts as wrong); run budget {budget} tokens")
 print("| run | right | accuracy | recorded | tokens | samples drawn | went on | later stages | kept first round |\n|---|---|---|---|---|---|---|---|---|")
 loaded = {run: load(run) for run in runs}

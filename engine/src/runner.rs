@@ -414,9 +414,8 @@ impl Runner {
         let wanted: HashMap<&str, &Problem> = problems.iter().map(|p| (p.id.as_str(), p)).collect();
         let mut finished: HashSet<String> = HashSet::new();
         let mut last: HashMap<String, (bool, Option<bool>)> = HashMap::new();
-        let mut spent = Usage::default();
         for line in previous
-            .into_iter()
+            .iter()
             .filter(|l| wanted.contains_key(l.id.as_str()))
         {
             if let (Some(recorded), Some(problem)) =
@@ -435,10 +434,10 @@ impl Runner {
                     });
                 }
             }
-            spent += line.usage;
             // A problem's last line counts: a failure after an answer is retried.
             last.insert(line.id.clone(), (line.error.is_none(), line.correct));
         }
+        let spent = spent_on(&previous, &firsts, |id| wanted.contains_key(id));
         for (id, (answered, correct)) in last {
             if answered {
                 summary.resumed += 1;
@@ -453,15 +452,11 @@ impl Runner {
             .iter()
             .filter(|p| !finished.contains(&p.id))
             .collect();
-        // First stages recorded for problems not finished yet: spent, and not done again. (A
-        // finished problem's line counts its first stage already.)
+        // First stages recorded for problems not finished yet: not done again.
         let firsts: Vec<triage::SideLine> = firsts
             .into_iter()
             .filter(|f| wanted.contains_key(f.id.as_str()) && !finished.contains(&f.id))
             .collect();
-        for first in &firsts {
-            spent += first.solution.usage;
-        }
         let run_budget = less_spent(self.run_budget, &spent);
         let mut sink = Sink {
             file: lock,
@@ -881,31 +876,43 @@ pub fn check_resumable(
     Ok(previous)
 }
 
-/// What the files of a run on `out` record as spent on the problems `ids`, as a resumed run
-/// counts it against its budget: every results line (failed and cut attempts included) and,
-/// under [`Allocation::Triage`], the last kept stage of each problem not yet answered. Only
-/// reads the files.
-pub fn recorded_spend(out: &Path, ids: &HashSet<&str>, allocation: Allocation) -> Result<Usage> {
-    let (lines, _) = peek_results(out)?;
+/// What a run on `out` whose results file holds `lines` records as spent on the problems
+/// `ids`, as a resumed run counts it against its budget: every results line (failed and cut
+/// attempts included) and, under [`Allocation::Triage`], the last kept stage of each problem not
+/// yet answered (read from beside `out`, not changed).
+pub fn recorded_spend(
+    out: &Path,
+    lines: &[ResultLine],
+    ids: &HashSet<&str>,
+    allocation: Allocation,
+) -> Result<Usage> {
+    let kept = match allocation {
+        Allocation::Triage => triage::peek(out)?,
+        _ => Vec::new(),
+    };
+    Ok(spent_on(lines, &kept, |id| ids.contains(id)))
+}
+
+/// What `lines` (a results file's) and `kept` (the last kept stage of each problem) record as
+/// spent on the problems `wanted` says: every line, and the kept stage of each problem whose
+/// last line is not an answer (an answer's line counts its stages already).
+fn spent_on(
+    lines: &[ResultLine],
+    kept: &[triage::SideLine],
+    wanted: impl Fn(&str) -> bool,
+) -> Usage {
     let mut spent = Usage::default();
     let mut answered: HashMap<&str, bool> = HashMap::new();
-    for line in lines.iter().filter(|l| ids.contains(l.id.as_str())) {
+    for line in lines.iter().filter(|l| wanted(&l.id)) {
         spent += line.usage;
         answered.insert(line.id.as_str(), line.error.is_none());
     }
-    if allocation == Allocation::Triage {
-        let (side, _) = scan_lines::<triage::SideLine>(&triage::path_of(out))?;
-        let mut kept: HashMap<&str, Usage> = HashMap::new();
-        for line in &side {
-            kept.insert(line.id.as_str(), line.solution.usage);
-        }
-        for (id, usage) in kept {
-            if ids.contains(id) && answered.get(id) != Some(&true) {
-                spent += usage;
-            }
+    for stage in kept.iter().filter(|k| wanted(&k.id)) {
+        if answered.get(stage.id.as_str()) != Some(&true) {
+            spent += stage.solution.usage;
         }
     }
-    Ok(spent)
+    spent
 }
 
 /// Checks `identity` against the record beside `out` (or records it): `out` has results, or
@@ -1755,26 +1762,31 @@ mod tests {
         );
     }
 
+    /// A triage run of [`TWO_STAGE`] over `replies`, under a run budget of `budget` tokens.
+    fn triage_runner(
+        budget: Option<u64>,
+        replies: Vec<crate::scripted::Reply>,
+    ) -> (Arc<crate::scripted::ScriptedBackend>, Runner) {
+        let backend = Arc::new(crate::scripted::ScriptedBackend::from_replies(replies));
+        let mut runner = Runner::new(
+            Arc::new(TWO_STAGE),
+            Arc::clone(&backend) as Arc<dyn Backend>,
+        )
+        .with_allocation(Allocation::Triage);
+        if let Some(tokens) = budget {
+            runner = runner.with_run_budget(Budget::unlimited().with_max_tokens(tokens));
+        }
+        (backend, runner)
+    }
+
     #[tokio::test]
     async fn a_resumed_triage_run_counts_what_its_files_record_against_the_budget() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("r.jsonl");
         let problems = numbered(4);
         use crate::scripted::Reply::Text;
-        let first = |budget: Option<u64>, replies: Vec<crate::scripted::Reply>| {
-            let backend = Arc::new(crate::scripted::ScriptedBackend::from_replies(replies));
-            let mut runner = Runner::new(
-                Arc::new(TWO_STAGE),
-                Arc::clone(&backend) as Arc<dyn Backend>,
-            )
-            .with_allocation(Allocation::Triage);
-            if let Some(tokens) = budget {
-                runner = runner.with_run_budget(Budget::unlimited().with_max_tokens(tokens));
-            }
-            (backend, runner)
-        };
         let text = |t: &str| Text(t.into());
-        let (_, runner) = first(None, undecided_then_failing());
+        let (_, runner) = triage_runner(None, undecided_then_failing());
         runner.run(&problems, &out, |_| {}).await.unwrap();
         // As if p2's second stage had finished in a run killed right after: its line counts
         // both stages (8 + 10), so its kept first stage must not count again.
@@ -1805,12 +1817,13 @@ mod tests {
         std::fs::write(&out, text_out).unwrap();
         // What the run below counts against its budget, as `ponder run`'s progress shows it.
         let ids: HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
-        let recorded = recorded_spend(&out, &ids, Allocation::Triage).unwrap();
+        let recorded =
+            recorded_spend(&out, &read_results(&out).unwrap(), &ids, Allocation::Triage).unwrap();
         assert_eq!(recorded.total_tokens(), 8 + 18 + 8 + 8);
         // Recorded: p1 8, p2 18, the first stages of p3 and p4 8 each; 19 more pay for exactly
         // p3's second stage. (Not counting the kept first stages would leave room for p4's
         // too; counting p2's twice would cut p3's.)
-        let (backend, runner) = first(Some(8 + 18 + 8 + 8 + 19), vec![text("0123456789")]);
+        let (backend, runner) = triage_runner(Some(8 + 18 + 8 + 8 + 19), vec![text("0123456789")]);
         let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
         assert_eq!(prompts(&backend), ["think Q3?"]);
         assert_eq!((summary.second_stage, summary.first_only), (1, 1));
@@ -1827,16 +1840,11 @@ mod tests {
         let out = dir.path().join("r.jsonl");
         let problems = numbered(4);
         let run = |budget: Option<u64>, replies: Vec<&str>| {
-            let backend = Arc::new(crate::scripted::ScriptedBackend::new(replies));
-            let mut runner = Runner::new(
-                Arc::new(TWO_STAGE),
-                Arc::clone(&backend) as Arc<dyn Backend>,
-            )
-            .with_allocation(Allocation::Triage);
-            if let Some(tokens) = budget {
-                runner = runner.with_run_budget(Budget::unlimited().with_max_tokens(tokens));
-            }
-            (backend, runner)
+            let replies = replies
+                .into_iter()
+                .map(|t| crate::scripted::Reply::Text(t.into()))
+                .collect();
+            triage_runner(budget, replies)
         };
         // First stages cost 3 prompt + 5 completion tokens. 22 pay for two and shorten the
         // third to 3 completion tokens ("z:0"): it is cut, the fourth never starts.
@@ -1855,7 +1863,8 @@ mod tests {
             .collect();
         assert_eq!(cut, [("p1", false, 8), ("p3", true, 6), ("p2", false, 8)]);
         let ids: HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
-        let recorded = recorded_spend(&out, &ids, Allocation::Triage).unwrap();
+        let recorded =
+            recorded_spend(&out, &read_results(&out).unwrap(), &ids, Allocation::Triage).unwrap();
         assert_eq!(recorded.total_tokens(), 22);
 
         // The same budget again: all 22 are spent (8 + 8 + 6 cut), so no call is made.

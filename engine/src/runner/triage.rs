@@ -112,6 +112,17 @@ pub(super) fn read(out: &Path) -> Result<Vec<SideLine>> {
     if let Some(len) = cut_at {
         truncate(&path, len)?;
     }
+    Ok(last_of(lines))
+}
+
+/// The stages recorded beside `out`, the last of each problem, only read (a half-written last
+/// line left out, and left as it is).
+pub(super) fn peek(out: &Path) -> Result<Vec<SideLine>> {
+    Ok(last_of(scan_lines::<SideLine>(&path_of(out))?.0))
+}
+
+/// The last of each problem's `lines`, in the order problems first appear.
+fn last_of(lines: Vec<SideLine>) -> Vec<SideLine> {
     let mut at: HashMap<String, usize> = HashMap::new();
     let mut last: Vec<SideLine> = Vec::new();
     for line in lines {
@@ -123,7 +134,7 @@ pub(super) fn read(out: &Path) -> Result<Vec<SideLine>> {
             }
         }
     }
-    Ok(last)
+    last
 }
 
 /// First stages are only resumed under the configuration that made them: with no record of it

@@ -46,6 +46,13 @@ fn config(n: usize, m: usize, steps: usize) -> BeamSearchConfig {
     }
 }
 
+/// A search of `kind` under `c`, scored by [`NumberScorer`].
+fn numbered(c: BeamSearchConfig, kind: SearchKind) -> BeamSearch {
+    BeamSearch::new(c, kind)
+        .unwrap()
+        .with_scorer(Arc::new(NumberScorer::default()))
+}
+
 async fn run(
     search: BeamSearch,
     replies: Vec<&str>,
@@ -125,9 +132,7 @@ async fn survivors_of_each_round_are_exactly_the_top_n_over_m() {
         "s3",
         "s2",
     ];
-    let search = BeamSearch::new(config(4, 2, 3), SearchKind::Beam)
-        .unwrap()
-        .with_scorer(Arc::new(NumberScorer::default()));
+    let search = numbered(config(4, 2, 3), SearchKind::Beam);
     let (solution, backend, tree, events) = run_watched(search, replies, Budget::unlimited()).await;
     let requests = backend.requests();
     assert_eq!(requests.len(), 6);
@@ -225,9 +230,7 @@ async fn dvts_subtrees_stay_independent() {
         "s2 s3\n\n",
         "s2 s2\n\n",
     ];
-    let search = BeamSearch::new(config(4, 2, 2), SearchKind::Dvts)
-        .unwrap()
-        .with_scorer(Arc::new(NumberScorer::default()));
+    let search = numbered(config(4, 2, 2), SearchKind::Dvts);
     let (_, backend, tree) = run(search, replies, Budget::unlimited()).await;
     let requests = backend.requests();
     let prefixes: Vec<String> = requests[2..].iter().map(assistant_prefix).collect();
@@ -262,9 +265,7 @@ async fn beam_search_keeps_n_expansions_a_round_when_fewer_beams_survive() {
         "s8 Final Answer: 8",
         "s9 Final Answer: 9",
     ];
-    let search = BeamSearch::new(config(4, 2, 3), SearchKind::Beam)
-        .unwrap()
-        .with_scorer(Arc::new(NumberScorer::default()));
+    let search = numbered(config(4, 2, 3), SearchKind::Beam);
     let (solution, backend, _) = run(search, replies, Budget::unlimited()).await;
     let widths: Vec<usize> = backend.requests().iter().map(|r| r.n).collect();
     assert_eq!(widths, [2, 2, 4]);
@@ -294,9 +295,7 @@ async fn a_dvts_subtree_whose_best_candidate_finished_is_done() {
         "s3 Final Answer: 3",
         "s2 Final Answer: 2",
     ];
-    let search = BeamSearch::new(config(4, 2, 3), SearchKind::Dvts)
-        .unwrap()
-        .with_scorer(Arc::new(NumberScorer::default()));
+    let search = numbered(config(4, 2, 3), SearchKind::Dvts);
     let (solution, backend, tree) = run(search, replies, Budget::unlimited()).await;
     let prefixes: Vec<String> = backend.requests()[2..]
         .iter()
@@ -330,9 +329,7 @@ async fn dvts_subtrees_go_on_whatever_other_subtrees_finished() {
         "s9 Final Answer: 9",
         "s8 Final Answer: 8",
     ];
-    let search = BeamSearch::new(config(4, 2, 3), SearchKind::Dvts)
-        .unwrap()
-        .with_scorer(Arc::new(NumberScorer::default()));
+    let search = numbered(config(4, 2, 3), SearchKind::Dvts);
     let (solution, backend, _) = run(search, replies, Budget::unlimited()).await;
     assert_eq!(backend.requests().len(), 4);
     let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
@@ -385,9 +382,7 @@ async fn finished_beams_are_set_aside_and_selected() {
     ];
     let mut c = config(2, 2, 5);
     c.select = Select::Weighted;
-    let search = BeamSearch::new(c, SearchKind::Beam)
-        .unwrap()
-        .with_scorer(Arc::new(NumberScorer::default()));
+    let search = numbered(c, SearchKind::Beam);
     let (solution, backend, tree) = run(search, replies, Budget::unlimited()).await;
     assert_eq!(backend.requests().len(), 2);
     assert_eq!(tree.state_of("Final Answer: 42"), "finished");
@@ -406,9 +401,7 @@ async fn finished_beams_are_set_aside_and_selected() {
 #[tokio::test]
 async fn the_budget_stop_returns_a_best_beam() {
     let replies = vec!["s3\n\n", "s7\n\n", "s2\n\n", "s1\n\n"];
-    let search = BeamSearch::new(config(2, 2, 4), SearchKind::Beam)
-        .unwrap()
-        .with_scorer(Arc::new(NumberScorer::default()));
+    let search = numbered(config(2, 2, 4), SearchKind::Beam);
     let (solution, _, _) = run(search, replies, Budget::unlimited().with_max_calls(1)).await;
     assert_eq!(solution.stop_reason, StopReason::CallBudget);
     assert_eq!(solution.completion, "s7", "the best partial beam");
@@ -460,9 +453,7 @@ async fn dvts_keeps_a_subtree_whose_steps_repeat_another_subtrees() {
     let replies = vec![
         "s9\n\n", "s8\n\n", "s9\n\n", "s8\n\n", "s1", "s2", "s3", "s4",
     ];
-    let search = BeamSearch::new(config(4, 2, 2), SearchKind::Dvts)
-        .unwrap()
-        .with_scorer(Arc::new(NumberScorer::default()));
+    let search = numbered(config(4, 2, 2), SearchKind::Dvts);
     let (_, _, tree) = run(search, replies, Budget::unlimited()).await;
     let active: Vec<(String, u64)> = tree
         .0
@@ -485,9 +476,7 @@ async fn a_budget_stop_while_scoring_the_first_round_keeps_its_unscored_steps() 
     let mut c = config(2, 2, 3);
     c.lookahead = 1;
     let replies = vec!["s1\n\n", "s2\n\n", "s6\n\n", "s3\n\n"];
-    let search = BeamSearch::new(c, SearchKind::Beam)
-        .unwrap()
-        .with_scorer(Arc::new(NumberScorer::default()));
+    let search = numbered(c, SearchKind::Beam);
     let (solution, _backend, tree) =
         run(search, replies, Budget::unlimited().with_max_calls(2)).await;
     assert_eq!(solution.stop_reason, StopReason::CallBudget);
@@ -514,9 +503,7 @@ async fn a_budget_stop_while_scoring_keeps_finished_beams_and_sets_the_rest_asid
         "s4\n\n",
         "Final Answer: 7",
     ];
-    let search = BeamSearch::new(c, SearchKind::Beam)
-        .unwrap()
-        .with_scorer(Arc::new(NumberScorer::default()));
+    let search = numbered(c, SearchKind::Beam);
     let (solution, backend, tree) =
         run(search, replies, Budget::unlimited().with_max_calls(4)).await;
     assert_eq!(backend.requests().len(), 4);
