@@ -171,14 +171,14 @@ fn s_star_debugs_and_selects_on_humaneval_0_with_qwen() {
         })
         .collect();
     assert_eq!(tested, rounds);
-    let compared: Vec<(usize, usize, usize)> = kinds
+    let compared: Vec<(usize, usize, Option<usize>)> = kinds
         .iter()
         .filter_map(|k| match k {
             EventKind::Compared { a, b, winner, .. } => Some((*a, *b, *winner)),
             _ => None,
         })
         .collect();
-    let comparisons: Vec<(usize, usize, usize)> = details
+    let comparisons: Vec<(usize, usize, Option<usize>)> = details
         .comparisons
         .iter()
         .map(|c| (c.a, c.b, c.winner))
@@ -230,10 +230,33 @@ fn s_star_debugs_and_selects_on_humaneval_0_with_qwen() {
     );
     assert_eq!(debugged.rounds.len(), 2, "one debug round");
     assert!(debugged.rounds[1].tokens > 0);
-    // Selection: a tournament among the samples passing both examples, on inputs the model
-    // wrote; every disagreement judged in both orders.
-    assert!(!details.comparisons.is_empty());
+    // Selection: the samples passing both examples (distinct programs) clustered by their
+    // outputs on inputs the model wrote for the problem, then each pair of clusters compared
+    // once on those and on inputs written for the pair; every disagreement judged in both orders.
+    let clustered: Vec<usize> = details
+        .clusters
+        .iter()
+        .flat_map(|c| c.samples.clone())
+        .collect();
+    assert!(clustered.contains(&right) && clustered.contains(&neighbours));
+    for c in &details.clusters {
+        assert_eq!(c.outputs.len(), details.probes.len());
+    }
+    let k = details.clusters.len();
+    assert_eq!(details.comparisons.len(), k * (k - 1) / 2);
+    let wins: usize = details.clusters.iter().map(|c| c.wins).sum();
+    assert_eq!(
+        wins,
+        details
+            .comparisons
+            .iter()
+            .filter(|c| c.winner.is_some())
+            .count()
+    );
     for c in &details.comparisons {
+        if !details.probes.is_empty() {
+            assert!(c.differing > 0, "clusters differ on some input: {c:?}");
+        }
         assert!(details.samples[c.a].passes_public && details.samples[c.b].passes_public);
         assert_eq!(c.inputs.len(), c.outputs_a.len());
         if c.differing > 0 {
@@ -245,8 +268,8 @@ fn s_star_debugs_and_selects_on_humaneval_0_with_qwen() {
     assert!(details.selected < 3);
     assert!(details.sandbox_ms > 0);
     assert!(
-        solution.usage.calls >= 4,
-        "samples, rewrite, inputs, verdict"
+        solution.usage.calls >= 3 + details.comparisons.len() as u64,
+        "samples, rewrite, inputs, and inputs for each comparison"
     );
     // The chosen program is graded with the hidden tests in the sandbox.
     let sandbox = Sandbox::new().allow_unisolated(!isolation::namespaces_here());

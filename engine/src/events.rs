@@ -161,8 +161,8 @@ pub enum EventKind {
         b: usize,
         /// Inputs on which their outputs differed.
         differing: usize,
-        /// The one that went on.
-        winner: usize,
+        /// The one the judge preferred, if any (see S*'s `Comparison::winner`).
+        winner: Option<usize>,
     },
     /// A strategy chose its answer among candidates.
     Selected {
@@ -302,10 +302,16 @@ impl fmt::Display for EventKind {
                 b,
                 differing,
                 winner,
-            } => write!(
-                f,
-                "compared {a} and {b}: {differing} differing input(s), {winner} goes on"
-            ),
+            } => match winner {
+                Some(winner) => write!(
+                    f,
+                    "compared {a} and {b}: {differing} differing input(s), {winner} preferred"
+                ),
+                None => write!(
+                    f,
+                    "compared {a} and {b}: {differing} differing input(s), no verdict"
+                ),
+            },
             Self::Selected {
                 answer: chosen,
                 candidates,

@@ -9,7 +9,7 @@
 //! - [`BeamSearch`]: PRM-guided step-level beam search and DVTS, with the search tree exported.
 //! - [`BestOfN`]: N candidates, scored, selected by reward, weighted vote or majority; adaptive N.
 //! - [`SStar`]: S* for code: samples debugged against public tests in the sandbox, then chosen by
-//!   a tournament on model-synthesised inputs.
+//!   clusters and pairwise comparisons on model-synthesised inputs.
 //! - [`Router`] and [`ModeRouter`]: adaptive thinking, deciding per query whether to think at
 //!   all (by cheap signals from a short answer, or by the model's own mode token).
 //!

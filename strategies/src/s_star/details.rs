@@ -1,4 +1,5 @@
-//! The `details` of an S* solution: every sample's rounds, the tournament, the choice.
+//! The `details` of an S* solution: every sample's rounds, the clusters and comparisons of
+//! selection, the choice.
 
 use ponder_prm::TestCase;
 use serde::{Deserialize, Serialize};
@@ -67,7 +68,7 @@ pub struct SampleDetail {
     pub passes_public: bool,
 }
 
-/// One pairwise comparison of the tournament.
+/// One pairwise comparison of selection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     /// Sample indices compared (A, B).
@@ -86,8 +87,21 @@ pub struct Comparison {
     /// That probability with A shown first, and with B shown first.
     #[serde(default)]
     pub p_a_by_order: Option<(f64, f64)>,
-    /// The sample that went on.
-    pub winner: usize,
+    /// The sample the judge preferred: in a knockout the one that went on (A where nothing
+    /// differed or the verdict was even); in a round robin only a preference held in both orders
+    /// of showing, else none.
+    pub winner: Option<usize>,
+}
+
+/// Candidates whose outputs agree on every shared synthesised input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// Its samples, earliest first; the first stands for it in comparisons.
+    pub samples: Vec<usize>,
+    /// Their outputs on each of [`SStarDetails::probes`].
+    pub outputs: Vec<String>,
+    /// Comparisons the judge gave it in both orders of showing.
+    pub wins: usize,
 }
 
 /// `details` of an S* solution.
@@ -97,7 +111,13 @@ pub struct SStarDetails {
     pub public_tests: Vec<TestCase>,
     /// Each sample, in order.
     pub samples: Vec<SampleDetail>,
-    /// The tournament, in the order played.
+    /// The inputs synthesised for the problem that every candidate ran on (round robin only).
+    #[serde(default)]
+    pub probes: Vec<String>,
+    /// The candidates grouped by their outputs on `probes` (round robin only).
+    #[serde(default)]
+    pub clusters: Vec<Cluster>,
+    /// The comparisons, in the order played.
     pub comparisons: Vec<Comparison>,
     /// The sample chosen.
     pub selected: usize,

@@ -6,12 +6,23 @@
 //!    expected, what came back or what was raised) and rewrites the function. `feedback = "all"`
 //!    keeps every earlier round in the conversation, `"last"` only the latest attempt.
 //! 2. Selection: `first` takes sample 0; `public_tests` the first sample passing the most public
-//!    tests; `adaptive_input_synthesis` runs a knockout tournament among the samples passing the
-//!    most public tests (distinct programs only): for each pair the model writes inputs that
-//!    should tell the two apart, both programs run on them in the sandbox, and where the outputs
-//!    differ the judge model, shown the inputs and both outputs, says which is right. The
-//!    verdict is the probability of "A" against "B" read from the judge's first token, never
-//!    parsed prose. Pairs where every output agrees are behaviourally the same: the first stays.
+//!    tests; the other two choose among the candidates, the distinct programs passing the most
+//!    public tests, by comparing pairs: the model writes inputs that should tell the two apart,
+//!    both programs run on them in the sandbox, and where the outputs differ the judge model,
+//!    shown the inputs and both outputs, says which is right, asked once with each program shown
+//!    first. Its verdict is the probability of "A" against "B" read from its first token, never
+//!    parsed prose.
+//!    - `adaptive_input_synthesis` (the paper's): the model first writes inputs for the problem;
+//!      every candidate runs on them and candidates with the same outputs form a cluster (they
+//!      behave alike, so one comparison stands for all). Each pair of clusters is compared once,
+//!      round robin, the inputs the two clusters disagree on shown with the pair's own. A cluster
+//!      wins a comparison when the judge prefers it in both orders (a judge that prefers
+//!      whichever comes first gives no win, as in SkyThought's code). The cluster with the most
+//!      wins, then the largest (a majority vote over behaviours), then the earliest, gives its
+//!      earliest sample. k clusters cost k(k-1)/2 comparisons.
+//!    - `knockout`: a cheaper single-elimination tournament (m-1 comparisons for m candidates):
+//!      the winner of each pair goes on (the mean verdict over both orders; A on an even verdict
+//!      or when every output agrees).
 //!
 //! Everything runs locally: the judge is the policy model unless `judge` names another one
 //! (a `[model]` table), whose calls count against the same budget.
@@ -37,11 +48,14 @@ use tokio::sync::OnceCell;
 mod details;
 mod text;
 
-pub use details::{Comparison, Round, SStarDetails, SampleDetail, TestLine};
+pub use details::{Cluster, Comparison, Round, SStarDetails, SampleDetail, TestLine};
 use text::{calls_of, feedback_message, outputs, round};
 
 use crate::config::check_sampling;
 use crate::prompt::PromptStyle;
+
+/// An input as shown to the judge, with A's and B's outputs on it.
+type Shown = (String, String, String);
 
 /// How much of the debugging history the model sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -58,9 +72,12 @@ pub enum Feedback {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CodeSelection {
-    /// Pairwise tournament on synthesised inputs, judged by the model.
+    /// Clusters by outputs on synthesised inputs, then a round robin of the clusters on inputs
+    /// synthesised per pair, judged by the model (the paper's).
     #[default]
     AdaptiveInputSynthesis,
+    /// A single-elimination tournament on inputs synthesised per pair, judged by the model.
+    Knockout,
     /// The first sample passing the most public tests.
     PublicTests,
     /// Sample 0, whatever its tests say.
@@ -80,11 +97,11 @@ pub struct SStarConfig {
     /// `all` or `last`. Default `all`.
     #[serde(default)]
     pub feedback: Feedback,
-    /// `adaptive_input_synthesis`, `public_tests` or `first`. Default
+    /// `adaptive_input_synthesis`, `knockout`, `public_tests` or `first`. Default
     /// `adaptive_input_synthesis`.
     #[serde(default)]
     pub selection: CodeSelection,
-    /// Inputs the model is asked for per comparison. Default 3.
+    /// Inputs the model is asked for per comparison (and for clustering). Default 3.
     #[serde(default = "default_inputs")]
     pub synthesized_inputs: NonZeroUsize,
     /// Sampling temperature of the samples and the rewrites. Default 0.7.
@@ -374,7 +391,10 @@ impl SStar {
     }
 
     /// Plays one comparison: inputs from the model, both programs on them, the judge on the
-    /// differences. `Ok(Err(resource))` when the budget ran out.
+    /// differences, with `known` (inputs already run, with A's and B's outputs) shown first.
+    /// The comparison's `winner` is left to the caller. `Ok(Err(resource))` when the budget ran
+    /// out.
+    #[allow(clippy::too_many_arguments)]
     async fn compare(
         &self,
         cx: &Context,
@@ -383,6 +403,7 @@ impl SStar {
         task: &CodeTask,
         samples: &[Sample],
         (a, b): (usize, usize),
+        known: &[Shown],
     ) -> Result<std::result::Result<(Comparison, u64), Resource>> {
         let (Some(sa), Some(sb)) = (samples.get(a), samples.get(b)) else {
             return Err(Error::InvalidRequest {
@@ -409,11 +430,14 @@ impl SStar {
             .first()
             .map(|c| c.text.as_str())
             .unwrap_or_default();
-        let inputs = calls_of(
+        let inputs: Vec<String> = calls_of(
             text,
             &task.entry_point,
             self.config.synthesized_inputs.get(),
-        );
+        )
+        .into_iter()
+        .filter(|call| known.iter().all(|k| &k.0 != call))
+        .collect();
         let probes: Vec<TestCase> = inputs.iter().map(TestCase::probe).collect();
         let (program_a, program_b) = (
             assemble(task, &sa.best.completion),
@@ -426,7 +450,7 @@ impl SStar {
         .map_err(sandbox_error)?;
         let sandbox_ms = (run_a.report.wall + run_b.report.wall).as_millis() as u64;
         let (outputs_a, outputs_b) = (outputs(&run_a), outputs(&run_b));
-        let mut kept = Vec::new();
+        let mut kept = known.to_vec();
         for (i, call) in inputs.iter().enumerate() {
             let skipped = |run: &TestRun| {
                 run.results
@@ -442,8 +466,7 @@ impl SStar {
             );
             kept.push((call.clone(), oa, ob));
         }
-        let differing: Vec<&(String, String, String)> =
-            kept.iter().filter(|(_, oa, ob)| oa != ob).collect();
+        let differing: Vec<&Shown> = kept.iter().filter(|(_, oa, ob)| oa != ob).collect();
         let mut comparison = Comparison {
             a,
             b,
@@ -453,7 +476,7 @@ impl SStar {
             differing: differing.len(),
             p_a: None,
             p_a_by_order: None,
-            winner: a,
+            winner: None,
         };
         if differing.is_empty() {
             return Ok(Ok((comparison, sandbox_ms)));
@@ -485,12 +508,181 @@ impl SStar {
         let p_a = (by_order.0 + by_order.1) / 2.0;
         comparison.p_a_by_order = Some(by_order);
         comparison.p_a = Some(p_a);
-        comparison.winner = if p_a >= 0.5 { a } else { b };
         Ok(Ok((comparison, sandbox_ms)))
     }
 
-    /// The tournament among `pool`: rounds of pairs played together, byes for odd ones out.
-    async fn tournament(
+    /// Records a played comparison in `details` and the events.
+    fn played(&self, cx: &Context, comparison: Comparison, ms: u64, details: &mut SStarDetails) {
+        cx.emit(
+            self.name(),
+            EventKind::Compared {
+                a: comparison.a,
+                b: comparison.b,
+                differing: comparison.differing,
+                winner: comparison.winner,
+            },
+        );
+        details.sandbox_ms += ms;
+        details.comparisons.push(comparison);
+    }
+
+    /// The paper's selection among `pool`: clusters by outputs on inputs written for the
+    /// problem, then a round robin of the clusters (see the module docs).
+    async fn round_robin(
+        &self,
+        cx: &Context,
+        task: &CodeTask,
+        samples: &[Sample],
+        pool: Vec<usize>,
+        details: &mut SStarDetails,
+    ) -> Result<(usize, Option<Resource>)> {
+        let Some(&earliest) = pool.first() else {
+            return Ok((0, None));
+        };
+        if pool.len() == 1 {
+            return Ok((earliest, None));
+        }
+        let ask = format!(
+            "Here is a Python function to write:\n\n```python\n{}\n```\n\nWrite {k} test inputs for `{entry}` that a wrong implementation would likely get wrong: edge cases, tricky cases, typical cases. Write each as one call of `{entry}` on its own line, like this:\n>>> {entry}(...)",
+            task.prompt.trim_end(),
+            entry = task.entry_point,
+            k = self.config.synthesized_inputs,
+        );
+        let request = GenerationRequest::new(Prompt::chat(vec![Message::user(ask)]))
+            .with_max_tokens(self.config.input_tokens.get());
+        let generation = match cx.backend().generate(request).await {
+            Ok(generation) => generation,
+            Err(Error::BudgetExhausted { resource }) => return Ok((earliest, Some(resource))),
+            Err(e) => return Err(e),
+        };
+        let text = generation
+            .choices
+            .first()
+            .map(|c| c.text.as_str())
+            .unwrap_or_default();
+        let calls = calls_of(
+            text,
+            &task.entry_point,
+            self.config.synthesized_inputs.get(),
+        );
+        let probes: Vec<TestCase> = calls.iter().map(TestCase::probe).collect();
+        let runs = try_join_all(pool.iter().map(|&i| {
+            let program = samples
+                .get(i)
+                .map(|s| assemble(task, &s.best.completion))
+                .unwrap_or_default();
+            let probes = &probes;
+            async move { self.verifier.run_tests(&program, probes).await }
+        }))
+        .await
+        .map_err(sandbox_error)?;
+        details.sandbox_ms += runs
+            .iter()
+            .map(|r| r.report.wall.as_millis() as u64)
+            .sum::<u64>();
+        // Inputs no program could run (the sandbox refused the call) tell nothing apart.
+        let ran: Vec<usize> = (0..calls.len())
+            .filter(|&p| {
+                runs.iter().any(|run| {
+                    !run.results
+                        .get(p)
+                        .is_some_and(|r| matches!(r.status, TestStatus::Skipped { .. }))
+                })
+            })
+            .collect();
+        details.probes = ran.iter().filter_map(|&p| calls.get(p).cloned()).collect();
+        let mut clusters: Vec<Cluster> = Vec::new();
+        for (&sample, run) in pool.iter().zip(&runs) {
+            let all = outputs(run);
+            let mine: Vec<String> = ran
+                .iter()
+                .map(|&p| all.get(p).cloned().unwrap_or_default())
+                .collect();
+            // Without a single input that ran, each candidate stands alone.
+            match clusters
+                .iter_mut()
+                .find(|c| !ran.is_empty() && c.outputs == mine)
+            {
+                Some(cluster) => cluster.samples.push(sample),
+                None => clusters.push(Cluster {
+                    samples: vec![sample],
+                    outputs: mine,
+                    wins: 0,
+                }),
+            }
+        }
+        let mut exhausted = None;
+        if clusters.len() > 1 {
+            let judge = self.judge(cx).await?;
+            let words = opposing_tokens(judge.as_ref(), &["A", " A"], &["B", " B"]).await?;
+            let mut pairs = Vec::new();
+            for i in 0..clusters.len() {
+                for j in i + 1..clusters.len() {
+                    pairs.push((i, j));
+                }
+            }
+            let matches: Vec<((usize, usize), Vec<Shown>)> = pairs
+                .iter()
+                .filter_map(|&(i, j)| {
+                    let (ci, cj) = (clusters.get(i)?, clusters.get(j)?);
+                    let known = details
+                        .probes
+                        .iter()
+                        .zip(ci.outputs.iter().zip(&cj.outputs))
+                        .filter(|(_, (oi, oj))| oi != oj)
+                        .map(|(call, (oi, oj))| (call.clone(), oi.clone(), oj.clone()))
+                        .collect();
+                    Some(((*ci.samples.first()?, *cj.samples.first()?), known))
+                })
+                .collect();
+            let outcomes = try_join_all(matches.iter().map(|(pair, known)| {
+                self.compare(cx, &judge, &words, task, samples, *pair, known)
+            }))
+            .await?;
+            for (&(i, j), outcome) in pairs.iter().zip(outcomes) {
+                match outcome {
+                    Ok((mut comparison, ms)) => {
+                        comparison.winner = match comparison.p_a_by_order {
+                            Some((first, second)) if first > 0.5 && second > 0.5 => {
+                                Some((i, comparison.a))
+                            }
+                            Some((first, second)) if first < 0.5 && second < 0.5 => {
+                                Some((j, comparison.b))
+                            }
+                            _ => None,
+                        }
+                        .map(|(cluster, sample)| {
+                            if let Some(c) = clusters.get_mut(cluster) {
+                                c.wins += 1;
+                            }
+                            sample
+                        });
+                        self.played(cx, comparison, ms, details);
+                    }
+                    Err(resource) => exhausted = exhausted.or(Some(resource)),
+                }
+            }
+        }
+        // Most wins, then the largest, then the earliest (clusters are in order of their
+        // first sample).
+        let best = clusters
+            .iter()
+            .enumerate()
+            .max_by(|(x, a), (y, b)| {
+                (a.wins, a.samples.len(), std::cmp::Reverse(*x)).cmp(&(
+                    b.wins,
+                    b.samples.len(),
+                    std::cmp::Reverse(*y),
+                ))
+            })
+            .and_then(|(_, c)| c.samples.first().copied())
+            .unwrap_or(earliest);
+        details.clusters = clusters;
+        Ok((best, exhausted))
+    }
+
+    /// The knockout among `pool`: rounds of pairs played together, byes for odd ones out.
+    async fn knockout(
         &self,
         cx: &Context,
         task: &CodeTask,
@@ -515,25 +707,21 @@ impl SStar {
             let played = try_join_all(
                 pairs
                     .iter()
-                    .map(|&pair| self.compare(cx, &judge, &words, task, samples, pair)),
+                    .map(|&pair| self.compare(cx, &judge, &words, task, samples, pair, &[])),
             )
             .await?;
             let (mut next, mut unjudged) = (Vec::new(), Vec::new());
             for (pair, outcome) in pairs.iter().zip(played) {
                 match outcome {
-                    Ok((comparison, ms)) => {
-                        cx.emit(
-                            self.name(),
-                            EventKind::Compared {
-                                a: comparison.a,
-                                b: comparison.b,
-                                differing: comparison.differing,
-                                winner: comparison.winner,
-                            },
-                        );
-                        next.push(comparison.winner);
-                        details.sandbox_ms += ms;
-                        details.comparisons.push(comparison);
+                    Ok((mut comparison, ms)) => {
+                        let winner = if comparison.p_a.unwrap_or(1.0) >= 0.5 {
+                            comparison.a
+                        } else {
+                            comparison.b
+                        };
+                        comparison.winner = Some(winner);
+                        next.push(winner);
+                        self.played(cx, comparison, ms, details);
                     }
                     Err(resource) => {
                         exhausted = exhausted.or(Some(resource));
@@ -616,6 +804,8 @@ impl Strategy for SStar {
         let mut details = SStarDetails {
             public_tests: tests.clone(),
             samples: Vec::new(),
+            probes: Vec::new(),
+            clusters: Vec::new(),
             comparisons: Vec::new(),
             selected: 0,
             selection: self.config.selection,
@@ -647,8 +837,8 @@ impl Strategy for SStar {
                 samples.iter().position(|s| score(s) == best).unwrap_or(0)
             }
             // Nothing loads: there is nothing to tell apart.
-            CodeSelection::AdaptiveInputSynthesis if best == 0 => 0,
-            CodeSelection::AdaptiveInputSynthesis => {
+            CodeSelection::AdaptiveInputSynthesis | CodeSelection::Knockout if best == 0 => 0,
+            CodeSelection::AdaptiveInputSynthesis | CodeSelection::Knockout => {
                 let mut pool: Vec<usize> = Vec::new();
                 let mut seen: Vec<String> = Vec::new();
                 for (i, s) in samples.iter().enumerate() {
@@ -659,9 +849,13 @@ impl Strategy for SStar {
                         pool.push(i);
                     }
                 }
-                let (winner, exhausted) = self
-                    .tournament(cx, task, &samples, pool, &mut details)
-                    .await?;
+                let (winner, exhausted) = if self.config.selection == CodeSelection::Knockout {
+                    self.knockout(cx, task, &samples, pool, &mut details)
+                        .await?
+                } else {
+                    self.round_robin(cx, task, &samples, pool, &mut details)
+                        .await?
+                };
                 exhausted_by = exhausted_by.or(exhausted);
                 winner
             }
@@ -678,8 +872,19 @@ impl Strategy for SStar {
                     answer: None,
                     candidates: samples.len(),
                     why: format!(
-                        "sample {selected}, passing {passed} public test(s), by {:?}",
-                        self.config.selection
+                        "sample {selected}, passing {passed} public test(s), by {:?}{}",
+                        self.config.selection,
+                        details
+                            .clusters
+                            .iter()
+                            .find(|c| c.samples.contains(&selected))
+                            .map(|c| format!(
+                                " (its cluster: {} sample(s), {} win(s), of {} clusters)",
+                                c.samples.len(),
+                                c.wins,
+                                details.clusters.len()
+                            ))
+                            .unwrap_or_default()
                     ),
                 },
             );

@@ -57,7 +57,7 @@ fn turns(request: &GenerationRequest) -> usize {
 }
 
 #[tokio::test]
-async fn debugs_the_failing_sample_then_compares_on_synthesised_inputs() {
+async fn debugs_the_failing_sample_then_a_knockout_compares_on_synthesised_inputs() {
     // Sample 0 subtracts (fails both public tests) and is fixed in one round into a version
     // that differs from sample 1 only at a >= 100; sample 1 is right from the start.
     let backend = Arc::new(ScriptedBackend::new([
@@ -71,6 +71,7 @@ async fn debugs_the_failing_sample_then_compares_on_synthesised_inputs() {
     let config = SStarConfig {
         n: NonZeroUsize::MIN.saturating_add(1),
         debug_rounds: 2,
+        selection: CodeSelection::Knockout,
         ..SStarConfig::default()
     };
     let solution = solve_add(config, &backend).await;
@@ -118,11 +119,140 @@ async fn debugs_the_failing_sample_then_compares_on_synthesised_inputs() {
     // both orders that position bias cancels out to an even verdict, which keeps A.
     assert_eq!(c.p_a_by_order, Some((1.0, 0.0)));
     assert_eq!(c.p_a, Some(0.5));
+    assert_eq!(c.winner, Some(0));
     assert_eq!(details.selected, 0);
+    assert!(details.clusters.is_empty() && details.probes.is_empty());
     assert!(solution.completion.contains("a < 100"));
     assert!(details.sandbox_ms > 0);
     assert_eq!(backend.remaining(), 0);
     assert_eq!(solution.candidates.len(), 2);
+}
+
+/// Samples for the round robin: 0 and 2 are right (differently written), 1 is wrong from 100
+/// on, 3 fails the public tests and is no candidate.
+fn round_robin_samples() -> Vec<String> {
+    vec![
+        fenced("return a + b"),
+        fenced("return a + b if a < 100 else 0"),
+        fenced("return b + a"),
+        fenced("return a - b"),
+    ]
+}
+
+#[tokio::test]
+async fn adaptive_input_synthesis_clusters_by_outputs_then_judges_each_pair_of_clusters() {
+    // The judge's two answers (program 0's cluster shown first, then the other first), the
+    // winner, and the sample chosen.
+    let cases = [
+        // B, then A: it prefers the wrong program in both orders, and that beats the majority.
+        (["B", "A"], Some(1), 1, [0, 1]),
+        // A both times: it prefers whichever comes first, which is no verdict; the larger
+        // cluster (two programs that behave alike) stands.
+        (["A", "A"], None, 0, [0, 0]),
+    ];
+    for (answers, winner, selected, wins) in cases {
+        let mut script = round_robin_samples();
+        script.extend([
+            // Inputs for the problem: 0 and 2 return 101 and 5, 1 returns 0 and 5.
+            ">>> add(100, 1)\n>>> add(2, 3)".to_string(),
+            // Inputs for the pair: one already run, one on which they agree.
+            ">>> add(100, 1)\n>>> add(-1, 1)".to_string(),
+            answers[0].to_string(),
+            answers[1].to_string(),
+        ]);
+        let backend = Arc::new(ScriptedBackend::new(script));
+        let config = SStarConfig {
+            n: NonZeroUsize::new(4).unwrap(),
+            debug_rounds: 0,
+            ..SStarConfig::default()
+        };
+        let solution = solve_add(config, &backend).await;
+        let details: SStarDetails = serde_json::from_value(solution.details.clone()).unwrap();
+        assert_eq!(backend.remaining(), 0, "{answers:?}");
+        let requests = backend.requests();
+        assert!(text(&requests[1]).contains("a wrong implementation would likely get wrong"));
+        assert_eq!(details.probes, vec!["add(100, 1)", "add(2, 3)"]);
+        let clusters: Vec<(Vec<usize>, Vec<String>, usize)> = details
+            .clusters
+            .iter()
+            .map(|c| (c.samples.clone(), c.outputs.clone(), c.wins))
+            .collect();
+        assert_eq!(
+            clusters,
+            vec![
+                (
+                    vec![0, 2],
+                    vec!["101".to_string(), "5".to_string()],
+                    wins[0]
+                ),
+                (vec![1], vec!["0".to_string(), "5".to_string()], wins[1]),
+            ],
+            "{answers:?}"
+        );
+        // One comparison for the two clusters, by their first samples: the input they were
+        // known to disagree on, then the pair's new one.
+        assert_eq!(details.comparisons.len(), 1);
+        let c = &details.comparisons[0];
+        assert_eq!((c.a, c.b), (0, 1));
+        assert_eq!(c.inputs, vec!["add(100, 1)", "add(-1, 1)"]);
+        assert_eq!(c.outputs_a, vec!["101", "0"]);
+        assert_eq!(c.outputs_b, vec!["0", "0"]);
+        assert_eq!(c.differing, 1);
+        assert_eq!(c.winner, winner, "{answers:?}");
+        let shown = text(&requests[3]);
+        assert!(
+            shown.contains("Input: add(100, 1)\nOutput of A: 101\nOutput of B: 0"),
+            "{shown}"
+        );
+        assert!(!shown.contains("add(-1, 1)"), "{shown}");
+        assert_eq!(details.selected, selected, "{answers:?}");
+    }
+}
+
+#[tokio::test]
+async fn candidates_that_agree_on_every_synthesised_input_are_one_cluster_and_never_judged() {
+    let mut script = round_robin_samples();
+    script.push(">>> add(1, 1)\n>>> add(-2, 7)".to_string());
+    let backend = Arc::new(ScriptedBackend::new(script));
+    let config = SStarConfig {
+        n: NonZeroUsize::new(4).unwrap(),
+        debug_rounds: 0,
+        ..SStarConfig::default()
+    };
+    let solution = solve_add(config, &backend).await;
+    let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+    assert_eq!(backend.requests().len(), 2, "samples, inputs: no judge");
+    let samples: Vec<Vec<usize>> = details.clusters.iter().map(|c| c.samples.clone()).collect();
+    assert_eq!(samples, vec![vec![0, 1, 2]]);
+    assert!(details.comparisons.is_empty());
+    assert_eq!(details.selected, 0);
+
+    // Where no input can be read from the model's reply, every candidate stands alone and each
+    // pair is compared on inputs of its own.
+    let mut script = round_robin_samples();
+    script.extend(["I cannot think of any.".to_string()]);
+    for _ in 0..3 {
+        script.extend(["No inputs either.".to_string()]);
+    }
+    let backend = Arc::new(ScriptedBackend::new(script));
+    let config = SStarConfig {
+        n: NonZeroUsize::new(4).unwrap(),
+        debug_rounds: 0,
+        ..SStarConfig::default()
+    };
+    let solution = solve_add(config, &backend).await;
+    let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+    assert!(details.probes.is_empty());
+    assert_eq!(details.clusters.len(), 3);
+    let pairs: Vec<(usize, usize, usize)> = details
+        .comparisons
+        .iter()
+        .map(|c| (c.a, c.b, c.differing))
+        .collect();
+    assert_eq!(pairs, vec![(0, 1, 0), (0, 2, 0), (1, 2, 0)]);
+    assert!(details.comparisons.iter().all(|c| c.winner.is_none()));
+    assert_eq!(details.selected, 0);
+    assert_eq!(backend.remaining(), 0);
 }
 
 #[tokio::test]
