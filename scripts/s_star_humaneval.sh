@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The S* table on the first N problems of HumanEval (default 40): greedy pass@1; N=4 samples
 # filtered by the public tests (the docstring examples); S* with debugging (2 rounds); S* with
-# debugging and adaptive input synthesis. Graded by the hidden tests in the sandbox. Resumable:
+# debugging and a knockout on synthesised inputs; S* with debugging and adaptive input synthesis
+# (clusters, round robin). Graded by the hidden tests in the sandbox. Resumable:
 # rerun to finish an interrupted run. Prints pass@1, mean tokens and mean sandbox time per problem.
 #
 #   scripts/s_star_humaneval.sh [MODEL] [PROBLEMS] [N] [OUT_DIR]
@@ -45,10 +46,18 @@ TOML
 kind = "s_star"
 n = 4
 debug_rounds = 2
+selection = "knockout"
+TOML
+} > "$out/knockout4.toml"
+{ model_table; cat <<'TOML'
+[strategy]
+kind = "s_star"
+n = 4
+debug_rounds = 2
 selection = "adaptive_input_synthesis"
 TOML
 } > "$out/s_star4.toml"
-for run in greedy filter4 debug4 s_star4; do
+for run in greedy filter4 debug4 knockout4 s_star4; do
   "$ponder" run --config "$out/$run.toml" --problems "$problems" --limit "$n" \
     --concurrency "$concurrency" --out "$out/$run.jsonl" > "$out/$run.log" 2>&1
 done
@@ -58,6 +67,7 @@ out = sys.argv[1]
 names = [("greedy", "greedy (direct, temperature 0)"),
          ("filter4", "N=4, filtered by public tests"),
          ("debug4", "S*: N=4 + debugging (2 rounds)"),
+         ("knockout4", "S*: N=4 + debugging + knockout on synthesised inputs"),
          ("s_star4", "S*: N=4 + debugging + adaptive input synthesis")]
 print("| setting | problems | pass@1 | mean tokens / problem (prompt + completion) | mean completion tokens | mean sandbox s / problem | debugged samples | comparisons |")
 print("|---|---|---|---|---|---|---|---|")

@@ -39,6 +39,12 @@ pub struct RunReport {
     pub graded: usize,
     /// Of those, graded right.
     pub correct: usize,
+    /// Graded problems whose candidates were graded too (their lines record it).
+    pub with_candidates: usize,
+    /// Of those, problems with a right candidate: the coverage selection had to work with.
+    pub covered: usize,
+    /// Of those, problems whose chosen answer was right.
+    pub covered_correct: usize,
     /// Prompt plus completion tokens over the solved problems.
     pub tokens: u64,
     /// Completion tokens over the solved problems.
@@ -180,6 +186,9 @@ impl RunReport {
             cut_short: 0,
             graded: 0,
             correct: 0,
+            with_candidates: 0,
+            covered: 0,
+            covered_correct: 0,
             tokens: 0,
             completion_tokens: 0,
             calls: 0,
@@ -211,6 +220,13 @@ impl RunReport {
                 report.graded += 1;
                 report.correct += usize::from(correct);
                 report.grades.insert(line.id.clone(), correct);
+                if let Some(c) = line.candidates.filter(|c| c.graded > 0) {
+                    report.with_candidates += 1;
+                    if c.right > 0 {
+                        report.covered += 1;
+                        report.covered_correct += usize::from(correct);
+                    }
+                }
             }
             if let Some(route) = route_of(line) {
                 let r = report.routes.entry(route.to_string()).or_default();
@@ -237,6 +253,11 @@ impl RunReport {
     pub fn standard_error(&self) -> Option<f64> {
         let p = self.accuracy()?;
         Some((p * (1.0 - p) / self.graded as f64).sqrt())
+    }
+
+    /// Share of the problems with graded candidates where some candidate was right.
+    pub fn coverage(&self) -> Option<f64> {
+        (self.with_candidates > 0).then(|| self.covered as f64 / self.with_candidates as f64)
     }
 
     /// Mean prompt plus completion tokens per solved problem.
@@ -374,6 +395,12 @@ impl Comparison {
         if with_common {
             header.insert(5, "on common");
         }
+        // After accuracy (and "on common"): where the candidates were graded.
+        let with_coverage = self.runs.iter().any(|r| r.with_candidates > 0);
+        let coverage_at = if with_common { 6 } else { 5 };
+        if with_coverage {
+            header.insert(coverage_at, "any candidate right");
+        }
         let with_model = self.runs.iter().any(|r| r.model.is_some());
         if with_model {
             header.insert(2, "model");
@@ -418,6 +445,19 @@ impl Comparison {
                     common.map_or("-".into(), |a| format!("{:.1}%", 100.0 * a)),
                 );
             }
+            if with_coverage {
+                row.insert(
+                    coverage_at,
+                    run.coverage().map_or("-".into(), |c| {
+                        format!(
+                            "{:.1}% ({}/{})",
+                            100.0 * c,
+                            run.covered,
+                            run.with_candidates
+                        )
+                    }),
+                );
+            }
             if with_model {
                 row.insert(2, run.model.clone().unwrap_or_else(|| "-".into()));
             }
@@ -457,6 +497,16 @@ impl Comparison {
                     })
                     .collect();
                 notes.push(format!("{}: routes: {}", run.label, routes.join(", ")));
+            }
+            if run.covered > 0 {
+                notes.push(format!(
+                    "{}: of the {} problems with a right candidate, the answer chosen was right \
+                     in {} ({:.1}%)",
+                    run.label,
+                    run.covered,
+                    run.covered_correct,
+                    100.0 * run.covered_correct as f64 / run.covered as f64
+                ));
             }
             if run.errors > 0 {
                 notes.push(format!(
@@ -592,6 +642,7 @@ mod tests {
             triage: None,
             question_sha: None,
             cut_short: false,
+            candidates: None,
         }
     }
 
@@ -723,6 +774,39 @@ mod tests {
         // Other strategies' lines have no routes.
         let plain = RunReport::from_lines("p", &[line("d", Some(true), 10, false)]);
         assert!(plain.routes.is_empty());
+    }
+
+    #[test]
+    fn coverage_counts_the_problems_with_a_right_candidate() {
+        let with = |id: &str, correct: bool, graded: usize, right: usize| ResultLine {
+            candidates: Some(ponder_engine::CandidateGrades { graded, right }),
+            ..line(id, Some(correct), 10, false)
+        };
+        let lines = vec![
+            with("1", true, 4, 3),
+            // A right candidate, the wrong one chosen.
+            with("2", false, 4, 1),
+            with("3", false, 4, 0),
+            // A line from before candidates were graded: not counted either way.
+            line("4", Some(true), 10, false),
+        ];
+        let run = RunReport::from_lines("s", &lines);
+        assert_eq!(
+            (run.with_candidates, run.covered, run.covered_correct),
+            (3, 2, 1)
+        );
+        let plain = RunReport::from_lines("p", &[line("1", Some(true), 10, false)]);
+        let comparison = Comparison::new(vec![run, plain]);
+        let table = comparison.table().to_string();
+        assert!(
+            table.contains("any candidate right") && table.contains("66.7% (2/3)"),
+            "{table}"
+        );
+        let notes = comparison.notes().join("\n");
+        assert!(
+            notes.contains("s: of the 2 problems with a right candidate, the answer chosen was right in 1 (50.0%)"),
+            "{notes}"
+        );
     }
 
     #[test]

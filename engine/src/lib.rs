@@ -57,7 +57,7 @@ pub use backend::{
 pub use budget::{Budget, Resource};
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, EventLog, EventSink, Events};
-pub use grader::{Grader, MathGrader};
+pub use grader::{grade_candidates, CandidateGrades, Grader, MathGrader};
 pub use metered::{Meter, Metered};
 #[cfg(feature = "mistralrs")]
 pub use mistralrs_backend::MistralRsBackend;

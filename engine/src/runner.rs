@@ -27,7 +27,7 @@ use crate::backend::Backend;
 use crate::budget::Budget;
 use crate::error::{Error, Result};
 use crate::events::{EventKind, EventSink, Events};
-use crate::grader::Grader;
+use crate::grader::{grade_candidates, CandidateGrades, Grader};
 use crate::metered::{Meter, Metered};
 use crate::problem::Problem;
 use crate::solution::{Solution, StopReason};
@@ -80,6 +80,10 @@ pub struct ResultLine {
     /// resume.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cut_short: bool,
+    /// How the solution's candidates grade, each as if it were the answer (absent where it
+    /// had none, the grader grades none, or the line predates it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<CandidateGrades>,
 }
 
 /// The first 16 hex digits of the SHA-256 of a problem's question (its code task's prompt and
@@ -625,6 +629,7 @@ impl Runner {
                 triage: None,
                 question_sha: Some(question_fingerprint(problem)),
                 cut_short: false,
+                candidates: None,
             },
         }
     }
@@ -643,7 +648,25 @@ impl Runner {
             }
         }
         match self.grader.grade(problem, &solution).await {
-            Ok(correct) => line_for(problem, solution, correct),
+            Ok(correct) => {
+                // The chosen answer's grade stands whatever becomes of the others'.
+                let candidates =
+                    match grade_candidates(self.grader.as_ref(), problem, &solution, correct).await
+                    {
+                        Ok(grades) => grades,
+                        Err(e) => {
+                            tracing::warn!(
+                                problem = %problem.id,
+                                "grading the candidates failed: {}", error_chain(&e)
+                            );
+                            None
+                        }
+                    };
+                ResultLine {
+                    candidates,
+                    ..line_for(problem, solution, correct)
+                }
+            }
             // Recorded as failed, with what it found, so a resumed run does it again.
             Err(error) => ResultLine {
                 error: Some(format!("grading: {}", error_chain(&error))),
@@ -831,6 +854,7 @@ fn line_for(problem: &Problem, solution: Solution, correct: Option<bool>) -> Res
         triage: None,
         question_sha: Some(question_fingerprint(problem)),
         cut_short: false,
+        candidates: None,
     }
 }
 
@@ -1032,6 +1056,7 @@ mod tests {
             triage: None,
             question_sha: None,
             cut_short: false,
+            candidates: None,
         };
         serde_json::to_string(&l).unwrap()
     }
@@ -1810,6 +1835,7 @@ mod tests {
             triage: None,
             question_sha: None,
             cut_short: false,
+            candidates: None,
         };
         let mut text_out = std::fs::read_to_string(&out).unwrap();
         text_out.push_str(&serde_json::to_string(&p2).unwrap());
@@ -2281,6 +2307,79 @@ mod tests {
             read_results(&out).unwrap().last().unwrap().correct,
             Some(true)
         );
+    }
+
+    /// Answers "6" among the candidates "5", "6", "5", without a call.
+    struct ThreeCandidates;
+
+    #[async_trait::async_trait]
+    impl Strategy for ThreeCandidates {
+        fn name(&self) -> &'static str {
+            "three"
+        }
+
+        async fn solve(&self, _problem: &Problem, _cx: &Context) -> Result<Solution> {
+            let candidate = |a: &str| crate::solution::Candidate {
+                answer: Some(a.into()),
+                text: format!("it is {a}"),
+                score: None,
+                tokens: 1,
+            };
+            Ok(Solution {
+                answer: Some("6".into()),
+                candidates: vec![candidate("5"), candidate("6"), candidate("5")],
+                ..Solution::single("three", candidate("6"), StopReason::Completed)
+            })
+        }
+    }
+
+    /// Grades a solution with candidates (the one chosen) as [`MathGrader`] does, and fails on
+    /// one without (a candidate graded alone).
+    struct ChosenOnly;
+
+    #[async_trait::async_trait]
+    impl Grader for ChosenOnly {
+        async fn grade(&self, problem: &Problem, solution: &Solution) -> Result<Option<bool>> {
+            if solution.candidates.is_empty() {
+                return Err(Error::Tool {
+                    tool: "sandbox",
+                    message: "out of processes".into(),
+                });
+            }
+            crate::grader::MathGrader.grade(problem, solution).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_line_records_how_its_candidates_grade_and_a_failure_there_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let problems = vec![Problem::new("p1", "2 + 3?").with_reference("5")];
+        let backend = || Arc::new(crate::scripted::ScriptedBackend::new(Vec::<&str>::new()));
+        let out = dir.path().join("r.jsonl");
+        Runner::new(Arc::new(ThreeCandidates), backend() as Arc<dyn Backend>)
+            .run(&problems, &out, |_| {})
+            .await
+            .unwrap();
+        let line = read_results(&out).unwrap().pop().unwrap();
+        // The wrong answer was chosen though two of three candidates were right.
+        assert_eq!(line.correct, Some(false));
+        assert_eq!(
+            line.candidates,
+            Some(CandidateGrades {
+                graded: 3,
+                right: 2
+            })
+        );
+        // Grading the candidates failed: the line stands, without their grades.
+        let out = dir.path().join("r2.jsonl");
+        let summary = Runner::new(Arc::new(ThreeCandidates), backend() as Arc<dyn Backend>)
+            .with_grader(Arc::new(ChosenOnly))
+            .run(&problems, &out, |_| {})
+            .await
+            .unwrap();
+        assert_eq!((summary.solved, summary.errors), (1, 0));
+        let line = read_results(&out).unwrap().pop().unwrap();
+        assert_eq!((line.correct, line.candidates), (Some(false), None));
     }
 
     #[test]
