@@ -390,6 +390,33 @@ impl SStar {
         );
     }
 
+    /// Asks the model (`ask`) for test inputs: up to `synthesized_inputs` calls of the entry
+    /// point read from its reply. `Ok(Err(resource))` when the budget ran out.
+    async fn synthesize(
+        &self,
+        cx: &Context,
+        task: &CodeTask,
+        ask: String,
+    ) -> Result<std::result::Result<Vec<String>, Resource>> {
+        let request = GenerationRequest::new(Prompt::chat(vec![Message::user(ask)]))
+            .with_max_tokens(self.config.input_tokens.get());
+        let generation = match cx.backend().generate(request).await {
+            Ok(generation) => generation,
+            Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
+            Err(e) => return Err(e),
+        };
+        let text = generation
+            .choices
+            .first()
+            .map(|c| c.text.as_str())
+            .unwrap_or_default();
+        Ok(Ok(calls_of(
+            text,
+            &task.entry_point,
+            self.config.synthesized_inputs.get(),
+        )))
+    }
+
     /// Plays one comparison: inputs from the model, both programs on them, the judge on the
     /// differences, with `known` (inputs already run, with A's and B's outputs) shown first.
     /// The comparison's `winner` is left to the caller. `Ok(Err(resource))` when the budget ran
@@ -418,26 +445,13 @@ impl SStar {
             entry = task.entry_point,
             k = self.config.synthesized_inputs,
         );
-        let request = GenerationRequest::new(Prompt::chat(vec![Message::user(ask)]))
-            .with_max_tokens(self.config.input_tokens.get());
-        let generation = match cx.backend().generate(request).await {
-            Ok(generation) => generation,
-            Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
-            Err(e) => return Err(e),
+        let inputs: Vec<String> = match self.synthesize(cx, task, ask).await? {
+            Ok(calls) => calls
+                .into_iter()
+                .filter(|call| known.iter().all(|k| &k.0 != call))
+                .collect(),
+            Err(resource) => return Ok(Err(resource)),
         };
-        let text = generation
-            .choices
-            .first()
-            .map(|c| c.text.as_str())
-            .unwrap_or_default();
-        let inputs: Vec<String> = calls_of(
-            text,
-            &task.entry_point,
-            self.config.synthesized_inputs.get(),
-        )
-        .into_iter()
-        .filter(|call| known.iter().all(|k| &k.0 != call))
-        .collect();
         let probes: Vec<TestCase> = inputs.iter().map(TestCase::probe).collect();
         let (program_a, program_b) = (
             assemble(task, &sa.best.completion),
@@ -548,23 +562,10 @@ impl SStar {
             entry = task.entry_point,
             k = self.config.synthesized_inputs,
         );
-        let request = GenerationRequest::new(Prompt::chat(vec![Message::user(ask)]))
-            .with_max_tokens(self.config.input_tokens.get());
-        let generation = match cx.backend().generate(request).await {
-            Ok(generation) => generation,
-            Err(Error::BudgetExhausted { resource }) => return Ok((earliest, Some(resource))),
-            Err(e) => return Err(e),
+        let calls = match self.synthesize(cx, task, ask).await? {
+            Ok(calls) => calls,
+            Err(resource) => return Ok((earliest, Some(resource))),
         };
-        let text = generation
-            .choices
-            .first()
-            .map(|c| c.text.as_str())
-            .unwrap_or_default();
-        let calls = calls_of(
-            text,
-            &task.entry_point,
-            self.config.synthesized_inputs.get(),
-        );
         let probes: Vec<TestCase> = calls.iter().map(TestCase::probe).collect();
         let runs = try_join_all(pool.iter().map(|&i| {
             let program = samples

@@ -128,15 +128,30 @@ async fn debugs_the_failing_sample_then_a_knockout_compares_on_synthesised_input
     assert_eq!(solution.candidates.len(), 2);
 }
 
-/// Samples for the round robin: 0 and 2 are right (differently written), 1 is wrong from 100
-/// on, 3 fails the public tests and is no candidate.
+/// Samples for the round robin: 0 is wrong from 100 on, 1 and 2 are right (differently
+/// written), 3 fails the public tests and is no candidate.
 fn round_robin_samples() -> Vec<String> {
     vec![
-        fenced("return a + b"),
         fenced("return a + b if a < 100 else 0"),
+        fenced("return a + b"),
         fenced("return b + a"),
         fenced("return a - b"),
     ]
+}
+
+/// S* with default selection over `round_robin_samples` and then `replies`.
+async fn round_robin(replies: &[&str]) -> (Arc<ScriptedBackend>, SStarDetails) {
+    let mut script = round_robin_samples();
+    script.extend(replies.iter().map(|r| r.to_string()));
+    let backend = Arc::new(ScriptedBackend::new(script));
+    let config = SStarConfig {
+        n: NonZeroUsize::new(4).unwrap(),
+        debug_rounds: 0,
+        ..SStarConfig::default()
+    };
+    let solution = solve_add(config, &backend).await;
+    let details = serde_json::from_value(solution.details).unwrap();
+    (backend, details)
 }
 
 #[tokio::test]
@@ -144,30 +159,23 @@ async fn adaptive_input_synthesis_clusters_by_outputs_then_judges_each_pair_of_c
     // The judge's two answers (program 0's cluster shown first, then the other first), the
     // winner, and the sample chosen.
     let cases = [
-        // B, then A: it prefers the wrong program in both orders, and that beats the majority.
-        (["B", "A"], Some(1), 1, [0, 1]),
+        // A, then B: it prefers the wrong program (shown first, then second) in both orders,
+        // and that beats the majority.
+        (["A", "B"], Some(0), 0, [1, 0]),
         // A both times: it prefers whichever comes first, which is no verdict; the larger
-        // cluster (two programs that behave alike) stands.
-        (["A", "A"], None, 0, [0, 0]),
+        // cluster (two programs that behave alike) stands, though it is not the earliest.
+        (["A", "A"], None, 1, [0, 0]),
     ];
     for (answers, winner, selected, wins) in cases {
-        let mut script = round_robin_samples();
-        script.extend([
-            // Inputs for the problem: 0 and 2 return 101 and 5, 1 returns 0 and 5.
-            ">>> add(100, 1)\n>>> add(2, 3)".to_string(),
+        let (backend, details) = round_robin(&[
+            // Inputs for the problem: 1 and 2 return 101 and 5, 0 returns 0 and 5.
+            ">>> add(100, 1)\n>>> add(2, 3)",
             // Inputs for the pair: one already run, one on which they agree.
-            ">>> add(100, 1)\n>>> add(-1, 1)".to_string(),
-            answers[0].to_string(),
-            answers[1].to_string(),
-        ]);
-        let backend = Arc::new(ScriptedBackend::new(script));
-        let config = SStarConfig {
-            n: NonZeroUsize::new(4).unwrap(),
-            debug_rounds: 0,
-            ..SStarConfig::default()
-        };
-        let solution = solve_add(config, &backend).await;
-        let details: SStarDetails = serde_json::from_value(solution.details.clone()).unwrap();
+            ">>> add(100, 1)\n>>> add(-1, 1)",
+            answers[0],
+            answers[1],
+        ])
+        .await;
         assert_eq!(backend.remaining(), 0, "{answers:?}");
         let requests = backend.requests();
         assert!(text(&requests[1]).contains("a wrong implementation would likely get wrong"));
@@ -180,12 +188,12 @@ async fn adaptive_input_synthesis_clusters_by_outputs_then_judges_each_pair_of_c
         assert_eq!(
             clusters,
             vec![
+                (vec![0], vec!["0".to_string(), "5".to_string()], wins[0]),
                 (
-                    vec![0, 2],
+                    vec![1, 2],
                     vec!["101".to_string(), "5".to_string()],
-                    wins[0]
+                    wins[1]
                 ),
-                (vec![1], vec!["0".to_string(), "5".to_string()], wins[1]),
             ],
             "{answers:?}"
         );
@@ -195,13 +203,13 @@ async fn adaptive_input_synthesis_clusters_by_outputs_then_judges_each_pair_of_c
         let c = &details.comparisons[0];
         assert_eq!((c.a, c.b), (0, 1));
         assert_eq!(c.inputs, vec!["add(100, 1)", "add(-1, 1)"]);
-        assert_eq!(c.outputs_a, vec!["101", "0"]);
-        assert_eq!(c.outputs_b, vec!["0", "0"]);
+        assert_eq!(c.outputs_a, vec!["0", "0"]);
+        assert_eq!(c.outputs_b, vec!["101", "0"]);
         assert_eq!(c.differing, 1);
         assert_eq!(c.winner, winner, "{answers:?}");
         let shown = text(&requests[3]);
         assert!(
-            shown.contains("Input: add(100, 1)\nOutput of A: 101\nOutput of B: 0"),
+            shown.contains("Input: add(100, 1)\nOutput of A: 0\nOutput of B: 101"),
             "{shown}"
         );
         assert!(!shown.contains("add(-1, 1)"), "{shown}");
@@ -211,16 +219,7 @@ async fn adaptive_input_synthesis_clusters_by_outputs_then_judges_each_pair_of_c
 
 #[tokio::test]
 async fn candidates_that_agree_on_every_synthesised_input_are_one_cluster_and_never_judged() {
-    let mut script = round_robin_samples();
-    script.push(">>> add(1, 1)\n>>> add(-2, 7)".to_string());
-    let backend = Arc::new(ScriptedBackend::new(script));
-    let config = SStarConfig {
-        n: NonZeroUsize::new(4).unwrap(),
-        debug_rounds: 0,
-        ..SStarConfig::default()
-    };
-    let solution = solve_add(config, &backend).await;
-    let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+    let (backend, details) = round_robin(&[">>> add(1, 1)\n>>> add(-2, 7)"]).await;
     assert_eq!(backend.requests().len(), 2, "samples, inputs: no judge");
     let samples: Vec<Vec<usize>> = details.clusters.iter().map(|c| c.samples.clone()).collect();
     assert_eq!(samples, vec![vec![0, 1, 2]]);
@@ -229,19 +228,13 @@ async fn candidates_that_agree_on_every_synthesised_input_are_one_cluster_and_ne
 
     // Where no input can be read from the model's reply, every candidate stands alone and each
     // pair is compared on inputs of its own.
-    let mut script = round_robin_samples();
-    script.extend(["I cannot think of any.".to_string()]);
-    for _ in 0..3 {
-        script.extend(["No inputs either.".to_string()]);
-    }
-    let backend = Arc::new(ScriptedBackend::new(script));
-    let config = SStarConfig {
-        n: NonZeroUsize::new(4).unwrap(),
-        debug_rounds: 0,
-        ..SStarConfig::default()
-    };
-    let solution = solve_add(config, &backend).await;
-    let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+    let (backend, details) = round_robin(&[
+        "I cannot think of any.",
+        "No inputs either.",
+        "No inputs either.",
+        "No inputs either.",
+    ])
+    .await;
     assert!(details.probes.is_empty());
     assert_eq!(details.clusters.len(), 3);
     let pairs: Vec<(usize, usize, usize)> = details
