@@ -151,6 +151,12 @@ fn run_writes_graded_lines_and_resumes_without_repeating() {
     assert_eq!(written.len(), 5);
     for line in &written {
         assert!(line["correct"].is_boolean(), "ungraded: {line}");
+        // `direct` has one candidate, its answer: graded as the line is.
+        let right = u64::from(line["correct"] == true);
+        assert_eq!(
+            line["candidates"],
+            serde_json::json!({"graded": 1, "right": right})
+        );
         assert!(line["reference"].is_string());
         assert!(line["usage"]["completion_tokens"].as_u64().unwrap() > 0);
         assert!(line["stop_reason"].is_string());

@@ -23,8 +23,8 @@ use async_trait::async_trait;
 use common::block_on;
 use ponder::engine::scripted::Recorder;
 use ponder::engine::{
-    solve_in, Backend, Budget, Capabilities, Context, EventKind, Generation, GenerationRequest,
-    Grader, LogitsProcessor, ModelConfig, Problem, Result, TokenizeInput,
+    grade_candidates, solve_in, Backend, Budget, Capabilities, Context, EventKind, Generation,
+    GenerationRequest, Grader, LogitsProcessor, ModelConfig, Problem, Result, TokenizeInput,
 };
 use ponder::prm::{HumanEvalGrader, Sandbox};
 use ponder::strategies::{CodeSelection, SStar, SStarConfig, SStarDetails};
@@ -273,7 +273,8 @@ fn s_star_debugs_and_selects_on_humaneval_0_with_qwen() {
     );
     // The chosen program is graded with the hidden tests in the sandbox.
     let sandbox = Sandbox::new().allow_unisolated(!isolation::namespaces_here());
-    let grade = block_on(HumanEvalGrader::new(sandbox).grade(&problem, &solution)).unwrap();
+    let grader = HumanEvalGrader::new(sandbox);
+    let grade = block_on(grader.grade(&problem, &solution)).unwrap();
     if details.selected == right {
         assert_eq!(grade, Some(true), "the right sample passes");
     } else if details.selected == neighbours {
@@ -285,4 +286,10 @@ fn s_star_debugs_and_selects_on_humaneval_0_with_qwen() {
     } else {
         assert!(grade.is_some(), "hidden tests ran");
     }
+    // Every sample graded as if chosen: the right one passes, the neighbours-only one does not.
+    let candidates = block_on(grade_candidates(&grader, &problem, &solution, grade))
+        .unwrap()
+        .expect("code candidates are graded");
+    assert_eq!(candidates.graded, 3);
+    assert!((1..=2).contains(&candidates.right), "{candidates:?}");
 }
