@@ -638,6 +638,40 @@ fn config_errors_name_what_is_wrong() {
 }
 
 #[test]
+fn a_judge_draw_cut_inside_a_character_is_drawn_again_then_unreadable() {
+    use ponder::engine::Metered;
+    use ponder::prm::choice_probability;
+
+    let (_lock, _server, url) = server();
+    // After a row of pizzas the next token is, near certainly, the first byte of another: a
+    // token that ends inside a UTF-8 character, for which llama-server sends text "\u{FFFD}"
+    // and no log-probabilities at all.
+    let prompt = || Prompt::Text("Pizza 🍕🍕🍕🍕🍕🍕🍕🍕🍕🍕🍕🍕🍕🍕🍕🍕".into());
+    let bare = block_on(
+        connect(&url).generate(
+            GenerationRequest::new(prompt())
+                .with_max_tokens(1)
+                .with_sampling(Sampling::with_temperature(1.0))
+                .with_top_logprobs(5),
+        ),
+    )
+    .unwrap();
+    assert_eq!(bare.choices[0].text, "\u{FFFD}", "{bare:?}");
+    assert_eq!(bare.choices[0].logprobs, None, "{bare:?}");
+
+    // A judge asking there draws again, then calls the answer unreadable: not a server that
+    // ignores `top_logprobs` (the error), and "Yes" and "No" are not among the pizza bytes.
+    let metered = Arc::new(Metered::new(connect(&url), Budget::unlimited()));
+    let backend: Arc<dyn Backend> = Arc::clone(&metered) as Arc<dyn Backend>;
+    let words = |w: &str| block_on(backend.tokenize(TokenizeInput::Piece(w))).unwrap();
+    let (yes, no) = (words("Yes"), words("No"));
+    let p = block_on(choice_probability(&backend, prompt(), &yes[..1], &no[..1])).unwrap();
+    assert_eq!(p, 0.5);
+    let calls = metered.meter().usage().calls;
+    assert!((2..=3).contains(&calls), "{calls} draws");
+}
+
+#[test]
 fn a_token_prm_served_over_http_reads_what_it_reads_in_process() {
     use ponder::engine::{Context, Scorer};
     use ponder::prm::{PrmConfig, PrmFormat, PrmModel, TokenPrm};

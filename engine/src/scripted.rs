@@ -29,6 +29,10 @@ pub enum Reply {
     Unsure(String, f32),
     /// The call fails with an inference error carrying this message.
     Fail(String),
+    /// A completion with this text and no log-probabilities even when asked for them, like
+    /// llama-server's reply whose only token ends inside a UTF-8 character (`"\u{FFFD}"`).
+    /// Played whole, whatever `max_tokens`.
+    Bare(String),
 }
 
 /// A backend that plays a script.
@@ -141,9 +145,10 @@ impl Backend for ScriptedBackend {
         }
         let mut choices = Vec::with_capacity(replies.len());
         for reply in replies {
-            let (text, logprob) = match reply {
-                Reply::Text(text) => (text, 0.0),
-                Reply::Unsure(text, logprob) => (text, logprob),
+            let (text, logprob, bare) = match reply {
+                Reply::Text(text) => (text, 0.0, false),
+                Reply::Unsure(text, logprob) => (text, logprob, false),
+                Reply::Bare(text) => (text, 0.0, true),
                 Reply::Fail(message) => return Err(Error::Inference { message }),
             };
             let stop_at = request
@@ -153,7 +158,7 @@ impl Backend for ScriptedBackend {
                 .min();
             // Like a real model, the generated tokens include the stop sequence; one per byte.
             let generated_len = stop_at.map_or(text.len(), |(at, len)| at + len);
-            let logprobs = request.top_logprobs.map(|_| {
+            let logprobs = request.top_logprobs.filter(|_| !bare).map(|_| {
                 text.get(..generated_len.min(request.max_tokens))
                     .unwrap_or_default()
                     .chars()
@@ -180,7 +185,10 @@ impl Backend for ScriptedBackend {
                 Some(cut) => (cut, FinishReason::Stop),
                 None => (text, FinishReason::Stop),
             };
-            let kept = cut_at_char_boundary(&text, request.max_tokens).to_string();
+            let kept = match bare {
+                true => text.clone(),
+                false => cut_at_char_boundary(&text, request.max_tokens).to_string(),
+            };
             if kept.len() < text.len() {
                 finish = FinishReason::Length;
                 stop_sequence = None;

@@ -134,6 +134,10 @@ pub async fn choice_probability(
         .unwrap_or(0.5))
 }
 
+/// How many one-token draws in a row may end inside a UTF-8 character (and so carry no
+/// log-probabilities on llama-server) before the answer counts as unreadable.
+const CUT_CHARACTER_DRAWS: usize = 3;
+
 /// [`choice_probability`], `None` where neither answer could be read (not among the top
 /// log-probabilities, or a decode that ended before its first token).
 pub(crate) async fn read_choice_probability(
@@ -160,14 +164,34 @@ pub(crate) async fn read_choice_probability(
         .with_max_tokens(1)
         .with_sampling(Sampling::with_temperature(1.0))
         .with_top_logprobs(caps.max_top_logprobs.clamp(1, 20));
-    let generation = backend.generate(request).await?;
-    let top = generation
-        .choices
-        .first()
-        .and_then(|c| c.logprobs.as_ref())
-        .and_then(|l| l.first())
-        .map(|l| l.top.as_slice())
-        .unwrap_or_default();
+    // llama-server sends no log-probabilities for a token that ends inside a UTF-8 character
+    // (one byte of an emoji, say; the text is then "\u{FFFD}"), and a one-token decode that
+    // samples one has nothing else to show. Rare for a question asked of its labels at
+    // temperature 1: draw again (a new seed where the backend is seeded), a few times.
+    let mut top = Vec::new();
+    let mut cut_characters = 0;
+    while cut_characters < CUT_CHARACTER_DRAWS {
+        let generation = backend.generate(request.clone()).await?;
+        let Some(choice) = generation.choices.into_iter().next() else {
+            break;
+        };
+        match choice.logprobs.and_then(|l| l.into_iter().next()) {
+            Some(first) if !first.top.is_empty() => {
+                top = first.top;
+                break;
+            }
+            None if choice.text.contains('\u{FFFD}') => cut_characters += 1,
+            _ => break,
+        }
+    }
+    if top.is_empty() && cut_characters == CUT_CHARACTER_DRAWS {
+        tracing::debug!(
+            backend = caps.backend,
+            draws = CUT_CHARACTER_DRAWS,
+            "every draw ended inside a UTF-8 character, which carries no log-probabilities"
+        );
+        return Ok(None);
+    }
     // Without them every answer would score the same: an error, not a silent 0.5.
     if top.is_empty() {
         return Err(ponder_engine::Error::Unsupported {
@@ -178,7 +202,7 @@ pub(crate) async fn read_choice_probability(
     }
     let mut logits = Vec::new();
     let mut ids = (Vec::new(), Vec::new());
-    for t in top {
+    for t in &top {
         let slot = logits.len() as u32;
         logits.push(t.logprob);
         if yes.contains(&t.id) {
@@ -377,6 +401,47 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(p, 0.5);
+    }
+
+    #[tokio::test]
+    async fn a_draw_cut_inside_a_character_is_drawn_again() {
+        use ponder_engine::scripted::Reply;
+        let (yes, no) = (u32::from(b'Y'), u32::from(b'N'));
+        // llama-server's reply for a token that ends inside a UTF-8 character: no
+        // log-probabilities. The next draw reads.
+        let scripted = Arc::new(ScriptedBackend::from_replies([
+            Reply::Bare("\u{FFFD}".into()),
+            Reply::Text("Y".into()),
+        ]));
+        let backend: Arc<dyn Backend> = Arc::clone(&scripted) as Arc<dyn Backend>;
+        let p = choice_probability(&backend, prompt(), &[yes], &[no])
+            .await
+            .unwrap();
+        assert_eq!(p, 1.0);
+        assert_eq!(scripted.requests().len(), 2);
+
+        // Three cut draws in a row: unreadable (0.5), not a backend without log-probabilities.
+        let scripted = Arc::new(ScriptedBackend::from_replies(
+            std::iter::repeat_with(|| Reply::Bare("\u{FFFD}".into())).take(4),
+        ));
+        let backend: Arc<dyn Backend> = Arc::clone(&scripted) as Arc<dyn Backend>;
+        let p = choice_probability(&backend, prompt(), &[yes], &[no])
+            .await
+            .unwrap();
+        assert_eq!(p, 0.5);
+        assert_eq!(scripted.requests().len(), CUT_CHARACTER_DRAWS);
+
+        // A whole token without log-probabilities is a server that sends none: no second draw.
+        let scripted = Arc::new(ScriptedBackend::from_replies([
+            Reply::Bare("Y".into()),
+            Reply::Text("Y".into()),
+        ]));
+        let backend: Arc<dyn Backend> = Arc::clone(&scripted) as Arc<dyn Backend>;
+        let error = choice_probability(&backend, prompt(), &[yes], &[no])
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::Unsupported { .. }), "{error:?}");
+        assert_eq!(scripted.requests().len(), 1);
     }
 
     #[tokio::test]
