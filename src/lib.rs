@@ -173,6 +173,8 @@ inner = { kind = "budget_forcing", min_thinking_tokens = 128, max_thinking_token
         let strategy = serde_json::to_value(&config.strategy).unwrap();
         assert_eq!(strategy["select"], "weighted", "{strategy}");
         assert_eq!(strategy["inner"]["kind"], "budget_forcing", "{strategy}");
+        // Eight samples, not one greedy completion eight times.
+        assert_eq!(strategy["inner"]["temperature"], 0.8, "{strategy}");
         for (spelling, select) in [("majority_vote", "majority"), ("naive", "naive")] {
             let toml = format!("[strategy]\nkind = \"best_of_n\"\nselect = \"{spelling}\"\n");
             let config: Config = parse_str(&toml, Format::Toml).unwrap();

@@ -8,9 +8,9 @@
 //!
 //! Concurrency: a `direct` inner strategy is sampled with one request of `n` choices (mistral.rs
 //! decodes them in lock-step); any other inner strategy runs `concurrency` solves at once in
-//! this task (`buffer_unordered`), each on a child context so its cost is known. Cancellation:
-//! dropping the solve drops every inner solve. Budget: an exhausted budget stops sampling; the
-//! selection is made among the candidates drawn so far.
+//! this task (`buffered`: kept in the order drawn), each on a child context so its cost is
+//! known. Cancellation: dropping the solve drops every inner solve. Budget: an exhausted budget
+//! stops sampling; the selection is made among the candidates drawn so far.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -34,8 +34,9 @@ pub struct AdaptiveConfig {
     /// Samples per round. Default 2.
     #[serde(default = "default_round")]
     pub round: NonZeroUsize,
-    /// Stop once the leading answer holds this share of the votes (of the reward, for
-    /// `weighted`), in (0, 1]. Default: only stop when the leader cannot be overturned.
+    /// Stop once the leading answer holds this share of the votes (unanswered samples count
+    /// against it; of the reward, for `weighted`; for `naive`, once the best reward reaches it),
+    /// in (0, 1]. Default: only stop when the leader cannot be overturned.
     #[serde(default)]
     pub agreement: Option<f64>,
 }
@@ -55,7 +56,9 @@ pub struct BestOfNConfig {
     #[serde(default)]
     pub select: Select,
     /// The strategy that produces each candidate. Default `direct`, step by step, temperature 0.8.
-    #[serde(default = "default_inner")]
+    /// In a config file an inner `direct` or `budget_forcing` without a `temperature` samples at
+    /// 0.8 too (their own default, greedy, would draw one completion n times).
+    #[serde(default = "default_inner", deserialize_with = "sampled_inner")]
     pub inner: Box<StrategyConfig>,
     /// Rewards for the candidates. Default: none (required by `naive` and `weighted`).
     #[serde(default)]
@@ -80,9 +83,33 @@ fn default_n() -> NonZeroUsize {
 
 fn default_inner() -> Box<StrategyConfig> {
     Box::new(StrategyConfig::Direct(DirectConfig {
-        temperature: 0.8,
+        temperature: INNER_TEMPERATURE,
         ..DirectConfig::default()
     }))
+}
+
+/// Temperature of a sampled inner strategy that names none.
+const INNER_TEMPERATURE: f64 = 0.8;
+
+/// The inner strategy, sampled at [`INNER_TEMPERATURE`] where it is one that would otherwise
+/// decode greedily and names no temperature.
+fn sampled_inner<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Box<StrategyConfig>, D::Error> {
+    use serde::de::Error as _;
+    let mut table = serde_json::Value::deserialize(deserializer)?;
+    if let Some(map) = table.as_object_mut() {
+        let sampled = matches!(
+            map.get("kind").and_then(serde_json::Value::as_str),
+            Some("direct" | "budget_forcing")
+        );
+        if sampled && !map.contains_key("temperature") {
+            map.insert("temperature".into(), INNER_TEMPERATURE.into());
+        }
+    }
+    StrategyConfig::deserialize(table)
+        .map(Box::new)
+        .map_err(|e| D::Error::custom(e.to_string()))
 }
 
 fn default_step_delimiter() -> String {
@@ -140,6 +167,15 @@ impl BestOfNConfig {
         }
         if self.step_delimiter.is_empty() {
             return Err(bad("step_delimiter must not be empty".into()));
+        }
+        // Greedy samples of one prompt are one sample n times over: n times the cost, no vote.
+        if self.n.get() > 1 && self.inner.sampling_temperature() == Some(0.0) {
+            return Err(bad(format!(
+                "n = {} samples of an inner `{}` at temperature 0 are all the same greedy \
+                 completion: give the inner strategy a temperature (0.6 to 1.0 is usual)",
+                self.n,
+                self.inner.kind()
+            )));
         }
         self.inner.validate()
     }
@@ -266,7 +302,9 @@ impl BestOfN {
                         };
                         Ok::<_, Error>((candidate, solution.stop_reason))
                     })
-                    .buffer_unordered(concurrency.max(1))
+                    // In the order drawn, not finished: ties go to the earlier draw, as in
+                    // one request of n, whichever sample is quickest.
+                    .buffered(concurrency.max(1))
                     .try_collect()
                     .await?;
                 let budget_stop = solved
@@ -345,10 +383,11 @@ impl BestOfN {
         if certain {
             return true;
         }
+        // The share the round events report: for `majority` unanswered samples count against
+        // the leader (one vote among two samples, the other unanswered, is no agreement).
         match adaptive.agreement {
             Some(share) => {
-                let total: f64 = mass.iter().sum();
-                total > 0.0 && leader / total >= share && candidates.len() >= adaptive.round.get()
+                self.vote_share(candidates) >= share && candidates.len() >= adaptive.round.get()
             }
             None => false,
         }
@@ -775,6 +814,24 @@ mod tests {
         };
         let solution = run(&BestOfN::new(config).unwrap(), backend, Budget::unlimited()).await;
         assert_eq!(details(&solution).samples_saved, 2);
+
+        // One vote and one sample without an answer is half the votes, not all of them.
+        let backend = Arc::new(ScriptedBackend::new([
+            "The answer is 5.",
+            "I cannot tell.",
+            "The answer is 5.",
+            "The answer is 5.",
+        ]));
+        let config = BestOfNConfig {
+            adaptive: Some(AdaptiveConfig {
+                round: NonZeroUsize::new(2).unwrap(),
+                agreement: Some(0.7),
+            }),
+            ..BestOfNConfig::self_consistency(NonZeroUsize::new(6).unwrap())
+        };
+        let solution = run(&BestOfN::new(config).unwrap(), backend, Budget::unlimited()).await;
+        // Stopped at 3 of 4 (0.75), not at 1 of 1 answered after the first round.
+        assert_eq!(details(&solution).samples_saved, 2);
     }
 
     #[tokio::test]
@@ -897,7 +954,10 @@ mod tests {
             replies.push("I add them.</think>".to_string());
             replies.push(answer.to_string());
         }
-        let inner = StrategyConfig::BudgetForcing(crate::BudgetForcingConfig::default());
+        let inner = StrategyConfig::BudgetForcing(crate::BudgetForcingConfig {
+            temperature: 0.7,
+            ..crate::BudgetForcingConfig::default()
+        });
         let config = BestOfNConfig {
             inner: Box::new(inner),
             concurrency: NonZeroUsize::new(1),

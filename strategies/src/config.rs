@@ -91,6 +91,16 @@ impl StrategyConfig {
         }
     }
 
+    /// The sampling temperature of a strategy that draws one completion per solve (`direct`,
+    /// `budget_forcing`); `None` for the others, whose solves differ by more than their draws.
+    pub fn sampling_temperature(&self) -> Option<f64> {
+        match self {
+            Self::Direct(config) => Some(config.temperature),
+            Self::BudgetForcing(config) => Some(config.temperature),
+            _ => None,
+        }
+    }
+
     /// Checks cross-field rules, recursively.
     pub fn validate(&self) -> Result<()> {
         match self {
@@ -178,9 +188,33 @@ mod tests {
 
     #[test]
     fn nested_inner_strategies_and_scorers_parse() {
-        let toml = "kind = \"best_of_n\"\nn = 4\nselect = \"weighted\"\nscorer = { kind = \"llm_judge\" }\ninner = { kind = \"budget_forcing\", max_thinking_tokens = 64, wait = \"Hmm\" }\n";
+        let toml = "kind = \"best_of_n\"\nn = 4\nselect = \"weighted\"\nscorer = { kind = \"llm_judge\" }\ninner = { kind = \"budget_forcing\", max_thinking_tokens = 64, wait = \"Hmm\", temperature = 0.7 }\n";
         let config: StrategyConfig = parse_str(toml, Format::Toml).unwrap();
         assert!(config.build().is_ok());
+        // An inner strategy without a temperature samples at best-of-N's default, 0.8.
+        let unsaid =
+            parse_str::<StrategyConfig>(&toml.replace(", temperature = 0.7", ""), Format::Toml)
+                .unwrap();
+        let StrategyConfig::BestOfN(b) = &unsaid else {
+            panic!("not best_of_n")
+        };
+        assert_eq!(b.inner.sampling_temperature(), Some(0.8));
+        // Greedy inner samples, said outright, would all be one completion: an error that says
+        // what to set.
+        let greedy = toml.replace("temperature = 0.7", "temperature = 0");
+        let err = parse_str::<StrategyConfig>(&greedy, Format::Toml)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("n = 4") && err.contains("`budget_forcing` at temperature 0"),
+            "{err}"
+        );
+        assert!(
+            err.contains("give the inner strategy a temperature"),
+            "{err}"
+        );
         let StrategyConfig::BestOfN(b) = config else {
             panic!("not best_of_n")
         };
