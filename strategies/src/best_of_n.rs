@@ -969,6 +969,51 @@ mod tests {
         )
     }
 
+    /// Answers "A" at its first solve and "B" after, the first solve the slowest.
+    struct SlowFirst(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl Strategy for SlowFirst {
+        fn name(&self) -> &'static str {
+            "slow_first"
+        }
+
+        async fn solve(&self, _: &Problem, _: &Context) -> Result<Solution> {
+            let k = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (answer, wait) = if k == 0 { ("A", 60) } else { ("B", 0) };
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            let candidate = Candidate {
+                answer: Some(answer.into()),
+                text: answer.into(),
+                score: None,
+                tokens: 1,
+            };
+            Ok(Solution::single(
+                "slow_first",
+                candidate,
+                StopReason::Completed,
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tie_goes_to_the_earlier_draw_not_the_quicker() {
+        let strategy = BestOfN::new(BestOfNConfig::self_consistency(
+            NonZeroUsize::new(2).unwrap(),
+        ))
+        .unwrap()
+        .with_inner(Box::new(SlowFirst(Default::default())));
+        let backend = Arc::new(ScriptedBackend::new(Vec::<String>::new()));
+        let solution = run(&strategy, backend, Budget::unlimited()).await;
+        assert_eq!(solution.answer.as_deref(), Some("A"));
+        let answers: Vec<_> = details(&solution)
+            .candidates
+            .iter()
+            .map(|c| c.answer.clone())
+            .collect();
+        assert_eq!(answers, [Some("A".into()), Some("B".into())]);
+    }
+
     #[tokio::test]
     async fn other_inner_strategies_are_solved_n_times() {
         // budget_forcing on a backend without logits processors resubmits: per sample, one
