@@ -281,6 +281,23 @@ impl BestOfN {
         cx: &Context,
         k: usize,
     ) -> Result<(Vec<(Candidate, StopReason)>, Option<StopReason>)> {
+        let (mut drawn, stop) = self.draw_any(problem, cx, k).await?;
+        // A program has no answer to vote on (the last number in it is not one): majority
+        // keeps the first sample, the scorer's reward picks otherwise.
+        if problem.code.is_some() {
+            for (candidate, _) in &mut drawn {
+                candidate.answer = None;
+            }
+        }
+        Ok((drawn, stop))
+    }
+
+    async fn draw_any(
+        &self,
+        problem: &Problem,
+        cx: &Context,
+        k: usize,
+    ) -> Result<(Vec<(Candidate, StopReason)>, Option<StopReason>)> {
         match &self.inner {
             Inner::Direct(direct) => {
                 let request = direct.request(problem).with_n(k);
@@ -994,6 +1011,41 @@ mod tests {
                 StopReason::Completed,
             ))
         }
+    }
+
+    #[tokio::test]
+    async fn programs_are_not_grouped_by_their_last_number() {
+        // Two different programs that both end in `return 0`, and a third: no vote among them
+        // (the last number of a program is not its answer), so majority keeps the first.
+        let problem = Problem {
+            code: Some(ponder_engine::CodeTask {
+                prompt: "def f(x):\n".into(),
+                entry_point: "f".into(),
+                test: String::new(),
+            }),
+            ..Problem::new("f", "def f(x):\n")
+        };
+        let programs = [
+            "def f(x):\n    return x + 1\n",
+            "def f(x):\n    if x:\n        return 2\n    return 0\n",
+            "def f(x):\n    print(x)\n    return 0\n",
+        ];
+        let backend = Arc::new(ScriptedBackend::new(programs));
+        let strategy = BestOfN::new(BestOfNConfig::self_consistency(
+            NonZeroUsize::new(3).unwrap(),
+        ))
+        .unwrap();
+        let solution = ponder_engine::solve(
+            &strategy,
+            &problem,
+            backend as Arc<dyn Backend>,
+            Budget::unlimited(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(solution.completion, programs[0]);
+        assert_eq!(solution.answer, None);
+        assert!(solution.candidates.iter().all(|c| c.answer.is_none()));
     }
 
     #[tokio::test]

@@ -651,7 +651,12 @@ impl Strategy for BeamSearch {
             .map(|&id| {
                 let (text, _) = self.text_of(&tree, id);
                 Candidate {
-                    answer: extract_answer(&text),
+                    // A program has no answer to vote on: the reward picks among programs.
+                    answer: problem
+                        .code
+                        .is_none()
+                        .then(|| extract_answer(&text))
+                        .flatten(),
                     score: tree.node(id).and_then(|n| n.score),
                     tokens: tree
                         .path(id)
