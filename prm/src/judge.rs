@@ -98,10 +98,11 @@ impl LlmJudge {
                 JudgeMode::Outcome => OUTCOME_PROMPT,
                 JudgeMode::Steps => STEPS_PROMPT,
             });
-        let text = template
-            .replace("{question}", question.trim())
-            .replace("{solution}", solution.trim());
-        Prompt::chat(vec![Message::user(text)])
+        Prompt::chat(vec![Message::user(fill(
+            template,
+            question.trim(),
+            solution.trim(),
+        ))])
     }
 
     async fn judge(
@@ -112,6 +113,28 @@ impl LlmJudge {
     ) -> Result<f64> {
         choice_probability(backend, prompt, &words.0, &words.1).await
     }
+}
+
+/// `template` with `{question}` and `{solution}` filled in one pass: a question that itself
+/// says `{solution}` (an f-string, a template) keeps it.
+fn fill(template: &str, question: &str, solution: &str) -> String {
+    let mut out = String::with_capacity(template.len() + question.len() + solution.len());
+    let mut rest = template;
+    while let Some(at) = rest.find('{') {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let (value, len) = if from.starts_with("{question}") {
+            (question, "{question}".len())
+        } else if from.starts_with("{solution}") {
+            (solution, "{solution}".len())
+        } else {
+            ("{", 1)
+        };
+        out.push_str(value);
+        rest = from.get(len..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The probability the model puts on its first token being one of `yes` rather than one of `no`
@@ -401,6 +424,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(p, 0.5);
+    }
+
+    #[test]
+    fn the_prompt_is_filled_in_one_pass() {
+        assert_eq!(
+            fill(
+                "Q: {question}\nA: {solution} {x}",
+                "f\"{solution}\"?",
+                "42 {question}"
+            ),
+            "Q: f\"{solution}\"?\nA: 42 {question} {x}"
+        );
+        assert_eq!(fill("{{question}}{", "q", "s"), "{q}{");
     }
 
     #[tokio::test]
