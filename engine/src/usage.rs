@@ -24,22 +24,26 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Prompt plus completion tokens.
+    /// Prompt plus completion tokens (at most `u64::MAX`).
     pub fn total_tokens(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
+        self.prompt_tokens.saturating_add(self.completion_tokens)
     }
 }
 
+/// Each count summed, saturating: counts read back from a results file can be anything (a
+/// damaged line), and a sum that wrapped would make a spent budget look unspent.
 impl Add for Usage {
     type Output = Usage;
 
     fn add(self, rhs: Usage) -> Usage {
         Usage {
-            prompt_tokens: self.prompt_tokens + rhs.prompt_tokens,
-            cached_prompt_tokens: self.cached_prompt_tokens + rhs.cached_prompt_tokens,
-            completion_tokens: self.completion_tokens + rhs.completion_tokens,
-            calls: self.calls + rhs.calls,
-            elapsed_ms: self.elapsed_ms + rhs.elapsed_ms,
+            prompt_tokens: self.prompt_tokens.saturating_add(rhs.prompt_tokens),
+            cached_prompt_tokens: self
+                .cached_prompt_tokens
+                .saturating_add(rhs.cached_prompt_tokens),
+            completion_tokens: self.completion_tokens.saturating_add(rhs.completion_tokens),
+            calls: self.calls.saturating_add(rhs.calls),
+            elapsed_ms: self.elapsed_ms.saturating_add(rhs.elapsed_ms),
         }
     }
 }
@@ -47,5 +51,46 @@ impl Add for Usage {
 impl AddAssign for Usage {
     fn add_assign(&mut self, rhs: Usage) {
         *self = *self + rhs;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_past_u64_saturate_instead_of_wrapping() {
+        // A damaged results line can carry any count.
+        let huge = Usage {
+            prompt_tokens: u64::MAX - 1,
+            cached_prompt_tokens: u64::MAX,
+            completion_tokens: 5,
+            calls: u64::MAX,
+            elapsed_ms: u64::MAX,
+        };
+        assert_eq!(huge.total_tokens(), u64::MAX);
+        let one = Usage {
+            prompt_tokens: 1,
+            cached_prompt_tokens: 1,
+            completion_tokens: 1,
+            calls: 1,
+            elapsed_ms: 1,
+        };
+        let sum = huge + one + one;
+        assert_eq!(
+            sum,
+            Usage {
+                prompt_tokens: u64::MAX,
+                cached_prompt_tokens: u64::MAX,
+                completion_tokens: 7,
+                calls: u64::MAX,
+                elapsed_ms: u64::MAX,
+            }
+        );
+        let mut spent = one;
+        spent += huge;
+        spent += huge;
+        assert_eq!(spent.total_tokens(), u64::MAX);
+        assert_eq!(spent.calls, u64::MAX);
     }
 }
