@@ -3,11 +3,14 @@
 //! Results go to a JSON Lines file, one line per finished problem, each written whole with a
 //! single `write` and flushed before the next: a run killed at any moment loses no finished
 //! problem. Starting again with the same output file resumes: ids with a result line are
-//! skipped, a last line cut short by the kill is cut off and its problem redone, and problems
-//! whose line records an error are retried. A problem the run's budget cut short (refused or
-//! shortened one of its calls) gets a line of what it spent, marked `cut_short`, without its
-//! answer (what the budget left room for, not the strategy's): a resumed run with more budget
-//! redoes it, and every token the job spent counts against its budget.
+//! skipped, a last line cut short by the kill is cut off and its problem redone (a whole last
+//! line that only lacks its newline, as a hand edit or `jq` leaves it, is kept), and problems
+//! whose line records an error are retried. A resume refused (another configuration, another
+//! question under a recorded id) leaves the files as they were. A problem the run's budget cut
+//! short (refused or shortened one of its calls) gets a line of what it spent, marked
+//! `cut_short`, without its answer (what the budget left room for, not the strategy's): a
+//! resumed run with more budget redoes it, and every token the job spent counts against its
+//! budget.
 //!
 //! Concurrency: up to `concurrency` problems are solved at once, all within the caller's task
 //! (`buffer_unordered`), so dropping the run future cancels everything; results are written by
@@ -344,8 +347,10 @@ impl Runner {
     }
 
     /// The budget of the whole run, over every invocation that writes the same results file: the
-    /// tokens and calls its recorded lines spent count against it when a run resumes (the wall
-    /// time is this invocation's). Default unlimited.
+    /// tokens and calls of every line recorded there, whatever its problem (an invocation over
+    /// another part of the set included), and under [`Allocation::Triage`] of every kept stage
+    /// not yet answered, count against it when a run resumes (the wall time is this
+    /// invocation's). Default unlimited.
     pub fn with_run_budget(mut self, budget: Budget) -> Self {
         self.run_budget = budget;
         self
@@ -403,45 +408,40 @@ impl Runner {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(out, e)),
         }
-        let previous = read_results(out)?;
-        let firsts = match staged {
-            Some(_) => triage::read(out)?,
-            None => Vec::new(),
+        // Only read until the files are found to belong to this run: one refused leaves them
+        // as they were.
+        let (previous, results_tail) = scan_results(out)?;
+        let (firsts, side_tail) = match staged {
+            Some(_) => triage::scan(out)?,
+            None => (Vec::new(), None),
         };
+        let wanted: HashMap<&str, &Problem> = problems.iter().map(|p| (p.id.as_str(), p)).collect();
+        for line in &previous {
+            if let Some(problem) = wanted.get(line.id.as_str()) {
+                check_question(out, "an answer", line.question_sha.as_deref(), problem)?;
+            }
+        }
+        triage::check_questions(out, &firsts, &wanted)?;
         if let Some(identity) = &self.identity {
             check_identity(out, identity, !previous.is_empty(), !firsts.is_empty())?;
         }
+        repair(out, results_tail)?;
+        repair(&triage::path_of(out), side_tail)?;
         let mut summary = RunSummary {
             total: problems.len(),
             ..RunSummary::default()
         };
-        let wanted: HashMap<&str, &Problem> = problems.iter().map(|p| (p.id.as_str(), p)).collect();
         let mut finished: HashSet<String> = HashSet::new();
         let mut last: HashMap<String, (bool, Option<bool>)> = HashMap::new();
         for line in previous
             .iter()
             .filter(|l| wanted.contains_key(l.id.as_str()))
         {
-            if let (Some(recorded), Some(problem)) =
-                (&line.question_sha, wanted.get(line.id.as_str()))
-            {
-                if *recorded != question_fingerprint(problem) {
-                    return Err(Error::Config {
-                        path: out.to_path_buf(),
-                        message: format!(
-                            "holds an answer for `{}` to another question than `{}` asks now \
-                             (the problem file changed, or rows without an id, named by line \
-                             number, moved); write to another --out, or delete it and its \
-                             side files to start over",
-                            line.id, line.id
-                        ),
-                    });
-                }
-            }
             // A problem's last line counts: a failure after an answer is retried.
             last.insert(line.id.clone(), (line.error.is_none(), line.correct));
         }
-        let spent = spent_on(&previous, &firsts, |id| wanted.contains_key(id));
+        // The run's budget is the file's: every line counts, whatever problem it is for.
+        let spent = spent_on(&previous, &firsts);
         for (id, (answered, correct)) in last {
             if answered {
                 summary.resumed += 1;
@@ -900,43 +900,66 @@ pub fn check_resumable(
     Ok(previous)
 }
 
-/// What a run on `out` whose results file holds `lines` records as spent on the problems
-/// `ids`, as a resumed run counts it against its budget: every results line (failed and cut
-/// attempts included) and, under [`Allocation::Triage`], the last kept stage of each problem not
-/// yet answered (read from beside `out`, not changed).
+/// What a run on `out` whose results file holds `lines` records as spent, as a resumed run
+/// counts it against its budget (see [`Runner::with_run_budget`]): every results line, whatever
+/// its problem (failed and cut attempts included), and, under [`Allocation::Triage`], the last
+/// kept stage of each problem not yet answered (read from beside `out`, not changed).
+///
+/// `_ids`, the problems of this invocation, does not change it: the budget is the whole
+/// file's, over every invocation that wrote it (a `--limit 50` run after a `--limit 100` one
+/// counts all 100).
 pub fn recorded_spend(
     out: &Path,
     lines: &[ResultLine],
-    ids: &HashSet<&str>,
+    _ids: &HashSet<&str>,
     allocation: Allocation,
 ) -> Result<Usage> {
     let kept = match allocation {
         Allocation::Triage => triage::peek(out)?,
         _ => Vec::new(),
     };
-    Ok(spent_on(lines, &kept, |id| ids.contains(id)))
+    Ok(spent_on(lines, &kept))
 }
 
 /// What `lines` (a results file's) and `kept` (the last kept stage of each problem) record as
-/// spent on the problems `wanted` says: every line, and the kept stage of each problem whose
-/// last line is not an answer (an answer's line counts its stages already).
-fn spent_on(
-    lines: &[ResultLine],
-    kept: &[triage::SideLine],
-    wanted: impl Fn(&str) -> bool,
-) -> Usage {
+/// spent, whatever the problem: every line, and the kept stage of each problem whose last line
+/// is not an answer (an answer's line counts its stages already).
+fn spent_on(lines: &[ResultLine], kept: &[triage::SideLine]) -> Usage {
     let mut spent = Usage::default();
     let mut answered: HashMap<&str, bool> = HashMap::new();
-    for line in lines.iter().filter(|l| wanted(&l.id)) {
+    for line in lines {
         spent += line.usage;
         answered.insert(line.id.as_str(), line.error.is_none());
     }
-    for stage in kept.iter().filter(|k| wanted(&k.id)) {
+    for stage in kept {
         if answered.get(stage.id.as_str()) != Some(&true) {
             spent += stage.solution.usage;
         }
     }
     spent
+}
+
+/// Checks that a line of the file at `path` holding `what` for `problem` (its id), recorded
+/// with the question fingerprint `recorded`, answered the question `problem` asks now. A line
+/// without a fingerprint (written before they were recorded) is not checked.
+fn check_question(
+    path: &Path,
+    what: &str,
+    recorded: Option<&str>,
+    problem: &Problem,
+) -> Result<()> {
+    match recorded {
+        Some(recorded) if recorded != question_fingerprint(problem) => Err(Error::Config {
+            path: path.to_path_buf(),
+            message: format!(
+                "holds {what} for `{id}` to another question than `{id}` asks now (the problem \
+                 file changed, or rows without an id, named by line number, moved); write to \
+                 another --out, or delete the results file and its side files to start over",
+                id = problem.id
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Checks `identity` against the record beside `out` (or records it): `out` has results, or
@@ -965,30 +988,41 @@ pub fn triage_path(out: &Path) -> PathBuf {
 }
 
 /// Reads the finished lines of a results file, cutting off a last line that a killed run left
-/// half-written. A missing file is an empty one.
+/// half-written (a whole last line without its newline is kept, and its newline added). A
+/// missing file is an empty one.
 pub fn read_results(path: &Path) -> Result<Vec<ResultLine>> {
-    let (lines, cut_at) = scan_results(path)?;
-    if let Some(len) = cut_at {
-        truncate(path, len)?;
-    }
+    let (lines, tail) = scan_results(path)?;
+    repair(path, tail)?;
     Ok(lines)
 }
 
-/// Reads the finished lines of a results file without changing it: the lines, and whether a
-/// half-written last line (a killed run's) was left out. A missing file is an empty one.
+/// Reads the finished lines of a results file without changing it: the lines (a whole last line
+/// without its newline included), and whether a half-written last line (a killed run's) was
+/// left out. A missing file is an empty one.
 pub fn peek_results(path: &Path) -> Result<(Vec<ResultLine>, bool)> {
-    let (lines, cut_at) = scan_results(path)?;
-    Ok((lines, cut_at.is_some()))
+    let (lines, tail) = scan_results(path)?;
+    Ok((lines, matches!(tail, Some(Tail::Half { .. }))))
 }
 
-/// The finished lines, and the length to cut the file to when its last line is half-written.
-fn scan_results(path: &Path) -> Result<(Vec<ResultLine>, Option<u64>)> {
+/// The finished lines, and what follows the last newline.
+fn scan_results(path: &Path) -> Result<(Vec<ResultLine>, Option<Tail>)> {
     scan_lines(path)
 }
 
-/// The finished JSON lines of an append-only file, and the length to cut it to when its last
-/// line is half-written.
-fn scan_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(Vec<T>, Option<u64>)> {
+/// What follows the last newline of an append-only JSON Lines file, when anything does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    /// A whole line without its newline (the file edited by hand, written by `jq`, or
+    /// concatenated): read with the others; its newline is to be added before appending.
+    Unended,
+    /// Half a line, left by a run killed while writing it: the file is to be cut to `len`.
+    Half { len: u64 },
+}
+
+/// The finished JSON lines of an append-only file, and what follows its last newline: a line
+/// there that reads whole is among the lines (and the tail [`Tail::Unended`]); one that does
+/// not is taken for half a line (a kill's) and left out.
+fn scan_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(Vec<T>, Option<Tail>)> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), None)),
@@ -1014,7 +1048,44 @@ fn scan_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(Vec<T>, Op
         })?;
         lines.push(line);
     }
-    Ok((lines, (complete < bytes.len()).then_some(complete as u64)))
+    let rest = bytes.get(complete..).unwrap_or_default();
+    if rest.is_empty() {
+        return Ok((lines, None));
+    }
+    // Half a line never reads whole (an object's closing brace is the last byte before its
+    // newline): a tail that reads is a whole line that only lacks its newline, and is kept.
+    match serde_json::from_str::<T>(String::from_utf8_lossy(rest).trim()) {
+        Ok(line) => {
+            lines.push(line);
+            Ok((lines, Some(Tail::Unended)))
+        }
+        Err(_) => Ok((
+            lines,
+            Some(Tail::Half {
+                len: complete as u64,
+            }),
+        )),
+    }
+}
+
+/// Makes the file at `path` end where its last whole line does: adds the newline a whole last
+/// line lacks, or cuts off half a line.
+fn repair(path: &Path, tail: Option<Tail>) -> Result<()> {
+    match tail {
+        None => Ok(()),
+        Some(Tail::Unended) => {
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map_err(|e| Error::io(path, e))?;
+            file.write_all(b"\n")
+                .and_then(|()| file.flush())
+                .map_err(|e| Error::io(path, e))?;
+            tracing::info!(path = %path.display(), "added the newline its whole last line lacked");
+            Ok(())
+        }
+        Some(Tail::Half { len }) => truncate(path, len),
+    }
 }
 
 fn truncate(path: &Path, len: u64) -> Result<()> {
@@ -2399,5 +2470,215 @@ mod tests {
         std::fs::write(&path, format!("{}\nnot json\n{}\n", line("a"), line("b"))).unwrap();
         let err = read_results(&path).unwrap_err().to_string();
         assert!(err.contains("r.jsonl:2:"), "{err}");
+    }
+
+    #[test]
+    fn a_whole_last_line_without_its_newline_is_kept_and_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        // Edited by hand, or written by `jq`: every line whole, the last without its newline.
+        let text = format!("{}\n{}", line("a"), line("b"));
+        std::fs::write(&path, &text).unwrap();
+        let (lines, half_written) = peek_results(&path).unwrap();
+        assert_eq!((lines.len(), half_written), (2, false));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "only read");
+        let lines = read_results(&path).unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1].id, "b");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{text}\n"),
+            "its newline added, nothing cut"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resumed_run_keeps_a_last_line_without_its_newline_and_writes_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        std::fs::write(&out, line("p1")).unwrap();
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["4"]));
+        let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+            .run(&numbered(2), &out, |_| {})
+            .await
+            .unwrap();
+        assert_eq!((summary.resumed, summary.solved), (1, 1));
+        assert_eq!(prompts(&backend), ["Q2?"]);
+        let lines = by_id(&out);
+        assert_eq!(lines.keys().collect::<Vec<_>>(), ["p1", "p2"]);
+    }
+
+    #[tokio::test]
+    async fn a_triage_side_file_whose_last_line_lacks_its_newline_keeps_that_stage() {
+        use crate::scripted::Reply::Text;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let problems = numbered(4);
+        let (_, runner) = triage_runner(None, undecided_then_failing());
+        runner.run(&problems, &out, |_| {}).await.unwrap();
+        let side = triage_path(&out);
+        let kept = std::fs::read_to_string(&side).unwrap();
+        assert_eq!(kept.lines().count(), 3);
+        std::fs::write(&side, kept.trim_end()).unwrap();
+        // Read only: p4's first stage (8 tokens) counts, the file is left as it is.
+        let ids: HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
+        let recorded =
+            recorded_spend(&out, &read_results(&out).unwrap(), &ids, Allocation::Triage).unwrap();
+        assert_eq!(recorded.total_tokens(), 8 * 4);
+        assert_eq!(std::fs::read_to_string(&side).unwrap(), kept.trim_end());
+        // Resumed: no first stage is done again, and the side file's last line is ended.
+        let text = |t: &str| Text(t.into());
+        let (backend, runner) = triage_runner(None, vec![text("Z:0.9"), text("Y"), text("W")]);
+        let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+        assert_eq!(prompts(&backend), ["think Q3?", "think Q2?", "think Q4?"]);
+        assert_eq!(summary.solved, 3);
+        assert_eq!(std::fs::read_to_string(&side).unwrap(), kept);
+    }
+
+    #[tokio::test]
+    async fn a_refused_resume_leaves_the_results_and_side_files_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let problems = numbered(4);
+        let runner = |identity: &str, replies| {
+            let (backend, runner) = triage_runner(None, replies);
+            let runner = runner.with_identity(serde_json::json!({ "strategy": identity }));
+            (backend, runner)
+        };
+        let (_, first) = runner("two_stage", undecided_then_failing());
+        first.run(&problems, &out, |_| {}).await.unwrap();
+        // A kill left half a line in each file.
+        let side = triage_path(&out);
+        for path in [&out, &side] {
+            let mut text = std::fs::read_to_string(path).unwrap();
+            text.push_str("{\"id\": \"p");
+            std::fs::write(path, text).unwrap();
+        }
+        let files = || [&out, &side].map(|p| std::fs::read_to_string(p).unwrap());
+        let before = files();
+
+        // Another configuration: refused, and neither file is cut.
+        let (backend, other) = runner("other", Vec::new());
+        let err = other
+            .run(&problems, &out, |_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("strategy"), "{err}");
+        assert!(backend.requests().is_empty());
+        assert_eq!(files(), before);
+
+        // Another question under a recorded id: refused, and neither file is cut.
+        let mut moved = problems.clone();
+        moved[2] = Problem::new("p3", "New?");
+        let (backend, same) = runner("two_stage", Vec::new());
+        let err = same
+            .run(&moved, &out, |_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`p3` to another question"), "{err}");
+        assert!(backend.requests().is_empty());
+        assert_eq!(files(), before);
+
+        // The same run resumed: the half lines are cut, the kept stages go on.
+        use crate::scripted::Reply::Text;
+        let (backend, same) = runner(
+            "two_stage",
+            ["Z", "Y", "W"].map(|t| Text(t.into())).to_vec(),
+        );
+        let summary = same.run(&problems, &out, |_| {}).await.unwrap();
+        assert_eq!(summary.solved, 3);
+        assert_eq!(prompts(&backend).len(), 3);
+        assert!(!std::fs::read_to_string(&side)
+            .unwrap()
+            .contains("{\"id\": \"p\n"));
+        assert_eq!(by_id(&out).len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_triage_stage_kept_for_another_question_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let problems = numbered(4);
+        let (_, runner) = triage_runner(None, undecided_then_failing());
+        runner.run(&problems, &out, |_| {}).await.unwrap();
+        // As if killed after the first stages: p1's answer, p2 to p4 waiting beside it.
+        let p1 = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .find(|l| l.contains("\"p1\""))
+            .unwrap()
+            .to_string();
+        std::fs::write(&out, format!("{p1}\n")).unwrap();
+        let side = triage_path(&out);
+        let kept = std::fs::read(&side).unwrap();
+
+        let mut moved = problems.clone();
+        moved[2] = Problem::new("p3", "New?");
+        let (backend, runner) = triage_runner(None, Vec::new());
+        let err = runner
+            .run(&moved, &out, |_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("r.jsonl.triage.jsonl") && err.contains("`p3` to another question"),
+            "{err}"
+        );
+        assert!(backend.requests().is_empty(), "no stage went on");
+        assert_eq!(std::fs::read(&side).unwrap(), kept);
+    }
+
+    #[tokio::test]
+    async fn the_run_budget_counts_every_line_of_its_file_whatever_the_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let problems = numbered(3);
+        // Each call is 3 prompt + 10 completion tokens: the first invocation spends 26 of 26.
+        let run = |replies: Vec<&'static str>| {
+            let backend = Arc::new(crate::scripted::ScriptedBackend::new(replies));
+            let runner = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+                .with_run_budget(Budget::unlimited().with_max_tokens(26));
+            (backend, runner)
+        };
+        let (_, runner) = run(vec!["0123456789"; 2]);
+        let summary = runner.run(&problems[..2], &out, |_| {}).await.unwrap();
+        assert_eq!(summary.solved, 2);
+        // Another slice of the set on the same file: the job's budget is spent.
+        let ids: HashSet<&str> = HashSet::from(["p3"]);
+        let recorded = recorded_spend(
+            &out,
+            &read_results(&out).unwrap(),
+            &ids,
+            Allocation::FirstCome,
+        )
+        .unwrap();
+        assert_eq!(recorded.total_tokens(), 26);
+        let (backend, runner) = run(vec!["0123456789"]);
+        let summary = runner.run(&problems[2..], &out, |_| {}).await.unwrap();
+        assert!(backend.requests().is_empty());
+        assert_eq!((summary.solved, summary.not_started), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_triage_runs_budget_counts_kept_stages_of_problems_not_in_the_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let (_, runner) = triage_runner(None, undecided_then_failing());
+        runner.run(&numbered(4), &out, |_| {}).await.unwrap();
+        // p1's answer and the first stages kept for p2 to p4, 8 tokens each.
+        let ids: HashSet<&str> = HashSet::from(["p5"]);
+        let recorded =
+            recorded_spend(&out, &read_results(&out).unwrap(), &ids, Allocation::Triage).unwrap();
+        assert_eq!(recorded.total_tokens(), 8 * 4);
+        let (backend, runner) = triage_runner(
+            Some(8 * 4),
+            vec![crate::scripted::Reply::Text("v:0.9".into())],
+        );
+        let p5 = [Problem::new("p5", "Q5?")];
+        let summary = runner.run(&p5, &out, |_| {}).await.unwrap();
+        assert!(backend.requests().is_empty());
+        assert_eq!(summary.not_started, 1);
     }
 }

@@ -18,8 +18,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    append_line, exhausted, less_spent, line_for, run_exhausted, scan_lines, truncate, Outcome,
-    ResultLine, Runner, Sink, TriageNote,
+    append_line, check_question, exhausted, less_spent, line_for, question_fingerprint,
+    run_exhausted, scan_lines, Outcome, ResultLine, Runner, Sink, Tail, TriageNote,
 };
 use crate::budget::Resource;
 use crate::error::{Error, Result};
@@ -47,6 +47,11 @@ pub(super) struct SideLine {
     /// whose own `pending` it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) first_pending: Option<Pending>,
+    /// A fingerprint of the question the stage answered ([`question_fingerprint`]): a resumed
+    /// run goes on from it only while the problem still asks it. (Absent in lines written
+    /// before it was recorded: not checked.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) question_sha: Option<String>,
 }
 
 fn one() -> usize {
@@ -104,21 +109,35 @@ impl SideFile {
     }
 }
 
-/// The stages recorded beside `out`, the last of each problem (a half-written last line cut
-/// off).
-pub(super) fn read(out: &Path) -> Result<Vec<SideLine>> {
-    let path = path_of(out);
-    let (lines, cut_at) = scan_lines::<SideLine>(&path)?;
-    if let Some(len) = cut_at {
-        truncate(&path, len)?;
-    }
-    Ok(last_of(lines))
+/// The stages recorded beside `out`, the last of each problem, only read (a half-written last
+/// line left out, a whole one without its newline read), and what follows the side file's last
+/// newline, for [`super::repair`] once the run is found resumable.
+pub(super) fn scan(out: &Path) -> Result<(Vec<SideLine>, Option<Tail>)> {
+    let (lines, tail) = scan_lines::<SideLine>(&path_of(out))?;
+    Ok((last_of(lines), tail))
 }
 
 /// The stages recorded beside `out`, the last of each problem, only read (a half-written last
 /// line left out, and left as it is).
 pub(super) fn peek(out: &Path) -> Result<Vec<SideLine>> {
-    Ok(last_of(scan_lines::<SideLine>(&path_of(out))?.0))
+    Ok(scan(out)?.0)
+}
+
+/// Checks that each stage in `kept` (read beside `out`) for a problem of `wanted` answered the
+/// question that problem asks now: a resumed run would otherwise go on from an answer to
+/// another question.
+pub(super) fn check_questions(
+    out: &Path,
+    kept: &[SideLine],
+    wanted: &HashMap<&str, &Problem>,
+) -> Result<()> {
+    let side = path_of(out);
+    for stage in kept {
+        if let Some(problem) = wanted.get(stage.id.as_str()) {
+            check_question(&side, "a stage", stage.question_sha.as_deref(), problem)?;
+        }
+    }
+    Ok(())
 }
 
 /// The last of each problem's `lines`, in the order problems first appear.
@@ -303,6 +322,7 @@ impl Runner {
                     pending,
                     stages: 1,
                     first_pending: None,
+                    question_sha: Some(question_fingerprint(problem)),
                 })
             }
             Err(e) => First::Whole(Outcome::Done(self.line_of(problem, Err(e), usage).await)),
@@ -499,6 +519,7 @@ impl Runner {
                         pending,
                         stages,
                         first_pending,
+                        question_sha: Some(question_fingerprint(problem)),
                     },
                 ));
             }
