@@ -386,17 +386,21 @@ impl BudgetForcing {
                 .get(details.waits % waits.len().max(1))
                 .cloned()
                 .unwrap_or_default();
-            thinking.push(' ');
-            thinking.push_str(&wait);
-            details.waits += 1;
             // The wait string counts as thinking, as in decode.
             let piece = format!(" {wait}");
-            details.thinking_tokens += match backend.tokenize(TokenizeInput::Piece(&piece)).await {
+            let wait_tokens = match backend.tokenize(TokenizeInput::Piece(&piece)).await {
                 Ok(ids) => ids.len(),
                 // A server without a tokenizer endpoint: about four bytes a token.
                 Err(Error::Unsupported { .. }) => piece.len().div_ceil(4),
                 Err(e) => return Err(e),
             };
+            // As in decode: a wait that would leave no room to think after it is not said.
+            if details.thinking_tokens + wait_tokens >= c.max_thinking_tokens {
+                break;
+            }
+            thinking.push_str(&piece);
+            details.waits += 1;
+            details.thinking_tokens += wait_tokens;
         }
         let cue_prefix = format!(
             "{}{thinking}{}\n{}",

@@ -166,7 +166,18 @@ impl ForcingProcessor {
             .filter_map(|c| c.first().copied())
             .collect();
         let wants_to_end = starts.contains(&top) || self.tokens.eos.contains(&top);
-        let may_wait = thought < self.min_thinking || state.details.waits < self.max_waits;
+        let wait = self
+            .tokens
+            .waits
+            .get(state.details.waits % self.tokens.waits.len().max(1))
+            .cloned()
+            .unwrap_or_default();
+        // A wait must leave room to think after it (one that fills the cap is cut at once).
+        let fits = !wait.is_empty() && thought + wait.len() < cap;
+        // Below the minimum the model thinks on, waits or not; past it, a wait owed that no
+        // longer fits lets it end.
+        let may_wait =
+            thought < self.min_thinking || (state.details.waits < self.max_waits && fits);
         if may_wait {
             // While a wait is owed, the model may neither start the delimiter nor stop.
             if matched == 0 {
@@ -177,13 +188,7 @@ impl ForcingProcessor {
             for &eos in &self.tokens.eos {
                 ban(logits, eos);
             }
-            let wait = self
-                .tokens
-                .waits
-                .get(state.details.waits % self.tokens.waits.len().max(1))
-                .cloned()
-                .unwrap_or_default();
-            if wants_to_end && !wait.is_empty() && thought + wait.len() <= cap {
+            if wants_to_end && fits {
                 state.details.waits += 1;
                 state.forcing = wait.into_iter().collect();
                 if let Some(next) = state.forcing.pop_front() {

@@ -105,6 +105,66 @@ fn max_waits_ignores_the_end_of_thinking_past_the_minimum() {
 }
 
 #[test]
+fn a_wait_that_would_fill_the_cap_is_not_said() {
+    // Thinks one token, then wants to close; a wait (two tokens) would reach the cap of 3 and
+    // be cut at once: the thinking closes instead.
+    let want = |g: &[u32]| match g.last() {
+        None => 5,
+        Some(7) => 8,
+        Some(_) if g.ends_with(&CLOSE) => CUE,
+        _ => 7,
+    };
+    let p = ForcingProcessor::new(tokens(), &config(0, 3, 1));
+    let out = decode(&p, want, 40);
+    assert_eq!(&out[..4], &[5, 7, 8, CUE]);
+    let d = p.details();
+    assert_eq!((d.thinking_tokens, d.waits, d.forced_end), (1, 0, false));
+    // With room to think after it, it is said.
+    let p = ForcingProcessor::new(tokens(), &config(0, 4, 1));
+    let out = decode(&p, want, 40);
+    assert_eq!(&out[..3], &[5, 3, 4]);
+    assert_eq!(p.details().waits, 1);
+}
+
+#[tokio::test]
+async fn resubmitting_says_no_wait_that_would_fill_the_cap() {
+    use ponder_engine::scripted::ScriptedBackend;
+    use ponder_engine::{Backend, Budget};
+
+    // Ten tokens of thinking (one a byte) that stop by themselves under a cap of 12: " Wait"
+    // (five) would pass it, so the thinking ends as the model ended it.
+    let backend = Arc::new(ScriptedBackend::new(vec![
+        "abcdefghij</think>",
+        "Final Answer: 4",
+    ]));
+    let strategy = BudgetForcing::new(BudgetForcingConfig {
+        max_thinking_tokens: 12,
+        max_waits: 1,
+        ..BudgetForcingConfig::default()
+    });
+    let solution = ponder_engine::solve(
+        &strategy,
+        &Problem::new("p", "What is 2 + 2?"),
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+    )
+    .await
+    .unwrap();
+    let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!(
+        (details.thinking_tokens, details.waits, details.forced_end),
+        (10, 0, false)
+    );
+    assert!(
+        !solution.completion.contains("Wait"),
+        "{}",
+        solution.completion
+    );
+    assert_eq!(solution.answer.as_deref(), Some("4"));
+    assert_eq!(backend.requests().len(), 2);
+}
+
+#[test]
 fn an_end_of_sequence_that_might_be_sampled_goes_to_the_delimiter() {
     // Past the minimum with no wait owed, the model favours 5 but gives the end of sequence
     // some probability: sampled, it would end the sample with no answer. Its probability moves
