@@ -120,6 +120,8 @@ fn n_samples_in_one_request_and_fanned_out_count_tokens_per_choice() {
         let mut config = ModelConfig::openai(vec![url.clone()], "smollm2");
         config.native_n = native_n;
         let backend = block_on(config.load()).unwrap();
+        // Not known until a request with n > 1 says so.
+        assert!(!backend.capabilities().native_n);
         let request = GenerationRequest::new(chat("Write a long story about a dragon."))
             .with_n(3)
             .with_max_tokens(12)
@@ -426,7 +428,8 @@ fn scripted_server(statuses: Vec<u16>) -> (String, Arc<AtomicUsize>) {
     scripted_server_with(statuses.into_iter().map(|s| (s, None)).collect())
 }
 
-/// Like [`scripted_server`], with the body of each 200 reply where one is given.
+/// Like [`scripted_server`], with the body of each 200 reply where one is given (status 0: no
+/// reply at all).
 fn scripted_server_with(replies: Vec<(u16, Option<String>)>) -> (String, Arc<AtomicUsize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -434,6 +437,7 @@ fn scripted_server_with(replies: Vec<(u16, Option<String>)>) -> (String, Arc<Ato
     let seen = Arc::clone(&count);
     std::thread::spawn(move || {
         use std::io::{BufRead, BufReader, Read, Write};
+        let mut held = Vec::new();
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -474,6 +478,11 @@ fn scripted_server_with(replies: Vec<(u16, Option<String>)>) -> (String, Arc<Ato
                     r#"{"error":{"message":"no such endpoint"}}"#.to_string(),
                 )
             };
+            // Status 0: the request is taken and never answered (a server that hangs).
+            if status == 0 {
+                held.push(stream);
+                continue;
+            }
             let reply = format!(
                 "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
@@ -520,6 +529,29 @@ fn retries_429_and_5xx_but_never_4xx() {
         "{err:?}"
     );
     assert_eq!(count.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn a_request_that_times_out_is_not_sent_again() {
+    // The first n > 1 asks whether the server takes n; one that hangs says nothing, and is not
+    // asked again (as any timed-out request: it would only run as long again).
+    let (url, count) = scripted_server(vec![0, 0, 0]);
+    let mut options = OpenAiOptions::new(&url, "m");
+    options.retries = 3;
+    options.timeout = std::time::Duration::from_millis(300);
+    let backend = block_on(OpenAiBackend::connect(options)).unwrap();
+    for n in [2, 1] {
+        let before = count.load(Ordering::SeqCst);
+        let err =
+            block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())).with_n(n)))
+                .unwrap_err();
+        assert!(
+            matches!(&err, Error::Timeout { after, .. } if after.as_millis() == 300),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("no answer within 300ms"), "{err}");
+        assert_eq!(count.load(Ordering::SeqCst) - before, 1, "n = {n}");
+    }
 }
 
 #[test]
@@ -585,7 +617,19 @@ fn a_server_that_refuses_or_ignores_n_gets_single_requests() {
     let generation = block_on(backend.generate(request)).unwrap();
     assert_eq!(generation.choices.len(), 3);
     assert_eq!(count.load(Ordering::SeqCst), 4);
-    assert!(backend.capabilities().native_n, "not decided by a 503");
+    assert!(!backend.capabilities().native_n, "not decided by a 503");
+
+    // Until the server is known to honour n, a meter holds room for a request per sample: a
+    // call budget of 2 does not let n = 3 fan out into 3 requests.
+    let (url, count) = scripted_server(vec![]);
+    let metered = ponder::engine::Metered::new(
+        scripted_backend(&url, 3),
+        Budget::unlimited().with_max_calls(2),
+    );
+    let result =
+        block_on(metered.generate(GenerationRequest::new(Prompt::Text("x".into())).with_n(3)));
+    assert!(count.load(Ordering::SeqCst) <= 2, "{result:?}");
+    assert!(metered.meter().usage().calls <= 2, "{result:?}");
 }
 
 #[test]

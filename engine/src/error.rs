@@ -57,11 +57,19 @@ pub enum Error {
         message: String,
     },
     /// An inference server could not be reached, or kept failing (connection errors, 429, 5xx)
-    /// through every retry, or did not answer in time.
+    /// through every retry.
     #[error("{url}: gave up after {attempts} attempt(s): {reason}")]
     Connection {
         url: String,
         attempts: u32,
+        reason: String,
+    },
+    /// An inference server took the request but did not answer within the timeout (not retried:
+    /// it would only run as long again).
+    #[error("{url}: no answer within {after:?}: {reason}")]
+    Timeout {
+        url: String,
+        after: std::time::Duration,
         reason: String,
     },
     /// A tool a strategy relies on failed (the code sandbox could not start a run, say).

@@ -215,14 +215,10 @@ impl OpenAiBackend {
         // A connection that cannot be made is retried (on the next URL); a request that ran
         // out of time is not (it would only run as long again).
         let timed_out = |e: &reqwest::Error| {
-            Attempt::Fail(Error::Connection {
+            Attempt::Fail(Error::Timeout {
                 url: url.to_string(),
-                attempts: 1,
-                reason: format!(
-                    "no answer within {:?}: {}",
-                    self.options.timeout,
-                    error_chain(e)
-                ),
+                after: self.options.timeout,
+                reason: error_chain(e),
             })
         };
         let response = match builder.send().await {
@@ -637,6 +633,8 @@ impl Backend for OpenAiBackend {
                     refused = true;
                     None
                 }
+                // Not reached: the same request again, with retries. One that timed out is not
+                // sent again (it would only run as long again).
                 Err(Error::Connection { .. }) => Some(self.call(&request, n, 0, false).await?),
                 Err(e) => return Err(e),
             };
@@ -708,7 +706,9 @@ impl Backend for OpenAiBackend {
             context_tokens: self.info.context_tokens,
             logits_processors: false,
             max_top_logprobs: self.options.max_top_logprobs,
-            native_n: self.native_n.load(Ordering::Relaxed) != N_FAN_OUT,
+            // Only once the server is known to honour it: until then an `n` may fan out, and
+            // a meter must hold room for every request it may make.
+            native_n: self.native_n.load(Ordering::Relaxed) == N_NATIVE,
             eos_token_ids: self.info.eos_token_ids.clone(),
             tokenizer: self.info.tokenize,
         }
