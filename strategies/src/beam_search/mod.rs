@@ -331,7 +331,7 @@ impl BeamSearch {
                 // A continuation that stops at the delimiter at once ends the cut step; any
                 // other empty step ends the solution.
                 let empty = text.trim().is_empty() && (!continues || ended);
-                let finished = last || ended || text.contains(ANSWER_CUE) || empty;
+                let finished = last || ended || answered(&text) || empty;
                 Expansion {
                     text,
                     tokens: c.completion_tokens as u64,
@@ -720,4 +720,15 @@ fn spread(n: usize, beams: usize) -> Vec<usize> {
     (0..beams)
         .map(|i| n / beams + usize::from(i < n % beams))
         .collect()
+}
+
+/// Whether `step` gives the final answer: the cue with something after it ("**Final Answer:**"
+/// alone, a step cut at the cue, leave the answer to the next step).
+fn answered(step: &str) -> bool {
+    step.rfind(ANSWER_CUE).is_some_and(|at| {
+        step.get(at + ANSWER_CUE.len()..)
+            .unwrap_or_default()
+            .chars()
+            .any(char::is_alphanumeric)
+    })
 }

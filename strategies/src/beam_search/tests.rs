@@ -561,3 +561,13 @@ async fn an_empty_last_step_is_not_scored() {
     assert_eq!(solution.completion, "s3 Then");
     assert_eq!(solution.stop_reason, StopReason::Completed);
 }
+
+#[test]
+fn a_step_ends_the_solution_when_an_answer_follows_the_cue() {
+    assert!(answered("So 2 + 2 = 4. Final Answer: 4"));
+    assert!(answered("Final Answer: $\\boxed{x}$"));
+    // The cue alone (bold, or a step cut right after it) leaves the answer to the next step.
+    assert!(!answered("**Final Answer:**"));
+    assert!(!answered("Adding up. Final Answer: "));
+    assert!(!answered("No cue here: 4"));
+}
