@@ -532,6 +532,20 @@ fn retries_429_and_5xx_but_never_4xx() {
 }
 
 #[test]
+fn a_reply_without_usage_is_counted_from_its_bytes_not_free() {
+    // No `usage`, no `/tokenize`: the completion counts its bytes (an upper bound of its
+    // tokens) and the meter counts the prompt as it bounded it (one byte, one token at most).
+    let bare = r#"{"choices":[{"index":0,"text":"four","finish_reason":"stop"}]}"#;
+    let (url, _) = scripted_server_with(vec![(200, Some(bare.into()))]);
+    let metered = ponder::engine::Metered::new(scripted_backend(&url, 0), Budget::unlimited());
+    let generation =
+        block_on(metered.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap();
+    assert_eq!(generation.choices[0].completion_tokens, 4);
+    let usage = metered.meter().usage();
+    assert_eq!((usage.prompt_tokens, usage.completion_tokens), (1, 4));
+}
+
+#[test]
 fn a_request_that_times_out_is_not_sent_again() {
     // The first n > 1 asks whether the server takes n; one that hangs says nothing, and is not
     // asked again (as any timed-out request: it would only run as long again).

@@ -414,6 +414,13 @@ impl<B: Backend> Backend for Metered<B> {
                 })??,
             None => call.await?,
         };
+        let mut generation = generation;
+        // No prompt has 0 tokens: a backend that says so could not count them (a server reply
+        // without usage). The estimate above (exact for token ids, an upper bound otherwise)
+        // stands in, so the prompt is not spent for free.
+        if generation.usage.prompt_tokens == 0 {
+            generation.usage.prompt_tokens = prompt_tokens;
+        }
         reservation.settle(&generation.usage);
         if bound.is_some()
             && (told_processors

@@ -95,7 +95,16 @@ impl OpenAiBackend {
                 (true, Some(n), _) => n as usize,
                 (_, _, Some(l)) => l.len(),
                 _ if choice.finish_reason == FinishReason::Length => max_tokens,
-                _ if self.info.tokenize => self.server_tokenize(&choice.text, false).await?.len(),
+                _ if self.info.tokenize => match self.server_tokenize(&choice.text, false).await {
+                    Ok(ids) => ids.len(),
+                    // The generation stands (it was paid for): its bytes bound its tokens.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "counting a completion's tokens failed; counting its bytes");
+                        choice.text.len().min(max_tokens)
+                    }
+                },
+                // No count from the server at all: bytes bound tokens from above.
+                _ if reply.completion_tokens.is_none() => choice.text.len().min(max_tokens),
                 _ => {
                     uncounted.push(i);
                     0
