@@ -487,7 +487,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // files record, failed and cut attempts and kept first stages included, as the run counts
     // it against its budget.
     let spent = Arc::new(AtomicU64::new(
-        runner::recorded_spend(&args.out, &already, &ids, allocation)?.total_tokens(),
+        runner::recorded_spend(&args.out, &already, allocation)?.total_tokens(),
     ));
     let bar = ProgressBar::new(problems.len() as u64);
     bar.set_style(

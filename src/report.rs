@@ -210,10 +210,14 @@ impl RunReport {
                 report.errors += 1;
                 continue;
             }
-            report.tokens += line.usage.total_tokens();
-            report.completion_tokens += line.usage.completion_tokens;
-            report.calls += line.usage.calls;
-            report.elapsed_ms += line.usage.elapsed_ms;
+            // Counts read from a file can be anything (a damaged line): a sum that wrapped would
+            // show a huge spend as a tiny one.
+            report.tokens = report.tokens.saturating_add(line.usage.total_tokens());
+            report.completion_tokens = report
+                .completion_tokens
+                .saturating_add(line.usage.completion_tokens);
+            report.calls = report.calls.saturating_add(line.usage.calls);
+            report.elapsed_ms = report.elapsed_ms.saturating_add(line.usage.elapsed_ms);
             let reason = line.stop_reason.map_or("unknown", stop_reason_name);
             *report.stop_reasons.entry(reason.to_string()).or_default() += 1;
             if let Some(correct) = line.correct {
@@ -643,6 +647,7 @@ mod tests {
             question_sha: None,
             cut_short: false,
             candidates: None,
+            attempt: None,
         }
     }
 

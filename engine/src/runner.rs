@@ -12,6 +12,11 @@
 //! resumed run with more budget redoes it, and every token the job spent counts against its
 //! budget.
 //!
+//! A line records its problem's spend only once it is written, so each call is also appended,
+//! as it comes back, to `<out>.spend.jsonl` ([`spend_path`]) under the attempt that made it: a
+//! resumed run counts the calls of attempts that wrote no line (killed, or the run failed, while
+//! they were in flight), and a line names its attempt (`attempt`) so that its calls count once.
+//!
 //! Concurrency: up to `concurrency` problems are solved at once, all within the caller's task
 //! (`buffer_unordered`), so dropping the run future cancels everything; results are written by
 //! that same task as they complete.
@@ -38,6 +43,7 @@ use crate::strategy::{Context, Strategy};
 use crate::usage::Usage;
 
 mod identity;
+mod ledger;
 mod triage;
 
 /// One line of a results file.
@@ -87,6 +93,11 @@ pub struct ResultLine {
     /// had none, the grader grades none, or the line predates it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidates: Option<CandidateGrades>,
+    /// The attempt that wrote this line, as the spend ledger (`<out>.spend.jsonl`, see
+    /// [`spend_path`]) names the calls it made: a resumed run counts those calls by this line.
+    /// (Absent in lines of no calls of their own, and in lines written before it was recorded.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u64>,
 }
 
 /// The first 16 hex digits of the SHA-256 of a problem's question (its code task's prompt and
@@ -411,10 +422,11 @@ impl Runner {
         // Only read until the files are found to belong to this run: one refused leaves them
         // as they were.
         let (previous, results_tail) = scan_results(out)?;
-        let (firsts, side_tail) = match staged {
+        let (firsts, side_attempts, side_tail) = match staged {
             Some(_) => triage::scan(out)?,
-            None => (Vec::new(), None),
+            None => (Vec::new(), HashSet::new(), None),
         };
+        let (calls, ledger_tail) = ledger::scan(out)?;
         let wanted: HashMap<&str, &Problem> = problems.iter().map(|p| (p.id.as_str(), p)).collect();
         for line in &previous {
             if let Some(problem) = wanted.get(line.id.as_str()) {
@@ -427,6 +439,7 @@ impl Runner {
         }
         repair(out, results_tail)?;
         repair(&triage::path_of(out), side_tail)?;
+        repair(&ledger::path_of(out), ledger_tail)?;
         let mut summary = RunSummary {
             total: problems.len(),
             ..RunSummary::default()
@@ -440,8 +453,10 @@ impl Runner {
             // A problem's last line counts: a failure after an answer is retried.
             last.insert(line.id.clone(), (line.error.is_none(), line.correct));
         }
-        // The run's budget is the file's: every line counts, whatever problem it is for.
-        let spent = spent_on(&previous, &firsts);
+        // The run's budget is the file's: every line counts, whatever problem it is for, and
+        // every call of an attempt that wrote none.
+        let spent = spent_on(&previous, &firsts, &side_attempts, &calls);
+        drop(calls);
         for (id, (answered, correct)) in last {
             if answered {
                 summary.resumed += 1;
@@ -469,6 +484,7 @@ impl Runner {
             on_line,
             started,
             events: self.events.clone(),
+            ledger: Arc::new(ledger::Ledger::open(out)?),
         };
         let run_meter = Meter::new(run_budget);
         match staged {
@@ -479,6 +495,8 @@ impl Runner {
             None => self.run_shared(&todo, &run_meter, &mut sink).await?,
         }
         sink.file.sync_data().map_err(|e| Error::io(out, e))?;
+        sink.ledger.check()?;
+        sink.ledger.sync()?;
         let mut summary = sink.summary;
         summary.wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(summary)
@@ -495,6 +513,7 @@ impl Runner {
             .then(|| std::sync::Mutex::new(Pool::new(run_meter.budget(), todo.len())));
         let pool = &pool;
         let started = sink.started;
+        let ledger = &Arc::clone(&sink.ledger);
         let mut results = futures::stream::iter(todo.iter().copied())
             .map(|problem| {
                 let meter = Arc::clone(run_meter);
@@ -523,7 +542,8 @@ impl Runner {
                     // flag of its own that says whether the run's budget limited one of its calls.
                     let events = self.events_of(problem, started);
                     events.emit("", EventKind::Started);
-                    let (cx, cut) = self.problem_context(meter, budget, &events, problem, 0);
+                    let (cx, cut, attempt) =
+                        self.problem_context(meter, ledger, budget, &events, problem, 0);
                     let outcome = self.strategy.solve(problem, &cx).await;
                     let usage = cx.meter().usage();
                     let mut line = match outcome {
@@ -535,6 +555,7 @@ impl Runner {
                         }
                         outcome => self.line_of(problem, outcome, usage).await,
                     };
+                    line.attempt = Some(attempt);
                     if let (Some(pool), Some(share)) = (pool, share) {
                         if let Ok(mut pool) = pool.lock() {
                             pool.give_back(&share, &line.usage);
@@ -566,28 +587,34 @@ impl Runner {
         problem_events(self.events.as_ref(), &problem.id, started)
     }
 
-    /// The context of one problem under `budget`: the run's backend through the run's shared
-    /// `meter` (as is any other model a strategy calls), with a flag of its own set when the
-    /// run's budget refuses or shortens one of its calls; calls and limits reported to
-    /// `events`; sampled calls seeded for `problem`'s `stage` when the run has a seed.
+    /// The context of one attempt at one problem under `budget`: the run's backend through the
+    /// run's shared `meter` (as is any other model a strategy calls), each call that comes back
+    /// recorded in `ledger` under a fresh attempt id, with a flag of its own set when the run's
+    /// budget refuses or shortens one of its calls; calls and limits reported to `events`;
+    /// sampled calls seeded for `problem`'s `stage` when the run has a seed. Returns the
+    /// context, the flag and the attempt id (for the line the attempt writes).
     fn problem_context(
         &self,
         meter: Arc<Meter>,
+        ledger: &Arc<ledger::Ledger>,
         budget: Budget,
         events: &Events,
         problem: &Problem,
         stage: usize,
-    ) -> (Context, Arc<AtomicBool>) {
+    ) -> (Context, Arc<AtomicBool>, u64) {
         let cut = Arc::new(AtomicBool::new(false));
+        let attempt = ledger::new_attempt();
         let seed = self.seed.map(|seed| match stage {
             0 => crate::seed_for(seed, &problem.id),
             _ => crate::seed_for(seed, &format!("{}\u{0}{stage}", problem.id)),
         });
         let run: crate::strategy::Metering = {
-            let (cut, events) = (Arc::clone(&cut), events.clone());
+            let (cut, events, ledger) = (Arc::clone(&cut), events.clone(), Arc::clone(ledger));
+            let id = problem.id.clone();
             Arc::new(move |backend| {
+                let ledgered = ledger::Ledgered::new(backend, Arc::clone(&ledger), &id, attempt);
                 let metered: Arc<dyn Backend> = Arc::new(
-                    Metered::with_meter(backend, Arc::clone(&meter))
+                    Metered::with_meter(ledgered, Arc::clone(&meter))
                         .noting_limits(Arc::clone(&cut))
                         .with_limit_events(events.clone()),
                 );
@@ -599,7 +626,7 @@ impl Runner {
         };
         let cx = Context::with_events(run(Arc::clone(&self.backend)), budget, events.clone())
             .metered_below(run);
-        (cx, cut)
+        (cx, cut, attempt)
     }
 
     /// The result line of a solve that cost `usage`: written trace, graded.
@@ -630,6 +657,7 @@ impl Runner {
                 question_sha: Some(question_fingerprint(problem)),
                 cut_short: false,
                 candidates: None,
+                attempt: None,
             },
         }
     }
@@ -687,12 +715,20 @@ struct Sink<'a, F> {
     started: Instant,
     /// Where the problems' events go: each one's end is reported once its line is written.
     events: Option<Arc<dyn EventSink>>,
+    /// The run's spend ledger: a write to it that failed ends the run once the line at hand is
+    /// recorded.
+    ledger: Arc<ledger::Ledger>,
 }
 
 impl<F: FnMut(&ResultLine)> Sink<'_, F> {
     /// Records how a problem ended, then reports it to its events: a `finished` event means its
-    /// line is in the file.
+    /// line is in the file. Fails if the spend ledger could not be written.
     fn take(&mut self, outcome: Outcome) -> Result<()> {
+        self.take_outcome(outcome)?;
+        self.ledger.check()
+    }
+
+    fn take_outcome(&mut self, outcome: Outcome) -> Result<()> {
         let (id, kind) = match outcome {
             Outcome::Done(line) => {
                 let kind = match &line.error {
@@ -855,6 +891,7 @@ fn line_for(problem: &Problem, solution: Solution, correct: Option<bool>) -> Res
         question_sha: Some(question_fingerprint(problem)),
         cut_short: false,
         candidates: None,
+        attempt: None,
     }
 }
 
@@ -902,29 +939,32 @@ pub fn check_resumable(
 
 /// What a run on `out` whose results file holds `lines` records as spent, as a resumed run
 /// counts it against its budget (see [`Runner::with_run_budget`]): every results line, whatever
-/// its problem (failed and cut attempts included), and, under [`Allocation::Triage`], the last
-/// kept stage of each problem not yet answered (read from beside `out`, not changed).
+/// its problem (failed and cut attempts included); under [`Allocation::Triage`], the last kept
+/// stage of each problem not yet answered; and the calls in the spend ledger of every attempt
+/// that wrote no line (killed or failed in flight). The side files are read, not changed.
 ///
-/// `_ids`, the problems of this invocation, does not change it: the budget is the whole
-/// file's, over every invocation that wrote it (a `--limit 50` run after a `--limit 100` one
-/// counts all 100).
-pub fn recorded_spend(
-    out: &Path,
-    lines: &[ResultLine],
-    _ids: &HashSet<&str>,
-    allocation: Allocation,
-) -> Result<Usage> {
-    let kept = match allocation {
+/// The budget is the whole file's, over every invocation that wrote it (a `--limit 50` run
+/// after a `--limit 100` one counts all 100).
+pub fn recorded_spend(out: &Path, lines: &[ResultLine], allocation: Allocation) -> Result<Usage> {
+    let (kept, side_attempts) = match allocation {
         Allocation::Triage => triage::peek(out)?,
-        _ => Vec::new(),
+        _ => (Vec::new(), HashSet::new()),
     };
-    Ok(spent_on(lines, &kept))
+    let (calls, _) = ledger::scan(out)?;
+    Ok(spent_on(lines, &kept, &side_attempts, &calls))
 }
 
-/// What `lines` (a results file's) and `kept` (the last kept stage of each problem) record as
-/// spent, whatever the problem: every line, and the kept stage of each problem whose last line
-/// is not an answer (an answer's line counts its stages already).
-fn spent_on(lines: &[ResultLine], kept: &[triage::SideLine]) -> Usage {
+/// What `lines` (a results file's), `kept` (the last kept stage of each problem) and `calls`
+/// (the spend ledger's) record as spent, whatever the problem: every line, the kept stage of
+/// each problem whose last line is not an answer (an answer's line counts its stages already),
+/// and the calls of every attempt named by no line nor kept stage (`side_attempts`: those of
+/// every stage kept, superseded or not, whose spend the later stages and lines carry on).
+fn spent_on(
+    lines: &[ResultLine],
+    kept: &[triage::SideLine],
+    side_attempts: &HashSet<u64>,
+    calls: &[ledger::Entry],
+) -> Usage {
     let mut spent = Usage::default();
     let mut answered: HashMap<&str, bool> = HashMap::new();
     for line in lines {
@@ -936,7 +976,9 @@ fn spent_on(lines: &[ResultLine], kept: &[triage::SideLine]) -> Usage {
             spent += stage.solution.usage;
         }
     }
-    spent
+    let mut covered = side_attempts.clone();
+    covered.extend(lines.iter().filter_map(|l| l.attempt));
+    spent + ledger::unsettled(calls, &covered)
 }
 
 /// Checks that a line of the file at `path` holding `what` for `problem` (its id), recorded
@@ -985,6 +1027,13 @@ pub fn config_path(out: &Path) -> PathBuf {
 /// `<out>.triage.jsonl`.
 pub fn triage_path(out: &Path) -> PathBuf {
     triage::path_of(out)
+}
+
+/// The side file where a run records each call as it comes back (the problem, the attempt at
+/// it, what the call cost), so that a resumed run counts what attempts killed or failed in
+/// flight spent: `<out>.spend.jsonl`.
+pub fn spend_path(out: &Path) -> PathBuf {
+    ledger::path_of(out)
 }
 
 /// Reads the finished lines of a results file, cutting off a last line that a killed run left
@@ -1128,6 +1177,7 @@ mod tests {
             question_sha: None,
             cut_short: false,
             candidates: None,
+            attempt: None,
         };
         serde_json::to_string(&l).unwrap()
     }
@@ -1907,15 +1957,15 @@ mod tests {
             question_sha: None,
             cut_short: false,
             candidates: None,
+            attempt: None,
         };
         let mut text_out = std::fs::read_to_string(&out).unwrap();
         text_out.push_str(&serde_json::to_string(&p2).unwrap());
         text_out.push('\n');
         std::fs::write(&out, text_out).unwrap();
         // What the run below counts against its budget, as `ponder run`'s progress shows it.
-        let ids: HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
         let recorded =
-            recorded_spend(&out, &read_results(&out).unwrap(), &ids, Allocation::Triage).unwrap();
+            recorded_spend(&out, &read_results(&out).unwrap(), Allocation::Triage).unwrap();
         assert_eq!(recorded.total_tokens(), 8 + 18 + 8 + 8);
         // Recorded: p1 8, p2 18, the first stages of p3 and p4 8 each; 19 more pay for exactly
         // p3's second stage. (Not counting the kept first stages would leave room for p4's
@@ -1959,9 +2009,8 @@ mod tests {
             .map(|l| (l.id.as_str(), l.cut_short, l.usage.total_tokens()))
             .collect();
         assert_eq!(cut, [("p1", false, 8), ("p3", true, 6), ("p2", false, 8)]);
-        let ids: HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
         let recorded =
-            recorded_spend(&out, &read_results(&out).unwrap(), &ids, Allocation::Triage).unwrap();
+            recorded_spend(&out, &read_results(&out).unwrap(), Allocation::Triage).unwrap();
         assert_eq!(recorded.total_tokens(), 22);
 
         // The same budget again: all 22 are spent (8 + 8 + 6 cut), so no call is made.
@@ -2521,9 +2570,8 @@ mod tests {
         assert_eq!(kept.lines().count(), 3);
         std::fs::write(&side, kept.trim_end()).unwrap();
         // Read only: p4's first stage (8 tokens) counts, the file is left as it is.
-        let ids: HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
         let recorded =
-            recorded_spend(&out, &read_results(&out).unwrap(), &ids, Allocation::Triage).unwrap();
+            recorded_spend(&out, &read_results(&out).unwrap(), Allocation::Triage).unwrap();
         assert_eq!(recorded.total_tokens(), 8 * 4);
         assert_eq!(std::fs::read_to_string(&side).unwrap(), kept.trim_end());
         // Resumed: no first stage is done again, and the side file's last line is ended.
@@ -2646,14 +2694,8 @@ mod tests {
         let summary = runner.run(&problems[..2], &out, |_| {}).await.unwrap();
         assert_eq!(summary.solved, 2);
         // Another slice of the set on the same file: the job's budget is spent.
-        let ids: HashSet<&str> = HashSet::from(["p3"]);
-        let recorded = recorded_spend(
-            &out,
-            &read_results(&out).unwrap(),
-            &ids,
-            Allocation::FirstCome,
-        )
-        .unwrap();
+        let recorded =
+            recorded_spend(&out, &read_results(&out).unwrap(), Allocation::FirstCome).unwrap();
         assert_eq!(recorded.total_tokens(), 26);
         let (backend, runner) = run(vec!["0123456789"]);
         let summary = runner.run(&problems[2..], &out, |_| {}).await.unwrap();
@@ -2668,9 +2710,8 @@ mod tests {
         let (_, runner) = triage_runner(None, undecided_then_failing());
         runner.run(&numbered(4), &out, |_| {}).await.unwrap();
         // p1's answer and the first stages kept for p2 to p4, 8 tokens each.
-        let ids: HashSet<&str> = HashSet::from(["p5"]);
         let recorded =
-            recorded_spend(&out, &read_results(&out).unwrap(), &ids, Allocation::Triage).unwrap();
+            recorded_spend(&out, &read_results(&out).unwrap(), Allocation::Triage).unwrap();
         assert_eq!(recorded.total_tokens(), 8 * 4);
         let (backend, runner) = triage_runner(
             Some(8 * 4),
@@ -2680,5 +2721,181 @@ mod tests {
         let summary = runner.run(&p5, &out, |_| {}).await.unwrap();
         assert!(backend.requests().is_empty());
         assert_eq!(summary.not_started, 1);
+    }
+
+    /// Answers its first `answer` calls from `inner`, then hangs (a slow model mid-call), saying
+    /// so through `hung`.
+    struct HangAfter {
+        inner: crate::scripted::ScriptedBackend,
+        answer: usize,
+        calls: std::sync::atomic::AtomicUsize,
+        hung: Arc<tokio::sync::Notify>,
+    }
+
+    #[async_trait::async_trait]
+    impl Backend for HangAfter {
+        async fn generate(
+            &self,
+            request: crate::backend::GenerationRequest,
+        ) -> Result<crate::backend::Generation> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) >= self.answer {
+                self.hung.notify_one();
+                futures::future::pending::<()>().await;
+            }
+            self.inner.generate(request).await
+        }
+
+        fn capabilities(&self) -> crate::backend::Capabilities {
+            self.inner.capabilities()
+        }
+    }
+
+    /// [`OneCall`] twice; the second call's answer stands.
+    struct CallTwice;
+
+    #[async_trait::async_trait]
+    impl Strategy for CallTwice {
+        fn name(&self) -> &'static str {
+            "call_twice"
+        }
+
+        async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+            OneCall.solve(problem, cx).await?;
+            OneCall.solve(problem, cx).await
+        }
+    }
+
+    fn ledger_lines(out: &Path) -> Vec<ledger::Entry> {
+        ledger::scan(out).unwrap().0
+    }
+
+    #[tokio::test]
+    async fn what_a_problem_killed_in_flight_spent_counts_against_the_resumed_runs_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let problems = numbered(3);
+        // p1's first call (3 prompt + 10 completion tokens) comes back; its second never does,
+        // and the run is dropped (killed) there: no line records the 13 tokens.
+        let hung = Arc::new(tokio::sync::Notify::new());
+        let backend = HangAfter {
+            inner: crate::scripted::ScriptedBackend::new(vec!["0123456789"]),
+            answer: 1,
+            calls: std::sync::atomic::AtomicUsize::new(0),
+            hung: Arc::clone(&hung),
+        };
+        let runner = Runner::new(Arc::new(CallTwice), Arc::new(backend));
+        tokio::select! {
+            done = runner.run(&problems, &out, |_| {}) => panic!("the run ended: {done:?}"),
+            () = hung.notified() => {}
+        }
+        drop(runner);
+        assert!(read_results(&out).unwrap().is_empty());
+        let calls = ledger_lines(&out);
+        assert_eq!(calls.len(), 1);
+        assert_eq!(
+            (calls[0].id.as_str(), calls[0].usage.total_tokens()),
+            ("p1", 13)
+        );
+        assert_eq!(calls[0].usage.calls, 1);
+        let recorded = recorded_spend(&out, &[], Allocation::FirstCome).unwrap();
+        assert_eq!((recorded.total_tokens(), recorded.calls), (13, 1));
+
+        // A run of 26 tokens has 13 left: p1 (13 again), and nothing for p2. (Without the
+        // ledger p2 would be solved too, and the job spend 39.)
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"; 3]));
+        let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+            .with_run_budget(Budget::unlimited().with_max_tokens(26))
+            .run(&problems, &out, |_| {})
+            .await
+            .unwrap();
+        assert_eq!((summary.solved, summary.not_started), (1, 2));
+        assert_eq!(prompts(&backend), ["Q1?"]);
+        let lines = read_results(&out).unwrap();
+        let recorded = recorded_spend(&out, &lines, Allocation::FirstCome).unwrap();
+        assert_eq!(recorded.total_tokens(), 26);
+        assert_eq!(ledger_lines(&out).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_calls_of_a_problem_with_a_line_are_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let problems = numbered(3);
+        let run = |budget: u64| {
+            let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"; 3]));
+            let runner = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+                .with_run_budget(Budget::unlimited().with_max_tokens(budget));
+            (backend, runner)
+        };
+        let (_, runner) = run(26);
+        let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+        assert_eq!((summary.solved, summary.not_started), (2, 1));
+        // Each line names the attempt whose call the ledger records.
+        let lines = read_results(&out).unwrap();
+        let calls = ledger_lines(&out);
+        assert_eq!(calls.len(), 2);
+        for (line, call) in lines.iter().zip(&calls) {
+            assert_eq!((line.attempt, &line.id), (Some(call.attempt), &call.id));
+            assert_eq!(line.usage.total_tokens(), call.usage.total_tokens());
+        }
+        let recorded = recorded_spend(&out, &lines, Allocation::FirstCome).unwrap();
+        assert_eq!(recorded.total_tokens(), 26);
+        // 13 more pay for p3 (counting p1's and p2's calls twice would leave none).
+        let (backend, runner) = run(39);
+        let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+        assert_eq!((summary.resumed, summary.solved), (2, 1));
+        assert_eq!(prompts(&backend), ["Q3?"]);
+    }
+
+    #[tokio::test]
+    async fn a_results_file_without_a_ledger_resumes_and_a_half_written_ledger_line_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        // Written before the ledger: lines without attempts, no ledger beside them.
+        let old = ResultLine {
+            usage: Usage {
+                prompt_tokens: 3,
+                completion_tokens: 10,
+                calls: 1,
+                ..Usage::default()
+            },
+            ..serde_json::from_str(&line("p1")).unwrap()
+        };
+        std::fs::write(&out, format!("{}\n", serde_json::to_string(&old).unwrap())).unwrap();
+        let ledger = spend_path(&out);
+        assert!(!ledger.exists());
+        let recorded =
+            recorded_spend(&out, &read_results(&out).unwrap(), Allocation::FirstCome).unwrap();
+        assert_eq!(recorded.total_tokens(), 13);
+        let run = |budget: u64| {
+            let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"; 2]));
+            let runner = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+                .with_run_budget(Budget::unlimited().with_max_tokens(budget));
+            (backend, runner)
+        };
+        let (backend, runner) = run(26);
+        let summary = runner.run(&numbered(3), &out, |_| {}).await.unwrap();
+        assert_eq!(
+            (summary.resumed, summary.solved, summary.not_started),
+            (1, 1, 1)
+        );
+        assert_eq!(prompts(&backend), ["Q2?"]);
+        // A kill while writing a ledger line leaves half of it: cut off, the next line whole.
+        let mut text = std::fs::read_to_string(&ledger).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        text.push_str("{\"id\": \"p3\", \"attem");
+        std::fs::write(&ledger, &text).unwrap();
+        let (backend, runner) = run(39);
+        let summary = runner.run(&numbered(3), &out, |_| {}).await.unwrap();
+        assert_eq!(summary.solved, 1);
+        assert_eq!(prompts(&backend), ["Q3?"]);
+        let calls = ledger_lines(&out);
+        assert_eq!(
+            calls.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            ["p2", "p3"]
+        );
+        let recorded =
+            recorded_spend(&out, &read_results(&out).unwrap(), Allocation::FirstCome).unwrap();
+        assert_eq!(recorded.total_tokens(), 39);
     }
 }

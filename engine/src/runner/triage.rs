@@ -5,7 +5,8 @@
 //! whole and flushed, like the results file; a problem's later line supersedes its earlier), so
 //! a run killed at any point resumes from a problem's last such stage without redoing it; what
 //! the stages cost counts against the run's budget until the problem's result line (which
-//! includes it) is written.
+//! includes it) is written. Each such line names the attempt that ran its stage, whose calls in
+//! the spend ledger it counts (a stage that wrote no line is counted from the ledger).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -52,6 +53,10 @@ pub(super) struct SideLine {
     /// before it was recorded: not checked.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) question_sha: Option<String>,
+    /// The attempt that ran this stage, as the spend ledger names its calls: a resumed run
+    /// counts them by this line. (Absent in lines written before it was recorded.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) attempt: Option<u64>,
 }
 
 fn one() -> usize {
@@ -110,17 +115,20 @@ impl SideFile {
 }
 
 /// The stages recorded beside `out`, the last of each problem, only read (a half-written last
-/// line left out, a whole one without its newline read), and what follows the side file's last
-/// newline, for [`super::repair`] once the run is found resumable.
-pub(super) fn scan(out: &Path) -> Result<(Vec<SideLine>, Option<Tail>)> {
+/// line left out, a whole one without its newline read); the attempts of every stage recorded
+/// (superseded ones included); and what follows the side file's last newline, for
+/// [`super::repair`] once the run is found resumable.
+pub(super) fn scan(out: &Path) -> Result<(Vec<SideLine>, HashSet<u64>, Option<Tail>)> {
     let (lines, tail) = scan_lines::<SideLine>(&path_of(out))?;
-    Ok((last_of(lines), tail))
+    let attempts = lines.iter().filter_map(|l| l.attempt).collect();
+    Ok((last_of(lines), attempts, tail))
 }
 
-/// The stages recorded beside `out`, the last of each problem, only read (a half-written last
-/// line left out, and left as it is).
-pub(super) fn peek(out: &Path) -> Result<Vec<SideLine>> {
-    Ok(scan(out)?.0)
+/// The stages recorded beside `out`, the last of each problem, and the attempts of every stage
+/// recorded, only read (a half-written last line left out, and left as it is).
+pub(super) fn peek(out: &Path) -> Result<(Vec<SideLine>, HashSet<u64>)> {
+    let (kept, attempts, _) = scan(out)?;
+    Ok((kept, attempts))
 }
 
 /// Checks that each stage in `kept` (read beside `out`) for a problem of `wanted` answered the
@@ -276,9 +284,24 @@ impl Runner {
         }
     }
 
-    /// The first stage of `problem` in `cx`; `cut` says whether the run's budget limited one of
-    /// its calls.
+    /// The first stage of `problem` in `cx`, by attempt `attempt`; `cut` says whether the run's
+    /// budget limited one of its calls.
     async fn first_stage(
+        &self,
+        staged: &dyn Staged,
+        problem: &Problem,
+        (cx, cut, attempt): (&Context, &AtomicBool, u64),
+    ) -> First {
+        let mut first = self.first_stage_of(staged, problem, cx, cut).await;
+        match &mut first {
+            First::Whole(Outcome::Done(line) | Outcome::Cut(line)) => line.attempt = Some(attempt),
+            First::Pending(stage) => stage.attempt = Some(attempt),
+            First::Whole(Outcome::NotStarted) => {}
+        }
+        first
+    }
+
+    async fn first_stage_of(
         &self,
         staged: &dyn Staged,
         problem: &Problem,
@@ -323,6 +346,7 @@ impl Runner {
                     stages: 1,
                     first_pending: None,
                     question_sha: Some(question_fingerprint(problem)),
+                    attempt: None,
                 })
             }
             Err(e) => First::Whole(Outcome::Done(self.line_of(problem, Err(e), usage).await)),
@@ -343,6 +367,7 @@ impl Runner {
         let fresh = todo.iter().copied().filter(|p| !recorded.contains(&p.id));
         let mut side = SideFile::new(sink.path);
         let started = sink.started;
+        let ledger = &Arc::clone(&sink.ledger);
         let mut stream = futures::stream::iter(fresh)
             .map(|problem| {
                 let meter = Arc::clone(run_meter);
@@ -352,9 +377,17 @@ impl Runner {
                     }
                     let events = self.events_of(problem, started);
                     events.emit("", EventKind::Started);
-                    let (cx, cut) =
-                        self.problem_context(meter, self.problem_budget, &events, problem, 0);
-                    let first = self.first_stage(staged, problem, &cx, &cut).await;
+                    let (cx, cut, attempt) = self.problem_context(
+                        meter,
+                        ledger,
+                        self.problem_budget,
+                        &events,
+                        problem,
+                        0,
+                    );
+                    let first = self
+                        .first_stage(staged, problem, (&cx, &cut, attempt))
+                        .await;
                     if let First::Pending(line) = &first {
                         events.emit(
                             "",
@@ -416,7 +449,8 @@ impl Runner {
                 let Some(item) = queue.pop_front() else {
                     break;
                 };
-                in_flight.push(self.second_stage(staged, item, run_meter, &running, started));
+                in_flight
+                    .push(self.second_stage(staged, item, run_meter, ledger, &running, started));
             }
             match in_flight.next().await {
                 Some(Second::Done(outcome, called)) => {
@@ -457,6 +491,7 @@ impl Runner {
         staged: &dyn Staged,
         item: Waiting<'a>,
         run_meter: &Arc<Meter>,
+        ledger: &Arc<super::ledger::Ledger>,
         running: &Arc<AtomicUsize>,
         started: Instant,
     ) -> Second<'a> {
@@ -476,8 +511,14 @@ impl Runner {
         budget.max_wall_ms = budget
             .max_wall_ms
             .map(|ms| ms.saturating_sub(last.solution.usage.elapsed_ms));
-        let (cx, cut) =
-            self.problem_context(Arc::clone(&meter), budget, &events, problem, last.stages);
+        let (cx, cut, attempt) = self.problem_context(
+            Arc::clone(&meter),
+            ledger,
+            budget,
+            &events,
+            problem,
+            last.stages,
+        );
         let outcome = staged.next(problem, last.solution.clone(), &cx).await;
         let usage = cx.meter().usage();
         let cut = cut.load(Ordering::Relaxed);
@@ -520,6 +561,7 @@ impl Runner {
                         stages,
                         first_pending,
                         question_sha: Some(question_fingerprint(problem)),
+                        attempt: Some(attempt),
                     },
                 ));
             }
@@ -530,6 +572,7 @@ impl Runner {
                     // what this attempt spent (the side file counts the stages before).
                     let mut line = line_for(problem, solution, None);
                     line.usage = usage;
+                    line.attempt = Some(attempt);
                     let outcome = Outcome::Cut(line);
                     return Second::Done(outcome, usage.calls > 0);
                 }
@@ -548,6 +591,7 @@ impl Runner {
             line.usage = usage;
         }
         line.triage = Some(note);
+        line.attempt = Some(attempt);
         Second::Done(Outcome::Done(line), usage.calls > 0)
     }
 }
