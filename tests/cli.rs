@@ -190,6 +190,18 @@ fn run_writes_graded_lines_and_resumes_without_repeating() {
             + line["usage"]["completion_tokens"].as_u64().unwrap();
         assert_eq!(called, recorded, "{}", line["id"]);
         assert_eq!(last["tokens"].as_u64(), Some(recorded));
+        // The spend ledger holds the same calls, under the attempt the line names.
+        let ledgered: u64 = lines(&dir.path().join("results.jsonl.spend.jsonl"))
+            .iter()
+            .filter(|e| e["attempt"] == line["attempt"])
+            .map(|e| {
+                assert_eq!(e["id"], line["id"]);
+                e["usage"]["prompt_tokens"].as_u64().unwrap()
+                    + e["usage"]["completion_tokens"].as_u64().unwrap()
+            })
+            .sum();
+        assert!(line["attempt"].is_u64(), "{line}");
+        assert_eq!(ledgered, recorded, "{}", line["id"]);
     }
     // The report counts what the lines say.
     let correct = written.iter().filter(|l| l["correct"] == true).count();

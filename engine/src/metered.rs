@@ -225,7 +225,7 @@ impl Reservation {
         state.used.cached_prompt_tokens += usage.cached_prompt_tokens;
         state.used.completion_tokens += usage.completion_tokens;
         // A backend that fans one generation out over several requests says so in its usage.
-        state.used.calls += usage.calls.max(1);
+        state.used.calls += usage.calls;
         // Drop runs next and releases the reservation.
     }
 }
@@ -402,7 +402,7 @@ impl<B: Backend> Backend for Metered<B> {
         let n = request.n;
         let sent = Instant::now();
         let call = self.inner.generate(request);
-        let generation = match self.meter.deadline() {
+        let mut generation = match self.meter.deadline() {
             Some(deadline) => tokio::time::timeout_at(deadline.into(), call)
                 .await
                 .map_err(|_| {
@@ -414,13 +414,14 @@ impl<B: Backend> Backend for Metered<B> {
                 })??,
             None => call.await?,
         };
-        let mut generation = generation;
         // No prompt has 0 tokens: a backend that says so could not count them (a server reply
         // without usage). The estimate above (exact for token ids, an upper bound otherwise)
-        // stands in, so the prompt is not spent for free.
+        // stands in, so the prompt is not spent for free. Every generation is at least one
+        // call. The usage returned is the usage counted.
         if generation.usage.prompt_tokens == 0 {
             generation.usage.prompt_tokens = prompt_tokens;
         }
+        generation.usage.calls = generation.usage.calls.max(1);
         reservation.settle(&generation.usage);
         if bound.is_some()
             && (told_processors

@@ -612,15 +612,20 @@ impl Runner {
             let (cut, events, ledger) = (Arc::clone(&cut), events.clone(), Arc::clone(ledger));
             let id = problem.id.clone();
             Arc::new(move |backend| {
-                let ledgered = ledger::Ledgered::new(backend, Arc::clone(&ledger), &id, attempt);
                 let metered: Arc<dyn Backend> = Arc::new(
-                    Metered::with_meter(ledgered, Arc::clone(&meter))
+                    Metered::with_meter(backend, Arc::clone(&meter))
                         .noting_limits(Arc::clone(&cut))
                         .with_limit_events(events.clone()),
                 );
+                let ledgered: Arc<dyn Backend> = Arc::new(ledger::Ledgered::new(
+                    metered,
+                    Arc::clone(&ledger),
+                    &id,
+                    attempt,
+                ));
                 match seed {
-                    Some(base) => Arc::new(crate::Seeded::new(metered, base)),
-                    None => metered,
+                    Some(base) => Arc::new(crate::Seeded::new(ledgered, base)),
+                    None => ledgered,
                 }
             })
         };

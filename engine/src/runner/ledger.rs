@@ -6,7 +6,8 @@
 //! spent recorded nowhere. A resumed run counts the calls of every attempt that wrote no line
 //! (nor kept stage) against its budget; an attempt that did write one is counted by its line.
 //!
-//! Calls are recorded by [`Ledgered`], wrapped around the backend inside the run's meter, from
+//! Calls are recorded by [`Ledgered`], wrapped around the run's meter (so each call is recorded
+//! as the meter counted it), from
 //! the tasks that solve the problems; each line is one `write` to a file opened once for
 //! appending (no flush to disk per call). A write that fails is kept and ends the run at the next
 //! problem's line.
@@ -151,7 +152,7 @@ impl Ledger {
 }
 
 /// A backend whose calls that come back are recorded in the ledger, for one attempt at one
-/// problem. It sits inside the run's meter, so it records each call as the meter counts it.
+/// problem. It wraps the run's meter, whose replies carry the usage it counted.
 pub(super) struct Ledgered {
     inner: Arc<dyn Backend>,
     ledger: Arc<Ledger>,
@@ -188,12 +189,7 @@ impl Ledgered {
 impl Backend for Ledgered {
     async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
         let generation = self.inner.generate(request).await?;
-        // As the meter settles it: every generation counts as at least one call.
-        let usage = Usage {
-            calls: generation.usage.calls.max(1),
-            ..generation.usage
-        };
-        self.ledger.record(&self.id, self.attempt, usage);
+        self.ledger.record(&self.id, self.attempt, generation.usage);
         Ok(generation)
     }
 
