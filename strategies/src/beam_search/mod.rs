@@ -30,7 +30,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::future::try_join_all;
+use futures::future::{join_all, try_join_all};
 use ponder_engine::answer::extract_answer;
 use ponder_engine::{
     Candidate, Context, Error, EventKind, FinishReason, GenerationRequest, Message, Problem,
@@ -456,16 +456,39 @@ impl BeamSearch {
                 SearchKind::Beam => spread(n, active.len()),
                 SearchKind::Dvts => vec![m; active.len()],
             };
-            let expansions = try_join_all(active.iter().zip(widths).map(|(beam, k)| {
+            // Every beam's expansion runs to its end: one refused by the budget does not throw
+            // away the steps the others paid for.
+            let expansions = join_all(active.iter().zip(widths).map(|(beam, k)| {
                 let (text, continues) = self.text_of(tree, beam.node);
                 async move {
                     self.expand(problem, cx, &text, continues, k, sampling, last)
                         .await
                 }
             }))
-            .await?;
+            .await;
+            // The budget stop, if a beam's expansion was refused: the round's other candidates
+            // are scored and kept, then the search stops. Any other error ends it at once.
+            let mut stopped: Option<Error> = None;
+            let mut expanded: Vec<(&Beam, Vec<Expansion>, u64)> = Vec::new();
+            for (beam, expansion) in active.iter().zip(expansions) {
+                match expansion {
+                    Ok((steps, prompt_tokens)) => expanded.push((beam, steps, prompt_tokens)),
+                    Err(e @ Error::BudgetExhausted { .. }) => {
+                        stopped.get_or_insert(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if expanded.is_empty() {
+                if let Some(e) = stopped {
+                    return Err(e);
+                }
+            }
+            // Parents whose expansion came back are inner nodes now; a refused one stays a
+            // partial beam, scored last round.
+            let parents: Vec<NodeId> = expanded.iter().map(|(beam, _, _)| beam.node).collect();
             let mut children: Vec<(NodeId, usize, bool)> = Vec::new();
-            for (beam, (steps, prompt_tokens)) in active.iter().zip(expansions) {
+            for (beam, steps, prompt_tokens) in expanded {
                 details.prompt_tokens += prompt_tokens;
                 details.reusable_prompt_tokens += prompt_tokens.min(seen_prefix_tokens);
                 for step in steps {
@@ -570,10 +593,9 @@ impl BeamSearch {
                     node.state = NodeState::Pruned;
                 }
             }
-            // Parents that were expanded are inner nodes now.
-            for beam in &active {
-                if beam.node != tree.root() {
-                    if let Some(node) = tree.node_mut(beam.node) {
+            for &parent in &parents {
+                if parent != tree.root() {
+                    if let Some(node) = tree.node_mut(parent) {
                         if node.state == NodeState::Active {
                             node.state = NodeState::Expanded;
                         }
@@ -599,6 +621,9 @@ impl BeamSearch {
                         best_score,
                     },
                 );
+            }
+            if let Some(e) = stopped {
+                return Err(e);
             }
             active = survivors;
             // Beam search stops at n finished beams. DVTS's subtrees end themselves: another

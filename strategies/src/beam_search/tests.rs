@@ -408,6 +408,32 @@ async fn the_budget_stop_returns_a_best_beam() {
 }
 
 #[tokio::test]
+async fn a_budget_stop_in_a_round_keeps_the_expansions_that_came_back() {
+    // n = 4, M = 2: round 1 expands the root twice (calls 1-2), s5 and s3 survive. Round 2:
+    // s5's expansion (call 3) finishes a solution; s3's is refused. The finished answer is
+    // kept and chosen, s5's open child stays a partial beam, and s3 is still one.
+    let replies = vec![
+        "s3\n\n",
+        "s5\n\n",
+        "s1\n\n",
+        "s2\n\n",
+        "Final Answer: 7",
+        "s4\n\n",
+    ];
+    let search = numbered(config(4, 2, 4), SearchKind::Beam);
+    let (solution, backend, tree) =
+        run(search, replies, Budget::unlimited().with_max_calls(3)).await;
+    assert_eq!(backend.requests().len(), 3);
+    assert_eq!(solution.stop_reason, StopReason::CallBudget);
+    assert_eq!(tree.state_of("Final Answer: 7"), "finished");
+    assert_eq!(tree.state_of("s4"), "active");
+    assert_eq!(tree.state_of("s5"), "expanded");
+    assert_eq!(tree.state_of("s3"), "active", "its expansion was refused");
+    assert_eq!(solution.answer.as_deref(), Some("7"));
+    assert_eq!(solution.completion, "s5\n\nFinal Answer: 7");
+}
+
+#[tokio::test]
 async fn identical_candidates_are_scored_once() {
     // One beam, four candidates: s5 twice and s2 twice. Two texts go to the scorer; the
     // duplicates share the score and are pruned; one beam (n / M) survives.
