@@ -301,8 +301,10 @@ impl TokenPrm {
                 let mut messages = Vec::new();
                 let mut reads = Vec::new();
                 for (i, step) in steps.iter().enumerate() {
+                    // The first turn is the question and first step joined by a space, as
+                    // RLHFlow's prm_evaluate.py (and search-and-learn after it) wrote them.
                     let content = if i == 0 {
-                        format!("{}\n{}", question.trim(), step.trim())
+                        format!("{} {}", question.trim(), step.trim())
                     } else {
                         step.trim().to_string()
                     };
@@ -501,6 +503,35 @@ mod tests {
         );
         // Every request was metered.
         assert_eq!(cx.meter().usage().calls, 5);
+    }
+
+    #[tokio::test]
+    async fn rlhflow_turns_join_the_question_and_first_step_with_a_space() {
+        let scripted = Arc::new(ScriptedBackend::new(["+", "-"]));
+        let cx = Context::new(
+            Arc::clone(&scripted) as Arc<dyn Backend>,
+            Budget::unlimited(),
+        );
+        let prm = TokenPrm::new(PrmConfig {
+            format: PrmFormat::Rlhflow,
+            ..PrmConfig::default()
+        });
+        let steps = vec!["3 + 4 = 7.".to_string(), "So 7 apples.".to_string()];
+        let scores = prm.score(&cx, "How many?", &[steps]).await.unwrap();
+        assert_eq!(scores, vec![vec![1.0, 0.0]]);
+        let prompts: Vec<String> = scripted
+            .requests()
+            .iter()
+            .map(|r| ScriptedBackend::render(&r.prompt))
+            .collect();
+        // Each label is read where its assistant turn starts, after the user turn it judges.
+        assert_eq!(
+            prompts,
+            [
+                "user: How many? 3 + 4 = 7.\nassistant: ",
+                "user: How many? 3 + 4 = 7.\nassistant: +\nuser: So 7 apples.\nassistant: ",
+            ]
+        );
     }
 
     #[test]
