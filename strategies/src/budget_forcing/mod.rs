@@ -314,7 +314,16 @@ impl BudgetForcing {
         let choice = generation.into_first_choice()?;
         let mut details = processor.details();
         details.mode = ForcingMode::InDecode;
-        // The processor does not see the last token (it is sampled after its final call).
+        // The processor does not see the last token (it is sampled after its final call): when
+        // it saw no delimiter, every completion token was thinking, less a delimiter the last
+        // token completed.
+        if !processor.saw_thinking_close() {
+            details.thinking_tokens = if choice.text.contains(&c.think_close) {
+                choice.completion_tokens.saturating_sub(tokens.close.len())
+            } else {
+                choice.completion_tokens
+            };
+        }
         let (thinking, answer) = split(&choice.text, &c.think_close, &c.answer_cue);
         details.answer_tokens = choice
             .completion_tokens

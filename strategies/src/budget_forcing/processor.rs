@@ -101,6 +101,13 @@ impl ForcingProcessor {
         details
     }
 
+    /// Whether the controller saw thinking close (the last token, sampled after its final call,
+    /// it never sees).
+    pub fn saw_thinking_close(&self) -> bool {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.thinking_end.is_some()
+    }
+
     /// Tokens in the longest suffix of `generated` that is a proper prefix of `pattern`.
     fn partial_match(generated: &[u32], pattern: &[u32]) -> usize {
         (1..pattern.len())
