@@ -8,7 +8,7 @@
 //! namespaces, sets the run up: it remounts the filesystem read-only, starts the program as the
 //! sandbox user under the limits and without capabilities, reaps it and writes its exit status
 //! and CPU time to a file (one the program cannot write, as root; not as root, it is written
-//! after everything the program started is dead).
+//! after everything the program started is dead, and not read at all after a kill).
 //!
 //! What is enforced, and how (see [`Isolation`] for what a given machine supports; the first
 //! run probes it and proves the process limit holds with [`Sandbox::self_check`]):
@@ -34,10 +34,17 @@
 //! - **output**: stdout and stderr are read as they come and kept up to
 //!   [`Limits::output_bytes`] each; past that the run is killed ([`RunOutcome::OutputLimit`]).
 //! - **network** (where `unshare --net` works): a fresh network namespace with only a loopback
-//!   device that is down, so every connection fails.
-//! - **filesystem** (where `unshare --mount` works): a mount namespace in which every mount is
-//!   remounted read-only and `nosuid`, except `T`; `T/work` is a fresh `tmpfs` of
-//!   [`Limits::disk_bytes`]. Without it the user can still write where the world may (`/tmp`).
+//!   device that is down, so every connection fails. Unix sockets are files, which a network
+//!   namespace does not cut (a Docker daemon's, a session bus, an ssh agent): a seccomp filter
+//!   (x86_64, aarch64) refuses `socket(AF_UNIX)`, datagram `socketpair`s (which could connect
+//!   elsewhere later) and io_uring (which could open sockets around it); the self-check proves
+//!   it ([`Isolation::unix_sockets_refused`]).
+//! - **filesystem** (where `unshare --mount` works): a mount namespace in which every mount,
+//!   `T` included, is remounted read-only and `nosuid`; `T/work` is a fresh `tmpfs` of
+//!   [`Limits::disk_bytes`], and the status file a mount of its own that only the bootstrap may
+//!   write (as root). Without it the user can still write where the world may (`/tmp`); not as
+//!   root, without it the program would run as the calling user with that user's files
+//!   writable, so that level needs the same opt-in as no namespace at all.
 //! - **cleanup**: the run is its own process group; on timeout, output overflow or when the run
 //!   future is dropped the whole group gets `SIGKILL`. Where `unshare --pid` works the program also
 //!   runs in a PID namespace whose init is the bootstrap: when the program exits or the bootstrap
@@ -49,7 +56,8 @@
 //! The first run tries, in order: `unshare --net --mount --pid --fork --kill-child --mount-proc`;
 //! `unshare --net` (each inside `unshare --user --map-root-user` when ponder is not root). Where
 //! neither works (`unshare` missing, or user namespaces refused) untrusted code would run with
-//! network access, so the first run fails with [`SandboxError::Unisolated`], unless
+//! network access (and not as root, where only the second works, with the user's files
+//! writable), so the first run fails with [`SandboxError::Unisolated`], unless
 //! [`Sandbox::allow_unisolated`] opted in: then runs go on with the user switch, the limits and
 //! the group kill, [`Isolation`] says `network: false, filesystem: false, pid_namespace: false`,
 //! and a warning is logged once per sandbox: network access and writes to world-writable
@@ -105,6 +113,9 @@ pub struct Isolation {
     pub filesystem: bool,
     /// A PID namespace: everything the program started dies with it.
     pub pid_namespace: bool,
+    /// A seccomp filter refuses Unix sockets (which a network namespace does not cut: a Docker
+    /// daemon's, a session bus, an ssh agent are files) and io_uring.
+    pub unix_sockets_refused: bool,
 }
 
 /// What [`Sandbox::self_check`] proved on this machine.
@@ -201,12 +212,16 @@ pub enum SandboxError {
     /// The self-check found an isolation the probe claimed missing in practice.
     #[error("sandbox self-check failed: {what}")]
     SelfCheck { what: String },
-    /// Neither namespace level works here, so untrusted code would run with network access and
-    /// without filesystem isolation, and [`Sandbox::allow_unisolated`] did not allow that.
+    /// No namespace level that isolates enough works here: untrusted code would run with
+    /// network access, or (not as root, without a mount namespace) as the calling user with its
+    /// files writable; and [`Sandbox::allow_unisolated`] did not allow that.
     #[error(
-        "cannot isolate untrusted code: `{}` could not make a network namespace; install \
+        "cannot isolate untrusted code: `{}` could not make a network namespace (or, not as \
+         root, the mount and PID namespaces that keep your own files out of reach); install \
          util-linux's unshare (and, not as root, allow unprivileged user namespaces), or opt \
-         in to running with network access with Sandbox::allow_unisolated(true)",
+         in to running without that isolation: `allow_unisolated = true` in an s_star \
+         strategy, `ponder run --allow-unisolated-sandbox` for grading, or \
+         Sandbox::allow_unisolated(true) in code",
         unshare.display()
     )]
     Unisolated {
@@ -367,7 +382,9 @@ impl Sandbox {
             &[Level::UserFull, Level::UserNetwork, Level::Plain]
         };
         for &level in levels {
-            if level == Level::Plain && !self.allow_unisolated {
+            // Not as root, without a mount namespace the program would run as the calling
+            // user with its home directory writable: that needs the same opt-in.
+            if matches!(level, Level::Plain | Level::UserNetwork) && !self.allow_unisolated {
                 let source = last_error.unwrap_or(SandboxError::Setup {
                     reason: "no namespace level was tried".into(),
                 });
@@ -443,6 +460,18 @@ impl Sandbox {
                     what: format!("the program kept capabilities: {set} set {bits:#x}"),
                 });
             }
+            let unix_sockets_refused = result.unix == "refused";
+            if !unix_sockets_refused {
+                if !self.allow_unisolated {
+                    return Err(SandboxError::SelfCheck {
+                        what: format!("a Unix socket was not refused ({})", result.unix),
+                    });
+                }
+                tracing::warn!(
+                    unix = %result.unix,
+                    "sandbox programs may open Unix sockets (no seccomp filter for this machine)"
+                );
+            }
             let filesystem = level.filesystem();
             if filesystem && escaped {
                 return Err(SandboxError::SelfCheck {
@@ -461,6 +490,7 @@ impl Sandbox {
                 network,
                 filesystem,
                 pid_namespace: level.filesystem(),
+                unix_sockets_refused,
             };
             return Ok(Checked {
                 report: SelfCheck {
@@ -544,6 +574,7 @@ impl Sandbox {
         let config = serde_json::json!({
             "status": text(&dir.status),
             "fs": level.filesystem(),
+            "strict": !self.allow_unisolated,
             "root": text(&dir.root),
             "work": work,
             "disk": self.limits.disk_bytes.get(),
@@ -662,13 +693,6 @@ impl Sandbox {
         }
         group.disarm();
         let wall = started.elapsed();
-        let status = tokio::fs::read_to_string(&dir.status).await.ok();
-        let status: Option<BootStatus> = status.and_then(|s| serde_json::from_str(&s).ok());
-        if let Some(reason) = status.as_ref().and_then(|s| s.setup_error.clone()) {
-            return Err(SandboxError::Setup { reason });
-        }
-        let stdout = String::from_utf8_lossy(&out.bytes).into_owned();
-        let stderr = String::from_utf8_lossy(&err.bytes).into_owned();
         let killed = if out.overflow {
             Some(Kill::Output(Stream::Stdout))
         } else if err.overflow {
@@ -678,6 +702,20 @@ impl Sandbox {
         } else {
             None
         };
+        // The bootstrap writes the status once everything the program started is dead; after a
+        // kill it wrote none, and what is there (not as root) may be the program's own.
+        let status: Option<BootStatus> = match killed {
+            Some(_) => None,
+            None => tokio::fs::read_to_string(&dir.status)
+                .await
+                .ok()
+                .and_then(|s| serde_json::from_str(&s).ok()),
+        };
+        if let Some(reason) = status.as_ref().and_then(|s| s.setup_error.clone()) {
+            return Err(SandboxError::Setup { reason });
+        }
+        let stdout = String::from_utf8_lossy(&out.bytes).into_owned();
+        let stderr = String::from_utf8_lossy(&err.bytes).into_owned();
         let termination = status.as_ref().and_then(BootStatus::termination);
         if killed.is_none() && status.is_none() {
             return Err(SandboxError::Setup {
@@ -717,6 +755,7 @@ struct ProbeResult {
     uid: u32,
     forked: u32,
     network: String,
+    unix: String,
     caps: ProbeCaps,
 }
 

@@ -2,10 +2,11 @@
 
 use std::process::Command;
 
-/// Whether `unshare` gives a network namespace here (as root, or inside a user namespace), as the
-/// sandbox needs to run anything by default. Some containers refuse it; there the tests opt in to
-/// unisolated runs (`Sandbox::allow_unisolated`) and say so, and the strict default is checked on
-/// its own (`prm/tests/sandbox.rs`, with a missing `unshare`).
+/// Whether `unshare` gives the namespaces the sandbox needs to run anything by default here: a
+/// network namespace as root; network, mount and PID namespaces in a user namespace otherwise.
+/// Some containers refuse them; there the tests opt in to unisolated runs
+/// (`Sandbox::allow_unisolated`) and say so, and the strict default is checked on its own
+/// (`prm/tests/sandbox.rs`, with a missing `unshare`).
 pub fn namespaces_here() -> bool {
     let works = |args: &[&str]| {
         Command::new("unshare")
@@ -14,7 +15,18 @@ pub fn namespaces_here() -> bool {
             .status()
             .is_ok_and(|s| s.success())
     };
-    let here = works(&["--net"]) || works(&["--user", "--map-root-user", "--net"]);
+    // Not as root, only the full level runs without an opt-in (see `Sandbox::allow_unisolated`).
+    let here = works(&["--net"])
+        || works(&[
+            "--user",
+            "--map-root-user",
+            "--net",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+        ]);
     if !here {
         eprintln!("unshare gives no network namespace here: running untrusted code unisolated");
     }

@@ -1,16 +1,24 @@
 # The sandbox bootstrap. Runs as the caller (root, or the caller mapped to root in its own user
 # namespace), inside the namespaces where there are some; argv[1] is its JSON config (see
-# Sandbox::execute). Mounts (with a mount namespace: the run directory stays writable, a tmpfs
-# becomes the work directory, every other mount is remounted read-only and nosuid), empties the
-# capability bounding set, starts the program (as the sandbox user where there is one) with the
-# limits, no_new_privs and no capabilities, reaps everything until the program is gone, kills what
-# it left (where the bootstrap is the PID namespace's init) and writes the program's exit status
-# and CPU time to cfg["status"].
+# Sandbox::execute). Mounts (with a mount namespace: a tmpfs becomes the work directory, the
+# status file is its own mount, every other mount, the run directory included, is remounted
+# read-only and nosuid), empties the capability bounding set, starts the program (as the sandbox
+# user where there is one) with the limits, no_new_privs, no capabilities and a seccomp filter
+# that refuses Unix sockets, reaps everything until the program is gone, kills what it left
+# (where the bootstrap is the PID namespace's init) and writes the program's exit status and CPU
+# time to cfg["status"].
 import errno, json, os, signal, sys
 cfg = json.loads(sys.argv[1])
 def finish(d):
-    # Not as root, the program could write here: whatever it left in the way goes first.
     path = cfg["status"]
+    if cfg["fs"]:
+        # Its own mount (see below): it cannot be removed or replaced, only rewritten. Not as
+        # root the program could write it while it ran; everything it started is dead now.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(d, f)
+        sys.exit(0)
+    # Not as root, the program could write here: whatever it left in the way goes first.
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -52,8 +60,13 @@ try:
         RDONLY, NOSUID, NODEV, NOEXEC, REMOUNT, BIND, REC = 1, 2, 4, 8, 32, 4096, 16384
         keep = {"nodev": NODEV, "noexec": NOEXEC, "noatime": 1024, "nodiratime": 2048,
                 "relatime": 1 << 21}
-        root = cfg["root"]
+        root, status = cfg["root"], cfg["status"]
+        # The status file stays writable as a mount of its own (the bootstrap's, 0600); the rest
+        # of the run directory goes read-only with everything else: the program can neither
+        # rewrite its own source or tests nor fill the disk beyond its tmpfs.
+        os.close(os.open(status, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         mount(root, root, None, BIND | REC, None)
+        mount(status, status, None, BIND, None)
         data = "size=%d,mode=0700" % cfg["disk"]
         if cfg["uid"] is not None:
             data += ",uid=%d,gid=%d" % (cfg["uid"], cfg["gid"])
@@ -61,7 +74,7 @@ try:
         with open("/proc/self/mountinfo") as f:
             points = [(unescape(l.split()[4]), l.split()[5].split(",")) for l in f]
         for point, opts in points:
-            if point == root or point.startswith(root + "/"):
+            if point in (status, cfg["work"]):
                 continue
             flags = REMOUNT | BIND | RDONLY | NOSUID
             for o in opts:
@@ -111,6 +124,53 @@ try:
         if cur != resource.RLIM_INFINITY:
             soft, hard = min(soft, cur), min(hard, cur)
         rlimits.append((which, soft, hard))
+    # The seccomp filter (a classic BPF program over struct seccomp_data: nr at 0, arch at 4,
+    # args from 16). A network namespace cuts IP but not Unix sockets, which live on the
+    # filesystem (a Docker daemon's, a session bus, an ssh agent) and are reachable through a
+    # read-only mount: socket(AF_UNIX) is refused, and socketpair of datagram sockets (which may
+    # connect elsewhere later); io_uring, which can open and connect sockets around the filter,
+    # is refused too. Another ABI (i386's socketcall, x32) kills the process.
+    machine = os.uname().machine
+    if machine == "x86_64":
+        arch, calls = 0xC000003E, {"socket": 41, "socketpair": 53, "io_uring_setup": 425}
+    elif machine == "aarch64":
+        arch, calls = 0xC00000B7, {"socket": 198, "socketpair": 199, "io_uring_setup": 425}
+    else:
+        arch = None
+        if cfg["strict"]:
+            raise OSError("no seccomp filter for %s: Unix sockets would be reachable" % machine)
+    if arch is not None and libc is None:
+        raise OSError("ctypes is unavailable, cannot install the seccomp filter")
+    def seccomp_program():
+        LD, JEQ, JGE, AND, RET = 0x20, 0x15, 0x35, 0x54, 0x06
+        ALLOW, KILL, EACCES, ENOSYS = 0x7FFF0000, 0x80000000, 0x00050000 | 13, 0x00050000 | 38
+        # (code, jump-if-true label, jump-if-false label, k); labels resolve to offsets.
+        code = [("arch", LD, None, None, 4), (None, JEQ, None, "kill", arch), (None, LD, None, None, 0)]
+        if machine == "x86_64":
+            code.append((None, JGE, "kill", None, 0x40000000))
+        code += [
+            (None, JEQ, "socket", None, calls["socket"]),
+            (None, JEQ, "pair", None, calls["socketpair"]),
+            (None, JEQ, "enosys", None, calls["io_uring_setup"]),
+            (None, RET, None, None, ALLOW),
+            ("socket", LD, None, None, 16), (None, JEQ, "eacces", None, 1), (None, RET, None, None, ALLOW),
+            ("pair", LD, None, None, 24), (None, AND, None, None, 0xF), (None, JEQ, "eacces", None, 2),
+            (None, RET, None, None, ALLOW),
+            ("eacces", RET, None, None, EACCES),
+            ("enosys", RET, None, None, ENOSYS),
+            ("kill", RET, None, None, KILL),
+        ]
+        at = {label: i for i, (label, *_) in enumerate(code) if label}
+        jump = lambda i, label: 0 if label is None else at[label] - i - 1
+        import struct
+        raw = b"".join(struct.pack("=HBBI", op, jump(i, t), jump(i, f), k)
+                       for i, (_, op, t, f, k) in enumerate(code))
+        return len(code), ctypes.create_string_buffer(raw, len(raw))
+    if arch is not None:
+        filter_len, filter_buf = seccomp_program()
+        class SockFprog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+        fprog = SockFprog(filter_len, ctypes.cast(filter_buf, ctypes.c_void_p))
     report_r, report_w = os.pipe()
     # In the child, after the user switch (subprocess does that first) and before exec.
     def limit():
@@ -127,6 +187,10 @@ try:
                     raise failed("clearing the ambient capabilities")
             if libc.capset(ctypes.byref(header), ctypes.byref(nothing)) != 0:
                 raise failed("clearing the capabilities")
+            PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+            if arch is not None:
+                if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0) != 0:
+                    raise failed("installing the seccomp filter")
         except BaseException as e:
             # subprocess reports only that preexec_fn failed: say what did.
             os.write(report_w, ("%s: %s" % (type(e).__name__, e)).encode()[:4000])

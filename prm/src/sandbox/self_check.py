@@ -1,5 +1,5 @@
 # The sandbox self-check, run as the sandbox user: forks until it cannot (children wait on a
-# pipe, so they all exit when it closes), tries the loopback network, tries to write outside
+# pipe, so they all exit when it closes), tries the loopback network and a Unix socket, tries to write outside
 # its directory and reads its capability sets. {ATTEMPTS} and {ESCAPE} are substituted before it
 # runs.
 import errno, json, os, socket
@@ -24,6 +24,11 @@ try:
 except OSError as e:
     network = "unreachable" if e.errno in (errno.ENETUNREACH, errno.EADDRNOTAVAIL) else "refused"
 try:
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).close()
+    unix = "created"
+except OSError as e:
+    unix = "refused" if e.errno == errno.EACCES else "failed: %s" % os.strerror(e.errno)
+try:
     open("{ESCAPE}", "w").close()
 except OSError:
     pass
@@ -33,4 +38,5 @@ with open("/proc/self/status") as f:
         key, _, value = line.partition(":")
         if key.startswith("Cap"):
             caps[key] = int(value, 16)
-print(json.dumps({"uid": os.getuid(), "forked": forked, "network": network, "caps": caps}))
+print(json.dumps({"uid": os.getuid(), "forked": forked, "network": network, "unix": unix,
+                  "caps": caps}))
