@@ -196,14 +196,21 @@ impl CodeVerifier {
             })
             .collect();
         let mut load_error = None;
-        let mut reported = 0;
         let mut rest = String::new();
         for line in report.stdout.lines() {
-            let Some(record) = line.strip_prefix(&mark) else {
+            // A record starts where the mark is: output the candidate wrote straight to the
+            // file descriptor without a newline ends up in front of it.
+            let Some(at) = line.find(&mark) else {
                 rest.push_str(line);
                 rest.push('\n');
                 continue;
             };
+            let (before, record) = line.split_at(at);
+            if !before.is_empty() {
+                rest.push_str(before);
+                rest.push('\n');
+            }
+            let record = &record[mark.len()..];
             let Ok(record) = serde_json::from_str::<Record>(record) else {
                 continue;
             };
@@ -213,7 +220,6 @@ impl CodeVerifier {
             let Some(result) = record.i.and_then(|i| results.get_mut(i)) else {
                 continue;
             };
-            reported += 1;
             result.got = record.got;
             result.stdout = record.stdout.unwrap_or_default();
             result.status = match record.status.as_deref() {
@@ -230,7 +236,7 @@ impl CodeVerifier {
         }
         if load_error.is_none() {
             // The first test without a result is the one the run died in.
-            if let Some(result) = results.get_mut(reported) {
+            if let Some(result) = results.iter_mut().find(|r| r.status == TestStatus::NotRun) {
                 result.status = match &report.outcome {
                     RunOutcome::Timeout => TestStatus::Timeout,
                     RunOutcome::Error { exception, .. } => TestStatus::Error {
@@ -268,7 +274,8 @@ impl CodeVerifier {
         .with_file("solution.py", code)
         .with_file("tests.py", task.test.as_str());
         let report = self.sandbox.run(&program).await?;
-        let passed = report.outcome.passed() && report.stdout.lines().any(|l| l == mark);
+        // The mark ends its line (output without a newline may come before it).
+        let passed = report.outcome.passed() && report.stdout.lines().any(|l| l.ends_with(&mark));
         Ok(HiddenRun { passed, report })
     }
 }
