@@ -762,6 +762,13 @@ impl Strategy for SStar {
                 ),
             });
         };
+        // A sandbox that cannot run code here fails before any sample is paid for (once per
+        // sandbox: later problems find it checked).
+        self.verifier
+            .sandbox()
+            .self_check()
+            .await
+            .map_err(sandbox_error)?;
         let tests = docstring_tests(&task.prompt, &task.entry_point);
         let history = PromptStyle::StepByStep.messages(problem);
         let request = GenerationRequest::new(Prompt::chat(history.clone()))

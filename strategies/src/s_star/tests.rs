@@ -420,3 +420,22 @@ fn config_defaults_and_checks() {
     let err = serde_json::from_str::<SStarConfig>("{\"feedback\": \"some\"}").unwrap_err();
     assert!(err.to_string().contains("unknown variant"), "{err}");
 }
+
+#[tokio::test]
+async fn a_sandbox_that_cannot_isolate_fails_before_any_sample_is_paid_for() {
+    let backend = Arc::new(ScriptedBackend::new([fenced("return a + b")]));
+    let sandbox = ponder_prm::Sandbox::new()
+        .with_unshare("/nonexistent/ponder-s-star-test/unshare")
+        .allow_unisolated(false);
+    let strategy = SStar::with_sandbox(SStarConfig::default(), sandbox).unwrap();
+    let err = solve(
+        &strategy,
+        &add_problem(),
+        backend.clone(),
+        Budget::unlimited(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("allow_unisolated = true"), "{err}");
+    assert!(backend.requests().is_empty(), "no sample was drawn");
+}
