@@ -182,7 +182,8 @@ impl std::fmt::Debug for Router {
 }
 
 /// The probability of the answer's tokens, multiplied: the tokens that spell `answer` where it
-/// last appears in the completion; where it does not appear as written (or is not given), the
+/// stands alone (not inside a longer number or word) first after the last answer cue, else
+/// where it last stands alone; where it does not appear as written (or is not given), the
 /// tokens after the last answer cue up to the end of that line, and with no cue every token.
 /// `None` without log-probabilities.
 pub fn answer_confidence(logprobs: &[TokenLogprob], answer: Option<&str>) -> Option<f64> {
@@ -195,17 +196,24 @@ pub fn answer_confidence(logprobs: &[TokenLogprob], answer: Option<&str>) -> Opt
         starts.push(text.len());
         text.push_str(&l.token);
     }
-    let spelled = answer
-        .filter(|a| !a.trim().is_empty())
-        .and_then(|a| text.rfind(a).map(|at| (at, at + a.len())));
+    let lower = text.to_lowercase();
+    // Lower-casing ASCII keeps byte offsets; anything else, read the whole completion.
+    let cue = (lower.len() == text.len())
+        .then(|| lower.rfind(&ANSWER_CUE.to_lowercase()))
+        .flatten();
+    let spelled = answer.filter(|a| !a.trim().is_empty()).and_then(|a| {
+        let alone: Vec<usize> = text
+            .match_indices(a)
+            .map(|(at, _)| at)
+            .filter(|&at| stands_alone(&text, at, at + a.len()))
+            .collect();
+        cue.and_then(|c| alone.iter().find(|&&at| at >= c + ANSWER_CUE.len()))
+            .or(alone.last())
+            .map(|&at| (at, at + a.len()))
+    });
     let (begin, end) = match spelled {
         Some(span) => span,
         None => {
-            let lower = text.to_lowercase();
-            // Lower-casing ASCII keeps byte offsets; anything else, read the whole completion.
-            let cue = (lower.len() == text.len())
-                .then(|| lower.rfind(&ANSWER_CUE.to_lowercase()))
-                .flatten();
             match cue {
                 Some(at) => {
                     let begin = at + ANSWER_CUE.len();
@@ -234,6 +242,26 @@ pub fn answer_confidence(logprobs: &[TokenLogprob], answer: Option<&str>) -> Opt
         }
     }
     (counted > 0).then(|| sum.exp())
+}
+
+/// Whether `text[begin..end]` is not part of a longer number or word: no letter or digit next
+/// to it, nor a decimal point or separator followed by a digit ("5" in "15", "0.5" or "5,000").
+fn stands_alone(text: &str, begin: usize, end: usize) -> bool {
+    let before = text.get(..begin).unwrap_or_default();
+    let after = text.get(end..).unwrap_or_default();
+    let mut back = before.chars().rev();
+    let joined_before = match back.next() {
+        Some(c) if c.is_alphanumeric() => true,
+        Some('.' | ',') => back.next().is_some_and(|c| c.is_ascii_digit()),
+        _ => false,
+    };
+    let mut on = after.chars();
+    let joined_after = match on.next() {
+        Some(c) if c.is_alphanumeric() => true,
+        Some('.' | ',') => on.next().is_some_and(|c| c.is_ascii_digit()),
+        _ => false,
+    };
+    !joined_before && !joined_after
 }
 
 impl Router {

@@ -282,6 +282,21 @@ fn confidence_is_the_probability_of_the_answers_own_tokens() {
     let tokens = [token("7", 0.5), token("\n", 0.5), token("apples", 0.5)];
     assert!((answer_confidence(&tokens, None).unwrap() - 0.25).abs() < 1e-6);
     assert_eq!(answer_confidence(&[], Some("7")), None);
+    // The answer where it stands after the cue: not inside a later "15", nor a rambling "5"
+    // after it.
+    let tokens = [
+        token("Final Answer:", 0.5),
+        token(" 5", 0.9),
+        token(". That is", 0.5),
+        token(" 15", 0.2),
+        token(" minus 10, or", 0.5),
+        token(" 5", 0.3),
+        token(".", 0.5),
+    ];
+    assert!((answer_confidence(&tokens, Some("5")).unwrap() - 0.9).abs() < 1e-6);
+    // No cue: the last place it stands alone, not the "5" in "0.5".
+    let tokens = [token("So 5", 0.7), token(" then 0.", 0.5), token("5", 0.1)];
+    assert!((answer_confidence(&tokens, Some("5")).unwrap() - 0.7).abs() < 1e-6);
 }
 
 #[test]
