@@ -161,68 +161,137 @@ impl Urls {
 /// In process (default): `source`, `device`, `max_num_seqs`, `prefix_cache`, and on CUDA
 /// `paged_attention_tokens` or `gpu_memory_utilization`. Over HTTP (`backend = "openai"`): `base_url` (one or a list, used
 /// round-robin), `model`, `api_key_env`, `timeout_secs`, `concurrency`, `retries`, `native_n`,
-/// `context_tokens`, `max_top_logprobs`.
+/// `context_tokens`, `max_top_logprobs`, `neutral_sampling`. A key of the other backend is an
+/// error when the table is read (`model = "..."` without `backend = "openai"` would otherwise run
+/// the default in-process model), as are an openai table without `base_url` and zero
+/// `timeout_secs` or `context_tokens`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "Table")]
 pub struct ModelConfig {
     /// `mistralrs` (default) or `openai`.
-    #[serde(default)]
     pub backend: BackendKind,
     /// A built-in name, a local `.gguf`, a local directory, or a hub id. Default `smollm2-135m`.
-    #[serde(default = "default_source")]
     pub source: String,
     /// `cpu` or `cuda:N`. Default `cpu`.
-    #[serde(default)]
     pub device: DeviceSpec,
     /// Most sequences decoded at once on CUDA. Default 64 (32 on the CPU, which decodes one
     /// sequence at a time: see the README's Known issues).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_num_seqs: Option<NonZeroUsize>,
     /// Reuse the keys and values of earlier requests' common prefixes. Default: on CUDA (bounded
     /// by the KV pool), off on the CPU, where mistral.rs 0.8.1 never evicts (memory grows with
     /// every finished sequence; see [`LoadOptions::prefix_cache`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prefix_cache: Option<bool>,
     /// CUDA: the PagedAttention KV pool in tokens, over all sequences. Default: sized by
     /// `gpu_memory_utilization`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub paged_attention_tokens: Option<NonZeroUsize>,
     /// CUDA: the share of the GPU's memory (0 to 1] for the weights and the KV pool together;
     /// the pool takes what the weights leave. Default 0.9. Not with `paged_attention_tokens`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu_memory_utilization: Option<f32>,
     /// OpenAI backend: base URL(s) of the servers, e.g. `http://127.0.0.1:8080`.
-    #[serde(default, skip_serializing_if = "is_none_urls")]
+    #[serde(skip_serializing_if = "is_none_urls")]
     pub base_url: Urls,
     /// OpenAI backend: the model name sent with each request. Default `default`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// OpenAI backend: the environment variable holding the API key (never the key itself).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
-    /// OpenAI backend: time limit of one HTTP request in seconds. Default 600.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// OpenAI backend: time limit of one HTTP request in seconds (at least 1). Default 600.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
     /// OpenAI backend: most requests in flight over all servers. Default 64.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<NonZeroUsize>,
     /// OpenAI backend: retries on connection errors, 429 and 5xx. Default 5.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
     /// OpenAI backend: whether the servers honour `n > 1`. Default: found out from the first
     /// reply, fanning out single-choice requests where they do not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub native_n: Option<bool>,
-    /// OpenAI backend: context window in tokens. Default: asked from the server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// OpenAI backend: context window in tokens (at least 1). Default: asked from the server.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub context_tokens: Option<usize>,
     /// OpenAI backend: most top log-probabilities to ask for. Default 20.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_top_logprobs: Option<usize>,
     /// OpenAI backend: send neutral `top_k`/`min_p`/`top_p` so servers' own sampling defaults
     /// do not apply. Default true; set false for APIs that reject `top_k` and `min_p`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub neutral_sampling: Option<bool>,
+}
+
+/// [`ModelConfig`] as a file spells it, before [`ModelConfig::check`]: serde reads the keys
+/// (strictly, with their defaults) into this, then the checks that need several keys run.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Table {
+    #[serde(default)]
+    backend: BackendKind,
+    #[serde(default = "default_source")]
+    source: String,
+    #[serde(default)]
+    device: DeviceSpec,
+    #[serde(default)]
+    max_num_seqs: Option<NonZeroUsize>,
+    #[serde(default)]
+    prefix_cache: Option<bool>,
+    #[serde(default)]
+    paged_attention_tokens: Option<NonZeroUsize>,
+    #[serde(default)]
+    gpu_memory_utilization: Option<f32>,
+    #[serde(default)]
+    base_url: Urls,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    api_key_env: Option<String>,
+    #[serde(default)]
+    timeout_secs: Option<u64>,
+    #[serde(default)]
+    concurrency: Option<NonZeroUsize>,
+    #[serde(default)]
+    retries: Option<u32>,
+    #[serde(default)]
+    native_n: Option<bool>,
+    #[serde(default)]
+    context_tokens: Option<usize>,
+    #[serde(default)]
+    max_top_logprobs: Option<usize>,
+    #[serde(default)]
+    neutral_sampling: Option<bool>,
+}
+
+impl TryFrom<Table> for ModelConfig {
+    type Error = String;
+
+    fn try_from(t: Table) -> std::result::Result<Self, String> {
+        let config = Self {
+            backend: t.backend,
+            source: t.source,
+            device: t.device,
+            max_num_seqs: t.max_num_seqs,
+            prefix_cache: t.prefix_cache,
+            paged_attention_tokens: t.paged_attention_tokens,
+            gpu_memory_utilization: t.gpu_memory_utilization,
+            base_url: t.base_url,
+            model: t.model,
+            api_key_env: t.api_key_env,
+            timeout_secs: t.timeout_secs,
+            concurrency: t.concurrency,
+            retries: t.retries,
+            native_n: t.native_n,
+            context_tokens: t.context_tokens,
+            max_top_logprobs: t.max_top_logprobs,
+            neutral_sampling: t.neutral_sampling,
+        };
+        config.check()?;
+        Ok(config)
+    }
 }
 
 fn is_none_urls(urls: &Urls) -> bool {
@@ -279,6 +348,112 @@ impl ModelConfig {
         }
     }
 
+    /// The keys of the openai backend this table gives.
+    fn openai_keys(&self) -> Vec<&'static str> {
+        let given = [
+            ("base_url", !is_none_urls(&self.base_url)),
+            ("model", self.model.is_some()),
+            ("api_key_env", self.api_key_env.is_some()),
+            ("timeout_secs", self.timeout_secs.is_some()),
+            ("concurrency", self.concurrency.is_some()),
+            ("retries", self.retries.is_some()),
+            ("native_n", self.native_n.is_some()),
+            ("context_tokens", self.context_tokens.is_some()),
+            ("max_top_logprobs", self.max_top_logprobs.is_some()),
+            ("neutral_sampling", self.neutral_sampling.is_some()),
+        ];
+        given.iter().filter(|(_, g)| *g).map(|(k, _)| *k).collect()
+    }
+
+    /// The keys of the mistralrs backend this table gives. `source` and `device` count only
+    /// when they differ from their defaults, which a table written back from a [`ModelConfig`]
+    /// (a results file's recorded strategy) always carries.
+    fn mistralrs_keys(&self) -> Vec<&'static str> {
+        let given = [
+            ("source", self.source != DEFAULT_MODEL),
+            ("device", self.device != DeviceSpec::Cpu),
+            ("max_num_seqs", self.max_num_seqs.is_some()),
+            ("prefix_cache", self.prefix_cache.is_some()),
+            (
+                "paged_attention_tokens",
+                self.paged_attention_tokens.is_some(),
+            ),
+            (
+                "gpu_memory_utilization",
+                self.gpu_memory_utilization.is_some(),
+            ),
+        ];
+        given.iter().filter(|(_, g)| *g).map(|(k, _)| *k).collect()
+    }
+
+    /// The rules between keys, checked when a table is read (and again before loading, for
+    /// tables built in code): no key of the other backend, and for `backend = "openai"` a
+    /// `base_url` and nonzero `timeout_secs` and `context_tokens`. Whether `api_key_env` names
+    /// a set variable is left to [`ModelConfig::openai_options`].
+    fn check(&self) -> std::result::Result<(), String> {
+        fn named(keys: &[&str]) -> String {
+            let keys: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+            match keys.as_slice() {
+                [one] => format!("{one} is a key"),
+                [rest @ .., last] => format!("{} and {last} are keys", rest.join(", ")),
+                [] => String::new(),
+            }
+        }
+        match self.backend {
+            BackendKind::Mistralrs => {
+                let keys = self.openai_keys();
+                if !keys.is_empty() {
+                    let source = if keys.contains(&"model") && keys.len() == 1 {
+                        " (or, for a model run in process, name it with `source`)"
+                    } else {
+                        ""
+                    };
+                    return Err(format!(
+                        "{} of the openai backend, but the backend here is mistralrs, which \
+                         runs `source` in process: add backend = \"openai\"{source}",
+                        named(&keys)
+                    ));
+                }
+            }
+            BackendKind::Openai => {
+                let keys = self.mistralrs_keys();
+                if !keys.is_empty() {
+                    let model = if keys.contains(&"source") {
+                        "; over HTTP, `model` names the model the server serves"
+                    } else {
+                        ""
+                    };
+                    return Err(format!(
+                        "{} of the mistralrs backend (models run in process), not of \
+                         backend = \"openai\": remove {}{model}",
+                        named(&keys),
+                        if keys.len() == 1 { "it" } else { "them" }
+                    ));
+                }
+                if self.base_url.to_vec().is_empty() {
+                    return Err("backend = \"openai\" needs base_url, e.g. \
+                                base_url = \"http://127.0.0.1:8080\""
+                        .into());
+                }
+                if self.timeout_secs == Some(0) {
+                    return Err(
+                        "timeout_secs = 0: expected the seconds one HTTP request may \
+                                take, at least 1, e.g. 600"
+                            .into(),
+                    );
+                }
+                if self.context_tokens == Some(0) {
+                    return Err(
+                        "context_tokens = 0: expected the servers' context window in \
+                                tokens, e.g. 4096, or no context_tokens to ask the server"
+                            .into(),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The HTTP options this table describes (`backend = "openai"`); reads the API key from the
     /// variable `api_key_env` names.
     pub fn openai_options(&self) -> Result<OpenAiOptions> {
@@ -287,12 +462,7 @@ impl ModelConfig {
             path: "[model]".into(),
             message,
         };
-        if urls.is_empty() {
-            return Err(bad(
-                "backend = \"openai\" needs base_url, e.g. base_url = \"http://127.0.0.1:8080\""
-                    .into(),
-            ));
-        }
+        self.check().map_err(bad)?;
         let mut options = OpenAiOptions::new(
             String::new(),
             self.model.clone().unwrap_or("default".into()),
@@ -328,6 +498,10 @@ impl ModelConfig {
 
     /// Loads (or connects to) the backend this table describes.
     pub async fn load(&self) -> Result<Arc<dyn Backend>> {
+        self.check().map_err(|message| crate::Error::Config {
+            path: "[model]".into(),
+            message,
+        })?;
         match self.backend {
             BackendKind::Openai => Ok(Arc::new(
                 OpenAiBackend::connect(self.openai_options()?).await?,
@@ -439,5 +613,138 @@ mod tests {
                 .to_string();
             assert!(err.contains("gpu_memory_utilization"), "{err}");
         }
+    }
+
+    fn read(toml: &str) -> std::result::Result<ModelConfig, String> {
+        parse_str::<ModelConfig>(toml, Format::Toml)
+    }
+
+    #[test]
+    fn keys_of_the_openai_backend_need_backend_openai() {
+        // Without `backend`, `model` and `base_url` would be ignored and smollm2-135m would run.
+        let err = read("model = \"Qwen/Qwen2.5-7B-Instruct\"").unwrap_err();
+        assert!(
+            err.contains("`model` is a key of the openai backend")
+                && err.contains("add backend = \"openai\"")
+                && err.contains("`source`"),
+            "{err}"
+        );
+        let err = read("base_url = \"http://127.0.0.1:8080\"\nmodel = \"qwen\"").unwrap_err();
+        assert!(
+            err.contains("`base_url` and `model` are keys of the openai backend")
+                && err.contains("mistralrs")
+                && err.contains("add backend = \"openai\""),
+            "{err}"
+        );
+        for key in [
+            "api_key_env = \"KEY\"",
+            "timeout_secs = 60",
+            "concurrency = 4",
+            "retries = 1",
+            "native_n = false",
+            "context_tokens = 4096",
+            "max_top_logprobs = 5",
+            "neutral_sampling = false",
+        ] {
+            let err = read(&format!("backend = \"mistralrs\"\n{key}")).unwrap_err();
+            let name = key.split(' ').next().unwrap();
+            assert!(
+                err.contains(&format!("`{name}` is a key of the openai backend")),
+                "{err}"
+            );
+        }
+        // Inside a file the error names the table.
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct File {
+            model: ModelConfig,
+        }
+        let err =
+            parse_str::<File>("[model]\nbase_url = \"http://a:1\"\n", Format::Toml).unwrap_err();
+        assert!(err.starts_with("at `model`: `base_url`"), "{err}");
+        // A table built in code is checked before it loads.
+        let code = ModelConfig {
+            model: Some("qwen".into()),
+            ..ModelConfig::default()
+        };
+        assert!(code.check().unwrap_err().contains("`model`"));
+    }
+
+    #[test]
+    fn keys_of_the_mistralrs_backend_are_errors_over_http() {
+        let openai = "backend = \"openai\"\nbase_url = \"http://127.0.0.1:8080\"\n";
+        let err = read(&format!("{openai}source = \"Qwen/Qwen2.5-7B-Instruct\"")).unwrap_err();
+        assert!(
+            err.contains("`source` is a key of the mistralrs backend")
+                && err.contains("not of backend = \"openai\": remove it")
+                && err.contains("`model` names the model"),
+            "{err}"
+        );
+        let err = read(&format!(
+            "{openai}device = \"cuda:0\"\nprefix_cache = true\npaged_attention_tokens = 1024"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("`device`, `prefix_cache` and `paged_attention_tokens` are keys of the mistralrs backend")
+                && err.contains("remove them"),
+            "{err}"
+        );
+        for key in ["max_num_seqs = 8", "gpu_memory_utilization = 0.5"] {
+            let err = read(&format!("{openai}{key}")).unwrap_err();
+            let name = key.split(' ').next().unwrap();
+            assert!(err.contains(&format!("`{name}` is a key")), "{err}");
+        }
+        // An openai table written back (a recorded strategy's PRM or judge) carries the in-process
+        // defaults and reads again.
+        let written =
+            serde_json::to_value(ModelConfig::openai(vec!["http://a:1".into()], "m")).unwrap();
+        assert_eq!(written["source"], DEFAULT_MODEL, "{written}");
+        let again: ModelConfig = serde_json::from_value(written).unwrap();
+        assert_eq!(again, ModelConfig::openai(vec!["http://a:1".into()], "m"));
+        let config = read(&format!("{openai}model = \"qwen\"\ntimeout_secs = 5")).unwrap();
+        assert_eq!(
+            config.openai_options().unwrap().base_urls,
+            ["http://127.0.0.1:8080"]
+        );
+    }
+
+    #[test]
+    fn an_openai_table_is_checked_when_read() {
+        for toml in [
+            "backend = \"openai\"",
+            "backend = \"openai\"\nbase_url = []",
+        ] {
+            let err = read(toml).unwrap_err();
+            assert!(err.contains("needs base_url"), "{err}");
+        }
+        let openai = "backend = \"openai\"\nbase_url = \"http://127.0.0.1:8080\"\n";
+        let err = read(&format!("{openai}timeout_secs = 0")).unwrap_err();
+        assert!(
+            err.contains("timeout_secs = 0") && err.contains("at least 1"),
+            "{err}"
+        );
+        let err = read(&format!("{openai}context_tokens = 0")).unwrap_err();
+        assert!(err.contains("context_tokens = 0"), "{err}");
+        // Whether the key's variable is set is known where the model loads, not where the file is.
+        let config = read(&format!(
+            "{openai}api_key_env = \"PONDER_TEST_SURELY_UNSET_KEY\""
+        ))
+        .unwrap();
+        let err = config.openai_options().unwrap_err().to_string();
+        assert!(err.contains("PONDER_TEST_SURELY_UNSET_KEY"), "{err}");
+        // The error names the file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.toml");
+        std::fs::write(&path, "backend = \"openai\"\n").unwrap();
+        let err = crate::config::load_file::<ModelConfig>(&path).unwrap_err();
+        let crate::Error::Config {
+            path: named,
+            message,
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(named, &path);
+        assert!(message.contains("needs base_url"), "{message}");
     }
 }
