@@ -19,9 +19,9 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format a path's extension names.
+    /// The format a path's extension names, in any case (`.toml`, `.TOML`).
     pub fn of(path: &Path) -> Option<Self> {
-        match path.extension()?.to_str()? {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
             "toml" => Some(Self::Toml),
             "yaml" | "yml" => Some(Self::Yaml),
             "json" => Some(Self::Json),
@@ -141,4 +141,24 @@ pub fn from_table<T: DeserializeOwned>(table: serde_json::Value) -> std::result:
             format!("at `{path}`: {}", e.inner())
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_extension_names_the_format_in_any_case() {
+        for (name, format) in [
+            ("strategy.toml", Some(Format::Toml)),
+            ("strategy.TOML", Some(Format::Toml)),
+            ("strategy.Yml", Some(Format::Yaml)),
+            ("strategy.YAML", Some(Format::Yaml)),
+            ("strategy.Json", Some(Format::Json)),
+            ("strategy.ini", None),
+            ("strategy", None),
+        ] {
+            assert_eq!(Format::of(Path::new(name)), format, "{name}");
+        }
+    }
 }
