@@ -22,7 +22,8 @@ pub enum StrategyConfig {
     BudgetForcing(BudgetForcingConfig),
     /// Best-of-N with a scorer and a selection rule.
     BestOfN(BestOfNConfig),
-    /// Best-of-N with a majority vote (the `select` key is ignored).
+    /// Best-of-N with a majority vote (`select`, if given, must be `majority`; without it the
+    /// table's `select` holds best-of-N's default, unused, as results files have recorded it).
     SelfConsistency(BestOfNConfig),
     /// Step-level beam search guided by a process reward.
     BeamSearch(BeamSearchConfig),
@@ -57,7 +58,7 @@ impl<'de> Deserialize<'de> for StrategyConfig {
                 "direct" => Self::Direct(from_table(table)?),
                 "budget_forcing" => Self::BudgetForcing(from_table(table)?),
                 "best_of_n" => Self::BestOfN(from_table(table)?),
-                "self_consistency" => Self::SelfConsistency(from_table(table)?),
+                "self_consistency" => Self::SelfConsistency(self_consistency(table)?),
                 "beam_search" => Self::BeamSearch(from_table(table)?),
                 "dvts" => Self::Dvts(from_table(table)?),
                 "s_star" => Self::SStar(from_table(table)?),
@@ -66,6 +67,24 @@ impl<'de> Deserialize<'de> for StrategyConfig {
                 other => return Err(format!("unknown kind `{other}`")),
             })
         })
+    }
+}
+
+/// A `self_consistency` table: best-of-N's keys, but it selects by majority vote whatever
+/// `select` says, so a `select` it would ignore is an error rather than a silent change of rule
+/// (and a misleading key in the run's recorded configuration).
+fn self_consistency(table: serde_json::Value) -> std::result::Result<BestOfNConfig, String> {
+    let said = table
+        .get("select")
+        .map(|select| select.as_str().map_or(select.to_string(), str::to_string));
+    let config: BestOfNConfig = from_table(table)?;
+    match said {
+        Some(select) if config.select != ponder_prm::Select::Majority => Err(format!(
+            "at `select`: kind = \"self_consistency\" always selects by majority vote, so \
+             select = \"{select}\" would be ignored: remove it, or use kind = \"best_of_n\" to \
+             select by a scorer's rewards"
+        )),
+        _ => Ok(config),
     }
 }
 
@@ -259,6 +278,34 @@ mod tests {
         let config: StrategyConfig =
             parse_str("kind = \"self_consistency\"\nn = 5", Format::Toml).unwrap();
         assert_eq!(config.build().unwrap().name(), "best_of_n");
+    }
+
+    #[test]
+    fn self_consistency_takes_no_select_it_would_ignore() {
+        for select in ["weighted", "weighted_vote", "naive"] {
+            let toml = format!(
+                "kind = \"self_consistency\"\nselect = \"{select}\"\nscorer = {{ kind = \"llm_judge\" }}"
+            );
+            let err = parse_str::<StrategyConfig>(&toml, Format::Toml).unwrap_err();
+            assert!(
+                err.starts_with("at `select`: ")
+                    && err.contains(&format!("select = \"{select}\" would be ignored"))
+                    && err.contains("kind = \"best_of_n\""),
+                "{err}"
+            );
+        }
+        // Nested, the path goes down to it.
+        let err = parse_str::<StrategyConfig>(
+            "kind = \"best_of_n\"\ninner = { kind = \"self_consistency\", select = \"naive\" }",
+            Format::Toml,
+        )
+        .unwrap_err();
+        assert!(err.starts_with("at `inner.select`: "), "{err}");
+        for select in ["select = \"majority\"", "select = \"majority_vote\"", ""] {
+            let toml = format!("kind = \"self_consistency\"\nn = 4\n{select}");
+            let config = parse_str::<StrategyConfig>(&toml, Format::Toml).unwrap();
+            assert_eq!(config.build().unwrap().name(), "best_of_n", "{toml}");
+        }
     }
 
     #[test]
