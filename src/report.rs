@@ -28,6 +28,9 @@ pub struct RunReport {
     pub strategies: Vec<String>,
     /// The model, from the run's `<file>.config.json` where there is one.
     pub model: Option<String>,
+    /// Problems in the latest run's set, from the same side file: those a budget never
+    /// started have no line.
+    pub set: Option<usize>,
     /// Problems with a line.
     pub problems: usize,
     /// Of those, problems whose last line is an error (retried on resume).
@@ -167,6 +170,7 @@ impl RunReport {
         report.path = path.to_path_buf();
         report.half_written_line = half_written_line;
         report.model = model_of(path);
+        report.set = set_of(path);
         Ok(report)
     }
 
@@ -181,6 +185,7 @@ impl RunReport {
             path: PathBuf::new(),
             strategies: Vec::new(),
             model: None,
+            set: None,
             problems: last.len(),
             errors: 0,
             cut_short: 0,
@@ -253,6 +258,25 @@ impl RunReport {
         (self.graded > 0).then(|| self.correct as f64 / self.graded as f64)
     }
 
+    /// Problems left without an answer: errors, cut short by the run's budget, and (where the
+    /// set size is recorded) never started.
+    pub fn unanswered(&self) -> usize {
+        let started = self.errors + self.cut_short;
+        match self.set {
+            Some(set) => set.saturating_sub(self.solved()).max(started),
+            None => started,
+        }
+    }
+
+    /// Share right of the graded problems and the unanswered ones, which count as wrong (runs
+    /// under one budget that answered different numbers of problems compare fairly); `None`
+    /// when nothing was left unanswered or nothing graded.
+    pub fn accuracy_with_unanswered(&self) -> Option<(f64, usize)> {
+        let unanswered = self.unanswered();
+        let n = self.graded + unanswered;
+        (unanswered > 0 && self.graded > 0).then(|| (self.correct as f64 / n as f64, n))
+    }
+
     /// The standard error of [`Self::accuracy`] (binomial, `sqrt(p (1 - p) / n)`).
     pub fn standard_error(&self) -> Option<f64> {
         let p = self.accuracy()?;
@@ -291,6 +315,16 @@ fn default_label(path: &Path) -> String {
     let name = name.strip_suffix(".jsonl").unwrap_or(&name);
     let name = name.strip_suffix(".results").unwrap_or(name);
     name.to_string()
+}
+
+/// The latest run's set size from the run's side file, if recorded.
+fn set_of(path: &Path) -> Option<usize> {
+    let bytes = std::fs::read(config_path(path)).ok()?;
+    let identity: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    identity
+        .get(ponder_engine::runner::PROBLEMS_IN_SET)?
+        .as_u64()
+        .and_then(|n| usize::try_from(n).ok())
 }
 
 /// `model.source` (or `model.model` for a server) from the run's side file, if any.
@@ -421,6 +455,17 @@ impl Comparison {
                 ),
                 _ => "-".into(),
             };
+            // Under a budget, problems left unanswered count: a run that answered fewer, better,
+            // is not ranked above one that answered all.
+            let accuracy = match run.accuracy_with_unanswered() {
+                Some((a, n)) => format!(
+                    "{accuracy}; {:.1}% ({}/{n}) counting {} unanswered as wrong",
+                    100.0 * a,
+                    run.correct,
+                    run.unanswered()
+                ),
+                None => accuracy,
+            };
             let mean = |total: u64, digits: usize| {
                 per(total, run.solved()).map_or("-".into(), |v| format!("{v:.digits$}"))
             };
@@ -535,19 +580,19 @@ impl Comparison {
         notes
     }
 
-    /// Draws accuracy (with a 95% interval) against tokens per problem, one point per run, to an
-    /// SVG file. Runs without a graded problem are left out; it is an error if none is left.
+    /// Draws accuracy (with a 95% interval; unanswered problems count as wrong) against tokens
+    /// per problem, one point per run, to an SVG file. Runs without a graded problem are left out; it is an error if none is left.
     pub fn plot(&self, path: &Path) -> Result<()> {
         let points: Vec<(&RunReport, f64, f64, f64)> = self
             .runs
             .iter()
             .filter_map(|r| {
-                Some((
-                    r,
-                    r.tokens_per_problem()?,
-                    100.0 * r.accuracy()?,
-                    100.0 * 1.96 * r.standard_error()?,
-                ))
+                // Unanswered problems count as wrong here too (see the table).
+                let (p, n) = r
+                    .accuracy_with_unanswered()
+                    .or_else(|| Some((r.accuracy()?, r.graded)))?;
+                let se = (p * (1.0 - p) / n as f64).sqrt();
+                Some((r, r.tokens_per_problem()?, 100.0 * p, 100.0 * 1.96 * se))
             })
             .collect();
         if points.is_empty() {
@@ -733,6 +778,42 @@ mod tests {
             notes.contains("r: 1 problems were cut short by the run's budget"),
             "{notes}"
         );
+    }
+
+    #[test]
+    fn unanswered_problems_count_as_wrong_beside_the_graded_accuracy() {
+        // Two runs under one budget over a set of 10: one answered 4 (3 right) and never started
+        // the rest, the other answered all 10 (5 right). Graded accuracy alone ranks the first
+        // above; counting what each left unanswered ranks them as the budget spent them.
+        let few: Vec<ResultLine> = (0..4)
+            .map(|i| line(&format!("p{i}"), Some(i < 3), 10, false))
+            .collect();
+        let all: Vec<ResultLine> = (0..10)
+            .map(|i| line(&format!("p{i}"), Some(i < 5), 10, false))
+            .collect();
+        let mut first = RunReport::from_lines("few", &few);
+        first.set = Some(10);
+        let mut second = RunReport::from_lines("all", &all);
+        second.set = Some(10);
+        assert_eq!(first.accuracy(), Some(0.75));
+        assert_eq!(first.unanswered(), 6);
+        assert_eq!(first.accuracy_with_unanswered(), Some((0.3, 10)));
+        assert_eq!(second.unanswered(), 0);
+        assert_eq!(second.accuracy_with_unanswered(), None);
+        let table = Comparison::new(vec![first.clone(), second])
+            .table()
+            .to_string();
+        assert!(
+            table.contains("30.0% (3/10) counting 6 unanswered as wrong"),
+            "{table}"
+        );
+        // Without a recorded set: errors and cut-short problems are the unanswered ones.
+        first.set = None;
+        let mut lines = few.clone();
+        lines.push(line("p9", None, 10, true));
+        let run = RunReport::from_lines("few", &lines);
+        assert_eq!(run.unanswered(), 1);
+        assert_eq!(run.accuracy_with_unanswered(), Some((0.6, 5)));
     }
 
     #[test]

@@ -436,6 +436,7 @@ impl Runner {
         triage::check_questions(out, &firsts, &wanted)?;
         if let Some(identity) = &self.identity {
             check_identity(out, identity, !previous.is_empty(), !firsts.is_empty())?;
+            identity::record_set(out, problems.len())?;
         }
         repair(out, results_tail)?;
         repair(&triage::path_of(out), side_tail)?;
@@ -1022,6 +1023,8 @@ fn check_identity(
     }
     identity::check_or_record(out, identity, has_results || has_firsts)
 }
+
+pub use identity::PROBLEMS_IN_SET;
 
 /// The side file recording what the results file `out` was written with: `<out>.config.json`.
 pub fn config_path(out: &Path) -> PathBuf {

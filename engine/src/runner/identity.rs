@@ -53,6 +53,27 @@ pub(super) fn check_or_record(out: &Path, identity: &Value, has_results: bool) -
     write_atomically(&side, identity)
 }
 
+/// The key of the side file that records how many problems the latest run over `out` was given
+/// (not part of the identity: a resumed run may take more or fewer), so a report can count the
+/// problems a budget left unanswered, which have no line.
+pub const PROBLEMS_IN_SET: &str = "problems_in_set";
+
+/// Records `problems` as the latest run's set size in the side file of `out`, if it has one.
+pub(super) fn record_set(out: &Path, problems: usize) -> Result<()> {
+    let side = path_of(out);
+    let Ok(bytes) = std::fs::read(&side) else {
+        return Ok(());
+    };
+    let Ok(Value::Object(mut recorded)) = serde_json::from_slice::<Value>(&bytes) else {
+        return Ok(());
+    };
+    if recorded.get(PROBLEMS_IN_SET) == Some(&Value::from(problems)) {
+        return Ok(());
+    }
+    recorded.insert(PROBLEMS_IN_SET.into(), Value::from(problems));
+    write_atomically(&side, &Value::Object(recorded))
+}
+
 fn write_atomically(path: &Path, value: &Value) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value).map_err(|source| Error::Serialize {
         what: "the run's configuration",
@@ -80,6 +101,9 @@ fn walk(prefix: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
             keys.sort();
             keys.dedup();
             for key in keys {
+                if prefix.is_empty() && key == PROBLEMS_IN_SET {
+                    continue;
+                }
                 let path = if prefix.is_empty() {
                     key.clone()
                 } else {
@@ -130,6 +154,14 @@ mod tests {
 
         // Without results there is nothing to mix: the new configuration is recorded.
         check_or_record(&out, &second, false).unwrap();
+        check_or_record(&out, &second, true).unwrap();
+
+        // The set size is recorded beside it, and is no part of the identity.
+        record_set(&out, 30).unwrap();
+        record_set(&out, 50).unwrap();
+        let side: Value = serde_json::from_slice(&std::fs::read(path_of(&out)).unwrap()).unwrap();
+        assert_eq!(side[PROBLEMS_IN_SET], 50);
+        assert_eq!(side["strategy"]["n"], 8);
         check_or_record(&out, &second, true).unwrap();
     }
 }
