@@ -414,6 +414,11 @@ impl ModelConfig {
                         named(&keys)
                     ));
                 }
+                // The KV pool given two ways, or a share of GPU memory out of range: named when
+                // the file is read (a PRM's or judge's table too), not when its model loads.
+                if let Err(crate::Error::Config { message, .. }) = self.load_options() {
+                    return Err(message);
+                }
             }
             BackendKind::Openai => {
                 let keys = self.mistralrs_keys();
@@ -746,5 +751,18 @@ mod tests {
         };
         assert_eq!(named, &path);
         assert!(message.contains("needs base_url"), "{message}");
+    }
+
+    #[test]
+    fn a_kv_pool_given_two_ways_is_named_when_read() {
+        let err = read(
+            "paged_attention_tokens = 8192
+gpu_memory_utilization = 0.9",
+        )
+        .unwrap_err();
+        assert!(err.contains("give one"), "{err}");
+        let err = read("gpu_memory_utilization = 1.5").unwrap_err();
+        assert!(err.contains("gpu_memory_utilization = 1.5"), "{err}");
+        read("gpu_memory_utilization = 0.5").unwrap();
     }
 }
