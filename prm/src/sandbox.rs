@@ -29,7 +29,10 @@
 //!   side by side different users ([`Sandbox::with_user`]) to keep them apart.
 //! - **time**: wall clock with [`tokio::time::timeout`]; CPU with `RLIMIT_CPU` (`SIGXCPU`, then
 //!   `SIGKILL` one second later).
-//! - **memory**: `RLIMIT_AS` (Python raises `MemoryError`). **File size**: `RLIMIT_FSIZE`.
+//! - **memory**: `RLIMIT_AS` (Python raises `MemoryError`), per process: a run may hold up to
+//!   [`Limits::processes`] times it, so its processes carry the highest OOM score (1000) and
+//!   are what the kernel kills first if memory runs out, not ponder. **File size**:
+//!   `RLIMIT_FSIZE`.
 //!   **Open files**: `RLIMIT_NOFILE`. No core dumps.
 //! - **output**: stdout and stderr are read as they come and kept up to
 //!   [`Limits::output_bytes`] each; past that the run is killed ([`RunOutcome::OutputLimit`]).

@@ -105,12 +105,14 @@ async fn run(source: &str) -> ponder_prm::RunReport {
 #[tokio::test]
 async fn a_normal_program_passes() {
     let _guard = checked().await;
-    let report = run("import os\nprint('hello', os.getuid())\n").await;
+    let report = run("import os\nprint('hello', os.getuid())\nprint(open('/proc/self/oom_score_adj').read().strip())\n").await;
     assert_eq!(report.outcome, RunOutcome::Passed);
+    let (stdout, oom) = report.stdout.trim().rsplit_once('\n').unwrap();
+    // What the OOM killer takes first, ahead of ponder.
+    assert_eq!(oom, "1000");
     assert_eq!(report.termination, Some(Termination::Exited(0)));
     assert!(report.cpu.is_some());
-    let uid: u32 = report
-        .stdout
+    let uid: u32 = stdout
         .trim()
         .strip_prefix("hello ")
         .unwrap()
