@@ -317,6 +317,31 @@ fn default_label(path: &Path) -> String {
     name.to_string()
 }
 
+/// Runs that share a label (`a/r.jsonl` and `b/r.jsonl` are both `r`) are told apart by their
+/// directory, then by their place in the list: tables, head to head and the plot name each once.
+fn distinguish_labels(runs: &mut [RunReport]) {
+    let count = |runs: &[RunReport], label: &str| runs.iter().filter(|r| r.label == label).count();
+    let shared: Vec<usize> = (0..runs.len())
+        .filter(|&i| count(runs, &runs[i].label) > 1)
+        .collect();
+    for &i in &shared {
+        let dir = runs[i]
+            .path
+            .parent()
+            .and_then(Path::file_name)
+            .map(|d| d.to_string_lossy().into_owned());
+        if let Some(dir) = dir {
+            runs[i].label = format!("{dir}/{}", runs[i].label);
+        }
+    }
+    let still: Vec<usize> = (0..runs.len())
+        .filter(|&i| count(runs, &runs[i].label) > 1)
+        .collect();
+    for i in still {
+        runs[i].label = format!("{} #{}", runs[i].label, i + 1);
+    }
+}
+
 /// The latest run's set size from the run's side file, if recorded.
 fn set_of(path: &Path) -> Option<usize> {
     let bytes = std::fs::read(config_path(path)).ok()?;
@@ -367,7 +392,8 @@ pub struct HeadToHead {
 
 impl Comparison {
     /// Compares `runs`.
-    pub fn new(runs: Vec<RunReport>) -> Self {
+    pub fn new(mut runs: Vec<RunReport>) -> Self {
+        distinguish_labels(&mut runs);
         let mut common: Option<BTreeSet<String>> = None;
         for run in &runs {
             let ids: BTreeSet<String> = run.grades.keys().cloned().collect();
@@ -814,6 +840,24 @@ mod tests {
         let run = RunReport::from_lines("few", &lines);
         assert_eq!(run.unanswered(), 1);
         assert_eq!(run.accuracy_with_unanswered(), Some((0.6, 5)));
+    }
+
+    #[test]
+    fn runs_with_one_label_are_told_apart() {
+        let lines = vec![line("a", Some(true), 10, false)];
+        let at = |path: &str| {
+            let mut run = RunReport::from_lines("r", &lines);
+            run.path = PathBuf::from(path);
+            run
+        };
+        let report = Comparison::new(vec![
+            at("base/r.jsonl"),
+            at("tuned/r.jsonl"),
+            at("tuned/r.jsonl"),
+            at("other.jsonl"),
+        ]);
+        let labels: Vec<&str> = report.runs.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["base/r", "tuned/r #2", "tuned/r #3", "r"]);
     }
 
     #[test]
