@@ -317,6 +317,17 @@ fn default_label(path: &Path) -> String {
     name.to_string()
 }
 
+/// The 95% Wilson score interval of a share `p` of `n`: unlike `p ± 1.96 se`, it does not
+/// shrink to nothing at 0% or 100% (20 right of 20 is not a certainty).
+fn wilson(p: f64, n: usize) -> (f64, f64) {
+    let z = 1.96f64;
+    let n = n.max(1) as f64;
+    let denominator = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / denominator;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denominator;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
 /// Runs that share a label (`a/r.jsonl` and `b/r.jsonl` are both `r`) are told apart by their
 /// directory, then by their place in the list: tables, head to head and the plot name each once.
 fn distinguish_labels(runs: &mut [RunReport]) {
@@ -609,7 +620,7 @@ impl Comparison {
     /// Draws accuracy (with a 95% interval; unanswered problems count as wrong) against tokens
     /// per problem, one point per run, to an SVG file. Runs without a graded problem are left out; it is an error if none is left.
     pub fn plot(&self, path: &Path) -> Result<()> {
-        let points: Vec<(&RunReport, f64, f64, f64)> = self
+        let points: Vec<(&RunReport, f64, f64, (f64, f64))> = self
             .runs
             .iter()
             .filter_map(|r| {
@@ -617,8 +628,13 @@ impl Comparison {
                 let (p, n) = r
                     .accuracy_with_unanswered()
                     .or_else(|| Some((r.accuracy()?, r.graded)))?;
-                let se = (p * (1.0 - p) / n as f64).sqrt();
-                Some((r, r.tokens_per_problem()?, 100.0 * p, 100.0 * 1.96 * se))
+                let (low, high) = wilson(p, n);
+                Some((
+                    r,
+                    r.tokens_per_problem()?,
+                    100.0 * p,
+                    (100.0 * low, 100.0 * high),
+                ))
             })
             .collect();
         if points.is_empty() {
@@ -636,7 +652,7 @@ impl Comparison {
 
 fn draw(
     path: &Path,
-    points: &[(&RunReport, f64, f64, f64)],
+    points: &[(&RunReport, f64, f64, (f64, f64))],
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let (low, high) = points.iter().fold((f64::INFINITY, 0f64), |(lo, hi), p| {
         (lo.min(p.1), hi.max(p.1))
@@ -663,14 +679,14 @@ fn draw(
             .to_string()
     };
     let kinds: BTreeSet<String> = points.iter().map(|p| kind_of(p.0)).collect();
-    for (run, x, y, half) in points {
+    for (run, x, y, (low, high)) in points {
         let index = kinds.iter().position(|k| *k == kind_of(run)).unwrap_or(0);
         let color = Palette99::pick(index).to_rgba();
         chart.draw_series(std::iter::once(ErrorBar::new_vertical(
             *x,
-            (y - half).max(0.0),
+            *low,
             *y,
-            (y + half).min(100.0),
+            *high,
             color.stroke_width(1),
             8,
         )))?;
@@ -840,6 +856,15 @@ mod tests {
         let run = RunReport::from_lines("few", &lines);
         assert_eq!(run.unanswered(), 1);
         assert_eq!(run.accuracy_with_unanswered(), Some((0.6, 5)));
+    }
+
+    #[test]
+    fn the_plot_interval_is_wilsons() {
+        // 20 of 20: [0.839, 1], not a bar of nothing.
+        let (low, high) = wilson(1.0, 20);
+        assert!((low - 0.8389).abs() < 1e-3 && high == 1.0, "{low} {high}");
+        let (low, high) = wilson(0.5, 100);
+        assert!((low - 0.4038).abs() < 1e-3 && (high - 0.5962).abs() < 1e-3);
     }
 
     #[test]
