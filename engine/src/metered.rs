@@ -92,7 +92,9 @@ impl Meter {
         crate::budget::min_limit(by_total, by_completion)
     }
 
-    fn deadline(&self) -> Option<Instant> {
+    /// When the wall-time budget runs out, if there is one: work that is not a backend call
+    /// (running code, say) should end there too.
+    pub fn deadline(&self) -> Option<Instant> {
         self.budget
             .max_wall_ms
             .map(|ms| self.started + Duration::from_millis(ms))

@@ -258,6 +258,23 @@ impl Sample {
     }
 }
 
+/// Runs sandbox work, ended at the wall-time budget's deadline (the meter ends backend calls
+/// there; code runs are not backend calls): past it, the budget error.
+async fn sandboxed<T>(
+    cx: &Context,
+    work: impl std::future::Future<Output = std::result::Result<T, SandboxError>>,
+) -> Result<T> {
+    match cx.meter().deadline() {
+        Some(deadline) => match tokio::time::timeout_at(deadline.into(), work).await {
+            Ok(done) => done.map_err(sandbox_error),
+            Err(_) => Err(Error::BudgetExhausted {
+                resource: Resource::WallTime,
+            }),
+        },
+        None => work.await.map_err(sandbox_error),
+    }
+}
+
 fn sandbox_error(e: SandboxError) -> Error {
     Error::Tool {
         tool: "sandbox",
@@ -295,13 +312,15 @@ impl SStar {
         Ok(cx.metered(Arc::clone(inner)))
     }
 
-    async fn test(&self, task: &CodeTask, completion: &str, tests: &[TestCase]) -> Result<Round> {
+    async fn test(
+        &self,
+        cx: &Context,
+        task: &CodeTask,
+        completion: &str,
+        tests: &[TestCase],
+    ) -> Result<Round> {
         let program = assemble(task, completion);
-        let run = self
-            .verifier
-            .run_tests(&program, tests)
-            .await
-            .map_err(sandbox_error)?;
+        let run = sandboxed(cx, self.verifier.run_tests(&program, tests)).await?;
         Ok(round(
             extract_code(completion, Some(&task.entry_point)),
             &run,
@@ -356,7 +375,15 @@ impl SStar {
             let Some(choice) = generation.choices.into_iter().next() else {
                 break;
             };
-            let mut next = self.test(task, &choice.text, tests).await?;
+            let mut next = match self.test(cx, task, &choice.text, tests).await {
+                Ok(next) => next,
+                // The wall-time budget ran out while it ran: the rewrite stays untested, unused.
+                Err(Error::BudgetExhausted { resource }) => {
+                    exhausted = Some(resource);
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
             next.tokens = choice.completion_tokens;
             next.repeated = next.code.trim() == code.trim();
             self.report_test(cx, index, sample.detail.rounds.len(), &next);
@@ -457,11 +484,17 @@ impl SStar {
             assemble(task, &sa.best.completion),
             assemble(task, &sb.best.completion),
         );
-        let (run_a, run_b) = tokio::try_join!(
-            self.verifier.run_tests(&program_a, &probes),
-            self.verifier.run_tests(&program_b, &probes),
-        )
-        .map_err(sandbox_error)?;
+        let both = sandboxed(cx, async {
+            tokio::try_join!(
+                self.verifier.run_tests(&program_a, &probes),
+                self.verifier.run_tests(&program_b, &probes),
+            )
+        });
+        let (run_a, run_b) = match both.await {
+            Ok(runs) => runs,
+            Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
+            Err(e) => return Err(e),
+        };
         let sandbox_ms = (run_a.report.wall + run_b.report.wall).as_millis() as u64;
         let (outputs_a, outputs_b) = (outputs(&run_a), outputs(&run_b));
         let mut kept = known.to_vec();
@@ -567,16 +600,19 @@ impl SStar {
             Err(resource) => return Ok((earliest, Some(resource))),
         };
         let probes: Vec<TestCase> = calls.iter().map(TestCase::probe).collect();
-        let runs = try_join_all(pool.iter().map(|&i| {
+        let all = try_join_all(pool.iter().map(|&i| {
             let program = samples
                 .get(i)
                 .map(|s| assemble(task, &s.best.completion))
                 .unwrap_or_default();
             let probes = &probes;
             async move { self.verifier.run_tests(&program, probes).await }
-        }))
-        .await
-        .map_err(sandbox_error)?;
+        }));
+        let runs = match sandboxed(cx, all).await {
+            Ok(runs) => runs,
+            Err(Error::BudgetExhausted { resource }) => return Ok((earliest, Some(resource))),
+            Err(e) => return Err(e),
+        };
         details.sandbox_ms += runs
             .iter()
             .map(|r| r.report.wall.as_millis() as u64)
@@ -792,7 +828,33 @@ impl Strategy for SStar {
                     let history = history.clone();
                     let tests = &tests;
                     async move {
-                        let mut first = self.test(task, &choice.text, tests).await?;
+                        let mut first = match self.test(cx, task, &choice.text, tests).await {
+                            Ok(first) => first,
+                            // Out of wall time before its tests ran: kept, untested, last.
+                            Err(Error::BudgetExhausted { resource }) => {
+                                let untested = Round {
+                                    code: extract_code(&choice.text, Some(&task.entry_point)),
+                                    tokens: choice.completion_tokens,
+                                    passed: 0,
+                                    total: tests.len(),
+                                    load_error: Some(format!(
+                                        "not tested: the {resource} budget ran out"
+                                    )),
+                                    tests: Vec::new(),
+                                    sandbox_ms: 0,
+                                    repeated: false,
+                                };
+                                let sample = Sample::new(
+                                    choice.text,
+                                    choice.finish_reason,
+                                    history,
+                                    untested,
+                                    choice.completion_tokens,
+                                );
+                                return Ok((sample, Some(resource)));
+                            }
+                            Err(e) => return Err(e),
+                        };
                         first.tokens = choice.completion_tokens;
                         self.report_test(cx, i, 0, &first);
                         let sample = Sample::new(

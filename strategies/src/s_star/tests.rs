@@ -439,3 +439,43 @@ async fn a_sandbox_that_cannot_isolate_fails_before_any_sample_is_paid_for() {
     assert!(err.to_string().contains("allow_unisolated = true"), "{err}");
     assert!(backend.requests().is_empty(), "no sample was drawn");
 }
+
+#[tokio::test]
+async fn the_wall_time_budget_ends_a_test_run_in_flight() {
+    // The only sample sleeps 20 s as it loads; the budget allows 1.5 s of wall time. The run
+    // is ended at the deadline, not waited for, and the sample is kept, marked untested.
+    let backend = Arc::new(ScriptedBackend::new([format!(
+        "```python\nimport time\ntime.sleep(20)\ndef add(a, b):\n    return a + b\n```\n"
+    )]));
+    let strategy = s_star(SStarConfig {
+        n: NonZeroUsize::new(1).unwrap(),
+        ..SStarConfig::default()
+    });
+    // The sandbox self-check first, so that its time is not the budget's.
+    strategy.verifier.sandbox().self_check().await.unwrap();
+    let started = std::time::Instant::now();
+    let solution = solve(
+        &strategy,
+        &add_problem(),
+        backend.clone(),
+        Budget::unlimited().with_max_wall(Duration::from_millis(1500)),
+    )
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(solution.stop_reason, ponder_engine::StopReason::TimeBudget);
+    let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+    let first = &details.samples[0].rounds[0];
+    assert!(
+        first
+            .load_error
+            .as_deref()
+            .is_some_and(|e| e.contains("not tested")),
+        "{first:?}"
+    );
+    assert!(solution.completion.contains("def add"));
+}
