@@ -254,8 +254,15 @@ impl BudgetForcing {
         let close = backend
             .tokenize(TokenizeInput::Piece(&c.think_close))
             .await?;
+        // BPE merges the delimiter's first piece with what comes before it: Qwen2.5 writes
+        // "market.</think>" as ".</" "think" ">", so a model that closes its own thinking after
+        // a full stop would go unseen (and get a second delimiter forced after it). Each lead
+        // that merges gives a variant that starts with the merged token.
         let mut close_variants = Vec::new();
-        for lead in [" ", "\n"] {
+        for lead in [
+            " ", "\n", "\n\n", ".", "!", "?", ",", ":", ";", ")", "]", "}", "\"", "'", "*", "`",
+            "$", ">",
+        ] {
             let with_lead = backend
                 .tokenize(TokenizeInput::Piece(&format!("{lead}{}", c.think_close)))
                 .await?;

@@ -33,7 +33,7 @@ fn decode(processor: &ForcingProcessor, want: impl Fn(&[u32]) -> u32, limit: usi
     let mut context = prompt.to_vec();
     for _ in 0..limit {
         let generated = &context[prompt.len()..];
-        let mut logits = vec![0.0f32; 12];
+        let mut logits = vec![0.0f32; 1300];
         logits[want(generated) as usize] = 5.0;
         processor.process(&mut logits, &context);
         let next = argmax(&logits);
@@ -203,6 +203,71 @@ fn a_delimiter_written_another_way_is_recognised() {
     let out = decode(&p, want, 40);
     assert_eq!(out, vec![5, 5, 6, 8, CUE, EOS]);
     assert_eq!(p.details().thinking_tokens, 2);
+}
+
+/// A tokenizer that merges as BPE does: longest match in a small vocabulary (ids from 1), each
+/// other byte a token of its own (ids from 1000).
+struct Merging;
+
+const VOCAB: [&str; 6] = ["</", ".</", "!</", "think", ">", " Wait"];
+
+#[async_trait::async_trait]
+impl Backend for Merging {
+    async fn generate(
+        &self,
+        _: ponder_engine::GenerationRequest,
+    ) -> ponder_engine::Result<ponder_engine::Generation> {
+        unreachable!("only tokenized")
+    }
+
+    fn capabilities(&self) -> ponder_engine::Capabilities {
+        ponder_engine::scripted::ScriptedBackend::new(Vec::<String>::new()).capabilities()
+    }
+
+    async fn tokenize(&self, input: TokenizeInput<'_>) -> ponder_engine::Result<Vec<u32>> {
+        let TokenizeInput::Piece(mut text) = input else {
+            unreachable!("pieces only")
+        };
+        let mut ids = Vec::new();
+        while !text.is_empty() {
+            let longest = (0..VOCAB.len())
+                .filter(|&i| text.starts_with(VOCAB[i]))
+                .max_by_key(|&i| VOCAB[i].len());
+            match longest {
+                Some(i) => {
+                    ids.push(i as u32 + 1);
+                    text = &text[VOCAB[i].len()..];
+                }
+                None => {
+                    ids.push(1000 + u32::from(text.as_bytes()[0]));
+                    text = &text[1..];
+                }
+            }
+        }
+        Ok(ids)
+    }
+}
+
+#[tokio::test]
+async fn a_delimiter_merged_with_the_punctuation_before_it_is_a_variant() {
+    let strategy = BudgetForcing::new(BudgetForcingConfig::default());
+    let mut tokens = strategy.tokens(&Merging).await.unwrap();
+    tokens.eos = vec![EOS];
+    assert_eq!(tokens.close, vec![1, 4, 5]);
+    for merged in [vec![2, 4, 5], vec![3, 4, 5]] {
+        assert!(
+            tokens.close_variants.contains(&merged),
+            "{merged:?} in {:?}",
+            tokens.close_variants
+        );
+    }
+    // A model that ends its thinking with "done.</think>" is seen to have closed it: the cue
+    // follows, no second delimiter.
+    let ids = [1000 + u32::from(b'd'), 2, 4, 5];
+    let p = ForcingProcessor::new(tokens.clone(), &config(0, 100, 0));
+    let out = decode(&p, |g: &[u32]| ids.get(g.len()).copied().unwrap_or(EOS), 40);
+    assert_eq!(&out[..4], &ids);
+    assert_eq!(&out[4..4 + tokens.cue.len()], tokens.cue.as_slice());
 }
 
 #[test]
