@@ -433,6 +433,22 @@ impl Runner {
                 check_question(out, "an answer", line.question_sha.as_deref(), problem)?;
             }
         }
+        // A results file none of whose problems is in this set: another slice of one set (a
+        // job run in parts, whose budget is the whole file's), or another set altogether
+        // (GSM8K's results, SVAMP asked now), which would mix two experiments in one report.
+        // Which, only the user knows: said, not refused.
+        if !previous.is_empty() && !previous.iter().any(|l| wanted.contains_key(l.id.as_str())) {
+            let ids: HashSet<&str> = previous.iter().map(|l| l.id.as_str()).collect();
+            tracing::warn!(
+                out = %out.display(),
+                "none of the {} problems it holds (`{}`, ...) is among the {} asked now: this \
+                 run adds to them (fine for another part of one set; another set would mix two \
+                 experiments in one file)",
+                ids.len(),
+                previous[0].id,
+                problems.len()
+            );
+        }
         triage::check_questions(out, &firsts, &wanted)?;
         if let Some(identity) = &self.identity {
             check_identity(out, identity, !previous.is_empty(), !firsts.is_empty())?;
