@@ -95,8 +95,10 @@ pub struct BudgetForcingConfig {
     /// (s1's ablations: "Hmm", "Alternatively"). Default "Wait".
     #[serde(default)]
     pub wait: WaitStrings,
-    /// Times the end of thinking is ignored even past the minimum (s1's "ignore k times").
-    /// Below the minimum, waits are always inserted. Default 0.
+    /// Waits in all up to which the end of thinking is ignored even past the minimum (s1's
+    /// "ignore k times"): past the minimum, a wait is said only while fewer than `max_waits`
+    /// were said, those said below the minimum included (below it, waits are always said, and
+    /// `details.waits` reports them all). Default 0.
     #[serde(default)]
     pub max_waits: usize,
     /// Written after the thinking; the answer follows it. Default "Final Answer:".
