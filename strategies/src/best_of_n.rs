@@ -193,6 +193,8 @@ pub struct BestOfN {
     config: BestOfNConfig,
     inner: Inner,
     scorer: Option<Arc<dyn Scorer>>,
+    /// `best_of_n`, or `self_consistency` for that preset: what lines and events call it.
+    name: &'static str,
 }
 
 impl std::fmt::Debug for BestOfN {
@@ -255,6 +257,16 @@ impl BestOfN {
             config,
             inner,
             scorer,
+            name: "best_of_n",
+        })
+    }
+
+    /// The `self_consistency` preset: named so in results and events (`config` selects by
+    /// majority vote).
+    pub(crate) fn self_consistency(config: BestOfNConfig) -> Result<Self> {
+        Ok(Self {
+            name: "self_consistency",
+            ..Self::new(config)?
         })
     }
 
@@ -586,10 +598,10 @@ impl BestOfN {
 #[async_trait]
 impl Strategy for BestOfN {
     fn name(&self) -> &'static str {
-        "best_of_n"
+        self.name
     }
 
-    #[tracing::instrument(skip_all, fields(strategy = "best_of_n", problem = %problem.id, n = self.config.n.get()))]
+    #[tracing::instrument(skip_all, fields(strategy = self.name, problem = %problem.id, n = self.config.n.get()))]
     async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
         if self.config.adaptive.is_some() {
             return solve_in_stages(self, problem, cx).await;

@@ -142,7 +142,9 @@ impl StrategyConfig {
             Self::Direct(config) => Box::new(Direct::new(config.clone())),
             Self::BudgetForcing(config) => Box::new(BudgetForcing::new(config.clone())),
             Self::BestOfN(config) => Box::new(BestOfN::new(config.clone())?),
-            Self::SelfConsistency(config) => Box::new(BestOfN::new(Self::majority(config))?),
+            Self::SelfConsistency(config) => {
+                Box::new(BestOfN::self_consistency(Self::majority(config))?)
+            }
             Self::BeamSearch(config) => {
                 Box::new(BeamSearch::new(config.clone(), SearchKind::Beam)?)
             }
@@ -277,7 +279,7 @@ mod tests {
         assert!(err.contains("fromat"), "{err}");
         let config: StrategyConfig =
             parse_str("kind = \"self_consistency\"\nn = 5", Format::Toml).unwrap();
-        assert_eq!(config.build().unwrap().name(), "best_of_n");
+        assert_eq!(config.build().unwrap().name(), "self_consistency");
     }
 
     #[test]
@@ -304,7 +306,7 @@ mod tests {
         for select in ["select = \"majority\"", "select = \"majority_vote\"", ""] {
             let toml = format!("kind = \"self_consistency\"\nn = 4\n{select}");
             let config = parse_str::<StrategyConfig>(&toml, Format::Toml).unwrap();
-            assert_eq!(config.build().unwrap().name(), "best_of_n", "{toml}");
+            assert_eq!(config.build().unwrap().name(), "self_consistency", "{toml}");
         }
     }
 
