@@ -328,6 +328,10 @@ async fn load_gguf_files(
             .unwrap_or_default();
         (dir, vec![file])
     };
+    // A text file named .gguf is told as such, not as mistral.rs's "unknown magic".
+    for file in &files {
+        crate::models::check_gguf_magic(&dir.join(file), name)?;
+    }
     let loader = GGUFLoaderBuilder::new(
         None,
         None,

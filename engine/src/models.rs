@@ -330,6 +330,7 @@ impl ModelSource {
         };
         if path.is_file() {
             return if source.ends_with(".gguf") {
+                check_gguf_magic(path, source)?;
                 Ok(Self::GgufFile(path.to_path_buf()))
             } else {
                 Err(bad("a model file must be a .gguf".into()))
@@ -351,6 +352,32 @@ impl ModelSource {
         }
         Ok(Self::Hub(source.to_string()))
     }
+}
+
+/// Fails unless `path` starts with the GGUF magic, so that a file that only has the name (a
+/// download's error page, a text file) is told as such instead of as mistral.rs's "unknown
+/// magic". `source_name` is the model's name in the error.
+pub fn check_gguf_magic(path: &Path, source_name: &str) -> Result<()> {
+    let mut start = Vec::with_capacity(4);
+    std::fs::File::open(path)
+        .and_then(|file| file.take(4).read_to_end(&mut start))
+        .map_err(|e| Error::io(path, e))?;
+    if start == b"GGUF" {
+        return Ok(());
+    }
+    let found = if start.is_empty() {
+        "it is empty".to_string()
+    } else {
+        format!(
+            "it starts with \"{}\" instead of \"GGUF\"",
+            start.escape_ascii()
+        )
+    };
+    let file = path.file_name().unwrap_or(path.as_os_str());
+    Err(Error::ModelSource {
+        source_name: source_name.to_string(),
+        reason: format!("{} is not a GGUF file ({found})", Path::new(file).display()),
+    })
 }
 
 impl fmt::Display for ModelSource {
@@ -387,6 +414,30 @@ mod tests {
         assert!(err.contains("no such file"), "{err}");
         let err = ModelSource::parse("smollm2-135").unwrap_err().to_string();
         assert!(err.contains("smollm2-135m"), "{err}");
+    }
+
+    #[test]
+    fn a_gguf_name_on_another_file_is_told_before_loading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.gguf");
+        std::fs::write(&path, "not a model\n").unwrap();
+        let err = ModelSource::parse(path.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("x.gguf is not a GGUF file (it starts with \"not \""),
+            "{err}"
+        );
+        std::fs::write(&path, "").unwrap();
+        let err = ModelSource::parse(path.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("it is empty"), "{err}");
+        std::fs::write(&path, b"GGUF\x03\x00\x00\x00").unwrap();
+        assert_eq!(
+            ModelSource::parse(path.to_str().unwrap()).unwrap(),
+            ModelSource::GgufFile(path.clone())
+        );
     }
 
     #[test]
