@@ -363,15 +363,28 @@ fn set_of(path: &Path) -> Option<usize> {
         .and_then(|n| usize::try_from(n).ok())
 }
 
-/// `model.source` (or `model.model` for a server) from the run's side file, if any.
+/// `model.source` (or `model.model` for a server, or its `base_url` where it was asked for its
+/// default model: the identity knows that model by its address) from the run's side file, if
+/// any.
 fn model_of(path: &Path) -> Option<String> {
     let bytes = std::fs::read(config_path(path)).ok()?;
     let identity: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let model = identity.get("model")?;
-    ["source", "model"]
+    let named = ["source", "model"]
         .iter()
-        .find_map(|key| model.get(*key).and_then(|v| v.as_str()))
-        .map(str::to_string)
+        .find_map(|key| model.get(*key).and_then(|v| v.as_str()));
+    if let Some(name) = named {
+        return Some(name.to_string());
+    }
+    // One server, or a fleet of them.
+    match model.get("base_url")? {
+        serde_json::Value::String(url) => Some(url.clone()),
+        serde_json::Value::Array(urls) => {
+            let urls: Vec<&str> = urls.iter().filter_map(|u| u.as_str()).collect();
+            (!urls.is_empty()).then(|| urls.join(","))
+        }
+        _ => None,
+    }
 }
 
 /// Several runs side by side.
@@ -1021,5 +1034,36 @@ mod tests {
             &[line("1", None, 5, true)],
         )]);
         assert!(none.plot(&svg).unwrap_err().to_string().contains("graded"));
+    }
+
+    #[test]
+    fn a_server_asked_for_its_default_model_is_named_by_its_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.jsonl");
+        let model_of_config = |model: &str| {
+            let toml = format!("[model]\n{model}\n[strategy]\nkind = \"direct\"\n");
+            let config: crate::Config =
+                ponder_engine::config::parse_str(&toml, ponder_engine::config::Format::Toml)
+                    .unwrap();
+            std::fs::write(config_path(&out), config.identity().to_string()).unwrap();
+            model_of(&out)
+        };
+        let openai = "backend = \"openai\"\nbase_url = ";
+        assert_eq!(
+            model_of_config(&format!("{openai}\"http://a:8000/v1\"")).as_deref(),
+            Some("http://a:8000/v1")
+        );
+        assert_eq!(
+            model_of_config(&format!("{openai}[\"http://a:8000\", \"http://b:8000\"]")).as_deref(),
+            Some("http://a:8000,http://b:8000")
+        );
+        assert_eq!(
+            model_of_config(&format!("{openai}\"http://a:8000\"\nmodel = \"qwen\"")).as_deref(),
+            Some("qwen")
+        );
+        assert_eq!(
+            model_of_config("source = \"smollm2-135m\"").as_deref(),
+            Some("smollm2-135m")
+        );
     }
 }
