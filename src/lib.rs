@@ -97,8 +97,50 @@ impl Config {
     /// Checks the rules that serde cannot.
     pub fn validate(&self) -> Result<()> {
         self.model.load_options()?;
+        check_budget(&self.budget)?;
         self.strategy.validate()
     }
+}
+
+/// A limit of zero leaves no room for a single call: a mistake, never a useful budget.
+fn check_budget(budget: &Budget) -> Result<()> {
+    let limits = [
+        ("max_tokens", budget.max_tokens),
+        ("max_completion_tokens", budget.max_completion_tokens),
+        ("max_calls", budget.max_calls),
+        ("max_wall_ms", budget.max_wall_ms),
+    ];
+    match limits.iter().find(|(_, limit)| *limit == Some(0)) {
+        Some((key, _)) => Err(Error::Config {
+            path: "[budget]".into(),
+            message: format!(
+                "{key} = 0 leaves no room for anything: give at least 1, or leave it out for \
+                 no limit"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// How the `ponder` binary tells an error: `error: <message>`, then each cause on its own line,
+/// leaving out a cause whose text is already shown (an I/O error that the message quotes after
+/// its path, say). No backtrace: those are for bugs, and these are the user's to fix.
+pub fn error_report<'a>(
+    chain: impl IntoIterator<Item = &'a (dyn std::error::Error + 'static)>,
+) -> String {
+    let mut chain = chain.into_iter().map(|e| e.to_string());
+    let mut report = format!("error: {}", chain.next().unwrap_or_default());
+    let mut shown = vec![report.clone()];
+    for cause in chain {
+        let cause = cause.trim().to_string();
+        if cause.is_empty() || shown.iter().any(|text| text.contains(&cause)) {
+            continue;
+        }
+        report.push_str("\n  caused by: ");
+        report.push_str(&cause);
+        shown.push(cause);
+    }
+    report
 }
 
 #[cfg(test)]
@@ -213,6 +255,42 @@ inner = { kind = "budget_forcing", min_thinking_tokens = 128, max_thinking_token
         )
         .unwrap_err();
         assert!(err.starts_with("at `strategy.scorer.good_id`: "), "{err}");
+    }
+
+    #[test]
+    fn a_zero_budget_limit_is_an_error_naming_it() {
+        for key in [
+            "max_tokens",
+            "max_completion_tokens",
+            "max_calls",
+            "max_wall_ms",
+        ] {
+            let toml = format!("[strategy]\nkind = \"direct\"\n[budget]\n{key} = 0\n");
+            let config: Config = parse_str(&toml, Format::Toml).unwrap();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{key} = 0")) && err.contains("[budget]"),
+                "{err}"
+            );
+            let toml = format!("[strategy]\nkind = \"direct\"\n[budget]\n{key} = 1\n");
+            let config: Config = parse_str(&toml, Format::Toml).unwrap();
+            config.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn an_error_report_leaves_out_causes_already_told() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let err = anyhow::Error::from(Error::io(Path::new("/x/o.jsonl"), io));
+        assert_eq!(
+            error_report(err.chain()),
+            "error: /x/o.jsonl: No such file or directory"
+        );
+        let err = anyhow::anyhow!("disk on fire").context("writing /x/o.jsonl");
+        assert_eq!(
+            error_report(err.chain()),
+            "error: writing /x/o.jsonl\n  caused by: disk on fire"
+        );
     }
 
     #[test]

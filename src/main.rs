@@ -2,12 +2,13 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use ponder::engine::models::{self, BUILTIN_MODELS};
@@ -82,7 +83,7 @@ enum Command {
         device: Option<DeviceSpec>,
         /// Most tokens (prompt and completion) the whole run may spend, counting those its
         /// results file records from earlier invocations.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         max_run_tokens: Option<u64>,
         /// How --max-run-tokens is shared: `first-come` (a problem may spend all that is
         /// left), `even` (each problem, as it starts, gets what is left divided by the
@@ -135,13 +136,15 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum ModelsAction {
     /// Download and verify a built-in model.
+    #[command(override_usage = "ponder models fetch <NAME>")]
     Fetch {
-        /// Its name (see `ponder models`).
-        name: String,
+        /// Its name (see `ponder models`). Optional to clap only, so that its absence is told
+        /// with the names to choose from.
+        name: Option<String>,
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -149,7 +152,19 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Usage errors are clap's: its message, exit code 2.
     let cli = Cli::parse();
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The message and its causes, never a backtrace (RUST_BACKTRACE is for panics).
+        Err(err) => {
+            eprintln!("{}", ponder::error_report(err.chain()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
@@ -302,6 +317,14 @@ async fn solve(
     trace_dir: Option<&Path>,
     events: Option<&Path>,
 ) -> anyhow::Result<()> {
+    if question.trim().is_empty() {
+        bail!(
+            "the question is empty: give the text to solve, e.g. ponder solve \"What is 3 + 4?\""
+        );
+    }
+    if let Some(events) = events.filter(|p| *p != Path::new("-")) {
+        check_parent(events, "--events")?;
+    }
     let config = load_config(config, model, device)?;
     let strategy = config.strategy.build()?;
     let log = events.map(|path| EventsTo::open(path, None)).transpose()?;
@@ -342,10 +365,11 @@ async fn solve(
         println!("answer: {}", solution.answer.as_deref().unwrap_or("(none)"));
         let u = solution.usage;
         println!(
-            "usage: {} prompt + {} completion tokens, {} calls, {} ms ({}, stop: {})",
+            "usage: {} prompt + {} completion tokens, {} call{}, {} ms ({}, stop: {})",
             u.prompt_tokens,
             u.completion_tokens,
             u.calls,
+            if u.calls == 1 { "" } else { "s" },
             u.elapsed_ms,
             solution.strategy,
             runner::stop_reason_name(solution.stop_reason),
@@ -419,9 +443,36 @@ enum Allocate {
     Triage,
 }
 
+/// Fails when the folder a file is to be written in does not exist: said before any work,
+/// not once the model has loaded.
+fn check_parent(path: &Path, flag: &str) -> anyhow::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => bail!(
+            "{flag} {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    check_parent(&args.out, "--out")?;
+    if let Some(events) = args.events.as_deref().filter(|p| *p != Path::new("-")) {
+        check_parent(events, "--events")?;
+    }
+    if args.limit == Some(0) {
+        bail!("--limit 0 leaves nothing to run");
+    }
     let config = load_config(Some(&args.config), args.model, args.device)?;
     let mut problems = Problem::load_jsonl(&args.problems)?;
+    // Before anything is written beside --out: an empty set is a mistake, not a run.
+    if problems.is_empty() {
+        bail!(
+            "no problems in {} (expected JSON Lines: one problem per line)",
+            args.problems.display()
+        );
+    }
     if let Some(limit) = args.limit {
         problems.truncate(limit);
     }
@@ -677,8 +728,26 @@ fn models_command(action: Option<ModelsAction>) -> anyhow::Result<()> {
             Ok(())
         }
         Some(ModelsAction::Fetch { name }) => {
+            let names: Vec<&str> = BUILTIN_MODELS.iter().map(|m| m.name).collect();
+            let Some(name) = name else {
+                // A usage error like clap's own (exit code 2), with the names to choose from.
+                let mut cli = Cli::command();
+                cli.build();
+                let fetch = cli
+                    .find_subcommand_mut("models")
+                    .and_then(|models| models.find_subcommand_mut("fetch"))
+                    .context("the `models fetch` subcommand")?;
+                fetch
+                    .error(
+                        clap::error::ErrorKind::MissingRequiredArgument,
+                        format!(
+                            "which model? Give a built-in model's name: one of {}",
+                            names.join(", ")
+                        ),
+                    )
+                    .exit();
+            };
             let Some(model) = models::builtin(&name) else {
-                let names: Vec<&str> = BUILTIN_MODELS.iter().map(|m| m.name).collect();
                 bail!(
                     "`{name}` is not a built-in model; expected one of: {}",
                     names.join(", ")

@@ -579,3 +579,196 @@ fn models_lists_the_builtins() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a built-in model"));
 }
+
+/// `ponder` with RUST_BACKTRACE=1 (a common setting): what a user error prints and returns.
+fn user_error(args: &[&str]) -> (Option<i32>, String) {
+    let out = ponder()
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn text(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn user_errors_are_told_once_without_a_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let missing = text(&missing);
+    let missing_toml = format!("{missing}.toml");
+    let out = format!("{missing}/o.jsonl");
+    let here = dir.path().join("o.jsonl");
+    let config = write_config(dir.path());
+    let config = text(&config);
+    let problems = repo("examples/problems/mawps-singleop-20.jsonl");
+    let problems = text(&problems);
+    let cases = [
+        (
+            vec!["models", "fetch", "nope"],
+            "error: `nope` is not a built-in model".to_string(),
+        ),
+        (
+            vec!["solve", "hi", "--config", &missing_toml],
+            format!("error: {missing_toml}: No such file or directory"),
+        ),
+        (
+            vec!["report", missing],
+            format!("error: {missing}: no such results file"),
+        ),
+        (
+            vec![
+                "run",
+                "--config",
+                config,
+                "--problems",
+                missing,
+                "--out",
+                text(&here),
+            ],
+            format!("error: {missing}: No such file or directory"),
+        ),
+        (
+            vec![
+                "run",
+                "--config",
+                config,
+                "--problems",
+                problems,
+                "--out",
+                &out,
+            ],
+            format!("error: --out {out}: directory {missing} does not exist"),
+        ),
+    ];
+    for (args, expected) in cases {
+        let (code, stderr) = user_error(&args);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert!(stderr.starts_with(&expected), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("backtrace") && !stderr.contains("Caused by"),
+            "{args:?}: {stderr}"
+        );
+        // The message once: a cause it already quotes is not told again.
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    }
+    // Nothing was written for the runs.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn input_that_leaves_nothing_to_do_is_an_error_before_any_file_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "\n").unwrap();
+    let out = dir.path().join("o.jsonl");
+    let run = |problems: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--config",
+            text(&config),
+            "--problems",
+            text(problems),
+            "--out",
+            text(&out),
+        ];
+        args.extend(extra);
+        user_error(&args)
+    };
+    let (code, stderr) = run(&empty, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: no problems in {}", empty.display())),
+        "{stderr}"
+    );
+    let problems = repo("examples/problems/mawps-singleop-20.jsonl");
+    let (code, stderr) = run(&problems, &["--limit", "0"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: --limit 0 leaves nothing to run"),
+        "{stderr}"
+    );
+    let mut written: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["direct.toml", "empty.jsonl"]);
+
+    for question in ["", "  \n"] {
+        let (code, stderr) = user_error(&["solve", question]);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr.starts_with("error: the question is empty"),
+            "{stderr}"
+        );
+    }
+
+    let zero = dir.path().join("zero.toml");
+    std::fs::write(
+        &zero,
+        "[strategy]\nkind = \"direct\"\n\n[budget]\nmax_calls = 0\n",
+    )
+    .unwrap();
+    let (code, stderr) = user_error(&["solve", "hi", "--config", text(&zero)]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("zero.toml") && stderr.contains("max_calls = 0"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&problems, &["--max-run-tokens", "0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--max-run-tokens"), "{stderr}");
+}
+
+#[test]
+fn a_file_named_gguf_that_is_not_one_is_told_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("x.gguf");
+    std::fs::write(&fake, "not a model\n").unwrap();
+    let (code, stderr) = user_error(&["solve", "hi", "--model", text(&fake)]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("x.gguf is not a GGUF file (it starts with \"not \""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn models_fetch_without_a_name_lists_the_builtins() {
+    let (code, stderr) = user_error(&["models", "fetch"]);
+    // A usage error, as clap's own are.
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("smollm2-135m") && stderr.contains("qwen2.5-coder-0.5b"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ponder models fetch <NAME>"), "{stderr}");
+}
+
+#[test]
+fn solve_counts_one_call_in_the_singular() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let out = ponder()
+        .args(["solve", "What is 3 + 4?", "--config"])
+        .arg(&config)
+        .args(["--device", &device()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let usage = stdout.lines().find(|l| l.starts_with("usage: ")).unwrap();
+    assert!(usage.contains(" completion tokens, 1 call, "), "{usage}");
+}
