@@ -275,13 +275,17 @@ fn pick_number(cand: &str) -> Option<String> {
         .or_else(|| numbers(cand).into_iter().next())
 }
 
-/// `9 * 2 = 18` -> `18`: the right side of an equation whose left side is arithmetic.
+/// `9 * 2 = 18` -> `18`: the right side of an equation whose left side is arithmetic (`16 x 3`
+/// and `16 × 3` multiply; `2x + 3`, an unknown, is not arithmetic).
 fn arithmetic_rhs(cand: &str) -> String {
     if let Some((lhs, rhs)) = cand.rsplit_once('=') {
         let lhs = lhs
             .replace("\\times", "")
             .replace("\\cdot", "")
-            .replace("\\div", "");
+            .replace("\\div", "")
+            .replace('×', "")
+            .replace('÷', "")
+            .replace(" x ", " ");
         let arithmetic = lhs
             .chars()
             .all(|c| c.is_ascii_digit() || c.is_whitespace() || "+-*/().,^{}".contains(c));

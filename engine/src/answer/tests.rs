@@ -34,6 +34,9 @@ fn extracts_after_cues() {
     assert_eq!(ex("**Final Answer:** **42**").unwrap(), "42");
     assert_eq!(ex("so the answer is 9 * 2 = 18.").unwrap(), "18");
     assert_eq!(ex("The answer is 3 + 4 = 7 apples.").unwrap(), "7");
+    assert_eq!(ex("Final Answer: 16 x 3 = 48").unwrap(), "48");
+    assert_eq!(ex("Final Answer: 16 × 3 = 48").unwrap(), "48");
+    assert_eq!(ex("Final Answer: 2x + 3 = 7").unwrap(), "2x + 3 = 7");
     assert_eq!(ex("FINAL ANSWER:\n\nEvelyn").unwrap(), "Evelyn");
     assert_eq!(ex("The answer is (C).").unwrap(), "(C)");
     assert_eq!(ex("The final answer is $x = 5$.").unwrap(), "x = 5");
