@@ -283,8 +283,7 @@ fn arithmetic_rhs(cand: &str) -> String {
             .replace("\\times", "")
             .replace("\\cdot", "")
             .replace("\\div", "")
-            .replace('×', "")
-            .replace('÷', "")
+            .replace(['×', '÷'], "")
             .replace(" x ", " ");
         let arithmetic = lhs
             .chars()

@@ -444,9 +444,9 @@ async fn a_sandbox_that_cannot_isolate_fails_before_any_sample_is_paid_for() {
 async fn the_wall_time_budget_ends_a_test_run_in_flight() {
     // The only sample sleeps 20 s as it loads; the budget allows 1.5 s of wall time. The run
     // is ended at the deadline, not waited for, and the sample is kept, marked untested.
-    let backend = Arc::new(ScriptedBackend::new([format!(
-        "```python\nimport time\ntime.sleep(20)\ndef add(a, b):\n    return a + b\n```\n"
-    )]));
+    let backend = Arc::new(ScriptedBackend::new([
+        "```python\nimport time\ntime.sleep(20)\ndef add(a, b):\n    return a + b\n```\n",
+    ]));
     let strategy = s_star(SStarConfig {
         n: NonZeroUsize::new(1).unwrap(),
         ..SStarConfig::default()
