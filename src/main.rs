@@ -148,7 +148,12 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // mistral.rs 0.8.1's GGUF pipeline warns on every CPU load of "a mix of GPU
+                // and CPU" (it checks for any CPU layer, PagedAttention asked or not); its only
+                // other warning is for adapters, which ponder does not load.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,mistralrs_core::pipeline::gguf=error")
+                }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -602,10 +607,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         "errors",
         "not started",
         "cut short",
-        "accuracy",
-        "tokens",
-        "tokens/problem",
-        "wall",
+        // Accuracy is over every finished problem, resumed ones included; spend and time are
+        // this invocation's (a resumed run's earlier spend is in the report).
+        "accuracy (all finished)",
+        "tokens (this run)",
+        "tokens/problem (this run)",
+        "wall (this run)",
     ]);
     let accuracy = summary.accuracy().map_or("-".to_string(), |a| {
         format!("{:.1}% ({}/{})", 100.0 * a, summary.correct, summary.graded)
@@ -638,7 +645,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();
     if !reasons.is_empty() {
-        println!("stop reasons: {}", reasons.join(", "));
+        println!("stop reasons (this run): {}", reasons.join(", "));
     }
     if allocation == Allocation::Triage {
         println!(
