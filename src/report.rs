@@ -169,8 +169,9 @@ impl RunReport {
         report.regraded = regraded;
         report.path = path.to_path_buf();
         report.half_written_line = half_written_line;
-        report.model = model_of(path);
-        report.set = set_of(path);
+        let side = side_file(path);
+        report.model = side.as_ref().and_then(model_of);
+        report.set = side.as_ref().and_then(set_of);
         Ok(report)
     }
 
@@ -354,9 +355,13 @@ fn distinguish_labels(runs: &mut [RunReport]) {
 }
 
 /// The latest run's set size from the run's side file, if recorded.
-fn set_of(path: &Path) -> Option<usize> {
+/// The run's side file (`<file>.config.json`), if it is there and reads.
+fn side_file(path: &Path) -> Option<serde_json::Value> {
     let bytes = std::fs::read(config_path(path)).ok()?;
-    let identity: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn set_of(identity: &serde_json::Value) -> Option<usize> {
     identity
         .get(ponder_engine::runner::PROBLEMS_IN_SET)?
         .as_u64()
@@ -366,9 +371,7 @@ fn set_of(path: &Path) -> Option<usize> {
 /// `model.source` (or `model.model` for a server, or its `base_url` where it was asked for its
 /// default model: the identity knows that model by its address) from the run's side file, if
 /// any.
-fn model_of(path: &Path) -> Option<String> {
-    let bytes = std::fs::read(config_path(path)).ok()?;
-    let identity: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+fn model_of(identity: &serde_json::Value) -> Option<String> {
     let model = identity.get("model")?;
     let named = ["source", "model"]
         .iter()
@@ -1046,7 +1049,7 @@ mod tests {
                 ponder_engine::config::parse_str(&toml, ponder_engine::config::Format::Toml)
                     .unwrap();
             std::fs::write(config_path(&out), config.identity().to_string()).unwrap();
-            model_of(&out)
+            side_file(&out).as_ref().and_then(model_of)
         };
         let openai = "backend = \"openai\"\nbase_url = ";
         assert_eq!(

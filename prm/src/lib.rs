@@ -46,7 +46,7 @@ pub use judge::{
 };
 pub use sandbox::{
     Isolation, Limits, Program, RunOutcome, RunReport, Sandbox, SandboxError, SandboxUser,
-    SelfCheck, Stream, Termination,
+    SelfCheck, Stream, Termination, UNSHARE_FULL, UNSHARE_USER,
 };
 pub use token_prm::{PrmConfig, PrmFormat, PrmModel, TokenPrm};
 pub use vote::{groups, Group, Select, Selection};

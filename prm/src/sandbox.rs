@@ -93,6 +93,20 @@ use outcome::{classify, Kill};
 pub use outcome::{RunOutcome, Stream, Termination};
 use run::{read_capped, Capture, GroupKill, RunDir};
 
+/// `unshare`'s arguments for an unprivileged user namespace (ponder not root), mapped to root.
+pub const UNSHARE_USER: [&str; 2] = ["--user", "--map-root-user"];
+
+/// `unshare`'s arguments for the full level: network, mount and PID namespaces, the program
+/// killed with its init.
+pub const UNSHARE_FULL: [&str; 6] = [
+    "--net",
+    "--mount",
+    "--pid",
+    "--fork",
+    "--kill-child",
+    "--mount-proc",
+];
+
 /// The unprivileged user untrusted code runs as.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SandboxUser {
@@ -598,24 +612,15 @@ impl Sandbox {
                 ["RLIMIT_CORE", 0, 0],
             ],
         });
-        const USER: [&str; 2] = ["--user", "--map-root-user"];
-        const FULL: [&str; 6] = [
-            "--net",
-            "--mount",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount-proc",
-        ];
         let mut command = match level {
             Level::Plain => Command::new(&self.python),
             _ => {
                 let mut c = Command::new(&self.unshare);
                 if matches!(level, Level::UserFull | Level::UserNetwork) {
-                    c.args(USER);
+                    c.args(UNSHARE_USER);
                 }
                 if level.filesystem() {
-                    c.args(FULL);
+                    c.args(UNSHARE_FULL);
                 } else {
                     c.arg("--net");
                 }

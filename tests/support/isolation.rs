@@ -16,17 +16,11 @@ pub fn namespaces_here() -> bool {
             .is_ok_and(|s| s.success())
     };
     // Not as root, only the full level runs without an opt-in (see `Sandbox::allow_unisolated`).
-    let here = works(&["--net"])
-        || works(&[
-            "--user",
-            "--map-root-user",
-            "--net",
-            "--mount",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount-proc",
-        ]);
+    let user_full: Vec<&str> = ponder_prm::UNSHARE_USER
+        .into_iter()
+        .chain(ponder_prm::UNSHARE_FULL)
+        .collect();
+    let here = works(&["--net"]) || works(&user_full);
     if !here {
         eprintln!("unshare gives no network namespace here: running untrusted code unisolated");
     }
