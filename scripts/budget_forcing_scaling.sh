@@ -46,7 +46,7 @@ for cap in (0, 64, 256):
         forced = sum(1 for r in rows if r["details"]["forced_end"])
         print(f"| {cap} | {waits} | {acc:.1%} ({sum(1 for r in rows if r['correct'])}/{n}) | {tot:.0f} | {comp:.0f} | {think:.0f} | {w:.2f} | {forced}/{n} |")
 PY
-# The same runs side by side (accuracy ± standard error), and the scaling curve as SVG.
+# The same runs side by side (accuracy with 95% intervals), and the scaling curve as SVG.
 "$ponder" report "$out"/cap0-waits0.jsonl "$out"/cap0-waits2.jsonl "$out"/cap64-waits0.jsonl \
   "$out"/cap64-waits2.jsonl "$out"/cap256-waits0.jsonl "$out"/cap256-waits2.jsonl \
   --plot "$out/scaling.svg"

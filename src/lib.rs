@@ -248,13 +248,19 @@ inner = { kind = "budget_forcing", min_thinking_tokens = 128, max_thinking_token
             Format::Toml,
         )
         .unwrap_err();
-        assert!(err.starts_with("at `strategy.n`: invalid type"), "{err}");
+        assert!(
+            err.starts_with("at `strategy.n` (line 3): invalid type"),
+            "{err}"
+        );
         let err = parse_str::<Config>(
             "[strategy]\nkind = \"best_of_n\"\nscorer = { kind = \"prm\", good_id = \"plus\" }\n",
             Format::Toml,
         )
         .unwrap_err();
-        assert!(err.starts_with("at `strategy.scorer.good_id`: "), "{err}");
+        assert!(
+            err.starts_with("at `strategy.scorer.good_id` (line 3): "),
+            "{err}"
+        );
     }
 
     #[test]

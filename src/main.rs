@@ -106,7 +106,7 @@ enum Command {
         #[arg(long)]
         allow_unisolated_sandbox: bool,
     },
-    /// Summarise results files side by side: accuracy (± standard error), tokens, calls, time
+    /// Summarise results files side by side: accuracy (95% interval), tokens, calls, time
     /// and stop reasons per run; accuracy on the problems every run graded; a plot.
     Report {
         /// Results files (JSON Lines, as `run` writes them).

@@ -284,6 +284,12 @@ impl RunReport {
         Some((p * (1.0 - p) / self.graded as f64).sqrt())
     }
 
+    /// The 95% Wilson score interval of [`Self::accuracy`]: at 0 or all of few problems right it
+    /// is still wide, where `p ± se` would read `100% ± 0`.
+    pub fn interval(&self) -> Option<(f64, f64)> {
+        Some(wilson(self.accuracy()?, self.graded))
+    }
+
     /// Share of the problems with graded candidates where some candidate was right.
     pub fn coverage(&self) -> Option<f64> {
         (self.with_candidates > 0).then(|| self.covered as f64 / self.with_candidates as f64)
@@ -475,7 +481,7 @@ impl Comparison {
             "strategy",
             "problems",
             "errors",
-            "accuracy",
+            "accuracy [95% CI]",
             "tokens/problem",
             "completion/problem",
             "calls/problem",
@@ -498,11 +504,12 @@ impl Comparison {
         }
         table.set_header(header);
         for (run, common) in self.runs.iter().zip(&self.accuracy_on_common) {
-            let accuracy = match (run.accuracy(), run.standard_error()) {
-                (Some(a), Some(se)) => format!(
-                    "{:.1}% ± {:.1} ({}/{})",
+            let accuracy = match (run.accuracy(), run.interval()) {
+                (Some(a), Some((low, high))) => format!(
+                    "{:.1}% [{:.1}-{:.1}] ({}/{})",
                     100.0 * a,
-                    100.0 * se,
+                    100.0 * low,
+                    100.0 * high,
                     run.correct,
                     run.graded
                 ),
@@ -806,6 +813,12 @@ mod tests {
         assert_eq!(run.tokens_per_problem(), Some(200.0));
         assert_eq!(run.accuracy(), Some(0.5));
         assert!((run.standard_error().unwrap() - (0.25f64 / 2.0).sqrt()).abs() < 1e-12);
+        // 1 of 2: Wilson's interval (Newcombe 1998, method 3).
+        let (low, high) = run.interval().unwrap();
+        assert!(
+            (low - 0.0945).abs() < 5e-4 && (high - 0.9055).abs() < 5e-4,
+            "{low} {high}"
+        );
         assert_eq!(run.stop_reasons.get("completed"), Some(&2));
     }
 
@@ -1011,7 +1024,7 @@ mod tests {
         );
         let table = comparison.table().to_string();
         assert!(
-            table.contains("on common") && table.contains("66.7% ± 27.2 (2/3)"),
+            table.contains("on common") && table.contains("66.7% [20.8-93.9] (2/3)"),
             "{table}"
         );
         let notes = comparison.notes().join("\n");

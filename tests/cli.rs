@@ -507,7 +507,7 @@ fn report_compares_runs_and_names_bad_files() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("50.0% ± 35.4 (1/2)") && stdout.contains("100.0% ± 0.0 (1/1)"),
+        stdout.contains("50.0% [9.5-90.5] (1/2)") && stdout.contains("100.0% [20.7-100.0] (1/1)"),
         "{stdout}"
     );
     assert!(
@@ -527,7 +527,7 @@ fn report_compares_runs_and_names_bad_files() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("100.0% ± 0.0 (2/2)"),
+        out.status.success() && stdout.contains("100.0% [34.2-100.0] (2/2)"),
         "{stdout}"
     );
     assert!(

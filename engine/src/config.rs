@@ -60,8 +60,26 @@ pub fn parse_str<T: DeserializeOwned>(
     let message = match format {
         Format::Toml => {
             let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
-            serde_path_to_error::deserialize(de)
-                .map_err(|e| format!("{}{}", at(e.path()), e.inner().message().trim_end()))
+            return serde_path_to_error::deserialize(de).map_err(|e| {
+                let message = join_paths(&format!(
+                    "{}{}",
+                    at(e.path()),
+                    e.inner().message().trim_end()
+                ));
+                // The line of the key the path names, else toml's own: toml's span is that of
+                // the whole table for an error inside a tagged table (which goes through JSON).
+                let line = path_of(&message)
+                    .and_then(|path| toml_line(text, &path))
+                    .or_else(|| e.inner().span().map(|span| line_of(text, span.start)));
+                match (line, message.strip_prefix("at `")) {
+                    (Some(line), Some(rest)) => match rest.split_once("`: ") {
+                        Some((path, rest)) => format!("at `{path}` (line {line}): {rest}"),
+                        None => format!("line {line}: {message}"),
+                    },
+                    (Some(line), None) => format!("line {line}: {message}"),
+                    (None, _) => message,
+                }
+            });
         }
         Format::Yaml => {
             let de = serde_yaml::Deserializer::from_str(text);
@@ -75,6 +93,62 @@ pub fn parse_str<T: DeserializeOwned>(
         }
     };
     message.map_err(|m| join_paths(&m))
+}
+
+/// The key path an error message starts with (`at `a.b`: ...` -> `a.b`).
+fn path_of(message: &str) -> Option<String> {
+    let (path, _) = message.strip_prefix("at `")?.split_once("`: ")?;
+    Some(path.to_string())
+}
+
+/// The 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The line in TOML `text` of the key at `path` (`strategy.inner.n`, `runs[2].n`): that of
+/// the deepest key or array item on the path the document holds.
+fn toml_line(text: &str, path: &str) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    enum Step<'a> {
+        Key(&'a str),
+        Index(usize),
+    }
+    // `a.b[0].c` -> key a, key b, index 0, key c
+    let mut steps = Vec::new();
+    for part in path.split('.') {
+        let mut pieces = part.split('[');
+        if let Some(key) = pieces.next().filter(|k| !k.is_empty()) {
+            steps.push(Step::Key(key));
+        }
+        for index in pieces {
+            steps.push(Step::Index(index.trim_end_matches(']').parse().ok()?));
+        }
+    }
+    let root = DeValue::Table(DeTable::parse(text).ok()?.into_inner());
+    let mut here = &root;
+    let mut found = None;
+    for step in steps {
+        let next = match (step, here) {
+            (Step::Key(key), DeValue::Table(table)) => table
+                .iter()
+                .find(|(k, _)| k.get_ref().as_ref() == key)
+                .map(|(k, v)| (k.span().start, v)),
+            (Step::Index(index), DeValue::Array(items)) => {
+                items.get(index).map(|v| (v.span().start, v))
+            }
+            _ => None,
+        };
+        let Some((at, value)) = next else { break };
+        found = Some(at);
+        here = value.get_ref();
+    }
+    found.map(|at| line_of(text, at))
 }
 
 /// `at `a`: at `b`: msg` (a path inside a tagged table, see [`from_tagged`]) -> `at `a.b`: msg`.
@@ -146,6 +220,50 @@ pub fn from_table<T: DeserializeOwned>(table: serde_json::Value) -> std::result:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_toml_error_names_the_line() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct File {
+            model: Model,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Model {
+            n: usize,
+        }
+        let err =
+            parse_str::<File>("# a comment\n\n[model]\nn = \"8\"\n", Format::Toml).unwrap_err();
+        assert!(
+            err.starts_with("at `model.n` (line 4): invalid type"),
+            "{err}"
+        );
+        // A missing key: the line of the table it is missing from.
+        let err = parse_str::<File>("\n[model]\n", Format::Toml).unwrap_err();
+        assert!(
+            err.starts_with("at `model` (line 2): missing field `n`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_line_of_a_key_path_is_found_in_tables_inline_tables_and_arrays() {
+        let text = "[strategy]\nkind = \"best_of_n\"\ninner = { kind = \"direct\",\n  temperature = 2 }\n\n[strategy.scorer]\nmodel = { source = 3 }\n\n[[runs]]\nn = 1\n[[runs]]\nn = 2\n";
+        for (path, line) in [
+            ("strategy", Some(1)),
+            ("strategy.kind", Some(2)),
+            ("strategy.inner.temperature", Some(4)),
+            ("strategy.scorer.model.source", Some(7)),
+            // Not in the document: the deepest key that is.
+            ("strategy.scorer.model.revision", Some(7)),
+            ("runs[1].n", Some(12)),
+            ("runs[0]", Some(9)),
+            ("nothing", None),
+        ] {
+            assert_eq!(toml_line(text, path), line, "{path}");
+        }
+    }
 
     #[test]
     fn the_extension_names_the_format_in_any_case() {

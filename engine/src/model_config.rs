@@ -666,7 +666,7 @@ mod tests {
         }
         let err =
             parse_str::<File>("[model]\nbase_url = \"http://a:1\"\n", Format::Toml).unwrap_err();
-        assert!(err.starts_with("at `model`: `base_url`"), "{err}");
+        assert!(err.starts_with("at `model` (line 1): `base_url`"), "{err}");
         // A table built in code is checked before it loads.
         let code = ModelConfig {
             model: Some("qwen".into()),

@@ -250,11 +250,11 @@ mod tests {
         assert!(err.contains("temprature"), "{err}");
         let err =
             parse_str::<StrategyConfig>("kind = \"best_of_n\"\nn = 0", Format::Toml).unwrap_err();
-        assert!(err.starts_with("at `n`: "), "{err}");
+        assert!(err.starts_with("at `n` (line 2): "), "{err}");
         let err = parse_str::<StrategyConfig>("kind = \"best_of_n\"\nn = \"8\"", Format::Toml)
             .unwrap_err();
         assert!(
-            err.starts_with("at `n`: invalid type: string \"8\""),
+            err.starts_with("at `n` (line 2): invalid type: string \"8\""),
             "{err}"
         );
         // Inside a nested strategy the path goes all the way down.
@@ -263,7 +263,7 @@ mod tests {
             Format::Toml,
         )
         .unwrap_err();
-        assert!(err.starts_with("at `inner.max_waits`: "), "{err}");
+        assert!(err.starts_with("at `inner.max_waits` (line 2): "), "{err}");
         let err = parse_str::<StrategyConfig>("kind = \"best_of_m\"", Format::Toml).unwrap_err();
         assert!(
             err.contains("unknown kind `best_of_m`") && err.contains("best_of_n"),
@@ -290,7 +290,7 @@ mod tests {
             );
             let err = parse_str::<StrategyConfig>(&toml, Format::Toml).unwrap_err();
             assert!(
-                err.starts_with("at `select`: ")
+                err.starts_with("at `select` (line 2): ")
                     && err.contains(&format!("select = \"{select}\" would be ignored"))
                     && err.contains("kind = \"best_of_n\""),
                 "{err}"
@@ -302,7 +302,7 @@ mod tests {
             Format::Toml,
         )
         .unwrap_err();
-        assert!(err.starts_with("at `inner.select`: "), "{err}");
+        assert!(err.starts_with("at `inner.select` (line 2): "), "{err}");
         for select in ["select = \"majority\"", "select = \"majority_vote\"", ""] {
             let toml = format!("kind = \"self_consistency\"\nn = 4\n{select}");
             let config = parse_str::<StrategyConfig>(&toml, Format::Toml).unwrap();

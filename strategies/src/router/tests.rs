@@ -317,7 +317,7 @@ fn configs_parse_and_bad_values_are_named() {
         Format::Toml,
     )
     .unwrap_err();
-    assert!(err.starts_with("at `think.max_tokens`"), "{err}");
+    assert!(err.starts_with("at `think.max_tokens` (line 2)"), "{err}");
     for (toml, says) in [
         (
             "probes = 3\ntemperature = 0.0",

@@ -9,7 +9,8 @@
 //!    tests; the other two choose among the candidates, the distinct programs passing the most
 //!    public tests, by comparing pairs: the model writes inputs that should tell the two apart,
 //!    both programs run on them in the sandbox, and where the outputs differ the judge model,
-//!    shown the inputs and both outputs, says which is right, asked once with each program shown
+//!    shown both programs' code and, on the inputs where they differ, both outputs (as in
+//!    SkyThought's S* judge), says which is right, asked once with each program shown
 //!    first. Its verdict is the probability of "A" against "B" read from its first token, never
 //!    parsed prose.
 //!    - `adaptive_input_synthesis` (the paper's): the model first writes inputs for the problem;
@@ -529,7 +530,8 @@ impl SStar {
             return Ok(Ok((comparison, sandbox_ms)));
         }
         // Asked twice, each program shown first once: small judges favour whichever comes first,
-        // and averaging the two orders cancels that.
+        // and averaging the two orders cancels that. The judge sees both programs' code and
+        // their outputs where they disagree (as in S*: code and execution results together).
         let verdict = |swapped: bool| {
             let mut shown = String::new();
             for (call, oa, ob) in &differing {
@@ -538,8 +540,13 @@ impl SStar {
                     "Input: {call}\nOutput of A: {first}\nOutput of B: {second}\n\n"
                 ));
             }
+            let (first, second) = if swapped {
+                (&code_b, &code_a)
+            } else {
+                (&code_a, &code_b)
+            };
             Prompt::chat(vec![Message::user(format!(
-                "Here is a Python function to write:\n\n```python\n{}\n```\n\nTwo implementations, A and B, were run on the same inputs and disagree:\n\n{shown}Which implementation's outputs are correct for the function described? Answer with one letter, A or B.",
+                "Here is a Python function to write:\n\n```python\n{}\n```\n\nImplementation A:\n```python\n{first}```\n\nImplementation B:\n```python\n{second}```\n\nThe two implementations were run on the same inputs and disagree:\n\n{shown}Which implementation is correct for the function described? Answer with one letter, A or B.",
                 task.prompt.trim_end(),
             ))])
         };

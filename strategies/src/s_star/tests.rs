@@ -115,6 +115,13 @@ async fn debugs_the_failing_sample_then_a_knockout_compares_on_synthesised_input
         .iter()
         .any(|v| v.contains("Input: add(100, 1)\nOutput of A: 101\nOutput of B: 0")));
     assert!(verdicts.iter().all(|v| !v.contains("add(1, 1)")));
+    // With both programs' code, each under the letter its outputs have.
+    assert!(verdicts.iter().any(|v| v.contains(
+        "Implementation A:\n```python\ndef add(a, b):\n    return a + b if a < 100 else 0\n```\n\nImplementation B:\n```python\ndef add(a, b):\n    return a + b\n```"
+    ) && v.contains("Output of A: 0\nOutput of B: 101")));
+    assert!(verdicts.iter().any(|v| v.contains(
+        "Implementation A:\n```python\ndef add(a, b):\n    return a + b\n```\n\nImplementation B:\n```python\ndef add(a, b):\n    return a + b if a < 100 else 0\n```"
+    ) && v.contains("Output of A: 101\nOutput of B: 0")));
     // The script answers "A" whichever program is shown first, certain each time: averaged over
     // both orders that position bias cancels out to an even verdict, which keeps A.
     assert_eq!(c.p_a_by_order, Some((1.0, 0.0)));
