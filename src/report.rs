@@ -278,12 +278,6 @@ impl RunReport {
         (unanswered > 0 && self.graded > 0).then(|| (self.correct as f64 / n as f64, n))
     }
 
-    /// The standard error of [`Self::accuracy`] (binomial, `sqrt(p (1 - p) / n)`).
-    pub fn standard_error(&self) -> Option<f64> {
-        let p = self.accuracy()?;
-        Some((p * (1.0 - p) / self.graded as f64).sqrt())
-    }
-
     /// The 95% Wilson score interval of [`Self::accuracy`]: at 0 or all of few problems right it
     /// is still wide, where `p ± se` would read `100% ± 0`.
     pub fn interval(&self) -> Option<(f64, f64)> {
@@ -812,7 +806,6 @@ mod tests {
         assert_eq!(run.tokens, 400);
         assert_eq!(run.tokens_per_problem(), Some(200.0));
         assert_eq!(run.accuracy(), Some(0.5));
-        assert!((run.standard_error().unwrap() - (0.25f64 / 2.0).sqrt()).abs() < 1e-12);
         // 1 of 2: Wilson's interval (Newcombe 1998, method 3).
         let (low, high) = run.interval().unwrap();
         assert!(

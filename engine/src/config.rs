@@ -68,14 +68,14 @@ pub fn parse_str<T: DeserializeOwned>(
                 ));
                 // The line of the key the path names, else toml's own: toml's span is that of
                 // the whole table for an error inside a tagged table (which goes through JSON).
-                let line = path_of(&message)
-                    .and_then(|path| toml_line(text, &path))
+                let split = split_path(&message);
+                let line = split
+                    .and_then(|(path, _)| toml_line(text, path))
                     .or_else(|| e.inner().span().map(|span| line_of(text, span.start)));
-                match (line, message.strip_prefix("at `")) {
-                    (Some(line), Some(rest)) => match rest.split_once("`: ") {
-                        Some((path, rest)) => format!("at `{path}` (line {line}): {rest}"),
-                        None => format!("line {line}: {message}"),
-                    },
+                match (line, split) {
+                    (Some(line), Some((path, rest))) => {
+                        format!("at `{path}` (line {line}): {rest}")
+                    }
                     (Some(line), None) => format!("line {line}: {message}"),
                     (None, _) => message,
                 }
@@ -95,10 +95,9 @@ pub fn parse_str<T: DeserializeOwned>(
     message.map_err(|m| join_paths(&m))
 }
 
-/// The key path an error message starts with (`at `a.b`: ...` -> `a.b`).
-fn path_of(message: &str) -> Option<String> {
-    let (path, _) = message.strip_prefix("at `")?.split_once("`: ")?;
-    Some(path.to_string())
+/// An error message's key path and the rest (`at `a.b`: msg` -> (`a.b`, `msg`)).
+fn split_path(message: &str) -> Option<(&str, &str)> {
+    message.strip_prefix("at `")?.split_once("`: ")
 }
 
 /// The 1-based line of byte `offset` in `text`.
