@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{scan_lines, Tail};
+use super::files::{scan_lines, Tail};
 use crate::backend::{Backend, Capabilities, Generation, GenerationRequest, TokenizeInput};
 use crate::error::{Error, Result};
 use crate::usage::Usage;

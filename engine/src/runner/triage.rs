@@ -18,10 +18,10 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    append_line, check_question, exhausted, less_spent, line_for, question_fingerprint,
-    run_exhausted, scan_lines, Outcome, ResultLine, Runner, Sink, Tail, TriageNote,
-};
+use super::files::{append_line, scan_lines, Tail};
+use super::sink::{Outcome, Sink};
+use super::spend::{exhausted, less_spent, run_exhausted};
+use super::{check_question, line_for, question_fingerprint, ResultLine, Runner, TriageNote};
 use crate::budget::Resource;
 use crate::error::{Error, Result};
 use crate::events::EventKind;

@@ -1,0 +1,165 @@
+//! The append-only JSON Lines files of a run: where the results file's side files are, reading
+//! a file's finished lines back, and mending what a run killed mid-write left at its end.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{identity, ledger, triage, ResultLine};
+use crate::error::{Error, Result};
+
+/// Appends `value` to `file` (at `path`) as one JSON line, written whole and flushed.
+pub(super) fn append_line(
+    file: &mut std::fs::File,
+    path: &Path,
+    value: &impl Serialize,
+    what: &'static str,
+) -> Result<()> {
+    let mut text =
+        serde_json::to_string(value).map_err(|source| Error::Serialize { what, source })?;
+    text.push('\n');
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.flush())
+        .map_err(|e| Error::io(path, e))
+}
+
+/// The side file recording what the results file `out` was written with: `<out>.config.json`.
+pub fn config_path(out: &Path) -> PathBuf {
+    identity::path_of(out)
+}
+
+/// The side file where a triage run keeps the first stages that asked for a second:
+/// `<out>.triage.jsonl`.
+pub fn triage_path(out: &Path) -> PathBuf {
+    triage::path_of(out)
+}
+
+/// The side file where a run records each call as it comes back (the problem, the attempt at
+/// it, what the call cost), so that a resumed run counts what attempts killed or failed in
+/// flight spent: `<out>.spend.jsonl`.
+pub fn spend_path(out: &Path) -> PathBuf {
+    ledger::path_of(out)
+}
+
+/// Reads the finished lines of a results file, cutting off a last line that a killed run left
+/// half-written (a whole last line without its newline is kept, and its newline added). A
+/// missing file is an empty one.
+pub fn read_results(path: &Path) -> Result<Vec<ResultLine>> {
+    let (lines, tail) = scan_results(path)?;
+    repair(path, tail)?;
+    Ok(lines)
+}
+
+/// Reads the finished lines of a results file without changing it: the lines (a whole last line
+/// without its newline included), and whether a half-written last line (a killed run's) was
+/// left out. A missing file is an empty one.
+pub fn peek_results(path: &Path) -> Result<(Vec<ResultLine>, bool)> {
+    let (lines, tail) = scan_results(path)?;
+    Ok((lines, matches!(tail, Some(Tail::Half { .. }))))
+}
+
+/// The finished lines, and what follows the last newline.
+pub(super) fn scan_results(path: &Path) -> Result<(Vec<ResultLine>, Option<Tail>)> {
+    scan_lines(path)
+}
+
+/// What follows the last newline of an append-only JSON Lines file, when anything does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tail {
+    /// A whole line without its newline (the file edited by hand, written by `jq`, or
+    /// concatenated): read with the others; its newline is to be added before appending.
+    Unended,
+    /// Half a line, left by a run killed while writing it: the file is to be cut to `len`.
+    Half { len: u64 },
+}
+
+/// The finished JSON lines of an append-only file, and what follows its last newline: a line
+/// there that reads whole is among the lines (and the tail [`Tail::Unended`]); one that does
+/// not is taken for half a line (a kill's) and left out.
+pub(super) fn scan_lines<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<(Vec<T>, Option<Tail>)> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), None)),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut lines = Vec::new();
+    let body = bytes.get(..complete).unwrap_or_default();
+    // Byte slices, so offsets stay exact whatever the line endings (`\r\n`) or a stray invalid
+    // byte (lossy decoding would change lengths).
+    // Every line is written whole with its newline in one write: only what follows the last
+    // newline can have been cut short by a kill. A whole line that does not read is damage.
+    for (index, raw) in body.split_inclusive(|&b| b == b'\n').enumerate() {
+        let text = String::from_utf8_lossy(raw);
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let line = serde_json::from_str::<T>(text).map_err(|e| Error::ResultsFile {
+            path: path.to_path_buf(),
+            line: index + 1,
+            message: crate::error::json_line_message(&e),
+        })?;
+        lines.push(line);
+    }
+    let rest = bytes.get(complete..).unwrap_or_default();
+    if rest.is_empty() {
+        return Ok((lines, None));
+    }
+    // Half a line never reads whole (an object's closing brace is the last byte before its
+    // newline): a tail that reads is a whole line that only lacks its newline, and is kept.
+    match serde_json::from_str::<T>(String::from_utf8_lossy(rest).trim()) {
+        Ok(line) => {
+            lines.push(line);
+            Ok((lines, Some(Tail::Unended)))
+        }
+        Err(_) => Ok((
+            lines,
+            Some(Tail::Half {
+                len: complete as u64,
+            }),
+        )),
+    }
+}
+
+/// Makes the file at `path` end where its last whole line does: adds the newline a whole last
+/// line lacks, or cuts off half a line.
+pub(super) fn repair(path: &Path, tail: Option<Tail>) -> Result<()> {
+    match tail {
+        None => Ok(()),
+        Some(Tail::Unended) => {
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map_err(|e| Error::io(path, e))?;
+            file.write_all(b"\n")
+                .and_then(|()| file.flush())
+                .map_err(|e| Error::io(path, e))?;
+            tracing::info!(path = %path.display(), "added the newline its whole last line lacked");
+            Ok(())
+        }
+        Some(Tail::Half { len }) => truncate(path, len),
+    }
+}
+
+fn truncate(path: &Path, len: u64) -> Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    file.set_len(len).map_err(|e| Error::io(path, e))?;
+    tracing::warn!(path = %path.display(), "cut off a half-written last line; its problem will be redone");
+    Ok(())
+}
+
+/// The default output path for a problem file: `<stem>.results.jsonl` beside it.
+pub fn default_out_path(problems: &Path) -> PathBuf {
+    let stem = problems
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "problems".into());
+    problems.with_file_name(format!("{stem}.results.jsonl"))
+}

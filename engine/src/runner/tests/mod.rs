@@ -1,0 +1,688 @@
+//! Tests of [`Runner`](super::Runner): the strategies, backends and graders they run with,
+//! and runs sharing a budget; triage runs and resuming from a run's files in their own modules.
+
+use super::*;
+
+mod resume;
+mod triage;
+
+fn line(id: &str) -> String {
+    let l = ResultLine {
+        id: id.into(),
+        strategy: "direct".into(),
+        answer: Some("4".into()),
+        reference: Some("4".into()),
+        correct: Some(true),
+        usage: Usage::default(),
+        stop_reason: Some(StopReason::Completed),
+        details: serde_json::Value::Null,
+        completion: "4".into(),
+        error: None,
+        allotted: None,
+        triage: None,
+        question_sha: None,
+        cut_short: false,
+        candidates: None,
+        attempt: None,
+    };
+    serde_json::to_string(&l).unwrap()
+}
+
+/// One call of up to 10 tokens; the completion is the answer.
+struct OneCall;
+
+#[async_trait::async_trait]
+impl Strategy for OneCall {
+    fn name(&self) -> &'static str {
+        "one_call"
+    }
+
+    async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+        let request = crate::backend::GenerationRequest::new(crate::backend::Prompt::Text(
+            problem.question.clone(),
+        ))
+        .with_max_tokens(10);
+        match cx.backend().generate(request).await {
+            Ok(generation) => {
+                let choice = generation.into_first_choice()?;
+                let candidate = crate::solution::Candidate {
+                    answer: Some(choice.text.clone()),
+                    tokens: choice.text.len() as u64,
+                    text: choice.text,
+                    score: None,
+                };
+                Ok(Solution::single(
+                    "one_call",
+                    candidate,
+                    StopReason::Completed,
+                ))
+            }
+            Err(Error::BudgetExhausted { resource }) => {
+                Ok(Solution::exhausted("one_call", resource))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Events for `recorder` that also check, at each problem's `finished` or `failed` event,
+/// that its line is already in `out`: a watcher reading the file on that event finds it.
+/// The ids found missing are pushed to the returned list.
+fn line_before_end(
+    recorder: &Arc<crate::scripted::Recorder>,
+    out: &Path,
+) -> (Arc<dyn EventSink>, Arc<std::sync::Mutex<Vec<String>>>) {
+    let missing = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (recorder, out, found_missing) = (
+        Arc::clone(recorder),
+        out.to_path_buf(),
+        Arc::clone(&missing),
+    );
+    let sink = move |event: &crate::Event| {
+        if matches!(
+            event.kind,
+            EventKind::Finished { .. } | EventKind::Failed { .. }
+        ) {
+            let written =
+                read_results(&out).is_ok_and(|lines| lines.iter().any(|l| l.id == event.problem));
+            if !written {
+                found_missing.lock().unwrap().push(event.problem.clone());
+            }
+        }
+        recorder.emit(event);
+    };
+    (Arc::new(sink), missing)
+}
+
+#[tokio::test]
+async fn problems_the_run_budget_cut_short_record_only_their_spend_and_resume_solves_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let problems: Vec<Problem> = ["p1", "p2", "p3"]
+        .into_iter()
+        .map(|id| Problem::new(id, "Q?"))
+        .collect();
+    // Scripted tokens are bytes: a call is 2 prompt + 10 completion tokens. 19 tokens let
+    // p1 finish, shorten p2's call to 5 completion tokens (cut short) and leave none for p3.
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"; 3]));
+    let events = crate::scripted::Recorder::new();
+    let (sink, missing) = line_before_end(&events, &out);
+    let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+        .with_run_budget(Budget::unlimited().with_max_tokens(19))
+        .with_events(sink)
+        .run(&problems, &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.solved, summary.cut_short, summary.not_started),
+        (1, 1, 1)
+    );
+    // Each problem's events say how it went: p1 finished, p2's call was shortened and it
+    // was cut, p3 never started.
+    let call = |completion_tokens, spent| EventKind::Call {
+        n: 1,
+        prompt_tokens: 2,
+        completion_tokens,
+        call_ms: 0,
+        spent,
+    };
+    assert_eq!(
+        events.kinds("p1"),
+        [
+            EventKind::Started,
+            call(10, 12),
+            EventKind::Finished {
+                answer: Some("0123456789".into()),
+                correct: None,
+                stop_reason: StopReason::Completed,
+                tokens: 12
+            }
+        ]
+    );
+    assert_eq!(
+        events.kinds("p2"),
+        [
+            EventKind::Started,
+            EventKind::Limited {
+                resource: crate::Resource::Tokens,
+                max_tokens: Some(5)
+            },
+            call(5, 7),
+            EventKind::Cut
+        ]
+    );
+    assert_eq!(events.kinds("p3"), []);
+    assert!(missing.lock().unwrap().is_empty(), "{missing:?}");
+    // p1's answer; of p2 only what it spent, marked cut short and retried on resume.
+    let lines = read_results(&out).unwrap();
+    let seen: Vec<(&str, Option<&str>, bool, u64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l.id.as_str(),
+                l.answer.as_deref(),
+                l.cut_short && l.error.is_some(),
+                l.usage.total_tokens(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [("p1", Some("0123456789"), false, 12), ("p2", None, true, 7)]
+    );
+
+    // The budget is the whole job's: rerun with the same one, the 19 tokens are spent (p2's
+    // cut attempt included), so nothing starts and nothing is written.
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"; 2]));
+    let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+        .with_run_budget(Budget::unlimited().with_max_tokens(19))
+        .run(&problems, &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.resumed, summary.solved, summary.not_started),
+        (1, 0, 2)
+    );
+    assert!(backend.requests().is_empty());
+    assert_eq!(read_results(&out).unwrap().len(), 2);
+
+    // With budget to spare, a rerun solves exactly the two left.
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"; 2]));
+    let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+        .run(&problems, &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((summary.resumed, summary.solved), (1, 2));
+    let lines = read_results(&out).unwrap();
+    let mut ids: Vec<&str> = lines
+        .iter()
+        .filter(|l| !l.cut_short)
+        .map(|l| l.id.as_str())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec!["p1", "p2", "p3"]);
+    assert!(lines
+        .iter()
+        .filter(|l| !l.cut_short)
+        .all(|l| l.answer.as_deref() == Some("0123456789")));
+}
+
+/// Two sampled calls, one after the other, then the first's text.
+struct TwoDraws;
+
+#[async_trait::async_trait]
+impl Strategy for TwoDraws {
+    fn name(&self) -> &'static str {
+        "two_draws"
+    }
+
+    async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+        let mut texts = Vec::new();
+        for _ in 0..2 {
+            let request = text_request(problem.question.clone())
+                .with_sampling(crate::Sampling::with_temperature(1.0));
+            texts.push(
+                cx.backend()
+                    .generate(request)
+                    .await?
+                    .into_first_choice()?
+                    .text,
+            );
+        }
+        Ok(Solution::single(
+            "two_draws",
+            candidate(&texts[0], &texts[0]),
+            StopReason::Completed,
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_seeded_run_gives_each_problem_the_same_seeds_whatever_the_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let problems = numbered(6);
+    let seeds_at = |concurrency: usize, seed: Option<u64>, name: &str| {
+        let out = dir.path().join(name);
+        let problems = problems.clone();
+        async move {
+            let backend = Arc::new(
+                crate::scripted::ScriptedBackend::new(vec!["x"; 12])
+                    .with_delay(std::time::Duration::from_millis(2)),
+            );
+            let mut runner =
+                Runner::new(Arc::new(TwoDraws), Arc::clone(&backend) as Arc<dyn Backend>)
+                    .with_concurrency(concurrency);
+            if let Some(seed) = seed {
+                runner = runner.with_seed(seed);
+            }
+            runner.run(&problems, &out, |_| {}).await.unwrap();
+            let mut seeds: BTreeMap<String, Vec<Option<u64>>> = BTreeMap::new();
+            for request in backend.requests() {
+                let prompt = crate::scripted::ScriptedBackend::render(&request.prompt);
+                seeds.entry(prompt).or_default().push(request.sampling.seed);
+            }
+            seeds
+        }
+    };
+    let one = seeds_at(1, Some(7), "a.jsonl").await;
+    assert_eq!(one.len(), 6);
+    let all: HashSet<Option<u64>> = one.values().flatten().copied().collect();
+    assert_eq!(all.len(), 12, "every draw its own seed: {one:?}");
+    assert!(!all.contains(&None));
+    assert_eq!(seeds_at(4, Some(7), "b.jsonl").await, one);
+    assert_ne!(seeds_at(1, Some(8), "c.jsonl").await, one);
+    let unseeded = seeds_at(4, None, "d.jsonl").await;
+    assert!(unseeded.values().flatten().all(Option::is_none));
+}
+
+#[tokio::test]
+async fn an_even_allocation_starves_no_problem_and_passes_savings_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let problems: Vec<Problem> = ["p1", "p2", "p3", "p4"]
+        .into_iter()
+        .map(|id| Problem::new(id, "Q?"))
+        .collect();
+    let run = |replies: Vec<&str>, allocation: Allocation, out: PathBuf| {
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(replies));
+        let problems = problems.clone();
+        async move {
+            let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+                .with_run_budget(Budget::unlimited().with_max_tokens(20))
+                .with_allocation(allocation)
+                .run(&problems, &out, |_| {})
+                .await
+                .unwrap();
+            let asked: Vec<usize> = backend.requests().iter().map(|r| r.max_tokens).collect();
+            (summary, read_results(&out).unwrap(), asked)
+        }
+    };
+    // 20 tokens, calls of 2 prompt + 10 completion tokens. First come: p1 takes 12, p2 is
+    // cut short, p3 and p4 never start.
+    let long = vec!["0123456789"; 4];
+    let (summary, lines, _) = run(
+        long.clone(),
+        Allocation::FirstCome,
+        dir.path().join("first.jsonl"),
+    )
+    .await;
+    assert_eq!(
+        (summary.solved, summary.cut_short, summary.not_started),
+        (1, 1, 2)
+    );
+    let cut: Vec<bool> = lines.iter().map(|l| l.cut_short).collect();
+    assert_eq!(cut, [false, true], "p1's answer, p2's spend");
+    // Even: each gets 5 (3 completion tokens), all four are recorded with their share.
+    let (summary, lines, asked) = run(long, Allocation::Even, dir.path().join("even.jsonl")).await;
+    assert_eq!((summary.solved, summary.not_started), (4, 0));
+    assert_eq!(asked, vec![3, 3, 3, 3]);
+    assert!(lines
+        .iter()
+        .all(|l| l.answer.as_deref() == Some("012")
+            && l.allotted.and_then(|b| b.max_tokens) == Some(5)));
+    assert!(summary.usage.total_tokens() <= 20);
+    // Savings roll over: three one-token answers (3 tokens each) leave the last problem
+    // 20 - 9 = 11 tokens, room for its whole reply.
+    let (_, lines, asked) = run(
+        vec!["1", "1", "1", "012345678"],
+        Allocation::Even,
+        dir.path().join("rollover.jsonl"),
+    )
+    .await;
+    let shares: Vec<Option<u64>> = lines
+        .iter()
+        .map(|l| l.allotted.and_then(|b| b.max_tokens))
+        .collect();
+    // 20/4 = 5 (2 back), 17/3 = 5 (2 back), 14/2 = 7 (4 back), then the 11 left.
+    assert_eq!(shares, vec![Some(5), Some(5), Some(7), Some(11)]);
+    assert_eq!(asked, vec![3, 3, 5, 9]);
+    assert_eq!(lines[3].answer.as_deref(), Some("012345678"));
+}
+
+/// A staged strategy. First stage: one call on the question whose reply is
+/// `answer:confidence`, settled at confidence 0.5 or more. Second: one call of up to
+/// `think_tokens` tokens on `think <question>` whose reply is the answer.
+struct TwoStage {
+    think_tokens: usize,
+}
+
+const TWO_STAGE: TwoStage = TwoStage { think_tokens: 10 };
+
+fn text_request(prompt: String) -> crate::backend::GenerationRequest {
+    crate::backend::GenerationRequest::new(crate::backend::Prompt::Text(prompt)).with_max_tokens(10)
+}
+
+fn candidate(answer: &str, text: &str) -> crate::solution::Candidate {
+    crate::solution::Candidate {
+        answer: Some(answer.into()),
+        text: text.into(),
+        score: None,
+        tokens: text.len() as u64,
+    }
+}
+
+#[async_trait::async_trait]
+impl Strategy for TwoStage {
+    fn name(&self) -> &'static str {
+        "two_stage"
+    }
+
+    async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+        crate::solve_in_stages(self, problem, cx).await
+    }
+
+    fn staged(&self) -> Option<&dyn crate::Staged> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Staged for TwoStage {
+    async fn first(&self, problem: &Problem, cx: &Context) -> Result<crate::Stage> {
+        let request = text_request(problem.question.clone());
+        let text = cx
+            .backend()
+            .generate(request)
+            .await?
+            .into_first_choice()?
+            .text;
+        let (answer, confidence) = text.split_once(':').expect("answer:confidence");
+        let confidence: f64 = confidence.parse().expect("a confidence");
+        Ok(crate::Stage {
+            solution: Solution::single(
+                "two_stage",
+                candidate(answer, &text),
+                StopReason::Completed,
+            ),
+            pending: (confidence < 0.5).then(|| crate::Pending {
+                confidence,
+                why: format!("confidence {confidence}"),
+            }),
+        })
+    }
+
+    async fn next(&self, problem: &Problem, first: Solution, cx: &Context) -> Result<crate::Stage> {
+        let solution = match cx
+            .backend()
+            .generate(
+                text_request(format!("think {}", problem.question))
+                    .with_max_tokens(self.think_tokens),
+            )
+            .await
+        {
+            Ok(generation) => {
+                let text = generation.into_first_choice()?.text;
+                Ok(Solution::single(
+                    "two_stage",
+                    candidate(&text, &text),
+                    StopReason::Completed,
+                ))
+            }
+            Err(Error::BudgetExhausted { resource }) => Ok(Solution {
+                stop_reason: resource.into(),
+                ..first
+            }),
+            Err(e) => Err(e),
+        }?;
+        Ok(crate::Stage {
+            solution,
+            pending: None,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_second_run_on_the_same_results_file_is_refused_while_the_first_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let backend = Arc::new(
+        crate::scripted::ScriptedBackend::new(vec!["4"; 4])
+            .with_delay(std::time::Duration::from_millis(30)),
+    );
+    let runner = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>);
+    let problems = numbered(2);
+    let second = async {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        runner.run(&problems, &out, |_| {}).await
+    };
+    let (first, second) = tokio::join!(runner.run(&problems, &out, |_| {}), second);
+    assert_eq!(first.unwrap().solved, 2);
+    let err = second.unwrap_err().to_string();
+    assert!(err.contains("another run is writing to it"), "{err}");
+    assert_eq!(backend.requests().len(), 2, "each problem solved once");
+    // Once the first is done, the file is free again.
+    let again = runner.run(&problems, &out, |_| {}).await.unwrap();
+    assert_eq!(again.resumed, 2);
+}
+
+#[tokio::test]
+async fn reservations_of_calls_in_flight_neither_stop_nor_cut_problems_the_budget_pays_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    // Each call reserves 3 + 10 tokens and spends 3 + 2. Four in flight reserve 52, more
+    // than the run's 45; all six problems (30 tokens) fit in it.
+    let backend = Arc::new(
+        crate::scripted::ScriptedBackend::new(vec!["ab"; 6])
+            .with_delay(std::time::Duration::from_millis(30)),
+    );
+    let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+        .with_concurrency(4)
+        .with_run_budget(Budget::unlimited().with_max_tokens(45))
+        .run(&numbered(6), &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.solved, summary.cut_short, summary.not_started),
+        (6, 0, 0)
+    );
+    assert_eq!(summary.usage.total_tokens(), 30);
+    let lines = by_id(&out);
+    assert!(
+        lines.values().all(|l| l.answer.as_deref() == Some("ab")),
+        "{lines:?}"
+    );
+    // Requests asked for their whole ten tokens: none was shortened.
+    assert!(backend.requests().iter().all(|r| r.max_tokens == 10));
+}
+
+fn numbered(n: usize) -> Vec<Problem> {
+    (1..=n)
+        .map(|i| Problem::new(format!("p{i}"), format!("Q{i}?")))
+        .collect()
+}
+
+fn prompts(backend: &crate::scripted::ScriptedBackend) -> Vec<String> {
+    backend
+        .requests()
+        .iter()
+        .map(|r| crate::scripted::ScriptedBackend::render(&r.prompt))
+        .collect()
+}
+
+fn by_id(out: &Path) -> BTreeMap<String, ResultLine> {
+    read_results(out)
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.id.clone(), l))
+        .collect()
+}
+
+/// Four first stages, three of them unsure (p3, p2, p4 in order of need), then three
+/// failing second stages.
+fn undecided_then_failing() -> Vec<crate::scripted::Reply> {
+    use crate::scripted::Reply::{Fail, Text};
+    let mut replies: Vec<_> = ["x:0.9", "y:0.2", "z:0.1", "w:0.4"]
+        .into_iter()
+        .map(|t| Text(t.into()))
+        .collect();
+    replies.extend((0..3).map(|_| Fail("down".into())));
+    replies
+}
+
+/// A triage run of [`TWO_STAGE`] over `replies`, under a run budget of `budget` tokens.
+fn triage_runner(
+    budget: Option<u64>,
+    replies: Vec<crate::scripted::Reply>,
+) -> (Arc<crate::scripted::ScriptedBackend>, Runner) {
+    let backend = Arc::new(crate::scripted::ScriptedBackend::from_replies(replies));
+    let mut runner = Runner::new(
+        Arc::new(TWO_STAGE),
+        Arc::clone(&backend) as Arc<dyn Backend>,
+    )
+    .with_allocation(Allocation::Triage);
+    if let Some(tokens) = budget {
+        runner = runner.with_run_budget(Budget::unlimited().with_max_tokens(tokens));
+    }
+    (backend, runner)
+}
+
+#[test]
+fn a_problem_that_spent_past_its_share_takes_the_excess_from_the_pool() {
+    let mut pool = Pool::new(
+        Budget::unlimited().with_max_tokens(100).with_max_calls(4),
+        2,
+    );
+    let share = pool.take();
+    assert_eq!((share.max_tokens, share.max_calls), (Some(50), Some(2)));
+    // The backend counted 70 tokens where 50 were reserved; one call of two.
+    let used = Usage {
+        prompt_tokens: 60,
+        completion_tokens: 10,
+        calls: 1,
+        ..Usage::default()
+    };
+    pool.give_back(&share, &used);
+    let last = pool.take();
+    assert_eq!((last.max_tokens, last.max_calls), (Some(30), Some(3)));
+}
+
+/// Fails to grade until `working` is set (a sandbox that cannot start, then can).
+struct FlakyGrader {
+    working: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Grader for FlakyGrader {
+    async fn grade(&self, _problem: &Problem, _solution: &Solution) -> Result<Option<bool>> {
+        if self.working.load(Ordering::Relaxed) {
+            Ok(Some(true))
+        } else {
+            Err(Error::Tool {
+                tool: "sandbox",
+                message: "python3 not found".into(),
+            })
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_problem_that_could_not_be_graded_is_recorded_failed_and_redone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let problems = vec![Problem::new("p1", "Q?")];
+    let grader = Arc::new(FlakyGrader {
+        working: AtomicBool::new(false),
+    });
+    let run = |replies: Vec<&'static str>| {
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(replies));
+        Runner::new(Arc::new(OneCall), backend as Arc<dyn Backend>)
+            .with_grader(Arc::clone(&grader) as Arc<dyn Grader>)
+    };
+    let summary = run(vec!["7"]).run(&problems, &out, |_| {}).await.unwrap();
+    assert_eq!((summary.solved, summary.errors), (0, 1));
+    let lines = read_results(&out).unwrap();
+    assert_eq!(
+        lines[0].answer.as_deref(),
+        Some("7"),
+        "what it found is kept"
+    );
+    assert_eq!(lines[0].correct, None);
+    let error = lines[0].error.as_deref().unwrap();
+    assert!(
+        error.starts_with("grading: ") && error.contains("python3 not found"),
+        "{error}"
+    );
+
+    grader.working.store(true, Ordering::Relaxed);
+    let summary = run(vec!["7"]).run(&problems, &out, |_| {}).await.unwrap();
+    assert_eq!(
+        (summary.resumed, summary.solved, summary.correct),
+        (0, 1, 1)
+    );
+    assert_eq!(
+        read_results(&out).unwrap().last().unwrap().correct,
+        Some(true)
+    );
+}
+
+/// Answers "6" among the candidates "5", "6", "5", without a call.
+struct ThreeCandidates;
+
+#[async_trait::async_trait]
+impl Strategy for ThreeCandidates {
+    fn name(&self) -> &'static str {
+        "three"
+    }
+
+    async fn solve(&self, _problem: &Problem, _cx: &Context) -> Result<Solution> {
+        let candidate = |a: &str| crate::solution::Candidate {
+            answer: Some(a.into()),
+            text: format!("it is {a}"),
+            score: None,
+            tokens: 1,
+        };
+        Ok(Solution {
+            answer: Some("6".into()),
+            candidates: vec![candidate("5"), candidate("6"), candidate("5")],
+            ..Solution::single("three", candidate("6"), StopReason::Completed)
+        })
+    }
+}
+
+/// Grades a solution with candidates (the one chosen) as [`MathGrader`] does, and fails on
+/// one without (a candidate graded alone).
+struct ChosenOnly;
+
+#[async_trait::async_trait]
+impl Grader for ChosenOnly {
+    async fn grade(&self, problem: &Problem, solution: &Solution) -> Result<Option<bool>> {
+        if solution.candidates.is_empty() {
+            return Err(Error::Tool {
+                tool: "sandbox",
+                message: "out of processes".into(),
+            });
+        }
+        crate::grader::MathGrader.grade(problem, solution).await
+    }
+}
+
+#[tokio::test]
+async fn a_line_records_how_its_candidates_grade_and_a_failure_there_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let problems = vec![Problem::new("p1", "2 + 3?").with_reference("5")];
+    let backend = || Arc::new(crate::scripted::ScriptedBackend::new(Vec::<&str>::new()));
+    let out = dir.path().join("r.jsonl");
+    Runner::new(Arc::new(ThreeCandidates), backend() as Arc<dyn Backend>)
+        .run(&problems, &out, |_| {})
+        .await
+        .unwrap();
+    let line = read_results(&out).unwrap().pop().unwrap();
+    // The wrong answer was chosen though two of three candidates were right.
+    assert_eq!(line.correct, Some(false));
+    assert_eq!(
+        line.candidates,
+        Some(CandidateGrades {
+            graded: 3,
+            right: 2
+        })
+    );
+    // Grading the candidates failed: the line stands, without their grades.
+    let out = dir.path().join("r2.jsonl");
+    let summary = Runner::new(Arc::new(ThreeCandidates), backend() as Arc<dyn Backend>)
+        .with_grader(Arc::new(ChosenOnly))
+        .run(&problems, &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((summary.solved, summary.errors), (1, 0));
+    let line = read_results(&out).unwrap().pop().unwrap();
+    assert_eq!((line.correct, line.candidates), (Some(false), None));
+}

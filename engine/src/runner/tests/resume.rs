@@ -1,0 +1,470 @@
+//! Resuming from a run's files: half-written and unended last lines, damage, refused resumes,
+//! and what the results file, the kept stages and the spend ledger count against the budget.
+
+use super::*;
+
+#[test]
+fn half_written_last_line_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.jsonl");
+    let full = format!("{}\n{}\n", line("a"), line("b"));
+    let cut = &line("c")[..20];
+    std::fs::write(&path, format!("{full}{cut}")).unwrap();
+    let lines = read_results(&path).unwrap();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), full);
+
+    // A whole last line (its newline written) that does not read was not cut by a kill:
+    // damage (a hand edit, another program's line), named, and the file left as it is.
+    let damaged = format!("{full}{{\"id\": \"c\"\n");
+    std::fs::write(&path, &damaged).unwrap();
+    let err = read_results(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("r.jsonl:3:") && err.contains("(column 10)"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), damaged);
+}
+
+#[tokio::test]
+async fn a_problems_last_line_counts_when_resuming() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    // p1 answered, then failed (two runs at once, say); p2 answered twice.
+    let failed = serde_json::json!({
+        "id": "p1", "strategy": "direct", "answer": null, "reference": null,
+        "correct": null, "usage": {}, "stop_reason": null, "error": "backend gone"
+    });
+    let text = format!("{}\n{failed}\n{}\n{}\n", line("p1"), line("p2"), line("p2"));
+    std::fs::write(&out, text).unwrap();
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["4"]));
+    let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+        .run(&numbered(2), &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.resumed, summary.graded, summary.solved),
+        (1, 1, 1),
+        "{summary:?}"
+    );
+    assert_eq!(prompts(&backend), ["Q1?"]);
+}
+
+#[tokio::test]
+async fn resuming_with_another_question_under_a_recorded_id_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["4"; 4]));
+    let runner = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>);
+    runner.run(&numbered(2), &out, |_| {}).await.unwrap();
+    // The same questions: nothing to do.
+    let summary = runner.run(&numbered(2), &out, |_| {}).await.unwrap();
+    assert_eq!((summary.resumed, summary.solved), (2, 0));
+    // Rows named by line number, one inserted: `p2` now asks what `p1` did.
+    let moved = vec![Problem::new("p1", "New?"), Problem::new("p2", "Q1?")];
+    let err = runner
+        .run(&moved, &out, |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("r.jsonl") && err.contains("`p1` to another question"),
+        "{err}"
+    );
+    assert_eq!(backend.requests().len(), 2, "nothing solved");
+}
+
+#[test]
+fn a_half_written_line_after_crlf_lines_cuts_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.jsonl");
+    let full = format!("{}\r\n{}\r\n", line("a"), line("b"));
+    std::fs::write(&path, format!("{full}{{\"id\": \"c\"\r")).unwrap();
+    assert_eq!(read_results(&path).unwrap().len(), 2);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), full);
+}
+
+#[test]
+fn damage_in_the_middle_is_an_error_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.jsonl");
+    std::fs::write(&path, format!("{}\nnot json\n{}\n", line("a"), line("b"))).unwrap();
+    let err = read_results(&path).unwrap_err().to_string();
+    assert!(err.contains("r.jsonl:2:"), "{err}");
+}
+
+#[test]
+fn a_whole_last_line_without_its_newline_is_kept_and_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.jsonl");
+    // Edited by hand, or written by `jq`: every line whole, the last without its newline.
+    let text = format!("{}\n{}", line("a"), line("b"));
+    std::fs::write(&path, &text).unwrap();
+    let (lines, half_written) = peek_results(&path).unwrap();
+    assert_eq!((lines.len(), half_written), (2, false));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "only read");
+    let lines = read_results(&path).unwrap();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1].id, "b");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        format!("{text}\n"),
+        "its newline added, nothing cut"
+    );
+}
+
+#[tokio::test]
+async fn a_resumed_run_keeps_a_last_line_without_its_newline_and_writes_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    std::fs::write(&out, line("p1")).unwrap();
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["4"]));
+    let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+        .run(&numbered(2), &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((summary.resumed, summary.solved), (1, 1));
+    assert_eq!(prompts(&backend), ["Q2?"]);
+    let lines = by_id(&out);
+    assert_eq!(lines.keys().collect::<Vec<_>>(), ["p1", "p2"]);
+}
+
+#[tokio::test]
+async fn a_triage_side_file_whose_last_line_lacks_its_newline_keeps_that_stage() {
+    use crate::scripted::Reply::Text;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let problems = numbered(4);
+    let (_, runner) = triage_runner(None, undecided_then_failing());
+    runner.run(&problems, &out, |_| {}).await.unwrap();
+    let side = triage_path(&out);
+    let kept = std::fs::read_to_string(&side).unwrap();
+    assert_eq!(kept.lines().count(), 3);
+    std::fs::write(&side, kept.trim_end()).unwrap();
+    // Read only: p4's first stage (8 tokens) counts, the file is left as it is.
+    let recorded = recorded_spend(&out, &read_results(&out).unwrap(), Allocation::Triage).unwrap();
+    assert_eq!(recorded.total_tokens(), 8 * 4);
+    assert_eq!(std::fs::read_to_string(&side).unwrap(), kept.trim_end());
+    // Resumed: no first stage is done again, and the side file's last line is ended.
+    let text = |t: &str| Text(t.into());
+    let (backend, runner) = triage_runner(None, vec![text("Z:0.9"), text("Y"), text("W")]);
+    let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+    assert_eq!(prompts(&backend), ["think Q3?", "think Q2?", "think Q4?"]);
+    assert_eq!(summary.solved, 3);
+    assert_eq!(std::fs::read_to_string(&side).unwrap(), kept);
+}
+
+#[tokio::test]
+async fn a_refused_resume_leaves_the_results_and_side_files_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let problems = numbered(4);
+    let runner = |identity: &str, replies| {
+        let (backend, runner) = triage_runner(None, replies);
+        let runner = runner.with_identity(serde_json::json!({ "strategy": identity }));
+        (backend, runner)
+    };
+    let (_, first) = runner("two_stage", undecided_then_failing());
+    first.run(&problems, &out, |_| {}).await.unwrap();
+    // A kill left half a line in each file.
+    let side = triage_path(&out);
+    for path in [&out, &side] {
+        let mut text = std::fs::read_to_string(path).unwrap();
+        text.push_str("{\"id\": \"p");
+        std::fs::write(path, text).unwrap();
+    }
+    let files = || [&out, &side].map(|p| std::fs::read_to_string(p).unwrap());
+    let before = files();
+
+    // Another configuration: refused, and neither file is cut.
+    let (backend, other) = runner("other", Vec::new());
+    let err = other
+        .run(&problems, &out, |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("strategy"), "{err}");
+    assert!(backend.requests().is_empty());
+    assert_eq!(files(), before);
+
+    // Another question under a recorded id: refused, and neither file is cut.
+    let mut moved = problems.clone();
+    moved[2] = Problem::new("p3", "New?");
+    let (backend, same) = runner("two_stage", Vec::new());
+    let err = same
+        .run(&moved, &out, |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`p3` to another question"), "{err}");
+    assert!(backend.requests().is_empty());
+    assert_eq!(files(), before);
+
+    // The same run resumed: the half lines are cut, the kept stages go on.
+    use crate::scripted::Reply::Text;
+    let (backend, same) = runner(
+        "two_stage",
+        ["Z", "Y", "W"].map(|t| Text(t.into())).to_vec(),
+    );
+    let summary = same.run(&problems, &out, |_| {}).await.unwrap();
+    assert_eq!(summary.solved, 3);
+    assert_eq!(prompts(&backend).len(), 3);
+    assert!(!std::fs::read_to_string(&side)
+        .unwrap()
+        .contains("{\"id\": \"p\n"));
+    assert_eq!(by_id(&out).len(), 4);
+}
+
+#[tokio::test]
+async fn a_triage_stage_kept_for_another_question_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let problems = numbered(4);
+    let (_, runner) = triage_runner(None, undecided_then_failing());
+    runner.run(&problems, &out, |_| {}).await.unwrap();
+    // As if killed after the first stages: p1's answer, p2 to p4 waiting beside it.
+    let p1 = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("\"p1\""))
+        .unwrap()
+        .to_string();
+    std::fs::write(&out, format!("{p1}\n")).unwrap();
+    let side = triage_path(&out);
+    let kept = std::fs::read(&side).unwrap();
+
+    let mut moved = problems.clone();
+    moved[2] = Problem::new("p3", "New?");
+    let (backend, runner) = triage_runner(None, Vec::new());
+    let err = runner
+        .run(&moved, &out, |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("r.jsonl.triage.jsonl") && err.contains("`p3` to another question"),
+        "{err}"
+    );
+    assert!(backend.requests().is_empty(), "no stage went on");
+    assert_eq!(std::fs::read(&side).unwrap(), kept);
+}
+
+#[tokio::test]
+async fn the_run_budget_counts_every_line_of_its_file_whatever_the_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let problems = numbered(3);
+    // Each call is 3 prompt + 10 completion tokens: the first invocation spends 26 of 26.
+    let run = |replies: Vec<&'static str>| {
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(replies));
+        let runner = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+            .with_run_budget(Budget::unlimited().with_max_tokens(26));
+        (backend, runner)
+    };
+    let (_, runner) = run(vec!["0123456789"; 2]);
+    let summary = runner.run(&problems[..2], &out, |_| {}).await.unwrap();
+    assert_eq!(summary.solved, 2);
+    // Another slice of the set on the same file: the job's budget is spent.
+    let recorded =
+        recorded_spend(&out, &read_results(&out).unwrap(), Allocation::FirstCome).unwrap();
+    assert_eq!(recorded.total_tokens(), 26);
+    let (backend, runner) = run(vec!["0123456789"]);
+    let summary = runner.run(&problems[2..], &out, |_| {}).await.unwrap();
+    assert!(backend.requests().is_empty());
+    assert_eq!((summary.solved, summary.not_started), (0, 1));
+}
+
+#[tokio::test]
+async fn a_triage_runs_budget_counts_kept_stages_of_problems_not_in_the_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let (_, runner) = triage_runner(None, undecided_then_failing());
+    runner.run(&numbered(4), &out, |_| {}).await.unwrap();
+    // p1's answer and the first stages kept for p2 to p4, 8 tokens each.
+    let recorded = recorded_spend(&out, &read_results(&out).unwrap(), Allocation::Triage).unwrap();
+    assert_eq!(recorded.total_tokens(), 8 * 4);
+    let (backend, runner) = triage_runner(
+        Some(8 * 4),
+        vec![crate::scripted::Reply::Text("v:0.9".into())],
+    );
+    let p5 = [Problem::new("p5", "Q5?")];
+    let summary = runner.run(&p5, &out, |_| {}).await.unwrap();
+    assert!(backend.requests().is_empty());
+    assert_eq!(summary.not_started, 1);
+}
+
+/// Answers its first `answer` calls from `inner`, then hangs (a slow model mid-call), saying
+/// so through `hung`.
+struct HangAfter {
+    inner: crate::scripted::ScriptedBackend,
+    answer: usize,
+    calls: std::sync::atomic::AtomicUsize,
+    hung: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl Backend for HangAfter {
+    async fn generate(
+        &self,
+        request: crate::backend::GenerationRequest,
+    ) -> Result<crate::backend::Generation> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) >= self.answer {
+            self.hung.notify_one();
+            futures::future::pending::<()>().await;
+        }
+        self.inner.generate(request).await
+    }
+
+    fn capabilities(&self) -> crate::backend::Capabilities {
+        self.inner.capabilities()
+    }
+}
+
+/// [`OneCall`] twice; the second call's answer stands.
+struct CallTwice;
+
+#[async_trait::async_trait]
+impl Strategy for CallTwice {
+    fn name(&self) -> &'static str {
+        "call_twice"
+    }
+
+    async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+        OneCall.solve(problem, cx).await?;
+        OneCall.solve(problem, cx).await
+    }
+}
+
+fn ledger_lines(out: &Path) -> Vec<ledger::Entry> {
+    ledger::scan(out).unwrap().0
+}
+
+#[tokio::test]
+async fn what_a_problem_killed_in_flight_spent_counts_against_the_resumed_runs_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let problems = numbered(3);
+    // p1's first call (3 prompt + 10 completion tokens) comes back; its second never does,
+    // and the run is dropped (killed) there: no line records the 13 tokens.
+    let hung = Arc::new(tokio::sync::Notify::new());
+    let backend = HangAfter {
+        inner: crate::scripted::ScriptedBackend::new(vec!["0123456789"]),
+        answer: 1,
+        calls: std::sync::atomic::AtomicUsize::new(0),
+        hung: Arc::clone(&hung),
+    };
+    let runner = Runner::new(Arc::new(CallTwice), Arc::new(backend));
+    tokio::select! {
+        done = runner.run(&problems, &out, |_| {}) => panic!("the run ended: {done:?}"),
+        () = hung.notified() => {}
+    }
+    drop(runner);
+    assert!(read_results(&out).unwrap().is_empty());
+    let calls = ledger_lines(&out);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        (calls[0].id.as_str(), calls[0].usage.total_tokens()),
+        ("p1", 13)
+    );
+    assert_eq!(calls[0].usage.calls, 1);
+    let recorded = recorded_spend(&out, &[], Allocation::FirstCome).unwrap();
+    assert_eq!((recorded.total_tokens(), recorded.calls), (13, 1));
+
+    // A run of 26 tokens has 13 left: p1 (13 again), and nothing for p2. (Without the
+    // ledger p2 would be solved too, and the job spend 39.)
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"; 3]));
+    let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+        .with_run_budget(Budget::unlimited().with_max_tokens(26))
+        .run(&problems, &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((summary.solved, summary.not_started), (1, 2));
+    assert_eq!(prompts(&backend), ["Q1?"]);
+    let lines = read_results(&out).unwrap();
+    let recorded = recorded_spend(&out, &lines, Allocation::FirstCome).unwrap();
+    assert_eq!(recorded.total_tokens(), 26);
+    assert_eq!(ledger_lines(&out).len(), 2);
+}
+
+#[tokio::test]
+async fn the_calls_of_a_problem_with_a_line_are_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let problems = numbered(3);
+    let run = |budget: u64| {
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"; 3]));
+        let runner = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+            .with_run_budget(Budget::unlimited().with_max_tokens(budget));
+        (backend, runner)
+    };
+    let (_, runner) = run(26);
+    let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+    assert_eq!((summary.solved, summary.not_started), (2, 1));
+    // Each line names the attempt whose call the ledger records.
+    let lines = read_results(&out).unwrap();
+    let calls = ledger_lines(&out);
+    assert_eq!(calls.len(), 2);
+    for (line, call) in lines.iter().zip(&calls) {
+        assert_eq!((line.attempt, &line.id), (Some(call.attempt), &call.id));
+        assert_eq!(line.usage.total_tokens(), call.usage.total_tokens());
+    }
+    let recorded = recorded_spend(&out, &lines, Allocation::FirstCome).unwrap();
+    assert_eq!(recorded.total_tokens(), 26);
+    // 13 more pay for p3 (counting p1's and p2's calls twice would leave none).
+    let (backend, runner) = run(39);
+    let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+    assert_eq!((summary.resumed, summary.solved), (2, 1));
+    assert_eq!(prompts(&backend), ["Q3?"]);
+}
+
+#[tokio::test]
+async fn a_results_file_without_a_ledger_resumes_and_a_half_written_ledger_line_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    // Written before the ledger: lines without attempts, no ledger beside them.
+    let old = ResultLine {
+        usage: Usage {
+            prompt_tokens: 3,
+            completion_tokens: 10,
+            calls: 1,
+            ..Usage::default()
+        },
+        ..serde_json::from_str(&line("p1")).unwrap()
+    };
+    std::fs::write(&out, format!("{}\n", serde_json::to_string(&old).unwrap())).unwrap();
+    let ledger = spend_path(&out);
+    assert!(!ledger.exists());
+    let recorded =
+        recorded_spend(&out, &read_results(&out).unwrap(), Allocation::FirstCome).unwrap();
+    assert_eq!(recorded.total_tokens(), 13);
+    let run = |budget: u64| {
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"; 2]));
+        let runner = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+            .with_run_budget(Budget::unlimited().with_max_tokens(budget));
+        (backend, runner)
+    };
+    let (backend, runner) = run(26);
+    let summary = runner.run(&numbered(3), &out, |_| {}).await.unwrap();
+    assert_eq!(
+        (summary.resumed, summary.solved, summary.not_started),
+        (1, 1, 1)
+    );
+    assert_eq!(prompts(&backend), ["Q2?"]);
+    // A kill while writing a ledger line leaves half of it: cut off, the next line whole.
+    let mut text = std::fs::read_to_string(&ledger).unwrap();
+    assert_eq!(text.lines().count(), 1);
+    text.push_str("{\"id\": \"p3\", \"attem");
+    std::fs::write(&ledger, &text).unwrap();
+    let (backend, runner) = run(39);
+    let summary = runner.run(&numbered(3), &out, |_| {}).await.unwrap();
+    assert_eq!(summary.solved, 1);
+    assert_eq!(prompts(&backend), ["Q3?"]);
+    let calls = ledger_lines(&out);
+    assert_eq!(
+        calls.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["p2", "p3"]
+    );
+    let recorded =
+        recorded_spend(&out, &read_results(&out).unwrap(), Allocation::FirstCome).unwrap();
+    assert_eq!(recorded.total_tokens(), 39);
+}
