@@ -3,6 +3,7 @@
 use ponder_engine::scripted::ScriptedBackend;
 use ponder_engine::{solve, Budget};
 
+use super::text::calls_of;
 use super::*;
 
 fn add_problem() -> Problem {

@@ -1,0 +1,356 @@
+//! Unit tests of the report: the last line per problem, regrading, budget cut-offs, routes,
+//! coverage, the comparison across runs, labels and the plot.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use ponder_engine::{StopReason, Usage};
+
+fn line(id: &str, correct: Option<bool>, tokens: u64, error: bool) -> ResultLine {
+    ResultLine {
+        id: id.into(),
+        strategy: "direct".into(),
+        answer: Some("1".into()),
+        reference: Some("1".into()),
+        correct,
+        usage: Usage {
+            prompt_tokens: tokens / 2,
+            completion_tokens: tokens - tokens / 2,
+            calls: 1,
+            elapsed_ms: 1000,
+            ..Usage::default()
+        },
+        stop_reason: (!error).then_some(StopReason::Completed),
+        details: serde_json::Value::Null,
+        completion: String::new(),
+        error: error.then(|| "backend gone".into()),
+        allotted: None,
+        triage: None,
+        question_sha: None,
+        cut_short: false,
+        candidates: None,
+        attempt: None,
+    }
+}
+
+#[test]
+fn regrading_uses_this_grader_on_math_lines_only() {
+    let graded = |id: &str, answer: &str, reference: Option<&str>, correct: bool| ResultLine {
+        answer: Some(answer.into()),
+        reference: reference.map(Into::into),
+        ..line(id, Some(correct), 10, false)
+    };
+    let mut lines = vec![
+        // An older grader missed plain-text sqrt; this one reads it.
+        graded("a", "sqrt(3)/3", Some("\\frac{\\sqrt{3}}{3}"), false),
+        // Recorded right, but the answer is not the reference.
+        graded("b", "7", Some("8"), true),
+        graded("c", "8", Some("8"), true),
+        // A code problem: graded by its tests, kept.
+        graded("d", "def f(): pass", None, true),
+        // An earlier line of a problem that has a later one: regraded, not counted.
+        graded("e", "2", Some("1"), true),
+        graded("e", "1", Some("1"), true),
+        line("f", None, 10, true),
+    ];
+    let changed = regrade(&mut lines);
+    assert_eq!(
+        changed,
+        Regraded {
+            graded: 4,
+            now_right: 1,
+            now_wrong: 1
+        }
+    );
+    let correct: Vec<Option<bool>> = lines.iter().map(|l| l.correct).collect();
+    let expected = [true, false, true, true, false, true].map(Some);
+    assert_eq!(correct[..6], expected);
+    assert_eq!(correct[6], None);
+    let run = RunReport::from_lines("r", &lines);
+    assert_eq!((run.graded, run.correct), (5, 4));
+}
+
+#[test]
+fn the_last_line_of_a_problem_counts() {
+    let lines = vec![
+        line("a", None, 10, true),
+        line("b", Some(false), 100, false),
+        line("a", Some(true), 300, false),
+        line("c", None, 50, true),
+    ];
+    let run = RunReport::from_lines("r", &lines);
+    assert_eq!((run.problems, run.errors, run.solved()), (3, 1, 2));
+    assert_eq!((run.graded, run.correct), (2, 1));
+    assert_eq!(run.tokens, 400);
+    assert_eq!(run.tokens_per_problem(), Some(200.0));
+    assert_eq!(run.accuracy(), Some(0.5));
+    // 1 of 2: Wilson's interval (Newcombe 1998, method 3).
+    let (low, high) = run.interval().unwrap();
+    assert!(
+        (low - 0.0945).abs() < 5e-4 && (high - 0.9055).abs() < 5e-4,
+        "{low} {high}"
+    );
+    assert_eq!(run.stop_reasons.get("completed"), Some(&2));
+}
+
+#[test]
+fn problems_cut_short_by_the_run_budget_are_neither_solved_nor_errors() {
+    let cut = |id: &str| ResultLine {
+        answer: None,
+        correct: None,
+        cut_short: true,
+        ..line(id, None, 40, true)
+    };
+    // "a" was cut, then solved by a rerun; "b" is still cut.
+    let lines = vec![
+        cut("a"),
+        line("a", Some(true), 100, false),
+        cut("b"),
+        line("c", None, 10, true),
+    ];
+    let report = Comparison::new(vec![RunReport::from_lines("r", &lines)]);
+    let run = &report.runs[0];
+    assert_eq!(
+        (run.problems, run.errors, run.cut_short, run.solved()),
+        (3, 1, 1, 1)
+    );
+    assert_eq!((run.graded, run.correct, run.tokens), (1, 1, 100));
+    let notes = report.notes().join("\n");
+    assert!(
+        notes.contains("r: 1 problems were cut short by the run's budget"),
+        "{notes}"
+    );
+}
+
+#[test]
+fn unanswered_problems_count_as_wrong_beside_the_graded_accuracy() {
+    // Two runs under one budget over a set of 10: one answered 4 (3 right) and never started
+    // the rest, the other answered all 10 (5 right). Graded accuracy alone ranks the first
+    // above; counting what each left unanswered ranks them as the budget spent them.
+    let few: Vec<ResultLine> = (0..4)
+        .map(|i| line(&format!("p{i}"), Some(i < 3), 10, false))
+        .collect();
+    let all: Vec<ResultLine> = (0..10)
+        .map(|i| line(&format!("p{i}"), Some(i < 5), 10, false))
+        .collect();
+    let mut first = RunReport::from_lines("few", &few);
+    first.set = Some(10);
+    let mut second = RunReport::from_lines("all", &all);
+    second.set = Some(10);
+    assert_eq!(first.accuracy(), Some(0.75));
+    assert_eq!(first.unanswered(), 6);
+    assert_eq!(first.accuracy_with_unanswered(), Some((0.3, 10)));
+    assert_eq!(second.unanswered(), 0);
+    assert_eq!(second.accuracy_with_unanswered(), None);
+    let table = Comparison::new(vec![first.clone(), second])
+        .table()
+        .to_string();
+    assert!(
+        table.contains("30.0% (3/10) counting 6 unanswered as wrong"),
+        "{table}"
+    );
+    // Without a recorded set: errors and cut-short problems are the unanswered ones.
+    first.set = None;
+    let mut lines = few.clone();
+    lines.push(line("p9", None, 10, true));
+    let run = RunReport::from_lines("few", &lines);
+    assert_eq!(run.unanswered(), 1);
+    assert_eq!(run.accuracy_with_unanswered(), Some((0.6, 5)));
+}
+
+#[test]
+fn the_plot_interval_is_wilsons() {
+    // 20 of 20: [0.839, 1], not a bar of nothing.
+    let (low, high) = wilson(1.0, 20);
+    assert!((low - 0.8389).abs() < 1e-3 && high == 1.0, "{low} {high}");
+    let (low, high) = wilson(0.5, 100);
+    assert!((low - 0.4038).abs() < 1e-3 && (high - 0.5962).abs() < 1e-3);
+}
+
+#[test]
+fn runs_with_one_label_are_told_apart() {
+    let lines = vec![line("a", Some(true), 10, false)];
+    let at = |path: &str| {
+        let mut run = RunReport::from_lines("r", &lines);
+        run.path = PathBuf::from(path);
+        run
+    };
+    let report = Comparison::new(vec![
+        at("base/r.jsonl"),
+        at("tuned/r.jsonl"),
+        at("tuned/r.jsonl"),
+        at("other.jsonl"),
+    ]);
+    let labels: Vec<&str> = report.runs.iter().map(|r| r.label.as_str()).collect();
+    assert_eq!(labels, ["base/r", "tuned/r #2", "tuned/r #3", "r"]);
+}
+
+#[test]
+fn adaptive_thinking_runs_count_their_routes() {
+    let routed = |id: &str, route: &str, correct: bool| ResultLine {
+        strategy: "router".into(),
+        details: serde_json::json!({ "route": route, "why": "x" }),
+        ..line(id, Some(correct), 10, false)
+    };
+    let unthought = ResultLine {
+        triage: Some(ponder_engine::TriageNote {
+            confidence: 0.1,
+            why: "confidence 0.100 < 0.2".into(),
+            second_stage: false,
+            stages: 1,
+        }),
+        ..routed("e", "short", false)
+    };
+    let lines = vec![
+        routed("a", "short", true),
+        routed("b", "think", false),
+        routed("c", "think", true),
+        line("d", Some(true), 10, false),
+        unthought,
+    ];
+    let run = RunReport::from_lines("r", &lines);
+    assert_eq!(
+        run.routes.get("think"),
+        Some(&Route {
+            problems: 2,
+            graded: 2,
+            correct: 1
+        })
+    );
+    assert_eq!(run.routes.get("short").map(|r| r.correct), Some(1));
+    let notes = Comparison::new(vec![run]).notes();
+    assert!(
+        notes.contains(
+            &"r: routes: short 1 (1/1 right), short (no budget to think) 1 (0/1 right), think 2 (1/2 right)"
+                .to_string()
+        ),
+        "{notes:?}"
+    );
+    // Other strategies' lines have no routes.
+    let plain = RunReport::from_lines("p", &[line("d", Some(true), 10, false)]);
+    assert!(plain.routes.is_empty());
+}
+
+#[test]
+fn coverage_counts_the_problems_with_a_right_candidate() {
+    let with = |id: &str, correct: bool, graded: usize, right: usize| ResultLine {
+        candidates: Some(ponder_engine::CandidateGrades { graded, right }),
+        ..line(id, Some(correct), 10, false)
+    };
+    let lines = vec![
+        with("1", true, 4, 3),
+        // A right candidate, the wrong one chosen.
+        with("2", false, 4, 1),
+        with("3", false, 4, 0),
+        // A line from before candidates were graded: not counted either way.
+        line("4", Some(true), 10, false),
+    ];
+    let run = RunReport::from_lines("s", &lines);
+    assert_eq!(
+        (run.with_candidates, run.covered, run.covered_correct),
+        (3, 2, 1)
+    );
+    let plain = RunReport::from_lines("p", &[line("1", Some(true), 10, false)]);
+    let comparison = Comparison::new(vec![run, plain]);
+    let table = comparison.table().to_string();
+    assert!(
+        table.contains("any candidate right") && table.contains("66.7% (2/3)"),
+        "{table}"
+    );
+    let notes = comparison.notes().join("\n");
+    assert!(
+        notes.contains(
+            "s: of the 2 problems with a right candidate, the answer chosen was right in 1 (50.0%)"
+        ),
+        "{notes}"
+    );
+}
+
+#[test]
+fn runs_compare_on_the_problems_all_graded() {
+    let a = RunReport::from_lines(
+        "a",
+        &[
+            line("1", Some(true), 10, false),
+            line("2", Some(true), 10, false),
+            line("3", Some(false), 10, false),
+        ],
+    );
+    let b = RunReport::from_lines(
+        "b",
+        &[
+            line("1", Some(false), 10, false),
+            line("2", Some(true), 10, false),
+        ],
+    );
+    let comparison = Comparison::new(vec![a, b]);
+    assert_eq!(comparison.common, 2);
+    assert_eq!(comparison.accuracy_on_common, vec![Some(1.0), Some(0.5)]);
+    assert_eq!(
+        comparison.head_to_head,
+        Some(HeadToHead {
+            both: 1,
+            first_only: 1,
+            second_only: 0,
+            neither: 0
+        })
+    );
+    let table = comparison.table().to_string();
+    assert!(
+        table.contains("on common") && table.contains("66.7% [20.8-93.9] (2/3)"),
+        "{table}"
+    );
+    let notes = comparison.notes().join("\n");
+    assert!(notes.contains("only a 1, only b 0"), "{notes}");
+}
+
+#[test]
+fn the_plot_names_every_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = vec![
+        RunReport::from_lines("cap 64", &[line("1", Some(true), 100, false)]),
+        RunReport::from_lines("cap 256", &[line("1", Some(false), 900, false)]),
+        RunReport::from_lines("all errors", &[line("1", None, 5, true)]),
+    ];
+    let svg = dir.path().join("plot.svg");
+    Comparison::new(runs).plot(&svg).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"));
+    assert!(text.contains("cap 64") && text.contains("cap 256"));
+    assert!(!text.contains("all errors"));
+    let none = Comparison::new(vec![RunReport::from_lines(
+        "x",
+        &[line("1", None, 5, true)],
+    )]);
+    assert!(none.plot(&svg).unwrap_err().to_string().contains("graded"));
+}
+
+#[test]
+fn a_server_asked_for_its_default_model_is_named_by_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.jsonl");
+    let model_of_config = |model: &str| {
+        let toml = format!("[model]\n{model}\n[strategy]\nkind = \"direct\"\n");
+        let config: crate::Config =
+            ponder_engine::config::parse_str(&toml, ponder_engine::config::Format::Toml).unwrap();
+        std::fs::write(config_path(&out), config.identity().to_string()).unwrap();
+        side_file(&out).as_ref().and_then(model_of)
+    };
+    let openai = "backend = \"openai\"\nbase_url = ";
+    assert_eq!(
+        model_of_config(&format!("{openai}\"http://a:8000/v1\"")).as_deref(),
+        Some("http://a:8000/v1")
+    );
+    assert_eq!(
+        model_of_config(&format!("{openai}[\"http://a:8000\", \"http://b:8000\"]")).as_deref(),
+        Some("http://a:8000,http://b:8000")
+    );
+    assert_eq!(
+        model_of_config(&format!("{openai}\"http://a:8000\"\nmodel = \"qwen\"")).as_deref(),
+        Some("qwen")
+    );
+    assert_eq!(
+        model_of_config("source = \"smollm2-135m\"").as_deref(),
+        Some("smollm2-135m")
+    );
+}

@@ -1,0 +1,472 @@
+//! Unit tests of best-of-N on a scripted backend and a fixed scorer: selection, adaptive
+//! rounds, staging, budget stops and the config rules.
+
+use ponder_engine::scripted::ScriptedBackend;
+use ponder_engine::{Backend, Budget};
+
+use super::*;
+
+/// Scores candidate i (counting across calls) `[1.0, rewards[i]]`.
+struct FixedScorer(std::sync::Mutex<std::collections::VecDeque<f64>>);
+
+impl FixedScorer {
+    fn new(rewards: &[f64]) -> Arc<Self> {
+        Arc::new(Self(std::sync::Mutex::new(
+            rewards.iter().copied().collect(),
+        )))
+    }
+}
+
+#[async_trait]
+impl Scorer for FixedScorer {
+    async fn score(
+        &self,
+        _: &Context,
+        _: &str,
+        candidates: &[Vec<String>],
+    ) -> Result<Vec<Vec<f64>>> {
+        let mut rewards = self.0.lock().unwrap();
+        Ok(candidates
+            .iter()
+            .map(|_| vec![1.0, rewards.pop_front().unwrap()])
+            .collect())
+    }
+}
+
+fn answers(xs: &[&str]) -> Vec<String> {
+    xs.iter()
+        .map(|x| format!("Some working.\n\nFinal Answer: {x}"))
+        .collect()
+}
+
+async fn run(strategy: &BestOfN, backend: Arc<ScriptedBackend>, budget: Budget) -> Solution {
+    ponder_engine::solve(
+        strategy,
+        &Problem::new("p", "Q?"),
+        backend as Arc<dyn Backend>,
+        budget,
+    )
+    .await
+    .unwrap()
+}
+
+fn details(solution: &Solution) -> BestOfNDetails {
+    serde_json::from_value(solution.details.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn direct_inner_is_one_request_of_n_and_majority_wins() {
+    let backend = Arc::new(ScriptedBackend::new(answers(&["4", "5", "4.0", "6"])));
+    let config = BestOfNConfig {
+        n: NonZeroUsize::new(4).unwrap(),
+        ..BestOfNConfig::self_consistency(NonZeroUsize::new(4).unwrap())
+    };
+    let strategy = BestOfN::new(config).unwrap();
+    let solution = run(&strategy, Arc::clone(&backend), Budget::unlimited()).await;
+    let requests = backend.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].n, 4);
+    assert_eq!(solution.answer.as_deref(), Some("4"));
+    let d = details(&solution);
+    assert_eq!(d.candidates.len(), 4);
+    assert_eq!(d.selected, Some(0));
+    assert_eq!(d.samples_saved, 0);
+    assert_eq!(solution.usage.calls, 1);
+}
+
+#[tokio::test]
+async fn weighted_and_naive_use_the_scorer_with_the_aggregate() {
+    for (select, aggregate, expect) in [
+        // rewards per candidate (min over [1.0, r]) 0.9, 0.5, 0.6, 0.2: group "4" weighs 1.1.
+        (Select::Weighted, Aggregate::Min, "4"),
+        (Select::Naive, Aggregate::Min, "3"),
+        // with `prod` the same numbers; with `mean` naive still picks the 0.9 candidate.
+        (Select::Naive, Aggregate::Mean, "3"),
+    ] {
+        let backend = Arc::new(ScriptedBackend::new(answers(&["3", "4", "4", "5"])));
+        let config = BestOfNConfig {
+            n: NonZeroUsize::new(4).unwrap(),
+            select,
+            aggregate,
+            scorer: Some(ScorerConfig::default()),
+            ..BestOfNConfig::default()
+        };
+        let strategy = BestOfN::new(config)
+            .unwrap()
+            .with_scorer(FixedScorer::new(&[0.9, 0.5, 0.6, 0.2]));
+        let solution = run(&strategy, backend, Budget::unlimited()).await;
+        assert_eq!(
+            solution.answer.as_deref(),
+            Some(expect),
+            "{select:?} {aggregate:?}"
+        );
+        assert!(details(&solution)
+            .candidates
+            .iter()
+            .all(|c| c.score.is_some()));
+    }
+}
+
+#[tokio::test]
+async fn adaptive_n_stops_when_the_vote_cannot_be_overturned() {
+    let backend = Arc::new(ScriptedBackend::new(answers(&[
+        "5", "5", "5", "5", "5", "5", "5", "5",
+    ])));
+    let config = BestOfNConfig {
+        adaptive: Some(AdaptiveConfig {
+            round: NonZeroUsize::new(2).unwrap(),
+            agreement: None,
+        }),
+        ..BestOfNConfig::self_consistency(NonZeroUsize::new(8).unwrap())
+    };
+    let events = ponder_engine::scripted::Recorder::new();
+    let problem = Problem::new("p", "Q?");
+    let cx = Context::with_events(
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+        events.events_of("p"),
+    );
+    let solution = ponder_engine::solve_in(&BestOfN::new(config).unwrap(), &problem, &cx)
+        .await
+        .unwrap();
+    let d = details(&solution);
+    // After 6 votes for 5 with 2 left, nothing can overturn it (5 > 0 + 2 already at 6).
+    assert_eq!((d.samples, d.samples_saved), (6, 2));
+    assert_eq!(backend.requests().len(), 3);
+    assert_eq!(backend.remaining(), 2);
+    // Each round says how the vote stands; the last is decided.
+    let round = |samples, decided| EventKind::Round {
+        samples,
+        of: 8,
+        leader: Some("5".into()),
+        share: 1.0,
+        decided,
+    };
+    assert_eq!(
+        events.decisions("p"),
+        [
+            round(2, false),
+            round(4, false),
+            round(6, true),
+            EventKind::Selected {
+                answer: Some("5".into()),
+                candidates: 6,
+                why: d.why.clone()
+            }
+        ]
+    );
+
+    // With an agreement level, the first unanimous round is enough.
+    let backend = Arc::new(ScriptedBackend::new(answers(&["5", "5", "5", "5"])));
+    let config = BestOfNConfig {
+        adaptive: Some(AdaptiveConfig {
+            round: NonZeroUsize::new(2).unwrap(),
+            agreement: Some(0.9),
+        }),
+        ..BestOfNConfig::self_consistency(NonZeroUsize::new(4).unwrap())
+    };
+    let solution = run(&BestOfN::new(config).unwrap(), backend, Budget::unlimited()).await;
+    assert_eq!(details(&solution).samples_saved, 2);
+
+    // One vote and one sample without an answer is half the votes, not all of them.
+    let backend = Arc::new(ScriptedBackend::new([
+        "The answer is 5.",
+        "I cannot tell.",
+        "The answer is 5.",
+        "The answer is 5.",
+    ]));
+    let config = BestOfNConfig {
+        adaptive: Some(AdaptiveConfig {
+            round: NonZeroUsize::new(2).unwrap(),
+            agreement: Some(0.7),
+        }),
+        ..BestOfNConfig::self_consistency(NonZeroUsize::new(6).unwrap())
+    };
+    let solution = run(&BestOfN::new(config).unwrap(), backend, Budget::unlimited()).await;
+    // Stopped at 3 of 4 (0.75), not at 1 of 1 answered after the first round.
+    assert_eq!(details(&solution).samples_saved, 2);
+}
+
+#[tokio::test]
+async fn adaptive_best_of_n_is_staged_a_round_at_a_time() {
+    let config = BestOfNConfig {
+        adaptive: Some(AdaptiveConfig {
+            round: NonZeroUsize::new(2).unwrap(),
+            agreement: None,
+        }),
+        ..BestOfNConfig::self_consistency(NonZeroUsize::new(6).unwrap())
+    };
+    let strategy = BestOfN::new(config.clone()).unwrap();
+    let staged = strategy.staged().expect("adaptive best-of-N has stages");
+    let problem = Problem::new("p", "Q?");
+    let votes = ["7", "8", "7", "7", "7", "8"];
+    let backend = Arc::new(ScriptedBackend::new(answers(&votes)));
+    let cx = Context::new(
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+    );
+    // A split first round asks for more, as sure as its leader's share.
+    let first = staged.first(&problem, &cx).await.unwrap();
+    let pending = first.pending.clone().expect("undecided after 7 and 8");
+    assert_eq!(pending.confidence, 0.5);
+    assert!(pending.why.contains("2 of 6"), "{}", pending.why);
+    assert_eq!(details(&first.solution).samples_saved, 0);
+    assert_eq!(backend.requests().len(), 1);
+    // Each next stage is one round, from the last stage after a JSON round trip (as a
+    // triage run keeps it): 3 to 1 with two samples left can still be overturned.
+    let kept = |stage: &Stage| -> Solution {
+        serde_json::from_str(&serde_json::to_string(&stage.solution).unwrap()).unwrap()
+    };
+    let second = staged.next(&problem, kept(&first), &cx).await.unwrap();
+    let pending = second.pending.clone().expect("3 to 1, two samples left");
+    assert_eq!(pending.confidence, 0.75);
+    assert!(pending.why.contains("4 of 6"), "{}", pending.why);
+    assert_eq!(backend.requests().len(), 2);
+    let last = staged.next(&problem, kept(&second), &cx).await.unwrap();
+    assert_eq!(last.pending, None, "all six drawn");
+    let rest = last.solution;
+    assert_eq!(rest.answer.as_deref(), Some("7"));
+    let d = details(&rest);
+    assert_eq!((d.samples, d.stops.len()), (6, 6));
+    // The same as solving in one go.
+    let backend = Arc::new(ScriptedBackend::new(answers(&votes)));
+    let whole = run(&strategy, Arc::clone(&backend), Budget::unlimited()).await;
+    assert_eq!(backend.requests().len(), 3);
+    assert_eq!(whole.answer, rest.answer);
+    assert_eq!(details(&whole), d);
+    // A unanimous first round of 3 is decided (2 > 0 + 1): nothing more to ask for.
+    let decided = BestOfN::new(BestOfNConfig {
+        n: NonZeroUsize::new(3).unwrap(),
+        ..config
+    })
+    .unwrap();
+    let backend = Arc::new(ScriptedBackend::new(answers(&["7", "7"])));
+    let cx = Context::new(backend as Arc<dyn Backend>, Budget::unlimited());
+    let first = decided.first(&problem, &cx).await.unwrap();
+    assert_eq!(first.pending, None);
+    // Without adaptive N there is nothing to stage.
+    assert!(BestOfN::new(BestOfNConfig::self_consistency(
+        NonZeroUsize::new(4).unwrap()
+    ))
+    .unwrap()
+    .staged()
+    .is_none());
+}
+
+#[tokio::test]
+async fn a_chosen_sample_cut_at_max_tokens_says_so() {
+    // Two samples of one request, their max_tokens shrunk by the budget to 8 bytes: both
+    // are cut, so the answer is a cut sample's and the solution says so.
+    let backend = Arc::new(ScriptedBackend::new(answers(&["7", "7"])));
+    let strategy = BestOfN::new(BestOfNConfig::self_consistency(
+        NonZeroUsize::new(2).unwrap(),
+    ))
+    .unwrap();
+    let request = match &strategy.inner {
+        Inner::Direct(direct) => direct.request(&Problem::new("p", "Q?")),
+        Inner::Any(_) => panic!("self-consistency samples directly"),
+    };
+    let prompt = ScriptedBackend::render(&request.prompt).len() as u64;
+    let budget = Budget::unlimited().with_max_tokens(prompt + 16);
+    let solution = run(&strategy, Arc::clone(&backend), budget).await;
+    assert_eq!(backend.requests()[0].max_tokens, 8);
+    assert_eq!(solution.stop_reason, StopReason::MaxTokens);
+    // Uncut, the same samples complete.
+    let backend = Arc::new(ScriptedBackend::new(answers(&["7", "7"])));
+    let solution = run(&strategy, backend, Budget::unlimited()).await;
+    assert_eq!(solution.stop_reason, StopReason::Completed);
+    assert_eq!(solution.answer.as_deref(), Some("7"));
+}
+
+#[tokio::test]
+async fn a_budget_stop_selects_among_what_was_drawn() {
+    let backend = Arc::new(ScriptedBackend::new(answers(&[
+        "7", "7", "8", "8", "8", "8",
+    ])));
+    let config = BestOfNConfig {
+        adaptive: Some(AdaptiveConfig {
+            round: NonZeroUsize::new(2).unwrap(),
+            agreement: None,
+        }),
+        ..BestOfNConfig::self_consistency(NonZeroUsize::new(6).unwrap())
+    };
+    let strategy = BestOfN::new(config).unwrap();
+    let budget = Budget::unlimited().with_max_calls(1);
+    let solution = run(&strategy, backend, budget).await;
+    assert_eq!(solution.stop_reason, StopReason::CallBudget);
+    assert_eq!(solution.answer.as_deref(), Some("7"));
+    assert_eq!(details(&solution).samples, 2);
+    assert_eq!(solution.usage.calls, 1);
+}
+
+/// Best-of-3 over budget forcing (one at a time), and a script of a thinking reply and an
+/// answer reply per sample.
+fn forced_best_of_3(answers: [&str; 3]) -> (BestOfN, Arc<ScriptedBackend>) {
+    let mut replies = Vec::new();
+    for answer in answers {
+        replies.push("I add them.</think>".to_string());
+        replies.push(answer.to_string());
+    }
+    let inner = StrategyConfig::BudgetForcing(crate::BudgetForcingConfig {
+        temperature: 0.7,
+        ..crate::BudgetForcingConfig::default()
+    });
+    let config = BestOfNConfig {
+        inner: Box::new(inner),
+        concurrency: NonZeroUsize::new(1),
+        ..BestOfNConfig::self_consistency(NonZeroUsize::new(3).unwrap())
+    };
+    (
+        BestOfN::new(config).unwrap(),
+        Arc::new(ScriptedBackend::new(replies)),
+    )
+}
+
+/// Answers "A" at its first solve and "B" after, the first solve the slowest.
+struct SlowFirst(std::sync::atomic::AtomicUsize);
+
+#[async_trait]
+impl Strategy for SlowFirst {
+    fn name(&self) -> &'static str {
+        "slow_first"
+    }
+
+    async fn solve(&self, _: &Problem, _: &Context) -> Result<Solution> {
+        let k = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (answer, wait) = if k == 0 { ("A", 60) } else { ("B", 0) };
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        let candidate = Candidate {
+            answer: Some(answer.into()),
+            text: answer.into(),
+            score: None,
+            tokens: 1,
+        };
+        Ok(Solution::single(
+            "slow_first",
+            candidate,
+            StopReason::Completed,
+        ))
+    }
+}
+
+#[tokio::test]
+async fn programs_are_not_grouped_by_their_last_number() {
+    // Two different programs that both end in `return 0`, and a third: no vote among them
+    // (the last number of a program is not its answer), so majority keeps the first.
+    let problem = Problem {
+        code: Some(ponder_engine::CodeTask {
+            prompt: "def f(x):\n".into(),
+            entry_point: "f".into(),
+            test: String::new(),
+        }),
+        ..Problem::new("f", "def f(x):\n")
+    };
+    let programs = [
+        "def f(x):\n    return x + 1\n",
+        "def f(x):\n    if x:\n        return 2\n    return 0\n",
+        "def f(x):\n    print(x)\n    return 0\n",
+    ];
+    let backend = Arc::new(ScriptedBackend::new(programs));
+    let strategy = BestOfN::new(BestOfNConfig::self_consistency(
+        NonZeroUsize::new(3).unwrap(),
+    ))
+    .unwrap();
+    let solution = ponder_engine::solve(
+        &strategy,
+        &problem,
+        backend as Arc<dyn Backend>,
+        Budget::unlimited(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(solution.completion, programs[0]);
+    assert_eq!(solution.answer, None);
+    assert!(solution.candidates.iter().all(|c| c.answer.is_none()));
+}
+
+#[tokio::test]
+async fn a_tie_goes_to_the_earlier_draw_not_the_quicker() {
+    let strategy = BestOfN::new(BestOfNConfig::self_consistency(
+        NonZeroUsize::new(2).unwrap(),
+    ))
+    .unwrap()
+    .with_inner(Box::new(SlowFirst(Default::default())));
+    let backend = Arc::new(ScriptedBackend::new(Vec::<String>::new()));
+    let solution = run(&strategy, backend, Budget::unlimited()).await;
+    assert_eq!(solution.answer.as_deref(), Some("A"));
+    let answers: Vec<_> = details(&solution)
+        .candidates
+        .iter()
+        .map(|c| c.answer.clone())
+        .collect();
+    assert_eq!(answers, [Some("A".into()), Some("B".into())]);
+}
+
+#[tokio::test]
+async fn other_inner_strategies_are_solved_n_times() {
+    // budget_forcing on a backend without logits processors resubmits: per sample, one
+    // thinking request (stopped at the delimiter) and one answer request.
+    let (strategy, backend) = forced_best_of_3(["2", "2", "3"]);
+    let solution = run(&strategy, Arc::clone(&backend), Budget::unlimited()).await;
+    assert_eq!(solution.answer.as_deref(), Some("2"));
+    assert_eq!(backend.requests().len(), 6);
+    assert!(details(&solution).candidates.iter().all(|c| c.tokens > 0));
+}
+
+#[tokio::test]
+async fn an_inner_strategys_budget_stop_ends_the_draw_and_empty_samples_are_dropped() {
+    // Each budget-forcing sample takes two calls; three calls finish one sample, the second
+    // stops after its thinking (kept: it was paid for), the third before writing anything
+    // (a solution, not an error, and no candidate).
+    let (strategy, backend) = forced_best_of_3(["2", "3", "3"]);
+    let solution = run(&strategy, backend, Budget::unlimited().with_max_calls(3)).await;
+    assert_eq!(solution.stop_reason, StopReason::CallBudget);
+    assert_eq!(solution.answer.as_deref(), Some("2"));
+    assert_eq!(details(&solution).samples, 2, "{:?}", details(&solution));
+}
+
+#[tokio::test]
+async fn adaptive_naive_selection_stops_only_at_a_perfect_reward() {
+    // Rewards 0.6, 0.6 for "5", then 0.95 for "6": the vote mass would call it for "5"
+    // after two samples, but naive selection takes the single best reward.
+    let backend = Arc::new(ScriptedBackend::new(answers(&["5", "5", "6"])));
+    let config = BestOfNConfig {
+        n: NonZeroUsize::new(3).unwrap(),
+        select: Select::Naive,
+        aggregate: Aggregate::Min,
+        scorer: Some(ScorerConfig::default()),
+        adaptive: Some(AdaptiveConfig {
+            round: NonZeroUsize::new(2).unwrap(),
+            agreement: None,
+        }),
+        ..BestOfNConfig::default()
+    };
+    let strategy = BestOfN::new(config)
+        .unwrap()
+        .with_scorer(FixedScorer::new(&[0.6, 0.6, 0.95]));
+    let solution = run(&strategy, backend, Budget::unlimited()).await;
+    assert_eq!(details(&solution).samples, 3);
+    assert_eq!(solution.answer.as_deref(), Some("6"));
+}
+
+#[test]
+fn config_rules() {
+    let config = BestOfNConfig::default();
+    assert!(config
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("needs a scorer"));
+    let config = BestOfNConfig {
+        adaptive: Some(AdaptiveConfig {
+            round: NonZeroUsize::MIN,
+            agreement: Some(1.5),
+        }),
+        ..BestOfNConfig::self_consistency(NonZeroUsize::MIN)
+    };
+    assert!(config
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("agreement"));
+}

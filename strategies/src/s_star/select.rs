@@ -1,0 +1,391 @@
+//! Stage 2 of S*, selection by comparing pairs: the model writes inputs, the programs run on
+//! them in the sandbox, and the judge rules where their outputs differ. Holds the paper's round
+//! robin of output clusters (`adaptive_input_synthesis`) and the cheaper knockout.
+
+use std::sync::Arc;
+
+use futures::future::try_join_all;
+use ponder_engine::{
+    Backend, CodeTask, Context, Error, EventKind, GenerationRequest, Message, Prompt, Resource,
+    Result, Strategy,
+};
+use ponder_prm::{
+    assemble, choice_probability, extract_code, opposing_tokens, TestCase, TestRun, TestStatus,
+};
+
+use super::text::{calls_of, outputs};
+use super::{sandboxed, Cluster, Comparison, SStar, SStarDetails, Sample};
+
+/// An input as shown to the judge, with A's and B's outputs on it.
+type Shown = (String, String, String);
+
+impl SStar {
+    /// Asks the model (`ask`) for test inputs: up to `synthesized_inputs` calls of the entry
+    /// point read from its reply. `Ok(Err(resource))` when the budget ran out.
+    async fn synthesize(
+        &self,
+        cx: &Context,
+        task: &CodeTask,
+        ask: String,
+    ) -> Result<std::result::Result<Vec<String>, Resource>> {
+        let request = GenerationRequest::new(Prompt::chat(vec![Message::user(ask)]))
+            .with_max_tokens(self.config.input_tokens.get());
+        let generation = match cx.backend().generate(request).await {
+            Ok(generation) => generation,
+            Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
+            Err(e) => return Err(e),
+        };
+        let text = generation
+            .choices
+            .first()
+            .map(|c| c.text.as_str())
+            .unwrap_or_default();
+        Ok(Ok(calls_of(
+            text,
+            &task.entry_point,
+            self.config.synthesized_inputs.get(),
+        )))
+    }
+
+    /// Plays one comparison: inputs from the model, both programs on them, the judge on the
+    /// differences, with `known` (inputs already run, with A's and B's outputs) shown first.
+    /// The comparison's `winner` is left to the caller. `Ok(Err(resource))` when the budget ran
+    /// out.
+    #[allow(clippy::too_many_arguments)]
+    async fn compare(
+        &self,
+        cx: &Context,
+        judge: &Arc<dyn Backend>,
+        words: &(Vec<u32>, Vec<u32>),
+        task: &CodeTask,
+        samples: &[Sample],
+        (a, b): (usize, usize),
+        known: &[Shown],
+    ) -> Result<std::result::Result<(Comparison, u64), Resource>> {
+        let (Some(sa), Some(sb)) = (samples.get(a), samples.get(b)) else {
+            return Err(Error::InvalidRequest {
+                reason: "comparison of a sample that does not exist",
+            });
+        };
+        let code = |s: &Sample| extract_code(&s.best.completion, Some(&task.entry_point));
+        let (code_a, code_b) = (code(sa), code(sb));
+        let ask = format!(
+            "Here is a Python function to write:\n\n```python\n{}\n```\n\nTwo implementations of `{entry}` follow.\n\nImplementation A:\n```python\n{code_a}```\n\nImplementation B:\n```python\n{code_b}```\n\nWrite {k} test inputs on which the two implementations may return different results. Write each as one call of `{entry}` on its own line, like this:\n>>> {entry}(...)",
+            task.prompt.trim_end(),
+            entry = task.entry_point,
+            k = self.config.synthesized_inputs,
+        );
+        let inputs: Vec<String> = match self.synthesize(cx, task, ask).await? {
+            Ok(calls) => calls
+                .into_iter()
+                .filter(|call| known.iter().all(|k| &k.0 != call))
+                .collect(),
+            Err(resource) => return Ok(Err(resource)),
+        };
+        let probes: Vec<TestCase> = inputs.iter().map(TestCase::probe).collect();
+        let (program_a, program_b) = (
+            assemble(task, &sa.best.completion),
+            assemble(task, &sb.best.completion),
+        );
+        let both = sandboxed(cx, async {
+            tokio::try_join!(
+                self.verifier.run_tests(&program_a, &probes),
+                self.verifier.run_tests(&program_b, &probes),
+            )
+        });
+        let (run_a, run_b) = match both.await {
+            Ok(runs) => runs,
+            Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
+            Err(e) => return Err(e),
+        };
+        let sandbox_ms = (run_a.report.wall + run_b.report.wall).as_millis() as u64;
+        let (outputs_a, outputs_b) = (outputs(&run_a), outputs(&run_b));
+        let mut kept = known.to_vec();
+        for (i, call) in inputs.iter().enumerate() {
+            let skipped = |run: &TestRun| {
+                run.results
+                    .get(i)
+                    .is_some_and(|r| matches!(r.status, TestStatus::Skipped { .. }))
+            };
+            if skipped(&run_a) && skipped(&run_b) {
+                continue;
+            }
+            let (oa, ob) = (
+                outputs_a.get(i).cloned().unwrap_or_default(),
+                outputs_b.get(i).cloned().unwrap_or_default(),
+            );
+            kept.push((call.clone(), oa, ob));
+        }
+        let differing: Vec<&Shown> = kept.iter().filter(|(_, oa, ob)| oa != ob).collect();
+        let mut comparison = Comparison {
+            a,
+            b,
+            inputs: kept.iter().map(|k| k.0.clone()).collect(),
+            outputs_a: kept.iter().map(|k| k.1.clone()).collect(),
+            outputs_b: kept.iter().map(|k| k.2.clone()).collect(),
+            differing: differing.len(),
+            p_a: None,
+            p_a_by_order: None,
+            winner: None,
+        };
+        if differing.is_empty() {
+            return Ok(Ok((comparison, sandbox_ms)));
+        }
+        // Asked twice, each program shown first once: small judges favour whichever comes first,
+        // and averaging the two orders cancels that. The judge sees both programs' code and
+        // their outputs where they disagree (as in S*: code and execution results together).
+        let verdict = |swapped: bool| {
+            let mut shown = String::new();
+            for (call, oa, ob) in &differing {
+                let (first, second) = if swapped { (ob, oa) } else { (oa, ob) };
+                shown.push_str(&format!(
+                    "Input: {call}\nOutput of A: {first}\nOutput of B: {second}\n\n"
+                ));
+            }
+            let (first, second) = if swapped {
+                (&code_b, &code_a)
+            } else {
+                (&code_a, &code_b)
+            };
+            Prompt::chat(vec![Message::user(format!(
+                "Here is a Python function to write:\n\n```python\n{}\n```\n\nImplementation A:\n```python\n{first}```\n\nImplementation B:\n```python\n{second}```\n\nThe two implementations were run on the same inputs and disagree:\n\n{shown}Which implementation is correct for the function described? Answer with one letter, A or B.",
+                task.prompt.trim_end(),
+            ))])
+        };
+        let (a_first, b_first) = match tokio::try_join!(
+            choice_probability(judge, verdict(false), &words.0, &words.1),
+            choice_probability(judge, verdict(true), &words.0, &words.1),
+        ) {
+            Ok(ps) => ps,
+            Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
+            Err(e) => return Err(e),
+        };
+        let by_order = (a_first, 1.0 - b_first);
+        let p_a = (by_order.0 + by_order.1) / 2.0;
+        comparison.p_a_by_order = Some(by_order);
+        comparison.p_a = Some(p_a);
+        Ok(Ok((comparison, sandbox_ms)))
+    }
+
+    /// Records a played comparison in `details` and the events.
+    fn played(&self, cx: &Context, comparison: Comparison, ms: u64, details: &mut SStarDetails) {
+        cx.emit(
+            self.name(),
+            EventKind::Compared {
+                a: comparison.a,
+                b: comparison.b,
+                differing: comparison.differing,
+                winner: comparison.winner,
+            },
+        );
+        details.sandbox_ms += ms;
+        details.comparisons.push(comparison);
+    }
+
+    /// The paper's selection among `pool`: clusters by outputs on inputs written for the
+    /// problem, then a round robin of the clusters (see the S* module docs).
+    pub(super) async fn round_robin(
+        &self,
+        cx: &Context,
+        task: &CodeTask,
+        samples: &[Sample],
+        pool: Vec<usize>,
+        details: &mut SStarDetails,
+    ) -> Result<(usize, Option<Resource>)> {
+        let Some(&earliest) = pool.first() else {
+            return Ok((0, None));
+        };
+        if pool.len() == 1 {
+            return Ok((earliest, None));
+        }
+        let ask = format!(
+            "Here is a Python function to write:\n\n```python\n{}\n```\n\nWrite {k} test inputs for `{entry}` that a wrong implementation would likely get wrong: edge cases, tricky cases, typical cases. Write each as one call of `{entry}` on its own line, like this:\n>>> {entry}(...)",
+            task.prompt.trim_end(),
+            entry = task.entry_point,
+            k = self.config.synthesized_inputs,
+        );
+        let calls = match self.synthesize(cx, task, ask).await? {
+            Ok(calls) => calls,
+            Err(resource) => return Ok((earliest, Some(resource))),
+        };
+        let probes: Vec<TestCase> = calls.iter().map(TestCase::probe).collect();
+        let all = try_join_all(pool.iter().map(|&i| {
+            let program = samples
+                .get(i)
+                .map(|s| assemble(task, &s.best.completion))
+                .unwrap_or_default();
+            let probes = &probes;
+            async move { self.verifier.run_tests(&program, probes).await }
+        }));
+        let runs = match sandboxed(cx, all).await {
+            Ok(runs) => runs,
+            Err(Error::BudgetExhausted { resource }) => return Ok((earliest, Some(resource))),
+            Err(e) => return Err(e),
+        };
+        details.sandbox_ms += runs
+            .iter()
+            .map(|r| r.report.wall.as_millis() as u64)
+            .sum::<u64>();
+        // Inputs no program could run (the sandbox refused the call) tell nothing apart.
+        let ran: Vec<usize> = (0..calls.len())
+            .filter(|&p| {
+                runs.iter().any(|run| {
+                    !run.results
+                        .get(p)
+                        .is_some_and(|r| matches!(r.status, TestStatus::Skipped { .. }))
+                })
+            })
+            .collect();
+        details.probes = ran.iter().filter_map(|&p| calls.get(p).cloned()).collect();
+        let mut clusters: Vec<Cluster> = Vec::new();
+        for (&sample, run) in pool.iter().zip(&runs) {
+            let all = outputs(run);
+            let mine: Vec<String> = ran
+                .iter()
+                .map(|&p| all.get(p).cloned().unwrap_or_default())
+                .collect();
+            // Without a single input that ran, each candidate stands alone.
+            match clusters
+                .iter_mut()
+                .find(|c| !ran.is_empty() && c.outputs == mine)
+            {
+                Some(cluster) => cluster.samples.push(sample),
+                None => clusters.push(Cluster {
+                    samples: vec![sample],
+                    outputs: mine,
+                    wins: 0,
+                }),
+            }
+        }
+        let mut exhausted = None;
+        if clusters.len() > 1 {
+            let judge = self.judge(cx).await?;
+            let words = opposing_tokens(judge.as_ref(), &["A", " A"], &["B", " B"]).await?;
+            let mut pairs = Vec::new();
+            for i in 0..clusters.len() {
+                for j in i + 1..clusters.len() {
+                    pairs.push((i, j));
+                }
+            }
+            let matches: Vec<((usize, usize), Vec<Shown>)> = pairs
+                .iter()
+                .filter_map(|&(i, j)| {
+                    let (ci, cj) = (clusters.get(i)?, clusters.get(j)?);
+                    let known = details
+                        .probes
+                        .iter()
+                        .zip(ci.outputs.iter().zip(&cj.outputs))
+                        .filter(|(_, (oi, oj))| oi != oj)
+                        .map(|(call, (oi, oj))| (call.clone(), oi.clone(), oj.clone()))
+                        .collect();
+                    Some(((*ci.samples.first()?, *cj.samples.first()?), known))
+                })
+                .collect();
+            let outcomes = try_join_all(matches.iter().map(|(pair, known)| {
+                self.compare(cx, &judge, &words, task, samples, *pair, known)
+            }))
+            .await?;
+            for (&(i, j), outcome) in pairs.iter().zip(outcomes) {
+                match outcome {
+                    Ok((mut comparison, ms)) => {
+                        comparison.winner = match comparison.p_a_by_order {
+                            Some((first, second)) if first > 0.5 && second > 0.5 => {
+                                Some((i, comparison.a))
+                            }
+                            Some((first, second)) if first < 0.5 && second < 0.5 => {
+                                Some((j, comparison.b))
+                            }
+                            _ => None,
+                        }
+                        .map(|(cluster, sample)| {
+                            if let Some(c) = clusters.get_mut(cluster) {
+                                c.wins += 1;
+                            }
+                            sample
+                        });
+                        self.played(cx, comparison, ms, details);
+                    }
+                    Err(resource) => exhausted = exhausted.or(Some(resource)),
+                }
+            }
+        }
+        // Most wins, then the largest, then the earliest (clusters are in order of their
+        // first sample).
+        let best = clusters
+            .iter()
+            .enumerate()
+            .max_by(|(x, a), (y, b)| {
+                (a.wins, a.samples.len(), std::cmp::Reverse(*x)).cmp(&(
+                    b.wins,
+                    b.samples.len(),
+                    std::cmp::Reverse(*y),
+                ))
+            })
+            .and_then(|(_, c)| c.samples.first().copied())
+            .unwrap_or(earliest);
+        details.clusters = clusters;
+        Ok((best, exhausted))
+    }
+
+    /// The knockout among `pool`: rounds of pairs played together, byes for odd ones out.
+    pub(super) async fn knockout(
+        &self,
+        cx: &Context,
+        task: &CodeTask,
+        samples: &[Sample],
+        mut pool: Vec<usize>,
+        details: &mut SStarDetails,
+    ) -> Result<(usize, Option<Resource>)> {
+        let mut exhausted = None;
+        if pool.len() <= 1 {
+            return Ok((pool.first().copied().unwrap_or(0), None));
+        }
+        let judge = self.judge(cx).await?;
+        let words = opposing_tokens(judge.as_ref(), &["A", " A"], &["B", " B"]).await?;
+        while pool.len() > 1 {
+            let pairs: Vec<(usize, usize)> = pool
+                .chunks(2)
+                .filter_map(|c| match c {
+                    [a, b] => Some((*a, *b)),
+                    _ => None,
+                })
+                .collect();
+            let played = try_join_all(
+                pairs
+                    .iter()
+                    .map(|&pair| self.compare(cx, &judge, &words, task, samples, pair, &[])),
+            )
+            .await?;
+            let (mut next, mut unjudged) = (Vec::new(), Vec::new());
+            for (pair, outcome) in pairs.iter().zip(played) {
+                match outcome {
+                    Ok((mut comparison, ms)) => {
+                        let winner = if comparison.p_a.unwrap_or(1.0) >= 0.5 {
+                            comparison.a
+                        } else {
+                            comparison.b
+                        };
+                        comparison.winner = Some(winner);
+                        next.push(winner);
+                        self.played(cx, comparison, ms, details);
+                    }
+                    Err(resource) => {
+                        exhausted = exhausted.or(Some(resource));
+                        unjudged.push(pair.0);
+                    }
+                }
+            }
+            // Winners of a comparison go before samples whose comparison the budget stopped.
+            next.extend(unjudged);
+            if pool.len() % 2 == 1 {
+                next.extend(pool.last().copied());
+            }
+            pool = next;
+            if exhausted.is_some() {
+                // No budget for more judging: the earliest survivor stands.
+                pool.truncate(1);
+            }
+        }
+        Ok((pool.first().copied().unwrap_or(0), exhausted))
+    }
+}
