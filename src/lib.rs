@@ -261,6 +261,26 @@ inner = { kind = "budget_forcing", min_thinking_tokens = 128, max_thinking_token
             err.starts_with("at `strategy.scorer.good_id` (line 3): "),
             "{err}"
         );
+        // Inside tagged tables, YAML and JSON errors name the key's line too (serde_yaml gives
+        // none there, serde_json the end of the table).
+        let err = parse_str::<Config>(
+            "model:\n  source: smollm2-135m\nstrategy:\n  kind: best_of_n\n  inner:\n    kind: budget_forcing\n    max_waits: -1\n",
+            Format::Yaml,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("at `strategy.inner.max_waits` (line 7): invalid value"),
+            "{err}"
+        );
+        let err = parse_str::<Config>(
+            "{\"strategy\": {\"kind\": \"best_of_n\",\n  \"n\": \"8\",\n  \"select\": \"naive\"}}",
+            Format::Json,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("at `strategy.n` (line 2): invalid type"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! Reading config files: TOML, YAML or JSON by extension, strict, with errors that name the
-//! file, the key and what was expected.
+//! file, the key, its line and what was expected.
+//!
+//! The line is that of the key in the document (toml's spans; for YAML and JSON, saphyr's
+//! parser events), since the deserializers' own positions are missing or point at the end of
+//! the table for an error inside a tagged table (see [`from_tagged`]).
 
 use std::path::Path;
 
@@ -44,60 +48,101 @@ pub fn load_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
-/// Parses config text in `format`; the error is a message naming the key path.
+/// Parses config text in `format`; the error is a message naming the key path and its line
+/// (`at `strategy.n` (line 5): invalid type: string "8", expected a nonzero usize`).
 pub fn parse_str<T: DeserializeOwned>(
     text: &str,
     format: Format,
 ) -> std::result::Result<T, String> {
-    fn at(path: &serde_path_to_error::Path) -> String {
-        let path = path.to_string();
-        if path == "." || path.is_empty() {
-            String::new()
-        } else {
-            format!("at `{path}`: ")
-        }
-    }
-    let message = match format {
+    // The key path, the message, and the line the format's own error gives.
+    let (path, message, line) = match format {
         Format::Toml => {
             let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
-            return serde_path_to_error::deserialize(de).map_err(|e| {
-                let message = join_paths(&format!(
-                    "{}{}",
-                    at(e.path()),
-                    e.inner().message().trim_end()
-                ));
-                // The line of the key the path names, else toml's own: toml's span is that of
-                // the whole table for an error inside a tagged table (which goes through JSON).
-                let split = split_path(&message);
-                let line = split
-                    .and_then(|(path, _)| toml_line(text, path))
-                    .or_else(|| e.inner().span().map(|span| line_of(text, span.start)));
-                match (line, split) {
-                    (Some(line), Some((path, rest))) => {
-                        format!("at `{path}` (line {line}): {rest}")
-                    }
-                    (Some(line), None) => format!("line {line}: {message}"),
-                    (None, _) => message,
-                }
-            });
+            match serde_path_to_error::deserialize(de) {
+                Ok(value) => return Ok(value),
+                Err(e) => (
+                    e.path().to_string(),
+                    e.inner().message().trim_end().to_string(),
+                    e.inner().span().map(|span| line_of(text, span.start)),
+                ),
+            }
         }
         Format::Yaml => {
-            let de = serde_yaml::Deserializer::from_str(text);
-            serde_path_to_error::deserialize(de)
-                .map_err(|e| format!("{}{}", at(e.path()), e.inner()))
+            let de = yaml_serde::Deserializer::from_str(text);
+            match serde_path_to_error::deserialize(de) {
+                Ok(value) => return Ok(value),
+                Err(e) => {
+                    let path = e.path().to_string();
+                    let (message, line) = without_position(&e.inner().to_string());
+                    (path.clone(), without_yaml_path(&message, &path), line)
+                }
+            }
         }
         Format::Json => {
             let mut de = serde_json::Deserializer::from_str(text);
-            serde_path_to_error::deserialize(&mut de)
-                .map_err(|e| format!("{}{}", at(e.path()), e.inner()))
+            match serde_path_to_error::deserialize(&mut de) {
+                Ok(value) => return Ok(value),
+                Err(e) => {
+                    let (message, line) = without_position(&e.inner().to_string());
+                    (e.path().to_string(), message, line)
+                }
+            }
         }
     };
-    message.map_err(|m| join_paths(&m))
+    let message = if path == "." || path.is_empty() {
+        join_paths(&message)
+    } else {
+        join_paths(&format!("at `{path}`: {message}"))
+    };
+    // The line of the key the path names, else the format's own: toml's span, and serde_json's
+    // position, are those of the whole table for an error inside a tagged table (which goes
+    // through JSON), and serde_yaml gives none there.
+    let split = split_path(&message);
+    let line = split
+        .and_then(|(path, _)| key_line(text, format, path))
+        .or(line);
+    Err(match (line, split) {
+        (Some(line), Some((path, rest))) => format!("at `{path}` (line {line}): {rest}"),
+        (Some(line), None) => format!("line {line}: {message}"),
+        (None, _) => message,
+    })
 }
 
 /// An error message's key path and the rest (`at `a.b`: msg` -> (`a.b`, `msg`)).
 fn split_path(message: &str) -> Option<(&str, &str)> {
     message.strip_prefix("at `")?.split_once("`: ")
+}
+
+/// A message without the ` at line L column C` that serde_yaml and serde_json end theirs with,
+/// and L.
+fn without_position(message: &str) -> (String, Option<usize>) {
+    let position = message.rfind(" at line ").and_then(|at| {
+        match message[at..].split_whitespace().collect::<Vec<_>>()[..] {
+            ["at", "line", line, "column", column] if column.parse::<usize>().is_ok() => {
+                Some((at, line.parse::<usize>().ok()?))
+            }
+            _ => None,
+        }
+    });
+    match position {
+        Some((at, line)) => (message[..at].to_string(), Some(line)),
+        None => (message.to_string(), None),
+    }
+}
+
+/// A serde_yaml message without the key path it starts some with (`model: unknown field`),
+/// when that is (a prefix of) `path`, which the message will be given with.
+fn without_yaml_path(message: &str, path: &str) -> String {
+    match message.split_once(": ") {
+        Some((own, rest))
+            if path == own
+                || path.starts_with(&format!("{own}."))
+                || path.starts_with(&format!("{own}[")) =>
+        {
+            rest.to_string()
+        }
+        _ => message.to_string(),
+    }
 }
 
 /// The 1-based line of byte `offset` in `text`.
@@ -110,15 +155,15 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// The line in TOML `text` of the key at `path` (`strategy.inner.n`, `runs[2].n`): that of
-/// the deepest key or array item on the path the document holds.
-fn toml_line(text: &str, path: &str) -> Option<usize> {
-    use toml::de::{DeTable, DeValue};
-    enum Step<'a> {
-        Key(&'a str),
-        Index(usize),
-    }
-    // `a.b[0].c` -> key a, key b, index 0, key c
+/// One step of a key path.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// `a.b[0].c` -> key a, key b, index 0, key c.
+fn steps(path: &str) -> Option<Vec<Step<'_>>> {
     let mut steps = Vec::new();
     for part in path.split('.') {
         let mut pieces = part.split('[');
@@ -129,10 +174,26 @@ fn toml_line(text: &str, path: &str) -> Option<usize> {
             steps.push(Step::Index(index.trim_end_matches(']').parse().ok()?));
         }
     }
+    Some(steps)
+}
+
+/// The line in `text` of the key at `path` (`strategy.inner.n`, `runs[2].n`): that of the
+/// deepest key or array item on the path the document holds.
+fn key_line(text: &str, format: Format, path: &str) -> Option<usize> {
+    match format {
+        Format::Toml => toml_line(text, path),
+        // JSON is YAML (1.2) too.
+        Format::Yaml | Format::Json => yaml_line(text, path),
+    }
+}
+
+/// [`key_line`] for TOML.
+fn toml_line(text: &str, path: &str) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
     let root = DeValue::Table(DeTable::parse(text).ok()?.into_inner());
     let mut here = &root;
     let mut found = None;
-    for step in steps {
+    for step in steps(path)? {
         let next = match (step, here) {
             (Step::Key(key), DeValue::Table(table)) => table
                 .iter()
@@ -148,6 +209,68 @@ fn toml_line(text: &str, path: &str) -> Option<usize> {
         here = value.get_ref();
     }
     found.map(|at| line_of(text, at))
+}
+
+/// [`key_line`] for YAML and JSON, from the parser's events (the first document's).
+fn yaml_line(text: &str, path: &str) -> Option<usize> {
+    use saphyr_parser::{Event, Parser};
+    let steps = steps(path)?;
+    let mut events = Parser::new_from_str(text)
+        .map_while(|event| event.ok())
+        .map(|(event, span)| (event, span.start.line()))
+        .skip_while(|(event, _)| !matches!(event, Event::DocumentStart(_)))
+        .skip(1);
+    let mut found = None;
+    let (first, _) = events.next()?;
+    yaml_walk(&mut events, first, &steps, &mut found)?;
+    found
+}
+
+/// Reads the node that starts with `first` from `events`, following `steps` into it and
+/// recording in `found` the line of each key or item on them; `None` at a cut-off document.
+fn yaml_walk<'a>(
+    events: &mut impl Iterator<Item = (saphyr_parser::Event<'a>, usize)>,
+    first: saphyr_parser::Event<'a>,
+    steps: &[Step<'_>],
+    found: &mut Option<usize>,
+) -> Option<()> {
+    use saphyr_parser::Event;
+    match first {
+        Event::MappingStart(..) => loop {
+            let (key, line) = events.next()?;
+            if key == Event::MappingEnd {
+                return Some(());
+            }
+            let on_path = match (&key, steps.first()) {
+                (Event::Scalar(text, ..), Some(Step::Key(step))) => text == step,
+                _ => false,
+            };
+            yaml_walk(events, key, &[], found)?;
+            let (value, _) = events.next()?;
+            if on_path {
+                *found = Some(line);
+                yaml_walk(events, value, &steps[1..], found)?;
+            } else {
+                yaml_walk(events, value, &[], found)?;
+            }
+        },
+        Event::SequenceStart(..) => {
+            for index in 0.. {
+                let (item, line) = events.next()?;
+                if item == Event::SequenceEnd {
+                    break;
+                }
+                if steps.first() == Some(&Step::Index(index)) {
+                    *found = Some(line);
+                    yaml_walk(events, item, &steps[1..], found)?;
+                } else {
+                    yaml_walk(events, item, &[], found)?;
+                }
+            }
+            Some(())
+        }
+        _ => Some(()),
+    }
 }
 
 /// `at `a`: at `b`: msg` (a path inside a tagged table, see [`from_tagged`]) -> `at `a.b`: msg`.
@@ -262,6 +385,85 @@ mod tests {
         ] {
             assert_eq!(toml_line(text, path), line, "{path}");
         }
+    }
+
+    #[test]
+    fn yaml_and_json_errors_name_the_line_of_the_key_once() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct File {
+            model: Model,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Model {
+            n: usize,
+        }
+        for (text, format, start) in [
+            (
+                "# a comment\nmodel:\n  n: \"8\"\n",
+                Format::Yaml,
+                "at `model.n` (line 3): invalid type: string \"8\"",
+            ),
+            (
+                "model:\n  n: 1\n  m: 2\n",
+                Format::Yaml,
+                "at `model.m` (line 3): unknown field `m`",
+            ),
+            (
+                "{\n  \"model\": {\n    \"n\": \"8\"\n  }\n}\n",
+                Format::Json,
+                "at `model.n` (line 3): invalid type: string \"8\"",
+            ),
+            // `model:` is null, which reads as an empty table.
+            (
+                "model:\n",
+                Format::Yaml,
+                "at `model` (line 1): missing field `n`",
+            ),
+        ] {
+            let err = parse_str::<File>(text, format).unwrap_err();
+            assert!(err.starts_with(start), "{err}");
+            // Neither the format's own key path nor its position said again.
+            assert!(
+                !err.contains(" at line ") && !err.contains("model: "),
+                "{err}"
+            );
+        }
+        // A syntax error keeps the parser's own words, with its line.
+        let err = parse_str::<File>("model:\n  n: [1\n", Format::Yaml).unwrap_err();
+        assert!(err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn the_line_of_a_key_path_is_found_in_yaml_and_json() {
+        let yaml = "strategy:\n  kind: best_of_n\n  inner: { kind: direct,\n    temperature: 2 }\n  scorer:\n    model:\n      source: 3\nruns:\n  - n: 1\n  -\n    n: 2\n";
+        for (path, line) in [
+            ("strategy", Some(1)),
+            ("strategy.kind", Some(2)),
+            ("strategy.inner.temperature", Some(4)),
+            ("strategy.scorer.model.source", Some(7)),
+            // Not in the document: the deepest key that is.
+            ("strategy.scorer.model.revision", Some(6)),
+            ("runs[1].n", Some(11)),
+            ("runs[0]", Some(9)),
+            ("nothing", None),
+        ] {
+            assert_eq!(yaml_line(yaml, path), line, "{path}");
+        }
+        let json = "{\"strategy\": {\"kind\": \"best_of_n\",\n  \"n\": 8},\n \"runs\": [{\"n\": 1},\n   {\"n\": 2}]}";
+        for (path, line) in [
+            ("strategy.kind", Some(1)),
+            ("strategy.n", Some(2)),
+            ("runs[1].n", Some(4)),
+            ("runs[0].n", Some(3)),
+        ] {
+            assert_eq!(yaml_line(json, path), line, "{path}");
+        }
+        // A document the parser cannot read finds nothing.
+        assert_eq!(yaml_line("a: [1\n", "a"), None);
     }
 
     #[test]
