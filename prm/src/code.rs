@@ -2,10 +2,14 @@
 //! public tests ([`docstring_tests`]) and hidden tests, a [`CodeVerifier`] that runs a candidate
 //! against tests in the [`Sandbox`] and reports each test, and the [`HumanEvalGrader`].
 //!
-//! Each verification is one sandbox run: all of a candidate's tests execute in one process, one
-//! after another, each under its own timer, and report through marked lines on stdout. Runs share
-//! nothing, so any number may be in flight at once; dropping a verification future kills its run
-//! (see [`Sandbox`]). Nothing here holds permits.
+//! Each verification is one sandbox run. The public tests all execute in the candidate's
+//! process, one after another, each under its own timer, and report through marked lines on
+//! stdout: what the model sees while it debugs. The hidden tests (the grade) keep the candidate
+//! out of the process that runs them: `check` runs in a judge process that calls the candidate
+//! in a child of its own and sees only plain data come back (see [`CodeVerifier::run_hidden`]),
+//! so a candidate cannot forge its grade. Runs share nothing, so any number may be in flight at
+//! once; dropping a verification future kills its run (see [`Sandbox`]). Nothing here holds
+//! permits.
 
 use std::time::Duration;
 
@@ -262,6 +266,17 @@ impl CodeVerifier {
 
     /// Runs HumanEval's hidden tests (`task.test`, then `check(entry_point)`) on `code`, a whole
     /// program (see [`assemble`]).
+    ///
+    /// `code` runs in a process of its own inside the sandbox run; `check` runs in the run's main
+    /// process beside the task's prompt (the helpers some tests call, such as `encode_cyclic`,
+    /// come from there, not from the candidate), and each call of the candidate crosses between
+    /// them as plain data: `None`, `bool`, `int`, `float`, `complex`, `str`, `bytes`, and
+    /// tuples, lists, sets and dicts of them (other numbers, numpy's, as `int`/`float`; anything
+    /// else the candidate returns is an error). So the candidate cannot patch `check`, return an
+    /// object that equals anything, or print the pass mark: the judge process is not dumpable,
+    /// which keeps its memory and stdout out of reach through `/proc`, and the candidate's own
+    /// output is discarded. A call that mutates its arguments is not seen by the tests (none of
+    /// HumanEval's look).
     #[tracing::instrument(skip_all, fields(entry_point = %task.entry_point))]
     pub async fn run_hidden(&self, task: &CodeTask, code: &str) -> Result<HiddenRun, SandboxError> {
         let mark = format!("@@ponder-check-{:016x}", nonce());
@@ -272,6 +287,7 @@ impl CodeVerifier {
                 .replace("{ENTRY}", &entry),
         )
         .with_file("solution.py", code)
+        .with_file("prompt.py", task.prompt.as_str())
         .with_file("tests.py", task.test.as_str());
         let report = self.sandbox.run(&program).await?;
         // The mark ends its line (output without a newline may come before it).
@@ -573,7 +589,8 @@ fn informal_example(line: &str, name_len: usize) -> Option<TestCase> {
 
 /// Runs a candidate against its tests (`{MARK}` is substituted).
 const PUBLIC_TESTS: &str = include_str!("code/public_tests.py");
-/// Runs HumanEval's `check` (`{MARK}` and `{ENTRY}` are substituted).
+/// Runs HumanEval's `check` in a judge process and the candidate in a child (`{MARK}` and
+/// `{ENTRY}` are substituted).
 const HIDDEN_TESTS: &str = include_str!("code/hidden_tests.py");
 
 #[cfg(test)]

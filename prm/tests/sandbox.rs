@@ -752,6 +752,78 @@ async fn output_without_a_newline_and_sets_of_strings_are_read_right() {
     assert!(!verifier().run_hidden(&task, wrong).await.unwrap().passed);
 }
 
+#[tokio::test]
+async fn a_candidate_cannot_forge_its_hidden_test_grade() {
+    let _guard = checked().await;
+    let task = CodeTask {
+        prompt: "def inc(x):\n    \"\"\"x + 1\"\"\"\n".into(),
+        entry_point: "inc".into(),
+        test:
+            "def check(candidate):\n    assert candidate(1) == 2\n    assert candidate(-1) == 0\n"
+                .into(),
+    };
+    // Each would pass if the candidate shared the process that runs `check` (as in OpenAI's
+    // human-eval harness, and ponder's before it).
+    let forgeries = [
+        (
+            "prints the pass mark and leaves before check runs",
+            "def inc(x):\n    return x\nimport __main__, os\nprint(__main__.MARK, flush=True)\nos._exit(0)\n",
+        ),
+        (
+            "replaces check wherever it finds it",
+            "def inc(x):\n    return x\nimport sys\nfor m in list(sys.modules.values()):\n    ns = getattr(m, 'ns', None)\n    if isinstance(ns, dict):\n        ns['check'] = lambda candidate: None\n",
+        ),
+        (
+            "answers with an object that equals anything",
+            "class Any:\n    def __eq__(self, other):\n        return True\ndef inc(x):\n    return Any()\n",
+        ),
+        (
+            "answers with an int that equals anything",
+            "class I(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\ndef inc(x):\n    return I(x)\n",
+        ),
+        (
+            "writes the mark to the judge's stdout through /proc",
+            "import os, __main__\ntry:\n    fd = os.open('/proc/%d/fd/1' % os.getppid(), os.O_WRONLY)\n    os.write(fd, (__main__.MARK + '\\n').encode())\nexcept OSError:\n    pass\ndef inc(x):\n    return x\nos._exit(0)\n",
+        ),
+    ];
+    for (what, code) in forgeries {
+        let run = verifier().run_hidden(&task, code).await.unwrap();
+        assert!(
+            !run.passed,
+            "a candidate that {what} passed: {:?}",
+            run.report
+        );
+    }
+    // The judge process is out of the candidate's reach through /proc (so the above could not
+    // have written its stdout); the candidate says what it could open by what it returns.
+    let probe = "import os\ndef inc(x):\n    for what, mode in (('fd/1', os.O_WRONLY), ('mem', os.O_RDONLY), ('environ', os.O_RDONLY)):\n        try:\n            os.close(os.open('/proc/%d/%s' % (os.getppid(), what), mode))\n            return 'opened ' + what\n        except OSError:\n            pass\n    return x + 1\n";
+    let run = verifier().run_hidden(&task, probe).await.unwrap();
+    assert!(run.passed, "{:?}", run.report);
+    // What the candidate raises reaches the tests as itself (a test may expect it), and the
+    // run's outcome names it; a candidate killed by a limit ends the run the same way.
+    let raising = CodeTask {
+        test: "def check(candidate):\n    try:\n        candidate(0)\n    except ValueError as e:\n        assert str(e) == 'zero'\n    else:\n        assert False\n    assert candidate(1) == {'a': (1, 2.5, None)}\n    candidate(2)\n".into(),
+        ..task.clone()
+    };
+    let code = "def inc(x):\n    if x == 0:\n        raise ValueError('zero')\n    if x == 1:\n        return {'a': (1, 2.5, None)}\n    return [1] * (1 << 40)\n";
+    let run = verifier().run_hidden(&raising, code).await.unwrap();
+    assert!(!run.passed);
+    assert_eq!(
+        run.report.outcome,
+        RunOutcome::MemoryLimit,
+        "{:?}",
+        run.report
+    );
+    let spinning = "def inc(x):\n    while True:\n        pass\n";
+    let run = verifier().run_hidden(&task, spinning).await.unwrap();
+    assert!(!run.passed);
+    assert!(
+        matches!(run.report.outcome, RunOutcome::Timeout),
+        "{:?}",
+        run.report
+    );
+}
+
 #[derive(serde::Deserialize)]
 struct Row {
     task_id: String,
@@ -769,6 +841,46 @@ fn solution(completion: &str) -> Solution {
         tokens: 0,
     };
     Solution::single("test", candidate, StopReason::Completed)
+}
+
+/// HumanEval's rows, or `None` (and a note) where the dataset is not beside the checkout.
+fn humaneval() -> Option<Vec<Row>> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/datasets/humaneval/HumanEval.jsonl");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!("skipping: {} not present", path.display());
+        return None;
+    };
+    Some(
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    )
+}
+
+/// Every canonical solution passes with the candidate out of the judge's process: the tests'
+/// arguments and the solutions' values all cross as plain data, and the helpers tests call
+/// (`poly`, `encode_cyclic`) come from the prompt.
+#[tokio::test]
+async fn every_humaneval_canonical_solution_passes_its_hidden_tests() {
+    let Some(rows) = humaneval() else { return };
+    let _guard = checked().await;
+    let failed: Vec<String> = futures::stream::iter(rows.iter().map(|row| async move {
+        let task = CodeTask {
+            prompt: row.prompt.clone(),
+            entry_point: row.entry_point.clone(),
+            test: row.test.clone(),
+        };
+        let code = format!("{}{}", row.prompt, row.canonical_solution);
+        let run = verifier().run_hidden(&task, &code).await.unwrap();
+        (!run.passed).then(|| format!("{}: {:?}", row.task_id, run.report.outcome))
+    }))
+    .buffer_unordered(4)
+    .filter_map(|failed| async move { failed })
+    .collect()
+    .await;
+    assert!(rows.len() >= 80, "{} rows", rows.len());
+    assert!(failed.is_empty(), "{failed:#?}");
 }
 
 #[tokio::test]

@@ -1,16 +1,241 @@
-# Runs HumanEval's hidden tests: solution.py, then tests.py (which defines check), then
-# check(ENTRY), all in one namespace whose __name__ is not "__main__"; prints MARK when check
-# returns, so a candidate that exits early does not pass.
-import builtins, os
+# Runs HumanEval's hidden tests with the candidate in a process of its own, so that its grade
+# cannot be forged. This process (the judge) runs the trusted code: prompt.py (the task's
+# prompt, which defines the helpers some tests call, such as encode_cyclic) and tests.py
+# (check); then check(candidate), where `candidate` is a stand-in that sends each call's
+# arguments to the candidate's process and rebuilds its reply here from plain data (None, bool,
+# int, float, complex, str, bytes, and tuples, lists, sets and dicts of them). solution.py runs
+# only in that process (this file again, with --candidate), whose output goes nowhere. So the
+# candidate cannot patch check or this process, answer with an object that equals anything, or
+# print MARK: this process is made non-dumpable first, which keeps its memory and its stdout
+# out of the candidate's reach through /proc. MARK is printed when check returns.
+import builtins, json, os, struct, sys
 
 MARK = "{MARK}"
 ENTRY = {ENTRY}
 HERE = os.path.dirname(os.path.abspath(__file__))
-ns = {"__name__": "solution", "__builtins__": builtins}
-for name in ("solution.py", "tests.py"):
-    with open(os.path.join(HERE, name), encoding="utf-8") as f:
-        exec(compile(f.read(), name, "exec"), ns)
-if ENTRY not in ns:
-    raise NameError("name %r is not defined" % ENTRY)
-ns["check"](ns[ENTRY])
-print(MARK, flush=True)
+LIMIT = 1 << 28  # bytes in one message
+
+
+def encode(value, depth=0):
+    """Plain data as JSON-ready values; containers and the types JSON lacks are tagged."""
+    if depth > 200:
+        raise ValueError("a value nested more than 200 deep")
+    t = type(value)
+    if value is None or t in (bool, int, float, str):
+        return value
+    kids = lambda items: [encode(v, depth + 1) for v in items]
+    if t is list:
+        return {"t": "list", "v": kids(value)}
+    if t is tuple:
+        return {"t": "tuple", "v": kids(value)}
+    if t in (set, frozenset):
+        return {"t": t.__name__, "v": kids(value)}
+    if t is dict:
+        return {"t": "dict", "v": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]}
+    if t is bytes:
+        return {"t": "bytes", "v": value.decode("latin-1")}
+    if t is complex:
+        return {"t": "complex", "v": [value.real, value.imag]}
+    raise TypeError("a %s cannot cross between the tests and the candidate" % t.__name__)
+
+
+def decode(value, depth=0):
+    """The inverse of encode, strict: anything else is an error."""
+    if depth > 200:
+        raise ValueError("a value nested more than 200 deep")
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if type(value) is not dict or set(value) != {"t", "v"}:
+        raise ValueError(("not a value: %r" % (value,))[:200])
+    tag, v = value["t"], value["v"]
+    kids = lambda items: [decode(x, depth + 1) for x in items]
+    if tag == "list" and type(v) is list:
+        return kids(v)
+    if tag == "tuple" and type(v) is list:
+        return tuple(kids(v))
+    if tag == "set" and type(v) is list:
+        return set(kids(v))
+    if tag == "frozenset" and type(v) is list:
+        return frozenset(kids(v))
+    if tag == "dict" and type(v) is list and all(type(p) is list and len(p) == 2 for p in v):
+        return {decode(k, depth + 1): decode(x, depth + 1) for k, x in v}
+    if tag == "bytes" and type(v) is str:
+        return v.encode("latin-1")
+    if tag == "complex" and type(v) is list and len(v) == 2 and all(type(x) in (int, float) for x in v):
+        return complex(v[0], v[1])
+    raise ValueError("not a value: tag %r" % (tag,))
+
+
+def send(fd, message):
+    data = json.dumps(message).encode("utf-8")
+    data = struct.pack(">Q", len(data)) + data
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def receive(fd):
+    """A message, or None at end of file (the other side is gone)."""
+    def exactly(n):
+        chunks = []
+        while n:
+            chunk = os.read(fd, min(n, 1 << 20))
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+    head = exactly(8)
+    if head is None:
+        return None
+    (n,) = struct.unpack(">Q", head)
+    if n > LIMIT:
+        raise ValueError("a message of %d bytes" % n)
+    body = exactly(n)
+    return None if body is None else json.loads(body)
+
+
+def failure(error):
+    """[type name, message, traceback] of an exception."""
+    import traceback
+    return [type(error).__name__, str(error)[:10000], "".join(traceback.format_exception(error))[-20000:]]
+
+
+def plain(value, depth=0):
+    """What the candidate returned, as the plain data encode takes: numbers of other types
+    (numpy's) become int, float or complex; subclasses of the plain types their base."""
+    import numbers
+    if depth > 200:
+        raise ValueError("a value nested more than 200 deep")
+    if value is None or type(value) in (bool, int, float, str, bytes, complex):
+        return value
+    if type(value).__name__ == "bool_" or isinstance(value, bool):
+        return bool(value)
+    for base in (str, bytes):
+        if isinstance(value, base):
+            return base(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, numbers.Complex):
+        return complex(value)
+    if isinstance(value, dict):
+        return {plain(k, depth + 1): plain(v, depth + 1) for k, v in value.items()}
+    for base in (list, tuple, set, frozenset):
+        if isinstance(value, base):
+            return base(plain(v, depth + 1) for v in value)
+    raise TypeError("the candidate returned a %s, which its tests cannot be shown" % type(value).__name__)
+
+
+def candidate_process(r, w):
+    """The candidate's side: solution.py, then calls as they come."""
+    try:
+        ns = {"__name__": "solution", "__builtins__": builtins}
+        with open(os.path.join(HERE, "solution.py"), encoding="utf-8") as f:
+            exec(compile(f.read(), "solution.py", "exec"), ns)
+        if ENTRY not in ns:
+            raise NameError("name %r is not defined" % ENTRY)
+        function = ns[ENTRY]
+        if not callable(function):
+            raise TypeError("%r is not callable" % ENTRY)
+    except BaseException as e:
+        send(w, {"error": failure(e)})
+        return
+    send(w, {"ready": True})
+    while True:
+        call = receive(r)
+        if call is None:
+            return
+        try:
+            args = decode(call["args"])
+            kwargs = decode(call["kwargs"])
+            reply = {"ok": encode(plain(function(*args, **kwargs)))}
+        except BaseException as e:
+            reply = {"error": failure(e)}
+        send(w, reply)
+
+
+class CandidateError(Exception):
+    pass
+
+
+def raise_from(error):
+    """Raises here what the candidate raised there: a built-in exception as itself (a test may
+    expect it), any other under its own name."""
+    name, message, trace = (list(error) + ["", "", ""])[:3] if type(error) is list else ("", "", "")
+    name, message, trace = str(name), str(message), str(trace)
+    sys.stderr.write("The candidate's process reported:\n%s\n" % trace)
+    kind = getattr(builtins, name, None)
+    if not (isinstance(kind, type) and issubclass(kind, Exception)):
+        kind = type(name if name.isidentifier() else "CandidateError", (CandidateError,), {})
+    raise kind(message)
+
+
+def judge():
+    import ctypes, signal, subprocess
+    # Not dumpable: another process of the same user cannot read this one's memory or open its
+    # file descriptors (stdout) through /proc, nor ptrace it. Children are dumpable again.
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+    r_child, w_parent = os.pipe()
+    r_parent, w_child = os.pipe()
+    child = subprocess.Popen(
+        [sys.executable, "-I", "-B", os.path.abspath(__file__), "--candidate", str(r_child), str(w_child)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        pass_fds=(r_child, w_child), close_fds=True,
+    )
+    os.close(r_child)
+    os.close(w_child)
+
+    def answer():
+        try:
+            reply = receive(r_parent)
+        except (OSError, ValueError) as e:
+            reply = None
+            sys.stderr.write("unreadable reply from the candidate's process: %s\n" % e)
+        if reply is None:
+            status = child.wait()
+            if status < 0:
+                # Killed (the CPU limit's SIGXCPU, a SIGKILL): end the same way, so the run
+                # is classified as if the candidate had run here.
+                sys.stdout.flush()
+                signal.signal(-status, signal.SIG_DFL)
+                os.kill(os.getpid(), -status)
+            raise CandidateError("the candidate's process exited with status %d before it answered" % status)
+        if type(reply) is not dict:
+            raise CandidateError("unreadable reply from the candidate's process")
+        return reply
+
+    first = answer()
+    if "error" in first:
+        raise_from(first["error"])
+
+    def candidate(*args, **kwargs):
+        send(w_parent, {"args": encode(list(args)), "kwargs": encode(dict(kwargs))})
+        reply = answer()
+        if "ok" in reply:
+            return decode(reply["ok"])
+        raise_from(reply.get("error"))
+
+    ns = {"__name__": "tests", "__builtins__": builtins}
+    with open(os.path.join(HERE, "prompt.py"), encoding="utf-8") as f:
+        prompt = f.read()
+    try:
+        code = compile(prompt, "prompt.py", "exec")
+    except SyntaxError:
+        code = None  # not code on its own: the tests get no helpers from it
+    if code is not None:
+        exec(code, ns)
+    ns[ENTRY] = candidate
+    with open(os.path.join(HERE, "tests.py"), encoding="utf-8") as f:
+        exec(compile(f.read(), "tests.py", "exec"), ns)
+    ns["check"](candidate)
+    os.close(w_parent)
+    print(MARK, flush=True)
+
+
+if len(sys.argv) == 4 and sys.argv[1] == "--candidate":
+    candidate_process(int(sys.argv[2]), int(sys.argv[3]))
+else:
+    judge()
