@@ -3,7 +3,7 @@
 //! against tests in the [`Sandbox`] and reports each test, and the [`HumanEvalGrader`].
 //!
 //! Each verification is one sandbox run. The public tests all execute in the candidate's
-//! process, one after another, each under its own timer, and report through marked lines on
+//! process, one after another, each under its own CPU-time limit, and report through marked lines on
 //! stdout: what the model sees while it debugs. The hidden tests (the grade) keep the candidate
 //! out of the process that runs them: `check` runs in a judge process that calls the candidate
 //! in a child of its own and sees only plain data come back (see [`CodeVerifier::run_hidden`]),
@@ -151,6 +151,9 @@ pub struct CodeVerifier {
 /// Start-up allowance on top of the per-test timeouts for a run's wall-clock limit.
 const STARTUP: Duration = Duration::from_secs(5);
 
+/// A test's wall-clock backstop, in per-test timeouts (which count CPU time).
+const WALL_PER_TIMEOUT: u32 = 3;
+
 impl CodeVerifier {
     /// A verifier over `sandbox` with a per-test timeout of 3 s.
     pub fn new(sandbox: Sandbox) -> Self {
@@ -160,8 +163,11 @@ impl CodeVerifier {
         }
     }
 
-    /// Sets the per-test timeout (default 3 s). A run's wall-clock limit is the sum of its
-    /// tests' timeouts plus 5 s, or the sandbox's, whichever is larger.
+    /// Sets the per-test timeout (default 3 s), in CPU time: a test that would pass on an idle
+    /// machine is not timed out on a loaded one, where it gets a share of a core. A test also
+    /// times out after 3 times as much wall-clock time (one that waits: sleeps, blocks). A run's
+    /// wall-clock limit is the sum of its tests' wall-clock times plus 5 s, or the sandbox's,
+    /// whichever is larger.
     pub fn with_test_timeout(mut self, timeout: Duration) -> Self {
         self.test_timeout = timeout;
         self
@@ -177,12 +183,13 @@ impl CodeVerifier {
     #[tracing::instrument(skip_all, fields(tests = tests.len()))]
     pub async fn run_tests(&self, code: &str, tests: &[TestCase]) -> Result<TestRun, SandboxError> {
         let mark = format!("@@ponder-test-{:016x} ", nonce());
+        let test_wall = self.test_timeout.saturating_mul(WALL_PER_TIMEOUT);
         let config = serde_json::json!({
             "timeout_s": self.test_timeout.as_secs_f64(),
+            "wall_s": test_wall.as_secs_f64(),
             "tests": tests,
         });
-        let wall = self
-            .test_timeout
+        let wall = test_wall
             .saturating_mul(u32::try_from(tests.len()).unwrap_or(u32::MAX))
             .saturating_add(STARTUP);
         let program = Program::new(PUBLIC_TESTS.replace("{MARK}", &mark))

@@ -752,6 +752,35 @@ async fn output_without_a_newline_and_sets_of_strings_are_read_right() {
     assert!(!verifier().run_hidden(&task, wrong).await.unwrap().passed);
 }
 
+/// The per-test timeout counts CPU time, so a loaded machine (where a test gets a share of a
+/// core) does not time out what an idle one passes; a test that waits is stopped by a
+/// wall-clock backstop of three timeouts.
+#[tokio::test]
+async fn a_test_is_timed_by_its_cpu_time_with_a_wall_clock_backstop() {
+    let _guard = checked().await;
+    let code = "import time\ndef wait(s):\n    time.sleep(s)\n    return s\ndef spin():\n    while True:\n        pass\n";
+    let tests = vec![
+        // Past the 1 s timeout in wall-clock time, but using no CPU.
+        TestCase::new("wait(1.5)", "1.5"),
+        TestCase::new("spin()", "None"),
+        TestCase::new("wait(30)", "30"),
+    ];
+    let run = verifier().run_tests(code, &tests).await.unwrap();
+    let statuses: Vec<&TestStatus> = run.results.iter().map(|r| &r.status).collect();
+    // The last one timed out by the harness's backstop, not by the run's limit (which would
+    // leave it not run).
+    assert_eq!(
+        statuses,
+        vec![
+            &TestStatus::Passed,
+            &TestStatus::Timeout,
+            &TestStatus::Timeout
+        ],
+        "{:?}",
+        run.report
+    );
+}
+
 #[tokio::test]
 async fn a_candidate_cannot_forge_its_hidden_test_grade() {
     let _guard = checked().await;

@@ -1,6 +1,9 @@
 # Runs a candidate against tests in one process; the sandbox runs it as main.py, next to
-# solution.py (the candidate) and tests.json ({"timeout_s": float, "tests": [{"call", "expected",
-# "origin"}]}). Prints one line per test, after MARK, as JSON; candidate output is captured per test.
+# solution.py (the candidate) and tests.json ({"timeout_s": float, "wall_s": float, "tests":
+# [{"call", "expected", "origin"}]}). Prints one line per test, after MARK, as JSON; candidate
+# output is captured per test. A test times out after timeout_s of CPU time (the process's, so a
+# loaded machine does not time out a test that would pass on an idle one), or wall_s of wall-clock
+# time (a test that waits: sleeps, blocks on a read).
 import ast, builtins, contextlib, io, json, math, os, signal, sys, traceback
 
 MARK = "{MARK}"
@@ -84,6 +87,7 @@ def same(got, expected):
 
 config = json.loads(read("tests.json"))
 signal.signal(signal.SIGALRM, alarm)
+signal.signal(signal.SIGPROF, alarm)
 ns = {"__name__": "solution", "__builtins__": builtins}
 captured = io.StringIO()
 try:
@@ -114,13 +118,15 @@ for index, test in enumerate(config["tests"]):
                 continue
             as_output = True
     captured = io.StringIO()
-    signal.setitimer(signal.ITIMER_REAL, config["timeout_s"])
+    signal.setitimer(signal.ITIMER_PROF, config["timeout_s"])
+    signal.setitimer(signal.ITIMER_REAL, config["wall_s"])
     try:
         try:
             with contextlib.redirect_stdout(captured):
                 got = eval(test["call"], ns)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.setitimer(signal.ITIMER_PROF, 0)
     except TestTimeout:
         emit(dict(record, status="timeout", stdout=short(captured.getvalue())))
         continue

@@ -114,7 +114,8 @@ pub struct SStarConfig {
     /// Most tokens of a list of synthesised inputs. Default 256.
     #[serde(default = "default_input_tokens")]
     pub input_tokens: NonZeroUsize,
-    /// Per-test time limit in seconds. Default 3.
+    /// Per-test time limit in seconds of CPU time (a test that waits ends after 3 times as
+    /// much wall-clock time). Default 3.
     #[serde(default = "default_test_timeout")]
     pub test_timeout_secs: f64,
     /// The judge model (a `[model]` table); default the policy model.
