@@ -277,9 +277,10 @@ impl CodeVerifier {
     /// `code` runs in a process of its own inside the sandbox run; `check` runs in the run's main
     /// process beside the task's prompt (the helpers some tests call, such as `encode_cyclic`,
     /// come from there, not from the candidate), and each call of the candidate crosses between
-    /// them as plain data: `None`, `bool`, `int`, `float`, `complex`, `str`, `bytes`, and
-    /// tuples, lists, sets and dicts of them (other numbers, numpy's, as `int`/`float`; anything
-    /// else the candidate returns is an error). So the candidate cannot patch `check`, return an
+    /// them as plain data: `None`, `bool`, `int`, `float`, `complex`, `Fraction`, `Decimal`,
+    /// `str`, `bytes`, and tuples, lists, sets and dicts of them (other numbers, numpy's, as
+    /// `int`/`float`; subclasses as their base; anything else the candidate returns is an
+    /// error). So the candidate cannot patch `check`, return an
     /// object that equals anything, or print the pass mark: the judge process is not dumpable,
     /// which keeps its memory and stdout out of reach through `/proc`, and the candidate's own
     /// output is discarded. A call that mutates its arguments is not seen by the tests (none of

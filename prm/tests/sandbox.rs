@@ -828,6 +828,16 @@ async fn a_candidate_cannot_forge_its_hidden_test_grade() {
     let probe = "import os\ndef inc(x):\n    for what, mode in (('fd/1', os.O_WRONLY), ('mem', os.O_RDONLY), ('environ', os.O_RDONLY)):\n        try:\n            os.close(os.open('/proc/%d/%s' % (os.getppid(), what), mode))\n            return 'opened ' + what\n        except OSError:\n            pass\n    return x + 1\n";
     let run = verifier().run_hidden(&task, probe).await.unwrap();
     assert!(run.passed, "{:?}", run.report);
+    // Values cross whole: an int past Python's 4300-digit printing limit, numbers that are not
+    // finite, sets of tuples, bytes, numbers of other types as plain ones.
+    let values = CodeTask {
+        prompt: "import math\n".into(),
+        entry_point: "f".into(),
+        test: "import fractions, math\ndef check(candidate):\n    assert candidate(3000) == math.factorial(3000)\n    got = candidate(-1)\n    assert got == (float('inf'), {(1, 'a')}, b'\\xff', [None, True], fractions.Fraction(1, 3), 5)\n    assert type(got[5]) is int and got[3][1] is True\n".into(),
+    };
+    let code = "import math, fractions\nclass I(int):\n    pass\ndef f(n):\n    if n < 0:\n        return (float('inf'), {(1, 'a')}, b'\\xff', [None, True], fractions.Fraction(1, 3), I(5))\n    return math.factorial(n)\n";
+    let run = verifier().run_hidden(&values, code).await.unwrap();
+    assert!(run.passed, "{:?}", run.report);
     // What the candidate raises reaches the tests as itself (a test may expect it), and the
     // run's outcome names it; a candidate killed by a limit ends the run the same way.
     let raising = CodeTask {

@@ -3,12 +3,12 @@
 # prompt, which defines the helpers some tests call, such as encode_cyclic) and tests.py
 # (check); then check(candidate), where `candidate` is a stand-in that sends each call's
 # arguments to the candidate's process and rebuilds its reply here from plain data (None, bool,
-# int, float, complex, str, bytes, and tuples, lists, sets and dicts of them). solution.py runs
+# int, float, complex, Fraction, Decimal, str, bytes, and tuples, lists, sets and dicts of them). solution.py runs
 # only in that process (this file again, with --candidate), whose output goes nowhere. So the
 # candidate cannot patch check or this process, answer with an object that equals anything, or
 # print MARK: this process is made non-dumpable first, which keeps its memory and its stdout
 # out of the candidate's reach through /proc. MARK is printed when check returns.
-import builtins, json, os, struct, sys
+import builtins, decimal, fractions, json, os, struct, sys
 
 MARK = "{MARK}"
 ENTRY = {ENTRY}
@@ -36,6 +36,10 @@ def encode(value, depth=0):
         return {"t": "bytes", "v": value.decode("latin-1")}
     if t is complex:
         return {"t": "complex", "v": [value.real, value.imag]}
+    if t is fractions.Fraction:
+        return {"t": "fraction", "v": [value.numerator, value.denominator]}
+    if t is decimal.Decimal:
+        return {"t": "decimal", "v": str(value)}
     raise TypeError("a %s cannot cross between the tests and the candidate" % t.__name__)
 
 
@@ -63,6 +67,10 @@ def decode(value, depth=0):
         return v.encode("latin-1")
     if tag == "complex" and type(v) is list and len(v) == 2 and all(type(x) in (int, float) for x in v):
         return complex(v[0], v[1])
+    if tag == "fraction" and type(v) is list and len(v) == 2 and all(type(x) is int for x in v) and v[1]:
+        return fractions.Fraction(v[0], v[1])
+    if tag == "decimal" and type(v) is str:
+        return decimal.Decimal(v)
     raise ValueError("not a value: tag %r" % (tag,))
 
 
@@ -106,7 +114,7 @@ def plain(value, depth=0):
     import numbers
     if depth > 200:
         raise ValueError("a value nested more than 200 deep")
-    if value is None or type(value) in (bool, int, float, str, bytes, complex):
+    if value is None or type(value) in (bool, int, float, str, bytes, complex, fractions.Fraction, decimal.Decimal):
         return value
     if type(value).__name__ == "bool_" or isinstance(value, bool):
         return bool(value)
@@ -235,6 +243,9 @@ def judge():
     print(MARK, flush=True)
 
 
+# Ints of any size cross (Python 3.11 refuses to print one past 4300 digits by default).
+if hasattr(sys, "set_int_max_str_digits"):
+    sys.set_int_max_str_digits(0)
 if len(sys.argv) == 4 and sys.argv[1] == "--candidate":
     candidate_process(int(sys.argv[2]), int(sys.argv[3]))
 else:
