@@ -285,6 +285,10 @@ impl CodeVerifier {
     /// which keeps its memory and stdout out of reach through `/proc`, and the candidate's own
     /// output is discarded. A call that mutates its arguments is not seen by the tests (none of
     /// HumanEval's look).
+    ///
+    /// # Errors
+    /// [`SandboxError::Setup`] when the candidate's process could not be started (the sandbox
+    /// user's process limit, shared by every run, reached): not the candidate's failure.
     #[tracing::instrument(skip_all, fields(entry_point = %task.entry_point))]
     pub async fn run_hidden(&self, task: &CodeTask, code: &str) -> Result<HiddenRun, SandboxError> {
         let mark = format!("@@ponder-check-{:016x}", nonce());
@@ -298,6 +302,18 @@ impl CodeVerifier {
         .with_file("prompt.py", task.prompt.as_str())
         .with_file("tests.py", task.test.as_str());
         let report = self.sandbox.run(&program).await?;
+        let unavailable = format!("{mark} unavailable: ");
+        if let Some(reason) = report
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&unavailable))
+        {
+            return Err(SandboxError::Setup {
+                reason: format!(
+                    "the hidden tests could not start the candidate's process: {reason}"
+                ),
+            });
+        }
         // The mark ends its line (output without a newline may come before it).
         let passed = report.outcome.passed() && report.stdout.lines().any(|l| l.ends_with(&mark));
         Ok(HiddenRun { passed, report })

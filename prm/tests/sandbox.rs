@@ -882,6 +882,31 @@ fn solution(completion: &str) -> Solution {
     Solution::single("test", candidate, StopReason::Completed)
 }
 
+/// A judge that cannot start the candidate's process (the process limit, shared by every run of
+/// the sandbox user, reached) is the sandbox's failure, not a failed grade.
+#[tokio::test]
+async fn hidden_tests_that_cannot_start_the_candidate_are_an_error_not_a_fail() {
+    let _guard = checked().await;
+    let one_process = Sandbox::new()
+        .allow_unisolated(!isolation_check::namespaces_here())
+        .with_limits(SANDBOX.limits().with_processes(1));
+    let task = CodeTask {
+        prompt: String::new(),
+        entry_point: "inc".into(),
+        test: "def check(candidate):\n    assert candidate(1) == 2\n".into(),
+    };
+    let code = "def inc(x):\n    return x + 1\n";
+    let err = CodeVerifier::new(one_process)
+        .run_hidden(&task, code)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SandboxError::Setup { reason } if reason.contains("could not start the candidate")),
+        "{err:?}"
+    );
+    assert!(verifier().run_hidden(&task, code).await.unwrap().passed);
+}
+
 /// HumanEval's rows, or `None` (and a note) where the dataset is not beside the checkout.
 fn humaneval() -> Option<Vec<Row>> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -183,16 +183,22 @@ def judge():
     import ctypes, signal, subprocess
     # Not dumpable: another process of the same user cannot read this one's memory or open its
     # file descriptors (stdout) through /proc, nor ptrace it. Children are dumpable again.
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
-    r_child, w_parent = os.pipe()
-    r_parent, w_child = os.pipe()
-    child = subprocess.Popen(
-        [sys.executable, "-I", "-B", os.path.abspath(__file__), "--candidate", str(r_child), str(w_child)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        pass_fds=(r_child, w_child), close_fds=True,
-    )
+    # Not starting is the sandbox's failure, not the candidate's (the process limit is shared by
+    # every run of the sandbox user): said after MARK, so that the run is redone, not failed.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+        r_child, w_parent = os.pipe()
+        r_parent, w_child = os.pipe()
+        child = subprocess.Popen(
+            [sys.executable, "-I", "-B", os.path.abspath(__file__), "--candidate", str(r_child), str(w_child)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(r_child, w_child), close_fds=True,
+        )
+    except OSError as e:
+        print("%s unavailable: %s" % (MARK, e), flush=True)
+        sys.exit(3)
     os.close(r_child)
     os.close(w_child)
 
