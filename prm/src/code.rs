@@ -275,16 +275,18 @@ impl CodeVerifier {
     /// program (see [`assemble`]).
     ///
     /// `code` runs in a process of its own inside the sandbox run; `check` runs in the run's main
-    /// process beside the task's prompt (the helpers some tests call, such as `encode_cyclic`,
-    /// come from there, not from the candidate), and each call of the candidate crosses between
-    /// them as plain data: `None`, `bool`, `int`, `float`, `complex`, `Fraction`, `Decimal`,
-    /// `str`, `bytes`, and tuples, lists, sets and dicts of them (other numbers, numpy's, as
+    /// process (the judge) beside the task's prompt (the helpers some tests call, such as
+    /// `encode_cyclic`, come from there, not from the candidate). The judge reads both from its
+    /// stdin before the candidate starts, so they are never on a disk the candidate can read
+    /// (it could run them itself and replay the values compared with). Each call of the
+    /// candidate crosses between the two as plain data: `None`, `bool`, `int`, `float`,
+    /// `complex`, `Fraction`, `Decimal`, `str`, `bytes`, `range`, tuples, lists, sets and dicts
+    /// of them, and iterators and dict views over them (other numbers, numpy's, as
     /// `int`/`float`; subclasses as their base; anything else the candidate returns is an
-    /// error). So the candidate cannot patch `check`, return an
-    /// object that equals anything, or print the pass mark: the judge process is not dumpable,
-    /// which keeps its memory and stdout out of reach through `/proc`, and the candidate's own
-    /// output is discarded. A call that mutates its arguments is not seen by the tests (none of
-    /// HumanEval's look).
+    /// error). So the candidate cannot patch `check`, return an object that equals anything, or
+    /// print the pass mark: the judge is not dumpable, which keeps its memory, stdin and stdout
+    /// out of reach through `/proc`, and the candidate's own output is discarded. A call that
+    /// mutates its arguments is not seen by the tests (none of HumanEval's look).
     ///
     /// # Errors
     /// [`SandboxError::Setup`] when the candidate's process could not be started (the sandbox
@@ -299,8 +301,12 @@ impl CodeVerifier {
                 .replace("{ENTRY}", &entry),
         )
         .with_file("solution.py", code)
-        .with_file("prompt.py", task.prompt.as_str())
-        .with_file("tests.py", task.test.as_str());
+        // Not files: the candidate's process can read the run directory.
+        .with_stdin(
+            serde_json::json!({ "prompt": task.prompt, "tests": task.test })
+                .to_string()
+                .into_bytes(),
+        );
         let report = self.sandbox.run(&program).await?;
         let unavailable = format!("{mark} unavailable: ");
         if let Some(reason) = report

@@ -814,6 +814,10 @@ async fn a_candidate_cannot_forge_its_hidden_test_grade() {
             "writes the mark to the judge's stdout through /proc",
             "import os, __main__\ntry:\n    fd = os.open('/proc/%d/fd/1' % os.getppid(), os.O_WRONLY)\n    os.write(fd, (__main__.MARK + '\\n').encode())\nexcept OSError:\n    pass\ndef inc(x):\n    return x\nos._exit(0)\n",
         ),
+        (
+            "runs the tests itself and replays what its answers were compared with",
+            "import os, sys\nhere = os.path.dirname(os.path.abspath(sys.argv[0]))\nanswers = {}\nclass Probe:\n    def __init__(self, key):\n        self.key = key\n    def __eq__(self, other):\n        answers.setdefault(self.key, other)\n        return True\n    __hash__ = object.__hash__\nns = {'__name__': 'tests'}\nfor name in os.listdir(here):\n    if name not in ('main.py', 'solution.py'):\n        exec(open(os.path.join(here, name)).read(), ns)\nns['check'](lambda *a: Probe(repr(a)))\ndef inc(*a):\n    return answers[repr(a)]\n",
+        ),
     ];
     for (what, code) in forgeries {
         let run = verifier().run_hidden(&task, code).await.unwrap();
@@ -838,6 +842,38 @@ async fn a_candidate_cannot_forge_its_hidden_test_grade() {
     let code = "import math, fractions\nclass I(int):\n    pass\ndef f(n):\n    if n < 0:\n        return (float('inf'), {(1, 'a')}, b'\\xff', [None, True], fractions.Fraction(1, 3), I(5))\n    return math.factorial(n)\n";
     let run = verifier().run_hidden(&values, code).await.unwrap();
     assert!(run.passed, "{:?}", run.report);
+    // Iterators, ranges and dict views cross as what they are: `tuple(candidate(x))` works, and
+    // a generator still does not equal a list, here as in the candidate's process.
+    let iterating = CodeTask {
+        test: "def check(candidate):\n    assert tuple(candidate(1)) == (1, 2)\n    assert candidate(2) != [2, 3]\n    assert candidate(0) == range(0, 3) and list(candidate(-1)) == ['k']\n".into(),
+        ..task.clone()
+    };
+    let code = "def inc(x):\n    if x == 0:\n        return range(3)\n    if x < 0:\n        return {'k': 1}.keys()\n    return (y for y in (x, x + 1))\n";
+    let run = verifier().run_hidden(&iterating, code).await.unwrap();
+    assert!(run.passed, "{:?}", run.report);
+    // A StopIteration raised by the candidate does not end the tests' own iteration early.
+    let mapping = CodeTask {
+        test: "def check(candidate):\n    assert all(map(lambda x: candidate(x) == x + 1, [1, 2, 3]))\n".into(),
+        ..task.clone()
+    };
+    let code = "def inc(x):\n    raise StopIteration\n";
+    assert!(!verifier().run_hidden(&mapping, code).await.unwrap().passed);
+    // The failing line reported is the tests', whatever the candidate writes where it runs.
+    let code = "open('tests.py', 'w').write('def check(candidate):\\n    assert \"the tests are wrong\"\\n')\ndef inc(x):\n    return x\n";
+    let run = verifier().run_hidden(&task, code).await.unwrap();
+    assert!(
+        matches!(&run.report.outcome, RunOutcome::Failed { assertion, .. } if assertion == "assert candidate(1) == 2"),
+        "{:?}",
+        run.report
+    );
+    // A candidate that kills itself ends the run as killed.
+    let code = "import os, signal\ndef inc(x):\n    os.kill(os.getpid(), signal.SIGKILL)\n";
+    let run = verifier().run_hidden(&task, code).await.unwrap();
+    assert!(
+        matches!(&run.report.outcome, RunOutcome::Error { exception, .. } if exception.contains("signal 9")),
+        "{:?}",
+        run.report
+    );
     // What the candidate raises reaches the tests as itself (a test may expect it), and the
     // run's outcome names it; a candidate killed by a limit ends the run the same way.
     let raising = CodeTask {

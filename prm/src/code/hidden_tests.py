@@ -1,76 +1,117 @@
 # Runs HumanEval's hidden tests with the candidate in a process of its own, so that its grade
-# cannot be forged. This process (the judge) runs the trusted code: prompt.py (the task's
-# prompt, which defines the helpers some tests call, such as encode_cyclic) and tests.py
-# (check); then check(candidate), where `candidate` is a stand-in that sends each call's
-# arguments to the candidate's process and rebuilds its reply here from plain data (None, bool,
-# int, float, complex, Fraction, Decimal, str, bytes, and tuples, lists, sets and dicts of them). solution.py runs
-# only in that process (this file again, with --candidate), whose output goes nowhere. So the
-# candidate cannot patch check or this process, answer with an object that equals anything, or
-# print MARK: this process is made non-dumpable first, which keeps its memory and its stdout
-# out of the candidate's reach through /proc. MARK is printed when check returns.
-import builtins, decimal, fractions, json, os, struct, sys
+# cannot be forged. This process (the judge) reads the trusted code from stdin, all of it before
+# the candidate starts: the task's prompt (which defines the helpers some tests call, such as
+# encode_cyclic) and its tests (check); they are never on a disk the candidate can read. Then
+# check(candidate), where `candidate` is a stand-in that sends each call's arguments to the
+# candidate's process and rebuilds its reply here from plain data (None, bool, int, float,
+# complex, Fraction, Decimal, str, bytes, range, tuples, lists, sets and dicts of them, and
+# iterators and dict views over them). solution.py runs only in that process (this file again,
+# with --candidate), whose output goes nowhere. So the candidate cannot patch check or this
+# process, answer with an object that equals anything, or print MARK: this process is made
+# non-dumpable first, which keeps its memory, stdin and stdout out of the candidate's reach
+# through /proc. MARK is printed when check returns.
+import builtins, decimal, fractions, json, numbers, os, struct, sys
 
 MARK = "{MARK}"
 ENTRY = {ENTRY}
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIMIT = 1 << 28  # bytes in one message
+DEPTH = 200  # nesting
+ITEMS = 1 << 20  # items an iterator may yield
+KEYS, VALUES, ITEMS_VIEW = type({}.keys()), type({}.values()), type({}.items())
 
 
 def encode(value, depth=0):
-    """Plain data as JSON-ready values; containers and the types JSON lacks are tagged."""
-    if depth > 200:
-        raise ValueError("a value nested more than 200 deep")
+    """Data as JSON-ready values; containers and the types JSON lacks are tagged. Lenient in
+    what it takes: other numbers (numpy's) become int, float or complex, subclasses of the
+    plain types their base, an iterator the items it yields (rebuilt as an iterator)."""
+    if depth > DEPTH:
+        raise ValueError("a value nested more than %d deep" % DEPTH)
     t = type(value)
     if value is None or t in (bool, int, float, str):
         return value
     kids = lambda items: [encode(v, depth + 1) for v in items]
-    if t is list:
-        return {"t": "list", "v": kids(value)}
-    if t is tuple:
-        return {"t": "tuple", "v": kids(value)}
-    if t in (set, frozenset):
-        return {"t": t.__name__, "v": kids(value)}
-    if t is dict:
-        return {"t": "dict", "v": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]}
-    if t is bytes:
-        return {"t": "bytes", "v": value.decode("latin-1")}
+    pairs = lambda items: [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in items]
     if t is complex:
         return {"t": "complex", "v": [value.real, value.imag]}
     if t is fractions.Fraction:
         return {"t": "fraction", "v": [value.numerator, value.denominator]}
     if t is decimal.Decimal:
         return {"t": "decimal", "v": str(value)}
+    if t is range:
+        return {"t": "range", "v": [value.start, value.stop, value.step]}
+    if t is KEYS:
+        return {"t": "keys", "v": kids(value)}
+    if t is VALUES:
+        return {"t": "values", "v": kids(value)}
+    if t is ITEMS_VIEW:
+        return {"t": "items", "v": pairs(value)}
+    if isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", None) == "b":
+        return bool(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bytes):
+        return {"t": "bytes", "v": bytes(value).decode("latin-1")}
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, numbers.Complex):
+        return encode(complex(value), depth)
+    if isinstance(value, dict):
+        return {"t": "dict", "v": pairs(value.items())}
+    for base in (list, tuple, set, frozenset):
+        if isinstance(value, base):
+            return {"t": base.__name__, "v": kids(value)}
+    if hasattr(t, "__next__") and hasattr(t, "__iter__"):
+        items = []
+        for item in value:
+            if len(items) == ITEMS:
+                raise ValueError("an iterator that yields more than %d items" % ITEMS)
+            items.append(item)
+        return {"t": "iter", "v": kids(items)}
     raise TypeError("a %s cannot cross between the tests and the candidate" % t.__name__)
 
 
 def decode(value, depth=0):
     """The inverse of encode, strict: anything else is an error."""
-    if depth > 200:
-        raise ValueError("a value nested more than 200 deep")
+    if depth > DEPTH:
+        raise ValueError("a value nested more than %d deep" % DEPTH)
     if value is None or type(value) in (bool, int, float, str):
         return value
     if type(value) is not dict or set(value) != {"t", "v"}:
         raise ValueError(("not a value: %r" % (value,))[:200])
     tag, v = value["t"], value["v"]
-    kids = lambda items: [decode(x, depth + 1) for x in items]
-    if tag == "list" and type(v) is list:
-        return kids(v)
-    if tag == "tuple" and type(v) is list:
-        return tuple(kids(v))
-    if tag == "set" and type(v) is list:
-        return set(kids(v))
-    if tag == "frozenset" and type(v) is list:
-        return frozenset(kids(v))
-    if tag == "dict" and type(v) is list and all(type(p) is list and len(p) == 2 for p in v):
-        return {decode(k, depth + 1): decode(x, depth + 1) for k, x in v}
+    kids = lambda: [decode(x, depth + 1) for x in v]
+    ints = lambda n: type(v) is list and len(v) == n and all(type(x) is int for x in v)
+    if type(v) is list and tag in ("list", "tuple", "set", "frozenset", "iter", "keys", "values"):
+        items = kids()
+        if tag == "list":
+            return items
+        if tag == "tuple":
+            return tuple(items)
+        if tag == "set":
+            return set(items)
+        if tag == "frozenset":
+            return frozenset(items)
+        if tag == "iter":
+            return iter(items)
+        if tag == "keys":
+            return dict.fromkeys(items).keys()
+        return dict(enumerate(items)).values()
+    if tag in ("dict", "items") and type(v) is list and all(type(p) is list and len(p) == 2 for p in v):
+        d = {decode(k, depth + 1): decode(x, depth + 1) for k, x in v}
+        return d if tag == "dict" else d.items()
     if tag == "bytes" and type(v) is str:
         return v.encode("latin-1")
     if tag == "complex" and type(v) is list and len(v) == 2 and all(type(x) in (int, float) for x in v):
         return complex(v[0], v[1])
-    if tag == "fraction" and type(v) is list and len(v) == 2 and all(type(x) is int for x in v) and v[1]:
+    if tag == "fraction" and ints(2) and v[1]:
         return fractions.Fraction(v[0], v[1])
     if tag == "decimal" and type(v) is str:
         return decimal.Decimal(v)
+    if tag == "range" and ints(3) and v[2]:
+        return range(*v)
     raise ValueError("not a value: tag %r" % (tag,))
 
 
@@ -103,36 +144,12 @@ def receive(fd):
 
 
 def failure(error):
-    """[type name, message, traceback] of an exception."""
+    """[type name, message, traceback] of an exception; the name is qualified by its module
+    unless it is a built-in one."""
     import traceback
-    return [type(error).__name__, str(error)[:10000], "".join(traceback.format_exception(error))[-20000:]]
-
-
-def plain(value, depth=0):
-    """What the candidate returned, as the plain data encode takes: numbers of other types
-    (numpy's) become int, float or complex; subclasses of the plain types their base."""
-    import numbers
-    if depth > 200:
-        raise ValueError("a value nested more than 200 deep")
-    if value is None or type(value) in (bool, int, float, str, bytes, complex, fractions.Fraction, decimal.Decimal):
-        return value
-    if type(value).__name__ == "bool_" or isinstance(value, bool):
-        return bool(value)
-    for base in (str, bytes):
-        if isinstance(value, base):
-            return base(value)
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if isinstance(value, numbers.Complex):
-        return complex(value)
-    if isinstance(value, dict):
-        return {plain(k, depth + 1): plain(v, depth + 1) for k, v in value.items()}
-    for base in (list, tuple, set, frozenset):
-        if isinstance(value, base):
-            return base(plain(v, depth + 1) for v in value)
-    raise TypeError("the candidate returned a %s, which its tests cannot be shown" % type(value).__name__)
+    t = type(error)
+    name = t.__name__ if t.__module__ == "builtins" else "%s.%s" % (t.__module__, t.__qualname__)
+    return [name, str(error)[:10000], "".join(traceback.format_exception(error))[-20000:]]
 
 
 def candidate_process(r, w):
@@ -157,7 +174,7 @@ def candidate_process(r, w):
         try:
             args = decode(call["args"])
             kwargs = decode(call["kwargs"])
-            reply = {"ok": encode(plain(function(*args, **kwargs)))}
+            reply = {"ok": encode(function(*args, **kwargs))}
         except BaseException as e:
             reply = {"error": failure(e)}
         send(w, reply)
@@ -167,25 +184,46 @@ class CandidateError(Exception):
     pass
 
 
+# Built-in exceptions that steer control flow where they are raised (a StopIteration inside the
+# tests' map() would end it early, skipping the rest of the test): never raised as themselves.
+STEERING = ("StopIteration", "StopAsyncIteration")
+
+
 def raise_from(error):
     """Raises here what the candidate raised there: a built-in exception as itself (a test may
     expect it), any other under its own name."""
     name, message, trace = (list(error) + ["", "", ""])[:3] if type(error) is list else ("", "", "")
-    name, message, trace = str(name), str(message), str(trace)
+    name, message, trace = str(name)[:200], str(message), str(trace)
     sys.stderr.write("The candidate's process reported:\n%s\n" % trace)
-    kind = getattr(builtins, name, None)
+    kind = getattr(builtins, name, None) if name.isidentifier() and name not in STEERING else None
     if not (isinstance(kind, type) and issubclass(kind, Exception)):
-        kind = type(name if name.isidentifier() else "CandidateError", (CandidateError,), {})
+        kind = type(name or "CandidateError", (CandidateError,), {})
     raise kind(message)
 
 
+def trusted(source, name):
+    """Compiles trusted source as `name`, its lines kept in linecache for tracebacks (a file of
+    that name in the working directory, which the candidate can write, is never read: see the
+    excepthook in judge)."""
+    import linecache
+    code = compile(source, name, "exec")
+    linecache.cache[name] = (len(source), None, source.splitlines(True), name)
+    return code
+
+
 def judge():
-    import ctypes, signal, subprocess
-    # Not dumpable: another process of the same user cannot read this one's memory or open its
-    # file descriptors (stdout) through /proc, nor ptrace it. Children are dumpable again.
+    import ctypes, signal, subprocess, traceback
+    # Tracebacks from the traceback module, which reads source lines through linecache: the
+    # interpreter's own reads them from the file named, which the candidate could write.
+    sys.excepthook = traceback.print_exception
+    given = json.loads(sys.stdin.buffer.read())
+    prompt, tests = given["prompt"], given["tests"]
     # Not starting is the sandbox's failure, not the candidate's (the process limit is shared by
     # every run of the sandbox user): said after MARK, so that the run is redone, not failed.
     try:
+        # Not dumpable: another process of the same user cannot read this one's memory or open
+        # its file descriptors (stdin, stdout) through /proc, nor ptrace it. Children are
+        # dumpable again.
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
@@ -214,7 +252,8 @@ def judge():
                 # Killed (the CPU limit's SIGXCPU, a SIGKILL): end the same way, so the run
                 # is classified as if the candidate had run here.
                 sys.stdout.flush()
-                signal.signal(-status, signal.SIG_DFL)
+                if -status != signal.SIGKILL:
+                    signal.signal(-status, signal.SIG_DFL)
                 os.kill(os.getpid(), -status)
             raise CandidateError("the candidate's process exited with status %d before it answered" % status)
         if type(reply) is not dict:
@@ -233,17 +272,14 @@ def judge():
         raise_from(reply.get("error"))
 
     ns = {"__name__": "tests", "__builtins__": builtins}
-    with open(os.path.join(HERE, "prompt.py"), encoding="utf-8") as f:
-        prompt = f.read()
     try:
-        code = compile(prompt, "prompt.py", "exec")
+        code = trusted(prompt, "prompt.py")
     except SyntaxError:
         code = None  # not code on its own: the tests get no helpers from it
     if code is not None:
         exec(code, ns)
     ns[ENTRY] = candidate
-    with open(os.path.join(HERE, "tests.py"), encoding="utf-8") as f:
-        exec(compile(f.read(), "tests.py", "exec"), ns)
+    exec(trusted(tests, "tests.py"), ns)
     ns["check"](candidate)
     os.close(w_parent)
     print(MARK, flush=True)
