@@ -42,10 +42,14 @@
 //!   (x86_64, aarch64) refuses `socket(AF_UNIX)`, datagram `socketpair`s (which could connect
 //!   elsewhere later) and io_uring (which could open sockets around it); the self-check proves
 //!   it ([`Isolation::unix_sockets_refused`]).
-//! - **filesystem** (where `unshare --mount` works): a mount namespace in which every mount,
-//!   `T` included, is remounted read-only and `nosuid`; `T/work` is a fresh `tmpfs` of
-//!   [`Limits::disk_bytes`], and the status file a mount of its own that only the bootstrap may
-//!   write (as root). Without it the user can still write where the world may (`/tmp`); not as
+//! - **filesystem** (where `unshare --mount` works): a mount namespace with a root of its own
+//!   (`pivot_root` into a `tmpfs`): the host's system directories (`/usr`, `/bin`, `/lib*`,
+//!   `/etc`), the interpreter's prefixes, `/dev/null` and a few other devices, `/proc`, and `T`'s
+//!   own paths, all read-only and `nosuid`; nothing else of the host (home directories, problem
+//!   sets with their tests and solutions, other runs' directories in `/tmp`) is there to read.
+//!   `T/work` is a fresh `tmpfs` of [`Limits::disk_bytes`] (and `/dev/shm` another), and the
+//!   status file a mount of its own that only the bootstrap may write (as root). An IPC
+//!   namespace too, so runs share no System V or POSIX IPC. Without it the user can still write where the world may (`/tmp`); not as
 //!   root, without it the program would run as the calling user with that user's files
 //!   writable, so that level needs the same opt-in as no namespace at all.
 //! - **cleanup**: the run is its own process group; on timeout, output overflow or when the run
@@ -96,10 +100,11 @@ use run::{read_capped, Capture, GroupKill, RunDir};
 /// `unshare`'s arguments for an unprivileged user namespace (ponder not root), mapped to root.
 pub const UNSHARE_USER: [&str; 2] = ["--user", "--map-root-user"];
 
-/// `unshare`'s arguments for the full level: network, mount and PID namespaces, the program
-/// killed with its init.
-pub const UNSHARE_FULL: [&str; 6] = [
+/// `unshare`'s arguments for the full level: network, IPC, mount and PID namespaces, the
+/// program killed with its init.
+pub const UNSHARE_FULL: [&str; 7] = [
     "--net",
+    "--ipc",
     "--mount",
     "--pid",
     "--fork",
@@ -622,7 +627,7 @@ impl Sandbox {
                 if level.filesystem() {
                     c.args(UNSHARE_FULL);
                 } else {
-                    c.arg("--net");
+                    c.args(["--net", "--ipc"]);
                 }
                 c.arg("--").arg(&self.python);
                 c

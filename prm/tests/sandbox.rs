@@ -375,6 +375,63 @@ print(sorted(tried.items()))
     );
 }
 
+/// With a mount namespace the program's root is its own: the system directories and the
+/// interpreter, read-only, and its run directory; not the host's files (a problem set with its
+/// tests and solutions, home directories, other runs' directories).
+#[tokio::test]
+async fn the_host_beyond_the_system_is_out_of_sight() {
+    let _guard = checked().await;
+    if !isolation().await.filesystem {
+        eprintln!("no mount namespace here: the program sees the host's files");
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("ponder-host-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let secret = dir.path().join("answers.jsonl");
+    std::fs::write(&secret, "{\"canonical_solution\": \"...\"}\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let source = format!(
+        "import os\nfor p in ({:?}, {:?}, '/home', '/root'):\n    print(p, os.path.exists(p))\nprint(sorted(os.listdir('/tmp')) == [os.getcwd().split('/')[2]])\nimport json\nprint(json.dumps(1))\n",
+        secret.to_str().unwrap(),
+        repo,
+    );
+    let report = run(&source).await;
+    assert_eq!(report.outcome, RunOutcome::Passed, "{}", report.stderr);
+    let lines: Vec<&str> = report.stdout.lines().collect();
+    for line in &lines[..4] {
+        assert!(line.ends_with(" False"), "{}", report.stdout);
+    }
+    // Only its own run directory in /tmp; the standard library still imports.
+    assert_eq!(&lines[4..], ["True", "1"], "{}", report.stdout);
+}
+
+/// Runs share no System V or POSIX IPC (an IPC namespace each): a segment one run leaves is not
+/// there for the next to read.
+#[tokio::test]
+async fn runs_share_no_ipc() {
+    let _guard = checked().await;
+    if !isolation().await.filesystem {
+        eprintln!("no namespaces here: runs share the host's IPC");
+        return;
+    }
+    let key = 0x706f_6e64;
+    let leave = format!("import ctypes\nlibc = ctypes.CDLL(None)\nprint(libc.shmget({key}, 4096, 0o1000 | 0o666) >= 0)\n");
+    let report = run(&leave).await;
+    assert_eq!(report.stdout.trim(), "True", "{}", report.stderr);
+    let find =
+        format!("import ctypes\nlibc = ctypes.CDLL(None)\nprint(libc.shmget({key}, 0, 0) >= 0)\n");
+    let report = run(&find).await;
+    assert_eq!(report.stdout.trim(), "False", "{}", report.stderr);
+}
+
 #[tokio::test]
 async fn writes_outside_the_run_directory_fail() {
     let _guard = checked().await;
@@ -382,11 +439,18 @@ async fn writes_outside_the_run_directory_fail() {
     let unique = format!("ponder-sandbox-escape-test-{}", std::process::id());
     // Programs never run as root (as root, the sandbox switches users), so root's home is closed
     // to them; world-writable places are read-only where there is a mount namespace.
-    let mut targets = vec![(PathBuf::from("/root").join(&unique), "PermissionError")];
+    // With a mount namespace the program has a root of its own, where /root is not at all and
+    // /tmp is read-only (its /dev/shm is a tmpfs of its own, gone with it).
+    let mut targets = vec![(
+        PathBuf::from("/root").join(&unique),
+        if isolation.filesystem {
+            "FileNotFoundError"
+        } else {
+            "PermissionError"
+        },
+    )];
     if isolation.filesystem {
-        for dir in [std::env::temp_dir(), PathBuf::from("/dev/shm")] {
-            targets.push((dir.join(&unique), "Read-only file system"));
-        }
+        targets.push((std::env::temp_dir().join(&unique), "Read-only file system"));
     } else {
         eprintln!("no mount namespace here: the program could write to world-writable places");
     }

@@ -149,7 +149,7 @@ def failure(error):
     import traceback
     t = type(error)
     name = t.__name__ if t.__module__ == "builtins" else "%s.%s" % (t.__module__, t.__qualname__)
-    return [name, str(error)[:10000], "".join(traceback.format_exception(error))[-20000:]]
+    return [name, str(error)[:10000], "".join(traceback.format_exception(t, error, error.__traceback__))[-20000:]]
 
 
 def candidate_process(r, w):

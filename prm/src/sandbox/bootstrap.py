@@ -79,10 +79,72 @@ try:
         if cfg["uid"] is not None:
             data += ",uid=%d,gid=%d" % (cfg["uid"], cfg["gid"])
         mount("tmpfs", cfg["work"], "tmpfs", NOSUID | NODEV, data)
+        # A root of its own: a tmpfs holding only what Python needs, bound from the host (the
+        # system directories, the interpreter's prefixes, a few devices, /proc), and the run's
+        # own paths where they were. The rest of the host (home directories, problem sets,
+        # other runs' directories in /tmp) is not there to read; pivot_root leaves no way back.
+        new = os.path.join(root, ".root")
+        os.mkdir(new, 0o755)
+        mount("tmpfs", new, "tmpfs", NOSUID | NODEV, "size=16m,mode=0755")
+        def place(path, directory):
+            # The host's `path`, at the same place under the new root (its parents made).
+            target = new + path
+            if os.path.lexists(target):
+                return None
+            parent = os.path.dirname(target)
+            if not os.path.isdir(parent):
+                os.makedirs(parent, 0o755)
+            if os.path.islink(path):
+                os.symlink(os.readlink(path), target)
+                return None
+            if directory:
+                os.mkdir(target, 0o755)
+            else:
+                os.close(os.open(target, os.O_WRONLY | os.O_CREAT, 0o644))
+            return target
+        def bind(path, directory=True):
+            if not os.path.lexists(path):
+                return
+            target = place(path, directory)
+            if target is not None:
+                mount(path, target, None, BIND | REC, None)
+        # The interpreter's prefixes (this bootstrap runs on it too): a virtual environment's,
+        # the installation's, where its executable is.
+        needed = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+                  sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                  os.path.dirname(cfg["python"]),
+                  os.path.dirname(os.path.dirname(os.path.realpath(cfg["python"])))]
+        bound = []
+        for path in sorted({os.path.abspath(p) for p in needed}, key=len):
+            # Never the host's whole root; nothing twice.
+            if path != "/" and not any(path.startswith(b + "/") for b in bound):
+                bind(path)
+                bound.append(path)
+        for device in ("null", "zero", "full", "random", "urandom"):
+            bind("/dev/" + device, directory=False)
+        os.makedirs(new + "/dev/shm", 0o755)
+        mount("tmpfs", new + "/dev/shm", "tmpfs", NOSUID | NODEV | NOEXEC, data)
+        bind("/proc")
+        bind(os.path.join(root, "src"))
+        bind(cfg["work"])
+        bind(status, directory=False)
+        old = new + "/.old"
+        os.mkdir(old, 0o700)
+        SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
+        if SYS_PIVOT_ROOT is None:
+            raise OSError("no pivot_root number for %s" % os.uname().machine)
+        libc.syscall.restype = ctypes.c_long
+        if libc.syscall(ctypes.c_long(SYS_PIVOT_ROOT), new.encode(), old.encode()) != 0:
+            raise failed("pivot_root")
+        os.chdir("/")
+        libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        if libc.umount2(b"/.old", 2) != 0:  # MNT_DETACH
+            raise failed("unmounting the host's root")
+        os.rmdir("/.old")
         with open("/proc/self/mountinfo") as f:
             points = [(unescape(l.split()[4]), l.split()[5].split(",")) for l in f]
         for point, opts in points:
-            if point in (status, cfg["work"]):
+            if point in (status, cfg["work"], "/dev/shm"):
                 continue
             flags = REMOUNT | BIND | RDONLY | NOSUID
             for o in opts:
