@@ -283,7 +283,9 @@ impl CodeVerifier {
     /// `complex`, `Fraction`, `Decimal`, `str`, `bytes`, `range`, tuples, lists, sets and dicts
     /// of them, and iterators and dict views over them (other numbers, numpy's, as
     /// `int`/`float`; subclasses as their base; anything else the candidate returns is an
-    /// error). So the candidate cannot patch `check`, return an object that equals anything, or
+    /// error). What the candidate raises is raised in the tests with its args: a built-in
+    /// exception as itself (but `StopIteration`, which would end the tests' own loops), the
+    /// candidate's own classes as subclasses of their nearest built-in ancestor. So the candidate cannot patch `check`, return an object that equals anything, or
     /// print the pass mark: the judge is not dumpable, which keeps its memory, stdin and stdout
     /// out of reach through `/proc`, and the candidate's own output is discarded. A call that
     /// mutates its arguments is not seen by the tests (none of HumanEval's look).

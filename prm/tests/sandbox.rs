@@ -915,6 +915,15 @@ async fn a_candidate_cannot_forge_its_hidden_test_grade() {
     let code = "def inc(x):\n    if x == 0:\n        return range(3)\n    if x < 0:\n        return {'k': 1}.keys()\n    return (y for y in (x, x + 1))\n";
     let run = verifier().run_hidden(&iterating, code).await.unwrap();
     assert!(run.passed, "{:?}", run.report);
+    // Exceptions cross with their args, the candidate's own classes as subclasses of their
+    // nearest built-in ancestor.
+    let excepting = CodeTask {
+        test: "def check(candidate):\n    try:\n        candidate(0)\n    except ValueError as e:\n        assert type(e).__name__.endswith('NegativeError')\n    try:\n        candidate(1)\n    except UnicodeDecodeError as e:\n        assert e.start == 0\n    try:\n        candidate(2)\n    except KeyError as e:\n        assert e.args == (5,)\n    assert candidate(3) == bytearray(b'ab')\n".into(),
+        ..task.clone()
+    };
+    let code = "class NegativeError(ValueError):\n    pass\ndef inc(x):\n    if x == 0:\n        raise NegativeError('no')\n    if x == 1:\n        return b'\\xff'.decode()\n    if x == 2:\n        return {}[5]\n    return bytearray(b'ab')\n";
+    let run = verifier().run_hidden(&excepting, code).await.unwrap();
+    assert!(run.passed, "{:?}", run.report);
     // A StopIteration raised by the candidate does not end the tests' own iteration early.
     let mapping = CodeTask {
         test: "def check(candidate):\n    assert all(map(lambda x: candidate(x) == x + 1, [1, 2, 3]))\n".into(),

@@ -46,12 +46,20 @@ def encode(value, depth=0):
         return {"t": "values", "v": kids(value)}
     if t is ITEMS_VIEW:
         return {"t": "items", "v": pairs(value)}
-    if isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", None) == "b":
-        return bool(value)
+    if t is bytearray:
+        return {"t": "bytearray", "v": bytes(value).decode("latin-1")}
+    if getattr(getattr(value, "dtype", None), "kind", None) == "b" and getattr(value, "ndim", 1) == 0:
+        return bool(value)  # numpy's bool
     if isinstance(value, str):
         return str.__str__(value)
-    if isinstance(value, bytes):
+    if isinstance(value, (bytes, memoryview)):
         return {"t": "bytes", "v": bytes(value).decode("latin-1")}
+    if isinstance(value, bytearray):
+        return encode(bytearray(value), depth)
+    if isinstance(value, fractions.Fraction):
+        return encode(fractions.Fraction(int(value.numerator), int(value.denominator)), depth)
+    if isinstance(value, decimal.Decimal):
+        return encode(decimal.Decimal(value), depth)
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
@@ -102,8 +110,8 @@ def decode(value, depth=0):
     if tag in ("dict", "items") and type(v) is list and all(type(p) is list and len(p) == 2 for p in v):
         d = {decode(k, depth + 1): decode(x, depth + 1) for k, x in v}
         return d if tag == "dict" else d.items()
-    if tag == "bytes" and type(v) is str:
-        return v.encode("latin-1")
+    if tag in ("bytes", "bytearray") and type(v) is str:
+        return v.encode("latin-1") if tag == "bytes" else bytearray(v.encode("latin-1"))
     if tag == "complex" and type(v) is list and len(v) == 2 and all(type(x) in (int, float) for x in v):
         return complex(v[0], v[1])
     if tag == "fraction" and ints(2) and v[1]:
@@ -144,12 +152,19 @@ def receive(fd):
 
 
 def failure(error):
-    """[type name, message, traceback] of an exception; the name is qualified by its module
-    unless it is a built-in one."""
+    """[type name, message, traceback, nearest built-in ancestor, args] of an exception; the name
+    is qualified by its module unless it is a built-in one, and args are null where they cannot
+    cross."""
     import traceback
     t = type(error)
     name = t.__name__ if t.__module__ == "builtins" else "%s.%s" % (t.__module__, t.__qualname__)
-    return [name, str(error)[:10000], "".join(traceback.format_exception(t, error, error.__traceback__))[-20000:]]
+    base = next((c.__name__ for c in t.__mro__ if c.__module__ == "builtins"), "Exception")
+    try:
+        args = encode(list(error.args))
+    except Exception:
+        args = None
+    trace = "".join(traceback.format_exception(t, error, error.__traceback__))[-20000:]
+    return [name, str(error)[:10000], trace, base, args]
 
 
 def candidate_process(r, w):
@@ -189,16 +204,31 @@ class CandidateError(Exception):
 STEERING = ("StopIteration", "StopAsyncIteration")
 
 
-def raise_from(error):
-    """Raises here what the candidate raised there: a built-in exception as itself (a test may
-    expect it), any other under its own name."""
-    name, message, trace = (list(error) + ["", "", ""])[:3] if type(error) is list else ("", "", "")
-    name, message, trace = str(name)[:200], str(message), str(trace)
-    sys.stderr.write("The candidate's process reported:\n%s\n" % trace)
+def builtin_exception(name):
+    """The built-in exception class `name`, unless it steers control flow."""
     kind = getattr(builtins, name, None) if name.isidentifier() and name not in STEERING else None
-    if not (isinstance(kind, type) and issubclass(kind, Exception)):
-        kind = type(name or "CandidateError", (CandidateError,), {})
-    raise kind(message)
+    return kind if isinstance(kind, type) and issubclass(kind, Exception) else None
+
+
+def raise_from(error):
+    """Raises here what the candidate raised there, with its args: a built-in exception as
+    itself, any other under its own name as a subclass of its nearest built-in ancestor (a test
+    may expect a ValueError and get the candidate's own subclass of it)."""
+    name, message, trace, base, args = (list(error) + [""] * 5)[:5] if type(error) is list else [""] * 5
+    name, message, trace, base = str(name)[:200], str(message), str(trace), str(base)
+    sys.stderr.write("The candidate's process reported:\n%s\n" % trace)
+    kind = builtin_exception(name)
+    if kind is None:
+        ancestor = builtin_exception(base)
+        try:
+            kind = type(name or "CandidateError", (ancestor, CandidateError) if ancestor else (CandidateError,), {})
+        except TypeError:  # an ancestor whose layout will not mix
+            kind = type(name or "CandidateError", (CandidateError,), {})
+    try:
+        raised = kind(*decode(args)) if args else kind(message)
+    except Exception:
+        raised = CandidateError("%s: %s" % (name, message))
+    raise raised
 
 
 def trusted(source, name):
