@@ -297,18 +297,14 @@ impl CodeVerifier {
     pub async fn run_hidden(&self, task: &CodeTask, code: &str) -> Result<HiddenRun, SandboxError> {
         let mark = format!("@@ponder-check-{:016x}", nonce());
         let entry = serde_json::Value::from(task.entry_point.as_str()).to_string();
-        let program = Program::new(
-            HIDDEN_TESTS
-                .replace("{MARK}", &mark)
-                .replace("{ENTRY}", &entry),
-        )
-        .with_file("solution.py", code)
-        // Not files: the candidate's process can read the run directory.
-        .with_stdin(
-            serde_json::json!({ "prompt": task.prompt, "tests": task.test })
-                .to_string()
-                .into_bytes(),
-        );
+        let program = Program::new(HIDDEN_TESTS.replace("{ENTRY}", &entry))
+            .with_file("solution.py", code)
+            // Not files: the candidate's process can read the run directory.
+            .with_stdin(
+                serde_json::json!({ "prompt": task.prompt, "tests": task.test, "mark": mark })
+                    .to_string()
+                    .into_bytes(),
+            );
         let report = self.sandbox.run(&program).await?;
         let unavailable = format!("{mark} unavailable: ");
         if let Some(reason) = report
@@ -621,8 +617,8 @@ fn informal_example(line: &str, name_len: usize) -> Option<TestCase> {
 
 /// Runs a candidate against its tests (`{MARK}` is substituted).
 const PUBLIC_TESTS: &str = include_str!("code/public_tests.py");
-/// Runs HumanEval's `check` in a judge process and the candidate in a child (`{MARK}` and
-/// `{ENTRY}` are substituted).
+/// Runs HumanEval's `check` in a judge process and the candidate in a child (`{ENTRY}` is
+/// substituted; the prompt, the tests and the pass mark come on stdin).
 const HIDDEN_TESTS: &str = include_str!("code/hidden_tests.py");
 
 #[cfg(test)]

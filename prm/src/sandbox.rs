@@ -41,7 +41,10 @@
 //!   namespace does not cut (a Docker daemon's, a session bus, an ssh agent): a seccomp filter
 //!   (x86_64, aarch64) refuses `socket(AF_UNIX)`, datagram `socketpair`s (which could connect
 //!   elsewhere later) and io_uring (which could open sockets around it); the self-check proves
-//!   it ([`Isolation::unix_sockets_refused`]).
+//!   it ([`Isolation::unix_sockets_refused`]). The same filter refuses the kernel keyrings
+//!   (shared by every run of the sandbox user, outliving them) and new namespaces (`unshare`,
+//!   `setns`, `clone` with a `CLONE_NEW*` flag; `clone3` says `ENOSYS`, so libc falls back to
+//!   `clone`).
 //! - **filesystem** (where `unshare --mount` works): a mount namespace with a root of its own
 //!   (`pivot_root` into a `tmpfs`): the host's system directories (`/usr`, `/bin`, `/lib*`,
 //!   `/etc`), the interpreter's prefixes, `/dev/null` and a few other devices, `/proc`, and `T`'s

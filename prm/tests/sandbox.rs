@@ -413,6 +413,60 @@ async fn the_host_beyond_the_system_is_out_of_sight() {
     assert_eq!(&lines[4..], ["True", "1"], "{}", report.stdout);
 }
 
+/// Out of the program's reach: the kernel keyrings (shared by every run of the sandbox user and
+/// outliving them), new namespaces (every capability in a user namespace of its own), its PID
+/// namespace's init (the bootstrap, which would leave no status), the status file; while
+/// threads, subprocesses, a process pool and `/dev/stdin` still work.
+#[tokio::test]
+async fn keyrings_namespaces_and_the_bootstrap_are_out_of_reach() {
+    let _guard = checked().await;
+    let source = r#"import ctypes, errno, os, signal, subprocess, sys, threading
+from multiprocessing import Pool
+libc = ctypes.CDLL(None, use_errno=True)
+x86 = os.uname().machine == "x86_64"
+def refused(result):
+    return "refused" if result == -1 and ctypes.get_errno() in (errno.EPERM, errno.EACCES) else "allowed"
+print("add_key", refused(libc.syscall(248 if x86 else 217, b"user", b"ponder-test", b"v", 1, -4)))
+print("keyctl", refused(libc.syscall(250 if x86 else 219, 0, -4, 0)))
+print("unshare", refused(libc.unshare(0x10000000)))
+if os.getpid() != 1:
+    try:
+        os.kill(1, signal.SIGINT)
+    except OSError:
+        pass
+run_dir = os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[0])))
+print("status", os.path.exists(os.path.join(run_dir, "status.json")))
+t = threading.Thread(target=lambda: None)
+t.start()
+t.join()
+print(subprocess.run(["/bin/sh", "-c", "echo sh"], capture_output=True, text=True).stdout.strip())
+with Pool(2) as pool:
+    print("pool", sum(pool.map(abs, [-1, -2])))
+print("stdin", open("/dev/stdin").read())
+"#;
+    let report = SANDBOX
+        .run(&Program::new(source).with_stdin(b"hello".to_vec()))
+        .await
+        .expect("sandbox run");
+    assert_eq!(report.outcome, RunOutcome::Passed, "{}", report.stderr);
+    let seccomp = isolation().await.unix_sockets_refused;
+    let expected = if seccomp {
+        "add_key refused\nkeyctl refused\nunshare refused"
+    } else {
+        ""
+    };
+    if seccomp {
+        assert!(report.stdout.starts_with(expected), "{}", report.stdout);
+    }
+    assert!(
+        report
+            .stdout
+            .ends_with("status False\nsh\npool 3\nstdin hello\n"),
+        "{}",
+        report.stdout
+    );
+}
+
 /// Runs share no System V or POSIX IPC (an IPC namespace each): a segment one run leaves is not
 /// there for the next to read.
 #[tokio::test]

@@ -7,12 +7,11 @@
 # complex, Fraction, Decimal, str, bytes, range, tuples, lists, sets and dicts of them, and
 # iterators and dict views over them). solution.py runs only in that process (this file again,
 # with --candidate), whose output goes nowhere. So the candidate cannot patch check or this
-# process, answer with an object that equals anything, or print MARK: this process is made
+# process, answer with an object that equals anything, or print the pass mark: this process is made
 # non-dumpable first, which keeps its memory, stdin and stdout out of the candidate's reach
-# through /proc. MARK is printed when check returns.
+# through /proc. The pass mark (from stdin too) is printed when check returns.
 import builtins, decimal, fractions, json, numbers, os, struct, sys
 
-MARK = "{MARK}"
 ENTRY = {ENTRY}
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIMIT = 1 << 28  # bytes in one message
@@ -247,9 +246,9 @@ def judge():
     # interpreter's own reads them from the file named, which the candidate could write.
     sys.excepthook = traceback.print_exception
     given = json.loads(sys.stdin.buffer.read())
-    prompt, tests = given["prompt"], given["tests"]
+    prompt, tests, mark = given["prompt"], given["tests"], given["mark"]
     # Not starting is the sandbox's failure, not the candidate's (the process limit is shared by
-    # every run of the sandbox user): said after MARK, so that the run is redone, not failed.
+    # every run of the sandbox user): said after the mark, so that the run is redone, not failed.
     try:
         # Not dumpable: another process of the same user cannot read this one's memory or open
         # its file descriptors (stdin, stdout) through /proc, nor ptrace it. Children are
@@ -265,7 +264,7 @@ def judge():
             pass_fds=(r_child, w_child), close_fds=True,
         )
     except OSError as e:
-        print("%s unavailable: %s" % (MARK, e), flush=True)
+        print("%s unavailable: %s" % (mark, e), flush=True)
         sys.exit(3)
     os.close(r_child)
     os.close(w_child)
@@ -312,7 +311,7 @@ def judge():
     exec(trusted(tests, "tests.py"), ns)
     ns["check"](candidate)
     os.close(w_parent)
-    print(MARK, flush=True)
+    print(mark, flush=True)
 
 
 # Ints of any size cross (Python 3.11 refuses to print one past 4300 digits by default).

@@ -8,9 +8,19 @@
 # (where the bootstrap is the PID namespace's init) and writes the program's exit status and CPU
 # time to cfg["status"].
 import errno, json, os, signal, sys
+# A PID namespace's init gets from inside only the signals it handles: Python's SIGINT handler
+# would let the program (the same user, not as root) interrupt the bootstrap and leave no status.
+signal.signal(signal.SIGINT, signal.SIG_DFL)
 cfg = json.loads(sys.argv[1])
+status_fd = None
 def finish(d):
     path = cfg["status"]
+    if status_fd is not None:
+        # Opened before the program's root was made, which does not hold it: out of its reach.
+        os.ftruncate(status_fd, 0)
+        os.lseek(status_fd, 0, os.SEEK_SET)
+        os.write(status_fd, json.dumps(d).encode())
+        sys.exit(0)
     if cfg["fs"]:
         # Its own mount (see below): it cannot be removed or replaced, only rewritten. Not as
         # root the program could write it while it ran; everything it started is dead now.
@@ -109,25 +119,39 @@ try:
             if target is not None:
                 mount(path, target, None, BIND | REC, None)
         # The interpreter's prefixes (this bootstrap runs on it too): a virtual environment's,
-        # the installation's, where its executable is.
-        needed = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
-                  sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-                  os.path.dirname(cfg["python"]),
-                  os.path.dirname(os.path.dirname(os.path.realpath(cfg["python"])))]
+        # the installation's, where its executable is; each also where its symlinks lead.
+        prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                    os.path.dirname(cfg["python"]),
+                    os.path.dirname(os.path.dirname(os.path.realpath(cfg["python"])))]
+        needed = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"]
+        needed += [p for p in prefixes + [os.path.realpath(p) for p in prefixes] if os.path.isabs(p)]
         bound = []
-        for path in sorted({os.path.abspath(p) for p in needed}, key=len):
-            # Never the host's whole root; nothing twice.
-            if path != "/" and not any(path.startswith(b + "/") for b in bound):
+        for path in sorted({os.path.normpath(p) for p in needed}, key=len):
+            # Never the run directory or anything holding it (the host's /tmp, its root); nothing
+            # twice.
+            holds_run = root == path or root.startswith(path.rstrip("/") + "/")
+            if not holds_run and not any(path.startswith(b + "/") for b in bound):
                 bind(path)
                 bound.append(path)
         for device in ("null", "zero", "full", "random", "urandom"):
             bind("/dev/" + device, directory=False)
+        # What programs open by name for their standard streams (competitive programming reads
+        # /dev/stdin).
+        for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                             ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+            os.symlink(target, new + "/dev/" + name)
         os.makedirs(new + "/dev/shm", 0o755)
         mount("tmpfs", new + "/dev/shm", "tmpfs", NOSUID | NODEV | NOEXEC, data)
         bind("/proc")
         bind(os.path.join(root, "src"))
         bind(cfg["work"])
-        bind(status, directory=False)
+        status_fd = os.open(status, os.O_WRONLY | os.O_CLOEXEC)
+        if cfg["uid"] is not None:
+            # /dev/stdin reopens the standard input through /proc, which needs access to the
+            # pipe itself (ponder's, 0600): the program gets its own input pipe (never a device).
+            import stat
+            if stat.S_ISFIFO(os.fstat(0).st_mode):
+                os.fchown(0, cfg["uid"], cfg["gid"])
         old = new + "/.old"
         os.mkdir(old, 0o700)
         SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
@@ -144,7 +168,7 @@ try:
         with open("/proc/self/mountinfo") as f:
             points = [(unescape(l.split()[4]), l.split()[5].split(",")) for l in f]
         for point, opts in points:
-            if point in (status, cfg["work"], "/dev/shm"):
+            if point in (cfg["work"], "/dev/shm"):
                 continue
             flags = REMOUNT | BIND | RDONLY | NOSUID
             for o in opts:
@@ -199,12 +223,21 @@ try:
     # filesystem (a Docker daemon's, a session bus, an ssh agent) and are reachable through a
     # read-only mount: socket(AF_UNIX) is refused, and socketpair of datagram sockets (which may
     # connect elsewhere later); io_uring, which can open and connect sockets around the filter,
-    # is refused too. Another ABI (i386's socketcall, x32) kills the process.
+    # is refused too. Another ABI (i386's socketcall, x32) kills the process. Also refused: the
+    # kernel keyrings (shared by every run of the sandbox user, outliving them: a store one run
+    # could leave answers in for the next), and new namespaces (unshare, setns, clone with a
+    # CLONE_NEW* flag; clone3, whose flags a filter cannot read, says ENOSYS so that libc falls
+    # back to clone), which would give the program every capability in a user namespace of its
+    # own and the kernel code only such a root reaches.
     machine = os.uname().machine
     if machine == "x86_64":
-        arch, calls = 0xC000003E, {"socket": 41, "socketpair": 53, "io_uring_setup": 425}
+        arch, calls = 0xC000003E, {"socket": 41, "socketpair": 53, "io_uring_setup": 425,
+                                   "clone": 56, "clone3": 435, "unshare": 272, "setns": 308,
+                                   "add_key": 248, "request_key": 249, "keyctl": 250}
     elif machine == "aarch64":
-        arch, calls = 0xC00000B7, {"socket": 198, "socketpair": 199, "io_uring_setup": 425}
+        arch, calls = 0xC00000B7, {"socket": 198, "socketpair": 199, "io_uring_setup": 425,
+                                   "clone": 220, "clone3": 435, "unshare": 97, "setns": 268,
+                                   "add_key": 217, "request_key": 218, "keyctl": 219}
     else:
         arch = None
         if cfg["strict"]:
@@ -214,6 +247,7 @@ try:
     def seccomp_program():
         LD, JEQ, JGE, AND, RET = 0x20, 0x15, 0x35, 0x54, 0x06
         ALLOW, KILL, EACCES, ENOSYS = 0x7FFF0000, 0x80000000, 0x00050000 | 13, 0x00050000 | 38
+        EPERM, CLONE_NEW = 0x00050000 | 1, 0x7E020000
         # (code, jump-if-true label, jump-if-false label, k); labels resolve to offsets.
         code = [("arch", LD, None, None, 4), (None, JEQ, None, "kill", arch), (None, LD, None, None, 0)]
         if machine == "x86_64":
@@ -222,11 +256,20 @@ try:
             (None, JEQ, "socket", None, calls["socket"]),
             (None, JEQ, "pair", None, calls["socketpair"]),
             (None, JEQ, "enosys", None, calls["io_uring_setup"]),
+            (None, JEQ, "enosys", None, calls["clone3"]),
+            (None, JEQ, "clone", None, calls["clone"]),
+        ]
+        code += [(None, JEQ, "eperm", None, calls[c])
+                 for c in ("unshare", "setns", "add_key", "request_key", "keyctl")]
+        code += [
             (None, RET, None, None, ALLOW),
+            ("clone", LD, None, None, 16), (None, AND, None, None, CLONE_NEW),
+            (None, JEQ, None, "eperm", 0), (None, RET, None, None, ALLOW),
             ("socket", LD, None, None, 16), (None, JEQ, "eacces", None, 1), (None, RET, None, None, ALLOW),
             ("pair", LD, None, None, 24), (None, AND, None, None, 0xF), (None, JEQ, "eacces", None, 2),
             (None, RET, None, None, ALLOW),
             ("eacces", RET, None, None, EACCES),
+            ("eperm", RET, None, None, EPERM),
             ("enosys", RET, None, None, ENOSYS),
             ("kill", RET, None, None, KILL),
         ]
