@@ -47,7 +47,8 @@
 //!   `clone`).
 //! - **filesystem** (where `unshare --mount` works): a mount namespace with a root of its own
 //!   (`pivot_root` into a `tmpfs`): the host's system directories (`/usr`, `/bin`, `/lib*`,
-//!   `/etc`), the interpreter's prefixes, `/dev/null` and a few other devices, `/proc`, and `T`'s
+//!   and of `/etc` what the loader, name lookups, time zones, TLS and Python read), the
+//!   interpreter's prefixes, `/dev/null` and a few other devices, `/proc`, and `T`'s
 //!   own paths, all read-only and `nosuid`; nothing else of the host (home directories, problem
 //!   sets with their tests and solutions, other runs' directories in `/tmp`) is there to read.
 //!   `T/work` is a fresh `tmpfs` of [`Limits::disk_bytes`] (and `/dev/shm` another), and the

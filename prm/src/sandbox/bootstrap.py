@@ -123,7 +123,7 @@ try:
         prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
                     os.path.dirname(cfg["python"]),
                     os.path.dirname(os.path.dirname(os.path.realpath(cfg["python"])))]
-        needed = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"]
+        needed = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
         needed += [p for p in prefixes + [os.path.realpath(p) for p in prefixes] if os.path.isabs(p)]
         bound = []
         for path in sorted({os.path.normpath(p) for p in needed}, key=len):
@@ -133,6 +133,19 @@ try:
             if not holds_run and not any(path.startswith(b + "/") for b in bound):
                 bind(path)
                 bound.append(path)
+        # Of /etc, what the loader, name lookups, time zones, TLS and Python read; not the rest
+        # (package managers' and servers' configuration, machine-id).
+        os.makedirs(new + "/etc", 0o755)
+        import glob
+        etc = ["alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group",
+               "nsswitch.conf", "host.conf", "hosts", "gai.conf", "localtime", "timezone",
+               "ssl", "ca-certificates", "ca-certificates.conf", "pki", "crypto-policies",
+               "mime.types", "protocols", "services", "os-release", "lsb-release",
+               "debian_version", "locale.alias", "locale.conf"]
+        etc += [os.path.basename(p) for p in glob.glob("/etc/python3*")]
+        for name in etc:
+            path = "/etc/" + name
+            bind(path, directory=os.path.isdir(path))
         for device in ("null", "zero", "full", "random", "urandom"):
             bind("/dev/" + device, directory=False)
         # What programs open by name for their standard streams (competitive programming reads
