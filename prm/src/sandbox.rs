@@ -44,7 +44,10 @@
 //!   it ([`Isolation::unix_sockets_refused`]). The same filter refuses the kernel keyrings
 //!   (shared by every run of the sandbox user, outliving them) and new namespaces (`unshare`,
 //!   `setns`, `clone` with a `CLONE_NEW*` flag; `clone3` says `ENOSYS`, so libc falls back to
-//!   `clone`).
+//!   `clone`), `memfd_create` (memory outside `RLIMIT_AS`), page-cache probes (`fadvise`,
+//!   `readahead`, `cachestat`: bits one run could leave for a later one), and socket families
+//!   but IP and netlink (`AF_VSOCK` is not cut by a network namespace). A level without the
+//!   filesystem isolation below needs [`Sandbox::allow_unisolated`], as root too.
 //! - **filesystem** (where `unshare --mount` works): a mount namespace with a root of its own
 //!   (`pivot_root` into a `tmpfs`): the host's system directories (`/usr`, `/bin`, `/lib*`,
 //!   and of `/etc` what the loader, name lookups, time zones, TLS and Python read), the
@@ -242,8 +245,8 @@ pub enum SandboxError {
     /// network access, or (not as root, without a mount namespace) as the calling user with its
     /// files writable; and [`Sandbox::allow_unisolated`] did not allow that.
     #[error(
-        "cannot isolate untrusted code: `{}` could not make a network namespace (or, not as \
-         root, the mount and PID namespaces that keep your own files out of reach); install \
+        "cannot isolate untrusted code: `{}` could not make the network, mount and PID \
+         namespaces that keep the host's files out of reach; install \
          util-linux's unshare (and, not as root, allow unprivileged user namespaces), or opt \
          in to running without that isolation: `allow_unisolated = true` in an s_star \
          strategy, `ponder run --allow-unisolated-sandbox` for grading, or \
@@ -408,9 +411,10 @@ impl Sandbox {
             &[Level::UserFull, Level::UserNetwork, Level::Plain]
         };
         for &level in levels {
-            // Not as root, without a mount namespace the program would run as the calling
-            // user with its home directory writable: that needs the same opt-in.
-            if matches!(level, Level::Plain | Level::UserNetwork) && !self.allow_unisolated {
+            // Without a mount namespace the program sees the host's files (problem sets with
+            // their solutions, other runs' directories; not as root, the calling user's own,
+            // writable): that needs the same opt-in as no namespace at all.
+            if !level.filesystem() && !self.allow_unisolated {
                 let source = last_error.unwrap_or(SandboxError::Setup {
                     reason: "no namespace level was tried".into(),
                 });
@@ -604,6 +608,7 @@ impl Sandbox {
             "root": text(&dir.root),
             "work": work,
             "disk": self.limits.disk_bytes.get(),
+            "memory": self.limits.memory_bytes.get(),
             "uid": user.map(|u| u.uid),
             "gid": user.map(|u| u.gid),
             "python": text(&self.python),

@@ -429,6 +429,17 @@ def refused(result):
 print("add_key", refused(libc.syscall(248 if x86 else 217, b"user", b"ponder-test", b"v", 1, -4)))
 print("keyctl", refused(libc.syscall(250 if x86 else 219, 0, -4, 0)))
 print("unshare", refused(libc.unshare(0x10000000)))
+import socket
+def attempt(what, call):
+    try:
+        call()
+        print(what, "allowed")
+    except OSError:
+        print(what, "refused")
+attempt("memfd", lambda: os.memfd_create("x"))
+attempt("vsock", lambda: socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM))
+attempt("raw pair", lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_RAW))
+attempt("fadvise", lambda: os.posix_fadvise(os.open("/etc/passwd", os.O_RDONLY), 0, 0, os.POSIX_FADV_DONTNEED))
 if os.getpid() != 1:
     try:
         os.kill(1, signal.SIGINT)
@@ -456,7 +467,7 @@ print("etc", sorted(n for n in ("apt", "machine-id", "passwd") if os.path.exists
     assert_eq!(report.outcome, RunOutcome::Passed, "{}", report.stderr);
     let seccomp = isolation().await.unix_sockets_refused;
     let expected = if seccomp {
-        "add_key refused\nkeyctl refused\nunshare refused"
+        "add_key refused\nkeyctl refused\nunshare refused\nmemfd refused\nvsock refused\nraw pair refused\nfadvise refused"
     } else {
         ""
     };
@@ -494,6 +505,11 @@ async fn runs_share_no_ipc() {
         format!("import ctypes\nlibc = ctypes.CDLL(None)\nprint(libc.shmget({key}, 0, 0) >= 0)\n");
     let report = run(&find).await;
     assert_eq!(report.stdout.trim(), "False", "{}", report.stderr);
+    // Its shared memory, which RLIMIT_AS does not count once detached, is held to the memory
+    // limit (the namespace's defaults are unlimited).
+    let report = run("print(int(open('/proc/sys/kernel/shmmax').read()))\n").await;
+    let shmmax: u64 = report.stdout.trim().parse().expect(&report.stderr);
+    assert!(shmmax <= SANDBOX.limits().memory_bytes.get(), "{shmmax}");
 }
 
 #[tokio::test]

@@ -165,6 +165,15 @@ try:
             import stat
             if stat.S_ISFIFO(os.fstat(0).st_mode):
                 os.fchown(0, cfg["uid"], cfg["gid"])
+        # The IPC namespace's System V shared memory, which RLIMIT_AS does not count once
+        # detached: at most the memory limit in all (its defaults are unlimited).
+        for name, value in (("shmmax", cfg["memory"]), ("shmall", cfg["memory"] // 4096),
+                            ("shmmni", 64)):
+            try:
+                with open("/proc/sys/kernel/" + name, "w") as f:
+                    f.write(str(value))
+            except OSError:
+                pass
         old = new + "/.old"
         os.mkdir(old, 0o700)
         SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
@@ -238,7 +247,8 @@ try:
     # connect elsewhere later); io_uring, which can open and connect sockets around the filter,
     # is refused too. Another ABI (i386's socketcall, x32) kills the process. Also refused: the
     # kernel keyrings (shared by every run of the sandbox user, outliving them: a store one run
-    # could leave answers in for the next), and new namespaces (unshare, setns, clone with a
+    # could leave answers in for the next), memory outside RLIMIT_AS (memfd_create), page-cache
+    # probes that let runs signal later ones (fadvise, readahead, cachestat), and new namespaces (unshare, setns, clone with a
     # CLONE_NEW* flag; clone3, whose flags a filter cannot read, says ENOSYS so that libc falls
     # back to clone), which would give the program every capability in a user namespace of its
     # own and the kernel code only such a root reaches.
@@ -246,11 +256,15 @@ try:
     if machine == "x86_64":
         arch, calls = 0xC000003E, {"socket": 41, "socketpair": 53, "io_uring_setup": 425,
                                    "clone": 56, "clone3": 435, "unshare": 272, "setns": 308,
-                                   "add_key": 248, "request_key": 249, "keyctl": 250}
+                                   "add_key": 248, "request_key": 249, "keyctl": 250,
+                                   "memfd_create": 319, "fadvise64": 221, "readahead": 187,
+                                   "cachestat": 451}
     elif machine == "aarch64":
         arch, calls = 0xC00000B7, {"socket": 198, "socketpair": 199, "io_uring_setup": 425,
                                    "clone": 220, "clone3": 435, "unshare": 97, "setns": 268,
-                                   "add_key": 217, "request_key": 218, "keyctl": 219}
+                                   "add_key": 217, "request_key": 218, "keyctl": 219,
+                                   "memfd_create": 279, "fadvise64": 223, "readahead": 213,
+                                   "cachestat": 451}
     else:
         arch = None
         if cfg["strict"]:
@@ -273,14 +287,19 @@ try:
             (None, JEQ, "clone", None, calls["clone"]),
         ]
         code += [(None, JEQ, "eperm", None, calls[c])
-                 for c in ("unshare", "setns", "add_key", "request_key", "keyctl")]
+                 for c in ("unshare", "setns", "add_key", "request_key", "keyctl",
+                           "memfd_create", "fadvise64", "readahead", "cachestat")]
         code += [
             (None, RET, None, None, ALLOW),
             ("clone", LD, None, None, 16), (None, AND, None, None, CLONE_NEW),
             (None, JEQ, None, "eperm", 0), (None, RET, None, None, ALLOW),
-            ("socket", LD, None, None, 16), (None, JEQ, "eacces", None, 1), (None, RET, None, None, ALLOW),
-            ("pair", LD, None, None, 24), (None, AND, None, None, 0xF), (None, JEQ, "eacces", None, 2),
-            (None, RET, None, None, ALLOW),
+            # Only IP and netlink sockets (vsock, for one, is not cut by a network namespace).
+            ("socket", LD, None, None, 16), (None, JEQ, "allow", None, 2),
+            (None, JEQ, "allow", None, 10), (None, JEQ, "allow", "eacces", 16),
+            # Only stream and seqpacket pairs (the kernel makes SOCK_RAW a datagram).
+            ("pair", LD, None, None, 24), (None, AND, None, None, 0xF), (None, JEQ, "allow", None, 1),
+            (None, JEQ, "allow", "eacces", 5),
+            ("allow", RET, None, None, ALLOW),
             ("eacces", RET, None, None, EACCES),
             ("eperm", RET, None, None, EPERM),
             ("enosys", RET, None, None, ENOSYS),
