@@ -21,14 +21,8 @@ def finish(d):
         os.lseek(status_fd, 0, os.SEEK_SET)
         os.write(status_fd, json.dumps(d).encode())
         sys.exit(0)
-    if cfg["fs"]:
-        # Its own mount (see below): it cannot be removed or replaced, only rewritten. Not as
-        # root the program could write it while it ran; everything it started is dead now.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(d, f)
-        sys.exit(0)
-    # Not as root, the program could write here: whatever it left in the way goes first.
+    # Without a root of its own (or before it was made), not as root, the program could write
+    # here: whatever it left in the way goes first.
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -79,12 +73,9 @@ try:
         keep = {"nodev": NODEV, "noexec": NOEXEC, "noatime": 1024, "nodiratime": 2048,
                 "relatime": 1 << 21}
         root, status = cfg["root"], cfg["status"]
-        # The status file stays writable as a mount of its own (the bootstrap's, 0600); the rest
-        # of the run directory goes read-only with everything else: the program can neither
-        # rewrite its own source or tests nor fill the disk beyond its tmpfs.
-        os.close(os.open(status, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-        mount(root, root, None, BIND | REC, None)
-        mount(status, status, None, BIND, None)
+        # The status file (the bootstrap's, 0600) is written through this descriptor: it is not
+        # in the program's root (below), where its source is read-only and its disk a tmpfs.
+        status_fd = os.open(status, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         data = "size=%d,mode=0700" % cfg["disk"]
         if cfg["uid"] is not None:
             data += ",uid=%d,gid=%d" % (cfg["uid"], cfg["gid"])
@@ -158,7 +149,6 @@ try:
         bind("/proc")
         bind(os.path.join(root, "src"))
         bind(cfg["work"])
-        status_fd = os.open(status, os.O_WRONLY | os.O_CLOEXEC)
         if cfg["uid"] is not None:
             # /dev/stdin reopens the standard input through /proc, which needs access to the
             # pipe itself (ponder's, 0600): the program gets its own input pipe (never a device).
