@@ -3,13 +3,13 @@
 //! against tests in the [`Sandbox`] and reports each test, and the [`HumanEvalGrader`].
 //!
 //! Each verification is one sandbox run. The public tests all execute in the candidate's
-//! process, one after another, each under its own CPU-time limit, and report through marked lines on
-//! stdout: what the model sees while it debugs. The hidden tests (the grade) keep the candidate
-//! out of the process that runs them: `check` runs in a judge process that calls the candidate
-//! in a child of its own and sees only plain data come back (see [`CodeVerifier::run_hidden`]),
-//! so a candidate cannot forge its grade. Runs share nothing, so any number may be in flight at
-//! once; dropping a verification future kills its run (see [`Sandbox`]). Nothing here holds
-//! permits.
+//! process, one after another, each under its own CPU-time limit, and report through marked
+//! lines on stdout: what the model sees while it debugs. The hidden tests (the grade) keep the
+//! candidate out of the process that runs them: `check` runs in a judge process that calls the
+//! candidate in a child of its own and sees only plain data come back (see
+//! [`CodeVerifier::run_hidden`]), so a candidate cannot forge its grade. Runs share nothing, so
+//! any number may be in flight at once; dropping a verification future kills its run (see
+//! [`Sandbox`]). Nothing here holds permits.
 
 use std::time::Duration;
 
@@ -285,8 +285,9 @@ impl CodeVerifier {
     /// `int`/`float`; subclasses as their base; anything else the candidate returns is an
     /// error). What the candidate raises is raised in the tests with its args: a built-in
     /// exception as itself (but `StopIteration`, which would end the tests' own loops), the
-    /// candidate's own classes as subclasses of their nearest built-in ancestor. So the candidate cannot patch `check`, return an object that equals anything, or
-    /// print the pass mark: the judge is not dumpable, which keeps its memory, stdin and stdout
+    /// candidate's own classes as subclasses of their nearest built-in ancestor. So the
+    /// candidate cannot patch `check`, return an object that equals anything, or print the
+    /// pass mark: the judge is not dumpable, which keeps its memory, stdin and stdout
     /// out of reach through `/proc`, and the candidate's own output is discarded. A call that
     /// mutates its arguments is not seen by the tests (none of HumanEval's look).
     ///

@@ -54,11 +54,12 @@
 //!   interpreter's prefixes, `/dev/null` and a few other devices, `/proc`, and `T`'s
 //!   own paths, all read-only and `nosuid`; nothing else of the host (home directories, problem
 //!   sets with their tests and solutions, other runs' directories in `/tmp`) is there to read.
-//!   `T/work` is a fresh `tmpfs` of [`Limits::disk_bytes`] (and `/dev/shm` another), and the
-//!   status file a mount of its own that only the bootstrap may write (as root). An IPC
-//!   namespace too, so runs share no System V or POSIX IPC. Without it the user can still write where the world may (`/tmp`); not as
-//!   root, without it the program would run as the calling user with that user's files
-//!   writable, so that level needs the same opt-in as no namespace at all.
+//!   `T/work` is a fresh `tmpfs` of [`Limits::disk_bytes`] (and `/dev/shm` another); the
+//!   status file is not in the program's root (the bootstrap writes it through a descriptor
+//!   opened before). An IPC namespace too, so runs share no System V or POSIX IPC. Without a
+//!   mount namespace the program would see the host's files (and, not as root, run as the
+//!   calling user with that user's files writable), so every level without it needs the same
+//!   opt-in as no namespace at all.
 //! - **cleanup**: the run is its own process group; on timeout, output overflow or when the run
 //!   future is dropped the whole group gets `SIGKILL`. Where `unshare --pid` works the program also
 //!   runs in a PID namespace whose init is the bootstrap: when the program exits or the bootstrap
