@@ -4,8 +4,13 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::{block_on, smollm, smollm_dyn};
-use ponder::engine::{Backend, Budget, TokenizeInput};
+use ponder::engine::models::ModelSource;
+use ponder::engine::{
+    Backend, Budget, LoadOptions, MistralRsBackend, ModelConfig, Prompt, TokenizeInput,
+};
 use ponder::strategies::{
     BudgetForcing, BudgetForcingConfig, ForcingDetails, ForcingMode, SwitchPenaltyConfig,
 };
@@ -214,4 +219,70 @@ fn the_switch_penalty_steers_the_first_thinking_tokens() {
         "{:?}",
         steered.completion
     );
+}
+
+#[test]
+fn a_template_that_opens_thinking_is_not_opened_again() {
+    // SmolLM2 with a chat template whose assistant turn starts "<think>\n" (as DeepSeek-R1's
+    // distills' does): ponder must go on from it, not write a second "<think>".
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/thinking.jinja");
+    let source = ModelSource::parse(&ModelConfig::default().source).unwrap();
+    let options = LoadOptions {
+        chat_template: Some(template.into()),
+        ..common::options()
+    };
+    let backend: Arc<dyn Backend> =
+        Arc::new(block_on(MistralRsBackend::load(&source, &options)).unwrap());
+    let problem = Problem::new("bf", "What is 6 times 7?");
+    for mode in [ForcingMode::InDecode, ForcingMode::Resubmit] {
+        let strategy = BudgetForcing::new(BudgetForcingConfig {
+            max_thinking_tokens: 24,
+            mode,
+            ..BudgetForcingConfig::default()
+        });
+        let rendered = block_on(backend.tokenize(TokenizeInput::Prompt(&Prompt::Chat {
+            messages: strategy.messages(&problem),
+            assistant_prefix: String::new(),
+        })))
+        .unwrap();
+        // The template took.
+        let tail = block_on(backend.detokenize(&rendered[rendered.len() - 8..])).unwrap();
+        assert!(
+            tail.ends_with("<|im_start|>assistant\n<think>\n"),
+            "{tail:?}"
+        );
+        let solution = block_on(ponder::engine::solve(
+            &strategy,
+            &problem,
+            Arc::clone(&backend),
+            Budget::unlimited(),
+        ))
+        .unwrap();
+        let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
+        assert_eq!(details.mode, mode);
+        // The first request's prompt is the template's, with nothing after it: a second
+        // "<think>" would be more tokens.
+        assert_eq!(
+            solution.usage.prompt_tokens - details.resubmitted_prompt_tokens,
+            rendered.len() as u64,
+            "{mode:?}"
+        );
+        assert!(details.opened_by_template, "{mode:?}: {details:?}");
+        assert!(details.thinking_tokens <= 24, "{mode:?}: {details:?}");
+        assert!(
+            solution.completion.contains("</think>\nFinal Answer:"),
+            "{mode:?}: {:?}",
+            solution.completion
+        );
+    }
+    // The model's own template opens nothing: ponder opens the block, and says nothing of it.
+    let (solution, details) = solve(
+        BudgetForcingConfig {
+            max_thinking_tokens: 8,
+            ..BudgetForcingConfig::default()
+        },
+        "What is 6 times 7?",
+    );
+    assert!(!details.opened_by_template);
+    assert!(solution.details.get("opened_by_template").is_none());
 }

@@ -662,3 +662,26 @@ fn greedy_log_probabilities_are_the_tokens_probabilities() {
         "{top:?}"
     );
 }
+
+#[test]
+fn a_chat_template_that_cannot_be_read_is_named_before_loading() {
+    let source = ModelSource::parse(&ModelConfig::default().source).unwrap();
+    for (path, says) in [
+        ("/nonexistent/r1.jinja", "No such file"),
+        ("/etc/hostname", "`.jinja`"),
+    ] {
+        let options = LoadOptions {
+            chat_template: Some(path.into()),
+            ..common::options()
+        };
+        // mistral.rs would panic on either.
+        let Err(err) = block_on(MistralRsBackend::load(&source, &options)) else {
+            panic!("{path}: a model loaded with it");
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains(path) && err.contains(says) && err.contains("smollm2-135m"),
+            "{err}"
+        );
+    }
+}

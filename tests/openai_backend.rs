@@ -27,11 +27,13 @@ use ponder::strategies::{
     ForcingMode, SearchDetails, SearchKind, StrategyConfig,
 };
 
+/// Held by each test that runs a server, so that they run one at a time.
+static SERVERS: Mutex<()> = Mutex::new(());
+
 /// A server of the test's own (a static one would outlive the test process: statics are never
 /// dropped), and the lock that runs these tests one at a time.
 fn server() -> (MutexGuard<'static, ()>, LlamaServer, String) {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let guard = SERVERS.lock().unwrap_or_else(|p| p.into_inner());
     let server = LlamaServer::start(&smollm_path(), 4);
     let url = server.url();
     (guard, server, url)
@@ -323,6 +325,45 @@ fn budget_forcing_falls_back_to_resubmission() {
     assert!(solution.completion.contains("Final Answer:"));
     assert!(details.answer_tokens >= 1);
     assert!(solution.usage.calls >= 2, "thinking, then the answer");
+}
+
+#[test]
+fn budget_forcing_goes_on_from_a_thinking_block_the_servers_template_opens() {
+    // llama-server with a chat template whose assistant turn starts "<think>\n" (as
+    // DeepSeek-R1's distills' does): the resubmitted prefixes must not open it again.
+    let _lock = SERVERS.lock().unwrap_or_else(|p| p.into_inner());
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/thinking.jinja");
+    let server = LlamaServer::start_with(
+        &smollm_path(),
+        2,
+        &["--jinja", "--chat-template-file", template],
+    );
+    let backend = connect(&server.url());
+    let config = BudgetForcingConfig {
+        max_thinking_tokens: 24,
+        max_waits: 1,
+        ..BudgetForcingConfig::default()
+    };
+    let strategy = ponder::strategies::BudgetForcing::new(config);
+    let problem = Problem::new("p", "What is 6 times 7?");
+    let rendered = block_on(backend.tokenize(TokenizeInput::Prompt(&Prompt::Chat {
+        messages: strategy.messages(&problem),
+        assistant_prefix: String::new(),
+    })))
+    .unwrap();
+    let tail = block_on(backend.detokenize(&rendered[rendered.len() - 8..])).unwrap();
+    assert!(tail.ends_with("assistant\n<think>\n"), "{tail:?}");
+    let solution = block_on(solve(&strategy, &problem, backend, Budget::unlimited())).unwrap();
+    let details: ForcingDetails = serde_json::from_value(solution.details).unwrap();
+    assert_eq!(details.mode, ForcingMode::Resubmit);
+    // The first request is the template's prompt alone (a second "<think>" would be more).
+    assert_eq!(
+        solution.usage.prompt_tokens - details.resubmitted_prompt_tokens,
+        rendered.len() as u64,
+        "{details:?}"
+    );
+    assert!(details.opened_by_template);
+    assert!(solution.completion.contains("</think>\nFinal Answer:"));
 }
 
 #[test]

@@ -339,7 +339,7 @@ async fn load_gguf_files(
         files,
         GGUFSpecificConfig { topology: None },
         false,
-        None,
+        chat_template(name, options)?,
     )
     .build();
     let dtype = match options.device {
@@ -471,7 +471,32 @@ async fn load_text_model(
     if let Some(paged) = paged_attention_config(name, options)? {
         builder = builder.with_paged_attn(paged);
     }
+    if let Some(template) = chat_template(name, options)? {
+        builder = builder.with_jinja_explicit(template);
+    }
     builder.build().await.map_err(|e| load_error(name, e))
+}
+
+/// The chat template file that replaces the model's own, checked here: mistral.rs panics on a
+/// name that does not end in `.jinja` and on a file it cannot read.
+fn chat_template(name: &str, options: &LoadOptions) -> Result<Option<String>> {
+    let Some(path) = &options.chat_template else {
+        return Ok(None);
+    };
+    let bad = |reason: String| Error::ModelSource {
+        source_name: name.to_string(),
+        reason,
+    };
+    if path.extension().is_none_or(|e| e != "jinja") {
+        return Err(bad(format!(
+            "chat_template {}: expected a Jinja template file whose name ends in `.jinja`",
+            path.display()
+        )));
+    }
+    if let Err(e) = std::fs::read_to_string(path) {
+        return Err(bad(format!("chat_template {}: {e}", path.display())));
+    }
+    Ok(Some(path.to_string_lossy().into_owned()))
 }
 
 /// Bridges a ponder [`LogitsProcessor`] to mistral.rs's tensor interface.

@@ -76,6 +76,9 @@ pub struct LoadOptions {
     pub prefix_cache: bool,
     /// The PagedAttention KV pool on CUDA (ignored on the CPU, which has no PagedAttention).
     pub kv_pool: KvPool,
+    /// A Jinja chat template (a `.jinja` file) used instead of the model's own: for a GGUF
+    /// whose template is missing or wrong. Default: the model's.
+    pub chat_template: Option<std::path::PathBuf>,
 }
 
 /// How large the PagedAttention KV pool is on CUDA. mistral.rs's own default is a pool of 4096
@@ -120,6 +123,7 @@ impl Default for LoadOptions {
             max_num_seqs: default_max_num_seqs(DeviceSpec::Cpu).get(),
             prefix_cache: default_prefix_cache(DeviceSpec::Cpu),
             kv_pool: KvPool::default(),
+            chat_template: None,
         }
     }
 }
@@ -158,8 +162,8 @@ impl Urls {
 
 /// The `[model]` table.
 ///
-/// In process (default): `source`, `device`, `max_num_seqs`, `prefix_cache`, and on CUDA
-/// `paged_attention_tokens` or `gpu_memory_utilization`. Over HTTP (`backend = "openai"`): `base_url` (one or a list, used
+/// In process (default): `source`, `device`, `max_num_seqs`, `prefix_cache`, `chat_template`,
+/// and on CUDA `paged_attention_tokens` or `gpu_memory_utilization`. Over HTTP (`backend = "openai"`): `base_url` (one or a list, used
 /// round-robin), `model`, `api_key_env`, `timeout_secs`, `concurrency`, `retries`, `native_n`,
 /// `context_tokens`, `max_top_logprobs`, `neutral_sampling`. A key of the other backend is an
 /// error when the table is read (`model = "..."` without `backend = "openai"` would otherwise run
@@ -191,6 +195,10 @@ pub struct ModelConfig {
     /// the pool takes what the weights leave. Default 0.9. Not with `paged_attention_tokens`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu_memory_utilization: Option<f32>,
+    /// A Jinja chat template file (`.jinja`) used instead of the model's own. Default: the
+    /// model's. (Over HTTP the server's template applies: llama-server `--chat-template-file`.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
     /// OpenAI backend: base URL(s) of the servers, e.g. `http://127.0.0.1:8080`.
     #[serde(skip_serializing_if = "is_none_urls")]
     pub base_url: Urls,
@@ -245,6 +253,8 @@ struct Table {
     #[serde(default)]
     gpu_memory_utilization: Option<f32>,
     #[serde(default)]
+    chat_template: Option<String>,
+    #[serde(default)]
     base_url: Urls,
     #[serde(default)]
     model: Option<String>,
@@ -278,6 +288,7 @@ impl TryFrom<Table> for ModelConfig {
             prefix_cache: t.prefix_cache,
             paged_attention_tokens: t.paged_attention_tokens,
             gpu_memory_utilization: t.gpu_memory_utilization,
+            chat_template: t.chat_template,
             base_url: t.base_url,
             model: t.model,
             api_key_env: t.api_key_env,
@@ -322,6 +333,7 @@ impl Default for ModelConfig {
             prefix_cache: None,
             paged_attention_tokens: None,
             gpu_memory_utilization: None,
+            chat_template: None,
             backend: BackendKind::Mistralrs,
             base_url: Urls::None,
             model: None,
@@ -382,6 +394,7 @@ impl ModelConfig {
                 "gpu_memory_utilization",
                 self.gpu_memory_utilization.is_some(),
             ),
+            ("chat_template", self.chat_template.is_some()),
         ];
         given.iter().filter(|(_, g)| *g).map(|(k, _)| *k).collect()
     }
@@ -423,11 +436,18 @@ impl ModelConfig {
             BackendKind::Openai => {
                 let keys = self.mistralrs_keys();
                 if !keys.is_empty() {
-                    let model = if keys.contains(&"source") {
+                    let mut model = if keys.contains(&"source") {
                         "; over HTTP, `model` names the model the server serves"
                     } else {
                         ""
-                    };
+                    }
+                    .to_string();
+                    if keys.contains(&"chat_template") {
+                        model.push_str(
+                            "; over HTTP the server's chat template applies \
+                             (llama-server --jinja --chat-template-file FILE)",
+                        );
+                    }
                     return Err(format!(
                         "{} of the mistralrs backend (models run in process), not of \
                          backend = \"openai\": remove {}{model}",
@@ -540,6 +560,18 @@ impl ModelConfig {
             }
             (None, None) => KvPool::default(),
         };
+        // mistral.rs takes a template file only by a name ending `.jinja` (and panics on any
+        // other); whether the file is there is checked when the model loads.
+        let chat_template = match &self.chat_template {
+            Some(path) if !path.ends_with(".jinja") => {
+                return Err(bad(format!(
+                    "chat_template = {path:?}: expected a Jinja template file whose name ends \
+                     in `.jinja`"
+                )))
+            }
+            Some(path) => Some(std::path::PathBuf::from(path)),
+            None => None,
+        };
         Ok(LoadOptions {
             device: self.device,
             max_num_seqs: self
@@ -550,6 +582,7 @@ impl ModelConfig {
                 .prefix_cache
                 .unwrap_or_else(|| default_prefix_cache(self.device)),
             kv_pool,
+            chat_template,
         })
     }
 
@@ -618,6 +651,19 @@ mod tests {
                 .to_string();
             assert!(err.contains("gpu_memory_utilization"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_chat_template_is_a_jinja_file() {
+        let set = options("chat_template = \"templates/r1.jinja\"").unwrap();
+        assert_eq!(set.chat_template, Some("templates/r1.jinja".into()));
+        assert_eq!(options("").unwrap().chat_template, None);
+        // mistral.rs would panic on any other name.
+        let err = read("chat_template = \"tokenizer_config.json\"").unwrap_err();
+        assert!(
+            err.contains("chat_template = \"tokenizer_config.json\"") && err.contains(".jinja"),
+            "{err}"
+        );
     }
 
     fn read(toml: &str) -> std::result::Result<ModelConfig, String> {
@@ -699,6 +745,12 @@ mod tests {
             let name = key.split(' ').next().unwrap();
             assert!(err.contains(&format!("`{name}` is a key")), "{err}");
         }
+        let err = read(&format!("{openai}chat_template = \"t.jinja\"")).unwrap_err();
+        assert!(
+            err.contains("`chat_template` is a key of the mistralrs backend")
+                && err.contains("--chat-template-file"),
+            "{err}"
+        );
         // An openai table written back (a recorded strategy's PRM or judge) carries the in-process
         // defaults and reads again.
         let written =

@@ -44,6 +44,8 @@ pub struct ScriptedBackend {
     no_top_logprobs: bool,
     /// How long each call takes before it plays its reply.
     delay: Option<std::time::Duration>,
+    /// What the "chat template" starts the assistant turn with ([`ScriptedBackend::with_opening`]).
+    opening: String,
 }
 
 impl ScriptedBackend {
@@ -63,6 +65,7 @@ impl ScriptedBackend {
             requests: Mutex::new(Vec::new()),
             no_top_logprobs: false,
             delay: None,
+            opening: String::new(),
         }
     }
 
@@ -78,6 +81,28 @@ impl ScriptedBackend {
     pub fn without_top_logprobs(mut self) -> Self {
         self.no_top_logprobs = true;
         self
+    }
+
+    /// Chat prompts render with `opening` at the start of the assistant turn, before the
+    /// prompt's assistant prefix, as a reasoning model's template opens `<think>` itself.
+    pub fn with_opening(mut self, opening: impl Into<String>) -> Self {
+        self.opening = opening.into();
+        self
+    }
+
+    /// The prompt as this backend sees it: [`ScriptedBackend::render`], with the assistant
+    /// turn's opening.
+    fn rendered(&self, prompt: &Prompt) -> String {
+        match prompt {
+            Prompt::Chat {
+                messages,
+                assistant_prefix,
+            } => Self::render(&Prompt::Chat {
+                messages: messages.clone(),
+                assistant_prefix: format!("{}{assistant_prefix}", self.opening),
+            }),
+            _ => Self::render(prompt),
+        }
     }
 
     /// Every request received so far.
@@ -128,7 +153,7 @@ impl Backend for ScriptedBackend {
         if let Some(delay) = self.delay {
             tokio::time::sleep(delay).await;
         }
-        let prompt_tokens = Self::render(&request.prompt).len() as u64;
+        let prompt_tokens = self.rendered(&request.prompt).len() as u64;
         let mut replies = Vec::with_capacity(request.n);
         {
             let mut script = self.script.lock().map_err(|_| Error::EngineGone {
@@ -228,7 +253,7 @@ impl Backend for ScriptedBackend {
 
     async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
         let text = match input {
-            TokenizeInput::Prompt(prompt) => Self::render(prompt),
+            TokenizeInput::Prompt(prompt) => self.rendered(prompt),
             TokenizeInput::Piece(text) => text.to_string(),
         };
         Ok(text.bytes().map(u32::from).collect())

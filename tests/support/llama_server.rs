@@ -45,22 +45,38 @@ pub struct LlamaServer {
     pub port: u16,
     model: PathBuf,
     slots: usize,
+    /// Further command-line arguments, kept for a restart.
+    extra: Vec<String>,
 }
 
 impl LlamaServer {
     /// Starts `llama-server` on `model` with `slots` parallel slots of 2048 tokens each, on a
     /// free port, and waits until it answers `/health`.
     pub fn start(model: &Path, slots: usize) -> Self {
+        Self::start_with(model, slots, &[])
+    }
+
+    /// The same with further command-line arguments (`--jinja`, `--chat-template-file F`).
+    pub fn start_with(model: &Path, slots: usize, extra: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        Self::start_on(model, slots, port)
+        Self::launch(
+            model,
+            slots,
+            port,
+            extra.iter().map(|a| a.to_string()).collect(),
+        )
     }
 
     /// The same on a given port (to bring a killed server back where clients expect it).
     pub fn start_on(model: &Path, slots: usize, port: u16) -> Self {
+        Self::launch(model, slots, port, Vec::new())
+    }
+
+    fn launch(model: &Path, slots: usize, port: u16, extra: Vec<String>) -> Self {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let child = Command::new(binary())
             .args(["--model"])
@@ -70,6 +86,7 @@ impl LlamaServer {
             .args(["--ctx-size", &(2048 * slots).to_string()])
             .args(["--threads", &threads.to_string()])
             .args(["--no-webui", "--log-disable"])
+            .args(&extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -79,6 +96,7 @@ impl LlamaServer {
             port,
             model: model.to_path_buf(),
             slots,
+            extra,
         };
         server.wait_healthy();
         server
@@ -134,7 +152,12 @@ impl LlamaServer {
     /// Starts the same server again on the same port.
     pub fn restart(&mut self) {
         self.kill();
-        *self = Self::start_on(&self.model.clone(), self.slots, self.port);
+        *self = Self::launch(
+            &self.model.clone(),
+            self.slots,
+            self.port,
+            self.extra.clone(),
+        );
     }
 }
 

@@ -216,6 +216,10 @@ pub struct ForcingDetails {
     /// `max_thinking_tokens` and answering needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_thinking_cap: Option<usize>,
+    /// Whether the model's chat template opened the thinking block itself (reasoning models'
+    /// templates end with `<think>`), so that ponder did not open it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub opened_by_template: bool,
 }
 
 /// Budget forcing over one sample; see the module docs.
@@ -230,7 +234,9 @@ impl BudgetForcing {
         Self { config }
     }
 
-    fn messages(&self, problem: &Problem) -> Vec<Message> {
+    /// The chat messages each sample of `problem` is asked with (the assistant turn then opens
+    /// the thinking block, unless the chat template does).
+    pub fn messages(&self, problem: &Problem) -> Vec<Message> {
         let c = &self.config;
         vec![Message::user(format!(
             "{}\n\nThink it through step by step between {} and {}. Then give the final answer on its own line, in the form \"{} <answer>\".",
@@ -248,6 +254,37 @@ impl BudgetForcing {
             top_k: None,
             seed: None,
         }
+    }
+
+    /// What ponder writes to open the thinking block: `think_open`, or nothing where the chat
+    /// template already ends with it (DeepSeek-R1's distills and QwQ end their generation prompt
+    /// with `<think>\n`: opening it again would show the model a block opened twice). Read from
+    /// the rendered prompt's last tokens; a backend that cannot render a chat prompt to tokens (a
+    /// server without `/tokenize` or `/apply-template`, which then sends the prefix as a message
+    /// of its own) is taken not to open it.
+    async fn opening(&self, backend: &dyn Backend, messages: &[Message]) -> Result<&str> {
+        let open = self.config.think_open.as_str();
+        let prompt = Prompt::Chat {
+            messages: messages.to_vec(),
+            assistant_prefix: String::new(),
+        };
+        let ids = match backend.tokenize(TokenizeInput::Prompt(&prompt)).await {
+            Ok(ids) => ids,
+            Err(Error::Unsupported { .. }) => return Ok(open),
+            Err(e) => return Err(e),
+        };
+        // Enough tokens for a delimiter spelt out piece by piece, and what follows it.
+        let tail = ids.get(ids.len().saturating_sub(32)..).unwrap_or_default();
+        let text = match backend.detokenize(tail).await {
+            Ok(text) => text,
+            Err(Error::Unsupported { .. }) => return Ok(open),
+            Err(e) => return Err(e),
+        };
+        Ok(if text.trim_end().ends_with(open.trim()) {
+            ""
+        } else {
+            open
+        })
     }
 
     /// Token ids of the delimiter, cue and waits on `backend`.
@@ -303,12 +340,14 @@ impl BudgetForcing {
         let tokens = self.tokens(backend.as_ref()).await?;
         let processor = Arc::new(ForcingProcessor::new(tokens.clone(), &self.config));
         let c = &self.config;
+        let messages = self.messages(problem);
+        let open = self.opening(backend.as_ref(), &messages).await?;
         // Thinking, waits included, is capped by max_thinking_tokens; then the delimiter, the
         // cue and the answer.
         let max_tokens = c.max_thinking_tokens + processor.after_thinking();
         let mut request = GenerationRequest::new(Prompt::Chat {
-            messages: self.messages(problem),
-            assistant_prefix: c.think_open.clone(),
+            messages,
+            assistant_prefix: open.to_string(),
         })
         .with_max_tokens(max_tokens)
         .with_sampling(self.sampling());
@@ -323,6 +362,7 @@ impl BudgetForcing {
         let choice = generation.into_first_choice()?;
         let mut details = processor.details();
         details.mode = ForcingMode::InDecode;
+        details.opened_by_template = open.is_empty();
         // The processor does not see the last token (it is sampled after its final call): when
         // it saw no delimiter, every completion token was thinking, less a delimiter the last
         // token completed.
@@ -352,9 +392,11 @@ impl BudgetForcing {
         let backend = cx.backend();
         let c = &self.config;
         let messages = self.messages(problem);
+        let open = self.opening(backend.as_ref(), &messages).await?;
         let waits = c.wait.as_list();
         let mut details = ForcingDetails {
             mode: ForcingMode::Resubmit,
+            opened_by_template: open.is_empty(),
             ..ForcingDetails::default()
         };
         let mut thinking = String::new();
@@ -371,7 +413,7 @@ impl BudgetForcing {
             }
             let request = GenerationRequest::new(Prompt::Chat {
                 messages: messages.clone(),
-                assistant_prefix: format!("{}{thinking}", c.think_open),
+                assistant_prefix: format!("{open}{thinking}"),
             })
             .with_max_tokens(left)
             .with_stop(c.think_close.clone())
@@ -420,10 +462,7 @@ impl BudgetForcing {
             details.waits += 1;
             details.thinking_tokens += wait_tokens;
         }
-        let cue_prefix = format!(
-            "{}{thinking}{}\n{}",
-            c.think_open, c.think_close, c.answer_cue
-        );
+        let cue_prefix = format!("{open}{thinking}{}\n{}", c.think_close, c.answer_cue);
         let request = GenerationRequest::new(Prompt::Chat {
             messages,
             assistant_prefix: cue_prefix,

@@ -164,6 +164,71 @@ async fn resubmitting_says_no_wait_that_would_fill_the_cap() {
     assert_eq!(backend.requests().len(), 2);
 }
 
+#[tokio::test]
+async fn thinking_a_template_opens_is_not_opened_again() {
+    use ponder_engine::scripted::ScriptedBackend;
+    use ponder_engine::{Backend, Budget};
+
+    let prefixes = |opening: &'static str| async move {
+        // One wait: three calls (think, think on after " Wait", answer).
+        let backend = Arc::new(
+            ScriptedBackend::new(vec!["2 + 2 is 4.</think>", " yes, 4.</think>", "4"])
+                .with_opening(opening),
+        );
+        let strategy = BudgetForcing::new(BudgetForcingConfig {
+            max_waits: 1,
+            ..BudgetForcingConfig::default()
+        });
+        let solution = ponder_engine::solve(
+            &strategy,
+            &Problem::new("p", "What is 2 + 2?"),
+            Arc::clone(&backend) as Arc<dyn Backend>,
+            Budget::unlimited(),
+        )
+        .await
+        .unwrap();
+        let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
+        assert_eq!(details.waits, 1);
+        assert_eq!(solution.answer.as_deref(), Some("4"));
+        // The assistant turn of each prompt sent (the meter sends them as tokens).
+        let prefixes: Vec<String> = backend
+            .requests()
+            .iter()
+            .map(|r| {
+                let text = ScriptedBackend::render(&r.prompt);
+                let (_, turn) = text.rsplit_once("assistant: ").unwrap();
+                turn.to_string()
+            })
+            .collect();
+        (prefixes, details.opened_by_template, solution.details)
+    };
+    // A template like DeepSeek-R1's, whose assistant turn starts "<think>\n": every request
+    // goes on from it, never opening the block a second time.
+    let (opened, by_template, details) = prefixes("<think>\n").await;
+    assert_eq!(
+        opened,
+        [
+            "<think>\n",
+            "<think>\n2 + 2 is 4. Wait",
+            "<think>\n2 + 2 is 4. Wait yes, 4.</think>\nFinal Answer:"
+        ]
+    );
+    assert!(by_template);
+    assert_eq!(details["opened_by_template"], true);
+    // A template that opens nothing: ponder opens the block, and says nothing of it.
+    let (opened, by_template, details) = prefixes("").await;
+    assert_eq!(
+        opened,
+        [
+            "<think>",
+            "<think>2 + 2 is 4. Wait",
+            "<think>2 + 2 is 4. Wait yes, 4.</think>\nFinal Answer:"
+        ]
+    );
+    assert!(!by_template);
+    assert!(details.get("opened_by_template").is_none(), "{details}");
+}
+
 #[test]
 fn an_end_of_sequence_that_might_be_sampled_goes_to_the_delimiter() {
     // Past the minimum with no wait owed, the model favours 5 but gives the end of sequence
