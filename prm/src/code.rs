@@ -416,7 +416,22 @@ fn def_line(code: &str, name: &str) -> Option<usize> {
 /// or unlabelled; an unclosed last block runs to the end), the last that defines `entry_point`,
 /// else the longest; without fences, the code from the first top-level `def`, `class` or import
 /// (or the whole text, when it starts indented: a function body), cut before trailing prose.
+/// A reasoning model's completion is read after its thinking (`</think>`) where that part
+/// holds a fenced block or defines `entry_point`, so a draft written while thinking does not
+/// outrank the program it answers with.
 pub fn extract_code(completion: &str, entry_point: Option<&str>) -> String {
+    match ponder_engine::answer::after_thinking(completion) {
+        Some(after)
+            if !fenced_blocks(after).is_empty()
+                || entry_point.is_some_and(|name| defines(after, name)) =>
+        {
+            extract_code_in(after, entry_point)
+        }
+        _ => extract_code_in(completion, entry_point),
+    }
+}
+
+fn extract_code_in(completion: &str, entry_point: Option<&str>) -> String {
     let blocks = fenced_blocks(completion);
     if !blocks.is_empty() {
         let chosen = entry_point
@@ -643,6 +658,22 @@ mod tests {
             extract_code(unclosed, Some("f")),
             "def f(x):\n    return x\n"
         );
+    }
+
+    #[test]
+    fn a_reasoning_models_program_follows_its_thinking() {
+        let draft =
+            "```python\ndef f(x):\n    # a long first try\n    y = x\n    return y * 2\n```";
+        let text = format!("<think>\nLet me try:\n{draft}\nWait, that doubles it.\n</think>\n\n```python\ndef f(x):\n    return x\n```\nThen call it:\n```python\nprint(f(1))\n```");
+        // Without an entry point the longest block would be the draft.
+        assert_eq!(extract_code(&text, None), "def f(x):\n    return x\n");
+        assert_eq!(extract_code(&text, Some("f")), "def f(x):\n    return x\n");
+        // No code after the thinking: the thinking's.
+        let cut = format!("<think>\n{draft}\n</think>\nAs above.");
+        assert!(extract_code(&cut, Some("f")).contains("a long first try"));
+        // Bare code after it, defining the entry point.
+        let bare = format!("<think>\n{draft}\n</think>\ndef f(x):\n    return x\n");
+        assert_eq!(extract_code(&bare, Some("f")), "def f(x):\n    return x\n");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! * [`extract_answer`] pulls the final answer out of a model completion: the last
 //!   `\boxed{...}` / `\fbox{...}`, else the text after the last "Final Answer" (or GSM8K's
 //!   `#### 42`), else after the last weaker cue ("the answer is", "answer:"), skipping cues
-//!   followed by a remark ("this answer is correct"), else the last number.
+//!   followed by a remark ("this answer is correct"), else the last number; of a reasoning
+//!   model's completion, from what follows its thinking first ([`after_thinking`]).
 //! * [`equivalent`] decides whether two answers denote the same value. Both sides are
 //!   normalised (thousands separators, units, currency, percent and degree signs,
 //!   `\left`/`\right`, LaTeX spacing, `\dfrac`/`\tfrac`, `\text{...}`, single-variable
@@ -49,10 +50,32 @@ fn is_listed(list: &str, word: &str) -> bool {
 /// last weak one ("the answer is", "answer:"), cut to its line or sentence and skipping cues
 /// followed by a remark rather than an answer; else the last number in the text (integers,
 /// decimals, negatives, `1,234,567`, `3/4`, `\frac{1}{2}`).
+///
+/// A reasoning model's completion is read after its thinking first ([`after_thinking`]): a
+/// `\boxed{5}` tried out while thinking does not outrank the 7 it answers with after
+/// `</think>`. Where that part gives no answer (it says none, or thinking was cut off before
+/// it ended), the whole text is read.
 pub fn extract_answer(text: &str) -> Option<String> {
+    after_thinking(text)
+        .and_then(extract_in)
+        .or_else(|| extract_in(text))
+}
+
+fn extract_in(text: &str) -> Option<String> {
     last_boxed(text)
         .or_else(|| after_cue(text))
         .or_else(|| numbers(text).pop())
+}
+
+/// The delimiter that ends a reasoning model's thinking (DeepSeek-R1 and its distills, QwQ,
+/// Qwen3, and ponder's budget forcing by default).
+pub const THINK_CLOSE: &str = "</think>";
+
+/// What a reasoning model wrote after its thinking: the text after the last [`THINK_CLOSE`];
+/// None where there is none, or only whitespace after it.
+pub fn after_thinking(text: &str) -> Option<&str> {
+    let (_, after) = text.rsplit_once(THINK_CLOSE)?;
+    (!after.trim().is_empty()).then_some(after)
 }
 
 /// The reference answer a worked solution marks, as the datasets mark it: its last `\boxed{...}`

@@ -24,6 +24,29 @@ fn extracts_boxed_last_and_nested() {
 }
 
 #[test]
+fn a_reasoning_models_answer_follows_its_thinking() {
+    // A box tried out while thinking does not outrank the answer given after it.
+    let r1 = "Maybe \\boxed{5}? Wait, 3 + 4 is 7.\n</think>\n\nShe has **7** apples.";
+    assert_eq!(ex(r1).unwrap(), "7");
+    let cue = "Final Answer: 5. Wait, no.</think>\nThe answer is 7.";
+    assert_eq!(ex(cue).unwrap(), "7");
+    // After the thinking, the usual order holds.
+    let boxed = "so 12</think>\nIt is 3 + 4 = 7, so \\boxed{7}.";
+    assert_eq!(ex(boxed).unwrap(), "7");
+    // Nothing to read after it (or nothing at all): the whole text is read.
+    assert_eq!(ex("3 + 4 = \\boxed{7}</think>\n\n").unwrap(), "7");
+    assert_eq!(
+        ex("It is \\boxed{7}.</think>\nHope that helps!").unwrap(),
+        "7"
+    );
+    // Thinking cut off before it ended.
+    assert_eq!(ex("<think>\n3 + 4 = 7, and then").unwrap(), "7");
+    assert_eq!(after_thinking("a</think>b</think> c"), Some(" c"));
+    assert_eq!(after_thinking("a</think> \n"), None);
+    assert_eq!(after_thinking("no thinking"), None);
+}
+
+#[test]
 fn extracts_after_cues() {
     assert_eq!(ex("Final Answer: The answer is $18.").unwrap(), "18");
     assert_eq!(ex("Final Answer: \\frac{1}{2}").unwrap(), "\\frac{1}{2}");
