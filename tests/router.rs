@@ -6,9 +6,15 @@
 mod common;
 
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use common::{block_on, smollm_dyn};
-use ponder::engine::{Backend, Budget, TokenizeInput};
+use ponder::engine::models::ModelSource;
+use ponder::engine::scripted::Recorder;
+use ponder::engine::{
+    Backend, Budget, Context, EventKind, LoadOptions, MistralRsBackend, ModelConfig, Prompt,
+    TokenizeInput,
+};
 use ponder::strategies::{
     DirectConfig, ModeDetails, ModeRouter, ModeRouterConfig, PromptStyle, Router, RouterConfig,
     RouterDetails, StrategyConfig,
@@ -126,4 +132,55 @@ fn the_mode_router_reads_the_first_position_and_forces_the_threshold() {
         "{:?}",
         short.completion
     );
+}
+
+#[test]
+fn a_short_prefix_closes_the_thinking_the_template_opened() {
+    // SmolLM2 with a chat template whose assistant turn starts "<think>\n" (as DeepSeek-R1's
+    // distills' does): the short answer's prefix closes the block without opening another.
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/thinking.jinja");
+    let source = ModelSource::parse(&ModelConfig::default().source).unwrap();
+    let options = LoadOptions {
+        chat_template: Some(template.into()),
+        ..common::options()
+    };
+    let backend: Arc<dyn Backend> =
+        Arc::new(block_on(MistralRsBackend::load(&source, &options)).unwrap());
+    let problem = Problem::new("r", "What is 3 + 4?");
+    let rendered = block_on(backend.tokenize(TokenizeInput::Prompt(&Prompt::Chat {
+        messages: PromptStyle::Direct.messages(&problem),
+        assistant_prefix: String::new(),
+    })))
+    .unwrap()
+    .len() as u64;
+    let closing = block_on(backend.tokenize(TokenizeInput::Piece("\n</think>\n\n")))
+        .unwrap()
+        .len() as u64;
+    // The prompt tokens of the short answer's call.
+    let short_prompt = |short_prefix: &str| {
+        let strategy = Router::new(RouterConfig {
+            short_prefix: short_prefix.into(),
+            min_confidence: 0.0,
+            think: Box::new(StrategyConfig::Direct(DirectConfig {
+                max_tokens: NonZeroUsize::new(8).unwrap(),
+                ..DirectConfig::default()
+            })),
+            ..RouterConfig::default()
+        })
+        .unwrap();
+        let events = Recorder::new();
+        let cx = Context::with_events(
+            Arc::clone(&backend),
+            Budget::unlimited(),
+            events.events_of("r"),
+        );
+        block_on(ponder::engine::solve_in(&strategy, &problem, &cx)).unwrap();
+        match events.kinds("r").first() {
+            Some(EventKind::Call { prompt_tokens, .. }) => *prompt_tokens,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(short_prompt(""), rendered);
+    // "<think>\n" is the template's; only "\n</think>\n\n" is written after it.
+    assert_eq!(short_prompt("<think>\n\n</think>\n\n"), rendered + closing);
 }

@@ -17,15 +17,15 @@ use async_trait::async_trait;
 use ponder_engine::answer::extract_answer;
 use ponder_engine::solve_in_stages;
 use ponder_engine::{
-    Candidate, Choice, Context, Error, EventKind, FinishReason, GenerationRequest, LogitsProcessor,
-    Pending, Problem, Prompt, Result, Sampling, Solution, Stage, Staged, StopReason, Strategy,
-    TokenLogprob, TokenizeInput,
+    Backend, Candidate, Choice, Context, Error, EventKind, FinishReason, GenerationRequest,
+    LogitsProcessor, Pending, Problem, Prompt, Result, Sampling, Solution, Stage, Staged,
+    StopReason, Strategy, TokenLogprob, TokenizeInput,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::config::{check_sampling, StrategyConfig};
 use crate::direct::{candidate_of, DirectConfig};
-use crate::prompt::{PromptStyle, ANSWER_CUE};
+use crate::prompt::{still_to_write, template_tail, PromptStyle, ANSWER_CUE};
 
 /// Config of [`Router`] (`kind = "router"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +43,13 @@ pub struct RouterConfig {
     /// Temperature of the short answers. Default 0 (greedy) for one probe, 0.7 for more.
     #[serde(default)]
     pub temperature: Option<f64>,
+    /// Text the short answer's turn starts with. For a reasoning model that always thinks
+    /// (DeepSeek-R1's distills, QwQ, Qwen3), `"<think>\n\n</think>\n\n"` closes its thinking
+    /// before it starts, so it answers at once (NoThinking, arXiv 2504.09858; Qwen3's
+    /// `enable_thinking = false` writes the same); what the chat template already wrote of it
+    /// (`<think>\n`) is not written again. Default none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub short_prefix: String,
     /// With several probes: think unless the leading answer has at least this share of them
     /// (unanswered probes count against it), in (0, 1]. Default 1 (unanimous).
     #[serde(default = "default_min_agreement")]
@@ -91,6 +98,7 @@ impl Default for RouterConfig {
             max_tokens: default_short_max_tokens(),
             probes: default_probes(),
             temperature: None,
+            short_prefix: String::new(),
             min_agreement: default_min_agreement(),
             min_confidence: default_min_confidence(),
             think: default_think(),
@@ -279,15 +287,26 @@ impl Router {
         self
     }
 
-    fn request(&self, problem: &Problem) -> GenerationRequest {
-        let mut request = GenerationRequest::new(Prompt::chat(self.config.style.messages(problem)))
-            .with_n(self.config.probes.get())
-            .with_max_tokens(self.config.max_tokens.get())
-            .with_sampling(Sampling::with_temperature(self.config.temperature()));
+    /// The short answers' request.
+    async fn request(&self, problem: &Problem, backend: &dyn Backend) -> Result<GenerationRequest> {
+        let messages = self.config.style.messages(problem);
+        let prefix = &self.config.short_prefix;
+        let assistant_prefix = if prefix.is_empty() {
+            String::new()
+        } else {
+            still_to_write(&template_tail(backend, &messages).await?, prefix).to_string()
+        };
+        let mut request = GenerationRequest::new(Prompt::Chat {
+            messages,
+            assistant_prefix,
+        })
+        .with_n(self.config.probes.get())
+        .with_max_tokens(self.config.max_tokens.get())
+        .with_sampling(Sampling::with_temperature(self.config.temperature()));
         if self.config.min_confidence > 0.0 {
             request = request.with_top_logprobs(1);
         }
-        request
+        Ok(request)
     }
 
     /// The signals of the probes, the index of the leading probe, and why to think (`None`:
@@ -460,7 +479,8 @@ impl Staged for Router {
                 }),
             });
         }
-        let generation = match cx.backend().generate(self.request(problem)).await {
+        let request = self.request(problem, cx.backend().as_ref()).await?;
+        let generation = match cx.backend().generate(request).await {
             Ok(generation) => generation,
             Err(Error::BudgetExhausted { resource }) => {
                 return Ok(Stage {

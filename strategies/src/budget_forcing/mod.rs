@@ -28,7 +28,7 @@ use ponder_engine::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::prompt::ANSWER_CUE;
+use crate::prompt::{still_to_write, template_tail, ANSWER_CUE};
 use crate::switch_penalty::SwitchPenaltyConfig;
 
 mod processor;
@@ -256,35 +256,13 @@ impl BudgetForcing {
         }
     }
 
-    /// What ponder writes to open the thinking block: `think_open`, or nothing where the chat
-    /// template already ends with it (DeepSeek-R1's distills and QwQ end their generation prompt
-    /// with `<think>\n`: opening it again would show the model a block opened twice). Read from
-    /// the rendered prompt's last tokens; a backend that cannot render a chat prompt to tokens (a
-    /// server without `/tokenize` or `/apply-template`, which then sends the prefix as a message
-    /// of its own) is taken not to open it.
+    /// What ponder writes to open the thinking block: `think_open`, less what the chat template
+    /// already wrote (DeepSeek-R1's distills and QwQ end their generation prompt with
+    /// `<think>\n`: opening it again would show the model a block opened twice); see
+    /// [`still_to_write`].
     async fn opening(&self, backend: &dyn Backend, messages: &[Message]) -> Result<&str> {
-        let open = self.config.think_open.as_str();
-        let prompt = Prompt::Chat {
-            messages: messages.to_vec(),
-            assistant_prefix: String::new(),
-        };
-        let ids = match backend.tokenize(TokenizeInput::Prompt(&prompt)).await {
-            Ok(ids) => ids,
-            Err(Error::Unsupported { .. }) => return Ok(open),
-            Err(e) => return Err(e),
-        };
-        // Enough tokens for a delimiter spelt out piece by piece, and what follows it.
-        let tail = ids.get(ids.len().saturating_sub(32)..).unwrap_or_default();
-        let text = match backend.detokenize(tail).await {
-            Ok(text) => text,
-            Err(Error::Unsupported { .. }) => return Ok(open),
-            Err(e) => return Err(e),
-        };
-        Ok(if text.trim_end().ends_with(open.trim()) {
-            ""
-        } else {
-            open
-        })
+        let tail = template_tail(backend, messages).await?;
+        Ok(still_to_write(&tail, &self.config.think_open))
     }
 
     /// Token ids of the delimiter, cue and waits on `backend`.
@@ -362,7 +340,7 @@ impl BudgetForcing {
         let choice = generation.into_first_choice()?;
         let mut details = processor.details();
         details.mode = ForcingMode::InDecode;
-        details.opened_by_template = open.is_empty();
+        details.opened_by_template = open.len() < c.think_open.len();
         // The processor does not see the last token (it is sampled after its final call): when
         // it saw no delimiter, every completion token was thinking, less a delimiter the last
         // token completed.
@@ -396,7 +374,7 @@ impl BudgetForcing {
         let waits = c.wait.as_list();
         let mut details = ForcingDetails {
             mode: ForcingMode::Resubmit,
-            opened_by_template: open.is_empty(),
+            opened_by_template: open.len() < c.think_open.len(),
             ..ForcingDetails::default()
         };
         let mut thinking = String::new();

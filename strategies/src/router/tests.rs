@@ -71,6 +71,33 @@ fn a_confident_short_answer_is_kept_in_one_request() {
 }
 
 #[test]
+fn a_short_prefix_closes_the_thinking_a_template_opened() {
+    let config = RouterConfig {
+        short_prefix: "<think>\n\n</think>\n\n".into(),
+        ..RouterConfig::default()
+    };
+    // A reasoning model's template opens the block; the prefix closes it at once.
+    for (opening, turn) in [
+        ("<think>\n", "<think>\n\n</think>\n\n"),
+        ("", "<think>\n\n</think>\n\n"),
+    ] {
+        let backend = Arc::new(ScriptedBackend::new(["Final Answer: 7"]).with_opening(opening));
+        let solution = solve_with(&router(config.clone()), &backend, Budget::unlimited());
+        assert_eq!(solution.answer.as_deref(), Some("7"));
+        let prompt = ScriptedBackend::render(&backend.requests()[0].prompt);
+        assert!(
+            prompt.ends_with(&format!("assistant: {turn}")),
+            "{prompt:?}"
+        );
+    }
+    // Recorded only where given.
+    let written = serde_json::to_value(&config).unwrap();
+    assert_eq!(written["short_prefix"], "<think>\n\n</think>\n\n");
+    let default = serde_json::to_value(RouterConfig::default()).unwrap();
+    assert!(default.get("short_prefix").is_none(), "{default}");
+}
+
+#[test]
 fn an_unsure_short_answer_escalates_to_thinking() {
     // The answer's one token has probability 0.15 (the cue's tokens are not counted).
     let backend = Arc::new(ScriptedBackend::from_replies([
