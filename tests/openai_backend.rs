@@ -353,6 +353,11 @@ fn budget_forcing_goes_on_from_a_thinking_block_the_servers_template_opens() {
     .unwrap();
     let tail = block_on(backend.detokenize(&rendered[rendered.len() - 8..])).unwrap();
     assert!(tail.ends_with("assistant\n<think>\n"), "{tail:?}");
+    // A judge on this server has the block closed before the token it reads.
+    assert_eq!(
+        block_on(ponder::engine::turn::answer_opening(backend.as_ref())).unwrap(),
+        "\n</think>\n\n"
+    );
     let solution = block_on(solve(&strategy, &problem, backend, Budget::unlimited())).unwrap();
     let details: ForcingDetails = serde_json::from_value(solution.details).unwrap();
     assert_eq!(details.mode, ForcingMode::Resubmit);

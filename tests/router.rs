@@ -183,4 +183,14 @@ fn a_short_prefix_closes_the_thinking_the_template_opened() {
     assert_eq!(short_prompt(""), rendered);
     // "<think>\n" is the template's; only "\n</think>\n\n" is written after it.
     assert_eq!(short_prompt("<think>\n\n</think>\n\n"), rendered + closing);
+    // A judge on it (best-of-N's, S*'s) has the block closed before the token it reads; on the
+    // model's own template, nothing is written.
+    assert_eq!(
+        block_on(ponder::engine::turn::answer_opening(backend.as_ref())).unwrap(),
+        "\n</think>\n\n"
+    );
+    assert_eq!(
+        block_on(ponder::engine::turn::answer_opening(smollm_dyn().as_ref())).unwrap(),
+        ""
+    );
 }

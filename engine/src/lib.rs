@@ -43,6 +43,7 @@ mod scorer;
 mod seeded;
 mod solution;
 mod strategy;
+pub mod turn;
 mod usage;
 
 #[cfg(feature = "mistralrs")]

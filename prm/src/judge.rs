@@ -3,7 +3,9 @@
 //! The score is the probability the judge puts on "Yes" against "No" for its first token, read
 //! from the logits (a [`ScoreReader`]) where the backend takes logits processors, else from the
 //! top log-probabilities. Never parsed from prose. Every judgement of a call is sent at once so
-//! the backend batches them. The judge uses the context's (metered) backend.
+//! the backend batches them. The judge uses the context's (metered) backend. A judge whose
+//! chat template opens a thinking block (a reasoning model) has it closed before its first
+//! token ([`ponder_engine::turn::answer_opening`]): that token is read as the answer.
 
 use std::sync::Arc;
 
@@ -53,6 +55,8 @@ pub struct LlmJudge {
     config: JudgeConfig,
     cache: std::sync::Mutex<std::collections::HashMap<u64, f64>>,
     words: tokio::sync::OnceCell<(Vec<u32>, Vec<u32>)>,
+    /// What the turn starts with ([`ponder_engine::turn::answer_opening`]).
+    opening: tokio::sync::OnceCell<String>,
 }
 
 impl LlmJudge {
@@ -65,6 +69,7 @@ impl LlmJudge {
             config,
             cache: std::sync::Mutex::new(std::collections::HashMap::new()),
             words: tokio::sync::OnceCell::new(),
+            opening: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -89,7 +94,7 @@ impl LlmJudge {
         }
     }
 
-    fn prompt(&self, question: &str, solution: &str) -> Prompt {
+    fn prompt(&self, question: &str, solution: &str, opening: &str) -> Prompt {
         let template = self
             .config
             .prompt
@@ -98,11 +103,14 @@ impl LlmJudge {
                 JudgeMode::Outcome => OUTCOME_PROMPT,
                 JudgeMode::Steps => STEPS_PROMPT,
             });
-        Prompt::chat(vec![Message::user(fill(
-            template,
-            question.trim(),
-            solution.trim(),
-        ))])
+        Prompt::Chat {
+            messages: vec![Message::user(fill(
+                template,
+                question.trim(),
+                solution.trim(),
+            ))],
+            assistant_prefix: opening.to_string(),
+        }
     }
 
     async fn judge(
@@ -302,6 +310,10 @@ impl Scorer for LlmJudge {
                 .await
             })
             .await?;
+        let opening = self
+            .opening
+            .get_or_try_init(|| ponder_engine::turn::answer_opening(backend.as_ref()))
+            .await?;
         // One judgement per (candidate, scored prefix), all in flight together.
         let mut jobs = Vec::new();
         for (c, steps) in candidates.iter().enumerate() {
@@ -322,7 +334,7 @@ impl Scorer for LlmJudge {
                     return Ok(score);
                 }
                 let score = self
-                    .judge(backend, words, self.prompt(question, solution))
+                    .judge(backend, words, self.prompt(question, solution, opening))
                     .await?;
                 self.remember(key, score);
                 Ok::<_, ponder_engine::Error>(score)
@@ -353,6 +365,28 @@ mod tests {
     const NO: u32 = 8;
 
     /// Replies with one token whose top log-probabilities are `top`, like an HTTP server.
+
+    #[tokio::test]
+    async fn a_reasoning_judge_answers_with_its_thinking_closed() {
+        let scripted = Arc::new(ScriptedBackend::new(["Yes"]).with_opening("<think>\n"));
+        let judge = LlmJudge::new(JudgeConfig::default());
+        let cx = Context::new(
+            Arc::clone(&scripted) as Arc<dyn Backend>,
+            Budget::unlimited(),
+        );
+        let scores = judge
+            .score(&cx, "What is 2 + 2?", &[vec!["4".into()]])
+            .await
+            .unwrap();
+        assert_eq!(scores, [[1.0]]);
+        let requests = scripted.requests();
+        let prompt = ScriptedBackend::render(&requests[0].prompt);
+        assert!(
+            prompt.ends_with("Reply with Yes or No.\nassistant: <think>\n\n</think>\n\n"),
+            "{prompt:?}"
+        );
+    }
+
     #[derive(Debug)]
     struct TopLogprobs {
         top: Vec<TopLogprob>,

@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{check_sampling, StrategyConfig};
 use crate::direct::{candidate_of, DirectConfig};
-use crate::prompt::{still_to_write, template_tail, PromptStyle, ANSWER_CUE};
+use crate::prompt::{PromptStyle, ANSWER_CUE};
+use ponder_engine::turn::{still_to_write, template_tail};
 
 /// Config of [`Router`] (`kind = "router"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

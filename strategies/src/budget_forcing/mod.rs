@@ -28,8 +28,9 @@ use ponder_engine::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::prompt::{still_to_write, template_tail, ANSWER_CUE};
+use crate::prompt::ANSWER_CUE;
 use crate::switch_penalty::SwitchPenaltyConfig;
+use ponder_engine::turn::{still_to_write, template_tail};
 
 mod processor;
 #[cfg(test)]

@@ -19,6 +19,23 @@ use super::{sandboxed, Cluster, Comparison, SStar, SStarDetails, Sample};
 /// An input as shown to the judge, with A's and B's outputs on it.
 type Shown = (String, String, String);
 
+/// How the judge is asked: the first-token ids of "A" and of "B", and what its turn starts
+/// with (the close of the thinking block a reasoning model's template opens, so that its first
+/// token is the letter).
+struct Asking {
+    a: Vec<u32>,
+    b: Vec<u32>,
+    opening: String,
+}
+
+impl Asking {
+    async fn of(judge: &dyn Backend) -> Result<Self> {
+        let (a, b) = opposing_tokens(judge, &["A", " A"], &["B", " B"]).await?;
+        let opening = ponder_engine::turn::answer_opening(judge).await?;
+        Ok(Self { a, b, opening })
+    }
+}
+
 impl SStar {
     /// Asks the model (`ask`) for test inputs: up to `synthesized_inputs` calls of the entry
     /// point read from its reply. `Ok(Err(resource))` when the budget ran out.
@@ -56,7 +73,7 @@ impl SStar {
         &self,
         cx: &Context,
         judge: &Arc<dyn Backend>,
-        words: &(Vec<u32>, Vec<u32>),
+        asking: &Asking,
         task: &CodeTask,
         samples: &[Sample],
         (a, b): (usize, usize),
@@ -147,14 +164,17 @@ impl SStar {
             } else {
                 (&code_a, &code_b)
             };
-            Prompt::chat(vec![Message::user(format!(
-                "Here is a Python function to write:\n\n```python\n{}\n```\n\nImplementation A:\n```python\n{first}```\n\nImplementation B:\n```python\n{second}```\n\nThe two implementations were run on the same inputs and disagree:\n\n{shown}Which implementation is correct for the function described? Answer with one letter, A or B.",
-                task.prompt.trim_end(),
-            ))])
+            Prompt::Chat {
+                messages: vec![Message::user(format!(
+                    "Here is a Python function to write:\n\n```python\n{}\n```\n\nImplementation A:\n```python\n{first}```\n\nImplementation B:\n```python\n{second}```\n\nThe two implementations were run on the same inputs and disagree:\n\n{shown}Which implementation is correct for the function described? Answer with one letter, A or B.",
+                    task.prompt.trim_end(),
+                ))],
+                assistant_prefix: asking.opening.clone(),
+            }
         };
         let (a_first, b_first) = match tokio::try_join!(
-            choice_probability(judge, verdict(false), &words.0, &words.1),
-            choice_probability(judge, verdict(true), &words.0, &words.1),
+            choice_probability(judge, verdict(false), &asking.a, &asking.b),
+            choice_probability(judge, verdict(true), &asking.a, &asking.b),
         ) {
             Ok(ps) => ps,
             Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
@@ -260,7 +280,7 @@ impl SStar {
         let mut exhausted = None;
         if clusters.len() > 1 {
             let judge = self.judge(cx).await?;
-            let words = opposing_tokens(judge.as_ref(), &["A", " A"], &["B", " B"]).await?;
+            let asking = Asking::of(judge.as_ref()).await?;
             let mut pairs = Vec::new();
             for i in 0..clusters.len() {
                 for j in i + 1..clusters.len() {
@@ -282,7 +302,7 @@ impl SStar {
                 })
                 .collect();
             let outcomes = try_join_all(matches.iter().map(|(pair, known)| {
-                self.compare(cx, &judge, &words, task, samples, *pair, known)
+                self.compare(cx, &judge, &asking, task, samples, *pair, known)
             }))
             .await?;
             for (&(i, j), outcome) in pairs.iter().zip(outcomes) {
@@ -341,7 +361,7 @@ impl SStar {
             return Ok((pool.first().copied().unwrap_or(0), None));
         }
         let judge = self.judge(cx).await?;
-        let words = opposing_tokens(judge.as_ref(), &["A", " A"], &["B", " B"]).await?;
+        let asking = Asking::of(judge.as_ref()).await?;
         while pool.len() > 1 {
             let pairs: Vec<(usize, usize)> = pool
                 .chunks(2)
@@ -353,7 +373,7 @@ impl SStar {
             let played = try_join_all(
                 pairs
                     .iter()
-                    .map(|&pair| self.compare(cx, &judge, &words, task, samples, pair, &[])),
+                    .map(|&pair| self.compare(cx, &judge, &asking, task, samples, pair, &[])),
             )
             .await?;
             let (mut next, mut unjudged) = (Vec::new(), Vec::new());
