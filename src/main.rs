@@ -618,11 +618,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         format!("{:.1}% ({}/{})", 100.0 * a, summary.correct, summary.graded)
     });
     let attempted = summary.solved + summary.errors + summary.cut_short;
+    // What this invocation's calls cost, from the spend ledger: a resumed triage run's lines
+    // also carry first stages an earlier run paid for.
+    let spent = summary.spent.total_tokens();
     let per_problem = if attempted > 0 {
-        format!(
-            "{:.0}",
-            summary.usage.total_tokens() as f64 / attempted as f64
-        )
+        format!("{:.0}", spent as f64 / attempted as f64)
     } else {
         "-".into()
     };
@@ -634,7 +634,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         summary.not_started.to_string(),
         summary.cut_short.to_string(),
         accuracy,
-        summary.usage.total_tokens().to_string(),
+        spent.to_string(),
         per_problem,
         format!("{:.1}s", summary.wall_ms as f64 / 1000.0),
     ]);
@@ -656,9 +656,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     println!("results: {}", args.out.display());
     if summary.not_started + summary.cut_short > 0 {
+        // Under even and triage the budget is part of the file's configuration (the shares
+        // depend on it): a larger one needs another results file.
+        let rerun = match allocation {
+            Allocation::FirstCome => "a rerun with a larger --max-run-tokens solves them",
+            Allocation::Even | Allocation::Triage => {
+                "a run with a larger --max-run-tokens into another --out solves them (the \
+                 budget is part of this file's configuration under --allocate even and triage)"
+            }
+        };
         eprintln!(
             "the run's budget stopped {} problems ({} not started, {} cut short: only what they \
-             spent is recorded); a rerun with a larger budget solves them",
+             spent is recorded); {rerun}",
             summary.not_started + summary.cut_short,
             summary.not_started,
             summary.cut_short

@@ -199,6 +199,11 @@ pub struct RunSummary {
     /// [`Allocation::Triage`] a first stage counts with its problem's line, so one that is still
     /// waiting for its second stage when the run stops is not in here yet.
     pub usage: Usage,
+    /// Every call this run made, as the spend ledger recorded them: unlike `usage`, not the
+    /// calls of earlier runs whose stages a line of this one records (a resumed triage run's
+    /// first stages), and the calls of problems that wrote no line (killed, or not yet
+    /// recorded) included.
+    pub spent: Usage,
     /// Wall time of this run.
     pub wall_ms: u64,
     /// How this run's problems stopped.
@@ -466,6 +471,7 @@ impl Runner {
         sink.ledger.check()?;
         sink.ledger.sync()?;
         let mut summary = sink.summary;
+        summary.spent = sink.ledger.spent();
         summary.wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(summary)
     }

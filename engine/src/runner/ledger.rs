@@ -86,6 +86,8 @@ struct State {
     file: std::fs::File,
     /// The first write that failed.
     failed: Option<std::io::Error>,
+    /// What the calls recorded since the ledger was opened cost.
+    spent: Usage,
 }
 
 impl Ledger {
@@ -99,7 +101,11 @@ impl Ledger {
             .map_err(|e| Error::io(&path, e))?;
         Ok(Self {
             path,
-            state: Mutex::new(State { file, failed: None }),
+            state: Mutex::new(State {
+                file,
+                failed: None,
+                spent: Usage::default(),
+            }),
         })
     }
 
@@ -118,6 +124,7 @@ impl Ledger {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
+        state.spent += usage;
         if state.failed.is_some() {
             return;
         }
@@ -140,6 +147,11 @@ impl Ledger {
             Some(e) => Err(Error::io(&self.path, e)),
             None => Ok(()),
         }
+    }
+
+    /// What the calls recorded since the ledger was opened (this run's) cost.
+    pub(super) fn spent(&self) -> Usage {
+        self.state.lock().map(|s| s.spent).unwrap_or_default()
     }
 
     /// Syncs what was written to disk.

@@ -236,9 +236,12 @@ impl Runner {
         resource: Option<Resource>,
     ) -> Outcome {
         let note = note_of(&first, first.stages);
+        let attempt = first.attempt;
         let mut solution = first.solution;
         solution.stop_reason = resource.map_or(StopReason::TokenBudget, StopReason::from);
         let mut line = self.finish(problem, solution).await;
+        // The attempt that ran the stage it records (its calls are the ledger's under it).
+        line.attempt = attempt;
         if line.error.is_some() {
             // Not graded: retried on resume, when the side file's line counts the stages so far.
             line.usage = Usage::default();

@@ -64,6 +64,8 @@ async fn triage_pays_for_one_second_stage(budget: u64) {
             "{id}"
         );
     }
+    // Every line names the attempt that ran its last stage, as the spend ledger names its calls.
+    assert!(lines.values().all(|l| l.attempt.is_some()), "{lines:?}");
     let total: u64 = lines.values().map(|l| l.usage.total_tokens()).sum();
     assert_eq!(total, 51);
     assert_eq!(summary.usage.total_tokens(), 51);
@@ -136,6 +138,9 @@ async fn a_resumed_triage_run_keeps_its_first_stages_and_redoes_only_a_cut_one()
         (summary.resumed, summary.solved, summary.second_stage),
         (1, 3, 3)
     );
+    // Its lines carry the first stages of p2 and p3 the first run paid for; what this run
+    // spent is its four calls.
+    assert_eq!((summary.usage.calls, summary.spent.calls), (6, 4));
     let lines = by_id(&out);
     assert_eq!(lines["p2"].answer.as_deref(), Some("Y"));
     // Its first stage (from the first run) and its second: 8 + 10.
@@ -145,6 +150,7 @@ async fn a_resumed_triage_run_keeps_its_first_stages_and_redoes_only_a_cut_one()
     let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
     assert_eq!((summary.resumed, summary.solved), (4, 0));
     assert!(backend.requests().is_empty());
+    assert_eq!(summary.spent, Usage::default());
 
     // Results and their record deleted to start over: the stale first stages are refused.
     std::fs::remove_file(&out).unwrap();
