@@ -156,6 +156,8 @@ fn main() -> ExitCode {
                 }),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a terminal: a log kept in a file reads without escape codes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Usage errors are clap's: its message, exit code 2.
     let cli = Cli::parse();
@@ -247,6 +249,15 @@ fn report(
             "--labels names {} runs but {} results files are given",
             labels.len(),
             results.len()
+        );
+    }
+    // The plot is SVG, whatever the name says.
+    if let Some(plot) =
+        plot.filter(|p| p.extension().is_none_or(|e| !e.eq_ignore_ascii_case("svg")))
+    {
+        bail!(
+            "--plot {}: the plot is written as SVG; name it FILE.svg",
+            plot.display()
         );
     }
     let mut labels = labels.into_iter();

@@ -518,6 +518,21 @@ fn report_compares_runs_and_names_bad_files() {
     assert_eq!(std::fs::read_to_string(&b).unwrap(), half);
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.contains("short") && plot.contains("long"));
+    // The plot is SVG: another name is refused, nothing written.
+    let png = dir.path().join("plot.png");
+    let out = ponder()
+        .arg("report")
+        .arg(&a)
+        .arg("--plot")
+        .arg(&png)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("name it FILE.svg"),
+        "{stderr}"
+    );
+    assert!(!png.exists());
     // --regrade grades the answers again with this ponder: a's second line answers "1" to "1"
     // but was recorded wrong.
     let out = ponder()

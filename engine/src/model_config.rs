@@ -460,6 +460,15 @@ impl ModelConfig {
                                 base_url = \"http://127.0.0.1:8080\""
                         .into());
                 }
+                if let Some(url) = self.base_url.to_vec().into_iter().find(|u| {
+                    let u = u.trim();
+                    !(u.starts_with("http://") || u.starts_with("https://"))
+                }) {
+                    return Err(format!(
+                        "base_url {url:?}: expected an http:// or https:// URL, e.g. \
+                         \"http://{url}\""
+                    ));
+                }
                 if self.timeout_secs == Some(0) {
                     return Err(
                         "timeout_secs = 0: expected the seconds one HTTP request may \
@@ -745,6 +754,12 @@ mod tests {
             let name = key.split(' ').next().unwrap();
             assert!(err.contains(&format!("`{name}` is a key")), "{err}");
         }
+        let err = read("backend = \"openai\"\nbase_url = [\"http://a:1\", \"127.0.0.1:8080\"]")
+            .unwrap_err();
+        assert!(
+            err.contains("base_url \"127.0.0.1:8080\"") && err.contains("http://127.0.0.1:8080"),
+            "{err}"
+        );
         let err = read(&format!("{openai}chat_template = \"t.jinja\"")).unwrap_err();
         assert!(
             err.contains("`chat_template` is a key of the mistralrs backend")

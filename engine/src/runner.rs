@@ -407,7 +407,13 @@ impl Runner {
         }
         triage::check_questions(out, &firsts, &wanted)?;
         if let Some(identity) = &self.identity {
-            check_identity(out, identity, !previous.is_empty(), !firsts.is_empty())?;
+            check_identity(
+                out,
+                identity,
+                !previous.is_empty(),
+                !firsts.is_empty(),
+                !calls.is_empty(),
+            )?;
             identity::record_set(out, problems.len())?;
         }
         repair(out, results_tail)?;
@@ -742,7 +748,8 @@ pub fn check_resumable(
         && !scan_lines::<triage::SideLine>(&triage::path_of(out))?
             .0
             .is_empty();
-    check_identity(out, identity, !previous.is_empty(), has_firsts)?;
+    let has_calls = !ledger::scan(out)?.0.is_empty();
+    check_identity(out, identity, !previous.is_empty(), has_firsts, has_calls)?;
     Ok(previous)
 }
 
@@ -776,11 +783,12 @@ fn check_identity(
     identity: &serde_json::Value,
     has_results: bool,
     has_firsts: bool,
+    has_calls: bool,
 ) -> Result<()> {
     if has_firsts {
         triage::check_recorded(out)?;
     }
-    identity::check_or_record(out, identity, has_results || has_firsts)
+    identity::check_or_record(out, identity, has_results || has_firsts, has_calls)
 }
 
 pub use identity::PROBLEMS_IN_SET;

@@ -15,11 +15,19 @@ pub(super) fn path_of(out: &Path) -> PathBuf {
     out.with_file_name(name)
 }
 
-/// Checks `identity` against the side file of `out` when `out` already holds results, and
-/// (re)writes the side file otherwise or when it is missing.
-pub(super) fn check_or_record(out: &Path, identity: &Value, has_results: bool) -> Result<()> {
+/// Checks `identity` against the side file of `out` when `out` already holds results, or its
+/// spend ledger calls (`has_calls`: a run killed before its first line, whose spend counts
+/// against this one's budget), and (re)writes the side file otherwise or when it is missing
+/// beside results. A ledger without results or a record is refused: left over from results
+/// deleted to start over, it would spend this run's budget on calls of another.
+pub(super) fn check_or_record(
+    out: &Path,
+    identity: &Value,
+    has_results: bool,
+    has_calls: bool,
+) -> Result<()> {
     let side = path_of(out);
-    if has_results {
+    if has_results || has_calls {
         match std::fs::read(&side) {
             Ok(bytes) => {
                 let recorded: Value =
@@ -35,9 +43,23 @@ pub(super) fn check_or_record(out: &Path, identity: &Value, has_results: bool) -
                     path: out.to_path_buf(),
                     message: format!(
                         "holds results of another configuration ({} records it); changed: {}. \
-                         Write to another --out, or delete both files to start over",
+                         Write to another --out, or delete it and its side files (.config.json, \
+                         .spend.jsonl, .triage.jsonl) to start over",
                         side.display(),
                         changes.join("; ")
+                    ),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !has_results => {
+                let ledger = super::ledger::path_of(out);
+                return Err(Error::Config {
+                    path: ledger.clone(),
+                    message: format!(
+                        "records the calls of an earlier run, but neither results nor a record \
+                         of their configuration ({}) are beside it: left from results deleted \
+                         to start over, it would count against this run's budget. Delete it \
+                         too, or write to another --out",
+                        side.display()
                     ),
                 });
             }
@@ -139,13 +161,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("r.jsonl");
         let first = json!({"strategy": {"kind": "beam_search", "n": 4}, "budget": {}});
-        check_or_record(&out, &first, false).unwrap();
+        check_or_record(&out, &first, false, false).unwrap();
         assert!(dir.path().join("r.jsonl.config.json").exists());
-        check_or_record(&out, &first, true).unwrap();
+        check_or_record(&out, &first, true, false).unwrap();
 
         let second =
             json!({"strategy": {"kind": "beam_search", "n": 8}, "budget": {"max_tokens": 9}});
-        let err = check_or_record(&out, &second, true)
+        let err = check_or_record(&out, &second, true, false)
             .unwrap_err()
             .to_string();
         assert!(err.starts_with(&out.display().to_string()), "{err}");
@@ -153,8 +175,8 @@ mod tests {
         assert!(err.contains("budget.max_tokens: (none) -> 9"), "{err}");
 
         // Without results there is nothing to mix: the new configuration is recorded.
-        check_or_record(&out, &second, false).unwrap();
-        check_or_record(&out, &second, true).unwrap();
+        check_or_record(&out, &second, false, false).unwrap();
+        check_or_record(&out, &second, true, false).unwrap();
 
         // The set size is recorded beside it, and is no part of the identity.
         record_set(&out, 30).unwrap();
@@ -162,6 +184,6 @@ mod tests {
         let side: Value = serde_json::from_slice(&std::fs::read(path_of(&out)).unwrap()).unwrap();
         assert_eq!(side[PROBLEMS_IN_SET], 50);
         assert_eq!(side["strategy"]["n"], 8);
-        check_or_record(&out, &second, true).unwrap();
+        check_or_record(&out, &second, true, false).unwrap();
     }
 }

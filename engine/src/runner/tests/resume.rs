@@ -468,3 +468,61 @@ async fn a_results_file_without_a_ledger_resumes_and_a_half_written_ledger_line_
         recorded_spend(&out, &read_results(&out).unwrap(), Allocation::FirstCome).unwrap();
     assert_eq!(recorded.total_tokens(), 39);
 }
+
+#[tokio::test]
+async fn a_spend_ledger_is_counted_only_for_the_configuration_that_made_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let problems = numbered(1);
+    let run = |identity: &str| {
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"]));
+        Runner::new(Arc::new(OneCall), backend as Arc<dyn Backend>)
+            .with_identity(serde_json::json!({ "strategy": identity }))
+    };
+    // A ledger left beside no results and no record (deleted to start over): refused, not
+    // counted against this run's budget.
+    let entry = ledger::Entry {
+        id: "p1".into(),
+        attempt: 7,
+        usage: Usage {
+            prompt_tokens: 3,
+            completion_tokens: 10,
+            calls: 1,
+            ..Usage::default()
+        },
+    };
+    let ledger_path = ledger::path_of(&out);
+    std::fs::write(
+        &ledger_path,
+        format!("{}\n", serde_json::to_string(&entry).unwrap()),
+    )
+    .unwrap();
+    let err = run("a")
+        .run(&problems, &out, |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("r.jsonl.spend.jsonl") && err.contains("Delete it too"),
+        "{err}"
+    );
+    assert!(read_results(&out).unwrap().is_empty());
+    assert!(!identity::path_of(&out).exists());
+    // A run killed before its first line left its record and its calls: another
+    // configuration is refused; the same one resumes.
+    std::fs::remove_file(&ledger_path).unwrap();
+    run("a").run(&problems, &out, |_| {}).await.unwrap();
+    std::fs::remove_file(&out).unwrap();
+    assert!(!ledger_lines(&out).is_empty());
+    let err = run("b")
+        .run(&problems, &out, |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("strategy") && err.contains("side files"),
+        "{err}"
+    );
+    let summary = run("a").run(&problems, &out, |_| {}).await.unwrap();
+    assert_eq!(summary.solved, 1);
+}
