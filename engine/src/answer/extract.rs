@@ -244,6 +244,9 @@ fn clean_candidate(raw: &str) -> String {
         s = s.strip_suffix("**").unwrap_or(s);
         s = s.trim_end_matches(['.', ',', ';', '!']);
         s = s.trim_matches('$');
+        // Quotes and code spans around it (`"Evelyn"`, `` `42` ``), or a stray one after it
+        // (`84"`: SmolLM2 closes the quotes of `"Final Answer: <answer>"`).
+        s = s.trim_matches(['"', '`', '\u{201C}', '\u{201D}']);
         // The close of display math the cue sat inside (`\[ \text{The answer is } 63 \]`).
         for (open, close) in [("\\[", "\\]"), ("\\(", "\\)")] {
             if !s.contains(open) {
@@ -292,8 +295,30 @@ fn arithmetic_rhs(cand: &str) -> String {
         if arithmetic && !rhs.is_empty() {
             return rhs.to_string();
         }
+        // `84 + 0 =`, the result not written: the arithmetic itself.
+        if arithmetic && rhs.is_empty() && lhs.chars().any(|c| c.is_ascii_digit()) {
+            return cand.rsplit_once('=').map_or(cand, |(l, _)| l).trim().to_string();
+        }
     }
     cand.to_string()
+}
+
+/// The last number in `text` that is not the marker of a list item (`1. First, we ...`, `2)`):
+/// the answer of a text that marks none, e.g. a chain of thought cut off by its length.
+pub(super) fn last_number(text: &str) -> Option<String> {
+    text.lines().rev().find_map(|line| {
+        let trimmed = line.trim_start();
+        let digits = trimmed.len() - trimmed.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let rest = trimmed.get(digits..).unwrap_or_default();
+        let marker = digits > 0
+            && digits <= 3
+            && (rest.starts_with(". ") || rest.starts_with(") "))
+            && rest
+                .get(2..)
+                .is_some_and(|r| r.trim_start().starts_with(|c: char| c.is_alphabetic()));
+        let body = if marker { rest.get(2..).unwrap_or_default() } else { line };
+        numbers(body).pop()
+    })
 }
 
 /// Every number in `s`, in order, thousands separators removed.

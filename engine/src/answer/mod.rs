@@ -27,7 +27,7 @@ mod structure;
 #[cfg(test)]
 mod tests;
 
-use extract::{after_cue, last_boxed, numbers};
+use extract::{after_cue, last_boxed, last_number};
 use normalize::normalize;
 use num::eval;
 use structure::{key_of, same_structure};
@@ -49,7 +49,8 @@ fn is_listed(list: &str, word: &str) -> bool {
 /// after the last strong cue ("Final Answer:", "final answer is", `#### N`), else after the
 /// last weak one ("the answer is", "answer:"), cut to its line or sentence and skipping cues
 /// followed by a remark rather than an answer; else the last number in the text (integers,
-/// decimals, negatives, `1,234,567`, `3/4`, `\frac{1}{2}`).
+/// decimals, negatives, `1,234,567`, `3/4`, `\frac{1}{2}`), not counting list markers
+/// (`1. First, ...`).
 ///
 /// A reasoning model's completion is read after its thinking first ([`after_thinking`]): a
 /// `\boxed{5}` tried out while thinking does not outrank the 7 it answers with after
@@ -64,7 +65,7 @@ pub fn extract_answer(text: &str) -> Option<String> {
 fn extract_in(text: &str) -> Option<String> {
     last_boxed(text)
         .or_else(|| after_cue(text))
-        .or_else(|| numbers(text).pop())
+        .or_else(|| last_number(text))
 }
 
 /// The delimiter that ends a reasoning model's thinking (DeepSeek-R1 and its distills, QwQ,

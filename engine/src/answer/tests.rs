@@ -47,6 +47,28 @@ fn a_reasoning_models_answer_follows_its_thinking() {
 }
 
 #[test]
+fn small_models_slips_around_the_answer() {
+    // SmolLM2 closes the quotes of the form it was asked for.
+    assert_eq!(ex("Final Answer: 84\"").unwrap(), "84");
+    assert!(equivalent(&ex("Final Answer: 84\"").unwrap(), "84"));
+    assert_eq!(ex("Final Answer: \"Evelyn\"").unwrap(), "Evelyn");
+    assert_eq!(ex("The answer is `42`.").unwrap(), "42");
+    // The arithmetic written without its result.
+    let unfinished = ex("The answer is: 84 + 0 = ").unwrap();
+    assert!(equivalent(&unfinished, "84"), "{unfinished}");
+    // A list marker is not an answer: a chain of thought cut at its first step has none...
+    assert_eq!(ex("Let's see.\n1. First, we need to find"), None);
+    // ...and one cut later has the last number of its working.
+    assert_eq!(
+        ex("1. She buys 3 apples.\n2. Then 4 more, so 7\n3. Now we"),
+        Some("7".into())
+    );
+    // A number alone on the last line is no marker.
+    assert_eq!(ex("So the total is\n12."), Some("12".into()));
+    assert_eq!(ex("2) 5 apples"), Some("5".into()));
+}
+
+#[test]
 fn extracts_after_cues() {
     assert_eq!(ex("Final Answer: The answer is $18.").unwrap(), "18");
     assert_eq!(ex("Final Answer: \\frac{1}{2}").unwrap(), "\\frac{1}{2}");
