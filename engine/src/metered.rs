@@ -38,6 +38,8 @@ struct MeterState {
     reserved_tokens: u64,
     reserved_completion_tokens: u64,
     reserved_calls: u64,
+    /// The budget that last shortened a call that then ran to its grant.
+    cut_by: Option<Resource>,
 }
 
 impl Meter {
@@ -54,6 +56,13 @@ impl Meter {
     /// The budget.
     pub fn budget(&self) -> Budget {
         self.budget
+    }
+
+    /// The budget of this meter that last shortened a call (fewer `max_tokens` than asked)
+    /// which then ran to the tokens granted, or whose logits processors were told of it:
+    /// a completion that "hit max_tokens" then hit the budget. None if none did.
+    pub fn cut_by(&self) -> Option<Resource> {
+        self.lock().cut_by
     }
 
     /// What has been spent so far; `elapsed_ms` is the time since the meter was made.
@@ -425,14 +434,15 @@ impl<B: Backend> Backend for Metered<B> {
         }
         generation.usage.calls = generation.usage.calls.max(1);
         reservation.settle(&generation.usage);
-        if bound.is_some()
-            && (told_processors
+        if let Some(resource) = bound.filter(|_| {
+            told_processors
                 || generation
                     .choices
                     .iter()
-                    .any(|c| c.finish_reason == FinishReason::Length))
-        {
+                    .any(|c| c.finish_reason == FinishReason::Length)
+        }) {
             self.note_limit();
+            self.meter.lock().cut_by = Some(resource);
         }
         if self.report_calls && self.events.is_on() {
             self.events.emit(
@@ -606,10 +616,12 @@ mod tests {
         let generation = backend.generate(request()).await.unwrap();
         assert_eq!(generation.choices[0].finish_reason, FinishReason::Stop);
         assert!(!flag.load(Ordering::Relaxed));
+        assert_eq!(backend.meter().cut_by(), None);
         // Granted seven, it ran to them: cut.
         let generation = backend.generate(request()).await.unwrap();
         assert_eq!(generation.choices[0].text, "abcdefg");
         assert!(flag.load(Ordering::Relaxed));
+        assert_eq!(backend.meter().cut_by(), Some(Resource::CompletionTokens));
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::events::{EventKind, Events};
 use crate::metered::{Meter, Metered};
 use crate::problem::Problem;
-use crate::solution::Solution;
+use crate::solution::{Solution, StopReason};
 
 /// A way of spending inference compute on one problem.
 ///
@@ -265,5 +265,12 @@ pub async fn solve_in(
 ) -> Result<Solution> {
     let mut solution = strategy.solve(problem, cx).await?;
     solution.usage = cx.meter().usage();
+    // A final completion that "hit its max_tokens" where this context's budget had granted
+    // fewer than the strategy asked for hit the budget.
+    if solution.stop_reason == StopReason::MaxTokens {
+        if let Some(resource) = cx.meter().cut_by() {
+            solution.stop_reason = resource.into();
+        }
+    }
     Ok(solution)
 }

@@ -184,7 +184,8 @@ mod tests {
         .unwrap();
         assert_eq!(backend.requests()[0].max_tokens, 6);
         assert_eq!(solution.usage.total_tokens(), prompt_len + 6);
-        assert_eq!(solution.stop_reason, StopReason::MaxTokens);
+        // It ran to the six tokens the budget left, not to its own max_tokens.
+        assert_eq!(solution.stop_reason, StopReason::TokenBudget);
     }
 
     #[tokio::test]

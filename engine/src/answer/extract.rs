@@ -297,7 +297,11 @@ fn arithmetic_rhs(cand: &str) -> String {
         }
         // `84 + 0 =`, the result not written: the arithmetic itself.
         if arithmetic && rhs.is_empty() && lhs.chars().any(|c| c.is_ascii_digit()) {
-            return cand.rsplit_once('=').map_or(cand, |(l, _)| l).trim().to_string();
+            return cand
+                .rsplit_once('=')
+                .map_or(cand, |(l, _)| l)
+                .trim()
+                .to_string();
         }
     }
     cand.to_string()
@@ -308,7 +312,10 @@ fn arithmetic_rhs(cand: &str) -> String {
 pub(super) fn last_number(text: &str) -> Option<String> {
     text.lines().rev().find_map(|line| {
         let trimmed = line.trim_start();
-        let digits = trimmed.len() - trimmed.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let digits = trimmed.len()
+            - trimmed
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .len();
         let rest = trimmed.get(digits..).unwrap_or_default();
         let marker = digits > 0
             && digits <= 3
@@ -316,7 +323,11 @@ pub(super) fn last_number(text: &str) -> Option<String> {
             && rest
                 .get(2..)
                 .is_some_and(|r| r.trim_start().starts_with(|c: char| c.is_alphabetic()));
-        let body = if marker { rest.get(2..).unwrap_or_default() } else { line };
+        let body = if marker {
+            rest.get(2..).unwrap_or_default()
+        } else {
+            line
+        };
         numbers(body).pop()
     })
 }

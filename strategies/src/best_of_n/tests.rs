@@ -256,7 +256,7 @@ async fn adaptive_best_of_n_is_staged_a_round_at_a_time() {
 #[tokio::test]
 async fn a_chosen_sample_cut_at_max_tokens_says_so() {
     // Two samples of one request, their max_tokens shrunk by the budget to 8 bytes: both
-    // are cut, so the answer is a cut sample's and the solution says so.
+    // are cut, so the answer is a cut sample's and the solution says so: cut by the budget.
     let backend = Arc::new(ScriptedBackend::new(answers(&["7", "7"])));
     let strategy = BestOfN::new(BestOfNConfig::self_consistency(
         NonZeroUsize::new(2).unwrap(),
@@ -270,7 +270,7 @@ async fn a_chosen_sample_cut_at_max_tokens_says_so() {
     let budget = Budget::unlimited().with_max_tokens(prompt + 16);
     let solution = run(&strategy, Arc::clone(&backend), budget).await;
     assert_eq!(backend.requests()[0].max_tokens, 8);
-    assert_eq!(solution.stop_reason, StopReason::MaxTokens);
+    assert_eq!(solution.stop_reason, StopReason::TokenBudget);
     // Uncut, the same samples complete.
     let backend = Arc::new(ScriptedBackend::new(answers(&["7", "7"])));
     let solution = run(&strategy, backend, Budget::unlimited()).await;
