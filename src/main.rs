@@ -596,15 +596,32 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }));
     bar.set_message(tally.message());
     bar.enable_steady_tick(Duration::from_millis(500));
-    let summary = runner
-        .run(&problems, &args.out, |line| {
-            tally.add(line);
-            if line.error.is_none() {
-                bar.inc(1);
+    let work = runner.run(&problems, &args.out, |line| {
+        tally.add(line);
+        if line.error.is_none() {
+            bar.inc(1);
+        }
+        bar.set_message(tally.message());
+    });
+    // Ctrl-C: every finished problem's line is already written whole (as after a kill); say
+    // so, and how to go on, rather than vanish.
+    let summary = tokio::select! {
+        summary = work => summary?,
+        _ = tokio::signal::ctrl_c() => {
+            bar.abandon();
+            if let Some(log) = &log {
+                let _ = log.finish();
             }
-            bar.set_message(tally.message());
-        })
-        .await?;
+            eprintln!(
+                "interrupted: {} of {} problems are finished in {}; run the same command again \
+                 to resume (problems in flight are redone)",
+                bar.position(),
+                problems.len(),
+                args.out.display()
+            );
+            std::process::exit(130);
+        }
+    };
     bar.finish();
     if let Some(log) = &log {
         log.finish()?;
@@ -684,8 +701,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             summary.cut_short
         );
     }
+    // A run with failures exits non-zero (after its summary), so a script sees it.
     if summary.errors > 0 {
-        eprintln!(
+        bail!(
             "{} problems failed; their lines carry the error and a rerun retries them",
             summary.errors
         );

@@ -414,7 +414,11 @@ impl Runner {
                 !firsts.is_empty(),
                 !calls.is_empty(),
             )?;
-            identity::record_set(out, problems.len())?;
+            // The set: the problems given now and those the file already answers (another
+            // part of it, run before).
+            let mut set: HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
+            set.extend(previous.iter().map(|l| l.id.as_str()));
+            identity::record_set(out, set.len())?;
         }
         repair(out, results_tail)?;
         repair(&triage::path_of(out), side_tail)?;

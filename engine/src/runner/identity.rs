@@ -75,12 +75,14 @@ pub(super) fn check_or_record(
     write_atomically(&side, identity)
 }
 
-/// The key of the side file that records how many problems the latest run over `out` was given
-/// (not part of the identity: a resumed run may take more or fewer), so a report can count the
-/// problems a budget left unanswered, which have no line.
+/// The key of the side file that records how many problems the runs over `out` were given
+/// (the most any run was given, counting the problems the file answered before it; not part of
+/// the identity: a resumed run may take more or fewer), so a report can count the problems a
+/// budget left unanswered, which have no line.
 pub const PROBLEMS_IN_SET: &str = "problems_in_set";
 
-/// Records `problems` as the latest run's set size in the side file of `out`, if it has one.
+/// Records `problems` as the set's size in the side file of `out`, if it has one, unless it
+/// records a larger one.
 pub(super) fn record_set(out: &Path, problems: usize) -> Result<()> {
     let side = path_of(out);
     let Ok(bytes) = std::fs::read(&side) else {
@@ -89,7 +91,11 @@ pub(super) fn record_set(out: &Path, problems: usize) -> Result<()> {
     let Ok(Value::Object(mut recorded)) = serde_json::from_slice::<Value>(&bytes) else {
         return Ok(());
     };
-    if recorded.get(PROBLEMS_IN_SET) == Some(&Value::from(problems)) {
+    // Never fewer than before: a resumed run given part of the set (`--limit`) leaves the
+    // problems it was not given unanswered still.
+    let before = recorded.get(PROBLEMS_IN_SET).and_then(Value::as_u64);
+    let problems = before.map_or(problems as u64, |b| b.max(problems as u64));
+    if before == Some(problems) {
         return Ok(());
     }
     recorded.insert(PROBLEMS_IN_SET.into(), Value::from(problems));
@@ -181,6 +187,8 @@ mod tests {
         // The set size is recorded beside it, and is no part of the identity.
         record_set(&out, 30).unwrap();
         record_set(&out, 50).unwrap();
+        // A later run given part of the set (--limit) does not shrink it.
+        record_set(&out, 20).unwrap();
         let side: Value = serde_json::from_slice(&std::fs::read(path_of(&out)).unwrap()).unwrap();
         assert_eq!(side[PROBLEMS_IN_SET], 50);
         assert_eq!(side["strategy"]["n"], 8);
