@@ -7,10 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{block_on, smollm, smollm_dyn};
-use ponder::engine::models::ModelSource;
-use ponder::engine::{
-    Backend, Budget, LoadOptions, MistralRsBackend, ModelConfig, Prompt, TokenizeInput,
-};
+use ponder::engine::{Backend, Budget, Prompt, TokenizeInput};
 use ponder::strategies::{
     BudgetForcing, BudgetForcingConfig, ForcingDetails, ForcingMode, SwitchPenaltyConfig,
 };
@@ -225,14 +222,7 @@ fn the_switch_penalty_steers_the_first_thinking_tokens() {
 fn a_template_that_opens_thinking_is_not_opened_again() {
     // SmolLM2 with a chat template whose assistant turn starts "<think>\n" (as DeepSeek-R1's
     // distills' does): ponder must go on from it, not write a second "<think>".
-    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/thinking.jinja");
-    let source = ModelSource::parse(&ModelConfig::default().source).unwrap();
-    let options = LoadOptions {
-        chat_template: Some(template.into()),
-        ..common::options()
-    };
-    let backend: Arc<dyn Backend> =
-        Arc::new(block_on(MistralRsBackend::load(&source, &options)).unwrap());
+    let backend = common::smollm_thinking();
     let problem = Problem::new("bf", "What is 6 times 7?");
     for mode in [ForcingMode::InDecode, ForcingMode::Resubmit] {
         let strategy = BudgetForcing::new(BudgetForcingConfig {

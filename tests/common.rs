@@ -62,3 +62,21 @@ pub fn device() -> DeviceSpec {
 pub fn smollm_dyn() -> Arc<dyn Backend> {
     smollm()
 }
+
+/// A chat template like SmolLM2's own whose assistant turn starts `<think>\n`, as the templates
+/// of DeepSeek-R1's distills and QwQ do.
+#[allow(dead_code)] // Not every test binary uses it.
+pub const THINKING_TEMPLATE: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/thinking.jinja");
+
+/// The real SmolLM2-135M under [`THINKING_TEMPLATE`] (a backend of its own, loaded per call).
+#[allow(dead_code)] // Not every test binary uses it.
+pub fn smollm_thinking() -> Arc<dyn Backend> {
+    let source =
+        ponder::engine::models::ModelSource::parse(&ModelConfig::default().source).expect("source");
+    let options = LoadOptions {
+        chat_template: Some(THINKING_TEMPLATE.into()),
+        ..options()
+    };
+    Arc::new(block_on(MistralRsBackend::load(&source, &options)).expect("loading smollm2-135m"))
+}

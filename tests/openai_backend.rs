@@ -332,11 +332,10 @@ fn budget_forcing_goes_on_from_a_thinking_block_the_servers_template_opens() {
     // llama-server with a chat template whose assistant turn starts "<think>\n" (as
     // DeepSeek-R1's distills' does): the resubmitted prefixes must not open it again.
     let _lock = SERVERS.lock().unwrap_or_else(|p| p.into_inner());
-    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/thinking.jinja");
     let server = LlamaServer::start_with(
         &smollm_path(),
         2,
-        &["--jinja", "--chat-template-file", template],
+        &["--jinja", "--chat-template-file", common::THINKING_TEMPLATE],
     );
     let backend = connect(&server.url());
     let config = BudgetForcingConfig {

@@ -9,12 +9,8 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use common::{block_on, smollm_dyn};
-use ponder::engine::models::ModelSource;
 use ponder::engine::scripted::Recorder;
-use ponder::engine::{
-    Backend, Budget, Context, EventKind, LoadOptions, MistralRsBackend, ModelConfig, Prompt,
-    TokenizeInput,
-};
+use ponder::engine::{Backend, Budget, Context, EventKind, Prompt, TokenizeInput};
 use ponder::strategies::{
     DirectConfig, ModeDetails, ModeRouter, ModeRouterConfig, PromptStyle, Router, RouterConfig,
     RouterDetails, StrategyConfig,
@@ -138,14 +134,7 @@ fn the_mode_router_reads_the_first_position_and_forces_the_threshold() {
 fn a_short_prefix_closes_the_thinking_the_template_opened() {
     // SmolLM2 with a chat template whose assistant turn starts "<think>\n" (as DeepSeek-R1's
     // distills' does): the short answer's prefix closes the block without opening another.
-    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/thinking.jinja");
-    let source = ModelSource::parse(&ModelConfig::default().source).unwrap();
-    let options = LoadOptions {
-        chat_template: Some(template.into()),
-        ..common::options()
-    };
-    let backend: Arc<dyn Backend> =
-        Arc::new(block_on(MistralRsBackend::load(&source, &options)).unwrap());
+    let backend = common::smollm_thinking();
     let problem = Problem::new("r", "What is 3 + 4?");
     let rendered = block_on(backend.tokenize(TokenizeInput::Prompt(&Prompt::Chat {
         messages: PromptStyle::Direct.messages(&problem),

@@ -281,8 +281,8 @@ fn pick_number(cand: &str) -> Option<String> {
 /// `9 * 2 = 18` -> `18`: the right side of an equation whose left side is arithmetic (`16 x 3`
 /// and `16 × 3` multiply; `2x + 3`, an unknown, is not arithmetic).
 fn arithmetic_rhs(cand: &str) -> String {
-    if let Some((lhs, rhs)) = cand.rsplit_once('=') {
-        let lhs = lhs
+    if let Some((written, rhs)) = cand.rsplit_once('=') {
+        let lhs = written
             .replace("\\times", "")
             .replace("\\cdot", "")
             .replace("\\div", "")
@@ -297,11 +297,7 @@ fn arithmetic_rhs(cand: &str) -> String {
         }
         // `84 + 0 =`, the result not written: the arithmetic itself.
         if arithmetic && rhs.is_empty() && lhs.chars().any(|c| c.is_ascii_digit()) {
-            return cand
-                .rsplit_once('=')
-                .map_or(cand, |(l, _)| l)
-                .trim()
-                .to_string();
+            return written.trim().to_string();
         }
     }
     cand.to_string()
