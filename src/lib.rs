@@ -94,6 +94,26 @@ impl Config {
         identity
     }
 
+    /// Checks every model table (`[model]`, a PRM's, an S* judge's) as far as it can without
+    /// loading ([`ModelConfig::preflight`]): a missing model file or API key variable is found
+    /// before a batch job starts, not at its first problem. The error's path is the table
+    /// (`[model]`, `strategy.scorer.model`).
+    pub fn preflight(&self) -> Result<()> {
+        let tables = std::iter::once(("[model]".to_string(), self.model.clone())).chain(
+            self.strategy
+                .models()
+                .into_iter()
+                .map(|(key, model)| (format!("strategy.{key}"), model)),
+        );
+        for (table, model) in tables {
+            model.preflight().map_err(|message| Error::Config {
+                path: table.into(),
+                message,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Checks the rules that serde cannot.
     pub fn validate(&self) -> Result<()> {
         self.model.load_options()?;

@@ -311,7 +311,16 @@ fn load_config(
         }
         config.model.device = device;
     }
-    Ok(config)
+    match (config.preflight(), path) {
+        (Err(ponder::engine::Error::Config { path: table, message }), Some(file)) => {
+            Err(ponder::engine::Error::Config {
+                path: file.to_path_buf(),
+                message: format!("{}: {message}", table.display()),
+            }
+            .into())
+        }
+        (checked, _) => Ok(checked.map(|()| config)?),
+    }
 }
 
 /// Says when a config's `seed` cannot do anything: mistral.rs takes no per-request seed.

@@ -678,6 +678,64 @@ fn user_errors_are_told_once_without_a_backtrace() {
 }
 
 #[test]
+fn every_model_table_is_checked_before_a_run_starts_and_named_with_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("prm.gguf");
+    let prm = dir.path().join("prm.toml");
+    std::fs::write(
+        &prm,
+        format!(
+            "[strategy]\nkind = \"best_of_n\"\nn = 2\nselect = \"majority\"\n\
+             inner = {{ kind = \"router\", think = {{ kind = \"beam_search\", \
+             scorer = {{ kind = \"prm\", model = {:?} }} }} }}\n",
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let judge = dir.path().join("judge.toml");
+    std::fs::write(
+        &judge,
+        "[strategy]\nkind = \"s_star\"\n\n[strategy.judge]\nbackend = \"openai\"\n\
+         base_url = \"http://127.0.0.1:9\"\napi_key_env = \"PONDER_TEST_UNSET_KEY\"\n",
+    )
+    .unwrap();
+    let problems = repo("examples/problems/mawps-singleop-20.jsonl");
+    let out = dir.path().join("o.jsonl");
+    let cases = [
+        (
+            &prm,
+            format!(
+                "error: {}: strategy.inner.think.scorer.model: model source `{}`: no such file",
+                prm.display(),
+                missing.display()
+            ),
+        ),
+        (
+            &judge,
+            format!(
+                "error: {}: strategy.judge: api_key_env names `PONDER_TEST_UNSET_KEY`, which is \
+                 not set in the environment",
+                judge.display()
+            ),
+        ),
+    ];
+    for (config, expected) in cases {
+        let (code, stderr) = user_error(&[
+            "run",
+            "--config",
+            text(config),
+            "--problems",
+            text(&problems),
+            "--out",
+            text(&out),
+        ]);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.starts_with(&expected), "{stderr}");
+        assert!(!out.exists(), "stopped before any file was written");
+    }
+}
+
+#[test]
 fn input_that_leaves_nothing_to_do_is_an_error_before_any_file_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());

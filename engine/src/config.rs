@@ -54,6 +54,13 @@ pub fn parse_str<T: DeserializeOwned>(
     text: &str,
     format: Format,
 ) -> std::result::Result<T, String> {
+    if let Some((path, value)) = non_finite(text, format) {
+        let at = match key_line(text, format, &path) {
+            Some(line) => format!("at `{path}` (line {line})"),
+            None => format!("at `{path}`"),
+        };
+        return Err(format!("{at}: {value} is not a usable number: give a finite one"));
+    }
     // The key path, the message, and the line the format's own error gives.
     let (path, message, line) = match format {
         Format::Toml => {
@@ -106,6 +113,55 @@ pub fn parse_str<T: DeserializeOwned>(
         (Some(line), None) => format!("line {line}: {message}"),
         (None, _) => message,
     })
+}
+
+/// The key path of the first number that is not finite (TOML's `nan` and `inf`, YAML's `.nan`
+/// and `.inf`; JSON has none), and the number. Inside a tagged table, which goes through JSON,
+/// such a number turns into null and would read as "invalid type: null"; nowhere is one useful.
+fn non_finite(text: &str, format: Format) -> Option<(String, f64)> {
+    fn key(path: &str, key: &str) -> String {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    }
+    fn in_toml(value: &toml::Value, path: String) -> Option<(String, f64)> {
+        match value {
+            toml::Value::Float(x) if !x.is_finite() => Some((path, *x)),
+            toml::Value::Table(table) => table
+                .iter()
+                .find_map(|(k, v)| in_toml(v, key(&path, k))),
+            toml::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| in_toml(v, format!("{path}[{i}]"))),
+            _ => None,
+        }
+    }
+    fn in_yaml(value: &yaml_serde::Value, path: String) -> Option<(String, f64)> {
+        match value {
+            yaml_serde::Value::Number(n) => n
+                .as_f64()
+                .filter(|x| !x.is_finite())
+                .map(|x| (path, x)),
+            yaml_serde::Value::Mapping(map) => map.iter().find_map(|(k, v)| {
+                let k = k.as_str().map_or_else(|| format!("{k:?}"), str::to_string);
+                in_yaml(v, key(&path, &k))
+            }),
+            yaml_serde::Value::Sequence(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| in_yaml(v, format!("{path}[{i}]"))),
+            yaml_serde::Value::Tagged(tagged) => in_yaml(&tagged.value, path),
+            _ => None,
+        }
+    }
+    match format {
+        Format::Toml => in_toml(&toml::Value::Table(toml::from_str(text).ok()?), String::new()),
+        Format::Yaml => in_yaml(&yaml_serde::from_str(text).ok()?, String::new()),
+        Format::Json => None,
+    }
 }
 
 /// An error message's key path and the rest (`at `a.b`: msg` -> (`a.b`, `msg`)).
@@ -464,6 +520,24 @@ mod tests {
         }
         // A document the parser cannot read finds nothing.
         assert_eq!(yaml_line("a: [1\n", "a"), None);
+    }
+
+    #[test]
+    fn a_number_that_is_not_finite_is_named_with_its_key_and_line() {
+        let toml = "[model]\nsource = \"x\"\n\n[strategy]\nkind = \"direct\"\ntemperature = nan\n";
+        let err = parse_str::<serde_json::Value>(toml, Format::Toml).unwrap_err();
+        assert_eq!(
+            err,
+            "at `strategy.temperature` (line 6): NaN is not a usable number: give a finite one"
+        );
+        let yaml = "strategy:\n  kind: best_of_n\n  inner:\n    kind: direct\n    top_p: -.inf\n";
+        let err = parse_str::<serde_json::Value>(yaml, Format::Yaml).unwrap_err();
+        assert_eq!(
+            err,
+            "at `strategy.inner.top_p` (line 5): -inf is not a usable number: give a finite one"
+        );
+        let fine = "[strategy]\nkind = \"direct\"\ntemperature = 0.7\n";
+        assert!(parse_str::<serde_json::Value>(fine, Format::Toml).is_ok());
     }
 
     #[test]

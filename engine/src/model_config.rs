@@ -488,6 +488,42 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// Checks what can be checked without loading, so that a batch job stops before it starts
+    /// (a model can take minutes to load; a scorer's or judge's loads at its first problem):
+    /// the keys, the source (a GGUF file that is there, a directory, a built-in name or a hub
+    /// id), the chat template file, and that `api_key_env` names a set variable. The error is
+    /// the message alone; the caller names the table.
+    pub fn preflight(&self) -> std::result::Result<(), String> {
+        let message = |e: crate::Error| match e {
+            crate::Error::Config { message, .. } => message,
+            e => e.to_string(),
+        };
+        self.check()?;
+        let options = self.load_options().map_err(message)?;
+        match self.backend {
+            BackendKind::Openai => self.api_key().map(drop),
+            BackendKind::Mistralrs => {
+                ModelSource::parse(&self.source).map_err(message)?;
+                match &options.chat_template {
+                    Some(path) => std::fs::metadata(path)
+                        .map(drop)
+                        .map_err(|e| format!("chat_template {}: {e}", path.display())),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// The API key, from the variable `api_key_env` names.
+    fn api_key(&self) -> std::result::Result<Option<String>, String> {
+        let Some(var) = &self.api_key_env else {
+            return Ok(None);
+        };
+        std::env::var(var)
+            .map(Some)
+            .map_err(|_| format!("api_key_env names `{var}`, which is not set in the environment"))
+    }
+
     /// The HTTP options this table describes (`backend = "openai"`); reads the API key from the
     /// variable `api_key_env` names.
     pub fn openai_options(&self) -> Result<OpenAiOptions> {
@@ -502,14 +538,7 @@ impl ModelConfig {
             self.model.clone().unwrap_or("default".into()),
         );
         options.base_urls = urls;
-        if let Some(var) = &self.api_key_env {
-            let key = std::env::var(var).map_err(|_| {
-                bad(format!(
-                    "api_key_env names `{var}`, which is not set in the environment"
-                ))
-            })?;
-            options.api_key = Some(key);
-        }
+        options.api_key = self.api_key().map_err(bad)?;
         if let Some(secs) = self.timeout_secs {
             options.timeout = std::time::Duration::from_secs(secs);
         }

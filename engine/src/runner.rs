@@ -653,6 +653,14 @@ impl Runner {
 
     /// The result line of a solution (its usage filled in): its trace written, graded.
     async fn finish(&self, problem: &Problem, mut solution: Solution) -> ResultLine {
+        if problem.code.is_some() {
+            // A program is graded by its text; a number read out of it or of the prose around
+            // it (`direct`, `router`) is not its answer.
+            solution.answer = None;
+            for candidate in &mut solution.candidates {
+                candidate.answer = None;
+            }
+        }
         if let (Some(dir), Some(trace)) = (&self.trace_dir, solution.trace.take()) {
             // Off the run's task: rendering with `dot` can take a while on a big tree.
             let (dir, id) = (dir.clone(), problem.id.clone());

@@ -40,6 +40,14 @@ impl Default for ScorerConfig {
 }
 
 impl ScorerConfig {
+    /// The model of its own it loads (a PRM's `model`), if any; the others use the policy.
+    pub fn model(&self) -> Option<ponder_engine::ModelConfig> {
+        match self {
+            Self::LlmJudge(_) => None,
+            Self::Prm(config) => config.model.as_ref().map(|model| model.config()),
+        }
+    }
+
     /// Builds the scorer (a configured PRM model loads on first use).
     pub fn build(&self) -> Arc<dyn Scorer> {
         match self {

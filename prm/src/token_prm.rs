@@ -84,7 +84,8 @@ pub enum PrmModel {
 }
 
 impl PrmModel {
-    fn config(&self) -> ModelConfig {
+    /// The model table this names.
+    pub fn config(&self) -> ModelConfig {
         match self {
             PrmModel::Source(source) => ModelConfig {
                 source: source.clone(),

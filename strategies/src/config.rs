@@ -120,6 +120,39 @@ impl StrategyConfig {
         }
     }
 
+    /// Every model table of its own it loads (a PRM's, an S* judge's), each with its key path
+    /// under `[strategy]` (`scorer.model`, `inner.scorer.model`, `judge`), recursively.
+    pub fn models(&self) -> Vec<(String, ponder_engine::ModelConfig)> {
+        let scorer = |scorer: Option<&ponder_prm::ScorerConfig>| {
+            scorer
+                .and_then(ponder_prm::ScorerConfig::model)
+                .map(|model| ("scorer.model".to_string(), model))
+        };
+        let nested = |key: &str, inner: &StrategyConfig| {
+            inner
+                .models()
+                .into_iter()
+                .map(|(path, model)| (format!("{key}.{path}"), model))
+                .collect::<Vec<_>>()
+        };
+        match self {
+            Self::Direct(_) | Self::BudgetForcing(_) | Self::ModeToken(_) => Vec::new(),
+            Self::BestOfN(config) | Self::SelfConsistency(config) => nested("inner", &config.inner)
+                .into_iter()
+                .chain(scorer(config.scorer.as_ref()))
+                .collect(),
+            Self::BeamSearch(config) | Self::Dvts(config) => {
+                scorer(Some(&config.scorer)).into_iter().collect()
+            }
+            Self::SStar(config) => config
+                .judge
+                .iter()
+                .map(|model| ("judge".to_string(), model.clone()))
+                .collect(),
+            Self::Router(config) => nested("think", &config.think),
+        }
+    }
+
     /// Checks cross-field rules, recursively.
     pub fn validate(&self) -> Result<()> {
         match self {

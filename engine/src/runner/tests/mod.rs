@@ -686,3 +686,38 @@ async fn a_line_records_how_its_candidates_grade_and_a_failure_there_loses_nothi
     let line = read_results(&out).unwrap().pop().unwrap();
     assert_eq!((line.correct, line.candidates), (Some(false), None));
 }
+
+/// Accepts a solution of a code problem only without answers: grading reads the programs.
+struct ProgramsOnly;
+
+#[async_trait::async_trait]
+impl Grader for ProgramsOnly {
+    async fn grade(&self, _problem: &Problem, solution: &Solution) -> Result<Option<bool>> {
+        let answered = solution.answer.is_some()
+            || solution.candidates.iter().any(|c| c.answer.is_some());
+        Ok(Some(!answered))
+    }
+}
+
+#[tokio::test]
+async fn a_code_problem_records_no_number_from_the_prose_as_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let problem = Problem {
+        code: Some(crate::problem::CodeTask {
+            prompt: "def f():\n".into(),
+            entry_point: "f".into(),
+            test: "def check(candidate): pass".into(),
+        }),
+        ..Problem::new("HumanEval/0", "def f():\n")
+    };
+    let out = dir.path().join("r.jsonl");
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(Vec::<&str>::new()));
+    Runner::new(Arc::new(ThreeCandidates), backend as Arc<dyn Backend>)
+        .with_grader(Arc::new(ProgramsOnly))
+        .run(&[problem], &out, |_| {})
+        .await
+        .unwrap();
+    let line = read_results(&out).unwrap().pop().unwrap();
+    assert_eq!((line.answer, line.correct), (None, Some(true)));
+    assert_eq!(line.completion, "it is 6", "the text stays, for grading and reading");
+}
