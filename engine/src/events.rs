@@ -316,11 +316,11 @@ impl fmt::Display for EventKind {
                 answer: chosen,
                 candidates,
                 why,
-            } => write!(
-                f,
-                "selected {} of {candidates} candidates: {why}",
-                answer(chosen)
-            ),
+            } => match chosen {
+                Some(chosen) => write!(f, "selected {chosen} of {candidates} candidates: {why}"),
+                // A program, or no candidate with an answer.
+                None => write!(f, "selected one of {candidates} candidates: {why}"),
+            },
             Self::Custom { name, data } if data.is_null() => f.write_str(name),
             Self::Custom { name, data } => write!(f, "{name}: {data}"),
             Self::Deferred { confidence, why } => {
@@ -332,7 +332,12 @@ impl fmt::Display for EventKind {
                 stop_reason,
                 tokens,
             } => {
-                write!(f, "finished: {}", answer(final_answer))?;
+                // Graded without an answer: a program, or no answer (wrong).
+                match (final_answer, correct) {
+                    (Some(a), _) => write!(f, "finished: {a}")?,
+                    (None, Some(_)) => f.write_str("finished")?,
+                    (None, None) => f.write_str("finished: no answer")?,
+                }
                 match correct {
                     Some(true) => f.write_str(" (right)")?,
                     Some(false) => f.write_str(" (wrong)")?,
@@ -524,6 +529,37 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&call).unwrap(),
             r#"{"problem":"p1","ms":0,"event":"started"}"#
+        );
+    }
+
+    #[test]
+    fn an_ending_without_an_answer_says_so_and_a_graded_program_shows_only_its_grade() {
+        let finished = |answer: Option<&str>, correct| EventKind::Finished {
+            answer: answer.map(str::to_string),
+            correct,
+            stop_reason: StopReason::Completed,
+            tokens: 40,
+        };
+        let told = [
+            (finished(Some("7"), Some(true)), "finished: 7 (right), 40 tokens, completed"),
+            (finished(None, Some(true)), "finished (right), 40 tokens, completed"),
+            (finished(None, None), "finished: no answer, 40 tokens, completed"),
+        ];
+        for (kind, text) in told {
+            assert_eq!(kind.to_string(), text);
+        }
+        let selected = |answer: Option<&str>| EventKind::Selected {
+            answer: answer.map(str::to_string),
+            candidates: 4,
+            why: "most public tests".into(),
+        };
+        assert_eq!(
+            selected(None).to_string(),
+            "selected one of 4 candidates: most public tests"
+        );
+        assert_eq!(
+            selected(Some("5")).to_string(),
+            "selected 5 of 4 candidates: most public tests"
         );
     }
 

@@ -104,11 +104,21 @@ impl Select {
                 why: "no candidates".into(),
             };
         }
+        if self == Self::Weighted && rewards.iter().all(Option::is_none) {
+            // Nothing was scored (a scorer that refused every candidate): every sum would be
+            // 0, and the first answer drawn would win. The votes still say something.
+            let mut selection = Self::Majority.apply(answers, rewards);
+            selection.why = format!("no candidate was scored, so by votes: {}", selection.why);
+            return selection;
+        }
         let mut groups = groups(answers, rewards);
         if groups.is_empty() || self == Self::Naive {
             // Naive, or nobody answered: the best reward wins (the first candidate on no rewards).
             let index = best_by_reward(0..answers.len(), rewards).or(Some(0));
             let why = match (self, groups.is_empty()) {
+                (_, _) if rewards.iter().all(Option::is_none) => {
+                    "no candidate was scored: the first drawn".to_string()
+                }
                 (Self::Naive, _) => "highest reward".to_string(),
                 (_, true) => "no candidate has an answer: highest reward".to_string(),
                 _ => String::new(),
@@ -187,6 +197,22 @@ mod tests {
         assert_eq!(n.index, Some(0));
         let m = Select::Majority.apply(&answers, &rewards);
         assert_eq!(m.index, Some(2));
+    }
+
+    #[test]
+    fn a_weighted_vote_with_nothing_scored_counts_votes() {
+        let answers = a(&[Some("3"), Some("4"), Some("4")]);
+        let s = Select::Weighted.apply(&answers, &[None; 3]);
+        assert_eq!(s.index, Some(1));
+        assert_eq!(
+            s.why,
+            "no candidate was scored, so by votes: answer `4` has 2 of 3 votes"
+        );
+        let n = Select::Naive.apply(&answers, &[None; 3]);
+        assert_eq!(
+            (n.index, n.why.as_str()),
+            (Some(0), "no candidate was scored: the first drawn")
+        );
     }
 
     #[test]
