@@ -736,6 +736,95 @@ fn every_model_table_is_checked_before_a_run_starts_and_named_with_its_file() {
 }
 
 #[test]
+fn a_run_whose_problems_failed_exits_1_after_its_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("s_star.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\nsource = \"smollm2-135m\"\ndevice = \"{}\"\n\n[strategy]\nkind = \"s_star\"\n",
+            device()
+        ),
+    )
+    .unwrap();
+    // Math problems, which S* cannot take: each fails before any call.
+    let problems = dir.path().join("math.jsonl");
+    std::fs::write(
+        &problems,
+        "{\"id\": \"m1\", \"question\": \"2 + 2?\", \"answer\": \"4\"}\n\
+         {\"id\": \"m2\", \"question\": \"3 + 3?\", \"answer\": \"6\"}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("o.jsonl");
+    let output = ponder()
+        .args(["run", "--config", text(&config), "--problems", text(&problems)])
+        .args(["--out", text(&out)])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: 2 problems failed; their lines carry the error"),
+        "{stderr}"
+    );
+    // The summary came first, and the lines are there to resume from.
+    assert!(!output.stdout.is_empty(), "{stderr}");
+    let written = lines(&out);
+    assert_eq!(written.len(), 2);
+    for line in written {
+        let error = line["error"].as_str().unwrap_or_default();
+        assert!(error.contains("is not a code problem"), "{line}");
+    }
+}
+
+#[test]
+fn ctrl_c_says_how_many_problems_are_finished_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let out = dir.path().join("o.jsonl");
+    let mut child = ponder()
+        .args(["run", "--concurrency", "1", "--config", text(&config)])
+        .arg("--problems")
+        .arg(repo("examples/problems/mawps-singleop-20.jsonl"))
+        .args(["--out", text(&out)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while lines(&out).is_empty() {
+        assert!(Instant::now() < deadline, "no problem finished in 5 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "ponder ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let told = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("interrupted: "))
+        .unwrap_or_else(|| panic!("no interrupted line: {stderr}"));
+    let finished: usize = told.split(' ').next().unwrap().parse().unwrap();
+    let written = lines(&out).len();
+    assert!(
+        (1..=written).contains(&finished) && written < 20,
+        "{finished} told, {written} written: {told}"
+    );
+    assert!(
+        told.contains(&format!(
+            "of 20 problems are finished in {}; run the same command again",
+            out.display()
+        )),
+        "{told}"
+    );
+}
+
+#[test]
 fn input_that_leaves_nothing_to_do_is_an_error_before_any_file_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
