@@ -312,13 +312,17 @@ fn load_config(
         config.model.device = device;
     }
     match (config.preflight(), path) {
-        (Err(ponder::engine::Error::Config { path: table, message }), Some(file)) => {
+        (
             Err(ponder::engine::Error::Config {
-                path: file.to_path_buf(),
-                message: format!("{}: {message}", table.display()),
-            }
-            .into())
+                path: table,
+                message,
+            }),
+            Some(file),
+        ) => Err(ponder::engine::Error::Config {
+            path: file.to_path_buf(),
+            message: format!("{}: {message}", table.display()),
         }
+        .into()),
         (checked, _) => Ok(checked.map(|()| config)?),
     }
 }

@@ -757,7 +757,13 @@ fn a_run_whose_problems_failed_exits_1_after_its_summary() {
     .unwrap();
     let out = dir.path().join("o.jsonl");
     let output = ponder()
-        .args(["run", "--config", text(&config), "--problems", text(&problems)])
+        .args([
+            "run",
+            "--config",
+            text(&config),
+            "--problems",
+            text(&problems),
+        ])
         .args(["--out", text(&out)])
         .output()
         .unwrap();
@@ -793,7 +799,10 @@ fn ctrl_c_says_how_many_problems_are_finished_and_exits_130() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
     while lines(&out).is_empty() {
-        assert!(Instant::now() < deadline, "no problem finished in 5 minutes");
+        assert!(
+            Instant::now() < deadline,
+            "no problem finished in 5 minutes"
+        );
         assert!(child.try_wait().unwrap().is_none(), "ponder ended early");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -59,7 +59,9 @@ pub fn parse_str<T: DeserializeOwned>(
             Some(line) => format!("at `{path}` (line {line})"),
             None => format!("at `{path}`"),
         };
-        return Err(format!("{at}: {value} is not a usable number: give a finite one"));
+        return Err(format!(
+            "{at}: {value} is not a usable number: give a finite one"
+        ));
     }
     // The key path, the message, and the line the format's own error gives.
     let (path, message, line) = match format {
@@ -129,9 +131,7 @@ fn non_finite(text: &str, format: Format) -> Option<(String, f64)> {
     fn in_toml(value: &toml::Value, path: String) -> Option<(String, f64)> {
         match value {
             toml::Value::Float(x) if !x.is_finite() => Some((path, *x)),
-            toml::Value::Table(table) => table
-                .iter()
-                .find_map(|(k, v)| in_toml(v, key(&path, k))),
+            toml::Value::Table(table) => table.iter().find_map(|(k, v)| in_toml(v, key(&path, k))),
             toml::Value::Array(items) => items
                 .iter()
                 .enumerate()
@@ -141,10 +141,9 @@ fn non_finite(text: &str, format: Format) -> Option<(String, f64)> {
     }
     fn in_yaml(value: &yaml_serde::Value, path: String) -> Option<(String, f64)> {
         match value {
-            yaml_serde::Value::Number(n) => n
-                .as_f64()
-                .filter(|x| !x.is_finite())
-                .map(|x| (path, x)),
+            yaml_serde::Value::Number(n) => {
+                n.as_f64().filter(|x| !x.is_finite()).map(|x| (path, x))
+            }
             yaml_serde::Value::Mapping(map) => map.iter().find_map(|(k, v)| {
                 let k = k.as_str().map_or_else(|| format!("{k:?}"), str::to_string);
                 in_yaml(v, key(&path, &k))
@@ -158,7 +157,10 @@ fn non_finite(text: &str, format: Format) -> Option<(String, f64)> {
         }
     }
     match format {
-        Format::Toml => in_toml(&toml::Value::Table(toml::from_str(text).ok()?), String::new()),
+        Format::Toml => in_toml(
+            &toml::Value::Table(toml::from_str(text).ok()?),
+            String::new(),
+        ),
         Format::Yaml => in_yaml(&yaml_serde::from_str(text).ok()?, String::new()),
         Format::Json => None,
     }

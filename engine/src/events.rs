@@ -541,9 +541,18 @@ mod tests {
             tokens: 40,
         };
         let told = [
-            (finished(Some("7"), Some(true)), "finished: 7 (right), 40 tokens, completed"),
-            (finished(None, Some(true)), "finished (right), 40 tokens, completed"),
-            (finished(None, None), "finished: no answer, 40 tokens, completed"),
+            (
+                finished(Some("7"), Some(true)),
+                "finished: 7 (right), 40 tokens, completed",
+            ),
+            (
+                finished(None, Some(true)),
+                "finished (right), 40 tokens, completed",
+            ),
+            (
+                finished(None, None),
+                "finished: no answer, 40 tokens, completed",
+            ),
         ];
         for (kind, text) in told {
             assert_eq!(kind.to_string(), text);

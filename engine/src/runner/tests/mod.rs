@@ -693,8 +693,8 @@ struct ProgramsOnly;
 #[async_trait::async_trait]
 impl Grader for ProgramsOnly {
     async fn grade(&self, _problem: &Problem, solution: &Solution) -> Result<Option<bool>> {
-        let answered = solution.answer.is_some()
-            || solution.candidates.iter().any(|c| c.answer.is_some());
+        let answered =
+            solution.answer.is_some() || solution.candidates.iter().any(|c| c.answer.is_some());
         Ok(Some(!answered))
     }
 }
@@ -719,5 +719,8 @@ async fn a_code_problem_records_no_number_from_the_prose_as_its_answer() {
         .unwrap();
     let line = read_results(&out).unwrap().pop().unwrap();
     assert_eq!((line.answer, line.correct), (None, Some(true)));
-    assert_eq!(line.completion, "it is 6", "the text stays, for grading and reading");
+    assert_eq!(
+        line.completion, "it is 6",
+        "the text stays, for grading and reading"
+    );
 }
