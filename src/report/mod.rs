@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use comfy_table::Table;
 use plotters::prelude::*;
 use ponder_engine::runner::{config_path, peek_results, stop_reason_name, ResultLine};
+use ponder_engine::CandidateGrades;
 use serde::Serialize;
 
 use crate::{Error, Result};
@@ -86,7 +87,10 @@ pub struct Regraded {
 /// Grades the math lines of `lines` again with this ponder's grader
 /// ([`ponder_engine::answer::equivalent`] of `answer` and `reference`, as a run grades), for
 /// results written by an older ponder whose grader has since been fixed. Code problems (no
-/// reference: graded by their tests) and errors are left as recorded.
+/// reference: graded by their tests) and errors are left as recorded. A line's candidates are
+/// graded again from the answers its details list (`details.candidates`: best-of-N, beam
+/// search, DVTS); where its details do not list them and its own grade changed, their grades
+/// are dropped rather than left to disagree with it.
 pub fn regrade(lines: &mut [ResultLine]) -> Regraded {
     let mut last = HashMap::new();
     for (i, line) in lines.iter().enumerate() {
@@ -112,9 +116,37 @@ pub fn regrade(lines: &mut [ResultLine]) -> Regraded {
                 _ => {}
             }
         }
-        line.correct = Some(now);
+        let was = line.correct.replace(now);
+        if let Some(grades) = line.candidates {
+            line.candidates = match listed_answers(&line.details) {
+                Some(answers) if answers.len() == grades.graded => Some(CandidateGrades {
+                    graded: answers.len(),
+                    right: answers
+                        .iter()
+                        .filter(|a| {
+                            a.is_some_and(|a| ponder_engine::answer::equivalent(a, reference))
+                        })
+                        .count(),
+                }),
+                _ if was == Some(now) => Some(grades),
+                _ => None,
+            };
+        }
     }
     changed
+}
+
+/// The candidates' answers a line's details list (`details.candidates[].answer`), if they do.
+fn listed_answers(details: &serde_json::Value) -> Option<Vec<Option<&str>>> {
+    details
+        .get("candidates")?
+        .as_array()?
+        .iter()
+        .map(|c| match c.get("answer")? {
+            serde_json::Value::Null => Some(None),
+            answer => answer.as_str().map(Some),
+        })
+        .collect()
 }
 
 /// How many problems took one route of an adaptive-thinking run, and how they went.

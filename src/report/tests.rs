@@ -71,6 +71,48 @@ fn regrading_uses_this_grader_on_math_lines_only() {
 }
 
 #[test]
+fn regrading_grades_the_candidates_listed_in_the_details_again() {
+    let with = |id: &str, answer: &str, candidates: serde_json::Value, right: usize| ResultLine {
+        answer: Some(answer.into()),
+        reference: Some("\\frac{\\sqrt{3}}{3}".into()),
+        candidates: Some(CandidateGrades { graded: 3, right }),
+        details: serde_json::json!({ "candidates": candidates }),
+        ..line(id, Some(false), 10, false)
+    };
+    let listed = serde_json::json!([
+        { "answer": "sqrt(3)/3", "score": 0.5, "tokens": 9 },
+        { "answer": null, "score": null, "tokens": 9 },
+        { "answer": "1/sqrt(3)", "score": 0.1, "tokens": 9 },
+    ]);
+    let mut lines = vec![
+        // An older grader read none of the three forms; this one reads two.
+        with("a", "sqrt(3)/3", listed, 0),
+        // No answers listed: its own grade changed, so the old candidate grades go.
+        with("b", "sqrt(3)/3", serde_json::json!("not a list"), 0),
+        // No answers listed and its grade stands: they stay.
+        with("c", "2", serde_json::Value::Null, 1),
+    ];
+    regrade(&mut lines);
+    let grades: Vec<Option<CandidateGrades>> = lines.iter().map(|l| l.candidates).collect();
+    assert_eq!(
+        grades,
+        [
+            Some(CandidateGrades {
+                graded: 3,
+                right: 2
+            }),
+            None,
+            Some(CandidateGrades {
+                graded: 3,
+                right: 1
+            }),
+        ]
+    );
+    let run = RunReport::from_lines("r", &lines);
+    assert_eq!((run.correct, run.with_candidates, run.covered), (2, 2, 2));
+}
+
+#[test]
 fn the_last_line_of_a_problem_counts() {
     let lines = vec![
         line("a", None, 10, true),
