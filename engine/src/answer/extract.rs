@@ -17,7 +17,7 @@ const WEAK_CUES: &[&str] = &["the answer is", "answer is", "answer:"];
 const NOT_AN_ANSWER: &str = "correct incorrect right wrong not as that this these below above \
     follows following after before then therefore so in on at to for of by with from clear \
     unclear simple obvious straightforward given we it is be was will should would can could \
-    may might must still also";
+    may might must still also final";
 
 /// Content of the last well-formed `\boxed`/`\fbox` in `text`.
 pub(super) fn last_boxed(text: &str) -> Option<String> {
@@ -89,9 +89,10 @@ pub(super) fn after_cue(text: &str) -> Option<String> {
 /// answer that talks about the answer rather than giving it ("correct", "below").
 fn answer_at(text: &str, end: usize) -> Option<String> {
     let tail = text.get(end..)?;
-    // A `}` closes the `\text{` the cue sat in.
-    let tail =
-        tail.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '*' | '#' | '}'));
+    // A `}` closes the `\text{` the cue sat in; `=` joins cue and answer (`Final Answer = 42`).
+    let tail = tail.trim_start_matches(|c: char| {
+        c.is_whitespace() || matches!(c, ':' | '*' | '#' | '}' | '=')
+    });
     let candidate = match display_block(tail) {
         Some(block) => cue_candidate(&block)?,
         // Display math opened and not closed on its line or within reach (a completion cut
@@ -152,7 +153,8 @@ fn cue_candidate(line: &str) -> Option<String> {
         _ => cut_sentence(line),
     };
     let cand = clean_candidate(raw);
-    if cand.is_empty() {
+    // Punctuation alone (`=`, `-`) says nothing.
+    if !cand.chars().any(char::is_alphanumeric) {
         return None;
     }
     if is_prose(&cand) {

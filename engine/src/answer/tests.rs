@@ -66,6 +66,13 @@ fn small_models_slips_around_the_answer() {
     // A number alone on the last line is no marker.
     assert_eq!(ex("So the total is\n12."), Some("12".into()));
     assert_eq!(ex("2) 5 apples"), Some("5".into()));
+    // A cue joined to its answer by `=`, and one with nothing after it but the `=` (a DVTS
+    // step on SmolLM2): the earlier cue's answer, not `=`.
+    assert_eq!(ex("Final Answer = 42"), Some("42".into()));
+    assert_eq!(
+        ex("7 * 6 = 42\nThe answer is \"42.\"\n\nSo, the final answer is:\nFinal Answer ="),
+        Some("42".into())
+    );
 }
 
 #[test]
