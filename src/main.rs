@@ -272,18 +272,19 @@ fn report(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let comparison = Comparison::new(runs);
-    if let Some(plot) = plot {
-        comparison.plot(plot)?;
-    }
     if json {
-        println!("{}", serde_json::to_string_pretty(&comparison)?);
+        println!("{}", serde_json::to_string_pretty(&comparison.to_json())?);
     } else {
         println!("{}", comparison.table());
         for note in comparison.notes() {
             println!("{note}");
         }
     }
+    // After the table: a plot that cannot be written loses nothing else.
     if let Some(plot) = plot {
+        for label in comparison.plot(plot)? {
+            eprintln!("{label}: not plotted: nothing graded");
+        }
         eprintln!("plot: {}", plot.display());
     }
     Ok(())

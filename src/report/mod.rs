@@ -61,6 +61,9 @@ pub struct RunReport {
     pub stop_reasons: BTreeMap<String, usize>,
     /// Whether the file ends in a half-written line (left out).
     pub half_written_line: bool,
+    /// Whether a run was writing the file when it was read (it holds the file's lock): its
+    /// unanswered problems may be in flight.
+    pub in_progress: bool,
     /// For adaptive-thinking runs (`router`, `mode_token`): per route (`short`, `think`,
     /// `none`), the solved problems that took it and how many of those were graded right.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -71,6 +74,9 @@ pub struct RunReport {
     /// Each graded problem's grade.
     #[serde(skip)]
     grades: HashMap<String, bool>,
+    /// Each graded problem's question fingerprint, where its line records one.
+    #[serde(skip)]
+    questions: HashMap<String, String>,
 }
 
 /// What [`regrade`] changed, over the lines that count (each problem's last).
@@ -189,9 +195,14 @@ impl RunReport {
 
     fn read(path: &Path, label: Option<String>, regrade_lines: bool) -> Result<Self> {
         if !path.is_file() {
+            let why = if path.is_dir() {
+                "a directory, not a results file (a .jsonl that `ponder run --out` wrote)"
+            } else {
+                "no such results file"
+            };
             return Err(Error::io(
                 path,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no such results file"),
+                std::io::Error::new(std::io::ErrorKind::NotFound, why),
             ));
         }
         let (mut lines, half_written_line) = peek_results(path)?;
@@ -201,6 +212,13 @@ impl RunReport {
         report.regraded = regraded;
         report.path = path.to_path_buf();
         report.half_written_line = half_written_line;
+        // `ponder run` holds an exclusive lock on its results file while it writes.
+        report.in_progress = std::fs::File::open(path).is_ok_and(|file| {
+            matches!(
+                file.try_lock_shared(),
+                Err(std::fs::TryLockError::WouldBlock)
+            )
+        });
         let side = side_file(path);
         report.model = side.as_ref().and_then(model_of);
         report.set = side.as_ref().and_then(set_of);
@@ -233,9 +251,11 @@ impl RunReport {
             elapsed_ms: 0,
             stop_reasons: BTreeMap::new(),
             half_written_line: false,
+            in_progress: false,
             routes: BTreeMap::new(),
             regraded: None,
             grades: HashMap::new(),
+            questions: HashMap::new(),
         };
         let mut strategies = BTreeSet::new();
         for line in last.values() {
@@ -262,6 +282,9 @@ impl RunReport {
                 report.graded += 1;
                 report.correct += usize::from(correct);
                 report.grades.insert(line.id.clone(), correct);
+                if let Some(sha) = &line.question_sha {
+                    report.questions.insert(line.id.clone(), sha.clone());
+                }
                 if let Some(c) = line.candidates.filter(|c| c.graded > 0) {
                     report.with_candidates += 1;
                     if c.right > 0 {
@@ -334,6 +357,11 @@ impl RunReport {
             .count();
         (!ids.is_empty()).then(|| right as f64 / ids.len() as f64)
     }
+}
+
+/// `1 problem`, `2 problems`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn per(total: u64, count: usize) -> Option<f64> {
@@ -434,6 +462,9 @@ pub struct Comparison {
     /// For two runs: on the common problems, how many both got right, only the first, only the
     /// second, neither.
     pub head_to_head: Option<HeadToHead>,
+    /// Ids graded in every run that name different questions in some of them (problem files
+    /// without ids are numbered by line): left out of the common problems.
+    pub mismatched: Vec<String>,
 }
 
 /// Two runs on the problems both graded.
@@ -461,7 +492,20 @@ impl Comparison {
                 Some(c) => c.intersection(&ids).cloned().collect(),
             });
         }
-        let common = common.unwrap_or_default();
+        let mut common = common.unwrap_or_default();
+        // The same id on different questions is not the same problem.
+        let mismatched: Vec<String> = common
+            .iter()
+            .filter(|id| {
+                let shas: BTreeSet<&String> =
+                    runs.iter().filter_map(|r| r.questions.get(*id)).collect();
+                shas.len() > 1
+            })
+            .cloned()
+            .collect();
+        for id in &mismatched {
+            common.remove(id);
+        }
         let accuracy_on_common = runs.iter().map(|r| r.accuracy_on(&common)).collect();
         let head_to_head = match runs.as_slice() {
             [a, b] => {
@@ -491,12 +535,39 @@ impl Comparison {
             runs,
             accuracy_on_common,
             head_to_head,
+            mismatched,
         }
+    }
+
+    /// The comparison for scripts (`ponder report --json`): every field, and each run's derived
+    /// numbers as the table shows them (`accuracy`, its 95% `interval`, `unanswered`,
+    /// `accuracy_counting_unanswered`, `tokens_per_problem`, `coverage`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut json = serde_json::to_value(self).unwrap_or_default();
+        if let Some(runs) = json.get_mut("runs").and_then(|r| r.as_array_mut()) {
+            for (value, run) in runs.iter_mut().zip(&self.runs) {
+                let derived = serde_json::json!({
+                    "solved": run.solved(),
+                    "accuracy": run.accuracy(),
+                    "interval": run.interval().map(|(low, high)| [low, high]),
+                    "unanswered": run.unanswered(),
+                    "accuracy_counting_unanswered": run.accuracy_with_unanswered().map(|(a, _)| a),
+                    "tokens_per_problem": run.tokens_per_problem(),
+                    "coverage": run.coverage(),
+                });
+                if let (Some(value), serde_json::Value::Object(derived)) =
+                    (value.as_object_mut(), derived)
+                {
+                    value.extend(derived);
+                }
+            }
+        }
+        json
     }
 
     /// Whether every run graded the same problems (then "on common" adds nothing).
     fn same_problems(&self) -> bool {
-        self.runs.iter().all(|r| r.graded == self.common)
+        self.mismatched.is_empty() && self.runs.iter().all(|r| r.graded == self.common)
     }
 
     /// The table: one row per run.
@@ -604,6 +675,18 @@ impl Comparison {
     /// Lines under the table: the common problems, head to head, files with a half-written line.
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
+        if let Some(first) = self.mismatched.first() {
+            notes.push(format!(
+                "{} graded in every run {} different questions in different runs (`{first}` \
+                 first): left out of \"on common\"; are these runs over the same problem set?",
+                count(self.mismatched.len(), "problem id", "problem ids"),
+                if self.mismatched.len() == 1 {
+                    "names"
+                } else {
+                    "name"
+                }
+            ));
+        }
         if self.runs.len() > 1 && !self.same_problems() {
             notes.push(format!(
                 "on common: accuracy on the {} problems every run graded",
@@ -617,7 +700,13 @@ impl Comparison {
             ));
         }
         for run in &self.runs {
-            if run.half_written_line {
+            if run.in_progress {
+                notes.push(format!(
+                    "{}: a run is writing this file now: problems it has not finished count as \
+                     unanswered here",
+                    run.path.display()
+                ));
+            } else if run.half_written_line {
                 notes.push(format!(
                     "{}: its last line is half-written (a killed run); left out here, redone on resume",
                     run.path.display()
@@ -645,15 +734,17 @@ impl Comparison {
             }
             if run.errors > 0 {
                 notes.push(format!(
-                    "{}: {} problems ended in an error; a rerun retries them",
-                    run.label, run.errors
+                    "{}: {} ended in an error; a rerun retries them",
+                    run.label,
+                    count(run.errors, "problem", "problems")
                 ));
             }
             if run.cut_short > 0 {
                 notes.push(format!(
-                    "{}: {} problems were cut short by the run's budget (left out here); a rerun \
-                     with a larger --max-run-tokens solves them",
-                    run.label, run.cut_short
+                    "{}: {} cut short by the run's budget (left out here); a rerun with a \
+                     larger --max-run-tokens solves them",
+                    run.label,
+                    count(run.cut_short, "problem was", "problems were")
                 ));
             }
             if let Some(r) = run.regraded {
@@ -667,25 +758,31 @@ impl Comparison {
     }
 
     /// Draws accuracy (with a 95% interval; unanswered problems count as wrong) against tokens
-    /// per problem, one point per run, to an SVG file. Runs without a graded problem are left out; it is an error if none is left.
-    pub fn plot(&self, path: &Path) -> Result<()> {
-        let points: Vec<(&RunReport, f64, f64, (f64, f64))> = self
-            .runs
-            .iter()
-            .filter_map(|r| {
-                // Unanswered problems count as wrong here too (see the table).
-                let (p, n) = r
-                    .accuracy_with_unanswered()
-                    .or_else(|| Some((r.accuracy()?, r.graded)))?;
-                let (low, high) = wilson(p, n);
-                Some((
-                    r,
-                    r.tokens_per_problem()?,
-                    100.0 * p,
-                    (100.0 * low, 100.0 * high),
-                ))
-            })
-            .collect();
+    /// per problem, one point per run, to an SVG file, the runs named in a legend beside it.
+    /// Returns the labels of the runs left out (nothing graded); it is an error if none is left.
+    pub fn plot(&self, path: &Path) -> Result<Vec<String>> {
+        let mut left_out = Vec::new();
+        let mut points = Vec::new();
+        for (index, run) in self.runs.iter().enumerate() {
+            // Unanswered problems count as wrong here too (see the table).
+            let point = run
+                .accuracy_with_unanswered()
+                .or_else(|| Some((run.accuracy()?, run.graded)))
+                .zip(run.tokens_per_problem());
+            let Some(((p, n), tokens)) = point else {
+                left_out.push(run.label.clone());
+                continue;
+            };
+            let (low, high) = wilson(p, n);
+            points.push(Point {
+                run,
+                index,
+                problems: n,
+                tokens,
+                accuracy: 100.0 * p,
+                interval: (100.0 * low, 100.0 * high),
+            });
+        }
         if points.is_empty() {
             return Err(Error::Tool {
                 tool: "plot",
@@ -695,58 +792,120 @@ impl Comparison {
         draw(path, &points).map_err(|e| Error::Tool {
             tool: "plot",
             message: format!("{}: {e}", path.display()),
-        })
+        })?;
+        Ok(left_out)
     }
 }
 
-fn draw(
-    path: &Path,
-    points: &[(&RunReport, f64, f64, (f64, f64))],
-) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    let (low, high) = points.iter().fold((f64::INFINITY, 0f64), |(lo, hi), p| {
-        (lo.min(p.1), hi.max(p.1))
+/// One run as the plot shows it.
+struct Point<'a> {
+    run: &'a RunReport,
+    /// Its place among the runs, which picks its colour.
+    index: usize,
+    /// Problems its accuracy is over.
+    problems: usize,
+    tokens: f64,
+    accuracy: f64,
+    interval: (f64, f64),
+}
+
+/// Tableau's ten colours: told apart in print and by most colour-blind readers.
+const COLOURS: [(u8, u8, u8); 10] = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+];
+
+/// The log axis from the power of ten below the least tokens to the one above the most (plotters
+/// labels a log axis only from the first power of ten inside it), with ticks at 1, 2 and 5 of
+/// each power.
+fn token_axis(points: &[Point<'_>]) -> (std::ops::Range<f64>, Vec<f64>) {
+    let (least, most) = points.iter().fold((f64::INFINITY, 1f64), |(lo, hi), p| {
+        (lo.min(p.tokens.max(1.0)), hi.max(p.tokens))
     });
-    let root = SVGBackend::new(path, (800, 520)).into_drawing_area();
+    let low = 10f64.powf((least / 1.05).max(1.0).log10().floor());
+    let high = 10f64.powf((most * 1.05).log10().ceil()).max(low * 10.0);
+    let mut ticks = Vec::new();
+    let mut power = low;
+    while power <= high {
+        ticks.extend(
+            [1.0, 2.0, 5.0]
+                .iter()
+                .map(|m| m * power)
+                .filter(|&t| t <= high),
+        );
+        power *= 10.0;
+    }
+    (low..high, ticks)
+}
+
+fn draw(path: &Path, points: &[Point<'_>]) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::new(path, (980, 520)).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
+    let (plot_area, legend_area) = root.split_horizontally(680);
+    let (range, ticks) = token_axis(points);
+    let mut chart = ChartBuilder::on(&plot_area)
         .caption("accuracy against tokens per problem", ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(56)
         // Log tokens: test-time scaling curves are drawn against log compute.
-        .build_cartesian_2d(((low / 1.5).max(1.0)..high * 1.5).log_scale(), 0f64..100f64)?;
+        .build_cartesian_2d(range.log_scale().with_key_points(ticks), 0f64..100f64)?;
     chart
         .configure_mesh()
         .x_desc("tokens per problem (prompt + completion, log scale)")
         .y_desc("accuracy, % (bars: 95% interval)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .draw()?;
-    // One colour per strategy kind.
-    let kind_of = |run: &RunReport| {
-        run.strategies
-            .first()
-            .map_or("", String::as_str)
-            .to_string()
+    let colour = |p: &Point<'_>| {
+        let (r, g, b) = COLOURS[p.index % COLOURS.len()];
+        RGBColor(r, g, b)
     };
-    let kinds: BTreeSet<String> = points.iter().map(|p| kind_of(p.0)).collect();
-    for (run, x, y, (low, high)) in points {
-        let index = kinds.iter().position(|k| *k == kind_of(run)).unwrap_or(0);
-        let color = Palette99::pick(index).to_rgba();
+    for p in points {
+        let x = p.tokens.max(1.0);
+        let (low, high) = p.interval;
         chart.draw_series(std::iter::once(ErrorBar::new_vertical(
-            *x,
-            *low,
-            *y,
-            *high,
-            color.stroke_width(1),
+            x,
+            low,
+            p.accuracy,
+            high,
+            colour(p).stroke_width(1),
             8,
         )))?;
-        chart.draw_series(std::iter::once(
-            EmptyElement::at((*x, *y))
-                + Circle::new((0, 0), 5, color.filled())
-                + Text::new(
-                    run.label.clone(),
-                    (8, -14),
-                    ("sans-serif", 13).into_font().color(&BLACK),
-                ),
+        chart.draw_series(std::iter::once(Circle::new(
+            (x, p.accuracy),
+            5,
+            colour(p).filled(),
+        )))?;
+    }
+    // The legend: each run's colour, label, accuracy and what it is over.
+    let font = ("sans-serif", 13).into_font();
+    for (row, p) in points.iter().enumerate() {
+        let y = 60 + 40 * row as i32;
+        legend_area.draw(&Circle::new((12, y + 6), 5, colour(p).filled()))?;
+        let label: String = if p.run.label.chars().count() > 38 {
+            p.run.label.chars().take(37).chain(['…']).collect()
+        } else {
+            p.run.label.clone()
+        };
+        legend_area.draw(&Text::new(label, (24, y), font.clone().color(&BLACK)))?;
+        let strategy = p.run.strategies.join(", ");
+        legend_area.draw(&Text::new(
+            format!(
+                "{strategy}: {:.1}% of {}, {:.0} tokens",
+                p.accuracy,
+                count(p.problems, "problem", "problems"),
+                p.tokens
+            ),
+            (24, y + 16),
+            font.clone().color(&RGBColor(90, 90, 90)),
         ))?;
     }
     root.present()?;

@@ -159,7 +159,7 @@ fn problems_cut_short_by_the_run_budget_are_neither_solved_nor_errors() {
     assert_eq!((run.graded, run.correct, run.tokens), (1, 1, 100));
     let notes = report.notes().join("\n");
     assert!(
-        notes.contains("r: 1 problems were cut short by the run's budget"),
+        notes.contains("r: 1 problem was cut short by the run's budget"),
         "{notes}"
     );
 }
@@ -347,6 +347,49 @@ fn runs_compare_on_the_problems_all_graded() {
 }
 
 #[test]
+fn the_same_id_on_different_questions_is_not_compared() {
+    let asked = |id: &str, sha: &str, correct: bool| ResultLine {
+        question_sha: Some(sha.into()),
+        ..line(id, Some(correct), 10, false)
+    };
+    let a = RunReport::from_lines("a", &[asked("1", "aa", true), asked("2", "bb", true)]);
+    let b = RunReport::from_lines("b", &[asked("1", "aa", false), asked("2", "cc", false)]);
+    let comparison = Comparison::new(vec![a, b]);
+    assert_eq!(comparison.mismatched, ["2"]);
+    assert_eq!(comparison.common, 1);
+    let notes = comparison.notes().join("\n");
+    assert!(
+        notes.contains("1 problem id graded in every run names different questions")
+            && notes.contains("head to head on 1 problems"),
+        "{notes}"
+    );
+    let json = comparison.to_json();
+    assert_eq!(json["mismatched"], serde_json::json!(["2"]));
+    assert_eq!(json["runs"][0]["accuracy"], serde_json::json!(1.0));
+    assert_eq!(json["runs"][1]["unanswered"], serde_json::json!(0));
+    assert!(json["runs"][0]["interval"][0].as_f64().unwrap() < 1.0);
+}
+
+#[test]
+fn a_file_a_run_is_writing_is_told_as_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.jsonl");
+    let text = serde_json::to_string(&line("1", Some(true), 10, false)).unwrap();
+    std::fs::write(&out, format!("{text}\n")).unwrap();
+    let notes = |run: RunReport| Comparison::new(vec![run]).notes().join("\n");
+    let idle = RunReport::load(&out, None).unwrap();
+    assert!(!idle.in_progress);
+    // As `ponder run` holds it while it writes.
+    let writer = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
+    writer.lock().unwrap();
+    let busy = RunReport::load(&out, None).unwrap();
+    assert!(busy.in_progress);
+    assert!(notes(busy).contains("a run is writing this file now"));
+    drop(writer);
+    assert!(!RunReport::load(&out, None).unwrap().in_progress);
+}
+
+#[test]
 fn the_plot_names_every_run() {
     let dir = tempfile::tempdir().unwrap();
     let runs = vec![
@@ -355,11 +398,22 @@ fn the_plot_names_every_run() {
         RunReport::from_lines("all errors", &[line("1", None, 5, true)]),
     ];
     let svg = dir.path().join("plot.svg");
-    Comparison::new(runs).plot(&svg).unwrap();
+    let left_out = Comparison::new(runs).plot(&svg).unwrap();
+    assert_eq!(left_out, ["all errors"]);
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg"));
     assert!(text.contains("cap 64") && text.contains("cap 256"));
     assert!(!text.contains("all errors"));
+    // The legend says what each point is over; the token axis is labelled from the power of
+    // ten below the least spend to the one above the most (100 and 900 tokens: 10 to 1000, ticks
+    // at 1, 2 and 5 of each).
+    assert!(text.contains("100.0% of 1 problem, 100 tokens"), "{text}");
+    for tick in ["10", "20", "50", "100", "200", "500", "1000"] {
+        assert!(
+            text.contains(&format!(">\n{tick}\n</text>")),
+            "{tick}: {text}"
+        );
+    }
     let none = Comparison::new(vec![RunReport::from_lines(
         "x",
         &[line("1", None, 5, true)],
@@ -395,4 +449,32 @@ fn a_server_asked_for_its_default_model_is_named_by_its_address() {
         model_of_config("source = \"smollm2-135m\"").as_deref(),
         Some("smollm2-135m")
     );
+}
+
+#[test]
+fn the_token_axis_spans_whole_powers_of_ten_with_no_run_at_zero() {
+    let axis = |tokens: &[u64]| {
+        let runs: Vec<RunReport> = tokens
+            .iter()
+            .map(|&t| RunReport::from_lines("r", &[line("1", Some(true), t, false)]))
+            .collect();
+        let points: Vec<Point<'_>> = runs
+            .iter()
+            .enumerate()
+            .map(|(index, run)| Point {
+                run,
+                index,
+                problems: 1,
+                tokens: run.tokens_per_problem().unwrap(),
+                accuracy: 100.0,
+                interval: (50.0, 100.0),
+            })
+            .collect();
+        let (range, ticks) = token_axis(&points);
+        (range.start, range.end, ticks.len())
+    };
+    // 172 to 319 tokens: 100 to 1000, ticks 100, 200, 500 and 1000.
+    assert_eq!(axis(&[172, 319]), (100.0, 1000.0, 4));
+    // No tokens at all: the axis still runs forwards, from 1.
+    assert_eq!(axis(&[0]), (1.0, 10.0, 4));
 }
