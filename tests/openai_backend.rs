@@ -445,8 +445,9 @@ fn a_killed_server_gives_a_typed_error_and_a_resumed_run_completes() {
     let lines = ponder::engine::runner::read_results(&out).unwrap();
     let errors: Vec<&String> = lines.iter().filter_map(|l| l.error.as_ref()).collect();
     assert_eq!(errors.len(), 3);
+    // The request above gave up on the dead server: until one answers, each tries once.
     assert!(
-        errors.iter().all(|e| e.contains("gave up after 2 attempt")),
+        errors.iter().all(|e| e.contains("gave up after 1 attempt")),
         "{errors:?}"
     );
     // Back on the same port: the resumed run redoes the failed problems only.
@@ -611,6 +612,25 @@ fn a_request_that_times_out_is_not_sent_again() {
         assert!(err.to_string().contains("no answer within 300ms"), "{err}");
         assert_eq!(count.load(Ordering::SeqCst) - before, 1, "n = {n}");
     }
+    // With a second server, it goes there.
+    let (hanging, hung) = scripted_server(vec![0; 16]);
+    let (other, answered) = scripted_server(vec![]);
+    let mut options = OpenAiOptions::new(&hanging, "m");
+    options.base_urls.push(other);
+    options.timeout = std::time::Duration::from_millis(300);
+    let backend = block_on(OpenAiBackend::connect(options)).unwrap();
+    for n in [2, 2, 1, 1] {
+        let done = answered.load(Ordering::SeqCst);
+        let generation =
+            block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())).with_n(n)))
+                .unwrap();
+        assert_eq!(generation.choices.len(), n);
+        assert!(answered.load(Ordering::SeqCst) > done, "n = {n}");
+    }
+    assert!(
+        hung.load(Ordering::SeqCst) > 0,
+        "round-robin sent some to the hanging one"
+    );
 }
 
 #[test]
@@ -652,16 +672,19 @@ fn the_stop_a_server_names_is_the_stop_sequence() {
 #[test]
 fn a_server_that_refuses_or_ignores_n_gets_single_requests() {
     // Refuses n = 3 with a 500 (old llama.cpp did): no retries of that, three single requests.
-    let (url, count) = scripted_server(vec![500, 200, 200, 200]);
+    // A 500 once may be a hiccup, so the next n > 1 asks again; the second 500 decides.
+    let (url, count) = scripted_server(vec![500, 200, 200, 200, 500]);
     let backend = scripted_backend(&url, 3);
     let request = GenerationRequest::new(Prompt::Text("x".into())).with_n(3);
     let generation = block_on(backend.generate(request.clone())).unwrap();
     assert_eq!(generation.choices.len(), 3);
     assert_eq!(count.load(Ordering::SeqCst), 4);
+    block_on(backend.generate(request.clone())).unwrap();
+    assert_eq!(count.load(Ordering::SeqCst), 8);
     assert!(!backend.capabilities().native_n);
     // Later requests fan out at once.
     block_on(backend.generate(request.clone())).unwrap();
-    assert_eq!(count.load(Ordering::SeqCst), 7);
+    assert_eq!(count.load(Ordering::SeqCst), 11);
     // Answers n = 3 with one choice: the two missing ones are fanned out.
     let (url, count) = scripted_server(vec![]);
     let backend = scripted_backend(&url, 3);
@@ -708,6 +731,96 @@ fn requests_spread_round_robin_over_base_urls() {
         ),
         (3, 3)
     );
+}
+
+#[test]
+fn a_fleet_is_asked_what_it_offers_at_the_server_that_answered() {
+    let (_lock, own, url) = server();
+    // A port nothing listens on, listed first: round-robin would send it every other probe.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let mut options = OpenAiOptions::new(dead, "smollm2");
+    options.base_urls.push(url.clone());
+    options.backoff = std::time::Duration::from_millis(10);
+    let fleet = block_on(OpenAiBackend::connect(options)).unwrap();
+    let alone = block_on(OpenAiBackend::connect(OpenAiOptions::new(url, "smollm2"))).unwrap();
+    let (fleet, alone) = (fleet.capabilities(), alone.capabilities());
+    assert!(fleet.tokenizer);
+    assert!(!alone.eos_token_ids.is_empty());
+    assert_eq!(
+        (fleet.eos_token_ids, fleet.context_tokens),
+        (alone.eos_token_ids, alone.context_tokens)
+    );
+    drop(own);
+}
+
+/// A server that answers its first `answers` connections (the model list, 404 elsewhere) and
+/// then is gone (connections refused).
+fn short_lived_server(answers: usize) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Write};
+        for stream in listener.incoming().take(answers) {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let (status, body) = if first.contains("/v1/models") {
+                (200, r#"{"data":[{"id":"m"}]}"#)
+            } else {
+                (404, r#"{"error":{"message":"no such endpoint"}}"#)
+            };
+            let _ = stream.write_all(
+                format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn once_a_request_gave_up_on_an_unreachable_server_the_next_tries_once() {
+    // Connecting takes the model list and three probes; then the server is gone.
+    let url = short_lived_server(4);
+    let backend = scripted_backend(&url, 3);
+    let ask = || block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into()))));
+    let first = ask().unwrap_err();
+    assert!(
+        matches!(first, Error::Connection { attempts: 4, .. }),
+        "{first:?}"
+    );
+    let next = ask().unwrap_err();
+    assert!(
+        matches!(next, Error::Connection { attempts: 1, .. }),
+        "{next:?}"
+    );
+}
+
+#[test]
+fn a_success_reply_that_carries_an_error_is_that_error() {
+    let (url, count) = scripted_server_with(vec![(
+        200,
+        Some(r#"{"error":{"message":"CUDA out of memory","code":500}}"#.into()),
+    )]);
+    let backend = scripted_backend(&url, 3);
+    let err =
+        block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap_err();
+    assert!(
+        matches!(&err, Error::Http { status: 200, message, url: at } if message == "CUDA out of memory" && at.starts_with(&url)),
+        "{err:?}"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 1, "not sent again");
 }
 
 #[test]

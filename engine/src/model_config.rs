@@ -214,7 +214,8 @@ pub struct ModelConfig {
     /// OpenAI backend: most requests in flight over all servers. Default 64.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<NonZeroUsize>,
-    /// OpenAI backend: retries on connection errors, 429 and 5xx. Default 5.
+    /// OpenAI backend: retries on connection errors, 429 and 5xx (and, with several servers,
+    /// timeouts, on the next one). Default 10: about 90 s of waiting in all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
     /// OpenAI backend: whether the servers honour `n > 1`. Default: found out from the first

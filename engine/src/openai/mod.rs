@@ -6,8 +6,10 @@
 //!   so an assistant prefix continues exactly as in process; elsewhere they go to
 //!   `/v1/chat/completions`, an assistant prefix sent as a final assistant message to continue.
 //! - Several base URLs are used round-robin, one request each; a connection error, a 429 or a 5xx
-//!   is retried with exponential backoff on the next URL (a `Retry-After` header is honoured),
-//!   a 4xx never: it is returned with the server's message.
+//!   (with several URLs, a timeout too) is retried with jittered exponential backoff on the next
+//!   URL (a longer `Retry-After` is honoured), a 4xx never: it is returned with the server's
+//!   message. After a request gave up on unreachable servers, requests try once until one
+//!   answers.
 //! - `n > 1` is sent as one request; a server that returns fewer choices is remembered as not
 //!   honouring `n`, and the missing choices (then every later request) are fanned out as
 //!   single-choice requests.
@@ -39,7 +41,8 @@ mod wire;
 
 pub use options::OpenAiOptions;
 use wire::{
-    chat_messages, clip, error_chain, last_token_id, server_message, token_ids, RawReply, Reply,
+    chat_messages, clip, error_chain, last_token_id, retry_after, server_message, token_ids,
+    RawReply, Reply,
 };
 
 const N_UNKNOWN: u8 = 0;
@@ -68,6 +71,13 @@ pub struct OpenAiBackend {
     /// Whether the warning that this server cannot tell a stop sequence from an end of
     /// sequence was given.
     warned_stops: AtomicBool,
+    /// Set when a request gave up on servers that could not be reached through all its
+    /// retries, cleared by the next answer: until then each request tries once, so a dead
+    /// fleet fails the rest of a batch at once rather than a retry schedule per problem.
+    unreachable: AtomicBool,
+    /// First `n > 1` requests a server failed with a 500 (some refuse `n` that way, but once
+    /// may be a hiccup): the second decides.
+    n_failures: AtomicU8,
 }
 
 impl std::fmt::Debug for OpenAiBackend {
@@ -134,6 +144,8 @@ impl OpenAiBackend {
             info: ServerInfo::default(),
             ids: Mutex::new(HashMap::new()),
             warned_stops: AtomicBool::new(false),
+            unreachable: AtomicBool::new(false),
+            n_failures: AtomicU8::new(0),
         };
         backend.info = backend.probe().await?;
         tracing::info!(info = ?backend.info, urls = ?backend.options.base_urls, "connected");
@@ -147,9 +159,12 @@ impl OpenAiBackend {
 
     async fn probe(&self) -> Result<ServerInfo> {
         // The model list answers on every OpenAI-compatible server: it proves the server is up.
-        let models = self
-            .request(reqwest::Method::GET, "/v1/models", None)
+        // The rest is asked of the server that answered (a fleet serves one model alike): one
+        // that is down would read as a server without a tokenizer or a template.
+        let (base, models) = self
+            .request_from(reqwest::Method::GET, "/v1/models", None)
             .await?;
+        let base = base.as_str();
         let mut info = ServerInfo {
             context_tokens: self.options.context_tokens,
             ..ServerInfo::default()
@@ -163,7 +178,7 @@ impl OpenAiBackend {
         }
         // llama.cpp: the serving context (per slot it is n_ctx / slots, which /props reports).
         if let Ok(props) = self
-            .request_once(reqwest::Method::GET, "/props", None)
+            .request_once_at(base, reqwest::Method::GET, "/props", None)
             .await
         {
             if self.options.context_tokens.is_none() {
@@ -175,7 +190,7 @@ impl OpenAiBackend {
                 }
             }
             if let Some(eos) = props.get("eos_token").and_then(Value::as_str) {
-                if let Ok(ids) = self.probe_tokenize(eos).await {
+                if let Ok(ids) = self.tokenize_request(eos, false, Some(base)).await {
                     if ids.len() == 1 {
                         info.eos_token_ids = ids;
                     }
@@ -183,11 +198,12 @@ impl OpenAiBackend {
             }
         }
         info.tokenize = self
-            .probe_tokenize("ponder")
+            .tokenize_request("ponder", false, Some(base))
             .await
             .is_ok_and(|ids| !ids.is_empty());
         info.apply_template = self
-            .request_once(
+            .request_once_at(
+                base,
                 reqwest::Method::POST,
                 "/apply-template",
                 Some(&json!({ "messages": [{ "role": "user", "content": "ponder" }] })),
@@ -197,10 +213,11 @@ impl OpenAiBackend {
         Ok(info)
     }
 
-    fn url(&self, path: &str) -> String {
+    /// The next base URL, round-robin.
+    fn next_base(&self) -> &str {
         let urls = &self.options.base_urls;
         let i = self.next_url.fetch_add(1, Ordering::Relaxed) % urls.len().max(1);
-        format!("{}{path}", urls.get(i).map_or("", String::as_str))
+        urls.get(i).map_or("", String::as_str)
     }
 
     async fn attempt(&self, method: reqwest::Method, url: &str, body: Option<&Value>) -> Attempt {
@@ -232,15 +249,23 @@ impl OpenAiBackend {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| retry_after(v, std::time::SystemTime::now()));
         let text = match response.text().await {
             Ok(text) => text,
             Err(e) if e.is_timeout() => return timed_out(&e),
             Err(e) => return Attempt::Retry(error_chain(&e), None, None),
         };
         if status.is_success() {
-            return match serde_json::from_str(&text) {
+            return match serde_json::from_str::<Value>(&text) {
+                // An error in a success reply (some servers answer a failed generation so):
+                // its message, not "no completion".
+                Ok(value) if value.get("error").is_some_and(|e| !e.is_null()) => {
+                    Attempt::Fail(Error::Http {
+                        url: url.to_string(),
+                        status: status.as_u16(),
+                        message: server_message(&text),
+                    })
+                }
                 Ok(value) => Attempt::Done(value),
                 Err(e) => Attempt::Fail(Error::Http {
                     url: url.to_string(),
@@ -271,32 +296,70 @@ impl OpenAiBackend {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value> {
+        Ok(self.request_from(method, path, body).await?.1)
+    }
+
+    /// [`Self::request`], and the base URL of the server that answered.
+    ///
+    /// Waits double from `backoff` up to 15 s, jittered by a quarter either way so that
+    /// requests that failed together do not come back together; a server's `Retry-After` is
+    /// waited for when longer (up to a minute). With several servers a request that timed out
+    /// is sent to the next one (on one server it would only run as long again).
+    async fn request_from(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(String, Value)> {
         let mut delay = self.options.backoff;
         let mut attempts = 0;
+        // While the servers are known to be unreachable, one try.
+        let retries = if self.unreachable.load(Ordering::Relaxed) {
+            0
+        } else {
+            self.options.retries
+        };
         loop {
-            let url = self.url(path);
+            let base = self.next_base().to_string();
+            let url = format!("{base}{path}");
             attempts += 1;
             match self.attempt(method.clone(), &url, body).await {
-                Attempt::Done(value) => return Ok(value),
+                Attempt::Done(value) => {
+                    self.unreachable.store(false, Ordering::Relaxed);
+                    return Ok((base, value));
+                }
+                Attempt::Fail(Error::Timeout { after, reason, .. })
+                    if self.options.base_urls.len() > 1 && attempts <= retries =>
+                {
+                    tracing::warn!(%url, attempts, %reason, "no answer within {after:?}; sending it to the next server");
+                    continue;
+                }
                 Attempt::Fail(e) => return Err(e),
-                Attempt::Retry(reason, retry_after, _) => {
-                    if attempts > self.options.retries {
+                Attempt::Retry(reason, retry_after, status) => {
+                    if attempts > retries {
+                        if status.is_none() {
+                            self.unreachable.store(true, Ordering::Relaxed);
+                        }
                         return Err(Error::Connection {
                             url,
                             attempts,
                             reason,
                         });
                     }
-                    let wait = retry_after.unwrap_or(delay).min(Duration::from_secs(60));
+                    let jitter = 0.75 + fastrand::f64() / 2.0;
+                    let wait = retry_after
+                        .map_or(delay, |asked| asked.max(delay))
+                        .min(Duration::from_secs(60))
+                        .mul_f64(jitter);
                     tracing::warn!(%url, attempts, %reason, ?wait, "retrying");
                     tokio::time::sleep(wait).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
+                    delay = (delay * 2).min(Duration::from_secs(15));
                 }
             }
         }
     }
 
-    /// One attempt, no retries: for probing optional endpoints (a 429 or 5xx comes back as
+    /// One attempt on the next server, no retries (a 429 or 5xx comes back as
     /// [`Error::Http`]).
     async fn request_once(
         &self,
@@ -304,7 +367,19 @@ impl OpenAiBackend {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value> {
-        let url = self.url(path);
+        let base = self.next_base().to_string();
+        self.request_once_at(&base, method, path, body).await
+    }
+
+    /// One attempt on the server at `base`, no retries: for probing optional endpoints.
+    async fn request_once_at(
+        &self,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let url = format!("{base}{path}");
         match self.attempt(method, &url, body).await {
             Attempt::Done(value) => Ok(value),
             Attempt::Fail(e) => Err(e),
@@ -321,23 +396,19 @@ impl OpenAiBackend {
         }
     }
 
-    /// `/tokenize` once, without retries (for probing).
-    async fn probe_tokenize(&self, text: &str) -> Result<Vec<u32>> {
-        self.tokenize_request(text, false, true).await
-    }
-
     /// `/tokenize`, with retries.
     async fn server_tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
-        self.tokenize_request(text, add_special, false).await
+        self.tokenize_request(text, add_special, None).await
     }
 
     /// `/tokenize`, in the dialects of llama.cpp (`content`, `add_special`) and vLLM (`prompt`,
     /// `add_special_tokens`); `once`: without retries.
+    /// `/tokenize`: with retries, or once at the server `once_at` (for probing).
     async fn tokenize_request(
         &self,
         text: &str,
         add_special: bool,
-        once: bool,
+        once_at: Option<&str>,
     ) -> Result<Vec<u32>> {
         let body = json!({
             "model": self.options.model,
@@ -347,8 +418,9 @@ impl OpenAiBackend {
             "add_special_tokens": add_special,
         });
         let method = reqwest::Method::POST;
-        let reply = if once {
-            self.request_once(method, "/tokenize", Some(&body)).await?
+        let reply = if let Some(base) = once_at {
+            self.request_once_at(base, method, "/tokenize", Some(&body))
+                .await?
         } else {
             self.request(method, "/tokenize", Some(&body)).await?
         };
@@ -418,7 +490,13 @@ impl OpenAiBackend {
         }
         let id = match self.server_tokenize(text, false).await {
             Ok(ids) if ids.len() == 1 => ids.first().copied(),
-            _ => None,
+            Ok(_) => None,
+            // Not known: a server that failed to answer says nothing about the text, and the
+            // next reply asks again.
+            Err(e) => {
+                tracing::warn!(text, "reading a token id failed: {e}");
+                return None;
+            }
         };
         if let Ok(mut map) = self.ids.lock() {
             map.insert(text.to_string(), id);
@@ -545,7 +623,7 @@ impl OpenAiBackend {
         for c in raw {
             let text = c
                 .text
-                .or_else(|| c.message.and_then(|m| m.content))
+                .or_else(|| c.message.and_then(wire::RawMessage::text))
                 .unwrap_or_default();
             let finish_reason = match c.finish_reason.as_deref() {
                 Some("length") => FinishReason::Length,
@@ -626,6 +704,16 @@ impl Backend for OpenAiBackend {
                     undecided = true;
                     None
                 }
+                // A 5xx once may be a hiccup; some servers refuse `n` with a 500 every time.
+                Err(Error::Http {
+                    status: status @ 500..=599,
+                    message,
+                    ..
+                }) if self.n_failures.fetch_add(1, Ordering::Relaxed) == 0 => {
+                    tracing::warn!(status, %message, "the server failed n > 1 once; fanning out this request");
+                    undecided = true;
+                    None
+                }
                 Err(Error::Http {
                     status, message, ..
                 }) => {
@@ -636,6 +724,10 @@ impl Backend for OpenAiBackend {
                 // Not reached: the same request again, with retries. One that timed out is not
                 // sent again (it would only run as long again).
                 Err(Error::Connection { .. }) => Some(self.call(&request, n, 0, false).await?),
+                // With several servers, the next one may answer.
+                Err(Error::Timeout { .. }) if self.options.base_urls.len() > 1 => {
+                    Some(self.call(&request, n, 0, false).await?)
+                }
                 Err(e) => return Err(e),
             };
             if let Some(reply) = first {

@@ -18,7 +18,7 @@ pub struct OpenAiOptions {
     pub concurrency: usize,
     /// Retries after the first attempt on connection errors, 429 and 5xx.
     pub retries: u32,
-    /// First backoff; doubled on each retry, capped at 10 s.
+    /// First backoff; doubled on each retry, capped at 15 s, jittered by a quarter.
     pub backoff: Duration,
     /// Whether the servers honour `n > 1`; `None` finds out from the first reply.
     pub native_n: Option<bool>,
@@ -34,7 +34,8 @@ pub struct OpenAiOptions {
 
 impl OpenAiOptions {
     /// Options for one server with the defaults: no key, 10 minute timeout, 64 requests in
-    /// flight, 5 retries from 0.5 s, `n` support detected, at most 20 top log-probabilities.
+    /// flight, 10 retries from 0.5 s (about 90 s in all: a server restarting or loading its
+    /// model is waited for), `n` support detected, at most 20 top log-probabilities.
     pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
         Self {
             base_urls: vec![base_url.into()],
@@ -42,7 +43,7 @@ impl OpenAiOptions {
             api_key: None,
             timeout: Duration::from_secs(600),
             concurrency: 64,
-            retries: 5,
+            retries: 10,
             backoff: Duration::from_millis(500),
             native_n: None,
             context_tokens: None,

@@ -183,6 +183,28 @@ pub(super) fn last_token_id(logprobs: &Value) -> Option<u32> {
 #[derive(Debug, Deserialize)]
 pub(super) struct RawMessage {
     pub(super) content: Option<String>,
+    /// The thinking a server's reasoning parser took out of the content (vLLM's and
+    /// llama.cpp's `reasoning_content`; `reasoning` in newer vLLM).
+    #[serde(default, alias = "reasoning")]
+    pub(super) reasoning_content: Option<String>,
+}
+
+impl RawMessage {
+    /// The text as the model wrote it: the thinking a reasoning parser took out put back in
+    /// its block (left open where the content is missing: the turn was cut while thinking),
+    /// so that answers are read after it as in process.
+    pub(super) fn text(self) -> Option<String> {
+        match (
+            self.reasoning_content.filter(|r| !r.is_empty()),
+            self.content,
+        ) {
+            (Some(thinking), Some(content)) => {
+                Some(format!("<think>\n{thinking}\n</think>\n\n{content}"))
+            }
+            (Some(thinking), None) => Some(format!("<think>\n{thinking}")),
+            (None, content) => content,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -256,4 +278,51 @@ pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+/// A `Retry-After` header's wait: seconds, or an HTTP date (RFC 9110), from `now`; a date
+/// already past is no wait.
+pub(super) fn retry_after(value: &str, now: std::time::SystemTime) -> Option<std::time::Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::retry_after;
+
+    #[test]
+    fn thinking_a_reasoning_parser_took_out_is_put_back() {
+        let message = |json: &str| {
+            serde_json::from_str::<super::RawMessage>(json)
+                .unwrap()
+                .text()
+        };
+        assert_eq!(
+            message(r#"{"content": "7", "reasoning_content": "3 + 4"}"#).as_deref(),
+            Some("<think>\n3 + 4\n</think>\n\n7")
+        );
+        assert_eq!(
+            message(r#"{"content": null, "reasoning": "3 +"}"#).as_deref(),
+            Some("<think>\n3 +")
+        );
+        assert_eq!(message(r#"{"content": "7"}"#).as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(retry_after(" 10 ", now), Some(Duration::from_secs(10)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(retry_after(&later, now), Some(Duration::from_secs(30)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(retry_after("soon", now), None);
+    }
 }
