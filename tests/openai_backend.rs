@@ -807,6 +807,71 @@ fn once_a_request_gave_up_on_an_unreachable_server_the_next_tries_once() {
     );
 }
 
+/// A local server whose every reply `answer` makes from the request's path and how many
+/// requests that path had before (`(status, body)`).
+fn fake_server(answer: impl Fn(&str, usize) -> (u16, String) + Send + 'static) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let mut seen: std::collections::HashMap<String, usize> = Default::default();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut path, mut length, mut line) = (String::new(), 0, String::new());
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if path.is_empty() {
+                    path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let _ = reader.read_exact(&mut vec![0; length]);
+            let nth = seen.entry(path.clone()).or_default();
+            let (status, body) = answer(&path, *nth);
+            *nth += 1;
+            let _ = stream.write_all(
+                format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn a_token_id_the_server_failed_to_give_is_asked_for_again() {
+    // vLLM-style log-probabilities carry no token ids; they are read from /tokenize, which
+    // fails once (after answering the connection's probe) and then recovers.
+    let url = fake_server(|path, nth| {
+        match (path, nth) {
+        ("/v1/models", _) => (200, r#"{"data":[{"id":"m"}]}"#.into()),
+        ("/tokenize", 1) => (503, r#"{"error":{"message":"busy"}}"#.into()),
+        ("/tokenize", _) => (200, r#"{"tokens":[7]}"#.into()),
+        ("/v1/completions", _) => (
+            200,
+            r#"{"choices":[{"index":0,"text":"Yes","finish_reason":"stop","logprobs":{"tokens":["Yes"],"token_logprobs":[-0.1],"top_logprobs":[{"Yes":-0.1}]}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#.into(),
+        ),
+        _ => (404, r#"{"error":{"message":"no such endpoint"}}"#.into()),
+    }
+    });
+    let backend = scripted_backend(&url, 0);
+    assert!(backend.capabilities().tokenizer);
+    let id = || {
+        let request = GenerationRequest::new(Prompt::Text("x".into())).with_top_logprobs(1);
+        let generation = block_on(backend.generate(request)).unwrap();
+        let logprobs = generation.choices[0].logprobs.clone().unwrap();
+        logprobs[0].top[0].id
+    };
+    assert_eq!(id(), u32::MAX, "unknown while /tokenize fails");
+    assert_eq!(id(), 7, "asked again, not remembered as unknown");
+}
+
 #[test]
 fn a_success_reply_that_carries_an_error_is_that_error() {
     let (url, count) = scripted_server_with(vec![(
