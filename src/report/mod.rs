@@ -77,6 +77,9 @@ pub struct RunReport {
     /// Each graded problem's question fingerprint, where its line records one.
     #[serde(skip)]
     questions: HashMap<String, String>,
+    /// Graded problems whose answer was chosen among more than one candidate.
+    #[serde(skip)]
+    chose_among_several: usize,
 }
 
 /// What [`regrade`] changed, over the lines that count (each problem's last).
@@ -256,6 +259,7 @@ impl RunReport {
             regraded: None,
             grades: HashMap::new(),
             questions: HashMap::new(),
+            chose_among_several: 0,
         };
         let mut strategies = BTreeSet::new();
         for line in last.values() {
@@ -287,6 +291,7 @@ impl RunReport {
                 }
                 if let Some(c) = line.candidates.filter(|c| c.graded > 0) {
                     report.with_candidates += 1;
+                    report.chose_among_several += usize::from(c.graded > 1);
                     if c.right > 0 {
                         report.covered += 1;
                         report.covered_correct += usize::from(correct);
@@ -722,7 +727,8 @@ impl Comparison {
                     .collect();
                 notes.push(format!("{}: routes: {}", run.label, routes.join(", ")));
             }
-            if run.covered > 0 {
+            // One candidate is always the answer: nothing to say of a choice.
+            if run.covered > 0 && run.chose_among_several > 0 {
                 notes.push(format!(
                     "{}: of the {} problems with a right candidate, the answer chosen was right \
                      in {} ({:.1}%)",

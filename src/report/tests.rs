@@ -293,7 +293,9 @@ fn coverage_counts_the_problems_with_a_right_candidate() {
         (3, 2, 1)
     );
     let plain = RunReport::from_lines("p", &[line("1", Some(true), 10, false)]);
-    let comparison = Comparison::new(vec![run, plain]);
+    // One candidate a problem: its answer, no choice to tell of.
+    let single = RunReport::from_lines("one", &[with("1", true, 1, 1)]);
+    let comparison = Comparison::new(vec![run, plain, single]);
     let table = comparison.table().to_string();
     assert!(
         table.contains("any candidate right") && table.contains("66.7% (2/3)"),
@@ -303,7 +305,7 @@ fn coverage_counts_the_problems_with_a_right_candidate() {
     assert!(
         notes.contains(
             "s: of the 2 problems with a right candidate, the answer chosen was right in 1 (50.0%)"
-        ),
+        ) && !notes.contains("one: of the"),
         "{notes}"
     );
 }

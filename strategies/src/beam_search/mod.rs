@@ -694,6 +694,11 @@ impl Strategy for BeamSearch {
             })
             .collect();
         let answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
+        for (&id, answer) in finalists.iter().zip(&answers) {
+            if let Some(node) = tree.node_mut(id) {
+                node.answer.clone_from(answer);
+            }
+        }
         let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
         let selection = self.config.select.apply(&answers, &rewards);
         if let Some(&id) = selection.index.and_then(|i| finalists.get(i)) {

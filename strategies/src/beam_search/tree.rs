@@ -47,6 +47,9 @@ pub struct SearchNode {
     /// The step was cut at the step limit; the next one continues it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub continues: bool,
+    /// A final candidate's answer (read from its whole path), shown in the picture.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
 }
 
 /// The tree.
@@ -76,6 +79,7 @@ impl SearchTree {
             state: NodeState::Active,
             chosen: false,
             continues: false,
+            answer: None,
         });
         Self { graph, root }
     }
@@ -98,6 +102,7 @@ impl SearchTree {
             state: NodeState::Active,
             chosen: false,
             continues: false,
+            answer: None,
         });
         self.graph.add_edge(NodeIndex::new(parent.0), child, ());
         NodeId(child.index())
@@ -203,10 +208,10 @@ fn node_attrs(node: &SearchNode) -> String {
         text.push('…');
     }
     let score = node.score.map_or("-".to_string(), |s| format!("{s:.2}"));
-    let label = if node.depth == 0 {
-        "question".to_string()
-    } else {
-        format!("{score}\\n{}", escape(&text))
+    let label = match (&node.answer, node.depth) {
+        (_, 0) => "question".to_string(),
+        (Some(answer), _) => format!("{score}\\n{}\\nanswer: {}", escape(&text), escape(answer)),
+        (None, _) => format!("{score}\\n{}", escape(&text)),
     };
     let mut attrs = format!("label=\"{label}\" shape=box");
     match node.state {
@@ -217,7 +222,7 @@ fn node_attrs(node: &SearchNode) -> String {
         NodeState::Active | NodeState::Expanded => {}
     }
     if node.chosen {
-        attrs.push_str(" penwidth=3 fontname=\"bold\"");
+        attrs.push_str(" penwidth=3 fontname=\"Helvetica-Bold\"");
     }
     attrs
 }
@@ -241,6 +246,7 @@ mod tests {
         tree.node_mut(c).unwrap().state = NodeState::Pruned;
         tree.node_mut(b).unwrap().state = NodeState::Finished;
         tree.choose(b);
+        tree.node_mut(b).unwrap().answer = Some("42".into());
         assert_eq!(tree.path(b), vec![a, b]);
         assert_eq!(tree.len(), 4);
         let trace = tree.trace();
@@ -252,5 +258,7 @@ mod tests {
         assert!(trace.dot.contains("fillcolor=grey85"));
         assert!(trace.dot.contains("penwidth=3"));
         assert!(trace.dot.contains("step \\\"a\\\""));
+        assert!(trace.dot.contains("answer: 42") && trace.dot.contains("Helvetica-Bold"));
+        assert_eq!(nodes[2]["answer"], "42");
     }
 }
