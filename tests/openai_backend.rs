@@ -808,7 +808,7 @@ fn once_a_request_gave_up_on_an_unreachable_server_the_next_tries_once() {
 }
 
 /// A local server whose every reply `answer` makes from the request's path and how many
-/// requests that path had before (`(status, body)`).
+/// requests that path had before (`(status, body)`; for a 3xx, the body is the `Location`).
 fn fake_server(answer: impl Fn(&str, usize) -> (u16, String) + Send + 'static) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -830,11 +830,16 @@ fn fake_server(answer: impl Fn(&str, usize) -> (u16, String) + Send + 'static) -
             }
             let _ = reader.read_exact(&mut vec![0; length]);
             let nth = seen.entry(path.clone()).or_default();
-            let (status, body) = answer(&path, *nth);
+            let (status, mut body) = answer(&path, *nth);
             *nth += 1;
+            let mut headers = String::new();
+            if (300..400).contains(&status) {
+                headers = format!("Location: {body}\r\n");
+                body.clear();
+            }
             let _ = stream.write_all(
                 format!(
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status} X\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 )
                 .as_bytes(),
@@ -870,6 +875,23 @@ fn a_token_id_the_server_failed_to_give_is_asked_for_again() {
     };
     assert_eq!(id(), u32::MAX, "unknown while /tokenize fails");
     assert_eq!(id(), 7, "asked again, not remembered as unknown");
+}
+
+#[test]
+fn a_redirect_that_would_turn_a_post_into_a_get_is_told_with_where_it_points() {
+    let url = fake_server(|path, _| match path {
+        "/v1/models" => (200, r#"{"data":[{"id":"m"}]}"#.into()),
+        "/v1/completions" => (302, "https://example.invalid/v1/completions".into()),
+        _ => (404, r#"{"error":{"message":"no such endpoint"}}"#.into()),
+    });
+    let backend = scripted_backend(&url, 3);
+    let err =
+        block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap_err();
+    assert!(
+        matches!(&err, Error::Http { status: 302, message, .. }
+            if message.starts_with("redirected to https://example.invalid/v1/completions")),
+        "{err:?}"
+    );
 }
 
 #[test]

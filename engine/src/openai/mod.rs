@@ -71,6 +71,8 @@ pub struct OpenAiBackend {
     /// Whether the warning that this server cannot tell a stop sequence from an end of
     /// sequence was given.
     warned_stops: AtomicBool,
+    /// Whether the warning that this server writes past `max_tokens` was given.
+    warned_overrun: AtomicBool,
     /// Set when a request gave up on servers that could not be reached through all its
     /// retries, cleared by the next answer: until then each request tries once, so a dead
     /// fleet fails the rest of a batch at once rather than a retry schedule per problem.
@@ -121,9 +123,20 @@ impl OpenAiBackend {
             }
             *url = trimmed.to_string();
         }
+        // Only redirects that keep the method are followed: a 301 or 302 would turn a POST into
+        // a GET, and its 404 would be blamed on the URL asked.
+        let redirects = reqwest::redirect::Policy::custom(|attempt| {
+            let keeps_method = matches!(attempt.status().as_u16(), 307 | 308);
+            if keeps_method && attempt.previous().len() < 5 {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        });
         let client = reqwest::Client::builder()
             .timeout(options.timeout)
             .connect_timeout(Duration::from_secs(10))
+            .redirect(redirects)
             .build()
             .map_err(|e| Error::Connection {
                 url: options.base_urls.join(", "),
@@ -144,6 +157,7 @@ impl OpenAiBackend {
             info: ServerInfo::default(),
             ids: Mutex::new(HashMap::new()),
             warned_stops: AtomicBool::new(false),
+            warned_overrun: AtomicBool::new(false),
             unreachable: AtomicBool::new(false),
             n_failures: AtomicU8::new(0),
         };
@@ -250,6 +264,11 @@ impl OpenAiBackend {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| retry_after(v, std::time::SystemTime::now()));
+        let headers_location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let text = match response.text().await {
             Ok(text) => text,
             Err(e) if e.is_timeout() => return timed_out(&e),
@@ -274,8 +293,19 @@ impl OpenAiBackend {
                 }),
             };
         }
+        if status.is_redirection() {
+            let to = headers_location.unwrap_or_else(|| "(no Location)".into());
+            return Attempt::Fail(Error::Http {
+                url: url.to_string(),
+                status: status.as_u16(),
+                message: format!(
+                    "redirected to {to}: give that as the base_url (a {} turns a POST into a GET)",
+                    status.as_u16()
+                ),
+            });
+        }
         let message = server_message(&text);
-        if status.as_u16() == 429 || status.is_server_error() {
+        if matches!(status.as_u16(), 408 | 429) || status.is_server_error() {
             return Attempt::Retry(
                 format!("HTTP {status}: {message}"),
                 retry_after,
@@ -769,6 +799,17 @@ impl Backend for OpenAiBackend {
         let mut choices = Vec::with_capacity(n);
         for (i, mut reply) in replies.into_iter().enumerate() {
             self.count_tokens(&mut reply, request.max_tokens).await?;
+            let longest = reply.choices.iter().map(|c| c.completion_tokens).max();
+            if longest > Some(request.max_tokens)
+                && !self.warned_overrun.swap(true, Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    max_tokens = request.max_tokens,
+                    completion_tokens = longest,
+                    "the server wrote more tokens than asked: it does not honour max_tokens, and \
+                     token budgets can be overrun by what it writes past them"
+                );
+            }
             if request.top_logprobs.is_none() {
                 for choice in &mut reply.choices {
                     choice.logprobs = None;
