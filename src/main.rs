@@ -260,6 +260,9 @@ fn report(
             plot.display()
         );
     }
+    if let Some(plot) = plot {
+        check_parent(plot, "--plot")?;
+    }
     let mut labels = labels.into_iter();
     let runs = results
         .iter()

@@ -511,7 +511,7 @@ fn report_compares_runs_and_names_bad_files() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("head to head on 1 problems: both right 1"),
+        stdout.contains("head to head on 1 problem: both right 1"),
         "{stdout}"
     );
     assert!(stdout.contains("half-written"), "{stdout}");

@@ -474,7 +474,7 @@ fn scripted_server(statuses: Vec<u16>) -> (String, Arc<AtomicUsize>) {
     scripted_server_with(statuses.into_iter().map(|s| (s, None)).collect())
 }
 
-/// Like [`scripted_server`], with the body of each 200 reply where one is given (status 0: no
+/// Like [`scripted_server`], with the body of each reply where one is given (status 0: no
 /// reply at all).
 fn scripted_server_with(replies: Vec<(u16, Option<String>)>) -> (String, Arc<AtomicUsize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -512,10 +512,10 @@ fn scripted_server_with(replies: Vec<(u16, Option<String>)>) -> (String, Arc<Ato
             } else if path.starts_with("/v1/") {
                 let i = seen.fetch_add(1, Ordering::SeqCst);
                 let (status, given) = replies.get(i).cloned().unwrap_or((200, None));
-                let body = if status == 200 {
-                    given.unwrap_or_else(|| r#"{"choices":[{"index":0,"text":"ok","finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#.to_string())
-                } else {
-                    format!(r#"{{"error":{{"message":"scripted {status}"}}}}"#)
+                let body = match (status, given) {
+                    (_, Some(body)) => body,
+                    (200, None) => r#"{"choices":[{"index":0,"text":"ok","finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#.to_string(),
+                    (_, None) => format!(r#"{{"error":{{"message":"scripted {status}"}}}}"#),
                 };
                 (status, body)
             } else {
@@ -671,20 +671,36 @@ fn the_stop_a_server_names_is_the_stop_sequence() {
 
 #[test]
 fn a_server_that_refuses_or_ignores_n_gets_single_requests() {
-    // Refuses n = 3 with a 500 (old llama.cpp did): no retries of that, three single requests.
-    // A 500 once may be a hiccup, so the next n > 1 asks again; the second 500 decides.
-    let (url, count) = scripted_server(vec![500, 200, 200, 200, 500]);
+    // Refuses n = 3 with a 500 that says so (old llama.cpp): no retries of that, three single
+    // requests.
+    let refusal = r#"{"error":{"message":"Only one completion choice is allowed"}}"#;
+    let (url, count) = scripted_server_with(vec![(500, Some(refusal.into()))]);
     let backend = scripted_backend(&url, 3);
     let request = GenerationRequest::new(Prompt::Text("x".into())).with_n(3);
     let generation = block_on(backend.generate(request.clone())).unwrap();
     assert_eq!(generation.choices.len(), 3);
     assert_eq!(count.load(Ordering::SeqCst), 4);
-    block_on(backend.generate(request.clone())).unwrap();
-    assert_eq!(count.load(Ordering::SeqCst), 8);
     assert!(!backend.capabilities().native_n);
     // Later requests fan out at once.
     block_on(backend.generate(request.clone())).unwrap();
-    assert_eq!(count.load(Ordering::SeqCst), 11);
+    assert_eq!(count.load(Ordering::SeqCst), 7);
+    // A 500 that does not say why may be a hiccup: that request fans out, the next asks again
+    // (and gets its three choices in one reply).
+    let three = r#"{"choices":[{"index":0,"text":"a","finish_reason":"stop"},{"index":1,"text":"b","finish_reason":"stop"},{"index":2,"text":"c","finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":3}}"#;
+    let (url, count) = scripted_server_with(vec![
+        (500, None),
+        (200, None),
+        (200, None),
+        (200, None),
+        (200, Some(three.into())),
+    ]);
+    let backend = scripted_backend(&url, 3);
+    block_on(backend.generate(request.clone())).unwrap();
+    assert_eq!(count.load(Ordering::SeqCst), 4);
+    let generation = block_on(backend.generate(request.clone())).unwrap();
+    assert_eq!(generation.choices.len(), 3);
+    assert_eq!(count.load(Ordering::SeqCst), 5);
+    assert!(backend.capabilities().native_n);
     // Answers n = 3 with one choice: the two missing ones are fanned out.
     let (url, count) = scripted_server(vec![]);
     let backend = scripted_backend(&url, 3);
@@ -889,7 +905,7 @@ fn a_redirect_that_would_turn_a_post_into_a_get_is_told_with_where_it_points() {
         block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap_err();
     assert!(
         matches!(&err, Error::Http { status: 302, message, .. }
-            if message.starts_with("redirected to https://example.invalid/v1/completions")),
+            if message.starts_with("redirected to https://example.invalid/v1/completions: point base_url")),
         "{err:?}"
     );
 }
@@ -908,6 +924,26 @@ fn a_success_reply_that_carries_an_error_is_that_error() {
         "{err:?}"
     );
     assert_eq!(count.load(Ordering::SeqCst), 1, "not sent again");
+}
+
+#[test]
+fn a_retry_goes_to_the_next_server_whatever_other_requests_do() {
+    // One server of two is down; with one retry each, every request reaches the other, however
+    // many are in flight (the shared round-robin counter alone could send a retry back).
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let (up, count) = scripted_server(vec![]);
+    let mut options = OpenAiOptions::new(up, "m");
+    options.base_urls.push(dead);
+    options.retries = 1;
+    options.backoff = std::time::Duration::from_millis(10);
+    let backend = block_on(OpenAiBackend::connect(options)).unwrap();
+    let asks = (0..16).map(|_| backend.generate(GenerationRequest::new(Prompt::Text("x".into()))));
+    let replies = block_on(futures::future::join_all(asks));
+    assert!(replies.iter().all(Result::is_ok), "{replies:?}");
+    assert_eq!(count.load(Ordering::SeqCst), 16);
 }
 
 #[test]
@@ -964,8 +1000,13 @@ fn a_judge_draw_cut_inside_a_character_is_drawn_again_then_unreadable() {
 
     // A judge asking there draws again, then calls the answer unreadable: not a server that
     // ignores `top_logprobs` (the error), and "Yes" and "No" are not among the pizza bytes.
+    // Seeded, so the draws are the same each time (unseeded, a run now and then drew a whole
+    // character first).
     let metered = Arc::new(Metered::new(connect(&url), Budget::unlimited()));
-    let backend: Arc<dyn Backend> = Arc::clone(&metered) as Arc<dyn Backend>;
+    let backend: Arc<dyn Backend> = Arc::new(ponder::engine::Seeded::new(
+        Arc::clone(&metered) as Arc<dyn Backend>,
+        7,
+    ));
     let words = |w: &str| block_on(backend.tokenize(TokenizeInput::Piece(w))).unwrap();
     let (yes, no) = (words("Yes"), words("No"));
     let p = block_on(choice_probability(&backend, prompt(), &yes[..1], &no[..1])).unwrap();

@@ -77,9 +77,10 @@ pub struct RunReport {
     /// Each graded problem's question fingerprint, where its line records one.
     #[serde(skip)]
     questions: HashMap<String, String>,
-    /// Graded problems whose answer was chosen among more than one candidate.
+    /// Of the covered problems, those whose answer was chosen among more than one candidate,
+    /// and of those, how many were right.
     #[serde(skip)]
-    chose_among_several: usize,
+    chosen_among_several: (usize, usize),
 }
 
 /// What [`regrade`] changed, over the lines that count (each problem's last).
@@ -259,7 +260,7 @@ impl RunReport {
             regraded: None,
             grades: HashMap::new(),
             questions: HashMap::new(),
-            chose_among_several: 0,
+            chosen_among_several: (0, 0),
         };
         let mut strategies = BTreeSet::new();
         for line in last.values() {
@@ -291,10 +292,13 @@ impl RunReport {
                 }
                 if let Some(c) = line.candidates.filter(|c| c.graded > 0) {
                     report.with_candidates += 1;
-                    report.chose_among_several += usize::from(c.graded > 1);
                     if c.right > 0 {
                         report.covered += 1;
                         report.covered_correct += usize::from(correct);
+                        if c.graded > 1 {
+                            report.chosen_among_several.0 += 1;
+                            report.chosen_among_several.1 += usize::from(correct);
+                        }
                     }
                 }
             }
@@ -331,11 +335,13 @@ impl RunReport {
 
     /// Share right of the graded problems and the unanswered ones, which count as wrong (runs
     /// under one budget that answered different numbers of problems compare fairly); `None`
-    /// when nothing was left unanswered or nothing graded.
+    /// when nothing was left unanswered, or answers were not graded (no references). A run
+    /// that answered nothing scores 0.
     pub fn accuracy_with_unanswered(&self) -> Option<(f64, usize)> {
         let unanswered = self.unanswered();
         let n = self.graded + unanswered;
-        (unanswered > 0 && self.graded > 0).then(|| (self.correct as f64 / n as f64, n))
+        let known = self.graded > 0 || self.solved() == 0;
+        (unanswered > 0 && known).then(|| (self.correct as f64 / n as f64, n))
     }
 
     /// The 95% Wilson score interval of [`Self::accuracy`]: at 0 or all of few problems right it
@@ -692,16 +698,25 @@ impl Comparison {
                 }
             ));
         }
-        if self.runs.len() > 1 && !self.same_problems() {
+        if self.runs.len() > 1 && self.common == 0 {
+            notes.push("no problem was graded in every run: nothing to compare them on".into());
+        } else if self.runs.len() > 1 && !self.same_problems() {
             notes.push(format!(
-                "on common: accuracy on the {} problems every run graded",
-                self.common
+                "on common: accuracy on the {} every run graded",
+                count(self.common, "problem", "problems")
             ));
         }
-        if let (Some(h), [a, b]) = (self.head_to_head, self.runs.as_slice()) {
+        if let (Some(h), [a, b], true) = (self.head_to_head, self.runs.as_slice(), self.common > 0)
+        {
             notes.push(format!(
-                "head to head on {} problems: both right {}, only {} {}, only {} {}, neither {}",
-                self.common, h.both, a.label, h.first_only, b.label, h.second_only, h.neither
+                "head to head on {}: both right {}, only {} {}, only {} {}, neither {}",
+                count(self.common, "problem", "problems"),
+                h.both,
+                a.label,
+                h.first_only,
+                b.label,
+                h.second_only,
+                h.neither
             ));
         }
         for run in &self.runs {
@@ -728,35 +743,40 @@ impl Comparison {
                 notes.push(format!("{}: routes: {}", run.label, routes.join(", ")));
             }
             // One candidate is always the answer: nothing to say of a choice.
-            if run.covered > 0 && run.chose_among_several > 0 {
+            let (among, right) = run.chosen_among_several;
+            if among > 0 {
                 notes.push(format!(
-                    "{}: of the {} problems with a right candidate, the answer chosen was right \
-                     in {} ({:.1}%)",
+                    "{}: of the {} with a right candidate among several, the answer chosen was \
+                     right in {right} ({:.1}%)",
                     run.label,
-                    run.covered,
-                    run.covered_correct,
-                    100.0 * run.covered_correct as f64 / run.covered as f64
+                    count(among, "problem", "problems"),
+                    100.0 * right as f64 / among as f64
                 ));
             }
             if run.errors > 0 {
                 notes.push(format!(
-                    "{}: {} ended in an error; a rerun retries them",
+                    "{}: {} ended in an error; a rerun retries {}",
                     run.label,
-                    count(run.errors, "problem", "problems")
+                    count(run.errors, "problem", "problems"),
+                    if run.errors == 1 { "it" } else { "them" }
                 ));
             }
             if run.cut_short > 0 {
                 notes.push(format!(
                     "{}: {} cut short by the run's budget (left out here); a rerun with a \
-                     larger --max-run-tokens solves them",
+                     larger --max-run-tokens solves {}",
                     run.label,
-                    count(run.cut_short, "problem was", "problems were")
+                    count(run.cut_short, "problem was", "problems were"),
+                    if run.cut_short == 1 { "it" } else { "them" }
                 ));
             }
             if let Some(r) = run.regraded {
                 notes.push(format!(
-                    "{}: {} math answers graded again by this ponder: {} now right, {} now wrong",
-                    run.label, r.graded, r.now_right, r.now_wrong
+                    "{}: {} graded again by this ponder: {} now right, {} now wrong",
+                    run.label,
+                    count(r.graded, "math answer", "math answers"),
+                    r.now_right,
+                    r.now_wrong
                 ));
             }
         }
@@ -769,7 +789,7 @@ impl Comparison {
     pub fn plot(&self, path: &Path) -> Result<Vec<String>> {
         let mut left_out = Vec::new();
         let mut points = Vec::new();
-        for (index, run) in self.runs.iter().enumerate() {
+        for run in &self.runs {
             // Unanswered problems count as wrong here too (see the table).
             let point = run
                 .accuracy_with_unanswered()
@@ -782,7 +802,6 @@ impl Comparison {
             let (low, high) = wilson(p, n);
             points.push(Point {
                 run,
-                index,
                 problems: n,
                 tokens,
                 accuracy: 100.0 * p,
@@ -806,8 +825,6 @@ impl Comparison {
 /// One run as the plot shows it.
 struct Point<'a> {
     run: &'a RunReport,
-    /// Its place among the runs, which picks its colour.
-    index: usize,
     /// Problems its accuracy is over.
     problems: usize,
     tokens: f64,
@@ -829,27 +846,73 @@ const COLOURS: [(u8, u8, u8); 10] = [
     (23, 190, 207),
 ];
 
+/// Where a point sits on the token axis: a log axis has no 0, so a run that spent nothing
+/// sits at 1.
+fn x_of(point: &Point<'_>) -> f64 {
+    point.tokens.max(1.0)
+}
+
 /// The log axis from the power of ten below the least tokens to the one above the most (plotters
 /// labels a log axis only from the first power of ten inside it), with ticks at 1, 2 and 5 of
-/// each power.
+/// each power over up to three powers, else at each power (every other one past six), so that
+/// the labels never run together.
 fn token_axis(points: &[Point<'_>]) -> (std::ops::Range<f64>, Vec<f64>) {
     let (least, most) = points.iter().fold((f64::INFINITY, 1f64), |(lo, hi), p| {
-        (lo.min(p.tokens.max(1.0)), hi.max(p.tokens))
+        (lo.min(x_of(p)), hi.max(x_of(p)))
     });
-    let low = 10f64.powf((least / 1.05).max(1.0).log10().floor());
+    let low = 10f64.powf((least / 1.05).log10().floor());
     let high = 10f64.powf((most * 1.05).log10().ceil()).max(low * 10.0);
-    let mut ticks = Vec::new();
-    let mut power = low;
-    while power <= high {
-        ticks.extend(
-            [1.0, 2.0, 5.0]
-                .iter()
-                .map(|m| m * power)
-                .filter(|&t| t <= high),
-        );
-        power *= 10.0;
-    }
+    let powers = (high / low).log10().round() as usize;
+    let (steps, every): (&[f64], usize) = match powers {
+        0..=3 => (&[1.0, 2.0, 5.0], 1),
+        4..=6 => (&[1.0], 1),
+        _ => (&[1.0], 2),
+    };
+    let ticks = (0..=powers)
+        .step_by(every)
+        .flat_map(|k| steps.iter().map(move |m| m * low * 10f64.powi(k as i32)))
+        .filter(|&t| t <= high * 1.0001)
+        .collect();
     (low..high, ticks)
+}
+
+/// A token count as a tick label: `500`, `2k`, `1.5M`, `0.5`.
+fn tokens_label(v: f64) -> String {
+    let short = |x: f64, unit: &str| {
+        let text = format!("{x:.1}");
+        format!("{}{unit}", text.trim_end_matches(".0"))
+    };
+    match v {
+        v if v >= 1e6 => short(v / 1e6, "M"),
+        v if v >= 1e3 => short(v / 1e3, "k"),
+        v if v < 1.0 => format!("{v:.1}"),
+        v => format!("{v:.0}"),
+    }
+}
+
+/// `text`, cut to `most` characters with an ellipsis.
+fn clipped(text: &str, most: usize) -> String {
+    if text.chars().count() > most {
+        text.chars().take(most - 1).chain(['…']).collect()
+    } else {
+        text.to_string()
+    }
+}
+
+/// The shape of the `n`th run's marker in the legend, as on the chart: a circle, then (past
+/// the ten colours) a triangle, then a cross.
+fn legend_marker(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    at: (i32, i32),
+    n: usize,
+    style: ShapeStyle,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    match (n / COLOURS.len()) % 3 {
+        0 => area.draw(&Circle::new(at, 5, style))?,
+        1 => area.draw(&TriangleMarker::new(at, 7, style))?,
+        _ => area.draw(&Cross::new(at, 5, style.stroke_width(2)))?,
+    }
+    Ok(())
 }
 
 fn draw(path: &Path, points: &[Point<'_>]) -> std::result::Result<(), Box<dyn std::error::Error>> {
@@ -868,51 +931,75 @@ fn draw(path: &Path, points: &[Point<'_>]) -> std::result::Result<(), Box<dyn st
         .configure_mesh()
         .x_desc("tokens per problem (prompt + completion, log scale)")
         .y_desc("accuracy, % (bars: 95% interval)")
-        .x_label_formatter(&|v| format!("{v:.0}"))
+        .x_label_formatter(&|v| tokens_label(*v))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .light_line_style(WHITE)
         .draw()?;
-    let colour = |p: &Point<'_>| {
-        let (r, g, b) = COLOURS[p.index % COLOURS.len()];
+    let colour = |n: usize| {
+        let (r, g, b) = COLOURS[n % COLOURS.len()];
         RGBColor(r, g, b)
     };
-    for p in points {
-        let x = p.tokens.max(1.0);
+    // Points that would fall on one another are set apart a little along the axis.
+    let mut placed: Vec<(f64, f64)> = Vec::new();
+    for (n, p) in points.iter().enumerate() {
+        let same =
+            |(x, y): &(f64, f64)| (x / x_of(p) - 1.0).abs() < 0.02 && (y - p.accuracy).abs() < 1.0;
+        let x = x_of(p) * 1.04f64.powi(placed.iter().filter(|q| same(q)).count() as i32);
+        placed.push((x_of(p), p.accuracy));
         let (low, high) = p.interval;
         chart.draw_series(std::iter::once(ErrorBar::new_vertical(
             x,
             low,
             p.accuracy,
             high,
-            colour(p).stroke_width(1),
+            colour(n).stroke_width(1),
             8,
         )))?;
-        chart.draw_series(std::iter::once(Circle::new(
-            (x, p.accuracy),
-            5,
-            colour(p).filled(),
-        )))?;
-    }
-    // The legend: each run's colour, label, accuracy and what it is over.
-    let font = ("sans-serif", 13).into_font();
-    for (row, p) in points.iter().enumerate() {
-        let y = 60 + 40 * row as i32;
-        legend_area.draw(&Circle::new((12, y + 6), 5, colour(p).filled()))?;
-        let label: String = if p.run.label.chars().count() > 38 {
-            p.run.label.chars().take(37).chain(['…']).collect()
-        } else {
-            p.run.label.clone()
+        let style = colour(n).filled();
+        match (n / COLOURS.len()) % 3 {
+            0 => chart.draw_series(std::iter::once(Circle::new((x, p.accuracy), 5, style)))?,
+            1 => chart.draw_series(std::iter::once(TriangleMarker::new(
+                (x, p.accuracy),
+                7,
+                style,
+            )))?,
+            _ => chart.draw_series(std::iter::once(Cross::new(
+                (x, p.accuracy),
+                5,
+                style.stroke_width(2),
+            )))?,
         };
-        legend_area.draw(&Text::new(label, (24, y), font.clone().color(&BLACK)))?;
-        let strategy = p.run.strategies.join(", ");
-        legend_area.draw(&Text::new(
-            format!(
-                "{strategy}: {:.1}% of {}, {:.0} tokens",
-                p.accuracy,
-                count(p.problems, "problem", "problems"),
-                p.tokens
-            ),
-            (24, y + 16),
-            font.clone().color(&RGBColor(90, 90, 90)),
-        ))?;
+    }
+    // The legend: each run's marker, label, accuracy and what it is over; rows shrink to fit
+    // every run, down to one line each.
+    let rows = points.len().max(1) as i32;
+    let row = (460 / rows).min(40);
+    let two_lines = row >= 30;
+    let size: i32 = if row >= 15 { 13 } else { 10 };
+    let font = ("sans-serif", f64::from(size)).into_font();
+    for (n, p) in points.iter().enumerate() {
+        let y = 40 + row * n as i32;
+        legend_marker(&legend_area, (12, y + size / 2), n, colour(n).filled())?;
+        let stats = format!(
+            "{}: {:.1}% of {}, {} tokens",
+            p.run.strategies.join(", "),
+            p.accuracy,
+            count(p.problems, "problem", "problems"),
+            tokens_label(p.tokens.round())
+        );
+        let first = if two_lines {
+            clipped(&p.run.label, 36)
+        } else {
+            clipped(&format!("{}  {:.1}%", p.run.label, p.accuracy), 40)
+        };
+        legend_area.draw(&Text::new(first, (24, y), font.clone().color(&BLACK)))?;
+        if two_lines {
+            legend_area.draw(&Text::new(
+                clipped(&stats, 44),
+                (24, y + 16),
+                font.clone().color(&RGBColor(90, 90, 90)),
+            ))?;
+        }
     }
     root.present()?;
     Ok(())

@@ -304,7 +304,7 @@ fn coverage_counts_the_problems_with_a_right_candidate() {
     let notes = comparison.notes().join("\n");
     assert!(
         notes.contains(
-            "s: of the 2 problems with a right candidate, the answer chosen was right in 1 (50.0%)"
+            "s: of the 2 problems with a right candidate among several, the answer chosen was right in 1 (50.0%)"
         ) && !notes.contains("one: of the"),
         "{notes}"
     );
@@ -362,7 +362,7 @@ fn the_same_id_on_different_questions_is_not_compared() {
     let notes = comparison.notes().join("\n");
     assert!(
         notes.contains("1 problem id graded in every run names different questions")
-            && notes.contains("head to head on 1 problems"),
+            && notes.contains("head to head on 1 problem:"),
         "{notes}"
     );
     let json = comparison.to_json();
@@ -410,7 +410,7 @@ fn the_plot_names_every_run() {
     // ten below the least spend to the one above the most (100 and 900 tokens: 10 to 1000, ticks
     // at 1, 2 and 5 of each).
     assert!(text.contains("100.0% of 1 problem, 100 tokens"), "{text}");
-    for tick in ["10", "20", "50", "100", "200", "500", "1000"] {
+    for tick in ["10", "20", "50", "100", "200", "500", "1k"] {
         assert!(
             text.contains(&format!(">\n{tick}\n</text>")),
             "{tick}: {text}"
@@ -462,10 +462,8 @@ fn the_token_axis_spans_whole_powers_of_ten_with_no_run_at_zero() {
             .collect();
         let points: Vec<Point<'_>> = runs
             .iter()
-            .enumerate()
-            .map(|(index, run)| Point {
+            .map(|run| Point {
                 run,
-                index,
                 problems: 1,
                 tokens: run.tokens_per_problem().unwrap(),
                 accuracy: 100.0,
@@ -477,6 +475,42 @@ fn the_token_axis_spans_whole_powers_of_ten_with_no_run_at_zero() {
     };
     // 172 to 319 tokens: 100 to 1000, ticks 100, 200, 500 and 1000.
     assert_eq!(axis(&[172, 319]), (100.0, 1000.0, 4));
-    // No tokens at all: the axis still runs forwards, from 1.
-    assert_eq!(axis(&[0]), (1.0, 10.0, 4));
+    // No tokens at all: plotted at 1, on an axis from 0.1, off the y axis.
+    let (low, high, ticks) = axis(&[0]);
+    assert!(
+        (low - 0.1).abs() < 1e-12 && high == 10.0 && ticks == 7,
+        "{low} {high} {ticks}"
+    );
+}
+
+#[test]
+fn tick_labels_stay_apart_over_many_powers_of_ten() {
+    assert_eq!(tokens_label(500.0), "500");
+    assert_eq!(tokens_label(2000.0), "2k");
+    assert_eq!(tokens_label(1_500_000.0), "1.5M");
+    assert_eq!(tokens_label(0.5), "0.5");
+    let axis = |tokens: &[u64]| {
+        let runs: Vec<RunReport> = tokens
+            .iter()
+            .map(|&t| RunReport::from_lines("r", &[line("1", Some(true), t, false)]))
+            .collect();
+        let points: Vec<Point<'_>> = runs
+            .iter()
+            .map(|run| Point {
+                run,
+                problems: 1,
+                tokens: run.tokens_per_problem().unwrap(),
+                accuracy: 100.0,
+                interval: (50.0, 100.0),
+            })
+            .collect();
+        token_axis(&points).1
+    };
+    // 100 to 900,000 tokens: five powers from 10, a tick at each.
+    assert_eq!(
+        axis(&[100, 900_000]),
+        [10.0, 100.0, 1e3, 1e4, 1e5, 1e6].to_vec()
+    );
+    // Past six powers, every other one: 0.1, 10, 1k, 100k, 10M.
+    assert_eq!(axis(&[1, 9_000_000]).len(), 5);
 }

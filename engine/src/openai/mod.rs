@@ -77,9 +77,6 @@ pub struct OpenAiBackend {
     /// retries, cleared by the next answer: until then each request tries once, so a dead
     /// fleet fails the rest of a batch at once rather than a retry schedule per problem.
     unreachable: AtomicBool,
-    /// First `n > 1` requests a server failed with a 500 (some refuse `n` that way, but once
-    /// may be a hiccup): the second decides.
-    n_failures: AtomicU8,
 }
 
 impl std::fmt::Debug for OpenAiBackend {
@@ -159,7 +156,6 @@ impl OpenAiBackend {
             warned_stops: AtomicBool::new(false),
             warned_overrun: AtomicBool::new(false),
             unreachable: AtomicBool::new(false),
-            n_failures: AtomicU8::new(0),
         };
         backend.info = backend.probe().await?;
         tracing::info!(info = ?backend.info, urls = ?backend.options.base_urls, "connected");
@@ -299,7 +295,8 @@ impl OpenAiBackend {
                 url: url.to_string(),
                 status: status.as_u16(),
                 message: format!(
-                    "redirected to {to}: give that as the base_url (a {} turns a POST into a GET)",
+                    "redirected to {to}: point base_url at where the server now is (a {} \
+                     would turn the POST into a GET, so it is not followed)",
                     status.as_u16()
                 ),
             });
@@ -349,8 +346,15 @@ impl OpenAiBackend {
         } else {
             self.options.retries
         };
+        // Each retry on the next server after the last one tried (the shared round-robin
+        // counter could send it back to the same one).
+        let urls = &self.options.base_urls;
+        let first = self.next_url.fetch_add(1, Ordering::Relaxed);
         loop {
-            let base = self.next_base().to_string();
+            let base = urls
+                .get((first + attempts as usize) % urls.len().max(1))
+                .cloned()
+                .unwrap_or_default();
             let url = format!("{base}{path}");
             attempts += 1;
             match self.attempt(method.clone(), &url, body).await {
@@ -366,6 +370,10 @@ impl OpenAiBackend {
                 }
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Retry(reason, retry_after, status) => {
+                    // A server that answered (503 while loading, say) is reachable.
+                    if status.is_some() {
+                        self.unreachable.store(false, Ordering::Relaxed);
+                    }
                     if attempts > retries {
                         if status.is_none() {
                             self.unreachable.store(true, Ordering::Relaxed);
@@ -376,11 +384,11 @@ impl OpenAiBackend {
                             reason,
                         });
                     }
-                    let jitter = 0.75 + fastrand::f64() / 2.0;
+                    // The backoff is jittered; a server's own wait is kept to, up to a minute.
+                    let jittered = delay.mul_f64(0.75 + fastrand::f64() / 2.0);
                     let wait = retry_after
-                        .map_or(delay, |asked| asked.max(delay))
-                        .min(Duration::from_secs(60))
-                        .mul_f64(jitter);
+                        .map_or(jittered, |asked| asked.max(jittered))
+                        .min(Duration::from_secs(60));
                     tracing::warn!(%url, attempts, %reason, ?wait, "retrying");
                     tokio::time::sleep(wait).await;
                     delay = (delay * 2).min(Duration::from_secs(15));
@@ -734,13 +742,14 @@ impl Backend for OpenAiBackend {
                     undecided = true;
                     None
                 }
-                // A 5xx once may be a hiccup; some servers refuse `n` with a 500 every time.
+                // A 5xx is a refusal of `n` only where it says so (old llama.cpp: "Only one
+                // completion choice is allowed"); any other may be a hiccup.
                 Err(Error::Http {
                     status: status @ 500..=599,
                     message,
                     ..
-                }) if self.n_failures.fetch_add(1, Ordering::Relaxed) == 0 => {
-                    tracing::warn!(status, %message, "the server failed n > 1 once; fanning out this request");
+                }) if !about_n(&message) => {
+                    tracing::warn!(status, %message, "the server failed n > 1; fanning out this request");
                     undecided = true;
                     None
                 }
@@ -898,4 +907,13 @@ impl Backend for OpenAiBackend {
                 message: "/detokenize answered without text".into(),
             })
     }
+}
+
+/// Whether a server's error message is about the `n` parameter (a word `n`, or "choice").
+fn about_n(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    lower.contains("choice")
+        || lower
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|w| w == "n")
 }

@@ -208,12 +208,14 @@ fn node_attrs(node: &SearchNode) -> String {
         text.push('…');
     }
     let score = node.score.map_or("-".to_string(), |s| format!("{s:.2}"));
+    let finished = node.state == NodeState::Finished;
     let label = match (&node.answer, node.depth) {
         (_, 0) => "question".to_string(),
         (Some(answer), _) => format!("{score}\\n{}\\nanswer: {}", escape(&text), escape(answer)),
+        (None, _) if finished => format!("{score}\\n{}\\nno answer", escape(&text)),
         (None, _) => format!("{score}\\n{}", escape(&text)),
     };
-    let mut attrs = format!("label=\"{label}\" shape=box");
+    let mut attrs = format!("label=\"{label}\" shape=box fontname=\"Helvetica\"");
     match node.state {
         NodeState::Pruned => {
             attrs.push_str(" style=filled fillcolor=grey85 fontcolor=grey40 color=grey60")
@@ -222,7 +224,8 @@ fn node_attrs(node: &SearchNode) -> String {
         NodeState::Active | NodeState::Expanded => {}
     }
     if node.chosen {
-        attrs.push_str(" penwidth=3 fontname=\"Helvetica-Bold\"");
+        attrs = attrs.replace("fontname=\"Helvetica\"", "fontname=\"Helvetica-Bold\"");
+        attrs.push_str(" penwidth=3");
     }
     attrs
 }
