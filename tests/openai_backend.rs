@@ -947,6 +947,22 @@ fn a_retry_goes_to_the_next_server_whatever_other_requests_do() {
 }
 
 #[test]
+fn a_fleet_member_that_hangs_is_passed_over_after_its_first_timeout() {
+    let (hanging, hung) = scripted_server(vec![0; 16]);
+    let (up, answered) = scripted_server(vec![]);
+    let mut options = OpenAiOptions::new(up, "m");
+    options.base_urls.push(hanging);
+    options.timeout = std::time::Duration::from_millis(300);
+    let backend = block_on(OpenAiBackend::connect(options)).unwrap();
+    for _ in 0..8 {
+        block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap();
+    }
+    // Round-robin alone would have sent it four of the eight, each waiting out the timeout.
+    assert_eq!(hung.load(Ordering::SeqCst), 1);
+    assert_eq!(answered.load(Ordering::SeqCst), 8);
+}
+
+#[test]
 fn config_errors_name_what_is_wrong() {
     let mut config = ModelConfig::openai(Vec::new(), "m");
     let err = config.openai_options().unwrap_err().to_string();

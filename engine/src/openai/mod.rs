@@ -46,6 +46,8 @@ use wire::{
 };
 
 const N_UNKNOWN: u8 = 0;
+/// How long a server that timed out or could not be reached is passed over while others answer.
+const SHUNNED_FOR: Duration = Duration::from_secs(30);
 const N_NATIVE: u8 = 1;
 const N_FAN_OUT: u8 = 2;
 
@@ -63,6 +65,9 @@ pub struct OpenAiBackend {
     client: reqwest::Client,
     options: OpenAiOptions,
     next_url: AtomicUsize,
+    /// Per base URL: until when it is passed over, after it timed out or could not be reached
+    /// (a hung or dead member of a fleet would otherwise get its share of every request).
+    shunned: Mutex<Vec<Option<Instant>>>,
     permits: Semaphore,
     native_n: AtomicU8,
     info: ServerInfo,
@@ -150,6 +155,7 @@ impl OpenAiBackend {
             permits: Semaphore::new(options.concurrency.max(1)),
             options,
             next_url: AtomicUsize::new(0),
+            shunned: Mutex::new(Vec::new()),
             native_n: AtomicU8::new(native_n),
             info: ServerInfo::default(),
             ids: Mutex::new(HashMap::new()),
@@ -223,11 +229,39 @@ impl OpenAiBackend {
         Ok(info)
     }
 
-    /// The next base URL, round-robin.
-    fn next_base(&self) -> &str {
-        let urls = &self.options.base_urls;
-        let i = self.next_url.fetch_add(1, Ordering::Relaxed) % urls.len().max(1);
-        urls.get(i).map_or("", String::as_str)
+    /// Base URL `wanted`, or where it is passed over (it timed out or could not be reached
+    /// lately), the next one that is not; `wanted` if all are.
+    fn pick(&self, wanted: usize) -> usize {
+        let n = self.options.base_urls.len();
+        let Ok(shunned) = self.shunned.lock() else {
+            return wanted;
+        };
+        let now = Instant::now();
+        (0..n)
+            .map(|k| (wanted + k) % n)
+            .find(|&i| {
+                shunned
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .is_none_or(|until| until <= now)
+            })
+            .unwrap_or(wanted)
+    }
+
+    /// Passes base URL `index` over for `how_long` (`None`: no longer).
+    fn shun(&self, index: usize, how_long: Option<Duration>) {
+        if self.options.base_urls.len() < 2 {
+            return;
+        }
+        if let Ok(mut shunned) = self.shunned.lock() {
+            if shunned.len() <= index {
+                shunned.resize(index + 1, None);
+            }
+            if let Some(slot) = shunned.get_mut(index) {
+                *slot = how_long.map(|d| Instant::now() + d);
+            }
+        }
     }
 
     async fn attempt(&self, method: reqwest::Method, url: &str, body: Option<&Value>) -> Attempt {
@@ -351,21 +385,21 @@ impl OpenAiBackend {
         let urls = &self.options.base_urls;
         let first = self.next_url.fetch_add(1, Ordering::Relaxed);
         loop {
-            let base = urls
-                .get((first + attempts as usize) % urls.len().max(1))
-                .cloned()
-                .unwrap_or_default();
+            let index = self.pick((first + attempts as usize) % urls.len().max(1));
+            let base = urls.get(index).cloned().unwrap_or_default();
             let url = format!("{base}{path}");
             attempts += 1;
             match self.attempt(method.clone(), &url, body).await {
                 Attempt::Done(value) => {
                     self.unreachable.store(false, Ordering::Relaxed);
+                    self.shun(index, None);
                     return Ok((base, value));
                 }
                 Attempt::Fail(Error::Timeout { after, reason, .. })
                     if self.options.base_urls.len() > 1 && attempts <= retries =>
                 {
                     tracing::warn!(%url, attempts, %reason, "no answer within {after:?}; sending it to the next server");
+                    self.shun(index, Some(SHUNNED_FOR));
                     continue;
                 }
                 Attempt::Fail(e) => return Err(e),
@@ -373,6 +407,8 @@ impl OpenAiBackend {
                     // A server that answered (503 while loading, say) is reachable.
                     if status.is_some() {
                         self.unreachable.store(false, Ordering::Relaxed);
+                    } else {
+                        self.shun(index, Some(SHUNNED_FOR));
                     }
                     if attempts > retries {
                         if status.is_none() {
@@ -405,7 +441,9 @@ impl OpenAiBackend {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value> {
-        let base = self.next_base().to_string();
+        let urls = &self.options.base_urls;
+        let index = self.pick(self.next_url.fetch_add(1, Ordering::Relaxed) % urls.len().max(1));
+        let base = urls.get(index).cloned().unwrap_or_default();
         self.request_once_at(&base, method, path, body).await
     }
 
