@@ -315,20 +315,21 @@ fn load_config(
         }
         config.model.device = device;
     }
-    match (config.preflight(), path) {
+    // The table the error names, within the file.
+    config.preflight().map_err(|e| match (e, path) {
         (
-            Err(ponder::engine::Error::Config {
+            ponder::engine::Error::Config {
                 path: table,
                 message,
-            }),
+            },
             Some(file),
-        ) => Err(ponder::engine::Error::Config {
+        ) => ponder::engine::Error::Config {
             path: file.to_path_buf(),
             message: format!("{}: {message}", table.display()),
-        }
-        .into()),
-        (checked, _) => Ok(checked.map(|()| config)?),
-    }
+        },
+        (e, _) => e,
+    })?;
+    Ok(config)
 }
 
 /// Says when a config's `seed` cannot do anything: mistral.rs takes no per-request seed.

@@ -25,11 +25,22 @@ fn device() -> String {
 
 /// The direct strategy on SmolLM2, on [`device`].
 fn write_config(dir: &Path) -> PathBuf {
-    let config = dir.join("direct.toml");
+    write_strategy(
+        dir,
+        "direct.toml",
+        "kind = \"direct\"\nstyle = \"step_by_step\"\nmax_tokens = 48\n",
+    )
+}
+
+/// `dir/name`: SmolLM2 on [`device`] under the `[strategy]` table `strategy`.
+fn write_strategy(dir: &Path, name: &str, strategy: &str) -> PathBuf {
+    let config = dir.join(name);
     let device = device();
     std::fs::write(
         &config,
-        format!("[model]\nsource = \"smollm2-135m\"\ndevice = \"{device}\"\n\n[strategy]\nkind = \"direct\"\nstyle = \"step_by_step\"\nmax_tokens = 48\n"),
+        format!(
+            "[model]\nsource = \"smollm2-135m\"\ndevice = \"{device}\"\n\n[strategy]\n{strategy}"
+        ),
     )
     .unwrap();
     config
@@ -364,15 +375,11 @@ fn an_even_allocation_gives_every_problem_a_share_of_the_run_budget() {
 fn a_triage_allocation_thinks_about_the_least_sure_problems_first() {
     let dir = tempfile::tempdir().unwrap();
     // Every short answer is below this confidence, so every problem asks to think.
-    let config = dir.path().join("router.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[model]\nsource = \"smollm2-135m\"\ndevice = \"{}\"\n\n[strategy]\nkind = \"router\"\nmin_confidence = 0.999999\nthink = {{ kind = \"direct\", style = \"step_by_step\", max_tokens = 48 }}\n",
-            device()
-        ),
-    )
-    .unwrap();
+    let config = write_strategy(
+        dir.path(),
+        "router.toml",
+        "kind = \"router\"\nmin_confidence = 0.999999\nthink = { kind = \"direct\", style = \"step_by_step\", max_tokens = 48 }\n",
+    );
     let out = dir.path().join("triage.jsonl");
     // One at a time: with more, a thought may reserve its tokens before a less sure one's
     // (tokenizing first takes its own time), and the order is only nearly by confidence.
@@ -738,15 +745,7 @@ fn every_model_table_is_checked_before_a_run_starts_and_named_with_its_file() {
 #[test]
 fn a_run_whose_problems_failed_exits_1_after_its_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("s_star.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[model]\nsource = \"smollm2-135m\"\ndevice = \"{}\"\n\n[strategy]\nkind = \"s_star\"\n",
-            device()
-        ),
-    )
-    .unwrap();
+    let config = write_strategy(dir.path(), "s_star.toml", "kind = \"s_star\"\n");
     // Math problems, which S* cannot take: each fails before any call.
     let problems = dir.path().join("math.jsonl");
     std::fs::write(

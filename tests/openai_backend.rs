@@ -477,66 +477,76 @@ fn scripted_server(statuses: Vec<u16>) -> (String, Arc<AtomicUsize>) {
 /// Like [`scripted_server`], with the body of each reply where one is given (status 0: no
 /// reply at all).
 fn scripted_server_with(replies: Vec<(u16, Option<String>)>) -> (String, Arc<AtomicUsize>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let count = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&count);
+    let url = local_server(None, move |path| {
+        if path == "/v1/models" {
+            return Some((200, r#"{"data":[{"id":"m"}]}"#.to_string()));
+        }
+        if !path.starts_with("/v1/") {
+            return Some((404, NO_SUCH_ENDPOINT.to_string()));
+        }
+        let i = seen.fetch_add(1, Ordering::SeqCst);
+        let (status, given) = replies.get(i).cloned().unwrap_or((200, None));
+        // Status 0: the request is taken and never answered (a server that hangs).
+        let body = match (status, given) {
+            (0, _) => return None,
+            (_, Some(body)) => body,
+            (200, None) => r#"{"choices":[{"index":0,"text":"ok","finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#.to_string(),
+            (_, None) => format!(r#"{{"error":{{"message":"scripted {status}"}}}}"#),
+        };
+        Some((status, body))
+    });
+    (url, count)
+}
+
+const NO_SUCH_ENDPOINT: &str = r#"{"error":{"message":"no such endpoint"}}"#;
+
+/// A local HTTP server: each connection's request is read and answered with what `answer`
+/// makes of its path, `(status, body)` (`None`: held open, never answered; for a 3xx the body
+/// is the `Location`). It stops listening after `connections`, where given.
+fn local_server(
+    connections: Option<usize>,
+    mut answer: impl FnMut(&str) -> Option<(u16, String)> + Send + 'static,
+) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
         use std::io::{BufRead, BufReader, Read, Write};
         let mut held = Vec::new();
-        for stream in listener.incoming() {
+        for stream in listener.incoming().take(connections.unwrap_or(usize::MAX)) {
             let Ok(mut stream) = stream else { return };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0;
-            let mut line = String::new();
-            let mut path = String::new();
-            loop {
-                line.clear();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
+            let (mut path, mut length, mut line) = (String::new(), 0, String::new());
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
                 if path.is_empty() {
                     path = line.split_whitespace().nth(1).unwrap_or("").to_string();
                 }
                 if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                     length = v.trim().parse().unwrap_or(0);
                 }
-                if line == "\r\n" {
-                    break;
-                }
+                line.clear();
             }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            let (status, body) = if path == "/v1/models" {
-                (200, r#"{"data":[{"id":"m"}]}"#.to_string())
-            } else if path.starts_with("/v1/") {
-                let i = seen.fetch_add(1, Ordering::SeqCst);
-                let (status, given) = replies.get(i).cloned().unwrap_or((200, None));
-                let body = match (status, given) {
-                    (_, Some(body)) => body,
-                    (200, None) => r#"{"choices":[{"index":0,"text":"ok","finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#.to_string(),
-                    (_, None) => format!(r#"{{"error":{{"message":"scripted {status}"}}}}"#),
-                };
-                (status, body)
-            } else {
-                (
-                    404,
-                    r#"{"error":{"message":"no such endpoint"}}"#.to_string(),
-                )
-            };
-            // Status 0: the request is taken and never answered (a server that hangs).
-            if status == 0 {
+            let _ = reader.read_exact(&mut vec![0; length]);
+            let Some((status, mut body)) = answer(&path) else {
                 held.push(stream);
                 continue;
+            };
+            let mut headers = String::new();
+            if (300..400).contains(&status) {
+                headers = format!("Location: {body}\r\n");
+                body.clear();
             }
-            let reply = format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
+            let _ = stream.write_all(
+                format!(
+                    "HTTP/1.1 {status} X\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
             );
-            let _ = stream.write_all(reply.as_bytes());
         }
     });
-    (url, count)
+    url
 }
 
 fn scripted_backend(url: &str, retries: u32) -> OpenAiBackend {
@@ -775,34 +785,12 @@ fn a_fleet_is_asked_what_it_offers_at_the_server_that_answered() {
 /// A server that answers its first `answers` connections (the model list, 404 elsewhere) and
 /// then is gone (connections refused).
 fn short_lived_server(answers: usize) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        use std::io::{BufRead, BufReader, Write};
-        for stream in listener.incoming().take(answers) {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut first = String::new();
-            let _ = reader.read_line(&mut first);
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                line.clear();
-            }
-            let (status, body) = if first.contains("/v1/models") {
-                (200, r#"{"data":[{"id":"m"}]}"#)
-            } else {
-                (404, r#"{"error":{"message":"no such endpoint"}}"#)
-            };
-            let _ = stream.write_all(
-                format!(
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            );
-        }
-    });
-    url
+    local_server(Some(answers), |path| {
+        Some(match path {
+            "/v1/models" => (200, r#"{"data":[{"id":"m"}]}"#.to_string()),
+            _ => (404, NO_SUCH_ENDPOINT.to_string()),
+        })
+    })
 }
 
 #[test]
@@ -826,43 +814,13 @@ fn once_a_request_gave_up_on_an_unreachable_server_the_next_tries_once() {
 /// A local server whose every reply `answer` makes from the request's path and how many
 /// requests that path had before (`(status, body)`; for a 3xx, the body is the `Location`).
 fn fake_server(answer: impl Fn(&str, usize) -> (u16, String) + Send + 'static) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let mut seen: std::collections::HashMap<String, usize> = Default::default();
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let (mut path, mut length, mut line) = (String::new(), 0, String::new());
-            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                if path.is_empty() {
-                    path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let _ = reader.read_exact(&mut vec![0; length]);
-            let nth = seen.entry(path.clone()).or_default();
-            let (status, mut body) = answer(&path, *nth);
-            *nth += 1;
-            let mut headers = String::new();
-            if (300..400).contains(&status) {
-                headers = format!("Location: {body}\r\n");
-                body.clear();
-            }
-            let _ = stream.write_all(
-                format!(
-                    "HTTP/1.1 {status} X\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            );
-        }
-    });
-    url
+    let mut seen: std::collections::HashMap<String, usize> = Default::default();
+    local_server(None, move |path| {
+        let nth = seen.entry(path.to_string()).or_default();
+        let reply = answer(path, *nth);
+        *nth += 1;
+        Some(reply)
+    })
 }
 
 #[test]
@@ -878,7 +836,7 @@ fn a_token_id_the_server_failed_to_give_is_asked_for_again() {
             200,
             r#"{"choices":[{"index":0,"text":"Yes","finish_reason":"stop","logprobs":{"tokens":["Yes"],"token_logprobs":[-0.1],"top_logprobs":[{"Yes":-0.1}]}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#.into(),
         ),
-        _ => (404, r#"{"error":{"message":"no such endpoint"}}"#.into()),
+        _ => (404, NO_SUCH_ENDPOINT.into()),
     }
     });
     let backend = scripted_backend(&url, 0);
@@ -898,7 +856,7 @@ fn a_redirect_that_would_turn_a_post_into_a_get_is_told_with_where_it_points() {
     let url = fake_server(|path, _| match path {
         "/v1/models" => (200, r#"{"data":[{"id":"m"}]}"#.into()),
         "/v1/completions" => (302, "https://example.invalid/v1/completions".into()),
-        _ => (404, r#"{"error":{"message":"no such endpoint"}}"#.into()),
+        _ => (404, NO_SUCH_ENDPOINT.into()),
     });
     let backend = scripted_backend(&url, 3);
     let err =
@@ -907,6 +865,28 @@ fn a_redirect_that_would_turn_a_post_into_a_get_is_told_with_where_it_points() {
         matches!(&err, Error::Http { status: 302, message, .. }
             if message.starts_with("redirected to https://example.invalid/v1/completions: point base_url")),
         "{err:?}"
+    );
+}
+
+#[test]
+fn thinking_a_servers_reasoning_parser_took_out_is_put_back_before_the_answer() {
+    // No /apply-template: chat prompts go to /v1/chat/completions, whose reply carries the
+    // thinking apart (vLLM's and llama.cpp's reasoning parsers).
+    let url = fake_server(|path, _| {
+        match path {
+        "/v1/models" => (200, r#"{"data":[{"id":"m"}]}"#.into()),
+        "/v1/chat/completions" => (
+            200,
+            r#"{"choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"The answer is 7.","reasoning_content":"3 + 4 = 7"}}],"usage":{"prompt_tokens":9,"completion_tokens":12}}"#.into(),
+        ),
+        _ => (404, NO_SUCH_ENDPOINT.into()),
+    }
+    });
+    let backend = scripted_backend(&url, 0);
+    let generation = block_on(backend.generate(GenerationRequest::new(chat("3 + 4?")))).unwrap();
+    assert_eq!(
+        generation.choices[0].text,
+        "<think>\n3 + 4 = 7\n</think>\n\nThe answer is 7."
     );
 }
 

@@ -899,9 +899,9 @@ fn clipped(text: &str, most: usize) -> String {
     }
 }
 
-/// The shape of the `n`th run's marker in the legend, as on the chart: a circle, then (past
-/// the ten colours) a triangle, then a cross.
-fn legend_marker(
+/// The `n`th run's marker, on the chart and in the legend: a circle, then (past the ten
+/// colours) a triangle, then a cross.
+fn marker(
     area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
     at: (i32, i32),
     n: usize,
@@ -955,20 +955,9 @@ fn draw(path: &Path, points: &[Point<'_>]) -> std::result::Result<(), Box<dyn st
             colour(n).stroke_width(1),
             8,
         )))?;
-        let style = colour(n).filled();
-        match (n / COLOURS.len()) % 3 {
-            0 => chart.draw_series(std::iter::once(Circle::new((x, p.accuracy), 5, style)))?,
-            1 => chart.draw_series(std::iter::once(TriangleMarker::new(
-                (x, p.accuracy),
-                7,
-                style,
-            )))?,
-            _ => chart.draw_series(std::iter::once(Cross::new(
-                (x, p.accuracy),
-                5,
-                style.stroke_width(2),
-            )))?,
-        };
+        // In pixels of the whole picture, where the plot area starts at its origin.
+        let at = chart.backend_coord(&(x, p.accuracy));
+        marker(&root, at, n, colour(n).filled())?;
     }
     // The legend: each run's marker, label, accuracy and what it is over; rows shrink to fit
     // every run, down to one line each.
@@ -979,7 +968,7 @@ fn draw(path: &Path, points: &[Point<'_>]) -> std::result::Result<(), Box<dyn st
     let font = ("sans-serif", f64::from(size)).into_font();
     for (n, p) in points.iter().enumerate() {
         let y = 40 + row * n as i32;
-        legend_marker(&legend_area, (12, y + size / 2), n, colour(n).filled())?;
+        marker(&legend_area, (12, y + size / 2), n, colour(n).filled())?;
         let stats = format!(
             "{}: {:.1}% of {}, {} tokens",
             p.run.strategies.join(", "),

@@ -456,21 +456,7 @@ fn a_server_asked_for_its_default_model_is_named_by_its_address() {
 #[test]
 fn the_token_axis_spans_whole_powers_of_ten_with_no_run_at_zero() {
     let axis = |tokens: &[u64]| {
-        let runs: Vec<RunReport> = tokens
-            .iter()
-            .map(|&t| RunReport::from_lines("r", &[line("1", Some(true), t, false)]))
-            .collect();
-        let points: Vec<Point<'_>> = runs
-            .iter()
-            .map(|run| Point {
-                run,
-                problems: 1,
-                tokens: run.tokens_per_problem().unwrap(),
-                accuracy: 100.0,
-                interval: (50.0, 100.0),
-            })
-            .collect();
-        let (range, ticks) = token_axis(&points);
+        let (range, ticks) = axis_of(tokens);
         (range.start, range.end, ticks.len())
     };
     // 172 to 319 tokens: 100 to 1000, ticks 100, 200, 500 and 1000.
@@ -489,23 +475,7 @@ fn tick_labels_stay_apart_over_many_powers_of_ten() {
     assert_eq!(tokens_label(2000.0), "2k");
     assert_eq!(tokens_label(1_500_000.0), "1.5M");
     assert_eq!(tokens_label(0.5), "0.5");
-    let axis = |tokens: &[u64]| {
-        let runs: Vec<RunReport> = tokens
-            .iter()
-            .map(|&t| RunReport::from_lines("r", &[line("1", Some(true), t, false)]))
-            .collect();
-        let points: Vec<Point<'_>> = runs
-            .iter()
-            .map(|run| Point {
-                run,
-                problems: 1,
-                tokens: run.tokens_per_problem().unwrap(),
-                accuracy: 100.0,
-                interval: (50.0, 100.0),
-            })
-            .collect();
-        token_axis(&points).1
-    };
+    let axis = |tokens: &[u64]| axis_of(tokens).1;
     // 100 to 900,000 tokens: five powers from 10, a tick at each.
     assert_eq!(
         axis(&[100, 900_000]),
@@ -513,4 +483,23 @@ fn tick_labels_stay_apart_over_many_powers_of_ten() {
     );
     // Past six powers, every other one: 0.1, 10, 1k, 100k, 10M.
     assert_eq!(axis(&[1, 9_000_000]).len(), 5);
+}
+
+/// The token axis of a plot of one-problem runs that spent `tokens` each.
+fn axis_of(tokens: &[u64]) -> (std::ops::Range<f64>, Vec<f64>) {
+    let runs: Vec<RunReport> = tokens
+        .iter()
+        .map(|&t| RunReport::from_lines("r", &[line("1", Some(true), t, false)]))
+        .collect();
+    let points: Vec<Point<'_>> = runs
+        .iter()
+        .map(|run| Point {
+            run,
+            problems: 1,
+            tokens: run.tokens_per_problem().unwrap(),
+            accuracy: 100.0,
+            interval: (50.0, 100.0),
+        })
+        .collect();
+    token_axis(&points)
 }

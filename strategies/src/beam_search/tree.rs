@@ -215,7 +215,12 @@ fn node_attrs(node: &SearchNode) -> String {
         (None, _) if finished => format!("{score}\\n{}\\nno answer", escape(&text)),
         (None, _) => format!("{score}\\n{}", escape(&text)),
     };
-    let mut attrs = format!("label=\"{label}\" shape=box fontname=\"Helvetica\"");
+    let font = if node.chosen {
+        "Helvetica-Bold"
+    } else {
+        "Helvetica"
+    };
+    let mut attrs = format!("label=\"{label}\" shape=box fontname=\"{font}\"");
     match node.state {
         NodeState::Pruned => {
             attrs.push_str(" style=filled fillcolor=grey85 fontcolor=grey40 color=grey60")
@@ -224,7 +229,6 @@ fn node_attrs(node: &SearchNode) -> String {
         NodeState::Active | NodeState::Expanded => {}
     }
     if node.chosen {
-        attrs = attrs.replace("fontname=\"Helvetica\"", "fontname=\"Helvetica-Bold\"");
         attrs.push_str(" penwidth=3");
     }
     attrs
