@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, LazyLock, OnceLock};
 
-use ponder::engine::{Backend, DeviceSpec, LoadOptions, MistralRsBackend, ModelConfig};
+use ponder::engine::{Backend, DeviceSpec, KvPool, LoadOptions, MistralRsBackend, ModelConfig};
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
@@ -42,13 +42,24 @@ pub fn smollm() -> Arc<MistralRsBackend> {
 /// `PONDER_TEST_DEVICE=cuda:0` sets (a build with the `cuda` feature), and
 /// `PONDER_TEST_PREFIX_CACHE=1` (or `0`) turns mistral.rs's prefix cache on (or off) whatever
 /// the device's default.
+///
+/// On CUDA the KV pool is [`TEST_KV_TOKENS`] tokens, not the default share of the GPU: a test
+/// binary loads several backends at once (the shared one, [`smollm_thinking`], a prefix-cache
+/// one), and the first to take 90% of the memory would leave the others none.
 pub fn options() -> LoadOptions {
     let mut options = LoadOptions::for_device(device());
+    if matches!(options.device, DeviceSpec::Cuda(_)) {
+        options.kv_pool = KvPool::Tokens(TEST_KV_TOKENS);
+    }
     if let Ok(on) = std::env::var("PONDER_TEST_PREFIX_CACHE") {
         options.prefix_cache = matches!(on.as_str(), "1" | "true" | "on");
     }
     options
 }
+
+/// The KV pool of each backend the tests load on CUDA: 64 samples of 1024 tokens (SmolLM2-135M
+/// keeps 23 KiB a token: 1.5 GiB).
+pub const TEST_KV_TOKENS: usize = 65_536;
 
 /// The device the end-to-end tests run on: `PONDER_TEST_DEVICE` (`cpu` or `cuda:N`), default CPU.
 pub fn device() -> DeviceSpec {

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Builds ponder with the `cuda` feature on a machine without a GPU (or with one) and packs what a
-# CUDA 13 machine needs to run the GPU tests and the throughput table, in pieces small enough to
-# carry (60 MiB each), into dist/gpu/. Then copy dist/gpu/ and scripts/gpu/ to the GPU machine
-# and run scripts/gpu/run.sh there (see README, "On a GPU").
+# CUDA 13 machine needs to run the GPU tests and the throughput table into dist/gpu/, as two
+# archives split into parts of PONDER_GPU_PART_MIB (default 20 MiB), so that a copy with a size
+# limit can take them a few at a time: ponder-gpu-bin (the CUDA binaries and the Qwen2.5
+# tokenizer: all the throughput table needs) and ponder-gpu-models (SmolLM2-135M, for the
+# end-to-end tests and the budget forcing rows). Then copy dist/gpu/ (at once or in pieces) and
+# scripts/gpu/ to the GPU machine and run scripts/gpu/run.sh there (see README, "On a GPU").
 #
 #   scripts/gpu/build.sh              # CUDA_COMPUTE_CAP=90 (H100/H200); set it for other GPUs
 #
-# Needs: a Rust toolchain, gcc, python3 with pip and venv, xz. Fetches CUDA 13.0's build tools
-# from the Python package index (13.0 exactly: PTX from a newer nvcc does not load on the 580
-# driver that CUDA 13.0 machines carry). Cold: about 20 minutes on two cores.
+# Needs: a Rust toolchain, gcc, python3 with pip and venv, xz, and 12 GiB of memory for xz's
+# 1 GiB window (the binaries share most of their bytes, the CUDA kernels, and the window finds
+# them). Fetches CUDA 13.0's build tools from the Python package index (13.0 exactly: PTX from
+# a newer nvcc does not load on the 580 driver that CUDA 13.0 machines carry).
 #
 # Environment: PONDER_CUDA_VENV (default ~/.cache/ponder/cuda-venv), PONDER_CUDA_TARGET (the
 # cargo target directory, default ~/.cache/ponder/target-cuda, kept apart from the CPU build),
@@ -23,9 +27,10 @@ links=$cache/cuda-link
 dist=$root/dist/gpu
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 
-# The end-to-end tests that run on the GPU: every one on SmolLM2-135M, which travels with them.
-# (s_star needs the 491 MB Qwen model; openai_backend tests llama-server, a CPU program.)
-gpu_tests=(mistralrs_backend budget_forcing best_of_n beam_search router cli)
+# The end-to-end tests that run on the GPU, every one on SmolLM2-135M, which travels with them:
+# gpu_e2e (mistralrs_backend, budget_forcing, best_of_n, beam_search and router in one binary)
+# and cli. (s_star needs the 491 MB Qwen model; openai_backend tests llama-server, a CPU program.)
+gpu_tests=(gpu_e2e cli)
 
 say() { printf '\n== %s\n' "$*" >&2; }
 
@@ -53,7 +58,9 @@ for lib in cudart cublas cublasLt nvrtc curand; do
     [ -n "$found" ] || { echo "lib$lib.so.* missing under $cuda/lib" >&2; exit 1; }
     ln -sf "$found" "$links/lib$lib.so"
 done
-cudarc=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* 2>/dev/null | sort -V | tail -1)
+# (On a fresh machine the crate is not downloaded yet: `ls` finds nothing, which pipefail would
+# turn into an exit.)
+cudarc=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* 2>/dev/null | sort -V | tail -1 || true)
 if [ -z "$cudarc" ]; then
     (cd "$root" && cargo fetch --quiet)
     cudarc=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* | sort -V | tail -1)
@@ -76,8 +83,10 @@ cargo test --release --features cuda --no-run "${tests[@]}" --bench throughput \
     --message-format=json-render-diagnostics > "$target/gpu-build.json"
 
 say "packing into $dist"
-rm -rf "$dist" && mkdir -p "$dist/stage/bin"
-stage=$dist/stage
+rm -rf "$dist" && mkdir -p "$dist"
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/bin"
 cp "$target/release/ponder" "$stage/bin/ponder"
 python3 - "$target/gpu-build.json" "$stage/bin" "${gpu_tests[@]}" <<'EOF'
 import json, shutil, sys
@@ -107,12 +116,20 @@ qwen=$(fetch qwen2.5-coder-0.5b)
 
 mkdir -p "$stage/models"
 cp "$(fetch smollm2-135m)" "$stage/models/"
-# One archive, split: the fewest pieces to carry (the binaries share most of their bytes, which
-# xz's 256 MiB window finds).
-tar -C "$stage" -cf - . | xz -T2 -9 --lzma2=preset=9,dict=256MiB > "$dist/ponder-gpu.tar.xz"
-(cd "$dist" && sha256sum ponder-gpu.tar.xz > SHA256SUMS)
-split -b 60M -d -a 2 "$dist/ponder-gpu.tar.xz" "$dist/ponder-gpu.tar.xz.part"
-rm "$dist/ponder-gpu.tar.xz"
-rm -rf "$stage"
+# Each archive split into parts small enough to carry; run.sh joins and checks them.
+part_mib=${PONDER_GPU_PART_MIB:-20}
+pack() { # NAME XZ-FILTERS PATH...: $stage/PATH... into dist/gpu/NAME.tar.xz.partNN
+    local name=$1 filters=$2
+    shift 2
+    tar -C "$stage" -cf - "$@" | xz -T1 $filters > "$dist/$name.tar.xz"
+    (cd "$dist" && sha256sum "$name.tar.xz" >> SHA256SUMS)
+    split -b "${part_mib}M" -d -a 2 "$dist/$name.tar.xz" "$dist/$name.tar.xz.part"
+    rm "$dist/$name.tar.xz"
+}
+# Single-threaded with a 1 GiB window: the binaries are mostly the same CUDA kernels, found
+# again only within the window (threads would each see a block of their own). x86 filter for
+# the machine code.
+pack ponder-gpu-bin "--x86 --lzma2=preset=9,dict=1GiB" bin qwen-tokenizer
+pack ponder-gpu-models "-6" models
 ls -l "$dist" >&2
 echo "$dist"

@@ -4,39 +4,72 @@
 # generated there. No Rust toolchain or registry needed: the CUDA libraries come from the
 # machine's Python environment (PyTorch's CUDA 13 wheels) or from LD_LIBRARY_PATH.
 #
-#   scripts/gpu/run.sh check          # unpack, find the CUDA libraries, show the GPU
+#   scripts/gpu/run.sh check          # unpack the binaries, find the CUDA libraries, show the GPU
 #   scripts/gpu/run.sh tests          # the end-to-end tests with PONDER_TEST_DEVICE=cuda:0
 #   scripts/gpu/run.sh bench [SIZE]   # the throughput table (random Qwen2.5 weights, SIZE 1.5b)
-#   scripts/gpu/run.sh all            # check, tests, bench
+#   scripts/gpu/run.sh forcing        # budget forcing's rows on SmolLM2-135M (real weights)
+#   scripts/gpu/run.sh all            # check, bench, forcing, tests
 #
-# Reads dist/gpu/ (the parts build.sh wrote); writes logs and the table to $OUT (default
-# dist/gpu-out). Environment: PONDER_GPU_DEVICE (default cuda:0), PONDER_GPU_PYTHON (default
-# python3); PONDER_BENCH_* pass through to the bench (see benches/throughput.rs).
+# Reads the parts build.sh wrote from dist/gpu/. They may come a few at a time (a copy with a
+# size limit): each run keeps what it finds in dist/gpu-run/parts, and an archive is unpacked
+# once all its parts are there (check and bench need ponder-gpu-bin; tests and forcing need
+# ponder-gpu-models too). Writes logs and tables to $OUT (default dist/gpu-out). Environment:
+# PONDER_GPU_DEVICE (default cuda:0), PONDER_GPU_PYTHON (default python3); PONDER_BENCH_* pass
+# through to the bench (see benches/throughput.rs).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dist=$root/dist/gpu
 work=$root/dist/gpu-run
+parts=$work/parts
 out=${OUT:-$root/dist/gpu-out}
 device=${PONDER_GPU_DEVICE:-cuda:0}
 python=${PONDER_GPU_PYTHON:-python3}   # the Python environment with the CUDA 13 libraries
-mkdir -p "$work" "$out"
+mkdir -p "$work" "$parts" "$out"
 
 say() { printf '\n== %s\n' "$*" | tee -a "$out/run.log" >&2; }
 
-unpack() {
-    [ -f "$dist/SHA256SUMS" ] || { echo "$dist/SHA256SUMS missing: copy dist/gpu/ from build.sh" >&2; exit 1; }
-    if [ -f "$work/.unpacked" ] && cmp -s "$work/.unpacked" "$dist/SHA256SUMS"; then
+collect() {
+    # Keep every part that came, and the sums of the newest build.
+    local p
+    if [ -f "$dist/SHA256SUMS" ] && ! cmp -s "$dist/SHA256SUMS" "$parts/SHA256SUMS"; then
+        rm -f "$parts"/*
+        cp "$dist/SHA256SUMS" "$parts/"
+    fi
+    for p in "$dist"/*.part??; do
+        [ -e "$p" ] && cp "$p" "$parts/"
+    done
+    [ -f "$parts/SHA256SUMS" ] || { echo "$dist/SHA256SUMS missing: copy dist/gpu/ from build.sh" >&2; exit 1; }
+}
+
+unxz() {
+    if command -v xz > /dev/null; then
+        xz -dc "$1"
+    else
+        "$python" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$1"
+    fi
+}
+
+unpack() { # NAME (ponder-gpu-bin or ponder-gpu-models): joins, checks and unpacks it once
+    local name=$1 sum have
+    collect
+    sum=$(grep " $name.tar.xz\$" "$parts/SHA256SUMS" || true)
+    [ -n "$sum" ] || { echo "$name is not in $parts/SHA256SUMS" >&2; exit 1; }
+    if [ -f "$work/.$name" ] && [ "$(cat "$work/.$name")" = "$sum" ]; then
         return
     fi
-    say "joining and checking the parts in $dist"
-    ls "$dist"/ponder-gpu.tar.xz.part?? > /dev/null || { echo "no parts in $dist" >&2; exit 1; }
-    cat "$dist"/ponder-gpu.tar.xz.part?? > "$work/ponder-gpu.tar.xz"
-    (cd "$work" && sha256sum -c "$dist/SHA256SUMS") >&2
-    rm -rf "$work/bin" "$work/qwen-tokenizer" "$work/models"
-    xz -dc "$work/ponder-gpu.tar.xz" | tar -x -C "$work"
-    rm "$work/ponder-gpu.tar.xz"
-    cp "$dist/SHA256SUMS" "$work/.unpacked"
+    have=$(cd "$parts" && ls "$name".tar.xz.part?? 2> /dev/null | tr '\n' ' ' || true)
+    [ -n "$have" ] || { echo "$name: no parts in $dist or $parts yet" >&2; exit 1; }
+    say "joining and checking $name ($have)"
+    (cd "$parts" && cat "$name".tar.xz.part?? > "$work/$name.tar.xz")
+    if ! (cd "$work" && echo "$sum" | sha256sum -c --quiet -) >&2; then
+        rm "$work/$name.tar.xz"
+        echo "$name: the parts here ($have) do not make the archive build.sh wrote: some are missing (copy the rest of dist/gpu/) or damaged" >&2
+        exit 1
+    fi
+    unxz "$work/$name.tar.xz" | tar -x -C "$work"
+    rm "$work/$name.tar.xz"
+    echo "$sum" > "$work/.$name"
 }
 
 cuda_libraries() {
@@ -61,6 +94,13 @@ print(":".join(found))
 EOF
 )
     export LD_LIBRARY_PATH=${dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    # The driver's libcuda.so.1, where the loader's cache may not list it (containers mount it).
+    if ldd "$work/bin/ponder" | grep -q 'libcuda.so.1 => not found'; then
+        local d
+        for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib/wsl/lib; do
+            [ -e "$d/libcuda.so.1" ] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d && break
+        done
+    fi
     local missing
     missing=$(ldd "$work/bin/ponder" | awk '/not found/ {print $1}')
     if [ -n "$missing" ]; then
@@ -70,7 +110,7 @@ EOF
 }
 
 check() {
-    unpack
+    unpack ponder-gpu-bin
     cuda_libraries
     say "GPU"
     nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv | tee -a "$out/run.log"
@@ -79,6 +119,7 @@ check() {
 }
 
 tests() {
+    unpack ponder-gpu-models
     say "end-to-end tests on $device"
     local failed=0
     : > "$out/tests.log"
@@ -107,10 +148,15 @@ bench() {
         "$python" "$root/scripts/gpu/random_model.py" "$model" "$work/qwen-tokenizer" --size "$size" 2>&1 | tee -a "$out/run.log"
     fi
     say "throughput table on $device: $model (random weights)"
-    PONDER_BENCH_DEVICE=$device PONDER_BENCH_MODEL=$model "$work/bin/throughput" 2>> "$out/bench.stderr" \
-        | tee "$out/throughput-$size.md"
-    # A random model never ends its thinking, so it is never made to wait; budget forcing's
-    # waits are measured on the real SmolLM2 too.
+    PONDER_BENCH_DEVICE=$device PONDER_BENCH_MODEL=$model \
+        PONDER_BENCH_SECTIONS=${PONDER_BENCH_SECTIONS:-decode,best_of_n} \
+        "$work/bin/throughput" 2>> "$out/bench.stderr" | tee "$out/throughput-$size.md"
+}
+
+forcing() {
+    # A random model never ends its thinking, so it is never made to wait: budget forcing's
+    # rows are measured on the real SmolLM2.
+    unpack ponder-gpu-models
     say "budget forcing with waits on $device: SmolLM2-135M (real weights)"
     PONDER_BENCH_DEVICE=$device PONDER_BENCH_MODEL=smollm2-135m PONDER_CACHE_DIR=$work/models \
         PONDER_BENCH_SECTIONS=forcing "$work/bin/throughput" 2>> "$out/bench.stderr" \
@@ -121,6 +167,7 @@ case ${1:-all} in
     check) check ;;
     tests) check && tests ;;
     bench) check && bench "${2:-1.5b}" ;;
-    all) check && { tests || echo "some tests failed (see $out/tests.log)" >&2; } && bench "${2:-1.5b}" ;;
-    *) echo "usage: $0 check|tests|bench [1.5b|0.5b|tiny]|all" >&2; exit 2 ;;
+    forcing) check && forcing ;;
+    all) check && bench "${2:-1.5b}" && forcing && tests ;;
+    *) echo "usage: $0 check|tests|bench [1.5b|0.5b|tiny]|forcing|all" >&2; exit 2 ;;
 esac
