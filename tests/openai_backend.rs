@@ -824,7 +824,7 @@ fn fake_server(answer: impl Fn(&str, usize) -> (u16, String) + Send + 'static) -
 }
 
 #[test]
-fn a_token_id_the_server_failed_to_give_is_asked_for_again() {
+fn a_token_id_the_server_failed_to_give_fails_the_reply_and_is_asked_for_again() {
     // vLLM-style log-probabilities carry no token ids; they are read from /tokenize, which
     // fails once (after answering the connection's probe) and then recovers.
     let url = fake_server(|path, nth| {
@@ -841,14 +841,24 @@ fn a_token_id_the_server_failed_to_give_is_asked_for_again() {
     });
     let backend = scripted_backend(&url, 0);
     assert!(backend.capabilities().tokenizer);
-    let id = || {
+    let generate = || {
         let request = GenerationRequest::new(Prompt::Text("x".into())).with_top_logprobs(1);
-        let generation = block_on(backend.generate(request)).unwrap();
-        let logprobs = generation.choices[0].logprobs.clone().unwrap();
-        logprobs[0].top[0].id
+        block_on(backend.generate(request))
     };
-    assert_eq!(id(), u32::MAX, "unknown while /tokenize fails");
-    assert_eq!(id(), 7, "asked again, not remembered as unknown");
+    // Not "not a token" (a judge would read neither Yes nor No and score 0): an error, so the
+    // problem fails and a rerun does it again.
+    let err = generate().unwrap_err();
+    assert!(
+        matches!(&err, Error::Inference { message }
+            if message.contains("token id of \"Yes\"") && message.contains("busy")),
+        "{err:?}"
+    );
+    let generation = generate().unwrap();
+    let logprobs = generation.choices[0].logprobs.clone().unwrap();
+    assert_eq!(
+        logprobs[0].top[0].id, 7,
+        "asked again, not remembered as unknown"
+    );
 }
 
 #[test]

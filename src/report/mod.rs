@@ -425,7 +425,6 @@ fn distinguish_labels(runs: &mut [RunReport]) {
     }
 }
 
-/// The latest run's set size from the run's side file, if recorded.
 /// The run's side file (`<file>.config.json`), if it is there and reads.
 fn side_file(path: &Path) -> Option<serde_json::Value> {
     let bytes = std::fs::read(config_path(path)).ok()?;
@@ -768,6 +767,17 @@ impl Comparison {
                     run.label,
                     count(run.cut_short, "problem was", "problems were"),
                     if run.cut_short == 1 { "it" } else { "them" }
+                ));
+            }
+            // A file read from disk whose side file is gone (moved without it) or predates the
+            // set size: problems a run budget never started leave no line, and nothing says how
+            // many there were.
+            if run.set.is_none() && !run.path.as_os_str().is_empty() {
+                notes.push(format!(
+                    "{}: no set size recorded ({} is missing, or older): problems a run budget \
+                     never started are not counted as unanswered",
+                    run.label,
+                    config_path(&run.path).display()
                 ));
             }
             if let Some(r) = run.regraded {

@@ -373,6 +373,30 @@ fn the_same_id_on_different_questions_is_not_compared() {
 }
 
 #[test]
+fn a_results_file_without_its_side_file_says_unanswered_problems_may_be_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.jsonl");
+    let text = serde_json::to_string(&line("1", Some(true), 10, false)).unwrap();
+    std::fs::write(&out, format!("{text}\n")).unwrap();
+    let notes = |run: RunReport| Comparison::new(vec![run]).notes().join("\n");
+    let alone = notes(RunReport::load(&out, None).unwrap());
+    assert!(
+        alone.contains("no set size recorded (")
+            && alone.contains("o.jsonl.config.json is missing, or older)"),
+        "{alone}"
+    );
+    // With the side file `ponder run` writes: a set of 3, so 2 were never started.
+    std::fs::write(
+        config_path(&out),
+        format!("{{\"{}\": 3}}", ponder_engine::runner::PROBLEMS_IN_SET),
+    )
+    .unwrap();
+    let run = RunReport::load(&out, None).unwrap();
+    assert_eq!((run.set, run.unanswered()), (Some(3), 2));
+    assert!(!notes(run).contains("no set size recorded"));
+}
+
+#[test]
 fn a_file_a_run_is_writing_is_told_as_in_progress() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.jsonl");

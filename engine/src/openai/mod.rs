@@ -556,28 +556,33 @@ impl OpenAiBackend {
         }
     }
 
-    /// The id of a token given as text, through the tokenizer; `None` where it is not one token.
-    async fn token_id(&self, text: &str) -> Option<u32> {
+    /// The id of a token given as text, through the tokenizer; `None` where it is not one token
+    /// (or the server has no tokenizer). A server that failed to answer (after the retries) is
+    /// an error, not "not a token": a judge reading "Yes" without its id would score the answer
+    /// 0 and the problem would be recorded as done. Nothing is remembered then.
+    async fn token_id(&self, text: &str) -> Result<Option<u32>> {
         if !self.info.tokenize {
-            return None;
+            return Ok(None);
         }
         if let Some(id) = self.ids.lock().ok().and_then(|m| m.get(text).copied()) {
-            return id;
+            return Ok(id);
         }
         let id = match self.server_tokenize(text, false).await {
             Ok(ids) if ids.len() == 1 => ids.first().copied(),
             Ok(_) => None,
-            // Not known: a server that failed to answer says nothing about the text, and the
-            // next reply asks again.
             Err(e) => {
-                tracing::warn!(text, "reading a token id failed: {e}");
-                return None;
+                return Err(Error::Inference {
+                    message: format!(
+                        "reading the token id of {text:?} in the reply's top log-probabilities \
+                         failed: {e}"
+                    ),
+                })
             }
         };
         if let Ok(mut map) = self.ids.lock() {
             map.insert(text.to_string(), id);
         }
-        id
+        Ok(id)
     }
 
     /// The JSON body and path of one request for `choices` completions.
@@ -715,7 +720,7 @@ impl OpenAiBackend {
                 (_, None) => self.stop_from_log_probabilities(c.logprobs.as_ref(), &request.stop),
             };
             let logprobs = match c.logprobs {
-                Some(l) => self.logprobs(&l, request.top_logprobs.is_some()).await,
+                Some(l) => self.logprobs(&l, request.top_logprobs.is_some()).await?,
                 None => None,
             };
             out.push(Choice {

@@ -12,11 +12,13 @@ impl OpenAiBackend {
     /// Log-probabilities in either of the two shapes servers send: `{content: [...]}` (chat, and
     /// llama.cpp's completions) or `{tokens, token_logprobs, top_logprobs}` (legacy completions).
     /// `None` for anything else (`null`, `{}`, `{"content": null}`): no counts are read from it.
+    /// `resolve_ids`: top alternatives given without ids get them from the tokenizer, which
+    /// fails if the server cannot answer.
     pub(super) async fn logprobs(
         &self,
         value: &Value,
         resolve_ids: bool,
-    ) -> Option<Vec<TokenLogprob>> {
+    ) -> Result<Option<Vec<TokenLogprob>>> {
         let mut out = Vec::new();
         if let Some(content) = value.get("content").and_then(Value::as_array) {
             for entry in content {
@@ -30,7 +32,7 @@ impl OpenAiBackend {
                     let token = t.get("token").and_then(Value::as_str).unwrap_or_default();
                     let id = match t.get("id").and_then(Value::as_u64) {
                         Some(id) => Some(id as u32),
-                        None if resolve_ids => self.token_id(token).await,
+                        None if resolve_ids => self.token_id(token).await?,
                         None => None,
                     };
                     top.push(TopLogprob {
@@ -50,9 +52,11 @@ impl OpenAiBackend {
                     top,
                 });
             }
-            return Some(out);
+            return Ok(Some(out));
         }
-        let tokens = value.get("tokens").and_then(Value::as_array)?;
+        let Some(tokens) = value.get("tokens").and_then(Value::as_array) else {
+            return Ok(None);
+        };
         let lps = value.get("token_logprobs").and_then(Value::as_array);
         let tops = value.get("top_logprobs").and_then(Value::as_array);
         for (i, token) in tokens.iter().enumerate() {
@@ -61,7 +65,7 @@ impl OpenAiBackend {
                 for (text, lp) in map {
                     top.push(TopLogprob {
                         id: if resolve_ids {
-                            self.token_id(text).await.unwrap_or(u32::MAX)
+                            self.token_id(text).await?.unwrap_or(u32::MAX)
                         } else {
                             u32::MAX
                         },
@@ -80,7 +84,7 @@ impl OpenAiBackend {
                 top,
             });
         }
-        Some(out)
+        Ok(Some(out))
     }
 
     /// Gives each choice its token count: the server's count where the reply holds one choice,
