@@ -5,6 +5,9 @@
 
 use std::sync::{Arc, LazyLock, OnceLock};
 
+#[path = "support/repo.rs"]
+mod repo;
+
 use ponder::engine::{Backend, DeviceSpec, KvPool, LoadOptions, MistralRsBackend, ModelConfig};
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
@@ -75,18 +78,21 @@ pub fn smollm_dyn() -> Arc<dyn Backend> {
 }
 
 /// A chat template like SmolLM2's own whose assistant turn starts `<think>\n`, as the templates
-/// of DeepSeek-R1's distills and QwQ do.
+/// of DeepSeek-R1's distills and QwQ do: `tests/support/thinking.jinja`, found from where the
+/// tests run (scripts/gpu/run.sh runs them in a checkout on another machine, where the path
+/// they were compiled at does not exist).
 #[allow(dead_code)] // Not every test binary uses it.
-pub const THINKING_TEMPLATE: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/thinking.jinja");
+pub fn thinking_template() -> std::path::PathBuf {
+    repo::repo("tests/support/thinking.jinja")
+}
 
-/// The real SmolLM2-135M under [`THINKING_TEMPLATE`] (a backend of its own, loaded per call).
+/// The real SmolLM2-135M under [`thinking_template`] (a backend of its own, loaded per call).
 #[allow(dead_code)] // Not every test binary uses it.
 pub fn smollm_thinking() -> Arc<dyn Backend> {
     let source =
         ponder::engine::models::ModelSource::parse(&ModelConfig::default().source).expect("source");
     let options = LoadOptions {
-        chat_template: Some(THINKING_TEMPLATE.into()),
+        chat_template: Some(thinking_template()),
         ..options()
     };
     Arc::new(block_on(MistralRsBackend::load(&source, &options)).expect("loading smollm2-135m"))

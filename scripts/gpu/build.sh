@@ -125,6 +125,8 @@ pack() { # NAME XZ-FILTERS PATH...: $stage/PATH... into dist/gpu/NAME.tar.xz.par
     (cd "$dist" && sha256sum "$name.tar.xz" >> SHA256SUMS)
     split -b "${part_mib}M" -d -a 2 "$dist/$name.tar.xz" "$dist/$name.tar.xz.part"
     rm "$dist/$name.tar.xz"
+    # Each part's sum too: run.sh names the parts missing or damaged.
+    (cd "$dist" && sha256sum "$name".tar.xz.part?? >> SHA256SUMS)
 }
 # Single-threaded with a 1 GiB window: the binaries are mostly the same CUDA kernels, found
 # again only within the window (threads would each see a block of their own). x86 filter for

@@ -24,15 +24,16 @@ def main():
         sys.exit(f"{sums} missing: run scripts/gpu/build.sh")
     names = sorted(os.listdir(dist))
     binaries = [os.path.join(dist, n) for n in names if n.startswith("ponder-gpu-bin.tar.xz.part")]
-    models = [os.path.join(dist, n) for n in names if n.startswith("ponder-gpu-models.tar.xz.part")]
+    models = [os.path.join(dist, n) for n in names
+              if n.startswith("ponder-gpu-models.tar.xz.part")]
     if not binaries or not models:
         sys.exit(f"{dist}: no parts of ponder-gpu-bin or ponder-gpu-models: run scripts/gpu/build.sh")
     size = os.path.getsize
     loads = [[size(sums), []]]
     for part in binaries:
         if loads[0][0] + size(part) > limit:
-            sys.exit(f"the binaries' parts come to more than {limit / MIB:g} MiB: rebuild with a "
-                     "smaller PONDER_GPU_PART_MIB, or copy with a larger limit")
+            sys.exit(f"the binaries' parts come to more than {limit / MIB:g} MiB, and they "
+                     "must all come in the first copy: copy with a larger limit")
         loads[0][0] += size(part)
         loads[0][1].append(part)
     for part in sorted(models, key=size, reverse=True):

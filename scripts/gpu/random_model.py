@@ -12,6 +12,7 @@ end-of-sequence, so every sample runs to its max tokens.
 """
 
 import argparse
+import ctypes
 import json
 import os
 import shutil
@@ -87,7 +88,8 @@ def generator(seed, f32):
             else:
                 t = (torch.ones if kind == "ones" else torch.zeros)(shape, device=device)
             t = t.to(dtype).contiguous().cpu()
-            return t.view(torch.int32 if f32 else torch.int16).numpy().tobytes()
+            # The raw bytes, without numpy (a bare PyTorch install may lack it).
+            return ctypes.string_at(t.data_ptr(), t.numel() * t.element_size())
 
         return make, f"torch on {device}"
     except ImportError:
@@ -153,8 +155,11 @@ def main():
         shutil.copy(os.path.join(args.tokenizer, name), args.out)
     make, how = generator(args.seed, args.f32)
     tensors = list(shapes(c))
-    size = write_safetensors(os.path.join(args.out, "model.safetensors"), tensors, make,
-                             "F32" if args.f32 else "BF16")
+    # Written aside and renamed when whole: a run killed while writing leaves no
+    # model.safetensors that run.sh would take for a finished one.
+    weights = os.path.join(args.out, "model.safetensors")
+    size = write_safetensors(weights + ".partial", tensors, make, "F32" if args.f32 else "BF16")
+    os.replace(weights + ".partial", weights)
     params = size // (4 if args.f32 else 2)
     print(f"{args.out}: random qwen2 {args.size}, {params / 1e9:.2f}B parameters, "
           f"{size / 2**30:.2f} GiB ({how})", file=sys.stderr)

@@ -26,20 +26,28 @@ out=${OUT:-$root/dist/gpu-out}
 device=${PONDER_GPU_DEVICE:-cuda:0}
 python=${PONDER_GPU_PYTHON:-python3}   # the Python environment with the CUDA 13 libraries
 mkdir -p "$work" "$parts" "$out"
+out=$(cd "$out" && pwd)   # the tests run from the repository root
 
 say() { printf '\n== %s\n' "$*" | tee -a "$out/run.log" >&2; }
+die() { echo "$*" >&2; exit 1; }
+
+sum_of() { sha256sum < "$1" | cut -d' ' -f1; }
 
 collect() {
-    # Keep every part that came, and the sums of the newest build.
+    # Keep every part that came. Sums from a newer build replace the old ones, and the parts
+    # they no longer list go (those of an archive the new build left as it was stay).
     local p
     if [ -f "$dist/SHA256SUMS" ] && ! cmp -s "$dist/SHA256SUMS" "$parts/SHA256SUMS"; then
-        rm -f "$parts"/*
-        cp "$dist/SHA256SUMS" "$parts/"
+        cp "$dist/SHA256SUMS" "$parts/SHA256SUMS"
+        for p in "$parts"/*.part??; do
+            [ -e "$p" ] || continue
+            grep -qx "$(sum_of "$p")  $(basename "$p")" "$parts/SHA256SUMS" || rm -f "$p"
+        done
     fi
     for p in "$dist"/*.part??; do
         [ -e "$p" ] && cp "$p" "$parts/"
     done
-    [ -f "$parts/SHA256SUMS" ] || { echo "$dist/SHA256SUMS missing: copy dist/gpu/ from build.sh" >&2; exit 1; }
+    [ -f "$parts/SHA256SUMS" ] || die "$dist/SHA256SUMS missing: copy dist/gpu/ from build.sh"
 }
 
 unxz() {
@@ -50,24 +58,40 @@ unxz() {
     fi
 }
 
-unpack() { # NAME (ponder-gpu-bin or ponder-gpu-models): joins, checks and unpacks it once
-    local name=$1 sum have
+unpack() { # NAME (ponder-gpu-bin or ponder-gpu-models): checks, joins and unpacks it once
+    local name=$1 sum part expected=() missing=() damaged=()
     collect
-    sum=$(grep " $name.tar.xz\$" "$parts/SHA256SUMS" || true)
-    [ -n "$sum" ] || { echo "$name is not in $parts/SHA256SUMS" >&2; exit 1; }
+    sum=$(grep -x "[0-9a-f]*  $name.tar.xz" "$parts/SHA256SUMS" || true)
+    [ -n "$sum" ] || die "$name is not in $parts/SHA256SUMS"
     if [ -f "$work/.$name" ] && [ "$(cat "$work/.$name")" = "$sum" ]; then
         return
     fi
-    have=$(cd "$parts" && ls "$name".tar.xz.part?? 2> /dev/null | tr '\n' ' ' || true)
-    [ -n "$have" ] || { echo "$name: no parts in $dist or $parts yet" >&2; exit 1; }
-    say "joining and checking $name ($have)"
-    (cd "$parts" && cat "$name".tar.xz.part?? > "$work/$name.tar.xz")
-    if ! (cd "$work" && echo "$sum" | sha256sum -c --quiet -) >&2; then
-        rm "$work/$name.tar.xz"
-        echo "$name: the parts here ($have) do not make the archive build.sh wrote: some are missing (copy the rest of dist/gpu/) or damaged" >&2
-        exit 1
+    while read -r _ part; do expected+=("$part"); done \
+        < <(grep -x "[0-9a-f]*  $name.tar.xz.part[0-9][0-9]" "$parts/SHA256SUMS" || true)
+    [ ${#expected[@]} -gt 0 ] || die "$parts/SHA256SUMS lists no parts of $name: rebuild with this build.sh"
+    for part in "${expected[@]}"; do
+        if [ ! -e "$parts/$part" ]; then
+            missing+=("$part")
+        elif ! grep -qx "$(sum_of "$parts/$part")  $part" "$parts/SHA256SUMS"; then
+            damaged+=("$part")
+            rm -f "$parts/$part"
+        fi
+    done
+    if [ ${#missing[@]} -gt 0 ] || [ ${#damaged[@]} -gt 0 ]; then
+        local told="$name: $((${#expected[@]} - ${#missing[@]} - ${#damaged[@]})) of ${#expected[@]} parts here"
+        [ ${#missing[@]} -eq 0 ] || told+="; missing: ${missing[*]}"
+        [ ${#damaged[@]} -eq 0 ] || told+="; damaged (removed, copy it again): ${damaged[*]}"
+        die "$told"
     fi
-    unxz "$work/$name.tar.xz" | tar -x -C "$work"
+    say "joining and unpacking $name (${#expected[@]} parts)"
+    (cd "$parts" && cat "${expected[@]}") > "$work/$name.tar.xz"
+    (cd "$work" && echo "$sum" | sha256sum -c --quiet -) >&2 || die "$name: the parts do not make the archive"
+    rm -f "$work/.$name"
+    case $name in
+        ponder-gpu-bin) rm -rf "$work/bin" "$work/qwen-tokenizer" ;;
+        ponder-gpu-models) rm -rf "$work/models" ;;
+    esac
+    unxz "$work/$name.tar.xz" | tar -x -C "$work" || die "$name: unpacking failed"
     rm "$work/$name.tar.xz"
     echo "$sum" > "$work/.$name"
 }
@@ -93,12 +117,14 @@ for root in roots:
 print(":".join(found))
 EOF
 )
-    export LD_LIBRARY_PATH=${dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    if [ -n "$dirs" ]; then
+        export LD_LIBRARY_PATH=${dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    fi
     # The driver's libcuda.so.1, where the loader's cache may not list it (containers mount it).
     if ldd "$work/bin/ponder" | grep -q 'libcuda.so.1 => not found'; then
         local d
         for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib/wsl/lib; do
-            [ -e "$d/libcuda.so.1" ] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d && break
+            [ -e "$d/libcuda.so.1" ] && export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d && break
         done
     fi
     local missing
@@ -136,7 +162,7 @@ tests() {
             failed=1
         fi
     done
-    grep -E '^test result' "$out/tests.log" | tee -a "$out/run.log"
+    grep -E '^test result' "$out/tests.log" | tee -a "$out/run.log" || true
     return $failed
 }
 
@@ -148,9 +174,12 @@ bench() {
         "$python" "$root/scripts/gpu/random_model.py" "$model" "$work/qwen-tokenizer" --size "$size" 2>&1 | tee -a "$out/run.log"
     fi
     say "throughput table on $device: $model (random weights)"
-    PONDER_BENCH_DEVICE=$device PONDER_BENCH_MODEL=$model \
+    if ! PONDER_BENCH_DEVICE=$device PONDER_BENCH_MODEL=$model \
         PONDER_BENCH_SECTIONS=${PONDER_BENCH_SECTIONS:-decode,best_of_n} \
-        "$work/bin/throughput" 2>> "$out/bench.stderr" | tee "$out/throughput-$size.md"
+        "$work/bin/throughput" 2>> "$out/bench.stderr" | tee "$out/throughput-$size.md"; then
+        tail -20 "$out/bench.stderr" >&2
+        die "the throughput bench failed (all its output: $out/bench.stderr)"
+    fi
 }
 
 forcing() {
@@ -158,16 +187,21 @@ forcing() {
     # rows are measured on the real SmolLM2.
     unpack ponder-gpu-models
     say "budget forcing with waits on $device: SmolLM2-135M (real weights)"
-    PONDER_BENCH_DEVICE=$device PONDER_BENCH_MODEL=smollm2-135m PONDER_CACHE_DIR=$work/models \
+    if ! PONDER_BENCH_DEVICE=$device PONDER_BENCH_MODEL=smollm2-135m PONDER_CACHE_DIR=$work/models \
         PONDER_BENCH_SECTIONS=forcing "$work/bin/throughput" 2>> "$out/bench.stderr" \
-        | tee "$out/forcing-smollm2.md"
+        | tee "$out/forcing-smollm2.md"; then
+        tail -20 "$out/bench.stderr" >&2
+        die "the budget forcing bench failed (all its output: $out/bench.stderr)"
+    fi
 }
 
+# One step after another, not `a && b`: bash does not stop at a failure inside a function
+# called on the left of `&&`, whatever `set -e` says.
 case ${1:-all} in
     check) check ;;
-    tests) check && tests ;;
-    bench) check && bench "${2:-1.5b}" ;;
-    forcing) check && forcing ;;
-    all) check && bench "${2:-1.5b}" && forcing && tests ;;
+    tests) check; tests ;;
+    bench) check; bench "${2:-1.5b}" ;;
+    forcing) check; forcing ;;
+    all) check; bench "${2:-1.5b}"; forcing; tests ;;
     *) echo "usage: $0 check|tests|bench [1.5b|0.5b|tiny]|forcing|all" >&2; exit 2 ;;
 esac

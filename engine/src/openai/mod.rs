@@ -478,8 +478,7 @@ impl OpenAiBackend {
     }
 
     /// `/tokenize`, in the dialects of llama.cpp (`content`, `add_special`) and vLLM (`prompt`,
-    /// `add_special_tokens`); `once`: without retries.
-    /// `/tokenize`: with retries, or once at the server `once_at` (for probing).
+    /// `add_special_tokens`): with retries, or once at the server `once_at` (for probing).
     async fn tokenize_request(
         &self,
         text: &str,
