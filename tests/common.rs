@@ -5,8 +5,10 @@
 
 use std::sync::{Arc, LazyLock, OnceLock};
 
+// support/llama_server.rs, beside this in openai_backend, loads it too (a bench has it alone).
+#[allow(clippy::duplicate_mod)]
 #[path = "support/repo.rs"]
-mod repo;
+pub mod repo;
 
 use ponder::engine::{Backend, DeviceSpec, KvPool, LoadOptions, MistralRsBackend, ModelConfig};
 

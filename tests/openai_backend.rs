@@ -332,10 +332,15 @@ fn budget_forcing_goes_on_from_a_thinking_block_the_servers_template_opens() {
     // llama-server with a chat template whose assistant turn starts "<think>\n" (as
     // DeepSeek-R1's distills' does): the resubmitted prefixes must not open it again.
     let _lock = SERVERS.lock().unwrap_or_else(|p| p.into_inner());
+    let template = common::thinking_template();
     let server = LlamaServer::start_with(
         &smollm_path(),
         2,
-        &["--jinja", "--chat-template-file", common::THINKING_TEMPLATE],
+        &[
+            "--jinja",
+            "--chat-template-file",
+            template.to_str().unwrap(),
+        ],
     );
     let backend = connect(&server.url());
     let config = BudgetForcingConfig {

@@ -13,9 +13,6 @@
 mod common;
 #[path = "support/isolation.rs"]
 mod isolation;
-#[path = "support/repo.rs"]
-mod repo;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -106,7 +103,8 @@ impl Backend for FirstSamplesFixed {
 
 #[test]
 fn s_star_debugs_and_selects_on_humaneval_0_with_qwen() {
-    let problems = Problem::load_jsonl(&repo::repo("examples/problems/humaneval-3.jsonl")).unwrap();
+    let problems =
+        Problem::load_jsonl(&common::repo::repo("examples/problems/humaneval-3.jsonl")).unwrap();
     let problem = problems.into_iter().next().unwrap();
     assert_eq!(
         problem.code.as_ref().unwrap().entry_point,
