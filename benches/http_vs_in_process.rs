@@ -15,6 +15,8 @@
 
 #[path = "../tests/support/llama_server.rs"]
 mod llama_server;
+#[path = "../tests/support/repo.rs"]
+mod repo;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -5,8 +5,6 @@
 
 use std::sync::{Arc, LazyLock, OnceLock};
 
-// support/llama_server.rs, beside this in openai_backend, loads it too (a bench has it alone).
-#[allow(clippy::duplicate_mod)]
 #[path = "support/repo.rs"]
 pub mod repo;
 

@@ -15,7 +15,7 @@ mod llama_server;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use common::block_on;
+use common::{block_on, repo};
 use llama_server::LlamaServer;
 use ponder::engine::models::builtin;
 use ponder::engine::{

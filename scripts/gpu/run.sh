@@ -166,6 +166,13 @@ tests() {
     return $failed
 }
 
+throughput() { # TABLE: the bench (PONDER_BENCH_* from the caller) into $out/TABLE
+    if ! "$work/bin/throughput" 2>> "$out/bench.stderr" | tee "$out/$1"; then
+        tail -20 "$out/bench.stderr" >&2
+        die "the bench failed (all its output: $out/bench.stderr)"
+    fi
+}
+
 bench() {
     local size=${1:-1.5b}
     local model=$work/random-qwen2.5-$size
@@ -174,12 +181,9 @@ bench() {
         "$python" "$root/scripts/gpu/random_model.py" "$model" "$work/qwen-tokenizer" --size "$size" 2>&1 | tee -a "$out/run.log"
     fi
     say "throughput table on $device: $model (random weights)"
-    if ! PONDER_BENCH_DEVICE=$device PONDER_BENCH_MODEL=$model \
+    PONDER_BENCH_DEVICE=$device PONDER_BENCH_MODEL=$model \
         PONDER_BENCH_SECTIONS=${PONDER_BENCH_SECTIONS:-decode,best_of_n} \
-        "$work/bin/throughput" 2>> "$out/bench.stderr" | tee "$out/throughput-$size.md"; then
-        tail -20 "$out/bench.stderr" >&2
-        die "the throughput bench failed (all its output: $out/bench.stderr)"
-    fi
+        throughput "throughput-$size.md"
 }
 
 forcing() {
@@ -187,12 +191,8 @@ forcing() {
     # rows are measured on the real SmolLM2.
     unpack ponder-gpu-models
     say "budget forcing with waits on $device: SmolLM2-135M (real weights)"
-    if ! PONDER_BENCH_DEVICE=$device PONDER_BENCH_MODEL=smollm2-135m PONDER_CACHE_DIR=$work/models \
-        PONDER_BENCH_SECTIONS=forcing "$work/bin/throughput" 2>> "$out/bench.stderr" \
-        | tee "$out/forcing-smollm2.md"; then
-        tail -20 "$out/bench.stderr" >&2
-        die "the budget forcing bench failed (all its output: $out/bench.stderr)"
-    fi
+    PONDER_BENCH_DEVICE=$device PONDER_BENCH_MODEL=smollm2-135m PONDER_CACHE_DIR=$work/models \
+        PONDER_BENCH_SECTIONS=forcing throughput forcing-smollm2.md
 }
 
 # One step after another, not `a && b`: bash does not stop at a failure inside a function

@@ -372,14 +372,24 @@ fn the_same_id_on_different_questions_is_not_compared() {
     assert!(json["runs"][0]["interval"][0].as_f64().unwrap() < 1.0);
 }
 
+/// `dir/o.jsonl`: a results file of one right answer, without a side file.
+fn one_line_results(dir: &Path) -> PathBuf {
+    let out = dir.join("o.jsonl");
+    let text = serde_json::to_string(&line("1", Some(true), 10, false)).unwrap();
+    std::fs::write(&out, format!("{text}\n")).unwrap();
+    out
+}
+
+/// The notes of a comparison of `run` alone.
+fn notes_alone(run: RunReport) -> String {
+    Comparison::new(vec![run]).notes().join("\n")
+}
+
 #[test]
 fn a_results_file_without_its_side_file_says_unanswered_problems_may_be_missed() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("o.jsonl");
-    let text = serde_json::to_string(&line("1", Some(true), 10, false)).unwrap();
-    std::fs::write(&out, format!("{text}\n")).unwrap();
-    let notes = |run: RunReport| Comparison::new(vec![run]).notes().join("\n");
-    let alone = notes(RunReport::load(&out, None).unwrap());
+    let out = one_line_results(dir.path());
+    let alone = notes_alone(RunReport::load(&out, None).unwrap());
     assert!(
         alone.contains("no set size recorded (")
             && alone.contains("o.jsonl.config.json is missing, or older)"),
@@ -393,16 +403,13 @@ fn a_results_file_without_its_side_file_says_unanswered_problems_may_be_missed()
     .unwrap();
     let run = RunReport::load(&out, None).unwrap();
     assert_eq!((run.set, run.unanswered()), (Some(3), 2));
-    assert!(!notes(run).contains("no set size recorded"));
+    assert!(!notes_alone(run).contains("no set size recorded"));
 }
 
 #[test]
 fn a_file_a_run_is_writing_is_told_as_in_progress() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("o.jsonl");
-    let text = serde_json::to_string(&line("1", Some(true), 10, false)).unwrap();
-    std::fs::write(&out, format!("{text}\n")).unwrap();
-    let notes = |run: RunReport| Comparison::new(vec![run]).notes().join("\n");
+    let out = one_line_results(dir.path());
     let idle = RunReport::load(&out, None).unwrap();
     assert!(!idle.in_progress);
     // As `ponder run` holds it while it writes.
@@ -410,7 +417,7 @@ fn a_file_a_run_is_writing_is_told_as_in_progress() {
     writer.lock().unwrap();
     let busy = RunReport::load(&out, None).unwrap();
     assert!(busy.in_progress);
-    assert!(notes(busy).contains("a run is writing this file now"));
+    assert!(notes_alone(busy).contains("a run is writing this file now"));
     drop(writer);
     assert!(!RunReport::load(&out, None).unwrap().in_progress);
 }

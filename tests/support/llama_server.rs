@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-#[path = "repo.rs"]
-mod repo;
+// The includer's `repo` (tests/support/repo.rs), loaded once per crate.
+use crate::repo;
 
 /// The `llama-server` binary: `$PONDER_LLAMA_SERVER`, else built (once) by the script.
 pub fn binary() -> PathBuf {
