@@ -36,7 +36,7 @@ for name in $runs; do
 done
 "$ponder" report $(for r in $runs; do printf '%s/%s.jsonl ' "$out" "$r"; done) \
   --labels "$(echo $runs | tr ' ' ,)"
-PONDER_SCRIPTS="$(dirname "$0")" python3 - "$out" "$n" "$budget" $runs <<'PY'
+PONDER="$ponder" PONDER_SCRIPTS="$(dirname "$0")" python3 - "$out" "$n" "$budget" $runs <<'PY'
 import json, os, sys
 out, n, budget, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 tok = lambda r: r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"]

@@ -46,7 +46,7 @@ run router-all-triage router-all --max-run-tokens "$budget" --allocate triage
 runs="short think router-0.2-first-come router-0.2-even router-0.2-triage router-all-triage"
 "$ponder" report $(for r in $runs; do printf '%s/%s.jsonl ' "$out" "$r"; done) \
   --labels "$(echo $runs | tr ' ' ,)"
-PONDER_SCRIPTS="$(dirname "$0")" python3 - "$out" "$n" "$budget" "$problems" $runs <<'PY'
+PONDER="$ponder" PONDER_SCRIPTS="$(dirname "$0")" python3 - "$out" "$n" "$budget" "$problems" $runs <<'PY'
 import json, os, sys
 out, n, budget, problems, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5:]
 tok = lambda r: r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"]

@@ -1,21 +1,17 @@
-"""What a `ponder run` results file records as spent, for the measurement scripts: every line
-(cut attempts' `cut_short` lines and failures included) and, under `--allocate triage`, the kept
-stage of each problem without an answer (in the side file `<results>.triage.jsonl`), as a
-resumed run counts it against `--max-run-tokens`."""
+"""What a `ponder run` results file records as spent, for the measurement scripts, as `ponder
+report --json` reads it (`runs[].spent`): every line (cut attempts' `cut_short` lines and
+failures included), under `--allocate triage` the kept stage of each problem without an answer,
+and the calls in the spend ledger of attempts that wrote no line; as a resumed run counts it
+against `--max-run-tokens`. `PONDER` names the binary (default `target/release/ponder`)."""
 import json
 import os
-
-
-def tokens(record):
-    return record["usage"]["prompt_tokens"] + record["usage"]["completion_tokens"]
+import subprocess
 
 
 def spent(path):
-    lines = [json.loads(l) for l in open(path)]
-    last = {r["id"]: r for r in lines}
-    total = sum(map(tokens, lines))
-    side = path + ".triage.jsonl"
-    if os.path.exists(side):
-        kept = {s["id"]: s for s in map(json.loads, open(side))}
-        total += sum(tokens(s["first"]) for i, s in kept.items() if i not in last or last[i].get("error"))
-    return total
+    ponder = os.environ.get("PONDER", "target/release/ponder")
+    out = subprocess.run([ponder, "report", "--json", path], check=True, capture_output=True, text=True).stdout
+    usage = json.loads(out)["runs"][0]["spent"]
+    if usage is None:
+        raise SystemExit(f"{path}: ponder report could not read what the run spent")
+    return usage["prompt_tokens"] + usage["completion_tokens"]

@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 
 use comfy_table::Table;
 use plotters::prelude::*;
-use ponder_engine::runner::{config_path, peek_results, stop_reason_name, ResultLine};
+use ponder_engine::runner::{
+    config_path, peek_results, recorded_spend, stop_reason_name, Allocation, ResultLine,
+};
 use ponder_engine::CandidateGrades;
+use ponder_engine::Usage;
 use serde::Serialize;
 
 use crate::{Error, Result};
@@ -59,6 +62,15 @@ pub struct RunReport {
     pub elapsed_ms: u64,
     /// How the solved problems stopped.
     pub stop_reasons: BTreeMap<String, usize>,
+    /// All the run recorded as spent, as a resumed run counts it against its budget: every
+    /// line (failed, cut short and superseded attempts included), under `--allocate triage`
+    /// the kept stage of each problem without an answer, and the calls in its spend ledger of
+    /// attempts that wrote no line (a kill's, a failure's). `None` for lines not read from a
+    /// file, or where the side files did not read ([`Self::spend_unreadable`]).
+    pub spent: Option<Usage>,
+    /// Why [`Self::spent`] could not be read (a damaged ledger or triage file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spend_unreadable: Option<String>,
     /// Whether the file ends in a half-written line (left out).
     pub half_written_line: bool,
     /// Whether a run was writing the file when it was read (it holds the file's lock): its
@@ -226,6 +238,21 @@ impl RunReport {
         let side = side_file(path);
         report.model = side.as_ref().and_then(model_of);
         report.set = side.as_ref().and_then(set_of);
+        // The side file names the allocation where it is not first come; only triage keeps
+        // spend of its own (the kept stages).
+        let triage = side
+            .as_ref()
+            .and_then(|s| s.get("allocation")?.get("triage"))
+            .is_some();
+        let allocation = if triage {
+            Allocation::Triage
+        } else {
+            Allocation::FirstCome
+        };
+        match recorded_spend(path, &lines, allocation) {
+            Ok(spent) => report.spent = Some(spent),
+            Err(e) => report.spend_unreadable = Some(e.to_string()),
+        }
         Ok(report)
     }
 
@@ -254,6 +281,8 @@ impl RunReport {
             calls: 0,
             elapsed_ms: 0,
             stop_reasons: BTreeMap::new(),
+            spent: None,
+            spend_unreadable: None,
             half_written_line: false,
             in_progress: false,
             routes: BTreeMap::new(),
@@ -360,6 +389,27 @@ impl RunReport {
         per(self.tokens, self.solved())
     }
 
+    /// The problems the run's spend is shared over: its set where recorded (problems a budget
+    /// never started spent nothing), else those with a line.
+    pub fn set_size(&self) -> usize {
+        self.set.unwrap_or(0).max(self.problems)
+    }
+
+    /// Mean tokens [`Self::spent`] per problem of the set: the run's compute per problem, what
+    /// the accuracy counting unanswered problems as wrong was bought with. Equal to
+    /// [`Self::tokens_per_problem`] where every problem of the set was answered at the first
+    /// attempt.
+    pub fn spent_per_problem(&self) -> Option<f64> {
+        per(self.spent?.total_tokens(), self.set_size())
+    }
+
+    /// Tokens [`Self::spent`] on no answer that counts: failed, cut short and superseded
+    /// attempts, kept stages of problems without an answer, calls of attempts that wrote no
+    /// line.
+    pub fn spent_elsewhere(&self) -> Option<u64> {
+        Some(self.spent?.total_tokens().saturating_sub(self.tokens))
+    }
+
     /// Accuracy over `ids` (each must be graded here).
     fn accuracy_on(&self, ids: &BTreeSet<String>) -> Option<f64> {
         let right = ids
@@ -368,6 +418,37 @@ impl RunReport {
             .count();
         (!ids.is_empty()).then(|| right as f64 / ids.len() as f64)
     }
+}
+
+/// What `run` spent beyond its answers' lines, where anything: the tokens/problem column is over
+/// the answers, the plot's measure over the set.
+fn spend_note(run: &RunReport) -> Option<String> {
+    if let Some(why) = &run.spend_unreadable {
+        return Some(format!(
+            "{}: what the run spent in all is unknown ({why}); the plot places it by tokens per \
+             answered problem",
+            run.label
+        ));
+    }
+    let spent = run.spent?.total_tokens();
+    let elsewhere = run.spent_elsewhere()?;
+    let set = run.set_size();
+    if elsewhere == 0 && set == run.solved() {
+        return None;
+    }
+    let per = run.spent_per_problem()?;
+    let mut note = format!(
+        "{}: {spent} tokens spent in all, {per:.0} per problem of the set of {set} (the plot's \
+         measure)",
+        run.label
+    );
+    if elsewhere > 0 {
+        note.push_str(&format!(
+            "; {elsewhere} of them on no answer that counts (failed, cut short or redone \
+             attempts, calls of attempts that wrote no line)"
+        ));
+    }
+    Some(note)
 }
 
 /// `1 problem`, `2 problems`.
@@ -563,6 +644,7 @@ impl Comparison {
                     "unanswered": run.unanswered(),
                     "accuracy_counting_unanswered": run.accuracy_with_unanswered().map(|(a, _)| a),
                     "tokens_per_problem": run.tokens_per_problem(),
+                    "spent_per_problem": run.spent_per_problem(),
                     "coverage": run.coverage(),
                 });
                 if let (Some(value), serde_json::Value::Object(derived)) =
@@ -769,6 +851,9 @@ impl Comparison {
                     if run.cut_short == 1 { "it" } else { "them" }
                 ));
             }
+            if let Some(note) = spend_note(run) {
+                notes.push(note);
+            }
             // A file read from disk whose side file is gone (moved without it) or predates the
             // set size: problems a run budget never started leave no line, and nothing says how
             // many there were.
@@ -800,11 +885,12 @@ impl Comparison {
         let mut left_out = Vec::new();
         let mut points = Vec::new();
         for run in &self.runs {
-            // Unanswered problems count as wrong here too (see the table).
+            // Unanswered problems count as wrong here too (see the table), and what the run
+            // spent on them counts too: the compute per problem of the set, not per answer.
             let point = run
                 .accuracy_with_unanswered()
                 .or_else(|| Some((run.accuracy()?, run.graded)))
-                .zip(run.tokens_per_problem());
+                .zip(run.spent_per_problem().or_else(|| run.tokens_per_problem()));
             let Some(((p, n), tokens)) = point else {
                 left_out.push(run.label.clone());
                 continue;
@@ -939,7 +1025,7 @@ fn draw(path: &Path, points: &[Point<'_>]) -> std::result::Result<(), Box<dyn st
         .build_cartesian_2d(range.log_scale().with_key_points(ticks), 0f64..100f64)?;
     chart
         .configure_mesh()
-        .x_desc("tokens per problem (prompt + completion, log scale)")
+        .x_desc("tokens spent per problem of the set (prompt + completion, log scale)")
         .y_desc("accuracy, % (bars: 95% interval)")
         .x_label_formatter(&|v| tokens_label(*v))
         .y_label_formatter(&|v| format!("{v:.0}"))

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
-use ponder_engine::{StopReason, Usage};
+use ponder_engine::{Solution, StopReason, Usage};
 
 fn line(id: &str, correct: Option<bool>, tokens: u64, error: bool) -> ResultLine {
     ResultLine {
@@ -533,4 +533,117 @@ fn axis_of(tokens: &[u64]) -> (std::ops::Range<f64>, Vec<f64>) {
         })
         .collect();
     token_axis(&points)
+}
+
+#[test]
+fn the_spend_counts_every_attempt_and_the_plot_places_a_run_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.jsonl");
+    let cut = ResultLine {
+        answer: None,
+        correct: None,
+        cut_short: true,
+        ..line("2", None, 30, true)
+    };
+    // "1" failed (40 tokens), then was answered right (100); "2" was cut short (30); "3" and
+    // "4" have no line.
+    let lines = [
+        line("1", None, 40, true),
+        line("1", Some(true), 100, false),
+        cut,
+    ];
+    let text: String = lines
+        .iter()
+        .map(|l| serde_json::to_string(l).unwrap() + "\n")
+        .collect();
+    std::fs::write(&out, text).unwrap();
+    let set = |allocation: &str| {
+        format!(
+            "{{\"{}\": 4{allocation}}}",
+            ponder_engine::runner::PROBLEMS_IN_SET
+        )
+    };
+    std::fs::write(config_path(&out), set("")).unwrap();
+    // The ledger: an attempt at "3" killed in flight after a call of 20 tokens.
+    std::fs::write(
+        dir.path().join("o.jsonl.spend.jsonl"),
+        "{\"id\": \"3\", \"attempt\": 7, \"usage\": {\"prompt_tokens\": 12, \"completion_tokens\": 8, \"calls\": 1}}\n",
+    )
+    .unwrap();
+    // Under triage, "4"'s kept first stage (25 tokens) counts too; not otherwise.
+    let stage = Solution {
+        strategy: "router".into(),
+        answer: Some("5".into()),
+        completion: "5".into(),
+        candidates: Vec::new(),
+        stop_reason: StopReason::Completed,
+        usage: Usage {
+            prompt_tokens: 20,
+            completion_tokens: 5,
+            calls: 1,
+            ..Usage::default()
+        },
+        details: serde_json::Value::Null,
+        trace: None,
+    };
+    let side = serde_json::json!({
+        "id": "4", "first": stage, "pending": { "confidence": 0.1, "why": "unsure" }
+    });
+    std::fs::write(dir.path().join("o.jsonl.triage.jsonl"), format!("{side}\n")).unwrap();
+
+    let run = RunReport::load(&out, None).unwrap();
+    assert_eq!(run.spent.map(|u| u.total_tokens()), Some(190));
+    assert_eq!((run.tokens, run.spent_elsewhere()), (100, Some(90)));
+    assert_eq!(run.spent_per_problem(), Some(47.5));
+    assert_eq!(run.tokens_per_problem(), Some(100.0));
+    let notes = notes_alone(run.clone());
+    assert!(
+        notes.contains("o: 190 tokens spent in all, 48 per problem of the set of 4")
+            && notes.contains("90 of them on no answer that counts"),
+        "{notes}"
+    );
+    let json = Comparison::new(vec![run.clone()]).to_json();
+    assert_eq!(
+        json["runs"][0]["spent_per_problem"],
+        serde_json::json!(47.5)
+    );
+    assert_eq!(json["runs"][0]["spent"]["calls"], serde_json::json!(4));
+    // The plot places the run by what it spent over the set: 1 right of 4, at 48 tokens.
+    let svg = dir.path().join("plot.svg");
+    Comparison::new(vec![run]).plot(&svg).unwrap();
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawn.contains("25.0% of 4 problems, 48 tokens"), "{drawn}");
+
+    std::fs::write(
+        config_path(&out),
+        set(", \"allocation\": {\"triage\": {\"max_run_tokens\": 500}}"),
+    )
+    .unwrap();
+    let triage = RunReport::load(&out, None).unwrap();
+    assert_eq!(triage.spent.map(|u| u.total_tokens()), Some(215));
+
+    // A damaged ledger: the spend is unknown, and said so; the report still reads.
+    std::fs::write(dir.path().join("o.jsonl.spend.jsonl"), "not json\n").unwrap();
+    let damaged = RunReport::load(&out, None).unwrap();
+    assert_eq!(damaged.spent, None);
+    let notes = notes_alone(damaged);
+    assert!(
+        notes.contains("what the run spent in all is unknown ("),
+        "{notes}"
+    );
+}
+
+#[test]
+fn a_run_that_answered_its_whole_set_at_once_has_no_spend_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = one_line_results(dir.path());
+    std::fs::write(
+        config_path(&out),
+        format!("{{\"{}\": 1}}", ponder_engine::runner::PROBLEMS_IN_SET),
+    )
+    .unwrap();
+    let run = RunReport::load(&out, None).unwrap();
+    assert_eq!(run.spent_per_problem(), run.tokens_per_problem());
+    assert_eq!(run.spent_elsewhere(), Some(0));
+    assert!(!notes_alone(run).contains("spent in all"));
 }
