@@ -89,8 +89,9 @@ pub struct RunReport {
     /// Each graded problem's question fingerprint, where its line records one.
     #[serde(skip)]
     questions: HashMap<String, String>,
-    /// Of the covered problems, those whose answer was chosen among more than one candidate,
-    /// and of those, how many were right.
+    /// Of the covered problems, those with a wrong candidate too (so the selection had a
+    /// choice to make: several candidates all right, or copies of one, leave it none), and of
+    /// those, how many were answered right.
     #[serde(skip)]
     chosen_among_several: (usize, usize),
 }
@@ -324,7 +325,7 @@ impl RunReport {
                     if c.right > 0 {
                         report.covered += 1;
                         report.covered_correct += usize::from(correct);
-                        if c.graded > 1 {
+                        if c.right < c.graded {
                             report.chosen_among_several.0 += 1;
                             report.chosen_among_several.1 += usize::from(correct);
                         }
@@ -827,7 +828,7 @@ impl Comparison {
             let (among, right) = run.chosen_among_several;
             if among > 0 {
                 notes.push(format!(
-                    "{}: of the {} with a right candidate among several, the answer chosen was \
+                    "{}: of the {} with both right and wrong candidates, the answer chosen was \
                      right in {right} ({:.1}%)",
                     run.label,
                     count(among, "problem", "problems"),

@@ -281,6 +281,8 @@ fn coverage_counts_the_problems_with_a_right_candidate() {
     };
     let lines = vec![
         with("1", true, 4, 3),
+        // All right (four copies of one answer, say): no choice to tell of.
+        with("5", true, 4, 4),
         // A right candidate, the wrong one chosen.
         with("2", false, 4, 1),
         with("3", false, 4, 0),
@@ -290,7 +292,7 @@ fn coverage_counts_the_problems_with_a_right_candidate() {
     let run = RunReport::from_lines("s", &lines);
     assert_eq!(
         (run.with_candidates, run.covered, run.covered_correct),
-        (3, 2, 1)
+        (4, 3, 2)
     );
     let plain = RunReport::from_lines("p", &[line("1", Some(true), 10, false)]);
     // One candidate a problem: its answer, no choice to tell of.
@@ -298,13 +300,13 @@ fn coverage_counts_the_problems_with_a_right_candidate() {
     let comparison = Comparison::new(vec![run, plain, single]);
     let table = comparison.table().to_string();
     assert!(
-        table.contains("any candidate right") && table.contains("66.7% (2/3)"),
+        table.contains("any candidate right") && table.contains("75.0% (3/4)"),
         "{table}"
     );
     let notes = comparison.notes().join("\n");
     assert!(
         notes.contains(
-            "s: of the 2 problems with a right candidate among several, the answer chosen was right in 1 (50.0%)"
+            "s: of the 2 problems with both right and wrong candidates, the answer chosen was right in 1 (50.0%)"
         ) && !notes.contains("one: of the"),
         "{notes}"
     );
