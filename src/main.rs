@@ -469,6 +469,29 @@ impl EventsTo {
     }
 }
 
+/// Waits for Ctrl-C (SIGINT) or, on Unix, SIGTERM (what `kill`, `timeout` and batch schedulers
+/// send to stop a job), and returns the exit status a shell gives a process such a signal ends:
+/// 128 and the signal's number. A signal whose handler cannot be set up is never awaited.
+async fn stop_signal() -> i32 {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        130
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                code = interrupt => code,
+                Some(()) = term.recv() => 143,
+            };
+        }
+    }
+    interrupt.await
+}
+
 /// `--allocate`: how a run's budget is shared among its problems.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Allocate {
@@ -621,11 +644,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         bar.set_message(tally.message());
     });
-    // Ctrl-C: every finished problem's line is already written whole (as after a kill); say
-    // so, and how to go on, rather than vanish.
+    // Ctrl-C or SIGTERM: every finished problem's line is already written whole (as after a
+    // kill); say so, and how to go on, rather than vanish.
     let summary = tokio::select! {
         summary = work => summary?,
-        _ = tokio::signal::ctrl_c() => {
+        code = stop_signal() => {
             bar.abandon();
             if let Some(log) = &log {
                 let _ = log.finish();
@@ -637,7 +660,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 problems.len(),
                 args.out.display()
             );
-            std::process::exit(130);
+            std::process::exit(code);
         }
     };
     bar.finish();

@@ -784,6 +784,18 @@ fn a_run_whose_problems_failed_exits_1_after_its_summary() {
 
 #[test]
 fn ctrl_c_says_how_many_problems_are_finished_and_exits_130() {
+    stopped_by("INT", 130);
+}
+
+#[test]
+fn sigterm_stops_a_run_as_ctrl_c_does_and_exits_143() {
+    // What `kill`, `timeout` and batch schedulers send to end a job.
+    stopped_by("TERM", 143);
+}
+
+/// Sends `signal` to a `ponder run` once a problem is finished: it says how many are, and exits
+/// with `code`.
+fn stopped_by(signal: &str, code: i32) {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     let out = dir.path().join("o.jsonl");
@@ -806,13 +818,13 @@ fn ctrl_c_says_how_many_problems_are_finished_and_exits_130() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
     let told = stderr
         .lines()
         .find_map(|l| l.strip_prefix("interrupted: "))
