@@ -93,6 +93,18 @@ fn answer_at(text: &str, end: usize) -> Option<String> {
     let tail = tail.trim_start_matches(|c: char| {
         c.is_whitespace() || matches!(c, ':' | '*' | '#' | '}' | '=')
     });
+    // A cue repeated inside the answer (`Final Answer: The answer is (C).`): read after it.
+    let tail = WEAK_CUES
+        .iter()
+        .find(|cue| {
+            tail.get(..cue.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(cue))
+        })
+        .map_or(tail, |cue| {
+            tail.get(cue.len()..)
+                .unwrap_or_default()
+                .trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '*'))
+        });
     let candidate = match display_block(tail) {
         Some(block) => cue_candidate(&block)?,
         // Display math opened and not closed on its line or within reach (a completion cut

@@ -111,12 +111,15 @@ pub fn equivalent(a: &str, b: &str) -> bool {
     same_structure(&na.text, &nb.text, 0)
 }
 
-/// True when a side written as a rounded decimal (four or more decimal places, like MAWPS's
-/// `3.33333` for 10/3) agrees with the other to its last place: `3.33333` ~ `10/3` ~ `3.3333`.
-/// Fewer places are taken as exact (`2.125` is not `2.13`).
+/// True when a side written as a rounded decimal (four or more decimal places and four or more
+/// significant digits, like MAWPS's `3.33333` for 10/3) agrees with the other to its last
+/// place: `3.33333` ~ `10/3` ~ `3.3333`. Fewer places are taken as exact (`2.125` is not
+/// `2.13`), and so are fewer significant digits, whose last place is a large share of the value
+/// (`0.0001` is not `0.0000672`, 49% less).
 fn same_when_rounded(a: &str, b: &str, x: f64, y: f64) -> bool {
     let places = [a, b]
         .into_iter()
+        .filter(|s| significant_digits(s) >= 4)
         .filter_map(decimal_places)
         .filter(|&k| k >= 4)
         .min();
@@ -133,6 +136,15 @@ fn decimal_places(s: &str) -> Option<usize> {
         && !frac.is_empty()
         && frac.chars().all(|c| c.is_ascii_digit()))
     .then_some(frac.len())
+}
+
+/// The significant digits of a plain decimal literal (`0.00672` -> 3, `3.33333` -> 6): its
+/// digits from the first that is not 0.
+fn significant_digits(s: &str) -> usize {
+    s.chars()
+        .filter(char::is_ascii_digit)
+        .skip_while(|&c| c == '0')
+        .count()
 }
 
 /// A canonical key such that equivalent answers (in the common cases) get the same key;

@@ -82,6 +82,7 @@ pub(super) fn normalize(raw: &str) -> Normalized {
     s = s.trim_end_matches('.').to_string();
     s = strip_outer_braces(s);
     s = multiple_choice(s);
+    s = value_chain(s);
     s = assignment_rhs(s);
     s = strip_base_subscript(s);
     s = expand_plus_minus(s);
@@ -720,9 +721,19 @@ fn assignment_rhs(s: String) -> String {
     let Some((lhs, rhs)) = split else {
         return s;
     };
-    let (base, sub) = match lhs.split_once('_') {
+    let rhs = rhs.trim();
+    if is_variable(lhs) && !rhs.is_empty() {
+        rhs.to_string()
+    } else {
+        s
+    }
+}
+
+/// A single variable: `x`, `x_1`, `x_{ab}`, `\theta`.
+fn is_variable(s: &str) -> bool {
+    let (base, sub) = match s.split_once('_') {
         Some((b, sub)) => (b, Some(sub)),
-        None => (lhs, None),
+        None => (s, None),
     };
     let base_ok = {
         let mut it = base.chars();
@@ -736,10 +747,56 @@ fn assignment_rhs(s: String) -> String {
         let t = t.trim_start_matches('{').trim_end_matches('}');
         !t.is_empty() && t.chars().all(|c| c.is_alphanumeric())
     });
-    let rhs = rhs.trim();
-    if base_ok && sub_ok && !rhs.is_empty() {
-        rhs.to_string()
-    } else {
-        s
+    base_ok && sub_ok
+}
+
+/// `\frac{1}{2}=0.5` -> `\frac{1}{2}` and `\frac{\sqrt{3}}{3}\approx0.577` ->
+/// `\frac{\sqrt{3}}{3}`: a value followed by its decimal value, as models write a final answer
+/// (`x=` before them dropped). When every side of the chain (split at `=`, `\approx` and `≈`
+/// outside brackets) is a number, the first is kept if the last agrees with it to the last
+/// place it is written to (or exactly, written without a decimal point); else the last, the
+/// result stated (`2+2=5` -> `5`). Anything else is left as it is.
+fn value_chain(s: String) -> String {
+    let mut sides: Vec<&str> = Vec::new();
+    let (mut depth, mut start, mut at) = (0i32, 0, 0);
+    while let Some(rest) = s.get(at..) {
+        let Some(c) = rest.chars().next() else { break };
+        let relation = if depth == 0 && (c == '=' || c == '≈') {
+            c.len_utf8()
+        } else if depth == 0 && rest.starts_with("\\approx") {
+            "\\approx".len()
+        } else {
+            0
+        };
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            _ => {}
+        }
+        if relation > 0 {
+            sides.push(s.get(start..at).unwrap_or_default());
+            start = at + relation;
+        }
+        at += if relation > 0 { relation } else { c.len_utf8() };
     }
+    if sides.is_empty() {
+        return s;
+    }
+    sides.push(s.get(start..).unwrap_or_default());
+    if sides.first().is_some_and(|v| is_variable(v)) {
+        sides.remove(0);
+    }
+    let values: Option<Vec<f64>> = sides.iter().map(|v| Some(eval(v)?.value())).collect();
+    let (Some(values), [first, .., last]) = (values, sides.as_slice()) else {
+        return s;
+    };
+    let (Some(&x), Some(&y)) = (values.first(), values.last()) else {
+        return s;
+    };
+    let places = super::decimal_places(last).and_then(|k| i32::try_from(k).ok());
+    let agrees = match places {
+        Some(k) => (x - y).abs() <= 0.5 * 10f64.powi(-k) * (1.0 + 1e-9),
+        None => (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+    };
+    if agrees { first } else { last }.to_string()
 }

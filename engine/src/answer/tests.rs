@@ -148,6 +148,17 @@ fn a_reference_rounded_to_many_places_matches_to_its_last_place() {
     assert!(!equivalent("10/3", "3.33"));
     assert!(!equivalent("2.13", "2.125"));
     assert!(!equivalent("3.3", "3.33333"));
+    // Four places but few significant digits: the last place is a large share of the value
+    // (MATH-500 has `.0000672`; Qwen's grader compares to a relative 1e-4).
+    for (a, b) in [
+        (".0000672", "0.0001"),
+        (".0000672", "0.00007"),
+        ("\\frac{448}{15625}", "0.0287"),
+    ] {
+        assert!(!equivalent(a, b) && !equivalent(b, a), "{a} vs {b}");
+    }
+    // Enough significant digits, however small the value: rounded to its last place.
+    assert!(equivalent("\\frac{1}{3000}", "0.0003333"));
 }
 
 #[test]
@@ -565,4 +576,50 @@ fn extracts_display_math_after_a_cue() {
         ex("The answer is $$\\frac{1}{2} + ").unwrap(),
         "\\frac{1}{2}"
     );
+}
+
+#[test]
+fn a_value_followed_by_its_decimal_value_is_the_value() {
+    for (answer, reference) in [
+        ("\\frac{1}{2} = 0.5", "\\frac{1}{2}"),
+        ("\\frac{\\sqrt3}{3} \\approx 0.577", "\\frac{\\sqrt{3}}{3}"),
+        ("\\frac{\\sqrt{3}}{3} ≈ 0.577", "\\frac{\\sqrt{3}}{3}"),
+        ("x = \\frac12 = 0.5", "\\frac{1}{2}"),
+        ("\\frac{10}{3} \\approx 3.33", "\\frac{10}{3}"),
+        ("2\\pi \\approx 6.28", "2\\pi"),
+        // The result stated, where it is not the value rounded: as `9 * 2 = 18` is read.
+        ("2+2=5", "5"),
+    ] {
+        let extracted = ex(&format!("So we are done.\nFinal Answer: ${answer}$")).unwrap();
+        assert!(equivalent(&extracted, reference), "{answer} -> {extracted}");
+        assert_eq!(
+            canonical_key(&extracted),
+            canonical_key(reference),
+            "{answer}"
+        );
+    }
+    // A rounding that disagrees is not the value's; the last side is the one stated.
+    assert!(!equivalent("\\frac{1}{3} = 0.34", "\\frac{1}{3}"));
+    // Equations and assignments are left to their own rules.
+    assert!(equivalent("y = 2", "2"));
+    assert!(!equivalent("x + y = 3", "3"));
+    assert!(equivalent("x=1, x=-2", "x=1, x=-2"));
+}
+
+#[test]
+fn a_cue_repeated_inside_the_answer_is_read_past() {
+    assert_eq!(
+        ex("Final Answer: The answer is (C).").as_deref(),
+        Some("(C)")
+    );
+    assert_eq!(
+        ex("Final Answer: the answer is: Evelyn").as_deref(),
+        Some("Evelyn")
+    );
+    assert!(equivalent(
+        &ex("Final Answer: The answer is (C).").unwrap(),
+        "\\text{(C)}"
+    ));
+    // A remark after the cue is still not an answer: the number before it is.
+    assert_eq!(ex("x = 4.\nThe answer is correct.").as_deref(), Some("4"));
 }
