@@ -484,7 +484,7 @@ fn scripted_server(statuses: Vec<u16>) -> (String, Arc<AtomicUsize>) {
 fn scripted_server_with(replies: Vec<(u16, Option<String>)>) -> (String, Arc<AtomicUsize>) {
     let count = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&count);
-    let url = local_server(None, move |path| {
+    let url = local_server(None, move |path, _| {
         if path == "/v1/models" {
             return Some((200, r#"{"data":[{"id":"m"}]}"#.to_string()));
         }
@@ -508,11 +508,11 @@ fn scripted_server_with(replies: Vec<(u16, Option<String>)>) -> (String, Arc<Ato
 const NO_SUCH_ENDPOINT: &str = r#"{"error":{"message":"no such endpoint"}}"#;
 
 /// A local HTTP server: each connection's request is read and answered with what `answer`
-/// makes of its path, `(status, body)` (`None`: held open, never answered; for a 3xx the body
-/// is the `Location`). It stops listening after `connections`, where given.
+/// makes of its path and body, `(status, body)` (`None`: held open, never answered; for a 3xx
+/// the body is the `Location`). It stops listening after `connections`, where given.
 fn local_server(
     connections: Option<usize>,
-    mut answer: impl FnMut(&str) -> Option<(u16, String)> + Send + 'static,
+    mut answer: impl FnMut(&str, &str) -> Option<(u16, String)> + Send + 'static,
 ) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -532,8 +532,9 @@ fn local_server(
                 }
                 line.clear();
             }
-            let _ = reader.read_exact(&mut vec![0; length]);
-            let Some((status, mut body)) = answer(&path) else {
+            let mut sent = vec![0; length];
+            let _ = reader.read_exact(&mut sent);
+            let Some((status, mut body)) = answer(&path, &String::from_utf8_lossy(&sent)) else {
                 held.push(stream);
                 continue;
             };
@@ -790,7 +791,7 @@ fn a_fleet_is_asked_what_it_offers_at_the_server_that_answered() {
 /// A server that answers its first `answers` connections (the model list, 404 elsewhere) and
 /// then is gone (connections refused).
 fn short_lived_server(answers: usize) -> String {
-    local_server(Some(answers), |path| {
+    local_server(Some(answers), |path, _| {
         Some(match path {
             "/v1/models" => (200, r#"{"data":[{"id":"m"}]}"#.to_string()),
             _ => (404, NO_SUCH_ENDPOINT.to_string()),
@@ -820,7 +821,7 @@ fn once_a_request_gave_up_on_an_unreachable_server_the_next_tries_once() {
 /// requests that path had before (`(status, body)`; for a 3xx, the body is the `Location`).
 fn fake_server(answer: impl Fn(&str, usize) -> (u16, String) + Send + 'static) -> String {
     let mut seen: std::collections::HashMap<String, usize> = Default::default();
-    local_server(None, move |path| {
+    local_server(None, move |path, _| {
         let nth = seen.entry(path.to_string()).or_default();
         let reply = answer(path, *nth);
         *nth += 1;
@@ -1105,4 +1106,217 @@ fn a_token_prm_served_over_http_reads_what_it_reads_in_process() {
             );
         }
     }
+}
+
+/// The requests a fake server was sent: path and JSON body.
+type Sent = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+
+/// A fake server in vLLM's dialect where `answer` gives no reply of its own: the model list
+/// (with `max_model_len`), 404 for llama.cpp's `/props` and `/apply-template`, and `/tokenize`
+/// of a prompt (`ponder` -> one token, anything else -> one token a character) or of chat
+/// messages (ten tokens: the template's). Every request is recorded.
+fn vllm_server(
+    answer: impl Fn(&str, &serde_json::Value) -> Option<(u16, String)> + Send + 'static,
+) -> (String, Sent) {
+    let sent: Sent = Arc::default();
+    let log = Arc::clone(&sent);
+    let url = local_server(None, move |path, body| {
+        let body: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        log.lock().unwrap().push((path.to_string(), body.clone()));
+        if let Some(reply) = answer(path, &body) {
+            return Some(reply);
+        }
+        Some(match path {
+            "/v1/models" => (
+                200,
+                r#"{"object":"list","data":[{"id":"m","owned_by":"vllm","max_model_len":4096}]}"#
+                    .into(),
+            ),
+            "/tokenize" if body.get("messages").is_some() => {
+                (200, r#"{"count":10,"max_model_len":4096,"tokens":[100,101,102,103,104,105,106,107,108,109]}"#.into())
+            }
+            "/tokenize" => {
+                let prompt = body["prompt"].as_str().unwrap_or_default();
+                let ids: Vec<u32> = if prompt == "ponder" {
+                    vec![9]
+                } else {
+                    prompt.chars().map(|c| 1000 + c as u32).collect()
+                };
+                (200, serde_json::json!({ "count": ids.len(), "tokens": ids }).to_string())
+            }
+            _ => (404, r#"{"detail":"Not Found"}"#.into()),
+        })
+    });
+    (url, sent)
+}
+
+fn sent_to<'a>(sent: &'a [(String, serde_json::Value)], path: &str) -> Vec<&'a serde_json::Value> {
+    sent.iter()
+        .filter(|(p, _)| p == path)
+        .map(|(_, b)| b)
+        .collect()
+}
+
+const COMPLETION: &str = r#"{"choices":[{"index":0,"text":" 7","finish_reason":"stop","stop_reason":null}],"usage":{"prompt_tokens":12,"completion_tokens":2}}"#;
+
+#[test]
+fn a_vllm_server_renders_chat_prompts_to_token_ids_that_an_assistant_prefix_continues() {
+    let (url, sent) =
+        vllm_server(|path, _| (path == "/v1/completions").then(|| (200, COMPLETION.to_string())));
+    let backend = scripted_backend(&url, 0);
+    let prompt = Prompt::Chat {
+        messages: vec![Message::user("3 + 4?")],
+        assistant_prefix: "<t>".into(),
+    };
+    let generation = block_on(backend.generate(GenerationRequest::new(prompt.clone()))).unwrap();
+    assert_eq!(generation.choices[0].text, " 7");
+    // The template's ids from the chat /tokenize, then the prefix's: to /v1/completions, as a
+    // prompt of token ids. Nothing goes to /v1/chat/completions, whose reasoning parser would
+    // read the continuation without its opening tag.
+    let template: Vec<u32> = (100..110).collect();
+    let expected: Vec<u32> = template.iter().copied().chain([1060, 1116, 1062]).collect();
+    let log = sent.lock().unwrap().clone();
+    let completions = sent_to(&log, "/v1/completions");
+    assert_eq!(completions.len(), 1, "{log:?}");
+    assert_eq!(completions[0]["prompt"], serde_json::json!(expected));
+    assert!(sent_to(&log, "/v1/chat/completions").is_empty());
+    let chat = sent_to(&log, "/tokenize")
+        .into_iter()
+        .rfind(|b| b.get("messages").is_some())
+        .unwrap()
+        .clone();
+    assert_eq!(chat["add_generation_prompt"], true);
+    assert_eq!(chat["add_special_tokens"], false);
+    assert_eq!(chat["messages"][0]["content"], "3 + 4?");
+    // Tokenizing the prompt gives the same ids (a meter and `template_tail` read them).
+    let ids = block_on(backend.tokenize(TokenizeInput::Prompt(&prompt))).unwrap();
+    assert_eq!(ids, expected);
+}
+
+#[test]
+fn a_server_whose_tokenize_ignores_messages_sends_chat_prompts_as_messages() {
+    // A /tokenize that reads only a prompt (llama.cpp's reads only `content`) tokenizes the
+    // chat body as nothing: not taken for a template.
+    let (url, sent) = vllm_server(|path, body| {
+        match path {
+        "/tokenize" if body.get("messages").is_some() => Some((200, r#"{"tokens":[]}"#.into())),
+        "/v1/chat/completions" => Some((
+            200,
+            r#"{"choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":" 7"}}],"usage":{"prompt_tokens":9,"completion_tokens":2}}"#.into(),
+        )),
+        _ => None,
+    }
+    });
+    let backend = scripted_backend(&url, 0);
+    let prompt = Prompt::Chat {
+        messages: vec![Message::user("3 + 4?")],
+        assistant_prefix: "<t>".into(),
+    };
+    let generation = block_on(backend.generate(GenerationRequest::new(prompt.clone()))).unwrap();
+    assert_eq!(generation.choices[0].text, " 7");
+    let log = sent.lock().unwrap().clone();
+    let chat = sent_to(&log, "/v1/chat/completions");
+    assert_eq!(chat.len(), 1, "{log:?}");
+    assert_eq!(chat[0]["continue_final_message"], true);
+    // SGLang's switch: thinking left in the text.
+    assert_eq!(chat[0]["separate_reasoning"], false);
+    let err = block_on(backend.tokenize(TokenizeInput::Prompt(&prompt))).unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+}
+
+#[test]
+fn greedy_choices_are_asked_for_once_and_a_later_sampled_n_is_still_sent_whole() {
+    // vLLM refuses n > 1 at temperature 0.
+    let (url, sent) = vllm_server(|path, body| {
+        (path == "/v1/completions").then(|| {
+            let n = body["n"].as_u64().unwrap_or(1);
+            if n > 1 && body["temperature"].as_f64() == Some(0.0) {
+                return (
+                    400,
+                    r#"{"object":"error","message":"n must be 1 when using greedy sampling, got 4.","type":"BadRequestError","code":400}"#.into(),
+                );
+            }
+            let choices: Vec<String> = (0..n)
+                .map(|i| {
+                    format!(
+                        r#"{{"index":{i},"text":" {i}","finish_reason":"stop","logprobs":{{"tokens":[" {i}"],"token_logprobs":[-0.5],"top_logprobs":null}}}}"#
+                    )
+                })
+                .collect();
+            (
+                200,
+                format!(
+                    r#"{{"choices":[{}],"usage":{{"prompt_tokens":5,"completion_tokens":{n}}}}}"#,
+                    choices.join(",")
+                ),
+            )
+        })
+    });
+    let backend = scripted_backend(&url, 0);
+    let request = |temperature: f64| {
+        GenerationRequest::new(Prompt::Text("x".into()))
+            .with_n(4)
+            .with_sampling(Sampling::with_temperature(temperature))
+    };
+    let greedy = block_on(backend.generate(request(0.0))).unwrap();
+    assert_eq!(greedy.choices.len(), 4);
+    assert!(greedy.choices.iter().all(|c| c.text == " 0"));
+    assert_eq!((greedy.usage.calls, greedy.usage.completion_tokens), (1, 1));
+    let sampled = block_on(backend.generate(request(0.8))).unwrap();
+    let texts: Vec<&str> = sampled.choices.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(texts, [" 0", " 1", " 2", " 3"]);
+    assert_eq!(sampled.usage.calls, 1, "sent whole, not fanned out");
+    assert!(backend.capabilities().native_n);
+    let log = sent.lock().unwrap().clone();
+    let ns: Vec<u64> = sent_to(&log, "/v1/completions")
+        .iter()
+        .map(|b| b["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, [1, 4]);
+}
+
+#[test]
+fn vllm_and_sglang_reply_shapes_are_read() {
+    let (url, sent) = vllm_server(|path, _| {
+        match path {
+        // SGLang's /detokenize.
+        "/detokenize" => Some((200, r#"{"text":"<|im_end|>"}"#.into())),
+        // An aborted request's choice.
+        "/v1/completions" => Some((
+            200,
+            r#"{"choices":[{"index":0,"text":"3 + ","finish_reason":"abort","matched_stop":null}],"usage":{"prompt_tokens":5,"completion_tokens":2}}"#.into(),
+        )),
+        _ => None,
+    }
+    });
+    let backend = scripted_backend(&url, 0);
+    let text = block_on(backend.detokenize(&[2])).unwrap();
+    assert_eq!(text, "<|im_end|>");
+    let log = sent.lock().unwrap().clone();
+    assert_eq!(
+        sent_to(&log, "/detokenize")[0]["skip_special_tokens"],
+        false
+    );
+    // Cut where it stood, not ended: an error, not a finished text.
+    let err =
+        block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap_err();
+    assert!(
+        matches!(&err, Error::Inference { message } if message.contains("aborted")),
+        "{err:?}"
+    );
+    // A server without chat rendering, whose reply has both reasoning keys (vLLM from late
+    // 2025): read, not refused as a duplicate field.
+    let (plain, _) = vllm_server(|path, body| {
+        match path {
+        "/tokenize" if body.get("messages").is_some() => Some((404, "{}".into())),
+        "/v1/chat/completions" => Some((
+            200,
+            r#"{"choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"7","reasoning":"3 + 4","reasoning_content":"3 + 4"}}],"usage":{"prompt_tokens":9,"completion_tokens":1}}"#.into(),
+        )),
+        _ => None,
+    }
+    });
+    let backend = scripted_backend(&plain, 0);
+    let generation = block_on(backend.generate(GenerationRequest::new(chat("3 + 4?")))).unwrap();
+    assert_eq!(generation.choices[0].text, "<think>\n3 + 4\n</think>\n\n7");
 }

@@ -55,7 +55,11 @@ const N_FAN_OUT: u8 = 2;
 #[derive(Debug, Clone, Default)]
 struct ServerInfo {
     tokenize: bool,
+    /// llama.cpp's `/apply-template`: a chat prompt rendered to text.
     apply_template: bool,
+    /// vLLM's `/tokenize` of chat messages: a chat prompt rendered to token ids through the
+    /// server's template.
+    tokenize_chat: bool,
     context_tokens: Option<usize>,
     eos_token_ids: Vec<u32>,
 }
@@ -226,7 +230,59 @@ impl OpenAiBackend {
             )
             .await
             .is_ok_and(|v| v.get("prompt").and_then(Value::as_str).is_some());
+        if info.tokenize && !info.apply_template {
+            // vLLM renders chat messages in `/tokenize`: more tokens than the bare word (the
+            // template's roles). llama.cpp's `/tokenize` reads only `content`.
+            let bare = self
+                .tokenize_request("ponder", false, Some(base))
+                .await
+                .map_or(usize::MAX, |ids| ids.len());
+            info.tokenize_chat = self
+                .request_once_at(
+                    base,
+                    reqwest::Method::POST,
+                    "/tokenize",
+                    Some(&self.chat_tokenize_body(&[Message::user("ponder")])),
+                )
+                .await
+                .ok()
+                .and_then(|v| token_ids(v.get("tokens")))
+                .is_some_and(|ids| ids.len() > bare);
+        }
         Ok(info)
+    }
+
+    /// vLLM's `/tokenize` of chat messages, up to the start of the assistant's turn.
+    fn chat_tokenize_body(&self, messages: &[Message]) -> Value {
+        json!({
+            "model": self.options.model,
+            "messages": chat_messages(messages, ""),
+            "add_generation_prompt": true,
+            // Special tokens as the template writes them, none added on top (vLLM's default).
+            "add_special_tokens": false,
+        })
+    }
+
+    /// A chat prompt as token ids through the server's template (vLLM's chat `/tokenize`), the
+    /// assistant prefix tokenized after it: as in process, and as llama.cpp's
+    /// `/apply-template` text is continued. A prefix is not sent as a message to continue:
+    /// templates that rewrite an assistant message (reasoning models' drop its thinking)
+    /// refuse that, and a reasoning parser would read the continuation without its opening.
+    async fn chat_ids(&self, messages: &[Message], assistant_prefix: &str) -> Result<Vec<u32>> {
+        let body = self.chat_tokenize_body(messages);
+        let reply = self
+            .request(reqwest::Method::POST, "/tokenize", Some(&body))
+            .await?;
+        let mut ids = token_ids(reply.get("tokens")).ok_or_else(|| Error::Inference {
+            message: format!(
+                "/tokenize of chat messages answered without token ids: {}",
+                clip(&reply.to_string())
+            ),
+        })?;
+        if !assistant_prefix.is_empty() {
+            ids.extend(self.server_tokenize(assistant_prefix, false).await?);
+        }
+        Ok(ids)
     }
 
     /// Base URL `wanted`, or where it is passed over (it timed out or could not be reached
@@ -649,6 +705,14 @@ impl OpenAiBackend {
             Prompt::Chat {
                 messages,
                 assistant_prefix,
+            } if self.info.tokenize_chat => {
+                let ids = self.chat_ids(messages, assistant_prefix).await?;
+                object.insert("prompt".into(), json!(ids));
+                "/v1/completions"
+            }
+            Prompt::Chat {
+                messages,
+                assistant_prefix,
             } => {
                 object.insert(
                     "messages".into(),
@@ -660,6 +724,9 @@ impl OpenAiBackend {
                     object.insert("continue_final_message".into(), json!(true));
                     object.insert("add_generation_prompt".into(), json!(false));
                 }
+                // SGLang: the text as written, thinking not taken out (vLLM has no such switch;
+                // see `RawMessage::text` for what is made of its split).
+                object.insert("separate_reasoning".into(), json!(false));
                 if let Some(k) = k {
                     object.insert("logprobs".into(), json!(true));
                     object.insert("top_logprobs".into(), json!(k));
@@ -697,16 +764,33 @@ impl OpenAiBackend {
                     clip(&value.to_string())
                 ),
             })?;
+        // A chat reply that continues an assistant prefix: its reasoning parser saw only the
+        // continuation.
+        let continued = matches!(
+            &request.prompt,
+            Prompt::Chat { assistant_prefix, .. } if !assistant_prefix.is_empty()
+        );
         let mut out = Vec::with_capacity(reply.choices.len());
         let mut raw = reply.choices;
         raw.sort_by_key(|c| c.index);
         for c in raw {
             let text = c
                 .text
-                .or_else(|| c.message.and_then(wire::RawMessage::text))
+                .or_else(|| c.message.and_then(|m| m.text(continued)))
                 .unwrap_or_default();
             let finish_reason = match c.finish_reason.as_deref() {
                 Some("length") => FinishReason::Length,
+                // SGLang and vLLM end a request they aborted (shutting down, out of memory,
+                // evicted) with a choice like any other: cut where it stood, not ended.
+                Some("abort") => {
+                    return Err(Error::Inference {
+                        message: format!(
+                            "the server aborted the completion (finish_reason \"abort\") after \
+                             {} characters",
+                            text.len()
+                        ),
+                    })
+                }
                 _ => FinishReason::Stop,
             };
             let stop_sequence = match (&finish_reason, c.stop_reason.or(c.matched_stop)) {
@@ -758,8 +842,20 @@ impl Backend for OpenAiBackend {
                 operation: "logits processors",
             });
         }
-        let started = Instant::now();
         let n = request.n;
+        if n > 1 && request.sampling.temperature <= 0.0 {
+            // Greedy choices are one text: it is asked for once and copied. vLLM refuses n > 1
+            // at temperature 0 (which would read as a server without n, for good), and a fan
+            // out would compute the same text n times. Usage is the one request's.
+            let mut one = request;
+            one.n = 1;
+            let mut generation = self.generate(one).await?;
+            if let Some(first) = generation.choices.first().cloned() {
+                generation.choices.resize(n, first);
+            }
+            return Ok(generation);
+        }
+        let started = Instant::now();
         let mut replies = Vec::new();
         let mut calls = 0u64;
         let state = self.native_n.load(Ordering::Relaxed);
@@ -913,10 +1009,14 @@ impl Backend for OpenAiBackend {
                 messages,
                 assistant_prefix,
             }) => {
+                if self.info.tokenize_chat {
+                    return self.chat_ids(messages, assistant_prefix).await;
+                }
                 if !self.info.apply_template {
                     return Err(Error::Unsupported {
                         backend: "openai",
-                        operation: "tokenizing chat prompts (the server has no /apply-template)",
+                        operation: "tokenizing chat prompts (the server renders chat messages \
+                                    neither with /apply-template nor in /tokenize)",
                     });
                 }
                 let text = self.render_chat(messages, "").await?;
@@ -936,13 +1036,20 @@ impl Backend for OpenAiBackend {
                 operation: "detokenize (the server has no /detokenize endpoint)",
             });
         }
-        let body = json!({ "model": self.options.model, "tokens": ids });
+        // SGLang drops special tokens unless told not to; the others keep them.
+        let body = json!({
+            "model": self.options.model,
+            "tokens": ids,
+            "skip_special_tokens": false,
+        });
         let reply = self
             .request(reqwest::Method::POST, "/detokenize", Some(&body))
             .await?;
+        // llama.cpp: `content`; vLLM: `prompt`; SGLang: `text`.
         reply
             .get("content")
             .or_else(|| reply.get("prompt"))
+            .or_else(|| reply.get("text"))
             .and_then(Value::as_str)
             .map(str::to_string)
             .ok_or_else(|| Error::Inference {

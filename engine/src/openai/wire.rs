@@ -188,20 +188,36 @@ pub(super) fn last_token_id(logprobs: &Value) -> Option<u32> {
 pub(super) struct RawMessage {
     pub(super) content: Option<String>,
     /// The thinking a server's reasoning parser took out of the content (vLLM's and
-    /// llama.cpp's `reasoning_content`; `reasoning` in newer vLLM).
-    #[serde(default, alias = "reasoning")]
+    /// llama.cpp's `reasoning_content`).
+    #[serde(default)]
     pub(super) reasoning_content: Option<String>,
+    /// The same, as newer vLLM names it. Not an alias of `reasoning_content`: vLLM releases
+    /// from late 2025 send both keys (one a copy of the other, or both `null`), which serde
+    /// refuses as a duplicate field for an alias.
+    #[serde(default)]
+    pub(super) reasoning: Option<String>,
 }
 
 impl RawMessage {
     /// The text as the model wrote it: the thinking a reasoning parser took out put back in
     /// its block (left open where the content is missing: the turn was cut while thinking),
     /// so that answers are read after it as in process.
-    pub(super) fn text(self) -> Option<String> {
-        match (
-            self.reasoning_content.filter(|r| !r.is_empty()),
-            self.content,
-        ) {
+    ///
+    /// `continued`: the reply continues an assistant prefix. The parser then saw only the
+    /// continuation, which has no opening tag (the prefix holds it, or closed the block
+    /// already, or never opened one): what it took for thinking is text up to the end of the
+    /// block where the content follows it, and the whole continuation where no content does
+    /// (a parser that finds no end of thinking gives everything as thinking).
+    pub(super) fn text(self, continued: bool) -> Option<String> {
+        let thinking = self
+            .reasoning_content
+            .filter(|r| !r.is_empty())
+            .or(self.reasoning.filter(|r| !r.is_empty()));
+        match (thinking, self.content) {
+            (Some(thinking), Some(content)) if continued => {
+                Some(format!("{thinking}\n</think>\n\n{content}"))
+            }
+            (Some(thinking), None) if continued => Some(thinking),
             (Some(thinking), Some(content)) => {
                 Some(format!("<think>\n{thinking}\n</think>\n\n{content}"))
             }
@@ -303,11 +319,12 @@ mod tests {
 
     #[test]
     fn thinking_a_reasoning_parser_took_out_is_put_back() {
-        let message = |json: &str| {
+        let read = |json: &str, continued: bool| {
             serde_json::from_str::<super::RawMessage>(json)
                 .unwrap()
-                .text()
+                .text(continued)
         };
+        let message = |json: &str| read(json, false);
         assert_eq!(
             message(r#"{"content": "7", "reasoning_content": "3 + 4"}"#).as_deref(),
             Some("<think>\n3 + 4\n</think>\n\n7")
@@ -317,6 +334,28 @@ mod tests {
             Some("<think>\n3 +")
         );
         assert_eq!(message(r#"{"content": "7"}"#).as_deref(), Some("7"));
+        // vLLM from late 2025 sends both names, a copy or both null.
+        assert_eq!(
+            message(r#"{"content": "7", "reasoning": "3 + 4", "reasoning_content": "3 + 4"}"#)
+                .as_deref(),
+            Some("<think>\n3 + 4\n</think>\n\n7")
+        );
+        assert_eq!(
+            message(r#"{"content": "7", "reasoning": null, "reasoning_content": null}"#).as_deref(),
+            Some("7")
+        );
+        // Continuing a prefix: the parser saw no opening tag. Thinking closed in the
+        // continuation, then the answer; or a continuation it took whole for thinking (the
+        // prefix had closed the block, or opened none).
+        assert_eq!(
+            read(r#"{"content": "7", "reasoning": "so 3 + 4"}"#, true).as_deref(),
+            Some("so 3 + 4\n</think>\n\n7")
+        );
+        assert_eq!(
+            read(r#"{"content": null, "reasoning": " 7."}"#, true).as_deref(),
+            Some(" 7.")
+        );
+        assert_eq!(read(r#"{"content": " 7."}"#, true).as_deref(), Some(" 7."));
     }
 
     #[test]
