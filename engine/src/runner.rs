@@ -528,7 +528,10 @@ impl Runner {
                     events.emit("", EventKind::Started);
                     let (cx, cut, attempt) =
                         self.problem_context(meter, ledger, budget, &events, problem, 0);
-                    let outcome = self.strategy.solve(problem, &cx).await;
+                    let outcome = self.strategy.solve(problem, &cx).await.map(|mut s| {
+                        crate::strategy::mark_budget_stop(&mut s, &cx);
+                        s
+                    });
                     let usage = cx.meter().usage();
                     let mut line = match outcome {
                         // Cut short: its answer is not recorded, so neither graded (code runs
@@ -548,8 +551,12 @@ impl Runner {
                     }
                     // Under `Even` the shares never add up to more than the run has, so only
                     // the run's wall time can cut a problem short.
-                    if cut.load(Ordering::Relaxed) && line.usage.calls == 0 {
-                        // Refused at its first call: the run had less left than it needed.
+                    // Refused at its first call: the run had less left than it needed, or
+                    // its even share could not pay for its prompt (a rerun, with fewer
+                    // problems to share among, may).
+                    let refused = cut.load(Ordering::Relaxed)
+                        || (share.is_some() && line.stop_reason.is_some_and(is_budget_stop));
+                    if refused && line.usage.calls == 0 {
                         Outcome::NotStarted
                     } else if cut.load(Ordering::Relaxed) {
                         Outcome::Cut(line)
@@ -732,6 +739,14 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Whether `reason` is a budget of tokens or calls running out (what an even share limits).
+fn is_budget_stop(reason: StopReason) -> bool {
+    matches!(
+        reason,
+        StopReason::TokenBudget | StopReason::CompletionBudget | StopReason::CallBudget
+    )
 }
 
 /// The snake_case name of a stop reason, as results files spell it.

@@ -265,12 +265,16 @@ pub async fn solve_in(
 ) -> Result<Solution> {
     let mut solution = strategy.solve(problem, cx).await?;
     solution.usage = cx.meter().usage();
-    // A final completion that "hit its max_tokens" where this context's budget had granted
-    // fewer than the strategy asked for hit the budget.
+    mark_budget_stop(&mut solution, cx);
+    Ok(solution)
+}
+
+/// A final completion that "hit its max_tokens" where `cx`'s budget had granted fewer than the
+/// strategy asked for hit the budget: its stop reason says so.
+pub(crate) fn mark_budget_stop(solution: &mut Solution, cx: &Context) {
     if solution.stop_reason == StopReason::MaxTokens {
         if let Some(resource) = cx.meter().cut_by() {
             solution.stop_reason = resource.into();
         }
     }
-    Ok(solution)
 }

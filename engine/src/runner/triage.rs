@@ -311,7 +311,10 @@ impl Runner {
         cx: &Context,
         cut: &AtomicBool,
     ) -> First {
-        let outcome = staged.first(problem, cx).await;
+        let outcome = staged.first(problem, cx).await.map(|mut stage| {
+            crate::strategy::mark_budget_stop(&mut stage.solution, cx);
+            stage
+        });
         let usage = cx.meter().usage();
         if cut.load(Ordering::Relaxed) {
             // As for a whole solve: redone by a resumed run.
@@ -522,7 +525,13 @@ impl Runner {
             problem,
             last.stages,
         );
-        let outcome = staged.next(problem, last.solution.clone(), &cx).await;
+        let outcome = staged
+            .next(problem, last.solution.clone(), &cx)
+            .await
+            .map(|mut stage| {
+                crate::strategy::mark_budget_stop(&mut stage.solution, &cx);
+                stage
+            });
         let usage = cx.meter().usage();
         let cut = cut.load(Ordering::Relaxed);
         if cut && usage.calls == 0 && outcome.is_ok() {

@@ -724,3 +724,90 @@ async fn a_code_problem_records_no_number_from_the_prose_as_its_answer() {
         "the text stays, for grading and reading"
     );
 }
+
+/// One call of up to 10 tokens, stopped by `max_tokens` where its reply was cut there.
+struct Capped;
+
+#[async_trait::async_trait]
+impl Strategy for Capped {
+    fn name(&self) -> &'static str {
+        "capped"
+    }
+
+    async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+        let request = text_request(problem.question.clone()).with_max_tokens(10);
+        let choice = cx.backend().generate(request).await?.into_first_choice()?;
+        let stop = match choice.finish_reason {
+            crate::backend::FinishReason::Length => StopReason::MaxTokens,
+            _ => StopReason::Completed,
+        };
+        Ok(Solution::single(
+            "capped",
+            candidate(&choice.text, &choice.text),
+            stop,
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_reply_the_problems_budget_shortened_is_recorded_as_a_budget_stop() {
+    // `ponder solve` says token_budget; a run recorded max_tokens, which hid the budget.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(["0123456789", "01"]));
+    // 2 prompt tokens and 4 of the 10 asked for; the second problem's reply ends within them.
+    Runner::new(Arc::new(Capped), backend as Arc<dyn Backend>)
+        .with_problem_budget(Budget::unlimited().with_max_tokens(6))
+        .run(&numbered(2), &out, |_| {})
+        .await
+        .unwrap();
+    let stops: Vec<Option<StopReason>> = read_results(&out)
+        .unwrap()
+        .iter()
+        .map(|l| l.stop_reason)
+        .collect();
+    assert_eq!(
+        stops,
+        [Some(StopReason::TokenBudget), Some(StopReason::Completed)]
+    );
+}
+
+#[tokio::test]
+async fn an_even_share_too_small_for_the_prompt_leaves_its_problem_not_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let problems: Vec<Problem> = (1..=4)
+        .map(|i| Problem::new(format!("p{i}"), "What is it?"))
+        .collect();
+    let run = |tokens: u64, name: &str| {
+        let out = dir.path().join(name);
+        let problems = problems.clone();
+        async move {
+            let backend = Arc::new(crate::scripted::ScriptedBackend::new(["4"; 4]));
+            let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+                .with_run_budget(Budget::unlimited().with_max_tokens(tokens))
+                .with_allocation(Allocation::Even)
+                .run(&problems, &out, |_| {})
+                .await
+                .unwrap();
+            let ids: Vec<String> = read_results(&out)
+                .unwrap()
+                .into_iter()
+                .map(|l| l.id)
+                .collect();
+            (
+                summary.solved,
+                summary.not_started,
+                backend.requests().len(),
+                ids,
+            )
+        }
+    };
+    // Prompts of 11 tokens. Shares of 2, 2, 4 and 8 tokens: none reaches the model, nothing is
+    // recorded (they were recorded "solved" with no answer and graded wrong).
+    assert_eq!(run(8, "small.jsonl").await, (0, 4, 0, vec![]));
+    // A refused share goes back to the pool: 4, 5 and 8 refused, the last gets all 16.
+    assert_eq!(
+        run(16, "last.jsonl").await,
+        (1, 3, 1, vec!["p4".to_string()])
+    );
+}
