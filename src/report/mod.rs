@@ -1071,7 +1071,7 @@ fn draw(path: &Path, points: &[Point<'_>]) -> std::result::Result<(), Box<dyn st
             p.run.strategies.join(", "),
             p.accuracy,
             count(p.problems, "problem", "problems"),
-            tokens_label(p.tokens.round())
+            tokens_label(p.tokens)
         );
         let first = if two_lines {
             clipped(&p.run.label, 36)

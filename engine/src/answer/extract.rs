@@ -165,8 +165,9 @@ fn cue_candidate(line: &str) -> Option<String> {
         _ => cut_sentence(line),
     };
     let cand = clean_candidate(raw);
-    // Punctuation alone (`=`, `-`) says nothing.
-    if !cand.chars().any(char::is_alphanumeric) {
+    // Punctuation alone (`=`, `-`) says nothing; nor does the prompt's placeholder echoed
+    // (`Final Answer: <answer>`), nor a label whose value would follow it (`Output:`).
+    if !cand.chars().any(char::is_alphanumeric) || is_placeholder(&cand) || is_label(&cand) {
         return None;
     }
     if is_prose(&cand) {
@@ -272,6 +273,23 @@ fn clean_candidate(raw: &str) -> String {
         }
     }
     s.to_string()
+}
+
+/// A placeholder in angle brackets: `<answer>`, `<your answer>`, `<final_answer>`.
+fn is_placeholder(s: &str) -> bool {
+    s.strip_prefix('<')
+        .and_then(|rest| rest.strip_suffix('>'))
+        .is_some_and(|inner| {
+            inner.chars().any(char::is_alphabetic)
+                && inner
+                    .chars()
+                    .all(|c| c.is_alphabetic() || matches!(c, ' ' | '_' | '-'))
+        })
+}
+
+/// Words ending in a colon, no digit among them: `Output:`, `Answer in words:`.
+fn is_label(s: &str) -> bool {
+    s.ends_with(':') && !s.chars().any(|c| c.is_ascii_digit())
 }
 
 /// Plain text (no LaTeX) containing a word of two or more letters.

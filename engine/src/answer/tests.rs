@@ -623,3 +623,20 @@ fn a_cue_repeated_inside_the_answer_is_read_past() {
     // A remark after the cue is still not an answer: the number before it is.
     assert_eq!(ex("x = 4.\nThe answer is correct.").as_deref(), Some("4"));
 }
+
+#[test]
+fn an_echoed_placeholder_or_a_bare_label_is_no_answer() {
+    // SmolLM2 echoes the prompt's `Final Answer: <answer>`: the number it worked out stands.
+    assert_eq!(
+        ex("100 + 50 = 150\nFinal Answer: <answer>").as_deref(),
+        Some("150")
+    );
+    assert_eq!(ex("Final Answer: <your answer>").as_deref(), None);
+    assert_eq!(
+        ex("So 7 in all.\nFinal Answer: Output:").as_deref(),
+        Some("7")
+    );
+    // Angle brackets around a value, and a colon with digits, are answers.
+    assert_eq!(ex("Final Answer: <1, 2>").as_deref(), Some("<1, 2>"));
+    assert_eq!(ex("Final Answer: 3:45").as_deref(), Some("3:45"));
+}
