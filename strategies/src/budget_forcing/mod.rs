@@ -207,7 +207,8 @@ pub struct ForcingDetails {
     pub waits: usize,
     /// Whether the cap forced the end of thinking.
     pub forced_end: bool,
-    /// Tokens generated after the answer cue.
+    /// Tokens generated after the answer cue: up to `max_answer_tokens`, and one more where
+    /// the cap forced the end-of-sequence token (in decode).
     pub answer_tokens: usize,
     /// Prompt tokens sent again because of resubmissions (0 in decode).
     pub resubmitted_prompt_tokens: u64,
