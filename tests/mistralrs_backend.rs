@@ -561,6 +561,64 @@ fn an_abandoned_request_stops_decoding_at_its_next_token() {
 }
 
 #[test]
+fn a_request_ends_at_its_deadline_with_what_it_wrote() {
+    // A wall-time budget's deadline ends decoding: the text so far comes back, cut and counted
+    // (it was dropped, and what it decoded counted as nothing). The processor bans
+    // end-of-sequence, so only the deadline can end it short of its 2000 tokens.
+    let backend = smollm_dyn();
+    let eos = backend.capabilities().eos_token_ids;
+    let ban = move |logits: &mut [f32], _context: &[u32]| {
+        for &id in &eos {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+    };
+    let max_tokens = 2000;
+    let request = GenerationRequest::new(ask("Tell me a long story about a dragon."))
+        .with_max_tokens(max_tokens)
+        .with_logits_processor(Arc::new(ban))
+        .with_deadline(std::time::Instant::now() + Duration::from_secs(2));
+    let generation = block_on(backend.generate(request)).unwrap();
+    let choice = &generation.choices[0];
+    assert_eq!(choice.finish_reason, FinishReason::Length);
+    assert!(
+        choice.completion_tokens >= 1 && choice.completion_tokens < max_tokens / 2,
+        "{} tokens",
+        choice.completion_tokens
+    );
+    assert_eq!(
+        generation.usage.completion_tokens,
+        choice.completion_tokens as u64
+    );
+    // One whose deadline has passed before it could start decodes nothing.
+    let late = GenerationRequest::new(ask("What is 1 + 1?"))
+        .with_deadline(std::time::Instant::now() - Duration::from_millis(1));
+    let err = block_on(backend.generate(late)).unwrap_err();
+    assert!(matches!(err, Error::BudgetExhausted { .. }), "{err:?}");
+}
+
+#[test]
+fn a_problem_out_of_wall_time_answers_from_its_text_so_far_and_counts_it() {
+    let backend = smollm_dyn();
+    let strategy = Direct::new(DirectConfig {
+        max_tokens: std::num::NonZeroUsize::new(2000).unwrap(),
+        ..DirectConfig::default()
+    });
+    let problem = Problem::new("wall", "Count from 1 to 1000, one number per line.");
+    let budget = Budget::unlimited().with_max_wall(Duration::from_millis(2500));
+    let solution = block_on(ponder::engine::solve(&strategy, &problem, backend, budget)).unwrap();
+    assert_eq!(solution.stop_reason, StopReason::TimeBudget, "{solution:?}");
+    assert_eq!(solution.usage.calls, 1);
+    assert!(
+        solution.usage.completion_tokens >= 1 && solution.usage.completion_tokens < 1000,
+        "{:?}",
+        solution.usage
+    );
+    assert!(!solution.completion.is_empty());
+}
+
+#[test]
 fn a_budget_is_never_exceeded_on_the_real_model() {
     let backend = smollm_dyn();
     let strategy = Direct::new(DirectConfig::default());

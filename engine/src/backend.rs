@@ -161,6 +161,11 @@ pub struct GenerationRequest {
     pub top_logprobs: Option<usize>,
     /// Per-request logits processors, applied in order. Default none.
     pub logits_processors: Vec<Arc<dyn LogitsProcessor>>,
+    /// When the caller stops waiting (a wall-time budget: [`crate::Metered`] sets it). A
+    /// backend that can ends decoding there and returns what it wrote, cut
+    /// ([`FinishReason::Length`]) and counted; one that has not begun by then fails with
+    /// [`crate::Error::BudgetExhausted`]. Default none.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl fmt::Debug for GenerationRequest {
@@ -173,6 +178,7 @@ impl fmt::Debug for GenerationRequest {
             .field("sampling", &self.sampling)
             .field("top_logprobs", &self.top_logprobs)
             .field("logits_processors", &self.logits_processors.len())
+            .field("deadline", &self.deadline)
             .finish()
     }
 }
@@ -188,6 +194,7 @@ impl GenerationRequest {
             sampling: Sampling::greedy(),
             top_logprobs: None,
             logits_processors: Vec::new(),
+            deadline: None,
         }
     }
 
@@ -200,6 +207,12 @@ impl GenerationRequest {
     /// Sets the most tokens per completion.
     pub fn with_max_tokens(mut self, max_tokens: usize) -> Self {
         self.max_tokens = max_tokens;
+        self
+    }
+
+    /// Sets when the caller stops waiting (see [`Self::deadline`]).
+    pub fn with_deadline(mut self, deadline: std::time::Instant) -> Self {
+        self.deadline = Some(deadline);
         self
     }
 

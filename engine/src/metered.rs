@@ -255,6 +255,10 @@ impl Drop for Reservation {
     }
 }
 
+/// How long past the wall-time deadline a call is waited for before it is dropped: a backend
+/// that ends decoding at the deadline returns within a token or two.
+const DEADLINE_GRACE: Duration = Duration::from_secs(2);
+
 /// A backend whose every call is counted by a [`Meter`] and held to its budget.
 ///
 /// Prompts are tokenized here once (when the inner backend has a tokenizer) and passed on as
@@ -412,18 +416,32 @@ impl<B: Backend> Backend for Metered<B> {
         request.max_tokens = granted;
         let n = request.n;
         let sent = Instant::now();
+        let deadline = self.meter.deadline();
+        if let Some(deadline) = deadline {
+            request.deadline = Some(request.deadline.map_or(deadline, |d| d.min(deadline)));
+        }
         let call = self.inner.generate(request);
-        let mut generation = match self.meter.deadline() {
-            Some(deadline) => tokio::time::timeout_at(deadline.into(), call)
+        let out_of_time = || {
+            self.note_limit();
+            self.limited(Resource::WallTime, None);
+            Error::BudgetExhausted {
+                resource: Resource::WallTime,
+            }
+        };
+        // The backend ends the call at the deadline and returns what it wrote (in process), or
+        // gives up there (over HTTP); one that does neither is stopped a little later, and what
+        // it wrote is lost uncounted.
+        let outcome = match deadline {
+            Some(deadline) => tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), call)
                 .await
-                .map_err(|_| {
-                    self.note_limit();
-                    self.limited(Resource::WallTime, None);
-                    Error::BudgetExhausted {
-                        resource: Resource::WallTime,
-                    }
-                })??,
-            None => call.await?,
+                .map_err(|_| out_of_time())?,
+            None => call.await,
+        };
+        let mut generation = match outcome {
+            Err(Error::BudgetExhausted {
+                resource: Resource::WallTime,
+            }) => return Err(out_of_time()),
+            outcome => outcome?,
         };
         // No prompt has 0 tokens: a backend that says so could not count them (a server reply
         // without usage). The estimate above (exact for token ids, an upper bound otherwise)
@@ -434,7 +452,17 @@ impl<B: Backend> Backend for Metered<B> {
         }
         generation.usage.calls = generation.usage.calls.max(1);
         reservation.settle(&generation.usage);
-        if let Some(resource) = bound.filter(|_| {
+        // Cut at the deadline: its text is the problem's best so far, stopped by wall time.
+        let timed_out = deadline.is_some_and(|d| Instant::now() >= d)
+            && generation
+                .choices
+                .iter()
+                .any(|c| c.finish_reason == FinishReason::Length);
+        if timed_out {
+            self.note_limit();
+            self.limited(Resource::WallTime, None);
+            self.meter.lock().cut_by = Some(Resource::WallTime);
+        } else if let Some(resource) = bound.filter(|_| {
             told_processors
                 || generation
                     .choices
@@ -552,7 +580,8 @@ mod tests {
                 })
             )
         };
-        // Ended at its deadline, not waited for.
+        // Ended at its deadline (with a grace for a backend that does not end it there
+        // itself), not waited for.
         assert!(wall(backend.generate(request()).await));
         assert!(
             sent.elapsed() < Duration::from_secs(5),

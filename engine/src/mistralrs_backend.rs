@@ -531,17 +531,22 @@ impl CustomLogitsProcessor for ProcessorAdapter {
     }
 }
 
-/// The last processor of every request: once the request is abandoned, it leaves the
-/// end-of-sequence token as the only choice, so every sequence of the request ends at its next
-/// token. Until then it passes the logits through untouched.
+/// The last processor of every request: once the request is abandoned, or its deadline has
+/// passed, it leaves the end-of-sequence token as the only choice, so every sequence of the
+/// request ends at its next token. Until then it passes the logits through untouched.
 struct EndWhenAbandoned {
     abandoned: Arc<AtomicBool>,
+    deadline: Option<Instant>,
+    /// Set when it ended the request at its deadline: the text was cut there.
+    timed_out: Arc<AtomicBool>,
     eos: u32,
 }
 
 impl CustomLogitsProcessor for EndWhenAbandoned {
     fn apply(&self, logits: &Tensor, _context: &[u32]) -> mistralrs::Result<Tensor> {
-        if !self.abandoned.load(Ordering::Relaxed) {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            self.timed_out.store(true, Ordering::Relaxed);
+        } else if !self.abandoned.load(Ordering::Relaxed) {
             return Ok(logits.clone());
         }
         let mut values = vec![f32::NEG_INFINITY; logits.elem_count()];
@@ -690,9 +695,15 @@ impl MistralRsBackend {
         // A caller that stops waiting drops `_abandon`, and the request ends at its next token.
         let abandoned = Arc::new(AtomicBool::new(false));
         let _abandon = AbandonOnDrop(Arc::clone(&abandoned));
+        let timed_out = Arc::new(AtomicBool::new(false));
         let mut processors = processors.to_vec();
         if let Some(&eos) = self.eos_token_ids.first() {
-            processors.push(Arc::new(EndWhenAbandoned { abandoned, eos }));
+            processors.push(Arc::new(EndWhenAbandoned {
+                abandoned,
+                deadline: request.deadline,
+                timed_out: Arc::clone(&timed_out),
+                eos,
+            }));
         }
         let (tx, rx) = mpsc::channel(8);
         let id = self.requests.fetch_add(1, Ordering::Relaxed);
@@ -738,10 +749,20 @@ impl MistralRsBackend {
         };
         let mut ordered = completion.choices;
         ordered.sort_by_key(|c| c.index);
-        Ok(ordered
+        let mut choices: Vec<Choice> = ordered
             .into_iter()
             .map(|c| convert_choice(c, &request.stop))
-            .collect())
+            .collect();
+        // Ended at the deadline: cut there, not finished (a choice that had stopped before it
+        // keeps its reason).
+        if timed_out.load(Ordering::Relaxed) {
+            for choice in &mut choices {
+                if choice.finish_reason == FinishReason::Stop && choice.stop_sequence.is_none() {
+                    choice.finish_reason = FinishReason::Length;
+                }
+            }
+        }
+        Ok(choices)
     }
 }
 
@@ -793,7 +814,22 @@ impl Backend for MistralRsBackend {
         };
         let mut choices = Vec::with_capacity(request.n);
         for _ in 0..requests {
-            let turn = self.take_turn().await?;
+            // Past the deadline, or waiting for the engine until it: the choices written so far
+            // are the reply; none yet is a wall-time stop that decoded nothing.
+            let turn = match request.deadline {
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline.into(), self.take_turn()).await {
+                        Ok(turn) if Instant::now() < deadline => turn?,
+                        _ if !choices.is_empty() => break,
+                        _ => {
+                            return Err(Error::BudgetExhausted {
+                                resource: crate::budget::Resource::WallTime,
+                            })
+                        }
+                    }
+                }
+                None => self.take_turn().await?,
+            };
             choices.extend(
                 self.complete(&request, &prompt, &processors, per_request, turn)
                     .await?,

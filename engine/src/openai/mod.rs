@@ -828,9 +828,9 @@ impl OpenAiBackend {
     }
 }
 
-#[async_trait]
-impl Backend for OpenAiBackend {
-    async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
+impl OpenAiBackend {
+    /// [`Backend::generate`], without a deadline.
+    async fn generate_now(&self, request: GenerationRequest) -> Result<Generation> {
         if request.n == 0 {
             return Err(Error::InvalidRequest {
                 reason: "n must be at least 1",
@@ -978,6 +978,22 @@ impl Backend for OpenAiBackend {
         choices.truncate(n);
         usage.elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(Generation { choices, usage })
+    }
+}
+
+#[async_trait]
+impl Backend for OpenAiBackend {
+    async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
+        // A server's reply holds nothing until it is whole: at the deadline the request is
+        // given up (its connection closed, which stops the server decoding it).
+        match request.deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), self.generate_now(request))
+                .await
+                .map_err(|_| Error::BudgetExhausted {
+                    resource: crate::budget::Resource::WallTime,
+                })?,
+            None => self.generate_now(request).await,
+        }
     }
 
     fn capabilities(&self) -> Capabilities {
