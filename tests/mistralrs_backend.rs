@@ -578,6 +578,7 @@ fn a_request_ends_at_its_deadline_with_what_it_wrote() {
     let request = GenerationRequest::new(ask("Tell me a long story about a dragon."))
         .with_max_tokens(max_tokens)
         .with_logits_processor(Arc::new(ban))
+        .with_top_logprobs(1)
         .with_deadline(std::time::Instant::now() + Duration::from_secs(2));
     let generation = block_on(backend.generate(request)).unwrap();
     let choice = &generation.choices[0];
@@ -591,6 +592,11 @@ fn a_request_ends_at_its_deadline_with_what_it_wrote() {
         generation.usage.completion_tokens,
         choice.completion_tokens as u64
     );
+    // The forced end-of-sequence is the last token, at probability 1: how, of several
+    // sequences of one request (on a GPU), those cut are told from those that ended by
+    // themselves.
+    let last = choice.logprobs.as_ref().and_then(|l| l.last()).unwrap();
+    assert_eq!(last.logprob, 0.0, "{last:?}");
     // One whose deadline has passed before it could start decodes nothing.
     let late = GenerationRequest::new(ask("What is 1 + 1?"))
         .with_deadline(std::time::Instant::now() - Duration::from_millis(1));

@@ -692,7 +692,10 @@ fn a_server_that_refuses_or_ignores_n_gets_single_requests() {
     let refusal = r#"{"error":{"message":"Only one completion choice is allowed"}}"#;
     let (url, count) = scripted_server_with(vec![(500, Some(refusal.into()))]);
     let backend = scripted_backend(&url, 3);
-    let request = GenerationRequest::new(Prompt::Text("x".into())).with_n(3);
+    // Sampled: greedy choices are asked for once and copied.
+    let request = GenerationRequest::new(Prompt::Text("x".into()))
+        .with_n(3)
+        .with_sampling(Sampling::with_temperature(0.8));
     let generation = block_on(backend.generate(request.clone())).unwrap();
     assert_eq!(generation.choices.len(), 3);
     assert_eq!(count.load(Ordering::SeqCst), 4);
@@ -836,7 +839,8 @@ fn a_token_id_the_server_failed_to_give_fails_the_reply_and_is_asked_for_again()
     let url = fake_server(|path, nth| {
         match (path, nth) {
         ("/v1/models", _) => (200, r#"{"data":[{"id":"m"}]}"#.into()),
-        ("/tokenize", 1) => (503, r#"{"error":{"message":"busy"}}"#.into()),
+        // After the probes: the tokenizer, then chat rendering (one token: not a template).
+        ("/tokenize", 2) => (503, r#"{"error":{"message":"busy"}}"#.into()),
         ("/tokenize", _) => (200, r#"{"tokens":[7]}"#.into()),
         ("/v1/completions", _) => (
             200,

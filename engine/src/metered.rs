@@ -437,10 +437,13 @@ impl<B: Backend> Backend for Metered<B> {
                 .map_err(|_| out_of_time())?,
             None => call.await,
         };
+        let past = |deadline: Option<Instant>| deadline.is_some_and(|d| Instant::now() >= d);
         let mut generation = match outcome {
+            // The backend gave up at this meter's deadline. (At a deadline an outer meter set,
+            // it is that meter's to note: a run's meter passes a problem's own out-of-time on.)
             Err(Error::BudgetExhausted {
                 resource: Resource::WallTime,
-            }) => return Err(out_of_time()),
+            }) if past(deadline) => return Err(out_of_time()),
             outcome => outcome?,
         };
         // No prompt has 0 tokens: a backend that says so could not count them (a server reply
@@ -452,12 +455,14 @@ impl<B: Backend> Backend for Metered<B> {
         }
         generation.usage.calls = generation.usage.calls.max(1);
         reservation.settle(&generation.usage);
-        // Cut at the deadline: its text is the problem's best so far, stopped by wall time.
-        let timed_out = deadline.is_some_and(|d| Instant::now() >= d)
-            && generation
-                .choices
-                .iter()
-                .any(|c| c.finish_reason == FinishReason::Length);
+        // Cut at the deadline (a text ended there, or choices not begun): what it wrote is the
+        // problem's best so far, stopped by wall time.
+        let timed_out = past(deadline)
+            && (generation.choices.len() < n
+                || generation
+                    .choices
+                    .iter()
+                    .any(|c| c.finish_reason == FinishReason::Length));
         if timed_out {
             self.note_limit();
             self.limited(Resource::WallTime, None);

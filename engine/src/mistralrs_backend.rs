@@ -753,11 +753,22 @@ impl MistralRsBackend {
             .into_iter()
             .map(|c| convert_choice(c, &request.stop))
             .collect();
-        // Ended at the deadline: cut there, not finished (a choice that had stopped before it
-        // keeps its reason).
+        // Ended at the deadline: cut there, not finished. Of several sequences, those still
+        // decoding then ended on the forced end-of-sequence token, whose probability was 1 (log
+        // 0) with every other token ruled out; one that had ended by itself keeps its reason.
         if timed_out.load(Ordering::Relaxed) {
+            let single = choices.len() == 1;
             for choice in &mut choices {
-                if choice.finish_reason == FinishReason::Stop && choice.stop_sequence.is_none() {
+                let forced = single
+                    || choice
+                        .logprobs
+                        .as_ref()
+                        .and_then(|l| l.last())
+                        .is_some_and(|last| last.logprob == 0.0);
+                if forced
+                    && choice.finish_reason == FinishReason::Stop
+                    && choice.stop_sequence.is_none()
+                {
                     choice.finish_reason = FinishReason::Length;
                 }
             }

@@ -555,7 +555,11 @@ impl Runner {
                     // its even share could not pay for its prompt (a rerun, with fewer
                     // problems to share among, may).
                     let refused = cut.load(Ordering::Relaxed)
-                        || (share.is_some() && line.stop_reason.is_some_and(is_budget_stop));
+                        || share.as_ref().is_some_and(|share| {
+                            line.stop_reason.is_some_and(|reason| {
+                                share_binds(share, &self.problem_budget, reason)
+                            })
+                        });
                     if refused && line.usage.calls == 0 {
                         Outcome::NotStarted
                     } else if cut.load(Ordering::Relaxed) {
@@ -741,12 +745,21 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Whether `reason` is a budget of tokens or calls running out (what an even share limits).
-fn is_budget_stop(reason: StopReason) -> bool {
-    matches!(
-        reason,
-        StopReason::TokenBudget | StopReason::CompletionBudget | StopReason::CallBudget
-    )
+/// Whether a problem stopped for `reason` ran out of its even `share` rather than of the
+/// per-problem budget (`problem`): the share is the tighter limit of what ran out. (A problem
+/// whose own budget cannot pay for its prompt is recorded as such, as under first come.)
+fn share_binds(share: &Budget, problem: &Budget, reason: StopReason) -> bool {
+    let tighter = |share: Option<u64>, problem: Option<u64>| {
+        share.is_some_and(|s| problem.is_none_or(|p| s < p))
+    };
+    match reason {
+        StopReason::TokenBudget => tighter(share.max_tokens, problem.max_tokens),
+        StopReason::CompletionBudget => {
+            tighter(share.max_completion_tokens, problem.max_completion_tokens)
+        }
+        StopReason::CallBudget => tighter(share.max_calls, problem.max_calls),
+        _ => false,
+    }
 }
 
 /// The snake_case name of a stop reason, as results files spell it.

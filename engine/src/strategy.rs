@@ -270,11 +270,16 @@ pub async fn solve_in(
 }
 
 /// A final completion that "hit its max_tokens" where `cx`'s budget had granted fewer than the
-/// strategy asked for hit the budget: its stop reason says so.
+/// strategy asked for hit the budget: its stop reason says so. So does a solve a call of which
+/// the wall-time budget cut (its text ended at the deadline, or fewer choices than asked came
+/// back): whatever it made of that, it had less than it asked for.
 pub(crate) fn mark_budget_stop(solution: &mut Solution, cx: &Context) {
-    if solution.stop_reason == StopReason::MaxTokens {
-        if let Some(resource) = cx.meter().cut_by() {
+    let cut_by = cx.meter().cut_by();
+    match (solution.stop_reason, cut_by) {
+        (StopReason::MaxTokens, Some(resource)) => solution.stop_reason = resource.into(),
+        (StopReason::Completed, Some(resource @ crate::budget::Resource::WallTime)) => {
             solution.stop_reason = resource.into();
         }
+        _ => {}
     }
 }

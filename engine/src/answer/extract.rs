@@ -324,7 +324,16 @@ fn arithmetic_rhs(cand: &str) -> String {
             .chars()
             .all(|c| c.is_ascii_digit() || c.is_whitespace() || "+-*/().,^{}".contains(c));
         let rhs = rhs.trim();
-        if arithmetic && !rhs.is_empty() {
+        // `10/3 = 3.33`: the value and its rounding, left whole for normalisation to keep the
+        // value (as `\frac{10}{3} = 3.33` is).
+        let rounding = super::decimal_places(rhs).is_some_and(|k| {
+            let (Some(x), Some(y)) = (super::eval(written.trim()), super::eval(rhs)) else {
+                return false;
+            };
+            let k = i32::try_from(k).unwrap_or(i32::MAX);
+            (x.value() - y.value()).abs() <= 0.5 * 10f64.powi(-k) * (1.0 + 1e-9)
+        });
+        if arithmetic && !rhs.is_empty() && !rounding {
             return rhs.to_string();
         }
         // `84 + 0 =`, the result not written: the arithmetic itself.

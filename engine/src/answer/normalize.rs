@@ -759,6 +759,8 @@ fn is_variable(s: &str) -> bool {
 fn value_chain(s: String) -> String {
     let mut sides: Vec<&str> = Vec::new();
     let (mut depth, mut start, mut at) = (0i32, 0, 0);
+    // Whether the chain says "about": an integer after it is rounded too (`100/3 ≈ 33`).
+    let mut approx = false;
     while let Some(rest) = s.get(at..) {
         let Some(c) = rest.chars().next() else { break };
         let relation = if depth == 0 && (c == '=' || c == '≈') {
@@ -774,6 +776,7 @@ fn value_chain(s: String) -> String {
             _ => {}
         }
         if relation > 0 {
+            approx |= c != '=';
             sides.push(s.get(start..at).unwrap_or_default());
             start = at + relation;
         }
@@ -783,7 +786,11 @@ fn value_chain(s: String) -> String {
         return s;
     }
     sides.push(s.get(start..).unwrap_or_default());
-    if sides.first().is_some_and(|v| is_variable(v)) {
+    // `x=` before the chain (`\pi` is a variable's name too, but a value first).
+    if sides
+        .first()
+        .is_some_and(|v| is_variable(v) && eval(v).is_none())
+    {
         sides.remove(0);
     }
     let values: Option<Vec<f64>> = sides.iter().map(|v| Some(eval(v)?.value())).collect();
@@ -793,7 +800,9 @@ fn value_chain(s: String) -> String {
     let (Some(&x), Some(&y)) = (values.first(), values.last()) else {
         return s;
     };
-    let places = super::decimal_places(last).and_then(|k| i32::try_from(k).ok());
+    let places = super::decimal_places(last)
+        .or(approx.then_some(0))
+        .and_then(|k| i32::try_from(k).ok());
     let agrees = match places {
         Some(k) => (x - y).abs() <= 0.5 * 10f64.powi(-k) * (1.0 + 1e-9),
         None => (x - y).abs() <= 1e-9 * x.abs().max(1.0),

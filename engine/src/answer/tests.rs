@@ -587,6 +587,11 @@ fn a_value_followed_by_its_decimal_value_is_the_value() {
         ("x = \\frac12 = 0.5", "\\frac{1}{2}"),
         ("\\frac{10}{3} \\approx 3.33", "\\frac{10}{3}"),
         ("2\\pi \\approx 6.28", "2\\pi"),
+        // An integer after "about" is the value rounded; `\pi` is a value, not a variable.
+        ("\\frac{100}{3} \\approx 33", "\\frac{100}{3}"),
+        ("\\pi \\approx 3.14", "\\pi"),
+        // Written in plain text, as in LaTeX.
+        ("10/3 = 3.33", "10/3"),
         // The result stated, where it is not the value rounded: as `9 * 2 = 18` is read.
         ("2+2=5", "5"),
     ] {
@@ -600,6 +605,8 @@ fn a_value_followed_by_its_decimal_value_is_the_value() {
     }
     // A rounding that disagrees is not the value's; the last side is the one stated.
     assert!(!equivalent("\\frac{1}{3} = 0.34", "\\frac{1}{3}"));
+    assert!(!equivalent("\\frac{100}{3} = 33", "\\frac{100}{3}"));
+    assert_eq!(ex("The answer is 9 * 2 = 18").as_deref(), Some("18"));
     // Equations and assignments are left to their own rules.
     assert!(equivalent("y = 2", "2"));
     assert!(!equivalent("x + y = 3", "3"));

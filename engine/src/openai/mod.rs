@@ -217,10 +217,11 @@ impl OpenAiBackend {
                 }
             }
         }
-        info.tokenize = self
+        let bare = self
             .tokenize_request("ponder", false, Some(base))
             .await
-            .is_ok_and(|ids| !ids.is_empty());
+            .map_or(0, |ids| ids.len());
+        info.tokenize = bare > 0;
         info.apply_template = self
             .request_once_at(
                 base,
@@ -233,10 +234,6 @@ impl OpenAiBackend {
         if info.tokenize && !info.apply_template {
             // vLLM renders chat messages in `/tokenize`: more tokens than the bare word (the
             // template's roles). llama.cpp's `/tokenize` reads only `content`.
-            let bare = self
-                .tokenize_request("ponder", false, Some(base))
-                .await
-                .map_or(usize::MAX, |ids| ids.len());
             info.tokenize_chat = self
                 .request_once_at(
                     base,

@@ -778,12 +778,13 @@ async fn an_even_share_too_small_for_the_prompt_leaves_its_problem_not_started()
     let problems: Vec<Problem> = (1..=4)
         .map(|i| Problem::new(format!("p{i}"), "What is it?"))
         .collect();
-    let run = |tokens: u64, name: &str| {
+    let run = |tokens: u64, name: &str, problem: Budget| {
         let out = dir.path().join(name);
         let problems = problems.clone();
         async move {
             let backend = Arc::new(crate::scripted::ScriptedBackend::new(["4"; 4]));
             let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+                .with_problem_budget(problem)
                 .with_run_budget(Budget::unlimited().with_max_tokens(tokens))
                 .with_allocation(Allocation::Even)
                 .run(&problems, &out, |_| {})
@@ -804,10 +805,16 @@ async fn an_even_share_too_small_for_the_prompt_leaves_its_problem_not_started()
     };
     // Prompts of 11 tokens. Shares of 2, 2, 4 and 8 tokens: none reaches the model, nothing is
     // recorded (they were recorded "solved" with no answer and graded wrong).
-    assert_eq!(run(8, "small.jsonl").await, (0, 4, 0, vec![]));
+    let unlimited = Budget::unlimited();
+    assert_eq!(run(8, "small.jsonl", unlimited).await, (0, 4, 0, vec![]));
     // A refused share goes back to the pool: 4, 5 and 8 refused, the last gets all 16.
     assert_eq!(
-        run(16, "last.jsonl").await,
+        run(16, "last.jsonl", unlimited).await,
         (1, 3, 1, vec!["p4".to_string()])
     );
+    // The problem's own budget, not its share, cannot pay for the prompt: recorded as under
+    // first come (a rerun could do no better).
+    let (solved, not_started, requests, ids) =
+        run(1000, "own.jsonl", Budget::unlimited().with_max_tokens(5)).await;
+    assert_eq!((solved, not_started, requests, ids.len()), (4, 0, 0, 4));
 }
