@@ -579,7 +579,9 @@ fn a_request_ends_at_its_deadline_with_what_it_wrote() {
         .with_max_tokens(max_tokens)
         .with_logits_processor(Arc::new(ban))
         .with_top_logprobs(1)
-        .with_deadline(std::time::Instant::now() + Duration::from_secs(2));
+        // Far enough that waiting for the engine's turn (other tests hold it) leaves time to
+        // decode, near enough to end it well short of its 2000 tokens (about a minute).
+        .with_deadline(std::time::Instant::now() + Duration::from_secs(10));
     let generation = block_on(backend.generate(request)).unwrap();
     let choice = &generation.choices[0];
     assert_eq!(choice.finish_reason, FinishReason::Length);
@@ -611,8 +613,10 @@ fn a_problem_out_of_wall_time_answers_from_its_text_so_far_and_counts_it() {
         max_tokens: std::num::NonZeroUsize::new(2000).unwrap(),
         ..DirectConfig::default()
     });
+    // SmolLM2 counts on to all 2000 tokens (about a minute); the budget ends it at 15 s, time
+    // enough to wait for the engine's turn (other tests hold it) and still write.
     let problem = Problem::new("wall", "Count from 1 to 1000, one number per line.");
-    let budget = Budget::unlimited().with_max_wall(Duration::from_millis(2500));
+    let budget = Budget::unlimited().with_max_wall(Duration::from_secs(15));
     let solution = block_on(ponder::engine::solve(&strategy, &problem, backend, budget)).unwrap();
     assert_eq!(solution.stop_reason, StopReason::TimeBudget, "{solution:?}");
     assert_eq!(solution.usage.calls, 1);

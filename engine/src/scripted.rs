@@ -70,7 +70,8 @@ impl ScriptedBackend {
     }
 
     /// Each call takes `delay` before it is recorded and plays its reply (calls in flight
-    /// together, a slow model).
+    /// together, a slow model). A request whose deadline comes first gives up there, as a
+    /// server's does (`BudgetExhausted`), unrecorded.
     pub fn with_delay(mut self, delay: std::time::Duration) -> Self {
         self.delay = Some(delay);
         self
@@ -151,7 +152,16 @@ fn cut_at_char_boundary(text: &str, max_bytes: usize) -> &str {
 impl Backend for ScriptedBackend {
     async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
         if let Some(delay) = self.delay {
-            tokio::time::sleep(delay).await;
+            let done = std::time::Instant::now() + delay;
+            match request.deadline {
+                Some(deadline) if deadline < done => {
+                    tokio::time::sleep_until(deadline.into()).await;
+                    return Err(Error::BudgetExhausted {
+                        resource: crate::budget::Resource::WallTime,
+                    });
+                }
+                _ => tokio::time::sleep(delay).await,
+            }
         }
         let prompt_tokens = self.rendered(&request.prompt).len() as u64;
         let mut replies = Vec::with_capacity(request.n);

@@ -818,3 +818,29 @@ async fn an_even_share_too_small_for_the_prompt_leaves_its_problem_not_started()
         run(1000, "own.jsonl", Budget::unlimited().with_max_tokens(5)).await;
     assert_eq!((solved, not_started, requests, ids.len()), (4, 0, 0, 4));
 }
+
+#[tokio::test]
+async fn a_problem_out_of_its_own_wall_time_is_recorded_not_taken_for_the_runs_budget() {
+    // The backend gives up at the deadline the problem's meter set; the run's meter, which the
+    // call passes through, noted that as its own budget running out, and the problem was
+    // left unstarted (redone on every rerun, out of time again).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let backend = Arc::new(
+        crate::scripted::ScriptedBackend::new(["4"]).with_delay(std::time::Duration::from_secs(10)),
+    );
+    let summary = Runner::new(Arc::new(OneCall), backend as Arc<dyn Backend>)
+        .with_problem_budget(
+            Budget::unlimited().with_max_wall(std::time::Duration::from_millis(50)),
+        )
+        .with_run_budget(Budget::unlimited().with_max_tokens(1000))
+        .run(&numbered(1), &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.solved, summary.cut_short, summary.not_started),
+        (1, 0, 0)
+    );
+    let lines = read_results(&out).unwrap();
+    assert_eq!(lines[0].stop_reason, Some(StopReason::TimeBudget));
+}
