@@ -418,6 +418,35 @@ fn a_client_error_is_reported_with_the_servers_message() {
 }
 
 #[test]
+fn a_request_is_given_up_at_its_deadline() {
+    // A wall-time budget's deadline: the server's reply holds nothing until it is whole, so the
+    // request is given up there (its connection closed) rather than waited for.
+    let (_lock, _server, url) = server();
+    let backend = connect(&url);
+    // SmolLM2 goes on counting to its max_tokens: many seconds on this CPU.
+    let numbers: String = (1..=20).map(|i| format!("{i}\n")).collect();
+    let long = GenerationRequest::new(Prompt::Text(numbers)).with_max_tokens(1000);
+    let sent = std::time::Instant::now();
+    let err = block_on(
+        backend.generate(
+            long.clone()
+                .with_deadline(sent + std::time::Duration::from_millis(500)),
+        ),
+    )
+    .unwrap_err();
+    let took = sent.elapsed();
+    assert!(matches!(err, Error::BudgetExhausted { .. }), "{err:?}");
+    // Without the deadline the same request runs to the end of its tokens.
+    let whole = block_on(backend.generate(long)).unwrap();
+    let full = sent.elapsed() - took;
+    assert!(
+        whole.choices[0].completion_tokens > 800 && took * 4 < full,
+        "given up after {took:?}; the whole reply took {full:?} ({} tokens)",
+        whole.choices[0].completion_tokens
+    );
+}
+
+#[test]
 fn a_killed_server_gives_a_typed_error_and_a_resumed_run_completes() {
     let (_lock, mut own, _) = server();
     let mut config = ModelConfig::openai(vec![own.url()], "smollm2");
@@ -1161,6 +1190,14 @@ fn sent_to<'a>(sent: &'a [(String, serde_json::Value)], path: &str) -> Vec<&'a s
         .collect()
 }
 
+/// `3 + 4?`, the assistant's turn begun with `<t>`.
+fn continued_chat() -> Prompt {
+    Prompt::Chat {
+        messages: vec![Message::user("3 + 4?")],
+        assistant_prefix: "<t>".into(),
+    }
+}
+
 const COMPLETION: &str = r#"{"choices":[{"index":0,"text":" 7","finish_reason":"stop","stop_reason":null}],"usage":{"prompt_tokens":12,"completion_tokens":2}}"#;
 
 #[test]
@@ -1168,10 +1205,7 @@ fn a_vllm_server_renders_chat_prompts_to_token_ids_that_an_assistant_prefix_cont
     let (url, sent) =
         vllm_server(|path, _| (path == "/v1/completions").then(|| (200, COMPLETION.to_string())));
     let backend = scripted_backend(&url, 0);
-    let prompt = Prompt::Chat {
-        messages: vec![Message::user("3 + 4?")],
-        assistant_prefix: "<t>".into(),
-    };
+    let prompt = continued_chat();
     let generation = block_on(backend.generate(GenerationRequest::new(prompt.clone()))).unwrap();
     assert_eq!(generation.choices[0].text, " 7");
     // The template's ids from the chat /tokenize, then the prefix's: to /v1/completions, as a
@@ -1212,10 +1246,7 @@ fn a_server_whose_tokenize_ignores_messages_sends_chat_prompts_as_messages() {
     }
     });
     let backend = scripted_backend(&url, 0);
-    let prompt = Prompt::Chat {
-        messages: vec![Message::user("3 + 4?")],
-        assistant_prefix: "<t>".into(),
-    };
+    let prompt = continued_chat();
     let generation = block_on(backend.generate(GenerationRequest::new(prompt.clone()))).unwrap();
     assert_eq!(generation.choices[0].text, " 7");
     let log = sent.lock().unwrap().clone();

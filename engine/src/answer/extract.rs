@@ -330,8 +330,7 @@ fn arithmetic_rhs(cand: &str) -> String {
             let (Some(x), Some(y)) = (super::eval(written.trim()), super::eval(rhs)) else {
                 return false;
             };
-            let k = i32::try_from(k).unwrap_or(i32::MAX);
-            (x.value() - y.value()).abs() <= 0.5 * 10f64.powi(-k) * (1.0 + 1e-9)
+            super::within_last_place(x.value(), y.value(), k)
         });
         if arithmetic && !rhs.is_empty() && !rounding {
             return rhs.to_string();

@@ -123,10 +123,14 @@ fn same_when_rounded(a: &str, b: &str, x: f64, y: f64) -> bool {
         .filter_map(decimal_places)
         .filter(|&k| k >= 4)
         .min();
-    places.is_some_and(|k| {
-        let half_ulp = 0.5 * 10f64.powi(-i32::try_from(k).unwrap_or(i32::MAX));
-        (x - y).abs() <= half_ulp * (1.0 + 1e-9)
-    })
+    places.is_some_and(|k| within_last_place(x, y, k))
+}
+
+/// True when `x` and `y` differ by at most half a unit in the `places`-th decimal place: `y`
+/// written to that place could be `x` rounded.
+fn within_last_place(x: f64, y: f64, places: usize) -> bool {
+    let half_ulp = 0.5 * 10f64.powi(-i32::try_from(places).unwrap_or(i32::MAX));
+    (x - y).abs() <= half_ulp * (1.0 + 1e-9)
 }
 
 /// The number of decimal places of a plain decimal literal (`-3.33333` -> 5), else None.

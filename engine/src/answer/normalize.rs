@@ -800,11 +800,8 @@ fn value_chain(s: String) -> String {
     let (Some(&x), Some(&y)) = (values.first(), values.last()) else {
         return s;
     };
-    let places = super::decimal_places(last)
-        .or(approx.then_some(0))
-        .and_then(|k| i32::try_from(k).ok());
-    let agrees = match places {
-        Some(k) => (x - y).abs() <= 0.5 * 10f64.powi(-k) * (1.0 + 1e-9),
+    let agrees = match super::decimal_places(last).or(approx.then_some(0)) {
+        Some(places) => super::within_last_place(x, y, places),
         None => (x - y).abs() <= 1e-9 * x.abs().max(1.0),
     };
     if agrees { first } else { last }.to_string()

@@ -682,31 +682,20 @@ impl OpenAiBackend {
             .top_logprobs
             .map(|k| k.clamp(1, self.options.max_top_logprobs.max(1)))
             .or((choices > 1 || !request.stop.is_empty()).then_some(1));
-        let path = match &request.prompt {
-            Prompt::Tokens(ids) => {
-                object.insert("prompt".into(), json!(ids));
-                "/v1/completions"
-            }
-            Prompt::Text(text) => {
-                object.insert("prompt".into(), json!(text));
-                "/v1/completions"
-            }
+        // Everything but a chat prompt the server cannot render goes to /v1/completions.
+        let prompt = match &request.prompt {
+            Prompt::Tokens(ids) => json!(ids),
+            Prompt::Text(text) => json!(text),
             Prompt::Chat {
                 messages,
                 assistant_prefix,
             } if self.info.apply_template => {
-                let text = self.render_chat(messages, assistant_prefix).await?;
-                object.insert("prompt".into(), json!(text));
-                "/v1/completions"
+                json!(self.render_chat(messages, assistant_prefix).await?)
             }
             Prompt::Chat {
                 messages,
                 assistant_prefix,
-            } if self.info.tokenize_chat => {
-                let ids = self.chat_ids(messages, assistant_prefix).await?;
-                object.insert("prompt".into(), json!(ids));
-                "/v1/completions"
-            }
+            } if self.info.tokenize_chat => json!(self.chat_ids(messages, assistant_prefix).await?),
             Prompt::Chat {
                 messages,
                 assistant_prefix,
@@ -731,10 +720,11 @@ impl OpenAiBackend {
                 return Ok(("/v1/chat/completions".into(), body));
             }
         };
+        object.insert("prompt".into(), prompt);
         if let Some(k) = k {
             object.insert("logprobs".into(), json!(k));
         }
-        Ok((path.into(), body))
+        Ok(("/v1/completions".into(), body))
     }
 
     /// One HTTP request for up to `choices` completions; `once`: without retries. Fanned-out
@@ -846,7 +836,8 @@ impl OpenAiBackend {
             // out would compute the same text n times. Usage is the one request's.
             let mut one = request;
             one.n = 1;
-            let mut generation = self.generate(one).await?;
+            // Boxed: a call of itself (the deadline, if any, is already being kept).
+            let mut generation = Box::pin(self.generate_now(one)).await?;
             if let Some(first) = generation.choices.first().cloned() {
                 generation.choices.resize(n, first);
             }
