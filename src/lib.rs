@@ -59,12 +59,7 @@ pub struct Config {
 impl Config {
     /// Reads a TOML, YAML or JSON config file and validates it; errors name the file and key.
     pub fn load(path: &Path) -> Result<Self> {
-        let config: Config = ponder_engine::config::load_file(path)?;
-        config.validate().map_err(|e| Error::Config {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Ok(config)
+        ponder_engine::config::load_checked(path, Config::validate)
     }
 
     /// What changes results: the strategy, the per-problem budget and which model (not where
@@ -114,11 +109,12 @@ impl Config {
         Ok(())
     }
 
-    /// Checks the rules that serde cannot.
+    /// Checks the rules that serde cannot. A value's error is a [`Error::ConfigValue`] naming
+    /// its key from the top (`strategy.inner.temperature`, `budget.max_tokens`).
     pub fn validate(&self) -> Result<()> {
         self.model.load_options()?;
         check_budget(&self.budget)?;
-        self.strategy.validate()
+        self.strategy.validate().map_err(|e| e.under("strategy"))
     }
 }
 
@@ -131,13 +127,13 @@ fn check_budget(budget: &Budget) -> Result<()> {
         ("max_wall_ms", budget.max_wall_ms),
     ];
     match limits.iter().find(|(_, limit)| *limit == Some(0)) {
-        Some((key, _)) => Err(Error::Config {
-            path: "[budget]".into(),
-            message: format!(
+        Some((key, _)) => Err(Error::config_value(
+            format!("budget.{key}"),
+            format!(
                 "{key} = 0 leaves no room for anything: give at least 1, or leave it out for \
                  no limit"
             ),
-        }),
+        )),
         None => Ok(()),
     }
 }
@@ -315,7 +311,7 @@ inner = { kind = "budget_forcing", min_thinking_tokens = 128, max_thinking_token
             let config: Config = parse_str(&toml, Format::Toml).unwrap();
             let err = config.validate().unwrap_err().to_string();
             assert!(
-                err.contains(&format!("{key} = 0")) && err.contains("[budget]"),
+                err.starts_with(&format!("at `budget.{key}`: {key} = 0")),
                 "{err}"
             );
             let toml = format!("[strategy]\nkind = \"direct\"\n[budget]\n{key} = 1\n");
@@ -353,5 +349,70 @@ inner = { kind = "budget_forcing", min_thinking_tokens = 128, max_thinking_token
             .unwrap_err()
             .to_string();
         assert!(err.contains(".toml"), "{err}");
+    }
+
+    #[test]
+    fn a_value_out_of_range_is_named_with_its_key_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let err = Config::load(&path).unwrap_err().to_string();
+            let prefix = format!("{}: ", path.display());
+            assert!(err.starts_with(&prefix), "{err}");
+            err[prefix.len()..].to_string()
+        };
+        // Nested two deep, in an inline table.
+        let err = load(
+            "nested.toml",
+            "[model]
+source = \"smollm2-135m\"
+\n[strategy]\nkind = \"best_of_n\"\nn = 4\nselect = \"majority\"\n\
+             inner = { kind = \"router\", think = { kind = \"direct\", temperature = -1.0 } }\n",
+        );
+        assert_eq!(
+            err,
+            "at `strategy.inner.think.temperature` (line 8): temperature must be a number >= 0, \
+             got -1"
+        );
+        // YAML and JSON, and a cross-field rule (its key is the one the message starts with).
+        let err = load(
+            "beam.yaml",
+            "strategy:\n  kind: beam_search\n  beam_width: 4\n  n: 6\n",
+        );
+        assert_eq!(
+            err,
+            "at `strategy.n` (line 4): n (6) must be a multiple of beam_width (4)"
+        );
+        let err = load(
+            "router.json",
+            "{\"strategy\": {\"kind\": \"router\",\n  \"min_confidence\": 1.5}}",
+        );
+        assert_eq!(
+            err,
+            "at `strategy.min_confidence` (line 2): min_confidence must be in [0, 1], got 1.5"
+        );
+        // A key left at its default is not in the file: the line of its table.
+        let err = load(
+            "select.toml",
+            "[budget]\nmax_tokens = 100\n\n[strategy]\nkind = \"best_of_n\"\n",
+        );
+        assert!(
+            err.starts_with("at `strategy.select` (line 4): select = \"weighted\" needs a scorer"),
+            "{err}"
+        );
+        let err = load("budget.toml", "[budget]\nmax_calls = 0\n");
+        assert!(
+            err.starts_with("at `budget.max_calls` (line 2): max_calls = 0"),
+            "{err}"
+        );
+        let err = load(
+            "penalty.toml",
+            "[strategy]\nkind = \"budget_forcing\"\n\n[strategy.switch_penalty]\nwords = [\"Wait\"]\nalpha = 0.0\n",
+        );
+        assert!(
+            err.starts_with("at `strategy.switch_penalty.alpha` (line 6): "),
+            "{err}"
+        );
     }
 }

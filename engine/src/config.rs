@@ -37,15 +37,37 @@ impl Format {
 /// Reads and parses a config file. Unknown keys and bad values are errors (the structs say
 /// `deny_unknown_fields`); the message names the file, the key path and the problem.
 pub fn load_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    load_checked(path, |_| Ok(()))
+}
+
+/// [`load_file`], then `check` for the rules serde cannot express (ranges, keys that must
+/// agree). Its errors name the file too; a [`Error::ConfigValue`] also gets the line of its key
+/// (`at `strategy.temperature` (line 5): temperature must be a number >= 0, got -1`), or of the
+/// deepest table on its path the file has (a key left at its default is not in the file).
+pub fn load_checked<T: DeserializeOwned>(
+    path: &Path,
+    check: impl FnOnce(&T) -> Result<()>,
+) -> Result<T> {
     let format = Format::of(path).ok_or_else(|| Error::Config {
         path: path.to_path_buf(),
         message: "unknown config format: expected a .toml, .yaml, .yml or .json file".into(),
     })?;
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    parse_str(&text, format).map_err(|message| Error::Config {
+    let config = parse_str(&text, format).map_err(|message| Error::Config {
         path: path.to_path_buf(),
         message,
-    })
+    })?;
+    check(&config).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        message: match &e {
+            Error::ConfigValue { key, reason } => match key_line(&text, format, key) {
+                Some(line) => format!("at `{key}` (line {line}): {reason}"),
+                None => e.to_string(),
+            },
+            _ => e.to_string(),
+        },
+    })?;
+    Ok(config)
 }
 
 /// Parses config text in `format`; the error is a message naming the key path and its line

@@ -109,6 +109,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A configured value out of its range, or keys that disagree. `key` is the value's path
+    /// from the table that was checked (`temperature`; `strategy.inner.temperature` once the
+    /// whole config has been checked), which [`crate::config::load_checked`] turns into a line
+    /// of the file.
+    #[error("at `{key}`: {reason}")]
+    ConfigValue { key: String, reason: String },
     /// A strategy was configured with values that cannot work together.
     #[error("strategy `{strategy}`: {reason}")]
     StrategyConfig {
@@ -130,6 +136,26 @@ impl Error {
         Self::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// A [`Error::ConfigValue`] at `key`.
+    pub fn config_value(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::ConfigValue {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A [`Error::ConfigValue`] from a nested table, with its key put under `table`
+    /// (`temperature` under `inner` is `inner.temperature`); other errors as they are.
+    pub fn under(self, table: &str) -> Self {
+        match self {
+            Self::ConfigValue { key, reason } => Self::ConfigValue {
+                key: format!("{table}.{key}"),
+                reason,
+            },
+            other => other,
         }
     }
 

@@ -153,15 +153,16 @@ impl StrategyConfig {
         }
     }
 
-    /// Checks cross-field rules, recursively.
+    /// Checks the values serde cannot and cross-field rules, recursively. A value's error is a
+    /// [`Error::ConfigValue`] whose key is its path in this table (`inner.temperature`).
     pub fn validate(&self) -> Result<()> {
         match self {
             Self::Direct(config) => config.validate(),
             Self::BudgetForcing(config) => config.validate(),
             Self::BestOfN(config) => config.validate(),
             Self::SelfConsistency(config) => Self::majority(config).validate(),
-            Self::BeamSearch(config) => config.validate("beam_search"),
-            Self::Dvts(config) => config.validate("dvts"),
+            Self::BeamSearch(config) => config.validate(),
+            Self::Dvts(config) => config.validate(),
             Self::SStar(config) => config.validate(),
             Self::Router(config) => config.validate(),
             Self::ModeToken(config) => config.validate(),
@@ -196,24 +197,20 @@ impl StrategyConfig {
     }
 }
 
-/// Checks a temperature and top-p pair.
-pub(crate) fn check_sampling(
-    strategy: &'static str,
-    temperature: f64,
-    top_p: Option<f64>,
-) -> Result<()> {
+/// Checks a temperature and top-p pair (keys `temperature` and `top_p`).
+pub(crate) fn check_sampling(temperature: f64, top_p: Option<f64>) -> Result<()> {
     if !temperature.is_finite() || temperature < 0.0 {
-        return Err(Error::StrategyConfig {
-            strategy,
-            reason: format!("temperature must be a number >= 0, got {temperature}"),
-        });
+        return Err(Error::config_value(
+            "temperature",
+            format!("temperature must be a number >= 0, got {temperature}"),
+        ));
     }
     if let Some(p) = top_p {
         if !(p > 0.0 && p <= 1.0) {
-            return Err(Error::StrategyConfig {
-                strategy,
-                reason: format!("top_p must be in (0, 1], got {p}"),
-            });
+            return Err(Error::config_value(
+                "top_p",
+                format!("top_p must be in (0, 1], got {p}"),
+            ));
         }
     }
     Ok(())

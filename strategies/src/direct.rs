@@ -61,7 +61,7 @@ impl Default for DirectConfig {
 impl DirectConfig {
     /// Checks the values that serde cannot.
     pub fn validate(&self) -> Result<()> {
-        crate::config::check_sampling("direct", self.temperature, self.top_p)
+        crate::config::check_sampling(self.temperature, self.top_p)
     }
 
     /// The sampling settings.

@@ -116,30 +116,35 @@ impl RouterConfig {
 
     /// Checks the values that serde cannot, and the thinking strategy.
     pub fn validate(&self) -> Result<()> {
-        let bad = |reason: String| Error::StrategyConfig {
-            strategy: "router",
-            reason,
-        };
-        check_sampling("router", self.temperature(), None)?;
+        check_sampling(self.temperature(), None)?;
         if self.probes.get() > 1 && self.temperature() == 0.0 {
-            return Err(bad(format!(
-                "probes = {} at temperature 0 would all be the same answer: set temperature > 0 or probes = 1",
-                self.probes
-            )));
+            return Err(Error::config_value(
+                "temperature",
+                format!(
+                    "probes = {} at temperature 0 would all be the same answer: set temperature > 0 or probes = 1",
+                    self.probes
+                ),
+            ));
         }
         if !(self.min_agreement > 0.0 && self.min_agreement <= 1.0) {
-            return Err(bad(format!(
-                "min_agreement must be in (0, 1], got {}",
-                self.min_agreement
-            )));
+            return Err(Error::config_value(
+                "min_agreement",
+                format!(
+                    "min_agreement must be in (0, 1], got {}",
+                    self.min_agreement
+                ),
+            ));
         }
         if !(0.0..=1.0).contains(&self.min_confidence) {
-            return Err(bad(format!(
-                "min_confidence must be in [0, 1], got {}",
-                self.min_confidence
-            )));
+            return Err(Error::config_value(
+                "min_confidence",
+                format!(
+                    "min_confidence must be in [0, 1], got {}",
+                    self.min_confidence
+                ),
+            ));
         }
-        self.think.validate()
+        self.think.validate().map_err(|e| e.under("think"))
     }
 }
 
@@ -631,23 +636,32 @@ impl Default for ModeRouterConfig {
 impl ModeRouterConfig {
     /// Checks the values that serde cannot.
     pub fn validate(&self) -> Result<()> {
-        let bad = |reason: String| Error::StrategyConfig {
-            strategy: "mode_token",
-            reason,
-        };
-        check_sampling("mode_token", self.temperature, self.top_p)?;
+        check_sampling(self.temperature, self.top_p)?;
         if self.short_token.is_empty() || self.think_token.is_empty() {
-            return Err(bad("short_token and think_token must not be empty".into()));
+            return Err(Error::config_value(
+                if self.short_token.is_empty() {
+                    "short_token"
+                } else {
+                    "think_token"
+                },
+                "short_token and think_token must not be empty",
+            ));
         }
         if self.short_token == self.think_token {
-            return Err(bad(format!(
-                "short_token and think_token are both `{}`",
-                self.short_token
-            )));
+            return Err(Error::config_value(
+                "think_token",
+                format!(
+                    "short_token and think_token are both `{}`",
+                    self.short_token
+                ),
+            ));
         }
         if let Some(t) = self.think_threshold {
             if !(0.0..=1.0).contains(&t) {
-                return Err(bad(format!("think_threshold must be in [0, 1], got {t}")));
+                return Err(Error::config_value(
+                    "think_threshold",
+                    format!("think_threshold must be in [0, 1], got {t}"),
+                ));
             }
         }
         Ok(())

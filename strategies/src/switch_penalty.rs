@@ -49,22 +49,28 @@ impl Default for SwitchPenaltyConfig {
 }
 
 impl SwitchPenaltyConfig {
-    /// Checks the values that serde cannot; `strategy` names the owner in errors.
-    pub fn validate(&self, strategy: &'static str) -> Result<()> {
-        let bad = |reason: String| Error::StrategyConfig { strategy, reason };
+    /// Checks the values that serde cannot (keys relative to the `switch_penalty` table).
+    pub fn validate(&self) -> Result<()> {
         if self.words.is_empty() || self.words.iter().any(|w| w.trim().is_empty()) {
-            return Err(bad(
-                "switch_penalty.words must be a non-empty list of non-empty words".into(),
+            return Err(Error::config_value(
+                "words",
+                "switch_penalty.words must be a non-empty list of non-empty words",
             ));
         }
         if !(self.alpha.is_finite() && self.alpha > 0.0) {
-            return Err(bad(format!(
-                "switch_penalty.alpha must be a number > 0, got {}",
-                self.alpha
-            )));
+            return Err(Error::config_value(
+                "alpha",
+                format!(
+                    "switch_penalty.alpha must be a number > 0, got {}",
+                    self.alpha
+                ),
+            ));
         }
         if self.duration == 0 {
-            return Err(bad("switch_penalty.duration must be at least 1".into()));
+            return Err(Error::config_value(
+                "duration",
+                "switch_penalty.duration must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -197,28 +203,16 @@ mod tests {
             alpha: f32::NAN,
             ..SwitchPenaltyConfig::default()
         };
-        assert!(bad
-            .validate("budget_forcing")
-            .unwrap_err()
-            .to_string()
-            .contains("alpha"));
+        assert!(bad.validate().unwrap_err().to_string().contains("alpha"));
         let bad = SwitchPenaltyConfig {
             duration: 0,
             ..SwitchPenaltyConfig::default()
         };
-        assert!(bad
-            .validate("budget_forcing")
-            .unwrap_err()
-            .to_string()
-            .contains("duration"));
+        assert!(bad.validate().unwrap_err().to_string().contains("duration"));
         let bad = SwitchPenaltyConfig {
             words: vec![" ".into()],
             ..SwitchPenaltyConfig::default()
         };
-        assert!(bad
-            .validate("budget_forcing")
-            .unwrap_err()
-            .to_string()
-            .contains("words"));
+        assert!(bad.validate().unwrap_err().to_string().contains("words"));
     }
 }

@@ -144,18 +144,23 @@ impl Default for BeamSearchConfig {
 
 impl BeamSearchConfig {
     /// Checks the values that serde cannot.
-    pub fn validate(&self, strategy: &'static str) -> Result<()> {
-        let bad = |reason: String| Error::StrategyConfig { strategy, reason };
+    pub fn validate(&self) -> Result<()> {
         if !self.n.get().is_multiple_of(self.beam_width.get()) {
-            return Err(bad(format!(
-                "n ({}) must be a multiple of beam_width ({})",
-                self.n, self.beam_width
-            )));
+            return Err(Error::config_value(
+                "n",
+                format!(
+                    "n ({}) must be a multiple of beam_width ({})",
+                    self.n, self.beam_width
+                ),
+            ));
         }
         if self.step_delimiter.is_empty() {
-            return Err(bad("step_delimiter must not be empty".into()));
+            return Err(Error::config_value(
+                "step_delimiter",
+                "step_delimiter must not be empty",
+            ));
         }
-        crate::config::check_sampling(strategy, self.temperature, None)
+        crate::config::check_sampling(self.temperature, None)
     }
 }
 
@@ -229,10 +234,7 @@ struct Expansion {
 impl BeamSearch {
     /// A search of `kind` with `config` (validated here).
     pub fn new(config: BeamSearchConfig, kind: SearchKind) -> Result<Self> {
-        config.validate(match kind {
-            SearchKind::Beam => "beam_search",
-            SearchKind::Dvts => "dvts",
-        })?;
+        config.validate()?;
         let scorer = config.scorer.build();
         Ok(Self {
             config,

@@ -143,41 +143,47 @@ impl BestOfNConfig {
 
     /// Checks the values that serde cannot, and the inner strategy.
     pub fn validate(&self) -> Result<()> {
-        let bad = |reason: String| Error::StrategyConfig {
-            strategy: "best_of_n",
-            reason,
-        };
         if self.select != Select::Majority && self.scorer.is_none() {
-            return Err(bad(format!(
-                "select = \"{}\" needs a scorer (or use select = \"majority\")",
-                match self.select {
-                    Select::Naive => "naive",
-                    _ => "weighted",
-                }
-            )));
+            return Err(Error::config_value(
+                "select",
+                format!(
+                    "select = \"{}\" needs a scorer (or use select = \"majority\")",
+                    match self.select {
+                        Select::Naive => "naive",
+                        _ => "weighted",
+                    }
+                ),
+            ));
         }
         if let Some(adaptive) = &self.adaptive {
             if let Some(a) = adaptive.agreement {
                 if !(a > 0.0 && a <= 1.0) {
-                    return Err(bad(format!(
-                        "adaptive.agreement must be in (0, 1], got {a}"
-                    )));
+                    return Err(Error::config_value(
+                        "adaptive.agreement",
+                        format!("adaptive.agreement must be in (0, 1], got {a}"),
+                    ));
                 }
             }
         }
         if self.step_delimiter.is_empty() {
-            return Err(bad("step_delimiter must not be empty".into()));
+            return Err(Error::config_value(
+                "step_delimiter",
+                "step_delimiter must not be empty",
+            ));
         }
         // Greedy samples of one prompt are one sample n times over: n times the cost, no vote.
         if self.n.get() > 1 && self.inner.sampling_temperature() == Some(0.0) {
-            return Err(bad(format!(
-                "n = {} samples of an inner `{}` at temperature 0 are all the same greedy \
-                 completion: give the inner strategy a temperature (0.6 to 1.0 is usual)",
-                self.n,
-                self.inner.kind()
-            )));
+            return Err(Error::config_value(
+                "inner.temperature",
+                format!(
+                    "n = {} samples of an inner `{}` at temperature 0 are all the same greedy \
+                     completion: give the inner strategy a temperature (0.6 to 1.0 is usual)",
+                    self.n,
+                    self.inner.kind()
+                ),
+            ));
         }
-        self.inner.validate()
+        self.inner.validate().map_err(|e| e.under("inner"))
     }
 }
 

@@ -161,15 +161,14 @@ impl Default for BudgetForcingConfig {
 impl BudgetForcingConfig {
     /// Checks the values that serde cannot.
     pub fn validate(&self) -> Result<()> {
-        let bad = |reason: String| Error::StrategyConfig {
-            strategy: "budget_forcing",
-            reason,
-        };
         if self.min_thinking_tokens > self.max_thinking_tokens {
-            return Err(bad(format!(
-                "min_thinking_tokens ({}) is above max_thinking_tokens ({})",
-                self.min_thinking_tokens, self.max_thinking_tokens
-            )));
+            return Err(Error::config_value(
+                "min_thinking_tokens",
+                format!(
+                    "min_thinking_tokens ({}) is above max_thinking_tokens ({})",
+                    self.min_thinking_tokens, self.max_thinking_tokens
+                ),
+            ));
         }
         for (key, value) in [
             ("think_open", &self.think_open),
@@ -177,24 +176,26 @@ impl BudgetForcingConfig {
             ("answer_cue", &self.answer_cue),
         ] {
             if value.trim().is_empty() {
-                return Err(bad(format!("{key} must not be empty")));
+                return Err(Error::config_value(key, format!("{key} must not be empty")));
             }
         }
         let waits = self.wait.as_list();
         if waits.is_empty() || waits.iter().any(|w| w.trim().is_empty()) {
-            return Err(bad(
-                "wait must be a non-empty string or list of non-empty strings".into(),
+            return Err(Error::config_value(
+                "wait",
+                "wait must be a non-empty string or list of non-empty strings",
             ));
         }
         if let Some(penalty) = &self.switch_penalty {
-            penalty.validate("budget_forcing")?;
+            penalty.validate().map_err(|e| e.under("switch_penalty"))?;
             if self.mode == ForcingMode::Resubmit {
-                return Err(bad(
-                    "switch_penalty works inside the decode: it needs mode = \"in_decode\"".into(),
+                return Err(Error::config_value(
+                    "switch_penalty",
+                    "switch_penalty works inside the decode: it needs mode = \"in_decode\"",
                 ));
             }
         }
-        crate::config::check_sampling("budget_forcing", self.temperature, self.top_p)
+        crate::config::check_sampling(self.temperature, self.top_p)
     }
 }
 

@@ -171,15 +171,15 @@ impl Default for SStarConfig {
 impl SStarConfig {
     /// Checks the values.
     pub fn validate(&self) -> Result<()> {
-        check_sampling("s_star", self.temperature, self.top_p)?;
+        check_sampling(self.temperature, self.top_p)?;
         if !(self.test_timeout_secs > 0.0 && self.test_timeout_secs <= 3600.0) {
-            return Err(Error::StrategyConfig {
-                strategy: "s_star",
-                reason: format!(
+            return Err(Error::config_value(
+                "test_timeout_secs",
+                format!(
                     "test_timeout_secs must be a number of seconds in (0, 3600], got {}",
                     self.test_timeout_secs
                 ),
-            });
+            ));
         }
         Ok(())
     }
