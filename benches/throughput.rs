@@ -149,7 +149,7 @@ impl Bench {
         let direct = Direct::new(DirectConfig {
             temperature: 0.8,
             ..DirectConfig::default()
-        });
+        })?;
         let request = direct
             .request(&Problem::new("q", QUESTION))
             .with_max_tokens(self.max_tokens)
@@ -197,7 +197,7 @@ impl Bench {
             max_tokens: self.max_tokens.try_into()?,
             ..DirectConfig::default()
         };
-        let prompt = Direct::new(inner.clone()).request(&problem).prompt;
+        let prompt = Direct::new(inner.clone())?.request(&problem).prompt;
         let ids = self
             .backend
             .tokenize(TokenizeInput::Prompt(&prompt))
@@ -290,7 +290,7 @@ impl Bench {
                         max_thinking_tokens: max,
                         mode: modes[i].1,
                         ..BudgetForcingConfig::default()
-                    });
+                    })?;
                     let started = Instant::now();
                     let backend: Arc<dyn Backend> = Arc::clone(&self.backend) as _;
                     let solution = solve(&strategy, &problem, backend, Budget::unlimited()).await?;

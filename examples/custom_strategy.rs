@@ -14,14 +14,13 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use ponder::engine::answer::extract_answer;
 use ponder::engine::{
-    Budget, Candidate, Choice, Context, Error, Event, EventKind, Events, FinishReason,
-    GenerationRequest, Message, ModelConfig, Prompt, Sampling,
+    Budget, Candidate, Choice, Context, Error, Event, EventKind, Events, GenerationRequest,
+    Message, ModelConfig, Prompt, Sampling,
 };
 use ponder::strategies::{BestOfN, BestOfNConfig};
-use ponder::{Problem, Solution, StopReason, Strategy};
+use ponder::{async_trait, Problem, Solution, StopReason, Strategy};
 
 /// Answer, then check the working and answer again.
 struct CheckTwice {
@@ -70,10 +69,7 @@ impl Strategy for CheckTwice {
         ));
         let (last, stop_reason) = match self.ask(cx, messages).await? {
             Ok(checked) => {
-                let stop = match checked.finish_reason {
-                    FinishReason::Stop => StopReason::Completed,
-                    FinishReason::Length => StopReason::MaxTokens,
-                };
+                let stop = StopReason::from(checked.finish_reason);
                 (checked, stop)
             }
             // No budget left to check: the first answer stands.
@@ -109,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Best-of-N's majority vote over three runs of the custom strategy.
     let n = NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN);
-    let strategy = BestOfN::new(BestOfNConfig::self_consistency(n))?
+    let strategy = BestOfN::self_consistency(BestOfNConfig::self_consistency(n))?
         .with_inner(Box::new(CheckTwice { max_tokens: 192 }));
 
     // Events go down a channel; a task prints them as they come.

@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
         style: PromptStyle::StepByStep,
         max_tokens: NonZeroUsize::new(192).unwrap_or(NonZeroUsize::MIN),
         ..DirectConfig::default()
-    });
+    })?;
     let budget = Budget::unlimited().with_max_tokens(1024);
     let problem = Problem::new("example", question);
 

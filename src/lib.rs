@@ -30,9 +30,13 @@ pub use ponder_engine as engine;
 pub use ponder_prm as prm;
 pub use ponder_strategies as strategies;
 
+/// The attribute [`Strategy`], [`Scorer`] and [`Grader`] are implemented with
+/// (`#[ponder::async_trait]`), so that an implementation needs no `async-trait` of its own.
+pub use async_trait::async_trait;
 pub use ponder_engine::{
-    Backend, Budget, Candidate, Context, Error, GenerationRequest, Message, ModelConfig, Problem,
-    Prompt, Result, Runner, Solution, StopReason, Strategy, Usage,
+    solve, solve_in, Backend, Budget, Candidate, Context, Error, Event, EventKind, Events,
+    GenerationRequest, Grader, Message, ModelConfig, Problem, Prompt, Result, Runner, Scorer,
+    Solution, StopReason, Strategy, Usage,
 };
 pub use ponder_strategies::StrategyConfig;
 

@@ -758,10 +758,15 @@ struct Tally {
     graded: usize,
     correct: usize,
     errors: usize,
+    cut_short: usize,
 }
 
 impl Tally {
     fn add(&mut self, line: &ResultLine) {
+        if line.cut_short {
+            self.cut_short += 1;
+            return;
+        }
         if line.error.is_some() {
             self.errors += 1;
             return;
@@ -789,7 +794,12 @@ impl Tally {
         } else {
             String::new()
         };
-        format!("{acc}{errors}")
+        let cut = if self.cut_short > 0 {
+            format!(" | {} cut short", self.cut_short)
+        } else {
+            String::new()
+        };
+        format!("{acc}{errors}{cut}")
     }
 }
 

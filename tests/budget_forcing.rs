@@ -22,7 +22,7 @@ fn solve_within(
     question: &str,
     budget: Budget,
 ) -> (Solution, ForcingDetails) {
-    let strategy = BudgetForcing::new(config);
+    let strategy = BudgetForcing::new(config).unwrap();
     let problem = Problem::new("bf", question);
     let solution = block_on(ponder::engine::solve(
         &strategy,
@@ -98,6 +98,12 @@ fn a_budget_smaller_than_the_cap_shortens_thinking_and_keeps_the_answer_in_decod
         .expect("the budget lowered the cap");
     assert!(cap < 100 && details.thinking_tokens <= cap, "{details:?}");
     assert!(details.forced_end, "{details:?}");
+    // The budget ended the thinking: the stop reason says so, as in resubmit mode.
+    assert_eq!(
+        solution.stop_reason,
+        ponder::StopReason::CompletionBudget,
+        "{details:?}"
+    );
     assert!(
         solution.usage.completion_tokens <= 100,
         "{:?}",
@@ -229,7 +235,8 @@ fn a_template_that_opens_thinking_is_not_opened_again() {
             max_thinking_tokens: 24,
             mode,
             ..BudgetForcingConfig::default()
-        });
+        })
+        .unwrap();
         let rendered = block_on(backend.tokenize(TokenizeInput::Prompt(&Prompt::Chat {
             messages: strategy.messages(&problem),
             assistant_prefix: String::new(),

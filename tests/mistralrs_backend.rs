@@ -27,7 +27,8 @@ fn solve_extracts_an_answer_and_counts_usage() {
     let strategy = Direct::new(DirectConfig {
         max_tokens: std::num::NonZeroUsize::new(96).unwrap(),
         ..DirectConfig::default()
-    });
+    })
+    .unwrap();
     let problem = Problem::new("add", "What is 2 + 3?").with_reference("5");
     let solution = block_on(ponder::engine::solve(
         &strategy,
@@ -471,7 +472,7 @@ fn a_dropped_request_leaves_the_engine_working() {
         assert!(cut.is_err(), "the request should still have been running");
     }
     // And a solve dropped mid-flight.
-    let strategy = Direct::new(DirectConfig::default());
+    let strategy = Direct::new(DirectConfig::default()).unwrap();
     let problem = Problem::new("drop", "Explain photosynthesis in detail.");
     let dropped = block_on(async {
         tokio::time::timeout(
@@ -612,7 +613,8 @@ fn a_problem_out_of_wall_time_answers_from_its_text_so_far_and_counts_it() {
     let strategy = Direct::new(DirectConfig {
         max_tokens: std::num::NonZeroUsize::new(2000).unwrap(),
         ..DirectConfig::default()
-    });
+    })
+    .unwrap();
     // SmolLM2 counts on to all 2000 tokens (about a minute); the budget ends it at 15 s, time
     // enough to wait for the engine's turn (other tests hold it) and still write.
     let problem = Problem::new("wall", "Count from 1 to 1000, one number per line.");
@@ -631,7 +633,7 @@ fn a_problem_out_of_wall_time_answers_from_its_text_so_far_and_counts_it() {
 #[test]
 fn a_budget_is_never_exceeded_on_the_real_model() {
     let backend = smollm_dyn();
-    let strategy = Direct::new(DirectConfig::default());
+    let strategy = Direct::new(DirectConfig::default()).unwrap();
     let problem = Problem::new("budget", "Explain how rain forms, in detail.");
     let budget = Budget::unlimited().with_max_tokens(80);
     let solution = block_on(ponder::engine::solve(&strategy, &problem, backend, budget)).unwrap();

@@ -348,7 +348,7 @@ fn budget_forcing_goes_on_from_a_thinking_block_the_servers_template_opens() {
         max_waits: 1,
         ..BudgetForcingConfig::default()
     };
-    let strategy = ponder::strategies::BudgetForcing::new(config);
+    let strategy = ponder::strategies::BudgetForcing::new(config).unwrap();
     let problem = Problem::new("p", "What is 6 times 7?");
     let rendered = block_on(backend.tokenize(TokenizeInput::Prompt(&Prompt::Chat {
         messages: strategy.messages(&problem),

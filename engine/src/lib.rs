@@ -66,7 +66,7 @@ pub use model_config::{BackendKind, DeviceSpec, KvPool, LoadOptions, ModelConfig
 pub use openai::{OpenAiBackend, OpenAiOptions};
 pub use problem::{CodeTask, Problem};
 pub use runner::{Allocation, ResultLine, RunSummary, Runner, TriageNote};
-pub use scorer::Scorer;
+pub use scorer::{score_checked, Scorer};
 pub use seeded::{seed_for, Seeded};
 pub use solution::{Candidate, Solution, StopReason, Trace};
 pub use strategy::{

@@ -336,7 +336,8 @@ impl Runner {
     }
 
     /// Solves every problem of `problems` that `out` does not already hold, appending a line to
-    /// `out` for each; `on_line` sees every line written (for progress display).
+    /// `out` for each; `on_line` sees every line written (for progress display), those of
+    /// problems cut short by the run's budget too (`cut_short`, with an `error` saying so).
     pub async fn run(
         &self,
         problems: &[Problem],

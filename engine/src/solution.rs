@@ -34,6 +34,16 @@ impl From<Resource> for StopReason {
     }
 }
 
+/// How a solve whose last completion ended so stopped: by itself, or at its `max_tokens`.
+impl From<crate::backend::FinishReason> for StopReason {
+    fn from(finish: crate::backend::FinishReason) -> Self {
+        match finish {
+            crate::backend::FinishReason::Stop => Self::Completed,
+            crate::backend::FinishReason::Length => Self::MaxTokens,
+        }
+    }
+}
+
 impl StopReason {
     /// True when a budget ended the work.
     pub fn is_budget(self) -> bool {

@@ -231,6 +231,23 @@ impl Context {
             metering,
         }
     }
+
+    /// Solves `problem` with `strategy` in a [`Self::child`] context, as a strategy of your own
+    /// runs one of ponder's inside it: the solution's usage is what that solve cost, and a last
+    /// completion that hit a `max_tokens` this context's budget had shortened says it hit the
+    /// budget (as [`solve_in`] tells for a whole solve). `strategy.solve(problem, cx)` called
+    /// directly leaves both to the caller.
+    pub async fn solve_child(
+        &self,
+        strategy: &dyn Strategy,
+        problem: &Problem,
+    ) -> Result<Solution> {
+        let child = self.child();
+        let mut solution = strategy.solve(problem, &child).await?;
+        solution.usage = child.meter().usage();
+        mark_budget_stop(&mut solution, self);
+        Ok(solution)
+    }
 }
 
 /// Solves `problem` with `strategy` on `backend` under `budget`, and fills in the usage.

@@ -173,8 +173,8 @@ impl StrategyConfig {
     pub fn build(&self) -> Result<Box<dyn Strategy>> {
         self.validate()?;
         Ok(match self {
-            Self::Direct(config) => Box::new(Direct::new(config.clone())),
-            Self::BudgetForcing(config) => Box::new(BudgetForcing::new(config.clone())),
+            Self::Direct(config) => Box::new(Direct::new(config.clone())?),
+            Self::BudgetForcing(config) => Box::new(BudgetForcing::new(config.clone())?),
             Self::BestOfN(config) => Box::new(BestOfN::new(config.clone())?),
             Self::SelfConsistency(config) => {
                 Box::new(BestOfN::self_consistency(Self::majority(config))?)

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use ponder_engine::answer::extract_answer;
 use ponder_engine::{
-    Candidate, Choice, Context, FinishReason, GenerationRequest, Problem, Prompt, Result, Sampling,
-    Solution, StopReason, Strategy,
+    Candidate, Choice, Context, GenerationRequest, Problem, Prompt, Result, Sampling, Solution,
+    StopReason, Strategy,
 };
 use serde::{Deserialize, Serialize};
 
@@ -12,10 +12,7 @@ use crate::prompt::PromptStyle;
 
 /// A sampled completion as a candidate, and how it stopped.
 pub(crate) fn candidate_of(choice: Choice) -> (Candidate, StopReason) {
-    let stop_reason = match choice.finish_reason {
-        FinishReason::Stop => StopReason::Completed,
-        FinishReason::Length => StopReason::MaxTokens,
-    };
+    let stop_reason = StopReason::from(choice.finish_reason);
     let candidate = Candidate {
         answer: extract_answer(&choice.text),
         tokens: choice.completion_tokens as u64,
@@ -82,9 +79,10 @@ pub struct Direct {
 }
 
 impl Direct {
-    /// A direct strategy with `config` (validate it first, or build it through config loading).
-    pub fn new(config: DirectConfig) -> Self {
-        Self { config }
+    /// A direct strategy with `config`, validated ([`DirectConfig::validate`]).
+    pub fn new(config: DirectConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self { config })
     }
 
     /// The request this strategy sends for `problem`.
@@ -127,7 +125,7 @@ mod tests {
     #[tokio::test]
     async fn extracts_the_answer_and_counts_usage() {
         let backend = Arc::new(ScriptedBackend::new(["2 + 3 = 5.\nFinal Answer: 5"]));
-        let strategy = Direct::new(DirectConfig::default());
+        let strategy = Direct::new(DirectConfig::default()).unwrap();
         let problem = Problem::new("p", "What is 2+3?");
         let solution = ponder_engine::solve(
             &strategy,
@@ -149,7 +147,7 @@ mod tests {
     #[tokio::test]
     async fn budget_exhaustion_is_an_outcome() {
         let backend: Arc<dyn Backend> = Arc::new(ScriptedBackend::new(["Final Answer: 5"]));
-        let strategy = Direct::new(DirectConfig::default());
+        let strategy = Direct::new(DirectConfig::default()).unwrap();
         let problem = Problem::new("p", "What is 2+3?");
         // The prompt alone is longer than 10 tokens (bytes, for the scripted backend).
         let solution = ponder_engine::solve(
@@ -170,7 +168,7 @@ mod tests {
         let backend = Arc::new(ScriptedBackend::new([
             "a long reply that will not fit at all",
         ]));
-        let strategy = Direct::new(DirectConfig::default());
+        let strategy = Direct::new(DirectConfig::default()).unwrap();
         let problem = Problem::new("p", "Q?");
         let prompt_len = ScriptedBackend::render(&strategy.request(&problem).prompt).len() as u64;
         let budget = Budget::unlimited().with_max_tokens(prompt_len + 6);
@@ -193,7 +191,7 @@ mod tests {
         let backend: Arc<dyn Backend> = Arc::new(ScriptedBackend::from_replies([
             ponder_engine::scripted::Reply::Fail("boom".into()),
         ]));
-        let strategy = Direct::new(DirectConfig::default());
+        let strategy = Direct::new(DirectConfig::default()).unwrap();
         let err = ponder_engine::solve(
             &strategy,
             &Problem::new("p", "Q?"),

@@ -77,6 +77,7 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
                 append_line(&mut self.file, self.path, &line, "a result line")?;
                 self.summary.cut_short += 1;
                 self.summary.usage += line.usage;
+                (self.on_line)(&line);
                 (line.id, EventKind::Cut)
             }
         };

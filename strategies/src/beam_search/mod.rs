@@ -408,7 +408,9 @@ impl BeamSearch {
             },
         ))
         .await?;
-        let scores = self.scorer.score(cx, &problem.question, &to_score).await?;
+        let scores =
+            ponder_engine::score_checked(self.scorer.as_ref(), cx, &problem.question, &to_score)
+                .await?;
         for ((child, _, _), &slot) in children.iter().zip(&slot_of) {
             let (Some(step_scores), Some(&own)) = (scores.get(slot), own_steps.get(slot)) else {
                 continue;

@@ -143,7 +143,12 @@ impl BestOfNConfig {
 
     /// Checks the values that serde cannot, and the inner strategy.
     pub fn validate(&self) -> Result<()> {
-        if self.select != Select::Majority && self.scorer.is_none() {
+        self.check(self.scorer.is_some())
+    }
+
+    /// [`Self::validate`], with a scorer given in code (`scored`) standing in for `scorer`.
+    fn check(&self, scored: bool) -> Result<()> {
+        if self.select != Select::Majority && !scored {
             return Err(Error::config_value(
                 "select",
                 format!(
@@ -254,8 +259,21 @@ impl BestOfN {
     /// Builds best-of-N from its config (validating it and building the inner strategy).
     pub fn new(config: BestOfNConfig) -> Result<Self> {
         config.validate()?;
+        Self::built(config)
+    }
+
+    /// Best-of-N whose rewards come from a scorer built in code (a reward model of your own,
+    /// say) rather than the config's `scorer`, which may be left out: for `select = "weighted"`
+    /// or `"naive"` (a majority vote reads no rewards, but they are still in the details).
+    pub fn scored_by(config: BestOfNConfig, scorer: Arc<dyn Scorer>) -> Result<Self> {
+        config.check(true)?;
+        Ok(Self::built(config)?.with_scorer(scorer))
+    }
+
+    /// The strategy `config` describes, which has been checked.
+    fn built(config: BestOfNConfig) -> Result<Self> {
         let inner = match config.inner.as_ref() {
-            StrategyConfig::Direct(direct) => Inner::Direct(Direct::new(direct.clone())),
+            StrategyConfig::Direct(direct) => Inner::Direct(Direct::new(direct.clone())?),
             other => Inner::Any(other.build()?),
         };
         let scorer = config.scorer.as_ref().map(ScorerConfig::build);
@@ -267,9 +285,16 @@ impl BestOfN {
         })
     }
 
-    /// The `self_consistency` preset: named so in results and events (`config` selects by
-    /// majority vote).
-    pub(crate) fn self_consistency(config: BestOfNConfig) -> Result<Self> {
+    /// The `self_consistency` preset ([`BestOfNConfig::self_consistency`] builds its config):
+    /// named so in results and events; `config` must select by majority vote.
+    pub fn self_consistency(config: BestOfNConfig) -> Result<Self> {
+        if config.select != Select::Majority {
+            return Err(Error::config_value(
+                "select",
+                "self-consistency selects by majority vote: give select = \"majority\" (or use \
+                 BestOfN::new for best-of-N with a scorer)",
+            ));
+        }
         Ok(Self {
             name: "self_consistency",
             ..Self::new(config)?
@@ -284,7 +309,8 @@ impl BestOfN {
         self
     }
 
-    /// Replaces the scorer (for scorers built in code).
+    /// Replaces the scorer (for scorers built in code; [`Self::scored_by`] builds best-of-N
+    /// without one in the config).
     pub fn with_scorer(mut self, scorer: Arc<dyn Scorer>) -> Self {
         self.scorer = Some(scorer);
         self
@@ -378,7 +404,8 @@ impl BestOfN {
                     .collect()
             })
             .collect();
-        let scores = scorer.score(cx, &problem.question, &steps).await?;
+        let scores =
+            ponder_engine::score_checked(scorer.as_ref(), cx, &problem.question, &steps).await?;
         for (candidate, steps) in candidates.iter_mut().zip(scores) {
             candidate.score = self.config.aggregate.apply(&steps);
         }

@@ -88,12 +88,10 @@ async fn weighted_and_naive_use_the_scorer_with_the_aggregate() {
             n: NonZeroUsize::new(4).unwrap(),
             select,
             aggregate,
-            scorer: Some(ScorerConfig::default()),
             ..BestOfNConfig::default()
         };
-        let strategy = BestOfN::new(config)
-            .unwrap()
-            .with_scorer(FixedScorer::new(&[0.9, 0.5, 0.6, 0.2]));
+        // A scorer built in code, with none in the config.
+        let strategy = BestOfN::scored_by(config, FixedScorer::new(&[0.9, 0.5, 0.6, 0.2])).unwrap();
         let solution = run(&strategy, backend, Budget::unlimited()).await;
         assert_eq!(
             solution.answer.as_deref(),
@@ -449,6 +447,44 @@ async fn adaptive_naive_selection_stops_only_at_a_perfect_reward() {
     assert_eq!(solution.answer.as_deref(), Some("6"));
 }
 
+/// Leaves out the first candidate's scores: a scorer that breaks its contract.
+struct ShortScorer;
+
+#[async_trait]
+impl Scorer for ShortScorer {
+    async fn score(
+        &self,
+        _: &Context,
+        _: &str,
+        candidates: &[Vec<String>],
+    ) -> Result<Vec<Vec<f64>>> {
+        Ok(candidates.iter().skip(1).map(|_| vec![0.5]).collect())
+    }
+}
+
+#[tokio::test]
+async fn a_scorer_that_leaves_out_candidates_is_an_error_not_shifted_rewards() {
+    let backend = Arc::new(ScriptedBackend::new(answers(&["3", "4", "4"])));
+    let config = BestOfNConfig {
+        n: NonZeroUsize::new(3).unwrap(),
+        select: Select::Naive,
+        ..BestOfNConfig::default()
+    };
+    let strategy = BestOfN::scored_by(config, Arc::new(ShortScorer)).unwrap();
+    let err = ponder_engine::solve(
+        &strategy,
+        &Problem::new("p", "Q?"),
+        backend as Arc<dyn Backend>,
+        Budget::unlimited(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "scorer failed: returned scores for 2 candidates, but was given 3"
+    );
+}
+
 #[test]
 fn config_rules() {
     let config = BestOfNConfig::default();
@@ -457,6 +493,17 @@ fn config_rules() {
         .unwrap_err()
         .to_string()
         .contains("needs a scorer"));
+    // The preset built from code: only a majority vote is self-consistency.
+    assert!(BestOfN::self_consistency(BestOfNConfig::default())
+        .unwrap_err()
+        .to_string()
+        .contains("majority"));
+    assert_eq!(
+        BestOfN::self_consistency(BestOfNConfig::self_consistency(NonZeroUsize::MIN))
+            .unwrap()
+            .name(),
+        "self_consistency"
+    );
     let config = BestOfNConfig {
         adaptive: Some(AdaptiveConfig {
             round: NonZeroUsize::MIN,

@@ -232,9 +232,10 @@ pub struct BudgetForcing {
 }
 
 impl BudgetForcing {
-    /// A budget-forcing strategy with `config` (validate it first).
-    pub fn new(config: BudgetForcingConfig) -> Self {
-        Self { config }
+    /// A budget-forcing strategy with `config`, validated ([`BudgetForcingConfig::validate`]).
+    pub fn new(config: BudgetForcingConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self { config })
     }
 
     /// The chat messages each sample of `problem` is asked with (the assistant turn then opens
@@ -343,6 +344,13 @@ impl BudgetForcing {
         let choice = generation.into_first_choice()?;
         let mut details = processor.details();
         details.mode = ForcingMode::InDecode;
+        // The budget granted fewer tokens than max_thinking_tokens and answering need, and
+        // the thinking ran to the lower cap: the budget ended it, whatever the answer.
+        let budget_stop = if details.forced_end && details.budget_thinking_cap.is_some() {
+            cx.meter().cut_by()
+        } else {
+            None
+        };
         details.opened_by_template = open.len() < c.think_open.len();
         // The processor does not see the last token (it is sampled after its final call): when
         // it saw no delimiter, every completion token was thinking, less a delimiter the last
@@ -365,7 +373,7 @@ impl BudgetForcing {
             details,
             tokens: choice.completion_tokens as u64,
             finish: choice.finish_reason,
-            budget_stop: None,
+            budget_stop,
         })
     }
 
@@ -384,6 +392,12 @@ impl BudgetForcing {
         let mut tokens = 0u64;
         let mut first_prompt: Option<u64> = None;
         let mut prompt_sent = 0u64;
+        // The wait last appended (the thinking's length before it, its tokens): the next call
+        // continues after it, or is refused and it is taken back.
+        let mut pending_wait: Option<(usize, usize)> = None;
+        let resubmitted = |prompt_sent: u64, first_prompt: Option<u64>| {
+            prompt_sent.saturating_sub(first_prompt.unwrap_or(0))
+        };
         loop {
             let left = c
                 .max_thinking_tokens
@@ -401,9 +415,16 @@ impl BudgetForcing {
             .with_sampling(self.sampling());
             let generation = match backend.generate(request).await {
                 Ok(generation) => generation,
-                // Out of budget after some thinking: keep what was paid for.
+                // Out of budget after some thinking: keep what was paid for, less a wait the
+                // model never continued after.
                 Err(Error::BudgetExhausted { resource }) if !thinking.is_empty() => {
+                    if let Some((before, wait_tokens)) = pending_wait {
+                        thinking.truncate(before);
+                        details.waits -= 1;
+                        details.thinking_tokens -= wait_tokens;
+                    }
                     details.forced_end = true;
+                    details.resubmitted_prompt_tokens = resubmitted(prompt_sent, first_prompt);
                     return Ok(Outcome::thinking_only(thinking, details, tokens, resource));
                 }
                 Err(e) => return Err(e),
@@ -439,6 +460,7 @@ impl BudgetForcing {
             if details.thinking_tokens + wait_tokens >= c.max_thinking_tokens {
                 break;
             }
+            pending_wait = Some((thinking.len(), wait_tokens));
             thinking.push_str(&piece);
             details.waits += 1;
             details.thinking_tokens += wait_tokens;
@@ -454,6 +476,7 @@ impl BudgetForcing {
             Ok(generation) => generation,
             // No budget left for the answer: the answer is read from the thinking.
             Err(Error::BudgetExhausted { resource }) => {
+                details.resubmitted_prompt_tokens = resubmitted(prompt_sent, first_prompt);
                 return Ok(Outcome::thinking_only(thinking, details, tokens, resource));
             }
             Err(e) => return Err(e),
@@ -461,7 +484,7 @@ impl BudgetForcing {
         prompt_sent += generation.usage.prompt_tokens;
         let choice = generation.into_first_choice()?;
         details.answer_tokens = choice.completion_tokens;
-        details.resubmitted_prompt_tokens = prompt_sent.saturating_sub(first_prompt.unwrap_or(0));
+        details.resubmitted_prompt_tokens = resubmitted(prompt_sent, first_prompt);
         tokens += choice.completion_tokens as u64;
         let text = format!(
             "{thinking}{}\n{} {}",

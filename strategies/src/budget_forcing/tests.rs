@@ -141,7 +141,8 @@ async fn resubmitting_says_no_wait_that_would_fill_the_cap() {
         max_thinking_tokens: 12,
         max_waits: 1,
         ..BudgetForcingConfig::default()
-    });
+    })
+    .unwrap();
     let solution = ponder_engine::solve(
         &strategy,
         &Problem::new("p", "What is 2 + 2?"),
@@ -178,7 +179,8 @@ async fn thinking_a_template_opens_is_not_opened_again() {
         let strategy = BudgetForcing::new(BudgetForcingConfig {
             max_waits: 1,
             ..BudgetForcingConfig::default()
-        });
+        })
+        .unwrap();
         let solution = ponder_engine::solve(
             &strategy,
             &Problem::new("p", "What is 2 + 2?"),
@@ -315,7 +317,7 @@ impl Backend for Merging {
 
 #[tokio::test]
 async fn a_delimiter_merged_with_the_punctuation_before_it_is_a_variant() {
-    let strategy = BudgetForcing::new(BudgetForcingConfig::default());
+    let strategy = BudgetForcing::new(BudgetForcingConfig::default()).unwrap();
     let mut tokens = strategy.tokens(&Merging).await.unwrap();
     tokens.eos = vec![EOS];
     assert_eq!(tokens.close, vec![1, 4, 5]);
@@ -403,7 +405,7 @@ async fn a_budget_stop_before_the_answer_keeps_the_thinking_paid_for() {
         "Two and two make 2 + 2 = 4.</think>",
         "4",
     ]));
-    let strategy = BudgetForcing::new(BudgetForcingConfig::default());
+    let strategy = BudgetForcing::new(BudgetForcingConfig::default()).unwrap();
     let events = ponder_engine::scripted::Recorder::new();
     let cx = Context::with_events(
         backend as Arc<dyn Backend>,
@@ -445,6 +447,55 @@ async fn a_budget_stop_before_the_answer_keeps_the_thinking_paid_for() {
 }
 
 #[tokio::test]
+async fn a_wait_whose_call_the_budget_refused_is_not_counted_and_resubmissions_are() {
+    use ponder_engine::scripted::ScriptedBackend;
+    use ponder_engine::{Backend, Budget};
+
+    // The model stops thinking at once every time; the minimum asks for waits. Two calls are
+    // allowed: think, wait, think again (a resubmission), wait, and the third call is refused.
+    let backend = Arc::new(ScriptedBackend::new(vec![
+        "2 + 2 = 4.</think>",
+        " So 4.</think>",
+        "4",
+    ]));
+    let strategy = BudgetForcing::new(BudgetForcingConfig {
+        min_thinking_tokens: 100,
+        mode: ForcingMode::Resubmit,
+        ..BudgetForcingConfig::default()
+    })
+    .unwrap();
+    let solution = ponder_engine::solve(
+        &strategy,
+        &Problem::new("p", "What is 2 + 2?"),
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited().with_max_calls(2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(solution.stop_reason, StopReason::CallBudget);
+    let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    // One wait was continued after; the second was never sent.
+    assert_eq!(details.waits, 1, "{details:?}");
+    assert_eq!(
+        solution.completion.matches("Wait").count(),
+        1,
+        "{}",
+        solution.completion
+    );
+    assert!(
+        solution.completion.trim_end().ends_with("So 4."),
+        "{}",
+        solution.completion
+    );
+    // The second call sent the first one's prompt again, with the thinking so far.
+    let requests = backend.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(details.resubmitted_prompt_tokens > 0, "{details:?}");
+    let thought = "2 + 2 = 4. Wait So 4.".len();
+    assert_eq!(details.thinking_tokens, thought, "{details:?}");
+}
+
+#[tokio::test]
 async fn the_switch_penalty_needs_the_decode() {
     let with_penalty = |mode| BudgetForcingConfig {
         mode,
@@ -459,7 +510,7 @@ async fn the_switch_penalty_needs_the_decode() {
     let backend: std::sync::Arc<dyn Backend> =
         std::sync::Arc::new(ponder_engine::scripted::ScriptedBackend::new(["x"]));
     let err = ponder_engine::solve(
-        &BudgetForcing::new(config),
+        &BudgetForcing::new(config).unwrap(),
         &Problem::new("p", "Q?"),
         backend,
         ponder_engine::Budget::unlimited(),

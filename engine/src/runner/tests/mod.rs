@@ -107,15 +107,23 @@ async fn problems_the_run_budget_cut_short_record_only_their_spend_and_resume_so
     let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"; 3]));
     let events = crate::scripted::Recorder::new();
     let (sink, missing) = line_before_end(&events, &out);
+    let mut seen_by_callback = Vec::new();
     let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
         .with_run_budget(Budget::unlimited().with_max_tokens(19))
         .with_events(sink)
-        .run(&problems, &out, |_| {})
+        .run(&problems, &out, |line| {
+            seen_by_callback.push((line.id.clone(), line.cut_short))
+        })
         .await
         .unwrap();
     assert_eq!(
         (summary.solved, summary.cut_short, summary.not_started),
         (1, 1, 1)
+    );
+    // The callback sees every line written, the cut one too (a progress display counts it).
+    assert_eq!(
+        seen_by_callback,
+        [("p1".to_string(), false), ("p2".to_string(), true)]
     );
     // Each problem's events say how it went: p1 finished, p2's call was shortened and it
     // was cut, p3 never started.
@@ -737,10 +745,7 @@ impl Strategy for Capped {
     async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
         let request = text_request(problem.question.clone()).with_max_tokens(10);
         let choice = cx.backend().generate(request).await?.into_first_choice()?;
-        let stop = match choice.finish_reason {
-            crate::backend::FinishReason::Length => StopReason::MaxTokens,
-            _ => StopReason::Completed,
-        };
+        let stop = StopReason::from(choice.finish_reason);
         Ok(Solution::single(
             "capped",
             candidate(&choice.text, &choice.text),
@@ -770,6 +775,36 @@ async fn a_reply_the_problems_budget_shortened_is_recorded_as_a_budget_stop() {
         stops,
         [Some(StopReason::TokenBudget), Some(StopReason::Completed)]
     );
+}
+
+#[tokio::test]
+async fn a_child_solve_reports_its_own_cost_and_the_parents_budget_stop() {
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new([
+        "0123456789",
+        "0123456789",
+    ]));
+    // 2 prompt + 10 completion tokens for the first call; the second is granted 4 of its 10.
+    let cx = Context::new(backend, Budget::unlimited().with_max_tokens(18));
+    let problem = Problem::new("p", "Q?");
+    let first = cx.solve_child(&Capped, &problem).await.unwrap();
+    assert_eq!(
+        (
+            first.usage.calls,
+            first.usage.total_tokens(),
+            first.stop_reason
+        ),
+        (1, 12, StopReason::Completed)
+    );
+    let second = cx.solve_child(&Capped, &problem).await.unwrap();
+    assert_eq!(
+        (
+            second.usage.calls,
+            second.usage.total_tokens(),
+            second.stop_reason
+        ),
+        (1, 6, StopReason::TokenBudget)
+    );
+    assert_eq!(cx.meter().usage().total_tokens(), 18);
 }
 
 #[tokio::test]
