@@ -132,8 +132,9 @@ pub trait LogitsProcessor: Send + Sync {
     /// Edit `logits` in place for the sequence whose tokens (prompt and generated) are `context`.
     fn process(&self, logits: &mut [f32], context: &[u32]);
 
-    /// Told before the request is sent when a budget grants fewer tokens than the request's
-    /// `max_tokens` (possibly more than once, by nested budgets: keep the smallest). A processor
+    /// Told before the request is sent when a budget, or the room the context window leaves
+    /// after the prompt, grants fewer tokens than the request's `max_tokens` (possibly more
+    /// than once, by nested budgets: keep the smallest). A processor
     /// that plans the whole completion (budget forcing) re-plans to fit. Default: ignored.
     fn limit_max_tokens(&self, _granted: usize) {}
 }

@@ -365,6 +365,25 @@ impl<B: Backend> Backend for Metered<B> {
                 Err(e) => return Err(e),
             }
         }
+        // The context window bounds a call as a budget does: a completion that would not fit
+        // after the prompt is asked for what fits, and ends there (`Length`) rather than failing
+        // the call; logits processors (budget forcing) are told, to end their thinking in time.
+        // A prompt that leaves no room is the backend's error to give (`PromptTooLong`).
+        if let (Some(context), Prompt::Tokens(ids)) = (caps.context_tokens, &request.prompt) {
+            let room = context.saturating_sub(ids.len());
+            if room > 0 && request.max_tokens > room {
+                tracing::debug!(
+                    prompt_tokens = ids.len(),
+                    asked = request.max_tokens,
+                    room,
+                    "max_tokens shortened to the context window"
+                );
+                request.max_tokens = room;
+                for processor in &request.logits_processors {
+                    processor.limit_max_tokens(room);
+                }
+            }
+        }
         let prompt_tokens = match &request.prompt {
             Prompt::Tokens(ids) => ids.len() as u64,
             // No tokenizer: a token is at least one byte, so bytes bound the count from above.
@@ -563,6 +582,51 @@ mod tests {
         let generation = backend.generate(request).await.unwrap();
         assert_eq!(granted.0.load(Ordering::Relaxed), 5);
         assert_eq!(generation.choices[0].text, "abcde");
+    }
+
+    #[tokio::test]
+    async fn a_completion_is_shortened_to_the_room_the_context_window_leaves() {
+        #[derive(Default)]
+        struct Granted(std::sync::atomic::AtomicUsize);
+        impl crate::backend::LogitsProcessor for Granted {
+            fn process(&self, _: &mut [f32], _: &[u32]) {}
+            fn limit_max_tokens(&self, granted: usize) {
+                self.0.store(granted, Ordering::Relaxed);
+            }
+        }
+        // A window of 20 tokens (a byte a token): the 12-byte prompt leaves 8.
+        let prompt = Prompt::Text("abcdefghijkl".into());
+        let scripted = || ScriptedBackend::new(vec!["0123456789"]).with_context(20);
+        let ask = || GenerationRequest::new(prompt.clone()).with_max_tokens(10);
+        // The backend itself refuses what does not fit.
+        assert!(matches!(
+            scripted().generate(ask()).await,
+            Err(Error::PromptTooLong { .. })
+        ));
+        let granted = Arc::new(Granted::default());
+        let metered = Metered::new(scripted(), Budget::unlimited());
+        let generation = metered
+            .generate(ask().with_logits_processor(
+                Arc::clone(&granted) as Arc<dyn crate::backend::LogitsProcessor>
+            ))
+            .await
+            .unwrap();
+        let choice = &generation.choices[0];
+        assert_eq!(
+            (choice.text.as_str(), choice.finish_reason),
+            ("01234567", FinishReason::Length)
+        );
+        assert_eq!(granted.0.load(Ordering::Relaxed), 8);
+        // Not the budget's doing: nothing says it was.
+        assert_eq!(metered.meter().cut_by(), None);
+        // A prompt that fills the window is still the backend's error.
+        let full = GenerationRequest::new(Prompt::Text("x".repeat(20))).with_max_tokens(10);
+        assert!(matches!(
+            Metered::new(scripted(), Budget::unlimited())
+                .generate(full)
+                .await,
+            Err(Error::PromptTooLong { .. })
+        ));
     }
 
     #[tokio::test]

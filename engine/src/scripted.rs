@@ -46,6 +46,8 @@ pub struct ScriptedBackend {
     delay: Option<std::time::Duration>,
     /// What the "chat template" starts the assistant turn with ([`ScriptedBackend::with_opening`]).
     opening: String,
+    /// The context window ([`ScriptedBackend::with_context`]).
+    context_tokens: Option<usize>,
 }
 
 impl ScriptedBackend {
@@ -66,7 +68,16 @@ impl ScriptedBackend {
             no_top_logprobs: false,
             delay: None,
             opening: String::new(),
+            context_tokens: None,
         }
+    }
+
+    /// A context window of `tokens` (a byte a token): a request whose prompt and `max_tokens`
+    /// do not fit is refused (`PromptTooLong`), unrecorded, as the in-process backend refuses
+    /// it before sending.
+    pub fn with_context(mut self, tokens: usize) -> Self {
+        self.context_tokens = Some(tokens);
+        self
     }
 
     /// Each call takes `delay` before it is recorded and plays its reply (calls in flight
@@ -164,6 +175,16 @@ impl Backend for ScriptedBackend {
             }
         }
         let prompt_tokens = self.rendered(&request.prompt).len() as u64;
+        if let Some(context_tokens) = self.context_tokens {
+            let prompt_tokens = prompt_tokens as usize;
+            if prompt_tokens + request.max_tokens > context_tokens {
+                return Err(Error::PromptTooLong {
+                    prompt_tokens,
+                    max_tokens: request.max_tokens,
+                    context_tokens,
+                });
+            }
+        }
         let mut replies = Vec::with_capacity(request.n);
         {
             let mut script = self.script.lock().map_err(|_| Error::EngineGone {
@@ -252,7 +273,7 @@ impl Backend for ScriptedBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             backend: "scripted",
-            context_tokens: None,
+            context_tokens: self.context_tokens,
             logits_processors: false,
             max_top_logprobs: 0,
             native_n: true,

@@ -18,6 +18,9 @@
 //! and the solution then stops with `max_tokens`) are selected from as in best-of-N. The
 //! scorer sees a solution's steps as its text split at the delimiter, empty steps left out.
 //!
+//! A beam that fills the model's context window ends there, as if finished (the last step
+//! before it is cut to fit), and is selected from with the others (`out_of_context` counts them).
+//!
 //! Batching: all expansions of a round go out together (one request of M choices per beam,
 //! all beams at once), and the round's scoring is one scorer call, so mistral.rs batches both.
 //! Cancellation: dropping the solve drops every request of the round. Budget: an exhausted
@@ -214,6 +217,13 @@ pub struct SearchDetails {
     /// Candidates identical to another of the same round, which shared its roll-out and score
     /// instead of being scored again.
     pub shared_scores: usize,
+    /// Beams that ended because they filled the context window (counted in `finished`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub out_of_context: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 struct Beam {
@@ -354,9 +364,15 @@ impl BeamSearch {
         mut continues: bool,
     ) -> Result<Vec<String>> {
         for _ in 0..self.config.lookahead {
-            let (next, _) = self
+            let next = self
                 .expand(problem, cx, &text, continues, 1, Sampling::greedy(), false)
-                .await?;
+                .await;
+            let (next, _) = match next {
+                Ok(next) => next,
+                // No room left in the context window: the roll-out ends where it is.
+                Err(Error::PromptTooLong { .. }) => break,
+                Err(e) => return Err(e),
+            };
             let Some(step) = next.into_iter().next() else {
                 break;
             };
@@ -480,6 +496,16 @@ impl BeamSearch {
                     Err(e @ Error::BudgetExhausted { .. }) => {
                         stopped.get_or_insert(e);
                     }
+                    // The beam fills the context window: it cannot go on, so it ends as it
+                    // is (scored last round), one of the solutions to select from.
+                    Err(Error::PromptTooLong { .. }) if beam.node != tree.root() => {
+                        if let Some(node) = tree.node_mut(beam.node) {
+                            node.state = NodeState::Finished;
+                            node.out_of_context = true;
+                        }
+                        details.finished += 1;
+                        details.out_of_context += 1;
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -487,6 +513,7 @@ impl BeamSearch {
                 if let Some(e) = stopped {
                     return Err(e);
                 }
+                break;
             }
             // Parents whose expansion came back are inner nodes now; a refused one stays a
             // partial beam, scored last round.
@@ -706,8 +733,11 @@ impl Strategy for BeamSearch {
         let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
         let selection = self.config.select.apply(&answers, &rewards);
         if let Some(&id) = selection.index.and_then(|i| finalists.get(i)) {
-            // No beam finished within max_steps: the answer is a partial one, and says so.
-            let unfinished = tree.node(id).is_some_and(|n| n.state == NodeState::Active);
+            // No beam finished within max_steps, or the chosen one filled the context window:
+            // the answer is a partial one, and says so.
+            let unfinished = tree
+                .node(id)
+                .is_some_and(|n| n.state == NodeState::Active || n.out_of_context);
             if unfinished && stop_reason == StopReason::Completed {
                 stop_reason = StopReason::MaxTokens;
             }

@@ -597,3 +597,42 @@ fn a_step_ends_the_solution_when_an_answer_follows_the_cue() {
     assert!(!answered("Adding up. Final Answer: "));
     assert!(!answered("No cue here: 4"));
 }
+
+#[tokio::test]
+async fn a_beam_that_fills_the_context_window_ends_there_and_is_selected() {
+    use ponder_engine::TokenizeInput;
+
+    let mut c = config(2, 2, 5);
+    c.max_step_tokens = NonZeroUsize::new(8).unwrap();
+    let search = numbered(c, SearchKind::Beam);
+    let problem = Problem::new("p", "Q?");
+    // A window six tokens (bytes) past the question's prompt.
+    let question = ScriptedBackend::new(Vec::<String>::new())
+        .tokenize(TokenizeInput::Prompt(&search.prompt(&problem, "", false)))
+        .await
+        .unwrap()
+        .len();
+    let backend = Arc::new(
+        ScriptedBackend::new(vec!["s5 abcdefg\n\n", "s1 abcdefg\n\n"]).with_context(question + 6),
+    );
+    let cx = Context::new(
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+    );
+    let solution = ponder_engine::solve_in(&search, &problem, &cx)
+        .await
+        .unwrap();
+    // The first round's steps are cut to the six tokens left; the survivor then has no room
+    // to go on: it ends, the solution, instead of an error for the whole search.
+    assert_eq!(backend.requests().len(), 1);
+    assert_eq!(backend.requests()[0].max_tokens, 6);
+    let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!(
+        (details.finished, details.out_of_context),
+        (1, 1),
+        "{details:?}"
+    );
+    assert_eq!(solution.completion, "s5 abc");
+    // It did not end by itself.
+    assert_eq!(solution.stop_reason, StopReason::MaxTokens);
+}

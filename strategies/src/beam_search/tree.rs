@@ -47,6 +47,10 @@ pub struct SearchNode {
     /// The step was cut at the step limit; the next one continues it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub continues: bool,
+    /// It ended because it filled the model's context window (its state is `Finished`, but it
+    /// did not end by itself).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub out_of_context: bool,
     /// A final candidate's answer (read from its whole path), shown in the picture.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
@@ -79,6 +83,7 @@ impl SearchTree {
             state: NodeState::Active,
             chosen: false,
             continues: false,
+            out_of_context: false,
             answer: None,
         });
         Self { graph, root }
@@ -102,6 +107,7 @@ impl SearchTree {
             state: NodeState::Active,
             chosen: false,
             continues: false,
+            out_of_context: false,
             answer: None,
         });
         self.graph.add_edge(NodeIndex::new(parent.0), child, ());

@@ -215,8 +215,8 @@ pub struct ForcingDetails {
     pub resubmitted_prompt_tokens: u64,
     /// The mode that ran.
     pub mode: ForcingMode,
-    /// The thinking cap a budget imposed, where it granted fewer tokens than thinking up to
-    /// `max_thinking_tokens` and answering needed.
+    /// The thinking cap a budget (or the room the context window left) imposed, where it
+    /// granted fewer tokens than thinking up to `max_thinking_tokens` and answering needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_thinking_cap: Option<usize>,
     /// Whether the model's chat template opened the thinking block itself (reasoning models'
@@ -398,10 +398,31 @@ impl BudgetForcing {
         let resubmitted = |prompt_sent: u64, first_prompt: Option<u64>| {
             prompt_sent.saturating_sub(first_prompt.unwrap_or(0))
         };
+        // Thinking that would fill the context window leaves no room to answer: where the
+        // window and the prompt's length are known, it ends in time for the delimiter, the cue
+        // (at most a token a byte) and max_answer_tokens.
+        let answer_room = c.think_close.len() + 1 + c.answer_cue.len() + c.max_answer_tokens.get();
+        let room_to_think = match backend.capabilities().context_tokens {
+            Some(context) => {
+                let prompt = Prompt::Chat {
+                    messages: messages.clone(),
+                    assistant_prefix: open.to_string(),
+                };
+                match backend.tokenize(TokenizeInput::Prompt(&prompt)).await {
+                    Ok(ids) => Some(context.saturating_sub(ids.len() + answer_room)),
+                    Err(Error::Unsupported { .. }) => None,
+                    Err(e) => return Err(e),
+                }
+            }
+            None => None,
+        };
         loop {
-            let left = c
+            let mut left = c
                 .max_thinking_tokens
                 .saturating_sub(details.thinking_tokens);
+            if let Some(room) = room_to_think {
+                left = left.min(room.saturating_sub(details.thinking_tokens));
+            }
             if left == 0 {
                 details.forced_end = true;
                 break;
@@ -425,7 +446,12 @@ impl BudgetForcing {
                     }
                     details.forced_end = true;
                     details.resubmitted_prompt_tokens = resubmitted(prompt_sent, first_prompt);
-                    return Ok(Outcome::thinking_only(thinking, details, tokens, resource));
+                    return Ok(Outcome::thinking_only(
+                        thinking,
+                        details,
+                        tokens,
+                        Some(resource),
+                    ));
                 }
                 Err(e) => return Err(e),
             };
@@ -477,7 +503,17 @@ impl BudgetForcing {
             // No budget left for the answer: the answer is read from the thinking.
             Err(Error::BudgetExhausted { resource }) => {
                 details.resubmitted_prompt_tokens = resubmitted(prompt_sent, first_prompt);
-                return Ok(Outcome::thinking_only(thinking, details, tokens, resource));
+                return Ok(Outcome::thinking_only(
+                    thinking,
+                    details,
+                    tokens,
+                    Some(resource),
+                ));
+            }
+            // Nor room in the context window (its length unknown here): the same.
+            Err(Error::PromptTooLong { .. }) if !thinking.is_empty() => {
+                details.resubmitted_prompt_tokens = resubmitted(prompt_sent, first_prompt);
+                return Ok(Outcome::thinking_only(thinking, details, tokens, None));
             }
             Err(e) => return Err(e),
         };
@@ -529,12 +565,13 @@ struct Outcome {
 }
 
 impl Outcome {
-    /// A sample the budget stopped before its answer: the thinking is all there is.
+    /// A sample stopped before its answer, by the budget (`budget_stop`) or the context
+    /// window: the thinking is all there is.
     fn thinking_only(
         thinking: String,
         details: ForcingDetails,
         tokens: u64,
-        resource: Resource,
+        budget_stop: Option<Resource>,
     ) -> Self {
         Self {
             text: thinking.clone(),
@@ -543,7 +580,7 @@ impl Outcome {
             details,
             tokens,
             finish: FinishReason::Length,
-            budget_stop: Some(resource),
+            budget_stop,
         }
     }
 }

@@ -496,6 +496,54 @@ async fn a_wait_whose_call_the_budget_refused_is_not_counted_and_resubmissions_a
 }
 
 #[tokio::test]
+async fn resubmitted_thinking_leaves_the_answer_room_in_the_context_window() {
+    use ponder_engine::scripted::ScriptedBackend;
+    use ponder_engine::{Backend, Budget, TokenizeInput};
+
+    let config = BudgetForcingConfig {
+        max_thinking_tokens: 100,
+        max_answer_tokens: NonZeroUsize::new(5).unwrap(),
+        mode: ForcingMode::Resubmit,
+        ..BudgetForcingConfig::default()
+    };
+    let problem = Problem::new("p", "What is 2 + 2?");
+    let solve = |backend: Arc<ScriptedBackend>| {
+        let strategy = BudgetForcing::new(config.clone()).unwrap();
+        let problem = problem.clone();
+        async move {
+            ponder_engine::solve(
+                &strategy,
+                &problem,
+                backend as Arc<dyn Backend>,
+                Budget::unlimited(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // The first prompt's length (a token a byte), from a run without a window.
+    let measure = Arc::new(ScriptedBackend::new(vec!["x</think>", "4"]));
+    solve(Arc::clone(&measure)).await;
+    let first = measure
+        .tokenize(TokenizeInput::Prompt(&measure.requests()[0].prompt))
+        .await
+        .unwrap()
+        .len();
+    // Room for the delimiter, the cue (22 bytes) and 5 answer tokens, and 10 of thinking.
+    let backend = Arc::new(
+        ScriptedBackend::new(vec!["abcdefghijklmnopqrstuvwxyz</think>", "4"])
+            .with_context(first + 27 + 10),
+    );
+    let solution = solve(Arc::clone(&backend)).await;
+    let requests = backend.requests();
+    assert_eq!(requests.len(), 2, "thinking, then the answer");
+    assert_eq!(requests[0].max_tokens, 10);
+    let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!((details.thinking_tokens, details.forced_end), (10, true));
+    assert_eq!(solution.answer.as_deref(), Some("4"));
+}
+
+#[tokio::test]
 async fn the_switch_penalty_needs_the_decode() {
     let with_penalty = |mode| BudgetForcingConfig {
         mode,
