@@ -368,10 +368,18 @@ impl<B: Backend> Backend for Metered<B> {
         // The context window bounds a call as a budget does: a completion that would not fit
         // after the prompt is asked for what fits, and ends there (`Length`) rather than failing
         // the call; logits processors (budget forcing) are told, to end their thinking in time.
-        // A prompt that leaves no room is the backend's error to give (`PromptTooLong`).
+        // A prompt that leaves no room is `PromptTooLong`, from every backend alike (a server
+        // would answer it with an HTTP error of its own words).
         if let (Some(context), Prompt::Tokens(ids)) = (caps.context_tokens, &request.prompt) {
             let room = context.saturating_sub(ids.len());
-            if room > 0 && request.max_tokens > room {
+            if room == 0 {
+                return Err(Error::PromptTooLong {
+                    prompt_tokens: ids.len(),
+                    max_tokens: request.max_tokens,
+                    context_tokens: context,
+                });
+            }
+            if request.max_tokens > room {
                 tracing::debug!(
                     prompt_tokens = ids.len(),
                     asked = request.max_tokens,
@@ -619,7 +627,7 @@ mod tests {
         assert_eq!(granted.0.load(Ordering::Relaxed), 8);
         // Not the budget's doing: nothing says it was.
         assert_eq!(metered.meter().cut_by(), None);
-        // A prompt that fills the window is still the backend's error.
+        // A prompt that fills the window is refused unsent.
         let full = GenerationRequest::new(Prompt::Text("x".repeat(20))).with_max_tokens(10);
         assert!(matches!(
             Metered::new(scripted(), Budget::unlimited())

@@ -333,9 +333,28 @@ impl Scorer for LlmJudge {
                 if let Some(score) = self.remembered(key) {
                     return Ok(score);
                 }
-                let score = self
+                let score = match self
                     .judge(backend, words, self.prompt(question, solution, opening))
-                    .await?;
+                    .await
+                {
+                    Ok(score) => score,
+                    // A solution too long to judge within the model's context window (a beam
+                    // that filled it, read with the judge's own prompt around it): unread.
+                    Err(ponder_engine::Error::PromptTooLong {
+                        prompt_tokens,
+                        context_tokens,
+                        ..
+                    }) => {
+                        tracing::warn!(
+                            prompt_tokens,
+                            context_tokens,
+                            "a solution too long to judge within the context window is left \
+                             unscored"
+                        );
+                        return Ok(f64::NAN);
+                    }
+                    Err(e) => return Err(e),
+                };
                 self.remember(key, score);
                 Ok::<_, ponder_engine::Error>(score)
             }
@@ -385,6 +404,29 @@ mod tests {
             prompt.ends_with("Reply with Yes or No.\nassistant: <think>\n\n</think>\n\n"),
             "{prompt:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_solution_too_long_for_the_context_window_is_left_unscored() {
+        // The judge's prompt around the long solution passes a 300-token window (a token a
+        // byte); the short one fits.
+        let scripted = Arc::new(ScriptedBackend::new(["Yes"]).with_context(300));
+        let judge = LlmJudge::new(JudgeConfig::default());
+        let cx = Context::new(
+            Arc::clone(&scripted) as Arc<dyn Backend>,
+            Budget::unlimited(),
+        );
+        let scores = judge
+            .score(
+                &cx,
+                "What is 2 + 2?",
+                &[vec!["4".repeat(400)], vec!["4".into()]],
+            )
+            .await
+            .unwrap();
+        assert!(scores[0][0].is_nan(), "{scores:?}");
+        assert_eq!(scores[1], [1.0]);
+        assert_eq!(scripted.requests().len(), 1, "the long one is not sent");
     }
 
     #[derive(Debug)]
