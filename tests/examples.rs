@@ -36,10 +36,14 @@ fn custom_strategy_runs_under_best_of_n_and_reports_its_events() {
     let count = |what: &str| events.iter().filter(|l| l.contains(what)).count();
     assert_eq!(count("example: call: "), 6, "{stderr}");
     assert_eq!(count("example check_twice: checked: {"), 3, "{stderr}");
-    assert_eq!(count("example best_of_n: 3 of 3 samples"), 1, "{stderr}");
+    assert_eq!(
+        count("example self_consistency: 3 of 3 samples"),
+        1,
+        "{stderr}"
+    );
     let selected = events.last().copied().unwrap_or_default();
     assert!(
-        selected.contains("example best_of_n: selected "),
+        selected.contains("example self_consistency: selected "),
         "the vote comes last: {stderr}"
     );
     // The answer printed is the one selected, and the usage adds up the calls.

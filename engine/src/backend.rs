@@ -302,6 +302,12 @@ pub struct Generation {
     pub choices: Vec<Choice>,
     /// Tokens and time for the whole request (prompt counted once, completions summed over choices).
     pub usage: Usage,
+    /// The budget that shortened this call where that could have changed what it wrote (it
+    /// ran to the tokens granted, a deadline ended it, or its logits processors were told):
+    /// set by a meter ([`crate::Metered`]), so that the meters of nested contexts it came
+    /// through learn it too. Backends leave it `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut_by: Option<crate::budget::Resource>,
 }
 
 impl Generation {

@@ -58,9 +58,11 @@ impl Meter {
         self.budget
     }
 
-    /// The budget of this meter that last shortened a call (fewer `max_tokens` than asked)
-    /// which then ran to the tokens granted, or whose logits processors were told of it:
-    /// a completion that "hit max_tokens" then hit the budget. None if none did.
+    /// The budget that last shortened a call made through this meter (fewer `max_tokens` than
+    /// asked) which then ran to the tokens granted, or whose logits processors were told of it,
+    /// or that a deadline ended: a completion that "hit max_tokens" then hit the budget. It is
+    /// this meter's budget or one further out (a nested context's meter learns of its parent's
+    /// cuts of its own calls). None if none did.
     pub fn cut_by(&self) -> Option<Resource> {
         self.lock().cut_by
     }
@@ -494,6 +496,7 @@ impl<B: Backend> Backend for Metered<B> {
             self.note_limit();
             self.limited(Resource::WallTime, None);
             self.meter.lock().cut_by = Some(Resource::WallTime);
+            generation.cut_by = Some(Resource::WallTime);
         } else if let Some(resource) = bound.filter(|_| {
             told_processors
                 || generation
@@ -502,6 +505,11 @@ impl<B: Backend> Backend for Metered<B> {
                     .any(|c| c.finish_reason == FinishReason::Length)
         }) {
             self.note_limit();
+            self.meter.lock().cut_by = Some(resource);
+            generation.cut_by = Some(resource);
+        } else if let Some(resource) = generation.cut_by {
+            // A budget further out (a parent context's) cut this call: it cut this context's
+            // solve too, which a strategy reads from this meter.
             self.meter.lock().cut_by = Some(resource);
         }
         if self.report_calls && self.events.is_on() {

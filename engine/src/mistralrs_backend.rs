@@ -861,6 +861,7 @@ impl Backend for MistralRsBackend {
                 elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 ..Usage::default()
             },
+            cut_by: None,
         })
     }
 

@@ -70,7 +70,7 @@ pub async fn score_checked(
         }
         if let Some(bad) = scored
             .iter()
-            .find(|s| s.is_finite() && !(0.0..=1.0).contains(*s))
+            .find(|s| !s.is_nan() && !(0.0..=1.0).contains(*s))
         {
             return Err(broken(format!(
                 "returned {bad} for candidate {i}: scores are rewards in [0, 1]"
@@ -141,5 +141,9 @@ mod tests {
         assert!(check(vec![vec![0.5, f64::NAN], vec![0.0]]).await.is_ok());
         let err = check(vec![vec![0.5], vec![2.5]]).await.unwrap_err();
         assert!(err.contains("returned 2.5 for candidate 1"), "{err}");
+        let err = check(vec![vec![0.5], vec![f64::INFINITY]])
+            .await
+            .unwrap_err();
+        assert!(err.contains("returned inf for candidate 1"), "{err}");
     }
 }

@@ -267,6 +267,7 @@ impl Backend for ScriptedBackend {
                 elapsed_ms: 0,
                 ..Usage::default()
             },
+            cut_by: None,
         })
     }
 

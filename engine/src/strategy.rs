@@ -234,9 +234,9 @@ impl Context {
 
     /// Solves `problem` with `strategy` in a [`Self::child`] context, as a strategy of your own
     /// runs one of ponder's inside it: the solution's usage is what that solve cost, and a last
-    /// completion that hit a `max_tokens` this context's budget had shortened says it hit the
-    /// budget (as [`solve_in`] tells for a whole solve). `strategy.solve(problem, cx)` called
-    /// directly leaves both to the caller.
+    /// completion that hit a `max_tokens` this context's budget had shortened (for one of that
+    /// solve's calls) says it hit the budget, as [`solve_in`] tells for a whole solve.
+    /// `strategy.solve(problem, cx)` called directly leaves both to the caller.
     pub async fn solve_child(
         &self,
         strategy: &dyn Strategy,
@@ -245,7 +245,9 @@ impl Context {
         let child = self.child();
         let mut solution = strategy.solve(problem, &child).await?;
         solution.usage = child.meter().usage();
-        mark_budget_stop(&mut solution, self);
+        // The child's meter learns of the cuts of its own calls only (a budget here cut them):
+        // none made before it, by another solve in this context, counts.
+        mark_budget_stop(&mut solution, &child);
         Ok(solution)
     }
 }

@@ -467,6 +467,7 @@ mod tests {
             Ok(Generation {
                 choices: vec![choice],
                 usage: Usage::default(),
+                cut_by: None,
             })
         }
 

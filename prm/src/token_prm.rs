@@ -341,7 +341,13 @@ impl TokenPrm {
             let (reads, full) = self.layout(backend.as_ref(), question, steps).await?;
             try_join_all(reads.into_iter().map(|at| {
                 let prompt = Prompt::Tokens(prefix_before(&full, at).to_vec());
-                async move { read_choice_probability(backend, prompt, &[good], &[bad]).await }
+                async move {
+                    match read_choice_probability(backend, prompt, &[good], &[bad]).await {
+                        // A step past the model's context window: unscored, not 0.5.
+                        Err(Error::PromptTooLong { .. }) => Ok(Some(f64::NAN)),
+                        read => read,
+                    }
+                }
             }))
             .await
         }))
@@ -423,8 +429,13 @@ impl Scorer for TokenPrm {
                         let request = GenerationRequest::new(Prompt::Tokens(plan.prompt))
                             .with_max_tokens(reader.tokens_needed())
                             .with_logits_processor(Arc::clone(&reader) as Arc<dyn LogitsProcessor>);
-                        backend.generate(request).await?;
-                        Ok::<_, Error>(reader.scores())
+                        match backend.generate(request).await {
+                            Ok(_) => Ok(reader.scores()),
+                            // Steps past the model's context window cannot be read (a beam
+                            // that filled it).
+                            Err(Error::PromptTooLong { .. }) => Ok(reader.scores()),
+                            Err(e) => Err(e),
+                        }
                     }
                 }))
                 .await?;
@@ -433,10 +444,11 @@ impl Scorer for TokenPrm {
                     tracing::warn!(
                         read = scores.iter().flatten().count(),
                         steps = scores.len(),
-                        "the PRM's decode ended before every step was read; unread steps score 0.5"
+                        "the PRM's decode ended before every step was read (a budget, or the \
+                         context window, cut it); unread steps are left unscored"
                     );
                 }
-                Ok::<_, Error>(scores.into_iter().map(|s| s.unwrap_or(0.5)).collect())
+                Ok::<_, Error>(scores.into_iter().map(|s| s.unwrap_or(f64::NAN)).collect())
             }
         });
         try_join_all(jobs).await

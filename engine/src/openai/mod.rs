@@ -189,10 +189,12 @@ impl OpenAiBackend {
             context_tokens: self.options.context_tokens,
             ..ServerInfo::default()
         };
+        // The window the server serves (vLLM's max_model_len here, llama.cpp's below), never
+        // the one the model was trained with (`meta.n_ctx_train`): requests are shortened to
+        // fit it, and a server may serve more (rope scaling) or less.
         if info.context_tokens.is_none() {
             info.context_tokens = models
                 .pointer("/data/0/max_model_len")
-                .or_else(|| models.pointer("/data/0/meta/n_ctx_train"))
                 .and_then(Value::as_u64)
                 .map(|n| n as usize);
         }
@@ -965,7 +967,11 @@ impl OpenAiBackend {
         }
         choices.truncate(n);
         usage.elapsed_ms = started.elapsed().as_millis() as u64;
-        Ok(Generation { choices, usage })
+        Ok(Generation {
+            choices,
+            usage,
+            cut_by: None,
+        })
     }
 }
 

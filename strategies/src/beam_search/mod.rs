@@ -18,8 +18,9 @@
 //! and the solution then stops with `max_tokens`) are selected from as in best-of-N. The
 //! scorer sees a solution's steps as its text split at the delimiter, empty steps left out.
 //!
-//! A beam that fills the model's context window ends there, as if finished (the last step
-//! before it is cut to fit), and is selected from with the others (`out_of_context` counts them).
+//! A beam that fills the model's context window ends there (the last step before it is cut to
+//! fit): a partial solution, selected from with the active ones only when none finished
+//! (`out_of_context` counts them).
 //!
 //! Batching: all expansions of a round go out together (one request of M choices per beam,
 //! all beams at once), and the round's scoring is one scorer call, so mistral.rs batches both.
@@ -217,7 +218,8 @@ pub struct SearchDetails {
     /// Candidates identical to another of the same round, which shared its roll-out and score
     /// instead of being scored again.
     pub shared_scores: usize,
-    /// Beams that ended because they filled the context window (counted in `finished`).
+    /// Beams that ended because they filled the context window (not counted in `finished`:
+    /// they are partial solutions, selected from only when none finished).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub out_of_context: usize,
 }
@@ -497,13 +499,12 @@ impl BeamSearch {
                         stopped.get_or_insert(e);
                     }
                     // The beam fills the context window: it cannot go on, so it ends as it
-                    // is (scored last round), one of the solutions to select from.
+                    // is (scored last round), a partial solution (see `finalists`).
                     Err(Error::PromptTooLong { .. }) if beam.node != tree.root() => {
                         if let Some(node) = tree.node_mut(beam.node) {
                             node.state = NodeState::Finished;
                             node.out_of_context = true;
                         }
-                        details.finished += 1;
                         details.out_of_context += 1;
                     }
                     Err(e) => return Err(e),
@@ -666,17 +667,18 @@ impl BeamSearch {
         Ok(())
     }
 
-    /// Leaves of the tree to select from: finished ones, else the active (partial) ones.
+    /// Leaves of the tree to select from: those that ended by themselves, else the partial
+    /// ones (still active, or ended by filling the context window).
     fn finalists(tree: &SearchTree) -> Vec<NodeId> {
-        let leaves = |state: NodeState| -> Vec<NodeId> {
+        let leaves = |keep: &dyn Fn(&tree::SearchNode) -> bool| -> Vec<NodeId> {
             (1..tree.len())
                 .map(NodeId)
-                .filter(|&id| tree.node(id).is_some_and(|n| n.state == state))
+                .filter(|&id| tree.node(id).is_some_and(keep))
                 .collect()
         };
-        let finished = leaves(NodeState::Finished);
+        let finished = leaves(&|n| n.state == NodeState::Finished && !n.out_of_context);
         if finished.is_empty() {
-            leaves(NodeState::Active)
+            leaves(&|n| n.state == NodeState::Active || n.out_of_context)
         } else {
             finished
         }

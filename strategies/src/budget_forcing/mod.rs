@@ -215,8 +215,9 @@ pub struct ForcingDetails {
     pub resubmitted_prompt_tokens: u64,
     /// The mode that ran.
     pub mode: ForcingMode,
-    /// The thinking cap a budget (or the room the context window left) imposed, where it
-    /// granted fewer tokens than thinking up to `max_thinking_tokens` and answering needed.
+    /// In decode: the thinking cap a budget (or the room the context window left) imposed,
+    /// where it granted fewer tokens than thinking up to `max_thinking_tokens` and answering
+    /// needed (the stop reason says when it was a budget's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_thinking_cap: Option<usize>,
     /// Whether the model's chat template opened the thinking block itself (reasoning models'
@@ -408,10 +409,14 @@ impl BudgetForcing {
                     messages: messages.clone(),
                     assistant_prefix: open.to_string(),
                 };
+                // Without its length (no tokenizer, a failed request) the meter still
+                // shortens each call to the window; only the answer's room is not kept.
                 match backend.tokenize(TokenizeInput::Prompt(&prompt)).await {
                     Ok(ids) => Some(context.saturating_sub(ids.len() + answer_room)),
-                    Err(Error::Unsupported { .. }) => None,
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no prompt length: thinking keeps no room to answer");
+                        None
+                    }
                 }
             }
             None => None,
@@ -482,8 +487,12 @@ impl BudgetForcing {
                 Err(Error::Unsupported { .. }) => piece.len().div_ceil(4),
                 Err(e) => return Err(e),
             };
-            // As in decode: a wait that would leave no room to think after it is not said.
-            if details.thinking_tokens + wait_tokens >= c.max_thinking_tokens {
+            // As in decode: a wait that would leave no room to think after it (within the cap,
+            // or the room the context window leaves) is not said.
+            let cap = room_to_think.map_or(c.max_thinking_tokens, |room| {
+                room.min(c.max_thinking_tokens)
+            });
+            if details.thinking_tokens + wait_tokens >= cap {
                 break;
             }
             pending_wait = Some((thinking.len(), wait_tokens));

@@ -541,6 +541,36 @@ async fn resubmitted_thinking_leaves_the_answer_room_in_the_context_window() {
     let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
     assert_eq!((details.thinking_tokens, details.forced_end), (10, true));
     assert_eq!(solution.answer.as_deref(), Some("4"));
+
+    // Thinking that stops by itself below the minimum: a wait would pass the window's room,
+    // so none is said (it would end the thinking at once, unanswered after).
+    let backend =
+        Arc::new(ScriptedBackend::new(vec!["abcdef</think>", "4"]).with_context(first + 27 + 10));
+    let strategy = BudgetForcing::new(BudgetForcingConfig {
+        min_thinking_tokens: 100,
+        ..config.clone()
+    })
+    .unwrap();
+    let solution = ponder_engine::solve(
+        &strategy,
+        &problem,
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+    )
+    .await
+    .unwrap();
+    let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!(
+        (details.waits, details.thinking_tokens),
+        (0, 6),
+        "{details:?}"
+    );
+    assert!(
+        !solution.completion.contains("Wait"),
+        "{}",
+        solution.completion
+    );
+    assert_eq!(backend.requests().len(), 2);
 }
 
 #[tokio::test]

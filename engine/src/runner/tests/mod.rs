@@ -807,6 +807,56 @@ async fn a_child_solve_reports_its_own_cost_and_the_parents_budget_stop() {
     assert_eq!(cx.meter().usage().total_tokens(), 18);
 }
 
+/// One call of up to 50 tokens, with a logits processor (which a meter tells of a shortened
+/// grant, so that the grant counts as a cut even where the reply stops within it).
+struct Told;
+
+struct Noop;
+
+impl crate::backend::LogitsProcessor for Noop {
+    fn process(&self, _: &mut [f32], _: &[u32]) {}
+}
+
+#[async_trait::async_trait]
+impl Strategy for Told {
+    fn name(&self) -> &'static str {
+        "told"
+    }
+
+    async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+        let request = text_request(problem.question.clone())
+            .with_max_tokens(50)
+            .with_logits_processor(Arc::new(Noop));
+        let choice = cx.backend().generate(request).await?.into_first_choice()?;
+        let stop = StopReason::from(choice.finish_reason);
+        Ok(Solution::single(
+            "told",
+            candidate(&choice.text, &choice.text),
+            stop,
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_child_solve_is_not_marked_by_a_cut_of_an_earlier_one() {
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new([
+        "0123",
+        "0123456789AB",
+    ]));
+    // The first solve is granted 38 of its 50 tokens (its processor told), and stops after 4:
+    // a cut. The second fits whole and runs to its own max_tokens: not the budget's doing.
+    let cx = Context::new(backend, Budget::unlimited().with_max_tokens(40));
+    let problem = Problem::new("p", "Q?");
+    let first = cx.solve_child(&Told, &problem).await.unwrap();
+    assert_eq!(first.usage.total_tokens(), 6);
+    assert_eq!(cx.meter().cut_by(), Some(crate::budget::Resource::Tokens));
+    let second = cx.solve_child(&Capped, &problem).await.unwrap();
+    assert_eq!(
+        (second.usage.total_tokens(), second.stop_reason),
+        (12, StopReason::MaxTokens)
+    );
+}
+
 #[tokio::test]
 async fn an_even_share_too_small_for_the_prompt_leaves_its_problem_not_started() {
     let dir = tempfile::tempdir().unwrap();
