@@ -369,6 +369,9 @@ impl SStar {
                     exhausted = Some(resource);
                     break;
                 }
+                // The conversation (attempts and feedback) outgrew the context window: this
+                // sample's debugging ends with its best attempt so far.
+                Err(Error::PromptTooLong { .. }) => break,
                 Err(e) => return Err(e),
             };
             let Some(choice) = generation.choices.into_iter().next() else {

@@ -163,6 +163,39 @@ async fn round_robin(replies: &[&str]) -> (Arc<ScriptedBackend>, SStarDetails) {
 }
 
 #[tokio::test]
+async fn debugging_that_outgrows_the_context_window_keeps_the_best_attempt() {
+    use ponder_engine::{Backend, TokenizeInput};
+
+    let config = SStarConfig {
+        n: NonZeroUsize::MIN,
+        debug_rounds: 2,
+        ..SStarConfig::default()
+    };
+    // The first prompt's length (a token a byte), from a run without a window.
+    let measure = Arc::new(ScriptedBackend::new([fenced("return a + b")]));
+    solve_add(config.clone(), &measure).await;
+    let first = measure
+        .tokenize(TokenizeInput::Prompt(&measure.requests()[0].prompt))
+        .await
+        .unwrap()
+        .len();
+    // Room for the first attempt, not for the rewrite's prompt (the attempt and its feedback).
+    let backend = Arc::new(
+        ScriptedBackend::new([fenced("return a - b"), fenced("return a + b")])
+            .with_context(first + 80),
+    );
+    let solution = solve_add(config, &backend).await;
+    assert_eq!(backend.requests().len(), 1, "the rewrite is not sent");
+    let details: SStarDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!(details.samples[0].rounds.len(), 1);
+    assert!(
+        solution.completion.contains("return a - b"),
+        "{}",
+        solution.completion
+    );
+}
+
+#[tokio::test]
 async fn adaptive_input_synthesis_clusters_by_outputs_then_judges_each_pair_of_clusters() {
     // The judge's two answers (program 0's cluster shown first, then the other first), the
     // winner, and the sample chosen.
