@@ -82,7 +82,7 @@ pub struct Comparison {
     /// Inputs on which the outputs differ.
     pub differing: usize,
     /// The judge's probability that A is right, the mean over both orders of showing the two
-    /// (none when no output differed).
+    /// (none when no output differed, or when the two did not fit the judge's context window).
     pub p_a: Option<f64>,
     /// That probability with A shown first, and with B shown first.
     #[serde(default)]

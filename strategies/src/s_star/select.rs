@@ -178,6 +178,9 @@ impl SStar {
         ) {
             Ok(ps) => ps,
             Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
+            // The two programs and their outputs do not fit the judge's context window: no
+            // verdict (a knockout keeps A, a round robin counts no win).
+            Err(Error::PromptTooLong { .. }) => return Ok(Ok((comparison, sandbox_ms))),
             Err(e) => return Err(e),
         };
         let by_order = (a_first, 1.0 - b_first);

@@ -136,6 +136,54 @@ async fn debugs_the_failing_sample_then_a_knockout_compares_on_synthesised_input
     assert_eq!(solution.candidates.len(), 2);
 }
 
+#[tokio::test]
+async fn programs_too_long_to_show_the_judge_get_no_verdict_and_a_keeps_on() {
+    use ponder_engine::{Backend, TokenizeInput};
+
+    // Two samples that pass the public tests and differ from 100 on, in a window that holds
+    // the samples' and the inputs' prompts (and the short reply to the latter) but not the
+    // verdicts', which show both programs and their outputs.
+    let script = || {
+        vec![
+            fenced("return a + b if a < 100 else 0"),
+            fenced("return a + b"),
+            ">>> add(100, 1)".to_string(),
+            "A".to_string(),
+            "A".to_string(),
+        ]
+    };
+    let config = SStarConfig {
+        n: NonZeroUsize::MIN.saturating_add(1),
+        debug_rounds: 0,
+        selection: CodeSelection::Knockout,
+        ..SStarConfig::default()
+    };
+    let measure = Arc::new(ScriptedBackend::new(script()));
+    solve_add(config.clone(), &measure).await;
+    let mut lengths = Vec::new();
+    for request in measure.requests() {
+        lengths.push(
+            measure
+                .tokenize(TokenizeInput::Prompt(&request.prompt))
+                .await
+                .unwrap()
+                .len(),
+        );
+    }
+    let window = lengths[1] + ">>> add(100, 1)".len() + 1;
+    assert!(
+        lengths.len() == 4 && lengths[0] + 60 < window && lengths[2..].iter().all(|&l| l >= window),
+        "{lengths:?}"
+    );
+    let backend = Arc::new(ScriptedBackend::new(script()).with_context(window));
+    let solution = solve_add(config, &backend).await;
+    assert_eq!(backend.requests().len(), 2, "no verdict is asked for");
+    let details: SStarDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    let c = &details.comparisons[0];
+    assert_eq!((c.differing, c.p_a, c.winner), (1, None, Some(0)));
+    assert_eq!(details.selected, 0);
+}
+
 /// Samples for the round robin: 0 is wrong from 100 on, 1 and 2 are right (differently
 /// written), 3 fails the public tests and is no candidate.
 fn round_robin_samples() -> Vec<String> {
