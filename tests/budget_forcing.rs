@@ -118,6 +118,37 @@ fn a_budget_smaller_than_the_cap_shortens_thinking_and_keeps_the_answer_in_decod
 }
 
 #[test]
+fn under_best_of_n_a_budget_that_ends_each_samples_thinking_is_the_stop() {
+    // Each sample solves in a child context, whose meter learns of the problem budget's cut
+    // of its own call: the samples, and so the vote, stop with the budget.
+    let config: ponder::StrategyConfig = ponder::engine::config::parse_str(
+        "kind = \"best_of_n\"\nn = 2\nselect = \"majority\"\n\
+         inner = { kind = \"budget_forcing\", max_thinking_tokens = 320, temperature = 0.8 }\n",
+        ponder::engine::config::Format::Toml,
+    )
+    .unwrap();
+    let strategy = config.build().unwrap();
+    let solution = block_on(ponder::engine::solve(
+        strategy.as_ref(),
+        &Problem::new("bf", "Explain step by step how to multiply 17 by 23."),
+        smollm_dyn(),
+        Budget::unlimited().with_max_completion_tokens(200),
+    ))
+    .unwrap();
+    assert_eq!(
+        solution.stop_reason,
+        ponder::StopReason::CompletionBudget,
+        "{}",
+        solution.details
+    );
+    assert!(
+        solution.usage.completion_tokens <= 200,
+        "{:?}",
+        solution.usage
+    );
+}
+
+#[test]
 fn the_minimum_is_reached_with_as_many_waits_as_reported_in_both_modes() {
     // SmolLM2 ends its thinking about 2 + 2 after roughly 70 tokens: a minimum of 64 may or may
     // not need a wait; one of 160 needs at least one.

@@ -574,16 +574,19 @@ mod tests {
         }
     }
 
+    /// Keeps the grant it was told of.
+    #[derive(Default)]
+    struct Granted(std::sync::atomic::AtomicUsize);
+
+    impl crate::backend::LogitsProcessor for Granted {
+        fn process(&self, _: &mut [f32], _: &[u32]) {}
+        fn limit_max_tokens(&self, granted: usize) {
+            self.0.store(granted, Ordering::Relaxed);
+        }
+    }
+
     #[tokio::test]
     async fn processors_learn_when_the_budget_shortens_a_request() {
-        #[derive(Default)]
-        struct Granted(std::sync::atomic::AtomicUsize);
-        impl crate::backend::LogitsProcessor for Granted {
-            fn process(&self, _: &mut [f32], _: &[u32]) {}
-            fn limit_max_tokens(&self, granted: usize) {
-                self.0.store(granted, Ordering::Relaxed);
-            }
-        }
         let granted = Arc::new(Granted::default());
         let backend = Metered::new(
             ScriptedBackend::new(vec!["abcdefgh"]),
@@ -602,14 +605,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_completion_is_shortened_to_the_room_the_context_window_leaves() {
-        #[derive(Default)]
-        struct Granted(std::sync::atomic::AtomicUsize);
-        impl crate::backend::LogitsProcessor for Granted {
-            fn process(&self, _: &mut [f32], _: &[u32]) {}
-            fn limit_max_tokens(&self, granted: usize) {
-                self.0.store(granted, Ordering::Relaxed);
-            }
-        }
         // A window of 20 tokens (a byte a token): the 12-byte prompt leaves 8.
         let prompt = Prompt::Text("abcdefghijkl".into());
         let scripted = || ScriptedBackend::new(vec!["0123456789"]).with_context(20);

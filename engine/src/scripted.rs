@@ -117,6 +117,12 @@ impl ScriptedBackend {
         }
     }
 
+    /// The tokens `prompt` is to this backend (a byte a token), as a request's usage and its
+    /// context window ([`ScriptedBackend::with_context`]) count them.
+    pub fn prompt_tokens(&self, prompt: &Prompt) -> usize {
+        self.rendered(prompt).len()
+    }
+
     /// Every request received so far.
     pub fn requests(&self) -> Vec<GenerationRequest> {
         self.requests.lock().map(|r| r.clone()).unwrap_or_default()
@@ -174,7 +180,7 @@ impl Backend for ScriptedBackend {
                 _ => tokio::time::sleep(delay).await,
             }
         }
-        let prompt_tokens = self.rendered(&request.prompt).len() as u64;
+        let prompt_tokens = self.prompt_tokens(&request.prompt) as u64;
         if let Some(context_tokens) = self.context_tokens {
             let prompt_tokens = prompt_tokens as usize;
             if prompt_tokens + request.max_tokens > context_tokens {

@@ -466,6 +466,31 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn a_step_past_the_context_window_is_left_unscored() {
+        let steps = [vec!["3 + 4 = 7.".to_string(), "So 7 apples.".to_string()]];
+        let score = |backend: Arc<ScriptedBackend>| {
+            let steps = steps.clone();
+            async move {
+                let cx = Context::new(backend as Arc<dyn Backend>, Budget::unlimited());
+                TokenPrm::new(PrmConfig::default())
+                    .score(&cx, "Tom has 3 apples and buys 4. How many?", &steps)
+                    .await
+                    .unwrap()
+            }
+        };
+        // Each step is read from a prompt cut after its tag: the second's is the longer.
+        let measure = Arc::new(ScriptedBackend::new(["+", "+"]));
+        score(Arc::clone(&measure)).await;
+        let second = measure.prompt_tokens(&measure.requests()[1].prompt);
+        // A window the first read fits and the second's prompt fills.
+        let windowed = Arc::new(ScriptedBackend::new(["+"]).with_context(second));
+        let scores = score(Arc::clone(&windowed)).await;
+        assert_eq!(scores[0][0], 1.0);
+        assert!(scores[0][1].is_nan(), "{scores:?}");
+        assert_eq!(windowed.requests().len(), 1);
+    }
+
+    #[tokio::test]
     async fn a_backend_without_logits_processors_is_read_from_top_logprobs() {
         // The scripted backend has no logits processors; each reply's first character is its
         // only top log-probability (id: its byte, as its tokenizer gives "+" and "-").

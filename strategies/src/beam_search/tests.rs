@@ -600,18 +600,13 @@ fn a_step_ends_the_solution_when_an_answer_follows_the_cue() {
 
 #[tokio::test]
 async fn a_beam_that_fills_the_context_window_ends_there_and_is_selected() {
-    use ponder_engine::TokenizeInput;
-
     let mut c = config(2, 2, 5);
     c.max_step_tokens = NonZeroUsize::new(8).unwrap();
     let search = numbered(c, SearchKind::Beam);
     let problem = Problem::new("p", "Q?");
     // A window six tokens (bytes) past the question's prompt.
     let question = ScriptedBackend::new(Vec::<String>::new())
-        .tokenize(TokenizeInput::Prompt(&search.prompt(&problem, "", false)))
-        .await
-        .unwrap()
-        .len();
+        .prompt_tokens(&search.prompt(&problem, "", false));
     let backend = Arc::new(
         ScriptedBackend::new(vec!["s5 abcdefg\n\n", "s1 abcdefg\n\n"]).with_context(question + 6),
     );

@@ -391,14 +391,11 @@ impl BudgetForcing {
         };
         let mut thinking = String::new();
         let mut tokens = 0u64;
-        let mut first_prompt: Option<u64> = None;
-        let mut prompt_sent = 0u64;
+        // Every call after the first sends its prompt again (resubmits it).
+        let mut sent_before = false;
         // The wait last appended (the thinking's length before it, its tokens): the next call
         // continues after it, or is refused and it is taken back.
         let mut pending_wait: Option<(usize, usize)> = None;
-        let resubmitted = |prompt_sent: u64, first_prompt: Option<u64>| {
-            prompt_sent.saturating_sub(first_prompt.unwrap_or(0))
-        };
         // Thinking that would fill the context window leaves no room to answer: where the
         // window and the prompt's length are known, it ends in time for the delimiter, the cue
         // (at most a token a byte) and max_answer_tokens.
@@ -421,13 +418,11 @@ impl BudgetForcing {
             }
             None => None,
         };
+        let cap = room_to_think.map_or(c.max_thinking_tokens, |room| {
+            room.min(c.max_thinking_tokens)
+        });
         loop {
-            let mut left = c
-                .max_thinking_tokens
-                .saturating_sub(details.thinking_tokens);
-            if let Some(room) = room_to_think {
-                left = left.min(room.saturating_sub(details.thinking_tokens));
-            }
+            let left = cap.saturating_sub(details.thinking_tokens);
             if left == 0 {
                 details.forced_end = true;
                 break;
@@ -450,7 +445,6 @@ impl BudgetForcing {
                         details.thinking_tokens -= wait_tokens;
                     }
                     details.forced_end = true;
-                    details.resubmitted_prompt_tokens = resubmitted(prompt_sent, first_prompt);
                     return Ok(Outcome::thinking_only(
                         thinking,
                         details,
@@ -460,8 +454,10 @@ impl BudgetForcing {
                 }
                 Err(e) => return Err(e),
             };
-            first_prompt.get_or_insert(generation.usage.prompt_tokens);
-            prompt_sent += generation.usage.prompt_tokens;
+            if sent_before {
+                details.resubmitted_prompt_tokens += generation.usage.prompt_tokens;
+            }
+            sent_before = true;
             let choice = generation.into_first_choice()?;
             details.thinking_tokens += choice.completion_tokens;
             tokens += choice.completion_tokens as u64;
@@ -489,9 +485,6 @@ impl BudgetForcing {
             };
             // As in decode: a wait that would leave no room to think after it (within the cap,
             // or the room the context window leaves) is not said.
-            let cap = room_to_think.map_or(c.max_thinking_tokens, |room| {
-                room.min(c.max_thinking_tokens)
-            });
             if details.thinking_tokens + wait_tokens >= cap {
                 break;
             }
@@ -511,7 +504,6 @@ impl BudgetForcing {
             Ok(generation) => generation,
             // No budget left for the answer: the answer is read from the thinking.
             Err(Error::BudgetExhausted { resource }) => {
-                details.resubmitted_prompt_tokens = resubmitted(prompt_sent, first_prompt);
                 return Ok(Outcome::thinking_only(
                     thinking,
                     details,
@@ -521,15 +513,14 @@ impl BudgetForcing {
             }
             // Nor room in the context window (its length unknown here): the same.
             Err(Error::PromptTooLong { .. }) if !thinking.is_empty() => {
-                details.resubmitted_prompt_tokens = resubmitted(prompt_sent, first_prompt);
                 return Ok(Outcome::thinking_only(thinking, details, tokens, None));
             }
             Err(e) => return Err(e),
         };
-        prompt_sent += generation.usage.prompt_tokens;
+        // The answer's call sends the thinking's prompt again.
+        details.resubmitted_prompt_tokens += generation.usage.prompt_tokens;
         let choice = generation.into_first_choice()?;
         details.answer_tokens = choice.completion_tokens;
-        details.resubmitted_prompt_tokens = resubmitted(prompt_sent, first_prompt);
         tokens += choice.completion_tokens as u64;
         let text = format!(
             "{thinking}{}\n{} {}",

@@ -498,7 +498,7 @@ async fn a_wait_whose_call_the_budget_refused_is_not_counted_and_resubmissions_a
 #[tokio::test]
 async fn resubmitted_thinking_leaves_the_answer_room_in_the_context_window() {
     use ponder_engine::scripted::ScriptedBackend;
-    use ponder_engine::{Backend, Budget, TokenizeInput};
+    use ponder_engine::{Backend, Budget};
 
     let config = BudgetForcingConfig {
         max_thinking_tokens: 100,
@@ -524,11 +524,7 @@ async fn resubmitted_thinking_leaves_the_answer_room_in_the_context_window() {
     // The first prompt's length (a token a byte), from a run without a window.
     let measure = Arc::new(ScriptedBackend::new(vec!["x</think>", "4"]));
     solve(Arc::clone(&measure)).await;
-    let first = measure
-        .tokenize(TokenizeInput::Prompt(&measure.requests()[0].prompt))
-        .await
-        .unwrap()
-        .len();
+    let first = measure.prompt_tokens(&measure.requests()[0].prompt);
     // Room for the delimiter, the cue (22 bytes) and 5 answer tokens, and 10 of thinking.
     let backend = Arc::new(
         ScriptedBackend::new(vec!["abcdefghijklmnopqrstuvwxyz</think>", "4"])

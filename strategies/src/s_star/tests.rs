@@ -138,8 +138,6 @@ async fn debugs_the_failing_sample_then_a_knockout_compares_on_synthesised_input
 
 #[tokio::test]
 async fn programs_too_long_to_show_the_judge_get_no_verdict_and_a_keeps_on() {
-    use ponder_engine::{Backend, TokenizeInput};
-
     // Two samples that pass the public tests and differ from 100 on, in a window that holds
     // the samples' and the inputs' prompts (and the short reply to the latter) but not the
     // verdicts', which show both programs and their outputs.
@@ -160,16 +158,11 @@ async fn programs_too_long_to_show_the_judge_get_no_verdict_and_a_keeps_on() {
     };
     let measure = Arc::new(ScriptedBackend::new(script()));
     solve_add(config.clone(), &measure).await;
-    let mut lengths = Vec::new();
-    for request in measure.requests() {
-        lengths.push(
-            measure
-                .tokenize(TokenizeInput::Prompt(&request.prompt))
-                .await
-                .unwrap()
-                .len(),
-        );
-    }
+    let lengths: Vec<usize> = measure
+        .requests()
+        .iter()
+        .map(|r| measure.prompt_tokens(&r.prompt))
+        .collect();
     let window = lengths[1] + ">>> add(100, 1)".len() + 1;
     assert!(
         lengths.len() == 4 && lengths[0] + 60 < window && lengths[2..].iter().all(|&l| l >= window),
@@ -212,8 +205,6 @@ async fn round_robin(replies: &[&str]) -> (Arc<ScriptedBackend>, SStarDetails) {
 
 #[tokio::test]
 async fn debugging_that_outgrows_the_context_window_keeps_the_best_attempt() {
-    use ponder_engine::{Backend, TokenizeInput};
-
     let config = SStarConfig {
         n: NonZeroUsize::MIN,
         debug_rounds: 2,
@@ -222,11 +213,7 @@ async fn debugging_that_outgrows_the_context_window_keeps_the_best_attempt() {
     // The first prompt's length (a token a byte), from a run without a window.
     let measure = Arc::new(ScriptedBackend::new([fenced("return a + b")]));
     solve_add(config.clone(), &measure).await;
-    let first = measure
-        .tokenize(TokenizeInput::Prompt(&measure.requests()[0].prompt))
-        .await
-        .unwrap()
-        .len();
+    let first = measure.prompt_tokens(&measure.requests()[0].prompt);
     // Room for the first attempt, not for the rewrite's prompt (the attempt and its feedback).
     let backend = Arc::new(
         ScriptedBackend::new([fenced("return a - b"), fenced("return a + b")])

@@ -743,15 +743,23 @@ impl Strategy for Capped {
     }
 
     async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
-        let request = text_request(problem.question.clone()).with_max_tokens(10);
-        let choice = cx.backend().generate(request).await?.into_first_choice()?;
-        let stop = StopReason::from(choice.finish_reason);
-        Ok(Solution::single(
-            "capped",
-            candidate(&choice.text, &choice.text),
-            stop,
-        ))
+        one_call(cx, "capped", text_request(problem.question.clone())).await
     }
+}
+
+/// One call of `request`, its text the answer, stopped as the completion ended.
+async fn one_call(
+    cx: &Context,
+    name: &str,
+    request: crate::backend::GenerationRequest,
+) -> Result<Solution> {
+    let choice = cx.backend().generate(request).await?.into_first_choice()?;
+    let stop = StopReason::from(choice.finish_reason);
+    Ok(Solution::single(
+        name,
+        candidate(&choice.text, &choice.text),
+        stop,
+    ))
 }
 
 #[tokio::test]
@@ -827,13 +835,7 @@ impl Strategy for Told {
         let request = text_request(problem.question.clone())
             .with_max_tokens(50)
             .with_logits_processor(Arc::new(Noop));
-        let choice = cx.backend().generate(request).await?.into_first_choice()?;
-        let stop = StopReason::from(choice.finish_reason);
-        Ok(Solution::single(
-            "told",
-            candidate(&choice.text, &choice.text),
-            stop,
-        ))
+        one_call(cx, "told", request).await
     }
 }
 
