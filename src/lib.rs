@@ -118,7 +118,19 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         self.model.load_options()?;
         check_budget(&self.budget)?;
-        self.strategy.validate().map_err(|e| e.under("strategy"))
+        self.strategy.validate().map_err(|e| e.under("strategy"))?;
+        if self.model.backend == ponder_engine::BackendKind::Openai {
+            if let Some(key) = self.strategy.needs_logits_processors() {
+                return Err(Error::ConfigValue {
+                    key: format!("strategy.{key}"),
+                    reason: "works only in process, through logits processors, which an \
+                             inference server (backend = \"openai\") does not take: leave it \
+                             out, or run the model in process"
+                        .into(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -418,5 +430,36 @@ source = \"smollm2-135m\"
             err.starts_with("at `strategy.switch_penalty.alpha` (line 6): "),
             "{err}"
         );
+        // What needs logits processors, nested, where the model is an inference server: an
+        // error before anything loads, not one failing every problem of a batch.
+        let err = load(
+            "server.toml",
+            "[model]\nbackend = \"openai\"\nbase_url = \"http://127.0.0.1:1\"\n\n\
+             [strategy]\nkind = \"best_of_n\"\nn = 2\nselect = \"majority\"\n\n\
+             [strategy.inner]\nkind = \"budget_forcing\"\n\
+             switch_penalty = { words = [\"Alternatively\"], alpha = 3.0 }\n",
+        );
+        assert!(
+            err.starts_with("at `strategy.inner.switch_penalty` (line 12): works only in process"),
+            "{err}"
+        );
+        let err = load(
+            "mode.toml",
+            "[model]\nbackend = \"openai\"\nbase_url = \"http://127.0.0.1:1\"\n\n\
+             [strategy]\nkind = \"mode_token\"\nthink_threshold = 0.5\n",
+        );
+        assert!(
+            err.starts_with("at `strategy.think_threshold` (line 7): works only in process"),
+            "{err}"
+        );
+        // In process both load.
+        for text in [
+            "[strategy]\nkind = \"budget_forcing\"\nswitch_penalty = { words = [\"Alternatively\"], alpha = 3.0 }\n",
+            "[strategy]\nkind = \"mode_token\"\nthink_threshold = 0.5\n",
+        ] {
+            let path = dir.path().join("in_process.toml");
+            std::fs::write(&path, text).unwrap();
+            Config::load(&path).unwrap();
+        }
     }
 }

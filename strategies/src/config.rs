@@ -153,6 +153,29 @@ impl StrategyConfig {
         }
     }
 
+    /// The first setting that works only with logits processors (the in-process backend;
+    /// over HTTP it fails every problem), as its key path in this table
+    /// (`inner.switch_penalty`, `think_threshold`), recursively.
+    pub fn needs_logits_processors(&self) -> Option<String> {
+        let nested = |key: &str, inner: &StrategyConfig| {
+            inner
+                .needs_logits_processors()
+                .map(|path| format!("{key}.{path}"))
+        };
+        match self {
+            Self::BudgetForcing(config) => config
+                .switch_penalty
+                .as_ref()
+                .map(|_| "switch_penalty".to_string()),
+            Self::ModeToken(config) => config
+                .think_threshold
+                .map(|_| "think_threshold".to_string()),
+            Self::BestOfN(config) | Self::SelfConsistency(config) => nested("inner", &config.inner),
+            Self::Router(config) => nested("think", &config.think),
+            Self::Direct(_) | Self::BeamSearch(_) | Self::Dvts(_) | Self::SStar(_) => None,
+        }
+    }
+
     /// Checks the values serde cannot and cross-field rules, recursively. A value's error is a
     /// [`Error::ConfigValue`] whose key is its path in this table (`inner.temperature`).
     pub fn validate(&self) -> Result<()> {
