@@ -12,7 +12,8 @@ use common::{block_on, smollm, smollm_dyn};
 use ponder::engine::models::ModelSource;
 use ponder::engine::{
     Backend, Budget, Choice, DeviceSpec, Error, FinishReason, GenerationRequest, LoadOptions,
-    LogitsProcessor, Message, MistralRsBackend, ModelConfig, Prompt, Sampling, TokenizeInput,
+    LogitsProcessor, Message, Metered, MistralRsBackend, ModelConfig, Prompt, Resource, Sampling,
+    TokenizeInput,
 };
 use ponder::strategies::{Direct, DirectConfig};
 use ponder::{Problem, StopReason};
@@ -605,6 +606,55 @@ fn a_request_ends_at_its_deadline_with_what_it_wrote() {
         .with_deadline(std::time::Instant::now() - Duration::from_millis(1));
     let err = block_on(backend.generate(late)).unwrap_err();
     assert!(matches!(err, Error::BudgetExhausted { .. }), "{err:?}");
+}
+
+#[test]
+fn choices_written_before_the_deadline_come_back_when_a_later_one_is_stuck_in_a_step() {
+    // On the CPU the choices of a request run one after another. A later one whose step
+    // outlasts the deadline (a long prefill: the deadline's forced end comes only with a
+    // token) used to hold the call until the meter dropped it, losing the choices already
+    // written and counting nothing. A processor that sleeps on the second choice's first
+    // step, past the meter's grace, stands in for that step. (CUDA runs both choices in one
+    // batch: nothing to test there.)
+    if !matches!(common::device(), DeviceSpec::Cpu) {
+        return;
+    }
+    // A backend of its own: no other test's request holds the engine's turn.
+    let source = ModelSource::parse(&ModelConfig::default().source).unwrap();
+    let backend: Arc<dyn Backend> =
+        Arc::new(block_on(MistralRsBackend::load(&source, &common::options())).unwrap());
+    let ids =
+        block_on(backend.tokenize(TokenizeInput::Piece("Once upon a time, there was"))).unwrap();
+    let prompt_len = ids.len();
+    let wall = Duration::from_secs(3);
+    let started = std::time::Instant::now();
+    let firsts = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&firsts);
+    let stuck = move |_logits: &mut [f32], context: &[u32]| {
+        if context.len() == prompt_len && seen.fetch_add(1, Ordering::SeqCst) == 1 {
+            let until = started + wall + Duration::from_millis(2600);
+            std::thread::sleep(until.saturating_duration_since(std::time::Instant::now()));
+        }
+    };
+    let metered = Metered::new(
+        Arc::clone(&backend),
+        Budget::unlimited().with_max_wall(wall),
+    );
+    let request = GenerationRequest::new(Prompt::Tokens(ids))
+        .with_n(2)
+        .with_max_tokens(3)
+        .with_sampling(Sampling::with_temperature(0.8))
+        .with_logits_processor(Arc::new(stuck));
+    let generation = block_on(metered.generate(request)).unwrap();
+    assert_eq!(firsts.load(Ordering::SeqCst), 2, "the second choice began");
+    assert_eq!(generation.choices.len(), 1);
+    assert_eq!(generation.cut_by, Some(Resource::WallTime));
+    let written = generation.choices[0].completion_tokens as u64;
+    assert!(written >= 1);
+    let counted = metered.meter().usage();
+    assert_eq!(counted.completion_tokens, written, "{counted:?}");
+    assert_eq!(counted.prompt_tokens, prompt_len as u64, "{counted:?}");
+    assert_eq!(counted.calls, 1);
 }
 
 #[test]

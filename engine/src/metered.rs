@@ -259,7 +259,7 @@ impl Drop for Reservation {
 
 /// How long past the wall-time deadline a call is waited for before it is dropped: a backend
 /// that ends decoding at the deadline returns within a token or two.
-const DEADLINE_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 
 /// A backend whose every call is counted by a [`Meter`] and held to its budget.
 ///

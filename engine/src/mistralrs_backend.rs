@@ -27,7 +27,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use mistralrs::core::{
@@ -777,6 +777,12 @@ impl MistralRsBackend {
     }
 }
 
+/// How long past its deadline a call of several choices on the CPU waits for a later choice
+/// before it returns those written: less than the meters' grace, after which the whole call
+/// would be dropped.
+const LATER_CHOICE_GRACE: Duration = Duration::from_secs(1);
+const _: () = assert!(LATER_CHOICE_GRACE.as_millis() < crate::metered::DEADLINE_GRACE.as_millis());
+
 #[async_trait]
 impl Backend for MistralRsBackend {
     async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
@@ -841,10 +847,26 @@ impl Backend for MistralRsBackend {
                 }
                 None => self.take_turn().await?,
             };
-            choices.extend(
-                self.complete(&request, &prompt, &processors, per_request, turn)
-                    .await?,
-            );
+            let completing = self.complete(&request, &prompt, &processors, per_request, turn);
+            let written = match request.deadline {
+                // A later choice still in a step at the deadline (a long prefill: the deadline's
+                // forced end comes only with its first token) is given up a little after it, so
+                // the choices already written come back, cut and counted, before a meter stops
+                // waiting for the whole call (`metered::DEADLINE_GRACE`) and loses them all.
+                Some(deadline) if !choices.is_empty() => {
+                    match tokio::time::timeout_at(
+                        (deadline + LATER_CHOICE_GRACE).into(),
+                        completing,
+                    )
+                    .await
+                    {
+                        Ok(written) => written?,
+                        Err(_) => break,
+                    }
+                }
+                _ => completing.await?,
+            };
+            choices.extend(written);
         }
         let completion_tokens: usize = choices.iter().map(|c| c.completion_tokens).sum();
         if request.top_logprobs.is_none() {
