@@ -104,11 +104,49 @@ impl Config {
                 .into_iter()
                 .map(|(key, model)| (format!("strategy.{key}"), model)),
         );
+        let mut default_pools: Vec<(String, ponder_engine::DeviceSpec)> = Vec::new();
         for (table, model) in tables {
             model.preflight().map_err(|message| Error::Config {
-                path: table.into(),
+                path: table.clone().into(),
                 message,
             })?;
+            // mistral.rs sizes a pool by share as `total * share - used`, the memory in use
+            // when the model loads: after a first model's default 90%, a second one's share
+            // comes out at nothing, and it fails to load at the first problem that needs it.
+            let by_default = model.backend == ponder_engine::BackendKind::Mistralrs
+                && matches!(model.device, ponder_engine::DeviceSpec::Cuda(_))
+                && model.paged_attention_tokens.is_none()
+                && model.gpu_memory_utilization.is_none();
+            if let (ponder_engine::DeviceSpec::Cuda(_), ponder_engine::DeviceSpec::Cpu) =
+                (self.model.device, model.device)
+            {
+                if model.backend == ponder_engine::BackendKind::Mistralrs && table != "[model]" {
+                    tracing::warn!(
+                        table = %table,
+                        "runs on the CPU while [model] runs on {}: give the table its own \
+                         device (a model named by a string alone loads on the CPU)",
+                        self.model.device
+                    );
+                }
+            }
+            if by_default {
+                if let Some((first, device)) = default_pools
+                    .iter()
+                    .find(|(_, device)| *device == model.device)
+                {
+                    return Err(Error::Config {
+                        path: table.into(),
+                        message: format!(
+                            "runs on {device} beside {first}, both with the default KV pool \
+                             (gpu_memory_utilization = 0.9, counted from the memory in use when \
+                             each loads): the second to load would find none left. Give each \
+                             its paged_attention_tokens, or {first} a gpu_memory_utilization \
+                             that leaves room for this model's weights and pool"
+                        ),
+                    });
+                }
+                default_pools.push((table, model.device));
+            }
         }
         Ok(())
     }
@@ -460,6 +498,38 @@ source = \"smollm2-135m\"
             let path = dir.path().join("in_process.toml");
             std::fs::write(&path, text).unwrap();
             Config::load(&path).unwrap();
+        }
+    }
+
+    #[test]
+    fn two_models_on_one_gpu_with_the_default_kv_pool_are_refused_before_loading() {
+        let config = |scorer_model: &str| {
+            parse_str::<Config>(
+                &format!(
+                    "[model]\nsource = \"smollm2-135m\"\ndevice = \"cuda:0\"\n\n\
+                     [strategy]\nkind = \"best_of_n\"\nn = 2\n\
+                     scorer = {{ kind = \"prm\", model = {scorer_model} }}\n"
+                ),
+                Format::Toml,
+            )
+            .unwrap()
+        };
+        // The second to load would size its pool from what the first left: nothing.
+        let err = config("{ source = \"smollm2-135m\", device = \"cuda:0\" }")
+            .preflight()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("strategy.scorer.model: runs on cuda:0 beside [model], both with the default KV pool"),
+            "{err}"
+        );
+        // A pool of its own, another GPU, or the CPU: nothing to refuse.
+        for model in [
+            "{ source = \"smollm2-135m\", device = \"cuda:0\", paged_attention_tokens = 65536 }",
+            "{ source = \"smollm2-135m\", device = \"cuda:1\" }",
+            "\"smollm2-135m\"",
+        ] {
+            config(model).preflight().unwrap();
         }
     }
 }

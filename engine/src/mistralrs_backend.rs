@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use mistralrs::core::{
-    AutoDeviceMapParams, DefaultSchedulerMethod, DeviceMapSetting, GGUFLoaderBuilder,
-    GGUFSpecificConfig, MistralRsBuilder, ModelDType, SchedulerConfig,
+    DefaultSchedulerMethod, DeviceMapSetting, GGUFLoaderBuilder, GGUFSpecificConfig,
+    MistralRsBuilder, ModelDType, SchedulerConfig,
 };
 use mistralrs::{
     Constraint, CustomLogitsProcessor, Device, NormalRequest, Request, RequestMessage, Response,
@@ -225,7 +225,11 @@ impl MistralRsBackend {
             drop(turn);
         });
         done_rx.await.map_err(|_| Error::EngineGone {
-            context: "the engine closed a request without answering",
+            // mistral.rs's PagedAttention scheduler drops a waiting sequence the KV pool
+            // cannot take after 64 tries, with no reply.
+            context: "the engine closed a request without answering (on CUDA: a KV pool too \
+                      small for the sequences in flight; see paged_attention_tokens and \
+                      max_num_seqs)",
         })
     }
 
@@ -354,7 +358,9 @@ async fn load_gguf_files(
             &dtype,
             device,
             true,
-            DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
+            // Every layer on `device`. (The automatic map lists every GPU from cuda:0 and sizes
+            // against the first, so `cuda:1` loaded onto cuda:0, or split across both.)
+            DeviceMapSetting::dummy(),
             None,
             paged,
         )
@@ -458,6 +464,18 @@ async fn load_text_model(
     options: &LoadOptions,
     device: &Device,
 ) -> Result<mistralrs::Model> {
+    // mistral.rs 0.8.1's TextModelBuilder ignores `with_device` and loads on its best device,
+    // cuda:0: another GPU is refused rather than left silently unused.
+    if let DeviceSpec::Cuda(ordinal @ 1..) = options.device {
+        return Err(Error::ModelSource {
+            source_name: name.to_string(),
+            reason: format!(
+                "a safetensors model or hub id loads on cuda:0 whatever the ordinal (mistral.rs \
+                 0.8.1); to run it on GPU {ordinal}, set CUDA_VISIBLE_DEVICES={ordinal} and \
+                 device = \"cuda:0\" (GGUF files take any ordinal)"
+            ),
+        });
+    }
     let mut builder = mistralrs::TextModelBuilder::new(id)
         .with_max_num_seqs(options.max_num_seqs)
         // `None` turns the cache off; the number is the CPU cache's nominal cap, which
