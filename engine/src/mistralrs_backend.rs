@@ -106,7 +106,8 @@ impl MistralRsBackend {
                 Device::new_cuda(ordinal).map_err(|e| load_error(&name, e))?
             }
         };
-        let (model, eos_token_ids) = match source {
+        // The KV pool's size in tokens, where it is known (GGUF on CUDA).
+        let (model, eos_token_ids, pool_tokens) = match source {
             ModelSource::Builtin(builtin) => {
                 let builtin = *builtin;
                 let path = tokio::task::spawn_blocking(move || builtin.ensure())
@@ -121,12 +122,14 @@ impl MistralRsBackend {
             ModelSource::Directory(dir) => (
                 load_text_model(&name, &dir.to_string_lossy(), options, &device).await?,
                 eos_ids_in(dir),
+                None,
             ),
             ModelSource::Hub(id) => (
                 load_text_model(&name, id, options, &device).await?,
                 hub_snapshot(id)
                     .map(|dir| eos_ids_in(&dir))
                     .unwrap_or_default(),
+                None,
             ),
         };
         if eos_token_ids.is_empty() {
@@ -145,7 +148,7 @@ impl MistralRsBackend {
             );
         }
         let one_at_a_time = options.device == DeviceSpec::Cpu;
-        Self::from_model(name, model, eos_token_ids, one_at_a_time)
+        Self::from_model(name, model, eos_token_ids, one_at_a_time, pool_tokens)
     }
 
     fn from_model(
@@ -153,6 +156,7 @@ impl MistralRsBackend {
         model: mistralrs::Model,
         eos_token_ids: Vec<u32>,
         one_at_a_time: bool,
+        pool_tokens: Option<usize>,
     ) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -161,9 +165,23 @@ impl MistralRsBackend {
             .build()
             .map_err(|e| load_error(&name, e))?;
         let handle = runtime.handle().clone();
-        let context_tokens = model
+        let window = model
             .max_sequence_length()
             .map_err(|e| load_error(&name, e))?;
+        // A sequence longer than the KV pool can never be scheduled (mistral.rs drops it
+        // unanswered): the pool bounds the window, so calls are shortened to fit it instead.
+        let context_tokens = match (window, pool_tokens) {
+            (Some(window), Some(pool)) if pool < window => {
+                tracing::warn!(
+                    model = %name,
+                    "the KV pool holds {pool} tokens, fewer than the model's {window}-token \
+                     window: one sequence's prompt and completion are held to {pool}"
+                );
+                Some(pool)
+            }
+            (None, pool) => pool,
+            (window, _) => window,
+        };
         Ok(Self {
             model: Arc::new(model),
             runtime: Some(runtime),
@@ -314,7 +332,7 @@ async fn load_gguf_files(
     path: &Path,
     options: &LoadOptions,
     device: &Device,
-) -> Result<(mistralrs::Model, Vec<u32>)> {
+) -> Result<(mistralrs::Model, Vec<u32>, Option<usize>)> {
     let (dir, files) = if path.is_dir() {
         let mut files: Vec<String> = std::fs::read_dir(path)
             .map_err(|e| Error::io(path, e))?
@@ -365,14 +383,22 @@ async fn load_gguf_files(
             paged,
         )
         .map_err(|e| load_error(name, e))?;
-    let eos_token_ids = pipeline.lock().await.get_metadata().eos_tok.clone();
+    let (eos_token_ids, pool_tokens) = {
+        let pipeline = pipeline.lock().await;
+        let metadata = pipeline.get_metadata();
+        let pool = metadata
+            .cache_config
+            .as_ref()
+            .map(|c| c.num_gpu_blocks * c.block_size);
+        (metadata.eos_tok.clone(), pool)
+    };
     let scheduler =
         scheduler_config(&pipeline, paged.is_some(), options.max_num_seqs, name).await?;
     let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
         .with_no_prefix_cache(!options.prefix_cache)
         .build()
         .await;
-    Ok((mistralrs::Model::new(runner), eos_token_ids))
+    Ok((mistralrs::Model::new(runner), eos_token_ids, pool_tokens))
 }
 
 async fn scheduler_config(
