@@ -39,6 +39,9 @@ for s in styles:
         r = json.loads(line)
         rows[r["id"]] = r
     rows = [r for r in rows.values() if not r.get("error")]
+    if not rows:
+        print(f"| {s} | no answered problems | | | |")
+        continue
     toks = [r["usage"]["completion_tokens"] for r in rows]
     cut = sum(r.get("stop_reason") == "max_tokens" for r in rows)
     right = sum(bool(r.get("correct")) for r in rows)

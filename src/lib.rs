@@ -104,19 +104,12 @@ impl Config {
                 .into_iter()
                 .map(|(key, model)| (format!("strategy.{key}"), model)),
         );
-        let mut default_pools: Vec<(String, ponder_engine::DeviceSpec)> = Vec::new();
+        let mut shares: Vec<(String, ponder_engine::DeviceSpec, f32)> = Vec::new();
         for (table, model) in tables {
             model.preflight().map_err(|message| Error::Config {
                 path: table.clone().into(),
                 message,
             })?;
-            // mistral.rs sizes a pool by share as `total * share - used`, the memory in use
-            // when the model loads: after a first model's default 90%, a second one's share
-            // comes out at nothing, and it fails to load at the first problem that needs it.
-            let by_default = model.backend == ponder_engine::BackendKind::Mistralrs
-                && matches!(model.device, ponder_engine::DeviceSpec::Cuda(_))
-                && model.paged_attention_tokens.is_none()
-                && model.gpu_memory_utilization.is_none();
             if let (ponder_engine::DeviceSpec::Cuda(_), ponder_engine::DeviceSpec::Cpu) =
                 (self.model.device, model.device)
             {
@@ -129,23 +122,32 @@ impl Config {
                     );
                 }
             }
-            if by_default {
-                if let Some((first, device)) = default_pools
+            // mistral.rs sizes a pool by share as `total * share - used`, the memory in use
+            // when the model loads, so a model loaded after one whose pool took a share as
+            // large as its own finds nothing left: it would fail to load at the first problem
+            // that needs it. Tables load in this order ([model] first).
+            let by_share = model.backend == ponder_engine::BackendKind::Mistralrs
+                && matches!(model.device, ponder_engine::DeviceSpec::Cuda(_))
+                && model.paged_attention_tokens.is_none();
+            if by_share {
+                let share = model
+                    .gpu_memory_utilization
+                    .unwrap_or(ponder_engine::DEFAULT_GPU_MEMORY_UTILIZATION);
+                if let Some((first, device, taken)) = shares
                     .iter()
-                    .find(|(_, device)| *device == model.device)
+                    .find(|(_, device, taken)| *device == model.device && share <= *taken)
                 {
                     return Err(Error::Config {
                         path: table.into(),
                         message: format!(
-                            "runs on {device} beside {first}, both with the default KV pool \
-                             (gpu_memory_utilization = 0.9, counted from the memory in use when \
-                             each loads): the second to load would find none left. Give each \
-                             its paged_attention_tokens, or {first} a gpu_memory_utilization \
-                             that leaves room for this model's weights and pool"
+                            "runs on {device} after {first}, whose KV pool fills the GPU to \
+                             gpu_memory_utilization = {taken}; this one's share ({share}) counts \
+                             from the memory in use when it loads, so it would find none left. \
+                             Give it paged_attention_tokens, or {first} a smaller share"
                         ),
                     });
                 }
-                default_pools.push((table, model.device));
+                shares.push((table, model.device, share));
             }
         }
         Ok(())
@@ -502,7 +504,7 @@ source = \"smollm2-135m\"
     }
 
     #[test]
-    fn two_models_on_one_gpu_with_the_default_kv_pool_are_refused_before_loading() {
+    fn a_second_model_whose_kv_share_the_first_took_is_refused_before_loading() {
         let config = |scorer_model: &str| {
             parse_str::<Config>(
                 &format!(
@@ -520,13 +522,25 @@ source = \"smollm2-135m\"
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("strategy.scorer.model: runs on cuda:0 beside [model], both with the default KV pool"),
+            err.starts_with(
+                "strategy.scorer.model: runs on cuda:0 after [model], whose KV pool fills the GPU \
+                 to gpu_memory_utilization = 0.9; this one's share (0.9)"
+            ),
             "{err}"
         );
+        // So does a smaller share of its own: it counts from what the first left.
+        let err = config(
+            "{ source = \"smollm2-135m\", device = \"cuda:0\", gpu_memory_utilization = 0.5 }",
+        )
+        .preflight()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("this one's share (0.5)"), "{err}");
         // A pool of its own, another GPU, or the CPU: nothing to refuse.
         for model in [
             "{ source = \"smollm2-135m\", device = \"cuda:0\", paged_attention_tokens = 65536 }",
             "{ source = \"smollm2-135m\", device = \"cuda:1\" }",
+            "{ source = \"smollm2-135m\", device = \"cuda:0\", gpu_memory_utilization = 0.95 }",
             "\"smollm2-135m\"",
         ] {
             config(model).preflight().unwrap();

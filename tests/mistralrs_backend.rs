@@ -626,7 +626,8 @@ fn choices_written_before_the_deadline_come_back_when_a_later_one_is_stuck_in_a_
     let ids =
         block_on(backend.tokenize(TokenizeInput::Piece("Once upon a time, there was"))).unwrap();
     let prompt_len = ids.len();
-    let wall = Duration::from_secs(3);
+    // Time for the first choice (a few tokens) even on a loaded machine.
+    let wall = Duration::from_secs(8);
     let started = std::time::Instant::now();
     let firsts = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&firsts);

@@ -62,7 +62,9 @@ pub use grader::{grade_candidates, CandidateGrades, Grader, MathGrader};
 pub use metered::{Meter, Metered};
 #[cfg(feature = "mistralrs")]
 pub use mistralrs_backend::MistralRsBackend;
-pub use model_config::{BackendKind, DeviceSpec, KvPool, LoadOptions, ModelConfig, Urls};
+pub use model_config::{
+    BackendKind, DeviceSpec, KvPool, LoadOptions, ModelConfig, Urls, DEFAULT_GPU_MEMORY_UTILIZATION,
+};
 pub use openai::{OpenAiBackend, OpenAiOptions};
 pub use problem::{CodeTask, Problem};
 pub use runner::{Allocation, ResultLine, RunSummary, Runner, TriageNote};

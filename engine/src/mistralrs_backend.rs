@@ -116,7 +116,7 @@ impl MistralRsBackend {
                 load_gguf_files(&name, &path, options, &device).await?
             }
             ModelSource::GgufFile(path) => load_gguf_files(&name, path, options, &device).await?,
-            ModelSource::Directory(dir) if has_gguf(dir) => {
+            ModelSource::Directory(dir) if crate::models::has_gguf(dir) => {
                 load_gguf_files(&name, dir, options, &device).await?
             }
             ModelSource::Directory(dir) => (
@@ -317,14 +317,6 @@ impl MistralRsBackend {
     }
 }
 
-fn has_gguf(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries
-            .flatten()
-            .any(|e| e.path().extension().is_some_and(|x| x == "gguf"))
-    })
-}
-
 /// Loads GGUF weights (a file, or every `.gguf` in a directory) with F32 activations on CPU:
 /// the builder's automatic choice there is F16, which candle runs slower.
 async fn load_gguf_files(
@@ -386,10 +378,12 @@ async fn load_gguf_files(
     let (eos_token_ids, pool_tokens) = {
         let pipeline = pipeline.lock().await;
         let metadata = pipeline.get_metadata();
+        // One block of the pool is PagedAttention's null block, never handed out
+        // (paged_attention/block_pool.rs).
         let pool = metadata
             .cache_config
             .as_ref()
-            .map(|c| c.num_gpu_blocks * c.block_size);
+            .map(|c| c.num_gpu_blocks.saturating_sub(1) * c.block_size);
         (metadata.eos_tok.clone(), pool)
     };
     let scheduler =
@@ -492,14 +486,10 @@ async fn load_text_model(
 ) -> Result<mistralrs::Model> {
     // mistral.rs 0.8.1's TextModelBuilder ignores `with_device` and loads on its best device,
     // cuda:0: another GPU is refused rather than left silently unused.
-    if let DeviceSpec::Cuda(ordinal @ 1..) = options.device {
+    if let Some(reason) = crate::model_config::ordinal_refused(options.device, false) {
         return Err(Error::ModelSource {
             source_name: name.to_string(),
-            reason: format!(
-                "a safetensors model or hub id loads on cuda:0 whatever the ordinal (mistral.rs \
-                 0.8.1); to run it on GPU {ordinal}, set CUDA_VISIBLE_DEVICES={ordinal} and \
-                 device = \"cuda:0\" (GGUF files take any ordinal)"
-            ),
+            reason,
         });
     }
     let mut builder = mistralrs::TextModelBuilder::new(id)
@@ -823,7 +813,8 @@ impl MistralRsBackend {
 
 /// How long past its deadline a call of several choices on the CPU waits for a later choice
 /// before it returns those written: less than the meters' grace, after which the whole call
-/// would be dropped.
+/// would be dropped. (What the choice given up spent, its prefill and the one token that ends
+/// it, is not known, so not counted.)
 const LATER_CHOICE_GRACE: Duration = Duration::from_secs(1);
 const _: () = assert!(LATER_CHOICE_GRACE.as_millis() < crate::metered::DEADLINE_GRACE.as_millis());
 

@@ -102,6 +102,20 @@ impl Default for KvPool {
 /// The share of GPU memory ponder sizes the KV pool to by default (vLLM's default too).
 pub const DEFAULT_GPU_MEMORY_UTILIZATION: f32 = 0.9;
 
+/// Why a model (GGUF or not) cannot load on `device`, if it cannot: mistral.rs 0.8.1's builder
+/// for safetensors models and hub ids ignores the device it is given and loads on cuda:0, so
+/// another GPU would be silently left unused.
+pub(crate) fn ordinal_refused(device: DeviceSpec, gguf: bool) -> Option<String> {
+    match device {
+        DeviceSpec::Cuda(ordinal @ 1..) if !gguf => Some(format!(
+            "a safetensors model or hub id loads on cuda:0 whatever the ordinal (mistral.rs \
+             0.8.1); to run it on GPU {ordinal}, set CUDA_VISIBLE_DEVICES={ordinal} and \
+             device = \"cuda:0\" (GGUF files take any ordinal)"
+        )),
+        _ => None,
+    }
+}
+
 impl LoadOptions {
     /// The defaults for `device`: 32 sequences at once on the CPU (where the backend sends one at a
     /// time anyway), 64 on CUDA (the KV pool, not this, bounds memory there); the prefix cache
@@ -504,7 +518,15 @@ impl ModelConfig {
         match self.backend {
             BackendKind::Openai => self.api_key().map(drop),
             BackendKind::Mistralrs => {
-                ModelSource::parse(&self.source).map_err(message)?;
+                let source = ModelSource::parse(&self.source).map_err(message)?;
+                let gguf = match &source {
+                    ModelSource::Hub(_) => false,
+                    ModelSource::Directory(dir) => crate::models::has_gguf(dir),
+                    ModelSource::Builtin(_) | ModelSource::GgufFile(_) => true,
+                };
+                if let Some(refused) = ordinal_refused(self.device, gguf) {
+                    return Err(refused);
+                }
                 match &options.chat_template {
                     Some(path) => std::fs::metadata(path)
                         .map(drop)
@@ -861,5 +883,29 @@ gpu_memory_utilization = 0.9",
         let err = read("gpu_memory_utilization = 1.5").unwrap_err();
         assert!(err.contains("gpu_memory_utilization = 1.5"), "{err}");
         read("gpu_memory_utilization = 0.5").unwrap();
+    }
+
+    #[test]
+    fn a_safetensors_model_on_a_second_gpu_is_refused_before_loading() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+        let table = |source: &str, device: usize| ModelConfig {
+            source: source.into(),
+            device: DeviceSpec::Cuda(device),
+            ..ModelConfig::default()
+        };
+        let safetensors = dir.path().to_string_lossy().into_owned();
+        for source in ["org/model", safetensors.as_str()] {
+            let err = table(source, 1).preflight().unwrap_err();
+            assert!(
+                err.contains("set CUDA_VISIBLE_DEVICES=1"),
+                "{source}: {err}"
+            );
+            table(source, 0).preflight().unwrap();
+        }
+        // GGUF weights take any ordinal.
+        table("smollm2-135m", 1).preflight().unwrap();
+        std::fs::write(dir.path().join("model.gguf"), "").unwrap();
+        table(&safetensors, 1).preflight().unwrap();
     }
 }
