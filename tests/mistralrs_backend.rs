@@ -658,6 +658,61 @@ fn choices_written_before_the_deadline_come_back_when_a_later_one_is_stuck_in_a_
     assert_eq!(counted.calls, 1);
 }
 
+/// A tiny Llama with Llama-2's SentencePiece vocabulary and random weights
+/// (`scripts/tiny_spm_model.sh`, fetched and written once, cached).
+fn tiny_sentencepiece_model() -> MistralRsBackend {
+    let script = common::repo::repo("scripts/tiny_spm_model.sh");
+    let out = std::process::Command::new(&script)
+        .output()
+        .expect("running scripts/tiny_spm_model.sh");
+    assert!(
+        out.status.success(),
+        "scripts/tiny_spm_model.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8(out.stdout).unwrap();
+    let source = ModelSource::parse(path.trim()).unwrap();
+    block_on(MistralRsBackend::load(&source, &LoadOptions::default())).unwrap()
+}
+
+#[test]
+fn a_sentencepiece_completion_keeps_its_leading_space() {
+    // SentencePiece decodes a token alone without the space it starts with, and mistral.rs
+    // trims a completion's leading whitespace: "I think" came back for " I think" after
+    // "Wait", so a continuation glued onto its prefix (budget forcing by resubmission, beam
+    // search's steps) read "WaitI think". (The fixture is fetched from the Python package
+    // index: CPU runs only, as the GPU machine has no network.)
+    if !matches!(common::device(), DeviceSpec::Cpu) {
+        return;
+    }
+    let backend = tiny_sentencepiece_model();
+    let prompt = block_on(backend.tokenize(TokenizeInput::Piece("Question: hi. Wait"))).unwrap();
+    // SentencePiece puts a space before the text it tokenizes: "▁I", "▁th", "ink", "▁so".
+    let said = block_on(backend.tokenize(TokenizeInput::Piece("I think so"))).unwrap();
+    let eos = backend.capabilities().eos_token_ids[0];
+    for alone in &said {
+        assert!(
+            !block_on(backend.detokenize(&[*alone]))
+                .unwrap()
+                .starts_with(' '),
+            "the tokens lose their space decoded alone"
+        );
+    }
+    let request = GenerationRequest::new(Prompt::Tokens(prompt.clone()))
+        .with_max_tokens(said.len() + 1)
+        .with_logits_processor(writes(said.clone(), eos));
+    let generation = block_on(backend.generate(request)).unwrap();
+    assert_eq!(generation.choices[0].text, " I think so");
+    // Several choices, one after another on the CPU: each keeps it.
+    let request = GenerationRequest::new(Prompt::Tokens(prompt))
+        .with_n(2)
+        .with_max_tokens(said.len() + 1)
+        .with_logits_processor(writes(said, eos));
+    let generation = block_on(backend.generate(request)).unwrap();
+    let texts: Vec<&str> = generation.choices.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(texts, [" I think so", " I think so"]);
+}
+
 #[test]
 fn a_problem_out_of_wall_time_answers_from_its_text_so_far_and_counts_it() {
     let backend = smollm_dyn();

@@ -26,7 +26,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -61,6 +61,9 @@ pub struct MistralRsBackend {
     requests: AtomicUsize,
     /// On the CPU: one sequence in the engine at a time (see the module docs).
     one_at_a_time: Option<Arc<Semaphore>>,
+    /// The tokenizer decodes a token alone without the space it starts with (SentencePiece:
+    /// Llama-2, Mistral, Gemma), so the tokens' texts cannot give a completion's leading space.
+    drops_lead_space: bool,
 }
 
 impl std::fmt::Debug for MistralRsBackend {
@@ -148,7 +151,33 @@ impl MistralRsBackend {
             );
         }
         let one_at_a_time = options.device == DeviceSpec::Cpu;
-        Self::from_model(name, model, eos_token_ids, one_at_a_time, pool_tokens)
+        let mut backend = Self::from_model(name, model, eos_token_ids, one_at_a_time, pool_tokens)?;
+        backend.drops_lead_space = backend.decodes_tokens_without_their_space().await?;
+        Ok(backend)
+    }
+
+    /// Whether a token decoded alone loses its leading space: "a b" tokenized, its last token
+    /// (" b") decoded alone reads "b" (SentencePiece's decoder strips one leading space; byte
+    /// level BPE keeps it).
+    async fn decodes_tokens_without_their_space(&self) -> Result<bool> {
+        let ids = self.tokenize_text("a b", false).await?;
+        match ids.as_slice() {
+            [_, .., last] => Ok(self.detokenize(&[*last]).await? == "b"),
+            _ => Ok(false),
+        }
+    }
+
+    /// The leading whitespace of generated `ids` (a completion's first tokens) written after
+    /// `prompt`: what decoding them after the prompt's last token adds, up to its first
+    /// non-space.
+    async fn lead_after(&self, prompt: &[u32], ids: &[u32]) -> Result<String> {
+        let Some(&last) = prompt.last() else {
+            return Ok(String::new());
+        };
+        let alone = self.detokenize(&[last]).await?;
+        let both = self.detokenize(&[&[last], ids].concat()).await?;
+        let added = both.strip_prefix(alone.as_str()).unwrap_or_default();
+        Ok(added[..added.len() - added.trim_start().len()].to_string())
     }
 
     fn from_model(
@@ -191,6 +220,7 @@ impl MistralRsBackend {
             eos_token_ids,
             requests: AtomicUsize::new(0),
             one_at_a_time: one_at_a_time.then(|| Arc::new(Semaphore::new(1))),
+            drops_lead_space: false,
         })
     }
 
@@ -593,6 +623,31 @@ impl CustomLogitsProcessor for EndWhenAbandoned {
     }
 }
 
+/// Keeps the first few ids a one-choice request generates (each call's context is the prompt and
+/// what was generated so far; the call after a prefix-cache hit, shorter, is skipped). Passes the
+/// logits through.
+struct FirstIds {
+    prompt_len: usize,
+    seen: Arc<Mutex<Vec<u32>>>,
+}
+
+/// How many first ids [`FirstIds`] keeps: enough to pass a few whitespace tokens.
+const FIRST_IDS: usize = 8;
+
+impl CustomLogitsProcessor for FirstIds {
+    fn apply(&self, logits: &Tensor, context: &[u32]) -> mistralrs::Result<Tensor> {
+        if let Some(generated) = context.get(self.prompt_len..) {
+            let generated = &generated[..generated.len().min(FIRST_IDS)];
+            if let Ok(mut seen) = self.seen.lock() {
+                if generated.len() > seen.len() {
+                    *seen = generated.to_vec();
+                }
+            }
+        }
+        Ok(logits.clone())
+    }
+}
+
 /// Marks a request abandoned when the future waiting for it is dropped.
 struct AbandonOnDrop(Arc<AtomicBool>);
 
@@ -731,6 +786,16 @@ impl MistralRsBackend {
         let _abandon = AbandonOnDrop(Arc::clone(&abandoned));
         let timed_out = Arc::new(AtomicBool::new(false));
         let mut processors = processors.to_vec();
+        // A one-choice request to a tokenizer whose tokens' texts lose their leading space:
+        // its first generated ids, to read the completion's leading whitespace from.
+        let first_ids = (self.drops_lead_space && n == 1).then(|| {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            processors.push(Arc::new(FirstIds {
+                prompt_len: prompt.len(),
+                seen: Arc::clone(&seen),
+            }) as Arc<dyn CustomLogitsProcessor>);
+            seen
+        });
         if let Some(&eos) = self.eos_token_ids.first() {
             processors.push(Arc::new(EndWhenAbandoned {
                 abandoned,
@@ -787,6 +852,18 @@ impl MistralRsBackend {
             .into_iter()
             .map(|c| convert_choice(c, &request.stop))
             .collect();
+        // mistral.rs trims the completion's leading whitespace and these tokens' texts do not
+        // hold it: read it from the first ids, so a continuation glued onto its prefix (" I
+        // think" after "Wait") keeps its space.
+        if let (Some(seen), [choice]) = (first_ids, choices.as_mut_slice()) {
+            let ids = seen.lock().map(|ids| ids.clone()).unwrap_or_default();
+            if !ids.is_empty() {
+                let lead = self.lead_after(&prompt[..], &ids).await?;
+                if !choice.text.starts_with(&lead) {
+                    choice.text.insert_str(0, &lead);
+                }
+            }
+        }
         // Ended at the deadline: cut there, not finished. Of several sequences, those still
         // decoding then ended on the forced end-of-sequence token, whose probability was 1 (log
         // 0) with every other token ruled out; one that had ended by itself keeps its reason.
