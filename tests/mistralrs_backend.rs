@@ -714,6 +714,37 @@ fn a_sentencepiece_completion_keeps_its_leading_space() {
 }
 
 #[test]
+fn math_shepherds_step_tag_is_read_where_a_sentencepiece_tokenizer_writes_it() {
+    // Llama-2's tokenizer reads " ки" alone as "▁▁", "ки" but writes the tag after a step as
+    // "▁ки": the PRM's reads were looked for at an id the scored text never held, and the
+    // text was then tokenized in pieces with the tag as two tokens the PRM never saw.
+    if !matches!(common::device(), DeviceSpec::Cpu) {
+        return;
+    }
+    let backend = tiny_sentencepiece_model();
+    let tag = block_on(ponder::prm::step_tag_ids(&backend, "ки")).unwrap();
+    let whole = block_on(backend.tokenize(TokenizeInput::Prompt(&Prompt::Text(
+        "What is 2+2+2? 2+2=4 ки\n4+2=6 ки".into(),
+    ))))
+    .unwrap();
+    let at_tag = |id: u32| whole.iter().filter(|&&w| w == id).count();
+    assert_eq!(tag.len(), 1, "{tag:?}");
+    assert_eq!(at_tag(tag[0]), 2, "{tag:?} in {whole:?}");
+    let alone = block_on(backend.tokenize(TokenizeInput::Piece(" ки"))).unwrap();
+    assert_eq!(
+        at_tag(*alone.last().unwrap()),
+        0,
+        "the tag alone: {alone:?}"
+    );
+    // On a byte-level BPE tokenizer it is the tag alone, as before.
+    let smollm = smollm_dyn();
+    assert_eq!(
+        block_on(ponder::prm::step_tag_ids(smollm.as_ref(), "ки")).unwrap(),
+        block_on(smollm.tokenize(TokenizeInput::Piece(" ки"))).unwrap()
+    );
+}
+
+#[test]
 fn a_problem_out_of_wall_time_answers_from_its_text_so_far_and_counts_it() {
     let backend = smollm_dyn();
     let strategy = Direct::new(DirectConfig {

@@ -48,5 +48,5 @@ pub use sandbox::{
     Isolation, Limits, Program, RunOutcome, RunReport, Sandbox, SandboxError, SandboxUser,
     SelfCheck, Stream, Termination, UNSHARE_FULL, UNSHARE_USER,
 };
-pub use token_prm::{PrmConfig, PrmFormat, PrmModel, TokenPrm};
+pub use token_prm::{step_tag_ids, PrmConfig, PrmFormat, PrmModel, TokenPrm};
 pub use vote::{groups, Group, Select, Selection};

@@ -249,9 +249,7 @@ impl TokenPrm {
                 // whole text does not show the tag once per step (a tag merged with its
                 // neighbour, or one in the text): a SentencePiece tokenizer that prepends "▁"
                 // to every text it is given would put a stray "▁" before every piece.
-                let tag = backend
-                    .tokenize(TokenizeInput::Piece(&format!(" {}", self.config.step_tag)))
-                    .await?;
+                let tag = step_tag_ids(backend, &self.config.step_tag).await?;
                 let mut text = question.trim().to_string();
                 for (i, step) in steps.iter().enumerate() {
                     text.push_str(if i == 0 { " " } else { "\n" });
@@ -369,6 +367,27 @@ impl TokenPrm {
             .into_iter()
             .map(|r| r.into_iter().map(|s| s.unwrap_or(0.5)).collect())
             .collect())
+    }
+}
+
+/// The ids Math-Shepherd's step tag is written as after a step: what tokenizing `"x {tag}"`
+/// adds to `"x"`. The tag alone with its space is not that on every tokenizer: Llama-2's
+/// SentencePiece reads `" ки"` as `"▁▁", "ки"` but `"4 ки"` ends in `"▁ки"`, the token the PRM
+/// was trained to read after (Mistral's reads both as ending in `"▁ки"`; byte-level BPE splits
+/// at the space either way).
+pub async fn step_tag_ids(backend: &dyn Backend, tag: &str) -> Result<Vec<u32>> {
+    let word = backend.tokenize(TokenizeInput::Piece("x")).await?;
+    let tagged = backend
+        .tokenize(TokenizeInput::Piece(&format!("x {tag}")))
+        .await?;
+    match tagged.strip_prefix(word.as_slice()) {
+        Some(added) if !added.is_empty() => Ok(added.to_vec()),
+        // "x" merged with what follows it: the tag alone.
+        _ => {
+            backend
+                .tokenize(TokenizeInput::Piece(&format!(" {tag}")))
+                .await
+        }
     }
 }
 
