@@ -700,9 +700,21 @@ fn a_sentencepiece_completion_keeps_its_leading_space() {
     }
     let request = GenerationRequest::new(Prompt::Tokens(prompt.clone()))
         .with_max_tokens(said.len() + 1)
-        .with_logits_processor(writes(said.clone(), eos));
+        .with_logits_processor(writes(said.clone(), eos))
+        .with_top_logprobs(1);
     let generation = block_on(backend.generate(request)).unwrap();
-    assert_eq!(generation.choices[0].text, " I think so");
+    let choice = &generation.choices[0];
+    assert_eq!(choice.text, " I think so");
+    // The tokens' own texts read as the completion does (what the router finds the answer's
+    // tokens by): " I", " th", "ink", " so", then the end of sequence.
+    let tokens: Vec<&str> = choice
+        .logprobs
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|l| l.token.as_str())
+        .collect();
+    assert_eq!(tokens[..said.len()].concat(), choice.text, "{tokens:?}");
     // Several choices, one after another on the CPU: each keeps it.
     let request = GenerationRequest::new(Prompt::Tokens(prompt))
         .with_n(2)

@@ -623,6 +623,29 @@ impl CustomLogitsProcessor for EndWhenAbandoned {
     }
 }
 
+/// Puts back the spaces a SentencePiece tokenizer's tokens lose decoded alone ("▁think" reads
+/// "think"), walking the completion's `text` (decoded whole, spaces kept after its start): a
+/// token found there after whitespace gets that whitespace. Stops at the first token not found
+/// where expected (a byte token, part of a character; the end of sequence). The tokens' texts
+/// then read as the completion does, for what finds spans by them (the router's answer tokens).
+fn restore_spaces(logprobs: &mut [TokenLogprob], text: &str) {
+    let mut rest = text;
+    for l in logprobs {
+        if let Some(after) = rest.strip_prefix(l.token.as_str()) {
+            rest = after;
+            continue;
+        }
+        let trimmed = rest.trim_start();
+        match trimmed.strip_prefix(l.token.as_str()) {
+            Some(after) if !l.token.is_empty() => {
+                l.token.insert_str(0, &rest[..rest.len() - trimmed.len()]);
+                rest = after;
+            }
+            _ => break,
+        }
+    }
+}
+
 /// Keeps the first few ids a one-choice request generates (each call's context is the prompt and
 /// what was generated so far; the call after a prefix-cache hit, shorter, is skipped). Passes the
 /// logits through.
@@ -659,8 +682,12 @@ impl Drop for AbandonOnDrop {
 
 const LN_10: f32 = std::f32::consts::LN_10;
 
-fn convert_choice(choice: mistralrs::core::CompletionChoice, stop: &[String]) -> Choice {
-    let logprobs: Vec<TokenLogprob> = choice
+fn convert_choice(
+    choice: mistralrs::core::CompletionChoice,
+    stop: &[String],
+    drops_lead_space: bool,
+) -> Choice {
+    let mut logprobs: Vec<TokenLogprob> = choice
         .logprobs
         .and_then(|l| l.content)
         .unwrap_or_default()
@@ -681,6 +708,9 @@ fn convert_choice(choice: mistralrs::core::CompletionChoice, stop: &[String]) ->
                 .collect(),
         })
         .collect();
+    if drops_lead_space {
+        restore_spaces(&mut logprobs, &choice.text);
+    }
     // mistral.rs trims leading whitespace from completions; put it back from the tokens, so a
     // continuation glued onto its prefix reads as generated.
     let generated: String = logprobs.iter().map(|l| l.token.as_str()).collect();
@@ -850,7 +880,7 @@ impl MistralRsBackend {
         ordered.sort_by_key(|c| c.index);
         let mut choices: Vec<Choice> = ordered
             .into_iter()
-            .map(|c| convert_choice(c, &request.stop))
+            .map(|c| convert_choice(c, &request.stop, self.drops_lead_space))
             .collect();
         // mistral.rs trims the completion's leading whitespace and these tokens' texts do not
         // hold it: read it from the first ids, so a continuation glued onto its prefix (" I
@@ -861,6 +891,9 @@ impl MistralRsBackend {
                 let lead = self.lead_after(&prompt[..], &ids).await?;
                 if !choice.text.starts_with(&lead) {
                     choice.text.insert_str(0, &lead);
+                    if let Some(first) = choice.logprobs.as_mut().and_then(|l| l.first_mut()) {
+                        first.token.insert_str(0, &lead);
+                    }
                 }
             }
         }
