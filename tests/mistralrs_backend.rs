@@ -686,7 +686,6 @@ fn a_sentencepiece_completion_keeps_its_leading_space() {
         return;
     }
     let backend = tiny_sentencepiece_model();
-    let prompt = block_on(backend.tokenize(TokenizeInput::Piece("Question: hi. Wait"))).unwrap();
     // SentencePiece puts a space before the text it tokenizes: "▁I", "▁th", "ink", "▁so".
     let said = block_on(backend.tokenize(TokenizeInput::Piece("I think so"))).unwrap();
     let eos = backend.capabilities().eos_token_ids[0];
@@ -698,30 +697,61 @@ fn a_sentencepiece_completion_keeps_its_leading_space() {
             "the tokens lose their space decoded alone"
         );
     }
-    let request = GenerationRequest::new(Prompt::Tokens(prompt.clone()))
-        .with_max_tokens(said.len() + 1)
-        .with_logits_processor(writes(said.clone(), eos))
-        .with_top_logprobs(1);
-    let generation = block_on(backend.generate(request)).unwrap();
-    let choice = &generation.choices[0];
-    assert_eq!(choice.text, " I think so");
+    // The model writes `completion` after `prompt` (its ids as the two are tokenized
+    // together), with `stop`; the choice and its tokens' texts.
+    let write = |prompt: &str, completion: &str, stop: &[&str], n: usize| {
+        let before = block_on(backend.tokenize(TokenizeInput::Piece(prompt))).unwrap();
+        let whole =
+            block_on(backend.tokenize(TokenizeInput::Piece(&format!("{prompt}{completion}"))))
+                .unwrap();
+        let ids = whole
+            .strip_prefix(before.as_slice())
+            .expect("the prompt's ids first")
+            .to_vec();
+        let mut request = GenerationRequest::new(Prompt::Tokens(before))
+            .with_n(n)
+            .with_max_tokens(ids.len() + 1)
+            .with_logits_processor(writes(ids, eos))
+            .with_top_logprobs(1);
+        for s in stop {
+            request = request.with_stop(*s);
+        }
+        let generation = block_on(backend.generate(request)).unwrap();
+        generation
+            .choices
+            .into_iter()
+            .map(|c| {
+                let tokens: String = c
+                    .logprobs
+                    .iter()
+                    .flatten()
+                    .map(|l| l.token.as_str())
+                    .collect();
+                (c.text, tokens, c.stop_sequence)
+            })
+            .collect::<Vec<_>>()
+    };
+    let (text, tokens, _) = write("Question: hi. Wait", " I think so", &[], 1).remove(0);
+    assert_eq!(text, " I think so");
     // The tokens' own texts read as the completion does (what the router finds the answer's
-    // tokens by): " I", " th", "ink", " so", then the end of sequence.
-    let tokens: Vec<&str> = choice
-        .logprobs
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|l| l.token.as_str())
-        .collect();
-    assert_eq!(tokens[..said.len()].concat(), choice.text, "{tokens:?}");
+    // tokens by), then the end of sequence.
+    assert_eq!(tokens, " I think so</s>");
+    // Leading whitespace of several tokens, written once: an indented line of code, a
+    // newline. (A character written in byte tokens, as an emoji is in Llama-2's vocabulary,
+    // is missing from mistral.rs 0.8.1's completion text altogether.)
+    for (prompt, completion) in [("def f(x):\n", "    return x"), ("Answer:", "\n4 apples")] {
+        let (text, tokens, _) = write(prompt, completion, &[], 1).remove(0);
+        assert_eq!(text, completion);
+        assert_eq!(tokens, format!("{completion}</s>"));
+    }
+    // A stop string inside the leading whitespace cuts there.
+    let (text, _, stop) = write("Step one.", "\n\nStep two", &["\n\n"], 1).remove(0);
+    assert_eq!((text.as_str(), stop.as_deref()), ("", Some("\n\n")));
     // Several choices, one after another on the CPU: each keeps it.
-    let request = GenerationRequest::new(Prompt::Tokens(prompt))
-        .with_n(2)
-        .with_max_tokens(said.len() + 1)
-        .with_logits_processor(writes(said, eos));
-    let generation = block_on(backend.generate(request)).unwrap();
-    let texts: Vec<&str> = generation.choices.iter().map(|c| c.text.as_str()).collect();
+    let texts: Vec<String> = write("Question: hi. Wait", " I think so", &[], 2)
+        .into_iter()
+        .map(|(text, _, _)| text)
+        .collect();
     assert_eq!(texts, [" I think so", " I think so"]);
 }
 

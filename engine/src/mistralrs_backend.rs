@@ -630,7 +630,31 @@ impl CustomLogitsProcessor for EndWhenAbandoned {
 /// then read as the completion does, for what finds spans by them (the router's answer tokens).
 fn restore_spaces(logprobs: &mut [TokenLogprob], text: &str) {
     let mut rest = text;
+    // Byte tokens still to come of a character the text shows whole.
+    let mut bytes_left = 0;
     for l in logprobs {
+        // A character written in byte tokens (each decoded alone as U+FFFD): the first gets
+        // the character (and the whitespace before it), the others nothing.
+        if l.token == "\u{FFFD}" {
+            if bytes_left > 0 {
+                bytes_left -= 1;
+                l.token.clear();
+                continue;
+            }
+            let trimmed = rest.trim_start();
+            match trimmed.chars().next() {
+                // Only characters outside the vocabulary are written in bytes (none ASCII).
+                Some(c) if c.len_utf8() > 1 && c != '\u{FFFD}' => {
+                    let end = rest.len() - trimmed.len() + c.len_utf8();
+                    l.token = rest[..end].to_string();
+                    rest = &rest[end..];
+                    bytes_left = c.len_utf8() - 1;
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        bytes_left = 0;
         if let Some(after) = rest.strip_prefix(l.token.as_str()) {
             rest = after;
             continue;
@@ -682,10 +706,13 @@ impl Drop for AbandonOnDrop {
 
 const LN_10: f32 = std::f32::consts::LN_10;
 
+/// A mistral.rs choice as ponder's: the text with its leading whitespace (`lead` where read
+/// from the generated ids, else from the tokens' texts), cut at the first stop string.
 fn convert_choice(
     choice: mistralrs::core::CompletionChoice,
     stop: &[String],
     drops_lead_space: bool,
+    lead: Option<&str>,
 ) -> Choice {
     let mut logprobs: Vec<TokenLogprob> = choice
         .logprobs
@@ -708,18 +735,24 @@ fn convert_choice(
                 .collect(),
         })
         .collect();
-    if drops_lead_space {
-        restore_spaces(&mut logprobs, &choice.text);
-    }
-    // mistral.rs trims leading whitespace from completions; put it back from the tokens, so a
-    // continuation glued onto its prefix reads as generated.
-    let generated: String = logprobs.iter().map(|l| l.token.as_str()).collect();
-    let lead = &generated[..generated.len() - generated.trim_start().len()];
-    let mut text = if !lead.is_empty() && !choice.text.starts_with(lead) {
-        format!("{lead}{}", choice.text)
-    } else {
-        choice.text
+    // mistral.rs trims leading whitespace from completions; put it back, so a continuation
+    // glued onto its prefix reads as generated: from the tokens, unless read from the ids.
+    let mut text = match lead {
+        Some(lead) => format!("{lead}{}", choice.text),
+        None => {
+            let generated: String = logprobs.iter().map(|l| l.token.as_str()).collect();
+            let lead = &generated[..generated.len() - generated.trim_start().len()];
+            if !lead.is_empty() && !choice.text.starts_with(lead) {
+                format!("{lead}{}", choice.text)
+            } else {
+                choice.text
+            }
+        }
     };
+    if drops_lead_space {
+        restore_spaces(&mut logprobs, &text);
+    }
+    let generated: String = logprobs.iter().map(|l| l.token.as_str()).collect();
     let mut finish_reason = match choice.finish_reason.as_str() {
         "length" | "model_length" => FinishReason::Length,
         _ => FinishReason::Stop,
@@ -878,25 +911,29 @@ impl MistralRsBackend {
         };
         let mut ordered = completion.choices;
         ordered.sort_by_key(|c| c.index);
-        let mut choices: Vec<Choice> = ordered
-            .into_iter()
-            .map(|c| convert_choice(c, &request.stop, self.drops_lead_space))
-            .collect();
         // mistral.rs trims the completion's leading whitespace and these tokens' texts do not
         // hold it: read it from the first ids, so a continuation glued onto its prefix (" I
-        // think" after "Wait") keeps its space.
-        if let (Some(seen), [choice]) = (first_ids, choices.as_mut_slice()) {
-            let ids = seen.lock().map(|ids| ids.clone()).unwrap_or_default();
-            if !ids.is_empty() {
-                let lead = self.lead_after(&prompt[..], &ids).await?;
-                if !choice.text.starts_with(&lead) {
-                    choice.text.insert_str(0, &lead);
-                    if let Some(first) = choice.logprobs.as_mut().and_then(|l| l.first_mut()) {
-                        first.token.insert_str(0, &lead);
-                    }
+        // think" after "Wait") keeps its space. Best effort: without it (an error, the
+        // deadline) the lead is read from the tokens, as elsewhere.
+        let lead = match (first_ids, ordered.as_slice()) {
+            (Some(seen), [_]) => {
+                let ids = seen.lock().map(|ids| ids.clone()).unwrap_or_default();
+                let reading = self.lead_after(&prompt[..], &ids);
+                match request.deadline {
+                    _ if ids.is_empty() => None,
+                    Some(deadline) => tokio::time::timeout_at(deadline.into(), reading)
+                        .await
+                        .ok()
+                        .and_then(Result::ok),
+                    None => reading.await.ok(),
                 }
             }
-        }
+            _ => None,
+        };
+        let mut choices: Vec<Choice> = ordered
+            .into_iter()
+            .map(|c| convert_choice(c, &request.stop, self.drops_lead_space, lead.as_deref()))
+            .collect();
         // Ended at the deadline: cut there, not finished. Of several sequences, those still
         // decoding then ended on the forced end-of-sequence token, whose probability was 1 (log
         // 0) with every other token ruled out; one that had ended by itself keeps its reason.
