@@ -28,6 +28,26 @@ fn config(min: usize, max: usize, waits: usize) -> BudgetForcingConfig {
 }
 
 /// Greedy decoding of a toy model whose favourite next token is `want(generated)`.
+/// Budget forcing under `config` solving "What is 2 + 2?" on `backend` within `budget`: the
+/// solution and its details.
+async fn solved(
+    config: BudgetForcingConfig,
+    backend: &Arc<ponder_engine::scripted::ScriptedBackend>,
+    budget: ponder_engine::Budget,
+) -> (Solution, ForcingDetails) {
+    let strategy = BudgetForcing::new(config).unwrap();
+    let solution = ponder_engine::solve(
+        &strategy,
+        &Problem::new("p", "What is 2 + 2?"),
+        Arc::clone(backend) as Arc<dyn ponder_engine::Backend>,
+        budget,
+    )
+    .await
+    .unwrap();
+    let details = serde_json::from_value(solution.details.clone()).unwrap();
+    (solution, details)
+}
+
 fn decode(processor: &ForcingProcessor, want: impl Fn(&[u32]) -> u32, limit: usize) -> Vec<u32> {
     let prompt = [1u32, 2, 1];
     let mut context = prompt.to_vec();
@@ -129,7 +149,7 @@ fn a_wait_that_would_fill_the_cap_is_not_said() {
 #[tokio::test]
 async fn resubmitting_says_no_wait_that_would_fill_the_cap() {
     use ponder_engine::scripted::ScriptedBackend;
-    use ponder_engine::{Backend, Budget};
+    use ponder_engine::Budget;
 
     // Ten tokens of thinking (one a byte) that stop by themselves under a cap of 12: " Wait"
     // (five) would pass it, so the thinking ends as the model ended it.
@@ -137,21 +157,12 @@ async fn resubmitting_says_no_wait_that_would_fill_the_cap() {
         "abcdefghij</think>",
         "Final Answer: 4",
     ]));
-    let strategy = BudgetForcing::new(BudgetForcingConfig {
+    let config = BudgetForcingConfig {
         max_thinking_tokens: 12,
         max_waits: 1,
         ..BudgetForcingConfig::default()
-    })
-    .unwrap();
-    let solution = ponder_engine::solve(
-        &strategy,
-        &Problem::new("p", "What is 2 + 2?"),
-        Arc::clone(&backend) as Arc<dyn Backend>,
-        Budget::unlimited(),
-    )
-    .await
-    .unwrap();
-    let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    };
+    let (solution, details) = solved(config, &backend, Budget::unlimited()).await;
     assert_eq!(
         (details.thinking_tokens, details.waits, details.forced_end),
         (10, 0, false)
@@ -168,7 +179,7 @@ async fn resubmitting_says_no_wait_that_would_fill_the_cap() {
 #[tokio::test]
 async fn thinking_a_template_opens_is_not_opened_again() {
     use ponder_engine::scripted::ScriptedBackend;
-    use ponder_engine::{Backend, Budget};
+    use ponder_engine::Budget;
 
     let prefixes = |opening: &'static str| async move {
         // One wait: three calls (think, think on after " Wait", answer).
@@ -176,20 +187,11 @@ async fn thinking_a_template_opens_is_not_opened_again() {
             ScriptedBackend::new(vec!["2 + 2 is 4.</think>", " yes, 4.</think>", "4"])
                 .with_opening(opening),
         );
-        let strategy = BudgetForcing::new(BudgetForcingConfig {
+        let config = BudgetForcingConfig {
             max_waits: 1,
             ..BudgetForcingConfig::default()
-        })
-        .unwrap();
-        let solution = ponder_engine::solve(
-            &strategy,
-            &Problem::new("p", "What is 2 + 2?"),
-            Arc::clone(&backend) as Arc<dyn Backend>,
-            Budget::unlimited(),
-        )
-        .await
-        .unwrap();
-        let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
+        };
+        let (solution, details) = solved(config, &backend, Budget::unlimited()).await;
         assert_eq!(details.waits, 1);
         assert_eq!(solution.answer.as_deref(), Some("4"));
         // The assistant turn of each prompt sent (the meter sends them as tokens).
@@ -449,7 +451,7 @@ async fn a_budget_stop_before_the_answer_keeps_the_thinking_paid_for() {
 #[tokio::test]
 async fn a_wait_whose_call_the_budget_refused_is_not_counted_and_resubmissions_are() {
     use ponder_engine::scripted::ScriptedBackend;
-    use ponder_engine::{Backend, Budget};
+    use ponder_engine::Budget;
 
     // The model stops thinking at once every time; the minimum asks for waits. Two calls are
     // allowed: think, wait, think again (a resubmission), wait, and the third call is refused.
@@ -458,22 +460,13 @@ async fn a_wait_whose_call_the_budget_refused_is_not_counted_and_resubmissions_a
         " So 4.</think>",
         "4",
     ]));
-    let strategy = BudgetForcing::new(BudgetForcingConfig {
+    let config = BudgetForcingConfig {
         min_thinking_tokens: 100,
         mode: ForcingMode::Resubmit,
         ..BudgetForcingConfig::default()
-    })
-    .unwrap();
-    let solution = ponder_engine::solve(
-        &strategy,
-        &Problem::new("p", "What is 2 + 2?"),
-        Arc::clone(&backend) as Arc<dyn Backend>,
-        Budget::unlimited().with_max_calls(2),
-    )
-    .await
-    .unwrap();
+    };
+    let (solution, details) = solved(config, &backend, Budget::unlimited().with_max_calls(2)).await;
     assert_eq!(solution.stop_reason, StopReason::CallBudget);
-    let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
     // One wait was continued after; the second was never sent.
     assert_eq!(details.waits, 1, "{details:?}");
     assert_eq!(
@@ -498,7 +491,7 @@ async fn a_wait_whose_call_the_budget_refused_is_not_counted_and_resubmissions_a
 #[tokio::test]
 async fn resubmitted_thinking_leaves_the_answer_room_in_the_context_window() {
     use ponder_engine::scripted::ScriptedBackend;
-    use ponder_engine::{Backend, Budget};
+    use ponder_engine::Budget;
 
     let config = BudgetForcingConfig {
         max_thinking_tokens: 100,
@@ -506,35 +499,19 @@ async fn resubmitted_thinking_leaves_the_answer_room_in_the_context_window() {
         mode: ForcingMode::Resubmit,
         ..BudgetForcingConfig::default()
     };
-    let problem = Problem::new("p", "What is 2 + 2?");
-    let solve = |backend: Arc<ScriptedBackend>| {
-        let strategy = BudgetForcing::new(config.clone()).unwrap();
-        let problem = problem.clone();
-        async move {
-            ponder_engine::solve(
-                &strategy,
-                &problem,
-                backend as Arc<dyn Backend>,
-                Budget::unlimited(),
-            )
-            .await
-            .unwrap()
-        }
-    };
     // The first prompt's length (a token a byte), from a run without a window.
     let measure = Arc::new(ScriptedBackend::new(vec!["x</think>", "4"]));
-    solve(Arc::clone(&measure)).await;
+    solved(config.clone(), &measure, Budget::unlimited()).await;
     let first = measure.prompt_tokens(&measure.requests()[0].prompt);
     // Room for the delimiter, the cue (22 bytes) and 5 answer tokens, and 10 of thinking.
     let backend = Arc::new(
         ScriptedBackend::new(vec!["abcdefghijklmnopqrstuvwxyz</think>", "4"])
             .with_context(first + 27 + 10),
     );
-    let solution = solve(Arc::clone(&backend)).await;
+    let (solution, details) = solved(config.clone(), &backend, Budget::unlimited()).await;
     let requests = backend.requests();
     assert_eq!(requests.len(), 2, "thinking, then the answer");
     assert_eq!(requests[0].max_tokens, 10);
-    let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
     assert_eq!((details.thinking_tokens, details.forced_end), (10, true));
     assert_eq!(solution.answer.as_deref(), Some("4"));
 
@@ -542,20 +519,11 @@ async fn resubmitted_thinking_leaves_the_answer_room_in_the_context_window() {
     // so none is said (it would end the thinking at once, unanswered after).
     let backend =
         Arc::new(ScriptedBackend::new(vec!["abcdef</think>", "4"]).with_context(first + 27 + 10));
-    let strategy = BudgetForcing::new(BudgetForcingConfig {
+    let config = BudgetForcingConfig {
         min_thinking_tokens: 100,
-        ..config.clone()
-    })
-    .unwrap();
-    let solution = ponder_engine::solve(
-        &strategy,
-        &problem,
-        Arc::clone(&backend) as Arc<dyn Backend>,
-        Budget::unlimited(),
-    )
-    .await
-    .unwrap();
-    let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
+        ..config
+    };
+    let (solution, details) = solved(config, &backend, Budget::unlimited()).await;
     assert_eq!(
         (details.waits, details.thinking_tokens),
         (0, 6),
