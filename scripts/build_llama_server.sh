@@ -8,8 +8,8 @@
 #
 #   scripts/build_llama_server.sh            # prints e.g. /root/.cache/ponder/llama/0.3.36-x86-64-v3/llama-server
 set -euo pipefail
-version=0.3.36
-sha256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+. "$(dirname "$0")/llama_cpp_sdist.sh"
+version=$llama_cpp_version
 # Built for x86-64-v3 (AVX2, FMA, F16C, BMI2), as ponder's Rust is, not for the build machine:
 # a native build on a CPU with AMX (Sapphire Rapids) takes llama.cpp's AMX matmul path, which
 # segfaults at the first decode where the kernel has not granted AMX state (seen here).
@@ -25,10 +25,7 @@ if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "building llama-server $version in $work (about 5 minutes)" >&2
-python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python \
-  "llama-cpp-python==$version" -d "$work" >&2
-sdist=$work/llama_cpp_python-$version.tar.gz
-echo "$sha256  $sdist" | sha256sum --check --quiet >&2
+sdist=$(llama_cpp_sdist "$work")
 tar xzf "$sdist" -C "$work"
 if command -v cmake >/dev/null 2>&1; then
   cmake=cmake
