@@ -915,20 +915,19 @@ impl MistralRsBackend {
         // hold it: read it from the first ids, so a continuation glued onto its prefix (" I
         // think" after "Wait") keeps its space. Best effort: without it (an error, the
         // deadline) the lead is read from the tokens, as elsewhere.
-        let lead = match (first_ids, ordered.as_slice()) {
-            (Some(seen), [_]) => {
-                let ids = seen.lock().map(|ids| ids.clone()).unwrap_or_default();
-                let reading = self.lead_after(&prompt[..], &ids);
-                match request.deadline {
-                    _ if ids.is_empty() => None,
-                    Some(deadline) => tokio::time::timeout_at(deadline.into(), reading)
-                        .await
-                        .ok()
-                        .and_then(Result::ok),
-                    None => reading.await.ok(),
-                }
+        let ids = match (first_ids, ordered.as_slice()) {
+            (Some(seen), [_]) => seen.lock().map(|ids| ids.clone()).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let lead = match (ids.is_empty(), request.deadline) {
+            (true, _) => None,
+            (false, Some(deadline)) => {
+                tokio::time::timeout_at(deadline.into(), self.lead_after(&prompt[..], &ids))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
             }
-            _ => None,
+            (false, None) => self.lead_after(&prompt[..], &ids).await.ok(),
         };
         let mut choices: Vec<Choice> = ordered
             .into_iter()
