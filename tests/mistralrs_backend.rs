@@ -133,22 +133,54 @@ fn a_stop_sequence_stops_the_completion() {
         assert_eq!(done.choices[0].finish_reason, FinishReason::Stop);
         assert_eq!(done.choices[0].stop_sequence, None);
     }
-    // A two-word stop string (several tokens: mistral.rs matches it as text) and a one-word one
-    // (one token: mistral.rs matches only that exact token id, which misses " gamma"; ponder
-    // cuts the text itself).
+    // A two-word stop string (several tokens) and a one-word one (one token, written " gamma",
+    // another token: mistral.rs's own matching would have missed it and decoded on). Either
+    // ends the completion at the token after it, the end of sequence.
+    let words = |text: &str| block_on(backend.tokenize(TokenizeInput::Piece(text))).unwrap();
     for stop in ["gamma delta", "gamma"] {
         let stopped = block_on(backend.generate(request().with_stop(stop))).unwrap();
         let choice = &stopped.choices[0];
         assert_eq!(choice.text.trim(), "alpha beta", "stop {stop:?}");
         assert_eq!(choice.finish_reason, FinishReason::Stop);
         assert_eq!(choice.stop_sequence.as_deref(), Some(stop));
-        if stop.contains(' ') {
-            assert!(
-                choice.completion_tokens < free.choices[0].completion_tokens,
-                "generation went on past {stop:?}"
-            );
-        }
+        let through_stop = words(&format!("alpha beta {stop}")).len();
+        assert_eq!(
+            choice.completion_tokens,
+            through_stop + 1,
+            "stop {stop:?}: generation went on past it"
+        );
     }
+}
+
+/// A stop string after a character the model left unfinished (its first byte alone: invalid
+/// UTF-8). mistral.rs 0.8.1 cuts its text at the stop's byte offset in the raw bytes, but
+/// slices the lossily decoded string (where the stray byte became a 3-byte U+FFFD): a slice
+/// inside a character, a panic on the engine thread, and every request after it would fail.
+/// ponder matches stop strings itself; the engine never sees them.
+#[test]
+fn a_stop_after_a_broken_character_leaves_the_engine_working() {
+    let backend = smollm();
+    let eos = backend.capabilities().eos_token_ids[0];
+    let piece = |text: &str| block_on(backend.tokenize(TokenizeInput::Piece(text))).unwrap();
+    // A character SmolLM2's vocabulary writes in several tokens: its first token is part of it.
+    let character = piece("\u{9F98}");
+    assert!(character.len() >= 2, "one token: {character:?}");
+    let blank = piece("\n\n");
+    let ids = [&character[..1], &blank[..], &piece("more")[..]].concat();
+    let request = GenerationRequest::new(ask("Write anything."))
+        .with_max_tokens(ids.len() + 4)
+        .with_logits_processor(writes(ids, eos))
+        .with_stop("\n\n");
+    let stopped = block_on(backend.generate(request)).unwrap();
+    let choice = &stopped.choices[0];
+    assert_eq!(choice.text, "\u{FFFD}");
+    assert_eq!(choice.finish_reason, FinishReason::Stop);
+    assert_eq!(choice.stop_sequence.as_deref(), Some("\n\n"));
+    let after = block_on(
+        backend.generate(GenerationRequest::new(ask("What is 1 + 1?")).with_max_tokens(4)),
+    )
+    .unwrap();
+    assert!(after.choices[0].completion_tokens >= 1);
 }
 
 /// The ids a greedy choice generated, read from its top-1 log-probabilities (the request must

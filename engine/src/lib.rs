@@ -48,6 +48,8 @@ mod usage;
 
 #[cfg(feature = "mistralrs")]
 mod mistralrs_backend;
+#[cfg(feature = "mistralrs")]
+mod stop_strings;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod scripted;
 

@@ -12,6 +12,10 @@
 //! the end-of-sequence token: the request's sequences end at their next token instead of decoding
 //! on to `max_tokens` in the background (and, on the CPU, holding the engine's only turn).
 //!
+//! Stop strings are matched here, not by mistral.rs, whose matching can panic its engine
+//! thread (see `stop_strings.rs`): a processor before that last one ends a sequence at the token
+//! after a stop string.
+//!
 //! Concurrency: any number of `generate` calls may be in flight. On CUDA mistral.rs batches their
 //! sequences (up to `max_num_seqs`). On the CPU the engine decodes one sequence at a time: in
 //! mistral.rs 0.8.1 the CPU attention kernel for decoding (`flash_attn_cpu_single_q` in
@@ -47,6 +51,7 @@ use crate::backend::{
 use crate::error::{Error, Result};
 use crate::model_config::{DeviceSpec, KvPool, LoadOptions};
 use crate::models::ModelSource;
+use crate::stop_strings::{StopStrings, TokenBytes};
 use crate::usage::Usage;
 
 /// A mistral.rs model loaded in this process.
@@ -64,6 +69,19 @@ pub struct MistralRsBackend {
     /// The tokenizer decodes a token alone without the space it starts with (SentencePiece:
     /// Llama-2, Mistral, Gemma), so the tokens' texts cannot give a completion's leading space.
     drops_lead_space: bool,
+    /// What each token adds to a completion, for matching stop strings here rather than in
+    /// mistral.rs (see `stop_strings.rs`); without it (no `tokenizer.json` found for a
+    /// safetensors model) mistral.rs matches them.
+    token_bytes: Option<Arc<TokenBytes>>,
+}
+
+/// What loading a model gives besides the model.
+struct Loaded {
+    model: mistralrs::Model,
+    eos_token_ids: Vec<u32>,
+    /// The KV pool's size in tokens, where it is known (GGUF on CUDA).
+    pool_tokens: Option<usize>,
+    token_bytes: Option<TokenBytes>,
 }
 
 impl std::fmt::Debug for MistralRsBackend {
@@ -109,8 +127,7 @@ impl MistralRsBackend {
                 Device::new_cuda(ordinal).map_err(|e| load_error(&name, e))?
             }
         };
-        // The KV pool's size in tokens, where it is known (GGUF on CUDA).
-        let (model, eos_token_ids, pool_tokens) = match source {
+        let loaded = match source {
             ModelSource::Builtin(builtin) => {
                 let builtin = *builtin;
                 let path = tokio::task::spawn_blocking(move || builtin.ensure())
@@ -122,19 +139,32 @@ impl MistralRsBackend {
             ModelSource::Directory(dir) if crate::models::has_gguf(dir) => {
                 load_gguf_files(&name, dir, options, &device).await?
             }
-            ModelSource::Directory(dir) => (
-                load_text_model(&name, &dir.to_string_lossy(), options, &device).await?,
-                eos_ids_in(dir),
-                None,
-            ),
-            ModelSource::Hub(id) => (
-                load_text_model(&name, id, options, &device).await?,
-                hub_snapshot(id)
-                    .map(|dir| eos_ids_in(&dir))
-                    .unwrap_or_default(),
-                None,
-            ),
+            ModelSource::Directory(dir) => Loaded {
+                model: load_text_model(&name, &dir.to_string_lossy(), options, &device).await?,
+                eos_token_ids: eos_ids_in(dir),
+                pool_tokens: None,
+                token_bytes: token_bytes_in(&name, dir),
+            },
+            ModelSource::Hub(id) => {
+                let model = load_text_model(&name, id, options, &device).await?;
+                let snapshot = hub_snapshot(id);
+                Loaded {
+                    model,
+                    eos_token_ids: snapshot
+                        .as_deref()
+                        .map(eos_ids_in)
+                        .unwrap_or_default(),
+                    pool_tokens: None,
+                    token_bytes: snapshot.and_then(|dir| token_bytes_in(&name, &dir)),
+                }
+            }
         };
+        let Loaded {
+            model,
+            eos_token_ids,
+            pool_tokens,
+            token_bytes,
+        } = loaded;
         if eos_token_ids.is_empty() {
             tracing::warn!(
                 model = %name,
@@ -153,6 +183,7 @@ impl MistralRsBackend {
         let one_at_a_time = options.device == DeviceSpec::Cpu;
         let mut backend = Self::from_model(name, model, eos_token_ids, one_at_a_time, pool_tokens)?;
         backend.drops_lead_space = backend.decodes_tokens_without_their_space().await?;
+        backend.token_bytes = token_bytes.map(Arc::new);
         Ok(backend)
     }
 
@@ -221,6 +252,7 @@ impl MistralRsBackend {
             requests: AtomicUsize::new(0),
             one_at_a_time: one_at_a_time.then(|| Arc::new(Semaphore::new(1))),
             drops_lead_space: false,
+            token_bytes: None,
         })
     }
 
@@ -354,7 +386,7 @@ async fn load_gguf_files(
     path: &Path,
     options: &LoadOptions,
     device: &Device,
-) -> Result<(mistralrs::Model, Vec<u32>, Option<usize>)> {
+) -> Result<Loaded> {
     let (dir, files) = if path.is_dir() {
         let mut files: Vec<String> = std::fs::read_dir(path)
             .map_err(|e| Error::io(path, e))?
@@ -405,7 +437,7 @@ async fn load_gguf_files(
             paged,
         )
         .map_err(|e| load_error(name, e))?;
-    let (eos_token_ids, pool_tokens) = {
+    let (eos_token_ids, pool_tokens, token_bytes) = {
         let pipeline = pipeline.lock().await;
         let metadata = pipeline.get_metadata();
         // One block of the pool is PagedAttention's null block, never handed out
@@ -414,7 +446,13 @@ async fn load_gguf_files(
             .cache_config
             .as_ref()
             .map(|c| c.num_gpu_blocks.saturating_sub(1) * c.block_size);
-        (metadata.eos_tok.clone(), pool)
+        // What mistral.rs appends to a completion for each token.
+        let token_bytes = metadata.tok_env().map(|env| {
+            let trie = env.tok_trie();
+            let ids = 0..u32::try_from(trie.vocab_size()).unwrap_or(u32::MAX);
+            TokenBytes::from_trie_tokens(ids.map(|id| trie.token(id)))
+        });
+        (metadata.eos_tok.clone(), pool, token_bytes)
     };
     let scheduler =
         scheduler_config(&pipeline, paged.is_some(), options.max_num_seqs, name).await?;
@@ -422,7 +460,12 @@ async fn load_gguf_files(
         .with_no_prefix_cache(!options.prefix_cache)
         .build()
         .await;
-    Ok((mistralrs::Model::new(runner), eos_token_ids, pool_tokens))
+    Ok(Loaded {
+        model: mistralrs::Model::new(runner),
+        eos_token_ids,
+        pool_tokens,
+        token_bytes,
+    })
 }
 
 async fn scheduler_config(
@@ -462,6 +505,24 @@ fn paged_attention_config(
     mistralrs::core::PagedAttentionConfig::new(None, memory, mistralrs::core::PagedCacheType::Auto)
         .map(Some)
         .map_err(|e| load_error(name, e))
+}
+
+/// The token bytes of a safetensors model in `dir`, from its `tokenizer.json`; `None` (said)
+/// where there is none or it cannot be read: mistral.rs then matches stop strings itself.
+fn token_bytes_in(name: &str, dir: &Path) -> Option<TokenBytes> {
+    let path = dir.join("tokenizer.json");
+    match TokenBytes::from_tokenizer_json(&path) {
+        Ok(table) => Some(table),
+        Err(e) => {
+            tracing::warn!(
+                model = %name,
+                "{}: {e}; stop strings are matched by mistral.rs, whose matching can panic its \
+                 engine on a stop string after an unfinished character",
+                path.display()
+            );
+            None
+        }
+    }
 }
 
 /// The end-of-sequence ids a safetensors model declares: `eos_token_id` (one id or a list) of
@@ -613,13 +674,40 @@ impl CustomLogitsProcessor for EndWhenAbandoned {
         } else if !self.abandoned.load(Ordering::Relaxed) {
             return Ok(logits.clone());
         }
-        let mut values = vec![f32::NEG_INFINITY; logits.elem_count()];
-        if let Some(eos) = values.get_mut(self.eos as usize) {
-            *eos = 0.0;
-        } else {
-            return Ok(logits.clone());
+        Ok(only(logits, self.eos)?.unwrap_or_else(|| logits.clone()))
+    }
+}
+
+/// Logits that leave `id` the only choice (`None` for an id out of them).
+fn only(logits: &Tensor, id: u32) -> mistralrs::Result<Option<Tensor>> {
+    let mut values = vec![f32::NEG_INFINITY; logits.elem_count()];
+    let Some(value) = values.get_mut(id as usize) else {
+        return Ok(None);
+    };
+    *value = 0.0;
+    let forced = Tensor::from_vec(values, logits.shape(), logits.device())?;
+    Ok(Some(forced.to_dtype(logits.dtype())?))
+}
+
+/// Ends each sequence of a request at its next token once what it generated holds one of the
+/// request's stop strings (see `stop_strings.rs`); until then passes the logits through.
+struct EndAtStop {
+    stops: StopStrings,
+    prompt_len: usize,
+    eos: u32,
+}
+
+impl CustomLogitsProcessor for EndAtStop {
+    fn apply(&self, logits: &Tensor, context: &[u32]) -> mistralrs::Result<Tensor> {
+        // A context shorter than the prompt is the first call after a prefix-cache hit: nothing
+        // generated yet.
+        let generated = context.get(self.prompt_len..).unwrap_or_default();
+        if self.stops.reached(generated) {
+            if let Some(forced) = only(logits, self.eos)? {
+                return Ok(forced);
+            }
         }
-        Tensor::from_vec(values, logits.shape(), logits.device())?.to_dtype(logits.dtype())
+        Ok(logits.clone())
     }
 }
 
@@ -764,8 +852,9 @@ fn convert_choice(
     // Which stop sequence ended it: the first in the text (when mistral.rs ran past it), else
     // the one the generated tokens end with (mistral.rs leaves it out of the text).
     let mut stop_sequence = None;
+    let stop = stop.iter().filter(|s| !s.is_empty());
     if let Some((at, s)) = stop
-        .iter()
+        .clone()
         .filter_map(|s| text.find(s.as_str()).map(|at| (at, s)))
         .min_by_key(|(at, _)| *at)
     {
@@ -774,7 +863,6 @@ fn convert_choice(
         stop_sequence = Some(s.clone());
     } else if finish_reason == FinishReason::Stop {
         stop_sequence = stop
-            .iter()
             .filter_map(|s| generated.rfind(s.as_str()).map(|at| (at, s)))
             .max_by_key(|(at, _)| *at)
             .map(|(_, s)| s.clone());
@@ -820,6 +908,15 @@ impl MistralRsBackend {
         // token, with its true probability (alternatives then have none and are left out).
         // (mistral.rs decodes any temperature below 1e-7 greedily.)
         let greedy_logprobs = request.sampling.temperature < 1e-7 && request.top_logprobs.is_some();
+        let stops = match (&self.token_bytes, self.eos_token_ids.first()) {
+            (Some(tokens), Some(&eos)) => StopStrings::new(&request.stop, Arc::clone(tokens))
+                .map(|stops| EndAtStop {
+                    stops,
+                    prompt_len: prompt.len(),
+                    eos,
+                }),
+            _ => None,
+        };
         let sampling = SamplingParams {
             // mistral.rs reads a missing temperature as 1.0 (sampling); greedy needs an explicit 0.
             temperature: Some(if greedy_logprobs {
@@ -838,7 +935,16 @@ impl MistralRsBackend {
             frequency_penalty: None,
             presence_penalty: None,
             repetition_penalty: None,
-            stop_toks: (!request.stop.is_empty()).then(|| StopTokens::Seqs(request.stop.clone())),
+            // Matched here where the token bytes and an end-of-sequence id are known (see
+            // `stop_strings.rs`), else by mistral.rs.
+            stop_toks: match &stops {
+                Some(_) => None,
+                None => {
+                    let stop: Vec<String> =
+                        request.stop.iter().filter(|s| !s.is_empty()).cloned().collect();
+                    (!stop.is_empty()).then_some(StopTokens::Seqs(stop))
+                }
+            },
             max_len: Some(request.max_tokens),
             logits_bias: None,
             n_choices: n,
@@ -859,6 +965,9 @@ impl MistralRsBackend {
             }) as Arc<dyn CustomLogitsProcessor>);
             seen
         });
+        if let Some(stops) = stops {
+            processors.push(Arc::new(stops));
+        }
         if let Some(&eos) = self.eos_token_ids.first() {
             processors.push(Arc::new(EndWhenAbandoned {
                 abandoned,

@@ -1,0 +1,319 @@
+//! Stop strings matched by ponder as the model writes, for the in-process mistral.rs backend.
+//!
+//! mistral.rs 0.8.1 matches a request's stop strings against a sequence's raw bytes, then cuts
+//! the reply at the byte offset it found, in the *lossily decoded* text
+//! (`pipeline/sampling.rs`: `String::from_utf8_lossy(..)[..completion_bytes_pos]`). A character
+//! the model left unfinished before the stop (a byte-level token that is part of one, then
+//! something else) becomes U+FFFD, three bytes where the raw text had one or two: the cut lands
+//! inside a character, the engine thread panics, and every request after it fails. It also turns
+//! a stop string that is one token into a stop *id*, which misses the same word written with a
+//! leading space (another token), so generation runs on past it.
+//!
+//! So the backend does not hand mistral.rs its stop strings: a logits processor reads what each
+//! sequence has written, through the token bytes mistral.rs itself appends, and once a stop
+//! string is there it leaves the end-of-sequence token as the only choice. The sequence ends
+//! one token after the stop string, as mistral.rs's own matching would, and the backend cuts the
+//! reply at the stop string as before.
+
+use std::path::Path;
+use std::sync::Arc;
+
+/// How toktrie marks a special token's bytes (`TokTrie::SPECIAL_TOKEN_MARKER`).
+const SPECIAL_TOKEN_MARKER: u8 = 0xff;
+
+/// What each token id adds to a completion's text, as bytes, as mistral.rs appends them from its
+/// token trie: a byte-level token that is part of a character adds only its bytes, and a special
+/// token its text. (mistral.rs writes special tokens' texts into a completion only for a model
+/// whose chat template marks thinking, `<think>`/`</think>`; there a stop string such as
+/// `</think>` is one. Elsewhere a stop string found in a special token still ends the sequence,
+/// and the reply's stop is read from its tokens' texts.)
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TokenBytes {
+    data: Vec<u8>,
+    /// Where each token's bytes end in `data` (a token's start is the previous one's end).
+    ends: Vec<usize>,
+}
+
+impl TokenBytes {
+    /// The table of a vocabulary, its tokens' bytes given in id order.
+    pub(crate) fn new<B: AsRef<[u8]>>(tokens: impl IntoIterator<Item = B>) -> Self {
+        let mut table = Self::default();
+        for token in tokens {
+            table.data.extend_from_slice(token.as_ref());
+            table.ends.push(table.data.len());
+        }
+        table
+    }
+
+    /// The table of a token trie's tokens (toktrie's bytes, in id order): a special token's
+    /// marker (a leading 0xff) taken off its text.
+    pub(crate) fn from_trie_tokens<B: AsRef<[u8]>>(tokens: impl IntoIterator<Item = B>) -> Self {
+        Self::new(tokens.into_iter().map(|token| {
+            let token = token.as_ref();
+            match token.split_first() {
+                Some((&SPECIAL_TOKEN_MARKER, text)) => text.to_vec(),
+                _ => token.to_vec(),
+            }
+        }))
+    }
+
+    /// The table of a `tokenizer.json`, built the way mistral.rs builds its token trie from it
+    /// (toktrie's byte tokenizer, then each added token marked special made special).
+    pub(crate) fn from_tokenizer_json(path: &Path) -> Result<Self, String> {
+        let tokenizer = tokenizers::Tokenizer::from_file(path).map_err(|e| e.to_string())?;
+        let special: Vec<(u32, String)> = tokenizer
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, token)| token.special)
+            .map(|(id, token)| (id, token.content))
+            .collect();
+        let mut tokens = toktrie_hf_tokenizers::ByteTokenizer::from_tokenizer(tokenizer)
+            .map_err(|e| e.to_string())?
+            .token_bytes();
+        for (id, content) in special {
+            if let Some(token) = tokens.get_mut(id as usize) {
+                if token.first() != Some(&SPECIAL_TOKEN_MARKER) {
+                    *token = [&[SPECIAL_TOKEN_MARKER], content.as_bytes()].concat();
+                }
+            }
+        }
+        Ok(Self::from_trie_tokens(tokens))
+    }
+
+    /// The bytes `id` adds (none for an id out of the vocabulary).
+    pub(crate) fn get(&self, id: u32) -> &[u8] {
+        let id = id as usize;
+        match self.ends.get(id) {
+            Some(&end) => {
+                let start = if id == 0 { 0 } else { self.ends[id - 1] };
+                &self.data[start..end]
+            }
+            None => &[],
+        }
+    }
+}
+
+/// A request's stop strings, matched against what a sequence has generated.
+#[derive(Debug, Clone)]
+pub(crate) struct StopStrings {
+    stops: Vec<Vec<u8>>,
+    longest: usize,
+    tokens: Arc<TokenBytes>,
+}
+
+impl StopStrings {
+    /// `stops` read through `tokens`; `None` when there is no stop string to look for (empty
+    /// ones are none).
+    pub(crate) fn new(stops: &[String], tokens: Arc<TokenBytes>) -> Option<Self> {
+        let stops: Vec<Vec<u8>> = stops
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
+        let longest = stops.iter().map(Vec::len).max()?;
+        Some(Self {
+            stops,
+            longest,
+            tokens,
+        })
+    }
+
+    /// Whether the text of `generated` (a sequence's ids after its prompt) holds a stop string.
+    /// Only its end is read: a stop string written before its last token would have ended it
+    /// already.
+    pub(crate) fn reached(&self, generated: &[u32]) -> bool {
+        let Some(&last) = generated.last() else {
+            return false;
+        };
+        // Enough of the end to hold a stop string that ends in the last token.
+        let wanted = self.longest + self.tokens.get(last).len();
+        let mut from = generated.len();
+        let mut held = 0;
+        while from > 0 && held < wanted {
+            from -= 1;
+            held += self.tokens.get(generated[from]).len();
+        }
+        let tail: Vec<u8> = generated[from..]
+            .iter()
+            .flat_map(|&id| self.tokens.get(id).iter().copied())
+            .collect();
+        self.stops
+            .iter()
+            .any(|stop| tail.windows(stop.len()).any(|w| w == stop.as_slice()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A toy vocabulary: id 0 "\n", 1 "\n\n", 2 "Step", 3 " one", 4 the first byte of "é" alone,
+    /// 5 a special token (nothing), 6 "Wait", 7 " Wait".
+    fn toy() -> Arc<TokenBytes> {
+        let tokens: [&[u8]; 8] = [
+            b"\n", b"\n\n", b"Step", b" one", &[0xc3], b"", b"Wait", b" Wait",
+        ];
+        Arc::new(TokenBytes::new(tokens))
+    }
+
+    fn stops(stops: &[&str]) -> StopStrings {
+        let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
+        StopStrings::new(&stops, toy()).unwrap()
+    }
+
+    #[test]
+    fn a_special_tokens_marker_is_taken_off_its_text() {
+        let table = TokenBytes::from_trie_tokens([&b"a"[..], b"\xff</think>", b"", b"\xff"]);
+        assert_eq!(table.get(0), b"a");
+        assert_eq!(table.get(1), b"</think>");
+        assert_eq!(table.get(2), b"");
+        assert_eq!(table.get(3), b"");
+    }
+
+    /// A byte-level BPE `tokenizer.json` (GPT-2's byte alphabet: "Ġ" a space, "Ċ" a newline,
+    /// "Ã" the byte 0xc3) with an added special token and an added plain one.
+    const BYTE_LEVEL: &str = r#"{
+      "version": "1.0", "truncation": null, "padding": null,
+      "added_tokens": [
+        {"id": 5, "content": "<|im_end|>", "single_word": false, "lstrip": false,
+         "rstrip": false, "normalized": false, "special": true},
+        {"id": 6, "content": "</think>", "single_word": false, "lstrip": false,
+         "rstrip": false, "normalized": false, "special": false},
+        {"id": 7, "content": "plain", "single_word": false, "lstrip": false,
+         "rstrip": false, "normalized": true, "special": false}
+      ],
+      "normalizer": null,
+      "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+                        "use_regex": true},
+      "post_processor": null,
+      "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true,
+                  "use_regex": true},
+      "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                "vocab": {"a": 0, "Ġa": 1, "Ċ": 2, "Ã": 3, "ĠĊĊ": 4}, "merges": []}
+    }"#;
+
+    /// A SentencePiece-style one: "▁" a space, byte tokens `<0x..>`.
+    const SENTENCEPIECE: &str = r#"{
+      "version": "1.0", "truncation": null, "padding": null,
+      "added_tokens": [
+        {"id": 0, "content": "<unk>", "single_word": false, "lstrip": false,
+         "rstrip": false, "normalized": false, "special": true}
+      ],
+      "normalizer": null, "pre_tokenizer": null, "post_processor": null,
+      "decoder": {"type": "Sequence", "decoders": [
+        {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+        {"type": "ByteFallback"}, {"type": "Fuse"},
+        {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+      "model": {"type": "BPE", "dropout": null, "unk_token": "<unk>",
+                "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+                "vocab": {"<unk>": 0, "<0x0A>": 1, "<0xC3>": 2, "▁the": 3, "the": 4},
+                "merges": []}
+    }"#;
+
+    fn from_json(json: &str) -> TokenBytes {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, json).unwrap();
+        TokenBytes::from_tokenizer_json(&path).unwrap()
+    }
+
+    #[test]
+    fn a_byte_level_tokenizer_json_gives_each_tokens_bytes() {
+        let table = from_json(BYTE_LEVEL);
+        assert_eq!(table.get(0), b"a");
+        assert_eq!(table.get(1), b" a");
+        assert_eq!(table.get(2), b"\n");
+        assert_eq!(table.get(3), &[0xc3]);
+        assert_eq!(table.get(4), b" \n\n");
+        assert_eq!(table.get(5), b"<|im_end|>");
+        assert_eq!(table.get(6), b"</think>");
+        assert_eq!(table.get(7), b"plain");
+        assert_eq!(table.get(8), b"");
+    }
+
+    #[test]
+    fn a_sentencepiece_tokenizer_json_gives_each_tokens_bytes() {
+        let table = from_json(SENTENCEPIECE);
+        assert_eq!(table.get(0), b"<unk>");
+        assert_eq!(table.get(1), b"\n");
+        assert_eq!(table.get(2), &[0xc3]);
+        assert_eq!(table.get(3), b" the");
+        assert_eq!(table.get(4), b"the");
+    }
+
+    #[test]
+    fn a_tokenizer_json_that_is_not_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        assert!(TokenBytes::from_tokenizer_json(&path).is_err());
+        std::fs::write(&path, "{}").unwrap();
+        assert!(TokenBytes::from_tokenizer_json(&path).is_err());
+    }
+
+    #[test]
+    fn token_bytes_are_read_by_id() {
+        let table = toy();
+        assert_eq!(table.get(0), b"\n");
+        assert_eq!(table.get(3), b" one");
+        assert_eq!(table.get(4), &[0xc3]);
+        assert_eq!(table.get(5), b"");
+        assert_eq!(table.get(7), b" Wait");
+        assert_eq!(table.get(8), b"");
+        assert_eq!(table.get(u32::MAX), b"");
+    }
+
+    #[test]
+    fn a_stop_string_is_found_in_one_token_or_across_several() {
+        let blank = stops(&["\n\n"]);
+        assert!(!blank.reached(&[]));
+        assert!(!blank.reached(&[2, 3]));
+        assert!(!blank.reached(&[2, 3, 0]));
+        assert!(blank.reached(&[2, 3, 1]));
+        assert!(blank.reached(&[2, 3, 0, 0]));
+        // A special token between the two newlines adds nothing to the text.
+        assert!(blank.reached(&[2, 0, 5, 0]));
+        // After a character left unfinished.
+        assert!(blank.reached(&[4, 1]));
+        assert!(!blank.reached(&[4, 0]));
+    }
+
+    #[test]
+    fn a_word_is_found_with_or_without_its_leading_space() {
+        let wait = stops(&["Wait"]);
+        assert!(wait.reached(&[2, 6]));
+        assert!(wait.reached(&[2, 7]));
+        assert!(!wait.reached(&[2, 3]));
+        let spaced = stops(&[" Wait"]);
+        assert!(spaced.reached(&[2, 7]));
+        assert!(spaced.reached(&[3, 0, 7]));
+        assert!(!spaced.reached(&[0, 6]));
+    }
+
+    #[test]
+    fn any_of_several_stop_strings_ends_it() {
+        let both = stops(&["one", "\n\n"]);
+        assert!(both.reached(&[2, 3]));
+        assert!(both.reached(&[6, 1]));
+        assert!(!both.reached(&[6, 7, 0]));
+    }
+
+    #[test]
+    fn the_end_read_reaches_back_past_short_tokens() {
+        // "Step one\nStep one" written a token at a time: the stop string spans five tokens.
+        let long = stops(&["one\nStep one"]);
+        assert!(!long.reached(&[2, 3, 0, 2]));
+        assert!(long.reached(&[2, 3, 0, 2, 3]));
+    }
+
+    #[test]
+    fn empty_stop_strings_are_none() {
+        assert!(StopStrings::new(&[], toy()).is_none());
+        assert!(StopStrings::new(&[String::new()], toy()).is_none());
+        let one = StopStrings::new(&[String::new(), "one".into()], toy()).unwrap();
+        assert!(!one.reached(&[2]));
+        assert!(one.reached(&[3]));
+    }
+}
