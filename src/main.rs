@@ -700,7 +700,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         summary.resumed.to_string(),
         summary.solved.to_string(),
         summary.errors.to_string(),
-        summary.not_started.to_string(),
+        (summary.not_started + summary.halted.as_ref().map_or(0, |h| h.not_started)).to_string(),
         summary.cut_short.to_string(),
         accuracy,
         spent.to_string(),
@@ -740,6 +740,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             summary.not_started + summary.cut_short,
             summary.not_started,
             summary.cut_short
+        );
+    }
+    if let Some(halt) = &summary.halted {
+        bail!(
+            "the run stopped starting problems when the inference engine went away ({}): {} \
+             not started; finished problems are recorded, and running the same command again \
+             resumes (retrying the {} that failed)",
+            halt.error,
+            halt.not_started,
+            summary.errors
         );
     }
     // A run with failures exits non-zero (after its summary), so a script sees it.

@@ -48,10 +48,10 @@ mod usage;
 
 #[cfg(feature = "mistralrs")]
 mod mistralrs_backend;
-#[cfg(feature = "mistralrs")]
-mod stop_strings;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod scripted;
+#[cfg(feature = "mistralrs")]
+mod stop_strings;
 
 pub use backend::{
     Backend, Capabilities, Choice, FinishReason, Generation, GenerationRequest, LogitsProcessor,
@@ -69,7 +69,7 @@ pub use model_config::{
 };
 pub use openai::{OpenAiBackend, OpenAiOptions};
 pub use problem::{CodeTask, Problem};
-pub use runner::{Allocation, ResultLine, RunSummary, Runner, TriageNote};
+pub use runner::{Allocation, Halt, ResultLine, RunSummary, Runner, TriageNote};
 pub use scorer::{score_checked, Scorer};
 pub use seeded::{seed_for, Seeded};
 pub use solution::{Candidate, Solution, StopReason, Trace};

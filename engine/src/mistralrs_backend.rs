@@ -150,10 +150,7 @@ impl MistralRsBackend {
                 let snapshot = hub_snapshot(id);
                 Loaded {
                     model,
-                    eos_token_ids: snapshot
-                        .as_deref()
-                        .map(eos_ids_in)
-                        .unwrap_or_default(),
+                    eos_token_ids: snapshot.as_deref().map(eos_ids_in).unwrap_or_default(),
                     pool_tokens: None,
                     token_bytes: snapshot.and_then(|dir| token_bytes_in(&name, &dir)),
                 }
@@ -909,12 +906,13 @@ impl MistralRsBackend {
         // (mistral.rs decodes any temperature below 1e-7 greedily.)
         let greedy_logprobs = request.sampling.temperature < 1e-7 && request.top_logprobs.is_some();
         let stops = match (&self.token_bytes, self.eos_token_ids.first()) {
-            (Some(tokens), Some(&eos)) => StopStrings::new(&request.stop, Arc::clone(tokens))
-                .map(|stops| EndAtStop {
+            (Some(tokens), Some(&eos)) => {
+                StopStrings::new(&request.stop, Arc::clone(tokens)).map(|stops| EndAtStop {
                     stops,
                     prompt_len: prompt.len(),
                     eos,
-                }),
+                })
+            }
             _ => None,
         };
         let sampling = SamplingParams {
@@ -940,8 +938,12 @@ impl MistralRsBackend {
             stop_toks: match &stops {
                 Some(_) => None,
                 None => {
-                    let stop: Vec<String> =
-                        request.stop.iter().filter(|s| !s.is_empty()).cloned().collect();
+                    let stop: Vec<String> = request
+                        .stop
+                        .iter()
+                        .filter(|s| !s.is_empty())
+                        .cloned()
+                        .collect();
                     (!stop.is_empty()).then_some(StopTokens::Seqs(stop))
                 }
             },

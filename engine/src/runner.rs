@@ -215,6 +215,19 @@ pub struct RunSummary {
     /// Under [`Allocation::Triage`]: problems of this run whose first stage asked for the second
     /// but the run's budget ran out first; their first stage's answer is recorded.
     pub first_only: usize,
+    /// Set when the inference engine went away during the run ([`Error::EngineGone`]: its
+    /// thread died): the run started no problem (or later stage) after that, and says so here.
+    pub halted: Option<Halt>,
+}
+
+/// Why a run stopped starting problems before its set was done, and how many it left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Halt {
+    /// The error that stopped it.
+    pub error: String,
+    /// Problems (and, under [`Allocation::Triage`], later stages) not started after it; a
+    /// rerun of the same command resumes them.
+    pub not_started: usize,
 }
 
 impl RunSummary {
@@ -237,6 +250,9 @@ pub struct Runner {
     identity: Option<serde_json::Value>,
     events: Option<Arc<dyn EventSink>>,
     seed: Option<u64>,
+    /// Set in a run once a problem failed because the inference engine went away: no problem
+    /// starts after it, since each would only fail the same way.
+    halted: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -267,6 +283,7 @@ impl Runner {
             identity: None,
             events: None,
             seed: None,
+            halted: std::sync::Mutex::new(None),
         }
     }
 
@@ -345,6 +362,9 @@ impl Runner {
         on_line: impl FnMut(&ResultLine),
     ) -> Result<RunSummary> {
         let started = Instant::now();
+        if let Ok(mut halted) = self.halted.lock() {
+            *halted = None;
+        }
         let staged = match self.allocation {
             Allocation::Triage => Some(self.strategy.staged().ok_or_else(|| {
                 Error::StrategyConfig {
@@ -482,6 +502,9 @@ impl Runner {
         sink.ledger.check()?;
         sink.ledger.sync()?;
         let mut summary = sink.summary;
+        if let Some(halt) = &mut summary.halted {
+            halt.error = self.halted_by().unwrap_or_default();
+        }
         summary.spent = sink.ledger.spent();
         summary.wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(summary)
@@ -503,6 +526,9 @@ impl Runner {
             .map(|problem| {
                 let meter = Arc::clone(run_meter);
                 async move {
+                    if self.halted_by().is_some() {
+                        return Outcome::Halted;
+                    }
                     if run_exhausted(&meter) {
                         return Outcome::NotStarted;
                     }
@@ -642,25 +668,50 @@ impl Runner {
                 solution.usage = usage;
                 self.finish(problem, solution).await
             }
-            Err(error) => ResultLine {
-                id: problem.id.clone(),
-                strategy: self.strategy.name().to_string(),
-                answer: None,
-                reference: problem.reference.clone(),
-                correct: None,
-                usage,
-                stop_reason: None,
-                details: serde_json::Value::Null,
-                completion: String::new(),
-                error: Some(error_chain(&error)),
-                allotted: None,
-                triage: None,
-                question_sha: Some(question_fingerprint(problem)),
-                cut_short: false,
-                candidates: None,
-                attempt: None,
-            },
+            Err(error) => {
+                self.note_failure(&error);
+                ResultLine {
+                    id: problem.id.clone(),
+                    strategy: self.strategy.name().to_string(),
+                    answer: None,
+                    reference: problem.reference.clone(),
+                    correct: None,
+                    usage,
+                    stop_reason: None,
+                    details: serde_json::Value::Null,
+                    completion: String::new(),
+                    error: Some(error_chain(&error)),
+                    allotted: None,
+                    triage: None,
+                    question_sha: Some(question_fingerprint(problem)),
+                    cut_short: false,
+                    candidates: None,
+                    attempt: None,
+                }
+            }
         }
+    }
+
+    /// Halts the run if `error` says the inference engine went away: every later problem
+    /// would fail the same way, each with a line of its own to redo.
+    fn note_failure(&self, error: &Error) {
+        if let Error::EngineGone { .. } = error {
+            if let Ok(mut halted) = self.halted.lock() {
+                if halted.is_none() {
+                    tracing::error!(
+                        "{}: no further problem is started; a rerun of the same command \
+                         resumes the run",
+                        error_chain(error)
+                    );
+                    *halted = Some(error_chain(error));
+                }
+            }
+        }
+    }
+
+    /// The error that halted this run, once one has.
+    fn halted_by(&self) -> Option<String> {
+        self.halted.lock().ok().and_then(|h| h.clone())
     }
 
     /// The result line of a solution (its usage filled in): its trace written, graded.

@@ -151,7 +151,14 @@ mod tests {
     /// 5 a special token (nothing), 6 "Wait", 7 " Wait".
     fn toy() -> Arc<TokenBytes> {
         let tokens: [&[u8]; 8] = [
-            b"\n", b"\n\n", b"Step", b" one", &[0xc3], b"", b"Wait", b" Wait",
+            b"\n",
+            b"\n\n",
+            b"Step",
+            b" one",
+            &[0xc3],
+            b"",
+            b"Wait",
+            b" Wait",
         ];
         Arc::new(TokenBytes::new(tokens))
     }

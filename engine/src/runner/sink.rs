@@ -57,6 +57,14 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
                 self.summary.not_started += 1;
                 return Ok(());
             }
+            Outcome::Halted => {
+                let halt = self.summary.halted.get_or_insert_with(|| super::Halt {
+                    error: String::new(),
+                    not_started: 0,
+                });
+                halt.not_started += 1;
+                return Ok(());
+            }
             Outcome::Cut(line) => {
                 // Its answer is what the run's budget left room for, not what the strategy
                 // would give: only what it spent is recorded, so a resumed run (with more
@@ -127,4 +135,6 @@ pub(super) enum Outcome {
     Cut(ResultLine),
     /// The run's budget was spent before it started.
     NotStarted,
+    /// Not started: the run was halted (the inference engine went away).
+    Halted,
 }

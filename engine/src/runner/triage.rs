@@ -299,7 +299,7 @@ impl Runner {
         match &mut first {
             First::Whole(Outcome::Done(line) | Outcome::Cut(line)) => line.attempt = Some(attempt),
             First::Pending(stage) => stage.attempt = Some(attempt),
-            First::Whole(Outcome::NotStarted) => {}
+            First::Whole(Outcome::NotStarted | Outcome::Halted) => {}
         }
         first
     }
@@ -378,6 +378,9 @@ impl Runner {
             .map(|problem| {
                 let meter = Arc::clone(run_meter);
                 async move {
+                    if self.halted_by().is_some() {
+                        return First::Whole(Outcome::Halted);
+                    }
                     if run_exhausted(&meter) {
                         return First::Whole(Outcome::NotStarted);
                     }
@@ -477,6 +480,13 @@ impl Runner {
                     queue.extend(deferred.drain(..));
                     progress = false;
                 }
+                None if self.halted_by().is_some() => {
+                    // Their last stages are kept in the side file for a resumed run.
+                    for _ in deferred.drain(..) {
+                        sink.take(Outcome::Halted)?;
+                    }
+                    break;
+                }
                 None => {
                     for (_, problem, first) in deferred.drain(..) {
                         let resource = exhausted(run_meter);
@@ -503,6 +513,10 @@ impl Runner {
     ) -> Second<'a> {
         let running = Running::enter(running);
         let meter = Arc::clone(run_meter);
+        if self.halted_by().is_some() {
+            // Its last stage is kept in the side file; a resumed run goes on from it.
+            return Second::Done(Outcome::Halted, false);
+        }
         if let Some(resource) = exhausted(&meter) {
             return self
                 .unaffordable(item, Some(resource), running.others(), started)

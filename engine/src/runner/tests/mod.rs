@@ -931,3 +931,94 @@ async fn a_problem_out_of_its_own_wall_time_is_recorded_not_taken_for_the_runs_b
     let lines = read_results(&out).unwrap();
     assert_eq!(lines[0].stop_reason, Some(StopReason::TimeBudget));
 }
+
+/// A backend whose engine dies after `alive` calls: every later call fails as the in-process
+/// backend's do once its engine thread is gone.
+struct DiesAfter {
+    inner: crate::scripted::ScriptedBackend,
+    alive: usize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Backend for DiesAfter {
+    async fn generate(
+        &self,
+        request: crate::backend::GenerationRequest,
+    ) -> Result<crate::backend::Generation> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) >= self.alive {
+            return Err(Error::EngineGone {
+                context: "no engine for the default model",
+            });
+        }
+        self.inner.generate(request).await
+    }
+
+    fn capabilities(&self) -> crate::backend::Capabilities {
+        self.inner.capabilities()
+    }
+}
+
+#[tokio::test]
+async fn a_run_whose_engine_went_away_starts_no_more_problems_and_resumes_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let problems = numbered(6);
+    let dying = Arc::new(DiesAfter {
+        inner: crate::scripted::ScriptedBackend::new(["7"; 6]),
+        alive: 2,
+        calls: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let summary = Runner::new(Arc::new(OneCall), Arc::clone(&dying) as Arc<dyn Backend>)
+        .run(&problems, &out, |_| {})
+        .await
+        .unwrap();
+    // Two solved, the third failed when the engine was gone, and none started after it.
+    assert_eq!((summary.solved, summary.errors), (2, 1));
+    let halt = summary.halted.unwrap();
+    assert_eq!(halt.not_started, 3);
+    assert!(
+        halt.error.contains("inference engine is gone"),
+        "{}",
+        halt.error
+    );
+    assert_eq!(dying.calls.load(Ordering::SeqCst), 3);
+    let lines = by_id(&out);
+    assert_eq!(lines.keys().collect::<Vec<_>>(), ["p1", "p2", "p3"]);
+    assert!(lines["p3"].error.as_deref().unwrap().contains("gone"));
+
+    // The same command again, the engine back: the failed one and those never started.
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(["7"; 4]));
+    let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+        .run(&problems, &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((summary.resumed, summary.solved, summary.errors), (2, 4, 0));
+    assert_eq!(summary.halted, None);
+    assert_eq!(backend.remaining(), 0);
+    assert_eq!(by_id(&out).len(), 6);
+}
+
+#[tokio::test]
+async fn concurrent_problems_in_flight_when_the_engine_went_away_are_recorded_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let problems = numbered(8);
+    let dying = Arc::new(DiesAfter {
+        inner: crate::scripted::ScriptedBackend::new(["7"; 8]),
+        alive: 0,
+        calls: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let summary = Runner::new(Arc::new(OneCall), dying as Arc<dyn Backend>)
+        .with_concurrency(3)
+        .run(&problems, &out, |_| {})
+        .await
+        .unwrap();
+    // However many had started before the first failure was seen, each is recorded, failed,
+    // and every problem is either recorded or counted as not started.
+    let halt = summary.halted.clone().unwrap();
+    assert_eq!(summary.solved, 0);
+    assert!((1..=3).contains(&summary.errors), "{summary:?}");
+    assert_eq!(summary.errors + halt.not_started, 8);
+    assert_eq!(read_results(&out).unwrap().len(), summary.errors);
+}
