@@ -183,6 +183,100 @@ fn a_stop_after_a_broken_character_leaves_the_engine_working() {
     assert!(after.choices[0].completion_tokens >= 1);
 }
 
+/// Makes the model write `ids` after a prompt of `prompt_len` tokens, then end: for a request
+/// sent to mistral.rs directly.
+struct RawWrites {
+    ids: Vec<u32>,
+    prompt_len: usize,
+    eos: u32,
+}
+
+impl mistralrs::CustomLogitsProcessor for RawWrites {
+    fn apply(
+        &self,
+        logits: &mistralrs::Tensor,
+        context: &[u32],
+    ) -> mistralrs::Result<mistralrs::Tensor> {
+        let next = self
+            .ids
+            .get(context.len().saturating_sub(self.prompt_len))
+            .copied()
+            .unwrap_or(self.eos);
+        let mut values = vec![f32::NEG_INFINITY; logits.elem_count()];
+        values[next as usize] = 0.0;
+        mistralrs::Tensor::from_vec(values, logits.shape(), logits.device())?
+            .to_dtype(logits.dtype())
+    }
+}
+
+/// mistral.rs restarts an engine whose thread panicked when it is next asked for its channel;
+/// ponder waits for the new one rather than sending to the dead one's. The panic: a stop string
+/// after an unfinished character, handed to mistral.rs directly (ponder no longer does).
+#[test]
+fn after_the_engine_thread_panics_the_next_request_is_answered() {
+    // An engine of its own: the panic fails whatever the engine holds at that moment.
+    let backend = block_on(MistralRsBackend::load(
+        &ModelSource::parse("smollm2-135m").unwrap(),
+        &common::options(),
+    ))
+    .unwrap();
+    let eos = backend.capabilities().eos_token_ids[0];
+    let piece = |text: &str| block_on(backend.tokenize(TokenizeInput::Piece(text))).unwrap();
+    let ids = [
+        &piece("\u{9F98}")[..1],
+        &piece("\n\n")[..],
+        &piece("more")[..],
+    ]
+    .concat();
+    let prompt = piece("Write anything.");
+    for round in 0..2 {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let mut sampling = mistralrs::SamplingParams::deterministic();
+        sampling.max_len = Some(8);
+        sampling.stop_toks = Some(mistralrs::StopTokens::Seqs(vec!["\n\n".into()]));
+        let request = mistralrs::NormalRequest {
+            messages: mistralrs::RequestMessage::CompletionTokens(prompt.clone()),
+            sampling_params: sampling,
+            response: tx,
+            return_logprobs: false,
+            is_streaming: false,
+            id: 1_000_000 + round,
+            constraint: mistralrs::Constraint::None,
+            suffix: None,
+            tools: None,
+            tool_choice: None,
+            logits_processors: Some(vec![Arc::new(RawWrites {
+                ids: ids.clone(),
+                prompt_len: prompt.len(),
+                eos,
+            })]),
+            return_raw_logits: false,
+            web_search_options: None,
+            model_id: None,
+            truncate_sequence: false,
+        };
+        let answered = block_on(async {
+            let sender = backend.model().inner().get_sender(None).unwrap();
+            sender
+                .send(mistralrs::Request::Normal(Box::new(request)))
+                .await
+                .unwrap();
+            while let Some(reply) = rx.recv().await {
+                if let mistralrs::Response::CompletionDone(_) = reply {
+                    return true;
+                }
+            }
+            false
+        });
+        assert!(!answered, "round {round}: mistral.rs no longer panics here");
+        let after = block_on(
+            backend.generate(GenerationRequest::new(ask("What is 1 + 1?")).with_max_tokens(4)),
+        )
+        .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(after.choices[0].completion_tokens >= 1);
+    }
+}
+
 /// The ids a greedy choice generated, read from its top-1 log-probabilities (the request must
 /// have asked for them).
 fn generated_ids(choice: &Choice) -> Vec<u32> {

@@ -274,13 +274,7 @@ impl MistralRsBackend {
         is_final: fn(&T) -> bool,
         turn: Option<OwnedSemaphorePermit>,
     ) -> Result<T> {
-        let sender = self
-            .model
-            .inner()
-            .get_sender(None)
-            .map_err(|_| Error::EngineGone {
-                context: "no engine for the default model",
-            })?;
+        let sender = self.sender().await?;
         let (done_tx, done_rx) = oneshot::channel();
         self.handle.spawn(async move {
             if sender.send(request).await.is_err() {
@@ -301,12 +295,43 @@ impl MistralRsBackend {
             }
             drop(turn);
         });
-        done_rx.await.map_err(|_| Error::EngineGone {
-            // mistral.rs's PagedAttention scheduler drops a waiting sequence the KV pool
-            // cannot take after 64 tries, with no reply.
-            context: "the engine closed a request without answering (on CUDA: a KV pool too \
-                      small for the sequences in flight; see paged_attention_tokens and \
-                      max_num_seqs)",
+        // Not the end of the engine: mistral.rs restarts one whose thread died (a panic) for
+        // the next request; and its PagedAttention scheduler drops a waiting sequence the KV
+        // pool cannot take after 64 tries, with no reply.
+        done_rx.await.map_err(|_| Error::Inference {
+            message: "the engine closed the request without answering: its thread stopped \
+                      (a panic, printed above; mistral.rs restarts it for the next request), or \
+                      on CUDA the KV pool is too small for the sequences in flight (see \
+                      paged_attention_tokens and max_num_seqs)"
+                .into(),
+        })
+    }
+
+    /// The engine's request channel. mistral.rs restarts an engine whose thread died (a
+    /// panic) when its channel is next asked for, but until the dead thread has finished it
+    /// still hands out the old channel, closed: then asked again, for up to a second.
+    async fn sender(&self) -> Result<mpsc::Sender<Request>> {
+        const TRIES: usize = 100;
+        for _ in 0..TRIES {
+            let sender = self
+                .model
+                .inner()
+                .get_sender(None)
+                .map_err(|e| Error::EngineGone {
+                    context: match e {
+                        mistralrs::core::MistralRsError::ModelNotFound(_) => {
+                            "no engine for the default model"
+                        }
+                        _ => "mistral.rs could not restart the engine after its thread stopped",
+                    },
+                })?;
+            if !sender.is_closed() {
+                return Ok(sender);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(Error::EngineGone {
+            context: "the engine's thread stopped and mistral.rs did not restart it",
         })
     }
 
