@@ -13,8 +13,9 @@ use ponder::Problem;
 
 /// The two tests share one engine; run them one at a time. (Seen once: while the budget test
 /// dropped in-flight judge requests, the other test's request was closed by the engine with no
-/// answer. Likely mistral.rs's panic on a stop string after an unfinished character, which
-/// fails every request the engine holds; ponder now matches stop strings itself.)
+/// answer. Not confirmed; one cause that fits is mistral.rs's panic on a stop string after an
+/// unfinished character, which fails every request the engine holds, and which ponder now
+/// avoids by matching stop strings itself.)
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn config() -> BeamSearchConfig {

@@ -1038,6 +1038,26 @@ fn greedy_log_probabilities_are_the_tokens_probabilities() {
     );
 }
 
+/// The tiny SentencePiece model has no chat template: mistral.rs 0.8.1 panics its engine
+/// rendering chat messages for it (`processing.rs`, `chat_template.unwrap()`); ponder refuses
+/// them, naming the model and what to do, and raw prompts still work.
+#[test]
+fn chat_messages_to_a_model_without_a_chat_template_are_refused_clearly() {
+    let backend = tiny_sentencepiece_model();
+    let error = block_on(backend.generate(GenerationRequest::new(ask("Hi")).with_max_tokens(2)))
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("tiny-llama-spm") && text.contains("no chat template"),
+        "{text}"
+    );
+    let raw = block_on(backend.generate(
+        GenerationRequest::new(Prompt::Text("Once upon a time".into())).with_max_tokens(2),
+    ))
+    .unwrap();
+    assert!(raw.choices[0].completion_tokens >= 1);
+}
+
 #[test]
 fn a_chat_template_that_cannot_be_read_is_named_before_loading() {
     let source = ModelSource::parse(&ModelConfig::default().source).unwrap();

@@ -73,6 +73,9 @@ pub struct MistralRsBackend {
     /// mistral.rs (see `stop_strings.rs`); without it (no `tokenizer.json` found for a
     /// safetensors model) mistral.rs matches them.
     token_bytes: Option<Arc<TokenBytes>>,
+    /// The model has no chat template (a GGUF file without one, none given): mistral.rs 0.8.1
+    /// panics its engine rendering chat messages then, so chat prompts are refused here.
+    no_chat_template: bool,
 }
 
 /// What loading a model gives besides the model.
@@ -82,6 +85,11 @@ struct Loaded {
     /// The KV pool's size in tokens, where it is known (GGUF on CUDA).
     pool_tokens: Option<usize>,
     token_bytes: Option<TokenBytes>,
+    /// Whether `token_bytes` was read apart from the engine (a safetensors model's
+    /// `tokenizer.json`), so is checked against it; a GGUF model's is the engine's own.
+    token_bytes_read_apart: bool,
+    /// Known to have no chat template (GGUF only; a safetensors model's is not looked at).
+    no_chat_template: bool,
 }
 
 impl std::fmt::Debug for MistralRsBackend {
@@ -144,6 +152,8 @@ impl MistralRsBackend {
                 eos_token_ids: eos_ids_in(dir),
                 pool_tokens: None,
                 token_bytes: token_bytes_in(&name, dir),
+                token_bytes_read_apart: true,
+                no_chat_template: false,
             },
             ModelSource::Hub(id) => {
                 let model = load_text_model(&name, id, options, &device).await?;
@@ -153,6 +163,8 @@ impl MistralRsBackend {
                     eos_token_ids: snapshot.as_deref().map(eos_ids_in).unwrap_or_default(),
                     pool_tokens: None,
                     token_bytes: snapshot.and_then(|dir| token_bytes_in(&name, &dir)),
+                    token_bytes_read_apart: true,
+                    no_chat_template: false,
                 }
             }
         };
@@ -161,6 +173,8 @@ impl MistralRsBackend {
             eos_token_ids,
             pool_tokens,
             token_bytes,
+            token_bytes_read_apart,
+            no_chat_template,
         } = loaded;
         if eos_token_ids.is_empty() {
             tracing::warn!(
@@ -179,8 +193,21 @@ impl MistralRsBackend {
         }
         let one_at_a_time = options.device == DeviceSpec::Cpu;
         let mut backend = Self::from_model(name, model, eos_token_ids, one_at_a_time, pool_tokens)?;
+        backend.no_chat_template = no_chat_template;
         backend.drops_lead_space = backend.decodes_tokens_without_their_space().await?;
-        backend.token_bytes = token_bytes.map(Arc::new);
+        if let Some(table) = token_bytes {
+            if !token_bytes_read_apart || backend.reads_like_the_engine(&table).await? {
+                backend.token_bytes = Some(Arc::new(table));
+            } else {
+                tracing::warn!(
+                    model = %backend.name,
+                    "the token bytes read for matching stop strings do not decode as the \
+                     engine's tokenizer does; stop strings are matched by mistral.rs, whose \
+                     matching can panic its engine on a stop string after an unfinished \
+                     character"
+                );
+            }
+        }
         Ok(backend)
     }
 
@@ -193,6 +220,23 @@ impl MistralRsBackend {
             [_, .., last] => Ok(self.detokenize(&[*last]).await? == "b"),
             _ => Ok(false),
         }
+    }
+
+    /// Whether `table` reads a text's tokens as the engine decodes them (a check that it is the
+    /// engine's tokenizer: a hub model's newest local snapshot may not be the one loaded). The
+    /// text is plain: a character some vocabularies write in byte tokens would differ anyway
+    /// (mistral.rs 0.8.1 leaves those out of a GGUF SentencePiece model's completions).
+    async fn reads_like_the_engine(&self, table: &TokenBytes) -> Result<bool> {
+        const PROBE: &str = "Step 1: 12 + 7 = 19.\n\nWait,  the answer's (x) fine.\n";
+        let ids = self.tokenize_text(PROBE, false).await?;
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|&id| table.visible(id).to_vec())
+            .collect();
+        let ours = String::from_utf8_lossy(&bytes);
+        let engine = self.detokenize(&ids).await?;
+        // A SentencePiece decoder drops the text's first space.
+        Ok(ours.trim_start() == engine.trim_start())
     }
 
     /// The leading whitespace of generated `ids` (a completion's first tokens) written after
@@ -250,6 +294,7 @@ impl MistralRsBackend {
             one_at_a_time: one_at_a_time.then(|| Arc::new(Semaphore::new(1))),
             drops_lead_space: false,
             token_bytes: None,
+            no_chat_template: false,
         })
     }
 
@@ -309,9 +354,10 @@ impl MistralRsBackend {
 
     /// The engine's request channel. mistral.rs restarts an engine whose thread died (a
     /// panic) when its channel is next asked for, but until the dead thread has finished it
-    /// still hands out the old channel, closed: then asked again, for up to a second.
+    /// still hands out the old channel, closed: then asked again, for up to ten seconds. Only
+    /// an engine mistral.rs cannot give is [`Error::EngineGone`].
     async fn sender(&self) -> Result<mpsc::Sender<Request>> {
-        const TRIES: usize = 100;
+        const TRIES: usize = 1000;
         for _ in 0..TRIES {
             let sender = self
                 .model
@@ -330,8 +376,9 @@ impl MistralRsBackend {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Err(Error::EngineGone {
-            context: "the engine's thread stopped and mistral.rs did not restart it",
+        Err(Error::Inference {
+            message: "the engine's thread stopped and mistral.rs had not restarted it after 10 s"
+                .into(),
         })
     }
 
@@ -339,6 +386,13 @@ impl MistralRsBackend {
         match prompt {
             Prompt::Tokens(ids) => Ok(ids.clone()),
             Prompt::Text(text) => self.tokenize_text(text, true).await,
+            Prompt::Chat { .. } if self.no_chat_template => Err(Error::ModelSource {
+                source_name: self.name.clone(),
+                reason: "the model has no chat template, so it cannot take chat messages: give \
+                         it one (`chat_template = \"path.jinja\"` in [model]) or prompt it with \
+                         raw text"
+                    .into(),
+            }),
             Prompt::Chat {
                 messages,
                 assistant_prefix,
@@ -459,8 +513,11 @@ async fn load_gguf_files(
             paged,
         )
         .map_err(|e| load_error(name, e))?;
-    let (eos_token_ids, pool_tokens, token_bytes) = {
+    let (eos_token_ids, pool_tokens, token_bytes, no_chat_template) = {
         let pipeline = pipeline.lock().await;
+        let no_chat_template = pipeline
+            .get_chat_template()
+            .is_none_or(|t| !t.has_chat_template());
         let metadata = pipeline.get_metadata();
         // One block of the pool is PagedAttention's null block, never handed out
         // (paged_attention/block_pool.rs).
@@ -474,7 +531,12 @@ async fn load_gguf_files(
             let ids = 0..u32::try_from(trie.vocab_size()).unwrap_or(u32::MAX);
             TokenBytes::from_trie_tokens(ids.map(|id| trie.token(id)))
         });
-        (metadata.eos_tok.clone(), pool, token_bytes)
+        (
+            metadata.eos_tok.clone(),
+            pool,
+            token_bytes,
+            no_chat_template,
+        )
     };
     let scheduler =
         scheduler_config(&pipeline, paged.is_some(), options.max_num_seqs, name).await?;
@@ -487,6 +549,8 @@ async fn load_gguf_files(
         eos_token_ids,
         pool_tokens,
         token_bytes,
+        token_bytes_read_apart: false,
+        no_chat_template,
     })
 }
 
@@ -530,8 +594,19 @@ fn paged_attention_config(
 }
 
 /// The token bytes of a safetensors model in `dir`, from its `tokenizer.json`; `None` (said)
-/// where there is none or it cannot be read: mistral.rs then matches stop strings itself.
+/// where there is none or it cannot be read, or where the end-of-sequence id ponder would force
+/// at a stop string does not come from `generation_config.json` (mistral.rs ends sequences on
+/// that file's ids, not on `config.json`'s): mistral.rs then matches stop strings itself.
 fn token_bytes_in(name: &str, dir: &Path) -> Option<TokenBytes> {
+    if eos_ids_of(&dir.join("generation_config.json")).is_empty() {
+        tracing::warn!(
+            model = %name,
+            "no eos_token_id in {}: stop strings are matched by mistral.rs, whose matching can \
+             panic its engine on a stop string after an unfinished character",
+            dir.join("generation_config.json").display()
+        );
+        return None;
+    }
     let path = dir.join("tokenizer.json");
     match TokenBytes::from_tokenizer_json(&path) {
         Ok(table) => Some(table),
@@ -550,26 +625,29 @@ fn token_bytes_in(name: &str, dir: &Path) -> Option<TokenBytes> {
 /// The end-of-sequence ids a safetensors model declares: `eos_token_id` (one id or a list) of
 /// its `generation_config.json`, else of its `config.json`.
 fn eos_ids_in(dir: &Path) -> Vec<u32> {
-    for file in ["generation_config.json", "config.json"] {
-        let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
-            continue;
-        };
-        let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
-            continue;
-        };
-        let ids: Vec<u32> = match &json["eos_token_id"] {
-            serde_json::Value::Number(n) => n.as_u64().into_iter().collect(),
-            serde_json::Value::Array(items) => items.iter().filter_map(|v| v.as_u64()).collect(),
-            _ => Vec::new(),
-        }
-        .into_iter()
-        .filter_map(|id| u32::try_from(id).ok())
-        .collect();
-        if !ids.is_empty() {
-            return ids;
-        }
+    ["generation_config.json", "config.json"]
+        .iter()
+        .map(|file| eos_ids_of(&dir.join(file)))
+        .find(|ids| !ids.is_empty())
+        .unwrap_or_default()
+}
+
+/// The `eos_token_id` (one id or a list) of a JSON file; none where it cannot be read.
+fn eos_ids_of(path: &Path) -> Vec<u32> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    match &json["eos_token_id"] {
+        serde_json::Value::Number(n) => n.as_u64().into_iter().collect(),
+        serde_json::Value::Array(items) => items.iter().filter_map(|v| v.as_u64()).collect(),
+        _ => Vec::new(),
     }
-    Vec::new()
+    .into_iter()
+    .filter_map(|id| u32::try_from(id).ok())
+    .collect()
 }
 
 /// The newest local snapshot of hub model `id` in the Hugging Face cache (`HF_HUB_CACHE`, else

@@ -11,9 +11,10 @@
 //!
 //! So the backend does not hand mistral.rs its stop strings: a logits processor reads what each
 //! sequence has written, through the token bytes mistral.rs itself appends, and once a stop
-//! string is there it leaves the end-of-sequence token as the only choice. The sequence ends
-//! one token after the stop string, as mistral.rs's own matching would, and the backend cuts the
-//! reply at the stop string as before.
+//! string is there it leaves the end-of-sequence token as the only choice. The sequence ends at
+//! the token after the stop string (where mistral.rs's matching of a stop string ended it too;
+//! a stop it took for one token id ended one token earlier), and the backend cuts the reply at
+//! the stop string as before.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,25 +23,29 @@ use std::sync::Arc;
 const SPECIAL_TOKEN_MARKER: u8 = 0xff;
 
 /// What each token id adds to a completion's text, as bytes, as mistral.rs appends them from its
-/// token trie: a byte-level token that is part of a character adds only its bytes, and a special
-/// token its text. (mistral.rs writes special tokens' texts into a completion only for a model
-/// whose chat template marks thinking, `<think>`/`</think>`; there a stop string such as
-/// `</think>` is one. Elsewhere a stop string found in a special token still ends the sequence,
-/// and the reply's stop is read from its tokens' texts.)
+/// token trie: a byte-level token that is part of a character adds only its bytes. A special
+/// token adds its text only where mistral.rs writes special tokens into a completion (a model
+/// whose chat template marks reasoning: `<think>`/`</think>`, Harmony, channel tags; or tools),
+/// else nothing: a stop string is looked for in both readings (`</think>` in the one, `"\n\n"`
+/// around a special token in the other).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TokenBytes {
     data: Vec<u8>,
     /// Where each token's bytes end in `data` (a token's start is the previous one's end).
     ends: Vec<usize>,
+    /// Which tokens are special.
+    special: Vec<bool>,
 }
 
 impl TokenBytes {
-    /// The table of a vocabulary, its tokens' bytes given in id order.
-    pub(crate) fn new<B: AsRef<[u8]>>(tokens: impl IntoIterator<Item = B>) -> Self {
+    /// The table of a vocabulary: each token's bytes (a special token's text), and whether it
+    /// is special, in id order.
+    pub(crate) fn new<B: AsRef<[u8]>>(tokens: impl IntoIterator<Item = (B, bool)>) -> Self {
         let mut table = Self::default();
-        for token in tokens {
+        for (token, special) in tokens {
             table.data.extend_from_slice(token.as_ref());
             table.ends.push(table.data.len());
+            table.special.push(special);
         }
         table
     }
@@ -51,8 +56,8 @@ impl TokenBytes {
         Self::new(tokens.into_iter().map(|token| {
             let token = token.as_ref();
             match token.split_first() {
-                Some((&SPECIAL_TOKEN_MARKER, text)) => text.to_vec(),
-                _ => token.to_vec(),
+                Some((&SPECIAL_TOKEN_MARKER, text)) => (text.to_vec(), true),
+                _ => (token.to_vec(), false),
             }
         }))
     }
@@ -80,7 +85,8 @@ impl TokenBytes {
         Ok(Self::from_trie_tokens(tokens))
     }
 
-    /// The bytes `id` adds (none for an id out of the vocabulary).
+    /// The bytes `id` adds where special tokens are written (none for an id out of the
+    /// vocabulary).
     pub(crate) fn get(&self, id: u32) -> &[u8] {
         let id = id as usize;
         match self.ends.get(id) {
@@ -89,6 +95,14 @@ impl TokenBytes {
                 &self.data[start..end]
             }
             None => &[],
+        }
+    }
+
+    /// The bytes `id` adds where special tokens are left out.
+    pub(crate) fn visible(&self, id: u32) -> &[u8] {
+        match self.special.get(id as usize) {
+            Some(true) => &[],
+            _ => self.get(id),
         }
     }
 }
@@ -118,28 +132,40 @@ impl StopStrings {
         })
     }
 
-    /// Whether the text of `generated` (a sequence's ids after its prompt) holds a stop string.
-    /// Only its end is read: a stop string written before its last token would have ended it
-    /// already.
+    /// Whether the text of `generated` (a sequence's ids after its prompt) holds a stop string,
+    /// with special tokens written or left out. Only its end is read: a stop string written
+    /// before its last token would have ended it already.
     pub(crate) fn reached(&self, generated: &[u32]) -> bool {
+        let tokens = &self.tokens;
+        [
+            self.tail(generated, |id| tokens.get(id)),
+            self.tail(generated, |id| tokens.visible(id)),
+        ]
+        .iter()
+        .any(|tail| {
+            self.stops
+                .iter()
+                .any(|stop| tail.windows(stop.len()).any(|w| w == stop.as_slice()))
+        })
+    }
+
+    /// The end of `generated`'s text, read through `bytes`: enough of it to hold a stop string
+    /// that ends in its last token.
+    fn tail<'t>(&self, generated: &[u32], bytes: impl Fn(u32) -> &'t [u8]) -> Vec<u8> {
         let Some(&last) = generated.last() else {
-            return false;
+            return Vec::new();
         };
-        // Enough of the end to hold a stop string that ends in the last token.
-        let wanted = self.longest + self.tokens.get(last).len();
+        let wanted = self.longest + bytes(last).len();
         let mut from = generated.len();
         let mut held = 0;
         while from > 0 && held < wanted {
             from -= 1;
-            held += self.tokens.get(generated[from]).len();
+            held += bytes(generated[from]).len();
         }
-        let tail: Vec<u8> = generated[from..]
+        generated[from..]
             .iter()
-            .flat_map(|&id| self.tokens.get(id).iter().copied())
-            .collect();
-        self.stops
-            .iter()
-            .any(|stop| tail.windows(stop.len()).any(|w| w == stop.as_slice()))
+            .flat_map(|&id| bytes(id).iter().copied())
+            .collect()
     }
 }
 
@@ -148,17 +174,18 @@ mod tests {
     use super::*;
 
     /// A toy vocabulary: id 0 "\n", 1 "\n\n", 2 "Step", 3 " one", 4 the first byte of "é" alone,
-    /// 5 a special token (nothing), 6 "Wait", 7 " Wait".
+    /// 5 a special token "<|x|>", 6 "Wait", 7 " Wait", 8 a special "</think>".
     fn toy() -> Arc<TokenBytes> {
-        let tokens: [&[u8]; 8] = [
-            b"\n",
-            b"\n\n",
-            b"Step",
-            b" one",
-            &[0xc3],
-            b"",
-            b"Wait",
-            b" Wait",
+        let tokens: [(&[u8], bool); 9] = [
+            (b"\n", false),
+            (b"\n\n", false),
+            (b"Step", false),
+            (b" one", false),
+            (&[0xc3], false),
+            (b"<|x|>", true),
+            (b"Wait", false),
+            (b" Wait", false),
+            (b"</think>", true),
         ];
         Arc::new(TokenBytes::new(tokens))
     }
@@ -171,10 +198,14 @@ mod tests {
     #[test]
     fn a_special_tokens_marker_is_taken_off_its_text() {
         let table = TokenBytes::from_trie_tokens([&b"a"[..], b"\xff</think>", b"", b"\xff"]);
-        assert_eq!(table.get(0), b"a");
-        assert_eq!(table.get(1), b"</think>");
+        assert_eq!((table.get(0), table.visible(0)), (&b"a"[..], &b"a"[..]));
+        assert_eq!(
+            (table.get(1), table.visible(1)),
+            (&b"</think>"[..], &b""[..])
+        );
         assert_eq!(table.get(2), b"");
         assert_eq!(table.get(3), b"");
+        assert!(table.special[3] && !table.special[2]);
     }
 
     /// A byte-level BPE `tokenizer.json` (GPT-2's byte alphabet: "Ġ" a space, "Ċ" a newline,
@@ -235,9 +266,19 @@ mod tests {
         assert_eq!(table.get(2), b"\n");
         assert_eq!(table.get(3), &[0xc3]);
         assert_eq!(table.get(4), b" \n\n");
-        assert_eq!(table.get(5), b"<|im_end|>");
-        assert_eq!(table.get(6), b"</think>");
-        assert_eq!(table.get(7), b"plain");
+        assert_eq!(
+            (table.get(5), table.visible(5)),
+            (&b"<|im_end|>"[..], &b""[..])
+        );
+        // toktrie takes every added token written `<...>` for special, as mistral.rs does.
+        assert_eq!(
+            (table.get(6), table.visible(6)),
+            (&b"</think>"[..], &b""[..])
+        );
+        assert_eq!(
+            (table.get(7), table.visible(7)),
+            (&b"plain"[..], &b"plain"[..])
+        );
         assert_eq!(table.get(8), b"");
     }
 
@@ -266,9 +307,10 @@ mod tests {
         assert_eq!(table.get(0), b"\n");
         assert_eq!(table.get(3), b" one");
         assert_eq!(table.get(4), &[0xc3]);
-        assert_eq!(table.get(5), b"");
+        assert_eq!((table.get(5), table.visible(5)), (&b"<|x|>"[..], &b""[..]));
         assert_eq!(table.get(7), b" Wait");
-        assert_eq!(table.get(8), b"");
+        assert_eq!(table.visible(7), b" Wait");
+        assert_eq!((table.get(9), table.visible(9)), (&b""[..], &b""[..]));
         assert_eq!(table.get(u32::MAX), b"");
     }
 
@@ -280,8 +322,11 @@ mod tests {
         assert!(!blank.reached(&[2, 3, 0]));
         assert!(blank.reached(&[2, 3, 1]));
         assert!(blank.reached(&[2, 3, 0, 0]));
-        // A special token between the two newlines adds nothing to the text.
+        // A special token between the two newlines: where mistral.rs leaves it out of the text.
         assert!(blank.reached(&[2, 0, 5, 0]));
+        let special = stops(&["\n<|x|>"]);
+        assert!(special.reached(&[2, 0, 5]));
+        assert!(!special.reached(&[2, 0, 3]));
         // After a character left unfinished.
         assert!(blank.reached(&[4, 1]));
         assert!(!blank.reached(&[4, 0]));
@@ -297,6 +342,16 @@ mod tests {
         assert!(spaced.reached(&[2, 7]));
         assert!(spaced.reached(&[3, 0, 7]));
         assert!(!spaced.reached(&[0, 6]));
+    }
+
+    #[test]
+    fn a_stop_string_that_is_a_special_token_is_found() {
+        let close = stops(&["</think>"]);
+        assert!(close.reached(&[2, 3, 8]));
+        assert!(!close.reached(&[2, 3, 5]));
+        // A special token's text does not hide the plain text around it.
+        let wait = stops(&["one\nWait"]);
+        assert!(wait.reached(&[3, 0, 8, 6]));
     }
 
     #[test]
