@@ -795,6 +795,8 @@ struct EndAtStop {
     stops: StopStrings,
     prompt_len: usize,
     eos: u32,
+    /// The stop string it ended a sequence at (the first, for a request of several).
+    found: Arc<Mutex<Option<String>>>,
 }
 
 impl CustomLogitsProcessor for EndAtStop {
@@ -802,8 +804,11 @@ impl CustomLogitsProcessor for EndAtStop {
         // A context shorter than the prompt is the first call after a prefix-cache hit: nothing
         // generated yet.
         let generated = context.get(self.prompt_len..).unwrap_or_default();
-        if self.stops.reached(generated) {
+        if let Some(stop) = self.stops.found(generated) {
             if let Some(forced) = only(logits, self.eos)? {
+                if let Ok(mut found) = self.found.lock() {
+                    found.get_or_insert_with(|| stop.to_string());
+                }
                 return Ok(forced);
             }
         }
@@ -1014,6 +1019,7 @@ impl MistralRsBackend {
                     stops,
                     prompt_len: prompt.len(),
                     eos,
+                    found: Arc::new(Mutex::new(None)),
                 })
             }
             _ => None,
@@ -1070,6 +1076,7 @@ impl MistralRsBackend {
             }) as Arc<dyn CustomLogitsProcessor>);
             seen
         });
+        let stop_found = stops.as_ref().map(|s| Arc::clone(&s.found));
         if let Some(stops) = stops {
             processors.push(Arc::new(stops));
         }
@@ -1147,6 +1154,16 @@ impl MistralRsBackend {
             .into_iter()
             .map(|c| convert_choice(c, &request.stop, self.drops_lead_space, lead.as_deref()))
             .collect();
+        // One choice that ended at a stop string its text does not show (its leading space lost
+        // with the completion's, a stop read across a special token): it stopped there all the
+        // same. (Of several at once, which one ended where is not known.)
+        let found = stop_found.and_then(|f| f.lock().ok().and_then(|f| f.clone()));
+        if let ([choice], Some(stop)) = (choices.as_mut_slice(), found) {
+            if choice.stop_sequence.is_none() {
+                choice.finish_reason = FinishReason::Stop;
+                choice.stop_sequence = Some(stop);
+            }
+        }
         // Ended at the deadline: cut there, not finished. Of several sequences, those still
         // decoding then ended on the forced end-of-sequence token, whose probability was 1 (log
         // 0) with every other token ruled out; one that had ended by itself keeps its reason.

@@ -110,7 +110,7 @@ impl TokenBytes {
 /// A request's stop strings, matched against what a sequence has generated.
 #[derive(Debug, Clone)]
 pub(crate) struct StopStrings {
-    stops: Vec<Vec<u8>>,
+    stops: Vec<String>,
     longest: usize,
     tokens: Arc<TokenBytes>,
 }
@@ -119,12 +119,8 @@ impl StopStrings {
     /// `stops` read through `tokens`; `None` when there is no stop string to look for (empty
     /// ones are none).
     pub(crate) fn new(stops: &[String], tokens: Arc<TokenBytes>) -> Option<Self> {
-        let stops: Vec<Vec<u8>> = stops
-            .iter()
-            .filter(|s| !s.is_empty())
-            .map(|s| s.as_bytes().to_vec())
-            .collect();
-        let longest = stops.iter().map(Vec::len).max()?;
+        let stops: Vec<String> = stops.iter().filter(|s| !s.is_empty()).cloned().collect();
+        let longest = stops.iter().map(String::len).max()?;
         Some(Self {
             stops,
             longest,
@@ -132,21 +128,28 @@ impl StopStrings {
         })
     }
 
-    /// Whether the text of `generated` (a sequence's ids after its prompt) holds a stop string,
-    /// with special tokens written or left out. Only its end is read: a stop string written
+    /// Whether [`StopStrings::found`] finds one.
+    #[cfg(test)]
+    fn reached(&self, generated: &[u32]) -> bool {
+        self.found(generated).is_some()
+    }
+
+    /// The stop string the text of `generated` (a sequence's ids after its prompt) holds, with
+    /// special tokens written or left out, if any. Only its end is read: a stop string written
     /// before its last token would have ended it already.
-    pub(crate) fn reached(&self, generated: &[u32]) -> bool {
+    pub(crate) fn found(&self, generated: &[u32]) -> Option<&str> {
         let tokens = &self.tokens;
         [
             self.tail(generated, |id| tokens.get(id)),
             self.tail(generated, |id| tokens.visible(id)),
         ]
         .iter()
-        .any(|tail| {
+        .find_map(|tail| {
             self.stops
                 .iter()
-                .any(|stop| tail.windows(stop.len()).any(|w| w == stop.as_slice()))
+                .find(|stop| tail.windows(stop.len()).any(|w| w == stop.as_bytes()))
         })
+        .map(String::as_str)
     }
 
     /// The end of `generated`'s text, read through `bytes`: enough of it to hold a stop string
@@ -357,6 +360,9 @@ mod tests {
     #[test]
     fn any_of_several_stop_strings_ends_it() {
         let both = stops(&["one", "\n\n"]);
+        assert_eq!(both.found(&[2, 3]), Some("one"));
+        assert_eq!(both.found(&[6, 1]), Some("\n\n"));
+        assert_eq!(both.found(&[6]), None);
         assert!(both.reached(&[2, 3]));
         assert!(both.reached(&[6, 1]));
         assert!(!both.reached(&[6, 7, 0]));

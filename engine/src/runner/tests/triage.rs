@@ -589,3 +589,39 @@ async fn triage_needs_a_staged_strategy() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_triage_run_whose_engine_went_away_starts_no_more_stages_and_resumes_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    // Four first stages, then the engine is gone at the first second stage (p3's, the least
+    // sure).
+    let dying = Arc::new(DiesAfter {
+        inner: crate::scripted::ScriptedBackend::new(["x:0.9", "y:0.2", "z:0.1", "w:0.4"]),
+        alive: 4,
+        calls: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let summary = Runner::new(Arc::new(TWO_STAGE), Arc::clone(&dying) as Arc<dyn Backend>)
+        .with_allocation(Allocation::Triage)
+        .run(&numbered(4), &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((summary.solved, summary.errors), (1, 1), "{summary:?}");
+    assert_eq!(summary.halted.as_ref().map(|h| h.not_started), Some(2));
+    assert_eq!(dying.calls.load(Ordering::SeqCst), 5);
+    let lines = by_id(&out);
+    assert_eq!(lines.keys().collect::<Vec<_>>(), ["p1", "p3"]);
+    assert!(lines["p3"].error.is_some());
+
+    // Again, the engine back: the three go on from their recorded first stages.
+    let again = vec![crate::scripted::Reply::Text("0123456789".into()); 3];
+    let (backend, runner) = triage_runner(None, again);
+    let summary = runner.run(&numbered(4), &out, |_| {}).await.unwrap();
+    assert_eq!((summary.resumed, summary.solved, summary.errors), (1, 3, 0));
+    assert_eq!(summary.halted, None);
+    assert_eq!(prompts(&backend), ["think Q3?", "think Q2?", "think Q4?"]);
+    let lines = by_id(&out);
+    assert!(["p2", "p3", "p4"]
+        .iter()
+        .all(|id| lines[*id].answer.as_deref() == Some("0123456789")));
+}
