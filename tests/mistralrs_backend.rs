@@ -1038,6 +1038,73 @@ fn greedy_log_probabilities_are_the_tokens_probabilities() {
     );
 }
 
+/// A tiny Qwen2 model directory in the safetensors layout with random weights and Qwen2.5's
+/// real tokenizer (`scripts/tiny_qwen_dir.sh`): the loading path the GPU runs take.
+fn tiny_safetensors_model() -> MistralRsBackend {
+    let qwen = block_on(async {
+        tokio::task::spawn_blocking(|| {
+            ponder::engine::models::builtin("qwen2.5-coder-0.5b")
+                .unwrap()
+                .ensure()
+        })
+        .await
+        .unwrap()
+    })
+    .expect("fetching qwen2.5-coder-0.5b");
+    let script = common::repo::repo("scripts/tiny_qwen_dir.sh");
+    let out = std::process::Command::new(&script)
+        .arg(&qwen)
+        .output()
+        .expect("running scripts/tiny_qwen_dir.sh");
+    assert!(
+        out.status.success(),
+        "scripts/tiny_qwen_dir.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8(out.stdout).unwrap();
+    let source = ModelSource::parse(path.trim()).unwrap();
+    assert!(matches!(source, ModelSource::Directory(_)), "{source:?}");
+    block_on(MistralRsBackend::load(&source, &LoadOptions::default())).unwrap()
+}
+
+/// The safetensors path: end-of-sequence ids from `generation_config.json`, chat prompts through
+/// the template in `tokenizer_config.json`, and stop strings matched by ponder through the
+/// token bytes of `tokenizer.json` (mistral.rs's own matching would panic its engine on the stop
+/// after a broken character, as on the GGUF path).
+#[test]
+fn a_safetensors_directory_loads_and_ponder_matches_its_stop_strings() {
+    let backend = tiny_safetensors_model();
+    let caps = backend.capabilities();
+    assert_eq!(caps.eos_token_ids, vec![151645, 151643]);
+    let eos = caps.eos_token_ids[0];
+    let chat =
+        block_on(backend.generate(GenerationRequest::new(ask("Hi")).with_max_tokens(3))).unwrap();
+    assert!(chat.usage.prompt_tokens > 5, "{chat:?}");
+    let piece = |text: &str| block_on(backend.tokenize(TokenizeInput::Piece(text))).unwrap();
+    let character = piece("\u{9F98}");
+    assert!(character.len() >= 2, "one token: {character:?}");
+    for stop in ["\n\n", "gamma"] {
+        let ids = [
+            &character[..1],
+            &piece(" alpha beta")[..],
+            &piece(&format!(" {stop}"))[..],
+            &piece(" more words")[..],
+        ]
+        .concat();
+        let request = GenerationRequest::new(ask("Write anything."))
+            .with_max_tokens(ids.len() + 4)
+            .with_logits_processor(writes(ids, eos))
+            .with_stop(stop);
+        let stopped = block_on(backend.generate(request)).unwrap();
+        let choice = &stopped.choices[0];
+        assert_eq!(choice.text, "\u{FFFD} alpha beta ", "stop {stop:?}");
+        assert_eq!(choice.finish_reason, FinishReason::Stop);
+        assert_eq!(choice.stop_sequence.as_deref(), Some(stop));
+        let through = 1 + piece(" alpha beta").len() + piece(&format!(" {stop}")).len();
+        assert_eq!(choice.completion_tokens, through + 1, "stop {stop:?}");
+    }
+}
+
 /// The tiny SentencePiece model has no chat template: mistral.rs 0.8.1 panics its engine
 /// rendering chat messages for it (`processing.rs`, `chat_template.unwrap()`); ponder refuses
 /// them, naming the model and what to do, and raw prompts still work.
