@@ -1073,6 +1073,11 @@ fn tiny_safetensors_model() -> MistralRsBackend {
 /// after a broken character, as on the GGUF path).
 #[test]
 fn a_safetensors_directory_loads_and_ponder_matches_its_stop_strings() {
+    // (The fixture is written with packages from the Python package index: CPU runs only, as
+    // the GPU machine has no network.)
+    if !matches!(common::device(), DeviceSpec::Cpu) {
+        return;
+    }
     let backend = tiny_safetensors_model();
     let caps = backend.capabilities();
     assert_eq!(caps.eos_token_ids, vec![151645, 151643]);
@@ -1110,6 +1115,11 @@ fn a_safetensors_directory_loads_and_ponder_matches_its_stop_strings() {
 /// them, naming the model and what to do, and raw prompts still work.
 #[test]
 fn chat_messages_to_a_model_without_a_chat_template_are_refused_clearly() {
+    // (The fixture is written with packages from the Python package index: CPU runs only, as
+    // the GPU machine has no network.)
+    if !matches!(common::device(), DeviceSpec::Cpu) {
+        return;
+    }
     let backend = tiny_sentencepiece_model();
     let error = block_on(backend.generate(GenerationRequest::new(ask("Hi")).with_max_tokens(2)))
         .unwrap_err();
