@@ -787,13 +787,19 @@ fn choices_written_before_the_deadline_come_back_when_a_later_one_is_stuck_in_a_
 /// A tiny Llama with Llama-2's SentencePiece vocabulary and random weights
 /// (`scripts/tiny_spm_model.sh`, fetched and written once, cached).
 fn tiny_sentencepiece_model() -> MistralRsBackend {
-    let script = common::repo::repo("scripts/tiny_spm_model.sh");
-    let out = std::process::Command::new(&script)
+    fixture_model("scripts/tiny_spm_model.sh", &[])
+}
+
+/// The model a fixture script of the repository writes (given `args`) and prints the path of,
+/// loaded on the CPU.
+fn fixture_model(script: &str, args: &[&std::path::Path]) -> MistralRsBackend {
+    let out = std::process::Command::new(common::repo::repo(script))
+        .args(args)
         .output()
-        .expect("running scripts/tiny_spm_model.sh");
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
     assert!(
         out.status.success(),
-        "scripts/tiny_spm_model.sh: {}",
+        "{script}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let path = String::from_utf8(out.stdout).unwrap();
@@ -1051,20 +1057,9 @@ fn tiny_safetensors_model() -> MistralRsBackend {
         .unwrap()
     })
     .expect("fetching qwen2.5-coder-0.5b");
-    let script = common::repo::repo("scripts/tiny_qwen_dir.sh");
-    let out = std::process::Command::new(&script)
-        .arg(&qwen)
-        .output()
-        .expect("running scripts/tiny_qwen_dir.sh");
-    assert!(
-        out.status.success(),
-        "scripts/tiny_qwen_dir.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = String::from_utf8(out.stdout).unwrap();
-    let source = ModelSource::parse(path.trim()).unwrap();
-    assert!(matches!(source, ModelSource::Directory(_)), "{source:?}");
-    block_on(MistralRsBackend::load(&source, &LoadOptions::default())).unwrap()
+    let backend = fixture_model("scripts/tiny_qwen_dir.sh", &[&qwen]);
+    assert!(backend.name().ends_with("tiny-qwen"), "{}", backend.name());
+    backend
 }
 
 /// The safetensors path: end-of-sequence ids from `generation_config.json`, chat prompts through
