@@ -230,44 +230,20 @@ fn after_the_engine_thread_panics_the_next_request_is_answered() {
     .concat();
     let prompt = piece("Write anything.");
     for round in 0..2 {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
         let mut sampling = mistralrs::SamplingParams::deterministic();
         sampling.max_len = Some(8);
         sampling.stop_toks = Some(mistralrs::StopTokens::Seqs(vec!["\n\n".into()]));
-        let request = mistralrs::NormalRequest {
-            messages: mistralrs::RequestMessage::CompletionTokens(prompt.clone()),
-            sampling_params: sampling,
-            response: tx,
-            return_logprobs: false,
-            is_streaming: false,
-            id: 1_000_000 + round,
-            constraint: mistralrs::Constraint::None,
-            suffix: None,
-            tools: None,
-            tool_choice: None,
-            logits_processors: Some(vec![Arc::new(RawWrites {
-                ids: ids.clone(),
-                prompt_len: prompt.len(),
-                eos,
-            })]),
-            return_raw_logits: false,
-            web_search_options: None,
-            model_id: None,
-            truncate_sequence: false,
+        let writes = RawWrites {
+            ids: ids.clone(),
+            prompt_len: prompt.len(),
+            eos,
         };
-        let answered = block_on(async {
-            let sender = backend.model().inner().get_sender(None).unwrap();
-            sender
-                .send(mistralrs::Request::Normal(Box::new(request)))
-                .await
-                .unwrap();
-            while let Some(reply) = rx.recv().await {
-                if let mistralrs::Response::CompletionDone(_) = reply {
-                    return true;
-                }
-            }
-            false
-        });
+        let answered = block_on(raw_request(
+            &backend,
+            prompt.clone(),
+            sampling,
+            Arc::new(writes),
+        ));
         assert!(!answered, "round {round}: mistral.rs no longer panics here");
         let after = block_on(
             backend.generate(GenerationRequest::new(ask("What is 1 + 1?")).with_max_tokens(4)),
@@ -409,14 +385,28 @@ async fn raw_first_context_len(backend: &MistralRsBackend, ids: Vec<u32>) -> usi
         seen.get_or_init(|| context.len());
         Ok(logits.clone())
     };
+    let sampling = mistralrs::SamplingParams {
+        temperature: Some(0.0),
+        max_len: Some(4),
+        ..mistralrs::SamplingParams::neutral()
+    };
+    raw_request(backend, ids, sampling, Arc::new(processor)).await;
+    *first.get().expect("the processor was called")
+}
+
+/// Sends a completion request for `ids` to mistral.rs straight (no ponder in between), with
+/// `sampling` and `processor`, and waits for its end: whether it was answered (an engine whose
+/// thread stops closes it unanswered).
+async fn raw_request(
+    backend: &MistralRsBackend,
+    ids: Vec<u32>,
+    sampling: mistralrs::SamplingParams,
+    processor: Arc<dyn mistralrs::CustomLogitsProcessor>,
+) -> bool {
     let (tx, mut rx) = tokio::sync::mpsc::channel(8);
     let request = mistralrs::NormalRequest {
         messages: mistralrs::RequestMessage::CompletionTokens(ids),
-        sampling_params: mistralrs::SamplingParams {
-            temperature: Some(0.0),
-            max_len: Some(4),
-            ..mistralrs::SamplingParams::neutral()
-        },
+        sampling_params: sampling,
         response: tx,
         return_logprobs: false,
         is_streaming: false,
@@ -425,9 +415,7 @@ async fn raw_first_context_len(backend: &MistralRsBackend, ids: Vec<u32>) -> usi
         suffix: None,
         tools: None,
         tool_choice: None,
-        logits_processors: Some(vec![
-            Arc::new(processor) as Arc<dyn mistralrs::CustomLogitsProcessor>
-        ]),
+        logits_processors: Some(vec![processor]),
         return_raw_logits: false,
         web_search_options: None,
         model_id: None,
@@ -440,10 +428,10 @@ async fn raw_first_context_len(backend: &MistralRsBackend, ids: Vec<u32>) -> usi
         .unwrap();
     while let Some(reply) = rx.recv().await {
         if let mistralrs::Response::CompletionDone(_) = reply {
-            break;
+            return true;
         }
     }
-    *first.get().expect("the processor was called")
+    false
 }
 
 #[test]
