@@ -231,7 +231,7 @@ impl MistralRsBackend {
         let ids = self.tokenize_text(PROBE, false).await?;
         let bytes: Vec<u8> = ids
             .iter()
-            .flat_map(|&id| table.visible(id).to_vec())
+            .flat_map(|&id| table.visible(id).iter().copied())
             .collect();
         let ours = String::from_utf8_lossy(&bytes);
         let engine = self.detokenize(&ids).await?;
@@ -900,7 +900,8 @@ impl Drop for AbandonOnDrop {
 const LN_10: f32 = std::f32::consts::LN_10;
 
 /// A mistral.rs choice as ponder's: the text with its leading whitespace (`lead` where read
-/// from the generated ids, else from the tokens' texts), cut at the first stop string.
+/// from the generated ids, else from the tokens' texts), cut at the first stop string (none
+/// empty).
 fn convert_choice(
     choice: mistralrs::core::CompletionChoice,
     stop: &[String],
@@ -957,9 +958,8 @@ fn convert_choice(
     // Which stop sequence ended it: the first in the text (when mistral.rs ran past it), else
     // the one the generated tokens end with (mistral.rs leaves it out of the text).
     let mut stop_sequence = None;
-    let stop = stop.iter().filter(|s| !s.is_empty());
     if let Some((at, s)) = stop
-        .clone()
+        .iter()
         .filter_map(|s| text.find(s.as_str()).map(|at| (at, s)))
         .min_by_key(|(at, _)| *at)
     {
@@ -968,6 +968,7 @@ fn convert_choice(
         stop_sequence = Some(s.clone());
     } else if finish_reason == FinishReason::Stop {
         stop_sequence = stop
+            .iter()
             .filter_map(|s| generated.rfind(s.as_str()).map(|at| (at, s)))
             .max_by_key(|(at, _)| *at)
             .map(|(_, s)| s.clone());
@@ -1013,9 +1014,16 @@ impl MistralRsBackend {
         // token, with its true probability (alternatives then have none and are left out).
         // (mistral.rs decodes any temperature below 1e-7 greedily.)
         let greedy_logprobs = request.sampling.temperature < 1e-7 && request.top_logprobs.is_some();
+        // An empty stop string stops nothing.
+        let stop: Vec<String> = request
+            .stop
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
         let stops = match (&self.token_bytes, self.eos_token_ids.first()) {
             (Some(tokens), Some(&eos)) => {
-                StopStrings::new(&request.stop, Arc::clone(tokens)).map(|stops| EndAtStop {
+                StopStrings::new(&stop, Arc::clone(tokens)).map(|stops| EndAtStop {
                     stops,
                     prompt_len: prompt.len(),
                     eos,
@@ -1044,18 +1052,8 @@ impl MistralRsBackend {
             repetition_penalty: None,
             // Matched here where the token bytes and an end-of-sequence id are known (see
             // `stop_strings.rs`), else by mistral.rs.
-            stop_toks: match &stops {
-                Some(_) => None,
-                None => {
-                    let stop: Vec<String> = request
-                        .stop
-                        .iter()
-                        .filter(|s| !s.is_empty())
-                        .cloned()
-                        .collect();
-                    (!stop.is_empty()).then_some(StopTokens::Seqs(stop))
-                }
-            },
+            stop_toks: (stops.is_none() && !stop.is_empty())
+                .then(|| StopTokens::Seqs(stop.clone())),
             max_len: Some(request.max_tokens),
             logits_bias: None,
             n_choices: n,
@@ -1152,7 +1150,7 @@ impl MistralRsBackend {
         };
         let mut choices: Vec<Choice> = ordered
             .into_iter()
-            .map(|c| convert_choice(c, &request.stop, self.drops_lead_space, lead.as_deref()))
+            .map(|c| convert_choice(c, &stop, self.drops_lead_space, lead.as_deref()))
             .collect();
         // One choice that ended at a stop string its text does not show (its leading space lost
         // with the completion's, a stop read across a special token): it stopped there all the

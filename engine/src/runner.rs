@@ -215,8 +215,9 @@ pub struct RunSummary {
     /// Under [`Allocation::Triage`]: problems of this run whose first stage asked for the second
     /// but the run's budget ran out first; their first stage's answer is recorded.
     pub first_only: usize,
-    /// Set when the inference engine went away during the run ([`Error::EngineGone`]: its
-    /// thread died): the run started no problem (or later stage) after that, and says so here.
+    /// Set when the inference engine went away during the run ([`Error::EngineGone`]: mistral.rs
+    /// could not give an engine) and problems (or later stages) were left: the run started none
+    /// after that.
     pub halted: Option<Halt>,
 }
 
@@ -489,6 +490,7 @@ impl Runner {
             started,
             events: self.events.clone(),
             ledger: Arc::new(ledger::Ledger::open(out)?),
+            halted: 0,
         };
         let run_meter = Meter::new(run_budget);
         match staged {
@@ -502,9 +504,13 @@ impl Runner {
         sink.ledger.check()?;
         sink.ledger.sync()?;
         let mut summary = sink.summary;
-        if let Some(halt) = &mut summary.halted {
-            halt.error = self.halted_by().unwrap_or_default();
-        }
+        summary.halted = self
+            .halted_by()
+            .filter(|_| sink.halted > 0)
+            .map(|error| Halt {
+                error,
+                not_started: sink.halted,
+            });
         summary.spent = sink.ledger.spent();
         summary.wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(summary)
@@ -526,7 +532,7 @@ impl Runner {
             .map(|problem| {
                 let meter = Arc::clone(run_meter);
                 async move {
-                    if self.halted_by().is_some() {
+                    if self.is_halted() {
                         return Outcome::Halted;
                     }
                     if run_exhausted(&meter) {
@@ -698,12 +704,12 @@ impl Runner {
         if let Error::EngineGone { .. } = error {
             if let Ok(mut halted) = self.halted.lock() {
                 if halted.is_none() {
+                    let error = error_chain(error);
                     tracing::error!(
-                        "{}: no further problem is started; a rerun of the same command \
-                         resumes the run",
-                        error_chain(error)
+                        "{error}: no further problem is started; a rerun of the same command \
+                         resumes the run"
                     );
-                    *halted = Some(error_chain(error));
+                    *halted = Some(error);
                 }
             }
         }
@@ -712,6 +718,11 @@ impl Runner {
     /// The error that halted this run, once one has.
     fn halted_by(&self) -> Option<String> {
         self.halted.lock().ok().and_then(|h| h.clone())
+    }
+
+    /// Whether this run has been halted.
+    fn is_halted(&self) -> bool {
+        self.halted.lock().is_ok_and(|h| h.is_some())
     }
 
     /// The result line of a solution (its usage filled in): its trace written, graded.

@@ -139,24 +139,34 @@ impl StopStrings {
     /// before its last token would have ended it already.
     pub(crate) fn found(&self, generated: &[u32]) -> Option<&str> {
         let tokens = &self.tokens;
-        [
-            self.tail(generated, |id| tokens.get(id)),
-            self.tail(generated, |id| tokens.visible(id)),
-        ]
-        .iter()
-        .find_map(|tail| {
-            self.stops
-                .iter()
-                .find(|stop| tail.windows(stop.len()).any(|w| w == stop.as_bytes()))
-        })
-        .map(String::as_str)
+        let (from, written) = self.tail(generated, |id| tokens.get(id));
+        if let Some(stop) = self.find_in(&written) {
+            return Some(stop);
+        }
+        // Without a special token there, the text without them is the same.
+        if !generated[from..]
+            .iter()
+            .any(|&id| tokens.visible(id) != tokens.get(id))
+        {
+            return None;
+        }
+        let (_, visible) = self.tail(generated, |id| tokens.visible(id));
+        self.find_in(&visible)
     }
 
-    /// The end of `generated`'s text, read through `bytes`: enough of it to hold a stop string
-    /// that ends in its last token.
-    fn tail<'t>(&self, generated: &[u32], bytes: impl Fn(u32) -> &'t [u8]) -> Vec<u8> {
+    /// The first of the stop strings `text` holds.
+    fn find_in(&self, text: &[u8]) -> Option<&str> {
+        self.stops
+            .iter()
+            .find(|stop| text.windows(stop.len()).any(|w| w == stop.as_bytes()))
+            .map(String::as_str)
+    }
+
+    /// The end of `generated`'s text, read through `bytes`: where it starts in `generated`, and
+    /// enough of it to hold a stop string that ends in its last token.
+    fn tail<'t>(&self, generated: &[u32], bytes: impl Fn(u32) -> &'t [u8]) -> (usize, Vec<u8>) {
         let Some(&last) = generated.last() else {
-            return Vec::new();
+            return (0, Vec::new());
         };
         let wanted = self.longest + bytes(last).len();
         let mut from = generated.len();
@@ -165,10 +175,11 @@ impl StopStrings {
             from -= 1;
             held += bytes(generated[from]).len();
         }
-        generated[from..]
+        let text = generated[from..]
             .iter()
             .flat_map(|&id| bytes(id).iter().copied())
-            .collect()
+            .collect();
+        (from, text)
     }
 }
 

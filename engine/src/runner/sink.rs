@@ -25,6 +25,8 @@ pub(super) struct Sink<'a, F> {
     /// The run's spend ledger: a write to it that failed ends the run once the line at hand is
     /// recorded.
     pub(super) ledger: Arc<ledger::Ledger>,
+    /// Problems (and later stages) not started because the run was halted.
+    pub(super) halted: usize,
 }
 
 impl<F: FnMut(&ResultLine)> Sink<'_, F> {
@@ -58,11 +60,7 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
                 return Ok(());
             }
             Outcome::Halted => {
-                let halt = self.summary.halted.get_or_insert_with(|| super::Halt {
-                    error: String::new(),
-                    not_started: 0,
-                });
-                halt.not_started += 1;
+                self.halted += 1;
                 return Ok(());
             }
             Outcome::Cut(line) => {

@@ -378,7 +378,7 @@ impl Runner {
             .map(|problem| {
                 let meter = Arc::clone(run_meter);
                 async move {
-                    if self.halted_by().is_some() {
+                    if self.is_halted() {
                         return First::Whole(Outcome::Halted);
                     }
                     if run_exhausted(&meter) {
@@ -480,7 +480,7 @@ impl Runner {
                     queue.extend(deferred.drain(..));
                     progress = false;
                 }
-                None if self.halted_by().is_some() => {
+                None if self.is_halted() => {
                     // Their last stages are kept in the side file for a resumed run.
                     for _ in deferred.drain(..) {
                         sink.take(Outcome::Halted)?;
@@ -513,7 +513,7 @@ impl Runner {
     ) -> Second<'a> {
         let running = Running::enter(running);
         let meter = Arc::clone(run_meter);
-        if self.halted_by().is_some() {
+        if self.is_halted() {
             // Its last stage is kept in the side file; a resumed run goes on from it.
             return Second::Done(Outcome::Halted, false);
         }
