@@ -151,6 +151,49 @@ fn n_samples_in_one_request_and_fanned_out_count_tokens_per_choice() {
 }
 
 #[test]
+fn choices_of_one_reply_count_the_tokens_llama_cpp_leaves_out_of_their_logprobs() {
+    // With n > 1 llama-server counts only the first choice; the log-probabilities, the count
+    // of each, leave out the tokens that end inside a character (the emoji here is three) and
+    // those of the stop sequence that ended it. Sampling from the top token only, every choice
+    // is the text one choice alone writes, which the server counts exactly.
+    let (_lock, _server, url) = server();
+    let backend = connect(&url);
+    let prompt = Prompt::Text("Emoji for a plant: 🌿 Emoji for a fire: 🔥 Emoji for a dog:".into());
+    for stop in [" Emoji", "tree"] {
+        let request = |n| {
+            GenerationRequest::new(prompt.clone())
+                .with_n(n)
+                .with_max_tokens(12)
+                .with_stop(stop)
+                .with_sampling(Sampling {
+                    top_k: Some(1),
+                    ..Sampling::with_temperature(1.0)
+                })
+        };
+        let one = block_on(backend.generate(request(1))).unwrap();
+        let alone = &one.choices[0];
+        assert_eq!(alone.finish_reason, FinishReason::Stop, "{alone:?}");
+        assert!(!alone.text.is_ascii(), "{alone:?}");
+        assert_eq!(alone.completion_tokens as u64, one.usage.completion_tokens);
+        let three = block_on(backend.generate(request(3))).unwrap();
+        assert_eq!(three.usage.calls, 1, "one request: the server honours n");
+        assert_eq!(three.choices.len(), 3);
+        for choice in &three.choices {
+            assert_eq!(choice.text, alone.text, "{stop:?}");
+            assert_eq!(choice.stop_sequence.as_deref(), Some(stop));
+            assert_eq!(
+                choice.completion_tokens, alone.completion_tokens,
+                "{stop:?}: {choice:?}"
+            );
+        }
+        assert_eq!(
+            three.usage.completion_tokens,
+            3 * one.usage.completion_tokens
+        );
+    }
+}
+
+#[test]
 fn a_seeded_run_repeats_its_samples_and_another_seed_does_not() {
     // A sample at temperature 1 for each of four questions, on a fresh server each time (the
     // same requests in the same order: nothing cached from the last run changes the arithmetic).
@@ -920,8 +963,9 @@ fn a_token_id_the_server_failed_to_give_fails_the_reply_and_is_asked_for_again()
     let url = fake_server(|path, nth| {
         match (path, nth) {
         ("/v1/models", _) => (200, r#"{"data":[{"id":"m"}]}"#.into()),
-        // After the probes: the tokenizer, then chat rendering (one token: not a template).
-        ("/tokenize", 2) => (503, r#"{"error":{"message":"busy"}}"#.into()),
+        // After the probes: the tokenizer, its pieces (none: vLLM's), then chat rendering
+        // (one token: not a template).
+        ("/tokenize", 3) => (503, r#"{"error":{"message":"busy"}}"#.into()),
         ("/tokenize", _) => (200, r#"{"tokens":[7]}"#.into()),
         ("/v1/completions", _) => (
             200,

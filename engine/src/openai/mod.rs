@@ -41,8 +41,8 @@ mod wire;
 
 pub use options::OpenAiOptions;
 use wire::{
-    chat_messages, clip, error_chain, last_token_id, retry_after, server_message, token_ids,
-    RawReply, Reply,
+    chat_messages, clip, error_chain, last_token_id, piece_bytes, retry_after, server_message,
+    token_ids, RawReply, Reply,
 };
 
 const N_UNKNOWN: u8 = 0;
@@ -62,6 +62,11 @@ struct ServerInfo {
     tokenize_chat: bool,
     context_tokens: Option<usize>,
     eos_token_ids: Vec<u32>,
+    /// llama.cpp's `/tokenize` with pieces. Its log-probabilities leave tokens out (those of
+    /// the stop sequence that ended a choice, those that ended inside a character): with
+    /// several choices in one reply, the only count of a choice's tokens, they are counted back
+    /// through its tokenizer.
+    pieces: bool,
 }
 
 /// A backend over one or more OpenAI-compatible servers.
@@ -77,6 +82,8 @@ pub struct OpenAiBackend {
     info: ServerInfo,
     /// Token text to id, for servers whose log-probabilities carry no ids.
     ids: Mutex<HashMap<String, Option<u32>>>,
+    /// Stop sequence to its number of tokens (see [`ServerInfo::pieces`]).
+    stop_lengths: Mutex<HashMap<String, usize>>,
     /// Whether the warning that this server cannot tell a stop sequence from an end of
     /// sequence was given.
     warned_stops: AtomicBool,
@@ -163,6 +170,7 @@ impl OpenAiBackend {
             native_n: AtomicU8::new(native_n),
             info: ServerInfo::default(),
             ids: Mutex::new(HashMap::new()),
+            stop_lengths: Mutex::new(HashMap::new()),
             warned_stops: AtomicBool::new(false),
             warned_overrun: AtomicBool::new(false),
             unreachable: AtomicBool::new(false),
@@ -224,6 +232,16 @@ impl OpenAiBackend {
             .await
             .map_or(0, |ids| ids.len());
         info.tokenize = bare > 0;
+        info.pieces = info.tokenize
+            && self
+                .request_once_at(
+                    base,
+                    reqwest::Method::POST,
+                    "/tokenize",
+                    Some(&json!({ "content": "ponder", "with_pieces": true })),
+                )
+                .await
+                .is_ok_and(|v| v.pointer("/tokens/0/piece").is_some());
         info.apply_template = self
             .request_once_at(
                 base,
@@ -530,6 +548,30 @@ impl OpenAiBackend {
     /// `/tokenize`, with retries.
     async fn server_tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
         self.tokenize_request(text, add_special, None).await
+    }
+
+    /// llama.cpp's `/tokenize` with pieces: each token's bytes (a string where they are whole
+    /// characters, else an array of byte values).
+    async fn token_pieces(&self, text: &str) -> Result<Vec<Vec<u8>>> {
+        let body = json!({ "content": text, "add_special": false, "with_pieces": true });
+        let reply = self
+            .request(reqwest::Method::POST, "/tokenize", Some(&body))
+            .await?;
+        reply
+            .get("tokens")
+            .and_then(Value::as_array)
+            .and_then(|tokens| {
+                tokens
+                    .iter()
+                    .map(|t| piece_bytes(t.get("piece")?))
+                    .collect()
+            })
+            .ok_or_else(|| Error::Inference {
+                message: format!(
+                    "/tokenize answered without pieces: {}",
+                    clip(&reply.to_string())
+                ),
+            })
     }
 
     /// `/tokenize`, in the dialects of llama.cpp (`content`, `add_special`) and vLLM (`prompt`,

@@ -88,15 +88,23 @@ impl OpenAiBackend {
     }
 
     /// Gives each choice its token count: the server's count where the reply holds one choice,
-    /// else the log-probabilities (asked for whenever n > 1), else `max_tokens` for a choice cut
-    /// by length and the tokenizer on the text for the others (a stop sequence the server cut is
-    /// then not counted), else the server's total shared out.
+    /// else `max_tokens` for a choice cut by length (ponder keeps requests inside the window, so
+    /// only `max_tokens` cuts them) or more if the log-probabilities show more, else the
+    /// log-probabilities (asked for whenever n > 1) with what llama.cpp leaves out of them
+    /// counted back, else the tokenizer on the text (a stop sequence the server cut is then not
+    /// counted), else the server's total shared out.
     pub(super) async fn count_tokens(&self, reply: &mut Reply, max_tokens: usize) -> Result<()> {
         let single = reply.choices.len() == 1;
         let mut uncounted = Vec::new();
         for (i, choice) in reply.choices.iter_mut().enumerate() {
             choice.completion_tokens = match (single, reply.completion_tokens, &choice.logprobs) {
                 (true, Some(n), _) => n as usize,
+                (_, _, Some(l)) if choice.finish_reason == FinishReason::Length => {
+                    l.len().max(max_tokens)
+                }
+                (_, _, Some(l)) if self.info.pieces => {
+                    l.len() + self.left_out_of_logprobs(choice).await
+                }
                 (_, _, Some(l)) => l.len(),
                 _ if choice.finish_reason == FinishReason::Length => max_tokens,
                 _ if self.info.tokenize => match self.server_tokenize(&choice.text, false).await {
@@ -132,6 +140,85 @@ impl OpenAiBackend {
             }
         }
         Ok(())
+    }
+}
+
+impl OpenAiBackend {
+    /// The tokens of a choice that llama.cpp's log-probabilities leave out (seen in its
+    /// server): as many as its tokenizer gives the stop sequence that ended the choice (it drops
+    /// that many entries from the end), and each token after which the text ended inside a
+    /// character (it makes an entry only once the character is whole). The latter are read from
+    /// the tokenizer's own cut of the text, which is the model's unless it wrote a character's
+    /// bytes in pieces its tokenizer would not have cut. Where the server cannot answer, they
+    /// go uncounted (a warning says so).
+    async fn left_out_of_logprobs(&self, choice: &Choice) -> usize {
+        let mut left_out = 0;
+        if let Some(stop) = &choice.stop_sequence {
+            let known = self
+                .stop_lengths
+                .lock()
+                .ok()
+                .and_then(|m| m.get(stop).copied());
+            match known {
+                Some(n) => left_out += n,
+                None => match self.server_tokenize(stop, false).await {
+                    Ok(ids) => {
+                        left_out += ids.len();
+                        if let Ok(mut m) = self.stop_lengths.lock() {
+                            m.insert(stop.clone(), ids.len());
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "counting a stop sequence's tokens failed; they go uncounted")
+                    }
+                },
+            }
+        }
+        if !choice.text.is_ascii() {
+            match self.token_pieces(&choice.text).await {
+                Ok(pieces) => left_out += inside_characters(&pieces),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cutting a completion into tokens failed; those that end inside a character go uncounted")
+                }
+            }
+        }
+        left_out
+    }
+}
+
+/// How many of a text's tokens, written one after another, leave it ending inside a character,
+/// as llama.cpp's server tells (a lead byte in the last four whose character is not whole).
+pub(super) fn inside_characters(pieces: &[Vec<u8>]) -> usize {
+    let mut tail: Vec<u8> = Vec::new();
+    let mut inside = 0;
+    for piece in pieces {
+        tail.extend_from_slice(piece);
+        let keep = tail.len().saturating_sub(4);
+        tail.drain(..keep);
+        let cut = (1..=tail.len()).any(|back| {
+            let byte = tail[tail.len() - back];
+            let width = match byte {
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                0xF0..=0xF7 => 4,
+                _ => 0,
+            };
+            back < width
+        });
+        inside += usize::from(cut);
+    }
+    inside
+}
+
+/// A token's bytes from llama.cpp's `/tokenize` piece: a string, or an array of byte values.
+pub(super) fn piece_bytes(piece: &Value) -> Option<Vec<u8>> {
+    match piece {
+        Value::String(s) => Some(s.as_bytes().to_vec()),
+        Value::Array(bytes) => bytes
+            .iter()
+            .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+            .collect(),
+        _ => None,
     }
 }
 
@@ -315,7 +402,9 @@ pub(super) fn retry_after(value: &str, now: std::time::SystemTime) -> Option<std
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use super::retry_after;
+    use serde_json::json;
+
+    use super::{inside_characters, piece_bytes, retry_after};
 
     #[test]
     fn thinking_a_reasoning_parser_took_out_is_put_back() {
@@ -356,6 +445,49 @@ mod tests {
             Some(" 7.")
         );
         assert_eq!(read(r#"{"content": " 7."}"#, true).as_deref(), Some(" 7."));
+    }
+
+    #[test]
+    fn tokens_that_end_inside_a_character_are_counted_as_llama_cpp_leaves_them_out() {
+        // llama-server's `/tokenize` of "🌿 🔥 日本語" for SmolLM2, with pieces.
+        let reply = json!([
+            [240, 159],
+            [140],
+            [191],
+            [32, 240, 159],
+            [148],
+            [165],
+            [32, 230],
+            [151],
+            [165],
+            "本",
+            [232],
+            [170],
+            [158]
+        ]);
+        let pieces: Vec<Vec<u8>> = reply
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| piece_bytes(p).unwrap())
+            .collect();
+        assert_eq!(String::from_utf8(pieces.concat()).unwrap(), "🌿 🔥 日本語");
+        // Two of each character's three tokens end inside it; "本" is one token.
+        assert_eq!(inside_characters(&pieces), 8);
+        assert_eq!(inside_characters(&[b"plain text".to_vec()]), 0);
+        // A token that ends a character and starts the next ends inside one; one that writes
+        // a whole 4-byte character after a cut one does not (the cut lead byte is 5 back, out
+        // of the server's sight).
+        assert_eq!(
+            inside_characters(&[vec![0xC3], vec![0xA9, 0xE6], vec![0x97, 0xA5]]),
+            2
+        );
+        assert_eq!(
+            inside_characters(&[vec![0xE6], "🌿".as_bytes().to_vec()]),
+            1
+        );
+        assert_eq!(piece_bytes(&json!([256])), None);
+        assert_eq!(piece_bytes(&json!(7)), None);
     }
 
     #[test]
