@@ -154,14 +154,20 @@ fn n_samples_in_one_request_and_fanned_out_count_tokens_per_choice() {
 fn choices_of_one_reply_count_the_tokens_llama_cpp_leaves_out_of_their_logprobs() {
     // With n > 1 llama-server counts only the first choice; the log-probabilities, the count
     // of each, leave out the tokens that end inside a character (the emoji here is three) and
-    // those of the stop sequence that ended it. Sampling from the top token only, every choice
-    // is the text one choice alone writes, which the server counts exactly.
+    // those of the stop sequence that ended it: all of them where the stop came first, which
+    // leaves none (and must still read as the stop, not the end of sequence). Sampling from the
+    // top token only, every choice is the text one choice alone writes, which the server counts
+    // exactly.
     let (_lock, _server, url) = server();
     let backend = connect(&url);
-    let prompt = Prompt::Text("Emoji for a plant: 🌿 Emoji for a fire: 🔥 Emoji for a dog:".into());
-    for stop in [" Emoji", "tree"] {
+    let emoji = "Emoji for a plant: 🌿 Emoji for a fire: 🔥 Emoji for a dog:";
+    for (prompt, stop, written) in [
+        (emoji, " Emoji", " 🐍"),
+        (emoji, "tree", " 🐍 Emoji for a "),
+        ("1, 2, 3, 4, 5,", " 6", ""),
+    ] {
         let request = |n| {
-            GenerationRequest::new(prompt.clone())
+            GenerationRequest::new(Prompt::Text(prompt.into()))
                 .with_n(n)
                 .with_max_tokens(12)
                 .with_stop(stop)
@@ -172,9 +178,11 @@ fn choices_of_one_reply_count_the_tokens_llama_cpp_leaves_out_of_their_logprobs(
         };
         let one = block_on(backend.generate(request(1))).unwrap();
         let alone = &one.choices[0];
+        assert_eq!(alone.text, written, "{alone:?}");
         assert_eq!(alone.finish_reason, FinishReason::Stop, "{alone:?}");
-        assert!(!alone.text.is_ascii(), "{alone:?}");
+        assert_eq!(alone.stop_sequence.as_deref(), Some(stop), "{alone:?}");
         assert_eq!(alone.completion_tokens as u64, one.usage.completion_tokens);
+        assert!(alone.completion_tokens > 1, "{alone:?}");
         let three = block_on(backend.generate(request(3))).unwrap();
         assert_eq!(three.usage.calls, 1, "one request: the server honours n");
         assert_eq!(three.choices.len(), 3);

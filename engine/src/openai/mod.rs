@@ -41,8 +41,8 @@ mod wire;
 
 pub use options::OpenAiOptions;
 use wire::{
-    chat_messages, clip, error_chain, last_token_id, piece_bytes, retry_after, server_message,
-    token_ids, RawReply, Reply,
+    chat_messages, clip, error_chain, last_entry, piece_bytes, retry_after, server_message,
+    token_ids, LastEntry, RawReply, Reply,
 };
 
 const N_UNKNOWN: u8 = 0;
@@ -621,23 +621,25 @@ impl OpenAiBackend {
     }
 
     /// The stop sequence that ended a choice on a server that does not name it (llama.cpp):
-    /// its log-probabilities end with the end-of-sequence token when that ended the text, and
-    /// leave a stop sequence's tokens out. Without the end-of-sequence ids (no /props) or the
-    /// ids of the tokens it cannot tell, and says so once.
+    /// its log-probabilities (asked for whenever there are stops) end with the end-of-sequence
+    /// token when that ended the text, and leave a stop sequence's tokens out: none are left
+    /// where the stop was all the choice wrote (seen: `null`). Without the end-of-sequence ids
+    /// (no /props) or the ids of the tokens it cannot tell, and says so once.
     fn stop_from_log_probabilities(
         &self,
         logprobs: Option<&Value>,
         stops: &[String],
     ) -> Option<String> {
         let eos = &self.info.eos_token_ids;
-        match logprobs.and_then(last_token_id) {
-            Some(id) if !eos.is_empty() => {
+        match last_entry(logprobs) {
+            LastEntry::Id(id) if !eos.is_empty() => {
                 if eos.contains(&id) {
                     None
                 } else {
                     stops.first().cloned()
                 }
             }
+            LastEntry::None if !eos.is_empty() => stops.first().cloned(),
             _ => {
                 if !self.warned_stops.swap(true, Ordering::Relaxed) {
                     tracing::warn!(

@@ -102,8 +102,9 @@ impl OpenAiBackend {
                 (_, _, Some(l)) if choice.finish_reason == FinishReason::Length => {
                     l.len().max(max_tokens)
                 }
-                (_, _, Some(l)) if self.info.pieces => {
-                    l.len() + self.left_out_of_logprobs(choice).await
+                // No entries at all on llama.cpp: all were the stop's (asked for with n > 1).
+                (_, _, l) if self.info.pieces && choice.finish_reason == FinishReason::Stop => {
+                    l.as_ref().map_or(0, Vec::len) + self.left_out_of_logprobs(choice).await
                 }
                 (_, _, Some(l)) => l.len(),
                 _ if choice.finish_reason == FinishReason::Length => max_tokens,
@@ -262,13 +263,33 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option
     Value::deserialize(d).map(Some)
 }
 
-/// The id of the last generated token in log-probabilities of the `{content: [...]}` shape
-/// (llama.cpp gives ids).
-pub(super) fn last_token_id(logprobs: &Value) -> Option<u32> {
-    let last = logprobs.get("content")?.as_array()?.last()?;
-    last.get("id")?
-        .as_u64()
-        .and_then(|id| u32::try_from(id).ok())
+/// The last generated token in log-probabilities of the `{content: [...]}` shape (llama.cpp
+/// gives ids).
+pub(super) fn last_entry(logprobs: Option<&Value>) -> LastEntry {
+    let entries = match logprobs {
+        None | Some(Value::Null) => return LastEntry::None,
+        Some(l) => l.get("content").and_then(Value::as_array),
+    };
+    match entries.map(|e| e.last()) {
+        Some(None) => LastEntry::None,
+        Some(Some(last)) => last
+            .get("id")
+            .and_then(Value::as_u64)
+            .and_then(|id| u32::try_from(id).ok())
+            .map_or(LastEntry::Unknown, LastEntry::Id),
+        None => LastEntry::Unknown,
+    }
+}
+
+/// The last entry of a choice's log-probabilities, as llama.cpp gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LastEntry {
+    /// No entries (`null`, or none in `content`).
+    None,
+    /// The token id of the last one.
+    Id(u32),
+    /// Entries in another shape, or without ids.
+    Unknown,
 }
 
 #[derive(Debug, Deserialize)]
