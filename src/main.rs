@@ -135,30 +135,36 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ModelsAction {
-    /// Download and verify a built-in model.
+    /// Download and verify a built-in model, named as `ponder models` lists them.
     #[command(override_usage = "ponder models fetch <NAME>")]
     Fetch {
-        /// Its name (see `ponder models`). Optional to clap only, so that its absence is told
-        /// with the names to choose from.
+        // Optional to clap only, so that its absence is told with the names to choose from;
+        // hidden, so that the help shows it once, as the usage line does.
+        #[arg(hide = true)]
         name: Option<String>,
     },
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // mistral.rs 0.8.1's GGUF pipeline warns on every CPU load of "a mix of GPU
-                // and CPU" (it checks for any CPU layer, PagedAttention asked or not); its only
-                // other warning is for adapters, which ponder does not load.
-                .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("warn,mistralrs_core::pipeline::gguf=error")
-                }),
-        )
+    let asked = tracing_subscriber::EnvFilter::try_from_default_env().ok();
+    let logs = asked.is_some();
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(asked.unwrap_or_else(|| {
+            // mistral.rs 0.8.1's GGUF pipeline warns on every CPU load of "a mix of GPU and
+            // CPU" (it checks for any CPU layer, PagedAttention asked or not); its only other
+            // warning is for adapters, which ponder does not load.
+            tracing_subscriber::EnvFilter::new("warn,mistralrs_core::pipeline::gguf=error")
+        }))
         .with_writer(std::io::stderr)
         // Colour only for a terminal: a log kept in a file reads without escape codes.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if logs {
+        // RUST_LOG asks for a log: times and the modules that wrote it.
+        log.init();
+    } else {
+        // Warnings alone, told like the CLI's own notes.
+        log.without_time().with_target(false).init();
+    }
     // Usage errors are clap's: its message, exit code 2.
     let cli = Cli::parse();
     match execute(cli) {
@@ -246,9 +252,11 @@ fn report(
 ) -> anyhow::Result<()> {
     if !labels.is_empty() && labels.len() != results.len() {
         bail!(
-            "--labels names {} runs but {} results files are given",
+            "--labels names {} run{} but {} results file{} given",
             labels.len(),
-            results.len()
+            if labels.len() == 1 { "" } else { "s" },
+            results.len(),
+            if results.len() == 1 { " is" } else { "s are" }
         );
     }
     // The plot is SVG, whatever the name says.

@@ -583,7 +583,8 @@ fn report_compares_runs_and_names_bad_files() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--labels names 1 runs but 2"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("--labels names 1 run but 2 results files are given"));
 }
 
 #[test]

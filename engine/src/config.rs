@@ -85,8 +85,8 @@ pub fn parse_str<T: DeserializeOwned>(
             "{at}: {value} is not a usable number: give a finite one"
         ));
     }
-    // The key path, the message, and the line the format's own error gives.
-    let (path, message, line) = match format {
+    // The key path, the message, and the position the format's own error gives.
+    let (path, message, position) = match format {
         Format::Toml => {
             let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
             match serde_path_to_error::deserialize(de) {
@@ -94,7 +94,9 @@ pub fn parse_str<T: DeserializeOwned>(
                 Err(e) => (
                     e.path().to_string(),
                     e.inner().message().trim_end().to_string(),
-                    e.inner().span().map(|span| line_of(text, span.start)),
+                    e.inner()
+                        .span()
+                        .map(|span| (line_of(text, span.start), column_of(text, span.start))),
                 ),
             }
         }
@@ -104,8 +106,8 @@ pub fn parse_str<T: DeserializeOwned>(
                 Ok(value) => return Ok(value),
                 Err(e) => {
                     let path = e.path().to_string();
-                    let (message, line) = without_position(&e.inner().to_string());
-                    (path.clone(), without_yaml_path(&message, &path), line)
+                    let (message, position) = without_position(&e.inner().to_string());
+                    (path.clone(), without_yaml_path(&message, &path), position)
                 }
             }
         }
@@ -114,12 +116,32 @@ pub fn parse_str<T: DeserializeOwned>(
             match serde_path_to_error::deserialize(&mut de) {
                 Ok(value) => return Ok(value),
                 Err(e) => {
-                    let (message, line) = without_position(&e.inner().to_string());
-                    (e.path().to_string(), message, line)
+                    let (message, position) = without_position(&e.inner().to_string());
+                    (e.path().to_string(), message, position)
                 }
             }
         }
     };
+    // Where the parser stopped before it read a key (a syntax error: a missing comma, a trailing
+    // one, a cut-off document), serde_path_to_error writes `?` for it: the parser's own line and
+    // column say where, and the path read so far in what.
+    if path == "?" || path.contains(".?") || path.contains("]?") {
+        let within = path
+            .split(".?")
+            .next()
+            .filter(|p| !p.is_empty() && *p != "?");
+        let at = match position {
+            // serde_json's column at the end of a file that ends with a newline.
+            Some((line, 0)) => format!("line {line}"),
+            Some((line, column)) => format!("line {line}, column {column}"),
+            None => "syntax".to_string(),
+        };
+        return Err(match within {
+            Some(within) => format!("{at} (in `{within}`): {message}"),
+            None => format!("{at}: {message}"),
+        });
+    }
+    let line = position.map(|(line, _)| line);
     let message = if path == "." || path.is_empty() {
         join_paths(&message)
     } else {
@@ -194,18 +216,18 @@ fn split_path(message: &str) -> Option<(&str, &str)> {
 }
 
 /// A message without the ` at line L column C` that serde_yaml and serde_json end theirs with,
-/// and L.
-fn without_position(message: &str) -> (String, Option<usize>) {
+/// and (L, C).
+fn without_position(message: &str) -> (String, Option<(usize, usize)>) {
     let position = message.rfind(" at line ").and_then(|at| {
         match message[at..].split_whitespace().collect::<Vec<_>>()[..] {
-            ["at", "line", line, "column", column] if column.parse::<usize>().is_ok() => {
-                Some((at, line.parse::<usize>().ok()?))
+            ["at", "line", line, "column", column] => {
+                Some((at, (line.parse().ok()?, column.parse().ok()?)))
             }
             _ => None,
         }
     });
     match position {
-        Some((at, line)) => (message[..at].to_string(), Some(line)),
+        Some((at, position)) => (message[..at].to_string(), Some(position)),
         None => (message.to_string(), None),
     }
 }
@@ -233,6 +255,13 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
+}
+
+/// The 1-based column (in characters) of byte `offset` in `text`.
+fn column_of(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |at| at + 1);
+    text[start..offset].chars().count() + 1
 }
 
 /// One step of a key path.
@@ -515,6 +544,43 @@ mod tests {
         // A syntax error keeps the parser's own words, with its line.
         let err = parse_str::<File>("model:\n  n: [1\n", Format::Yaml).unwrap_err();
         assert!(err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn a_syntax_error_names_where_the_parser_stopped_not_the_table_it_was_in() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Strategy {
+            kind: String,
+            max_tokens: usize,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct File {
+            strategy: Strategy,
+        }
+        let json = |text: &str| parse_str::<File>(text, Format::Json).unwrap_err();
+        // A missing comma on line 4, a trailing one on line 3, a missing closing brace.
+        let missing =
+            "{\n  \"strategy\": {\n    \"kind\": \"direct\",\n    \"max_tokens\": 8 8\n  }\n}\n";
+        assert_eq!(
+            json(missing),
+            "line 4, column 21 (in `strategy`): expected `,` or `}`"
+        );
+        let trailing = "{\n  \"strategy\": {\n    \"kind\": \"direct\",\n  }\n}\n";
+        assert_eq!(
+            json(trailing),
+            "line 4, column 3 (in `strategy`): trailing comma"
+        );
+        let cut = "{\n  \"strategy\": {\"kind\": \"direct\", \"max_tokens\": 8}\n";
+        assert_eq!(json(cut), "line 3: EOF while parsing an object");
+        // YAML: a key indented under a scalar.
+        let yaml = "strategy:\n  kind: direct\n    max_tokens: 8\n";
+        let err = parse_str::<File>(yaml, Format::Yaml).unwrap_err();
+        assert!(
+            err.starts_with("line 3, column ") && err.contains("(in `strategy`)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -315,7 +315,10 @@ impl TryFrom<Table> for ModelConfig {
             max_top_logprobs: t.max_top_logprobs,
             neutral_sampling: t.neutral_sampling,
         };
-        config.check()?;
+        config.check_keyed().map_err(|(key, message)| match key {
+            Some(key) => format!("at `{key}`: {message}"),
+            None => message,
+        })?;
         Ok(config)
     }
 }
@@ -419,6 +422,12 @@ impl ModelConfig {
     /// `base_url` and nonzero `timeout_secs` and `context_tokens`. Whether `api_key_env` names
     /// a set variable is left to [`ModelConfig::openai_options`].
     fn check(&self) -> std::result::Result<(), String> {
+        self.check_keyed().map_err(|(_, message)| message)
+    }
+
+    /// [`ModelConfig::check`], with the key an error is about where it is about one (the
+    /// first of several): a file's error then names that key's line, not the table's.
+    fn check_keyed(&self) -> std::result::Result<(), (Option<&'static str>, String)> {
         fn named(keys: &[&str]) -> String {
             let keys: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
             match keys.as_slice() {
@@ -436,16 +445,19 @@ impl ModelConfig {
                     } else {
                         ""
                     };
-                    return Err(format!(
-                        "{} of the openai backend, but the backend here is mistralrs, which \
-                         runs `source` in process: add backend = \"openai\"{source}",
-                        named(&keys)
+                    return Err((
+                        keys.first().copied(),
+                        format!(
+                            "{} of the openai backend, but the backend here is mistralrs, \
+                             which runs `source` in process: add backend = \"openai\"{source}",
+                            named(&keys)
+                        ),
                     ));
                 }
                 // The KV pool given two ways, or a share of GPU memory out of range: named when
                 // the file is read (a PRM's or judge's table too), not when its model loads.
                 if let Err(crate::Error::Config { message, .. }) = self.load_options() {
-                    return Err(message);
+                    return Err((None, message));
                 }
             }
             BackendKind::Openai => {
@@ -463,40 +475,51 @@ impl ModelConfig {
                              (llama-server --jinja --chat-template-file FILE)",
                         );
                     }
-                    return Err(format!(
-                        "{} of the mistralrs backend (models run in process), not of \
-                         backend = \"openai\": remove {}{model}",
-                        named(&keys),
-                        if keys.len() == 1 { "it" } else { "them" }
+                    return Err((
+                        keys.first().copied(),
+                        format!(
+                            "{} of the mistralrs backend (models run in process), not of \
+                             backend = \"openai\": remove {}{model}",
+                            named(&keys),
+                            if keys.len() == 1 { "it" } else { "them" }
+                        ),
                     ));
                 }
                 if self.base_url.to_vec().is_empty() {
-                    return Err("backend = \"openai\" needs base_url, e.g. \
-                                base_url = \"http://127.0.0.1:8080\""
-                        .into());
+                    return Err((
+                        None,
+                        "backend = \"openai\" needs base_url, e.g. \
+                         base_url = \"http://127.0.0.1:8080\""
+                            .into(),
+                    ));
                 }
                 if let Some(url) = self.base_url.to_vec().into_iter().find(|u| {
                     let u = u.trim();
                     !(u.starts_with("http://") || u.starts_with("https://"))
                 }) {
-                    return Err(format!(
-                        "base_url {url:?}: expected an http:// or https:// URL, e.g. \
-                         \"http://{url}\""
+                    return Err((
+                        Some("base_url"),
+                        format!(
+                            "base_url {url:?}: expected an http:// or https:// URL, e.g. \
+                             \"http://{url}\""
+                        ),
                     ));
                 }
                 if self.timeout_secs == Some(0) {
-                    return Err(
-                        "timeout_secs = 0: expected the seconds one HTTP request may \
-                                take, at least 1, e.g. 600"
+                    return Err((
+                        Some("timeout_secs"),
+                        "timeout_secs = 0: expected the seconds one HTTP request may take, at \
+                         least 1, e.g. 600"
                             .into(),
-                    );
+                    ));
                 }
                 if self.context_tokens == Some(0) {
-                    return Err(
-                        "context_tokens = 0: expected the servers' context window in \
-                                tokens, e.g. 4096, or no context_tokens to ask the server"
+                    return Err((
+                        Some("context_tokens"),
+                        "context_tokens = 0: expected the servers' context window in tokens, \
+                         e.g. 4096, or no context_tokens to ask the server"
                             .into(),
-                    );
+                    ));
                 }
             }
         }
@@ -765,7 +788,7 @@ mod tests {
                 "{err}"
             );
         }
-        // Inside a file the error names the table.
+        // Inside a file the error names the key and its line; one about no key, the table.
         #[derive(Debug, Deserialize)]
         #[allow(dead_code)]
         struct File {
@@ -773,7 +796,19 @@ mod tests {
         }
         let err =
             parse_str::<File>("[model]\nbase_url = \"http://a:1\"\n", Format::Toml).unwrap_err();
-        assert!(err.starts_with("at `model` (line 1): `base_url`"), "{err}");
+        assert!(
+            err.starts_with("at `model.base_url` (line 2): `base_url` is a key"),
+            "{err}"
+        );
+        let err = parse_str::<File>(
+            "[model]\nbackend = \"openai\"\nmodel = \"m\"\n",
+            Format::Toml,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("at `model` (line 1): backend = \"openai\" needs base_url"),
+            "{err}"
+        );
         // A table built in code is checked before it loads.
         let code = ModelConfig {
             model: Some("qwen".into()),

@@ -77,12 +77,22 @@ impl Problem {
                 line: line_no,
                 message,
             };
+            if !line.trim_start().starts_with('{') {
+                return Err(bad(
+                    "not a JSON object: each line is one problem, such as {\"id\": \"p1\", \
+                     \"question\": \"...\", \"answer\": \"...\"}"
+                        .into(),
+                ));
+            }
             let mut de = serde_json::Deserializer::from_str(line);
             let row: Row = serde_path_to_error::deserialize(&mut de).map_err(|e| {
                 let key = e.path().to_string();
                 let message = crate::error::json_line_message(e.inner());
+                // `?`: the parser stopped before it read a key (a syntax error); the column
+                // says where.
                 match key.as_str() {
                     "." | "" => bad(message),
+                    _ if key.contains('?') => bad(message),
                     _ => bad(format!("`{key}`: {message}")),
                 }
             })?;
@@ -306,6 +316,17 @@ mod tests {
         let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
         assert!(
             err.to_string().starts_with("p.jsonl:1: `question`: "),
+            "{err}"
+        );
+        // A syntax error gives its column, no key the parser never read.
+        let text = "{\"id\": \"a\", \"question\": \"q\",}\n";
+        let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
+        assert_eq!(err.to_string(), "p.jsonl:1: trailing comma (column 29)");
+        // A line that is not an object says what one is.
+        let err = Problem::parse_jsonl("[1, 2]\n", Path::new("p.jsonl")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("p.jsonl:1: not a JSON object: each line is one problem"),
             "{err}"
         );
         let ok = "{\"id\": 7, \"question\": \"q\", \"answer\": 3.5}\n";
