@@ -71,7 +71,7 @@ pub fn load_checked<T: DeserializeOwned>(
 }
 
 /// Parses config text in `format`; the error is a message naming the key path and its line
-/// (`at `strategy.n` (line 5): invalid type: string "8", expected a nonzero usize`).
+/// (`at `strategy.n` (line 5): invalid type: string "8", expected a whole number above 0`).
 pub fn parse_str<T: DeserializeOwned>(
     text: &str,
     format: Format,
@@ -142,6 +142,7 @@ pub fn parse_str<T: DeserializeOwned>(
         });
     }
     let line = position.map(|(line, _)| line);
+    let message = plain_types(&message);
     let message = if path == "." || path.is_empty() {
         join_paths(&message)
     } else {
@@ -255,6 +256,40 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
+}
+
+/// serde's Rust type names in "expected ..." as a config's writer knows them (`expected f64`
+/// -> `expected a number`).
+fn plain_types(message: &str) -> String {
+    const PLAIN: [(&str, &str); 10] = [
+        (
+            "expected a nonzero usize",
+            "expected a whole number above 0",
+        ),
+        ("expected usize", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected u8", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+    ];
+    let mut out = message.to_string();
+    for (rust, plain) in PLAIN {
+        let mut from = 0;
+        while let Some(at) = out[from..].find(rust).map(|at| at + from) {
+            let end = at + rust.len();
+            if out[end..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                from = end;
+                continue;
+            }
+            out.replace_range(at..end, plain);
+            from = at + plain.len();
+        }
+    }
+    out
 }
 
 /// The 1-based column (in characters) of byte `offset` in `text`.
@@ -544,6 +579,29 @@ mod tests {
         // A syntax error keeps the parser's own words, with its line.
         let err = parse_str::<File>("model:\n  n: [1\n", Format::Yaml).unwrap_err();
         assert!(err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn rust_type_names_are_told_plainly() {
+        assert_eq!(
+            plain_types("invalid type: string \"8\", expected a nonzero usize"),
+            "invalid type: string \"8\", expected a whole number above 0"
+        );
+        assert_eq!(
+            plain_types("invalid type: string \"hot\", expected f64 or expected u64"),
+            "invalid type: string \"hot\", expected a number or expected a whole number"
+        );
+        assert_eq!(plain_types("expected u64x"), "expected u64x");
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct File {
+            temperature: f64,
+        }
+        let err = parse_str::<File>("temperature = \"hot\"\n", Format::Toml).unwrap_err();
+        assert_eq!(
+            err,
+            "at `temperature` (line 1): invalid type: string \"hot\", expected a number"
+        );
     }
 
     #[test]
