@@ -133,6 +133,32 @@ enum Command {
     },
 }
 
+/// Log events written as the CLI writes its own notes: `warning: message field=value`.
+struct Plain;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Plain
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "info",
+            _ => "debug",
+        };
+        write!(writer, "{level}: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum ModelsAction {
     /// Download and verify a built-in model, named as `ponder models` lists them.
@@ -162,8 +188,8 @@ fn main() -> ExitCode {
         // RUST_LOG asks for a log: times and the modules that wrote it.
         log.init();
     } else {
-        // Warnings alone, told like the CLI's own notes.
-        log.without_time().with_target(false).init();
+        // Warnings alone, told like the CLI's own notes (`warning: ...`).
+        log.event_format(Plain).init();
     }
     // Usage errors are clap's: its message, exit code 2.
     let cli = Cli::parse();

@@ -955,4 +955,33 @@ fn solve_counts_one_call_in_the_singular() {
     assert!(usage.contains(" completion tokens, 1 call, "), "{usage}");
     // mistral.rs's false "mix of GPU and CPU" warning on every CPU load is not shown.
     assert!(!stderr.contains("mix of GPU and CPU"), "{stderr}");
+    // ponder's own warnings are, as the CLI writes its notes (not as a log, unless RUST_LOG
+    // asks): a prefix cache on the CPU warns.
+    if device() == "cpu" {
+        let cached = dir.path().join("cached.toml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(
+            &cached,
+            text.replace("[model]\n", "[model]\nprefix_cache = true\n"),
+        )
+        .unwrap();
+        let out = ponder()
+            .args(["solve", "What is 3 + 4?", "--config"])
+            .arg(&cached)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with("warning: prefix cache on the CPU")),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("WARN") && !stderr.contains("ponder_engine::"),
+            "{stderr}"
+        );
+    }
 }
