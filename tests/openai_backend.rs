@@ -164,6 +164,8 @@ fn choices_of_one_reply_count_the_tokens_llama_cpp_leaves_out_of_their_logprobs(
     for (prompt, stop, written) in [
         (emoji, " Emoji", " 🐍"),
         (emoji, "tree", " 🐍 Emoji for a "),
+        // A stop inside characters itself, whose every entry was dropped.
+        (emoji, "🐍", " "),
         ("1, 2, 3, 4, 5,", " 6", ""),
     ] {
         let request = |n| {

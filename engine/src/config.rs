@@ -125,7 +125,7 @@ pub fn parse_str<T: DeserializeOwned>(
     // Where the parser stopped before it read a key (a syntax error: a missing comma, a trailing
     // one, a cut-off document), serde_path_to_error writes `?` for it: the parser's own line and
     // column say where, and the path read so far in what.
-    if path == "?" || path.contains(".?") || path.contains("]?") {
+    if path == "?" || path.contains(".?") {
         let within = path
             .split(".?")
             .next()
@@ -266,11 +266,11 @@ fn plain_types(message: &str) -> String {
             "expected a nonzero usize",
             "expected a whole number above 0",
         ),
-        ("expected usize", "expected a whole number"),
-        ("expected u64", "expected a whole number"),
-        ("expected u32", "expected a whole number"),
-        ("expected u16", "expected a whole number"),
-        ("expected u8", "expected a whole number"),
+        ("expected usize", "expected a whole number, 0 or more"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected u32", "expected a whole number, 0 or more"),
+        ("expected u16", "expected a whole number, 0 or more"),
+        ("expected u8", "expected a whole number, 0 or more"),
         ("expected i64", "expected a whole number"),
         ("expected i32", "expected a whole number"),
         ("expected f64", "expected a number"),
@@ -589,7 +589,7 @@ mod tests {
         );
         assert_eq!(
             plain_types("invalid type: string \"hot\", expected f64 or expected u64"),
-            "invalid type: string \"hot\", expected a number or expected a whole number"
+            "invalid type: string \"hot\", expected a number or expected a whole number, 0 or more"
         );
         assert_eq!(plain_types("expected u64x"), "expected u64x");
         #[derive(Debug, serde::Deserialize)]

@@ -65,6 +65,8 @@ impl Problem {
 
     /// Parses JSON Lines text; `path` names the source in errors.
     pub fn parse_jsonl(text: &str, path: &Path) -> Result<Vec<Problem>> {
+        // A byte-order mark, as some editors on Windows write one.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut problems = Vec::new();
         let mut seen = HashSet::new();
         for (index, line) in text.lines().enumerate() {
@@ -330,6 +332,12 @@ mod tests {
             "{err}"
         );
         let ok = "{\"id\": 7, \"question\": \"q\", \"answer\": 3.5}\n";
+        // A byte-order mark before the first line is not part of it.
+        let marked = format!("\u{feff}{ok}");
+        assert_eq!(
+            Problem::parse_jsonl(&marked, Path::new("p.jsonl")).unwrap()[0].id,
+            "7"
+        );
         let problems = Problem::parse_jsonl(ok, Path::new("p.jsonl")).unwrap();
         assert_eq!(
             (problems[0].id.as_str(), problems[0].reference.as_deref()),

@@ -87,6 +87,8 @@ pub struct OpenAiBackend {
     /// Whether the warning that this server cannot tell a stop sequence from an end of
     /// sequence was given.
     warned_stops: AtomicBool,
+    /// Whether the warning that counting tokens through `/tokenize` failed was given.
+    warned_counts: AtomicBool,
     /// Whether the warning that this server writes past `max_tokens` was given.
     warned_overrun: AtomicBool,
     /// Set when a request gave up on servers that could not be reached through all its
@@ -172,6 +174,7 @@ impl OpenAiBackend {
             ids: Mutex::new(HashMap::new()),
             stop_lengths: Mutex::new(HashMap::new()),
             warned_stops: AtomicBool::new(false),
+            warned_counts: AtomicBool::new(false),
             warned_overrun: AtomicBool::new(false),
             unreachable: AtomicBool::new(false),
         };
@@ -553,7 +556,13 @@ impl OpenAiBackend {
     /// llama.cpp's `/tokenize` with pieces: each token's bytes (a string where they are whole
     /// characters, else an array of byte values).
     async fn token_pieces(&self, text: &str) -> Result<Vec<Vec<u8>>> {
-        let body = json!({ "content": text, "add_special": false, "with_pieces": true });
+        // Special tokens' text as text, as llama.cpp reads a stop sequence.
+        let body = json!({
+            "content": text,
+            "add_special": false,
+            "parse_special": false,
+            "with_pieces": true,
+        });
         let reply = self
             .request(reqwest::Method::POST, "/tokenize", Some(&body))
             .await?;

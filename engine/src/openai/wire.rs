@@ -1,12 +1,14 @@
 //! The wire: replies as servers send them, token counts and log-probabilities read from them,
 //! and small helpers for messages and errors.
 
+use std::sync::atomic::Ordering;
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::OpenAiBackend;
 use crate::backend::{Choice, FinishReason, Message, TokenLogprob, TopLogprob};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 impl OpenAiBackend {
     /// Log-probabilities in either of the two shapes servers send: `{content: [...]}` (chat, and
@@ -102,9 +104,11 @@ impl OpenAiBackend {
                 (_, _, Some(l)) if choice.finish_reason == FinishReason::Length => {
                     l.len().max(max_tokens)
                 }
-                // No entries at all on llama.cpp: all were the stop's (asked for with n > 1).
+                // No entries at all on llama.cpp: the stop dropped them (they are asked for
+                // with n > 1).
                 (_, _, l) if self.info.pieces && choice.finish_reason == FinishReason::Stop => {
-                    l.as_ref().map_or(0, Vec::len) + self.left_out_of_logprobs(choice).await
+                    self.llama_cpp_tokens(choice, l.as_ref().map_or(0, Vec::len))
+                        .await
                 }
                 (_, _, Some(l)) => l.len(),
                 _ if choice.finish_reason == FinishReason::Length => max_tokens,
@@ -145,45 +149,55 @@ impl OpenAiBackend {
 }
 
 impl OpenAiBackend {
-    /// The tokens of a choice that llama.cpp's log-probabilities leave out (seen in its
-    /// server): as many as its tokenizer gives the stop sequence that ended the choice (it drops
-    /// that many entries from the end), and each token after which the text ended inside a
-    /// character (it makes an entry only once the character is whole). The latter are read from
-    /// the tokenizer's own cut of the text, which is the model's unless it wrote a character's
-    /// bytes in pieces its tokenizer would not have cut. Where the server cannot answer, they
-    /// go uncounted (a warning says so).
-    async fn left_out_of_logprobs(&self, choice: &Choice) -> usize {
-        let mut left_out = 0;
-        if let Some(stop) = &choice.stop_sequence {
+    /// The tokens of a stop-ended choice on llama.cpp, from its `entries` log-probabilities and
+    /// what its server leaves out of them (read there): each token after which the text ended
+    /// inside a character (it makes an entry only once the character is whole), and from the
+    /// end as many entries as its tokenizer gives the stop sequence that ended the choice, or
+    /// all there were. Tokens inside characters are read from the tokenizer's own cut of the
+    /// text and the stop, which is the model's unless it wrote a character's bytes in pieces
+    /// its tokenizer would not have cut; where no entries are left, that cut is the count.
+    /// Where the server cannot answer, what it would tell goes uncounted (a warning says so,
+    /// once).
+    async fn llama_cpp_tokens(&self, choice: &Choice, entries: usize) -> usize {
+        let stop = choice.stop_sequence.as_deref().unwrap_or_default();
+        let written = format!("{}{stop}", choice.text);
+        let warn = |e: Error| {
+            if !self.warned_counts.swap(true, Ordering::Relaxed) {
+                tracing::warn!(error = %e, "counting a completion's tokens through /tokenize failed: those its log-probabilities leave out go uncounted");
+            }
+        };
+        let mut stop_tokens = 0;
+        if !stop.is_empty() {
             let known = self
                 .stop_lengths
                 .lock()
                 .ok()
                 .and_then(|m| m.get(stop).copied());
             match known {
-                Some(n) => left_out += n,
-                None => match self.server_tokenize(stop, false).await {
-                    Ok(ids) => {
-                        left_out += ids.len();
+                Some(n) => stop_tokens = n,
+                None => match self.token_pieces(stop).await {
+                    Ok(pieces) => {
+                        stop_tokens = pieces.len();
                         if let Ok(mut m) = self.stop_lengths.lock() {
-                            m.insert(stop.clone(), ids.len());
+                            m.insert(stop.to_string(), stop_tokens);
                         }
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "counting a stop sequence's tokens failed; they go uncounted")
-                    }
+                    Err(e) => warn(e),
                 },
             }
         }
-        if !choice.text.is_ascii() {
-            match self.token_pieces(&choice.text).await {
-                Ok(pieces) => left_out += inside_characters(&pieces),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cutting a completion into tokens failed; those that end inside a character go uncounted")
-                }
+        let dropped_all = entries == 0 && !stop.is_empty();
+        if written.is_ascii() && !dropped_all {
+            return entries + stop_tokens;
+        }
+        match self.token_pieces(&written).await {
+            Ok(pieces) if dropped_all => pieces.len(),
+            Ok(pieces) => entries + stop_tokens + inside_characters(&pieces),
+            Err(e) => {
+                warn(e);
+                entries + stop_tokens
             }
         }
-        left_out
     }
 }
 
