@@ -80,7 +80,8 @@ fn solves_through_the_server_with_exact_usage() {
         Some(2048),
         "per-slot context from /props"
     );
-    assert_eq!(caps.eos_token_ids.len(), 1, "eos from /props");
+    // `<|im_end|>` from /props, and `<|endoftext|>`, which ends a generation on llama.cpp too.
+    assert_eq!(caps.eos_token_ids, vec![0, 2], "eos from /props");
 
     let direct = || StrategyConfig::Direct(DirectConfig::default());
     let problem = Problem::new("p", "What is 2 + 3?");

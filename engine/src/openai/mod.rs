@@ -226,6 +226,10 @@ impl OpenAiBackend {
                 if let Ok(ids) = self.tokenize_request(eos, false, Some(base)).await {
                     if ids.len() == 1 {
                         info.eos_token_ids = ids;
+                        info.eos_token_ids
+                            .extend(self.end_of_generation_ids(base).await);
+                        info.eos_token_ids.sort_unstable();
+                        info.eos_token_ids.dedup();
                     }
                 }
             }
@@ -270,6 +274,56 @@ impl OpenAiBackend {
                 .is_some_and(|ids| ids.len() > bare);
         }
         Ok(info)
+    }
+
+    /// The tokens besides `eos_token` that end a generation on llama.cpp, which knows them by
+    /// their text (`special_eog_ids` in its `llama-vocab.cpp`: `<|endoftext|>` next to Qwen's
+    /// and SmolLM2's `<|im_end|>`, Llama 3's `<|end_of_text|>` next to `<|eot_id|>`), where the
+    /// model's vocabulary holds them: one `/tokenize` of them all with pieces, a special token
+    /// coming back whole. Without them a completion that ended at one would read as ended by a
+    /// stop sequence.
+    async fn end_of_generation_ids(&self, base: &str) -> Vec<u32> {
+        const ENDS: [&str; 14] = [
+            "<|eot_id|>",
+            "<|im_end|>",
+            "<|end|>",
+            "<|return|>",
+            "<|call|>",
+            "<end_of_turn>",
+            "<|endoftext|>",
+            "<|eom_id|>",
+            "<EOT>",
+            "<|end_of_text|>",
+            "<end_of_utterance>",
+            "<eos>",
+            "</s>",
+            "<｜end▁of▁sentence｜>",
+        ];
+        let body = json!({
+            "content": ENDS.join("\n"),
+            "add_special": false,
+            "parse_special": true,
+            "with_pieces": true,
+        });
+        let Ok(reply) = self
+            .request_once_at(base, reqwest::Method::POST, "/tokenize", Some(&body))
+            .await
+        else {
+            return Vec::new();
+        };
+        reply
+            .get("tokens")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|t| {
+                t.get("piece")
+                    .and_then(Value::as_str)
+                    .is_some_and(|piece| ENDS.contains(&piece))
+            })
+            .filter_map(|t| t.get("id").and_then(Value::as_u64))
+            .filter_map(|id| u32::try_from(id).ok())
+            .collect()
     }
 
     /// vLLM's `/tokenize` of chat messages, up to the start of the assistant's turn.
