@@ -81,7 +81,7 @@ fn solves_through_the_server_with_exact_usage() {
         "per-slot context from /props"
     );
     // `<|im_end|>` from /props, and `<|endoftext|>`, which ends a generation on llama.cpp too.
-    assert_eq!(caps.eos_token_ids, vec![0, 2], "eos from /props");
+    assert_eq!(caps.eos_token_ids, vec![2, 0], "eos from /props first");
 
     let direct = || StrategyConfig::Direct(DirectConfig::default());
     let problem = Problem::new("p", "What is 2 + 3?");

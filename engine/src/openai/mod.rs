@@ -225,11 +225,13 @@ impl OpenAiBackend {
             if let Some(eos) = props.get("eos_token").and_then(Value::as_str) {
                 if let Ok(ids) = self.tokenize_request(eos, false, Some(base)).await {
                     if ids.len() == 1 {
+                        // The model's own first, as in process.
                         info.eos_token_ids = ids;
-                        info.eos_token_ids
-                            .extend(self.end_of_generation_ids(base).await);
-                        info.eos_token_ids.sort_unstable();
-                        info.eos_token_ids.dedup();
+                        for id in self.end_of_generation_ids(base).await {
+                            if !info.eos_token_ids.contains(&id) {
+                                info.eos_token_ids.push(id);
+                            }
+                        }
                     }
                 }
             }
