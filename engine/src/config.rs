@@ -94,9 +94,9 @@ pub fn parse_str<T: DeserializeOwned>(
                 Err(e) => (
                     e.path().to_string(),
                     e.inner().message().trim_end().to_string(),
-                    e.inner()
-                        .span()
-                        .map(|span| (line_of(text, span.start), column_of(text, span.start))),
+                    // A line alone (column 0): toml's syntax errors are told at the parse above,
+                    // so no column is ever shown for these.
+                    e.inner().span().map(|span| (line_of(text, span.start), 0)),
                 ),
             }
         }
@@ -131,7 +131,7 @@ pub fn parse_str<T: DeserializeOwned>(
             .next()
             .filter(|p| !p.is_empty() && *p != "?");
         let at = match position {
-            // serde_json's column at the end of a file that ends with a newline.
+            // No column: serde_json's at the end of a file that ends with a newline.
             Some((line, 0)) => format!("line {line}"),
             Some((line, column)) => format!("line {line}, column {column}"),
             None => "syntax".to_string(),
@@ -290,13 +290,6 @@ fn plain_types(message: &str) -> String {
         }
     }
     out
-}
-
-/// The 1-based column (in characters) of byte `offset` in `text`.
-fn column_of(text: &str, offset: usize) -> usize {
-    let offset = offset.min(text.len());
-    let start = text[..offset].rfind('\n').map_or(0, |at| at + 1);
-    text[start..offset].chars().count() + 1
 }
 
 /// One step of a key path.

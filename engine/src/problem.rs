@@ -92,10 +92,10 @@ impl Problem {
                 let message = crate::error::json_line_message(e.inner());
                 // `?`: the parser stopped before it read a key (a syntax error); the column
                 // says where.
-                match key.as_str() {
-                    "." | "" => bad(message),
-                    _ if key.contains('?') => bad(message),
-                    _ => bad(format!("`{key}`: {message}")),
+                if key == "." || key.is_empty() || key.contains('?') {
+                    bad(message)
+                } else {
+                    bad(format!("`{key}`: {message}"))
                 }
             })?;
             let problem = row.into_problem(line_no).map_err(|m| bad(m.to_string()))?;

@@ -243,14 +243,9 @@ impl OpenAiBackend {
         info.tokenize = bare > 0;
         info.pieces = info.tokenize
             && self
-                .request_once_at(
-                    base,
-                    reqwest::Method::POST,
-                    "/tokenize",
-                    Some(&json!({ "content": "ponder", "with_pieces": true })),
-                )
+                .tokenize_pieces("ponder", false, Some(base))
                 .await
-                .is_ok_and(|v| v.pointer("/tokens/0/piece").is_some());
+                .is_ok_and(|pieces| !pieces.is_empty());
         info.apply_template = self
             .request_once_at(
                 base,
@@ -301,30 +296,14 @@ impl OpenAiBackend {
             "</s>",
             "<｜end▁of▁sentence｜>",
         ];
-        let body = json!({
-            "content": ENDS.join("\n"),
-            "add_special": false,
-            "parse_special": true,
-            "with_pieces": true,
-        });
-        let Ok(reply) = self
-            .request_once_at(base, reqwest::Method::POST, "/tokenize", Some(&body))
+        let pieces = self
+            .tokenize_pieces(&ENDS.join("\n"), true, Some(base))
             .await
-        else {
-            return Vec::new();
-        };
-        reply
-            .get("tokens")
-            .and_then(Value::as_array)
+            .unwrap_or_default();
+        pieces
             .into_iter()
-            .flatten()
-            .filter(|t| {
-                t.get("piece")
-                    .and_then(Value::as_str)
-                    .is_some_and(|piece| ENDS.contains(&piece))
-            })
-            .filter_map(|t| t.get("id").and_then(Value::as_u64))
-            .filter_map(|id| u32::try_from(id).ok())
+            .filter(|(_, piece)| ENDS.iter().any(|end| end.as_bytes() == piece.as_slice()))
+            .map(|(id, _)| id)
             .collect()
     }
 
@@ -609,26 +588,39 @@ impl OpenAiBackend {
         self.tokenize_request(text, add_special, None).await
     }
 
-    /// llama.cpp's `/tokenize` with pieces: each token's bytes (a string where they are whole
-    /// characters, else an array of byte values).
-    async fn token_pieces(&self, text: &str) -> Result<Vec<Vec<u8>>> {
-        // Special tokens' text as text, as llama.cpp reads a stop sequence.
+    /// llama.cpp's `/tokenize` with pieces: each token's id and bytes (sent as a string where
+    /// they are whole characters, else as an array of byte values). `parse_special`: special
+    /// tokens' text makes special tokens (llama.cpp's default), else it is text, as llama.cpp
+    /// reads a stop sequence. With retries, or once at the server `once_at` (for probing).
+    async fn tokenize_pieces(
+        &self,
+        text: &str,
+        parse_special: bool,
+        once_at: Option<&str>,
+    ) -> Result<Vec<(u32, Vec<u8>)>> {
         let body = json!({
             "content": text,
             "add_special": false,
-            "parse_special": false,
+            "parse_special": parse_special,
             "with_pieces": true,
         });
-        let reply = self
-            .request(reqwest::Method::POST, "/tokenize", Some(&body))
-            .await?;
+        let method = reqwest::Method::POST;
+        let reply = if let Some(base) = once_at {
+            self.request_once_at(base, method, "/tokenize", Some(&body))
+                .await?
+        } else {
+            self.request(method, "/tokenize", Some(&body)).await?
+        };
         reply
             .get("tokens")
             .and_then(Value::as_array)
             .and_then(|tokens| {
                 tokens
                     .iter()
-                    .map(|t| piece_bytes(t.get("piece")?))
+                    .map(|t| {
+                        let id = u32::try_from(t.get("id")?.as_u64()?).ok()?;
+                        Some((id, piece_bytes(t.get("piece")?)?))
+                    })
                     .collect()
             })
             .ok_or_else(|| Error::Inference {

@@ -146,9 +146,7 @@ impl OpenAiBackend {
         }
         Ok(())
     }
-}
 
-impl OpenAiBackend {
     /// The tokens of a stop-ended choice on llama.cpp, from its `entries` log-probabilities and
     /// what its server leaves out of them (read there): each token after which the text ended
     /// inside a character (it makes an entry only once the character is whole), and from the
@@ -175,7 +173,7 @@ impl OpenAiBackend {
                 .and_then(|m| m.get(stop).copied());
             match known {
                 Some(n) => stop_tokens = n,
-                None => match self.token_pieces(stop).await {
+                None => match self.tokenize_pieces(stop, false, None).await {
                     Ok(pieces) => {
                         stop_tokens = pieces.len();
                         if let Ok(mut m) = self.stop_lengths.lock() {
@@ -190,9 +188,12 @@ impl OpenAiBackend {
         if written.is_ascii() && !dropped_all {
             return entries + stop_tokens;
         }
-        match self.token_pieces(&written).await {
+        match self.tokenize_pieces(&written, false, None).await {
             Ok(pieces) if dropped_all => pieces.len(),
-            Ok(pieces) => entries + stop_tokens + inside_characters(&pieces),
+            Ok(pieces) => {
+                let bytes: Vec<Vec<u8>> = pieces.into_iter().map(|(_, piece)| piece).collect();
+                entries + stop_tokens + inside_characters(&bytes)
+            }
             Err(e) => {
                 warn(e);
                 entries + stop_tokens
