@@ -38,7 +38,10 @@ impl Asking {
 
 impl SStar {
     /// Asks the model (`ask`) for test inputs: up to `synthesized_inputs` calls of the entry
-    /// point read from its reply. `Ok(Err(resource))` when the budget ran out.
+    /// point read from its reply. `Ok(Err(resource))` when the budget ran out. An `ask` too
+    /// long for the context window (the problem and, in a knockout, both programs) gets no
+    /// inputs, as a reply with none would: the comparison or the clusters then tell nothing
+    /// apart, and selection goes on as it does without a verdict.
     async fn synthesize(
         &self,
         cx: &Context,
@@ -50,6 +53,7 @@ impl SStar {
         let generation = match cx.backend().generate(request).await {
             Ok(generation) => generation,
             Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
+            Err(Error::PromptTooLong { .. }) => return Ok(Ok(Vec::new())),
             Err(e) => return Err(e),
         };
         let text = generation
@@ -104,34 +108,38 @@ impl SStar {
             assemble(task, &sa.best.completion),
             assemble(task, &sb.best.completion),
         );
-        let both = sandboxed(cx, async {
-            tokio::try_join!(
-                self.verifier.run_tests(&program_a, &probes),
-                self.verifier.run_tests(&program_b, &probes),
-            )
-        });
-        let (run_a, run_b) = match both.await {
-            Ok(runs) => runs,
-            Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
-            Err(e) => return Err(e),
-        };
-        let sandbox_ms = (run_a.report.wall + run_b.report.wall).as_millis() as u64;
-        let (outputs_a, outputs_b) = (outputs(&run_a), outputs(&run_b));
         let mut kept = known.to_vec();
-        for (i, call) in inputs.iter().enumerate() {
-            let skipped = |run: &TestRun| {
-                run.results
-                    .get(i)
-                    .is_some_and(|r| matches!(r.status, TestStatus::Skipped { .. }))
+        let mut sandbox_ms = 0;
+        // No new input (none written, or no room to ask for them): nothing to run.
+        if !inputs.is_empty() {
+            let both = sandboxed(cx, async {
+                tokio::try_join!(
+                    self.verifier.run_tests(&program_a, &probes),
+                    self.verifier.run_tests(&program_b, &probes),
+                )
+            });
+            let (run_a, run_b) = match both.await {
+                Ok(runs) => runs,
+                Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
+                Err(e) => return Err(e),
             };
-            if skipped(&run_a) && skipped(&run_b) {
-                continue;
+            sandbox_ms = (run_a.report.wall + run_b.report.wall).as_millis() as u64;
+            let (outputs_a, outputs_b) = (outputs(&run_a), outputs(&run_b));
+            for (i, call) in inputs.iter().enumerate() {
+                let skipped = |run: &TestRun| {
+                    run.results
+                        .get(i)
+                        .is_some_and(|r| matches!(r.status, TestStatus::Skipped { .. }))
+                };
+                if skipped(&run_a) && skipped(&run_b) {
+                    continue;
+                }
+                let (oa, ob) = (
+                    outputs_a.get(i).cloned().unwrap_or_default(),
+                    outputs_b.get(i).cloned().unwrap_or_default(),
+                );
+                kept.push((call.clone(), oa, ob));
             }
-            let (oa, ob) = (
-                outputs_a.get(i).cloned().unwrap_or_default(),
-                outputs_b.get(i).cloned().unwrap_or_default(),
-            );
-            kept.push((call.clone(), oa, ob));
         }
         let differing: Vec<&Shown> = kept.iter().filter(|(_, oa, ob)| oa != ob).collect();
         let mut comparison = Comparison {
@@ -240,10 +248,15 @@ impl SStar {
             let probes = &probes;
             async move { self.verifier.run_tests(&program, probes).await }
         }));
-        let runs = match sandboxed(cx, all).await {
-            Ok(runs) => runs,
-            Err(Error::BudgetExhausted { resource }) => return Ok((earliest, Some(resource))),
-            Err(e) => return Err(e),
+        // No input (none written, or no room to ask for them): nothing to run, and each
+        // candidate stands alone below.
+        let runs = match calls.is_empty() {
+            true => Vec::new(),
+            false => match sandboxed(cx, all).await {
+                Ok(runs) => runs,
+                Err(Error::BudgetExhausted { resource }) => return Ok((earliest, Some(resource))),
+                Err(e) => return Err(e),
+            },
         };
         details.sandbox_ms += runs
             .iter()
@@ -261,8 +274,8 @@ impl SStar {
             .collect();
         details.probes = ran.iter().filter_map(|&p| calls.get(p).cloned()).collect();
         let mut clusters: Vec<Cluster> = Vec::new();
-        for (&sample, run) in pool.iter().zip(&runs) {
-            let all = outputs(run);
+        for (k, &sample) in pool.iter().enumerate() {
+            let all = runs.get(k).map(outputs).unwrap_or_default();
             let mine: Vec<String> = ran
                 .iter()
                 .map(|&p| all.get(p).cloned().unwrap_or_default())

@@ -177,6 +177,76 @@ async fn programs_too_long_to_show_the_judge_get_no_verdict_and_a_keeps_on() {
     assert_eq!(details.selected, 0);
 }
 
+#[tokio::test]
+async fn no_room_to_ask_for_inputs_leaves_selection_without_a_verdict_not_a_failed_problem() {
+    // A window that holds the samples' prompts and replies, not the prompt asking for inputs
+    // that tell the two programs apart (it shows both): that pair gets no inputs, and the
+    // knockout goes on as when the model writes none. It failed the problem before.
+    let config = SStarConfig {
+        n: NonZeroUsize::MIN.saturating_add(1),
+        debug_rounds: 0,
+        selection: CodeSelection::Knockout,
+        ..SStarConfig::default()
+    };
+    let samples = || {
+        vec![
+            fenced("return a + b if a < 100 else 0"),
+            fenced("return a + b"),
+        ]
+    };
+    let mut script = samples();
+    script.extend([">>> add(100, 1)", "A", "A"].map(String::from));
+    let measure = Arc::new(ScriptedBackend::new(script));
+    solve_add(config.clone(), &measure).await;
+    let lengths: Vec<usize> = measure
+        .requests()
+        .iter()
+        .map(|r| measure.prompt_tokens(&r.prompt))
+        .collect();
+    // One request for both samples, then the one asking for inputs.
+    let window = lengths[0] + samples().iter().map(String::len).max().unwrap();
+    assert!(lengths.len() == 4 && lengths[1] >= window, "{lengths:?}");
+    let backend = Arc::new(ScriptedBackend::new(samples()).with_context(window));
+    let solution = solve_add(config, &backend).await;
+    assert_eq!(backend.requests().len(), 1, "only the samples are sent");
+    let details: SStarDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    let c = &details.comparisons[0];
+    assert!(c.inputs.is_empty());
+    assert_eq!((c.differing, c.p_a, c.winner), (0, None, Some(0)));
+    assert_eq!(details.selected, 0);
+    assert!(solution.completion.contains("a < 100"));
+}
+
+#[tokio::test]
+async fn no_room_to_ask_for_inputs_in_a_round_robin_keeps_the_earliest() {
+    // The prompt asking for inputs for the problem does not fit: no probes, each candidate its
+    // own cluster, and the pairs' prompts (longer still) get no inputs and no verdict.
+    let samples = round_robin_samples();
+    let config = SStarConfig {
+        n: NonZeroUsize::new(4).unwrap(),
+        debug_rounds: 0,
+        ..SStarConfig::default()
+    };
+    let (measure, _) = round_robin(&[">>> add(100, 1)", ">>> add(-1, 1)", "A", "B"]).await;
+    let lengths: Vec<usize> = measure
+        .requests()
+        .iter()
+        .map(|r| measure.prompt_tokens(&r.prompt))
+        .collect();
+    let longest_reply = samples.iter().map(String::len).max().unwrap();
+    // One request for the four samples, then the one asking for inputs.
+    let window = lengths[0] + longest_reply;
+    assert!(lengths[1] >= window, "{lengths:?}, window {window}");
+    let backend = Arc::new(ScriptedBackend::new(samples).with_context(window));
+    let solution = solve_add(config, &backend).await;
+    assert_eq!(backend.requests().len(), 1, "only the samples are sent");
+    let details: SStarDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert!(details.probes.is_empty());
+    assert_eq!(details.clusters.len(), 3, "{:?}", details.clusters);
+    assert!(details.comparisons.iter().all(|c| c.winner.is_none()));
+    assert_eq!(details.selected, 0);
+}
+
 /// Samples for the round robin: 0 is wrong from 100 on, 1 and 2 are right (differently
 /// written), 3 fails the public tests and is no candidate.
 fn round_robin_samples() -> Vec<String> {
