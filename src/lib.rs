@@ -98,18 +98,39 @@ impl Config {
     /// before a batch job starts, not at its first problem. The error's path is the table
     /// (`[model]`, `strategy.scorer.model`).
     pub fn preflight(&self) -> Result<()> {
-        let tables = std::iter::once(("[model]".to_string(), self.model.clone())).chain(
-            self.strategy
-                .models()
-                .into_iter()
-                .map(|(key, model)| (format!("strategy.{key}"), model)),
-        );
         let mut shares: Vec<(String, ponder_engine::DeviceSpec, f32)> = Vec::new();
-        for (table, model) in tables {
+        let mut dequantized: Option<(String, ponder_engine::Dequantize)> = None;
+        let mut on_gpu: Option<String> = None;
+        for (table, model) in self.tables() {
             model.preflight().map_err(|message| Error::Config {
                 path: table.clone().into(),
                 message,
             })?;
+            // candle's switch is process-wide: one way for every GGUF model in process.
+            match (&dequantized, model.dequantize) {
+                (Some((first, theirs)), Some(mine)) if *theirs != mine => {
+                    return Err(Error::Config {
+                        path: table.into(),
+                        message: format!(
+                            "dequantize = \"{mine}\", but {first} has \"{theirs}\": it is \
+                             process-wide, so every model in process loads one way; give one"
+                        ),
+                    })
+                }
+                (None, Some(mine)) => dequantized = Some((table.clone(), mine)),
+                _ => {}
+            }
+            if model.backend == ponder_engine::BackendKind::Mistralrs
+                && matches!(model.device, ponder_engine::DeviceSpec::Cuda(_))
+            {
+                on_gpu.get_or_insert(table.clone());
+            }
+            if let (Some((_, way)), Some(gpu)) = (&dequantized, &on_gpu) {
+                return Err(Error::Config {
+                    path: gpu.clone().into(),
+                    message: way.on_cuda(),
+                });
+            }
             if let (ponder_engine::DeviceSpec::Cuda(_), ponder_engine::DeviceSpec::Cpu) =
                 (self.model.device, model.device)
             {
@@ -151,6 +172,26 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The model tables in the order they load: `[model]`, then the strategy's
+    /// (`strategy.scorer.model`, `strategy.judge`).
+    fn tables(&self) -> impl Iterator<Item = (String, ponder_engine::ModelConfig)> {
+        std::iter::once(("[model]".to_string(), self.model.clone())).chain(
+            self.strategy
+                .models()
+                .into_iter()
+                .map(|(key, model)| (format!("strategy.{key}"), model)),
+        )
+    }
+
+    /// How the models run in process are dequantized ([`ponder_engine::Dequantize`]): the
+    /// first table that says. Process-wide, so the `ponder` CLI sets candle's variable from it
+    /// before it starts; [`Config::preflight`] refuses tables that disagree.
+    pub fn dequantize(&self) -> Option<ponder_engine::Dequantize> {
+        self.tables()
+            .filter(|(_, model)| model.backend == ponder_engine::BackendKind::Mistralrs)
+            .find_map(|(_, model)| model.dequantize)
     }
 
     /// Checks the rules that serde cannot. A value's error is a [`Error::ConfigValue`] naming
@@ -218,6 +259,7 @@ pub fn error_report<'a>(
 #[cfg(test)]
 mod tests {
     use ponder_engine::config::{parse_str, Format};
+    use ponder_engine::Dequantize;
 
     use super::*;
 
@@ -501,6 +543,79 @@ source = \"smollm2-135m\"
             std::fs::write(&path, text).unwrap();
             Config::load(&path).unwrap();
         }
+    }
+
+    #[test]
+    fn models_in_process_are_dequantized_one_way_or_the_config_is_refused() {
+        let config = |policy: &str, scorer: &str| {
+            parse_str::<Config>(
+                &format!(
+                    "[model]\nsource = \"smollm2-135m\"\n{policy}\n\
+                     [strategy]\nkind = \"best_of_n\"\nn = 2\n\
+                     scorer = {{ kind = \"prm\", model = {{ source = \"smollm2-135m\"{scorer} }} }}\n"
+                ),
+                Format::Toml,
+            )
+            .unwrap()
+        };
+        let err = config("dequantize = \"f16\"", ", dequantize = \"f32\"")
+            .preflight()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "strategy.scorer.model: dequantize = \"f32\", but [model] has \"f16\": it is \
+                 process-wide"
+            ),
+            "{err}"
+        );
+        // Not with a model on a GPU, in the same table or another.
+        for (policy, scorer) in [
+            ("dequantize = \"f16\"\ndevice = \"cuda:0\"", ""),
+            ("device = \"cuda:0\"", ", dequantize = \"f16\""),
+        ] {
+            let err = config(policy, scorer).preflight().unwrap_err().to_string();
+            assert!(err.contains("dequantize = \"f16\" is for the CPU"), "{err}");
+        }
+        // One table saying is the process's way; agreeing tables are fine.
+        for (policy, scorer, way) in [
+            ("", ", dequantize = \"f32\"", Some(Dequantize::F32)),
+            (
+                "dequantize = \"f16\"",
+                ", dequantize = \"f16\"",
+                Some(Dequantize::F16),
+            ),
+            ("", "", None),
+        ] {
+            let config = config(policy, scorer);
+            config.preflight().unwrap();
+            assert_eq!(config.dequantize(), way, "{policy} {scorer}");
+        }
+        // A safetensors model has nothing to dequantize; over HTTP it is no key at all.
+        let dir = std::env::temp_dir().join(format!("ponder-dequantize-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), "{}").unwrap();
+        let toml = format!(
+            "[model]\nsource = {:?}\ndequantize = \"f16\"\n[strategy]\nkind = \"direct\"\n",
+            dir.display().to_string()
+        );
+        let err = parse_str::<Config>(&toml, Format::Toml)
+            .unwrap()
+            .preflight()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is for GGUF models"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let err = parse_str::<Config>(
+            "[model]\nbackend = \"openai\"\nbase_url = \"http://127.0.0.1:8080\"\n\
+             dequantize = \"f16\"\n[strategy]\nkind = \"direct\"\n",
+            Format::Toml,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("`dequantize` is a key of the mistralrs backend"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use ponder::engine::models::{self, BUILTIN_MODELS};
 use ponder::engine::{
-    runner, Allocation, Backend, BackendKind, Budget, Context, DeviceSpec, Event, EventKind,
-    EventLog, EventSink, Events, Problem, ResultLine, Runner, Strategy,
+    runner, Allocation, Backend, BackendKind, Budget, Context, Dequantize, DeviceSpec, Event,
+    EventKind, EventLog, EventSink, Events, Problem, ResultLine, Runner, Strategy,
 };
 use ponder::report::{Comparison, RunReport};
 use ponder::Config;
@@ -204,6 +204,7 @@ fn main() -> ExitCode {
 }
 
 fn execute(cli: Cli) -> anyhow::Result<()> {
+    dequantize_as_configured(&cli);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
@@ -267,6 +268,30 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             Command::Models { action } => models_command(action),
         }
     })
+}
+
+/// Sets candle's switch for dequantized weights (`dequantize` in a model table) in this process's
+/// environment: candle reads it once per thread, so it must be there before the runtime's
+/// threads start. A config that cannot be read is left to `solve`/`run`, which say why.
+fn dequantize_as_configured(cli: &Cli) {
+    let config = match &cli.command {
+        Command::Solve { config, .. } => config.as_deref(),
+        Command::Run { config, .. } => Some(config.as_path()),
+        Command::Report { .. } | Command::Models { .. } => None,
+    };
+    let Some(wanted) = config
+        .and_then(|path| Config::load(path).ok())
+        .and_then(|config| config.dequantize())
+    else {
+        return;
+    };
+    for other in [Dequantize::F16, Dequantize::F32] {
+        if other != wanted {
+            // No other thread runs yet.
+            std::env::remove_var(other.variable());
+        }
+    }
+    std::env::set_var(wanted.variable(), "1");
 }
 
 fn report(

@@ -985,3 +985,39 @@ fn solve_counts_one_call_in_the_singular() {
         );
     }
 }
+
+#[test]
+fn dequantize_in_the_config_is_set_for_candle_before_the_model_loads() {
+    // candle reads its switch from the environment; the CLI sets it from the config (the
+    // model refuses to load where the environment does not ask for what its table says), the
+    // table's way winning over a variable already set.
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    for way in ["f16", "f32"] {
+        let dequantized = dir.path().join(format!("{way}.toml"));
+        std::fs::write(
+            &dequantized,
+            text.replace("[model]\n", &format!("[model]\ndequantize = \"{way}\"\n")),
+        )
+        .unwrap();
+        let out = ponder()
+            .args([
+                "solve",
+                "Tom has 3 apples and buys 4 more. How many apples does he have?",
+            ])
+            .args(["--json", "--config"])
+            .arg(&dequantized)
+            .env_remove("CANDLE_DEQUANTIZE_ALL_F16")
+            .env(
+                "CANDLE_DEQUANTIZE_ALL",
+                if way == "f16" { "1" } else { "0" },
+            )
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{way}: {stderr}");
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["answer"], "7", "{way}: {json}");
+    }
+}

@@ -11,9 +11,9 @@ use std::time::Duration;
 use common::{block_on, smollm, smollm_dyn};
 use ponder::engine::models::ModelSource;
 use ponder::engine::{
-    Backend, Budget, Choice, DeviceSpec, Error, FinishReason, GenerationRequest, LoadOptions,
-    LogitsProcessor, Message, Metered, MistralRsBackend, ModelConfig, Prompt, Resource, Sampling,
-    TokenizeInput,
+    Backend, Budget, Choice, Dequantize, DeviceSpec, Error, FinishReason, GenerationRequest,
+    LoadOptions, LogitsProcessor, Message, Metered, MistralRsBackend, ModelConfig, Prompt,
+    Resource, Sampling, TokenizeInput,
 };
 use ponder::strategies::{Direct, DirectConfig};
 use ponder::{Problem, StopReason};
@@ -432,6 +432,29 @@ async fn raw_request(
         }
     }
     false
+}
+
+#[test]
+fn a_model_asking_for_dequantized_weights_the_environment_does_not_ask_for_is_refused() {
+    // candle's switch is process-wide, read from the environment: a library caller who asks in
+    // LoadOptions alone would get the weights as stored, silently.
+    let source = ModelSource::parse(&ModelConfig::default().source).unwrap();
+    let wanted = match Dequantize::in_effect() {
+        Some(Dequantize::F16) => Dequantize::F32,
+        _ => Dequantize::F16,
+    };
+    let options = LoadOptions {
+        dequantize: Some(wanted),
+        ..common::options()
+    };
+    let Err(err) = block_on(MistralRsBackend::load(&source, &options)) else {
+        panic!("loaded without {}", wanted.variable());
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains(&format!("start the program with {}=1", wanted.variable())),
+        "{err}"
+    );
 }
 
 #[test]

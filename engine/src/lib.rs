@@ -65,7 +65,8 @@ pub use metered::{Meter, Metered};
 #[cfg(feature = "mistralrs")]
 pub use mistralrs_backend::MistralRsBackend;
 pub use model_config::{
-    BackendKind, DeviceSpec, KvPool, LoadOptions, ModelConfig, Urls, DEFAULT_GPU_MEMORY_UTILIZATION,
+    BackendKind, Dequantize, DeviceSpec, KvPool, LoadOptions, ModelConfig, Urls,
+    DEFAULT_GPU_MEMORY_UTILIZATION,
 };
 pub use openai::{OpenAiBackend, OpenAiOptions};
 pub use problem::{CodeTask, Problem};

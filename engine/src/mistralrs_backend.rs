@@ -49,7 +49,7 @@ use crate::backend::{
     Prompt, TokenLogprob, TokenizeInput, TopLogprob,
 };
 use crate::error::{Error, Result};
-use crate::model_config::{DeviceSpec, KvPool, LoadOptions};
+use crate::model_config::{Dequantize, DeviceSpec, KvPool, LoadOptions};
 use crate::models::ModelSource;
 use crate::stop_strings::{StopStrings, TokenBytes};
 use crate::usage::Usage;
@@ -135,6 +135,27 @@ impl MistralRsBackend {
                 Device::new_cuda(ordinal).map_err(|e| load_error(&name, e))?
             }
         };
+        let gguf = match source {
+            ModelSource::Builtin(_) | ModelSource::GgufFile(_) => true,
+            ModelSource::Directory(dir) => crate::models::has_gguf(dir),
+            ModelSource::Hub(_) => false,
+        };
+        if let Some(dequantize) = options.dequantize {
+            let refused = match (gguf, options.device) {
+                (_, DeviceSpec::Cuda(_)) => Some(dequantize.on_cuda()),
+                (true, DeviceSpec::Cpu) => dequantize.mismatch(Dequantize::in_effect()),
+                (false, DeviceSpec::Cpu) => Some(format!(
+                    "dequantize = \"{dequantize}\" is for GGUF models, whose weights are \
+                     quantized"
+                )),
+            };
+            if let Some(reason) = refused {
+                return Err(Error::ModelSource {
+                    source_name: name,
+                    reason,
+                });
+            }
+        }
         let loaded = match source {
             ModelSource::Builtin(builtin) => {
                 let builtin = *builtin;

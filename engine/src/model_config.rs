@@ -79,6 +79,9 @@ pub struct LoadOptions {
     /// A Jinja chat template (a `.jinja` file) used instead of the model's own: for a GGUF
     /// whose template is missing or wrong. Default: the model's.
     pub chat_template: Option<std::path::PathBuf>,
+    /// Dequantize a GGUF model's weights at load ([`Dequantize`]; process-wide, so this only
+    /// checks that the environment asks for it). Default none: as stored.
+    pub dequantize: Option<Dequantize>,
 }
 
 /// How large the PagedAttention KV pool is on CUDA. mistral.rs's own default is a pool of 4096
@@ -101,6 +104,92 @@ impl Default for KvPool {
 
 /// The share of GPU memory ponder sizes the KV pool to by default (vLLM's default too).
 pub const DEFAULT_GPU_MEMORY_UTILIZATION: f32 = 0.9;
+
+/// How a GGUF model's quantized weight matrices are multiplied (`dequantize`). By default
+/// candle multiplies them as they are stored, one row of the input at a time: on the CPU a
+/// prompt of many tokens then costs nearly as much per token as decoding (SmolLM2-135M Q4_1 on
+/// 2 cores: ~90 prompt tokens a second). Dequantized once at load, they go through a blocked
+/// matrix multiply: prompts several times faster, for more memory (the README's "Choosing
+/// weights on CPU" has the figures).
+///
+/// It is candle's process-wide switch (`CANDLE_DEQUANTIZE_ALL_F16`, `CANDLE_DEQUANTIZE_ALL`,
+/// read once per thread), so every GGUF model loaded in the process is loaded the same way: the
+/// `ponder` CLI sets it before it starts, from the config; a program embedding ponder sets the
+/// variable in its environment before it starts (loading a model that asks for it otherwise is
+/// an error naming the variable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dequantize {
+    /// To f16, multiplied in f16: prompts ~4x faster on the CPU, decoding as fast, memory
+    /// about 1.4-1.8x. f16 tops out at 65504: a model whose activations grow past that (rare)
+    /// writes nonsense; use `f32` for it.
+    F16,
+    /// To f32, multiplied in f32: prompts ~4.5x faster on the CPU, decoding 1.3-1.9x slower,
+    /// memory about 1.6-2.1x.
+    F32,
+}
+
+impl Dequantize {
+    /// The environment variable that turns it on.
+    pub fn variable(self) -> &'static str {
+        match self {
+            Self::F16 => "CANDLE_DEQUANTIZE_ALL_F16",
+            Self::F32 => "CANDLE_DEQUANTIZE_ALL",
+        }
+    }
+
+    /// What this process's environment asks candle for, as candle reads it (f32 first; a
+    /// variable counts when set to anything but empty or `0`).
+    pub fn in_effect() -> Option<Self> {
+        let on = |var: &str| std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0");
+        [Self::F32, Self::F16]
+            .into_iter()
+            .find(|d| on(d.variable()))
+    }
+
+    /// Why `self` is refused for a model on a GPU.
+    pub fn on_cuda(self) -> String {
+        format!(
+            "dequantize = \"{self}\" is for the CPU: on CUDA candle multiplies a prompt by \
+             quantized weights with batched kernels already, and dequantized weights would take \
+             several times the GPU memory (it is process-wide, so no model on a GPU can share a \
+             process with it)"
+        )
+    }
+
+    /// The error for a model that asks for `self` where the environment says `in_effect`.
+    pub(crate) fn mismatch(self, in_effect: Option<Self>) -> Option<String> {
+        if in_effect == Some(self) {
+            return None;
+        }
+        let (now, unset) = match in_effect {
+            Some(other) => (
+                format!("{}=1 asks for {other}", other.variable()),
+                // candle looks at the f32 switch first.
+                match other {
+                    Self::F32 => format!(" and {} unset", other.variable()),
+                    Self::F16 => String::new(),
+                },
+            ),
+            None => ("it is not set".to_string(), String::new()),
+        };
+        Some(format!(
+            "dequantize = \"{self}\" is process-wide (candle reads {var} once): the ponder \
+             command line sets it from the config, but here {now}; start the program with \
+             {var}=1{unset} in its environment",
+            var = self.variable()
+        ))
+    }
+}
+
+impl std::fmt::Display for Dequantize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::F16 => "f16",
+            Self::F32 => "f32",
+        })
+    }
+}
 
 /// Why a model (GGUF or not) cannot load on `device`, if it cannot: mistral.rs 0.8.1's builder
 /// for safetensors models and hub ids ignores the device it is given and loads on cuda:0, so
@@ -138,6 +227,7 @@ impl Default for LoadOptions {
             prefix_cache: default_prefix_cache(DeviceSpec::Cpu),
             kv_pool: KvPool::default(),
             chat_template: None,
+            dequantize: None,
         }
     }
 }
@@ -213,6 +303,10 @@ pub struct ModelConfig {
     /// model's. (Over HTTP the server's template applies: llama-server `--chat-template-file`.)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chat_template: Option<String>,
+    /// A GGUF model's weights dequantized at load, `f16` or `f32` ([`Dequantize`]): prompts
+    /// several times faster on the CPU, for more memory. Process-wide. Default: as stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dequantize: Option<Dequantize>,
     /// OpenAI backend: base URL(s) of the servers, e.g. `http://127.0.0.1:8080`.
     #[serde(skip_serializing_if = "is_none_urls")]
     pub base_url: Urls,
@@ -270,6 +364,8 @@ struct Table {
     #[serde(default)]
     chat_template: Option<String>,
     #[serde(default)]
+    dequantize: Option<Dequantize>,
+    #[serde(default)]
     base_url: Urls,
     #[serde(default)]
     model: Option<String>,
@@ -304,6 +400,7 @@ impl TryFrom<Table> for ModelConfig {
             paged_attention_tokens: t.paged_attention_tokens,
             gpu_memory_utilization: t.gpu_memory_utilization,
             chat_template: t.chat_template,
+            dequantize: t.dequantize,
             base_url: t.base_url,
             model: t.model,
             api_key_env: t.api_key_env,
@@ -352,6 +449,7 @@ impl Default for ModelConfig {
             paged_attention_tokens: None,
             gpu_memory_utilization: None,
             chat_template: None,
+            dequantize: None,
             backend: BackendKind::Mistralrs,
             base_url: Urls::None,
             model: None,
@@ -413,6 +511,7 @@ impl ModelConfig {
                 self.gpu_memory_utilization.is_some(),
             ),
             ("chat_template", self.chat_template.is_some()),
+            ("dequantize", self.dequantize.is_some()),
         ];
         given.iter().filter(|(_, g)| *g).map(|(k, _)| *k).collect()
     }
@@ -550,6 +649,16 @@ impl ModelConfig {
                 if let Some(refused) = ordinal_refused(self.device, gguf) {
                     return Err(refused);
                 }
+                if let (Some(dequantize), DeviceSpec::Cuda(_)) = (self.dequantize, self.device) {
+                    return Err(Dequantize::on_cuda(dequantize));
+                }
+                if let (Some(dequantize), false) = (self.dequantize, gguf) {
+                    return Err(format!(
+                        "dequantize = \"{dequantize}\" is for GGUF models, whose weights are \
+                         quantized; {} is a safetensors model or hub id",
+                        self.source
+                    ));
+                }
                 match &options.chat_template {
                     Some(path) => std::fs::metadata(path)
                         .map(drop)
@@ -667,6 +776,7 @@ impl ModelConfig {
                 .unwrap_or_else(|| default_prefix_cache(self.device)),
             kv_pool,
             chat_template,
+            dequantize: self.dequantize,
         })
     }
 
