@@ -125,10 +125,20 @@ impl Config {
             {
                 on_gpu.get_or_insert(table.clone());
             }
-            if let (Some((_, way)), Some(gpu)) = (&dequantized, &on_gpu) {
+            if let (Some((asks, way)), Some(gpu)) = (&dequantized, &on_gpu) {
+                // Named at the later of the two tables; the message names the other.
+                let (path, other) = match asks == &table {
+                    true if gpu == &table => (table.clone(), None),
+                    true => (table.clone(), Some(format!("{gpu} runs on a GPU"))),
+                    false => (table.clone(), Some(format!("{asks} asks for it"))),
+                };
+                let message = match other {
+                    Some(other) => format!("{}; {other}", way.on_cuda()),
+                    None => way.on_cuda(),
+                };
                 return Err(Error::Config {
-                    path: gpu.clone().into(),
-                    message: way.on_cuda(),
+                    path: path.into(),
+                    message,
                 });
             }
             if let (ponder_engine::DeviceSpec::Cuda(_), ponder_engine::DeviceSpec::Cpu) =
@@ -569,13 +579,37 @@ source = \"smollm2-135m\"
             ),
             "{err}"
         );
-        // Not with a model on a GPU, in the same table or another.
-        for (policy, scorer) in [
-            ("dequantize = \"f16\"\ndevice = \"cuda:0\"", ""),
-            ("device = \"cuda:0\"", ", dequantize = \"f16\""),
+        // Not with a model on a GPU, in the same table or another; the error is at the later
+        // table and names the other.
+        for (policy, scorer, at, names) in [
+            (
+                "dequantize = \"f16\"\ndevice = \"cuda:0\"",
+                "",
+                "[model]",
+                "",
+            ),
+            (
+                "device = \"cuda:0\"",
+                ", dequantize = \"f16\"",
+                "strategy.scorer.model",
+                "; [model] runs on a GPU",
+            ),
+            (
+                "dequantize = \"f16\"",
+                ", device = \"cuda:0\"",
+                "strategy.scorer.model",
+                "; [model] asks for it",
+            ),
         ] {
             let err = config(policy, scorer).preflight().unwrap_err().to_string();
-            assert!(err.contains("dequantize = \"f16\" is for the CPU"), "{err}");
+            assert!(
+                err.starts_with(&format!("{at}: dequantize = \"f16\" is for the CPU")),
+                "{err}"
+            );
+            assert!(
+                err.ends_with(&format!("share a process with it){names}")),
+                "{err}"
+            );
         }
         // One table saying is the process's way; agreeing tables are fine.
         for (policy, scorer, way) in [

@@ -155,6 +155,15 @@ impl MistralRsBackend {
                     reason,
                 });
             }
+        } else if let (Some(way), DeviceSpec::Cuda(_), true) =
+            (Dequantize::in_effect(), options.device, gguf)
+        {
+            tracing::warn!(
+                model = %name,
+                "{}=1 is set in the environment: candle dequantizes this model's weights to {way} \
+                 on the GPU too, at several times their memory",
+                way.variable()
+            );
         }
         let loaded = match source {
             ModelSource::Builtin(builtin) => {

@@ -116,7 +116,9 @@ pub const DEFAULT_GPU_MEMORY_UTILIZATION: f32 = 0.9;
 /// read once per thread), so every GGUF model loaded in the process is loaded the same way: the
 /// `ponder` CLI sets it before it starts, from the config; a program embedding ponder sets the
 /// variable in its environment before it starts (loading a model that asks for it otherwise is
-/// an error naming the variable).
+/// an error naming the variable). The check reads the environment as it is when the model
+/// loads; candle keeps what each thread read first, so a variable changed while the program
+/// runs may not take effect, and that the check cannot see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dequantize {
@@ -174,9 +176,9 @@ impl Dequantize {
             None => ("it is not set".to_string(), String::new()),
         };
         Some(format!(
-            "dequantize = \"{self}\" is process-wide (candle reads {var} once): the ponder \
-             command line sets it from the config, but here {now}; start the program with \
-             {var}=1{unset} in its environment",
+            "dequantize = \"{self}\" is process-wide (candle reads {var} once per thread): \
+             the ponder command line sets it from the config, but here {now}; start the \
+             program with {var}=1{unset} in its environment",
             var = self.variable()
         ))
     }

@@ -114,7 +114,8 @@ pub struct SStarDetails {
     /// The inputs synthesised for the problem that every candidate ran on (round robin only).
     #[serde(default)]
     pub probes: Vec<String>,
-    /// The candidates grouped by their outputs on `probes` (round robin only).
+    /// The candidates grouped by their outputs on `probes` (round robin only; none where the
+    /// request for inputs did not fit the context window: the earliest candidate stands).
     #[serde(default)]
     pub clusters: Vec<Cluster>,
     /// The comparisons, in the order played.

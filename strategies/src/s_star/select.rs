@@ -38,22 +38,21 @@ impl Asking {
 
 impl SStar {
     /// Asks the model (`ask`) for test inputs: up to `synthesized_inputs` calls of the entry
-    /// point read from its reply. `Ok(Err(resource))` when the budget ran out. An `ask` too
-    /// long for the context window (the problem and, in a knockout, both programs) gets no
-    /// inputs, as a reply with none would: the comparison or the clusters then tell nothing
-    /// apart, and selection goes on as it does without a verdict.
+    /// point read from its reply. `Ok(Err(resource))` when the budget ran out; `Ok(Ok(None))`
+    /// when `ask` is too long for the context window (the problem and, in a comparison, both
+    /// programs): then nothing is told apart, and selection goes on as without a verdict.
     async fn synthesize(
         &self,
         cx: &Context,
         task: &CodeTask,
         ask: String,
-    ) -> Result<std::result::Result<Vec<String>, Resource>> {
+    ) -> Result<std::result::Result<Option<Vec<String>>, Resource>> {
         let request = GenerationRequest::new(Prompt::chat(vec![Message::user(ask)]))
             .with_max_tokens(self.config.input_tokens.get());
         let generation = match cx.backend().generate(request).await {
             Ok(generation) => generation,
             Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
-            Err(Error::PromptTooLong { .. }) => return Ok(Ok(Vec::new())),
+            Err(Error::PromptTooLong { .. }) => return Ok(Ok(None)),
             Err(e) => return Err(e),
         };
         let text = generation
@@ -61,11 +60,11 @@ impl SStar {
             .first()
             .map(|c| c.text.as_str())
             .unwrap_or_default();
-        Ok(Ok(calls_of(
+        Ok(Ok(Some(calls_of(
             text,
             &task.entry_point,
             self.config.synthesized_inputs.get(),
-        )))
+        ))))
     }
 
     /// Plays one comparison: inputs from the model, both programs on them, the judge on the
@@ -98,6 +97,7 @@ impl SStar {
         );
         let inputs: Vec<String> = match self.synthesize(cx, task, ask).await? {
             Ok(calls) => calls
+                .unwrap_or_default()
                 .into_iter()
                 .filter(|call| known.iter().all(|k| &k.0 != call))
                 .collect(),
@@ -236,7 +236,10 @@ impl SStar {
             k = self.config.synthesized_inputs,
         );
         let calls = match self.synthesize(cx, task, ask).await? {
-            Ok(calls) => calls,
+            Ok(Some(calls)) => calls,
+            // Each pair's request shows the problem and two programs: none would fit either,
+            // so there is no tournament, and the earliest stands.
+            Ok(None) => return Ok((earliest, None)),
             Err(resource) => return Ok((earliest, Some(resource))),
         };
         let probes: Vec<TestCase> = calls.iter().map(TestCase::probe).collect();
