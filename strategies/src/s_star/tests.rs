@@ -46,6 +46,15 @@ fn fenced(body: &str) -> String {
     format!("Here it is:\n```python\ndef add(a, b):\n    {body}\n```\n")
 }
 
+/// The prompt length of each request `backend` received, in order (a token a byte).
+fn prompt_lengths(backend: &ScriptedBackend) -> Vec<usize> {
+    backend
+        .requests()
+        .iter()
+        .map(|r| backend.prompt_tokens(&r.prompt))
+        .collect()
+}
+
 /// The prompt as the scripted backend saw it (`role: content` lines, then `assistant: `).
 fn text(request: &GenerationRequest) -> String {
     ScriptedBackend::render(&request.prompt)
@@ -158,11 +167,7 @@ async fn programs_too_long_to_show_the_judge_get_no_verdict_and_a_keeps_on() {
     };
     let measure = Arc::new(ScriptedBackend::new(script()));
     solve_add(config.clone(), &measure).await;
-    let lengths: Vec<usize> = measure
-        .requests()
-        .iter()
-        .map(|r| measure.prompt_tokens(&r.prompt))
-        .collect();
+    let lengths = prompt_lengths(&measure);
     let window = lengths[1] + ">>> add(100, 1)".len() + 1;
     assert!(
         lengths.len() == 4 && lengths[0] + 60 < window && lengths[2..].iter().all(|&l| l >= window),
@@ -198,11 +203,7 @@ async fn no_room_to_ask_for_inputs_leaves_selection_without_a_verdict_not_a_fail
     script.extend([">>> add(100, 1)", "A", "A"].map(String::from));
     let measure = Arc::new(ScriptedBackend::new(script));
     solve_add(config.clone(), &measure).await;
-    let lengths: Vec<usize> = measure
-        .requests()
-        .iter()
-        .map(|r| measure.prompt_tokens(&r.prompt))
-        .collect();
+    let lengths = prompt_lengths(&measure);
     // One request for both samples, then the one asking for inputs.
     let window = lengths[0] + samples().iter().map(String::len).max().unwrap();
     assert!(lengths.len() == 4 && lengths[1] >= window, "{lengths:?}");
@@ -228,11 +229,7 @@ async fn no_room_to_ask_for_inputs_in_a_round_robin_keeps_the_earliest() {
         ..SStarConfig::default()
     };
     let (measure, _) = round_robin(&[">>> add(100, 1)", ">>> add(-1, 1)", "A", "B"]).await;
-    let lengths: Vec<usize> = measure
-        .requests()
-        .iter()
-        .map(|r| measure.prompt_tokens(&r.prompt))
-        .collect();
+    let lengths = prompt_lengths(&measure);
     let longest_reply = samples.iter().map(String::len).max().unwrap();
     // One request for the four samples, then the one asking for inputs.
     let window = lengths[0] + longest_reply;
