@@ -46,6 +46,10 @@ enum Command {
         /// Device, overriding the config's: `cpu` or `cuda:N` (in process).
         #[arg(long)]
         device: Option<DeviceSpec>,
+        /// Dequantize a GGUF model's weights at load, overriding the config's: `f16` or `f32`
+        /// (CPU, in process; prompts several times faster for more memory).
+        #[arg(long, value_name = "f16|f32")]
+        dequantize: Option<Dequantize>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -81,6 +85,10 @@ enum Command {
         /// Device, overriding the config's: `cpu` or `cuda:N` (in process).
         #[arg(long)]
         device: Option<DeviceSpec>,
+        /// Dequantize a GGUF model's weights at load, overriding the config's: `f16` or `f32`
+        /// (CPU, in process; prompts several times faster for more memory).
+        #[arg(long, value_name = "f16|f32")]
+        dequantize: Option<Dequantize>,
         /// Most tokens (prompt and completion) the whole run may spend, counting those its
         /// results file records from earlier invocations.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -213,6 +221,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 config,
                 model,
                 device,
+                dequantize,
                 json,
                 trace_dir,
                 events,
@@ -220,8 +229,11 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 solve(
                     &question,
                     config.as_deref(),
-                    model,
-                    device,
+                    Overrides {
+                        model,
+                        device,
+                        dequantize,
+                    },
                     json,
                     trace_dir.as_deref(),
                     events.as_deref(),
@@ -236,6 +248,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 concurrency,
                 model,
                 device,
+                dequantize,
                 max_run_tokens,
                 allocate,
                 trace_dir,
@@ -251,8 +264,11 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     out,
                     limit,
                     concurrency,
-                    model,
-                    device,
+                    overrides: Overrides {
+                        model,
+                        device,
+                        dequantize,
+                    },
                     max_run_tokens,
                     allocate,
                 })
@@ -274,15 +290,20 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
 /// environment: candle reads it once per thread, so it must be there before the runtime's
 /// threads start. A config that cannot be read is left to `solve`/`run`, which say why.
 fn dequantize_as_configured(cli: &Cli) {
-    let config = match &cli.command {
-        Command::Solve { config, .. } => config.as_deref(),
-        Command::Run { config, .. } => Some(config.as_path()),
-        Command::Report { .. } | Command::Models { .. } => None,
+    let (config, flag) = match &cli.command {
+        Command::Solve {
+            config, dequantize, ..
+        } => (config.as_deref(), *dequantize),
+        Command::Run {
+            config, dequantize, ..
+        } => (Some(config.as_path()), *dequantize),
+        Command::Report { .. } | Command::Models { .. } => (None, None),
     };
-    let Some(wanted) = config
-        .and_then(|path| Config::load(path).ok())
-        .and_then(|config| config.dequantize())
-    else {
+    let Some(wanted) = flag.or_else(|| {
+        config
+            .and_then(|path| Config::load(path).ok())
+            .and_then(|config| config.dequantize())
+    }) else {
         return;
     };
     for other in [Dequantize::F16, Dequantize::F32] {
@@ -352,11 +373,20 @@ fn report(
     Ok(())
 }
 
-fn load_config(
-    path: Option<&Path>,
+/// What `--model`, `--device` and `--dequantize` override in the config's `[model]`.
+#[derive(Debug, Default)]
+struct Overrides {
     model: Option<String>,
     device: Option<DeviceSpec>,
-) -> anyhow::Result<Config> {
+    dequantize: Option<Dequantize>,
+}
+
+fn load_config(path: Option<&Path>, overrides: Overrides) -> anyhow::Result<Config> {
+    let Overrides {
+        model,
+        device,
+        dequantize,
+    } = overrides;
     let mut config = match path {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -373,6 +403,14 @@ fn load_config(
             bail!("--device applies to models run in process; this config's backend is \"openai\"");
         }
         config.model.device = device;
+    }
+    if let Some(dequantize) = dequantize {
+        if config.model.backend == BackendKind::Openai {
+            bail!(
+                "--dequantize applies to models run in process; this config's backend is \"openai\""
+            );
+        }
+        config.model.dequantize = Some(dequantize);
     }
     // The table the error names, within the file.
     config.preflight().map_err(|e| match (e, path) {
@@ -404,8 +442,7 @@ fn warn_unseeded(config: &Config) {
 async fn solve(
     question: &str,
     config: Option<&Path>,
-    model: Option<String>,
-    device: Option<DeviceSpec>,
+    overrides: Overrides,
     json: bool,
     trace_dir: Option<&Path>,
     events: Option<&Path>,
@@ -418,7 +455,7 @@ async fn solve(
     if let Some(events) = events.filter(|p| *p != Path::new("-")) {
         check_parent(events, "--events")?;
     }
-    let config = load_config(config, model, device)?;
+    let config = load_config(config, overrides)?;
     let strategy = config.strategy.build()?;
     let log = events.map(|path| EventsTo::open(path, None)).transpose()?;
     warn_unseeded(&config);
@@ -477,8 +514,7 @@ struct RunArgs {
     out: PathBuf,
     limit: Option<usize>,
     concurrency: usize,
-    model: Option<String>,
-    device: Option<DeviceSpec>,
+    overrides: Overrides,
     max_run_tokens: Option<u64>,
     allocate: Allocate,
     trace_dir: Option<PathBuf>,
@@ -580,7 +616,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.limit == Some(0) {
         bail!("--limit 0 leaves nothing to run");
     }
-    let config = load_config(Some(&args.config), args.model, args.device)?;
+    let config = load_config(Some(&args.config), args.overrides)?;
     let mut problems = Problem::load_jsonl(&args.problems)?;
     // Before anything is written beside --out: an empty set is a mistake, not a run.
     if problems.is_empty() {

@@ -990,15 +990,18 @@ fn solve_counts_one_call_in_the_singular() {
 fn dequantize_in_the_config_is_set_for_candle_before_the_model_loads() {
     // candle reads its switch from the environment; the CLI sets it from the config (the
     // model refuses to load where the environment does not ask for what its table says), the
-    // table's way winning over a variable already set.
+    // table's way winning over a variable already set. CPU only: refused on a GPU.
+    if device() != "cpu" {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    let text = std::fs::read_to_string(&config).unwrap();
+    let table = std::fs::read_to_string(&config).unwrap();
     for way in ["f16", "f32"] {
         let dequantized = dir.path().join(format!("{way}.toml"));
         std::fs::write(
             &dequantized,
-            text.replace("[model]\n", &format!("[model]\ndequantize = \"{way}\"\n")),
+            table.replace("[model]\n", &format!("[model]\ndequantize = \"{way}\"\n")),
         )
         .unwrap();
         let out = ponder()
@@ -1020,4 +1023,41 @@ fn dequantize_in_the_config_is_set_for_candle_before_the_model_loads() {
         let json: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(json["answer"], "7", "{way}: {json}");
     }
+    // `--dequantize` overrides the config's, or gives it where the config (or its absence)
+    // does not.
+    let f16 = dir.path().join("f16.toml");
+    for config in [Some(&f16), None] {
+        let mut command = ponder();
+        command.args(["solve", "What is 3 + 4?", "--dequantize", "f32"]);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let out = command
+            .env_remove("CANDLE_DEQUANTIZE_ALL_F16")
+            .env_remove("CANDLE_DEQUANTIZE_ALL")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{config:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (code, stderr) = user_error(&["solve", "What is 3 + 4?", "--dequantize", "f8"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("expected f16 or f32"), "{stderr}");
+    let openai = repo("examples/strategies/openai.toml");
+    let (code, stderr) = user_error(&[
+        "solve",
+        "hi",
+        "--config",
+        text(&openai),
+        "--dequantize",
+        "f16",
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: --dequantize applies to models run in process"),
+        "{stderr}"
+    );
 }

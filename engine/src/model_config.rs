@@ -184,6 +184,18 @@ impl Dequantize {
     }
 }
 
+impl std::str::FromStr for Dequantize {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f16" => Ok(Self::F16),
+            "f32" => Ok(Self::F32),
+            other => Err(format!("expected f16 or f32, got {other:?}")),
+        }
+    }
+}
+
 impl std::fmt::Display for Dequantize {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
