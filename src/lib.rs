@@ -125,20 +125,16 @@ impl Config {
             {
                 on_gpu.get_or_insert(table.clone());
             }
+            // Named at the later of the two tables (one table with both was refused above);
+            // the message names the other.
             if let (Some((asks, way)), Some(gpu)) = (&dequantized, &on_gpu) {
-                // Named at the later of the two tables; the message names the other.
-                let (path, other) = match asks == &table {
-                    true if gpu == &table => (table.clone(), None),
-                    true => (table.clone(), Some(format!("{gpu} runs on a GPU"))),
-                    false => (table.clone(), Some(format!("{asks} asks for it"))),
-                };
-                let message = match other {
-                    Some(other) => format!("{}; {other}", way.on_cuda()),
-                    None => way.on_cuda(),
+                let other = match asks == &table {
+                    true => format!("{gpu} runs on a GPU"),
+                    false => format!("{asks} asks for it"),
                 };
                 return Err(Error::Config {
-                    path: path.into(),
-                    message,
+                    path: table.into(),
+                    message: format!("{}; {other}", way.on_cuda()),
                 });
             }
             if let (ponder_engine::DeviceSpec::Cuda(_), ponder_engine::DeviceSpec::Cpu) =

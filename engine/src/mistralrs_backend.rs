@@ -135,11 +135,7 @@ impl MistralRsBackend {
                 Device::new_cuda(ordinal).map_err(|e| load_error(&name, e))?
             }
         };
-        let gguf = match source {
-            ModelSource::Builtin(_) | ModelSource::GgufFile(_) => true,
-            ModelSource::Directory(dir) => crate::models::has_gguf(dir),
-            ModelSource::Hub(_) => false,
-        };
+        let gguf = source.is_gguf();
         if let Some(dequantize) = options.dequantize {
             let refused = match (gguf, options.device) {
                 (_, DeviceSpec::Cuda(_)) => Some(dequantize.on_cuda()),

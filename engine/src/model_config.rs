@@ -655,11 +655,7 @@ impl ModelConfig {
             BackendKind::Openai => self.api_key().map(drop),
             BackendKind::Mistralrs => {
                 let source = ModelSource::parse(&self.source).map_err(message)?;
-                let gguf = match &source {
-                    ModelSource::Hub(_) => false,
-                    ModelSource::Directory(dir) => crate::models::has_gguf(dir),
-                    ModelSource::Builtin(_) | ModelSource::GgufFile(_) => true,
-                };
+                let gguf = source.is_gguf();
                 if let Some(refused) = ordinal_refused(self.device, gguf) {
                     return Err(refused);
                 }

@@ -325,6 +325,16 @@ impl PartialEq for BuiltinModel {
 impl Eq for BuiltinModel {}
 
 impl ModelSource {
+    /// Whether it is a GGUF model (a built-in, a `.gguf`, or a directory of them), not a
+    /// safetensors one.
+    pub fn is_gguf(&self) -> bool {
+        match self {
+            Self::Builtin(_) | Self::GgufFile(_) => true,
+            Self::Directory(dir) => has_gguf(dir),
+            Self::Hub(_) => false,
+        }
+    }
+
     /// Resolves a config or command-line `source`: a built-in name, a local `.gguf`, a local
     /// directory, or a hub id. A path that looks local but does not exist is an error, never
     /// a hub request.

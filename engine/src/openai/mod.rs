@@ -604,13 +604,7 @@ impl OpenAiBackend {
             "parse_special": parse_special,
             "with_pieces": true,
         });
-        let method = reqwest::Method::POST;
-        let reply = if let Some(base) = once_at {
-            self.request_once_at(base, method, "/tokenize", Some(&body))
-                .await?
-        } else {
-            self.request(method, "/tokenize", Some(&body)).await?
-        };
+        let reply = self.post_tokenize(&body, once_at).await?;
         reply
             .get("tokens")
             .and_then(Value::as_array)
@@ -631,6 +625,18 @@ impl OpenAiBackend {
             })
     }
 
+    /// POSTs `body` to `/tokenize`: with retries, or once at the server `once_at`.
+    async fn post_tokenize(&self, body: &Value, once_at: Option<&str>) -> Result<Value> {
+        let method = reqwest::Method::POST;
+        match once_at {
+            Some(base) => {
+                self.request_once_at(base, method, "/tokenize", Some(body))
+                    .await
+            }
+            None => self.request(method, "/tokenize", Some(body)).await,
+        }
+    }
+
     /// `/tokenize`, in the dialects of llama.cpp (`content`, `add_special`) and vLLM (`prompt`,
     /// `add_special_tokens`): with retries, or once at the server `once_at` (for probing).
     async fn tokenize_request(
@@ -646,13 +652,7 @@ impl OpenAiBackend {
             "add_special": add_special,
             "add_special_tokens": add_special,
         });
-        let method = reqwest::Method::POST;
-        let reply = if let Some(base) = once_at {
-            self.request_once_at(base, method, "/tokenize", Some(&body))
-                .await?
-        } else {
-            self.request(method, "/tokenize", Some(&body)).await?
-        };
+        let reply = self.post_tokenize(&body, once_at).await?;
         token_ids(reply.get("tokens")).ok_or_else(|| Error::Inference {
             message: format!(
                 "/tokenize answered without token ids: {}",
