@@ -86,6 +86,37 @@ pub fn thinking_template() -> std::path::PathBuf {
     repo::repo("tests/support/thinking.jinja")
 }
 
+/// The real SmolLM2-135M with a context window of `tokens` (8192 in the file): a copy of the
+/// GGUF in `dir` with only its `llama.context_length` changed, which mistral.rs reads as the
+/// model's window. A prompt at the edge of so small a window prefills in a second on a CPU,
+/// where one near 8192 tokens takes minutes. A backend of its own, loaded per call.
+#[allow(dead_code)] // Not every test binary uses it.
+pub fn smollm_with_window(dir: &std::path::Path, tokens: u32) -> Arc<dyn Backend> {
+    let file = ponder::engine::models::builtin("smollm2-135m")
+        .expect("built-in smollm2-135m")
+        .ensure()
+        .expect("fetching smollm2-135m");
+    let mut bytes = std::fs::read(&file).expect("reading the GGUF");
+    // The key as GGUF writes it (a u64 length, its bytes), then the value's type: 4, a u32.
+    const KEY: &[u8] = b"llama.context_length";
+    let mut entry = (KEY.len() as u64).to_le_bytes().to_vec();
+    entry.extend_from_slice(KEY);
+    entry.extend_from_slice(&4u32.to_le_bytes());
+    let at = bytes
+        .windows(entry.len())
+        .position(|w| w == entry.as_slice())
+        .expect("a u32 llama.context_length in the GGUF")
+        + entry.len();
+    let value = bytes.get_mut(at..at + 4).expect("the value after its key");
+    assert_eq!(value, 8192u32.to_le_bytes(), "SmolLM2's window as fetched");
+    value.copy_from_slice(&tokens.to_le_bytes());
+    let copy = dir.join(format!("SmolLM2-135M-Instruct.window-{tokens}.gguf"));
+    std::fs::write(&copy, &bytes).expect("writing the copy");
+    let source = ponder::engine::models::ModelSource::parse(copy.to_str().expect("a UTF-8 path"))
+        .expect("source");
+    Arc::new(block_on(MistralRsBackend::load(&source, &options())).expect("loading the copy"))
+}
+
 /// The real SmolLM2-135M under [`thinking_template`] (a backend of its own, loaded per call).
 #[allow(dead_code)] // Not every test binary uses it.
 pub fn smollm_thinking() -> Arc<dyn Backend> {
