@@ -117,6 +117,75 @@ pub fn smollm_with_window(dir: &std::path::Path, tokens: u32) -> Arc<dyn Backend
     Arc::new(block_on(MistralRsBackend::load(&source, &options())).expect("loading the copy"))
 }
 
+/// What a context window of 256 tokens must leave working on `backend`: budget forcing asked
+/// for 400 tokens of thinking (by each of `modes`) thinks what leaves room to answer, then
+/// answers; a beam search whose steps outgrow the window ends its beams there. Both used to
+/// fail their problem (a request whose prompt and max_tokens pass the window is refused).
+#[allow(dead_code)] // Not every test binary uses it.
+pub fn thinking_and_search_end_at_a_256_token_window(
+    backend: Arc<dyn Backend>,
+    modes: &[ponder::strategies::ForcingMode],
+) {
+    use ponder::strategies::{BudgetForcingConfig, ForcingDetails, StrategyConfig};
+    assert_eq!(backend.capabilities().context_tokens, Some(256));
+    let solve = |config: StrategyConfig, backend: Arc<dyn Backend>, question: &str| {
+        let strategy = config.build().unwrap();
+        let problem = ponder::Problem::new("p", question);
+        block_on(ponder::engine::solve(
+            strategy.as_ref(),
+            &problem,
+            backend,
+            ponder::engine::Budget::unlimited(),
+        ))
+        .unwrap()
+    };
+    for &mode in modes {
+        let forcing = BudgetForcingConfig {
+            min_thinking_tokens: 400,
+            max_thinking_tokens: 400,
+            max_waits: 100,
+            mode,
+            ..BudgetForcingConfig::default()
+        };
+        let solution = solve(
+            StrategyConfig::BudgetForcing(forcing),
+            Arc::clone(&backend),
+            "Explain step by step how to multiply 17 by 23.",
+        );
+        let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
+        assert_eq!(details.mode, mode);
+        assert!(details.forced_end, "{mode:?}: {details:?}");
+        assert!(
+            details.thinking_tokens > 50 && details.thinking_tokens < 256,
+            "{mode:?}: {details:?}"
+        );
+        assert!(
+            solution.completion.contains("Final Answer:") && details.answer_tokens >= 1,
+            "{mode:?}: {:?}",
+            solution.completion
+        );
+    }
+    let beam: StrategyConfig = ponder::engine::config::parse_str(
+        "kind = \"beam_search\"\nn = 2\nbeam_width = 2\nmax_steps = 40\nmax_step_tokens = 48\n\
+         temperature = 0.8\nscorer = { kind = \"llm_judge\", mode = \"outcome\" }\n",
+        ponder::engine::config::Format::Toml,
+    )
+    .unwrap();
+    // Seeded, so that the same beams grow each time (one of them to the window) on a server
+    // that takes seeds; mistral.rs draws from one generator, the same in a fresh engine.
+    let seeded = Arc::new(ponder::engine::Seeded::new(backend, 7)) as Arc<dyn Backend>;
+    let solution = solve(
+        beam,
+        seeded,
+        "Write a long story about a dragon, one paragraph at a time.",
+    );
+    assert!(
+        solution.details["out_of_context"].as_u64() >= Some(1) && !solution.completion.is_empty(),
+        "{}",
+        solution.details
+    );
+}
+
 /// The real SmolLM2-135M under [`thinking_template`] (a backend of its own, loaded per call).
 #[allow(dead_code)] // Not every test binary uses it.
 pub fn smollm_thinking() -> Arc<dyn Backend> {

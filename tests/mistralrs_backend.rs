@@ -15,9 +15,7 @@ use ponder::engine::{
     LoadOptions, LogitsProcessor, Message, Metered, MistralRsBackend, ModelConfig, Prompt,
     Resource, Sampling, TokenizeInput,
 };
-use ponder::strategies::{
-    BudgetForcingConfig, Direct, DirectConfig, ForcingDetails, ForcingMode, StrategyConfig,
-};
+use ponder::strategies::{Direct, DirectConfig, ForcingMode};
 use ponder::{Problem, StopReason};
 
 fn ask(question: &str) -> Prompt {
@@ -601,11 +599,10 @@ fn a_prompt_longer_than_the_context_is_a_clear_error() {
 #[test]
 fn a_small_context_window_ends_thinking_and_searches_in_process_not_in_errors() {
     // SmolLM2 told its window is 256 tokens (the file says 8192). mistral.rs refuses a prompt
-    // and max_tokens past the window; the meter shortens each call to it, so budget forcing
-    // asked for 400 tokens of thinking thinks what leaves room to answer, then answers (in the
-    // decode and by resubmission), and a beam search whose steps outgrow the window ends its
-    // beams there. The same as tests/openai_backend.rs's
-    // `long_thinking_and_deep_searches_end_at_a_small_context_window_not_in_errors`, in process.
+    // and max_tokens past the window; the meter shortens each call to fit it. The checks of
+    // tests/openai_backend.rs's
+    // `long_thinking_and_deep_searches_end_at_a_small_context_window_not_in_errors`, in process
+    // and in both forcing modes.
     let dir = tempfile::tempdir().unwrap();
     let backend = common::smollm_with_window(dir.path(), 256);
     assert_eq!(backend.capabilities().context_tokens, Some(256));
@@ -645,62 +642,10 @@ fn a_small_context_window_ends_thinking_and_searches_in_process_not_in_errors() 
         })
     ));
 
-    for mode in [ForcingMode::InDecode, ForcingMode::Resubmit] {
-        let forcing = BudgetForcingConfig {
-            min_thinking_tokens: 400,
-            max_thinking_tokens: 400,
-            max_waits: 100,
-            mode,
-            ..BudgetForcingConfig::default()
-        };
-        let solution = solve_on(
-            StrategyConfig::BudgetForcing(forcing),
-            Arc::clone(&backend),
-            "Explain step by step how to multiply 17 by 23.",
-        );
-        let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
-        assert_eq!(details.mode, mode);
-        assert!(details.forced_end, "{mode:?}: {details:?}");
-        assert!(
-            details.thinking_tokens > 50 && details.thinking_tokens < 256,
-            "{mode:?}: {details:?}"
-        );
-        assert!(
-            solution.completion.contains("Final Answer:") && details.answer_tokens >= 1,
-            "{mode:?}: {:?}",
-            solution.completion
-        );
-    }
-
-    let beam: StrategyConfig = ponder::engine::config::parse_str(
-        "kind = \"beam_search\"\nn = 2\nbeam_width = 2\nmax_steps = 40\nmax_step_tokens = 48\n\
-         temperature = 0.8\nscorer = { kind = \"llm_judge\", mode = \"outcome\" }\n",
-        ponder::engine::config::Format::Toml,
-    )
-    .unwrap();
-    let solution = solve_on(
-        beam,
+    common::thinking_and_search_end_at_a_256_token_window(
         backend,
-        "Write a long story about a dragon, one paragraph at a time.",
+        &[ForcingMode::InDecode, ForcingMode::Resubmit],
     );
-    assert!(
-        solution.details["out_of_context"].as_u64() >= Some(1) && !solution.completion.is_empty(),
-        "{}",
-        solution.details
-    );
-}
-
-/// Solves one question with `config` on `backend`.
-fn solve_on(config: StrategyConfig, backend: Arc<dyn Backend>, question: &str) -> ponder::Solution {
-    let strategy = config.build().unwrap();
-    let problem = Problem::new("p", question);
-    block_on(ponder::engine::solve(
-        strategy.as_ref(),
-        &problem,
-        backend,
-        Budget::unlimited(),
-    ))
-    .unwrap()
 }
 
 #[test]
