@@ -546,12 +546,18 @@ impl Runner {
                         },
                         None => None,
                     };
-                    if share.is_some_and(|s| {
-                        s.max_tokens == Some(0)
-                            || s.max_completion_tokens == Some(0)
-                            || s.max_calls == Some(0)
-                    }) {
-                        return Outcome::NotStarted;
+                    if let (Some(pool), Some(share)) = (pool, share.as_ref()) {
+                        if share.max_tokens == Some(0)
+                            || share.max_completion_tokens == Some(0)
+                            || share.max_calls == Some(0)
+                        {
+                            // Nothing of one kind to start with: the rest of its share goes
+                            // back for the problems after it.
+                            if let Ok(mut pool) = pool.lock() {
+                                pool.give_back(share, &Usage::default());
+                            }
+                            return Outcome::NotStarted;
+                        }
                     }
                     let budget =
                         share.map_or(self.problem_budget, |s| self.problem_budget.tighter(s));

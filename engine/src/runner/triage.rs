@@ -235,6 +235,12 @@ impl Runner {
         first: SideLine,
         resource: Option<Resource>,
     ) -> Outcome {
+        if first.solution.usage.calls == 0 {
+            // Nothing was written for it (a stage that only asked for the next, as the router's
+            // first stage does for a code problem): not started, as under the other
+            // allocations; a rerun with more budget goes on from its recorded stage.
+            return Outcome::NotStarted;
+        }
         let note = note_of(&first, first.stages);
         let attempt = first.attempt;
         let mut solution = first.solution;
@@ -316,6 +322,14 @@ impl Runner {
             stage
         });
         let usage = cx.meter().usage();
+        if cut.load(Ordering::Relaxed)
+            && usage.calls == 0
+            && matches!(outcome, Ok(_) | Err(Error::BudgetExhausted { .. }))
+        {
+            // Refused at its first call (the run had less left than its prompt needs): not
+            // started, as under the other allocations, so not recorded.
+            return First::Whole(Outcome::NotStarted);
+        }
         if cut.load(Ordering::Relaxed) {
             // As for a whole solve: redone by a resumed run.
             let line = match outcome {
@@ -436,13 +450,6 @@ impl Runner {
                 Some((i, problem, f))
             })
             .collect();
-        let by_need = |(ia, _, a): &Waiting<'_>, (ib, _, b): &Waiting<'_>| {
-            a.pending
-                .confidence
-                .total_cmp(&b.pending.confidence)
-                .then(a.stages.cmp(&b.stages))
-                .then(ia.cmp(ib))
-        };
         waiting.sort_by(by_need);
         // In rounds: a stage refused while others held reservations is deferred to the next
         // round, after they have given back what they did not use. A round in which no stage
@@ -466,18 +473,23 @@ impl Runner {
                     progress |= called;
                     tally(&mut sink.summary, &outcome);
                     sink.take(outcome)?;
+                    if called {
+                        // What it held and did not use is back: the deferred take their
+                        // places in line again, by need.
+                        requeue(&mut queue, deferred.drain(..));
+                    }
                 }
                 Some(Second::Again(item)) => {
                     progress = true;
                     side.append(&item.2, "a stage")?;
-                    let at = queue.partition_point(|other| by_need(other, &item).is_le());
-                    queue.insert(at, item);
+                    // Back in line by its new need, behind a deferred stage that needs more
+                    // (which its reservation kept out).
+                    requeue(&mut queue, deferred.drain(..).chain([item]));
                 }
                 Some(Second::Deferred(item)) => deferred.push(item),
                 None if deferred.is_empty() => break,
                 None if progress => {
-                    deferred.sort_by(by_need);
-                    queue.extend(deferred.drain(..));
+                    requeue(&mut queue, deferred.drain(..));
                     progress = false;
                 }
                 None if self.is_halted() => {
@@ -554,7 +566,13 @@ impl Runner {
                 .unaffordable(item, exhausted(&meter), running.others(), started)
                 .await;
         }
-        let stages = last.stages + 1;
+        // A stage that made no call (its problem's own budget refused it) ran nothing: the
+        // line is its last stage's, after as many stages.
+        let stages = if usage.calls == 0 {
+            last.stages
+        } else {
+            last.stages + 1
+        };
         let note = note_of(last, stages);
         let mut line = match outcome {
             Ok(Stage {
@@ -619,6 +637,24 @@ impl Runner {
         line.triage = Some(note);
         line.attempt = Some(attempt);
         Second::Done(Outcome::Done(line), usage.calls > 0)
+    }
+}
+
+/// The order of later stages: the least sure first, then the fewest stages, then the set's
+/// order.
+fn by_need((ia, _, a): &Waiting<'_>, (ib, _, b): &Waiting<'_>) -> std::cmp::Ordering {
+    a.pending
+        .confidence
+        .total_cmp(&b.pending.confidence)
+        .then(a.stages.cmp(&b.stages))
+        .then(ia.cmp(ib))
+}
+
+/// Puts `items` in `queue` by need, each behind those that need as much.
+fn requeue<'a>(queue: &mut VecDeque<Waiting<'a>>, items: impl IntoIterator<Item = Waiting<'a>>) {
+    for item in items {
+        let at = queue.partition_point(|other| by_need(other, &item).is_le());
+        queue.insert(at, item);
     }
 }
 

@@ -346,14 +346,41 @@ async fn an_even_allocation_starves_no_problem_and_passes_savings_on() {
     assert_eq!(lines[3].answer.as_deref(), Some("012345678"));
 }
 
+#[tokio::test]
+async fn an_even_share_with_nothing_of_one_kind_gives_the_rest_back() {
+    // 20 tokens and 1 call for two problems: p1's share has 10 tokens and no call, so it does
+    // not start, and its 10 tokens go to p2 with the call (they were lost).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(["0123456789"]));
+    let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+        .with_run_budget(Budget::unlimited().with_max_tokens(20).with_max_calls(1))
+        .with_allocation(Allocation::Even)
+        .run(&numbered(2), &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((summary.solved, summary.not_started), (1, 1));
+    let lines = read_results(&out).unwrap();
+    assert_eq!(lines.len(), 1);
+    let share = lines[0].allotted.unwrap();
+    assert_eq!((share.max_tokens, share.max_calls), (Some(20), Some(1)));
+    assert_eq!(lines[0].answer.as_deref(), Some("0123456789"));
+}
+
 /// A staged strategy. First stage: one call on the question whose reply is
 /// `answer:confidence`, settled at confidence 0.5 or more. Second: one call of up to
 /// `think_tokens` tokens on `think <question>` whose reply is the answer.
 struct TwoStage {
     think_tokens: usize,
+    /// Whether a later stage's reply `answer:confidence` asks for yet another below 0.5 (as
+    /// adaptive best-of-N does); else every later stage is final.
+    again: bool,
 }
 
-const TWO_STAGE: TwoStage = TwoStage { think_tokens: 10 };
+const TWO_STAGE: TwoStage = TwoStage {
+    think_tokens: 10,
+    again: false,
+};
 
 fn text_request(prompt: String) -> crate::backend::GenerationRequest {
     crate::backend::GenerationRequest::new(crate::backend::Prompt::Text(prompt)).with_max_tokens(10)
@@ -386,6 +413,17 @@ impl Strategy for TwoStage {
 #[async_trait::async_trait]
 impl crate::Staged for TwoStage {
     async fn first(&self, problem: &Problem, cx: &Context) -> Result<crate::Stage> {
+        if problem.question.starts_with("skip") {
+            // Straight to the next stage, without a call (as the router's first stage does for
+            // a code problem).
+            return Ok(crate::Stage {
+                solution: Solution::single("two_stage", candidate("", ""), StopReason::Completed),
+                pending: Some(crate::Pending {
+                    confidence: 0.0,
+                    why: "skipped".into(),
+                }),
+            });
+        }
         let request = text_request(problem.question.clone());
         let text = cx
             .backend()
@@ -409,7 +447,7 @@ impl crate::Staged for TwoStage {
     }
 
     async fn next(&self, problem: &Problem, first: Solution, cx: &Context) -> Result<crate::Stage> {
-        let solution = match cx
+        let text = match cx
             .backend()
             .generate(
                 text_request(format!("think {}", problem.question))
@@ -417,23 +455,34 @@ impl crate::Staged for TwoStage {
             )
             .await
         {
-            Ok(generation) => {
-                let text = generation.into_first_choice()?.text;
-                Ok(Solution::single(
-                    "two_stage",
-                    candidate(&text, &text),
-                    StopReason::Completed,
-                ))
+            Ok(generation) => generation.into_first_choice()?.text,
+            Err(Error::BudgetExhausted { resource }) => {
+                return Ok(crate::Stage {
+                    solution: Solution {
+                        stop_reason: resource.into(),
+                        ..first
+                    },
+                    pending: None,
+                })
             }
-            Err(Error::BudgetExhausted { resource }) => Ok(Solution {
-                stop_reason: resource.into(),
-                ..first
-            }),
-            Err(e) => Err(e),
-        }?;
+            Err(e) => return Err(e),
+        };
+        let (answer, confidence) = match text.split_once(':') {
+            Some((answer, confidence)) if self.again => (answer, confidence.parse().ok()),
+            _ => (text.as_str(), None),
+        };
         Ok(crate::Stage {
-            solution,
-            pending: None,
+            solution: Solution::single(
+                "two_stage",
+                candidate(answer, &text),
+                StopReason::Completed,
+            ),
+            pending: confidence
+                .filter(|&c: &f64| c < 0.5)
+                .map(|confidence| crate::Pending {
+                    confidence,
+                    why: format!("confidence {confidence}"),
+                }),
         })
     }
 }

@@ -272,6 +272,121 @@ async fn a_triage_first_stage_the_run_budget_cuts_records_its_spend_once() {
     assert!(!lines["p3"].cut_short);
 }
 
+#[tokio::test]
+async fn a_triage_first_stage_the_run_budget_refuses_is_neither_started_nor_recorded() {
+    // First stages cost 3 prompt + 5 completion = 8. 19 pay for two and leave 3, less than
+    // the next prompt and a token: the third and fourth are refused at their first call, and
+    // so not started, as under the other allocations. (They were recorded as cut short with
+    // nothing spent, and every rerun recorded them again.)
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let problems = numbered(4);
+    let text = |t: &str| crate::scripted::Reply::Text(t.into());
+    let (backend, runner) = triage_runner(Some(19), vec![text("x:0.9"), text("y:0.9")]);
+    let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+    assert_eq!(prompts(&backend), ["Q1?", "Q2?"]);
+    assert_eq!(
+        (summary.solved, summary.cut_short, summary.not_started),
+        (2, 0, 2)
+    );
+    assert_eq!(by_id(&out).keys().collect::<Vec<_>>(), ["p1", "p2"]);
+    // The same command again, twice: nothing to call, nothing written.
+    for _ in 0..2 {
+        let (backend, runner) = triage_runner(Some(19), Vec::new());
+        let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+        assert!(backend.requests().is_empty());
+        assert_eq!((summary.resumed, summary.not_started), (2, 2));
+        assert_eq!(read_results(&out).unwrap().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn a_later_stage_its_problems_budget_refuses_leaves_the_first_stage_as_the_only_one() {
+    // A problem budget of 12: the first stage spends 8, and the second ("think Q1?", 9 tokens)
+    // cannot be sent. Nothing ran after the first stage, and the line says so.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let (backend, runner) = triage_runner(None, vec![crate::scripted::Reply::Text("y:0.2".into())]);
+    let summary = runner
+        .with_problem_budget(Budget::unlimited().with_max_tokens(12))
+        .run(&numbered(1), &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(prompts(&backend), ["Q1?"]);
+    assert_eq!((summary.second_stage, summary.first_only), (0, 1));
+    let line = &by_id(&out)["p1"];
+    assert_eq!(line.answer.as_deref(), Some("y"));
+    assert_eq!(line.stop_reason, Some(StopReason::TokenBudget));
+    let note = line.triage.as_ref().unwrap();
+    assert_eq!((note.second_stage, note.stages), (false, 1), "{note:?}");
+}
+
+#[tokio::test]
+async fn a_problem_that_never_made_a_call_is_not_answered_when_the_run_budget_runs_out() {
+    // p1's first stage makes no call and asks for the next; the run's 8 tokens go to p2's
+    // first stage, so p1 never gets one: not started (it was recorded as answered, with
+    // nothing written).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let problems = vec![Problem::new("p1", "skip this"), Problem::new("p2", "Q2?")];
+    let run = |budget: Option<u64>, replies: Vec<&str>| {
+        let replies = replies
+            .into_iter()
+            .map(|t| crate::scripted::Reply::Text(t.into()))
+            .collect();
+        triage_runner(budget, replies)
+    };
+    let (backend, runner) = run(Some(8), vec!["x:0.9"]);
+    let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+    assert_eq!(prompts(&backend), ["Q2?"]);
+    assert_eq!((summary.solved, summary.not_started), (1, 1));
+    assert_eq!(by_id(&out).keys().collect::<Vec<_>>(), ["p2"]);
+    // With budget to spare, a rerun goes on from p1's recorded first stage.
+    let (backend, runner) = run(Some(30), vec!["0123"]);
+    let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
+    assert_eq!(prompts(&backend), ["think skip this"]);
+    assert_eq!(summary.solved, 1);
+    assert_eq!(by_id(&out)["p1"].answer.as_deref(), Some("0123"));
+}
+
+#[tokio::test]
+async fn a_stage_deferred_behind_one_that_asks_again_goes_first_when_it_needs_more() {
+    // Two at a time; tokens are bytes; thinking may write 30. First stages: 8 each (p3
+    // settled), 30 left. p1 (0.1) and p2 (0.2) think at once: p1's "think Q1?" is shortened
+    // to the 21 tokens after its prompt and so holds all 30, and p2, finding none, is
+    // deferred. p1 writes "a:0.3" (14 spent, 16 left) and asks again, now less in need than
+    // p2: p2 goes next and takes what is left ("b"), and p1 keeps "a". (p1 went again first,
+    // took it and wrote "b", and p2 kept "q".)
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    // Thinking takes a moment, so p1 holds its reservation while p2 asks.
+    let backend = Arc::new(SlowThinking(crate::scripted::ScriptedBackend::new([
+        "p:0.1", "q:0.2", "r:0.9", "a:0.3", "b",
+    ])));
+    let summary = Runner::new(
+        Arc::new(TwoStage {
+            think_tokens: 30,
+            again: true,
+        }),
+        Arc::clone(&backend) as Arc<dyn Backend>,
+    )
+    .with_allocation(Allocation::Triage)
+    .with_concurrency(2)
+    .with_run_budget(Budget::unlimited().with_max_tokens(24 + 30))
+    .run(&numbered(3), &out, |_| {})
+    .await
+    .unwrap();
+    let mut first = prompts(&backend.0);
+    let later = first.split_off(3);
+    first.sort();
+    assert_eq!(first, ["Q1?", "Q2?", "Q3?"]);
+    assert_eq!(later, ["think Q1?", "think Q2?"]);
+    let lines = by_id(&out);
+    assert_eq!(lines["p1"].answer.as_deref(), Some("a"));
+    assert_eq!(lines["p2"].answer.as_deref(), Some("b"));
+    assert_eq!(summary.usage.total_tokens(), 24 + 14 + 10);
+}
+
 /// Second stages (prompts starting `think`) take a moment; first stages none.
 struct SlowThinking(crate::scripted::ScriptedBackend);
 
@@ -313,7 +428,10 @@ async fn a_second_stage_that_does_not_fit_beside_reservations_waits_for_them() {
     // while p3's is in flight only 8 are free, less than p2's prompt, but once it is done
     // there is room for p2's and then p4's.
     let summary = Runner::new(
-        Arc::new(TwoStage { think_tokens: 30 }),
+        Arc::new(TwoStage {
+            think_tokens: 30,
+            again: false,
+        }),
         Arc::clone(&backend) as Arc<dyn Backend>,
     )
     .with_concurrency(2)
