@@ -55,7 +55,7 @@ pub struct Config {
     pub budget: Budget,
     /// Seeds the sampler: each problem's sampled requests get seeds from it and the problem's
     /// id ([`ponder_engine::Seeded`]), so a run repeats its draws where the backend takes a
-    /// per-request seed (OpenAI-compatible servers; mistral.rs 0.8.1 ignores it). Default none.
+    /// per-request seed (OpenAI-compatible servers; in process ponder draws the tokens). Default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
 }

@@ -429,16 +429,6 @@ fn load_config(path: Option<&Path>, overrides: Overrides) -> anyhow::Result<Conf
     Ok(config)
 }
 
-/// Says when a config's `seed` cannot do anything: mistral.rs takes no per-request seed.
-fn warn_unseeded(config: &Config) {
-    if config.seed.is_some() && config.model.backend == BackendKind::Mistralrs {
-        eprintln!(
-            "note: `seed` is given, but mistral.rs 0.8.1 takes no per-request seed (one \
-             engine-wide generator): sampled runs will not repeat exactly"
-        );
-    }
-}
-
 async fn solve(
     question: &str,
     config: Option<&Path>,
@@ -458,7 +448,6 @@ async fn solve(
     let config = load_config(config, overrides)?;
     let strategy = config.strategy.build()?;
     let log = events.map(|path| EventsTo::open(path, None)).transpose()?;
-    warn_unseeded(&config);
     let backend = config.model.load().await?;
     let problem = Problem::new("question", question);
     let events = log.as_ref().map_or_else(Events::off, |log| {
@@ -659,7 +648,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let backend = config.model.load().await?;
     let mut run_budget = Budget::unlimited();
     run_budget.max_tokens = args.max_run_tokens;
-    warn_unseeded(&config);
     let mut runner = Runner::new(strategy, backend)
         .with_grader(Arc::new(ponder::prm::StandardGrader::new(
             ponder::prm::Sandbox::new().allow_unisolated(args.allow_unisolated_sandbox),

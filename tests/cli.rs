@@ -373,6 +373,53 @@ fn an_even_allocation_gives_every_problem_a_share_of_the_run_budget() {
 }
 
 #[test]
+fn a_seeded_run_in_process_repeats_its_samples_whatever_the_concurrency() {
+    // Best-of-2 sampled at temperature 1 with a seed: the same samples alone (one problem at a
+    // time) and beside other problems' (three at a time, whose requests take turns in another
+    // order and leave mistral.rs's own generator elsewhere). On a GPU, where concurrent
+    // requests are batched together and batched arithmetic may move a near tie, only the same
+    // concurrency is compared.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("seeded.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "seed = 5\n\n[model]\nsource = \"smollm2-135m\"\ndevice = \"{}\"\n\n[strategy]\n\
+             kind = \"best_of_n\"\nn = 2\nselect = \"majority_vote\"\ninner = {{ kind = \
+             \"direct\", style = \"step_by_step\", temperature = 1.0, max_tokens = 24 }}\n",
+            device()
+        ),
+    )
+    .unwrap();
+    let samples = |concurrency: usize, name: &str| {
+        let out = dir.path().join(name);
+        let output = run_singleop(&config, &out, concurrency, &[]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut written: Vec<(String, Value, Value, Value)> = lines(&out)
+            .into_iter()
+            .map(|l| {
+                (
+                    l["id"].as_str().unwrap().to_string(),
+                    l["completion"].clone(),
+                    l["details"].clone(),
+                    l["usage"]["completion_tokens"].clone(),
+                )
+            })
+            .collect();
+        written.sort_by(|a, b| a.0.cmp(&b.0));
+        written
+    };
+    let alone = samples(1, "alone.jsonl");
+    assert_eq!(alone.len(), 4);
+    let beside = samples(if device() == "cpu" { 3 } else { 1 }, "beside.jsonl");
+    assert_eq!(alone, beside);
+}
+
+#[test]
 fn a_triage_allocation_thinks_about_the_least_sure_problems_first() {
     let dir = tempfile::tempdir().unwrap();
     // Every short answer is below this confidence, so every problem asks to think.

@@ -209,6 +209,48 @@ impl mistralrs::CustomLogitsProcessor for RawWrites {
     }
 }
 
+#[test]
+fn a_seeded_request_draws_the_same_texts_whatever_the_engine_did_before() {
+    // mistral.rs draws from one generator for the engine; a request with a seed is drawn by
+    // ponder from the seed. An engine of its own, so that on a GPU no other test's requests
+    // are batched beside these (batched arithmetic may move a near tie).
+    let backend = block_on(MistralRsBackend::load(
+        &ModelSource::parse("smollm2-135m").unwrap(),
+        &common::options(),
+    ))
+    .unwrap();
+    let sample = |seed: Option<u64>, n: usize| {
+        let request = GenerationRequest::new(ask("Write a short poem about the sea."))
+            .with_n(n)
+            .with_max_tokens(24)
+            .with_sampling(Sampling {
+                temperature: 1.0,
+                top_p: Some(0.95),
+                top_k: None,
+                seed,
+            });
+        let generation = block_on(backend.generate(request)).unwrap();
+        assert_eq!(generation.choices.len(), n);
+        generation
+            .choices
+            .into_iter()
+            .map(|c| c.text)
+            .collect::<Vec<_>>()
+    };
+    let first = sample(Some(11), 3);
+    // Unseeded samples in between move the engine's own generator on.
+    sample(None, 2);
+    assert_eq!(sample(Some(11), 3), first);
+    // Each choice is drawn from a seed of its own, and another seed draws other texts.
+    assert!(first[0] != first[1] || first[1] != first[2], "{first:?}");
+    assert_ne!(sample(Some(12), 3), first);
+    // A request of one choice draws what the first of several does (on the CPU, where choices
+    // decode one at a time: the same arithmetic).
+    if common::device() == DeviceSpec::Cpu {
+        assert_eq!(sample(Some(11), 1)[0], first[0]);
+    }
+}
+
 /// mistral.rs restarts an engine whose thread panicked when it is next asked for its channel;
 /// ponder waits for the new one rather than sending to the dead one's. The panic: a stop string
 /// after an unfinished character, handed to mistral.rs directly (ponder no longer does).

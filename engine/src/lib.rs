@@ -51,6 +51,8 @@ mod mistralrs_backend;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod scripted;
 #[cfg(feature = "mistralrs")]
+mod seeded_draw;
+#[cfg(feature = "mistralrs")]
 mod stop_strings;
 
 pub use backend::{

@@ -51,6 +51,7 @@ use crate::backend::{
 use crate::error::{Error, Result};
 use crate::model_config::{Dequantize, DeviceSpec, KvPool, LoadOptions};
 use crate::models::ModelSource;
+use crate::seeded_draw::SeededDraw;
 use crate::stop_strings::{StopStrings, TokenBytes};
 use crate::usage::Usage;
 
@@ -1033,6 +1034,7 @@ impl MistralRsBackend {
         processors: &[Arc<dyn CustomLogitsProcessor>],
         n: usize,
         turn: Option<OwnedSemaphorePermit>,
+        draw: Option<SeededDraw>,
     ) -> Result<Vec<Choice>> {
         // mistral.rs 0.8.1's greedy path reports log10 of the raw *logit* as a token's
         // log-probability (sampler.rs, `sample_argmax`). A greedy request that asks for
@@ -1058,19 +1060,26 @@ impl MistralRsBackend {
             }
             _ => None,
         };
+        // Drawn by ponder: mistral.rs takes the one token left, greedily.
+        let drawn = draw.is_some();
         let sampling = SamplingParams {
             // mistral.rs reads a missing temperature as 1.0 (sampling); greedy needs an explicit 0.
             temperature: Some(if greedy_logprobs {
                 1.0
+            } else if drawn {
+                0.0
             } else {
                 request.sampling.temperature
             }),
             top_k: if greedy_logprobs {
                 Some(1)
             } else {
-                request.sampling.top_k
+                request.sampling.top_k.filter(|_| !drawn)
             },
-            top_p: request.sampling.top_p.filter(|_| !greedy_logprobs),
+            top_p: request
+                .sampling
+                .top_p
+                .filter(|_| !greedy_logprobs && !drawn),
             min_p: None,
             top_n_logprobs: request.top_logprobs.unwrap_or(0),
             frequency_penalty: None,
@@ -1110,6 +1119,13 @@ impl MistralRsBackend {
                 deadline: request.deadline,
                 timed_out: Arc::clone(&timed_out),
                 eos,
+            }));
+        }
+        // Last of all: it draws from what the others leave.
+        if let Some(draw) = draw {
+            processors.push(Arc::new(ProcessorAdapter {
+                processor: Arc::new(draw),
+                prompt: Arc::clone(prompt),
             }));
         }
         let (tx, rx) = mpsc::channel(8);
@@ -1260,13 +1276,34 @@ impl Backend for MistralRsBackend {
                 }) as Arc<dyn CustomLogitsProcessor>
             })
             .collect();
-        // On the CPU, one request of one choice per turn; elsewhere one request of all `n`.
-        let (requests, per_request) = match self.one_at_a_time {
-            Some(_) => (request.n, 1),
-            None => (1, request.n),
+        // A sampled request with a seed is drawn by ponder, each choice from a seed of its own
+        // (`seeded_draw.rs`): a request of its own. One asking for log-probabilities is not
+        // (a drawn token's would read 1): mistral.rs's generator draws it.
+        let seed = request
+            .sampling
+            .seed
+            .filter(|_| request.sampling.temperature >= 1e-7 && request.top_logprobs.is_none());
+        let draw = |choice: usize| {
+            seed.map(|seed| SeededDraw::for_choice(seed, choice, &request.sampling))
+        };
+        // On the CPU, one request of one choice per turn; elsewhere one request of all `n`, or
+        // of each drawn choice, sent together.
+        let (requests, per_request) = match (&self.one_at_a_time, seed) {
+            (None, None) => (1, request.n),
+            _ => (request.n, 1),
         };
         let mut choices = Vec::with_capacity(request.n);
-        for _ in 0..requests {
+        let together = self.one_at_a_time.is_none() && requests > 1;
+        if together {
+            let written = futures::future::try_join_all((0..requests).map(|choice| {
+                self.complete(&request, &prompt, &processors, 1, None, draw(choice))
+            }))
+            .await?;
+            choices.extend(written.into_iter().flatten());
+        }
+        // Else one after another, each in its turn.
+        let one_by_one = if together { 0 } else { requests };
+        for choice in 0..one_by_one {
             // Past the deadline, or waiting for the engine until it: the choices written so far
             // are the reply; none yet is a wall-time stop that decoded nothing.
             let turn = match request.deadline {
@@ -1283,7 +1320,14 @@ impl Backend for MistralRsBackend {
                 }
                 None => self.take_turn().await?,
             };
-            let completing = self.complete(&request, &prompt, &processors, per_request, turn);
+            let completing = self.complete(
+                &request,
+                &prompt,
+                &processors,
+                per_request,
+                turn,
+                draw(choice),
+            );
             let written = match request.deadline {
                 // A later choice still in a step at the deadline (a long prefill: the deadline's
                 // forced end comes only with its first token) is given up a little after it, so

@@ -1,7 +1,8 @@
 //! [`Seeded`]: sampler seeds for requests that bring none, so that a run can be repeated (and two
 //! versions of a strategy compared on the same random draws for as long as they ask the same
 //! things) where the backend honours a per-request seed: OpenAI-compatible servers (vLLM,
-//! llama-server) do; mistral.rs 0.8.1 has one engine-wide generator and ignores it.
+//! llama-server) do, and so does the in-process backend (ponder draws the tokens; see
+//! `seeded_draw.rs`), except for requests that ask for log-probabilities.
 //!
 //! A seed follows from the base, the prompt and how many sampled requests of that same prompt
 //! came through this `Seeded` before: the k-th request of a prompt gets a seed derived from the
