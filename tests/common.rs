@@ -171,8 +171,7 @@ pub fn thinking_and_search_end_at_a_256_token_window(
         ponder::engine::config::Format::Toml,
     )
     .unwrap();
-    // Seeded, so that the same beams grow each time (one of them to the window) on a server
-    // that takes seeds; mistral.rs draws from one generator, the same in a fresh engine.
+    // Seeded, so that the same beams grow each time (one of them to the window).
     let seeded = Arc::new(ponder::engine::Seeded::new(backend, 7)) as Arc<dyn Backend>;
     let solution = solve(
         beam,

@@ -238,15 +238,19 @@ fn a_seeded_request_draws_the_same_texts_whatever_the_engine_did_before() {
             .collect::<Vec<_>>()
     };
     let first = sample(Some(11), 3);
-    // Unseeded samples in between move the engine's own generator on.
-    sample(None, 2);
-    assert_eq!(sample(Some(11), 3), first);
-    // Each choice is drawn from a seed of its own, and another seed draws other texts.
+    // Each choice is drawn from a seed of its own, and the next seed draws none of them.
     assert!(first[0] != first[1] || first[1] != first[2], "{first:?}");
-    assert_ne!(sample(Some(12), 3), first);
-    // A request of one choice draws what the first of several does (on the CPU, where choices
-    // decode one at a time: the same arithmetic).
+    let next = sample(Some(12), 3);
+    assert!(
+        next.iter().all(|text| !first.contains(text)),
+        "{first:?} {next:?}"
+    );
+    // Exact repeats on the CPU, where ponder decodes one sequence at a time (on a GPU the
+    // choices are batched as they reach the engine, and batched arithmetic may move a near tie):
+    // after unseeded samples moved the engine's own generator on, and as a request of one.
     if common::device() == DeviceSpec::Cpu {
+        sample(None, 2);
+        assert_eq!(sample(Some(11), 3), first);
         assert_eq!(sample(Some(11), 1)[0], first[0]);
     }
 }

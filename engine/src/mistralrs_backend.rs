@@ -783,9 +783,10 @@ impl CustomLogitsProcessor for ProcessorAdapter {
     }
 }
 
-/// The last processor of every request: once the request is abandoned, or its deadline has
-/// passed, it leaves the end-of-sequence token as the only choice, so every sequence of the
-/// request ends at its next token. Until then it passes the logits through untouched.
+/// The last processor of every request (but a seeded draw, which takes what it leaves): once
+/// the request is abandoned, or its deadline has passed, it leaves the end-of-sequence token as
+/// the only choice, so every sequence of the request ends at its next token. Until then it
+/// passes the logits through untouched.
 struct EndWhenAbandoned {
     abandoned: Arc<AtomicBool>,
     deadline: Option<Instant>,

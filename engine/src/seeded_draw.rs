@@ -12,6 +12,9 @@
 
 use crate::backend::{LogitsProcessor, Sampling};
 
+/// 2^64 over the golden ratio: spreads consecutive numbers over the whole range.
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
 /// Draws each token of one choice from its seed (see the module docs).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SeededDraw {
@@ -25,8 +28,10 @@ pub(crate) struct SeededDraw {
 impl SeededDraw {
     /// The draw of choice `choice` (0, 1, ...) of a request sampled by `sampling` with `seed`.
     pub(crate) fn for_choice(seed: u64, choice: usize, sampling: &Sampling) -> Self {
+        // Mixed, not added: seed s's choice 1 is not seed s + 1's choice 0.
+        let base = fastrand::Rng::with_seed(seed).u64(..);
         Self {
-            seed: fastrand::Rng::with_seed(seed.wrapping_add(choice as u64)).u64(..),
+            seed: fastrand::Rng::with_seed(base ^ (choice as u64).wrapping_mul(GOLDEN)).u64(..),
             temperature: sampling.temperature,
             top_k: sampling.top_k,
             top_p: sampling.top_p,
@@ -36,7 +41,7 @@ impl SeededDraw {
     /// A number in [0, 1) for the token at `position` (the length of its context).
     fn uniform(&self, position: usize) -> f64 {
         // A different generator state for each position; wyrand's output mixes it.
-        let state = self.seed ^ (position as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let state = self.seed ^ (position as u64).wrapping_mul(GOLDEN);
         fastrand::Rng::with_seed(state).f64()
     }
 }
@@ -186,9 +191,15 @@ mod tests {
             &logits(),
         );
         assert!(near(&got, &[0.625, 0.375, 0.0, 0.0]), "{got:?}");
-        // Top-k first, then top-p of what the whole vocabulary gives: 0.5 reaches 0.5.
+        // Top-k first, then top-p of the probabilities over the whole vocabulary: of the two
+        // kept, 0.5 is below 0.55, so both stay (of the two alone, 0.625 would keep one).
         let got = shares(
-            &SeededDraw::for_choice(7, 0, &sampling(1.0, Some(3), Some(0.5))),
+            &SeededDraw::for_choice(7, 0, &sampling(1.0, Some(2), Some(0.55))),
+            &logits(),
+        );
+        assert!(near(&got, &[0.625, 0.375, 0.0, 0.0]), "{got:?}");
+        let got = shares(
+            &SeededDraw::for_choice(7, 0, &sampling(1.0, Some(3), Some(0.45))),
             &logits(),
         );
         assert_eq!(got, [1.0, 0.0, 0.0, 0.0]);
@@ -208,6 +219,13 @@ mod tests {
         assert_ne!(drawn, (0..20).map(|p| pick(4, 0, p)).collect::<Vec<_>>());
         assert_ne!(drawn, (0..20).map(|p| pick(3, 1, p)).collect::<Vec<_>>());
         assert_ne!(drawn[..10], drawn[10..]);
+        // Neighbouring seeds share no choice's draws (seed 3's choice 1 is not seed 4's 0).
+        for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 2), (2, 1)] {
+            let of = |seed: u64, choice: usize| {
+                (0..20).map(|p| pick(seed, choice, p)).collect::<Vec<_>>()
+            };
+            assert_ne!(of(3, a), of(4, b), "seed 3 choice {a}, seed 4 choice {b}");
+        }
     }
 
     #[test]
