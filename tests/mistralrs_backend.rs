@@ -209,16 +209,21 @@ impl mistralrs::CustomLogitsProcessor for RawWrites {
     }
 }
 
+/// SmolLM2 in an engine of its own.
+fn own_engine() -> MistralRsBackend {
+    block_on(MistralRsBackend::load(
+        &ModelSource::parse("smollm2-135m").unwrap(),
+        &common::options(),
+    ))
+    .unwrap()
+}
+
 #[test]
 fn a_seeded_request_draws_the_same_texts_whatever_the_engine_did_before() {
     // mistral.rs draws from one generator for the engine; a request with a seed is drawn by
     // ponder from the seed. An engine of its own, so that on a GPU no other test's requests
     // are batched beside these (batched arithmetic may move a near tie).
-    let backend = block_on(MistralRsBackend::load(
-        &ModelSource::parse("smollm2-135m").unwrap(),
-        &common::options(),
-    ))
-    .unwrap();
+    let backend = own_engine();
     let sample = |seed: Option<u64>, n: usize| {
         let request = GenerationRequest::new(ask("Write a short poem about the sea."))
             .with_n(n)
@@ -261,11 +266,7 @@ fn a_seeded_request_draws_the_same_texts_whatever_the_engine_did_before() {
 #[test]
 fn after_the_engine_thread_panics_the_next_request_is_answered() {
     // An engine of its own: the panic fails whatever the engine holds at that moment.
-    let backend = block_on(MistralRsBackend::load(
-        &ModelSource::parse("smollm2-135m").unwrap(),
-        &common::options(),
-    ))
-    .unwrap();
+    let backend = own_engine();
     let eos = backend.capabilities().eos_token_ids[0];
     let piece = |text: &str| block_on(backend.tokenize(TokenizeInput::Piece(text))).unwrap();
     let ids = [

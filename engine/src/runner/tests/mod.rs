@@ -575,6 +575,14 @@ fn undecided_then_failing() -> Vec<crate::scripted::Reply> {
     replies
 }
 
+/// Replies of these texts.
+fn texts(replies: &[&str]) -> Vec<crate::scripted::Reply> {
+    replies
+        .iter()
+        .map(|t| crate::scripted::Reply::Text((*t).into()))
+        .collect()
+}
+
 /// A triage run of [`TWO_STAGE`] over `replies`, under a run budget of `budget` tokens.
 fn triage_runner(
     budget: Option<u64>,

@@ -227,16 +227,9 @@ async fn a_triage_first_stage_the_run_budget_cuts_records_its_spend_once() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.jsonl");
     let problems = numbered(4);
-    let run = |budget: Option<u64>, replies: Vec<&str>| {
-        let replies = replies
-            .into_iter()
-            .map(|t| crate::scripted::Reply::Text(t.into()))
-            .collect();
-        triage_runner(budget, replies)
-    };
     // First stages cost 3 prompt + 5 completion tokens. 22 pay for two and shorten the
     // third to 3 completion tokens ("z:0"): it is cut, the fourth never starts.
-    let (backend, runner) = run(Some(22), vec!["x:0.9", "y:0.2", "z:0.1"]);
+    let (backend, runner) = triage_runner(Some(22), texts(&["x:0.9", "y:0.2", "z:0.1"]));
     let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
     assert_eq!(prompts(&backend), ["Q1?", "Q2?", "Q3?"]);
     assert_eq!(
@@ -254,7 +247,7 @@ async fn a_triage_first_stage_the_run_budget_cuts_records_its_spend_once() {
     assert_eq!(recorded.total_tokens(), 22);
 
     // The same budget again: all 22 are spent (8 + 8 + 6 cut), so no call is made.
-    let (backend, runner) = run(Some(22), Vec::new());
+    let (backend, runner) = triage_runner(Some(22), Vec::new());
     let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
     assert!(backend.requests().is_empty());
     assert_eq!(
@@ -263,7 +256,7 @@ async fn a_triage_first_stage_the_run_budget_cuts_records_its_spend_once() {
     );
 
     // Unlimited: p3 and p4 from their first stages, thinking where unsure.
-    let (backend, runner) = run(None, vec!["z:0.9", "w:0.9"]);
+    let (backend, runner) = triage_runner(None, texts(&["z:0.9", "w:0.9"]));
     let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
     assert_eq!(prompts(&backend), ["Q3?", "Q4?"]);
     assert_eq!((summary.resumed, summary.solved), (2, 2));
@@ -281,8 +274,7 @@ async fn a_triage_first_stage_the_run_budget_refuses_is_neither_started_nor_reco
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.jsonl");
     let problems = numbered(4);
-    let text = |t: &str| crate::scripted::Reply::Text(t.into());
-    let (backend, runner) = triage_runner(Some(19), vec![text("x:0.9"), text("y:0.9")]);
+    let (backend, runner) = triage_runner(Some(19), texts(&["x:0.9", "y:0.9"]));
     let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
     assert_eq!(prompts(&backend), ["Q1?", "Q2?"]);
     assert_eq!(
@@ -306,7 +298,7 @@ async fn a_later_stage_its_problems_budget_refuses_leaves_the_first_stage_as_the
     // cannot be sent. Nothing ran after the first stage, and the line says so.
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.jsonl");
-    let (backend, runner) = triage_runner(None, vec![crate::scripted::Reply::Text("y:0.2".into())]);
+    let (backend, runner) = triage_runner(None, texts(&["y:0.2"]));
     let summary = runner
         .with_problem_budget(Budget::unlimited().with_max_tokens(12))
         .run(&numbered(1), &out, |_| {})
@@ -329,20 +321,13 @@ async fn a_problem_that_never_made_a_call_is_not_answered_when_the_run_budget_ru
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.jsonl");
     let problems = vec![Problem::new("p1", "skip this"), Problem::new("p2", "Q2?")];
-    let run = |budget: Option<u64>, replies: Vec<&str>| {
-        let replies = replies
-            .into_iter()
-            .map(|t| crate::scripted::Reply::Text(t.into()))
-            .collect();
-        triage_runner(budget, replies)
-    };
-    let (backend, runner) = run(Some(8), vec!["x:0.9"]);
+    let (backend, runner) = triage_runner(Some(8), texts(&["x:0.9"]));
     let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
     assert_eq!(prompts(&backend), ["Q2?"]);
     assert_eq!((summary.solved, summary.not_started), (1, 1));
     assert_eq!(by_id(&out).keys().collect::<Vec<_>>(), ["p2"]);
     // With budget to spare, a rerun goes on from p1's recorded first stage.
-    let (backend, runner) = run(Some(30), vec!["0123"]);
+    let (backend, runner) = triage_runner(Some(30), texts(&["0123"]));
     let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
     assert_eq!(prompts(&backend), ["think skip this"]);
     assert_eq!(summary.solved, 1);
