@@ -374,11 +374,12 @@ fn an_even_allocation_gives_every_problem_a_share_of_the_run_budget() {
 
 #[test]
 fn a_seeded_run_in_process_repeats_its_samples_whatever_the_concurrency() {
-    // Best-of-2 sampled at temperature 1 with a seed: the same samples alone (one problem at a
-    // time) and beside other problems' (three at a time, whose requests take turns in another
-    // order and leave mistral.rs's own generator elsewhere). The CPU only: on a GPU concurrent
-    // sequences are batched as they reach the engine, and batched arithmetic may move a near
-    // tie.
+    // A router whose two short answers are sampled at temperature 1 and read for their
+    // log-probabilities, thinking with best-of-2 sampled at temperature 1, with a seed: the same
+    // samples and confidences alone (one problem at a time) and beside other problems' (three
+    // at a time, whose requests take turns in another order and leave mistral.rs's own
+    // generator elsewhere). The CPU only: on a GPU concurrent sequences are batched as they
+    // reach the engine, and batched arithmetic may move a near tie.
     if device() != "cpu" {
         return;
     }
@@ -388,8 +389,11 @@ fn a_seeded_run_in_process_repeats_its_samples_whatever_the_concurrency() {
         &config,
         format!(
             "seed = 5\n\n[model]\nsource = \"smollm2-135m\"\ndevice = \"{}\"\n\n[strategy]\n\
-             kind = \"best_of_n\"\nn = 2\nselect = \"majority_vote\"\ninner = {{ kind = \
-             \"direct\", style = \"step_by_step\", temperature = 1.0, max_tokens = 24 }}\n",
+             kind = \"router\"\nprobes = 2\ntemperature = 1.0\nmax_tokens = 16\n\
+             min_confidence = 0.9\n\
+             think = {{ kind = \"best_of_n\", n = 2, select = \"majority_vote\", inner = {{ \
+             kind = \"direct\", style = \"step_by_step\", temperature = 1.0, max_tokens = 24 \
+             }} }}\n",
             device()
         ),
     )
@@ -418,6 +422,19 @@ fn a_seeded_run_in_process_repeats_its_samples_whatever_the_concurrency() {
     };
     let alone = samples(1, "alone.jsonl");
     assert_eq!(alone.len(), 4);
+    // Short answers read for their confidence, and some thought about.
+    assert!(
+        alone
+            .iter()
+            .any(|(_, _, details, _)| details["short"]["confidence"].is_number()),
+        "{alone:?}"
+    );
+    assert!(
+        alone
+            .iter()
+            .any(|(_, _, details, _)| details["route"] == "think"),
+        "{alone:?}"
+    );
     let beside = samples(3, "beside.jsonl");
     assert_eq!(alone, beside);
 }

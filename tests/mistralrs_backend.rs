@@ -260,6 +260,68 @@ fn a_seeded_request_draws_the_same_texts_whatever_the_engine_did_before() {
     }
 }
 
+#[test]
+fn a_seeded_request_for_log_probabilities_reports_the_distribution_it_drew_from() {
+    // The drawn token is the only one mistral.rs is left; its probabilities come from the
+    // draw's record: those mistral.rs would report for the same distribution.
+    let backend = own_engine();
+    let sample = |seed: Option<u64>| {
+        let request = GenerationRequest::new(ask("Name a colour."))
+            .with_n(2)
+            .with_max_tokens(12)
+            .with_top_logprobs(3)
+            .with_sampling(Sampling {
+                temperature: 1.0,
+                top_p: Some(0.95),
+                top_k: None,
+                seed,
+            });
+        block_on(backend.generate(request)).unwrap().choices
+    };
+    let seeded = sample(Some(8));
+    assert_eq!(seeded.len(), 2);
+    for choice in &seeded {
+        let logprobs = choice.logprobs.as_ref().unwrap();
+        assert_eq!(logprobs.len(), choice.completion_tokens);
+        assert!(
+            logprobs.iter().any(|l| l.logprob < -1e-3),
+            "a sample of 12 tokens at temperature 1, all certain: {logprobs:?}"
+        );
+        for l in logprobs {
+            assert!(l.logprob <= 0.0 && l.logprob.is_finite(), "{l:?}");
+            assert!(!l.top.is_empty() && l.top.len() <= 3, "{l:?}");
+            // Most likely first, none less likely than the token drawn where it is among them.
+            assert!(
+                l.top.windows(2).all(|w| w[0].logprob >= w[1].logprob),
+                "{l:?}"
+            );
+            assert!(l.top[0].logprob >= l.logprob - 1e-6, "{l:?}");
+            assert!(l.top.iter().all(|t| !t.token.is_empty()), "{l:?}");
+        }
+    }
+    // The first position's distribution is the prompt's alone: the same as mistral.rs
+    // reports for an unseeded sample of it.
+    let unseeded = sample(None);
+    let ours = &seeded[0].logprobs.as_ref().unwrap()[0].top;
+    let theirs = &unseeded[0].logprobs.as_ref().unwrap()[0].top;
+    assert_eq!(
+        ours.iter().map(|t| t.id).collect::<Vec<_>>(),
+        theirs.iter().map(|t| t.id).collect::<Vec<_>>(),
+        "{ours:?} against {theirs:?}"
+    );
+    for (a, b) in ours.iter().zip(theirs) {
+        assert!(
+            (a.logprob - b.logprob).abs() < 1e-3,
+            "{ours:?} against {theirs:?}"
+        );
+    }
+    // Texts and probabilities repeat exactly on the CPU, after the unseeded sample moved
+    // mistral.rs's own generator on.
+    if common::device() == DeviceSpec::Cpu {
+        assert_eq!(sample(Some(8)), seeded);
+    }
+}
+
 /// mistral.rs restarts an engine whose thread panicked when it is next asked for its channel;
 /// ponder waits for the new one rather than sending to the dead one's. The panic: a stop string
 /// after an unfinished character, handed to mistral.rs directly (ponder no longer does).

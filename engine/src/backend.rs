@@ -104,7 +104,7 @@ pub struct Sampling {
     pub top_k: Option<usize>,
     /// Seed of the sampler, where the backend takes one per request: OpenAI-compatible servers
     /// do; in process ponder draws the tokens of a request with a seed itself (mistral.rs 0.8.1
-    /// has one generator for the engine), except where it asks for log-probabilities.
+    /// has one generator for the engine), and reports the probabilities it drew from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
 }

@@ -266,6 +266,15 @@ impl MistralRsBackend {
         Ok(ours.trim_start() == engine.trim_start())
     }
 
+    /// A token's text, as its bytes in the vocabulary read (a special token's, its name; empty
+    /// where the backend has no table of the vocabulary).
+    fn token_text(&self, id: u32) -> String {
+        self.token_bytes
+            .as_ref()
+            .map(|tokens| String::from_utf8_lossy(tokens.get(id)).into_owned())
+            .unwrap_or_default()
+    }
+
     /// The leading whitespace of generated `ids` (a completion's first tokens) written after
     /// `prompt`: what decoding them after the prompt's last token adds, up to its first
     /// non-space.
@@ -1122,7 +1131,15 @@ impl MistralRsBackend {
                 eos,
             }));
         }
-        // Last of all: it draws from what the others leave.
+        // Last of all: it draws from what the others leave, recording what it drew where
+        // log-probabilities are asked for (the token it leaves reads a probability of 1).
+        let (draw, record) = match (draw, request.top_logprobs) {
+            (Some(draw), Some(top_n)) => {
+                let (draw, record) = draw.recording(prompt.len(), top_n);
+                (Some(draw), Some(record))
+            }
+            (draw, _) => (draw, None),
+        };
         if let Some(draw) = draw {
             processors.push(Arc::new(ProcessorAdapter {
                 processor: Arc::new(draw),
@@ -1195,6 +1212,23 @@ impl MistralRsBackend {
             .into_iter()
             .map(|c| convert_choice(c, &stop, self.drops_lead_space, lead.as_deref()))
             .collect();
+        // A drawn choice's probabilities, from the draw's record.
+        if let (Some(record), [choice]) = (record, choices.as_mut_slice()) {
+            let entries = choice.logprobs.iter_mut().flatten();
+            for (entry, drawn) in entries.zip(record.drawn()) {
+                let Some(drawn) = drawn else { continue };
+                entry.logprob = drawn.logprob;
+                entry.top = drawn
+                    .top
+                    .into_iter()
+                    .map(|(id, logprob)| TopLogprob {
+                        id,
+                        token: self.token_text(id),
+                        logprob,
+                    })
+                    .collect();
+            }
+        }
         // One choice that ended at a stop string its text does not show (its leading space lost
         // with the completion's, a stop read across a special token): it stopped there all the
         // same. (Of several at once, which one ended where is not known.)
@@ -1278,12 +1312,11 @@ impl Backend for MistralRsBackend {
             })
             .collect();
         // A sampled request with a seed is drawn by ponder, each choice from a seed of its own
-        // (`seeded_draw.rs`): a request of its own. One asking for log-probabilities is not
-        // (a drawn token's would read 1): mistral.rs's generator draws it.
+        // (`seeded_draw.rs`): a request of its own.
         let seed = request
             .sampling
             .seed
-            .filter(|_| request.sampling.temperature >= 1e-7 && request.top_logprobs.is_none());
+            .filter(|_| request.sampling.temperature >= 1e-7);
         let draw = |choice: usize| {
             seed.map(|seed| SeededDraw::for_choice(seed, choice, &request.sampling))
         };

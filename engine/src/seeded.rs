@@ -2,7 +2,7 @@
 //! versions of a strategy compared on the same random draws for as long as they ask the same
 //! things) where the backend honours a per-request seed: OpenAI-compatible servers (vLLM,
 //! llama-server) do, and so does the in-process backend (ponder draws the tokens; see
-//! `seeded_draw.rs`), except for requests that ask for log-probabilities.
+//! `seeded_draw.rs`), log-probabilities included.
 //!
 //! A seed follows from the base, the prompt and how many sampled requests of that same prompt
 //! came through this `Seeded` before: the k-th request of a prompt gets a seed derived from the

@@ -9,6 +9,14 @@
 //! and the token's position, and leaves that token the only choice (mistral.rs is asked for
 //! greedy decoding, which takes it). A choice's text is then a function of its prompt, its
 //! seed and the model's arithmetic alone.
+//!
+//! The token left alone then reads a probability of 1: a request that asks for
+//! log-probabilities has the draw record, at each position, the drawn token's probability and
+//! the most likely tokens', as mistral.rs reports a sampled token's (the probabilities at the
+//! temperature over the whole vocabulary; tokens top-k or top-p leaves out have none), and the
+//! backend reads them from that record.
+
+use std::sync::{Arc, Mutex};
 
 use crate::backend::{LogitsProcessor, Sampling};
 
@@ -16,13 +24,58 @@ use crate::backend::{LogitsProcessor, Sampling};
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// Draws each token of one choice from its seed (see the module docs).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct SeededDraw {
     /// The choice's seed.
     seed: u64,
     temperature: f64,
     top_k: Option<usize>,
     top_p: Option<f64>,
+    /// Where the draws are recorded, for a request that asks for log-probabilities.
+    record: Option<Arc<Record>>,
+}
+
+/// One position's draw, as a sampler reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Drawn {
+    /// The drawn token.
+    pub(crate) token: u32,
+    /// Its natural-log probability.
+    pub(crate) logprob: f32,
+    /// The most likely tokens the filters left, most likely first: id and natural-log
+    /// probability.
+    pub(crate) top: Vec<(u32, f32)>,
+}
+
+/// The draws of one choice, by generated position.
+#[derive(Debug)]
+pub(crate) struct Record {
+    /// The prompt's length: a context this long is the first generated token's.
+    prompt_len: usize,
+    /// How many of the most likely tokens to keep at each position.
+    top_n: usize,
+    drawn: Mutex<Vec<Option<Drawn>>>,
+}
+
+impl Record {
+    /// The draws recorded, by generated position (`None` where the draw was not asked: no
+    /// possible token).
+    pub(crate) fn drawn(&self) -> Vec<Option<Drawn>> {
+        self.drawn.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    fn note(&self, position: usize, drawn: Drawn) {
+        let Some(at) = position.checked_sub(self.prompt_len) else {
+            return;
+        };
+        if let Ok(mut record) = self.drawn.lock() {
+            if record.len() <= at {
+                record.resize(at + 1, None);
+            }
+            // A position drawn again (a recomputed step) keeps the last draw, the one taken.
+            record[at] = Some(drawn);
+        }
+    }
 }
 
 impl SeededDraw {
@@ -35,7 +88,20 @@ impl SeededDraw {
             temperature: sampling.temperature,
             top_k: sampling.top_k,
             top_p: sampling.top_p,
+            record: None,
         }
+    }
+
+    /// The same draw, recording at each position after a prompt of `prompt_len` tokens the
+    /// drawn token's probability and the `top_n` most likely tokens'.
+    pub(crate) fn recording(mut self, prompt_len: usize, top_n: usize) -> (Self, Arc<Record>) {
+        let record = Arc::new(Record {
+            prompt_len,
+            top_n,
+            drawn: Mutex::new(Vec::new()),
+        });
+        self.record = Some(Arc::clone(&record));
+        (self, record)
     }
 
     /// A number in [0, 1) for the token at `position` (the length of its context).
@@ -48,30 +114,100 @@ impl SeededDraw {
 
 impl LogitsProcessor for SeededDraw {
     fn process(&self, logits: &mut [f32], context: &[u32]) {
-        let u = self.uniform(context.len());
-        if let Some(token) = draw(logits, self.temperature, self.top_k, self.top_p, u) {
-            for (i, logit) in logits.iter_mut().enumerate() {
-                *logit = if i == token { 0.0 } else { f32::NEG_INFINITY };
-            }
+        let Some(distribution) = Distribution::of(logits, self.temperature, self.top_k, self.top_p)
+        else {
+            return;
+        };
+        let token = distribution.draw(self.uniform(context.len()));
+        if let Some(record) = &self.record {
+            record.note(context.len(), distribution.drawn(token, record.top_n));
+        }
+        for (i, logit) in logits.iter_mut().enumerate() {
+            *logit = if i == token { 0.0 } else { f32::NEG_INFINITY };
         }
     }
 }
 
-/// The token at `u` (in [0, 1)) of the distribution `logits` give at `temperature`, kept to
-/// the `top_k` most likely, then to the most likely whose probabilities first reach `top_p`
-/// (as mistral.rs samples: the probabilities over the whole vocabulary, the token that crosses
-/// `top_p` kept). `None` where no token is possible (every logit minus infinity or NaN).
-fn draw(
+/// The tokens a sampler may draw at one position, with their weights.
+struct Distribution {
+    /// The tokens kept, with their unnormalised probabilities.
+    kept: Vec<(usize, f64)>,
+    /// The weight of every possible token, kept or not.
+    total: f64,
+}
+
+impl Distribution {
+    /// The distribution `logits` give at `temperature`, kept to the `top_k` most likely, then
+    /// to the most likely whose probabilities first reach `top_p` (as mistral.rs samples: the
+    /// probabilities over the whole vocabulary, the token that crosses `top_p` kept). `None`
+    /// where no token is possible (every logit minus infinity or NaN).
+    fn of(
+        logits: &[f32],
+        temperature: f64,
+        top_k: Option<usize>,
+        top_p: Option<f64>,
+    ) -> Option<Self> {
+        // A logit of plus infinity is a token forced.
+        if let Some(forced) = logits.iter().position(|&l| l == f32::INFINITY) {
+            return Some(Self {
+                kept: vec![(forced, 1.0)],
+                total: 1.0,
+            });
+        }
+        keep(logits, temperature, top_k, top_p)
+    }
+
+    /// The token at `u` (in [0, 1)).
+    fn draw(&self, u: f64) -> usize {
+        let sum: f64 = self.kept.iter().map(|&(_, weight)| weight).sum();
+        let mut target = u * sum;
+        for &(token, weight) in &self.kept {
+            if target < weight {
+                return token;
+            }
+            target -= weight;
+        }
+        self.kept.last().map_or(0, |&(token, _)| token)
+    }
+
+    /// `token`'s draw as a sampler reports it, with the `top_n` most likely tokens kept.
+    fn drawn(&self, token: usize, top_n: usize) -> Drawn {
+        let ln = |weight: f64| (weight / self.total).ln() as f32;
+        let weight = self
+            .kept
+            .iter()
+            .find(|&&(t, _)| t == token)
+            .map_or(0.0, |&(_, weight)| weight);
+        let mut top = self.kept.clone();
+        let n = top_n.min(top.len());
+        if n > 0 && n < top.len() {
+            top.select_nth_unstable_by(n - 1, most_likely_first);
+        }
+        top.truncate(n);
+        top.sort_unstable_by(most_likely_first);
+        Drawn {
+            token: token as u32,
+            logprob: ln(weight),
+            top: top
+                .into_iter()
+                .map(|(id, weight)| (id as u32, ln(weight)))
+                .collect(),
+        }
+    }
+}
+
+/// Most likely first; of equals, the lower id.
+fn most_likely_first(a: &(usize, f64), b: &(usize, f64)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// The distribution of finite `logits` (see [`Distribution::of`]).
+fn keep(
     logits: &[f32],
     temperature: f64,
     top_k: Option<usize>,
     top_p: Option<f64>,
-    u: f64,
-) -> Option<usize> {
-    // A logit of plus infinity is a token forced.
-    if let Some(forced) = logits.iter().position(|&l| l == f32::INFINITY) {
-        return Some(forced);
-    }
+) -> Option<Distribution> {
     let max = logits
         .iter()
         .copied()
@@ -89,8 +225,6 @@ fn draw(
         .filter(|&(_, weight)| weight > 0.0)
         .collect();
     let total: f64 = kept.iter().map(|&(_, weight)| weight).sum();
-    let most_likely_first =
-        |a: &(usize, f64), b: &(usize, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
     if let Some(k) = top_k.filter(|&k| k > 0 && k < kept.len()) {
         kept.select_nth_unstable_by(k - 1, most_likely_first);
         kept.truncate(k);
@@ -108,15 +242,7 @@ fn draw(
             .count();
         kept.truncate(within.max(1));
     }
-    let sum: f64 = kept.iter().map(|&(_, weight)| weight).sum();
-    let mut target = u * sum;
-    for &(token, weight) in &kept {
-        if target < weight {
-            return Some(token);
-        }
-        target -= weight;
-    }
-    kept.last().map(|&(token, _)| token)
+    Some(Distribution { kept, total })
 }
 
 #[cfg(test)]
@@ -226,6 +352,58 @@ mod tests {
             };
             assert_ne!(of(3, a), of(4, b), "seed 3 choice {a}, seed 4 choice {b}");
         }
+    }
+
+    #[test]
+    fn a_recording_draw_reports_each_positions_probabilities_as_a_sampler_does() {
+        // Top-k 2 of 0.5, 0.3, 0.15, 0.05: the two drawn in proportion, each reported with
+        // its probability over the whole vocabulary (as mistral.rs reports a sampled token's),
+        // and only the tokens kept among the most likely.
+        let (seeded, record) =
+            SeededDraw::for_choice(5, 0, &sampling(1.0, Some(2), None)).recording(3, 3);
+        let context = [9u32; 40];
+        for position in [3, 4, 6] {
+            let mut l = logits();
+            seeded.process(&mut l, &context[..position]);
+        }
+        // Before the prompt's end: no generated position.
+        seeded.process(&mut logits(), &context[..2]);
+        let drawn = record.drawn();
+        assert_eq!(drawn.len(), 4, "{drawn:?}");
+        assert!(drawn[2].is_none());
+        let top = vec![(0, 0.5f32.ln()), (1, 0.3f32.ln())];
+        for d in [&drawn[0], &drawn[1], &drawn[3]] {
+            let d = d.as_ref().unwrap();
+            let want = [0.5f32, 0.3][d.token as usize].ln();
+            assert!((d.logprob - want).abs() < 1e-6, "{d:?}");
+            assert_eq!(d.top.len(), 2);
+            for ((id, lp), (want_id, want_lp)) in d.top.iter().zip(&top) {
+                assert_eq!(id, want_id);
+                assert!((lp - want_lp).abs() < 1e-6, "{d:?}");
+            }
+        }
+        // At temperature 0.5 the probabilities are squared and normalised; one of the top.
+        let (seeded, record) =
+            SeededDraw::for_choice(5, 0, &sampling(0.5, None, None)).recording(0, 1);
+        seeded.process(&mut logits(), &[]);
+        let d = record.drawn()[0].clone().unwrap();
+        let squared: f32 = [0.25f32, 0.09, 0.0225, 0.0025].iter().sum();
+        let want = ([0.25f32, 0.09, 0.0225, 0.0025][d.token as usize] / squared).ln();
+        assert!((d.logprob - want).abs() < 1e-5, "{d:?} against {want}");
+        assert_eq!(d.top.len(), 1);
+        assert!((d.top[0].1 - (0.25 / squared).ln()).abs() < 1e-5, "{d:?}");
+        // A token forced is certain.
+        let (seeded, record) =
+            SeededDraw::for_choice(5, 0, &sampling(1.0, None, None)).recording(0, 2);
+        seeded.process(&mut [f32::NEG_INFINITY, f32::INFINITY, 1.0], &[]);
+        assert_eq!(
+            record.drawn(),
+            [Some(Drawn {
+                token: 1,
+                logprob: 0.0,
+                top: vec![(1, 0.0)]
+            })]
+        );
     }
 
     #[test]
