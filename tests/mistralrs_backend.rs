@@ -322,6 +322,50 @@ fn a_seeded_request_for_log_probabilities_reports_the_distribution_it_drew_from(
     }
 }
 
+#[test]
+fn a_choice_that_fails_after_others_were_written_leaves_them_the_reply_and_counted() {
+    // On the CPU the choices of a call are decoded one after another; the second fails at its
+    // first token (its logits all NaN: mistral.rs's sampler refuses them). The first is the
+    // reply, counted, not lost with the call. (On a GPU the choices are decoded in one batch,
+    // and a sampling error fails the whole batch's step.)
+    if common::device() != DeviceSpec::Cpu {
+        return;
+    }
+    let backend = Arc::new(own_engine());
+    let prompt = ask("Name a colour.");
+    let prompt_len = block_on(backend.tokenize(TokenizeInput::Prompt(&prompt)))
+        .unwrap()
+        .len();
+    let started = AtomicUsize::new(0);
+    let second_fails = Arc::new(move |logits: &mut [f32], context: &[u32]| {
+        if context.len() == prompt_len && started.fetch_add(1, Ordering::Relaxed) == 1 {
+            logits.fill(f32::NAN);
+        }
+    });
+    let metered = Metered::new(Arc::clone(&backend), Budget::unlimited());
+    let request = GenerationRequest::new(prompt)
+        .with_n(3)
+        .with_max_tokens(6)
+        .with_sampling(Sampling::with_temperature(1.0))
+        .with_logits_processor(second_fails);
+    let generation = block_on(metered.generate(request)).unwrap();
+    assert_eq!(generation.choices.len(), 1, "{generation:?}");
+    let written = generation.choices[0].completion_tokens as u64;
+    assert!(written >= 1);
+    assert_eq!(generation.usage.completion_tokens, written);
+    assert_eq!(metered.meter().usage().completion_tokens, written);
+    // A call whose only choice fails is that failure.
+    let nan = Arc::new(|logits: &mut [f32], _: &[u32]| logits.fill(f32::NAN));
+    let failed = block_on(
+        backend.generate(
+            GenerationRequest::new(ask("Name a colour."))
+                .with_sampling(Sampling::with_temperature(1.0))
+                .with_logits_processor(nan),
+        ),
+    );
+    assert!(matches!(failed, Err(Error::Inference { .. })), "{failed:?}");
+}
+
 /// mistral.rs restarts an engine whose thread panicked when it is next asked for its channel;
 /// ponder waits for the new one rather than sending to the dead one's. The panic: a stop string
 /// after an unfinished character, handed to mistral.rs directly (ponder no longer does).

@@ -844,6 +844,33 @@ fn a_server_that_refuses_or_ignores_n_gets_single_requests() {
 }
 
 #[test]
+fn a_fanned_out_call_whose_request_fails_returns_and_counts_the_choices_answered() {
+    // Answers n = 3 with one choice; of the two requests fanned out, one is refused (a 422 is
+    // not retried). The two choices answered are the reply, and counted, not lost with it.
+    let (url, count) = scripted_server_with(vec![(200, None), (200, None), (422, None)]);
+    let metered = ponder::engine::Metered::new(scripted_backend(&url, 3), Budget::unlimited());
+    let request = GenerationRequest::new(Prompt::Text("x".into()))
+        .with_n(3)
+        .with_sampling(Sampling::with_temperature(0.8));
+    let generation = block_on(metered.generate(request.clone())).unwrap();
+    assert_eq!(generation.choices.len(), 2, "{generation:?}");
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+    assert_eq!(generation.usage.completion_tokens, 2);
+    assert_eq!(
+        generation.usage.calls, 3,
+        "the refused request was a call too"
+    );
+    let usage = metered.meter().usage();
+    assert_eq!((usage.completion_tokens, usage.calls), (2, 3));
+    // Every request refused (n = 3, then each of the three fanned out): the call is that
+    // refusal.
+    let (url, _) = scripted_server_with(vec![(422, None); 4]);
+    let backend = scripted_backend(&url, 3);
+    let err = block_on(backend.generate(request)).unwrap_err();
+    assert!(matches!(&err, Error::Http { status: 422, .. }), "{err:?}");
+}
+
+#[test]
 fn requests_spread_round_robin_over_base_urls() {
     let (a, count_a) = scripted_server(vec![]);
     let (b, count_b) = scripted_server(vec![]);

@@ -1270,6 +1270,20 @@ impl MistralRsBackend {
 const LATER_CHOICE_GRACE: Duration = Duration::from_secs(1);
 const _: () = assert!(LATER_CHOICE_GRACE.as_millis() < crate::metered::DEADLINE_GRACE.as_millis());
 
+/// A call of several choices where one failed (`e`): the choices written are its reply, with
+/// what they spent, as those written by a deadline are; with none written, the error.
+fn choices_written_before(e: Error, choices: &[Choice]) -> Result<()> {
+    if choices.is_empty() {
+        return Err(e);
+    }
+    tracing::warn!(
+        written = choices.len(),
+        error = %e,
+        "a choice failed; the call returns the choices written"
+    );
+    Ok(())
+}
+
 #[async_trait]
 impl Backend for MistralRsBackend {
     async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
@@ -1329,11 +1343,22 @@ impl Backend for MistralRsBackend {
         let mut choices = Vec::with_capacity(request.n);
         let together = self.one_at_a_time.is_none() && requests > 1;
         if together {
-            let written = futures::future::try_join_all((0..requests).map(|choice| {
+            let written = futures::future::join_all((0..requests).map(|choice| {
                 self.complete(&request, &prompt, &processors, 1, None, draw(choice))
             }))
-            .await?;
-            choices.extend(written.into_iter().flatten());
+            .await;
+            let mut failed = None;
+            for written in written {
+                match written {
+                    Ok(written) => choices.extend(written),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                choices_written_before(e, &choices)?;
+            }
         }
         // Else one after another, each in its turn.
         let one_by_one = if together { 0 } else { requests };
@@ -1374,13 +1399,19 @@ impl Backend for MistralRsBackend {
                     )
                     .await
                     {
-                        Ok(written) => written?,
+                        Ok(written) => written,
                         Err(_) => break,
                     }
                 }
-                _ => completing.await?,
+                _ => completing.await,
             };
-            choices.extend(written);
+            match written {
+                Ok(written) => choices.extend(written),
+                Err(e) => {
+                    choices_written_before(e, &choices)?;
+                    break;
+                }
+            }
         }
         let completion_tokens: usize = choices.iter().map(|c| c.completion_tokens).sum();
         if request.top_logprobs.is_none() {

@@ -24,7 +24,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures::future::try_join_all;
+use futures::future::join_all;
 
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
@@ -1016,19 +1016,34 @@ impl OpenAiBackend {
         }
         let have: usize = replies.iter().map(|r| r.choices.len()).sum();
         if have < n {
-            let fanned = try_join_all((have..n).map(|i| self.call(&request, 1, i as u64, false)));
-            let more = match fanned.await {
-                Ok(more) => more,
-                Err(e) => {
+            let fanned = join_all((have..n).map(|i| self.call(&request, 1, i as u64, false)));
+            let mut failed = None;
+            for reply in fanned.await {
+                calls += 1;
+                match reply {
+                    Ok(reply) => replies.push(reply),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            match failed {
+                Some(e) if replies.is_empty() => {
                     if refused {
                         // Single requests fail too: the request was bad, not its n.
                         self.native_n.store(N_UNKNOWN, Ordering::Relaxed);
                     }
                     return Err(e);
                 }
-            };
-            calls += more.len() as u64;
-            replies.extend(more);
+                // The choices answered are the reply, with what they spent, as in process.
+                Some(e) => tracing::warn!(
+                    asked = n,
+                    answered = replies.iter().map(|r| r.choices.len()).sum::<usize>(),
+                    error = %e,
+                    "a request of a fanned-out call failed; the call returns the choices answered"
+                ),
+                None => {}
+            }
         }
         let mut usage = Usage {
             calls,
