@@ -1276,12 +1276,62 @@ fn choices_written_before(e: Error, choices: &[Choice]) -> Result<()> {
     if choices.is_empty() {
         return Err(e);
     }
-    tracing::warn!(
-        written = choices.len(),
-        error = %e,
-        "a choice failed; the call returns the choices written"
-    );
+    if !matches!(
+        e,
+        Error::BudgetExhausted {
+            resource: crate::budget::Resource::WallTime
+        }
+    ) {
+        tracing::warn!(
+            written = choices.len(),
+            error = %e,
+            "a choice failed; the call returns the choices written"
+        );
+    }
     Ok(())
+}
+
+/// The choices of requests sent together, in order. Each ends at its next token after the
+/// `deadline`; one still in a step a little after it (waiting for its prefill behind other
+/// sequences: its forced end comes only with its first token) is given up, as on the CPU
+/// (`LATER_CHOICE_GRACE`), so those written come back before a meter stops waiting for the
+/// whole call. A request that fails or is given up leaves the others the reply; with none
+/// written, its error (a wall-time stop where all were given up).
+async fn gather<F>(
+    requests: impl IntoIterator<Item = F>,
+    deadline: Option<Instant>,
+) -> Result<Vec<Choice>>
+where
+    F: std::future::Future<Output = Result<Vec<Choice>>>,
+{
+    let out_of_time = || Error::BudgetExhausted {
+        resource: crate::budget::Resource::WallTime,
+    };
+    let written = futures::future::join_all(requests.into_iter().map(|request| async move {
+        match deadline {
+            Some(deadline) => {
+                tokio::time::timeout_at((deadline + LATER_CHOICE_GRACE).into(), request)
+                    .await
+                    .unwrap_or_else(|_| Err(out_of_time()))
+            }
+            None => request.await,
+        }
+    }))
+    .await;
+    let mut choices = Vec::new();
+    let mut failed = None;
+    for written in written {
+        match written {
+            Ok(written) => choices.extend(written),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = failed {
+        choices_written_before(e, &choices)?;
+    }
+    Ok(choices)
 }
 
 #[async_trait]
@@ -1343,22 +1393,13 @@ impl Backend for MistralRsBackend {
         let mut choices = Vec::with_capacity(request.n);
         let together = self.one_at_a_time.is_none() && requests > 1;
         if together {
-            let written = futures::future::join_all((0..requests).map(|choice| {
-                self.complete(&request, &prompt, &processors, 1, None, draw(choice))
-            }))
-            .await;
-            let mut failed = None;
-            for written in written {
-                match written {
-                    Ok(written) => choices.extend(written),
-                    Err(e) => {
-                        failed.get_or_insert(e);
-                    }
-                }
-            }
-            if let Some(e) = failed {
-                choices_written_before(e, &choices)?;
-            }
+            choices = gather(
+                (0..requests).map(|choice| {
+                    self.complete(&request, &prompt, &processors, 1, None, draw(choice))
+                }),
+                request.deadline,
+            )
+            .await?;
         }
         // Else one after another, each in its turn.
         let one_by_one = if together { 0 } else { requests };
@@ -1469,6 +1510,81 @@ impl Backend for MistralRsBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn written(text: &str) -> Vec<Choice> {
+        vec![Choice {
+            text: text.into(),
+            completion_tokens: 1,
+            finish_reason: FinishReason::Stop,
+            stop_sequence: None,
+            logprobs: None,
+        }]
+    }
+
+    fn texts(choices: &[Choice]) -> Vec<&str> {
+        choices.iter().map(|c| c.text.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn requests_sent_together_leave_those_written_when_one_fails_or_runs_past_the_deadline() {
+        type Call = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Choice>>>>>;
+        let after = |ms: u64, reply: Result<Vec<Choice>>| -> Call {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                reply
+            })
+        };
+        let failure = || Error::Inference {
+            message: "NaN".into(),
+        };
+        // In order, whatever order they finished in; a failure leaves the others.
+        let got = gather(
+            [after(30, Ok(written("a"))), after(0, Ok(written("b")))],
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(texts(&got), ["a", "b"]);
+        let got = gather(
+            [after(0, Err(failure())), after(10, Ok(written("b")))],
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(texts(&got), ["b"]);
+        let all_failed = gather([after(0, Err(failure())), after(0, Err(failure()))], None).await;
+        assert!(
+            matches!(all_failed, Err(Error::Inference { .. })),
+            "{all_failed:?}"
+        );
+        // One still running a little after the deadline is given up; the other is the reply,
+        // long before the request given up would have ended.
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let started = Instant::now();
+        let got = gather(
+            [
+                after(60, Ok(written("a"))),
+                after(60_000, Ok(written("late"))),
+            ],
+            Some(deadline),
+        )
+        .await
+        .unwrap();
+        assert_eq!(texts(&got), ["a"]);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // None written by then: a wall-time stop.
+        let deadline = Instant::now() + Duration::from_millis(10);
+        let none = gather([after(60_000, Ok(written("late")))], Some(deadline)).await;
+        assert!(
+            matches!(
+                none,
+                Err(Error::BudgetExhausted {
+                    resource: crate::budget::Resource::WallTime
+                })
+            ),
+            "{none:?}"
+        );
+    }
 
     #[test]
     fn eos_ids_come_from_generation_config_then_config() {
