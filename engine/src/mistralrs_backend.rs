@@ -412,9 +412,8 @@ impl MistralRsBackend {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Err(Error::Inference {
-            message: "the engine's thread stopped and mistral.rs had not restarted it after 10 s"
-                .into(),
+        Err(Error::EngineGone {
+            context: "the engine's thread stopped and mistral.rs had not restarted it after 10 s",
         })
     }
 
@@ -1132,7 +1131,8 @@ impl MistralRsBackend {
             }));
         }
         // Last of all: it draws from what the others leave, recording what it drew where
-        // log-probabilities are asked for (the token it leaves reads a probability of 1).
+        // log-probabilities are asked for (mistral.rs, greedy, reports the token it leaves by
+        // its logit, 0: log-probability minus infinity).
         let (draw, record) = match (draw, request.top_logprobs) {
             (Some(draw), Some(top_n)) => {
                 let (draw, record) = draw.recording(prompt.len(), top_n);
@@ -1241,7 +1241,8 @@ impl MistralRsBackend {
         }
         // Ended at the deadline: cut there, not finished. Of several sequences, those still
         // decoding then ended on the forced end-of-sequence token, whose probability was 1 (log
-        // 0) with every other token ruled out; one that had ended by itself keeps its reason.
+        // 0) with every other token ruled out (greedy, mistral.rs reads log10 of its logit, 0:
+        // minus infinity); one that had ended by itself keeps its reason.
         if timed_out.load(Ordering::Relaxed) {
             let single = choices.len() == 1;
             for choice in &mut choices {
@@ -1250,7 +1251,9 @@ impl MistralRsBackend {
                         .logprobs
                         .as_ref()
                         .and_then(|l| l.last())
-                        .is_some_and(|last| last.logprob == 0.0);
+                        .is_some_and(|last| {
+                            last.logprob == 0.0 || last.logprob == f32::NEG_INFINITY
+                        });
                 if forced
                     && choice.finish_reason == FinishReason::Stop
                     && choice.stop_sequence.is_none()
@@ -1270,19 +1273,27 @@ impl MistralRsBackend {
 const LATER_CHOICE_GRACE: Duration = Duration::from_secs(1);
 const _: () = assert!(LATER_CHOICE_GRACE.as_millis() < crate::metered::DEADLINE_GRACE.as_millis());
 
-/// A call of several choices where one failed (`e`): the choices written are its reply, with
-/// what they spent, as those written by a deadline are; with none written, the error.
-fn choices_written_before(e: Error, choices: &[Choice]) -> Result<()> {
-    if choices.is_empty() {
-        return Err(e);
-    }
-    if !matches!(
+/// Whether `e` ended a choice at the wall-time deadline (not a failure).
+fn out_of_time(e: &Error) -> bool {
+    matches!(
         e,
         Error::BudgetExhausted {
             resource: crate::budget::Resource::WallTime
         }
-    ) {
+    )
+}
+
+/// A call of `asked` choices where some failed (`e`, the first): the choices written are its
+/// reply, with what they spent, as those written by a deadline are; with none written, the
+/// error. An engine gone is the error whatever was written: every later call would fail the
+/// same way, and a run stops at it.
+fn choices_written_despite(e: Error, choices: &[Choice], asked: usize) -> Result<()> {
+    if choices.is_empty() || matches!(e, Error::EngineGone { .. }) {
+        return Err(e);
+    }
+    if !out_of_time(&e) {
         tracing::warn!(
+            asked,
             written = choices.len(),
             error = %e,
             "a choice failed; the call returns the choices written"
@@ -1304,7 +1315,7 @@ async fn gather<F>(
 where
     F: std::future::Future<Output = Result<Vec<Choice>>>,
 {
-    let out_of_time = || Error::BudgetExhausted {
+    let given_up = || Error::BudgetExhausted {
         resource: crate::budget::Resource::WallTime,
     };
     let written = futures::future::join_all(requests.into_iter().map(|request| async move {
@@ -1312,24 +1323,28 @@ where
             Some(deadline) => {
                 tokio::time::timeout_at((deadline + LATER_CHOICE_GRACE).into(), request)
                     .await
-                    .unwrap_or_else(|_| Err(out_of_time()))
+                    .unwrap_or_else(|_| Err(given_up()))
             }
             None => request.await,
         }
     }))
     .await;
+    let asked = written.len();
     let mut choices = Vec::new();
-    let mut failed = None;
+    let mut failed: Option<Error> = None;
     for written in written {
         match written {
             Ok(written) => choices.extend(written),
-            Err(e) => {
-                failed.get_or_insert(e);
-            }
+            // A failure says more than a choice given up at the deadline; an engine gone most.
+            Err(e) => match &failed {
+                Some(Error::EngineGone { .. }) => {}
+                Some(f) if !out_of_time(f) && !matches!(e, Error::EngineGone { .. }) => {}
+                _ => failed = Some(e),
+            },
         }
     }
     if let Some(e) = failed {
-        choices_written_before(e, &choices)?;
+        choices_written_despite(e, &choices, asked)?;
     }
     Ok(choices)
 }
@@ -1401,8 +1416,9 @@ impl Backend for MistralRsBackend {
             )
             .await?;
         }
-        // Else one after another, each in its turn.
+        // Else one after another, each in its turn; one that fails leaves the others to try.
         let one_by_one = if together { 0 } else { requests };
+        let mut failed = None;
         for choice in 0..one_by_one {
             // Past the deadline, or waiting for the engine until it: the choices written so far
             // are the reply; none yet is a wall-time stop that decoded nothing.
@@ -1448,11 +1464,14 @@ impl Backend for MistralRsBackend {
             };
             match written {
                 Ok(written) => choices.extend(written),
+                Err(e @ Error::EngineGone { .. }) => return Err(e),
                 Err(e) => {
-                    choices_written_before(e, &choices)?;
-                    break;
+                    failed.get_or_insert(e);
                 }
             }
+        }
+        if let Some(e) = failed {
+            choices_written_despite(e, &choices, request.n)?;
         }
         let completion_tokens: usize = choices.iter().map(|c| c.completion_tokens).sum();
         if request.top_logprobs.is_none() {
@@ -1572,6 +1591,29 @@ mod tests {
         .unwrap();
         assert_eq!(texts(&got), ["a"]);
         assert!(started.elapsed() < Duration::from_secs(10));
+        // A failure says more than a choice given up; an engine gone is the error whatever
+        // was written (a run stops at it).
+        let deadline = Instant::now() + Duration::from_millis(10);
+        let failed = gather(
+            [after(60_000, Ok(written("late"))), after(0, Err(failure()))],
+            Some(deadline),
+        )
+        .await;
+        assert!(matches!(failed, Err(Error::Inference { .. })), "{failed:?}");
+        let gone = || Error::EngineGone { context: "test" };
+        let failed = gather(
+            [
+                after(0, Ok(written("a"))),
+                after(0, Err(failure())),
+                after(10, Err(gone())),
+            ],
+            None,
+        )
+        .await;
+        assert!(
+            matches!(failed, Err(Error::EngineGone { .. })),
+            "{failed:?}"
+        );
         // None written by then: a wall-time stop.
         let deadline = Instant::now() + Duration::from_millis(10);
         let none = gather([after(60_000, Ok(written("late")))], Some(deadline)).await;

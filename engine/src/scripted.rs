@@ -27,7 +27,9 @@ pub enum Reply {
     /// A completion with this text whose every token has this natural-log probability
     /// (`Text` replies are certain: 0).
     Unsure(String, f32),
-    /// The call fails with an inference error carrying this message.
+    /// This choice fails with an inference error carrying this message: the call fails with
+    /// it where no other choice of the call is written, else returns the others (as the real
+    /// backends do).
     Fail(String),
     /// A completion with this text and no log-probabilities even when asked for them, like
     /// llama-server's reply whose only token ends inside a UTF-8 character (`"\u{FFFD}"`).
@@ -206,12 +208,16 @@ impl Backend for ScriptedBackend {
             requests.push(request.clone());
         }
         let mut choices = Vec::with_capacity(replies.len());
+        let mut failed = None;
         for reply in replies {
             let (text, logprob, bare) = match reply {
                 Reply::Text(text) => (text, 0.0, false),
                 Reply::Unsure(text, logprob) => (text, logprob, false),
                 Reply::Bare(text) => (text, 0.0, true),
-                Reply::Fail(message) => return Err(Error::Inference { message }),
+                Reply::Fail(message) => {
+                    failed.get_or_insert(Error::Inference { message });
+                    continue;
+                }
             };
             let stop_at = request
                 .stop
@@ -262,6 +268,9 @@ impl Backend for ScriptedBackend {
                 stop_sequence,
                 logprobs,
             });
+        }
+        if let (Some(e), true) = (failed, choices.is_empty()) {
+            return Err(e);
         }
         let completion_tokens = choices.iter().map(|c| c.completion_tokens as u64).sum();
         Ok(Generation {

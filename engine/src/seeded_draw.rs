@@ -10,8 +10,9 @@
 //! greedy decoding, which takes it). A choice's text is then a function of its prompt, its
 //! seed and the model's arithmetic alone.
 //!
-//! The token left alone then reads a probability of 1: a request that asks for
-//! log-probabilities has the draw record, at each position, the drawn token's probability and
+//! mistral.rs, decoding greedily, then reports as the log-probability of the token left alone
+//! log10 of its logit (0): minus infinity. So a request that asks for log-probabilities has the
+//! draw record, at each position, the drawn token's probability and
 //! the most likely tokens', as mistral.rs reports a sampled token's (the probabilities at the
 //! temperature over the whole vocabulary; tokens top-k or top-p leaves out have none), and the
 //! backend reads them from that record.

@@ -353,7 +353,9 @@ impl Router {
         let signals = Signals {
             answer: leader.map(|g| g.answer.clone()),
             cut: lead.finish_reason == FinishReason::Length,
-            agreement: votes as f64 / choices.len().max(1) as f64,
+            // Of the probes asked for: one that did not come back (a failure, the deadline)
+            // did not agree.
+            agreement: votes as f64 / choices.len().max(self.config.probes.get()) as f64,
             confidence,
             tokens: choices.iter().map(|c| c.completion_tokens as u64).sum(),
         };
@@ -368,7 +370,7 @@ impl Router {
             if signals.agreement < self.config.min_agreement {
                 reasons.push(format!(
                     "agreement {votes}/{} < {}",
-                    choices.len(),
+                    choices.len().max(self.config.probes.get()),
                     self.config.min_agreement
                 ));
             }

@@ -180,6 +180,26 @@ fn probes_that_disagree_escalate_and_probes_that_agree_do_not() {
 }
 
 #[test]
+fn a_probe_that_failed_did_not_agree() {
+    // Two probes asked for, one failed: the one answer is 1 of 2, not a unanimous 1 of 1.
+    let config = RouterConfig {
+        probes: NonZeroUsize::new(2).unwrap(),
+        min_confidence: 0.0,
+        ..RouterConfig::default()
+    };
+    let backend = Arc::new(ScriptedBackend::from_replies([
+        Reply::Text("Final Answer: 7".into()),
+        Reply::Fail("NaN".into()),
+        Reply::Text("Step by step: 7.\nFinal Answer: 7".into()),
+    ]));
+    let solution = solve_with(&router(config), &backend, Budget::unlimited());
+    let d = details(&solution);
+    assert_eq!(d.route, "think", "{d:?}");
+    assert!(d.why.contains("agreement 1/2 < 1"), "{}", d.why);
+    assert_eq!(d.short.unwrap().agreement, 0.5);
+}
+
+#[test]
 fn a_cut_or_missing_short_answer_escalates() {
     let config = RouterConfig {
         max_tokens: NonZeroUsize::new(16).unwrap(),
