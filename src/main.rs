@@ -304,6 +304,23 @@ fn dequantize_as_configured(cli: &Cli) {
             .and_then(|path| Config::load(path).ok())
             .and_then(|config| config.dequantize())
     }) else {
+        if matches!(cli.command, Command::Solve { .. } | Command::Run { .. }) {
+            // Inherited, it would dequantize what the config (and the run's record) says is
+            // loaded as stored.
+            for inherited in [Dequantize::F16, Dequantize::F32] {
+                let variable = inherited.variable();
+                // As candle reads it: set to anything but empty or 0.
+                if std::env::var(variable).is_ok_and(|v| !v.is_empty() && v != "0") {
+                    tracing::warn!(
+                        "{variable} is set, but the config does not ask for dequantized \
+                         weights: they are loaded as stored (ask with `dequantize = \
+                         \"{inherited}\"` in the model table, or --dequantize {inherited})"
+                    );
+                    // No other thread runs yet.
+                    std::env::remove_var(variable);
+                }
+            }
+        }
         return;
     };
     for other in [Dequantize::F16, Dequantize::F32] {

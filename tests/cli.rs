@@ -1093,6 +1093,22 @@ fn dequantize_in_the_config_is_set_for_candle_before_the_model_loads() {
         let json: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(json["answer"], "7", "{way}: {json}");
     }
+    // A switch inherited from the environment, where the config does not ask: turned off,
+    // with a warning naming it (the run's record says the weights load as stored).
+    let out = ponder()
+        .args(["solve", "What is 3 + 4?", "--config"])
+        .arg(&config)
+        .env("CANDLE_DEQUANTIZE_ALL_F16", "1")
+        .env_remove("CANDLE_DEQUANTIZE_ALL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("CANDLE_DEQUANTIZE_ALL_F16 is set, but the config does not ask")
+            && stderr.contains("dequantize = \"f16\""),
+        "{stderr}"
+    );
     // `--dequantize` overrides the config's, or gives it where the config (or its absence)
     // does not.
     let f16 = dir.path().join("f16.toml");
