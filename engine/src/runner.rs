@@ -665,6 +665,10 @@ impl Runner {
         };
         let cx = Context::with_events(run(Arc::clone(&self.backend)), budget, events.clone())
             .metered_below(run);
+        let cx = match seed {
+            Some(base) => cx.with_seed(base),
+            None => cx,
+        };
         (cx, cut, attempt)
     }
 

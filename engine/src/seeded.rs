@@ -11,7 +11,9 @@
 //! arrive in, and two `Seeded` on one base (a policy and its judge) do not share seeds unless
 //! they send the same prompt. A batch run gives each problem its own base (from the run's seed
 //! and the problem's id), so concurrency across problems does not change them either. Requests
-//! of one prompt made at once take its seeds in their order of arrival (interchangeable draws).
+//! of one prompt made at once take its seeds in their order of arrival (interchangeable draws),
+//! unless each comes from a context of its own (`Context::sample`: best-of-N over an inner
+//! strategy numbers its samples).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -134,6 +134,9 @@ pub struct Context {
     /// What [`Context::metered`] wraps another model in: every meter this context's calls
     /// pass through.
     metering: Metering,
+    /// The base its sampled calls are seeded from, where a [`crate::Seeded`] in its backend
+    /// seeds them ([`Context::with_seed`]).
+    seed: Option<u64>,
 }
 
 impl std::fmt::Debug for Context {
@@ -173,7 +176,31 @@ impl Context {
             meter,
             events,
             metering,
+            seed: None,
         }
+    }
+
+    /// Says that this context's backend seeds its sampled calls from `base` (a
+    /// [`crate::Seeded`] in it, as a batch run with a `seed` has), so that
+    /// [`Context::sample`] gives each numbered sample seeds of its own.
+    pub fn with_seed(mut self, base: u64) -> Self {
+        self.seed = Some(base);
+        self
+    }
+
+    /// The nested context of sample `index` of several solved at once (best-of-N over an inner
+    /// strategy): a [`Self::child`] whose sampled calls, where this context is seeded
+    /// ([`Context::with_seed`]), take seeds of their own from `base` and `index`. Samples that
+    /// send the same prompts at once then draw the same whichever reaches the model first, and
+    /// sample `i` draws the same however many others are drawn beside it.
+    pub fn sample(&self, index: usize) -> Context {
+        let mut child = self.child();
+        if let Some(base) = self.seed {
+            let base = crate::seed_for(base, &format!("sample\u{0}{index}"));
+            child.backend = Arc::new(crate::Seeded::new(child.backend, base));
+            child.seed = Some(base);
+        }
+        child
     }
 
     /// Says how `backend` (as given to [`Context::with_events`]) was itself metered, so that
@@ -229,6 +256,7 @@ impl Context {
             meter,
             events: self.events.clone(),
             metering,
+            seed: self.seed,
         }
     }
 

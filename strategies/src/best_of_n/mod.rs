@@ -316,16 +316,17 @@ impl BestOfN {
         self
     }
 
-    /// Draws `k` candidates, each with how it stopped; with an inner strategy, also the budget
-    /// stop one of them hit (an inner strategy turns an exhausted budget into a solution, not an
-    /// error).
+    /// Draws `k` candidates, samples `first`, `first + 1`, ..., each with how it stopped; with
+    /// an inner strategy, also the budget stop one of them hit (an inner strategy turns an
+    /// exhausted budget into a solution, not an error).
     async fn draw(
         &self,
         problem: &Problem,
         cx: &Context,
+        first: usize,
         k: usize,
     ) -> Result<(Vec<(Candidate, StopReason)>, Option<StopReason>)> {
-        let (mut drawn, stop) = self.draw_any(problem, cx, k).await?;
+        let (mut drawn, stop) = self.draw_any(problem, cx, first, k).await?;
         // A program has no answer to vote on (the last number in it is not one): majority
         // keeps the first sample, the scorer's reward picks otherwise.
         if problem.code.is_some() {
@@ -340,6 +341,7 @@ impl BestOfN {
         &self,
         problem: &Problem,
         cx: &Context,
+        first: usize,
         k: usize,
     ) -> Result<(Vec<(Candidate, StopReason)>, Option<StopReason>)> {
         match &self.inner {
@@ -351,9 +353,11 @@ impl BestOfN {
             }
             Inner::Any(strategy) => {
                 let concurrency = self.config.concurrency.map_or(k, NonZeroUsize::get);
-                let solved: Vec<(Candidate, StopReason)> = futures::stream::iter(0..k)
-                    .map(|_| async {
-                        let child = cx.child();
+                let solved: Vec<(Candidate, StopReason)> = futures::stream::iter(first..first + k)
+                    .map(|index| async move {
+                        // Seeds of its own where the run is seeded: the same draws whichever
+                        // sample reaches the model first.
+                        let child = cx.sample(index);
                         let solution = strategy.solve(problem, &child).await?;
                         let candidate = Candidate {
                             answer: solution.answer,
@@ -490,7 +494,8 @@ impl BestOfN {
         let round = self.config.adaptive.as_ref().map_or(n, |a| a.round.get());
         while draw.candidates.len() < limit {
             let k = round.min(limit - draw.candidates.len());
-            let (drawn, budget_stop) = match self.draw(problem, cx, k).await {
+            let (drawn, budget_stop) = match self.draw(problem, cx, draw.candidates.len(), k).await
+            {
                 Ok(drawn) => drawn,
                 Err(Error::BudgetExhausted { resource }) => {
                     draw.stop_reason = resource.into();

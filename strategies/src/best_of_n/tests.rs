@@ -2,7 +2,7 @@
 //! rounds, staging, budget stops and the config rules.
 
 use ponder_engine::scripted::ScriptedBackend;
-use ponder_engine::{Backend, Budget};
+use ponder_engine::{Backend, Budget, Choice, FinishReason, Generation, GenerationRequest};
 
 use super::*;
 
@@ -516,4 +516,104 @@ fn config_rules() {
         .unwrap_err()
         .to_string()
         .contains("agreement"));
+}
+
+/// Answers each sampled request with its seed (mod 1000) as the answer.
+struct EchoSeed;
+
+#[async_trait]
+impl Backend for EchoSeed {
+    async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
+        let seed = request.sampling.seed.expect("a seeded request");
+        Ok(Generation {
+            choices: vec![Choice {
+                text: format!("Final Answer: {}", seed % 1000),
+                completion_tokens: 1,
+                finish_reason: FinishReason::Stop,
+                stop_sequence: None,
+                logprobs: None,
+            }],
+            usage: ponder_engine::Usage {
+                prompt_tokens: 1,
+                completion_tokens: 1,
+                calls: 1,
+                ..Default::default()
+            },
+            cut_by: None,
+        })
+    }
+
+    fn capabilities(&self) -> ponder_engine::Capabilities {
+        ponder_engine::Capabilities {
+            backend: "echo_seed",
+            context_tokens: None,
+            logits_processors: false,
+            max_top_logprobs: 0,
+            native_n: true,
+            eos_token_ids: Vec::new(),
+            tokenizer: false,
+        }
+    }
+}
+
+/// A sampled direct answer, sent after the next of `waits` (in milliseconds): samples reach
+/// the model in the order the waits give them.
+struct After {
+    waits: std::sync::Mutex<std::collections::VecDeque<u64>>,
+    direct: Direct,
+}
+
+#[async_trait]
+impl Strategy for After {
+    fn name(&self) -> &'static str {
+        "after"
+    }
+
+    async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+        let wait = self.waits.lock().unwrap().pop_front().unwrap_or(0);
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        self.direct.solve(problem, cx).await
+    }
+}
+
+#[tokio::test]
+async fn seeded_samples_of_an_inner_strategy_draw_the_same_whichever_arrives_first() {
+    // Three samples of one prompt at once, seeded: reaching the model first to last, then last
+    // to first, each sample draws the same seeds (they were taken in order of arrival).
+    let answers = |waits: [u64; 3]| async move {
+        let inner = After {
+            waits: std::sync::Mutex::new(waits.into_iter().collect()),
+            direct: Direct::new(DirectConfig {
+                temperature: 1.0,
+                ..DirectConfig::default()
+            })
+            .unwrap(),
+        };
+        let strategy = BestOfN::new(BestOfNConfig {
+            n: NonZeroUsize::new(3).unwrap(),
+            select: Select::Majority,
+            ..BestOfNConfig::default()
+        })
+        .unwrap()
+        .with_inner(Box::new(inner));
+        let backend = Arc::new(ponder_engine::Seeded::new(Arc::new(EchoSeed), 7));
+        let cx = Context::new(backend, Budget::unlimited()).with_seed(7);
+        let solution = strategy
+            .solve(&Problem::new("p", "What is 3 + 4?"), &cx)
+            .await
+            .unwrap();
+        details(&solution)
+            .candidates
+            .into_iter()
+            .map(|c| c.answer)
+            .collect::<Vec<_>>()
+    };
+    let in_order = answers([0, 20, 40]).await;
+    let reversed = answers([40, 20, 0]).await;
+    assert_eq!(in_order.len(), 3);
+    assert!(
+        in_order[0] != in_order[1] && in_order[1] != in_order[2],
+        "{in_order:?}"
+    );
+    assert_eq!(in_order, reversed);
 }
