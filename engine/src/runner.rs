@@ -638,9 +638,10 @@ impl Runner {
     ) -> (Context, Arc<AtomicBool>, u64) {
         let cut = Arc::new(AtomicBool::new(false));
         let attempt = ledger::new_attempt();
+        // Each stage after the first seeded apart, as `Context::stage` seeds a plain solve's.
         let seed = self.seed.map(|seed| match stage {
             0 => crate::seed_for(seed, &problem.id),
-            _ => crate::seed_for(seed, &format!("{}\u{0}{stage}", problem.id)),
+            _ => crate::strategy::stage_seed(crate::seed_for(seed, &problem.id), stage),
         });
         let run: crate::strategy::Metering = {
             let (cut, events, ledger) = (Arc::clone(&cut), events.clone(), Arc::clone(ledger));

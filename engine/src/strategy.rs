@@ -53,17 +53,26 @@ pub trait Staged: Send + Sync {
     async fn next(&self, problem: &Problem, so_far: Solution, cx: &Context) -> Result<Stage>;
 }
 
+/// The seed base of stage `stage` (after the first) of a solve seeded from `base`.
+pub(crate) fn stage_seed(base: u64, stage: usize) -> u64 {
+    crate::seed_for(base, &format!("stage\u{0}{stage}"))
+}
+
 /// `staged`'s first stage, then its next ones for as long as they ask for more: a [`Staged`]
-/// strategy's `solve`.
+/// strategy's `solve`. Each later stage runs in [`Context::stage`] (seeded apart where `cx` is).
 pub async fn solve_in_stages(
     staged: &dyn Staged,
     problem: &Problem,
     cx: &Context,
 ) -> Result<Solution> {
     let mut stage = staged.first(problem, cx).await?;
+    let mut stages = 1;
     while stage.pending.is_some() {
         let calls = cx.meter().usage().calls;
-        stage = staged.next(problem, stage.solution, cx).await?;
+        stage = staged
+            .next(problem, stage.solution, &cx.stage(stages))
+            .await?;
+        stages += 1;
         if cx.meter().usage().calls == calls {
             // No call, no progress: asking again would not end.
             break;
@@ -186,6 +195,27 @@ impl Context {
     pub fn with_seed(mut self, base: u64) -> Self {
         self.seed = Some(base);
         self
+    }
+
+    /// The context of stage `stage` (1, 2, ...: the stages after the first) of a [`Staged`]
+    /// solve: this one, its sampled calls, where it is seeded ([`Context::with_seed`]), taking
+    /// seeds of their own from `base` and `stage`, as a batch run's triage seeds each stage it
+    /// runs apart: a plain solve then draws what a triage run does.
+    pub fn stage(&self, stage: usize) -> Context {
+        let Some(base) = self.seed else {
+            return self.clone();
+        };
+        let base = stage_seed(base, stage);
+        let metering = Arc::clone(&self.metering);
+        Context {
+            backend: Arc::new(crate::Seeded::new(Arc::clone(&self.backend), base)),
+            meter: Arc::clone(&self.meter),
+            events: self.events.clone(),
+            metering: Arc::new(move |backend| {
+                Arc::new(crate::Seeded::new(metering(backend), base)) as Arc<dyn Backend>
+            }),
+            seed: Some(base),
+        }
     }
 
     /// The nested context of sample `index` of several solved at once (best-of-N over an inner

@@ -494,7 +494,10 @@ impl Steps {
         let calls = so_far.as_ref().map_or(0, |s| {
             s.details["calls"].as_u64().expect("the last stage's")
         });
-        let text = match cx.backend().generate(text_request(prompt)).await {
+        // Sampled: a seeded run seeds it.
+        let request =
+            text_request(prompt).with_sampling(crate::backend::Sampling::with_temperature(1.0));
+        let text = match cx.backend().generate(request).await {
             Ok(generation) => generation.into_first_choice()?.text,
             Err(Error::BudgetExhausted { resource }) => {
                 let solution = match so_far {
@@ -541,6 +544,88 @@ impl crate::Staged for Steps {
         self.stage(format!("more {}", problem.question), Some(so_far), cx)
             .await
     }
+}
+
+/// Answers `Q?` with `s:0.5`, the first `more Q?` with `s:0.5` and the next with `s:0.95`
+/// (s: the request's seed), and keeps each prompt with its seed.
+#[derive(Default)]
+struct EchoSeeds {
+    seen: std::sync::Mutex<Vec<(String, Option<u64>)>>,
+}
+
+#[async_trait::async_trait]
+impl Backend for EchoSeeds {
+    async fn generate(
+        &self,
+        request: crate::backend::GenerationRequest,
+    ) -> Result<crate::backend::Generation> {
+        let prompt = crate::scripted::ScriptedBackend::render(&request.prompt);
+        let seed = request.sampling.seed;
+        let mut seen = self.seen.lock().unwrap();
+        let before = seen.iter().filter(|(p, _)| *p == prompt).count();
+        seen.push((prompt.clone(), seed));
+        let confidence = if prompt.starts_with("more") && before == 1 {
+            0.95
+        } else {
+            0.5
+        };
+        Ok(crate::backend::Generation {
+            choices: vec![crate::backend::Choice {
+                text: format!("{}:{confidence}", seed.unwrap_or(0) % 1000),
+                completion_tokens: 1,
+                finish_reason: crate::backend::FinishReason::Stop,
+                stop_sequence: None,
+                logprobs: None,
+            }],
+            usage: Usage {
+                prompt_tokens: 1,
+                completion_tokens: 1,
+                calls: 1,
+                ..Usage::default()
+            },
+            cut_by: None,
+        })
+    }
+
+    fn capabilities(&self) -> crate::backend::Capabilities {
+        crate::backend::Capabilities {
+            backend: "echo_seeds",
+            context_tokens: None,
+            logits_processors: false,
+            max_top_logprobs: 0,
+            native_n: true,
+            eos_token_ids: Vec::new(),
+            tokenizer: false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_seeded_triage_run_draws_each_stage_as_a_plain_run_does() {
+    // Three stages a problem (`Q?`, then `more Q?` twice), seeded: run stage by stage under
+    // triage, or each problem whole, the same prompts draw the same seeds.
+    let seeds = |allocation: Allocation| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(EchoSeeds::default());
+        let summary = Runner::new(Arc::new(Steps), Arc::clone(&backend) as Arc<dyn Backend>)
+            .with_allocation(allocation)
+            .with_seed(3)
+            .run(&numbered(2), &dir.path().join("r.jsonl"), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(summary.solved, 2);
+        let mut seen = backend.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 6, "{seen:?}");
+        assert!(seen.iter().all(|(_, seed)| seed.is_some()), "{seen:?}");
+        seen.sort();
+        seen
+    };
+    let plain = seeds(Allocation::FirstCome).await;
+    let triage = seeds(Allocation::Triage).await;
+    assert_eq!(plain, triage);
+    // The two stages of one prompt (`more Q1?`) draw apart.
+    assert_eq!(plain[2].0, plain[3].0);
+    assert_ne!(plain[2].1, plain[3].1, "{plain:?}");
 }
 
 fn steps_runner(
