@@ -13,8 +13,8 @@ use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use ponder::engine::models::{self, BUILTIN_MODELS};
 use ponder::engine::{
-    runner, Allocation, Backend, BackendKind, Budget, Context, Dequantize, DeviceSpec, Event,
-    EventKind, EventLog, EventSink, Events, Problem, ResultLine, Runner, Strategy,
+    runner, Allocation, BackendKind, Budget, Context, Dequantize, DeviceSpec, Event, EventKind,
+    EventLog, EventSink, Events, Problem, ResultLine, Runner, Strategy,
 };
 use ponder::report::{Comparison, RunReport};
 use ponder::Config;
@@ -299,11 +299,15 @@ fn dequantize_as_configured(cli: &Cli) {
         } => (Some(config.as_path()), *dequantize),
         Command::Report { .. } | Command::Models { .. } => (None, None),
     };
-    let Some(wanted) = flag.or_else(|| {
-        config
-            .and_then(|path| Config::load(path).ok())
-            .and_then(|config| config.dequantize())
-    }) else {
+    // A config that cannot be read is left alone: `solve`/`run` say why.
+    let loaded = match config {
+        Some(path) => match Config::load(path) {
+            Ok(config) => Some(config),
+            Err(_) => return,
+        },
+        None => None,
+    };
+    let Some(wanted) = flag.or_else(|| loaded.as_ref().and_then(Config::dequantize)) else {
         if matches!(cli.command, Command::Solve { .. } | Command::Run { .. }) {
             // Inherited, it would dequantize what the config (and the run's record) says is
             // loaded as stored.
@@ -470,17 +474,11 @@ async fn solve(
     let events = log.as_ref().map_or_else(Events::off, |log| {
         Events::new(log.sink(), problem.id.clone())
     });
+    let cx = Context::with_events(backend, config.budget, events);
+    // The question's own seeds, for its model and any other one it calls (a judge).
     let cx = match config.seed {
-        Some(seed) => {
-            // The question's own seeds, for its model and any other one it calls (a judge).
-            let base = ponder::engine::seed_for(seed, &problem.id);
-            let seeded = move |backend: Arc<dyn Backend>| -> Arc<dyn Backend> {
-                Arc::new(ponder::engine::Seeded::new(backend, base))
-            };
-            Context::with_events(seeded(backend), config.budget, events)
-                .metered_below(Arc::new(seeded))
-        }
-        None => Context::with_events(backend, config.budget, events),
+        Some(seed) => cx.seeded(ponder::engine::seed_for(seed, &problem.id)),
+        None => cx,
     };
     let mut solution = ponder::engine::solve_in(strategy.as_ref(), &problem, &cx).await?;
     if let Some(log) = &log {

@@ -1100,6 +1100,7 @@ fn dequantize_in_the_config_is_set_for_candle_before_the_model_loads() {
         .arg(&config)
         .env("CANDLE_DEQUANTIZE_ALL_F16", "1")
         .env_remove("CANDLE_DEQUANTIZE_ALL")
+        .env("RUST_LOG", "warn,ponder_engine::mistralrs_backend=debug")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1109,6 +1110,8 @@ fn dequantize_in_the_config_is_set_for_candle_before_the_model_loads() {
             && stderr.contains("dequantize = \"f16\""),
         "{stderr}"
     );
+    // What the engine found as the model loaded.
+    assert!(stderr.contains("dequantized=None"), "{stderr}");
     // `--dequantize` overrides the config's, or gives it where the config (or its absence)
     // does not.
     let f16 = dir.path().join("f16.toml");

@@ -162,6 +162,11 @@ impl MistralRsBackend {
                 way.variable()
             );
         }
+        tracing::debug!(
+            model = %name,
+            dequantized = ?Dequantize::in_effect(),
+            "loading in process"
+        );
         let loaded = match source {
             ModelSource::Builtin(builtin) => {
                 let builtin = *builtin;

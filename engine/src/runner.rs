@@ -289,8 +289,9 @@ impl Runner {
     }
 
     /// Seeds the sampler of each problem's sampled requests from `seed` and the problem's id
-    /// (and its stage, under [`Allocation::Triage`]), whatever the concurrency: a run repeats
-    /// its random draws where the backend takes a per-request seed ([`crate::Seeded`]).
+    /// (and its stage after a staged strategy's first, under any allocation: see
+    /// [`Context::stage`]), whatever the concurrency: a run repeats its random draws where the
+    /// backend takes a per-request seed ([`crate::Seeded`]).
     /// Default: none (the backend's own randomness).
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);

@@ -191,10 +191,26 @@ impl Context {
 
     /// Says that this context's backend seeds its sampled calls from `base` (a
     /// [`crate::Seeded`] in it, as a batch run with a `seed` has), so that
-    /// [`Context::sample`] gives each numbered sample seeds of its own.
+    /// [`Context::sample`] and [`Context::stage`] give samples and stages seeds of their own.
+    /// [`Context::seeded`] does both.
     pub fn with_seed(mut self, base: u64) -> Self {
         self.seed = Some(base);
         self
+    }
+
+    /// Seeds this context's sampled calls from `base`: its backend, and every other model it
+    /// meters ([`Context::metered`]: a judge), wrapped in a [`crate::Seeded`], and
+    /// [`Context::with_seed`] set.
+    pub fn seeded(self, base: u64) -> Self {
+        let metering = Arc::clone(&self.metering);
+        Context {
+            backend: Arc::new(crate::Seeded::new(self.backend, base)),
+            metering: Arc::new(move |backend| {
+                Arc::new(crate::Seeded::new(metering(backend), base)) as Arc<dyn Backend>
+            }),
+            seed: Some(base),
+            ..self
+        }
     }
 
     /// The context of stage `stage` (1, 2, ...: the stages after the first) of a [`Staged`]
@@ -228,6 +244,10 @@ impl Context {
         if let Some(base) = self.seed {
             let base = crate::seed_for(base, &format!("sample\u{0}{index}"));
             child.backend = Arc::new(crate::Seeded::new(child.backend, base));
+            let metering = child.metering;
+            child.metering = Arc::new(move |backend| {
+                Arc::new(crate::Seeded::new(metering(backend), base)) as Arc<dyn Backend>
+            });
             child.seed = Some(base);
         }
         child

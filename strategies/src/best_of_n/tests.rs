@@ -596,8 +596,7 @@ async fn seeded_samples_of_an_inner_strategy_draw_the_same_whichever_arrives_fir
         })
         .unwrap()
         .with_inner(Box::new(inner));
-        let backend = Arc::new(ponder_engine::Seeded::new(Arc::new(EchoSeed), 7));
-        let cx = Context::new(backend, Budget::unlimited()).with_seed(7);
+        let cx = Context::new(Arc::new(EchoSeed), Budget::unlimited()).seeded(7);
         let solution = strategy
             .solve(&Problem::new("p", "What is 3 + 4?"), &cx)
             .await
