@@ -158,6 +158,13 @@ impl std::fmt::Debug for Context {
     }
 }
 
+/// `metering`, its sampled calls seeded from `base`.
+fn seeded_metering(metering: Metering, base: u64) -> Metering {
+    Arc::new(move |backend| {
+        Arc::new(crate::Seeded::new(metering(backend), base)) as Arc<dyn Backend>
+    })
+}
+
 /// `below`, then a meter that counts on `meter` (and reports to `events`).
 fn layer(below: Option<Metering>, meter: Arc<Meter>, events: Events) -> Metering {
     Arc::new(move |backend| {
@@ -200,14 +207,12 @@ impl Context {
 
     /// Seeds this context's sampled calls from `base`: its backend, and every other model it
     /// meters ([`Context::metered`]: a judge), wrapped in a [`crate::Seeded`], and
-    /// [`Context::with_seed`] set.
+    /// [`Context::with_seed`] set. (After [`Context::metered_below`], which replaces how other
+    /// models are metered.)
     pub fn seeded(self, base: u64) -> Self {
-        let metering = Arc::clone(&self.metering);
         Context {
             backend: Arc::new(crate::Seeded::new(self.backend, base)),
-            metering: Arc::new(move |backend| {
-                Arc::new(crate::Seeded::new(metering(backend), base)) as Arc<dyn Backend>
-            }),
+            metering: seeded_metering(self.metering, base),
             seed: Some(base),
             ..self
         }
@@ -222,14 +227,11 @@ impl Context {
             return self.clone();
         };
         let base = stage_seed(base, stage);
-        let metering = Arc::clone(&self.metering);
         Context {
             backend: Arc::new(crate::Seeded::new(Arc::clone(&self.backend), base)),
             meter: Arc::clone(&self.meter),
             events: self.events.clone(),
-            metering: Arc::new(move |backend| {
-                Arc::new(crate::Seeded::new(metering(backend), base)) as Arc<dyn Backend>
-            }),
+            metering: seeded_metering(Arc::clone(&self.metering), base),
             seed: Some(base),
         }
     }
@@ -244,10 +246,7 @@ impl Context {
         if let Some(base) = self.seed {
             let base = crate::seed_for(base, &format!("sample\u{0}{index}"));
             child.backend = Arc::new(crate::Seeded::new(child.backend, base));
-            let metering = child.metering;
-            child.metering = Arc::new(move |backend| {
-                Arc::new(crate::Seeded::new(metering(backend), base)) as Arc<dyn Backend>
-            });
+            child.metering = seeded_metering(child.metering, base);
             child.seed = Some(base);
         }
         child
