@@ -323,8 +323,11 @@ impl Generation {
     }
 }
 
-/// What a backend can do; strategies choose their path from it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What a backend can do; strategies choose their path from it. The default is a backend that
+/// can do nothing past plain completions (no window known, no logits processors, no
+/// log-probabilities, `n` fanned out, no tokenizer): a backend of your own sets what it has,
+/// `Capabilities { backend: "mine", native_n: true, ..Capabilities::default() }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Capabilities {
     /// A name for messages and reports (`mistralrs`, `openai`, `scripted`).
     pub backend: &'static str,

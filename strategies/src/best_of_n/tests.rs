@@ -546,12 +546,8 @@ impl Backend for EchoSeed {
     fn capabilities(&self) -> ponder_engine::Capabilities {
         ponder_engine::Capabilities {
             backend: "echo_seed",
-            context_tokens: None,
-            logits_processors: false,
-            max_top_logprobs: 0,
             native_n: true,
-            eos_token_ids: Vec::new(),
-            tokenizer: false,
+            ..Default::default()
         }
     }
 }

@@ -590,12 +590,8 @@ impl Backend for EchoSeeds {
     fn capabilities(&self) -> crate::backend::Capabilities {
         crate::backend::Capabilities {
             backend: "echo_seeds",
-            context_tokens: None,
-            logits_processors: false,
-            max_top_logprobs: 0,
             native_n: true,
-            eos_token_ids: Vec::new(),
-            tokenizer: false,
+            ..Default::default()
         }
     }
 }
