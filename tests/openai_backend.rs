@@ -871,6 +871,30 @@ fn a_fanned_out_call_whose_request_fails_returns_and_counts_the_choices_answered
 }
 
 #[test]
+fn a_fanned_out_call_cut_at_its_deadline_returns_and_counts_the_choices_answered() {
+    // Answers n = 3 with one choice; of the two requests fanned out one answers, one hangs.
+    // At the deadline the hanging one is given up; the two answered are the reply, cut by
+    // wall time and counted, not lost with it.
+    let (url, _) = scripted_server_with(vec![(200, None), (200, None), (0, None)]);
+    let mut options = OpenAiOptions::new(&url, "m");
+    options.timeout = std::time::Duration::from_secs(60);
+    let backend = block_on(OpenAiBackend::connect(options)).unwrap();
+    let metered = ponder::engine::Metered::new(
+        backend,
+        Budget::unlimited().with_max_wall(std::time::Duration::from_millis(700)),
+    );
+    let request = GenerationRequest::new(Prompt::Text("x".into()))
+        .with_n(3)
+        .with_sampling(Sampling::with_temperature(0.8));
+    let sent = std::time::Instant::now();
+    let generation = block_on(metered.generate(request)).unwrap();
+    assert!(sent.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(generation.choices.len(), 2, "{generation:?}");
+    assert_eq!(generation.cut_by, Some(ponder::engine::Resource::WallTime));
+    assert_eq!(metered.meter().usage().completion_tokens, 2);
+}
+
+#[test]
 fn requests_spread_round_robin_over_base_urls() {
     let (a, count_a) = scripted_server(vec![]);
     let (b, count_b) = scripted_server(vec![]);

@@ -46,6 +46,10 @@ use wire::{
 };
 
 const N_UNKNOWN: u8 = 0;
+/// How long past a call's deadline the choices answered by then may take to be counted: less
+/// than the meters' grace, after which the whole call would be dropped.
+const AFTER_DEADLINE: Duration = Duration::from_secs(1);
+const _: () = assert!(AFTER_DEADLINE.as_millis() < crate::metered::DEADLINE_GRACE.as_millis());
 /// How long a server that timed out or could not be reached is passed over while others answer.
 const SHUNNED_FOR: Duration = Duration::from_secs(30);
 const N_NATIVE: u8 = 1;
@@ -839,6 +843,26 @@ impl OpenAiBackend {
         seed_offset: u64,
         once: bool,
     ) -> Result<Reply> {
+        // Given up at the request's deadline (its connection closed, which stops the server
+        // decoding it): the other requests of a fanned-out call keep what they answered.
+        let call = self.call_now(request, choices, seed_offset, once);
+        match request.deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), call)
+                .await
+                .map_err(|_| Error::BudgetExhausted {
+                    resource: crate::budget::Resource::WallTime,
+                })?,
+            None => call.await,
+        }
+    }
+
+    async fn call_now(
+        &self,
+        request: &GenerationRequest,
+        choices: usize,
+        seed_offset: u64,
+        once: bool,
+    ) -> Result<Reply> {
         let (path, body) = self.body(request, choices, seed_offset).await?;
         let value = if once {
             self.request_once(reqwest::Method::POST, &path, Some(&body))
@@ -1035,7 +1059,11 @@ impl OpenAiBackend {
                     }
                     return Err(e);
                 }
-                // The choices answered are the reply, with what they spent, as in process.
+                // The choices answered are the reply, with what they spent, as in process (a
+                // request given up at the deadline is a cut, not a failure).
+                Some(Error::BudgetExhausted {
+                    resource: crate::budget::Resource::WallTime,
+                }) => {}
                 Some(e) => tracing::warn!(
                     asked = n,
                     answered = replies.iter().map(|r| r.choices.len()).sum::<usize>(),
@@ -1094,14 +1122,18 @@ impl OpenAiBackend {
 #[async_trait]
 impl Backend for OpenAiBackend {
     async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
-        // A server's reply holds nothing until it is whole: at the deadline the request is
-        // given up (its connection closed, which stops the server decoding it).
+        // A server's reply holds nothing until it is whole: at the deadline each request is
+        // given up (`call`), and what was answered comes back; counting its tokens (a
+        // `/tokenize` call) may take a little past it, no more than `AFTER_DEADLINE`.
         match request.deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline.into(), self.generate_now(request))
-                .await
-                .map_err(|_| Error::BudgetExhausted {
-                    resource: crate::budget::Resource::WallTime,
-                })?,
+            Some(deadline) => tokio::time::timeout_at(
+                (deadline + AFTER_DEADLINE).into(),
+                self.generate_now(request),
+            )
+            .await
+            .map_err(|_| Error::BudgetExhausted {
+                resource: crate::budget::Resource::WallTime,
+            })?,
             None => self.generate_now(request).await,
         }
     }
