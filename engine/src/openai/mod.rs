@@ -1042,18 +1042,26 @@ impl OpenAiBackend {
         if have < n {
             let fanned = join_all((have..n).map(|i| self.call(&request, 1, i as u64, false)));
             let mut failed = None;
+            // Whether one failed other than by the deadline's cut.
+            let mut failed_for_real = false;
             for reply in fanned.await {
                 calls += 1;
                 match reply {
                     Ok(reply) => replies.push(reply),
                     Err(e) => {
+                        failed_for_real |= !matches!(
+                            e,
+                            Error::BudgetExhausted {
+                                resource: crate::budget::Resource::WallTime
+                            }
+                        );
                         failed.get_or_insert(e);
                     }
                 }
             }
             match failed {
                 Some(e) if replies.is_empty() => {
-                    if refused {
+                    if refused && failed_for_real {
                         // Single requests fail too: the request was bad, not its n.
                         self.native_n.store(N_UNKNOWN, Ordering::Relaxed);
                     }
