@@ -297,7 +297,8 @@ fn dequantize_as_configured(cli: &Cli) {
         Command::Run {
             config, dequantize, ..
         } => (Some(config.as_path()), *dequantize),
-        Command::Report { .. } | Command::Models { .. } => (None, None),
+        // They load no model.
+        Command::Report { .. } | Command::Models { .. } => return,
     };
     // A config that cannot be read is left alone: `solve`/`run` say why.
     let loaded = match config {
@@ -307,33 +308,25 @@ fn dequantize_as_configured(cli: &Cli) {
         },
         None => None,
     };
-    let Some(wanted) = flag.or_else(|| loaded.as_ref().and_then(Config::dequantize)) else {
-        if matches!(cli.command, Command::Solve { .. } | Command::Run { .. }) {
+    let wanted = flag.or_else(|| loaded.as_ref().and_then(Config::dequantize));
+    // No other thread runs yet.
+    for way in [Dequantize::F16, Dequantize::F32] {
+        let variable = way.variable();
+        if Some(way) == wanted {
+            std::env::set_var(variable, "1");
+        } else if way.is_set() {
             // Inherited, it would dequantize what the config (and the run's record) says is
             // loaded as stored.
-            for inherited in [Dequantize::F16, Dequantize::F32] {
-                let variable = inherited.variable();
-                // As candle reads it: set to anything but empty or 0.
-                if std::env::var(variable).is_ok_and(|v| !v.is_empty() && v != "0") {
-                    tracing::warn!(
-                        "{variable} is set, but the config does not ask for dequantized \
-                         weights: they are loaded as stored (ask with `dequantize = \
-                         \"{inherited}\"` in the model table, or --dequantize {inherited})"
-                    );
-                    // No other thread runs yet.
-                    std::env::remove_var(variable);
-                }
+            if wanted.is_none() {
+                tracing::warn!(
+                    "{variable} is set, but the config does not ask for dequantized weights: \
+                     they are loaded as stored (ask with `dequantize = \"{way}\"` in the model \
+                     table, or --dequantize {way})"
+                );
             }
-        }
-        return;
-    };
-    for other in [Dequantize::F16, Dequantize::F32] {
-        if other != wanted {
-            // No other thread runs yet.
-            std::env::remove_var(other.variable());
+            std::env::remove_var(variable);
         }
     }
-    std::env::set_var(wanted.variable(), "1");
 }
 
 fn report(

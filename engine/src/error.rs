@@ -163,6 +163,38 @@ impl Error {
     pub fn is_budget(&self) -> bool {
         matches!(self, Self::BudgetExhausted { .. })
     }
+
+    /// The wall-time budget's stop: a request given up at its deadline.
+    pub fn out_of_time() -> Self {
+        Self::BudgetExhausted {
+            resource: crate::budget::Resource::WallTime,
+        }
+    }
+
+    /// True for [`Error::out_of_time`]: a cut, not a failure.
+    pub fn is_out_of_time(&self) -> bool {
+        matches!(
+            self,
+            Self::BudgetExhausted {
+                resource: crate::budget::Resource::WallTime
+            }
+        )
+    }
+
+    /// Of two errors of the requests of one call, the one to report: an engine gone before any
+    /// other failure, a failure before a request given up at its deadline; of equals, `self`.
+    pub(crate) fn or_more_telling(self, other: Error) -> Error {
+        let rank = |e: &Error| match e {
+            Error::EngineGone { .. } => 2,
+            e if e.is_out_of_time() => 0,
+            _ => 1,
+        };
+        if rank(&other) > rank(&self) {
+            other
+        } else {
+            self
+        }
+    }
 }
 
 /// Result with the engine's [`Error`].

@@ -1278,16 +1278,6 @@ impl MistralRsBackend {
 const LATER_CHOICE_GRACE: Duration = Duration::from_secs(1);
 const _: () = assert!(LATER_CHOICE_GRACE.as_millis() < crate::metered::DEADLINE_GRACE.as_millis());
 
-/// Whether `e` ended a choice at the wall-time deadline (not a failure).
-fn out_of_time(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::BudgetExhausted {
-            resource: crate::budget::Resource::WallTime
-        }
-    )
-}
-
 /// A call of `asked` choices where some failed (`e`, the first): the choices written are its
 /// reply, with what they spent, as those written by a deadline are; with none written, the
 /// error. An engine gone is the error whatever was written: every later call would fail the
@@ -1296,7 +1286,7 @@ fn choices_written_despite(e: Error, choices: &[Choice], asked: usize) -> Result
     if choices.is_empty() || matches!(e, Error::EngineGone { .. }) {
         return Err(e);
     }
-    if !out_of_time(&e) {
+    if !e.is_out_of_time() {
         tracing::warn!(
             asked,
             written = choices.len(),
@@ -1320,15 +1310,12 @@ async fn gather<F>(
 where
     F: std::future::Future<Output = Result<Vec<Choice>>>,
 {
-    let given_up = || Error::BudgetExhausted {
-        resource: crate::budget::Resource::WallTime,
-    };
     let written = futures::future::join_all(requests.into_iter().map(|request| async move {
         match deadline {
             Some(deadline) => {
                 tokio::time::timeout_at((deadline + LATER_CHOICE_GRACE).into(), request)
                     .await
-                    .unwrap_or_else(|_| Err(given_up()))
+                    .unwrap_or_else(|_| Err(Error::out_of_time()))
             }
             None => request.await,
         }
@@ -1340,12 +1327,12 @@ where
     for written in written {
         match written {
             Ok(written) => choices.extend(written),
-            // A failure says more than a choice given up at the deadline; an engine gone most.
-            Err(e) => match &failed {
-                Some(Error::EngineGone { .. }) => {}
-                Some(f) if !out_of_time(f) && !matches!(e, Error::EngineGone { .. }) => {}
-                _ => failed = Some(e),
-            },
+            Err(e) => {
+                failed = Some(match failed {
+                    Some(f) => f.or_more_telling(e),
+                    None => e,
+                })
+            }
         }
     }
     if let Some(e) = failed {

@@ -140,13 +140,14 @@ impl Dequantize {
         }
     }
 
-    /// What this process's environment asks candle for, as candle reads it (f32 first; a
-    /// variable counts when set to anything but empty or `0`).
+    /// What this process's environment asks candle for, as candle reads it (f32 first).
     pub fn in_effect() -> Option<Self> {
-        let on = |var: &str| std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0");
-        [Self::F32, Self::F16]
-            .into_iter()
-            .find(|d| on(d.variable()))
+        [Self::F32, Self::F16].into_iter().find(|d| d.is_set())
+    }
+
+    /// Whether this way's variable is set as candle reads it: to anything but empty or `0`.
+    pub fn is_set(self) -> bool {
+        std::env::var(self.variable()).is_ok_and(|v| !v.is_empty() && v != "0")
     }
 
     /// Why `self` is refused for a model on a GPU.

@@ -179,13 +179,18 @@ impl Distribution {
             .iter()
             .find(|&&(t, _)| t == token)
             .map_or(0.0, |&(_, weight)| weight);
-        let mut top = self.kept.clone();
-        let n = top_n.min(top.len());
-        if n > 0 && n < top.len() {
-            top.select_nth_unstable_by(n - 1, most_likely_first);
+        // The `top_n` most likely in one pass, in order: no copy of the vocabulary per token.
+        let mut top: Vec<(usize, f64)> = Vec::with_capacity(top_n + 1);
+        for entry in &self.kept {
+            let beats_last = top
+                .last()
+                .is_none_or(|last| most_likely_first(entry, last).is_lt());
+            if top.len() < top_n || (top_n > 0 && beats_last) {
+                let at = top.partition_point(|t| most_likely_first(t, entry).is_lt());
+                top.insert(at, *entry);
+                top.truncate(top_n);
+            }
         }
-        top.truncate(n);
-        top.sort_unstable_by(most_likely_first);
         Drawn {
             token: token as u32,
             logprob: ln(weight),

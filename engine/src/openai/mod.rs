@@ -849,9 +849,7 @@ impl OpenAiBackend {
         match request.deadline {
             Some(deadline) => tokio::time::timeout_at(deadline.into(), call)
                 .await
-                .map_err(|_| Error::BudgetExhausted {
-                    resource: crate::budget::Resource::WallTime,
-                })?,
+                .map_err(|_| Error::out_of_time())?,
             None => call.await,
         }
     }
@@ -1041,27 +1039,23 @@ impl OpenAiBackend {
         let have: usize = replies.iter().map(|r| r.choices.len()).sum();
         if have < n {
             let fanned = join_all((have..n).map(|i| self.call(&request, 1, i as u64, false)));
-            let mut failed = None;
-            // Whether one failed other than by the deadline's cut.
-            let mut failed_for_real = false;
+            let mut failed: Option<Error> = None;
             for reply in fanned.await {
                 calls += 1;
                 match reply {
                     Ok(reply) => replies.push(reply),
                     Err(e) => {
-                        failed_for_real |= !matches!(
-                            e,
-                            Error::BudgetExhausted {
-                                resource: crate::budget::Resource::WallTime
-                            }
-                        );
-                        failed.get_or_insert(e);
+                        failed = Some(match failed {
+                            Some(f) => f.or_more_telling(e),
+                            None => e,
+                        })
                     }
                 }
             }
             match failed {
                 Some(e) if replies.is_empty() => {
-                    if refused && failed_for_real {
+                    // (Not where every request was only given up at the deadline.)
+                    if refused && !e.is_out_of_time() {
                         // Single requests fail too: the request was bad, not its n.
                         self.native_n.store(N_UNKNOWN, Ordering::Relaxed);
                     }
@@ -1069,9 +1063,7 @@ impl OpenAiBackend {
                 }
                 // The choices answered are the reply, with what they spent, as in process (a
                 // request given up at the deadline is a cut, not a failure).
-                Some(Error::BudgetExhausted {
-                    resource: crate::budget::Resource::WallTime,
-                }) => {}
+                Some(e) if e.is_out_of_time() => {}
                 Some(e) => tracing::warn!(
                     asked = n,
                     answered = replies.iter().map(|r| r.choices.len()).sum::<usize>(),
@@ -1139,9 +1131,7 @@ impl Backend for OpenAiBackend {
                 self.generate_now(request),
             )
             .await
-            .map_err(|_| Error::BudgetExhausted {
-                resource: crate::budget::Resource::WallTime,
-            })?,
+            .map_err(|_| Error::out_of_time())?,
             None => self.generate_now(request).await,
         }
     }
