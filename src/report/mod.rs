@@ -18,6 +18,7 @@ use ponder_engine::runner::{
 use ponder_engine::CandidateGrades;
 use ponder_engine::Usage;
 use serde::Serialize;
+use statrs::distribution::{Binomial, DiscreteCDF};
 
 use crate::{Error, Result};
 
@@ -572,6 +573,22 @@ pub struct HeadToHead {
     pub neither: usize,
 }
 
+impl HeadToHead {
+    /// McNemar's exact test, two-sided: how likely a split of the problems only one run got
+    /// right at least this uneven is if both runs are equally good (each such problem then
+    /// goes either way with probability 1/2). 1 where no problem split them.
+    pub fn p_value(&self) -> f64 {
+        let split = (self.first_only + self.second_only) as u64;
+        if split == 0 {
+            return 1.0;
+        }
+        let fewer = self.first_only.min(self.second_only) as u64;
+        // `split > 0`: a valid distribution.
+        let chance = Binomial::new(0.5, split).map_or(1.0, |b| b.cdf(fewer));
+        (2.0 * chance).min(1.0)
+    }
+}
+
 impl Comparison {
     /// Compares `runs`.
     pub fn new(mut runs: Vec<RunReport>) -> Self {
@@ -654,6 +671,12 @@ impl Comparison {
                     value.extend(derived);
                 }
             }
+        }
+        if let (Some(h), Some(value)) = (
+            self.head_to_head,
+            json.get_mut("head_to_head").and_then(|v| v.as_object_mut()),
+        ) {
+            value.insert("p_value".into(), serde_json::json!(h.p_value()));
         }
         json
     }
@@ -791,14 +814,27 @@ impl Comparison {
         if let (Some(h), [a, b], true) = (self.head_to_head, self.runs.as_slice(), self.common > 0)
         {
             notes.push(format!(
-                "head to head on {}: both right {}, only {} {}, only {} {}, neither {}",
+                "head to head on {}: both right {}, only {} {}, only {} {}, neither {}{}",
                 count(self.common, "problem", "problems"),
                 h.both,
                 a.label,
                 h.first_only,
                 b.label,
                 h.second_only,
-                h.neither
+                h.neither,
+                match h.first_only + h.second_only {
+                    0 => String::new(),
+                    split => format!(
+                        "; McNemar's exact test over the {} only one got right: p = {:.3}, {}",
+                        count(split, "problem", "problems"),
+                        h.p_value(),
+                        if h.p_value() < 0.05 {
+                            "a difference beyond chance at 5%"
+                        } else {
+                            "no difference beyond chance at 5%"
+                        }
+                    ),
+                }
             ));
         }
         for run in &self.runs {

@@ -347,7 +347,59 @@ fn runs_compare_on_the_problems_all_graded() {
         "{table}"
     );
     let notes = comparison.notes().join("\n");
-    assert!(notes.contains("only a 1, only b 0"), "{notes}");
+    assert!(
+        notes.contains(
+            "only a 1, only b 0, neither 0; McNemar's exact test over the 1 problem \
+             only one got right: p = 1.000, no difference beyond chance at 5%"
+        ),
+        "{notes}"
+    );
+    let p = comparison.to_json()["head_to_head"]["p_value"]
+        .as_f64()
+        .unwrap();
+    assert!((p - 1.0).abs() < 1e-9, "{p}");
+}
+
+#[test]
+fn head_to_head_tests_the_split_exactly() {
+    let split = |first_only, second_only| HeadToHead {
+        both: 7,
+        first_only,
+        second_only,
+        neither: 9,
+    };
+    // 2 P(X <= 5), X ~ Binomial(15, 1/2) = 2 (1 + 15 + 105 + 455 + 1365 + 3003) / 2^15.
+    assert!((split(10, 5).p_value() - 2.0 * 4944.0 / 32768.0).abs() < 1e-9);
+    assert!((split(10, 5).p_value() - split(5, 10).p_value()).abs() < 1e-12);
+    // 17 to 3 (the README's triage against even): 2 (1 + 20 + 190 + 1140) / 2^20.
+    assert!((split(17, 3).p_value() - 2.0 * 1351.0 / 1048576.0).abs() < 1e-9);
+    // An even split, or none, is no evidence either way.
+    assert!((split(3, 3).p_value() - 1.0).abs() < 1e-9);
+    assert_eq!(split(0, 0).p_value(), 1.0);
+    // Large splits stay finite and small.
+    let p = split(700, 500).p_value();
+    assert!(p > 0.0 && p < 1e-7, "{p}");
+    let one_sided = |a: usize, b: usize| {
+        let mut a_runs = Vec::new();
+        let mut b_runs = Vec::new();
+        for i in 0..a + b {
+            a_runs.push(line(&i.to_string(), Some(i < a), 10, false));
+            b_runs.push(line(&i.to_string(), Some(i >= a), 10, false));
+        }
+        Comparison::new(vec![
+            RunReport::from_lines("a", &a_runs),
+            RunReport::from_lines("b", &b_runs),
+        ])
+        .notes()
+        .join("\n")
+    };
+    let notes = one_sided(17, 3);
+    assert!(
+        notes.contains(
+            "over the 20 problems only one got right: p = 0.003, a difference beyond chance at 5%"
+        ),
+        "{notes}"
+    );
 }
 
 #[test]
