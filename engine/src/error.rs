@@ -164,6 +164,18 @@ impl Error {
         matches!(self, Self::BudgetExhausted { .. })
     }
 
+    /// True for the failure of one call or tool run that others beside it need not share: a
+    /// sampling error ([`Error::Inference`]), a server's error status or silence for one
+    /// request ([`Error::Http`], [`Error::Timeout`]), a sandbox run that could not be made
+    /// ([`Error::Tool`]). A strategy holding other samples may drop the one that failed and go
+    /// on; not a budget stop, a lost engine or server, or a wrong request or configuration.
+    pub fn is_per_call(&self) -> bool {
+        matches!(
+            self,
+            Self::Inference { .. } | Self::Http { .. } | Self::Timeout { .. } | Self::Tool { .. }
+        )
+    }
+
     /// The wall-time budget's stop: a request given up at its deadline.
     pub fn out_of_time() -> Self {
         Self::BudgetExhausted {

@@ -161,6 +161,7 @@ impl Dequantize {
     }
 
     /// The error for a model that asks for `self` where the environment says `in_effect`.
+    #[cfg(feature = "mistralrs")]
     pub(crate) fn mismatch(self, in_effect: Option<Self>) -> Option<String> {
         if in_effect == Some(self) {
             return None;

@@ -337,8 +337,9 @@ struct Record {
 }
 
 /// Grades HumanEval-style problems (those with [`Problem::code`]) by running the hidden tests on
-/// the solution's completion in the sandbox: pass@1 of that completion. Other problems, and runs
-/// the sandbox could not start, are left ungraded (`None`).
+/// the solution's completion in the sandbox: pass@1 of that completion. Other problems are left
+/// ungraded (`None`); a run the sandbox could not start is an error ([`Error::Tool`]: the runner
+/// records the problem as failed, and a rerun grades it again).
 #[derive(Debug, Clone)]
 pub struct HumanEvalGrader {
     verifier: CodeVerifier,
@@ -466,25 +467,31 @@ fn extract_code_in(completion: &str, entry_point: Option<&str>) -> String {
 
 fn fenced_blocks(text: &str) -> Vec<String> {
     let mut blocks = Vec::new();
-    let mut current: Option<(bool, Vec<&str>)> = None;
+    // Whether the block is Python, how far its fence is indented, its lines.
+    let mut current: Option<(bool, usize, Vec<&str>)> = None;
     for line in text.lines() {
-        let fence = line.trim_start().strip_prefix("```");
+        let unindented = line.trim_start();
+        let fence = unindented.strip_prefix("```");
         match (&mut current, fence) {
             (None, Some(label)) => {
                 let label = label.trim().to_ascii_lowercase();
                 let python = ["", "python", "py", "python3"].contains(&label.as_str());
-                current = Some((python, Vec::new()));
+                current = Some((python, line.len() - unindented.len(), Vec::new()));
             }
             (Some(_), Some(_)) => {
-                if let Some((true, lines)) = current.take() {
+                if let Some((true, _, lines)) = current.take() {
                     blocks.push(lines.join("\n") + "\n");
                 }
             }
-            (Some((_, lines)), None) => lines.push(line),
+            // A block inside a list item is indented with its fence: its code is not.
+            (Some((_, indent, lines)), None) => {
+                let margin = line.len() - line.trim_start_matches([' ', '\t']).len();
+                lines.push(&line[margin.min(*indent)..]);
+            }
             (None, None) => {}
         }
     }
-    if let Some((true, lines)) = current {
+    if let Some((true, _, lines)) = current {
         blocks.push(lines.join("\n") + "\n");
     }
     blocks.retain(|b| !b.trim().is_empty());
@@ -504,11 +511,19 @@ fn looks_like_code(line: &str) -> bool {
     let name_end = line
         .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
         .unwrap_or(line.len());
-    let rest = line[name_end..].trim_start();
-    name_end > 0
-        && ["=", "(", "[", "+=", "-=", "*=", "/=", ","]
+    if name_end == 0 {
+        return false;
+    }
+    let after = &line[name_end..];
+    let rest = after.trim_start();
+    // A call or index is written against its name (`main()`, `xs[0] = 1`): prose puts a space
+    // before its parenthesis ("Explanation (see above):"). A comma after a name is Python's
+    // only in an unpacking (`a, b = b, a`), prose's in "However, this is O(n).".
+    after.starts_with(['(', '['])
+        || ["=", "+=", "-=", "*=", "/="]
             .iter()
             .any(|s| rest.starts_with(s))
+        || (rest.starts_with(',') && rest.contains('='))
 }
 
 /// The examples in the docstring of `entry_point` in a HumanEval `prompt`, as tests: `>>>` lines
@@ -552,14 +567,29 @@ pub fn docstring_tests(prompt: &str, entry_point: &str) -> Vec<TestCase> {
                 }
             }
             if call.contains(&call_prefix) {
-                let expected = match expected.join("\n") {
-                    e if e.is_empty() => "None".to_string(),
-                    e => e,
-                };
-                tests.push(TestCase {
-                    call,
-                    expected: Some(expected),
-                    origin: TestOrigin::Doctest,
+                let expected = expected.join("\n");
+                // `>>> f(19) == 'xix'` with no output line (HumanEval/116, 145, 156, 162): the
+                // example is the comparison, not a call printing nothing.
+                let compared = (expected.is_empty() && call.starts_with(&call_prefix))
+                    .then(|| informal_example(&call, entry_point.len()))
+                    .flatten()
+                    .filter(|t| {
+                        let rest = call[t.call.len()..].trim_start();
+                        rest.starts_with("==") && !rest.starts_with("==>")
+                    });
+                tests.push(match compared {
+                    Some(test) => TestCase {
+                        origin: TestOrigin::Doctest,
+                        ..test
+                    },
+                    None => TestCase {
+                        call,
+                        expected: Some(match expected {
+                            e if e.is_empty() => "None".to_string(),
+                            e => e,
+                        }),
+                        origin: TestOrigin::Doctest,
+                    },
                 });
             }
         } else if line.starts_with(&call_prefix) {
@@ -686,6 +716,22 @@ mod tests {
         let body = "    return sorted(x)\n\n\nThe function sorts.";
         assert_eq!(extract_code(body, Some("f")), "    return sorted(x)\n");
         assert_eq!(extract_code("no code at all", None), "no code at all");
+        // Prose after the function that opens with a word and a comma or a spaced parenthesis.
+        let prose = "def f(x):\n    return x\n\nHowever, this is O(n).\nExplanation (short):\n";
+        assert_eq!(extract_code(prose, Some("f")), "def f(x):\n    return x\n");
+        // Code that opens with a name and a comma, a call or an index stays.
+        let code = "def f(x):\n    return x\na, b = f(1), f(2)\nmain()\nxs[0] = 1\n";
+        assert_eq!(extract_code(code, Some("f")), code);
+    }
+
+    #[test]
+    fn a_fenced_block_inside_a_list_item_is_unindented() {
+        let text =
+            "1. Code:\n   ```python\n   def add(a, b):\n       return a + b\n   ```\n2. Done.";
+        assert_eq!(
+            extract_code(text, Some("add")),
+            "def add(a, b):\n    return a + b\n"
+        );
     }
 
     #[test]
@@ -713,7 +759,7 @@ mod tests {
 
     #[test]
     fn parses_doctests_and_informal_examples() {
-        let prompt = "def helper():\n    \"\"\"\n    >>> helper()\n    1\n    \"\"\"\n\ndef f(xs, s):\n    \"\"\" Doc.\n    >>> f([1, 2], 'a')\n    [2, 1]\n    >>> f([],\n    ... 'b')\n\n    >>> f([3], 'c')\n    'c'\"\"\"\n";
+        let prompt = "def helper():\n    \"\"\"\n    >>> helper()\n    1\n    \"\"\"\n\ndef f(xs, s):\n    \"\"\" Doc.\n    >>> f([1, 2], 'a')\n    [2, 1]\n    >>> f([],\n    ... 'b')\n\n    >>> f([4], 'd') == ['d']\n    >>> f([5], 'e') == ['e']\n    True\n    >>> f([3], 'c')\n    'c'\"\"\"\n";
         let tests = docstring_tests(prompt, "f");
         assert_eq!(
             tests
@@ -723,6 +769,9 @@ mod tests {
             vec![
                 ("f([1, 2], 'a')", "[2, 1]"),
                 ("f([],\n'b')", "None"),
+                // A comparison with no output line is the example (HumanEval/116).
+                ("f([4], 'd')", "['d']"),
+                ("f([5], 'e') == ['e']", "True"),
                 ("f([3], 'c')", "'c'")
             ]
         );

@@ -16,7 +16,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use ponder_engine::{
     solve_in_stages, Candidate, Context, Error, EventKind, Pending, Problem, Result, Scorer,
     Solution, Stage, Staged, StopReason, Strategy,
@@ -243,6 +243,10 @@ pub struct BestOfNDetails {
     /// How each sample stopped, in `candidates`' order.
     #[serde(default)]
     pub stops: Vec<StopReason>,
+    /// The errors of samples of an inner strategy that failed, each drawn again (not
+    /// candidates; their spend is in the usage).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
 }
 
 impl From<&Candidate> for CandidateDetail {
@@ -319,22 +323,16 @@ impl BestOfN {
     /// Draws `k` candidates, samples `first`, `first + 1`, ..., each with how it stopped; with
     /// an inner strategy, also the budget stop one of them hit (an inner strategy turns an
     /// exhausted budget into a solution, not an error).
-    async fn draw(
-        &self,
-        problem: &Problem,
-        cx: &Context,
-        first: usize,
-        k: usize,
-    ) -> Result<(Vec<(Candidate, StopReason)>, Option<StopReason>)> {
-        let (mut drawn, stop) = self.draw_any(problem, cx, first, k).await?;
+    async fn draw(&self, problem: &Problem, cx: &Context, first: usize, k: usize) -> Result<Drawn> {
+        let mut drawn = self.draw_any(problem, cx, first, k).await?;
         // A program has no answer to vote on (the last number in it is not one): majority
         // keeps the first sample, the scorer's reward picks otherwise.
         if problem.code.is_some() {
-            for (candidate, _) in &mut drawn {
+            for (candidate, _) in &mut drawn.samples {
                 candidate.answer = None;
             }
         }
-        Ok((drawn, stop))
+        Ok(drawn)
     }
 
     async fn draw_any(
@@ -343,35 +341,61 @@ impl BestOfN {
         cx: &Context,
         first: usize,
         k: usize,
-    ) -> Result<(Vec<(Candidate, StopReason)>, Option<StopReason>)> {
+    ) -> Result<Drawn> {
         match &self.inner {
             Inner::Direct(direct) => {
                 let request = direct.request(problem).with_n(k);
                 let generation = cx.backend().generate(request).await?;
-                let drawn = generation.choices.into_iter().map(candidate_of).collect();
-                Ok((drawn, None))
+                Ok(Drawn {
+                    samples: generation.choices.into_iter().map(candidate_of).collect(),
+                    budget_stop: None,
+                    failed: Vec::new(),
+                })
             }
             Inner::Any(strategy) => {
                 let concurrency = self.config.concurrency.map_or(k, NonZeroUsize::get);
-                let solved: Vec<(Candidate, StopReason)> = futures::stream::iter(first..first + k)
-                    .map(|index| async move {
-                        // Seeds of its own where the run is seeded: the same draws whichever
-                        // sample reaches the model first.
-                        let child = cx.sample(index);
-                        let solution = strategy.solve(problem, &child).await?;
-                        let candidate = Candidate {
-                            answer: solution.answer,
-                            text: solution.completion,
-                            score: None,
-                            tokens: child.meter().usage().completion_tokens,
-                        };
-                        Ok::<_, Error>((candidate, solution.stop_reason))
-                    })
-                    // In the order drawn, not finished: ties go to the earlier draw, as in
-                    // one request of n, whichever sample is quickest.
-                    .buffered(concurrency.max(1))
-                    .try_collect()
-                    .await?;
+                let outcomes: Vec<Result<(Candidate, StopReason)>> =
+                    futures::stream::iter(first..first + k)
+                        .map(|index| async move {
+                            // Seeds of its own where the run is seeded: the same draws whichever
+                            // sample reaches the model first.
+                            let child = cx.sample(index);
+                            let solution = strategy.solve(problem, &child).await?;
+                            let candidate = Candidate {
+                                answer: solution.answer,
+                                text: solution.completion,
+                                score: None,
+                                tokens: child.meter().usage().completion_tokens,
+                            };
+                            Ok::<_, Error>((candidate, solution.stop_reason))
+                        })
+                        // In the order drawn, not finished: ties go to the earlier draw, as in
+                        // one request of n, whichever sample is quickest.
+                        .buffered(concurrency.max(1))
+                        .collect()
+                        .await;
+                // A sample whose own call failed (a sampling error, a request a server
+                // refused) leaves the others their candidates, as a failed choice of one
+                // request of n does; the round draws another in its place. All failed, or a
+                // failure that is not one call's: the error.
+                let mut solved = Vec::new();
+                let mut failed: Vec<Error> = Vec::new();
+                for outcome in outcomes {
+                    match outcome {
+                        Ok(sample) => solved.push(sample),
+                        Err(e) if e.is_per_call() => failed.push(e),
+                        Err(e) => return Err(e),
+                    }
+                }
+                if solved.is_empty() && !failed.is_empty() {
+                    return Err(failed.swap_remove(0));
+                }
+                for e in &failed {
+                    tracing::warn!(
+                        problem = %problem.id,
+                        "a sample failed, drawn again in its place: {e}"
+                    );
+                }
                 let budget_stop = solved
                     .iter()
                     .map(|(_, reason)| *reason)
@@ -383,7 +407,11 @@ impl BestOfN {
                         !(reason.is_budget() && c.answer.is_none() && c.text.is_empty())
                     })
                     .collect();
-                Ok((drawn, budget_stop))
+                Ok(Drawn {
+                    samples: drawn,
+                    budget_stop,
+                    failed: failed.iter().map(ToString::to_string).collect(),
+                })
             }
         }
     }
@@ -460,6 +488,17 @@ impl BestOfN {
     }
 }
 
+/// What one round drew.
+struct Drawn {
+    /// The samples, with how each stopped, in the order drawn.
+    samples: Vec<(Candidate, StopReason)>,
+    /// Of an inner strategy, the budget stop one of them hit (it turns an exhausted budget
+    /// into a solution, not an error).
+    budget_stop: Option<StopReason>,
+    /// The errors of samples that failed (left out of `samples`).
+    failed: Vec<String>,
+}
+
 /// The samples drawn so far.
 #[derive(Debug)]
 struct Draw {
@@ -468,6 +507,8 @@ struct Draw {
     stops: Vec<StopReason>,
     /// Why drawing stopped.
     stop_reason: StopReason,
+    /// The errors of samples that failed, each drawn again.
+    failed: Vec<String>,
 }
 
 impl Draw {
@@ -476,7 +517,14 @@ impl Draw {
             candidates: Vec::new(),
             stops: Vec::new(),
             stop_reason: StopReason::Completed,
+            failed: Vec::new(),
         }
+    }
+
+    /// The number of the next sample (of an inner strategy: its seeds): one per sample
+    /// drawn, the failed ones included.
+    fn next_sample(&self) -> usize {
+        self.candidates.len() + self.failed.len()
     }
 }
 
@@ -494,8 +542,11 @@ impl BestOfN {
         let round = self.config.adaptive.as_ref().map_or(n, |a| a.round.get());
         while draw.candidates.len() < limit {
             let k = round.min(limit - draw.candidates.len());
-            let (drawn, budget_stop) = match self.draw(problem, cx, draw.candidates.len(), k).await
-            {
+            let Drawn {
+                samples: drawn,
+                budget_stop,
+                failed,
+            } = match self.draw(problem, cx, draw.next_sample(), k).await {
                 Ok(drawn) => drawn,
                 Err(Error::BudgetExhausted { resource }) => {
                     draw.stop_reason = resource.into();
@@ -503,6 +554,7 @@ impl BestOfN {
                 }
                 Err(e) => return Err(e),
             };
+            draw.failed.extend(failed);
             let (mut drawn, drawn_stops): (Vec<Candidate>, Vec<StopReason>) =
                 drawn.into_iter().unzip();
             draw.stops.extend(drawn_stops);
@@ -582,6 +634,7 @@ impl BestOfN {
             candidates,
             stops,
             mut stop_reason,
+            failed,
         } = draw;
         let answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
         let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
@@ -612,6 +665,7 @@ impl BestOfN {
             },
             samples: candidates.len(),
             stops,
+            failed,
         };
         if cut {
             stop_reason = StopReason::MaxTokens;
@@ -706,6 +760,7 @@ impl Staged for BestOfN {
             stops: details.stops,
             candidates: so_far.candidates,
             stop_reason: StopReason::Completed,
+            failed: details.failed,
         };
         draw.stops
             .resize(draw.candidates.len(), StopReason::Completed);

@@ -612,3 +612,54 @@ async fn seeded_samples_of_an_inner_strategy_draw_the_same_whichever_arrives_fir
     );
     assert_eq!(in_order, reversed);
 }
+
+#[tokio::test]
+async fn a_sample_of_an_inner_strategy_that_fails_is_drawn_again_not_the_whole_draw() {
+    use ponder_engine::scripted::Reply;
+    let inner = || {
+        Box::new(
+            Direct::new(DirectConfig {
+                temperature: 0.8,
+                ..DirectConfig::default()
+            })
+            .unwrap(),
+        )
+    };
+    let strategy = BestOfN::new(BestOfNConfig {
+        concurrency: NonZeroUsize::new(1),
+        ..BestOfNConfig::self_consistency(NonZeroUsize::new(3).unwrap())
+    })
+    .unwrap()
+    .with_inner(inner());
+    let backend = Arc::new(ScriptedBackend::from_replies([
+        Reply::Text("Final Answer: 4".into()),
+        Reply::Fail("boom".into()),
+        Reply::Text("Final Answer: 5".into()),
+        Reply::Text("Final Answer: 4".into()),
+    ]));
+    let solution = run(&strategy, backend.clone(), Budget::unlimited()).await;
+    assert_eq!(backend.remaining(), 0, "the failed sample is drawn again");
+    assert_eq!(solution.answer.as_deref(), Some("4"));
+    let details = details(&solution);
+    assert_eq!(details.samples, 3);
+    assert_eq!(details.failed.len(), 1);
+    assert!(details.failed[0].contains("boom"), "{:?}", details.failed);
+
+    // Every sample failing is the error.
+    let backend = Arc::new(ScriptedBackend::from_replies([
+        Reply::Fail("one".into()),
+        Reply::Fail("two".into()),
+        Reply::Fail("three".into()),
+    ]));
+    let strategy = BestOfN::new(BestOfNConfig::self_consistency(
+        NonZeroUsize::new(3).unwrap(),
+    ))
+    .unwrap()
+    .with_inner(inner());
+    let cx = Context::new(backend as Arc<dyn Backend>, Budget::unlimited());
+    let err = strategy
+        .solve(&Problem::new("p", "What is 2 + 2?"), &cx)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("one"), "{err}");
+}

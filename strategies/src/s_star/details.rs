@@ -66,6 +66,10 @@ pub struct SampleDetail {
     pub best_round: usize,
     /// Whether that round passes every public test.
     pub passes_public: bool,
+    /// Why its debugging ended early: a rewrite's request or test run failed (the sample
+    /// keeps its best round so far).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One pairwise comparison of selection.
@@ -91,6 +95,9 @@ pub struct Comparison {
     /// differed or the verdict was even); in a round robin only a preference held in both orders
     /// of showing, else none.
     pub winner: Option<usize>,
+    /// Why it has no verdict, or fewer inputs: a request or run of it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Candidates whose outputs agree on every shared synthesised input.

@@ -250,10 +250,30 @@ impl Sample {
                 passes_public: first.passes(),
                 rounds: vec![first],
                 best_round: 0,
+                error: None,
             },
             tokens: tokens as u64,
             best,
         }
+    }
+
+    /// Ends sample `index`'s debugging on `e`, a failure of one of its requests or runs: it
+    /// keeps its best round, and says why it stopped.
+    fn ended_by(&mut self, index: usize, e: Error) {
+        tracing::warn!("S* sample {index}: debugging ended: {e}");
+        self.detail.error = Some(e.to_string());
+    }
+
+    /// Whether its first round was never tested because the sandbox failed.
+    fn untested_by_error(&self) -> bool {
+        self.detail.error.is_some()
+            && self.detail.rounds.len() == 1
+            && self.detail.rounds.iter().all(|r| {
+                r.tests.is_empty()
+                    && r.load_error
+                        .as_deref()
+                        .is_some_and(|l| l.starts_with("not tested"))
+            })
     }
 }
 
@@ -372,11 +392,18 @@ impl SStar {
                 // The conversation (attempts and feedback) outgrew the context window: this
                 // sample's debugging ends with its best attempt so far.
                 Err(Error::PromptTooLong { .. }) => break,
+                // This rewrite's request failed: as above, and said.
+                Err(e) if e.is_per_call() => {
+                    sample.ended_by(index, e);
+                    break;
+                }
                 Err(e) => return Err(e),
             };
             let Some(choice) = generation.choices.into_iter().next() else {
                 break;
             };
+            // Paid for whether or not its tests run.
+            sample.tokens += choice.completion_tokens as u64;
             let mut next = match self.test(cx, task, &choice.text, tests).await {
                 Ok(next) => next,
                 // The wall-time budget ran out while it ran: the rewrite stays untested, unused.
@@ -384,12 +411,16 @@ impl SStar {
                     exhausted = Some(resource);
                     break;
                 }
+                // The sandbox could not run it (its shared process count, say): the same.
+                Err(e) if e.is_per_call() => {
+                    sample.ended_by(index, e);
+                    break;
+                }
                 Err(e) => return Err(e),
             };
             next.tokens = choice.completion_tokens;
             next.repeated = next.code.trim() == code.trim();
             self.report_test(cx, index, sample.detail.rounds.len(), &next);
-            sample.tokens += choice.completion_tokens as u64;
             if next.score() > sample.best.score {
                 sample.best = Attempt {
                     completion: choice.text.clone(),
@@ -467,30 +498,43 @@ impl Strategy for SStar {
                     let history = history.clone();
                     let tests = &tests;
                     async move {
+                        let untested = |why: String| Round {
+                            code: extract_code(&choice.text, Some(&task.entry_point)),
+                            tokens: choice.completion_tokens,
+                            passed: 0,
+                            total: tests.len(),
+                            load_error: Some(format!("not tested: {why}")),
+                            tests: Vec::new(),
+                            sandbox_ms: 0,
+                            repeated: false,
+                        };
                         let mut first = match self.test(cx, task, &choice.text, tests).await {
                             Ok(first) => first,
                             // Out of wall time before its tests ran: kept, untested, last.
                             Err(Error::BudgetExhausted { resource }) => {
-                                let untested = Round {
-                                    code: extract_code(&choice.text, Some(&task.entry_point)),
-                                    tokens: choice.completion_tokens,
-                                    passed: 0,
-                                    total: tests.len(),
-                                    load_error: Some(format!(
-                                        "not tested: the {resource} budget ran out"
-                                    )),
-                                    tests: Vec::new(),
-                                    sandbox_ms: 0,
-                                    repeated: false,
-                                };
+                                let round = untested(format!("the {resource} budget ran out"));
                                 let sample = Sample::new(
                                     choice.text,
                                     choice.finish_reason,
                                     history,
-                                    untested,
+                                    round,
                                     choice.completion_tokens,
                                 );
                                 return Ok((sample, Some(resource)));
+                            }
+                            // The sandbox could not run it: kept, untested, not debugged (its
+                            // feedback would be the sandbox's failure, not the program's).
+                            Err(e) if e.is_per_call() => {
+                                let round = untested(e.to_string());
+                                let mut sample = Sample::new(
+                                    choice.text,
+                                    choice.finish_reason,
+                                    history,
+                                    round,
+                                    choice.completion_tokens,
+                                );
+                                sample.ended_by(i, e);
+                                return Ok((sample, None));
                             }
                             Err(e) => return Err(e),
                         };
@@ -537,6 +581,16 @@ impl Strategy for SStar {
                 message: "the backend returned no completion".into(),
             });
         }
+        // No sample could be tested at all: the sandbox is failing, not one run of it.
+        if samples.iter().all(Sample::untested_by_error) {
+            return Err(Error::Tool {
+                tool: "sandbox",
+                message: samples
+                    .first()
+                    .and_then(|s| s.detail.error.clone())
+                    .unwrap_or_default(),
+            });
+        }
         // Stage 2: selection.
         let score = |s: &Sample| s.best.score;
         let best = samples.iter().map(score).max().unwrap_or(0);
@@ -548,21 +602,31 @@ impl Strategy for SStar {
             // Nothing loads: there is nothing to tell apart.
             CodeSelection::AdaptiveInputSynthesis | CodeSelection::Knockout if best == 0 => 0,
             CodeSelection::AdaptiveInputSynthesis | CodeSelection::Knockout => {
+                // One of each program (the earliest) is compared; its copies, the later samples
+                // that wrote the same program, count toward its cluster's size.
                 let mut pool: Vec<usize> = Vec::new();
+                let mut copies: Vec<Vec<usize>> = Vec::new();
                 let mut seen: Vec<String> = Vec::new();
                 for (i, s) in samples.iter().enumerate() {
+                    if score(s) != best {
+                        continue;
+                    }
                     let code = extract_code(&s.best.completion, Some(&task.entry_point));
                     let code = code.trim().to_string();
-                    if score(s) == best && !seen.contains(&code) {
-                        seen.push(code);
-                        pool.push(i);
+                    match seen.iter().position(|c| *c == code) {
+                        Some(k) => copies[k].push(i),
+                        None => {
+                            seen.push(code);
+                            pool.push(i);
+                            copies.push(Vec::new());
+                        }
                     }
                 }
                 let (winner, exhausted) = if self.config.selection == CodeSelection::Knockout {
                     self.knockout(cx, task, &samples, pool, &mut details)
                         .await?
                 } else {
-                    self.round_robin(cx, task, &samples, pool, &mut details)
+                    self.round_robin(cx, task, &samples, pool, &copies, &mut details)
                         .await?
                 };
                 exhausted_by = exhausted_by.or(exhausted);

@@ -53,6 +53,11 @@ impl SStar {
             Ok(generation) => generation,
             Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
             Err(Error::PromptTooLong { .. }) => return Ok(Ok(None)),
+            // The request failed: as if no input could be read from its reply.
+            Err(e) if e.is_per_call() => {
+                tracing::warn!("S*: a request for test inputs failed: {e}");
+                return Ok(Ok(Some(Vec::new())));
+            }
             Err(e) => return Err(e),
         };
         let text = generation
@@ -110,6 +115,8 @@ impl SStar {
         );
         let mut kept = known.to_vec();
         let mut sandbox_ms = 0;
+        let mut failure = None;
+        let mut runs = None;
         // No new input (none written, or no room to ask for them): nothing to run.
         if !inputs.is_empty() {
             let both = sandboxed(cx, async {
@@ -118,11 +125,19 @@ impl SStar {
                     self.verifier.run_tests(&program_b, &probes),
                 )
             });
-            let (run_a, run_b) = match both.await {
-                Ok(runs) => runs,
+            runs = match both.await {
+                Ok(runs) => Some(runs),
                 Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
+                // The sandbox could not run them: judged on the inputs known before.
+                Err(e) if e.is_per_call() => {
+                    tracing::warn!("S*: running samples {a} and {b} on new inputs: {e}");
+                    failure = Some(e.to_string());
+                    None
+                }
                 Err(e) => return Err(e),
             };
+        }
+        if let Some((run_a, run_b)) = runs {
             sandbox_ms = (run_a.report.wall + run_b.report.wall).as_millis() as u64;
             let (outputs_a, outputs_b) = (outputs(&run_a), outputs(&run_b));
             for (i, call) in inputs.iter().enumerate() {
@@ -152,6 +167,7 @@ impl SStar {
             p_a: None,
             p_a_by_order: None,
             winner: None,
+            error: failure,
         };
         if differing.is_empty() {
             return Ok(Ok((comparison, sandbox_ms)));
@@ -189,6 +205,12 @@ impl SStar {
             // The two programs and their outputs do not fit the judge's context window: no
             // verdict (a knockout keeps A, a round robin counts no win).
             Err(Error::PromptTooLong { .. }) => return Ok(Ok((comparison, sandbox_ms))),
+            // A request of the judge failed: no verdict either, and said.
+            Err(e) if e.is_per_call() => {
+                tracing::warn!("S*: judging samples {a} and {b}: {e}");
+                comparison.error = Some(e.to_string());
+                return Ok(Ok((comparison, sandbox_ms)));
+            }
             Err(e) => return Err(e),
         };
         let by_order = (a_first, 1.0 - b_first);
@@ -214,13 +236,15 @@ impl SStar {
     }
 
     /// The paper's selection among `pool`: clusters by outputs on inputs written for the
-    /// problem, then a round robin of the clusters (see the S* module docs).
+    /// problem, then a round robin of the clusters (see the S* module docs). `copies[k]`: the
+    /// later samples that wrote `pool[k]`'s program, members of its cluster unrun.
     pub(super) async fn round_robin(
         &self,
         cx: &Context,
         task: &CodeTask,
         samples: &[Sample],
         pool: Vec<usize>,
+        copies: &[Vec<usize>],
         details: &mut SStarDetails,
     ) -> Result<(usize, Option<Resource>)> {
         let Some(&earliest) = pool.first() else {
@@ -258,6 +282,12 @@ impl SStar {
             false => match sandboxed(cx, all).await {
                 Ok(runs) => runs,
                 Err(Error::BudgetExhausted { resource }) => return Ok((earliest, Some(resource))),
+                // The sandbox could not run them on the inputs: no clusters, and no
+                // tournament (each pair would run on inputs of its own): the earliest stands.
+                Err(e) if e.is_per_call() => {
+                    tracing::warn!("S*: running the candidates on the synthesised inputs: {e}");
+                    return Ok((earliest, None));
+                }
                 Err(e) => return Err(e),
             },
         };
@@ -284,17 +314,23 @@ impl SStar {
                 .map(|&p| all.get(p).cloned().unwrap_or_default())
                 .collect();
             // Without a single input that ran, each candidate stands alone.
+            let members =
+                std::iter::once(sample).chain(copies.get(k).into_iter().flatten().copied());
             match clusters
                 .iter_mut()
                 .find(|c| !ran.is_empty() && c.outputs == mine)
             {
-                Some(cluster) => cluster.samples.push(sample),
+                Some(cluster) => cluster.samples.extend(members),
                 None => clusters.push(Cluster {
-                    samples: vec![sample],
+                    samples: members.collect(),
                     outputs: mine,
                     wins: 0,
                 }),
             }
+        }
+        // Earliest first: the first sample stands for its cluster in comparisons.
+        for cluster in &mut clusters {
+            cluster.samples.sort_unstable();
         }
         let mut exhausted = None;
         if clusters.len() > 1 {

@@ -360,6 +360,41 @@ async fn adaptive_input_synthesis_clusters_by_outputs_then_judges_each_pair_of_c
 }
 
 #[tokio::test]
+async fn samples_that_wrote_the_same_program_each_count_toward_its_cluster() {
+    // Three samples wrote one program: it runs once, and its cluster counts three samples.
+    let mut script = vec![
+        fenced("return a + b if a < 100 else 0"),
+        fenced("return a + b"),
+        fenced("return a + b"),
+        fenced("return a + b"),
+    ];
+    script.extend(
+        [
+            ">>> add(100, 1)\n>>> add(2, 3)",
+            ">>> add(100, 1)\n>>> add(-1, 1)",
+            // No verdict (whichever is shown first): the larger cluster stands.
+            "A",
+            "A",
+        ]
+        .map(String::from),
+    );
+    let backend = Arc::new(ScriptedBackend::new(script));
+    let config = SStarConfig {
+        n: NonZeroUsize::new(4).unwrap(),
+        debug_rounds: 0,
+        ..SStarConfig::default()
+    };
+    let solution = solve_add(config, &backend).await;
+    assert_eq!(backend.remaining(), 0);
+    let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+    let clusters: Vec<Vec<usize>> = details.clusters.iter().map(|c| c.samples.clone()).collect();
+    assert_eq!(clusters, vec![vec![0], vec![1, 2, 3]]);
+    assert_eq!(details.comparisons.len(), 1);
+    assert_eq!(details.comparisons[0].winner, None);
+    assert_eq!(details.selected, 1);
+}
+
+#[tokio::test]
 async fn candidates_that_agree_on_every_synthesised_input_are_one_cluster_and_never_judged() {
     let (backend, details) = round_robin(&[">>> add(1, 1)\n>>> add(-2, 7)"]).await;
     assert_eq!(backend.requests().len(), 2, "samples, inputs: no judge");
@@ -620,4 +655,64 @@ async fn the_wall_time_budget_ends_a_test_run_in_flight() {
         "{first:?}"
     );
     assert!(solution.completion.contains("def add"));
+}
+
+#[tokio::test]
+async fn a_rewrite_whose_request_fails_ends_that_samples_debugging_not_the_problem() {
+    use ponder_engine::scripted::Reply;
+    let backend = Arc::new(ScriptedBackend::from_replies([
+        Reply::Text(fenced("return a + b")),
+        Reply::Text(fenced("return a - b")),
+        Reply::Fail("boom".into()),
+    ]));
+    let config = SStarConfig {
+        n: NonZeroUsize::new(2).unwrap(),
+        debug_rounds: 1,
+        selection: CodeSelection::PublicTests,
+        ..SStarConfig::default()
+    };
+    let solution = solve_add(config, &backend).await;
+    assert_eq!(backend.remaining(), 0);
+    assert!(solution.completion.contains("return a + b"));
+    let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+    assert_eq!(details.selected, 0);
+    assert_eq!(details.samples[0].error, None);
+    assert!(
+        details.samples[1]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("boom")),
+        "{:?}",
+        details.samples[1]
+    );
+    assert_eq!(details.samples[1].rounds.len(), 1);
+}
+
+#[tokio::test]
+async fn a_comparison_whose_judge_fails_has_no_verdict_and_says_why() {
+    use ponder_engine::scripted::Reply;
+    let mut script: Vec<Reply> = round_robin_samples().into_iter().map(Reply::Text).collect();
+    script.extend([
+        Reply::Text(">>> add(100, 1)\n>>> add(2, 3)".into()),
+        Reply::Text(">>> add(-1, 1)".into()),
+        Reply::Fail("judge down".into()),
+        Reply::Text("A".into()),
+    ]);
+    let backend = Arc::new(ScriptedBackend::from_replies(script));
+    let config = SStarConfig {
+        n: NonZeroUsize::new(4).unwrap(),
+        debug_rounds: 0,
+        ..SStarConfig::default()
+    };
+    let solution = solve_add(config, &backend).await;
+    let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+    assert_eq!(details.comparisons.len(), 1);
+    let c = &details.comparisons[0];
+    assert_eq!((c.winner, c.p_a), (None, None));
+    assert!(
+        c.error.as_deref().is_some_and(|e| e.contains("judge down")),
+        "{c:?}"
+    );
+    // No verdict: the larger cluster stands, as in the tie.
+    assert_eq!(details.selected, 1);
 }
