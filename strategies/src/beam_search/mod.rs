@@ -241,6 +241,9 @@ struct Expansion {
     finished: bool,
     /// `max_step_tokens` cut it: the next step continues it.
     cut: bool,
+    /// The last round's write ran to its token limit (`max_final_tokens`, the context window,
+    /// or what the budget left): finished, but not by itself.
+    cut_at_end: bool,
 }
 
 impl BeamSearch {
@@ -319,6 +322,7 @@ impl BeamSearch {
         sampling: Sampling,
         last: bool,
     ) -> Result<(Vec<Expansion>, u64)> {
+        let prior = text;
         let request = GenerationRequest::new(self.prompt(problem, text, continues))
             .with_n(k)
             .with_sampling(sampling);
@@ -345,12 +349,25 @@ impl BeamSearch {
                 // A continuation that stops at the delimiter at once ends the cut step; any
                 // other empty step ends the solution.
                 let empty = text.trim().is_empty() && (!continues || ended);
-                let finished = last || ended || answered(&text) || empty;
+                // The answer is read from the whole step: a cut one's continuation with what
+                // it continues. A step cut after the cue may have cut its answer short: the
+                // next round continues it.
+                let answers = !cut
+                    && if continues {
+                        answered(&format!(
+                            "{}{text}",
+                            last_step(prior, &self.config.step_delimiter)
+                        ))
+                    } else {
+                        answered(&text)
+                    };
+                let finished = last || ended || answers || empty;
                 Expansion {
                     text,
                     tokens: c.completion_tokens as u64,
                     finished,
                     cut: cut && !finished,
+                    cut_at_end: last && c.finish_reason == FinishReason::Length,
                 }
             })
             .collect();
@@ -516,9 +533,13 @@ impl BeamSearch {
                 }
                 break;
             }
-            // Parents whose expansion came back are inner nodes now; a refused one stays a
-            // partial beam, scored last round.
-            let parents: Vec<NodeId> = expanded.iter().map(|(beam, _, _)| beam.node).collect();
+            // Parents whose expansion came back with steps are inner nodes now; a refused one
+            // (or one that came back empty) stays a partial beam, scored last round.
+            let parents: Vec<NodeId> = expanded
+                .iter()
+                .filter(|(_, steps, _)| !steps.is_empty())
+                .map(|(beam, _, _)| beam.node)
+                .collect();
             let mut children: Vec<(NodeId, usize, bool)> = Vec::new();
             for (beam, steps, prompt_tokens) in expanded {
                 details.prompt_tokens += prompt_tokens;
@@ -527,6 +548,7 @@ impl BeamSearch {
                     let child = tree.add(beam.node, step.text, step.tokens, beam.subtree);
                     if let Some(node) = tree.node_mut(child) {
                         node.continues = step.cut;
+                        node.cut_at_end = step.cut_at_end;
                     }
                     children.push((child, beam.subtree, step.finished));
                 }
@@ -735,11 +757,12 @@ impl Strategy for BeamSearch {
         let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
         let selection = self.config.select.apply(&answers, &rewards);
         if let Some(&id) = selection.index.and_then(|i| finalists.get(i)) {
-            // No beam finished within max_steps, or the chosen one filled the context window:
-            // the answer is a partial one, and says so.
+            // No beam finished within max_steps, or the chosen one filled the context window
+            // or its last round's write ran to its limit: the answer is a partial one, and
+            // says so (as `max_tokens`, or the budget that shortened the write).
             let unfinished = tree
                 .node(id)
-                .is_some_and(|n| n.state == NodeState::Active || n.out_of_context);
+                .is_some_and(|n| n.state == NodeState::Active || n.out_of_context || n.cut_at_end);
             if unfinished && stop_reason == StopReason::Completed {
                 stop_reason = StopReason::MaxTokens;
             }
@@ -786,6 +809,12 @@ fn spread(n: usize, beams: usize) -> Vec<usize> {
     (0..beams)
         .map(|i| n / beams + usize::from(i < n % beams))
         .collect()
+}
+
+/// The last step of `text` (after its last delimiter): with the cut step it ends in, the text
+/// a continuation continues.
+fn last_step<'a>(text: &'a str, delimiter: &str) -> &'a str {
+    text.rsplit(delimiter).next().unwrap_or(text)
 }
 
 /// Whether `step` gives the final answer: the cue with something after it ("**Final Answer:**"

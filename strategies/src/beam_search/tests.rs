@@ -631,3 +631,159 @@ async fn a_beam_that_fills_the_context_window_ends_there_and_is_selected() {
     // It did not end by itself.
     assert_eq!(solution.stop_reason, StopReason::MaxTokens);
 }
+
+#[tokio::test]
+async fn an_answer_cut_by_the_step_limit_is_continued_not_taken() {
+    // The step is cut inside its answer ("Final Answer: 4" of "42"): the next round continues
+    // it, and the answer is the whole one.
+    let mut c = config(1, 1, 3);
+    c.max_step_tokens = NonZeroUsize::new(15).unwrap();
+    let (solution, backend, _) = run(
+        numbered(c, SearchKind::Beam),
+        vec!["Final Answer: 42\n\n", "2"],
+        Budget::unlimited(),
+    )
+    .await;
+    assert_eq!(backend.requests().len(), 2);
+    assert_eq!(solution.answer.as_deref(), Some("42"));
+    assert_eq!(solution.stop_reason, StopReason::Completed);
+
+    // Cut right at the cue, the answer comes in the continuation: read with the cut step, it
+    // ends the beam there.
+    let mut c = config(1, 1, 3);
+    c.max_step_tokens = NonZeroUsize::new(13).unwrap();
+    let (solution, backend, _) = run(
+        numbered(c, SearchKind::Beam),
+        vec!["Final Answer: 42\n\n", " 42\n\n", "x"],
+        Budget::unlimited(),
+    )
+    .await;
+    assert_eq!(backend.requests().len(), 2);
+    assert_eq!(solution.completion, "Final Answer: 42");
+    assert_eq!(solution.answer.as_deref(), Some("42"));
+}
+
+#[tokio::test]
+async fn a_last_write_cut_at_its_limit_is_not_a_completed_solution() {
+    // Cut by max_final_tokens.
+    let mut c = config(1, 1, 1);
+    c.max_final_tokens = NonZeroUsize::new(5).unwrap();
+    let (solution, _, tree) = run(
+        numbered(c, SearchKind::Beam),
+        vec!["s1 abcdefgh"],
+        Budget::unlimited(),
+    )
+    .await;
+    assert_eq!(solution.completion, "s1 ab");
+    assert_eq!(solution.stop_reason, StopReason::MaxTokens);
+    assert_eq!(tree.0.iter().filter(|n| n["cut_at_end"] == true).count(), 1);
+    // Cut by what the budget left: the budget says so.
+    let (solution, _, _) = run(
+        numbered(config(1, 1, 1), SearchKind::Beam),
+        vec!["s1 abcdefgh"],
+        Budget::unlimited().with_max_completion_tokens(5),
+    )
+    .await;
+    assert_eq!(solution.stop_reason, StopReason::CompletionBudget);
+    // Written to its end: completed.
+    let (solution, _, _) = run(
+        numbered(config(1, 1, 1), SearchKind::Beam),
+        vec!["s1 abcdefgh"],
+        Budget::unlimited(),
+    )
+    .await;
+    assert_eq!(solution.stop_reason, StopReason::Completed);
+}
+
+/// A scripted backend whose `empty`th call (from 0) comes back with no choices.
+struct NoChoicesOnce {
+    inner: ScriptedBackend,
+    calls: Mutex<usize>,
+    empty: usize,
+}
+
+#[async_trait]
+impl Backend for NoChoicesOnce {
+    async fn generate(
+        &self,
+        request: ponder_engine::GenerationRequest,
+    ) -> Result<ponder_engine::Generation> {
+        let call = {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            *calls - 1
+        };
+        if call == self.empty {
+            return Ok(ponder_engine::Generation {
+                choices: Vec::new(),
+                usage: ponder_engine::Usage {
+                    prompt_tokens: 1,
+                    calls: 1,
+                    ..Default::default()
+                },
+                cut_by: None,
+            });
+        }
+        self.inner.generate(request).await
+    }
+
+    fn capabilities(&self) -> ponder_engine::Capabilities {
+        self.inner.capabilities()
+    }
+}
+
+#[tokio::test]
+async fn a_beam_whose_expansion_came_back_empty_stays_a_partial_solution() {
+    let backend = Arc::new(NoChoicesOnce {
+        inner: ScriptedBackend::new(vec!["s3\n\n", "s7\n\n"]),
+        calls: Mutex::new(0),
+        empty: 1,
+    });
+    let cx = Context::new(backend as Arc<dyn Backend>, Budget::unlimited());
+    let search = numbered(config(2, 2, 3), SearchKind::Beam);
+    let solution = ponder_engine::solve_in(&search, &Problem::new("p", "Q?"), &cx)
+        .await
+        .unwrap();
+    // Round 1's survivor (s7) got no next step: it is the best partial beam, not lost.
+    assert_eq!(solution.completion, "s7");
+    assert_eq!(solution.stop_reason, StopReason::MaxTokens);
+}
+
+#[tokio::test]
+async fn a_beam_that_filled_the_window_is_not_framed_as_a_final_candidate() {
+    let mut c = config(2, 1, 5);
+    c.max_step_tokens = NonZeroUsize::new(8).unwrap();
+    let search = numbered(c, SearchKind::Dvts);
+    let problem = Problem::new("p", "Q?");
+    let question = ScriptedBackend::new(Vec::<String>::new())
+        .prompt_tokens(&search.prompt(&problem, "", false));
+    let backend =
+        Arc::new(ScriptedBackend::new(vec!["s1 ok", "s5 abcdefg\n\n"]).with_context(question + 6));
+    let cx = Context::new(
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+    );
+    let solution = ponder_engine::solve_in(&search, &problem, &cx)
+        .await
+        .unwrap();
+    let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!(
+        (details.finished, details.out_of_context),
+        (1, 1),
+        "{details:?}"
+    );
+    let dot = &solution.trace.as_ref().unwrap().dot;
+    let filled = dot
+        .lines()
+        .find(|l| l.contains("s5 abc"))
+        .unwrap_or_else(|| panic!("{dot}"));
+    assert!(
+        !filled.contains("peripheries=2") && filled.contains("filled the context window"),
+        "{filled}"
+    );
+    assert!(
+        dot.lines()
+            .any(|l| l.contains("s1 ok") && l.contains("peripheries=2")),
+        "{dot}"
+    );
+}

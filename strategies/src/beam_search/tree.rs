@@ -51,6 +51,10 @@ pub struct SearchNode {
     /// did not end by itself).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub out_of_context: bool,
+    /// Its step was the last round's write to the end, and ran to its token limit
+    /// (`max_final_tokens`, the context window, or what the budget left).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cut_at_end: bool,
     /// A final candidate's answer (read from its whole path), shown in the picture.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
@@ -84,6 +88,7 @@ impl SearchTree {
             chosen: false,
             continues: false,
             out_of_context: false,
+            cut_at_end: false,
             answer: None,
         });
         Self { graph, root }
@@ -108,6 +113,7 @@ impl SearchTree {
             chosen: false,
             continues: false,
             out_of_context: false,
+            cut_at_end: false,
             answer: None,
         });
         self.graph.add_edge(NodeIndex::new(parent.0), child, ());
@@ -214,10 +220,15 @@ fn node_attrs(node: &SearchNode) -> String {
         text.push('…');
     }
     let score = node.score.map_or("-".to_string(), |s| format!("{s:.2}"));
-    let finished = node.state == NodeState::Finished;
+    // Ended by itself (a beam that filled the context window did not: it is a final
+    // candidate only where none finished, as the still active ones are).
+    let finished = node.state == NodeState::Finished && !node.out_of_context;
     let label = match (&node.answer, node.depth) {
         (_, 0) => "question".to_string(),
         (Some(answer), _) => format!("{score}\\n{}\\nanswer: {}", escape(&text), escape(answer)),
+        (None, _) if node.out_of_context => {
+            format!("{score}\\n{}\\nfilled the context window", escape(&text))
+        }
         (None, _) if finished => format!("{score}\\n{}\\nno answer", escape(&text)),
         (None, _) => format!("{score}\\n{}", escape(&text)),
     };
@@ -231,7 +242,8 @@ fn node_attrs(node: &SearchNode) -> String {
         NodeState::Pruned => {
             attrs.push_str(" style=filled fillcolor=grey85 fontcolor=grey40 color=grey60")
         }
-        NodeState::Finished => attrs.push_str(" peripheries=2"),
+        NodeState::Finished if finished => attrs.push_str(" peripheries=2"),
+        NodeState::Finished => attrs.push_str(" style=dashed"),
         NodeState::Active | NodeState::Expanded => {}
     }
     if node.chosen {
