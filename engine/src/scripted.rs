@@ -261,8 +261,10 @@ impl Backend for ScriptedBackend {
                 finish = FinishReason::Length;
                 stop_sequence = None;
             }
+            // A stop string the model wrote was generated, and counts (it is cut from the text).
+            let stop_tokens = stop_sequence.as_ref().map_or(0, String::len);
             choices.push(Choice {
-                completion_tokens: kept.len(),
+                completion_tokens: kept.len() + stop_tokens,
                 text: kept,
                 finish_reason: finish,
                 stop_sequence,

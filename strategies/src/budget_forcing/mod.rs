@@ -396,33 +396,56 @@ impl BudgetForcing {
         // The wait last appended (the thinking's length before it, its tokens): the next call
         // continues after it, or is refused and it is taken back.
         let mut pending_wait: Option<(usize, usize)> = None;
+        // The delimiter's length in tokens, once a call stopped at it.
+        let mut close_tokens: Option<usize> = None;
         // Thinking that would fill the context window leaves no room to answer: where the
         // window and the prompt's length are known, it ends in time for the delimiter, the cue
         // (at most a token a byte) and max_answer_tokens.
         let answer_room = c.think_close.len() + 1 + c.answer_cue.len() + c.max_answer_tokens.get();
-        let room_to_think = match backend.capabilities().context_tokens {
-            Some(context) => {
-                let prompt = Prompt::Chat {
-                    messages: messages.clone(),
-                    assistant_prefix: open.to_string(),
-                };
-                // Without its length (no tokenizer, a failed request) the meter still
-                // shortens each call to the window; only the answer's room is not kept.
-                match backend.tokenize(TokenizeInput::Prompt(&prompt)).await {
-                    Ok(ids) => Some(context.saturating_sub(ids.len() + answer_room)),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "no prompt length: thinking keeps no room to answer");
-                        None
-                    }
+        // A budget of all tokens counts every call's prompt: the answer's call sends the
+        // question and the thinking again.
+        let counts_prompts = cx.meter().budget().max_tokens.is_some();
+        let context = backend.capabilities().context_tokens;
+        let prompt_len = if context.is_some() || counts_prompts {
+            let prompt = Prompt::Chat {
+                messages: messages.clone(),
+                assistant_prefix: open.to_string(),
+            };
+            // Without its length (no tokenizer, a failed request) the meter still shortens
+            // each call to the window and the budget; only the answer's room is not kept.
+            match backend.tokenize(TokenizeInput::Prompt(&prompt)).await {
+                Ok(ids) => Some(ids.len()),
+                Err(e) => {
+                    tracing::debug!(error = %e, "no prompt length: thinking keeps no room to answer");
+                    None
                 }
             }
-            None => None,
+        } else {
+            None
         };
+        let room_to_think = context
+            .zip(prompt_len)
+            .map(|(context, prompt)| context.saturating_sub(prompt + answer_room));
         let cap = room_to_think.map_or(c.max_thinking_tokens, |room| {
             room.min(c.max_thinking_tokens)
         });
+        // The thinking the budget leaves room for after `thought` tokens of it, keeping the
+        // answer's call what it costs (as in decode, where the processor is told the grant):
+        // its completion, and under a budget of all tokens its prompt too, which grows by
+        // each token thought (so a token thought costs two).
+        let budget_room = |thought: usize| {
+            let left = usize::try_from(cx.meter().remaining_completion_tokens()?).ok()?;
+            Some(if counts_prompts {
+                let asked = prompt_len.unwrap_or(0) + thought;
+                left.saturating_sub(2 * asked + answer_room) / 2
+            } else {
+                left.saturating_sub(c.max_answer_tokens.get())
+            })
+        };
         loop {
-            let left = cap.saturating_sub(details.thinking_tokens);
+            let left = cap
+                .saturating_sub(details.thinking_tokens)
+                .min(budget_room(details.thinking_tokens).unwrap_or(usize::MAX));
             if left == 0 {
                 details.forced_end = true;
                 break;
@@ -459,7 +482,22 @@ impl BudgetForcing {
             }
             sent_before = true;
             let choice = generation.into_first_choice()?;
-            details.thinking_tokens += choice.completion_tokens;
+            // The delimiter that stopped it was generated and is paid for, but is not
+            // thinking (in decode it is not counted as thinking either).
+            let mut thought = choice.completion_tokens;
+            if choice.stop_sequence.as_deref() == Some(c.think_close.as_str()) {
+                if close_tokens.is_none() {
+                    let piece = TokenizeInput::Piece(&c.think_close);
+                    close_tokens = Some(match backend.tokenize(piece).await {
+                        Ok(ids) => ids.len(),
+                        // A server without a tokenizer endpoint: about four bytes a token.
+                        Err(Error::Unsupported { .. }) => c.think_close.len().div_ceil(4),
+                        Err(e) => return Err(e),
+                    });
+                }
+                thought = thought.saturating_sub(close_tokens.unwrap_or(0));
+            }
+            details.thinking_tokens += thought;
             tokens += choice.completion_tokens as u64;
             thinking.push_str(&choice.text);
             if choice.finish_reason == FinishReason::Length {
@@ -484,8 +522,9 @@ impl BudgetForcing {
                 Err(e) => return Err(e),
             };
             // As in decode: a wait that would leave no room to think after it (within the cap,
-            // or the room the context window leaves) is not said.
-            if details.thinking_tokens + wait_tokens >= cap {
+            // the room the context window leaves, or the budget's) is not said.
+            let after = details.thinking_tokens + wait_tokens;
+            if after >= cap || budget_room(after) == Some(0) {
                 break;
             }
             pending_wait = Some((thinking.len(), wait_tokens));

@@ -561,3 +561,56 @@ async fn the_switch_penalty_needs_the_decode() {
     .unwrap_err();
     assert!(err.to_string().contains("switch_penalty"), "{err}");
 }
+
+#[tokio::test]
+async fn resubmitted_thinking_leaves_the_answer_room_in_the_budget() {
+    use ponder_engine::scripted::ScriptedBackend;
+    use ponder_engine::Budget;
+
+    let config = BudgetForcingConfig {
+        max_thinking_tokens: 100,
+        max_answer_tokens: NonZeroUsize::new(4).unwrap(),
+        mode: ForcingMode::Resubmit,
+        ..BudgetForcingConfig::default()
+    };
+    let thinking = "2 + 2: I count two, then two more, which makes five? No: four.</think>";
+    // A budget of completion tokens: the thinking gets what the answer's 4 leave, and the
+    // answer is forced after it, as in decode.
+    let backend = Arc::new(ScriptedBackend::new(vec![thinking, "4"]));
+    let (solution, details) = solved(
+        config.clone(),
+        &backend,
+        Budget::unlimited().with_max_completion_tokens(40),
+    )
+    .await;
+    let requests = backend.requests();
+    assert_eq!(requests.len(), 2, "thinking, then the answer");
+    assert_eq!(requests[0].max_tokens, 36);
+    assert_eq!((details.thinking_tokens, details.forced_end), (36, true));
+    assert_eq!(solution.answer.as_deref(), Some("4"));
+
+    // A budget of all tokens: the answer's call sends the question and the thinking again,
+    // so each token thought costs two.
+    let measure = Arc::new(ScriptedBackend::new(vec!["x</think>", "4"]));
+    solved(config.clone(), &measure, Budget::unlimited()).await;
+    let prompt = measure.prompt_tokens(&measure.requests()[0].prompt) as u64;
+    // The delimiter, a token, the cue and the answer: 8 + 1 + 13 + 4.
+    let answer_room = 26;
+    let backend = Arc::new(ScriptedBackend::new(vec![thinking, "4"]));
+    let (solution, details) = solved(
+        config,
+        &backend,
+        Budget::unlimited().with_max_tokens(2 * prompt + answer_room + 2 * 20),
+    )
+    .await;
+    let requests = backend.requests();
+    assert_eq!(requests.len(), 2, "thinking, then the answer");
+    assert_eq!(requests[0].max_tokens, 20);
+    assert_eq!(details.thinking_tokens, 20);
+    assert_eq!(solution.answer.as_deref(), Some("4"));
+    assert!(
+        solution.usage.total_tokens() <= 2 * prompt + answer_room + 2 * 20,
+        "{:?}",
+        solution.usage
+    );
+}
