@@ -166,14 +166,17 @@ impl Error {
 
     /// True for the failure of one call or tool run that others beside it need not share: a
     /// sampling error ([`Error::Inference`]), a server's error status or silence for one
-    /// request ([`Error::Http`], [`Error::Timeout`]), a sandbox run that could not be made
-    /// ([`Error::Tool`]). A strategy holding other samples may drop the one that failed and go
-    /// on; not a budget stop, a lost engine or server, or a wrong request or configuration.
+    /// request ([`Error::Http`] but an authentication or not-found status, [`Error::Timeout`]),
+    /// a sandbox run that could not be made ([`Error::Tool`] of the sandbox). A strategy
+    /// holding other samples may drop the one that failed and go on; not a budget stop, a lost
+    /// engine or server, a wrong key, model or address, or a scorer breaking its contract.
     pub fn is_per_call(&self) -> bool {
-        matches!(
-            self,
-            Self::Inference { .. } | Self::Http { .. } | Self::Timeout { .. } | Self::Tool { .. }
-        )
+        match self {
+            Self::Inference { .. } | Self::Timeout { .. } => true,
+            Self::Http { status, .. } => !matches!(status, 401 | 403 | 404),
+            Self::Tool { tool, .. } => *tool == "sandbox",
+            _ => false,
+        }
     }
 
     /// The wall-time budget's stop: a request given up at its deadline.
@@ -235,5 +238,39 @@ mod tests {
             "expected ident (column 10)",
             "{e}"
         );
+    }
+
+    #[test]
+    fn one_calls_failures_are_told_from_failures_every_call_would_share() {
+        use super::Error;
+        let http = |status| Error::Http {
+            url: "http://x/v1/completions".into(),
+            status,
+            message: String::new(),
+        };
+        let tool = |tool| Error::Tool {
+            tool,
+            message: String::new(),
+        };
+        for e in [
+            Error::Inference {
+                message: "NaN".into(),
+            },
+            http(400),
+            http(422),
+            tool("sandbox"),
+        ] {
+            assert!(e.is_per_call(), "{e}");
+        }
+        for e in [
+            http(401),
+            http(403),
+            http(404),
+            tool("scorer"),
+            Error::EngineGone { context: "test" },
+            Error::out_of_time(),
+        ] {
+            assert!(!e.is_per_call(), "{e}");
+        }
     }
 }

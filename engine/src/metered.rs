@@ -79,6 +79,25 @@ impl Meter {
         self.completion_tokens_left(true)
     }
 
+    /// What the budget of `resource` leaves, counting reservations, if it is limited:
+    /// [`Resource::Tokens`], prompt and completion tokens under `max_tokens`;
+    /// [`Resource::CompletionTokens`], completion tokens under `max_completion_tokens` alone
+    /// (where both are set, [`Meter::remaining_completion_tokens`] is the smaller). Calls and
+    /// wall time: `None`.
+    pub fn remaining(&self, resource: Resource) -> Option<u64> {
+        let state = self.lock();
+        match resource {
+            Resource::Tokens => self
+                .budget
+                .max_tokens
+                .map(|max| max.saturating_sub(state.used.total_tokens() + state.reserved_tokens)),
+            Resource::CompletionTokens => self.budget.max_completion_tokens.map(|max| {
+                max.saturating_sub(state.used.completion_tokens + state.reserved_completion_tokens)
+            }),
+            Resource::Calls | Resource::WallTime => None,
+        }
+    }
+
     /// Completion tokens not yet spent (reservations not counted: calls in flight may give
     /// theirs back), if limited.
     pub fn unspent_completion_tokens(&self) -> Option<u64> {

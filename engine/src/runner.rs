@@ -644,6 +644,7 @@ impl Runner {
             0 => crate::seed_for(seed, &problem.id),
             _ => crate::strategy::stage_seed(crate::seed_for(seed, &problem.id), stage),
         });
+        let run_meter = Arc::clone(&meter);
         let run: crate::strategy::Metering = {
             let (cut, events, ledger) = (Arc::clone(&cut), events.clone(), Arc::clone(ledger));
             let id = problem.id.clone();
@@ -666,7 +667,8 @@ impl Runner {
             })
         };
         let cx = Context::with_events(run(Arc::clone(&self.backend)), budget, events.clone())
-            .metered_below(run);
+            .metered_below(run)
+            .within(run_meter);
         let cx = match seed {
             Some(base) => cx.with_seed(base),
             None => cx,

@@ -223,7 +223,10 @@ impl Backend for ScriptedBackend {
                 .stop
                 .iter()
                 .filter_map(|s| text.find(s.as_str()).map(|at| (at, s.len())))
-                .min();
+                .min()
+                // A stop string past max_tokens was never written whole: the reply is cut
+                // there instead (a bare reply is never cut).
+                .filter(|(at, len)| bare || at + len <= request.max_tokens);
             // Like a real model, the generated tokens include the stop sequence; one per byte.
             let generated_len = stop_at.map_or(text.len(), |(at, len)| at + len);
             let logprobs = request.top_logprobs.filter(|_| !bare).map(|_| {

@@ -146,6 +146,9 @@ pub struct Context {
     /// The base its sampled calls are seeded from, where a [`crate::Seeded`] in its backend
     /// seeds them ([`Context::with_seed`]).
     seed: Option<u64>,
+    /// The meters of budgets further out that its calls also count on (a parent context's,
+    /// a run's): [`Context::remaining`] reads them with its own.
+    outer: Vec<Arc<Meter>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -193,7 +196,28 @@ impl Context {
             events,
             metering,
             seed: None,
+            outer: Vec::new(),
         }
+    }
+
+    /// Says that this context's calls also count on `meter` (a budget further out, as a batch
+    /// run's whole-run budget is, in the backend it was given), so [`Context::remaining`]
+    /// reads it too.
+    pub fn within(mut self, meter: Arc<Meter>) -> Self {
+        self.outer.push(meter);
+        self
+    }
+
+    /// What `resource`'s budget leaves this context's calls, counting calls in flight: the
+    /// least any of its budgets leaves (its own, its parents', the run's it was told of with
+    /// [`Context::within`]); `None` where none limits it (see [`Meter::remaining`]). A
+    /// strategy that plans more than one call (thinking, then answering) reads it to keep the
+    /// later call its room; every call is shortened to fit in any case.
+    pub fn remaining(&self, resource: crate::budget::Resource) -> Option<u64> {
+        std::iter::once(&self.meter)
+            .chain(&self.outer)
+            .filter_map(|meter| meter.remaining(resource))
+            .min()
     }
 
     /// Says that this context's backend seeds its sampled calls from `base` (a
@@ -233,6 +257,7 @@ impl Context {
             events: self.events.clone(),
             metering: seeded_metering(Arc::clone(&self.metering), base),
             seed: Some(base),
+            outer: self.outer.clone(),
         }
     }
 
@@ -306,6 +331,9 @@ impl Context {
             events: self.events.clone(),
             metering,
             seed: self.seed,
+            outer: std::iter::once(Arc::clone(&self.meter))
+                .chain(self.outer.iter().cloned())
+                .collect(),
         }
     }
 

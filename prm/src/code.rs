@@ -479,23 +479,35 @@ fn fenced_blocks(text: &str) -> Vec<String> {
                 current = Some((python, line.len() - unindented.len(), Vec::new()));
             }
             (Some(_), Some(_)) => {
-                if let Some((true, _, lines)) = current.take() {
-                    blocks.push(lines.join("\n") + "\n");
+                if let Some((true, indent, lines)) = current.take() {
+                    blocks.push(without_margin(&lines, indent));
                 }
             }
-            // A block inside a list item is indented with its fence: its code is not.
-            (Some((_, indent, lines)), None) => {
-                let margin = line.len() - line.trim_start_matches([' ', '\t']).len();
-                lines.push(&line[margin.min(*indent)..]);
-            }
+            (Some((_, _, lines)), None) => lines.push(line),
             (None, None) => {}
         }
     }
-    if let Some((true, _, lines)) = current {
-        blocks.push(lines.join("\n") + "\n");
+    if let Some((true, indent, lines)) = current {
+        blocks.push(without_margin(&lines, indent));
     }
     blocks.retain(|b| !b.trim().is_empty());
     blocks
+}
+
+/// A fenced block's `lines`, less the indentation its fence had (a block inside a list item is
+/// indented with its fence: its code is not), or less what all its lines share where that is
+/// less: nesting within the block is kept.
+fn without_margin(lines: &[&str], fence_indent: usize) -> String {
+    let margin = |line: &str| line.len() - line.trim_start_matches([' ', '\t']).len();
+    let shared = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| margin(l))
+        .min()
+        .unwrap_or(0);
+    let strip = shared.min(fence_indent);
+    let kept: Vec<&str> = lines.iter().map(|l| &l[strip.min(margin(l))..]).collect();
+    kept.join("\n") + "\n"
 }
 
 /// Whether an unindented line reads as Python rather than prose.
@@ -568,28 +580,14 @@ pub fn docstring_tests(prompt: &str, entry_point: &str) -> Vec<TestCase> {
             }
             if call.contains(&call_prefix) {
                 let expected = expected.join("\n");
-                // `>>> f(19) == 'xix'` with no output line (HumanEval/116, 145, 156, 162): the
-                // example is the comparison, not a call printing nothing.
-                let compared = (expected.is_empty() && call.starts_with(&call_prefix))
-                    .then(|| informal_example(&call, entry_point.len()))
-                    .flatten()
-                    .filter(|t| {
-                        let rest = call[t.call.len()..].trim_start();
-                        rest.starts_with("==") && !rest.starts_with("==>")
-                    });
-                tests.push(match compared {
-                    Some(test) => TestCase {
-                        origin: TestOrigin::Doctest,
-                        ..test
-                    },
-                    None => TestCase {
+                tests.push(if expected.is_empty() {
+                    compared(&call, entry_point.len())
+                } else {
+                    TestCase {
                         call,
-                        expected: Some(match expected {
-                            e if e.is_empty() => "None".to_string(),
-                            e => e,
-                        }),
+                        expected: Some(expected),
                         origin: TestOrigin::Doctest,
-                    },
+                    }
                 });
             }
         } else if line.starts_with(&call_prefix) {
@@ -599,6 +597,31 @@ pub fn docstring_tests(prompt: &str, entry_point: &str) -> Vec<TestCase> {
         }
     }
     tests
+}
+
+/// A doctest with no output line: a call that prints nothing (`None`), or a comparison meant
+/// to hold, as `>>> f(19) == 'xix'` (HumanEval/116, 145, 156, 162): `f(19)` against `'xix'`
+/// where the right side is one value, else the whole expression against `True`.
+fn compared(call: &str, name_len: usize) -> TestCase {
+    let test = |call: &str, expected: &str| TestCase {
+        call: call.to_string(),
+        expected: Some(expected.to_string()),
+        origin: TestOrigin::Doctest,
+    };
+    if !call.contains("==") && !call.contains("!=") {
+        return test(call, "None");
+    }
+    let split = informal_example(call, name_len).and_then(|t| {
+        let value = call[t.call.len()..].trim_start().strip_prefix("==")?.trim();
+        // One value: no second comparison or boolean operator after the first.
+        let one = !value.is_empty()
+            && !value.starts_with(['=', '>'])
+            && ![" or ", " and ", "==", "!=", " if ", " not "]
+                .iter()
+                .any(|op| value.contains(op));
+        one.then(|| test(&t.call, value))
+    });
+    split.unwrap_or_else(|| test(call, "True"))
 }
 
 fn is_docstring_end(line: &str) -> bool {
@@ -732,6 +755,12 @@ mod tests {
             extract_code(text, Some("add")),
             "def add(a, b):\n    return a + b\n"
         );
+        // Code written flush left under an indented fence keeps its nesting.
+        let flush = "1. Code:\n    ```python\ndef add(a, b):\n  if a:\n    return a + b\n  return b\n    ```";
+        assert_eq!(
+            extract_code(flush, Some("add")),
+            "def add(a, b):\n  if a:\n    return a + b\n  return b\n"
+        );
     }
 
     #[test]
@@ -759,7 +788,7 @@ mod tests {
 
     #[test]
     fn parses_doctests_and_informal_examples() {
-        let prompt = "def helper():\n    \"\"\"\n    >>> helper()\n    1\n    \"\"\"\n\ndef f(xs, s):\n    \"\"\" Doc.\n    >>> f([1, 2], 'a')\n    [2, 1]\n    >>> f([],\n    ... 'b')\n\n    >>> f([4], 'd') == ['d']\n    >>> f([5], 'e') == ['e']\n    True\n    >>> f([3], 'c')\n    'c'\"\"\"\n";
+        let prompt = "def helper():\n    \"\"\"\n    >>> helper()\n    1\n    \"\"\"\n\ndef f(xs, s):\n    \"\"\" Doc.\n    >>> f([1, 2], 'a')\n    [2, 1]\n    >>> f([],\n    ... 'b')\n\n    >>> f([4], 'd') == ['d']\n    >>> f([6], 'f') == ['f'] or f([6], 'f') == []\n    >>> f([7], 'g') != []\n    >>> f([8], 'h')=='a = b'\n    >>> f([5], 'e') == ['e']\n    True\n    >>> f([3], 'c')\n    'c'\"\"\"\n";
         let tests = docstring_tests(prompt, "f");
         assert_eq!(
             tests
@@ -769,8 +798,12 @@ mod tests {
             vec![
                 ("f([1, 2], 'a')", "[2, 1]"),
                 ("f([],\n'b')", "None"),
-                // A comparison with no output line is the example (HumanEval/116).
+                // A comparison with no output line is the example (HumanEval/116); one with
+                // more than a value on its right is checked whole.
                 ("f([4], 'd')", "['d']"),
+                ("f([6], 'f') == ['f'] or f([6], 'f') == []", "True"),
+                ("f([7], 'g') != []", "True"),
+                ("f([8], 'h')", "'a = b'"),
                 ("f([5], 'e') == ['e']", "True"),
                 ("f([3], 'c')", "'c'")
             ]

@@ -677,6 +677,12 @@ async fn a_last_write_cut_at_its_limit_is_not_a_completed_solution() {
     assert_eq!(solution.completion, "s1 ab");
     assert_eq!(solution.stop_reason, StopReason::MaxTokens);
     assert_eq!(tree.0.iter().filter(|n| n["cut_at_end"] == true).count(), 1);
+    let dot = &solution.trace.as_ref().unwrap().dot;
+    assert!(
+        dot.lines()
+            .any(|l| l.contains("s1 ab") && l.contains("peripheries=2 style=dashed")),
+        "{dot}"
+    );
     // Cut by what the budget left: the budget says so.
     let (solution, _, _) = run(
         numbered(config(1, 1, 1), SearchKind::Beam),

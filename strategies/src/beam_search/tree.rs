@@ -242,6 +242,10 @@ fn node_attrs(node: &SearchNode) -> String {
         NodeState::Pruned => {
             attrs.push_str(" style=filled fillcolor=grey85 fontcolor=grey40 color=grey60")
         }
+        // A final candidate whose last write ran to its token limit: framed, dashed.
+        NodeState::Finished if finished && node.cut_at_end => {
+            attrs.push_str(" peripheries=2 style=dashed")
+        }
         NodeState::Finished if finished => attrs.push_str(" peripheries=2"),
         NodeState::Finished => attrs.push_str(" style=dashed"),
         NodeState::Active | NodeState::Expanded => {}

@@ -376,8 +376,8 @@ impl BestOfN {
                         .await;
                 // A sample whose own call failed (a sampling error, a request a server
                 // refused) leaves the others their candidates, as a failed choice of one
-                // request of n does; the round draws another in its place. All failed, or a
-                // failure that is not one call's: the error.
+                // request of n does; the rounds draw another in its place (see
+                // `draw_rounds`). A failure that is not one call's: the error.
                 let mut solved = Vec::new();
                 let mut failed: Vec<Error> = Vec::new();
                 for outcome in outcomes {
@@ -387,14 +387,8 @@ impl BestOfN {
                         Err(e) => return Err(e),
                     }
                 }
-                if solved.is_empty() && !failed.is_empty() {
-                    return Err(failed.swap_remove(0));
-                }
                 for e in &failed {
-                    tracing::warn!(
-                        problem = %problem.id,
-                        "a sample failed, drawn again in its place: {e}"
-                    );
+                    tracing::warn!(problem = %problem.id, "a sample failed: {e}");
                 }
                 let budget_stop = solved
                     .iter()
@@ -410,7 +404,7 @@ impl BestOfN {
                 Ok(Drawn {
                     samples: drawn,
                     budget_stop,
-                    failed: failed.iter().map(ToString::to_string).collect(),
+                    failed,
                 })
             }
         }
@@ -496,7 +490,7 @@ struct Drawn {
     /// into a solution, not an error).
     budget_stop: Option<StopReason>,
     /// The errors of samples that failed (left out of `samples`).
-    failed: Vec<String>,
+    failed: Vec<Error>,
 }
 
 /// The samples drawn so far.
@@ -526,6 +520,11 @@ impl Draw {
     fn next_sample(&self) -> usize {
         self.candidates.len() + self.failed.len()
     }
+
+    /// Whether as many samples failed as `n` were asked for: no more are drawn.
+    fn gave_up(&self, n: usize) -> bool {
+        self.failed.len() >= n
+    }
 }
 
 impl BestOfN {
@@ -554,7 +553,16 @@ impl BestOfN {
                 }
                 Err(e) => return Err(e),
             };
-            draw.failed.extend(failed);
+            draw.failed.extend(failed.iter().map(ToString::to_string));
+            // Failed samples are drawn again, until as many have failed as samples were
+            // asked for: then the vote is among those drawn, or, with none, the failure is
+            // the error.
+            let given_up = draw.gave_up(n);
+            if given_up && draw.candidates.is_empty() && drawn.is_empty() {
+                if let Some(e) = failed.into_iter().next() {
+                    return Err(e);
+                }
+            }
             let (mut drawn, drawn_stops): (Vec<Candidate>, Vec<StopReason>) =
                 drawn.into_iter().unzip();
             draw.stops.extend(drawn_stops);
@@ -577,6 +585,9 @@ impl BestOfN {
             self.report_round(cx, &draw.candidates, decided);
             if decided {
                 return Ok(true);
+            }
+            if given_up {
+                return Ok(false);
             }
         }
         Ok(false)
@@ -722,17 +733,20 @@ impl BestOfN {
         let round = self.config.adaptive.as_ref().map_or(n, |a| a.round.get());
         let limit = (draw.candidates.len() + round).min(n);
         let decided = self.draw_rounds(problem, cx, &mut draw, limit).await?;
-        let pending = (!decided && !draw.stop_reason.is_budget() && draw.candidates.len() < n)
-            .then(|| {
-                let share = self.vote_share(&draw.candidates);
-                Pending {
-                    confidence: share,
-                    why: format!(
-                        "undecided after {} of {n} samples (leader's share {share:.2})",
-                        draw.candidates.len()
-                    ),
-                }
-            });
+        let pending = (!decided
+            && !draw.stop_reason.is_budget()
+            && draw.candidates.len() < n
+            && !draw.gave_up(n))
+        .then(|| {
+            let share = self.vote_share(&draw.candidates);
+            Pending {
+                confidence: share,
+                why: format!(
+                    "undecided after {} of {n} samples (leader's share {share:.2})",
+                    draw.candidates.len()
+                ),
+            }
+        });
         let mut solution = self.select(cx, draw, pending.is_none())?;
         if pending.is_some() {
             // Not saved: still to draw, should the run afford it.

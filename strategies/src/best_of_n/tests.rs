@@ -640,10 +640,32 @@ async fn a_sample_of_an_inner_strategy_that_fails_is_drawn_again_not_the_whole_d
     let solution = run(&strategy, backend.clone(), Budget::unlimited()).await;
     assert_eq!(backend.remaining(), 0, "the failed sample is drawn again");
     assert_eq!(solution.answer.as_deref(), Some("4"));
-    let details = details(&solution);
-    assert_eq!(details.samples, 3);
-    assert_eq!(details.failed.len(), 1);
-    assert!(details.failed[0].contains("boom"), "{:?}", details.failed);
+    let drawn = details(&solution);
+    assert_eq!(drawn.samples, 3);
+    assert_eq!(drawn.failed.len(), 1);
+    assert!(drawn.failed[0].contains("boom"), "{:?}", drawn.failed);
+
+    // A redraw that fails too is drawn again; once as many failed as were asked for, the
+    // vote is among those drawn.
+    let strategy = BestOfN::new(BestOfNConfig {
+        concurrency: NonZeroUsize::new(1),
+        ..BestOfNConfig::self_consistency(NonZeroUsize::new(3).unwrap())
+    })
+    .unwrap()
+    .with_inner(inner());
+    let backend = Arc::new(ScriptedBackend::from_replies([
+        Reply::Text("Final Answer: 4".into()),
+        Reply::Fail("one".into()),
+        Reply::Text("Final Answer: 5".into()),
+        Reply::Fail("two".into()),
+        Reply::Fail("three".into()),
+        Reply::Text("Final Answer: 6".into()),
+    ]));
+    let solution = run(&strategy, backend.clone(), Budget::unlimited()).await;
+    assert_eq!(backend.remaining(), 1, "no sample after the third failure");
+    let drawn = details(&solution);
+    assert_eq!((drawn.samples, drawn.failed.len()), (2, 3));
+    assert_eq!(solution.answer.as_deref(), Some("4"));
 
     // Every sample failing is the error.
     let backend = Arc::new(ScriptedBackend::from_replies([

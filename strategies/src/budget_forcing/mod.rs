@@ -404,7 +404,7 @@ impl BudgetForcing {
         let answer_room = c.think_close.len() + 1 + c.answer_cue.len() + c.max_answer_tokens.get();
         // A budget of all tokens counts every call's prompt: the answer's call sends the
         // question and the thinking again.
-        let counts_prompts = cx.meter().budget().max_tokens.is_some();
+        let counts_prompts = cx.remaining(Resource::Tokens).is_some();
         let context = backend.capabilities().context_tokens;
         let prompt_len = if context.is_some() || counts_prompts {
             let prompt = Prompt::Chat {
@@ -433,19 +433,44 @@ impl BudgetForcing {
         // answer's call what it costs (as in decode, where the processor is told the grant):
         // its completion, and under a budget of all tokens its prompt too, which grows by
         // each token thought (so a token thought costs two).
-        let budget_room = |thought: usize| {
-            let left = usize::try_from(cx.meter().remaining_completion_tokens()?).ok()?;
-            Some(if counts_prompts {
+        // With the budget whose room it is.
+        let budget_room = |thought: usize| -> Option<(usize, Resource)> {
+            let left = |resource| {
+                cx.remaining(resource)
+                    .map(|left| usize::try_from(left).unwrap_or(usize::MAX))
+            };
+            let by_all = left(Resource::Tokens).map(|left| {
                 let asked = prompt_len.unwrap_or(0) + thought;
-                left.saturating_sub(2 * asked + answer_room) / 2
-            } else {
-                left.saturating_sub(c.max_answer_tokens.get())
-            })
+                (
+                    left.saturating_sub(2 * asked + answer_room) / 2,
+                    Resource::Tokens,
+                )
+            });
+            let by_completion = left(Resource::CompletionTokens).map(|left| {
+                let room = left.saturating_sub(c.max_answer_tokens.get());
+                (room, Resource::CompletionTokens)
+            });
+            by_all
+                .into_iter()
+                .chain(by_completion)
+                .min_by_key(|(room, _)| *room)
         };
+        // The budget that ended the thinking before the cap, if one did: the stop, as in
+        // decode (whatever the answer).
+        let mut budget_stop: Option<Resource>;
         loop {
-            let left = cap
-                .saturating_sub(details.thinking_tokens)
-                .min(budget_room(details.thinking_tokens).unwrap_or(usize::MAX));
+            let to_cap = cap.saturating_sub(details.thinking_tokens);
+            let left = match budget_room(details.thinking_tokens) {
+                Some((room, resource)) if room < to_cap => {
+                    details.budget_thinking_cap = Some(details.thinking_tokens + room);
+                    budget_stop = Some(resource);
+                    room
+                }
+                _ => {
+                    budget_stop = None;
+                    to_cap
+                }
+            };
             if left == 0 {
                 details.forced_end = true;
                 break;
@@ -501,6 +526,15 @@ impl BudgetForcing {
             tokens += choice.completion_tokens as u64;
             thinking.push_str(&choice.text);
             if choice.finish_reason == FinishReason::Length {
+                // Cut inside the delimiter the model had begun ("</th"): the forced one
+                // follows, so the part written goes (its tokens were spent all the same).
+                let begun = (1..c.think_close.len())
+                    .rev()
+                    .filter_map(|n| c.think_close.get(..n))
+                    .find(|part| thinking.ends_with(part));
+                if let Some(part) = begun {
+                    thinking.truncate(thinking.len() - part.len());
+                }
                 details.forced_end = true;
                 break;
             }
@@ -524,7 +558,7 @@ impl BudgetForcing {
             // As in decode: a wait that would leave no room to think after it (within the cap,
             // the room the context window leaves, or the budget's) is not said.
             let after = details.thinking_tokens + wait_tokens;
-            if after >= cap || budget_room(after) == Some(0) {
+            if after >= cap || budget_room(after).is_some_and(|(room, _)| room == 0) {
                 break;
             }
             pending_wait = Some((thinking.len(), wait_tokens));
@@ -567,6 +601,7 @@ impl BudgetForcing {
             c.answer_cue,
             choice.text.trim_start()
         );
+        let budget_stop = budget_stop.filter(|_| details.forced_end);
         Ok(Outcome {
             thinking,
             answer: choice.text.clone(),
@@ -574,7 +609,7 @@ impl BudgetForcing {
             details,
             tokens,
             finish: choice.finish_reason,
-            budget_stop: None,
+            budget_stop,
         })
     }
 

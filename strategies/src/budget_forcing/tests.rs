@@ -151,15 +151,17 @@ async fn resubmitting_says_no_wait_that_would_fill_the_cap() {
     use ponder_engine::scripted::ScriptedBackend;
     use ponder_engine::Budget;
 
-    // Ten tokens of thinking (one a byte) that stop by themselves under a cap of 12: " Wait"
-    // (five) would pass it, so the thinking ends as the model ended it.
+    // Ten tokens of thinking (one a byte) that stop by themselves (the delimiter within the
+    // call's 20) under a cap of 20: the wait (nineteen) would pass it, so the thinking ends
+    // as the model ended it.
     let backend = Arc::new(ScriptedBackend::new(vec![
         "abcdefghij</think>",
         "Final Answer: 4",
     ]));
     let config = BudgetForcingConfig {
-        max_thinking_tokens: 12,
+        max_thinking_tokens: 20,
         max_waits: 1,
+        wait: WaitStrings::One("Wait, let me check".into()),
         ..BudgetForcingConfig::default()
     };
     let (solution, details) = solved(config, &backend, Budget::unlimited()).await;
@@ -518,15 +520,16 @@ async fn resubmitted_thinking_leaves_the_answer_room_in_the_context_window() {
     // Thinking that stops by itself below the minimum: a wait would pass the window's room,
     // so none is said (it would end the thinking at once, unanswered after).
     let backend =
-        Arc::new(ScriptedBackend::new(vec!["abcdef</think>", "4"]).with_context(first + 27 + 10));
+        Arc::new(ScriptedBackend::new(vec!["ab</think>", "4"]).with_context(first + 27 + 10));
     let config = BudgetForcingConfig {
         min_thinking_tokens: 100,
+        wait: WaitStrings::One("Wait, let me check".into()),
         ..config
     };
     let (solution, details) = solved(config, &backend, Budget::unlimited()).await;
     assert_eq!(
         (details.waits, details.thinking_tokens),
-        (0, 6),
+        (0, 2),
         "{details:?}"
     );
     assert!(
@@ -587,6 +590,40 @@ async fn resubmitted_thinking_leaves_the_answer_room_in_the_budget() {
     assert_eq!(requests.len(), 2, "thinking, then the answer");
     assert_eq!(requests[0].max_tokens, 36);
     assert_eq!((details.thinking_tokens, details.forced_end), (36, true));
+    assert_eq!(details.budget_thinking_cap, Some(36));
+    assert_eq!(solution.answer.as_deref(), Some("4"));
+    // The budget ended the thinking, as in decode.
+    assert_eq!(solution.stop_reason, StopReason::CompletionBudget);
+
+    // Both budgets: the completion budget is the tighter, and the all-tokens one leaves room.
+    let backend = Arc::new(ScriptedBackend::new(vec![thinking, "4"]));
+    let (_, details) = solved(
+        config.clone(),
+        &backend,
+        Budget::unlimited()
+            .with_max_tokens(1 << 20)
+            .with_max_completion_tokens(40),
+    )
+    .await;
+    assert_eq!(backend.requests()[0].max_tokens, 36);
+    assert_eq!(details.thinking_tokens, 36);
+
+    // The same budget as a parent's, through best-of-N's samples: each sample's context
+    // reads its parent's budget too.
+    let backend = Arc::new(ScriptedBackend::new(vec![thinking, "4"]));
+    let best = crate::BestOfN::new(crate::BestOfNConfig::self_consistency(NonZeroUsize::MIN))
+        .unwrap()
+        .with_inner(Box::new(BudgetForcing::new(config.clone()).unwrap()));
+    let solution = ponder_engine::solve(
+        &best,
+        &Problem::new("p", "What is 2 + 2?"),
+        Arc::clone(&backend) as Arc<dyn ponder_engine::Backend>,
+        Budget::unlimited().with_max_completion_tokens(40),
+    )
+    .await
+    .unwrap();
+    assert_eq!(backend.requests().len(), 2, "thinking, then the answer");
+    assert_eq!(backend.requests()[0].max_tokens, 36);
     assert_eq!(solution.answer.as_deref(), Some("4"));
 
     // A budget of all tokens: the answer's call sends the question and the thinking again,
@@ -607,10 +644,35 @@ async fn resubmitted_thinking_leaves_the_answer_room_in_the_budget() {
     assert_eq!(requests.len(), 2, "thinking, then the answer");
     assert_eq!(requests[0].max_tokens, 20);
     assert_eq!(details.thinking_tokens, 20);
+    assert_eq!(solution.stop_reason, StopReason::TokenBudget);
     assert_eq!(solution.answer.as_deref(), Some("4"));
     assert!(
         solution.usage.total_tokens() <= 2 * prompt + answer_room + 2 * 20,
         "{:?}",
         solution.usage
     );
+}
+
+#[tokio::test]
+async fn resubmitted_thinking_cut_inside_its_delimiter_drops_the_part_written() {
+    use ponder_engine::scripted::ScriptedBackend;
+    use ponder_engine::Budget;
+
+    // Eight tokens of thinking, then the delimiter, under a cap of 12: the call is cut four
+    // tokens into the delimiter ("</th"), which is not thinking.
+    let backend = Arc::new(ScriptedBackend::new(vec!["abcdefgh</think>", "4"]));
+    let config = BudgetForcingConfig {
+        max_thinking_tokens: 12,
+        mode: ForcingMode::Resubmit,
+        ..BudgetForcingConfig::default()
+    };
+    let (solution, details) = solved(config, &backend, Budget::unlimited()).await;
+    assert_eq!((details.thinking_tokens, details.forced_end), (12, true));
+    assert!(
+        solution.completion.contains("abcdefgh</think>")
+            && !solution.completion.contains("</th</think>"),
+        "{}",
+        solution.completion
+    );
+    assert_eq!(solution.answer.as_deref(), Some("4"));
 }

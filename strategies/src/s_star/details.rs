@@ -135,4 +135,8 @@ pub struct SStarDetails {
     pub sandbox_ms: u64,
     /// Whether the budget ran out on the way (the choice is then among what was finished).
     pub budget_exhausted: bool,
+    /// Failures selection went on without (a request for inputs, or a sandbox run of the
+    /// candidates on them, that failed); a comparison's own are in its `error`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selection_errors: Vec<String>,
 }

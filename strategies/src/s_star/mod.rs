@@ -211,7 +211,7 @@ impl std::fmt::Debug for SStar {
 }
 
 /// A sample as it stands: the conversation that produced it and its latest completion.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Sample {
     /// The latest attempt (what debugging continues from).
     completion: String,
@@ -220,6 +220,8 @@ struct Sample {
     tokens: u64,
     /// The best attempt so far (what selection takes): a rewrite can be worse than its source.
     best: Attempt,
+    /// The failure that ended its debugging, if one did (`detail.error` says it).
+    failure: Option<Error>,
 }
 
 /// One attempt's text and how it did.
@@ -254,6 +256,7 @@ impl Sample {
             },
             tokens: tokens as u64,
             best,
+            failure: None,
         }
     }
 
@@ -262,6 +265,7 @@ impl Sample {
     fn ended_by(&mut self, index: usize, e: Error) {
         tracing::warn!("S* sample {index}: debugging ended: {e}");
         self.detail.error = Some(e.to_string());
+        self.failure = Some(e);
     }
 
     /// Whether its first round was never tested because the sandbox failed.
@@ -564,6 +568,7 @@ impl Strategy for SStar {
             selection: self.config.selection,
             sandbox_ms: 0,
             budget_exhausted: false,
+            selection_errors: Vec::new(),
         };
         for outcome in debugged {
             let (sample, exhausted) = outcome?;
@@ -583,13 +588,9 @@ impl Strategy for SStar {
         }
         // No sample could be tested at all: the sandbox is failing, not one run of it.
         if samples.iter().all(Sample::untested_by_error) {
-            return Err(Error::Tool {
-                tool: "sandbox",
-                message: samples
-                    .first()
-                    .and_then(|s| s.detail.error.clone())
-                    .unwrap_or_default(),
-            });
+            if let Some(e) = samples.iter_mut().find_map(|s| s.failure.take()) {
+                return Err(e);
+            }
         }
         // Stage 2: selection.
         let score = |s: &Sample| s.best.score;

@@ -16,6 +16,14 @@ use ponder_prm::{
 use super::text::{calls_of, outputs};
 use super::{sandboxed, Cluster, Comparison, SStar, SStarDetails, Sample};
 
+/// `before`, and `e` after it.
+fn joined(before: Option<String>, e: &Error) -> String {
+    match before {
+        Some(before) => format!("{before}; then {e}"),
+        None => e.to_string(),
+    }
+}
+
 /// An input as shown to the judge, with A's and B's outputs on it.
 type Shown = (String, String, String);
 
@@ -53,11 +61,6 @@ impl SStar {
             Ok(generation) => generation,
             Err(Error::BudgetExhausted { resource }) => return Ok(Err(resource)),
             Err(Error::PromptTooLong { .. }) => return Ok(Ok(None)),
-            // The request failed: as if no input could be read from its reply.
-            Err(e) if e.is_per_call() => {
-                tracing::warn!("S*: a request for test inputs failed: {e}");
-                return Ok(Ok(Some(Vec::new())));
-            }
             Err(e) => return Err(e),
         };
         let text = generation
@@ -100,13 +103,21 @@ impl SStar {
             entry = task.entry_point,
             k = self.config.synthesized_inputs,
         );
-        let inputs: Vec<String> = match self.synthesize(cx, task, ask).await? {
-            Ok(calls) => calls
+        let mut failure: Option<String> = None;
+        let inputs: Vec<String> = match self.synthesize(cx, task, ask).await {
+            Ok(Ok(calls)) => calls
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|call| known.iter().all(|k| &k.0 != call))
                 .collect(),
-            Err(resource) => return Ok(Err(resource)),
+            Ok(Err(resource)) => return Ok(Err(resource)),
+            // The request failed: as if no input could be read from its reply, and said.
+            Err(e) if e.is_per_call() => {
+                tracing::warn!("S*: asking for inputs to tell samples {a} and {b} apart: {e}");
+                failure = Some(e.to_string());
+                Vec::new()
+            }
+            Err(e) => return Err(e),
         };
         let probes: Vec<TestCase> = inputs.iter().map(TestCase::probe).collect();
         let (program_a, program_b) = (
@@ -115,7 +126,6 @@ impl SStar {
         );
         let mut kept = known.to_vec();
         let mut sandbox_ms = 0;
-        let mut failure = None;
         let mut runs = None;
         // No new input (none written, or no room to ask for them): nothing to run.
         if !inputs.is_empty() {
@@ -131,7 +141,7 @@ impl SStar {
                 // The sandbox could not run them: judged on the inputs known before.
                 Err(e) if e.is_per_call() => {
                     tracing::warn!("S*: running samples {a} and {b} on new inputs: {e}");
-                    failure = Some(e.to_string());
+                    failure = Some(joined(failure.take(), &e));
                     None
                 }
                 Err(e) => return Err(e),
@@ -208,7 +218,7 @@ impl SStar {
             // A request of the judge failed: no verdict either, and said.
             Err(e) if e.is_per_call() => {
                 tracing::warn!("S*: judging samples {a} and {b}: {e}");
-                comparison.error = Some(e.to_string());
+                comparison.error = Some(joined(comparison.error.take(), &e));
                 return Ok(Ok((comparison, sandbox_ms)));
             }
             Err(e) => return Err(e),
@@ -259,12 +269,20 @@ impl SStar {
             entry = task.entry_point,
             k = self.config.synthesized_inputs,
         );
-        let calls = match self.synthesize(cx, task, ask).await? {
-            Ok(Some(calls)) => calls,
+        let calls = match self.synthesize(cx, task, ask).await {
+            Ok(Ok(Some(calls))) => calls,
             // Each pair's request shows the problem and two programs: none would fit either,
             // so there is no tournament, and the earliest stands.
-            Ok(None) => return Ok((earliest, None)),
-            Err(resource) => return Ok((earliest, Some(resource))),
+            Ok(Ok(None)) => return Ok((earliest, None)),
+            Ok(Err(resource)) => return Ok((earliest, Some(resource))),
+            // The request failed: as if no input could be read from its reply (each pair is
+            // compared on inputs of its own), and said.
+            Err(e) if e.is_per_call() => {
+                tracing::warn!("S*: asking for inputs to cluster the candidates by: {e}");
+                details.selection_errors.push(e.to_string());
+                Vec::new()
+            }
+            Err(e) => return Err(e),
         };
         let probes: Vec<TestCase> = calls.iter().map(TestCase::probe).collect();
         let all = try_join_all(pool.iter().map(|&i| {
@@ -286,6 +304,7 @@ impl SStar {
                 // tournament (each pair would run on inputs of its own): the earliest stands.
                 Err(e) if e.is_per_call() => {
                     tracing::warn!("S*: running the candidates on the synthesised inputs: {e}");
+                    details.selection_errors.push(e.to_string());
                     return Ok((earliest, None));
                 }
                 Err(e) => return Err(e),
