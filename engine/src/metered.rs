@@ -79,21 +79,23 @@ impl Meter {
         self.completion_tokens_left(true)
     }
 
-    /// What the budget of `resource` leaves, counting reservations, if it is limited:
-    /// [`Resource::Tokens`], prompt and completion tokens under `max_tokens`;
-    /// [`Resource::CompletionTokens`], completion tokens under `max_completion_tokens` alone
-    /// (where both are set, [`Meter::remaining_completion_tokens`] is the smaller). Calls and
-    /// wall time: `None`.
+    /// What the budget of `resource` leaves unspent, if it is limited: [`Resource::Tokens`],
+    /// prompt and completion tokens under `max_tokens`; [`Resource::CompletionTokens`],
+    /// completion tokens under `max_completion_tokens` alone. Calls in flight are not counted
+    /// (they may give back most of what they reserved, and a call sent now waits for them to
+    /// settle before it is shortened: see [`Metered`]), so this is what a call planned now
+    /// may be granted at most. Calls and wall time: `None`.
     pub fn remaining(&self, resource: Resource) -> Option<u64> {
         let state = self.lock();
         match resource {
             Resource::Tokens => self
                 .budget
                 .max_tokens
-                .map(|max| max.saturating_sub(state.used.total_tokens() + state.reserved_tokens)),
-            Resource::CompletionTokens => self.budget.max_completion_tokens.map(|max| {
-                max.saturating_sub(state.used.completion_tokens + state.reserved_completion_tokens)
-            }),
+                .map(|max| max.saturating_sub(state.used.total_tokens())),
+            Resource::CompletionTokens => self
+                .budget
+                .max_completion_tokens
+                .map(|max| max.saturating_sub(state.used.completion_tokens)),
             Resource::Calls | Resource::WallTime => None,
         }
     }

@@ -208,9 +208,10 @@ impl Context {
         self
     }
 
-    /// What `resource`'s budget leaves this context's calls, counting calls in flight: the
-    /// least any of its budgets leaves (its own, its parents', the run's it was told of with
-    /// [`Context::within`]); `None` where none limits it (see [`Meter::remaining`]). A
+    /// What `resource`'s budget leaves this context's calls unspent: the least any of its
+    /// budgets leaves (its own, its parents', the run's it was told of with
+    /// [`Context::within`]); `None` where none limits it. Calls in flight, its own or other
+    /// samples' and problems' sharing a budget, are not counted (see [`Meter::remaining`]). A
     /// strategy that plans more than one call (thinking, then answering) reads it to keep the
     /// later call its room; every call is shortened to fit in any case.
     pub fn remaining(&self, resource: crate::budget::Resource) -> Option<u64> {

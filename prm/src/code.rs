@@ -499,9 +499,10 @@ fn fenced_blocks(text: &str) -> Vec<String> {
 /// less: nesting within the block is kept.
 fn without_margin(lines: &[&str], fence_indent: usize) -> String {
     let margin = |line: &str| line.len() - line.trim_start_matches([' ', '\t']).len();
+    // Comments may sit anywhere (a note flush left in an indented block).
     let shared = lines
         .iter()
-        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
         .map(|l| margin(l))
         .min()
         .unwrap_or(0);
@@ -608,20 +609,44 @@ fn compared(call: &str, name_len: usize) -> TestCase {
         expected: Some(expected.to_string()),
         origin: TestOrigin::Doctest,
     };
-    if !call.contains("==") && !call.contains("!=") {
+    if !compares(call) {
         return test(call, "None");
     }
     let split = informal_example(call, name_len).and_then(|t| {
         let value = call[t.call.len()..].trim_start().strip_prefix("==")?.trim();
-        // One value: no second comparison or boolean operator after the first.
+        // One value: no second comparison or boolean operator after the first, and no call
+        // (`f(2) == f(-2)`: the expected side is read as a value, without the program).
         let one = !value.is_empty()
             && !value.starts_with(['=', '>'])
             && ![" or ", " and ", "==", "!=", " if ", " not "]
                 .iter()
-                .any(|op| value.contains(op));
+                .any(|op| value.contains(op))
+            && !value.char_indices().any(|(at, c)| {
+                c == '(' && value[..at].ends_with(|p: char| p.is_alphanumeric() || p == '_')
+            });
         one.then(|| test(&t.call, value))
     });
     split.unwrap_or_else(|| test(call, "True"))
+}
+
+/// Whether `expr` holds `==` or `!=` outside its strings.
+fn compares(expr: &str) -> bool {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut previous = ' ';
+    for c in expr.chars() {
+        match quote {
+            Some(_) if escaped => escaped = false,
+            Some(_) if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '=' && (previous == '=' || previous == '!') => return true,
+            None => {}
+        }
+        previous = c;
+    }
+    false
 }
 
 fn is_docstring_end(line: &str) -> bool {
@@ -755,6 +780,13 @@ mod tests {
             extract_code(text, Some("add")),
             "def add(a, b):\n    return a + b\n"
         );
+        // A comment flush left does not keep the block's indentation.
+        let noted =
+            "1. Code:\n    ```python\n# note\n    def add(a, b):\n        return a + b\n    ```";
+        assert_eq!(
+            extract_code(noted, Some("add")),
+            "# note\ndef add(a, b):\n    return a + b\n"
+        );
         // Code written flush left under an indented fence keeps its nesting.
         let flush = "1. Code:\n    ```python\ndef add(a, b):\n  if a:\n    return a + b\n  return b\n    ```";
         assert_eq!(
@@ -788,7 +820,7 @@ mod tests {
 
     #[test]
     fn parses_doctests_and_informal_examples() {
-        let prompt = "def helper():\n    \"\"\"\n    >>> helper()\n    1\n    \"\"\"\n\ndef f(xs, s):\n    \"\"\" Doc.\n    >>> f([1, 2], 'a')\n    [2, 1]\n    >>> f([],\n    ... 'b')\n\n    >>> f([4], 'd') == ['d']\n    >>> f([6], 'f') == ['f'] or f([6], 'f') == []\n    >>> f([7], 'g') != []\n    >>> f([8], 'h')=='a = b'\n    >>> f([5], 'e') == ['e']\n    True\n    >>> f([3], 'c')\n    'c'\"\"\"\n";
+        let prompt = "def helper():\n    \"\"\"\n    >>> helper()\n    1\n    \"\"\"\n\ndef f(xs, s):\n    \"\"\" Doc.\n    >>> f([1, 2], 'a')\n    [2, 1]\n    >>> f([],\n    ... 'b')\n\n    >>> f([4], 'd') == ['d']\n    >>> f([6], 'f') == ['f'] or f([6], 'f') == []\n    >>> f([7], 'g') != []\n    >>> f([8], 'h')=='a = b'\n    >>> f('a==b')\n    >>> f([9], 'i') == f([9], 'j')\n    >>> f([5], 'e') == ['e']\n    True\n    >>> f([3], 'c')\n    'c'\"\"\"\n";
         let tests = docstring_tests(prompt, "f");
         assert_eq!(
             tests
@@ -804,6 +836,8 @@ mod tests {
                 ("f([6], 'f') == ['f'] or f([6], 'f') == []", "True"),
                 ("f([7], 'g') != []", "True"),
                 ("f([8], 'h')", "'a = b'"),
+                ("f('a==b')", "None"),
+                ("f([9], 'i') == f([9], 'j')", "True"),
                 ("f([5], 'e') == ['e']", "True"),
                 ("f([3], 'c')", "'c'")
             ]

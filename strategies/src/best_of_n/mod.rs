@@ -243,8 +243,8 @@ pub struct BestOfNDetails {
     /// How each sample stopped, in `candidates`' order.
     #[serde(default)]
     pub stops: Vec<StopReason>,
-    /// The errors of samples of an inner strategy that failed, each drawn again (not
-    /// candidates; their spend is in the usage).
+    /// The errors of samples of an inner strategy that failed (not candidates; their spend
+    /// is in the usage): each drawn again until as many failed as `n`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<String>,
 }
@@ -501,7 +501,7 @@ struct Draw {
     stops: Vec<StopReason>,
     /// Why drawing stopped.
     stop_reason: StopReason,
-    /// The errors of samples that failed, each drawn again.
+    /// The errors of samples that failed (each drawn again until as many failed as `n`).
     failed: Vec<String>,
 }
 
@@ -669,7 +669,8 @@ impl BestOfN {
             candidates: candidates.iter().map(CandidateDetail::from).collect(),
             selected: selection.index,
             why: selection.why,
-            samples_saved: if stop_reason.is_budget() {
+            // Not drawn because too many failed: not saved.
+            samples_saved: if stop_reason.is_budget() || failed.len() >= n {
                 0
             } else {
                 n.saturating_sub(candidates.len())

@@ -528,10 +528,11 @@ impl BudgetForcing {
             if choice.finish_reason == FinishReason::Length {
                 // Cut inside the delimiter the model had begun ("</th"): the forced one
                 // follows, so the part written goes (its tokens were spent all the same).
-                let begun = (1..c.think_close.len())
+                // (Two characters at least: a lone "<" may be the thinking's own.)
+                let begun = (2..c.think_close.len())
                     .rev()
                     .filter_map(|n| c.think_close.get(..n))
-                    .find(|part| thinking.ends_with(part));
+                    .find(|part| choice.text.ends_with(part));
                 if let Some(part) = begun {
                     thinking.truncate(thinking.len() - part.len());
                 }

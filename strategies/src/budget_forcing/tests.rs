@@ -676,3 +676,76 @@ async fn resubmitted_thinking_cut_inside_its_delimiter_drops_the_part_written() 
     );
     assert_eq!(solution.answer.as_deref(), Some("4"));
 }
+
+/// A scripted backend each call of which takes 20 ms: calls sent together overlap.
+struct Slow(Arc<ponder_engine::scripted::ScriptedBackend>);
+
+#[async_trait::async_trait]
+impl ponder_engine::Backend for Slow {
+    async fn generate(
+        &self,
+        request: ponder_engine::GenerationRequest,
+    ) -> ponder_engine::Result<ponder_engine::Generation> {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        self.0.generate(request).await
+    }
+
+    fn capabilities(&self) -> ponder_engine::Capabilities {
+        self.0.capabilities()
+    }
+
+    async fn tokenize(
+        &self,
+        input: ponder_engine::TokenizeInput<'_>,
+    ) -> ponder_engine::Result<Vec<u32>> {
+        self.0.tokenize(input).await
+    }
+}
+
+#[tokio::test]
+async fn samples_thinking_at_once_plan_from_what_is_spent_not_what_the_others_reserved() {
+    use ponder_engine::scripted::ScriptedBackend;
+    use ponder_engine::Budget;
+
+    // Four samples thinking at once under one budget of 165 completion tokens: each call
+    // reserves its 40, and all four fit. Planning from the others' reservations would leave
+    // the last one 165 - 3 x 40 - 10 = 35.
+    let scripted = Arc::new(ScriptedBackend::new(vec![
+        "abc</think>",
+        "abc</think>",
+        "abc</think>",
+        "abc</think>",
+        "4",
+        "4",
+        "4",
+        "4",
+    ]));
+    let config = BudgetForcingConfig {
+        max_thinking_tokens: 40,
+        max_answer_tokens: NonZeroUsize::new(10).unwrap(),
+        mode: ForcingMode::Resubmit,
+        ..BudgetForcingConfig::default()
+    };
+    let best = crate::BestOfN::new(crate::BestOfNConfig::self_consistency(
+        NonZeroUsize::new(4).unwrap(),
+    ))
+    .unwrap()
+    .with_inner(Box::new(BudgetForcing::new(config).unwrap()));
+    let solution = ponder_engine::solve(
+        &best,
+        &Problem::new("p", "What is 2 + 2?"),
+        Arc::new(Slow(Arc::clone(&scripted))) as Arc<dyn ponder_engine::Backend>,
+        Budget::unlimited().with_max_completion_tokens(165),
+    )
+    .await
+    .unwrap();
+    let thinking: Vec<usize> = scripted
+        .requests()
+        .iter()
+        .filter(|r| !r.stop.is_empty())
+        .map(|r| r.max_tokens)
+        .collect();
+    assert_eq!(thinking, [40, 40, 40, 40]);
+    assert_eq!(solution.stop_reason, StopReason::Completed);
+    assert_eq!(solution.answer.as_deref(), Some("4"));
+}
