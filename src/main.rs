@@ -674,10 +674,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let ids: std::collections::HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
     let mut tally = Tally::default();
-    let resumed: Vec<&ResultLine> = already
-        .iter()
-        .filter(|l| ids.contains(l.id.as_str()) && l.error.is_none())
-        .collect();
+    let resumed = finished_lines(&already, &ids);
     for line in &resumed {
         tally.add(line);
     }
@@ -954,5 +951,50 @@ fn models_command(action: Option<ModelsAction>) -> anyhow::Result<()> {
             println!("{}: {}", model.name, path.display());
             Ok(())
         }
+    }
+}
+
+/// The lines of `already` that finish a problem of `ids`: each problem's last line counts, as
+/// the run counts it (one answered then failed is retried, one answered twice is one).
+fn finished_lines<'a>(
+    already: &'a [ResultLine],
+    ids: &std::collections::HashSet<&str>,
+) -> Vec<&'a ResultLine> {
+    let mut last: std::collections::BTreeMap<&str, &ResultLine> = Default::default();
+    for line in already.iter().filter(|l| ids.contains(l.id.as_str())) {
+        last.insert(line.id.as_str(), line);
+    }
+    last.into_values().filter(|l| l.error.is_none()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_problem_counts_once_by_its_last_line() {
+        let line = |id: &str, error: Option<&str>| {
+            let mut l: ResultLine = serde_json::from_value(serde_json::json!({
+                "id": id, "strategy": "direct", "answer": "4", "reference": null,
+                "correct": null, "usage": {}, "stop_reason": "completed"
+            }))
+            .unwrap();
+            l.error = error.map(String::from);
+            l
+        };
+        // p1 answered, then failed; p2 answered twice; p3 is not asked for now.
+        let already = [
+            line("p1", None),
+            line("p1", Some("backend gone")),
+            line("p2", None),
+            line("p2", None),
+            line("p3", None),
+        ];
+        let ids: std::collections::HashSet<&str> = ["p1", "p2"].into_iter().collect();
+        let finished: Vec<&str> = finished_lines(&already, &ids)
+            .iter()
+            .map(|l| l.id.as_str())
+            .collect();
+        assert_eq!(finished, ["p2"]);
     }
 }

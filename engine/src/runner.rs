@@ -436,6 +436,7 @@ impl Runner {
                 !previous.is_empty(),
                 !firsts.is_empty(),
                 !calls.is_empty(),
+                true,
             )?;
             // The set: the problems given now and those the file already answers (another
             // part of it, run before).
@@ -568,11 +569,17 @@ impl Runner {
                     events.emit("", EventKind::Started);
                     let (cx, cut, attempt) =
                         self.problem_context(meter, ledger, budget, &events, problem, 0);
-                    let outcome = self.strategy.solve(problem, &cx).await.map(|mut s| {
-                        crate::strategy::mark_budget_stop(&mut s, &cx);
-                        s
-                    });
+                    let outcome =
+                        unpanicked(self.strategy.solve(problem, &cx))
+                            .await
+                            .map(|mut s| {
+                                crate::strategy::mark_budget_stop(&mut s, &cx);
+                                s
+                            });
                     let usage = cx.meter().usage();
+                    // A failure that is not the budget's is the problem's, whatever the
+                    // budget cut before it: recorded as such (and retried), not as cut short.
+                    let failed = matches!(&outcome, Err(e) if !e.is_budget());
                     let mut line = match outcome {
                         // Cut short: its answer is not recorded, so neither graded (code runs
                         // its tests) nor traced.
@@ -600,7 +607,9 @@ impl Runner {
                                 share_binds(share, &self.problem_budget, reason)
                             })
                         });
-                    if refused && line.usage.calls == 0 {
+                    if failed {
+                        Outcome::Done(line)
+                    } else if refused && line.usage.calls == 0 {
                         Outcome::NotStarted
                     } else if cut.load(Ordering::Relaxed) {
                         Outcome::Cut(line)
@@ -866,8 +875,39 @@ pub fn check_resumable(
             .0
             .is_empty();
     let has_calls = !ledger::scan(out)?.0.is_empty();
-    check_identity(out, identity, !previous.is_empty(), has_firsts, has_calls)?;
+    // Checked only: the record is written by the run, under the results file's lock (a run
+    // writing to `out` now may not have written a line yet).
+    check_identity(
+        out,
+        identity,
+        !previous.is_empty(),
+        has_firsts,
+        has_calls,
+        false,
+    )?;
     Ok(previous)
+}
+
+/// `solve`'s outcome, a panic in it (a strategy's or a backend's defect) being the problem's
+/// failure, named and retried by a resumed run, rather than the end of the whole run.
+pub(crate) async fn unpanicked<T>(
+    solve: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(solve).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(Error::Tool {
+                tool: "strategy",
+                message: format!("panicked: {message}"),
+            })
+        }
+    }
 }
 
 /// Checks that a line of the file at `path` holding `what` for `problem` (its id), recorded
@@ -893,19 +933,20 @@ fn check_question(
     }
 }
 
-/// Checks `identity` against the record beside `out` (or records it): `out` has results, or
-/// first stages kept beside it (which must have a record to be resumed).
+/// Checks `identity` against the record beside `out` (and, with `record`, records it): `out`
+/// has results, or first stages kept beside it (which must have a record to be resumed).
 fn check_identity(
     out: &Path,
     identity: &serde_json::Value,
     has_results: bool,
     has_firsts: bool,
     has_calls: bool,
+    record: bool,
 ) -> Result<()> {
     if has_firsts {
         triage::check_recorded(out)?;
     }
-    identity::check_or_record(out, identity, has_results || has_firsts, has_calls)
+    identity::check_or_record(out, identity, has_results || has_firsts, has_calls, record)
 }
 
 pub use identity::PROBLEMS_IN_SET;

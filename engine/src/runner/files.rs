@@ -111,10 +111,21 @@ pub(super) fn scan_lines<T: serde::de::DeserializeOwned>(
     }
     // Half a line never reads whole (an object's closing brace is the last byte before its
     // newline): a tail that reads is a whole line that only lacks its newline, and is kept.
-    match serde_json::from_str::<T>(String::from_utf8_lossy(rest).trim()) {
+    let tail = String::from_utf8_lossy(rest);
+    let tail = tail.trim();
+    match serde_json::from_str::<T>(tail) {
         Ok(line) => {
             lines.push(line);
             Ok((lines, Some(Tail::Unended)))
+        }
+        // Whole JSON that is not a line of this file (an edit, a tool's output without its
+        // last newline) is damage, not a kill's: an error naming it, the file left alone.
+        Err(e) if serde_json::from_str::<serde::de::IgnoredAny>(tail).is_ok() => {
+            Err(Error::ResultsFile {
+                path: path.to_path_buf(),
+                line: body.split_inclusive(|&b| b == b'\n').count() + 1,
+                message: crate::error::json_line_message(&e),
+            })
         }
         Err(_) => Ok((
             lines,

@@ -19,12 +19,14 @@ pub(super) fn path_of(out: &Path) -> PathBuf {
 /// spend ledger calls (`has_calls`: a run killed before its first line, whose spend counts
 /// against this one's budget), and (re)writes the side file otherwise or when it is missing
 /// beside results. A ledger without results or a record is refused: left over from results
-/// deleted to start over, it would spend this run's budget on calls of another.
+/// deleted to start over, it would spend this run's budget on calls of another. Without
+/// `record`, only checks (the side file is written under the results file's lock, by the run).
 pub(super) fn check_or_record(
     out: &Path,
     identity: &Value,
     has_results: bool,
     has_calls: bool,
+    record: bool,
 ) -> Result<()> {
     let side = path_of(out);
     if has_results || has_calls {
@@ -71,6 +73,9 @@ pub(super) fn check_or_record(
             }
             Err(e) => return Err(Error::io(&side, e)),
         }
+    }
+    if !record {
+        return Ok(());
     }
     write_atomically(&side, identity)
 }
@@ -167,22 +172,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("r.jsonl");
         let first = json!({"strategy": {"kind": "beam_search", "n": 4}, "budget": {}});
-        check_or_record(&out, &first, false, false).unwrap();
+        check_or_record(&out, &first, false, false, true).unwrap();
         assert!(dir.path().join("r.jsonl.config.json").exists());
-        check_or_record(&out, &first, true, false).unwrap();
+        check_or_record(&out, &first, true, false, true).unwrap();
 
         let second =
             json!({"strategy": {"kind": "beam_search", "n": 8}, "budget": {"max_tokens": 9}});
-        let err = check_or_record(&out, &second, true, false)
+        let err = check_or_record(&out, &second, true, false, true)
             .unwrap_err()
             .to_string();
         assert!(err.starts_with(&out.display().to_string()), "{err}");
         assert!(err.contains("strategy.n: 4 -> 8"), "{err}");
         assert!(err.contains("budget.max_tokens: (none) -> 9"), "{err}");
 
-        // Without results there is nothing to mix: the new configuration is recorded.
-        check_or_record(&out, &second, false, false).unwrap();
-        check_or_record(&out, &second, true, false).unwrap();
+        // Without results there is nothing to mix: the new configuration is recorded, by a
+        // run (under the results file's lock); a check alone (`ponder run` before it loads
+        // its model, while another run may be writing to the file) leaves the record.
+        check_or_record(&out, &second, false, false, false).unwrap();
+        let side: Value = serde_json::from_slice(&std::fs::read(path_of(&out)).unwrap()).unwrap();
+        assert_eq!(side["strategy"]["n"], 4);
+        check_or_record(&out, &second, false, false, true).unwrap();
+        check_or_record(&out, &second, true, false, true).unwrap();
 
         // The set size is recorded beside it, and is no part of the identity.
         record_set(&out, 30).unwrap();
@@ -192,6 +202,6 @@ mod tests {
         let side: Value = serde_json::from_slice(&std::fs::read(path_of(&out)).unwrap()).unwrap();
         assert_eq!(side[PROBLEMS_IN_SET], 50);
         assert_eq!(side["strategy"]["n"], 8);
-        check_or_record(&out, &second, true, false).unwrap();
+        check_or_record(&out, &second, true, false, true).unwrap();
     }
 }

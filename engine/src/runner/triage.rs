@@ -317,10 +317,12 @@ impl Runner {
         cx: &Context,
         cut: &AtomicBool,
     ) -> First {
-        let outcome = staged.first(problem, cx).await.map(|mut stage| {
-            crate::strategy::mark_budget_stop(&mut stage.solution, cx);
-            stage
-        });
+        let outcome = super::unpanicked(staged.first(problem, cx))
+            .await
+            .map(|mut stage| {
+                crate::strategy::mark_budget_stop(&mut stage.solution, cx);
+                stage
+            });
         let usage = cx.meter().usage();
         if cut.load(Ordering::Relaxed)
             && usage.calls == 0
@@ -331,11 +333,15 @@ impl Runner {
             return First::Whole(Outcome::NotStarted);
         }
         if cut.load(Ordering::Relaxed) {
-            // As for a whole solve: redone by a resumed run.
+            // As for a whole solve: redone by a resumed run; a failure that is not the
+            // budget's is the problem's (recorded as failed, retried).
             let line = match outcome {
                 Ok(mut first) => {
                     first.solution.usage = usage;
                     line_for(problem, first.solution, None)
+                }
+                Err(e) if !e.is_budget() => {
+                    return First::Whole(Outcome::Done(self.line_of(problem, Err(e), usage).await));
                 }
                 Err(e) => self.line_of(problem, Err(e), usage).await,
             };
@@ -551,8 +557,7 @@ impl Runner {
             problem,
             last.stages,
         );
-        let outcome = staged
-            .next(problem, last.solution.clone(), &cx)
+        let outcome = super::unpanicked(staged.next(problem, last.solution.clone(), &cx))
             .await
             .map(|mut stage| {
                 crate::strategy::mark_budget_stop(&mut stage.solution, &cx);

@@ -1079,3 +1079,95 @@ async fn concurrent_problems_in_flight_when_the_engine_went_away_are_recorded_fa
     assert_eq!(summary.errors + halt.not_started, 8);
     assert_eq!(read_results(&out).unwrap().len(), summary.errors);
 }
+
+/// One call of up to 10 tokens, then a failure of its own (a server's 500, say).
+struct CallThenFail;
+
+#[async_trait::async_trait]
+impl Strategy for CallThenFail {
+    fn name(&self) -> &'static str {
+        "call_then_fail"
+    }
+
+    async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+        let request = crate::backend::GenerationRequest::new(crate::backend::Prompt::Text(
+            problem.question.clone(),
+        ))
+        .with_max_tokens(10);
+        cx.backend().generate(request).await?;
+        Err(Error::Http {
+            url: "http://server/v1/completions".into(),
+            status: 500,
+            message: "the server broke".into(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_failure_after_the_run_budget_shortened_a_call_is_a_failure_not_a_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let problems = [Problem::new("p1", "Q?")];
+    // 2 prompt + 10 completion tokens asked, 7 left: the call is shortened, then it fails.
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"]));
+    let summary = Runner::new(
+        Arc::new(CallThenFail),
+        Arc::clone(&backend) as Arc<dyn Backend>,
+    )
+    .with_run_budget(Budget::unlimited().with_max_tokens(7))
+    .run(&problems, &out, |_| {})
+    .await
+    .unwrap();
+    assert_eq!((summary.errors, summary.cut_short), (1, 0), "{summary:?}");
+    let lines = read_results(&out).unwrap();
+    assert_eq!(lines.len(), 1);
+    assert!(!lines[0].cut_short);
+    assert!(
+        lines[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("the server broke")),
+        "{:?}",
+        lines[0].error
+    );
+}
+
+/// Panics on a problem whose question says so; else [`OneCall`].
+struct PanicsOn;
+
+#[async_trait::async_trait]
+impl Strategy for PanicsOn {
+    fn name(&self) -> &'static str {
+        "panics_on"
+    }
+
+    async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
+        if problem.question == "panic" {
+            panic!("a defect on {}", problem.id);
+        }
+        OneCall.solve(problem, cx).await
+    }
+}
+
+#[tokio::test]
+async fn a_strategy_that_panics_on_one_problem_fails_that_problem_not_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let problems = [Problem::new("p1", "panic"), Problem::new("p2", "Q?")];
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["4"]));
+    let summary = Runner::new(Arc::new(PanicsOn), Arc::clone(&backend) as Arc<dyn Backend>)
+        .run(&problems, &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((summary.solved, summary.errors), (1, 1), "{summary:?}");
+    let lines = read_results(&out).unwrap();
+    let failed = lines.iter().find(|l| l.id == "p1").unwrap();
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("panicked: a defect on p1")),
+        "{:?}",
+        failed.error
+    );
+}

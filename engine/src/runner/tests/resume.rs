@@ -24,6 +24,14 @@ fn half_written_last_line_is_cut_off() {
         "{err}"
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), damaged);
+
+    // Whole JSON after the last newline that is not a results line: damage too, not half a
+    // line (half a line never reads as JSON), so it is named and nothing is cut.
+    let unended = format!("{full}{{\"id\":\"c\",\"strategy\":\"direct\",\"correct\":\"yes\"}}");
+    std::fs::write(&path, &unended).unwrap();
+    let err = read_results(&path).unwrap_err().to_string();
+    assert!(err.contains("r.jsonl:3:"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), unended);
 }
 
 #[tokio::test]
