@@ -84,6 +84,15 @@ impl Config {
                 }),
             },
         };
+        let mut model = model;
+        // What changes every prompt or draw, only when set (files recorded before these were
+        // part of it resume as they were): a template of its own, the server's own sampling.
+        if let Some(template) = &self.model.chat_template {
+            model["chat_template"] = serde_json::json!(template);
+        }
+        if self.model.neutral_sampling == Some(false) {
+            model["neutral_sampling"] = serde_json::json!(false);
+        }
         let mut identity =
             serde_json::json!({ "model": model, "strategy": self.strategy, "budget": self.budget });
         // Only when given: files recorded before seeds existed resume as they were.
@@ -299,6 +308,30 @@ mod tests {
         // A named model is the same model wherever it is served.
         let named = "model = \"qwen\"";
         assert_eq!(at("http://a:8000", named), at("http://b:8000", named));
+    }
+
+    #[test]
+    fn a_chat_template_or_the_servers_own_sampling_is_part_of_the_identity() {
+        let with = |model: &str| {
+            parse_str::<Config>(
+                &format!("{model}\n[strategy]\nkind = \"direct\"\n"),
+                Format::Toml,
+            )
+            .unwrap()
+            .identity()
+        };
+        let plain = with("[model]\nsource = \"smollm2-135m\"");
+        let templated = with("[model]\nsource = \"smollm2-135m\"\nchat_template = \"r1.jinja\"");
+        assert_ne!(plain, templated);
+        assert_eq!(templated["model"]["chat_template"], "r1.jinja");
+        assert!(plain["model"].get("chat_template").is_none());
+        let server = |extra: &str| {
+            with(&format!(
+                "[model]\nbackend = \"openai\"\nbase_url = \"http://localhost:8080/v1\"\nmodel = \"m\"{extra}"
+            ))
+        };
+        assert_ne!(server(""), server("\nneutral_sampling = false"));
+        assert_eq!(server(""), server("\nneutral_sampling = true"));
     }
 
     #[test]

@@ -474,14 +474,17 @@ async fn solve(
         None => cx,
     };
     let mut solution = ponder::engine::solve_in(strategy.as_ref(), &problem, &cx).await?;
-    if let Some(log) = &log {
-        log.finish()?;
-    }
-    if let (Some(dir), Some(trace)) = (trace_dir, &solution.trace) {
-        for path in trace.write(dir, &problem.id)? {
-            eprintln!("wrote {}", path.display());
-        }
-    }
+    // The answer is printed whatever becomes of the files (a --trace-dir that cannot be made):
+    // their errors come after it.
+    let finished = log.as_ref().map_or(Ok(()), |log| log.finish());
+    let traced = match (trace_dir, &solution.trace) {
+        (Some(dir), Some(trace)) => trace.write(dir, &problem.id).map(|paths| {
+            for path in paths {
+                eprintln!("wrote {}", path.display());
+            }
+        }),
+        _ => Ok(()),
+    };
     if json {
         // The tree went to --trace-dir (if asked); keep stdout one readable object.
         solution.trace = None;
@@ -502,6 +505,8 @@ async fn solve(
             runner::stop_reason_name(solution.stop_reason),
         );
     }
+    finished?;
+    traced?;
     Ok(())
 }
 

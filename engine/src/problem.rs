@@ -205,6 +205,8 @@ impl Row {
             _ => question,
         };
         let reference = match (self.answer, &self.solution) {
+            // A code problem is graded by its tests: an `answer` field is no reference.
+            (Some(_), _) if code.is_some() => None,
             (Some(IdOrNumber::Text(answer)), _) if answer.contains("####") => Some(
                 crate::answer::marked_answer(&answer).ok_or("`answer` ends in an empty `####`")?,
             ),
@@ -230,7 +232,7 @@ mod tests {
     fn parses_math_and_humaneval_rows() {
         let text = r#"{"id": "gsm8k-0", "question": "2+2?", "answer": "4", "solution": "..."}
 
-{"task_id": "HumanEval/0", "prompt": "def f():\n", "entry_point": "f", "canonical_solution": "", "test": "def check(c): pass"}
+{"task_id": "HumanEval/0", "prompt": "def f():\n", "entry_point": "f", "canonical_solution": "", "test": "def check(c): pass", "answer": "x"}
 {"id": 7, "problem": "x?", "answer": 3.5}
 "#;
         let problems = Problem::parse_jsonl(text, Path::new("set.jsonl")).unwrap();
@@ -239,6 +241,8 @@ mod tests {
         let code = problems[1].code.as_ref().unwrap();
         assert_eq!(code.entry_point, "f");
         assert_eq!(problems[1].question, "def f():\n");
+        // Graded by its tests: an `answer` field is no reference.
+        assert_eq!(problems[1].reference, None);
         assert_eq!(problems[2].id, "7");
         assert_eq!(problems[2].reference.as_deref(), Some("3.5"));
     }

@@ -769,21 +769,26 @@ impl Runner {
                 tracing::warn!(problem = %problem.id, "writing the trace failed: {e}");
             }
         }
-        match self.grader.grade(problem, &solution).await {
+        match unpanicked(self.grader.grade(problem, &solution)).await {
             Ok(correct) => {
                 // The chosen answer's grade stands whatever becomes of the others'.
-                let candidates =
-                    match grade_candidates(self.grader.as_ref(), problem, &solution, correct).await
-                    {
-                        Ok(grades) => grades,
-                        Err(e) => {
-                            tracing::warn!(
-                                problem = %problem.id,
-                                "grading the candidates failed: {}", error_chain(&e)
-                            );
-                            None
-                        }
-                    };
+                let candidates = match unpanicked(grade_candidates(
+                    self.grader.as_ref(),
+                    problem,
+                    &solution,
+                    correct,
+                ))
+                .await
+                {
+                    Ok(grades) => grades,
+                    Err(e) => {
+                        tracing::warn!(
+                            problem = %problem.id,
+                            "grading the candidates failed: {}", error_chain(&e)
+                        );
+                        None
+                    }
+                };
                 ResultLine {
                     candidates,
                     ..line_for(problem, solution, correct)
@@ -888,8 +893,9 @@ pub fn check_resumable(
     Ok(previous)
 }
 
-/// `solve`'s outcome, a panic in it (a strategy's or a backend's defect) being the problem's
-/// failure, named and retried by a resumed run, rather than the end of the whole run.
+/// `solve`'s outcome, a panic in it (a strategy's, a backend's or a grader's defect) being
+/// the problem's failure, named and retried by a resumed run, rather than the end of the whole
+/// run.
 pub(crate) async fn unpanicked<T>(
     solve: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
@@ -903,7 +909,7 @@ pub(crate) async fn unpanicked<T>(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "no message".into());
             Err(Error::Tool {
-                tool: "strategy",
+                tool: "ponder",
                 message: format!("panicked: {message}"),
             })
         }

@@ -125,7 +125,9 @@ pub fn regrade(lines: &mut [ResultLine]) -> Regraded {
         let Some(reference) = line.reference.as_deref() else {
             continue;
         };
-        if line.error.is_some() {
+        // No answer, yet right: a code problem graded by its tests (a row of one with an
+        // `answer` field gave it a reference, in files written before that was fixed).
+        if line.error.is_some() || (line.answer.is_none() && line.correct == Some(true)) {
             continue;
         }
         let now = line
@@ -664,6 +666,12 @@ impl Comparison {
                     "tokens_per_problem": run.tokens_per_problem(),
                     "spent_per_problem": run.spent_per_problem(),
                     "coverage": run.coverage(),
+                    // Selection accuracy: of the problems whose candidates held both a right
+                    // and a wrong answer, how many were answered right.
+                    "selection": {
+                        "problems": run.chosen_among_several.0,
+                        "right": run.chosen_among_several.1,
+                    },
                 });
                 if let (Some(value), serde_json::Value::Object(derived)) =
                     (value.as_object_mut(), derived)

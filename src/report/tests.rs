@@ -68,6 +68,16 @@ fn regrading_uses_this_grader_on_math_lines_only() {
     assert_eq!(correct[6], None);
     let run = RunReport::from_lines("r", &lines);
     assert_eq!((run.graded, run.correct), (5, 4));
+
+    // A code problem's line with a reference (its row had an `answer` field, in files written
+    // before the loader dropped it) and no answer, passed by its tests: kept.
+    let mut code = [ResultLine {
+        answer: None,
+        reference: Some("x".into()),
+        ..line("g", Some(true), 10, false)
+    }];
+    assert_eq!(regrade(&mut code), Regraded::default());
+    assert_eq!(code[0].correct, Some(true));
 }
 
 #[test]
@@ -309,6 +319,12 @@ fn coverage_counts_the_problems_with_a_right_candidate() {
             "s: of the 2 problems with both right and wrong candidates, the answer chosen was right in 1 (50.0%)"
         ) && !notes.contains("one: of the"),
         "{notes}"
+    );
+    // The same for scripts.
+    let json = comparison.to_json();
+    assert_eq!(
+        json["runs"][0]["selection"],
+        serde_json::json!({ "problems": 2, "right": 1 })
     );
 }
 

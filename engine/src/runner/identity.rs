@@ -65,11 +65,14 @@ pub(super) fn check_or_record(
                     ),
                 });
             }
+            // Said once, by the run that records it.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::warn!(
-                    path = %out.display(),
-                    "results without a record of their configuration; assuming this run's"
-                );
+                if record {
+                    tracing::warn!(
+                        path = %out.display(),
+                        "results without a record of their configuration; assuming this run's"
+                    );
+                }
             }
             Err(e) => return Err(Error::io(&side, e)),
         }

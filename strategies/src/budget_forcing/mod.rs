@@ -529,9 +529,12 @@ impl BudgetForcing {
                 // Cut inside the delimiter the model had begun ("</th"): the forced one
                 // follows, so the part written goes (its tokens were spent all the same).
                 // (Two characters at least: a lone "<" may be the thinking's own.)
-                let begun = (2..c.think_close.len())
+                let ends: Vec<usize> = c.think_close.char_indices().map(|(at, _)| at).collect();
+                let begun = ends
+                    .iter()
+                    .skip(2)
                     .rev()
-                    .filter_map(|n| c.think_close.get(..n))
+                    .filter_map(|&n| c.think_close.get(..n))
                     .find(|part| choice.text.ends_with(part));
                 if let Some(part) = begun {
                     thinking.truncate(thinking.len() - part.len());

@@ -675,6 +675,22 @@ async fn resubmitted_thinking_cut_inside_its_delimiter_drops_the_part_written() 
         solution.completion
     );
     assert_eq!(solution.answer.as_deref(), Some("4"));
+
+    // One character of a delimiter whose characters are several bytes is not taken for it.
+    let backend = Arc::new(ScriptedBackend::new(vec!["abcdefghi◁xyz", "4"]));
+    let config = BudgetForcingConfig {
+        max_thinking_tokens: 12,
+        think_open: "◁think▷".into(),
+        think_close: "◁/think▷".into(),
+        mode: ForcingMode::Resubmit,
+        ..BudgetForcingConfig::default()
+    };
+    let (solution, _) = solved(config, &backend, Budget::unlimited()).await;
+    assert!(
+        solution.completion.contains("abcdefghi◁◁/think▷"),
+        "{}",
+        solution.completion
+    );
 }
 
 /// A scripted backend each call of which takes 20 ms: calls sent together overlap.
