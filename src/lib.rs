@@ -86,7 +86,9 @@ impl Config {
         };
         let mut model = model;
         // What changes every prompt or draw, only when set (files recorded before these were
-        // part of it resume as they were): a template of its own, the server's own sampling.
+        // part of it, without them, resume as they were; with one set, their record lacks it
+        // and the resume is refused naming it): a template of its own, the server's own
+        // sampling.
         if let Some(template) = &self.model.chat_template {
             model["chat_template"] = serde_json::json!(template);
         }

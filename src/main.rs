@@ -505,6 +505,9 @@ async fn solve(
             runner::stop_reason_name(solution.stop_reason),
         );
     }
+    if let (Err(_), Err(e)) = (&finished, &traced) {
+        eprintln!("error: writing the trace: {e}");
+    }
     finished?;
     traced?;
     Ok(())

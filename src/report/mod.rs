@@ -125,9 +125,12 @@ pub fn regrade(lines: &mut [ResultLine]) -> Regraded {
         let Some(reference) = line.reference.as_deref() else {
             continue;
         };
-        // No answer, yet right: a code problem graded by its tests (a row of one with an
-        // `answer` field gave it a reference, in files written before that was fixed).
-        if line.error.is_some() || (line.answer.is_none() && line.correct == Some(true)) {
+        // No answer anywhere, chosen or listed: nothing a math grader reads (a code problem,
+        // graded by its tests, whose row's `answer` field gave it a reference in files
+        // written before that was fixed; a math line without an answer is wrong already).
+        let unanswered = line.answer.is_none()
+            && listed_answers(&line.details).is_none_or(|a| a.iter().all(Option::is_none));
+        if line.error.is_some() || unanswered {
             continue;
         }
         let now = line
@@ -191,7 +194,7 @@ pub struct Route {
 fn route_of(line: &ResultLine) -> Option<&str> {
     // A triage run that could not pay for thinking: a short answer that wanted to think.
     if line.strategy == "router" && line.triage.as_ref().is_some_and(|t| !t.second_stage) {
-        return Some("short (no budget to think)");
+        return Some(ponder_strategies::NO_BUDGET_TO_THINK);
     }
     match line.strategy.as_str() {
         "router" => line.details.get("route"),
@@ -652,7 +655,7 @@ impl Comparison {
 
     /// The comparison for scripts (`ponder report --json`): every field, and each run's derived
     /// numbers as the table shows them (`accuracy`, its 95% `interval`, `unanswered`,
-    /// `accuracy_counting_unanswered`, `tokens_per_problem`, `coverage`).
+    /// `accuracy_counting_unanswered`, `tokens_per_problem`, `coverage`, `selection`).
     pub fn to_json(&self) -> serde_json::Value {
         let mut json = serde_json::to_value(self).unwrap_or_default();
         if let Some(runs) = json.get_mut("runs").and_then(|r| r.as_array_mut()) {

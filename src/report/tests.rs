@@ -78,6 +78,28 @@ fn regrading_uses_this_grader_on_math_lines_only() {
     }];
     assert_eq!(regrade(&mut code), Regraded::default());
     assert_eq!(code[0].correct, Some(true));
+    // Failed by its tests, its candidates (best-of-N over programs) listed without answers:
+    // their grades stand.
+    let mut code = [ResultLine {
+        answer: None,
+        reference: Some("x".into()),
+        candidates: Some(CandidateGrades {
+            graded: 4,
+            right: 2,
+        }),
+        details: serde_json::json!({ "candidates": [
+            { "answer": null }, { "answer": null }, { "answer": null }, { "answer": null }
+        ] }),
+        ..line("h", Some(false), 10, false)
+    }];
+    assert_eq!(regrade(&mut code), Regraded::default());
+    assert_eq!(
+        code[0].candidates,
+        Some(CandidateGrades {
+            graded: 4,
+            right: 2
+        })
+    );
 }
 
 #[test]

@@ -200,6 +200,35 @@ impl std::fmt::Debug for Router {
 /// where it last stands alone; where it does not appear as written (or is not given), the
 /// tokens after the last answer cue up to the end of that line, and with no cue every token.
 /// `None` without log-probabilities.
+/// `number` with commas between its groups of three integer digits (`-1234.5` as
+/// `-1,234.5`), where it is a plain number of more than three of them.
+fn grouped(number: &str) -> Option<String> {
+    let (sign, unsigned) = match number.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", number),
+    };
+    let (whole, fraction) = match unsigned.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (unsigned, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if whole.len() <= 3 || !digits(whole) || fraction.is_some_and(|f| !digits(f)) {
+        return None;
+    }
+    let mut out = String::from(sign);
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if let Some(fraction) = fraction {
+        out.push('.');
+        out.push_str(fraction);
+    }
+    Some(out)
+}
+
 pub fn answer_confidence(logprobs: &[TokenLogprob], answer: Option<&str>) -> Option<f64> {
     if logprobs.is_empty() {
         return None;
@@ -215,7 +244,7 @@ pub fn answer_confidence(logprobs: &[TokenLogprob], answer: Option<&str>) -> Opt
     let cue = (lower.len() == text.len())
         .then(|| lower.rfind(&ANSWER_CUE.to_lowercase()))
         .flatten();
-    let spelled = answer.filter(|a| !a.trim().is_empty()).and_then(|a| {
+    let find = |a: &str| {
         let alone: Vec<usize> = text
             .match_indices(a)
             .map(|(at, _)| at)
@@ -224,7 +253,11 @@ pub fn answer_confidence(logprobs: &[TokenLogprob], answer: Option<&str>) -> Opt
         cue.and_then(|c| alone.iter().find(|&&at| at >= c + ANSWER_CUE.len()))
             .or(alone.last())
             .map(|&at| (at, at + a.len()))
-    });
+    };
+    // As extracted, or as the model wrote it with thousands separators ("1,200" read as 1200).
+    let spelled = answer
+        .filter(|a| !a.trim().is_empty())
+        .and_then(|a| find(a).or_else(|| grouped(a).and_then(|g| find(&g))));
     let (begin, end) = match spelled {
         Some(span) => span,
         None => {
@@ -397,7 +430,11 @@ impl Router {
         short: Option<(Signals, Vec<Candidate>)>,
         why: String,
     ) -> Result<Solution> {
+        let calls_before = cx.meter().usage().calls;
         let mut solution = self.think.solve(problem, cx).await?;
+        // The budget refused thinking's first call: the short answer stands, as a triage run
+        // that cannot pay for thinking records it (and the report counts it so).
+        let refused = solution.stop_reason.is_budget() && cx.meter().usage().calls == calls_before;
         let (signals, mut candidates) = match short {
             Some((signals, candidates)) => (Some(signals), candidates),
             None => (None, Vec::new()),
@@ -412,7 +449,7 @@ impl Router {
         }
         candidates.append(&mut solution.candidates);
         let details = RouterDetails {
-            route: "think".into(),
+            route: if refused { NO_BUDGET_TO_THINK } else { "think" }.into(),
             why,
             short: signals,
             think_strategy: Some(self.think.name().to_string()),
@@ -424,6 +461,9 @@ impl Router {
         Ok(solution)
     }
 }
+
+/// The route of a solve that wanted to think but whose budget refused it: the short answer.
+pub const NO_BUDGET_TO_THINK: &str = "short (no budget to think)";
 
 fn to_value(details: &impl Serialize) -> Result<serde_json::Value> {
     serde_json::to_value(details).map_err(|source| Error::Serialize {
@@ -539,8 +579,10 @@ impl Staged for Router {
             },
         );
         let mut solution = Solution::single(self.name(), candidate, stop_reason);
-        // The answer is the majority's (equal to the leading probe's, up to how it is written).
-        solution.answer = signals.answer.clone().or(solution.answer);
+        // The answer is the majority's (equal to the leading probe's, up to how it is written);
+        // none where no probe finished with one (a probe cut at max_tokens has none, as a
+        // plain solve that could not think then records).
+        solution.answer = signals.answer.clone();
         solution.candidates = candidates;
         solution.details = to_value(&RouterDetails {
             route: "short".into(),

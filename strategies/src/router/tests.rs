@@ -232,7 +232,8 @@ fn thinking_without_an_answer_keeps_the_short_one() {
     );
     assert_eq!(solution.stop_reason, StopReason::CallBudget);
     assert_eq!(solution.answer.as_deref(), Some("7"));
-    assert_eq!(details(&solution).route, "think");
+    // No thinking ran: the short answer's route, as a triage run records it.
+    assert_eq!(details(&solution).route, NO_BUDGET_TO_THINK);
     assert_eq!(backend.requests().len(), 1);
     // Thinking that ends without any answer: the short one stands too.
     let backend = Arc::new(ScriptedBackend::from_replies([
@@ -246,6 +247,7 @@ fn thinking_without_an_answer_keeps_the_short_one() {
     );
     assert_eq!(solution.answer.as_deref(), Some("7"));
     assert_eq!(solution.completion, "I cannot tell.");
+    assert_eq!(details(&solution).route, "think");
     // No budget even for the short answer: an empty solution, not an error.
     let backend = Arc::new(ScriptedBackend::new(["Final Answer: 7"]));
     let solution = solve_with(
@@ -344,6 +346,47 @@ fn confidence_is_the_probability_of_the_answers_own_tokens() {
     // No cue: the last place it stands alone, not the "5" in "0.5".
     let tokens = [token("So 5", 0.7), token(" then 0.", 0.5), token("5", 0.1)];
     assert!((answer_confidence(&tokens, Some("5")).unwrap() - 0.7).abs() < 1e-6);
+    // Written with a thousands separator, extracted without: the number's tokens, not the
+    // unit after it on the cue's line.
+    let tokens = [
+        token("Final Answer:", 0.5),
+        token(" 1", 0.9),
+        token(",", 0.9),
+        token("200", 0.9),
+        token(" dollars", 0.1),
+        token(".", 0.1),
+    ];
+    let c = answer_confidence(&tokens, Some("1200")).unwrap();
+    assert!((c - 0.729).abs() < 1e-6, "{c}");
+    assert_eq!(grouped("-1234567.5").as_deref(), Some("-1,234,567.5"));
+    assert_eq!(grouped("123"), None);
+    assert_eq!(grouped("12a4"), None);
+}
+
+#[test]
+fn a_short_answer_cut_at_max_tokens_is_no_answer_whether_thinking_follows_or_not() {
+    let r = router(RouterConfig {
+        max_tokens: NonZeroUsize::new(16).unwrap(),
+        ..RouterConfig::default()
+    });
+    // No budget to think after the short call: a plain solve has no answer.
+    let backend = Arc::new(ScriptedBackend::new(["Final Answer: 1234567890"]));
+    let plain = solve_with(&r, &backend, Budget::unlimited().with_max_calls(1));
+    assert_eq!(plain.answer, None);
+    // Nor does the first stage a triage run keeps where it cannot pay for thinking.
+    let backend = Arc::new(ScriptedBackend::new(["Final Answer: 1234567890"]));
+    let cx = Context::new(
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+    );
+    let first = futures::executor::block_on(ponder_engine::Staged::first(
+        &r,
+        &Problem::new("p", "What is 3 + 4?"),
+        &cx,
+    ))
+    .unwrap();
+    assert_eq!(first.solution.answer, plain.answer);
+    assert!(first.pending.is_some());
 }
 
 #[test]

@@ -1171,3 +1171,40 @@ async fn a_strategy_that_panics_on_one_problem_fails_that_problem_not_the_run() 
         failed.error
     );
 }
+
+/// Panics grading a problem whose question says so.
+struct PanickingGrader;
+
+#[async_trait::async_trait]
+impl crate::grader::Grader for PanickingGrader {
+    async fn grade(&self, problem: &Problem, solution: &Solution) -> Result<Option<bool>> {
+        if problem.question == "panic" {
+            panic!("a grader defect");
+        }
+        crate::grader::MathGrader.grade(problem, solution).await
+    }
+}
+
+#[tokio::test]
+async fn a_grader_that_panics_fails_that_problem_not_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let problems = [Problem::new("p1", "panic"), Problem::new("p2", "Q?")];
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["4", "4"]));
+    let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+        .with_grader(Arc::new(PanickingGrader))
+        .run(&problems, &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((summary.solved, summary.errors), (1, 1), "{summary:?}");
+    let lines = read_results(&out).unwrap();
+    let failed = lines.iter().find(|l| l.id == "p1").unwrap();
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("grading: ") && e.contains("panicked: a grader defect")),
+        "{:?}",
+        failed.error
+    );
+}
