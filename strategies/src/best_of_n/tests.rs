@@ -625,6 +625,7 @@ async fn a_sample_of_an_inner_strategy_that_fails_is_drawn_again_not_the_whole_d
             .unwrap(),
         )
     };
+    // Three samples drawn one at a time.
     let strategy = BestOfN::new(BestOfNConfig {
         concurrency: NonZeroUsize::new(1),
         ..BestOfNConfig::self_consistency(NonZeroUsize::new(3).unwrap())
@@ -647,12 +648,6 @@ async fn a_sample_of_an_inner_strategy_that_fails_is_drawn_again_not_the_whole_d
 
     // A redraw that fails too is drawn again; once as many failed as were asked for, the
     // vote is among those drawn.
-    let strategy = BestOfN::new(BestOfNConfig {
-        concurrency: NonZeroUsize::new(1),
-        ..BestOfNConfig::self_consistency(NonZeroUsize::new(3).unwrap())
-    })
-    .unwrap()
-    .with_inner(inner());
     let backend = Arc::new(ScriptedBackend::from_replies([
         Reply::Text("Final Answer: 4".into()),
         Reply::Fail("one".into()),

@@ -256,7 +256,14 @@ fn round_robin_samples() -> Vec<String> {
 
 /// S* with default selection over `round_robin_samples` and then `replies`.
 async fn round_robin(replies: &[&str]) -> (Arc<ScriptedBackend>, SStarDetails) {
-    let mut script = round_robin_samples();
+    round_robin_over(round_robin_samples(), replies).await
+}
+
+/// S* with default selection over `samples` and then `replies`.
+async fn round_robin_over(
+    mut script: Vec<String>,
+    replies: &[&str],
+) -> (Arc<ScriptedBackend>, SStarDetails) {
     script.extend(replies.iter().map(|r| r.to_string()));
     let backend = Arc::new(ScriptedBackend::new(script));
     let config = SStarConfig {
@@ -362,31 +369,24 @@ async fn adaptive_input_synthesis_clusters_by_outputs_then_judges_each_pair_of_c
 #[tokio::test]
 async fn samples_that_wrote_the_same_program_each_count_toward_its_cluster() {
     // Three samples wrote one program: it runs once, and its cluster counts three samples.
-    let mut script = vec![
+    let samples = vec![
         fenced("return a + b if a < 100 else 0"),
         fenced("return a + b"),
         fenced("return a + b"),
         fenced("return a + b"),
     ];
-    script.extend(
-        [
+    let (backend, details) = round_robin_over(
+        samples,
+        &[
             ">>> add(100, 1)\n>>> add(2, 3)",
             ">>> add(100, 1)\n>>> add(-1, 1)",
             // No verdict (whichever is shown first): the larger cluster stands.
             "A",
             "A",
-        ]
-        .map(String::from),
-    );
-    let backend = Arc::new(ScriptedBackend::new(script));
-    let config = SStarConfig {
-        n: NonZeroUsize::new(4).unwrap(),
-        debug_rounds: 0,
-        ..SStarConfig::default()
-    };
-    let solution = solve_add(config, &backend).await;
+        ],
+    )
+    .await;
     assert_eq!(backend.remaining(), 0);
-    let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
     let clusters: Vec<Vec<usize>> = details.clusters.iter().map(|c| c.samples.clone()).collect();
     assert_eq!(clusters, vec![vec![0], vec![1, 2, 3]]);
     assert_eq!(details.comparisons.len(), 1);

@@ -1090,11 +1090,7 @@ impl Strategy for CallThenFail {
     }
 
     async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
-        let request = crate::backend::GenerationRequest::new(crate::backend::Prompt::Text(
-            problem.question.clone(),
-        ))
-        .with_max_tokens(10);
-        cx.backend().generate(request).await?;
+        OneCall.solve(problem, cx).await?;
         Err(Error::Http {
             url: "http://server/v1/completions".into(),
             status: 500,
