@@ -78,7 +78,8 @@ pub struct RunReport {
     /// unanswered problems may be in flight.
     pub in_progress: bool,
     /// For adaptive-thinking runs (`router`, `mode_token`): per route (`short`, `think`,
-    /// `none`), the solved problems that took it and how many of those were graded right.
+    /// `short (no budget to think)`, `none`), the solved problems that took it and how many of
+    /// those were graded right.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub routes: BTreeMap<String, Route>,
     /// What regrading with this ponder's grader changed (`ponder report --regrade`).
@@ -130,7 +131,9 @@ pub fn regrade(lines: &mut [ResultLine]) -> Regraded {
         // written before that was fixed; a math line without an answer is wrong already).
         let unanswered = line.answer.is_none()
             && listed_answers(&line.details).is_none_or(|a| a.iter().all(Option::is_none));
-        if line.error.is_some() || unanswered {
+        // No answer, yet right: graded by its tests (math without an answer is wrong).
+        let passed_code = line.answer.is_none() && line.correct == Some(true);
+        if line.error.is_some() || unanswered || passed_code {
             continue;
         }
         let now = line

@@ -78,6 +78,15 @@ fn regrading_uses_this_grader_on_math_lines_only() {
     }];
     assert_eq!(regrade(&mut code), Regraded::default());
     assert_eq!(code[0].correct, Some(true));
+    // Passed by its tests, with a number an older ponder read from a candidate program.
+    let mut code = [ResultLine {
+        answer: None,
+        reference: Some("x".into()),
+        details: serde_json::json!({ "candidates": [{ "answer": "3" }, { "answer": null }] }),
+        ..line("i", Some(true), 10, false)
+    }];
+    assert_eq!(regrade(&mut code), Regraded::default());
+    assert_eq!(code[0].correct, Some(true));
     // Failed by its tests, its candidates (best-of-N over programs) listed without answers:
     // their grades stand.
     let mut code = [ResultLine {

@@ -200,35 +200,6 @@ impl std::fmt::Debug for Router {
 /// where it last stands alone; where it does not appear as written (or is not given), the
 /// tokens after the last answer cue up to the end of that line, and with no cue every token.
 /// `None` without log-probabilities.
-/// `number` with commas between its groups of three integer digits (`-1234.5` as
-/// `-1,234.5`), where it is a plain number of more than three of them.
-fn grouped(number: &str) -> Option<String> {
-    let (sign, unsigned) = match number.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", number),
-    };
-    let (whole, fraction) = match unsigned.split_once('.') {
-        Some((whole, fraction)) => (whole, Some(fraction)),
-        None => (unsigned, None),
-    };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if whole.len() <= 3 || !digits(whole) || fraction.is_some_and(|f| !digits(f)) {
-        return None;
-    }
-    let mut out = String::from(sign);
-    for (i, c) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if let Some(fraction) = fraction {
-        out.push('.');
-        out.push_str(fraction);
-    }
-    Some(out)
-}
-
 pub fn answer_confidence(logprobs: &[TokenLogprob], answer: Option<&str>) -> Option<f64> {
     if logprobs.is_empty() {
         return None;
@@ -289,6 +260,35 @@ pub fn answer_confidence(logprobs: &[TokenLogprob], answer: Option<&str>) -> Opt
         }
     }
     (counted > 0).then(|| sum.exp())
+}
+
+/// `number` with commas between its groups of three integer digits (`-1234.5` as
+/// `-1,234.5`), where it is a plain number of more than three of them.
+fn grouped(number: &str) -> Option<String> {
+    let (sign, unsigned) = match number.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", number),
+    };
+    let (whole, fraction) = match unsigned.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (unsigned, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if whole.len() <= 3 || !digits(whole) || fraction.is_some_and(|f| !digits(f)) {
+        return None;
+    }
+    let mut out = String::from(sign);
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if let Some(fraction) = fraction {
+        out.push('.');
+        out.push_str(fraction);
+    }
+    Some(out)
 }
 
 /// Whether `text[begin..end]` is not part of a longer number or word: no letter or digit next
@@ -540,8 +540,20 @@ impl Staged for Router {
         };
         let backend = cx.backend().capabilities().backend;
         let (signals, lead, think_why) = self.read(&generation.choices, backend)?;
-        let mut probes: Vec<(Candidate, StopReason)> =
-            generation.choices.into_iter().map(candidate_of).collect();
+        // A probe cut at max_tokens has no answer (as `read` counts it): its cut number is
+        // not a candidate's either.
+        let mut probes: Vec<(Candidate, StopReason)> = generation
+            .choices
+            .into_iter()
+            .map(|choice| {
+                let cut = choice.finish_reason == FinishReason::Length;
+                let (mut candidate, stop) = candidate_of(choice);
+                if cut {
+                    candidate.answer = None;
+                }
+                (candidate, stop)
+            })
+            .collect();
         // `read` found the leading probe among the choices; it goes first.
         let (candidate, stop_reason) = probes.remove(lead);
         let mut candidates = vec![candidate.clone()];

@@ -387,6 +387,9 @@ fn a_short_answer_cut_at_max_tokens_is_no_answer_whether_thinking_follows_or_not
     .unwrap();
     assert_eq!(first.solution.answer, plain.answer);
     assert!(first.pending.is_some());
+    // Nor is its cut number a candidate's answer (graded among the candidates otherwise).
+    assert!(first.solution.candidates.iter().all(|c| c.answer.is_none()));
+    assert!(plain.candidates.iter().all(|c| c.answer.is_none()));
 }
 
 #[test]

@@ -1145,29 +1145,6 @@ impl Strategy for PanicsOn {
     }
 }
 
-#[tokio::test]
-async fn a_strategy_that_panics_on_one_problem_fails_that_problem_not_the_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("r.jsonl");
-    let problems = [Problem::new("p1", "panic"), Problem::new("p2", "Q?")];
-    let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["4"]));
-    let summary = Runner::new(Arc::new(PanicsOn), Arc::clone(&backend) as Arc<dyn Backend>)
-        .run(&problems, &out, |_| {})
-        .await
-        .unwrap();
-    assert_eq!((summary.solved, summary.errors), (1, 1), "{summary:?}");
-    let lines = read_results(&out).unwrap();
-    let failed = lines.iter().find(|l| l.id == "p1").unwrap();
-    assert!(
-        failed
-            .error
-            .as_deref()
-            .is_some_and(|e| e.contains("panicked: a defect on p1")),
-        "{:?}",
-        failed.error
-    );
-}
-
 /// Panics grading a problem whose question says so.
 struct PanickingGrader;
 
@@ -1181,26 +1158,46 @@ impl crate::grader::Grader for PanickingGrader {
     }
 }
 
-#[tokio::test]
-async fn a_grader_that_panics_fails_that_problem_not_the_run() {
+/// Runs `strategy` over a problem that asks to panic and one that does not, graded by
+/// `grader`: the summary, and the panicking problem's error.
+async fn run_with_a_panic(
+    strategy: Arc<dyn Strategy>,
+    grader: Arc<dyn crate::grader::Grader>,
+) -> (RunSummary, Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.jsonl");
     let problems = [Problem::new("p1", "panic"), Problem::new("p2", "Q?")];
     let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["4", "4"]));
-    let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
-        .with_grader(Arc::new(PanickingGrader))
+    let summary = Runner::new(strategy, Arc::clone(&backend) as Arc<dyn Backend>)
+        .with_grader(grader)
         .run(&problems, &out, |_| {})
         .await
         .unwrap();
-    assert_eq!((summary.solved, summary.errors), (1, 1), "{summary:?}");
     let lines = read_results(&out).unwrap();
-    let failed = lines.iter().find(|l| l.id == "p1").unwrap();
+    let failed = lines
+        .iter()
+        .find(|l| l.id == "p1")
+        .and_then(|l| l.error.clone());
+    (summary, failed)
+}
+
+#[tokio::test]
+async fn a_strategy_or_grader_that_panics_on_one_problem_fails_that_problem_not_the_run() {
+    let (summary, error) =
+        run_with_a_panic(Arc::new(PanicsOn), Arc::new(crate::grader::MathGrader)).await;
+    assert_eq!((summary.solved, summary.errors), (1, 1), "{summary:?}");
     assert!(
-        failed
-            .error
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("panicked: a defect on p1")),
+        "{error:?}"
+    );
+    let (summary, error) = run_with_a_panic(Arc::new(OneCall), Arc::new(PanickingGrader)).await;
+    assert_eq!((summary.solved, summary.errors), (1, 1), "{summary:?}");
+    assert!(
+        error
             .as_deref()
             .is_some_and(|e| e.starts_with("grading: ") && e.contains("panicked: a grader defect")),
-        "{:?}",
-        failed.error
+        "{error:?}"
     );
 }
