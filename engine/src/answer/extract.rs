@@ -170,6 +170,8 @@ fn cue_candidate(line: &str) -> Option<String> {
     if !cand.chars().any(char::is_alphanumeric) || is_placeholder(&cand) || is_label(&cand) {
         return None;
     }
+    // A number, then its working in brackets (`18 (9 + 9)`): the number, not their product.
+    let cand = without_trailing_working(&cand).unwrap_or(cand);
     if is_prose(&cand) {
         if cand.chars().any(|c| c.is_ascii_digit()) {
             return pick_number(&cand);
@@ -178,6 +180,29 @@ fn cue_candidate(line: &str) -> Option<String> {
         return (cand.split_whitespace().count() <= 4).then_some(cand);
     }
     Some(arithmetic_rhs(&cand))
+}
+
+/// `cand` less a bracket at its end that follows a whole number (`18 (9 + 9)`, `0.5 (1/2)`,
+/// `25% (0.25)`): the number alone. None where what comes before the bracket is not a number.
+fn without_trailing_working(cand: &str) -> Option<String> {
+    let body = cand.trim_end().strip_suffix(')')?;
+    let open = body.rfind(" (")?;
+    let (before, inside) = (body[..open].trim(), &body[open + 2..]);
+    // The bracket is one: nothing closes before its end.
+    if inside.contains(['(', ')']) {
+        return None;
+    }
+    let number = before
+        .trim_start_matches(['$', '\\'])
+        .trim_start_matches('$')
+        .trim_end_matches('%');
+    let number = number.strip_prefix('-').unwrap_or(number);
+    let plain = !number.is_empty()
+        && number.chars().next().is_some_and(|c| c.is_ascii_digit())
+        && number
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ',' | '.' | '/'));
+    plain.then(|| before.to_string())
 }
 
 /// The first math span on the line: `\(..\)`, `\[..\]`, `$$..$$` or `$..$`, using
@@ -375,7 +400,8 @@ pub(super) fn numbers(s: &str) -> Vec<String> {
     let mut i = 0;
     while let Some(&ch) = c.get(i) {
         let prev = i.checked_sub(1).and_then(|p| c.get(p)).copied();
-        let signed = ch == '-'
+        // ASCII or Unicode minus (U+2212, as some models write it).
+        let signed = matches!(ch, '-' | '\u{2212}')
             && !prev.is_some_and(|p| p.is_ascii_alphanumeric() || matches!(p, ')' | ']' | '}'));
         let body = if signed { i + 1 } else { i };
         let body_prev = body.checked_sub(1).and_then(|p| c.get(p)).copied();
@@ -386,7 +412,19 @@ pub(super) fn numbers(s: &str) -> Vec<String> {
             continue;
         }
         if !body_prev.is_some_and(|p| p.is_ascii_digit() || p == '.') {
-            if let Some((text, end)) = number_at(&c, body) {
+            if let Some((mut text, mut end)) = number_at(&c, body) {
+                // A mixed number, `1 1/4` (hours): one number, not 1 then 1/4.
+                if text.bytes().all(|b| b.is_ascii_digit()) && c.get(end) == Some(&' ') {
+                    if let Some((fraction, after)) = number_at(&c, end + 1) {
+                        let proper = fraction.split_once('/').is_some_and(|(n, d)| {
+                            matches!((n.parse::<u64>(), d.parse::<u64>()), (Ok(n), Ok(d)) if n > 0 && n < d)
+                        });
+                        if proper {
+                            text = format!("{text} {fraction}");
+                            end = after;
+                        }
+                    }
+                }
                 out.push(format!("{sign}{text}"));
                 i = end;
                 continue;

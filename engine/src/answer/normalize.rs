@@ -71,8 +71,9 @@ pub(super) fn normalize(raw: &str) -> Normalized {
     }
     s = unwrap_text(&s, 0);
     s = join_plain_thousands(&s);
-    s = plain_mixed_number(s);
+    // Units first: `3 1/2 hours` is the mixed number 3 1/2.
     s = strip_units(&s);
+    s = plain_mixed_number(s);
     s = collapse_whitespace(&s).to_lowercase();
     s = plain_math(&s, 0);
     s = strip_left_right(&s);

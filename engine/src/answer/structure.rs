@@ -181,6 +181,9 @@ pub(super) fn same_structure(a: &str, b: &str, depth: usize) -> bool {
 }
 
 pub(super) fn key_of(s: &str, depth: usize) -> String {
+    if let Some(key) = rounded_decimal_key(s) {
+        return key;
+    }
     if let Some(v) = eval(s) {
         return v.key();
     }
@@ -223,4 +226,36 @@ pub(super) fn key_of(s: &str, depth: usize) -> String {
 
 pub(super) fn close(x: f64, y: f64) -> bool {
     x == y || (x - y).abs() <= REL_TOL * x.abs().max(y.abs())
+}
+
+/// The key of a decimal that [`super::equivalent`] reads as rounded (four or more places and
+/// significant digits: `0.6667`, `3.33333`): the simplest fraction it could be a rounding of
+/// (denominator up to 1000), so that it votes with that fraction and its other roundings
+/// (`2/3`, `0.6666666666666666`). None for other text, or where no such fraction is near.
+fn rounded_decimal_key(s: &str) -> Option<String> {
+    let places = super::decimal_places(s).filter(|&k| k >= 4)?;
+    if super::significant_digits(s) < 4 {
+        return None;
+    }
+    let x: f64 = s.parse().ok()?;
+    (1..=1000i128).find_map(|q| {
+        let p = (x * q as f64).round();
+        if !super::within_last_place(x, p / q as f64, places) {
+            return None;
+        }
+        let p = p as i128;
+        let g = gcd(p.abs(), q);
+        Some(match (p / g, q / g) {
+            (p, 1) => p.to_string(),
+            (p, q) => format!("{p}/{q}"),
+        })
+    })
+}
+
+fn gcd(a: i128, b: i128) -> i128 {
+    if b == 0 {
+        a.max(1)
+    } else {
+        gcd(b, a % b)
+    }
 }

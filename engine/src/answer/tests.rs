@@ -647,3 +647,50 @@ fn an_echoed_placeholder_or_a_bare_label_is_no_answer() {
     assert_eq!(ex("Final Answer: <1, 2>").as_deref(), Some("<1, 2>"));
     assert_eq!(ex("Final Answer: 3:45").as_deref(), Some("3:45"));
 }
+
+#[test]
+fn a_number_then_its_working_in_brackets_is_the_number() {
+    for (text, reference) in [
+        ("Final Answer: 18 (9 + 9)", "18"),
+        ("Final Answer: 0.5 (1/2)", "0.5"),
+        ("Final Answer: 25% (0.25)", "25"),
+    ] {
+        let a = extract_answer(text).unwrap();
+        assert!(equivalent(&a, reference), "{text}: {a}");
+        assert_eq!(canonical_key(&a), canonical_key(reference), "{text}: {a}");
+    }
+    // A product written as one is still one.
+    let a = extract_answer("Final Answer: 2(3+4)").unwrap();
+    assert!(equivalent(&a, "14"), "{a}");
+}
+
+#[test]
+fn a_unicode_minus_in_prose_is_a_sign() {
+    assert_eq!(
+        extract_answer("Final Answer: The temperature is \u{2212}3 degrees.").as_deref(),
+        Some("-3")
+    );
+    assert_eq!(
+        extract_answer("so the result is \u{2212}3").as_deref(),
+        Some("-3")
+    );
+}
+
+#[test]
+fn mixed_numbers_with_units() {
+    assert!(equivalent("3 1/2 hours", "3.5"));
+    assert!(!equivalent("3 1/2 hours", "15.5"));
+    let a = extract_answer("Final Answer: It takes 1 1/4 hours").unwrap();
+    assert!(equivalent(&a, "1.25"), "{a}");
+}
+
+#[test]
+fn rounded_decimals_vote_with_their_fraction() {
+    assert_eq!(canonical_key("0.6666666666666666"), canonical_key("2/3"));
+    assert_eq!(canonical_key("0.6667"), canonical_key("2/3"));
+    assert_eq!(canonical_key("3.33333"), canonical_key("10/3"));
+    // Few places or digits: exact, as equivalent reads them.
+    assert_ne!(canonical_key("0.67"), canonical_key("2/3"));
+    assert_eq!(canonical_key("0.25"), canonical_key("1/4"));
+    assert_ne!(canonical_key("1.2345"), canonical_key("1.2346"));
+}
