@@ -2,7 +2,7 @@
 //! the last number).
 
 use super::scan::{collect, digit_run, group_end, is_digit_at, letters_at};
-use super::{is_listed, MATH_WORDS};
+use super::{eval, is_listed, normalize, MATH_WORDS};
 
 /// Cues that introduce *the* answer, the form prompts ask for, searched case-insensitively.
 /// The last one that is followed by an answer wins, whatever weaker cue comes after it.
@@ -194,15 +194,26 @@ fn without_trailing_working(cand: &str) -> Option<String> {
     }
     let number = before
         .trim_start_matches(['$', '\\'])
-        .trim_start_matches('$')
-        .trim_end_matches('%');
-    let number = number.strip_prefix('-').unwrap_or(number);
-    let plain = !number.is_empty()
-        && number.chars().next().is_some_and(|c| c.is_ascii_digit())
-        && number
+        .trim_start_matches('$');
+    let (number, percent) = match number.strip_suffix('%') {
+        Some(number) => (number, true),
+        None => (number, false),
+    };
+    let unsigned = number.strip_prefix(['-', '\u{2212}']).unwrap_or(number);
+    let plain = !unsigned.is_empty()
+        && unsigned.chars().next().is_some_and(|c| c.is_ascii_digit())
+        && unsigned
             .chars()
             .all(|c| c.is_ascii_digit() || matches!(c, ',' | '.' | '/'));
-    plain.then(|| before.to_string())
+    if !plain {
+        return None;
+    }
+    // Only working that comes to the number (`18 (9 + 9)`, `25% (0.25)`): `3 (x + 2)` and
+    // `2 (\sqrt{3} - 1)` are products.
+    let value = eval(&normalize(number).text)?;
+    let working = eval(&normalize(inside).text)?;
+    let same = working.same(value) || (percent && value.percent().is_some_and(|v| working.same(v)));
+    same.then(|| before.to_string())
 }
 
 /// The first math span on the line: `\(..\)`, `\[..\]`, `$$..$$` or `$..$`, using

@@ -181,7 +181,8 @@ pub(super) fn same_structure(a: &str, b: &str, depth: usize) -> bool {
 }
 
 pub(super) fn key_of(s: &str, depth: usize) -> String {
-    if let Some(key) = rounded_decimal_key(s) {
+    // A whole answer only: the items of a tuple or list are compared exactly by `equivalent`.
+    if let Some(key) = (depth == 0).then(|| rounded_decimal_key(s)).flatten() {
         return key;
     }
     if let Some(v) = eval(s) {
@@ -233,18 +234,31 @@ pub(super) fn close(x: f64, y: f64) -> bool {
 /// (denominator up to 1000), so that it votes with that fraction and its other roundings
 /// (`2/3`, `0.6666666666666666`). None for other text, or where no such fraction is near.
 fn rounded_decimal_key(s: &str) -> Option<String> {
+    // Trailing zeros say nothing of the rounding: `1.2340` is `1.234`, exact.
+    let s = if s.contains('.') {
+        s.trim_end_matches('0')
+    } else {
+        s
+    };
     let places = super::decimal_places(s).filter(|&k| k >= 4)?;
     if super::significant_digits(s) < 4 {
         return None;
     }
     let x: f64 = s.parse().ok()?;
+    // Past what a float holds exactly, or a fraction of it could: keyed as written.
+    if x.abs() > 1e12 {
+        return None;
+    }
+    let half_place = 0.5 * 10f64.powi(i32::try_from(places).ok()?.checked_neg()?);
     (1..=1000i128).find_map(|q| {
         let p = (x * q as f64).round();
-        if !super::within_last_place(x, p / q as f64, places) {
+        // Strictly inside: a fraction on the edge (5/32 between 0.1562 and 0.1563) would join
+        // two decimals `equivalent` tells apart.
+        if (x - p / q as f64).abs() >= half_place * (1.0 - 1e-9) {
             return None;
         }
         let p = p as i128;
-        let g = gcd(p.abs(), q);
+        let g = gcd(p.unsigned_abs() as i128, q);
         Some(match (p / g, q / g) {
             (p, 1) => p.to_string(),
             (p, q) => format!("{p}/{q}"),

@@ -659,9 +659,14 @@ fn a_number_then_its_working_in_brackets_is_the_number() {
         assert!(equivalent(&a, reference), "{text}: {a}");
         assert_eq!(canonical_key(&a), canonical_key(reference), "{text}: {a}");
     }
-    // A product written as one is still one.
+    // A product written as one is still one, with a space too where the bracket does not come
+    // to the number.
     let a = extract_answer("Final Answer: 2(3+4)").unwrap();
     assert!(equivalent(&a, "14"), "{a}");
+    let a = extract_answer("Final Answer: $2 (\\sqrt{3} - 1)$").unwrap();
+    assert!(equivalent(&a, "2\\sqrt{3}-2"), "{a}");
+    let a = extract_answer("Final Answer: 3 (x + 2)").unwrap();
+    assert!(equivalent(&a, "3(x+2)"), "{a}");
 }
 
 #[test]
@@ -693,4 +698,14 @@ fn rounded_decimals_vote_with_their_fraction() {
     assert_ne!(canonical_key("0.67"), canonical_key("2/3"));
     assert_eq!(canonical_key("0.25"), canonical_key("1/4"));
     assert_ne!(canonical_key("1.2345"), canonical_key("1.2346"));
+    // Trailing zeros are no places of rounding.
+    assert_eq!(canonical_key("1.2340"), canonical_key("1.234"));
+    assert_eq!(canonical_key("3.14160"), canonical_key("3.1416"));
+    // A fraction on the edge of both joins neither.
+    assert_ne!(canonical_key("0.1562"), canonical_key("0.1563"));
+    // Items of a tuple are compared exactly, and keyed so.
+    let (a, b) = ("(0.6667, 1)", "(2/3, 1)");
+    assert_eq!(canonical_key(a) == canonical_key(b), equivalent(a, b));
+    // Huge values are keyed as written, without a panic.
+    let _ = canonical_key("-300000000000000000000000000000000000000000.0000");
 }
