@@ -118,6 +118,43 @@ fn a_budget_smaller_than_the_cap_shortens_thinking_and_keeps_the_answer_in_decod
 }
 
 #[test]
+fn a_budget_smaller_than_the_cap_shortens_resubmitted_thinking_and_keeps_the_answer() {
+    // As in decode, by resubmission: the thinking call leaves the answer call its 64 of the
+    // 100 completion tokens the budget grants, so the answer is forced, not read from thinking
+    // the budget cut.
+    let config = BudgetForcingConfig {
+        max_thinking_tokens: 320,
+        mode: ForcingMode::Resubmit,
+        ..BudgetForcingConfig::default()
+    };
+    let (solution, details) = solve_within(
+        config,
+        "Explain step by step how to multiply 17 by 23.",
+        Budget::unlimited().with_max_completion_tokens(100),
+    );
+    assert_eq!(details.mode, ForcingMode::Resubmit);
+    assert_eq!(details.budget_thinking_cap, Some(36), "{details:?}");
+    assert!(details.thinking_tokens <= 36, "{details:?}");
+    assert!(details.forced_end, "{details:?}");
+    assert_eq!(
+        solution.stop_reason,
+        ponder::StopReason::CompletionBudget,
+        "{details:?}"
+    );
+    assert!(
+        solution.usage.completion_tokens <= 100,
+        "{:?}",
+        solution.usage
+    );
+    let after = solution
+        .completion
+        .split("Final Answer:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no cue in {:?}", solution.completion));
+    assert!(!after.trim().is_empty(), "{:?}", solution.completion);
+}
+
+#[test]
 fn under_best_of_n_a_budget_that_ends_each_samples_thinking_is_the_stop() {
     // Each sample solves in a child context, whose meter learns of the problem budget's cut
     // of its own call: the samples, and so the vote, stop with the budget.

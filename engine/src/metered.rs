@@ -76,7 +76,15 @@ impl Meter {
 
     /// Completion tokens that may still be spent (counting reservations), if limited.
     pub fn remaining_completion_tokens(&self) -> Option<u64> {
-        self.completion_tokens_left(true)
+        let state = self.lock();
+        let by_total = self
+            .budget
+            .max_tokens
+            .map(|max| max.saturating_sub(state.used.total_tokens() + state.reserved_tokens));
+        let by_completion = self.budget.max_completion_tokens.map(|max| {
+            max.saturating_sub(state.used.completion_tokens + state.reserved_completion_tokens)
+        });
+        crate::budget::min_limit(by_total, by_completion)
     }
 
     /// What the budget of `resource` leaves unspent, if it is limited: [`Resource::Tokens`],
@@ -103,25 +111,10 @@ impl Meter {
     /// Completion tokens not yet spent (reservations not counted: calls in flight may give
     /// theirs back), if limited.
     pub fn unspent_completion_tokens(&self) -> Option<u64> {
-        self.completion_tokens_left(false)
-    }
-
-    fn completion_tokens_left(&self, counting_reservations: bool) -> Option<u64> {
-        let state = self.lock();
-        let (tokens, completion) = if counting_reservations {
-            (state.reserved_tokens, state.reserved_completion_tokens)
-        } else {
-            (0, 0)
-        };
-        let by_total = self
-            .budget
-            .max_tokens
-            .map(|max| max.saturating_sub(state.used.total_tokens() + tokens));
-        let by_completion = self
-            .budget
-            .max_completion_tokens
-            .map(|max| max.saturating_sub(state.used.completion_tokens + completion));
-        crate::budget::min_limit(by_total, by_completion)
+        crate::budget::min_limit(
+            self.remaining(Resource::Tokens),
+            self.remaining(Resource::CompletionTokens),
+        )
     }
 
     /// When the wall-time budget runs out, if there is one: work that is not a backend call

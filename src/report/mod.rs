@@ -838,16 +838,15 @@ impl Comparison {
                 h.neither,
                 match h.first_only + h.second_only {
                     0 => String::new(),
-                    split => format!(
-                        "; McNemar's exact test over the {} only one got right: p = {:.3}, {}",
-                        count(split, "problem", "problems"),
-                        h.p_value(),
-                        if h.p_value() < 0.05 {
-                            "a difference beyond chance at 5%"
-                        } else {
-                            "no difference beyond chance at 5%"
-                        }
-                    ),
+                    split => {
+                        let p = h.p_value();
+                        format!(
+                            "; McNemar's exact test over the {} only one got right: p = {p:.3}, \
+                             {} difference beyond chance at 5%",
+                            count(split, "problem", "problems"),
+                            if p < 0.05 { "a" } else { "no" }
+                        )
+                    }
                 }
             ));
         }
