@@ -72,7 +72,7 @@ pub(super) fn after_cue(text: &str) -> Option<String> {
     for (p, m) in lower.match_indices("####") {
         let after = lower.get(p + m.len()..).unwrap_or("");
         let after = after.trim_start_matches(['#', ' ', '\t']);
-        if after.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '$' | '.')) {
+        if after.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '\u{2212}' | '$' | '.')) {
             strong.push(p + m.len());
         }
     }
@@ -337,13 +337,37 @@ fn is_prose(s: &str) -> bool {
         .any(|w| w.len() >= 2 && !is_listed(MATH_WORDS, &w.to_ascii_lowercase()))
 }
 
-/// The answer number inside a prose sentence: the first number after the last '='.
+/// The answer number inside a prose sentence: the first number after the last '=', past an
+/// opening clause that sets the scene (`After 3 days, she has 12 apples.`: 12).
 fn pick_number(cand: &str) -> Option<String> {
     let after_eq = cand.rsplit('=').next().unwrap_or(cand);
-    numbers(after_eq)
+    numbers(past_opening_clause(after_eq))
         .into_iter()
         .next()
         .or_else(|| numbers(cand).into_iter().next())
+}
+
+/// `s` after its first `, ` where what comes before is an opening clause (it starts with a
+/// word and has no verb, `After 3 days`, `In 2 hours`) and what follows holds a number;
+/// otherwise `s` (`She has 12 apples, 3 more than Tom` keeps its 12).
+fn past_opening_clause(s: &str) -> &str {
+    const VERBS: &[&str] = &[
+        "is", "are", "was", "were", "be", "been", "has", "have", "had", "gets", "got", "makes",
+        "made", "costs", "cost", "equals", "equal", "totals", "needs", "needed", "pays", "paid",
+        "earns", "earned", "spends", "spent", "will", "would", "can", "could", "does", "did",
+    ];
+    let Some((clause, rest)) = s.split_once(", ") else {
+        return s;
+    };
+    let opens_with_word = clause.trim_start().starts_with(char::is_alphabetic);
+    let has_verb = clause
+        .split(|c: char| !c.is_alphabetic())
+        .any(|w| VERBS.contains(&w.to_lowercase().as_str()));
+    if opens_with_word && !has_verb && !numbers(rest).is_empty() {
+        rest
+    } else {
+        s
+    }
 }
 
 /// `9 * 2 = 18` -> `18`: the right side of an equation whose left side is arithmetic (`16 x 3`
