@@ -72,7 +72,9 @@ pub(super) fn after_cue(text: &str) -> Option<String> {
     for (p, m) in lower.match_indices("####") {
         let after = lower.get(p + m.len()..).unwrap_or("");
         let after = after.trim_start_matches(['#', ' ', '\t']);
-        if after.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '\u{2212}' | '$' | '.')) {
+        if after
+            .starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '\u{2212}' | '$' | '.'))
+        {
             strong.push(p + m.len());
         }
     }

@@ -84,7 +84,10 @@ fn extracts_after_cues() {
     assert_eq!(ex("work 1 2 3\n#### 1,234").unwrap(), "1,234");
     assert_eq!(ex("#### Step 1\nwe get 5 apples").unwrap(), "5");
     // A Unicode minus opens a GSM8K-style answer as `-` does.
-    assert_eq!(ex("It falls to 3 below.\n#### \u{2212}3").unwrap(), "\u{2212}3");
+    assert_eq!(
+        ex("It falls to 3 below.\n#### \u{2212}3").unwrap(),
+        "\u{2212}3"
+    );
     assert_eq!(ex("**Final Answer:** **42**").unwrap(), "42");
     assert_eq!(ex("so the answer is 9 * 2 = 18.").unwrap(), "18");
     assert_eq!(ex("The answer is 3 + 4 = 7 apples.").unwrap(), "7");
@@ -690,15 +693,24 @@ fn an_opening_clause_does_not_give_the_answer() {
         ex("Final Answer: After 3 days, she has 12 apples.").as_deref(),
         Some("12")
     );
-    assert_eq!(ex("Final Answer: In 2 hours, 30 miles.").as_deref(), Some("30"));
+    assert_eq!(
+        ex("Final Answer: In 2 hours, 30 miles.").as_deref(),
+        Some("30")
+    );
     // A clause with a verb is the answer's own: its number stays.
     assert_eq!(
         ex("Final Answer: She has 12 apples, 3 more than Tom.").as_deref(),
         Some("12")
     );
     // A list, and a clause with no number after it, are read as before.
-    assert_eq!(ex("Final Answer: 12 apples, 3 pears").as_deref(), Some("12"));
-    assert_eq!(ex("Final Answer: After 3 days, none.").as_deref(), Some("3"));
+    assert_eq!(
+        ex("Final Answer: 12 apples, 3 pears").as_deref(),
+        Some("12")
+    );
+    assert_eq!(
+        ex("Final Answer: After 3 days, none.").as_deref(),
+        Some("3")
+    );
 }
 
 #[test]
