@@ -110,13 +110,18 @@ impl StrategyConfig {
         }
     }
 
-    /// The sampling temperature of a strategy that draws one completion per solve (`direct`,
-    /// `budget_forcing`); `None` for the others, whose solves differ by more than their draws.
-    pub fn sampling_temperature(&self) -> Option<f64> {
+    /// Whether every draw of a solve is greedy (temperature 0), so that solving the problem
+    /// again gives the same solution: n samples of it would be one sample n times over.
+    pub fn greedy(&self) -> bool {
         match self {
-            Self::Direct(config) => Some(config.temperature),
-            Self::BudgetForcing(config) => Some(config.temperature),
-            _ => None,
+            Self::Direct(config) => config.temperature == 0.0,
+            Self::BudgetForcing(config) => config.temperature == 0.0,
+            Self::BestOfN(config) | Self::SelfConsistency(config) => config.inner.greedy(),
+            Self::BeamSearch(config) | Self::Dvts(config) => config.temperature == 0.0,
+            Self::SStar(config) => config.temperature == 0.0,
+            // The probe's draw, then the thinking strategy's where it thinks.
+            Self::Router(config) => config.temperature() == 0.0 && config.think.greedy(),
+            Self::ModeToken(config) => config.temperature == 0.0,
         }
     }
 
@@ -272,7 +277,7 @@ mod tests {
         let StrategyConfig::BestOfN(b) = &unsaid else {
             panic!("not best_of_n")
         };
-        assert_eq!(b.inner.sampling_temperature(), Some(0.8));
+        assert!(matches!(*b.inner, StrategyConfig::BudgetForcing(ref bf) if bf.temperature == 0.8));
         // Greedy inner samples, said outright, would all be one completion: an error that says
         // what to set.
         let greedy = toml.replace("temperature = 0.7", "temperature = 0");
@@ -289,6 +294,36 @@ mod tests {
             err.contains("give the inner strategy a temperature"),
             "{err}"
         );
+        // So would samples of any other strategy whose draws are all greedy: a router whose
+        // probe and thinking are both at temperature 0 (their defaults), S* and beam search
+        // at temperature 0; a router that samples its probe is not greedy.
+        let invalid = |toml: &str| {
+            parse_str::<StrategyConfig>(toml, Format::Toml)
+                .unwrap()
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+        };
+        let err = invalid(
+            "kind = \"best_of_n\"\nn = 8\nselect = \"majority\"\ninner = { kind = \"router\" }",
+        )
+        .unwrap();
+        assert!(
+            err.contains("`router` at temperature 0") && err.contains("`think`"),
+            "{err}"
+        );
+        assert_eq!(
+            invalid(
+                "kind = \"best_of_n\"\nn = 8\nselect = \"majority\"\ninner = { kind = \"router\", temperature = 0.7 }"
+            ),
+            None
+        );
+        let err = invalid("kind = \"s_star\"\nn = 4\ntemperature = 0").unwrap();
+        assert!(err.contains("same program"), "{err}");
+        assert_eq!(invalid("kind = \"s_star\"\nn = 1\ntemperature = 0"), None);
+        let err =
+            invalid("kind = \"beam_search\"\nn = 4\nbeam_width = 2\ntemperature = 0").unwrap();
+        assert!(err.contains("same step"), "{err}");
         let StrategyConfig::BestOfN(b) = config else {
             panic!("not best_of_n")
         };

@@ -164,7 +164,19 @@ impl BeamSearchConfig {
                 "step_delimiter must not be empty",
             ));
         }
-        crate::config::check_sampling(self.temperature, None)
+        crate::config::check_sampling(self.temperature, None)?;
+        // Greedy expansions of one prefix are one step n times over.
+        if self.n.get() > 1 && self.temperature == 0.0 {
+            return Err(Error::config_value(
+                "temperature",
+                format!(
+                    "n = {} beams expanded at temperature 0 are all the same step: set a \
+                     temperature (0.6 to 1.0 is usual) or n = 1",
+                    self.n
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 

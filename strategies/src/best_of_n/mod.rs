@@ -177,12 +177,24 @@ impl BestOfNConfig {
             ));
         }
         // Greedy samples of one prompt are one sample n times over: n times the cost, no vote.
-        if self.n.get() > 1 && self.inner.sampling_temperature() == Some(0.0) {
+        if self.n.get() > 1 && self.inner.greedy() {
+            let (key, what) = match &*self.inner {
+                StrategyConfig::Router(_) => (
+                    "inner",
+                    "its short answer's `temperature` and its `think` strategy's are 0",
+                ),
+                StrategyConfig::BestOfN(_) | StrategyConfig::SelfConsistency(_) => (
+                    "inner.inner.temperature",
+                    "its own inner strategy is greedy",
+                ),
+                _ => ("inner.temperature", "its temperature is 0"),
+            };
             return Err(Error::config_value(
-                "inner.temperature",
+                key,
                 format!(
                     "n = {} samples of an inner `{}` at temperature 0 are all the same greedy \
-                     completion: give the inner strategy a temperature (0.6 to 1.0 is usual)",
+                     solution ({what}): give the inner strategy a temperature (0.6 to 1.0 is \
+                     usual)",
                     self.n,
                     self.inner.kind()
                 ),

@@ -172,6 +172,16 @@ impl SStarConfig {
     /// Checks the values.
     pub fn validate(&self) -> Result<()> {
         check_sampling(self.temperature, self.top_p)?;
+        if self.n.get() > 1 && self.temperature == 0.0 {
+            return Err(Error::config_value(
+                "temperature",
+                format!(
+                    "n = {} samples at temperature 0 are all the same program: set a \
+                     temperature (0.6 to 1.0 is usual) or n = 1",
+                    self.n
+                ),
+            ));
+        }
         if !(self.test_timeout_secs > 0.0 && self.test_timeout_secs <= 3600.0) {
             return Err(Error::config_value(
                 "test_timeout_secs",
