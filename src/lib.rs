@@ -67,36 +67,16 @@ impl Config {
     }
 
     /// What changes results: the strategy, the per-problem budget and which model (not where
-    /// or how fast it runs). `ponder run` records it beside a results file and checks it when
-    /// resuming ([`Runner::with_identity`]).
+    /// or how fast it runs), for the policy and every model table of the strategy's own (a
+    /// PRM's, a judge's) alike ([`ponder_engine::model_identity`]). `ponder run` records it
+    /// beside a results file and checks it when resuming ([`Runner::with_identity`]).
     pub fn identity(&self) -> serde_json::Value {
-        let model = match self.model.backend {
-            ponder_engine::BackendKind::Mistralrs => {
-                serde_json::json!({ "backend": "mistralrs", "source": self.model.source })
-            }
-            // A server asked for its default model is known by where it is.
-            ponder_engine::BackendKind::Openai => match &self.model.model {
-                Some(model) => serde_json::json!({ "backend": "openai", "model": model }),
-                None => serde_json::json!({
-                    "backend": "openai",
-                    "model": null,
-                    "base_url": self.model.base_url,
-                }),
-            },
-        };
-        let mut model = model;
-        // What changes every prompt or draw, only when set (files recorded before these were
-        // part of it, without them, resume as they were; with one set, their record lacks it
-        // and the resume is refused naming it): a template of its own, the server's own
-        // sampling.
-        if let Some(template) = &self.model.chat_template {
-            model["chat_template"] = serde_json::json!(template);
-        }
-        if self.model.neutral_sampling == Some(false) {
-            model["neutral_sampling"] = serde_json::json!(false);
-        }
-        let mut identity =
-            serde_json::json!({ "model": model, "strategy": self.strategy, "budget": self.budget });
+        let mut identity = serde_json::json!({
+            "model": self.model.identity(),
+            "strategy": self.strategy,
+            "budget": self.budget,
+        });
+        ponder_engine::model_identities(&mut identity["strategy"]);
         // Only when given: files recorded before seeds existed resume as they were.
         if let Some(seed) = self.seed {
             identity["seed"] = serde_json::json!(seed);
@@ -334,6 +314,45 @@ mod tests {
         };
         assert_ne!(server(""), server("\nneutral_sampling = false"));
         assert_eq!(server(""), server("\nneutral_sampling = true"));
+    }
+
+    #[test]
+    fn a_scorers_model_table_is_known_by_its_identity_like_the_policys() {
+        let with = |prm: &str| {
+            parse_str::<Config>(
+                &format!(
+                    "[strategy]\nkind = \"best_of_n\"\nn = 2\nscorer = {{ kind = \"prm\", \
+                     model = {{ backend = \"openai\", {prm} }} }}\n"
+                ),
+                Format::Toml,
+            )
+            .unwrap()
+            .identity()
+        };
+        let at_a = with("base_url = \"http://a:8000/v1\", model = \"prm\"");
+        // Another server, timeout or concurrency for the same named model: the same run.
+        let elsewhere = with(
+            "base_url = [\"http://b:8000/v1\"], model = \"prm\", timeout_secs = 9, concurrency = 2",
+        );
+        assert_eq!(at_a, elsewhere);
+        assert_eq!(
+            at_a["strategy"]["scorer"]["model"],
+            serde_json::json!({"backend": "openai", "model": "prm"})
+        );
+        // Another model, or fewer tokens to read labels among, is another run.
+        assert_ne!(
+            at_a,
+            with("base_url = \"http://a:8000/v1\", model = \"other\"")
+        );
+        assert_ne!(
+            at_a,
+            with("base_url = \"http://a:8000/v1\", model = \"prm\", max_top_logprobs = 5")
+        );
+        // A server's default model is known by where it is, one URL or a list of one.
+        assert_eq!(
+            with("base_url = \"http://a:8000/v1\""),
+            with("base_url = [\"http://a:8000/v1\"]")
+        );
     }
 
     #[test]

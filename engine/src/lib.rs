@@ -67,8 +67,8 @@ pub use metered::{Meter, Metered};
 #[cfg(feature = "mistralrs")]
 pub use mistralrs_backend::MistralRsBackend;
 pub use model_config::{
-    BackendKind, Dequantize, DeviceSpec, KvPool, LoadOptions, ModelConfig, Urls,
-    DEFAULT_GPU_MEMORY_UTILIZATION,
+    model_identities, model_identity, BackendKind, Dequantize, DeviceSpec, KvPool, LoadOptions,
+    ModelConfig, Urls, DEFAULT_GPU_MEMORY_UTILIZATION,
 };
 pub use openai::{OpenAiBackend, OpenAiOptions};
 pub use problem::{CodeTask, Problem};

@@ -481,7 +481,80 @@ impl Default for ModelConfig {
     }
 }
 
+/// What of a model table, as [`ModelConfig`] serializes it, changes results: which model (the
+/// backend and its source; a server's model name, or where a server asked for its default
+/// model is), and, where set, what changes every prompt or draw (a chat template of its own,
+/// the server's own sampling) or which tokens a call may write or a judge may read
+/// (`context_tokens`, `max_top_logprobs`). Not where or how fast it runs (device, URLs of a
+/// named model, timeouts, retries, concurrency, KV pool). Idempotent, so a recorded identity
+/// reads as itself.
+pub fn model_identity(table: &serde_json::Value) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let get = |key: &str| table.get(key).filter(|v| !v.is_null());
+    let mut out = Map::new();
+    let backend = get("backend").cloned().unwrap_or(json!("mistralrs"));
+    if backend == "openai" {
+        out.insert("backend".into(), backend);
+        match get("model") {
+            Some(model) => {
+                out.insert("model".into(), model.clone());
+            }
+            None => {
+                out.insert("model".into(), Value::Null);
+                // One URL is a list of one (`"http://a"` and `["http://a"]` are one server).
+                let urls = match get("base_url") {
+                    Some(Value::String(url)) => json!([url]),
+                    Some(urls) => urls.clone(),
+                    None => json!([]),
+                };
+                out.insert("base_url".into(), urls);
+            }
+        }
+    } else {
+        out.insert("backend".into(), backend);
+        let source = get("source").cloned().unwrap_or(json!(DEFAULT_MODEL));
+        out.insert("source".into(), source);
+    }
+    if let Some(template) = get("chat_template") {
+        out.insert("chat_template".into(), template.clone());
+    }
+    if get("neutral_sampling") == Some(&json!(false)) {
+        out.insert("neutral_sampling".into(), json!(false));
+    }
+    for key in ["context_tokens", "max_top_logprobs"] {
+        if let Some(value) = get(key) {
+            out.insert(key.into(), value.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// Replaces every model table inside `value` (an object with a `backend` of `mistralrs` or
+/// `openai`: `[model]`, a PRM's, an S* judge's) with its [`model_identity`].
+pub fn model_identities(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let is_model = map
+                .get("backend")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|b| matches!(b, "mistralrs" | "openai"));
+            if is_model {
+                *value = model_identity(value);
+            } else {
+                map.values_mut().for_each(model_identities);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(model_identities),
+        _ => {}
+    }
+}
+
 impl ModelConfig {
+    /// What of this table changes results ([`model_identity`]).
+    pub fn identity(&self) -> serde_json::Value {
+        model_identity(&serde_json::json!(self))
+    }
+
     /// A config for OpenAI-compatible servers at `base_urls` serving `model`.
     pub fn openai(base_urls: Vec<String>, model: impl Into<String>) -> Self {
         Self {

@@ -32,11 +32,15 @@ pub(super) fn check_or_record(
     if has_results || has_calls {
         match std::fs::read(&side) {
             Ok(bytes) => {
-                let recorded: Value =
+                let mut recorded: Value =
                     serde_json::from_slice(&bytes).map_err(|e| Error::Config {
                         path: side.clone(),
                         message: format!("not the JSON a run writes here: {e}"),
                     })?;
+                // Records written before a scorer's or judge's model table was recorded by
+                // its identity alone held the whole table (its URLs, timeouts...): read as
+                // their identity, they resume as they were.
+                crate::model_config::model_identities(&mut recorded);
                 let changes = differences(&recorded, identity);
                 if changes.is_empty() {
                     return Ok(());
@@ -206,5 +210,34 @@ mod tests {
         assert_eq!(side[PROBLEMS_IN_SET], 50);
         assert_eq!(side["strategy"]["n"], 8);
         check_or_record(&out, &second, true, false, true).unwrap();
+    }
+
+    #[test]
+    fn a_record_holding_a_whole_model_table_resumes_as_its_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        // As runs recorded a PRM's table before: every key, its server and timeout included.
+        let whole = json!({"backend": "openai", "base_url": "http://a/v1", "model": "prm",
+                           "timeout_secs": 30, "device": "cpu"});
+        let identity = |prm: Value| {
+            json!({"model": {"backend": "mistralrs", "source": "smollm2-135m"},
+                   "strategy": {"kind": "best_of_n", "scorer": {"kind": "prm", "model": prm}}})
+        };
+        check_or_record(&out, &identity(whole), false, false, true).unwrap();
+        let now = identity(json!({"backend": "openai", "model": "prm"}));
+        check_or_record(&out, &now, true, false, true).unwrap();
+        let err = check_or_record(
+            &out,
+            &identity(json!({"backend": "openai", "model": "other"})),
+            true,
+            false,
+            true,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("strategy.scorer.model.model: \"prm\" -> \"other\""),
+            "{err}"
+        );
     }
 }
