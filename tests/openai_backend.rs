@@ -844,6 +844,96 @@ fn a_server_that_refuses_or_ignores_n_gets_single_requests() {
 }
 
 #[test]
+fn an_n_past_the_servers_slots_fans_out_and_smaller_ones_stay_in_one_request() {
+    // llama-server takes `n` up to its slots and refuses more with a 400 naming `n`.
+    let slots = Arc::new(AtomicUsize::new(4));
+    let limit = Arc::clone(&slots);
+    let (url, sent) = vllm_server(move |path, body| {
+        if path != "/v1/completions" {
+            return None;
+        }
+        let n = body["n"].as_u64().unwrap_or(1) as usize;
+        let slots = limit.load(Ordering::SeqCst);
+        if n > slots {
+            let message =
+                format!("Field 'n': Value must be between 1 <= value <= {slots}, but got {n}");
+            return Some((
+                400,
+                serde_json::json!({ "error": { "message": message } }).to_string(),
+            ));
+        }
+        let choices: Vec<_> = (0..n)
+            .map(|i| serde_json::json!({"index": i, "text": "ok", "finish_reason": "stop"}))
+            .collect();
+        let usage = serde_json::json!({"prompt_tokens": 3, "completion_tokens": n});
+        Some((
+            200,
+            serde_json::json!({ "choices": choices, "usage": usage }).to_string(),
+        ))
+    });
+    let backend = scripted_backend(&url, 0);
+    let ns = || -> Vec<u64> {
+        sent_to(&sent.lock().unwrap(), "/v1/completions")
+            .iter()
+            .map(|body| body["n"].as_u64().unwrap_or(1))
+            .collect()
+    };
+    let ask = |n: usize| {
+        let request = GenerationRequest::new(Prompt::Text("x".into()))
+            .with_n(n)
+            .with_sampling(Sampling::with_temperature(0.8));
+        let generation = block_on(backend.generate(request)).unwrap();
+        assert_eq!(generation.choices.len(), n);
+        sent.lock().unwrap().clear();
+        generation.usage.calls
+    };
+    // n = 8 first: tried, refused, fanned out; the refused request was a call too.
+    sent.lock().unwrap().clear();
+    assert_eq!(ask(8), 9);
+    assert!(!backend.capabilities().native_n);
+    // A smaller n is still tried, and taken in one request.
+    assert_eq!(ask(3), 1);
+    let caps = backend.capabilities();
+    assert!(
+        caps.native_n && caps.max_native_n == Some(3) && caps.tries_n,
+        "{caps:?}"
+    );
+    // 8 again fans out at once; 4 is tried and taken; 6, between, is tried and refused.
+    assert_eq!(ask(8), 8);
+    assert_eq!(ask(4), 1);
+    assert_eq!(ask(6), 7);
+    assert_eq!(ask(5), 6);
+    let caps = backend.capabilities();
+    assert_eq!(caps.max_native_n, Some(4));
+    assert!(!caps.tries_n, "every n is known: {caps:?}");
+    assert_eq!(ask(4), 1);
+    assert_eq!(ask(7), 7);
+    // Restarted with fewer slots: an n it took is refused, that request fans out, and later
+    // ones of that n fan out at once.
+    slots.store(2, Ordering::SeqCst);
+    assert_eq!(ask(3), 4);
+    assert_eq!(backend.capabilities().max_native_n, Some(2));
+    sent.lock().unwrap().clear();
+    let request = GenerationRequest::new(Prompt::Text("x".into()))
+        .with_n(3)
+        .with_sampling(Sampling::with_temperature(0.8));
+    block_on(backend.generate(request)).unwrap();
+    assert_eq!(ns(), vec![1, 1, 1]);
+    sent.lock().unwrap().clear();
+    // A meter holds room for every request a call may make: n = 3 past the largest taken
+    // is three requests, so a budget of two calls refuses it before any is sent.
+    let metered = ponder::engine::Metered::new(backend, Budget::unlimited().with_max_calls(2));
+    let request = GenerationRequest::new(Prompt::Text("x".into()))
+        .with_n(3)
+        .with_sampling(Sampling::with_temperature(0.8));
+    assert!(matches!(
+        block_on(metered.generate(request)),
+        Err(Error::BudgetExhausted { .. })
+    ));
+    assert!(ns().is_empty());
+}
+
+#[test]
 fn a_fanned_out_call_whose_request_fails_returns_and_counts_the_choices_answered() {
     // Answers n = 3 with one choice; of the two requests fanned out, one is refused (a 422 is
     // not retried). The two choices answered are the reply, and counted, not lost with it.

@@ -337,8 +337,14 @@ pub struct Capabilities {
     pub logits_processors: bool,
     /// Largest `top_logprobs` honoured (0: none).
     pub max_top_logprobs: usize,
-    /// Whether `n > 1` is generated in one request.
+    /// Whether `n > 1` is generated in one request (up to `max_native_n`).
     pub native_n: bool,
+    /// Where `native_n`, the largest `n` generated in one request (`None`: any); a larger one
+    /// is fanned out over `n` requests.
+    pub max_native_n: Option<usize>,
+    /// Whether an `n` that is not generated in one request may first be tried in one (an
+    /// HTTP server whose limit is not known yet): a request more.
+    pub tries_n: bool,
     /// End-of-sequence token ids.
     pub eos_token_ids: Vec<u32>,
     /// Whether [`Backend::tokenize`] and [`Backend::detokenize`] work.

@@ -429,11 +429,14 @@ impl<B: Backend> Backend for Metered<B> {
                 prompt_tokens,
                 request.n as u64,
                 request.max_tokens as u64,
-                // A backend that fans `n` out makes `n` requests.
-                if caps.native_n {
+                // A backend that fans `n` out makes `n` requests (after one that tried them
+                // all, where it may).
+                if request.n <= 1
+                    || (caps.native_n && caps.max_native_n.is_none_or(|max| request.n <= max))
+                {
                     1
                 } else {
-                    request.n.max(1) as u64
+                    request.n as u64 + u64::from(caps.tries_n)
                 },
             )
             .await

@@ -1491,6 +1491,8 @@ impl Backend for MistralRsBackend {
             logits_processors: true,
             max_top_logprobs: 20,
             native_n: true,
+            max_native_n: None,
+            tries_n: false,
             eos_token_ids: self.eos_token_ids.clone(),
             tokenizer: true,
         }

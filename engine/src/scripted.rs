@@ -298,6 +298,8 @@ impl Backend for ScriptedBackend {
             logits_processors: false,
             max_top_logprobs: 0,
             native_n: true,
+            max_native_n: None,
+            tries_n: false,
             eos_token_ids: Vec::new(),
             tokenizer: true,
         }

@@ -480,6 +480,7 @@ mod tests {
                 native_n: false,
                 eos_token_ids: Vec::new(),
                 tokenizer: false,
+                ..Capabilities::default()
             }
         }
     }

@@ -19,7 +19,7 @@
 //!   judges read top log-probabilities).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -45,15 +45,12 @@ use wire::{
     token_ids, LastEntry, RawReply, Reply,
 };
 
-const N_UNKNOWN: u8 = 0;
 /// How long past a call's deadline the choices answered by then may take to be counted: less
 /// than the meters' grace, after which the whole call would be dropped.
 const AFTER_DEADLINE: Duration = Duration::from_secs(1);
 const _: () = assert!(AFTER_DEADLINE.as_millis() < crate::metered::DEADLINE_GRACE.as_millis());
 /// How long a server that timed out or could not be reached is passed over while others answer.
 const SHUNNED_FOR: Duration = Duration::from_secs(30);
-const N_NATIVE: u8 = 1;
-const N_FAN_OUT: u8 = 2;
 
 /// What the server offers beyond the OpenAI API, found when connecting.
 #[derive(Debug, Clone, Default)]
@@ -82,7 +79,13 @@ pub struct OpenAiBackend {
     /// (a hung or dead member of a fleet would otherwise get its share of every request).
     shunned: Mutex<Vec<Option<Instant>>>,
     permits: Semaphore,
-    native_n: AtomicU8,
+    /// The largest `n` the server answered in one request (1: none yet; `usize::MAX`: any, as
+    /// configured). Every `n` up to it is sent as one request.
+    n_taken: AtomicUsize,
+    /// The smallest `n` > 1 it refused or answered with fewer choices (`usize::MAX`: none;
+    /// 2: it takes no `n` at all). Every `n` from it is fanned out; one between the two is
+    /// tried once (llama-server takes `n` up to its slots and refuses more).
+    n_refused: AtomicUsize,
     info: ServerInfo,
     /// Token text to id, for servers whose log-probabilities carry no ids.
     ids: Mutex<HashMap<String, Option<u32>>>,
@@ -162,10 +165,10 @@ impl OpenAiBackend {
                 attempts: 0,
                 reason: format!("building the HTTP client: {e}"),
             })?;
-        let native_n = match options.native_n {
-            None => N_UNKNOWN,
-            Some(true) => N_NATIVE,
-            Some(false) => N_FAN_OUT,
+        let (n_taken, n_refused) = match options.native_n {
+            None => (1, usize::MAX),
+            Some(true) => (usize::MAX, usize::MAX),
+            Some(false) => (1, 2),
         };
         let mut backend = Self {
             client,
@@ -173,7 +176,8 @@ impl OpenAiBackend {
             options,
             next_url: AtomicUsize::new(0),
             shunned: Mutex::new(Vec::new()),
-            native_n: AtomicU8::new(native_n),
+            n_taken: AtomicUsize::new(n_taken),
+            n_refused: AtomicUsize::new(n_refused),
             info: ServerInfo::default(),
             ids: Mutex::new(HashMap::new()),
             stop_lengths: Mutex::new(HashMap::new()),
@@ -971,14 +975,31 @@ impl OpenAiBackend {
         let started = Instant::now();
         let mut replies = Vec::new();
         let mut calls = 0u64;
-        let state = self.native_n.load(Ordering::Relaxed);
+        let taken = self.n_taken.load(Ordering::Relaxed);
         let mut refused = false;
-        let mut undecided = false;
-        if n == 1 || state == N_NATIVE {
+        if n == 1 {
             replies.push(self.call(&request, n, 0, false).await?);
             calls += 1;
-        } else if state == N_UNKNOWN {
-            // The first n > 1: one try without retries tells whether the server takes it (some
+        } else if n <= taken {
+            match self.call(&request, n, 0, false).await {
+                Ok(reply) => replies.push(reply),
+                // Taken before, refused now for its `n` (a server restarted with fewer
+                // slots): this request fans out, and so does every `n` from it.
+                Err(Error::Http {
+                    status: status @ 400..=499,
+                    message,
+                    ..
+                }) if about_n(&message) && self.options.native_n != Some(true) => {
+                    tracing::warn!(status, %message, n, "the server refused an n it took before; fanning out");
+                    self.n_taken.fetch_min(n - 1, Ordering::Relaxed);
+                    self.n_refused.fetch_min(n, Ordering::Relaxed);
+                    refused = true;
+                }
+                Err(e) => return Err(e),
+            }
+            calls += 1;
+        } else if n < self.n_refused.load(Ordering::Relaxed) {
+            // Not tried yet: one try without retries tells whether the server takes it (some
             // refuse with a 4xx or a 500, some answer with fewer choices).
             let first = match self.call(&request, n, 0, true).await {
                 Ok(reply) => Some(reply),
@@ -990,7 +1011,6 @@ impl OpenAiBackend {
                     ..
                 }) => {
                     tracing::warn!(status, %message, "the server is busy; fanning out this request");
-                    undecided = true;
                     None
                 }
                 // A 5xx is a refusal of `n` only where it says so (old llama.cpp: "Only one
@@ -1001,13 +1021,17 @@ impl OpenAiBackend {
                     ..
                 }) if !about_n(&message) => {
                     tracing::warn!(status, %message, "the server failed n > 1; fanning out this request");
-                    undecided = true;
                     None
                 }
                 Err(Error::Http {
                     status, message, ..
                 }) => {
-                    tracing::warn!(status, %message, "the server refused n > 1; fanning out");
+                    // A refusal naming `n` may be of this `n` only (llama-server: "Value must
+                    // be between 1 <= value <= 4"): smaller ones are still tried. Any other
+                    // refusal is of `n` itself.
+                    let from = if about_n(&message) { n } else { 2 };
+                    tracing::warn!(status, %message, n, "the server refused this n; fanning out");
+                    self.n_refused.fetch_min(from, Ordering::Relaxed);
                     refused = true;
                     None
                 }
@@ -1020,20 +1044,19 @@ impl OpenAiBackend {
                 }
                 Err(e) => return Err(e),
             };
+            // The request was sent, taken or not.
+            calls += 1;
             if let Some(reply) = first {
-                calls += 1;
                 replies.push(reply);
             }
             let got = replies.first().map_or(0, |r| r.choices.len());
-            let honoured = got >= n;
-            if !undecided {
-                self.native_n.store(
-                    if honoured { N_NATIVE } else { N_FAN_OUT },
-                    Ordering::Relaxed,
-                );
-            }
-            if !honoured && got > 0 {
+            if got >= n {
+                self.n_taken.fetch_max(n, Ordering::Relaxed);
+            } else if got > 0 {
+                // Fewer choices than asked: the server ignores `n`.
                 tracing::warn!(asked = n, got, "the server does not honour n; fanning out");
+                self.n_refused.store(2, Ordering::Relaxed);
+                self.n_taken.store(1, Ordering::Relaxed);
             }
         }
         let have: usize = replies.iter().map(|r| r.choices.len()).sum();
@@ -1055,9 +1078,9 @@ impl OpenAiBackend {
             match failed {
                 Some(e) if replies.is_empty() => {
                     // (Not where every request was only given up at the deadline.)
-                    if refused && !e.is_out_of_time() {
+                    if refused && !e.is_out_of_time() && self.options.native_n.is_none() {
                         // Single requests fail too: the request was bad, not its n.
-                        self.native_n.store(N_UNKNOWN, Ordering::Relaxed);
+                        self.n_refused.store(usize::MAX, Ordering::Relaxed);
                     }
                     return Err(e);
                 }
@@ -1142,9 +1165,14 @@ impl Backend for OpenAiBackend {
             context_tokens: self.info.context_tokens,
             logits_processors: false,
             max_top_logprobs: self.options.max_top_logprobs,
-            // Only once the server is known to honour it: until then an `n` may fan out, and
-            // a meter must hold room for every request it may make.
-            native_n: self.native_n.load(Ordering::Relaxed) == N_NATIVE,
+            // Only once the server is known to honour it (and up to the largest it took):
+            // past that an `n` may fan out, after a try, and a meter must hold room for every
+            // request it may make.
+            native_n: self.n_taken.load(Ordering::Relaxed) > 1,
+            max_native_n: Some(self.n_taken.load(Ordering::Relaxed))
+                .filter(|&taken| taken < usize::MAX),
+            tries_n: self.n_refused.load(Ordering::Relaxed)
+                > self.n_taken.load(Ordering::Relaxed).saturating_add(1),
             eos_token_ids: self.info.eos_token_ids.clone(),
             tokenizer: self.info.tokenize,
         }
