@@ -3,8 +3,10 @@
 //! against tests in the [`Sandbox`] and reports each test, and the [`HumanEvalGrader`].
 //!
 //! Each verification is one sandbox run. The public tests all execute in the candidate's
-//! process, one after another, each under its own CPU-time limit, and report through marked
-//! lines on stdout: what the model sees while it debugs. The hidden tests (the grade) keep the
+//! process, one after another, each (and loading the program) under its own CPU-time limit,
+//! and report through marked lines on stdout: what the model sees while it debugs. A candidate
+//! that catches its timeout still timed out; one that runs on after catching it is given up on
+//! and the harness starts again after that test. The hidden tests (the grade) keep the
 //! candidate out of the process that runs them: `check` runs in a judge process that calls the
 //! candidate in a child of its own and sees only plain data come back (see
 //! [`CodeVerifier::run_hidden`]), so a candidate cannot forge its grade. Runs share nothing, so
@@ -109,7 +111,8 @@ pub struct TestRun {
     /// The exception that stopped the candidate from loading (a syntax error, say, with the
     /// lines Python shows above it), if any.
     pub load_error: Option<String>,
-    /// The sandbox run (stdout holds only the harness's lines).
+    /// The sandbox run (its stdout holds what the candidate wrote past the per-test capture,
+    /// straight to the descriptor; the harness's records are taken out).
     pub report: RunReport,
 }
 
@@ -148,6 +151,9 @@ pub struct CodeVerifier {
     test_timeout: Duration,
 }
 
+/// How often the grader tries a run the busy sandbox could not start (after 1, 2, 4 s).
+const BUSY_TRIES: u32 = 4;
+
 /// Start-up allowance on top of the per-test timeouts for a run's wall-clock limit.
 const STARTUP: Duration = Duration::from_secs(5);
 
@@ -165,8 +171,9 @@ impl CodeVerifier {
 
     /// Sets the per-test timeout (default 3 s), in CPU time: a test that would pass on an idle
     /// machine is not timed out on a loaded one, where it gets a share of a core. A test also
-    /// times out after 3 times as much wall-clock time (one that waits: sleeps, blocks). A run's
-    /// wall-clock limit is the sum of its tests' wall-clock times plus 5 s, or the sandbox's,
+    /// times out after 3 times as much wall-clock time (one that waits: sleeps, blocks); loading
+    /// the program has the same limits. A run's wall-clock limit is the sum of its tests' and
+    /// the load's wall-clock times (each with a second of grace) plus 5 s, or the sandbox's,
     /// whichever is larger.
     pub fn with_test_timeout(mut self, timeout: Duration) -> Self {
         self.test_timeout = timeout;
@@ -189,8 +196,10 @@ impl CodeVerifier {
             "wall_s": test_wall.as_secs_f64(),
             "tests": tests,
         });
+        // Each test and the load, with the grace a call that caught its timeout gets.
         let wall = test_wall
-            .saturating_mul(u32::try_from(tests.len()).unwrap_or(u32::MAX))
+            .saturating_add(Duration::from_secs(1))
+            .saturating_mul(u32::try_from(tests.len().saturating_add(1)).unwrap_or(u32::MAX))
             .saturating_add(STARTUP);
         let program = Program::new(PUBLIC_TESTS.replace("{MARK}", &mark))
             .with_file("solution.py", code)
@@ -292,7 +301,7 @@ impl CodeVerifier {
     /// mutates its arguments is not seen by the tests (none of HumanEval's look).
     ///
     /// # Errors
-    /// [`SandboxError::Setup`] when the candidate's process could not be started (the sandbox
+    /// [`SandboxError::Busy`] when the candidate's process could not be started (the sandbox
     /// user's process limit, shared by every run, reached): not the candidate's failure.
     #[tracing::instrument(skip_all, fields(entry_point = %task.entry_point))]
     pub async fn run_hidden(&self, task: &CodeTask, code: &str) -> Result<HiddenRun, SandboxError> {
@@ -313,7 +322,7 @@ impl CodeVerifier {
             .lines()
             .find_map(|l| l.strip_prefix(&unavailable))
         {
-            return Err(SandboxError::Setup {
+            return Err(SandboxError::Busy {
                 reason: format!(
                     "the hidden tests could not start the candidate's process: {reason}"
                 ),
@@ -365,14 +374,23 @@ impl Grader for HumanEvalGrader {
             return Ok(None);
         };
         let code = assemble(task, &solution.completion);
-        let run = self
-            .verifier
-            .run_hidden(task, &code)
-            .await
-            .map_err(|error| Error::Tool {
-                tool: "sandbox",
-                message: format!("running the hidden tests: {error}"),
-            })?;
+        // A sandbox busy with other runs' processes (a candidate forking in S*'s tests) is
+        // tried again as they end, rather than failing the problem.
+        let mut tries = 0;
+        let run = loop {
+            tries += 1;
+            match self.verifier.run_hidden(task, &code).await {
+                Err(SandboxError::Busy { .. }) if tries < BUSY_TRIES => {
+                    tokio::time::sleep(Duration::from_secs(1 << (tries - 1))).await;
+                }
+                outcome => {
+                    break outcome.map_err(|error| Error::Tool {
+                        tool: "sandbox",
+                        message: format!("running the hidden tests ({tries} tries): {error}"),
+                    })?
+                }
+            }
+        };
         Ok(Some(run.passed))
     }
 }

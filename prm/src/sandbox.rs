@@ -16,15 +16,16 @@
 //! - **user**: when ponder runs as root, the program runs as an unprivileged user (`nobody`,
 //!   uid/gid 65534 unless [`Sandbox::with_user`] says otherwise), supplementary groups cleared and
 //!   `no_new_privs` set. Root ignores `RLIMIT_NPROC`; the unprivileged user does not. When ponder
-//!   is not root, programs run as the calling user, whose other processes then count toward the
-//!   process limit.
+//!   is not root, programs run as the calling user in a user namespace of the run's own, where
+//!   (kernels since 5.14) only the run's processes count toward the process limit; on older
+//!   kernels, or without the namespace, the user's other processes count too.
 //! - **capabilities**: none. Not as root the program is uid 0 of its own user namespace, which
 //!   would give it every capability there (enough to remount the read-only mounts read-write):
 //!   the bootstrap empties the bounding set, and the program's inheritable and ambient sets are
 //!   cleared before exec, so exec gives it nothing. The self-check proves its effective,
 //!   permitted and bounding sets are empty.
-//! - **processes**: `RLIMIT_NPROC`. The kernel counts every process of the user, machine-wide, so
-//!   concurrent runs share [`Limits::processes`]: a fork bomb in one run can make `fork` fail in
+//! - **processes**: `RLIMIT_NPROC`. As root, the kernel counts every process of the sandbox
+//!   user, machine-wide, so concurrent runs share [`Limits::processes`]: a fork bomb in one run can make `fork` fail in
 //!   another run until the bomb's run ends (starting a run still works). Give sandboxes that run
 //!   side by side different users ([`Sandbox::with_user`]) to keep them apart.
 //! - **time**: wall clock with [`tokio::time::timeout`]; CPU with `RLIMIT_CPU` (`SIGXCPU`, then
@@ -135,7 +136,8 @@ pub struct SandboxUser {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Isolation {
     /// The user programs run as; `None` when ponder does not run as root and so cannot switch
-    /// (programs then run as the calling user, whose other processes count toward the limit).
+    /// (programs then run as the calling user; see the module docs for what the process limit
+    /// counts then).
     pub user: Option<SandboxUser>,
     /// A network namespace with no usable interface.
     pub network: bool,
@@ -233,6 +235,11 @@ pub enum SandboxError {
     /// The bootstrap could not set the run up (namespaces, privileges, limits, interpreter).
     #[error("sandbox set-up failed: {reason}")]
     Setup { reason: String },
+    /// A process of the run could not be started because the sandbox user's process limit,
+    /// shared by the runs in flight as root, was reached: not the program's failure, and
+    /// likely to pass once other runs end.
+    #[error("sandbox busy: {reason}")]
+    Busy { reason: String },
     /// A file of a [`Program`] has a name that is not a plain file name.
     #[error("program file name `{name}` must be a plain file name other than main.py")]
     FileName { name: String },
@@ -251,7 +258,7 @@ pub enum SandboxError {
          util-linux's unshare (and, not as root, allow unprivileged user namespaces), or opt \
          in to running without that isolation: `allow_unisolated = true` in an s_star \
          strategy, `ponder run --allow-unisolated-sandbox` for grading, or \
-         Sandbox::allow_unisolated(true) in code",
+         Sandbox::allow_unisolated(true) in code (the isolated run failed with: {source})",
         unshare.display()
     )]
     Unisolated {

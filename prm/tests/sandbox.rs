@@ -920,6 +920,51 @@ async fn a_test_is_timed_by_its_cpu_time_with_a_wall_clock_backstop() {
     );
 }
 
+/// A candidate that catches the timeout (a bare `except:`) neither runs past it nor passes
+/// with what it returns after it, and the tests after it still run; loading the program is
+/// timed too, and a hang there is the load's, not the first test's.
+#[tokio::test]
+async fn a_caught_timeout_still_ends_the_test_and_the_rest_run() {
+    let _guard = checked().await;
+    let code = "def swallow(x):\n    while True:\n        try:\n            sum(range(10000))\n        except:\n            pass\ndef slow(x):\n    try:\n        while True:\n            pass\n    except BaseException:\n        return x\ndef f(x):\n    return x\n";
+    let tests = vec![
+        TestCase::new("swallow(1)", "1"),
+        TestCase::new("f(2)", "2"),
+        TestCase::new("slow(3)", "3"),
+        TestCase::new("f(4)", "4"),
+    ];
+    let started = std::time::Instant::now();
+    let run = verifier().run_tests(code, &tests).await.unwrap();
+    let statuses: Vec<&TestStatus> = run.results.iter().map(|r| &r.status).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            &TestStatus::Timeout,
+            &TestStatus::Passed,
+            &TestStatus::Timeout,
+            &TestStatus::Passed
+        ],
+        "{:?}",
+        run
+    );
+    // Two timeouts of 1 s of CPU and their grace, not the run's limit (4 * 3 + 5 s).
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let hangs = "import time\ndef f(x):\n    return x\ntime.sleep(100)\n";
+    let run = verifier().run_tests(hangs, &tests[1..2]).await.unwrap();
+    assert!(
+        run.load_error
+            .as_deref()
+            .is_some_and(|e| e.contains("did not finish in time")),
+        "{run:?}"
+    );
+    assert_eq!(run.results[0].status, TestStatus::NotRun);
+}
+
 #[tokio::test]
 async fn a_candidate_cannot_forge_its_hidden_test_grade() {
     let _guard = checked().await;
@@ -1080,14 +1125,25 @@ async fn hidden_tests_that_cannot_start_the_candidate_are_an_error_not_a_fail() 
         test: "def check(candidate):\n    assert candidate(1) == 2\n".into(),
     };
     let code = "def inc(x):\n    return x + 1\n";
-    let err = CodeVerifier::new(one_process)
+    let err = CodeVerifier::new(one_process.clone())
         .run_hidden(&task, code)
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, SandboxError::Setup { reason } if reason.contains("could not start the candidate")),
+        matches!(&err, SandboxError::Busy { reason } if reason.contains("could not start the candidate")),
         "{err:?}"
     );
+    // The grader tries again as other runs end, then says it could not.
+    let problem = Problem {
+        code: Some(task.clone()),
+        ..Problem::new("p", "")
+    };
+    let err = HumanEvalGrader::new(one_process)
+        .grade(&problem, &solution(code))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("(4 tries)") && err.contains("busy"), "{err}");
     assert!(verifier().run_hidden(&task, code).await.unwrap().passed);
 }
 
