@@ -86,7 +86,8 @@ impl Config {
 
     /// Checks every model table (`[model]`, a PRM's, an S* judge's) as far as it can without
     /// loading ([`ModelConfig::preflight`]): a missing model file or API key variable is found
-    /// before a batch job starts, not at its first problem. The error's path is the table
+    /// before a batch job starts, not at its first problem, and so is a model on a GPU in a build
+    /// without the `cuda` feature ([`ModelConfig::check_build`]). The error's path is the table
     /// (`[model]`, `strategy.scorer.model`).
     pub fn preflight(&self) -> Result<()> {
         let mut shares: Vec<(String, ponder_engine::DeviceSpec, f32)> = Vec::new();
@@ -167,6 +168,13 @@ impl Config {
                 }
                 shares.push((table, model.device, share));
             }
+        }
+        // Last: what the configuration itself gets wrong is said first, whatever the build.
+        for (table, model) in self.tables() {
+            model.check_build().map_err(|message| Error::Config {
+                path: table.into(),
+                message,
+            })?;
         }
         Ok(())
     }
@@ -742,7 +750,30 @@ source = \"smollm2-135m\"
             "{ source = \"smollm2-135m\", device = \"cuda:0\", gpu_memory_utilization = 0.95 }",
             "\"smollm2-135m\"",
         ] {
-            config(model).preflight().unwrap();
+            // Only what this build cannot run: a model on a GPU without the `cuda` feature,
+            // said before anything loads.
+            match config(model).preflight() {
+                Ok(()) => assert!(cfg!(feature = "cuda"), "{model}"),
+                Err(e) => {
+                    let err = e.to_string();
+                    assert!(!cfg!(feature = "cuda"), "{err}");
+                    assert!(
+                        err.starts_with("[model]: device = \"cuda:0\" needs ponder built with the `cuda` feature"),
+                        "{err}"
+                    );
+                }
+            }
+        }
+        // A scorer's table on a GPU under a policy on the CPU: named, before the policy's
+        // samples are drawn and the scorer fails at every problem.
+        let toml = "[strategy]\nkind = \"best_of_n\"\nscorer = { kind = \"prm\", model = { source = \"smollm2-135m\", device = \"cuda:0\" } }\n";
+        let outcome = parse_str::<Config>(toml, Format::Toml).unwrap().preflight();
+        if !cfg!(feature = "cuda") {
+            let err = outcome.unwrap_err().to_string();
+            assert!(
+                err.starts_with("strategy.scorer.model: device = \"cuda:0\" needs"),
+                "{err}"
+            );
         }
     }
 }

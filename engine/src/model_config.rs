@@ -754,6 +754,23 @@ impl ModelConfig {
         }
     }
 
+    /// Whether this build can run the table: a model in process on a GPU needs the `cuda`
+    /// feature. The error is the message alone; the caller names the table.
+    pub fn check_build(&self) -> std::result::Result<(), String> {
+        if self.backend == BackendKind::Mistralrs
+            && matches!(self.device, DeviceSpec::Cuda(_))
+            && !cfg!(feature = "cuda")
+        {
+            return Err(format!(
+                "device = \"{}\" needs ponder built with the `cuda` feature (cargo build \
+                 --release --features cuda, or scripts/gpu/build.sh); this build runs models \
+                 on the CPU only: device = \"cpu\"",
+                self.device
+            ));
+        }
+        Ok(())
+    }
+
     /// The API key, from the variable `api_key_env` names.
     fn api_key(&self) -> std::result::Result<Option<String>, String> {
         let Some(var) = &self.api_key_env else {
@@ -868,6 +885,25 @@ impl ModelConfig {
     #[cfg(feature = "mistralrs")]
     async fn load_in_process(&self) -> Result<Arc<dyn Backend>> {
         let source = ModelSource::parse(&self.source)?;
+        if self.device == DeviceSpec::Cpu {
+            let pool = [
+                (
+                    "paged_attention_tokens",
+                    self.paged_attention_tokens.is_some(),
+                ),
+                (
+                    "gpu_memory_utilization",
+                    self.gpu_memory_utilization.is_some(),
+                ),
+            ];
+            if let Some((key, _)) = pool.iter().find(|(_, set)| *set) {
+                tracing::warn!(
+                    "{key} sizes PagedAttention's KV pool on a GPU; {} runs on the CPU, \
+                     where it does not apply",
+                    self.source
+                );
+            }
+        }
         let backend =
             crate::mistralrs_backend::MistralRsBackend::load(&source, &self.load_options()?)
                 .await?;
