@@ -84,8 +84,18 @@ fn self_consistency(table: serde_json::Value) -> std::result::Result<BestOfNConf
              select = \"{select}\" would be ignored: remove it, or use kind = \"best_of_n\" to \
              select by a scorer's rewards"
         )),
-        _ => Ok(config),
+        _ => Ok(()),
+    }?;
+    if config.scorer.is_some() {
+        return Err(
+            "at `scorer`: kind = \"self_consistency\" is a plain majority vote, with no \
+             scorer to pay for: remove it, or use kind = \"best_of_n\" with select = \
+             \"majority\" (a scorer's rewards break ties) or \"weighted\" (they weigh the \
+             votes)"
+                .into(),
+        );
     }
+    Ok(config)
 }
 
 impl Default for StrategyConfig {
@@ -396,6 +406,55 @@ mod tests {
             let config = parse_str::<StrategyConfig>(&toml, Format::Toml).unwrap();
             assert_eq!(config.build().unwrap().name(), "self_consistency", "{toml}");
         }
+    }
+
+    #[test]
+    fn scorers_that_could_not_tell_candidates_apart_are_refused() {
+        let err = parse_str::<StrategyConfig>(
+            "kind = \"self_consistency\"\nn = 4\nscorer = { kind = \"llm_judge\" }",
+            Format::Toml,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("at `scorer` (line 3): ") && err.contains("plain majority vote"),
+            "{err}"
+        );
+        let invalid = |toml: &str| {
+            parse_str::<StrategyConfig>(toml, Format::Toml)
+                .unwrap()
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+        };
+        let err = invalid(
+            "kind = \"best_of_n\"\nscorer = { kind = \"llm_judge\", prompt = \"Is {answer} right?\" }",
+        )
+        .unwrap();
+        assert!(
+            err.contains("scorer.prompt") && err.contains("`{solution}`"),
+            "{err}"
+        );
+        assert_eq!(
+            invalid("kind = \"best_of_n\"\nscorer = { kind = \"llm_judge\", prompt = \"{question} {solution} Yes?\" }"),
+            None
+        );
+        let err =
+            invalid("kind = \"beam_search\"\nscorer = { kind = \"prm\", good = \"-\" }").unwrap();
+        assert!(
+            err.contains("scorer.bad") && err.contains("same token"),
+            "{err}"
+        );
+        let err =
+            invalid("kind = \"beam_search\"\nscorer = { kind = \"prm\", good_id = 7, bad_id = 7 }")
+                .unwrap();
+        assert!(err.contains("scorer.bad_id"), "{err}");
+        let err = invalid("kind = \"beam_search\"\nscorer = { kind = \"prm\", step_tag = \"\" }")
+            .unwrap();
+        assert!(err.contains("scorer.step_tag"), "{err}");
+        assert_eq!(
+            invalid("kind = \"beam_search\"\nscorer = { kind = \"prm\", format = \"rlhflow\", step_tag = \"\" }"),
+            None
+        );
     }
 
     #[test]

@@ -160,6 +160,11 @@ impl BestOfNConfig {
                 ),
             ));
         }
+        if let Some(scorer) = &self.scorer {
+            scorer
+                .check()
+                .map_err(|(key, reason)| Error::config_value(format!("scorer.{key}"), reason))?;
+        }
         if let Some(adaptive) = &self.adaptive {
             if let Some(a) = adaptive.agreement {
                 if !(a > 0.0 && a <= 1.0) {
