@@ -685,6 +685,20 @@ fn retries_429_and_5xx_but_never_4xx() {
         "{err:?}"
     );
     assert_eq!(count.load(Ordering::SeqCst), 3);
+    // A 500 about the request's context (llama-server's KV cache filled by the requests in
+    // flight) is that call's failure, not retried (it would decode as far again) and not a
+    // server lost: a strategy drops that sample and goes on.
+    let full = r#"{"error":{"code":500,"message":"Context size has been exceeded.","type":"server_error"}}"#;
+    let (url, count) = scripted_server_with(vec![(500, Some(full.into()))]);
+    let backend = scripted_backend(&url, 2);
+    let err =
+        block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap_err();
+    assert!(
+        matches!(&err, Error::Http { status: 500, message, .. } if message.contains("Context size")),
+        "{err:?}"
+    );
+    assert!(err.is_per_call());
+    assert_eq!(count.load(Ordering::SeqCst), 1);
 }
 
 #[test]

@@ -455,6 +455,17 @@ impl OpenAiBackend {
             });
         }
         let message = server_message(&text);
+        // A 5xx about the request itself (llama-server fails the requests in flight with "Context
+        // size has been exceeded." when together they fill its KV cache): sent again at once it
+        // would decode as far and fail the same way, and after the retries read as a server
+        // lost. That call's failure, for its strategy to handle.
+        if status.is_server_error() && about_context(&message) {
+            return Attempt::Fail(Error::Http {
+                url: url.to_string(),
+                status: status.as_u16(),
+                message,
+            });
+        }
         if matches!(status.as_u16(), 408 | 429) || status.is_server_error() {
             return Attempt::Retry(
                 format!("HTTP {status}: {message}"),
@@ -1243,6 +1254,19 @@ impl Backend for OpenAiBackend {
 }
 
 /// Whether a server's error message is about the `n` parameter (a word `n`, or "choice").
+/// Whether a server's error message is about the request's context (its size or length).
+fn about_context(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    [
+        "context size",
+        "context length",
+        "context window",
+        "context shift",
+    ]
+    .iter()
+    .any(|phrase| lower.contains(phrase))
+}
+
 fn about_n(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
     lower.contains("choice")
