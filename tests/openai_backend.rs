@@ -948,6 +948,46 @@ fn an_n_past_the_servers_slots_fans_out_and_smaller_ones_stay_in_one_request() {
 }
 
 #[test]
+fn a_choice_the_server_aborted_is_counted_and_left_out_of_the_others() {
+    // vLLM and SGLang end a choice they aborted (evicted, out of memory) with "abort".
+    let (url, _) = vllm_server(|path, body| {
+        if path != "/v1/completions" {
+            return None;
+        }
+        let n = body["n"].as_u64().unwrap_or(1);
+        let all = body["prompt"] == "all";
+        let choices: Vec<_> = (0..n)
+            .map(|i| {
+                let reason = if all || i == 1 { "abort" } else { "stop" };
+                serde_json::json!({"index": i, "text": "ok", "finish_reason": reason})
+            })
+            .collect();
+        let usage = serde_json::json!({"prompt_tokens": 3, "completion_tokens": 2 * n});
+        Some((
+            200,
+            serde_json::json!({ "choices": choices, "usage": usage }).to_string(),
+        ))
+    });
+    let mut options = OpenAiOptions::new(&url, "m");
+    options.native_n = Some(true);
+    let backend = block_on(OpenAiBackend::connect(options)).unwrap();
+    let ask = |prompt: &str| {
+        GenerationRequest::new(Prompt::Text(prompt.into()))
+            .with_n(3)
+            .with_sampling(Sampling::with_temperature(0.8))
+    };
+    let generation = block_on(backend.generate(ask("x"))).unwrap();
+    assert_eq!(generation.choices.len(), 2, "{generation:?}");
+    // The aborted choice's tokens were spent: two a choice ("ok", a token a character).
+    assert_eq!(generation.usage.completion_tokens, 6);
+    let err = block_on(backend.generate(ask("all"))).unwrap_err();
+    assert!(
+        matches!(&err, Error::Inference { message } if message.contains("aborted all 3")),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn a_fanned_out_call_whose_request_fails_returns_and_counts_the_choices_answered() {
     // Answers n = 3 with one choice; of the two requests fanned out, one is refused (a 422 is
     // not retried). The two choices answered are the reply, and counted, not lost with it.

@@ -898,8 +898,10 @@ impl OpenAiBackend {
             Prompt::Chat { assistant_prefix, .. } if !assistant_prefix.is_empty()
         );
         let mut out = Vec::with_capacity(reply.choices.len());
+        let mut aborted = Vec::new();
         let mut raw = reply.choices;
         raw.sort_by_key(|c| c.index);
+        let several = raw.len() > 1;
         for c in raw {
             let text = c
                 .text
@@ -908,7 +910,12 @@ impl OpenAiBackend {
             let finish_reason = match c.finish_reason.as_deref() {
                 Some("length") => FinishReason::Length,
                 // SGLang and vLLM end a request they aborted (shutting down, out of memory,
-                // evicted) with a choice like any other: cut where it stood, not ended.
+                // evicted) with a choice like any other: cut where it stood, not ended. Among
+                // several, the others are answers still: it is counted and left out.
+                Some("abort") if several => {
+                    aborted.push(out.len());
+                    FinishReason::Stop
+                }
                 Some("abort") => {
                     return Err(Error::Inference {
                         message: format!(
@@ -951,6 +958,7 @@ impl OpenAiBackend {
                 .and_then(|d| d.cached_tokens)
                 .unwrap_or(0),
             completion_tokens: reply.usage.map(|u| u.completion_tokens),
+            aborted,
         })
     }
 }
@@ -1112,6 +1120,7 @@ impl OpenAiBackend {
             ..Usage::default()
         };
         let mut choices = Vec::with_capacity(n);
+        let mut dropped = 0;
         for (i, mut reply) in replies.into_iter().enumerate() {
             self.count_tokens(&mut reply, request.max_tokens).await?;
             let longest = reply.choices.iter().map(|c| c.completion_tokens).max();
@@ -1141,7 +1150,30 @@ impl OpenAiBackend {
                 .iter()
                 .map(|c| c.completion_tokens as u64)
                 .sum::<u64>();
-            choices.extend(reply.choices);
+            let aborted = std::mem::take(&mut reply.aborted);
+            dropped += aborted.len();
+            choices.extend(
+                reply
+                    .choices
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(k, _)| !aborted.contains(k))
+                    .map(|(_, choice)| choice),
+            );
+        }
+        if dropped > 0 {
+            if choices.is_empty() {
+                return Err(Error::Inference {
+                    message: format!(
+                        "the server aborted all {dropped} completions (finish_reason \"abort\")"
+                    ),
+                });
+            }
+            tracing::warn!(
+                asked = n,
+                aborted = dropped,
+                "the server aborted some completions (finish_reason \"abort\"); the call returns the others"
+            );
         }
         choices.truncate(n);
         usage.elapsed_ms = started.elapsed().as_millis() as u64;

@@ -247,6 +247,9 @@ pub(super) struct Reply {
     pub(super) cached_prompt_tokens: u64,
     /// The server's count (for one choice only, on llama.cpp, whatever `n`).
     pub(super) completion_tokens: Option<u64>,
+    /// Indices of the choices the server aborted (`finish_reason: "abort"`): counted, not
+    /// answers.
+    pub(super) aborted: Vec<usize>,
 }
 
 #[derive(Debug, Deserialize)]
