@@ -1237,6 +1237,30 @@ fn a_retry_goes_to_the_next_server_whatever_other_requests_do() {
 }
 
 #[test]
+fn a_retry_goes_to_the_server_after_the_one_tried_when_one_is_passed_over() {
+    // A is down (passed over once tried), B answers its second request with a 503, C is up.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let (b, to_b) = scripted_server(vec![200, 503]);
+    let (c, to_c) = scripted_server(vec![]);
+    let mut options = OpenAiOptions::new(dead, "m");
+    options.base_urls.push(b);
+    options.base_urls.push(c);
+    options.retries = 1;
+    options.backoff = std::time::Duration::from_millis(10);
+    let backend = block_on(OpenAiBackend::connect(options)).unwrap();
+    for _ in 0..4 {
+        block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap();
+    }
+    // Connecting found A down (its turn taken); requests 1 (B) and 2 (C) in turn; request 3,
+    // meant for A, goes to B, whose 503 sends the retry on to C, not back to B; request 4, B.
+    assert_eq!(to_b.load(Ordering::SeqCst), 3);
+    assert_eq!(to_c.load(Ordering::SeqCst), 2);
+}
+
+#[test]
 fn a_fleet_member_that_hangs_is_passed_over_after_its_first_timeout() {
     let (hanging, hung) = scripted_server(vec![0; 16]);
     let (up, answered) = scripted_server(vec![]);

@@ -513,9 +513,12 @@ impl OpenAiBackend {
         // Each retry on the next server after the last one tried (the shared round-robin
         // counter could send it back to the same one).
         let urls = &self.options.base_urls;
-        let first = self.next_url.fetch_add(1, Ordering::Relaxed);
+        let mut wanted = self.next_url.fetch_add(1, Ordering::Relaxed) % urls.len().max(1);
         loop {
-            let index = self.pick((first + attempts as usize) % urls.len().max(1));
+            let index = self.pick(wanted);
+            // The next try goes to the server after this one (not after the one wanted, which
+            // may have been passed over for this one).
+            wanted = (index + 1) % urls.len().max(1);
             let base = urls.get(index).cloned().unwrap_or_default();
             let url = format!("{base}{path}");
             attempts += 1;
