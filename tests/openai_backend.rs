@@ -948,6 +948,25 @@ fn an_n_past_the_servers_slots_fans_out_and_smaller_ones_stay_in_one_request() {
 }
 
 #[test]
+fn the_context_window_is_the_listed_models_own() {
+    // A gateway listing several models: the window is the one of the model asked for.
+    let (url, _) = vllm_server(|path, _| {
+        (path == "/v1/models").then(|| {
+            (
+                200,
+                r#"{"data":[{"id":"big","max_model_len":32768},{"id":"m","max_model_len":8192}]}"#
+                    .to_string(),
+            )
+        })
+    });
+    let backend = block_on(OpenAiBackend::connect(OpenAiOptions::new(&url, "m"))).unwrap();
+    assert_eq!(backend.capabilities().context_tokens, Some(8192));
+    // A model not listed: no window read (not another model's).
+    let other = block_on(OpenAiBackend::connect(OpenAiOptions::new(&url, "x"))).unwrap();
+    assert_eq!(other.capabilities().context_tokens, None);
+}
+
+#[test]
 fn a_choice_the_server_aborted_is_counted_and_left_out_of_the_others() {
     // vLLM and SGLang end a choice they aborted (evicted, out of memory) with "abort".
     let (url, _) = vllm_server(|path, body| {
@@ -1625,7 +1644,7 @@ fn vllm_and_sglang_reply_shapes_are_read() {
     let err =
         block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap_err();
     assert!(
-        matches!(&err, Error::Inference { message } if message.contains("aborted")),
+        matches!(&err, Error::Inference { message } if message.contains("finish_reason \"abort\"")),
         "{err:?}"
     );
     // A server without chat rendering, whose reply has both reasoning keys (vLLM from late

@@ -211,9 +211,20 @@ impl OpenAiBackend {
         // The window the server serves (vLLM's max_model_len here, llama.cpp's below), never
         // the one the model was trained with (`meta.n_ctx_train`): requests are shortened to
         // fit it, and a server may serve more (rope scaling) or less.
+        // A server or gateway listing several models: the entry of the one asked for.
         if info.context_tokens.is_none() {
-            info.context_tokens = models
-                .pointer("/data/0/max_model_len")
+            let listed = models.get("data").and_then(Value::as_array);
+            let entry = listed.and_then(|list| {
+                list.iter()
+                    .find(|m| m.get("id").and_then(Value::as_str) == Some(&self.options.model))
+                    // One model, or the server's default asked for: the first listed.
+                    .or_else(|| {
+                        list.first()
+                            .filter(|_| list.len() == 1 || self.options.model == "default")
+                    })
+            });
+            info.context_tokens = entry
+                .and_then(|m| m.get("max_model_len"))
                 .and_then(Value::as_u64)
                 .map(|n| n as usize);
         }
@@ -915,15 +926,16 @@ impl OpenAiBackend {
                 // SGLang and vLLM end a request they aborted (shutting down, out of memory,
                 // evicted) with a choice like any other: cut where it stood, not ended. Among
                 // several, the others are answers still: it is counted and left out.
-                Some("abort") if several => {
+                // (`error`: a server's failure of that choice, likewise.)
+                Some("abort" | "error") if several => {
                     aborted.push(out.len());
                     FinishReason::Stop
                 }
-                Some("abort") => {
+                Some(reason @ ("abort" | "error")) => {
                     return Err(Error::Inference {
                         message: format!(
-                            "the server aborted the completion (finish_reason \"abort\") after \
-                             {} characters",
+                            "the server ended the completion with finish_reason \"{reason}\" \
+                             after {} characters",
                             text.len()
                         ),
                     })
