@@ -489,8 +489,9 @@ impl Strategy for Router {
 }
 
 /// The short answer is the first stage; thinking the second. A first stage that asks for
-/// thinking carries the short answer (route `short`, `why` saying why it would think), which a
-/// triage run records as it is when its budget cannot pay for the thinking.
+/// thinking carries the short answer (route [`NO_BUDGET_TO_THINK`], `why` saying why it would
+/// think), which a triage run records as it is when its budget cannot pay for the thinking
+/// (and the second stage replaces when it can).
 #[async_trait]
 impl Staged for Router {
     async fn first(&self, problem: &Problem, cx: &Context) -> Result<Stage> {
@@ -511,7 +512,7 @@ impl Staged for Router {
                 stop_reason: StopReason::Completed,
                 usage: Default::default(),
                 details: to_value(&RouterDetails {
-                    route: "short".into(),
+                    route: NO_BUDGET_TO_THINK.into(),
                     why: why.clone(),
                     short: None,
                     think_strategy: None,
@@ -597,7 +598,13 @@ impl Staged for Router {
         solution.answer = signals.answer.clone();
         solution.candidates = candidates;
         solution.details = to_value(&RouterDetails {
-            route: "short".into(),
+            // Final as it is only where thinking went unpaid.
+            route: if pending.is_some() {
+                NO_BUDGET_TO_THINK
+            } else {
+                "short"
+            }
+            .into(),
             why,
             short: Some(signals),
             think_strategy: None,

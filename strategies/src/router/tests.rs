@@ -551,7 +551,9 @@ fn the_first_stage_says_how_sure_it_is_and_the_second_thinks_from_it() {
         "{pending:?}"
     );
     assert_eq!(unsure.solution.answer.as_deref(), Some("7"));
-    assert_eq!(details(&unsure.solution).route, "short");
+    // Final as it stands only where the thinking goes unpaid (a triage run's budget).
+    assert_eq!(details(&unsure.solution).route, NO_BUDGET_TO_THINK);
+    assert_eq!(details(&sure.solution).route, "short");
     // No short answer: as unsure as can be.
     let (none, _) = first(vec![Reply::Text("Seven, I think".into())], &question);
     assert_eq!(none.pending.map(|p| p.confidence), Some(0.0));
