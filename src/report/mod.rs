@@ -114,8 +114,9 @@ pub struct Regraded {
 /// results written by an older ponder whose grader has since been fixed. Code problems (no
 /// reference: graded by their tests) and errors are left as recorded. A line's candidates are
 /// graded again from the answers its details list (`details.candidates`: best-of-N, beam
-/// search, DVTS); where its details do not list them and its own grade changed, their grades
-/// are dropped rather than left to disagree with it.
+/// search, DVTS); where its details do not list them and its own grade changed, a single
+/// candidate (the answer itself) is graded as the answer is, and several have their grades
+/// dropped rather than left to disagree with it.
 pub fn regrade(lines: &mut [ResultLine]) -> Regraded {
     let mut last = HashMap::new();
     for (i, line) in lines.iter().enumerate() {
@@ -161,6 +162,11 @@ pub fn regrade(lines: &mut [ResultLine]) -> Regraded {
                         .count(),
                 }),
                 _ if was == Some(now) => Some(grades),
+                // One candidate: the answer itself (`direct`), graded as it now is.
+                _ if grades.graded == 1 => Some(CandidateGrades {
+                    graded: 1,
+                    right: usize::from(now),
+                }),
                 _ => None,
             };
         }

@@ -132,6 +132,15 @@ fn regrading_grades_the_candidates_listed_in_the_details_again() {
         with("b", "sqrt(3)/3", serde_json::json!("not a list"), 0),
         // No answers listed and its grade stands: they stay.
         with("c", "2", serde_json::Value::Null, 1),
+        // One candidate, the answer itself (`direct`): graded as the answer now is, so
+        // coverage never falls below accuracy.
+        ResultLine {
+            candidates: Some(CandidateGrades {
+                graded: 1,
+                right: 0,
+            }),
+            ..with("d", "sqrt(3)/3", serde_json::Value::Null, 0)
+        },
     ];
     regrade(&mut lines);
     let grades: Vec<Option<CandidateGrades>> = lines.iter().map(|l| l.candidates).collect();
@@ -147,10 +156,14 @@ fn regrading_grades_the_candidates_listed_in_the_details_again() {
                 graded: 3,
                 right: 1
             }),
+            Some(CandidateGrades {
+                graded: 1,
+                right: 1
+            }),
         ]
     );
     let run = RunReport::from_lines("r", &lines);
-    assert_eq!((run.correct, run.with_candidates, run.covered), (2, 2, 2));
+    assert_eq!((run.correct, run.with_candidates, run.covered), (3, 3, 3));
 }
 
 #[test]
