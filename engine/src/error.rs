@@ -95,8 +95,9 @@ pub enum Error {
         line: usize,
         message: String,
     },
-    /// A results file could not be parsed for resuming.
-    #[error("{path}:{line}: not a results line: {message}")]
+    /// A results file (or a side file kept beside it: its spend ledger, triage's stages) could
+    /// not be parsed for resuming.
+    #[error("{}:{line}: not {}: {message}", path.display(), line_kind(path))]
     ResultsFile {
         path: PathBuf,
         line: usize,
@@ -225,6 +226,18 @@ pub(crate) fn json_line_message(e: &serde_json::Error) -> String {
         Some(bare) if e.column() > 0 => format!("{bare} (column {})", e.column()),
         Some(bare) => bare.to_string(),
         None => message,
+    }
+}
+
+/// What a line of the file at `path` is, by the side file's name.
+fn line_kind(path: &std::path::Path) -> &'static str {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    if name.ends_with(".spend.jsonl") {
+        "a line of a run's spend ledger"
+    } else if name.ends_with(".triage.jsonl") {
+        "a line of triage's kept stages"
+    } else {
+        "a results line"
     }
 }
 

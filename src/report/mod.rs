@@ -914,11 +914,20 @@ impl Comparison {
             // set size: problems a run budget never started leave no line, and nothing says how
             // many there were.
             if run.set.is_none() && !run.path.as_os_str().is_empty() {
+                let side = config_path(&run.path);
+                let why = match std::fs::read(&side) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => "is missing".to_string(),
+                    Err(e) => format!("cannot be read: {e}"),
+                    Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                        Err(e) => format!("is damaged, not the JSON a run writes: {e}"),
+                        Ok(_) => "predates set sizes".to_string(),
+                    },
+                };
                 notes.push(format!(
-                    "{}: no set size recorded ({} is missing, or older): problems a run budget \
-                     never started are not counted as unanswered",
+                    "{}: no set size recorded ({} {why}): problems a run budget never started \
+                     are not counted as unanswered",
                     run.label,
-                    config_path(&run.path).display()
+                    side.display()
                 ));
             }
             if let Some(r) = run.regraded {

@@ -506,9 +506,19 @@ fn a_results_file_without_its_side_file_says_unanswered_problems_may_be_missed()
     let alone = notes_alone(RunReport::load(&out, None).unwrap());
     assert!(
         alone.contains("no set size recorded (")
-            && alone.contains("o.jsonl.config.json is missing, or older)"),
+            && alone.contains("o.jsonl.config.json is missing)"),
         "{alone}"
     );
+    // Damaged, or from before set sizes were recorded: said as such.
+    std::fs::write(config_path(&out), "{\"strategy\": ").unwrap();
+    let damaged = notes_alone(RunReport::load(&out, None).unwrap());
+    assert!(
+        damaged.contains("config.json is damaged, not the JSON a run writes"),
+        "{damaged}"
+    );
+    std::fs::write(config_path(&out), "{\"strategy\": {}}").unwrap();
+    let older = notes_alone(RunReport::load(&out, None).unwrap());
+    assert!(older.contains("config.json predates set sizes)"), "{older}");
     // With the side file `ponder run` writes: a set of 3, so 2 were never started.
     std::fs::write(
         config_path(&out),

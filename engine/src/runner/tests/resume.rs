@@ -98,7 +98,14 @@ fn damage_in_the_middle_is_an_error_naming_the_line() {
     let path = dir.path().join("r.jsonl");
     std::fs::write(&path, format!("{}\nnot json\n{}\n", line("a"), line("b"))).unwrap();
     let err = read_results(&path).unwrap_err().to_string();
-    assert!(err.contains("r.jsonl:2:"), "{err}");
+    assert!(err.contains("r.jsonl:2: not a results line"), "{err}");
+    // In the spend ledger beside it, the error says which file's line it is.
+    std::fs::write(ledger::path_of(&path), "not json\n").unwrap();
+    let err = ledger::scan(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("r.jsonl.spend.jsonl:1: not a line of a run's spend ledger"),
+        "{err}"
+    );
 }
 
 #[test]
