@@ -266,11 +266,11 @@ fn plain_types(message: &str) -> String {
             "expected a nonzero usize",
             "expected a whole number above 0",
         ),
-        ("expected usize", "expected a whole number, 0 or more"),
-        ("expected u64", "expected a whole number, 0 or more"),
-        ("expected u32", "expected a whole number, 0 or more"),
-        ("expected u16", "expected a whole number, 0 or more"),
-        ("expected u8", "expected a whole number, 0 or more"),
+        ("expected usize", "expected a whole number, not negative"),
+        ("expected u64", "expected a whole number, not negative"),
+        ("expected u32", "expected a whole number, not negative"),
+        ("expected u16", "expected a whole number, not negative"),
+        ("expected u8", "expected a whole number, not negative"),
         ("expected i64", "expected a whole number"),
         ("expected i32", "expected a whole number"),
         ("expected f64", "expected a number"),
@@ -582,7 +582,7 @@ mod tests {
         );
         assert_eq!(
             plain_types("invalid type: string \"hot\", expected f64 or expected u64"),
-            "invalid type: string \"hot\", expected a number or expected a whole number, 0 or more"
+            "invalid type: string \"hot\", expected a number or expected a whole number, not negative"
         );
         assert_eq!(plain_types("expected u64x"), "expected u64x");
         #[derive(Debug, serde::Deserialize)]
