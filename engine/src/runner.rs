@@ -419,11 +419,11 @@ impl Runner {
         if !previous.is_empty() && !previous.iter().any(|l| wanted.contains_key(l.id.as_str())) {
             let ids: HashSet<&str> = previous.iter().map(|l| l.id.as_str()).collect();
             tracing::warn!(
-                out = %out.display(),
-                "none of the {} problems it holds (`{}`, ...) is among the {} asked now: this \
+                "none of the {} problems {} holds (`{}`, ...) is among the {} asked now: this \
                  run adds to them (fine for another part of one set; another set would mix two \
                  experiments in one file)",
                 ids.len(),
+                out.display(),
                 previous[0].id,
                 problems.len()
             );
