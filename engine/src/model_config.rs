@@ -701,6 +701,14 @@ impl ModelConfig {
                             .into(),
                     ));
                 }
+                if self.max_top_logprobs == Some(0) {
+                    return Err((
+                        Some("max_top_logprobs"),
+                        "max_top_logprobs = 0: expected how many top log-probabilities the \
+                         server returns, at least 1 (OpenAI's and vLLM's default 20)"
+                            .into(),
+                    ));
+                }
                 if self.context_tokens == Some(0) {
                     return Err((
                         Some("context_tokens"),
@@ -1115,6 +1123,8 @@ mod tests {
         );
         let err = read(&format!("{openai}context_tokens = 0")).unwrap_err();
         assert!(err.contains("context_tokens = 0"), "{err}");
+        let err = read(&format!("{openai}max_top_logprobs = 0")).unwrap_err();
+        assert!(err.contains("max_top_logprobs = 0"), "{err}");
         // Whether the key's variable is set is known where the model loads, not where the file is.
         let config = read(&format!(
             "{openai}api_key_env = \"PONDER_TEST_SURELY_UNSET_KEY\""

@@ -194,7 +194,9 @@ pub(crate) async fn read_choice_probability(
     let request = GenerationRequest::new(prompt)
         .with_max_tokens(1)
         .with_sampling(Sampling::with_temperature(1.0))
-        .with_top_logprobs(caps.max_top_logprobs.clamp(1, 20));
+        // As many as the backend returns (a server's `max_top_logprobs`, vLLM's
+        // `--max-logprobs`): a label outside them reads as unknown.
+        .with_top_logprobs(caps.max_top_logprobs.max(1));
     // llama-server sends no log-probabilities for a token that ends inside a UTF-8 character
     // (one byte of an emoji, say; the text is then "\u{FFFD}"), and a one-token decode that
     // samples one has nothing else to show. Rare for a question asked of its labels at
