@@ -752,11 +752,12 @@ source = \"smollm2-135m\"
         ] {
             // Only what this build cannot run: a model on a GPU without the `cuda` feature,
             // said before anything loads.
+            let cuda = cfg!(feature = "cuda");
             match config(model).preflight() {
-                Ok(()) => assert!(cfg!(feature = "cuda"), "{model}"),
+                Ok(()) => assert!(cuda, "{model}"),
                 Err(e) => {
                     let err = e.to_string();
-                    assert!(!cfg!(feature = "cuda"), "{err}");
+                    assert!(!cuda, "{err}");
                     assert!(
                         err.starts_with("[model]: device = \"cuda:0\" needs ponder built with the `cuda` feature"),
                         "{err}"
