@@ -497,7 +497,8 @@ fn a_triage_allocation_thinks_about_the_least_sure_problems_first() {
         }
     }
     for u in &unthought {
-        assert_eq!(u["details"]["route"], "short", "{u}");
+        // A short answer that wanted thinking the budget could not pay for.
+        assert_eq!(u["details"]["route"], "short (no budget to think)", "{u}");
         assert_eq!(u["stop_reason"], "token_budget", "{u}");
         assert_eq!(u["usage"]["calls"], 1, "{u}");
     }

@@ -349,10 +349,39 @@ fn pick_number(cand: &str) -> Option<String> {
         .or_else(|| numbers(cand).into_iter().next())
 }
 
-/// `s` after its first `, ` where what comes before is an opening clause (it starts with a
-/// word and has no verb, `After 3 days`, `In 2 hours`) and what follows holds a number;
-/// otherwise `s` (`She has 12 apples, 3 more than Tom` keeps its 12).
+/// `s` after its first `, ` where what comes before is an opening clause that sets the scene
+/// (it starts with a preposition or connective, `After 3 days`, `In 2 hours`, `Altogether`)
+/// and what follows holds a number; otherwise `s` (`Approximately 12, since 3 boxes were lost`
+/// and `She has 12 apples, 3 more than Tom` keep their 12).
 fn past_opening_clause(s: &str) -> &str {
+    const OPENERS: &[&str] = &[
+        "after",
+        "before",
+        "in",
+        "on",
+        "at",
+        "by",
+        "within",
+        "over",
+        "during",
+        "since",
+        "from",
+        "altogether",
+        "overall",
+        "therefore",
+        "thus",
+        "hence",
+        "so",
+        "then",
+        "finally",
+        "now",
+        "yes",
+        "no",
+        "initially",
+        "originally",
+        "together",
+        "combined",
+    ];
     const VERBS: &[&str] = &[
         "is", "are", "was", "were", "be", "been", "has", "have", "had", "gets", "got", "makes",
         "made", "costs", "cost", "equals", "equal", "totals", "needs", "needed", "pays", "paid",
@@ -361,11 +390,16 @@ fn past_opening_clause(s: &str) -> &str {
     let Some((clause, rest)) = s.split_once(", ") else {
         return s;
     };
-    let opens_with_word = clause.trim_start().starts_with(char::is_alphabetic);
-    let has_verb = clause
+    let mut words = clause
         .split(|c: char| !c.is_alphabetic())
-        .any(|w| VERBS.contains(&w.to_lowercase().as_str()));
-    if opens_with_word && !has_verb && !numbers(rest).is_empty() {
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase);
+    let opens = clause.trim_start().starts_with(char::is_alphabetic)
+        && words
+            .next()
+            .is_some_and(|first| OPENERS.contains(&first.as_str()));
+    let has_verb = words.any(|w| VERBS.contains(&w.as_str()));
+    if opens && !has_verb && !numbers(rest).is_empty() {
         rest
     } else {
         s

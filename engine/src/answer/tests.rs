@@ -702,6 +702,20 @@ fn an_opening_clause_does_not_give_the_answer() {
         ex("Final Answer: She has 12 apples, 3 more than Tom.").as_deref(),
         Some("12")
     );
+    // A qualifier or label before the answer is no opening clause: its number is the answer.
+    for (text, answer) in [
+        (
+            "Final Answer: Approximately 12, since 3 boxes were lost.",
+            "12",
+        ),
+        ("Final Answer: Total: $45, tip $5", "45"),
+        ("Final Answer: Exactly 12, not 13", "12"),
+        ("The answer is about 3.5, rounded to 1 decimal place", "3.5"),
+        ("Final Answer: Yes, 12", "12"),
+        ("Final Answer: In total, 12 apples", "12"),
+    ] {
+        assert_eq!(ex(text).as_deref(), Some(answer), "{text}");
+    }
     // A list, and a clause with no number after it, are read as before.
     assert_eq!(
         ex("Final Answer: 12 apples, 3 pears").as_deref(),
