@@ -172,9 +172,9 @@ impl CodeVerifier {
     /// Sets the per-test timeout (default 3 s), in CPU time: a test that would pass on an idle
     /// machine is not timed out on a loaded one, where it gets a share of a core. A test also
     /// times out after 3 times as much wall-clock time (one that waits: sleeps, blocks); loading
-    /// the program has the same limits. A run's wall-clock limit is the sum of its tests' and
-    /// the load's wall-clock times (each with a second of grace) plus 5 s, or the sandbox's,
-    /// whichever is larger.
+    /// the program may take as long as three tests. A run's wall-clock limit is the sum of its
+    /// tests' and the load's wall-clock times (each test's with a second of grace) plus 5 s, or
+    /// the sandbox's, whichever is larger.
     pub fn with_test_timeout(mut self, timeout: Duration) -> Self {
         self.test_timeout = timeout;
         self
@@ -196,10 +196,11 @@ impl CodeVerifier {
             "wall_s": test_wall.as_secs_f64(),
             "tests": tests,
         });
-        // Each test and the load, with the grace a call that caught its timeout gets.
+        // Each test and the load (as long as three tests), with the grace a call that caught
+        // its timeout gets.
         let wall = test_wall
             .saturating_add(Duration::from_secs(1))
-            .saturating_mul(u32::try_from(tests.len().saturating_add(1)).unwrap_or(u32::MAX))
+            .saturating_mul(u32::try_from(tests.len().saturating_add(3)).unwrap_or(u32::MAX))
             .saturating_add(STARTUP);
         let program = Program::new(PUBLIC_TESTS.replace("{MARK}", &mark))
             .with_file("solution.py", code)

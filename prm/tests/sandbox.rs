@@ -954,6 +954,38 @@ async fn a_caught_timeout_still_ends_the_test_and_the_rest_run() {
         started.elapsed()
     );
 
+    // Caught and turned into another exception: a timeout still. And the restart point is
+    // the harness's: a candidate setting it at import skips nothing.
+    let converts = "import os\nos.environ['PONDER_FROM_TEST'] = '2'\ndef g(x):\n    try:\n        while True:\n            pass\n    except BaseException:\n        raise ValueError('converted')\ndef f(x):\n    return x\n";
+    let run = verifier()
+        .run_tests(
+            converts,
+            &[
+                TestCase::new("f(1)", "1"),
+                TestCase::new("g(2)", "2"),
+                TestCase::new("f(3)", "3"),
+            ],
+        )
+        .await
+        .unwrap();
+    let statuses: Vec<&TestStatus> = run.results.iter().map(|r| &r.status).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            &TestStatus::Passed,
+            &TestStatus::Timeout,
+            &TestStatus::Passed
+        ],
+        "{run:?}"
+    );
+    // Building a table at import may take longer than one test (up to three).
+    let slow_import = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.5:\n    pass\ndef f(x):\n    return x\n";
+    let run = verifier()
+        .run_tests(slow_import, &tests[1..2])
+        .await
+        .unwrap();
+    assert_eq!(run.results[0].status, TestStatus::Passed, "{run:?}");
+
     let hangs = "import time\ndef f(x):\n    return x\ntime.sleep(100)\n";
     let run = verifier().run_tests(hangs, &tests[1..2]).await.unwrap();
     assert!(
