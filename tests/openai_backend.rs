@@ -808,6 +808,8 @@ fn a_server_that_refuses_or_ignores_n_gets_single_requests() {
     assert_eq!(generation.choices.len(), 3);
     assert_eq!(count.load(Ordering::SeqCst), 4);
     assert!(!backend.capabilities().native_n);
+    // No n above 1 is left to try (the refusal names no limit): a meter holds room for no try.
+    assert!(!backend.capabilities().tries_n);
     // Later requests fan out at once.
     block_on(backend.generate(request.clone())).unwrap();
     assert_eq!(count.load(Ordering::SeqCst), 7);
@@ -912,11 +914,12 @@ fn an_n_past_the_servers_slots_fans_out_and_smaller_ones_stay_in_one_request() {
         caps.native_n && caps.max_native_n == Some(3) && caps.tries_n,
         "{caps:?}"
     );
-    // 8 again fans out at once; 4 is tried and taken; 6, between, is tried and refused.
+    // 8 again fans out at once, and so do 5 to 7, past the limit the refusal named; 4 is
+    // tried and taken.
     assert_eq!(ask(8), 8);
     assert_eq!(ask(4), 1);
-    assert_eq!(ask(6), 7);
-    assert_eq!(ask(5), 6);
+    assert_eq!(ask(6), 6);
+    assert_eq!(ask(5), 5);
     let caps = backend.capabilities();
     assert_eq!(caps.max_native_n, Some(4));
     assert!(!caps.tries_n, "every n is known: {caps:?}");
@@ -1001,7 +1004,7 @@ fn a_choice_the_server_aborted_is_counted_and_left_out_of_the_others() {
     assert_eq!(generation.usage.completion_tokens, 6);
     let err = block_on(backend.generate(ask("all"))).unwrap_err();
     assert!(
-        matches!(&err, Error::Inference { message } if message.contains("aborted all 3")),
+        matches!(&err, Error::Inference { message } if message.contains("ended all 3")),
         "{err:?}"
     );
 }

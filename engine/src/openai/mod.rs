@@ -1025,8 +1025,9 @@ impl OpenAiBackend {
                     ..
                 }) if about_n(&message) && self.options.native_n != Some(true) => {
                     tracing::warn!(status, %message, n, "the server refused an n it took before; fanning out");
-                    self.n_taken.fetch_min(n - 1, Ordering::Relaxed);
-                    self.n_refused.fetch_min(n, Ordering::Relaxed);
+                    let from = refused_from(&message, n);
+                    self.n_taken.fetch_min(from - 1, Ordering::Relaxed);
+                    self.n_refused.fetch_min(from, Ordering::Relaxed);
                     refused = true;
                 }
                 Err(e) => return Err(e),
@@ -1060,10 +1061,14 @@ impl OpenAiBackend {
                 Err(Error::Http {
                     status, message, ..
                 }) => {
-                    // A refusal naming `n` may be of this `n` only (llama-server: "Value must
-                    // be between 1 <= value <= 4"): smaller ones are still tried. Any other
-                    // refusal is of `n` itself.
-                    let from = if about_n(&message) { n } else { 2 };
+                    // A refusal naming a limit on `n` is of the `n`s past it only (llama-server:
+                    // "Value must be between 1 <= value <= 4"): smaller ones are still tried.
+                    // Any other refusal is of `n` itself.
+                    let from = if about_n(&message) {
+                        refused_from(&message, n)
+                    } else {
+                        2
+                    };
                     tracing::warn!(status, %message, n, "the server refused this n; fanning out");
                     self.n_refused.fetch_min(from, Ordering::Relaxed);
                     refused = true;
@@ -1180,7 +1185,8 @@ impl OpenAiBackend {
             if choices.is_empty() {
                 return Err(Error::Inference {
                     message: format!(
-                        "the server aborted all {dropped} completions (finish_reason \"abort\")"
+                        "the server ended all {dropped} completions without an answer \
+                         (finish_reason \"abort\" or \"error\")"
                     ),
                 });
             }
@@ -1300,7 +1306,19 @@ impl Backend for OpenAiBackend {
     }
 }
 
-/// Whether a server's error message is about the `n` parameter (a word `n`, or "choice").
+/// The smallest `n` a refusal of `n` (`about_n`) rules out: past the largest limit it names
+/// below `n` (llama-server: "Value must be between 1 <= value <= 4, but got 8": from 5), or
+/// every `n` above 1 where it names none (old llama.cpp: "Only one completion choice is
+/// allowed").
+fn refused_from(message: &str, n: usize) -> usize {
+    message
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|number| number.parse::<usize>().ok())
+        .filter(|&limit| limit >= 2 && limit < n)
+        .max()
+        .map_or(2, |limit| limit + 1)
+}
+
 /// Whether a server's error message is about the request's context (its size or length).
 fn about_context(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
@@ -1314,6 +1332,7 @@ fn about_context(message: &str) -> bool {
     .any(|phrase| lower.contains(phrase))
 }
 
+/// Whether a server's error message is about the `n` parameter (a word `n`, or "choice").
 fn about_n(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
     lower.contains("choice")
