@@ -260,6 +260,15 @@ mod tests {
 
     use super::*;
 
+    /// The error validating a config parsed from `toml` gives, if any.
+    fn invalid(toml: &str) -> Option<String> {
+        parse_str::<StrategyConfig>(toml, Format::Toml)
+            .unwrap()
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+    }
+
     #[test]
     fn direct_parses_with_defaults() {
         let config: StrategyConfig = parse_str("kind = \"direct\"", Format::Toml).unwrap();
@@ -307,13 +316,6 @@ mod tests {
         // So would samples of any other strategy whose draws are all greedy: a router whose
         // probe and thinking are both at temperature 0 (their defaults), S* and beam search
         // at temperature 0; a router that samples its probe is not greedy.
-        let invalid = |toml: &str| {
-            parse_str::<StrategyConfig>(toml, Format::Toml)
-                .unwrap()
-                .validate()
-                .err()
-                .map(|e| e.to_string())
-        };
         let err = invalid(
             "kind = \"best_of_n\"\nn = 8\nselect = \"majority\"\ninner = { kind = \"router\" }",
         )
@@ -419,13 +421,6 @@ mod tests {
             err.starts_with("at `scorer` (line 3): ") && err.contains("plain majority vote"),
             "{err}"
         );
-        let invalid = |toml: &str| {
-            parse_str::<StrategyConfig>(toml, Format::Toml)
-                .unwrap()
-                .validate()
-                .err()
-                .map(|e| e.to_string())
-        };
         let err = invalid(
             "kind = \"best_of_n\"\nscorer = { kind = \"llm_judge\", prompt = \"Is {answer} right?\" }",
         )
