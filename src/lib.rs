@@ -417,6 +417,25 @@ inner = { kind = "budget_forcing", min_thinking_tokens = 128, max_thinking_token
         assert!(err.contains("model.device") && err.contains("cpu"), "{err}");
         let err = parse_str::<Config>("[model]\nmax_num_seqs = 0\n", Format::Toml).unwrap_err();
         assert!(err.contains("max_num_seqs"), "{err}");
+        // Checks made after the keys read name the key's line, not the table's.
+        let err = parse_str::<Config>(
+            "[model]\nsource = \"smollm2-135m\"\nchat_template = \"t.txt\"\n",
+            Format::Toml,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("at `model.chat_template` (line 3): "),
+            "{err}"
+        );
+        let err = parse_str::<Config>(
+            "[model]\ndevice = \"cuda:0\"\npaged_attention_tokens = 4096\ngpu_memory_utilization = 0.5\n",
+            Format::Toml,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("at `model.gpu_memory_utilization` (line 4): "),
+            "{err}"
+        );
         let err = parse_str::<Config>("[budget]\nmax_tokns = 5\n", Format::Toml).unwrap_err();
         assert!(err.contains("max_tokns"), "{err}");
         let err = parse_str::<Config>(

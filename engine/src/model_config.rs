@@ -645,7 +645,20 @@ impl ModelConfig {
                 // The KV pool given two ways, or a share of GPU memory out of range: named when
                 // the file is read (a PRM's or judge's table too), not when its model loads.
                 if let Err(crate::Error::Config { message, .. }) = self.load_options() {
-                    return Err((None, message));
+                    // The key the message is about, so a file's error names its line.
+                    let key = [
+                        "chat_template",
+                        "gpu_memory_utilization",
+                        "paged_attention_tokens",
+                    ]
+                    .into_iter()
+                    .find(|key| message.starts_with(key))
+                    .map(|key| match key {
+                        // Both given: the pool's share is the second way.
+                        "paged_attention_tokens" => "gpu_memory_utilization",
+                        key => key,
+                    });
+                    return Err((key, message));
                 }
             }
             BackendKind::Openai => {
