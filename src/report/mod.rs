@@ -96,6 +96,10 @@ pub struct RunReport {
     /// those, how many were answered right.
     #[serde(skip)]
     chosen_among_several: (usize, usize),
+    /// Why the side file gave no set size, when read from a file: missing, unreadable,
+    /// damaged, or written before set sizes were.
+    #[serde(skip)]
+    no_set_because: Option<String>,
 }
 
 /// What [`regrade`] changed, over the lines that count (each problem's last).
@@ -252,8 +256,14 @@ impl RunReport {
             )
         });
         let side = side_file(path);
-        report.model = side.as_ref().and_then(model_of);
-        report.set = side.as_ref().and_then(set_of);
+        report.model = side.as_ref().ok().and_then(model_of);
+        report.set = side.as_ref().ok().and_then(set_of);
+        report.no_set_because = match &side {
+            Err(why) => Some(why.clone()),
+            Ok(_) if report.set.is_none() => Some("predates set sizes".into()),
+            Ok(_) => None,
+        };
+        let side = side.ok();
         // The side file names the allocation where it is not first come; only triage keeps
         // spend of its own (the kept stages).
         let triage = side
@@ -306,6 +316,7 @@ impl RunReport {
             grades: HashMap::new(),
             questions: HashMap::new(),
             chosen_among_several: (0, 0),
+            no_set_because: None,
         };
         let mut strategies = BTreeSet::new();
         for line in last.values() {
@@ -522,10 +533,14 @@ fn distinguish_labels(runs: &mut [RunReport]) {
     }
 }
 
-/// The run's side file (`<file>.config.json`), if it is there and reads.
-fn side_file(path: &Path) -> Option<serde_json::Value> {
-    let bytes = std::fs::read(config_path(path)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// The run's side file (`<file>.config.json`), or why there is none to read.
+fn side_file(path: &Path) -> std::result::Result<serde_json::Value, String> {
+    let bytes = std::fs::read(config_path(path)).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "is missing".to_string(),
+        _ => format!("cannot be read: {e}"),
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| format!("is damaged, not the JSON a run writes: {e}"))
 }
 
 fn set_of(identity: &serde_json::Value) -> Option<usize> {
@@ -913,21 +928,12 @@ impl Comparison {
             // A file read from disk whose side file is gone (moved without it) or predates the
             // set size: problems a run budget never started leave no line, and nothing says how
             // many there were.
-            if run.set.is_none() && !run.path.as_os_str().is_empty() {
-                let side = config_path(&run.path);
-                let why = match std::fs::read(&side) {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => "is missing".to_string(),
-                    Err(e) => format!("cannot be read: {e}"),
-                    Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                        Err(e) => format!("is damaged, not the JSON a run writes: {e}"),
-                        Ok(_) => "predates set sizes".to_string(),
-                    },
-                };
+            if let (None, Some(why)) = (run.set, &run.no_set_because) {
                 notes.push(format!(
                     "{}: no set size recorded ({} {why}): problems a run budget never started \
                      are not counted as unanswered",
                     run.label,
-                    side.display()
+                    config_path(&run.path).display()
                 ));
             }
             if let Some(r) = run.regraded {

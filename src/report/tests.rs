@@ -587,7 +587,7 @@ fn a_server_asked_for_its_default_model_is_named_by_its_address() {
         let config: crate::Config =
             ponder_engine::config::parse_str(&toml, ponder_engine::config::Format::Toml).unwrap();
         std::fs::write(config_path(&out), config.identity().to_string()).unwrap();
-        side_file(&out).as_ref().and_then(model_of)
+        side_file(&out).ok().as_ref().and_then(model_of)
     };
     let openai = "backend = \"openai\"\nbase_url = ";
     assert_eq!(
