@@ -42,35 +42,37 @@ impl Default for ScorerConfig {
 impl ScorerConfig {
     /// Checks what serde cannot: a judge's prompt shows it the solution (without
     /// `{solution}` every candidate would get the same prompt and the same score), and a
-    /// PRM's labels and step tag are given and tell good from bad. The error is the key under
-    /// the scorer's table and the message.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
+    /// PRM's labels and step tag are given and tell good from bad. The error's key is under the
+    /// scorer's table ([`ponder_engine::Error::under`] puts it under the caller's).
+    pub fn validate(&self) -> ponder_engine::Result<()> {
+        let invalid =
+            |key: &str, reason: String| Err(ponder_engine::Error::config_value(key, reason));
         match self {
             Self::LlmJudge(config) => match &config.prompt {
-                Some(prompt) if !prompt.contains("{solution}") => Err((
+                Some(prompt) if !prompt.contains("{solution}") => invalid(
                     "prompt",
                     "the judge's prompt has no `{solution}`: every candidate would be shown the \
                      same prompt and get the same score (`{question}` and `{solution}` are \
                      filled in)"
                         .into(),
-                )),
+                ),
                 _ => Ok(()),
             },
             Self::Prm(config) => {
                 for (key, text) in [("good", &config.good), ("bad", &config.bad)] {
                     if text.is_empty() {
-                        return Err((key, format!("{key} must not be empty")));
+                        return invalid(key, format!("{key} must not be empty"));
                     }
                 }
                 if config.step_tag.is_empty()
                     && config.format == crate::token_prm::PrmFormat::MathShepherd
                 {
-                    return Err((
+                    return invalid(
                         "step_tag",
                         "step_tag must not be empty: a Math-Shepherd PRM reads its label after \
                          the tag that ends each step"
                             .into(),
-                    ));
+                    );
                 }
                 let same_ids =
                     matches!((config.good_id, config.bad_id), (Some(g), Some(b)) if g == b);
@@ -80,10 +82,10 @@ impl ScorerConfig {
                         && config.bad_id.is_none())
                 {
                     let key = if same_ids { "bad_id" } else { "bad" };
-                    return Err((
+                    return invalid(
                         key,
                         "good and bad are the same token: every step would score 0.5".into(),
-                    ));
+                    );
                 }
                 Ok(())
             }

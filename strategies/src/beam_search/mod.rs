@@ -165,9 +165,7 @@ impl BeamSearchConfig {
             ));
         }
         crate::config::check_sampling(self.temperature, None)?;
-        self.scorer
-            .check()
-            .map_err(|(key, reason)| Error::config_value(format!("scorer.{key}"), reason))?;
+        self.scorer.validate().map_err(|e| e.under("scorer"))?;
         // Greedy expansions of one prefix are one step n times over.
         if self.n.get() > 1 && self.temperature == 0.0 {
             return Err(Error::config_value(

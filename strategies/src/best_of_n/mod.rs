@@ -161,9 +161,7 @@ impl BestOfNConfig {
             ));
         }
         if let Some(scorer) = &self.scorer {
-            scorer
-                .check()
-                .map_err(|(key, reason)| Error::config_value(format!("scorer.{key}"), reason))?;
+            scorer.validate().map_err(|e| e.under("scorer"))?;
         }
         if let Some(adaptive) = &self.adaptive {
             if let Some(a) = adaptive.agreement {
