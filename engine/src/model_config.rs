@@ -644,21 +644,9 @@ impl ModelConfig {
                 }
                 // The KV pool given two ways, or a share of GPU memory out of range: named when
                 // the file is read (a PRM's or judge's table too), not when its model loads.
-                if let Err(crate::Error::Config { message, .. }) = self.load_options() {
-                    // The key the message is about, so a file's error names its line.
-                    let key = [
-                        "chat_template",
-                        "gpu_memory_utilization",
-                        "paged_attention_tokens",
-                    ]
-                    .into_iter()
-                    .find(|key| message.starts_with(key))
-                    .map(|key| match key {
-                        // Both given: the pool's share is the second way.
-                        "paged_attention_tokens" => "gpu_memory_utilization",
-                        key => key,
-                    });
-                    return Err((key, message));
+                // With the key it is about, so a file's error names its line.
+                if let Err((key, message)) = self.keyed_load_options() {
+                    return Err((Some(key), message));
                 }
             }
             BackendKind::Openai => {
@@ -854,13 +842,20 @@ impl ModelConfig {
     /// The load options this table describes; an error names a KV pool given two ways or a
     /// utilization outside (0, 1].
     pub fn load_options(&self) -> Result<LoadOptions> {
-        let bad = |message: String| crate::Error::Config {
-            path: "[model]".into(),
-            message,
-        };
+        self.keyed_load_options()
+            .map_err(|(_, message)| crate::Error::Config {
+                path: "[model]".into(),
+                message,
+            })
+    }
+
+    /// [`Self::load_options`], an error with the key it is about.
+    fn keyed_load_options(&self) -> std::result::Result<LoadOptions, (&'static str, String)> {
         let kv_pool = match (self.paged_attention_tokens, self.gpu_memory_utilization) {
+            // Both given: the pool's share is the second way.
             (Some(_), Some(_)) => {
-                return Err(bad(
+                return Err((
+                    "gpu_memory_utilization",
                     "paged_attention_tokens and gpu_memory_utilization both size \
                      the KV pool: give one"
                         .into(),
@@ -869,10 +864,13 @@ impl ModelConfig {
             (Some(tokens), None) => KvPool::Tokens(tokens.get()),
             (None, Some(share)) if share > 0.0 && share <= 1.0 => KvPool::Utilization(share),
             (None, Some(share)) => {
-                return Err(bad(format!(
-                    "gpu_memory_utilization = {share}: expected a share of the GPU's memory \
-                     above 0 and at most 1, e.g. 0.9"
-                )))
+                return Err((
+                    "gpu_memory_utilization",
+                    format!(
+                        "gpu_memory_utilization = {share}: expected a share of the GPU's memory \
+                         above 0 and at most 1, e.g. 0.9"
+                    ),
+                ))
             }
             (None, None) => KvPool::default(),
         };
@@ -880,10 +878,13 @@ impl ModelConfig {
         // other); whether the file is there is checked when the model loads.
         let chat_template = match &self.chat_template {
             Some(path) if !path.ends_with(".jinja") => {
-                return Err(bad(format!(
-                    "chat_template = {path:?}: expected a Jinja template file whose name ends \
-                     in `.jinja`"
-                )))
+                return Err((
+                    "chat_template",
+                    format!(
+                        "chat_template = {path:?}: expected a Jinja template file whose name \
+                         ends in `.jinja`"
+                    ),
+                ))
             }
             Some(path) => Some(std::path::PathBuf::from(path)),
             None => None,
