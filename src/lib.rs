@@ -72,11 +72,11 @@ impl Config {
     /// beside a results file and checks it when resuming ([`Runner::with_identity`]).
     pub fn identity(&self) -> serde_json::Value {
         let mut identity = serde_json::json!({
-            "model": self.model.identity(),
+            "model": self.model,
             "strategy": self.strategy,
             "budget": self.budget,
         });
-        ponder_engine::model_identities(&mut identity["strategy"]);
+        ponder_engine::model_identities(&mut identity);
         // Only when given: files recorded before seeds existed resume as they were.
         if let Some(seed) = self.seed {
             identity["seed"] = serde_json::json!(seed);

@@ -493,8 +493,9 @@ pub fn model_identity(table: &serde_json::Value) -> serde_json::Value {
     let get = |key: &str| table.get(key).filter(|v| !v.is_null());
     let mut out = Map::new();
     let backend = get("backend").cloned().unwrap_or(json!("mistralrs"));
-    if backend == "openai" {
-        out.insert("backend".into(), backend);
+    let openai = backend == "openai";
+    out.insert("backend".into(), backend);
+    if openai {
         match get("model") {
             Some(model) => {
                 out.insert("model".into(), model.clone());
@@ -511,7 +512,6 @@ pub fn model_identity(table: &serde_json::Value) -> serde_json::Value {
             }
         }
     } else {
-        out.insert("backend".into(), backend);
         let source = get("source").cloned().unwrap_or(json!(DEFAULT_MODEL));
         out.insert("source".into(), source);
     }
@@ -550,11 +550,6 @@ pub fn model_identities(value: &mut serde_json::Value) {
 }
 
 impl ModelConfig {
-    /// What of this table changes results ([`model_identity`]).
-    pub fn identity(&self) -> serde_json::Value {
-        model_identity(&serde_json::json!(self))
-    }
-
     /// A config for OpenAI-compatible servers at `base_urls` serving `model`.
     pub fn openai(base_urls: Vec<String>, model: impl Into<String>) -> Self {
         Self {
