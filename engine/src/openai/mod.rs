@@ -979,6 +979,13 @@ impl OpenAiBackend {
 }
 
 impl OpenAiBackend {
+    /// Fans out every `n` from `from` on: none of them is sent as one request again (until a
+    /// refusal turns out to have been of the request, not its `n`).
+    fn rule_out_n_from(&self, from: usize) {
+        self.n_refused.fetch_min(from, Ordering::Relaxed);
+        self.n_taken.fetch_min(from - 1, Ordering::Relaxed);
+    }
+
     /// [`Backend::generate`], without a deadline.
     async fn generate_now(&self, request: GenerationRequest) -> Result<Generation> {
         if request.n == 0 {
@@ -1025,9 +1032,7 @@ impl OpenAiBackend {
                     ..
                 }) if about_n(&message) && self.options.native_n != Some(true) => {
                     tracing::warn!(status, %message, n, "the server refused an n it took before; fanning out");
-                    let from = refused_from(&message, n);
-                    self.n_taken.fetch_min(from - 1, Ordering::Relaxed);
-                    self.n_refused.fetch_min(from, Ordering::Relaxed);
+                    self.rule_out_n_from(refused_from(&message, n));
                     refused = true;
                 }
                 Err(e) => return Err(e),
@@ -1070,7 +1075,7 @@ impl OpenAiBackend {
                         2
                     };
                     tracing::warn!(status, %message, n, "the server refused this n; fanning out");
-                    self.n_refused.fetch_min(from, Ordering::Relaxed);
+                    self.rule_out_n_from(from);
                     refused = true;
                     None
                 }
@@ -1094,8 +1099,7 @@ impl OpenAiBackend {
             } else if got > 0 {
                 // Fewer choices than asked: the server ignores `n`.
                 tracing::warn!(asked = n, got, "the server does not honour n; fanning out");
-                self.n_refused.store(2, Ordering::Relaxed);
-                self.n_taken.store(1, Ordering::Relaxed);
+                self.rule_out_n_from(2);
             }
         }
         let have: usize = replies.iter().map(|r| r.choices.len()).sum();
@@ -1224,6 +1228,7 @@ impl Backend for OpenAiBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
+        let taken = self.n_taken.load(Ordering::Relaxed);
         Capabilities {
             backend: "openai",
             context_tokens: self.info.context_tokens,
@@ -1232,11 +1237,9 @@ impl Backend for OpenAiBackend {
             // Only once the server is known to honour it (and up to the largest it took):
             // past that an `n` may fan out, after a try, and a meter must hold room for every
             // request it may make.
-            native_n: self.n_taken.load(Ordering::Relaxed) > 1,
-            max_native_n: Some(self.n_taken.load(Ordering::Relaxed))
-                .filter(|&taken| taken < usize::MAX),
-            tries_n: self.n_refused.load(Ordering::Relaxed)
-                > self.n_taken.load(Ordering::Relaxed).saturating_add(1),
+            native_n: taken > 1,
+            max_native_n: Some(taken).filter(|&taken| taken < usize::MAX),
+            tries_n: self.n_refused.load(Ordering::Relaxed) > taken.saturating_add(1),
             eos_token_ids: self.info.eos_token_ids.clone(),
             tokenizer: self.info.tokenize,
         }
