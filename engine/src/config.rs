@@ -53,6 +53,11 @@ pub fn load_checked<T: DeserializeOwned>(
         message: "unknown config format: expected a .toml, .yaml, .yml or .json file".into(),
     })?;
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    // A byte-order mark, as some editors on Windows write: JSON's parser would stop at it.
+    let text = text
+        .strip_prefix('\u{feff}')
+        .map(str::to_string)
+        .unwrap_or(text);
     let config = parse_str(&text, format).map_err(|message| Error::Config {
         path: path.to_path_buf(),
         message,
@@ -83,6 +88,16 @@ pub fn parse_str<T: DeserializeOwned>(
         };
         return Err(format!(
             "{at}: {value} is not a usable number: give a finite one"
+        ));
+    }
+    if let Some((path, line)) = given_twice(text, format) {
+        let at = match line {
+            Some(line) => format!("at `{path}` (line {line})"),
+            None => format!("at `{path}`"),
+        };
+        return Err(format!(
+            "{at}: the key is given twice in one table (the last would be kept silently): give \
+             it once"
         ));
     }
     // The key path, the message, and the position the format's own error gives.
@@ -209,6 +224,114 @@ fn non_finite(text: &str, format: Format) -> Option<(String, f64)> {
         Format::Yaml => in_yaml(&yaml_serde::from_str(text).ok()?, String::new()),
         Format::Json => None,
     }
+}
+
+/// The key path of the first key given twice in one JSON object or YAML mapping, and the line
+/// of its second time where the parser says. A table read whole (a tagged strategy table, read
+/// through a JSON map) keeps the last, so `{"n": 4, ..., "n": 16}` ran with 16; TOML's parser
+/// refuses a key given twice itself.
+fn given_twice(text: &str, format: Format) -> Option<(String, Option<usize>)> {
+    use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+    /// A walk over any value at `path`, which records the first key given twice in `found`.
+    struct Walk<'a> {
+        path: String,
+        found: &'a RefCell<Option<String>>,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_i128<E>(self, _: i128) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_u128<E>(self, _: u128) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+            let mut i = 0;
+            while seq
+                .next_element_seed(Walk {
+                    path: format!("{}[{i}]", self.path),
+                    found: self.found,
+                })?
+                .is_some()
+            {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let path = if self.path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{}.{key}", self.path)
+                };
+                if !seen.insert(key) {
+                    *self.found.borrow_mut() = Some(path);
+                    return Err(A::Error::custom("a key given twice"));
+                }
+                map.next_value_seed(Walk {
+                    path,
+                    found: self.found,
+                })?;
+            }
+            Ok(())
+        }
+    }
+    let found = RefCell::new(None);
+    let walk = Walk {
+        path: String::new(),
+        found: &found,
+    };
+    // Any other error (a syntax error, a YAML tag) is the parse's to tell.
+    let line = match format {
+        Format::Toml => return None,
+        Format::Json => {
+            let error = walk
+                .deserialize(&mut serde_json::Deserializer::from_str(text))
+                .err()?;
+            Some(error.line())
+        }
+        Format::Yaml => {
+            let error = walk
+                .deserialize(yaml_serde::Deserializer::from_str(text))
+                .err()?;
+            error.location().map(|at| at.line())
+        }
+    };
+    let path = found.into_inner()?;
+    Some((path.clone(), line.or_else(|| key_line(text, format, &path))))
 }
 
 /// An error message's key path and the rest (`at `a.b`: msg` -> (`a.b`, `msg`)).
@@ -632,6 +755,56 @@ mod tests {
             err.starts_with("line 3, column ") && err.contains("(in `strategy`)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_file_that_starts_with_a_byte_order_mark_reads_as_without() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("c.json", "\u{feff}{\"n\": 3}"),
+            ("c.yaml", "\u{feff}n: 3\n"),
+            ("c.toml", "\u{feff}n = 3\n"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let value: serde_json::Value = load_file(&path).unwrap();
+            assert_eq!(value["n"], 3, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_key_given_twice_in_a_json_object_or_yaml_mapping_is_refused_where_it_is() {
+        // A tagged table is read whole into a map, which kept the last `n` silently.
+        let text = "{\"strategy\": {\"kind\": \"best_of_n\",\n  \"n\": 4,\n  \"inner\": {\"kind\": \"direct\"},\n  \"n\": 16},\n \"runs\": [{\"n\": 1}, {\"n\": 2}]}";
+        let err = parse_str::<serde_json::Value>(text, Format::Json).unwrap_err();
+        assert_eq!(
+            err,
+            "at `strategy.n` (line 4): the key is given twice in one table (the last would be \
+             kept silently): give it once"
+        );
+        let nested = "{\"runs\": [{\"n\": 1},\n {\"n\": 2, \"n\": 2}]}";
+        let err = parse_str::<serde_json::Value>(nested, Format::Json).unwrap_err();
+        assert!(err.starts_with("at `runs[1].n` (line 2): "), "{err}");
+        // The same key in two objects is two keys; a syntax error is still the parser's.
+        assert!(parse_str::<serde_json::Value>(
+            text.replacen("\"n\": 16", "\"m\": 16", 1).as_str(),
+            Format::Json
+        )
+        .is_ok());
+        let err = parse_str::<serde_json::Value>("{\"a\": 1,}", Format::Json).unwrap_err();
+        assert!(err.contains("trailing comma"), "{err}");
+        // YAML's deserializer keeps the last too, where a table is read whole.
+        let yaml = "strategy:\n  kind: best_of_n\n  n: 4\n  inner: { kind: direct }\n  n: 16\n";
+        let err = parse_str::<serde_json::Value>(yaml, Format::Yaml).unwrap_err();
+        assert!(err.starts_with("at `strategy.n` (line "), "{err}");
+        assert!(err.contains("given twice"), "{err}");
+        let yaml = "runs:\n  - { n: 1 }\n  - { n: 2, n: 3 }\n";
+        let err = parse_str::<serde_json::Value>(yaml, Format::Yaml).unwrap_err();
+        assert!(err.starts_with("at `runs[1].n` (line 3)"), "{err}");
+        // TOML's parser refuses it itself.
+        let err = parse_str::<serde_json::Value>("[strategy]\nn = 4\nn = 16\n", Format::Toml)
+            .unwrap_err();
+        assert!(err.contains("duplicate key"), "{err}");
     }
 
     #[test]
