@@ -84,7 +84,18 @@ pub(super) fn after_cue(text: &str) -> Option<String> {
         .iter()
         .rev()
         .chain(weak.iter().rev())
+        .filter(|&&end| !in_passing(text, end))
         .find_map(|&end| answer_at(text, end))
+}
+
+/// Whether the cue that ends at `end` is named in passing, a comma after it ("To find the
+/// final answer, we add 5 and 3: 8."; "In the final answer, I show..."): what follows is
+/// working, not the answer.
+fn in_passing(text: &str, end: usize) -> bool {
+    text.get(end..)
+        .unwrap_or_default()
+        .trim_start_matches([' ', '\t', '*'])
+        .starts_with(',')
 }
 
 /// The answer on the first non-empty line at `end` (just after a cue), unless it is a text

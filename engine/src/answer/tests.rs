@@ -716,6 +716,25 @@ fn an_opening_clause_does_not_give_the_answer() {
     ] {
         assert_eq!(ex(text).as_deref(), Some(answer), "{text}");
     }
+    // A cue named in passing, a comma after it, gives working, not the answer.
+    for (text, answer) in [
+        (
+            "To find the final answer, we add 5 and 3 together: 8. So, 5 + 3 is equal to 8.",
+            "8",
+        ),
+        ("To get the final answer, multiply 4 by 3 to get 12.", "12"),
+        (
+            "In the final answer, I will show that 3 apples plus 4 apples gives 7 apples.",
+            "7",
+        ),
+        // A cue after it still counts.
+        (
+            "To get the final answer, add them.\nFinal Answer: 9 (4 + 5)",
+            "9",
+        ),
+    ] {
+        assert_eq!(ex(text).as_deref(), Some(answer), "{text}");
+    }
     // A list, and a clause with no number after it, are read as before.
     assert_eq!(
         ex("Final Answer: 12 apples, 3 pears").as_deref(),
