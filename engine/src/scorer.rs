@@ -9,8 +9,9 @@ use crate::strategy::Context;
 ///
 /// Each candidate is given as its steps (a single step for outcome scorers). The result has one
 /// entry per candidate, each with one score in `[0, 1]` per step; outcome scorers return one
-/// score per candidate. A score the scorer could not read is NaN (left out of aggregates and
-/// votes). Aggregating steps into one reward is the caller's choice; ponder's strategies check
+/// score per candidate. A score the scorer could not read is NaN (a candidate with one has no
+/// reward, so it weighs nothing in a weighted vote; a search ranks its partial paths by the
+/// steps scored). Aggregating steps into one reward is the caller's choice; ponder's strategies check
 /// what comes back with [`score_checked`].
 #[async_trait]
 pub trait Scorer: Send + Sync {
@@ -38,7 +39,7 @@ impl<S: Scorer + ?Sized> Scorer for std::sync::Arc<S> {
 
 /// `scorer`'s scores of `candidates`, checked against the contract of [`Scorer::score`]: one
 /// entry per candidate, one score per step (or one for the whole candidate), each in `[0, 1]`
-/// or not a number (NaN: unread, left out of aggregates and votes). A scorer that breaks it is
+/// or not a number (NaN: unread; see [`Scorer::score`]). A scorer that breaks it is
 /// an error naming what it returned, rather than rewards shifted onto the wrong candidates.
 pub async fn score_checked(
     scorer: &dyn Scorer,

@@ -18,11 +18,13 @@ pub enum Aggregate {
 }
 
 impl Aggregate {
-    /// The reward of `steps`; `None` when there are no steps. A step score that is not a
-    /// number (NaN, infinite: a scorer's bug) is left out, as if unscored.
+    /// The reward of `steps`; `None` when there are no steps, or a step is unscored (NaN:
+    /// past the context window, or a decode the budget cut before its read; infinite: a
+    /// scorer's bug). A reward read from the scored steps alone would be a prefix's, ranked as
+    /// the whole solution's: the last steps are the ones left unscored, and `last` would read
+    /// a middle step, `min` and `prod` leave out the factors that could only lower them.
     pub fn apply(self, steps: &[f64]) -> Option<f64> {
-        let steps: Vec<f64> = steps.iter().copied().filter(|s| s.is_finite()).collect();
-        if steps.is_empty() {
+        if steps.is_empty() || steps.iter().any(|s| !s.is_finite()) {
             return None;
         }
         Some(match self {
@@ -32,6 +34,15 @@ impl Aggregate {
             Self::Mean => steps.iter().sum::<f64>() / steps.len() as f64,
         })
     }
+
+    /// The reward of the steps that were scored, leaving out those that were not: a prefix's
+    /// reward where the last steps went unscored. What a search ranks partial paths by (a
+    /// path whose newest step is past the scorer's window still ranks by the rest), never a
+    /// final reward. `None` when no step was scored.
+    pub fn apply_scored(self, steps: &[f64]) -> Option<f64> {
+        let scored: Vec<f64> = steps.iter().copied().filter(|s| s.is_finite()).collect();
+        self.apply(&scored)
+    }
 }
 
 #[cfg(test)]
@@ -39,11 +50,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scores_that_are_not_numbers_are_left_out() {
-        let s = [0.9, f64::NAN, 0.5, f64::INFINITY];
-        assert_eq!(Aggregate::Min.apply(&s), Some(0.5));
-        assert_eq!(Aggregate::Last.apply(&s), Some(0.5));
-        assert_eq!(Aggregate::Min.apply(&[f64::NAN]), None);
+    fn a_step_left_unscored_leaves_the_solution_unscored() {
+        for rule in [
+            Aggregate::Last,
+            Aggregate::Min,
+            Aggregate::Prod,
+            Aggregate::Mean,
+        ] {
+            assert_eq!(rule.apply(&[0.9, f64::NAN]), None, "{rule:?}");
+            assert_eq!(rule.apply(&[f64::NAN, 0.9]), None, "{rule:?}");
+            assert_eq!(rule.apply(&[0.5, f64::INFINITY]), None, "{rule:?}");
+            assert_eq!(rule.apply(&[f64::NAN]), None, "{rule:?}");
+            assert_eq!(rule.apply_scored(&[f64::NAN]), None, "{rule:?}");
+            assert_eq!(rule.apply_scored(&[0.5, f64::NAN]), Some(0.5), "{rule:?}");
+        }
+        assert_eq!(
+            Aggregate::Min.apply_scored(&[0.9, f64::NAN, 0.5]),
+            Some(0.5)
+        );
     }
 
     #[test]

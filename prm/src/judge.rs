@@ -191,12 +191,12 @@ pub(crate) async fn read_choice_probability(
         backend.generate(request).await?;
         return Ok(reader.scores().first().copied().flatten());
     }
+    // As many as the backend returns (a server's `max_top_logprobs`, vLLM's `--max-logprobs`).
+    let asked = caps.max_top_logprobs.max(1);
     let request = GenerationRequest::new(prompt)
         .with_max_tokens(1)
         .with_sampling(Sampling::with_temperature(1.0))
-        // As many as the backend returns (a server's `max_top_logprobs`, vLLM's
-        // `--max-logprobs`): a label outside them reads as unknown.
-        .with_top_logprobs(caps.max_top_logprobs.max(1));
+        .with_top_logprobs(asked);
     // llama-server sends no log-probabilities for a token that ends inside a UTF-8 character
     // (one byte of an emoji, say; the text is then "\u{FFFD}"), and a one-token decode that
     // samples one has nothing else to show. Rare for a question asked of its labels at
@@ -242,6 +242,28 @@ pub(crate) async fn read_choice_probability(
             ids.0.push(slot);
         } else if no.contains(&t.id) {
             ids.1.push(slot);
+        }
+    }
+    // One answer listed and the other not, in a list as long as asked for: the other is at
+    // most as likely as the k-th most likely listed (a server may list the sampled token past
+    // the k), not impossible. Bounded so, a "Yes" listed fifth behind "The" and "**" reads as
+    // a lean (0.71 against the fifth's 0.02), not as 1.0, which would outrank a "Yes" at 0.9
+    // beside a "No" at 0.08. (With one asked for, the one listed is the bound: every read
+    // would be 0.5, so there the list is read as it stands.)
+    if asked >= 2 && top.len() >= asked && ids.0.is_empty() != ids.1.is_empty() {
+        let mut listed: Vec<f32> = top
+            .iter()
+            .map(|t| t.logprob)
+            .filter(|l| l.is_finite())
+            .collect();
+        listed.sort_by(|a, b| b.total_cmp(a));
+        if let Some(&least) = listed.get(asked - 1).or(listed.last()) {
+            let slot = logits.len() as u32;
+            logits.push(least);
+            match ids.0.is_empty() {
+                true => ids.0.push(slot),
+                false => ids.1.push(slot),
+            }
         }
     }
     let read = good_probability(&logits, &ids.0, &ids.1);
@@ -320,6 +342,8 @@ impl Scorer for LlmJudge {
         let mut jobs = Vec::new();
         for (c, steps) in candidates.iter().enumerate() {
             match self.config.mode {
+                // Nothing written, nothing to judge: no score (as a PRM gives none).
+                JudgeMode::Outcome if steps.is_empty() => {}
                 JudgeMode::Outcome => jobs.push((c, steps.join("\n\n"))),
                 JudgeMode::Steps => {
                     for i in 1..=steps.len() {
@@ -504,6 +528,51 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(p, 0.5);
+        // One answer in a full list (five asked): the other is at most the least listed.
+        let backend =
+            TopLogprobs::backend(&[(3, 0.6), (4, 0.3), (YES, 0.05), (5, 0.03), (6, 0.02)]);
+        let p = choice_probability(&backend, prompt(), &[YES], &[NO])
+            .await
+            .unwrap();
+        assert!((p - 0.05 / 0.07).abs() < 1e-6, "{p}");
+        let backend = TopLogprobs::backend(&[(3, 0.6), (4, 0.3), (NO, 0.05), (5, 0.03), (6, 0.02)]);
+        let p = choice_probability(&backend, prompt(), &[YES], &[NO])
+            .await
+            .unwrap();
+        assert!((p - 0.02 / 0.07).abs() < 1e-6, "{p}");
+        // Past the five asked for, a sixth listed (the sampled token) is not the bound.
+        let backend = TopLogprobs::backend(&[
+            (3, 0.6),
+            (4, 0.3),
+            (YES, 0.05),
+            (5, 0.03),
+            (6, 0.02),
+            (7, 0.001),
+        ]);
+        let p = choice_probability(&backend, prompt(), &[YES], &[NO])
+            .await
+            .unwrap();
+        assert!((p - 0.05 / 0.07).abs() < 1e-6, "{p}");
+        // A list shorter than asked holds every token there was: the other answer had none.
+        let backend = TopLogprobs::backend(&[(YES, 0.7), (3, 0.3)]);
+        let p = choice_probability(&backend, prompt(), &[YES], &[NO])
+            .await
+            .unwrap();
+        assert_eq!(p, 1.0);
+    }
+
+    #[tokio::test]
+    async fn an_empty_candidate_is_not_judged_in_outcome_mode() {
+        let scripted = Arc::new(ScriptedBackend::new(["Yes"]));
+        let cx = Context::new(
+            Arc::clone(&scripted) as Arc<dyn Backend>,
+            Budget::unlimited(),
+        );
+        let judge = LlmJudge::new(JudgeConfig::default());
+        assert_eq!(judge.config.mode, JudgeMode::Outcome);
+        let scored = judge.score(&cx, "What is 2 + 2?", &[vec![]]).await.unwrap();
+        assert_eq!(scored, vec![Vec::<f64>::new()]);
+        assert!(scripted.requests().is_empty());
     }
 
     #[test]

@@ -104,11 +104,21 @@ impl Select {
                 why: "no candidates".into(),
             };
         }
-        if self == Self::Weighted && rewards.iter().all(Option::is_none) {
-            // Nothing was scored (a scorer that refused every candidate): every sum would be
-            // 0, and the first answer drawn would win. The votes still say something.
+        // Nothing was scored (a scorer that refused every candidate), or nothing that answered:
+        // every answer's sum would be 0, and the first answer drawn would win. The votes still
+        // say something.
+        let answered_unscored = answers.iter().any(Option::is_some)
+            && answers
+                .iter()
+                .zip(rewards)
+                .all(|(answer, reward)| answer.is_none() || reward.is_none());
+        if self == Self::Weighted && (rewards.iter().all(Option::is_none) || answered_unscored) {
             let mut selection = Self::Majority.apply(answers, rewards);
-            selection.why = format!("no candidate was scored, so by votes: {}", selection.why);
+            let what = match rewards.iter().all(Option::is_none) {
+                true => "no candidate",
+                false => "no candidate with an answer",
+            };
+            selection.why = format!("{what} was scored, so by votes: {}", selection.why);
             return selection;
         }
         let mut groups = groups(answers, rewards);
@@ -212,6 +222,16 @@ mod tests {
         assert_eq!(
             (n.index, n.why.as_str()),
             (Some(0), "no candidate was scored: the first drawn")
+        );
+        // Only a candidate without an answer was scored: the votes still decide.
+        let answers = a(&[Some("3"), Some("4"), Some("4"), None]);
+        let s = Select::Weighted.apply(&answers, &[None, None, None, Some(0.9)]);
+        assert_eq!(s.index, Some(1));
+        assert!(
+            s.why
+                .starts_with("no candidate with an answer was scored, so by votes"),
+            "{}",
+            s.why
         );
     }
 

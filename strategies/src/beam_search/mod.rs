@@ -467,9 +467,11 @@ impl BeamSearch {
             // aggregate, as search-and-learn scores the rolled-out text).
             let step_score = step_scores.get(own.saturating_sub(1)).copied();
             let score = self.config.aggregate.apply(step_scores);
+            let rank = self.config.aggregate.apply_scored(step_scores);
             if let Some(node) = tree.node_mut(*child) {
                 node.step_score = step_score;
                 node.score = score;
+                node.rank = rank;
             }
         }
         Ok(slot_of)
@@ -595,9 +597,11 @@ impl BeamSearch {
                     return Err(e);
                 }
             };
+            // Paths rank by the steps scored: one whose newest step went unscored (past the
+            // scorer's window) by the rest, not last. (Its final reward stays unscored.)
             let score_of = |tree: &SearchTree, id: NodeId| {
                 tree.node(id)
-                    .and_then(|n| n.score)
+                    .and_then(|n| n.rank)
                     .unwrap_or(f64::NEG_INFINITY)
             };
             // Finished candidates leave the pool; the rest compete for survival.
@@ -609,7 +613,7 @@ impl BeamSearch {
             let mut kept: HashSet<(usize, usize)> = HashSet::new();
             for ((child, subtree, finished), slot) in children.into_iter().zip(slots) {
                 if finished {
-                    let score = tree.node(child).and_then(|n| n.score);
+                    let score = tree.node(child).and_then(|n| n.rank);
                     if let (Some(best), Some(score)) = (best_finished.get_mut(subtree), score) {
                         *best = Some(best.map_or(score, |b| b.max(score)));
                     }
@@ -670,7 +674,7 @@ impl BeamSearch {
                 }
             }
             if cx.events().is_on() {
-                let score = |id: NodeId| tree.node(id).and_then(|n| n.score);
+                let score = |id: NodeId| tree.node(id).and_then(|n| n.rank);
                 let best_score = survivors
                     .iter()
                     .map(|b| b.node)

@@ -355,6 +355,44 @@ impl Scorer for Unreadable {
     }
 }
 
+/// [`NumberScorer`]'s scores, but a step with an `x` in it is past the scorer's window: NaN.
+struct PastWindow;
+
+#[async_trait]
+impl Scorer for PastWindow {
+    async fn score(
+        &self,
+        _: &Context,
+        _: &str,
+        candidates: &[Vec<String>],
+    ) -> Result<Vec<Vec<f64>>> {
+        Ok(candidates
+            .iter()
+            .map(|steps| {
+                let score = |s: &String| if s.contains('x') { f64::NAN } else { value(s) };
+                steps.iter().map(score).collect()
+            })
+            .collect())
+    }
+}
+
+#[tokio::test]
+async fn a_path_whose_newest_step_went_unscored_ranks_by_the_steps_scored() {
+    // One beam: s9 beats s3; then s9's children are `x1` (unscored: the path ranks by s9's
+    // 0.9) and s2 (0.2). Ranked as unscored, x1 would have been pruned for s2.
+    let replies = vec!["s9\n\n", "s3\n\n", "x1\n\n", "s2\n\n"];
+    let search = BeamSearch::new(config(2, 2, 2), SearchKind::Beam)
+        .unwrap()
+        .with_scorer(Arc::new(PastWindow));
+    let (solution, _, tree) = run(search, replies, Budget::unlimited()).await;
+    assert_eq!(tree.state_of("s3"), "pruned");
+    assert_eq!(tree.state_of("s2"), "pruned");
+    assert_eq!(tree.state_of("x1"), "active");
+    // Its final reward stays unscored.
+    assert_eq!(solution.candidates.len(), 1);
+    assert_eq!(solution.candidates[0].score, None);
+}
+
 #[tokio::test]
 async fn a_dvts_subtree_without_scores_goes_on_while_nothing_in_it_finished() {
     let replies = vec!["a\n\n", "b\n\n", "Final Answer: 3", "Final Answer: 4"];

@@ -32,8 +32,12 @@ pub struct SearchNode {
     pub text: String,
     /// The scorer's score of this step.
     pub step_score: Option<f64>,
-    /// The aggregate score of the path to here.
+    /// The aggregate score of the path to here (`None` where a step of it went unscored).
     pub score: Option<f64>,
+    /// What the search ranks the path by: its score, or where steps of it went unscored (past
+    /// the scorer's window), the aggregate of those scored ([`ponder_prm::Aggregate::apply_scored`]).
+    #[serde(skip)]
+    pub rank: Option<f64>,
     /// Tokens generated for the step.
     pub tokens: u64,
     /// Depth (the root is 0).
@@ -81,6 +85,7 @@ impl SearchTree {
             text: String::new(),
             step_score: None,
             score: None,
+            rank: None,
             tokens: 0,
             depth: 0,
             subtree: 0,
@@ -106,6 +111,7 @@ impl SearchTree {
             text,
             step_score: None,
             score: None,
+            rank: None,
             tokens,
             depth,
             subtree,
