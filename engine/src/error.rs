@@ -72,9 +72,19 @@ pub enum Error {
         after: std::time::Duration,
         reason: String,
     },
-    /// A tool a strategy relies on failed (the code sandbox could not start a run, say).
+    /// A tool a strategy relies on failed (a plotting library, a scorer's contract).
     #[error("{tool} failed: {message}")]
     Tool { tool: &'static str, message: String },
+    /// The code sandbox could not run a program: its own failure, not the program's. The
+    /// source is the sandbox's error (`ponder::prm::SandboxError`; downcast it to tell an
+    /// unisolated sandbox or a busy one apart).
+    #[error("sandbox failed {doing}: {source}")]
+    Sandbox {
+        /// What it was doing (`running the hidden tests (1 try)`).
+        doing: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Fetching a built-in model failed.
     #[error("fetching built-in model `{name}` failed: {reason}")]
     Fetch { name: String, reason: String },
@@ -168,15 +178,29 @@ impl Error {
     /// True for the failure of one call or tool run that others beside it need not share: a
     /// sampling error ([`Error::Inference`]), a server's error status or silence for one
     /// request ([`Error::Http`] but an authentication or not-found status, [`Error::Timeout`]),
-    /// a sandbox run that could not be made ([`Error::Tool`] of the sandbox). A strategy
+    /// a sandbox run that could not be made ([`Error::Sandbox`]). A strategy
     /// holding other samples may drop the one that failed and go on; not a budget stop, a lost
     /// engine or server, a wrong key, model or address, or a scorer breaking its contract.
     pub fn is_per_call(&self) -> bool {
         match self {
             Self::Inference { .. } | Self::Timeout { .. } => true,
             Self::Http { status, .. } => !matches!(status, 401 | 403 | 404),
-            Self::Tool { tool, .. } => *tool == "sandbox",
+            Self::Sandbox { .. } => true,
             _ => false,
+        }
+    }
+
+    /// This error, where it is about the `[model]` table ([`crate::ModelConfig::load`]'s),
+    /// said of `table` instead: a scorer's or judge's model table, loaded at its first use.
+    pub fn of_table(self, table: &str) -> Self {
+        match self {
+            Self::Config { path, message } if path == std::path::Path::new("[model]") => {
+                Self::Config {
+                    path: table.into(),
+                    message,
+                }
+            }
+            other => other,
         }
     }
 
@@ -271,7 +295,10 @@ mod tests {
             },
             http(400),
             http(422),
-            tool("sandbox"),
+            Error::Sandbox {
+                doing: "running a program".into(),
+                source: "no room".into(),
+            },
         ] {
             assert!(e.is_per_call(), "{e}");
         }
@@ -280,6 +307,7 @@ mod tests {
             http(403),
             http(404),
             tool("scorer"),
+            tool("sandbox"),
             Error::EngineGone { context: "test" },
             Error::out_of_time(),
         ] {

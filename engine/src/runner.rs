@@ -192,8 +192,9 @@ pub struct RunSummary {
     pub errors: usize,
     /// Problems not started because the run's budget ran out.
     pub not_started: usize,
-    /// Problems started but cut short by the run's budget (a call refused or shortened); not
-    /// recorded, so a resumed run redoes them. Their usage is in `usage`.
+    /// Problems started but cut short by the run's budget (a call refused or shortened):
+    /// recorded without an answer (`cut_short: true` and the error), so a resumed run redoes
+    /// them. Their usage is in `usage`.
     pub cut_short: usize,
     /// Usage of this run's problems, summed (elapsed is the sum of per-problem times). Under
     /// [`Allocation::Triage`] a first stage counts with its problem's line, so one that is still
@@ -270,7 +271,10 @@ impl std::fmt::Debug for Runner {
 }
 
 impl Runner {
-    /// A runner solving one problem at a time, unlimited budgets, math grading.
+    /// A runner solving one problem at a time, unlimited budgets, math grading
+    /// ([`crate::MathGrader`], which leaves code problems ungraded: give
+    /// `ponder::prm::StandardGrader`, as `ponder run` does, with [`Runner::with_grader`] to run
+    /// HumanEval's hidden tests too).
     pub fn new(strategy: Arc<dyn Strategy>, backend: Arc<dyn Backend>) -> Self {
         Self {
             strategy,
@@ -824,13 +828,17 @@ fn line_for(problem: &Problem, solution: Solution, correct: Option<bool>) -> Res
     }
 }
 
-/// An error and its sources, joined with `: `.
+/// An error and its sources, joined with `: `; a source whose message the text already holds
+/// (an error that says its cause, as [`Error::Sandbox`] does) is not said twice.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = cause.source();
     }
     text

@@ -292,8 +292,9 @@ impl CodeVerifier {
     /// candidate crosses between the two as plain data: `None`, `bool`, `int`, `float`,
     /// `complex`, `Fraction`, `Decimal`, `str`, `bytes`, `range`, tuples, lists, sets and dicts
     /// of them, and iterators and dict views over them (other numbers, numpy's, as
-    /// `int`/`float`; subclasses as their base; anything else the candidate returns is an
-    /// error). What the candidate raises is raised in the tests with its args: a built-in
+    /// `int`/`float`; subclasses as their base; anything else the candidate returns crosses as
+    /// a stand-in that keeps its truth value and equals nothing, so `assert candidate(s)` reads
+    /// a returned `re.Match` as OpenAI's harness does). What the candidate raises is raised in the tests with its args: a built-in
     /// exception as itself (but `StopIteration`, which would end the tests' own loops), the
     /// candidate's own classes as subclasses of their nearest built-in ancestor. So the
     /// candidate cannot patch `check`, return an object that equals anything, or print the
@@ -348,7 +349,7 @@ struct Record {
 
 /// Grades HumanEval-style problems (those with [`Problem::code`]) by running the hidden tests on
 /// the solution's completion in the sandbox: pass@1 of that completion. Other problems are left
-/// ungraded (`None`); a run the sandbox could not start is an error ([`Error::Tool`]: the runner
+/// ungraded (`None`); a run the sandbox could not start is an error ([`Error::Sandbox`]: the runner
 /// records the problem as failed, and a rerun grades it again).
 #[derive(Debug, Clone)]
 pub struct HumanEvalGrader {
@@ -385,9 +386,12 @@ impl Grader for HumanEvalGrader {
                     tokio::time::sleep(Duration::from_secs(1 << (tries - 1))).await;
                 }
                 outcome => {
-                    break outcome.map_err(|error| Error::Tool {
-                        tool: "sandbox",
-                        message: format!("running the hidden tests ({tries} tries): {error}"),
+                    break outcome.map_err(|error| Error::Sandbox {
+                        doing: format!(
+                            "running the hidden tests ({tries} {})",
+                            if tries == 1 { "try" } else { "tries" }
+                        ),
+                        source: Box::new(error),
                     })?
                 }
             }

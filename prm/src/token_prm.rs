@@ -188,7 +188,13 @@ impl TokenPrm {
             (None, None) => return Ok(Arc::clone(cx.backend())),
             (None, Some(model)) => Arc::clone(
                 self.model
-                    .get_or_try_init(|| async { model.config().load().await })
+                    .get_or_try_init(|| async {
+                        model
+                            .config()
+                            .load()
+                            .await
+                            .map_err(|e| e.of_table("scorer.model"))
+                    })
                     .await?,
             ),
         };
@@ -483,6 +489,30 @@ mod tests {
     use ponder_engine::{BackendKind, Budget};
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_model_table_of_its_own_that_cannot_load_is_named_as_the_scorers() {
+        let model = ModelConfig {
+            api_key_env: Some("PONDER_TEST_SURELY_UNSET_KEY".into()),
+            ..ModelConfig::openai(vec!["http://127.0.0.1:9".to_string()], "prm")
+        };
+        let config = PrmConfig {
+            model: Some(PrmModel::Config(Box::new(model))),
+            ..PrmConfig::default()
+        };
+        let cx = Context::new(
+            Arc::new(ScriptedBackend::new(["+"])) as Arc<dyn Backend>,
+            Budget::unlimited(),
+        );
+        let err = TokenPrm::new(config)
+            .score(&cx, "q", &[vec!["a".to_string()]])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ponder_engine::Error::Config { path, message } if path == std::path::Path::new("scorer.model") && message.contains("PONDER_TEST_SURELY_UNSET_KEY")),
+            "{err:?}"
+        );
+    }
 
     #[tokio::test]
     async fn a_step_past_the_context_window_is_left_unscored() {

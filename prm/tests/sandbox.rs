@@ -1067,6 +1067,21 @@ async fn a_candidate_cannot_forge_its_hidden_test_grade() {
     let code = "def inc(x):\n    if x == 0:\n        return range(3)\n    if x < 0:\n        return {'k': 1}.keys()\n    return (y for y in (x, x + 1))\n";
     let run = verifier().run_hidden(&iterating, code).await.unwrap();
     assert!(run.passed, "{:?}", run.report);
+    // What is not data (a re.Match) crosses as its truth value alone, as OpenAI's harness reads
+    // `assert candidate(x)`; it equals nothing, and a test that reads more of it fails.
+    let matching = CodeTask {
+        test: "def check(candidate):\n    assert candidate(1)\n    assert not candidate(-1)\n    assert candidate(1) != True and candidate(1) != candidate(1)\n    assert [bool(m) for m in candidate(0)] == [True, False]\n".into(),
+        ..task.clone()
+    };
+    let code = "import re\nclass Nothing:\n    def __bool__(self):\n        return False\ndef inc(x):\n    if x == 0:\n        return iter([re.match('a', 'a'), Nothing()])\n    return re.match('a', 'a') if x > 0 else Nothing()\n";
+    let run = verifier().run_hidden(&matching, code).await.unwrap();
+    assert!(run.passed, "{:?}", run.report);
+    let reading = CodeTask {
+        test: "def check(candidate):\n    assert candidate(1).group(0) == 'a'\n".into(),
+        ..task.clone()
+    };
+    let run = verifier().run_hidden(&reading, code).await.unwrap();
+    assert!(!run.passed, "{:?}", run.report);
     // Exceptions cross with their args, the candidate's own classes as subclasses of their
     // nearest built-in ancestor.
     let excepting = CodeTask {
@@ -1173,8 +1188,13 @@ async fn hidden_tests_that_cannot_start_the_candidate_are_an_error_not_a_fail() 
     let err = HumanEvalGrader::new(one_process)
         .grade(&problem, &solution(code))
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    // The sandbox's own error is the source, to match on.
+    let busy = std::error::Error::source(&err)
+        .and_then(|source| source.downcast_ref::<SandboxError>())
+        .is_some_and(|source| matches!(source, SandboxError::Busy { .. }));
+    assert!(busy && err.is_per_call(), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("(4 tries)") && err.contains("busy"), "{err}");
     assert!(verifier().run_hidden(&task, code).await.unwrap().passed);
 }

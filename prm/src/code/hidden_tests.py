@@ -5,7 +5,9 @@
 # check(candidate), where `candidate` is a stand-in that sends each call's arguments to the
 # candidate's process and rebuilds its reply here from plain data (None, bool, int, float,
 # complex, Fraction, Decimal, str, bytes, range, tuples, lists, sets and dicts of them, and
-# iterators and dict views over them). solution.py runs only in that process (this file again,
+# iterators and dict views over them; anything else as an opaque stand-in that keeps only its
+# truth value, so `assert candidate(s)` reads a returned re.Match as OpenAI's harness does, and
+# it equals nothing). solution.py runs only in that process (this file again,
 # with --candidate), whose output goes nowhere. So the candidate cannot patch check or this
 # process, answer with an object that equals anything, or print the pass mark: this process is made
 # non-dumpable first, which keeps its memory, stdin and stdout out of the candidate's reach
@@ -20,17 +22,18 @@ ITEMS = 1 << 20  # items an iterator may yield
 KEYS, VALUES, ITEMS_VIEW = type({}.keys()), type({}.values()), type({}.items())
 
 
-def encode(value, depth=0):
+def encode(value, depth=0, opaque=False):
     """Data as JSON-ready values; containers and the types JSON lacks are tagged. Lenient in
     what it takes: other numbers (numpy's) become int, float or complex, subclasses of the
-    plain types their base, an iterator the items it yields (rebuilt as an iterator)."""
+    plain types their base, an iterator the items it yields (rebuilt as an iterator). With
+    `opaque` (the candidate's replies), what is none of these crosses as its truth value."""
     if depth > DEPTH:
         raise ValueError("a value nested more than %d deep" % DEPTH)
     t = type(value)
     if value is None or t in (bool, int, float, str):
         return value
-    kids = lambda items: [encode(v, depth + 1) for v in items]
-    pairs = lambda items: [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in items]
+    kids = lambda items: [encode(v, depth + 1, opaque) for v in items]
+    pairs = lambda items: [[encode(k, depth + 1, opaque), encode(v, depth + 1, opaque)] for k, v in items]
     if t is complex:
         return {"t": "complex", "v": [value.real, value.imag]}
     if t is fractions.Fraction:
@@ -54,17 +57,17 @@ def encode(value, depth=0):
     if isinstance(value, (bytes, memoryview)):
         return {"t": "bytes", "v": bytes(value).decode("latin-1")}
     if isinstance(value, bytearray):
-        return encode(bytearray(value), depth)
+        return encode(bytearray(value), depth, opaque)
     if isinstance(value, fractions.Fraction):
-        return encode(fractions.Fraction(int(value.numerator), int(value.denominator)), depth)
+        return encode(fractions.Fraction(int(value.numerator), int(value.denominator)), depth, opaque)
     if isinstance(value, decimal.Decimal):
-        return encode(decimal.Decimal(value), depth)
+        return encode(decimal.Decimal(value), depth, opaque)
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
         return float(value)
     if isinstance(value, numbers.Complex):
-        return encode(complex(value), depth)
+        return encode(complex(value), depth, opaque)
     if isinstance(value, dict):
         return {"t": "dict", "v": pairs(value.items())}
     for base in (list, tuple, set, frozenset):
@@ -77,7 +80,32 @@ def encode(value, depth=0):
                 raise ValueError("an iterator that yields more than %d items" % ITEMS)
             items.append(item)
         return {"t": "iter", "v": kids(items)}
+    if opaque:
+        # Not data (a re.Match, an object of the candidate's own class): its type's name and
+        # truth value, read here in the candidate's process.
+        try:
+            truth = bool(value)
+        except Exception:
+            truth = None
+        return {"t": "opaque", "v": [str(t.__qualname__)[:200], truth]}
     raise TypeError("a %s cannot cross between the tests and the candidate" % t.__name__)
+
+
+class Opaque:
+    """What the candidate returned that is not data: true or false as it was, equal to nothing
+    but itself, and no more (a test that reads more of it fails, as it would on a wrong type)."""
+    __slots__ = ("name", "truth")
+
+    def __init__(self, name, truth):
+        self.name, self.truth = name, truth
+
+    def __bool__(self):
+        if self.truth is None:
+            raise TypeError("the candidate's %s has no truth value" % self.name)
+        return self.truth
+
+    def __repr__(self):
+        return "<the candidate's %s>" % self.name
 
 
 def decode(value, depth=0):
@@ -119,6 +147,8 @@ def decode(value, depth=0):
         return decimal.Decimal(v)
     if tag == "range" and ints(3) and v[2]:
         return range(*v)
+    if tag == "opaque" and type(v) is list and len(v) == 2 and type(v[0]) is str and (v[1] is None or type(v[1]) is bool):
+        return Opaque(v[0], v[1])
     raise ValueError("not a value: tag %r" % (tag,))
 
 
@@ -188,7 +218,7 @@ def candidate_process(r, w):
         try:
             args = decode(call["args"])
             kwargs = decode(call["kwargs"])
-            reply = {"ok": encode(function(*args, **kwargs))}
+            reply = {"ok": encode(function(*args, **kwargs), opaque=True)}
         except BaseException as e:
             reply = {"error": failure(e)}
         send(w, reply)

@@ -309,9 +309,9 @@ async fn sandboxed<T>(
 }
 
 fn sandbox_error(e: SandboxError) -> Error {
-    Error::Tool {
-        tool: "sandbox",
-        message: e.to_string(),
+    Error::Sandbox {
+        doing: "running a candidate".into(),
+        source: Box::new(e),
     }
 }
 
@@ -341,7 +341,10 @@ impl SStar {
         let Some(model) = &self.config.judge else {
             return Ok(Arc::clone(cx.backend()));
         };
-        let inner = self.judge.get_or_try_init(|| model.load()).await?;
+        let inner = self
+            .judge
+            .get_or_try_init(|| async { model.load().await.map_err(|e| e.of_table("judge")) })
+            .await?;
         Ok(cx.metered(Arc::clone(inner)))
     }
 
@@ -488,7 +491,10 @@ impl Strategy for SStar {
             .sandbox()
             .self_check()
             .await
-            .map_err(sandbox_error)?;
+            .map_err(|e| Error::Sandbox {
+                doing: "checking it can run code here".into(),
+                source: Box::new(e),
+            })?;
         let tests = docstring_tests(&task.prompt, &task.entry_point);
         let history = PromptStyle::StepByStep.messages(problem);
         let request = GenerationRequest::new(Prompt::chat(history.clone()))

@@ -631,9 +631,9 @@ impl Grader for FlakyGrader {
         if self.working.load(Ordering::Relaxed) {
             Ok(Some(true))
         } else {
-            Err(Error::Tool {
-                tool: "sandbox",
-                message: "python3 not found".into(),
+            Err(Error::Sandbox {
+                doing: "grading".into(),
+                source: "python3 not found".into(),
             })
         }
     }
@@ -711,9 +711,9 @@ struct ChosenOnly;
 impl Grader for ChosenOnly {
     async fn grade(&self, problem: &Problem, solution: &Solution) -> Result<Option<bool>> {
         if solution.candidates.is_empty() {
-            return Err(Error::Tool {
-                tool: "sandbox",
-                message: "out of processes".into(),
+            return Err(Error::Sandbox {
+                doing: "grading".into(),
+                source: "out of processes".into(),
             });
         }
         crate::grader::MathGrader.grade(problem, solution).await
@@ -1199,5 +1199,35 @@ async fn a_strategy_or_grader_that_panics_on_one_problem_fails_that_problem_not_
             .as_deref()
             .is_some_and(|e| e.starts_with("grading: ") && e.contains("panicked: a grader defect")),
         "{error:?}"
+    );
+}
+
+#[test]
+fn an_error_that_says_its_cause_is_not_told_twice() {
+    let error = Error::Sandbox {
+        doing: "running the hidden tests (4 tries)".into(),
+        source: "sandbox busy: no process to spare".into(),
+    };
+    assert_eq!(
+        super::error_chain(&error),
+        "sandbox failed running the hidden tests (4 tries): sandbox busy: no process to spare"
+    );
+    // A cause the message leaves out is added.
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("writing the results")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let outer = Outer(std::io::Error::other("disk on fire"));
+    assert_eq!(
+        super::error_chain(&outer),
+        "writing the results: disk on fire"
     );
 }
