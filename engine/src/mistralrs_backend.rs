@@ -181,8 +181,8 @@ impl MistralRsBackend {
             }
             ModelSource::Directory(dir) => Loaded {
                 model: load_text_model(&name, &dir.to_string_lossy(), options, &device).await?,
-                eos_token_ids: eos_ids_in(dir),
-                pool_tokens: None,
+                eos_token_ids: eos_ids_in(dir, options.chat_template.as_deref()),
+                pool_tokens: pool_tokens_asked(options, Some(dir)),
                 token_bytes: token_bytes_in(&name, dir),
                 token_bytes_read_apart: true,
                 no_chat_template: false,
@@ -192,8 +192,11 @@ impl MistralRsBackend {
                 let snapshot = hub_snapshot(id);
                 Loaded {
                     model,
-                    eos_token_ids: snapshot.as_deref().map(eos_ids_in).unwrap_or_default(),
-                    pool_tokens: None,
+                    eos_token_ids: snapshot
+                        .as_deref()
+                        .map(|dir| eos_ids_in(dir, options.chat_template.as_deref()))
+                        .unwrap_or_default(),
+                    pool_tokens: pool_tokens_asked(options, snapshot.as_deref()),
                     token_bytes: snapshot.and_then(|dir| token_bytes_in(&name, &dir)),
                     token_bytes_read_apart: true,
                     no_chat_template: false,
@@ -617,6 +620,36 @@ async fn scheduler_config(
     })
 }
 
+/// PagedAttention's block size as ponder asks for it (mistral.rs's default, 32).
+const KV_BLOCK_TOKENS: usize = 32;
+
+/// The tokens a KV pool sized in tokens holds, at least, for a safetensors model in `dir` (whose
+/// pool is not read back after loading, as a GGUF's is): mistral.rs sizes it in whole MB of
+/// the keys and values the tokens need (rounded down: up to a MB's worth of tokens fewer, read
+/// from `config.json` at 2 bytes an element, the least the automatic cache type takes on CUDA),
+/// then in whole blocks, one of them PagedAttention's null block. `None` on the CPU (no pool),
+/// for a pool sized by memory, and where `config.json` does not say (or is a latent-attention
+/// model's, whose cache is laid out otherwise).
+fn pool_tokens_asked(options: &LoadOptions, dir: Option<&Path>) -> Option<usize> {
+    let (DeviceSpec::Cuda(_), KvPool::Tokens(tokens)) = (options.device, options.kv_pool) else {
+        return None;
+    };
+    let text = std::fs::read_to_string(dir?.join("config.json")).ok()?;
+    let config: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let config = config.get("text_config").unwrap_or(&config);
+    let key = |k: &str| config[k].as_u64().and_then(|v| usize::try_from(v).ok());
+    if config.get("kv_lora_rank").is_some() {
+        return None;
+    }
+    let layers = key("num_hidden_layers")?;
+    let heads = key("num_attention_heads")?;
+    let kv_heads = key("num_key_value_heads").unwrap_or(heads);
+    let head_dim = key("head_dim").or_else(|| Some(key("hidden_size")? / heads.max(1)))?;
+    let bytes_per_token = (2 * layers * 2 * kv_heads * head_dim).max(1);
+    let lost = (1 << 20) / bytes_per_token + 1;
+    Some((tokens.saturating_sub(lost) / KV_BLOCK_TOKENS).saturating_sub(1) * KV_BLOCK_TOKENS)
+}
+
 fn paged_attention_config(
     name: &str,
     options: &LoadOptions,
@@ -628,9 +661,13 @@ fn paged_attention_config(
         KvPool::Tokens(tokens) => mistralrs::core::MemoryGpuConfig::ContextSize(tokens),
         KvPool::Utilization(share) => mistralrs::core::MemoryGpuConfig::Utilization(share),
     };
-    mistralrs::core::PagedAttentionConfig::new(None, memory, mistralrs::core::PagedCacheType::Auto)
-        .map(Some)
-        .map_err(|e| load_error(name, e))
+    mistralrs::core::PagedAttentionConfig::new(
+        Some(KV_BLOCK_TOKENS),
+        memory,
+        mistralrs::core::PagedCacheType::Auto,
+    )
+    .map(Some)
+    .map_err(|e| load_error(name, e))
 }
 
 /// The token bytes of a safetensors model in `dir`, from its `tokenizer.json`; `None` (said)
@@ -662,14 +699,110 @@ fn token_bytes_in(name: &str, dir: &Path) -> Option<TokenBytes> {
     }
 }
 
-/// The end-of-sequence ids a safetensors model declares: `eos_token_id` (one id or a list) of
-/// its `generation_config.json`, else of its `config.json`.
-fn eos_ids_in(dir: &Path) -> Vec<u32> {
-    ["generation_config.json", "config.json"]
-        .iter()
-        .map(|file| eos_ids_of(&dir.join(file)))
-        .find(|ids| !ids.is_empty())
-        .unwrap_or_default()
+/// Tokens mistral.rs 0.8.1 also ends a sequence on where they are in the vocabulary and the chat
+/// template (`SUPPORTED_ALTERNATE_EOS` in its `pipeline/chat_template.rs`).
+const ALTERNATE_EOS: &[&str] = &[
+    "<|im_end|>",
+    "<end_of_turn>",
+    "<|end_of_text|>",
+    "<|end|>",
+    "<|eot_id|>",
+    "<|message|>",
+    "<|start|>",
+    "<|channel|>",
+];
+
+/// The end-of-sequence ids of a safetensors model in `dir`, as mistral.rs reckons the ids its
+/// engine ends a sequence on (`calculate_eos_tokens`): `eos_token_id` of its
+/// `generation_config.json`, the `eos_token` of its `tokenizer_config.json`, and each of
+/// [`ALTERNATE_EOS`] that is in the vocabulary and the chat template (a ChatML template's
+/// `<|im_end|>` where the generation config names only `<|endoftext|>`), the template being
+/// `chat_template` where one is given in its place. Without any of those, `eos_token_id` of its
+/// `config.json`.
+fn eos_ids_in(dir: &Path, chat_template: Option<&Path>) -> Vec<u32> {
+    let mut ids = eos_ids_of(&dir.join("generation_config.json"));
+    let read = |file: &str| {
+        std::fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+    };
+    let vocab = read("tokenizer.json")
+        .map(|t| vocabulary(&t))
+        .unwrap_or_default();
+    let tokenizer_config = read("tokenizer_config.json").unwrap_or_default();
+    let token_text = |value: &serde_json::Value| {
+        value
+            .as_str()
+            .or_else(|| value["content"].as_str())
+            .map(str::to_string)
+    };
+    // The template given in place of the model's, else the model's: a string, or a list of
+    // named ones, and a `chat_template.jinja` beside.
+    let templates: Vec<String> = match chat_template {
+        Some(path) => std::fs::read_to_string(path).ok().into_iter().collect(),
+        None => match &tokenizer_config["chat_template"] {
+            serde_json::Value::String(t) => vec![t.clone()],
+            serde_json::Value::Array(named) => named
+                .iter()
+                .filter_map(|t| t["template"].as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        }
+        .into_iter()
+        .chain(std::fs::read_to_string(dir.join("chat_template.jinja")).ok())
+        .collect(),
+    };
+    let named = token_text(&tokenizer_config["eos_token"])
+        .into_iter()
+        .chain(
+            ALTERNATE_EOS
+                .iter()
+                .filter(|t| templates.iter().any(|template| template.contains(*t)))
+                .map(|t| t.to_string()),
+        );
+    for token in named {
+        if let Some(&id) = vocab.get(&token) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    if ids.is_empty() {
+        ids = eos_ids_of(&dir.join("config.json"));
+    }
+    ids
+}
+
+/// A `tokenizer.json`'s tokens and their ids: the model's vocabulary (a map for BPE and
+/// WordPiece, a list of `[piece, score]` for Unigram) and the added tokens.
+fn vocabulary(tokenizer: &serde_json::Value) -> std::collections::HashMap<String, u32> {
+    let mut vocab = std::collections::HashMap::new();
+    match &tokenizer["model"]["vocab"] {
+        serde_json::Value::Object(map) => {
+            for (token, id) in map {
+                if let Some(id) = id.as_u64().and_then(|id| u32::try_from(id).ok()) {
+                    vocab.insert(token.clone(), id);
+                }
+            }
+        }
+        serde_json::Value::Array(pieces) => {
+            for (id, piece) in pieces.iter().enumerate() {
+                if let (Some(token), Ok(id)) = (piece[0].as_str(), u32::try_from(id)) {
+                    vocab.insert(token.to_string(), id);
+                }
+            }
+        }
+        _ => {}
+    }
+    for added in tokenizer["added_tokens"].as_array().into_iter().flatten() {
+        if let (Some(token), Some(id)) = (
+            added["content"].as_str(),
+            added["id"].as_u64().and_then(|id| u32::try_from(id).ok()),
+        ) {
+            vocab.insert(token.to_string(), id);
+        }
+    }
+    vocab
 }
 
 /// The `eos_token_id` (one id or a list) of a JSON file; none where it cannot be read.
@@ -1392,9 +1525,11 @@ impl Backend for MistralRsBackend {
             seed.map(|seed| SeededDraw::for_choice(seed, choice, &request.sampling))
         };
         // On the CPU, one request of one choice per turn; elsewhere one request of all `n`, or
-        // of each drawn choice, sent together.
+        // of each drawn choice, sent together. A tokenizer whose tokens' texts lose their
+        // leading space has it read from a one-choice request's first ids: one request a
+        // choice there too (else every choice of a CUDA request lost its leading space).
         let (requests, per_request) = match (&self.one_at_a_time, seed) {
-            (None, None) => (1, request.n),
+            (None, None) if !self.drops_lead_space => (1, request.n),
             _ => (request.n, 1),
         };
         let mut choices = Vec::with_capacity(request.n);
@@ -1623,16 +1758,88 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_sized_in_tokens_bounds_the_window_on_cuda_only() {
+        let options = |device, kv_pool| LoadOptions {
+            kv_pool,
+            ..LoadOptions::for_device(device)
+        };
+        let cuda = DeviceSpec::Cuda(0);
+        let dir = tempfile::tempdir().unwrap();
+        let at = Some(dir.path());
+        let tokens = |n| options(cuda, KvPool::Tokens(n));
+        assert_eq!(pool_tokens_asked(&tokens(4096), at), None, "no config.json");
+        // Qwen2.5-7B's shape: 28 layers of 4 key-value heads of 128, 57,344 bytes a token in
+        // bf16, so a MB is 18 tokens: 4096 - 19 = 4077 tokens fill 127 whole blocks, one of
+        // them null. (mistral.rs makes 128 of them, 224 MB exactly: 4064 usable, at least this.)
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4, "hidden_size": 3584}"#,
+        )
+        .unwrap();
+        assert_eq!(pool_tokens_asked(&tokens(4096), at), Some(126 * 32));
+        assert_eq!(
+            pool_tokens_asked(&options(cuda, KvPool::Utilization(0.9)), at),
+            None
+        );
+        assert_eq!(
+            pool_tokens_asked(&options(DeviceSpec::Cpu, KvPool::Tokens(4096)), at),
+            None
+        );
+    }
+
+    #[test]
     fn eos_ids_come_from_generation_config_then_config() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(eos_ids_in(dir.path()).is_empty());
+        assert!(eos_ids_in(dir.path(), None).is_empty());
         std::fs::write(dir.path().join("config.json"), r#"{"eos_token_id": 2}"#).unwrap();
-        assert_eq!(eos_ids_in(dir.path()), vec![2]);
+        assert_eq!(eos_ids_in(dir.path(), None), vec![2]);
         std::fs::write(
             dir.path().join("generation_config.json"),
             r#"{"eos_token_id": [151645, 151643]}"#,
         )
         .unwrap();
-        assert_eq!(eos_ids_in(dir.path()), vec![151645, 151643]);
+        assert_eq!(eos_ids_in(dir.path(), None), vec![151645, 151643]);
+    }
+
+    #[test]
+    fn eos_ids_are_those_mistral_rs_ends_on_the_templates_end_of_turn_among_them() {
+        // A base checkpoint's generation config names `<|endoftext|>` only; its ChatML
+        // template ends turns with `<|im_end|>`, which mistral.rs ends sequences on too.
+        let dir = tempfile::tempdir().unwrap();
+        let write = |file: &str, text: &str| std::fs::write(dir.path().join(file), text).unwrap();
+        write("generation_config.json", r#"{"eos_token_id": 151643}"#);
+        write(
+            "tokenizer.json",
+            r#"{"model": {"type": "BPE", "vocab": {"a": 0, "<|end|>": 7}},
+                "added_tokens": [{"id": 151643, "content": "<|endoftext|>"},
+                                 {"id": 151645, "content": "<|im_end|>"},
+                                 {"id": 151646, "content": "<|eot_id|>"}]}"#,
+        );
+        write(
+            "tokenizer_config.json",
+            r#"{"eos_token": {"content": "<|endoftext|>"},
+                "chat_template": "{% for m in messages %}<|im_start|>{{ m.content }}<|im_end|>{% endfor %}"}"#,
+        );
+        // `<|eot_id|>` and `<|end|>` are in the vocabulary, not the template.
+        assert_eq!(eos_ids_in(dir.path(), None), vec![151643, 151645]);
+        // A template given in place of the model's is the one read.
+        write("llama3.jinja", "{{ m }}<|eot_id|>");
+        let given = dir.path().join("llama3.jinja");
+        assert_eq!(eos_ids_in(dir.path(), Some(&given)), vec![151643, 151646]);
+        // The tokenizer's `eos_token` counts without a generation config (and `config.json`'s
+        // ids then do not).
+        std::fs::remove_file(dir.path().join("generation_config.json")).unwrap();
+        write("config.json", r#"{"eos_token_id": 2}"#);
+        assert_eq!(eos_ids_in(dir.path(), None), vec![151643, 151645]);
+        // A Unigram vocabulary is a list of pieces, each id its index; templates may be named.
+        write(
+            "tokenizer.json",
+            r#"{"model": {"type": "Unigram", "vocab": [["<pad>", 0.0], ["</s>", 0.0], ["<end_of_turn>", 0.0]]}}"#,
+        );
+        write(
+            "tokenizer_config.json",
+            r#"{"eos_token": "</s>", "chat_template": [{"name": "default", "template": "{{ m }}<end_of_turn>"}]}"#,
+        );
+        assert_eq!(eos_ids_in(dir.path(), None), vec![1, 2]);
     }
 }
