@@ -67,13 +67,14 @@ impl Strategy for CheckTwice {
             "Check each step of your working. If a step is wrong, correct it and work on from \
              there. End with \"Final Answer: <answer>\".",
         ));
-        let (last, stop_reason) = match self.ask(cx, messages).await? {
+        let (last, stop_reason, check_tokens) = match self.ask(cx, messages).await? {
             Ok(checked) => {
                 let stop = StopReason::from(checked.finish_reason);
-                (checked, stop)
+                let tokens = checked.completion_tokens;
+                (checked, stop, tokens)
             }
-            // No budget left to check: the first answer stands.
-            Err(resource) => (first.clone(), StopReason::from(resource)),
+            // No budget left to check: the first answer stands (and cost nothing more).
+            Err(resource) => (first.clone(), StopReason::from(resource), 0),
         };
         let checked_answer = extract_answer(&last.text);
         // A strategy of your own reports what it did with a custom event.
@@ -88,7 +89,7 @@ impl Strategy for CheckTwice {
             answer: checked_answer.or(first_answer),
             text: last.text,
             score: None,
-            tokens: (first.completion_tokens + last.completion_tokens) as u64,
+            tokens: (first.completion_tokens + check_tokens) as u64,
         };
         Ok(Solution::single(self.name(), candidate, stop_reason))
     }

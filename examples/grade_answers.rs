@@ -1,7 +1,7 @@
 //! ponder's grader on its own: reads JSON Lines of `{"answer": ..., "reference": ...}` (or
 //! `{"completion": ..., "reference": ...}`, whose answer is extracted first) on stdin and
 //! writes each line back with `extracted`, `correct` and both sides' `key` (the vote key
-//! equivalent answers share). `scripts/grade_audit.py --pairs` compares it with math-verify.
+//! equivalent answers share). `scripts/grade_audit.py pairs` compares it with math-verify.
 //!
 //! `echo '{"answer": "0.5", "reference": "\\frac{1}{2}"}' | cargo run --release --example grade_answers`
 

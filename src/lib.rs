@@ -15,7 +15,9 @@
 //! let backend = config.model.load().await?;
 //! let strategy = config.strategy.build()?;
 //! let problem = Problem::new("q1", "What is 12 * 7?");
-//! let solution = ponder::engine::solve(strategy.as_ref(), &problem, backend, config.budget).await?;
+//! // The config's budget, and its seed where it has one, as `ponder solve` and `ponder run` do.
+//! let cx = config.context(backend, &problem);
+//! let solution = ponder::engine::solve_in(strategy.as_ref(), &problem, &cx).await?;
 //! println!("{:?} ({} tokens)", solution.answer, solution.usage.total_tokens());
 //! # Ok(()) }
 //! ```
@@ -30,13 +32,15 @@ pub use ponder_engine as engine;
 pub use ponder_prm as prm;
 pub use ponder_strategies as strategies;
 
-/// The attribute [`Strategy`], [`Scorer`] and [`Grader`] are implemented with
-/// (`#[ponder::async_trait]`), so that an implementation needs no `async-trait` of its own.
+/// The attribute the async traits are implemented with ([`Strategy`], [`Staged`], [`Scorer`],
+/// [`Grader`], [`Backend`]: `#[ponder::async_trait]`), so that an
+/// implementation needs no `async-trait` of its own.
 pub use async_trait::async_trait;
 pub use ponder_engine::{
-    solve, solve_in, Backend, Budget, Candidate, Context, Error, Event, EventKind, Events,
-    GenerationRequest, Grader, Message, ModelConfig, Problem, Prompt, Result, Runner, Scorer,
-    Solution, StopReason, Strategy, Usage,
+    solve, solve_in, solve_in_stages, Backend, Budget, Candidate, Capabilities, Choice, Context,
+    Error, Event, EventKind, EventSink, Events, FinishReason, Generation, GenerationRequest,
+    Grader, Message, ModelConfig, Pending, Problem, Prompt, Result, Runner, Scorer, Solution,
+    Stage, Staged, StopReason, Strategy, TokenizeInput, Usage,
 };
 pub use ponder_strategies::StrategyConfig;
 
@@ -64,6 +68,27 @@ impl Config {
     /// Reads a TOML, YAML or JSON config file and validates it; errors name the file and key.
     pub fn load(path: &Path) -> Result<Self> {
         ponder_engine::config::load_checked(path, Config::validate)
+    }
+
+    /// The context to solve `problem` in as the command line does: the config's per-problem
+    /// budget, and where it has a `seed`, every sampled call (the policy's, a judge's) seeded
+    /// from it and the problem's id ([`ponder_engine::seed_for`]).
+    pub fn context(&self, backend: std::sync::Arc<dyn Backend>, problem: &Problem) -> Context {
+        self.context_with(backend, problem, ponder_engine::Events::off())
+    }
+
+    /// [`Config::context`], reporting to `events` ([`Context::with_events`]).
+    pub fn context_with(
+        &self,
+        backend: std::sync::Arc<dyn Backend>,
+        problem: &Problem,
+        events: Events,
+    ) -> Context {
+        let cx = Context::with_events(backend, self.budget.clone(), events);
+        match self.seed {
+            Some(seed) => cx.seeded(ponder_engine::seed_for(seed, &problem.id)),
+            None => cx,
+        }
     }
 
     /// What changes results: the strategy, the per-problem budget and which model (not where

@@ -325,7 +325,8 @@ impl Generation {
 
 /// What a backend can do; strategies choose their path from it. The default is a backend that
 /// can do nothing past plain completions (no window known, no logits processors, no
-/// log-probabilities, `n` fanned out, no tokenizer): a backend of your own sets what it has,
+/// log-probabilities, `n` made by one request a choice, no tokenizer): a backend of your own
+/// sets what it has,
 /// `Capabilities { backend: "mine", native_n: true, ..Capabilities::default() }`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Capabilities {
@@ -363,7 +364,18 @@ pub enum TokenizeInput<'a> {
 /// A text-generation backend.
 #[async_trait]
 pub trait Backend: Send + Sync {
-    /// Generates `request.n` completions of `request.prompt`.
+    /// Generates `request.n` completions of `request.prompt` (all of them, one request or
+    /// several: `native_n` only says how many calls that was), each at most
+    /// `request.max_tokens` long and ended at the first of `request.stop`.
+    ///
+    /// What a backend of your own fills in: each choice's `completion_tokens` and
+    /// `finish_reason`, and `usage` (the meter counts a prompt of 0 tokens as its own
+    /// estimate, completion tokens of 0 as the choices' sum, and at least one call). Where
+    /// `request.deadline` passes, end the call and return what was written (finish reason
+    /// `Length`), or fail with [`crate::Error::BudgetExhausted`] of
+    /// [`crate::Resource::WallTime`]; a call that does neither is given up a little later,
+    /// uncounted. Logits processors and `top_logprobs` are honoured only where
+    /// [`Capabilities`] says so.
     async fn generate(&self, request: GenerationRequest) -> Result<Generation>;
 
     /// What this backend supports.

@@ -494,10 +494,18 @@ impl<B: Backend> Backend for Metered<B> {
         };
         // No prompt has 0 tokens: a backend that says so could not count them (a server reply
         // without usage). The estimate above (exact for token ids, an upper bound otherwise)
-        // stands in, so the prompt is not spent for free. Every generation is at least one
-        // call. The usage returned is the usage counted.
+        // stands in, so the prompt is not spent for free. A backend that left the completion
+        // tokens out of its usage (one of a library user's own) is charged its choices' own.
+        // Every generation is at least one call. The usage returned is the usage counted.
         if generation.usage.prompt_tokens == 0 {
             generation.usage.prompt_tokens = prompt_tokens;
+        }
+        if generation.usage.completion_tokens == 0 {
+            generation.usage.completion_tokens = generation
+                .choices
+                .iter()
+                .map(|c| c.completion_tokens as u64)
+                .sum();
         }
         generation.usage.calls = generation.usage.calls.max(1);
         reservation.settle(&generation.usage);
@@ -589,6 +597,48 @@ mod tests {
         async fn detokenize(&self, ids: &[u32]) -> Result<String> {
             self.0.detokenize(ids).await
         }
+    }
+
+    /// A scripted backend that returns its choices with an empty usage, as a library user's
+    /// own backend may.
+    #[derive(Debug)]
+    struct NoUsage(ScriptedBackend);
+
+    #[async_trait]
+    impl Backend for NoUsage {
+        async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
+            let mut generation = self.0.generate(request).await?;
+            generation.usage = Usage::default();
+            Ok(generation)
+        }
+
+        fn capabilities(&self) -> Capabilities {
+            self.0.capabilities()
+        }
+
+        async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
+            self.0.tokenize(input).await
+        }
+
+        async fn detokenize(&self, ids: &[u32]) -> Result<String> {
+            self.0.detokenize(ids).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_leaves_usage_empty_is_charged_its_choices_tokens() {
+        let backend = Metered::new(
+            NoUsage(ScriptedBackend::new(vec!["abcdef", "ghij"])),
+            Budget::unlimited().with_max_completion_tokens(100),
+        );
+        let request = GenerationRequest::new(Prompt::Text("q".into()))
+            .with_n(2)
+            .with_max_tokens(8);
+        let generation = backend.generate(request).await.unwrap();
+        assert_eq!(generation.usage.completion_tokens, 10);
+        assert_eq!(generation.usage.prompt_tokens, 1);
+        assert_eq!(generation.usage.calls, 1);
+        assert_eq!(backend.meter().usage().completion_tokens, 10);
     }
 
     /// Keeps the grant it was told of.

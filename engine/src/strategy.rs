@@ -222,17 +222,17 @@ impl Context {
     }
 
     /// Says that this context's backend seeds its sampled calls from `base` (a
-    /// [`crate::Seeded`] in it, as a batch run with a `seed` has), so that
+    /// [`crate::Seeded`] already in it, as a batch run with a `seed` puts there), so that
     /// [`Context::sample`] and [`Context::stage`] give samples and stages seeds of their own.
-    /// [`Context::seeded`] does both.
-    pub fn with_seed(mut self, base: u64) -> Self {
+    /// Seeds nothing itself: [`Context::seeded`] is the way to seed a context.
+    pub(crate) fn with_seed(mut self, base: u64) -> Self {
         self.seed = Some(base);
         self
     }
 
     /// Seeds this context's sampled calls from `base`: its backend, and every other model it
     /// meters ([`Context::metered`]: a judge), wrapped in a [`crate::Seeded`], and
-    /// [`Context::with_seed`] set. (After [`Context::metered_below`], which replaces how other
+    /// the base kept for [`Context::sample`] and [`Context::stage`]. (After [`Context::metered_below`], which replaces how other
     /// models are metered.)
     pub fn seeded(self, base: u64) -> Self {
         Context {
@@ -244,7 +244,7 @@ impl Context {
     }
 
     /// The context of stage `stage` (1, 2, ...: the stages after the first) of a [`Staged`]
-    /// solve: this one, its sampled calls, where it is seeded ([`Context::with_seed`]), taking
+    /// solve: this one, its sampled calls, where it is seeded ([`Context::seeded`]), taking
     /// seeds of their own from `base` and `stage`, as a batch run's triage seeds each stage it
     /// runs apart: a plain solve then draws what a triage run does.
     pub fn stage(&self, stage: usize) -> Context {
@@ -264,7 +264,7 @@ impl Context {
 
     /// The nested context of sample `index` of several solved at once (best-of-N over an inner
     /// strategy): a [`Self::child`] whose sampled calls, where this context is seeded
-    /// ([`Context::with_seed`]), take seeds of their own from `base` and `index`. Samples that
+    /// ([`Context::seeded`]), take seeds of their own from `base` and `index`. Samples that
     /// send the same prompts at once then draw the same whichever reaches the model first, and
     /// sample `i` draws the same however many others are drawn beside it.
     pub fn sample(&self, index: usize) -> Context {
