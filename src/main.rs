@@ -13,8 +13,8 @@ use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use ponder::engine::models::{self, BUILTIN_MODELS};
 use ponder::engine::{
-    runner, Allocation, BackendKind, Budget, Context, Dequantize, DeviceSpec, Event, EventKind,
-    EventLog, EventSink, Events, Problem, ResultLine, Runner, Strategy,
+    runner, Allocation, BackendKind, Budget, Dequantize, DeviceSpec, Event, EventKind, EventLog,
+    EventSink, Events, Problem, ResultLine, Runner, Strategy,
 };
 use ponder::report::{Comparison, RunReport};
 use ponder::Config;
@@ -459,6 +459,9 @@ async fn solve(
     if let Some(events) = events.filter(|p| *p != Path::new("-")) {
         check_parent(events, "--events")?;
     }
+    if let Some(dir) = trace_dir {
+        make_trace_dir(dir)?;
+    }
     let config = load_config(config, overrides)?;
     let strategy = config.strategy.build()?;
     let log = events.map(|path| EventsTo::open(path, None)).transpose()?;
@@ -467,12 +470,8 @@ async fn solve(
     let events = log.as_ref().map_or_else(Events::off, |log| {
         Events::new(log.sink(), problem.id.clone())
     });
-    let cx = Context::with_events(backend, config.budget, events);
     // The question's own seeds, for its model and any other one it calls (a judge).
-    let cx = match config.seed {
-        Some(seed) => cx.seeded(ponder::engine::seed_for(seed, &problem.id)),
-        None => cx,
-    };
+    let cx = config.context_with(backend, &problem, events);
     let mut solution = ponder::engine::solve_in(strategy.as_ref(), &problem, &cx).await?;
     // The answer is printed whatever becomes of the files (a --trace-dir that cannot be made):
     // their errors come after it.
@@ -602,6 +601,13 @@ enum Allocate {
 
 /// Fails when the folder a file is to be written in does not exist: said before any work,
 /// not once the model has loaded.
+/// Makes the `--trace-dir` before any work, so that one that cannot be made is said at once,
+/// not after the solves (whose traces would be lost).
+fn make_trace_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--trace-dir {}: cannot make the directory", dir.display()))
+}
+
 fn check_parent(path: &Path, flag: &str) -> anyhow::Result<()> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => bail!(
@@ -615,6 +621,17 @@ fn check_parent(path: &Path, flag: &str) -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     check_parent(&args.out, "--out")?;
+    // The results file is read whole to resume and appended to: a device or a pipe (`/dev/full`
+    // reads without end, `/dev/stdout` blocks) is no results file.
+    if std::fs::metadata(&args.out).is_ok_and(|m| !m.is_file()) {
+        bail!(
+            "--out {}: not a regular file (the results file is read back to resume a run)",
+            args.out.display()
+        );
+    }
+    if let Some(dir) = &args.trace_dir {
+        make_trace_dir(dir)?;
+    }
     if let Some(events) = args.events.as_deref().filter(|p| *p != Path::new("-")) {
         check_parent(events, "--events")?;
     }
@@ -851,8 +868,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // A run with failures exits non-zero (after its summary), so a script sees it.
     if summary.errors > 0 {
         bail!(
-            "{} problems failed; their lines carry the error and a rerun retries them",
-            summary.errors
+            "{} failed; their lines carry the error and a rerun retries them",
+            match summary.errors {
+                1 => "1 problem".to_string(),
+                n => format!("{n} problems"),
+            }
         );
     }
     Ok(())

@@ -702,6 +702,7 @@ fn user_errors_are_told_once_without_a_backtrace() {
     let here = dir.path().join("o.jsonl");
     let config = write_config(dir.path());
     let config = text(&config);
+    let traces = format!("{config}/traces");
     let problems = repo("examples/problems/mawps-singleop-20.jsonl");
     let problems = text(&problems);
     let cases = [
@@ -740,6 +741,24 @@ fn user_errors_are_told_once_without_a_backtrace() {
                 &out,
             ],
             format!("error: --out {out}: directory {missing} does not exist"),
+        ),
+        // A results file is read back whole to resume: a device never ends.
+        (
+            vec![
+                "run",
+                "--config",
+                config,
+                "--problems",
+                problems,
+                "--out",
+                "/dev/null",
+            ],
+            "error: --out /dev/null: not a regular file".to_string(),
+        ),
+        // Said before the solve, not after it (its trace would be lost).
+        (
+            vec!["solve", "hi", "--config", config, "--trace-dir", &traces],
+            format!("error: --trace-dir {traces}: cannot make the directory"),
         ),
     ];
     for (args, expected) in cases {

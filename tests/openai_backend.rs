@@ -152,6 +152,36 @@ fn n_samples_in_one_request_and_fanned_out_count_tokens_per_choice() {
 }
 
 #[test]
+fn an_n_past_the_real_servers_slots_fans_out_and_one_within_them_stays_whole() {
+    // llama-server takes n up to its slots (4 here) and refuses more with a 400 that names the
+    // limit; best-of-N's default is 8.
+    let (_lock, _server, url) = server();
+    let backend = connect(&url);
+    let ask = |n: usize| {
+        let request = GenerationRequest::new(chat("Write a long story about a dragon."))
+            .with_n(n)
+            .with_max_tokens(4)
+            .with_sampling(Sampling::with_temperature(1.0));
+        let generation = block_on(backend.generate(request)).unwrap();
+        assert_eq!(generation.choices.len(), n);
+        assert_eq!(generation.usage.completion_tokens, 4 * n as u64);
+        generation.usage.calls
+    };
+    // 3 taken; 8 tried, refused (a call), fanned out; 4, within the named limit, tried and
+    // taken; 8 and 5 fan out at once from then on.
+    assert_eq!(ask(3), 1);
+    assert_eq!(ask(8), 9);
+    assert_eq!(ask(4), 1);
+    assert_eq!(ask(8), 8);
+    assert_eq!(ask(5), 5);
+    let caps = backend.capabilities();
+    assert!(
+        caps.native_n && caps.max_native_n == Some(4) && !caps.tries_n,
+        "{caps:?}"
+    );
+}
+
+#[test]
 fn choices_of_one_reply_count_the_tokens_llama_cpp_leaves_out_of_their_logprobs() {
     // With n > 1 llama-server counts only the first choice; the log-probabilities, the count
     // of each, leave out the tokens that end inside a character (the emoji here is three) and
@@ -1236,6 +1266,26 @@ fn a_success_reply_that_carries_an_error_is_that_error() {
         "{err:?}"
     );
     assert_eq!(count.load(Ordering::SeqCst), 1, "not sent again");
+}
+
+#[test]
+fn a_reply_that_is_not_a_completion_names_the_server_of_the_fleet_that_sent_it() {
+    // Two servers; the second answers JSON that is no completion (a gateway's own reply, say).
+    let (good, _) = scripted_server(vec![]);
+    let (bad, _) = scripted_server_with(vec![(200, Some(r#"{"choices":"none"}"#.into()))]);
+    let mut options = OpenAiOptions::new(good.clone(), "m");
+    options.base_urls.push(bad.clone());
+    let backend = block_on(OpenAiBackend::connect(options)).unwrap();
+    let ask = || block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into()))));
+    let replies = [ask(), ask()];
+    let err = replies
+        .iter()
+        .find_map(|r| r.as_ref().err())
+        .expect("one of the two requests reached the bad server");
+    assert!(
+        matches!(err, Error::Inference { message } if message.contains(&format!("{bad}/v1/completions")) && !message.contains(&good)),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -578,17 +578,18 @@ impl OpenAiBackend {
     }
 
     /// One attempt on the next server, no retries (a 429 or 5xx comes back as
-    /// [`Error::Http`]).
+    /// [`Error::Http`]), and the base URL of that server.
     async fn request_once(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value> {
+    ) -> Result<(String, Value)> {
         let urls = &self.options.base_urls;
         let index = self.pick(self.next_url.fetch_add(1, Ordering::Relaxed) % urls.len().max(1));
         let base = urls.get(index).cloned().unwrap_or_default();
-        self.request_once_at(&base, method, path, body).await
+        let value = self.request_once_at(&base, method, path, body).await?;
+        Ok((base, value))
     }
 
     /// One attempt on the server at `base`, no retries: for probing optional endpoints.
@@ -891,17 +892,18 @@ impl OpenAiBackend {
         once: bool,
     ) -> Result<Reply> {
         let (path, body) = self.body(request, choices, seed_offset).await?;
-        let value = if once {
+        let (base, value) = if once {
             self.request_once(reqwest::Method::POST, &path, Some(&body))
                 .await?
         } else {
-            self.request(reqwest::Method::POST, &path, Some(&body))
+            self.request_from(reqwest::Method::POST, &path, Some(&body))
                 .await?
         };
+        // Named by server: of a fleet, the one that answered so.
         let reply: RawReply =
             serde_json::from_value(value.clone()).map_err(|e| Error::Inference {
                 message: format!(
-                    "unexpected reply from {path} ({e}): {}",
+                    "unexpected reply from {base}{path} ({e}): {}",
                     clip(&value.to_string())
                 ),
             })?;
@@ -934,7 +936,7 @@ impl OpenAiBackend {
                 Some(reason @ ("abort" | "error")) => {
                     return Err(Error::Inference {
                         message: format!(
-                            "the server ended the completion with finish_reason \"{reason}\" \
+                            "{base} ended the completion with finish_reason \"{reason}\" \
                              after {} characters",
                             text.len()
                         ),
