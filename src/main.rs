@@ -604,8 +604,12 @@ enum Allocate {
 /// Makes the `--trace-dir` before any work, so that one that cannot be made is said at once,
 /// not after the solves (whose traces would be lost).
 fn make_trace_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("--trace-dir {}: cannot make the directory", dir.display()))
+    std::fs::create_dir_all(dir).map_err(|e| {
+        anyhow::anyhow!(
+            "--trace-dir {}: cannot make the directory: {e}",
+            dir.display()
+        )
+    })
 }
 
 fn check_parent(path: &Path, flag: &str) -> anyhow::Result<()> {

@@ -547,7 +547,7 @@ mod tests {
             (YES, 0.05),
             (5, 0.03),
             (6, 0.02),
-            (7, 0.001),
+            (9, 0.001),
         ]);
         let p = choice_probability(&backend, prompt(), &[YES], &[NO])
             .await

@@ -380,17 +380,24 @@ impl Scorer for PastWindow {
 async fn a_path_whose_newest_step_went_unscored_ranks_by_the_steps_scored() {
     // One beam: s9 beats s3; then s9's children are `x1` (unscored: the path ranks by s9's
     // 0.9) and s2 (0.2). Ranked as unscored, x1 would have been pruned for s2.
-    let replies = vec!["s9\n\n", "s3\n\n", "x1\n\n", "s2\n\n"];
-    let search = BeamSearch::new(config(2, 2, 2), SearchKind::Beam)
+    let replies = vec![
+        "s9\n\n",
+        "s3\n\n",
+        "x1\n\n",
+        "s2\n\n",
+        "Final Answer: 5",
+        "Final Answer: 6",
+    ];
+    let search = BeamSearch::new(config(2, 2, 3), SearchKind::Beam)
         .unwrap()
         .with_scorer(Arc::new(PastWindow));
     let (solution, _, tree) = run(search, replies, Budget::unlimited()).await;
     assert_eq!(tree.state_of("s3"), "pruned");
     assert_eq!(tree.state_of("s2"), "pruned");
-    assert_eq!(tree.state_of("x1"), "active");
-    // Its final reward stays unscored.
-    assert_eq!(solution.candidates.len(), 1);
-    assert_eq!(solution.candidates[0].score, None);
+    assert_eq!(tree.state_of("x1"), "expanded");
+    // The finished paths through it keep no reward: a step of theirs went unscored.
+    assert_eq!(solution.candidates.len(), 2);
+    assert!(solution.candidates.iter().all(|c| c.score.is_none()));
 }
 
 #[tokio::test]
