@@ -84,7 +84,7 @@ impl Config {
         problem: &Problem,
         events: Events,
     ) -> Context {
-        let cx = Context::with_events(backend, self.budget.clone(), events);
+        let cx = Context::with_events(backend, self.budget, events);
         match self.seed {
             Some(seed) => cx.seeded(ponder_engine::seed_for(seed, &problem.id)),
             None => cx,
