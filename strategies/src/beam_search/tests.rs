@@ -337,11 +337,11 @@ async fn dvts_subtrees_go_on_whatever_other_subtrees_finished() {
     assert_eq!(solution.answer.as_deref(), Some("9"));
 }
 
-/// A process reward that reads nothing: every step score is NaN.
-struct Unreadable;
+/// A process reward that scores each step on its own with a function of its text.
+struct PerStep(fn(&str) -> f64);
 
 #[async_trait]
-impl Scorer for Unreadable {
+impl Scorer for PerStep {
     async fn score(
         &self,
         _: &Context,
@@ -350,30 +350,21 @@ impl Scorer for Unreadable {
     ) -> Result<Vec<Vec<f64>>> {
         Ok(candidates
             .iter()
-            .map(|steps| vec![f64::NAN; steps.len()])
+            .map(|steps| steps.iter().map(|s| (self.0)(s)).collect())
             .collect())
     }
 }
 
-/// [`NumberScorer`]'s scores, but a step with an `x` in it is past the scorer's window: NaN.
-struct PastWindow;
+/// Reads nothing: every step score is NaN.
+fn unreadable() -> Arc<PerStep> {
+    Arc::new(PerStep(|_| f64::NAN))
+}
 
-#[async_trait]
-impl Scorer for PastWindow {
-    async fn score(
-        &self,
-        _: &Context,
-        _: &str,
-        candidates: &[Vec<String>],
-    ) -> Result<Vec<Vec<f64>>> {
-        Ok(candidates
-            .iter()
-            .map(|steps| {
-                let score = |s: &String| if s.contains('x') { f64::NAN } else { value(s) };
-                steps.iter().map(score).collect()
-            })
-            .collect())
-    }
+/// [`NumberScorer`]'s scores, but a step with an `x` in it is past the scorer's window: NaN.
+fn past_window() -> Arc<PerStep> {
+    Arc::new(PerStep(
+        |s| if s.contains('x') { f64::NAN } else { value(s) },
+    ))
 }
 
 #[tokio::test]
@@ -390,7 +381,7 @@ async fn a_path_whose_newest_step_went_unscored_ranks_by_the_steps_scored() {
     ];
     let search = BeamSearch::new(config(2, 2, 3), SearchKind::Beam)
         .unwrap()
-        .with_scorer(Arc::new(PastWindow));
+        .with_scorer(past_window());
     let (solution, _, tree) = run(search, replies, Budget::unlimited()).await;
     assert_eq!(tree.state_of("s3"), "pruned");
     assert_eq!(tree.state_of("s2"), "pruned");
@@ -405,7 +396,7 @@ async fn a_dvts_subtree_without_scores_goes_on_while_nothing_in_it_finished() {
     let replies = vec!["a\n\n", "b\n\n", "Final Answer: 3", "Final Answer: 4"];
     let search = BeamSearch::new(config(2, 2, 2), SearchKind::Dvts)
         .unwrap()
-        .with_scorer(Arc::new(Unreadable));
+        .with_scorer(unreadable());
     let (solution, backend, _) = run(search, replies, Budget::unlimited()).await;
     assert_eq!(
         backend.requests().len(),
