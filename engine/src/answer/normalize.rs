@@ -70,6 +70,7 @@ pub(super) fn normalize(raw: &str) -> Normalized {
         s = s.replace(from, to);
     }
     s = unwrap_text(&s, 0);
+    s = number_words(&s);
     s = join_plain_thousands(&s);
     // Units first: `3 1/2 hours` is the mixed number 3 1/2.
     s = strip_units(&s);
@@ -290,6 +291,57 @@ fn join_plain_thousands(s: &str) -> String {
         i += 1;
     }
     out
+}
+
+/// Most words one cardinal number in words may take (`one hundred and twenty-three thousand
+/// four hundred and fifty-six` is twelve).
+const MAX_NUMBER_WORDS: usize = 16;
+
+/// A cardinal written in words that opens the answer, as digits: `seven` is `7`, `Twenty-one
+/// apples` is `21 apples` (its unit stripped after), `negative seven` is `-7`, `three point
+/// one four` is `3.14`. The longest run
+/// of opening words that reads as one cardinal; ordinals (`first`) and numbers inside text are
+/// left alone.
+fn number_words(s: &str) -> String {
+    let trimmed = s.trim();
+    if !trimmed.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return s.to_string();
+    }
+    // ASCII lower-casing keeps byte offsets, so ends found in `lower` cut `trimmed` too.
+    let lower = trimmed.to_ascii_lowercase();
+    let (sign, start) = ["negative ", "minus "]
+        .iter()
+        .find_map(|p| lower.strip_prefix(p).map(|_| ("-", p.len())))
+        .unwrap_or(("", 0));
+    // Ends of the opening words (letters and hyphens; a word may end in `.` or `,`).
+    let mut ends = Vec::new();
+    let mut at = start;
+    for word in lower[start..].split(' ') {
+        let bare = word.trim_end_matches(['.', ',']);
+        if bare.is_empty()
+            || !bare.chars().all(|c| c.is_ascii_alphabetic() || c == '-')
+            || ends.len() == MAX_NUMBER_WORDS
+        {
+            break;
+        }
+        ends.push(at + bare.len());
+        at += word.len() + 1;
+    }
+    let english = text2num::Language::english();
+    for &end in ends.iter().rev() {
+        let phrase = &lower[start..end];
+        // `text2digits` reads no decimals; a phrase replaced whole by one number is one.
+        let digits = text2num::replace_numbers_in_text(phrase, &english, 0.0);
+        {
+            // `3.14` from `three point one four`; not `1st`.
+            let (whole, fraction) = digits.split_once('.').unwrap_or((&digits, "0"));
+            let digit_run = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+            if digit_run(whole) && digit_run(fraction) {
+                return format!("{sign}{digits}{}", &trimmed[end..]);
+            }
+        }
+    }
+    s.to_string()
 }
 
 /// Strip trailing unit words: `18 dollars`, `10 inches`, `5cm`, `12 sq units`, `3 m^2`.

@@ -362,6 +362,40 @@ fn plain_text_and_other_spellings() {
 }
 
 #[test]
+fn numbers_in_words() {
+    // Small models answer in words ("The answer is seven."); GSM8K's references are digits.
+    for (a, b) in [
+        ("seven", "7"),
+        ("Seven apples", "7"),
+        ("twenty-one", "21"),
+        ("twenty one stickers.", "21"),
+        ("one hundred and five", "105"),
+        ("two thousand three hundred", "2,300"),
+        ("negative seven", "-7"),
+        ("zero", "0"),
+        ("three point one four", "3.14"),
+        ("\\text{eleven}", "11"),
+    ] {
+        assert!(equivalent(a, b), "{a} vs {b}");
+        assert_eq!(canonical_key(a), canonical_key(b), "{a} vs {b}");
+    }
+    assert_eq!(
+        ex("He has 3+4 = 7 apples. The answer is seven.").as_deref(),
+        Some("seven")
+    );
+    // Words that are not one opening cardinal stay words.
+    for (a, b) in [
+        ("first", "1"),
+        ("seven seven", "14"),
+        ("one of them", "1"),
+        ("none", "0"),
+        ("twelve", "11"),
+    ] {
+        assert!(!equivalent(a, b), "{a} vs {b}");
+    }
+}
+
+#[test]
 fn mixed_numbers() {
     for (a, b) in [
         ("3\\frac{1}{2}", "\\frac{7}{2}"),
