@@ -14,7 +14,7 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ponder_engine::answer::extract_answer;
+use ponder_engine::answer::{extract_answer, stated_answer};
 use ponder_engine::solve_in_stages;
 use ponder_engine::{
     Backend, Candidate, Choice, Context, Error, EventKind, FinishReason, GenerationRequest,
@@ -439,9 +439,11 @@ impl Router {
             Some((signals, candidates)) => (Some(signals), candidates),
             None => (None, Vec::new()),
         };
-        // Thinking that ended without an answer (its budget or its length ran out): the short
-        // answer is better than none.
-        if solution.answer.is_none() {
+        // Thinking that ended without an answer, or cut off (its budget or its length ran out)
+        // before it stated one: the short answer is better than none, and better than the
+        // last number of unfinished working.
+        let cut = solution.stop_reason == StopReason::MaxTokens || solution.stop_reason.is_budget();
+        if solution.answer.is_none() || (cut && stated_answer(&solution.completion).is_none()) {
             if let Some(answer) = signals.as_ref().and_then(|s| s.answer.clone()) {
                 tracing::debug!(problem = %problem.id, "thinking gave no answer; the short one stands");
                 solution.answer = Some(answer);

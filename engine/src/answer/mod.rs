@@ -68,6 +68,16 @@ fn extract_in(text: &str) -> Option<String> {
         .or_else(|| last_number(text))
 }
 
+/// The answer a completion states, read as [`extract_answer`] reads it but never guessed: its
+/// last `\boxed{...}` or what follows an answer cue, not the last number it happens to end on.
+/// What a completion cut off mid-way says for sure (`... so 3 boxes cost 3` states nothing).
+pub fn stated_answer(text: &str) -> Option<String> {
+    let stated = |t: &str| last_boxed(t).or_else(|| after_cue(t));
+    after_thinking(text)
+        .and_then(stated)
+        .or_else(|| stated(text))
+}
+
 /// The delimiter that ends a reasoning model's thinking (DeepSeek-R1 and its distills, QwQ,
 /// Qwen3, and ponder's budget forcing by default).
 pub const THINK_CLOSE: &str = "</think>";

@@ -248,6 +248,41 @@ fn thinking_without_an_answer_keeps_the_short_one() {
     assert_eq!(solution.answer.as_deref(), Some("7"));
     assert_eq!(solution.completion, "I cannot tell.");
     assert_eq!(details(&solution).route, "think");
+    // Thinking cut off mid-way ends on a number it was working with, not an answer: the short
+    // one stands (by its length, and by the budget). Cut after it stated one, that one.
+    let cut_at_40: RouterConfig = parse_str(
+        "think = { kind = \"direct\", max_tokens = 40 }",
+        Format::Toml,
+    )
+    .unwrap();
+    let working = "Each box costs 3 dollars, so 3 boxes cost 3 times 3 which is 9, and then";
+    for (config, budget, thinking, answer, stop) in [
+        (&cut_at_40, Budget::unlimited(), working, "7", StopReason::MaxTokens),
+        (
+            &RouterConfig::default(),
+            Budget::unlimited().with_max_completion_tokens(15 + 40),
+            working,
+            "7",
+            StopReason::CompletionBudget,
+        ),
+        (
+            &cut_at_40,
+            Budget::unlimited(),
+            "3 + 4 = 7. Final Answer: 8, and to check it we add",
+            "8",
+            StopReason::MaxTokens,
+        ),
+    ] {
+        let backend = Arc::new(ScriptedBackend::from_replies([
+            Reply::Unsure("Final Answer: 7".into(), 0.1f32.ln()),
+            Reply::Text(thinking.into()),
+        ]));
+        let solution = solve_with(&router(config.clone()), &backend, budget);
+        assert_eq!(solution.stop_reason, stop, "{thinking}");
+        assert!(thinking.starts_with(&solution.completion), "{}", solution.completion);
+        assert_ne!(solution.completion, thinking);
+        assert_eq!(solution.answer.as_deref(), Some(answer), "{thinking}");
+    }
     // No budget even for the short answer: an empty solution, not an error.
     let backend = Arc::new(ScriptedBackend::new(["Final Answer: 7"]));
     let solution = solve_with(
