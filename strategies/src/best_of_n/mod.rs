@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use ponder_engine::answer::stated_answer;
 use ponder_engine::{
     solve_in_stages, Candidate, Context, Error, EventKind, Pending, Problem, Result, Scorer,
     Solution, Stage, Staged, StopReason, Strategy,
@@ -361,9 +362,21 @@ impl BestOfN {
             Inner::Direct(direct) => {
                 let request = direct.request(problem).with_n(k);
                 let generation = cx.backend().generate(request).await?;
+                // The budget shortened the request: the samples it cut stopped by the budget
+                // (and drawing stops), as an inner strategy's would.
+                let budget_stop = generation.cut_by.map(StopReason::from);
+                let samples = generation
+                    .choices
+                    .into_iter()
+                    .map(candidate_of)
+                    .map(|(candidate, stop)| match (stop, budget_stop) {
+                        (StopReason::MaxTokens, Some(budget)) => (candidate, budget),
+                        _ => (candidate, stop),
+                    })
+                    .collect();
                 Ok(Drawn {
-                    samples: generation.choices.into_iter().map(candidate_of).collect(),
-                    budget_stop: None,
+                    samples,
+                    budget_stop,
                     failed: Vec::new(),
                 })
             }
@@ -662,15 +675,45 @@ impl BestOfN {
             mut stop_reason,
             failed,
         } = draw;
-        let answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
-        let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
+        let mut answers: Vec<Option<String>> =
+            candidates.iter().map(|c| c.answer.clone()).collect();
+        // A sample the budget cut off before it stated an answer ends on a number of its
+        // working, not an answer: it is selected from only where no other sample answered.
+        let mut rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
+        let guessed: Vec<bool> = candidates
+            .iter()
+            .zip(&stops)
+            .map(|(c, stop)| {
+                stop.is_budget() && c.answer.is_some() && stated_answer(&c.text).is_none()
+            })
+            .collect();
+        if answers
+            .iter()
+            .zip(&guessed)
+            .any(|(a, &g)| a.is_some() && !g)
+        {
+            for ((answer, reward), _) in answers
+                .iter_mut()
+                .zip(rewards.iter_mut())
+                .zip(&guessed)
+                .filter(|(_, &g)| g)
+            {
+                *answer = None;
+                *reward = None;
+            }
+        }
         let selection = self.config.select.apply(&answers, &rewards);
         let chosen = selection.index.and_then(|i| candidates.get(i)).cloned();
+        let answer = selection
+            .index
+            .and_then(|i| answers.get(i))
+            .cloned()
+            .flatten();
         if fin {
             cx.emit(
                 self.name(),
                 EventKind::Selected {
-                    answer: chosen.as_ref().and_then(|c| c.answer.clone()),
+                    answer: answer.clone(),
                     candidates: candidates.len(),
                     why: selection.why.clone(),
                 },
@@ -703,7 +746,7 @@ impl BestOfN {
         })?;
         Ok(Solution {
             strategy: self.name().to_string(),
-            answer: chosen.as_ref().and_then(|c| c.answer.clone()),
+            answer,
             completion: chosen.map(|c| c.text).unwrap_or_default(),
             candidates,
             stop_reason,

@@ -297,6 +297,55 @@ async fn a_budget_stop_selects_among_what_was_drawn() {
     assert_eq!(solution.usage.calls, 1);
 }
 
+#[tokio::test]
+async fn samples_the_budget_cut_end_the_draw_and_do_not_vote_with_their_working() {
+    // Round 1 splits 42 to 17; the budget leaves round 2 twenty tokens a sample, which cut
+    // both at a number of their working (25). They stop the draw, and the vote is 42 to 17.
+    let working = "So 17 + 8 = 25, and 25 - 8 = 17, so it is 17.";
+    let backend = Arc::new(ScriptedBackend::new([
+        "The answer is 42.",
+        "The answer is 17.",
+        working,
+        working,
+        "The answer is 17.",
+        "The answer is 17.",
+    ]));
+    let config = BestOfNConfig {
+        adaptive: Some(AdaptiveConfig {
+            round: NonZeroUsize::new(2).unwrap(),
+            agreement: None,
+        }),
+        ..BestOfNConfig::self_consistency(NonZeroUsize::new(8).unwrap())
+    };
+    let strategy = BestOfN::new(config).unwrap();
+    let budget = Budget::unlimited().with_max_completion_tokens(2 * 17 + 2 * 20);
+    let solution = run(&strategy, Arc::clone(&backend), budget).await;
+    assert_eq!(solution.stop_reason, StopReason::CompletionBudget);
+    assert_eq!(backend.requests().len(), 2, "no round after the cut one");
+    let d = details(&solution);
+    assert_eq!(d.samples, 4);
+    assert_eq!(
+        d.stops,
+        [
+            StopReason::Completed,
+            StopReason::Completed,
+            StopReason::CompletionBudget,
+            StopReason::CompletionBudget
+        ]
+    );
+    assert_eq!(solution.candidates[2].answer.as_deref(), Some("25"));
+    assert_eq!(solution.answer.as_deref(), Some("42"));
+
+    // Every sample cut: their guesses are all there is, and the vote is among them.
+    let backend = Arc::new(ScriptedBackend::new([working, working, working]));
+    let config = BestOfNConfig::self_consistency(NonZeroUsize::new(3).unwrap());
+    let strategy = BestOfN::new(config).unwrap();
+    let budget = Budget::unlimited().with_max_completion_tokens(3 * 20);
+    let solution = run(&strategy, backend, budget).await;
+    assert_eq!(solution.stop_reason, StopReason::CompletionBudget);
+    assert_eq!(solution.answer.as_deref(), Some("25"));
+}
+
 /// Best-of-3 over budget forcing (one at a time), and a script of a thinking reply and an
 /// answer reply per sample.
 fn forced_best_of_3(answers: [&str; 3]) -> (BestOfN, Arc<ScriptedBackend>) {

@@ -257,7 +257,13 @@ fn thinking_without_an_answer_keeps_the_short_one() {
     .unwrap();
     let working = "Each box costs 3 dollars, so 3 boxes cost 3 times 3 which is 9, and then";
     for (config, budget, thinking, answer, stop) in [
-        (&cut_at_40, Budget::unlimited(), working, "7", StopReason::MaxTokens),
+        (
+            &cut_at_40,
+            Budget::unlimited(),
+            working,
+            "7",
+            StopReason::MaxTokens,
+        ),
         (
             &RouterConfig::default(),
             Budget::unlimited().with_max_completion_tokens(15 + 40),
@@ -279,7 +285,11 @@ fn thinking_without_an_answer_keeps_the_short_one() {
         ]));
         let solution = solve_with(&router(config.clone()), &backend, budget);
         assert_eq!(solution.stop_reason, stop, "{thinking}");
-        assert!(thinking.starts_with(&solution.completion), "{}", solution.completion);
+        assert!(
+            thinking.starts_with(&solution.completion),
+            "{}",
+            solution.completion
+        );
         assert_ne!(solution.completion, thinking);
         assert_eq!(solution.answer.as_deref(), Some(answer), "{thinking}");
     }
