@@ -226,6 +226,39 @@ fn the_minimum_is_reached_with_as_many_waits_as_reported_in_both_modes() {
 }
 
 #[test]
+fn sampled_in_the_decode_waits_come_where_a_draw_ends_thinking_and_a_seed_repeats_them() {
+    // At temperature 0.8 the processor draws where the sample would have ended its thinking
+    // (and says a wait there instead), from the solve's seed: the same seed, the same sample.
+    let config = BudgetForcingConfig {
+        min_thinking_tokens: 160,
+        max_thinking_tokens: 320,
+        temperature: 0.8,
+        ..BudgetForcingConfig::default()
+    };
+    let strategy = BudgetForcing::new(config).unwrap();
+    let problem = Problem::new("bf", "What is 2 + 2?");
+    let run = || {
+        let cx = ponder::engine::Context::new(smollm_dyn(), Budget::unlimited()).seeded(7);
+        let solution = block_on(ponder::engine::solve_in(&strategy, &problem, &cx)).unwrap();
+        let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
+        (solution, details)
+    };
+    let (solution, details) = run();
+    let thinking = thinking_of(&solution.completion);
+    assert!(details.thinking_tokens >= 160, "{details:?}");
+    assert!(details.waits >= 1, "{details:?}: {thinking:?}");
+    // Each wait is in the text (the model may write more of its own).
+    assert!(
+        thinking.matches("Wait").count() >= details.waits,
+        "{thinking:?}"
+    );
+    assert!(solution.completion.contains("Final Answer:"));
+    let (again, again_details) = run();
+    assert_eq!(again.completion, solution.completion);
+    assert_eq!(again_details.waits, details.waits);
+}
+
+#[test]
 fn rotating_wait_strings_and_max_waits() {
     let config = BudgetForcingConfig {
         min_thinking_tokens: 240,

@@ -230,6 +230,13 @@ impl Context {
         self
     }
 
+    /// The base this context's sampled calls are seeded from, where they are
+    /// ([`Context::seeded`]): what a strategy that draws random numbers of its own (not
+    /// through the model) seeds them from, so that a seeded solve stays a function of its seed.
+    pub fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
     /// Seeds this context's sampled calls from `base`: its backend, and every other model it
     /// meters ([`Context::metered`]: a judge), wrapped in a [`crate::Seeded`], and
     /// the base kept for [`Context::sample`] and [`Context::stage`]. (After [`Context::metered_below`], which replaces how other

@@ -321,7 +321,13 @@ impl BudgetForcing {
     async fn in_decode(&self, problem: &Problem, cx: &Context) -> Result<Outcome> {
         let backend = cx.backend();
         let tokens = self.tokens(backend.as_ref()).await?;
-        let processor = Arc::new(ForcingProcessor::new(tokens.clone(), &self.config));
+        // Where a sampled decode would have ended, drawn from the solve's seed where it is
+        // seeded (the same solve draws the same), else afresh.
+        let seed = cx.seed().map_or_else(
+            || fastrand::u64(..),
+            |base| ponder_engine::seed_for(base, "budget forcing"),
+        );
+        let processor = Arc::new(ForcingProcessor::new(tokens.clone(), &self.config, seed));
         let c = &self.config;
         let messages = self.messages(problem);
         let open = self.opening(backend.as_ref(), &messages).await?;

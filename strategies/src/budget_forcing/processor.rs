@@ -38,6 +38,8 @@ struct ForcingState {
     thinking_end: Option<usize>,
     /// Tokens still to force, in order.
     forcing: std::collections::VecDeque<u32>,
+    /// Draws whether a sampled decode would have ended thinking where a wait is owed.
+    rng: Option<fastrand::Rng>,
     details: ForcingDetails,
 }
 
@@ -46,8 +48,12 @@ struct ForcingState {
 /// Everything the sequence generated before the delimiter is thinking. On each call it notes
 /// whether the delimiter (in any of its tokenizations) has just been completed, then bans or
 /// forces tokens: below the minimum, or while waits remain, the delimiter's first tokens and
-/// end-of-sequence are banned and, where one of them was the most likely token, the wait string
-/// is forced instead; at the cap the delimiter is forced token by token from wherever a partial
+/// end-of-sequence are banned and the wait string is said where the model would have ended
+/// thinking: decoding greedily, where one of them was the most likely token; sampling, with
+/// the probability the model gave them at the sampling temperature (the processor draws it,
+/// from the solve's seed where it is seeded), as s1 says a wait where the sampled token ends
+/// thinking; otherwise the token is drawn from the rest, as it would have been given that it
+/// did not end. At the cap the delimiter is forced token by token from wherever a partial
 /// match left it; after the delimiter the cue is forced; after `max_answer_tokens` of answer,
 /// end-of-sequence is forced.
 #[derive(Debug)]
@@ -57,20 +63,27 @@ pub struct ForcingProcessor {
     max_thinking: usize,
     max_waits: usize,
     max_answer: usize,
+    /// The sampling temperature (0: greedy).
+    temperature: f64,
+    /// What the draws of the endings are seeded from.
+    seed: u64,
     /// The most tokens a budget granted the request (`usize::MAX`: as asked).
     granted: AtomicUsize,
     state: Mutex<ForcingState>,
 }
 
 impl ForcingProcessor {
-    /// A controller for one sequence.
-    pub fn new(tokens: ForcingTokens, config: &BudgetForcingConfig) -> Self {
+    /// A controller for one sequence, drawing where sampling would have ended thinking from
+    /// `seed` (decoding greedily, it draws nothing).
+    pub fn new(tokens: ForcingTokens, config: &BudgetForcingConfig, seed: u64) -> Self {
         Self {
             tokens,
             min_thinking: config.min_thinking_tokens,
             max_thinking: config.max_thinking_tokens,
             max_waits: config.max_waits,
             max_answer: config.max_answer_tokens.get(),
+            temperature: config.temperature,
+            seed,
             granted: AtomicUsize::new(usize::MAX),
             state: Mutex::new(ForcingState::default()),
         }
@@ -173,12 +186,7 @@ impl ForcingProcessor {
             .filter_map(|c| c.first().copied())
             .collect();
         let wants_to_end = starts.contains(&top) || self.tokens.eos.contains(&top);
-        let wait = self
-            .tokens
-            .waits
-            .get(state.details.waits % self.tokens.waits.len().max(1))
-            .cloned()
-            .unwrap_or_default();
+        let wait = self.wait(state);
         // A wait must leave room to think after it (one that fills the cap is cut at once).
         let fits = !wait.is_empty() && thought + wait.len() < cap;
         // Below the minimum the model thinks on, waits or not; past it, a wait owed that no
@@ -187,45 +195,95 @@ impl ForcingProcessor {
             thought < self.min_thinking || (state.details.waits < self.max_waits && fits);
         if may_wait {
             // While a wait is owed, the model may neither start the delimiter nor stop.
-            if matched == 0 {
-                for &id in &starts {
-                    ban(logits, id);
-                }
-            }
-            for &eos in &self.tokens.eos {
-                ban(logits, eos);
-            }
-            if wants_to_end && fits {
+            let ends: Vec<u32> = starts
+                .iter()
+                .filter(|_| matched == 0)
+                .chain(&self.tokens.eos)
+                .copied()
+                .collect();
+            // Where the model would have ended, a wait: greedily, where ending was its first
+            // choice; sampling, as often as it would have drawn an ending.
+            let ends_here = if self.temperature > 0.0 {
+                let p = probability_of(logits, &ends, self.temperature);
+                let seed = self.seed;
+                let rng = state
+                    .rng
+                    .get_or_insert_with(|| fastrand::Rng::with_seed(seed));
+                p > 0.0 && rng.f64() < p
+            } else {
+                wants_to_end
+            };
+            ends.iter().for_each(|&id| ban(logits, id));
+            if ends_here && fits {
                 state.details.waits += 1;
                 state.forcing = wait.into_iter().collect();
                 if let Some(next) = state.forcing.pop_front() {
                     force(logits, next);
                 }
             }
-        } else if self.tokens.eos.contains(&top) {
-            // Stopping without the delimiter would lose the answer: close the thinking instead.
+        } else if self.temperature <= 0.0 && self.tokens.eos.contains(&top) {
+            // Stopping without the delimiter would lose the answer: close the thinking instead
+            // (sampling, the end of sequence's probability goes to the delimiter below).
             state.forcing = close.iter().skip(matched).copied().collect();
             if let Some(next) = state.forcing.pop_front() {
                 force(logits, next);
             }
         } else if let Some(&next) = close.get(matched) {
-            // An end of sequence the model might sample (not its first choice) would lose the
-            // answer too: its probability goes to the delimiter's next token instead.
-            let eos = self
-                .tokens
-                .eos
-                .iter()
-                .filter_map(|&id| logits.get(id as usize).copied())
-                .fold(f32::NEG_INFINITY, log_add_exp);
-            if eos.is_finite() {
-                if let Some(l) = logits.get_mut(next as usize) {
-                    *l = log_add_exp(*l, eos);
-                }
-                for &id in &self.tokens.eos {
-                    ban(logits, id);
-                }
+            // An end of sequence the model might sample would lose the answer too: its
+            // probability goes to the delimiter's next token instead.
+            move_probability(logits, &self.tokens.eos, next, self.temperature);
+        }
+    }
+
+    /// The wait string said next (they are said in rotation).
+    fn wait(&self, state: &ForcingState) -> Vec<u32> {
+        self.tokens
+            .waits
+            .get(state.details.waits % self.tokens.waits.len().max(1))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// The probability `logits` give the `ids` at `temperature` (positive).
+fn probability_of(logits: &[f32], ids: &[u32], temperature: f64) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return 0.0;
+    }
+    let weight = |l: f32| (f64::from(l - max) / temperature).exp();
+    let total: f64 = logits.iter().map(|&l| weight(l)).sum();
+    let part: f64 = ids
+        .iter()
+        .filter_map(|&id| logits.get(id as usize))
+        .map(|&l| weight(l))
+        .sum();
+    if total > 0.0 {
+        part / total
+    } else {
+        0.0
+    }
+}
+
+/// Moves the probability the `from` tokens have at `temperature` (the one the sampler applies
+/// after the logits processors) onto `to`, as if drawing any of them drew `to`, and bans them.
+/// Decoding greedily (temperature 0) they are only banned: the most likely token stays so.
+fn move_probability(logits: &mut [f32], from: &[u32], to: u32, temperature: f64) {
+    if temperature > 0.0 {
+        let t = temperature as f32;
+        let mass = from
+            .iter()
+            .filter(|&&id| id != to)
+            .filter_map(|&id| logits.get(id as usize).map(|l| l / t))
+            .fold(f32::NEG_INFINITY, log_add_exp);
+        if mass.is_finite() {
+            if let Some(l) = logits.get_mut(to as usize) {
+                *l = t * log_add_exp(*l / t, mass);
             }
         }
+    }
+    for &id in from.iter().filter(|&&id| id != to) {
+        ban(logits, id);
     }
 }
 

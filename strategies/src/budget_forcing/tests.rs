@@ -67,7 +67,7 @@ fn decode(processor: &ForcingProcessor, want: impl Fn(&[u32]) -> u32, limit: usi
 
 #[test]
 fn the_cap_forces_the_delimiter_the_cue_and_a_bounded_answer() {
-    let p = ForcingProcessor::new(tokens(), &config(0, 4, 0));
+    let p = ForcingProcessor::new(tokens(), &config(0, 4, 0), 7);
     let out = decode(&p, |_| 5, 40);
     assert_eq!(out, vec![5, 5, 5, 5, 7, 8, CUE, 5, 5, 5, EOS]);
     let d = p.details();
@@ -78,7 +78,7 @@ fn the_cap_forces_the_delimiter_the_cue_and_a_bounded_answer() {
 fn a_budget_that_grants_fewer_tokens_lowers_the_thinking_cap() {
     // Cap 20, but only 9 tokens granted: the delimiter (2), the cue (1), the answer (3) and the
     // final end (1) leave 2 for thinking, so the answer still fits.
-    let p = ForcingProcessor::new(tokens(), &config(0, 20, 0));
+    let p = ForcingProcessor::new(tokens(), &config(0, 20, 0), 7);
     p.limit_max_tokens(12);
     p.limit_max_tokens(9);
     let out = decode(&p, |_| 5, 9);
@@ -90,7 +90,7 @@ fn a_budget_that_grants_fewer_tokens_lowers_the_thinking_cap() {
 
 #[test]
 fn a_zero_cap_skips_thinking() {
-    let p = ForcingProcessor::new(tokens(), &config(0, 0, 0));
+    let p = ForcingProcessor::new(tokens(), &config(0, 0, 0), 7);
     let out = decode(&p, |g| if g.len() > 4 { EOS } else { 5 }, 40);
     assert_eq!(&out[..3], &[7, 8, CUE]);
     assert_eq!(p.details().thinking_tokens, 0);
@@ -99,7 +99,7 @@ fn a_zero_cap_skips_thinking() {
 #[test]
 fn below_the_minimum_an_early_stop_becomes_a_wait() {
     // The model wants to stop at once, every time.
-    let p = ForcingProcessor::new(tokens(), &config(6, 100, 0));
+    let p = ForcingProcessor::new(tokens(), &config(6, 100, 0), 7);
     let out = decode(&p, |_| EOS, 40);
     // Three waits (two tokens each) reach the minimum of 6; then the end of sequence it
     // still wants becomes the delimiter, the cue, and it may stop.
@@ -117,7 +117,7 @@ fn max_waits_ignores_the_end_of_thinking_past_the_minimum() {
         Some(_) if g.ends_with(&CLOSE) => CUE,
         _ => 7,
     };
-    let p = ForcingProcessor::new(tokens(), &config(0, 100, 2));
+    let p = ForcingProcessor::new(tokens(), &config(0, 100, 2), 7);
     let out = decode(&p, want, 40);
     assert_eq!(&out[..9], &[5, 3, 4, 3, 4, 7, 8, CUE, 7]);
     assert_eq!(p.details().waits, 2);
@@ -134,13 +134,13 @@ fn a_wait_that_would_fill_the_cap_is_not_said() {
         Some(_) if g.ends_with(&CLOSE) => CUE,
         _ => 7,
     };
-    let p = ForcingProcessor::new(tokens(), &config(0, 3, 1));
+    let p = ForcingProcessor::new(tokens(), &config(0, 3, 1), 7);
     let out = decode(&p, want, 40);
     assert_eq!(&out[..4], &[5, 7, 8, CUE]);
     let d = p.details();
     assert_eq!((d.thinking_tokens, d.waits, d.forced_end), (1, 0, false));
     // With room to think after it, it is said.
-    let p = ForcingProcessor::new(tokens(), &config(0, 4, 1));
+    let p = ForcingProcessor::new(tokens(), &config(0, 4, 1), 7);
     let out = decode(&p, want, 40);
     assert_eq!(&out[..3], &[5, 3, 4]);
     assert_eq!(p.details().waits, 1);
@@ -240,7 +240,11 @@ fn an_end_of_sequence_that_might_be_sampled_goes_to_the_delimiter() {
     // Past the minimum with no wait owed, the model favours 5 but gives the end of sequence
     // some probability: sampled, it would end the sample with no answer. Its probability moves
     // to the delimiter's first token; the favourite is left alone.
-    let p = ForcingProcessor::new(tokens(), &config(0, 100, 0));
+    let sampled = BudgetForcingConfig {
+        temperature: 1.0,
+        ..config(0, 100, 0)
+    };
+    let p = ForcingProcessor::new(tokens(), &sampled, 7);
     let mut logits = vec![0.0f32; 12];
     logits[5] = 5.0;
     logits[EOS as usize] = 2.0;
@@ -262,6 +266,104 @@ fn an_end_of_sequence_that_might_be_sampled_goes_to_the_delimiter() {
     );
 }
 
+/// The probabilities `logits` give at `temperature`.
+fn tempered(logits: &[f32], temperature: f32) -> Vec<f32> {
+    let weights: Vec<f32> = logits.iter().map(|l| (l / temperature).exp()).collect();
+    let total: f32 = weights.iter().sum();
+    weights.iter().map(|w| w / total).collect()
+}
+
+#[test]
+fn probability_moves_at_the_sampling_temperature_and_greedy_decoding_only_bans() {
+    // At temperature 0.5 the end of sequence's probability at that temperature is the one
+    // that moves: the delimiter's token gains exactly it.
+    let config_at = |temperature| BudgetForcingConfig {
+        temperature,
+        ..config(0, 100, 0)
+    };
+    let mut logits = vec![0.0f32; 12];
+    logits[5] = 3.0;
+    logits[EOS as usize] = 2.0;
+    logits[CLOSE[0] as usize] = 1.0;
+    let before = tempered(&logits, 0.5);
+    let p = ForcingProcessor::new(tokens(), &config_at(0.5), 7);
+    let mut moved = logits.clone();
+    p.process(&mut moved, &[1, 2, 1, 5]);
+    let after = tempered(&moved, 0.5);
+    let (eos, close) = (EOS as usize, CLOSE[0] as usize);
+    assert_eq!(after[eos], 0.0);
+    assert!(
+        (after[close] - (before[close] + before[eos])).abs() < 1e-5,
+        "{after:?}"
+    );
+    assert!((after[5] - before[5]).abs() < 1e-5);
+    // Greedy: the favourite stays the favourite (moving the mass would have made the
+    // delimiter, at ln(e^2.9 + e^2.9), outrank 3.0); the end of sequence is only banned.
+    let p = ForcingProcessor::new(tokens(), &config_at(0.0), 7);
+    let mut greedy = logits.clone();
+    greedy[EOS as usize] = 2.9;
+    greedy[CLOSE[0] as usize] = 2.9;
+    p.process(&mut greedy, &[1, 2, 1, 5]);
+    assert_eq!(greedy[EOS as usize], f32::NEG_INFINITY);
+    assert_eq!(greedy[CLOSE[0] as usize], 2.9);
+    assert_eq!(argmax(&greedy), 5);
+}
+
+#[test]
+fn sampling_a_wait_is_as_likely_as_ending_was() {
+    // Below the minimum the model favours 5 but might end (the end of sequence, the
+    // delimiter in either of its forms): sampled, s1 would say a wait there. The processor
+    // says one as often as ending would have been drawn at the temperature; otherwise the
+    // endings are banned and the rest keep their logits.
+    let sampled = BudgetForcingConfig {
+        temperature: 0.7,
+        ..config(10, 100, 0)
+    };
+    let mut logits = vec![0.0f32; 12];
+    logits[5] = 3.0;
+    logits[EOS as usize] = 2.0;
+    logits[CLOSE[0] as usize] = 1.5;
+    logits[6] = 1.0;
+    let before = tempered(&logits, 0.7);
+    let ended = f64::from(before[EOS as usize] + before[CLOSE[0] as usize] + before[6]);
+    let trials = 4000;
+    let mut waits = 0;
+    for seed in 0..trials {
+        let p = ForcingProcessor::new(tokens(), &sampled, seed);
+        let mut out = logits.clone();
+        p.process(&mut out, &[1, 2, 1, 5]);
+        if p.details().waits == 1 {
+            waits += 1;
+            assert_eq!(argmax(&out), 3, "the wait's first token, forced");
+            // Its second follows.
+            let mut next = logits.clone();
+            p.process(&mut next, &[1, 2, 1, 5, 3]);
+            assert_eq!(argmax(&next), 4);
+        } else {
+            for id in [EOS, CLOSE[0], 6] {
+                assert_eq!(out[id as usize], f32::NEG_INFINITY);
+            }
+            assert_eq!((out[5], out[3]), (3.0, 0.0));
+        }
+    }
+    let share = f64::from(waits) / trials as f64;
+    // Binomial standard error at 4000 trials is under 0.008.
+    assert!((share - ended).abs() < 0.03, "{share} vs {ended}");
+    // The same seed draws the same.
+    let draw = |seed| {
+        let p = ForcingProcessor::new(tokens(), &sampled, seed);
+        (0..20)
+            .map(|i| {
+                let mut out = logits.clone();
+                let context: Vec<u32> = [1, 2, 1].into_iter().chain(vec![5; i]).collect();
+                p.process(&mut out, &context);
+                p.details().waits
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(draw(11), draw(11));
+}
+
 #[test]
 fn a_delimiter_written_another_way_is_recognised() {
     let want = |g: &[u32]| match g.len() {
@@ -270,7 +372,7 @@ fn a_delimiter_written_another_way_is_recognised() {
         3 => 8,
         _ => EOS,
     };
-    let p = ForcingProcessor::new(tokens(), &config(0, 100, 0));
+    let p = ForcingProcessor::new(tokens(), &config(0, 100, 0), 7);
     let out = decode(&p, want, 40);
     assert_eq!(out, vec![5, 5, 6, 8, CUE, EOS]);
     assert_eq!(p.details().thinking_tokens, 2);
@@ -335,7 +437,7 @@ async fn a_delimiter_merged_with_the_punctuation_before_it_is_a_variant() {
     // A model that ends its thinking with "done.</think>" is seen to have closed it: the cue
     // follows, no second delimiter.
     let ids = [1000 + u32::from(b'd'), 2, 4, 5];
-    let p = ForcingProcessor::new(tokens.clone(), &config(0, 100, 0));
+    let p = ForcingProcessor::new(tokens.clone(), &config(0, 100, 0), 7);
     let out = decode(&p, |g: &[u32]| ids.get(g.len()).copied().unwrap_or(EOS), 40);
     assert_eq!(&out[..4], &ids);
     assert_eq!(&out[4..4 + tokens.cue.len()], tokens.cue.as_slice());
@@ -344,7 +446,7 @@ async fn a_delimiter_merged_with_the_punctuation_before_it_is_a_variant() {
 #[test]
 fn a_partial_delimiter_at_the_cap_is_completed_not_restarted() {
     let want = |g: &[u32]| if g.len() == 3 { 7 } else { 5 };
-    let p = ForcingProcessor::new(tokens(), &config(0, 4, 0));
+    let p = ForcingProcessor::new(tokens(), &config(0, 4, 0), 7);
     let out = decode(&p, want, 40);
     assert_eq!(&out[..6], &[5, 5, 5, 7, 8, CUE]);
     assert_eq!(p.details().thinking_tokens, 3);
