@@ -834,6 +834,17 @@ impl ModeRouter {
     }
 
     /// The mode the completion started with, by its text.
+    /// The mode a completion took: its first token, where it is one of the mode tokens
+    /// (`ids`: short's and think's); else its text (a completion of one token, a backend
+    /// without logits processors, or whitespace before the mode token).
+    fn mode_of(&self, ids: Option<(u32, u32)>, first: Option<u32>, text: &str) -> &'static str {
+        match (ids, first) {
+            (Some((_, think)), Some(id)) if id == think => "think",
+            (Some((short, _)), Some(id)) if id == short => "short",
+            _ => self.mode_of_text(text),
+        }
+    }
+
     fn mode_of_text(&self, text: &str) -> &'static str {
         let start = text.trim_start();
         if start.starts_with(&self.config.think_token) {
@@ -902,13 +913,8 @@ impl Strategy for ModeRouter {
             .as_ref()
             .and_then(|p| p.seen.lock().ok().map(|s| (s.think_probability, s.first)));
         let (think_probability, first) = seen.unwrap_or((None, None));
-        let mode = match (&processor, first) {
-            (Some(p), Some(id)) if id == p.think => "think",
-            (Some(p), Some(id)) if id == p.short => "short",
-            (Some(_), Some(_)) => "none",
-            // A completion of one token, or no processor: read the text.
-            _ => self.mode_of_text(&candidate.text),
-        };
+        let ids = processor.as_ref().map(|p| (p.short, p.think));
+        let mode = self.mode_of(ids, first, &candidate.text);
         // The answer comes after the thinking, where the model closed it.
         let after = candidate
             .text

@@ -570,6 +570,19 @@ fn without_logits_processors_the_mode_is_read_from_the_text() {
 }
 
 #[test]
+fn the_mode_is_the_first_token_where_it_is_a_mode_token_else_read_from_the_text() {
+    let strategy = ModeRouter::new(ModeRouterConfig::default()).unwrap();
+    let ids = Some((10, 11));
+    assert_eq!(strategy.mode_of(ids, Some(11), "<think>..."), "think");
+    assert_eq!(strategy.mode_of(ids, Some(10), "<short>7"), "short");
+    // Whitespace first: the mode token follows it in the text.
+    assert_eq!(strategy.mode_of(ids, Some(220), " <think>..."), "think");
+    assert_eq!(strategy.mode_of(ids, Some(198), "\n<short>7"), "short");
+    assert_eq!(strategy.mode_of(ids, Some(5), "7"), "none");
+    assert_eq!(strategy.mode_of(None, None, "<short>7"), "short");
+}
+
+#[test]
 fn the_first_stage_says_how_sure_it_is_and_the_second_thinks_from_it() {
     let r = router(RouterConfig::default());
     let first = |replies: Vec<Reply>, problem: &Problem| {
