@@ -490,21 +490,23 @@ impl BudgetForcing {
             .with_sampling(self.sampling());
             let generation = match backend.generate(request).await {
                 Ok(generation) => generation,
-                // Out of budget after some thinking: keep what was paid for, less a wait the
-                // model never continued after.
-                Err(Error::BudgetExhausted { resource }) if !thinking.is_empty() => {
+                // Out of budget after some thinking, or of room in the context window (its
+                // length unknown here, so the cap did not keep it): keep what was paid for,
+                // less a wait the model never continued after.
+                Err(e @ (Error::BudgetExhausted { .. } | Error::PromptTooLong { .. }))
+                    if !thinking.is_empty() =>
+                {
                     if let Some((before, wait_tokens)) = pending_wait {
                         thinking.truncate(before);
                         details.waits -= 1;
                         details.thinking_tokens -= wait_tokens;
                     }
                     details.forced_end = true;
-                    return Ok(Outcome::thinking_only(
-                        thinking,
-                        details,
-                        tokens,
-                        Some(resource),
-                    ));
+                    let resource = match e {
+                        Error::BudgetExhausted { resource } => Some(resource),
+                        _ => None,
+                    };
+                    return Ok(Outcome::thinking_only(thinking, details, tokens, resource));
                 }
                 Err(e) => return Err(e),
             };

@@ -867,3 +867,67 @@ async fn samples_thinking_at_once_plan_from_what_is_spent_not_what_the_others_re
     assert_eq!(solution.stop_reason, StopReason::Completed);
     assert_eq!(solution.answer.as_deref(), Some("4"));
 }
+
+/// A scripted backend whose second call finds its prompt too long for a window it does not
+/// declare (a server whose prompt grew on being tokenized again).
+#[derive(Debug)]
+struct WindowAtSecondCall {
+    inner: ponder_engine::scripted::ScriptedBackend,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Backend for WindowAtSecondCall {
+    async fn generate(
+        &self,
+        request: ponder_engine::GenerationRequest,
+    ) -> ponder_engine::Result<ponder_engine::Generation> {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            return Err(Error::PromptTooLong {
+                prompt_tokens: 90,
+                max_tokens: request.max_tokens,
+                context_tokens: 100,
+            });
+        }
+        self.inner.generate(request).await
+    }
+
+    fn capabilities(&self) -> ponder_engine::Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn tokenize(&self, input: TokenizeInput<'_>) -> ponder_engine::Result<Vec<u32>> {
+        self.inner.tokenize(input).await
+    }
+}
+
+#[tokio::test]
+async fn resubmitting_into_a_full_window_keeps_the_thinking_so_far() {
+    // The model stops below the minimum; the wait's resubmission does not fit the window: the
+    // thinking so far is kept (the wait taken back) and the answer read from it.
+    let backend = WindowAtSecondCall {
+        inner: ponder_engine::scripted::ScriptedBackend::new(vec!["2 + 2 = 4</think>"]),
+        calls: Default::default(),
+    };
+    let config = BudgetForcingConfig {
+        min_thinking_tokens: 100,
+        mode: ForcingMode::Resubmit,
+        ..BudgetForcingConfig::default()
+    };
+    let solution = ponder_engine::solve(
+        &BudgetForcing::new(config).unwrap(),
+        &Problem::new("p", "What is 2 + 2?"),
+        Arc::new(backend) as Arc<dyn Backend>,
+        ponder_engine::Budget::unlimited(),
+    )
+    .await
+    .unwrap();
+    let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!(details.waits, 0, "{details:?}");
+    assert_eq!(solution.answer.as_deref(), Some("4"));
+    assert!(
+        !solution.completion.contains("Wait"),
+        "{}",
+        solution.completion
+    );
+}
