@@ -52,7 +52,7 @@ pub fn load_checked<T: DeserializeOwned>(
         path: path.to_path_buf(),
         message: "unknown config format: expected a .toml, .yaml, .yml or .json file".into(),
     })?;
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = Error::read_text(path)?;
     // A byte-order mark, as some editors on Windows write: JSON's parser would stop at it.
     let text = text
         .strip_prefix('\u{feff}')

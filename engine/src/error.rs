@@ -150,6 +150,31 @@ impl Error {
         }
     }
 
+    /// Reads a text file a user gave (a config, a problem set): where it is not UTF-8, the
+    /// error names the line and byte of the first bad one (as a JSON or TOML error would),
+    /// not only that the file is not text.
+    pub fn read_text(path: &std::path::Path) -> Result<String> {
+        let bytes = std::fs::read(path).map_err(|e| Self::io(path, e))?;
+        String::from_utf8(bytes).map_err(|e| {
+            let bytes = e.as_bytes();
+            let at = e.utf8_error().valid_up_to();
+            let before = bytes.get(..at).unwrap_or_default();
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let byte = bytes.get(at).copied().unwrap_or_default();
+            Self::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "line {line}, byte {}: not UTF-8 (0x{byte:02x}); save the file as UTF-8",
+                        at - line_start + 1
+                    ),
+                ),
+            )
+        })
+    }
+
     /// A [`Error::ConfigValue`] at `key`.
     pub fn config_value(key: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::ConfigValue {

@@ -59,7 +59,7 @@ impl Problem {
 
     /// Reads a JSON Lines problem file. Blank lines are skipped; ids must be unique.
     pub fn load_jsonl(path: &Path) -> Result<Vec<Problem>> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = Error::read_text(path)?;
         Self::parse_jsonl(&text, path)
     }
 
@@ -181,6 +181,9 @@ impl Row {
             .or(self.task_id)
             .or(self.unique_id)
             .map_or_else(|| line.to_string(), IdOrNumber::into_string);
+        if id.trim().is_empty() {
+            return Err("empty `id` (leave it out and the line number is the id)");
+        }
         let code = match (self.entry_point, self.test) {
             (Some(entry_point), Some(test)) => Some(CodeTask {
                 prompt: self.prompt.clone().ok_or("code problem without `prompt`")?,
@@ -210,6 +213,11 @@ impl Row {
             (Some(IdOrNumber::Text(answer)), _) if answer.contains("####") => Some(
                 crate::answer::marked_answer(&answer).ok_or("`answer` ends in an empty `####`")?,
             ),
+            // Graded against nothing, every answer would be wrong: an empty reference is a
+            // slip, not one to grade by.
+            (Some(IdOrNumber::Text(answer)), _) if answer.trim().is_empty() => {
+                return Err("empty `answer` (leave it out, or null, for a problem without one)")
+            }
             (Some(answer), _) => Some(answer.into_string()),
             // A solution that marks no answer is not guessed from: the problem goes ungraded.
             (None, Some(solution)) if code.is_none() => crate::answer::marked_answer(solution),
@@ -333,6 +341,30 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("p.jsonl:1: not a JSON object: each line is one problem"),
+            "{err}"
+        );
+        // An empty id, or an empty reference (every answer would be graded wrong).
+        for (row, message) in [
+            (r#"{"id": " ", "question": "q"}"#, "p.jsonl:1: empty `id`"),
+            (
+                r#"{"id": "a", "question": "q", "answer": ""}"#,
+                "p.jsonl:1: empty `answer`",
+            ),
+        ] {
+            let err = Problem::parse_jsonl(row, Path::new("p.jsonl")).unwrap_err();
+            assert!(err.to_string().starts_with(message), "{err}");
+        }
+        // A byte that is not UTF-8: its line and place.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.jsonl");
+        let mut bytes = b"{\"id\": \"a\", \"question\": \"q\"}\n{\"id\": \"b\", \"question\": \"caf".to_vec();
+        bytes.extend([0xe9]);
+        bytes.extend(b"\"}\n");
+        std::fs::write(&path, bytes).unwrap();
+        let err = Problem::load_jsonl(&path).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("p.jsonl: line 2, byte 29: not UTF-8 (0xe9); save the file as UTF-8"),
             "{err}"
         );
         let ok = "{\"id\": 7, \"question\": \"q\", \"answer\": 3.5}\n";

@@ -224,7 +224,16 @@ pub struct ForcingDetails {
     /// templates end with `<think>`), so that ponder did not open it again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub opened_by_template: bool,
+    /// The model ended its thinking at once after each of [`MAX_IDLE_WAITS`] waits running:
+    /// no more were said (more would only repeat the wait string, and in `resubmit` send the
+    /// whole prefix again each time), though the minimum may be unmet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waits_ignored: bool,
 }
+
+/// Waits running that the model may answer by ending its thinking at once before no more are
+/// said ([`ForcingDetails::waits_ignored`]).
+pub const MAX_IDLE_WAITS: usize = 2;
 
 /// Budget forcing over one sample; see the module docs.
 #[derive(Debug, Clone)]
@@ -404,6 +413,8 @@ impl BudgetForcing {
         let mut pending_wait: Option<(usize, usize)> = None;
         // The delimiter's length in tokens, once a call stopped at it.
         let mut close_tokens: Option<usize> = None;
+        // Waits running the model answered by ending at once.
+        let mut idle_waits = 0;
         // Thinking that would fill the context window leaves no room to answer: where the
         // window and the prompt's length are known, it ends in time for the delimiter, the cue
         // (at most a token a byte) and max_answer_tokens.
@@ -554,6 +565,16 @@ impl BudgetForcing {
                 details.thinking_tokens < c.min_thinking_tokens || details.waits < c.max_waits;
             if !may_wait {
                 break;
+            }
+            // Ended at once after the wait: after MAX_IDLE_WAITS of those running, no more.
+            if pending_wait.is_some() && thought == 0 {
+                idle_waits += 1;
+                if idle_waits >= MAX_IDLE_WAITS {
+                    details.waits_ignored = true;
+                    break;
+                }
+            } else {
+                idle_waits = 0;
             }
             let wait = waits
                 .get(details.waits % waits.len().max(1))

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use ponder_engine::LogitsProcessor;
 
-use super::{BudgetForcingConfig, ForcingDetails};
+use super::{BudgetForcingConfig, ForcingDetails, MAX_IDLE_WAITS};
 
 /// Token ids of the strings the processor forces or watches for.
 #[derive(Debug, Clone)]
@@ -40,6 +40,10 @@ struct ForcingState {
     forcing: std::collections::VecDeque<u32>,
     /// Draws whether a sampled decode would have ended thinking where a wait is owed.
     rng: Option<fastrand::Rng>,
+    /// Where the last wait said ended (generated tokens), and how many waits running the
+    /// model would have ended its thinking at once after.
+    wait_end: Option<usize>,
+    idle_waits: usize,
     details: ForcingDetails,
 }
 
@@ -191,8 +195,8 @@ impl ForcingProcessor {
         let fits = !wait.is_empty() && thought + wait.len() < cap;
         // Below the minimum the model thinks on, waits or not; past it, a wait owed that no
         // longer fits lets it end.
-        let may_wait =
-            thought < self.min_thinking || (state.details.waits < self.max_waits && fits);
+        let may_wait = !state.details.waits_ignored
+            && (thought < self.min_thinking || (state.details.waits < self.max_waits && fits));
         if may_wait {
             // While a wait is owed, the model may neither start the delimiter nor stop.
             let ends: Vec<u32> = starts
@@ -213,15 +217,26 @@ impl ForcingProcessor {
             } else {
                 wants_to_end
             };
-            ends.iter().for_each(|&id| ban(logits, id));
-            if ends_here && fits {
-                state.details.waits += 1;
-                state.forcing = wait.into_iter().collect();
-                if let Some(next) = state.forcing.pop_front() {
-                    force(logits, next);
+            // Ending at once after the wait, after MAX_IDLE_WAITS of those running: the model
+            // will not think on, and it is let end.
+            let idle = ends_here && state.wait_end == Some(thought);
+            if idle && state.idle_waits + 1 >= MAX_IDLE_WAITS {
+                state.details.waits_ignored = true;
+            } else {
+                ends.iter().for_each(|&id| ban(logits, id));
+                if ends_here && fits {
+                    state.idle_waits = if idle { state.idle_waits + 1 } else { 0 };
+                    state.wait_end = Some(thought + wait.len());
+                    state.details.waits += 1;
+                    state.forcing = wait.into_iter().collect();
+                    if let Some(next) = state.forcing.pop_front() {
+                        force(logits, next);
+                    }
                 }
+                return;
             }
-        } else if self.temperature <= 0.0 && self.tokens.eos.contains(&top) {
+        }
+        if self.temperature <= 0.0 && self.tokens.eos.contains(&top) {
             // Stopping without the delimiter would lose the answer: close the thinking instead
             // (sampling, the end of sequence's probability goes to the delimiter below).
             state.forcing = close.iter().skip(matched).copied().collect();

@@ -99,13 +99,27 @@ fn a_zero_cap_skips_thinking() {
 #[test]
 fn below_the_minimum_an_early_stop_becomes_a_wait() {
     // The model wants to stop at once, every time.
-    let p = ForcingProcessor::new(tokens(), &config(6, 100, 0), 7);
-    let out = decode(&p, |_| EOS, 40);
-    // Three waits (two tokens each) reach the minimum of 6; then the end of sequence it
-    // still wants becomes the delimiter, the cue, and it may stop.
-    assert_eq!(out, vec![3, 4, 3, 4, 3, 4, 7, 8, CUE, EOS]);
+    // It thinks a token after each wait, then wants to stop again.
+    let p = ForcingProcessor::new(tokens(), &config(8, 100, 0), 7);
+    let out = decode(&p, |g| if g.last() == Some(&4) { 5 } else { EOS }, 40);
+    // Three waits (two tokens each, a token thought after each) pass the minimum of 8; then
+    // the end of sequence it still wants becomes the delimiter, the cue, and it may stop.
+    assert_eq!(out, vec![3, 4, 5, 3, 4, 5, 3, 4, 5, 7, 8, CUE, EOS]);
     let d = p.details();
-    assert_eq!((d.thinking_tokens, d.waits, d.forced_end), (6, 3, false));
+    assert_eq!((d.thinking_tokens, d.waits, d.forced_end), (9, 3, false));
+    assert!(!d.waits_ignored);
+}
+
+#[test]
+fn a_model_that_ends_at_once_after_each_wait_is_let_end() {
+    // It wants to stop at once, every time, after waits too: after MAX_IDLE_WAITS waits
+    // running it is let end, short of the minimum (more would only repeat the wait).
+    let p = ForcingProcessor::new(tokens(), &config(60, 100, 0), 7);
+    let out = decode(&p, |_| EOS, 40);
+    assert_eq!(out, vec![3, 4, 3, 4, 7, 8, CUE, EOS]);
+    let d = p.details();
+    assert_eq!((d.thinking_tokens, d.waits, d.waits_ignored), (4, 2, true));
+    assert_eq!(MAX_IDLE_WAITS, 2);
 }
 
 #[test]
@@ -930,4 +944,33 @@ async fn resubmitting_into_a_full_window_keeps_the_thinking_so_far() {
         "{}",
         solution.completion
     );
+}
+
+#[tokio::test]
+async fn resubmitting_stops_when_the_model_ends_at_once_after_each_wait() {
+    // Below a minimum of 100 the model ends at once after each wait: after MAX_IDLE_WAITS of
+    // those, no more resubmissions (each sends the whole prefix again), and the answer.
+    let backend = Arc::new(ponder_engine::scripted::ScriptedBackend::new(vec![
+        "2 + 2 = 4</think>",
+        "</think>",
+        "</think>",
+        "4",
+    ]));
+    let config = BudgetForcingConfig {
+        min_thinking_tokens: 100,
+        mode: ForcingMode::Resubmit,
+        ..BudgetForcingConfig::default()
+    };
+    let (solution, details) = solved(config, &backend, ponder_engine::Budget::unlimited()).await;
+    assert_eq!(
+        backend.requests().len(),
+        4,
+        "three thinking calls, then the answer"
+    );
+    assert_eq!(
+        (details.waits, details.waits_ignored),
+        (2, true),
+        "{details:?}"
+    );
+    assert_eq!(solution.answer.as_deref(), Some("4"));
 }
