@@ -184,6 +184,10 @@ fn run_writes_graded_lines_and_resumes_without_repeating() {
             mine.first().map(|e| &e["event"]),
             Some(&Value::from("started"))
         );
+        // Each names the attempt its line does (a resumed run's tell killed attempts apart).
+        for event in &mine {
+            assert_eq!(event["attempt"], line["attempt"], "{event}");
+        }
         let last = mine.last().unwrap();
         assert_eq!(last["event"], "finished", "{last}");
         assert_eq!(

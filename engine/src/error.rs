@@ -160,7 +160,10 @@ impl Error {
             let at = e.utf8_error().valid_up_to();
             let before = bytes.get(..at).unwrap_or_default();
             let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-            let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let line_start = before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
             let byte = bytes.get(at).copied().unwrap_or_default();
             Self::io(
                 path,

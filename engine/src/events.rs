@@ -62,6 +62,11 @@ pub struct Event {
     pub strategy: Option<String>,
     /// Milliseconds since the solve started (in a batch run: since the run started).
     pub ms: u64,
+    /// In a batch run, the attempt at the problem, as its results line (`attempt`) and the
+    /// spend ledger name it: a resumed run's events of a problem tell its attempts apart
+    /// (a killed attempt's calls from the one whose line counts them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u64>,
     /// What happened.
     #[serde(flatten)]
     pub kind: EventKind,
@@ -368,6 +373,7 @@ struct To {
     sink: Arc<dyn EventSink>,
     problem: String,
     started: Instant,
+    attempt: Option<u64>,
 }
 
 impl fmt::Debug for Events {
@@ -396,7 +402,22 @@ impl Events {
                 sink,
                 problem: problem.into(),
                 started,
+                attempt: None,
             })),
+        }
+    }
+
+    /// These events, each naming `attempt` (a batch run's attempt at the problem).
+    pub fn with_attempt(&self, attempt: Option<u64>) -> Self {
+        Self {
+            to: self.to.as_ref().map(|to| {
+                Arc::new(To {
+                    sink: Arc::clone(&to.sink),
+                    problem: to.problem.clone(),
+                    started: to.started,
+                    attempt,
+                })
+            }),
         }
     }
 
@@ -419,6 +440,7 @@ impl Events {
             problem: to.problem.clone(),
             strategy: (!strategy.is_empty()).then(|| strategy.to_string()),
             ms: u64::try_from(to.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            attempt: to.attempt,
             kind,
         };
         to.sink.emit(&event);
@@ -499,6 +521,7 @@ mod tests {
             problem: "p1".into(),
             strategy: Some("best_of_n".into()),
             ms: 1500,
+            attempt: None,
             kind: EventKind::Round {
                 samples: 4,
                 of: 8,
@@ -524,11 +547,21 @@ mod tests {
             problem: "p1".into(),
             strategy: None,
             ms: 0,
+            attempt: None,
             kind: EventKind::Started,
         };
         assert_eq!(
             serde_json::to_string(&call).unwrap(),
             r#"{"problem":"p1","ms":0,"event":"started"}"#
+        );
+        // A batch run's: with the attempt.
+        let attempted = Event {
+            attempt: Some(77),
+            ..call
+        };
+        assert_eq!(
+            serde_json::to_string(&attempted).unwrap(),
+            r#"{"problem":"p1","ms":0,"attempt":77,"event":"started"}"#
         );
     }
 

@@ -357,7 +357,8 @@ mod tests {
         // A byte that is not UTF-8: its line and place.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.jsonl");
-        let mut bytes = b"{\"id\": \"a\", \"question\": \"q\"}\n{\"id\": \"b\", \"question\": \"caf".to_vec();
+        let mut bytes =
+            b"{\"id\": \"a\", \"question\": \"q\"}\n{\"id\": \"b\", \"question\": \"caf".to_vec();
         bytes.extend([0xe9]);
         bytes.extend(b"\"}\n");
         std::fs::write(&path, bytes).unwrap();

@@ -570,9 +570,9 @@ impl Runner {
                     // Each problem reaches the backend through the run's shared meter, with a
                     // flag of its own that says whether the run's budget limited one of its calls.
                     let events = self.events_of(problem, started);
-                    events.emit("", EventKind::Started);
                     let (cx, cut, attempt) =
                         self.problem_context(meter, ledger, budget, &events, problem, 0);
+                    cx.events().emit("", EventKind::Started);
                     let outcome =
                         unpanicked(self.strategy.solve(problem, &cx))
                             .await
@@ -652,6 +652,7 @@ impl Runner {
     ) -> (Context, Arc<AtomicBool>, u64) {
         let cut = Arc::new(AtomicBool::new(false));
         let attempt = ledger::new_attempt();
+        let events = &events.with_attempt(Some(attempt));
         // Each stage after the first seeded apart, as `Context::stage` seeds a plain solve's.
         let seed = self.seed.map(|seed| match stage {
             0 => crate::seed_for(seed, &problem.id),

@@ -38,7 +38,7 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
     }
 
     fn take_outcome(&mut self, outcome: Outcome) -> Result<()> {
-        let (id, kind) = match outcome {
+        let (id, attempt, kind) = match outcome {
             Outcome::Done(line) => {
                 let kind = match &line.error {
                     Some(error) => EventKind::Failed {
@@ -51,9 +51,9 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
                         tokens: line.usage.total_tokens(),
                     },
                 };
-                let id = line.id.clone();
+                let (id, attempt) = (line.id.clone(), line.attempt);
                 self.record(line)?;
-                (id, kind)
+                (id, attempt, kind)
             }
             Outcome::NotStarted => {
                 self.summary.not_started += 1;
@@ -84,10 +84,12 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
                 self.summary.cut_short += 1;
                 self.summary.usage += line.usage;
                 (self.on_line)(&line);
-                (line.id, EventKind::Cut)
+                (line.id, line.attempt, EventKind::Cut)
             }
         };
-        problem_events(self.events.as_ref(), &id, self.started).emit("", kind);
+        problem_events(self.events.as_ref(), &id, self.started)
+            .with_attempt(attempt)
+            .emit("", kind);
         Ok(())
     }
 

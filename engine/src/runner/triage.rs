@@ -405,7 +405,6 @@ impl Runner {
                         return First::Whole(Outcome::NotStarted);
                     }
                     let events = self.events_of(problem, started);
-                    events.emit("", EventKind::Started);
                     let (cx, cut, attempt) = self.problem_context(
                         meter,
                         ledger,
@@ -414,6 +413,8 @@ impl Runner {
                         problem,
                         0,
                     );
+                    let events = cx.events().clone();
+                    events.emit("", EventKind::Started);
                     let first = self
                         .first_stage(staged, problem, (&cx, &cut, attempt))
                         .await;
@@ -543,7 +544,6 @@ impl Runner {
         let (_, problem, last) = &item;
         let problem = *problem;
         let events = self.events_of(problem, started);
-        events.emit("", EventKind::Started);
         // The problem's own budget, less what its stages so far spent (their time included).
         let mut budget = less_spent(self.problem_budget, &last.solution.usage);
         budget.max_wall_ms = budget
@@ -557,6 +557,8 @@ impl Runner {
             problem,
             last.stages,
         );
+        let events = cx.events().clone();
+        events.emit("", EventKind::Started);
         let outcome = super::unpanicked(staged.next(problem, last.solution.clone(), &cx))
             .await
             .map(|mut stage| {
