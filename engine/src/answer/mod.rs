@@ -30,7 +30,7 @@ mod tests;
 use extract::{after_cue, last_boxed, last_number};
 use normalize::normalize;
 use num::eval;
-use structure::{key_of, same_structure};
+use structure::{key_of, same_function, same_structure};
 
 /// Maximum nesting depth for the recursive helpers.
 const MAX_DEPTH: usize = 48;
@@ -118,7 +118,7 @@ pub fn equivalent(a: &str, b: &str) -> bool {
             || (nb.percent && y.percent().is_some_and(|y| x.same(y)))
             || same_when_rounded(&na.text, &nb.text, x.value(), y.value());
     }
-    same_structure(&na.text, &nb.text, 0)
+    same_structure(&na.text, &nb.text, 0) || same_function(&na.text, &nb.text)
 }
 
 /// True when a side written as a rounded decimal (four or more decimal places and four or more

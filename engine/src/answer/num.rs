@@ -4,7 +4,7 @@
 use std::f64::consts::PI;
 
 use super::scan::{collect, digit_run, is_digit_at, letters_at};
-use super::MAX_DEPTH;
+use super::{is_listed, MATH_WORDS, MAX_DEPTH};
 
 /// A numeric value: an exact reduced fraction (denominator > 0) or a finite float.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -33,7 +33,7 @@ fn exact_root(n: i128, k: u32) -> Option<i128> {
 }
 
 impl Num {
-    fn ratio(n: i128, d: i128) -> Option<Num> {
+    pub(super) fn ratio(n: i128, d: i128) -> Option<Num> {
         if d == 0 {
             return None;
         }
@@ -192,8 +192,17 @@ impl Num {
 /// braces, `\frac`, `\sqrt`, `\sqrt[n]`, `\pi`, `\cdot`, `\times`, `\div` and implicit
 /// multiplication. Anything else (variables, `\infty`, commas) gives None.
 pub(super) fn eval(s: &str) -> Option<Num> {
+    eval_at(s, &[])
+}
+
+/// [`eval`], with the single-letter variables `vars` bound to values.
+pub(super) fn eval_at(s: &str, vars: &[(char, Num)]) -> Option<Num> {
     let chars: Vec<char> = s.chars().collect();
-    let mut p = Parser { c: &chars, i: 0 };
+    let mut p = Parser {
+        c: &chars,
+        i: 0,
+        vars,
+    };
     p.ws();
     p.peek()?;
     let v = p.expr(0)?;
@@ -204,6 +213,38 @@ pub(super) fn eval(s: &str) -> Option<Num> {
 struct Parser<'a> {
     c: &'a [char],
     i: usize,
+    vars: &'a [(char, Num)],
+}
+
+/// The single-letter variables of a normalised expression (`x`, `k`; `2ab` is `2*a*b`, as
+/// normalisation writes products; not `\pi`'s letters), sorted; None where it has none, a
+/// word that is a function or constant (`sin`, `pi`, `ln`), or `i` or `e` (numbers), or no
+/// digit nor operator at all (`no` is text, not `n*o`).
+pub(super) fn variables(s: &str) -> Option<Vec<char>> {
+    let c: Vec<char> = s.chars().collect();
+    let mut vars = Vec::new();
+    let mut i = 0;
+    while i < c.len() {
+        let word = letters_at(&c, i);
+        if word.is_empty() {
+            i += 1;
+            continue;
+        }
+        let command = i > 0 && c.get(i - 1) == Some(&'\\');
+        if !command {
+            if word.contains(['i', 'e']) || is_listed(MATH_WORDS, &word.to_ascii_lowercase()) {
+                return None;
+            }
+            vars.extend(word.chars());
+        }
+        i += word.chars().count();
+    }
+    let arithmetic = c
+        .iter()
+        .any(|ch| ch.is_ascii_digit() || matches!(ch, '+' | '-' | '*' | '/' | '^'));
+    vars.sort_unstable();
+    vars.dedup();
+    (arithmetic && !vars.is_empty()).then_some(vars)
 }
 
 impl Parser<'_> {
@@ -251,11 +292,17 @@ impl Parser<'_> {
         self.ws();
         match self.peek() {
             Some(c) if c.is_ascii_digit() || matches!(c, '.' | '(' | '{') => true,
+            Some(c) if self.value_of(c).is_some() => true,
             Some('\\') => self
                 .command()
                 .is_some_and(|n| matches!(n.as_str(), "frac" | "sqrt" | "pi")),
             _ => false,
         }
+    }
+
+    /// The value a variable at the cursor is bound to.
+    fn value_of(&self, c: char) -> Option<Num> {
+        self.vars.iter().find(|(v, _)| *v == c).map(|(_, x)| *x)
     }
 
     fn expr(&mut self, depth: usize) -> Option<Num> {
@@ -348,6 +395,11 @@ impl Parser<'_> {
         self.ws();
         match self.peek()? {
             c if c.is_ascii_digit() || c == '.' => self.number(),
+            c if self.value_of(c).is_some() => {
+                let value = self.value_of(c);
+                self.i += 1;
+                value
+            }
             '(' => {
                 self.i += 1;
                 let v = self.expr(depth + 1)?;

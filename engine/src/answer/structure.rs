@@ -1,7 +1,7 @@
 //! Structured answers (tuples, intervals, sets, lists, matrices): splitting them,
 //! element-wise equivalence and canonical keys, and the numeric tolerance.
 
-use super::num::{complex, eval};
+use super::num::{complex, eval, eval_at, variables, Num};
 use super::MAX_DEPTH;
 
 /// Relative tolerance for numeric comparison.
@@ -125,7 +125,43 @@ fn equivalent_normalized(a: &str, b: &str, depth: usize) -> bool {
     if let (Some(x), Some(y)) = (eval(a), eval(b)) {
         return x.same(y);
     }
-    same_structure(a, b, depth + 1)
+    same_structure(a, b, depth + 1) || same_function(a, b)
+}
+
+/// Points at which [`same_function`] compares two expressions: values no answer's constants
+/// are likely to make coincide.
+const PROBES: [(i128, i128); 4] = [(7, 5), (-3, 7), (11, 3), (5, 13)];
+
+/// Whether two expressions in the same single-letter variables (at most four) take the same
+/// value at several points: `p - q` and `-q + p`, `x^2 + 1` and `1 + x^2`, `2(k+1)` and
+/// `2k + 2`. Points where either is undefined are skipped; three must agree.
+pub(super) fn same_function(a: &str, b: &str) -> bool {
+    let Some(vars) = variables(a) else {
+        return false;
+    };
+    if vars.len() > 4 || variables(b).as_ref() != Some(&vars) {
+        return false;
+    }
+    let mut agreed = 0;
+    for shift in 0..PROBES.len() {
+        let point: Option<Vec<(char, Num)>> = vars
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| {
+                let (n, d) = PROBES[(shift + k) % PROBES.len()];
+                Num::ratio(n + k as i128, d).map(|x| (v, x))
+            })
+            .collect();
+        let Some(point) = point else {
+            continue;
+        };
+        match (eval_at(a, &point), eval_at(b, &point)) {
+            (Some(x), Some(y)) if x.same(y) => agreed += 1,
+            (Some(_), Some(_)) => return false,
+            _ => {}
+        }
+    }
+    agreed >= 3
 }
 
 pub(super) fn same_structure(a: &str, b: &str, depth: usize) -> bool {

@@ -362,6 +362,39 @@ fn plain_text_and_other_spellings() {
 }
 
 #[test]
+fn expressions_that_are_the_same_function() {
+    // Sums and products in another order, or expanded: the same value wherever defined.
+    for (a, b) in [
+        ("p - q", "-q + p"),
+        ("x^2+1", "1+x^2"),
+        ("2(k+1)", "2k + 2"),
+        ("\\frac{x+1}{x-1}", "(x+1)/(x-1)"),
+        ("(a+b)^2", "a^2 + 2ab + b^2"),
+        ("(x+y)^2", "x^2 + 2*x*y + y^2"),
+        ("2\\pi r", "\\pi \\cdot 2r"),
+        ("\\frac{1}{2}x", "x/2"),
+    ] {
+        assert!(equivalent(a, b), "{a} vs {b}");
+        assert!(equivalent(b, a), "{b} vs {a}");
+    }
+    for (a, b) in [
+        ("p - q", "q - p"),
+        ("x^2+1", "x^2-1"),
+        ("x", "y"),
+        ("x+y", "x"),
+        ("2k+2", "2k+3"),
+        ("x < 3", "3 > x + 1"),
+        ("\\sin x", "x"),
+        ("x", "1"),
+        ("no", "on"),
+        ("\\pi r^2", "\\pi r^3"),
+        ("\\ln x + 1", "x"),
+    ] {
+        assert!(!equivalent(a, b), "{a} vs {b}");
+    }
+}
+
+#[test]
 fn numbers_in_words() {
     // Small models answer in words ("The answer is seven."); GSM8K's references are digits.
     for (a, b) in [
