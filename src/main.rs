@@ -463,6 +463,7 @@ async fn solve(
         make_trace_dir(dir)?;
     }
     let config = load_config(config, overrides)?;
+    warn_untraced(trace_dir, &config.strategy);
     let strategy = config.strategy.build()?;
     let log = events.map(|path| EventsTo::open(path, None)).transpose()?;
     let backend = config.model.load().await?;
@@ -612,6 +613,33 @@ fn make_trace_dir(dir: &Path) -> anyhow::Result<()> {
     })
 }
 
+/// Says where `--trace-dir` will stay empty: only searches (`beam_search`, `dvts`, at any
+/// depth of the config) write trees.
+fn warn_untraced(dir: Option<&Path>, strategy: &ponder::StrategyConfig) {
+    fn searches(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Object(map) => {
+                matches!(
+                    map.get("kind").and_then(serde_json::Value::as_str),
+                    Some("beam_search" | "dvts")
+                ) || map.values().any(searches)
+            }
+            serde_json::Value::Array(items) => items.iter().any(searches),
+            _ => false,
+        }
+    }
+    let Some(dir) = dir else {
+        return;
+    };
+    if serde_json::to_value(strategy).is_ok_and(|v| !searches(&v)) {
+        tracing::warn!(
+            "--trace-dir {}: only beam_search and dvts write search trees, and this config has \
+             neither: nothing will be written there",
+            dir.display()
+        );
+    }
+}
+
 fn check_parent(path: &Path, flag: &str) -> anyhow::Result<()> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => bail!(
@@ -657,6 +685,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
+    warn_untraced(args.trace_dir.as_deref(), &config.strategy);
     let strategy: Arc<dyn Strategy> = Arc::from(config.strategy.build()?);
     let (allocation, name) = match args.allocate {
         Allocate::FirstCome => (Allocation::FirstCome, "first_come"),

@@ -77,6 +77,7 @@ fn run_singleop(config: &Path, out: &Path, concurrency: usize, extra: &[&str]) -
 
 #[test]
 fn solve_prints_json_with_answer_and_usage() {
+    let traces = tempfile::tempdir().unwrap();
     let out = ponder()
         .args([
             "solve",
@@ -88,6 +89,8 @@ fn solve_prints_json_with_answer_and_usage() {
         ])
         .arg(repo("examples/strategies/direct.yaml"))
         .args(["--device", &device()])
+        .arg("--trace-dir")
+        .arg(traces.path())
         .output()
         .unwrap();
     assert!(
@@ -112,7 +115,12 @@ fn solve_prints_json_with_answer_and_usage() {
             .lines()
             .any(|l| l.contains("question: call: ") && l.ends_with(&format!("; {tokens} spent"))),
         "{stderr}"
+    ); // A --trace-dir no strategy of the config writes to is said to stay empty.
+    assert!(
+        stderr.contains("only beam_search and dvts write search trees"),
+        "{stderr}"
     );
+    assert_eq!(std::fs::read_dir(traces.path()).unwrap().count(), 0);
 }
 
 #[test]

@@ -322,7 +322,8 @@ impl fmt::Display for EventKind {
                 candidates,
                 why,
             } => match chosen {
-                Some(chosen) => write!(f, "selected {chosen} of {candidates} candidates: {why}"),
+                // "selected 5 of 4 candidates" would read as a count.
+                Some(chosen) => write!(f, "selected `{chosen}` of {candidates} candidates: {why}"),
                 // A program, or no candidate with an answer.
                 None => write!(f, "selected one of {candidates} candidates: {why}"),
             },
@@ -601,7 +602,7 @@ mod tests {
         );
         assert_eq!(
             selected(Some("5")).to_string(),
-            "selected 5 of 4 candidates: most public tests"
+            "selected `5` of 4 candidates: most public tests"
         );
     }
 

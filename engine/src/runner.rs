@@ -448,9 +448,18 @@ impl Runner {
             set.extend(previous.iter().map(|l| l.id.as_str()));
             identity::record_set(out, set.len())?;
         }
-        repair(out, results_tail)?;
-        repair(&triage::path_of(out), side_tail)?;
-        repair(&ledger::path_of(out), ledger_tail)?;
+        repair(out, results_tail, files::RESULT_LOST)?;
+        repair(
+            &triage::path_of(out),
+            side_tail,
+            "a first stage kept for later (redone unless its problem has a result line)",
+        )?;
+        repair(
+            &ledger::path_of(out),
+            ledger_tail,
+            "one call's record (where its attempt wrote no result line, that call no longer \
+             counts against the run's budget)",
+        )?;
         let mut summary = RunSummary {
             total: problems.len(),
             ..RunSummary::default()

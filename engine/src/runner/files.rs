@@ -42,12 +42,15 @@ pub fn spend_path(out: &Path) -> PathBuf {
     ledger::path_of(out)
 }
 
+/// What a half-written results line loses.
+pub(super) const RESULT_LOST: &str = "its problem will be redone";
+
 /// Reads the finished lines of a results file, cutting off a last line that a killed run left
 /// half-written (a whole last line without its newline is kept, and its newline added). A
 /// missing file is an empty one.
 pub fn read_results(path: &Path) -> Result<Vec<ResultLine>> {
     let (lines, tail) = scan_results(path)?;
-    repair(path, tail)?;
+    repair(path, tail, RESULT_LOST)?;
     Ok(lines)
 }
 
@@ -138,7 +141,7 @@ pub(super) fn scan_lines<T: serde::de::DeserializeOwned>(
 
 /// Makes the file at `path` end where its last whole line does: adds the newline a whole last
 /// line lacks, or cuts off half a line.
-pub(super) fn repair(path: &Path, tail: Option<Tail>) -> Result<()> {
+pub(super) fn repair(path: &Path, tail: Option<Tail>, lost: &str) -> Result<()> {
     match tail {
         None => Ok(()),
         Some(Tail::Unended) => {
@@ -152,17 +155,18 @@ pub(super) fn repair(path: &Path, tail: Option<Tail>) -> Result<()> {
             tracing::info!(path = %path.display(), "added the newline its whole last line lacked");
             Ok(())
         }
-        Some(Tail::Half { len }) => truncate(path, len),
+        Some(Tail::Half { len }) => truncate(path, len, lost),
     }
 }
 
-fn truncate(path: &Path, len: u64) -> Result<()> {
+/// Cuts `path` to `len` bytes, saying what was `lost` with the half-written line.
+fn truncate(path: &Path, len: u64, lost: &str) -> Result<()> {
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
     file.set_len(len).map_err(|e| Error::io(path, e))?;
-    tracing::warn!(path = %path.display(), "cut off a half-written last line; its problem will be redone");
+    tracing::warn!(path = %path.display(), "cut off a half-written last line: {lost}");
     Ok(())
 }
 

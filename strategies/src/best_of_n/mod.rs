@@ -165,6 +165,17 @@ impl BestOfNConfig {
             scorer.validate().map_err(|e| e.under("scorer"))?;
         }
         if let Some(adaptive) = &self.adaptive {
+            // One round of all n samples: nothing left to stop early.
+            if adaptive.round.get() >= self.n.get() {
+                return Err(Error::config_value(
+                    "adaptive.round",
+                    format!(
+                        "adaptive.round ({}) must be less than n ({}): a first round of n \
+                         samples leaves none to save",
+                        adaptive.round, self.n
+                    ),
+                ));
+            }
             if let Some(a) = adaptive.agreement {
                 if !(a > 0.0 && a <= 1.0) {
                     return Err(Error::config_value(

@@ -558,13 +558,25 @@ fn config_rules() {
             round: NonZeroUsize::MIN,
             agreement: Some(1.5),
         }),
-        ..BestOfNConfig::self_consistency(NonZeroUsize::MIN)
+        ..BestOfNConfig::self_consistency(NonZeroUsize::new(4).unwrap())
     };
     assert!(config
         .validate()
         .unwrap_err()
         .to_string()
         .contains("agreement"));
+    // A first round of all n samples leaves nothing to stop early.
+    let config = BestOfNConfig {
+        adaptive: Some(AdaptiveConfig {
+            round: NonZeroUsize::new(8).unwrap(),
+            agreement: None,
+        }),
+        ..BestOfNConfig::self_consistency(NonZeroUsize::new(4).unwrap())
+    };
+    assert_eq!(
+        config.validate().unwrap_err().to_string(),
+        "adaptive.round (8) must be less than n (4): a first round of n samples leaves none to save"
+    );
 }
 
 /// Answers each sampled request with its seed (mod 1000) as the answer.
