@@ -575,7 +575,8 @@ fn config_rules() {
     };
     assert_eq!(
         config.validate().unwrap_err().to_string(),
-        "adaptive.round (8) must be less than n (4): a first round of n samples leaves none to save"
+        "at `adaptive.round`: adaptive.round (8) must be less than n (4): a first round of n \
+         samples leaves none to save"
     );
 }
 
