@@ -740,9 +740,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // only moves when a problem ends (under triage, not until its last stage). From what the
     // files record, failed and cut attempts and kept first stages included, as the run counts
     // it against its budget.
-    let spent = Arc::new(AtomicU64::new(
-        runner::recorded_spend(&args.out, &already, allocation)?.total_tokens(),
-    ));
+    let spent_before = runner::recorded_spend(&args.out, &already, allocation)?.total_tokens();
+    let spent = Arc::new(AtomicU64::new(spent_before));
     let bar = ProgressBar::new(problems.len() as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -880,9 +879,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                  budget is part of this file's configuration under --allocate even and triage)"
             }
         };
+        // The budget counts what the file's earlier runs spent: say so where that was all of it.
+        let earlier = match args.max_run_tokens {
+            Some(max) if spent_before >= max => format!(
+                " (--max-run-tokens {max} counts what earlier runs into {} spent: \
+                 {spent_before} tokens already)",
+                args.out.display()
+            ),
+            _ => String::new(),
+        };
         eprintln!(
             "the run's budget stopped {} problems ({} not started, {} cut short: only what they \
-             spent is recorded); {rerun}",
+             spent is recorded){earlier}; {rerun}",
             summary.not_started + summary.cut_short,
             summary.not_started,
             summary.cut_short
