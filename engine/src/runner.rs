@@ -411,10 +411,26 @@ impl Runner {
         };
         let (calls, ledger_tail) = ledger::scan(out)?;
         let wanted: HashMap<&str, &Problem> = problems.iter().map(|p| (p.id.as_str(), p)).collect();
+        let mut regraded: Vec<&str> = Vec::new();
         for line in &previous {
             if let Some(problem) = wanted.get(line.id.as_str()) {
                 check_question(out, "an answer", line.question_sha.as_deref(), problem)?;
+                // Same question, another reference (the problem file was corrected): the line's
+                // grade is against the one it records.
+                if line.error.is_none() && line.reference != problem.reference {
+                    regraded.push(&line.id);
+                }
             }
+        }
+        if let Some(first) = regraded.first() {
+            tracing::warn!(
+                "{} result(s) in {} were graded against another reference answer than the \
+                 problem file gives now (`{first}`, ...): their `correct` is the old reference's \
+                 (`ponder report` counts it so); write to another --out to grade them all \
+                 against the new ones",
+                regraded.len(),
+                out.display(),
+            );
         }
         // A results file none of whose problems is in this set: another slice of one set (a
         // job run in parts, whose budget is the whole file's), or another set altogether
