@@ -463,6 +463,17 @@ inner = { kind = "budget_forcing", min_thinking_tokens = 128, max_thinking_token
         );
         let err = parse_str::<Config>("[budget]\nmax_tokns = 5\n", Format::Toml).unwrap_err();
         assert!(err.contains("max_tokns"), "{err}");
+        // An array of tables is no budget (serde would read a list positionally).
+        let err = parse_str::<Config>("[[budget]]\nmax_tokens = 5\n", Format::Toml).unwrap_err();
+        assert_eq!(
+            err,
+            "at `budget` (line 1): invalid type: sequence, expected a table of limits \
+             (`[budget]` in TOML, not `[[budget]]`)"
+        );
+        // Budgets still read and write as before (results lines record them).
+        let budget = Budget::unlimited().with_max_tokens(5);
+        let json = serde_json::to_string(&budget).unwrap();
+        assert_eq!(serde_json::from_str::<Budget>(&json).unwrap(), budget);
         let err = parse_str::<Config>(
             "{\"strategy\": {\"kind\": \"direct\", \"n\": 3}}",
             Format::Json,

@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 /// A budget is enforced by [`crate::Metered`], which reserves the worst case of each call before
 /// sending it (prompt tokens plus `n * max_tokens`, shrinking `max_tokens` to fit), so the totals
 /// are never exceeded, even with many calls in flight.
+///
+/// In a config file it is a table (`[budget]`); serde's derive alone would also read a list
+/// positionally, so that `[[budget]]` was "a map where a whole number was expected".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Budget {
     /// Most prompt plus completion tokens.
     pub max_tokens: Option<u64>,
@@ -21,6 +24,28 @@ pub struct Budget {
     pub max_calls: Option<u64>,
     /// Most wall-clock milliseconds; calls in flight at the deadline are abandoned.
     pub max_wall_ms: Option<u64>,
+}
+
+impl Serialize for Budget {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Budget::serialize(self, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Budget {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Table;
+        impl<'de> serde::de::Visitor<'de> for Table {
+            type Value = Budget;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of limits (`[budget]` in TOML, not `[[budget]]`)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Budget, A::Error> {
+                Budget::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(Table)
+    }
 }
 
 impl Budget {
