@@ -255,6 +255,12 @@ impl RunReport {
                 Err(std::fs::TryLockError::WouldBlock)
             )
         });
+        if lines.is_empty() && !report.in_progress {
+            tracing::warn!(
+                "{}: holds no results (its row is empty; a run writes a line per problem it ends)",
+                path.display()
+            );
+        }
         let side = side_file(path);
         report.model = side.as_ref().ok().and_then(model_of);
         report.set = side.as_ref().ok().and_then(set_of);
