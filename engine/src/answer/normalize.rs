@@ -332,16 +332,36 @@ fn number_words(s: &str) -> String {
         let phrase = &lower[start..end];
         // `text2digits` reads no decimals; a phrase replaced whole by one number is one.
         let digits = text2num::replace_numbers_in_text(phrase, &english, 0.0);
-        {
-            // `3.14` from `three point one four`; not `1st`.
-            let (whole, fraction) = digits.split_once('.').unwrap_or((&digits, "0"));
-            let digit_run = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
-            if digit_run(whole) && digit_run(fraction) {
-                return format!("{sign}{digits}{}", &trimmed[end..]);
+        // `3.14` from `three point one four`; not `1st`.
+        let (whole, fraction) = digits.split_once('.').unwrap_or((&digits, "0"));
+        let digit_run = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+        if digit_run(whole) && digit_run(fraction) {
+            // The number must be the whole quantity: not `two` of `two thirds`, `one half`,
+            // `two dozen`, nor of `seven seven`.
+            let next = lower[end..]
+                .split_whitespace()
+                .next()
+                .map(|w| w.trim_end_matches(['.', ',']))
+                .unwrap_or_default();
+            if scales_the_number(next, &english) {
+                return s.to_string();
             }
+            return format!("{sign}{digits}{}", &trimmed[end..]);
         }
     }
     s.to_string()
+}
+
+/// Words that after a number make it part of another quantity: a fraction's denominator
+/// (`thirds`, `half`, `hundredths`), a multiplier (`dozen`), or another number.
+fn scales_the_number(word: &str, english: &text2num::Language) -> bool {
+    const SCALES: &str = "half halves third thirds quarter quarters dozen dozens score scores \
+         pair pairs gross";
+    let word = word.split('-').next_back().unwrap_or(word);
+    !word.is_empty()
+        && (is_listed(SCALES, word)
+            || ((word.ends_with("th") || word.ends_with("ths")) && !is_listed(UNITS, word))
+            || text2num::text2digits(word, english).is_ok())
 }
 
 /// Strip trailing unit words: `18 dollars`, `10 inches`, `5cm`, `12 sq units`, `3 m^2`.

@@ -216,13 +216,15 @@ struct Parser<'a> {
     vars: &'a [(char, Num)],
 }
 
-/// The single-letter variables of a normalised expression (`x`, `k`; `2ab` is `2*a*b`, as
-/// normalisation writes products; not `\pi`'s letters), sorted; None where it has none, a
-/// word that is a function or constant (`sin`, `pi`, `ln`), or `i` or `e` (numbers), or no
-/// digit nor operator at all (`no` is text, not `n*o`).
-pub(super) fn variables(s: &str) -> Option<Vec<char>> {
+/// The single-letter variables of a normalised expression (`x`, `k`; not `\pi`'s letters),
+/// sorted, and its runs of letters (`ab` in `2ab`, a product as normalisation writes one; or a
+/// word: `and` in `1and6`, which [`super::structure::same_function`] tells apart); None where
+/// it has none, a word that is a function or constant (`sin`, `pi`, `ln`), `i` or `e`
+/// (numbers), or no digit nor operator at all (`no` is text, not `n*o`).
+pub(super) fn variables(s: &str) -> Option<(Vec<char>, Vec<String>)> {
     let c: Vec<char> = s.chars().collect();
     let mut vars = Vec::new();
+    let mut runs = Vec::new();
     let mut i = 0;
     while i < c.len() {
         let word = letters_at(&c, i);
@@ -235,7 +237,10 @@ pub(super) fn variables(s: &str) -> Option<Vec<char>> {
             if word.contains(['i', 'e']) || is_listed(MATH_WORDS, &word.to_ascii_lowercase()) {
                 return None;
             }
-            vars.extend(word.chars());
+            match word.chars().count() {
+                1 => vars.extend(word.chars()),
+                _ => runs.push(word.clone()),
+            }
         }
         i += word.chars().count();
     }
@@ -244,7 +249,7 @@ pub(super) fn variables(s: &str) -> Option<Vec<char>> {
         .any(|ch| ch.is_ascii_digit() || matches!(ch, '+' | '-' | '*' | '/' | '^'));
     vars.sort_unstable();
     vars.dedup();
-    (arithmetic && !vars.is_empty()).then_some(vars)
+    (arithmetic && !(vars.is_empty() && runs.is_empty())).then_some((vars, runs))
 }
 
 impl Parser<'_> {
@@ -326,13 +331,14 @@ impl Parser<'_> {
         let start = self.i;
         let mut acc = self.unary(depth)?;
         // A mixed number as MATH writes them: `3\frac{1}{2}` is 7/2 (a whole number directly
-        // followed by a proper fraction), not 3 * 1/2.
+        // followed by a proper fraction), not 3 * 1/2. Not with variables: `2\frac{x}{3}` is
+        // 2x/3 whatever x is.
         let literal: String = self.c[start..self.i]
             .iter()
             .filter(|c| !c.is_whitespace())
             .collect();
         let whole = literal.strip_prefix('-').unwrap_or(&literal);
-        if !whole.is_empty() && whole.chars().all(|c| c.is_ascii_digit()) {
+        if self.vars.is_empty() && !whole.is_empty() && whole.chars().all(|c| c.is_ascii_digit()) {
             self.ws();
             if self.command().as_deref() == Some("frac") {
                 let fraction = self.power(depth)?;

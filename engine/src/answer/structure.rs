@@ -136,10 +136,35 @@ const PROBES: [(i128, i128); 4] = [(7, 5), (-3, 7), (11, 3), (5, 13)];
 /// value at several points: `p - q` and `-q + p`, `x^2 + 1` and `1 + x^2`, `2(k+1)` and
 /// `2k + 2`. Points where either is undefined are skipped; three must agree.
 pub(super) fn same_function(a: &str, b: &str) -> bool {
-    let Some(vars) = variables(a) else {
+    let (Some((vars_a, runs_a)), Some((vars_b, runs_b))) = (variables(a), variables(b)) else {
         return false;
     };
-    if vars.len() > 4 || variables(b).as_ref() != Some(&vars) {
+    // A run of letters is a product (`2ab`) only of letters that stand alone as variables
+    // somewhere too (`a^2 + 2ab + b^2`); else it is a word (`1 and 6`, `4 to 1`, `2 lb 5 oz`),
+    // and text is not compared as a function.
+    let mut vars = vars_a.clone();
+    vars.extend(&vars_b);
+    vars.sort_unstable();
+    vars.dedup();
+    let products = runs_a
+        .iter()
+        .chain(&runs_b)
+        .all(|run| run.chars().all(|c| vars.contains(&c)));
+    let letters = |vars: &[char], runs: &[String]| {
+        let mut all: Vec<char> = vars
+            .iter()
+            .copied()
+            .chain(runs.iter().flat_map(|r| r.chars()))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    };
+    if !products
+        || vars.is_empty()
+        || vars.len() > 4
+        || letters(&vars_a, &runs_a) != letters(&vars_b, &runs_b)
+    {
         return false;
     }
     let mut agreed = 0;

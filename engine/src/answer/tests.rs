@@ -373,6 +373,7 @@ fn expressions_that_are_the_same_function() {
         ("(x+y)^2", "x^2 + 2*x*y + y^2"),
         ("2\\pi r", "\\pi \\cdot 2r"),
         ("\\frac{1}{2}x", "x/2"),
+        ("2\\frac{x}{3}", "\\frac{2x}{3}"),
     ] {
         assert!(equivalent(a, b), "{a} vs {b}");
         assert!(equivalent(b, a), "{b} vs {a}");
@@ -387,6 +388,13 @@ fn expressions_that_are_the_same_function() {
         ("\\sin x", "x"),
         ("x", "1"),
         ("no", "on"),
+        // Words, not products of variables.
+        ("1 \\text{ and } 6", "2 \\text{ and } 3"),
+        ("3 or 4", "2 or 6"),
+        ("4 to 1", "1 to 4"),
+        ("2 by 6", "3 by 4"),
+        ("2 lb 5 oz", "5 lb 2 oz"),
+        ("3 hours 20", "20 hours 3"),
         ("\\pi r^2", "\\pi r^3"),
         ("\\ln x + 1", "x"),
     ] {
@@ -400,6 +408,7 @@ fn numbers_in_words() {
     for (a, b) in [
         ("seven", "7"),
         ("Seven apples", "7"),
+        ("seven months", "7"),
         ("twenty-one", "21"),
         ("twenty one stickers.", "21"),
         ("one hundred and five", "105"),
@@ -423,6 +432,13 @@ fn numbers_in_words() {
         ("one of them", "1"),
         ("none", "0"),
         ("twelve", "11"),
+        // Part of another quantity, not the number alone.
+        ("two thirds", "2"),
+        ("one half", "1"),
+        ("three quarters", "3"),
+        ("seven hundredths", "7"),
+        ("two dozen", "2"),
+        ("seven seven", "7"),
     ] {
         assert!(!equivalent(a, b), "{a} vs {b}");
     }
