@@ -215,8 +215,16 @@ impl Row {
             ),
             // Graded against nothing, every answer would be wrong: an empty reference is a
             // slip, not one to grade by.
-            (Some(IdOrNumber::Text(answer)), _) if answer.trim().is_empty() => {
-                return Err("empty `answer` (leave it out, or null, for a problem without one)")
+            // (A worked `solution` beside it that marks one is the reference.)
+            (Some(IdOrNumber::Text(answer)), solution) if answer.trim().is_empty() => {
+                match solution.as_deref().and_then(crate::answer::marked_answer) {
+                    Some(marked) if code.is_none() => Some(marked),
+                    _ => {
+                        return Err(
+                            "empty `answer` (leave it out, or null, for a problem without one)",
+                        )
+                    }
+                }
             }
             (Some(answer), _) => Some(answer.into_string()),
             // A solution that marks no answer is not guessed from: the problem goes ungraded.
@@ -354,6 +362,10 @@ mod tests {
             let err = Problem::parse_jsonl(row, Path::new("p.jsonl")).unwrap_err();
             assert!(err.to_string().starts_with(message), "{err}");
         }
+        // An empty answer beside a solution that marks one: the solution's.
+        let row = r#"{"id": "a", "question": "q", "answer": "", "solution": "so \\boxed{5}"}"#;
+        let problems = Problem::parse_jsonl(row, Path::new("p.jsonl")).unwrap();
+        assert_eq!(problems[0].reference.as_deref(), Some("5"));
         // A byte that is not UTF-8: its line and place.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.jsonl");

@@ -442,7 +442,10 @@ impl Router {
         // Thinking that ended without an answer, or cut off (its budget or its length ran out)
         // before it stated one: the short answer is better than none, and better than the
         // last number of unfinished working.
-        let cut = solution.stop_reason == StopReason::MaxTokens || solution.stop_reason.is_budget();
+        // (A budget stop of a strategy of many samples need not have cut the chosen one: it
+        // selects among stated answers itself.)
+        let cut = solution.stop_reason == StopReason::MaxTokens
+            || (solution.stop_reason.is_budget() && solution.candidates.len() <= 1);
         if solution.answer.is_none() || (cut && stated_answer(&solution.completion).is_none()) {
             if let Some(answer) = signals.as_ref().and_then(|s| s.answer.clone()) {
                 tracing::debug!(problem = %problem.id, "thinking gave no answer; the short one stands");

@@ -70,8 +70,12 @@ fn extract_in(text: &str) -> Option<String> {
 
 /// The answer a completion states, read as [`extract_answer`] reads it but never guessed: its
 /// last `\boxed{...}` or what follows an answer cue, not the last number it happens to end on.
-/// What a completion cut off mid-way says for sure (`... so 3 boxes cost 3` states nothing).
+/// What a completion cut off mid-way says for sure (`... so 3 boxes cost 3` states nothing;
+/// nor does a `\boxed{5}` tried inside thinking that was cut before it closed).
 pub fn stated_answer(text: &str) -> Option<String> {
+    if text.contains("<think>") && !text.contains(THINK_CLOSE) {
+        return None;
+    }
     let stated = |t: &str| last_boxed(t).or_else(|| after_cue(t));
     after_thinking(text)
         .and_then(stated)

@@ -857,3 +857,23 @@ fn rounded_decimals_vote_with_their_fraction() {
     // Huge values are keyed as written, without a panic.
     let _ = canonical_key("-300000000000000000000000000000000000000000.0000");
 }
+
+#[test]
+fn a_stated_answer_is_never_guessed() {
+    use super::stated_answer;
+    assert_eq!(stated_answer("so 3 boxes cost 3").as_deref(), None);
+    assert_eq!(
+        stated_answer("3 + 4 = 7. Final Answer: 7, and").as_deref(),
+        Some("7")
+    );
+    assert_eq!(stated_answer("it is \\boxed{7}").as_deref(), Some("7"));
+    // Tried inside thinking that was cut before it closed: not stated.
+    assert_eq!(
+        stated_answer("<think>maybe \\boxed{5}? let me check").as_deref(),
+        None
+    );
+    assert_eq!(
+        stated_answer("<think>maybe \\boxed{5}?</think> \\boxed{7}").as_deref(),
+        Some("7")
+    );
+}
