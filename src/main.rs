@@ -613,17 +613,17 @@ fn make_trace_dir(dir: &Path) -> anyhow::Result<()> {
     })
 }
 
-/// Says where `--trace-dir` will stay empty: only searches (`beam_search`, `dvts`, at any
-/// depth of the config) write trees.
+/// Says where `--trace-dir` will stay empty: only searches (`beam_search`, `dvts`) write
+/// trees, whose solution is the config's (alone, or a router's thinking; not one of best-of-N's
+/// samples, whose selection keeps no tree).
 fn warn_untraced(dir: Option<&Path>, strategy: &ponder::StrategyConfig) {
     fn searches(value: &serde_json::Value) -> bool {
         match value {
-            serde_json::Value::Object(map) => {
-                matches!(
-                    map.get("kind").and_then(serde_json::Value::as_str),
-                    Some("beam_search" | "dvts")
-                ) || map.values().any(searches)
-            }
+            serde_json::Value::Object(map) => match map.get("kind").and_then(|k| k.as_str()) {
+                Some("beam_search" | "dvts") => true,
+                Some("best_of_n" | "self_consistency") => false,
+                _ => map.values().any(searches),
+            },
             serde_json::Value::Array(items) => items.iter().any(searches),
             _ => false,
         }

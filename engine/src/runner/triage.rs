@@ -266,7 +266,8 @@ impl Runner {
         others: usize,
         started: Instant,
     ) -> Second<'a> {
-        let events = self.events_of(item.1, started);
+        // Told as of the attempt whose stage stands (or is kept), as its line will name it.
+        let events = self.events_of(item.1, started).with_attempt(item.2.attempt);
         match resource {
             Some(Resource::WallTime) => {
                 // Its first stage is kept; a resumed run does the second.

@@ -165,13 +165,14 @@ impl BestOfNConfig {
             scorer.validate().map_err(|e| e.under("scorer"))?;
         }
         if let Some(adaptive) = &self.adaptive {
-            // One round of all n samples: nothing left to stop early.
-            if adaptive.round.get() >= self.n.get() {
+            // A round of more than n samples would draw n at once, nothing stopped early (a
+            // round of n, as `n = 2` with the default round, only stops nothing).
+            if adaptive.round > self.n {
                 return Err(Error::config_value(
                     "adaptive.round",
                     format!(
-                        "adaptive.round ({}) must be less than n ({}): a first round of n \
-                         samples leaves none to save",
+                        "adaptive.round ({}; 2 when not given) must be at most n ({}): a round \
+                         of n samples leaves none to save",
                         adaptive.round, self.n
                     ),
                 ));
@@ -478,10 +479,13 @@ impl BestOfN {
     }
 
     /// Each answer's mass in the vote (its samples for `majority`, their summed reward
-    /// otherwise), and every candidate's reward.
-    fn votes(&self, candidates: &[Candidate]) -> (Vec<f64>, Vec<Option<f64>>) {
-        let answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
-        let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
+    /// otherwise), and every candidate's reward (as [`ballot`] counts them).
+    fn votes(
+        &self,
+        candidates: &[Candidate],
+        stops: &[StopReason],
+    ) -> (Vec<f64>, Vec<Option<f64>>) {
+        let (answers, rewards) = ballot(candidates, stops);
         let groups = ponder_prm::groups(&answers, &rewards);
         let mass = match self.config.select {
             Select::Majority => groups.iter().map(|g| g.members.len() as f64).collect(),
@@ -491,11 +495,11 @@ impl BestOfN {
     }
 
     /// Whether the vote among `candidates` is settled with `left` samples still to draw.
-    fn decided(&self, candidates: &[Candidate], left: usize) -> bool {
+    fn decided(&self, candidates: &[Candidate], stops: &[StopReason], left: usize) -> bool {
         let Some(adaptive) = &self.config.adaptive else {
             return false;
         };
-        let (mass, rewards) = self.votes(candidates);
+        let (mass, rewards) = self.votes(candidates, stops);
         // A vote is 1, and a reward at most 1: one more sample adds at most 1 to a group.
         let per_sample = 1.0;
         let mut sorted = mass.clone();
@@ -514,11 +518,44 @@ impl BestOfN {
         // the leader (one vote among two samples, the other unanswered, is no agreement).
         match adaptive.agreement {
             Some(share) => {
-                self.vote_share(candidates) >= share && candidates.len() >= adaptive.round.get()
+                self.vote_share(candidates, stops) >= share
+                    && candidates.len() >= adaptive.round.get()
             }
             None => false,
         }
     }
+}
+
+/// The candidates' answers and rewards as the vote counts them: a sample the budget cut off
+/// before it stated an answer ends on a number of its working, not an answer, and is selected
+/// from only where no other sample answered.
+fn ballot(
+    candidates: &[Candidate],
+    stops: &[StopReason],
+) -> (Vec<Option<String>>, Vec<Option<f64>>) {
+    let mut answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
+    let mut rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
+    let guessed: Vec<bool> = candidates
+        .iter()
+        .zip(stops)
+        .map(|(c, stop)| stop.is_budget() && c.answer.is_some() && stated_answer(&c.text).is_none())
+        .collect();
+    if answers
+        .iter()
+        .zip(&guessed)
+        .any(|(a, &g)| a.is_some() && !g)
+    {
+        for ((answer, reward), _) in answers
+            .iter_mut()
+            .zip(rewards.iter_mut())
+            .zip(&guessed)
+            .filter(|(_, &g)| g)
+        {
+            *answer = None;
+            *reward = None;
+        }
+    }
+    (answers, rewards)
 }
 
 /// What one round drew.
@@ -617,11 +654,11 @@ impl BestOfN {
             draw.candidates.extend(drawn);
             if let Some(reason) = budget_stop {
                 draw.stop_reason = reason;
-                self.report_round(cx, &draw.candidates, false);
+                self.report_round(cx, &draw.candidates, &draw.stops, false);
                 return Ok(false);
             }
-            let decided = self.decided(&draw.candidates, n - draw.candidates.len());
-            self.report_round(cx, &draw.candidates, decided);
+            let decided = self.decided(&draw.candidates, &draw.stops, n - draw.candidates.len());
+            self.report_round(cx, &draw.candidates, &draw.stops, decided);
             if decided {
                 return Ok(true);
             }
@@ -633,26 +670,30 @@ impl BestOfN {
     }
 
     /// Reports a round: how many samples, and how the vote stands.
-    fn report_round(&self, cx: &Context, candidates: &[Candidate], decided: bool) {
+    fn report_round(
+        &self,
+        cx: &Context,
+        candidates: &[Candidate],
+        stops: &[StopReason],
+        decided: bool,
+    ) {
         if !cx.events().is_on() {
             return;
         }
-        let answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
-        let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
+        let (answers, rewards) = ballot(candidates, stops);
         let leader = self
             .config
             .select
             .apply(&answers, &rewards)
             .index
-            .and_then(|i| candidates.get(i))
-            .and_then(|c| c.answer.clone());
+            .and_then(|i| answers.get(i).cloned().flatten());
         cx.emit(
             self.name(),
             EventKind::Round {
                 samples: candidates.len(),
                 of: self.config.n.get(),
                 leader,
-                share: self.vote_share(candidates),
+                share: self.vote_share(candidates, stops),
                 decided,
             },
         );
@@ -660,8 +701,8 @@ impl BestOfN {
 
     /// The leading answer's share of the vote (of the reward, for `weighted`; the best reward,
     /// for `naive`): how sure a draw is. 0 with no answer.
-    fn vote_share(&self, candidates: &[Candidate]) -> f64 {
-        let (mass, rewards) = self.votes(candidates);
+    fn vote_share(&self, candidates: &[Candidate], stops: &[StopReason]) -> f64 {
+        let (mass, rewards) = self.votes(candidates, stops);
         let leader = mass.iter().copied().fold(0.0, f64::max);
         let total = match self.config.select {
             Select::Naive => return rewards.iter().flatten().copied().fold(0.0, f64::max),
@@ -686,33 +727,7 @@ impl BestOfN {
             mut stop_reason,
             failed,
         } = draw;
-        let mut answers: Vec<Option<String>> =
-            candidates.iter().map(|c| c.answer.clone()).collect();
-        // A sample the budget cut off before it stated an answer ends on a number of its
-        // working, not an answer: it is selected from only where no other sample answered.
-        let mut rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
-        let guessed: Vec<bool> = candidates
-            .iter()
-            .zip(&stops)
-            .map(|(c, stop)| {
-                stop.is_budget() && c.answer.is_some() && stated_answer(&c.text).is_none()
-            })
-            .collect();
-        if answers
-            .iter()
-            .zip(&guessed)
-            .any(|(a, &g)| a.is_some() && !g)
-        {
-            for ((answer, reward), _) in answers
-                .iter_mut()
-                .zip(rewards.iter_mut())
-                .zip(&guessed)
-                .filter(|(_, &g)| g)
-            {
-                *answer = None;
-                *reward = None;
-            }
-        }
+        let (answers, rewards) = ballot(&candidates, &stops);
         let selection = self.config.select.apply(&answers, &rewards);
         let chosen = selection.index.and_then(|i| candidates.get(i)).cloned();
         let answer = selection
@@ -808,7 +823,7 @@ impl BestOfN {
             && draw.candidates.len() < n
             && !draw.gave_up(n))
         .then(|| {
-            let share = self.vote_share(&draw.candidates);
+            let share = self.vote_share(&draw.candidates, &draw.stops);
             Pending {
                 confidence: share,
                 why: format!(

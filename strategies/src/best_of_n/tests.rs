@@ -319,7 +319,25 @@ async fn samples_the_budget_cut_end_the_draw_and_do_not_vote_with_their_working(
     };
     let strategy = BestOfN::new(config).unwrap();
     let budget = Budget::unlimited().with_max_completion_tokens(2 * 17 + 2 * 20);
-    let solution = run(&strategy, Arc::clone(&backend), budget).await;
+    let events = ponder_engine::scripted::Recorder::new();
+    let cx = Context::with_events(
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        budget,
+        events.events_of("p"),
+    );
+    let solution = ponder_engine::solve_in(&strategy, &Problem::new("p", "Q?"), &cx)
+        .await
+        .unwrap();
+    // The round's report counts the vote as the selection does: 42 leads, not 25.
+    let rounds: Vec<EventKind> = events
+        .decisions("p")
+        .into_iter()
+        .filter(|e| matches!(e, EventKind::Round { .. }))
+        .collect();
+    assert!(
+        matches!(rounds.last(), Some(EventKind::Round { leader: Some(l), .. }) if l == "42"),
+        "{rounds:?}"
+    );
     assert_eq!(solution.stop_reason, StopReason::CompletionBudget);
     assert_eq!(backend.requests().len(), 2, "no round after the cut one");
     let d = details(&solution);
@@ -575,8 +593,8 @@ fn config_rules() {
     };
     assert_eq!(
         config.validate().unwrap_err().to_string(),
-        "at `adaptive.round`: adaptive.round (8) must be less than n (4): a first round of n \
-         samples leaves none to save"
+        "at `adaptive.round`: adaptive.round (8; 2 when not given) must be at most n (4): a \
+         round of n samples leaves none to save"
     );
 }
 

@@ -267,6 +267,16 @@ fn probability_of(logits: &[f32], ids: &[u32], temperature: f64) -> f64 {
         return 0.0;
     }
     let weight = |l: f32| (f64::from(l - max) / temperature).exp();
+    // Most steps the endings are far below the favourite (e^-40 of it at most): nothing to
+    // draw, and no pass of exponentials over the vocabulary.
+    let best_end = ids
+        .iter()
+        .filter_map(|&id| logits.get(id as usize))
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    if f64::from(best_end - max) / temperature < -40.0 {
+        return 0.0;
+    }
     let total: f64 = logits.iter().map(|&l| weight(l)).sum();
     let part: f64 = ids
         .iter()
