@@ -224,7 +224,7 @@ pub struct ForcingDetails {
     /// templates end with `<think>`), so that ponder did not open it again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub opened_by_template: bool,
-    /// The model ended its thinking at once after each of [`MAX_IDLE_WAITS`] waits running:
+    /// The model ended its thinking at once after each of two waits running (`MAX_IDLE_WAITS`):
     /// no more were said (more would only repeat the wait string, and in `resubmit` send the
     /// whole prefix again each time), though the minimum may be unmet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
