@@ -450,6 +450,9 @@ impl Runner {
         }
         triage::check_questions(out, &firsts, &wanted)?;
         if let Some(identity) = &self.identity {
+            check_kind_unrecorded(out, identity, &previous)?;
+        }
+        if let Some(identity) = &self.identity {
             check_identity(
                 out,
                 identity,
@@ -914,6 +917,7 @@ pub fn check_resumable(
             .0
             .is_empty();
     let has_calls = !ledger::scan(out)?.0.is_empty();
+    check_kind_unrecorded(out, identity, &previous)?;
     // Checked only: the record is written by the run, under the results file's lock (a run
     // writing to `out` now may not have written a line yet).
     check_identity(
@@ -970,6 +974,45 @@ fn check_question(
             ),
         }),
         _ => Ok(()),
+    }
+}
+
+/// Results without a record of their configuration beside them (deleted, or copied without
+/// it) are assumed to be this run's; the strategy each line names is all there is to check
+/// that against, and another one is refused (two experiments would mix in one file).
+fn check_kind_unrecorded(
+    out: &Path,
+    identity: &serde_json::Value,
+    previous: &[ResultLine],
+) -> Result<()> {
+    let side = identity::path_of(out);
+    let Some(kind) = identity
+        .get("strategy")
+        .and_then(|s| s.get("kind"))
+        .and_then(serde_json::Value::as_str)
+    else {
+        return Ok(());
+    };
+    if side.exists() {
+        return Ok(());
+    }
+    match previous
+        .iter()
+        .position(|l| !l.strategy.is_empty() && l.strategy != kind)
+    {
+        Some(at) => Err(Error::Config {
+            path: out.to_path_buf(),
+            message: format!(
+                "holds results of `{}` (line {}, problem `{}`) and no record of their \
+                 configuration ({}), and this run's strategy is `{kind}`: write to another \
+                 --out, or delete it and its side files to start over",
+                previous[at].strategy,
+                at + 1,
+                previous[at].id,
+                side.display()
+            ),
+        }),
+        None => Ok(()),
     }
 }
 

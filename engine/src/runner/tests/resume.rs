@@ -59,6 +59,36 @@ async fn a_problems_last_line_counts_when_resuming() {
 }
 
 #[tokio::test]
+async fn results_without_their_record_resume_only_under_the_strategy_their_lines_name() {
+    // Lines of `direct`, their `.config.json` lost (the file copied alone).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    std::fs::write(&out, format!("{}\n", line("p1"))).unwrap();
+    let kind = |kind: &str| serde_json::json!({ "strategy": { "kind": kind } });
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["4"]));
+    let err = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+        .with_identity(kind("budget_forcing"))
+        .run(&numbered(2), &out, |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("holds results of `direct` (line 1, problem `p1`)")
+            && err.contains("this run's strategy is `budget_forcing`"),
+        "{err}"
+    );
+    assert!(check_resumable(&out, &kind("router"), Allocation::FirstCome).is_err());
+    assert!(backend.requests().is_empty());
+    // The same strategy: assumed this run's, and resumed.
+    let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+        .with_identity(kind("direct"))
+        .run(&numbered(2), &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((summary.resumed, summary.solved), (1, 1));
+}
+
+#[tokio::test]
 async fn resuming_with_another_question_under_a_recorded_id_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.jsonl");
