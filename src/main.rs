@@ -879,9 +879,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                  budget is part of this file's configuration under --allocate even and triage)"
             }
         };
-        // The budget counts what the file's earlier runs spent: say so where that was all of it.
+        // The budget counts what the file's earlier runs spent: say so.
         let earlier = match args.max_run_tokens {
-            Some(max) if spent_before >= max => format!(
+            Some(max) if spent_before > 0 => format!(
                 " (--max-run-tokens {max} counts what earlier runs into {} spent: \
                  {spent_before} tokens already)",
                 args.out.display()

@@ -442,10 +442,9 @@ impl Router {
         // Thinking that ended without an answer, or cut off (its budget or its length ran out)
         // before it stated one: the short answer is better than none, and better than the
         // last number of unfinished working.
-        // (A budget stop of a strategy of many samples need not have cut the chosen one: it
-        // selects among stated answers itself.)
-        let cut = solution.stop_reason == StopReason::MaxTokens
-            || (solution.stop_reason.is_budget() && solution.candidates.len() <= 1);
+        // (Under a budget stop of a strategy of many samples the chosen one may have ended by
+        // itself: its answer, unstated, still loses to the short one, which the model stated.)
+        let cut = solution.stop_reason == StopReason::MaxTokens || solution.stop_reason.is_budget();
         if solution.answer.is_none() || (cut && stated_answer(&solution.completion).is_none()) {
             if let Some(answer) = signals.as_ref().and_then(|s| s.answer.clone()) {
                 tracing::debug!(problem = %problem.id, "thinking gave no answer; the short one stands");

@@ -343,7 +343,7 @@ fn number_words(s: &str) -> String {
                 .next()
                 .map(|w| w.trim_end_matches(['.', ',']))
                 .unwrap_or_default();
-            if scales_the_number(next, &english) {
+            if scales_the_number(next) {
                 return s.to_string();
             }
             return format!("{sign}{digits}{}", &trimmed[end..]);
@@ -354,14 +354,17 @@ fn number_words(s: &str) -> String {
 
 /// Words that after a number make it part of another quantity: a fraction's denominator
 /// (`thirds`, `half`, `hundredths`), a multiplier (`dozen`), or another number.
-fn scales_the_number(word: &str, english: &text2num::Language) -> bool {
-    const SCALES: &str = "half halves third thirds quarter quarters dozen dozens score scores \
-         pair pairs gross";
+fn scales_the_number(word: &str) -> bool {
+    const SCALES: &str =
+        "half halves third thirds quarter quarters dozen dozens score scores gross";
     let word = word.split('-').next_back().unwrap_or(word);
-    !word.is_empty()
-        && (is_listed(SCALES, word)
-            || ((word.ends_with("th") || word.ends_with("ths")) && !is_listed(UNITS, word))
-            || text2num::text2digits(word, english).is_ok())
+    // A unit (`second`, `months`) is what the number counts.
+    if word.is_empty() || is_listed(UNITS, word) {
+        return false;
+    }
+    // Another number, or an ordinal as a denominator (`hundredths`, `fifths`).
+    is_listed(SCALES, word)
+        || text2num::replace_numbers_in_text(word, &text2num::Language::english(), 0.0) != word
 }
 
 /// Strip trailing unit words: `18 dollars`, `10 inches`, `5cm`, `12 sq units`, `3 m^2`.
@@ -403,6 +406,8 @@ fn strip_units(s: &str) -> String {
                 || (!powered
                     && w.len() >= 2
                     && !is_listed(MATH_WORDS, &w)
+                    // `2 thirds`, `3 million` are not 2 and 3.
+                    && !scales_the_number(&w)
                     && eval(prefix).is_some())
         } else {
             known && w.len() >= 2 && prefix.ends_with(|c: char| c.is_ascii_digit())

@@ -234,7 +234,15 @@ pub(super) fn variables(s: &str) -> Option<(Vec<char>, Vec<String>)> {
         }
         let command = i > 0 && c.get(i - 1) == Some(&'\\');
         if !command {
-            if word.contains(['i', 'e']) || is_listed(MATH_WORDS, &word.to_ascii_lowercase()) {
+            // A letter right before a digit is a unit between numbers (`5m2` of `5 m 2 cm`,
+            // `3h20`) or a dimension (`2x6`): mathematics writes `2x`, never `x2`.
+            let before_digit = c
+                .get(i + word.chars().count())
+                .is_some_and(char::is_ascii_digit);
+            if before_digit
+                || word.contains(['i', 'e'])
+                || is_listed(MATH_WORDS, &word.to_ascii_lowercase())
+            {
                 return None;
             }
             match word.chars().count() {
@@ -331,16 +339,25 @@ impl Parser<'_> {
         let start = self.i;
         let mut acc = self.unary(depth)?;
         // A mixed number as MATH writes them: `3\frac{1}{2}` is 7/2 (a whole number directly
-        // followed by a proper fraction), not 3 * 1/2. Not with variables: `2\frac{x}{3}` is
-        // 2x/3 whatever x is.
+        // followed by a proper fraction), not 3 * 1/2. Not a fraction of variables:
+        // `2\frac{x}{3}` is 2x/3 whatever x is.
         let literal: String = self.c[start..self.i]
             .iter()
             .filter(|c| !c.is_whitespace())
             .collect();
         let whole = literal.strip_prefix('-').unwrap_or(&literal);
-        if self.vars.is_empty() && !whole.is_empty() && whole.chars().all(|c| c.is_ascii_digit()) {
+        if !whole.is_empty() && whole.chars().all(|c| c.is_ascii_digit()) {
             self.ws();
-            if self.command().as_deref() == Some("frac") {
+            // A fraction of numbers only (`x + 2\frac{1}{2}` is x + 5/2).
+            let constant = || {
+                let mut alone = Parser {
+                    c: self.c,
+                    i: self.i,
+                    vars: &[],
+                };
+                alone.power(depth).is_some()
+            };
+            if self.command().as_deref() == Some("frac") && constant() {
                 let fraction = self.power(depth)?;
                 acc = match fraction {
                     Num::Rat(n, d) if n > 0 && n < d => {

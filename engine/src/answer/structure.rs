@@ -181,6 +181,9 @@ pub(super) fn same_function(a: &str, b: &str) -> bool {
             continue;
         };
         match (eval_at(a, &point), eval_at(b, &point)) {
+            // Exact values exactly (`10^7x + 1` is not `10^7x + 2`).
+            (Some(Num::Rat(p, q)), Some(Num::Rat(r, s))) if (p, q) == (r, s) => agreed += 1,
+            (Some(Num::Rat(..)), Some(Num::Rat(..))) => return false,
             (Some(x), Some(y)) if x.same(y) => agreed += 1,
             (Some(_), Some(_)) => return false,
             _ => {}
