@@ -52,7 +52,7 @@ fn custom_strategy_runs_under_best_of_n_and_reports_its_events() {
         .find_map(|l| l.strip_prefix("answer: "))
         .unwrap_or_else(|| panic!("no answer line: {stdout}"));
     assert!(
-        selected.contains(&format!("selected {answer} of 3")),
+        selected.contains(&format!("selected `{answer}` of 3")),
         "{selected} vs {answer}"
     );
     let spent: u64 = events
