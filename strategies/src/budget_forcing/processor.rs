@@ -208,7 +208,11 @@ impl ForcingProcessor {
             // Where the model would have ended, a wait: greedily, where ending was its first
             // choice; sampling, as often as it would have drawn an ending.
             let ends_here = if self.temperature > 0.0 {
-                let p = probability_of(logits, &ends, self.temperature);
+                let max = logits
+                    .get(top as usize)
+                    .copied()
+                    .unwrap_or(f32::NEG_INFINITY);
+                let p = probability_of(logits, &ends, max, self.temperature);
                 let seed = self.seed;
                 let rng = state
                     .rng
@@ -260,9 +264,9 @@ impl ForcingProcessor {
     }
 }
 
-/// The probability `logits` give the `ids` at `temperature` (positive).
-fn probability_of(logits: &[f32], ids: &[u32], temperature: f64) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+/// The probability `logits` give the `ids` at `temperature` (positive); `max` is the largest
+/// logit (the caller found it with the most likely token: no second pass for it).
+fn probability_of(logits: &[f32], ids: &[u32], max: f32, temperature: f64) -> f64 {
     if !max.is_finite() {
         return 0.0;
     }
