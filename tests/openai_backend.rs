@@ -1231,6 +1231,81 @@ fn a_redirect_that_would_turn_a_post_into_a_get_is_told_with_where_it_points() {
 }
 
 #[test]
+fn a_login_in_a_base_url_is_sent_as_basic_auth_and_never_shown() {
+    // A server that notes each request's Authorization header and refuses completions, so
+    // that the error names the URL.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let noted = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut path, mut length, mut line) = (String::new(), 0, String::new());
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if path.is_empty() {
+                    path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if lower.starts_with("authorization:") {
+                    noted.lock().unwrap().push(line.trim_end().to_string());
+                }
+                line.clear();
+            }
+            let _ = reader.read_exact(&mut vec![0; length]);
+            let (status, body) = match path.as_str() {
+                "/v1/models" => (200, r#"{"data":[{"id":"m"}]}"#),
+                "/v1/completions" => (400, r#"{"error":{"message":"no"}}"#),
+                _ => (404, NO_SUCH_ENDPOINT),
+            };
+            let _ = stream.write_all(
+                format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    // Percent-encoded in the URL: the user is `us@er`, the password `p:ss`.
+    let url = format!("http://us%40er:p%3Ass@127.0.0.1:{port}/v1");
+    let backend = scripted_backend(&url, 0);
+    assert_eq!(
+        backend.options().base_urls,
+        vec![format!("http://127.0.0.1:{port}")]
+    );
+    let err =
+        block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap_err();
+    let shown = format!("{err} {err:?} {backend:?}");
+    assert!(matches!(err, Error::Http { status: 400, .. }), "{err:?}");
+    assert!(
+        !shown.contains("p%3Ass") && !shown.contains("p:ss"),
+        "{shown}"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() >= 2, "{seen:?}");
+    // Every request, the probes and the completion: base64 of `us@er:p:ss`.
+    assert!(
+        seen.iter()
+            .all(|h| h.eq_ignore_ascii_case("authorization: Basic dXNAZXI6cDpzcw==")),
+        "{seen:?}"
+    );
+    // A login and an API key would both be the Authorization header.
+    let mut options = OpenAiOptions::new(url, "m");
+    options.api_key = Some("k".into());
+    let err = block_on(OpenAiBackend::connect(options))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("both an API key and a login"), "{err}");
+    assert!(!err.contains("p:ss") && !err.contains("p%3Ass"), "{err}");
+}
+
+#[test]
 fn thinking_a_servers_reasoning_parser_took_out_is_put_back_before_the_answer() {
     // No /apply-template: chat prompts go to /v1/chat/completions, whose reply carries the
     // thinking apart (vLLM's and llama.cpp's reasoning parsers).

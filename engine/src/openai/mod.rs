@@ -73,7 +73,11 @@ struct ServerInfo {
 /// A backend over one or more OpenAI-compatible servers.
 pub struct OpenAiBackend {
     client: reqwest::Client,
+    /// Base URLs without the login any of them was written with (`user:pass@`), so that no
+    /// error, log line or event shows a password.
     options: OpenAiOptions,
+    /// Per base URL, the login its URL was written with: sent as basic auth.
+    logins: Vec<Option<Login>>,
     next_url: AtomicUsize,
     /// Per base URL: until when it is passed over, after it timed out or could not be reached
     /// (a hung or dead member of a fleet would otherwise get its share of every request).
@@ -114,6 +118,39 @@ impl std::fmt::Debug for OpenAiBackend {
     }
 }
 
+/// A user name and password written into a base URL.
+#[derive(Clone, PartialEq, Eq)]
+struct Login {
+    user: String,
+    password: Option<String>,
+}
+
+/// `url` without the login in its authority (`http://user:pass@host/v1` is `http://host/v1`),
+/// and that login, percent-decoded.
+fn split_login(url: &str) -> (String, Option<Login>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return (url.to_string(), None);
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let (user, password) = match userinfo.split_once(':') {
+        Some((user, password)) => (decode(user), Some(decode(password))),
+        None => (decode(userinfo), None),
+    };
+    (
+        format!("{scheme}://{host}{path}"),
+        Some(Login { user, password }),
+    )
+}
+
 /// What one HTTP attempt came to.
 enum Attempt {
     Done(Value),
@@ -133,17 +170,29 @@ impl OpenAiBackend {
                 reason: "the openai backend needs at least one base_url",
             });
         }
+        let mut logins = Vec::with_capacity(options.base_urls.len());
         for url in &mut options.base_urls {
-            let trimmed = url.trim_end_matches('/');
+            let (bare, login) = split_login(url);
+            let trimmed = bare.trim_end_matches('/');
             let trimmed = trimmed.strip_suffix("/v1").unwrap_or(trimmed);
             if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
                 return Err(Error::Connection {
-                    url: url.clone(),
+                    url: bare.clone(),
                     attempts: 0,
                     reason: "a base_url must start with http:// or https://".into(),
                 });
             }
             *url = trimmed.to_string();
+            logins.push(login);
+        }
+        if options.api_key.is_some() && logins.iter().any(Option::is_some) {
+            return Err(Error::Connection {
+                url: options.base_urls.join(", "),
+                attempts: 0,
+                reason: "both an API key and a login in a base_url: give one (both would be \
+                         the request's Authorization header)"
+                    .into(),
+            });
         }
         // Only redirects that keep the method are followed: a 301 or 302 would turn a POST into
         // a GET, and its 404 would be blamed on the URL asked.
@@ -174,6 +223,7 @@ impl OpenAiBackend {
             client,
             permits: Semaphore::new(options.concurrency.max(1)),
             options,
+            logins,
             next_url: AtomicUsize::new(0),
             shunned: Mutex::new(Vec::new()),
             n_taken: AtomicUsize::new(n_taken),
@@ -394,11 +444,24 @@ impl OpenAiBackend {
         }
     }
 
+    /// The login the base URL of `url` was written with, if any (the longest base URL that
+    /// `url` starts with).
+    fn login_for(&self, url: &str) -> Option<&Login> {
+        let bases = self.options.base_urls.iter().zip(&self.logins);
+        bases
+            .filter(|(base, _)| url.starts_with(base.as_str()))
+            .max_by_key(|(base, _)| base.len())
+            .and_then(|(_, login)| login.as_ref())
+    }
+
     async fn attempt(&self, method: reqwest::Method, url: &str, body: Option<&Value>) -> Attempt {
         let _permit = self.permits.acquire().await;
         let mut builder = self.client.request(method, url);
         if let Some(key) = &self.options.api_key {
             builder = builder.bearer_auth(key);
+        }
+        if let Some(login) = self.login_for(url) {
+            builder = builder.basic_auth(&login.user, login.password.as_ref());
         }
         if let Some(body) = body {
             builder = builder.json(body);
