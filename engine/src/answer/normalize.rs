@@ -439,6 +439,7 @@ fn collapse_whitespace(s: &str) -> String {
     out
 }
 
+/// Whether `out` ends with a command's name (`\pi`, `\theta`).
 fn ends_with_command(out: &str) -> bool {
     let t = out.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     t.len() < out.len() && t.ends_with('\\')
@@ -576,6 +577,10 @@ fn juxtapose_products(s: &str) -> String {
                 _ => false,
             };
         if joins {
+            // A command before a letter keeps a space: `\pi*r` is `\pi r`, not `\pir`.
+            if ends_with_command(&out) && c.get(after).is_some_and(char::is_ascii_alphabetic) {
+                out.push(' ');
+            }
             i = after;
             continue;
         }

@@ -286,6 +286,9 @@ fn plain_text_and_other_spellings() {
         ("2k+2", "2*k + 2"),
         ("(a+5)(b+2)", "(a + 5)*(b + 2)"),
         ("3\\sqrt{5}", "3 \\cdot \\sqrt{5}"),
+        ("\\pi r^2", "pi*r^2"),
+        ("\\pi r^2", "\\pi*r^2"),
+        ("4\\pi r^2 h", "4*pi*r^2*h"),
         ("52_8", "52"),
         ("4210_{5}", "4210"),
         ("2516_8", "(2516)_8"),
@@ -359,6 +362,8 @@ fn plain_text_and_other_spellings() {
     // Complex keys read as written: a negative imaginary part is subtracted.
     assert_eq!(canonical_key("-5i + 6"), "6-5i");
     assert_eq!(canonical_key("6 + 5i"), "6+5i");
+    // A command keeps its name apart from the letter an explicit product joins it to.
+    assert_eq!(canonical_key("pi*r^2"), canonical_key("\\pi r^2"));
 }
 
 #[test]
