@@ -1,9 +1,10 @@
 //! Votes over answers: majority (self-consistency) and reward-weighted, with answers grouped by
-//! [`ponder_engine::answer::canonical_key`] (so `1/2`, `0.5` and `\frac{1}{2}` vote together).
+//! [`ponder_engine::answer::canonical_key`] (so `1/2`, `0.5` and `\frac{1}{2}` vote together),
+//! then by [`ponder_engine::answer::equivalent`] (so `2(k+1)` and `2k+2`, `3.3333` and `10/3`).
 
 use std::collections::HashMap;
 
-use ponder_engine::answer::canonical_key;
+use ponder_engine::answer::{canonical_key, equivalent};
 use serde::{Deserialize, Serialize};
 
 /// How best-of-N picks. Default `weighted`. Configs may also spell them as in the papers and
@@ -45,8 +46,30 @@ pub struct Selection {
     pub why: String,
 }
 
-/// Groups candidates with an answer by equivalence key, in order of first appearance.
+/// Groups candidates with an answer, in order of first appearance: by equivalence key, then
+/// each group joins the first earlier one whose answer is [`equivalent`] to its own (what a
+/// key cannot tell: the same expression written otherwise, a rounded decimal). Equivalence
+/// is not transitive at the edges (`50%` is both `0.5` and `50`); the first group wins.
 pub fn groups(answers: &[Option<String>], rewards: &[Option<f64>]) -> Vec<Group> {
+    let mut merged: Vec<Group> = Vec::new();
+    for group in keyed_groups(answers, rewards) {
+        match merged
+            .iter_mut()
+            .find(|g| equivalent(&g.answer, &group.answer))
+        {
+            Some(earlier) => {
+                earlier.members.extend(group.members);
+                earlier.members.sort_unstable();
+                earlier.weight += group.weight;
+            }
+            None => merged.push(group),
+        }
+    }
+    merged
+}
+
+/// Groups candidates with an answer by equivalence key, in order of first appearance.
+fn keyed_groups(answers: &[Option<String>], rewards: &[Option<f64>]) -> Vec<Group> {
     let mut by_key: HashMap<String, usize> = HashMap::new();
     let mut out: Vec<Group> = Vec::new();
     for (i, answer) in answers.iter().enumerate() {
@@ -195,6 +218,38 @@ mod tests {
         assert_eq!(s.index, Some(0));
         assert_eq!(s.groups[0].members, vec![0, 2, 3]);
         assert!(s.why.contains("3 of 5"));
+    }
+
+    #[test]
+    fn answers_a_key_tells_apart_vote_together_where_they_are_equivalent() {
+        // The same function written twice, and a rounded decimal of a fraction: their keys
+        // differ, their values do not.
+        let answers = a(&[
+            Some("2k+2"),
+            Some("3.3333"),
+            Some("2(k+1)"),
+            Some("k+2"),
+            Some("10/3"),
+            Some("2 + 2k"),
+        ]);
+        let s = Select::Majority.apply(&answers, &[None; 6]);
+        assert_eq!(s.groups[0].answer, "2k+2");
+        assert_eq!(s.groups[0].members, vec![0, 2, 5]);
+        assert_eq!(s.groups[1].members, vec![1, 4]);
+        assert_eq!(s.groups[2].members, vec![3]);
+        assert!(s.why.contains("3 of 6"), "{}", s.why);
+        // Weights add up as the members join.
+        let rewards = [
+            Some(0.1),
+            Some(0.5),
+            Some(0.2),
+            Some(0.9),
+            Some(0.5),
+            Some(0.3),
+        ];
+        let w = Select::Weighted.apply(&answers, &rewards);
+        assert_eq!(w.index, Some(1), "{:?}", w.groups);
+        assert!((w.groups[0].weight - 1.0).abs() < 1e-9, "{:?}", w.groups);
     }
 
     #[test]
