@@ -77,13 +77,25 @@ pub fn still_to_write<'a>(tail: &str, prefix: &'a str) -> &'a str {
 /// where the template opens a thinking block, what closes it ([`NO_THINKING`] less what the
 /// template wrote). Read from the template's rendering of a one-message conversation.
 pub async fn answer_opening(backend: &dyn Backend) -> Result<String> {
-    let tail = template_tail(backend, &[Message::user("Is 2 + 2 = 4?")]).await?;
+    let tail = template_tail(backend, &[Message::user(ANY_QUESTION)]).await?;
     Ok(if tail.trim_end().ends_with("<think>") {
         still_to_write(&tail, NO_THINKING).to_string()
     } else {
         String::new()
     })
 }
+
+/// Whether `backend`'s chat template opens a thinking block at the start of the assistant's
+/// turn, so that a completion is thinking until it writes `</think>` (reasoning models that
+/// always think: DeepSeek-R1's distills, QwQ). False where the backend cannot render a chat
+/// prompt to tokens.
+pub async fn opens_thinking(backend: &dyn Backend) -> Result<bool> {
+    let tail = template_tail(backend, &[Message::user(ANY_QUESTION)]).await?;
+    Ok(tail.trim_end().ends_with("<think>"))
+}
+
+/// The question a template is rendered with to see how it starts the assistant's turn.
+const ANY_QUESTION: &str = "Is 2 + 2 = 4?";
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,7 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ponder_engine::answer::{extract_answer, stated_answer};
+use ponder_engine::answer::{extract_answer, stated_answer_in_turn, THINK_CLOSE};
 use ponder_engine::solve_in_stages;
 use ponder_engine::{
     Backend, Candidate, Choice, Context, Error, EventKind, FinishReason, GenerationRequest,
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{check_sampling, StrategyConfig};
 use crate::direct::{candidate_of, DirectConfig};
 use crate::prompt::{PromptStyle, ANSWER_CUE};
-use ponder_engine::turn::{still_to_write, template_tail};
+use ponder_engine::turn::{opens_thinking, still_to_write, template_tail};
 
 /// Config of [`Router`] (`kind = "router"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -445,7 +445,13 @@ impl Router {
         // (Under a budget stop of a strategy of many samples the chosen one may have ended by
         // itself: its answer, unstated, still loses to the short one, which the model stated.)
         let cut = solution.stop_reason == StopReason::MaxTokens || solution.stop_reason.is_budget();
-        if solution.answer.is_none() || (cut && stated_answer(&solution.completion).is_none()) {
+        let unstated = cut && {
+            // Thinking a template opened, cut before its close: all of it is thinking.
+            let opened = !solution.completion.contains(THINK_CLOSE)
+                && opens_thinking(cx.backend()).await.unwrap_or(false);
+            stated_answer_in_turn(&solution.completion, opened).is_none()
+        };
+        if solution.answer.is_none() || unstated {
             if let Some(answer) = signals.as_ref().and_then(|s| s.answer.clone()) {
                 tracing::debug!(problem = %problem.id, "thinking gave no answer; the short one stands");
                 solution.answer = Some(answer);

@@ -82,6 +82,17 @@ pub fn stated_answer(text: &str) -> Option<String> {
         .or_else(|| stated(text))
 }
 
+/// [`stated_answer`] of a completion whose turn the chat template began with `<think>`
+/// where `thinking_opened` ([`crate::turn::opens_thinking`]): without a `</think>` of its
+/// own, all of it is thinking, and an answer tried there is not stated.
+pub fn stated_answer_in_turn(completion: &str, thinking_opened: bool) -> Option<String> {
+    if thinking_opened && !completion.contains("<think>") {
+        stated_answer(&format!("<think>{completion}"))
+    } else {
+        stated_answer(completion)
+    }
+}
+
 /// The delimiter that ends a reasoning model's thinking (DeepSeek-R1 and its distills, QwQ,
 /// Qwen3, and ponder's budget forcing by default).
 pub const THINK_CLOSE: &str = "</think>";

@@ -892,4 +892,11 @@ fn a_stated_answer_is_never_guessed() {
         stated_answer("<think>maybe \\boxed{5}?</think> \\boxed{7}").as_deref(),
         Some("7")
     );
+    // Thinking a chat template opened: the completion holds only its close.
+    use super::stated_answer_in_turn;
+    let cut = "maybe \\boxed{5}? let me check";
+    assert_eq!(stated_answer_in_turn(cut, true), None);
+    assert_eq!(stated_answer_in_turn(cut, false).as_deref(), Some("5"));
+    let done = "maybe \\boxed{5}?</think> \\boxed{7}";
+    assert_eq!(stated_answer_in_turn(done, true).as_deref(), Some("7"));
 }

@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use ponder_engine::answer::stated_answer;
+use ponder_engine::answer::{stated_answer_in_turn, THINK_CLOSE};
+use ponder_engine::turn::opens_thinking;
 use ponder_engine::{
     solve_in_stages, Candidate, Context, Error, EventKind, Pending, Problem, Result, Scorer,
     Solution, Stage, Staged, StopReason, Strategy,
@@ -480,12 +481,8 @@ impl BestOfN {
 
     /// Each answer's mass in the vote (its samples for `majority`, their summed reward
     /// otherwise), and every candidate's reward (as [`ballot`] counts them).
-    fn votes(
-        &self,
-        candidates: &[Candidate],
-        stops: &[StopReason],
-    ) -> (Vec<f64>, Vec<Option<f64>>) {
-        let (answers, rewards) = ballot(candidates, stops);
+    fn votes(&self, draw: &Draw) -> (Vec<f64>, Vec<Option<f64>>) {
+        let (answers, rewards) = ballot(draw);
         let groups = ponder_prm::groups(&answers, &rewards);
         let mass = match self.config.select {
             Select::Majority => groups.iter().map(|g| g.members.len() as f64).collect(),
@@ -494,12 +491,12 @@ impl BestOfN {
         (mass, rewards)
     }
 
-    /// Whether the vote among `candidates` is settled with `left` samples still to draw.
-    fn decided(&self, candidates: &[Candidate], stops: &[StopReason], left: usize) -> bool {
+    /// Whether the vote among `draw`'s candidates is settled with `left` samples still to draw.
+    fn decided(&self, draw: &Draw, left: usize) -> bool {
         let Some(adaptive) = &self.config.adaptive else {
             return false;
         };
-        let (mass, rewards) = self.votes(candidates, stops);
+        let (mass, rewards) = self.votes(draw);
         // A vote is 1, and a reward at most 1: one more sample adds at most 1 to a group.
         let per_sample = 1.0;
         let mut sorted = mass.clone();
@@ -518,8 +515,7 @@ impl BestOfN {
         // the leader (one vote among two samples, the other unanswered, is no agreement).
         match adaptive.agreement {
             Some(share) => {
-                self.vote_share(candidates, stops) >= share
-                    && candidates.len() >= adaptive.round.get()
+                self.vote_share(draw) >= share && draw.candidates.len() >= adaptive.round.get()
             }
             None => false,
         }
@@ -529,16 +525,19 @@ impl BestOfN {
 /// The candidates' answers and rewards as the vote counts them: a sample the budget cut off
 /// before it stated an answer ends on a number of its working, not an answer, and is selected
 /// from only where no other sample answered.
-fn ballot(
-    candidates: &[Candidate],
-    stops: &[StopReason],
-) -> (Vec<Option<String>>, Vec<Option<f64>>) {
+fn ballot(draw: &Draw) -> (Vec<Option<String>>, Vec<Option<f64>>) {
+    let candidates = &draw.candidates;
     let mut answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
     let mut rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
+    let opened = draw.thinking_opened.unwrap_or(false);
     let guessed: Vec<bool> = candidates
         .iter()
-        .zip(stops)
-        .map(|(c, stop)| stop.is_budget() && c.answer.is_some() && stated_answer(&c.text).is_none())
+        .zip(&draw.stops)
+        .map(|(c, stop)| {
+            stop.is_budget()
+                && c.answer.is_some()
+                && stated_answer_in_turn(&c.text, opened).is_none()
+        })
         .collect();
     if answers
         .iter()
@@ -579,6 +578,9 @@ struct Draw {
     stop_reason: StopReason,
     /// The errors of samples that failed (each drawn again until as many failed as `n`).
     failed: Vec<String>,
+    /// Whether the chat template opens a thinking block at the start of the turn: asked only
+    /// once a sample the budget cut has no `</think>` of its own ([`ballot`]).
+    thinking_opened: Option<bool>,
 }
 
 impl Draw {
@@ -588,6 +590,19 @@ impl Draw {
             stops: Vec::new(),
             stop_reason: StopReason::Completed,
             failed: Vec::new(),
+            thinking_opened: None,
+        }
+    }
+
+    /// Asks `cx`'s backend whether its template opens the thinking, where a sample the budget
+    /// cut needs it to tell whether it stated its answer (not asked otherwise).
+    async fn learn_template(&mut self, cx: &Context) {
+        let needed = self.thinking_opened.is_none()
+            && self.candidates.iter().zip(&self.stops).any(|(c, stop)| {
+                stop.is_budget() && c.answer.is_some() && !c.text.contains(THINK_CLOSE)
+            });
+        if needed {
+            self.thinking_opened = Some(opens_thinking(cx.backend()).await.unwrap_or(false));
         }
     }
 
@@ -647,18 +662,20 @@ impl BestOfN {
                 Err(Error::BudgetExhausted { resource }) => {
                     draw.stop_reason = resource.into();
                     draw.candidates.extend(drawn);
+                    draw.learn_template(cx).await;
                     return Ok(false);
                 }
                 Err(e) => return Err(e),
             }
             draw.candidates.extend(drawn);
+            draw.learn_template(cx).await;
             if let Some(reason) = budget_stop {
                 draw.stop_reason = reason;
-                self.report_round(cx, &draw.candidates, &draw.stops, false);
+                self.report_round(cx, draw, false);
                 return Ok(false);
             }
-            let decided = self.decided(&draw.candidates, &draw.stops, n - draw.candidates.len());
-            self.report_round(cx, &draw.candidates, &draw.stops, decided);
+            let decided = self.decided(draw, n - draw.candidates.len());
+            self.report_round(cx, draw, decided);
             if decided {
                 return Ok(true);
             }
@@ -670,17 +687,11 @@ impl BestOfN {
     }
 
     /// Reports a round: how many samples, and how the vote stands.
-    fn report_round(
-        &self,
-        cx: &Context,
-        candidates: &[Candidate],
-        stops: &[StopReason],
-        decided: bool,
-    ) {
+    fn report_round(&self, cx: &Context, draw: &Draw, decided: bool) {
         if !cx.events().is_on() {
             return;
         }
-        let (answers, rewards) = ballot(candidates, stops);
+        let (answers, rewards) = ballot(draw);
         let leader = self
             .config
             .select
@@ -690,10 +701,10 @@ impl BestOfN {
         cx.emit(
             self.name(),
             EventKind::Round {
-                samples: candidates.len(),
+                samples: draw.candidates.len(),
                 of: self.config.n.get(),
                 leader,
-                share: self.vote_share(candidates, stops),
+                share: self.vote_share(draw),
                 decided,
             },
         );
@@ -701,13 +712,13 @@ impl BestOfN {
 
     /// The leading answer's share of the vote (of the reward, for `weighted`; the best reward,
     /// for `naive`): how sure a draw is. 0 with no answer.
-    fn vote_share(&self, candidates: &[Candidate], stops: &[StopReason]) -> f64 {
-        let (mass, rewards) = self.votes(candidates, stops);
+    fn vote_share(&self, draw: &Draw) -> f64 {
+        let (mass, rewards) = self.votes(draw);
         let leader = mass.iter().copied().fold(0.0, f64::max);
         let total = match self.config.select {
             Select::Naive => return rewards.iter().flatten().copied().fold(0.0, f64::max),
             // Unanswered samples count against the leader.
-            Select::Majority => candidates.len() as f64,
+            Select::Majority => draw.candidates.len() as f64,
             Select::Weighted => mass.iter().sum(),
         };
         if total > 0.0 {
@@ -721,13 +732,14 @@ impl BestOfN {
     /// `fin` (final, not a first stage's answer to fall back on).
     fn select(&self, cx: &Context, draw: Draw, fin: bool) -> Result<Solution> {
         let n = self.config.n.get();
+        let (answers, rewards) = ballot(&draw);
         let Draw {
             candidates,
             stops,
             mut stop_reason,
             failed,
+            ..
         } = draw;
-        let (answers, rewards) = ballot(&candidates, &stops);
         let selection = self.config.select.apply(&answers, &rewards);
         let chosen = selection.index.and_then(|i| candidates.get(i)).cloned();
         let answer = selection
@@ -823,7 +835,7 @@ impl BestOfN {
             && draw.candidates.len() < n
             && !draw.gave_up(n))
         .then(|| {
-            let share = self.vote_share(&draw.candidates, &draw.stops);
+            let share = self.vote_share(&draw);
             Pending {
                 confidence: share,
                 why: format!(
@@ -860,6 +872,7 @@ impl Staged for BestOfN {
             candidates: so_far.candidates,
             stop_reason: StopReason::Completed,
             failed: details.failed,
+            thinking_opened: None,
         };
         draw.stops
             .resize(draw.candidates.len(), StopReason::Completed);

@@ -364,6 +364,39 @@ async fn samples_the_budget_cut_end_the_draw_and_do_not_vote_with_their_working(
     assert_eq!(solution.answer.as_deref(), Some("25"));
 }
 
+#[tokio::test]
+async fn an_answer_tried_in_thinking_a_template_opened_and_the_budget_cut_does_not_vote() {
+    // Round 1 splits 42 to 17, each stated after its thinking; the budget cuts both samples of
+    // round 2 at an answer tried while thinking. Where the template opened the thinking, those
+    // are not stated, and 42 (first drawn) wins; where it did not, they are, and 17 wins 3 to 1.
+    let tried = "So it is \\boxed{17}? No, 17 + 8 = 25, and 25 - 8";
+    for (opening, answer) in [("<think>\n", "42"), ("", "17")] {
+        let backend = Arc::new(
+            ScriptedBackend::new([
+                "42.</think>The answer is 42.",
+                "17.</think>The answer is 17.",
+                tried,
+                tried,
+            ])
+            .with_opening(opening),
+        );
+        let config = BestOfNConfig {
+            adaptive: Some(AdaptiveConfig {
+                round: NonZeroUsize::new(2).unwrap(),
+                agreement: None,
+            }),
+            ..BestOfNConfig::self_consistency(NonZeroUsize::new(8).unwrap())
+        };
+        let strategy = BestOfN::new(config).unwrap();
+        let budget = Budget::unlimited().with_max_completion_tokens(2 * 28 + 2 * 20);
+        let solution = run(&strategy, backend, budget).await;
+        assert_eq!(solution.stop_reason, StopReason::CompletionBudget);
+        assert_eq!(solution.candidates.len(), 4, "{opening:?}");
+        assert_eq!(solution.candidates[2].text, "So it is \\boxed{17}?");
+        assert_eq!(solution.answer.as_deref(), Some(answer), "{opening:?}");
+    }
+}
+
 /// Best-of-3 over budget forcing (one at a time), and a script of a thinking reply and an
 /// answer reply per sample.
 fn forced_best_of_3(answers: [&str; 3]) -> (BestOfN, Arc<ScriptedBackend>) {

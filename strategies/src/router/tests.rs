@@ -293,6 +293,29 @@ fn thinking_without_an_answer_keeps_the_short_one() {
         assert_ne!(solution.completion, thinking);
         assert_eq!(solution.answer.as_deref(), Some(answer), "{thinking}");
     }
+    // A reasoning model's template opened the thinking: an answer tried in it, cut before
+    // `</think>`, is not stated; one after the close is.
+    for (thinking, answer) in [
+        (
+            "so maybe \\boxed{9}? Let me check: each box costs 3 dollars, and",
+            "7",
+        ),
+        (
+            "so 9.</think> The answer is 9, and to check it we add more",
+            "9",
+        ),
+    ] {
+        let backend = Arc::new(
+            ScriptedBackend::from_replies([
+                Reply::Unsure("Final Answer: 7".into(), 0.1f32.ln()),
+                Reply::Text(thinking.into()),
+            ])
+            .with_opening("<think>\n"),
+        );
+        let solution = solve_with(&router(cut_at_40.clone()), &backend, Budget::unlimited());
+        assert_eq!(solution.stop_reason, StopReason::MaxTokens, "{thinking}");
+        assert_eq!(solution.answer.as_deref(), Some(answer), "{thinking}");
+    }
     // No budget even for the short answer: an empty solution, not an error.
     let backend = Arc::new(ScriptedBackend::new(["Final Answer: 7"]));
     let solution = solve_with(
