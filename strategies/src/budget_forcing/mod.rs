@@ -475,6 +475,8 @@ impl BudgetForcing {
         // The budget that ended the thinking before the cap, if one did: the stop, as in
         // decode (whatever the answer).
         let mut budget_stop: Option<Resource>;
+        // The budget that refused a wait the minimum asked for, if one did.
+        let mut short_of_minimum: Option<Resource> = None;
         loop {
             let to_cap = cap.saturating_sub(details.thinking_tokens);
             let left = match budget_room(details.thinking_tokens) {
@@ -591,7 +593,16 @@ impl BudgetForcing {
             // As in decode: a wait that would leave no room to think after it (within the cap,
             // the room the context window leaves, or the budget's) is not said.
             let after = details.thinking_tokens + wait_tokens;
-            if after >= cap || budget_room(after).is_some_and(|(room, _)| room == 0) {
+            let refused_by = budget_room(after)
+                .filter(|&(room, _)| room == 0)
+                .map(|(_, resource)| resource);
+            if after >= cap || refused_by.is_some() {
+                // Short of the minimum, the budget (not the model) ended the thinking: its
+                // stop, as in decode, where the thinking runs on to the cap the budget lowered.
+                if after < cap && details.thinking_tokens < c.min_thinking_tokens {
+                    short_of_minimum = refused_by;
+                    details.budget_thinking_cap = Some(details.thinking_tokens);
+                }
                 break;
             }
             pending_wait = Some((thinking.len(), wait_tokens));
@@ -634,7 +645,9 @@ impl BudgetForcing {
             c.answer_cue,
             choice.text.trim_start()
         );
-        let budget_stop = budget_stop.filter(|_| details.forced_end);
+        let budget_stop = budget_stop
+            .filter(|_| details.forced_end)
+            .or(short_of_minimum);
         Ok(Outcome {
             thinking,
             answer: choice.text.clone(),

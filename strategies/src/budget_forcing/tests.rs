@@ -711,6 +711,34 @@ async fn resubmitted_thinking_leaves_the_answer_room_in_the_budget() {
     // The budget ended the thinking, as in decode.
     assert_eq!(solution.stop_reason, StopReason::CompletionBudget);
 
+    // Thinking that stops by itself short of the minimum, where the budget leaves no room for
+    // a wait and the answer: the budget ended the thinking, not the model.
+    let backend = Arc::new(ScriptedBackend::new(vec!["ab</think>", "4"]));
+    let short_of_min = BudgetForcingConfig {
+        min_thinking_tokens: 50,
+        ..config.clone()
+    };
+    let budget = Budget::unlimited().with_max_completion_tokens(14);
+    let (solution, details) = solved(short_of_min.clone(), &backend, budget).await;
+    assert_eq!(backend.requests()[0].max_tokens, 10);
+    assert_eq!(
+        (details.waits, details.thinking_tokens),
+        (0, 2),
+        "{details:?}"
+    );
+    assert_eq!(details.budget_thinking_cap, Some(2), "{details:?}");
+    assert_eq!(solution.answer.as_deref(), Some("4"));
+    assert_eq!(solution.stop_reason, StopReason::CompletionBudget);
+    // Past the minimum, a wait the budget refuses leaves the model's own end.
+    let backend = Arc::new(ScriptedBackend::new(vec!["ab</think>", "4"]));
+    let waits_only = BudgetForcingConfig {
+        max_waits: 1,
+        ..config.clone()
+    };
+    let (solution, details) = solved(waits_only, &backend, budget).await;
+    assert_eq!(details.waits, 0, "{details:?}");
+    assert_eq!(solution.stop_reason, StopReason::Completed);
+
     // Both budgets: the completion budget is the tighter, and the all-tokens one leaves room.
     let backend = Arc::new(ScriptedBackend::new(vec![thinking, "4"]));
     let (_, details) = solved(
