@@ -16,7 +16,7 @@ use ponder::engine::{
     runner, Allocation, BackendKind, Budget, Dequantize, DeviceSpec, Event, EventKind, EventLog,
     EventSink, Events, Problem, ResultLine, Runner, Strategy,
 };
-use ponder::report::{Comparison, RunReport};
+use ponder::report::{Comparison, References, RunReport};
 use ponder::Config;
 
 #[derive(Debug, Parser)]
@@ -133,6 +133,10 @@ enum Command {
         /// older ponder); the files are not changed, and code problems keep their test results.
         #[arg(long)]
         regrade: bool,
+        /// With --regrade: grade against this problem file's reference answers (a corrected
+        /// set) instead of those the results record.
+        #[arg(long, value_name = "JSONL", requires = "regrade")]
+        problems: Option<PathBuf>,
     },
     /// List the built-in models and their cache paths, or fetch one.
     Models {
@@ -280,7 +284,15 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 plot,
                 json,
                 regrade,
-            } => report(&results, labels, plot.as_deref(), json, regrade),
+                problems,
+            } => report(
+                &results,
+                labels,
+                plot.as_deref(),
+                json,
+                regrade,
+                problems.as_deref(),
+            ),
             Command::Models { action } => models_command(action),
         }
     })
@@ -335,6 +347,7 @@ fn report(
     plot: Option<&Path>,
     json: bool,
     regrade: bool,
+    problems: Option<&Path>,
 ) -> anyhow::Result<()> {
     if !labels.is_empty() && labels.len() != results.len() {
         bail!(
@@ -357,12 +370,13 @@ fn report(
     if let Some(plot) = plot {
         check_parent(plot, "--plot")?;
     }
+    let references = problems.map(References::load).transpose()?;
     let mut labels = labels.into_iter();
     let runs = results
         .iter()
         .map(|path| {
             if regrade {
-                RunReport::load_regraded(path, labels.next())
+                RunReport::load_regraded(path, labels.next(), references.as_ref())
             } else {
                 RunReport::load(path, labels.next())
             }

@@ -640,6 +640,42 @@ fn report_compares_runs_and_names_bad_files() {
         stdout.contains("2 math answers graded again by this ponder: 1 now right, 0 now wrong"),
         "{stdout}"
     );
+    // Against a corrected problem file: problem 1's reference is now 2, problem 2 is not in it.
+    let corrected = dir.path().join("corrected.jsonl");
+    std::fs::write(
+        &corrected,
+        "{\"id\": \"1\", \"question\": \"q\", \"answer\": \"2\"}\n{\"id\": \"3\", \"question\": \"q\", \"answer\": \"1\"}\n",
+    )
+    .unwrap();
+    let out = ponder()
+        .args(["report", "--regrade", "--problems"])
+        .arg(&corrected)
+        .arg(&a)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("50.0% [9.5-90.5] (1/2)"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1 problem graded against the problem file's reference")
+            && stdout.contains("1 problem not in the problem file"),
+        "{stdout}"
+    );
+    // Without --regrade it would change nothing: refused.
+    let out = ponder()
+        .args(["report", "--problems"])
+        .arg(&corrected)
+        .arg(&a)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--regrade"),
+        "{stderr}"
+    );
 
     let damaged = dir.path().join("damaged.jsonl");
     std::fs::write(

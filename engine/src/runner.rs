@@ -426,8 +426,8 @@ impl Runner {
             tracing::warn!(
                 "{} result(s) in {} were graded against another reference answer than the \
                  problem file gives now (`{first}`, ...): their `correct` is the old reference's \
-                 (`ponder report` counts it so); write to another --out to grade them all \
-                 against the new ones",
+                 (`ponder report` counts it so; `ponder report --regrade --problems FILE` \
+                 grades them against the new ones)",
                 regraded.len(),
                 out.display(),
             );

@@ -111,6 +111,47 @@ pub struct Regraded {
     pub now_right: usize,
     /// Of those, recorded right and now wrong.
     pub now_wrong: usize,
+    /// With a problem file's references ([`References`]): lines whose reference it replaced.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub references_changed: usize,
+    /// Lines of problems the file does not have (graded against the reference recorded).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub not_in_problems: usize,
+    /// Lines of problems whose question the file asks otherwise (left as recorded).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub other_question: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// A problem file's reference answers, by problem id, for grading results against them
+/// (`ponder report --regrade --problems FILE`: a corrected set).
+#[derive(Debug, Clone, Default)]
+pub struct References {
+    /// Per id: the reference, and the question's fingerprint.
+    by_id: HashMap<String, (Option<String>, String)>,
+}
+
+impl References {
+    /// The references of the problem set at `path` (any set `ponder run` reads).
+    pub fn load(path: &Path) -> Result<Self> {
+        let problems = ponder_engine::Problem::load_jsonl(path)?;
+        Ok(Self::of(&problems))
+    }
+
+    /// The references of `problems`.
+    pub fn of(problems: &[ponder_engine::Problem]) -> Self {
+        let by_id = problems
+            .iter()
+            .map(|p| {
+                let fingerprint = ponder_engine::runner::question_fingerprint(p);
+                (p.id.clone(), (p.reference.clone(), fingerprint))
+            })
+            .collect();
+        Self { by_id }
+    }
 }
 
 /// Grades the math lines of `lines` again with this ponder's grader
@@ -121,13 +162,40 @@ pub struct Regraded {
 /// search, DVTS); where its details do not list them and its own grade changed, a single
 /// candidate (the answer itself) is graded as the answer is, and several have their grades
 /// dropped rather than left to disagree with it.
-pub fn regrade(lines: &mut [ResultLine]) -> Regraded {
+///
+/// With `references` (a problem file's), each line is graded against its problem's reference
+/// there instead of the one it records, where the question is the same (by the fingerprint the
+/// line records); lines of problems the file lacks keep theirs.
+pub fn regrade(lines: &mut [ResultLine], references: Option<&References>) -> Regraded {
     let mut last = HashMap::new();
     for (i, line) in lines.iter().enumerate() {
         last.insert(line.id.clone(), i);
     }
     let mut changed = Regraded::default();
     for (i, line) in lines.iter_mut().enumerate() {
+        let counts = last.get(&line.id) == Some(&i);
+        if let Some(references) = references {
+            match references.by_id.get(&line.id) {
+                None => changed.not_in_problems += usize::from(counts),
+                Some((_, question))
+                    if line.question_sha.as_deref().is_some_and(|q| q != question) =>
+                {
+                    changed.other_question += usize::from(counts);
+                    continue;
+                }
+                Some((reference, _)) => {
+                    if line.reference != *reference {
+                        changed.references_changed += usize::from(counts);
+                        line.reference.clone_from(reference);
+                        // A line newly without a reference: not graded.
+                        if reference.is_none() && line.answer.is_some() {
+                            line.correct = None;
+                            line.candidates = None;
+                        }
+                    }
+                }
+            }
+        }
         let Some(reference) = line.reference.as_deref() else {
             continue;
         };
@@ -145,7 +213,7 @@ pub fn regrade(lines: &mut [ResultLine]) -> Regraded {
             .answer
             .as_deref()
             .is_some_and(|a| ponder_engine::answer::equivalent(a, reference));
-        if last.get(&line.id) == Some(&i) {
+        if counts {
             changed.graded += 1;
             match line.correct {
                 Some(false) if now => changed.now_right += 1,
@@ -220,16 +288,26 @@ fn route_of(line: &ResultLine) -> Option<&str> {
 impl RunReport {
     /// Reads `path`; `label` defaults to the file name without `.jsonl` and `.results`.
     pub fn load(path: &Path, label: Option<String>) -> Result<Self> {
-        Self::read(path, label, false)
+        Self::read(path, label, None)
     }
 
     /// [`RunReport::load`], with the math answers graded again by this ponder's grader
     /// ([`regrade`]); the file is not changed.
-    pub fn load_regraded(path: &Path, label: Option<String>) -> Result<Self> {
-        Self::read(path, label, true)
+    pub fn load_regraded(
+        path: &Path,
+        label: Option<String>,
+        references: Option<&References>,
+    ) -> Result<Self> {
+        Self::read(path, label, Some(references))
     }
 
-    fn read(path: &Path, label: Option<String>, regrade_lines: bool) -> Result<Self> {
+    /// Reads `path`, regrading its lines where `regrade_with` is given (with a problem file's
+    /// references, where it holds them).
+    fn read(
+        path: &Path,
+        label: Option<String>,
+        regrade_with: Option<Option<&References>>,
+    ) -> Result<Self> {
         if !path.is_file() {
             let why = if path.is_dir() {
                 "a directory, not a results file (a .jsonl that `ponder run --out` wrote)"
@@ -242,7 +320,7 @@ impl RunReport {
             ));
         }
         let (mut lines, half_written_line) = peek_results(path)?;
-        let regraded = regrade_lines.then(|| regrade(&mut lines));
+        let regraded = regrade_with.map(|references| regrade(&mut lines, references));
         let label = label.unwrap_or_else(|| default_label(path));
         let mut report = Self::from_lines(label, &lines);
         report.regraded = regraded;
@@ -950,6 +1028,29 @@ impl Comparison {
                     r.now_right,
                     r.now_wrong
                 ));
+                if r.references_changed > 0 {
+                    notes.push(format!(
+                        "{}: {} graded against the problem file's reference, not the one \
+                         recorded",
+                        run.label,
+                        count(r.references_changed, "problem", "problems"),
+                    ));
+                }
+                if r.not_in_problems > 0 {
+                    notes.push(format!(
+                        "{}: {} not in the problem file: graded against the reference recorded",
+                        run.label,
+                        count(r.not_in_problems, "problem", "problems"),
+                    ));
+                }
+                if r.other_question > 0 {
+                    notes.push(format!(
+                        "{}: {} asked otherwise in the problem file (another question under \
+                         the same id): left as recorded",
+                        run.label,
+                        count(r.other_question, "problem", "problems"),
+                    ));
+                }
             }
         }
         notes

@@ -53,13 +53,14 @@ fn regrading_uses_this_grader_on_math_lines_only() {
         graded("e", "1", Some("1"), true),
         line("f", None, 10, true),
     ];
-    let changed = regrade(&mut lines);
+    let changed = regrade(&mut lines, None);
     assert_eq!(
         changed,
         Regraded {
             graded: 4,
             now_right: 1,
-            now_wrong: 1
+            now_wrong: 1,
+            ..Regraded::default()
         }
     );
     let correct: Vec<Option<bool>> = lines.iter().map(|l| l.correct).collect();
@@ -76,7 +77,7 @@ fn regrading_uses_this_grader_on_math_lines_only() {
         reference: Some("x".into()),
         ..line("g", Some(true), 10, false)
     }];
-    assert_eq!(regrade(&mut code), Regraded::default());
+    assert_eq!(regrade(&mut code, None), Regraded::default());
     assert_eq!(code[0].correct, Some(true));
     // Passed by its tests, with a number an older ponder read from a candidate program.
     let mut code = [ResultLine {
@@ -85,7 +86,7 @@ fn regrading_uses_this_grader_on_math_lines_only() {
         details: serde_json::json!({ "candidates": [{ "answer": "3" }, { "answer": null }] }),
         ..line("i", Some(true), 10, false)
     }];
-    assert_eq!(regrade(&mut code), Regraded::default());
+    assert_eq!(regrade(&mut code, None), Regraded::default());
     assert_eq!(code[0].correct, Some(true));
     // Failed by its tests, its candidates (best-of-N over programs) listed without answers:
     // their grades stand.
@@ -101,7 +102,7 @@ fn regrading_uses_this_grader_on_math_lines_only() {
         ] }),
         ..line("h", Some(false), 10, false)
     }];
-    assert_eq!(regrade(&mut code), Regraded::default());
+    assert_eq!(regrade(&mut code, None), Regraded::default());
     assert_eq!(
         code[0].candidates,
         Some(CandidateGrades {
@@ -109,6 +110,51 @@ fn regrading_uses_this_grader_on_math_lines_only() {
             right: 2
         })
     );
+}
+
+#[test]
+fn regrading_against_a_problem_file_takes_its_references_where_the_question_is_the_same() {
+    let problems = [
+        ponder_engine::Problem::new("a", "Q a").with_reference("2"),
+        ponder_engine::Problem::new("b", "Q b").with_reference("1"),
+        ponder_engine::Problem::new("c", "Q c"),
+    ];
+    let references = References::of(&problems);
+    let sha = |i: usize| Some(ponder_engine::runner::question_fingerprint(&problems[i]));
+    let mut lines = vec![
+        // Reference corrected from 1 to 2: the answer 1 is now wrong.
+        ResultLine {
+            question_sha: sha(0),
+            ..line("a", Some(true), 10, false)
+        },
+        // Another question under the id: left as recorded.
+        ResultLine {
+            question_sha: Some("0123456789abcdef".into()),
+            ..line("b", Some(false), 10, false)
+        },
+        // Not in the file: graded against its own.
+        line("d", Some(false), 10, false),
+        // The file gives no reference now: no grade.
+        ResultLine {
+            question_sha: sha(2),
+            ..line("c", Some(true), 10, false)
+        },
+    ];
+    let changed = regrade(&mut lines, Some(&references));
+    assert_eq!(
+        changed,
+        Regraded {
+            graded: 2,
+            now_right: 1,
+            now_wrong: 1,
+            references_changed: 2,
+            not_in_problems: 1,
+            other_question: 1,
+        }
+    );
+    assert_eq!(lines[0].reference.as_deref(), Some("2"));
+    let correct: Vec<Option<bool>> = lines.iter().map(|l| l.correct).collect();
+    assert_eq!(correct, [Some(false), Some(false), Some(true), None]);
 }
 
 #[test]
@@ -142,7 +188,7 @@ fn regrading_grades_the_candidates_listed_in_the_details_again() {
             ..with("d", "sqrt(3)/3", serde_json::Value::Null, 0)
         },
     ];
-    regrade(&mut lines);
+    regrade(&mut lines, None);
     let grades: Vec<Option<CandidateGrades>> = lines.iter().map(|l| l.candidates).collect();
     assert_eq!(
         grades,
