@@ -144,6 +144,18 @@ fn walk(prefix: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
                 if prefix.is_empty() && key == PROBLEMS_IN_SET {
                     continue;
                 }
+                // `{"even": {"max_run_tokens": N}}`, absent for first come: said as chosen.
+                if prefix.is_empty() && key == "allocation" {
+                    let (old, new) = (a.get(key), b.get(key));
+                    if old != new {
+                        out.push(format!(
+                            "allocation: {} -> {}",
+                            allocation(old),
+                            allocation(new)
+                        ));
+                    }
+                    continue;
+                }
                 let path = if prefix.is_empty() {
                     key.clone()
                 } else {
@@ -165,6 +177,23 @@ fn walk(prefix: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
             };
             out.push(format!("{prefix}: {} -> {}", show(old), show(new)));
         }
+    }
+}
+
+/// A recorded allocation as `--allocate` names it, with its run budget.
+fn allocation(recorded: Option<&Value>) -> String {
+    match recorded
+        .and_then(Value::as_object)
+        .and_then(|m| m.iter().next())
+    {
+        Some((name, how)) => {
+            let name = name.replace('_', "-");
+            match how.get("max_run_tokens") {
+                Some(tokens) => format!("{name} (--max-run-tokens {tokens})"),
+                None => name,
+            }
+        }
+        None => "first-come".into(),
     }
 }
 
@@ -191,6 +220,16 @@ mod tests {
         assert!(err.starts_with(&out.display().to_string()), "{err}");
         assert!(err.contains("strategy.n: 4 -> 8"), "{err}");
         assert!(err.contains("budget.max_tokens: (none) -> 9"), "{err}");
+        // An allocation is said as `--allocate` names it; first come is recorded as none.
+        let shared = json!({"strategy": {"kind": "beam_search", "n": 4}, "budget": {},
+                            "allocation": {"even": {"max_run_tokens": 900}}});
+        let err = check_or_record(&out, &shared, true, false, true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("changed: allocation: first-come -> even (--max-run-tokens 900)"),
+            "{err}"
+        );
 
         // Without results there is nothing to mix: the new configuration is recorded, by a
         // run (under the results file's lock); a check alone (`ponder run` before it loads
