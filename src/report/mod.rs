@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use comfy_table::Table;
 use plotters::prelude::*;
 use ponder_engine::runner::{
-    config_path, peek_results, recorded_spend, stop_reason_name, Allocation, ResultLine,
+    config_path, peek_results, recorded_spend, stop_reason_name, triage_path, Allocation,
+    ResultLine,
 };
 use ponder_engine::CandidateGrades;
 use ponder_engine::Usage;
@@ -349,11 +350,12 @@ impl RunReport {
         };
         let side = side.ok();
         // The side file names the allocation where it is not first come; only triage keeps
-        // spend of its own (the kept stages).
-        let triage = side
-            .as_ref()
-            .and_then(|s| s.get("allocation")?.get("triage"))
-            .is_some();
+        // spend of its own (the kept stages). Without a readable side file, triage's own file
+        // says it (read as first come, its stages' calls would count again from the ledger).
+        let triage = match &side {
+            Some(s) => s.get("allocation").and_then(|a| a.get("triage")).is_some(),
+            None => triage_path(path).exists(),
+        };
         let allocation = if triage {
             Allocation::Triage
         } else {

@@ -791,6 +791,10 @@ fn the_spend_counts_every_attempt_and_the_plot_places_a_run_by_it() {
     .unwrap();
     let triage = RunReport::load(&out, None).unwrap();
     assert_eq!(triage.spent.map(|u| u.total_tokens()), Some(215));
+    // The record cut short (a full disk): triage's own file says how the run allocated.
+    std::fs::write(config_path(&out), "{\"strategy\": {\"ki").unwrap();
+    let cut = RunReport::load(&out, None).unwrap();
+    assert_eq!(cut.spent.map(|u| u.total_tokens()), Some(215));
 
     // A damaged ledger: the spend is unknown, and said so; the report still reads.
     std::fs::write(dir.path().join("o.jsonl.spend.jsonl"), "not json\n").unwrap();
