@@ -502,10 +502,15 @@ pub fn model_identity(table: &serde_json::Value) -> serde_json::Value {
             }
             None => {
                 out.insert("model".into(), Value::Null);
-                // One URL is a list of one (`"http://a"` and `["http://a"]` are one server).
+                // One URL is a list of one (`"http://a"` and `["http://a"]` are one server);
+                // a login written into one is no part of it (nor written to a record).
+                let bare = |url: &Value| match url.as_str() {
+                    Some(url) => Value::String(crate::openai::without_login(url)),
+                    None => url.clone(),
+                };
                 let urls = match get("base_url") {
-                    Some(Value::String(url)) => json!([url]),
-                    Some(urls) => urls.clone(),
+                    Some(Value::Array(urls)) => Value::Array(urls.iter().map(bare).collect()),
+                    Some(url) => json!([bare(url)]),
                     None => json!([]),
                 };
                 out.insert("base_url".into(), urls);

@@ -151,6 +151,11 @@ fn split_login(url: &str) -> (String, Option<Login>) {
     )
 }
 
+/// `url` without a login written into it (`http://user:pass@host` is `http://host`).
+pub(crate) fn without_login(url: &str) -> String {
+    split_login(url).0
+}
+
 /// What one HTTP attempt came to.
 enum Attempt {
     Done(Value),

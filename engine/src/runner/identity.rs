@@ -252,6 +252,25 @@ mod tests {
     }
 
     #[test]
+    fn a_login_in_a_server_url_is_no_part_of_the_identity() {
+        let table =
+            json!({"backend": "openai", "base_url": ["http://u:secret@a:1/v1", "http://b:2"]});
+        let identity = crate::model_config::model_identity(&table);
+        assert_eq!(identity["base_url"], json!(["http://a:1/v1", "http://b:2"]));
+        let one = json!({"backend": "openai", "base_url": "https://u@a"});
+        assert_eq!(
+            crate::model_config::model_identity(&one)["base_url"],
+            json!(["https://a"])
+        );
+        // A record written with it resumes as the identity without it.
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        std::fs::write(path_of(&out), json!({"model": table}).to_string()).unwrap();
+        let now = json!({"model": identity});
+        check_or_record(&out, &now, true, false, true).unwrap();
+    }
+
+    #[test]
     fn a_record_holding_a_whole_model_table_resumes_as_its_identity() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("r.jsonl");
