@@ -1295,6 +1295,16 @@ fn a_login_in_a_base_url_is_sent_as_basic_auth_and_never_shown() {
             .all(|h| h.eq_ignore_ascii_case("authorization: Basic dXNAZXI6cDpzcw==")),
         "{seen:?}"
     );
+    // One server under two logins: refused, naming neither password.
+    let mut options = OpenAiOptions::new(url.clone(), "m");
+    options
+        .base_urls
+        .push(format!("http://other:pw@127.0.0.1:{port}"));
+    let err = block_on(OpenAiBackend::connect(options))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("different logins"), "{err}");
+    assert!(!err.contains("p:ss") && !err.contains(":pw"), "{err}");
     // A login and an API key would both be the Authorization header.
     let mut options = OpenAiOptions::new(url, "m");
     options.api_key = Some("k".into());

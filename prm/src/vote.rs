@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use ponder_engine::answer::{canonical_key, equivalent};
+use ponder_engine::answer::{canonical_key, Comparable};
 use serde::{Deserialize, Serialize};
 
 /// How best-of-N picks. Default `weighted`. Configs may also spell them as in the papers and
@@ -47,25 +47,37 @@ pub struct Selection {
 }
 
 /// Groups candidates with an answer, in order of first appearance: by equivalence key, then
-/// each group joins the first earlier one whose answer is [`equivalent`] to its own (what a
-/// key cannot tell: the same expression written otherwise, a rounded decimal). Equivalence
-/// is not transitive at the edges (`50%` is both `0.5` and `50`); the first group wins.
+/// each group joins the first earlier one whose answers are all
+/// [`equivalent`](ponder_engine::answer::equivalent) to all of its
+/// own (what a key cannot tell: the same expression written otherwise, a rounded decimal).
+/// All to all, since equivalence is not transitive at the edges: `50%` is both `0.5` and
+/// `50`, which share no group however the samples come.
 pub fn groups(answers: &[Option<String>], rewards: &[Option<f64>]) -> Vec<Group> {
-    let mut merged: Vec<Group> = Vec::new();
+    // Per group, its distinct answers, prepared once.
+    let mut merged: Vec<(Group, Vec<Comparable>)> = Vec::new();
     for group in keyed_groups(answers, rewards) {
-        match merged
+        let mut forms: Vec<&str> = group
+            .members
+            .iter()
+            .filter_map(|&i| answers.get(i).and_then(Option::as_deref))
+            .collect();
+        forms.sort_unstable();
+        forms.dedup();
+        let forms: Vec<Comparable> = forms.into_iter().map(Comparable::new).collect();
+        let joins = merged
             .iter_mut()
-            .find(|g| equivalent(&g.answer, &group.answer))
-        {
-            Some(earlier) => {
+            .find(|(_, theirs)| theirs.iter().all(|t| forms.iter().all(|f| t.equivalent(f))));
+        match joins {
+            Some((earlier, theirs)) => {
                 earlier.members.extend(group.members);
                 earlier.members.sort_unstable();
                 earlier.weight += group.weight;
+                theirs.extend(forms);
             }
-            None => merged.push(group),
+            None => merged.push((group, forms)),
         }
     }
-    merged
+    merged.into_iter().map(|(group, _)| group).collect()
 }
 
 /// Groups candidates with an answer by equivalence key, in order of first appearance.
@@ -250,6 +262,17 @@ mod tests {
         let w = Select::Weighted.apply(&answers, &rewards);
         assert_eq!(w.index, Some(1), "{:?}", w.groups);
         assert!((w.groups[0].weight - 1.0).abs() < 1e-9, "{:?}", w.groups);
+        // `50%` is `0.5` and `50`, which are not one answer: whatever the order, `0.5` stays
+        // apart from the group `50%` and `50` share by key.
+        for answers in [
+            a(&[Some("0.5"), Some("50%"), Some("50"), Some("50")]),
+            a(&[Some("50"), Some("0.5"), Some("50%"), Some("50")]),
+        ] {
+            let s = Select::Majority.apply(&answers, &[None; 4]);
+            assert_eq!(s.groups.len(), 2, "{:?}", s.groups);
+            assert_eq!(s.groups[0].members.len(), 3, "{:?}", s.groups);
+            assert_ne!(answers[s.index.unwrap()].as_deref(), Some("0.5"));
+        }
     }
 
     #[test]

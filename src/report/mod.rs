@@ -112,13 +112,22 @@ pub struct Regraded {
     pub now_right: usize,
     /// Of those, recorded right and now wrong.
     pub now_wrong: usize,
-    /// With a problem file's references ([`References`]): lines whose reference it replaced.
+    /// With a problem file's references ([`References`]): lines graded against a reference
+    /// it replaced.
     #[serde(skip_serializing_if = "is_zero")]
     pub references_changed: usize,
+    /// Math lines the file gives no reference now (no longer graded).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub no_reference_now: usize,
+    /// Lines that record no fingerprint of their question (written by an older ponder):
+    /// matched to the file's problems by id alone.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unfingerprinted: usize,
     /// Lines of problems the file does not have (graded against the reference recorded).
     #[serde(skip_serializing_if = "is_zero")]
     pub not_in_problems: usize,
-    /// Lines of problems whose question the file asks otherwise (left as recorded).
+    /// Lines of problems whose question the file asks otherwise (graded against the
+    /// reference recorded).
     #[serde(skip_serializing_if = "is_zero")]
     pub other_question: usize,
 }
@@ -175,21 +184,25 @@ pub fn regrade(lines: &mut [ResultLine], references: Option<&References>) -> Reg
     let mut changed = Regraded::default();
     for (i, line) in lines.iter_mut().enumerate() {
         let counts = last.get(&line.id) == Some(&i);
+        // Whether the problem file's reference replaced the one recorded.
+        let mut replaced = false;
         if let Some(references) = references {
             match references.by_id.get(&line.id) {
                 None => changed.not_in_problems += usize::from(counts),
+                // Another question under the id: its own reference, as without the file.
                 Some((_, question))
                     if line.question_sha.as_deref().is_some_and(|q| q != question) =>
                 {
                     changed.other_question += usize::from(counts);
-                    continue;
                 }
                 Some((reference, _)) => {
+                    changed.unfingerprinted += usize::from(counts && line.question_sha.is_none());
                     if line.reference != *reference {
-                        changed.references_changed += usize::from(counts);
                         line.reference.clone_from(reference);
-                        // A line newly without a reference: not graded.
-                        if reference.is_none() && line.answer.is_some() {
+                        replaced = reference.is_some();
+                        // A math line newly without a reference: no grade.
+                        if reference.is_none() && line.answer.is_some() && line.error.is_none() {
+                            changed.no_reference_now += usize::from(counts);
                             line.correct = None;
                             line.candidates = None;
                         }
@@ -216,6 +229,7 @@ pub fn regrade(lines: &mut [ResultLine], references: Option<&References>) -> Reg
             .is_some_and(|a| ponder_engine::answer::equivalent(a, reference));
         if counts {
             changed.graded += 1;
+            changed.references_changed += usize::from(replaced);
             match line.correct {
                 Some(false) if now => changed.now_right += 1,
                 Some(true) if !now => changed.now_wrong += 1,
@@ -223,17 +237,21 @@ pub fn regrade(lines: &mut [ResultLine], references: Option<&References>) -> Reg
             }
         }
         let was = line.correct.replace(now);
+        let grade_listed = |answers: &[Option<&str>]| CandidateGrades {
+            graded: answers.len(),
+            right: answers
+                .iter()
+                .filter(|a| a.is_some_and(|a| ponder_engine::answer::equivalent(a, reference)))
+                .count(),
+        };
+        // Graded for the first time (the problem file gave it a reference): its candidates
+        // too, where its details list them.
+        if line.candidates.is_none() && was.is_none() {
+            line.candidates = listed_answers(&line.details).map(|a| grade_listed(&a));
+        }
         if let Some(grades) = line.candidates {
             line.candidates = match listed_answers(&line.details) {
-                Some(answers) if answers.len() == grades.graded => Some(CandidateGrades {
-                    graded: answers.len(),
-                    right: answers
-                        .iter()
-                        .filter(|a| {
-                            a.is_some_and(|a| ponder_engine::answer::equivalent(a, reference))
-                        })
-                        .count(),
-                }),
+                Some(answers) if answers.len() == grades.graded => Some(grade_listed(&answers)),
                 _ if was == Some(now) => Some(grades),
                 // One candidate: the answer itself (`direct`), graded as it now is.
                 _ if grades.graded == 1 => Some(CandidateGrades {
@@ -640,7 +658,10 @@ fn set_of(identity: &serde_json::Value) -> Option<usize> {
 /// default model: the identity knows that model by its address) from the run's side file, if
 /// any.
 fn model_of(identity: &serde_json::Value) -> Option<String> {
-    let model = identity.get("model")?;
+    // As a resumed run reads it (a record written before logins were left out may hold one).
+    let mut model = identity.get("model")?.clone();
+    ponder_engine::model_identities(&mut model);
+    let model = &model;
     let named = ["source", "model"]
         .iter()
         .find_map(|key| model.get(*key).and_then(|v| v.as_str()));
@@ -1048,9 +1069,24 @@ impl Comparison {
                 if r.other_question > 0 {
                     notes.push(format!(
                         "{}: {} asked otherwise in the problem file (another question under \
-                         the same id): left as recorded",
+                         the same id): graded against the reference recorded",
                         run.label,
                         count(r.other_question, "problem", "problems"),
+                    ));
+                }
+                if r.no_reference_now > 0 {
+                    notes.push(format!(
+                        "{}: {} without a reference in the problem file: no longer graded",
+                        run.label,
+                        count(r.no_reference_now, "problem", "problems"),
+                    ));
+                }
+                if r.unfingerprinted > 0 {
+                    notes.push(format!(
+                        "{}: {} record no fingerprint of the question (an older ponder's): \
+                         matched to the problem file by id alone",
+                        run.label,
+                        count(r.unfingerprinted, "problem", "problems"),
                     ));
                 }
             }

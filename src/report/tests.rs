@@ -144,17 +144,43 @@ fn regrading_against_a_problem_file_takes_its_references_where_the_question_is_t
     assert_eq!(
         changed,
         Regraded {
-            graded: 2,
-            now_right: 1,
+            graded: 3,
+            now_right: 2,
             now_wrong: 1,
-            references_changed: 2,
+            references_changed: 1,
             not_in_problems: 1,
             other_question: 1,
+            no_reference_now: 1,
+            unfingerprinted: 0,
         }
     );
     assert_eq!(lines[0].reference.as_deref(), Some("2"));
+    // b keeps its own reference (1), and is graded against it.
+    assert_eq!(lines[1].reference.as_deref(), Some("1"));
     let correct: Vec<Option<bool>> = lines.iter().map(|l| l.correct).collect();
-    assert_eq!(correct, [Some(false), Some(false), Some(true), None]);
+    assert_eq!(correct, [Some(false), Some(true), Some(true), None]);
+
+    // A line graded for the first time: its listed candidates are graded too; a line without
+    // a fingerprint is matched by id and said so.
+    let mut first = vec![ResultLine {
+        reference: None,
+        correct: None,
+        details: serde_json::json!({ "candidates": [{ "answer": "2" }, { "answer": "3" }] }),
+        ..line("a", None, 10, false)
+    }];
+    let changed = regrade(&mut first, Some(&references));
+    assert_eq!(
+        (changed.references_changed, changed.unfingerprinted),
+        (1, 1)
+    );
+    assert_eq!(first[0].correct, Some(false));
+    assert_eq!(
+        first[0].candidates,
+        Some(CandidateGrades {
+            graded: 2,
+            right: 1
+        })
+    );
 }
 
 #[test]

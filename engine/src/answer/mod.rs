@@ -119,21 +119,42 @@ pub fn marked_answer(solution: &str) -> Option<String> {
 /// True when two answers denote the same value (used for grading against a reference
 /// and for grouping votes). Empty answers are never equivalent to anything.
 pub fn equivalent(a: &str, b: &str) -> bool {
-    let na = normalize(a);
-    let nb = normalize(b);
-    if na.text.is_empty() || nb.text.is_empty() {
-        return false;
+    Comparable::new(a).equivalent(&Comparable::new(b))
+}
+
+/// An answer normalised and evaluated once, to compare with many others ([`equivalent`]
+/// prepares both sides each call).
+#[derive(Debug, Clone)]
+pub struct Comparable {
+    norm: normalize::Normalized,
+    value: Option<num::Num>,
+}
+
+impl Comparable {
+    /// `answer`, prepared.
+    pub fn new(answer: &str) -> Self {
+        let norm = normalize(answer);
+        let value = eval(&norm.text);
+        Self { norm, value }
     }
-    if na.text == nb.text {
-        return true;
+
+    /// [`equivalent`] of the two answers.
+    pub fn equivalent(&self, other: &Self) -> bool {
+        let (na, nb) = (&self.norm, &other.norm);
+        if na.text.is_empty() || nb.text.is_empty() {
+            return false;
+        }
+        if na.text == nb.text {
+            return true;
+        }
+        if let (Some(x), Some(y)) = (self.value, other.value) {
+            return x.same(y)
+                || (na.percent && x.percent().is_some_and(|x| x.same(y)))
+                || (nb.percent && y.percent().is_some_and(|y| x.same(y)))
+                || same_when_rounded(&na.text, &nb.text, x.value(), y.value());
+        }
+        same_structure(&na.text, &nb.text, 0) || same_function(&na.text, &nb.text)
     }
-    if let (Some(x), Some(y)) = (eval(&na.text), eval(&nb.text)) {
-        return x.same(y)
-            || (na.percent && x.percent().is_some_and(|x| x.same(y)))
-            || (nb.percent && y.percent().is_some_and(|y| x.same(y)))
-            || same_when_rounded(&na.text, &nb.text, x.value(), y.value());
-    }
-    same_structure(&na.text, &nb.text, 0) || same_function(&na.text, &nb.text)
 }
 
 /// True when a side written as a rounded decimal (four or more decimal places and four or more

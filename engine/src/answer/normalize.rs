@@ -48,6 +48,7 @@ const REWRITES: &[(&str, &str)] = &[
 ];
 
 /// A normalised answer and whether it carried a percent sign.
+#[derive(Debug, Clone)]
 pub(super) struct Normalized {
     pub(super) text: String,
     pub(super) percent: bool,

@@ -126,12 +126,13 @@ struct Login {
 }
 
 /// `url` without the login in its authority (`http://user:pass@host/v1` is `http://host/v1`),
-/// and that login, percent-decoded.
+/// and that login, percent-decoded. The authority runs to the first `/` (a password may hold
+/// a `?` or `#` not percent-encoded; a base URL has no query).
 fn split_login(url: &str) -> (String, Option<Login>) {
     let Some((scheme, rest)) = url.split_once("://") else {
         return (url.to_string(), None);
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let end = rest.find('/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);
     let Some((userinfo, host)) = authority.rsplit_once('@') else {
         return (url.to_string(), None);
@@ -189,6 +190,23 @@ impl OpenAiBackend {
             }
             *url = trimmed.to_string();
             logins.push(login);
+        }
+        // One server listed twice with two logins (or with and without one) would take
+        // either by chance. (Twice alike is a larger share of the requests.)
+        let mut login_of: HashMap<&str, &Option<Login>> = HashMap::new();
+        for (url, login) in options.base_urls.iter().zip(&logins) {
+            if login_of
+                .insert(url, login)
+                .is_some_and(|other| other != login)
+            {
+                return Err(Error::Connection {
+                    url: url.clone(),
+                    attempts: 0,
+                    reason: "listed twice in base_url with different logins: one server, one \
+                             login"
+                        .into(),
+                });
+            }
         }
         if options.api_key.is_some() && logins.iter().any(Option::is_some) {
             return Err(Error::Connection {
@@ -449,23 +467,29 @@ impl OpenAiBackend {
         }
     }
 
-    /// The login the base URL of `url` was written with, if any (the longest base URL that
-    /// `url` starts with).
-    fn login_for(&self, url: &str) -> Option<&Login> {
+    /// The login base URL `base` was written with, if any (base URLs are distinct: see
+    /// [`Self::connect`]).
+    fn login_for(&self, base: &str) -> Option<&Login> {
         let bases = self.options.base_urls.iter().zip(&self.logins);
         bases
-            .filter(|(base, _)| url.starts_with(base.as_str()))
-            .max_by_key(|(base, _)| base.len())
-            .and_then(|(_, login)| login.as_ref())
+            .filter(|(b, _)| b.as_str() == base)
+            .find_map(|(_, login)| login.as_ref())
     }
 
-    async fn attempt(&self, method: reqwest::Method, url: &str, body: Option<&Value>) -> Attempt {
+    /// One HTTP request to `url`, a path on the server at `base`.
+    async fn attempt(
+        &self,
+        method: reqwest::Method,
+        base: &str,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Attempt {
         let _permit = self.permits.acquire().await;
         let mut builder = self.client.request(method, url);
         if let Some(key) = &self.options.api_key {
             builder = builder.bearer_auth(key);
         }
-        if let Some(login) = self.login_for(url) {
+        if let Some(login) = self.login_for(base) {
             builder = builder.basic_auth(&login.user, login.password.as_ref());
         }
         if let Some(body) = body {
@@ -601,7 +625,7 @@ impl OpenAiBackend {
             let base = urls.get(index).cloned().unwrap_or_default();
             let url = format!("{base}{path}");
             attempts += 1;
-            match self.attempt(method.clone(), &url, body).await {
+            match self.attempt(method.clone(), &base, &url, body).await {
                 Attempt::Done(value) => {
                     self.unreachable.store(false, Ordering::Relaxed);
                     self.shun(index, None);
@@ -669,7 +693,7 @@ impl OpenAiBackend {
         body: Option<&Value>,
     ) -> Result<Value> {
         let url = format!("{base}{path}");
-        match self.attempt(method, &url, body).await {
+        match self.attempt(method, base, &url, body).await {
             Attempt::Done(value) => Ok(value),
             Attempt::Fail(e) => Err(e),
             Attempt::Retry(reason, _, Some(status)) => Err(Error::Http {

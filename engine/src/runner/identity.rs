@@ -40,9 +40,15 @@ pub(super) fn check_or_record(
                 // Records written before a scorer's or judge's model table was recorded by
                 // its identity alone held the whole table (its URLs, timeouts...): read as
                 // their identity, they resume as they were.
+                let raw = recorded.clone();
                 crate::model_config::model_identities(&mut recorded);
                 let changes = differences(&recorded, identity);
                 if changes.is_empty() {
+                    // Written again as read, where it held more (a login in a URL, a
+                    // scorer's whole table): by the run, under its lock.
+                    if record && recorded != raw {
+                        write_atomically(&side, &recorded)?;
+                    }
                     return Ok(());
                 }
                 return Err(Error::Config {
@@ -267,7 +273,17 @@ mod tests {
         let out = dir.path().join("r.jsonl");
         std::fs::write(path_of(&out), json!({"model": table}).to_string()).unwrap();
         let now = json!({"model": identity});
+        check_or_record(&out, &now, false, false, false).unwrap();
+        check_or_record(&out, &now, true, false, false).unwrap();
+        // A check alone leaves the record; the run writes it again without the login.
+        let side = std::fs::read_to_string(path_of(&out)).unwrap();
+        assert!(side.contains("secret"), "{side}");
         check_or_record(&out, &now, true, false, true).unwrap();
+        let side = std::fs::read_to_string(path_of(&out)).unwrap();
+        assert!(
+            !side.contains("secret") && side.contains("http://a:1/v1"),
+            "{side}"
+        );
     }
 
     #[test]

@@ -602,7 +602,14 @@ impl Draw {
                 stop.is_budget() && c.answer.is_some() && !c.text.contains(THINK_CLOSE)
             });
         if needed {
-            self.thinking_opened = Some(opens_thinking(cx.backend()).await.unwrap_or(false));
+            // Not learnt (a failed request): asked again after the next round.
+            self.thinking_opened = match opens_thinking(cx.backend()).await {
+                Ok(opened) => Some(opened),
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not tell whether the template opens thinking");
+                    None
+                }
+            };
         }
     }
 

@@ -519,7 +519,9 @@ impl BudgetForcing {
                         Error::BudgetExhausted { resource } => Some(resource),
                         _ => None,
                     };
-                    return Ok(Outcome::thinking_only(thinking, details, tokens, resource));
+                    return Ok(Outcome::thinking_only(
+                        &open, thinking, details, tokens, resource,
+                    ));
                 }
                 Err(e) => return Err(e),
             };
@@ -622,6 +624,7 @@ impl BudgetForcing {
             // No budget left for the answer: the answer is read from the thinking.
             Err(Error::BudgetExhausted { resource }) => {
                 return Ok(Outcome::thinking_only(
+                    &open,
                     thinking,
                     details,
                     tokens,
@@ -630,7 +633,9 @@ impl BudgetForcing {
             }
             // Nor room in the context window (its length unknown here): the same.
             Err(Error::PromptTooLong { .. }) if !thinking.is_empty() => {
-                return Ok(Outcome::thinking_only(thinking, details, tokens, None));
+                return Ok(Outcome::thinking_only(
+                    &open, thinking, details, tokens, None,
+                ));
             }
             Err(e) => return Err(e),
         };
@@ -686,15 +691,19 @@ struct Outcome {
 
 impl Outcome {
     /// A sample stopped before its answer, by the budget (`budget_stop`) or the context
-    /// window: the thinking is all there is.
+    /// window: the thinking is all there is. Its text starts with the `open` ponder wrote
+    /// (none where the chat template opened the block), so that it reads as thinking never
+    /// closed, and an answer tried in it as not stated
+    /// ([`ponder_engine::answer::stated_answer`]).
     fn thinking_only(
+        open: &str,
         thinking: String,
         details: ForcingDetails,
         tokens: u64,
         budget_stop: Option<Resource>,
     ) -> Self {
         Self {
-            text: thinking.clone(),
+            text: format!("{open}{thinking}"),
             thinking,
             answer: String::new(),
             details,

@@ -575,7 +575,7 @@ async fn a_wait_whose_call_the_budget_refused_is_not_counted_and_resubmissions_a
     // allowed: think, wait, think again (a resubmission), wait, and the third call is refused.
     let backend = Arc::new(ScriptedBackend::new(vec![
         "2 + 2 = 4.</think>",
-        " So 4.</think>",
+        " So \\boxed{4}.</think>",
         "4",
     ]));
     let config = BudgetForcingConfig {
@@ -594,15 +594,25 @@ async fn a_wait_whose_call_the_budget_refused_is_not_counted_and_resubmissions_a
         solution.completion
     );
     assert!(
-        solution.completion.trim_end().ends_with("So 4."),
+        solution.completion.trim_end().ends_with("So \\boxed{4}."),
         "{}",
         solution.completion
+    );
+    // Thinking never closed, and says so: what it tried is not a stated answer.
+    assert!(
+        solution.completion.starts_with("<think>"),
+        "{}",
+        solution.completion
+    );
+    assert_eq!(
+        ponder_engine::answer::stated_answer(&solution.completion),
+        None
     );
     // The second call sent the first one's prompt again, with the thinking so far.
     let requests = backend.requests();
     assert_eq!(requests.len(), 2);
     assert!(details.resubmitted_prompt_tokens > 0, "{details:?}");
-    let thought = "2 + 2 = 4. Wait So 4.".len();
+    let thought = "2 + 2 = 4. Wait So \\boxed{4}.".len();
     assert_eq!(details.thinking_tokens, thought, "{details:?}");
 }
 
