@@ -520,7 +520,7 @@ impl BudgetForcing {
                         _ => None,
                     };
                     return Ok(Outcome::thinking_only(
-                        &open, thinking, details, tokens, resource,
+                        open, thinking, details, tokens, resource,
                     ));
                 }
                 Err(e) => return Err(e),
@@ -624,7 +624,7 @@ impl BudgetForcing {
             // No budget left for the answer: the answer is read from the thinking.
             Err(Error::BudgetExhausted { resource }) => {
                 return Ok(Outcome::thinking_only(
-                    &open,
+                    open,
                     thinking,
                     details,
                     tokens,
@@ -634,7 +634,7 @@ impl BudgetForcing {
             // Nor room in the context window (its length unknown here): the same.
             Err(Error::PromptTooLong { .. }) if !thinking.is_empty() => {
                 return Ok(Outcome::thinking_only(
-                    &open, thinking, details, tokens, None,
+                    open, thinking, details, tokens, None,
                 ));
             }
             Err(e) => return Err(e),
