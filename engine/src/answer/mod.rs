@@ -71,15 +71,18 @@ fn extract_in(text: &str) -> Option<String> {
 /// The answer a completion states, read as [`extract_answer`] reads it but never guessed: its
 /// last `\boxed{...}` or what follows an answer cue, not the last number it happens to end on.
 /// What a completion cut off mid-way says for sure (`... so 3 boxes cost 3` states nothing;
-/// nor does a `\boxed{5}` tried inside thinking that was cut before it closed).
+/// nor does a `\boxed{5}` tried inside thinking, cut before it closed or right after: after
+/// `</think>`, only what follows it states).
 pub fn stated_answer(text: &str) -> Option<String> {
     if text.contains("<think>") && !text.contains(THINK_CLOSE) {
         return None;
     }
     let stated = |t: &str| last_boxed(t).or_else(|| after_cue(t));
-    after_thinking(text)
-        .and_then(stated)
-        .or_else(|| stated(text))
+    // After thinking, only what follows it states (nothing, where it was cut right there).
+    if text.contains(THINK_CLOSE) {
+        return after_thinking(text).and_then(stated);
+    }
+    stated(text)
 }
 
 /// [`stated_answer`] of a completion whose turn the chat template began with `<think>`
