@@ -1305,6 +1305,13 @@ fn a_login_in_a_base_url_is_sent_as_basic_auth_and_never_shown() {
         .to_string();
     assert!(err.contains("different logins"), "{err}");
     assert!(!err.contains("p:ss") && !err.contains(":pw"), "{err}");
+    // A password with a `/` not percent-encoded is still a password.
+    let options = OpenAiOptions::new(format!("http://u:pa/ss@127.0.0.1:{port}/v1"), "m");
+    let backend = block_on(OpenAiBackend::connect(options)).unwrap();
+    assert_eq!(
+        backend.options().base_urls,
+        vec![format!("http://127.0.0.1:{port}")]
+    );
     // A login and an API key would both be the Authorization header.
     let mut options = OpenAiOptions::new(url, "m");
     options.api_key = Some("k".into());

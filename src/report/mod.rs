@@ -116,6 +116,12 @@ pub struct Regraded {
     /// it replaced.
     #[serde(skip_serializing_if = "is_zero")]
     pub references_changed: usize,
+    /// Of those graded, lines not graded before (no reference recorded), and of them right.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub newly_graded: usize,
+    /// See `newly_graded`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub newly_right: usize,
     /// Math lines the file gives no reference now (no longer graded).
     #[serde(skip_serializing_if = "is_zero")]
     pub no_reference_now: usize,
@@ -140,8 +146,9 @@ fn is_zero(n: &usize) -> bool {
 /// (`ponder report --regrade --problems FILE`: a corrected set).
 #[derive(Debug, Clone, Default)]
 pub struct References {
-    /// Per id: the reference, and the question's fingerprint.
-    by_id: HashMap<String, (Option<String>, String)>,
+    /// Per id: the reference, the question's fingerprint, and whether it is a code problem
+    /// (graded by its tests, not by a reference).
+    by_id: HashMap<String, (Option<String>, String, bool)>,
 }
 
 impl References {
@@ -157,7 +164,10 @@ impl References {
             .iter()
             .map(|p| {
                 let fingerprint = ponder_engine::runner::question_fingerprint(p);
-                (p.id.clone(), (p.reference.clone(), fingerprint))
+                (
+                    p.id.clone(),
+                    (p.reference.clone(), fingerprint, p.code.is_some()),
+                )
             })
             .collect();
         Self { by_id }
@@ -184,28 +194,34 @@ pub fn regrade(lines: &mut [ResultLine], references: Option<&References>) -> Reg
     let mut changed = Regraded::default();
     for (i, line) in lines.iter_mut().enumerate() {
         let counts = last.get(&line.id) == Some(&i);
-        // Whether the problem file's reference replaced the one recorded.
+        // Whether the problem file's reference replaced the one recorded, and whether the file
+        // says the problem is math (graded by its reference: without an answer, wrong).
         let mut replaced = false;
+        let mut math = false;
         if let Some(references) = references {
             match references.by_id.get(&line.id) {
                 None => changed.not_in_problems += usize::from(counts),
                 // Another question under the id: its own reference, as without the file.
-                Some((_, question))
+                Some((_, question, _))
                     if line.question_sha.as_deref().is_some_and(|q| q != question) =>
                 {
                     changed.other_question += usize::from(counts);
                 }
-                Some((reference, _)) => {
+                // Graded by its tests: as recorded.
+                Some((_, _, true)) => continue,
+                Some((reference, _, false)) => {
                     changed.unfingerprinted += usize::from(counts && line.question_sha.is_none());
-                    if line.reference != *reference {
-                        line.reference.clone_from(reference);
-                        replaced = reference.is_some();
-                        // A math line newly without a reference: no grade.
-                        if reference.is_none() && line.answer.is_some() && line.error.is_none() {
+                    math = true;
+                    replaced = reference.is_some() && line.reference != *reference;
+                    line.reference.clone_from(reference);
+                    // Math without a reference now: no grade.
+                    if reference.is_none() {
+                        if line.correct.is_some() {
                             changed.no_reference_now += usize::from(counts);
-                            line.correct = None;
-                            line.candidates = None;
                         }
+                        line.correct = None;
+                        line.candidates = None;
+                        continue;
                     }
                 }
             }
@@ -220,7 +236,7 @@ pub fn regrade(lines: &mut [ResultLine], references: Option<&References>) -> Reg
             && listed_answers(&line.details).is_none_or(|a| a.iter().all(Option::is_none));
         // No answer, yet right: graded by its tests (math without an answer is wrong).
         let passed_code = line.answer.is_none() && line.correct == Some(true);
-        if line.error.is_some() || unanswered || passed_code {
+        if line.error.is_some() || (!math && (unanswered || passed_code)) {
             continue;
         }
         let now = line
@@ -233,6 +249,10 @@ pub fn regrade(lines: &mut [ResultLine], references: Option<&References>) -> Reg
             match line.correct {
                 Some(false) if now => changed.now_right += 1,
                 Some(true) if !now => changed.now_wrong += 1,
+                None => {
+                    changed.newly_graded += 1;
+                    changed.newly_right += usize::from(now);
+                }
                 _ => {}
             }
         }
@@ -245,9 +265,16 @@ pub fn regrade(lines: &mut [ResultLine], references: Option<&References>) -> Reg
                 .count(),
         };
         // Graded for the first time (the problem file gave it a reference): its candidates
-        // too, where its details list them.
+        // too, where its details list them, or the answer itself (`direct`'s one candidate).
         if line.candidates.is_none() && was.is_none() {
-            line.candidates = listed_answers(&line.details).map(|a| grade_listed(&a));
+            line.candidates = match listed_answers(&line.details) {
+                Some(answers) => Some(grade_listed(&answers)),
+                None if line.strategy == "direct" => Some(CandidateGrades {
+                    graded: 1,
+                    right: usize::from(now),
+                }),
+                None => None,
+            };
         }
         if let Some(grades) = line.candidates {
             line.candidates = match listed_answers(&line.details) {
@@ -1051,6 +1078,15 @@ impl Comparison {
                     r.now_right,
                     r.now_wrong
                 ));
+                if r.newly_graded > 0 {
+                    notes.push(format!(
+                        "{}: {} graded for the first time (the problem file gave a reference): \
+                         {} right",
+                        run.label,
+                        count(r.newly_graded, "problem", "problems"),
+                        r.newly_right,
+                    ));
+                }
                 if r.references_changed > 0 {
                     notes.push(format!(
                         "{}: {} graded against the problem file's reference, not the one \

@@ -127,7 +127,7 @@ fn regrading_against_a_problem_file_takes_its_references_where_the_question_is_t
             question_sha: sha(0),
             ..line("a", Some(true), 10, false)
         },
-        // Another question under the id: left as recorded.
+        // Another question under the id: graded against the reference it records.
         ResultLine {
             question_sha: Some("0123456789abcdef".into()),
             ..line("b", Some(false), 10, false)
@@ -152,6 +152,8 @@ fn regrading_against_a_problem_file_takes_its_references_where_the_question_is_t
             other_question: 1,
             no_reference_now: 1,
             unfingerprinted: 0,
+            newly_graded: 0,
+            newly_right: 0,
         }
     );
     assert_eq!(lines[0].reference.as_deref(), Some("2"));
@@ -170,8 +172,13 @@ fn regrading_against_a_problem_file_takes_its_references_where_the_question_is_t
     }];
     let changed = regrade(&mut first, Some(&references));
     assert_eq!(
-        (changed.references_changed, changed.unfingerprinted),
-        (1, 1)
+        (
+            changed.references_changed,
+            changed.unfingerprinted,
+            changed.newly_graded,
+            changed.newly_right
+        ),
+        (1, 1, 1, 0)
     );
     assert_eq!(first[0].correct, Some(false));
     assert_eq!(
@@ -181,6 +188,37 @@ fn regrading_against_a_problem_file_takes_its_references_where_the_question_is_t
             right: 1
         })
     );
+    // A math problem the file gives a reference first, answered by nothing: wrong, as a run
+    // grades it. A code problem: as recorded, whatever the line says.
+    let with_code = [
+        ponder_engine::Problem::new("m", "Q m").with_reference("2"),
+        ponder_engine::Problem {
+            code: Some(ponder_engine::CodeTask {
+                prompt: "def f():\n".into(),
+                entry_point: "f".into(),
+                test: "def check(c): pass\n".into(),
+            }),
+            ..ponder_engine::Problem::new("k", "def f():\n")
+        },
+    ];
+    let mut lines = vec![
+        ResultLine {
+            answer: None,
+            reference: None,
+            correct: None,
+            ..line("m", None, 10, false)
+        },
+        ResultLine {
+            answer: None,
+            reference: Some("x".into()),
+            correct: Some(true),
+            ..line("k", Some(true), 10, false)
+        },
+    ];
+    let changed = regrade(&mut lines, Some(&References::of(&with_code)));
+    assert_eq!(lines[0].correct, Some(false));
+    assert_eq!(lines[1].correct, Some(true));
+    assert_eq!((changed.graded, changed.newly_graded), (1, 1));
 }
 
 #[test]

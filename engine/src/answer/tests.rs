@@ -893,7 +893,10 @@ fn a_stated_answer_is_never_guessed() {
         Some("7")
     );
     // Closed, with nothing after it: what was tried while thinking is not stated either.
-    assert_eq!(stated_answer("<think>so \\boxed{5}</think>\n").as_deref(), None);
+    assert_eq!(
+        stated_answer("<think>so \\boxed{5}</think>\n").as_deref(),
+        None
+    );
     assert_eq!(stated_answer("so \\boxed{5}</think>").as_deref(), None);
     // Thinking a chat template opened: the completion holds only its close.
     use super::stated_answer_in_turn;

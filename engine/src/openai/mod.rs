@@ -126,17 +126,20 @@ struct Login {
 }
 
 /// `url` without the login in its authority (`http://user:pass@host/v1` is `http://host/v1`),
-/// and that login, percent-decoded. The authority runs to the first `/` (a password may hold
-/// a `?` or `#` not percent-encoded; a base URL has no query).
+/// and that login, percent-decoded. The login runs to the last `@` and the host from there to
+/// the next `/` (a password may hold a `/`, `?` or `#` not percent-encoded; a base URL's path
+/// holds no `@`).
 fn split_login(url: &str) -> (String, Option<Login>) {
     let Some((scheme, rest)) = url.split_once("://") else {
         return (url.to_string(), None);
     };
-    let end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+    let Some((userinfo, after)) = rest.rsplit_once('@') else {
         return (url.to_string(), None);
     };
+    let (host, path) = after.split_at(after.find('/').unwrap_or(after.len()));
+    if host.is_empty() {
+        return (url.to_string(), None);
+    }
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)
             .decode_utf8_lossy()
