@@ -661,7 +661,8 @@ fn report_compares_runs_and_names_bad_files() {
     );
     assert!(
         stdout.contains("1 problem graded against the problem file's reference")
-            && stdout.contains("1 problem not in the problem file"),
+            && stdout.contains("1 problem not in the problem file")
+            && stdout.contains("1 problem without a fingerprint of the question"),
         "{stdout}"
     );
     // Without --regrade it would change nothing: refused.

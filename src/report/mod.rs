@@ -1087,43 +1087,33 @@ impl Comparison {
                         r.newly_right,
                     ));
                 }
-                if r.references_changed > 0 {
-                    notes.push(format!(
-                        "{}: {} graded against the problem file's reference, not the one \
-                         recorded",
-                        run.label,
-                        count(r.references_changed, "problem", "problems"),
-                    ));
-                }
-                if r.not_in_problems > 0 {
-                    notes.push(format!(
-                        "{}: {} not in the problem file: graded against the reference recorded",
-                        run.label,
-                        count(r.not_in_problems, "problem", "problems"),
-                    ));
-                }
-                if r.other_question > 0 {
-                    notes.push(format!(
-                        "{}: {} asked otherwise in the problem file (another question under \
-                         the same id): graded against the reference recorded",
-                        run.label,
-                        count(r.other_question, "problem", "problems"),
-                    ));
-                }
-                if r.no_reference_now > 0 {
-                    notes.push(format!(
-                        "{}: {} without a reference in the problem file: no longer graded",
-                        run.label,
-                        count(r.no_reference_now, "problem", "problems"),
-                    ));
-                }
-                if r.unfingerprinted > 0 {
-                    notes.push(format!(
-                        "{}: {} record no fingerprint of the question (an older ponder's): \
-                         matched to the problem file by id alone",
-                        run.label,
-                        count(r.unfingerprinted, "problem", "problems"),
-                    ));
+                let about_the_file = [
+                    (
+                        r.references_changed,
+                        "graded against the problem file's reference, not the one recorded",
+                    ),
+                    (
+                        r.not_in_problems,
+                        "not in the problem file: graded against the reference recorded",
+                    ),
+                    (
+                        r.other_question,
+                        "asked otherwise in the problem file (another question under the same \
+                         id): graded against the reference recorded",
+                    ),
+                    (
+                        r.no_reference_now,
+                        "without a reference in the problem file: no longer graded",
+                    ),
+                    (
+                        r.unfingerprinted,
+                        "without a fingerprint of the question in the results (an older \
+                         ponder's): matched to the problem file by id alone",
+                    ),
+                ];
+                for (n, what) in about_the_file.into_iter().filter(|(n, _)| *n > 0) {
+                    let problems = count(n, "problem", "problems");
+                    notes.push(format!("{}: {problems} {what}", run.label));
                 }
             }
         }
