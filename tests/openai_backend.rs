@@ -132,11 +132,20 @@ fn n_samples_in_one_request_and_fanned_out_count_tokens_per_choice() {
         let generation = block_on(backend.generate(request)).unwrap();
         assert_eq!(generation.choices.len(), 3, "{native_n:?}");
         for choice in &generation.choices {
-            assert_eq!(choice.finish_reason, FinishReason::Length, "{choice:?}");
-            assert_eq!(choice.completion_tokens, 12, "{native_n:?}: {choice:?}");
+            match choice.finish_reason {
+                FinishReason::Length => {
+                    assert_eq!(choice.completion_tokens, 12, "{native_n:?}: {choice:?}");
+                }
+                // A sample at temperature 1 may end by itself first.
+                _ => assert!(
+                    (1..=12).contains(&choice.completion_tokens),
+                    "{native_n:?}: {choice:?}"
+                ),
+            }
             assert!(choice.logprobs.is_none(), "not asked for");
         }
-        assert_eq!(generation.usage.completion_tokens, 36);
+        let counted: usize = generation.choices.iter().map(|c| c.completion_tokens).sum();
+        assert_eq!(generation.usage.completion_tokens, counted as u64);
         // One request when the server honours n (llama-server does), three when told not to.
         let calls = if native_n == Some(false) { 3 } else { 1 };
         assert_eq!(generation.usage.calls, calls, "{native_n:?}");
