@@ -724,7 +724,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     // A damaged results file or another configuration's is an error before the model loads.
-    let already = runner::check_resumable(&args.out, &identity, allocation)?;
+    let already = runner::check_resumable(&args.out, &identity, allocation, &problems)?;
     let backend = config.model.load().await?;
     let mut run_budget = Budget::unlimited();
     run_budget.max_tokens = args.max_run_tokens;

@@ -155,6 +155,13 @@ impl Error {
     /// not only that the file is not text.
     pub fn read_text(path: &std::path::Path) -> Result<String> {
         let bytes = std::fs::read(path).map_err(|e| Self::io(path, e))?;
+        // A compressed or columnar file: what it is, not its first byte that is not UTF-8.
+        if let Some(what) = packed(&bytes) {
+            return Err(Self::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not text: {what}")),
+            ));
+        }
         String::from_utf8(bytes).map_err(|e| {
             let bytes = e.as_bytes();
             let at = e.utf8_error().valid_up_to();
@@ -279,6 +286,44 @@ pub(crate) fn json_line_message(e: &serde_json::Error) -> String {
         Some(bare) => bare.to_string(),
         None => message,
     }
+}
+
+/// What a file starting with `bytes` is, where its magic number says it is compressed,
+/// archived or columnar, and what to do about it.
+fn packed(bytes: &[u8]) -> Option<&'static str> {
+    const MAGIC: [(&[u8], &str); 6] = [
+        (
+            b"\x1f\x8b",
+            "gzip-compressed: decompress it first (`gunzip`)",
+        ),
+        (
+            b"\x28\xb5\x2f\xfd",
+            "zstd-compressed: decompress it first (`zstd -d`)",
+        ),
+        (
+            b"\xfd7zXZ\x00",
+            "xz-compressed: decompress it first (`unxz`)",
+        ),
+        (b"PK\x03\x04", "a zip archive: extract it first (`unzip`)"),
+        (
+            b"PAR1",
+            "a Parquet file: export it as JSON Lines first (pandas: \
+             `pd.read_parquet(f).to_json(out, orient=\"records\", lines=True)`)",
+        ),
+        (b"ARROW1", "an Arrow file: export it as JSON Lines first"),
+    ];
+    // bzip2: `BZh`, the block size (1-9), the block magic (pi's digits in BCD, `1AY&SY`).
+    let bzip2 = bytes.len() >= 10
+        && bytes.starts_with(b"BZh")
+        && (b'1'..=b'9').contains(&bytes[3])
+        && &bytes[4..10] == b"1AY&SY";
+    if bzip2 {
+        return Some("bzip2-compressed: decompress it first (`bunzip2`)");
+    }
+    MAGIC
+        .iter()
+        .find(|(magic, _)| bytes.starts_with(magic))
+        .map(|&(_, what)| what)
 }
 
 /// What a line of the file at `path` is, by the side file's name.

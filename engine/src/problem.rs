@@ -380,6 +380,18 @@ mod tests {
                 .ends_with("p.jsonl: line 2, byte 29: not UTF-8 (0xe9); save the file as UTF-8"),
             "{err}"
         );
+        // A gzip-compressed set (`gzip.compress` of one problem's line): said so.
+        let gzipped = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03\xab\x56\xca\x4c\x51\xb2\x52\x50\x4a\x54\xd2\x51\x50\x2a\x2c\x4d\x2d\x2e\xc9\xcc\xcf\x03\x09\x14\x2a\xd5\x72\x01\x00\xda\xee\x40\xe9\x1d\x00\x00\x00";
+        std::fs::write(&path, gzipped).unwrap();
+        let err = Problem::load_jsonl(&path).unwrap_err().to_string();
+        assert!(
+            err.ends_with("p.jsonl: not text: gzip-compressed: decompress it first (`gunzip`)"),
+            "{err}"
+        );
+        // Text that starts like bzip2's magic is read as text.
+        std::fs::write(&path, "BZh, not bzip2\n").unwrap();
+        let err = Problem::load_jsonl(&path).unwrap_err().to_string();
+        assert!(!err.contains("bzip2-compressed"), "{err}");
         let ok = "{\"id\": 7, \"question\": \"q\", \"answer\": 3.5}\n";
         // A byte-order mark before the first line is not part of it.
         let marked = format!("\u{feff}{ok}");

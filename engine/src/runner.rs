@@ -53,7 +53,7 @@ pub use files::{
 };
 pub use spend::recorded_spend;
 
-use files::{repair, scan_lines, scan_results};
+use files::{repair, scan_results};
 use sink::{problem_events, Outcome, Sink};
 use spend::{less_spent, run_exhausted, spent_on, Pool};
 
@@ -411,10 +411,10 @@ impl Runner {
         };
         let (calls, ledger_tail) = ledger::scan(out)?;
         let wanted: HashMap<&str, &Problem> = problems.iter().map(|p| (p.id.as_str(), p)).collect();
+        check_questions(out, &previous, &firsts, &wanted)?;
         let mut regraded: Vec<&str> = Vec::new();
         for line in &previous {
             if let Some(problem) = wanted.get(line.id.as_str()) {
-                check_question(out, "an answer", line.question_sha.as_deref(), problem)?;
                 // Same question, another reference (the problem file was corrected): the line's
                 // grade is against the one it records.
                 if line.error.is_none() && line.reference != problem.reference {
@@ -448,7 +448,6 @@ impl Runner {
                 problems.len()
             );
         }
-        triage::check_questions(out, &firsts, &wanted)?;
         if let Some(identity) = &self.identity {
             check_kind_unrecorded(out, identity, &previous)?;
         }
@@ -905,18 +904,23 @@ pub fn stop_reason_name(reason: StopReason) -> &'static str {
 /// What [`Runner::run`] checks first, for callers that want to fail before loading a model: the
 /// results file `out` reads, and was written with `identity` (see [`Runner::with_identity`]);
 /// under [`Allocation::Triage`], the first stages kept beside it read too, and belong to it.
+/// Its answers (and kept stages) for `problems` answered the questions they ask now.
 /// Returns its finished lines (a half-written last line left out, and left in place).
 pub fn check_resumable(
     out: &Path,
     identity: &serde_json::Value,
     allocation: Allocation,
+    problems: &[Problem],
 ) -> Result<Vec<ResultLine>> {
     let (previous, _) = peek_results(out)?;
-    let has_firsts = allocation == Allocation::Triage
-        && !scan_lines::<triage::SideLine>(&triage::path_of(out))?
-            .0
-            .is_empty();
+    let firsts = match allocation {
+        Allocation::Triage => triage::peek(out)?.0,
+        _ => Vec::new(),
+    };
+    let has_firsts = !firsts.is_empty();
     let has_calls = !ledger::scan(out)?.0.is_empty();
+    let wanted: HashMap<&str, &Problem> = problems.iter().map(|p| (p.id.as_str(), p)).collect();
+    check_questions(out, &previous, &firsts, &wanted)?;
     check_kind_unrecorded(out, identity, &previous)?;
     // Checked only: the record is written by the run, under the results file's lock (a run
     // writing to `out` now may not have written a line yet).
@@ -952,6 +956,25 @@ pub(crate) async fn unpanicked<T>(
             })
         }
     }
+}
+
+/// Checks that each answer in `previous` (the results file `out`'s lines) and each stage kept in
+/// `firsts` (triage's, beside it) for a problem of `wanted` answered the question that problem
+/// asks now: a resumed run would otherwise keep, or go on from, an answer to another question.
+/// An error line (cut short by the budget, or failed) answered nothing: its problem is asked
+/// again as it is now (a question fixed after it failed).
+fn check_questions(
+    out: &Path,
+    previous: &[ResultLine],
+    firsts: &[triage::SideLine],
+    wanted: &HashMap<&str, &Problem>,
+) -> Result<()> {
+    for line in previous.iter().filter(|l| l.error.is_none()) {
+        if let Some(problem) = wanted.get(line.id.as_str()) {
+            check_question(out, "an answer", line.question_sha.as_deref(), problem)?;
+        }
+    }
+    triage::check_questions(out, firsts, wanted)
 }
 
 /// Checks that a line of the file at `path` holding `what` for `problem` (its id), recorded

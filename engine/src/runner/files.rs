@@ -45,13 +45,12 @@ pub fn spend_path(out: &Path) -> PathBuf {
 /// What a half-written results line loses.
 pub(super) const RESULT_LOST: &str = "its problem will be redone";
 
-/// Reads the finished lines of a results file, cutting off a last line that a killed run left
-/// half-written (a whole last line without its newline is kept, and its newline added). A
-/// missing file is an empty one.
+/// Reads the finished lines of a results file (a whole last line without its newline
+/// included), leaving out a last line half-written by a killed run, or by a run writing it now.
+/// The file is not changed: the run that resumes it mends it, under its lock. A missing file is
+/// an empty one.
 pub fn read_results(path: &Path) -> Result<Vec<ResultLine>> {
-    let (lines, tail) = scan_results(path)?;
-    repair(path, tail, RESULT_LOST)?;
-    Ok(lines)
+    Ok(scan_results(path)?.0)
 }
 
 /// Reads the finished lines of a results file without changing it: the lines (a whole last line
@@ -130,12 +129,32 @@ pub(super) fn scan_lines<T: serde::de::DeserializeOwned>(
                 message: crate::error::json_line_message(&e),
             })
         }
+        // Every line a run writes is a JSON object: a tail that does not start like one was
+        // not cut short by a kill (text after the last line, a file that is not a run's).
+        // Cutting it would delete what someone wrote: an error naming it.
+        Err(_) if !tail.is_empty() && !tail.starts_with('{') => Err(Error::ResultsFile {
+            path: path.to_path_buf(),
+            line: body.split_inclusive(|&b| b == b'\n').count() + 1,
+            message: format!(
+                "`{}` is not JSON, nor the start of a line a run wrote cut short (a wrong --out, \
+                 or text added to the file?)",
+                preview(tail)
+            ),
+        }),
         Err(_) => Ok((
             lines,
             Some(Tail::Half {
                 len: complete as u64,
             }),
         )),
+    }
+}
+
+/// The first 40 characters of `text`, marked where cut.
+fn preview(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_string(),
     }
 }
 

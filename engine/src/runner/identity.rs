@@ -2,6 +2,7 @@
 //! resumed run with another strategy, model or budget is an error naming what changed instead
 //! of silently mixing two experiments in one file.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -129,8 +130,19 @@ fn write_atomically(path: &Path, value: &Value) -> Result<()> {
     let mut tmp = path.as_os_str().to_os_string();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    // On disk before the rename makes it the record: a crash after a rename of unwritten data
+    // leaves an empty record, which the next run refuses to read.
+    let mut file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    // The rename itself, in its directory (best effort: not every file system opens one).
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Ok(dir) = std::fs::File::open(dir.unwrap_or(Path::new("."))) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 /// `key.path: old -> new` for every leaf that differs (a missing side shows as `(none)`).

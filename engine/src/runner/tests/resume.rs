@@ -3,6 +3,14 @@
 
 use super::*;
 
+/// What a resuming run does to a results file first: reads its finished lines and mends its
+/// end (the newline a whole last line lacks added, half a line cut off).
+fn mend(path: &Path) -> Result<Vec<ResultLine>> {
+    let (lines, tail) = scan_results(path)?;
+    repair(path, tail, files::RESULT_LOST)?;
+    Ok(lines)
+}
+
 #[test]
 fn half_written_last_line_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
@@ -10,7 +18,13 @@ fn half_written_last_line_is_cut_off() {
     let full = format!("{}\n{}\n", line("a"), line("b"));
     let cut = &line("c")[..20];
     std::fs::write(&path, format!("{full}{cut}")).unwrap();
-    let lines = read_results(&path).unwrap();
+    // Read only: a run may be writing it.
+    assert_eq!(read_results(&path).unwrap().len(), 2);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        format!("{full}{cut}")
+    );
+    let lines = mend(&path).unwrap();
     assert_eq!(lines.len(), 2);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), full);
 
@@ -18,7 +32,7 @@ fn half_written_last_line_is_cut_off() {
     // damage (a hand edit, another program's line), named, and the file left as it is.
     let damaged = format!("{full}{{\"id\": \"c\"\n");
     std::fs::write(&path, &damaged).unwrap();
-    let err = read_results(&path).unwrap_err().to_string();
+    let err = mend(&path).unwrap_err().to_string();
     assert!(
         err.contains("r.jsonl:3:") && err.contains("(column 10)"),
         "{err}"
@@ -29,9 +43,21 @@ fn half_written_last_line_is_cut_off() {
     // line (half a line never reads as JSON), so it is named and nothing is cut.
     let unended = format!("{full}{{\"id\":\"c\",\"strategy\":\"direct\",\"correct\":\"yes\"}}");
     std::fs::write(&path, &unended).unwrap();
-    let err = read_results(&path).unwrap_err().to_string();
+    let err = mend(&path).unwrap_err().to_string();
     assert!(err.contains("r.jsonl:3:"), "{err}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), unended);
+
+    // Text after the last line, or a file that is not a run's given as --out (one line, no
+    // newline): not the start of a line a run writes, so not cut (that would delete it).
+    for (text, at) in [
+        (format!("{full}note: rerun with n = 16"), "r.jsonl:3:"),
+        ("my notes on the run".to_string(), "r.jsonl:1:"),
+    ] {
+        std::fs::write(&path, &text).unwrap();
+        let err = mend(&path).unwrap_err().to_string();
+        assert!(err.contains(at) && err.contains("not JSON"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
 }
 
 #[tokio::test]
@@ -77,7 +103,7 @@ async fn results_without_their_record_resume_only_under_the_strategy_their_lines
             && err.contains("this run's strategy is `budget_forcing`"),
         "{err}"
     );
-    assert!(check_resumable(&out, &kind("router"), Allocation::FirstCome).is_err());
+    assert!(check_resumable(&out, &kind("router"), Allocation::FirstCome, &[]).is_err());
     assert!(backend.requests().is_empty());
     // The same strategy: assumed this run's, and resumed.
     let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
@@ -112,13 +138,34 @@ async fn resuming_with_another_question_under_a_recorded_id_is_an_error() {
     assert_eq!(backend.requests().len(), 2, "nothing solved");
 }
 
+#[tokio::test]
+async fn a_failed_problem_whose_question_was_fixed_is_asked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    // p1 failed on its old question (too long for the context window, say); p2 answered.
+    let old = Problem::new("p1", "Old?");
+    let failed = serde_json::json!({
+        "id": "p1", "strategy": "direct", "answer": null, "reference": null,
+        "correct": null, "usage": {}, "stop_reason": null, "error": "prompt too long",
+        "question_sha": crate::runner::question_fingerprint(&old),
+    });
+    std::fs::write(&out, format!("{failed}\n{}\n", line("p2"))).unwrap();
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["4"]));
+    let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+        .run(&numbered(2), &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((summary.resumed, summary.solved), (1, 1), "{summary:?}");
+    assert_eq!(prompts(&backend), ["Q1?"], "p1 asked as it is now");
+}
+
 #[test]
 fn a_half_written_line_after_crlf_lines_cuts_only_itself() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.jsonl");
     let full = format!("{}\r\n{}\r\n", line("a"), line("b"));
     std::fs::write(&path, format!("{full}{{\"id\": \"c\"\r")).unwrap();
-    assert_eq!(read_results(&path).unwrap().len(), 2);
+    assert_eq!(mend(&path).unwrap().len(), 2);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), full);
 }
 
@@ -148,7 +195,7 @@ fn a_whole_last_line_without_its_newline_is_kept_and_ended() {
     let (lines, half_written) = peek_results(&path).unwrap();
     assert_eq!((lines.len(), half_written), (2, false));
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "only read");
-    let lines = read_results(&path).unwrap();
+    let lines = mend(&path).unwrap();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1].id, "b");
     assert_eq!(
