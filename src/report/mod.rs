@@ -142,6 +142,18 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+/// How [`regrade`] matched a line to a problem file's problems, where not plainly (same id,
+/// same question).
+#[derive(Debug, Clone, Copy)]
+enum Matched {
+    /// The file has no problem of its id.
+    NotInProblems,
+    /// The file asks another question under its id.
+    OtherQuestion,
+    /// The line records no fingerprint of its question: matched by id alone.
+    ById,
+}
+
 /// A problem file's reference answers, by problem id, for grading results against them
 /// (`ponder report --regrade --problems FILE`: a corrected set).
 #[derive(Debug, Clone, Default)]
@@ -198,26 +210,32 @@ pub fn regrade(lines: &mut [ResultLine], references: Option<&References>) -> Reg
         // says the problem is math (graded by its reference: without an answer, wrong).
         let mut replaced = false;
         let mut math = false;
+        // How the line was matched to the file's problems, counted where it is graded (an
+        // error line, or one without a reference, is not).
+        let mut matched = None;
         if let Some(references) = references {
             match references.by_id.get(&line.id) {
-                None => changed.not_in_problems += usize::from(counts),
+                None => matched = Some(Matched::NotInProblems),
                 // Another question under the id: its own reference, as without the file.
                 Some((_, question, _))
                     if line.question_sha.as_deref().is_some_and(|q| q != question) =>
                 {
-                    changed.other_question += usize::from(counts);
+                    matched = Some(Matched::OtherQuestion);
                 }
                 // Graded by its tests: as recorded.
                 Some((_, _, true)) => continue,
                 Some((reference, _, false)) => {
-                    changed.unfingerprinted += usize::from(counts && line.question_sha.is_none());
+                    if line.question_sha.is_none() {
+                        matched = Some(Matched::ById);
+                    }
                     math = true;
                     replaced = reference.is_some() && line.reference != *reference;
                     line.reference.clone_from(reference);
                     // Math without a reference now: no grade.
                     if reference.is_none() {
-                        if line.correct.is_some() {
-                            changed.no_reference_now += usize::from(counts);
+                        if counts && line.error.is_none() {
+                            changed.unfingerprinted += usize::from(matched.is_some());
+                            changed.no_reference_now += usize::from(line.correct.is_some());
                         }
                         line.correct = None;
                         line.candidates = None;
@@ -246,6 +264,12 @@ pub fn regrade(lines: &mut [ResultLine], references: Option<&References>) -> Reg
         if counts {
             changed.graded += 1;
             changed.references_changed += usize::from(replaced);
+            match matched {
+                Some(Matched::NotInProblems) => changed.not_in_problems += 1,
+                Some(Matched::OtherQuestion) => changed.other_question += 1,
+                Some(Matched::ById) => changed.unfingerprinted += 1,
+                None => {}
+            }
             match line.correct {
                 Some(false) if now => changed.now_right += 1,
                 Some(true) if !now => changed.now_wrong += 1,

@@ -162,6 +162,13 @@ fn regrading_against_a_problem_file_takes_its_references_where_the_question_is_t
     let correct: Vec<Option<bool>> = lines.iter().map(|l| l.correct).collect();
     assert_eq!(correct, [Some(false), Some(true), Some(true), None]);
 
+    // Error lines are not graded, and not counted however they were matched (not in the
+    // file; by id alone).
+    let mut errors = vec![line("d", None, 10, true), line("a", None, 10, true)];
+    let changed = regrade(&mut errors, Some(&references));
+    assert_eq!(changed, Regraded::default());
+    assert!(errors.iter().all(|l| l.correct.is_none()));
+
     // A line graded for the first time: its listed candidates are graded too; a line without
     // a fingerprint is matched by id and said so.
     let mut first = vec![ResultLine {
