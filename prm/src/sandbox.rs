@@ -109,6 +109,10 @@ use run::{read_capped, Capture, GroupKill, RunDir};
 /// `unshare`'s arguments for an unprivileged user namespace (ponder not root), mapped to root.
 pub const UNSHARE_USER: [&str; 2] = ["--user", "--map-root-user"];
 
+/// How long past the wall limit the bootstrap ends a run by itself: ponder ends it at the limit,
+/// unless ponder is gone.
+const DEADLINE_SLACK: Duration = Duration::from_secs(5);
+
 /// `unshare`'s arguments for the full level: network, IPC, mount and PID namespaces, the
 /// program killed with its init.
 pub const UNSHARE_FULL: [&str; 7] = [
@@ -609,8 +613,12 @@ impl Sandbox {
         // Paths as (lossy) text: `json!` would panic on a path that is not UTF-8.
         let text = |path: &Path| path.to_string_lossy().into_owned();
         let work = text(&dir.work);
+        let wall_limit = program.wall.unwrap_or_else(|| self.limits.wall());
         let config = serde_json::json!({
             "status": text(&dir.status),
+            // The bootstrap's own end, past the wall limit ponder enforces: a run ponder no
+            // longer watches (killed, stuck) ends all the same.
+            "deadline": (wall_limit + DEADLINE_SLACK).as_secs_f64(),
             "fs": level.filesystem(),
             "strict": !self.allow_unisolated,
             "root": text(&dir.root),
@@ -700,7 +708,6 @@ impl Sandbox {
             group.kill();
             status
         };
-        let wall_limit = program.wall.unwrap_or_else(|| self.limits.wall());
         let joined = tokio::time::timeout(wall_limit, async {
             tokio::join!(
                 read_capped(stdout, cap, &mut out, &group),

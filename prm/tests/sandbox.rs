@@ -717,6 +717,14 @@ async fn file_size_and_disk_are_limited() {
             }
             other => panic!("{other:?}"),
         }
+        // Empty files use no space but an inode each: capped too (16384 for 64 MiB).
+        let report = run("for i in range(20000):\n    open(f'f{i}', 'w').close()\n").await;
+        match &report.outcome {
+            RunOutcome::Error { exception, .. } => {
+                assert!(exception.contains("No space left on device"), "{exception}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
 
@@ -754,6 +762,80 @@ async fn dropping_a_run_kills_its_processes() {
             "{pid} is gone"
         );
     }
+}
+
+/// Run by [`a_run_ends_when_its_caller_dies`] in a process of its own, which it kills.
+#[tokio::test]
+#[ignore = "a helper: run by a_run_ends_when_its_caller_dies"]
+async fn caller_that_dies() {
+    if std::env::var_os("PONDER_SANDBOX_CALLER").is_none() {
+        return;
+    }
+    // Two processes, one outside the group, both sleeping where no CPU limit reaches them,
+    // under a wall limit long past the test's patience.
+    let program = Program::new(
+        "import os\nif os.fork() == 0:\n    os.setsid()\n    os.execv('/bin/sleep', ['sleep', '613'])\nos.execv('/bin/sleep', ['sleep', '612'])\n",
+    )
+    .with_wall(Duration::from_secs(600));
+    let report = SANDBOX.run(&program).await;
+    panic!("the run ended before its caller was killed: {report:?}");
+}
+
+/// The sandbox user's processes running `sleep 612` or `sleep 613` and not yet reaped.
+fn sleepers(uid: u32) -> Vec<u32> {
+    processes_of(uid)
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'));
+            !zombie && (cmdline == b"sleep\x00612\x00" || cmdline == b"sleep\x00613\x00")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_run_ends_when_its_caller_dies() {
+    let _guard = checked().await;
+    let Some(uid) = sandbox_uid().await else {
+        eprintln!("not root: the program runs as this user, its processes cannot be told apart");
+        return;
+    };
+    assert!(
+        sleepers(uid).is_empty(),
+        "left by another run: {:?}",
+        sleepers(uid)
+    );
+    // ponder killed (SIGKILL, the OOM killer, a crash) while a program sleeps: nothing of the
+    // run may stay behind.
+    let mut caller = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "caller_that_dies", "--ignored", "--nocapture"])
+        .env("PONDER_SANDBOX_CALLER", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sleepers(uid).len() < 2 {
+        if let Some(status) = caller.try_wait().unwrap() {
+            panic!("the caller ended first: {status}");
+        }
+        assert!(Instant::now() < deadline, "the program never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    caller.kill().unwrap();
+    caller.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !sleepers(uid).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        sleepers(uid).is_empty(),
+        "outlived their caller: {:?}",
+        sleepers(uid)
+    );
 }
 
 #[tokio::test]

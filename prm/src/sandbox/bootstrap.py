@@ -76,7 +76,9 @@ try:
         # The status file (the bootstrap's, 0600) is written through this descriptor: it is not
         # in the program's root (below), where its source is read-only and its disk a tmpfs.
         status_fd = os.open(status, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        data = "size=%d,mode=0700" % cfg["disk"]
+        # Inodes capped too (one a page): millions of empty files would pin kernel memory that
+        # the size does not count.
+        data = "size=%d,nr_inodes=%d,mode=0700" % (cfg["disk"], max(cfg["disk"] // 4096, 1024))
         if cfg["uid"] is not None:
             data += ",uid=%d,gid=%d" % (cfg["uid"], cfg["gid"])
         mount("tmpfs", cfg["work"], "tmpfs", NOSUID | NODEV, data)
@@ -342,6 +344,36 @@ try:
     os.close(report_r)
 except Exception as e:
     finish({"setup_error": "%s: %s" % (type(e).__name__, e)})
+def end_all(*_):
+    # The caller is gone (killed, crashed) or stuck past the wall limit it enforces itself: no
+    # process of the run outlives it, sleeping forever where no CPU limit reaches it, holding
+    # the sandbox user's process count. Where the bootstrap is the PID namespace's init,
+    # kill(-1) reaches only the namespace (and its end kills the rest); elsewhere the group.
+    try:
+        if cfg["fs"] and os.getpid() == 1:
+            os.kill(-1, signal.SIGKILL)
+        else:
+            os.killpg(0, signal.SIGKILL)
+    finally:
+        os._exit(3)
+def watch_caller():
+    # The caller reads the standard output until the end: its read end closes only when the
+    # caller is gone (or gave up on the run), and a pipe's write end then polls as an error.
+    import select
+    poll = select.poll()
+    poll.register(1, 0)
+    while True:
+        for _, events in poll.poll():
+            if events & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                end_all()
+try:
+    import stat, threading
+    if stat.S_ISFIFO(os.fstat(1).st_mode):
+        threading.Thread(target=watch_caller, daemon=True).start()
+except OSError:
+    pass
+signal.signal(signal.SIGALRM, end_all)
+signal.setitimer(signal.ITIMER_REAL, cfg["deadline"])
 while True:
     try:
         pid, status, usage = os.wait4(-1, 0)
