@@ -136,6 +136,14 @@ async fn resuming_with_another_question_under_a_recorded_id_is_an_error() {
         "{err}"
     );
     assert_eq!(backend.requests().len(), 2, "nothing solved");
+    // What the CLI checks before it loads the model finds it too.
+    let identity = serde_json::json!({ "strategy": { "kind": "one_call" } });
+    let err = check_resumable(&out, &identity, Allocation::FirstCome, &moved)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`p1` to another question"), "{err}");
+    let ok = check_resumable(&out, &identity, Allocation::FirstCome, &numbered(2));
+    assert!(ok.is_ok(), "{ok:?}");
 }
 
 #[tokio::test]
