@@ -451,7 +451,15 @@ pub fn extract_code(completion: &str, entry_point: Option<&str>) -> String {
         {
             extract_code_in(after, entry_point)
         }
-        _ => extract_code_in(completion, entry_point),
+        // The thinking's, its opening delimiter dropped: a draft written against it
+        // (`<think>def f(x):`, `<think>```python`) reads as code.
+        _ => extract_code_in(
+            completion
+                .trim_start()
+                .strip_prefix("<think>")
+                .unwrap_or(completion),
+            entry_point,
+        ),
     }
 }
 
@@ -775,6 +783,13 @@ mod tests {
         // Bare code after it, defining the entry point.
         let bare = format!("<think>\n{draft}\n</think>\ndef f(x):\n    return x\n");
         assert_eq!(extract_code(&bare, Some("f")), "def f(x):\n    return x\n");
+        // Thinking cut off, its code written against its delimiter: the code, without it.
+        for glued in [
+            "<think>def f(x):\n    return x\n",
+            "<think>```python\ndef f(x):\n    return x\n```\nor",
+        ] {
+            assert_eq!(extract_code(glued, Some("f")), "def f(x):\n    return x\n");
+        }
     }
 
     #[test]
