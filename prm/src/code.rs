@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use ponder_engine::{CodeTask, Error, Grader, Problem, Solution};
 use serde::{Deserialize, Serialize};
 
-use crate::sandbox::{nonce, Program, RunOutcome, RunReport, Sandbox, SandboxError};
+use crate::sandbox::{nonce, Program, RunOutcome, RunReport, Sandbox, SandboxError, Termination};
 
 /// One test: a call and, optionally, what it should equal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,24 +189,6 @@ impl CodeVerifier {
     /// sandbox run.
     #[tracing::instrument(skip_all, fields(tests = tests.len()))]
     pub async fn run_tests(&self, code: &str, tests: &[TestCase]) -> Result<TestRun, SandboxError> {
-        let mark = format!("@@ponder-test-{:016x} ", nonce());
-        let test_wall = self.test_timeout.saturating_mul(WALL_PER_TIMEOUT);
-        let config = serde_json::json!({
-            "timeout_s": self.test_timeout.as_secs_f64(),
-            "wall_s": test_wall.as_secs_f64(),
-            "tests": tests,
-        });
-        // Each test and the load (as long as three tests), with the grace a call that caught
-        // its timeout gets.
-        let wall = test_wall
-            .saturating_add(Duration::from_secs(1))
-            .saturating_mul(u32::try_from(tests.len().saturating_add(3)).unwrap_or(u32::MAX))
-            .saturating_add(STARTUP);
-        let program = Program::new(PUBLIC_TESTS.replace("{MARK}", &mark))
-            .with_file("solution.py", code)
-            .with_file("tests.json", config.to_string())
-            .with_wall(wall.max(self.sandbox.limits().wall()));
-        let mut report = self.sandbox.run(&program).await?;
         let mut results: Vec<TestResult> = tests
             .iter()
             .map(|test| TestResult {
@@ -218,47 +200,26 @@ impl CodeVerifier {
             .collect();
         let mut load_error = None;
         let mut rest = String::new();
-        for line in report.stdout.lines() {
-            // A record starts where the mark is: output the candidate wrote straight to the
-            // file descriptor without a newline ends up in front of it.
-            let Some(at) = line.find(&mark) else {
-                rest.push_str(line);
-                rest.push('\n');
-                continue;
-            };
-            let (before, record) = line.split_at(at);
-            if !before.is_empty() {
-                rest.push_str(before);
-                rest.push('\n');
+        let mut wall = Duration::ZERO;
+        let mut start = 0;
+        let mark = format!("@@ponder-test-{:016x} ", nonce());
+        loop {
+            let mut report = self.run_from(code, tests, start, &mark).await?;
+            wall += report.wall;
+            for line in report.stdout.lines() {
+                take_record(line, &mark, &mut results, &mut load_error, &mut rest);
             }
-            let record = &record[mark.len()..];
-            let Ok(record) = serde_json::from_str::<Record>(record) else {
-                continue;
-            };
-            if let Some(error) = record.load_error {
-                load_error = Some(error);
-            }
-            let Some(result) = record.i.and_then(|i| results.get_mut(i)) else {
-                continue;
-            };
-            result.got = record.got;
-            result.stdout = record.stdout.unwrap_or_default();
-            result.status = match record.status.as_deref() {
-                Some("passed") => TestStatus::Passed,
-                Some("failed") => TestStatus::Failed,
-                Some("timeout") => TestStatus::Timeout,
-                Some("skipped") => TestStatus::Skipped {
-                    reason: record.reason.unwrap_or_default(),
-                },
-                _ => TestStatus::Error {
-                    exception: record.error.unwrap_or_default(),
-                },
-            };
-        }
-        if load_error.is_none() {
             // The first test without a result is the one the run died in.
-            if let Some(result) = results.iter_mut().find(|r| r.status == TestStatus::NotRun) {
-                result.status = match &report.outcome {
+            let died_in = results
+                .iter()
+                .skip(start)
+                .position(|r| r.status == TestStatus::NotRun)
+                .map(|i| start + i);
+            let hard_timeout = report.termination == Some(Termination::Signaled(SIGVTALRM));
+            if let (None, Some(i)) = (&load_error, died_in) {
+                results[i].status = match &report.outcome {
+                    // The kernel ended a call the harness's timers could not interrupt.
+                    _ if hard_timeout => TestStatus::Timeout,
                     RunOutcome::Timeout => TestStatus::Timeout,
                     RunOutcome::Error { exception, .. } => TestStatus::Error {
                         exception: exception.clone(),
@@ -271,16 +232,50 @@ impl CodeVerifier {
                     },
                     _ => TestStatus::NotRun,
                 };
+                // The tests after it still run, in a harness started again after it.
+                if hard_timeout && i + 1 < tests.len() {
+                    start = i + 1;
+                    continue;
+                }
             }
+            report.stdout = std::mem::take(&mut rest);
+            report.wall = wall;
+            return Ok(TestRun {
+                results,
+                load_error,
+                report,
+            });
         }
-        report.stdout = rest;
-        Ok(TestRun {
-            results,
-            load_error,
-            report,
-        })
     }
 
+    /// One sandbox run of the test harness over `tests`, from the test at `start` on.
+    async fn run_from(
+        &self,
+        code: &str,
+        tests: &[TestCase],
+        start: usize,
+        mark: &str,
+    ) -> Result<RunReport, SandboxError> {
+        let test_wall = self.test_timeout.saturating_mul(WALL_PER_TIMEOUT);
+        let config = serde_json::json!({
+            "timeout_s": self.test_timeout.as_secs_f64(),
+            "wall_s": test_wall.as_secs_f64(),
+            "tests": tests,
+            "start": start,
+        });
+        // Each test left and the load (as long as three tests), with the grace a call that
+        // caught its timeout gets.
+        let left = tests.len().saturating_sub(start).saturating_add(3);
+        let wall = test_wall
+            .saturating_add(Duration::from_secs(1))
+            .saturating_mul(u32::try_from(left).unwrap_or(u32::MAX))
+            .saturating_add(STARTUP);
+        let program = Program::new(PUBLIC_TESTS.replace("{MARK}", mark))
+            .with_file("solution.py", code)
+            .with_file("tests.json", config.to_string())
+            .with_wall(wall.max(self.sandbox.limits().wall()));
+        self.sandbox.run(&program).await
+    }
     /// Runs HumanEval's hidden tests (`task.test`, then `check(entry_point)`) on `code`, a whole
     /// program (see [`assemble`]).
     ///
@@ -335,6 +330,56 @@ impl CodeVerifier {
         Ok(HiddenRun { passed, report })
     }
 }
+
+/// Takes a line of the harness's output: a record (after `mark`) goes to its test's result in
+/// `results` (or is the `load_error`), the rest (what the candidate wrote straight to the
+/// descriptor) to `rest`.
+fn take_record(
+    line: &str,
+    mark: &str,
+    results: &mut [TestResult],
+    load_error: &mut Option<String>,
+    rest: &mut String,
+) {
+    // A record starts where the mark is: output the candidate wrote straight to the file
+    // descriptor without a newline ends up in front of it.
+    let Some(at) = line.find(mark) else {
+        rest.push_str(line);
+        rest.push('\n');
+        return;
+    };
+    let (before, record) = line.split_at(at);
+    if !before.is_empty() {
+        rest.push_str(before);
+        rest.push('\n');
+    }
+    let record = &record[mark.len()..];
+    let Ok(record) = serde_json::from_str::<Record>(record) else {
+        return;
+    };
+    if let Some(error) = record.load_error {
+        *load_error = Some(error);
+    }
+    let Some(result) = record.i.and_then(|i| results.get_mut(i)) else {
+        return;
+    };
+    result.got = record.got;
+    result.stdout = record.stdout.unwrap_or_default();
+    result.status = match record.status.as_deref() {
+        Some("passed") => TestStatus::Passed,
+        Some("failed") => TestStatus::Failed,
+        Some("timeout") => TestStatus::Timeout,
+        Some("skipped") => TestStatus::Skipped {
+            reason: record.reason.unwrap_or_default(),
+        },
+        _ => TestStatus::Error {
+            exception: record.error.unwrap_or_default(),
+        },
+    };
+}
+
+/// The signal the test harness's hard per-test timer kills it with.
+const SIGVTALRM: i32 = 26;
 
 #[derive(Deserialize)]
 struct Record {

@@ -803,6 +803,10 @@ async fn a_run_ends_when_its_caller_dies() {
         eprintln!("not root: the program runs as this user, its processes cannot be told apart");
         return;
     };
+    if !isolation().await.pid_namespace {
+        eprintln!("no PID namespace: a program that leaves its group outlives its run");
+        return;
+    }
     assert!(
         sleepers(uid).is_empty(),
         "left by another run: {:?}",
@@ -810,23 +814,32 @@ async fn a_run_ends_when_its_caller_dies() {
     );
     // ponder killed (SIGKILL, the OOM killer, a crash) while a program sleeps: nothing of the
     // run may stay behind.
-    let mut caller = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "caller_that_dies", "--ignored", "--nocapture"])
-        .env("PONDER_SANDBOX_CALLER", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    /// Kills the caller however the test ends (an assertion failing before it is killed).
+    struct Caller(std::process::Child);
+    impl Drop for Caller {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut caller = Caller(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "caller_that_dies", "--ignored", "--nocapture"])
+            .env("PONDER_SANDBOX_CALLER", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while sleepers(uid).len() < 2 {
-        if let Some(status) = caller.try_wait().unwrap() {
+        if let Some(status) = caller.0.try_wait().unwrap() {
             panic!("the caller ended first: {status}");
         }
         assert!(Instant::now() < deadline, "the program never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    caller.kill().unwrap();
-    caller.wait().unwrap();
+    drop(caller);
     let deadline = Instant::now() + Duration::from_secs(3);
     while !sleepers(uid).is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1000,6 +1013,40 @@ async fn a_test_is_timed_by_its_cpu_time_with_a_wall_clock_backstop() {
         "{:?}",
         run.report
     );
+}
+
+/// A call the harness's timers cannot interrupt (one long call into C: Python runs a signal
+/// handler only between bytecodes) is ended by the kernel past its timeout, and the tests
+/// after it still run.
+#[tokio::test]
+async fn a_call_into_c_that_runs_on_is_ended_and_the_rest_run() {
+    let _guard = checked().await;
+    let code = "def stuck(x):\n    return sum(range(10 ** 13))\ndef f(x):\n    return x\n";
+    let tests = vec![
+        TestCase::new("f(1)", "1"),
+        TestCase::new("stuck(2)", "2"),
+        TestCase::new("f(3)", "3"),
+    ];
+    let started = Instant::now();
+    let run = verifier().run_tests(code, &tests).await.unwrap();
+    let statuses: Vec<&TestStatus> = run.results.iter().map(|r| &r.status).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            &TestStatus::Passed,
+            &TestStatus::Timeout,
+            &TestStatus::Passed
+        ],
+        "{run:?}"
+    );
+    // 1 s of CPU, its grace and the kernel's margin (3 s), and a second start of the harness;
+    // not the run's limit ((3 + 1) * 6 + 5 = 29 s).
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(run.report.wall >= Duration::from_secs(3), "both runs' wall");
 }
 
 /// A candidate that catches the timeout (a bare `except:`) neither runs past it nor passes

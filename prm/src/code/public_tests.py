@@ -8,7 +8,11 @@
 # A candidate that catches the timeout (a bare `except:` in a loop) gets it again; a test in
 # which it was raised at all timed out, whatever it returned; if the call still runs on, the
 # test is recorded as timed out and the harness starts again after it (exec of itself, the
-# test to start from in PONDER_FROM_TEST), so the tests after it still run.
+# test to start from in PONDER_FROM_TEST), so the tests after it still run. A call the timers
+# cannot interrupt (one long call into C: `sum(range(10**11))`, a huge power; Python runs a
+# handler only between bytecodes) is ended by the kernel: a third timer, ITIMER_VIRTUAL, past
+# both, with SIGVTALRM's default action, kills the harness; ponder records the test as timed
+# out and starts the harness again after it (tests.json's "start").
 import ast, builtins, contextlib, io, json, math, os, signal, sys, traceback
 
 MARK = "{MARK}"
@@ -42,6 +46,9 @@ class TestTimeout(BaseException):
 running = {"i": None, "fired": 0, "captured": None}
 # How long after its first timeout a call that caught it may run on (CPU or wall seconds).
 GRACE_S = 0.5
+# How much more CPU time, past its grace, a call the handler cannot reach gets before the kernel
+# ends it.
+HARD_S = 1.0
 
 
 def alarm(signum, frame):
@@ -49,8 +56,7 @@ def alarm(signum, frame):
     if running["fired"] == 1:
         raise TestTimeout()
     # The candidate caught the timeout and runs on: give up on this call.
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.setitimer(signal.ITIMER_PROF, 0)
+    disarm()
     captured = running["captured"]
     stdout = short(captured.getvalue()) if captured is not None else ""
     if running["i"] is None:
@@ -66,11 +72,15 @@ def arm(tests=1):
     running["fired"] = 0
     signal.setitimer(signal.ITIMER_PROF, config["timeout_s"] * tests, GRACE_S)
     signal.setitimer(signal.ITIMER_REAL, config["wall_s"] * tests, GRACE_S)
+    # User CPU time: fires (killing the harness) only where the handler above could not run.
+    signal.setitimer(signal.ITIMER_VIRTUAL, config["timeout_s"] * tests + 2 * GRACE_S + HARD_S)
 
 
 def disarm():
+    # All three (interval timers outlive an exec of the harness).
     signal.setitimer(signal.ITIMER_REAL, 0)
     signal.setitimer(signal.ITIMER_PROF, 0)
+    signal.setitimer(signal.ITIMER_VIRTUAL, 0)
 
 
 def undefined_name(expr):
@@ -124,10 +134,11 @@ def same(got, expected):
 config = json.loads(read("tests.json"))
 signal.signal(signal.SIGALRM, alarm)
 signal.signal(signal.SIGPROF, alarm)
+signal.signal(signal.SIGVTALRM, signal.SIG_DFL)
 ns = {"__name__": "solution", "__builtins__": builtins}
 # Where a harness started again after a test it gave up on goes on (read before the candidate
 # loads: it could set the variable).
-start = int(os.environ.get("PONDER_FROM_TEST", "0"))
+start = int(os.environ.get("PONDER_FROM_TEST", config.get("start", 0)))
 LOAD_TESTS = 3
 captured = io.StringIO()
 running["captured"] = captured
