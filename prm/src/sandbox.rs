@@ -618,7 +618,8 @@ impl Sandbox {
             "status": text(&dir.status),
             // The bootstrap's own end, past the wall limit ponder enforces: a run ponder no
             // longer watches (killed, stuck) ends all the same.
-            "deadline": (wall_limit + DEADLINE_SLACK).as_secs_f64(),
+            // (At most 1e9 s: Python's timers take no more.)
+            "deadline": wall_limit.saturating_add(DEADLINE_SLACK).as_secs_f64().min(1e9),
             "fs": level.filesystem(),
             "strict": !self.allow_unisolated,
             "root": text(&dir.root),
@@ -754,6 +755,12 @@ impl Sandbox {
         let stdout = String::from_utf8_lossy(&out.bytes).into_owned();
         let stderr = String::from_utf8_lossy(&err.bytes).into_owned();
         let termination = status.as_ref().and_then(BootStatus::termination);
+        // No status after the wall limit: the bootstrap ended the run at its own deadline
+        // (ponder's timer ran late on a loaded machine).
+        let killed = match killed {
+            None if status.is_none() && wall >= wall_limit => Some(Kill::Timeout),
+            killed => killed,
+        };
         if killed.is_none() && status.is_none() {
             return Err(SandboxError::Setup {
                 reason: format!(

@@ -210,8 +210,8 @@ pub fn regrade(lines: &mut [ResultLine], references: Option<&References>) -> Reg
         // says the problem is math (graded by its reference: without an answer, wrong).
         let mut replaced = false;
         let mut math = false;
-        // How the line was matched to the file's problems, counted where it is graded (an
-        // error line, or one without a reference, is not).
+        // How the line was matched to the file's problems, counted where it is graded or, for
+        // want of a reference now, no longer is; never for an error line.
         let mut matched = None;
         if let Some(references) = references {
             match references.by_id.get(&line.id) {

@@ -132,15 +132,22 @@ pub(super) fn scan_lines<T: serde::de::DeserializeOwned>(
         // Every line a run writes is a JSON object: a tail that does not start like one was
         // not cut short by a kill (text after the last line, a file that is not a run's).
         // Cutting it would delete what someone wrote: an error naming it.
-        Err(_) if !tail.is_empty() && !tail.starts_with('{') => Err(Error::ResultsFile {
-            path: path.to_path_buf(),
-            line: body.split_inclusive(|&b| b == b'\n').count() + 1,
-            message: format!(
+        // (NUL bytes first: a machine that crashed, not a kill, can leave them where an append
+        // never reached the disk; cut like half a line.)
+        Err(_)
+            if !tail.trim_matches('\0').is_empty()
+                && !tail.trim_start_matches('\0').starts_with('{') =>
+        {
+            Err(Error::ResultsFile {
+                path: path.to_path_buf(),
+                line: body.split_inclusive(|&b| b == b'\n').count() + 1,
+                message: format!(
                 "`{}` is not JSON, nor the start of a line a run wrote cut short (a wrong --out, \
                  or text added to the file?)",
                 preview(tail)
             ),
-        }),
+            })
+        }
         Err(_) => Ok((
             lines,
             Some(Tail::Half {

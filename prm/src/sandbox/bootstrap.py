@@ -370,7 +370,8 @@ try:
     import stat, threading
     if stat.S_ISFIFO(os.fstat(1).st_mode):
         threading.Thread(target=watch_caller, daemon=True).start()
-except OSError:
+except Exception:
+    # No thread to be had (a pids limit reached): the deadline below still ends the run.
     pass
 signal.signal(signal.SIGALRM, end_all)
 signal.setitimer(signal.ITIMER_REAL, cfg["deadline"])

@@ -58,6 +58,10 @@ fn half_written_last_line_is_cut_off() {
         assert!(err.contains(at) && err.contains("not JSON"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
     }
+    // NUL bytes where an append never reached the disk (the machine crashed): cut.
+    std::fs::write(&path, format!("{full}\0\0\0\0")).unwrap();
+    assert_eq!(mend(&path).unwrap().len(), 2);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), full);
 }
 
 #[tokio::test]
