@@ -411,7 +411,7 @@ impl Runner {
         };
         let (calls, ledger_tail) = ledger::scan(out)?;
         let wanted: HashMap<&str, &Problem> = problems.iter().map(|p| (p.id.as_str(), p)).collect();
-        check_questions(out, &previous, &firsts, &wanted)?;
+        check_questions(out, &previous, &wanted)?;
         let mut regraded: Vec<&str> = Vec::new();
         for line in &previous {
             if let Some(problem) = wanted.get(line.id.as_str()) {
@@ -509,11 +509,30 @@ impl Runner {
             .iter()
             .filter(|p| !finished.contains(&p.id))
             .collect();
-        // First stages recorded for problems not finished yet: not done again.
+        // First stages recorded for problems not finished yet: not done again, unless the
+        // problem asks another question now (fixed after its first stage): done again, the
+        // new stage carrying what the old one spent (see `run_triage`).
+        let mut stale: HashMap<String, Usage> = HashMap::new();
         let firsts: Vec<triage::SideLine> = firsts
             .into_iter()
-            .filter(|f| wanted.contains_key(f.id.as_str()) && !finished.contains(&f.id))
+            .filter(|f| !finished.contains(&f.id))
+            .filter(|f| match wanted.get(f.id.as_str()) {
+                None => false,
+                Some(problem) if !triage::asks(f, problem) => {
+                    stale.insert(f.id.clone(), f.solution.usage);
+                    false
+                }
+                Some(_) => true,
+            })
             .collect();
+        if let Some(first) = stale.keys().next() {
+            tracing::warn!(
+                "{} first stage(s) kept in {} answered another question than the problem file \
+                 asks now (`{first}`, ...): done again",
+                stale.len(),
+                triage::path_of(out).display(),
+            );
+        }
         let run_budget = less_spent(self.run_budget, &spent);
         let mut sink = Sink {
             file: lock,
@@ -528,7 +547,7 @@ impl Runner {
         let run_meter = Meter::new(run_budget);
         match staged {
             Some(staged) => {
-                self.run_triage(staged, &todo, firsts, &run_meter, &mut sink)
+                self.run_triage(staged, &todo, firsts, &stale, &run_meter, &mut sink)
                     .await?;
             }
             None => self.run_shared(&todo, &run_meter, &mut sink).await?,
@@ -913,14 +932,10 @@ pub fn check_resumable(
     problems: &[Problem],
 ) -> Result<Vec<ResultLine>> {
     let (previous, _) = peek_results(out)?;
-    let firsts = match allocation {
-        Allocation::Triage => triage::peek(out)?.0,
-        _ => Vec::new(),
-    };
-    let has_firsts = !firsts.is_empty();
+    let has_firsts = allocation == Allocation::Triage && !triage::peek(out)?.0.is_empty();
     let has_calls = !ledger::scan(out)?.0.is_empty();
     let wanted: HashMap<&str, &Problem> = problems.iter().map(|p| (p.id.as_str(), p)).collect();
-    check_questions(out, &previous, &firsts, &wanted)?;
+    check_questions(out, &previous, &wanted)?;
     check_kind_unrecorded(out, identity, &previous)?;
     // Checked only: the record is written by the run, under the results file's lock (a run
     // writing to `out` now may not have written a line yet).
@@ -958,15 +973,14 @@ pub(crate) async fn unpanicked<T>(
     }
 }
 
-/// Checks that each answer in `previous` (the results file `out`'s lines) and each stage kept in
-/// `firsts` (triage's, beside it) for a problem of `wanted` answered the question that problem
-/// asks now: a resumed run would otherwise keep, or go on from, an answer to another question.
-/// An error line (cut short by the budget, or failed) answered nothing: its problem is asked
-/// again as it is now (a question fixed after it failed).
+/// Checks that each answer in `previous` (the results file `out`'s lines) for a problem of
+/// `wanted` answered the question that problem asks now: a resumed run would otherwise keep an
+/// answer to another question. An error line (cut short by the budget, or failed) answered
+/// nothing: its problem is asked again as it is now (a question fixed after it failed), as is
+/// one whose first stage triage kept for another question.
 fn check_questions(
     out: &Path,
     previous: &[ResultLine],
-    firsts: &[triage::SideLine],
     wanted: &HashMap<&str, &Problem>,
 ) -> Result<()> {
     for line in previous.iter().filter(|l| l.error.is_none()) {
@@ -974,7 +988,7 @@ fn check_questions(
             check_question(out, "an answer", line.question_sha.as_deref(), problem)?;
         }
     }
-    triage::check_questions(out, firsts, wanted)
+    Ok(())
 }
 
 /// Checks that a line of the file at `path` holding `what` for `problem` (its id), recorded

@@ -6,7 +6,9 @@
 //! a run killed at any point resumes from a problem's last such stage without redoing it; what
 //! the stages cost counts against the run's budget until the problem's result line (which
 //! includes it) is written. Each such line names the attempt that ran its stage, whose calls in
-//! the spend ledger it counts (a stage that wrote no line is counted from the ledger).
+//! the spend ledger it counts (a stage that wrote no line is counted from the ledger). A first
+//! stage kept for a question the problem file has changed since is done again, the new stage
+//! (or the problem's answer) carrying what the old one spent.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -21,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::files::{append_line, scan_lines, Tail};
 use super::sink::{Outcome, Sink};
 use super::spend::{exhausted, less_spent, run_exhausted};
-use super::{check_question, line_for, question_fingerprint, ResultLine, Runner, TriageNote};
+use super::{line_for, question_fingerprint, ResultLine, Runner, TriageNote};
 use crate::budget::Resource;
 use crate::error::{Error, Result};
 use crate::events::EventKind;
@@ -131,21 +133,13 @@ pub(super) fn peek(out: &Path) -> Result<(Vec<SideLine>, HashSet<u64>)> {
     Ok((kept, attempts))
 }
 
-/// Checks that each stage in `kept` (read beside `out`) for a problem of `wanted` answered the
-/// question that problem asks now: a resumed run would otherwise go on from an answer to
-/// another question.
-pub(super) fn check_questions(
-    out: &Path,
-    kept: &[SideLine],
-    wanted: &HashMap<&str, &Problem>,
-) -> Result<()> {
-    let side = path_of(out);
-    for stage in kept {
-        if let Some(problem) = wanted.get(stage.id.as_str()) {
-            check_question(&side, "a stage", stage.question_sha.as_deref(), problem)?;
-        }
-    }
-    Ok(())
+/// Whether `stage` answered the question `problem` asks now (a stage that recorded no
+/// fingerprint of its question is taken to have).
+pub(super) fn asks(stage: &SideLine, problem: &Problem) -> bool {
+    stage
+        .question_sha
+        .as_deref()
+        .is_none_or(|q| q == question_fingerprint(problem))
 }
 
 /// The last of each problem's `lines`, in the order problems first appear.
@@ -386,6 +380,7 @@ impl Runner {
         staged: &dyn Staged,
         todo: &[&Problem],
         mut firsts: Vec<SideLine>,
+        stale: &HashMap<String, Usage>,
         run_meter: &Arc<Meter>,
         sink: &mut Sink<'_, F>,
     ) -> Result<()> {
@@ -416,9 +411,22 @@ impl Runner {
                     );
                     let events = cx.events().clone();
                     events.emit("", EventKind::Started);
-                    let first = self
+                    let mut first = self
                         .first_stage(staged, problem, (&cx, &cut, attempt))
                         .await;
+                    // A first stage kept for the question the problem asked before: its spend
+                    // goes on in the new stage, which supersedes it beside the results, or in
+                    // the problem's answer. (A failed or cut line does not carry it: the old
+                    // stage, still the last kept, is counted while the problem is unanswered.)
+                    if let Some(spent) = stale.get(&problem.id) {
+                        match &mut first {
+                            First::Pending(stage) => stage.solution.usage += *spent,
+                            First::Whole(Outcome::Done(line)) if line.error.is_none() => {
+                                line.usage += *spent;
+                            }
+                            First::Whole(_) => {}
+                        }
+                    }
                     if let First::Pending(line) = &first {
                         events.emit(
                             "",

@@ -291,16 +291,16 @@ async fn a_refused_resume_leaves_the_results_and_side_files_as_they_were() {
     assert!(backend.requests().is_empty());
     assert_eq!(files(), before);
 
-    // Another question under a recorded id: refused, and neither file is cut.
+    // Another question under an answered id: refused, and neither file is cut.
     let mut moved = problems.clone();
-    moved[2] = Problem::new("p3", "New?");
+    moved[0] = Problem::new("p1", "New?");
     let (backend, same) = runner("two_stage", Vec::new());
     let err = same
         .run(&moved, &out, |_| {})
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("`p3` to another question"), "{err}");
+    assert!(err.contains("`p1` to another question"), "{err}");
     assert!(backend.requests().is_empty());
     assert_eq!(files(), before);
 
@@ -320,7 +320,7 @@ async fn a_refused_resume_leaves_the_results_and_side_files_as_they_were() {
 }
 
 #[tokio::test]
-async fn a_triage_stage_kept_for_another_question_is_an_error() {
+async fn a_triage_stage_kept_for_another_question_is_done_again() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.jsonl");
     let problems = numbered(4);
@@ -334,23 +334,34 @@ async fn a_triage_stage_kept_for_another_question_is_an_error() {
         .unwrap()
         .to_string();
     std::fs::write(&out, format!("{p1}\n")).unwrap();
-    let side = triage_path(&out);
-    let kept = std::fs::read(&side).unwrap();
+    let spent_before =
+        recorded_spend(&out, &read_results(&out).unwrap(), Allocation::Triage).unwrap();
 
+    // p3's question fixed since its first stage: that stage answered the old one, so p3 starts
+    // over; p2 and p4 go on from theirs.
     let mut moved = problems.clone();
     moved[2] = Problem::new("p3", "New?");
-    let (backend, runner) = triage_runner(None, Vec::new());
-    let err = runner
-        .run(&moved, &out, |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("r.jsonl.triage.jsonl") && err.contains("`p3` to another question"),
-        "{err}"
+    let (backend, runner) = triage_runner(None, texts(&["n:0.1", "A", "B", "C"]));
+    let summary = runner.run(&moved, &out, |_| {}).await.unwrap();
+    assert_eq!(summary.solved, 3);
+    let asked = prompts(&backend);
+    assert_eq!(asked[0], "New?", "{asked:?}");
+    let mut seconds = asked[1..].to_vec();
+    seconds.sort();
+    assert_eq!(seconds, ["think New?", "think Q2?", "think Q4?"]);
+    // The old stage's spend still counts: what the file records grew by this run's calls.
+    let spent_after =
+        recorded_spend(&out, &read_results(&out).unwrap(), Allocation::Triage).unwrap();
+    assert_eq!(
+        spent_after.total_tokens(),
+        spent_before.total_tokens() + summary.spent.total_tokens(),
+        "{spent_before:?} -> {spent_after:?}"
     );
-    assert!(backend.requests().is_empty(), "no stage went on");
-    assert_eq!(std::fs::read(&side).unwrap(), kept);
+    let p3 = by_id(&out).remove("p3").unwrap();
+    assert_eq!(
+        p3.question_sha.as_deref(),
+        Some(question_fingerprint(&moved[2]).as_str())
+    );
 }
 
 #[tokio::test]
