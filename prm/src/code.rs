@@ -206,8 +206,33 @@ impl CodeVerifier {
         loop {
             let mut report = self.run_from(code, tests, start, &mark).await?;
             wall += report.wall;
+            let mut run = RunRecords::default();
             for line in report.stdout.lines() {
-                take_record(line, &mark, &mut results, &mut load_error, &mut rest);
+                take_record(line, &mark, &mut results, &mut run, &mut rest);
+            }
+            let hard_timeout = report.termination == Some(Termination::Signaled(SIGVTALRM));
+            if hard_timeout && !run.loaded && run.load_error.is_none() {
+                // Killed before it loaded: a call into C at import that the timer could not
+                // interrupt.
+                run.load_error = Some(format!(
+                    "loading the program did not finish in time ({} s of CPU time)",
+                    (self.test_timeout * 3).as_secs_f64()
+                ));
+            }
+            if let Some(error) = run.load_error {
+                if start == 0 {
+                    load_error = Some(error);
+                } else {
+                    // Loaded the first time, not again (randomness, the clock): the tests left
+                    // fail with it, and what the first load gave stands.
+                    for result in results.iter_mut().skip(start) {
+                        if result.status == TestStatus::NotRun {
+                            result.status = TestStatus::Error {
+                                exception: error.clone(),
+                            };
+                        }
+                    }
+                }
             }
             // The first test without a result is the one the run died in.
             let died_in = results
@@ -215,7 +240,6 @@ impl CodeVerifier {
                 .skip(start)
                 .position(|r| r.status == TestStatus::NotRun)
                 .map(|i| start + i);
-            let hard_timeout = report.termination == Some(Termination::Signaled(SIGVTALRM));
             if let (None, Some(i)) = (&load_error, died_in) {
                 results[i].status = match &report.outcome {
                     // The kernel ended a call the harness's timers could not interrupt.
@@ -338,7 +362,7 @@ fn take_record(
     line: &str,
     mark: &str,
     results: &mut [TestResult],
-    load_error: &mut Option<String>,
+    run: &mut RunRecords,
     rest: &mut String,
 ) {
     // A record starts where the mark is: output the candidate wrote straight to the file
@@ -358,8 +382,9 @@ fn take_record(
         return;
     };
     if let Some(error) = record.load_error {
-        *load_error = Some(error);
+        run.load_error = Some(error);
     }
+    run.loaded |= record.loaded == Some(true);
     let Some(result) = record.i.and_then(|i| results.get_mut(i)) else {
         return;
     };
@@ -378,8 +403,17 @@ fn take_record(
     };
 }
 
-/// The signal the test harness's hard per-test timer kills it with.
+/// The signal the test harness's hard per-test timer kills it with (x86_64, aarch64).
 const SIGVTALRM: i32 = 26;
+
+/// What one run of the test harness said of its load.
+#[derive(Default)]
+struct RunRecords {
+    /// It loaded the program (a kill after this is a test's).
+    loaded: bool,
+    /// Why it could not.
+    load_error: Option<String>,
+}
 
 #[derive(Deserialize)]
 struct Record {
@@ -390,6 +424,7 @@ struct Record {
     error: Option<String>,
     reason: Option<String>,
     load_error: Option<String>,
+    loaded: Option<bool>,
 }
 
 /// Grades HumanEval-style problems (those with [`Problem::code`]) by running the hidden tests on
@@ -502,7 +537,8 @@ pub fn extract_code(completion: &str, entry_point: Option<&str>) -> String {
             completion
                 .trim_start()
                 .strip_prefix("<think>")
-                .unwrap_or(completion),
+                // (Its own line's spaces too: they do not indent a function body.)
+                .map_or(completion, |rest| rest.trim_start_matches([' ', '\t'])),
             entry_point,
         ),
     }
@@ -832,6 +868,7 @@ mod tests {
         for glued in [
             "<think>def f(x):\n    return x\n",
             "<think>```python\ndef f(x):\n    return x\n```\nor",
+            "<think> Let me think.\nSo here:\ndef f(x):\n    return x\n",
         ] {
             assert_eq!(extract_code(glued, Some("f")), "def f(x):\n    return x\n");
         }

@@ -1047,6 +1047,23 @@ async fn a_call_into_c_that_runs_on_is_ended_and_the_rest_run() {
         started.elapsed()
     );
     assert!(run.report.wall >= Duration::from_secs(3), "both runs' wall");
+
+    // The same at import: the load's failure, said once, not every test's timeout in turn.
+    let at_import = "sum(range(10 ** 13))\ndef f(x):\n    return x\n";
+    let started = Instant::now();
+    let run = verifier().run_tests(at_import, &tests).await.unwrap();
+    assert!(
+        run.load_error
+            .as_deref()
+            .is_some_and(|e| e.contains("loading the program did not finish")),
+        "{run:?}"
+    );
+    assert!(run.results.iter().all(|r| r.status == TestStatus::NotRun));
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "one run: {:?}",
+        started.elapsed()
+    );
 }
 
 /// A candidate that catches the timeout (a bare `except:`) neither runs past it nor passes

@@ -158,6 +158,8 @@ except TestTimeout:
 except BaseException as e:
     emit({"load_error": exception_line(e), "traceback": short(traceback.format_exc(), 4000)})
     sys.exit(0)
+# Loaded: a kill from here on is a test's, not the load's.
+emit({"loaded": True})
 
 for index, test in enumerate(config["tests"]):
     if index < start:
