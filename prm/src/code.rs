@@ -403,8 +403,8 @@ fn take_record(
     };
 }
 
-/// The signal the test harness's hard per-test timer kills it with (x86_64, aarch64).
-const SIGVTALRM: i32 = 26;
+/// The signal the test harness's hard per-test timer kills it with.
+const SIGVTALRM: i32 = rustix::process::Signal::VTALARM.as_raw();
 
 /// What one run of the test harness said of its load.
 #[derive(Default)]
