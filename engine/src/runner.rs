@@ -519,7 +519,7 @@ impl Runner {
             .filter(|f| match wanted.get(f.id.as_str()) {
                 None => false,
                 Some(problem) if !triage::asks(f, problem) => {
-                    stale.insert(f.id.clone(), f.solution.usage);
+                    stale.insert(f.id.clone(), f.spent());
                     false
                 }
                 Some(_) => true,
@@ -527,8 +527,8 @@ impl Runner {
             .collect();
         if let Some(first) = stale.keys().next() {
             tracing::warn!(
-                "{} first stage(s) kept in {} answered another question than the problem file \
-                 asks now (`{first}`, ...): done again",
+                "{} stage(s) kept in {} answered another question than the problem file asks \
+                 now (`{first}`, ...): those problems start over",
                 stale.len(),
                 triage::path_of(out).display(),
             );

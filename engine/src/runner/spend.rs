@@ -149,7 +149,7 @@ pub(super) fn spent_on(
     }
     for stage in kept {
         if answered.get(stage.id.as_str()) != Some(&true) {
-            spent += stage.solution.usage;
+            spent += stage.spent();
         }
     }
     let mut covered = side_attempts.clone();

@@ -59,6 +59,12 @@ pub(super) struct SideLine {
     /// counts them by this line. (Absent in lines written before it was recorded.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) attempt: Option<u64>,
+    /// What stages kept for a question the problem asked before spent (the problem file
+    /// changed since, and its first stage was done again): not this question's (its problem's
+    /// budget and `solution.usage` leave it out), but the run's, so counted with this stage
+    /// and carried on to its later stages and its answer's line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) carried: Option<Usage>,
 }
 
 fn one() -> usize {
@@ -66,6 +72,12 @@ fn one() -> usize {
 }
 
 impl SideLine {
+    /// What the run spent on this problem up to this stage: its stages', and what stages kept
+    /// for a question it asked before spent.
+    pub(super) fn spent(&self) -> Usage {
+        self.solution.usage + self.carried.unwrap_or_default()
+    }
+
     /// What the first stage asked, for the result line.
     fn first_pending(&self) -> &Pending {
         self.first_pending.as_ref().unwrap_or(&self.pending)
@@ -237,6 +249,7 @@ impl Runner {
         }
         let note = note_of(&first, first.stages);
         let attempt = first.attempt;
+        let carried = first.carried.unwrap_or_default();
         let mut solution = first.solution;
         solution.stop_reason = resource.map_or(StopReason::TokenBudget, StopReason::from);
         let mut line = self.finish(problem, solution).await;
@@ -245,6 +258,8 @@ impl Runner {
         if line.error.is_some() {
             // Not graded: retried on resume, when the side file's line counts the stages so far.
             line.usage = Usage::default();
+        } else {
+            line.usage += carried;
         }
         line.triage = Some(note);
         Outcome::Done(line)
@@ -368,6 +383,7 @@ impl Runner {
                     first_pending: None,
                     question_sha: Some(question_fingerprint(problem)),
                     attempt: None,
+                    carried: None,
                 })
             }
             Err(e) => First::Whole(Outcome::Done(self.line_of(problem, Err(e), usage).await)),
@@ -415,12 +431,12 @@ impl Runner {
                         .first_stage(staged, problem, (&cx, &cut, attempt))
                         .await;
                     // A first stage kept for the question the problem asked before: its spend
-                    // goes on in the new stage, which supersedes it beside the results, or in
+                    // goes on with the new stage, which supersedes it beside the results, or in
                     // the problem's answer. (A failed or cut line does not carry it: the old
                     // stage, still the last kept, is counted while the problem is unanswered.)
                     if let Some(spent) = stale.get(&problem.id) {
                         match &mut first {
-                            First::Pending(stage) => stage.solution.usage += *spent,
+                            First::Pending(stage) => stage.carried = Some(*spent),
                             First::Whole(Outcome::Done(line)) if line.error.is_none() => {
                                 line.usage += *spent;
                             }
@@ -622,6 +638,7 @@ impl Runner {
                         first_pending,
                         question_sha: Some(question_fingerprint(problem)),
                         attempt: Some(attempt),
+                        carried: last.carried,
                     },
                 ));
             }
@@ -649,6 +666,9 @@ impl Runner {
             // Retried on resume, when the side file's line counts the stages so far: this line
             // counts what this attempt cost.
             line.usage = usage;
+        } else {
+            // The answer's line counts what the side file's did (it is not counted after).
+            line.usage += last.carried.unwrap_or_default();
         }
         line.triage = Some(note);
         line.attempt = Some(attempt);
