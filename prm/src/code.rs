@@ -216,15 +216,16 @@ impl CodeVerifier {
                 // interrupt.
                 run.load_error = Some(format!(
                     "loading the program did not finish in time ({} s of CPU time)",
-                    (self.test_timeout * 3).as_secs_f64()
+                    self.test_timeout.saturating_mul(3).as_secs_f64()
                 ));
             }
             if let Some(error) = run.load_error {
-                if start == 0 {
+                if start == 0 && !run.restarted {
                     load_error = Some(error);
                 } else {
-                    // Loaded the first time, not again (randomness, the clock): the tests left
-                    // fail with it, and what the first load gave stands.
+                    // Loaded the first time, not again (randomness, the clock), in a rerun or
+                    // in the harness started again after a caught timeout: the tests left fail
+                    // with it, and what the first load gave stands.
                     for result in results.iter_mut().skip(start) {
                         if result.status == TestStatus::NotRun {
                             result.status = TestStatus::Error {
@@ -385,6 +386,11 @@ fn take_record(
         run.load_error = Some(error);
     }
     run.loaded |= record.loaded == Some(true);
+    if record.restart == Some(true) {
+        // The harness starts again: what follows is another load's.
+        run.loaded = false;
+        run.restarted = true;
+    }
     let Some(result) = record.i.and_then(|i| results.get_mut(i)) else {
         return;
     };
@@ -413,6 +419,8 @@ struct RunRecords {
     loaded: bool,
     /// Why it could not.
     load_error: Option<String>,
+    /// It started itself again after a test (a caught timeout): it loaded once before.
+    restarted: bool,
 }
 
 #[derive(Deserialize)]
@@ -425,6 +433,7 @@ struct Record {
     reason: Option<String>,
     load_error: Option<String>,
     loaded: Option<bool>,
+    restart: Option<bool>,
 }
 
 /// Grades HumanEval-style problems (those with [`Problem::code`]) by running the hidden tests on

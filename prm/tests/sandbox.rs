@@ -1124,6 +1124,33 @@ async fn a_caught_timeout_still_ends_the_test_and_the_rest_run() {
         ],
         "{run:?}"
     );
+    // Started again after a caught timeout, the program fails to load (it reads the variable
+    // the harness starts itself with): the tests left fail with it; the first load stands.
+    let reloads = "import os\nif os.environ.get('PONDER_FROM_TEST'):\n    raise RuntimeError('second load')\ndef swallow(x):\n    while True:\n        try:\n            sum(range(10000))\n        except:\n            pass\ndef f(x):\n    return x\n";
+    let run = verifier()
+        .run_tests(
+            reloads,
+            &[
+                TestCase::new("f(1)", "1"),
+                TestCase::new("swallow(2)", "2"),
+                TestCase::new("f(3)", "3"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.load_error, None, "{run:?}");
+    let statuses: Vec<&TestStatus> = run.results.iter().map(|r| &r.status).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            &TestStatus::Passed,
+            &TestStatus::Timeout,
+            &TestStatus::Error {
+                exception: "RuntimeError: second load".into()
+            }
+        ],
+        "{run:?}"
+    );
     // Building a table at import may take longer than one test (up to three).
     let slow_import = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.5:\n    pass\ndef f(x):\n    return x\n";
     let run = verifier()

@@ -63,6 +63,8 @@ def alarm(signum, frame):
         emit({"load_error": "loading the program did not finish in time (it caught the timeout)"})
         os._exit(0)
     emit({"i": running["i"], "status": "timeout", "stdout": stdout})
+    # The program loads again in the new process: a failure there is the reload's.
+    emit({"restart": True})
     env = dict(os.environ, PONDER_FROM_TEST=str(running["i"] + 1))
     argv = getattr(sys, "orig_argv", None) or [sys.executable, "-I", os.path.join(HERE, "main.py")]
     os.execve(sys.executable, argv, env)
