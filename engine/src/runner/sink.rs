@@ -80,7 +80,7 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
                     cut_short: true,
                     ..line
                 };
-                append_line(&mut self.file, self.path, &line, "a result line")?;
+                self.append(&line)?;
                 self.summary.cut_short += 1;
                 self.summary.usage += line.usage;
                 (self.on_line)(&line);
@@ -93,8 +93,19 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
         Ok(())
     }
 
+    /// Appends `line` to the results file, on disk before the run goes on: a finished problem
+    /// survives a crash of the machine too, not only a kill. The spend ledger first, so that the
+    /// calls it records reach the disk no later than the line that settles some of them.
+    fn append(&mut self, line: &ResultLine) -> Result<()> {
+        self.ledger.sync()?;
+        append_line(&mut self.file, self.path, line, "a result line")?;
+        self.file
+            .sync_data()
+            .map_err(|e| crate::error::Error::io(self.path, e))
+    }
+
     fn record(&mut self, line: ResultLine) -> Result<()> {
-        append_line(&mut self.file, self.path, &line, "a result line")?;
+        self.append(&line)?;
         let summary = &mut self.summary;
         summary.usage += line.usage;
         if line.error.is_some() {

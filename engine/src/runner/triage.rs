@@ -117,7 +117,10 @@ impl SideFile {
                     .map_err(|e| Error::io(&self.path, e))?,
             ),
         };
-        append_line(file, &self.path, line, what)
+        append_line(file, &self.path, line, what)?;
+        // On disk before the run goes on, as a results line is: a crash of the machine does
+        // not make the stage's calls be paid for twice.
+        file.sync_data().map_err(|e| Error::io(&self.path, e))
     }
 
     fn sync(&self) -> Result<()> {
