@@ -390,6 +390,8 @@ impl Runner {
             .append(true)
             .open(out)
             .map_err(|e| Error::io(out, e))?;
+        // Its entry in the directory survives a crash of the machine too.
+        files::sync_dir(out);
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -543,6 +545,7 @@ impl Runner {
             events: self.events.clone(),
             ledger: Arc::new(ledger::Ledger::open(out)?),
             halted: 0,
+            synced: Instant::now(),
         };
         let run_meter = Meter::new(run_budget);
         match staged {

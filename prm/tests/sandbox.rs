@@ -1151,6 +1151,24 @@ async fn a_caught_timeout_still_ends_the_test_and_the_rest_run() {
         ],
         "{run:?}"
     );
+    // The same where the reload hangs in C (killed by the kernel, before it loaded again).
+    let hangs = reloads.replace("raise RuntimeError('second load')", "sum(range(10 ** 13))");
+    let run = verifier()
+        .run_tests(
+            &hangs,
+            &[
+                TestCase::new("f(1)", "1"),
+                TestCase::new("swallow(2)", "2"),
+                TestCase::new("f(3)", "3"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.load_error, None, "{run:?}");
+    assert!(
+        matches!(&run.results[2].status, TestStatus::Error { exception } if exception.contains("did not finish in time")),
+        "{run:?}"
+    );
     // Building a table at import may take longer than one test (up to three).
     let slow_import = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.5:\n    pass\ndef f(x):\n    return x\n";
     let run = verifier()

@@ -24,6 +24,20 @@ pub(super) fn append_line(
         .map_err(|e| Error::io(path, e))
 }
 
+/// How often at most a run syncs its files to disk as it writes them: a machine that goes down
+/// loses at most the lines of the last interval (a kill loses none: every line is written
+/// whole), and a run of many quick problems is not held up by a sync per line.
+pub(super) const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Syncs the directory holding `path` (best effort: not every file system opens one), so that
+/// a file just created there survives a crash of the machine.
+pub(super) fn sync_dir(path: &Path) {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Ok(dir) = std::fs::File::open(dir.unwrap_or(Path::new("."))) {
+        let _ = dir.sync_all();
+    }
+}
+
 /// The side file recording what the results file `out` was written with: `<out>.config.json`.
 pub fn config_path(out: &Path) -> PathBuf {
     identity::path_of(out)
@@ -94,7 +108,15 @@ pub(super) fn scan_lines<T: serde::de::DeserializeOwned>(
     // byte (lossy decoding would change lengths).
     // Every line is written whole with its newline in one write: only what follows the last
     // newline can have been cut short by a kill. A whole line that does not read is damage.
+    let mut debris = 0;
     for (index, raw) in body.split_inclusive(|&b| b == b'\n').enumerate() {
+        // A NUL byte is never in a line a run writes (JSON escapes it): where there is one, a
+        // machine went down with data not yet on disk, and its file system filled the gap with
+        // zeros. What was there is lost (its problem is redone); the rest reads.
+        if raw.contains(&0) {
+            debris += 1;
+            continue;
+        }
         let text = String::from_utf8_lossy(raw);
         let text = text.trim();
         if text.is_empty() {
@@ -106,6 +128,13 @@ pub(super) fn scan_lines<T: serde::de::DeserializeOwned>(
             message: crate::error::json_line_message(&e),
         })?;
         lines.push(line);
+    }
+    if debris > 0 {
+        tracing::warn!(
+            path = %path.display(),
+            "{debris} line(s) hold zeros a crash of the machine left: skipped (what they held \
+             is redone)"
+        );
     }
     let rest = bytes.get(complete..).unwrap_or_default();
     if rest.is_empty() {

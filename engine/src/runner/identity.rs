@@ -137,11 +137,8 @@ fn write_atomically(path: &Path, value: &Value) -> Result<()> {
         .and_then(|()| file.sync_all())
         .map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    // The rename itself, in its directory (best effort: not every file system opens one).
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    if let Ok(dir) = std::fs::File::open(dir.unwrap_or(Path::new("."))) {
-        let _ = dir.sync_all();
-    }
+    // The rename itself, in its directory.
+    super::files::sync_dir(path);
     Ok(())
 }
 

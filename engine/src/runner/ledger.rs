@@ -99,6 +99,8 @@ impl Ledger {
             .append(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
+        // Its entry in the directory survives a crash of the machine too.
+        super::files::sync_dir(&path);
         Ok(Self {
             path,
             state: Mutex::new(State {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::files::append_line;
+use super::files::{append_line, SYNC_EVERY};
 use super::{ledger, stop_reason_name, ResultLine, RunSummary};
 use crate::error::Result;
 use crate::events::{EventKind, EventSink, Events};
@@ -27,6 +27,8 @@ pub(super) struct Sink<'a, F> {
     pub(super) ledger: Arc<ledger::Ledger>,
     /// Problems (and later stages) not started because the run was halted.
     pub(super) halted: usize,
+    /// When the results file and the ledger were last synced to disk.
+    pub(super) synced: Instant,
 }
 
 impl<F: FnMut(&ResultLine)> Sink<'_, F> {
@@ -93,15 +95,21 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
         Ok(())
     }
 
-    /// Appends `line` to the results file, on disk before the run goes on: a finished problem
-    /// survives a crash of the machine too, not only a kill. The spend ledger first, so that the
-    /// calls it records reach the disk no later than the line that settles some of them.
+    /// Appends `line` to the results file, and syncs it to disk once [`SYNC_EVERY`] has passed
+    /// since the last sync: the spend ledger first, so that the calls it records reach the disk
+    /// no later than the line that settles some of them. (A ledger that fails to sync fails
+    /// the run after the line is written, not before.)
     fn append(&mut self, line: &ResultLine) -> Result<()> {
-        self.ledger.sync()?;
+        let due = self.synced.elapsed() >= SYNC_EVERY;
+        let ledger = if due { self.ledger.sync() } else { Ok(()) };
         append_line(&mut self.file, self.path, line, "a result line")?;
-        self.file
-            .sync_data()
-            .map_err(|e| crate::error::Error::io(self.path, e))
+        if due {
+            self.file
+                .sync_data()
+                .map_err(|e| crate::error::Error::io(self.path, e))?;
+            self.synced = Instant::now();
+        }
+        ledger
     }
 
     fn record(&mut self, line: ResultLine) -> Result<()> {

@@ -20,7 +20,7 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::files::{append_line, scan_lines, Tail};
+use super::files::{append_line, scan_lines, sync_dir, Tail, SYNC_EVERY};
 use super::sink::{Outcome, Sink};
 use super::spend::{exhausted, less_spent, run_exhausted};
 use super::{line_for, question_fingerprint, ResultLine, Runner, TriageNote};
@@ -95,6 +95,8 @@ pub(crate) fn path_of(out: &Path) -> PathBuf {
 struct SideFile {
     path: PathBuf,
     file: Option<std::fs::File>,
+    /// When it was last synced to disk.
+    synced: Option<Instant>,
 }
 
 impl SideFile {
@@ -102,6 +104,7 @@ impl SideFile {
         Self {
             path: path_of(out),
             file: None,
+            synced: None,
         }
     }
 
@@ -109,18 +112,24 @@ impl SideFile {
     fn append(&mut self, line: &SideLine, what: &'static str) -> Result<()> {
         let file = match &mut self.file {
             Some(file) => file,
-            None => self.file.insert(
-                std::fs::OpenOptions::new()
+            None => {
+                let file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(&self.path)
-                    .map_err(|e| Error::io(&self.path, e))?,
-            ),
+                    .map_err(|e| Error::io(&self.path, e))?;
+                sync_dir(&self.path);
+                self.file.insert(file)
+            }
         };
         append_line(file, &self.path, line, what)?;
-        // On disk before the run goes on, as a results line is: a crash of the machine does
-        // not make the stage's calls be paid for twice.
-        file.sync_data().map_err(|e| Error::io(&self.path, e))
+        // On disk as results lines are (at most `SYNC_EVERY` after): a crash of the machine
+        // does not make the stages' calls be paid for twice.
+        if self.synced.is_none_or(|at| at.elapsed() >= SYNC_EVERY) {
+            file.sync_data().map_err(|e| Error::io(&self.path, e))?;
+            self.synced = Some(Instant::now());
+        }
+        Ok(())
     }
 
     fn sync(&self) -> Result<()> {

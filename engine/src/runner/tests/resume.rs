@@ -62,6 +62,17 @@ fn half_written_last_line_is_cut_off() {
     std::fs::write(&path, format!("{full}\0\0\0\0")).unwrap();
     assert_eq!(mend(&path).unwrap().len(), 2);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), full);
+    // And zeros over whole lines, or the start of one, before lines that did reach the disk:
+    // skipped, the rest read.
+    let torn = format!(
+        "{}\n\0\0\0\0\n\0\0\0\0{}\n{}\n",
+        line("a"),
+        &line("b")[9..],
+        line("c")
+    );
+    std::fs::write(&path, &torn).unwrap();
+    let ids: Vec<String> = mend(&path).unwrap().into_iter().map(|l| l.id).collect();
+    assert_eq!(ids, ["a", "c"]);
 }
 
 #[tokio::test]
