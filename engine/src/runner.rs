@@ -536,6 +536,8 @@ impl Runner {
             );
         }
         let run_budget = less_spent(self.run_budget, &spent);
+        let ledger = Arc::new(ledger::Ledger::open(out)?);
+        let lock_for_sync = lock.try_clone().ok();
         let mut sink = Sink {
             file: lock,
             path: out,
@@ -543,9 +545,13 @@ impl Runner {
             on_line,
             started,
             events: self.events.clone(),
-            ledger: Arc::new(ledger::Ledger::open(out)?),
+            ledger: Arc::clone(&ledger),
             halted: 0,
-            synced: Instant::now(),
+            synced: None,
+            _sync_at_end: sink::SyncOnDrop {
+                file: lock_for_sync,
+                ledger,
+            },
         };
         let run_meter = Meter::new(run_budget);
         match staged {

@@ -1165,6 +1165,11 @@ async fn a_caught_timeout_still_ends_the_test_and_the_rest_run() {
         .await
         .unwrap();
     assert_eq!(run.load_error, None, "{run:?}");
+    assert_eq!(
+        (&run.results[0].status, &run.results[1].status),
+        (&TestStatus::Passed, &TestStatus::Timeout),
+        "{run:?}"
+    );
     assert!(
         matches!(&run.results[2].status, TestStatus::Error { exception } if exception.contains("did not finish in time")),
         "{run:?}"

@@ -110,10 +110,13 @@ pub(super) fn scan_lines<T: serde::de::DeserializeOwned>(
     // newline can have been cut short by a kill. A whole line that does not read is damage.
     let mut debris = 0;
     for (index, raw) in body.split_inclusive(|&b| b == b'\n').enumerate() {
-        // A NUL byte is never in a line a run writes (JSON escapes it): where there is one, a
-        // machine went down with data not yet on disk, and its file system filled the gap with
-        // zeros. What was there is lost (its problem is redone); the rest reads.
-        if raw.contains(&0) {
+        // A NUL byte is never in a line a run writes (JSON escapes it): a line that starts with
+        // a run of them (nothing after, or the end of a line whose start was lost) is what a
+        // machine that went down with data not yet on disk leaves, its file system having
+        // filled the gap with zeros. What was there is lost; the rest reads. (NULs anywhere
+        // else, UTF-16 text say, are damage as any line that does not read.)
+        let zeros = raw.iter().take_while(|&&b| b == 0).count();
+        if zeros > 0 && !raw[zeros..].contains(&0) {
             debris += 1;
             continue;
         }
@@ -132,8 +135,9 @@ pub(super) fn scan_lines<T: serde::de::DeserializeOwned>(
     if debris > 0 {
         tracing::warn!(
             path = %path.display(),
-            "{debris} line(s) hold zeros a crash of the machine left: skipped (what they held \
-             is redone)"
+            "{debris} line(s) start with zeros a crash of the machine left: skipped (a problem \
+             whose result line it was is redone; a call the spend ledger recorded there is not \
+             counted)"
         );
     }
     let rest = bytes.get(complete..).unwrap_or_default();

@@ -27,8 +27,26 @@ pub(super) struct Sink<'a, F> {
     pub(super) ledger: Arc<ledger::Ledger>,
     /// Problems (and later stages) not started because the run was halted.
     pub(super) halted: usize,
-    /// When the results file and the ledger were last synced to disk.
-    pub(super) synced: Instant,
+    /// When the results file and the ledger were last synced to disk (none yet: the first
+    /// line is synced as it is written).
+    pub(super) synced: Option<Instant>,
+    /// Syncs both when the run ends however it ends (an error, Ctrl-C dropping the run).
+    pub(super) _sync_at_end: SyncOnDrop,
+}
+
+/// Syncs a run's results file and spend ledger to disk when dropped (best effort).
+pub(super) struct SyncOnDrop {
+    pub(super) file: Option<std::fs::File>,
+    pub(super) ledger: Arc<ledger::Ledger>,
+}
+
+impl Drop for SyncOnDrop {
+    fn drop(&mut self) {
+        let _ = self.ledger.sync();
+        if let Some(file) = &self.file {
+            let _ = file.sync_data();
+        }
+    }
 }
 
 impl<F: FnMut(&ResultLine)> Sink<'_, F> {
@@ -100,14 +118,14 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
     /// no later than the line that settles some of them. (A ledger that fails to sync fails
     /// the run after the line is written, not before.)
     fn append(&mut self, line: &ResultLine) -> Result<()> {
-        let due = self.synced.elapsed() >= SYNC_EVERY;
+        let due = self.synced.is_none_or(|at| at.elapsed() >= SYNC_EVERY);
         let ledger = if due { self.ledger.sync() } else { Ok(()) };
         append_line(&mut self.file, self.path, line, "a result line")?;
         if due {
             self.file
                 .sync_data()
                 .map_err(|e| crate::error::Error::io(self.path, e))?;
-            self.synced = Instant::now();
+            self.synced = Some(Instant::now());
         }
         ledger
     }

@@ -99,6 +99,15 @@ struct SideFile {
     synced: Option<Instant>,
 }
 
+impl Drop for SideFile {
+    /// Synced however the run ends (an error, Ctrl-C dropping it): best effort.
+    fn drop(&mut self) {
+        if let Some(file) = &self.file {
+            let _ = file.sync_data();
+        }
+    }
+}
+
 impl SideFile {
     fn new(out: &Path) -> Self {
         Self {

@@ -73,6 +73,15 @@ fn half_written_last_line_is_cut_off() {
     std::fs::write(&path, &torn).unwrap();
     let ids: Vec<String> = mend(&path).unwrap().into_iter().map(|l| l.id).collect();
     assert_eq!(ids, ["a", "c"]);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), torn, "only read");
+    // NULs all through a line (UTF-16 text, a binary file given as --out) are damage.
+    let utf16: Vec<u8> = format!("{}\n", line("a"))
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    std::fs::write(&path, &utf16).unwrap();
+    assert!(mend(&path).is_err());
+    assert_eq!(std::fs::read(&path).unwrap(), utf16);
 }
 
 #[tokio::test]
