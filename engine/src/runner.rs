@@ -547,7 +547,7 @@ impl Runner {
             events: self.events.clone(),
             ledger: Arc::clone(&ledger),
             halted: 0,
-            synced: None,
+            synced: files::SyncClock::default(),
             _sync_at_end: sink::SyncOnDrop {
                 file: lock_for_sync,
                 ledger,

@@ -160,6 +160,9 @@ const STARTUP: Duration = Duration::from_secs(5);
 /// A test's wall-clock backstop, in per-test timeouts (which count CPU time).
 const WALL_PER_TIMEOUT: u32 = 3;
 
+/// How many tests' time loading the program may take (the harness's `LOAD_TESTS`).
+const LOAD_TESTS: u32 = 3;
+
 impl CodeVerifier {
     /// A verifier over `sandbox` with a per-test timeout of 3 s.
     pub fn new(sandbox: Sandbox) -> Self {
@@ -216,7 +219,7 @@ impl CodeVerifier {
                 // interrupt.
                 run.load_error = Some(format!(
                     "loading the program did not finish in time ({} s of CPU time)",
-                    self.test_timeout.saturating_mul(3).as_secs_f64()
+                    self.test_timeout.saturating_mul(LOAD_TESTS).as_secs_f64()
                 ));
             }
             if let Some(error) = run.load_error {
@@ -288,9 +291,11 @@ impl CodeVerifier {
             "tests": tests,
             "start": start,
         });
-        // Each test left and the load (as long as three tests), with the grace a call that
-        // caught its timeout gets.
-        let left = tests.len().saturating_sub(start).saturating_add(3);
+        // Each test left and the load, with the grace a call that caught its timeout gets.
+        let left = tests
+            .len()
+            .saturating_sub(start)
+            .saturating_add(LOAD_TESTS as usize);
         let wall = test_wall
             .saturating_add(Duration::from_secs(1))
             .saturating_mul(u32::try_from(left).unwrap_or(u32::MAX))
@@ -301,6 +306,7 @@ impl CodeVerifier {
             .with_wall(wall.max(self.sandbox.limits().wall()));
         self.sandbox.run(&program).await
     }
+
     /// Runs HumanEval's hidden tests (`task.test`, then `check(entry_point)`) on `code`, a whole
     /// program (see [`assemble`]).
     ///

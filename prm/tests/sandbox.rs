@@ -15,7 +15,7 @@ use futures::StreamExt;
 use ponder_engine::{Candidate, CodeTask, Grader, Problem, Solution, StopReason};
 use ponder_prm::{
     docstring_tests, CodeVerifier, HumanEvalGrader, Isolation, Limits, Program, RunOutcome,
-    Sandbox, SandboxError, Stream, Termination, TestCase, TestStatus,
+    Sandbox, SandboxError, Stream, Termination, TestCase, TestRun, TestStatus,
 };
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -873,6 +873,17 @@ fn verifier() -> CodeVerifier {
     CodeVerifier::new(SANDBOX.clone()).with_test_timeout(Duration::from_secs(1))
 }
 
+/// `code` (whose `f` returns its argument) against `f(1)`, then `call` (expected 2), then
+/// `f(3)`: whether what `call` does leaves the tests around it alone.
+async fn between(code: &str, call: &str) -> TestRun {
+    let tests = [
+        TestCase::new("f(1)", "1"),
+        TestCase::new(call, "2"),
+        TestCase::new("f(3)", "3"),
+    ];
+    verifier().run_tests(code, &tests).await.unwrap()
+}
+
 #[tokio::test]
 async fn the_verifier_reports_each_test() {
     let _guard = checked().await;
@@ -1022,13 +1033,8 @@ async fn a_test_is_timed_by_its_cpu_time_with_a_wall_clock_backstop() {
 async fn a_call_into_c_that_runs_on_is_ended_and_the_rest_run() {
     let _guard = checked().await;
     let code = "def stuck(x):\n    return sum(range(10 ** 13))\ndef f(x):\n    return x\n";
-    let tests = vec![
-        TestCase::new("f(1)", "1"),
-        TestCase::new("stuck(2)", "2"),
-        TestCase::new("f(3)", "3"),
-    ];
     let started = Instant::now();
-    let run = verifier().run_tests(code, &tests).await.unwrap();
+    let run = between(code, "stuck(2)").await;
     let statuses: Vec<&TestStatus> = run.results.iter().map(|r| &r.status).collect();
     assert_eq!(
         statuses,
@@ -1051,7 +1057,7 @@ async fn a_call_into_c_that_runs_on_is_ended_and_the_rest_run() {
     // The same at import: the load's failure, said once, not every test's timeout in turn.
     let at_import = "sum(range(10 ** 13))\ndef f(x):\n    return x\n";
     let started = Instant::now();
-    let run = verifier().run_tests(at_import, &tests).await.unwrap();
+    let run = between(at_import, "stuck(2)").await;
     assert!(
         run.load_error
             .as_deref()
@@ -1103,17 +1109,7 @@ async fn a_caught_timeout_still_ends_the_test_and_the_rest_run() {
     // Caught and turned into another exception: a timeout still. And the restart point is
     // the harness's: a candidate setting it at import skips nothing.
     let converts = "import os\nos.environ['PONDER_FROM_TEST'] = '2'\ndef g(x):\n    try:\n        while True:\n            pass\n    except BaseException:\n        raise ValueError('converted')\ndef f(x):\n    return x\n";
-    let run = verifier()
-        .run_tests(
-            converts,
-            &[
-                TestCase::new("f(1)", "1"),
-                TestCase::new("g(2)", "2"),
-                TestCase::new("f(3)", "3"),
-            ],
-        )
-        .await
-        .unwrap();
+    let run = between(converts, "g(2)").await;
     let statuses: Vec<&TestStatus> = run.results.iter().map(|r| &r.status).collect();
     assert_eq!(
         statuses,
@@ -1127,17 +1123,7 @@ async fn a_caught_timeout_still_ends_the_test_and_the_rest_run() {
     // Started again after a caught timeout, the program fails to load (it reads the variable
     // the harness starts itself with): the tests left fail with it; the first load stands.
     let reloads = "import os\nif os.environ.get('PONDER_FROM_TEST'):\n    raise RuntimeError('second load')\ndef swallow(x):\n    while True:\n        try:\n            sum(range(10000))\n        except:\n            pass\ndef f(x):\n    return x\n";
-    let run = verifier()
-        .run_tests(
-            reloads,
-            &[
-                TestCase::new("f(1)", "1"),
-                TestCase::new("swallow(2)", "2"),
-                TestCase::new("f(3)", "3"),
-            ],
-        )
-        .await
-        .unwrap();
+    let run = between(reloads, "swallow(2)").await;
     assert_eq!(run.load_error, None, "{run:?}");
     let statuses: Vec<&TestStatus> = run.results.iter().map(|r| &r.status).collect();
     assert_eq!(
@@ -1153,17 +1139,7 @@ async fn a_caught_timeout_still_ends_the_test_and_the_rest_run() {
     );
     // The same where the reload hangs in C (killed by the kernel, before it loaded again).
     let hangs = reloads.replace("raise RuntimeError('second load')", "sum(range(10 ** 13))");
-    let run = verifier()
-        .run_tests(
-            &hangs,
-            &[
-                TestCase::new("f(1)", "1"),
-                TestCase::new("swallow(2)", "2"),
-                TestCase::new("f(3)", "3"),
-            ],
-        )
-        .await
-        .unwrap();
+    let run = between(&hangs, "swallow(2)").await;
     assert_eq!(run.load_error, None, "{run:?}");
     assert_eq!(
         (&run.results[0].status, &run.results[1].status),

@@ -27,7 +27,24 @@ pub(super) fn append_line(
 /// How often at most a run syncs its files to disk as it writes them: a machine that goes down
 /// loses at most the lines of the last interval (a kill loses none: every line is written
 /// whole), and a run of many quick problems is not held up by a sync per line.
-pub(super) const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// When a file a run appends to was last synced to disk: it is due again [`SYNC_EVERY`] after
+/// (at once, before the first sync).
+#[derive(Debug, Default)]
+pub(super) struct SyncClock(Option<std::time::Instant>);
+
+impl SyncClock {
+    /// Whether the file is due a sync.
+    pub(super) fn due(&self) -> bool {
+        self.0.is_none_or(|at| at.elapsed() >= SYNC_EVERY)
+    }
+
+    /// The file was synced now.
+    pub(super) fn synced(&mut self) {
+        self.0 = Some(std::time::Instant::now());
+    }
+}
 
 /// Syncs the directory holding `path` (best effort: not every file system opens one), so that
 /// a file just created there survives a crash of the machine.

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::files::{append_line, SYNC_EVERY};
+use super::files::{append_line, SyncClock};
 use super::{ledger, stop_reason_name, ResultLine, RunSummary};
 use crate::error::Result;
 use crate::events::{EventKind, EventSink, Events};
@@ -27,9 +27,8 @@ pub(super) struct Sink<'a, F> {
     pub(super) ledger: Arc<ledger::Ledger>,
     /// Problems (and later stages) not started because the run was halted.
     pub(super) halted: usize,
-    /// When the results file and the ledger were last synced to disk (none yet: the first
-    /// line is synced as it is written).
-    pub(super) synced: Option<Instant>,
+    /// When the results file and the ledger were last synced to disk.
+    pub(super) synced: SyncClock,
     /// Syncs both when the run ends however it ends (an error, Ctrl-C dropping the run).
     pub(super) _sync_at_end: SyncOnDrop,
 }
@@ -113,19 +112,19 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
         Ok(())
     }
 
-    /// Appends `line` to the results file, and syncs it to disk once [`SYNC_EVERY`] has passed
-    /// since the last sync: the spend ledger first, so that the calls it records reach the disk
+    /// Appends `line` to the results file, and syncs it to disk when a sync is due
+    /// ([`SyncClock`]): the spend ledger first, so that the calls it records reach the disk
     /// no later than the line that settles some of them. (A ledger that fails to sync fails
     /// the run after the line is written, not before.)
     fn append(&mut self, line: &ResultLine) -> Result<()> {
-        let due = self.synced.is_none_or(|at| at.elapsed() >= SYNC_EVERY);
+        let due = self.synced.due();
         let ledger = if due { self.ledger.sync() } else { Ok(()) };
         append_line(&mut self.file, self.path, line, "a result line")?;
         if due {
             self.file
                 .sync_data()
                 .map_err(|e| crate::error::Error::io(self.path, e))?;
-            self.synced = Some(Instant::now());
+            self.synced.synced();
         }
         ledger
     }

@@ -20,7 +20,7 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::files::{append_line, scan_lines, sync_dir, Tail, SYNC_EVERY};
+use super::files::{append_line, scan_lines, sync_dir, SyncClock, Tail};
 use super::sink::{Outcome, Sink};
 use super::spend::{exhausted, less_spent, run_exhausted};
 use super::{line_for, question_fingerprint, ResultLine, Runner, TriageNote};
@@ -96,7 +96,7 @@ struct SideFile {
     path: PathBuf,
     file: Option<std::fs::File>,
     /// When it was last synced to disk.
-    synced: Option<Instant>,
+    synced: SyncClock,
 }
 
 impl Drop for SideFile {
@@ -113,7 +113,7 @@ impl SideFile {
         Self {
             path: path_of(out),
             file: None,
-            synced: None,
+            synced: SyncClock::default(),
         }
     }
 
@@ -132,11 +132,11 @@ impl SideFile {
             }
         };
         append_line(file, &self.path, line, what)?;
-        // On disk as results lines are (at most `SYNC_EVERY` after): a crash of the machine
-        // does not make the stages' calls be paid for twice.
-        if self.synced.is_none_or(|at| at.elapsed() >= SYNC_EVERY) {
+        // On disk as results lines are: a crash of the machine does not make the stages' calls
+        // be paid for twice.
+        if self.synced.due() {
             file.sync_data().map_err(|e| Error::io(&self.path, e))?;
-            self.synced = Some(Instant::now());
+            self.synced.synced();
         }
         Ok(())
     }

@@ -340,9 +340,10 @@ async fn a_refused_resume_leaves_the_results_and_side_files_as_they_were() {
 }
 
 /// A triage run's files as if killed after the first stages: p1's answer in the results, p2 to
-/// p4 waiting beside it (8 tokens each so far).
+/// p4 waiting beside it (8 tokens each so far). Returns the problems as the file asks them now:
+/// p3's question fixed since its first stage.
 async fn killed_after_first_stages(out: &Path) -> Vec<Problem> {
-    let problems = numbered(4);
+    let mut problems = numbered(4);
     let (_, runner) = triage_runner(None, undecided_then_failing());
     runner.run(&problems, out, |_| {}).await.unwrap();
     let p1 = std::fs::read_to_string(out)
@@ -352,6 +353,7 @@ async fn killed_after_first_stages(out: &Path) -> Vec<Problem> {
         .unwrap()
         .to_string();
     std::fs::write(out, format!("{p1}\n")).unwrap();
+    problems[2] = Problem::new("p3", "New?");
     problems
 }
 
@@ -366,13 +368,11 @@ async fn a_triage_stage_kept_for_another_question_is_done_again() {
     use crate::scripted::Reply::{Fail, Text};
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.jsonl");
-    let problems = killed_after_first_stages(&out).await;
+    let moved = killed_after_first_stages(&out).await;
     let before = spent(&out);
 
     // p3's question fixed since its first stage: that stage answered the old one, so p3 starts
     // over; p2 and p4 go on from theirs. Its new first stage fails first.
-    let mut moved = problems.clone();
-    moved[2] = Problem::new("p3", "New?");
     let replies = vec![Fail("down".into()), Text("A".into()), Text("B".into())];
     let (backend, runner) = triage_runner(None, replies);
     let summary = runner.run(&moved, &out, |_| {}).await.unwrap();
@@ -407,10 +407,8 @@ async fn a_triage_stage_kept_for_another_question_is_done_again() {
 async fn a_stale_triage_stage_answered_at_once_carries_its_spend_to_the_answer() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.jsonl");
-    let problems = killed_after_first_stages(&out).await;
+    let moved = killed_after_first_stages(&out).await;
     let before = spent(&out);
-    let mut moved = problems.clone();
-    moved[2] = Problem::new("p3", "New?");
     // The new first stage is sure: p3 answered at once; the old stage, still the one kept
     // beside it, is not counted again.
     let (_, runner) = triage_runner(None, texts(&["n:0.9", "A", "B"]));
