@@ -31,6 +31,18 @@ pub trait Strategy: Send + Sync {
     fn staged(&self) -> Option<&dyn Staged> {
         None
     }
+
+    /// Whether `completion`, the text of a solution of this strategy, states its answer (in
+    /// `\boxed{}` or behind an answer cue, after any thinking) rather than leaving it to be read
+    /// from working cut off mid-way: an outer strategy that holds this one (best-of-N's vote,
+    /// the router) asks it of a solution a budget or length limit cut. `thinking_opened`: the
+    /// chat template opened a thinking block ([`crate::turn::opens_thinking`]). By default the
+    /// text is read with `<think>`/`</think>` and the standard cues
+    /// ([`crate::answer::stated_answer_in_turn`]); a strategy that writes its own delimiters or
+    /// cue says so here.
+    fn states_answer(&self, completion: &str, thinking_opened: bool) -> bool {
+        crate::answer::stated_answer_in_turn(completion, thinking_opened).is_some()
+    }
 }
 
 /// A strategy in stages: a cheap first one that settles some problems, and dearer ones for the
@@ -114,6 +126,10 @@ impl<S: Strategy + ?Sized> Strategy for Arc<S> {
     fn staged(&self) -> Option<&dyn Staged> {
         (**self).staged()
     }
+
+    fn states_answer(&self, completion: &str, thinking_opened: bool) -> bool {
+        (**self).states_answer(completion, thinking_opened)
+    }
 }
 
 #[async_trait]
@@ -128,6 +144,10 @@ impl<S: Strategy + ?Sized> Strategy for Box<S> {
 
     fn staged(&self) -> Option<&dyn Staged> {
         (**self).staged()
+    }
+
+    fn states_answer(&self, completion: &str, thinking_opened: bool) -> bool {
+        (**self).states_answer(completion, thinking_opened)
     }
 }
 

@@ -7,6 +7,7 @@
 //! as an answer (a yes/no judge) has to know, or the model sees a block opened twice, or is
 //! asked for "Yes" where it expects to think.
 
+use crate::answer::THINK_OPEN;
 use crate::backend::{Backend, Message, Prompt, TokenizeInput};
 use crate::error::{Error, Result};
 
@@ -78,7 +79,7 @@ pub fn still_to_write<'a>(tail: &str, prefix: &'a str) -> &'a str {
 /// template wrote). Read from the template's rendering of a one-message conversation.
 pub async fn answer_opening(backend: &dyn Backend) -> Result<String> {
     let tail = template_tail(backend, &[Message::user(ANY_QUESTION)]).await?;
-    Ok(if tail.trim_end().ends_with("<think>") {
+    Ok(if tail.trim_end().ends_with(THINK_OPEN) {
         still_to_write(&tail, NO_THINKING).to_string()
     } else {
         String::new()
@@ -91,7 +92,7 @@ pub async fn answer_opening(backend: &dyn Backend) -> Result<String> {
 /// prompt to tokens.
 pub async fn opens_thinking(backend: &dyn Backend) -> Result<bool> {
     let tail = template_tail(backend, &[Message::user(ANY_QUESTION)]).await?;
-    Ok(tail.trim_end().ends_with("<think>"))
+    Ok(tail.trim_end().ends_with(THINK_OPEN))
 }
 
 /// The question a template is rendered with to see how it starts the assistant's turn.

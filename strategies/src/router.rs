@@ -14,7 +14,7 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ponder_engine::answer::{extract_answer, stated_answer_in_turn, THINK_CLOSE};
+use ponder_engine::answer::{extract_answer, THINK_CLOSE, THINK_OPEN};
 use ponder_engine::solve_in_stages;
 use ponder_engine::{
     Backend, Candidate, Choice, Context, Error, EventKind, FinishReason, GenerationRequest,
@@ -448,8 +448,9 @@ impl Router {
         let unstated = cut && {
             // Thinking a template opened, cut before its close: all of it is thinking.
             let opened = !solution.completion.contains(THINK_CLOSE)
+                && !solution.completion.contains(THINK_OPEN)
                 && opens_thinking(cx.backend()).await.unwrap_or(false);
-            stated_answer_in_turn(&solution.completion, opened).is_none()
+            !self.think.states_answer(&solution.completion, opened)
         };
         if solution.answer.is_none() || unstated {
             if let Some(answer) = signals.as_ref().and_then(|s| s.answer.clone()) {

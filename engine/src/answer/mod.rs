@@ -74,7 +74,7 @@ fn extract_in(text: &str) -> Option<String> {
 /// nor does a `\boxed{5}` tried inside thinking, cut before it closed or right after: after
 /// `</think>`, only what follows it states).
 pub fn stated_answer(text: &str) -> Option<String> {
-    if text.contains("<think>") && !text.contains(THINK_CLOSE) {
+    if text.contains(THINK_OPEN) && !text.contains(THINK_CLOSE) {
         return None;
     }
     let stated = |t: &str| last_boxed(t).or_else(|| after_cue(t));
@@ -89,12 +89,15 @@ pub fn stated_answer(text: &str) -> Option<String> {
 /// where `thinking_opened` ([`crate::turn::opens_thinking`]): without a `</think>` of its
 /// own, all of it is thinking, and an answer tried there is not stated.
 pub fn stated_answer_in_turn(completion: &str, thinking_opened: bool) -> Option<String> {
-    if thinking_opened && !completion.contains("<think>") {
-        stated_answer(&format!("<think>{completion}"))
+    if thinking_opened && !completion.contains(THINK_OPEN) {
+        stated_answer(&format!("{THINK_OPEN}{completion}"))
     } else {
         stated_answer(completion)
     }
 }
+
+/// The delimiter that opens a reasoning model's thinking (a chat template may write it).
+pub const THINK_OPEN: &str = "<think>";
 
 /// The delimiter that ends a reasoning model's thinking (DeepSeek-R1 and its distills, QwQ,
 /// Qwen3, and ponder's budget forcing by default).

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use ponder_engine::answer::{stated_answer_in_turn, THINK_CLOSE};
+use ponder_engine::answer::{THINK_CLOSE, THINK_OPEN};
 use ponder_engine::turn::opens_thinking;
 use ponder_engine::{
     solve_in_stages, Candidate, Context, Error, EventKind, Pending, Problem, Result, Scorer,
@@ -226,6 +226,15 @@ enum Inner {
     Direct(Direct),
     /// Solved n times.
     Any(Box<dyn Strategy>),
+}
+
+impl Inner {
+    fn strategy(&self) -> &dyn Strategy {
+        match self {
+            Self::Direct(direct) => direct,
+            Self::Any(strategy) => strategy.as_ref(),
+        }
+    }
 }
 
 /// Best-of-N over any inner strategy; see the module docs.
@@ -482,7 +491,7 @@ impl BestOfN {
     /// Each answer's mass in the vote (its samples for `majority`, their summed reward
     /// otherwise), and every candidate's reward (as [`ballot`] counts them).
     fn votes(&self, draw: &Draw) -> (Vec<f64>, Vec<Option<f64>>) {
-        let (answers, rewards) = ballot(draw);
+        let (answers, rewards) = ballot(draw, self.inner.strategy());
         let groups = ponder_prm::groups(&answers, &rewards);
         let mass = match self.config.select {
             Select::Majority => groups.iter().map(|g| g.members.len() as f64).collect(),
@@ -525,7 +534,7 @@ impl BestOfN {
 /// The candidates' answers and rewards as the vote counts them: a sample the budget cut off
 /// before it stated an answer ends on a number of its working, not an answer, and is selected
 /// from only where no other sample answered.
-fn ballot(draw: &Draw) -> (Vec<Option<String>>, Vec<Option<f64>>) {
+fn ballot(draw: &Draw, inner: &dyn Strategy) -> (Vec<Option<String>>, Vec<Option<f64>>) {
     let candidates = &draw.candidates;
     let mut answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
     let mut rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
@@ -534,9 +543,7 @@ fn ballot(draw: &Draw) -> (Vec<Option<String>>, Vec<Option<f64>>) {
         .iter()
         .zip(&draw.stops)
         .map(|(c, stop)| {
-            stop.is_budget()
-                && c.answer.is_some()
-                && stated_answer_in_turn(&c.text, opened).is_none()
+            stop.is_budget() && c.answer.is_some() && !inner.states_answer(&c.text, opened)
         })
         .collect();
     if answers
@@ -599,7 +606,11 @@ impl Draw {
     async fn learn_template(&mut self, cx: &Context) {
         let needed = self.thinking_opened.is_none()
             && self.candidates.iter().zip(&self.stops).any(|(c, stop)| {
-                stop.is_budget() && c.answer.is_some() && !c.text.contains(THINK_CLOSE)
+                // A sample that opened its own thinking says whether it closed it.
+                stop.is_budget()
+                    && c.answer.is_some()
+                    && !c.text.contains(THINK_CLOSE)
+                    && !c.text.contains(THINK_OPEN)
             });
         if needed {
             // Not learnt (a failed request): asked again after the next round.
@@ -698,7 +709,7 @@ impl BestOfN {
         if !cx.events().is_on() {
             return;
         }
-        let (answers, rewards) = ballot(draw);
+        let (answers, rewards) = ballot(draw, self.inner.strategy());
         let leader = self
             .config
             .select
@@ -739,7 +750,7 @@ impl BestOfN {
     /// `fin` (final, not a first stage's answer to fall back on).
     fn select(&self, cx: &Context, draw: Draw, fin: bool) -> Result<Solution> {
         let n = self.config.n.get();
-        let (answers, rewards) = ballot(&draw);
+        let (answers, rewards) = ballot(&draw, self.inner.strategy());
         let Draw {
             candidates,
             stops,
@@ -806,6 +817,13 @@ impl BestOfN {
 impl Strategy for BestOfN {
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// As its inner strategy, which wrote the chosen sample's text.
+    fn states_answer(&self, completion: &str, thinking_opened: bool) -> bool {
+        self.inner
+            .strategy()
+            .states_answer(completion, thinking_opened)
     }
 
     #[tracing::instrument(skip_all, fields(strategy = self.name, problem = %problem.id, n = self.config.n.get()))]

@@ -793,3 +793,60 @@ async fn a_sample_of_an_inner_strategy_that_fails_is_drawn_again_not_the_whole_d
         .unwrap_err();
     assert!(err.to_string().contains("one"), "{err}");
 }
+
+/// Plays its solutions in order; states an answer only where the text ends with "." (its own
+/// way of writing one, which the standard reading does not know).
+struct OwnWay(std::sync::Mutex<std::collections::VecDeque<(&'static str, StopReason)>>);
+
+#[async_trait]
+impl Strategy for OwnWay {
+    fn name(&self) -> &'static str {
+        "own_way"
+    }
+
+    fn states_answer(&self, completion: &str, _: bool) -> bool {
+        completion.ends_with('.')
+    }
+
+    async fn solve(&self, _: &Problem, _: &Context) -> Result<Solution> {
+        let (text, stop) = self.0.lock().unwrap().pop_front().unwrap();
+        let candidate = Candidate {
+            answer: ponder_engine::answer::extract_answer(text),
+            text: text.into(),
+            score: None,
+            tokens: 1,
+        };
+        Ok(Solution::single("own_way", candidate, stop))
+    }
+}
+
+#[tokio::test]
+async fn the_inner_strategy_says_whether_a_cut_sample_stated_its_answer() {
+    // 42 and 17 stated; two samples the budget cut at "the answer is 17", which the standard
+    // reading takes as stated (17 would win 3 to 1) but the inner strategy does not: they do
+    // not vote, and 42, drawn first, wins the 1:1 split.
+    let cut = "the answer is 17";
+    let inner = OwnWay(std::sync::Mutex::new(
+        [
+            ("42.", StopReason::Completed),
+            ("17.", StopReason::Completed),
+            (cut, StopReason::CompletionBudget),
+            (cut, StopReason::CompletionBudget),
+        ]
+        .into(),
+    ));
+    assert!(ponder_engine::answer::stated_answer(cut).is_some());
+    let config = BestOfNConfig {
+        concurrency: NonZeroUsize::new(1),
+        ..BestOfNConfig::self_consistency(NonZeroUsize::new(4).unwrap())
+    };
+    let strategy = BestOfN::new(config).unwrap().with_inner(Box::new(inner));
+    let backend = Arc::new(ScriptedBackend::new(Vec::<String>::new()));
+    let solution = run(&strategy, backend, Budget::unlimited()).await;
+    assert_eq!(solution.stop_reason, StopReason::CompletionBudget);
+    assert_eq!(solution.candidates.len(), 4);
+    assert_eq!(solution.answer.as_deref(), Some("42"));
+    // Best-of-N asks its inner strategy in turn, for an outer one.
+    assert!(!strategy.states_answer(cut, false));
+    assert!(strategy.states_answer("17.", false));
+}

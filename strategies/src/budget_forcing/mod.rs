@@ -20,7 +20,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ponder_engine::answer::extract_answer;
+use ponder_engine::answer::{extract_answer, stated_answer};
 use ponder_engine::{
     Backend, Candidate, Context, Error, EventKind, FinishReason, GenerationRequest,
     LogitsProcessor, Message, Problem, Prompt, Resource, Result, Sampling, Solution, StopReason,
@@ -745,6 +745,22 @@ fn split(text: &str, close: &str, cue: &str) -> (String, String) {
 impl Strategy for BudgetForcing {
     fn name(&self) -> &'static str {
         "budget_forcing"
+    }
+
+    /// Stated where the text has an answer after its (configured) close: behind its cue, read
+    /// as [`final_answer`] reads it, or, without the cue, as any text is. A sample stopped
+    /// before its close is thinking only.
+    fn states_answer(&self, completion: &str, _thinking_opened: bool) -> bool {
+        let c = &self.config;
+        let Some((_, rest)) = completion.split_once(c.think_close.as_str()) else {
+            return false;
+        };
+        match rest.split_once(c.answer_cue.as_str()) {
+            Some((_, answer)) => {
+                extract_answer(&format!("{ANSWER_CUE} {}", answer.trim_start())).is_some()
+            }
+            None => stated_answer(rest).is_some(),
+        }
     }
 
     #[tracing::instrument(skip_all, fields(strategy = "budget_forcing", problem = %problem.id))]

@@ -676,3 +676,60 @@ fn the_first_stage_says_how_sure_it_is_and_the_second_thinks_from_it() {
     );
     assert_eq!(backend.requests()[0].max_tokens, 512);
 }
+
+#[test]
+fn an_answer_budget_forcing_stated_behind_its_own_cue_stands_when_cut() {
+    // Thinking by budget forcing with Sky-T1's delimiters and a cue of its own: the answer
+    // phase runs out of tokens ("7 apples" of "7 apples in all"), but the answer is stated
+    // behind the cue, so it stands; the standard reading knows neither the delimiter nor the
+    // cue and would take the unsure short answer instead.
+    let config: RouterConfig = parse_str(
+        "think = { kind = \"budget_forcing\", mode = \"resubmit\", \
+         think_open = \"<|begin_of_thought|>\", think_close = \"<|end_of_thought|>\", \
+         answer_cue = \"Therefore:\", max_answer_tokens = 8 }",
+        Format::Toml,
+    )
+    .unwrap();
+    let backend = Arc::new(ScriptedBackend::from_replies([
+        Reply::Unsure("Final Answer: 5".into(), 0.1f32.ln()),
+        Reply::Text("3 and 4 make 7.<|end_of_thought|>".into()),
+        Reply::Text("7 apples in all".into()),
+    ]));
+    let solution = solve_with(&router(config.clone()), &backend, Budget::unlimited());
+    assert_eq!(solution.stop_reason, StopReason::MaxTokens);
+    assert!(
+        solution
+            .completion
+            .ends_with("<|end_of_thought|>\nTherefore: 7 apples"),
+        "{}",
+        solution.completion
+    );
+    assert_eq!(
+        ponder_engine::answer::stated_answer(&solution.completion),
+        None
+    );
+    let answer = solution.answer.unwrap();
+    assert!(ponder_engine::answer::equivalent(&answer, "7"), "{answer}");
+
+    // Cut before its close (thinking only): not stated, and the short answer stands.
+    let backend = Arc::new(ScriptedBackend::from_replies([
+        Reply::Unsure("Final Answer: 5".into(), 0.1f32.ln()),
+        Reply::Text("3 and 4 make 7, so the answer is 7, but".into()),
+    ]));
+    let solution = solve_with(
+        &router(config),
+        &backend,
+        Budget::unlimited().with_max_calls(2),
+    );
+    assert!(
+        solution.stop_reason.is_budget(),
+        "{:?}",
+        solution.stop_reason
+    );
+    assert_eq!(
+        solution.answer.as_deref(),
+        Some("5"),
+        "{}",
+        solution.completion
+    );
+}
