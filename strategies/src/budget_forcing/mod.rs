@@ -298,9 +298,13 @@ impl BudgetForcing {
                 .tokenize(TokenizeInput::Piece(&format!("{lead}{}", c.think_close)))
                 .await?;
             let lead_ids = backend.tokenize(TokenizeInput::Piece(lead)).await?;
-            // Where the lead stays a token of its own, the rest is the plain delimiter again.
+            // Where the lead stays a token of its own, the rest is the plain delimiter again;
+            // so where it ends in the plain delimiter after tokens of its own that differ from
+            // the lead's alone (GPT-2's pre-tokenizer writes "\n\n" alone as one token and
+            // before "</" as two): those are no start of the delimiter.
             let variant = match with_lead.strip_prefix(lead_ids.as_slice()) {
                 Some(rest) => rest.to_vec(),
+                None if with_lead.ends_with(&close) => close.clone(),
                 None => with_lead,
             };
             if variant != close && !close_variants.contains(&variant) {
@@ -547,6 +551,9 @@ impl BudgetForcing {
             }
             details.thinking_tokens += thought;
             tokens += choice.completion_tokens as u64;
+            // Nothing written before the delimiter (the tokens counted may still hold an
+            // end-of-sequence token the backend generated after it: mistral.rs's, vLLM's).
+            let wrote_nothing = choice.text.trim().is_empty();
             thinking.push_str(&choice.text);
             if choice.finish_reason == FinishReason::Length {
                 // Cut inside the delimiter the model had begun ("</th"): the forced one
@@ -571,7 +578,7 @@ impl BudgetForcing {
                 break;
             }
             // Ended at once after the wait: after MAX_IDLE_WAITS of those running, no more.
-            if pending_wait.is_some() && thought == 0 {
+            if pending_wait.is_some() && wrote_nothing {
                 idle_waits += 1;
                 if idle_waits >= MAX_IDLE_WAITS {
                     details.waits_ignored = true;

@@ -457,6 +457,54 @@ async fn a_delimiter_merged_with_the_punctuation_before_it_is_a_variant() {
     assert_eq!(&out[4..4 + tokens.cue.len()], tokens.cue.as_slice());
 }
 
+/// [`Merging`], but "\n\n" alone is one token, and two before "</" (GPT-2's pre-tokenizer
+/// splits whitespace so that its last character stays with what follows).
+struct LoneBlankLine;
+
+/// The id [`LoneBlankLine`] gives "\n\n" alone.
+const BLANK_LINE: u32 = 2000;
+
+#[async_trait::async_trait]
+impl Backend for LoneBlankLine {
+    async fn generate(
+        &self,
+        _: ponder_engine::GenerationRequest,
+    ) -> ponder_engine::Result<ponder_engine::Generation> {
+        unreachable!("only tokenized")
+    }
+
+    fn capabilities(&self) -> ponder_engine::Capabilities {
+        Merging.capabilities()
+    }
+
+    async fn tokenize(&self, input: TokenizeInput<'_>) -> ponder_engine::Result<Vec<u32>> {
+        match input {
+            TokenizeInput::Piece("\n\n") => Ok(vec![BLANK_LINE]),
+            input => Merging.tokenize(input).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_lead_tokenized_apart_from_the_delimiter_is_no_start_of_it() {
+    let strategy = BudgetForcing::new(BudgetForcingConfig::default()).unwrap();
+    let tokens = strategy.tokens(&LoneBlankLine).await.unwrap();
+    let newline = 1000 + u32::from(b'\n');
+    assert_eq!(
+        Merging
+            .tokenize(TokenizeInput::Piece("\n\n</think>"))
+            .await
+            .unwrap(),
+        [newline, newline, 1, 4, 5]
+    );
+    // Every variant starts with a token that holds the delimiter's "<" (not with a newline,
+    // which would then be taken for the start of a close).
+    assert!(!tokens.close_variants.is_empty());
+    for variant in &tokens.close_variants {
+        assert!([2, 3].contains(&variant[0]), "{:?}", tokens.close_variants);
+    }
+}
+
 #[test]
 fn a_partial_delimiter_at_the_cap_is_completed_not_restarted() {
     let want = |g: &[u32]| if g.len() == 3 { 7 } else { 5 };
@@ -1011,4 +1059,62 @@ async fn resubmitting_stops_when_the_model_ends_at_once_after_each_wait() {
         "{details:?}"
     );
     assert_eq!(solution.answer.as_deref(), Some("4"));
+
+    // The same on a backend that counts the end-of-sequence token it generates after a stop
+    // string (mistral.rs, vLLM): an idle wait still costs a token, but wrote nothing.
+    let scripted = Arc::new(ponder_engine::scripted::ScriptedBackend::new(vec![
+        "2 + 2 = 4</think>",
+        "</think>",
+        "</think>",
+        "4",
+    ]));
+    let config = BudgetForcingConfig {
+        min_thinking_tokens: 100,
+        mode: ForcingMode::Resubmit,
+        ..BudgetForcingConfig::default()
+    };
+    let solution = ponder_engine::solve(
+        &BudgetForcing::new(config).unwrap(),
+        &Problem::new("p", "What is 2 + 2?"),
+        Arc::new(CountsEnd(Arc::clone(&scripted))) as Arc<dyn ponder_engine::Backend>,
+        ponder_engine::Budget::unlimited(),
+    )
+    .await
+    .unwrap();
+    let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!(scripted.requests().len(), 4, "{details:?}");
+    assert_eq!((details.waits, details.waits_ignored), (2, true));
+    assert_eq!(solution.answer.as_deref(), Some("4"));
+}
+
+/// A scripted backend that, like mistral.rs and vLLM, counts the end-of-sequence token it
+/// generates to end a choice at a stop string.
+struct CountsEnd(Arc<ponder_engine::scripted::ScriptedBackend>);
+
+#[async_trait::async_trait]
+impl ponder_engine::Backend for CountsEnd {
+    async fn generate(
+        &self,
+        request: ponder_engine::GenerationRequest,
+    ) -> ponder_engine::Result<ponder_engine::Generation> {
+        let mut generation = self.0.generate(request).await?;
+        for choice in &mut generation.choices {
+            if choice.stop_sequence.is_some() {
+                choice.completion_tokens += 1;
+                generation.usage.completion_tokens += 1;
+            }
+        }
+        Ok(generation)
+    }
+
+    fn capabilities(&self) -> ponder_engine::Capabilities {
+        self.0.capabilities()
+    }
+
+    async fn tokenize(
+        &self,
+        input: ponder_engine::TokenizeInput<'_>,
+    ) -> ponder_engine::Result<Vec<u32>> {
+        self.0.tokenize(input).await
+    }
 }
