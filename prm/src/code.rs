@@ -674,6 +674,11 @@ pub fn docstring_tests(prompt: &str, entry_point: &str) -> Vec<TestCase> {
     let body = def_line(prompt, entry_point).map_or(prompt, |at| &prompt[at..]);
     let lines: Vec<&str> = body.lines().collect();
     let call_prefix = format!("{entry_point}(");
+    let recurrence = lines.iter().any(|l| defines_recurrence(l, entry_point));
+    let examples_from = lines.iter().rposition(|l| {
+        let l = l.trim().to_lowercase();
+        l.starts_with("example") || l.starts_with("for example")
+    });
     let mut tests = Vec::new();
     let mut i = 0;
     while i < lines.len() {
@@ -720,11 +725,38 @@ pub fn docstring_tests(prompt: &str, entry_point: &str) -> Vec<TestCase> {
             }
         } else if line.starts_with(&call_prefix) {
             if let Some(test) = informal_example(line, entry_point.len()) {
-                tests.push(test);
+                // Where the docstring defines a sequence (`tri(n) = ...`), a `tri(1) = 3` is
+                // one of its terms, not what the function returns, unless under the last
+                // "Examples" heading.
+                let under_examples = examples_from.is_some_and(|from| i > from);
+                if under_examples || !recurrence || !bare_equals(line, &test.call) {
+                    tests.push(test);
+                }
             }
         }
     }
     tests
+}
+
+/// Whether `line`, a docstring line, defines `entry_point` as a sequence by a free variable:
+/// `tri(n) = 1 + n / 2, if n is even.` (HumanEval/130).
+fn defines_recurrence(line: &str, entry_point: &str) -> bool {
+    let Some(rest) = line.trim().strip_prefix(entry_point) else {
+        return false;
+    };
+    let Some((arg, after)) = rest.strip_prefix('(').and_then(|r| r.split_once(')')) else {
+        return false;
+    };
+    let arg = arg.trim();
+    let free = arg.starts_with(|c: char| c.is_alphabetic() || c == '_')
+        && arg.chars().all(|c| c.is_alphanumeric() || c == '_');
+    free && bare_equals(line.trim(), &line.trim()[..line.trim().len() - after.len()])
+}
+
+/// Whether the example `line` sets its `call` against a value with a bare `=` (not `==`, `=>`).
+fn bare_equals(line: &str, call: &str) -> bool {
+    let rest = line.get(call.len()..).unwrap_or_default().trim_start();
+    rest.starts_with('=') && !rest.starts_with("==") && !rest.starts_with("=>")
 }
 
 /// A doctest with no output line: a call that prints nothing (`None`), or a comparison meant
@@ -994,5 +1026,23 @@ mod tests {
             ]
         );
         assert!(tests.iter().all(|t| t.origin == TestOrigin::Example));
+    }
+
+    #[test]
+    fn the_terms_of_a_sequence_the_docstring_defines_are_not_examples() {
+        // HumanEval/130: `tri(1) = 3` is a term of the sequence, but `tri` returns a list of
+        // them; only the example under "Examples:" is one.
+        let prompt = "def tri(n):\n    \"\"\"Tribonacci sequence is defined by the recurrence:\n    tri(1) = 3\n    tri(n) = 1 + n / 2, if n is even.\n    tri(n) =  tri(n - 1) + tri(n - 2) + tri(n + 1), if n is odd.\n    For example:\n    tri(2) = 1 + (2 / 2) = 2\n    tri(4) = 3\n    tri(3) = tri(2) + tri(1) + tri(4)\n           = 2 + 3 + 3 = 8 \n    You are given a non-negative integer number n, you have to a return a list of the \n    first n + 1 numbers of the Tribonacci sequence.\n    Examples:\n    tri(3) = [1, 3, 2, 8]\n    \"\"\"\n";
+        let tests = docstring_tests(prompt, "tri");
+        assert_eq!(
+            tests
+                .iter()
+                .map(|t| (t.call.as_str(), t.expected.as_deref().unwrap()))
+                .collect::<Vec<_>>(),
+            vec![("tri(3)", "[1, 3, 2, 8]")]
+        );
+        // Without a definition by a free variable, a bare `=` example stands.
+        let tests = docstring_tests("def g(n):\n    '''\n    g(1) = 3\n    '''\n", "g");
+        assert_eq!(tests.len(), 1);
     }
 }

@@ -45,6 +45,23 @@ impl Asking {
 }
 
 impl SStar {
+    /// How `judge` is asked; `None` where its answer tokens cannot be read (a server without a
+    /// tokenizer endpoint, or the request failed): said in the details, and selection goes on
+    /// without verdicts, as where a comparison gives none.
+    async fn asking(judge: &dyn Backend, details: &mut SStarDetails) -> Result<Option<Asking>> {
+        match Asking::of(judge).await {
+            Ok(asking) => Ok(Some(asking)),
+            Err(e) if e.is_per_call() || matches!(e, Error::Unsupported { .. }) => {
+                tracing::warn!("S*: the judge cannot be asked, so no comparisons: {e}");
+                details
+                    .selection_errors
+                    .push(format!("preparing the judge: {e}"));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Asks the model (`ask`) for test inputs: up to `synthesized_inputs` calls of the entry
     /// point read from its reply. `Ok(Err(resource))` when the budget ran out; `Ok(Ok(None))`
     /// when `ask` is too long for the context window (the problem and, in a comparison, both
@@ -352,9 +369,16 @@ impl SStar {
             cluster.samples.sort_unstable();
         }
         let mut exhausted = None;
-        if clusters.len() > 1 {
-            let judge = self.judge(cx).await?;
-            let asking = Asking::of(judge.as_ref()).await?;
+        let judged = match clusters.len() > 1 {
+            true => {
+                let judge = self.judge(cx).await?;
+                Self::asking(judge.as_ref(), details)
+                    .await?
+                    .map(|asking| (judge, asking))
+            }
+            false => None,
+        };
+        if let Some((judge, asking)) = judged {
             let mut pairs = Vec::new();
             for i in 0..clusters.len() {
                 for j in i + 1..clusters.len() {
@@ -435,7 +459,9 @@ impl SStar {
             return Ok((pool.first().copied().unwrap_or(0), None));
         }
         let judge = self.judge(cx).await?;
-        let asking = Asking::of(judge.as_ref()).await?;
+        let Some(asking) = Self::asking(judge.as_ref(), details).await? else {
+            return Ok((pool.first().copied().unwrap_or(0), None));
+        };
         while pool.len() > 1 {
             let pairs: Vec<(usize, usize)> = pool
                 .chunks(2)

@@ -716,3 +716,68 @@ async fn a_comparison_whose_judge_fails_has_no_verdict_and_says_why() {
     // No verdict: the larger cluster stands, as in the tie.
     assert_eq!(details.selected, 1);
 }
+
+/// A scripted backend without a tokenizer, like an OpenAI-compatible server without
+/// `/tokenize`.
+struct NoTokenizer(Arc<ScriptedBackend>);
+
+#[async_trait::async_trait]
+impl ponder_engine::Backend for NoTokenizer {
+    async fn generate(&self, request: GenerationRequest) -> Result<ponder_engine::Generation> {
+        self.0.generate(request).await
+    }
+
+    fn capabilities(&self) -> ponder_engine::Capabilities {
+        self.0.capabilities()
+    }
+
+    async fn tokenize(&self, _: ponder_engine::TokenizeInput<'_>) -> Result<Vec<u32>> {
+        Err(Error::Unsupported {
+            backend: "scripted",
+            operation: "tokenize",
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_judge_whose_tokens_cannot_be_read_gives_no_verdicts_not_a_failed_problem() {
+    for selection in [
+        CodeSelection::AdaptiveInputSynthesis,
+        CodeSelection::Knockout,
+    ] {
+        let round_robin = selection == CodeSelection::AdaptiveInputSynthesis;
+        let mut script = round_robin_samples();
+        if round_robin {
+            // Inputs to cluster by (the knockout asks for inputs per pair only).
+            script.push(">>> add(100, 1)\n>>> add(2, 3)".into());
+        }
+        let scripted = Arc::new(ScriptedBackend::new(script));
+        let config = SStarConfig {
+            n: NonZeroUsize::new(4).unwrap(),
+            debug_rounds: 0,
+            selection,
+            ..SStarConfig::default()
+        };
+        let solution = solve(
+            &s_star(config),
+            &add_problem(),
+            Arc::new(NoTokenizer(Arc::clone(&scripted))),
+            Budget::unlimited(),
+        )
+        .await
+        .unwrap();
+        let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+        assert!(details.comparisons.is_empty(), "{selection:?}");
+        assert_eq!(scripted.remaining(), 0, "{selection:?}");
+        assert!(
+            details
+                .selection_errors
+                .iter()
+                .any(|e| e.starts_with("preparing the judge")),
+            "{:?}",
+            details.selection_errors
+        );
+        // Without verdicts: the larger cluster, or the earliest of the knockout.
+        assert_eq!(details.selected, usize::from(round_robin), "{selection:?}");
+    }
+}
