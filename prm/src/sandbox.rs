@@ -329,6 +329,15 @@ impl Level {
     }
 }
 
+/// Turns to run a program, one per core, shared by every sandbox of the process.
+fn run_turns() -> &'static tokio::sync::Semaphore {
+    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    TURNS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
 impl Default for Sandbox {
     fn default() -> Self {
         Self::new()
@@ -405,11 +414,17 @@ impl Sandbox {
         Ok(&checked.report)
     }
 
-    /// Runs `program` with `python3 -I main.py` and classifies how it ended.
+    /// Runs `program` with `python3 -I main.py` and classifies how it ended. At most as many
+    /// runs as the machine has cores go at once in this process (the others wait their turn):
+    /// a program and its test harness are CPU-bound, so more only slice the cores thinner, and
+    /// a run's wall-clock limit (a few times its CPU limit) would then end programs still
+    /// within their CPU time.
     #[tracing::instrument(skip_all, fields(bytes = program.main.len()))]
     pub async fn run(&self, program: &Program) -> Result<RunReport, SandboxError> {
         let checked = self.checked.get_or_try_init(|| self.probe()).await?;
         let user = checked.report.isolation.user.as_ref();
+        // Never closed, so never an error.
+        let _turn = run_turns().acquire().await.ok();
         self.execute(program, checked.level, user).await
     }
 

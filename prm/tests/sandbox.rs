@@ -1497,3 +1497,42 @@ async fn humaneval_canonical_solutions_pass_and_wrong_ones_fail() {
     let math = Problem::new("m", "2+2?").with_reference("4");
     assert_eq!(grader.grade(&math, &solution("4")).await.unwrap(), None);
 }
+
+/// No more runs go at once than the machine has cores (a CPU-bound program gets a core, and
+/// its wall-clock limit is not spent waiting for one): the others wait their turn.
+#[tokio::test]
+async fn runs_beyond_the_cores_wait_their_turn() {
+    let _guard = checked().await;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    // A process limit that several runs at once stay within, whatever the cores.
+    let sandbox = Sandbox::new()
+        .allow_unisolated(!isolation_check::namespaces_here())
+        .with_limits(
+            Limits::default()
+                .with_wall(Duration::from_secs(30))
+                .with_processes(u32::try_from(4 * cores + 8).unwrap()),
+        );
+    let program = Program::new(
+        "import json, time\na = time.time()\ntime.sleep(0.3)\nprint(json.dumps([a, time.time()]))\n",
+    );
+    let runs = futures::future::join_all((0..2 * cores + 1).map(|_| sandbox.run(&program))).await;
+    let mut edges = Vec::new();
+    for run in runs {
+        let run = run.unwrap();
+        assert_eq!(run.outcome, RunOutcome::Passed, "{run:?}");
+        let [start, end]: [f64; 2] = serde_json::from_str(run.stdout.trim()).unwrap();
+        edges.push((start, 1));
+        edges.push((end, -1));
+    }
+    // Ends before starts at the same instant.
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    assert!(
+        most <= i32::try_from(cores).unwrap(),
+        "{most} programs ran at once on {cores} cores"
+    );
+}
