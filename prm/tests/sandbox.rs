@@ -984,6 +984,26 @@ async fn output_without_a_newline_and_sets_of_strings_are_read_right() {
     );
     assert_eq!(run.report.stdout, "dbg\ndbg\ndbg\n");
 
+    // Equal dicts built in two orders read the same; outputs that differ only past the cut
+    // for showing (1000 characters) do not.
+    let code = "def h(a):\n    return {'b': 2, 'a': 2} if a else {'a': 2, 'b': 2}\ndef s(n):\n    return ' '.join(str(i) for i in range(n))\n";
+    let tests = [
+        TestCase::probe("h(True)"),
+        TestCase::probe("h(False)"),
+        TestCase::probe("s(1000)"),
+        TestCase::probe("s(1001)"),
+    ];
+    let run = verifier().run_tests(code, &tests).await.unwrap();
+    let got: Vec<&str> = run
+        .results
+        .iter()
+        .map(|r| r.got.as_deref().unwrap())
+        .collect();
+    assert_eq!(got[0], "{'a': 2, 'b': 2}");
+    assert_eq!(got[0], got[1]);
+    assert_ne!(got[2], got[3]);
+    assert!(got[2].len() < 1100 && got[2].contains("characters in all"), "{}", got[2]);
+
     // HumanEval's hidden tests: a solution that prints without a newline still passes.
     let task = CodeTask {
         prompt: String::new(),
