@@ -13,7 +13,7 @@
 # handler only between bytecodes) is ended by the kernel: a third timer, ITIMER_VIRTUAL, past
 # both, with SIGVTALRM's default action, kills the harness; ponder records the test as timed
 # out and starts the harness again after it (tests.json's "start").
-import ast, builtins, contextlib, hashlib, io, json, math, os, signal, sys, traceback
+import ast, builtins, contextlib, hashlib, importlib, io, json, math, os, signal, sys, traceback
 
 MARK = "{MARK}"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -90,7 +90,7 @@ def disarm():
     signal.setitimer(signal.ITIMER_VIRTUAL, 0)
 
 
-def undefined_name(expr):
+def undefined_names(expr):
     tree = ast.parse(expr, mode="eval")
     # Names the expression binds itself: comprehension targets, lambda parameters, := targets.
     bound = set()
@@ -99,11 +99,34 @@ def undefined_name(expr):
             bound.add(node.id)
         elif isinstance(node, ast.arg):
             bound.add(node.arg)
+    names = []
     for node in ast.walk(tree):
         if (isinstance(node, ast.Name) and node.id not in bound and node.id not in ns
-                and not hasattr(builtins, node.id)):
-            return node.id
-    return None
+                and not hasattr(builtins, node.id) and node.id not in names):
+            names.append(node.id)
+    return names
+
+
+# Standard modules a call may name without the program importing them (`f(math.inf)`,
+# `f(sys.maxsize)`): deterministic ones only (an input that calls `random` would give each
+# program another value), and none whose name a docstring uses as a placeholder (`f(string)`).
+STDLIB = frozenset(["math", "cmath", "sys", "itertools", "functools", "collections",
+                    "fractions", "decimal", "re", "statistics", "heapq", "bisect", "typing"])
+
+
+def call_scope(missing):
+    # The names a call needs that are standard modules, imported for it (as the program that
+    # imported them would see them: whether an input runs does not hang on a program's
+    # imports); the scope it runs in, and the names still undefined.
+    extra = {}
+    for name in missing:
+        if name in STDLIB:
+            try:
+                extra[name] = importlib.import_module(name)
+            except Exception:
+                pass
+    left = [name for name in missing if name not in extra]
+    return (dict(ns, **extra) if extra else ns), left
 
 
 def canonical(x):
@@ -176,12 +199,12 @@ for index, test in enumerate(config["tests"]):
         continue
     record = {"i": index}
     try:
-        missing = undefined_name(test["call"])
+        scope, missing = call_scope(undefined_names(test["call"]))
     except SyntaxError:
         emit(dict(record, status="skipped", reason="the call is not a Python expression"))
         continue
-    if missing is not None:
-        emit(dict(record, status="skipped", reason="the call uses undefined name `%s`" % missing))
+    if missing:
+        emit(dict(record, status="skipped", reason="the call uses undefined name `%s`" % missing[0]))
         continue
     text = test["expected"]
     expected, as_output = None, False
@@ -199,7 +222,7 @@ for index, test in enumerate(config["tests"]):
     try:
         try:
             with contextlib.redirect_stdout(captured):
-                got = eval(test["call"], ns)
+                got = eval(test["call"], scope)
         finally:
             disarm()
         # Returned after catching its timeout: it still ran past it.
