@@ -562,10 +562,15 @@ pub fn extract_code(completion: &str, entry_point: Option<&str>) -> String {
 fn extract_code_in(completion: &str, entry_point: Option<&str>) -> String {
     let blocks = fenced_blocks(completion);
     if !blocks.is_empty() {
-        let chosen = entry_point
-            .and_then(|name| blocks.iter().rev().find(|b| defines(b, name)))
-            .or_else(|| blocks.iter().max_by_key(|b| b.len()));
-        return chosen.cloned().unwrap_or_default();
+        if let Some(at) = entry_point.and_then(|name| blocks.iter().rposition(|b| defines(b, name)))
+        {
+            return with_helpers(&blocks, at);
+        }
+        return blocks
+            .iter()
+            .max_by_key(|b| b.len())
+            .cloned()
+            .unwrap_or_default();
     }
     let lines: Vec<&str> = completion.lines().collect();
     let first = lines.iter().position(|l| !l.trim().is_empty());
@@ -590,6 +595,165 @@ fn extract_code_in(completion: &str, entry_point: Option<&str>) -> String {
     code.truncate(code.trim_end().len());
     code.push('\n');
     code
+}
+
+/// Block `at` of `blocks`, after the top-level definitions and imports of the other blocks
+/// that it uses and does not make itself (a helper written in a block of its own), and those
+/// they use in turn; of a name bound in several blocks, the last.
+fn with_helpers(blocks: &[String], at: usize) -> String {
+    let chosen = &blocks[at];
+    let own: Vec<String> = top_level(chosen)
+        .into_iter()
+        .flat_map(|s| s.names)
+        .collect();
+    let mut others: Vec<TopLevel> = Vec::new();
+    for (i, block) in blocks.iter().enumerate().filter(|&(i, _)| i != at) {
+        for statement in top_level(block) {
+            if statement.names.iter().any(|n| own.contains(n)) {
+                continue;
+            }
+            // A later block's binding of the same names replaces an earlier one's.
+            others.retain(|o| o.names != statement.names);
+            others.push(TopLevel {
+                block: i,
+                ..statement
+            });
+        }
+    }
+    let mut used = words(chosen);
+    let mut taken = vec![false; others.len()];
+    loop {
+        let before = taken.iter().filter(|&&t| t).count();
+        for (statement, taken) in others.iter().zip(taken.iter_mut()) {
+            if !*taken && statement.names.iter().any(|n| used.contains(n.as_str())) {
+                *taken = true;
+                used.extend(words(&statement.text));
+            }
+        }
+        if taken.iter().filter(|&&t| t).count() == before {
+            break;
+        }
+    }
+    let mut helpers: Vec<&TopLevel> = others
+        .iter()
+        .zip(&taken)
+        .filter(|(_, &t)| t)
+        .map(|(s, _)| s)
+        .collect();
+    if helpers.is_empty() {
+        return chosen.clone();
+    }
+    // Imports first, then in the order written.
+    helpers.sort_by_key(|s| (!s.import, s.block, s.line));
+    let mut code: String = helpers
+        .iter()
+        .map(|s| format!("{}\n", s.text.trim_end()))
+        .collect();
+    code.push('\n');
+    code.push_str(chosen);
+    code
+}
+
+/// A top-level statement of a block that binds names: a `def`, a `class` (with the decorators
+/// before it), an import.
+struct TopLevel {
+    text: String,
+    names: Vec<String>,
+    import: bool,
+    /// Where it was written: its block, and its first line there.
+    block: usize,
+    line: usize,
+}
+
+/// The statements of `code` at its top level that bind names.
+fn top_level(code: &str) -> Vec<TopLevel> {
+    let lines: Vec<&str> = code.lines().collect();
+    // Each statement's first line: an unindented line that does not continue the one before
+    // (a closing bracket) and follows no decorator.
+    let mut starts = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let opens = !line.is_empty()
+            && !line.starts_with([' ', '\t', '#', ')', ']', '}'])
+            && !(i > 0 && lines[i - 1].starts_with('@'));
+        if opens {
+            starts.push(i);
+        }
+    }
+    let mut statements = Vec::new();
+    for (k, &start) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).copied().unwrap_or(lines.len());
+        let text = lines[start..end].join("\n");
+        let head = lines[start..end]
+            .iter()
+            .find(|l| !l.starts_with('@'))
+            .copied()
+            .unwrap_or_default();
+        let (names, import) = bound_names(head, &text);
+        if !names.is_empty() {
+            statements.push(TopLevel {
+                text,
+                names,
+                import,
+                block: 0,
+                line: start,
+            });
+        }
+    }
+    statements
+}
+
+/// The names a top-level statement whose first line (after decorators) is `head` binds, and
+/// whether it is an import.
+fn bound_names(head: &str, text: &str) -> (Vec<String>, bool) {
+    let identifier = |s: &str| -> String {
+        s.trim()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let rest = head.strip_prefix("async ").unwrap_or(head);
+    if let Some(name) = rest
+        .strip_prefix("def ")
+        .or_else(|| rest.strip_prefix("class "))
+    {
+        let name = identifier(name);
+        return (Vec::from_iter((!name.is_empty()).then_some(name)), false);
+    }
+    // `import a.b as c, d`, `from m import (a as b,\n c)`: the name each binds.
+    let imported = if let Some(list) = text.strip_prefix("import ") {
+        Some((list, true))
+    } else {
+        text.strip_prefix("from ")
+            .and_then(|r| r.split_once(" import "))
+            .map(|(_, list)| (list, false))
+    };
+    let Some((list, dotted)) = imported else {
+        return (Vec::new(), false);
+    };
+    let list: String = list
+        .chars()
+        .map(|c| if "()\\\n".contains(c) { ' ' } else { c })
+        .collect();
+    let names = list
+        .split(',')
+        .filter_map(|item| {
+            let item = item.split('#').next().unwrap_or_default().trim();
+            let name = match item.split_once(" as ") {
+                Some((_, alias)) => identifier(alias),
+                None if dotted => identifier(item.split('.').next().unwrap_or_default()),
+                None => identifier(item),
+            };
+            (!name.is_empty()).then_some(name)
+        })
+        .collect();
+    (names, true)
+}
+
+/// The identifiers in `code` (its strings and comments too).
+fn words(code: &str) -> std::collections::HashSet<&str> {
+    code.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect()
 }
 
 fn fenced_blocks(text: &str) -> Vec<String> {
@@ -881,9 +1045,10 @@ mod tests {
     #[test]
     fn extracts_the_block_that_defines_the_entry_point() {
         let text = "Here is a helper:\n```python\ndef helper():\n    return 1\n```\nAnd the answer:\n```python\ndef f(x):\n    return helper() + x\n```\nDone. ```text\nnot code\n```";
+        // The helper it calls, from a block of its own, goes before it.
         assert_eq!(
             extract_code(text, Some("f")),
-            "def f(x):\n    return helper() + x\n"
+            "def helper():\n    return 1\n\ndef f(x):\n    return helper() + x\n"
         );
         assert_eq!(
             extract_code(text, Some("g")),
@@ -894,6 +1059,29 @@ mod tests {
         assert_eq!(
             extract_code(unclosed, Some("f")),
             "def f(x):\n    return x\n"
+        );
+    }
+
+    #[test]
+    fn helpers_from_other_blocks_come_with_what_they_use_and_nothing_else() {
+        let text = "```python\nimport functools, math\nfrom typing import (List,\n    Tuple as T)\n\n@functools.cache\ndef root(x):\n    return math.sqrt(x)\n\ndef unused():\n    pass\n\nprint(root(4))\n```\nFirst try:\n```python\ndef f(xs):\n    return 0\n\ndef twice(x):\n    return 1\n```\nThen:\n```python\ndef f(xs: List[int]) -> int:\n    return sum(root(x) for x in xs)\n```\nAnd a fixed helper:\n```python\ndef twice(x):\n    return 2 * x\n```\n";
+        // f uses root and List: root brings its decorator and the import they use; the earlier
+        // draft of f, the unused def, twice and the print stay out.
+        assert_eq!(
+            extract_code(text, Some("f")),
+            "import functools, math\nfrom typing import (List,\n    Tuple as T)\n@functools.cache\ndef root(x):\n    return math.sqrt(x)\n\ndef f(xs: List[int]) -> int:\n    return sum(root(x) for x in xs)\n"
+        );
+        let names = |head: &str| bound_names(head, head).0;
+        assert_eq!(names("import os.path as p, sys"), ["p", "sys"]);
+        assert_eq!(names("from a.b import c as d, e  # note"), ["d", "e"]);
+        assert_eq!(names("async def g(x):"), ["g"]);
+        assert_eq!(names("class C(Base):"), ["C"]);
+        assert!(names("x = 1").is_empty());
+        // Of a helper in two blocks, the last.
+        let text = "```python\ndef twice(x):\n    return 1\n```\n```python\ndef g(x):\n    return twice(x)\n```\n```python\ndef twice(x):\n    return 2 * x\n```\n";
+        assert_eq!(
+            extract_code(text, Some("g")),
+            "def twice(x):\n    return 2 * x\n\ndef g(x):\n    return twice(x)\n"
         );
     }
 

@@ -1002,7 +1002,11 @@ async fn output_without_a_newline_and_sets_of_strings_are_read_right() {
     assert_eq!(got[0], "{'a': 2, 'b': 2}");
     assert_eq!(got[0], got[1]);
     assert_ne!(got[2], got[3]);
-    assert!(got[2].len() < 1100 && got[2].contains("characters in all"), "{}", got[2]);
+    assert!(
+        got[2].len() < 1100 && got[2].contains("characters in all"),
+        "{}",
+        got[2]
+    );
 
     // An input that names a standard module runs whether or not the program imported it (two
     // programs alike but for the import are not told apart by it); one that calls `random` or
@@ -1012,12 +1016,18 @@ async fn output_without_a_newline_and_sets_of_strings_are_read_right() {
         TestCase::probe("f(random.random())"),
         TestCase::probe("f(n)"),
     ];
-    for code in ["def f(x):\n    return x\n", "import math\ndef f(x):\n    return x\n"] {
+    for code in [
+        "def f(x):\n    return x\n",
+        "import math\ndef f(x):\n    return x\n",
+    ] {
         let run = verifier().run_tests(code, &tests).await.unwrap();
         assert_eq!(run.results[0].status, TestStatus::Passed, "{code}");
         assert_eq!(run.results[0].got.as_deref(), Some("inf"));
         for r in &run.results[1..] {
-            assert!(matches!(r.status, TestStatus::Skipped { .. }), "{code}: {r:?}");
+            assert!(
+                matches!(r.status, TestStatus::Skipped { .. }),
+                "{code}: {r:?}"
+            );
         }
     }
 
