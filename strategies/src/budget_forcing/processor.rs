@@ -54,7 +54,8 @@ struct ForcingState {
 /// forces tokens: below the minimum, or while waits remain, the delimiter's first tokens and
 /// end-of-sequence are banned and the wait string is said where the model would have ended
 /// thinking: decoding greedily, where one of them was the most likely token; sampling, with
-/// the probability the model gave them at the sampling temperature (the processor draws it,
+/// the probability the model gave them at the sampling temperature, within the `top_p`
+/// nucleus where one is set (the processor draws it,
 /// from the solve's seed where it is seeded), as s1 says a wait where the sampled token ends
 /// thinking; otherwise the token is drawn from the rest, as it would have been given that it
 /// did not end. At the cap the delimiter is forced token by token from wherever a partial
@@ -69,6 +70,8 @@ pub struct ForcingProcessor {
     max_answer: usize,
     /// The sampling temperature (0: greedy).
     temperature: f64,
+    /// The sampler's nucleus filter, if any.
+    top_p: Option<f64>,
     /// What the draws of the endings are seeded from.
     seed: u64,
     /// The most tokens a budget granted the request (`usize::MAX`: as asked).
@@ -87,6 +90,7 @@ impl ForcingProcessor {
             max_waits: config.max_waits,
             max_answer: config.max_answer_tokens.get(),
             temperature: config.temperature,
+            top_p: config.top_p.filter(|&p| p < 1.0),
             seed,
             granted: AtomicUsize::new(usize::MAX),
             state: Mutex::new(ForcingState::default()),
@@ -212,7 +216,7 @@ impl ForcingProcessor {
                     .get(top as usize)
                     .copied()
                     .unwrap_or(f32::NEG_INFINITY);
-                let p = probability_of(logits, &ends, max, self.temperature);
+                let p = probability_of(logits, &ends, max, self.temperature, self.top_p);
                 let seed = self.seed;
                 let rng = state
                     .rng
@@ -266,7 +270,13 @@ impl ForcingProcessor {
 
 /// The probability `logits` give the `ids` at `temperature` (positive); `max` is the largest
 /// logit (the caller found it with the most likely token: no second pass for it).
-fn probability_of(logits: &[f32], ids: &[u32], max: f32, temperature: f64) -> f64 {
+fn probability_of(
+    logits: &[f32],
+    ids: &[u32],
+    max: f32,
+    temperature: f64,
+    top_p: Option<f64>,
+) -> f64 {
     if !max.is_finite() {
         return 0.0;
     }
@@ -282,13 +292,38 @@ fn probability_of(logits: &[f32], ids: &[u32], max: f32, temperature: f64) -> f6
         return 0.0;
     }
     let total: f64 = logits.iter().map(|&l| weight(l)).sum();
+    let Some(top_p) = top_p else {
+        let part: f64 = ids
+            .iter()
+            .filter_map(|&id| logits.get(id as usize))
+            .map(|&l| weight(l))
+            .sum();
+        return if total > 0.0 { part / total } else { 0.0 };
+    };
+    if total <= 0.0 {
+        return 0.0;
+    }
+    // Under a nucleus filter the sampler draws only from the most likely tokens whose mass
+    // reaches `top_p` (each kept while the mass before it is short of it): an ending outside
+    // it is never drawn, and one inside it has its share of the nucleus.
+    let mut weights: Vec<f64> = logits.iter().map(|&l| weight(l)).collect();
+    weights.sort_unstable_by(|a, b| b.total_cmp(a));
+    let (mut nucleus, mut cut) = (0.0, f64::INFINITY);
+    for &w in &weights {
+        if nucleus >= top_p * total {
+            break;
+        }
+        nucleus += w;
+        cut = w;
+    }
     let part: f64 = ids
         .iter()
         .filter_map(|&id| logits.get(id as usize))
         .map(|&l| weight(l))
+        .filter(|&w| w >= cut)
         .sum();
-    if total > 0.0 {
-        part / total
+    if nucleus > 0.0 {
+        part / nucleus
     } else {
         0.0
     }

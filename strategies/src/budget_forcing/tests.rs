@@ -1118,3 +1118,34 @@ impl ponder_engine::Backend for CountsEnd {
         self.0.tokenize(input).await
     }
 }
+
+#[test]
+fn a_sampled_wait_is_drawn_only_where_the_nucleus_holds_an_ending() {
+    // Waits said over 200 steps of thinking a wait is owed at, each step's logits `probs`.
+    let waits = |probs: &[(u32, f32)], top_p: Option<f64>| {
+        let config = BudgetForcingConfig {
+            temperature: 1.0,
+            top_p,
+            ..config(1000, 2000, 0)
+        };
+        let p = ForcingProcessor::new(tokens(), &config, 7);
+        let mut generated = Vec::new();
+        for _ in 0..200 {
+            let mut logits = vec![f32::NEG_INFINITY; 12];
+            for &(id, prob) in probs {
+                logits[id as usize] = prob.ln();
+            }
+            p.process(&mut logits, &generated);
+            generated.push(argmax(&logits));
+        }
+        p.details().waits
+    };
+    // The end of sequence has 5%, outside a 0.9 nucleus (the favourite's 92% fills it): the
+    // sampler would never draw it, so no wait; without the filter, about one step in 20.
+    let outside = [(5, 0.92), (EOS, 0.05), (10, 0.03)];
+    assert_eq!(waits(&outside, Some(0.9)), 0);
+    assert!(waits(&outside, None) > 0);
+    // Inside the nucleus (50% then 45%): about half the steps.
+    let inside = [(5, 0.5), (EOS, 0.45), (10, 0.05)];
+    assert!(waits(&inside, Some(0.9)) > 0);
+}
