@@ -648,6 +648,7 @@ impl BudgetForcing {
         };
         // The answer's call sends the thinking's prompt again.
         details.resubmitted_prompt_tokens += generation.usage.prompt_tokens;
+        let shortened = generation.cut_by.is_some();
         let choice = generation.into_first_choice()?;
         details.answer_tokens = choice.completion_tokens;
         tokens += choice.completion_tokens as u64;
@@ -666,7 +667,13 @@ impl BudgetForcing {
             text,
             details,
             tokens,
-            finish: choice.finish_reason,
+            // An answer that ran to `max_answer_tokens` ended where this strategy ends it (in
+            // decode the processor ends it there too), not cut off; unless a budget shortened
+            // the call.
+            finish: match choice.finish_reason {
+                FinishReason::Length if !shortened => FinishReason::Stop,
+                finish => finish,
+            },
             budget_stop,
         })
     }

@@ -679,10 +679,10 @@ fn the_first_stage_says_how_sure_it_is_and_the_second_thinks_from_it() {
 
 #[test]
 fn an_answer_budget_forcing_stated_behind_its_own_cue_stands_when_cut() {
-    // Thinking by budget forcing with Sky-T1's delimiters and a cue of its own: the answer
-    // phase runs out of tokens ("7 apples" of "7 apples in all"), but the answer is stated
-    // behind the cue, so it stands; the standard reading knows neither the delimiter nor the
-    // cue and would take the unsure short answer instead.
+    // Thinking by budget forcing with Sky-T1's delimiters and a cue of its own: the budget
+    // cuts the thinking short and budget forcing closes it and asks for the answer, which is
+    // stated behind the cue, so it stands; the standard reading knows neither the delimiter
+    // nor the cue and would take the unsure short answer instead.
     let config: RouterConfig = parse_str(
         "think = { kind = \"budget_forcing\", mode = \"resubmit\", \
          think_open = \"<|begin_of_thought|>\", think_close = \"<|end_of_thought|>\", \
@@ -692,11 +692,16 @@ fn an_answer_budget_forcing_stated_behind_its_own_cue_stands_when_cut() {
     .unwrap();
     let backend = Arc::new(ScriptedBackend::from_replies([
         Reply::Unsure("Final Answer: 5".into(), 0.1f32.ln()),
-        Reply::Text("3 and 4 make 7.<|end_of_thought|>".into()),
-        Reply::Text("7 apples in all".into()),
+        Reply::Text("3 and 4 make 7, as counting on from 3 by 4 gives 7.<|end_of_thought|>".into()),
+        Reply::Text("7 apples".into()),
     ]));
-    let solution = solve_with(&router(config.clone()), &backend, Budget::unlimited());
-    assert_eq!(solution.stop_reason, StopReason::MaxTokens);
+    let budget = Budget::unlimited().with_max_completion_tokens(15 + 30 + 37);
+    let solution = solve_with(&router(config.clone()), &backend, budget);
+    assert!(
+        solution.stop_reason.is_budget(),
+        "{:?}",
+        solution.stop_reason
+    );
     assert!(
         solution
             .completion
