@@ -489,6 +489,13 @@ impl Strategy for Router {
         "router"
     }
 
+    /// Stated as its thinking strategy reads it (a thinking answer behind budget forcing's own
+    /// cue), or as a short answer is read.
+    fn states_answer(&self, completion: &str, thinking_opened: bool) -> bool {
+        self.think.states_answer(completion, thinking_opened)
+            || ponder_engine::answer::stated_answer_in_turn(completion, thinking_opened).is_some()
+    }
+
     #[tracing::instrument(skip_all, fields(strategy = "router", problem = %problem.id))]
     async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
         solve_in_stages(self, problem, cx).await

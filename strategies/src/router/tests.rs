@@ -715,6 +715,11 @@ fn an_answer_budget_forcing_stated_behind_its_own_cue_stands_when_cut() {
     );
     let answer = solution.answer.unwrap();
     assert!(ponder_engine::answer::equivalent(&answer, "7"), "{answer}");
+    // The router says so in turn (for a best-of-N over it), and of a short answer too.
+    let r = router(config.clone());
+    assert!(r.states_answer(&solution.completion, false));
+    assert!(r.states_answer("Final Answer: 5", false));
+    assert!(!r.states_answer("<|begin_of_thought|>3 and 4 make", false));
 
     // Cut before its close (thinking only): not stated, and the short answer stands.
     let backend = Arc::new(ScriptedBackend::from_replies([
