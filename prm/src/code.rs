@@ -13,11 +13,14 @@
 //! any number may be in flight at once; dropping a verification future kills its run (see
 //! [`Sandbox`]). Nothing here holds permits.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ponder_engine::{CodeTask, Error, Grader, Problem, Solution};
 use serde::{Deserialize, Serialize};
+
+mod helpers;
 
 use crate::sandbox::{nonce, Program, RunOutcome, RunReport, Sandbox, SandboxError, Termination};
 
@@ -499,10 +502,11 @@ impl Grader for HumanEvalGrader {
 /// prompt's imports and helpers when it defines the entry point itself, else after the whole
 /// prompt (a completion that continues the function body).
 pub fn assemble(task: &CodeTask, completion: &str) -> String {
-    let code = extract_code(completion, Some(&task.entry_point));
     let prompt = task.prompt.as_str();
+    let preamble = def_line(prompt, &task.entry_point).map_or("", |at| &prompt[..at]);
+    let known = helpers::top_level_names(preamble);
+    let code = extract_code_known(completion, Some(&task.entry_point), &known);
     if defines(&code, &task.entry_point) {
-        let preamble = def_line(prompt, &task.entry_point).map_or("", |at| &prompt[..at]);
         format!("{preamble}{code}\n")
     } else {
         format!("{prompt}{code}\n")
@@ -532,19 +536,29 @@ fn def_line(code: &str, name: &str) -> Option<usize> {
 }
 
 /// The code in a model's completion: of its fenced blocks (```` ```python ````, ```` ```py ````
-/// or unlabelled; an unclosed last block runs to the end), the last that defines `entry_point`,
-/// else the longest; without fences, the code from the first top-level `def`, `class` or import
+/// or unlabelled; an unclosed last block runs to the end), the last that defines `entry_point`
+/// (after the helpers it uses from other blocks: `helpers.rs`), else the longest; without fences, the code from the first top-level `def`, `class` or import
 /// (or the whole text, when it starts indented: a function body), cut before trailing prose.
 /// A reasoning model's completion is read after its thinking (`</think>`) where that part
 /// holds a fenced block or defines `entry_point`, so a draft written while thinking does not
 /// outrank the program it answers with.
 pub fn extract_code(completion: &str, entry_point: Option<&str>) -> String {
+    extract_code_known(completion, entry_point, &HashSet::new())
+}
+
+/// [`extract_code`], where the program will also have `known` (the names a prompt's preamble
+/// binds): those are not looked for in other blocks.
+fn extract_code_known(
+    completion: &str,
+    entry_point: Option<&str>,
+    known: &HashSet<String>,
+) -> String {
     match ponder_engine::answer::after_thinking(completion) {
         Some(after)
             if !fenced_blocks(after).is_empty()
                 || entry_point.is_some_and(|name| defines(after, name)) =>
         {
-            extract_code_in(after, entry_point)
+            extract_code_in(after, entry_point, known)
         }
         // The thinking's, its opening delimiter dropped: a draft written against it
         // (`<think>def f(x):`, `<think>```python`) reads as code.
@@ -555,16 +569,17 @@ pub fn extract_code(completion: &str, entry_point: Option<&str>) -> String {
                 // (Its own line's spaces too: they do not indent a function body.)
                 .map_or(completion, |rest| rest.trim_start_matches([' ', '\t'])),
             entry_point,
+            known,
         ),
     }
 }
 
-fn extract_code_in(completion: &str, entry_point: Option<&str>) -> String {
+fn extract_code_in(completion: &str, entry_point: Option<&str>, known: &HashSet<String>) -> String {
     let blocks = fenced_blocks(completion);
     if !blocks.is_empty() {
         if let Some(at) = entry_point.and_then(|name| blocks.iter().rposition(|b| defines(b, name)))
         {
-            return with_helpers(&blocks, at);
+            return helpers::with_helpers(&blocks, at, known);
         }
         return blocks
             .iter()
@@ -595,165 +610,6 @@ fn extract_code_in(completion: &str, entry_point: Option<&str>) -> String {
     code.truncate(code.trim_end().len());
     code.push('\n');
     code
-}
-
-/// Block `at` of `blocks`, after the top-level definitions and imports of the other blocks
-/// that it uses and does not make itself (a helper written in a block of its own), and those
-/// they use in turn; of a name bound in several blocks, the last.
-fn with_helpers(blocks: &[String], at: usize) -> String {
-    let chosen = &blocks[at];
-    let own: Vec<String> = top_level(chosen)
-        .into_iter()
-        .flat_map(|s| s.names)
-        .collect();
-    let mut others: Vec<TopLevel> = Vec::new();
-    for (i, block) in blocks.iter().enumerate().filter(|&(i, _)| i != at) {
-        for statement in top_level(block) {
-            if statement.names.iter().any(|n| own.contains(n)) {
-                continue;
-            }
-            // A later block's binding of the same names replaces an earlier one's.
-            others.retain(|o| o.names != statement.names);
-            others.push(TopLevel {
-                block: i,
-                ..statement
-            });
-        }
-    }
-    let mut used = words(chosen);
-    let mut taken = vec![false; others.len()];
-    loop {
-        let before = taken.iter().filter(|&&t| t).count();
-        for (statement, taken) in others.iter().zip(taken.iter_mut()) {
-            if !*taken && statement.names.iter().any(|n| used.contains(n.as_str())) {
-                *taken = true;
-                used.extend(words(&statement.text));
-            }
-        }
-        if taken.iter().filter(|&&t| t).count() == before {
-            break;
-        }
-    }
-    let mut helpers: Vec<&TopLevel> = others
-        .iter()
-        .zip(&taken)
-        .filter(|(_, &t)| t)
-        .map(|(s, _)| s)
-        .collect();
-    if helpers.is_empty() {
-        return chosen.clone();
-    }
-    // Imports first, then in the order written.
-    helpers.sort_by_key(|s| (!s.import, s.block, s.line));
-    let mut code: String = helpers
-        .iter()
-        .map(|s| format!("{}\n", s.text.trim_end()))
-        .collect();
-    code.push('\n');
-    code.push_str(chosen);
-    code
-}
-
-/// A top-level statement of a block that binds names: a `def`, a `class` (with the decorators
-/// before it), an import.
-struct TopLevel {
-    text: String,
-    names: Vec<String>,
-    import: bool,
-    /// Where it was written: its block, and its first line there.
-    block: usize,
-    line: usize,
-}
-
-/// The statements of `code` at its top level that bind names.
-fn top_level(code: &str) -> Vec<TopLevel> {
-    let lines: Vec<&str> = code.lines().collect();
-    // Each statement's first line: an unindented line that does not continue the one before
-    // (a closing bracket) and follows no decorator.
-    let mut starts = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        let opens = !line.is_empty()
-            && !line.starts_with([' ', '\t', '#', ')', ']', '}'])
-            && !(i > 0 && lines[i - 1].starts_with('@'));
-        if opens {
-            starts.push(i);
-        }
-    }
-    let mut statements = Vec::new();
-    for (k, &start) in starts.iter().enumerate() {
-        let end = starts.get(k + 1).copied().unwrap_or(lines.len());
-        let text = lines[start..end].join("\n");
-        let head = lines[start..end]
-            .iter()
-            .find(|l| !l.starts_with('@'))
-            .copied()
-            .unwrap_or_default();
-        let (names, import) = bound_names(head, &text);
-        if !names.is_empty() {
-            statements.push(TopLevel {
-                text,
-                names,
-                import,
-                block: 0,
-                line: start,
-            });
-        }
-    }
-    statements
-}
-
-/// The names a top-level statement whose first line (after decorators) is `head` binds, and
-/// whether it is an import.
-fn bound_names(head: &str, text: &str) -> (Vec<String>, bool) {
-    let identifier = |s: &str| -> String {
-        s.trim()
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect()
-    };
-    let rest = head.strip_prefix("async ").unwrap_or(head);
-    if let Some(name) = rest
-        .strip_prefix("def ")
-        .or_else(|| rest.strip_prefix("class "))
-    {
-        let name = identifier(name);
-        return (Vec::from_iter((!name.is_empty()).then_some(name)), false);
-    }
-    // `import a.b as c, d`, `from m import (a as b,\n c)`: the name each binds.
-    let imported = if let Some(list) = text.strip_prefix("import ") {
-        Some((list, true))
-    } else {
-        text.strip_prefix("from ")
-            .and_then(|r| r.split_once(" import "))
-            .map(|(_, list)| (list, false))
-    };
-    let Some((list, dotted)) = imported else {
-        return (Vec::new(), false);
-    };
-    let list: String = list
-        .chars()
-        .map(|c| if "()\\\n".contains(c) { ' ' } else { c })
-        .collect();
-    let names = list
-        .split(',')
-        .filter_map(|item| {
-            let item = item.split('#').next().unwrap_or_default().trim();
-            let name = match item.split_once(" as ") {
-                Some((_, alias)) => identifier(alias),
-                None if dotted => identifier(item.split('.').next().unwrap_or_default()),
-                None => identifier(item),
-            };
-            (!name.is_empty()).then_some(name)
-        })
-        .collect();
-    (names, true)
-}
-
-/// The identifiers in `code` (its strings and comments too).
-fn words(code: &str) -> std::collections::HashSet<&str> {
-    code.split(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .filter(|w| !w.is_empty())
-        .collect()
 }
 
 fn fenced_blocks(text: &str) -> Vec<String> {
@@ -1059,29 +915,6 @@ mod tests {
         assert_eq!(
             extract_code(unclosed, Some("f")),
             "def f(x):\n    return x\n"
-        );
-    }
-
-    #[test]
-    fn helpers_from_other_blocks_come_with_what_they_use_and_nothing_else() {
-        let text = "```python\nimport functools, math\nfrom typing import (List,\n    Tuple as T)\n\n@functools.cache\ndef root(x):\n    return math.sqrt(x)\n\ndef unused():\n    pass\n\nprint(root(4))\n```\nFirst try:\n```python\ndef f(xs):\n    return 0\n\ndef twice(x):\n    return 1\n```\nThen:\n```python\ndef f(xs: List[int]) -> int:\n    return sum(root(x) for x in xs)\n```\nAnd a fixed helper:\n```python\ndef twice(x):\n    return 2 * x\n```\n";
-        // f uses root and List: root brings its decorator and the import they use; the earlier
-        // draft of f, the unused def, twice and the print stay out.
-        assert_eq!(
-            extract_code(text, Some("f")),
-            "import functools, math\nfrom typing import (List,\n    Tuple as T)\n@functools.cache\ndef root(x):\n    return math.sqrt(x)\n\ndef f(xs: List[int]) -> int:\n    return sum(root(x) for x in xs)\n"
-        );
-        let names = |head: &str| bound_names(head, head).0;
-        assert_eq!(names("import os.path as p, sys"), ["p", "sys"]);
-        assert_eq!(names("from a.b import c as d, e  # note"), ["d", "e"]);
-        assert_eq!(names("async def g(x):"), ["g"]);
-        assert_eq!(names("class C(Base):"), ["C"]);
-        assert!(names("x = 1").is_empty());
-        // Of a helper in two blocks, the last.
-        let text = "```python\ndef twice(x):\n    return 1\n```\n```python\ndef g(x):\n    return twice(x)\n```\n```python\ndef twice(x):\n    return 2 * x\n```\n";
-        assert_eq!(
-            extract_code(text, Some("g")),
-            "def twice(x):\n    return 2 * x\n\ndef g(x):\n    return twice(x)\n"
         );
     }
 

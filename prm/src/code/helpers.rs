@@ -1,0 +1,749 @@
+//! A program's helpers written in fenced blocks of their own: a model that writes `helper` in
+//! one block and `def f(x): return helper(x)` in the next means one program. Read from the text
+//! alone, so conservatively: only a name the chosen block uses bare (not after a `.`, not in a
+//! string or comment) and binds nowhere (not as a parameter, a variable, an import, a builtin,
+//! nor a name the prompt defines) is looked for, among the top-level `def`s, `class`es and
+//! imports of the other blocks (the nearest block before the chosen one first, then the
+//! nearest after), leaving out blocks of tests (pytest, unittest, imports from the solution's
+//! own module); a statement taken brings what it needs in turn.
+
+use std::collections::{HashMap, HashSet};
+
+/// Block `at` of `blocks`, after the statements of the other blocks that define what it needs
+/// and does not bind itself (nor are `known`: the prompt's names): imports first, then in the
+/// order written.
+pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>) -> String {
+    let Some(chosen) = blocks.get(at) else {
+        return String::new();
+    };
+    let hidden = masked(chosen);
+    let mut own: HashSet<String> = bound(&hidden);
+    own.extend(known.iter().cloned());
+    let needed: Vec<String> = bare_uses(&hidden)
+        .into_iter()
+        .filter(|n| !own.contains(n) && !is_builtin(n))
+        .collect();
+    if needed.is_empty() {
+        return chosen.clone();
+    }
+    // Who binds each name: the nearest block before the chosen one, then the nearest after.
+    let order = (0..at).rev().chain(at + 1..blocks.len());
+    let mut statements: Vec<TopLevel> = Vec::new();
+    let mut provider: HashMap<String, usize> = HashMap::new();
+    for i in order {
+        let block = &blocks[i];
+        let hidden = masked(block);
+        if is_tests(&hidden) {
+            continue;
+        }
+        for mut statement in top_level(block, &hidden) {
+            statement.block = i;
+            let index = statements.len();
+            for name in &statement.names {
+                provider.entry(name.clone()).or_insert(index);
+            }
+            statements.push(statement);
+        }
+    }
+    let mut taken = vec![false; statements.len()];
+    let mut wanted = needed;
+    let mut seen: HashSet<String> = HashSet::new();
+    while let Some(name) = wanted.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let Some(&index) = provider.get(&name) else {
+            continue;
+        };
+        if std::mem::replace(&mut taken[index], true) {
+            continue;
+        }
+        let statement = &statements[index];
+        let inner = masked(&statement.text);
+        let binds = bound(&inner);
+        wanted.extend(
+            bare_uses(&inner)
+                .into_iter()
+                .filter(|n| !own.contains(n) && !binds.contains(n) && !is_builtin(n)),
+        );
+    }
+    let mut helpers: Vec<&TopLevel> = statements
+        .iter()
+        .zip(&taken)
+        .filter(|(_, &t)| t)
+        .map(|(s, _)| s)
+        .collect();
+    if helpers.is_empty() {
+        return chosen.clone();
+    }
+    helpers.sort_by_key(|s| (!s.import, s.block, s.line));
+    let mut code: String = helpers
+        .iter()
+        .map(|s| format!("{}\n", s.text.trim_end()))
+        .collect();
+    code.push('\n');
+    code.push_str(chosen);
+    code
+}
+
+/// The names the top-level statements of `code` bind (`def`s, `class`es, imports, and
+/// assignments): what a prompt's preamble gives the program.
+pub(super) fn top_level_names(code: &str) -> HashSet<String> {
+    bound(&masked(code))
+}
+
+/// A top-level statement that binds names: a `def` or a `class` (with the decorators before
+/// it), or an import.
+#[derive(Debug)]
+struct TopLevel {
+    text: String,
+    names: Vec<String>,
+    import: bool,
+    /// Where it was written: its block, and its first line there.
+    block: usize,
+    line: usize,
+}
+
+/// The `def`s, `class`es and imports at the top level of `code` (`hidden`: [`masked`]).
+fn top_level(code: &str, hidden: &str) -> Vec<TopLevel> {
+    let lines: Vec<&str> = code.split('\n').collect();
+    let hidden_lines: Vec<&str> = hidden.split('\n').collect();
+    // Each statement's first line: unindented, outside brackets and continuations, after no
+    // decorator.
+    let mut starts = Vec::new();
+    let (mut depth, mut continued, mut after_decorator) = (0i32, false, false);
+    for (i, line) in hidden_lines.iter().enumerate() {
+        if depth == 0 && !continued && opens_statement(line) {
+            if !after_decorator {
+                starts.push(i);
+            }
+            after_decorator = line.starts_with('@');
+        }
+        depth += line
+            .chars()
+            .map(|c| match c {
+                '(' | '[' | '{' => 1,
+                ')' | ']' | '}' => -1,
+                _ => 0,
+            })
+            .sum::<i32>();
+        depth = depth.max(0);
+        continued = line.trim_end().ends_with('\\');
+    }
+    let mut statements = Vec::new();
+    for (k, &start) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).copied().unwrap_or(lines.len());
+        let Some(head) = (start..end).find(|&i| {
+            hidden_lines
+                .get(i)
+                .is_some_and(|l| opens_statement(l) && !l.starts_with('@'))
+        }) else {
+            continue;
+        };
+        let head_text = hidden_lines[head].trim_start_matches("async ");
+        let statement_hidden = hidden_lines[head..end].join("\n");
+        let (names, import) = if let Some(rest) = head_text
+            .strip_prefix("def ")
+            .or_else(|| head_text.strip_prefix("class "))
+        {
+            (identifier(rest).into_iter().collect::<Vec<_>>(), false)
+        } else if head_text.starts_with("import ") || head_text.starts_with("from ") {
+            (imported(&statement_hidden), true)
+        } else {
+            continue;
+        };
+        if names.is_empty() {
+            continue;
+        }
+        statements.push(TopLevel {
+            text: lines[start..end.min(lines.len())].join("\n"),
+            names,
+            import,
+            block: 0,
+            line: start,
+        });
+    }
+    statements
+}
+
+/// Whether a line ([`masked`]) could open a top-level statement: unindented, not blank, not
+/// closing a bracket.
+fn opens_statement(line: &str) -> bool {
+    !line.trim().is_empty() && !line.starts_with([' ', '\t', ')', ']', '}'])
+}
+
+/// The names an import statement (`hidden`, comments gone) binds: `import a.b as c, d` binds
+/// `c` and `a`... `d`; `from m import (x as y, z)` binds `y` and `z`; a `*` import binds none
+/// that can be told.
+fn imported(hidden: &str) -> Vec<String> {
+    let text: String = hidden
+        .chars()
+        .map(|c| if "()\\\n".contains(c) { ' ' } else { c })
+        .collect();
+    let text = text.trim();
+    let (list, dotted) = match text.strip_prefix("import ") {
+        Some(list) => (list, true),
+        None => match text.split_once(" import ") {
+            Some((_, list)) => (list, false),
+            None => return Vec::new(),
+        },
+    };
+    list.split(',')
+        .filter_map(|item| {
+            let item = item.trim();
+            match item.split_once(" as ") {
+                Some((_, alias)) => identifier(alias),
+                None if dotted => identifier(item.split('.').next().unwrap_or_default()),
+                None => identifier(item),
+            }
+        })
+        .collect()
+}
+
+/// The identifier `text` starts with (after spaces), if any.
+fn identifier(text: &str) -> Option<String> {
+    let text = text.trim_start();
+    let name: String = text
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    (!name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit())).then_some(name)
+}
+
+/// Whether a block (`hidden`: [`masked`]) is tests of the program rather than part of it.
+fn is_tests(hidden: &str) -> bool {
+    hidden.lines().any(|line| {
+        let line = line.trim_start();
+        [
+            "import pytest",
+            "import unittest",
+            "from pytest",
+            "from unittest",
+        ]
+        .iter()
+        .any(|s| line.starts_with(s))
+            || (line.starts_with("from ") && {
+                let module = line["from ".len()..].split_whitespace().next();
+                matches!(module, Some("solution" | "main" | "__main__"))
+            })
+            || line.starts_with("def test_")
+            || line.starts_with("class Test")
+            || line.starts_with("@pytest")
+    })
+}
+
+/// `code` with its strings and comments blanked to spaces (newlines kept), so that what is
+/// left is names, operators and brackets, on the lines they had.
+fn masked(code: &str) -> String {
+    let chars: Vec<char> = code.chars().collect();
+    let mut out: Vec<char> = Vec::with_capacity(chars.len());
+    let mut i = 0;
+    let blank = |c: char| if c == '\n' { '\n' } else { ' ' };
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '#' {
+            while i < chars.len() && chars[i] != '\n' {
+                out.push(' ');
+                i += 1;
+            }
+            continue;
+        }
+        if c != '\'' && c != '"' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        // A string prefix (`f`, `rb`, ...) glued to the quote is part of the string.
+        let mut prefix = 0;
+        while prefix < 2 && out.len() > prefix && "rRbBfFuU".contains(out[out.len() - 1 - prefix]) {
+            prefix += 1;
+        }
+        let glued = out.len() == prefix || {
+            let before = out[out.len() - 1 - prefix];
+            !(before.is_alphanumeric() || before == '_')
+        };
+        if glued {
+            for k in out.len() - prefix..out.len() {
+                out[k] = ' ';
+            }
+        }
+        let triple = chars.get(i + 1) == Some(&c) && chars.get(i + 2) == Some(&c);
+        let quote_len = if triple { 3 } else { 1 };
+        out.extend(std::iter::repeat_n(' ', quote_len));
+        i += quote_len;
+        while i < chars.len() {
+            let d = chars[i];
+            if d == '\\' {
+                out.push(' ');
+                if let Some(&next) = chars.get(i + 1) {
+                    out.push(blank(next));
+                }
+                i += 2;
+                continue;
+            }
+            if !triple && d == '\n' {
+                // An unclosed one-line string ends with its line.
+                break;
+            }
+            if d == c && (!triple || (chars.get(i + 1) == Some(&c) && chars.get(i + 2) == Some(&c)))
+            {
+                out.extend(std::iter::repeat_n(' ', quote_len));
+                i += quote_len;
+                break;
+            }
+            out.push(blank(d));
+            i += 1;
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The identifiers of `hidden` ([`masked`]) with whether each follows a `.` (an attribute).
+fn identifiers(hidden: &str) -> Vec<(&str, bool)> {
+    let mut found = Vec::new();
+    let mut previous = ' ';
+    let mut start: Option<usize> = None;
+    let mut dotted = false;
+    for (at, c) in hidden
+        .char_indices()
+        .chain(std::iter::once((hidden.len(), ' ')))
+    {
+        let word = c.is_alphanumeric() || c == '_';
+        match (start, word) {
+            (None, true) => {
+                start = Some(at);
+                dotted = previous == '.';
+            }
+            (Some(from), false) => {
+                let name = &hidden[from..at];
+                if !name.starts_with(|c: char| c.is_ascii_digit()) {
+                    found.push((name, dotted));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+        if !c.is_whitespace() || c == '\n' {
+            previous = c;
+        }
+    }
+    found
+}
+
+/// The names `hidden` ([`masked`]) uses bare: not after a `.`, not keywords.
+fn bare_uses(hidden: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (name, dotted) in identifiers(hidden) {
+        if !dotted && !KEYWORDS.contains(&name) && !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
+/// The names `hidden` ([`masked`]) binds anywhere: `def` and `class` names and parameters,
+/// assignment, `for`, `with ... as`, `except ... as`, `:=` and lambda targets, imports.
+fn bound(hidden: &str) -> HashSet<String> {
+    let mut names = HashSet::new();
+    let words = identifiers(hidden);
+    // Keyword-led bindings: the word after `def`, `class`, `as`, `import` lists, `for` targets,
+    // `lambda` parameters.
+    for line in hidden.lines() {
+        let trimmed = line.trim_start();
+        let head = trimmed.strip_prefix("async ").unwrap_or(trimmed);
+        if let Some(rest) = head.strip_prefix("def ") {
+            names.extend(identifier(rest));
+            if let Some(open) = rest.find('(') {
+                names.extend(parameters(&rest[open + 1..]));
+            }
+        } else if let Some(rest) = head.strip_prefix("class ") {
+            names.extend(identifier(rest));
+        } else if head.starts_with("import ") || head.starts_with("from ") {
+            names.extend(imported(head));
+        }
+        for (at, _) in line.match_indices(" as ") {
+            names.extend(identifier(&line[at + 4..]));
+        }
+        for (at, _) in line.match_indices("for ") {
+            let before = line[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                continue;
+            }
+            let rest = &line[at + 4..];
+            let targets = rest.split(" in ").next().unwrap_or_default();
+            names.extend(
+                identifiers(targets)
+                    .into_iter()
+                    .filter(|(_, dotted)| !dotted)
+                    .map(|(n, _)| n.to_string()),
+            );
+        }
+        for (at, _) in line.match_indices("lambda") {
+            let rest = &line[at + "lambda".len()..];
+            if let Some(colon) = rest.find(':') {
+                names.extend(parameters(&format!("{})", &rest[..colon])));
+            }
+        }
+        // `x = ...`, `a, b = ...`, `x += 1`: the names before the first `=` that is not part
+        // of a comparison, outside brackets.
+        let mut depth = 0i32;
+        let chars: Vec<(usize, char)> = line.char_indices().collect();
+        for (k, &(at, c)) in chars.iter().enumerate() {
+            match c {
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' => depth -= 1,
+                '=' if depth == 0 => {
+                    let next = chars.get(k + 1).map(|&(_, c)| c);
+                    let prev = k.checked_sub(1).and_then(|p| chars.get(p)).map(|&(_, c)| c);
+                    if next == Some('=') || matches!(prev, Some('=' | '!' | '<' | '>')) {
+                        break;
+                    }
+                    names.extend(targets(&line[..at]));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    // `name := value`.
+    for (name, dotted) in words {
+        if !dotted
+            && (hidden.contains(&format!("{name} :=")) || hidden.contains(&format!("{name}:=")))
+        {
+            names.insert(name.to_string());
+        }
+    }
+    names
+}
+
+/// The names an assignment's `target` ([`masked`]) binds: `a`, `a, (b, [c])`, not the object
+/// of a subscript or attribute (`q[r] = `, `o.x = `), which is used.
+fn targets(target: &str) -> Vec<String> {
+    // Subscripts and calls (a bracket right after a name or a closing bracket) become a `#`
+    // mark, so the name before one reads as used.
+    let mut kept = String::new();
+    let mut skipping = 0i32;
+    let mut last = ' ';
+    for c in target.chars() {
+        if skipping > 0 {
+            match c {
+                '(' | '[' | '{' => skipping += 1,
+                ')' | ']' | '}' => skipping -= 1,
+                _ => {}
+            }
+            continue;
+        }
+        let opens = matches!(c, '(' | '[' | '{');
+        if opens && (last.is_alphanumeric() || matches!(last, '_' | ')' | ']' | '}' | '#')) {
+            kept.push('#');
+            last = '#';
+            skipping = 1;
+            continue;
+        }
+        kept.push(c);
+        if !c.is_whitespace() {
+            last = c;
+        }
+    }
+    let words = identifiers(&kept);
+    let mut names = Vec::new();
+    let mut rest = kept.as_str();
+    for (name, dotted) in words {
+        let Some(at) = rest.find(name) else { continue };
+        let after = rest[at + name.len()..].trim_start();
+        rest = &rest[at + name.len()..];
+        if !dotted && !KEYWORDS.contains(&name) && !after.starts_with(['.', '#']) {
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
+/// The parameter names of a `def` or `lambda` whose list starts `list` (after the opening
+/// parenthesis, through the closing one).
+fn parameters(list: &str) -> Vec<String> {
+    let mut depth = 0i32;
+    let mut current = String::new();
+    let mut items = Vec::new();
+    for c in list.chars() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                current.push(c);
+            }
+            ')' | ']' | '}' if depth == 0 => break,
+            ')' | ']' | '}' => {
+                depth -= 1;
+                current.push(c);
+            }
+            ',' if depth == 0 => items.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    items.push(current);
+    items
+        .iter()
+        .filter_map(|item| identifier(item.trim_start().trim_start_matches('*')))
+        .collect()
+}
+
+fn is_builtin(name: &str) -> bool {
+    BUILTINS.binary_search(&name).is_ok()
+}
+
+const KEYWORDS: [&str; 37] = [
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "case", "class",
+    "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if",
+    "import", "in", "is", "lambda", "match", "nonlocal", "not", "or", "pass", "raise", "return",
+    "try", "while", "with", "yield",
+];
+
+/// Python's builtins (sorted): a name one of them gives is never looked for elsewhere (a
+/// `from math import pow` in another block would replace the three-argument `pow`).
+const BUILTINS: [&str; 151] = [
+    "ArithmeticError",
+    "AssertionError",
+    "AttributeError",
+    "BaseException",
+    "BaseExceptionGroup",
+    "BlockingIOError",
+    "BrokenPipeError",
+    "BufferError",
+    "BytesWarning",
+    "ChildProcessError",
+    "ConnectionAbortedError",
+    "ConnectionError",
+    "ConnectionRefusedError",
+    "ConnectionResetError",
+    "DeprecationWarning",
+    "EOFError",
+    "Ellipsis",
+    "EncodingWarning",
+    "EnvironmentError",
+    "Exception",
+    "ExceptionGroup",
+    "False",
+    "FileExistsError",
+    "FileNotFoundError",
+    "FloatingPointError",
+    "FutureWarning",
+    "GeneratorExit",
+    "IOError",
+    "ImportError",
+    "ImportWarning",
+    "IndentationError",
+    "IndexError",
+    "InterruptedError",
+    "IsADirectoryError",
+    "KeyError",
+    "KeyboardInterrupt",
+    "LookupError",
+    "MemoryError",
+    "ModuleNotFoundError",
+    "NameError",
+    "None",
+    "NotADirectoryError",
+    "NotImplemented",
+    "NotImplementedError",
+    "OSError",
+    "OverflowError",
+    "PendingDeprecationWarning",
+    "PermissionError",
+    "ProcessLookupError",
+    "RecursionError",
+    "ReferenceError",
+    "ResourceWarning",
+    "RuntimeError",
+    "RuntimeWarning",
+    "StopAsyncIteration",
+    "StopIteration",
+    "SyntaxError",
+    "SyntaxWarning",
+    "SystemError",
+    "SystemExit",
+    "TabError",
+    "TimeoutError",
+    "True",
+    "TypeError",
+    "UnboundLocalError",
+    "UnicodeDecodeError",
+    "UnicodeEncodeError",
+    "UnicodeError",
+    "UnicodeTranslateError",
+    "UnicodeWarning",
+    "UserWarning",
+    "ValueError",
+    "Warning",
+    "ZeroDivisionError",
+    "__import__",
+    "__name__",
+    "abs",
+    "aiter",
+    "all",
+    "anext",
+    "any",
+    "ascii",
+    "bin",
+    "bool",
+    "breakpoint",
+    "bytearray",
+    "bytes",
+    "callable",
+    "chr",
+    "classmethod",
+    "compile",
+    "complex",
+    "copyright",
+    "credits",
+    "delattr",
+    "dict",
+    "dir",
+    "divmod",
+    "enumerate",
+    "eval",
+    "exec",
+    "exit",
+    "filter",
+    "float",
+    "format",
+    "frozenset",
+    "getattr",
+    "globals",
+    "hasattr",
+    "hash",
+    "help",
+    "hex",
+    "id",
+    "input",
+    "int",
+    "isinstance",
+    "issubclass",
+    "iter",
+    "len",
+    "license",
+    "list",
+    "locals",
+    "map",
+    "max",
+    "memoryview",
+    "min",
+    "next",
+    "object",
+    "oct",
+    "open",
+    "ord",
+    "pow",
+    "print",
+    "property",
+    "quit",
+    "range",
+    "repr",
+    "reversed",
+    "round",
+    "set",
+    "setattr",
+    "slice",
+    "sorted",
+    "staticmethod",
+    "str",
+    "sum",
+    "super",
+    "tuple",
+    "type",
+    "vars",
+    "zip",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::code::{assemble, extract_code};
+
+    /// The program `blocks` (fenced, in order) make for entry point `f`.
+    fn program(blocks: &[&str]) -> String {
+        let text: String = blocks
+            .iter()
+            .map(|b| format!("Next:\n```python\n{b}```\n"))
+            .collect();
+        extract_code(&text, Some("f"))
+    }
+
+    #[test]
+    fn a_helper_comes_with_what_it_uses_and_nothing_else() {
+        let helpers = "import functools, math\nfrom typing import (List,  # lists\n    Tuple as T)\n\n@functools.lru_cache(\n    maxsize=None,\n)\ndef root(x):\n    \"\"\"The root.\nSee below.\n\"\"\"\n    return math.sqrt(x)\n\ndef unused():\n    pass\n\nprint(root(4))\n";
+        let draft = "def f(xs):\n    return 0\n";
+        let chosen = "def f(xs: List[int]) -> int:\n    return sum(root(x) for x in xs)\n";
+        assert_eq!(
+            program(&[helpers, draft, chosen]),
+            format!(
+                "import functools, math\nfrom typing import (List,  # lists\n    Tuple as T)\n@functools.lru_cache(\n    maxsize=None,\n)\ndef root(x):\n    \"\"\"The root.\nSee below.\n\"\"\"\n    return math.sqrt(x)\n\n{chosen}"
+            )
+        );
+    }
+
+    #[test]
+    fn names_the_program_binds_or_reads_as_attributes_are_not_looked_for() {
+        // Parameters, locals, loop targets, builtins, attributes, and words in strings and
+        // comments: none is taken from the other block.
+        let other = "from numpy import sqrt\nfrom math import pow\ndef numbers():\n    pass\ndef total():\n    pass\ndef x():\n    pass\ndef note():\n    pass\n";
+        let chosen = "import math\ndef f(numbers, m=3):\n    total = 0  # note\n    for i, x in enumerate(numbers):\n        total += pow(x, 2, m) + math.sqrt(i)\n    s = f\"{note}\"\n    return total, 'note', s\n";
+        assert_eq!(program(&[other, chosen]), chosen);
+    }
+
+    #[test]
+    fn tests_are_not_part_of_the_program_and_the_nearest_helper_before_wins() {
+        let right = "def f(numbers):\n    return helper(numbers)\n";
+        let tests = "import pytest\nfrom solution import f\n\n@pytest.fixture\ndef helper():\n    return [1]\n\ndef test_f(numbers):\n    assert f(numbers)\n";
+        let old = "def helper(x):\n    return 1\n";
+        let new = "def helper(x):\n    return 2 * x\n";
+        assert_eq!(
+            program(&[old, new, right, tests]),
+            format!("{new}\n{right}")
+        );
+        // Only after it: the nearest after.
+        assert_eq!(
+            program(&[right, tests, new, old]),
+            format!("{new}\n{right}")
+        );
+    }
+
+    #[test]
+    fn a_name_the_prompt_defines_is_the_prompts() {
+        let prompt = "import math\n\n\ndef poly(xs: list, x: float):\n    return sum(c * math.pow(x, i) for i, c in enumerate(xs))\n\n\ndef find_zero(xs: list):\n    \"\"\"Finds a zero.\"\"\"\n";
+        let task = ponder_engine::CodeTask {
+            prompt: prompt.into(),
+            entry_point: "find_zero".into(),
+            test: String::new(),
+        };
+        let completion = "```python\ndef poly(xs, x):\n    ...\n```\n```python\ndef find_zero(xs):\n    return poly(xs, 0.5)\n```\n";
+        let program = assemble(&task, completion);
+        assert!(!program.contains("    ...\n"), "{program}");
+        assert!(program.contains("return sum(c * math.pow"), "{program}");
+    }
+
+    #[test]
+    fn strings_and_comments_are_blanked_in_place() {
+        let code = "a = f'{b}' + rb\"c\\\"d\" # e\nx = '''g\nh'''\ny = 'unclosed\nz";
+        let hidden = masked(code);
+        assert_eq!(hidden.lines().count(), code.lines().count());
+        assert_eq!(bare_uses(&hidden), ["a", "x", "y", "z"]);
+        assert_eq!(
+            imported(&masked("import os.path as p, sys  # a, b\n")),
+            ["p", "sys"]
+        );
+        assert_eq!(
+            imported(&masked("from a.b import (c as d,\n    e)\n")),
+            ["d", "e"]
+        );
+        assert!(imported(&masked("from m import *\n")).is_empty());
+        let names = bound(&masked(
+            "def g(a, *b, c: int = 1, **d):\n    e, [f] = 1, 2\n    if (h := 3) == 3: pass\n    k = lambda m, n: m\n    with o as p:\n        q[r] = 1\n        u.v = 2\n    return s == t\n",
+        ));
+        for name in ["g", "a", "b", "c", "d", "e", "f", "h", "k", "m", "n", "p"] {
+            assert!(names.contains(name), "{name} in {names:?}");
+        }
+        for name in ["q", "r", "s", "t", "o", "u"] {
+            assert!(!names.contains(name), "{name} in {names:?}");
+        }
+    }
+}
