@@ -181,7 +181,17 @@ impl ForcingProcessor {
         }
         if thought >= cap {
             state.details.forced_end = true;
-            state.forcing = close.iter().skip(matched).copied().collect();
+            // Finish whichever form of the delimiter the model has begun ("done.</" of a
+            // variant), else write the delimiter whole.
+            let (form, begun) = self
+                .tokens
+                .closes()
+                .map(|form| (form, Self::partial_match(generated, form)))
+                .fold(
+                    (close, matched),
+                    |best, form| if form.1 > best.1 { form } else { best },
+                );
+            state.forcing = form.iter().skip(begun).copied().collect();
             if let Some(next) = state.forcing.pop_front() {
                 force(logits, next);
             }

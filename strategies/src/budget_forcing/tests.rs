@@ -512,6 +512,12 @@ fn a_partial_delimiter_at_the_cap_is_completed_not_restarted() {
     let out = decode(&p, want, 40);
     assert_eq!(&out[..6], &[5, 5, 5, 7, 8, CUE]);
     assert_eq!(p.details().thinking_tokens, 3);
+    // Of a variant ([6, 8]: the delimiter merged with what came before) too.
+    let want = |g: &[u32]| if g.len() == 3 { 6 } else { 5 };
+    let p = ForcingProcessor::new(tokens(), &config(0, 4, 0), 7);
+    let out = decode(&p, want, 40);
+    assert_eq!(&out[..6], &[5, 5, 5, 6, 8, CUE]);
+    assert_eq!(p.details().thinking_tokens, 3);
 }
 
 #[test]
