@@ -383,9 +383,13 @@ impl BudgetForcing {
             };
         }
         let (thinking, answer) = split(&choice.text, &c.think_close, &c.answer_cue);
+        // After the delimiter (the form the model wrote, where seen) and the cue.
+        let thinking_end = processor
+            .thinking_end()
+            .unwrap_or(details.thinking_tokens + tokens.close.len());
         details.answer_tokens = choice
             .completion_tokens
-            .saturating_sub(details.thinking_tokens + tokens.close.len() + tokens.cue.len());
+            .saturating_sub(thinking_end + tokens.cue.len());
         Ok(Outcome {
             text: choice.text.clone(),
             thinking,

@@ -125,8 +125,13 @@ impl ForcingProcessor {
     /// Whether the controller saw thinking close (the last token, sampled after its final call,
     /// it never sees).
     pub fn saw_thinking_close(&self) -> bool {
+        self.thinking_end().is_some()
+    }
+
+    /// Tokens generated up to the end of the delimiter (whichever form of it), once seen.
+    pub fn thinking_end(&self) -> Option<usize> {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.thinking_end.is_some()
+        state.thinking_end
     }
 
     /// Tokens in the longest suffix of `generated` that is a proper prefix of `pattern`.
