@@ -673,9 +673,13 @@ impl BudgetForcing {
             tokens,
             // An answer that ran to `max_answer_tokens` ended where this strategy ends it (in
             // decode the processor ends it there too), not cut off; unless a budget shortened
-            // the call.
+            // the call, or something else (the context window) ended it sooner.
             finish: match choice.finish_reason {
-                FinishReason::Length if !shortened => FinishReason::Stop,
+                FinishReason::Length
+                    if !shortened && choice.completion_tokens >= c.max_answer_tokens.get() =>
+                {
+                    FinishReason::Stop
+                }
                 finish => finish,
             },
             budget_stop,

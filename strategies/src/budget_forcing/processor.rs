@@ -203,11 +203,14 @@ impl ForcingProcessor {
             return;
         }
         let top = argmax(logits);
-        let starts: Vec<u32> = self
+        let mut starts: Vec<u32> = self
             .tokens
             .closes()
             .filter_map(|c| c.first().copied())
             .collect();
+        // (Counted once each where they are summed.)
+        starts.sort_unstable();
+        starts.dedup();
         let wants_to_end = starts.contains(&top) || self.tokens.eos.contains(&top);
         let wait = self.wait(state);
         // A wait must leave room to think after it (one that fills the cap is cut at once).
@@ -285,7 +288,7 @@ impl ForcingProcessor {
 
 /// The probability `logits` give the `ids` at `temperature` (positive); `max` is the largest
 /// logit (the caller found it with the most likely token: no second pass for it).
-fn probability_of(
+pub(super) fn probability_of(
     logits: &[f32],
     ids: &[u32],
     max: f32,
@@ -320,23 +323,40 @@ fn probability_of(
     }
     // Under a nucleus filter the sampler draws only from the most likely tokens whose mass
     // reaches `top_p` (each kept while the mass before it is short of it): an ending outside
-    // it is never drawn, and one inside it has its share of the nucleus.
-    let mut weights: Vec<f64> = logits.iter().map(|&l| weight(l)).collect();
-    weights.sort_unstable_by(|a, b| b.total_cmp(a));
-    let (mut nucleus, mut cut) = (0.0, f64::INFINITY);
-    for &w in &weights {
-        if nucleus >= top_p * total {
-            break;
-        }
-        nucleus += w;
-        cut = w;
-    }
-    let part: f64 = ids
+    // it is never drawn, and one inside it has its share of the nucleus. Most steps the tokens
+    // above the likeliest ending already fill it: no sort.
+    let reach = top_p * total;
+    let likeliest_end = ids
         .iter()
         .filter_map(|&id| logits.get(id as usize))
         .map(|&l| weight(l))
-        .filter(|&w| w >= cut)
+        .fold(0.0, f64::max);
+    let above: f64 = logits
+        .iter()
+        .map(|&l| weight(l))
+        .filter(|&w| w > likeliest_end)
         .sum();
+    if above >= reach {
+        return 0.0;
+    }
+    // Most likely first, ties by id (as the seeded draw orders them); the nucleus is the
+    // prefix whose mass before each token is short of `reach`.
+    let mut ranked: Vec<(u32, f64)> = logits
+        .iter()
+        .enumerate()
+        .map(|(id, &l)| (id as u32, weight(l)))
+        .collect();
+    ranked.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let (mut nucleus, mut part) = (0.0, 0.0);
+    for (id, w) in ranked {
+        if nucleus >= reach {
+            break;
+        }
+        nucleus += w;
+        if ids.contains(&id) {
+            part += w;
+        }
+    }
     if nucleus > 0.0 {
         part / nucleus
     } else {

@@ -1155,3 +1155,19 @@ fn a_sampled_wait_is_drawn_only_where_the_nucleus_holds_an_ending() {
     let inside = [(5, 0.5), (EOS, 0.45), (10, 0.05)];
     assert!(waits(&inside, Some(0.9)) > 0);
 }
+
+#[test]
+fn the_nucleus_counts_a_tied_ending_once_and_in_its_place() {
+    use super::processor::probability_of;
+    // Weights .4, .2, .2, .2 (ids 1, 0 = EOS, 2, 3); top_p 0.5: the nucleus is ids 1 and 0
+    // (0 ranks before 2 and 3 among equals): the ending's share is .2 / .6.
+    let logits: Vec<f32> = [0.2f32, 0.4, 0.2, 0.2].iter().map(|p| p.ln()).collect();
+    let p = probability_of(&logits, &[EOS], 0.4f32.ln(), 1.0, Some(0.5));
+    assert!((p - 0.2 / 0.6).abs() < 1e-6, "{p}");
+    // Past it (id 3 ranks after 0 and 2, whose mass already reaches 0.5): never.
+    let p = probability_of(&logits, &[3], 0.4f32.ln(), 1.0, Some(0.5));
+    assert_eq!(p, 0.0);
+    // The favourite fills the nucleus alone: never, by the pass without a sort.
+    let p = probability_of(&logits, &[EOS], 0.4f32.ln(), 1.0, Some(0.3));
+    assert_eq!(p, 0.0);
+}
