@@ -502,15 +502,28 @@ impl Grader for HumanEvalGrader {
 /// prompt's imports and helpers when it defines the entry point itself, else after the whole
 /// prompt (a completion that continues the function body).
 pub fn assemble(task: &CodeTask, completion: &str) -> String {
+    let code = extract_task_code(task, completion);
     let prompt = task.prompt.as_str();
-    let preamble = def_line(prompt, &task.entry_point).map_or("", |at| &prompt[..at]);
-    let known = helpers::top_level_names(preamble);
-    let code = extract_code_known(completion, Some(&task.entry_point), &known);
-    if defines(&code, &task.entry_point) {
-        format!("{preamble}{code}\n")
+    let program = if defines(&code, &task.entry_point) {
+        format!("{}{code}\n", preamble(task))
     } else {
         format!("{prompt}{code}\n")
-    }
+    };
+    helpers::hoist_future(&program)
+}
+
+/// The code of a model's `completion` for `task`: [`extract_code`], where the names the
+/// prompt's preamble binds (its imports and helpers, which [`assemble`] puts first) are not
+/// looked for in the completion's other blocks (a stub `def poly(...): ...` the model echoed).
+pub fn extract_task_code(task: &CodeTask, completion: &str) -> String {
+    let known = helpers::top_level_names(preamble(task));
+    extract_code_known(completion, Some(&task.entry_point), &known)
+}
+
+/// What `task`'s prompt has before its entry point's `def`.
+fn preamble(task: &CodeTask) -> &str {
+    let prompt = task.prompt.as_str();
+    def_line(prompt, &task.entry_point).map_or("", |at| &prompt[..at])
 }
 
 /// Whether `code` defines `name` at the top level (`def name(` or `async def name(`).

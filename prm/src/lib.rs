@@ -36,8 +36,8 @@ mod vote;
 pub use aggregate::Aggregate;
 pub use capture::{good_probability, ScoreReader};
 pub use code::{
-    assemble, defines, docstring_tests, extract_code, CodeVerifier, HiddenRun, HumanEvalGrader,
-    TestCase, TestOrigin, TestResult, TestRun, TestStatus,
+    assemble, defines, docstring_tests, extract_code, extract_task_code, CodeVerifier, HiddenRun,
+    HumanEvalGrader, TestCase, TestOrigin, TestResult, TestRun, TestStatus,
 };
 pub use config::ScorerConfig;
 pub use grading::StandardGrader;

@@ -17,6 +17,13 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
         return String::new();
     };
     let hidden = masked(chosen);
+    // A `*` import binds names that cannot be told: nothing is looked for.
+    if hidden
+        .lines()
+        .any(|l| l.trim_start().starts_with("from ") && l.trim_end().ends_with("import *"))
+    {
+        return chosen.clone();
+    }
     let mut own: HashSet<String> = bound(&hidden);
     own.extend(known.iter().cloned());
     let needed: Vec<String> = bare_uses(&hidden)
@@ -83,7 +90,29 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
         .collect();
     code.push('\n');
     code.push_str(chosen);
-    code
+    hoist_future(&code)
+}
+
+/// `code` with its `from __future__` imports moved to the top, where Python requires them
+/// (helpers or a prompt's preamble put before a program that has one).
+pub(super) fn hoist_future(code: &str) -> String {
+    let hidden = masked(code);
+    let is_future = |l: &str| l.starts_with("from __future__ import");
+    if !hidden.lines().any(is_future) {
+        return code.to_string();
+    }
+    let (mut future, mut rest) = (String::new(), String::new());
+    for (line, hidden) in code.split('\n').zip(hidden.split('\n')) {
+        let to = if is_future(hidden) {
+            &mut future
+        } else {
+            &mut rest
+        };
+        to.push_str(line);
+        to.push('\n');
+    }
+    rest.pop();
+    future + &rest
 }
 
 /// The names the top-level statements of `code` bind (`def`s, `class`es, imports, and
@@ -300,10 +329,27 @@ fn masked(code: &str) -> String {
 
 /// The identifiers of `hidden` ([`masked`]) with whether each follows a `.` (an attribute).
 fn identifiers(hidden: &str) -> Vec<(&str, bool)> {
+    words(hidden)
+        .into_iter()
+        .map(|w| (w.name, w.dotted))
+        .collect()
+}
+
+/// An identifier as it stands in code.
+struct Word<'a> {
+    name: &'a str,
+    /// After a `.`: an attribute.
+    dotted: bool,
+    /// Inside brackets before a lone `=`: a keyword argument's name (or a parameter's).
+    keyword: bool,
+}
+
+fn words(hidden: &str) -> Vec<Word<'_>> {
     let mut found = Vec::new();
     let mut previous = ' ';
     let mut start: Option<usize> = None;
     let mut dotted = false;
+    let mut depth = 0i32;
     for (at, c) in hidden
         .char_indices()
         .chain(std::iter::once((hidden.len(), ' ')))
@@ -317,10 +363,21 @@ fn identifiers(hidden: &str) -> Vec<(&str, bool)> {
             (Some(from), false) => {
                 let name = &hidden[from..at];
                 if !name.starts_with(|c: char| c.is_ascii_digit()) {
-                    found.push((name, dotted));
+                    let after = hidden[at..].trim_start_matches([' ', '\t']);
+                    let keyword = depth > 0 && after.starts_with('=') && !after.starts_with("==");
+                    found.push(Word {
+                        name,
+                        dotted,
+                        keyword,
+                    });
                 }
                 start = None;
             }
+            _ => {}
+        }
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth = (depth - 1).max(0),
             _ => {}
         }
         if !c.is_whitespace() || c == '\n' {
@@ -330,25 +387,61 @@ fn identifiers(hidden: &str) -> Vec<(&str, bool)> {
     found
 }
 
-/// The names `hidden` ([`masked`]) uses bare: not after a `.`, not keywords.
+/// The names `hidden` ([`masked`]) uses bare: not after a `.`, not keyword arguments' names,
+/// not keywords.
 fn bare_uses(hidden: &str) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
-    for (name, dotted) in identifiers(hidden) {
-        if !dotted && !KEYWORDS.contains(&name) && !names.iter().any(|n| n == name) {
-            names.push(name.to_string());
+    for w in words(hidden) {
+        let new = !names.iter().any(|n| n == w.name);
+        if !w.dotted && !w.keyword && !KEYWORDS.contains(&w.name) && new {
+            names.push(w.name.to_string());
         }
     }
     names
+}
+
+/// `hidden` ([`masked`]) in logical lines: a line continued inside brackets or after a
+/// backslash is joined to the next; statements after a `;` are lines of their own.
+fn logical_lines(hidden: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    let mut depth = 0i32;
+    for c in hidden.chars() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth = (depth - 1).max(0),
+            _ => {}
+        }
+        let continued = current.trim_end().ends_with('\\');
+        match c {
+            '\n' if depth > 0 || continued => {
+                if continued {
+                    current.truncate(current.trim_end().len() - 1);
+                }
+                current.push(' ');
+            }
+            '\n' => lines.push(std::mem::take(&mut current)),
+            ';' if depth == 0 => {
+                // The next statement stands where this one did.
+                let indent = current.len() - current.trim_start().len();
+                lines.push(std::mem::take(&mut current));
+                current.push_str(&" ".repeat(indent));
+            }
+            c => current.push(c),
+        }
+    }
+    lines.push(current);
+    lines
 }
 
 /// The names `hidden` ([`masked`]) binds anywhere: `def` and `class` names and parameters,
 /// assignment, `for`, `with ... as`, `except ... as`, `:=` and lambda targets, imports.
 fn bound(hidden: &str) -> HashSet<String> {
     let mut names = HashSet::new();
-    let words = identifiers(hidden);
     // Keyword-led bindings: the word after `def`, `class`, `as`, `import` lists, `for` targets,
     // `lambda` parameters.
-    for line in hidden.lines() {
+    for line in logical_lines(hidden) {
+        let line = line.as_str();
         let trimmed = line.trim_start();
         let head = trimmed.strip_prefix("async ").unwrap_or(trimmed);
         if let Some(rest) = head.strip_prefix("def ") {
@@ -406,12 +499,15 @@ fn bound(hidden: &str) -> HashSet<String> {
         }
     }
     // `name := value`.
-    for (name, dotted) in words {
-        if !dotted
-            && (hidden.contains(&format!("{name} :=")) || hidden.contains(&format!("{name}:=")))
-        {
-            names.insert(name.to_string());
-        }
+    for (at, _) in hidden.match_indices(":=") {
+        let before = hidden[..at].trim_end();
+        let start = before
+            .char_indices()
+            .rev()
+            .take_while(|&(_, c)| c.is_alphanumeric() || c == '_')
+            .last()
+            .map_or(before.len(), |(i, _)| i);
+        names.extend(identifier(&before[start..]));
     }
     names
 }
@@ -719,6 +815,40 @@ mod tests {
         let program = assemble(&task, completion);
         assert!(!program.contains("    ...\n"), "{program}");
         assert!(program.contains("return sum(c * math.pow"), "{program}");
+    }
+
+    #[test]
+    fn what_the_program_binds_over_lines_and_by_keyword_is_its_own() {
+        // Keyword arguments' names, a signature and an import over several lines, two
+        // statements on a line, a `:=`: none is looked for in the numpy draft.
+        let draft = "import numpy as np\ndef key(p):\n    return np.hypot(*p)\ndef window(x):\n    return np\ndef Counter():\n    pass\ndef hi():\n    pass\ndef m():\n    pass\n";
+        let chosen = "from collections import (\n    deque,\n    Counter)\ndef f(\n    xs,\n    window,\n):\n    lo = 0; hi = len(xs)\n    if (m := max(xs)) > 0:\n        pass\n    return sorted(xs, key=lambda p: p), Counter(xs), window, lo, hi, m\n";
+        assert_eq!(program(&[draft, chosen]), chosen);
+        // A `*` import may bind anything: nothing is looked for.
+        let star = "from math import *\ndef f(x):\n    return gcd(x, 4)\n";
+        assert_eq!(program(&["from fractions import gcd\n", star]), star);
+    }
+
+    #[test]
+    fn future_imports_stay_first() {
+        let node = "class TreeNode:\n    pass\n";
+        let chosen =
+            "from __future__ import annotations\ndef f(root: TreeNode) -> int:\n    return 0\n";
+        assert_eq!(
+            program(&[node, chosen]),
+            "from __future__ import annotations\nclass TreeNode:\n    pass\n\ndef f(root: TreeNode) -> int:\n    return 0\n"
+        );
+        // After a prompt's preamble too.
+        let task = ponder_engine::CodeTask {
+            prompt: "from typing import List\n\n\ndef f(root) -> int:\n".into(),
+            entry_point: "f".into(),
+            test: String::new(),
+        };
+        let program = assemble(&task, &format!("```python\n{chosen}```\n"));
+        assert!(
+            program.starts_with("from __future__ import annotations\nfrom typing import List\n"),
+            "{program}"
+        );
     }
 
     #[test]

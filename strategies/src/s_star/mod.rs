@@ -40,7 +40,7 @@ use ponder_engine::{
     Strategy,
 };
 use ponder_prm::{
-    assemble, docstring_tests, extract_code, CodeVerifier, Sandbox, SandboxError, TestCase,
+    assemble, docstring_tests, extract_task_code, CodeVerifier, Sandbox, SandboxError, TestCase,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
@@ -357,10 +357,7 @@ impl SStar {
     ) -> Result<Round> {
         let program = assemble(task, completion);
         let run = sandboxed(cx, self.verifier.run_tests(&program, tests)).await?;
-        Ok(round(
-            extract_code(completion, Some(&task.entry_point)),
-            &run,
-        ))
+        Ok(round(extract_task_code(task, completion), &run))
     }
 
     /// Debugs one sample until it passes its public tests or runs out of rounds or budget.
@@ -519,7 +516,7 @@ impl Strategy for SStar {
                     let tests = &tests;
                     async move {
                         let untested = |why: String| Round {
-                            code: extract_code(&choice.text, Some(&task.entry_point)),
+                            code: extract_task_code(task, &choice.text),
                             tokens: choice.completion_tokens,
                             passed: 0,
                             total: tests.len(),
@@ -628,7 +625,7 @@ impl Strategy for SStar {
                     if score(s) != best {
                         continue;
                     }
-                    let code = extract_code(&s.best.completion, Some(&task.entry_point));
+                    let code = extract_task_code(task, &s.best.completion);
                     let code = code.trim().to_string();
                     match seen.iter().position(|c| *c == code) {
                         Some(k) => copies[k].push(i),

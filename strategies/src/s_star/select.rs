@@ -10,7 +10,7 @@ use ponder_engine::{
     Result, Strategy,
 };
 use ponder_prm::{
-    assemble, choice_probability, extract_code, opposing_tokens, TestCase, TestRun, TestStatus,
+    assemble, choice_probability, extract_task_code, opposing_tokens, TestCase, TestRun, TestStatus,
 };
 
 use super::text::{calls_of, outputs};
@@ -112,7 +112,7 @@ impl SStar {
                 reason: "comparison of a sample that does not exist",
             });
         };
-        let code = |s: &Sample| extract_code(&s.best.completion, Some(&task.entry_point));
+        let code = |s: &Sample| extract_task_code(task, &s.best.completion);
         let (code_a, code_b) = (code(sa), code(sb));
         let ask = format!(
             "Here is a Python function to write:\n\n```python\n{}\n```\n\nTwo implementations of `{entry}` follow.\n\nImplementation A:\n```python\n{code_a}```\n\nImplementation B:\n```python\n{code_b}```\n\nWrite {k} test inputs on which the two implementations may return different results. Write each as one call of `{entry}` on its own line, like this:\n>>> {entry}(...)",
