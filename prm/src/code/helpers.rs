@@ -17,13 +17,11 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
         return String::new();
     };
     let hidden = masked(chosen);
-    // A `*` import binds names that cannot be told: nothing is looked for.
-    if hidden
+    // A `*` import binds names that cannot be told: no import is looked for (one that fails to
+    // load would fail the program); a def it also binds is overridden by it, as it runs after.
+    let star = hidden
         .lines()
-        .any(|l| l.trim_start().starts_with("from ") && l.trim_end().ends_with("import *"))
-    {
-        return chosen.clone();
-    }
+        .any(|l| l.trim_start().starts_with("from ") && l.trim_end().ends_with("import *"));
     let mut own: HashSet<String> = bound(&hidden);
     own.extend(known.iter().cloned());
     let needed: Vec<String> = bare_uses(&hidden)
@@ -44,6 +42,9 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
             continue;
         }
         for mut statement in top_level(block, &hidden) {
+            if star && statement.import {
+                continue;
+            }
             statement.block = i;
             let index = statements.len();
             for name in &statement.names {
@@ -66,6 +67,13 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
             continue;
         }
         let statement = &statements[index];
+        // Its block's `from __future__` imports come with it (annotations it holds may need
+        // them).
+        for (k, other) in statements.iter().enumerate() {
+            if other.block == statement.block && other.future {
+                taken[k] = true;
+            }
+        }
         let inner = masked(&statement.text);
         let binds = bound(&inner);
         wanted.extend(
@@ -102,14 +110,25 @@ pub(super) fn hoist_future(code: &str) -> String {
         return code.to_string();
     }
     let (mut future, mut rest) = (String::new(), String::new());
+    // Inside a future import still open (brackets, a backslash): its lines go with it.
+    let mut open = false;
+    let mut depth = 0i32;
     for (line, hidden) in code.split('\n').zip(hidden.split('\n')) {
-        let to = if is_future(hidden) {
-            &mut future
-        } else {
-            &mut rest
-        };
+        let moved = open || is_future(hidden);
+        let to = if moved { &mut future } else { &mut rest };
         to.push_str(line);
         to.push('\n');
+        if moved {
+            depth += hidden
+                .chars()
+                .map(|c| match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                })
+                .sum::<i32>();
+            open = depth > 0 || hidden.trim_end().ends_with('\\');
+        }
     }
     rest.pop();
     future + &rest
@@ -128,6 +147,8 @@ struct TopLevel {
     text: String,
     names: Vec<String>,
     import: bool,
+    /// A `from __future__` import.
+    future: bool,
     /// Where it was written: its block, and its first line there.
     block: usize,
     line: usize,
@@ -188,6 +209,7 @@ fn top_level(code: &str, hidden: &str) -> Vec<TopLevel> {
             text: lines[start..end.min(lines.len())].join("\n"),
             names,
             import,
+            future: head_text.starts_with("from __future__ "),
             block: 0,
             line: start,
         });
@@ -350,6 +372,10 @@ fn words(hidden: &str) -> Vec<Word<'_>> {
     let mut start: Option<usize> = None;
     let mut dotted = false;
     let mut depth = 0i32;
+    // The last character before the word that is not whitespace, and whether it opens an
+    // argument (`(` or `,`): a keyword argument's name stands right after one.
+    let mut last = ' ';
+    let mut leads = false;
     for (at, c) in hidden
         .char_indices()
         .chain(std::iter::once((hidden.len(), ' ')))
@@ -359,12 +385,14 @@ fn words(hidden: &str) -> Vec<Word<'_>> {
             (None, true) => {
                 start = Some(at);
                 dotted = previous == '.';
+                leads = matches!(last, '(' | ',');
             }
             (Some(from), false) => {
                 let name = &hidden[from..at];
                 if !name.starts_with(|c: char| c.is_ascii_digit()) {
                     let after = hidden[at..].trim_start_matches([' ', '\t']);
-                    let keyword = depth > 0 && after.starts_with('=') && !after.starts_with("==");
+                    let keyword =
+                        depth > 0 && leads && after.starts_with('=') && !after.starts_with("==");
                     found.push(Word {
                         name,
                         dotted,
@@ -382,6 +410,9 @@ fn words(hidden: &str) -> Vec<Word<'_>> {
         }
         if !c.is_whitespace() || c == '\n' {
             previous = c;
+        }
+        if !c.is_whitespace() {
+            last = c;
         }
     }
     found
@@ -824,9 +855,18 @@ mod tests {
         let draft = "import numpy as np\ndef key(p):\n    return np.hypot(*p)\ndef window(x):\n    return np\ndef Counter():\n    pass\ndef hi():\n    pass\ndef m():\n    pass\n";
         let chosen = "from collections import (\n    deque,\n    Counter)\ndef f(\n    xs,\n    window,\n):\n    lo = 0; hi = len(xs)\n    if (m := max(xs)) > 0:\n        pass\n    return sorted(xs, key=lambda p: p), Counter(xs), window, lo, hi, m\n";
         assert_eq!(program(&[draft, chosen]), chosen);
-        // A `*` import may bind anything: nothing is looked for.
-        let star = "from math import *\ndef f(x):\n    return gcd(x, 4)\n";
-        assert_eq!(program(&["from fractions import gcd\n", star]), star);
+        // A `*` import may bind anything: no import is looked for; a def still is (the
+        // import, after it, would override it).
+        let star = "from math import *\ndef f(x):\n    return gcd(x, 4) + helper(x)\n";
+        let helper = "def helper(x):\n    return x\n";
+        assert_eq!(
+            program(&["from fractions import gcd\n", helper, star]),
+            format!("{helper}\n{star}")
+        );
+        // An annotated parameter's default: the annotation is a use.
+        let node = "class TreeNode:\n    pass\n";
+        let chosen = "def f(root: TreeNode = None, *, depth=0) -> int:\n    return depth\n";
+        assert_eq!(program(&[node, chosen]), format!("{node}\n{chosen}"));
     }
 
     #[test]
@@ -837,6 +877,14 @@ mod tests {
         assert_eq!(
             program(&[node, chosen]),
             "from __future__ import annotations\nclass TreeNode:\n    pass\n\ndef f(root: TreeNode) -> int:\n    return 0\n"
+        );
+        // One over several lines moves whole; a helper's own block's comes with it.
+        let split = "from __future__ import (annotations,\n    division)\ndef f(x):\n    return helper(x)\n";
+        let node = "from __future__ import annotations\nclass Node:\n    def add(self, o: Node) -> Node:\n        return o\ndef helper(x):\n    return Node()\n";
+        let got = program(&[node, split]);
+        assert!(
+            got.starts_with("from __future__ import annotations\nfrom __future__ import (annotations,\n    division)\nclass Node:"),
+            "{got}"
         );
         // After a prompt's preamble too.
         let task = ponder_engine::CodeTask {

@@ -100,7 +100,9 @@ impl ForcingProcessor {
     /// Tokens generated after thinking at most: the delimiter, the cue, the answer and the
     /// end of sequence.
     pub fn after_thinking(&self) -> usize {
-        self.tokens.close.len() + self.tokens.cue.len() + self.max_answer + 1
+        // The longest form of the delimiter the model may write.
+        let close = self.tokens.closes().map(<[u32]>::len).max().unwrap_or(0);
+        close + self.tokens.cue.len() + self.max_answer + 1
     }
 
     /// The thinking cap: the configured one, lowered so that what follows thinking still fits
@@ -339,7 +341,8 @@ pub(super) fn probability_of(
     if above >= reach {
         return 0.0;
     }
-    // Most likely first, ties by id (as the seeded draw orders them); the nucleus is the
+    // Most likely first, ties by id (as ponder's seeded draw orders them; mistral.rs's own
+    // sampler leaves the order of exact ties open); the nucleus is the
     // prefix whose mass before each token is short of `reach`.
     let mut ranked: Vec<(u32, f64)> = logits
         .iter()

@@ -1041,56 +1041,47 @@ async fn resubmitting_into_a_full_window_keeps_the_thinking_so_far() {
 #[tokio::test]
 async fn resubmitting_stops_when_the_model_ends_at_once_after_each_wait() {
     // Below a minimum of 100 the model ends at once after each wait: after MAX_IDLE_WAITS of
-    // those, no more resubmissions (each sends the whole prefix again), and the answer.
-    let backend = Arc::new(ponder_engine::scripted::ScriptedBackend::new(vec![
-        "2 + 2 = 4</think>",
-        "</think>",
-        "</think>",
-        "4",
-    ]));
-    let config = BudgetForcingConfig {
-        min_thinking_tokens: 100,
-        mode: ForcingMode::Resubmit,
-        ..BudgetForcingConfig::default()
-    };
-    let (solution, details) = solved(config, &backend, ponder_engine::Budget::unlimited()).await;
-    assert_eq!(
-        backend.requests().len(),
-        4,
-        "three thinking calls, then the answer"
-    );
-    assert_eq!(
-        (details.waits, details.waits_ignored),
-        (2, true),
-        "{details:?}"
-    );
-    assert_eq!(solution.answer.as_deref(), Some("4"));
-
-    // The same on a backend that counts the end-of-sequence token it generates after a stop
-    // string (mistral.rs, vLLM): an idle wait still costs a token, but wrote nothing.
-    let scripted = Arc::new(ponder_engine::scripted::ScriptedBackend::new(vec![
-        "2 + 2 = 4</think>",
-        "</think>",
-        "</think>",
-        "4",
-    ]));
-    let config = BudgetForcingConfig {
-        min_thinking_tokens: 100,
-        mode: ForcingMode::Resubmit,
-        ..BudgetForcingConfig::default()
-    };
-    let solution = ponder_engine::solve(
-        &BudgetForcing::new(config).unwrap(),
-        &Problem::new("p", "What is 2 + 2?"),
-        Arc::new(CountsEnd(Arc::clone(&scripted))) as Arc<dyn ponder_engine::Backend>,
-        ponder_engine::Budget::unlimited(),
-    )
-    .await
-    .unwrap();
-    let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
-    assert_eq!(scripted.requests().len(), 4, "{details:?}");
-    assert_eq!((details.waits, details.waits_ignored), (2, true));
-    assert_eq!(solution.answer.as_deref(), Some("4"));
+    // those, no more resubmissions (each sends the whole prefix again), and the answer. Also
+    // on a backend that counts the end-of-sequence token it generates after a stop string
+    // (mistral.rs, vLLM): an idle wait still costs a token, but wrote nothing.
+    for counts_end in [false, true] {
+        let scripted = Arc::new(ponder_engine::scripted::ScriptedBackend::new(vec![
+            "2 + 2 = 4</think>",
+            "</think>",
+            "</think>",
+            "4",
+        ]));
+        let backend: Arc<dyn ponder_engine::Backend> = if counts_end {
+            Arc::new(CountsEnd(Arc::clone(&scripted)))
+        } else {
+            Arc::clone(&scripted) as Arc<dyn ponder_engine::Backend>
+        };
+        let config = BudgetForcingConfig {
+            min_thinking_tokens: 100,
+            mode: ForcingMode::Resubmit,
+            ..BudgetForcingConfig::default()
+        };
+        let solution = ponder_engine::solve(
+            &BudgetForcing::new(config).unwrap(),
+            &Problem::new("p", "What is 2 + 2?"),
+            backend,
+            ponder_engine::Budget::unlimited(),
+        )
+        .await
+        .unwrap();
+        let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
+        assert_eq!(
+            scripted.requests().len(),
+            4,
+            "three thinking calls, then the answer ({counts_end})"
+        );
+        assert_eq!(
+            (details.waits, details.waits_ignored),
+            (2, true),
+            "{details:?}"
+        );
+        assert_eq!(solution.answer.as_deref(), Some("4"));
+    }
 }
 
 /// A scripted backend that, like mistral.rs and vLLM, counts the end-of-sequence token it
