@@ -101,7 +101,7 @@ impl ForcingProcessor {
     /// end of sequence.
     pub fn after_thinking(&self) -> usize {
         // The longest form of the delimiter the model may write.
-        let close = self.tokens.closes().map(<[u32]>::len).max().unwrap_or(0);
+        let close = self.tokens.closes().map(Vec::len).max().unwrap_or(0);
         close + self.tokens.cue.len() + self.max_answer + 1
     }
 
