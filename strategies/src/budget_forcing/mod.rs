@@ -770,7 +770,7 @@ impl Strategy for BudgetForcing {
     }
 
     /// Stated where the text has an answer after its (configured) close: behind its cue, read
-    /// as [`final_answer`] reads it, or, without the cue, as any text is. A sample stopped
+    /// as the answer is read for the solution, or, without the cue, as any text is. A sample stopped
     /// before its close is thinking only.
     fn states_answer(&self, completion: &str, _thinking_opened: bool) -> bool {
         let c = &self.config;
