@@ -17,16 +17,20 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
         return String::new();
     };
     let hidden = masked(chosen);
-    // A `*` import binds names that cannot be told: no import is looked for (one that fails to
-    // load would fail the program); a def it also binds is overridden by it, as it runs after.
+    // A `*` import binds names that cannot be told: a name the program needs itself may come
+    // from it, so no import is taken for one (one that fails to load would fail the program);
+    // a def it also binds is overridden by it, as it runs after.
     let star = hidden
         .lines()
         .any(|l| l.trim_start().starts_with("from ") && l.trim_end().ends_with("import *"));
     let mut own: HashSet<String> = bound(&hidden);
     own.extend(known.iter().cloned());
-    let needed: Vec<String> = bare_uses(&hidden)
+    // What it needs: names it uses (not under `if __name__ == "__main__":`, which does not run
+    // in the program under test), whether the program itself needs them.
+    let needed: Vec<(String, bool)> = bare_uses(&without_main_guard(&hidden))
         .into_iter()
         .filter(|n| !own.contains(n) && !is_builtin(n))
+        .map(|n| (n, true))
         .collect();
     if needed.is_empty() {
         return chosen.clone();
@@ -42,9 +46,6 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
             continue;
         }
         for mut statement in top_level(block, &hidden) {
-            if star && statement.import {
-                continue;
-            }
             statement.block = i;
             let index = statements.len();
             for name in &statement.names {
@@ -55,18 +56,21 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
     }
     let mut taken = vec![false; statements.len()];
     let mut wanted = needed;
-    let mut seen: HashSet<String> = HashSet::new();
-    while let Some(name) = wanted.pop() {
-        if !seen.insert(name.clone()) {
+    let mut seen: HashSet<(String, bool)> = HashSet::new();
+    while let Some((name, direct)) = wanted.pop() {
+        if !seen.insert((name.clone(), direct)) {
             continue;
         }
         let Some(&index) = provider.get(&name) else {
             continue;
         };
+        let statement = &statements[index];
+        if star && direct && statement.import && !statement.future {
+            continue;
+        }
         if std::mem::replace(&mut taken[index], true) {
             continue;
         }
-        let statement = &statements[index];
         // Its block's `from __future__` imports come with it (annotations it holds may need
         // them).
         for (k, other) in statements.iter().enumerate() {
@@ -79,7 +83,8 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
         wanted.extend(
             bare_uses(&inner)
                 .into_iter()
-                .filter(|n| !own.contains(n) && !binds.contains(n) && !is_builtin(n)),
+                .filter(|n| !own.contains(n) && !binds.contains(n) && !is_builtin(n))
+                .map(|n| (n, false)),
         );
     }
     let mut helpers: Vec<&TopLevel> = statements
@@ -92,13 +97,38 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
         return chosen.clone();
     }
     helpers.sort_by_key(|s| (!s.import, s.block, s.line));
-    let mut code: String = helpers
-        .iter()
-        .map(|s| format!("{}\n", s.text.trim_end()))
+    // The program's own imports go first as well (and stay where they are): a helper's
+    // annotations, defaults or decorators may need them when it is defined.
+    let own_imports = top_level(chosen, &hidden)
+        .into_iter()
+        .filter(|s| s.import && !s.future);
+    let mut code: String = own_imports
+        .map(|s| s.text)
+        .chain(helpers.iter().map(|s| s.text.clone()))
+        .map(|text| format!("{}\n", text.trim_end()))
         .collect();
     code.push('\n');
     code.push_str(chosen);
     hoist_future(&code)
+}
+
+/// `hidden` ([`masked`]) with the body of a top-level `if __name__ == "__main__":` blanked.
+fn without_main_guard(hidden: &str) -> String {
+    let mut inside = false;
+    hidden
+        .split('\n')
+        .map(|line| {
+            if !line.trim().is_empty() && !line.starts_with([' ', '\t']) {
+                inside = line.starts_with("if __name__");
+            }
+            if inside {
+                " ".repeat(line.len())
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `code` with its `from __future__` imports moved to the top, where Python requires them
@@ -411,7 +441,8 @@ fn words(hidden: &str) -> Vec<Word<'_>> {
         if !c.is_whitespace() || c == '\n' {
             previous = c;
         }
-        if !c.is_whitespace() {
+        // (A backslash continues the line: what stands before it counts.)
+        if !c.is_whitespace() && c != '\\' {
             last = c;
         }
     }
@@ -862,6 +893,31 @@ mod tests {
         assert_eq!(
             program(&["from fractions import gcd\n", helper, star]),
             format!("{helper}\n{star}")
+        );
+        // Under the `*` import a def's own needs still bring its block's imports.
+        let cached = "from functools import lru_cache\n\n@lru_cache(maxsize=None)\ndef gcd2(a, b):\n    return a\n";
+        let star2 = "from math import *\n\ndef f(a, b):\n    return gcd2(a, b)\n";
+        assert!(
+            program(&[cached, star2])
+                .starts_with("from functools import lru_cache\n@lru_cache(maxsize=None)\ndef gcd2"),
+            "{}",
+            program(&[cached, star2])
+        );
+        // A name used only under the main guard is not looked for.
+        let guarded = "def f(x):\n    return x\n\nif __name__ == \"__main__\":\n    demo()\n";
+        assert_eq!(
+            program(&["import numpyz\ndef demo():\n    pass\n", guarded]),
+            guarded
+        );
+        // A helper's annotation that the program's own import gives: that import goes first.
+        let prefix =
+            "from typing import List\n\ndef prefix(xs: List[int]) -> List[int]:\n    return xs\n";
+        let uses =
+            "from typing import List\n\ndef f(xs: List[int]) -> int:\n    return prefix(xs)[-1]\n";
+        assert!(
+            program(&[prefix, uses]).starts_with("from typing import List\ndef prefix"),
+            "{}",
+            program(&[prefix, uses])
         );
         // An annotated parameter's default: the annotation is a use.
         let node = "class TreeNode:\n    pass\n";

@@ -506,6 +506,15 @@ async fn a_lead_tokenized_apart_from_the_delimiter_is_no_start_of_it() {
 }
 
 #[test]
+fn the_room_after_thinking_holds_the_longest_form_of_the_delimiter() {
+    let mut t = tokens();
+    t.close_variants.push(vec![6, 6, 7, 8]);
+    let p = ForcingProcessor::new(t, &config(0, 40, 0), 7);
+    // A form of four tokens, the cue, three answer tokens, the end of sequence.
+    assert_eq!(p.after_thinking(), 4 + 1 + 3 + 1);
+}
+
+#[test]
 fn a_partial_delimiter_at_the_cap_is_completed_not_restarted() {
     let want = |g: &[u32]| if g.len() == 3 { 7 } else { 5 };
     let p = ForcingProcessor::new(tokens(), &config(0, 4, 0), 7);
