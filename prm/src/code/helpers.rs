@@ -17,20 +17,21 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
         return String::new();
     };
     let hidden = masked(chosen);
-    // A `*` import binds names that cannot be told: a name the program needs itself may come
-    // from it, so no import is taken for one (one that fails to load would fail the program);
-    // a def it also binds is overridden by it, as it runs after.
+    // A `*` import binds names that cannot be told: a name the program may have from it is
+    // taken from no import (one that fails to load would fail the program); a def it also
+    // binds is overridden by it, as it runs after, and brings imports only for what its
+    // definition needs (decorators, defaults, annotations, bases), not its body.
     let star = hidden
         .lines()
         .any(|l| l.trim_start().starts_with("from ") && l.trim_end().ends_with("import *"));
     let mut own: HashSet<String> = bound(&hidden);
     own.extend(known.iter().cloned());
     // What it needs: names it uses (not under `if __name__ == "__main__":`, which does not run
-    // in the program under test), whether the program itself needs them.
-    let needed: Vec<(String, bool)> = bare_uses(&without_main_guard(&hidden))
+    // in the program under test), each with whether the `*` import may give it.
+    let needed: Vec<(String, bool)> = bare_uses(&without_main_guard(chosen, &hidden))
         .into_iter()
         .filter(|n| !own.contains(n) && !is_builtin(n))
-        .map(|n| (n, true))
+        .map(|n| (n, star))
         .collect();
     if needed.is_empty() {
         return chosen.clone();
@@ -57,15 +58,17 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
     let mut taken = vec![false; statements.len()];
     let mut wanted = needed;
     let mut seen: HashSet<(String, bool)> = HashSet::new();
-    while let Some((name, direct)) = wanted.pop() {
-        if !seen.insert((name.clone(), direct)) {
+    // The program's own names the helpers taken use.
+    let mut uses_own: HashSet<String> = HashSet::new();
+    while let Some((name, from_star)) = wanted.pop() {
+        if !seen.insert((name.clone(), from_star)) {
             continue;
         }
         let Some(&index) = provider.get(&name) else {
             continue;
         };
         let statement = &statements[index];
-        if star && direct && statement.import && !statement.future {
+        if from_star && statement.import && !statement.future {
             continue;
         }
         if std::mem::replace(&mut taken[index], true) {
@@ -80,12 +83,21 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
         }
         let inner = masked(&statement.text);
         let binds = bound(&inner);
-        wanted.extend(
-            bare_uses(&inner)
-                .into_iter()
-                .filter(|n| !own.contains(n) && !binds.contains(n) && !is_builtin(n))
-                .map(|n| (n, false)),
-        );
+        let header = masked(&statement.header);
+        let at_definition: HashSet<String> = bare_uses(&header).into_iter().collect();
+        for n in bare_uses(&inner) {
+            if is_builtin(&n) || binds.contains(&n) {
+                continue;
+            }
+            if own.contains(&n) {
+                uses_own.insert(n);
+                continue;
+            }
+            // What the body needs may come from the `*` import as the program's own needs
+            // may; what the definition needs must be there before it.
+            let star_may_give = from_star && !at_definition.contains(&n);
+            wanted.push((n, star_may_give));
+        }
     }
     let mut helpers: Vec<&TopLevel> = statements
         .iter()
@@ -97,11 +109,26 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
         return chosen.clone();
     }
     helpers.sort_by_key(|s| (!s.import, s.block, s.line));
-    // The program's own imports go first as well (and stay where they are): a helper's
-    // annotations, defaults or decorators may need them when it is defined.
-    let own_imports = top_level(chosen, &hidden)
-        .into_iter()
-        .filter(|s| s.import && !s.future);
+    // Of the program's own imports, those the helpers use go first as well (and stay where
+    // they are): a helper's annotations, defaults or decorators may need them when it is
+    // defined. Only imports that stand before any other statement of the program (one after
+    // `sys.path.insert(...)` may need it) and share no line with another (`import sys; x = 1`).
+    let first_other = hidden
+        .split('\n')
+        .position(|l| {
+            opens_statement(l)
+                && !["def ", "async def ", "class ", "import ", "from ", "@"]
+                    .iter()
+                    .any(|k| l.starts_with(k))
+        })
+        .unwrap_or(usize::MAX);
+    let own_imports = top_level(chosen, &hidden).into_iter().filter(|s| {
+        s.import
+            && !s.future
+            && s.line < first_other
+            && !masked(&s.text).contains(';')
+            && s.names.iter().any(|n| uses_own.contains(n))
+    });
     let mut code: String = own_imports
         .map(|s| s.text)
         .chain(helpers.iter().map(|s| s.text.clone()))
@@ -112,19 +139,25 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
     hoist_future(&code)
 }
 
-/// `hidden` ([`masked`]) with the body of a top-level `if __name__ == "__main__":` blanked.
-fn without_main_guard(hidden: &str) -> String {
+/// `hidden` ([`masked`] `code`) with the body of a top-level `if __name__ == "__main__":`
+/// blanked (not that of another test of `__name__`: the program under test runs as another
+/// module, so `if __name__ != "__main__":` runs).
+fn without_main_guard(code: &str, hidden: &str) -> String {
     let mut inside = false;
-    hidden
-        .split('\n')
-        .map(|line| {
-            if !line.trim().is_empty() && !line.starts_with([' ', '\t']) {
-                inside = line.starts_with("if __name__");
+    code.split('\n')
+        .zip(hidden.split('\n'))
+        .map(|(line, hidden)| {
+            if !hidden.trim().is_empty() && !hidden.starts_with([' ', '\t']) {
+                let compact: String = line.split_whitespace().collect();
+                inside = compact.starts_with("if__name__==")
+                    && (compact.contains("'__main__'") || compact.contains("\"__main__\""));
+                inside |= compact.starts_with("if'__main__'==__name__")
+                    || compact.starts_with("if\"__main__\"==__name__");
             }
             if inside {
-                " ".repeat(line.len())
+                " ".repeat(hidden.len())
             } else {
-                line.to_string()
+                hidden.to_string()
             }
         })
         .collect::<Vec<_>>()
@@ -179,6 +212,9 @@ struct TopLevel {
     import: bool,
     /// A `from __future__` import.
     future: bool,
+    /// What runs when it is defined: its decorators and its `def` or `class` line (for an
+    /// import, all of it).
+    header: String,
     /// Where it was written: its block, and its first line there.
     block: usize,
     line: usize,
@@ -235,8 +271,28 @@ fn top_level(code: &str, hidden: &str) -> Vec<TopLevel> {
         if names.is_empty() {
             continue;
         }
+        // Through the end of the `def` or `class` line (its brackets closed).
+        let header_end = if import {
+            end
+        } else {
+            let mut depth = 0i32;
+            (head..end)
+                .find(|&i| {
+                    depth += hidden_lines[i]
+                        .chars()
+                        .map(|c| match c {
+                            '(' | '[' | '{' => 1,
+                            ')' | ']' | '}' => -1,
+                            _ => 0,
+                        })
+                        .sum::<i32>();
+                    depth <= 0 && !hidden_lines[i].trim_end().ends_with('\\')
+                })
+                .map_or(end, |i| i + 1)
+        };
         statements.push(TopLevel {
             text: lines[start..end.min(lines.len())].join("\n"),
+            header: lines[start..header_end.min(lines.len())].join("\n"),
             names,
             import,
             future: head_text.starts_with("from __future__ "),
@@ -903,6 +959,17 @@ mod tests {
             "{}",
             program(&[cached, star2])
         );
+        // Under it a def's body needs no import (the `*` may give it): only its definition.
+        let np_gcd = "import numpyzz as np\ndef gcd(a, b):\n    return int(np.gcd(a, b))\n";
+        let star3 = "from math import *\ndef f(a, b):\n    return gcd(a, b)\n";
+        assert_eq!(
+            program(&[np_gcd, star3]),
+            format!("def gcd(a, b):\n    return int(np.gcd(a, b))\n\n{star3}")
+        );
+        // Another test of `__name__` runs in the program under test: its uses count.
+        let other = "def f(x):\n    return x\n\nif __name__ != '__main__':\n    setup()\n";
+        let setup = "def setup():\n    pass\n";
+        assert_eq!(program(&[setup, other]), format!("{setup}\n{other}"));
         // A name used only under the main guard is not looked for.
         let guarded = "def f(x):\n    return x\n\nif __name__ == \"__main__\":\n    demo()\n";
         assert_eq!(
@@ -919,6 +986,26 @@ mod tests {
             "{}",
             program(&[prefix, uses])
         );
+        // The program's own imports go first only where nothing of it must run before them,
+        // and alone on their line (`import sys` before the path is set does; `mymodx` after
+        // it does not).
+        for (helper, chosen, first) in [
+            (
+                "def helper(v=mymodx.V + sys.maxsize):\n    return v\n",
+                "import sys\nsys.path.insert(0, 'lib')\nimport mymodx\ndef f(x):\n    return helper(x)\n",
+                "import sys\n",
+            ),
+            (
+                "def helper(v=sys.maxsize):\n    return v\n",
+                "import sys; x = 1\ndef f(v):\n    return helper(v)\n",
+                "",
+            ),
+        ] {
+            assert_eq!(
+                program(&[helper, chosen]),
+                format!("{first}{helper}\n{chosen}")
+            );
+        }
         // An annotated parameter's default: the annotation is a use.
         let node = "class TreeNode:\n    pass\n";
         let chosen = "def f(root: TreeNode = None, *, depth=0) -> int:\n    return depth\n";
