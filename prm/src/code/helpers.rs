@@ -71,6 +71,17 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
         if from_star && statement.import && !statement.future {
             continue;
         }
+        // For a name the `*` may give, a def whose definition needs an import is not taken
+        // (the import might not load; the `*`, run after, would override the def anyway).
+        if from_star
+            && definition_needs(statement, &own).iter().any(|n| {
+                provider
+                    .get(n)
+                    .is_some_and(|&k| statements[k].import && !statements[k].future)
+            })
+        {
+            continue;
+        }
         if std::mem::replace(&mut taken[index], true) {
             continue;
         }
@@ -83,8 +94,7 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
         }
         let inner = masked(&statement.text);
         let binds = bound(&inner);
-        let header = masked(&statement.header);
-        let at_definition: HashSet<String> = bare_uses(&header).into_iter().collect();
+        let at_definition: HashSet<String> = bare_uses(&statement.header).into_iter().collect();
         for n in bare_uses(&inner) {
             if is_builtin(&n) || binds.contains(&n) {
                 continue;
@@ -113,30 +123,62 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
     // they are): a helper's annotations, defaults or decorators may need them when it is
     // defined. Only imports that stand before any other statement of the program (one after
     // `sys.path.insert(...)` may need it) and share no line with another (`import sys; x = 1`).
-    let first_other = hidden
-        .split('\n')
-        .position(|l| {
-            opens_statement(l)
-                && !["def ", "async def ", "class ", "import ", "from ", "@"]
-                    .iter()
-                    .any(|k| l.starts_with(k))
+    let hidden_lines: Vec<&str> = hidden.split('\n').collect();
+    let first_other = statement_starts(&hidden_lines)
+        .into_iter()
+        .find(|&i| {
+            !["def ", "async def ", "class ", "import ", "from ", "@"]
+                .iter()
+                .any(|k| hidden_lines[i].starts_with(k))
         })
         .unwrap_or(usize::MAX);
-    let own_imports = top_level(chosen, &hidden).into_iter().filter(|s| {
-        s.import
-            && !s.future
-            && s.line < first_other
-            && !masked(&s.text).contains(';')
-            && s.names.iter().any(|n| uses_own.contains(n))
-    });
+    let own_imports: Vec<TopLevel> = top_level(chosen, &hidden)
+        .into_iter()
+        .filter(|s| {
+            s.import
+                && !s.future
+                && s.line < first_other
+                && !s.header.contains(';')
+                && s.names.iter().any(|n| uses_own.contains(n))
+        })
+        .collect();
+    // Nothing goes first that would fail when it is defined for want of a name not yet bound
+    // (the program alone would have loaded): then the program stands alone.
+    let mut defined: HashSet<String> = known.clone();
+    for statement in own_imports.iter().chain(helpers.iter().copied()) {
+        let wants = definition_needs(statement, &HashSet::new());
+        if wants.iter().any(|n| !defined.contains(n)) {
+            return chosen.clone();
+        }
+        defined.extend(statement.names.iter().cloned());
+    }
     let mut code: String = own_imports
-        .map(|s| s.text)
+        .iter()
+        .map(|s| s.text.clone())
         .chain(helpers.iter().map(|s| s.text.clone()))
         .map(|text| format!("{}\n", text.trim_end()))
         .collect();
     code.push('\n');
     code.push_str(chosen);
     hoist_future(&code)
+}
+
+/// The names `statement` needs when it is defined and does not bind itself, less builtins and
+/// `skip`.
+fn definition_needs(statement: &TopLevel, skip: &HashSet<String>) -> Vec<String> {
+    if statement.import {
+        return Vec::new();
+    }
+    let binds = bound(&statement.header);
+    bare_uses(&statement.header)
+        .into_iter()
+        .filter(|n| {
+            !is_builtin(n)
+                && !binds.contains(n)
+                && !skip.contains(n)
+                && !statement.names.contains(n)
+        })
+        .collect()
 }
 
 /// `hidden` ([`masked`] `code`) with the body of a top-level `if __name__ == "__main__":`
@@ -212,8 +254,8 @@ struct TopLevel {
     import: bool,
     /// A `from __future__` import.
     future: bool,
-    /// What runs when it is defined: its decorators and its `def` or `class` line (for an
-    /// import, all of it).
+    /// What runs when it is defined ([`masked`]): a def's decorators and signature; all of
+    /// an import or a class.
     header: String,
     /// Where it was written: its block, and its first line there.
     block: usize,
@@ -224,28 +266,7 @@ struct TopLevel {
 fn top_level(code: &str, hidden: &str) -> Vec<TopLevel> {
     let lines: Vec<&str> = code.split('\n').collect();
     let hidden_lines: Vec<&str> = hidden.split('\n').collect();
-    // Each statement's first line: unindented, outside brackets and continuations, after no
-    // decorator.
-    let mut starts = Vec::new();
-    let (mut depth, mut continued, mut after_decorator) = (0i32, false, false);
-    for (i, line) in hidden_lines.iter().enumerate() {
-        if depth == 0 && !continued && opens_statement(line) {
-            if !after_decorator {
-                starts.push(i);
-            }
-            after_decorator = line.starts_with('@');
-        }
-        depth += line
-            .chars()
-            .map(|c| match c {
-                '(' | '[' | '{' => 1,
-                ')' | ']' | '}' => -1,
-                _ => 0,
-            })
-            .sum::<i32>();
-        depth = depth.max(0);
-        continued = line.trim_end().ends_with('\\');
-    }
+    let starts = statement_starts(&hidden_lines);
     let mut statements = Vec::new();
     for (k, &start) in starts.iter().enumerate() {
         let end = starts.get(k + 1).copied().unwrap_or(lines.len());
@@ -271,28 +292,31 @@ fn top_level(code: &str, hidden: &str) -> Vec<TopLevel> {
         if names.is_empty() {
             continue;
         }
-        // Through the end of the `def` or `class` line (its brackets closed).
-        let header_end = if import {
-            end
+        // What runs at definition ([`masked`]): an import or a class whole (its body runs
+        // when it is defined); of a def, its decorators and its signature, to the `:` that
+        // ends it (on its own line or before a body on the same line).
+        let statement_hidden_all = hidden_lines[start..end.min(lines.len())].join("\n");
+        let header = if import || head_text.starts_with("class ") {
+            statement_hidden_all.clone()
         } else {
+            let head_at: usize = hidden_lines[start..head].iter().map(|l| l.len() + 1).sum();
             let mut depth = 0i32;
-            (head..end)
-                .find(|&i| {
-                    depth += hidden_lines[i]
-                        .chars()
-                        .map(|c| match c {
-                            '(' | '[' | '{' => 1,
-                            ')' | ']' | '}' => -1,
-                            _ => 0,
-                        })
-                        .sum::<i32>();
-                    depth <= 0 && !hidden_lines[i].trim_end().ends_with('\\')
+            let cut = statement_hidden_all[head_at..]
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '(' | '[' | '{' => depth += 1,
+                        ')' | ']' | '}' => depth -= 1,
+                        _ => {}
+                    }
+                    c == ':' && depth <= 0
                 })
-                .map_or(end, |i| i + 1)
+                .map_or(statement_hidden_all.len(), |(at, _)| head_at + at);
+            statement_hidden_all[..cut].to_string()
         };
         statements.push(TopLevel {
             text: lines[start..end.min(lines.len())].join("\n"),
-            header: lines[start..header_end.min(lines.len())].join("\n"),
+            header,
             names,
             import,
             future: head_text.starts_with("from __future__ "),
@@ -301,6 +325,32 @@ fn top_level(code: &str, hidden: &str) -> Vec<TopLevel> {
         });
     }
     statements
+}
+
+/// The first line of each top-level statement of `hidden_lines` ([`masked`]): unindented,
+/// outside brackets and continuations, after no decorator.
+fn statement_starts(hidden_lines: &[&str]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let (mut depth, mut continued, mut after_decorator) = (0i32, false, false);
+    for (i, line) in hidden_lines.iter().enumerate() {
+        if depth == 0 && !continued && opens_statement(line) {
+            if !after_decorator {
+                starts.push(i);
+            }
+            after_decorator = line.starts_with('@');
+        }
+        depth += line
+            .chars()
+            .map(|c| match c {
+                '(' | '[' | '{' => 1,
+                ')' | ']' | '}' => -1,
+                _ => 0,
+            })
+            .sum::<i32>();
+        depth = depth.max(0);
+        continued = line.trim_end().ends_with('\\');
+    }
+    starts
 }
 
 /// Whether a line ([`masked`]) could open a top-level statement: unindented, not blank, not
@@ -950,15 +1000,11 @@ mod tests {
             program(&["from fractions import gcd\n", helper, star]),
             format!("{helper}\n{star}")
         );
-        // Under the `*` import a def's own needs still bring its block's imports.
+        // Under it, a def whose definition needs an import is not taken for a name the `*` may
+        // give (the import might not load, and the `*` would override the def).
         let cached = "from functools import lru_cache\n\n@lru_cache(maxsize=None)\ndef gcd2(a, b):\n    return a\n";
         let star2 = "from math import *\n\ndef f(a, b):\n    return gcd2(a, b)\n";
-        assert!(
-            program(&[cached, star2])
-                .starts_with("from functools import lru_cache\n@lru_cache(maxsize=None)\ndef gcd2"),
-            "{}",
-            program(&[cached, star2])
-        );
+        assert_eq!(program(&[cached, star2]), star2);
         // Under it a def's body needs no import (the `*` may give it): only its definition.
         let np_gcd = "import numpyzz as np\ndef gcd(a, b):\n    return int(np.gcd(a, b))\n";
         let star3 = "from math import *\ndef f(a, b):\n    return gcd(a, b)\n";
@@ -966,6 +1012,21 @@ mod tests {
             program(&[np_gcd, star3]),
             format!("def gcd(a, b):\n    return int(np.gcd(a, b))\n\n{star3}")
         );
+        // A class's body runs when it is defined; a one-line def's body does not.
+        let fraction = "import math\nclass Fraction:\n    PI = math.pi\n";
+        let star4 = "from fractions import *\ndef f():\n    return Fraction(1, 2)\n";
+        assert_eq!(program(&[fraction, star4]), star4);
+        let one_line = "import numpyzz as np\ndef gcd(a, b): return int(np.gcd(a, b))\n";
+        assert_eq!(
+            program(&[one_line, star3]),
+            format!("def gcd(a, b): return int(np.gcd(a, b))\n\n{star3}")
+        );
+        // A helper that needs at definition a name the program binds only later: the program
+        // stands alone.
+        let cached =
+            "from functools import lru_cache\n@lru_cache(None)\ndef helper(n):\n    return n\n";
+        let late = "import sys\ninput = sys.stdin.readline\nfrom functools import lru_cache\ndef main():\n    print(helper(3))\ndef f(n):\n    return n\n";
+        assert_eq!(program(&[cached, late]), late);
         // Another test of `__name__` runs in the program under test: its uses count.
         let other = "def f(x):\n    return x\n\nif __name__ != '__main__':\n    setup()\n";
         let setup = "def setup():\n    pass\n";
@@ -987,24 +1048,25 @@ mod tests {
             program(&[prefix, uses])
         );
         // The program's own imports go first only where nothing of it must run before them,
-        // and alone on their line (`import sys` before the path is set does; `mymodx` after
-        // it does not).
-        for (helper, chosen, first) in [
+        // and alone on their line: `import sys` does, not `mymodx` after the path is set, nor
+        // `import sys; x = 1`; a helper whose definition then lacks one is not taken at all.
+        let helper = "def helper(v=sys.maxsize):\n    return v\n";
+        let first = "import sys\ndef f(v):\n    return helper(v)\n";
+        assert_eq!(
+            program(&[helper, first]),
+            format!("import sys\n{helper}\n{first}")
+        );
+        for (helper, chosen) in [
             (
                 "def helper(v=mymodx.V + sys.maxsize):\n    return v\n",
                 "import sys\nsys.path.insert(0, 'lib')\nimport mymodx\ndef f(x):\n    return helper(x)\n",
-                "import sys\n",
             ),
             (
                 "def helper(v=sys.maxsize):\n    return v\n",
                 "import sys; x = 1\ndef f(v):\n    return helper(v)\n",
-                "",
             ),
         ] {
-            assert_eq!(
-                program(&[helper, chosen]),
-                format!("{first}{helper}\n{chosen}")
-            );
+            assert_eq!(program(&[helper, chosen]), chosen);
         }
         // An annotated parameter's default: the annotation is a use.
         let node = "class TreeNode:\n    pass\n";
