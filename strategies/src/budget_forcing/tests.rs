@@ -910,28 +910,43 @@ async fn resubmitted_thinking_cut_inside_its_delimiter_drops_the_part_written() 
     );
 }
 
-/// A scripted backend each call of which takes 20 ms: calls sent together overlap.
-struct Slow(Arc<ponder_engine::scripted::ScriptedBackend>);
+/// A scripted backend made more like a real one: each call takes 20 ms where `slow` (calls
+/// sent together overlap); where `counts_end`, it counts the end-of-sequence token it
+/// generates to end a choice at a stop string, as mistral.rs and vLLM do.
+struct Wrapped {
+    inner: Arc<ponder_engine::scripted::ScriptedBackend>,
+    slow: bool,
+    counts_end: bool,
+}
 
 #[async_trait::async_trait]
-impl ponder_engine::Backend for Slow {
+impl ponder_engine::Backend for Wrapped {
     async fn generate(
         &self,
         request: ponder_engine::GenerationRequest,
     ) -> ponder_engine::Result<ponder_engine::Generation> {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        self.0.generate(request).await
+        if self.slow {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let mut generation = self.inner.generate(request).await?;
+        for choice in &mut generation.choices {
+            if self.counts_end && choice.stop_sequence.is_some() {
+                choice.completion_tokens += 1;
+                generation.usage.completion_tokens += 1;
+            }
+        }
+        Ok(generation)
     }
 
     fn capabilities(&self) -> ponder_engine::Capabilities {
-        self.0.capabilities()
+        self.inner.capabilities()
     }
 
     async fn tokenize(
         &self,
         input: ponder_engine::TokenizeInput<'_>,
     ) -> ponder_engine::Result<Vec<u32>> {
-        self.0.tokenize(input).await
+        self.inner.tokenize(input).await
     }
 }
 
@@ -967,7 +982,11 @@ async fn samples_thinking_at_once_plan_from_what_is_spent_not_what_the_others_re
     let solution = ponder_engine::solve(
         &best,
         &Problem::new("p", "What is 2 + 2?"),
-        Arc::new(Slow(Arc::clone(&scripted))) as Arc<dyn ponder_engine::Backend>,
+        Arc::new(Wrapped {
+            inner: Arc::clone(&scripted),
+            slow: true,
+            counts_end: false,
+        }) as Arc<dyn ponder_engine::Backend>,
         Budget::unlimited().with_max_completion_tokens(165),
     )
     .await
@@ -1060,11 +1079,11 @@ async fn resubmitting_stops_when_the_model_ends_at_once_after_each_wait() {
             "</think>",
             "4",
         ]));
-        let backend: Arc<dyn ponder_engine::Backend> = if counts_end {
-            Arc::new(CountsEnd(Arc::clone(&scripted)))
-        } else {
-            Arc::clone(&scripted) as Arc<dyn ponder_engine::Backend>
-        };
+        let backend = Arc::new(Wrapped {
+            inner: Arc::clone(&scripted),
+            slow: false,
+            counts_end,
+        });
         let config = BudgetForcingConfig {
             min_thinking_tokens: 100,
             mode: ForcingMode::Resubmit,
@@ -1090,38 +1109,6 @@ async fn resubmitting_stops_when_the_model_ends_at_once_after_each_wait() {
             "{details:?}"
         );
         assert_eq!(solution.answer.as_deref(), Some("4"));
-    }
-}
-
-/// A scripted backend that, like mistral.rs and vLLM, counts the end-of-sequence token it
-/// generates to end a choice at a stop string.
-struct CountsEnd(Arc<ponder_engine::scripted::ScriptedBackend>);
-
-#[async_trait::async_trait]
-impl ponder_engine::Backend for CountsEnd {
-    async fn generate(
-        &self,
-        request: ponder_engine::GenerationRequest,
-    ) -> ponder_engine::Result<ponder_engine::Generation> {
-        let mut generation = self.0.generate(request).await?;
-        for choice in &mut generation.choices {
-            if choice.stop_sequence.is_some() {
-                choice.completion_tokens += 1;
-                generation.usage.completion_tokens += 1;
-            }
-        }
-        Ok(generation)
-    }
-
-    fn capabilities(&self) -> ponder_engine::Capabilities {
-        self.0.capabilities()
-    }
-
-    async fn tokenize(
-        &self,
-        input: ponder_engine::TokenizeInput<'_>,
-    ) -> ponder_engine::Result<Vec<u32>> {
-        self.0.tokenize(input).await
     }
 }
 
