@@ -30,6 +30,7 @@ pub mod answer;
 mod backend;
 mod budget;
 pub mod config;
+mod distribution;
 mod error;
 pub mod events;
 mod grader;
@@ -60,6 +61,7 @@ pub use backend::{
     Message, Prompt, Role, Sampling, TokenLogprob, TokenizeInput, TopLogprob,
 };
 pub use budget::{Budget, Resource};
+pub use distribution::draw_probability;
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, EventLog, EventSink, Events};
 pub use grader::{grade_candidates, CandidateGrades, Grader, MathGrader};

@@ -20,6 +20,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::backend::{LogitsProcessor, Sampling};
+use crate::distribution::{most_likely_first, Distribution};
 
 /// 2^64 over the golden ratio: spreads consecutive numbers over the whole range.
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -129,35 +130,7 @@ impl LogitsProcessor for SeededDraw {
     }
 }
 
-/// The tokens a sampler may draw at one position, with their weights.
-struct Distribution {
-    /// The tokens kept, with their unnormalised probabilities.
-    kept: Vec<(usize, f64)>,
-    /// The weight of every possible token, kept or not.
-    total: f64,
-}
-
 impl Distribution {
-    /// The distribution `logits` give at `temperature`, kept to the `top_k` most likely, then
-    /// to the most likely whose probabilities first reach `top_p` (as mistral.rs samples: the
-    /// probabilities over the whole vocabulary, the token that crosses `top_p` kept). `None`
-    /// where no token is possible (every logit minus infinity or NaN).
-    fn of(
-        logits: &[f32],
-        temperature: f64,
-        top_k: Option<usize>,
-        top_p: Option<f64>,
-    ) -> Option<Self> {
-        // A logit of plus infinity is a token forced.
-        if let Some(forced) = logits.iter().position(|&l| l == f32::INFINITY) {
-            return Some(Self {
-                kept: vec![(forced, 1.0)],
-                total: 1.0,
-            });
-        }
-        keep(logits, temperature, top_k, top_p)
-    }
-
     /// The token at `u` (in [0, 1)).
     fn draw(&self, u: f64) -> usize {
         let sum: f64 = self.kept.iter().map(|&(_, weight)| weight).sum();
@@ -200,55 +173,6 @@ impl Distribution {
                 .collect(),
         }
     }
-}
-
-/// Most likely first; of equals, the lower id.
-fn most_likely_first(a: &(usize, f64), b: &(usize, f64)) -> std::cmp::Ordering {
-    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
-}
-
-/// The distribution of finite `logits` (see [`Distribution::of`]).
-fn keep(
-    logits: &[f32],
-    temperature: f64,
-    top_k: Option<usize>,
-    top_p: Option<f64>,
-) -> Option<Distribution> {
-    let max = logits
-        .iter()
-        .copied()
-        .filter(|l| l.is_finite())
-        .fold(f32::NEG_INFINITY, f32::max);
-    if !max.is_finite() {
-        return None;
-    }
-    // Each possible token and its probability, unnormalised.
-    let mut kept: Vec<(usize, f64)> = logits
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.is_finite())
-        .map(|(i, &l)| (i, (f64::from(l - max) / temperature).exp()))
-        .filter(|&(_, weight)| weight > 0.0)
-        .collect();
-    let total: f64 = kept.iter().map(|&(_, weight)| weight).sum();
-    if let Some(k) = top_k.filter(|&k| k > 0 && k < kept.len()) {
-        kept.select_nth_unstable_by(k - 1, most_likely_first);
-        kept.truncate(k);
-    }
-    if let Some(p) = top_p.filter(|&p| p > 0.0 && p < 1.0) {
-        kept.sort_unstable_by(most_likely_first);
-        let mut mass = 0.0;
-        let within = kept
-            .iter()
-            .take_while(|&&(_, weight)| {
-                let below = mass < p * total;
-                mass += weight;
-                below
-            })
-            .count();
-        kept.truncate(within.max(1));
-    }
-    Some(Distribution { kept, total })
 }
 
 #[cfg(test)]

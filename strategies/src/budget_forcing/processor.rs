@@ -288,8 +288,9 @@ impl ForcingProcessor {
     }
 }
 
-/// The probability `logits` give the `ids` at `temperature` (positive); `max` is the largest
-/// logit (the caller found it with the most likely token: no second pass for it).
+/// The probability a sampler at `temperature` (positive) within `top_p` draws one of the `ids`
+/// from `logits` ([`ponder_engine::draw_probability`]); `max` is the largest logit (the caller
+/// found it with the most likely token), for a first look that needs no pass over them.
 pub(super) fn probability_of(
     logits: &[f32],
     ids: &[u32],
@@ -300,7 +301,6 @@ pub(super) fn probability_of(
     if !max.is_finite() {
         return 0.0;
     }
-    let weight = |l: f32| (f64::from(l - max) / temperature).exp();
     // Most steps the endings are far below the favourite (e^-40 of it at most): nothing to
     // draw, and no pass of exponentials over the vocabulary.
     let best_end = ids
@@ -311,60 +311,7 @@ pub(super) fn probability_of(
     if f64::from(best_end - max) / temperature < -40.0 {
         return 0.0;
     }
-    let total: f64 = logits.iter().map(|&l| weight(l)).sum();
-    let Some(top_p) = top_p else {
-        let part: f64 = ids
-            .iter()
-            .filter_map(|&id| logits.get(id as usize))
-            .map(|&l| weight(l))
-            .sum();
-        return if total > 0.0 { part / total } else { 0.0 };
-    };
-    if total <= 0.0 {
-        return 0.0;
-    }
-    // Under a nucleus filter the sampler draws only from the most likely tokens whose mass
-    // reaches `top_p` (each kept while the mass before it is short of it): an ending outside
-    // it is never drawn, and one inside it has its share of the nucleus. Most steps the tokens
-    // above the likeliest ending already fill it: no sort.
-    let reach = top_p * total;
-    let likeliest_end = ids
-        .iter()
-        .filter_map(|&id| logits.get(id as usize))
-        .map(|&l| weight(l))
-        .fold(0.0, f64::max);
-    let above: f64 = logits
-        .iter()
-        .map(|&l| weight(l))
-        .filter(|&w| w > likeliest_end)
-        .sum();
-    if above >= reach {
-        return 0.0;
-    }
-    // Most likely first, ties by id (as ponder's seeded draw orders them; mistral.rs's own
-    // sampler leaves the order of exact ties open); the nucleus is the
-    // prefix whose mass before each token is short of `reach`.
-    let mut ranked: Vec<(u32, f64)> = logits
-        .iter()
-        .enumerate()
-        .map(|(id, &l)| (id as u32, weight(l)))
-        .collect();
-    ranked.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let (mut nucleus, mut part) = (0.0, 0.0);
-    for (id, w) in ranked {
-        if nucleus >= reach {
-            break;
-        }
-        nucleus += w;
-        if ids.contains(&id) {
-            part += w;
-        }
-    }
-    if nucleus > 0.0 {
-        part / nucleus
-    } else {
-        0.0
-    }
+    ponder_engine::draw_probability(logits, ids, temperature, None, top_p)
 }
 
 /// Moves the probability the `from` tokens have at `temperature` (the one the sampler applies
