@@ -550,8 +550,9 @@ fn def_line(code: &str, name: &str) -> Option<usize> {
 
 /// The code in a model's completion: of its fenced blocks (```` ```python ````, ```` ```py ````
 /// or unlabelled; an unclosed last block runs to the end), the last that defines `entry_point`
-/// (after the helpers it uses from other blocks: `helpers.rs`), else the longest; without fences, the code from the first top-level `def`, `class` or import
-/// (or the whole text, when it starts indented: a function body), cut before trailing prose.
+/// (after the helpers it uses from other blocks: `helpers.rs`), else the longest; without
+/// fences, the code from the first top-level `def`, `class` or import (or the whole text, when
+/// it starts indented: a function body), cut before trailing prose.
 /// A reasoning model's completion is read after its thinking (`</think>`) where that part
 /// holds a fenced block or defines `entry_point`, so a draft written while thinking does not
 /// outrank the program it answers with.
@@ -774,7 +775,8 @@ pub fn docstring_tests(prompt: &str, entry_point: &str) -> Vec<TestCase> {
 /// Whether `line`, a docstring line, defines `entry_point` as a sequence by a free variable:
 /// `tri(n) = 1 + n / 2, if n is even.` (HumanEval/130).
 fn defines_recurrence(line: &str, entry_point: &str) -> bool {
-    let Some(rest) = line.trim().strip_prefix(entry_point) else {
+    let line = line.trim();
+    let Some(rest) = line.strip_prefix(entry_point) else {
         return false;
     };
     let Some((arg, after)) = rest.strip_prefix('(').and_then(|r| r.split_once(')')) else {
@@ -783,7 +785,7 @@ fn defines_recurrence(line: &str, entry_point: &str) -> bool {
     let arg = arg.trim();
     let free = arg.starts_with(|c: char| c.is_alphabetic() || c == '_')
         && arg.chars().all(|c| c.is_alphanumeric() || c == '_');
-    free && bare_equals(line.trim(), &line.trim()[..line.trim().len() - after.len()])
+    free && bare_equals(line, &line[..line.len() - after.len()])
 }
 
 /// Whether the example `line` sets its `call` against a value with a bare `=` (not `==`, `=>`).

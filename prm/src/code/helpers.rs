@@ -92,10 +92,10 @@ pub(super) fn with_helpers(blocks: &[String], at: usize, known: &HashSet<String>
                 taken[k] = true;
             }
         }
-        let inner = masked(&statement.text);
-        let binds = bound(&inner);
+        let inner = &statement.hidden;
+        let binds = bound(inner);
         let at_definition: HashSet<String> = bare_uses(&statement.header).into_iter().collect();
-        for n in bare_uses(&inner) {
+        for n in bare_uses(inner) {
             if is_builtin(&n) || binds.contains(&n) {
                 continue;
             }
@@ -224,14 +224,7 @@ pub(super) fn hoist_future(code: &str) -> String {
         to.push_str(line);
         to.push('\n');
         if moved {
-            depth += hidden
-                .chars()
-                .map(|c| match c {
-                    '(' => 1,
-                    ')' => -1,
-                    _ => 0,
-                })
-                .sum::<i32>();
+            depth += hidden.chars().map(nesting).sum::<i32>();
             open = depth > 0 || hidden.trim_end().ends_with('\\');
         }
     }
@@ -239,8 +232,8 @@ pub(super) fn hoist_future(code: &str) -> String {
     future + &rest
 }
 
-/// The names the top-level statements of `code` bind (`def`s, `class`es, imports, and
-/// assignments): what a prompt's preamble gives the program.
+/// The names `code` binds (anywhere: a prompt's helpers' own locals too, which only keeps
+/// helpers of those names out, the safe side): what a prompt's preamble gives the program.
 pub(super) fn top_level_names(code: &str) -> HashSet<String> {
     bound(&masked(code))
 }
@@ -250,6 +243,8 @@ pub(super) fn top_level_names(code: &str) -> HashSet<String> {
 #[derive(Debug)]
 struct TopLevel {
     text: String,
+    /// Its text [`masked`].
+    hidden: String,
     names: Vec<String>,
     import: bool,
     /// A `from __future__` import.
@@ -278,14 +273,14 @@ fn top_level(code: &str, hidden: &str) -> Vec<TopLevel> {
             continue;
         };
         let head_text = hidden_lines[head].trim_start_matches("async ");
-        let statement_hidden = hidden_lines[head..end].join("\n");
+        let hidden = hidden_lines[start..end].join("\n");
         let (names, import) = if let Some(rest) = head_text
             .strip_prefix("def ")
             .or_else(|| head_text.strip_prefix("class "))
         {
             (identifier(rest).into_iter().collect::<Vec<_>>(), false)
         } else if head_text.starts_with("import ") || head_text.starts_with("from ") {
-            (imported(&statement_hidden), true)
+            (imported(&hidden), true)
         } else {
             continue;
         };
@@ -295,27 +290,23 @@ fn top_level(code: &str, hidden: &str) -> Vec<TopLevel> {
         // What runs at definition ([`masked`]): an import or a class whole (its body runs
         // when it is defined); of a def, its decorators and its signature, to the `:` that
         // ends it (on its own line or before a body on the same line).
-        let statement_hidden_all = hidden_lines[start..end.min(lines.len())].join("\n");
         let header = if import || head_text.starts_with("class ") {
-            statement_hidden_all.clone()
+            hidden.clone()
         } else {
             let head_at: usize = hidden_lines[start..head].iter().map(|l| l.len() + 1).sum();
             let mut depth = 0i32;
-            let cut = statement_hidden_all[head_at..]
+            let cut = hidden[head_at..]
                 .char_indices()
                 .find(|&(_, c)| {
-                    match c {
-                        '(' | '[' | '{' => depth += 1,
-                        ')' | ']' | '}' => depth -= 1,
-                        _ => {}
-                    }
+                    depth += nesting(c);
                     c == ':' && depth <= 0
                 })
-                .map_or(statement_hidden_all.len(), |(at, _)| head_at + at);
-            statement_hidden_all[..cut].to_string()
+                .map_or(hidden.len(), |(at, _)| head_at + at);
+            hidden[..cut].to_string()
         };
         statements.push(TopLevel {
-            text: lines[start..end.min(lines.len())].join("\n"),
+            text: lines[start..end].join("\n"),
+            hidden,
             header,
             names,
             import,
@@ -339,18 +330,19 @@ fn statement_starts(hidden_lines: &[&str]) -> Vec<usize> {
             }
             after_decorator = line.starts_with('@');
         }
-        depth += line
-            .chars()
-            .map(|c| match c {
-                '(' | '[' | '{' => 1,
-                ')' | ']' | '}' => -1,
-                _ => 0,
-            })
-            .sum::<i32>();
-        depth = depth.max(0);
+        depth = (depth + line.chars().map(nesting).sum::<i32>()).max(0);
         continued = line.trim_end().ends_with('\\');
     }
     starts
+}
+
+/// How `c` changes the depth of brackets.
+fn nesting(c: char) -> i32 {
+    match c {
+        '(' | '[' | '{' => 1,
+        ')' | ']' | '}' => -1,
+        _ => 0,
+    }
 }
 
 /// Whether a line ([`masked`]) could open a top-level statement: unindented, not blank, not
@@ -539,11 +531,7 @@ fn words(hidden: &str) -> Vec<Word<'_>> {
             }
             _ => {}
         }
-        match c {
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' => depth = (depth - 1).max(0),
-            _ => {}
-        }
+        depth = (depth + nesting(c)).max(0);
         if !c.is_whitespace() || c == '\n' {
             previous = c;
         }
@@ -575,11 +563,7 @@ fn logical_lines(hidden: &str) -> Vec<String> {
     let mut current = String::new();
     let mut depth = 0i32;
     for c in hidden.chars() {
-        match c {
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' => depth = (depth - 1).max(0),
-            _ => {}
-        }
+        depth = (depth + nesting(c)).max(0);
         let continued = current.trim_end().ends_with('\\');
         match c {
             '\n' if depth > 0 || continued => {
@@ -650,9 +634,8 @@ fn bound(hidden: &str) -> HashSet<String> {
         let mut depth = 0i32;
         let chars: Vec<(usize, char)> = line.char_indices().collect();
         for (k, &(at, c)) in chars.iter().enumerate() {
+            depth += nesting(c);
             match c {
-                '(' | '[' | '{' => depth += 1,
-                ')' | ']' | '}' => depth -= 1,
                 '=' if depth == 0 => {
                     let next = chars.get(k + 1).map(|&(_, c)| c);
                     let prev = k.checked_sub(1).and_then(|p| chars.get(p)).map(|&(_, c)| c);
@@ -690,11 +673,7 @@ fn targets(target: &str) -> Vec<String> {
     let mut last = ' ';
     for c in target.chars() {
         if skipping > 0 {
-            match c {
-                '(' | '[' | '{' => skipping += 1,
-                ')' | ']' | '}' => skipping -= 1,
-                _ => {}
-            }
+            skipping += nesting(c);
             continue;
         }
         let opens = matches!(c, '(' | '[' | '{');

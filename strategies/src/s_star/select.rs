@@ -369,14 +369,13 @@ impl SStar {
             cluster.samples.sort_unstable();
         }
         let mut exhausted = None;
-        let judged = match clusters.len() > 1 {
-            true => {
-                let judge = self.judge(cx).await?;
-                Self::asking(judge.as_ref(), details)
-                    .await?
-                    .map(|asking| (judge, asking))
-            }
-            false => None,
+        let judged = if clusters.len() > 1 {
+            let judge = self.judge(cx).await?;
+            Self::asking(judge.as_ref(), details)
+                .await?
+                .map(|asking| (judge, asking))
+        } else {
+            None
         };
         if let Some((judge, asking)) = judged {
             let mut pairs = Vec::new();
