@@ -393,8 +393,16 @@ fn a_delimiter_written_another_way_is_recognised() {
 }
 
 /// A tokenizer that merges as BPE does: longest match in a small vocabulary (ids from 1), each
-/// other byte a token of its own (ids from 1000).
-struct Merging;
+/// other byte a token of its own (ids from 1000). Where `lone_blank_line`, "\n\n" alone is one
+/// token ([`BLANK_LINE`]), and two before "</" (GPT-2's pre-tokenizer splits whitespace so that
+/// its last character stays with what follows).
+#[derive(Default)]
+struct Merging {
+    lone_blank_line: bool,
+}
+
+/// The id [`Merging`] gives "\n\n" alone where `lone_blank_line`.
+const BLANK_LINE: u32 = 2000;
 
 const VOCAB: [&str; 6] = ["</", ".</", "!</", "think", ">", " Wait"];
 
@@ -415,6 +423,9 @@ impl Backend for Merging {
         let TokenizeInput::Piece(mut text) = input else {
             unreachable!("pieces only")
         };
+        if self.lone_blank_line && text == "\n\n" {
+            return Ok(vec![BLANK_LINE]);
+        }
         let mut ids = Vec::new();
         while !text.is_empty() {
             let longest = (0..VOCAB.len())
@@ -438,7 +449,7 @@ impl Backend for Merging {
 #[tokio::test]
 async fn a_delimiter_merged_with_the_punctuation_before_it_is_a_variant() {
     let strategy = BudgetForcing::new(BudgetForcingConfig::default()).unwrap();
-    let mut tokens = strategy.tokens(&Merging).await.unwrap();
+    let mut tokens = strategy.tokens(&Merging::default()).await.unwrap();
     tokens.eos = vec![EOS];
     assert_eq!(tokens.close, vec![1, 4, 5]);
     for merged in [vec![2, 4, 5], vec![3, 4, 5]] {
@@ -457,41 +468,18 @@ async fn a_delimiter_merged_with_the_punctuation_before_it_is_a_variant() {
     assert_eq!(&out[4..4 + tokens.cue.len()], tokens.cue.as_slice());
 }
 
-/// [`Merging`], but "\n\n" alone is one token, and two before "</" (GPT-2's pre-tokenizer
-/// splits whitespace so that its last character stays with what follows).
-struct LoneBlankLine;
-
-/// The id [`LoneBlankLine`] gives "\n\n" alone.
-const BLANK_LINE: u32 = 2000;
-
-#[async_trait::async_trait]
-impl Backend for LoneBlankLine {
-    async fn generate(
-        &self,
-        _: ponder_engine::GenerationRequest,
-    ) -> ponder_engine::Result<ponder_engine::Generation> {
-        unreachable!("only tokenized")
-    }
-
-    fn capabilities(&self) -> ponder_engine::Capabilities {
-        Merging.capabilities()
-    }
-
-    async fn tokenize(&self, input: TokenizeInput<'_>) -> ponder_engine::Result<Vec<u32>> {
-        match input {
-            TokenizeInput::Piece("\n\n") => Ok(vec![BLANK_LINE]),
-            input => Merging.tokenize(input).await,
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_lead_tokenized_apart_from_the_delimiter_is_no_start_of_it() {
     let strategy = BudgetForcing::new(BudgetForcingConfig::default()).unwrap();
-    let tokens = strategy.tokens(&LoneBlankLine).await.unwrap();
+    let tokens = strategy
+        .tokens(&Merging {
+            lone_blank_line: true,
+        })
+        .await
+        .unwrap();
     let newline = 1000 + u32::from(b'\n');
     assert_eq!(
-        Merging
+        Merging::default()
             .tokenize(TokenizeInput::Piece("\n\n</think>"))
             .await
             .unwrap(),
