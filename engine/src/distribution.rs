@@ -52,7 +52,9 @@ impl Distribution {
 }
 
 /// The probability that a sampler at `temperature` (positive), kept to `top_k` and `top_p`
-/// ([`Distribution::of`]), draws one of `ids` from `logits`; 0 where no token is possible.
+/// (the most likely whose probabilities first reach `top_p` kept, the one that crosses it
+/// included, as mistral.rs samples), draws one of `ids` from `logits`; 0 where no token is
+/// possible.
 pub fn draw_probability(
     logits: &[f32],
     ids: &[u32],
