@@ -175,7 +175,12 @@ impl Select {
         }
         // Stable sort keeps first-seen order among exact ties.
         match self {
-            Self::Weighted => groups.sort_by(|a, b| b.weight.total_cmp(&a.weight)),
+            // Equal rewards (a verifier's 0/1, say): the answer more samples gave.
+            Self::Weighted => groups.sort_by(|a, b| {
+                b.weight
+                    .total_cmp(&a.weight)
+                    .then(b.members.len().cmp(&a.members.len()))
+            }),
             _ => groups.sort_by(|a, b| {
                 b.members
                     .len()
@@ -341,6 +346,17 @@ mod tests {
                 .apply(&answers, &[Some(0.5), Some(0.5)])
                 .index,
             Some(0)
+        );
+        // Weighted tie of rewards (a verifier's 0/1): the answer more samples gave, then the
+        // first seen.
+        let answers = a(&[Some("1"), Some("2"), Some("2")]);
+        let selection = Select::Weighted.apply(&answers, &[Some(1.0), Some(1.0), Some(0.0)]);
+        assert_eq!(selection.index, Some(1), "{}", selection.why);
+        assert_eq!(
+            Select::Weighted
+                .apply(&answers, &[Some(0.0), Some(0.0), Some(0.0)])
+                .index,
+            Some(1)
         );
         // Naive tie: first.
         assert_eq!(
