@@ -375,14 +375,34 @@ impl Context {
         strategy: &dyn Strategy,
         problem: &Problem,
     ) -> Result<Solution> {
-        let child = self.child();
-        let mut solution = strategy.solve(problem, &child).await?;
-        solution.usage = child.meter().usage();
-        // The child's meter learns of the cuts of its own calls only (a budget here cut them):
-        // none made before it, by another solve in this context, counts.
-        mark_budget_stop(&mut solution, &child);
-        Ok(solution)
+        solve_as_child(strategy, problem, &self.child()).await
     }
+
+    /// As [`Self::solve_child`], in the context of sample `index` ([`Self::sample`]: seeds of
+    /// its own where the run is seeded): one sample of many, as best-of-N draws them.
+    pub async fn solve_sample(
+        &self,
+        strategy: &dyn Strategy,
+        problem: &Problem,
+        index: usize,
+    ) -> Result<Solution> {
+        solve_as_child(strategy, problem, &self.sample(index)).await
+    }
+}
+
+/// Solves `problem` in `child` (a child context), with what that solve cost and how the budget
+/// stopped it.
+async fn solve_as_child(
+    strategy: &dyn Strategy,
+    problem: &Problem,
+    child: &Context,
+) -> Result<Solution> {
+    let mut solution = strategy.solve(problem, child).await?;
+    solution.usage = child.meter().usage();
+    // The child's meter learns of the cuts of its own calls only (a budget here cut them):
+    // none made before it, by another solve in this context, counts.
+    mark_budget_stop(&mut solution, child);
+    Ok(solution)
 }
 
 /// Solves `problem` with `strategy` on `backend` under `budget`, and fills in the usage.

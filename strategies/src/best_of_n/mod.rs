@@ -281,10 +281,14 @@ pub struct BestOfNDetails {
     /// How each sample stopped, in `candidates`' order.
     #[serde(default)]
     pub stops: Vec<StopReason>,
-    /// The errors of samples of an inner strategy that failed (not candidates; their spend
-    /// is in the usage): each drawn again until as many failed as `n`.
+    /// The errors of samples that failed (not candidates; their spend is in the usage): one
+    /// per sample (a failed request of k choices, k), each drawn again until as many failed
+    /// as `n`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<String>,
+    /// The errors of scorer calls that failed: their rounds' candidates are unscored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scoring_failed: Vec<String>,
 }
 
 impl From<&Candidate> for CandidateDetail {
@@ -383,7 +387,23 @@ impl BestOfN {
         match &self.inner {
             Inner::Direct(direct) => {
                 let request = direct.request(problem).with_n(k);
-                let generation = cx.backend().generate(request).await?;
+                let generation = match cx.backend().generate(request).await {
+                    Ok(generation) => generation,
+                    // The request's own failure: its k samples failed, and are drawn again
+                    // (see `draw_rounds`) as an inner strategy's failed samples are.
+                    Err(e) if e.is_per_call() => {
+                        tracing::warn!(problem = %problem.id, "a request of {k} samples failed: {e}");
+                        return Ok(Drawn {
+                            samples: Vec::new(),
+                            budget_stop: None,
+                            failed: vec![Failure {
+                                error: e,
+                                samples: k,
+                            }],
+                        });
+                    }
+                    Err(e) => return Err(e),
+                };
                 // The budget shortened the request: the samples it cut stopped by the budget
                 // (and drawing stops), as an inner strategy's would.
                 let budget_stop = generation.cut_by.map(StopReason::from);
@@ -409,13 +429,14 @@ impl BestOfN {
                         .map(|index| async move {
                             // Seeds of its own where the run is seeded: the same draws whichever
                             // sample reaches the model first.
-                            let child = cx.sample(index);
-                            let solution = strategy.solve(problem, &child).await?;
+                            // (A last call the budget shortened says so, as a direct sample's does.)
+                            let solution =
+                                cx.solve_sample(strategy.as_ref(), problem, index).await?;
                             let candidate = Candidate {
                                 answer: solution.answer,
                                 text: solution.completion,
                                 score: None,
-                                tokens: child.meter().usage().completion_tokens,
+                                tokens: solution.usage.completion_tokens,
                             };
                             Ok::<_, Error>((candidate, solution.stop_reason))
                         })
@@ -429,16 +450,16 @@ impl BestOfN {
                 // request of n does; the rounds draw another in its place (see
                 // `draw_rounds`). A failure that is not one call's: the error.
                 let mut solved = Vec::new();
-                let mut failed: Vec<Error> = Vec::new();
+                let mut failed = Vec::new();
                 for outcome in outcomes {
                     match outcome {
                         Ok(sample) => solved.push(sample),
-                        Err(e) if e.is_per_call() => failed.push(e),
+                        Err(error) if error.is_per_call() => {
+                            tracing::warn!(problem = %problem.id, "a sample failed: {error}");
+                            failed.push(Failure { error, samples: 1 });
+                        }
                         Err(e) => return Err(e),
                     }
-                }
-                for e in &failed {
-                    tracing::warn!(problem = %problem.id, "a sample failed: {e}");
                 }
                 let budget_stop = solved
                     .iter()
@@ -571,8 +592,14 @@ struct Drawn {
     /// Of an inner strategy, the budget stop one of them hit (it turns an exhausted budget
     /// into a solution, not an error).
     budget_stop: Option<StopReason>,
-    /// The errors of samples that failed (left out of `samples`).
-    failed: Vec<Error>,
+    /// The samples that failed (left out of `samples`).
+    failed: Vec<Failure>,
+}
+
+/// A call that failed, and how many samples it was to draw.
+struct Failure {
+    error: Error,
+    samples: usize,
 }
 
 /// The samples drawn so far.
@@ -583,8 +610,11 @@ struct Draw {
     stops: Vec<StopReason>,
     /// Why drawing stopped.
     stop_reason: StopReason,
-    /// The errors of samples that failed (each drawn again until as many failed as `n`).
+    /// The errors of samples that failed, one per sample (each drawn again until as many
+    /// failed as `n`).
     failed: Vec<String>,
+    /// The errors of scorer calls that failed.
+    scoring_failed: Vec<String>,
     /// Whether the chat template opens a thinking block at the start of the turn: asked only
     /// once a sample the budget cut has no `</think>` of its own ([`ballot`]).
     thinking_opened: Option<bool>,
@@ -597,6 +627,7 @@ impl Draw {
             stops: Vec::new(),
             stop_reason: StopReason::Completed,
             failed: Vec::new(),
+            scoring_failed: Vec::new(),
             thinking_opened: None,
         }
     }
@@ -662,14 +693,18 @@ impl BestOfN {
                 }
                 Err(e) => return Err(e),
             };
-            draw.failed.extend(failed.iter().map(ToString::to_string));
+            for failure in &failed {
+                let error = failure.error.to_string();
+                draw.failed
+                    .extend(std::iter::repeat_n(error, failure.samples));
+            }
             // Failed samples are drawn again, until as many have failed as samples were
             // asked for: then the vote is among those drawn, or, with none, the failure is
             // the error.
             let given_up = draw.gave_up(n);
             if given_up && draw.candidates.is_empty() && drawn.is_empty() {
-                if let Some(e) = failed.into_iter().next() {
-                    return Err(e);
+                if let Some(failure) = failed.into_iter().next() {
+                    return Err(failure.error);
                 }
             }
             let (mut drawn, drawn_stops): (Vec<Candidate>, Vec<StopReason>) =
@@ -682,6 +717,12 @@ impl BestOfN {
                     draw.candidates.extend(drawn);
                     draw.learn_template(cx).await;
                     return Ok(false);
+                }
+                // A judge's or reward model's call failed: this round's candidates stay
+                // unscored (and the vote counts them as such) rather than lost.
+                Err(e) if e.is_per_call() => {
+                    tracing::warn!(problem = %problem.id, "scoring failed: {e}");
+                    draw.scoring_failed.push(e.to_string());
                 }
                 Err(e) => return Err(e),
             }
@@ -735,9 +776,9 @@ impl BestOfN {
         let leader = mass.iter().copied().fold(0.0, f64::max);
         let total = match self.config.select {
             Select::Naive => return rewards.iter().flatten().copied().fold(0.0, f64::max),
-            // Unanswered samples count against the leader.
+            // Unanswered samples count against the leader: their votes, or their rewards.
             Select::Majority => draw.candidates.len() as f64,
-            Select::Weighted => mass.iter().sum(),
+            Select::Weighted => rewards.iter().flatten().filter(|r| r.is_finite()).sum(),
         };
         if total > 0.0 {
             leader / total
@@ -756,6 +797,7 @@ impl BestOfN {
             stops,
             mut stop_reason,
             failed,
+            scoring_failed,
             ..
         } = draw;
         let selection = self.config.select.apply(&answers, &rewards);
@@ -792,6 +834,7 @@ impl BestOfN {
             samples: candidates.len(),
             stops,
             failed,
+            scoring_failed,
         };
         if cut {
             stop_reason = StopReason::MaxTokens;
@@ -897,6 +940,7 @@ impl Staged for BestOfN {
             candidates: so_far.candidates,
             stop_reason: StopReason::Completed,
             failed: details.failed,
+            scoring_failed: details.scoring_failed,
             thinking_opened: None,
         };
         draw.stops

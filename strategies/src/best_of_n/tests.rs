@@ -850,3 +850,198 @@ async fn the_inner_strategy_says_whether_a_cut_sample_stated_its_answer() {
     assert!(!strategy.states_answer(cut, false));
     assert!(strategy.states_answer("17.", false));
 }
+
+#[tokio::test]
+async fn a_failed_request_of_a_later_round_is_drawn_again_not_the_whole_draw() {
+    use ponder_engine::scripted::Reply;
+    let config = BestOfNConfig {
+        adaptive: Some(AdaptiveConfig {
+            round: NonZeroUsize::new(2).unwrap(),
+            agreement: None,
+        }),
+        ..BestOfNConfig::self_consistency(NonZeroUsize::new(4).unwrap())
+    };
+    let strategy = BestOfN::new(config).unwrap();
+    // Round 2's request of two fails: its two samples are drawn again.
+    let backend = Arc::new(ScriptedBackend::from_replies([
+        Reply::Text("Final Answer: 4".into()),
+        Reply::Text("Final Answer: 5".into()),
+        Reply::Fail("boom".into()),
+        Reply::Fail("boom".into()),
+        Reply::Text("Final Answer: 4".into()),
+        Reply::Text("Final Answer: 4".into()),
+    ]));
+    let solution = run(&strategy, backend.clone(), Budget::unlimited()).await;
+    assert_eq!(backend.remaining(), 0);
+    assert_eq!(solution.answer.as_deref(), Some("4"));
+    let drawn = details(&solution);
+    assert_eq!((drawn.samples, drawn.failed.len()), (4, 2));
+    assert!(drawn.failed[0].contains("boom"), "{:?}", drawn.failed);
+
+    // Requests that fail until as many samples failed as were asked for: the vote is among
+    // those drawn.
+    let backend = Arc::new(ScriptedBackend::from_replies([
+        Reply::Text("Final Answer: 4".into()),
+        Reply::Text("Final Answer: 4".into()),
+        Reply::Fail("one".into()),
+        Reply::Fail("one".into()),
+        Reply::Fail("two".into()),
+        Reply::Fail("two".into()),
+        Reply::Text("Final Answer: 6".into()),
+    ]));
+    let solution = run(&strategy, backend.clone(), Budget::unlimited()).await;
+    assert_eq!(
+        backend.remaining(),
+        1,
+        "no request after the fourth failed sample"
+    );
+    assert_eq!(solution.answer.as_deref(), Some("4"));
+    let drawn = details(&solution);
+    assert_eq!(
+        (drawn.samples, drawn.failed.len(), drawn.samples_saved),
+        (2, 4, 0)
+    );
+
+    // The first request failing with every sample in it is the error.
+    let backend = Arc::new(ScriptedBackend::from_replies([
+        Reply::Fail("all".into()),
+        Reply::Fail("all".into()),
+        Reply::Fail("all".into()),
+        Reply::Fail("all".into()),
+    ]));
+    let strategy = BestOfN::new(BestOfNConfig::self_consistency(
+        NonZeroUsize::new(4).unwrap(),
+    ))
+    .unwrap();
+    let err = ponder_engine::solve(
+        &strategy,
+        &Problem::new("p", "Q?"),
+        backend as Arc<dyn Backend>,
+        Budget::unlimited(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("all"), "{err}");
+}
+
+/// A reward model whose calls fail after the first `ok` rounds, as a server's 503 does.
+struct FailingScorer(std::sync::Mutex<usize>);
+
+#[async_trait]
+impl Scorer for FailingScorer {
+    async fn score(
+        &self,
+        _: &Context,
+        _: &str,
+        candidates: &[Vec<String>],
+    ) -> Result<Vec<Vec<f64>>> {
+        let mut ok = self.0.lock().unwrap();
+        if *ok == 0 {
+            return Err(Error::Inference {
+                message: "the reward model's server answered 503".into(),
+            });
+        }
+        *ok -= 1;
+        Ok(candidates.iter().map(|_| vec![0.9]).collect())
+    }
+}
+
+#[tokio::test]
+async fn a_scorer_call_that_fails_leaves_its_candidates_unscored_not_the_problem_failed() {
+    let backend = Arc::new(ScriptedBackend::new(answers(&["3", "4", "4"])));
+    let config = BestOfNConfig {
+        n: NonZeroUsize::new(3).unwrap(),
+        select: Select::Weighted,
+        ..BestOfNConfig::default()
+    };
+    let strategy = BestOfN::scored_by(config, Arc::new(FailingScorer(0.into()))).unwrap();
+    let solution = run(&strategy, backend, Budget::unlimited()).await;
+    assert_eq!(solution.answer.as_deref(), Some("4"));
+    let d = details(&solution);
+    assert!(
+        d.why.starts_with("no candidate was scored, so by votes"),
+        "{}",
+        d.why
+    );
+    assert_eq!(d.scoring_failed.len(), 1);
+    assert!(
+        d.scoring_failed[0].contains("503"),
+        "{:?}",
+        d.scoring_failed
+    );
+    assert!(d.candidates.iter().all(|c| c.score.is_none()));
+
+    // Adaptive: the first round scored, the second not; the draw goes on.
+    let backend = Arc::new(ScriptedBackend::new(answers(&["3", "4", "4", "4"])));
+    let config = BestOfNConfig {
+        n: NonZeroUsize::new(4).unwrap(),
+        select: Select::Weighted,
+        adaptive: Some(AdaptiveConfig {
+            round: NonZeroUsize::new(2).unwrap(),
+            agreement: None,
+        }),
+        ..BestOfNConfig::default()
+    };
+    let strategy = BestOfN::scored_by(config, Arc::new(FailingScorer(1.into()))).unwrap();
+    let solution = run(&strategy, backend, Budget::unlimited()).await;
+    let d = details(&solution);
+    assert_eq!((d.samples, d.scoring_failed.len()), (4, 1));
+    let scored: Vec<bool> = d.candidates.iter().map(|c| c.score.is_some()).collect();
+    assert_eq!(scored, [true, true, false, false]);
+}
+
+#[tokio::test]
+async fn a_weighted_agreement_counts_the_reward_of_samples_without_an_answer() {
+    // Round 1: an answer of reward 0.3 and a sample without one of reward 0.95: the leader
+    // holds 0.3 of 1.25, not all of it, and the draw goes on.
+    let backend = Arc::new(ScriptedBackend::new([
+        "Some working.\n\nFinal Answer: 5".to_string(),
+        "Some working.\n\nI am not sure.".to_string(),
+        "Some working.\n\nFinal Answer: 6".to_string(),
+        "Some working.\n\nFinal Answer: 6".to_string(),
+    ]));
+    let config = BestOfNConfig {
+        n: NonZeroUsize::new(4).unwrap(),
+        select: Select::Weighted,
+        adaptive: Some(AdaptiveConfig {
+            round: NonZeroUsize::new(2).unwrap(),
+            agreement: Some(0.9),
+        }),
+        ..BestOfNConfig::default()
+    };
+    let strategy = BestOfN::scored_by(config, FixedScorer::new(&[0.3, 0.95, 0.8, 0.8])).unwrap();
+    let solution = run(&strategy, backend, Budget::unlimited()).await;
+    let d = details(&solution);
+    assert_eq!((d.samples, d.samples_saved), (4, 0));
+    assert_eq!(solution.answer.as_deref(), Some("6"));
+}
+
+#[tokio::test]
+async fn a_sample_of_an_inner_strategy_the_budget_cut_says_so_and_does_not_vote() {
+    // The third sample's call is shortened to the 40 tokens the budget has left, cutting its
+    // working at "so it i" (17): a guess, not a vote. 42, drawn first, wins the 1:1 split.
+    let working = "So 17 + 8 = 25, and 25 - 8 = 17, so it is 17.";
+    let strategy = BestOfN::new(BestOfNConfig {
+        concurrency: NonZeroUsize::new(1),
+        ..BestOfNConfig::self_consistency(NonZeroUsize::new(3).unwrap())
+    })
+    .unwrap()
+    .with_inner(Box::new(
+        Direct::new(DirectConfig {
+            temperature: 0.8,
+            ..DirectConfig::default()
+        })
+        .unwrap(),
+    ));
+    let backend = Arc::new(ScriptedBackend::new([
+        "The answer is 42.",
+        "The answer is 17.",
+        working,
+    ]));
+    let budget = Budget::unlimited().with_max_completion_tokens(17 + 17 + 40);
+    let solution = run(&strategy, backend, budget).await;
+    let d = details(&solution);
+    assert_eq!(d.stops[2], StopReason::CompletionBudget, "{:?}", d.stops);
+    assert_eq!(solution.stop_reason, StopReason::CompletionBudget);
+    assert_eq!(solution.answer.as_deref(), Some("42"));
+}
