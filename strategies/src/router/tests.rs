@@ -743,3 +743,70 @@ fn an_answer_budget_forcing_stated_behind_its_own_cue_stands_when_cut() {
         solution.completion
     );
 }
+
+#[test]
+fn thinking_that_fails_leaves_the_short_answer_standing() {
+    let backend = Arc::new(ScriptedBackend::from_replies([
+        Reply::Unsure("Final Answer: 7".into(), 0.1f32.ln()),
+        Reply::Fail("timed out after 600 s".into()),
+    ]));
+    let solution = solve_with(
+        &router(RouterConfig::default()),
+        &backend,
+        Budget::unlimited(),
+    );
+    assert_eq!(solution.answer.as_deref(), Some("7"));
+    assert_eq!(solution.stop_reason, StopReason::Completed);
+    assert_eq!(solution.completion, "Final Answer: 7");
+    let d = details(&solution);
+    assert_eq!(d.route, THINKING_FAILED);
+    assert!(d.why.contains("timed out after 600 s"), "{}", d.why);
+    assert_eq!(d.think_strategy.as_deref(), Some("direct"));
+
+    // Without a short answer to stand on, the failure is the error.
+    let backend = Arc::new(ScriptedBackend::from_replies([
+        Reply::Text("I am not sure.".into()),
+        Reply::Fail("timed out after 600 s".into()),
+    ]));
+    let err = futures::executor::block_on(ponder_engine::solve(
+        &router(RouterConfig::default()),
+        &Problem::new("p", "What is 3 + 4?"),
+        backend as Arc<dyn Backend>,
+        Budget::unlimited(),
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("timed out"), "{err}");
+}
+
+#[test]
+fn thinking_a_template_opened_that_ends_before_its_close_is_unfinished() {
+    for (opening, thinking, answer) in [
+        // The model's end of sequence inside the thinking its template opened.
+        ("<think>\n", "3 + 4 is 7, or maybe 8", "7"),
+        // Inside thinking it opened itself.
+        ("", "<think>\n3 + 4 is 7, or maybe 8", "7"),
+        // Closed, and answered after it.
+        ("<think>\n", "3 + 4 is 7.</think> The answer is 8", "8"),
+        // No thinking at all: the answer as written.
+        ("", "3 + 4 is 7, or maybe 8", "8"),
+    ] {
+        let backend = Arc::new(
+            ScriptedBackend::from_replies([
+                Reply::Unsure("Final Answer: 7".into(), 0.1f32.ln()),
+                Reply::Text(thinking.into()),
+            ])
+            .with_opening(opening),
+        );
+        let solution = solve_with(
+            &router(RouterConfig::default()),
+            &backend,
+            Budget::unlimited(),
+        );
+        assert_eq!(solution.stop_reason, StopReason::Completed, "{thinking}");
+        assert_eq!(
+            solution.answer.as_deref(),
+            Some(answer),
+            "{opening:?} {thinking}"
+        );
+    }
+}
