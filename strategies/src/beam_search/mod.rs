@@ -34,7 +34,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::future::{join_all, try_join_all};
+use futures::future::join_all;
 use ponder_engine::answer::extract_answer;
 use ponder_engine::{
     Candidate, Context, Error, EventKind, FinishReason, GenerationRequest, Message, Problem,
@@ -235,6 +235,12 @@ pub struct SearchDetails {
     /// they are partial solutions, selected from only when none finished).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub out_of_context: usize,
+    /// The errors of calls that failed on their own (a sampling error, a server's error for
+    /// that request or its timeout): an expansion's (its beam stays a partial one), a
+    /// roll-out's (its candidate is scored on its own steps) or the scorer's (its round's
+    /// candidates go unscored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -257,6 +263,8 @@ struct Expansion {
     /// The last round's write ran to its token limit (`max_final_tokens`, the context window,
     /// or what the budget left): finished, but not by itself.
     cut_at_end: bool,
+    /// Of those, one whose limit the budget had shortened.
+    cut_by_budget: bool,
 }
 
 impl BeamSearch {
@@ -375,12 +383,14 @@ impl BeamSearch {
                         answered(&text)
                     };
                 let finished = last || ended || answers || empty;
+                let cut_at_end = last && c.finish_reason == FinishReason::Length;
                 Expansion {
                     text,
                     tokens: c.completion_tokens as u64,
                     finished,
                     cut: cut && !finished,
-                    cut_at_end: last && c.finish_reason == FinishReason::Length,
+                    cut_at_end,
+                    cut_by_budget: cut_at_end && generation.cut_by.is_some(),
                 }
             })
             .collect();
@@ -446,19 +456,51 @@ impl BeamSearch {
             .iter()
             .map(|(text, _, _)| self.steps_of(text).len())
             .collect();
-        let to_score = try_join_all(distinct.into_iter().map(
-            |(text, continues, finished)| async move {
-                if finished {
-                    Ok(self.steps_of(&text))
-                } else {
-                    self.rolled_out(problem, cx, text, continues).await
+        let rolled = join_all(
+            distinct
+                .iter()
+                .map(|(text, continues, finished)| async move {
+                    if *finished {
+                        Ok(self.steps_of(text))
+                    } else {
+                        self.rolled_out(problem, cx, text.clone(), *continues).await
+                    }
+                }),
+        )
+        .await;
+        let mut to_score = Vec::with_capacity(rolled.len());
+        for ((text, _, _), steps) in distinct.iter().zip(rolled) {
+            match steps {
+                Ok(steps) => to_score.push(steps),
+                // A roll-out whose call failed on its own: the candidate is scored on its own
+                // steps, as one without lookahead.
+                Err(e) if e.is_per_call() => {
+                    tracing::warn!(problem = %problem.id, "a roll-out failed: {e}");
+                    details.failed.push(format!("a roll-out: {e}"));
+                    to_score.push(self.steps_of(text));
                 }
-            },
-        ))
-        .await?;
-        let scores =
-            ponder_engine::score_checked(self.scorer.as_ref(), cx, &problem.question, &to_score)
-                .await?;
+                Err(e) => return Err(e),
+            }
+        }
+        let scores = match ponder_engine::score_checked(
+            self.scorer.as_ref(),
+            cx,
+            &problem.question,
+            &to_score,
+        )
+        .await
+        {
+            Ok(scores) => scores,
+            // The scorer's call failed on its own (a reward model's server refused it, timed
+            // out): this round's candidates go unscored, ranked below every scored one (the
+            // search goes on, rather than losing what it found).
+            Err(e) if e.is_per_call() => {
+                tracing::warn!(problem = %problem.id, "scoring failed: {e}");
+                details.failed.push(format!("scoring: {e}"));
+                return Ok(slot_of);
+            }
+            Err(e) => return Err(e),
+        };
         for ((child, _, _), &slot) in children.iter().zip(&slot_of) {
             let (Some(step_scores), Some(&own)) = (scores.get(slot), own_steps.get(slot)) else {
                 continue;
@@ -521,8 +563,10 @@ impl BeamSearch {
             }))
             .await;
             // The budget stop, if a beam's expansion was refused: the round's other candidates
-            // are scored and kept, then the search stops. Any other error ends it at once.
+            // are scored and kept, then the search stops. An expansion that failed on its own
+            // call leaves its beam a partial one; any other error ends the search at once.
             let mut stopped: Option<Error> = None;
+            let mut failed: Option<Error> = None;
             let mut expanded: Vec<(&Beam, Vec<Expansion>, u64)> = Vec::new();
             for (beam, expansion) in active.iter().zip(expansions) {
                 match expansion {
@@ -539,11 +583,20 @@ impl BeamSearch {
                         }
                         details.out_of_context += 1;
                     }
+                    Err(e) if e.is_per_call() => {
+                        tracing::warn!(problem = %problem.id, "an expansion failed: {e}");
+                        details.failed.push(format!("an expansion: {e}"));
+                        failed.get_or_insert(e);
+                    }
                     Err(e) => return Err(e),
                 }
             }
             if expanded.is_empty() {
                 if let Some(e) = stopped {
+                    return Err(e);
+                }
+                // Nothing written at all: the failure is the problem's.
+                if let Some(e) = failed.filter(|_| tree.len() <= 1) {
                     return Err(e);
                 }
                 break;
@@ -564,6 +617,7 @@ impl BeamSearch {
                     if let Some(node) = tree.node_mut(child) {
                         node.continues = step.cut;
                         node.cut_at_end = step.cut_at_end;
+                        node.cut_by_budget = step.cut_by_budget;
                     }
                     children.push((child, beam.subtree, step.finished));
                 }
@@ -765,13 +819,41 @@ impl Strategy for BeamSearch {
                 }
             })
             .collect();
-        let answers: Vec<Option<String>> = candidates.iter().map(|c| c.answer.clone()).collect();
+        let mut answers: Vec<Option<String>> =
+            candidates.iter().map(|c| c.answer.clone()).collect();
         for (&id, answer) in finalists.iter().zip(&answers) {
             if let Some(node) = tree.node_mut(id) {
                 node.answer.clone_from(answer);
             }
         }
-        let rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
+        let mut rewards: Vec<Option<f64>> = candidates.iter().map(|c| c.score).collect();
+        // A last write the budget cut before it stated an answer ends on a number of its
+        // working, not an answer: selected from only where no other finalist answered (as
+        // best-of-N's vote counts a sample the budget cut).
+        let guessed: Vec<bool> = finalists
+            .iter()
+            .zip(&candidates)
+            .map(|(&id, c)| {
+                tree.node(id).is_some_and(|n| n.cut_by_budget)
+                    && c.answer.is_some()
+                    && !self.states_answer(&c.text, false)
+            })
+            .collect();
+        if answers
+            .iter()
+            .zip(&guessed)
+            .any(|(a, &g)| a.is_some() && !g)
+        {
+            for ((answer, reward), _) in answers
+                .iter_mut()
+                .zip(rewards.iter_mut())
+                .zip(&guessed)
+                .filter(|(_, &g)| g)
+            {
+                *answer = None;
+                *reward = None;
+            }
+        }
         let selection = self.config.select.apply(&answers, &rewards);
         if let Some(&id) = selection.index.and_then(|i| finalists.get(i)) {
             // No beam finished within max_steps, or the chosen one filled the context window

@@ -829,3 +829,127 @@ async fn a_beam_that_filled_the_window_is_not_framed_as_a_final_candidate() {
         "{dot}"
     );
 }
+
+/// Scores as [`NumberScorer`], but its call number `fail` fails on its own (a reward model's
+/// server refusing it).
+struct FailsOnce {
+    calls: Mutex<usize>,
+    fail: usize,
+}
+
+#[async_trait]
+impl Scorer for FailsOnce {
+    async fn score(
+        &self,
+        cx: &Context,
+        question: &str,
+        candidates: &[Vec<String>],
+    ) -> Result<Vec<Vec<f64>>> {
+        let call = {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            *calls - 1
+        };
+        if call == self.fail {
+            return Err(Error::Inference {
+                message: "the reward model's server answered 503".into(),
+            });
+        }
+        NumberScorer::default()
+            .score(cx, question, candidates)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_call_that_fails_on_its_own_leaves_the_search_what_it_found() {
+    use ponder_engine::scripted::Reply;
+    // Round 1 finishes one beam (5); round 2's expansion of the other fails: the finished
+    // beam is the answer, not an error.
+    let backend = Arc::new(ScriptedBackend::from_replies([
+        Reply::Text("s5 Final Answer: 5".into()),
+        Reply::Text("s3\n\n".into()),
+        Reply::Fail("boom".into()),
+        Reply::Fail("boom".into()),
+    ]));
+    let cx = Context::new(
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+    );
+    let search = numbered(config(2, 1, 3), SearchKind::Beam);
+    let solution = ponder_engine::solve_in(&search, &Problem::new("p", "Q?"), &cx)
+        .await
+        .unwrap();
+    assert_eq!(solution.answer.as_deref(), Some("5"));
+    let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!(details.failed.len(), 1, "{details:?}");
+    assert!(details.failed[0].contains("boom"), "{details:?}");
+
+    // The first round failing whole is the error.
+    let backend = Arc::new(ScriptedBackend::from_replies([
+        Reply::Fail("first".into()),
+        Reply::Fail("first".into()),
+    ]));
+    let cx = Context::new(backend as Arc<dyn Backend>, Budget::unlimited());
+    let search = numbered(config(2, 2, 3), SearchKind::Beam);
+    let err = ponder_engine::solve_in(&search, &Problem::new("p", "Q?"), &cx)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("first"), "{err}");
+
+    // The scorer failing in round 2: its candidates go unscored and the search goes on.
+    let backend = Arc::new(ScriptedBackend::new(vec![
+        "s5 Final Answer: 5",
+        "s3\n\n",
+        "s4\n\n",
+        "s6\n\n",
+        "s7 Final Answer: 7",
+        "s8 Final Answer: 8",
+    ]));
+    let cx = Context::new(
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+    );
+    let search = BeamSearch::new(config(2, 1, 3), SearchKind::Beam)
+        .unwrap()
+        .with_scorer(Arc::new(FailsOnce {
+            calls: Mutex::new(0),
+            fail: 1,
+        }));
+    let solution = ponder_engine::solve_in(&search, &Problem::new("p", "Q?"), &cx)
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.remaining(),
+        0,
+        "the search went on to its last round"
+    );
+    assert_eq!(solution.answer.as_deref(), Some("8"));
+    let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!(details.rounds, 3);
+    assert!(
+        details.failed.len() == 1 && details.failed[0].starts_with("scoring: "),
+        "{details:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_last_write_the_budget_cut_does_not_answer_with_a_number_of_its_working() {
+    // Round 1 finishes "1" (reward 0.1) and opens s2; the budget leaves the last write ten
+    // tokens a choice, cutting it at "s9 so 7 bo": 7 is a guess, and 1 (stated) is chosen
+    // though the cut path scores higher.
+    let (solution, _, _) = run(
+        numbered(config(2, 1, 2), SearchKind::Beam),
+        vec![
+            "s1 Final Answer: 1",
+            "s2\n\n",
+            "s9 so 7 bo and more",
+            "s9 so 7 bo and more",
+        ],
+        Budget::unlimited().with_max_completion_tokens(18 + 4 + 2 * 10),
+    )
+    .await;
+    let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!(details.candidates.len(), 3, "{details:?}");
+    assert_eq!(solution.answer.as_deref(), Some("1"), "{details:?}");
+}

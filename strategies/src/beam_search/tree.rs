@@ -59,6 +59,9 @@ pub struct SearchNode {
     /// (`max_final_tokens`, the context window, or what the budget left).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cut_at_end: bool,
+    /// Of those, one whose limit the budget had shortened.
+    #[serde(skip)]
+    pub cut_by_budget: bool,
     /// A final candidate's answer (read from its whole path), shown in the picture.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
@@ -94,6 +97,7 @@ impl SearchTree {
             continues: false,
             out_of_context: false,
             cut_at_end: false,
+            cut_by_budget: false,
             answer: None,
         });
         Self { graph, root }
@@ -120,6 +124,7 @@ impl SearchTree {
             continues: false,
             out_of_context: false,
             cut_at_end: false,
+            cut_by_budget: false,
             answer: None,
         });
         self.graph.add_edge(NodeIndex::new(parent.0), child, ());
