@@ -223,10 +223,11 @@ pub struct SearchDetails {
     pub candidates: Vec<crate::CandidateDetail>,
     /// Index of the chosen one among them.
     pub selected: Option<usize>,
-    /// Prompt tokens sent that extend a sequence sent or generated earlier: what a prefix
-    /// cache can reuse.
+    /// Prompt tokens of the expansions that extend a sequence sent or generated earlier: what
+    /// a prefix cache can reuse.
     pub reusable_prompt_tokens: u64,
-    /// Prompt tokens sent.
+    /// Prompt tokens of the expansions (not of the roll-outs or the scorer's calls, which
+    /// the usage counts).
     pub prompt_tokens: u64,
     /// Candidates identical to another of the same round, which shared its roll-out and score
     /// instead of being scored again.
