@@ -42,7 +42,7 @@ pub use direct::{Direct, DirectConfig};
 pub use prompt::{PromptStyle, ANSWER_CUE};
 pub use router::{
     answer_confidence, ModeDetails, ModeRouter, ModeRouterConfig, Router, RouterConfig,
-    RouterDetails, Signals, NO_BUDGET_TO_THINK, THINKING_FAILED,
+    RouterDetails, Signals, NO_BUDGET_TO_THINK,
 };
 pub use s_star::{
     CodeSelection, Comparison, Feedback, Round, SStar, SStarConfig, SStarDetails, SampleDetail,

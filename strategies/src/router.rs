@@ -431,25 +431,7 @@ impl Router {
         why: String,
     ) -> Result<Solution> {
         let calls_before = cx.meter().usage().calls;
-        let mut solution = match self.think.solve(problem, cx).await {
-            Ok(solution) => solution,
-            // Thinking's own call failed (a server's error, a timeout): a short answer stands,
-            // as it does where thinking ends without one.
-            Err(e) if e.is_per_call() => match short {
-                Some((signals, candidates))
-                    if signals.answer.is_some() && !candidates.is_empty() =>
-                {
-                    tracing::warn!(problem = %problem.id, "thinking failed, the short answer stands: {e}");
-                    return self.short_stands(
-                        signals,
-                        candidates,
-                        format!("{why}; thinking failed: {e}"),
-                    );
-                }
-                _ => return Err(e),
-            },
-            Err(e) => return Err(e),
-        };
+        let mut solution = self.think.solve(problem, cx).await?;
         // The budget refused thinking's first call: the short answer stands, as a triage run
         // that cannot pay for thinking records it (and the report counts it so).
         let refused = solution.stop_reason.is_budget() && cx.meter().usage().calls == calls_before;
@@ -462,20 +444,13 @@ impl Router {
         // last number of unfinished working.
         // (Under a budget stop of a strategy of many samples the chosen one may have ended by
         // itself: its answer, unstated, still loses to the short one, which the model stated.)
-        // Thinking that ended (by itself) before it closed is unfinished too: a model's end of
-        // sequence inside it.
         let cut = solution.stop_reason == StopReason::MaxTokens || solution.stop_reason.is_budget();
-        let unclosed = !solution.completion.contains(THINK_CLOSE);
-        let opened_here = unclosed && solution.completion.contains(THINK_OPEN);
-        // Thinking a template opened, before its close: all of it is thinking.
-        let opened = unclosed
-            && !opened_here
-            && (cut || solution.answer.is_some())
-            && opens_thinking(cx.backend()).await.unwrap_or(false);
-        let unstated = if cut {
+        let unstated = cut && {
+            // Thinking a template opened, cut before its close: all of it is thinking.
+            let opened = !solution.completion.contains(THINK_CLOSE)
+                && !solution.completion.contains(THINK_OPEN)
+                && opens_thinking(cx.backend()).await.unwrap_or(false);
             !self.think.states_answer(&solution.completion, opened)
-        } else {
-            opened || opened_here
         };
         if solution.answer.is_none() || unstated {
             if let Some(answer) = signals.as_ref().and_then(|s| s.answer.clone()) {
@@ -500,33 +475,6 @@ impl Router {
 
 /// The route of a solve that wanted to think but whose budget refused it: the short answer.
 pub const NO_BUDGET_TO_THINK: &str = "short (no budget to think)";
-
-/// The route of a solve whose thinking failed (its call's error): the short answer.
-pub const THINKING_FAILED: &str = "short (thinking failed)";
-
-impl Router {
-    /// The short answer, the leading probe's, standing where thinking failed.
-    fn short_stands(
-        &self,
-        signals: Signals,
-        mut candidates: Vec<Candidate>,
-        why: String,
-    ) -> Result<Solution> {
-        // The leading probe is first (`Staged::first`).
-        let lead = candidates[0].clone();
-        let mut solution = Solution::single(self.name(), lead, StopReason::Completed);
-        solution.answer = signals.answer.clone();
-        solution.candidates = std::mem::take(&mut candidates);
-        solution.details = to_value(&RouterDetails {
-            route: THINKING_FAILED.into(),
-            why,
-            short: Some(signals),
-            think_strategy: Some(self.think.name().to_string()),
-            think: serde_json::Value::Null,
-        })?;
-        Ok(solution)
-    }
-}
 
 fn to_value(details: &impl Serialize) -> Result<serde_json::Value> {
     serde_json::to_value(details).map_err(|source| Error::Serialize {
