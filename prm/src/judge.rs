@@ -352,9 +352,11 @@ impl Scorer for LlmJudge {
                 }
             }
         }
+        let failed = crate::failed_reads::FailedReads::default();
         let scores = try_join_all(jobs.iter().map(|(_, solution)| {
             let key = Self::key(question, solution);
             let words = &*words;
+            let failed = &failed;
             async move {
                 if let Some(score) = self.remembered(key) {
                     return Ok(score);
@@ -377,15 +379,18 @@ impl Scorer for LlmJudge {
                             "a solution too long to judge within the context window is left \
                              unscored"
                         );
-                        return Ok(f64::NAN);
+                        return failed.read(Ok(f64::NAN), || f64::NAN);
                     }
-                    Err(e) => return Err(e),
+                    // One judgement's own failure leaves its candidate unscored (unless every
+                    // judgement failed: see `finish`), not remembered.
+                    Err(e) => return failed.read(Err(e), || f64::NAN),
                 };
                 self.remember(key, score);
-                Ok::<_, ponder_engine::Error>(score)
+                failed.read(Ok(score), || f64::NAN)
             }
         }))
         .await?;
+        failed.finish("the judge")?;
         let mut out = vec![Vec::new(); candidates.len()];
         for ((c, _), score) in jobs.iter().zip(scores) {
             if let Some(v) = out.get_mut(*c) {
@@ -453,6 +458,39 @@ mod tests {
         assert!(scores[0][0].is_nan(), "{scores:?}");
         assert_eq!(scores[1], [1.0]);
         assert_eq!(scripted.requests().len(), 1, "the long one is not sent");
+    }
+
+    #[tokio::test]
+    async fn a_judgement_that_fails_on_its_own_is_unscored_unless_every_one_failed() {
+        use ponder_engine::scripted::Reply;
+        let judge = LlmJudge::new(JudgeConfig::default());
+        let solve = |replies: Vec<Reply>, solutions: &[&str]| {
+            let scripted = Arc::new(ScriptedBackend::from_replies(replies));
+            let cx = Context::new(scripted as Arc<dyn Backend>, Budget::unlimited());
+            let candidates: Vec<Vec<String>> =
+                solutions.iter().map(|s| vec![s.to_string()]).collect();
+            let judge = &judge;
+            async move { judge.score(&cx, "What is 2 + 2?", &candidates).await }
+        };
+        let scores = solve(
+            vec![Reply::Text("Yes".into()), Reply::Fail("refused".into())],
+            &["4", "5"],
+        )
+        .await
+        .unwrap();
+        assert_eq!(scores[0], [1.0]);
+        assert!(scores[1][0].is_nan(), "{scores:?}");
+        // Not remembered: judged again.
+        let scores = solve(vec![Reply::Text("No".into())], &["5"]).await.unwrap();
+        assert_eq!(scores, [[0.0]]);
+        // Every judgement failing is the judge's error.
+        let err = solve(
+            vec![Reply::Fail("refused".into()), Reply::Fail("refused".into())],
+            &["6", "7"],
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("refused"), "{err}");
     }
 
     #[derive(Debug)]

@@ -27,6 +27,7 @@ mod aggregate;
 mod capture;
 mod code;
 pub mod config;
+mod failed_reads;
 mod grading;
 mod judge;
 mod sandbox;

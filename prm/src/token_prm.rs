@@ -20,6 +20,7 @@
 //! token long, `P(good)` against `P(bad)` among the first token's top log-probabilities (0.5
 //! when neither is among them).
 
+use crate::failed_reads::FailedReads;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -338,6 +339,8 @@ impl TokenPrm {
         candidates: &[Vec<String>],
         (good, bad): (u32, u32),
     ) -> Result<Vec<Vec<f64>>> {
+        let all_reads = FailedReads::default();
+        let failed = &all_reads;
         let reads = try_join_all(candidates.iter().map(|steps| async move {
             if steps.is_empty() {
                 return Ok(Vec::new());
@@ -348,14 +351,18 @@ impl TokenPrm {
                 async move {
                     match read_choice_probability(backend, prompt, &[good], &[bad]).await {
                         // A step past the model's context window: unscored, not 0.5.
-                        Err(Error::PromptTooLong { .. }) => Ok(Some(f64::NAN)),
-                        read => read,
+                        Err(Error::PromptTooLong { .. }) => {
+                            failed.read(Ok(Some(f64::NAN)), || None)
+                        }
+                        // A read that failed on its own call: unscored too.
+                        read => failed.read(read, || Some(f64::NAN)),
                     }
                 }
             }))
             .await
         }))
         .await?;
+        all_reads.finish("the PRM")?;
         let (unread, steps) = reads
             .iter()
             .flatten()
@@ -435,6 +442,8 @@ impl Scorer for TokenPrm {
                 .score_by_top_logprobs(&backend, question, candidates, (good, bad))
                 .await;
         }
+        let all_reads = FailedReads::default();
+        let failed = &all_reads;
         let jobs = candidates.iter().map(|steps| {
             let backend = Arc::clone(&backend);
             async move {
@@ -455,11 +464,14 @@ impl Scorer for TokenPrm {
                             .with_max_tokens(reader.tokens_needed())
                             .with_logits_processor(Arc::clone(&reader) as Arc<dyn LogitsProcessor>);
                         match backend.generate(request).await {
-                            Ok(_) => Ok(reader.scores()),
+                            Ok(_) => failed.read(Ok(reader.scores()), Vec::new),
                             // Steps past the model's context window cannot be read (a beam
                             // that filled it).
-                            Err(Error::PromptTooLong { .. }) => Ok(reader.scores()),
-                            Err(e) => Err(e),
+                            Err(Error::PromptTooLong { .. }) => {
+                                failed.read(Ok(reader.scores()), Vec::new)
+                            }
+                            // A decode that failed on its own call: its steps unread.
+                            Err(e) => failed.read(Err(e), || reader.scores()),
                         }
                     }
                 }))
@@ -476,7 +488,9 @@ impl Scorer for TokenPrm {
                 Ok::<_, Error>(scores.into_iter().map(|s| s.unwrap_or(f64::NAN)).collect())
             }
         });
-        try_join_all(jobs).await
+        let scores = try_join_all(jobs).await?;
+        all_reads.finish("the PRM")?;
+        Ok(scores)
     }
 }
 
