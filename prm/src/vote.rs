@@ -147,7 +147,12 @@ impl Select {
                 .iter()
                 .zip(rewards)
                 .all(|(answer, reward)| answer.is_none() || reward.is_none());
-        if self == Self::Weighted && (rewards.iter().all(Option::is_none) || answered_unscored) {
+        // (Naive too: its best reward is no reward, and the first drawn may have no answer.)
+        let answered = answers.iter().any(Option::is_some);
+        if self != Self::Majority
+            && answered
+            && (rewards.iter().all(Option::is_none) || answered_unscored)
+        {
             let mut selection = Self::Majority.apply(answers, rewards);
             let what = match rewards.iter().all(Option::is_none) {
                 true => "no candidate",
@@ -301,10 +306,19 @@ mod tests {
             s.why,
             "no candidate was scored, so by votes: answer `4` has 2 of 3 votes"
         );
+        // Naive too: the first drawn may have no answer at all.
         let n = Select::Naive.apply(&answers, &[None; 3]);
         assert_eq!(
             (n.index, n.why.as_str()),
-            (Some(0), "no candidate was scored: the first drawn")
+            (
+                Some(1),
+                "no candidate was scored, so by votes: answer `4` has 2 of 3 votes"
+            )
+        );
+        let unanswered_first = a(&[None, Some("4"), Some("5"), Some("5")]);
+        assert_eq!(
+            Select::Naive.apply(&unanswered_first, &[None; 4]).index,
+            Some(2)
         );
         // Only a candidate without an answer was scored: the votes still decide.
         let answers = a(&[Some("3"), Some("4"), Some("4"), None]);
