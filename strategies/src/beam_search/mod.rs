@@ -470,6 +470,8 @@ impl BeamSearch {
         )
         .await;
         let mut to_score = Vec::with_capacity(rolled.len());
+        let rolled_out = distinct.iter().filter(|(_, _, finished)| !finished).count();
+        let mut failed = Vec::new();
         for ((text, _, _), steps) in distinct.iter().zip(rolled) {
             match steps {
                 Ok(steps) => to_score.push(steps),
@@ -479,8 +481,16 @@ impl BeamSearch {
                     tracing::warn!(problem = %problem.id, "a roll-out failed: {e}");
                     details.failed.push(format!("a roll-out: {e}"));
                     to_score.push(self.steps_of(text));
+                    failed.push(e);
                 }
                 Err(e) => return Err(e),
+            }
+        }
+        // Every roll-out failed: not one request's bad luck (a server that refuses every
+        // continuation, say), the problem's error.
+        if self.config.lookahead > 0 && failed.len() == rolled_out {
+            if let Some(e) = failed.into_iter().next() {
+                return Err(e);
             }
         }
         let scores = match ponder_engine::score_checked(
@@ -493,9 +503,14 @@ impl BeamSearch {
         {
             Ok(scores) => scores,
             // The scorer's call failed on its own (a reward model's server refused it, timed
-            // out): this round's candidates go unscored, ranked below every scored one (the
-            // search goes on, rather than losing what it found).
-            Err(e) if e.is_per_call() => {
+            // out) after an earlier round was scored: this round's candidates go unscored,
+            // kept in the order drawn (the search goes on, rather than losing what it found).
+            // Before any round was scored, the scorer may never work: the problem's error.
+            Err(e)
+                if e.is_per_call()
+                    && (1..tree.len())
+                        .any(|i| tree.node(NodeId(i)).is_some_and(|n| n.rank.is_some())) =>
+            {
                 tracing::warn!(problem = %problem.id, "scoring failed: {e}");
                 details.failed.push(format!("scoring: {e}"));
                 return Ok(slot_of);
@@ -596,8 +611,13 @@ impl BeamSearch {
                 if let Some(e) = stopped {
                     return Err(e);
                 }
-                // Nothing written at all: the failure is the problem's.
-                if let Some(e) = failed.filter(|_| tree.len() <= 1) {
+                // Every expansion of the round failed and no path finished: not one request's
+                // bad luck (a server that refuses every continuation, say), the problem's error.
+                let finished = (1..tree.len()).any(|i| {
+                    tree.node(NodeId(i))
+                        .is_some_and(|n| n.state == NodeState::Finished && !n.out_of_context)
+                });
+                if let Some(e) = failed.filter(|_| !finished) {
                     return Err(e);
                 }
                 break;
@@ -869,10 +889,16 @@ impl Strategy for BeamSearch {
             tree.choose(id);
         }
         let chosen = selection.index.and_then(|i| candidates.get(i)).cloned();
+        // The answer as the vote read it (a guess of a cut write is none).
+        let answer = selection
+            .index
+            .and_then(|i| answers.get(i))
+            .cloned()
+            .flatten();
         cx.emit(
             self.name(),
             EventKind::Selected {
-                answer: chosen.as_ref().and_then(|c| c.answer.clone()),
+                answer: answer.clone(),
                 candidates: candidates.len(),
                 why: selection.why.clone(),
             },
@@ -888,7 +914,7 @@ impl Strategy for BeamSearch {
         let trace = tree.trace();
         Ok(Solution {
             strategy: self.name().to_string(),
-            answer: chosen.as_ref().and_then(|c| c.answer.clone()),
+            answer,
             completion: chosen.map(|c| c.text).unwrap_or_default(),
             candidates,
             stop_reason,

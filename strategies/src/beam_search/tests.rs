@@ -934,6 +934,64 @@ async fn a_call_that_fails_on_its_own_leaves_the_search_what_it_found() {
 }
 
 #[tokio::test]
+async fn failures_of_every_call_of_a_kind_are_the_problems_error() {
+    use ponder_engine::scripted::Reply;
+    let solve = |search: BeamSearch, replies: Vec<Reply>| async move {
+        let backend = Arc::new(ScriptedBackend::from_replies(replies));
+        let cx = Context::new(backend as Arc<dyn Backend>, Budget::unlimited());
+        ponder_engine::solve_in(&search, &Problem::new("p", "Q?"), &cx).await
+    };
+    let refused = || Reply::Fail("continuations refused".into());
+    // Round 2's every expansion fails and no path has finished: a server that refuses every
+    // continuation, not bad luck.
+    let err = solve(
+        numbered(config(2, 1, 3), SearchKind::Beam),
+        vec![
+            Reply::Text("s3\n\n".into()),
+            Reply::Text("s4\n\n".into()),
+            refused(),
+            refused(),
+            refused(),
+            refused(),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("continuations refused"), "{err}");
+
+    // Every roll-out of a round fails.
+    let mut c = config(2, 1, 3);
+    c.lookahead = 1;
+    let err = solve(
+        numbered(c, SearchKind::Beam),
+        vec![
+            Reply::Text("s3\n\n".into()),
+            Reply::Text("s4\n\n".into()),
+            refused(),
+            refused(),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("continuations refused"), "{err}");
+
+    // The scorer fails before any round was scored: it may never work.
+    let search = BeamSearch::new(config(2, 1, 3), SearchKind::Beam)
+        .unwrap()
+        .with_scorer(Arc::new(FailsOnce {
+            calls: Mutex::new(0),
+            fail: 0,
+        }));
+    let err = solve(
+        search,
+        vec![Reply::Text("s3\n\n".into()), Reply::Text("s4\n\n".into())],
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("503"), "{err}");
+}
+
+#[tokio::test]
 async fn a_last_write_the_budget_cut_does_not_answer_with_a_number_of_its_working() {
     // Round 1 finishes "1" (reward 0.1) and opens s2; the budget leaves the last write ten
     // tokens a choice, cutting it at "s9 so 7 bo": 7 is a guess, and 1 (stated) is chosen

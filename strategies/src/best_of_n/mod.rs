@@ -718,9 +718,11 @@ impl BestOfN {
                     draw.learn_template(cx).await;
                     return Ok(false);
                 }
-                // A judge's or reward model's call failed: this round's candidates stay
-                // unscored (and the vote counts them as such) rather than lost.
-                Err(e) if e.is_per_call() => {
+                // A judge's or reward model's call failed on its own after an earlier round
+                // was scored: this round's candidates stay unscored (and the vote counts them
+                // as such) rather than lost. Before any was scored, the scorer may never
+                // work: the problem's error.
+                Err(e) if e.is_per_call() && draw.candidates.iter().any(|c| c.score.is_some()) => {
                     tracing::warn!(problem = %problem.id, "scoring failed: {e}");
                     draw.scoring_failed.push(e.to_string());
                 }
