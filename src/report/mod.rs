@@ -7,7 +7,7 @@
 //! failed is retried on resume. The last line of each problem is the one that counts. Files are
 //! only read: a half-written last line (a killed run's) is left out and left in place.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use comfy_table::Table;
@@ -101,6 +101,15 @@ pub struct RunReport {
     /// damaged, or written before set sizes were.
     #[serde(skip)]
     no_set_because: Option<String>,
+    /// Problems with a line after one that answered them: a run never writes one (it redoes
+    /// only errors and cut-short lines), so several runs' lines in one file. The last counts.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub answered_again: usize,
+    /// Solved problems some of whose calls failed on their own and were done without (a
+    /// sample drawn again, a beam left partial, a round left unscored: `details.failed`,
+    /// `details.scoring_failed`): answered, so not redone on resume.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub with_failed_calls: usize,
 }
 
 /// What [`regrade`] changed, over the lines that count (each problem's last).
@@ -440,8 +449,13 @@ impl RunReport {
     /// Summarises `lines` (in file order: a later line for a problem replaces an earlier one).
     pub fn from_lines(label: impl Into<String>, lines: &[ResultLine]) -> Self {
         let mut last: HashMap<&str, &ResultLine> = HashMap::new();
+        let mut answered_again: HashSet<&str> = HashSet::new();
         for line in lines {
-            last.insert(line.id.as_str(), line);
+            if let Some(before) = last.insert(line.id.as_str(), line) {
+                if before.error.is_none() && !before.cut_short {
+                    answered_again.insert(line.id.as_str());
+                }
+            }
         }
         let mut report = Self {
             label: label.into(),
@@ -472,6 +486,8 @@ impl RunReport {
             questions: HashMap::new(),
             chosen_among_several: (0, 0),
             no_set_because: None,
+            answered_again: answered_again.len(),
+            with_failed_calls: 0,
         };
         let mut strategies = BTreeSet::new();
         for line in last.values() {
@@ -491,6 +507,13 @@ impl RunReport {
                 .completion_tokens
                 .saturating_add(line.usage.completion_tokens);
             report.calls = report.calls.saturating_add(line.usage.calls);
+            let failed = |key: &str| {
+                line.details
+                    .get(key)
+                    .and_then(serde_json::Value::as_array)
+                    .is_some_and(|errors| !errors.is_empty())
+            };
+            report.with_failed_calls += usize::from(failed("failed") || failed("scoring_failed"));
             report.elapsed_ms = report.elapsed_ms.saturating_add(line.usage.elapsed_ms);
             let reason = line.stop_reason.map_or("unknown", stop_reason_name);
             *report.stop_reasons.entry(reason.to_string()).or_default() += 1;
@@ -740,8 +763,14 @@ pub struct Comparison {
     /// Each run's accuracy on those (None where there are none).
     pub accuracy_on_common: Vec<Option<f64>>,
     /// For two runs: on the common problems, how many both got right, only the first, only the
-    /// second, neither.
+    /// second, neither (none where no problem is common).
     pub head_to_head: Option<HeadToHead>,
+    /// For two runs over sets of one size of which either left some problems unanswered: the
+    /// same over the whole set, an unanswered problem counting as wrong (as the table's
+    /// accuracy over the set does). Runs under one budget answer the problems it served them,
+    /// so the common problems alone can reverse the ranking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_to_head_over_set: Option<HeadToHead>,
     /// Ids graded in every run that name different questions in some of them (problem files
     /// without ids are numbered by line): left out of the common problems.
     pub mismatched: Vec<String>,
@@ -761,6 +790,57 @@ pub struct HeadToHead {
 }
 
 impl HeadToHead {
+    /// `a` against `b` over `ids` (a problem one did not grade right is wrong there), and
+    /// `neither` more that neither graded.
+    fn of(a: &RunReport, b: &RunReport, ids: &BTreeSet<String>, neither: usize) -> Self {
+        let mut h = Self {
+            both: 0,
+            first_only: 0,
+            second_only: 0,
+            neither,
+        };
+        for id in ids {
+            match (
+                a.grades.get(id) == Some(&true),
+                b.grades.get(id) == Some(&true),
+            ) {
+                (true, true) => h.both += 1,
+                (true, false) => h.first_only += 1,
+                (false, true) => h.second_only += 1,
+                (false, false) => h.neither += 1,
+            }
+        }
+        h
+    }
+
+    /// The line a note gives it: the counts, and McNemar's test over the split problems.
+    fn summary(&self, a: &str, b: &str) -> String {
+        format!(
+            "both right {}, only {a} {}, only {b} {}, neither {}{}",
+            self.both,
+            self.first_only,
+            self.second_only,
+            self.neither,
+            match self.first_only + self.second_only {
+                0 => String::new(),
+                split => {
+                    let p = self.p_value();
+                    format!(
+                        "; McNemar's exact test over the {} only one got right: {}, {} \
+                         difference beyond chance at 5%",
+                        count(split, "problem", "problems"),
+                        if p < 0.001 {
+                            "p < 0.001".to_string()
+                        } else {
+                            format!("p = {p:.3}")
+                        },
+                        if p < 0.05 { "a" } else { "no" }
+                    )
+                }
+            }
+        )
+    }
+
     /// McNemar's exact test, two-sided: how likely a split of the problems only one run got
     /// right at least this uneven is if both runs are equally good (each such problem then
     /// goes either way with probability 1/2). 1 where no problem split them.
@@ -804,26 +884,11 @@ impl Comparison {
         }
         let accuracy_on_common = runs.iter().map(|r| r.accuracy_on(&common)).collect();
         let head_to_head = match runs.as_slice() {
-            [a, b] => {
-                let mut h = HeadToHead {
-                    both: 0,
-                    first_only: 0,
-                    second_only: 0,
-                    neither: 0,
-                };
-                for id in &common {
-                    match (
-                        a.grades.get(id) == Some(&true),
-                        b.grades.get(id) == Some(&true),
-                    ) {
-                        (true, true) => h.both += 1,
-                        (true, false) => h.first_only += 1,
-                        (false, true) => h.second_only += 1,
-                        (false, false) => h.neither += 1,
-                    }
-                }
-                Some(h)
-            }
+            [a, b] if !common.is_empty() => Some(HeadToHead::of(a, b, &common, 0)),
+            _ => None,
+        };
+        let head_to_head_over_set = match runs.as_slice() {
+            [a, b] => Self::over_set(a, b, &mismatched),
             _ => None,
         };
         Self {
@@ -831,8 +896,31 @@ impl Comparison {
             runs,
             accuracy_on_common,
             head_to_head,
+            head_to_head_over_set,
             mismatched,
         }
+    }
+
+    /// [`Self::head_to_head_over_set`]: every problem either run graded (but those whose ids
+    /// name different questions), a problem neither graded right in neither.
+    fn over_set(a: &RunReport, b: &RunReport, mismatched: &[String]) -> Option<HeadToHead> {
+        let set = a.set.filter(|&set| Some(set) == b.set)?;
+        if a.unanswered() == 0 && b.unanswered() == 0 {
+            return None;
+        }
+        let graded: BTreeSet<String> = a
+            .grades
+            .keys()
+            .chain(b.grades.keys())
+            .filter(|id| !mismatched.contains(id))
+            .cloned()
+            .collect();
+        // Ungraded answers (no reference) leave nothing to count.
+        if a.graded + a.unanswered() < set || b.graded + b.unanswered() < set || graded.len() > set
+        {
+            return None;
+        }
+        Some(HeadToHead::of(a, b, &graded, set - graded.len()))
     }
 
     /// The comparison for scripts (`ponder report --json`): every field, and each run's derived
@@ -865,11 +953,13 @@ impl Comparison {
                 }
             }
         }
-        if let (Some(h), Some(value)) = (
-            self.head_to_head,
-            json.get_mut("head_to_head").and_then(|v| v.as_object_mut()),
-        ) {
-            value.insert("p_value".into(), serde_json::json!(h.p_value()));
+        for (h, key) in [
+            (self.head_to_head, "head_to_head"),
+            (self.head_to_head_over_set, "head_to_head_over_set"),
+        ] {
+            if let (Some(h), Some(value)) = (h, json.get_mut(key).and_then(|v| v.as_object_mut())) {
+                value.insert("p_value".into(), serde_json::json!(h.p_value()));
+            }
         }
         json
     }
@@ -1004,32 +1094,53 @@ impl Comparison {
                 count(self.common, "problem", "problems")
             ));
         }
-        if let (Some(h), [a, b], true) = (self.head_to_head, self.runs.as_slice(), self.common > 0)
-        {
+        if let (Some(h), [a, b]) = (self.head_to_head_over_set, self.runs.as_slice()) {
+            let set = h.both + h.first_only + h.second_only + h.neither;
             notes.push(format!(
-                "head to head on {}: both right {}, only {} {}, only {} {}, neither {}{}",
-                count(self.common, "problem", "problems"),
-                h.both,
-                a.label,
-                h.first_only,
-                b.label,
-                h.second_only,
-                h.neither,
-                match h.first_only + h.second_only {
-                    0 => String::new(),
-                    split => {
-                        let p = h.p_value();
-                        format!(
-                            "; McNemar's exact test over the {} only one got right: p = {p:.3}, \
-                             {} difference beyond chance at 5%",
-                            count(split, "problem", "problems"),
-                            if p < 0.05 { "a" } else { "no" }
-                        )
-                    }
-                }
+                "head to head over the set of {set}, an unanswered problem wrong: {}",
+                h.summary(&a.label, &b.label)
             ));
         }
+        if let (Some(h), [a, b]) = (self.head_to_head, self.runs.as_slice()) {
+            let on = if self.head_to_head_over_set.is_some() {
+                format!(
+                    "the {} both answered (which a budget chose)",
+                    count(self.common, "problem", "problems")
+                )
+            } else {
+                count(self.common, "problem", "problems")
+            };
+            notes.push(format!(
+                "head to head on {on}: {}",
+                h.summary(&a.label, &b.label)
+            ));
+        }
+        let mut paths = HashSet::new();
         for run in &self.runs {
+            let path = std::fs::canonicalize(&run.path).unwrap_or_else(|_| run.path.clone());
+            if !run.path.as_os_str().is_empty() && !paths.insert(path) {
+                notes.push(format!(
+                    "{}: given more than once (compared with itself)",
+                    run.path.display()
+                ));
+            }
+            if run.with_failed_calls > 0 {
+                notes.push(format!(
+                    "{}: {} answered though some of their calls failed (details.failed, \
+                     details.scoring_failed: samples drawn again, beams left partial, rounds \
+                     unscored); answered, so a resume does not redo them",
+                    run.label,
+                    count(run.with_failed_calls, "problem was", "problems were")
+                ));
+            }
+            if run.answered_again > 0 {
+                notes.push(format!(
+                    "{}: {} answered more than once (a run writes one answer a problem: several \
+                     runs' lines in one file?); the last line counts",
+                    run.label,
+                    count(run.answered_again, "problem", "problems")
+                ));
+            }
             if run.in_progress {
                 notes.push(format!(
                     "{}: a run is writing this file now: problems it has not finished count as \

@@ -892,3 +892,141 @@ fn a_run_that_answered_its_whole_set_at_once_has_no_spend_note() {
     assert_eq!(run.spent_elsewhere(), Some(0));
     assert!(!notes_alone(run).contains("spent in all"));
 }
+
+#[test]
+fn tiny_p_values_are_not_printed_as_zero() {
+    let mut a_runs = Vec::new();
+    let mut b_runs = Vec::new();
+    for i in 0..30 {
+        a_runs.push(line(&i.to_string(), Some(true), 10, false));
+        b_runs.push(line(&i.to_string(), Some(false), 10, false));
+    }
+    let notes = Comparison::new(vec![
+        RunReport::from_lines("a", &a_runs),
+        RunReport::from_lines("b", &b_runs),
+    ])
+    .notes()
+    .join("\n");
+    assert!(
+        notes.contains("only one got right: p < 0.001, a difference"),
+        "{notes}"
+    );
+}
+
+#[test]
+fn runs_under_a_budget_are_also_compared_over_the_whole_set() {
+    // Set of 4. `a` answered 1 and 2 (both right), the budget left 3 and 4 unanswered; `b`
+    // answered all four, 1 right, 2 wrong, 3 and 4 right. On the two both answered `a` leads
+    // 1:0; over the set `b` does, 2:1, as the table's accuracy over the set (50% to 75%) says.
+    let mut a = RunReport::from_lines(
+        "a",
+        &[
+            line("1", Some(true), 10, false),
+            line("2", Some(true), 10, false),
+        ],
+    );
+    a.set = Some(4);
+    let mut b = RunReport::from_lines(
+        "b",
+        &[
+            line("1", Some(true), 10, false),
+            line("2", Some(false), 10, false),
+            line("3", Some(true), 10, false),
+            line("4", Some(true), 10, false),
+        ],
+    );
+    b.set = Some(4);
+    let comparison = Comparison::new(vec![a.clone(), b.clone()]);
+    let on_common = comparison.head_to_head.unwrap();
+    assert_eq!((on_common.first_only, on_common.second_only), (1, 0));
+    let over_set = comparison.head_to_head_over_set.unwrap();
+    assert_eq!(
+        (
+            over_set.both,
+            over_set.first_only,
+            over_set.second_only,
+            over_set.neither
+        ),
+        (1, 1, 2, 0)
+    );
+    let notes = comparison.notes().join("\n");
+    assert!(
+        notes.contains("head to head over the set of 4, an unanswered problem wrong: both right 1, only a 1, only b 2, neither 0"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("head to head on the 2 problems both answered (which a budget chose)"),
+        "{notes}"
+    );
+    let json = comparison.to_json();
+    assert!(
+        json["head_to_head_over_set"]["p_value"].is_number(),
+        "{json}"
+    );
+
+    // Sets of different sizes, or no set recorded: only the common problems.
+    b.set = Some(5);
+    assert!(Comparison::new(vec![a.clone(), b.clone()])
+        .head_to_head_over_set
+        .is_none());
+    b.set = None;
+    assert!(Comparison::new(vec![a, b]).head_to_head_over_set.is_none());
+
+    // Nothing in common: no head to head at all, rather than a split of zeros.
+    let c = RunReport::from_lines("c", &[line("9", Some(true), 10, false)]);
+    let d = RunReport::from_lines("d", &[line("8", Some(true), 10, false)]);
+    let comparison = Comparison::new(vec![c, d]);
+    assert!(comparison.head_to_head.is_none());
+    assert!(comparison.to_json()["head_to_head"].is_null());
+}
+
+#[test]
+fn a_problem_answered_twice_and_answers_with_failed_calls_are_said() {
+    let mut degraded = line("2", Some(true), 10, false);
+    degraded.details = serde_json::json!({"failed": ["a server said 400"]});
+    let lines = vec![
+        line("1", None, 10, true),
+        line("1", Some(true), 10, false),
+        degraded,
+        line("3", Some(true), 10, false),
+        line("3", Some(false), 10, false),
+    ];
+    let run = RunReport::from_lines("r", &lines);
+    // An error redone is not an answer given twice; 3 is.
+    assert_eq!((run.answered_again, run.with_failed_calls), (1, 1));
+    let notes = Comparison::new(vec![run]).notes().join("\n");
+    assert!(
+        notes.contains("r: 1 problem answered more than once"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("r: 1 problem was answered though some of their calls failed"),
+        "{notes}"
+    );
+}
+
+#[test]
+fn a_file_given_twice_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = one_line_results(dir.path());
+    let again = dir.path().join(".").join("o.jsonl");
+    let notes = Comparison::new(vec![
+        RunReport::load(&out, None).unwrap(),
+        RunReport::load(&again, None).unwrap(),
+    ])
+    .notes()
+    .join("\n");
+    assert!(
+        notes.contains("o.jsonl: given more than once (compared with itself)"),
+        "{notes}"
+    );
+    let other = dir.path().join("p.jsonl");
+    std::fs::copy(&out, &other).unwrap();
+    let notes = Comparison::new(vec![
+        RunReport::load(&out, None).unwrap(),
+        RunReport::load(&other, None).unwrap(),
+    ])
+    .notes()
+    .join("\n");
+    assert!(!notes.contains("given more than once"), "{notes}");
+}
