@@ -8,8 +8,9 @@ use ponder_engine::{Error, Result};
 
 /// Counts the reads of one scorer call and keeps the errors of those that failed on their own
 /// call ([`Error::is_per_call`]: a server's error for that request, its timeout). A read that
-/// failed so is unscored; where every read failed, the call fails with the first error (a
-/// judge that cannot answer at all is a failure to see, not a run of unscored candidates).
+/// failed so is unscored; where none was read and some failed, the call fails with the first
+/// error (a judge that cannot answer at all is a failure to see, not a run of unscored
+/// candidates). Reads not made (a prompt past the context window) are not counted at all.
 #[derive(Debug, Default)]
 pub(crate) struct FailedReads {
     reads: AtomicUsize,
@@ -33,7 +34,8 @@ impl FailedReads {
         }
     }
 
-    /// After the call's reads: the first error where every read failed, else (said) fine.
+    /// After the call's reads: the first error where every read counted failed, else (said)
+    /// fine.
     pub(crate) fn finish(self, scorer: &str) -> Result<()> {
         let reads = self.reads.into_inner();
         let failed = self.failed.into_inner().unwrap_or_default();

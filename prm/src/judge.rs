@@ -358,8 +358,9 @@ impl Scorer for LlmJudge {
             let words = &*words;
             let failed = &failed;
             async move {
+                // (A judgement remembered was read: it counts.)
                 if let Some(score) = self.remembered(key) {
-                    return Ok(score);
+                    return failed.read(Ok(score), || f64::NAN);
                 }
                 let score = match self
                     .judge(backend, words, self.prompt(question, solution, opening))
@@ -379,7 +380,7 @@ impl Scorer for LlmJudge {
                             "a solution too long to judge within the context window is left \
                              unscored"
                         );
-                        return failed.read(Ok(f64::NAN), || f64::NAN);
+                        return Ok(f64::NAN);
                     }
                     // One judgement's own failure leaves its candidate unscored (unless every
                     // judgement failed: see `finish`), not remembered.

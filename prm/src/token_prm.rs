@@ -351,9 +351,7 @@ impl TokenPrm {
                 async move {
                     match read_choice_probability(backend, prompt, &[good], &[bad]).await {
                         // A step past the model's context window: unscored, not 0.5.
-                        Err(Error::PromptTooLong { .. }) => {
-                            failed.read(Ok(Some(f64::NAN)), || None)
-                        }
+                        Err(Error::PromptTooLong { .. }) => Ok(Some(f64::NAN)),
                         // A read that failed on its own call: unscored too.
                         read => failed.read(read, || Some(f64::NAN)),
                     }
@@ -467,9 +465,7 @@ impl Scorer for TokenPrm {
                             Ok(_) => failed.read(Ok(reader.scores()), Vec::new),
                             // Steps past the model's context window cannot be read (a beam
                             // that filled it).
-                            Err(Error::PromptTooLong { .. }) => {
-                                failed.read(Ok(reader.scores()), Vec::new)
-                            }
+                            Err(Error::PromptTooLong { .. }) => Ok(reader.scores()),
                             // A decode that failed on its own call: its steps unread.
                             Err(e) => failed.read(Err(e), || reader.scores()),
                         }

@@ -887,8 +887,10 @@ impl Comparison {
             [a, b] if !common.is_empty() => Some(HeadToHead::of(a, b, &common, 0)),
             _ => None,
         };
+        // Only where the runs look like runs over one set: problems in common, none of them
+        // a different question.
         let head_to_head_over_set = match runs.as_slice() {
-            [a, b] => Self::over_set(a, b, &mismatched),
+            [a, b] if !common.is_empty() && mismatched.is_empty() => Self::over_set(a, b),
             _ => None,
         };
         Self {
@@ -901,20 +903,14 @@ impl Comparison {
         }
     }
 
-    /// [`Self::head_to_head_over_set`]: every problem either run graded (but those whose ids
-    /// name different questions), a problem neither graded right in neither.
-    fn over_set(a: &RunReport, b: &RunReport, mismatched: &[String]) -> Option<HeadToHead> {
+    /// [`Self::head_to_head_over_set`]: every problem either run graded, a problem neither
+    /// graded right in neither.
+    fn over_set(a: &RunReport, b: &RunReport) -> Option<HeadToHead> {
         let set = a.set.filter(|&set| Some(set) == b.set)?;
         if a.unanswered() == 0 && b.unanswered() == 0 {
             return None;
         }
-        let graded: BTreeSet<String> = a
-            .grades
-            .keys()
-            .chain(b.grades.keys())
-            .filter(|id| !mismatched.contains(id))
-            .cloned()
-            .collect();
+        let graded: BTreeSet<String> = a.grades.keys().chain(b.grades.keys()).cloned().collect();
         // Ungraded answers (no reference) leave nothing to count.
         if a.graded + a.unanswered() < set || b.graded + b.unanswered() < set || graded.len() > set
         {
@@ -1126,19 +1122,19 @@ impl Comparison {
             }
             if run.with_failed_calls > 0 {
                 notes.push(format!(
-                    "{}: {} answered though some of their calls failed (details.failed, \
-                     details.scoring_failed: samples drawn again, beams left partial, rounds \
-                     unscored); answered, so a resume does not redo them",
+                    "{}: {} had calls that failed on their own (details.failed, \
+                     details.scoring_failed: samples drawn again or done without, beams left \
+                     partial, rounds unscored); answered, so a resume does not redo them",
                     run.label,
-                    count(run.with_failed_calls, "problem was", "problems were")
+                    count(run.with_failed_calls, "problem", "problems")
                 ));
             }
             if run.answered_again > 0 {
                 notes.push(format!(
-                    "{}: {} answered more than once (a run writes one answer a problem: several \
-                     runs' lines in one file?); the last line counts",
+                    "{}: {} a line after an answer (a run writes none: several runs' lines in one \
+                     file?); the last line counts",
                     run.label,
-                    count(run.answered_again, "problem", "problems")
+                    count(run.answered_again, "problem has", "problems have")
                 ));
             }
             if run.in_progress {

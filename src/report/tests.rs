@@ -972,11 +972,23 @@ fn runs_under_a_budget_are_also_compared_over_the_whole_set() {
     b.set = None;
     assert!(Comparison::new(vec![a, b]).head_to_head_over_set.is_none());
 
+    // Problems in common naming different questions: not runs over one set.
+    let mut c = RunReport::from_lines("c", &[line("1", Some(true), 10, false)]);
+    let mut d = RunReport::from_lines("d", &[line("1", Some(true), 10, false)]);
+    c.questions.insert("1".into(), "aaa".into());
+    d.questions.insert("1".into(), "bbb".into());
+    c.set = Some(4);
+    d.set = Some(4);
+    assert!(Comparison::new(vec![c, d]).head_to_head_over_set.is_none());
+
     // Nothing in common: no head to head at all, rather than a split of zeros.
-    let c = RunReport::from_lines("c", &[line("9", Some(true), 10, false)]);
-    let d = RunReport::from_lines("d", &[line("8", Some(true), 10, false)]);
+    let mut c = RunReport::from_lines("c", &[line("9", Some(true), 10, false)]);
+    let mut d = RunReport::from_lines("d", &[line("8", Some(true), 10, false)]);
+    c.set = Some(4);
+    d.set = Some(4);
     let comparison = Comparison::new(vec![c, d]);
     assert!(comparison.head_to_head.is_none());
+    assert!(comparison.head_to_head_over_set.is_none());
     assert!(comparison.to_json()["head_to_head"].is_null());
 }
 
@@ -996,11 +1008,11 @@ fn a_problem_answered_twice_and_answers_with_failed_calls_are_said() {
     assert_eq!((run.answered_again, run.with_failed_calls), (1, 1));
     let notes = Comparison::new(vec![run]).notes().join("\n");
     assert!(
-        notes.contains("r: 1 problem answered more than once"),
+        notes.contains("r: 1 problem has a line after an answer"),
         "{notes}"
     );
     assert!(
-        notes.contains("r: 1 problem was answered though some of their calls failed"),
+        notes.contains("r: 1 problem had calls that failed on their own"),
         "{notes}"
     );
 }

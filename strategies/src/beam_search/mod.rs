@@ -436,6 +436,7 @@ impl BeamSearch {
         cx: &Context,
         tree: &mut SearchTree,
         children: &[(NodeId, usize, bool)],
+        round: usize,
         details: &mut SearchDetails,
     ) -> Result<Vec<usize>> {
         // A small model often samples the same step twice: identical candidates are rolled
@@ -486,9 +487,15 @@ impl BeamSearch {
                 Err(e) => return Err(e),
             }
         }
-        // Every roll-out failed: not one request's bad luck (a server that refuses every
-        // continuation, say), the problem's error.
-        if self.config.lookahead > 0 && failed.len() == rolled_out {
+        // Every roll-out failed and no path finished (earlier, or in this round): not one
+        // request's bad luck (a server that refuses every continuation, say), the problem's
+        // error.
+        let finished_now = children.iter().any(|(_, _, finished)| *finished);
+        if self.config.lookahead > 0
+            && failed.len() == rolled_out
+            && !finished_now
+            && !any_finished(tree)
+        {
             if let Some(e) = failed.into_iter().next() {
                 return Err(e);
             }
@@ -506,11 +513,8 @@ impl BeamSearch {
             // out) after an earlier round was scored: this round's candidates go unscored,
             // kept in the order drawn (the search goes on, rather than losing what it found).
             // Before any round was scored, the scorer may never work: the problem's error.
-            Err(e)
-                if e.is_per_call()
-                    && (1..tree.len())
-                        .any(|i| tree.node(NodeId(i)).is_some_and(|n| n.rank.is_some())) =>
-            {
+            // (Past round 0 a scorer call worked: one failing in round 0 ends the search.)
+            Err(e) if e.is_per_call() && round > 0 => {
                 tracing::warn!(problem = %problem.id, "scoring failed: {e}");
                 details.failed.push(format!("scoring: {e}"));
                 return Ok(slot_of);
@@ -613,11 +617,7 @@ impl BeamSearch {
                 }
                 // Every expansion of the round failed and no path finished: not one request's
                 // bad luck (a server that refuses every continuation, say), the problem's error.
-                let finished = (1..tree.len()).any(|i| {
-                    tree.node(NodeId(i))
-                        .is_some_and(|n| n.state == NodeState::Finished && !n.out_of_context)
-                });
-                if let Some(e) = failed.filter(|_| !finished) {
+                if let Some(e) = failed.filter(|_| !any_finished(tree)) {
                     return Err(e);
                 }
                 break;
@@ -647,7 +647,7 @@ impl BeamSearch {
             // After the first round every expansion extends a prompt already sent.
             seen_prefix_tokens = u64::MAX;
             let slots = match self
-                .score_round(problem, cx, tree, &children, details)
+                .score_round(problem, cx, tree, &children, round, details)
                 .await
             {
                 Ok(slots) => slots,
@@ -926,6 +926,14 @@ impl Strategy for BeamSearch {
             trace: Some(trace),
         })
     }
+}
+
+/// Whether a path of `tree` finished by itself (not by filling the context window).
+fn any_finished(tree: &SearchTree) -> bool {
+    (1..tree.len()).any(|i| {
+        tree.node(NodeId(i))
+            .is_some_and(|n| n.state == NodeState::Finished && !n.out_of_context)
+    })
 }
 
 /// Beam search's `n` expansions a round over the `beams` that survived: `n / M` beams get M

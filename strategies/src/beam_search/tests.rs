@@ -974,6 +974,27 @@ async fn failures_of_every_call_of_a_kind_are_the_problems_error() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("continuations refused"), "{err}");
+    // But a path finished this round: the failed roll-out's candidate is scored without it.
+    let mut c = config(2, 1, 2);
+    c.lookahead = 1;
+    let solution = solve(
+        numbered(c, SearchKind::Beam),
+        vec![
+            Reply::Text("s5 Final Answer: 5".into()),
+            Reply::Text("s3\n\n".into()),
+            refused(),
+            Reply::Text("s7 Final Answer: 7".into()),
+            Reply::Text("s8 Final Answer: 8".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!(details.rounds, 2, "{details:?}");
+    assert!(
+        details.failed.len() == 1 && details.failed[0].starts_with("a roll-out: "),
+        "{details:?}"
+    );
 
     // The scorer fails before any round was scored: it may never work.
     let search = BeamSearch::new(config(2, 1, 3), SearchKind::Beam)

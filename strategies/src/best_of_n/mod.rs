@@ -721,8 +721,9 @@ impl BestOfN {
                 // A judge's or reward model's call failed on its own after an earlier round
                 // was scored: this round's candidates stay unscored (and the vote counts them
                 // as such) rather than lost. Before any was scored, the scorer may never
-                // work: the problem's error.
-                Err(e) if e.is_per_call() && draw.candidates.iter().any(|c| c.score.is_some()) => {
+                // work: the problem's error. (Candidates of earlier rounds went through a
+                // scorer call that worked: the first round's failing is the error.)
+                Err(e) if e.is_per_call() && !draw.candidates.is_empty() => {
                     tracing::warn!(problem = %problem.id, "scoring failed: {e}");
                     draw.scoring_failed.push(e.to_string());
                 }
