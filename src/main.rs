@@ -419,6 +419,17 @@ fn load_config(path: Option<&Path>, overrides: Overrides) -> anyhow::Result<Conf
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
+    // The flags that changed [model], which an error of it may be about.
+    let mut flags = Vec::new();
+    if let Some(model) = &model {
+        flags.push(format!("--model {model}"));
+    }
+    if let Some(device) = &device {
+        flags.push(format!("--device {device}"));
+    }
+    if dequantize.is_some() {
+        flags.push("--dequantize".to_string());
+    }
     if let Some(model) = model {
         // In process the source names the model; over HTTP the model name sent does.
         match config.model.backend {
@@ -450,7 +461,20 @@ fn load_config(path: Option<&Path>, overrides: Overrides) -> anyhow::Result<Conf
             Some(file),
         ) => ponder::engine::Error::Config {
             path: file.to_path_buf(),
-            message: format!("{}: {message}", table.display()),
+            message: match flags.is_empty() || table != Path::new("[model]") {
+                true => format!("{}: {message}", table.display()),
+                false => format!("{} (with {}): {message}", table.display(), flags.join(" ")),
+            },
+        },
+        (
+            ponder::engine::Error::Config {
+                path: table,
+                message,
+            },
+            None,
+        ) if !flags.is_empty() && table == Path::new("[model]") => ponder::engine::Error::Config {
+            path: flags.join(" ").into(),
+            message,
         },
         (e, _) => e,
     })?;
@@ -470,13 +494,14 @@ async fn solve(
             "the question is empty: give the text to solve, e.g. ponder solve \"What is 3 + 4?\""
         );
     }
-    if let Some(events) = events.filter(|p| *p != Path::new("-")) {
-        check_parent(events, "--events")?;
+    if let Some(events) = events {
+        let config = config.map(|c| (c, "--config"));
+        check_events(events, config.as_slice())?;
     }
+    let config = load_config(config, overrides)?;
     if let Some(dir) = trace_dir {
         make_trace_dir(dir)?;
     }
-    let config = load_config(config, overrides)?;
     warn_untraced(trace_dir, &config.strategy);
     let strategy = config.strategy.build()?;
     let log = events.map(|path| EventsTo::open(path, None)).transpose()?;
@@ -654,6 +679,50 @@ fn warn_untraced(dir: Option<&Path>, strategy: &ponder::StrategyConfig) {
     }
 }
 
+/// `path` as it will be opened: its directory resolved (links, `..`), where that exists, so that
+/// two spellings of one file compare equal.
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(path) = std::fs::canonicalize(path) {
+        return path;
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(dir), path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Refuses `path` (given to `flag`) where it is one of `others`: a file two flags would both
+/// write, or one read and written.
+fn check_distinct(path: &Path, flag: &str, others: &[(&Path, &str)]) -> anyhow::Result<()> {
+    let here = resolved(path);
+    for (other, other_flag) in others {
+        if resolved(other) == here {
+            bail!(
+                "{flag} {} is also {other_flag}: give {flag} a file of its own",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `--events` before anything loads: a file (not a directory) in a directory that exists, and
+/// no file another flag names (`-` is stderr).
+fn check_events(events: &Path, others: &[(&Path, &str)]) -> anyhow::Result<()> {
+    if events == Path::new("-") {
+        return Ok(());
+    }
+    check_parent(events, "--events")?;
+    if events.is_dir() {
+        bail!("--events {}: a directory, not a file", events.display());
+    }
+    check_distinct(events, "--events", others)
+}
+
 fn check_parent(path: &Path, flag: &str) -> anyhow::Result<()> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => bail!(
@@ -675,16 +744,28 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.out.display()
         );
     }
-    if let Some(dir) = &args.trace_dir {
-        make_trace_dir(dir)?;
-    }
-    if let Some(events) = args.events.as_deref().filter(|p| *p != Path::new("-")) {
-        check_parent(events, "--events")?;
+    check_distinct(
+        &args.out,
+        "--out",
+        &[(&args.problems, "--problems"), (&args.config, "--config")],
+    )?;
+    if let Some(events) = args.events.as_deref() {
+        check_events(
+            events,
+            &[
+                (&args.out, "--out"),
+                (&args.problems, "--problems"),
+                (&args.config, "--config"),
+            ],
+        )?;
     }
     if args.limit == Some(0) {
         bail!("--limit 0 leaves nothing to run");
     }
     let config = load_config(Some(&args.config), args.overrides)?;
+    if let Some(dir) = &args.trace_dir {
+        make_trace_dir(dir)?;
+    }
     let mut problems = Problem::load_jsonl(&args.problems)?;
     // Before anything is written beside --out: an empty set is a mistake, not a run.
     if problems.is_empty() {

@@ -804,6 +804,50 @@ fn user_errors_are_told_once_without_a_backtrace() {
             ],
             "error: --out /dev/null: not a regular file".to_string(),
         ),
+        // One file for two flags: refused before anything loads.
+        (
+            vec![
+                "run",
+                "--config",
+                config,
+                "--problems",
+                problems,
+                "--out",
+                text(&here),
+                "--events",
+                text(&here),
+            ],
+            format!(
+                "error: --events {} is also --out: give --events a file of its own",
+                text(&here)
+            ),
+        ),
+        (
+            vec![
+                "run",
+                "--config",
+                config,
+                "--problems",
+                problems,
+                "--out",
+                problems,
+            ],
+            format!("error: --out {problems} is also --problems"),
+        ),
+        (
+            vec![
+                "solve",
+                "hi",
+                "--config",
+                config,
+                "--events",
+                text(dir.path()),
+            ],
+            format!(
+                "error: --events {}: a directory, not a file",
+                text(dir.path())
+            ),
+        ),
         // Said before the solve, not after it (its trace would be lost).
         (
             vec!["solve", "hi", "--config", config, "--trace-dir", &traces],

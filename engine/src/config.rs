@@ -58,6 +58,15 @@ pub fn load_checked<T: DeserializeOwned>(
         .strip_prefix('\u{feff}')
         .map(str::to_string)
         .unwrap_or(text);
+    // An empty file would read as every default: a file cut short, or the wrong one.
+    if blank(&text, format) {
+        return Err(Error::Config {
+            path: path.to_path_buf(),
+            message: "nothing in it (blank, or comments only): a config is a table of keys, \
+                      such as [model] and [strategy] (leave out --config for the defaults)"
+                .into(),
+        });
+    }
     let config = parse_str(&text, format).map_err(|message| Error::Config {
         path: path.to_path_buf(),
         message,
@@ -100,6 +109,9 @@ pub fn parse_str<T: DeserializeOwned>(
              it once"
         ));
     }
+    if let Some(message) = not_a_table(text, format) {
+        return Err(message);
+    }
     // The key path, the message, and the position the format's own error gives.
     let (path, message, position) = match format {
         Format::Toml => {
@@ -129,7 +141,18 @@ pub fn parse_str<T: DeserializeOwned>(
         Format::Json => {
             let mut de = serde_json::Deserializer::from_str(text);
             match serde_path_to_error::deserialize(&mut de) {
-                Ok(value) => return Ok(value),
+                // One object: what follows it would be dropped silently.
+                Ok(value) => {
+                    return match de.end() {
+                        Ok(()) => Ok(value),
+                        Err(e) => Err(format!(
+                            "line {}, column {}: text after the config's object (one object a \
+                             file)",
+                            e.line(),
+                            e.column()
+                        )),
+                    }
+                }
                 Err(e) => {
                     let (message, position) = without_position(&e.inner().to_string());
                     (e.path().to_string(), message, position)
@@ -180,6 +203,40 @@ pub fn parse_str<T: DeserializeOwned>(
 /// The key path of the first number that is not finite (TOML's `nan` and `inf`, YAML's `.nan`
 /// and `.inf`; JSON has none), and the number. Inside a tagged table, which goes through JSON,
 /// such a number turns into null and would read as "invalid type: null"; nowhere is one useful.
+/// Whether `text` holds nothing but blank lines and comments.
+fn blank(text: &str, format: Format) -> bool {
+    text.lines().all(|line| {
+        let line = line.trim();
+        line.is_empty() || (format != Format::Json && line.starts_with('#'))
+    })
+}
+
+/// Why `text` is no table of keys: in YAML or JSON, a list or a plain value at the top (a
+/// struct would read a list by position).
+fn not_a_table(text: &str, format: Format) -> Option<String> {
+    if blank(text, format) {
+        return None;
+    }
+    let top = match format {
+        Format::Toml => return None,
+        Format::Json => match text.trim_start().chars().next() {
+            Some('{') | None => return None,
+            Some('[') => "a list",
+            Some(_) => "a plain value",
+        },
+        Format::Yaml => match yaml_serde::from_str::<yaml_serde::Value>(text) {
+            Ok(yaml_serde::Value::Sequence(_)) => "a list",
+            Ok(yaml_serde::Value::Mapping(_) | yaml_serde::Value::Tagged(_)) | Err(_) => {
+                return None
+            }
+            Ok(_) => "a plain value",
+        },
+    };
+    Some(format!(
+        "the top level is {top}, not a table of keys (such as model and strategy)"
+    ))
+}
+
 fn non_finite(text: &str, format: Format) -> Option<(String, f64)> {
     fn key(path: &str, key: &str) -> String {
         if path.is_empty() {
@@ -626,6 +683,54 @@ mod tests {
         assert!(
             err.starts_with("at `model` (line 2): missing field `n`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn an_empty_file_a_list_or_text_after_the_object_is_no_config() {
+        #[derive(Debug, Default, serde::Deserialize)]
+        #[serde(default)]
+        #[allow(dead_code)]
+        struct File {
+            n: usize,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("a.toml", ""),
+            ("b.toml", "# only a comment\n\n"),
+            ("c.yaml", ""),
+            ("d.json", "  \n"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let err = load_file::<File>(&path).unwrap_err().to_string();
+            assert!(
+                err.contains("nothing in it (blank, or comments only)"),
+                "{err}"
+            );
+        }
+        // A table of its own (a model table given as text) may be empty: every default.
+        assert_eq!(parse_str::<File>("", Format::Toml).unwrap().n, 0);
+        for (text, format, top) in [
+            ("[]", Format::Json, "a list"),
+            ("3", Format::Json, "a plain value"),
+            ("- n: 1\n", Format::Yaml, "a list"),
+            ("hello\n", Format::Yaml, "a plain value"),
+        ] {
+            let err = parse_str::<File>(text, format).unwrap_err();
+            assert_eq!(
+                err,
+                format!("the top level is {top}, not a table of keys (such as model and strategy)")
+            );
+        }
+        let err = parse_str::<File>("{\"n\": 1}\n{\"n\": 2}\n", Format::Json).unwrap_err();
+        assert!(
+            err.starts_with("line 2, column 1: text after the config's object"),
+            "{err}"
+        );
+        assert_eq!(
+            parse_str::<File>("{\"n\": 1}\n\n", Format::Json).unwrap().n,
+            1
         );
     }
 

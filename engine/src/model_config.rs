@@ -261,7 +261,7 @@ pub enum BackendKind {
 
 /// One URL or a list of them.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a URL string or a list of URL strings")]
 pub enum Urls {
     #[default]
     None,
@@ -683,14 +683,27 @@ impl ModelConfig {
                     ));
                 }
                 if let Some(url) = self.base_url.to_vec().into_iter().find(|u| {
-                    let u = u.trim();
-                    !(u.starts_with("http://") || u.starts_with("https://"))
+                    u.trim() != u.as_str()
+                        || !(u.starts_with("http://") || u.starts_with("https://"))
+                        || u.trim_start_matches("http://")
+                            .trim_start_matches("https://")
+                            .trim_start_matches('/')
+                            .is_empty()
                 }) {
+                    let bare = url.trim();
+                    let bare = bare
+                        .trim_start_matches("http://")
+                        .trim_start_matches("https://");
+                    let example = if bare.is_empty() {
+                        "127.0.0.1:8080"
+                    } else {
+                        bare
+                    };
                     return Err((
                         Some("base_url"),
                         format!(
-                            "base_url {url:?}: expected an http:// or https:// URL, e.g. \
-                             \"http://{url}\""
+                            "base_url {url:?}: expected an http:// or https:// URL with a host \
+                             and no spaces around it, e.g. \"http://{example}\""
                         ),
                     ));
                 }
@@ -754,9 +767,14 @@ impl ModelConfig {
                     ));
                 }
                 match &options.chat_template {
-                    Some(path) => std::fs::metadata(path)
-                        .map(drop)
-                        .map_err(|e| format!("chat_template {}: {e}", path.display())),
+                    Some(path) => match std::fs::metadata(path) {
+                        Ok(meta) if meta.is_dir() => Err(format!(
+                            "chat_template {}: a directory, not a Jinja file",
+                            path.display()
+                        )),
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(format!("chat_template {}: {e}", path.display())),
+                    },
                     None => Ok(()),
                 }
             }

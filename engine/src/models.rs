@@ -356,6 +356,14 @@ impl ModelSource {
             };
         }
         if path.is_dir() {
+            // Told here, not at load (where mistral.rs names a missing tokenizer.json).
+            if !has_gguf(path) && !path.join("config.json").is_file() {
+                return Err(bad(
+                    "a directory with no .gguf file and no config.json (a safetensors model's): \
+                     no model in it"
+                        .into(),
+                ));
+            }
             return Ok(Self::Directory(path.to_path_buf()));
         }
         let looks_local = source.ends_with(".gguf")
@@ -422,10 +430,15 @@ mod tests {
             ModelSource::parse("Qwen/Qwen2.5-1.5B-Instruct").unwrap(),
             ModelSource::Hub("Qwen/Qwen2.5-1.5B-Instruct".into())
         );
-        let dir = std::env::temp_dir();
+        let dir = tempfile::tempdir().unwrap();
+        let err = ModelSource::parse(dir.path().to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no model in it"), "{err}");
+        std::fs::write(dir.path().join("config.json"), "{}").unwrap();
         assert_eq!(
-            ModelSource::parse(dir.to_str().unwrap()).unwrap(),
-            ModelSource::Directory(dir.clone())
+            ModelSource::parse(dir.path().to_str().unwrap()).unwrap(),
+            ModelSource::Directory(dir.path().to_path_buf())
         );
         let err = ModelSource::parse("./models/missing.gguf")
             .unwrap_err()

@@ -98,6 +98,14 @@ impl Problem {
                     bad(format!("`{key}`: {message}"))
                 }
             })?;
+            // One object a line: a second one after it (two lines joined, a file cut at a
+            // lone carriage return) would be dropped silently.
+            de.end().map_err(|e| {
+                bad(format!(
+                    "text after the problem's object (column {}): one problem a line",
+                    e.column()
+                ))
+            })?;
             let problem = row.into_problem(line_no).map_err(|m| bad(m.to_string()))?;
             if !seen.insert(problem.id.clone()) {
                 return Err(bad(format!("duplicate id `{}`", problem.id)));
@@ -344,6 +352,20 @@ mod tests {
         let text = "{\"id\": \"a\", \"question\": \"q\",}\n";
         let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
         assert_eq!(err.to_string(), "p.jsonl:1: trailing comma (column 29)");
+        // Two objects on a line (files joined without a newline, a lone carriage return
+        // between lines): not the first alone.
+        for text in [
+            "{\"id\": \"a\", \"question\": \"q\"}{\"id\": \"b\", \"question\": \"r\"}\n",
+            "{\"id\": \"a\", \"question\": \"q\"}\r{\"id\": \"b\", \"question\": \"r\"}\n",
+            "{\"id\": \"a\", \"question\": \"q\"}}\n",
+        ] {
+            let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("p.jsonl:1: text after the problem's object (column "),
+                "{err}"
+            );
+        }
         // A line that is not an object says what one is.
         let err = Problem::parse_jsonl("[1, 2]\n", Path::new("p.jsonl")).unwrap_err();
         assert!(

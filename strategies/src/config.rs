@@ -383,6 +383,17 @@ mod tests {
     }
 
     #[test]
+    fn a_value_of_neither_form_says_which_forms_are_taken() {
+        let err = parse_str::<StrategyConfig>("kind = \"budget_forcing\"\nwait = 5", Format::Toml)
+            .unwrap_err();
+        assert!(
+            err.contains("`wait`") && err.contains("a string or a list of strings"),
+            "{err}"
+        );
+        assert!(!err.contains("untagged"), "{err}");
+    }
+
+    #[test]
     fn self_consistency_takes_no_select_it_would_ignore() {
         for select in ["weighted", "weighted_vote", "naive"] {
             let toml = format!(

@@ -40,7 +40,7 @@ pub use processor::{ForcingProcessor, ForcingTokens};
 
 /// One wait string, or several used in turn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a string or a list of strings")]
 pub enum WaitStrings {
     /// Always this string.
     One(String),
