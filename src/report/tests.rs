@@ -355,13 +355,21 @@ fn unanswered_problems_count_as_wrong_beside_the_graded_accuracy() {
     assert_eq!(first.accuracy_with_unanswered(), Some((0.3, 10)));
     assert_eq!(second.unanswered(), 0);
     assert_eq!(second.accuracy_with_unanswered(), None);
-    let table = Comparison::new(vec![first.clone(), second])
-        .table()
-        .to_string();
+    let comparison = Comparison::new(vec![first.clone(), second]);
+    let table = comparison.table().to_string();
     assert!(
         table.contains("30.0% (3/10) counting 6 unanswered as wrong"),
         "{table}"
     );
+    // Its interval in --json, as the plot draws it (3 of 10).
+    let json = comparison.to_json();
+    let interval = &json["runs"][0]["interval_counting_unanswered"];
+    assert!(
+        (interval[0].as_f64().unwrap() - 0.1078).abs() < 5e-4
+            && (interval[1].as_f64().unwrap() - 0.6032).abs() < 5e-4,
+        "{interval}"
+    );
+    assert!(json["runs"][1]["interval_counting_unanswered"].is_null());
     // Without a recorded set: errors and cut-short problems are the unanswered ones.
     first.set = None;
     let mut lines = few.clone();
