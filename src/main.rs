@@ -393,8 +393,8 @@ fn report(
     }
     // After the table: a plot that cannot be written loses nothing else.
     if let Some(plot) = plot {
-        for label in comparison.plot(plot)? {
-            eprintln!("{label}: not plotted: nothing graded");
+        for why in comparison.plot(plot)? {
+            eprintln!("{why}");
         }
         eprintln!("plot: {}", plot.display());
     }

@@ -1257,11 +1257,22 @@ impl Comparison {
 
     /// Draws accuracy (with a 95% interval; unanswered problems count as wrong) against tokens
     /// per problem, one point per run, to an SVG file, the runs named in a legend beside it.
-    /// Returns the labels of the runs left out (nothing graded); it is an error if none is left.
+    /// Returns why runs were left out (nothing graded, every problem failed), a line each; it is
+    /// an error if none is left.
     pub fn plot(&self, path: &Path) -> Result<Vec<String>> {
         let mut left_out = Vec::new();
         let mut points = Vec::new();
         for run in &self.runs {
+            // Every problem it has a line for failed, none cut by its budget: a server that was
+            // down, not a point on a scaling curve at 0%.
+            if run.solved() == 0 && run.errors > 0 && run.cut_short == 0 {
+                left_out.push(format!(
+                    "{}: not plotted: every problem failed ({})",
+                    run.label,
+                    count(run.errors, "error", "errors")
+                ));
+                continue;
+            }
             // Unanswered problems count as wrong here too (see the table), and what the run
             // spent on them counts too: the compute per problem of the set, not per answer.
             let point = run
@@ -1269,7 +1280,7 @@ impl Comparison {
                 .or_else(|| Some((run.accuracy()?, run.graded)))
                 .zip(run.spent_per_problem().or_else(|| run.tokens_per_problem()));
             let Some(((p, n), tokens)) = point else {
-                left_out.push(run.label.clone());
+                left_out.push(format!("{}: not plotted: nothing graded", run.label));
                 continue;
             };
             let (low, high) = wilson(p, n);

@@ -681,7 +681,10 @@ fn the_plot_names_every_run() {
     ];
     let svg = dir.path().join("plot.svg");
     let left_out = Comparison::new(runs).plot(&svg).unwrap();
-    assert_eq!(left_out, ["all errors"]);
+    assert_eq!(
+        left_out,
+        ["all errors: not plotted: every problem failed (1 error)"]
+    );
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg"));
     assert!(text.contains("cap 64") && text.contains("cap 256"));
@@ -701,6 +704,18 @@ fn the_plot_names_every_run() {
         &[line("1", None, 5, true)],
     )]);
     assert!(none.plot(&svg).unwrap_err().to_string().contains("graded"));
+    // A run whose every problem failed but whose spend is known is not a point at 0% either.
+    let mut down = RunReport::from_lines("down", &[line("1", None, 5, true)]);
+    down.spent = Some(Usage {
+        prompt_tokens: 5,
+        ..Usage::default()
+    });
+    let up = RunReport::from_lines("up", &[line("1", Some(true), 100, false)]);
+    let left_out = Comparison::new(vec![down, up]).plot(&svg).unwrap();
+    assert_eq!(
+        left_out,
+        ["down: not plotted: every problem failed (1 error)"]
+    );
 }
 
 #[test]
