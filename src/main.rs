@@ -427,8 +427,8 @@ fn load_config(path: Option<&Path>, overrides: Overrides) -> anyhow::Result<Conf
     if let Some(device) = &device {
         flags.push(format!("--device {device}"));
     }
-    if dequantize.is_some() {
-        flags.push("--dequantize".to_string());
+    if let Some(dequantize) = &dequantize {
+        flags.push(format!("--dequantize {dequantize}"));
     }
     if let Some(model) = model {
         // In process the source names the model; over HTTP the model name sent does.
@@ -499,11 +499,12 @@ async fn solve(
         check_events(events, config.as_slice())?;
     }
     let config = load_config(config, overrides)?;
+    let strategy = config.strategy.build()?;
+    // Made once every check passed, before the model loads (its trace would be lost after).
     if let Some(dir) = trace_dir {
         make_trace_dir(dir)?;
     }
     warn_untraced(trace_dir, &config.strategy);
-    let strategy = config.strategy.build()?;
     let log = events.map(|path| EventsTo::open(path, None)).transpose()?;
     let backend = config.model.load().await?;
     let problem = Problem::new("question", question);
@@ -763,9 +764,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         bail!("--limit 0 leaves nothing to run");
     }
     let config = load_config(Some(&args.config), args.overrides)?;
-    if let Some(dir) = &args.trace_dir {
-        make_trace_dir(dir)?;
-    }
     let mut problems = Problem::load_jsonl(&args.problems)?;
     // Before anything is written beside --out: an empty set is a mistake, not a run.
     if problems.is_empty() {
@@ -780,7 +778,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
-    warn_untraced(args.trace_dir.as_deref(), &config.strategy);
     let strategy: Arc<dyn Strategy> = Arc::from(config.strategy.build()?);
     let (allocation, name) = match args.allocate {
         Allocate::FirstCome => (Allocation::FirstCome, "first_come"),
@@ -806,6 +803,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     // A damaged results file or another configuration's is an error before the model loads.
     let already = runner::check_resumable(&args.out, &identity, allocation, &problems)?;
+    // Made once every check passed, before the model loads.
+    if let Some(dir) = &args.trace_dir {
+        make_trace_dir(dir)?;
+    }
+    warn_untraced(args.trace_dir.as_deref(), &config.strategy);
     let backend = config.model.load().await?;
     let mut run_budget = Budget::unlimited();
     run_budget.max_tokens = args.max_run_tokens;

@@ -200,15 +200,19 @@ pub fn parse_str<T: DeserializeOwned>(
     })
 }
 
-/// The key path of the first number that is not finite (TOML's `nan` and `inf`, YAML's `.nan`
-/// and `.inf`; JSON has none), and the number. Inside a tagged table, which goes through JSON,
-/// such a number turns into null and would read as "invalid type: null"; nowhere is one useful.
-/// Whether `text` holds nothing but blank lines and comments.
+/// Whether `text` holds nothing but blank lines and comments (in YAML, or a document that is
+/// null: `---` alone, `~`).
 fn blank(text: &str, format: Format) -> bool {
-    text.lines().all(|line| {
+    let empty = text.lines().all(|line| {
         let line = line.trim();
         line.is_empty() || (format != Format::Json && line.starts_with('#'))
-    })
+    });
+    empty
+        || (format == Format::Yaml
+            && matches!(
+                yaml_serde::from_str::<yaml_serde::Value>(text),
+                Ok(yaml_serde::Value::Null)
+            ))
 }
 
 /// Why `text` is no table of keys: in YAML or JSON, a list or a plain value at the top (a
@@ -219,10 +223,11 @@ fn not_a_table(text: &str, format: Format) -> Option<String> {
     }
     let top = match format {
         Format::Toml => return None,
-        Format::Json => match text.trim_start().chars().next() {
-            Some('{') | None => return None,
-            Some('[') => "a list",
-            Some(_) => "a plain value",
+        // Only JSON that parses: a syntax error is the parser's to tell, with its line.
+        Format::Json => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Array(_)) => "a list",
+            Ok(serde_json::Value::Object(_)) | Err(_) => return None,
+            Ok(_) => "a plain value",
         },
         Format::Yaml => match yaml_serde::from_str::<yaml_serde::Value>(text) {
             Ok(yaml_serde::Value::Sequence(_)) => "a list",
@@ -237,6 +242,9 @@ fn not_a_table(text: &str, format: Format) -> Option<String> {
     ))
 }
 
+/// The key path of the first number that is not finite (TOML's `nan` and `inf`, YAML's `.nan`
+/// and `.inf`; JSON has none), and the number. Inside a tagged table, which goes through JSON,
+/// such a number turns into null and would read as "invalid type: null"; nowhere is one useful.
 fn non_finite(text: &str, format: Format) -> Option<(String, f64)> {
     fn key(path: &str, key: &str) -> String {
         if path.is_empty() {
@@ -699,6 +707,7 @@ mod tests {
             ("a.toml", ""),
             ("b.toml", "# only a comment\n\n"),
             ("c.yaml", ""),
+            ("e.yaml", "---\n"),
             ("d.json", "  \n"),
         ] {
             let path = dir.path().join(name);
@@ -723,6 +732,10 @@ mod tests {
                 format!("the top level is {top}, not a table of keys (such as model and strategy)")
             );
         }
+        // Not JSON at all (TOML in a .json file): the parser's own error, not "a list".
+        let err = parse_str::<File>("[strategy]\nkind = \"direct\"\n", Format::Json).unwrap_err();
+        assert!(!err.contains("the top level"), "{err}");
+        assert!(err.contains("(line 1): expected value"), "{err}");
         let err = parse_str::<File>("{\"n\": 1}\n{\"n\": 2}\n", Format::Json).unwrap_err();
         assert!(
             err.starts_with("line 2, column 1: text after the config's object"),

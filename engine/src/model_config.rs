@@ -682,23 +682,27 @@ impl ModelConfig {
                             .into(),
                     ));
                 }
-                if let Some(url) = self.base_url.to_vec().into_iter().find(|u| {
-                    u.trim() != u.as_str()
-                        || !(u.starts_with("http://") || u.starts_with("https://"))
-                        || u.trim_start_matches("http://")
-                            .trim_start_matches("https://")
-                            .trim_start_matches('/')
-                            .is_empty()
-                }) {
-                    let bare = url.trim();
-                    let bare = bare
+                // An http(s) URL with a host, as written (the client does not trim it).
+                let usable = |u: &str| {
+                    u.trim() == u
+                        && u.split_once("://").is_some_and(|(scheme, rest)| {
+                            matches!(scheme, "http" | "https") && !rest.starts_with('/')
+                        })
+                        && reqwest::Url::parse(u)
+                            .is_ok_and(|url| url.host_str().is_some_and(|h| !h.is_empty()))
+                };
+                if let Some(url) = self.base_url.to_vec().into_iter().find(|u| !usable(u)) {
+                    let bare = url
+                        .trim()
                         .trim_start_matches("http://")
-                        .trim_start_matches("https://");
-                    let example = if bare.is_empty() {
-                        "127.0.0.1:8080"
-                    } else {
-                        bare
-                    };
+                        .trim_start_matches("https://")
+                        .trim_start_matches('/');
+                    let example =
+                        if bare.is_empty() || bare.starts_with(':') || bare.contains("://") {
+                            "127.0.0.1:8080"
+                        } else {
+                            bare
+                        };
                     return Err((
                         Some("base_url"),
                         format!(
@@ -1147,7 +1151,25 @@ mod tests {
             let err = read(toml).unwrap_err();
             assert!(err.contains("needs base_url"), "{err}");
         }
+        // A base_url the client could not use: no host, spaces around it, another scheme.
+        for (url, example) in [
+            ("http://:8080", "http://127.0.0.1:8080"),
+            ("http:///v1", "http://v1"),
+            ("https:///", "http://127.0.0.1:8080"),
+            (" http://127.0.0.1:9 ", "http://127.0.0.1:9"),
+            ("127.0.0.1:9", "http://127.0.0.1:9"),
+            ("ftp://127.0.0.1:9", "http://127.0.0.1:8080"),
+        ] {
+            let err = read(&format!("backend = \"openai\"\nbase_url = {url:?}")).unwrap_err();
+            assert!(
+                err.contains(&format!(
+                    "base_url {url:?}: expected an http:// or https:// URL"
+                )) && err.contains(&format!("e.g. \"{example}\"")),
+                "{url}: {err}"
+            );
+        }
         let openai = "backend = \"openai\"\nbase_url = \"http://127.0.0.1:8080\"\n";
+        assert!(read(openai).is_ok());
         let err = read(&format!("{openai}timeout_secs = 0")).unwrap_err();
         assert!(
             err.contains("timeout_secs = 0") && err.contains("at least 1"),
