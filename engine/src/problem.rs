@@ -165,6 +165,14 @@ impl<'de> Deserialize<'de> for IdOrNumber {
                 Ok(i64::try_from(v).map_or(IdOrNumber::Text(v.to_string()), IdOrNumber::Int))
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<IdOrNumber, E> {
+                // A whole number past 2^53 came as a float rounded to 17 digits: the answer
+                // or id read would not be the one written.
+                if v.fract() == 0.0 && v.abs() >= 9_007_199_254_740_992.0 {
+                    return Err(E::custom(format!(
+                        "{v:e} is a whole number too large to read exactly from a JSON number \
+                         (past 2^53): write it as a string, in quotes"
+                    )));
+                }
                 Ok(IdOrNumber::Float(v))
             }
         }
@@ -352,6 +360,22 @@ mod tests {
         let text = "{\"id\": \"a\", \"question\": \"q\",}\n";
         let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
         assert_eq!(err.to_string(), "p.jsonl:1: trailing comma (column 29)");
+        // A whole number too large for a JSON number to keep: said, not rounded.
+        let text =
+            "{\"id\": \"a\", \"question\": \"q\", \"answer\": 123456789012345678901234567890}\n";
+        let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "p.jsonl:1: `answer`: 1.2345678901234568e29 is a whole number too large"
+            ),
+            "{err}"
+        );
+        let text = "{\"id\": 18446744073709551616, \"question\": \"q\", \"answer\": 12.5}\n";
+        assert!(Problem::parse_jsonl(text, Path::new("p.jsonl")).is_err());
+        // One that fits stays exact.
+        let text = "{\"id\": \"a\", \"question\": \"q\", \"answer\": 9007199254740991}\n";
+        let problems = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap();
+        assert_eq!(problems[0].reference.as_deref(), Some("9007199254740991"));
         // Two objects on a line (files joined without a newline, a lone carriage return
         // between lines): not the first alone.
         for text in [

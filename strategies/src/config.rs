@@ -383,6 +383,24 @@ mod tests {
     }
 
     #[test]
+    fn delimiters_that_could_not_be_told_apart_are_refused() {
+        let refused = |toml: &str| {
+            parse_str::<StrategyConfig>(toml, Format::Toml)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string()
+        };
+        let err = refused("kind = \"budget_forcing\"\nthink_open = \"<t>\"\nthink_close = \"<t>\"");
+        assert!(
+            err.contains("think_close \"<t>\" is think_open too"),
+            "{err}"
+        );
+        let err = refused("kind = \"mode_token\"\nthink_end = \" \"");
+        assert!(err.contains("think_end must not be empty"), "{err}");
+    }
+
+    #[test]
     fn a_value_of_neither_form_says_which_forms_are_taken() {
         let err = parse_str::<StrategyConfig>("kind = \"budget_forcing\"\nwait = 5", Format::Toml)
             .unwrap_err();

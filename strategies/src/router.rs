@@ -728,6 +728,12 @@ impl ModeRouterConfig {
                 "short_token and think_token must not be empty",
             ));
         }
+        if self.think_end.trim().is_empty() {
+            return Err(Error::config_value(
+                "think_end",
+                "think_end must not be empty: the answer is read after it",
+            ));
+        }
         if self.short_token == self.think_token {
             return Err(Error::config_value(
                 "think_token",

@@ -179,6 +179,16 @@ impl BudgetForcingConfig {
                 return Err(Error::config_value(key, format!("{key} must not be empty")));
             }
         }
+        // One would read as the other: every opening a close.
+        if self.think_open.trim() == self.think_close.trim() {
+            return Err(Error::config_value(
+                "think_close",
+                format!(
+                    "think_close {:?} is think_open too: the thinking could not be told closed",
+                    self.think_close
+                ),
+            ));
+        }
         let waits = self.wait.as_list();
         if waits.is_empty() || waits.iter().any(|w| w.trim().is_empty()) {
             return Err(Error::config_value(
