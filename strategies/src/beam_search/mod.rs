@@ -860,21 +860,7 @@ impl Strategy for BeamSearch {
                     && !self.states_answer(&c.text, false)
             })
             .collect();
-        if answers
-            .iter()
-            .zip(&guessed)
-            .any(|(a, &g)| a.is_some() && !g)
-        {
-            for ((answer, reward), _) in answers
-                .iter_mut()
-                .zip(rewards.iter_mut())
-                .zip(&guessed)
-                .filter(|(_, &g)| g)
-            {
-                *answer = None;
-                *reward = None;
-            }
-        }
+        crate::best_of_n::leave_out_guesses(&mut answers, &mut rewards, &guessed);
         let selection = self.config.select.apply(&answers, &rewards);
         if let Some(&id) = selection.index.and_then(|i| finalists.get(i)) {
             // No beam finished within max_steps, or the chosen one filled the context window

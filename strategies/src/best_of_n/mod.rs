@@ -567,22 +567,29 @@ fn ballot(draw: &Draw, inner: &dyn Strategy) -> (Vec<Option<String>>, Vec<Option
             stop.is_budget() && c.answer.is_some() && !inner.states_answer(&c.text, opened)
         })
         .collect();
-    if answers
-        .iter()
-        .zip(&guessed)
-        .any(|(a, &g)| a.is_some() && !g)
-    {
+    leave_out_guesses(&mut answers, &mut rewards, &guessed);
+    (answers, rewards)
+}
+
+/// Takes the answers (and rewards) of the `guessed` candidates out of the vote (a number of
+/// working the budget cut, not an answer stated), where another candidate stated one; with
+/// none stated, the guesses are all there is.
+pub(crate) fn leave_out_guesses(
+    answers: &mut [Option<String>],
+    rewards: &mut [Option<f64>],
+    guessed: &[bool],
+) {
+    if answers.iter().zip(guessed).any(|(a, &g)| a.is_some() && !g) {
         for ((answer, reward), _) in answers
             .iter_mut()
             .zip(rewards.iter_mut())
-            .zip(&guessed)
+            .zip(guessed)
             .filter(|(_, &g)| g)
         {
             *answer = None;
             *reward = None;
         }
     }
-    (answers, rewards)
 }
 
 /// What one round drew.
