@@ -640,10 +640,8 @@ enum Allocate {
     Triage,
 }
 
-/// Fails when the folder a file is to be written in does not exist: said before any work,
-/// not once the model has loaded.
-/// Makes the `--trace-dir` before any work, so that one that cannot be made is said at once,
-/// not after the solves (whose traces would be lost).
+/// Makes the `--trace-dir` before the model loads, so that one that cannot be made is said at
+/// once, not after the solves (whose traces would be lost).
 fn make_trace_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| {
         anyhow::anyhow!(
@@ -724,6 +722,8 @@ fn check_events(events: &Path, others: &[(&Path, &str)]) -> anyhow::Result<()> {
     check_distinct(events, "--events", others)
 }
 
+/// Fails when the folder a file is to be written in does not exist: said before any work,
+/// not once the model has loaded.
 fn check_parent(path: &Path, flag: &str) -> anyhow::Result<()> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => bail!(

@@ -695,14 +695,18 @@ impl ModelConfig {
                     let bare = url
                         .trim()
                         .trim_start_matches("http://")
-                        .trim_start_matches("https://")
-                        .trim_start_matches('/');
-                    let example =
-                        if bare.is_empty() || bare.starts_with(':') || bare.contains("://") {
-                            "127.0.0.1:8080"
-                        } else {
-                            bare
-                        };
+                        .trim_start_matches("https://");
+                    // No host: the usual one, with the path given.
+                    let example = if bare.trim_start_matches('/').is_empty()
+                        || bare.starts_with(':')
+                        || bare.contains("://")
+                    {
+                        "127.0.0.1:8080".to_string()
+                    } else if bare.starts_with('/') {
+                        format!("127.0.0.1:8080/{}", bare.trim_start_matches('/'))
+                    } else {
+                        bare.to_string()
+                    };
                     return Err((
                         Some("base_url"),
                         format!(
@@ -1154,7 +1158,7 @@ mod tests {
         // A base_url the client could not use: no host, spaces around it, another scheme.
         for (url, example) in [
             ("http://:8080", "http://127.0.0.1:8080"),
-            ("http:///v1", "http://v1"),
+            ("http:///v1", "http://127.0.0.1:8080/v1"),
             ("https:///", "http://127.0.0.1:8080"),
             (" http://127.0.0.1:9 ", "http://127.0.0.1:9"),
             ("127.0.0.1:9", "http://127.0.0.1:9"),

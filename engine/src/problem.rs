@@ -149,34 +149,43 @@ impl<'de> Deserialize<'de> for IdOrNumber {
     fn deserialize<D: serde::Deserializer<'de>>(
         deserializer: D,
     ) -> std::result::Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = IdOrNumber;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string or a number")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<IdOrNumber, E> {
-                Ok(IdOrNumber::Text(v.to_string()))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<IdOrNumber, E> {
-                Ok(IdOrNumber::Int(v))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<IdOrNumber, E> {
-                Ok(i64::try_from(v).map_or(IdOrNumber::Text(v.to_string()), IdOrNumber::Int))
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<IdOrNumber, E> {
-                // A whole number past 2^53 came as a float rounded to 17 digits: the answer
-                // or id read would not be the one written.
-                if v.fract() == 0.0 && v.abs() >= 9_007_199_254_740_992.0 {
-                    return Err(E::custom(format!(
-                        "{v:e} is a whole number too large to read exactly from a JSON number \
-                         (past 2^53): write it as a string, in quotes"
-                    )));
-                }
-                Ok(IdOrNumber::Float(v))
-            }
+        use serde::de::Error as _;
+        // The value as written: a whole number of any length keeps its digits (through an f64
+        // one past 2^64 would come back rounded).
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        let text = raw.get().trim();
+        if text.starts_with('"') {
+            return serde_json::from_str(text)
+                .map(IdOrNumber::Text)
+                .map_err(D::Error::custom);
         }
-        deserializer.deserialize_any(Visitor)
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(text
+                .parse()
+                .map_or_else(|_| IdOrNumber::Text(text.to_string()), IdOrNumber::Int));
+        }
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Number(n)) => n
+                .as_f64()
+                .map(IdOrNumber::Float)
+                .ok_or_else(|| D::Error::custom(format!("{text} is not a usable number"))),
+            _ => Err(D::Error::custom(format!(
+                "invalid type: {}, expected a string or a number",
+                kind_of(text)
+            ))),
+        }
+    }
+}
+
+/// How serde words the JSON value `text` is, for an error.
+fn kind_of(text: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Bool(b)) => format!("boolean `{b}`"),
+        Ok(serde_json::Value::Null) => "null".into(),
+        Ok(serde_json::Value::Array(_)) => "sequence".into(),
+        Ok(serde_json::Value::Object(_)) => "map".into(),
+        _ => "value".into(),
     }
 }
 
@@ -360,22 +369,19 @@ mod tests {
         let text = "{\"id\": \"a\", \"question\": \"q\",}\n";
         let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
         assert_eq!(err.to_string(), "p.jsonl:1: trailing comma (column 29)");
-        // A whole number too large for a JSON number to keep: said, not rounded.
-        let text =
-            "{\"id\": \"a\", \"question\": \"q\", \"answer\": 123456789012345678901234567890}\n";
-        let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
-        assert!(
-            err.to_string().starts_with(
-                "p.jsonl:1: `answer`: 1.2345678901234568e29 is a whole number too large"
-            ),
-            "{err}"
-        );
-        let text = "{\"id\": 18446744073709551616, \"question\": \"q\", \"answer\": 12.5}\n";
-        assert!(Problem::parse_jsonl(text, Path::new("p.jsonl")).is_err());
-        // One that fits stays exact.
-        let text = "{\"id\": \"a\", \"question\": \"q\", \"answer\": 9007199254740991}\n";
+        // A whole number of any length keeps its digits; 1e20 reads as the number it is.
+        let text = "{\"id\": 18446744073709551616, \"question\": \"q\", \"answer\": 123456789012345678901234567890}\n{\"id\": \"b\", \"question\": \"q\", \"answer\": 1e20}\n{\"id\": \"c\", \"question\": \"q\", \"answer\": -2.50}\n";
         let problems = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap();
-        assert_eq!(problems[0].reference.as_deref(), Some("9007199254740991"));
+        assert_eq!(problems[0].id, "18446744073709551616");
+        assert_eq!(
+            problems[0].reference.as_deref(),
+            Some("123456789012345678901234567890")
+        );
+        assert_eq!(
+            problems[1].reference.as_deref(),
+            Some("100000000000000000000")
+        );
+        assert_eq!(problems[2].reference.as_deref(), Some("-2.5"));
         // Two objects on a line (files joined without a newline, a lone carriage return
         // between lines): not the first alone.
         for text in [

@@ -1295,7 +1295,7 @@ impl Comparison {
         if points.is_empty() {
             return Err(Error::Tool {
                 tool: "plot",
-                message: "no run has a graded problem to plot".into(),
+                message: format!("no run to plot: {}", left_out.join("; ")),
             });
         }
         draw(path, &points).map_err(|e| Error::Tool {

@@ -703,7 +703,11 @@ fn the_plot_names_every_run() {
         "x",
         &[line("1", None, 5, true)],
     )]);
-    assert!(none.plot(&svg).unwrap_err().to_string().contains("graded"));
+    assert!(none
+        .plot(&svg)
+        .unwrap_err()
+        .to_string()
+        .contains("no run to plot: x: not plotted: every problem failed (1 error)"),);
     // A run whose every problem failed but whose spend is known is not a point at 0% either.
     let mut down = RunReport::from_lines("down", &[line("1", None, 5, true)]);
     down.spent = Some(Usage {
