@@ -218,9 +218,7 @@ fn blank(text: &str, format: Format) -> bool {
 /// Why `text` is no table of keys: in YAML or JSON, a list or a plain value at the top (a
 /// struct would read a list by position).
 fn not_a_table(text: &str, format: Format) -> Option<String> {
-    if blank(text, format) {
-        return None;
-    }
+    // (Nothing at all is left to the caller: an empty table reads as its defaults.)
     let top = match format {
         Format::Toml => return None,
         // Only JSON that parses: a syntax error is the parser's to tell, with its line.
@@ -231,9 +229,12 @@ fn not_a_table(text: &str, format: Format) -> Option<String> {
         },
         Format::Yaml => match yaml_serde::from_str::<yaml_serde::Value>(text) {
             Ok(yaml_serde::Value::Sequence(_)) => "a list",
-            Ok(yaml_serde::Value::Mapping(_) | yaml_serde::Value::Tagged(_)) | Err(_) => {
-                return None
-            }
+            Ok(
+                yaml_serde::Value::Mapping(_)
+                | yaml_serde::Value::Tagged(_)
+                | yaml_serde::Value::Null,
+            )
+            | Err(_) => return None,
             Ok(_) => "a plain value",
         },
     };

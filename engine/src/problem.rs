@@ -149,43 +149,31 @@ impl<'de> Deserialize<'de> for IdOrNumber {
     fn deserialize<D: serde::Deserializer<'de>>(
         deserializer: D,
     ) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error as _;
+        use serde::de::{Error as _, Unexpected};
+        use serde_json::Value;
         // The value as written: a whole number of any length keeps its digits (through an f64
         // one past 2^64 would come back rounded).
         let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
         let text = raw.get().trim();
-        if text.starts_with('"') {
-            return serde_json::from_str(text)
-                .map(IdOrNumber::Text)
-                .map_err(D::Error::custom);
-        }
         let digits = text.strip_prefix('-').unwrap_or(text);
         if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
             return Ok(text
                 .parse()
                 .map_or_else(|_| IdOrNumber::Text(text.to_string()), IdOrNumber::Int));
         }
-        match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(serde_json::Value::Number(n)) => n
-                .as_f64()
-                .map(IdOrNumber::Float)
-                .ok_or_else(|| D::Error::custom(format!("{text} is not a usable number"))),
-            _ => Err(D::Error::custom(format!(
-                "invalid type: {}, expected a string or a number",
-                kind_of(text)
-            ))),
-        }
-    }
-}
-
-/// How serde words the JSON value `text` is, for an error.
-fn kind_of(text: &str) -> String {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Bool(b)) => format!("boolean `{b}`"),
-        Ok(serde_json::Value::Null) => "null".into(),
-        Ok(serde_json::Value::Array(_)) => "sequence".into(),
-        Ok(serde_json::Value::Object(_)) => "map".into(),
-        _ => "value".into(),
+        let unexpected = match serde_json::from_str(text).map_err(D::Error::custom)? {
+            Value::String(s) => return Ok(IdOrNumber::Text(s)),
+            // Always a float here (serde_json keeps no other kind of number).
+            Value::Number(n) => match n.as_f64() {
+                Some(x) => return Ok(IdOrNumber::Float(x)),
+                None => Unexpected::Other("number"),
+            },
+            Value::Bool(b) => Unexpected::Bool(b),
+            Value::Null => Unexpected::Unit,
+            Value::Array(_) => Unexpected::Seq,
+            Value::Object(_) => Unexpected::Map,
+        };
+        Err(D::Error::invalid_type(unexpected, &"a string or a number"))
     }
 }
 

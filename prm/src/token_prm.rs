@@ -20,7 +20,6 @@
 //! token long, `P(good)` against `P(bad)` among the first token's top log-probabilities (0.5
 //! when neither is among them).
 
-use crate::failed_reads::FailedReads;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -33,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use crate::capture::ScoreReader;
+use crate::failed_reads::FailedReads;
 use crate::judge::read_choice_probability;
 
 /// The layout the PRM was trained on.

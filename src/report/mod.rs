@@ -921,7 +921,8 @@ impl Comparison {
 
     /// The comparison for scripts (`ponder report --json`): every field, and each run's derived
     /// numbers as the table shows them (`accuracy`, its 95% `interval`, `unanswered`,
-    /// `accuracy_counting_unanswered` and its `interval_counting_unanswered`, `tokens_per_problem`, `coverage`, `selection`).
+    /// `accuracy_counting_unanswered` and its `interval_counting_unanswered`,
+    /// `tokens_per_problem`, `coverage`, `selection`).
     pub fn to_json(&self) -> serde_json::Value {
         let mut json = serde_json::to_value(self).unwrap_or_default();
         if let Some(runs) = json.get_mut("runs").and_then(|r| r.as_array_mut()) {
@@ -935,7 +936,8 @@ impl Comparison {
                     // Its 95% interval, as the plot draws it.
                     "interval_counting_unanswered": run
                         .accuracy_with_unanswered()
-                        .map(|(a, n)| { let (low, high) = wilson(a, n); [low, high] }),
+                        .map(|(a, n)| wilson(a, n))
+                        .map(|(low, high)| [low, high]),
                     "tokens_per_problem": run.tokens_per_problem(),
                     "spent_per_problem": run.spent_per_problem(),
                     "coverage": run.coverage(),

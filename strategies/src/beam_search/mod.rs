@@ -790,7 +790,7 @@ impl BeamSearch {
                 .filter(|&id| tree.node(id).is_some_and(keep))
                 .collect()
         };
-        let finished = leaves(&|n| n.state == NodeState::Finished && !n.out_of_context);
+        let finished = leaves(&ended_by_itself);
         if finished.is_empty() {
             leaves(&|n| n.state == NodeState::Active || n.out_of_context)
         } else {
@@ -914,12 +914,14 @@ impl Strategy for BeamSearch {
     }
 }
 
-/// Whether a path of `tree` finished by itself (not by filling the context window).
+/// Whether `node` ended its path by itself (not by filling the context window).
+fn ended_by_itself(node: &tree::SearchNode) -> bool {
+    node.state == NodeState::Finished && !node.out_of_context
+}
+
+/// Whether a path of `tree` finished by itself.
 fn any_finished(tree: &SearchTree) -> bool {
-    (1..tree.len()).any(|i| {
-        tree.node(NodeId(i))
-            .is_some_and(|n| n.state == NodeState::Finished && !n.out_of_context)
-    })
+    (1..tree.len()).any(|i| tree.node(NodeId(i)).is_some_and(ended_by_itself))
 }
 
 /// Beam search's `n` expansions a round over the `beams` that survived: `n / M` beams get M
