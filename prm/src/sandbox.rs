@@ -649,6 +649,9 @@ impl Sandbox {
             "env": {
                 "HOME": work, "TMPDIR": work, "PATH": "/usr/local/bin:/usr/bin:/bin",
                 "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+                // glibc reserves 64 MiB of address space for each thread's malloc arena (up to
+                // eight a core): under RLIMIT_AS that would cap a program at a dozen threads.
+                "MALLOC_ARENA_MAX": "2",
             },
             "rlimits": [
                 ["RLIMIT_NPROC", self.limits.processes.get(), self.limits.processes.get()],

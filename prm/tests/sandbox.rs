@@ -852,6 +852,152 @@ async fn a_run_ends_when_its_caller_dies() {
 }
 
 #[tokio::test]
+async fn a_program_may_start_threads_under_the_memory_limit() {
+    let _guard = checked().await;
+    // Twelve threads that each allocate: 512 MiB of address space holds their stacks, but not a
+    // malloc arena of 64 MiB reserved for each.
+    let report = run(r#"import threading
+def work():
+    blocks = [bytearray(1000) for _ in range(2000)]
+    barrier.wait(timeout=2)
+barrier = threading.Barrier(12)
+threads = [threading.Thread(target=work) for _ in range(12)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("joined", len(threads))
+"#)
+    .await;
+    assert_eq!(report.outcome, RunOutcome::Passed, "{}", report.stderr);
+    assert_eq!(report.stdout.trim(), "joined 12");
+}
+
+#[tokio::test]
+async fn a_program_cannot_end_its_bootstrap_with_a_signal() {
+    let _guard = checked().await;
+    let isolation = isolation().await;
+    // Not as root the program is the bootstrap's own user: it may signal it, and a PID
+    // namespace's init gets only the signals it handles. Every signal that would end a process
+    // (or that a bootstrap might handle) is sent; the run must end as the program does, with
+    // its status, not as a set-up error or a timeout.
+    let program = Program::new(
+        r#"import os, signal, time
+sent = []
+if os.getppid() == 1:
+    for s in (signal.SIGALRM, signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT,
+              signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE, signal.SIGXFSZ,
+              signal.SIGXCPU, signal.SIGVTALRM, signal.SIGPROF, signal.SIGIO):
+        try:
+            os.kill(1, s)
+            sent.append(s.name)
+        except PermissionError:
+            pass
+time.sleep(0.3)
+print("sent", len(sent), flush=True)
+os._exit(3)
+"#,
+    );
+    let report = SANDBOX.run(&program).await.unwrap();
+    assert_eq!(
+        report.termination,
+        Some(Termination::Exited(3)),
+        "{:?}: {}",
+        report.outcome,
+        report.stderr
+    );
+    let sent: usize = report
+        .stdout
+        .trim()
+        .strip_prefix("sent ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{:?}", report.stdout));
+    if isolation.user.is_none() && isolation.pid_namespace {
+        // The case this guards: the signals reached the bootstrap (none was refused).
+        assert_eq!(sent, 14, "{:?}", report.stdout);
+    }
+}
+
+/// Whether the sandbox user can run this test binary's copy under `setpriv` (root here, with
+/// util-linux): the tests below then run again not as root, where the sandbox takes another
+/// path (a user namespace of the run's own, the program the caller's own user).
+#[tokio::test]
+async fn the_hostile_programs_are_contained_not_as_root_too() {
+    if std::env::var_os("PONDER_SANDBOX_NOT_ROOT").is_some() {
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not root: the other tests ran not as root already");
+        return;
+    }
+    let works = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let drop_root = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let user_namespace = [
+        &drop_root[..],
+        &["unshare", "--user", "--map-root-user", "true"],
+    ]
+    .concat();
+    if !works("setpriv", &user_namespace) {
+        eprintln!("no setpriv, or no unprivileged user namespaces here: skipped");
+        return;
+    }
+    let _guard = LOCK.lock().await;
+    // The test binary's directory (under root's home) is out of the other user's reach: a
+    // copy goes where it can read it.
+    let dir = tempfile::Builder::new()
+        .prefix("ponder-not-root-")
+        .tempdir()
+        .unwrap();
+    let copy = dir.path().join("sandbox-tests");
+    std::fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tests = [
+        "a_normal_program_passes",
+        "a_program_cannot_end_its_bootstrap_with_a_signal",
+        "a_program_may_start_threads_under_the_memory_limit",
+        "a_fork_bomb_is_contained",
+        "a_leftover_process_cannot_forge_the_status",
+        "keyrings_namespaces_and_the_bootstrap_are_out_of_reach",
+        "writes_outside_the_run_directory_fail",
+        "a_program_can_neither_remount_nor_mount",
+        "the_host_beyond_the_system_is_out_of_sight",
+        "a_connection_to_a_local_listener_fails",
+        "a_unix_socket_on_the_host_is_out_of_reach",
+        "a_candidate_cannot_forge_its_hidden_test_grade",
+    ];
+    let output = tokio::process::Command::new("setpriv")
+        .args(drop_root)
+        .arg(&copy)
+        .args(["--exact", "--test-threads=1"])
+        .args(tests)
+        .env("PONDER_SANDBOX_NOT_ROOT", "1")
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "not as root: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("{} passed", tests.len())),
+        "not every test ran: {stdout}"
+    );
+}
+
+#[tokio::test]
 async fn stdin_and_extra_files_reach_the_program() {
     let _guard = checked().await;
     let program = Program::new(

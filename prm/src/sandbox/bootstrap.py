@@ -366,6 +366,13 @@ def watch_caller():
         for _, events in poll.poll():
             if events & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
                 end_all()
+# The program's end is waited for with SIGCHLD blocked (before the thread below starts, which
+# inherits the mask: a SIGCHLD it took would be lost) and the deadline kept by that wait's
+# timeout, not by a timer signal: a signal the bootstrap handles is one the program can send it
+# (not as root it is the same user, and a PID namespace's init is shielded only from the
+# signals it leaves at their default), and a SIGALRM handler would let it end the run with no
+# status. A SIGCHLD it sends only wakes the wait below, which looks and waits again.
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
 try:
     import stat, threading
     if stat.S_ISFIFO(os.fstat(1).st_mode):
@@ -373,15 +380,20 @@ try:
 except Exception:
     # No thread to be had (a pids limit reached): the deadline below still ends the run.
     pass
-signal.signal(signal.SIGALRM, end_all)
-signal.setitimer(signal.ITIMER_REAL, cfg["deadline"])
+import time
+deadline = time.monotonic() + cfg["deadline"]
 while True:
     try:
-        pid, status, usage = os.wait4(-1, 0)
+        pid, status, usage = os.wait4(-1, os.WNOHANG)
     except ChildProcessError:
         finish({"setup_error": "lost the program"})
     if pid == child.pid:
         break
+    if pid == 0:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            end_all()
+        signal.sigtimedwait({signal.SIGCHLD}, left)
 child.returncode = 0
 done = {"cpu_s": usage.ru_utime + usage.ru_stime}
 if os.WIFEXITED(status):
