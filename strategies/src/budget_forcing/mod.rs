@@ -321,6 +321,42 @@ impl BudgetForcing {
                 close_variants.push(variant);
             }
         }
+        // And its last piece with what follows it: Qwen2.5 writes "</think>\n\n" as "</"
+        // "think" ">\n\n", so a model that closes its thinking and starts a new paragraph would
+        // go unseen (its answer counted as thinking, its end of sequence taken for one that
+        // skipped the delimiter). Each trail that merges gives every form another last token.
+        if let Some((last, head)) = close.split_last() {
+            let mut lasts = Vec::new();
+            for trail in [" ", "\n", "\n\n", "\n\n\n", "\r\n"] {
+                let with_trail = backend
+                    .tokenize(TokenizeInput::Piece(&format!("{}{trail}", c.think_close)))
+                    .await?;
+                let merged = with_trail
+                    .strip_prefix(head)
+                    .and_then(|rest| rest.first())
+                    .filter(|&merged| merged != last);
+                if let Some(&merged) = merged {
+                    if !lasts.contains(&merged) {
+                        lasts.push(merged);
+                    }
+                }
+            }
+            let forms: Vec<Vec<u32>> = std::iter::once(close.clone())
+                .chain(close_variants.iter().cloned())
+                .filter(|form| form.last() == Some(last))
+                .collect();
+            for form in forms {
+                for &merged in &lasts {
+                    let mut variant = form.clone();
+                    if let Some(end) = variant.last_mut() {
+                        *end = merged;
+                    }
+                    if !close_variants.contains(&variant) {
+                        close_variants.push(variant);
+                    }
+                }
+            }
+        }
         let cue = backend
             .tokenize(TokenizeInput::Piece(&format!("\n{}", c.answer_cue)))
             .await?;
@@ -341,9 +377,30 @@ impl BudgetForcing {
         })
     }
 
+    /// Warns (once a process) where waits are owed and the delimiter is more than a token on
+    /// this model: its first token (Qwen2.5's "</" of "</think>") starts other text too, a
+    /// closing tag, and the decode cannot tell which the model meant when it picks it.
+    fn warn_of_a_shared_start(&self, tokens: &ForcingTokens) {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        let c = &self.config;
+        if tokens.close.len() > 1 && (c.min_thinking_tokens > 0 || c.max_waits > 0) {
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    think_close = %c.think_close,
+                    tokens = tokens.close.len(),
+                    "budget forcing in the decode: the end of thinking is several tokens on \
+                     this model, and while a wait is owed its first is read as the model ending \
+                     its thinking wherever it is written (\"</\" of a closing tag, say); \
+                     mode = \"resubmit\" matches the whole delimiter"
+                );
+            });
+        }
+    }
+
     async fn in_decode(&self, problem: &Problem, cx: &Context) -> Result<Outcome> {
         let backend = cx.backend();
         let tokens = self.tokens(backend.as_ref()).await?;
+        self.warn_of_a_shared_start(&tokens);
         // Where a sampled decode would have ended, drawn from the solve's seed where it is
         // seeded (the same solve draws the same), else afresh.
         let seed = cx.seed().map_or_else(

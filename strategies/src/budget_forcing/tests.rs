@@ -404,7 +404,7 @@ struct Merging {
 /// The id [`Merging`] gives "\n\n" alone where `lone_blank_line`.
 const BLANK_LINE: u32 = 2000;
 
-const VOCAB: [&str; 6] = ["</", ".</", "!</", "think", ">", " Wait"];
+const VOCAB: [&str; 8] = ["</", ".</", "!</", "think", ">", " Wait", ">\n", ">\n\n"];
 
 #[async_trait::async_trait]
 impl Backend for Merging {
@@ -469,6 +469,35 @@ async fn a_delimiter_merged_with_the_punctuation_before_it_is_a_variant() {
 }
 
 #[tokio::test]
+async fn a_delimiter_merged_with_the_newlines_after_it_is_a_variant() {
+    let strategy = BudgetForcing::new(BudgetForcingConfig::default()).unwrap();
+    let mut tokens = strategy.tokens(&Merging::default()).await.unwrap();
+    tokens.eos = vec![EOS];
+    // "</think>\n" and "</think>\n\n" end in one token, after the plain delimiter and after
+    // one merged with what came before it.
+    for merged in [vec![1, 4, 7], vec![1, 4, 8], vec![2, 4, 8], vec![3, 4, 7]] {
+        assert!(
+            tokens.close_variants.contains(&merged),
+            "{merged:?} in {:?}",
+            tokens.close_variants
+        );
+    }
+    // A model that closes its thinking and starts a paragraph is seen to have closed it: the
+    // cue follows at once, its thinking is what came before, and the answer is not thinking.
+    let ids = [1000 + u32::from(b'd'), 1000 + u32::from(b'd'), 1, 4, 8];
+    let p = ForcingProcessor::new(tokens.clone(), &config(0, 100, 0), 7);
+    let out = decode(&p, |g: &[u32]| ids.get(g.len()).copied().unwrap_or(EOS), 40);
+    assert_eq!(&out[..5], &ids);
+    assert_eq!(&out[5..5 + tokens.cue.len()], tokens.cue.as_slice());
+    assert_eq!(p.details().thinking_tokens, 2);
+    assert!(!p.details().forced_end);
+    // At the cap the delimiter is still forced plain, not with a newline.
+    let p = ForcingProcessor::new(tokens.clone(), &config(0, 2, 0), 7);
+    let out = decode(&p, |_| 1000 + u32::from(b'd'), 40);
+    assert_eq!(&out[2..5], &[1, 4, 5]);
+}
+
+#[tokio::test]
 async fn a_lead_tokenized_apart_from_the_delimiter_is_no_start_of_it() {
     let strategy = BudgetForcing::new(BudgetForcingConfig::default()).unwrap();
     let tokens = strategy
@@ -489,7 +518,11 @@ async fn a_lead_tokenized_apart_from_the_delimiter_is_no_start_of_it() {
     // which would then be taken for the start of a close).
     assert!(!tokens.close_variants.is_empty());
     for variant in &tokens.close_variants {
-        assert!([2, 3].contains(&variant[0]), "{:?}", tokens.close_variants);
+        assert!(
+            [1, 2, 3].contains(&variant[0]),
+            "{:?}",
+            tokens.close_variants
+        );
     }
 }
 
