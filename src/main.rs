@@ -808,13 +808,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         make_trace_dir(dir)?;
     }
     warn_untraced(args.trace_dir.as_deref(), &config.strategy);
+    // Code problems are graded in the sandbox: one that cannot isolate a program here is an
+    // error before the model loads and anything is solved, not a grading error on every line.
+    let sandbox = ponder::prm::Sandbox::new().allow_unisolated(args.allow_unisolated_sandbox);
+    if problems.iter().any(|p| p.code.is_some()) {
+        sandbox
+            .self_check()
+            .await
+            .context("grading code problems needs the sandbox")?;
+    }
     let backend = config.model.load().await?;
     let mut run_budget = Budget::unlimited();
     run_budget.max_tokens = args.max_run_tokens;
     let mut runner = Runner::new(strategy, backend)
-        .with_grader(Arc::new(ponder::prm::StandardGrader::new(
-            ponder::prm::Sandbox::new().allow_unisolated(args.allow_unisolated_sandbox),
-        )))
+        .with_grader(Arc::new(ponder::prm::StandardGrader::new(sandbox)))
         .with_concurrency(args.concurrency)
         .with_problem_budget(config.budget)
         .with_run_budget(run_budget)

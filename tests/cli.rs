@@ -968,6 +968,35 @@ fn a_run_whose_problems_failed_exits_1_after_its_summary() {
 }
 
 #[test]
+fn code_problems_with_no_sandbox_to_grade_them_are_an_error_before_anything_is_solved() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let out = dir.path().join("o.jsonl");
+    // A temporary directory that is not there: the sandbox cannot make a program's run
+    // directory in it.
+    let output = ponder()
+        .args(["run", "--config", text(&config), "--problems"])
+        .arg(repo("examples/problems/humaneval-3.jsonl"))
+        .args(["--out", text(&out)])
+        .env("TMPDIR", dir.path().join("gone"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("grading code problems needs the sandbox")
+            && stderr.contains("run directory"),
+        "{stderr}"
+    );
+    // Nothing solved, nothing to redo: no line (solving first would have written three, each
+    // with its grading's error).
+    assert!(
+        std::fs::read_to_string(&out).unwrap_or_default().is_empty(),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn ctrl_c_says_how_many_problems_are_finished_and_exits_130() {
     stopped_by("INT", 130);
 }

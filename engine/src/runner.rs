@@ -109,6 +109,15 @@ pub struct ResultLine {
     /// (Absent in lines of no calls of their own, and in lines written before it was recorded.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u64>,
+    /// On a line whose grading failed (a sandbox that could not start, say): the solution's
+    /// candidates, so that a resumed run grades the solution again instead of solving the
+    /// problem again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_grade: Option<Vec<crate::solution::Candidate>>,
+    /// This line grades again the solution an earlier line recorded whose grading failed: its
+    /// usage is that line's, spent once (the run's budget counts it there).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grade_retried: bool,
 }
 
 /// The first 16 hex digits of the SHA-256 of a problem's question (its code task's prompt and
@@ -497,6 +506,20 @@ impl Runner {
         // every call of an attempt that wrote none.
         let spent = spent_on(&previous, &firsts, &side_attempts, &calls);
         drop(calls);
+        // Problems whose last line is a solution its grading failed on: graded again, not
+        // solved again.
+        let mut regrade: BTreeMap<&str, &ResultLine> = BTreeMap::new();
+        for line in previous
+            .iter()
+            .filter(|l| wanted.contains_key(l.id.as_str()))
+        {
+            if line.error.is_some() && line.to_grade.is_some() {
+                regrade.insert(line.id.as_str(), line);
+            } else {
+                regrade.remove(line.id.as_str());
+            }
+        }
+        finished.extend(regrade.keys().map(|id| id.to_string()));
         for (id, (answered, correct)) in last {
             if answered {
                 summary.resumed += 1;
@@ -553,6 +576,12 @@ impl Runner {
                 ledger,
             },
         };
+        for (id, line) in regrade {
+            let Some(problem) = wanted.get(id) else {
+                continue;
+            };
+            sink.take(Outcome::Done(self.grade_again(problem, line).await))?;
+        }
         let run_meter = Meter::new(run_budget);
         match staged {
             Some(staged) => {
@@ -776,6 +805,8 @@ impl Runner {
                     cut_short: false,
                     candidates: None,
                     attempt: None,
+                    to_grade: None,
+                    grade_retried: false,
                 }
             }
         }
@@ -806,6 +837,29 @@ impl Runner {
     /// Whether this run has been halted.
     fn is_halted(&self) -> bool {
         self.halted.lock().is_ok_and(|h| h.is_some())
+    }
+
+    /// The line of a solution `line` recorded ungraded (its grading failed), graded now: what it
+    /// spent is that line's.
+    async fn grade_again(&self, problem: &Problem, line: &ResultLine) -> ResultLine {
+        tracing::info!(problem = %problem.id, "grading again the solution whose grading failed");
+        let solution = Solution {
+            strategy: line.strategy.clone(),
+            answer: line.answer.clone(),
+            completion: line.completion.clone(),
+            candidates: line.to_grade.clone().unwrap_or_default(),
+            stop_reason: line.stop_reason.unwrap_or(StopReason::Completed),
+            usage: line.usage,
+            details: line.details.clone(),
+            trace: None,
+        };
+        ResultLine {
+            attempt: line.attempt,
+            allotted: line.allotted,
+            triage: line.triage.clone(),
+            grade_retried: true,
+            ..self.finish(problem, solution).await
+        }
     }
 
     /// The result line of a solution (its usage filled in): its trace written, graded.
@@ -854,9 +908,11 @@ impl Runner {
                     ..line_for(problem, solution, correct)
                 }
             }
-            // Recorded as failed, with what it found, so a resumed run does it again.
+            // Recorded as failed, with what it found and what to grade, so a resumed run
+            // grades it again.
             Err(error) => ResultLine {
                 error: Some(format!("grading: {}", error_chain(&error))),
+                to_grade: Some(solution.candidates.clone()),
                 ..line_for(problem, solution, None)
             },
         }
@@ -881,6 +937,8 @@ fn line_for(problem: &Problem, solution: Solution, correct: Option<bool>) -> Res
         cut_short: false,
         candidates: None,
         attempt: None,
+        to_grade: None,
+        grade_retried: false,
     }
 }
 

@@ -30,6 +30,8 @@ fn line(id: &str, correct: Option<bool>, tokens: u64, error: bool) -> ResultLine
         cut_short: false,
         candidates: None,
         attempt: None,
+        to_grade: None,
+        grade_retried: false,
     }
 }
 

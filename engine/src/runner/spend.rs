@@ -144,7 +144,10 @@ pub(super) fn spent_on(
     let mut spent = Usage::default();
     let mut answered: HashMap<&str, bool> = HashMap::new();
     for line in lines {
-        spent += line.usage;
+        // A solution graded again was paid for by the line that recorded it first.
+        if !line.grade_retried {
+            spent += line.usage;
+        }
         answered.insert(line.id.as_str(), line.error.is_none());
     }
     for stage in kept {

@@ -24,6 +24,8 @@ fn line(id: &str) -> String {
         cut_short: false,
         candidates: None,
         attempt: None,
+        to_grade: None,
+        grade_retried: false,
     };
     serde_json::to_string(&l).unwrap()
 }
@@ -640,7 +642,7 @@ impl Grader for FlakyGrader {
 }
 
 #[tokio::test]
-async fn a_problem_that_could_not_be_graded_is_recorded_failed_and_redone() {
+async fn a_problem_that_could_not_be_graded_is_recorded_failed_and_graded_again_on_resume() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.jsonl");
     let problems = vec![Problem::new("p1", "Q?")];
@@ -667,16 +669,43 @@ async fn a_problem_that_could_not_be_graded_is_recorded_failed_and_redone() {
         "{error}"
     );
 
+    assert_eq!(lines[0].to_grade.as_ref().map(Vec::len), Some(1));
+    let paid = lines[0].usage;
+    assert_eq!(paid.calls, 1);
+
+    // The sandbox works now: the solution is graded, not solved again (the model has nothing
+    // more to say), and what it cost is the first line's, spent once.
     grader.working.store(true, Ordering::Relaxed);
-    let summary = run(vec!["7"]).run(&problems, &out, |_| {}).await.unwrap();
+    let summary = run(vec![]).run(&problems, &out, |_| {}).await.unwrap();
     assert_eq!(
-        (summary.resumed, summary.solved, summary.correct),
-        (0, 1, 1)
+        (
+            summary.resumed,
+            summary.solved,
+            summary.correct,
+            summary.errors
+        ),
+        (0, 1, 1, 0)
     );
+    let lines = read_results(&out).unwrap();
+    assert_eq!(lines.len(), 2);
+    let again = &lines[1];
     assert_eq!(
-        read_results(&out).unwrap().last().unwrap().correct,
-        Some(true)
+        (
+            again.correct,
+            again.answer.as_deref(),
+            again.error.as_deref()
+        ),
+        (Some(true), Some("7"), None)
     );
+    assert!(again.grade_retried && again.to_grade.is_none());
+    assert_eq!((again.usage, again.attempt), (paid, lines[0].attempt));
+    let spent = recorded_spend(&out, &lines, Allocation::FirstCome).unwrap();
+    assert_eq!(spent, paid);
+
+    // Done: a third run has nothing to do.
+    let summary = run(vec![]).run(&problems, &out, |_| {}).await.unwrap();
+    assert_eq!((summary.resumed, summary.solved), (1, 0));
+    assert_eq!(read_results(&out).unwrap().len(), 2);
 }
 
 /// Answers "6" among the candidates "5", "6", "5", without a call.

@@ -200,6 +200,8 @@ async fn a_resumed_triage_run_counts_what_its_files_record_against_the_budget() 
         cut_short: false,
         candidates: None,
         attempt: None,
+        to_grade: None,
+        grade_retried: false,
     };
     let mut text_out = std::fs::read_to_string(&out).unwrap();
     text_out.push_str(&serde_json::to_string(&p2).unwrap());
