@@ -697,9 +697,13 @@ fn resolved(path: &Path) -> PathBuf {
 /// Refuses `path` (given to `flag`) where it is one of `others`: a file two flags would both
 /// write, or one read and written.
 fn check_distinct(path: &Path, flag: &str, others: &[(&Path, &str)]) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let here = resolved(path);
+    // A hard link is another name for the same file.
+    let inode = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    let here_inode = inode(path);
     for (other, other_flag) in others {
-        if resolved(other) == here {
+        if resolved(other) == here || here_inode.is_some_and(|i| inode(other) == Some(i)) {
             bail!(
                 "{flag} {} is also {other_flag}: give {flag} a file of its own",
                 path.display()
@@ -751,12 +755,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         &[(&args.problems, "--problems"), (&args.config, "--config")],
     )?;
     if let Some(events) = args.events.as_deref() {
+        // The files the run keeps beside --out are its too: events appended to one would
+        // leave the run unable to resume.
+        let (config_file, spend, triage) = (
+            runner::config_path(&args.out),
+            runner::spend_path(&args.out),
+            runner::triage_path(&args.out),
+        );
         check_events(
             events,
             &[
                 (&args.out, "--out"),
                 (&args.problems, "--problems"),
                 (&args.config, "--config"),
+                (
+                    &config_file,
+                    "the run's record of its configuration beside --out",
+                ),
+                (&spend, "the run's spend ledger beside --out"),
+                (&triage, "the run's kept first stages beside --out"),
             ],
         )?;
     }

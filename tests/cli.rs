@@ -752,6 +752,9 @@ fn user_errors_are_told_once_without_a_backtrace() {
     let config = write_config(dir.path());
     let config = text(&config);
     let traces = format!("{config}/traces");
+    let spend = format!("{}.spend.jsonl", text(&here));
+    let link = dir.path().join("link.toml");
+    std::fs::hard_link(config, &link).unwrap();
     let problems = repo("examples/problems/mawps-singleop-20.jsonl");
     let problems = text(&problems);
     let cases = [
@@ -822,6 +825,35 @@ fn user_errors_are_told_once_without_a_backtrace() {
                 text(&here)
             ),
         ),
+        // A file the run keeps beside --out, or another name for one a flag names.
+        (
+            vec![
+                "run",
+                "--config",
+                config,
+                "--problems",
+                problems,
+                "--out",
+                text(&here),
+                "--events",
+                &spend,
+            ],
+            format!("error: --events {spend} is also the run's spend ledger beside --out"),
+        ),
+        (
+            vec![
+                "run",
+                "--config",
+                config,
+                "--problems",
+                problems,
+                "--out",
+                text(&here),
+                "--events",
+                text(&link),
+            ],
+            format!("error: --events {} is also --config", text(&link)),
+        ),
         (
             vec![
                 "run",
@@ -865,8 +897,8 @@ fn user_errors_are_told_once_without_a_backtrace() {
         // The message once: a cause it already quotes is not told again.
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
     }
-    // Nothing was written for the runs.
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    // Nothing was written for the runs (the config and its link are the test's).
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
 }
 
 #[test]
