@@ -401,18 +401,7 @@ impl Runner {
             .map_err(|e| Error::io(out, e))?;
         // Its entry in the directory survives a crash of the machine too.
         files::sync_dir(out);
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Config {
-                    path: out.to_path_buf(),
-                    message: "another run is writing to it (wait for it, or write to another \
-                              --out)"
-                        .into(),
-                })
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(out, e)),
-        }
+        take_lock(&lock, out)?;
         // Only read until the files are found to belong to this run: one refused leaves them
         // as they were.
         let (previous, results_tail) = scan_results(out)?;
@@ -998,6 +987,13 @@ pub fn check_resumable(
     allocation: Allocation,
     problems: &[Problem],
 ) -> Result<Vec<ResultLine>> {
+    // Another run writing to it now: said before a model loads for nothing. (Let go at once:
+    // the run takes the lock for itself.)
+    match std::fs::File::open(out) {
+        Ok(file) => take_lock(&file, out)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(out, e)),
+    }
     let (previous, _) = peek_results(out)?;
     let has_firsts = allocation == Allocation::Triage && !triage::peek(out)?.0.is_empty();
     let has_calls = !ledger::scan(out)?.0.is_empty();
@@ -1015,6 +1011,18 @@ pub fn check_resumable(
         false,
     )?;
     Ok(previous)
+}
+
+/// Takes the results file's lock (one run at a time writes to it), held while `file` is open.
+fn take_lock(file: &std::fs::File, out: &Path) -> Result<()> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Config {
+            path: out.to_path_buf(),
+            message: "another run is writing to it (wait for it, or write to another --out)".into(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(out, e)),
+    }
 }
 
 /// `solve`'s outcome, a panic in it (a strategy's, a backend's or a grader's defect) being

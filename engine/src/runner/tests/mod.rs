@@ -501,12 +501,21 @@ async fn a_second_run_on_the_same_results_file_is_refused_while_the_first_writes
     let problems = numbered(2);
     let second = async {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        runner.run(&problems, &out, |_| {}).await
+        // Checked before a model would load, and by the run.
+        let checked = check_resumable(
+            &out,
+            &serde_json::Value::Null,
+            Allocation::FirstCome,
+            &problems,
+        );
+        (checked, runner.run(&problems, &out, |_| {}).await)
     };
-    let (first, second) = tokio::join!(runner.run(&problems, &out, |_| {}), second);
+    let (first, (checked, second)) = tokio::join!(runner.run(&problems, &out, |_| {}), second);
     assert_eq!(first.unwrap().solved, 2);
-    let err = second.unwrap_err().to_string();
-    assert!(err.contains("another run is writing to it"), "{err}");
+    for err in [checked.unwrap_err(), second.unwrap_err()] {
+        let err = err.to_string();
+        assert!(err.contains("another run is writing to it"), "{err}");
+    }
     assert_eq!(backend.requests().len(), 2, "each problem solved once");
     // Once the first is done, the file is free again.
     let again = runner.run(&problems, &out, |_| {}).await.unwrap();
