@@ -1115,11 +1115,10 @@ fn check_kind_unrecorded(
         Some(at) => Err(Error::Config {
             path: out.to_path_buf(),
             message: format!(
-                "holds results of `{}` (line {}, problem `{}`) and no record of their \
-                 configuration ({}), and this run's strategy is `{kind}`: write to another \
-                 --out, or delete it and its side files to start over",
+                "holds results of `{}` (problem `{}`'s line, the first) and no record of \
+                 their configuration ({}), and this run's strategy is `{kind}`: write to \
+                 another --out, or delete it and its side files to start over",
                 previous[at].strategy,
-                at + 1,
                 previous[at].id,
                 side.display()
             ),

@@ -123,7 +123,7 @@ async fn results_without_their_record_resume_only_under_the_strategy_their_lines
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("holds results of `direct` (line 1, problem `p1`)")
+        err.contains("holds results of `direct` (problem `p1`'s line, the first)")
             && err.contains("this run's strategy is `budget_forcing`"),
         "{err}"
     );
