@@ -300,6 +300,7 @@ impl BudgetForcing {
         // a full stop would go unseen (and get a second delimiter forced after it). Each lead
         // that merges gives a variant that starts with the merged token.
         let mut close_variants = Vec::new();
+        let mut leads: Vec<(u32, Vec<u32>)> = Vec::new();
         for lead in [
             " ", "\n", "\n\n", ".", "!", "?", ",", ":", ";", ")", "]", "}", "\"", "'", "*", "`",
             "$", ">",
@@ -315,7 +316,17 @@ impl BudgetForcing {
             let variant = match with_lead.strip_prefix(lead_ids.as_slice()) {
                 Some(rest) => rest.to_vec(),
                 None if with_lead.ends_with(&close) => close.clone(),
-                None => with_lead,
+                None => {
+                    // Its first token holds the lead.
+                    if let Some(&start) = with_lead.first() {
+                        if start != close.first().copied().unwrap_or(u32::MAX)
+                            && !leads.iter().any(|(s, _)| *s == start)
+                        {
+                            leads.push((start, lead_ids.clone()));
+                        }
+                    }
+                    with_lead
+                }
             };
             if variant != close && !close_variants.contains(&variant) {
                 close_variants.push(variant);
@@ -371,6 +382,7 @@ impl BudgetForcing {
         Ok(ForcingTokens {
             close,
             close_variants,
+            leads,
             cue,
             waits,
             eos: backend.capabilities().eos_token_ids,

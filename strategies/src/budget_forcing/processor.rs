@@ -16,6 +16,10 @@ pub struct ForcingTokens {
     /// Other tokenizations of the delimiter that count when the model writes them (with a
     /// leading space or newline, say).
     pub close_variants: Vec<Vec<u32>>,
+    /// The first token of a variant that holds what came before the delimiter too (Qwen2.5's
+    /// ".</"), with that lead's own tokens: a wait said where the model picked it keeps the
+    /// lead (`42.` then the wait, as resubmission writes it).
+    pub leads: Vec<(u32, Vec<u32>)>,
     /// The answer cue (with its leading newline).
     pub cue: Vec<u32>,
     /// The wait strings (with their leading space), in rotation order.
@@ -245,6 +249,23 @@ impl ForcingProcessor {
             } else {
                 wants_to_end
             };
+            // What the ending the model picked held before the delimiter ("." of ".</"), said
+            // before the wait (the likeliest ending's, sampling).
+            let lead = if ends_here {
+                let likeliest = ends.iter().copied().max_by(|&a, &b| {
+                    let logit = |id: u32| logits.get(id as usize).copied().unwrap_or(f32::MIN);
+                    logit(a).total_cmp(&logit(b))
+                });
+                self.tokens
+                    .leads
+                    .iter()
+                    .find(|(start, _)| Some(*start) == likeliest)
+                    .map(|(_, lead)| lead.clone())
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let fits = fits && thought + lead.len() + wait.len() < cap;
             // Ending at once after the wait, after MAX_IDLE_WAITS of those running: the model
             // will not think on, and it is let end.
             let idle = ends_here && state.wait_end == Some(thought);
@@ -254,9 +275,9 @@ impl ForcingProcessor {
                 ends.iter().for_each(|&id| ban(logits, id));
                 if ends_here && fits {
                     state.idle_waits = if idle { state.idle_waits + 1 } else { 0 };
-                    state.wait_end = Some(thought + wait.len());
+                    state.wait_end = Some(thought + lead.len() + wait.len());
                     state.details.waits += 1;
-                    state.forcing = wait.into_iter().collect();
+                    state.forcing = lead.into_iter().chain(wait).collect();
                     if let Some(next) = state.forcing.pop_front() {
                         force(logits, next);
                     }

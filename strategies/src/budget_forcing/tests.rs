@@ -11,6 +11,7 @@ fn tokens() -> ForcingTokens {
     ForcingTokens {
         close: CLOSE.to_vec(),
         close_variants: vec![vec![6, 8]],
+        leads: Vec::new(),
         cue: vec![CUE],
         waits: vec![vec![3, 4]],
         eos: vec![EOS],
@@ -466,6 +467,29 @@ async fn a_delimiter_merged_with_the_punctuation_before_it_is_a_variant() {
     let out = decode(&p, |g: &[u32]| ids.get(g.len()).copied().unwrap_or(EOS), 40);
     assert_eq!(&out[..4], &ids);
     assert_eq!(&out[4..4 + tokens.cue.len()], tokens.cue.as_slice());
+}
+
+#[tokio::test]
+async fn a_wait_said_where_the_model_ended_after_a_full_stop_keeps_the_full_stop() {
+    let strategy = BudgetForcing::new(BudgetForcingConfig::default()).unwrap();
+    let mut tokens = strategy.tokens(&Merging::default()).await.unwrap();
+    tokens.eos = vec![EOS];
+    let (dot, d) = (1000 + u32::from(b'.'), 1000 + u32::from(b'd'));
+    assert!(tokens.leads.contains(&(2, vec![dot])), "{:?}", tokens.leads);
+    assert_eq!(tokens.waits, [vec![6]]);
+    // Thinks "d", then ends it with "d.</think>": below the minimum the ".</" becomes ". Wait"
+    // (as resubmission writes it), not " Wait" with the full stop lost.
+    let want = |g: &[u32]| match g.last() {
+        Some(2) => 4,
+        Some(4) => 5,
+        Some(&t) if t == d => 2,
+        _ => d,
+    };
+    let p = ForcingProcessor::new(tokens.clone(), &config(4, 100, 0), 7);
+    let out = decode(&p, want, 40);
+    assert_eq!(&out[..7], &[d, dot, 6, d, 2, 4, 5]);
+    let details = p.details();
+    assert_eq!((details.waits, details.thinking_tokens), (1, 4));
 }
 
 #[tokio::test]
