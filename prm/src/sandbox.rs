@@ -81,7 +81,7 @@
 //!
 //! Concurrency and cancellation: [`Sandbox::run`] may be called from many tasks at once (the
 //! sandbox is a cheap [`Clone`]); each run spawns its own processes, and at most one run per
-//! core goes at once in a process (the others wait their turn, in the run future). The run
+//! core (16 at most) goes at once in a process (the others wait their turn, in the run future). The run
 //! future is safe to drop at any await: the child is spawned with `kill_on_drop`, the process
 //! group is killed by a guard, and the temporary directory is removed by its own guard.
 
@@ -330,14 +330,21 @@ impl Level {
     }
 }
 
-/// Turns to run a program, one per core, shared by every sandbox of the process.
+/// Turns to run a program, one per core ([`MAX_RUNS_AT_ONCE`] at most), shared by every
+/// sandbox of the process.
 fn run_turns() -> &'static tokio::sync::Semaphore {
     static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
     TURNS.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        tokio::sync::Semaphore::new(cores)
+        tokio::sync::Semaphore::new(cores.min(MAX_RUNS_AT_ONCE))
     })
 }
+
+/// The most runs that go at once in a process, however many cores: as root every run's
+/// processes count toward the one sandbox user's process limit (64 by default), and a program
+/// with its test harness is two or three of them; one run a core on a machine of 64 would
+/// leave no process to start.
+const MAX_RUNS_AT_ONCE: usize = 16;
 
 impl Default for Sandbox {
     fn default() -> Self {
@@ -416,7 +423,8 @@ impl Sandbox {
     }
 
     /// Runs `program` with `python3 -I main.py` and classifies how it ended. At most as many
-    /// runs as the machine has cores go at once in this process (the others wait their turn):
+    /// runs as the machine has cores (16 at most) go at once in this process (the others wait
+    /// their turn):
     /// a program and its test harness are CPU-bound, so more only slice the cores thinner, and
     /// a run's wall-clock limit (a few times its CPU limit) would then end programs still
     /// within their CPU time.
