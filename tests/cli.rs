@@ -1029,6 +1029,30 @@ fn code_problems_with_no_sandbox_to_grade_them_are_an_error_before_anything_is_s
 }
 
 #[test]
+fn an_api_key_no_header_can_carry_is_refused_without_showing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("http.toml");
+    std::fs::write(
+        &config,
+        "[model]\nbackend = \"openai\"\nbase_url = \"http://127.0.0.1:1\"\nretries = 0\n\
+         api_key_env = \"PONDER_TEST_KEY\"\n\n[strategy]\nkind = \"direct\"\n",
+    )
+    .unwrap();
+    let output = ponder()
+        .args(["solve", "hi", "--config", text(&config)])
+        .env("PONDER_TEST_KEY", "sk-sec\u{1}ret")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("PONDER_TEST_KEY") && stderr.contains("control characters"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("sk-sec"), "{stderr}");
+}
+
+#[test]
 fn ctrl_c_says_how_many_problems_are_finished_and_exits_130() {
     stopped_by("INT", 130);
 }

@@ -752,6 +752,44 @@ fn a_reply_without_usage_is_counted_from_its_bytes_not_free() {
     assert_eq!(generation.choices[0].completion_tokens, 4);
     let usage = metered.meter().usage();
     assert_eq!((usage.prompt_tokens, usage.completion_tokens), (1, 4));
+    // A usage without the completion's count, or with `null` for it (vLLM's type allows
+    // one): counted the same way, neither free nor a failed reply.
+    for usage in [
+        r#"{"total_tokens":20}"#,
+        r#"{"prompt_tokens":1,"completion_tokens":null}"#,
+    ] {
+        let reply = format!(
+            r#"{{"choices":[{{"index":0,"text":"four","finish_reason":"stop"}}],"usage":{usage}}}"#
+        );
+        let (url, _) = scripted_server_with(vec![(200, Some(reply))]);
+        let backend = scripted_backend(&url, 0);
+        let generation =
+            block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap();
+        assert_eq!(generation.choices[0].completion_tokens, 4, "{usage}");
+    }
+}
+
+#[test]
+fn a_prompt_the_server_says_is_too_long_for_its_window_is_prompt_too_long() {
+    // vLLM's words, and llama-server's with its counts.
+    let vllm = r#"{"object":"error","message":"This model's maximum context length is 2048 tokens. However, you requested 2060 tokens (2000 in the messages, 60 in the completion). Please reduce the length of the messages or completion.","type":"BadRequestError","param":null,"code":400}"#;
+    let llama = r#"{"error":{"code":400,"message":"request (2101 tokens) exceeds the available context size (2048 tokens), try increasing it","type":"exceed_context_size_error","n_prompt_tokens":2101,"n_ctx":2048}}"#;
+    for (reply, prompt_tokens, context_tokens) in [(vllm, 0, 0), (llama, 2101, 2048)] {
+        let (url, _) = scripted_server_with(vec![(400, Some(reply.into()))]);
+        let backend = scripted_backend(&url, 0);
+        let err = block_on(
+            backend.generate(GenerationRequest::new(Prompt::Text("x".into())).with_max_tokens(60)),
+        )
+        .unwrap_err();
+        match err {
+            Error::PromptTooLong {
+                prompt_tokens: p,
+                max_tokens: 60,
+                context_tokens: c,
+            } => assert_eq!((p, c), (prompt_tokens, context_tokens), "{reply}"),
+            other => panic!("{other:?} from {reply}"),
+        }
+    }
 }
 
 #[test]
@@ -1719,6 +1757,67 @@ fn a_server_whose_tokenize_ignores_messages_sends_chat_prompts_as_messages() {
     assert_eq!(chat[0]["separate_reasoning"], false);
     let err = block_on(backend.tokenize(TokenizeInput::Prompt(&prompt))).unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+}
+
+#[test]
+fn a_server_that_refuses_fields_beyond_openais_api_is_sent_none_after_the_first_refusal() {
+    const EXTENSIONS: [&str; 5] = [
+        "separate_reasoning",
+        "continue_final_message",
+        "add_generation_prompt",
+        "top_k",
+        "min_p",
+    ];
+    // OpenAI's API: no /tokenize, and a 400 naming the first field it does not know.
+    let (url, sent) = vllm_server(|path, body| {
+        match path {
+        "/tokenize" => Some((404, r#"{"error":"not found"}"#.into())),
+        "/v1/chat/completions" => Some(
+            match EXTENSIONS.iter().find(|f| body.get(**f).is_some()) {
+                Some(field) => (
+                    400,
+                    format!(
+                        r#"{{"error":{{"message":"Unrecognized request argument supplied: {field}","type":"invalid_request_error","param":null,"code":null}}}}"#
+                    ),
+                ),
+                None => (
+                    200,
+                    r#"{"choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"7"}}],"usage":{"prompt_tokens":9,"completion_tokens":1}}"#.into(),
+                ),
+            },
+        ),
+        _ => None,
+    }
+    });
+    let backend = scripted_backend(&url, 0);
+    let ask = || {
+        block_on(backend.generate(
+            GenerationRequest::new(chat("3 + 4?")).with_sampling(Sampling {
+                top_k: Some(5),
+                ..Sampling::with_temperature(0.7)
+            }),
+        ))
+    };
+    assert_eq!(ask().unwrap().choices[0].text, "7");
+    assert_eq!(ask().unwrap().choices[0].text, "7");
+    let log = sent.lock().unwrap().clone();
+    let chats = sent_to(&log, "/v1/chat/completions");
+    // Refused once, sent again without them, and never again with them.
+    assert_eq!(chats.len(), 3, "{log:?}");
+    assert!(chats[0].get("separate_reasoning").is_some());
+    for body in &chats[1..] {
+        for field in EXTENSIONS {
+            assert!(body.get(field).is_none(), "{field} in {body}");
+        }
+        assert_eq!(body["temperature"], 0.7);
+    }
+    // A continuation of an assistant message cannot be asked of such a server: an error, not
+    // a reply to a turn taken as finished.
+    let err = block_on(backend.generate(GenerationRequest::new(continued_chat()))).unwrap_err();
+    assert!(
+        matches!(err, Error::Unsupported { operation, .. } if operation.contains("continue_final_message")),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -12,9 +12,8 @@ use crate::budget::Resource;
 #[non_exhaustive]
 pub enum Error {
     /// The prompt and the requested completion do not fit in the model's context window.
-    #[error(
-        "prompt of {prompt_tokens} tokens plus max_tokens {max_tokens} exceeds the model's context of {context_tokens} tokens"
-    )]
+    /// (A count a server did not say is 0.)
+    #[error("{}", too_long(*prompt_tokens, *max_tokens, *context_tokens))]
     PromptTooLong {
         prompt_tokens: usize,
         max_tokens: usize,
@@ -336,6 +335,19 @@ fn line_kind(path: &std::path::Path) -> &'static str {
     } else {
         "a results line"
     }
+}
+
+/// [`Error::PromptTooLong`]'s message, leaving out a count that is not known (0).
+fn too_long(prompt_tokens: usize, max_tokens: usize, context_tokens: usize) -> String {
+    let prompt = match prompt_tokens {
+        0 => "the prompt".to_string(),
+        n => format!("prompt of {n} tokens"),
+    };
+    let context = match context_tokens {
+        0 => "the model's context window".to_string(),
+        n => format!("the model's context of {n} tokens"),
+    };
+    format!("{prompt} plus max_tokens {max_tokens} exceeds {context}")
 }
 
 #[cfg(test)]

@@ -498,6 +498,31 @@ impl MistralRsBackend {
     }
 }
 
+/// Whether `files` (names, sorted) are the shards of one model, `name-0000i-of-0000n.gguf` for
+/// each `i` of `1..=n`.
+fn shards_of_one_model(files: &[String]) -> bool {
+    let shard = |file: &str| -> Option<(String, usize, usize)> {
+        let stem = file.strip_suffix(".gguf")?;
+        let (head, total) = stem.rsplit_once("-of-")?;
+        let (prefix, index) = head.rsplit_once('-')?;
+        let number = |digits: &str| {
+            (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| digits.parse::<usize>().ok())
+                .flatten()
+        };
+        Some((prefix.to_string(), number(index)?, number(total)?))
+    };
+    let Some(shards) = files.iter().map(|f| shard(f)).collect::<Option<Vec<_>>>() else {
+        return false;
+    };
+    let mut indexes: Vec<usize> = shards.iter().map(|(_, i, _)| *i).collect();
+    indexes.sort_unstable();
+    shards
+        .iter()
+        .all(|(prefix, _, total)| *prefix == shards[0].0 && *total == files.len())
+        && indexes == (1..=files.len()).collect::<Vec<_>>()
+}
+
 /// Loads GGUF weights (a file, or every `.gguf` in a directory) with F32 activations on CPU:
 /// the builder's automatic choice there is F16, which candle runs slower.
 async fn load_gguf_files(
@@ -514,6 +539,20 @@ async fn load_gguf_files(
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         files.sort();
+        // Several files are one model's shards ("-00001-of-00002.gguf"), or models side by
+        // side (ponder's own cache) that mistral.rs would load as one and fail on later.
+        if files.len() > 1 && !shards_of_one_model(&files) {
+            return Err(Error::ModelSource {
+                source_name: name.to_string(),
+                reason: format!(
+                    "{} holds {} .gguf files that are not the shards of one model \
+                     (name-00001-of-0000N.gguf, ...): give the file to load ({})",
+                    path.display(),
+                    files.len(),
+                    files.join(", ")
+                ),
+            });
+        }
         (path.to_path_buf(), files)
     } else {
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
@@ -1147,6 +1186,13 @@ fn convert_choice(
             .max_by_key(|(at, _)| *at)
             .map(|(_, s)| s.clone());
     }
+    if finish_reason == FinishReason::Length {
+        // Cut inside a character, whose bytes mistral.rs decodes lossily as U+FFFD: the text
+        // ends with the characters it finished (the model writes that one again when it is
+        // continued, rather than a continuation carrying the broken one on).
+        let finished = text.trim_end_matches('\u{FFFD}').len();
+        text.truncate(finished);
+    }
     Choice {
         text,
         completion_tokens: logprobs.len(),
@@ -1658,6 +1704,57 @@ impl Backend for MistralRsBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_completion_cut_inside_a_character_ends_with_the_characters_it_finished() {
+        let choice = |text: &str, finish_reason: &str| mistralrs::core::CompletionChoice {
+            finish_reason: finish_reason.into(),
+            index: 0,
+            text: text.into(),
+            logprobs: None,
+        };
+        let cut = convert_choice(choice("1. 🍌🍌\u{FFFD}", "length"), &[], false, None);
+        assert_eq!(cut.text, "1. 🍌🍌");
+        assert_eq!(cut.finish_reason, FinishReason::Length);
+        // Ended by the model: its text is its own.
+        let ended = convert_choice(choice("odd \u{FFFD}", "stop"), &[], false, None);
+        assert_eq!(ended.text, "odd \u{FFFD}");
+    }
+
+    #[test]
+    fn only_the_shards_of_one_model_load_from_one_directory() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(shards_of_one_model(&names(&[
+            "m-00001-of-00002.gguf",
+            "m-00002-of-00002.gguf"
+        ])));
+        for not_one in [
+            &["a.gguf", "b.gguf"][..],
+            &["m-00001-of-00003.gguf", "m-00002-of-00003.gguf"],
+            &["m-00001-of-00002.gguf", "n-00002-of-00002.gguf"],
+            &["m-00001-of-00002.gguf", "m-00001-of-00002.gguf"],
+        ] {
+            assert!(!shards_of_one_model(&names(not_one)), "{not_one:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_directory_of_two_models_is_refused_with_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["smol.gguf", "qwen.gguf"] {
+            std::fs::write(dir.path().join(file), b"GGUF").unwrap();
+        }
+        let options = LoadOptions::for_device(crate::model_config::DeviceSpec::Cpu);
+        let err = load_gguf_files("cache", dir.path(), &options, &Device::Cpu)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("not the shards of one model") && err.contains("qwen.gguf, smol.gguf"),
+            "{err}"
+        );
+    }
 
     fn written(text: &str) -> Vec<Choice> {
         vec![Choice {

@@ -806,14 +806,28 @@ impl ModelConfig {
         Ok(())
     }
 
-    /// The API key, from the variable `api_key_env` names.
+    /// The API key, from the variable `api_key_env` names, without the whitespace around it
+    /// (a key read from a file with its line's end).
     fn api_key(&self) -> std::result::Result<Option<String>, String> {
         let Some(var) = &self.api_key_env else {
             return Ok(None);
         };
-        std::env::var(var)
-            .map(Some)
-            .map_err(|_| format!("api_key_env names `{var}`, which is not set in the environment"))
+        let key = std::env::var(var).map_err(|_| {
+            format!("api_key_env names `{var}`, which is not set in the environment")
+        })?;
+        let key = key.trim();
+        if key.is_empty() || key.chars().any(char::is_control) {
+            // (The key itself is not shown.)
+            return Err(format!(
+                "api_key_env names `{var}`, whose value is {}: an HTTP header cannot carry it",
+                if key.is_empty() {
+                    "empty"
+                } else {
+                    "a key with control characters inside it"
+                }
+            ));
+        }
+        Ok(Some(key.to_string()))
     }
 
     /// The HTTP options this table describes (`backend = "openai"`); reads the API key from the

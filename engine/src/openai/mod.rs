@@ -90,6 +90,9 @@ pub struct OpenAiBackend {
     /// 2: it takes no `n` at all). Every `n` from it is fanned out; one between the two is
     /// tried once (llama-server takes `n` up to its slots and refuses more).
     n_refused: AtomicUsize,
+    /// Set once the server refused a field of ours beyond OpenAI's API (OpenAI's own API:
+    /// "Unrecognized request argument supplied: separate_reasoning"): none is sent after.
+    plain: AtomicBool,
     info: ServerInfo,
     /// Token text to id, for servers whose log-probabilities carry no ids.
     ids: Mutex<HashMap<String, Option<u32>>>,
@@ -254,6 +257,7 @@ impl OpenAiBackend {
             shunned: Mutex::new(Vec::new()),
             n_taken: AtomicUsize::new(n_taken),
             n_refused: AtomicUsize::new(n_refused),
+            plain: AtomicBool::new(false),
             info: ServerInfo::default(),
             ids: Mutex::new(HashMap::new()),
             stop_lengths: Mutex::new(HashMap::new()),
@@ -511,6 +515,14 @@ impl OpenAiBackend {
             Ok(response) => response,
             Err(e) if e.is_connect() => return Attempt::Retry(error_chain(&e), None, None),
             Err(e) if e.is_timeout() => return timed_out(&e),
+            // Not sent: every request would fail the same way (a header that cannot be one).
+            Err(e) if e.is_builder() => {
+                return Attempt::Fail(Error::Connection {
+                    url: url.to_string(),
+                    attempts: 1,
+                    reason: format!("the request could not be built: {}", error_chain(&e)),
+                })
+            }
             Err(e) => return Attempt::Retry(error_chain(&e), None, None),
         };
         let status = response.status();
@@ -561,6 +573,35 @@ impl OpenAiBackend {
             });
         }
         let message = server_message(&text);
+        // A prompt the server says does not fit its window (vLLM's 400 "This model's maximum
+        // context length is ...", llama-server's `exceed_context_size_error`, OpenAI's
+        // `context_length_exceeded`): the error strategies answer from what they have.
+        if status.is_client_error()
+            && (about_context(&message)
+                || text.contains("exceed_context_size_error")
+                || text.contains("context_length_exceeded"))
+        {
+            tracing::debug!(%url, %message, "the server says the prompt does not fit");
+            let reply: Option<Value> = serde_json::from_str(&text).ok();
+            let field = |name: &str| {
+                let reply = reply.as_ref()?;
+                reply
+                    .get("error")
+                    .and_then(|e| e.get(name))
+                    .or_else(|| reply.get(name))
+                    .and_then(Value::as_u64)
+                    .and_then(|n| usize::try_from(n).ok())
+            };
+            let asked = body
+                .and_then(|b| b.get("max_tokens"))
+                .and_then(Value::as_u64)
+                .and_then(|n| usize::try_from(n).ok());
+            return Attempt::Fail(Error::PromptTooLong {
+                prompt_tokens: field("n_prompt_tokens").unwrap_or(0),
+                max_tokens: asked.unwrap_or(0),
+                context_tokens: field("n_ctx").or(self.info.context_tokens).unwrap_or(0),
+            });
+        }
         // A 5xx about the request itself (llama-server fails the requests in flight with "Context
         // size has been exceeded." when together they fill its KV cache): sent again at once it
         // would decode as far and fail the same way, and after the retries read as a server
@@ -886,16 +927,18 @@ impl OpenAiBackend {
         let object = body.as_object_mut().ok_or(Error::InvalidRequest {
             reason: "request body",
         })?;
-        let neutral = self.options.neutral_sampling;
+        let plain = self.plain.load(Ordering::Relaxed);
+        let neutral = self.options.neutral_sampling && !plain;
         match request.sampling.top_p {
             Some(top_p) => _ = object.insert("top_p".into(), json!(top_p)),
             None if neutral => _ = object.insert("top_p".into(), json!(1.0)),
             None => {}
         }
         match request.sampling.top_k {
-            Some(top_k) => _ = object.insert("top_k".into(), json!(top_k)),
+            Some(top_k) if !plain => _ = object.insert("top_k".into(), json!(top_k)),
             None if neutral => _ = object.insert("top_k".into(), json!(-1)),
-            None => {}
+            // Refused by the server.
+            Some(_) | None => {}
         }
         if neutral {
             object.insert("min_p".into(), json!(0.0));
@@ -937,6 +980,15 @@ impl OpenAiBackend {
                     json!(chat_messages(messages, assistant_prefix)),
                 );
                 if !assistant_prefix.is_empty() {
+                    if plain {
+                        // A final assistant message would be read as a turn of its own, the
+                        // reply a new one: not the continuation asked for.
+                        return Err(Error::Unsupported {
+                            backend: "openai",
+                            operation: "continuing an assistant message on a server that \
+                                        refuses continue_final_message (OpenAI's API)",
+                        });
+                    }
                     // vLLM continues a final assistant message with these; llama.cpp does so
                     // by itself and ignores them.
                     object.insert("continue_final_message".into(), json!(true));
@@ -944,7 +996,9 @@ impl OpenAiBackend {
                 }
                 // SGLang: the text as written, thinking not taken out (vLLM has no such switch;
                 // see `RawMessage::text` for what is made of its split).
-                object.insert("separate_reasoning".into(), json!(false));
+                if !plain {
+                    object.insert("separate_reasoning".into(), json!(false));
+                }
                 if let Some(k) = k {
                     object.insert("logprobs".into(), json!(true));
                     object.insert("top_logprobs".into(), json!(k));
@@ -986,13 +1040,32 @@ impl OpenAiBackend {
         seed_offset: u64,
         once: bool,
     ) -> Result<Reply> {
-        let (path, body) = self.body(request, choices, seed_offset).await?;
-        let (base, value) = if once {
-            self.request_once(reqwest::Method::POST, &path, Some(&body))
-                .await?
-        } else {
-            self.request_from(reqwest::Method::POST, &path, Some(&body))
-                .await?
+        let (mut path, mut body) = self.body(request, choices, seed_offset).await?;
+        let send = |path: String, body: Value| async move {
+            if once {
+                self.request_once(reqwest::Method::POST, &path, Some(&body))
+                    .await
+            } else {
+                self.request_from(reqwest::Method::POST, &path, Some(&body))
+                    .await
+            }
+        };
+        let (base, value) = match send(path.clone(), body.clone()).await {
+            // A field of ours that only open servers read, refused: sent again without any
+            // (OpenAI's API refuses each it does not know, one at a time).
+            Err(Error::Http {
+                status: 400 | 422,
+                message,
+                ..
+            }) if !self.plain.swap(true, Ordering::Relaxed) && names_an_extension(&message) => {
+                tracing::warn!(
+                    %message,
+                    "the server refuses fields beyond OpenAI's API: sending none from now on"
+                );
+                (path, body) = self.body(request, choices, seed_offset).await?;
+                send(path.clone(), body).await?
+            }
+            sent => sent?,
         };
         // Named by server: of a fleet, the one that answered so.
         let reply: RawReply =
@@ -1062,14 +1135,18 @@ impl OpenAiBackend {
         }
         Ok(Reply {
             choices: out,
-            prompt_tokens: reply.usage.as_ref().map_or(0, |u| u.prompt_tokens),
+            prompt_tokens: reply
+                .usage
+                .as_ref()
+                .and_then(|u| u.prompt_tokens)
+                .unwrap_or(0),
             cached_prompt_tokens: reply
                 .usage
                 .as_ref()
                 .and_then(|u| u.prompt_tokens_details.as_ref())
                 .and_then(|d| d.cached_tokens)
                 .unwrap_or(0),
-            completion_tokens: reply.usage.map(|u| u.completion_tokens),
+            completion_tokens: reply.usage.and_then(|u| u.completion_tokens),
             aborted,
         })
     }
@@ -1430,6 +1507,19 @@ fn about_context(message: &str) -> bool {
     ]
     .iter()
     .any(|phrase| lower.contains(phrase))
+}
+
+/// Whether a server's error message names a request field of ours beyond OpenAI's API.
+fn names_an_extension(message: &str) -> bool {
+    [
+        "separate_reasoning",
+        "continue_final_message",
+        "add_generation_prompt",
+        "top_k",
+        "min_p",
+    ]
+    .iter()
+    .any(|field| message.contains(field))
 }
 
 /// Whether a server's error message is about the `n` parameter (a word `n`, or "choice").

@@ -356,9 +356,10 @@ impl RawMessage {
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct RawUsage {
     #[serde(default)]
-    pub(super) prompt_tokens: u64,
+    pub(super) prompt_tokens: Option<u64>,
+    /// Absent or `null` (vLLM's type allows it): counted as where there is no usage at all.
     #[serde(default)]
-    pub(super) completion_tokens: u64,
+    pub(super) completion_tokens: Option<u64>,
     #[serde(default)]
     pub(super) prompt_tokens_details: Option<RawPromptDetails>,
 }
