@@ -371,11 +371,29 @@ impl<B: Backend> Backend for Metered<B> {
         // text but not this kind of prompt (a chat prompt on a server without its template)
         // gets the prompt as it is, bounded by bytes below.
         if caps.tokenizer && !matches!(request.prompt, Prompt::Tokens(_)) {
-            match self
-                .inner
-                .tokenize(TokenizeInput::Prompt(&request.prompt))
-                .await
-            {
+            // Within the call's time, as the call is: a tokenizer behind a slow server (or an
+            // engine busy with another prompt) is no way around the deadline.
+            let meter_deadline = self.meter.deadline();
+            let deadline = match (meter_deadline, request.deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let tokenized = self.inner.tokenize(TokenizeInput::Prompt(&request.prompt));
+            let tokenized = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline.into(), tokenized).await {
+                    Ok(tokenized) => tokenized,
+                    Err(_) if meter_deadline == Some(deadline) => {
+                        self.note_limit();
+                        self.limited(Resource::WallTime, None);
+                        return Err(Error::BudgetExhausted {
+                            resource: Resource::WallTime,
+                        });
+                    }
+                    Err(_) => return Err(Error::out_of_time()),
+                },
+                None => tokenized.await,
+            };
+            match tokenized {
                 Ok(ids) => request.prompt = Prompt::Tokens(ids),
                 Err(Error::Unsupported { .. }) => {}
                 Err(e) => return Err(e),
@@ -748,6 +766,64 @@ mod tests {
             (usage.total_tokens(), usage.calls),
             (0, 0),
             "nothing came back"
+        );
+    }
+
+    /// A backend whose tokenizer takes ten seconds (behind a slow server, or an engine busy
+    /// with another prompt).
+    struct SlowTokenizer(ScriptedBackend);
+
+    #[async_trait]
+    impl Backend for SlowTokenizer {
+        async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
+            self.0.generate(request).await
+        }
+
+        fn capabilities(&self) -> crate::Capabilities {
+            self.0.capabilities()
+        }
+
+        async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            self.0.tokenize(input).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_deadline_holds_while_the_prompt_is_tokenized() {
+        let backend = Metered::new(
+            SlowTokenizer(ScriptedBackend::new(vec!["a"])),
+            Budget::unlimited().with_max_wall(Duration::from_millis(50)),
+        );
+        let sent = Instant::now();
+        let result = backend
+            .generate(GenerationRequest::new(Prompt::Text("q".into())))
+            .await;
+        assert!(
+            matches!(
+                result,
+                Err(Error::BudgetExhausted {
+                    resource: Resource::WallTime
+                })
+            ),
+            "{result:?}"
+        );
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            sent.elapsed()
+        );
+        // A request's own deadline too.
+        let backend = Metered::new(
+            SlowTokenizer(ScriptedBackend::new(vec!["a"])),
+            Budget::unlimited(),
+        );
+        let request = GenerationRequest::new(Prompt::Text("q".into()))
+            .with_deadline(std::time::Instant::now() + Duration::from_millis(50));
+        let result = backend.generate(request).await;
+        assert!(
+            matches!(&result, Err(e) if e.is_out_of_time()),
+            "{result:?}"
         );
     }
 
