@@ -1821,6 +1821,46 @@ fn a_server_that_refuses_fields_beyond_openais_api_is_sent_none_after_the_first_
 }
 
 #[test]
+fn a_refusal_that_names_no_field_of_ours_leaves_them_sent() {
+    // llama-server refusing an n past its slots: a 400 about n, not about our fields.
+    let (url, sent) = vllm_server(|path, body| {
+        match path {
+        "/tokenize" => Some((404, r#"{"error":"not found"}"#.into())),
+        "/v1/chat/completions" if body["n"].as_u64() > Some(1) => Some((
+            400,
+            r#"{"error":{"code":400,"message":"n must be 1","type":"invalid_request_error"}}"#
+                .into(),
+        )),
+        "/v1/chat/completions" => Some((
+            200,
+            r#"{"choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"7"}}],"usage":{"prompt_tokens":9,"completion_tokens":1}}"#.into(),
+        )),
+        _ => None,
+    }
+    });
+    let backend = scripted_backend(&url, 0);
+    let sampled = GenerationRequest::new(chat("3 + 4?"))
+        .with_n(2)
+        .with_sampling(Sampling::with_temperature(0.7));
+    assert_eq!(
+        block_on(backend.generate(sampled)).unwrap().choices.len(),
+        2
+    );
+    // A continuation is still asked for as one, with the fields that ask for it.
+    assert_eq!(
+        block_on(backend.generate(GenerationRequest::new(continued_chat())))
+            .unwrap()
+            .choices[0]
+            .text,
+        "7"
+    );
+    let log = sent.lock().unwrap().clone();
+    let chats = sent_to(&log, "/v1/chat/completions");
+    assert!(chats.iter().all(|b| b.get("min_p").is_some()), "{chats:?}");
+    assert_eq!(chats.last().unwrap()["continue_final_message"], true);
+}
+
+#[test]
 fn greedy_choices_are_asked_for_once_and_a_later_sampled_n_is_still_sent_whole() {
     // vLLM refuses n > 1 at temperature 0.
     let (url, sent) = vllm_server(|path, body| {

@@ -148,9 +148,11 @@ impl BuiltinModel {
     /// Returns the cached GGUF, fetching and verifying it first if needed. Blocks.
     ///
     /// A cached file is verified by its sha256 once (a stamp beside it, `<file>.verified`,
-    /// records the size and modification time it had then; a file changed since is verified
-    /// again): one of the right size but damaged (a bad disk, an interrupted copy over it) is
-    /// fetched again, not loaded to give wrong answers.
+    /// records the size and modification time it had then; a file whose size or time changed
+    /// since is verified again): one of the right size but not the model (an interrupted copy
+    /// over it, a file put there by hand) is fetched again, not loaded to give wrong answers.
+    /// (Damage that keeps both, bit rot on a disk, is not looked for on every load: delete the
+    /// stamp to have the file verified again.)
     pub fn ensure(&self) -> Result<PathBuf> {
         if self.is_cached() {
             let path = self.path();

@@ -497,17 +497,30 @@ impl Runner {
         drop(calls);
         // Problems whose last line is a solution its grading failed on: graded again, not
         // solved again.
+        // (Not one that answered another question than the problem file asks now: that is a
+        // new problem, solved again.)
         let mut regrade: BTreeMap<&str, &ResultLine> = BTreeMap::new();
-        for line in previous
-            .iter()
-            .filter(|l| wanted.contains_key(l.id.as_str()))
-        {
-            if line.error.is_some() && line.to_grade.is_some() {
+        for line in previous.iter() {
+            let Some(problem) = wanted.get(line.id.as_str()) else {
+                continue;
+            };
+            let same_question = line
+                .question_sha
+                .as_ref()
+                .is_none_or(|sha| *sha == question_fingerprint(problem));
+            if line.error.is_some() && line.to_grade.is_some() && same_question {
                 regrade.insert(line.id.as_str(), line);
             } else {
                 regrade.remove(line.id.as_str());
             }
         }
+        // What stages kept beside the results (under triage) spent on them: the line graded
+        // again costs them too, as it would have had it been graded the first time.
+        let kept_spend: HashMap<String, Usage> = firsts
+            .iter()
+            .filter(|f| regrade.contains_key(f.id.as_str()))
+            .map(|f| (f.id.clone(), f.spent()))
+            .collect();
         finished.extend(regrade.keys().map(|id| id.to_string()));
         for (id, (answered, correct)) in last {
             if answered {
@@ -569,7 +582,8 @@ impl Runner {
             let Some(problem) = wanted.get(id) else {
                 continue;
             };
-            sink.take(Outcome::Done(self.grade_again(problem, line).await))?;
+            let kept = kept_spend.get(id).copied().unwrap_or_default();
+            sink.take(Outcome::Done(self.grade_again(problem, line, kept).await))?;
         }
         let run_meter = Meter::new(run_budget);
         match staged {
@@ -829,8 +843,8 @@ impl Runner {
     }
 
     /// The line of a solution `line` recorded ungraded (its grading failed), graded now: what it
-    /// spent is that line's.
-    async fn grade_again(&self, problem: &Problem, line: &ResultLine) -> ResultLine {
+    /// spent is that line's, and `kept`, what a stage kept beside the results spent on it.
+    async fn grade_again(&self, problem: &Problem, line: &ResultLine, kept: Usage) -> ResultLine {
         tracing::info!(problem = %problem.id, "grading again the solution whose grading failed");
         let solution = Solution {
             strategy: line.strategy.clone(),
@@ -838,7 +852,7 @@ impl Runner {
             completion: line.completion.clone(),
             candidates: line.to_grade.clone().unwrap_or_default(),
             stop_reason: line.stop_reason.unwrap_or(StopReason::Completed),
-            usage: line.usage,
+            usage: line.usage + kept,
             details: line.details.clone(),
             trace: None,
         };

@@ -1050,18 +1050,22 @@ impl OpenAiBackend {
                     .await
             }
         };
+        let had_extensions = EXTENSIONS.iter().any(|field| body.get(*field).is_some());
         let (base, value) = match send(path.clone(), body.clone()).await {
             // A field of ours that only open servers read, refused: sent again without any
-            // (OpenAI's API refuses each it does not know, one at a time).
+            // (OpenAI's API refuses each it does not know, one at a time), as is every
+            // request after (and any in flight with them, refused the same).
             Err(Error::Http {
                 status: 400 | 422,
                 message,
                 ..
-            }) if !self.plain.swap(true, Ordering::Relaxed) && names_an_extension(&message) => {
-                tracing::warn!(
-                    %message,
-                    "the server refuses fields beyond OpenAI's API: sending none from now on"
-                );
+            }) if had_extensions && names_an_extension(&message) => {
+                if !self.plain.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        %message,
+                        "the server refuses fields beyond OpenAI's API: sending none from now on"
+                    );
+                }
                 (path, body) = self.body(request, choices, seed_offset).await?;
                 send(path.clone(), body).await?
             }
@@ -1509,17 +1513,18 @@ fn about_context(message: &str) -> bool {
     .any(|phrase| lower.contains(phrase))
 }
 
+/// The request fields of ours beyond OpenAI's API (open servers read them).
+const EXTENSIONS: [&str; 5] = [
+    "separate_reasoning",
+    "continue_final_message",
+    "add_generation_prompt",
+    "top_k",
+    "min_p",
+];
+
 /// Whether a server's error message names a request field of ours beyond OpenAI's API.
 fn names_an_extension(message: &str) -> bool {
-    [
-        "separate_reasoning",
-        "continue_final_message",
-        "add_generation_prompt",
-        "top_k",
-        "min_p",
-    ]
-    .iter()
-    .any(|field| message.contains(field))
+    EXTENSIONS.iter().any(|field| message.contains(field))
 }
 
 /// Whether a server's error message is about the `n` parameter (a word `n`, or "choice").

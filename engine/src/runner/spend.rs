@@ -144,10 +144,12 @@ pub(super) fn spent_on(
     let mut spent = Usage::default();
     let mut answered: HashMap<&str, bool> = HashMap::new();
     for line in lines {
-        // A solution graded again was paid for by the line that recorded it first.
-        if !line.grade_retried {
-            spent += line.usage;
+        // A solution graded again was paid for by the line that recorded it first, and by
+        // the stage kept beside it (under triage) that line left counting.
+        if line.grade_retried {
+            continue;
         }
+        spent += line.usage;
         answered.insert(line.id.as_str(), line.error.is_none());
     }
     for stage in kept {

@@ -1269,3 +1269,32 @@ fn an_error_that_says_its_cause_is_not_told_twice() {
         "writing the results: disk on fire"
     );
 }
+
+#[tokio::test]
+async fn a_solution_whose_question_changed_since_is_solved_again_not_graded_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let grader = Arc::new(FlakyGrader {
+        working: AtomicBool::new(false),
+    });
+    let run = |replies: Vec<&'static str>| {
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(replies));
+        Runner::new(Arc::new(OneCall), backend as Arc<dyn Backend>)
+            .with_grader(Arc::clone(&grader) as Arc<dyn Grader>)
+    };
+    run(vec!["7"])
+        .run(&[Problem::new("p1", "Q?")], &out, |_| {})
+        .await
+        .unwrap();
+    grader.working.store(true, Ordering::Relaxed);
+    // The problem file asks another question under that id now: its old program is no answer
+    // to it.
+    let summary = run(vec!["8"])
+        .run(&[Problem::new("p1", "Another?")], &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((summary.solved, summary.correct), (1, 1));
+    let last = read_results(&out).unwrap().pop().unwrap();
+    assert_eq!(last.answer.as_deref(), Some("8"));
+    assert!(!last.grade_retried);
+}

@@ -811,3 +811,48 @@ async fn a_triage_run_whose_engine_went_away_starts_no_more_stages_and_resumes_a
         .iter()
         .all(|id| lines[*id].answer.as_deref() == Some("0123456789")));
 }
+
+#[tokio::test]
+async fn a_solution_graded_again_under_triage_costs_its_stages_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let grader = Arc::new(FlakyGrader {
+        working: AtomicBool::new(false),
+    });
+    let run = |replies: Vec<&'static str>| {
+        Runner::new(
+            Arc::new(TWO_STAGE),
+            Arc::new(crate::scripted::ScriptedBackend::new(replies)) as Arc<dyn Backend>,
+        )
+        .with_run_budget(Budget::unlimited().with_max_tokens(1000))
+        .with_allocation(Allocation::Triage)
+        .with_grader(Arc::clone(&grader) as Arc<dyn Grader>)
+    };
+    // p1 is settled by its first stage, p2 thinks again; neither can be graded.
+    let summary = run(vec!["x:0.9", "y:0.2", "0123456789"])
+        .run(&numbered(2), &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.errors, 2);
+    let spent = recorded_spend(&out, &read_results(&out).unwrap(), Allocation::Triage).unwrap();
+    assert_eq!(
+        spent.total_tokens(),
+        8 + 8 + 19,
+        "both first stages and p2's second"
+    );
+
+    // Graded again, not solved again (the model has nothing more to say): the run has spent
+    // what it had, and p2's line costs both its stages.
+    grader.working.store(true, Ordering::Relaxed);
+    let summary = run(vec![]).run(&numbered(2), &out, |_| {}).await.unwrap();
+    assert_eq!((summary.solved, summary.correct, summary.errors), (2, 2, 0));
+    let lines = read_results(&out).unwrap();
+    let again = recorded_spend(&out, &lines, Allocation::Triage).unwrap();
+    assert_eq!(again, spent);
+    let by_id = by_id(&out);
+    assert_eq!(by_id["p1"].usage.total_tokens(), 8);
+    assert_eq!(by_id["p2"].usage.total_tokens(), 8 + 19);
+    assert!(by_id
+        .values()
+        .all(|l| l.grade_retried && l.correct == Some(true)));
+}
