@@ -87,13 +87,6 @@ pub enum Error {
     /// Fetching a built-in model failed.
     #[error("fetching built-in model `{name}` failed: {reason}")]
     Fetch { name: String, reason: String },
-    /// A downloaded file did not match its pinned checksum.
-    #[error("checksum mismatch for {path}: expected sha256 {expected}, got {actual}")]
-    Checksum {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
     /// A config file could not be read or did not validate.
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },

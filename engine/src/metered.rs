@@ -370,25 +370,26 @@ impl<B: Backend> Backend for Metered<B> {
         // Prompts are tokenized once here and sent as token ids; a backend that can tokenize
         // text but not this kind of prompt (a chat prompt on a server without its template)
         // gets the prompt as it is, bounded by bytes below.
+        // The call ends at this meter's deadline, or the request's own if sooner.
+        let deadline = self.meter.deadline();
+        if let Some(deadline) = deadline {
+            request.deadline = Some(request.deadline.map_or(deadline, |d| d.min(deadline)));
+        }
+        let out_of_time = || {
+            self.note_limit();
+            self.limited(Resource::WallTime, None);
+            Error::BudgetExhausted {
+                resource: Resource::WallTime,
+            }
+        };
         if caps.tokenizer && !matches!(request.prompt, Prompt::Tokens(_)) {
             // Within the call's time, as the call is: a tokenizer behind a slow server (or an
             // engine busy with another prompt) is no way around the deadline.
-            let meter_deadline = self.meter.deadline();
-            let deadline = match (meter_deadline, request.deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
             let tokenized = self.inner.tokenize(TokenizeInput::Prompt(&request.prompt));
-            let tokenized = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline.into(), tokenized).await {
+            let tokenized = match request.deadline {
+                Some(by) => match tokio::time::timeout_at(by.into(), tokenized).await {
                     Ok(tokenized) => tokenized,
-                    Err(_) if meter_deadline == Some(deadline) => {
-                        self.note_limit();
-                        self.limited(Resource::WallTime, None);
-                        return Err(Error::BudgetExhausted {
-                            resource: Resource::WallTime,
-                        });
-                    }
+                    Err(_) if deadline == Some(by) => return Err(out_of_time()),
                     Err(_) => return Err(Error::out_of_time()),
                 },
                 None => tokenized.await,
@@ -480,18 +481,7 @@ impl<B: Backend> Backend for Metered<B> {
         request.max_tokens = granted;
         let n = request.n;
         let sent = Instant::now();
-        let deadline = self.meter.deadline();
-        if let Some(deadline) = deadline {
-            request.deadline = Some(request.deadline.map_or(deadline, |d| d.min(deadline)));
-        }
         let call = self.inner.generate(request);
-        let out_of_time = || {
-            self.note_limit();
-            self.limited(Resource::WallTime, None);
-            Error::BudgetExhausted {
-                resource: Resource::WallTime,
-            }
-        };
         // The backend ends the call at the deadline and returns what it wrote (in process), or
         // gives up there (over HTTP); one that does neither is stopped a little later, and what
         // it wrote is lost uncounted.

@@ -504,11 +504,12 @@ impl Runner {
             let Some(problem) = wanted.get(line.id.as_str()) else {
                 continue;
             };
-            let same_question = line
-                .question_sha
-                .as_ref()
-                .is_none_or(|sha| *sha == question_fingerprint(problem));
-            if line.error.is_some() && line.to_grade.is_some() && same_question {
+            let same_question = || {
+                line.question_sha
+                    .as_ref()
+                    .is_none_or(|sha| *sha == question_fingerprint(problem))
+            };
+            if line.error.is_some() && line.to_grade.is_some() && same_question() {
                 regrade.insert(line.id.as_str(), line);
             } else {
                 regrade.remove(line.id.as_str());

@@ -81,8 +81,8 @@
 //!
 //! Concurrency and cancellation: [`Sandbox::run`] may be called from many tasks at once (the
 //! sandbox is a cheap [`Clone`]); each run spawns its own processes, and at most one run per
-//! core (16 at most) goes at once in a process (the others wait their turn, in the run future). The run
-//! future is safe to drop at any await: the child is spawned with `kill_on_drop`, the process
+//! core (16 at most) goes at once in a process (the others wait their turn, in the run
+//! future). The run future is safe to drop at any await: the child is spawned with `kill_on_drop`, the process
 //! group is killed by a guard, and the temporary directory is removed by its own guard.
 
 use std::collections::hash_map::RandomState;

@@ -650,6 +650,13 @@ impl Grader for FlakyGrader {
     }
 }
 
+/// A runner of [`OneCall`] on `replies`, graded by `grader`.
+fn graded_by(grader: &Arc<FlakyGrader>, replies: Vec<&'static str>) -> Runner {
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(replies));
+    Runner::new(Arc::new(OneCall), backend as Arc<dyn Backend>)
+        .with_grader(Arc::clone(grader) as Arc<dyn Grader>)
+}
+
 #[tokio::test]
 async fn a_problem_that_could_not_be_graded_is_recorded_failed_and_graded_again_on_resume() {
     let dir = tempfile::tempdir().unwrap();
@@ -658,11 +665,7 @@ async fn a_problem_that_could_not_be_graded_is_recorded_failed_and_graded_again_
     let grader = Arc::new(FlakyGrader {
         working: AtomicBool::new(false),
     });
-    let run = |replies: Vec<&'static str>| {
-        let backend = Arc::new(crate::scripted::ScriptedBackend::new(replies));
-        Runner::new(Arc::new(OneCall), backend as Arc<dyn Backend>)
-            .with_grader(Arc::clone(&grader) as Arc<dyn Grader>)
-    };
+    let run = |replies: Vec<&'static str>| graded_by(&grader, replies);
     let summary = run(vec!["7"]).run(&problems, &out, |_| {}).await.unwrap();
     assert_eq!((summary.solved, summary.errors), (0, 1));
     let lines = read_results(&out).unwrap();
@@ -1277,11 +1280,7 @@ async fn a_solution_whose_question_changed_since_is_solved_again_not_graded_agai
     let grader = Arc::new(FlakyGrader {
         working: AtomicBool::new(false),
     });
-    let run = |replies: Vec<&'static str>| {
-        let backend = Arc::new(crate::scripted::ScriptedBackend::new(replies));
-        Runner::new(Arc::new(OneCall), backend as Arc<dyn Backend>)
-            .with_grader(Arc::clone(&grader) as Arc<dyn Grader>)
-    };
+    let run = |replies: Vec<&'static str>| graded_by(&grader, replies);
     run(vec!["7"])
         .run(&[Problem::new("p1", "Q?")], &out, |_| {})
         .await
