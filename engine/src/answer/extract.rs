@@ -74,6 +74,7 @@ pub(super) fn after_cue(text: &str) -> Option<String> {
         let after = after.trim_start_matches(['#', ' ', '\t']);
         if after
             .starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '\u{2212}' | '$' | '.'))
+            && !numbered_heading(after)
         {
             strong.push(p + m.len());
         }
@@ -86,6 +87,19 @@ pub(super) fn after_cue(text: &str) -> Option<String> {
         .chain(weak.iter().rev())
         .filter(|&&end| !in_passing(text, end))
         .find_map(|&end| answer_at(text, end))
+}
+
+/// Whether `line` opens with the number of a numbered heading, `1. Compute the eggs`,
+/// `2) Total`, `3: Add`: a number, `.`, `)` or `:`, then words.
+fn numbered_heading(line: &str) -> bool {
+    let digits = line.len() - line.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    line.get(digits..).is_some_and(|rest| {
+        digits > 0
+            && rest.starts_with(['.', ')', ':'])
+            && rest.get(1..).is_some_and(|r| {
+                r.starts_with(' ') && r.trim_start().starts_with(char::is_alphabetic)
+            })
+    })
 }
 
 /// Whether the cue that ends at `end` is named in passing, a comma after it ("To find the
@@ -102,10 +116,16 @@ fn in_passing(text: &str, end: usize) -> bool {
 /// answer that talks about the answer rather than giving it ("correct", "below").
 fn answer_at(text: &str, end: usize) -> Option<String> {
     let tail = text.get(end..)?;
+    // The answer on a line of its own below the cue may be a list item (`- 18`, `1. 18`):
+    // its marker is no sign, nor the answer.
+    let below = tail
+        .trim_start_matches([' ', '\t', ':', '*'])
+        .starts_with(['\n', '\r']);
     // A `}` closes the `\text{` the cue sat in; `=` joins cue and answer (`Final Answer = 42`).
     let tail = tail.trim_start_matches(|c: char| {
         c.is_whitespace() || matches!(c, ':' | '*' | '#' | '}' | '=')
     });
+    let tail = if below { past_list_marker(tail) } else { tail };
     // A cue repeated inside the answer (`Final Answer: The answer is (C).`): read after it.
     let tail = WEAK_CUES
         .iter()
@@ -132,6 +152,26 @@ fn answer_at(text: &str, end: usize) -> Option<String> {
             .find(|w| !w.is_empty())
             .is_some_and(|w| is_listed(NOT_AN_ANSWER, &w.to_ascii_lowercase()));
     (!remark).then_some(candidate)
+}
+
+/// `line` past a list item's marker, `- `, `• `, `1. `, `2) `, where one starts it.
+fn past_list_marker(line: &str) -> &str {
+    if let Some(rest) = line.strip_prefix(['-', '\u{2022}']) {
+        if rest.starts_with([' ', '\t']) {
+            return rest.trim_start();
+        }
+    }
+    let digits = line.len() - line.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    match line.get(digits..) {
+        Some(rest)
+            if (1..=2).contains(&digits)
+                && (rest.starts_with(". ") || rest.starts_with(") "))
+                && rest.get(2..).is_some_and(|r| !r.trim().is_empty()) =>
+        {
+            rest.get(2..).unwrap_or_default().trim_start()
+        }
+        _ => line,
+    }
 }
 
 /// True when `tail` opens display math that its first line does not close.
@@ -173,7 +213,7 @@ fn display_block(tail: &str) -> Option<String> {
 
 /// Turn the line after a cue into an answer.
 fn cue_candidate(line: &str) -> Option<String> {
-    let raw = match math_span(line) {
+    let raw = match answer_span(line) {
         Some(m) if !m.trim().is_empty() => m,
         _ => cut_sentence(line),
     };
@@ -229,9 +269,49 @@ fn without_trailing_working(cand: &str) -> Option<String> {
     same.then(|| before.to_string())
 }
 
-/// The first math span on the line: `\(..\)`, `\[..\]`, `$$..$$` or `$..$`, using
-/// pandoc's rule for single dollars so that currency (`$18 and $20`) is not math.
-fn math_span(line: &str) -> Option<&str> {
+/// The math span on the line that gives the answer: the first, or where a sentence names what
+/// it answers in math first (`The value of $x$ is $5$`, `The length of $DE$ is $\sqrt{51}$`),
+/// the first after the last `is`, `are`, `equals` or `=` written between spans.
+fn answer_span(line: &str) -> Option<&str> {
+    let spans = math_spans(line);
+    let &(_, first) = spans.first()?;
+    const LINKS: [&str; 6] = [" is ", " are ", " was ", " equals ", " be ", "="];
+    let links = spans
+        .windows(2)
+        .filter_map(|pair| {
+            let [(at, body), (next, _)] = pair else {
+                return None;
+            };
+            let between = line.get(at + body.len()..*next)?.to_ascii_lowercase();
+            LINKS.iter().any(|l| between.contains(l)).then_some(*next)
+        })
+        .last();
+    match links {
+        Some(after) => spans
+            .iter()
+            .find(|(at, _)| *at >= after)
+            .map(|&(_, body)| body),
+        None => Some(first),
+    }
+}
+
+/// The math spans on the line, each as where its body starts and its body ([`math_span_at`]).
+fn math_spans(line: &str) -> Vec<(usize, &str)> {
+    let mut spans = Vec::new();
+    let mut from = 0;
+    while let Some((start, end, after)) = line.get(from..).and_then(math_span_at) {
+        if let Some(body) = line.get(from + start..from + end) {
+            spans.push((from + start, body));
+        }
+        from += after;
+    }
+    spans
+}
+
+/// The first math span on the line, `\(..\)`, `\[..\]`, `$$..$$` or `$..$` (using pandoc's
+/// rule for single dollars so that currency, `$18 and $20`, is not math): where its body
+/// starts and ends, and where its closing delimiter ends.
+fn math_span_at(line: &str) -> Option<(usize, usize, usize)> {
     let chars: Vec<(usize, char)> = line.char_indices().collect();
     let at = |k: usize| chars.get(k).map(|&(_, c)| c);
     let mut k = 0;
@@ -246,7 +326,7 @@ fn math_span(line: &str) -> Option<&str> {
             if let Some(close) = close {
                 let body = line.get(i + 2..)?;
                 if let Some(e) = body.find(close) {
-                    return body.get(..e);
+                    return Some((i + 2, i + 2 + e, i + 2 + e + close.len()));
                 }
             }
             k += 2;
@@ -256,7 +336,7 @@ fn math_span(line: &str) -> Option<&str> {
             if next == Some('$') {
                 let body = line.get(i + 2..)?;
                 if let Some(e) = body.find("$$") {
-                    return body.get(..e);
+                    return Some((i + 2, i + 2 + e, i + 4 + e));
                 }
                 k += 2;
                 continue;
@@ -275,7 +355,7 @@ fn math_span(line: &str) -> Option<&str> {
                             .is_some_and(|p| !p.is_whitespace());
                         let next_ok = !at(j + 1).is_some_and(|n| n.is_ascii_digit());
                         if prev_ok && next_ok {
-                            return line.get(i + 1..jp);
+                            return Some((i + 1, jp, jp + 1));
                         }
                     }
                     j += 1;
@@ -304,8 +384,7 @@ fn clean_candidate(raw: &str) -> String {
     loop {
         let before = s;
         s = s.trim();
-        s = s.strip_prefix("**").unwrap_or(s);
-        s = s.strip_suffix("**").unwrap_or(s);
+        s = s.trim_matches('*');
         s = s.trim_end_matches(['.', ',', ';', '!']);
         s = s.trim_matches('$');
         // Quotes and code spans around it (`"Evelyn"`, `` `42` ``), or a stray one after it
@@ -315,6 +394,22 @@ fn clean_candidate(raw: &str) -> String {
         for (open, close) in [("\\[", "\\]"), ("\\(", "\\)")] {
             if !s.contains(open) {
                 s = s.strip_suffix(close).unwrap_or(s);
+            }
+        }
+        // A bracket the cue sat inside (`(Final Answer: 18)`): closed, never opened (an
+        // interval opens with either, `(3,4]`).
+        if !s.contains(['(', '[']) {
+            s = s.trim_end_matches([')', ']']);
+        }
+        // The prompt's `<answer>` with the answer put inside it (`<18>`), or a number in square
+        // brackets (`[18]`): a list or interval has a comma, text is a placeholder.
+        for (open, close) in [('<', '>'), ('[', ']')] {
+            if let Some(inner) = s.strip_prefix(open).and_then(|r| r.strip_suffix(close)) {
+                if inner.chars().any(|c| c.is_ascii_digit())
+                    && !inner.contains([',', open, close, ';'])
+                {
+                    s = inner;
+                }
             }
         }
         if s == before {
@@ -350,14 +445,39 @@ fn is_prose(s: &str) -> bool {
         .any(|w| w.len() >= 2 && !is_listed(MATH_WORDS, &w.to_ascii_lowercase()))
 }
 
-/// The answer number inside a prose sentence: the first number after the last '=', past an
-/// opening clause that sets the scene (`After 3 days, she has 12 apples.`: 12).
+/// The answer number inside a prose sentence: after the last '=', the first number after the
+/// first verb that states a quantity and is followed by one (`The total cost of 3 shirts is
+/// $45`: 45; `For 5 shirts, he pays $100`: 100); else the first number past an opening
+/// clause that sets the scene (`After 3 days, she has 12 apples.`: 12; `12 apples.`: 12).
 fn pick_number(cand: &str) -> Option<String> {
     let after_eq = cand.rsplit('=').next().unwrap_or(cand);
-    numbers(past_opening_clause(after_eq))
-        .into_iter()
-        .next()
+    after_stating_verb(after_eq)
+        .or_else(|| numbers(past_opening_clause(after_eq)).into_iter().next())
         .or_else(|| numbers(cand).into_iter().next())
+}
+
+/// The first number after the first verb of `s` that states a quantity (`is`, `has`, `costs`,
+/// `makes`) and has a number after it.
+fn after_stating_verb(s: &str) -> Option<String> {
+    const STATING: &str = "is are was were be been has have had gets got makes made making \
+        costs equals totals needs needed pays paid earns earned spends spent comes remains \
+        weighs";
+    let mut at = 0;
+    for word in s.split(|c: char| !c.is_ascii_alphabetic()) {
+        let end = at + word.len();
+        if !word.is_empty() && is_listed(STATING, &word.to_ascii_lowercase()) {
+            if let Some(first) = numbers(s.get(end..).unwrap_or_default()).into_iter().next() {
+                return Some(first);
+            }
+        }
+        // Past the word and the one-byte separator after it (a non-ASCII separator is more
+        // than a byte: `get` below then finds no boundary and reads nothing, as it should not).
+        at = end
+            + s.get(end..)
+                .and_then(|r| r.chars().next())
+                .map_or(1, char::len_utf8);
+    }
+    None
 }
 
 /// `s` after its first `, ` where what comes before is an opening clause that sets the scene
@@ -450,10 +570,19 @@ fn arithmetic_rhs(cand: &str) -> String {
     cand.to_string()
 }
 
-/// The last number in `text` that is not the marker of a list item (`1. First, we ...`, `2)`):
-/// the answer of a text that marks none, e.g. a chain of thought cut off by its length.
+/// The last number in `text` that is not the marker of a list item (`1. First, we ...`, `2)`),
+/// a step (`Step 2:`), in a heading (`### Step 3`), an exponent (`24 m^2`) or a note's mark
+/// (`18 apples [1]`): the answer of a text that marks none, e.g. a chain of thought cut off by
+/// its length.
 pub(super) fn last_number(text: &str) -> Option<String> {
     text.lines().rev().find_map(|line| {
+        let trimmed = line.trim_start().trim_start_matches('*');
+        if trimmed.starts_with('#') {
+            return None;
+        }
+        let stepless = strip_step(trimmed);
+        let stripped = without_exponents_and_marks(stepless);
+        let line = stripped.as_str();
         let trimmed = line.trim_start();
         let digits = trimmed.len()
             - trimmed
@@ -473,6 +602,53 @@ pub(super) fn last_number(text: &str) -> Option<String> {
         };
         numbers(body).pop()
     })
+}
+
+/// `line` past a leading `Step 2:` (`Step 2.`, `Step 2 -`, `Step 2`), where it has one.
+fn strip_step(line: &str) -> &str {
+    let Some(head) = line.get(..4).filter(|h| h.eq_ignore_ascii_case("step")) else {
+        return line;
+    };
+    let rest = line.get(head.len()..).unwrap_or_default().trim_start();
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 {
+        return line;
+    }
+    rest.get(digits..)
+        .unwrap_or_default()
+        .trim_start_matches(['*', ':', '.', ')', '-', ' '])
+}
+
+/// `line` without exponents (`^2`, `^{10}`) and notes' marks (`[1]`).
+fn without_exponents_and_marks(line: &str) -> String {
+    let c: Vec<char> = line.chars().collect();
+    let mut out = String::with_capacity(line.len());
+    let mut i = 0;
+    while let Some(&ch) = c.get(i) {
+        if ch == '^' {
+            let digits = digit_run(&c, i + 1);
+            if digits > 0 {
+                i += 1 + digits;
+                continue;
+            }
+            if c.get(i + 1) == Some(&'{') {
+                if let Some(end) = group_end(&c, i + 1) {
+                    i = end + 1;
+                    continue;
+                }
+            }
+        }
+        if ch == '[' {
+            let digits = digit_run(&c, i + 1);
+            if (1..=2).contains(&digits) && c.get(i + 1 + digits) == Some(&']') {
+                i += 2 + digits;
+                continue;
+            }
+        }
+        out.push(ch);
+        i += 1;
+    }
+    out
 }
 
 /// Every number in `s`, in order, thousands separators removed.

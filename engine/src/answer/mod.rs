@@ -7,11 +7,12 @@
 //!   model's completion, from what follows its thinking first ([`after_thinking`]).
 //! * [`equivalent`] decides whether two answers denote the same value. Both sides are
 //!   normalised (thousands separators, units, currency, percent and degree signs,
-//!   `\left`/`\right`, LaTeX spacing, `\dfrac`/`\tfrac`, `\text{...}`, single-variable
-//!   assignments, multiple-choice letters, case), then compared as exact strings, as
-//!   numbers (relative tolerance 1e-6, or to the last place of a decimal written to four or
-//!   more places; fractions, decimals, `\sqrt`, `\pi`), or element
-//!   by element for tuples, intervals, unordered lists and matrices.
+//!   `\left`/`\right`, LaTeX spacing, `\dfrac`/`\tfrac`, `\text{...}`, the words after a
+//!   value (`18 dollars per day`), assignments to a name (`x = 5`, `(x,y) = (1,2)`, `DE = 3`,
+//!   `f(2) = 7`), multiple-choice letters, case), then compared as exact strings, as numbers
+//!   (two exact values exactly; others within a relative tolerance of 1e-6; a decimal written
+//!   to four or more places to its last place; fractions, decimals, `\sqrt`, `\pi`), or
+//!   element by element for tuples, intervals, unordered lists and matrices.
 //! * [`canonical_key`] maps an answer to a key such that equivalent answers get the
 //!   same key in the common cases (rational values become a reduced `p/q`), for grouping
 //!   votes in a `HashMap`.
@@ -50,7 +51,10 @@ fn is_listed(list: &str, word: &str) -> bool {
 /// last weak one ("the answer is", "answer:"), cut to its line or sentence and skipping cues
 /// followed by a remark rather than an answer; else the last number in the text (integers,
 /// decimals, negatives, `1,234,567`, `3/4`, `\frac{1}{2}`), not counting list markers
-/// (`1. First, ...`).
+/// (`1. First, ...`), steps (`Step 2:`), headings, exponents (`24 m^2`) or notes' marks (`[1]`).
+/// A sentence after a cue gives the number its verb states (`The cost of 3 shirts is $45`:
+/// 45); math written after a cue, the span after the last `is` or `=` between spans (`The
+/// value of $x$ is $5$`: 5).
 ///
 /// A reasoning model's completion is read after its thinking first ([`after_thinking`]): a
 /// `\boxed{5}` tried out while thinking does not outrank the 7 it answers with after

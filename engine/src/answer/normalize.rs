@@ -418,8 +418,49 @@ fn strip_units(s: &str) -> String {
         }
         cur = prefix.to_string();
     }
-    cur.trim().to_string()
+    value_before_words(&cur).unwrap_or(cur).trim().to_string()
 }
+
+/// Most words a value's trailing phrase may have (`18 dollars per day`, `26 years old`,
+/// `322 more crayons`, `3 pieces of candy left`).
+const MAX_TRAILING_WORDS: usize = 6;
+
+/// A value followed by words alone, `18 dollars per day`, `26 years old`, `3 more crayons`:
+/// the value. Not where the first word scales the number (`2 thirds`, `3 million`) or is
+/// mathematics (`2 pi`, `3 sqrt`), nor a single letter (`3 x` is a product).
+fn value_before_words(s: &str) -> Option<String> {
+    let tokens: Vec<&str> = s.split_whitespace().collect();
+    (1..tokens.len()).find_map(|k| {
+        let (value, words) = tokens.split_at(k);
+        let first = words.first()?.to_ascii_lowercase();
+        let word = |w: &&str| {
+            let w = w.trim_end_matches(['.', ',']);
+            !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphabetic() || matches!(c, '-' | '\'' | '/'))
+                && w.starts_with(|c: char| c.is_ascii_alphabetic())
+        };
+        let plain = words.len() <= MAX_TRAILING_WORDS
+            && words.iter().all(word)
+            && first.chars().filter(char::is_ascii_alphabetic).count() >= 2
+            && !is_listed(MATH_WORDS, &first)
+            && !is_listed(NOT_A_UNIT, &first)
+            && !scales_the_number(&first)
+            && !words
+                .iter()
+                .any(|w| is_listed(CONNECTIVES, &w.to_ascii_lowercase()));
+        let value = value.join(" ");
+        (plain && eval(&value).is_some()).then_some(value)
+    })
+}
+
+/// Words that, first after a number, make it something other than a quantity of what follows
+/// (`one of them`, `3 out of 4`, `2 in a row`).
+const NOT_A_UNIT: &str = "of out in on at to for from by over with than into per";
+
+/// Words that join one value to another (`1 and -2`, `3 or 4`, `5 to 7`): a phrase with one
+/// is not a value's unit.
+const CONNECTIVES: &str = "and or to by times plus minus over";
 
 /// Remove whitespace, keeping one space where a command name meets a letter
 /// (`\cot x` stays distinct from `\cotx`).
@@ -787,7 +828,8 @@ fn multiple_choice(s: String) -> String {
     }
 }
 
-/// `x=5` -> `5` and `x\in[1,2]` -> `[1,2]` for a single variable (`x`, `x_1`, `\theta`).
+/// `x=5` -> `5` and `x\in[1,2]` -> `[1,2]` where the left side names what the right gives
+/// ([`names_a_value`]).
 fn assignment_rhs(s: String) -> String {
     let membership: Vec<usize> = s
         .match_indices("\\in")
@@ -806,11 +848,39 @@ fn assignment_rhs(s: String) -> String {
         return s;
     };
     let rhs = rhs.trim();
-    if is_variable(lhs) && !rhs.is_empty() {
+    if names_a_value(lhs) && !rhs.is_empty() {
         rhs.to_string()
     } else {
         s
     }
+}
+
+/// A left side that names the value on the right: a single variable ([`is_variable`]); a
+/// tuple of them, `(x,y)`, `(r,\theta)`; a sum or difference of them, `a+b+c`; a name of
+/// points, `de`, `abc`; a function at its argument, `f(2015,2)`, `h(x)`. Not one with a number
+/// of its own (`2x`, `x^2`): `2x=6` is not 6.
+fn names_a_value(s: &str) -> bool {
+    let s = s.trim();
+    if is_variable(s) {
+        return true;
+    }
+    if let Some(items) = s.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {
+        return !items.contains(['(', ')']) && items.split(',').all(is_variable);
+    }
+    let letters = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphabetic());
+    if letters(s) && s.len() <= 4 {
+        return true;
+    }
+    if let Some((name, args)) = s.split_once('(') {
+        // One bracket, closing at the end.
+        return letters(name)
+            && name.len() <= 3
+            && args
+                .strip_suffix(')')
+                .is_some_and(|a| !a.is_empty() && !a.contains(['(', ')']));
+    }
+    let terms: Vec<&str> = s.split(['+', '-']).collect();
+    terms.len() >= 2 && terms.iter().all(|t| is_variable(t))
 }
 
 /// A single variable: `x`, `x_1`, `x_{ab}`, `\theta`.

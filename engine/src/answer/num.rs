@@ -57,12 +57,13 @@ impl Num {
         }
     }
 
-    /// Whether two values are the same number: two integers exactly (999999 is not 1000000),
-    /// anything else within the relative tolerance (a rounded decimal such as 0.3333333333 is
-    /// 1/3).
+    /// Whether two values are the same number: two exact ones exactly (999999 is not 1000000,
+    /// 70000.01 is not 70000), anything else within the relative tolerance (`\sqrt{2}/2` and
+    /// 0.70710678118). A decimal rounded to its last place (0.3333333333 for 1/3) is
+    /// [`super::same_when_rounded`]'s to judge.
     pub(super) fn same(self, o: Num) -> bool {
         match (self, o) {
-            (Num::Rat(_, 1), Num::Rat(_, 1)) => self == o,
+            (Num::Rat(..), Num::Rat(..)) => self == o,
             _ => super::structure::close(self.value(), o.value()),
         }
     }
@@ -198,10 +199,12 @@ pub(super) fn eval(s: &str) -> Option<Num> {
 /// [`eval`], with the single-letter variables `vars` bound to values.
 pub(super) fn eval_at(s: &str, vars: &[(char, Num)]) -> Option<Num> {
     let chars: Vec<char> = s.chars().collect();
+    let atoms = std::cell::Cell::new(MAX_ATOMS);
     let mut p = Parser {
         c: &chars,
         i: 0,
         vars,
+        atoms: &atoms,
     };
     p.ws();
     p.peek()?;
@@ -210,10 +213,17 @@ pub(super) fn eval_at(s: &str, vars: &[(char, Num)]) -> Option<Num> {
     (p.i == chars.len()).then_some(v)
 }
 
+/// Most atoms one evaluation reads, trial parses included: a few per character of any answer,
+/// while nesting the parser must try two ways at each level (a mixed number's fraction, then
+/// a product, past the depth limit) gives up here, not after minutes.
+const MAX_ATOMS: usize = 100_000;
+
 struct Parser<'a> {
     c: &'a [char],
     i: usize,
     vars: &'a [(char, Num)],
+    /// Atoms still to be read ([`MAX_ATOMS`]), shared with trial parses.
+    atoms: &'a std::cell::Cell<usize>,
 }
 
 /// The single-letter variables of a normalised expression (`x`, `k`; not `\pi`'s letters),
@@ -348,17 +358,22 @@ impl Parser<'_> {
         let whole = literal.strip_prefix('-').unwrap_or(&literal);
         if !whole.is_empty() && whole.chars().all(|c| c.is_ascii_digit()) {
             self.ws();
-            // A fraction of numbers only (`x + 2\frac{1}{2}` is x + 5/2).
-            let constant = || {
-                let mut alone = Parser {
-                    c: self.c,
-                    i: self.i,
-                    vars: &[],
-                };
-                alone.power(depth).is_some()
+            // A fraction of numbers only (`x + 2\frac{1}{2}` is x + 5/2), parsed once (a
+            // trial parse before the real one would double the work at each level of a nested
+            // `1\frac{1\frac{..}{2}}{2}`).
+            let mut alone = Parser {
+                c: self.c,
+                i: self.i,
+                vars: &[],
+                atoms: self.atoms,
             };
-            if self.command().as_deref() == Some("frac") && constant() {
-                let fraction = self.power(depth)?;
+            let constant = if self.command().as_deref() == Some("frac") {
+                alone.power(depth)
+            } else {
+                None
+            };
+            if let Some(fraction) = constant {
+                self.i = alone.i;
                 acc = match fraction {
                     Num::Rat(n, d) if n > 0 && n < d => {
                         if literal.starts_with('-') {
@@ -412,9 +427,10 @@ impl Parser<'_> {
     }
 
     fn atom(&mut self, depth: usize) -> Option<Num> {
-        if depth > MAX_DEPTH {
+        if depth > MAX_DEPTH || self.atoms.get() == 0 {
             return None;
         }
+        self.atoms.set(self.atoms.get() - 1);
         self.ws();
         match self.peek()? {
             c if c.is_ascii_digit() || c == '.' => self.number(),
