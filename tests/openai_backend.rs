@@ -1261,6 +1261,41 @@ fn a_token_id_the_server_failed_to_give_fails_the_reply_and_is_asked_for_again()
 }
 
 #[test]
+fn a_piece_is_asked_of_the_server_once_and_a_prompt_every_time() {
+    // Budget forcing asks some 45 pieces before every solve: each is asked of /tokenize once
+    // in the backend's life. A prompt (different each time) is not kept.
+    let asked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let noted = Arc::clone(&asked);
+    let url = local_server(None, move |path, body| match path {
+        "/v1/models" => Some((200, r#"{"data":[{"id":"m"}]}"#.into())),
+        "/tokenize" => {
+            let body: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            let content = body["content"].as_str().unwrap_or_default().to_string();
+            noted.lock().unwrap().push(content);
+            Some((200, r#"{"tokens":[7, 8]}"#.into()))
+        }
+        _ => Some((404, NO_SUCH_ENDPOINT.into())),
+    });
+    let backend = scripted_backend(&url, 0);
+    assert!(backend.capabilities().tokenizer);
+    let before = asked.lock().unwrap().len();
+    for _ in 0..3 {
+        assert_eq!(
+            block_on(backend.tokenize(TokenizeInput::Piece("</think>"))).unwrap(),
+            [7, 8]
+        );
+        block_on(backend.tokenize(TokenizeInput::Piece(" Wait"))).unwrap();
+        block_on(backend.tokenize(TokenizeInput::Prompt(&Prompt::Text("a prompt".into()))))
+            .unwrap();
+    }
+    let asked = asked.lock().unwrap()[before..].to_vec();
+    let count = |text: &str| asked.iter().filter(|a| *a == text).count();
+    assert_eq!(count("</think>"), 1, "{asked:?}");
+    assert_eq!(count(" Wait"), 1, "{asked:?}");
+    assert_eq!(count("a prompt"), 3, "{asked:?}");
+}
+
+#[test]
 fn a_redirect_that_would_turn_a_post_into_a_get_is_told_with_where_it_points() {
     let url = fake_server(|path, _| match path {
         "/v1/models" => (200, r#"{"data":[{"id":"m"}]}"#.into()),

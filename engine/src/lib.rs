@@ -38,6 +38,7 @@ mod metered;
 mod model_config;
 pub mod models;
 mod openai;
+mod piece_cache;
 mod problem;
 pub mod runner;
 mod scorer;

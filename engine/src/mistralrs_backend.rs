@@ -77,6 +77,8 @@ pub struct MistralRsBackend {
     /// The model has no chat template (a GGUF file without one, none given): mistral.rs 0.8.1
     /// panics its engine rendering chat messages then, so chat prompts are refused here.
     no_chat_template: bool,
+    /// Token ids of pieces asked before.
+    pieces: crate::piece_cache::PieceCache,
 }
 
 /// What loading a model gives besides the model.
@@ -339,6 +341,7 @@ impl MistralRsBackend {
             drops_lead_space: false,
             token_bytes: None,
             no_chat_template: false,
+            pieces: Default::default(),
         })
     }
 
@@ -1682,7 +1685,11 @@ impl Backend for MistralRsBackend {
     async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
         match input {
             TokenizeInput::Prompt(prompt) => self.prompt_ids(prompt).await,
-            TokenizeInput::Piece(text) => self.tokenize_text(text, false).await,
+            TokenizeInput::Piece(text) => {
+                self.pieces
+                    .get_or_tokenize(text, || self.tokenize_text(text, false))
+                    .await
+            }
         }
     }
 

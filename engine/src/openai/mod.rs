@@ -96,6 +96,8 @@ pub struct OpenAiBackend {
     info: ServerInfo,
     /// Token text to id, for servers whose log-probabilities carry no ids.
     ids: Mutex<HashMap<String, Option<u32>>>,
+    /// Token ids of pieces asked before.
+    pieces: crate::piece_cache::PieceCache,
     /// Stop sequence to its number of tokens (see [`ServerInfo::pieces`]).
     stop_lengths: Mutex<HashMap<String, usize>>,
     /// Whether the warning that this server cannot tell a stop sequence from an end of
@@ -260,6 +262,7 @@ impl OpenAiBackend {
             plain: AtomicBool::new(false),
             info: ServerInfo::default(),
             ids: Mutex::new(HashMap::new()),
+            pieces: Default::default(),
             stop_lengths: Mutex::new(HashMap::new()),
             warned_stops: AtomicBool::new(false),
             warned_counts: AtomicBool::new(false),
@@ -1431,7 +1434,11 @@ impl Backend for OpenAiBackend {
             });
         }
         match input {
-            TokenizeInput::Piece(text) => self.server_tokenize(text, false).await,
+            TokenizeInput::Piece(text) => {
+                self.pieces
+                    .get_or_tokenize(text, || self.server_tokenize(text, false))
+                    .await
+            }
             TokenizeInput::Prompt(Prompt::Tokens(ids)) => Ok(ids.clone()),
             TokenizeInput::Prompt(Prompt::Text(text)) => self.server_tokenize(text, true).await,
             TokenizeInput::Prompt(Prompt::Chat {

@@ -245,6 +245,15 @@ pub struct ForcingDetails {
 /// said ([`ForcingDetails::waits_ignored`]).
 pub const MAX_IDLE_WAITS: usize = 2;
 
+/// What may come before the delimiter and merge with its first piece (see
+/// [`BudgetForcing::tokens`]).
+const CLOSE_LEADS: [&str; 18] = [
+    " ", "\n", "\n\n", ".", "!", "?", ",", ":", ";", ")", "]", "}", "\"", "'", "*", "`", "$", ">",
+];
+
+/// What may come after the delimiter and merge with its last piece.
+const CLOSE_TRAILS: [&str; 5] = [" ", "\n", "\n\n", "\n\n\n", "\r\n"];
+
 /// Budget forcing over one sample; see the module docs.
 #[derive(Debug, Clone)]
 pub struct BudgetForcing {
@@ -292,23 +301,40 @@ impl BudgetForcing {
     /// Token ids of the delimiter, cue and waits on `backend`.
     pub async fn tokens(&self, backend: &dyn Backend) -> Result<ForcingTokens> {
         let c = &self.config;
-        let close = backend
-            .tokenize(TokenizeInput::Piece(&c.think_close))
-            .await?;
+        let waits = c.wait.as_list();
+        let mut pieces = vec![c.think_close.clone()];
+        for lead in CLOSE_LEADS {
+            pieces.push(format!("{lead}{}", c.think_close));
+            pieces.push(lead.to_string());
+        }
+        pieces.extend(
+            CLOSE_TRAILS
+                .iter()
+                .map(|trail| format!("{}{trail}", c.think_close)),
+        );
+        pieces.push(format!("\n{}", c.answer_cue));
+        pieces.extend(waits.iter().map(|wait| format!(" {wait}")));
+        // Asked all at once: in process each is a round trip to the engine, which answers
+        // between decode steps (one step each, asked one after another), and backends keep
+        // what they were asked.
+        let ids = futures::future::try_join_all(
+            pieces
+                .iter()
+                .map(|piece| backend.tokenize(TokenizeInput::Piece(piece))),
+        )
+        .await?;
+        let mut ids = ids.into_iter();
+        let mut next = move || ids.next().unwrap_or_default();
+        let close = next();
         // BPE merges the delimiter's first piece with what comes before it: Qwen2.5 writes
         // "market.</think>" as ".</" "think" ">", so a model that closes its own thinking after
         // a full stop would go unseen (and get a second delimiter forced after it). Each lead
         // that merges gives a variant that starts with the merged token.
         let mut close_variants = Vec::new();
         let mut leads: Vec<(u32, Vec<u32>)> = Vec::new();
-        for lead in [
-            " ", "\n", "\n\n", ".", "!", "?", ",", ":", ";", ")", "]", "}", "\"", "'", "*", "`",
-            "$", ">",
-        ] {
-            let with_lead = backend
-                .tokenize(TokenizeInput::Piece(&format!("{lead}{}", c.think_close)))
-                .await?;
-            let lead_ids = backend.tokenize(TokenizeInput::Piece(lead)).await?;
+        for _ in CLOSE_LEADS {
+            let with_lead = next();
+            let lead_ids = next();
             // Where the lead stays a token of its own, the rest is the plain delimiter again;
             // so where it ends in the plain delimiter after tokens of its own that differ from
             // the lead's alone (GPT-2's pre-tokenizer writes "\n\n" alone as one token and
@@ -336,12 +362,10 @@ impl BudgetForcing {
         // "think" ">\n\n", so a model that closes its thinking and starts a new paragraph would
         // go unseen (its answer counted as thinking, its end of sequence taken for one that
         // skipped the delimiter). Each trail that merges gives every form another last token.
+        let with_trails: Vec<Vec<u32>> = CLOSE_TRAILS.iter().map(|_| next()).collect();
         if let Some((last, head)) = close.split_last() {
             let mut lasts = Vec::new();
-            for trail in [" ", "\n", "\n\n", "\n\n\n", "\r\n"] {
-                let with_trail = backend
-                    .tokenize(TokenizeInput::Piece(&format!("{}{trail}", c.think_close)))
-                    .await?;
+            for with_trail in with_trails {
                 let merged = with_trail
                     .strip_prefix(head)
                     .and_then(|rest| rest.first())
@@ -368,17 +392,8 @@ impl BudgetForcing {
                 }
             }
         }
-        let cue = backend
-            .tokenize(TokenizeInput::Piece(&format!("\n{}", c.answer_cue)))
-            .await?;
-        let mut waits = Vec::new();
-        for wait in c.wait.as_list() {
-            waits.push(
-                backend
-                    .tokenize(TokenizeInput::Piece(&format!(" {wait}")))
-                    .await?,
-            );
-        }
+        let cue = next();
+        let waits = waits.iter().map(|_| next()).collect();
         Ok(ForcingTokens {
             close,
             close_variants,
