@@ -374,8 +374,8 @@ pub trait Backend: Send + Sync {
     /// `request.deadline` passes, end the call and return what was written (finish reason
     /// `Length`), or fail with [`crate::Error::BudgetExhausted`] of
     /// [`crate::Resource::WallTime`]; a call that does neither is given up a little later,
-    /// counted as a call and its prompt. Logits processors and `top_logprobs` are honoured
-    /// only where [`Capabilities`] says so.
+    /// uncounted. Logits processors and `top_logprobs` are honoured only where
+    /// [`Capabilities`] says so.
     async fn generate(&self, request: GenerationRequest) -> Result<Generation>;
 
     /// What this backend supports.

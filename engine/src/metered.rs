@@ -483,26 +483,12 @@ impl<B: Backend> Backend for Metered<B> {
         let sent = Instant::now();
         let call = self.inner.generate(request);
         // The backend ends the call at the deadline and returns what it wrote (in process), or
-        // gives up there (over HTTP); one that does neither is stopped a little later. Such a
-        // call was under way (in process: a prefill that outlasted the deadline, which the
-        // engine runs to its end): it counts as a call and its prompt, though what it wrote is
-        // lost. (A backend's own wall-time stop may come before anything was sent: a call
-        // that waited for its turn until the deadline. It is not charged.)
-        let given_up = |reservation: Reservation| {
-            reservation.settle(&Usage {
-                prompt_tokens,
-                calls: 1,
-                ..Usage::default()
-            });
-            out_of_time()
-        };
+        // gives up there (over HTTP); one that does neither is stopped a little later, and what
+        // it wrote is lost uncounted.
         let outcome = match deadline {
-            Some(deadline) => {
-                match tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), call).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => return Err(given_up(reservation)),
-                }
-            }
+            Some(deadline) => tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), call)
+                .await
+                .map_err(|_| out_of_time())?,
             None => call.await,
         };
         let past = |deadline: Option<Instant>| deadline.is_some_and(|d| Instant::now() >= d);
@@ -771,62 +757,6 @@ mod tests {
             (0, 0),
             "nothing came back"
         );
-    }
-
-    /// A backend that takes ten seconds whatever the deadline (an engine prefilling a long
-    /// prompt: its forced end at the deadline comes only with its first token).
-    struct PastItsDeadline(ScriptedBackend);
-
-    #[async_trait]
-    impl Backend for PastItsDeadline {
-        async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            self.0.generate(request).await
-        }
-
-        fn capabilities(&self) -> crate::Capabilities {
-            self.0.capabilities()
-        }
-
-        async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
-            self.0.tokenize(input).await
-        }
-    }
-
-    #[tokio::test]
-    async fn a_call_given_up_past_its_deadline_counts_its_prompt_and_itself() {
-        let backend = Metered::new(
-            PastItsDeadline(ScriptedBackend::new(vec!["a"])),
-            Budget::unlimited().with_max_wall(Duration::from_millis(50)),
-        );
-        let result = backend
-            .generate(GenerationRequest::new(Prompt::Text(
-                "three word prompt".into(),
-            )))
-            .await;
-        assert!(
-            matches!(
-                result,
-                Err(Error::BudgetExhausted {
-                    resource: Resource::WallTime
-                })
-            ),
-            "{result:?}"
-        );
-        let prompt = ScriptedBackend::new(Vec::<String>::new())
-            .tokenize(TokenizeInput::Prompt(&Prompt::Text(
-                "three word prompt".into(),
-            )))
-            .await
-            .unwrap()
-            .len() as u64;
-        let usage = backend.meter().usage();
-        assert_eq!(
-            (usage.prompt_tokens, usage.completion_tokens, usage.calls),
-            (prompt, 0, 1),
-            "the engine read the prompt; what it wrote is lost"
-        );
-        assert!(prompt > 0);
     }
 
     /// A backend whose tokenizer takes ten seconds (behind a slow server, or an engine busy
