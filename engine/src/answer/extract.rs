@@ -154,21 +154,25 @@ fn answer_at(text: &str, end: usize) -> Option<String> {
     (!remark).then_some(candidate)
 }
 
-/// `line` past a list item's marker, `- `, `• `, `1. `, `2) `, where one starts it.
+/// `line` past a list item's marker, `- `, `• `, or a first item's `1. ` before an answer.
 fn past_list_marker(line: &str) -> &str {
     if let Some(rest) = line.strip_prefix(['-', '\u{2022}']) {
         if rest.starts_with([' ', '\t']) {
             return rest.trim_start();
         }
     }
-    let digits = line.len() - line.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    match line.get(digits..) {
+    // A first item, `1. 18`, `1) $18$`: an answer after it, not a sentence (`1. That is all`;
+    // `12. There were 3 groups` is the answer 12).
+    match line
+        .strip_prefix("1. ")
+        .or_else(|| line.strip_prefix("1) "))
+    {
         Some(rest)
-            if (1..=2).contains(&digits)
-                && (rest.starts_with(". ") || rest.starts_with(") "))
-                && rest.get(2..).is_some_and(|r| !r.trim().is_empty()) =>
+            if rest
+                .trim_start()
+                .starts_with(|c: char| c.is_ascii_digit() || matches!(c, '$' | '\\' | '-')) =>
         {
-            rest.get(2..).unwrap_or_default().trim_start()
+            rest.trim_start()
         }
         _ => line,
     }
@@ -269,37 +273,60 @@ fn without_trailing_working(cand: &str) -> Option<String> {
     same.then(|| before.to_string())
 }
 
-/// The math span on the line that gives the answer: the first, or where a sentence names what
-/// it answers in math first (`The value of $x$ is $5$`, `The length of $DE$ is $\sqrt{51}$`),
-/// the first after the last `is`, `are`, `equals` or `=` written between spans.
+/// The math span on the line that gives the answer: the first, unless it names what the
+/// answer is (the line opens with words, `The value of $x$ is $5$`, `The length of $DE$ is
+/// $\sqrt{51}$`; or the span is a bare name, `\( n \) equals \( 23 \)`) and the next span
+/// follows it in the same sentence after `is`, `are`, `equals` or `=`: then that one. A first
+/// span that is the answer keeps it whatever the sentence says after (`$18$. The number left is
+/// $9$`).
 fn answer_span(line: &str) -> Option<&str> {
     let spans = math_spans(line);
-    let &(_, first) = spans.first()?;
+    let &(first_at, first) = spans.first()?;
+    let Some(&(next_at, next)) = spans.get(1) else {
+        return Some(first);
+    };
     const LINKS: [&str; 6] = [" is ", " are ", " was ", " equals ", " be ", "="];
-    let links = spans
-        .windows(2)
-        .filter_map(|pair| {
-            let [(at, body), (next, _)] = pair else {
-                return None;
-            };
-            let between = line.get(at + body.len()..*next)?.to_ascii_lowercase();
-            LINKS.iter().any(|l| between.contains(l)).then_some(*next)
-        })
-        .last();
-    match links {
-        Some(after) => spans
-            .iter()
-            .find(|(at, _)| *at >= after)
-            .map(|&(_, body)| body),
-        None => Some(first),
-    }
+    // Words before it that do not already link to it (`The area is $18$ and the perimeter is
+    // $20$`: the first is the answer).
+    let before = line
+        .get(..first_at)
+        .unwrap_or_default()
+        .trim_end_matches(['$', '\\', '(', '['])
+        .trim_end()
+        .to_ascii_lowercase();
+    let links_to_first = ["is", "are", "was", "equals", "be", "=", ":"]
+        .iter()
+        .any(|l| before.ends_with(l));
+    let opens_with_words = before.chars().any(|c| c.is_ascii_alphabetic()) && !links_to_first;
+    let bare_name = {
+        let name = first.trim();
+        let name = name.strip_prefix('\\').unwrap_or(name);
+        !name.is_empty() && name.len() <= 6 && name.chars().all(|c| c.is_ascii_alphabetic())
+    };
+    let between = line
+        .get(first_at + first.len()..next_at)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let linked = LINKS.iter().any(|l| between.contains(l))
+        && !between.contains(". ")
+        && !between.contains(';');
+    Some(if (opens_with_words || bare_name) && linked {
+        next
+    } else {
+        first
+    })
 }
 
 /// The math spans on the line, each as where its body starts and its body ([`math_span_at`]).
 fn math_spans(line: &str) -> Vec<(usize, &str)> {
     let mut spans = Vec::new();
     let mut from = 0;
-    while let Some((start, end, after)) = line.get(from..).and_then(math_span_at) {
+    // Two are all that is read (each search reads the rest of the line: a line of many spans, a
+    // model repeating itself, would take time by the square of its length).
+    while spans.len() < 2 {
+        let Some((start, end, after)) = line.get(from..).and_then(math_span_at) else {
+            break;
+        };
         if let Some(body) = line.get(from + start..from + end) {
             spans.push((from + start, body));
         }
@@ -384,7 +411,11 @@ fn clean_candidate(raw: &str) -> String {
     loop {
         let before = s;
         s = s.trim();
-        s = s.trim_matches('*');
+        // Markdown emphasis (`**18**`, `***18***`), not a conjugate's star (`a^*`).
+        s = s.trim_start_matches('*');
+        if !s.trim_end_matches('*').ends_with('^') {
+            s = s.trim_end_matches('*');
+        }
         s = s.trim_end_matches(['.', ',', ';', '!']);
         s = s.trim_matches('$');
         // Quotes and code spans around it (`"Evelyn"`, `` `42` ``), or a stray one after it
@@ -445,12 +476,22 @@ fn is_prose(s: &str) -> bool {
         .any(|w| w.len() >= 2 && !is_listed(MATH_WORDS, &w.to_ascii_lowercase()))
 }
 
-/// The answer number inside a prose sentence: after the last '=', the first number after the
-/// first verb that states a quantity and is followed by one (`The total cost of 3 shirts is
-/// $45`: 45; `For 5 shirts, he pays $100`: 100); else the first number past an opening
-/// clause that sets the scene (`After 3 days, she has 12 apples.`: 12; `12 apples.`: 12).
+/// The answer number inside a prose sentence: after the last '=', the number it opens with
+/// (`12 apples, 3 more than Tom`: 12); else the first number after the first verb that states a
+/// quantity and is followed by one (`The total cost of 3 shirts is $45`: 45; `For 5 shirts, he
+/// pays $100`: 100); else the first number past an opening clause that sets the scene.
 fn pick_number(cand: &str) -> Option<String> {
     let after_eq = cand.rsplit('=').next().unwrap_or(cand);
+    // The number first (`15 cookies are left, since 5 were eaten`): the answer, whatever the
+    // rest says.
+    let opening = after_eq
+        .trim_start()
+        .trim_start_matches(['$', '-', '\u{2212}']);
+    if opening.starts_with(|c: char| c.is_ascii_digit()) {
+        if let Some(first) = numbers(after_eq).into_iter().next() {
+            return Some(first);
+        }
+    }
     after_stating_verb(after_eq)
         .or_else(|| numbers(past_opening_clause(after_eq)).into_iter().next())
         .or_else(|| numbers(cand).into_iter().next())
@@ -571,17 +612,17 @@ fn arithmetic_rhs(cand: &str) -> String {
 }
 
 /// The last number in `text` that is not the marker of a list item (`1. First, we ...`, `2)`),
-/// a step (`Step 2:`), in a heading (`### Step 3`), an exponent (`24 m^2`) or a note's mark
-/// (`18 apples [1]`): the answer of a text that marks none, e.g. a chain of thought cut off by
+/// a step (`Step 2:`, `### Step 3`) or an exponent (`24 m^2`): the answer of a text that marks none, e.g. a chain of thought cut off by
 /// its length.
 pub(super) fn last_number(text: &str) -> Option<String> {
     text.lines().rev().find_map(|line| {
-        let trimmed = line.trim_start().trim_start_matches('*');
-        if trimmed.starts_with('#') {
-            return None;
-        }
+        // A heading's marks (`### Total: $18`), then a step's number (`Step 2: ...`).
+        let trimmed = line
+            .trim_start()
+            .trim_start_matches(['#', '*'])
+            .trim_start();
         let stepless = strip_step(trimmed);
-        let stripped = without_exponents_and_marks(stepless);
+        let stripped = without_exponents(stepless);
         let line = stripped.as_str();
         let trimmed = line.trim_start();
         let digits = trimmed.len()
@@ -619,8 +660,8 @@ fn strip_step(line: &str) -> &str {
         .trim_start_matches(['*', ':', '.', ')', '-', ' '])
 }
 
-/// `line` without exponents (`^2`, `^{10}`) and notes' marks (`[1]`).
-fn without_exponents_and_marks(line: &str) -> String {
+/// `line` without exponents (`^2`, `^{10}`).
+fn without_exponents(line: &str) -> String {
     let c: Vec<char> = line.chars().collect();
     let mut out = String::with_capacity(line.len());
     let mut i = 0;
@@ -636,13 +677,6 @@ fn without_exponents_and_marks(line: &str) -> String {
                     i = end + 1;
                     continue;
                 }
-            }
-        }
-        if ch == '[' {
-            let digits = digit_run(&c, i + 1);
-            if (1..=2).contains(&digits) && c.get(i + 1 + digits) == Some(&']') {
-                i += 2 + digits;
-                continue;
             }
         }
         out.push(ch);

@@ -51,7 +51,7 @@ fn is_listed(list: &str, word: &str) -> bool {
 /// last weak one ("the answer is", "answer:"), cut to its line or sentence and skipping cues
 /// followed by a remark rather than an answer; else the last number in the text (integers,
 /// decimals, negatives, `1,234,567`, `3/4`, `\frac{1}{2}`), not counting list markers
-/// (`1. First, ...`), steps (`Step 2:`), headings, exponents (`24 m^2`) or notes' marks (`[1]`).
+/// (`1. First, ...`), steps (`Step 2:`, `### Step 3`) or exponents (`24 m^2`).
 /// A sentence after a cue gives the number its verb states (`The cost of 3 shirts is $45`:
 /// 45); math written after a cue, the span after the last `is` or `=` between spans (`The
 /// value of $x$ is $5$`: 5).
@@ -159,6 +159,7 @@ impl Comparable {
         }
         if let (Some(x), Some(y)) = (self.value, other.value) {
             return x.same(y)
+                || (float_noise(&na.text, &nb.text) && structure::close(x.value(), y.value()))
                 || (na.percent && x.percent().is_some_and(|x| x.same(y)))
                 || (nb.percent && y.percent().is_some_and(|y| x.same(y)))
                 || same_when_rounded(&na.text, &nb.text, x.value(), y.value());
@@ -196,6 +197,14 @@ fn decimal_places(s: &str) -> Option<usize> {
         && !frac.is_empty()
         && frac.chars().all(|c| c.is_ascii_digit()))
     .then_some(frac.len())
+}
+
+/// Whether either side is a decimal printed from a binary float (15 or more significant digits:
+/// `0.30000000000000004`, `12.500000000000002`): compared within the tolerance, not exactly.
+fn float_noise(a: &str, b: &str) -> bool {
+    [a, b]
+        .into_iter()
+        .any(|s| decimal_places(s).is_some() && significant_digits(s) >= 15)
 }
 
 /// The significant digits of a plain decimal literal (`0.00672` -> 3, `3.33333` -> 6): its

@@ -71,6 +71,9 @@ pub(super) fn normalize(raw: &str) -> Normalized {
         s = s.replace(from, to);
     }
     s = unwrap_text(&s, 0);
+    if let Some(value) = point_name_rhs(&s) {
+        s = value;
+    }
     s = number_words(&s);
     s = join_plain_thousands(&s);
     // Units first: `3 1/2 hours` is the mixed number 3 1/2.
@@ -430,7 +433,7 @@ const MAX_TRAILING_WORDS: usize = 6;
 /// mathematics (`2 pi`, `3 sqrt`), nor a single letter (`3 x` is a product).
 fn value_before_words(s: &str) -> Option<String> {
     let tokens: Vec<&str> = s.split_whitespace().collect();
-    (1..tokens.len()).find_map(|k| {
+    (tokens.len().saturating_sub(MAX_TRAILING_WORDS).max(1)..tokens.len()).find_map(|k| {
         let (value, words) = tokens.split_at(k);
         let first = words.first()?.to_ascii_lowercase();
         let word = |w: &&str| {
@@ -458,9 +461,9 @@ fn value_before_words(s: &str) -> Option<String> {
 /// (`one of them`, `3 out of 4`, `2 in a row`).
 const NOT_A_UNIT: &str = "of out in on at to for from by over with than into per";
 
-/// Words that join one value to another (`1 and -2`, `3 or 4`, `5 to 7`): a phrase with one
-/// is not a value's unit.
-const CONNECTIVES: &str = "and or to by times plus minus over";
+/// Words that join one value to another (`1 and -2`, `3 or 4`, `5 to 7`), compare it (`3
+/// more than x`) or deny it (`18 is not possible`): a phrase with one is not a value's unit.
+const CONNECTIVES: &str = "and or to by times plus minus over than not no";
 
 /// Remove whitespace, keeping one space where a command name meets a letter
 /// (`\cot x` stays distinct from `\cotx`).
@@ -848,7 +851,9 @@ fn assignment_rhs(s: String) -> String {
         return s;
     };
     let rhs = rhs.trim();
-    if names_a_value(lhs) && !rhs.is_empty() {
+    // `x + y + z = 0` is a plane, not the value 0 (one variable equal to 0 is its value).
+    let locus = rhs == "0" && !is_variable(lhs.trim());
+    if names_a_value(lhs) && !rhs.is_empty() && !locus {
         rhs.to_string()
     } else {
         s
@@ -856,9 +861,9 @@ fn assignment_rhs(s: String) -> String {
 }
 
 /// A left side that names the value on the right: a single variable ([`is_variable`]); a
-/// tuple of them, `(x,y)`, `(r,\theta)`; a sum or difference of them, `a+b+c`; a name of
-/// points, `de`, `abc`; a function at its argument, `f(2015,2)`, `h(x)`. Not one with a number
-/// of its own (`2x`, `x^2`): `2x=6` is not 6.
+/// tuple of them, `(x,y)`, `(r,\theta)`; a sum of them, `a+b+c`; a function at its argument,
+/// `f(2015,2)`, `h(x)`, `p(a)`. Not one with a number of its own (`2x`, `x^2`): `2x=6` is not
+/// 6. (A name of points, `DE = 3`, is read before case is lost: [`point_name_rhs`].)
 fn names_a_value(s: &str) -> bool {
     let s = s.trim();
     if is_variable(s) {
@@ -867,20 +872,31 @@ fn names_a_value(s: &str) -> bool {
     if let Some(items) = s.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {
         return !items.contains(['(', ')']) && items.split(',').all(is_variable);
     }
-    let letters = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphabetic());
-    if letters(s) && s.len() <= 4 {
-        return true;
-    }
     if let Some((name, args)) = s.split_once('(') {
-        // One bracket, closing at the end.
-        return letters(name)
-            && name.len() <= 3
+        // A function's name (not `x(x+1)`, a product), one bracket closing at the end.
+        return is_listed(FUNCTION_NAMES, name)
             && args
                 .strip_suffix(')')
                 .is_some_and(|a| !a.is_empty() && !a.contains(['(', ')']));
     }
-    let terms: Vec<&str> = s.split(['+', '-']).collect();
+    // A sum, not a difference (`a - b = 5` is not `b - a = 5`).
+    let terms: Vec<&str> = s.split('+').collect();
     terms.len() >= 2 && terms.iter().all(|t| is_variable(t))
+}
+
+/// Names of functions a left side may give (`P` of a probability, lower-cased by then).
+const FUNCTION_NAMES: &str = "f g h p q r s gcd lcm";
+
+/// `DE = \sqrt{51}`, `ABC = 12`: the value a name of points (two or three capitals) is given.
+fn point_name_rhs(s: &str) -> Option<String> {
+    let (lhs, rhs) = s.split_once('=')?;
+    let lhs = lhs.trim();
+    let rhs = rhs.trim();
+    ((2..=3).contains(&lhs.len())
+        && lhs.chars().all(|c| c.is_ascii_uppercase())
+        && !rhs.is_empty()
+        && !rhs.contains('='))
+    .then(|| rhs.to_string())
 }
 
 /// A single variable: `x`, `x_1`, `x_{ab}`, `\theta`.

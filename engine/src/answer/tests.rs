@@ -1015,13 +1015,13 @@ fn a_numbered_heading_is_no_gsm8k_answer_and_no_fallback_number() {
     let text = "#### 1. Compute the eggs\n16 - 7 = 9 eggs.\n#### 2. Compute the money\n9 * 2 = 18 dollars.";
     assert_eq!(ex(text).as_deref(), Some("18"));
     assert_eq!(ex("So it is 42.\n#### 42").as_deref(), Some("42"));
-    // The fallback skips exponents, notes' marks, steps and headings.
+    // The fallback skips exponents, steps and headings' marks.
     assert_eq!(ex("So the area is 24 m^2.").as_deref(), Some("24"));
     assert_eq!(
         ex("So the area is 24 \\text{ cm}^{2}").as_deref(),
         Some("24")
     );
-    assert_eq!(ex("She has 18 apples [1].").as_deref(), Some("18"));
+    assert_eq!(ex("Some.\n### Total: $18").as_deref(), Some("18"));
     assert_eq!(
         ex("She earns $18 per day.\n\nStep 2").as_deref(),
         Some("18")
@@ -1062,4 +1062,87 @@ fn nested_mixed_numbers_are_read_in_linear_time() {
     }
     // Within the limit it is still read: 1 + 1/2 at the innermost level, and so on out.
     assert!(equivalent("1\\frac{1\\frac{1}{2}}{2}", "1.75"));
+}
+
+#[test]
+fn what_a_line_says_after_its_answer_does_not_replace_it() {
+    // A first span that is the answer keeps it whatever the sentence says after.
+    for (line, answer) in [
+        ("Final Answer: $18$. The number of eggs left is $9$.", "18"),
+        ("The answer is $18$, and the remainder is $0$.", "18"),
+        (
+            "Final Answer: The minimum is $-4$, attained when $x$ is $2$.",
+            "-4",
+        ),
+        (
+            "Final Answer: The area is $18$ and the perimeter is $20$.",
+            "18",
+        ),
+        ("The answer is $42$ and $x$ must be $7$.", "42"),
+        // The number first: the answer, whatever the rest says.
+        (
+            "Final Answer: 15 cookies are left, since 5 were eaten.",
+            "15",
+        ),
+        (
+            "The answer is 12 apples, which is 3 more than Tom has.",
+            "12",
+        ),
+        ("Final Answer: 3 hours, as the distance is 180 miles.", "3"),
+        // An answer on its own line, then a sentence: no list marker.
+        (
+            "Final Answer:\n18. That is how much she makes every day.",
+            "18",
+        ),
+        ("Final Answer:\n12. There were 3 groups of 4.", "12"),
+        ("Final Answer:\n1) 18", "18"),
+        // Headings carry results too; a conjugate keeps its star.
+        ("She uses 7.\n### Step 2: She earns 9 * $2 = $18", "18"),
+        ("#### 18. She makes $18 per day.", "18"),
+    ] {
+        assert!(
+            ex(line).is_some_and(|got| equivalent(&got, answer)),
+            "{line:?}: {:?}",
+            ex(line)
+        );
+    }
+    assert_eq!(ex("Final Answer: a^*").as_deref(), Some("a^*"));
+}
+
+#[test]
+fn equations_that_are_the_answer_keep_their_left_side() {
+    // Differences, products and loci are equations, not a name and its value.
+    assert!(!equivalent("a - b = 5", "b - a = 5"));
+    assert!(!equivalent("x - y + z = 0", "x + y - z = 0"));
+    assert!(!equivalent("x + y + z = 0", "0"));
+    assert!(!equivalent("xy = 6", "6"));
+    assert!(!equivalent("x(x+1) = 6", "6"));
+    // A name of points is read before case is lost; a variable equal to 0 is 0.
+    assert!(equivalent("AB = 2\\sqrt{113}", "2\\sqrt{113}"));
+    assert!(equivalent("x = 0", "0"));
+    // Comparisons and denials are no units.
+    assert!(!equivalent("3 \\text{ more than } x", "3"));
+    assert!(!equivalent("18 is not possible", "18"));
+}
+
+#[test]
+fn a_decimal_printed_from_a_float_is_its_value() {
+    assert!(equivalent("2.0000000000000004", "2"));
+    assert!(equivalent("0.30000000000000004", "0.3"));
+    assert!(equivalent("12.500000000000002", "12.5"));
+    assert!(!equivalent("2.0000001", "2"));
+}
+
+#[test]
+fn long_repetitive_answers_are_read_in_linear_time() {
+    let terms = format!("\\boxed{{{}1}}", "1 + ".repeat(20_000));
+    let spans = format!("Final Answer: {}", "$x$ is $5$ and ".repeat(8_000));
+    let started = std::time::Instant::now();
+    let _ = equivalent(&ex(&terms).unwrap(), "20001");
+    let _ = ex(&spans);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
