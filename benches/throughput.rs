@@ -7,7 +7,7 @@
 //! Environment (all optional):
 //! - `PONDER_BENCH_MODEL`: a built-in name, a `.gguf`, or a model directory. Default `smollm2-135m`.
 //! - `PONDER_BENCH_DEVICE`: `cpu` or `cuda:N`. Default `cpu`.
-//! - `PONDER_BENCH_SECTIONS`: some of `decode,best_of_n,forcing`. Default all three.
+//! - `PONDER_BENCH_SECTIONS`: some of `decode,best_of_n,forcing,tokenize`. Default all four.
 //! - `PONDER_BENCH_CONCURRENCY`: samples decoded at once. Default `1,8,32,64` (CPU: `1,8`).
 //! - `PONDER_BENCH_N`: best-of-N sizes. Default `8,32` (CPU: `8`).
 //! - `PONDER_BENCH_TOKENS`: max tokens per sample. Default 256 (CPU: 64).
@@ -28,6 +28,11 @@
 //! the sequences of a batch; see the README's Known issues), so there the decode rows measure
 //! requests taking turns, and the raw side of best-of-N is mistral.rs's own batched decoding,
 //! faster by what batching gains but with mixed-up samples. The comparison is meant for CUDA.
+//!
+//! `tokenize` times what in-decode budget forcing asks the tokenizer before each solve (its
+//! delimiter in every way a model may write it, cue and waits: some 45 pieces), with the engine
+//! idle and while it decodes another request: the pieces asked one after another, all at once,
+//! and kept by the backend from an earlier solve (what a solve now pays).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -327,6 +332,103 @@ impl Bench {
         println!();
         Ok(())
     }
+
+    /// Budget forcing's tokenizer pieces asked one after another, all at once, and kept.
+    async fn tokenize(&self) -> anyhow::Result<()> {
+        let strategy = BudgetForcing::new(BudgetForcingConfig::default())?;
+        let c = BudgetForcingConfig::default();
+        // The pieces `BudgetForcing::tokens` asks (the same count, the same shapes).
+        let mut pieces = vec![c.think_close.clone()];
+        for lead in [
+            " ", "\n", "\n\n", ".", "!", "?", ",", ":", ";", ")", "]", "}", "\"", "'", "*", "`",
+            "$", ">",
+        ] {
+            pieces.push(format!("{lead}{}", c.think_close));
+            pieces.push(lead.to_string());
+        }
+        for trail in [" ", "\n", "\n\n", "\n\n\n", "\r\n"] {
+            pieces.push(format!("{}{trail}", c.think_close));
+        }
+        pieces.push(format!("\n{}", c.answer_cue));
+        pieces.extend(c.wait.as_list().iter().map(|w| format!(" {w}")));
+        let backend: &dyn Backend = self.backend.as_ref();
+        // Pieces no earlier call asked (else the backend's kept ids would answer).
+        let fresh =
+            |tag: &str| -> Vec<String> { pieces.iter().map(|p| format!("{p}{tag}")).collect() };
+        let mut tags = 0usize;
+        let mut next_tag = move || {
+            tags += 1;
+            format!("#{tags}")
+        };
+        strategy.tokens(backend).await?;
+        let mut table = Vec::new();
+        for busy in [false, true] {
+            // Another request decoding all the while (restarted should it end).
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let background = busy.then(|| {
+                let (backend, stop) = (Arc::clone(&self.backend), Arc::clone(&stop));
+                tokio::spawn(async move {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let request = GenerationRequest::new(Prompt::Text(
+                            "Count from 1 to 1000, one number a line:\n1\n2\n".into(),
+                        ))
+                        .with_max_tokens(512)
+                        .with_sampling(Sampling::greedy());
+                        let _ = backend.generate(request).await;
+                    }
+                })
+            });
+            if busy {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            let (mut one_by_one, mut at_once, mut kept) = (0.0, 0.0, 0.0);
+            for _ in 0..self.rounds {
+                let started = Instant::now();
+                for piece in fresh(&next_tag()) {
+                    backend.tokenize(TokenizeInput::Piece(&piece)).await?;
+                }
+                one_by_one += started.elapsed().as_secs_f64() * 1000.0;
+                let started = Instant::now();
+                let pieces = fresh(&next_tag());
+                futures::future::try_join_all(
+                    pieces
+                        .iter()
+                        .map(|p| backend.tokenize(TokenizeInput::Piece(p))),
+                )
+                .await?;
+                at_once += started.elapsed().as_secs_f64() * 1000.0;
+                let started = Instant::now();
+                strategy.tokens(backend).await?;
+                kept += started.elapsed().as_secs_f64() * 1000.0;
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(background) = background {
+                background.await?;
+            }
+            let r = self.rounds as f64;
+            table.push((busy, one_by_one / r, at_once / r, kept / r));
+        }
+        println!(
+            "### Budget forcing's tokenizer pieces before a solve ({} pieces, mean of {} rounds)\n",
+            pieces.len(),
+            self.rounds
+        );
+        println!("| engine | one after another ms | all at once ms | kept ms | one after another / all at once |");
+        println!("|---|---|---|---|---|");
+        for (busy, one, all, kept) in table {
+            println!(
+                "| {} | {one:.1} | {all:.1} | {kept:.3} | {:.1} |",
+                if busy {
+                    "decoding another request"
+                } else {
+                    "idle"
+                },
+                one / all.max(1e-9)
+            );
+        }
+        println!();
+        Ok(())
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -334,7 +436,7 @@ fn main() -> anyhow::Result<()> {
     let gpu = device != DeviceSpec::Cpu;
     let source = std::env::var("PONDER_BENCH_MODEL").unwrap_or_else(|_| "smollm2-135m".into());
     let sections = std::env::var("PONDER_BENCH_SECTIONS")
-        .unwrap_or_else(|_| "decode,best_of_n,forcing".into());
+        .unwrap_or_else(|_| "decode,best_of_n,forcing,tokenize".into());
     let concurrency = env_list(
         "PONDER_BENCH_CONCURRENCY",
         if gpu { &[1, 8, 32, 64] } else { &[1, 8] },
@@ -373,8 +475,9 @@ fn main() -> anyhow::Result<()> {
                 "decode" => bench.decode(&concurrency).await?,
                 "best_of_n" => bench.best_of_n(&sizes).await?,
                 "forcing" => bench.forcing().await?,
+                "tokenize" => bench.tokenize().await?,
                 other => anyhow::bail!(
-                    "PONDER_BENCH_SECTIONS: unknown section `{other}` (decode, best_of_n, forcing)"
+                    "PONDER_BENCH_SECTIONS: unknown section `{other}` (decode, best_of_n, forcing, tokenize)"
                 ),
             }
         }
