@@ -24,8 +24,8 @@ inner = { kind = "direct", style = "step_by_step", temperature = 0.7, max_tokens
   > "$out/sc.toml"
 run() { # NAME [FLAGS...]
   local name=$1; shift
-  "$ponder" run --config "$out/sc.toml" --problems "$problems" --limit "$n" --concurrency 4 \
-    --out "$out/$name.jsonl" --events "$out/$name.events.jsonl" "$@" > "$out/$name.log" 2>&1
+  ponder_run "$out/$name.log" --config "$out/sc.toml" --problems "$problems" --limit "$n" --concurrency 4 \
+    --out "$out/$name.jsonl" --events "$out/$name.events.jsonl" "$@"
 }
 runs=${RUNS:-unlimited first-come even triage}
 for name in $runs; do

@@ -34,8 +34,8 @@ min_confidence = 1.0
 think = $think"
 run() { # NAME CONFIG [FLAGS...]
   local name=$1 config=$2; shift 2
-  "$ponder" run --config "$out/$config.toml" --problems "$problems" --limit "$n" --concurrency 4 \
-    --out "$out/$name.jsonl" "$@" > "$out/$name.log" 2>&1
+  ponder_run "$out/$name.log" --config "$out/$config.toml" --problems "$problems" --limit "$n" --concurrency 4 \
+    --out "$out/$name.jsonl" "$@"
 }
 run short short
 run think think

@@ -32,8 +32,8 @@ n = 8
 adaptive = { round = 2 }
 inner = { kind = "direct", style = "step_by_step", temperature = 0.8, max_tokens = 256 }
 TOML
-"$ponder" run --config "$out/bo8.toml" --problems "$problems" --limit "$n" --concurrency 2 --out "$out/bo8.jsonl" > "$out/bo8.log" 2>&1
-"$ponder" run --config "$out/adaptive.toml" --problems "$problems" --limit "$n" --concurrency 2 --out "$out/adaptive.jsonl" > "$out/adaptive.log" 2>&1
+ponder_run "$out/bo8.log" --config "$out/bo8.toml" --problems "$problems" --limit "$n" --concurrency 2 --out "$out/bo8.jsonl"
+ponder_run "$out/adaptive.log" --config "$out/adaptive.toml" --problems "$problems" --limit "$n" --concurrency 2 --out "$out/adaptive.jsonl"
 python3 - "$out" <<'PY'
 import json, sys, os
 from collections import defaultdict

@@ -10,6 +10,7 @@ n=${2:-30}
 model=${3:-qwen2.5-coder-0.5b}
 out=${4:-target/scaling/budget_forcing}
 ponder=${PONDER:-target/release/ponder}
+. "$(dirname "$0")/model_table.sh"   # ponder_run
 mkdir -p "$out"
 for cap in 0 64 256; do
   for waits in 0 2; do
@@ -24,8 +25,8 @@ max_thinking_tokens = $cap
 max_waits = $waits
 max_answer_tokens = 48
 TOML
-    "$ponder" run --config "$config" --problems "$problems" --limit "$n" --concurrency 2 \
-      --out "$out/cap${cap}-waits${waits}.jsonl" > "$out/cap${cap}-waits${waits}.log" 2>&1
+    ponder_run "$out/cap${cap}-waits${waits}.log" --config "$config" --problems "$problems" --limit "$n" --concurrency 2 \
+      --out "$out/cap${cap}-waits${waits}.jsonl"
   done
 done
 python3 - "$out" <<'PY'

@@ -23,8 +23,8 @@ write chain_of_draft "$max_tokens"
 write chain_of_draft_zero_shot "$max_tokens"
 styles=(direct step_by_step chain_of_draft chain_of_draft_zero_shot)
 for style in "${styles[@]}"; do
-  "$ponder" run --config "$out/$style.toml" --problems "$problems" --limit "$n" --concurrency 4 \
-    --out "$out/$style.jsonl" > "$out/$style.log" 2>&1
+  ponder_run "$out/$style.log" --config "$out/$style.toml" --problems "$problems" --limit "$n" --concurrency 4 \
+    --out "$out/$style.jsonl"
 done
 files=()
 for style in "${styles[@]}"; do files+=("$out/$style.jsonl"); done

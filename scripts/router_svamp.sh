@@ -36,8 +36,8 @@ min_agreement = 1.0
 min_confidence = 0.5
 think = $think"
 for run in short think router-0.2 router-0.5 router-probes; do
-  "$ponder" run --config "$out/$run.toml" --problems "$problems" --limit "$n" --concurrency 4 \
-    --out "$out/$run.jsonl" > "$out/$run.log" 2>&1
+  ponder_run "$out/$run.log" --config "$out/$run.toml" --problems "$problems" --limit "$n" --concurrency 4 \
+    --out "$out/$run.jsonl"
 done
 "$ponder" report "$out"/{short,think,router-0.2,router-0.5,router-probes}.jsonl \
   --labels short,think,router-0.2,router-0.5,router-probes

@@ -58,8 +58,8 @@ selection = "adaptive_input_synthesis"
 TOML
 } > "$out/s_star4.toml"
 for run in greedy filter4 debug4 knockout4 s_star4; do
-  "$ponder" run --config "$out/$run.toml" --problems "$problems" --limit "$n" \
-    --concurrency "$concurrency" --out "$out/$run.jsonl" > "$out/$run.log" 2>&1
+  ponder_run "$out/$run.log" --config "$out/$run.toml" --problems "$problems" --limit "$n" \
+    --concurrency "$concurrency" --out "$out/$run.jsonl"
 done
 python3 - "$out" <<'PY'
 import json, os, sys

@@ -39,8 +39,8 @@ scorer = { kind = "llm_judge", mode = "steps" }
 TOML
   done
   for s in bon beam_search dvts; do
-    "$ponder" run --config "$out/$s$N.toml" --problems "$problems" --limit "$n" --concurrency 2 \
-      --out "$out/$s$N.jsonl" --trace-dir "$out/traces-$s$N" > "$out/$s$N.log" 2>&1
+    ponder_run "$out/$s$N.log" --config "$out/$s$N.toml" --problems "$problems" --limit "$n" --concurrency 2 \
+      --out "$out/$s$N.jsonl" --trace-dir "$out/traces-$s$N"
   done
 done
 python3 - "$out" <<'PY'
