@@ -336,21 +336,7 @@ impl Bench {
     /// Budget forcing's tokenizer pieces asked one after another, all at once, and kept.
     async fn tokenize(&self) -> anyhow::Result<()> {
         let strategy = BudgetForcing::new(BudgetForcingConfig::default())?;
-        let c = BudgetForcingConfig::default();
-        // The pieces `BudgetForcing::tokens` asks (the same count, the same shapes).
-        let mut pieces = vec![c.think_close.clone()];
-        for lead in [
-            " ", "\n", "\n\n", ".", "!", "?", ",", ":", ";", ")", "]", "}", "\"", "'", "*", "`",
-            "$", ">",
-        ] {
-            pieces.push(format!("{lead}{}", c.think_close));
-            pieces.push(lead.to_string());
-        }
-        for trail in [" ", "\n", "\n\n", "\n\n\n", "\r\n"] {
-            pieces.push(format!("{}{trail}", c.think_close));
-        }
-        pieces.push(format!("\n{}", c.answer_cue));
-        pieces.extend(c.wait.as_list().iter().map(|w| format!(" {w}")));
+        let pieces = strategy.pieces();
         let backend: &dyn Backend = self.backend.as_ref();
         // Pieces no earlier call asked (else the backend's kept ids would answer).
         let fresh =

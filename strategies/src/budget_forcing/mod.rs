@@ -298,10 +298,11 @@ impl BudgetForcing {
         Ok(still_to_write(&tail, &self.config.think_open))
     }
 
-    /// Token ids of the delimiter, cue and waits on `backend`.
-    pub async fn tokens(&self, backend: &dyn Backend) -> Result<ForcingTokens> {
+    /// The pieces [`Self::tokens`] asks the tokenizer, in the order it reads them: the
+    /// delimiter; each lead before it and the lead alone; the delimiter with each trail; the
+    /// cue on its line; each wait after a space.
+    pub fn pieces(&self) -> Vec<String> {
         let c = &self.config;
-        let waits = c.wait.as_list();
         let mut pieces = vec![c.think_close.clone()];
         for lead in CLOSE_LEADS {
             pieces.push(format!("{lead}{}", c.think_close));
@@ -313,7 +314,14 @@ impl BudgetForcing {
                 .map(|trail| format!("{}{trail}", c.think_close)),
         );
         pieces.push(format!("\n{}", c.answer_cue));
-        pieces.extend(waits.iter().map(|wait| format!(" {wait}")));
+        pieces.extend(c.wait.as_list().iter().map(|wait| format!(" {wait}")));
+        pieces
+    }
+
+    /// Token ids of the delimiter, cue and waits on `backend`.
+    pub async fn tokens(&self, backend: &dyn Backend) -> Result<ForcingTokens> {
+        let waits = self.config.wait.as_list().len();
+        let pieces = self.pieces();
         // Asked all at once: in process each is a round trip to the engine, which answers
         // between decode steps (one step each, asked one after another), and backends keep
         // what they were asked.
@@ -393,7 +401,7 @@ impl BudgetForcing {
             }
         }
         let cue = next();
-        let waits = waits.iter().map(|_| next()).collect();
+        let waits = (0..waits).map(|_| next()).collect();
         Ok(ForcingTokens {
             close,
             close_variants,
