@@ -217,6 +217,23 @@ fn display_block(tail: &str) -> Option<String> {
 
 /// Turn the line after a cue into an answer.
 fn cue_candidate(line: &str) -> Option<String> {
+    // Two or more values joined by words (`1 and -2`, `$x=1$ or $x=-2$`): the list, not its
+    // first value or math span.
+    let sentence = cut_sentence(line);
+    let cleaned = clean_candidate(sentence);
+    if lists_in_words(&cleaned) {
+        // Its math spans whole (`$x=1$ or $x=-2$`, not `x=1$ or $x=-2`).
+        if cleaned.contains('$') {
+            let whole = sentence
+                .trim()
+                .trim_matches('*')
+                .trim_end_matches(['.', ',', ';', '!']);
+            if whole.matches('$').count() % 2 == 0 {
+                return Some(whole.to_string());
+            }
+        }
+        return Some(cleaned);
+    }
     let raw = match answer_span(line) {
         Some(m) if !m.trim().is_empty() => m,
         _ => cut_sentence(line),
@@ -237,6 +254,18 @@ fn cue_candidate(line: &str) -> Option<String> {
         return (cand.split_whitespace().count() <= 4).then_some(cand);
     }
     Some(arithmetic_rhs(&cand))
+}
+
+/// A list of values written with words (`1 and -2`, `3, 5, and 7`, `$x=1$ or $x=-2$`): `and`
+/// or `or` between values, and nothing else but values (or one variable's values) once
+/// normalised. A sentence around them (`The roots are 1 and -2`) is not one.
+fn lists_in_words(cand: &str) -> bool {
+    let lower = cand.to_ascii_lowercase();
+    let words = lower
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .any(|w| w == "and" || w == "or");
+    let norm = normalize(cand).text;
+    words && norm.contains(',') && norm.split(',').all(|item| eval(item).is_some())
 }
 
 /// `cand` less a bracket at its end that follows a whole number (`18 (9 + 9)`, `0.5 (1/2)`,

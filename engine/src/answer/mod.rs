@@ -12,7 +12,8 @@
 //!   `f(2) = 7`), multiple-choice letters, case), then compared as exact strings, as numbers
 //!   (two exact values exactly; others within a relative tolerance of 1e-6; a decimal written
 //!   to four or more places to its last place; fractions, decimals, `\sqrt`, `\pi`), or
-//!   element by element for tuples, intervals, unordered lists and matrices.
+//!   element by element for tuples, intervals, unordered lists (also written with words,
+//!   `1 and -2`, `x=1 \text{ or } x=-2`) and matrices.
 //! * [`canonical_key`] maps an answer to a key such that equivalent answers get the
 //!   same key in the common cases (rational values become a reduced `p/q`), for grouping
 //!   votes in a `HashMap`.

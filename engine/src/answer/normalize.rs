@@ -88,6 +88,7 @@ pub(super) fn normalize(raw: &str) -> Normalized {
     s = s.trim_end_matches('.').to_string();
     s = strip_outer_braces(s);
     s = multiple_choice(s);
+    s = word_list(s);
     s = value_chain(s);
     s = assignment_rhs(s);
     s = strip_base_subscript(s);
@@ -897,6 +898,82 @@ fn point_name_rhs(s: &str) -> Option<String> {
         && !rhs.is_empty()
         && !rhs.contains('='))
     .then(|| rhs.to_string())
+}
+
+/// A list written with words, `1 and -2`, `3, 5, and 7`, `x=1 \text{ or } x=-2`, as the
+/// comma list it is (`1,-2`): two solutions are a list, not their first. Also a comma list
+/// naming one variable in every item (`x=1, x=-2`), its values. Runs where spaces are gone
+/// (`1and-2`, `3,5,and7`, `x=1orx=-2`); the words are split at wherever they stand outside
+/// brackets, and the list is kept only when every item is a value ([`eval`]) or the same
+/// variable's value, so words in an expression (`\lfloor`) or prose are left as they were.
+fn word_list(s: String) -> String {
+    if !s.contains("and") && !s.contains("or") && !s.contains('=') {
+        return s;
+    }
+    let mut items: Vec<&str> = Vec::new();
+    let (mut depth, mut start, mut at) = (0i32, 0, 0);
+    let mut words = false;
+    // After a comma, `and`/`or` opens the last item (`3,5,and7`), with no item before it.
+    let mut after_comma = false;
+    while let Some(rest) = s.get(at..) {
+        let Some(c) = rest.chars().next() else { break };
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            _ => {}
+        }
+        let word = ["and", "or"]
+            .into_iter()
+            .find(|w| depth == 0 && rest.starts_with(w));
+        if depth == 0 && c == ',' {
+            items.push(s.get(start..at).unwrap_or_default());
+            at += 1;
+            start = at;
+            after_comma = true;
+            continue;
+        }
+        if let Some(word) = word {
+            if !(after_comma && start == at) {
+                items.push(s.get(start..at).unwrap_or_default());
+            }
+            words = true;
+            at += word.len();
+            start = at;
+            after_comma = false;
+            continue;
+        }
+        after_comma = false;
+        at += c.len_utf8();
+    }
+    items.push(s.get(start..).unwrap_or_default());
+    if items.len() < 2 || depth != 0 {
+        return s;
+    }
+    // Each item a value, or `name=value` with one name throughout.
+    let mut name = None;
+    let mut named = 0;
+    let mut values = Vec::with_capacity(items.len());
+    for item in &items {
+        let value = match item.split_once('=') {
+            Some((lhs, rhs)) if is_variable(lhs) && name.is_none_or(|n| n == lhs) => {
+                name = Some(lhs);
+                named += 1;
+                rhs
+            }
+            Some(_) => return s,
+            None => item,
+        };
+        if value.is_empty() || eval(value).is_none() {
+            return s;
+        }
+        values.push(value);
+    }
+    // A comma list of bare values is a list already; one naming a variable in only some of its
+    // items is left to the rules after (`x=1,2` is `x` equal to the list `1,2`).
+    if (!words && named == 0) || (named > 0 && named < items.len()) {
+        return s;
+    }
+    values.join(",")
 }
 
 /// A single variable: `x`, `x_1`, `x_{ab}`, `\theta`.

@@ -1146,3 +1146,44 @@ fn long_repetitive_answers_are_read_in_linear_time() {
         started.elapsed()
     );
 }
+
+#[test]
+fn lists_written_with_words() {
+    // Two solutions are a list, not the first of them (MATH-500's `1,-2` and `3, 5, 7`).
+    for (a, b) in [
+        ("1 and -2", "1,-2"),
+        ("1 \\text{ and } -2", "1,-2"),
+        ("x=1 \\text{ or } x=-2", "\\{-2, 1\\}"),
+        ("$x=1$ and $x=-2$", "1,-2"),
+        ("x = 1, x = -2", "1,-2"),
+        ("3, 5, and 7", "3, 5, 7"),
+        ("3, 5 and 7", "7, 5, 3"),
+        ("\\frac{1}{2} or \\sqrt{3}", "\\frac12, \\sqrt 3"),
+    ] {
+        assert!(equivalent(a, b), "{a} vs {b}");
+        assert_eq!(canonical_key(a), canonical_key(b), "{a} vs {b}");
+    }
+    // A hedge between two values is not either one; names that differ are not dropped; words
+    // in an expression or a sentence are left alone.
+    for (a, b) in [
+        ("1 and -2", "1"),
+        ("4 or 5", "4"),
+        ("x=1, y=2", "1,2"),
+        ("1 \\text{ and } 6", "2 \\text{ and } 3"),
+        ("18 dollars and 50 cents", "18"),
+    ] {
+        assert!(!equivalent(a, b), "{a} vs {b}");
+    }
+    assert!(equivalent("\\lfloor x \\rfloor", "\\lfloor x\\rfloor"));
+    for (text, answer) in [
+        ("Final Answer: 1 and -2", "1 and -2"),
+        ("Final Answer: $x=1$ or $x=-2$.", "$x=1$ or $x=-2$"),
+        ("Final Answer: **$x=1$ and $x=-2$**.", "$x=1$ and $x=-2$"),
+        ("Final Answer: 3, 5, and 7", "3, 5, and 7"),
+        // A sentence is not a list: its number, as before.
+        ("Final Answer: 12 apples and 3 pears", "12"),
+        ("Final Answer: 18 and he has 2 left", "18"),
+    ] {
+        assert_eq!(ex(text).as_deref(), Some(answer), "{text}");
+    }
+}
