@@ -228,7 +228,7 @@ fn cue_candidate(line: &str) -> Option<String> {
                 .trim()
                 .trim_matches('*')
                 .trim_end_matches(['.', ',', ';', '!']);
-            if whole.matches('$').count() % 2 == 0 {
+            if whole.matches('$').count().is_multiple_of(2) {
                 return Some(whole.to_string());
             }
         }
