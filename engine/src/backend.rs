@@ -136,8 +136,13 @@ pub trait LogitsProcessor: Send + Sync {
     /// Told before the request is sent when a budget, or the room the context window leaves
     /// after the prompt, grants fewer tokens than the request's `max_tokens` (possibly more
     /// than once, by nested budgets: keep the smallest). A processor
-    /// that plans the whole completion (budget forcing) re-plans to fit. Default: ignored.
-    fn limit_max_tokens(&self, _granted: usize) {}
+    /// that plans the whole completion (budget forcing) re-plans to fit, and says so: `true`
+    /// when the grant changed its plan, so that a completion which then ends within the grant
+    /// still counts as cut by that budget (it ended sooner than it would have). Default:
+    /// ignored, `false`.
+    fn limit_max_tokens(&self, _granted: usize) -> bool {
+        false
+    }
 }
 
 impl<F: Fn(&mut [f32], &[u32]) + Send + Sync> LogitsProcessor for F {
@@ -304,7 +309,7 @@ pub struct Generation {
     /// Tokens and time for the whole request (prompt counted once, completions summed over choices).
     pub usage: Usage,
     /// The budget that shortened this call where that could have changed what it wrote (it
-    /// ran to the tokens granted, a deadline ended it, or its logits processors were told):
+    /// ran to the tokens granted, a deadline ended it, or a logits processor re-planned for it):
     /// set by a meter ([`crate::Metered`]), so that the meters of nested contexts it came
     /// through learn it too. Backends leave it `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -348,7 +353,10 @@ pub struct Capabilities {
     pub tries_n: bool,
     /// End-of-sequence token ids.
     pub eos_token_ids: Vec<u32>,
-    /// Whether [`Backend::tokenize`] and [`Backend::detokenize`] work.
+    /// Whether [`Backend::tokenize`] and [`Backend::detokenize`] work. A backend that says so
+    /// is sent its prompts as token ids ([`Prompt::Tokens`]): the meter tokenizes text and
+    /// chat prompts once, to count them exactly (a chat prompt where `tokenize` says
+    /// [`crate::Error::Unsupported`] for it is sent as it is).
     pub tokenizer: bool,
 }
 
@@ -375,7 +383,11 @@ pub trait Backend: Send + Sync {
     /// `Length`), or fail with [`crate::Error::BudgetExhausted`] of
     /// [`crate::Resource::WallTime`]; a call that does neither is given up a little later,
     /// uncounted. Logits processors and `top_logprobs` are honoured only where
-    /// [`Capabilities`] says so.
+    /// [`Capabilities`] says so. A backend with a tokenizer gets token ids
+    /// ([`Capabilities::tokenizer`]). A failure of this one call that another might not share
+    /// (a sampling error, a server's error or silence for one request) should be an error
+    /// that [`crate::Error::is_per_call`] says is one ([`crate::Error::Inference`], say): a
+    /// strategy holding other samples drops it and goes on.
     async fn generate(&self, request: GenerationRequest) -> Result<Generation>;
 
     /// What this backend supports.

@@ -59,8 +59,8 @@ impl Meter {
     }
 
     /// The budget that last shortened a call made through this meter (fewer `max_tokens` than
-    /// asked) which then ran to the tokens granted, or whose logits processors were told of it,
-    /// or that a deadline ended: a completion that "hit max_tokens" then hit the budget. It is
+    /// asked) which then ran to the tokens granted, or a logits processor of which re-planned for
+    /// it, or that a deadline ended: a completion that "hit max_tokens" then hit the budget. It is
     /// this meter's budget or one further out (a nested context's meter learns of its parent's
     /// cuts of its own calls). None if none did.
     pub fn cut_by(&self) -> Option<Resource> {
@@ -117,8 +117,9 @@ impl Meter {
         )
     }
 
-    /// When the wall-time budget runs out, if there is one: work that is not a backend call
-    /// (running code, say) should end there too.
+    /// When this meter's wall-time budget runs out, if it has one. Work that is not a backend
+    /// call (running code, say) should end at [`crate::Context::deadline`], which reads the
+    /// budgets further out too.
     pub fn deadline(&self) -> Option<Instant> {
         self.budget
             .max_wall_ms
@@ -136,15 +137,16 @@ impl Meter {
     /// made as `calls` requests (`n` where the backend fans out), returning the `max_tokens`
     /// that fits (at most the one asked for) and, when that is fewer, the budget that bound it.
     /// A call that does not fit whole while others hold reservations waits for them to be
-    /// released (up to the deadline), then tries again.
+    /// released (up to `deadline`: the call's, this meter's or a sooner one further out), then
+    /// tries again.
     async fn reserve(
         self: &Arc<Self>,
         prompt_tokens: u64,
         n: u64,
         max_tokens: u64,
         calls: u64,
+        deadline: Option<Instant>,
     ) -> Result<(Reservation, u64, Option<Resource>)> {
-        let deadline = self.deadline();
         loop {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::BudgetExhausted {
@@ -312,8 +314,8 @@ impl<B: Backend> Metered<B> {
     }
 
     /// Sets `flag` whenever this budget refuses a call, shortens one (fewer `max_tokens` than
-    /// asked) that then runs to the shorter limit (or whose logits processors were told of
-    /// it), or ends one at its deadline: how the batch runner tells a problem cut short by
+    /// asked) that then runs to the shorter limit (or a logits processor of which re-planned for
+    /// it, as budget forcing's does), or ends one at its deadline: how the batch runner tells a problem cut short by
     /// the run's budget from one that finished within its own.
     pub fn noting_limits(mut self, flag: Arc<AtomicBool>) -> Self {
         self.limited = Some(flag);
@@ -457,10 +459,16 @@ impl<B: Backend> Backend for Metered<B> {
                 } else {
                     request.n as u64 + u64::from(caps.tries_n)
                 },
+                request.deadline,
             )
             .await
             // Its only errors are exhausted budgets.
             .inspect_err(|e| {
+                // Out of time at a sooner deadline further out (waiting for this budget's
+                // reservations) is that meter's to note.
+                if e.is_out_of_time() && deadline.is_none_or(|d| Instant::now() < d) {
+                    return;
+                }
                 self.note_limit();
                 if let Error::BudgetExhausted { resource } = e {
                     self.limited(*resource, None);
@@ -474,12 +482,13 @@ impl<B: Backend> Backend for Metered<B> {
         if let Some(resource) = bound {
             self.limited(resource, Some(granted));
             for processor in &request.logits_processors {
-                processor.limit_max_tokens(granted);
-                told_processors = true;
+                told_processors |= processor.limit_max_tokens(granted);
             }
         }
         request.max_tokens = granted;
         let n = request.n;
+        // The deadline the call was sent with: this meter's, or sooner one further out.
+        let call_deadline = request.deadline;
         let sent = Instant::now();
         let call = self.inner.generate(request);
         // The backend ends the call at the deadline and returns what it wrote (in process), or
@@ -531,11 +540,14 @@ impl<B: Backend> Backend for Metered<B> {
             self.meter.lock().cut_by = Some(Resource::WallTime);
             generation.cut_by = Some(Resource::WallTime);
         } else if let Some(resource) = bound.filter(|_| {
+            // A text that ended at a deadline further out (a problem's own wall time, above a
+            // run's meter) ran short of the grant: that deadline's cut, not this budget's.
+            let ended_by_deadline = past(call_deadline);
             told_processors
-                || generation
-                    .choices
-                    .iter()
-                    .any(|c| c.finish_reason == FinishReason::Length)
+                || generation.choices.iter().any(|c| {
+                    c.finish_reason == FinishReason::Length
+                        && (!ended_by_deadline || c.completion_tokens >= granted)
+                })
         }) {
             self.note_limit();
             self.meter.lock().cut_by = Some(resource);
@@ -655,8 +667,9 @@ mod tests {
 
     impl crate::backend::LogitsProcessor for Granted {
         fn process(&self, _: &mut [f32], _: &[u32]) {}
-        fn limit_max_tokens(&self, granted: usize) {
+        fn limit_max_tokens(&self, granted: usize) -> bool {
             self.0.store(granted, Ordering::Relaxed);
+            true
         }
     }
 
@@ -757,6 +770,124 @@ mod tests {
             (0, 0),
             "nothing came back"
         );
+    }
+
+    /// A backend that ends each call at its deadline with what it wrote by then (its whole
+    /// scripted reply, stopped `Length`), as the in-process engine does.
+    struct EndsAtDeadline(ScriptedBackend);
+
+    #[async_trait]
+    impl Backend for EndsAtDeadline {
+        async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
+            if let Some(deadline) = request.deadline {
+                tokio::time::sleep_until(deadline.into()).await;
+            }
+            let mut generation = self.0.generate(request).await?;
+            for choice in &mut generation.choices {
+                choice.finish_reason = FinishReason::Length;
+            }
+            Ok(generation)
+        }
+
+        fn capabilities(&self) -> crate::Capabilities {
+            self.0.capabilities()
+        }
+
+        async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
+            self.0.tokenize(input).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_text_ended_at_a_deadline_further_out_is_not_this_budgets_cut() {
+        // A run's meter (completion tokens: the call is granted 20 of its 50) below a
+        // problem's (wall time). The text ends at the problem's deadline after 3 tokens: the
+        // problem's wall time cut it, not the run's tokens.
+        let run_cut = Arc::new(AtomicBool::new(false));
+        let run = Metered::new(
+            EndsAtDeadline(ScriptedBackend::new(vec!["abc"])),
+            Budget::unlimited().with_max_completion_tokens(20),
+        )
+        .noting_limits(Arc::clone(&run_cut));
+        let problem = Metered::new(
+            run,
+            Budget::unlimited().with_max_wall(Duration::from_millis(100)),
+        );
+        let generation = problem
+            .generate(GenerationRequest::new(Prompt::Text("q".into())).with_max_tokens(50))
+            .await
+            .unwrap();
+        assert_eq!(generation.choices[0].completion_tokens, 3);
+        assert_eq!(generation.cut_by, Some(Resource::WallTime));
+        assert!(
+            !run_cut.load(Ordering::Relaxed),
+            "the run's budget did not cut it"
+        );
+        assert_eq!(problem.inner().meter().cut_by(), None);
+        assert_eq!(problem.meter().cut_by(), Some(Resource::WallTime));
+    }
+
+    #[tokio::test]
+    async fn a_call_waiting_for_reservations_gives_up_at_a_sooner_deadline_further_out() {
+        // A run's meter (15 tokens) holds 11 for a slow call in flight; another problem's call
+        // (wall time 100 ms) does not fit whole beside it and waits. It ends at its problem's
+        // deadline, not the grace after it, and the run's budget is not said to have cut it.
+        let run_cut = Arc::new(AtomicBool::new(false));
+        let run: Arc<dyn Backend> = Arc::new(
+            Metered::new(
+                ScriptedBackend::new(vec!["a", "b"]).with_delay(Duration::from_secs(3)),
+                Budget::unlimited().with_max_tokens(15),
+            )
+            .noting_limits(Arc::clone(&run_cut)),
+        );
+        let ask = || GenerationRequest::new(Prompt::Text("q".into())).with_max_tokens(10);
+        let slow = tokio::spawn({
+            let run = Arc::clone(&run);
+            async move { run.generate(ask()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let problem = Metered::new(
+            Arc::clone(&run),
+            Budget::unlimited().with_max_wall(Duration::from_millis(100)),
+        );
+        let started = Instant::now();
+        let result = problem.generate(ask()).await;
+        assert!(
+            result.as_ref().is_err_and(Error::is_out_of_time),
+            "{result:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!run_cut.load(Ordering::Relaxed));
+        assert!(slow.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_processor_that_ignores_a_grant_does_not_make_it_a_cut() {
+        // Shortened to 5 of 10 tokens, with a processor that does not plan the completion (a
+        // mode token's, a switch penalty's): the 2-token reply that stops within the grant is
+        // whole.
+        struct Ignores;
+        impl crate::backend::LogitsProcessor for Ignores {
+            fn process(&self, _: &mut [f32], _: &[u32]) {}
+        }
+        let limited = Arc::new(AtomicBool::new(false));
+        let backend = Metered::new(
+            ScriptedBackend::new(vec!["ab"]),
+            Budget::unlimited().with_max_completion_tokens(5),
+        )
+        .noting_limits(Arc::clone(&limited));
+        let request = GenerationRequest::new(Prompt::Text("q".into()))
+            .with_max_tokens(10)
+            .with_logits_processor(Arc::new(Ignores));
+        let generation = backend.generate(request).await.unwrap();
+        assert_eq!(generation.choices[0].text, "ab");
+        assert_eq!(generation.cut_by, None);
+        assert_eq!(backend.meter().cut_by(), None);
+        assert!(!limited.load(Ordering::Relaxed));
     }
 
     /// A backend whose tokenizer takes ten seconds (behind a slow server, or an engine busy

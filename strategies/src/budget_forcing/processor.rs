@@ -410,7 +410,10 @@ impl LogitsProcessor for ForcingProcessor {
         self.decide(&mut state, logits, generated);
     }
 
-    fn limit_max_tokens(&self, granted: usize) {
+    /// Re-plans where the grant lowers the thinking cap (what follows thinking must still
+    /// fit); a grant that leaves the configured cap as it was changes nothing.
+    fn limit_max_tokens(&self, granted: usize) -> bool {
         self.granted.fetch_min(granted, Ordering::Relaxed);
+        self.thinking_cap() < self.max_thinking
     }
 }

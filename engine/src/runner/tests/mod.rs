@@ -523,6 +523,24 @@ async fn a_second_run_on_the_same_results_file_is_refused_while_the_first_writes
 }
 
 #[tokio::test]
+async fn problems_made_in_code_with_one_id_are_refused_before_anything_is_solved() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["4"; 3]));
+    let runner = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>);
+    let mut problems = numbered(3);
+    problems[2].id = "p1".into();
+    let err = runner.run(&problems, &out, |_| {}).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("problems 1 and 3 (counting from 1) have the same id `p1`"),
+        "{err}"
+    );
+    assert!(backend.requests().is_empty());
+    assert!(!out.exists() || std::fs::read(&out).unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn reservations_of_calls_in_flight_neither_stop_nor_cut_problems_the_budget_pays_for() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.jsonl");
@@ -913,14 +931,19 @@ async fn a_child_solve_reports_its_own_cost_and_the_parents_budget_stop() {
     assert_eq!(cx.meter().usage().total_tokens(), 18);
 }
 
-/// One call of up to 50 tokens, with a logits processor (which a meter tells of a shortened
-/// grant, so that the grant counts as a cut even where the reply stops within it).
+/// One call of up to 50 tokens, with a logits processor that re-plans for a shortened grant
+/// (as budget forcing does), so that the grant counts as a cut even where the reply stops
+/// within it.
 struct Told;
 
-struct Noop;
+struct Replans;
 
-impl crate::backend::LogitsProcessor for Noop {
+impl crate::backend::LogitsProcessor for Replans {
     fn process(&self, _: &mut [f32], _: &[u32]) {}
+
+    fn limit_max_tokens(&self, _granted: usize) -> bool {
+        true
+    }
 }
 
 #[async_trait::async_trait]
@@ -932,7 +955,7 @@ impl Strategy for Told {
     async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
         let request = text_request(problem.question.clone())
             .with_max_tokens(50)
-            .with_logits_processor(Arc::new(Noop));
+            .with_logits_processor(Arc::new(Replans));
         one_call(cx, "told", request).await
     }
 }
