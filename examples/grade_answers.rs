@@ -21,14 +21,23 @@ fn main() -> anyhow::Result<()> {
         }
         let mut row: Value =
             serde_json::from_str(&line).with_context(|| format!("stdin line {}", n + 1))?;
-        let text = |key: &str| row.get(key).and_then(Value::as_str).map(str::to_owned);
-        let reference = text("reference")
-            .with_context(|| format!("stdin line {}: no string `reference`", n + 1))?;
+        // A number is its text (`"answer": 42`), as a problem file takes it.
+        let text = |key: &str| match row.get(key) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(x)) => Some(x.to_string()),
+            _ => None,
+        };
+        let reference = text("reference").with_context(|| {
+            format!(
+                "stdin line {}: no `reference` (a string or a number)",
+                n + 1
+            )
+        })?;
         let answer = match (text("answer"), text("completion")) {
             (Some(answer), _) => Some(answer),
             (None, Some(completion)) => extract_answer(&completion),
             (None, None) => anyhow::bail!(
-                "stdin line {}: needs a string `answer` or `completion`",
+                "stdin line {}: needs an `answer` (a string or a number) or a string `completion`",
                 n + 1
             ),
         };

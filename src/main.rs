@@ -985,7 +985,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if allocation == Allocation::Triage {
         println!(
             "triage: {} went on past their first stage ({} later stages: thinking, more \
-             samples), {} kept their first stage's answer (the run's budget ran out first)",
+             samples), {} kept their first stage's answer (the run's budget, or their own, ran out \
+             first)",
             summary.second_stage, summary.later_stages, summary.first_only
         );
     }

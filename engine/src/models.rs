@@ -440,6 +440,14 @@ impl ModelSource {
             || source.contains('\\')
             || source.split('/').count() != 2;
         if looks_local {
+            // A shell expands `~`; a config file's path is read as written.
+            if source == "~" || source.starts_with("~/") {
+                return Err(bad(
+                    "no such file or directory: `~` is not expanded here (it is a shell's \
+                     doing); write the whole path, or one relative to the working directory"
+                        .into(),
+                ));
+            }
             let names: Vec<&str> = BUILTIN_MODELS.iter().map(|m| m.name).collect();
             return Err(bad(format!(
                 "no such file or directory, and not a built-in name ({}) or a hub id `org/name`",
@@ -513,6 +521,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no such file"), "{err}");
+        let err = ModelSource::parse("~/models/model.gguf")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`~` is not expanded"), "{err}");
         let err = ModelSource::parse("smollm2-135").unwrap_err().to_string();
         assert!(err.contains("smollm2-135m"), "{err}");
     }

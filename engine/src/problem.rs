@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// One problem to solve.
+/// One problem to solve. Its serde form is its fields (`answer` is taken for `reference`, as
+/// a problem file names it); a problem file's rows, with their other names and numeric
+/// answers, are read by [`Problem::parse_jsonl`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     /// Unique within its set.
@@ -24,6 +26,7 @@ pub struct Problem {
     /// The question (for code problems, the prompt to complete).
     pub question: String,
     /// The reference answer, when known.
+    #[serde(alias = "answer")]
     pub reference: Option<String>,
     /// For code problems: what to implement and how to test it.
     pub code: Option<CodeTask>,
@@ -256,6 +259,13 @@ impl Row {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_problem_read_with_serde_keeps_a_files_answer() {
+        let problem: Problem =
+            serde_json::from_str(r#"{"id": "a", "question": "2+2?", "answer": "4"}"#).unwrap();
+        assert_eq!(problem.reference.as_deref(), Some("4"));
+    }
 
     #[test]
     fn parses_math_and_humaneval_rows() {

@@ -223,7 +223,8 @@ pub struct RunSummary {
     /// Under [`Allocation::Triage`]: the later stages those problems ran, in all.
     pub later_stages: usize,
     /// Under [`Allocation::Triage`]: problems of this run whose first stage asked for the second
-    /// but the run's budget ran out first; their first stage's answer is recorded.
+    /// but the run's budget, or the problem's own, ran out first; their first stage's answer is
+    /// recorded.
     pub first_only: usize,
     /// Set when the inference engine went away during the run ([`Error::EngineGone`]: mistral.rs
     /// could not give an engine) and problems (or later stages) were left: the run started none
@@ -377,6 +378,24 @@ impl Runner {
         on_line: impl FnMut(&ResultLine),
     ) -> Result<RunSummary> {
         let started = Instant::now();
+        // A result line is found by its problem's id (to resume, to report): two problems of one
+        // id would write two lines that the next run cannot tell apart. A problem file is
+        // checked as it is read; problems made in code are checked here.
+        let mut first_of: HashMap<&str, usize> = HashMap::new();
+        for (index, problem) in problems.iter().enumerate() {
+            if let Some(first) = first_of.insert(problem.id.as_str(), index) {
+                return Err(Error::Config {
+                    path: out.to_path_buf(),
+                    message: format!(
+                        "problems {} and {} (counting from 1) have the same id `{}`: each \
+                         problem's result line is found by its id, so ids must differ",
+                        first + 1,
+                        index + 1,
+                        problem.id
+                    ),
+                });
+            }
+        }
         if let Ok(mut halted) = self.halted.lock() {
             *halted = None;
         }

@@ -155,6 +155,10 @@ impl<S: Strategy + ?Sized> Strategy for Box<S> {
 pub type Metering = Arc<dyn Fn(Arc<dyn Backend>) -> Arc<dyn Backend> + Send + Sync>;
 
 /// What a strategy solves with: a metered backend, its meter, and where its events go.
+///
+/// One problem's: its meter's usage, budget and budget stops ([`Meter::cut_by`]) accumulate
+/// over every solve made in it, so a solve of another problem gets a context of its own
+/// (a strategy's inner solves get [`Context::child`]s).
 #[derive(Clone)]
 pub struct Context {
     backend: Arc<dyn Backend>,
@@ -238,6 +242,18 @@ impl Context {
         std::iter::once(&self.meter)
             .chain(&self.outer)
             .filter_map(|meter| meter.remaining(resource))
+            .min()
+    }
+
+    /// When the soonest of this context's wall-time budgets runs out (its own, its parents',
+    /// the run's it was told of with [`Context::within`]), if any limits it: work that is not a
+    /// backend call (running code, say) should end there too. The meter's own
+    /// [`Meter::deadline`] is its budget's alone, and a nested context's meter is unlimited
+    /// (its calls are held to the parents' budgets by their meters).
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        std::iter::once(&self.meter)
+            .chain(&self.outer)
+            .filter_map(|meter| meter.deadline())
             .min()
     }
 

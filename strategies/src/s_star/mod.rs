@@ -297,7 +297,7 @@ async fn sandboxed<T>(
     cx: &Context,
     work: impl std::future::Future<Output = std::result::Result<T, SandboxError>>,
 ) -> Result<T> {
-    match cx.meter().deadline() {
+    match cx.deadline() {
         Some(deadline) => match tokio::time::timeout_at(deadline.into(), work).await {
             Ok(done) => done.map_err(sandbox_error),
             Err(_) => Err(Error::BudgetExhausted {
@@ -335,16 +335,28 @@ impl SStar {
         })
     }
 
-    /// The judge: the configured model, metered as the policy is (every budget over this
-    /// solve counts its calls, which are reported with the others), else the policy.
+    /// Judges with `judge`, a model already loaded (one shared with other strategies, or a
+    /// backend of your own), instead of the policy or the config's `judge` table.
+    pub fn with_judge(mut self, judge: Arc<dyn Backend>) -> Self {
+        self.judge = OnceCell::new_with(Some(judge));
+        self
+    }
+
+    /// The judge: one given in code or the configured model, metered as the policy is (every
+    /// budget over this solve counts its calls, which are reported with the others), else the
+    /// policy.
     async fn judge(&self, cx: &Context) -> Result<Arc<dyn Backend>> {
-        let Some(model) = &self.config.judge else {
-            return Ok(Arc::clone(cx.backend()));
+        let inner = match (self.judge.get(), &self.config.judge) {
+            (Some(judge), _) => judge,
+            (None, None) => return Ok(Arc::clone(cx.backend())),
+            (None, Some(model)) => {
+                self.judge
+                    .get_or_try_init(|| async {
+                        model.load().await.map_err(|e| e.of_table("judge"))
+                    })
+                    .await?
+            }
         };
-        let inner = self
-            .judge
-            .get_or_try_init(|| async { model.load().await.map_err(|e| e.of_table("judge")) })
-            .await?;
         Ok(cx.metered(Arc::clone(inner)))
     }
 

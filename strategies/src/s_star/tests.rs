@@ -367,6 +367,45 @@ async fn adaptive_input_synthesis_clusters_by_outputs_then_judges_each_pair_of_c
 }
 
 #[tokio::test]
+async fn a_judge_given_in_code_judges_and_its_calls_count() {
+    // The policy writes the samples and the inputs; the judge (a model already loaded, shared)
+    // answers the comparison: A, then B, program 0 both times.
+    let mut script = round_robin_samples();
+    script.extend(
+        [
+            ">>> add(100, 1)\n>>> add(2, 3)",
+            ">>> add(100, 1)\n>>> add(-1, 1)",
+        ]
+        .map(String::from),
+    );
+    let policy = Arc::new(ScriptedBackend::new(script));
+    let judge = Arc::new(ScriptedBackend::new(["A", "B"]));
+    let strategy = s_star(SStarConfig {
+        n: NonZeroUsize::new(4).unwrap(),
+        debug_rounds: 0,
+        ..SStarConfig::default()
+    })
+    .with_judge(judge.clone());
+    let solution = solve(
+        &strategy,
+        &add_problem(),
+        policy.clone(),
+        Budget::unlimited(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((policy.remaining(), judge.remaining()), (0, 0));
+    assert_eq!(judge.requests().len(), 2);
+    let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+    assert_eq!(details.comparisons[0].winner, Some(0));
+    assert_eq!(details.selected, 0);
+    assert_eq!(
+        solution.usage.calls,
+        (policy.requests().len() + judge.requests().len()) as u64
+    );
+}
+
+#[tokio::test]
 async fn samples_that_wrote_the_same_program_each_count_toward_its_cluster() {
     // Three samples wrote one program: it runs once, and its cluster counts three samples.
     let samples = vec![
@@ -654,6 +693,33 @@ async fn the_wall_time_budget_ends_a_test_run_in_flight() {
             .is_some_and(|e| e.contains("not tested")),
         "{first:?}"
     );
+    assert!(solution.completion.contains("def add"));
+}
+
+#[tokio::test]
+async fn the_wall_time_budget_ends_a_test_run_of_a_nested_solve() {
+    // S* inside another strategy (best-of-N over S*): the nested context's own meter has no
+    // budget, its parent's has the wall time, and that deadline ends the test run too.
+    let backend = Arc::new(ScriptedBackend::new([
+        "```python\nimport time\ntime.sleep(20)\ndef add(a, b):\n    return a + b\n```\n",
+    ]));
+    let strategy = s_star(SStarConfig {
+        n: NonZeroUsize::new(1).unwrap(),
+        ..SStarConfig::default()
+    });
+    strategy.verifier.sandbox().self_check().await.unwrap();
+    let started = std::time::Instant::now();
+    let cx = ponder_engine::Context::new(
+        backend.clone(),
+        Budget::unlimited().with_max_wall(Duration::from_millis(1500)),
+    );
+    let solution = cx.solve_sample(&strategy, &add_problem(), 0).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(solution.stop_reason, ponder_engine::StopReason::TimeBudget);
     assert!(solution.completion.contains("def add"));
 }
 
