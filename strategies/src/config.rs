@@ -22,8 +22,8 @@ pub enum StrategyConfig {
     BudgetForcing(BudgetForcingConfig),
     /// Best-of-N with a scorer and a selection rule.
     BestOfN(BestOfNConfig),
-    /// Best-of-N with a majority vote (`select`, if given, must be `majority`; without it the
-    /// table's `select` holds best-of-N's default, unused, as results files have recorded it).
+    /// Best-of-N with a majority vote and no scorer: its `select` is `majority` (a table read
+    /// without one gets it; [`StrategyConfig::validate`] refuses another, and a scorer).
     SelfConsistency(BestOfNConfig),
     /// Step-level beam search guided by a process reward.
     BeamSearch(BeamSearchConfig),
@@ -70,14 +70,17 @@ impl<'de> Deserialize<'de> for StrategyConfig {
     }
 }
 
-/// A `self_consistency` table: best-of-N's keys, but it selects by majority vote whatever
-/// `select` says, so a `select` it would ignore is an error rather than a silent change of rule
-/// (and a misleading key in the run's recorded configuration).
+/// A `self_consistency` table: best-of-N's keys, but it selects by majority vote, so a `select`
+/// it would ignore is an error rather than a silent change of rule; without one, `majority`
+/// (not best-of-N's default), so that the config written back reads the same again.
 fn self_consistency(table: serde_json::Value) -> std::result::Result<BestOfNConfig, String> {
     let said = table
         .get("select")
         .map(|select| select.as_str().map_or(select.to_string(), str::to_string));
-    let config: BestOfNConfig = from_table(table)?;
+    let mut config: BestOfNConfig = from_table(table)?;
+    if said.is_none() {
+        config.select = ponder_prm::Select::Majority;
+    }
     match said {
         Some(select) if config.select != ponder_prm::Select::Majority => Err(format!(
             "at `select`: kind = \"self_consistency\" always selects by majority vote, so \
@@ -198,7 +201,10 @@ impl StrategyConfig {
             Self::Direct(config) => config.validate(),
             Self::BudgetForcing(config) => config.validate(),
             Self::BestOfN(config) => config.validate(),
-            Self::SelfConsistency(config) => Self::majority(config).validate(),
+            Self::SelfConsistency(config) => {
+                BestOfN::self_consistency_config(config)?;
+                config.validate()
+            }
             Self::BeamSearch(config) => config.validate(),
             Self::Dvts(config) => config.validate(),
             Self::SStar(config) => config.validate(),
@@ -214,9 +220,7 @@ impl StrategyConfig {
             Self::Direct(config) => Box::new(Direct::new(config.clone())?),
             Self::BudgetForcing(config) => Box::new(BudgetForcing::new(config.clone())?),
             Self::BestOfN(config) => Box::new(BestOfN::new(config.clone())?),
-            Self::SelfConsistency(config) => {
-                Box::new(BestOfN::self_consistency(Self::majority(config))?)
-            }
+            Self::SelfConsistency(config) => Box::new(BestOfN::self_consistency(config.clone())?),
             Self::BeamSearch(config) => {
                 Box::new(BeamSearch::new(config.clone(), SearchKind::Beam)?)
             }
@@ -225,13 +229,6 @@ impl StrategyConfig {
             Self::Router(config) => Box::new(Router::new(config.clone())?),
             Self::ModeToken(config) => Box::new(ModeRouter::new(config.clone())?),
         })
-    }
-
-    fn majority(config: &BestOfNConfig) -> BestOfNConfig {
-        BestOfNConfig {
-            select: ponder_prm::Select::Majority,
-            ..config.clone()
-        }
     }
 }
 
@@ -437,6 +434,53 @@ mod tests {
             let config = parse_str::<StrategyConfig>(&toml, Format::Toml).unwrap();
             assert_eq!(config.build().unwrap().name(), "self_consistency", "{toml}");
         }
+    }
+
+    #[test]
+    fn self_consistency_written_back_reads_the_same() {
+        // As a run records it (`<out>.config.json`), alone and as best-of-N's inner strategy.
+        for toml in [
+            "kind = \"self_consistency\"\nn = 4",
+            "kind = \"best_of_n\"\nselect = \"majority\"\ninner = { kind = \"self_consistency\", n = 2 }",
+        ] {
+            let config = parse_str::<StrategyConfig>(toml, Format::Toml).unwrap();
+            let written = serde_json::to_string(&config).unwrap();
+            let read = parse_str::<StrategyConfig>(&written, Format::Json)
+                .unwrap_or_else(|e| panic!("{written}: {e}"));
+            assert_eq!(read, config, "{written}");
+        }
+    }
+
+    #[test]
+    fn self_consistency_built_in_code_is_held_to_the_tables_rules() {
+        let n = std::num::NonZeroUsize::new(4).unwrap();
+        let scored = BestOfNConfig {
+            scorer: Some(serde_json::from_value(serde_json::json!({"kind": "llm_judge"})).unwrap()),
+            ..BestOfNConfig::self_consistency(n)
+        };
+        for err in [
+            StrategyConfig::SelfConsistency(scored.clone())
+                .build()
+                .err()
+                .map(|e| e.to_string()),
+            BestOfN::self_consistency(scored)
+                .err()
+                .map(|e| e.to_string()),
+        ] {
+            assert!(
+                err.as_deref()
+                    .is_some_and(|e| e.contains("no scorer to pay for")),
+                "{err:?}"
+            );
+        }
+        let weighted = BestOfNConfig {
+            select: ponder_prm::Select::Weighted,
+            ..BestOfNConfig::self_consistency(n)
+        };
+        let err = StrategyConfig::SelfConsistency(weighted)
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("majority vote"), "{err}");
     }
 
     #[test]

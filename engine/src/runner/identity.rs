@@ -43,6 +43,7 @@ pub(super) fn check_or_record(
                 // their identity, they resume as they were.
                 let raw = recorded.clone();
                 crate::model_config::model_identities(&mut recorded);
+                majority_self_consistency(&mut recorded);
                 let changes = differences(&recorded, identity);
                 if changes.is_empty() {
                     // Written again as read, where it held more (a login in a URL, a
@@ -92,6 +93,24 @@ pub(super) fn check_or_record(
         return Ok(());
     }
     write_atomically(&side, identity)
+}
+
+/// Records written before a `self_consistency` table read without `select` got `majority` held
+/// best-of-N's default there (`weighted`), unused: self-consistency always voted. Read as
+/// `majority`, they resume as they were.
+fn majority_self_consistency(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if map.get("kind").and_then(Value::as_str) == Some("self_consistency") {
+                if let Some(select) = map.get_mut("select") {
+                    *select = Value::from("majority");
+                }
+            }
+            map.values_mut().for_each(majority_self_consistency);
+        }
+        Value::Array(items) => items.iter_mut().for_each(majority_self_consistency),
+        _ => {}
+    }
 }
 
 /// The key of the side file that records how many problems the runs over `out` were given
@@ -217,6 +236,24 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn an_old_record_of_self_consistency_resumes() {
+        // Written before self-consistency's `select` was recorded as the vote it is.
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let old = json!({"strategy": {"kind": "best_of_n", "select": "weighted",
+            "inner": {"kind": "self_consistency", "n": 4, "select": "weighted"}}});
+        check_or_record(&out, &old, false, false, true).unwrap();
+        let now = json!({"strategy": {"kind": "best_of_n", "select": "weighted",
+            "inner": {"kind": "self_consistency", "n": 4, "select": "majority"}}});
+        check_or_record(&out, &now, true, false, true).unwrap();
+        // Best-of-N's own `select` is still its own.
+        let other = json!({"strategy": {"kind": "best_of_n", "select": "majority",
+            "inner": {"kind": "self_consistency", "n": 4, "select": "majority"}}});
+        let err = check_or_record(&out, &other, true, false, true).unwrap_err();
+        assert!(err.to_string().contains("strategy.select"), "{err}");
+    }
 
     #[test]
     fn a_changed_config_is_an_error_naming_the_keys() {

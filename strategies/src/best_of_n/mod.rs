@@ -332,19 +332,35 @@ impl BestOfN {
     }
 
     /// The `self_consistency` preset ([`BestOfNConfig::self_consistency`] builds its config):
-    /// named so in results and events; `config` must select by majority vote.
+    /// named so in results and events; `config` must select by majority vote, with no scorer
+    /// (as a `self_consistency` table must: one would pay for a reward of every sample that
+    /// only breaks ties).
     pub fn self_consistency(config: BestOfNConfig) -> Result<Self> {
-        if config.select != Select::Majority {
-            return Err(Error::config_value(
-                "select",
-                "self-consistency selects by majority vote: give select = \"majority\" (or use \
-                 BestOfN::new for best-of-N with a scorer)",
-            ));
-        }
+        Self::self_consistency_config(&config)?;
         Ok(Self {
             name: "self_consistency",
             ..Self::new(config)?
         })
+    }
+
+    /// Checks that `config` is self-consistency's: majority vote, no scorer.
+    pub(crate) fn self_consistency_config(config: &BestOfNConfig) -> Result<()> {
+        if config.select != Select::Majority {
+            return Err(Error::config_value(
+                "select",
+                "self-consistency selects by majority vote: give select = \"majority\" (or use \
+                 kind = \"best_of_n\", BestOfN::new in code, to select by a scorer's rewards)",
+            ));
+        }
+        if config.scorer.is_some() {
+            return Err(Error::config_value(
+                "scorer",
+                "self-consistency is a plain majority vote, with no scorer to pay for: remove \
+                 it, or use kind = \"best_of_n\" (BestOfN::new in code) with select = \
+                 \"majority\" (a scorer's rewards break ties)",
+            ));
+        }
+        Ok(())
     }
 
     /// Replaces the inner strategy with one built in code (one of your own, say): each sample
