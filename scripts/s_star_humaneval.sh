@@ -7,6 +7,8 @@
 #
 #   scripts/s_star_humaneval.sh [MODEL] [PROBLEMS] [N] [OUT_DIR]
 #
+# SETTINGS picks which settings run (default: all five, "greedy filter4 debug4 knockout4
+# s_star4"); the table shows every setting with a results file in OUT_DIR.
 # MODEL is a built-in name or GGUF path (mistral.rs in process), or an http:// URL of an
 # OpenAI-compatible server (e.g. llama-server, see scripts/build_llama_server.sh).
 set -euo pipefail
@@ -57,7 +59,11 @@ debug_rounds = 2
 selection = "adaptive_input_synthesis"
 TOML
 } > "$out/s_star4.toml"
-for run in greedy filter4 debug4 knockout4 s_star4; do
+for run in ${SETTINGS:-greedy filter4 debug4 knockout4 s_star4}; do
+  if [ ! -f "$out/$run.toml" ]; then
+    echo "no setting named $run (SETTINGS takes greedy, filter4, debug4, knockout4, s_star4)" >&2
+    exit 2
+  fi
   ponder_run "$out/$run.log" --config "$out/$run.toml" --problems "$problems" --limit "$n" \
     --concurrency "$concurrency" --out "$out/$run.jsonl"
 done
@@ -72,7 +78,10 @@ names = [("greedy", "greedy (direct, temperature 0)"),
 print("| setting | problems | pass@1 | mean tokens / problem (prompt + completion) | mean completion tokens | mean sandbox s / problem | debugged samples | comparisons |")
 print("|---|---|---|---|---|---|---|---|")
 for key, label in names:
-    rows = [json.loads(l) for l in open(os.path.join(out, key + ".jsonl"))]
+    path = os.path.join(out, key + ".jsonl")
+    if not os.path.exists(path):
+        continue
+    rows = [json.loads(l) for l in open(path)]
     rows = [r for r in rows if not r.get("error")]
     k = len(rows)
     passed = sum(1 for r in rows if r.get("correct"))
