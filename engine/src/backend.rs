@@ -136,12 +136,16 @@ pub trait LogitsProcessor: Send + Sync {
     /// Told before the request is sent when a budget, or the room the context window leaves
     /// after the prompt, grants fewer tokens than the request's `max_tokens` (possibly more
     /// than once, by nested budgets: keep the smallest). A processor
-    /// that plans the whole completion (budget forcing) re-plans to fit, and says so: `true`
-    /// when the grant changed its plan, so that a completion which then ends within the grant
-    /// still counts as cut by that budget (it ended sooner than it would have). Default:
-    /// ignored, `false`.
-    fn limit_max_tokens(&self, _granted: usize) -> bool {
-        false
+    /// that plans the whole completion (budget forcing) re-plans to fit. Default: ignored.
+    fn limit_max_tokens(&self, _granted: usize) {}
+
+    /// Asked after the call: the grant (the smallest it was told of) that made this completion
+    /// end sooner than it would have, if one did (budget forcing: its thinking forced to end at
+    /// a cap the grant lowered, or a wait it owed that fit only under the configured cap). A
+    /// completion that then stopped within the grant was still cut by the budget that granted
+    /// it. Default: `None`.
+    fn shortened_by(&self) -> Option<usize> {
+        None
     }
 }
 

@@ -478,11 +478,14 @@ impl<B: Backend> Backend for Metered<B> {
         // A shortened call limits its problem only if the limit could have changed what it
         // wrote: it ran to the tokens granted, or its logits processors (budget forcing) were
         // told to end sooner. One that stopped of itself within the grant is whole.
-        let mut told_processors = false;
+        // The processors told of this budget's grant, asked after the call whether it made
+        // their completion end sooner.
+        let mut told = Vec::new();
         if let Some(resource) = bound {
             self.limited(resource, Some(granted));
             for processor in &request.logits_processors {
-                told_processors |= processor.limit_max_tokens(granted);
+                processor.limit_max_tokens(granted);
+                told.push(Arc::clone(processor));
             }
         }
         request.max_tokens = granted;
@@ -541,9 +544,11 @@ impl<B: Backend> Backend for Metered<B> {
             generation.cut_by = Some(Resource::WallTime);
         } else if let Some(resource) = bound.filter(|_| {
             // A text that ended at a deadline further out (a problem's own wall time, above a
-            // run's meter) ran short of the grant: that deadline's cut, not this budget's.
+            // run's meter) ran short of the grant: that deadline's cut, not this budget's. A
+            // processor that ended its completion sooner for a grant says whose (the smallest
+            // it was told of: a budget further in may have granted less).
             let ended_by_deadline = past(call_deadline);
-            told_processors
+            told.iter().any(|p| p.shortened_by() == Some(granted))
                 || generation.choices.iter().any(|c| {
                     c.finish_reason == FinishReason::Length
                         && (!ended_by_deadline || c.completion_tokens >= granted)
@@ -667,9 +672,8 @@ mod tests {
 
     impl crate::backend::LogitsProcessor for Granted {
         fn process(&self, _: &mut [f32], _: &[u32]) {}
-        fn limit_max_tokens(&self, granted: usize) -> bool {
+        fn limit_max_tokens(&self, granted: usize) {
             self.0.store(granted, Ordering::Relaxed);
-            true
         }
     }
 
@@ -863,6 +867,48 @@ mod tests {
         );
         assert!(!run_cut.load(Ordering::Relaxed));
         assert!(slow.await.unwrap().is_ok());
+    }
+
+    /// Says the smallest grant it was told of ended its completion sooner, as budget forcing
+    /// does where the grant lowered its thinking cap and thinking was forced to end there.
+    #[derive(Default)]
+    struct EndsSooner(std::sync::atomic::AtomicUsize);
+
+    impl crate::backend::LogitsProcessor for EndsSooner {
+        fn process(&self, _: &mut [f32], _: &[u32]) {}
+        fn limit_max_tokens(&self, granted: usize) {
+            self.0
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |g| {
+                    Some(if g == 0 { granted } else { g.min(granted) })
+                })
+                .ok();
+        }
+        fn shortened_by(&self) -> Option<usize> {
+            Some(self.0.load(Ordering::Relaxed)).filter(|&g| g > 0)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_completion_ended_sooner_for_a_grant_is_the_cut_of_the_budget_that_granted_it() {
+        // The problem's budget grants 30 of 50, the run's (below it) 20: the 2-token reply
+        // ended sooner for the run's grant, which cut it; the problem's did not.
+        let run_cut = Arc::new(AtomicBool::new(false));
+        let problem_cut = Arc::new(AtomicBool::new(false));
+        let run = Metered::new(
+            ScriptedBackend::new(vec!["ab"]),
+            Budget::unlimited().with_max_completion_tokens(20),
+        )
+        .noting_limits(Arc::clone(&run_cut));
+        let problem = Metered::new(run, Budget::unlimited().with_max_completion_tokens(30))
+            .noting_limits(Arc::clone(&problem_cut));
+        let request = GenerationRequest::new(Prompt::Text("q".into()))
+            .with_max_tokens(50)
+            .with_logits_processor(Arc::new(EndsSooner::default()));
+        let generation = problem.generate(request).await.unwrap();
+        assert_eq!(generation.choices[0].text, "ab");
+        assert_eq!(generation.cut_by, Some(Resource::CompletionTokens));
+        assert!(run_cut.load(Ordering::Relaxed));
+        assert!(!problem_cut.load(Ordering::Relaxed));
     }
 
     #[tokio::test]

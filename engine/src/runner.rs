@@ -384,11 +384,12 @@ impl Runner {
         let mut first_of: HashMap<&str, usize> = HashMap::new();
         for (index, problem) in problems.iter().enumerate() {
             if let Some(first) = first_of.insert(problem.id.as_str(), index) {
-                return Err(Error::Config {
-                    path: out.to_path_buf(),
-                    message: format!(
-                        "problems {} and {} (counting from 1) have the same id `{}`: each \
-                         problem's result line is found by its id, so ids must differ",
+                return Err(Error::ConfigValue {
+                    key: "problems".into(),
+                    reason: format!(
+                        "problems {} and {} (counting from 1) of those given to the run have \
+                         the same id `{}`: each problem's result line is found by its id, so \
+                         ids must differ",
                         first + 1,
                         index + 1,
                         problem.id

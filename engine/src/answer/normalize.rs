@@ -2,7 +2,7 @@
 //! percent and degree signs, LaTeX spacing and commands, assignments, choice letters).
 
 use super::extract::last_boxed;
-use super::num::eval;
+use super::num::{eval, Num};
 use super::scan::{collect, digit_run, group_end, is_digit_at, letters_at, paren_end};
 use super::{is_listed, MATH_WORDS, MAX_DEPTH};
 
@@ -88,7 +88,7 @@ pub(super) fn normalize(raw: &str) -> Normalized {
     s = s.trim_end_matches('.').to_string();
     s = strip_outer_braces(s);
     s = multiple_choice(s);
-    s = word_list(s);
+    s = word_list(s, percent);
     s = value_chain(s);
     s = assignment_rhs(s);
     s = strip_base_subscript(s);
@@ -906,7 +906,9 @@ fn point_name_rhs(s: &str) -> Option<String> {
 /// (`1and-2`, `3,5,and7`, `x=1orx=-2`); the words are split at wherever they stand outside
 /// brackets, and the list is kept only when every item is a value ([`eval`]) or the same
 /// variable's value, so words in an expression (`\lfloor`) or prose are left as they were.
-fn word_list(s: String) -> String {
+/// One value said twice (`0.5 or 1/2`, `12 and 12`, `1/3 or 0.33` to the places written;
+/// where the answer has a percent, `3/4 or 75%`) is that value, its first form.
+fn word_list(s: String, percent: bool) -> String {
     if !s.contains("and") && !s.contains("or") && !s.contains('=') {
         return s;
     }
@@ -953,6 +955,7 @@ fn word_list(s: String) -> String {
     let mut name = None;
     let mut named = 0;
     let mut values = Vec::with_capacity(items.len());
+    let mut nums = Vec::with_capacity(items.len());
     for item in &items {
         let value = match item.split_once('=') {
             Some((lhs, rhs)) if is_variable(lhs) && name.is_none_or(|n| n == lhs) => {
@@ -963,15 +966,36 @@ fn word_list(s: String) -> String {
             Some(_) => return s,
             None => item,
         };
-        if value.is_empty() || eval(value).is_none() {
+        let Some(num) = eval(value).filter(|_| !value.is_empty()) else {
             return s;
-        }
+        };
         values.push(value);
+        nums.push(num);
     }
     // A comma list of bare values is a list already; one naming a variable in only some of its
     // items is left to the rules after (`x=1,2` is `x` equal to the list `1,2`).
     if (!words && named == 0) || (named > 0 && named < items.len()) {
         return s;
+    }
+    let same = |x: Num, y: Num| {
+        x.same(y)
+            || (percent
+                && (x.percent().is_some_and(|x| x.same(y))
+                    || y.percent().is_some_and(|y| y.same(x))))
+    };
+    if let (Some(&first), Some(&value)) = (nums.first(), values.first()) {
+        // A decimal may be the first value rounded to the places it is written to.
+        let rounded = |x: Num, text: &str| {
+            super::decimal_places(text)
+                .is_some_and(|places| super::within_last_place(first.value(), x.value(), places))
+        };
+        if nums
+            .iter()
+            .zip(&values)
+            .all(|(&x, text)| same(first, x) || rounded(x, text))
+        {
+            return value.to_string();
+        }
     }
     values.join(",")
 }

@@ -1168,6 +1168,7 @@ fn lists_written_with_words() {
     for (a, b) in [
         ("1 and -2", "1"),
         ("4 or 5", "4"),
+        ("1/3 or 0.4", "1/3"),
         ("x=1, y=2", "1,2"),
         ("1 \\text{ and } 6", "2 \\text{ and } 3"),
         ("18 dollars and 50 cents", "18"),
@@ -1175,6 +1176,21 @@ fn lists_written_with_words() {
         assert!(!equivalent(a, b), "{a} vs {b}");
     }
     assert!(equivalent("\\lfloor x \\rfloor", "\\lfloor x\\rfloor"));
+    // One value said twice is that value (found by helper-123: `0.5 or 1/2` had become the list
+    // `1/2,1/2`), a percent too.
+    for (a, b) in [
+        ("0.5 or 1/2", "0.5"),
+        ("\\frac{1}{2} or 0.5", "\\frac{1}{2}"),
+        ("12 and 12", "12"),
+        ("120 or 120.0", "120"),
+        ("100 or 10^2", "100"),
+        ("3/4 or 75%", "0.75"),
+        ("75% or 3/4", "75%"),
+        ("1/3 or 0.33", "1/3"),
+    ] {
+        assert!(equivalent(a, b), "{a} vs {b}");
+        assert_eq!(canonical_key(a), canonical_key(b), "{a} vs {b}");
+    }
     for (text, answer) in [
         ("Final Answer: 1 and -2", "1 and -2"),
         ("Final Answer: $x=1$ or $x=-2$.", "$x=1$ or $x=-2$"),
@@ -1183,6 +1199,11 @@ fn lists_written_with_words() {
         // A sentence is not a list: its number, as before.
         ("Final Answer: 12 apples and 3 pears", "12"),
         ("Final Answer: 18 and he has 2 left", "18"),
+        ("Final Answer: 0.5 or 1/2", "0.5"),
+        (
+            "The final answer is $\\frac{1}{2}$ or $0.5$. I hope it is correct.",
+            "\\frac{1}{2}",
+        ),
     ] {
         assert_eq!(ex(text).as_deref(), Some(answer), "{text}");
     }

@@ -410,10 +410,25 @@ impl LogitsProcessor for ForcingProcessor {
         self.decide(&mut state, logits, generated);
     }
 
-    /// Re-plans where the grant lowers the thinking cap (what follows thinking must still
-    /// fit); a grant that leaves the configured cap as it was changes nothing.
-    fn limit_max_tokens(&self, granted: usize) -> bool {
+    fn limit_max_tokens(&self, granted: usize) {
         self.granted.fetch_min(granted, Ordering::Relaxed);
-        self.thinking_cap() < self.max_thinking
+    }
+
+    /// The grant, where it lowered the thinking cap and that mattered: thinking was forced to
+    /// end at the lowered cap, or ended with a wait still owed that would have fit under the
+    /// configured cap. Thinking that ended of itself (no wait owed, or waits given up on an
+    /// idle model) was not shortened.
+    fn shortened_by(&self) -> Option<usize> {
+        let granted = self.granted.load(Ordering::Relaxed);
+        if self.thinking_cap() >= self.max_thinking {
+            return None;
+        }
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let details = &state.details;
+        let wait_refused = state.thinking_end.is_some()
+            && details.waits < self.max_waits
+            && !details.waits_ignored
+            && details.thinking_tokens + self.wait(&state).len() < self.max_thinking;
+        (details.forced_end || wait_refused).then_some(granted)
     }
 }

@@ -87,6 +87,36 @@ fn a_budget_that_grants_fewer_tokens_lowers_the_thinking_cap() {
     let d = p.details();
     assert_eq!((d.thinking_tokens, d.forced_end), (2, true));
     assert_eq!(d.budget_thinking_cap, Some(2));
+    // Forced to end at the cap the grant lowered: the grant shortened it.
+    assert_eq!(p.shortened_by(), Some(9));
+}
+
+#[test]
+fn a_lowered_cap_that_thinking_never_reached_shortened_nothing() {
+    // Cap 20 lowered to 5 by a grant of 12; the model closes its thinking after 2 tokens, with
+    // no wait owed: it ended as it would have.
+    let think_two = |g: &[u32]| match g.len() {
+        0 | 1 => 5,
+        2 => 7,
+        3 => 8,
+        _ => EOS,
+    };
+    let p = ForcingProcessor::new(tokens(), &config(0, 20, 0), 7);
+    p.limit_max_tokens(12);
+    decode(&p, think_two, 20);
+    assert!(!p.details().forced_end);
+    assert_eq!(p.shortened_by(), None);
+    // With a wait owed that fit under the configured cap but not the lowered one (2 thought,
+    // a 2-token wait, cap 3), the grant ended it sooner.
+    let p = ForcingProcessor::new(tokens(), &config(0, 20, 1), 7);
+    p.limit_max_tokens(10);
+    decode(&p, think_two, 20);
+    assert_eq!(p.details().waits, 0);
+    assert_eq!(p.shortened_by(), Some(10));
+    // Without a grant, nothing was shortened.
+    let p = ForcingProcessor::new(tokens(), &config(0, 4, 0), 7);
+    decode(&p, |_| 5, 40);
+    assert_eq!(p.shortened_by(), None);
 }
 
 #[test]

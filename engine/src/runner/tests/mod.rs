@@ -532,8 +532,9 @@ async fn problems_made_in_code_with_one_id_are_refused_before_anything_is_solved
     problems[2].id = "p1".into();
     let err = runner.run(&problems, &out, |_| {}).await.unwrap_err();
     assert!(
-        err.to_string()
-            .contains("problems 1 and 3 (counting from 1) have the same id `p1`"),
+        err.to_string().contains(
+            "problems 1 and 3 (counting from 1) of those given to the run have the same id `p1`"
+        ),
         "{err}"
     );
     assert!(backend.requests().is_empty());
@@ -931,9 +932,9 @@ async fn a_child_solve_reports_its_own_cost_and_the_parents_budget_stop() {
     assert_eq!(cx.meter().usage().total_tokens(), 18);
 }
 
-/// One call of up to 50 tokens, with a logits processor that re-plans for a shortened grant
-/// (as budget forcing does), so that the grant counts as a cut even where the reply stops
-/// within it.
+/// One call of up to 50 tokens, with a logits processor that says a grant of 38 ended its
+/// completion sooner (as budget forcing does at a cap the grant lowered), so that the grant
+/// counts as a cut even where the reply stops within it.
 struct Told;
 
 struct Replans;
@@ -941,8 +942,8 @@ struct Replans;
 impl crate::backend::LogitsProcessor for Replans {
     fn process(&self, _: &mut [f32], _: &[u32]) {}
 
-    fn limit_max_tokens(&self, _granted: usize) -> bool {
-        true
+    fn shortened_by(&self) -> Option<usize> {
+        Some(38)
     }
 }
 
