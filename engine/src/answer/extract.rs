@@ -218,8 +218,12 @@ fn display_block(tail: &str) -> Option<String> {
 /// Turn the line after a cue into an answer.
 fn cue_candidate(line: &str) -> Option<String> {
     // Two or more values joined by words (`1 and -2`, `$x=1$ or $x=-2$`): the list, not its
-    // first value or math span.
-    let sentence = cut_sentence(line);
+    // first value or math span. Each value may be in bold or in `\( \)` of its own.
+    let plain = cut_sentence(line)
+        .replace("**", "")
+        .replace("\\(", "$")
+        .replace("\\)", "$");
+    let sentence = plain.as_str();
     let cleaned = clean_candidate(sentence);
     if lists_in_words(&cleaned) {
         // Its math spans whole (`$x=1$ or $x=-2$`, not `x=1$ or $x=-2`).

@@ -1196,6 +1196,8 @@ fn lists_written_with_words() {
         ("Final Answer: $x=1$ or $x=-2$.", "$x=1$ or $x=-2$"),
         ("Final Answer: **$x=1$ and $x=-2$**.", "$x=1$ and $x=-2$"),
         ("Final Answer: 3, 5, and 7", "3, 5, and 7"),
+        ("Final Answer: **1** and **-2**", "1 and -2"),
+        ("Final Answer: \\(x=1\\) or \\(x=-2\\)", "$x=1$ or $x=-2$"),
         // A sentence is not a list: its number, as before.
         ("Final Answer: 12 apples and 3 pears", "12"),
         ("Final Answer: 18 and he has 2 left", "18"),

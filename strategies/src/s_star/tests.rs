@@ -659,68 +659,45 @@ async fn a_sandbox_that_cannot_isolate_fails_before_any_sample_is_paid_for() {
 #[tokio::test]
 async fn the_wall_time_budget_ends_a_test_run_in_flight() {
     // The only sample sleeps 20 s as it loads; the budget allows 1.5 s of wall time. The run
-    // is ended at the deadline, not waited for, and the sample is kept, marked untested.
-    let backend = Arc::new(ScriptedBackend::new([
-        "```python\nimport time\ntime.sleep(20)\ndef add(a, b):\n    return a + b\n```\n",
-    ]));
-    let strategy = s_star(SStarConfig {
-        n: NonZeroUsize::new(1).unwrap(),
-        ..SStarConfig::default()
-    });
-    // The sandbox self-check first, so that its time is not the budget's.
-    strategy.verifier.sandbox().self_check().await.unwrap();
-    let started = std::time::Instant::now();
-    let solution = solve(
-        &strategy,
-        &add_problem(),
-        backend.clone(),
-        Budget::unlimited().with_max_wall(Duration::from_millis(1500)),
-    )
-    .await
-    .unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(solution.stop_reason, ponder_engine::StopReason::TimeBudget);
-    let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
-    let first = &details.samples[0].rounds[0];
-    assert!(
-        first
-            .load_error
-            .as_deref()
-            .is_some_and(|e| e.contains("not tested")),
-        "{first:?}"
-    );
-    assert!(solution.completion.contains("def add"));
-}
-
-#[tokio::test]
-async fn the_wall_time_budget_ends_a_test_run_of_a_nested_solve() {
-    // S* inside another strategy (best-of-N over S*): the nested context's own meter has no
-    // budget, its parent's has the wall time, and that deadline ends the test run too.
-    let backend = Arc::new(ScriptedBackend::new([
-        "```python\nimport time\ntime.sleep(20)\ndef add(a, b):\n    return a + b\n```\n",
-    ]));
-    let strategy = s_star(SStarConfig {
-        n: NonZeroUsize::new(1).unwrap(),
-        ..SStarConfig::default()
-    });
-    strategy.verifier.sandbox().self_check().await.unwrap();
-    let started = std::time::Instant::now();
-    let cx = ponder_engine::Context::new(
-        backend.clone(),
-        Budget::unlimited().with_max_wall(Duration::from_millis(1500)),
-    );
-    let solution = cx.solve_sample(&strategy, &add_problem(), 0).await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(solution.stop_reason, ponder_engine::StopReason::TimeBudget);
-    assert!(solution.completion.contains("def add"));
+    // is ended at the deadline, not waited for, and the sample is kept, marked untested. So
+    // too nested (S* inside best-of-N, a sample's context): that context's own meter has no
+    // budget, its parent's has the wall time, and that deadline ends the run.
+    for nested in [false, true] {
+        let backend = Arc::new(ScriptedBackend::new([
+            "```python\nimport time\ntime.sleep(20)\ndef add(a, b):\n    return a + b\n```\n",
+        ]));
+        let strategy = s_star(SStarConfig {
+            n: NonZeroUsize::new(1).unwrap(),
+            ..SStarConfig::default()
+        });
+        // The sandbox self-check first, so that its time is not the budget's.
+        strategy.verifier.sandbox().self_check().await.unwrap();
+        let started = std::time::Instant::now();
+        let budget = Budget::unlimited().with_max_wall(Duration::from_millis(1500));
+        let solution = if nested {
+            let cx = ponder_engine::Context::new(backend.clone(), budget);
+            cx.solve_sample(&strategy, &add_problem(), 0).await
+        } else {
+            solve(&strategy, &add_problem(), backend.clone(), budget).await
+        }
+        .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "nested: {nested}, {:?}",
+            started.elapsed()
+        );
+        assert_eq!(solution.stop_reason, ponder_engine::StopReason::TimeBudget);
+        let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+        let first = &details.samples[0].rounds[0];
+        assert!(
+            first
+                .load_error
+                .as_deref()
+                .is_some_and(|e| e.contains("not tested")),
+            "{first:?}"
+        );
+        assert!(solution.completion.contains("def add"));
+    }
 }
 
 #[tokio::test]
