@@ -444,6 +444,7 @@ impl<B: Backend> Backend for Metered<B> {
                     + assistant_prefix.len() as u64
             }
         };
+        let past = |deadline: Option<Instant>| deadline.is_some_and(|d| Instant::now() >= d);
         let (reservation, fit, bound) = self
             .meter
             .reserve(
@@ -466,7 +467,7 @@ impl<B: Backend> Backend for Metered<B> {
             .inspect_err(|e| {
                 // Out of time at a sooner deadline further out (waiting for this budget's
                 // reservations) is that meter's to note.
-                if e.is_out_of_time() && deadline.is_none_or(|d| Instant::now() < d) {
+                if e.is_out_of_time() && !past(deadline) {
                     return;
                 }
                 self.note_limit();
@@ -503,7 +504,6 @@ impl<B: Backend> Backend for Metered<B> {
                 .map_err(|_| out_of_time())?,
             None => call.await,
         };
-        let past = |deadline: Option<Instant>| deadline.is_some_and(|d| Instant::now() >= d);
         let mut generation = match outcome {
             // The backend gave up at this meter's deadline. (At a deadline an outer meter set,
             // it is that meter's to note: a run's meter passes a problem's own out-of-time on.)
