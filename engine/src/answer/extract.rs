@@ -223,20 +223,23 @@ fn cue_candidate(line: &str) -> Option<String> {
         .replace("**", "")
         .replace("\\(", "$")
         .replace("\\)", "$");
+    // The list may be the sentence's object (`The roots are 1 and -2`).
     let sentence = plain.as_str();
-    let cleaned = clean_candidate(sentence);
-    if lists_in_words(&cleaned) {
-        // Its math spans whole (`$x=1$ or $x=-2$`, not `x=1$ or $x=-2`).
-        if cleaned.contains('$') {
-            let whole = sentence
-                .trim()
-                .trim_matches('*')
-                .trim_end_matches(['.', ',', ';', '!']);
-            if whole.matches('$').count().is_multiple_of(2) {
-                return Some(whole.to_string());
+    for part in std::iter::once(sentence).chain(after_link(sentence)) {
+        let cleaned = clean_candidate(part);
+        if lists_in_words(&cleaned) {
+            // Its math spans whole (`$x=1$ or $x=-2$`, not `x=1$ or $x=-2`).
+            if cleaned.contains('$') {
+                let whole = part
+                    .trim()
+                    .trim_matches('*')
+                    .trim_end_matches(['.', ',', ';', '!']);
+                if whole.matches('$').count().is_multiple_of(2) {
+                    return Some(whole.to_string());
+                }
             }
+            return Some(cleaned);
         }
-        return Some(cleaned);
     }
     let raw = match answer_span(line) {
         Some(m) if !m.trim().is_empty() => m,
@@ -258,6 +261,19 @@ fn cue_candidate(line: &str) -> Option<String> {
         return (cand.split_whitespace().count() <= 4).then_some(cand);
     }
     Some(arithmetic_rhs(&cand))
+}
+
+/// What follows the first word of `sentence` that links a subject to its value (`is`, `are`,
+/// `equal`, a colon): `1 and -2` of `The roots are 1 and -2`.
+fn after_link(sentence: &str) -> Option<&str> {
+    const LINKS: [&str; 8] = [
+        " is ", " are ", " was ", " were ", " be ", " equal ", " equals ", ": ",
+    ];
+    LINKS
+        .iter()
+        .filter_map(|l| sentence.find(l).map(|at| at + l.len()))
+        .min()
+        .and_then(|at| sentence.get(at..))
 }
 
 /// A list of values written with words (`1 and -2`, `3, 5, and 7`, `$x=1$ or $x=-2$`): `and`

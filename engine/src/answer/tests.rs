@@ -1198,7 +1198,17 @@ fn lists_written_with_words() {
         ("Final Answer: 3, 5, and 7", "3, 5, and 7"),
         ("Final Answer: **1** and **-2**", "1 and -2"),
         ("Final Answer: \\(x=1\\) or \\(x=-2\\)", "$x=1$ or $x=-2$"),
+        // The list a sentence gives as its value, whole.
+        ("Final Answer: The roots are 1 and -2", "1 and -2"),
+        ("The final answer is $x=1$ or $x=-2$.", "$x=1$ or $x=-2$"),
+        (
+            "Final Answer: The solutions are \\(x = 3\\) and \\(x = 5\\).",
+            "$x = 3$ and $x = 5$",
+        ),
+        ("Final Answer: The numbers: 3, 5, and 7", "3, 5, and 7"),
         // A sentence is not a list: its number, as before.
+        ("Final Answer: There are 12 apples and 3 pears", "12"),
+        ("Final Answer: The answer is 18 and he has 2 left", "18"),
         ("Final Answer: 12 apples and 3 pears", "12"),
         ("Final Answer: 18 and he has 2 left", "18"),
         ("Final Answer: 0.5 or 1/2", "0.5"),
