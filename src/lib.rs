@@ -21,6 +21,10 @@
 //! println!("{:?} ({} tokens)", solution.answer, solution.usage.total_tokens());
 //! # Ok(()) }
 //! ```
+//!
+//! A config in hand rather than in a file is read the same way, validated:
+//! `"[strategy]\nkind = \"self_consistency\"".parse::<Config>()`, or [`Config::parse`] for
+//! YAML and JSON.
 
 use std::path::Path;
 
@@ -68,6 +72,25 @@ impl Config {
     /// Reads a TOML, YAML or JSON config file and validates it; errors name the file and key.
     pub fn load(path: &Path) -> Result<Self> {
         ponder_engine::config::load_checked(path, Config::validate)
+    }
+
+    /// Reads config text in `format` (`Format::Toml`, `Yaml`, `Json`) and validates it, as
+    /// [`Config::load`] does a file: a config a program builds or receives rather than one on
+    /// disk. Errors name the key and its line; their `path` says which format was read
+    /// (`(TOML text)`). `"...".parse::<Config>()` reads TOML.
+    pub fn parse(text: &str, format: ponder_engine::config::Format) -> Result<Self> {
+        use ponder_engine::config::Format;
+        ponder_engine::config::parse_checked(text, format, Config::validate).map_err(|message| {
+            let name = match format {
+                Format::Toml => "(TOML text)",
+                Format::Yaml => "(YAML text)",
+                Format::Json => "(JSON text)",
+            };
+            Error::Config {
+                path: name.into(),
+                message,
+            }
+        })
     }
 
     /// The context to solve `problem` in as the command line does: the config's per-problem
@@ -245,6 +268,15 @@ impl Config {
     }
 }
 
+/// TOML config text, read and validated ([`Config::parse`]).
+impl std::str::FromStr for Config {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        Config::parse(text, ponder_engine::config::Format::Toml)
+    }
+}
+
 /// A limit of zero leaves no room for a single call: a mistake, never a useful budget.
 fn check_budget(budget: &Budget) -> Result<()> {
     let limits = [
@@ -309,6 +341,37 @@ mod tests {
         let json = "{\"model\": {\"device\": \"cuda:1\"}}";
         let config: Config = parse_str(json, Format::Json).unwrap();
         assert_eq!(config.model.device, ponder_engine::DeviceSpec::Cuda(1));
+    }
+
+    #[test]
+    fn config_text_is_validated_as_a_file_is() {
+        let config: Config = "[strategy]\nkind = \"self_consistency\"\nn = 4\n"
+            .parse()
+            .unwrap();
+        assert_eq!(config.strategy.kind(), "self_consistency");
+        // A value serde takes but the rules do not: named with its line, and the format read.
+        let err = "[strategy]\nkind = \"direct\"\ntemperature = -1.0\n"
+            .parse::<Config>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("(TOML text): at `strategy.temperature` (line 3):"),
+            "{err}"
+        );
+        let err = Config::parse("budget:\n  max_calls: 0\n", Format::Yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("(YAML text): at `budget.max_calls` (line 2):"),
+            "{err}"
+        );
+        let err = Config::parse("{\"strategy\": {\"kind\": \"nope\"}}", Format::Json)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("(JSON text): "), "{err}");
+        assert!(err.contains("nope"), "{err}");
+        let err = "# nothing\n".parse::<Config>().unwrap_err().to_string();
+        assert!(err.contains("nothing in it"), "{err}");
     }
 
     #[test]

@@ -53,33 +53,37 @@ pub fn load_checked<T: DeserializeOwned>(
         message: "unknown config format: expected a .toml, .yaml, .yml or .json file".into(),
     })?;
     let text = Error::read_text(path)?;
-    // A byte-order mark, as some editors on Windows write: JSON's parser would stop at it.
-    let text = text
-        .strip_prefix('\u{feff}')
-        .map(str::to_string)
-        .unwrap_or(text);
-    // An empty file would read as every default: a file cut short, or the wrong one.
-    if blank(&text, format) {
-        return Err(Error::Config {
-            path: path.to_path_buf(),
-            message: "nothing in it (blank, or comments only): a config is a table of keys, \
-                      such as [model] and [strategy] (leave out --config for the defaults)"
-                .into(),
-        });
-    }
-    let config = parse_str(&text, format).map_err(|message| Error::Config {
+    parse_checked(&text, format, check).map_err(|message| Error::Config {
         path: path.to_path_buf(),
         message,
-    })?;
-    check(&config).map_err(|e| Error::Config {
-        path: path.to_path_buf(),
-        message: match &e {
-            Error::ConfigValue { key, reason } => match key_line(&text, format, key) {
-                Some(line) => format!("at `{key}` (line {line}): {reason}"),
-                None => e.to_string(),
-            },
-            _ => e.to_string(),
+    })
+}
+
+/// [`load_checked`] for config text in hand (a config a program builds or receives, not a
+/// file): parsed in `format` and checked; the error is a message naming the key path and its
+/// line, as [`parse_str`]'s.
+pub fn parse_checked<T: DeserializeOwned>(
+    text: &str,
+    format: Format,
+    check: impl FnOnce(&T) -> Result<()>,
+) -> std::result::Result<T, String> {
+    // A byte-order mark, as some editors on Windows write: JSON's parser would stop at it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // An empty file would read as every default: a file cut short, or the wrong one.
+    if blank(text, format) {
+        return Err(
+            "nothing in it (blank, or comments only): a config is a table of keys, such as \
+             [model] and [strategy] (leave out --config for the defaults)"
+                .into(),
+        );
+    }
+    let config = parse_str(text, format)?;
+    check(&config).map_err(|e| match &e {
+        Error::ConfigValue { key, reason } => match key_line(text, format, key) {
+            Some(line) => format!("at `{key}` (line {line}): {reason}"),
+            None => e.to_string(),
         },
+        _ => e.to_string(),
     })?;
     Ok(config)
 }
