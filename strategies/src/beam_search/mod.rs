@@ -43,7 +43,7 @@ use ponder_engine::{
 use ponder_prm::{Aggregate, ScorerConfig, Select};
 use serde::{Deserialize, Serialize};
 
-pub use tree::{NodeId, NodeState, SearchNode, SearchTree};
+pub use tree::{NodeId, NodeState, Rank, SearchNode, SearchTree};
 
 #[cfg(test)]
 mod tests;
@@ -529,7 +529,14 @@ impl BeamSearch {
             // aggregate, as search-and-learn scores the rolled-out text).
             let step_score = step_scores.get(own.saturating_sub(1)).copied();
             let score = self.config.aggregate.apply(step_scores);
-            let rank = self.config.aggregate.apply_scored(step_scores);
+            let rank = self
+                .config
+                .aggregate
+                .apply_scored(step_scores)
+                .map(|reward| Rank {
+                    whole: score.is_some(),
+                    reward,
+                });
             if let Some(node) = tree.node_mut(*child) {
                 node.step_score = step_score;
                 node.score = score;
@@ -672,25 +679,28 @@ impl BeamSearch {
                     return Err(e);
                 }
             };
-            // Paths rank by the steps scored: one whose newest step went unscored (past the
-            // scorer's window) by the rest, not last. (Its final reward stays unscored.)
-            let score_of = |tree: &SearchTree, id: NodeId| {
-                tree.node(id)
-                    .and_then(|n| n.rank)
-                    .unwrap_or(f64::NEG_INFINITY)
-            };
+            // Paths rank by the steps scored ([`Rank`]): one whose newest step went unscored
+            // (past the scorer's window) by the rest, below those scored whole. (Its final
+            // reward stays unscored.)
+            let score_of = |tree: &SearchTree, id: NodeId| tree.node(id).and_then(|n| n.rank);
             // Finished candidates leave the pool; the rest compete for survival.
             let mut pool: Vec<(NodeId, usize)> = Vec::new();
             // The best score of a candidate that finished this round, per subtree (none while
             // no finished candidate has a score).
-            let mut best_finished: Vec<Option<f64>> = vec![None; groups.max(1)];
+            let mut best_finished: Vec<Option<Rank>> = vec![None; groups.max(1)];
             // (subtree, slot) of the candidates kept: identical candidates share a slot.
             let mut kept: HashSet<(usize, usize)> = HashSet::new();
             for ((child, subtree, finished), slot) in children.into_iter().zip(slots) {
                 if finished {
                     let score = tree.node(child).and_then(|n| n.rank);
                     if let (Some(best), Some(score)) = (best_finished.get_mut(subtree), score) {
-                        *best = Some(best.map_or(score, |b| b.max(score)));
+                        *best = Some(best.map_or(score, |b| {
+                            if Rank::cmp(Some(score), Some(b)).is_gt() {
+                                score
+                            } else {
+                                b
+                            }
+                        }));
                     }
                     if let Some(node) = tree.node_mut(child) {
                         node.state = NodeState::Finished;
@@ -709,24 +719,23 @@ impl BeamSearch {
                 }
                 pool.push((child, subtree));
             }
-            pool.sort_by(|a, b| score_of(tree, b.0).total_cmp(&score_of(tree, a.0)));
+            pool.sort_by(|a, b| Rank::cmp(score_of(tree, b.0), score_of(tree, a.0)));
             let mut survivors: Vec<Beam> = Vec::new();
             let mut per_subtree = vec![0usize; groups.max(1)];
             for (child, subtree) in pool {
-                let keep = match self.kind {
-                    SearchKind::Beam => survivors.len() < groups,
-                    // A subtree goes on greedily with its best candidate: when that one
-                    // finished (it scored at least as well as every open one), the subtree
-                    // has its solution and ends, as in search-and-learn.
-                    SearchKind::Dvts => {
-                        per_subtree.get(subtree).is_some_and(|&k| k == 0)
-                            && best_finished
-                                .get(subtree)
-                                .copied()
-                                .flatten()
-                                .is_none_or(|best| score_of(tree, child) > best)
-                    }
-                };
+                let keep =
+                    match self.kind {
+                        SearchKind::Beam => survivors.len() < groups,
+                        // A subtree goes on greedily with its best candidate: when that one
+                        // finished (it scored at least as well as every open one), the subtree
+                        // has its solution and ends, as in search-and-learn.
+                        SearchKind::Dvts => {
+                            per_subtree.get(subtree).is_some_and(|&k| k == 0)
+                                && best_finished.get(subtree).copied().flatten().is_none_or(
+                                    |best| Rank::cmp(score_of(tree, child), Some(best)).is_gt(),
+                                )
+                        }
+                    };
                 if keep {
                     if let Some(k) = per_subtree.get_mut(subtree) {
                         *k += 1;
@@ -749,7 +758,7 @@ impl BeamSearch {
                 }
             }
             if cx.events().is_on() {
-                let score = |id: NodeId| tree.node(id).and_then(|n| n.rank);
+                let score = |id: NodeId| tree.node(id).and_then(|n| n.rank).map(|r| r.reward);
                 let best_score = survivors
                     .iter()
                     .map(|b| b.node)

@@ -368,9 +368,10 @@ fn past_window() -> Arc<PerStep> {
 }
 
 #[tokio::test]
-async fn a_path_whose_newest_step_went_unscored_ranks_by_the_steps_scored() {
-    // One beam: s9 beats s3; then s9's children are `x1` (unscored: the path ranks by s9's
-    // 0.9) and s2 (0.2). Ranked as unscored, x1 would have been pruned for s2.
+async fn a_path_whose_newest_step_went_unscored_ranks_below_its_scored_siblings() {
+    // One beam: s9 beats s3; then s9's children are `x1` (unscored) and s2 (0.2). Ranked on its
+    // scored steps alone, x1 would be s9's 0.9 under `min`, above every sibling that scored:
+    // the one step nobody could read would win (helper-124).
     let replies = vec![
         "s9\n\n",
         "s3\n\n",
@@ -379,15 +380,56 @@ async fn a_path_whose_newest_step_went_unscored_ranks_by_the_steps_scored() {
         "Final Answer: 5",
         "Final Answer: 6",
     ];
-    let search = BeamSearch::new(config(2, 2, 3), SearchKind::Beam)
-        .unwrap()
-        .with_scorer(past_window());
+    let search = BeamSearch::new(
+        BeamSearchConfig {
+            aggregate: Aggregate::Min,
+            ..config(2, 2, 3)
+        },
+        SearchKind::Beam,
+    )
+    .unwrap()
+    .with_scorer(past_window());
     let (solution, _, tree) = run(search, replies, Budget::unlimited()).await;
     assert_eq!(tree.state_of("s3"), "pruned");
-    assert_eq!(tree.state_of("s2"), "pruned");
-    assert_eq!(tree.state_of("x1"), "expanded");
-    // The finished paths through it keep no reward: a step of theirs went unscored.
+    assert_eq!(tree.state_of("x1"), "pruned");
+    assert_eq!(tree.state_of("s2"), "expanded");
     assert_eq!(solution.candidates.len(), 2);
+    assert!(solution.candidates.iter().all(|c| c.score.is_some()));
+}
+
+#[tokio::test]
+async fn paths_whose_newest_steps_all_went_unscored_rank_by_the_steps_scored() {
+    // n = 4, M = 2: s9 and s5 survive round 1; every child of theirs is past the scorer's
+    // window, so they rank by the steps scored: s9's two children (0.9) over s5's (0.5).
+    let replies = vec![
+        "s3\n\n",
+        "s9\n\n",
+        "s5\n\n",
+        "s1\n\n",
+        "x1\n\n",
+        "x2\n\n",
+        "x3\n\n",
+        "x4\n\n",
+        "Final Answer: 5",
+        "Final Answer: 6",
+        "Final Answer: 7",
+        "Final Answer: 8",
+    ];
+    let search = BeamSearch::new(config(4, 2, 3), SearchKind::Beam)
+        .unwrap()
+        .with_scorer(past_window());
+    let (solution, backend, tree) = run(search, replies, Budget::unlimited()).await;
+    assert_eq!(backend.requests().len(), 6);
+    for (step, state) in [
+        ("x1", "expanded"),
+        ("x2", "expanded"),
+        ("x3", "pruned"),
+        ("x4", "pruned"),
+    ] {
+        assert_eq!(tree.state_of(step), state, "{step}");
+    }
+    // The finished paths through them keep no reward: a step of theirs went unscored.
+    assert_eq!(solution.candidates.len(), 4);
     assert!(solution.candidates.iter().all(|c| c.score.is_none()));
 }
 

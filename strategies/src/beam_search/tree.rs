@@ -25,6 +25,29 @@ pub enum NodeState {
     Finished,
 }
 
+/// What a search ranks a path by: a path whose steps were all scored above one with steps
+/// left unscored (past the scorer's window, or its read failed), then the aggregate of the
+/// steps scored ([`ponder_prm::Aggregate::apply_scored`]). A path whose newest step went
+/// unscored would otherwise rank on its parent's steps alone, above every sibling whose new
+/// step scored lower under `min`, `prod` or `last`: the one step nobody could read would win.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rank {
+    /// Every step of the path scored.
+    pub whole: bool,
+    /// The aggregate of the steps scored.
+    pub reward: f64,
+}
+
+impl Rank {
+    /// Orders ranks, a path with none (no step scored) lowest.
+    pub fn cmp(a: Option<Rank>, b: Option<Rank>) -> std::cmp::Ordering {
+        match (a, b) {
+            (Some(a), Some(b)) => a.whole.cmp(&b.whole).then(a.reward.total_cmp(&b.reward)),
+            (a, b) => a.is_some().cmp(&b.is_some()),
+        }
+    }
+}
+
 /// A partial solution: one step added to its parent's.
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchNode {
@@ -34,10 +57,9 @@ pub struct SearchNode {
     pub step_score: Option<f64>,
     /// The aggregate score of the path to here (`None` where a step of it went unscored).
     pub score: Option<f64>,
-    /// What the search ranks the path by: its score, or where steps of it went unscored (past
-    /// the scorer's window), the aggregate of those scored ([`ponder_prm::Aggregate::apply_scored`]).
+    /// What the search ranks the path by ([`Rank`]; `None`: no step of it scored).
     #[serde(skip)]
-    pub rank: Option<f64>,
+    pub rank: Option<Rank>,
     /// Tokens generated for the step.
     pub tokens: u64,
     /// Depth (the root is 0).
