@@ -24,6 +24,8 @@ pub struct ScoreReader {
 struct ReaderState {
     prompt_len: Option<usize>,
     scores: Vec<Option<f64>>,
+    /// A label id past the logits (the model's vocabulary), and their length.
+    out_of_vocabulary: Option<(u32, usize)>,
 }
 
 impl ScoreReader {
@@ -38,6 +40,7 @@ impl ScoreReader {
             state: Mutex::new(ReaderState {
                 prompt_len: None,
                 scores: vec![None; n],
+                out_of_vocabulary: None,
             }),
         }
     }
@@ -54,6 +57,16 @@ impl ScoreReader {
             .lock()
             .map(|s| s.scores.clone())
             .unwrap_or_else(|p| p.into_inner().scores.clone())
+    }
+
+    /// A good or bad id the model has no logit for (a `good_id` past its vocabulary), and the
+    /// vocabulary's size: seen at a read, where it would have left that side empty and every
+    /// score 0 or 1.
+    pub fn out_of_vocabulary(&self) -> Option<(u32, usize)> {
+        self.state
+            .lock()
+            .map(|s| s.out_of_vocabulary)
+            .unwrap_or_else(|p| p.into_inner().out_of_vocabulary)
     }
 }
 
@@ -76,6 +89,8 @@ pub fn good_probability(logits: &[f32], good: &[u32], bad: &[u32]) -> Option<f64
         .fold(f64::NEG_INFINITY, f64::max);
     let sum = |v: &[f64]| v.iter().map(|l| (l - max).exp()).sum::<f64>();
     let (pg, pb) = (sum(&g), sum(&b));
+    // An empty side is 0, not the -0.0 an empty float sum is (which would sort below 0).
+    let (pg, pb) = (pg + 0.0, pb + 0.0);
     Some(pg / (pg + pb))
 }
 
@@ -86,6 +101,14 @@ impl LogitsProcessor for ScoreReader {
         let k = context.len().saturating_sub(prompt_len);
         for (slot, &read) in self.reads.iter().enumerate() {
             if read == k {
+                if state.out_of_vocabulary.is_none() {
+                    state.out_of_vocabulary = self
+                        .good
+                        .iter()
+                        .chain(&self.bad)
+                        .find(|&&id| id as usize >= logits.len())
+                        .map(|&id| (id, logits.len()));
+                }
                 if let Some(score) = state.scores.get_mut(slot) {
                     *score = good_probability(logits, &self.good, &self.bad);
                 }
@@ -134,5 +157,18 @@ mod tests {
         assert!((good_probability(&logits, &[0, 1], &[2]).unwrap() - 2.0 / 3.0).abs() < 1e-9);
         assert_eq!(good_probability(&logits, &[3], &[3]), None);
         assert_eq!(good_probability(&logits, &[9], &[]), None);
+        // A side with nothing to read is 0, +0.0 (helper-124: -0.0 sorted below 0).
+        let none_good = good_probability(&logits, &[9], &[0]).unwrap();
+        assert!(none_good == 0.0 && none_good.is_sign_positive());
+    }
+
+    #[test]
+    fn a_label_past_the_vocabulary_is_told() {
+        let reader = ScoreReader::new(vec![], vec![0], vec![1], vec![7]);
+        reader.process(&mut [0.0f32; 6], &[9]);
+        assert_eq!(reader.out_of_vocabulary(), Some((7, 6)));
+        let reader = ScoreReader::new(vec![], vec![0], vec![1], vec![5]);
+        reader.process(&mut [0.0f32; 6], &[9]);
+        assert_eq!(reader.out_of_vocabulary(), None);
     }
 }

@@ -461,7 +461,20 @@ impl Scorer for TokenPrm {
                         let request = GenerationRequest::new(Prompt::Tokens(plan.prompt))
                             .with_max_tokens(reader.tokens_needed())
                             .with_logits_processor(Arc::clone(&reader) as Arc<dyn LogitsProcessor>);
-                        match backend.generate(request).await {
+                        let outcome = backend.generate(request).await;
+                        if let Some((id, vocabulary)) = reader.out_of_vocabulary() {
+                            let key = if id == good { "good_id" } else { "bad_id" };
+                            return Err(Error::StrategyConfig {
+                                strategy: "prm",
+                                reason: format!(
+                                    "{key} = {id} is not a token of this model (its vocabulary \
+                                     has {vocabulary}): every step would score {}; give an id \
+                                     below {vocabulary}, or leave it out to tokenize the label",
+                                    if key == "good_id" { 0 } else { 1 }
+                                ),
+                            });
+                        }
+                        match outcome {
                             Ok(_) => failed.read(Ok(reader.scores()), Vec::new),
                             // Steps past the model's context window cannot be read (a beam
                             // that filled it).
