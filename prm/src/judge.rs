@@ -113,13 +113,14 @@ impl LlmJudge {
         }
     }
 
+    /// The judgement, `None` where neither answer could be read.
     async fn judge(
         &self,
         backend: &Arc<dyn Backend>,
         words: &(Vec<u32>, Vec<u32>),
         prompt: Prompt,
-    ) -> Result<f64> {
-        choice_probability(backend, prompt, &words.0, &words.1).await
+    ) -> Result<Option<f64>> {
+        read_choice_probability(backend, prompt, &words.0, &words.1).await
     }
 }
 
@@ -147,7 +148,8 @@ fn fill(template: &str, question: &str, solution: &str) -> String {
 
 /// The probability the model puts on its first token being one of `yes` rather than one of `no`
 /// (token ids, see [`first_tokens`]) after `prompt`: read from the logits where the backend takes
-/// logits processors, else from its top log-probabilities (0.5 when neither shows up there).
+/// logits processors, else from its top log-probabilities (0.5 when neither shows up there: no
+/// preference, as a comparison of two takes it; a scorer leaves such a read unscored).
 ///
 /// # Errors
 ///
@@ -353,10 +355,12 @@ impl Scorer for LlmJudge {
             }
         }
         let failed = crate::failed_reads::FailedReads::default();
+        let unread = std::sync::atomic::AtomicUsize::new(0);
         let scores = try_join_all(jobs.iter().map(|(_, solution)| {
             let key = Self::key(question, solution);
             let words = &*words;
             let failed = &failed;
+            let unread = &unread;
             async move {
                 // (A judgement remembered was read: it counts.)
                 if let Some(score) = self.remembered(key) {
@@ -366,7 +370,15 @@ impl Scorer for LlmJudge {
                     .judge(backend, words, self.prompt(question, solution, opening))
                     .await
                 {
-                    Ok(score) => score,
+                    Ok(Some(score)) => score,
+                    // Neither answer readable (not among a server's top log-probabilities, or
+                    // every draw ended inside a character): unscored, as the Scorer contract
+                    // says, not a 0.5 that would pass for a verdict; not remembered (a cut
+                    // character is chance).
+                    Ok(None) => {
+                        unread.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return failed.read(Ok(f64::NAN), || f64::NAN);
+                    }
                     // A solution too long to judge within the model's context window (a beam
                     // that filled it, read with the judge's own prompt around it): unread.
                     Err(ponder_engine::Error::PromptTooLong {
@@ -392,6 +404,16 @@ impl Scorer for LlmJudge {
         }))
         .await?;
         failed.finish("the judge")?;
+        let unread = unread.into_inner();
+        if unread > 0 {
+            tracing::warn!(
+                unread,
+                judgements = jobs.len(),
+                "neither Yes nor No readable in the judge's reply (not among a server's top \
+                 log-probabilities: does the judge answer with another word first?); those \
+                 candidates are left unscored"
+            );
+        }
         let mut out = vec![Vec::new(); candidates.len()];
         for ((c, _), score) in jobs.iter().zip(scores) {
             if let Some(v) = out.get_mut(*c) {
@@ -492,6 +514,26 @@ mod tests {
         .await
         .unwrap_err();
         assert!(err.to_string().contains("refused"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_verdict_neither_yes_nor_no_is_unscored_and_asked_again() {
+        // The scripted backend's top log-probability is its reply's first character: "M" is
+        // neither answer (helper-124: it read 0.5, a verdict, and was remembered).
+        let judge = LlmJudge::new(JudgeConfig::default());
+        let solve = |reply: &'static str| {
+            let scripted = Arc::new(ScriptedBackend::new([reply]));
+            let cx = Context::new(scripted as Arc<dyn Backend>, Budget::unlimited());
+            let judge = &judge;
+            async move {
+                judge
+                    .score(&cx, "What is 2 + 2?", &[vec!["4".into()]])
+                    .await
+            }
+        };
+        let scores = solve("Maybe").await.unwrap();
+        assert!(scores[0][0].is_nan(), "{scores:?}");
+        assert_eq!(solve("Yes").await.unwrap(), [[1.0]]);
     }
 
     #[derive(Debug)]

@@ -1,9 +1,10 @@
 //! Scorers for ponder, each behind [`ponder_engine::Scorer`] and usable with any backend:
 //!
 //! - [`TokenPrm`]: process reward models read from token probabilities, in the Math-Shepherd and
-//!   RLHFlow formats; all steps of a candidate in one teacher-forced request ([`ScoreReader`]).
+//!   RLHFlow formats; Math-Shepherd reads all steps of a candidate in one teacher-forced
+//!   request ([`ScoreReader`]), RLHFlow one request a step.
 //! - [`LlmJudge`]: any chat model scoring answers or steps by its probability of "Yes".
-//! - [`Aggregate`]: step scores to one reward (last, min, product, mean).
+//! - [`Aggregate`]: step scores to one reward (`last`, `min`, `prod`, `mean`).
 //! - [`Select`]: naive, weighted and majority votes over answers grouped by equivalence.
 //! - [`Sandbox`]: runs untrusted Python under time, CPU, memory, process, file-size and output
 //!   limits, as an unprivileged user, in a throw-away directory, without network and on a

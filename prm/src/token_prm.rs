@@ -17,8 +17,8 @@
 //!
 //! A backend without logits processors (a PRM served over HTTP, by vLLM say) is read from its
 //! top log-probabilities instead: one request per step, cut where the label is predicted, one
-//! token long, `P(good)` against `P(bad)` among the first token's top log-probabilities (0.5
-//! when neither is among them).
+//! token long, `P(good)` against `P(bad)` among the first token's top log-probabilities (a step
+//! where neither is among them is left unscored, NaN).
 
 use std::sync::Arc;
 
@@ -370,13 +370,13 @@ impl TokenPrm {
                 unread,
                 steps,
                 top = backend.capabilities().max_top_logprobs,
-                "neither PRM label among the server's top log-probabilities; unread steps score \
-                 0.5 (are `good` and `bad` the PRM's own labels?)"
+                "neither PRM label among the server's top log-probabilities; unread steps are \
+                 left unscored (are `good` and `bad` the PRM's own labels?)"
             );
         }
         Ok(reads
             .into_iter()
-            .map(|r| r.into_iter().map(|s| s.unwrap_or(0.5)).collect())
+            .map(|r| r.into_iter().map(|s| s.unwrap_or(f64::NAN)).collect())
             .collect())
     }
 }
@@ -575,7 +575,7 @@ mod tests {
         let candidates = [
             vec!["3 + 4 = 7.".to_string(), "So 7 apples.".to_string()],
             vec!["3 + 4 = 9.".to_string()],
-            // Its reply's top log-probabilities hold neither label: unread, 0.5.
+            // Its reply's top log-probabilities hold neither label: unread, NaN.
             vec!["Hmm.".to_string()],
             // The tag in a step's own text: read at the step's tag all the same.
             vec!["Read ки here.".to_string()],
@@ -584,10 +584,9 @@ mod tests {
             .score(&cx, "Tom has 3 apples and buys 4. How many?", &candidates)
             .await
             .unwrap();
-        assert_eq!(
-            scores,
-            vec![vec![1.0, 0.0], vec![0.0], vec![0.5], vec![1.0]]
-        );
+        assert_eq!(scores[..2], [vec![1.0, 0.0], vec![0.0]]);
+        assert!(scores[2].len() == 1 && scores[2][0].is_nan(), "{scores:?}");
+        assert_eq!(scores[3], [1.0]);
         // One token a step, its prompt cut right after the step's tag.
         let mut prompts = Vec::new();
         for request in scripted.requests() {

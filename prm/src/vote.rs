@@ -40,7 +40,8 @@ pub struct Group {
 pub struct Selection {
     /// The chosen candidate's index, or `None` when there were no candidates.
     pub index: Option<usize>,
-    /// The answer groups, largest first (empty for `naive`).
+    /// The answer groups: for `majority` largest first, for `weighted` heaviest first, for
+    /// `naive` in the order first seen; empty where no candidate answered.
     pub groups: Vec<Group>,
     /// Why this candidate was chosen, in words.
     pub why: String,

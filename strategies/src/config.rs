@@ -59,8 +59,8 @@ impl<'de> Deserialize<'de> for StrategyConfig {
                 "budget_forcing" => Self::BudgetForcing(from_table(table)?),
                 "best_of_n" => Self::BestOfN(from_table(table)?),
                 "self_consistency" => Self::SelfConsistency(self_consistency(table)?),
-                "beam_search" => Self::BeamSearch(from_table(table)?),
-                "dvts" => Self::Dvts(from_table(table)?),
+                "beam_search" => Self::BeamSearch(from_table(search_table(table))?),
+                "dvts" => Self::Dvts(from_table(search_table(table))?),
                 "s_star" => Self::SStar(from_table(table)?),
                 "router" => Self::Router(from_table(table)?),
                 "mode_token" => Self::ModeToken(from_table(table)?),
@@ -68,6 +68,21 @@ impl<'de> Deserialize<'de> for StrategyConfig {
             })
         })
     }
+}
+
+/// A `beam_search` or `dvts` table, its `llm_judge` scorer judging steps unless it says
+/// otherwise: a search scores partial paths, as its default scorer does, and `scorer = { kind =
+/// "llm_judge" }` would otherwise get the judge's own default, `outcome`, asking whether a
+/// partial solution is a correct one (helper-124).
+fn search_table(mut table: serde_json::Value) -> serde_json::Value {
+    if let Some(scorer) = table.get_mut("scorer").and_then(|s| s.as_object_mut()) {
+        if scorer.get("kind").and_then(|k| k.as_str()) == Some("llm_judge")
+            && !scorer.contains_key("mode")
+        {
+            scorer.insert("mode".into(), "steps".into());
+        }
+    }
+    table
 }
 
 /// A `self_consistency` table: best-of-N's keys, but it selects by majority vote, so a `select`
@@ -279,6 +294,39 @@ mod tests {
             panic!("not direct")
         };
         assert_eq!(direct.max_tokens.get(), 8);
+    }
+
+    #[test]
+    fn a_search_judge_without_a_mode_judges_steps() {
+        use ponder_prm::{JudgeMode, ScorerConfig};
+        let judge_mode = |toml: &str| match parse_str::<StrategyConfig>(toml, Format::Toml) {
+            Ok(StrategyConfig::BeamSearch(c) | StrategyConfig::Dvts(c)) => match c.scorer {
+                ScorerConfig::LlmJudge(judge) => judge.mode,
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        for kind in ["beam_search", "dvts"] {
+            let toml = format!("kind = \"{kind}\"\nscorer = {{ kind = \"llm_judge\" }}");
+            assert_eq!(judge_mode(&toml), JudgeMode::Steps, "{kind}");
+            let toml = format!(
+                "kind = \"{kind}\"\nscorer = {{ kind = \"llm_judge\", mode = \"outcome\" }}"
+            );
+            assert_eq!(judge_mode(&toml), JudgeMode::Outcome, "{kind}");
+        }
+        // Best-of-N judges outcomes, as the judge's own default says.
+        let config: StrategyConfig = parse_str(
+            "kind = \"best_of_n\"\nscorer = { kind = \"llm_judge\" }",
+            Format::Toml,
+        )
+        .unwrap();
+        let StrategyConfig::BestOfN(bon) = config else {
+            panic!("{config:?}")
+        };
+        assert!(matches!(
+            bon.scorer,
+            Some(ScorerConfig::LlmJudge(ref j)) if j.mode == JudgeMode::Outcome
+        ));
     }
 
     #[test]

@@ -87,7 +87,8 @@ pub struct BeamSearchConfig {
     /// Sampling temperature of expansions. Default 0.8.
     #[serde(default = "default_temperature")]
     pub temperature: f64,
-    /// The process reward. Default: an LLM judge of steps on the policy model.
+    /// The process reward. Default: an LLM judge of steps on the policy model (an `llm_judge`
+    /// table without a `mode` judges steps here too).
     #[serde(default = "default_scorer")]
     pub scorer: ScorerConfig,
     /// Prompt style. Default `step_by_step`.
