@@ -834,23 +834,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .await
             .context("grading code problems needs the sandbox")?;
     }
-    let backend = config.model.load().await?;
-    let mut run_budget = Budget::unlimited();
-    run_budget.max_tokens = args.max_run_tokens;
-    let mut runner = Runner::new(strategy, backend)
-        .with_grader(Arc::new(ponder::prm::StandardGrader::new(sandbox)))
-        .with_concurrency(args.concurrency)
-        .with_problem_budget(config.budget)
-        .with_run_budget(run_budget)
-        .with_allocation(allocation)
-        .with_identity(identity);
-    if let Some(dir) = &args.trace_dir {
-        runner = runner.with_trace_dir(dir);
-    }
-    if let Some(seed) = config.seed {
-        runner = runner.with_seed(seed);
-    }
-
     let ids: std::collections::HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
     let mut tally = Tally::default();
     let resumed = finished_lines(&already, &ids);
@@ -881,13 +864,31 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }),
     );
-    bar.inc(resumed.len() as u64);
+    // The events log is opened before the model loads: one that cannot be is said at once.
     let log = args
         .events
         .as_deref()
         .map(|path| EventsTo::open(path, Some(bar.clone())))
         .transpose()?;
     let log_sink = log.as_ref().map(EventsTo::sink);
+    let backend = config.model.load().await?;
+    let mut run_budget = Budget::unlimited();
+    run_budget.max_tokens = args.max_run_tokens;
+    let mut runner = Runner::new(strategy, backend)
+        .with_grader(Arc::new(ponder::prm::StandardGrader::new(sandbox)))
+        .with_concurrency(args.concurrency)
+        .with_problem_budget(config.budget)
+        .with_run_budget(run_budget)
+        .with_allocation(allocation)
+        .with_identity(identity);
+    if let Some(dir) = &args.trace_dir {
+        runner = runner.with_trace_dir(dir);
+    }
+    if let Some(seed) = config.seed {
+        runner = runner.with_seed(seed);
+    }
+
+    bar.inc(resumed.len() as u64);
     runner = runner.with_events(Arc::new(move |event: &Event| {
         if let EventKind::Call {
             prompt_tokens,
@@ -930,9 +931,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     bar.finish();
-    if let Some(log) = &log {
-        log.finish()?;
-    }
+    // An events log that could not be written is said after the summary: the results file
+    // holds every finished problem, and the summary is still the run's.
+    let events_failed = log.as_ref().and_then(|log| log.finish().err());
 
     let mut table = Table::new();
     table.set_header(vec![
@@ -1018,6 +1019,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             summary.cut_short
         );
     }
+    if let Some(e) = &events_failed {
+        eprintln!(
+            "error: the events log could not be written ({e:#}): the events from its first \
+             failed write on are lost; the results file holds every finished problem"
+        );
+    }
     if let Some(halt) = &summary.halted {
         bail!(
             "the run stopped starting problems when the inference engine went away ({}): {} \
@@ -1037,6 +1044,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 n => format!("{n} problems"),
             }
         );
+    }
+    if events_failed.is_some() {
+        // Said above, with the summary.
+        std::process::exit(1);
     }
     Ok(())
 }

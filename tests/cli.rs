@@ -742,6 +742,39 @@ fn text(path: &Path) -> &str {
 }
 
 #[test]
+fn an_events_log_that_cannot_be_written_leaves_the_run_its_summary() {
+    // /dev/full takes the open and fails every write (helper-125: the `?` on the log's first
+    // error skipped the summary and the `results:` line, and did not say it was the log).
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let out = dir.path().join("results.jsonl");
+    let run = ponder()
+        .args(["run", "--limit", "1", "--config"])
+        .arg(&config)
+        .arg("--problems")
+        .arg(repo("examples/problems/mawps-singleop-20.jsonl"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--events", "/dev/full"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stdout.contains(&format!("results: {}", out.display())),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("error: the events log could not be written (/dev/full: "),
+        "{stderr}"
+    );
+    assert_eq!(lines(&out).len(), 1);
+}
+
+#[test]
 fn user_errors_are_told_once_without_a_backtrace() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");
@@ -839,6 +872,21 @@ fn user_errors_are_told_once_without_a_backtrace() {
                 &spend,
             ],
             format!("error: --events {spend} is also the run's spend ledger beside --out"),
+        ),
+        // One that cannot be made where its folder is: said before the model loads.
+        (
+            vec![
+                "run",
+                "--config",
+                config,
+                "--problems",
+                problems,
+                "--out",
+                text(&here),
+                "--events",
+                "/proc/self/events.jsonl",
+            ],
+            "error: /proc/self/events.jsonl: No such file or directory".to_string(),
         ),
         (
             vec![
