@@ -349,6 +349,24 @@ fn report(
     regrade: bool,
     problems: Option<&Path>,
 ) -> anyhow::Result<()> {
+    // A run's other files given with its results (`ponder report runs/*.jsonl`): left out,
+    // said so, not read as results files that fail on their first line.
+    let given = results.len();
+    let results: Vec<PathBuf> = results
+        .iter()
+        .filter(|path| match not_results(path) {
+            Some(what) => {
+                eprintln!("left out {}: {what}", path.display());
+                false
+            }
+            None => true,
+        })
+        .cloned()
+        .collect();
+    if results.is_empty() {
+        bail!("no results files among the {given} given (a results file is what `ponder run --out` writes)");
+    }
+    let results = results.as_slice();
     if !labels.is_empty() && labels.len() != results.len() {
         bail!(
             "--labels names {} run{} but {} results file{} given",
@@ -399,6 +417,36 @@ fn report(
         eprintln!("plot: {}", plot.display());
     }
     Ok(())
+}
+
+/// What a file given to `ponder report` is where it is one of a run's other files, not its
+/// results: a spend ledger or triage's kept stages (by the name the run gives them, beside
+/// their results file), or an events log (by its first line).
+fn not_results(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    for (suffix, what) in [
+        (".spend.jsonl", "the spend ledger of"),
+        (".triage.jsonl", "triage's kept first stages of"),
+    ] {
+        if let Some(stem) = name.strip_suffix(suffix) {
+            let results = path.with_file_name(stem);
+            if results.is_file() {
+                return Some(format!("{what} {}, read with it", results.display()));
+            }
+        }
+    }
+    use std::io::{BufRead, Read};
+    let file = std::fs::File::open(path).ok()?;
+    let mut first = String::new();
+    std::io::BufReader::new(file)
+        .take(64 * 1024)
+        .read_line(&mut first)
+        .ok()?;
+    let line: serde_json::Value = serde_json::from_str(first.trim()).ok()?;
+    let event = line.get("event").is_some_and(serde_json::Value::is_string)
+        && line.get("problem").is_some()
+        && line.get("id").is_none();
+    event.then(|| "an events log (`--events`), not a results file".to_string())
 }
 
 /// What `--model`, `--device` and `--dequantize` override in the config's `[model]`.

@@ -678,6 +678,43 @@ fn report_compares_runs_and_names_bad_files() {
         "{stderr}"
     );
 
+    // A run's other files given with it (`ponder report runs/*.jsonl`): left out, said so.
+    let ledger = dir.path().join("a.jsonl.spend.jsonl");
+    std::fs::write(&ledger, "{\"id\":\"1\",\"attempt\":1,\"usage\":{}}\n").unwrap();
+    let events = dir.path().join("a.events.jsonl");
+    std::fs::write(
+        &events,
+        "{\"ms\":2,\"problem\":\"1\",\"attempt\":1,\"event\":\"started\"}\n",
+    )
+    .unwrap();
+    let out = ponder()
+        .arg("report")
+        .args([&a, &ledger, &events])
+        .arg("--json")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["runs"].as_array().map(Vec::len), Some(1));
+    assert!(
+        stderr.contains(&format!(
+            "left out {}: the spend ledger of {}, read with it",
+            ledger.display(),
+            a.display()
+        )) && stderr.contains(&format!(
+            "left out {}: an events log (`--events`), not a results file",
+            events.display()
+        )),
+        "{stderr}"
+    );
+    let out = ponder().arg("report").arg(&events).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("error: no results files among the 1 given"),
+        "{stderr}"
+    );
+
     let damaged = dir.path().join("damaged.jsonl");
     std::fs::write(
         &damaged,
