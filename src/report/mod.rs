@@ -349,6 +349,22 @@ pub struct Route {
     pub correct: usize,
 }
 
+/// Whether a line's details record a call that failed on its own: a non-empty `failed` or
+/// `scoring_failed` list, in its own details or those of a strategy inside it (a router's
+/// `think`, best-of-N's inner).
+fn records_failed_calls(details: &serde_json::Value) -> bool {
+    let Some(map) = details.as_object() else {
+        return false;
+    };
+    map.iter().any(|(key, value)| match value {
+        serde_json::Value::Array(errors) => {
+            matches!(key.as_str(), "failed" | "scoring_failed") && !errors.is_empty()
+        }
+        serde_json::Value::Object(_) => records_failed_calls(value),
+        _ => false,
+    })
+}
+
 /// The route an adaptive-thinking line took: `details.route` (router) or `details.mode`
 /// (mode_token).
 fn route_of(line: &ResultLine) -> Option<&str> {
@@ -507,13 +523,7 @@ impl RunReport {
                 .completion_tokens
                 .saturating_add(line.usage.completion_tokens);
             report.calls = report.calls.saturating_add(line.usage.calls);
-            let failed = |key: &str| {
-                line.details
-                    .get(key)
-                    .and_then(serde_json::Value::as_array)
-                    .is_some_and(|errors| !errors.is_empty())
-            };
-            report.with_failed_calls += usize::from(failed("failed") || failed("scoring_failed"));
+            report.with_failed_calls += usize::from(records_failed_calls(&line.details));
             report.elapsed_ms = report.elapsed_ms.saturating_add(line.usage.elapsed_ms);
             let reason = line.stop_reason.map_or("unknown", stop_reason_name);
             *report.stop_reasons.entry(reason.to_string()).or_default() += 1;

@@ -1025,23 +1025,30 @@ fn runs_under_a_budget_are_also_compared_over_the_whole_set() {
 fn a_problem_answered_twice_and_answers_with_failed_calls_are_said() {
     let mut degraded = line("2", Some(true), 10, false);
     degraded.details = serde_json::json!({"failed": ["a server said 400"]});
+    // A router's thinking records its failures in its own details (helper-125).
+    let mut routed = line("4", Some(true), 10, false);
+    routed.details = serde_json::json!({"route": "think", "think": {"failed": ["refused"]}});
+    let mut clean = line("5", Some(true), 10, false);
+    clean.details = serde_json::json!({"think": {"failed": []}, "candidates": [{"failed": 1}]});
     let lines = vec![
         line("1", None, 10, true),
         line("1", Some(true), 10, false),
         degraded,
         line("3", Some(true), 10, false),
         line("3", Some(false), 10, false),
+        routed,
+        clean,
     ];
     let run = RunReport::from_lines("r", &lines);
     // An error redone is not an answer given twice; 3 is.
-    assert_eq!((run.answered_again, run.with_failed_calls), (1, 1));
+    assert_eq!((run.answered_again, run.with_failed_calls), (1, 2));
     let notes = Comparison::new(vec![run]).notes().join("\n");
     assert!(
         notes.contains("r: 1 problem has a line after an answer"),
         "{notes}"
     );
     assert!(
-        notes.contains("r: 1 problem had calls that failed on their own"),
+        notes.contains("r: 2 problems had calls that failed on their own"),
         "{notes}"
     );
 }
