@@ -1,7 +1,9 @@
 //! ponder's grader on its own: reads JSON Lines of `{"answer": ..., "reference": ...}` (or
 //! `{"completion": ..., "reference": ...}`, whose answer is extracted first) on stdin and
 //! writes each line back with `extracted`, `correct` and both sides' `key` (the vote key
-//! equivalent answers share). `scripts/grade_audit.py pairs` compares it with math-verify.
+//! equivalent answers share). An `answer` of `null` (a results line without one) is wrong; a
+//! `reference` of `null` (a code problem's results line) leaves the row ungraded, `correct`
+//! `null`. `scripts/grade_audit.py pairs` compares it with math-verify.
 //!
 //! `echo '{"answer": "0.5", "reference": "\\frac{1}{2}"}' | cargo run --release --example grade_answers`
 
@@ -27,25 +29,31 @@ fn main() -> anyhow::Result<()> {
             Some(Value::Number(x)) => Some(x.to_string()),
             _ => None,
         };
-        let reference = text("reference").with_context(|| {
-            format!(
-                "stdin line {}: no `reference` (a string or a number)",
-                n + 1
-            )
-        })?;
-        let answer = match (text("answer"), text("completion")) {
-            (Some(answer), _) => Some(answer),
-            (None, Some(completion)) => extract_answer(&completion),
-            (None, None) => anyhow::bail!(
-                "stdin line {}: needs an `answer` (a string or a number) or a string `completion`",
+        let reference = match (text("reference"), row.get("reference")) {
+            (Some(reference), _) => Some(reference),
+            (None, Some(Value::Null)) => None,
+            (None, _) => anyhow::bail!(
+                "stdin line {}: no `reference` (a string, a number, or null for none)",
                 n + 1
             ),
         };
-        let correct = answer.as_deref().is_some_and(|a| equivalent(a, &reference));
+        let answer = match (text("answer"), text("completion"), row.get("answer")) {
+            (Some(answer), _, _) => Some(answer),
+            (None, Some(completion), _) => extract_answer(&completion),
+            (None, None, Some(Value::Null)) => None,
+            (None, None, _) => anyhow::bail!(
+                "stdin line {}: needs an `answer` (a string, a number, or null for none) or a \
+                 string `completion`",
+                n + 1
+            ),
+        };
+        let correct = reference
+            .as_deref()
+            .map(|r| answer.as_deref().is_some_and(|a| equivalent(a, r)));
         row["extracted"] = json!(answer);
         row["correct"] = json!(correct);
         row["answer_key"] = json!(answer.as_deref().map(canonical_key));
-        row["reference_key"] = json!(canonical_key(&reference));
+        row["reference_key"] = json!(reference.as_deref().map(canonical_key));
         writeln!(out, "{row}")?;
     }
     Ok(())

@@ -65,3 +65,68 @@ fn custom_strategy_runs_under_best_of_n_and_reports_its_events() {
         "{stdout} vs {spent}"
     );
 }
+
+#[test]
+fn grade_answers_grades_each_line_and_leaves_a_line_without_a_reference_ungraded() {
+    use std::io::Write;
+    let mut child = example("grade_answers")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = concat!(
+        "{\"answer\": \"0.5\", \"reference\": \"\\\\frac{1}{2}\"}\n",
+        "{\"completion\": \"So 3 + 4 = 7.\\nFinal Answer: 7\", \"reference\": 7}\n",
+        // A results line without an answer, and a code problem's without a reference.
+        "{\"answer\": null, \"reference\": \"3\"}\n",
+        "{\"answer\": \"def f(): pass\", \"reference\": null}\n",
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let graded: Vec<&serde_json::Value> = rows.iter().map(|r| &r["correct"]).collect();
+    assert_eq!(
+        graded,
+        [
+            &true.into(),
+            &true.into(),
+            &false.into(),
+            &serde_json::Value::Null
+        ]
+    );
+    assert_eq!(rows[1]["extracted"], "7");
+    assert_eq!(rows[0]["answer_key"], rows[0]["reference_key"]);
+    // A line with neither an answer nor a completion is an error naming it.
+    let out = example("grade_answers")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"{\"reference\": \"3\"}\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("stdin line 1: needs an `answer`"),
+        "{stderr}"
+    );
+}
