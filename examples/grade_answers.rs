@@ -1,7 +1,7 @@
 //! ponder's grader on its own: reads JSON Lines of `{"answer": ..., "reference": ...}` (or
 //! `{"completion": ..., "reference": ...}`, whose answer is extracted first) on stdin and
 //! writes each line back with `extracted`, `correct` and both sides' `key` (the vote key
-//! equivalent answers share). An `answer` of `null` (a results line without one) is wrong; a
+//! equivalent answers share). An `answer` of `null` with no `completion` is wrong; a
 //! `reference` of `null` (a code problem's results line) leaves the row ungraded, `correct`
 //! `null`. `scripts/grade_audit.py pairs` compares it with math-verify.
 //!

@@ -1069,7 +1069,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(e) = &events_failed {
         eprintln!(
-            "error: the events log could not be written ({e:#}): the events from its first \
+            "error: the events log could not be written ({e}): the events from its first \
              failed write on are lost; the results file holds every finished problem"
         );
     }

@@ -805,7 +805,10 @@ fn an_events_log_that_cannot_be_written_leaves_the_run_its_summary() {
         "{stdout}"
     );
     assert!(
-        stderr.contains("error: the events log could not be written (/dev/full: "),
+        stderr.contains(
+            "error: the events log could not be written (/dev/full: No space left on device \
+             (os error 28)): the events from its first failed write on are lost"
+        ),
         "{stderr}"
     );
     assert_eq!(lines(&out).len(), 1);

@@ -1662,9 +1662,10 @@ fn a_token_prm_served_over_http_reads_what_it_reads_in_process() {
             .flatten()
             .zip(read_locally.iter().flatten())
         {
+            // An unread step is NaN, which fails this.
             assert!(
-                (h - 0.5).abs() > 1e-9,
-                "{format:?}: a label was not read: {over_http:?}"
+                h.is_finite() && l.is_finite(),
+                "{format:?}: a label was not read: {over_http:?} {read_locally:?}"
             );
             // llama.cpp and candle round the same quantized weights differently (up to 0.05
             // seen; llama.cpp's own reads of one prompt differ by 0.003 between batches).

@@ -350,8 +350,8 @@ pub struct Route {
 }
 
 /// Whether a line's details record a call that failed on its own: a non-empty `failed` or
-/// `scoring_failed` list, in its own details or those of a strategy inside it (a router's
-/// `think`, best-of-N's inner).
+/// `scoring_failed` list, in its own details or in those of a strategy inside it (a router's
+/// `think`). (S*'s failures are per sample, `error` in its lists: not counted here.)
 fn records_failed_calls(details: &serde_json::Value) -> bool {
     let Some(map) = details.as_object() else {
         return false;
@@ -1138,8 +1138,8 @@ impl Comparison {
             }
             if run.with_failed_calls > 0 {
                 notes.push(format!(
-                    "{}: {} had calls that failed on their own (details.failed, \
-                     details.scoring_failed: samples drawn again or done without, beams left \
+                    "{}: {} had calls that failed on their own (`failed`, `scoring_failed` in \
+                     their details, a router's `think` too: samples drawn again or done without, beams left \
                      partial, rounds unscored); answered, so a resume does not redo them",
                     run.label,
                     count(run.with_failed_calls, "problem", "problems")

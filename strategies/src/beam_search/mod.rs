@@ -88,7 +88,9 @@ pub struct BeamSearchConfig {
     #[serde(default = "default_temperature")]
     pub temperature: f64,
     /// The process reward. Default: an LLM judge of steps on the policy model (an `llm_judge`
-    /// table without a `mode` judges steps here too).
+    /// table without a `mode` judges steps here too, where the table is read as a
+    /// [`StrategyConfig`](crate::StrategyConfig); this struct read alone takes the judge's own
+    /// default, `outcome`).
     #[serde(default = "default_scorer")]
     pub scorer: ScorerConfig,
     /// Prompt style. Default `step_by_step`.
@@ -535,7 +537,7 @@ impl BeamSearch {
                 .aggregate
                 .apply_scored(step_scores)
                 .map(|reward| Rank {
-                    whole: score.is_some(),
+                    newest_scored: step_scores.last().is_some_and(|s| s.is_finite()),
                     reward,
                 });
             if let Some(node) = tree.node_mut(*child) {
@@ -681,8 +683,8 @@ impl BeamSearch {
                 }
             };
             // Paths rank by the steps scored ([`Rank`]): one whose newest step went unscored
-            // (past the scorer's window) by the rest, below those scored whole. (Its final
-            // reward stays unscored.)
+            // (past the scorer's window) by the rest, below those whose newest step scored.
+            // (Its final reward stays unscored.)
             let score_of = |tree: &SearchTree, id: NodeId| tree.node(id).and_then(|n| n.rank);
             // Finished candidates leave the pool; the rest compete for survival.
             let mut pool: Vec<(NodeId, usize)> = Vec::new();

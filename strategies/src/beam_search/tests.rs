@@ -398,6 +398,43 @@ async fn a_path_whose_newest_step_went_unscored_ranks_below_its_scored_siblings(
 }
 
 #[tokio::test]
+async fn a_path_with_an_earlier_step_unscored_ranks_by_its_newest_scored_step() {
+    // Round 1 keeps s1 and x1 (unscored, first of the rest). Round 2: s1's children s2 and s3
+    // against x1's s8 and s4, each newest step scored: under `last` the 0.8 and 0.4 win; the
+    // step x1 nobody could read does not sink its path for the rest of the search
+    // (helper-126).
+    let replies = vec![
+        "x1\n\n",
+        "x2\n\n",
+        "s1\n\n",
+        "x3\n\n",
+        "s2\n\n",
+        "s3\n\n",
+        "s8\n\n",
+        "s4\n\n",
+        "Final Answer: 5",
+        "Final Answer: 6",
+        "Final Answer: 7",
+        "Final Answer: 8",
+    ];
+    let search = BeamSearch::new(config(4, 2, 3), SearchKind::Beam)
+        .unwrap()
+        .with_scorer(past_window());
+    let (_, backend, tree) = run(search, replies, Budget::unlimited()).await;
+    assert_eq!(backend.requests().len(), 6);
+    for (step, state) in [
+        ("s1", "expanded"),
+        ("x1", "expanded"),
+        ("s8", "expanded"),
+        ("s4", "expanded"),
+        ("s2", "pruned"),
+        ("s3", "pruned"),
+    ] {
+        assert_eq!(tree.state_of(step), state, "{step}");
+    }
+}
+
+#[tokio::test]
 async fn paths_whose_newest_steps_all_went_unscored_rank_by_the_steps_scored() {
     // n = 4, M = 2: s9 and s5 survive round 1; every child of theirs is past the scorer's
     // window, so they rank by the steps scored: s9's two children (0.9) over s5's (0.5).

@@ -25,15 +25,17 @@ pub enum NodeState {
     Finished,
 }
 
-/// What a search ranks a path by: a path whose steps were all scored above one with steps
-/// left unscored (past the scorer's window, or its read failed), then the aggregate of the
-/// steps scored ([`ponder_prm::Aggregate::apply_scored`]). A path whose newest step went
+/// What a search ranks a path by: a path whose newest step was scored above one whose newest
+/// step went unscored (past the scorer's window, or its read failed), then the aggregate of
+/// the steps scored ([`ponder_prm::Aggregate::apply_scored`]). A path whose newest step went
 /// unscored would otherwise rank on its parent's steps alone, above every sibling whose new
 /// step scored lower under `min`, `prod` or `last`: the one step nobody could read would win.
+/// (An earlier step left unscored does not demote a path for the rest of the search: its
+/// newest step says where it stands now.)
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rank {
-    /// Every step of the path scored.
-    pub whole: bool,
+    /// The path's newest step (of the text scored: a roll-out's last) was scored.
+    pub newest_scored: bool,
     /// The aggregate of the steps scored.
     pub reward: f64,
 }
@@ -42,7 +44,10 @@ impl Rank {
     /// Orders ranks, a path with none (no step scored) lowest.
     pub fn cmp(a: Option<Rank>, b: Option<Rank>) -> std::cmp::Ordering {
         match (a, b) {
-            (Some(a), Some(b)) => a.whole.cmp(&b.whole).then(a.reward.total_cmp(&b.reward)),
+            (Some(a), Some(b)) => a
+                .newest_scored
+                .cmp(&b.newest_scored)
+                .then(a.reward.total_cmp(&b.reward)),
             (a, b) => a.is_some().cmp(&b.is_some()),
         }
     }
