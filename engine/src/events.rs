@@ -449,8 +449,10 @@ impl Events {
 }
 
 /// A file of events, one JSON object a line, appended to and flushed line by line (a run killed
-/// midway keeps what it logged; a resumed one appends). Write errors do not stop the solve:
-/// the first is kept for [`EventLog::finish`].
+/// midway keeps what it logged; a resumed one appends). Each line also has `unix_ms`, the wall
+/// clock when it was written: `ms` counts from each run's start, so a resumed run's events are
+/// told from the earlier run's by it. Write errors do not stop the solve: the first is kept
+/// for [`EventLog::finish`].
 #[derive(Debug)]
 pub struct EventLog {
     path: PathBuf,
@@ -492,10 +494,16 @@ impl EventLog {
 
 impl EventSink for EventLog {
     fn emit(&self, event: &Event) {
-        let mut line = match serde_json::to_string(event) {
-            Ok(line) => line,
-            // Plain data: cannot fail.
-            Err(_) => return,
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let mut line = match serde_json::to_value(event) {
+            Ok(serde_json::Value::Object(mut fields)) => {
+                fields.insert("unix_ms".into(), unix_ms.into());
+                serde_json::Value::Object(fields).to_string()
+            }
+            // Plain data, an object: cannot fail.
+            _ => return,
         };
         line.push('\n');
         let mut state = self
@@ -628,6 +636,27 @@ mod tests {
         let routed: Event = serde_json::from_str(lines[2]).unwrap();
         assert_eq!(routed.strategy.as_deref(), Some("router"));
         assert!(matches!(routed.kind, EventKind::Routed { ref route, .. } if route == "think"));
+        // The wall clock at each line, in milliseconds since 1970 (2026 is past 1.7e12).
+        let line: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert!(
+            line["unix_ms"]
+                .as_u64()
+                .is_some_and(|at| at > 1_700_000_000_000),
+            "{line}"
+        );
+
+        // A write that fails: the solve goes on, the first error is kept for `finish`, and
+        // nothing more is tried.
+        let full = Arc::new(EventLog::append(Path::new("/dev/full")).unwrap());
+        let events = Events::new(Arc::clone(&full) as Arc<dyn EventSink>, "p");
+        events.emit("", EventKind::Started);
+        events.emit("", EventKind::Started);
+        let err = full.finish().unwrap_err().to_string();
+        assert!(
+            err.starts_with("/dev/full: No space left on device"),
+            "{err}"
+        );
+        full.finish().unwrap();
     }
 
     #[tokio::test]
