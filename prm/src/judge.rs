@@ -246,9 +246,11 @@ pub(crate) async fn read_choice_probability(
             ids.1.push(slot);
         }
     }
-    // One answer listed and the other not, in a list as long as asked for: the other is at
-    // most as likely as the k-th most likely listed (a server may list the sampled token past
-    // the k), not impossible. Bounded so, a "Yes" listed fifth behind "The" and "**" reads as
+    // One answer listed and the other not, in a list as long as asked for: each spelling of
+    // the other is at most as likely as the k-th most likely listed (a server may list the
+    // sampled token past the k), not impossible. The side is read as one such token: its
+    // spellings together could be up to that many times as likely (the read errs towards the
+    // listed answer), but rarely are, one or two spellings holding nearly all of it. Bounded so, a "Yes" listed fifth behind "The" and "**" reads as
     // a lean (0.71 against the fifth's 0.02), not as 1.0, which would outrank a "Yes" at 0.9
     // beside a "No" at 0.08. (With one asked for, the one listed is the bound: every read
     // would be 0.5, so there the list is read as it stands.)
