@@ -92,7 +92,7 @@ async fn raw(
     ids: &[u32],
     n: usize,
     max_tokens: usize,
-) -> anyhow::Result<(f64, Vec<String>)> {
+) -> anyhow::Result<(f64, Vec<(String, bool)>)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(8);
     let request = NormalRequest {
         messages: RequestMessage::CompletionTokens(ids.to_vec()),
@@ -131,7 +131,13 @@ async fn raw(
         {
             Response::CompletionDone(done) => {
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
-                return Ok((ms, done.choices.into_iter().map(|c| c.text).collect()));
+                // Each text, and whether it ran to max tokens.
+                let texts = done
+                    .choices
+                    .into_iter()
+                    .map(|c| (c.text, c.finish_reason == "length"))
+                    .collect();
+                return Ok((ms, texts));
             }
             Response::CompletionChunk(_) => continue,
             Response::CompletionModelError(e, _) | Response::ModelError(e, _) => {
@@ -234,14 +240,20 @@ impl Bench {
                     } else {
                         let (ms, texts) = raw(&self.backend, &ids, n, self.max_tokens).await?;
                         sides[1].1 += ms;
-                        for text in &texts {
-                            // Counted again outside the timed span; at most max_tokens each.
-                            let count = self
-                                .backend
-                                .tokenize(TokenizeInput::Piece(text))
-                                .await?
-                                .len();
-                            sides[1].0 += count.min(self.max_tokens) as u64;
+                        for (text, to_the_limit) in &texts {
+                            // A text that ran to max tokens is that many (its text tokenized
+                            // again may not be: random weights write token runs that merge);
+                            // one that ended sooner is counted again, outside the timed span.
+                            let count = if *to_the_limit {
+                                self.max_tokens
+                            } else {
+                                self.backend
+                                    .tokenize(TokenizeInput::Piece(text))
+                                    .await?
+                                    .len()
+                                    .min(self.max_tokens)
+                            };
+                            sides[1].0 += count as u64;
                         }
                     }
                 }
@@ -310,6 +322,17 @@ impl Bench {
                     row.calls += solution.usage.calls;
                 }
             }
+            // The table comes after the last round: what each round added so far, on stderr,
+            // so that a run stopped sooner leaves something.
+            eprintln!(
+                "forcing: after round {} of {}: in decode {:.1} s, {} waits; resubmit {:.1} s, {} waits",
+                round + 1,
+                self.rounds,
+                rows[0].wall_ms / 1000.0,
+                rows[0].waits,
+                rows[1].wall_ms / 1000.0,
+                rows[1].waits
+            );
         }
         let solves = self.rounds * FORCING_QUESTIONS.len();
         println!("### Budget forcing in the decode versus resubmission ({solves} solves each; min_thinking_tokens {min}, max_thinking_tokens {max}, greedy, sequential)\n");
@@ -418,6 +441,16 @@ impl Bench {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Warnings, and the dtype mistral.rs picks for the model (`DType selected is BF16`), on
+    // stderr (RUST_LOG to change).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,mistralrs_core::utils::normal=info")
+            }),
+        )
+        .init();
     let device: DeviceSpec = env_or("PONDER_BENCH_DEVICE", DeviceSpec::Cpu);
     let gpu = device != DeviceSpec::Cpu;
     let source = std::env::var("PONDER_BENCH_MODEL").unwrap_or_else(|_| "smollm2-135m".into());

@@ -253,9 +253,13 @@ fn sampled_in_the_decode_waits_come_where_a_draw_ends_thinking_and_a_seed_repeat
         "{thinking:?}"
     );
     assert!(solution.completion.contains("Final Answer:"));
-    let (again, again_details) = run();
-    assert_eq!(again.completion, solution.completion);
-    assert_eq!(again_details.waits, details.waits);
+    // The same seed, the same sample, where the device computes a prompt the same way twice
+    // (on a GPU a batch's rounding may tip a draw).
+    if common::repeats_exactly() {
+        let (again, again_details) = run();
+        assert_eq!(again.completion, solution.completion);
+        assert_eq!(again_details.waits, details.waits);
+    }
 }
 
 #[test]

@@ -72,6 +72,14 @@ pub fn device() -> DeviceSpec {
     }
 }
 
+/// Whether a request's arithmetic is the same each time it is made: on the CPU (one sequence at
+/// a time) with the prefix cache off (a prompt it held is not evaluated again whole). On a GPU
+/// a batch's kernels and the prefix cache round differently from one call to the next.
+#[allow(dead_code)] // Not every test binary uses it.
+pub fn repeats_exactly() -> bool {
+    device() == DeviceSpec::Cpu && !options().prefix_cache
+}
+
 /// The same backend behind the trait.
 pub fn smollm_dyn() -> Arc<dyn Backend> {
     smollm()
@@ -195,4 +203,70 @@ pub fn smollm_thinking() -> Arc<dyn Backend> {
         ..options()
     };
     Arc::new(block_on(MistralRsBackend::load(&source, &options)).expect("loading smollm2-135m"))
+}
+
+/// A logits processor that bans end-of-sequence (`eos`) and takes `per_token` over each token:
+/// a text no faster than that, and ended only by its limit or its deadline. What a test of a
+/// deadline needs on any device: a GPU writes SmolLM2's 2000 tokens in seconds, before a
+/// deadline set to leave a CPU time to start (it slows the engine's other sequences too).
+#[allow(dead_code)] // Not every test binary uses it.
+pub fn paced(
+    eos: Vec<u32>,
+    per_token: std::time::Duration,
+) -> Arc<dyn ponder::engine::LogitsProcessor> {
+    Arc::new(move |logits: &mut [f32], _context: &[u32]| {
+        for &id in &eos {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        std::thread::sleep(per_token);
+    })
+}
+
+/// A backend whose every request is [`paced`]: for a strategy, which makes its own requests.
+#[allow(dead_code)] // Not every test binary uses it.
+pub struct Paced {
+    inner: Arc<dyn Backend>,
+    per_token: std::time::Duration,
+}
+
+impl std::fmt::Debug for Paced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Paced")
+            .field("per_token", &self.per_token)
+            .finish_non_exhaustive()
+    }
+}
+
+#[allow(dead_code)]
+impl Paced {
+    /// `inner`'s requests at `per_token` each, end-of-sequence banned.
+    pub fn wrap(inner: Arc<dyn Backend>, per_token: std::time::Duration) -> Arc<dyn Backend> {
+        Arc::new(Self { inner, per_token })
+    }
+}
+
+#[ponder::async_trait]
+impl Backend for Paced {
+    async fn generate(
+        &self,
+        request: ponder::GenerationRequest,
+    ) -> ponder::Result<ponder::Generation> {
+        let eos = self.inner.capabilities().eos_token_ids;
+        let request = request.with_logits_processor(paced(eos, self.per_token));
+        self.inner.generate(request).await
+    }
+
+    fn capabilities(&self) -> ponder::Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn tokenize(&self, input: ponder::TokenizeInput<'_>) -> ponder::Result<Vec<u32>> {
+        self.inner.tokenize(input).await
+    }
+
+    async fn detokenize(&self, ids: &[u32]) -> ponder::Result<String> {
+        self.inner.detokenize(ids).await
+    }
 }

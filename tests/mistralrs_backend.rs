@@ -210,12 +210,6 @@ impl mistralrs::CustomLogitsProcessor for RawWrites {
 }
 
 /// SmolLM2 in an engine of its own.
-/// Whether a request's arithmetic is the same each time it is made: on the CPU (one sequence at
-/// a time) with the prefix cache off (a prompt it held is not evaluated again whole).
-fn repeats_exactly() -> bool {
-    common::device() == DeviceSpec::Cpu && !common::options().prefix_cache
-}
-
 fn own_engine() -> MistralRsBackend {
     block_on(MistralRsBackend::load(
         &ModelSource::parse("smollm2-135m").unwrap(),
@@ -260,7 +254,7 @@ fn a_seeded_request_draws_the_same_texts_whatever_the_engine_did_before() {
     // choices are batched as they reach the engine, and batched arithmetic may move a near tie),
     // with the prefix cache off: after unseeded samples moved the engine's own generator on,
     // and as a request of one.
-    if repeats_exactly() {
+    if common::repeats_exactly() {
         sample(None, 2);
         assert_eq!(sample(Some(11), 3), first);
         assert_eq!(sample(Some(11), 1)[0], first[0]);
@@ -312,7 +306,7 @@ fn a_seeded_request_for_log_probabilities_reports_the_distribution_it_drew_from(
     let unseeded = sample(None);
     let ours = &seeded[0].logprobs.as_ref().unwrap()[0].top;
     let theirs = &unseeded[0].logprobs.as_ref().unwrap()[0].top;
-    let exact = repeats_exactly();
+    let exact = common::repeats_exactly();
     if exact {
         assert_eq!(
             ours.iter().map(|t| t.id).collect::<Vec<_>>(),
@@ -625,10 +619,12 @@ fn a_model_asking_for_dequantized_weights_the_environment_does_not_ask_for_is_re
         panic!("loaded without {}", wanted.variable());
     };
     let err = err.to_string();
-    assert!(
-        err.contains(&format!("start the program with {}=1", wanted.variable())),
-        "{err}"
-    );
+    // On a GPU dequantizing is refused whatever the environment says (helper-127).
+    let expected = match common::device() {
+        DeviceSpec::Cpu => format!("start the program with {}=1", wanted.variable()),
+        _ => wanted.on_cuda(),
+    };
+    assert!(err.contains(&expected), "{err}");
 }
 
 #[test]
@@ -826,10 +822,15 @@ fn a_small_context_window_ends_thinking_and_searches_in_process_not_in_errors() 
 fn a_dropped_request_leaves_the_engine_working() {
     let backend = smollm_dyn();
     for n in [1, 4] {
+        // Paced, so that it is still writing when dropped on any device.
         let request = GenerationRequest::new(ask("Tell me a long story about a dragon."))
             .with_n(n)
             .with_max_tokens(200)
-            .with_sampling(Sampling::with_temperature(0.8));
+            .with_sampling(Sampling::with_temperature(0.8))
+            .with_logits_processor(common::paced(
+                backend.capabilities().eos_token_ids,
+                Duration::from_millis(20),
+            ));
         let cut = block_on(async {
             tokio::time::timeout(Duration::from_millis(300), backend.generate(request)).await
         });
@@ -844,7 +845,7 @@ fn a_dropped_request_leaves_the_engine_working() {
             ponder::engine::solve(
                 &strategy,
                 &problem,
-                Arc::clone(&backend),
+                common::Paced::wrap(Arc::clone(&backend), Duration::from_millis(20)),
                 Budget::unlimited(),
             ),
         )
@@ -929,20 +930,14 @@ fn an_abandoned_request_stops_decoding_at_its_next_token() {
 fn a_request_ends_at_its_deadline_with_what_it_wrote() {
     // A wall-time budget's deadline ends decoding: the text so far comes back, cut and counted
     // (it was dropped, and what it decoded counted as nothing). The processor bans
-    // end-of-sequence, so only the deadline can end it short of its 2000 tokens.
+    // end-of-sequence and takes 20 ms a token (on a GPU SmolLM2 writes 2000 tokens in
+    // seconds), so only the deadline can end it short of its 2000 tokens.
     let backend = smollm_dyn();
     let eos = backend.capabilities().eos_token_ids;
-    let ban = move |logits: &mut [f32], _context: &[u32]| {
-        for &id in &eos {
-            if let Some(l) = logits.get_mut(id as usize) {
-                *l = f32::NEG_INFINITY;
-            }
-        }
-    };
     let max_tokens = 2000;
     let request = GenerationRequest::new(ask("Tell me a long story about a dragon."))
         .with_max_tokens(max_tokens)
-        .with_logits_processor(Arc::new(ban))
+        .with_logits_processor(common::paced(eos, Duration::from_millis(20)))
         .with_top_logprobs(1)
         // Far enough that waiting for the engine's turn (other tests hold it) leaves time to
         // decode, near enough to end it well short of its 2000 tokens (about a minute).
@@ -1157,7 +1152,9 @@ fn math_shepherds_step_tag_is_read_where_a_sentencepiece_tokenizer_writes_it() {
 
 #[test]
 fn a_problem_out_of_wall_time_answers_from_its_text_so_far_and_counts_it() {
-    let backend = smollm_dyn();
+    // Paced at 20 ms a token, end-of-sequence banned: on a GPU SmolLM2 would count to 1000
+    // before the deadline.
+    let backend = common::Paced::wrap(smollm_dyn(), Duration::from_millis(20));
     let strategy = Direct::new(DirectConfig {
         max_tokens: std::num::NonZeroUsize::new(2000).unwrap(),
         ..DirectConfig::default()

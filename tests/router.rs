@@ -67,7 +67,9 @@ fn the_router_reads_the_answers_probability_and_thinks_below_the_threshold() {
     assert_eq!(kept.usage.calls, 1);
     assert_eq!(kept.answer, short.answer);
     let a = k.short.unwrap().confidence.unwrap();
-    assert!((a - c).abs() < 1e-3 * c.max(1e-9), "{a} vs {c}");
+    // Read again, the same up to how the device rounds a repeated prompt.
+    let within = if common::repeats_exactly() { 1e-3 } else { 0.1 };
+    assert!((a - c).abs() < within * c.max(1e-9), "{a} vs {c}");
 }
 
 fn single_token(text: &str) {
@@ -119,7 +121,15 @@ fn the_mode_router_reads_the_first_position_and_forces_the_threshold() {
         "{:?}",
         think.completion
     );
-    assert!((t.think_probability.unwrap() - p).abs() < 1e-6);
+    let within = if common::repeats_exactly() {
+        1e-6
+    } else {
+        0.05
+    };
+    assert!(
+        (t.think_probability.unwrap() - p).abs() < within,
+        "{t:?} vs {p}"
+    );
     let short = solve(&mode_router(Some(1.0)), question);
     let s = mode(&short);
     assert_eq!(s.mode, "short", "{s:?}");

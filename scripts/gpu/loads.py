@@ -4,21 +4,36 @@ load (all `run.sh bench` needs); SmolLM2's (for `tests` and `forcing`) fill the 
 largest first. Prints one load a line, paths relative to the repository root: copy them over in
 order and run scripts/gpu/run.sh after each (it keeps what came before).
 
-    python3 scripts/gpu/loads.py [LIMIT_MIB]     # default 62: the device tool's 64 MiB, less
-                                                 # the repository's ~2 MiB travelling with it
+    python3 scripts/gpu/loads.py [LIMIT_MIB]     # default: the device tool's 64 MiB, less
+                                                 # the working tree travelling with it (what
+                                                 # git does not ignore) and half a MiB
 """
 
 import os
+import subprocess
 import sys
 
 MIB = 1024 * 1024
 
 
+def tree_bytes():
+    """What travels with a device call besides the carried paths: the files git tracks, and
+    those it does not ignore."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout.split(b"\0")
+    return sum(os.path.getsize(p) for p in listed if p and os.path.isfile(p))
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     dist = os.path.join("dist", "gpu")
-    limit = float(sys.argv[1] if len(sys.argv) > 1 else 62) * MIB
     os.chdir(root)
+    if len(sys.argv) > 1:
+        limit = float(sys.argv[1]) * MIB
+    else:
+        limit = 64 * MIB - tree_bytes() - MIB // 2
+        print(f"limit {limit / MIB:.1f} MiB a load (64 less the working tree and half a MiB)",
+              file=sys.stderr)
     sums = os.path.join(dist, "SHA256SUMS")
     if not os.path.isfile(sums):
         sys.exit(f"{sums} missing: run scripts/gpu/build.sh")

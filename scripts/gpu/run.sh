@@ -4,6 +4,7 @@
 # generated there. No Rust toolchain or registry needed: the CUDA libraries come from the
 # machine's Python environment (PyTorch's CUDA 13 wheels) or from LD_LIBRARY_PATH.
 #
+#   scripts/gpu/run.sh collect        # keep the parts that came (seconds): for a copy of a few
 #   scripts/gpu/run.sh check          # unpack the binaries, find the CUDA libraries, show the GPU
 #   scripts/gpu/run.sh tests          # the end-to-end tests with PONDER_TEST_DEVICE=cuda:0
 #   scripts/gpu/run.sh bench [SIZE]   # the throughput table (random Qwen2.5 weights, SIZE 1.5b)
@@ -14,8 +15,9 @@
 # size limit): each run keeps what it finds in dist/gpu-run/parts, and an archive is unpacked
 # once all its parts are there (check and bench need ponder-gpu-bin; tests and forcing need
 # ponder-gpu-models too). Writes logs and tables to $OUT (default dist/gpu-out). Environment:
-# PONDER_GPU_DEVICE (default cuda:0), PONDER_GPU_PYTHON (default python3); PONDER_BENCH_* pass
-# through to the bench (see benches/throughput.rs).
+# PONDER_GPU_DEVICE (default cuda:0), PONDER_GPU_PYTHON (default python3), PONDER_GPU_E2E_TIMEOUT
+# and PONDER_GPU_CLI_TIMEOUT (seconds for each test binary, default 240 and 120; 0 skips it);
+# PONDER_BENCH_* pass through to the bench (see benches/throughput.rs).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -30,6 +32,13 @@ out=$(cd "$out" && pwd)   # the tests run from the repository root
 
 say() { printf '\n== %s\n' "$*" | tee -a "$out/run.log" >&2; }
 die() { echo "$*" >&2; exit 1; }
+
+# Whatever this run started is gone when it ends, stopped or not: a test binary or a ponder
+# process left running would hold the GPU's memory into the next call. (The pattern's bracket
+# keeps pkill from matching a command line that names it, its own or a caller's.)
+trap 'pkill -f "[d]ist/gpu-run/bin/" 2> /dev/null || true' EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 sum_of() { sha256sum < "$1" | cut -d' ' -f1; }
 
@@ -147,22 +156,39 @@ check() {
 tests() {
     unpack ponder-gpu-models
     say "end-to-end tests on $device"
-    local failed=0
+    local failed=0 name limit status
     : > "$out/tests.log"
-    for t in "$work"/bin/*; do
-        case $(basename "$t") in ponder | throughput) continue ;; esac
-        say "$(basename "$t")"
+    # gpu_e2e first (the engine, the strategies and the scorers on the GPU), then cli (a ponder
+    # process per test), each under a time limit of its own, so that one running long leaves
+    # the other its turn. Each one's output is in $OUT/tests-NAME.log.
+    for name in gpu_e2e cli; do
+        case $name in
+            gpu_e2e) limit=${PONDER_GPU_E2E_TIMEOUT:-240} ;;
+            cli) limit=${PONDER_GPU_CLI_TIMEOUT:-120} ;;
+        esac
+        if [ "$limit" = 0 ]; then
+            say "$name: skipped (its time limit is 0)"
+            continue
+        fi
+        [ -x "$work/bin/$name" ] || { say "$name: not in ponder-gpu-bin"; failed=1; continue; }
+        say "$name (at most ${limit} s)"
         # cli's tests each start ponder processes, and each process's KV pool takes what is
         # left of 90% of the GPU: run them one at a time, or the second finds no memory.
         local args=()
-        [ "$(basename "$t")" = cli ] && args=(--test-threads=1)
+        [ "$name" = cli ] && args=(--test-threads=1)
         # From the repository root: the tests read examples/ relative to it.
-        if ! (cd "$root" && PONDER_TEST_DEVICE=$device PONDER_TEST_BIN=$work/bin/ponder \
-            PONDER_CACHE_DIR=$work/models "$t" ${args[@]+"${args[@]}"} 2>&1 | tee -a "$out/tests.log"); then
-            failed=1
-        fi
+        status=0
+        (cd "$root" && PONDER_TEST_DEVICE=$device PONDER_TEST_BIN=$work/bin/ponder \
+            PONDER_CACHE_DIR=$work/models timeout -k 5 "$limit" "$work/bin/$name" \
+            ${args[@]+"${args[@]}"}) > "$out/tests-$name.log" 2>&1 || status=$?
+        cat "$out/tests-$name.log" >> "$out/tests.log"
+        case $status in
+            0) ;;
+            124 | 137) say "$name: stopped at its time limit, ${limit} s"; failed=1 ;;
+            *) failed=1 ;;
+        esac
+        grep -E '^test result|^test .* FAILED$|panicked at' "$out/tests-$name.log" | head -20 | tee -a "$out/run.log" || true
     done
-    grep -E '^test result' "$out/tests.log" | tee -a "$out/run.log" || true
     return $failed
 }
 
@@ -197,11 +223,25 @@ forcing() {
 
 # One step after another, not `a && b`: bash does not stop at a failure inside a function
 # called on the left of `&&`, whatever `set -e` says.
+have() { # what has come of each archive, without unpacking
+    collect
+    local name
+    for name in ponder-gpu-bin ponder-gpu-models; do
+        local expected=0 here=0 part
+        while read -r _ part; do
+            expected=$((expected + 1))
+            [ -e "$parts/$part" ] && here=$((here + 1))
+        done < <(grep -x "[0-9a-f]*  $name.tar.xz.part[0-9][0-9]" "$parts/SHA256SUMS" || true)
+        say "$name: $here of $expected parts here"
+    done
+}
+
 case ${1:-all} in
+    collect) have ;;
     check) check ;;
     tests) check; tests ;;
     bench) check; bench "${2:-1.5b}" ;;
     forcing) check; forcing ;;
     all) check; bench "${2:-1.5b}"; forcing; tests ;;
-    *) echo "usage: $0 check|tests|bench [1.5b|0.5b|tiny]|forcing|all" >&2; exit 2 ;;
+    *) echo "usage: $0 collect|check|tests|bench [1.5b|0.5b|tiny]|forcing|all" >&2; exit 2 ;;
 esac
