@@ -445,6 +445,7 @@ fn main() -> anyhow::Result<()> {
     // stderr (RUST_LOG to change).
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
                 tracing_subscriber::EnvFilter::new("warn,mistralrs_core::utils::normal=info")
