@@ -215,13 +215,19 @@ pub fn paced(
     per_token: std::time::Duration,
 ) -> Arc<dyn ponder::engine::LogitsProcessor> {
     Arc::new(move |logits: &mut [f32], _context: &[u32]| {
-        for &id in &eos {
-            if let Some(l) = logits.get_mut(id as usize) {
-                *l = f32::NEG_INFINITY;
-            }
-        }
+        ban(logits, &eos);
         std::thread::sleep(per_token);
     })
+}
+
+/// Takes `ids` out of a logits processor's choice (end-of-sequence, say).
+#[allow(dead_code)] // Not every test binary uses it.
+pub fn ban(logits: &mut [f32], ids: &[u32]) {
+    for &id in ids {
+        if let Some(l) = logits.get_mut(id as usize) {
+            *l = f32::NEG_INFINITY;
+        }
+    }
 }
 
 /// A backend whose every request is [`paced`]: for a strategy, which makes its own requests.

@@ -709,11 +709,7 @@ fn a_processor_that_bans_end_of_sequence_reaches_max_tokens() {
     let seen = Arc::clone(&calls);
     let ban = move |logits: &mut [f32], _context: &[u32]| {
         seen.fetch_add(1, Ordering::Relaxed);
-        for &id in &eos {
-            if let Some(l) = logits.get_mut(id as usize) {
-                *l = f32::NEG_INFINITY;
-            }
-        }
+        common::ban(logits, &eos);
     };
     let banned = block_on(
         backend.generate(
@@ -785,11 +781,7 @@ fn a_small_context_window_ends_thinking_and_searches_in_process_not_in_errors() 
         .len();
     let eos = backend.capabilities().eos_token_ids;
     let ban = move |logits: &mut [f32], _context: &[u32]| {
-        for &id in &eos {
-            if let Some(l) = logits.get_mut(id as usize) {
-                *l = f32::NEG_INFINITY;
-            }
-        }
+        common::ban(logits, &eos);
     };
     let metered = Metered::new(Arc::clone(&backend), Budget::unlimited());
     let filled = block_on(
@@ -886,11 +878,7 @@ fn an_abandoned_request_stops_decoding_at_its_next_token() {
     let seen = Arc::clone(&steps);
     let ban = move |logits: &mut [f32], _context: &[u32]| {
         seen.fetch_add(1, Ordering::Relaxed);
-        for &id in &eos {
-            if let Some(l) = logits.get_mut(id as usize) {
-                *l = f32::NEG_INFINITY;
-            }
-        }
+        common::ban(logits, &eos);
     };
     let max_tokens = 2000;
     let request = GenerationRequest::new(ask("Tell me a long story about a dragon."))
