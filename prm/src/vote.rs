@@ -164,8 +164,18 @@ impl Select {
         }
         let mut groups = groups(answers, rewards);
         if groups.is_empty() || self == Self::Naive {
-            // Naive, or nobody answered: the best reward wins (the first candidate on no rewards).
-            let index = best_by_reward(0..answers.len(), rewards).or(Some(0));
+            // Naive, or nobody answered: the best reward wins (the first candidate on no
+            // rewards), among those with an answer where any has one (a program's samples have
+            // none: all of them).
+            let index = if answered {
+                best_by_reward(
+                    (0..answers.len()).filter(|&i| answers[i].is_some()),
+                    rewards,
+                )
+            } else {
+                best_by_reward(0..answers.len(), rewards)
+            }
+            .or(Some(0));
             let why = match (self, groups.is_empty()) {
                 (_, _) if rewards.iter().all(Option::is_none) => {
                     "no candidate was scored: the first drawn".to_string()
@@ -296,6 +306,15 @@ mod tests {
         assert_eq!(n.index, Some(0));
         let m = Select::Majority.apply(&answers, &rewards);
         assert_eq!(m.index, Some(2));
+        // A candidate without an answer scored best is no answer to give, where others have
+        // one; where none has (a program's samples), the best reward still picks.
+        let some_answered = a(&[None, Some("4"), Some("4")]);
+        let rewards = [Some(0.9), Some(0.5), Some(0.6)];
+        assert_eq!(Select::Naive.apply(&some_answered, &rewards).index, Some(2));
+        assert_eq!(
+            Select::Naive.apply(&a(&[None, None, None]), &rewards).index,
+            Some(0)
+        );
     }
 
     #[test]

@@ -360,7 +360,8 @@ mod tests {
         );
         // So would samples of any other strategy whose draws are all greedy: a router whose
         // probe and thinking are both at temperature 0 (their defaults), S* and beam search
-        // at temperature 0; a router that samples its probe is not greedy.
+        // at temperature 0; a router that samples its probe but thinks greedily thinks the
+        // same way in every sample that thinks.
         let err = invalid(
             "kind = \"best_of_n\"\nn = 8\nselect = \"majority\"\ninner = { kind = \"router\" }",
         )
@@ -369,9 +370,18 @@ mod tests {
             err.contains("`router` at temperature 0") && err.contains("`think`"),
             "{err}"
         );
+        let err = invalid(
+            "kind = \"best_of_n\"\nn = 8\nselect = \"majority\"\ninner = { kind = \"router\", temperature = 0.7 }",
+        )
+        .unwrap();
+        assert!(
+            err.contains("`think` strategy (`direct`) is greedy")
+                && err.contains("give `think` a temperature"),
+            "{err}"
+        );
         assert_eq!(
             invalid(
-                "kind = \"best_of_n\"\nn = 8\nselect = \"majority\"\ninner = { kind = \"router\", temperature = 0.7 }"
+                "kind = \"best_of_n\"\nn = 8\nselect = \"majority\"\ninner = { kind = \"router\", temperature = 0.7, think = { kind = \"direct\", temperature = 0.7 } }"
             ),
             None
         );

@@ -217,6 +217,22 @@ impl BestOfNConfig {
                 ),
             ));
         }
+        // A router that samples its short answers but thinks greedily: every sample that thinks
+        // writes the same thinking, n times the cost of one and one vote n times over.
+        if let StrategyConfig::Router(router) = &*self.inner {
+            if self.n.get() > 1 && router.think.greedy() {
+                return Err(Error::config_value(
+                    "inner.think",
+                    format!(
+                        "n = {} samples of an inner `router` whose `think` strategy (`{}`) is \
+                         greedy think the same way in every sample that thinks: give `think` a \
+                         temperature (0.6 to 1.0 is usual)",
+                        self.n,
+                        router.think.kind()
+                    ),
+                ));
+            }
+        }
         self.inner.validate().map_err(|e| e.under("inner"))
     }
 }
@@ -389,6 +405,19 @@ impl BestOfN {
             for (candidate, _) in &mut drawn.samples {
                 candidate.answer = None;
             }
+            if self.scorer.is_none() {
+                // Said once a process: a batch of code problems would say it for each.
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    tracing::warn!(
+                        problem = %problem.id,
+                        "best-of-N by majority vote on a code problem: programs have no answer \
+                         to vote on, so the first sample is kept and the others are spent for \
+                         nothing; give best-of-N a scorer, or use s_star (which runs the \
+                         public tests)"
+                    );
+                });
+            }
         }
         Ok(drawn)
     }
@@ -423,6 +452,7 @@ impl BestOfN {
                 // The budget shortened the request: the samples it cut stopped by the budget
                 // (and drawing stops), as an inner strategy's would.
                 let budget_stop = generation.cut_by.map(StopReason::from);
+                let got = generation.choices.len();
                 let samples = generation
                     .choices
                     .into_iter()
@@ -432,10 +462,27 @@ impl BestOfN {
                         _ => (candidate, stop),
                     })
                     .collect();
+                // A reply with fewer choices than asked for, not cut by a budget (a server
+                // that answered `"choices": []`): the missing samples failed, and count
+                // towards giving up as failed requests do, or they would be asked for again
+                // and again.
+                let failed = if got < k && budget_stop.is_none() {
+                    tracing::warn!(problem = %problem.id, "a request of {k} samples returned {got}");
+                    vec![Failure {
+                        error: Error::Inference {
+                            message: format!(
+                                "the backend returned {got} of the {k} completions asked for"
+                            ),
+                        },
+                        samples: k - got,
+                    }]
+                } else {
+                    Vec::new()
+                };
                 Ok(Drawn {
                     samples,
                     budget_stop,
-                    failed: Vec::new(),
+                    failed,
                 })
             }
             Inner::Any(strategy) => {
@@ -526,15 +573,34 @@ impl BestOfN {
     }
 
     /// Each answer's mass in the vote (its samples for `majority`, their summed reward
-    /// otherwise), and every candidate's reward (as [`ballot`] counts them).
-    fn votes(&self, draw: &Draw) -> (Vec<f64>, Vec<Option<f64>>) {
+    /// otherwise), and the rewards that can decide it (as [`ballot`] counts them: of the
+    /// candidates with an answer, where any has one). Where no candidate with an answer was
+    /// scored, selection goes by votes ([`Select::apply`]), and so does this: `by_votes`.
+    fn votes(&self, draw: &Draw) -> Votes {
         let (answers, rewards) = ballot(draw, self.inner.strategy());
         let groups = ponder_prm::groups(&answers, &rewards);
-        let mass = match self.config.select {
-            Select::Majority => groups.iter().map(|g| g.members.len() as f64).collect(),
-            _ => groups.iter().map(|g| g.weight).collect(),
+        let answered = answers.iter().any(Option::is_some);
+        let by_votes = self.config.select == Select::Majority
+            || (answered
+                && answers
+                    .iter()
+                    .zip(&rewards)
+                    .all(|(answer, reward)| answer.is_none() || reward.is_none()));
+        let mass = match by_votes {
+            true => groups.iter().map(|g| g.members.len() as f64).collect(),
+            false => groups.iter().map(|g| g.weight).collect(),
         };
-        (mass, rewards)
+        let rewards = rewards
+            .into_iter()
+            .zip(&answers)
+            .filter(|(_, answer)| answer.is_some() || !answered)
+            .map(|(reward, _)| reward)
+            .collect();
+        Votes {
+            mass,
+            rewards,
+            by_votes,
+        }
     }
 
     /// Whether the vote among `draw`'s candidates is settled with `left` samples still to draw.
@@ -542,7 +608,11 @@ impl BestOfN {
         let Some(adaptive) = &self.config.adaptive else {
             return false;
         };
-        let (mass, rewards) = self.votes(draw);
+        let Votes {
+            mass,
+            rewards,
+            by_votes,
+        } = self.votes(draw);
         // A vote is 1, and a reward at most 1: one more sample adds at most 1 to a group.
         let per_sample = 1.0;
         let mut sorted = mass.clone();
@@ -551,7 +621,7 @@ impl BestOfN {
         let second = sorted.get(1).copied().unwrap_or(0.0);
         let certain = match self.config.select {
             // The single best reward wins: only a perfect one cannot be beaten by a later sample.
-            Select::Naive => left == 0 || rewards.iter().flatten().any(|&r| r >= 1.0),
+            Select::Naive if !by_votes => left == 0 || rewards.iter().flatten().any(|&r| r >= 1.0),
             _ => leader > second + per_sample * left as f64,
         };
         if certain {
@@ -617,6 +687,16 @@ struct Drawn {
     budget_stop: Option<StopReason>,
     /// The samples that failed (left out of `samples`).
     failed: Vec<Failure>,
+}
+
+/// A draw's vote as it stands ([`BestOfN::votes`]).
+struct Votes {
+    /// Each answer's mass: its votes, or its samples' summed reward.
+    mass: Vec<f64>,
+    /// The rewards that can decide the vote.
+    rewards: Vec<Option<f64>>,
+    /// Whether the vote goes by votes (majority, or nothing with an answer scored).
+    by_votes: bool,
 }
 
 /// A call that failed, and how many samples it was to draw.
@@ -798,13 +878,21 @@ impl BestOfN {
     /// The leading answer's share of the vote (of the reward, for `weighted`; the best reward,
     /// for `naive`): how sure a draw is. 0 with no answer.
     fn vote_share(&self, draw: &Draw) -> f64 {
-        let (mass, rewards) = self.votes(draw);
+        let Votes {
+            mass,
+            rewards,
+            by_votes,
+        } = self.votes(draw);
         let leader = mass.iter().copied().fold(0.0, f64::max);
         let total = match self.config.select {
-            Select::Naive => return rewards.iter().flatten().copied().fold(0.0, f64::max),
             // Unanswered samples count against the leader: their votes, or their rewards.
+            _ if by_votes => draw.candidates.len() as f64,
+            Select::Naive => return rewards.iter().flatten().copied().fold(0.0, f64::max),
             Select::Majority => draw.candidates.len() as f64,
-            Select::Weighted => rewards.iter().flatten().filter(|r| r.is_finite()).sum(),
+            Select::Weighted => {
+                let (_, all) = ballot(draw, self.inner.strategy());
+                all.iter().flatten().filter(|r| r.is_finite()).sum()
+            }
         };
         if total > 0.0 {
             leader / total

@@ -924,6 +924,56 @@ async fn a_failed_request_of_a_later_round_is_drawn_again_not_the_whole_draw() {
     assert!(err.to_string().contains("all"), "{err}");
 }
 
+/// A server that answers every request with no choices (`"choices": []`), counting them.
+#[derive(Default)]
+struct NoChoices(std::sync::atomic::AtomicUsize);
+
+#[async_trait]
+impl Backend for NoChoices {
+    async fn generate(&self, _: GenerationRequest) -> Result<Generation> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Generation {
+            choices: Vec::new(),
+            usage: ponder_engine::Usage {
+                prompt_tokens: 1,
+                calls: 1,
+                ..Default::default()
+            },
+            cut_by: None,
+        })
+    }
+
+    fn capabilities(&self) -> ponder_engine::Capabilities {
+        ponder_engine::Capabilities {
+            backend: "no_choices",
+            native_n: true,
+            ..Default::default()
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reply_without_its_choices_fails_them_and_is_not_asked_for_again_and_again() {
+    let backend = Arc::new(NoChoices::default());
+    let strategy = BestOfN::new(BestOfNConfig::self_consistency(
+        NonZeroUsize::new(4).unwrap(),
+    ))
+    .unwrap();
+    let err = ponder_engine::solve(
+        &strategy,
+        &Problem::new("p", "Q?"),
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("returned 0 of the 4 completions"),
+        "{err}"
+    );
+    assert_eq!(backend.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
 /// A reward model whose calls fail after the first `ok` rounds, as a server's 503 does.
 struct FailingScorer(std::sync::Mutex<usize>);
 

@@ -21,10 +21,18 @@ fn solve_watched(
     strategy: &dyn Strategy,
     backend: &Arc<ScriptedBackend>,
 ) -> (Solution, Arc<ponder_engine::scripted::Recorder>) {
+    solve_watched_under(strategy, backend, Budget::unlimited())
+}
+
+fn solve_watched_under(
+    strategy: &dyn Strategy,
+    backend: &Arc<ScriptedBackend>,
+    budget: Budget,
+) -> (Solution, Arc<ponder_engine::scripted::Recorder>) {
     let events = ponder_engine::scripted::Recorder::new();
     let cx = Context::with_events(
         Arc::clone(backend) as Arc<dyn Backend>,
-        Budget::unlimited(),
+        budget,
         events.events_of("p"),
     );
     let solution = futures::executor::block_on(ponder_engine::solve_in(
@@ -235,6 +243,30 @@ fn thinking_without_an_answer_keeps_the_short_one() {
     // No thinking ran: the short answer's route, as a triage run records it.
     assert_eq!(details(&solution).route, NO_BUDGET_TO_THINK);
     assert_eq!(backend.requests().len(), 1);
+    // The events say it too: the route to think, then the short answer it came to.
+    let backend = Arc::new(ScriptedBackend::from_replies([Reply::Unsure(
+        "Final Answer: 7".into(),
+        0.1f32.ln(),
+    )]));
+    let (solution, events) = solve_watched_under(
+        &router(RouterConfig::default()),
+        &backend,
+        Budget::unlimited().with_max_calls(1),
+    );
+    let why = details(&solution).why;
+    assert_eq!(
+        events.decisions("p"),
+        [
+            EventKind::Routed {
+                route: "think".into(),
+                why: why.clone()
+            },
+            EventKind::Routed {
+                route: NO_BUDGET_TO_THINK.into(),
+                why
+            }
+        ]
+    );
     // Thinking that ends without any answer: the short one stands too.
     let backend = Arc::new(ScriptedBackend::from_replies([
         Reply::Unsure("Final Answer: 7".into(), 0.1f32.ln()),
@@ -246,7 +278,12 @@ fn thinking_without_an_answer_keeps_the_short_one() {
         Budget::unlimited(),
     );
     assert_eq!(solution.answer.as_deref(), Some("7"));
-    assert_eq!(solution.completion, "I cannot tell.");
+    // The text the answer was taken from is the short one's; the thinking is a candidate.
+    assert_eq!(solution.completion, "Final Answer: 7");
+    assert!(solution
+        .candidates
+        .iter()
+        .any(|c| c.text == "I cannot tell."));
     assert_eq!(details(&solution).route, "think");
     // Thinking cut off mid-way ends on a number it was working with, not an answer: the short
     // one stands (by its length, and by the budget). Cut after it stated one, that one.
@@ -285,12 +322,23 @@ fn thinking_without_an_answer_keeps_the_short_one() {
         ]));
         let solution = solve_with(&router(config.clone()), &backend, budget);
         assert_eq!(solution.stop_reason, stop, "{thinking}");
-        assert!(
-            thinking.starts_with(&solution.completion),
-            "{}",
-            solution.completion
-        );
-        assert_ne!(solution.completion, thinking);
+        // The cut thinking is a candidate, its text as far as it got.
+        let cut = solution
+            .candidates
+            .last()
+            .map(|c| c.text.as_str())
+            .unwrap_or_default();
+        assert!(thinking.starts_with(cut) && cut != thinking, "{cut}");
+        // The completion is the text the answer was read from: the short answer's where it
+        // stands, the thinking's where that stated one.
+        if answer == "7" {
+            assert_eq!(solution.completion, "Final Answer: 7");
+            // So a vote over such samples reads the answer as stated, not a guess of the
+            // budget's cut.
+            assert!(router(config.clone()).states_answer(&solution.completion, false));
+        } else {
+            assert_eq!(solution.completion, cut);
+        }
         assert_eq!(solution.answer.as_deref(), Some(answer), "{thinking}");
     }
     // A reasoning model's template opened the thinking: an answer tried in it, cut before
@@ -638,6 +686,25 @@ fn the_first_stage_says_how_sure_it_is_and_the_second_thinks_from_it() {
     // No short answer: as unsure as can be.
     let (none, _) = first(vec![Reply::Text("Seven, I think".into())], &question);
     assert_eq!(none.pending.map(|p| p.confidence), Some(0.0));
+    // Probes that split are unsure however likely the leader's tokens (each 1.0 here): no
+    // surer than their agreement, 1 of 3.
+    let split = router(RouterConfig {
+        probes: NonZeroUsize::new(3).unwrap(),
+        ..RouterConfig::default()
+    });
+    let backend = Arc::new(ScriptedBackend::new([
+        "Final Answer: 7",
+        "Final Answer: 8",
+        "Final Answer: 9",
+    ]));
+    let cx = Context::new(
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+    );
+    let stage = futures::executor::block_on(split.first(&question, &cx)).unwrap();
+    let pending = stage.pending.unwrap();
+    assert!((pending.confidence - 1.0 / 3.0).abs() < 1e-9, "{pending:?}");
+    assert!(pending.why.contains("agreement 1/3 < 1"), "{pending:?}");
     // A code problem asks to think without a call.
     let code = Problem {
         code: Some(ponder_engine::CodeTask {
