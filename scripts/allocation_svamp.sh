@@ -66,7 +66,10 @@ for run in runs:
     rows = load(run)
     right = sum(bool(r.get("correct")) for r in rows.values())
     thought = sum(1 for r in rows.values() if (r.get("details") or {}).get("route") == "think")
-    kept = sum(1 for r in rows.values() if r.get("triage") and not r["triage"]["second_stage"])
+    # Triage's note, or (any allocation) the router's route when its budget refused thinking.
+    kept = sum(1 for r in rows.values()
+               if (r.get("triage") and not r["triage"]["second_stage"])
+               or (r.get("details") or {}).get("route") == "short (no budget to think)")
     print(f"| {run} | {right}/{n} ({len(rows)} recorded) | {right / n:.1%} | {spent(run)} | {thought} | {kept} |")
 
 # Simulation from the unlimited short and think runs, with each short answer's confidence from

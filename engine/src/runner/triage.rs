@@ -223,7 +223,8 @@ type Waiting<'a> = (usize, &'a Problem, SideLine);
 
 /// How one later stage went.
 enum Second<'a> {
-    /// Recorded (or cut short, or not started), and whether it made a call.
+    /// Recorded (or cut short, or not started), and whether it ran: made a call, or failed
+    /// (which gives back what it held as a call does).
     Done(Outcome, bool),
     /// It asks for yet another stage: back in line.
     Again(Waiting<'a>),
@@ -296,32 +297,45 @@ impl Runner {
         others: usize,
         started: Instant,
     ) -> Second<'a> {
-        // Told as of the attempt whose stage stands (or is kept), as its line will name it.
-        let events = self.events_of(item.1, started).with_attempt(item.2.attempt);
-        match resource {
-            Some(Resource::WallTime) => {
-                // Its first stage is kept; a resumed run does the second.
-                events.emit("", EventKind::Cut);
-                Second::Done(Outcome::NotStarted, false)
-            }
-            _ if others > 0 => {
-                events.emit(
-                    "",
-                    EventKind::Deferred {
-                        confidence: item.2.pending.confidence,
-                        why: format!(
-                            "the run's budget is held by {others} other second stage(s): waiting for what \
-                             they give back"
-                        ),
-                    },
-                );
-                Second::Deferred(item)
-            }
-            _ => {
-                let (_, problem, first) = item;
-                Second::Done(self.first_only(problem, first, resource).await, false)
-            }
+        if others == 0 || resource == Some(Resource::WallTime) {
+            return Second::Done(
+                self.unaffordable_alone(item, resource, started).await,
+                false,
+            );
         }
+        // Told as of the attempt whose stage stands (or is kept), as its line will name it.
+        self.events_of(item.1, started)
+            .with_attempt(item.2.attempt)
+            .emit(
+                    "",
+                EventKind::Deferred {
+                    confidence: item.2.pending.confidence,
+                    why: format!(
+                        "the run's budget is held by {others} other second stage(s): waiting for what \
+                         they give back"
+                    ),
+                },
+            );
+        Second::Deferred(item)
+    }
+
+    /// A later stage the run cannot pay for, with no other in flight to give anything back:
+    /// its last stage's answer is recorded; where the run's time ran out, that stage is kept
+    /// and a resumed run does the next.
+    async fn unaffordable_alone(
+        &self,
+        item: Waiting<'_>,
+        resource: Option<Resource>,
+        started: Instant,
+    ) -> Outcome {
+        let (_, problem, first) = item;
+        if resource == Some(Resource::WallTime) {
+            self.events_of(problem, started)
+                .with_attempt(first.attempt)
+                .emit("", EventKind::Cut);
+            return Outcome::NotStarted;
+        }
+        self.first_only(problem, first, resource).await
     }
 
     /// The first stage of `problem` in `cx`, by attempt `attempt`; `cut` says whether the run's
@@ -522,13 +536,13 @@ impl Runner {
                     .push(self.second_stage(staged, item, run_meter, ledger, &running, started));
             }
             match in_flight.next().await {
-                Some(Second::Done(outcome, called)) => {
-                    progress |= called;
+                Some(Second::Done(outcome, ran)) => {
+                    progress |= ran;
                     tally(&mut sink.summary, &outcome);
                     sink.take(outcome)?;
-                    if called {
-                        // What it held and did not use is back: the deferred take their
-                        // places in line again, by need.
+                    if ran {
+                        // What it held and did not use (all of it, where its call failed) is
+                        // back: the deferred take their places in line again, by need.
                         requeue(&mut queue, deferred.drain(..));
                     }
                 }
@@ -553,9 +567,11 @@ impl Runner {
                     break;
                 }
                 None => {
-                    for (_, problem, first) in deferred.drain(..) {
+                    // As a stage the budget refused with nothing else in flight: its last
+                    // stage's answer, or, where the run's time ran out, kept for a resumed run.
+                    for item in deferred.drain(..) {
                         let resource = exhausted(run_meter);
-                        let outcome = self.first_only(problem, first, resource).await;
+                        let outcome = self.unaffordable_alone(item, resource, started).await;
                         tally(&mut sink.summary, &outcome);
                         sink.take(outcome)?;
                     }
@@ -620,12 +636,11 @@ impl Runner {
                 .await;
         }
         // A stage that made no call (its problem's own budget refused it) ran nothing: the
-        // line is its last stage's, after as many stages.
-        let stages = if usage.calls == 0 {
-            last.stages
-        } else {
-            last.stages + 1
-        };
+        // line is its last stage's, after as many stages. One that failed ran (and held what
+        // it reserved until it failed), whether or not a call of it came back.
+        let failed = outcome.is_err();
+        let ran = usage.calls > 0 || failed;
+        let stages = if !ran { last.stages } else { last.stages + 1 };
         let note = note_of(last, stages);
         let mut line = match outcome {
             Ok(Stage {
@@ -693,7 +708,7 @@ impl Runner {
         }
         line.triage = Some(note);
         line.attempt = Some(attempt);
-        Second::Done(Outcome::Done(line), usage.calls > 0)
+        Second::Done(Outcome::Done(line), ran)
     }
 }
 
@@ -725,7 +740,8 @@ fn tally(summary: &mut super::RunSummary, outcome: &Outcome) {
             summary.second_stage += 1;
             summary.later_stages += note.stages.saturating_sub(1);
         }
-        Some(note) if !note.second_stage => summary.first_only += 1,
+        // A failed problem is an error, whichever stage failed: not an answer kept.
+        Some(note) if line.error.is_none() && !note.second_stage => summary.first_only += 1,
         _ => {}
     }
 }

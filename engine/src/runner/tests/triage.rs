@@ -118,7 +118,11 @@ async fn a_resumed_triage_run_keeps_its_first_stages_and_redoes_only_a_cut_one()
     // Every second stage fails: three error lines, three first stages kept beside them.
     let (_, runner) = run(undecided_then_failing());
     let summary = runner.run(&problems, &out, |_| {}).await.unwrap();
-    assert_eq!((summary.solved, summary.errors), (1, 3));
+    // Failed, not answers kept from their first stages.
+    assert_eq!(
+        (summary.solved, summary.errors, summary.first_only),
+        (1, 3, 0)
+    );
     let side = triage_path(&out);
     let kept = std::fs::read_to_string(&side).unwrap();
     assert_eq!(kept.lines().count(), 3);
@@ -372,6 +376,52 @@ async fn a_stage_deferred_behind_one_that_asks_again_goes_first_when_it_needs_mo
     assert_eq!(lines["p1"].answer.as_deref(), Some("a"));
     assert_eq!(lines["p2"].answer.as_deref(), Some("b"));
     assert_eq!(summary.usage.total_tokens(), 24 + 14 + 10);
+}
+
+#[tokio::test]
+async fn a_stage_deferred_behind_one_that_failed_thinks_with_what_it_gave_back() {
+    // As above, but p1's thinking fails (a server gone for a moment) after holding all 30:
+    // p2, deferred behind it, thinks with them, rather than keep its first stage for want of a
+    // budget nobody spent.
+    use crate::scripted::Reply::{Fail, Text};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let backend = Arc::new(SlowThinking(
+        crate::scripted::ScriptedBackend::from_replies([
+            Text("p:0.1".into()),
+            Text("q:0.2".into()),
+            Text("r:0.9".into()),
+            Fail("connection reset".into()),
+            Text("b".into()),
+        ]),
+    ));
+    let summary = Runner::new(
+        Arc::new(TwoStage {
+            think_tokens: 30,
+            again: false,
+        }),
+        Arc::clone(&backend) as Arc<dyn Backend>,
+    )
+    .with_allocation(Allocation::Triage)
+    .with_concurrency(2)
+    .with_run_budget(Budget::unlimited().with_max_tokens(24 + 30))
+    .run(&numbered(3), &out, |_| {})
+    .await
+    .unwrap();
+    let later = prompts(&backend.0).split_off(3);
+    assert_eq!(later, ["think Q1?", "think Q2?"]);
+    let lines = by_id(&out);
+    assert_eq!(lines["p2"].answer.as_deref(), Some("b"));
+    assert_eq!(lines["p2"].stop_reason, Some(StopReason::Completed));
+    let p1 = &lines["p1"];
+    assert!(p1.error.is_some(), "{p1:?}");
+    // Its second stage ran (and failed): not an answer kept from the first.
+    assert!(p1.triage.as_ref().is_some_and(|t| t.second_stage), "{p1:?}");
+    assert_eq!(
+        (summary.errors, summary.second_stage, summary.first_only),
+        (1, 1, 0),
+        "{summary:?}"
+    );
 }
 
 /// Second stages (prompts starting `think`) take a moment; first stages none.
