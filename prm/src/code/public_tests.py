@@ -132,7 +132,11 @@ def call_scope(missing):
 def canonical(x):
     # repr, with set elements and dict items in a fixed order: string hashes change with every
     # process, so two runs of the same program would print one set two ways (and S* would tell
-    # them apart).
+    # them apart). Floats to 9 significant digits: programs that agree but for rounding
+    # (sum(xs) / len(xs) is 2.1999999999999997 where statistics.mean gives 2.2) agree, as the
+    # tests' own tolerance (1e-6) has them.
+    if type(x) is float:
+        return repr(float("%.9g" % x))
     if type(x) in (set, frozenset) and x:
         body = "{" + ", ".join(sorted(canonical(e) for e in x)) + "}"
         return body if type(x) is set else "frozenset(%s)" % body

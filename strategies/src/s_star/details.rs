@@ -66,8 +66,9 @@ pub struct SampleDetail {
     pub best_round: usize,
     /// Whether that round passes every public test.
     pub passes_public: bool,
-    /// Why its debugging ended early: a rewrite's request or test run failed (the sample
-    /// keeps its best round so far).
+    /// Why its debugging ended early: a rewrite's request or test run failed, the
+    /// conversation outgrew the context window, or a reply came back empty (the sample keeps
+    /// its best round so far).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -122,7 +123,8 @@ pub struct SStarDetails {
     #[serde(default)]
     pub probes: Vec<String>,
     /// The candidates grouped by their outputs on `probes` (round robin only; none where the
-    /// request for inputs did not fit the context window: the earliest candidate stands).
+    /// request for inputs did not fit the context window: the program the most samples wrote
+    /// stands, the earliest among equals).
     #[serde(default)]
     pub clusters: Vec<Cluster>,
     /// The comparisons, in the order played.

@@ -416,8 +416,11 @@ impl SStar {
                     break;
                 }
                 // The conversation (attempts and feedback) outgrew the context window: this
-                // sample's debugging ends with its best attempt so far.
-                Err(Error::PromptTooLong { .. }) => break,
+                // sample's debugging ends with its best attempt so far, and says why.
+                Err(e @ Error::PromptTooLong { .. }) => {
+                    sample.detail.error = Some(e.to_string());
+                    break;
+                }
                 // This rewrite's request failed: as above, and said.
                 Err(e) if e.is_per_call() => {
                     sample.ended_by(index, e);
@@ -426,6 +429,8 @@ impl SStar {
                 Err(e) => return Err(e),
             };
             let Some(choice) = generation.choices.into_iter().next() else {
+                sample.detail.error =
+                    Some("the backend returned no completion for a rewrite".into());
                 break;
             };
             // Paid for whether or not its tests run.
@@ -698,7 +703,12 @@ impl Strategy for SStar {
                     .detail
                     .rounds
                     .get(s.detail.best_round)
-                    .map(|r| r.passed as f64 / r.total.max(1) as f64),
+                    // The share of public tests passed; with none to run, whether it loaded.
+                    .map(|r| match (r.total, &r.load_error) {
+                        (0, None) => 1.0,
+                        (0, Some(_)) => 0.0,
+                        (total, _) => r.passed as f64 / total as f64,
+                    }),
                 tokens: s.tokens,
             })
             .collect();

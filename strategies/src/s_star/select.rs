@@ -280,6 +280,13 @@ impl SStar {
         if pool.len() == 1 {
             return Ok((earliest, None));
         }
+        // Where selection cannot go on, the program the most samples wrote stands (the
+        // largest cluster known without running anything), the earliest among equals.
+        let most_written = pool
+            .iter()
+            .enumerate()
+            .max_by_key(|&(k, _)| (copies.get(k).map_or(0, Vec::len), std::cmp::Reverse(k)))
+            .map_or(earliest, |(_, &sample)| sample);
         let ask = format!(
             "Here is a Python function to write:\n\n```python\n{}\n```\n\nWrite {k} test inputs for `{entry}` that a wrong implementation would likely get wrong: edge cases, tricky cases, typical cases. Write each as one call of `{entry}` on its own line, like this:\n>>> {entry}(...)",
             task.prompt.trim_end(),
@@ -289,9 +296,9 @@ impl SStar {
         let calls = match self.synthesize(cx, task, ask).await {
             Ok(Ok(Some(calls))) => calls,
             // Each pair's request shows the problem and two programs: none would fit either,
-            // so there is no tournament, and the earliest stands.
-            Ok(Ok(None)) => return Ok((earliest, None)),
-            Ok(Err(resource)) => return Ok((earliest, Some(resource))),
+            // so there is no tournament.
+            Ok(Ok(None)) => return Ok((most_written, None)),
+            Ok(Err(resource)) => return Ok((most_written, Some(resource))),
             // The request failed: as if no input could be read from its reply (each pair is
             // compared on inputs of its own), and said.
             Err(e) if e.is_per_call() => {
@@ -316,13 +323,15 @@ impl SStar {
             true => Vec::new(),
             false => match sandboxed(cx, all).await {
                 Ok(runs) => runs,
-                Err(Error::BudgetExhausted { resource }) => return Ok((earliest, Some(resource))),
+                Err(Error::BudgetExhausted { resource }) => {
+                    return Ok((most_written, Some(resource)))
+                }
                 // The sandbox could not run them on the inputs: no clusters, and no
-                // tournament (each pair would run on inputs of its own): the earliest stands.
+                // tournament (each pair would run on inputs of its own).
                 Err(e) if e.is_per_call() => {
                     tracing::warn!("S*: running the candidates on the synthesised inputs: {e}");
                     details.selection_errors.push(e.to_string());
-                    return Ok((earliest, None));
+                    return Ok((most_written, None));
                 }
                 Err(e) => return Err(e),
             },

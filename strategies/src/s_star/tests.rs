@@ -314,6 +314,9 @@ async fn adaptive_input_synthesis_clusters_by_outputs_then_judges_each_pair_of_c
         // A both times: it prefers whichever comes first, which is no verdict; the larger
         // cluster (two programs that behave alike) stands, though it is not the earliest.
         (["A", "A"], None, 1, [0, 0]),
+        // B, then A: it prefers program 1 (shown second, then first) in both orders: its
+        // cluster wins.
+        (["B", "A"], Some(1), 1, [0, 1]),
     ];
     for (answers, winner, selected, wins) in cases {
         let (backend, details) = round_robin(&[
@@ -576,6 +579,13 @@ fn calls_are_read_from_doctest_lines_and_bare_calls() {
     assert_eq!(
         calls_of("x = my_f(1) + obj.f(2); f(3) == f(4)", "f", 5),
         vec!["f(3)", "f(4)"]
+    );
+    // `>>>` lines before calls named in prose; the prompt's placeholder echoed is no input;
+    // a call inside another is part of it.
+    let text = "Inputs for add(a, b):\n>>> add(...)\n>>> add(1, 2)\n>>> add(add(5, -5), 0)";
+    assert_eq!(
+        calls_of(text, "add", 3),
+        vec!["add(1, 2)", "add(add(5, -5), 0)", "add(a, b)"]
     );
 }
 

@@ -131,12 +131,21 @@ pub(super) fn balanced_call(text: &str) -> Option<String> {
     None
 }
 
-/// Up to `k` distinct calls of `entry` in a model's reply (`>>> entry(...)` lines, or bare
-/// calls), each cut at its closing parenthesis.
+/// Up to `k` distinct calls of `entry` in a model's reply, each cut at its closing
+/// parenthesis: those on `>>>` lines first (the form the prompt asks for), then bare ones
+/// (a call named in prose, `f(numbers, threshold)`, would otherwise take a slot before them).
+/// The prompt's own placeholder, `entry(...)`, is not an input, and a call inside another
+/// (`f(f(1))`) is part of it.
 pub(super) fn calls_of(text: &str, entry: &str, k: usize) -> Vec<String> {
     let head = format!("{entry}(");
+    let placeholder = format!("{entry}(...)");
     let mut calls: Vec<String> = Vec::new();
-    for line in text.lines() {
+    let prompted = |line: &str| line.trim_start().starts_with(">>>");
+    let lines = text
+        .lines()
+        .filter(|l| prompted(l))
+        .chain(text.lines().filter(|l| !prompted(l)));
+    for line in lines {
         let mut from = 0;
         while let Some(found) = line.get(from..).and_then(|rest| rest.find(&head)) {
             let at = from + found;
@@ -151,6 +160,10 @@ pub(super) fn calls_of(text: &str, entry: &str, k: usize) -> Vec<String> {
             let Some(call) = balanced_call(&line[at..]) else {
                 continue;
             };
+            from = at + call.len();
+            if call.replace(' ', "") == placeholder {
+                continue;
+            }
             if !calls.contains(&call) {
                 calls.push(call);
             }
