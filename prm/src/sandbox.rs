@@ -545,9 +545,20 @@ impl Sandbox {
                 });
             }
             if !level.filesystem() {
+                // What the opt-in gives up, said where it is taken.
+                let exposed = match (&user, network) {
+                    (Some(_), true) => "every file readable by any user",
+                    (Some(_), false) => "every file readable by any user, and the network",
+                    (None, true) => "your files (readable and writable as you)",
+                    (None, false) => {
+                        "your files (readable and writable as you), your other processes \
+                         (their environments: API keys), and the network"
+                    }
+                };
                 tracing::warn!(
                     network,
-                    "sandbox runs without mount and PID namespaces (unshare unavailable): {}",
+                    "sandbox runs without mount and PID namespaces (unshare unavailable): \
+                     model-written programs can reach {exposed}; {}",
                     last_error.map(|e| e.to_string()).unwrap_or_default()
                 );
             }
@@ -670,6 +681,20 @@ impl Sandbox {
                 ["RLIMIT_CORE", 0, 0],
             ],
         });
+        if level == Level::Plain && user.is_none() {
+            // The program runs as this process's own user, in no namespace of its own: it
+            // could read this process's environment (API keys) and memory through /proc. A
+            // process that is not dumpable keeps those to root. (Its children get it back at
+            // exec; the program's environment is its own, cleared below.)
+            if let Err(e) = rustix::process::set_dumpable_behavior(
+                rustix::process::DumpableBehavior::NotDumpable,
+            ) {
+                tracing::warn!(
+                    "cannot keep this process's environment from the unisolated sandbox's \
+                     programs (prctl PR_SET_DUMPABLE: {e})"
+                );
+            }
+        }
         let mut command = match level {
             Level::Plain => Command::new(&self.python),
             _ => {

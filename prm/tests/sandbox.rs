@@ -695,6 +695,23 @@ async fn without_unshare_code_runs_only_when_allowed() {
         "{isolation:?}"
     );
     assert_eq!(isolation.user, self::isolation().await.user);
+    // Unisolated, the program still cannot read this process's environment (API keys) or
+    // memory: as root it runs as another user; not as root, as this one, and this process has
+    // made itself not dumpable.
+    let pid = std::process::id();
+    let report = allowed
+        .run(&Program::new(format!(
+            "for part in ('environ', 'mem'):\n    try:\n        \
+             open('/proc/{pid}/' + part, 'rb').read(16)\n        print(part, 'read')\n    \
+             except OSError as e:\n        print(part, type(e).__name__)\n"
+        )))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.stdout, "environ PermissionError\nmem PermissionError\n",
+        "{}",
+        report.stderr
+    );
 }
 
 #[tokio::test]
@@ -1147,6 +1164,28 @@ async fn output_without_a_newline_and_sets_of_strings_are_read_right() {
         .collect();
     assert_eq!(got[0], "{'a': 2, 'b': 2}");
     assert_eq!(got[0], got[1]);
+    // Two ways to a mean that differ in the last bit read the same (and so cluster in S*).
+    let means = [
+        "def m(xs):\n    return sum(xs) / len(xs)\n",
+        "import statistics\ndef m(xs):\n    return statistics.mean(xs)\n",
+    ];
+    let tests = [
+        TestCase::probe("m([1.1, 2.2, 3.3])"),
+        TestCase::probe("m([1.0, 2.0])"),
+        TestCase::probe("[m([1, 2]), m([0.1, 0.2, 0.3, 0.4]) * 3]"),
+    ];
+    let mut shown = Vec::new();
+    for code in means {
+        let run = verifier().run_tests(code, &tests).await.unwrap();
+        shown.push(
+            run.results
+                .iter()
+                .map(|r| r.got.clone().unwrap_or_default())
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(shown[0], ["2.2", "1.5", "[1.5, 0.75]"]);
+    assert_eq!(shown[0], shown[1]);
     assert_ne!(got[2], got[3]);
     assert!(
         got[2].len() < 1100 && got[2].contains("characters in all"),
