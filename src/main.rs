@@ -111,6 +111,8 @@ enum Command {
         events: Option<PathBuf>,
         /// Grade code problems even where the sandbox cannot cut off the network or make the
         /// filesystem read-only (no usable `unshare`); without it such a machine is an error.
+        /// Model-written programs then run with the network and, not as root, as you: your
+        /// files and your other processes (their environments, API keys) are in their reach.
         #[arg(long)]
         allow_unisolated_sandbox: bool,
     },
@@ -913,13 +915,29 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }),
     );
     // The events log is opened before the model loads: one that cannot be is said at once.
+    // A log this run made is taken away again if the model then fails to load: left empty, it
+    // would read as a run with nothing in it.
+    let made_log = args
+        .events
+        .as_deref()
+        .filter(|path| *path != Path::new("-") && !path.exists());
     let log = args
         .events
         .as_deref()
         .map(|path| EventsTo::open(path, Some(bar.clone())))
         .transpose()?;
     let log_sink = log.as_ref().map(EventsTo::sink);
-    let backend = config.model.load().await?;
+    let backend = match config.model.load().await {
+        Ok(backend) => backend,
+        Err(e) => {
+            if let Some(path) = made_log {
+                if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            return Err(e.into());
+        }
+    };
     let mut run_budget = Budget::unlimited();
     run_budget.max_tokens = args.max_run_tokens;
     let mut runner = Runner::new(strategy, backend)

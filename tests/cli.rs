@@ -1282,6 +1282,38 @@ fn a_file_named_gguf_that_is_not_one_is_told_as_such() {
 }
 
 #[test]
+fn a_model_that_fails_to_load_leaves_no_events_log_the_run_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let fake = dir.path().join("x.gguf");
+    std::fs::write(&fake, "not a model\n").unwrap();
+    let kept = dir.path().join("kept.jsonl");
+    std::fs::write(&kept, "{\"earlier\": 1}\n").unwrap();
+    for (events, before) in [
+        (dir.path().join("new.jsonl"), None),
+        (kept, Some("{\"earlier\": 1}\n")),
+    ] {
+        let out = run_singleop(
+            &config,
+            &dir.path().join("out.jsonl"),
+            1,
+            &["--model", text(&fake), "--events", text(&events)],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("x.gguf is not a GGUF file"), "{stderr}");
+        // A log made for this run goes with it; one that was there keeps what it held.
+        assert_eq!(
+            std::fs::read_to_string(&events).ok().as_deref(),
+            before,
+            "{}",
+            events.display()
+        );
+    }
+    assert!(!dir.path().join("out.jsonl").exists());
+}
+
+#[test]
 fn models_fetch_without_a_name_lists_the_builtins() {
     let (code, stderr) = user_error(&["models", "fetch"]);
     // A usage error, as clap's own are.

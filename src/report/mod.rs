@@ -1372,7 +1372,8 @@ fn token_axis(points: &[Point<'_>]) -> (std::ops::Range<f64>, Vec<f64>) {
     (low..high, ticks)
 }
 
-/// A token count as a tick label: `500`, `2k`, `1.5M`, `0.5`.
+/// A token count as a tick label: `500`, `2k`, `1.5M`, `0.5`, `0` (a run that spent nothing,
+/// drawn at 1).
 fn tokens_label(v: f64) -> String {
     let short = |x: f64, unit: &str| {
         let text = format!("{x:.1}");
@@ -1381,6 +1382,7 @@ fn tokens_label(v: f64) -> String {
     match v {
         v if v >= 1e6 => short(v / 1e6, "M"),
         v if v >= 1e3 => short(v / 1e3, "k"),
+        v if v <= 0.0 => "0".to_string(),
         v if v < 1.0 => format!("{v:.1}"),
         v => format!("{v:.0}"),
     }

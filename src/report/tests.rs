@@ -776,6 +776,7 @@ fn tick_labels_stay_apart_over_many_powers_of_ten() {
     assert_eq!(tokens_label(2000.0), "2k");
     assert_eq!(tokens_label(1_500_000.0), "1.5M");
     assert_eq!(tokens_label(0.5), "0.5");
+    assert_eq!(tokens_label(0.0), "0");
     let axis = |tokens: &[u64]| axis_of(tokens).1;
     // 100 to 900,000 tokens: five powers from 10, a tick at each.
     assert_eq!(
