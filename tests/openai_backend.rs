@@ -937,6 +937,56 @@ fn a_server_that_refuses_or_ignores_n_gets_single_requests() {
 }
 
 #[test]
+fn a_refusal_past_the_slots_that_names_no_number_reads_them_from_props() {
+    // llama-server since 2025 refuses an `n` past its slots without naming them; its /props
+    // tells them (`total_slots`).
+    let (url, sent) = vllm_server(move |path, body| match path {
+        "/props" => Some((200, r#"{"total_slots":4}"#.into())),
+        "/v1/completions" => {
+            let n = body["n"].as_u64().unwrap_or(1) as usize;
+            if n > 4 {
+                let message =
+                    "n_cmpl cannot be greater than the number of slots, please increase -np";
+                return Some((
+                    400,
+                    serde_json::json!({ "error": { "message": message } }).to_string(),
+                ));
+            }
+            let choices: Vec<_> = (0..n)
+                .map(|i| serde_json::json!({"index": i, "text": "ok", "finish_reason": "stop"}))
+                .collect();
+            let usage = serde_json::json!({"prompt_tokens": 3, "completion_tokens": n});
+            Some((
+                200,
+                serde_json::json!({ "choices": choices, "usage": usage }).to_string(),
+            ))
+        }
+        _ => None,
+    });
+    let backend = scripted_backend(&url, 0);
+    let ask = |n: usize| {
+        let request = GenerationRequest::new(Prompt::Text("x".into()))
+            .with_n(n)
+            .with_sampling(Sampling::with_temperature(0.8));
+        let generation = block_on(backend.generate(request)).unwrap();
+        assert_eq!(generation.choices.len(), n);
+        sent.lock().unwrap().clear();
+        generation.usage.calls
+    };
+    // llama.cpp's own name for the repetition penalty goes to it (it answers /props).
+    let request = GenerationRequest::new(Prompt::Text("x".into()));
+    block_on(backend.generate(request)).unwrap();
+    let body = sent_to(&sent.lock().unwrap(), "/v1/completions")[0].clone();
+    assert_eq!(body["repeat_penalty"], 1.0, "{body}");
+    sent.lock().unwrap().clear();
+    // 8 refused and fanned out; 4, within the slots, still one request; 6 fans out at once.
+    assert_eq!(ask(8), 9);
+    assert_eq!(ask(4), 1);
+    assert_eq!(ask(6), 6);
+    assert_eq!(backend.capabilities().max_native_n, Some(4));
+}
+
+#[test]
 fn an_n_past_the_servers_slots_fans_out_and_smaller_ones_stay_in_one_request() {
     // llama-server takes `n` up to its slots and refuses more with a 400 naming `n`.
     let slots = Arc::new(AtomicUsize::new(4));
@@ -1057,7 +1107,14 @@ fn a_choice_the_server_aborted_is_counted_and_left_out_of_the_others() {
         let all = body["prompt"] == "all";
         let choices: Vec<_> = (0..n)
             .map(|i| {
-                let reason = if all || i == 1 { "abort" } else { "stop" };
+                // mistral.rs ends one it cancelled "canceled"; the Mistral API one cut at
+                // the model's window "model_length".
+                let reason = match (body["prompt"].as_str(), i) {
+                    (Some("mistral"), 1) => "canceled",
+                    (Some("mistral"), 2) => "model_length",
+                    _ if all || i == 1 => "abort",
+                    _ => "stop",
+                };
                 serde_json::json!({"index": i, "text": "ok", "finish_reason": reason})
             })
             .collect();
@@ -1084,6 +1141,9 @@ fn a_choice_the_server_aborted_is_counted_and_left_out_of_the_others() {
         matches!(&err, Error::Inference { message } if message.contains("ended all 3")),
         "{err:?}"
     );
+    let generation = block_on(backend.generate(ask("mistral"))).unwrap();
+    let reasons: Vec<FinishReason> = generation.choices.iter().map(|c| c.finish_reason).collect();
+    assert_eq!(reasons, [FinishReason::Stop, FinishReason::Length]);
 }
 
 #[test]
@@ -1523,6 +1583,25 @@ fn a_fleet_member_that_hangs_is_passed_over_after_its_first_timeout() {
 }
 
 #[test]
+fn a_request_every_fleet_member_times_out_on_is_tried_once_on_each() {
+    // A request too long for the timeout would run it out on every server in turn, up to the
+    // retries (10): tried once on each, it fails after two timeouts, not eleven.
+    let (a, hung_a) = scripted_server(vec![0; 16]);
+    let (b, hung_b) = scripted_server(vec![0; 16]);
+    let mut options = OpenAiOptions::new(a, "m");
+    options.base_urls.push(b);
+    options.timeout = std::time::Duration::from_millis(300);
+    let backend = block_on(OpenAiBackend::connect(options)).unwrap();
+    let err =
+        block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert_eq!(
+        (hung_a.load(Ordering::SeqCst), hung_b.load(Ordering::SeqCst)),
+        (1, 1)
+    );
+}
+
+#[test]
 fn config_errors_name_what_is_wrong() {
     let mut config = ModelConfig::openai(Vec::new(), "m");
     let err = config.openai_options().unwrap_err().to_string();
@@ -1797,12 +1876,14 @@ fn a_server_whose_tokenize_ignores_messages_sends_chat_prompts_as_messages() {
 
 #[test]
 fn a_server_that_refuses_fields_beyond_openais_api_is_sent_none_after_the_first_refusal() {
-    const EXTENSIONS: [&str; 5] = [
+    const EXTENSIONS: [&str; 7] = [
         "separate_reasoning",
         "continue_final_message",
         "add_generation_prompt",
         "top_k",
         "min_p",
+        "repetition_penalty",
+        "repeat_penalty",
     ];
     // OpenAI's API: no /tokenize, and a 400 naming the first field it does not know.
     let (url, sent) = vllm_server(|path, body| {
@@ -1892,7 +1973,13 @@ fn a_refusal_that_names_no_field_of_ours_leaves_them_sent() {
     );
     let log = sent.lock().unwrap().clone();
     let chats = sent_to(&log, "/v1/chat/completions");
-    assert!(chats.iter().all(|b| b.get("min_p").is_some()), "{chats:?}");
+    // No repetition penalty: vLLM's name for it (llama.cpp's only to a server with /props).
+    assert!(
+        chats.iter().all(|b| b.get("min_p").is_some()
+            && b["repetition_penalty"] == 1.0
+            && b.get("repeat_penalty").is_none()),
+        "{chats:?}"
+    );
     assert_eq!(chats.last().unwrap()["continue_final_message"], true);
 }
 

@@ -68,6 +68,11 @@ struct ServerInfo {
     /// several choices in one reply, the only count of a choice's tokens, they are counted back
     /// through its tokenizer.
     pieces: bool,
+    /// llama.cpp's slots (`/props`' `total_slots`): the most choices one request may ask for.
+    slots: Option<usize>,
+    /// Whether the server answered `/props` (llama.cpp's): fields only it reads are sent to it
+    /// alone (vLLM warns of every field it ignores, each request).
+    props: bool,
 }
 
 /// A backend over one or more OpenAI-compatible servers.
@@ -316,6 +321,11 @@ impl OpenAiBackend {
             .request_once_at(base, reqwest::Method::GET, "/props", None)
             .await
         {
+            info.props = props.is_object();
+            info.slots = props
+                .get("total_slots")
+                .and_then(Value::as_u64)
+                .map(|n| n as usize);
             if self.options.context_tokens.is_none() {
                 if let Some(n) = props
                     .pointer("/default_generation_settings/n_ctx")
@@ -645,7 +655,9 @@ impl OpenAiBackend {
     /// Waits double from `backoff` up to 15 s, jittered by a quarter either way so that
     /// requests that failed together do not come back together; a server's `Retry-After` is
     /// waited for when longer (up to a minute). With several servers a request that timed out
-    /// is sent to the next one (on one server it would only run as long again).
+    /// is sent to the next one, as many times as there are servers (on one server it would
+    /// only run as long again; on each in turn, a request too long for the timeout would run
+    /// out its time on every one, again and again).
     async fn request_from(
         &self,
         method: reqwest::Method,
@@ -664,6 +676,7 @@ impl OpenAiBackend {
         // counter could send it back to the same one).
         let urls = &self.options.base_urls;
         let mut wanted = self.next_url.fetch_add(1, Ordering::Relaxed) % urls.len().max(1);
+        let mut timeouts = 0;
         loop {
             let index = self.pick(wanted);
             // The next try goes to the server after this one (not after the one wanted, which
@@ -679,7 +692,10 @@ impl OpenAiBackend {
                     return Ok((base, value));
                 }
                 Attempt::Fail(Error::Timeout { after, reason, .. })
-                    if self.options.base_urls.len() > 1 && attempts <= retries =>
+                    if urls.len() > 1 && attempts <= retries && {
+                        timeouts += 1;
+                        timeouts < urls.len()
+                    } =>
                 {
                     tracing::warn!(%url, attempts, %reason, "no answer within {after:?}; sending it to the next server");
                     self.shun(index, Some(SHUNNED_FOR));
@@ -945,6 +961,13 @@ impl OpenAiBackend {
         }
         if neutral {
             object.insert("min_p".into(), json!(0.0));
+            // No repetition penalty, as in process: vLLM takes one from the model's
+            // generation_config.json (Qwen2.5-Instruct's is 1.05), llama-server from its
+            // operator's --repeat-penalty (its own name for it).
+            object.insert("repetition_penalty".into(), json!(1.0));
+            if self.info.props {
+                object.insert("repeat_penalty".into(), json!(1.0));
+            }
         }
         if let Some(seed) = request.sampling.seed {
             object.insert("seed".into(), json!(seed.wrapping_add(seed_offset)));
@@ -1099,16 +1122,22 @@ impl OpenAiBackend {
                 .or_else(|| c.message.and_then(|m| m.text(continued)))
                 .unwrap_or_default();
             let finish_reason = match c.finish_reason.as_deref() {
-                Some("length") => FinishReason::Length,
+                // (`model_length`: the Mistral API's, cut at the model's window.)
+                Some("length" | "model_length") => FinishReason::Length,
                 // SGLang and vLLM end a request they aborted (shutting down, out of memory,
                 // evicted) with a choice like any other: cut where it stood, not ended. Among
                 // several, the others are answers still: it is counted and left out.
-                // (`error`: a server's failure of that choice, likewise.)
-                Some("abort" | "error") if several => {
+                // (`error`: a server's failure of that choice, likewise; `canceled`,
+                // mistral.rs's; `content_filter`, an API's that withheld the rest.)
+                Some("abort" | "error" | "canceled" | "cancelled" | "content_filter")
+                    if several =>
+                {
                     aborted.push(out.len());
                     FinishReason::Stop
                 }
-                Some(reason @ ("abort" | "error")) => {
+                Some(
+                    reason @ ("abort" | "error" | "canceled" | "cancelled" | "content_filter"),
+                ) => {
                     return Err(Error::Inference {
                         message: format!(
                             "{base} ended the completion with finish_reason \"{reason}\" \
@@ -1213,7 +1242,7 @@ impl OpenAiBackend {
                     ..
                 }) if about_n(&message) && self.options.native_n != Some(true) => {
                     tracing::warn!(status, %message, n, "the server refused an n it took before; fanning out");
-                    self.rule_out_n_from(refused_from(&message, n));
+                    self.rule_out_n_from(refused_from(&message, n, self.info.slots));
                     refused = true;
                 }
                 Err(e) => return Err(e),
@@ -1251,7 +1280,7 @@ impl OpenAiBackend {
                     // "Value must be between 1 <= value <= 4"): smaller ones are still tried.
                     // Any other refusal is of `n` itself.
                     let from = if about_n(&message) {
-                        refused_from(&message, n)
+                        refused_from(&message, n, self.info.slots)
                     } else {
                         2
                     };
@@ -1495,15 +1524,22 @@ impl Backend for OpenAiBackend {
 }
 
 /// The smallest `n` a refusal of `n` (`about_n`) rules out: past the largest limit it names
-/// below `n` (llama-server: "Value must be between 1 <= value <= 4, but got 8": from 5), or
-/// every `n` above 1 where it names none (old llama.cpp: "Only one completion choice is
-/// allowed").
-fn refused_from(message: &str, n: usize) -> usize {
+/// below `n` (llama-server: "Value must be between 1 <= value <= 4, but got 8": from 5); where
+/// it names none but the server's slots are known (llama-server since 2025: "n_cmpl cannot be
+/// greater than the number of slots, please increase -np"), past them; else every `n` above 1
+/// (old llama.cpp: "Only one completion choice is allowed").
+fn refused_from(message: &str, n: usize, slots: Option<usize>) -> usize {
+    let below = |limit: &usize| *limit >= 2 && *limit < n;
     message
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|number| number.parse::<usize>().ok())
-        .filter(|&limit| limit >= 2 && limit < n)
+        .filter(below)
         .max()
+        .or_else(|| {
+            slots
+                .filter(below)
+                .filter(|_| message.to_ascii_lowercase().contains("slots"))
+        })
         .map_or(2, |limit| limit + 1)
 }
 
@@ -1521,12 +1557,14 @@ fn about_context(message: &str) -> bool {
 }
 
 /// The request fields of ours beyond OpenAI's API (open servers read them).
-const EXTENSIONS: [&str; 5] = [
+const EXTENSIONS: [&str; 7] = [
     "separate_reasoning",
     "continue_final_message",
     "add_generation_prompt",
     "top_k",
     "min_p",
+    "repetition_penalty",
+    "repeat_penalty",
 ];
 
 /// Whether a server's error message names a request field of ours beyond OpenAI's API.

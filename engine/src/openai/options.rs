@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-/// How to reach the servers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How to reach the servers. (Its `Debug` leaves the API key out.)
+#[derive(Clone, PartialEq, Eq)]
 pub struct OpenAiOptions {
     /// Base URLs, each up to and excluding `/v1` (e.g. `http://127.0.0.1:8080`); a trailing
     /// `/v1` is accepted and dropped.
@@ -26,10 +26,37 @@ pub struct OpenAiOptions {
     pub context_tokens: Option<usize>,
     /// Largest `top_logprobs` to ask for.
     pub max_top_logprobs: usize,
-    /// Send `top_k = -1`, `min_p = 0` and `top_p = 1` unless the request sets them, so servers
-    /// with sampling defaults of their own (llama.cpp: top-k 40, top-p 0.95, min-p 0.05) sample
-    /// as mistral.rs does in process. Turn off for APIs that reject `top_k` and `min_p`.
+    /// Send `top_k = -1`, `min_p = 0` and `top_p = 1` unless the request sets them, and no
+    /// repetition penalty (`repetition_penalty = 1`, `repeat_penalty = 1`), so servers with
+    /// sampling defaults of their own (llama.cpp: top-k 40, top-p 0.95, min-p 0.05; vLLM: the
+    /// model's generation_config.json) sample as mistral.rs does in process. Turn off for APIs
+    /// that reject `top_k` and `min_p`.
     pub neutral_sampling: bool,
+}
+
+impl std::fmt::Debug for OpenAiOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiOptions")
+            .field(
+                "base_urls",
+                &self
+                    .base_urls
+                    .iter()
+                    .map(|url| super::without_login(url))
+                    .collect::<Vec<_>>(),
+            )
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
+            .field("timeout", &self.timeout)
+            .field("concurrency", &self.concurrency)
+            .field("retries", &self.retries)
+            .field("backoff", &self.backoff)
+            .field("native_n", &self.native_n)
+            .field("context_tokens", &self.context_tokens)
+            .field("max_top_logprobs", &self.max_top_logprobs)
+            .field("neutral_sampling", &self.neutral_sampling)
+            .finish()
+    }
 }
 
 impl OpenAiOptions {
@@ -50,5 +77,21 @@ impl OpenAiOptions {
             max_top_logprobs: 20,
             neutral_sampling: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_leaves_the_api_key_and_logins_out() {
+        let mut options = OpenAiOptions::new("http://user:secret-pass@127.0.0.1:8080", "m");
+        options.api_key = Some("sk-secret-key".into());
+        let shown = format!("{options:?}");
+        assert!(
+            !shown.contains("secret") && shown.contains("(set)") && shown.contains("127.0.0.1"),
+            "{shown}"
+        );
     }
 }
