@@ -467,7 +467,18 @@ pub fn check_gguf_magic(path: &Path, source_name: &str) -> Result<()> {
         .and_then(|file| file.take(4).read_to_end(&mut start))
         .map_err(|e| Error::io(path, e))?;
     if start == b"GGUF" {
-        return Ok(());
+        // A header whose sizes run past the file (a download cut short, a corrupt file) would
+        // have candle allocate what it says, and abort the process.
+        return match gguf_header_problem(path) {
+            None => Ok(()),
+            Some(problem) => {
+                let file = path.file_name().unwrap_or(path.as_os_str());
+                Err(Error::ModelSource {
+                    source_name: source_name.to_string(),
+                    reason: format!("{} is {problem}", Path::new(file).display()),
+                })
+            }
+        };
     }
     let found = if start.is_empty() {
         "it is empty".to_string()
@@ -484,6 +495,191 @@ pub fn check_gguf_magic(path: &Path, source_name: &str) -> Result<()> {
     })
 }
 
+/// What is wrong with the GGUF file at `path`, if anything, as what it is instead: a header
+/// (metadata and tensor table) with a count or length that runs past the file's end, a value
+/// type no GGUF has, or an end of file inside it; or an architecture mistral.rs does not run.
+/// Reads the header only (a few megabytes at most: the vocabulary).
+fn gguf_header_problem(path: &Path) -> Option<String> {
+    let file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut header = GgufHeader {
+        reader: std::io::BufReader::new(file),
+        at: 0,
+        len,
+        wide: true,
+    };
+    match header.walk() {
+        Err(problem) => Some(format!(
+            "not a whole GGUF file: {problem} (cut short, or corrupt)"
+        )),
+        // mistral.rs panics on an architecture it does not know, and on none.
+        Ok(None) => Some("a GGUF file whose header names no `general.architecture`".into()),
+        Ok(Some(arch)) if !GGUF_ARCHITECTURES.contains(&arch.to_ascii_lowercase().as_str()) => {
+            Some(format!(
+                "a model of architecture `{arch}`, which mistral.rs 0.8.1 does not run from \
+                 GGUF ({})",
+                GGUF_ARCHITECTURES.join(", ")
+            ))
+        }
+        Ok(Some(_)) => None,
+    }
+}
+
+/// The architectures mistral.rs 0.8.1 loads a GGUF model of (`general.architecture`).
+const GGUF_ARCHITECTURES: [&str; 8] = [
+    "llama",
+    "mistral3",
+    "phi2",
+    "phi3",
+    "starcoder2",
+    "qwen2",
+    "qwen3",
+    "qwen3moe",
+];
+
+/// A reader of a GGUF header that knows how far in it is.
+struct GgufHeader<R> {
+    reader: R,
+    at: u64,
+    len: u64,
+    /// Counts and lengths are u64 (versions 2 and 3), not u32 (version 1).
+    wide: bool,
+}
+
+impl<R: Read> GgufHeader<R> {
+    fn bytes<const N: usize>(&mut self) -> std::result::Result<[u8; N], String> {
+        let mut b = [0u8; N];
+        self.reader
+            .read_exact(&mut b)
+            .map_err(|_| format!("the file ends at byte {} inside its header", self.len))?;
+        self.at += N as u64;
+        Ok(b)
+    }
+
+    fn u32(&mut self) -> std::result::Result<u32, String> {
+        self.bytes::<4>().map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self) -> std::result::Result<u64, String> {
+        self.bytes::<8>().map(u64::from_le_bytes)
+    }
+
+    /// A count or length, no more than the bytes left after it (each item takes one at least).
+    fn size(&mut self, what: &str) -> std::result::Result<u64, String> {
+        let at = self.at;
+        let n = if self.wide {
+            self.u64()?
+        } else {
+            u64::from(self.u32()?)
+        };
+        let left = self.len.saturating_sub(self.at);
+        if n > left {
+            return Err(format!(
+                "at byte {at} its header gives {what} of {n}, more than the {left} bytes left"
+            ));
+        }
+        Ok(n)
+    }
+
+    fn skip(&mut self, n: u64) -> std::result::Result<(), String> {
+        let copied = std::io::copy(&mut (&mut self.reader).take(n), &mut std::io::sink())
+            .map_err(|e| e.to_string())?;
+        self.at += copied;
+        if copied < n {
+            return Err(format!(
+                "the file ends at byte {} inside its header",
+                self.len
+            ));
+        }
+        Ok(())
+    }
+
+    fn string(&mut self) -> std::result::Result<(), String> {
+        let n = self.size("a string length")?;
+        self.skip(n)
+    }
+
+    /// A string read whole where it is short (a key, a name), else skipped (None).
+    fn short_string(&mut self) -> std::result::Result<Option<String>, String> {
+        let n = self.size("a string length")?;
+        if n > 4096 {
+            self.skip(n)?;
+            return Ok(None);
+        }
+        let mut b = vec![0u8; n as usize];
+        self.reader
+            .read_exact(&mut b)
+            .map_err(|_| format!("the file ends at byte {} inside its header", self.len))?;
+        self.at += n;
+        Ok(Some(String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    fn value(&mut self, kind: u32) -> std::result::Result<(), String> {
+        match kind {
+            0 | 1 | 7 => self.skip(1),
+            2 | 3 => self.skip(2),
+            4..=6 => self.skip(4),
+            10..=12 => self.skip(8),
+            8 => self.string(),
+            9 => {
+                let items = self.u32()?;
+                let count = self.size("an array length")?;
+                for _ in 0..count {
+                    self.value(items)?;
+                }
+                Ok(())
+            }
+            other => Err(format!(
+                "at byte {} its header has a value of type {other}, which no GGUF has",
+                self.at - 4
+            )),
+        }
+    }
+
+    /// Walks the header; its `general.architecture`, where it has one.
+    fn walk(&mut self) -> std::result::Result<Option<String>, String> {
+        self.bytes::<4>()?;
+        let version = self.u32()?;
+        if !(1..=3).contains(&version) {
+            return Err(format!("its header says GGUF version {version}"));
+        }
+        self.wide = version > 1;
+        let tensors = self.size("a tensor count")?;
+        let entries = self.size("a metadata count")?;
+        let mut architecture = None;
+        for _ in 0..entries {
+            let key = self.short_string()?;
+            let kind = self.u32()?;
+            if kind == 8 && key.as_deref() == Some("general.architecture") {
+                architecture = self.short_string()?;
+            } else {
+                self.value(kind)?;
+            }
+        }
+        for _ in 0..tensors {
+            self.string()?;
+            let dims = self.u32()?;
+            if dims > 8 {
+                return Err(format!(
+                    "at byte {} its header gives a tensor {dims} dimensions",
+                    self.at - 4
+                ));
+            }
+            for _ in 0..dims {
+                if self.wide {
+                    self.u64()?;
+                } else {
+                    self.u32()?;
+                }
+            }
+            // Its type and its data's offset.
+            self.u32()?;
+            self.u64()?;
+        }
+        Ok(architecture)
+    }
+}
+
 impl fmt::Display for ModelSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -497,6 +693,67 @@ impl fmt::Display for ModelSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A GGUF header (version 3, no tensors) with these metadata entries.
+    fn gguf(entries: &[(&str, &str)]) -> Vec<u8> {
+        let string = |s: &str| {
+            [
+                (s.len() as u64).to_le_bytes().to_vec(),
+                s.as_bytes().to_vec(),
+            ]
+            .concat()
+        };
+        let mut out = b"GGUF".to_vec();
+        out.extend(3u32.to_le_bytes());
+        out.extend(0u64.to_le_bytes());
+        out.extend((entries.len() as u64).to_le_bytes());
+        for (key, value) in entries {
+            out.extend(string(key));
+            out.extend(8u32.to_le_bytes());
+            out.extend(string(value));
+        }
+        out
+    }
+
+    #[test]
+    fn a_gguf_cut_short_corrupt_or_of_another_architecture_is_told_before_it_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.gguf");
+        let check = |bytes: &[u8]| {
+            std::fs::write(&file, bytes).unwrap();
+            check_gguf_magic(&file, "m").map_err(|e| e.to_string())
+        };
+        let whole = gguf(&[("general.name", "m"), ("general.architecture", "qwen2")]);
+        assert!(check(&whole).is_ok());
+        // Cut inside its last string, or inside its counts.
+        let err = check(&whole[..whole.len() - 2]).unwrap_err();
+        assert!(
+            err.contains("m.gguf is not a whole GGUF file: at byte 89 its header gives a string \
+                 length of 5, more than the 3 bytes left (cut short, or corrupt)"),
+            "{err}"
+        );
+        let err = check(&whole[..10]).unwrap_err();
+        assert!(
+            err.contains("not a whole GGUF file: the file ends at byte 10 inside its header"),
+            "{err}"
+        );
+        // A string length past the end (candle would allocate it, and abort).
+        let mut corrupt = whole.clone();
+        corrupt[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+        let err = check(&corrupt).unwrap_err();
+        assert!(
+            err.contains("at byte 24 its header gives a string length of 18446744073709551615"),
+            "{err}"
+        );
+        let err = check(&gguf(&[("general.architecture", "nosucharch")])).unwrap_err();
+        assert!(
+            err.contains("architecture `nosucharch`, which mistral.rs 0.8.1 does not run")
+                && err.contains("qwen2"),
+            "{err}"
+        );
+        let err = check(&gguf(&[("general.name", "m")])).unwrap_err();
+        assert!(err.contains("no `general.architecture`"), "{err}");
+    }
 
     #[test]
     fn sources_resolve_and_typos_are_errors() {
@@ -546,7 +803,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("it is empty"), "{err}");
-        std::fs::write(&path, b"GGUF\x03\x00\x00\x00").unwrap();
+        std::fs::write(&path, gguf(&[("general.architecture", "llama")])).unwrap();
         assert_eq!(
             ModelSource::parse(path.to_str().unwrap()).unwrap(),
             ModelSource::GgufFile(path.clone())
