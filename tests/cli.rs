@@ -1283,10 +1283,16 @@ fn a_file_named_gguf_that_is_not_one_is_told_as_such() {
 
 #[test]
 fn a_model_that_fails_to_load_leaves_no_events_log_the_run_made() {
+    // A server nobody listens on, asked once: the model fails to load after the checks before
+    // it (and after the events log is opened).
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
-    let fake = dir.path().join("x.gguf");
-    std::fs::write(&fake, "not a model\n").unwrap();
+    let config = dir.path().join("down.toml");
+    std::fs::write(
+        &config,
+        "[model]\nbackend = \"openai\"\nbase_url = \"http://127.0.0.1:9\"\nmodel = \"m\"\n\
+         retries = 0\n\n[strategy]\nkind = \"direct\"\nmax_tokens = 8\n",
+    )
+    .unwrap();
     let kept = dir.path().join("kept.jsonl");
     std::fs::write(&kept, "{\"earlier\": 1}\n").unwrap();
     for (events, before) in [
@@ -1297,11 +1303,11 @@ fn a_model_that_fails_to_load_leaves_no_events_log_the_run_made() {
             &config,
             &dir.path().join("out.jsonl"),
             1,
-            &["--model", text(&fake), "--events", text(&events)],
+            &["--events", text(&events)],
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
-        assert!(stderr.contains("x.gguf is not a GGUF file"), "{stderr}");
+        assert!(stderr.contains("127.0.0.1:9"), "{stderr}");
         // A log made for this run goes with it; one that was there keeps what it held.
         assert_eq!(
             std::fs::read_to_string(&events).ok().as_deref(),

@@ -104,7 +104,9 @@ pub enum EventKind {
     },
     /// A router chose whether to think.
     Routed {
-        /// `short` or `think`.
+        /// `short` or `think`; `short (no budget to think)` after a `think` whose thinking the
+        /// budget refused (a plain solve's; a triage run records such a stage kept); mode_token's
+        /// `none` where the model wrote neither mode token.
         route: String,
         /// Why, in words.
         why: String,

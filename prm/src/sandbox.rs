@@ -549,7 +549,10 @@ impl Sandbox {
                 let exposed = match (&user, network) {
                     (Some(_), true) => "every file readable by any user",
                     (Some(_), false) => "every file readable by any user, and the network",
-                    (None, true) => "your files (readable and writable as you)",
+                    (None, true) => {
+                        "your files (readable and writable as you) and your other processes \
+                         (their environments: API keys)"
+                    }
                     (None, false) => {
                         "your files (readable and writable as you), your other processes \
                          (their environments: API keys), and the network"
@@ -681,11 +684,12 @@ impl Sandbox {
                 ["RLIMIT_CORE", 0, 0],
             ],
         });
-        if level == Level::Plain && user.is_none() {
-            // The program runs as this process's own user, in no namespace of its own: it
-            // could read this process's environment (API keys) and memory through /proc. A
-            // process that is not dumpable keeps those to root. (Its children get it back at
-            // exec; the program's environment is its own, cleared below.)
+        if !level.filesystem() && user.is_none() {
+            // The program runs as this process's own user (in a user namespace of its own or
+            // none), and sees the host's /proc: it could read this process's environment (API
+            // keys) and memory there. A process that is not dumpable keeps those to root. (Its
+            // children get it back at exec; the program's environment is its own, cleared
+            // below.)
             if let Err(e) = rustix::process::set_dumpable_behavior(
                 rustix::process::DumpableBehavior::NotDumpable,
             ) {

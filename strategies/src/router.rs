@@ -3,7 +3,7 @@
 //!
 //! - [`Router`] (`kind = "router"`): answer short first (one cheap request: `probes` short
 //!   answers in one decode), and think (any inner strategy) only when cheap signals say the query
-//!   is hard: no answer, a cut answer, probes that disagree, or low confidence (the probability
+//!   is hard: no answer stated, a cut answer, probes that disagree, or low confidence (the probability
 //!   the model gave its own answer tokens, read from the log-probabilities of the same request).
 //! - [`ModeRouter`] (`kind = "mode_token"`): for models that emit their own mode token first
 //!   (Thinkless's `<short>` / `<think>`). Either the model samples its mode, or, with
@@ -359,13 +359,7 @@ impl Router {
         choices: &[Choice],
         backend: &'static str,
     ) -> Result<(Signals, usize, Option<String>)> {
-        let answers: Vec<Option<String>> = choices
-            .iter()
-            .map(|c| match c.finish_reason {
-                FinishReason::Stop => extract_answer(&c.text),
-                FinishReason::Length => None,
-            })
-            .collect();
+        let answers: Vec<Option<String>> = choices.iter().map(probe_answer).collect();
         let groups = ponder_prm::groups(&answers, &[]);
         let leader = groups
             .iter()
@@ -439,16 +433,6 @@ impl Router {
         // The budget refused thinking's first call: the short answer stands, as a triage run
         // that cannot pay for thinking records it (and the report counts it so).
         let refused = solution.stop_reason.is_budget() && cx.meter().usage().calls == calls_before;
-        if refused {
-            // The first stage said `think`; what happened instead is said too.
-            cx.emit(
-                self.name(),
-                EventKind::Routed {
-                    route: NO_BUDGET_TO_THINK.into(),
-                    why: why.clone(),
-                },
-            );
-        }
         let (signals, mut candidates) = match short {
             Some((signals, candidates)) => (Some(signals), candidates),
             None => (None, Vec::new()),
@@ -494,6 +478,28 @@ impl Router {
     }
 }
 
+/// A short answer's answer: one the probe stated (after an answer cue, or boxed), or a reply
+/// that is a value and nothing else (`7`); not the last number of a reply that says none
+/// ("37 times 43" would read as 43, copied from the question and likely, so kept), nor of one
+/// cut at `max_tokens`.
+fn probe_answer(choice: &Choice) -> Option<String> {
+    match choice.finish_reason {
+        FinishReason::Stop => {
+            ponder_engine::answer::stated_answer(&choice.text).or_else(|| bare_value(&choice.text))
+        }
+        FinishReason::Length => None,
+    }
+}
+
+/// The answer of a reply that is a value and nothing else (`7`, ` 1591.`): stated by being all
+/// there is.
+fn bare_value(text: &str) -> Option<String> {
+    let bare = text.trim().trim_end_matches('.');
+    (!bare.is_empty() && !bare.contains(char::is_whitespace))
+        .then(|| extract_answer(bare))
+        .flatten()
+}
+
 /// The route of a solve that wanted to think but whose budget refused it: the short answer.
 pub const NO_BUDGET_TO_THINK: &str = "short (no budget to think)";
 
@@ -515,11 +521,27 @@ impl Strategy for Router {
     fn states_answer(&self, completion: &str, thinking_opened: bool) -> bool {
         self.think.states_answer(completion, thinking_opened)
             || ponder_engine::answer::stated_answer_in_turn(completion, thinking_opened).is_some()
+            || bare_value(completion).is_some()
     }
 
     #[tracing::instrument(skip_all, fields(strategy = "router", problem = %problem.id))]
     async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
-        solve_in_stages(self, problem, cx).await
+        let solution = solve_in_stages(self, problem, cx).await?;
+        // The first stage said `think`, and the budget refused the thinking: what happened
+        // instead is said too. (Here, where it is final: a triage run may defer a refused
+        // stage and think after all; it records a stage kept its own way.)
+        if let Ok(details) = serde_json::from_value::<RouterDetails>(solution.details.clone()) {
+            if details.route == NO_BUDGET_TO_THINK {
+                cx.emit(
+                    self.name(),
+                    EventKind::Routed {
+                        route: details.route,
+                        why: details.why,
+                    },
+                );
+            }
+        }
+        Ok(solution)
     }
 
     fn staged(&self) -> Option<&dyn Staged> {
@@ -580,17 +602,15 @@ impl Staged for Router {
         };
         let backend = cx.backend().capabilities().backend;
         let (signals, lead, think_why) = self.read(&generation.choices, backend)?;
-        // A probe cut at max_tokens has no answer (as `read` counts it): its cut number is
-        // not a candidate's either.
+        // A probe's answer as `read` counts it: a number of a cut probe, or of one that stated
+        // none, is not a candidate's either.
         let mut probes: Vec<(Candidate, StopReason)> = generation
             .choices
             .into_iter()
             .map(|choice| {
-                let cut = choice.finish_reason == FinishReason::Length;
+                let answer = probe_answer(&choice);
                 let (mut candidate, stop) = candidate_of(choice);
-                if cut {
-                    candidate.answer = None;
-                }
+                candidate.answer = answer;
                 (candidate, stop)
             })
             .collect();

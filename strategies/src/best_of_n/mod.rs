@@ -578,6 +578,11 @@ impl BestOfN {
     /// scored, selection goes by votes ([`Select::apply`]), and so does this: `by_votes`.
     fn votes(&self, draw: &Draw) -> Votes {
         let (answers, rewards) = ballot(draw, self.inner.strategy());
+        // A reward that is not a number is none, as `Select::apply` counts it.
+        let rewards: Vec<Option<f64>> = rewards
+            .into_iter()
+            .map(|r| r.filter(|r| r.is_finite()))
+            .collect();
         let groups = ponder_prm::groups(&answers, &rewards);
         let answered = answers.iter().any(Option::is_some);
         let by_votes = self.config.select == Select::Majority

@@ -223,8 +223,22 @@ fn a_cut_or_missing_short_answer_escalates() {
     assert_eq!(d.why, "the short answer was cut at max_tokens");
     assert_eq!(solution.answer.as_deref(), Some("7"));
     let backend = Arc::new(ScriptedBackend::new(["I am not sure.", "Final Answer: 7"]));
-    let solution = solve_with(&router(config), &backend, Budget::unlimited());
+    let solution = solve_with(&router(config.clone()), &backend, Budget::unlimited());
     assert_eq!(details(&solution).why, "no short answer");
+    // A reply that states nothing but ends on a number (the question's, echoed) has no
+    // answer either; a bare value is one.
+    let backend = Arc::new(ScriptedBackend::new(["37 times 43", "Final Answer: 1591"]));
+    let solution = solve_with(&router(config.clone()), &backend, Budget::unlimited());
+    assert_eq!(details(&solution).why, "no short answer");
+    assert_eq!(solution.answer.as_deref(), Some("1591"));
+    let backend = Arc::new(ScriptedBackend::new([" 1591.\n"]));
+    let solution = solve_with(&router(config.clone()), &backend, Budget::unlimited());
+    assert_eq!(details(&solution).route, "short");
+    assert_eq!(solution.answer.as_deref(), Some("1591"));
+    // Stated, for a vote over samples that asks (it is no guess of a budget's cut).
+    let r = router(config);
+    assert!(r.states_answer(" 1591.\n", false));
+    assert!(!r.states_answer("37 times 43", false));
 }
 
 #[test]
