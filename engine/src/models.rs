@@ -728,8 +728,10 @@ mod tests {
         // Cut inside its last string, or inside its counts.
         let err = check(&whole[..whole.len() - 2]).unwrap_err();
         assert!(
-            err.contains("m.gguf is not a whole GGUF file: at byte 89 its header gives a string \
-                 length of 5, more than the 3 bytes left (cut short, or corrupt)"),
+            err.contains(
+                "m.gguf is not a whole GGUF file: at byte 89 its header gives a string \
+                 length of 5, more than the 3 bytes left (cut short, or corrupt)"
+            ),
             "{err}"
         );
         let err = check(&whole[..10]).unwrap_err();

@@ -479,7 +479,7 @@ impl Router {
 }
 
 /// A short answer's answer: one the probe stated (after an answer cue, or boxed), or a reply
-/// that is a value and nothing else (`7`); not the last number of a reply that says none
+/// that is a value and nothing else (`7`, `37 * 43 = 1591`); not the last number of a reply that says none
 /// ("37 times 43" would read as 43, copied from the question and likely, so kept), nor of one
 /// cut at `max_tokens`.
 fn probe_answer(choice: &Choice) -> Option<String> {
@@ -491,10 +491,15 @@ fn probe_answer(choice: &Choice) -> Option<String> {
     }
 }
 
-/// The answer of a reply that is a value and nothing else (`7`, ` 1591.`): stated by being all
-/// there is.
+/// The answer of a reply that is a value and nothing else (`7`, ` 1591.`), or one line that
+/// works it out to one (`37 * 43 = 1591`): stated by being all there is.
 fn bare_value(text: &str) -> Option<String> {
-    let bare = text.trim().trim_end_matches('.');
+    let text = text.trim();
+    let value = match text.rsplit_once('=') {
+        Some((_, result)) if !text.contains('\n') => result,
+        _ => text,
+    };
+    let bare = value.trim().trim_end_matches('.');
     (!bare.is_empty() && !bare.contains(char::is_whitespace))
         .then(|| extract_answer(bare))
         .flatten()

@@ -238,7 +238,9 @@ fn a_cut_or_missing_short_answer_escalates() {
     // Stated, for a vote over samples that asks (it is no guess of a budget's cut).
     let r = router(config);
     assert!(r.states_answer(" 1591.\n", false));
+    assert!(r.states_answer("37 * 43 = 1591", false));
     assert!(!r.states_answer("37 times 43", false));
+    assert!(!r.states_answer("Let me see.\n37 * 43 = 1591", false));
 }
 
 #[test]
