@@ -936,32 +936,47 @@ fn a_server_that_refuses_or_ignores_n_gets_single_requests() {
     assert!(metered.meter().usage().calls <= 2, "{result:?}");
 }
 
+/// A server that takes `n` up to `slots` choices and refuses more with a 400 saying
+/// `refusal(slots, n)`; with `props`, its /props tells the slots (`total_slots`), as
+/// llama-server's does.
+fn slots_server(
+    slots: Arc<AtomicUsize>,
+    props: bool,
+    refusal: fn(usize, usize) -> String,
+) -> (String, Sent) {
+    vllm_server(move |path, body| {
+        let limit = slots.load(Ordering::SeqCst);
+        match path {
+            "/props" if props => Some((200, format!(r#"{{"total_slots":{limit}}}"#))),
+            "/v1/completions" => {
+                let n = body["n"].as_u64().unwrap_or(1) as usize;
+                if n > limit {
+                    let message = refusal(limit, n);
+                    return Some((
+                        400,
+                        serde_json::json!({ "error": { "message": message } }).to_string(),
+                    ));
+                }
+                let choices: Vec<_> = (0..n)
+                    .map(|i| serde_json::json!({"index": i, "text": "ok", "finish_reason": "stop"}))
+                    .collect();
+                let usage = serde_json::json!({"prompt_tokens": 3, "completion_tokens": n});
+                Some((
+                    200,
+                    serde_json::json!({ "choices": choices, "usage": usage }).to_string(),
+                ))
+            }
+            _ => None,
+        }
+    })
+}
+
 #[test]
 fn a_refusal_past_the_slots_that_names_no_number_reads_them_from_props() {
     // llama-server since 2025 refuses an `n` past its slots without naming them; its /props
     // tells them (`total_slots`).
-    let (url, sent) = vllm_server(move |path, body| match path {
-        "/props" => Some((200, r#"{"total_slots":4}"#.into())),
-        "/v1/completions" => {
-            let n = body["n"].as_u64().unwrap_or(1) as usize;
-            if n > 4 {
-                let message =
-                    "n_cmpl cannot be greater than the number of slots, please increase -np";
-                return Some((
-                    400,
-                    serde_json::json!({ "error": { "message": message } }).to_string(),
-                ));
-            }
-            let choices: Vec<_> = (0..n)
-                .map(|i| serde_json::json!({"index": i, "text": "ok", "finish_reason": "stop"}))
-                .collect();
-            let usage = serde_json::json!({"prompt_tokens": 3, "completion_tokens": n});
-            Some((
-                200,
-                serde_json::json!({ "choices": choices, "usage": usage }).to_string(),
-            ))
-        }
-        _ => None,
+    let (url, sent) = slots_server(Arc::new(AtomicUsize::new(4)), true, |_, _| {
+        "n_cmpl cannot be greater than the number of slots, please increase -np".into()
     });
     let backend = scripted_backend(&url, 0);
     let ask = |n: usize| {
@@ -990,29 +1005,8 @@ fn a_refusal_past_the_slots_that_names_no_number_reads_them_from_props() {
 fn an_n_past_the_servers_slots_fans_out_and_smaller_ones_stay_in_one_request() {
     // llama-server takes `n` up to its slots and refuses more with a 400 naming `n`.
     let slots = Arc::new(AtomicUsize::new(4));
-    let limit = Arc::clone(&slots);
-    let (url, sent) = vllm_server(move |path, body| {
-        if path != "/v1/completions" {
-            return None;
-        }
-        let n = body["n"].as_u64().unwrap_or(1) as usize;
-        let slots = limit.load(Ordering::SeqCst);
-        if n > slots {
-            let message =
-                format!("Field 'n': Value must be between 1 <= value <= {slots}, but got {n}");
-            return Some((
-                400,
-                serde_json::json!({ "error": { "message": message } }).to_string(),
-            ));
-        }
-        let choices: Vec<_> = (0..n)
-            .map(|i| serde_json::json!({"index": i, "text": "ok", "finish_reason": "stop"}))
-            .collect();
-        let usage = serde_json::json!({"prompt_tokens": 3, "completion_tokens": n});
-        Some((
-            200,
-            serde_json::json!({ "choices": choices, "usage": usage }).to_string(),
-        ))
+    let (url, sent) = slots_server(Arc::clone(&slots), false, |slots, n| {
+        format!("Field 'n': Value must be between 1 <= value <= {slots}, but got {n}")
     });
     let backend = scripted_backend(&url, 0);
     let ns = || -> Vec<u64> {
