@@ -125,6 +125,19 @@ fn best_by_reward(members: impl Iterator<Item = usize>, rewards: &[Option<f64>])
 }
 
 impl Select {
+    /// Whether [`Select::apply`] picks by votes: `majority`, or nothing with an answer was
+    /// scored (a scorer that refused every candidate, or scored only those without one), where
+    /// every answer's sum would be 0 and the first answer drawn would win, but the votes still
+    /// say something. (Naive too: its best reward is no reward.) Rewards that are not numbers
+    /// count as none.
+    pub fn goes_by_votes(self, answers: &[Option<String>], rewards: &[Option<f64>]) -> bool {
+        self == Self::Majority
+            || (answers.iter().any(Option::is_some)
+                && answers.iter().zip(rewards).all(|(answer, reward)| {
+                    answer.is_none() || !reward.is_some_and(f64::is_finite)
+                }))
+    }
+
     /// Picks among candidates with these answers and rewards (same length).
     /// A reward that is not a number (NaN, infinite: a scorer's bug) counts as none.
     pub fn apply(self, answers: &[Option<String>], rewards: &[Option<f64>]) -> Selection {
@@ -140,20 +153,8 @@ impl Select {
                 why: "no candidates".into(),
             };
         }
-        // Nothing was scored (a scorer that refused every candidate), or nothing that answered:
-        // every answer's sum would be 0, and the first answer drawn would win. The votes still
-        // say something.
         let answered = answers.iter().any(Option::is_some);
-        let answered_unscored = answered
-            && answers
-                .iter()
-                .zip(rewards)
-                .all(|(answer, reward)| answer.is_none() || reward.is_none());
-        // (Naive too: its best reward is no reward, and the first drawn may have no answer.)
-        if self != Self::Majority
-            && answered
-            && (rewards.iter().all(Option::is_none) || answered_unscored)
-        {
+        if self != Self::Majority && self.goes_by_votes(answers, rewards) {
             let mut selection = Self::Majority.apply(answers, rewards);
             let what = match rewards.iter().all(Option::is_none) {
                 true => "no candidate",

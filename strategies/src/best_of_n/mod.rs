@@ -585,12 +585,8 @@ impl BestOfN {
             .collect();
         let groups = ponder_prm::groups(&answers, &rewards);
         let answered = answers.iter().any(Option::is_some);
-        let by_votes = self.config.select == Select::Majority
-            || (answered
-                && answers
-                    .iter()
-                    .zip(&rewards)
-                    .all(|(answer, reward)| answer.is_none() || reward.is_none()));
+        let by_votes = self.config.select.goes_by_votes(&answers, &rewards);
+        let total_reward = rewards.iter().flatten().sum();
         let mass = match by_votes {
             true => groups.iter().map(|g| g.members.len() as f64).collect(),
             false => groups.iter().map(|g| g.weight).collect(),
@@ -604,6 +600,7 @@ impl BestOfN {
         Votes {
             mass,
             rewards,
+            total_reward,
             by_votes,
         }
     }
@@ -617,6 +614,7 @@ impl BestOfN {
             mass,
             rewards,
             by_votes,
+            ..
         } = self.votes(draw);
         // A vote is 1, and a reward at most 1: one more sample adds at most 1 to a group.
         let per_sample = 1.0;
@@ -700,6 +698,8 @@ struct Votes {
     mass: Vec<f64>,
     /// The rewards that can decide the vote.
     rewards: Vec<Option<f64>>,
+    /// Every candidate's reward summed (unanswered ones' too: they count against the leader).
+    total_reward: f64,
     /// Whether the vote goes by votes (majority, or nothing with an answer scored).
     by_votes: bool,
 }
@@ -886,6 +886,7 @@ impl BestOfN {
         let Votes {
             mass,
             rewards,
+            total_reward,
             by_votes,
         } = self.votes(draw);
         let leader = mass.iter().copied().fold(0.0, f64::max);
@@ -894,10 +895,7 @@ impl BestOfN {
             _ if by_votes => draw.candidates.len() as f64,
             Select::Naive => return rewards.iter().flatten().copied().fold(0.0, f64::max),
             Select::Majority => draw.candidates.len() as f64,
-            Select::Weighted => {
-                let (_, all) = ballot(draw, self.inner.strategy());
-                all.iter().flatten().filter(|r| r.is_finite()).sum()
-            }
+            Select::Weighted => total_reward,
         };
         if total > 0.0 {
             leader / total
