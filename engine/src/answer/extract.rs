@@ -5,12 +5,22 @@ use super::scan::{collect, digit_run, group_end, is_digit_at, letters_at};
 use super::{eval, is_listed, normalize, MATH_WORDS};
 
 /// Cues that introduce *the* answer, the form prompts ask for, searched case-insensitively.
-/// The last one that is followed by an answer wins, whatever weaker cue comes after it.
-const STRONG_CUES: &[&str] = &["final answer:", "final answer is", "final answer"];
+/// The last one that is followed by an answer wins, whatever weaker cue comes after it. A bare
+/// `final answer` ([`BARE_CUE`]) counts only where it [`introduces`] what follows.
+const STRONG_CUES: &[&str] = &["final answer:", "final answer is"];
+
+/// `final answer` with no colon or verb: a heading (`**Final Answer**`, `Final Answer\n18`) or
+/// the words in a sentence (`I rounded the final answer to 2 places`).
+const BARE_CUE: &str = "final answer";
+
+/// First words after a cue that make the sentence one about the answer, whatever numbers it
+/// holds (`The final answer is based on 9 eggs`, `the answer is not 5`): no answer there.
+const ABOUT_THE_ANSWER: &str = "based rounded obtained derived not correct incorrect wrong below \
+    above follows following";
 
 /// Cues that may introduce an answer but also turn up in passing ("I hope this answer is
 /// correct", a made-up follow-up question's "Answer: 7"): used only where no strong cue is.
-const WEAK_CUES: &[&str] = &["the answer is", "answer is", "answer:"];
+const WEAK_CUES: &[&str] = &["the answer is", "answer is", "answer:", "answer**:"];
 
 /// First words of a text after a cue that say something about the answer instead of giving it
 /// ("the answer is correct", "the final answer below").
@@ -68,6 +78,11 @@ pub(super) fn after_cue(text: &str) -> Option<String> {
         ends
     };
     let mut strong = ends(STRONG_CUES);
+    strong.extend(
+        ends(&[BARE_CUE])
+            .into_iter()
+            .filter(|&end| introduces(&lower, end)),
+    );
     // `#### 42` (GSM8K), but not a markdown heading such as `#### Step 3`.
     for (p, m) in lower.match_indices("####") {
         let after = lower.get(p + m.len()..).unwrap_or("");
@@ -87,6 +102,25 @@ pub(super) fn after_cue(text: &str) -> Option<String> {
         .chain(weak.iter().rev())
         .filter(|&&end| !in_passing(text, end))
         .find_map(|&end| answer_at(text, end))
+}
+
+/// Whether the bare cue ending at `end` of `lower` (lower-cased) introduces what follows: after
+/// spaces, bold or a closing brace, a colon, `=`, a line break, math, a number, a bracket or
+/// nothing; not words (`the final answer to 2 places`, `find the final answer by multiplying`;
+/// `final answer is` is a cue of its own).
+fn introduces(lower: &str, end: usize) -> bool {
+    let rest = lower
+        .get(end..)
+        .unwrap_or_default()
+        .trim_start_matches([' ', '\t', '*', '_', '}', '#']);
+    rest.is_empty()
+        || rest.starts_with(|c: char| {
+            c.is_ascii_digit()
+                || matches!(
+                    c,
+                    ':' | '=' | '\n' | '\r' | '$' | '\\' | '(' | '[' | '-' | '\u{2212}'
+                )
+        })
 }
 
 /// Whether `line` opens with the number of a numbered heading, `1. Compute the eggs`,
@@ -138,6 +172,13 @@ fn answer_at(text: &str, end: usize) -> Option<String> {
                 .unwrap_or_default()
                 .trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '*'))
         });
+    let first_word = tail
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or_default();
+    if is_listed(ABOUT_THE_ANSWER, &first_word.to_ascii_lowercase()) {
+        return None;
+    }
     let candidate = match display_block(tail) {
         Some(block) => cue_candidate(&block)?,
         // Display math opened and not closed on its line or within reach (a completion cut
@@ -324,16 +365,18 @@ fn without_trailing_working(cand: &str) -> Option<String> {
 
 /// The math span on the line that gives the answer: the first, unless it names what the
 /// answer is (the line opens with words, `The value of $x$ is $5$`, `The length of $DE$ is
-/// $\sqrt{51}$`; or the span is a bare name, `\( n \) equals \( 23 \)`) and the next span
-/// follows it in the same sentence after `is`, `are`, `equals` or `=`: then that one. A first
-/// span that is the answer keeps it whatever the sentence says after (`$18$. The number left is
-/// $9$`).
+/// $\sqrt{51}$`; or the span is a bare name, `\( n \) equals \( 23 \)`) and a later span
+/// follows it in the same sentence after `is`, `are`, `equals` or `=`, the spans between joined
+/// by `and`, `or` or commas (`The sum of $a$ and $b$ is $12$`): then that one. Where the line
+/// opens with words and every span is an equation, none linked (`With $m = 8$ and $n = 9$,
+/// $m+n = 17$`), the last. A first span that is the answer keeps it whatever the sentence says
+/// after (`$18$. The number left is $9$`).
 fn answer_span(line: &str) -> Option<&str> {
     let spans = math_spans(line);
     let &(first_at, first) = spans.first()?;
-    let Some(&(next_at, next)) = spans.get(1) else {
+    if spans.len() == 1 {
         return Some(first);
-    };
+    }
     const LINKS: [&str; 6] = [" is ", " are ", " was ", " equals ", " be ", "="];
     // Words before it that do not already link to it (`The area is $18$ and the perimeter is
     // $20$`: the first is the answer).
@@ -352,27 +395,52 @@ fn answer_span(line: &str) -> Option<&str> {
         let name = name.strip_prefix('\\').unwrap_or(name);
         !name.is_empty() && name.len() <= 6 && name.chars().all(|c| c.is_ascii_alphabetic())
     };
-    let between = line
-        .get(first_at + first.len()..next_at)
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let linked = LINKS.iter().any(|l| between.contains(l))
-        && !between.contains(". ")
-        && !between.contains(';');
-    Some(if (opens_with_words || bare_name) && linked {
-        next
-    } else {
-        first
-    })
+    if !(opens_with_words || bare_name) {
+        return Some(first);
+    }
+    for pair in spans.windows(2) {
+        let [(at, body), (next_at, next)] = pair else {
+            break;
+        };
+        let between = line
+            .get(at + body.len()..*next_at)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if between.contains(". ") || between.contains(';') {
+            break;
+        }
+        if LINKS.iter().any(|l| between.contains(l)) {
+            return Some(next);
+        }
+        // Names joined (`$a$ and $b$`, `$x$, $y$`) may go on to the link.
+        let joined = between
+            .trim_matches(|c: char| c.is_whitespace() || matches!(c, '$' | '\\' | '(' | ')' | '[' | ']'))
+            .trim_end_matches(',');
+        if !matches!(joined, "" | "and" | "or" | ", and" | ", or") {
+            break;
+        }
+    }
+    let last = spans.last().map_or(first, |&(_, body)| body);
+    Some(
+        if opens_with_words && spans.iter().all(|(_, body)| body.contains('=')) {
+            last
+        } else {
+            first
+        },
+    )
 }
 
-/// The math spans on the line, each as where its body starts and its body ([`math_span_at`]).
+/// The most math spans [`math_spans`] reads on a line: each search reads the rest of the line,
+/// so a line of many spans (a model repeating itself) would take time by the square of its
+/// length.
+const MOST_SPANS: usize = 8;
+
+/// The math spans on the line, each as where its body starts and its body ([`math_span_at`]),
+/// the first [`MOST_SPANS`].
 fn math_spans(line: &str) -> Vec<(usize, &str)> {
     let mut spans = Vec::new();
     let mut from = 0;
-    // Two are all that is read (each search reads the rest of the line: a line of many spans, a
-    // model repeating itself, would take time by the square of its length).
-    while spans.len() < 2 {
+    while spans.len() < MOST_SPANS {
         let Some((start, end, after)) = line.get(from..).and_then(math_span_at) else {
             break;
         };

@@ -161,8 +161,10 @@ impl Comparable {
         if let (Some(x), Some(y)) = (self.value, other.value) {
             return x.same(y)
                 || (float_noise(&na.text, &nb.text) && structure::close(x.value(), y.value()))
-                || (na.percent && x.percent().is_some_and(|x| x.same(y)))
-                || (nb.percent && y.percent().is_some_and(|y| x.same(y)))
+                // One side's percent read as a fraction (`25%` is `0.25`); with a percent sign
+                // on both, the numbers are compared as written (`0.1%` is not `10%`).
+                || (na.percent && !nb.percent && x.percent().is_some_and(|x| x.same(y)))
+                || (nb.percent && !na.percent && y.percent().is_some_and(|y| x.same(y)))
                 || same_when_rounded(&na.text, &nb.text, x.value(), y.value());
         }
         same_structure(&na.text, &nb.text, 0) || same_function(&na.text, &nb.text)

@@ -123,7 +123,9 @@ fn equivalent_normalized(a: &str, b: &str, depth: usize) -> bool {
         return true;
     }
     if let (Some(x), Some(y)) = (eval(a), eval(b)) {
-        return x.same(y);
+        // An item written as a rounded decimal agrees to its last place, as a whole answer
+        // does (`(3, 1.5708)` is `(3, \frac{\pi}{2})`).
+        return x.same(y) || super::same_when_rounded(a, b, x.value(), y.value());
     }
     same_structure(a, b, depth + 1) || same_function(a, b)
 }
@@ -245,8 +247,8 @@ pub(super) fn same_structure(a: &str, b: &str, depth: usize) -> bool {
 }
 
 pub(super) fn key_of(s: &str, depth: usize) -> String {
-    // A whole answer only: the items of a tuple or list are compared exactly by `equivalent`.
-    if let Some(key) = (depth == 0).then(|| rounded_decimal_key(s)).flatten() {
+    // A whole answer, or an item of a tuple or list: `equivalent` reads both as rounded.
+    if let Some(key) = rounded_decimal_key(s) {
         return key;
     }
     if let Some(v) = eval(s) {

@@ -97,6 +97,18 @@ fn extracts_after_cues() {
     assert_eq!(ex("FINAL ANSWER:\n\nEvelyn").unwrap(), "Evelyn");
     assert_eq!(ex("The answer is (C).").unwrap(), "(C)");
     assert_eq!(ex("The final answer is $x = 5$.").unwrap(), "x = 5");
+    // Names joined on the way to the answer, and equations one after another: past the first
+    // two spans.
+    assert_eq!(
+        ex("Final Answer: The sum of $a$ and $b$ is $12$.").unwrap(),
+        "12"
+    );
+    let aime = ex("Final Answer: With $m = 8$ and $n = 9$, $m+n = 17$.").unwrap();
+    assert!(equivalent(&aime, "17") && !equivalent(&aime, "8"), "{aime}");
+    assert_eq!(
+        ex("Final Answer: The area is $18$ and the perimeter is $20$.").unwrap(),
+        "18"
+    );
     assert_eq!(
         ex("She has $18 and $20 left. The answer is $20.").unwrap(),
         "20"
@@ -134,6 +146,26 @@ fn a_final_answer_outranks_later_remarks_and_made_up_questions() {
         ex("Let me write the final answer after checking: 2 + 2 = 4.").unwrap(),
         "4"
     );
+    // The words "final answer" in a later sentence, numbers in it, are no cue; nor is a
+    // sentence about the answer.
+    assert_eq!(
+        ex("Final Answer: 0.75\n\nI rounded the final answer to 2 decimal places.").unwrap(),
+        "0.75"
+    );
+    assert_eq!(
+        ex("Final Answer: 18\n\n(The final answer is based on 9 eggs at $2 each.)").unwrap(),
+        "18"
+    );
+    assert_eq!(
+        ex("Step 3: Find the final answer by multiplying 9 by 2.\n9 × 2 = 18\nThe answer is 18.")
+            .unwrap(),
+        "18"
+    );
+    // A heading is a cue, bold or not, the answer on its line or below.
+    assert_eq!(ex("**Final Answer**\n18 eggs").unwrap(), "18");
+    assert_eq!(ex("Final Answer\n\n$\\boxed{7}$").unwrap(), "7");
+    assert_eq!(ex("The final answer 42.").unwrap(), "42");
+    assert_eq!(ex("**Answer**: 18\n\nShe sells 9 eggs at $2 each.").unwrap(), "18");
     // Text answers still count, numbers after a remark word too.
     assert_eq!(ex("The answer is yes.").unwrap(), "yes");
     assert_eq!(ex("Final Answer: So the total is 18.").unwrap(), "18");
@@ -238,6 +270,8 @@ fn structural_and_text_forms() {
     for (a, b) in [
         ("(1, 2)", "(1,2)"),
         ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\frac{\\pi}{2})"),
+        // An item rounded to four places or more agrees to its last place.
+        ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3, 1.5708)"),
         ("\\left( \\frac{3}{2}, -13 \\right)", "(1.5,-13)"),
         ("(3,4]", "(3, 4]"),
         ("(2,\\infty)", "(2, \\infty)"),
@@ -500,6 +534,12 @@ fn negatives() {
         ("\\cot x", "\\cotx"),
         ("2\\pi", "2"),
         ("25%", "2.5"),
+        // Fewer places are exact, in a tuple as alone.
+        ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3, 1.57)"),
+        // A percent sign on both sides: the numbers as written, not one of them over 100.
+        ("10\\%", "0.1%"),
+        ("25%", "0.25%"),
+        ("25%", "2500%"),
         ("", ""),
         ("5", ""),
         // Exact numbers are compared exactly, however large.
@@ -867,9 +907,10 @@ fn rounded_decimals_vote_with_their_fraction() {
     assert_eq!(canonical_key("3.14160"), canonical_key("3.1416"));
     // A fraction on the edge of both joins neither.
     assert_ne!(canonical_key("0.1562"), canonical_key("0.1563"));
-    // Items of a tuple are compared exactly, and keyed so.
+    // Items of a tuple are compared as rounded too, and keyed so.
     let (a, b) = ("(0.6667, 1)", "(2/3, 1)");
-    assert_eq!(canonical_key(a) == canonical_key(b), equivalent(a, b));
+    assert!(equivalent(a, b));
+    assert_eq!(canonical_key(a), canonical_key(b));
     // Huge values are keyed as written, without a panic.
     let _ = canonical_key("-300000000000000000000000000000000000000000.0000");
 }
