@@ -187,7 +187,7 @@ impl MistralRsBackend {
                 pool_tokens: pool_tokens_asked(options, Some(dir)),
                 token_bytes: token_bytes_in(&name, dir),
                 token_bytes_read_apart: true,
-                no_chat_template: false,
+                no_chat_template: !has_chat_template(dir, options.chat_template.as_deref()),
             },
             ModelSource::Hub(id) => {
                 let model = load_text_model(&name, id, options, &device).await?;
@@ -199,9 +199,12 @@ impl MistralRsBackend {
                         .map(|dir| eos_ids_in(dir, options.chat_template.as_deref()))
                         .unwrap_or_default(),
                     pool_tokens: pool_tokens_asked(options, snapshot.as_deref()),
+                    // (Without the snapshot found, as mistral.rs would have the template.)
+                    no_chat_template: snapshot.as_deref().is_some_and(|dir| {
+                        !has_chat_template(dir, options.chat_template.as_deref())
+                    }),
                     token_bytes: snapshot.and_then(|dir| token_bytes_in(&name, &dir)),
                     token_bytes_read_apart: true,
-                    no_chat_template: false,
                 }
             }
         };
@@ -216,7 +219,7 @@ impl MistralRsBackend {
         if eos_token_ids.is_empty() {
             tracing::warn!(
                 model = %name,
-                "no end-of-sequence token ids found (generation_config.json / config.json): \
+                "no end-of-sequence token ids found (generation_config.json, tokenizer_config.json): \
                  budget forcing cannot hold back or force the end of sequence, and a request \
                  whose caller gave up decodes on to its max_tokens"
             );
@@ -558,7 +561,12 @@ async fn load_gguf_files(
         }
         (path.to_path_buf(), files)
     } else {
-        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        // A bare file name's parent is "", which mistral.rs reads as a hub repository.
+        let dir = path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
         let file = path
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
@@ -741,6 +749,48 @@ fn token_bytes_in(name: &str, dir: &Path) -> Option<TokenBytes> {
     }
 }
 
+/// The chat templates of a safetensors model in `dir` whose `tokenizer_config.json` is
+/// `tokenizer_config`: the template given in place of the model's, else the model's (a string,
+/// or a list of named ones, and a `chat_template.jinja` beside).
+fn templates_in(
+    dir: &Path,
+    tokenizer_config: &serde_json::Value,
+    chat_template: Option<&Path>,
+) -> Vec<String> {
+    match chat_template {
+        Some(path) => std::fs::read_to_string(path).ok().into_iter().collect(),
+        None => match &tokenizer_config["chat_template"] {
+            serde_json::Value::String(t) => vec![t.clone()],
+            serde_json::Value::Array(named) => named
+                .iter()
+                .filter_map(|t| t["template"].as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        }
+        .into_iter()
+        .chain(std::fs::read_to_string(dir.join("chat_template.jinja")).ok())
+        .collect(),
+    }
+}
+
+/// Whether mistral.rs 0.8.1 finds a chat template for the safetensors model in `dir`
+/// (`pipeline/paths.rs`, `get_chat_template`): one given in place of the model's, else the
+/// model's in `tokenizer_config.json`, `chat_template.jinja`, `chat_template.json` or
+/// `processor_config.json`. Without one it renders chat messages by unwrapping the template
+/// it does not have, which panics its engine: such a model is prompted with raw text only.
+fn has_chat_template(dir: &Path, chat_template: Option<&Path>) -> bool {
+    let read = |file: &str| {
+        std::fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .unwrap_or_default()
+    };
+    chat_template.is_some()
+        || !templates_in(dir, &read("tokenizer_config.json"), None).is_empty()
+        || dir.join("chat_template.json").is_file()
+        || read("processor_config.json")["chat_template"].is_string()
+}
+
 /// Tokens mistral.rs 0.8.1 also ends a sequence on where they are in the vocabulary and the chat
 /// template (`SUPPORTED_ALTERNATE_EOS` in its `pipeline/chat_template.rs`).
 const ALTERNATE_EOS: &[&str] = &[
@@ -759,8 +809,8 @@ const ALTERNATE_EOS: &[&str] = &[
 /// `generation_config.json`, the `eos_token` of its `tokenizer_config.json`, and each of
 /// [`ALTERNATE_EOS`] that is in the vocabulary and the chat template (a ChatML template's
 /// `<|im_end|>` where the generation config names only `<|endoftext|>`), the template being
-/// `chat_template` where one is given in its place. Without any of those, `eos_token_id` of its
-/// `config.json`.
+/// `chat_template` where one is given in its place. (Not `config.json`'s `eos_token_id`: the
+/// engine does not end sequences on it, so forcing it would end nothing.)
 fn eos_ids_in(dir: &Path, chat_template: Option<&Path>) -> Vec<u32> {
     let mut ids = eos_ids_of(&dir.join("generation_config.json"));
     let read = |file: &str| {
@@ -778,22 +828,7 @@ fn eos_ids_in(dir: &Path, chat_template: Option<&Path>) -> Vec<u32> {
             .or_else(|| value["content"].as_str())
             .map(str::to_string)
     };
-    // The template given in place of the model's, else the model's: a string, or a list of
-    // named ones, and a `chat_template.jinja` beside.
-    let templates: Vec<String> = match chat_template {
-        Some(path) => std::fs::read_to_string(path).ok().into_iter().collect(),
-        None => match &tokenizer_config["chat_template"] {
-            serde_json::Value::String(t) => vec![t.clone()],
-            serde_json::Value::Array(named) => named
-                .iter()
-                .filter_map(|t| t["template"].as_str().map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
-        }
-        .into_iter()
-        .chain(std::fs::read_to_string(dir.join("chat_template.jinja")).ok())
-        .collect(),
-    };
+    let templates = templates_in(dir, &tokenizer_config, chat_template);
     let named = token_text(&tokenizer_config["eos_token"])
         .into_iter()
         .chain(
@@ -808,9 +843,6 @@ fn eos_ids_in(dir: &Path, chat_template: Option<&Path>) -> Vec<u32> {
                 ids.push(id);
             }
         }
-    }
-    if ids.is_empty() {
-        ids = eos_ids_of(&dir.join("config.json"));
     }
     ids
 }
@@ -940,10 +972,52 @@ fn chat_template(name: &str, options: &LoadOptions) -> Result<Option<String>> {
 }
 
 /// Bridges a ponder [`LogitsProcessor`] to mistral.rs's tensor interface.
+///
+/// It runs on mistral.rs's engine thread, which catches no panic: a processor that panics
+/// there would stop the engine for every request in flight. So a panic, and logits that hold
+/// NaN (a model whose arithmetic overflowed: a seeded draw would skip them, and mistral.rs's
+/// greedy pick read them as the last token), are a [`Fault`] of the call instead, which ends
+/// its sequences at their next token and fails the call naming it.
 struct ProcessorAdapter {
     processor: Arc<dyn LogitsProcessor>,
     /// The request's prompt ids: the whole context of a sequence's first token.
     prompt: Arc<[u32]>,
+    /// Where the call's first fault is kept.
+    fault: Arc<Fault>,
+}
+
+/// The first fault of a call's logits processing (see [`ProcessorAdapter`]), and the token
+/// that ends its sequences once there is one.
+#[derive(Debug, Default)]
+struct Fault {
+    what: Mutex<Option<String>>,
+    eos: Option<u32>,
+}
+
+impl Fault {
+    fn new(eos: Option<u32>) -> Arc<Self> {
+        Arc::new(Self {
+            what: Mutex::new(None),
+            eos,
+        })
+    }
+
+    /// Keeps `what` unless a fault was kept before.
+    fn note(&self, what: String) {
+        if let Ok(mut kept) = self.what.lock() {
+            kept.get_or_insert(what);
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.what.lock().map_or(true, |kept| kept.is_some())
+    }
+
+    /// The fault, as the call's error.
+    fn error(&self) -> Option<Error> {
+        let what = self.what.lock().ok()?.clone()?;
+        Some(Error::Inference { message: what })
+    }
 }
 
 impl ProcessorAdapter {
@@ -964,9 +1038,43 @@ impl ProcessorAdapter {
 
 impl CustomLogitsProcessor for ProcessorAdapter {
     fn apply(&self, logits: &Tensor, context: &[u32]) -> mistralrs::Result<Tensor> {
+        let ended = |logits: &Tensor| match self.fault.eos {
+            Some(eos) => Ok(only(logits, eos)?.unwrap_or_else(|| logits.clone())),
+            None => Ok(logits.clone()),
+        };
+        if self.fault.is_set() {
+            return ended(logits);
+        }
         let dtype = logits.dtype();
         let mut values: Vec<f32> = logits.to_dtype(mistralrs::DType::F32)?.to_vec1()?;
-        self.processor.process(&mut values, self.context(context));
+        let at = context.len();
+        if let Some(id) = values.iter().position(|v| v.is_nan()) {
+            self.fault.note(format!(
+                "the model's logits hold NaN (token {id}, at position {at}): its arithmetic \
+                 overflowed (an f16 model dequantized to f16 can) or the weights are damaged"
+            ));
+            return ended(logits);
+        }
+        let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.processor.process(&mut values, self.context(context));
+        }));
+        if let Err(panic) = processed {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|m| m.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            self.fault.note(format!(
+                "a logits processor panicked at position {at}: {message}"
+            ));
+            return ended(logits);
+        }
+        if let Some(id) = values.iter().position(|v| v.is_nan()) {
+            self.fault.note(format!(
+                "a logits processor left NaN among the logits (token {id}, at position {at})"
+            ));
+            return ended(logits);
+        }
         Tensor::from_vec(values, logits.shape(), logits.device())?.to_dtype(dtype)
     }
 }
@@ -1231,13 +1339,8 @@ impl MistralRsBackend {
         n: usize,
         turn: Option<OwnedSemaphorePermit>,
         draw: Option<SeededDraw>,
+        fault: &Arc<Fault>,
     ) -> Result<Vec<Choice>> {
-        // mistral.rs 0.8.1's greedy path reports log10 of the raw *logit* as a token's
-        // log-probability (sampler.rs, `sample_argmax`). A greedy request that asks for
-        // log-probabilities samples at temperature 1 from the top token alone instead: the same
-        // token, with its true probability (alternatives then have none and are left out).
-        // (mistral.rs decodes any temperature below 1e-7 greedily.)
-        let greedy_logprobs = request.sampling.temperature < 1e-7 && request.top_logprobs.is_some();
         // An empty stop string stops nothing.
         let stop: Vec<String> = request
             .stop
@@ -1260,22 +1363,13 @@ impl MistralRsBackend {
         let drawn = draw.is_some();
         let sampling = SamplingParams {
             // mistral.rs reads a missing temperature as 1.0 (sampling); greedy needs an explicit 0.
-            temperature: Some(if greedy_logprobs {
-                1.0
-            } else if drawn {
+            temperature: Some(if drawn {
                 0.0
             } else {
                 request.sampling.temperature
             }),
-            top_k: if greedy_logprobs {
-                Some(1)
-            } else {
-                request.sampling.top_k.filter(|_| !drawn)
-            },
-            top_p: request
-                .sampling
-                .top_p
-                .filter(|_| !greedy_logprobs && !drawn),
+            top_k: request.sampling.top_k.filter(|_| !drawn),
+            top_p: request.sampling.top_p.filter(|_| !drawn),
             min_p: None,
             top_n_logprobs: request.top_logprobs.unwrap_or(0),
             frequency_penalty: None,
@@ -1331,6 +1425,7 @@ impl MistralRsBackend {
             processors.push(Arc::new(ProcessorAdapter {
                 processor: Arc::new(draw),
                 prompt: Arc::clone(prompt),
+                fault: Arc::clone(fault),
             }));
         }
         let (tx, rx) = mpsc::channel(8);
@@ -1361,6 +1456,10 @@ impl MistralRsBackend {
                 turn,
             )
             .await?;
+        // A processor that panicked, or NaN logits: the sequences were ended there.
+        if let Some(e) = fault.error() {
+            return Err(e);
+        }
         let completion = match response {
             Response::CompletionDone(done) => done,
             Response::CompletionModelError(message, _) => return Err(Error::Inference { message }),
@@ -1446,6 +1545,9 @@ impl MistralRsBackend {
                     && choice.stop_sequence.is_none()
                 {
                     choice.finish_reason = FinishReason::Length;
+                    // Cut inside a character, as a length cut can be (see `convert_choice`).
+                    let finished = choice.text.trim_end_matches('\u{FFFD}').len();
+                    choice.text.truncate(finished);
                 }
             }
         }
@@ -1544,7 +1646,7 @@ impl Backend for MistralRsBackend {
             });
         }
         if let Some(context_tokens) = self.context_tokens {
-            if ids.len() + request.max_tokens > context_tokens {
+            if ids.len().saturating_add(request.max_tokens) > context_tokens {
                 return Err(Error::PromptTooLong {
                     prompt_tokens: ids.len(),
                     max_tokens: request.max_tokens,
@@ -1554,6 +1656,7 @@ impl Backend for MistralRsBackend {
         }
         let prompt_tokens = ids.len();
         let prompt: Arc<[u32]> = Arc::from(ids);
+        let fault = Fault::new(self.eos_token_ids.first().copied());
         let processors: Vec<Arc<dyn CustomLogitsProcessor>> = request
             .logits_processors
             .iter()
@@ -1561,6 +1664,7 @@ impl Backend for MistralRsBackend {
                 Arc::new(ProcessorAdapter {
                     processor: Arc::clone(p),
                     prompt: Arc::clone(&prompt),
+                    fault: Arc::clone(&fault),
                 }) as Arc<dyn CustomLogitsProcessor>
             })
             .collect();
@@ -1570,15 +1674,23 @@ impl Backend for MistralRsBackend {
             .sampling
             .seed
             .filter(|_| request.sampling.temperature >= 1e-7);
-        let draw = |choice: usize| {
-            seed.map(|seed| SeededDraw::for_choice(seed, choice, &request.sampling))
+        // mistral.rs 0.8.1's greedy path reports log10 of the raw *logit* as a token's
+        // log-probability (sampler.rs, `sample_argmax`). A greedy request that asks for
+        // log-probabilities is drawn by ponder too, taking the most likely token, with the
+        // probabilities at temperature 1 recorded as a sampled token's are. (mistral.rs decodes
+        // any temperature below 1e-7 greedily.)
+        let greedy_logprobs = request.sampling.temperature < 1e-7 && request.top_logprobs.is_some();
+        let draw = |choice: usize| match seed {
+            Some(seed) => Some(SeededDraw::for_choice(seed, choice, &request.sampling)),
+            None => greedy_logprobs.then(SeededDraw::most_likely),
         };
         // On the CPU, one request of one choice per turn; elsewhere one request of all `n`, or
         // of each drawn choice, sent together. A tokenizer whose tokens' texts lose their
         // leading space has it read from a one-choice request's first ids: one request a
         // choice there too (else every choice of a CUDA request lost its leading space).
-        let (requests, per_request) = match (&self.one_at_a_time, seed) {
-            (None, None) if !self.drops_lead_space => (1, request.n),
+        let drawn = seed.is_some() || greedy_logprobs;
+        let (requests, per_request) = match (&self.one_at_a_time, drawn) {
+            (None, false) if !self.drops_lead_space => (1, request.n),
             _ => (request.n, 1),
         };
         let mut choices = Vec::with_capacity(request.n);
@@ -1586,7 +1698,7 @@ impl Backend for MistralRsBackend {
         if together {
             choices = gather(
                 (0..requests).map(|choice| {
-                    self.complete(&request, &prompt, &processors, 1, None, draw(choice))
+                    self.complete(&request, &prompt, &processors, 1, None, draw(choice), &fault)
                 }),
                 request.deadline,
             )
@@ -1619,6 +1731,7 @@ impl Backend for MistralRsBackend {
                 per_request,
                 turn,
                 draw(choice),
+                &fault,
             );
             let written = match request.deadline {
                 // A later choice still in a step at the deadline (a long prefill: the deadline's
@@ -1892,11 +2005,12 @@ mod tests {
     }
 
     #[test]
-    fn eos_ids_come_from_generation_config_then_config() {
+    fn eos_ids_come_from_generation_config_not_config() {
         let dir = tempfile::tempdir().unwrap();
         assert!(eos_ids_in(dir.path(), None).is_empty());
+        // mistral.rs does not end sequences on `config.json`'s id.
         std::fs::write(dir.path().join("config.json"), r#"{"eos_token_id": 2}"#).unwrap();
-        assert_eq!(eos_ids_in(dir.path(), None), vec![2]);
+        assert!(eos_ids_in(dir.path(), None).is_empty());
         std::fs::write(
             dir.path().join("generation_config.json"),
             r#"{"eos_token_id": [151645, 151643]}"#,

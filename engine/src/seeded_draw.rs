@@ -35,6 +35,9 @@ pub(crate) struct SeededDraw {
     top_p: Option<f64>,
     /// Where the draws are recorded, for a request that asks for log-probabilities.
     record: Option<Arc<Record>>,
+    /// Takes the most likely token instead of drawing (a greedy request that asks for
+    /// log-probabilities, [`SeededDraw::most_likely`]).
+    greedy: bool,
 }
 
 /// One position's draw, as a sampler reports it.
@@ -91,6 +94,21 @@ impl SeededDraw {
             top_k: sampling.top_k,
             top_p: sampling.top_p,
             record: None,
+            greedy: false,
+        }
+    }
+
+    /// Greedy decoding, which records (see [`SeededDraw::recording`]) the token taken and the
+    /// most likely ones with their probabilities at temperature 1 over the whole vocabulary,
+    /// as a sampler reports them: mistral.rs's own greedy path reports log10 of the logits.
+    pub(crate) fn most_likely() -> Self {
+        Self {
+            seed: 0,
+            temperature: 1.0,
+            top_k: None,
+            top_p: None,
+            record: None,
+            greedy: true,
         }
     }
 
@@ -120,7 +138,11 @@ impl LogitsProcessor for SeededDraw {
         else {
             return;
         };
-        let token = distribution.draw(self.uniform(context.len()));
+        let token = if self.greedy {
+            distribution.most_likely()
+        } else {
+            distribution.draw(self.uniform(context.len()))
+        };
         if let Some(record) = &self.record {
             record.note(context.len(), distribution.drawn(token, record.top_n));
         }
@@ -142,6 +164,14 @@ impl Distribution {
             target -= weight;
         }
         self.kept.last().map_or(0, |&(token, _)| token)
+    }
+
+    /// The most likely token (of equals, the lower id, as [`most_likely_first`] orders them).
+    fn most_likely(&self) -> usize {
+        self.kept
+            .iter()
+            .min_by(|a, b| most_likely_first(a, b))
+            .map_or(0, |&(token, _)| token)
     }
 
     /// `token`'s draw as a sampler reports it, with the `top_n` most likely tokens kept.
