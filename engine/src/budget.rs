@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// A budget is enforced by [`crate::Metered`], which reserves the worst case of each call before
 /// sending it (prompt tokens plus `n * max_tokens`, shrinking `max_tokens` to fit), so the totals
-/// are never exceeded, even with many calls in flight.
+/// are never exceeded, even with many calls in flight. (The prompt's tokens are exact where the
+/// backend tokenizes it; a chat prompt it cannot is reserved on an estimate, which a template
+/// that adds text of its own, a default system prompt, can exceed by a few tokens.)
 ///
 /// In a config file it is a table (`[budget]`); serde's derive alone would also read a list
 /// positionally, so that `[[budget]]` was "a map where a whole number was expected".

@@ -250,11 +250,16 @@ struct Reservation {
 impl Reservation {
     fn settle(self, usage: &Usage) {
         let mut state = self.meter.lock();
-        state.used.prompt_tokens += usage.prompt_tokens;
-        state.used.cached_prompt_tokens += usage.cached_prompt_tokens;
-        state.used.completion_tokens += usage.completion_tokens;
+        // Saturating, as `Usage` adds: a count near 2^64 from a server would wrap, and a spent
+        // budget look unspent.
+        let used = &mut state.used;
+        used.prompt_tokens = used.prompt_tokens.saturating_add(usage.prompt_tokens);
+        used.cached_prompt_tokens = used
+            .cached_prompt_tokens
+            .saturating_add(usage.cached_prompt_tokens);
+        used.completion_tokens = used.completion_tokens.saturating_add(usage.completion_tokens);
         // A backend that fans one generation out over several requests says so in its usage.
-        state.used.calls += usage.calls;
+        used.calls = used.calls.saturating_add(usage.calls);
         // Drop runs next and releases the reservation.
     }
 }
@@ -774,6 +779,58 @@ mod tests {
             (0, 0),
             "nothing came back"
         );
+    }
+
+    /// A library user's backend that takes no notice of a request's deadline: each call
+    /// takes 10 s.
+    struct IgnoresDeadline(ScriptedBackend);
+
+    #[async_trait]
+    impl Backend for IgnoresDeadline {
+        async fn generate(&self, mut request: GenerationRequest) -> Result<Generation> {
+            request.deadline = None;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            self.0.generate(request).await
+        }
+
+        fn capabilities(&self) -> crate::Capabilities {
+            self.0.capabilities()
+        }
+
+        async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
+            self.0.tokenize(input).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_ignores_the_deadline_is_given_up_a_grace_after_it() {
+        let backend = Metered::new(
+            IgnoresDeadline(ScriptedBackend::new(vec!["a"])),
+            Budget::unlimited().with_max_wall(Duration::from_millis(50)),
+        );
+        let sent = Instant::now();
+        let result = backend
+            .generate(GenerationRequest::new(Prompt::Text("q".into())))
+            .await;
+        let waited = sent.elapsed();
+        assert!(
+            matches!(
+                result,
+                Err(Error::BudgetExhausted {
+                    resource: Resource::WallTime
+                })
+            ),
+            "{result:?}"
+        );
+        // Waited for the grace past the deadline (the backend's reply may be on its way), no
+        // longer.
+        assert!(
+            waited >= Duration::from_millis(50) + DEADLINE_GRACE - Duration::from_millis(20)
+                && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+        let usage = backend.meter().usage();
+        assert_eq!((usage.total_tokens(), usage.calls), (0, 0), "nothing came back");
     }
 
     /// A backend that ends each call at its deadline with what it wrote by then (its whole

@@ -193,6 +193,9 @@ pub struct RunSummary {
     pub resumed: usize,
     /// Problems solved by this run.
     pub solved: usize,
+    /// Problems whose grading had failed, graded again by this run (not solved again: their
+    /// spend is the earlier run's, in neither `solved` nor `usage`).
+    pub regraded: usize,
     /// Of all finished problems (resumed and new): how many were graded, and how many right.
     pub graded: usize,
     /// Right answers among the graded.
@@ -776,23 +779,22 @@ impl Runner {
                         .noting_limits(Arc::clone(&cut))
                         .with_limit_events(events.clone()),
                 );
-                let ledgered: Arc<dyn Backend> = Arc::new(ledger::Ledgered::new(
+                Arc::new(ledger::Ledgered::new(
                     metered,
                     Arc::clone(&ledger),
                     &id,
                     attempt,
-                ));
-                match seed {
-                    Some(base) => Arc::new(crate::Seeded::new(ledgered, base)),
-                    None => ledgered,
-                }
+                )) as Arc<dyn Backend>
             })
         };
         let cx = Context::with_events(run(Arc::clone(&self.backend)), budget, events.clone())
             .metered_below(run)
             .within(run_meter);
+        // Seeded above the problem's meter, as `Context::seeded` seeds a plain solve and
+        // `Context::stage` its later stages: the seeds follow the prompts as the strategy sent
+        // them (below, a backend with a tokenizer would have them as token ids, other seeds).
         let cx = match seed {
-            Some(base) => cx.with_seed(base),
+            Some(base) => cx.seeded(base),
             None => cx,
         };
         (cx, cut, attempt)

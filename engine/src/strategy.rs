@@ -60,7 +60,8 @@ pub trait Staged: Send + Sync {
     async fn first(&self, problem: &Problem, cx: &Context) -> Result<Stage>;
 
     /// The next stage, given the last stage's solution (as [`Stage::solution`] had it, after a
-    /// round trip through JSON: no trace). Its solution is final unless it asks for more. A
+    /// round trip through JSON: no trace; its usage what the solve spent so far, its stop
+    /// reason a budget's where one cut it). Its solution is final unless it asks for more. A
     /// stage that asks for more must have made a call: one that made none ends the solve.
     async fn next(&self, problem: &Problem, so_far: Solution, cx: &Context) -> Result<Stage>;
 }
@@ -81,9 +82,12 @@ pub async fn solve_in_stages(
     let mut stages = 1;
     while stage.pending.is_some() {
         let calls = cx.meter().usage().calls;
-        stage = staged
-            .next(problem, stage.solution, &cx.stage(stages))
-            .await?;
+        // As a triage run hands it on: the spend so far, a budget's cut said, no trace.
+        let mut so_far = stage.solution;
+        so_far.usage = cx.meter().usage();
+        so_far.trace = None;
+        mark_budget_stop(&mut so_far, cx);
+        stage = staged.next(problem, so_far, &cx.stage(stages)).await?;
         stages += 1;
         if cx.meter().usage().calls == calls {
             // No call, no progress: asking again would not end.
@@ -168,7 +172,7 @@ pub struct Context {
     /// pass through.
     metering: Metering,
     /// The base its sampled calls are seeded from, where a [`crate::Seeded`] in its backend
-    /// seeds them ([`Context::with_seed`]).
+    /// seeds them ([`Context::seeded`]).
     seed: Option<u64>,
     /// The meters of budgets further out that its calls also count on (a parent context's,
     /// a run's): [`Context::remaining`] reads them with its own.
@@ -255,15 +259,6 @@ impl Context {
             .chain(&self.outer)
             .filter_map(|meter| meter.deadline())
             .min()
-    }
-
-    /// Says that this context's backend seeds its sampled calls from `base` (a
-    /// [`crate::Seeded`] already in it, as a batch run with a `seed` puts there), so that
-    /// [`Context::sample`] and [`Context::stage`] give samples and stages seeds of their own.
-    /// Seeds nothing itself: [`Context::seeded`] is the way to seed a context.
-    pub(crate) fn with_seed(mut self, base: u64) -> Self {
-        self.seed = Some(base);
-        self
     }
 
     /// The base this context's sampled calls are seeded from, where they are

@@ -132,6 +132,16 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
     fn record(&mut self, line: ResultLine) -> Result<()> {
         self.append(&line)?;
         let summary = &mut self.summary;
+        if line.grade_retried {
+            // Solved and paid for by an earlier run: only its grade is this run's.
+            summary.regraded += 1;
+            if let Some(correct) = line.correct {
+                summary.graded += 1;
+                summary.correct += usize::from(correct);
+            }
+            (self.on_line)(&line);
+            return Ok(());
+        }
         summary.usage += line.usage;
         if line.error.is_some() {
             summary.errors += 1;

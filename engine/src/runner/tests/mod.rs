@@ -712,11 +712,14 @@ async fn a_problem_that_could_not_be_graded_is_recorded_failed_and_graded_again_
         (
             summary.resumed,
             summary.solved,
+            summary.regraded,
             summary.correct,
             summary.errors
         ),
-        (0, 1, 1, 0)
+        (0, 0, 1, 1, 0)
     );
+    // Its spend is the earlier run's.
+    assert_eq!(summary.usage, Usage::default());
     let lines = read_results(&out).unwrap();
     assert_eq!(lines.len(), 2);
     let again = &lines[1];

@@ -643,8 +643,20 @@ impl Backend for EchoSeeds {
         crate::backend::Capabilities {
             backend: "echo_seeds",
             native_n: true,
+            // As the in-process backend: meters send prompts on as token ids.
+            tokenizer: true,
             ..Default::default()
         }
+    }
+
+    async fn tokenize(&self, input: crate::backend::TokenizeInput<'_>) -> Result<Vec<u32>> {
+        let text = match input {
+            crate::backend::TokenizeInput::Prompt(prompt) => {
+                crate::scripted::ScriptedBackend::render(prompt)
+            }
+            crate::backend::TokenizeInput::Piece(text) => text.to_string(),
+        };
+        Ok(text.bytes().map(u32::from).collect())
     }
 }
 
@@ -671,6 +683,17 @@ async fn a_seeded_triage_run_draws_each_stage_as_a_plain_run_does() {
     let plain = seeds(Allocation::FirstCome).await;
     let triage = seeds(Allocation::Triage).await;
     assert_eq!(plain, triage);
+    // And as a solve of one problem seeded as the run seeds it (`ponder solve`, a library
+    // caller's `Context::seeded`).
+    let backend = Arc::new(EchoSeeds::default());
+    let problem = Problem::new("p1", "Q1?");
+    let cx = Context::new(Arc::clone(&backend) as Arc<dyn Backend>, Budget::unlimited())
+        .seeded(crate::seed_for(3, "p1"));
+    crate::strategy::solve_in(&Steps, &problem, &cx).await.unwrap();
+    let mut alone = backend.seen.lock().unwrap().clone();
+    alone.sort();
+    let p1: Vec<_> = plain.iter().filter(|(p, _)| p.contains("Q1")).cloned().collect();
+    assert_eq!(alone, p1);
     // The two stages of one prompt (`more Q1?`) draw apart.
     assert_eq!(plain[2].0, plain[3].0);
     assert_ne!(plain[2].1, plain[3].1, "{plain:?}");
@@ -895,7 +918,10 @@ async fn a_solution_graded_again_under_triage_costs_its_stages_once() {
     // what it had, and p2's line costs both its stages.
     grader.working.store(true, Ordering::Relaxed);
     let summary = run(vec![]).run(&numbered(2), &out, |_| {}).await.unwrap();
-    assert_eq!((summary.solved, summary.correct, summary.errors), (2, 2, 0));
+    assert_eq!(
+        (summary.solved, summary.regraded, summary.correct, summary.errors),
+        (0, 2, 2, 0)
+    );
     let lines = read_results(&out).unwrap();
     let again = recorded_spend(&out, &lines, Allocation::Triage).unwrap();
     assert_eq!(again, spent);
