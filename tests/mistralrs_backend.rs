@@ -110,6 +110,54 @@ fn writes(ids: Vec<u32>, eos: u32) -> Arc<dyn LogitsProcessor> {
     })
 }
 
+/// A processor that does `then` to the logits from the `from`th generated token on.
+fn from_token(from: usize, then: fn(&mut [f32])) -> Arc<dyn LogitsProcessor> {
+    let start = std::sync::OnceLock::new();
+    Arc::new(move |logits: &mut [f32], context: &[u32]| {
+        if context.len() - *start.get_or_init(|| context.len()) >= from {
+            then(logits);
+        }
+    })
+}
+
+/// Logits processors run on mistral.rs's engine thread, which catches no panic (one would stop
+/// the engine for every request in flight): a processor that panics, or NaN among the logits
+/// (a seeded draw would skip them, mistral.rs's greedy pick read them as the last token), fails
+/// its own call, naming what happened, and the engine goes on.
+#[test]
+fn a_processor_that_panics_or_leaves_nan_fails_its_call_and_the_engine_goes_on() {
+    let backend = smollm_dyn();
+    let request = |processor| {
+        GenerationRequest::new(ask("Write a short sentence about the sea."))
+            .with_max_tokens(16)
+            .with_logits_processor(processor)
+    };
+    let panics = from_token(2, |_| panic!("a test processor's own bug"));
+    let error = block_on(backend.generate(request(panics))).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("a logits processor panicked") && text.contains("a test processor's own bug"),
+        "{text}"
+    );
+    let nan = |logits: &mut [f32]| logits[7] = f32::NAN;
+    let seeded = Sampling {
+        seed: Some(3),
+        ..Sampling::with_temperature(0.8)
+    };
+    for sampling in [Sampling::greedy(), seeded] {
+        let error = block_on(backend.generate(request(from_token(1, nan)).with_sampling(sampling)))
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("left NaN among the logits (token 7"), "{text}");
+    }
+    // The engine still answers.
+    let plain = block_on(backend.generate(
+        GenerationRequest::new(ask("What is 2 + 2?")).with_max_tokens(4),
+    ))
+    .unwrap();
+    assert!(plain.choices[0].completion_tokens >= 1, "{plain:?}");
+}
+
 #[test]
 fn a_stop_sequence_stops_the_completion() {
     let backend = smollm();
@@ -336,7 +384,7 @@ fn a_seeded_request_for_log_probabilities_reports_the_distribution_it_drew_from(
 #[test]
 fn a_choice_that_fails_after_others_were_written_leaves_them_the_reply_and_counted() {
     // On the CPU the choices of a call are decoded one after another; the second fails at its
-    // first token (its logits all NaN: mistral.rs's sampler refuses them). The first and third
+    // first token (its logits all NaN, which fail it). The first and third
     // are the reply, counted, not lost with the call. (On a GPU the choices are decoded in one
     // batch, and a sampling error fails the whole batch's step.)
     if common::device() != DeviceSpec::Cpu {
@@ -1013,6 +1061,12 @@ fn tiny_sentencepiece_model() -> MistralRsBackend {
 /// The model a fixture script of the repository writes (given `args`) and prints the path of,
 /// loaded on the CPU.
 fn fixture_model(script: &str, args: &[&std::path::Path]) -> MistralRsBackend {
+    let source = ModelSource::parse(&fixture_path(script, args).to_string_lossy()).unwrap();
+    block_on(MistralRsBackend::load(&source, &LoadOptions::default())).unwrap()
+}
+
+/// The path of the model a fixture script of the repository writes (given `args`).
+fn fixture_path(script: &str, args: &[&std::path::Path]) -> std::path::PathBuf {
     let out = std::process::Command::new(common::repo::repo(script))
         .args(args)
         .output()
@@ -1023,8 +1077,7 @@ fn fixture_model(script: &str, args: &[&std::path::Path]) -> MistralRsBackend {
         String::from_utf8_lossy(&out.stderr)
     );
     let path = String::from_utf8(out.stdout).unwrap();
-    let source = ModelSource::parse(path.trim()).unwrap();
-    block_on(MistralRsBackend::load(&source, &LoadOptions::default())).unwrap()
+    path.trim().into()
 }
 
 #[test]
@@ -1219,7 +1272,7 @@ fn greedy_log_probabilities_are_the_tokens_probabilities() {
         backend.generate(
             GenerationRequest::new(prompt.clone())
                 .with_max_tokens(12)
-                .with_top_logprobs(1),
+                .with_top_logprobs(5),
         ),
     )
     .unwrap();
@@ -1234,8 +1287,13 @@ fn greedy_log_probabilities_are_the_tokens_probabilities() {
     assert_eq!(logprobs.len(), with.completion_tokens);
     for l in logprobs {
         assert!(l.logprob.is_finite() && l.logprob <= 0.0, "{l:?}");
-        assert_eq!(l.top.len(), 1, "{l:?}");
-        assert_eq!(l.top[0].logprob, l.logprob);
+        // The token taken, the most likely, and four alternatives, most likely first.
+        assert_eq!(l.top.len(), 5, "{l:?}");
+        assert_eq!(l.top[0].logprob, l.logprob, "{l:?}");
+        assert!(
+            l.top.windows(2).all(|w| w[0].logprob >= w[1].logprob),
+            "{l:?}"
+        );
     }
     // The first token's probability, against the top alternatives of a sampled one-token
     // request (temperature 1, no filter: the model's own distribution).
@@ -1260,6 +1318,12 @@ fn greedy_log_probabilities_are_the_tokens_probabilities() {
         top[0].logprob,
         first.logprob
     );
+    // The alternatives too are the model's own, as a sampler reports them.
+    let ids = |top: &[ponder::engine::TopLogprob]| top.iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(ids(top), ids(&first.top), "{top:?} vs {:?}", first.top);
+    for (sampled, greedy) in top.iter().zip(&first.top) {
+        assert!((sampled.logprob - greedy.logprob).abs() < 1e-3, "{top:?} vs {:?}", first.top);
+    }
     assert!(
         top.windows(2).all(|w| w[0].logprob >= w[1].logprob),
         "{top:?}"
@@ -1269,6 +1333,15 @@ fn greedy_log_probabilities_are_the_tokens_probabilities() {
 /// A tiny Qwen2 model directory in the safetensors layout with random weights and Qwen2.5's
 /// real tokenizer (`scripts/tiny_qwen_dir.sh`): the loading path the GPU runs take.
 fn tiny_safetensors_model() -> MistralRsBackend {
+    let dir = tiny_safetensors_dir();
+    let source = ModelSource::parse(&dir.to_string_lossy()).unwrap();
+    let backend = block_on(MistralRsBackend::load(&source, &LoadOptions::default())).unwrap();
+    assert!(backend.name().ends_with("tiny-qwen"), "{}", backend.name());
+    backend
+}
+
+/// The directory of [`tiny_safetensors_model`].
+fn tiny_safetensors_dir() -> std::path::PathBuf {
     let qwen = block_on(async {
         tokio::task::spawn_blocking(|| {
             ponder::engine::models::builtin("qwen2.5-coder-0.5b")
@@ -1279,9 +1352,7 @@ fn tiny_safetensors_model() -> MistralRsBackend {
         .unwrap()
     })
     .expect("fetching qwen2.5-coder-0.5b");
-    let backend = fixture_model("scripts/tiny_qwen_dir.sh", &[&qwen]);
-    assert!(backend.name().ends_with("tiny-qwen"), "{}", backend.name());
-    backend
+    fixture_path("scripts/tiny_qwen_dir.sh", &[&qwen])
 }
 
 /// The safetensors path: end-of-sequence ids from `generation_config.json`, chat prompts through
@@ -1350,6 +1421,60 @@ fn chat_messages_to_a_model_without_a_chat_template_are_refused_clearly() {
     ))
     .unwrap();
     assert!(raw.choices[0].completion_tokens >= 1);
+}
+
+/// The same refusal for a safetensors directory without a template: mistral.rs only warns as
+/// it loads one, then panics its engine on the first chat message (a tokenize request skips the
+/// check its chat requests get).
+#[test]
+fn chat_messages_to_a_safetensors_model_without_a_chat_template_are_refused() {
+    if !matches!(common::device(), DeviceSpec::Cpu) {
+        return;
+    }
+    let fixture = tiny_safetensors_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("no-template");
+    std::fs::create_dir(&model).unwrap();
+    for entry in std::fs::read_dir(&fixture).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if name == "tokenizer_config.json" {
+            let mut config: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert!(config["chat_template"].is_string(), "{config}");
+            config.as_object_mut().unwrap().remove("chat_template");
+            std::fs::write(model.join(name), config.to_string()).unwrap();
+        } else {
+            std::os::unix::fs::symlink(&path, model.join(name)).unwrap();
+        }
+    }
+    let source = ModelSource::parse(&model.to_string_lossy()).unwrap();
+    let backend = block_on(MistralRsBackend::load(&source, &LoadOptions::default())).unwrap();
+    let error = block_on(backend.generate(GenerationRequest::new(ask("Hi")).with_max_tokens(2)))
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("no chat template"), "{text}");
+    let raw = block_on(backend.generate(
+        GenerationRequest::new(Prompt::Text("Once upon a time".into())).with_max_tokens(2),
+    ))
+    .unwrap();
+    assert!(raw.choices[0].completion_tokens >= 1);
+    // With one given in [model], chat messages go through it.
+    let template = dir.path().join("chatml.jinja");
+    std::fs::write(
+        &template,
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}\
+         <|im_start|>assistant\n",
+    )
+    .unwrap();
+    let options = LoadOptions {
+        chat_template: Some(template),
+        ..LoadOptions::default()
+    };
+    let backend = block_on(MistralRsBackend::load(&source, &options)).unwrap();
+    let chat = block_on(backend.generate(GenerationRequest::new(ask("Hi")).with_max_tokens(2)))
+        .unwrap();
+    assert!(chat.usage.prompt_tokens > 5, "{chat:?}");
 }
 
 #[test]

@@ -976,17 +976,18 @@ fn chat_template(name: &str, options: &LoadOptions) -> Result<Option<String>> {
 /// It runs on mistral.rs's engine thread, which catches no panic: a processor that panics
 /// there would stop the engine for every request in flight. So a panic, and logits that hold
 /// NaN (a model whose arithmetic overflowed: a seeded draw would skip them, and mistral.rs's
-/// greedy pick read them as the last token), are a [`Fault`] of the call instead, which ends
-/// its sequences at their next token and fails the call naming it.
+/// greedy pick read them as the last token), are a [`Fault`] of the request instead, which ends
+/// its sequences at their next token and fails it, naming what happened (the call fails where
+/// no other choice was written).
 struct ProcessorAdapter {
     processor: Arc<dyn LogitsProcessor>,
     /// The request's prompt ids: the whole context of a sequence's first token.
     prompt: Arc<[u32]>,
-    /// Where the call's first fault is kept.
+    /// Where the request's first fault is kept.
     fault: Arc<Fault>,
 }
 
-/// The first fault of a call's logits processing (see [`ProcessorAdapter`]), and the token
+/// The first fault of a request's logits processing (see [`ProcessorAdapter`]), and the token
 /// that ends its sequences once there is one.
 #[derive(Debug, Default)]
 struct Fault {
@@ -1335,12 +1336,13 @@ impl MistralRsBackend {
         &self,
         request: &GenerationRequest,
         prompt: &Arc<[u32]>,
-        processors: &[Arc<dyn CustomLogitsProcessor>],
         n: usize,
         turn: Option<OwnedSemaphorePermit>,
         draw: Option<SeededDraw>,
-        fault: &Arc<Fault>,
     ) -> Result<Vec<Choice>> {
+        // This request's own: a processor's panic or NaN ends its sequences, not another
+        // request's of the same call (the CPU's choices, sent one after another).
+        let fault = &Fault::new(self.eos_token_ids.first().copied());
         // An empty stop string stops nothing.
         let stop: Vec<String> = request
             .stop
@@ -1388,7 +1390,17 @@ impl MistralRsBackend {
         let abandoned = Arc::new(AtomicBool::new(false));
         let _abandon = AbandonOnDrop(Arc::clone(&abandoned));
         let timed_out = Arc::new(AtomicBool::new(false));
-        let mut processors = processors.to_vec();
+        let mut processors: Vec<Arc<dyn CustomLogitsProcessor>> = request
+            .logits_processors
+            .iter()
+            .map(|p| {
+                Arc::new(ProcessorAdapter {
+                    processor: Arc::clone(p),
+                    prompt: Arc::clone(prompt),
+                    fault: Arc::clone(fault),
+                }) as Arc<dyn CustomLogitsProcessor>
+            })
+            .collect();
         // A one-choice request to a tokenizer whose tokens' texts lose their leading space:
         // its first generated ids, to read the completion's leading whitespace from.
         let first_ids = (self.drops_lead_space && n == 1).then(|| {
@@ -1656,18 +1668,6 @@ impl Backend for MistralRsBackend {
         }
         let prompt_tokens = ids.len();
         let prompt: Arc<[u32]> = Arc::from(ids);
-        let fault = Fault::new(self.eos_token_ids.first().copied());
-        let processors: Vec<Arc<dyn CustomLogitsProcessor>> = request
-            .logits_processors
-            .iter()
-            .map(|p| {
-                Arc::new(ProcessorAdapter {
-                    processor: Arc::clone(p),
-                    prompt: Arc::clone(&prompt),
-                    fault: Arc::clone(&fault),
-                }) as Arc<dyn CustomLogitsProcessor>
-            })
-            .collect();
         // A sampled request with a seed is drawn by ponder, each choice from a seed of its own
         // (`seeded_draw.rs`): a request of its own.
         let seed = request
@@ -1698,7 +1698,7 @@ impl Backend for MistralRsBackend {
         if together {
             choices = gather(
                 (0..requests).map(|choice| {
-                    self.complete(&request, &prompt, &processors, 1, None, draw(choice), &fault)
+                    self.complete(&request, &prompt, 1, None, draw(choice))
                 }),
                 request.deadline,
             )
@@ -1724,15 +1724,7 @@ impl Backend for MistralRsBackend {
                 }
                 None => self.take_turn().await?,
             };
-            let completing = self.complete(
-                &request,
-                &prompt,
-                &processors,
-                per_request,
-                turn,
-                draw(choice),
-                &fault,
-            );
+            let completing = self.complete(&request, &prompt, per_request, turn, draw(choice));
             let written = match request.deadline {
                 // A later choice still in a step at the deadline (a long prefill: the deadline's
                 // forced end comes only with its first token) is given up a little after it, so
