@@ -290,6 +290,27 @@ fn rotating_wait_strings_and_max_waits() {
 }
 
 #[test]
+fn max_waits_says_that_many_waits_with_no_minimum() {
+    // No minimum: each time the model would end its thinking, a wait instead, twice, then the
+    // end it asks for (unless the cap comes first, or it ends at once after each wait).
+    let config = BudgetForcingConfig {
+        min_thinking_tokens: 0,
+        max_waits: 2,
+        max_thinking_tokens: 320,
+        ..BudgetForcingConfig::default()
+    };
+    let (solution, details) = solve(config, "What is 2 + 2?");
+    let thinking = thinking_of(&solution.completion);
+    assert!(details.waits <= 2, "{details:?}: {thinking:?}");
+    if !details.forced_end && !details.waits_ignored {
+        assert_eq!(details.waits, 2, "{details:?}: {thinking:?}");
+    }
+    assert!(details.waits >= 1, "{details:?}: {thinking:?}");
+    assert!(thinking.contains("Wait"), "{thinking:?}");
+    assert!(solution.completion.contains("Final Answer:"));
+}
+
+#[test]
 fn the_switch_penalty_steers_the_first_thinking_tokens() {
     // TIP on the real model: penalise (heavily) the word greedy thinking starts with, for the
     // first 3 tokens; the thinking then starts otherwise, and the cap and answer still hold.

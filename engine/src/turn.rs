@@ -11,6 +11,23 @@ use crate::answer::THINK_OPEN;
 use crate::backend::{Backend, Message, Prompt, TokenizeInput};
 use crate::error::{Error, Result};
 
+/// The ids `piece` is written as after other text: what tokenizing `"x" + piece` adds to
+/// `"x"`. A piece tokenized alone is not that on every tokenizer: SentencePiece (Llama-2's,
+/// Mistral's) puts a space before the text it tokenizes, so `" Wait"` alone is `"▁▁", "Wait"`
+/// and `"</think>"` alone `"▁</", ...`, never what a model writes mid-text (byte-level BPE
+/// splits at the letter either way, and reads both the same). Where `"x"` merges with what
+/// follows it, the piece alone.
+pub async fn piece_after_text(backend: &dyn Backend, piece: &str) -> Result<Vec<u32>> {
+    let word = backend.tokenize(TokenizeInput::Piece("x")).await?;
+    let written = backend
+        .tokenize(TokenizeInput::Piece(&format!("x{piece}")))
+        .await?;
+    match written.strip_prefix(word.as_slice()) {
+        Some(added) if !added.is_empty() => Ok(added.to_vec()),
+        _ => backend.tokenize(TokenizeInput::Piece(piece)).await,
+    }
+}
+
 /// An empty thinking block: written at the start of the turn, a reasoning model answers at
 /// once (NoThinking, arXiv 2504.09858; Qwen3's `enable_thinking = false` writes the same).
 pub const NO_THINKING: &str = "<think>\n\n</think>\n\n";

@@ -387,19 +387,7 @@ impl TokenPrm {
 /// was trained to read after (Mistral's reads both as ending in `"▁ки"`; byte-level BPE splits
 /// at the space either way).
 pub async fn step_tag_ids(backend: &dyn Backend, tag: &str) -> Result<Vec<u32>> {
-    let word = backend.tokenize(TokenizeInput::Piece("x")).await?;
-    let tagged = backend
-        .tokenize(TokenizeInput::Piece(&format!("x {tag}")))
-        .await?;
-    match tagged.strip_prefix(word.as_slice()) {
-        Some(added) if !added.is_empty() => Ok(added.to_vec()),
-        // "x" merged with what follows it: the tag alone.
-        _ => {
-            backend
-                .tokenize(TokenizeInput::Piece(&format!(" {tag}")))
-                .await
-        }
-    }
+    ponder_engine::turn::piece_after_text(backend, &format!(" {tag}")).await
 }
 
 /// The tokens before `at`, where a label is predicted (at least one, at most all of `full`).

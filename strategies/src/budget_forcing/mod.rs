@@ -322,13 +322,14 @@ impl BudgetForcing {
     pub async fn tokens(&self, backend: &dyn Backend) -> Result<ForcingTokens> {
         let waits = self.config.wait.as_list().len();
         let pieces = self.pieces();
-        // Asked all at once: in process each is a round trip to the engine, which answers
-        // between decode steps (one step each, asked one after another), and backends keep
-        // what they were asked.
+        // Each as it is written after the thinking's text (SentencePiece tokenizes a piece
+        // alone with a space before it). Asked all at once: in process each is a round trip
+        // to the engine, which answers between decode steps (one step each, asked one after
+        // another), and backends keep what they were asked.
         let ids = futures::future::try_join_all(
             pieces
                 .iter()
-                .map(|piece| backend.tokenize(TokenizeInput::Piece(piece))),
+                .map(|piece| ponder_engine::turn::piece_after_text(backend, piece)),
         )
         .await?;
         let mut ids = ids.into_iter();
@@ -645,8 +646,8 @@ impl BudgetForcing {
             let mut thought = choice.completion_tokens;
             if choice.stop_sequence.as_deref() == Some(c.think_close.as_str()) {
                 if close_tokens.is_none() {
-                    let piece = TokenizeInput::Piece(&c.think_close);
-                    close_tokens = Some(match backend.tokenize(piece).await {
+                    let piece = ponder_engine::turn::piece_after_text(backend, &c.think_close);
+                    close_tokens = Some(match piece.await {
                         Ok(ids) => ids.len(),
                         // A server without a tokenizer endpoint: about four bytes a token.
                         Err(Error::Unsupported { .. }) => c.think_close.len().div_ceil(4),
@@ -655,13 +656,13 @@ impl BudgetForcing {
                 }
                 thought = thought.saturating_sub(close_tokens.unwrap_or(0));
             }
-            details.thinking_tokens += thought;
             tokens += choice.completion_tokens as u64;
             // Nothing written before the delimiter (the tokens counted may still hold an
             // end-of-sequence token the backend generated after it: mistral.rs's, vLLM's).
             let wrote_nothing = choice.text.trim().is_empty();
-            thinking.push_str(&choice.text);
-            if choice.finish_reason == FinishReason::Length {
+            let mut written = choice.text.as_str();
+            let cut = choice.finish_reason == FinishReason::Length;
+            if cut {
                 // Cut inside the delimiter the model had begun ("</th"): the forced one
                 // follows, so the part written goes (its tokens were spent all the same).
                 // (Two characters at least: a lone "<" may be the thinking's own.)
@@ -671,10 +672,28 @@ impl BudgetForcing {
                     .skip(2)
                     .rev()
                     .filter_map(|&n| c.think_close.get(..n))
-                    .find(|part| choice.text.ends_with(part));
+                    .find(|part| written.ends_with(part));
                 if let Some(part) = begun {
-                    thinking.truncate(thinking.len() - part.len());
+                    written = &written[..written.len() - part.len()];
                 }
+            }
+            // The thinking is the tokens of the text kept, as decode counts it: not an
+            // end-of-sequence token the backend counted after the delimiter or in its place
+            // (mistral.rs, vLLM), nor a delimiter begun and cut. (No more than the call's count
+            // less the delimiter's; that count where the backend cannot tokenize.)
+            let exact = cut && written.len() == choice.text.len();
+            if written.is_empty() {
+                thought = 0;
+            } else if !exact {
+                match ponder_engine::turn::piece_after_text(backend, written).await {
+                    Ok(ids) => thought = thought.min(ids.len()),
+                    Err(Error::Unsupported { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            details.thinking_tokens += thought;
+            thinking.push_str(written);
+            if cut {
                 details.forced_end = true;
                 break;
             }
@@ -699,7 +718,7 @@ impl BudgetForcing {
                 .unwrap_or_default();
             // The wait string counts as thinking, as in decode.
             let piece = format!(" {wait}");
-            let wait_tokens = match backend.tokenize(TokenizeInput::Piece(&piece)).await {
+            let wait_tokens = match ponder_engine::turn::piece_after_text(backend, &piece).await {
                 Ok(ids) => ids.len(),
                 // A server without a tokenizer endpoint: about four bytes a token.
                 Err(Error::Unsupported { .. }) => piece.len().div_ceil(4),

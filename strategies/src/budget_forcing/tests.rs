@@ -959,7 +959,8 @@ async fn resubmitted_thinking_cut_inside_its_delimiter_drops_the_part_written() 
         ..BudgetForcingConfig::default()
     };
     let (solution, details) = solved(config, &backend, Budget::unlimited()).await;
-    assert_eq!((details.thinking_tokens, details.forced_end), (12, true));
+    // The thinking is the eight tokens kept (the four of the delimiter begun were spent).
+    assert_eq!((details.thinking_tokens, details.forced_end), (8, true));
     assert!(
         solution.completion.contains("abcdefgh</think>")
             && !solution.completion.contains("</th</think>"),
@@ -1147,6 +1148,7 @@ async fn resubmitting_stops_when_the_model_ends_at_once_after_each_wait() {
     // those, no more resubmissions (each sends the whole prefix again), and the answer. Also
     // on a backend that counts the end-of-sequence token it generates after a stop string
     // (mistral.rs, vLLM): an idle wait still costs a token, but wrote nothing.
+    let mut thought = Vec::new();
     for counts_end in [false, true] {
         let scripted = Arc::new(ponder_engine::scripted::ScriptedBackend::new(vec![
             "2 + 2 = 4</think>",
@@ -1184,7 +1186,10 @@ async fn resubmitting_stops_when_the_model_ends_at_once_after_each_wait() {
             "{details:?}"
         );
         assert_eq!(solution.answer.as_deref(), Some("4"));
+        thought.push(details.thinking_tokens);
     }
+    // The end-of-sequence tokens counted are not thinking: "2 + 2 = 4" and two " Wait"s.
+    assert_eq!(thought, [19, 19]);
 }
 
 #[test]
