@@ -324,7 +324,7 @@ impl Router {
     }
 
     /// Replaces the thinking strategy with one built in code (one of your own, say). The
-    /// config's `think` is then unused.
+    /// config's `think` is then unused, though [`Self::new`] has already checked and built it.
     pub fn with_think(mut self, think: Box<dyn Strategy>) -> Self {
         self.think = think;
         self

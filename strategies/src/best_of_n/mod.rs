@@ -381,7 +381,9 @@ impl BestOfN {
 
     /// Replaces the inner strategy with one built in code (one of your own, say): each sample
     /// is one solve of it, in a context of its own whose calls count here. The config's
-    /// `inner` is then unused.
+    /// `inner` is then unused, though [`Self::new`] has already checked and built it (a greedy
+    /// one with `n > 1` was refused there); the strategy given here is not checked: one that
+    /// decodes greedily gives the same sample `n` times.
     pub fn with_inner(mut self, inner: Box<dyn Strategy>) -> Self {
         self.inner = Inner::Any(inner);
         self
@@ -824,6 +826,7 @@ impl BestOfN {
                     draw.stop_reason = resource.into();
                     draw.candidates.extend(drawn);
                     draw.learn_template(cx).await;
+                    self.report_round(cx, draw, false);
                     return Ok(false);
                 }
                 // A judge's or reward model's call failed on its own after an earlier round

@@ -562,6 +562,66 @@ impl Scorer for ShortScorer {
     }
 }
 
+/// Scores its first call's candidates 0.5, then finds the budget spent.
+struct SpentAfterOne(std::sync::atomic::AtomicBool);
+
+#[async_trait]
+impl Scorer for SpentAfterOne {
+    async fn score(
+        &self,
+        _: &Context,
+        _: &str,
+        candidates: &[Vec<String>],
+    ) -> Result<Vec<Vec<f64>>> {
+        if self.0.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::BudgetExhausted {
+                resource: ponder_engine::Resource::Tokens,
+            });
+        }
+        Ok(candidates.iter().map(|_| vec![0.5]).collect())
+    }
+}
+
+#[tokio::test]
+async fn a_round_the_budget_ends_while_scoring_is_reported_too() {
+    let backend = Arc::new(ScriptedBackend::new(answers(&["5", "6", "6", "6"])));
+    let config = BestOfNConfig {
+        n: NonZeroUsize::new(4).unwrap(),
+        select: Select::Weighted,
+        adaptive: Some(AdaptiveConfig {
+            round: NonZeroUsize::new(2).unwrap(),
+            agreement: None,
+        }),
+        ..BestOfNConfig::default()
+    };
+    let strategy = BestOfN::scored_by(
+        config,
+        Arc::new(SpentAfterOne(std::sync::atomic::AtomicBool::new(false))),
+    )
+    .unwrap();
+    let events = ponder_engine::scripted::Recorder::new();
+    let cx = Context::with_events(
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+        events.events_of("p"),
+    );
+    let solution = ponder_engine::solve_in(&strategy, &Problem::new("p", "Q?"), &cx)
+        .await
+        .unwrap();
+    assert_eq!(solution.stop_reason, StopReason::TokenBudget);
+    assert_eq!(details(&solution).samples, 4);
+    // Both rounds are told, the second with the four samples the selection is among.
+    let samples: Vec<usize> = events
+        .decisions("p")
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::Round { samples, .. } => Some(*samples),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(samples, [2, 4]);
+}
+
 #[tokio::test]
 async fn a_scorer_that_leaves_out_candidates_is_an_error_not_shifted_rewards() {
     let backend = Arc::new(ScriptedBackend::new(answers(&["3", "4", "4"])));
