@@ -548,16 +548,23 @@ async fn solve(
         let config = config.map(|c| (c, "--config"));
         check_events(events, config.as_slice())?;
     }
+    let config_path = config;
     let config = load_config(config, overrides)?;
     let strategy = config.strategy.build()?;
+    let problem = Problem::new("question", question);
+    let mut made = MadeBeforeLoad::default();
     // Made once every check passed, before the model loads (its trace would be lost after).
     if let Some(dir) = trace_dir {
-        make_trace_dir(dir)?;
+        let mut others: Vec<(&Path, &str)> = Vec::new();
+        others.extend(config_path.map(|c| (c, "--config")));
+        others.extend(events.map(|e| (e, "--events")));
+        check_trace_dir(dir, [problem.id.as_str()], &others)?;
+        made.trace_dir(dir)?;
     }
     warn_untraced(trace_dir, &config.strategy);
+    made.file(events);
     let log = events.map(|path| EventsTo::open(path, None)).transpose()?;
-    let backend = config.model.load().await?;
-    let problem = Problem::new("question", question);
+    let backend = load_or_tidy(&config.model, &made).await?;
     let events = log.as_ref().map_or_else(Events::off, |log| {
         Events::new(log.sink(), problem.id.clone())
     });
@@ -699,6 +706,92 @@ fn make_trace_dir(dir: &Path) -> anyhow::Result<()> {
             dir.display()
         )
     })
+}
+
+/// Refuses a `--trace-dir` that is a file another flag names, or in which the trace of one of
+/// the problems `ids` would be written over such a file (`DIR/<id>.json`, `.dot`, `.svg`).
+fn check_trace_dir<'a>(
+    dir: &Path,
+    ids: impl IntoIterator<Item = &'a str>,
+    others: &[(&Path, &str)],
+) -> anyhow::Result<()> {
+    check_distinct(dir, "--trace-dir", others)?;
+    let here = resolved(dir);
+    let inside: Vec<(PathBuf, &str)> = others
+        .iter()
+        .map(|(path, flag)| (resolved(path), *flag))
+        .filter(|(path, _)| path.parent() == Some(here.as_path()))
+        .collect();
+    if inside.is_empty() {
+        return Ok(());
+    }
+    for id in ids {
+        for trace in ponder::engine::Trace::paths(&here, id) {
+            if let Some((path, flag)) = inside.iter().find(|(path, _)| *path == trace) {
+                bail!(
+                    "--trace-dir {}: the trace of problem `{id}` would be written over {flag} \
+                     {}: give --trace-dir a directory of its own",
+                    dir.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a command made before its model loaded, taken away again (where still empty) if the
+/// model then fails to load: an events log left empty would read as a run with nothing in it.
+#[derive(Default)]
+struct MadeBeforeLoad {
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl MadeBeforeLoad {
+    /// Notes `path` as a file about to be made, if nothing is there yet (`-` is stderr).
+    fn file(&mut self, path: Option<&Path>) {
+        if let Some(path) = path.filter(|p| *p != Path::new("-") && !p.exists()) {
+            self.files.push(path.to_path_buf());
+        }
+    }
+
+    /// Makes the trace directory `dir`, noting it if it was not there.
+    fn trace_dir(&mut self, dir: &Path) -> anyhow::Result<()> {
+        let new = !dir.exists();
+        make_trace_dir(dir)?;
+        if new {
+            self.dirs.push(dir.to_path_buf());
+        }
+        Ok(())
+    }
+
+    /// Takes away what was made and is still empty (best effort).
+    fn tidy(&self) {
+        for path in &self.files {
+            if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        for dir in &self.dirs {
+            // Fails, as it should, where something was written in it.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Loads `model`, or takes away what `made` lists and fails.
+async fn load_or_tidy(
+    model: &ponder::ModelConfig,
+    made: &MadeBeforeLoad,
+) -> anyhow::Result<Arc<dyn ponder::engine::Backend>> {
+    match model.load().await {
+        Ok(backend) => Ok(backend),
+        Err(e) => {
+            made.tidy();
+            Err(e.into())
+        }
+    }
 }
 
 /// Says where `--trace-dir` will stay empty: only searches (`beam_search`, `dvts`) write
@@ -871,8 +964,24 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // A damaged results file or another configuration's is an error before the model loads.
     let already = runner::check_resumable(&args.out, &identity, allocation, &problems)?;
     // Made once every check passed, before the model loads.
+    let mut made = MadeBeforeLoad::default();
     if let Some(dir) = &args.trace_dir {
-        make_trace_dir(dir)?;
+        let (config_file, spend, triage) = (
+            runner::config_path(&args.out),
+            runner::spend_path(&args.out),
+            runner::triage_path(&args.out),
+        );
+        let mut others: Vec<(&Path, &str)> = vec![
+            (&args.out, "--out"),
+            (&args.problems, "--problems"),
+            (&args.config, "--config"),
+            (&config_file, "the run's record of its configuration beside --out"),
+            (&spend, "the run's spend ledger beside --out"),
+            (&triage, "the run's kept first stages beside --out"),
+        ];
+        others.extend(args.events.as_deref().map(|e| (e, "--events")));
+        check_trace_dir(dir, problems.iter().map(|p| p.id.as_str()), &others)?;
+        made.trace_dir(dir)?;
     }
     warn_untraced(args.trace_dir.as_deref(), &config.strategy);
     // Code problems are graded in the sandbox: one that cannot isolate a program here is an
@@ -915,29 +1024,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }),
     );
     // The events log is opened before the model loads: one that cannot be is said at once.
-    // A log this run made is taken away again if the model then fails to load: left empty, it
-    // would read as a run with nothing in it.
-    let made_log = args
-        .events
-        .as_deref()
-        .filter(|path| *path != Path::new("-") && !path.exists());
+    // A log (or trace directory) this run made is taken away again if the model then fails to
+    // load.
+    made.file(args.events.as_deref());
     let log = args
         .events
         .as_deref()
         .map(|path| EventsTo::open(path, Some(bar.clone())))
         .transpose()?;
     let log_sink = log.as_ref().map(EventsTo::sink);
-    let backend = match config.model.load().await {
-        Ok(backend) => backend,
-        Err(e) => {
-            if let Some(path) = made_log {
-                if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
-                    let _ = std::fs::remove_file(path);
-                }
-            }
-            return Err(e.into());
-        }
-    };
+    let backend = load_or_tidy(&config.model, &made).await?;
     let mut run_budget = Budget::unlimited();
     run_budget.max_tokens = args.max_run_tokens;
     let mut runner = Runner::new(strategy, backend)
@@ -1048,6 +1144,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .collect();
     if !reasons.is_empty() {
         println!("stop reasons (this run): {}", reasons.join(", "));
+    }
+    if summary.regraded > 0 {
+        println!(
+            "graded again: {} problems whose grading had failed (solved and paid for by an \
+             earlier run; in the accuracy, not in this run's solved or tokens)",
+            summary.regraded
+        );
     }
     if allocation == Allocation::Triage {
         println!(

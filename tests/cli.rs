@@ -826,6 +826,8 @@ fn user_errors_are_told_once_without_a_backtrace() {
     let config = text(&config);
     let traces = format!("{config}/traces");
     let spend = format!("{}.spend.jsonl", text(&here));
+    let traced_out = dir.path().join("singleop-0.json");
+    let traced_out = text(&traced_out);
     let link = dir.path().join("link.toml");
     std::fs::hard_link(config, &link).unwrap();
     let problems = repo("examples/problems/mawps-singleop-20.jsonl");
@@ -972,6 +974,40 @@ fn user_errors_are_told_once_without_a_backtrace() {
         (
             vec!["solve", "hi", "--config", config, "--trace-dir", &traces],
             format!("error: --trace-dir {traces}: cannot make the directory"),
+        ),
+        // A trace directory that is a file the run writes, or where a problem's trace would
+        // be written over one: said before the directory is made or the model loads.
+        (
+            vec![
+                "run",
+                "--config",
+                config,
+                "--problems",
+                problems,
+                "--out",
+                text(&here),
+                "--trace-dir",
+                text(&here),
+            ],
+            format!("error: --trace-dir {} is also --out", text(&here)),
+        ),
+        (
+            vec![
+                "run",
+                "--config",
+                config,
+                "--problems",
+                problems,
+                "--out",
+                &traced_out,
+                "--trace-dir",
+                text(dir.path()),
+            ],
+            format!(
+                "error: --trace-dir {}: the trace of problem `singleop-0` would be written over \
+                 --out {traced_out}",
+                text(dir.path())
+            ),
         ),
     ];
     for (args, expected) in cases {
@@ -1282,7 +1318,7 @@ fn a_file_named_gguf_that_is_not_one_is_told_as_such() {
 }
 
 #[test]
-fn a_model_that_fails_to_load_leaves_no_events_log_the_run_made() {
+fn a_model_that_fails_to_load_leaves_no_events_log_or_trace_dir_the_command_made() {
     // A server nobody listens on, asked once: the model fails to load after the checks before
     // it (and after the events log is opened).
     let dir = tempfile::tempdir().unwrap();
@@ -1297,7 +1333,7 @@ fn a_model_that_fails_to_load_leaves_no_events_log_the_run_made() {
     std::fs::write(&kept, "{\"earlier\": 1}\n").unwrap();
     for (events, before) in [
         (dir.path().join("new.jsonl"), None),
-        (kept, Some("{\"earlier\": 1}\n")),
+        (kept.clone(), Some("{\"earlier\": 1}\n")),
     ] {
         let out = run_singleop(
             &config,
@@ -1317,6 +1353,56 @@ fn a_model_that_fails_to_load_leaves_no_events_log_the_run_made() {
         );
     }
     assert!(!dir.path().join("out.jsonl").exists());
+    // So does a trace directory it made, and `ponder solve`'s log and directory.
+    let traces = dir.path().join("traces");
+    let out = run_singleop(
+        &config,
+        &dir.path().join("out.jsonl"),
+        1,
+        &["--trace-dir", text(&traces)],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!traces.exists());
+    let events = dir.path().join("solve.jsonl");
+    let out = ponder()
+        .args(["solve", "hi", "--config"])
+        .arg(&config)
+        .arg("--events")
+        .arg(&events)
+        .arg("--trace-dir")
+        .arg(&traces)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:9"), "{stderr}");
+    assert!(!events.exists() && !traces.exists());
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["down.toml", "kept.jsonl"]);
+}
+
+#[test]
+fn a_gguf_named_by_its_file_name_alone_loads_from_the_directory_it_is_in() {
+    // `Path::parent` of a bare name is "", which mistral.rs took for a hub repository.
+    let file = ponder::engine::models::builtin("smollm2-135m")
+        .unwrap()
+        .ensure()
+        .expect("fetching smollm2-135m");
+    let out = ponder()
+        .current_dir(file.parent().unwrap())
+        .args(["solve", "What is 3 + 4?", "--json", "--device", &device()])
+        .arg("--model")
+        .arg(file.file_name().unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["usage"]["calls"] == 1, "{json}");
 }
 
 #[test]
@@ -1448,13 +1534,14 @@ fn dequantize_in_the_config_is_set_for_candle_before_the_model_loads() {
         let out = command
             .env_remove("CANDLE_DEQUANTIZE_ALL_F16")
             .env_remove("CANDLE_DEQUANTIZE_ALL")
+            .env("RUST_LOG", "warn,ponder_engine::mistralrs_backend=debug")
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{config:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{config:?}: {stderr}");
+        // What the engine found as the model loaded: the flag's, not the config's f16 (nor
+        // nothing, as stored).
+        assert!(stderr.contains("dequantized=Some(F32)"), "{config:?}: {stderr}");
     }
     let (code, stderr) = user_error(&["solve", "What is 3 + 4?", "--dequantize", "f8"]);
     assert_eq!(code, Some(2), "{stderr}");

@@ -100,12 +100,9 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// Writes `<dir>/<id>.json` and `<dir>/<id>.dot` (an id with characters other than ASCII
-    /// letters, digits, `-`, `_` and `.` has them replaced by `_` and a hash appended), and
-    /// `<dir>/<id>.svg` when the `dot` program is installed. Returns the paths written.
-    pub fn write(&self, dir: &std::path::Path, id: &str) -> crate::Result<Vec<std::path::PathBuf>> {
-        use crate::Error;
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    /// The files [`Trace::write`] writes for problem `id` in `dir`: `<id>.json`, `<id>.dot` and
+    /// `<id>.svg` (the last only where `dot` is installed).
+    pub fn paths(dir: &std::path::Path, id: &str) -> [std::path::PathBuf; 3] {
         let stem: String = id
             .chars()
             .map(|c| {
@@ -124,16 +121,23 @@ impl Trace {
             let digest = sha2::Sha256::digest(id.as_bytes());
             format!("{stem}-{}", crate::models::hex(&digest[..4]))
         };
-        let json_path = dir.join(format!("{stem}.json"));
+        ["json", "dot", "svg"].map(|ext| dir.join(format!("{stem}.{ext}")))
+    }
+
+    /// Writes `<dir>/<id>.json` and `<dir>/<id>.dot` (an id with characters other than ASCII
+    /// letters, digits, `-`, `_` and `.` has them replaced by `_` and a hash appended), and
+    /// `<dir>/<id>.svg` when the `dot` program is installed. Returns the paths written.
+    pub fn write(&self, dir: &std::path::Path, id: &str) -> crate::Result<Vec<std::path::PathBuf>> {
+        use crate::Error;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let [json_path, dot_path, svg_path] = Self::paths(dir, id);
         let text = serde_json::to_string_pretty(&self.json).map_err(|source| Error::Serialize {
             what: "a search trace",
             source,
         })?;
         std::fs::write(&json_path, text).map_err(|e| Error::io(&json_path, e))?;
-        let dot_path = dir.join(format!("{stem}.dot"));
         std::fs::write(&dot_path, &self.dot).map_err(|e| Error::io(&dot_path, e))?;
         let mut written = vec![json_path, dot_path.clone()];
-        let svg_path = dir.join(format!("{stem}.svg"));
         let rendered = std::process::Command::new("dot")
             .arg("-Tsvg")
             .arg(&dot_path)

@@ -23,12 +23,18 @@ use statrs::distribution::{Binomial, DiscreteCDF};
 
 use crate::{Error, Result};
 
+/// A path as text: serde refuses one that is not UTF-8, which would make the whole report null.
+fn lossy_path<S: serde::Serializer>(path: &Path, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_str(&path.to_string_lossy())
+}
+
 /// One results file, summarised.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     /// Its name in tables and plots.
     pub label: String,
-    /// The file.
+    /// The file (in JSON as text, a name that is not UTF-8 with its odd bytes replaced).
+    #[serde(serialize_with = "lossy_path")]
     pub path: PathBuf,
     /// The strategy kinds its lines name (one, normally).
     pub strategies: Vec<String>,
