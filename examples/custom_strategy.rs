@@ -117,11 +117,13 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     let problem = Problem::new("example", question);
+    // Seeded: the samples' draws, so the vote, are the same every run (each sample its own).
     let cx = Context::with_events(
         backend,
         Budget::unlimited().with_max_tokens(4096),
         Events::new(Arc::new(tx), problem.id.clone()),
-    );
+    )
+    .seeded(7);
     let solution = ponder::engine::solve_in(&strategy, &problem, &cx).await?;
     // The context holds the sender: dropping it ends the printer.
     drop(cx);

@@ -32,6 +32,11 @@ use serde::{Deserialize, Serialize};
 
 pub mod report;
 
+/// The README's Rust code, compiled as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use ponder_engine as engine;
 pub use ponder_prm as prm;
 pub use ponder_strategies as strategies;

@@ -52,7 +52,7 @@ fn custom_strategy_runs_under_best_of_n_and_reports_its_events() {
         .find_map(|l| l.strip_prefix("answer: "))
         .unwrap_or_else(|| panic!("no answer line: {stdout}"));
     assert!(
-        selected.contains(&format!("selected `{answer}` of 3")),
+        answer != "(none)" && selected.contains(&format!("selected `{answer}` of 3")),
         "{selected} vs {answer}"
     );
     let spent: u64 = events
@@ -64,6 +64,39 @@ fn custom_strategy_runs_under_best_of_n_and_reports_its_events() {
         stdout.contains(&format!("usage: {spent} tokens in 6 calls")),
         "{stdout} vs {spent}"
     );
+}
+
+#[test]
+fn solve_prints_the_completion_its_answer_and_usage() {
+    let out = example("solve")
+        .arg("Tom has 3 apples and buys 4 more. How many apples does he have?")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("answer: "))
+        .unwrap_or_else(|| panic!("no answer line: {stdout}"));
+    // The answer is the completion's (or none, said so).
+    let completion = stdout.split("\n\nanswer: ").next().unwrap_or_default();
+    assert!(
+        answer == "(none)" || completion.contains(answer),
+        "{answer} not in {completion}"
+    );
+    let usage = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("usage: "))
+        .unwrap_or_else(|| panic!("no usage line: {stdout}"));
+    let words: Vec<&str> = usage.split_whitespace().collect();
+    let prompt: u64 = words[0].parse().unwrap();
+    let completion_tokens: u64 = words[3].parse().unwrap();
+    assert!(prompt > 10 && (1..=192).contains(&completion_tokens), "{usage}");
+    assert!(usage.contains("tokens in 1 call(s)"), "{usage}");
 }
 
 #[test]
