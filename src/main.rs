@@ -975,7 +975,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             (&args.out, "--out"),
             (&args.problems, "--problems"),
             (&args.config, "--config"),
-            (&config_file, "the run's record of its configuration beside --out"),
+            (
+                &config_file,
+                "the run's record of its configuration beside --out",
+            ),
             (&spend, "the run's spend ledger beside --out"),
             (&triage, "the run's kept first stages beside --out"),
         ];

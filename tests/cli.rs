@@ -1541,7 +1541,10 @@ fn dequantize_in_the_config_is_set_for_candle_before_the_model_loads() {
         assert!(out.status.success(), "{config:?}: {stderr}");
         // What the engine found as the model loaded: the flag's, not the config's f16 (nor
         // nothing, as stored).
-        assert!(stderr.contains("dequantized=Some(F32)"), "{config:?}: {stderr}");
+        assert!(
+            stderr.contains("dequantized=Some(F32)"),
+            "{config:?}: {stderr}"
+        );
     }
     let (code, stderr) = user_error(&["solve", "What is 3 + 4?", "--dequantize", "f8"]);
     assert_eq!(code, Some(2), "{stderr}");

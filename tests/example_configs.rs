@@ -34,7 +34,10 @@ fn every_example_config_builds() {
         .map(|name| format!("{name}.toml"))
         .collect();
     let missing: Vec<&String> = listed.iter().filter(|l| !names.contains(l)).collect();
-    assert!(missing.is_empty(), "the README lists {missing:?}; there are {names:?}");
+    assert!(
+        missing.is_empty(),
+        "the README lists {missing:?}; there are {names:?}"
+    );
     let unlisted: Vec<&String> = names
         .iter()
         .filter(|n| n.ends_with(".toml") && !listed.contains(n))

@@ -95,7 +95,10 @@ fn solve_prints_the_completion_its_answer_and_usage() {
     let words: Vec<&str> = usage.split_whitespace().collect();
     let prompt: u64 = words[0].parse().unwrap();
     let completion_tokens: u64 = words[3].parse().unwrap();
-    assert!(prompt > 10 && (1..=192).contains(&completion_tokens), "{usage}");
+    assert!(
+        prompt > 10 && (1..=192).contains(&completion_tokens),
+        "{usage}"
+    );
     assert!(usage.contains("tokens in 1 call(s)"), "{usage}");
 }
 

@@ -148,12 +148,15 @@ fn a_processor_that_panics_or_leaves_nan_fails_its_call_and_the_engine_goes_on()
         let error = block_on(backend.generate(request(from_token(1, nan)).with_sampling(sampling)))
             .unwrap_err();
         let text = error.to_string();
-        assert!(text.contains("left NaN among the logits (token 7"), "{text}");
+        assert!(
+            text.contains("left NaN among the logits (token 7"),
+            "{text}"
+        );
     }
     // The engine still answers.
-    let plain = block_on(backend.generate(
-        GenerationRequest::new(ask("What is 2 + 2?")).with_max_tokens(4),
-    ))
+    let plain = block_on(
+        backend.generate(GenerationRequest::new(ask("What is 2 + 2?")).with_max_tokens(4)),
+    )
     .unwrap();
     assert!(plain.choices[0].completion_tokens >= 1, "{plain:?}");
 }
@@ -1322,7 +1325,11 @@ fn greedy_log_probabilities_are_the_tokens_probabilities() {
     let ids = |top: &[ponder::engine::TopLogprob]| top.iter().map(|t| t.id).collect::<Vec<_>>();
     assert_eq!(ids(top), ids(&first.top), "{top:?} vs {:?}", first.top);
     for (sampled, greedy) in top.iter().zip(&first.top) {
-        assert!((sampled.logprob - greedy.logprob).abs() < 1e-3, "{top:?} vs {:?}", first.top);
+        assert!(
+            (sampled.logprob - greedy.logprob).abs() < 1e-3,
+            "{top:?} vs {:?}",
+            first.top
+        );
     }
     assert!(
         top.windows(2).all(|w| w[0].logprob >= w[1].logprob),
@@ -1472,8 +1479,8 @@ fn chat_messages_to_a_safetensors_model_without_a_chat_template_are_refused() {
         ..LoadOptions::default()
     };
     let backend = block_on(MistralRsBackend::load(&source, &options)).unwrap();
-    let chat = block_on(backend.generate(GenerationRequest::new(ask("Hi")).with_max_tokens(2)))
-        .unwrap();
+    let chat =
+        block_on(backend.generate(GenerationRequest::new(ask("Hi")).with_max_tokens(2))).unwrap();
     assert!(chat.usage.prompt_tokens > 5, "{chat:?}");
 }
 

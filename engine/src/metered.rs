@@ -257,7 +257,9 @@ impl Reservation {
         used.cached_prompt_tokens = used
             .cached_prompt_tokens
             .saturating_add(usage.cached_prompt_tokens);
-        used.completion_tokens = used.completion_tokens.saturating_add(usage.completion_tokens);
+        used.completion_tokens = used
+            .completion_tokens
+            .saturating_add(usage.completion_tokens);
         // A backend that fans one generation out over several requests says so in its usage.
         used.calls = used.calls.saturating_add(usage.calls);
         // Drop runs next and releases the reservation.
@@ -830,7 +832,11 @@ mod tests {
             "{waited:?}"
         );
         let usage = backend.meter().usage();
-        assert_eq!((usage.total_tokens(), usage.calls), (0, 0), "nothing came back");
+        assert_eq!(
+            (usage.total_tokens(), usage.calls),
+            (0, 0),
+            "nothing came back"
+        );
     }
 
     /// A backend that ends each call at its deadline with what it wrote by then (its whole

@@ -1697,9 +1697,7 @@ impl Backend for MistralRsBackend {
         let together = self.one_at_a_time.is_none() && requests > 1;
         if together {
             choices = gather(
-                (0..requests).map(|choice| {
-                    self.complete(&request, &prompt, 1, None, draw(choice))
-                }),
+                (0..requests).map(|choice| self.complete(&request, &prompt, 1, None, draw(choice))),
                 request.deadline,
             )
             .await?;

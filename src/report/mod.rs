@@ -24,7 +24,10 @@ use statrs::distribution::{Binomial, DiscreteCDF};
 use crate::{Error, Result};
 
 /// A path as text: serde refuses one that is not UTF-8, which would make the whole report null.
-fn lossy_path<S: serde::Serializer>(path: &Path, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+fn lossy_path<S: serde::Serializer>(
+    path: &Path,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
     serializer.serialize_str(&path.to_string_lossy())
 }
 

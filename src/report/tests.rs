@@ -1087,6 +1087,9 @@ fn a_results_file_named_in_bytes_other_than_utf8_is_still_reported_in_json() {
     run.path = PathBuf::from(std::ffi::OsStr::from_bytes(b"r\xff.jsonl"));
     let json = Comparison::new(vec![run]).to_json();
     // serde refuses such a path: the whole report was `null`.
-    assert_eq!(json["runs"][0]["path"], serde_json::json!("r\u{fffd}.jsonl"));
+    assert_eq!(
+        json["runs"][0]["path"],
+        serde_json::json!("r\u{fffd}.jsonl")
+    );
     assert_eq!(json["runs"][0]["solved"], serde_json::json!(1));
 }

@@ -414,7 +414,9 @@ fn answer_span(line: &str) -> Option<&str> {
         }
         // Names joined (`$a$ and $b$`, `$x$, $y$`) may go on to the link.
         let joined = between
-            .trim_matches(|c: char| c.is_whitespace() || matches!(c, '$' | '\\' | '(' | ')' | '[' | ']'))
+            .trim_matches(|c: char| {
+                c.is_whitespace() || matches!(c, '$' | '\\' | '(' | ')' | '[' | ']')
+            })
             .trim_end_matches(',');
         if !matches!(joined, "" | "and" | "or" | ", and" | ", or") {
             break;

@@ -165,7 +165,10 @@ fn a_final_answer_outranks_later_remarks_and_made_up_questions() {
     assert_eq!(ex("**Final Answer**\n18 eggs").unwrap(), "18");
     assert_eq!(ex("Final Answer\n\n$\\boxed{7}$").unwrap(), "7");
     assert_eq!(ex("The final answer 42.").unwrap(), "42");
-    assert_eq!(ex("**Answer**: 18\n\nShe sells 9 eggs at $2 each.").unwrap(), "18");
+    assert_eq!(
+        ex("**Answer**: 18\n\nShe sells 9 eggs at $2 each.").unwrap(),
+        "18"
+    );
     // Text answers still count, numbers after a remark word too.
     assert_eq!(ex("The answer is yes.").unwrap(), "yes");
     assert_eq!(ex("Final Answer: So the total is 18.").unwrap(), "18");

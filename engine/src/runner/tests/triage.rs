@@ -687,12 +687,21 @@ async fn a_seeded_triage_run_draws_each_stage_as_a_plain_run_does() {
     // caller's `Context::seeded`).
     let backend = Arc::new(EchoSeeds::default());
     let problem = Problem::new("p1", "Q1?");
-    let cx = Context::new(Arc::clone(&backend) as Arc<dyn Backend>, Budget::unlimited())
-        .seeded(crate::seed_for(3, "p1"));
-    crate::strategy::solve_in(&Steps, &problem, &cx).await.unwrap();
+    let cx = Context::new(
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+    )
+    .seeded(crate::seed_for(3, "p1"));
+    crate::strategy::solve_in(&Steps, &problem, &cx)
+        .await
+        .unwrap();
     let mut alone = backend.seen.lock().unwrap().clone();
     alone.sort();
-    let p1: Vec<_> = plain.iter().filter(|(p, _)| p.contains("Q1")).cloned().collect();
+    let p1: Vec<_> = plain
+        .iter()
+        .filter(|(p, _)| p.contains("Q1"))
+        .cloned()
+        .collect();
     assert_eq!(alone, p1);
     // The two stages of one prompt (`more Q1?`) draw apart.
     assert_eq!(plain[2].0, plain[3].0);
@@ -919,7 +928,12 @@ async fn a_solution_graded_again_under_triage_costs_its_stages_once() {
     grader.working.store(true, Ordering::Relaxed);
     let summary = run(vec![]).run(&numbered(2), &out, |_| {}).await.unwrap();
     assert_eq!(
-        (summary.solved, summary.regraded, summary.correct, summary.errors),
+        (
+            summary.solved,
+            summary.regraded,
+            summary.correct,
+            summary.errors
+        ),
         (0, 2, 2, 0)
     );
     let lines = read_results(&out).unwrap();
