@@ -193,8 +193,9 @@ pub struct RunSummary {
     pub resumed: usize,
     /// Problems solved by this run.
     pub solved: usize,
-    /// Problems whose grading had failed, graded again by this run (not solved again: their
-    /// spend is the earlier run's, in neither `solved` nor `usage`).
+    /// Problems whose grading had failed, graded by this run (not solved again: their spend
+    /// is the earlier run's, in neither `solved` nor `usage`). One whose grading failed again
+    /// is in `errors`.
     pub regraded: usize,
     /// Of all finished problems (resumed and new): how many were graded, and how many right.
     pub graded: usize,

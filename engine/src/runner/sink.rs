@@ -133,11 +133,17 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
         self.append(&line)?;
         let summary = &mut self.summary;
         if line.grade_retried {
-            // Solved and paid for by an earlier run: only its grade is this run's.
-            summary.regraded += 1;
-            if let Some(correct) = line.correct {
-                summary.graded += 1;
-                summary.correct += usize::from(correct);
+            // Solved and paid for by an earlier run: only its grade is this run's, or its
+            // grading failing again, an error as it was.
+            if line.error.is_some() {
+                summary.errors += 1;
+                *summary.stop_reasons.entry("error".to_string()).or_default() += 1;
+            } else {
+                summary.regraded += 1;
+                if let Some(correct) = line.correct {
+                    summary.graded += 1;
+                    summary.correct += usize::from(correct);
+                }
             }
             (self.on_line)(&line);
             return Ok(());

@@ -677,6 +677,38 @@ fn graded_by(grader: &Arc<FlakyGrader>, replies: Vec<&'static str>) -> Runner {
 }
 
 #[tokio::test]
+async fn grading_that_fails_again_on_resume_is_an_error_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let problems = vec![Problem::new("p1", "Q?")];
+    let grader = Arc::new(FlakyGrader {
+        working: AtomicBool::new(false),
+    });
+    let summary = graded_by(&grader, vec!["7"])
+        .run(&problems, &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.errors, 1);
+    // Still no sandbox: the run says so (its exit status follows `errors`), and nothing was
+    // graded.
+    let summary = graded_by(&grader, vec![])
+        .run(&problems, &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            summary.errors,
+            summary.regraded,
+            summary.graded,
+            summary.solved
+        ),
+        (1, 0, 0, 0)
+    );
+    let last = read_results(&out).unwrap().pop().unwrap();
+    assert!(last.grade_retried && last.error.is_some() && last.to_grade.is_some());
+}
+
+#[tokio::test]
 async fn a_problem_that_could_not_be_graded_is_recorded_failed_and_graded_again_on_resume() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.jsonl");
