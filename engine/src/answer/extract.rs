@@ -13,8 +13,9 @@ const STRONG_CUES: &[&str] = &["final answer:", "final answer is"];
 /// the words in a sentence (`I rounded the final answer to 2 places`).
 const BARE_CUE: &str = "final answer";
 
-/// First words after a cue that make the sentence one about the answer, whatever numbers it
-/// holds (`The final answer is based on 9 eggs`, `the answer is not 5`): no answer there.
+/// First words after a cue ending in `is` that make the sentence one about the answer,
+/// whatever numbers it holds (`The final answer is based on 9 eggs`, `the answer is not 5`):
+/// no answer there.
 const ABOUT_THE_ANSWER: &str = "based rounded obtained derived not correct incorrect wrong below \
     above follows following";
 
@@ -172,11 +173,16 @@ fn answer_at(text: &str, end: usize) -> Option<String> {
                 .unwrap_or_default()
                 .trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '*'))
         });
+    // After a verb (`the answer is`), not a label (`Final Answer:`, whose sentence may open
+    // "Based on the calculations, ...").
+    let after_verb = text
+        .get(..end)
+        .is_some_and(|before| before.to_ascii_lowercase().ends_with(" is"));
     let first_word = tail
         .split(|c: char| !c.is_ascii_alphabetic())
         .next()
         .unwrap_or_default();
-    if is_listed(ABOUT_THE_ANSWER, &first_word.to_ascii_lowercase()) {
+    if after_verb && is_listed(ABOUT_THE_ANSWER, &first_word.to_ascii_lowercase()) {
         return None;
     }
     let candidate = match display_block(tail) {
@@ -368,8 +374,8 @@ fn without_trailing_working(cand: &str) -> Option<String> {
 /// $\sqrt{51}$`; or the span is a bare name, `\( n \) equals \( 23 \)`) and a later span
 /// follows it in the same sentence after `is`, `are`, `equals` or `=`, the spans between joined
 /// by `and`, `or` or commas (`The sum of $a$ and $b$ is $12$`): then that one. Where the line
-/// opens with words and every span is an equation, none linked (`With $m = 8$ and $n = 9$,
-/// $m+n = 17$`), the last. A first span that is the answer keeps it whatever the sentence says
+/// opens with words and every span of its first sentence is an equation, none linked (`With
+/// $m = 8$ and $n = 9$, $m+n = 17$`), the last of them. A first span that is the answer keeps it whatever the sentence says
 /// after (`$18$. The number left is $9$`).
 fn answer_span(line: &str) -> Option<&str> {
     let spans = math_spans(line);
@@ -398,7 +404,9 @@ fn answer_span(line: &str) -> Option<&str> {
     if !(opens_with_words || bare_name) {
         return Some(first);
     }
-    for pair in spans.windows(2) {
+    // The spans of the first sentence, as far as the names joined reach.
+    let mut reach = spans.len();
+    for (i, pair) in spans.windows(2).enumerate() {
         let [(at, body), (next_at, next)] = pair else {
             break;
         };
@@ -407,6 +415,7 @@ fn answer_span(line: &str) -> Option<&str> {
             .unwrap_or_default()
             .to_ascii_lowercase();
         if between.contains(". ") || between.contains(';') {
+            reach = i + 1;
             break;
         }
         if LINKS.iter().any(|l| between.contains(l)) {
@@ -419,12 +428,14 @@ fn answer_span(line: &str) -> Option<&str> {
             })
             .trim_end_matches(',');
         if !matches!(joined, "" | "and" | "or" | ", and" | ", or") {
+            reach = i + 2;
             break;
         }
     }
-    let last = spans.last().map_or(first, |&(_, body)| body);
+    let sentence = spans.get(..reach).unwrap_or_default();
+    let last = sentence.last().map_or(first, |&(_, body)| body);
     Some(
-        if opens_with_words && spans.iter().all(|(_, body)| body.contains('=')) {
+        if opens_with_words && sentence.iter().all(|(_, body)| body.contains('=')) {
             last
         } else {
             first

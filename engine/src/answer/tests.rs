@@ -105,6 +105,9 @@ fn extracts_after_cues() {
     );
     let aime = ex("Final Answer: With $m = 8$ and $n = 9$, $m+n = 17$.").unwrap();
     assert!(equivalent(&aime, "17") && !equivalent(&aime, "8"), "{aime}");
+    // Not past the sentence: a check after it is no answer.
+    let checked = ex("Final Answer: So $x = 4$. Check: $2(4)+1 = 9$.").unwrap();
+    assert!(equivalent(&checked, "4"), "{checked}");
     assert_eq!(
         ex("Final Answer: The area is $18$ and the perimeter is $20$.").unwrap(),
         "18"
@@ -159,6 +162,11 @@ fn a_final_answer_outranks_later_remarks_and_made_up_questions() {
     assert_eq!(
         ex("Step 3: Find the final answer by multiplying 9 by 2.\n9 × 2 = 18\nThe answer is 18.")
             .unwrap(),
+        "18"
+    );
+    // After a label, such a word opens the sentence that gives the answer.
+    assert_eq!(
+        ex("**Final Answer:** Based on the calculations, Janet makes $18 every day.").unwrap(),
         "18"
     );
     // A heading is a cue, bold or not, the answer on its line or below.
