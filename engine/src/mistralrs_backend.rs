@@ -978,7 +978,9 @@ fn chat_template(name: &str, options: &LoadOptions) -> Result<Option<String>> {
 /// NaN (a model whose arithmetic overflowed: a seeded draw would skip them, and mistral.rs's
 /// greedy pick read them as the last token), are a [`Fault`] of the request instead, which ends
 /// its sequences at their next token and fails it, naming what happened (the call fails where
-/// no other choice was written).
+/// no other choice was written). A request is one choice on the CPU and where ponder draws the
+/// tokens; an unseeded CUDA call of `n` choices is one request, whose choices fail together.
+/// Without an end-of-sequence id the sequences run on to `max_tokens` before the request fails.
 struct ProcessorAdapter {
     processor: Arc<dyn LogitsProcessor>,
     /// The request's prompt ids: the whole context of a sequence's first token.

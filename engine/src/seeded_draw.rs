@@ -166,11 +166,13 @@ impl Distribution {
         self.kept.last().map_or(0, |&(token, _)| token)
     }
 
-    /// The most likely token (of equals, the lower id, as [`most_likely_first`] orders them).
+    /// The most likely token; of equals, the higher id, as mistral.rs's greedy pick takes the
+    /// last of the largest logits (`argmax_f32`): asking for log-probabilities does not change
+    /// a greedy text.
     fn most_likely(&self) -> usize {
         self.kept
             .iter()
-            .min_by(|a, b| most_likely_first(a, b))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
             .map_or(0, |&(token, _)| token)
     }
 
