@@ -101,8 +101,8 @@ fn beam_search_finishes_writes_a_parsable_trace_and_respects_the_budget() {
 fn a_tight_budget_stops_the_search_with_a_beam() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let problem = Problem::new("tight", "What is 5 + 6?");
-    // Three calls: the first expansion (one request) fits, scoring its four steps (one judge
-    // call each) cannot, whatever the model writes. (A token budget was flaky: a model that
+    // Three calls: the first expansion (n/M = 2 requests of the root) fits, scoring its four
+    // steps (one judge call each) cannot, whatever the model writes. (A token budget was flaky: a model that
     // answers in its first step can finish the search inside it.)
     let solution = search(
         SearchKind::Beam,

@@ -793,8 +793,10 @@ impl BeamSearch {
         Ok(())
     }
 
-    /// Leaves of the tree to select from: those that ended by themselves, else the partial
-    /// ones (still active, or ended by filling the context window).
+    /// Leaves of the tree to select from: those that ended by themselves with something
+    /// written, else the partial ones (still active, or ended by filling the context window).
+    /// (A first step that came back empty ended its path with nothing in it: no solution over
+    /// the partial ones.)
     fn finalists(tree: &SearchTree) -> Vec<NodeId> {
         let leaves = |keep: &dyn Fn(&tree::SearchNode) -> bool| -> Vec<NodeId> {
             (1..tree.len())
@@ -802,7 +804,12 @@ impl BeamSearch {
                 .filter(|&id| tree.node(id).is_some_and(keep))
                 .collect()
         };
-        let finished = leaves(&ended_by_itself);
+        let wrote = |id: &NodeId| {
+            tree.path(*id)
+                .iter()
+                .any(|&step| tree.node(step).is_some_and(|n| !n.text.trim().is_empty()))
+        };
+        let finished: Vec<NodeId> = leaves(&ended_by_itself).into_iter().filter(wrote).collect();
         if finished.is_empty() {
             leaves(&|n| n.state == NodeState::Active || n.out_of_context)
         } else {

@@ -523,6 +523,17 @@ async fn the_budget_stop_returns_a_best_beam() {
 }
 
 #[tokio::test]
+async fn a_first_step_that_came_back_empty_is_no_solution_over_a_partial_beam() {
+    // The model ended at once in one expansion of the root: that path holds nothing, and the
+    // budget stop leaves s7, partial, as the solution.
+    let replies = vec!["", "s7\n\n", "s2\n\n", "s1\n\n"];
+    let search = numbered(config(2, 2, 4), SearchKind::Beam);
+    let (solution, _, _) = run(search, replies, Budget::unlimited().with_max_calls(1)).await;
+    assert_eq!(solution.stop_reason, StopReason::CallBudget);
+    assert_eq!(solution.completion, "s7");
+}
+
+#[tokio::test]
 async fn a_budget_stop_in_a_round_keeps_the_expansions_that_came_back() {
     // n = 4, M = 2: round 1 expands the root twice (calls 1-2), s5 and s3 survive. Round 2:
     // s5's expansion (call 3) finishes a solution; s3's is refused. The finished answer is
