@@ -897,28 +897,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         "--out",
         &[(&args.problems, "--problems"), (&args.config, "--config")],
     )?;
+    // The files a run reads and writes (the ones it keeps beside --out are its too: events or
+    // a trace written over one would leave the run unable to resume).
+    let (config_file, spend, triage) = (
+        runner::config_path(&args.out),
+        runner::spend_path(&args.out),
+        runner::triage_path(&args.out),
+    );
+    let run_files: [(&Path, &str); 6] = [
+        (&args.out, "--out"),
+        (&args.problems, "--problems"),
+        (&args.config, "--config"),
+        (
+            &config_file,
+            "the run's record of its configuration beside --out",
+        ),
+        (&spend, "the run's spend ledger beside --out"),
+        (&triage, "the run's kept first stages beside --out"),
+    ];
     if let Some(events) = args.events.as_deref() {
-        // The files the run keeps beside --out are its too: events appended to one would
-        // leave the run unable to resume.
-        let (config_file, spend, triage) = (
-            runner::config_path(&args.out),
-            runner::spend_path(&args.out),
-            runner::triage_path(&args.out),
-        );
-        check_events(
-            events,
-            &[
-                (&args.out, "--out"),
-                (&args.problems, "--problems"),
-                (&args.config, "--config"),
-                (
-                    &config_file,
-                    "the run's record of its configuration beside --out",
-                ),
-                (&spend, "the run's spend ledger beside --out"),
-                (&triage, "the run's kept first stages beside --out"),
-            ],
-        )?;
+        check_events(events, &run_files)?;
     }
     if args.limit == Some(0) {
         bail!("--limit 0 leaves nothing to run");
@@ -966,22 +964,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Made once every check passed, before the model loads.
     let mut made = MadeBeforeLoad::default();
     if let Some(dir) = &args.trace_dir {
-        let (config_file, spend, triage) = (
-            runner::config_path(&args.out),
-            runner::spend_path(&args.out),
-            runner::triage_path(&args.out),
-        );
-        let mut others: Vec<(&Path, &str)> = vec![
-            (&args.out, "--out"),
-            (&args.problems, "--problems"),
-            (&args.config, "--config"),
-            (
-                &config_file,
-                "the run's record of its configuration beside --out",
-            ),
-            (&spend, "the run's spend ledger beside --out"),
-            (&triage, "the run's kept first stages beside --out"),
-        ];
+        let mut others = run_files.to_vec();
         others.extend(args.events.as_deref().map(|e| (e, "--events")));
         check_trace_dir(dir, problems.iter().map(|p| p.id.as_str()), &others)?;
         made.trace_dir(dir)?;

@@ -247,6 +247,14 @@ pub struct Halt {
 }
 
 impl RunSummary {
+    /// Counts a finished problem's grade, where it has one.
+    pub(crate) fn count_grade(&mut self, correct: Option<bool>) {
+        if let Some(correct) = correct {
+            self.graded += 1;
+            self.correct += usize::from(correct);
+        }
+    }
+
     /// Accuracy over graded problems, if any were graded.
     pub fn accuracy(&self) -> Option<f64> {
         (self.graded > 0).then(|| self.correct as f64 / self.graded as f64)
@@ -550,10 +558,7 @@ impl Runner {
         for (id, (answered, correct)) in last {
             if answered {
                 summary.resumed += 1;
-                if let Some(correct) = correct {
-                    summary.graded += 1;
-                    summary.correct += usize::from(correct);
-                }
+                summary.count_grade(correct);
                 finished.insert(id);
             }
         }

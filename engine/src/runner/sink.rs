@@ -140,10 +140,7 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
                 *summary.stop_reasons.entry("error".to_string()).or_default() += 1;
             } else {
                 summary.regraded += 1;
-                if let Some(correct) = line.correct {
-                    summary.graded += 1;
-                    summary.correct += usize::from(correct);
-                }
+                summary.count_grade(line.correct);
             }
             (self.on_line)(&line);
             return Ok(());
@@ -153,10 +150,7 @@ impl<F: FnMut(&ResultLine)> Sink<'_, F> {
             summary.errors += 1;
         } else {
             summary.solved += 1;
-            if let Some(correct) = line.correct {
-                summary.graded += 1;
-                summary.correct += usize::from(correct);
-            }
+            summary.count_grade(line.correct);
         }
         let reason = line
             .stop_reason
