@@ -162,22 +162,26 @@ fn answer_at(text: &str, end: usize) -> Option<String> {
     });
     let tail = if below { past_list_marker(tail) } else { tail };
     // A cue repeated inside the answer (`Final Answer: The answer is (C).`): read after it.
-    let tail = WEAK_CUES
-        .iter()
-        .find(|cue| {
-            tail.get(..cue.len())
-                .is_some_and(|head| head.eq_ignore_ascii_case(cue))
-        })
-        .map_or(tail, |cue| {
-            tail.get(cue.len()..)
-                .unwrap_or_default()
-                .trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '*'))
-        });
-    // After a verb (`the answer is`), not a label (`Final Answer:`, whose sentence may open
-    // "Based on the calculations, ...").
-    let after_verb = text
-        .get(..end)
-        .is_some_and(|before| before.to_ascii_lowercase().ends_with(" is"));
+    let inner = WEAK_CUES.iter().find(|cue| {
+        tail.get(..cue.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(cue))
+    });
+    let tail = inner.map_or(tail, |cue| {
+        tail.get(cue.len()..)
+            .unwrap_or_default()
+            .trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '*'))
+    });
+    // After a verb (`the answer is`, the cue's or one repeated inside), not a label (`Final
+    // Answer:`, whose sentence may open "Based on the calculations, ...").
+    let ends_in_is = |before: &str| {
+        before
+            .len()
+            .checked_sub(3)
+            .and_then(|at| before.as_bytes().get(at..))
+            .is_some_and(|last| last.eq_ignore_ascii_case(b" is"))
+    };
+    let after_verb =
+        text.get(..end).is_some_and(ends_in_is) || inner.is_some_and(|c| ends_in_is(c));
     let first_word = tail
         .split(|c: char| !c.is_ascii_alphabetic())
         .next()
@@ -405,30 +409,31 @@ fn answer_span(line: &str) -> Option<&str> {
         return Some(first);
     }
     // The spans of the first sentence, as far as the names joined reach.
-    let mut reach = spans.len();
-    for (i, pair) in spans.windows(2).enumerate() {
-        let [(at, body), (next_at, next)] = pair else {
-            break;
-        };
-        let between = line
-            .get(at + body.len()..*next_at)
+    let between = |i: usize| {
+        let (at, body) = spans[i];
+        line.get(at + body.len()..spans[i + 1].0)
             .unwrap_or_default()
-            .to_ascii_lowercase();
-        if between.contains(". ") || between.contains(';') {
-            reach = i + 1;
-            break;
-        }
-        if LINKS.iter().any(|l| between.contains(l)) {
-            return Some(next);
+            .to_ascii_lowercase()
+    };
+    // The spans of the first sentence.
+    let reach = (0..spans.len() - 1)
+        .find(|&i| {
+            let gap = between(i);
+            gap.contains(". ") || gap.contains(';')
+        })
+        .map_or(spans.len(), |i| i + 1);
+    for i in 0..reach.saturating_sub(1) {
+        let gap = between(i);
+        if LINKS.iter().any(|l| gap.contains(l)) {
+            return Some(spans[i + 1].1);
         }
         // Names joined (`$a$ and $b$`, `$x$, $y$`) may go on to the link.
-        let joined = between
+        let joined = gap
             .trim_matches(|c: char| {
                 c.is_whitespace() || matches!(c, '$' | '\\' | '(' | ')' | '[' | ']')
             })
             .trim_end_matches(',');
         if !matches!(joined, "" | "and" | "or" | ", and" | ", or") {
-            reach = i + 2;
             break;
         }
     }

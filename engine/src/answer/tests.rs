@@ -105,6 +105,14 @@ fn extracts_after_cues() {
     );
     let aime = ex("Final Answer: With $m = 8$ and $n = 9$, $m+n = 17$.").unwrap();
     assert!(equivalent(&aime, "17") && !equivalent(&aime, "8"), "{aime}");
+    let chained =
+        ex("Final Answer: Using $a = 3$ and $b = 4$ we get $c = 5$ so $c^2 = 25$.").unwrap();
+    assert_eq!(chained, "c^2 = 25");
+    // A cue repeated inside the answer, then a sentence about it: no answer there.
+    assert_eq!(
+        ex("Final Answer: The answer is based on 9 eggs.\nShe makes 18 dollars.").as_deref(),
+        Some("18")
+    );
     // Not past the sentence: a check after it is no answer.
     let checked = ex("Final Answer: So $x = 4$. Check: $2(4)+1 = 9$.").unwrap();
     assert!(equivalent(&checked, "4"), "{checked}");
