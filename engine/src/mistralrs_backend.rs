@@ -1190,24 +1190,27 @@ fn restore_spaces(logprobs: &mut [TokenLogprob], text: &str) {
     }
 }
 
-/// Keeps the first few ids a one-choice request generates (each call's context is the prompt and
-/// what was generated so far; the call after a prefix-cache hit, shorter, is skipped). Passes the
-/// logits through.
+/// Keeps the first `keep` ids a one-choice request generates (each call's context is the prompt
+/// and what was generated so far, all but the last token; the call after a prefix-cache hit,
+/// shorter, is skipped). Passes the logits through.
 struct FirstIds {
     prompt_len: usize,
+    keep: usize,
     seen: Arc<Mutex<Vec<u32>>>,
 }
 
-/// How many first ids [`FirstIds`] keeps: enough to pass a few whitespace tokens.
+/// How many first ids [`FirstIds`] keeps to read a completion's leading whitespace from: enough
+/// to pass a few whitespace tokens.
 const FIRST_IDS: usize = 8;
 
 impl CustomLogitsProcessor for FirstIds {
     fn apply(&self, logits: &Tensor, context: &[u32]) -> mistralrs::Result<Tensor> {
         if let Some(generated) = context.get(self.prompt_len..) {
-            let generated = &generated[..generated.len().min(FIRST_IDS)];
+            let generated = &generated[..generated.len().min(self.keep)];
             if let Ok(mut seen) = self.seen.lock() {
-                if generated.len() > seen.len() {
-                    *seen = generated.to_vec();
+                // One sequence: what it generated since, after what was seen.
+                if let Some(new) = generated.get(seen.len()..) {
+                    seen.extend_from_slice(new);
                 }
             }
         }
@@ -1404,11 +1407,14 @@ impl MistralRsBackend {
             })
             .collect();
         // A one-choice request to a tokenizer whose tokens' texts lose their leading space:
-        // its first generated ids, to read the completion's leading whitespace from.
-        let first_ids = (self.drops_lead_space && n == 1).then(|| {
+        // its first generated ids, to read the completion's leading whitespace from; all of
+        // them where the engine leaves byte tokens out of the text, to put them back.
+        let hides_bytes = self.token_bytes.as_ref().is_some_and(|t| t.hides_bytes());
+        let first_ids = ((self.drops_lead_space || hides_bytes) && n == 1).then(|| {
             let seen = Arc::new(Mutex::new(Vec::new()));
             processors.push(Arc::new(FirstIds {
                 prompt_len: prompt.len(),
+                keep: if hides_bytes { usize::MAX } else { FIRST_IDS },
                 seen: Arc::clone(&seen),
             }) as Arc<dyn CustomLogitsProcessor>);
             seen
@@ -1498,7 +1504,32 @@ impl MistralRsBackend {
             (Some(seen), [_]) => seen.lock().map(|ids| ids.clone()).unwrap_or_default(),
             _ => Vec::new(),
         };
-        let lead = match (ids.is_empty(), request.deadline) {
+        // Byte tokens the engine left out of the text (a GGUF's SentencePiece vocabulary: its
+        // newlines) put back from the ids; the text then keeps its own leading whitespace.
+        let restored = match (hides_bytes, &self.token_bytes, ordered.as_mut_slice()) {
+            (true, Some(tokens), [choice]) => {
+                let entries = choice.logprobs.as_ref().and_then(|l| l.content.as_ref());
+                // Every token but the last was seen. The last, where the completion was cut at
+                // its length (not ended by the end of sequence), may be a byte token: its text
+                // alone, one character.
+                let seen_all = entries.is_some_and(|e| e.len() == ids.len() + 1);
+                let cut = matches!(choice.finish_reason.as_str(), "length" | "model_length");
+                let last = entries
+                    .and_then(|e| e.last())
+                    .map(|l| l.token.as_str())
+                    .filter(|t| cut && t.chars().count() == 1);
+                let restored = seen_all
+                    .then(|| tokens.restore_bytes(&choice.text, &ids, last))
+                    .flatten();
+                if let Some(text) = &restored {
+                    choice.text.clone_from(text);
+                }
+                restored
+            }
+            _ => None,
+        };
+        let lead = match (ids.is_empty() || restored.is_some(), request.deadline) {
+            _ if restored.is_some() => Some(String::new()),
             (true, _) => None,
             (false, Some(deadline)) => {
                 tokio::time::timeout_at(deadline.into(), self.lead_after(&prompt[..], &ids))

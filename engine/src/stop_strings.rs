@@ -35,6 +35,9 @@ pub(crate) struct TokenBytes {
     ends: Vec<usize>,
     /// Which tokens are special.
     special: Vec<bool>,
+    /// The byte tokens the engine took for special (see [`TokenBytes::from_trie_tokens`]), in
+    /// id order: each is its byte here, and not special.
+    hidden_bytes: Vec<u32>,
 }
 
 impl TokenBytes {
@@ -52,14 +55,30 @@ impl TokenBytes {
 
     /// The table of a token trie's tokens (toktrie's bytes, in id order): a special token's
     /// marker (a leading 0xff) taken off its text.
+    ///
+    /// mistral.rs 0.8.1 makes every token of a GGUF vocabulary whose type is not "normal" a
+    /// special token (`gguf_tokenizer.rs`), SentencePiece's byte tokens `<0x00>`..`<0xFF>`
+    /// too, so its trie holds them as special and a completion's text leaves them out: every
+    /// newline of Llama-2's and Mistral's vocabularies (`<0x0A>`), and each character written
+    /// in bytes. Here a special token named `<0xHH>` is the byte it names, not special, and
+    /// listed as hidden, for the backend to put back in the text ([`TokenBytes::restore_bytes`]).
     pub(crate) fn from_trie_tokens<B: AsRef<[u8]>>(tokens: impl IntoIterator<Item = B>) -> Self {
-        Self::new(tokens.into_iter().map(|token| {
+        let mut hidden_bytes = Vec::new();
+        let mut table = Self::new(tokens.into_iter().enumerate().map(|(id, token)| {
             let token = token.as_ref();
             match token.split_first() {
-                Some((&SPECIAL_TOKEN_MARKER, text)) => (text.to_vec(), true),
+                Some((&SPECIAL_TOKEN_MARKER, text)) => match byte_token(text) {
+                    Some(byte) => {
+                        hidden_bytes.push(u32::try_from(id).unwrap_or(u32::MAX));
+                        (vec![byte], false)
+                    }
+                    None => (text.to_vec(), true),
+                },
                 _ => (token.to_vec(), false),
             }
-        }))
+        }));
+        table.hidden_bytes = hidden_bytes;
+        table
     }
 
     /// The table of a `tokenizer.json`, built the way mistral.rs builds its token trie from it
@@ -105,6 +124,80 @@ impl TokenBytes {
             _ => self.get(id),
         }
     }
+
+    /// Whether the engine leaves some of the vocabulary's byte tokens out of a completion's text
+    /// (see [`TokenBytes::from_trie_tokens`]).
+    pub(crate) fn hides_bytes(&self) -> bool {
+        !self.hidden_bytes.is_empty()
+    }
+
+    fn hidden(&self, id: u32) -> bool {
+        self.hidden_bytes.binary_search(&id).is_ok()
+    }
+
+    /// The text of a completion with the byte tokens the engine left out of it put back: `text`
+    /// as the engine wrote it (its leading whitespace trimmed) for the generated ids `seen` and
+    /// one token after them, whose text alone is `last` where it added nothing to `text` and
+    /// may be a byte token (a completion cut at its length; not the end of sequence). The text
+    /// keeps its leading whitespace. `None` where `text` is not what the engine writes for
+    /// `seen` (with special tokens written or left out), or nothing was left out.
+    pub(crate) fn restore_bytes(
+        &self,
+        text: &str,
+        seen: &[u32],
+        last: Option<&str>,
+    ) -> Option<String> {
+        // What the engine appended for `seen`: special tokens left out or written, and the
+        // hidden bytes left out either way.
+        let engine = |specials: bool| -> Vec<u8> {
+            seen.iter()
+                .filter(|&&id| !self.hidden(id))
+                .flat_map(|&id| {
+                    if specials {
+                        self.get(id)
+                    } else {
+                        self.visible(id)
+                    }
+                })
+                .copied()
+                .collect()
+        };
+        let (specials, shown) = [false, true].into_iter().find_map(|specials| {
+            let bytes = engine(specials);
+            let written = String::from_utf8_lossy(&bytes);
+            let written = written.trim_start();
+            text.starts_with(written)
+                .then_some((specials, written.len()))
+        })?;
+        let tail = text.get(shown..).unwrap_or_default();
+        let last = last.filter(|_| tail.is_empty()).unwrap_or_default();
+        if !seen.iter().any(|&id| self.hidden(id)) && last.is_empty() {
+            return None;
+        }
+        let mut bytes: Vec<u8> = seen
+            .iter()
+            .flat_map(|&id| {
+                if specials {
+                    self.get(id)
+                } else {
+                    self.visible(id)
+                }
+            })
+            .copied()
+            .collect();
+        bytes.extend_from_slice(tail.as_bytes());
+        bytes.extend_from_slice(last.as_bytes());
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+/// The byte a SentencePiece byte token's name (`<0x0A>`) stands for.
+fn byte_token(name: &[u8]) -> Option<u8> {
+    let hex = name.strip_prefix(b"<0x")?.strip_suffix(b">")?;
+    if hex.len() != 2 {
+        return None;
+    }
+    u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
 }
 
 /// A request's stop strings, matched against what a sequence has generated.
@@ -220,6 +313,73 @@ mod tests {
         assert_eq!(table.get(2), b"");
         assert_eq!(table.get(3), b"");
         assert!(table.special[3] && !table.special[2]);
+    }
+
+    /// mistral.rs's trie of a GGUF SentencePiece vocabulary: 0 " x", 1 the byte token
+    /// `<0x0A>` (a newline) taken for special, 2 "Final", 3 a special "</s>", 4 ":", 5 the byte
+    /// `<0xF0>` (the first of an emoji's four).
+    fn gguf_trie() -> TokenBytes {
+        TokenBytes::from_trie_tokens([
+            &b" x"[..],
+            b"\xff<0x0A>",
+            b"Final",
+            b"\xff</s>",
+            b":",
+            b"\xff<0xF0>",
+        ])
+    }
+
+    #[test]
+    fn byte_tokens_the_engine_took_for_special_are_their_bytes_and_put_back() {
+        let table = gguf_trie();
+        assert!(table.hides_bytes());
+        assert_eq!((table.get(1), table.visible(1)), (&b"\n"[..], &b"\n"[..]));
+        assert!(table.special[3] && !table.special[1] && table.hidden(5));
+        // The engine's text leaves the newlines out, and its leading space: put back.
+        let seen = [0, 1, 2, 4, 1, 1, 0];
+        assert_eq!(
+            table.restore_bytes("xFinal: x", &seen, None).as_deref(),
+            Some(" x\nFinal:\n\n x")
+        );
+        // The last token, unseen, adds what the text has after the seen ones'; or, a byte
+        // token (its text alone given), itself.
+        assert_eq!(
+            table
+                .restore_bytes("xFinal: x", &seen[..6], None)
+                .as_deref(),
+            Some(" x\nFinal:\n\n x")
+        );
+        assert_eq!(
+            table
+                .restore_bytes("xFinal", &[0, 1, 2], Some("\n"))
+                .as_deref(),
+            Some(" x\nFinal\n")
+        );
+        // Special tokens written (a reasoning model's), or left out: either reading.
+        assert_eq!(
+            table
+                .restore_bytes("x</s>Final", &[0, 3, 1, 2], None)
+                .as_deref(),
+            Some(" x</s>\nFinal")
+        );
+        assert_eq!(
+            table
+                .restore_bytes("xFinal", &[0, 3, 1, 2], None)
+                .as_deref(),
+            Some(" x\nFinal")
+        );
+        // Nothing left out, or a text that is not the ids': the engine's text stands.
+        assert_eq!(table.restore_bytes("xFinal", &[0, 2], None), None);
+        assert_eq!(table.restore_bytes("y", &[0, 1], None), None);
+        // A character cut short reads as the replacement character, as a lossy decode has it.
+        assert_eq!(
+            table.restore_bytes("x", &[0, 5], None).as_deref(),
+            Some(" x\u{FFFD}")
+        );
+        // A vocabulary without byte tokens hides none.
+        assert!(
+            !TokenBytes::from_trie_tokens([&b"a"[..], b"\xff<0x0G>", b"\xff<0x0AB>"]).hides_bytes()
+        );
     }
 
     /// A byte-level BPE `tokenizer.json` (GPT-2's byte alphabet: "Ġ" a space, "Ċ" a newline,
