@@ -2,13 +2,15 @@
 //! public tests ([`docstring_tests`]) and hidden tests, a [`CodeVerifier`] that runs a candidate
 //! against tests in the [`Sandbox`] and reports each test, and the [`HumanEvalGrader`].
 //!
-//! Each verification is one sandbox run. The public tests all execute in the candidate's
-//! process, one after another, each (and loading the program) under its own CPU-time limit,
-//! and report through marked lines on stdout: what the model sees while it debugs. A candidate
-//! that catches its timeout still timed out; one that runs on after catching it is given up on
-//! and the harness starts again after that test. The hidden tests (the grade) keep the
-//! candidate out of the process that runs them: `check` runs in a judge process that calls the
-//! candidate in a child of its own and sees only plain data come back (see
+//! Each verification is one sandbox run, but for the restarts below. The public tests all
+//! execute in the candidate's process, one after another, each (and loading the program) under
+//! its own CPU-time limit, and report through marked lines on stdout: what the model sees while
+//! it debugs. A candidate that catches its timeout still timed out; one that runs on after
+//! catching it is given up on and the harness starts itself again after that test. A harness
+//! that dies in a test (a call into C past its timeout, a segfault, `os._exit`, the run's
+//! limits) is started again after it in another sandbox run. The hidden tests (the grade) keep
+//! the candidate out of the process that runs them: `check` runs in a judge process that calls
+//! the candidate in a child of its own and sees only plain data come back (see
 //! [`CodeVerifier::run_hidden`]), so a candidate cannot forge its grade. Runs share nothing, so
 //! any number may be in flight at once; dropping a verification future kills its run (see
 //! [`Sandbox`]). Nothing here holds permits.
@@ -192,7 +194,7 @@ impl CodeVerifier {
     }
 
     /// Runs `code` (a whole program defining what the tests call) against `tests`, all in one
-    /// sandbox run.
+    /// sandbox run, unless the program dies in a test: then the tests after it run in another.
     #[tracing::instrument(skip_all, fields(tests = tests.len()))]
     pub async fn run_tests(&self, code: &str, tests: &[TestCase]) -> Result<TestRun, SandboxError> {
         let mut results: Vec<TestResult> = tests
@@ -261,10 +263,20 @@ impl CodeVerifier {
                     RunOutcome::OutputLimit { .. } => TestStatus::Error {
                         exception: "output limit exceeded".into(),
                     },
-                    _ => TestStatus::NotRun,
+                    // Left in the middle of the test (`os._exit(0)`): the harness never
+                    // exits 0 before its last record.
+                    RunOutcome::Passed => TestStatus::Error {
+                        exception: "exit status 0".into(),
+                    },
+                    RunOutcome::Failed { assertion, .. } => TestStatus::Error {
+                        exception: assertion.clone(),
+                    },
                 };
-                // The tests after it still run, in a harness started again after it.
-                if hard_timeout && i + 1 < tests.len() {
+                // Died after the program loaded, so in this test, whatever killed it (a
+                // segfault, `os._exit`, the CPU or wall limit): the tests after it still run,
+                // in a harness started again after it. `start` only grows, so this ends.
+                // (Died before it loaded, a new start would die the same way.)
+                if run.loaded && i + 1 < tests.len() {
                     start = i + 1;
                     continue;
                 }

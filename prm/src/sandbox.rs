@@ -422,12 +422,11 @@ impl Sandbox {
         Ok(&checked.report)
     }
 
-    /// Runs `program` with `python3 -I main.py` and classifies how it ended. At most as many
-    /// runs as the machine has cores (16 at most) go at once in this process (the others wait
-    /// their turn):
-    /// a program and its test harness are CPU-bound, so more only slice the cores thinner, and
-    /// a run's wall-clock limit (a few times its CPU limit) would then end programs still
-    /// within their CPU time.
+    /// Runs `program` with `python3 -s -P main.py` (`-I` before Python 3.11) and classifies
+    /// how it ended. At most as many runs as the machine has cores (16 at most) go at once in
+    /// this process (the others wait their turn): a program and its test harness are
+    /// CPU-bound, so more only slice the cores thinner, and a run's wall-clock limit (a few
+    /// times its CPU limit) would then end programs still within their CPU time.
     #[tracing::instrument(skip_all, fields(bytes = program.main.len()))]
     pub async fn run(&self, program: &Program) -> Result<RunReport, SandboxError> {
         let checked = self.checked.get_or_try_init(|| self.probe()).await?;
@@ -674,6 +673,14 @@ impl Sandbox {
                 // glibc reserves 64 MiB of address space for each thread's malloc arena (up to
                 // eight a core): under RLIMIT_AS that would cap a program at a dozen threads.
                 "MALLOC_ARENA_MAX": "2",
+                // numpy's BLAS starts a thread per core, and threads count toward RLIMIT_NPROC,
+                // shared by every run of the sandbox user.
+                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                // String hashes fixed: a set of strings comes out in one order every run, so two
+                // runs of one program agree (S* clusters programs by their outputs). -I would
+                // ignore this (it implies -E): the bootstrap gives the program -I's other parts,
+                // -s and -P, where Python has -P (3.11).
+                "PYTHONHASHSEED": "0",
             },
             "rlimits": [
                 ["RLIMIT_NPROC", self.limits.processes.get(), self.limits.processes.get()],

@@ -20,6 +20,11 @@ LIMIT = 1 << 28  # bytes in one message
 DEPTH = 200  # nesting
 ITEMS = 1 << 20  # items an iterator may yield
 KEYS, VALUES, ITEMS_VIEW = type({}.keys()), type({}.values()), type({}.items())
+# The candidate's interpreter flags, as the sandbox starts this process (see bootstrap.py): -I
+# but for -E, so that it keeps this process's PYTHONHASHSEED (the sandbox's fixed one: a set of
+# strings comes out in one order every run), where -P exists (Python 3.11) to stand for -I's
+# part that keeps this directory off sys.path.
+ISOLATED = ["-s", "-P"] if sys.version_info >= (3, 11) else ["-I"]
 
 
 def encode(value, depth=0, opaque=False):
@@ -199,7 +204,14 @@ def failure(error):
 def candidate_process(r, w):
     """The candidate's side: solution.py, then calls as they come."""
     try:
-        ns = {"__name__": "solution", "__builtins__": builtins}
+        # A module of its own, registered as `solution`: dataclasses (with string annotations,
+        # as `from __future__ import annotations` makes them all) and pickle look the module
+        # of the candidate's classes up in sys.modules.
+        import types
+        module = types.ModuleType("solution")
+        module.__builtins__ = builtins
+        sys.modules["solution"] = module
+        ns = module.__dict__
         with open(os.path.join(HERE, "solution.py"), encoding="utf-8") as f:
             exec(compile(f.read(), "solution.py", "exec"), ns)
         if ENTRY not in ns:
@@ -289,7 +301,7 @@ def judge():
         r_child, w_parent = os.pipe()
         r_parent, w_child = os.pipe()
         child = subprocess.Popen(
-            [sys.executable, "-I", "-B", os.path.abspath(__file__), "--candidate", str(r_child), str(w_child)],
+            [sys.executable, *ISOLATED, "-B", os.path.abspath(__file__), "--candidate", str(r_child), str(w_child)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             pass_fds=(r_child, w_child), close_fds=True,
         )

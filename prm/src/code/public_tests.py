@@ -12,8 +12,9 @@
 # cannot interrupt (one long call into C: `sum(range(10**11))`, a huge power; Python runs a
 # handler only between bytecodes) is ended by the kernel: a third timer, ITIMER_VIRTUAL, past
 # both, with SIGVTALRM's default action, kills the harness; ponder records the test as timed
-# out and starts the harness again after it (tests.json's "start").
-import ast, builtins, contextlib, hashlib, importlib, io, json, math, os, signal, sys, traceback
+# out and starts the harness again after it (tests.json's "start"), as it does after any other
+# death in a test (a segfault, os._exit, the run's limits), recorded as that test's error.
+import ast, builtins, contextlib, hashlib, importlib, io, json, math, os, signal, sys, traceback, types
 
 MARK = "{MARK}"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -130,11 +131,12 @@ def call_scope(missing):
 
 
 def canonical(x):
-    # repr, with set elements and dict items in a fixed order: string hashes change with every
-    # process, so two runs of the same program would print one set two ways (and S* would tell
-    # them apart). Floats to 9 significant digits: programs that agree but for rounding
-    # (sum(xs) / len(xs) is 2.1999999999999997 where statistics.mean gives 2.2) agree, as the
-    # tests' own tolerance (1e-6) has them.
+    # repr, with set elements and dict items in a fixed order: two programs that build one set
+    # in different orders may print it two ways, and where the sandbox cannot fix the hash seed
+    # (Python before 3.11) string hashes change with every process (S* would tell them apart).
+    # Floats to 9 significant digits: programs that agree but for rounding (sum(xs) / len(xs)
+    # is 2.1999999999999997 where statistics.mean gives 2.2) agree, as the tests' own tolerance
+    # (1e-6) has them.
     if type(x) is float:
         return repr(float("%.9g" % x))
     if type(x) in (set, frozenset) and x:
@@ -172,7 +174,13 @@ config = json.loads(read("tests.json"))
 signal.signal(signal.SIGALRM, alarm)
 signal.signal(signal.SIGPROF, alarm)
 signal.signal(signal.SIGVTALRM, signal.SIG_DFL)
-ns = {"__name__": "solution", "__builtins__": builtins}
+# The program runs in a module of its own, registered as `solution`: dataclasses (with string
+# annotations, as `from __future__ import annotations` makes them all) and pickle look the
+# module of its classes up in sys.modules.
+solution = types.ModuleType("solution")
+solution.__builtins__ = builtins
+sys.modules["solution"] = solution
+ns = solution.__dict__
 # Where a harness started again after a test it gave up on goes on (read before the candidate
 # loads: it could set the variable).
 start = int(os.environ.get("PONDER_FROM_TEST", config.get("start", 0)))

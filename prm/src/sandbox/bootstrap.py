@@ -332,8 +332,14 @@ try:
             # subprocess reports only that preexec_fn failed: say what did.
             os.write(report_w, ("%s: %s" % (type(e).__name__, e)).encode()[:4000])
             raise
+    # -I's parts but -E (which would ignore the fixed PYTHONHASHSEED in cfg["env"], so that a
+    # set of strings comes out in one order every run): no user site directory (-s), not the
+    # script's directory on sys.path (-P). The only PYTHON* variables are the sandbox's, which
+    # sets the whole environment (one the program sets for a child of its own gives it nothing
+    # it could not do itself). -P is Python 3.11's: before it, -I, and random hashes.
+    isolated = ["-s", "-P"] if sys.version_info >= (3, 11) else ["-I"]
     try:
-        child = subprocess.Popen([cfg["python"], "-I", cfg["main"]], cwd=cfg["work"],
+        child = subprocess.Popen([cfg["python"], *isolated, cfg["main"]], cwd=cfg["work"],
             env=cfg["env"], user=cfg["uid"] if switch else None,
             group=cfg["gid"] if switch else None, extra_groups=[] if switch else None,
             preexec_fn=limit)
