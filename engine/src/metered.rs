@@ -40,6 +40,9 @@ struct MeterState {
     reserved_calls: u64,
     /// The budget that last shortened a call that then ran to its grant.
     cut_by: Option<Resource>,
+    /// Calls a budget refused, and the budget that refused the last.
+    refused: u64,
+    refused_by: Option<Resource>,
 }
 
 impl Meter {
@@ -65,6 +68,20 @@ impl Meter {
     /// cuts of its own calls). None if none did.
     pub fn cut_by(&self) -> Option<Resource> {
         self.lock().cut_by
+    }
+
+    /// How many calls made through this meter a budget refused (this meter's or one further
+    /// out), and the budget that refused the last: a caller whose calls fail one by one (a
+    /// scorer's reads, each left unscored) learns from it that the budget stopped some.
+    pub fn refused(&self) -> (u64, Option<Resource>) {
+        let state = self.lock();
+        (state.refused, state.refused_by)
+    }
+
+    fn note_refusal(&self, resource: Resource) {
+        let mut state = self.lock();
+        state.refused += 1;
+        state.refused_by = Some(resource);
     }
 
     /// What has been spent so far; `elapsed_ms` is the time since the meter was made.
@@ -387,6 +404,7 @@ impl<B: Backend> Backend for Metered<B> {
         let out_of_time = || {
             self.note_limit();
             self.limited(Resource::WallTime, None);
+            self.meter.note_refusal(Resource::WallTime);
             Error::BudgetExhausted {
                 resource: Resource::WallTime,
             }
@@ -399,7 +417,10 @@ impl<B: Backend> Backend for Metered<B> {
                 Some(by) => match tokio::time::timeout_at(by.into(), tokenized).await {
                     Ok(tokenized) => tokenized,
                     Err(_) if deadline == Some(by) => return Err(out_of_time()),
-                    Err(_) => return Err(Error::out_of_time()),
+                    Err(_) => {
+                        self.meter.note_refusal(Resource::WallTime);
+                        return Err(Error::out_of_time());
+                    }
                 },
                 None => tokenized.await,
             };
@@ -472,6 +493,9 @@ impl<B: Backend> Backend for Metered<B> {
             .await
             // Its only errors are exhausted budgets.
             .inspect_err(|e| {
+                if let Error::BudgetExhausted { resource } = e {
+                    self.meter.note_refusal(*resource);
+                }
                 // Out of time at a sooner deadline further out (waiting for this budget's
                 // reservations) is that meter's to note.
                 if e.is_out_of_time() && !past(deadline) {
@@ -517,6 +541,11 @@ impl<B: Backend> Backend for Metered<B> {
             Err(Error::BudgetExhausted {
                 resource: Resource::WallTime,
             }) if past(deadline) => return Err(out_of_time()),
+            // Refused further out (a parent context's budget).
+            Err(Error::BudgetExhausted { resource }) => {
+                self.meter.note_refusal(resource);
+                return Err(Error::BudgetExhausted { resource });
+            }
             outcome => outcome?,
         };
         // No prompt has 0 tokens: a backend that says so could not count them (a server reply

@@ -1,5 +1,6 @@
 //! Reads of one scorer call (a judgement, a PRM's step read) that fail on their own call's
-//! error: left unscored, so that one refused request among many does not fail the whole call.
+//! error, or that the budget refuses: left unscored, so that one refused request among many
+//! does not fail the whole call, nor lose the reads already paid for.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -7,10 +8,13 @@ use std::sync::Mutex;
 use ponder_engine::{Error, Result};
 
 /// Counts the reads of one scorer call and keeps the errors of those that failed on their own
-/// call ([`Error::is_per_call`]: a server's error for that request, its timeout). A read that
-/// failed so is unscored; where none was read and some failed, the call fails with the first
+/// call ([`Error::is_per_call`]: a server's error for that request, its timeout) or that a
+/// budget refused. A read that failed so is unscored; where none was read and some failed, the
+/// call fails with a budget's refusal if there was one (the caller's stop), else the first
 /// error (a judge that cannot answer at all is a failure to see, not a run of unscored
-/// candidates). Reads not made (a prompt past the context window) are not counted at all.
+/// candidates). Reads not made (a prompt past the context window) are not counted at all. The
+/// caller learns of refusals among reads that were made from its meter
+/// ([`ponder_engine::Meter::refused`]).
 #[derive(Debug, Default)]
 pub(crate) struct FailedReads {
     reads: AtomicUsize,
@@ -24,7 +28,7 @@ impl FailedReads {
         self.reads.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(value) => Ok(value),
-            Err(e) if e.is_per_call() => {
+            Err(e) if e.is_per_call() || e.is_budget() => {
                 if let Ok(mut failed) = self.failed.lock() {
                     failed.push(e);
                 }
@@ -34,25 +38,25 @@ impl FailedReads {
         }
     }
 
-    /// After the call's reads: the first error where every read counted failed, else (said)
-    /// fine.
+    /// After the call's reads: where every read counted failed, a budget's refusal among them
+    /// (the caller's stop, not a failure) or else the first error; otherwise (said) fine.
     pub(crate) fn finish(self, scorer: &str) -> Result<()> {
         let reads = self.reads.into_inner();
-        let failed = self.failed.into_inner().unwrap_or_default();
+        let mut failed = self.failed.into_inner().unwrap_or_default();
         let count = failed.len();
-        let mut failed = failed.into_iter();
-        match failed.next() {
-            None => Ok(()),
-            Some(first) if count == reads => Err(first),
-            Some(first) => {
-                tracing::warn!(
-                    failed = count,
-                    reads,
-                    "{scorer}: reads that failed are left unscored (the first: {first})"
-                );
-                Ok(())
-            }
+        if count == reads && count > 0 {
+            let at = failed.iter().position(Error::is_budget).unwrap_or(0);
+            return Err(failed.swap_remove(at));
         }
+        if let Some(first) = failed.first() {
+            tracing::warn!(
+                failed = count,
+                reads,
+                "{scorer}: reads that failed or a budget refused are left unscored (the first: \
+                 {first})"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -80,6 +84,20 @@ mod tests {
             reads.finish("judge").unwrap_err().to_string(),
             refused().to_string()
         );
+
+        // A budget's refusal leaves its read unscored too; where every read failed, it is the
+        // error (the caller's stop).
+        let budget = || Error::BudgetExhausted {
+            resource: ponder_engine::Resource::Calls,
+        };
+        let reads = FailedReads::default();
+        assert_eq!(reads.read(Ok(0.9), || f64::NAN).unwrap(), 0.9);
+        assert!(reads.read(Err(budget()), || f64::NAN).unwrap().is_nan());
+        reads.finish("judge").unwrap();
+        let reads = FailedReads::default();
+        assert!(reads.read(Err(refused()), || f64::NAN).unwrap().is_nan());
+        assert!(reads.read(Err(budget()), || f64::NAN).unwrap().is_nan());
+        assert!(reads.finish("judge").unwrap_err().is_budget());
 
         // Not one call's failure: the error at once.
         let reads = FailedReads::default();

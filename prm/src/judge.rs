@@ -519,6 +519,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn judgements_the_budget_refuses_are_unscored_and_those_made_kept() {
+        // Room for one call of two: its verdict stands, the other is unread, and the meter
+        // tells of the refusal. With room for none, the budget's stop is the error.
+        let judge = LlmJudge::new(JudgeConfig::default());
+        let scripted = Arc::new(ScriptedBackend::new(["Yes", "Yes"]));
+        let cx = Context::new(
+            scripted as Arc<dyn Backend>,
+            Budget::unlimited().with_max_calls(1),
+        );
+        let candidates = [vec!["4".to_string()], vec!["5".to_string()]];
+        let scores = judge
+            .score(&cx, "What is 2 + 2?", &candidates)
+            .await
+            .unwrap();
+        let read: Vec<f64> = scores
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|s| !s.is_nan())
+            .collect();
+        assert_eq!(read, [1.0], "{scores:?}");
+        assert_eq!(
+            cx.meter().refused(),
+            (1, Some(ponder_engine::Resource::Calls))
+        );
+        let scripted = Arc::new(ScriptedBackend::new(["Yes"]));
+        let cx = Context::new(
+            scripted as Arc<dyn Backend>,
+            Budget::unlimited().with_max_calls(0),
+        );
+        let err = judge
+            .score(&cx, "What is 6 + 1?", &candidates)
+            .await
+            .unwrap_err();
+        assert!(err.is_budget(), "{err}");
+    }
+
+    #[tokio::test]
     async fn a_verdict_neither_yes_nor_no_is_unscored_and_asked_again() {
         // The scripted backend's top log-probability is its reply's first character: "M" is
         // neither answer (helper-124: it read 0.5, a verdict, and was remembered).

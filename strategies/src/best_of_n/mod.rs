@@ -20,8 +20,8 @@ use futures::StreamExt;
 use ponder_engine::answer::{THINK_CLOSE, THINK_OPEN};
 use ponder_engine::turn::opens_thinking;
 use ponder_engine::{
-    solve_in_stages, Candidate, Context, Error, EventKind, Pending, Problem, Result, Scorer,
-    Solution, Stage, Staged, StopReason, Strategy,
+    solve_in_stages, Candidate, Context, Error, EventKind, Pending, Problem, Resource, Result,
+    Scorer, Solution, Stage, Staged, StopReason, Strategy,
 };
 use ponder_prm::{Aggregate, ScorerConfig, Select};
 use serde::{Deserialize, Serialize};
@@ -551,9 +551,9 @@ impl BestOfN {
         problem: &Problem,
         cx: &Context,
         candidates: &mut [Candidate],
-    ) -> Result<()> {
+    ) -> Result<Option<Resource>> {
         let Some(scorer) = &self.scorer else {
-            return Ok(());
+            return Ok(None);
         };
         let steps: Vec<Vec<String>> = candidates
             .iter()
@@ -566,12 +566,16 @@ impl BestOfN {
                     .collect()
             })
             .collect();
+        let (refused_before, _) = cx.meter().refused();
         let scores =
             ponder_engine::score_checked(scorer.as_ref(), cx, &problem.question, &steps).await?;
         for (candidate, steps) in candidates.iter_mut().zip(scores) {
             candidate.score = self.config.aggregate.apply(&steps);
         }
-        Ok(())
+        // Reads the budget refused are unscored; those read stand, and the budget stops the
+        // draw.
+        let (refused, by) = cx.meter().refused();
+        Ok(by.filter(|_| refused > refused_before))
     }
 
     /// Each answer's mass in the vote (its samples for `majority`, their summed reward
@@ -821,8 +825,9 @@ impl BestOfN {
                 drawn.into_iter().unzip();
             draw.stops.extend(drawn_stops);
             match self.score(problem, cx, &mut drawn).await {
-                Ok(()) => {}
-                Err(Error::BudgetExhausted { resource }) => {
+                Ok(None) => {}
+                // Some reads refused, some made: the candidates keep the scores read.
+                Ok(Some(resource)) | Err(Error::BudgetExhausted { resource }) => {
                     draw.stop_reason = resource.into();
                     draw.candidates.extend(drawn);
                     draw.learn_template(cx).await;

@@ -105,6 +105,50 @@ async fn weighted_and_naive_use_the_scorer_with_the_aggregate() {
     }
 }
 
+/// Scores candidate i (of each call) with `steps[i]`, a score per step.
+struct StepScorer(Vec<Vec<f64>>);
+
+#[async_trait]
+impl Scorer for StepScorer {
+    async fn score(
+        &self,
+        _: &Context,
+        _: &str,
+        candidates: &[Vec<String>],
+    ) -> Result<Vec<Vec<f64>>> {
+        Ok(self.0.iter().take(candidates.len()).cloned().collect())
+    }
+}
+
+#[tokio::test]
+async fn each_aggregate_ranks_the_steps_its_own_way() {
+    // Two steps each; each rule picks another candidate: the last step (0.99), the weakest
+    // (0.7), the product (0.57 against 0.56 and 0.49), the mean (0.78 against 0.775).
+    let steps = vec![
+        vec![0.1, 0.99],
+        vec![0.7, 0.7],
+        vec![0.6, 0.95],
+        vec![1.0, 0.56],
+    ];
+    for (aggregate, expect) in [
+        (Aggregate::Last, "1"),
+        (Aggregate::Min, "2"),
+        (Aggregate::Prod, "3"),
+        (Aggregate::Mean, "4"),
+    ] {
+        let backend = Arc::new(ScriptedBackend::new(answers(&["1", "2", "3", "4"])));
+        let config = BestOfNConfig {
+            n: NonZeroUsize::new(4).unwrap(),
+            select: Select::Naive,
+            aggregate,
+            ..BestOfNConfig::default()
+        };
+        let strategy = BestOfN::scored_by(config, Arc::new(StepScorer(steps.clone()))).unwrap();
+        let solution = run(&strategy, backend, Budget::unlimited()).await;
+        assert_eq!(solution.answer.as_deref(), Some(expect), "{aggregate:?}");
+    }
+}
+
 #[tokio::test]
 async fn adaptive_n_stops_when_the_vote_cannot_be_overturned() {
     let backend = Arc::new(ScriptedBackend::new(answers(&[
@@ -620,6 +664,35 @@ async fn a_round_the_budget_ends_while_scoring_is_reported_too() {
         })
         .collect();
     assert_eq!(samples, [2, 4]);
+}
+
+#[tokio::test]
+async fn judgements_the_budget_refuses_leave_those_made_and_stop_the_draw() {
+    // Four samples in one call, then the judge's four calls, of which the budget has room for
+    // two: those two keep their scores (they were paid for) and the weighted vote reads them;
+    // the budget is the stop. (Before, the refusal failed the judge's whole call and every
+    // score of the round was dropped: the vote went by counts.)
+    let mut replies = answers(&["5", "6", "7", "8"]);
+    replies.extend(["Yes".to_string(), "Yes".to_string()]);
+    let backend = Arc::new(ScriptedBackend::new(replies));
+    let config = BestOfNConfig {
+        n: NonZeroUsize::new(4).unwrap(),
+        select: Select::Weighted,
+        ..BestOfNConfig::default()
+    };
+    let judge = ponder_prm::LlmJudge::new(ponder_prm::JudgeConfig::default());
+    let strategy = BestOfN::scored_by(config, Arc::new(judge)).unwrap();
+    let solution = run(&strategy, backend, Budget::unlimited().with_max_calls(3)).await;
+    assert_eq!(solution.stop_reason, StopReason::CallBudget);
+    let details = details(&solution);
+    let scored: Vec<f64> = details.candidates.iter().filter_map(|c| c.score).collect();
+    assert_eq!(scored, [1.0, 1.0], "{details:?}");
+    assert!(
+        !details.why.contains("no candidate was scored"),
+        "{}",
+        details.why
+    );
+    assert_eq!(solution.usage.calls, 3);
 }
 
 #[tokio::test]
