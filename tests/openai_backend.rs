@@ -741,6 +741,62 @@ fn retries_429_and_5xx_but_never_4xx() {
 }
 
 #[test]
+fn a_gateways_timeout_is_a_timeout_and_a_501_is_never_retried() {
+    let ask = |backend: &OpenAiBackend, n: usize| {
+        let request = GenerationRequest::new(Prompt::Text("x".into()))
+            .with_n(n)
+            .with_sampling(Sampling::with_temperature(0.8));
+        block_on(backend.generate(request))
+    };
+    // A proxy's 504 (nginx's `proxy_read_timeout`) or a server's 408: the request ran out of
+    // time, and sent again to one server would only run as long again. So too the one try of
+    // an n not known to be taken.
+    for (status, n) in [(504, 1), (408, 1), (504, 2)] {
+        let (url, count) = scripted_server(vec![status, 200, 200, 200]);
+        let backend = scripted_backend(&url, 3);
+        let err = ask(&backend, n).unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+        let shown = err.to_string();
+        assert!(
+            shown.contains(&format!("HTTP {status}"))
+                && shown.contains(&format!("scripted {status}")),
+            "{shown}"
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 1, "{status} with n = {n}");
+    }
+    // With a fleet, as our own timeout: once to each server, then the next request goes on.
+    let (a, to_a) = scripted_server(vec![504; 16]);
+    let (b, to_b) = scripted_server(vec![504, 200]);
+    let mut options = OpenAiOptions::new(a, "m");
+    options.base_urls.push(b);
+    options.backoff = std::time::Duration::from_millis(10);
+    let backend = block_on(OpenAiBackend::connect(options)).unwrap();
+    let err = ask(&backend, 1).unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert_eq!(
+        (to_a.load(Ordering::SeqCst), to_b.load(Ordering::SeqCst)),
+        (1, 1)
+    );
+    assert_eq!(ask(&backend, 1).unwrap().choices[0].text, "ok");
+    assert_eq!(to_b.load(Ordering::SeqCst), 2);
+    // Not implemented (llama-server's `not_supported_error`), HTTP version not supported: never
+    // temporary, so the server's words at once.
+    for status in [501, 505] {
+        let refusal = format!(
+            r#"{{"error":{{"code":{status},"message":"This server does not support this","type":"not_supported_error"}}}}"#
+        );
+        let (url, count) = scripted_server_with(vec![(status, Some(refusal)), (200, None)]);
+        let backend = scripted_backend(&url, 3);
+        let err = ask(&backend, 1).unwrap_err();
+        assert!(
+            matches!(&err, Error::Http { status: s, message, .. } if *s == status && message == "This server does not support this"),
+            "{err:?}"
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 1, "{status}");
+    }
+}
+
+#[test]
 fn a_reply_without_usage_is_counted_from_its_bytes_not_free() {
     // No `usage`, no `/tokenize`: the completion counts its bytes (an upper bound of its
     // tokens) and the meter counts the prompt as it bounded it (one byte, one token at most).
@@ -1456,6 +1512,16 @@ fn a_login_in_a_base_url_is_sent_as_basic_auth_and_never_shown() {
         .to_string();
     assert!(err.contains("both an API key and a login"), "{err}");
     assert!(!err.contains("p:ss") && !err.contains("p%3Ass"), "{err}");
+    // Without a scheme: refused, the login not read and shown as `***`.
+    let options = OpenAiOptions::new(format!("us:p:ss@127.0.0.1:{port}"), "m");
+    let err = block_on(OpenAiBackend::connect(options))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("must start with http://") && err.contains(&format!("***@127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(!err.contains("p:ss"), "{err}");
 }
 
 #[test]

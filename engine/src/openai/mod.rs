@@ -6,10 +6,11 @@
 //!   so an assistant prefix continues exactly as in process; elsewhere they go to
 //!   `/v1/chat/completions`, an assistant prefix sent as a final assistant message to continue.
 //! - Several base URLs are used round-robin, one request each; a connection error, a 429 or a 5xx
-//!   (with several URLs, a timeout too) is retried with jittered exponential backoff on the next
-//!   URL (a longer `Retry-After` is honoured), a 4xx never: it is returned with the server's
-//!   message. After a request gave up on unreachable servers, requests try once until one
-//!   answers.
+//!   is retried with jittered exponential backoff on the next URL (a longer `Retry-After` is
+//!   honoured), a 4xx never: it is returned with the server's message. A timeout, ours or a
+//!   proxy's (504, 524) or the server's (408), is sent on only with several URLs, once to each;
+//!   a 501 or 505 is returned at once. After a request gave up on unreachable servers, requests
+//!   try once until one answers.
 //! - `n > 1` is sent as one request; a server that returns fewer choices is remembered as not
 //!   honouring `n`, and the missing choices (then every later request) are fanned out as
 //!   single-choice requests.
@@ -138,17 +139,21 @@ struct Login {
 /// `url` without the login in its authority (`http://user:pass@host/v1` is `http://host/v1`),
 /// and that login, percent-decoded. The login runs to the last `@` and the host from there to
 /// the next `/` (a password may hold a `/`, `?` or `#` not percent-encoded; a base URL's path
-/// holds no `@`).
+/// holds no `@`). A URL that cannot be read so (no `://`, no host) keeps no login and shows
+/// `***` for what would be one: such a URL fails, in an error that shows it.
 fn split_login(url: &str) -> (String, Option<Login>) {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return (url.to_string(), None);
+        let shown = url
+            .rsplit_once('@')
+            .map_or_else(|| url.to_string(), |(_, after)| format!("***@{after}"));
+        return (shown, None);
     };
     let Some((userinfo, after)) = rest.rsplit_once('@') else {
         return (url.to_string(), None);
     };
     let (host, path) = after.split_at(after.find('/').unwrap_or(after.len()));
     if host.is_empty() {
-        return (url.to_string(), None);
+        return (format!("{scheme}://***@{after}"), None);
     }
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)
@@ -524,6 +529,7 @@ impl OpenAiBackend {
                 reason: error_chain(e),
             })
         };
+        let sent = Instant::now();
         let response = match builder.send().await {
             Ok(response) => response,
             Err(e) if e.is_connect() => return Attempt::Retry(error_chain(&e), None, None),
@@ -626,7 +632,30 @@ impl OpenAiBackend {
                 message,
             });
         }
-        if matches!(status.as_u16(), 408 | 429) || status.is_server_error() {
+        // A proxy that gave up waiting on the server (nginx's 504 after `proxy_read_timeout`,
+        // Cloudflare's 524) or a server that did (408): the request ran out of time, as when
+        // our own timeout ends it, and is handled as that is: not resent to one server (it
+        // would only run as long again), passed on to the next of a fleet. The proxy answered,
+        // so the servers are reachable.
+        if matches!(status.as_u16(), 408 | 504 | 524) {
+            self.unreachable.store(false, Ordering::Relaxed);
+            return Attempt::Fail(Error::Timeout {
+                url: url.to_string(),
+                after: sent.elapsed(),
+                reason: format!("HTTP {status}: {message}"),
+            });
+        }
+        // Not implemented (llama-server's `not_supported_error`) or an HTTP version not
+        // supported: never temporary, so the server's words at once rather than after the
+        // retries.
+        if matches!(status.as_u16(), 501 | 505) {
+            return Attempt::Fail(Error::Http {
+                url: url.to_string(),
+                status: status.as_u16(),
+                message,
+            });
+        }
+        if status.as_u16() == 429 || status.is_server_error() {
             return Attempt::Retry(
                 format!("HTTP {status}: {message}"),
                 retry_after,
@@ -640,7 +669,8 @@ impl OpenAiBackend {
         })
     }
 
-    /// One request with retries on connection errors, 429 and 5xx, each retry on the next URL.
+    /// One request with retries on connection errors, 429 and 5xx (not those that say it timed
+    /// out or will never be served: see [`Self::attempt`]), each retry on the next URL.
     async fn request(
         &self,
         method: reqwest::Method,
@@ -657,7 +687,8 @@ impl OpenAiBackend {
     /// waited for when longer (up to a minute). With several servers a request that timed out
     /// is sent to the next one, as many times as there are servers (on one server it would
     /// only run as long again; on each in turn, a request too long for the timeout would run
-    /// out its time on every one, again and again).
+    /// out its time on every one, again and again). A proxy's 504 in front of a server is such
+    /// a timeout.
     async fn request_from(
         &self,
         method: reqwest::Method,
@@ -1085,11 +1116,14 @@ impl OpenAiBackend {
                 status: 400 | 422,
                 message,
                 ..
-            }) if had_extensions && names_an_extension(&message) => {
+            }) if had_extensions && refuses_an_extension(&message) => {
                 if !self.plain.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         %message,
-                        "the server refuses fields beyond OpenAI's API: sending none from now on"
+                        "the server refuses fields beyond OpenAI's API: sending none from now \
+                         on (neutral sampling disabled: the server's own sampling defaults \
+                         apply; a request's top_k is dropped; chat prompts cannot continue an \
+                         assistant prefix)"
                     );
                 }
                 (path, body) = self.body(request, choices, seed_offset).await?;
@@ -1254,9 +1288,10 @@ impl OpenAiBackend {
             let first = match self.call(&request, n, 0, true).await {
                 Ok(reply) => Some(reply),
                 // Busy or a gateway hiccup says nothing about n: this request fans out (with
-                // retries) and the next n > 1 asks again.
+                // retries) and the next n > 1 asks again. (A gateway's timeout is a timeout,
+                // below.)
                 Err(Error::Http {
-                    status: status @ (408 | 429 | 502 | 503 | 504),
+                    status: status @ (429 | 502 | 503),
                     message,
                     ..
                 }) => {
@@ -1567,9 +1602,40 @@ const EXTENSIONS: [&str; 7] = [
     "repeat_penalty",
 ];
 
-/// Whether a server's error message names a request field of ours beyond OpenAI's API.
-fn names_an_extension(message: &str) -> bool {
-    EXTENSIONS.iter().any(|field| message.contains(field))
+/// Whether a server's error message refuses a request field of ours beyond OpenAI's API: one
+/// part of it (an error of a list, between braces) names the field and says it is refused
+/// (OpenAI's "Unrecognized request argument supplied: top_k", pydantic's "extra fields not
+/// permitted" and "Extra inputs are not permitted"). A field named as a key (`'top_k': 0`) is
+/// the request echoed back (vLLM's validation errors carry the whole body, whatever they are
+/// about), and a complaint about a value ("top_k must be -1 (disable), or at least 1, got 0")
+/// is not a refusal: either would otherwise turn neutral sampling off for good.
+fn refuses_an_extension(message: &str) -> bool {
+    const REFUSALS: [&str; 9] = [
+        "unrecognized",
+        "unrecognised",
+        "unknown",
+        "extra",
+        "unexpected",
+        "not permitted",
+        "not allowed",
+        "not supported",
+        "unsupported",
+    ];
+    let lower = message.to_ascii_lowercase();
+    let in_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    lower.split(['{', '}']).any(|part| {
+        let named = EXTENSIONS.iter().any(|&field| {
+            part.match_indices(field).any(|(at, _)| {
+                let before = part.get(..at).unwrap_or_default();
+                let after = part.get(at + field.len()..).unwrap_or_default();
+                !before.ends_with(in_name)
+                    && !after.starts_with(in_name)
+                    && !after.starts_with("':")
+                    && !after.starts_with("\":")
+            })
+        });
+        named && REFUSALS.iter().any(|word| part.contains(word))
+    })
 }
 
 /// Whether a server's error message is about the `n` parameter (a word `n`, or "choice").
@@ -1579,4 +1645,40 @@ fn about_n(message: &str) -> bool {
         || lower
             .split(|c: char| !c.is_ascii_alphanumeric())
             .any(|w| w == "n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuses_an_extension;
+
+    #[test]
+    fn only_words_of_refusal_next_to_a_field_of_ours_refuse_it() {
+        // OpenAI's; pydantic v1's and v2's (FastAPI's list of errors, in Python's or JSON's
+        // notation); Groq's.
+        for refusal in [
+            "Unrecognized request argument supplied: top_k",
+            "[{'loc': ('body', 'min_p'), 'msg': 'extra fields not permitted', 'type': \
+             'value_error.extra'}]",
+            r#"[{"type":"extra_forbidden","loc":["body","repetition_penalty"],"msg":"Extra inputs are not permitted","input":1.0}]"#,
+            "property 'top_k' is unsupported",
+        ] {
+            assert!(refuses_an_extension(refusal), "{refusal}");
+        }
+        // vLLM's validation error echoing the body, whose prompt says anything, about a value
+        // of top_k; old vLLM's words for it alone; a missing field with the body echoed as
+        // JSON; refusals of fields not ours (one whose name starts with one of ours).
+        for other in [
+            "[{'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, top_k must be -1 \
+             (disable), or at least 1, got 0.', 'input': {'model': 'm', 'prompt': 'an \
+             unknown, extra number', 'top_k': 0, 'min_p': 0.0, 'repetition_penalty': 1.0}, \
+             'ctx': {'error': ValueError('top_k must be -1 (disable), or at least 1, got \
+             0.')}}]",
+            "top_k must be -1 (disable), or at least 1, got 0.",
+            r#"[{"type":"missing","loc":["body","prompt"],"msg":"Field required","input":{"model":"m","top_k":-1,"note":"unknown"}}]"#,
+            "Unrecognized request argument supplied: logit_bias",
+            "Unrecognized request argument supplied: min_pixels",
+        ] {
+            assert!(!refuses_an_extension(other), "{other}");
+        }
+    }
 }

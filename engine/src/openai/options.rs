@@ -16,7 +16,8 @@ pub struct OpenAiOptions {
     pub timeout: Duration,
     /// Most HTTP requests in flight at once, over all URLs.
     pub concurrency: usize,
-    /// Retries after the first attempt on connection errors, 429 and 5xx.
+    /// Retries after the first attempt on connection errors, 429 and 5xx. A timeout (a 504 or
+    /// 408 among them) is sent on only to other servers, once to each; a 501 or 505 never.
     pub retries: u32,
     /// First backoff; doubled on each retry, capped at 15 s, jittered by a quarter.
     pub backoff: Duration,
@@ -93,5 +94,24 @@ mod tests {
             !shown.contains("secret") && shown.contains("(set)") && shown.contains("127.0.0.1"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_login_in_a_url_without_a_scheme_is_not_shown() {
+        // A URL that cannot be read as one (no `://`, no host) keeps no login, and fails in an
+        // error that shows it: what would be the login is shown as `***`.
+        for (url, shown) in [
+            ("user:xyzzy@host:8080", "***@host:8080"),
+            ("user:xy/zzy@host:8080/v1", "***@host:8080/v1"),
+            ("http:/user:xyzzy@host", "***@host"),
+            ("http://user:xyzzy@/v1", "http://***@/v1"),
+            ("host:8080/v1", "host:8080/v1"),
+        ] {
+            let (bare, login) = super::super::split_login(url);
+            assert_eq!(bare, shown);
+            assert!(login.is_none(), "{url}");
+            let debug = format!("{:?}", OpenAiOptions::new(url, "m"));
+            assert!(!debug.contains("zzy") && debug.contains(shown), "{debug}");
+        }
     }
 }

@@ -31,17 +31,16 @@ impl OpenAiBackend {
                     .into_iter()
                     .flatten()
                 {
-                    let token = t.get("token").and_then(Value::as_str).unwrap_or_default();
-                    let id = match t.get("id").and_then(Value::as_u64) {
-                        Some(id) => Some(id as u32),
-                        None if resolve_ids => self.token_id(token).await?,
+                    let (id, token, logprob) = top_alternative(t);
+                    let id = match id {
+                        Some(id) => Some(id),
+                        None if resolve_ids => self.token_id(&token).await?,
                         None => None,
                     };
                     top.push(TopLogprob {
                         id: id.unwrap_or(u32::MAX),
-                        token: token.to_string(),
-                        logprob: t.get("logprob").and_then(Value::as_f64).unwrap_or(f64::MIN)
-                            as f32,
+                        token,
+                        logprob,
                     });
                 }
                 out.push(TokenLogprob {
@@ -198,6 +197,27 @@ impl OpenAiBackend {
                 warn(e);
                 entries + stop_tokens
             }
+        }
+    }
+}
+
+/// A top alternative of the `{content: [...]}` shape: its id where the server gives one, its
+/// text and its log-probability. Most servers give the text under `token` and the id, if at
+/// all, under `id` (llama.cpp); mistral.rs's server gives the id under `token`, a number, and
+/// the text under `bytes` (`null` where it has no tokenizer to decode it).
+pub(super) fn top_alternative(t: &Value) -> (Option<u32>, String, f32) {
+    let logprob = t.get("logprob").and_then(Value::as_f64).unwrap_or(f64::MIN) as f32;
+    let id = |v: Option<&Value>| v?.as_u64().and_then(|id| u32::try_from(id).ok());
+    match t.get("token") {
+        Some(Value::String(token)) => (id(t.get("id")), token.clone(), logprob),
+        token => {
+            // (A list of byte values, OpenAI's form of `bytes`, is read too.)
+            let text = t
+                .get("bytes")
+                .and_then(piece_bytes)
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .unwrap_or_default();
+            (id(t.get("id")).or_else(|| id(token)), text, logprob)
         }
     }
 }
@@ -444,7 +464,7 @@ mod tests {
 
     use serde_json::json;
 
-    use super::{inside_characters, piece_bytes, retry_after};
+    use super::{inside_characters, piece_bytes, retry_after, top_alternative, RawChoice};
 
     #[test]
     fn thinking_a_reasoning_parser_took_out_is_put_back() {
@@ -528,6 +548,52 @@ mod tests {
         );
         assert_eq!(piece_bytes(&json!([256])), None);
         assert_eq!(piece_bytes(&json!(7)), None);
+    }
+
+    #[test]
+    fn top_alternatives_are_read_in_each_servers_shape() {
+        // mistral.rs's server (0.8.1): each alternative's id under `token`, its text under
+        // `bytes` (`null` without a tokenizer); the chosen token's text under `token`.
+        let choice: RawChoice = serde_json::from_value(json!({
+            "index": 0,
+            "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "Yes"},
+            "logprobs": {"content": [{
+                "token": "Yes",
+                "logprob": -0.05,
+                "bytes": [89, 101, 115],
+                "top_logprobs": [
+                    {"token": 9642, "logprob": -0.05, "bytes": "Yes"},
+                    {"token": 2822, "logprob": -3.2, "bytes": "No"},
+                    {"token": 17, "logprob": -9.0, "bytes": null}
+                ]
+            }]}
+        }))
+        .unwrap();
+        let logprobs = choice.logprobs.unwrap();
+        let top: Vec<_> = logprobs["content"][0]["top_logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(top_alternative)
+            .collect();
+        assert_eq!(
+            top,
+            [
+                (Some(9642), "Yes".to_string(), -0.05),
+                (Some(2822), "No".to_string(), -3.2),
+                (Some(17), String::new(), -9.0),
+            ]
+        );
+        // llama.cpp's (text under `token`, id under `id`), OpenAI's (no id, byte values).
+        assert_eq!(
+            top_alternative(&json!({"id": 7, "token": "No", "logprob": -1.5, "bytes": [78, 111]})),
+            (Some(7), "No".to_string(), -1.5)
+        );
+        assert_eq!(
+            top_alternative(&json!({"token": "No", "logprob": -1.5, "bytes": [78, 111]})),
+            (None, "No".to_string(), -1.5)
+        );
     }
 
     #[test]
