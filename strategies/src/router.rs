@@ -942,6 +942,14 @@ impl Strategy for ModeRouter {
                 operation: "logits processors (mode_token's think_threshold; leave it out to let the model pick its mode)",
             });
         }
+        // The mode tokens' ids come from the tokenizer: without one the threshold could not
+        // be applied, and the model would pick its mode while the details said it was forced.
+        if threshold.is_some() && !caps.tokenizer {
+            return Err(Error::Unsupported {
+                backend: caps.backend,
+                operation: "a tokenizer (mode_token's think_threshold reads the mode tokens' ids; leave it out to let the model pick its mode)",
+            });
+        }
         let processor = if caps.logits_processors && caps.tokenizer {
             let short = self.single_token(cx, &self.config.short_token).await;
             let think = self.single_token(cx, &self.config.think_token).await;

@@ -629,8 +629,11 @@ impl Runner {
             });
         let usage = cx.meter().usage();
         let cut = cut.load(Ordering::Relaxed);
-        if cut && usage.calls == 0 && outcome.is_ok() {
-            // Refused at its first call: the run has less left than the call needs.
+        if cut && usage.calls == 0 && matches!(outcome, Ok(_) | Err(Error::BudgetExhausted { .. }))
+        {
+            // Refused at its first call: the run has less left than the call needs. (A stage
+            // that passed the refusal on as its error is refused all the same, as a first
+            // stage is: not a failure that would replace the answer kept.)
             return self
                 .unaffordable(item, exhausted(&meter), running.others(), started)
                 .await;
