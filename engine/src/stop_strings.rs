@@ -147,11 +147,11 @@ impl TokenBytes {
         seen: &[u32],
         last: Option<&str>,
     ) -> Option<String> {
-        // What the engine appended for `seen`: special tokens left out or written, and the
-        // hidden bytes left out either way.
-        let engine = |specials: bool| -> Vec<u8> {
+        // The text of `seen` with special tokens written or left out, and the hidden bytes
+        // left out (what the engine appended) or not.
+        let text_of = |specials: bool, hidden: bool| -> Vec<u8> {
             seen.iter()
-                .filter(|&&id| !self.hidden(id))
+                .filter(|&&id| hidden || !self.hidden(id))
                 .flat_map(|&id| {
                     if specials {
                         self.get(id)
@@ -163,7 +163,7 @@ impl TokenBytes {
                 .collect()
         };
         let (specials, shown) = [false, true].into_iter().find_map(|specials| {
-            let bytes = engine(specials);
+            let bytes = text_of(specials, false);
             let written = String::from_utf8_lossy(&bytes);
             let written = written.trim_start();
             text.starts_with(written)
@@ -174,17 +174,7 @@ impl TokenBytes {
         if !seen.iter().any(|&id| self.hidden(id)) && last.is_empty() {
             return None;
         }
-        let mut bytes: Vec<u8> = seen
-            .iter()
-            .flat_map(|&id| {
-                if specials {
-                    self.get(id)
-                } else {
-                    self.visible(id)
-                }
-            })
-            .copied()
-            .collect();
+        let mut bytes = text_of(specials, true);
         bytes.extend_from_slice(tail.as_bytes());
         bytes.extend_from_slice(last.as_bytes());
         Some(String::from_utf8_lossy(&bytes).into_owned())
