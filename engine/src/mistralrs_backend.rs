@@ -1528,16 +1528,17 @@ impl MistralRsBackend {
             }
             _ => None,
         };
+        let first = &ids[..ids.len().min(FIRST_IDS)];
         let lead = match (ids.is_empty() || restored.is_some(), request.deadline) {
             _ if restored.is_some() => Some(String::new()),
             (true, _) => None,
             (false, Some(deadline)) => {
-                tokio::time::timeout_at(deadline.into(), self.lead_after(&prompt[..], &ids))
+                tokio::time::timeout_at(deadline.into(), self.lead_after(&prompt[..], first))
                     .await
                     .ok()
                     .and_then(Result::ok)
             }
-            (false, None) => self.lead_after(&prompt[..], &ids).await.ok(),
+            (false, None) => self.lead_after(&prompt[..], first).await.ok(),
         };
         let mut choices: Vec<Choice> = ordered
             .into_iter()
@@ -1719,11 +1720,13 @@ impl Backend for MistralRsBackend {
         };
         // On the CPU, one request of one choice per turn; elsewhere one request of all `n`, or
         // of each drawn choice, sent together. A tokenizer whose tokens' texts lose their
-        // leading space has it read from a one-choice request's first ids: one request a
-        // choice there too (else every choice of a CUDA request lost its leading space).
+        // leading space has it read from a one-choice request's first ids, and a vocabulary
+        // whose byte tokens the engine hides has them put back from a one-choice request's
+        // ids: one request a choice there too (else every choice of a CUDA request lost them).
         let drawn = seed.is_some() || greedy_logprobs;
+        let hides_bytes = self.token_bytes.as_ref().is_some_and(|t| t.hides_bytes());
         let (requests, per_request) = match (&self.one_at_a_time, drawn) {
-            (None, false) if !self.drops_lead_space => (1, request.n),
+            (None, false) if !self.drops_lead_space && !hides_bytes => (1, request.n),
             _ => (request.n, 1),
         };
         let mut choices = Vec::with_capacity(request.n);

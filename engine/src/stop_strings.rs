@@ -138,7 +138,8 @@ impl TokenBytes {
     /// The text of a completion with the byte tokens the engine left out of it put back: `text`
     /// as the engine wrote it (its leading whitespace trimmed) for the generated ids `seen` and
     /// one token after them, whose text alone is `last` where it added nothing to `text` and
-    /// may be a byte token (a completion cut at its length; not the end of sequence). The text
+    /// may be a byte token (a completion cut at its length; not the end of sequence: a
+    /// character whose last byte that token was reads as U+FFFD, its bytes not known). The text
     /// keeps its leading whitespace. `None` where `text` is not what the engine writes for
     /// `seen` (with special tokens written or left out), or nothing was left out.
     pub(crate) fn restore_bytes(
@@ -147,35 +148,48 @@ impl TokenBytes {
         seen: &[u32],
         last: Option<&str>,
     ) -> Option<String> {
-        // The text of `seen` with special tokens written or left out, and the hidden bytes
-        // left out (what the engine appended) or not.
-        let text_of = |specials: bool, hidden: bool| -> Vec<u8> {
-            seen.iter()
-                .filter(|&&id| hidden || !self.hidden(id))
-                .flat_map(|&id| {
-                    if specials {
-                        self.get(id)
-                    } else {
-                        self.visible(id)
+        // The text of `seen` with special tokens written or left out, as the engine wrote it
+        // (a hidden byte token is special there: left out, or written as its name) or with
+        // the hidden bytes put back.
+        let text_of = |specials: bool, engine: bool| -> Vec<u8> {
+            let mut text = Vec::new();
+            for &id in seen {
+                match (self.hidden(id), engine, specials) {
+                    (true, true, false) => {}
+                    (true, true, true) => {
+                        let byte = self.get(id).first().copied().unwrap_or_default();
+                        text.extend_from_slice(format!("<0x{byte:02X}>").as_bytes());
                     }
-                })
-                .copied()
-                .collect()
+                    (_, _, true) => text.extend_from_slice(self.get(id)),
+                    (_, _, false) => text.extend_from_slice(self.visible(id)),
+                }
+            }
+            text
         };
-        let (specials, shown) = [false, true].into_iter().find_map(|specials| {
-            let bytes = text_of(specials, false);
-            let written = String::from_utf8_lossy(&bytes);
-            let written = written.trim_start();
-            text.starts_with(written)
-                .then_some((specials, written.len()))
-        })?;
+        // The reading `text` starts with; of two, the one that reads more of it (the shorter
+        // is a prefix of the text too where the specials written come last).
+        let (specials, shown) = [false, true]
+            .into_iter()
+            .filter_map(|specials| {
+                let bytes = text_of(specials, true);
+                let written = String::from_utf8_lossy(&bytes);
+                let written = written.trim_start();
+                text.starts_with(written)
+                    .then_some((specials, written.len()))
+            })
+            .max_by_key(|&(_, shown)| shown)?;
         let tail = text.get(shown..).unwrap_or_default();
         let last = last.filter(|_| tail.is_empty()).unwrap_or_default();
-        if !seen.iter().any(|&id| self.hidden(id)) && last.is_empty() {
+        // The last token, where the engine wrote special tokens, may be a byte token's name.
+        let tail_byte = byte_token(tail.as_bytes()).filter(|_| specials);
+        if !seen.iter().any(|&id| self.hidden(id)) && last.is_empty() && tail_byte.is_none() {
             return None;
         }
-        let mut bytes = text_of(specials, true);
-        bytes.extend_from_slice(tail.as_bytes());
+        let mut bytes = text_of(specials, false);
+        match tail_byte {
+            Some(byte) => bytes.push(byte),
+            None => bytes.extend_from_slice(tail.as_bytes()),
+        }
         bytes.extend_from_slice(last.as_bytes());
         Some(String::from_utf8_lossy(&bytes).into_owned())
     }
@@ -345,18 +359,24 @@ mod tests {
                 .as_deref(),
             Some(" x\nFinal\n")
         );
-        // Special tokens written (a reasoning model's), or left out: either reading.
-        assert_eq!(
-            table
-                .restore_bytes("x</s>Final", &[0, 3, 1, 2], None)
-                .as_deref(),
-            Some(" x</s>\nFinal")
-        );
+        // Special tokens left out, or written (a reasoning model's template), the hidden
+        // byte tokens then written as their names: either reading.
         assert_eq!(
             table
                 .restore_bytes("xFinal", &[0, 3, 1, 2], None)
                 .as_deref(),
             Some(" x\nFinal")
+        );
+        assert_eq!(
+            table
+                .restore_bytes("x</s><0x0A>Final", &[0, 3, 1, 2], None)
+                .as_deref(),
+            Some(" x</s>\nFinal")
+        );
+        assert_eq!(table.restore_bytes("x</s>Final", &[0, 3, 1, 2], None), None);
+        assert_eq!(
+            table.restore_bytes("x</s><0x0A>", &[0, 3], None).as_deref(),
+            Some(" x</s>\n")
         );
         // Nothing left out, or a text that is not the ids': the engine's text stands.
         assert_eq!(table.restore_bytes("xFinal", &[0, 2], None), None);
