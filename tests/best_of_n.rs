@@ -242,4 +242,11 @@ fn a_budget_stops_best_of_n_cleanly() {
     assert!(solution.usage.total_tokens() <= 200, "{:?}", solution.usage);
     let d: BestOfNDetails = serde_json::from_value(solution.details.clone()).unwrap();
     assert!(d.samples >= 1 && d.samples < 8, "{d:?}");
+    // Four samples at most cannot decide a vote of eight (the leader needs more than the four
+    // left could overturn): the budget stopped it.
+    assert_eq!(
+        solution.stop_reason,
+        ponder::StopReason::TokenBudget,
+        "{d:?}"
+    );
 }

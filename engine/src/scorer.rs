@@ -10,9 +10,9 @@ use crate::strategy::Context;
 /// Each candidate is given as its steps (a single step for outcome scorers). The result has one
 /// entry per candidate, each with one score in `[0, 1]` per step; outcome scorers return one
 /// score per candidate. A score the scorer could not read is NaN (a candidate with one has no
-/// reward, so it weighs nothing in a weighted vote; a search ranks its partial paths by the
-/// steps scored). Aggregating steps into one reward is the caller's choice; ponder's strategies check
-/// what comes back with [`score_checked`].
+/// reward, so a weighted vote counts it at the mean reward of those scored; a search ranks its
+/// partial paths by the steps scored). Aggregating steps into one reward is the caller's
+/// choice; ponder's strategies check what comes back with [`score_checked`].
 #[async_trait]
 pub trait Scorer: Send + Sync {
     /// Scores every candidate (batched where the scorer can). Scorers that use the policy

@@ -51,4 +51,4 @@ pub use sandbox::{
     SelfCheck, Stream, Termination, UNSHARE_FULL, UNSHARE_USER,
 };
 pub use token_prm::{step_tag_ids, PrmConfig, PrmFormat, PrmModel, TokenPrm};
-pub use vote::{groups, Group, Select, Selection};
+pub use vote::{groups, unscored_at_mean, Group, Select, Selection};

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 pub enum Select {
     /// The candidate with the highest reward.
     Naive,
-    /// The answer whose candidates' rewards sum highest; within it, the best candidate.
+    /// The answer whose candidates' rewards sum highest; within it, the best candidate. A
+    /// candidate with an answer left unscored counts at the mean reward of those scored (see
+    /// [`unscored_at_mean`]).
     #[default]
     #[serde(alias = "weighted_vote")]
     Weighted,
@@ -31,7 +33,8 @@ pub struct Group {
     pub answer: String,
     /// Candidate indices in the group.
     pub members: Vec<usize>,
-    /// Sum of the members' rewards (missing rewards count 0).
+    /// Sum of the members' rewards (missing rewards count 0; a weighted vote gives them the
+    /// mean first: [`unscored_at_mean`]).
     pub weight: f64,
 }
 
@@ -109,6 +112,32 @@ fn keyed_groups(answers: &[Option<String>], rewards: &[Option<f64>]) -> Vec<Grou
     out
 }
 
+/// The rewards a weighted vote sums: a candidate with an answer but no reward (its read failed,
+/// the budget refused it, or the solution passed the scorer's context window) at the mean
+/// reward of the candidates with an answer that were scored. Counted as 0 it would weigh
+/// against its answer as the worst score could: which candidates the budget leaves unscored is
+/// an accident of the order their reads were granted in, and the long solutions are the ones
+/// left out. `None` stays `None` where no candidate with an answer was scored (the vote then
+/// goes by counts: [`Select::goes_by_votes`]). Rewards that are not numbers are none.
+pub fn unscored_at_mean(answers: &[Option<String>], rewards: &[Option<f64>]) -> Vec<Option<f64>> {
+    let scored: Vec<f64> = answers
+        .iter()
+        .zip(rewards)
+        .filter(|(answer, _)| answer.is_some())
+        .filter_map(|(_, reward)| reward.filter(|r| r.is_finite()))
+        .collect();
+    let mean = (!scored.is_empty()).then(|| scored.iter().sum::<f64>() / scored.len() as f64);
+    answers
+        .iter()
+        .zip(rewards)
+        .map(|(answer, reward)| match reward.filter(|r| r.is_finite()) {
+            Some(r) => Some(r),
+            None if answer.is_some() => mean,
+            None => None,
+        })
+        .collect()
+}
+
 fn best_by_reward(members: impl Iterator<Item = usize>, rewards: &[Option<f64>]) -> Option<usize> {
     let mut best: Option<(usize, f64)> = None;
     for i in members {
@@ -163,7 +192,10 @@ impl Select {
             selection.why = format!("{what} was scored, so by votes: {}", selection.why);
             return selection;
         }
-        let mut groups = groups(answers, rewards);
+        let mut groups = match self {
+            Self::Weighted => groups(answers, &unscored_at_mean(answers, rewards)),
+            _ => groups(answers, rewards),
+        };
         if groups.is_empty() || self == Self::Naive {
             // Naive, or nobody answered: the best reward wins (the first candidate on no
             // rewards), among those with an answer where any has one (a program's samples have
@@ -192,12 +224,22 @@ impl Select {
         }
         // Stable sort keeps first-seen order among exact ties.
         match self {
-            // Equal rewards (a verifier's 0/1, say): the answer more samples gave.
-            Self::Weighted => groups.sort_by(|a, b| {
-                b.weight
-                    .total_cmp(&a.weight)
-                    .then(b.members.len().cmp(&a.members.len()))
-            }),
+            // Equal rewards (a verifier's 0/1, say): the answer more samples gave, then the one
+            // more of whose samples were scored (not counted at the mean).
+            Self::Weighted => {
+                let scored = |g: &Group| {
+                    g.members
+                        .iter()
+                        .filter(|&&i| rewards.get(i).copied().flatten().is_some())
+                        .count()
+                };
+                groups.sort_by(|a, b| {
+                    b.weight
+                        .total_cmp(&a.weight)
+                        .then(b.members.len().cmp(&a.members.len()))
+                        .then(scored(b).cmp(&scored(a)))
+                })
+            }
             _ => groups.sort_by(|a, b| {
                 b.members
                     .len()
@@ -212,13 +254,23 @@ impl Select {
                 why: "no groups".into(),
             };
         };
+        // The best scored member (one left unscored only where none was).
         let index = best_by_reward(top.members.iter().copied(), rewards);
+        let unscored = top
+            .members
+            .iter()
+            .filter(|&&i| rewards.get(i).copied().flatten().is_none())
+            .count();
         let why = match self {
             Self::Weighted => format!(
-                "answer `{}` has the highest summed reward {:.3} over {} candidate(s)",
+                "answer `{}` has the highest summed reward {:.3} over {} candidate(s){}",
                 top.answer,
                 top.weight,
-                top.members.len()
+                top.members.len(),
+                match unscored {
+                    0 => String::new(),
+                    k => format!(" ({k} of them unscored, counted at the mean reward)"),
+                }
             ),
             _ => format!(
                 "answer `{}` has {} of {} votes",
@@ -358,7 +410,39 @@ mod tests {
         let answers = a(&[Some("3"), Some("4"), Some("5")]);
         let rewards = [Some(f64::NAN), Some(0.5), Some(f64::INFINITY)];
         assert_eq!(Select::Naive.apply(&answers, &rewards).index, Some(1));
+        // (Weighted, those left unscored count at the mean: three answers of 0.5, and the one
+        // scored wins the tie.)
         assert_eq!(Select::Weighted.apply(&answers, &rewards).index, Some(1));
+    }
+
+    #[test]
+    fn a_weighted_vote_counts_the_unscored_at_the_mean_reward() {
+        // Three long solutions the budget left unscored agree; two scored ones agree on
+        // another answer. At 0 the three weighed nothing, and the two won by their rewards.
+        let answers = a(&[Some("5"), Some("5"), Some("6"), Some("6"), Some("6"), None]);
+        let rewards = [Some(0.7), Some(0.8), None, None, None, Some(0.1)];
+        assert_eq!(
+            unscored_at_mean(&answers, &rewards),
+            [
+                Some(0.7),
+                Some(0.8),
+                Some(0.75),
+                Some(0.75),
+                Some(0.75),
+                Some(0.1)
+            ]
+        );
+        let w = Select::Weighted.apply(&answers, &rewards);
+        assert_eq!(w.index, Some(2));
+        assert_eq!(
+            w.why,
+            "answer `6` has the highest summed reward 2.250 over 3 candidate(s) (3 of them \
+             unscored, counted at the mean reward)"
+        );
+        // Within the winning answer, a scored member is chosen over one left unscored.
+        let answers = a(&[Some("5"), Some("6"), Some("6")]);
+        let w = Select::Weighted.apply(&answers, &[Some(0.2), None, Some(0.3)]);
+        assert_eq!(w.index, Some(2));
     }
 
     #[test]

@@ -831,8 +831,14 @@ impl Strategy for BeamSearch {
     async fn solve(&self, problem: &Problem, cx: &Context) -> Result<Solution> {
         let mut tree = SearchTree::new();
         let mut details = SearchDetails::default();
+        let (refused_before, _) = cx.meter().refused();
         let mut stop_reason = match self.search(problem, cx, &mut tree, &mut details).await {
-            Ok(()) => StopReason::Completed,
+            // The budget refused some of its last round's reads (left unscored): it stopped
+            // the search there too.
+            Ok(()) => match cx.meter().refused() {
+                (refused, Some(resource)) if refused > refused_before => resource.into(),
+                _ => StopReason::Completed,
+            },
             Err(Error::BudgetExhausted { resource }) => resource.into(),
             Err(e) => return Err(e),
         };

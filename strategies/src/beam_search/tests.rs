@@ -667,6 +667,22 @@ async fn a_budget_stop_while_scoring_keeps_finished_beams_and_sets_the_rest_asid
 }
 
 #[tokio::test]
+async fn a_last_round_whose_reads_the_budget_refused_in_part_is_a_budget_stop() {
+    // Both candidates of the first round finish (call 1); a judgement of each follows, and the
+    // budget has room for one. The one read keeps its score, nothing is left to search, and
+    // the budget stopped the search (it read as completed: its reads' refusal was unseen).
+    let judge = ponder_prm::LlmJudge::new(ponder_prm::JudgeConfig::default());
+    let search = BeamSearch::new(config(2, 2, 3), SearchKind::Beam)
+        .unwrap()
+        .with_scorer(Arc::new(judge));
+    let replies = vec!["Final Answer: 1", "Final Answer: 2", "Yes", "Yes"];
+    let (solution, backend, _) = run(search, replies, Budget::unlimited().with_max_calls(2)).await;
+    assert_eq!(backend.requests().len(), 2);
+    assert_eq!(solution.stop_reason, StopReason::CallBudget);
+    assert!(solution.answer.is_some());
+}
+
+#[tokio::test]
 async fn a_step_cut_at_the_step_limit_is_continued_and_scored_as_one_step() {
     // Steps of at most 4 tokens (bytes): "s1 ab" is cut after "s1 a"; the next round goes on
     // from there with no delimiter, and the scorer sees "s1 abc" as one step.

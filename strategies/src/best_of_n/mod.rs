@@ -589,10 +589,16 @@ impl BestOfN {
             .into_iter()
             .map(|r| r.filter(|r| r.is_finite()))
             .collect();
-        let groups = ponder_prm::groups(&answers, &rewards);
-        let answered = answers.iter().any(Option::is_some);
         let by_votes = self.config.select.goes_by_votes(&answers, &rewards);
-        let total_reward = rewards.iter().flatten().sum();
+        // A weighted vote counts a candidate left unscored at the mean reward, as
+        // `Select::apply` does: in its groups and in the total they are a share of.
+        let weighed = match self.config.select {
+            Select::Weighted => ponder_prm::unscored_at_mean(&answers, &rewards),
+            _ => rewards.clone(),
+        };
+        let groups = ponder_prm::groups(&answers, &weighed);
+        let answered = answers.iter().any(Option::is_some);
+        let total_reward = weighed.iter().flatten().sum();
         let mass = match by_votes {
             true => groups.iter().map(|g| g.members.len() as f64).collect(),
             false => groups.iter().map(|g| g.weight).collect(),

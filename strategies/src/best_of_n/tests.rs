@@ -150,6 +150,30 @@ async fn each_aggregate_ranks_the_steps_its_own_way() {
 }
 
 #[tokio::test]
+async fn the_share_of_a_weighted_vote_counts_the_unscored_in_its_total_too() {
+    // Round one: "4" twice, unscored (their reads failed), "5" and "6" at 0.6. Counted at the
+    // mean, "4" weighs 1.2 of 2.4: half, short of the agreement asked for, so the second round
+    // is drawn. (Its weight over the scored total alone read 1.2 of 1.2, and the draw stopped.)
+    let backend = Arc::new(ScriptedBackend::new(answers(&[
+        "4", "4", "5", "6", "4", "4", "4", "4",
+    ])));
+    let config = BestOfNConfig {
+        n: NonZeroUsize::new(8).unwrap(),
+        select: Select::Weighted,
+        adaptive: Some(AdaptiveConfig {
+            round: NonZeroUsize::new(4).unwrap(),
+            agreement: Some(0.75),
+        }),
+        ..BestOfNConfig::default()
+    };
+    let rewards = [f64::NAN, f64::NAN, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6];
+    let strategy = BestOfN::scored_by(config, FixedScorer::new(&rewards)).unwrap();
+    let solution = run(&strategy, backend, Budget::unlimited()).await;
+    assert_eq!(details(&solution).samples, 8);
+    assert_eq!(solution.answer.as_deref(), Some("4"));
+}
+
+#[tokio::test]
 async fn adaptive_n_stops_when_the_vote_cannot_be_overturned() {
     let backend = Arc::new(ScriptedBackend::new(answers(&[
         "5", "5", "5", "5", "5", "5", "5", "5",
