@@ -34,13 +34,21 @@ struct Asking {
     a: Vec<u32>,
     b: Vec<u32>,
     opening: String,
+    /// Why the judge's verdicts cannot be read (a server that leaves out the top
+    /// log-probabilities), once a comparison found it: the comparisons after it ask nothing.
+    unreadable: std::sync::Mutex<Option<String>>,
 }
 
 impl Asking {
     async fn of(judge: &dyn Backend) -> Result<Self> {
         let (a, b) = opposing_tokens(judge, &["A", " A"], &["B", " B"]).await?;
         let opening = ponder_engine::turn::answer_opening(judge).await?;
-        Ok(Self { a, b, opening })
+        Ok(Self {
+            a,
+            b,
+            opening,
+            unreadable: std::sync::Mutex::new(None),
+        })
     }
 }
 
@@ -199,6 +207,15 @@ impl SStar {
         if differing.is_empty() {
             return Ok(Ok((comparison, sandbox_ms)));
         }
+        // A judge whose verdicts could not be read before: no verdict, not paid for again.
+        let unreadable = asking.unreadable.lock().ok().and_then(|u| u.clone());
+        if let Some(why) = unreadable {
+            comparison.error = Some(match comparison.error.take() {
+                Some(earlier) => format!("{earlier}; {why}"),
+                None => why,
+            });
+            return Ok(Ok((comparison, sandbox_ms)));
+        }
         // Asked twice, each program shown first once: small judges favour whichever comes first,
         // and averaging the two orders cancels that. The judge sees both programs' code and
         // their outputs where they disagree (as in S*: code and execution results together).
@@ -232,9 +249,16 @@ impl SStar {
             // The two programs and their outputs do not fit the judge's context window: no
             // verdict (a knockout keeps A, a round robin counts no win).
             Err(Error::PromptTooLong { .. }) => return Ok(Ok((comparison, sandbox_ms))),
-            // A request of the judge failed: no verdict either, and said.
-            Err(e) if e.is_per_call() => {
+            // A request of the judge failed, or its probabilities cannot be read (a server that
+            // leaves out the top log-probabilities): no verdict either, and said, rather than
+            // the problem's error after every sample was paid for.
+            Err(e) if e.is_per_call() || matches!(e, Error::Unsupported { .. }) => {
                 tracing::warn!("S*: judging samples {a} and {b}: {e}");
+                if matches!(e, Error::Unsupported { .. }) {
+                    if let Ok(mut unreadable) = asking.unreadable.lock() {
+                        unreadable.get_or_insert_with(|| e.to_string());
+                    }
+                }
                 comparison.error = Some(joined(comparison.error.take(), &e));
                 return Ok(Ok((comparison, sandbox_ms)));
             }

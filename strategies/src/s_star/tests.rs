@@ -770,6 +770,38 @@ async fn a_comparison_whose_judge_fails_has_no_verdict_and_says_why() {
     assert_eq!(details.selected, 1);
 }
 
+#[tokio::test]
+async fn a_judge_whose_probabilities_cannot_be_read_gives_no_verdict_not_a_failed_problem() {
+    // A server that leaves out the top log-probabilities: the comparison's verdict cannot be
+    // read (the judge's call is unsupported there), so it has none, and says why; the problem
+    // failed there, after every sample was paid for.
+    let mut script = round_robin_samples();
+    script.extend([
+        ">>> add(100, 1)\n>>> add(2, 3)".to_string(),
+        ">>> add(-1, 1)".to_string(),
+        "A".to_string(),
+        "A".to_string(),
+    ]);
+    let backend = Arc::new(ScriptedBackend::new(script).without_top_logprobs());
+    let config = SStarConfig {
+        n: NonZeroUsize::new(4).unwrap(),
+        debug_rounds: 0,
+        ..SStarConfig::default()
+    };
+    let solution = solve_add(config, &backend).await;
+    let details: SStarDetails = serde_json::from_value(solution.details).unwrap();
+    assert_eq!(details.comparisons.len(), 1);
+    let c = &details.comparisons[0];
+    assert_eq!((c.winner, c.p_a), (None, None));
+    assert!(
+        c.error
+            .as_deref()
+            .is_some_and(|e| e.contains("top_logprobs")),
+        "{c:?}"
+    );
+    assert_eq!(details.selected, 1);
+}
+
 /// A scripted backend without a tokenizer, like an OpenAI-compatible server without
 /// `/tokenize`.
 struct NoTokenizer(Arc<ScriptedBackend>);
