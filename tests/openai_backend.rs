@@ -748,10 +748,11 @@ fn a_gateways_timeout_is_a_timeout_and_a_501_is_never_retried() {
             .with_sampling(Sampling::with_temperature(0.8));
         block_on(backend.generate(request))
     };
-    // A proxy's 504 (nginx's `proxy_read_timeout`) or a server's 408: the request ran out of
-    // time, and sent again to one server would only run as long again. So too the one try of
-    // an n not known to be taken.
-    for (status, n) in [(504, 1), (408, 1), (504, 2)] {
+    // A proxy's 504 (nginx's `proxy_read_timeout`) or 524 (Cloudflare's): the request ran out
+    // of time, and sent again to one server would only run as long again. So too the one try
+    // of an n not known to be taken. (A 408 is the server closing a connection it waited on
+    // for a request, which may be sent again: retried, as before.)
+    for (status, n) in [(504, 1), (524, 1), (504, 2)] {
         let (url, count) = scripted_server(vec![status, 200, 200, 200]);
         let backend = scripted_backend(&url, 3);
         let err = ask(&backend, n).unwrap_err();
@@ -764,6 +765,10 @@ fn a_gateways_timeout_is_a_timeout_and_a_501_is_never_retried() {
         );
         assert_eq!(count.load(Ordering::SeqCst), 1, "{status} with n = {n}");
     }
+    let (url, count) = scripted_server(vec![408, 200]);
+    let backend = scripted_backend(&url, 3);
+    assert_eq!(ask(&backend, 1).unwrap().choices[0].text, "ok");
+    assert_eq!(count.load(Ordering::SeqCst), 2, "a 408 is sent again");
     // With a fleet, as our own timeout: once to each server, then the next request goes on.
     let (a, to_a) = scripted_server(vec![504; 16]);
     let (b, to_b) = scripted_server(vec![504, 200]);

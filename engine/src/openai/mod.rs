@@ -5,10 +5,10 @@
 //!   rendered with the server's own template where it offers one (`/apply-template`, llama.cpp),
 //!   so an assistant prefix continues exactly as in process; elsewhere they go to
 //!   `/v1/chat/completions`, an assistant prefix sent as a final assistant message to continue.
-//! - Several base URLs are used round-robin, one request each; a connection error, a 429 or a 5xx
-//!   is retried with jittered exponential backoff on the next URL (a longer `Retry-After` is
-//!   honoured), a 4xx never: it is returned with the server's message. A timeout, ours or a
-//!   proxy's (504, 524) or the server's (408), is sent on only with several URLs, once to each;
+//! - Several base URLs are used round-robin, one request each; a connection error, a 408, a 429
+//!   or a 5xx is retried with jittered exponential backoff on the next URL (a longer
+//!   `Retry-After` is honoured), another 4xx never: it is returned with the server's message. A
+//!   timeout, ours or a proxy's (504, 524), is sent on only with several URLs, once to each;
 //!   a 501 or 505 is returned at once. After a request gave up on unreachable servers, requests
 //!   try once until one answers.
 //! - `n > 1` is sent as one request; a server that returns fewer choices is remembered as not
@@ -633,11 +633,11 @@ impl OpenAiBackend {
             });
         }
         // A proxy that gave up waiting on the server (nginx's 504 after `proxy_read_timeout`,
-        // Cloudflare's 524) or a server that did (408): the request ran out of time, as when
-        // our own timeout ends it, and is handled as that is: not resent to one server (it
-        // would only run as long again), passed on to the next of a fleet. The proxy answered,
-        // so the servers are reachable.
-        if matches!(status.as_u16(), 408 | 504 | 524) {
+        // Cloudflare's 524): the request ran out of time, as when our own timeout ends it, and
+        // is handled as that is: not resent to one server (it would only run as long again),
+        // passed on to the next of a fleet. The proxy answered, so the servers are reachable.
+        // (A 408 is a server closing a connection it waited on for a request: sent again.)
+        if matches!(status.as_u16(), 504 | 524) {
             self.unreachable.store(false, Ordering::Relaxed);
             return Attempt::Fail(Error::Timeout {
                 url: url.to_string(),
@@ -655,7 +655,7 @@ impl OpenAiBackend {
                 message,
             });
         }
-        if status.as_u16() == 429 || status.is_server_error() {
+        if matches!(status.as_u16(), 408 | 429) || status.is_server_error() {
             return Attempt::Retry(
                 format!("HTTP {status}: {message}"),
                 retry_after,
@@ -1291,7 +1291,7 @@ impl OpenAiBackend {
                 // retries) and the next n > 1 asks again. (A gateway's timeout is a timeout,
                 // below.)
                 Err(Error::Http {
-                    status: status @ (429 | 502 | 503),
+                    status: status @ (408 | 429 | 502 | 503),
                     message,
                     ..
                 }) => {

@@ -16,8 +16,9 @@ pub struct OpenAiOptions {
     pub timeout: Duration,
     /// Most HTTP requests in flight at once, over all URLs.
     pub concurrency: usize,
-    /// Retries after the first attempt on connection errors, 429 and 5xx. A timeout (a 504 or
-    /// 408 among them) is sent on only to other servers, once to each; a 501 or 505 never.
+    /// Retries after the first attempt on connection errors, 408, 429 and 5xx. A timeout (a
+    /// proxy's 504 or 524 among them) is sent on only to other servers, once to each; a 501 or
+    /// 505 never.
     pub retries: u32,
     /// First backoff; doubled on each retry, capped at 15 s, jittered by a quarter.
     pub backoff: Duration,
