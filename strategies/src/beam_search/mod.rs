@@ -833,8 +833,8 @@ impl Strategy for BeamSearch {
         let mut details = SearchDetails::default();
         let (refused_before, _) = cx.meter().refused();
         let mut stop_reason = match self.search(problem, cx, &mut tree, &mut details).await {
-            // The budget refused some of its last round's reads (left unscored): it stopped
-            // the search there too.
+            // The budget refused some of its calls that leave no trace in the search (reads
+            // left unscored, in any round): it cut the search short, however it ended.
             Ok(()) => match cx.meter().refused() {
                 (refused, Some(resource)) if refused > refused_before => resource.into(),
                 _ => StopReason::Completed,

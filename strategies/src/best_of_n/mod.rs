@@ -637,6 +637,10 @@ impl BestOfN {
         let certain = match self.config.select {
             // The single best reward wins: only a perfect one cannot be beaten by a later sample.
             Select::Naive if !by_votes => left == 0 || rewards.iter().flatten().any(|&r| r >= 1.0),
+            // Candidates left unscored count at the mean reward, which each later sample
+            // scored moves, in every group at once: no lead is beyond overturning by `left`
+            // samples then (the agreement share below still stops it).
+            Select::Weighted if !by_votes && rewards.iter().any(Option::is_none) => left == 0,
             _ => leader > second + per_sample * left as f64,
         };
         if certain {

@@ -174,6 +174,28 @@ async fn the_share_of_a_weighted_vote_counts_the_unscored_in_its_total_too() {
 }
 
 #[tokio::test]
+async fn a_weighted_lead_held_by_unscored_candidates_is_not_beyond_overturning() {
+    // Round one: "4" scored 1.0 and "4" unscored (counted at the mean, 1.0): 2.0 against
+    // nothing, with one sample left. Each sample scored later moves the mean every unscored
+    // candidate counts at, so the bound of one sample adding at most 1 does not hold: the
+    // draw goes on.
+    let backend = Arc::new(ScriptedBackend::new(answers(&["4", "4", "5"])));
+    let config = BestOfNConfig {
+        n: NonZeroUsize::new(3).unwrap(),
+        select: Select::Weighted,
+        adaptive: Some(AdaptiveConfig {
+            round: NonZeroUsize::new(2).unwrap(),
+            agreement: None,
+        }),
+        ..BestOfNConfig::default()
+    };
+    let strategy = BestOfN::scored_by(config, FixedScorer::new(&[1.0, f64::NAN, 0.5])).unwrap();
+    let solution = run(&strategy, backend, Budget::unlimited()).await;
+    assert_eq!(details(&solution).samples, 3);
+    assert_eq!(solution.answer.as_deref(), Some("4"));
+}
+
+#[tokio::test]
 async fn adaptive_n_stops_when_the_vote_cannot_be_overturned() {
     let backend = Arc::new(ScriptedBackend::new(answers(&[
         "5", "5", "5", "5", "5", "5", "5", "5",

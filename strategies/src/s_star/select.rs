@@ -208,6 +208,9 @@ impl SStar {
             return Ok(Ok((comparison, sandbox_ms)));
         }
         // A judge whose verdicts could not be read before: no verdict, not paid for again.
+        // (Comparisons started beside the one that found it out still pay theirs; and a single
+        // reply without top log-probabilities stops the judging for the rest of the problem,
+        // where before it failed the problem.)
         let unreadable = asking.unreadable.lock().ok().and_then(|u| u.clone());
         if let Some(why) = unreadable {
             comparison.error = Some(match comparison.error.take() {
