@@ -279,6 +279,12 @@ impl MistralRsBackend {
         Ok(ours.trim_start() == engine.trim_start())
     }
 
+    /// Whether the engine leaves the vocabulary's byte tokens out of a completion's text (see
+    /// [`TokenBytes::from_trie_tokens`]): they are put back from the generated ids.
+    fn hides_bytes(&self) -> bool {
+        self.token_bytes.as_ref().is_some_and(|t| t.hides_bytes())
+    }
+
     /// A token's text, as its bytes in the vocabulary read (a special token's, its name; empty
     /// where the backend has no table of the vocabulary).
     fn token_text(&self, id: u32) -> String {
@@ -1409,7 +1415,7 @@ impl MistralRsBackend {
         // A one-choice request to a tokenizer whose tokens' texts lose their leading space:
         // its first generated ids, to read the completion's leading whitespace from; all of
         // them where the engine leaves byte tokens out of the text, to put them back.
-        let hides_bytes = self.token_bytes.as_ref().is_some_and(|t| t.hides_bytes());
+        let hides_bytes = self.hides_bytes();
         let first_ids = ((self.drops_lead_space || hides_bytes) && n == 1).then(|| {
             let seen = Arc::new(Mutex::new(Vec::new()));
             processors.push(Arc::new(FirstIds {
@@ -1506,8 +1512,8 @@ impl MistralRsBackend {
         };
         // Byte tokens the engine left out of the text (a GGUF's SentencePiece vocabulary: its
         // newlines) put back from the ids; the text then keeps its own leading whitespace.
-        let restored = match (hides_bytes, &self.token_bytes, ordered.as_mut_slice()) {
-            (true, Some(tokens), [choice]) => {
+        let restored = match (&self.token_bytes, ordered.as_mut_slice()) {
+            (Some(tokens), [choice]) if hides_bytes => {
                 let entries = choice.logprobs.as_ref().and_then(|l| l.content.as_ref());
                 // Every token but the last was seen. The last, where the completion was cut at
                 // its length (not ended by the end of sequence), may be a byte token: its text
@@ -1521,16 +1527,13 @@ impl MistralRsBackend {
                 let restored = seen_all
                     .then(|| tokens.restore_bytes(&choice.text, &ids, last))
                     .flatten();
-                if let Some(text) = &restored {
-                    choice.text.clone_from(text);
-                }
-                restored
+                restored.map(|text| choice.text = text).is_some()
             }
-            _ => None,
+            _ => false,
         };
         let first = &ids[..ids.len().min(FIRST_IDS)];
-        let lead = match (ids.is_empty() || restored.is_some(), request.deadline) {
-            _ if restored.is_some() => Some(String::new()),
+        let lead = match (ids.is_empty(), request.deadline) {
+            _ if restored => Some(String::new()),
             (true, _) => None,
             (false, Some(deadline)) => {
                 tokio::time::timeout_at(deadline.into(), self.lead_after(&prompt[..], first))
@@ -1724,9 +1727,8 @@ impl Backend for MistralRsBackend {
         // whose byte tokens the engine hides has them put back from a one-choice request's
         // ids: one request a choice there too (else every choice of a CUDA request lost them).
         let drawn = seed.is_some() || greedy_logprobs;
-        let hides_bytes = self.token_bytes.as_ref().is_some_and(|t| t.hides_bytes());
         let (requests, per_request) = match (&self.one_at_a_time, drawn) {
-            (None, false) if !self.drops_lead_space && !hides_bytes => (1, request.n),
+            (None, false) if !self.drops_lead_space && !self.hides_bytes() => (1, request.n),
             _ => (request.n, 1),
         };
         let mut choices = Vec::with_capacity(request.n);
