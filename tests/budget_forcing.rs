@@ -210,9 +210,9 @@ fn the_minimum_is_reached_with_as_many_waits_as_reported_in_both_modes() {
         let (solution, details) = solve(config, "What is 2 + 2?");
         assert!(details.thinking_tokens >= min, "{mode:?}: {details:?}");
         let thinking = thinking_of(&solution.completion);
-        assert_eq!(
-            thinking.matches("Wait").count(),
-            details.waits,
+        // Each wait is in the text (the model may write more of its own).
+        assert!(
+            thinking.matches("Wait").count() >= details.waits,
             "{mode:?}: {thinking:?}"
         );
         if min == 160 {

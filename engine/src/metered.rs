@@ -78,6 +78,12 @@ impl Meter {
         (state.refused, state.refused_by)
     }
 
+    /// Notes that `resource`'s budget cut a call short ([`Meter::cut_by`]) where no call it
+    /// shortened showed it ([`crate::Context::note_budget_cut`]).
+    pub(crate) fn note_cut(&self, resource: Resource) {
+        self.lock().cut_by = Some(resource);
+    }
+
     fn note_refusal(&self, resource: Resource) {
         let mut state = self.lock();
         state.refused += 1;

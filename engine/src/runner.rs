@@ -795,7 +795,7 @@ impl Runner {
         };
         let cx = Context::with_events(run(Arc::clone(&self.backend)), budget, events.clone())
             .metered_below(run)
-            .within(run_meter);
+            .within_noting(run_meter, Arc::clone(&cut));
         // Seeded above the problem's meter, as `Context::seeded` seeds a plain solve and
         // `Context::stage` its later stages: the seeds follow the prompts as the strategy sent
         // them (below, a backend with a tokenizer would have them as token ids, other seeds).

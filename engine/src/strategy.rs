@@ -1,5 +1,6 @@
 //! The [`Strategy`] trait and the [`Context`] a solve runs in.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -176,7 +177,15 @@ pub struct Context {
     seed: Option<u64>,
     /// The meters of budgets further out that its calls also count on (a parent context's,
     /// a run's): [`Context::remaining`] reads them with its own.
-    outer: Vec<Arc<Meter>>,
+    outer: Vec<Outer>,
+}
+
+/// A meter further out, and the flag a batch run raises when that budget cuts a problem short
+/// ([`Context::within_noting`]).
+#[derive(Clone)]
+struct Outer {
+    meter: Arc<Meter>,
+    cut: Option<Arc<AtomicBool>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -232,8 +241,46 @@ impl Context {
     /// run's whole-run budget is, in the backend it was given), so [`Context::remaining`]
     /// reads it too.
     pub fn within(mut self, meter: Arc<Meter>) -> Self {
-        self.outer.push(meter);
+        self.outer.push(Outer { meter, cut: None });
         self
+    }
+
+    /// [`Context::within`], and `cut` raised where a strategy says that budget ended a call of
+    /// its sooner than it wanted ([`Context::note_budget_cut`]), as the meter wrapping the
+    /// backend raises it for a call it shortened (a batch run's flag of a problem cut short).
+    pub fn within_noting(mut self, meter: Arc<Meter>, cut: Arc<AtomicBool>) -> Self {
+        self.outer.push(Outer {
+            meter,
+            cut: Some(cut),
+        });
+        self
+    }
+
+    /// Says that a budget of `resource` ended a completion of this context sooner than the
+    /// strategy wanted: it asked for fewer tokens than it would have, planned from
+    /// [`Context::remaining`] to keep room for a later call (thinking shortened to leave the
+    /// answer its room), and the call ran to them, or a call it would have made was not made.
+    /// The meter calls then pass through do not see it (each call fitted), so this notes it as
+    /// they note a call they shortened: on this context's meter ([`Meter::cut_by`]: the
+    /// solve's stop reason says the budget), and on each further out up to the one whose
+    /// budget left the least (the one that bound), raising a batch run's flag there (the
+    /// problem is cut short and redone on a resumed run, not recorded as done).
+    pub fn note_budget_cut(&self, resource: crate::budget::Resource) {
+        self.meter.note_cut(resource);
+        let least = std::iter::once(self.meter.remaining(resource))
+            .chain(self.outer.iter().map(|o| o.meter.remaining(resource)))
+            .enumerate()
+            .filter_map(|(at, left)| left.map(|left| (at, left)))
+            // The innermost of those that leave the least.
+            .min_by_key(|&(at, left)| (left, at))
+            .map(|(at, _)| at);
+        let Some(bound) = least else { return };
+        for outer in self.outer.iter().take(bound) {
+            outer.meter.note_cut(resource);
+            if let Some(cut) = &outer.cut {
+                cut.store(true, Ordering::Relaxed);
+            }
+        }
     }
 
     /// What `resource`'s budget leaves this context's calls unspent: the least any of its
@@ -244,7 +291,7 @@ impl Context {
     /// later call its room; every call is shortened to fit in any case.
     pub fn remaining(&self, resource: crate::budget::Resource) -> Option<u64> {
         std::iter::once(&self.meter)
-            .chain(&self.outer)
+            .chain(self.outer.iter().map(|o| &o.meter))
             .filter_map(|meter| meter.remaining(resource))
             .min()
     }
@@ -256,7 +303,7 @@ impl Context {
     /// (its calls are held to the parents' budgets by their meters).
     pub fn deadline(&self) -> Option<std::time::Instant> {
         std::iter::once(&self.meter)
-            .chain(&self.outer)
+            .chain(self.outer.iter().map(|o| &o.meter))
             .filter_map(|meter| meter.deadline())
             .min()
     }
@@ -370,9 +417,12 @@ impl Context {
             events: self.events.clone(),
             metering,
             seed: self.seed,
-            outer: std::iter::once(Arc::clone(&self.meter))
-                .chain(self.outer.iter().cloned())
-                .collect(),
+            outer: std::iter::once(Outer {
+                meter: Arc::clone(&self.meter),
+                cut: None,
+            })
+            .chain(self.outer.iter().cloned())
+            .collect(),
         }
     }
 

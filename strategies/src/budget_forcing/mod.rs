@@ -300,7 +300,7 @@ impl BudgetForcing {
 
     /// The pieces [`Self::tokens`] asks the tokenizer, in the order it reads them: the
     /// delimiter; each lead before it and the lead alone; the delimiter with each trail; the
-    /// cue on its line; each wait after a space.
+    /// cue on its line; each wait after a space; each wait on a line of its own.
     pub fn pieces(&self) -> Vec<String> {
         let c = &self.config;
         let mut pieces = vec![c.think_close.clone()];
@@ -315,6 +315,7 @@ impl BudgetForcing {
         );
         pieces.push(format!("\n{}", c.answer_cue));
         pieces.extend(c.wait.as_list().iter().map(|wait| format!(" {wait}")));
+        pieces.extend(c.wait.as_list().iter().map(|wait| format!("\n{wait}")));
         pieces
     }
 
@@ -341,9 +342,22 @@ impl BudgetForcing {
         // that merges gives a variant that starts with the merged token.
         let mut close_variants = Vec::new();
         let mut leads: Vec<(u32, Vec<u32>)> = Vec::new();
-        for _ in CLOSE_LEADS {
+        // Whitespace tokens (the leads that are whitespace alone), and a newline's.
+        let mut blanks: Vec<u32> = Vec::new();
+        let mut newline: Vec<u32> = Vec::new();
+        for lead in CLOSE_LEADS {
             let with_lead = next();
             let lead_ids = next();
+            if lead.trim().is_empty() {
+                for &id in &lead_ids {
+                    if !blanks.contains(&id) {
+                        blanks.push(id);
+                    }
+                }
+                if lead == "\n" {
+                    newline.clone_from(&lead_ids);
+                }
+            }
             // Where the lead stays a token of its own, the rest is the plain delimiter again;
             // so where it ends in the plain delimiter after tokens of its own that differ from
             // the lead's alone (GPT-2's pre-tokenizer writes "\n\n" alone as one token and
@@ -402,13 +416,27 @@ impl BudgetForcing {
             }
         }
         let cue = next();
-        let waits = (0..waits).map(|_| next()).collect();
+        let waits: Vec<Vec<u32>> = (0..waits).map(|_| next()).collect();
+        // After whitespace a wait is written as it starts a line: its ids after a newline,
+        // the newline's left out (none where they merge: the spaced form serves).
+        let bare_waits = waits
+            .iter()
+            .map(|_| {
+                let on_line = next();
+                match on_line.strip_prefix(newline.as_slice()) {
+                    Some(bare) if !newline.is_empty() && !bare.is_empty() => bare.to_vec(),
+                    _ => Vec::new(),
+                }
+            })
+            .collect();
         Ok(ForcingTokens {
             close,
             close_variants,
             leads,
             cue,
             waits,
+            bare_waits,
+            blanks,
             eos: backend.capabilities().eos_token_ids,
         })
     }
@@ -449,7 +477,9 @@ impl BudgetForcing {
         let open = self.opening(backend.as_ref(), &messages).await?;
         // Thinking, waits included, is capped by max_thinking_tokens; then the delimiter, the
         // cue and the answer.
-        let max_tokens = c.max_thinking_tokens + processor.after_thinking();
+        let max_tokens = c
+            .max_thinking_tokens
+            .saturating_add(processor.after_thinking());
         let mut request = GenerationRequest::new(Prompt::Chat {
             messages,
             assistant_prefix: open.to_string(),
@@ -529,7 +559,8 @@ impl BudgetForcing {
         // Thinking that would fill the context window leaves no room to answer: where the
         // window and the prompt's length are known, it ends in time for the delimiter, the cue
         // (at most a token a byte) and max_answer_tokens.
-        let answer_room = c.think_close.len() + 1 + c.answer_cue.len() + c.max_answer_tokens.get();
+        let answer_room = (c.think_close.len() + 1 + c.answer_cue.len())
+            .saturating_add(c.max_answer_tokens.get());
         // A budget of all tokens counts every call's prompt: the answer's call sends the
         // question and the thinking again.
         let counts_prompts = cx.remaining(Resource::Tokens).is_some();
@@ -716,9 +747,15 @@ impl BudgetForcing {
                 .get(details.waits % waits.len().max(1))
                 .cloned()
                 .unwrap_or_default();
-            // The wait string counts as thinking, as in decode.
-            let piece = format!(" {wait}");
-            let wait_tokens = match ponder_engine::turn::piece_after_text(backend, &piece).await {
+            // The wait string counts as thinking, as in decode. After whitespace it is
+            // written without a space of its own, as s1 appends it.
+            let after_blank = thinking.ends_with(char::is_whitespace);
+            let piece = if after_blank {
+                wait.clone()
+            } else {
+                format!(" {wait}")
+            };
+            let wait_tokens = match wait_ids(backend, &wait, after_blank).await {
                 Ok(ids) => ids.len(),
                 // A server without a tokenizer endpoint: about four bytes a token.
                 Err(Error::Unsupported { .. }) => piece.len().div_ceil(4),
@@ -736,6 +773,11 @@ impl BudgetForcing {
                 if after < cap && details.thinking_tokens < c.min_thinking_tokens {
                     short_of_minimum = refused_by;
                     details.budget_thinking_cap = Some(details.thinking_tokens);
+                }
+                // A wait the budget refused that the cap had room for cut the thinking short,
+                // as in decode (the processor says a grant that refused one shortened it).
+                if let Some(resource) = refused_by.filter(|_| after < cap) {
+                    cx.note_budget_cut(resource);
                 }
                 break;
             }
@@ -786,6 +828,11 @@ impl BudgetForcing {
         let budget_stop = budget_stop
             .filter(|_| details.forced_end)
             .or(short_of_minimum);
+        // The thinking was planned shorter for the budget, so no meter saw a call cut: said
+        // here, as decode's meters see it (a batch run redoes a problem its budget cut).
+        if let Some(resource) = budget_stop {
+            cx.note_budget_cut(resource);
+        }
         Ok(Outcome {
             thinking,
             answer: choice.text.clone(),
@@ -816,6 +863,22 @@ impl BudgetForcing {
             }
             _ => ForcingMode::Resubmit,
         }
+    }
+}
+
+/// The ids of `wait` as said after the thinking: after a space of its own, or where the
+/// thinking ends in whitespace, as it starts a line (its ids after a newline, the newline's
+/// left out; the spaced form where they merge).
+async fn wait_ids(backend: &dyn Backend, wait: &str, after_blank: bool) -> Result<Vec<u32>> {
+    let spaced = format!(" {wait}");
+    if !after_blank {
+        return ponder_engine::turn::piece_after_text(backend, &spaced).await;
+    }
+    let newline = ponder_engine::turn::piece_after_text(backend, "\n").await?;
+    let on_line = ponder_engine::turn::piece_after_text(backend, &format!("\n{wait}")).await?;
+    match on_line.strip_prefix(newline.as_slice()) {
+        Some(bare) if !newline.is_empty() && !bare.is_empty() => Ok(bare.to_vec()),
+        _ => ponder_engine::turn::piece_after_text(backend, &spaced).await,
     }
 }
 

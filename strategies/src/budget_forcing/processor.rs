@@ -24,6 +24,12 @@ pub struct ForcingTokens {
     pub cue: Vec<u32>,
     /// The wait strings (with their leading space), in rotation order.
     pub waits: Vec<Vec<u32>>,
+    /// The wait strings as written after whitespace (no space of their own, as s1 appends
+    /// "Wait" to the text), in the same order; where one is missing, its spaced form.
+    pub bare_waits: Vec<Vec<u32>>,
+    /// Tokens that are whitespace alone (a space, a newline, a blank line): written after a
+    /// wait before the model ends, the wait still went unheeded.
+    pub blanks: Vec<u32>,
     /// End-of-sequence ids.
     pub eos: Vec<u32>,
 }
@@ -106,7 +112,7 @@ impl ForcingProcessor {
     pub fn after_thinking(&self) -> usize {
         // The longest form of the delimiter the model may write.
         let close = self.tokens.closes().map(Vec::len).max().unwrap_or(0);
-        close + self.tokens.cue.len() + self.max_answer + 1
+        (close + self.tokens.cue.len() + 1).saturating_add(self.max_answer)
     }
 
     /// The thinking cap: the configured one, lowered so that what follows thinking still fits
@@ -218,7 +224,7 @@ impl ForcingProcessor {
         starts.sort_unstable();
         starts.dedup();
         let wants_to_end = starts.contains(&top) || self.tokens.eos.contains(&top);
-        let wait = self.wait(state);
+        let wait = self.wait(state, false);
         // A wait must leave room to think after it (one that fills the cap is cut at once).
         let fits = !wait.is_empty() && thought + wait.len() < cap;
         // Below the minimum the model thinks on, waits or not; past it, a wait owed that no
@@ -249,13 +255,13 @@ impl ForcingProcessor {
             } else {
                 wants_to_end
             };
-            // What the ending the model picked held before the delimiter ("." of ".</"), said
-            // before the wait (the likeliest ending's, sampling).
+            // The ending the model picked (the likeliest, sampling).
+            let likeliest = ends.iter().copied().max_by(|&a, &b| {
+                let logit = |id: u32| logits.get(id as usize).copied().unwrap_or(f32::MIN);
+                logit(a).total_cmp(&logit(b))
+            });
+            // What it held before the delimiter ("." of ".</"), said before the wait.
             let lead = if ends_here {
-                let likeliest = ends.iter().copied().max_by(|&a, &b| {
-                    let logit = |id: u32| logits.get(id as usize).copied().unwrap_or(f32::MIN);
-                    logit(a).total_cmp(&logit(b))
-                });
                 self.tokens
                     .leads
                     .iter()
@@ -265,25 +271,49 @@ impl ForcingProcessor {
             } else {
                 Vec::new()
             };
+            // After whitespace (the model's, or the lead's: "\n" of "\n</"), the wait is
+            // written without a space of its own, as resubmission writes it.
+            let after_blank = lead
+                .last()
+                .or(generated.last())
+                .is_some_and(|id| self.tokens.blanks.contains(id));
+            let wait = self.wait(state, after_blank);
             let fits = fits && thought + lead.len() + wait.len() < cap;
-            // Ending at once after the wait, after MAX_IDLE_WAITS of those running: the model
-            // will not think on, and it is let end.
-            let idle = ends_here && state.wait_end == Some(thought);
+            // Ending at once after the wait (nothing but whitespace between), after
+            // MAX_IDLE_WAITS of those running: the model will not think on, and it is let end.
+            let idle = ends_here
+                && state.wait_end.is_some_and(|end| {
+                    generated
+                        .get(end..)
+                        .is_some_and(|since| since.iter().all(|id| self.tokens.blanks.contains(id)))
+                });
             if idle && state.idle_waits + 1 >= MAX_IDLE_WAITS {
                 state.details.waits_ignored = true;
-            } else {
-                ends.iter().for_each(|&id| ban(logits, id));
-                if ends_here && fits {
-                    state.idle_waits = if idle { state.idle_waits + 1 } else { 0 };
-                    state.wait_end = Some(thought + lead.len() + wait.len());
-                    state.details.waits += 1;
-                    state.forcing = lead.into_iter().chain(wait).collect();
-                    if let Some(next) = state.forcing.pop_front() {
-                        force(logits, next);
-                    }
+                // It ends here, as drawn: the ending written whole (sampling, the sampler
+                // would draw again, and might think on under a minimum no longer kept).
+                let form = likeliest
+                    .filter(|id| !self.tokens.eos.contains(id))
+                    .and_then(|id| self.tokens.closes().find(|c| c.first() == Some(&id)));
+                state.forcing = match form {
+                    Some(form) => form.iter().copied().collect(),
+                    None => close.iter().skip(matched).copied().collect(),
+                };
+                if let Some(next) = state.forcing.pop_front() {
+                    force(logits, next);
                 }
                 return;
             }
+            ends.iter().for_each(|&id| ban(logits, id));
+            if ends_here && fits {
+                state.idle_waits = if idle { state.idle_waits + 1 } else { 0 };
+                state.wait_end = Some(thought + lead.len() + wait.len());
+                state.details.waits += 1;
+                state.forcing = lead.into_iter().chain(wait).collect();
+                if let Some(next) = state.forcing.pop_front() {
+                    force(logits, next);
+                }
+            }
+            return;
         }
         if self.temperature <= 0.0 && self.tokens.eos.contains(&top) {
             // Stopping without the delimiter would lose the answer: close the thinking instead
@@ -299,11 +329,15 @@ impl ForcingProcessor {
         }
     }
 
-    /// The wait string said next (they are said in rotation).
-    fn wait(&self, state: &ForcingState) -> Vec<u32> {
-        self.tokens
-            .waits
-            .get(state.details.waits % self.tokens.waits.len().max(1))
+    /// The wait string said next (they are said in rotation), as written after whitespace
+    /// where `after_blank`.
+    fn wait(&self, state: &ForcingState, after_blank: bool) -> Vec<u32> {
+        let at = state.details.waits % self.tokens.waits.len().max(1);
+        let bare = after_blank
+            .then(|| self.tokens.bare_waits.get(at))
+            .flatten()
+            .filter(|bare| !bare.is_empty());
+        bare.or_else(|| self.tokens.waits.get(at))
             .cloned()
             .unwrap_or_default()
     }
@@ -428,7 +462,7 @@ impl LogitsProcessor for ForcingProcessor {
         let wait_refused = state.thinking_end.is_some()
             && details.waits < self.max_waits
             && !details.waits_ignored
-            && details.thinking_tokens + self.wait(&state).len() < self.max_thinking;
+            && details.thinking_tokens + self.wait(&state, false).len() < self.max_thinking;
         (details.forced_end || wait_refused).then_some(granted)
     }
 }

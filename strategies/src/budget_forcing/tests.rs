@@ -14,9 +14,17 @@ fn tokens() -> ForcingTokens {
         leads: Vec::new(),
         cue: vec![CUE],
         waits: vec![vec![3, 4]],
+        // "Wait" at the start of a line: one token.
+        bare_waits: vec![vec![BARE_WAIT]],
+        blanks: vec![BLANK],
         eos: vec![EOS],
     }
 }
+
+/// A newline.
+const BLANK: u32 = 10;
+/// The wait written after whitespace.
+const BARE_WAIT: u32 = 11;
 
 fn config(min: usize, max: usize, waits: usize) -> BudgetForcingConfig {
     BudgetForcingConfig {
@@ -151,6 +159,69 @@ fn a_model_that_ends_at_once_after_each_wait_is_let_end() {
     let d = p.details();
     assert_eq!((d.thinking_tokens, d.waits, d.waits_ignored), (4, 2, true));
     assert_eq!(MAX_IDLE_WAITS, 2);
+}
+
+#[test]
+fn a_wait_answered_with_a_newline_and_an_ending_is_unheeded_and_said_bare_after_it() {
+    // After each wait the model writes a newline, then wants to end: the wait went unheeded
+    // as surely as one the model ends right after (resubmission reads the whitespace written
+    // as nothing written), so after MAX_IDLE_WAITS of those it is let end, however far the
+    // minimum. The wait said after the newline has no space of its own ("\nWait").
+    let p = ForcingProcessor::new(tokens(), &config(60, 100, 0), 7);
+    let want = |g: &[u32]| match g.last() {
+        Some(&4 | &BARE_WAIT) => BLANK,
+        _ => EOS,
+    };
+    let out = decode(&p, want, 40);
+    assert_eq!(out, vec![3, 4, BLANK, BARE_WAIT, BLANK, 7, 8, CUE, EOS]);
+    let d = p.details();
+    assert_eq!((d.thinking_tokens, d.waits, d.waits_ignored), (5, 2, true));
+    // A model that thinks on after the newline heeded the wait: no limit on those.
+    let p = ForcingProcessor::new(tokens(), &config(12, 100, 0), 7);
+    let want = |g: &[u32]| match g.last() {
+        Some(&4 | &BARE_WAIT) => BLANK,
+        Some(&BLANK) => 5,
+        _ => EOS,
+    };
+    let out = decode(&p, want, 40);
+    assert_eq!(
+        out,
+        vec![3, 4, BLANK, 5, 3, 4, BLANK, 5, 3, 4, BLANK, 5, 7, 8, CUE, EOS]
+    );
+    assert!(!p.details().waits_ignored);
+}
+
+#[test]
+fn a_sampled_decode_let_end_after_unheeded_waits_is_made_to_end() {
+    // Sampling, the processor's own draw says where the model ends; once the waits are given
+    // up on, the ending drawn is written (the sampler would draw again, and might think on
+    // with the minimum no longer kept).
+    let sampled = BudgetForcingConfig {
+        temperature: 0.7,
+        ..config(60, 100, 0)
+    };
+    let p = ForcingProcessor::new(tokens(), &sampled, 3);
+    let mut context = vec![1u32, 2, 1];
+    for _ in 0..8 {
+        let mut logits = vec![0.0f32; 12];
+        logits[EOS as usize] = 30.0;
+        p.process(&mut logits, &context);
+        let next = argmax(&logits);
+        if p.details().waits_ignored {
+            assert_eq!(next, CLOSE[0]);
+            assert!(
+                logits
+                    .iter()
+                    .enumerate()
+                    .all(|(id, &l)| id == CLOSE[0] as usize || l == f32::NEG_INFINITY),
+                "the delimiter is forced: {logits:?}"
+            );
+            assert_eq!(p.details().waits, 2);
+            return;
+        }
+        context.push(next);
+    }
+    panic!("never let end: {context:?}");
 }
 
 #[test]
@@ -943,6 +1014,81 @@ async fn resubmitted_thinking_leaves_the_answer_room_in_the_budget() {
         "{:?}",
         solution.usage
     );
+}
+
+#[tokio::test]
+async fn a_resubmitted_wait_after_whitespace_has_no_space_of_its_own() {
+    use ponder_engine::scripted::ScriptedBackend;
+
+    // s1 appends "Wait" to the text as it is: after a newline, "\nWait", not "\n Wait" (a
+    // line starting with a space, which models seldom write); after a word, " Wait".
+    let config = BudgetForcingConfig {
+        max_waits: 2,
+        mode: ForcingMode::Resubmit,
+        ..BudgetForcingConfig::default()
+    };
+    let backend = Arc::new(ScriptedBackend::new(vec![
+        "2 + 2 = 4.\n</think>",
+        ", yes, 4</think>",
+        ", still 4.</think>",
+        "4",
+    ]));
+    let (solution, details) = solved(config, &backend, ponder_engine::Budget::unlimited()).await;
+    assert_eq!(details.waits, 2, "{details:?}");
+    assert!(
+        solution
+            .completion
+            .contains("2 + 2 = 4.\nWait, yes, 4 Wait, still 4."),
+        "{}",
+        solution.completion
+    );
+}
+
+#[tokio::test]
+async fn resubmitted_thinking_a_run_budget_shortened_cuts_the_problem_short() {
+    use ponder_engine::scripted::ScriptedBackend;
+    use ponder_engine::{Budget, Context, Meter, Metered, Resource};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    // As a batch run meters a problem: the run's budget in the backend and told to the
+    // context, with the flag it raises where that budget cut the problem short (redone on a
+    // resumed run). Resubmission plans its thinking shorter for the answer's room, so no meter
+    // shortens a call: the strategy says so itself, as decode's meters see it.
+    let config = BudgetForcingConfig {
+        max_thinking_tokens: 100,
+        max_answer_tokens: NonZeroUsize::new(4).unwrap(),
+        mode: ForcingMode::Resubmit,
+        ..BudgetForcingConfig::default()
+    };
+    let thinking = "2 + 2: I count two, then two more, which makes five? No: four.</think>";
+    let problem = Problem::new("p", "What is 2 + 2?");
+    for (run, own, run_cut) in [(40, None, true), (1000, Some(40), false)] {
+        let run_meter = Meter::new(Budget::unlimited().with_max_completion_tokens(run));
+        let scripted = Arc::new(ScriptedBackend::new(vec![thinking, "4"]));
+        let backend = Arc::new(Metered::with_meter(
+            Arc::clone(&scripted) as Arc<dyn ponder_engine::Backend>,
+            Arc::clone(&run_meter),
+        ));
+        let cut = Arc::new(AtomicBool::new(false));
+        let budget = own.map_or(Budget::unlimited(), |own| {
+            Budget::unlimited().with_max_completion_tokens(own)
+        });
+        let cx = Context::new(backend, budget).within_noting(run_meter, Arc::clone(&cut));
+        let solution = BudgetForcing::new(config.clone())
+            .unwrap()
+            .solve(&problem, &cx)
+            .await
+            .unwrap();
+        assert_eq!(scripted.requests()[0].max_tokens, 36, "{run}");
+        assert_eq!(solution.answer.as_deref(), Some("4"));
+        assert_eq!(cx.meter().cut_by(), Some(Resource::CompletionTokens));
+        // Only where the run's budget was the one that bound.
+        assert_eq!(
+            cut.load(Ordering::Relaxed),
+            run_cut,
+            "run {run}, own {own:?}"
+        );
+    }
 }
 
 #[tokio::test]
