@@ -73,6 +73,24 @@ fn beam_search_finishes_writes_a_parsable_trace_and_respects_the_budget() {
         let nodes = trace.json["nodes"].as_array().unwrap();
         assert_eq!(nodes.len(), details.nodes + 1);
         assert!(nodes.iter().any(|n| n["chosen"] == true));
+        // The judge read something (it reads logits: always a number): some step scored, and
+        // every score is a reward.
+        let scores: Vec<f64> = nodes
+            .iter()
+            .flat_map(|n| [&n["score"], &n["step_score"]])
+            .filter_map(serde_json::Value::as_f64)
+            .collect();
+        assert!(!scores.is_empty(), "no node scored: {details:?}");
+        assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)), "{scores:?}");
+        // A search that went on past its first round (not cut short by the budget or a failed
+        // call) chose among candidates: it pruned some, or grew a node two steps deep.
+        if details.rounds >= 2 && !solution.stop_reason.is_budget() && details.failed.is_empty() {
+            let deep = |n: &serde_json::Value| n["depth"].as_u64().is_some_and(|d| d >= 2);
+            assert!(
+                nodes.iter().any(|n| deep(n) || n["state"] == "pruned"),
+                "{details:?}"
+            );
+        }
         // The DOT parses: render it with Graphviz when it is installed.
         let dot = std::process::Command::new("dot")
             .arg("-Tsvg")

@@ -50,9 +50,11 @@ const STEPS_PROMPT: &str = "Question: {question}\n\nPartial solution:\n{solution
 ///
 /// Judgements are remembered (by question and judged text, up to [`LlmJudge::CACHE_ENTRIES`]),
 /// so a search that rescores a growing path pays only for its new step.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LlmJudge {
     config: JudgeConfig,
+    /// Joins a candidate's steps into the solution shown ([`LlmJudge::with_step_delimiter`]).
+    step_delimiter: String,
     cache: std::sync::Mutex<std::collections::HashMap<u64, f64>>,
     words: tokio::sync::OnceCell<(Vec<u32>, Vec<u32>)>,
     /// What the turn starts with ([`ponder_engine::turn::answer_opening`]).
@@ -67,10 +69,19 @@ impl LlmJudge {
     pub fn new(config: JudgeConfig) -> Self {
         Self {
             config,
+            step_delimiter: "\n\n".into(),
             cache: std::sync::Mutex::new(std::collections::HashMap::new()),
             words: tokio::sync::OnceCell::new(),
             opening: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Joins a candidate's steps with `delimiter` into the solution the judge is shown: the
+    /// one a search split them at, so that the judge reads the text as it was written (the
+    /// [`Scorer`] is given the steps alone). Default a blank line.
+    pub fn with_step_delimiter(mut self, delimiter: impl Into<String>) -> Self {
+        self.step_delimiter = delimiter.into();
+        self
     }
 
     fn key(question: &str, solution: &str) -> u64 {
@@ -121,6 +132,12 @@ impl LlmJudge {
         prompt: Prompt,
     ) -> Result<Option<f64>> {
         read_choice_probability(backend, prompt, &words.0, &words.1).await
+    }
+}
+
+impl Default for LlmJudge {
+    fn default() -> Self {
+        Self::new(JudgeConfig::default())
     }
 }
 
@@ -348,10 +365,11 @@ impl Scorer for LlmJudge {
             match self.config.mode {
                 // Nothing written, nothing to judge: no score (as a PRM gives none).
                 JudgeMode::Outcome if steps.is_empty() => {}
-                JudgeMode::Outcome => jobs.push((c, steps.join("\n\n"))),
+                JudgeMode::Outcome => jobs.push((c, steps.join(self.step_delimiter.as_str()))),
                 JudgeMode::Steps => {
                     for i in 1..=steps.len() {
-                        jobs.push((c, steps.get(..i).unwrap_or_default().join("\n\n")));
+                        let prefix = steps.get(..i).unwrap_or_default();
+                        jobs.push((c, prefix.join(self.step_delimiter.as_str())));
                     }
                 }
             }
@@ -459,6 +477,36 @@ mod tests {
         assert!(
             prompt.ends_with("Reply with Yes or No.\nassistant: <think>\n\n</think>\n\n"),
             "{prompt:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_judge_of_steps_shows_them_joined_by_the_searchs_delimiter() {
+        let scripted = Arc::new(ScriptedBackend::new(["Yes", "No"]));
+        let judge = LlmJudge::new(JudgeConfig {
+            mode: JudgeMode::Steps,
+            prompt: None,
+        })
+        .with_step_delimiter("\n");
+        let cx = Context::new(
+            Arc::clone(&scripted) as Arc<dyn Backend>,
+            Budget::unlimited(),
+        );
+        let scores = judge
+            .score(&cx, "What is 2 + 2?", &[vec!["2 + 2".into(), "= 4".into()]])
+            .await
+            .unwrap();
+        assert_eq!(scores[0].len(), 2);
+        let prompts: Vec<String> = scripted
+            .requests()
+            .iter()
+            .map(|r| ScriptedBackend::render(&r.prompt))
+            .collect();
+        assert!(
+            prompts
+                .iter()
+                .any(|p| p.contains("Partial solution:\n2 + 2\n= 4\n\nIs the last step")),
+            "{prompts:?}"
         );
     }
 

@@ -15,8 +15,12 @@
 //! beams are selected from with those that finished early. With `lookahead = k`, each
 //! candidate is rolled forward k more steps at temperature 0 before it is scored (the roll-out
 //! is scored, not kept). At the end the finished beams (or, if none finished, the active ones,
-//! and the solution then stops with `max_tokens`) are selected from as in best-of-N. The
-//! scorer sees a solution's steps as its text split at the delimiter, empty steps left out.
+//! and the solution then stops with `max_tokens`) are selected from as in best-of-N. A beam
+//! that finishes with the text of one finished before it (an answer step's next steps that
+//! came back empty, ending at once) is that solution again: it is pruned, counts once towards
+//! the `n` finished that stop beam search, and is a final candidate once. The scorer sees a
+//! solution's steps as its text split at the delimiter, empty steps left out (an LLM judge
+//! built from the config shows them joined by the delimiter).
 //!
 //! A beam that fills the model's context window ends there (the last step before it is cut to
 //! fit): a partial solution, selected from with the active ones only when none finished
@@ -216,7 +220,8 @@ pub struct SearchDetails {
     pub rounds: usize,
     /// Nodes in the tree (root excluded).
     pub nodes: usize,
-    /// Beams that finished.
+    /// Beams that finished, each solution once (one whose text repeats a finished one's is
+    /// pruned, not counted).
     pub finished: usize,
     /// The chosen beam's score.
     pub score: Option<f64>,
@@ -275,7 +280,14 @@ impl BeamSearch {
     /// A search of `kind` with `config` (validated here).
     pub fn new(config: BeamSearchConfig, kind: SearchKind) -> Result<Self> {
         config.validate()?;
-        let scorer = config.scorer.build();
+        let scorer: Arc<dyn Scorer> = match &config.scorer {
+            // The judge shows a partial solution's steps joined as the search wrote them.
+            ScorerConfig::LlmJudge(judge) => Arc::new(
+                ponder_prm::LlmJudge::new(judge.clone())
+                    .with_step_delimiter(config.step_delimiter.clone()),
+            ),
+            other => other.build(),
+        };
         Ok(Self {
             config,
             kind,
@@ -571,6 +583,9 @@ impl BeamSearch {
             })
             .collect();
         let mut seen_prefix_tokens: u64 = 0;
+        // The texts of the paths finished so far: one that finishes with the same text is the
+        // same solution (see `finish`).
+        let mut finished_texts: HashSet<String> = HashSet::new();
         for round in 0..self.config.max_steps.get() {
             if active.is_empty() {
                 break;
@@ -668,16 +683,15 @@ impl BeamSearch {
                     // first round the parent is the empty root, so the unscored first steps
                     // stay: they are all the search has.
                     for &(child, _, finished) in &children {
-                        if let Some(node) = tree.node_mut(child) {
-                            node.state = if finished {
-                                NodeState::Finished
-                            } else if round == 0 {
+                        if finished {
+                            self.finish(tree, child, &mut finished_texts, details);
+                        } else if let Some(node) = tree.node_mut(child) {
+                            node.state = if round == 0 {
                                 NodeState::Active
                             } else {
                                 NodeState::Pruned
                             };
                         }
-                        details.finished += usize::from(finished);
                     }
                     return Err(e);
                 }
@@ -705,10 +719,9 @@ impl BeamSearch {
                             }
                         }));
                     }
-                    if let Some(node) = tree.node_mut(child) {
-                        node.state = NodeState::Finished;
-                    }
-                    details.finished += 1;
+                    // A repeat of a solution finished before still gives its DVTS subtree
+                    // that solution (its score counts above).
+                    self.finish(tree, child, &mut finished_texts, details);
                     continue;
                 }
                 // DVTS's subtrees are independent, so a duplicate counts only within its own
@@ -765,7 +778,7 @@ impl BeamSearch {
                 let best_score = survivors
                     .iter()
                     .map(|b| b.node)
-                    .chain(Self::finalists(tree))
+                    .chain(self.finalists(tree))
                     .filter_map(score)
                     .reduce(f64::max);
                 cx.emit(
@@ -784,8 +797,9 @@ impl BeamSearch {
                 return Err(e);
             }
             active = survivors;
-            // Beam search stops at n finished beams. DVTS's subtrees end themselves: another
-            // subtree's finished candidates say nothing of one still going.
+            // Beam search stops at n finished beams (n solutions: a repeat is not counted,
+            // see `finish`). DVTS's subtrees end themselves: another subtree's finished
+            // candidates say nothing of one still going.
             if self.kind == SearchKind::Beam && details.finished >= n {
                 break;
             }
@@ -793,11 +807,36 @@ impl BeamSearch {
         Ok(())
     }
 
+    /// Marks `id`, a candidate that ended its solution, finished and counts it in
+    /// `details.finished`, unless its text is one of `finished` (the texts of the paths
+    /// finished before it): then it is that solution again (an answer step's next steps that
+    /// came back empty, at the end of sequence at once, all end with its text), and is pruned,
+    /// as a repeated open candidate is, so that it is neither counted again towards `n` nor
+    /// selected from twice.
+    fn finish(
+        &self,
+        tree: &mut SearchTree,
+        id: NodeId,
+        finished: &mut HashSet<String>,
+        details: &mut SearchDetails,
+    ) {
+        let (text, _) = self.text_of(tree, id);
+        let first = finished.insert(text);
+        if let Some(node) = tree.node_mut(id) {
+            node.state = if first {
+                NodeState::Finished
+            } else {
+                NodeState::Pruned
+            };
+        }
+        details.finished += usize::from(first);
+    }
+
     /// Leaves of the tree to select from: those that ended by themselves with something
-    /// written, else the partial ones (still active, or ended by filling the context window).
-    /// (A first step that came back empty ended its path with nothing in it: no solution over
-    /// the partial ones.)
-    fn finalists(tree: &SearchTree) -> Vec<NodeId> {
+    /// written, else the partial ones (still active, or ended by filling the context window);
+    /// one per solution text, the first by id. (A first step that came back empty ended its
+    /// path with nothing in it: no solution over the partial ones.)
+    fn finalists(&self, tree: &SearchTree) -> Vec<NodeId> {
         let leaves = |keep: &dyn Fn(&tree::SearchNode) -> bool| -> Vec<NodeId> {
             (1..tree.len())
                 .map(NodeId)
@@ -810,11 +849,18 @@ impl BeamSearch {
                 .any(|&step| tree.node(step).is_some_and(|n| !n.text.trim().is_empty()))
         };
         let finished: Vec<NodeId> = leaves(&ended_by_itself).into_iter().filter(wrote).collect();
-        if finished.is_empty() {
+        let picked = if finished.is_empty() {
             leaves(&|n| n.state == NodeState::Active || n.out_of_context)
         } else {
             finished
-        }
+        };
+        // The same text twice is one solution (a repeated finished one is pruned as it ends;
+        // partial ones may repeat across DVTS's subtrees, or with `filter_duplicates` off).
+        let mut seen: HashSet<String> = HashSet::new();
+        picked
+            .into_iter()
+            .filter(|&id| seen.insert(self.text_of(tree, id).0))
+            .collect()
     }
 }
 
@@ -842,7 +888,7 @@ impl Strategy for BeamSearch {
             Err(Error::BudgetExhausted { resource }) => resource.into(),
             Err(e) => return Err(e),
         };
-        let finalists = Self::finalists(&tree);
+        let finalists = self.finalists(&tree);
         let candidates: Vec<Candidate> = finalists
             .iter()
             .map(|&id| {
@@ -965,12 +1011,20 @@ fn last_step<'a>(text: &'a str, delimiter: &str) -> &'a str {
 }
 
 /// Whether `step` gives the final answer: the cue with something after it ("**Final Answer:**"
-/// alone, a step cut at the cue, leave the answer to the next step).
+/// alone, a step cut at the cue, leave the answer to the next step). The last cue counts, in
+/// any case and with emphasis between its words and its colon (`**Final Answer**: 5`,
+/// `final answer: 5`).
 fn answered(step: &str) -> bool {
-    step.rfind(ANSWER_CUE).is_some_and(|at| {
-        step.get(at + ANSWER_CUE.len()..)
-            .unwrap_or_default()
-            .chars()
-            .any(char::is_alphanumeric)
-    })
+    // ASCII lower-casing keeps byte offsets.
+    let lower = step.to_ascii_lowercase();
+    let words = ANSWER_CUE.trim_end_matches(':').to_ascii_lowercase();
+    lower
+        .rmatch_indices(words.as_str())
+        .find_map(|(at, cue)| {
+            lower
+                .get(at + cue.len()..)?
+                .trim_start_matches(['*', '_'])
+                .strip_prefix(':')
+        })
+        .is_some_and(|answer| answer.chars().any(char::is_alphanumeric))
 }

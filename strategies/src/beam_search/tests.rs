@@ -514,6 +514,54 @@ async fn finished_beams_are_set_aside_and_selected() {
 }
 
 #[tokio::test]
+async fn a_solution_finished_twice_is_one_candidate_and_one_of_the_n() {
+    // n = 4, M = 2. Round 1 finishes two answers and keeps "s5 so it is 5" and s4. Round 2:
+    // both next steps of the answer step come back empty (end of sequence at once), each a
+    // finished path with its text: one solution, counted once. Counted twice, the four
+    // finished would stop the search here, and 5 would win the weighted vote (0.5 twice).
+    let replies = vec![
+        "Final Answer: 1",
+        "Final Answer: 2",
+        "s5 so it is 5\n\n",
+        "s4\n\n",
+        // round 2: "s5 so it is 5"'s next steps, then s4's
+        "",
+        "",
+        "s6\n\n",
+        "s3\n\n",
+        // round 3, the last: s6's and s3's beams written to their ends
+        "s7 Final Answer: 7",
+        "s8 Final Answer: 8",
+        "s2 Final Answer: 2",
+        "s1 Final Answer: 1",
+    ];
+    let mut c = config(4, 2, 3);
+    c.select = Select::Weighted;
+    let search = numbered(c, SearchKind::Beam);
+    let (solution, backend, tree) = run(search, replies, Budget::unlimited()).await;
+    assert_eq!(backend.requests().len(), 6, "the search went on to round 3");
+    let repeats: Vec<&str> = tree
+        .0
+        .iter()
+        .filter(|n| n["text"] == "" && n["depth"] == 2)
+        .map(|n| n["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(repeats, ["finished", "pruned"]);
+    let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
+    assert_eq!(details.finished, 7, "{details:?}");
+    assert_eq!(details.candidates.len(), 7, "{details:?}");
+    assert_eq!(
+        solution
+            .candidates
+            .iter()
+            .filter(|c| c.text == "s5 so it is 5")
+            .count(),
+        1
+    );
+    assert_eq!(solution.answer.as_deref(), Some("8"), "{details:?}");
+}
+
+#[tokio::test]
 async fn the_budget_stop_returns_a_best_beam() {
     let replies = vec!["s3\n\n", "s7\n\n", "s2\n\n", "s1\n\n"];
     let search = numbered(config(2, 2, 4), SearchKind::Beam);
@@ -738,6 +786,18 @@ fn a_step_ends_the_solution_when_an_answer_follows_the_cue() {
     assert!(!answered("**Final Answer:**"));
     assert!(!answered("Adding up. Final Answer: "));
     assert!(!answered("No cue here: 4"));
+    // In any case, and with emphasis between the words and the colon.
+    assert!(answered("**Final Answer**: 5"));
+    assert!(answered("__Final Answer__: 5"));
+    assert!(answered("**Final Answer:** 5"));
+    assert!(answered("So the final answer: 5"));
+    assert!(answered("FINAL ANSWER: 5"));
+    assert!(!answered("**Final Answer**:"));
+    assert!(!answered("**final answer**: **"));
+    // The last cue counts: an answer left to the next step after an earlier one.
+    assert!(!answered("Final Answer: 4, or is it? **Final Answer**:"));
+    // Words that are not the cue.
+    assert!(!answered("The final answer is near: we add 2 and 2"));
 }
 
 #[tokio::test]
@@ -1134,7 +1194,8 @@ async fn a_last_write_the_budget_cut_does_not_answer_with_a_number_of_its_workin
         Budget::unlimited().with_max_completion_tokens(18 + 4 + 2 * 10),
     )
     .await;
+    // The two cut writes are one text: one candidate.
     let details: SearchDetails = serde_json::from_value(solution.details.clone()).unwrap();
-    assert_eq!(details.candidates.len(), 3, "{details:?}");
+    assert_eq!(details.candidates.len(), 2, "{details:?}");
     assert_eq!(solution.answer.as_deref(), Some("1"), "{details:?}");
 }
