@@ -422,11 +422,12 @@ fn report(
 }
 
 /// What a file given to `ponder report` is where it is one of a run's other files, not its
-/// results: a spend ledger or triage's kept stages (by the name the run gives them, beside
-/// their results file), or an events log (by its first line).
+/// results: the record of its configuration, a spend ledger or triage's kept stages (by the
+/// name the run gives them, beside their results file), or an events log (by its first line).
 fn not_results(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
     for (suffix, what) in [
+        (".config.json", "the record of the configuration of"),
         (".spend.jsonl", "the spend ledger of"),
         (".triage.jsonl", "triage's kept first stages of"),
     ] {

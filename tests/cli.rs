@@ -678,7 +678,7 @@ fn report_compares_runs_and_names_bad_files() {
         "{stderr}"
     );
 
-    // A run's other files given with it (`ponder report runs/*.jsonl`): left out, said so.
+    // A run's other files given with it (`ponder report runs/*`): left out, said so.
     let ledger = dir.path().join("a.jsonl.spend.jsonl");
     std::fs::write(&ledger, "{\"id\":\"1\",\"attempt\":1,\"usage\":{}}\n").unwrap();
     let events = dir.path().join("a.events.jsonl");
@@ -687,9 +687,18 @@ fn report_compares_runs_and_names_bad_files() {
         "{\"ms\":2,\"problem\":\"1\",\"attempt\":1,\"event\":\"started\"}\n",
     )
     .unwrap();
+    // The record of the run's configuration, written over several lines as a run writes it
+    // (its first line alone is no JSON).
+    let record = dir.path().join("a.jsonl.config.json");
+    std::fs::write(
+        &record,
+        "{\n  \"model\": {\n    \"source\": \"smollm2-135m\"\n  },\n  \"strategy\": {\n    \
+         \"kind\": \"direct\"\n  }\n}\n",
+    )
+    .unwrap();
     let out = ponder()
         .arg("report")
-        .args([&a, &ledger, &events])
+        .args([&a, &record, &ledger, &events])
         .arg("--json")
         .output()
         .unwrap();
@@ -697,8 +706,14 @@ fn report_compares_runs_and_names_bad_files() {
     assert!(out.status.success(), "{stderr}");
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["runs"].as_array().map(Vec::len), Some(1));
+    // Read with its results file, as the ledger is.
+    assert_eq!(json["runs"][0]["model"], "smollm2-135m", "{json}");
     assert!(
         stderr.contains(&format!(
+            "left out {}: the record of the configuration of {}, read with it",
+            record.display(),
+            a.display()
+        )) && stderr.contains(&format!(
             "left out {}: the spend ledger of {}, read with it",
             ledger.display(),
             a.display()
@@ -708,6 +723,8 @@ fn report_compares_runs_and_names_bad_files() {
         )),
         "{stderr}"
     );
+    // What follows reads a without it.
+    std::fs::remove_file(&record).unwrap();
     let out = ponder().arg("report").arg(&events).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -1302,6 +1319,64 @@ fn input_that_leaves_nothing_to_do_is_an_error_before_any_file_is_written() {
     let (code, stderr) = run(&problems, &["--max-run-tokens", "0"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--max-run-tokens"), "{stderr}");
+}
+
+#[test]
+fn problems_without_a_reference_answer_are_said_before_the_model_loads() {
+    // A server nobody listens on: the model fails to load after the checks before it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("down.toml");
+    std::fs::write(
+        &config,
+        "[model]\nbackend = \"openai\"\nbase_url = \"http://127.0.0.1:9\"\nmodel = \"m\"\n\
+         retries = 0\n\n[strategy]\nkind = \"direct\"\nmax_tokens = 8\n",
+    )
+    .unwrap();
+    let problems = dir.path().join("p.jsonl");
+    let out = dir.path().join("o.jsonl");
+    let run = |rows: &str| {
+        std::fs::write(&problems, rows).unwrap();
+        user_error(&[
+            "run",
+            "--config",
+            text(&config),
+            "--problems",
+            text(&problems),
+            "--out",
+            text(&out),
+        ])
+    };
+    // The answers under a key that is not read: an error, before the model loads.
+    let (code, stderr) = run(
+        "{\"id\":\"a\",\"question\":\"What is 2+3?\",\"target\":\"5\"}\n\
+         {\"id\":\"b\",\"question\":\"What is 2+4?\",\"target\":\"6\"}\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {}:1: `target` is not read as a reference answer (none of the 2 problems has \
+             a reference answer",
+            problems.display()
+        )) && stderr.contains("keys seen: id, question, target;")
+            && stderr.contains("rename `target` to `answer`")
+            && !stderr.contains("127.0.0.1:9"),
+        "{stderr}"
+    );
+    // No answer under any key: the problems may run ungraded, but it is said first.
+    let (code, stderr) = run("{\"id\":\"a\",\"question\":\"What is 2+3?\"}\n\
+         {\"id\":\"b\",\"question\":\"What is 2+4?\"}\n");
+    assert_eq!(code, Some(1), "{stderr}");
+    let warned = stderr.find(&format!(
+        "warning: none of the 2 problems in {} has a reference answer, so none of them is graded \
+         (keys seen: id, question; a reference is read from `answer`",
+        problems.display()
+    ));
+    let failed = stderr.find("127.0.0.1:9");
+    assert!(
+        warned.is_some() && failed.is_some() && warned < failed,
+        "{stderr}"
+    );
+    assert!(!out.exists());
 }
 
 #[test]

@@ -297,9 +297,9 @@ fn non_finite(text: &str, format: Format) -> Option<(String, f64)> {
 }
 
 /// The key path of the first key given twice in one JSON object or YAML mapping, and the line
-/// of its second time where the parser says. A table read whole (a tagged strategy table, read
-/// through a JSON map) keeps the last, so `{"n": 4, ..., "n": 16}` ran with 16; TOML's parser
-/// refuses a key given twice itself.
+/// of its second time (where JSON's parser says; in YAML, from the parser's events). A table
+/// read whole (a tagged strategy table, read through a JSON map) keeps the last, so
+/// `{"n": 4, ..., "n": 16}` ran with 16; TOML's parser refuses a key given twice itself.
 fn given_twice(text: &str, format: Format) -> Option<(String, Option<usize>)> {
     use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
     use std::cell::RefCell;
@@ -393,11 +393,12 @@ fn given_twice(text: &str, format: Format) -> Option<(String, Option<usize>)> {
                 .err()?;
             Some(error.line())
         }
+        // The error's place is the enclosing mapping's first key, not the key: found from the
+        // parser's events instead (below).
         Format::Yaml => {
-            let error = walk
-                .deserialize(yaml_serde::Deserializer::from_str(text))
+            walk.deserialize(yaml_serde::Deserializer::from_str(text))
                 .err()?;
-            error.location().map(|at| at.line())
+            None
         }
     };
     let path = found.into_inner()?;
@@ -558,6 +559,8 @@ fn yaml_line(text: &str, path: &str) -> Option<usize> {
 
 /// Reads the node that starts with `first` from `events`, following `steps` into it and
 /// recording in `found` the line of each key or item on them; `None` at a cut-off document.
+/// A key on them given more than once in its mapping is followed to its second time, the one
+/// a key given twice is told at.
 fn yaml_walk<'a>(
     events: &mut impl Iterator<Item = (saphyr_parser::Event<'a>, usize)>,
     first: saphyr_parser::Event<'a>,
@@ -566,24 +569,30 @@ fn yaml_walk<'a>(
 ) -> Option<()> {
     use saphyr_parser::Event;
     match first {
-        Event::MappingStart(..) => loop {
-            let (key, line) = events.next()?;
-            if key == Event::MappingEnd {
-                return Some(());
+        Event::MappingStart(..) => {
+            // How many times this mapping gave the key on the path so far.
+            let mut times = 0;
+            loop {
+                let (key, line) = events.next()?;
+                if key == Event::MappingEnd {
+                    return Some(());
+                }
+                let on_path = times < 2
+                    && match (&key, steps.first()) {
+                        (Event::Scalar(text, ..), Some(Step::Key(step))) => text == step,
+                        _ => false,
+                    };
+                times += usize::from(on_path);
+                yaml_walk(events, key, &[], found)?;
+                let (value, _) = events.next()?;
+                if on_path {
+                    *found = Some(line);
+                    yaml_walk(events, value, &steps[1..], found)?;
+                } else {
+                    yaml_walk(events, value, &[], found)?;
+                }
             }
-            let on_path = match (&key, steps.first()) {
-                (Event::Scalar(text, ..), Some(Step::Key(step))) => text == step,
-                _ => false,
-            };
-            yaml_walk(events, key, &[], found)?;
-            let (value, _) = events.next()?;
-            if on_path {
-                *found = Some(line);
-                yaml_walk(events, value, &steps[1..], found)?;
-            } else {
-                yaml_walk(events, value, &[], found)?;
-            }
-        },
+        }
         Event::SequenceStart(..) => {
             for index in 0.. {
                 let (item, line) = events.next()?;
@@ -919,8 +928,20 @@ mod tests {
         // YAML's deserializer keeps the last too, where a table is read whole.
         let yaml = "strategy:\n  kind: best_of_n\n  n: 4\n  inner: { kind: direct }\n  n: 16\n";
         let err = parse_str::<serde_json::Value>(yaml, Format::Yaml).unwrap_err();
-        assert!(err.starts_with("at `strategy.n` (line "), "{err}");
+        assert!(err.starts_with("at `strategy.n` (line 5): "), "{err}");
         assert!(err.contains("given twice"), "{err}");
+        // At its second time, not at the mapping's first key (where the deserializer says);
+        // a third time is not the one told.
+        let yaml = "# a comment\nmodel:\n  source: smollm2-135m\nstrategy:\n  kind: direct\n  \
+                    style: step_by_step\n  max_tokens: 5\n  max_tokens: 6\n  max_tokens: 7\n";
+        let err = parse_str::<serde_json::Value>(yaml, Format::Yaml).unwrap_err();
+        assert!(
+            err.starts_with("at `strategy.max_tokens` (line 8): "),
+            "{err}"
+        );
+        let yaml = "strategy:\n  kind: direct\nrounds: 2\nstrategy:\n  kind: direct\n";
+        let err = parse_str::<serde_json::Value>(yaml, Format::Yaml).unwrap_err();
+        assert!(err.starts_with("at `strategy` (line 4): "), "{err}");
         let yaml = "runs:\n  - { n: 1 }\n  - { n: 2, n: 3 }\n";
         let err = parse_str::<serde_json::Value>(yaml, Format::Yaml).unwrap_err();
         assert!(err.starts_with("at `runs[1].n` (line 3)"), "{err}");

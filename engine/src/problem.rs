@@ -7,11 +7,15 @@
 //! story its `Question` follows, joined in front of it), a GSM8K answer
 //! with its worked solution (`... #### 72`: the reference is `72`), and a MATH row with only a
 //! `solution` (the reference is its last `\boxed{}`); a row with no id is named by its line
-//! number. Every bad line is reported with its file and line number.
+//! number. Every bad line is reported with its file and line number. A file none of whose
+//! problems (code ones aside) has a reference answer is said at once, with the keys its rows
+//! give: an error where one of them looks like an answer's (`target`, `final_answer`, `label`),
+//! which is not read; else a warning, as its problems go ungraded.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -66,12 +70,19 @@ impl Problem {
         Self::parse_jsonl(&text, path)
     }
 
-    /// Parses JSON Lines text; `path` names the source in errors.
+    /// Parses JSON Lines text; `path` names the source in errors. Where none of the problems
+    /// graded by a reference (not by tests) has one, an error if a row gives a key that looks
+    /// like an answer's (`target`, `final_answer`), else a warning (`tracing`): both name the
+    /// keys seen and the ones a reference is read from.
     pub fn parse_jsonl(text: &str, path: &Path) -> Result<Vec<Problem>> {
         // A byte-order mark, as some editors on Windows write one.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut problems = Vec::new();
         let mut seen = HashSet::new();
+        // The rows (line number and text) of the problems graded by a reference, while none
+        // of them has one.
+        let mut unreferenced = Vec::new();
+        let mut referenced = false;
         for (index, line) in text.lines().enumerate() {
             let line_no = index + 1;
             if line.trim().is_empty() {
@@ -113,10 +124,110 @@ impl Problem {
             if !seen.insert(problem.id.clone()) {
                 return Err(bad(format!("duplicate id `{}`", problem.id)));
             }
+            if problem.code.is_none() && !referenced {
+                referenced = problem.reference.is_some();
+                if referenced {
+                    unreferenced = Vec::new();
+                } else {
+                    unreferenced.push((line_no, line));
+                }
+            }
             problems.push(problem);
+        }
+        if !unreferenced.is_empty() {
+            no_references(&unreferenced, problems.len(), path)?;
         }
         Ok(problems)
     }
+}
+
+/// Where a reference answer is read from, as said where a file's problems have none.
+const REFERENCE_FROM: &str =
+    "`answer`, `Answer` or `reference` (a GSM8K answer: what follows its `####`), \
+                              or the last `\\boxed{}` of `solution` or `Solution`";
+
+/// Says that none of a file's problems graded by a reference has one (`rows`: their line
+/// numbers and lines; `total`: the file's problems, code ones included), before a run is spent
+/// on problems it cannot grade: an error where a row gives a key that looks like an answer's
+/// (the answer under a name that is not read), else a warning (problems may be run ungraded).
+fn no_references(rows: &[(usize, &str)], total: usize, path: &Path) -> Result<()> {
+    // The keys named, at most.
+    const SHOWN: usize = 20;
+    let mut keys = BTreeSet::new();
+    // The first key that looks like an answer's, and its line.
+    let mut unread: Option<(usize, String)> = None;
+    for &(line, text) in rows {
+        // Every row here read as an object already.
+        let Ok(row) = serde_json::from_str::<BTreeMap<String, IgnoredAny>>(text) else {
+            continue;
+        };
+        for key in row.into_keys() {
+            if unread.is_none() && names_an_answer(&key) {
+                unread = Some((line, key.clone()));
+            }
+            keys.insert(key);
+        }
+    }
+    let mut seen = keys
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if keys.len() > SHOWN {
+        seen.push_str(&format!(" and {} more", keys.len() - SHOWN));
+    }
+    // Code problems are graded by their tests: only the others are counted.
+    let which = if rows.len() == total {
+        ""
+    } else {
+        " not graded by tests"
+    };
+    let none = |place: &str| match rows.len() {
+        1 => format!("the 1 problem{which}{place} has no reference answer, so it is not graded"),
+        n => format!(
+            "none of the {n} problems{which}{place} has a reference answer, so none of them is \
+             graded"
+        ),
+    };
+    if let Some((line, key)) = unread {
+        return Err(Error::ProblemFile {
+            path: path.to_path_buf(),
+            line,
+            message: format!(
+                "`{key}` is not read as a reference answer ({}; keys seen: {seen}; a reference \
+                 is read from {REFERENCE_FROM}): rename `{key}` to `answer` to grade by it, or \
+                 leave it out to run the problems ungraded",
+                none("")
+            ),
+        });
+    }
+    tracing::warn!(
+        "{} (keys seen: {seen}; a reference is read from {REFERENCE_FROM})",
+        none(&format!(" in {}", path.display()))
+    );
+    Ok(())
+}
+
+/// Whether `key`, one no field of a problem is read from, looks like the key of a reference
+/// answer (`target`, `final_answer`, `ANSWER`, `label`, `gold`, `ground_truth`, `expected_output`).
+fn names_an_answer(key: &str) -> bool {
+    if matches!(key, "answer" | "Answer" | "reference") {
+        return false;
+    }
+    let key = key.to_ascii_lowercase();
+    key.contains("answer")
+        || [
+            "target",
+            "label",
+            "gold",
+            "ground_truth",
+            "groundtruth",
+            "reference",
+            "expected",
+        ]
+        .iter()
+        .any(|word| key.starts_with(word))
 }
 
 /// A problem-file row in any of the supported shapes.
@@ -134,7 +245,8 @@ struct Row {
     #[serde(alias = "Problem")]
     problem: Option<String>,
     prompt: Option<String>,
-    #[serde(alias = "Answer")]
+    /// `reference` as a [`Problem`] writes itself.
+    #[serde(alias = "Answer", alias = "reference")]
     answer: Option<IdOrNumber>,
     #[serde(alias = "Solution")]
     solution: Option<String>,
@@ -454,6 +566,71 @@ mod tests {
             (problems[0].id.as_str(), problems[0].reference.as_deref()),
             ("7", Some("3.5"))
         );
+    }
+
+    #[test]
+    fn answers_under_a_key_that_is_not_read_are_an_error() {
+        for (key, seen) in [
+            ("target", "id, question, target"),
+            ("final_answer", "final_answer, id, question"),
+            ("label", "id, label, question"),
+        ] {
+            let text = format!(
+                "{{\"id\": \"a\", \"question\": \"What is 2+3?\", \"{key}\": \"5\"}}\n\
+                 {{\"id\": \"b\", \"question\": \"What is 2+4?\", \"{key}\": \"6\"}}\n"
+            );
+            let err = Problem::parse_jsonl(&text, Path::new("p.jsonl"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "p.jsonl:1: `{key}` is not read as a reference answer (none of the 2 \
+                     problems has a reference answer, so none of them is graded; keys seen: \
+                     {seen}; a reference is read from `answer`, `Answer` or `reference`"
+                )) && err.ends_with(&format!(
+                    "rename `{key}` to `answer` to grade by it, or leave it out to run the \
+                     problems ungraded"
+                )),
+                "{err}"
+            );
+        }
+        // The line of the first row that gives one.
+        let text = "{\"id\": \"a\", \"question\": \"q\"}\n{\"id\": \"b\", \"question\": \"q\", \"ANSWER\": 3}\n";
+        let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "p.jsonl:2: `ANSWER` is not read as a reference answer (none of the 2 problems"
+            ),
+            "{err}"
+        );
+        // One problem with a reference: the others go ungraded, as they may.
+        let text = "{\"id\": \"a\", \"question\": \"q\", \"target\": \"5\"}\n{\"id\": \"b\", \"question\": \"q\", \"answer\": \"6\"}\n";
+        let problems = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap();
+        assert_eq!(problems[1].reference.as_deref(), Some("6"));
+        // A problem as it writes itself (`reference`) reads back with it.
+        let written = serde_json::to_string(&Problem::new("a", "q").with_reference("5")).unwrap();
+        let problems = Problem::parse_jsonl(&written, Path::new("p.jsonl")).unwrap();
+        assert_eq!(problems[0].reference.as_deref(), Some("5"), "{written}");
+        // No key that looks like an answer's: the problems may run ungraded (said as a warning).
+        let text = "{\"id\": \"a\", \"question\": \"q\", \"source\": \"x\", \"answer\": null}\n";
+        let problems = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap();
+        assert_eq!(problems[0].reference, None);
+        // Code problems are graded by their tests: a key beside them is none of this.
+        let text = r#"{"task_id": "t", "prompt": "def f():\n", "entry_point": "f", "test": "def check(c): pass", "label": "x"}"#;
+        assert!(Problem::parse_jsonl(text, Path::new("p.jsonl")).is_ok());
+        for (key, answer) in [
+            ("Target", true),
+            ("expected_output", true),
+            ("ground_truth", true),
+            ("gold", true),
+            ("answer", false),
+            ("Answer", false),
+            ("reference", false),
+            ("source", false),
+            ("level", false),
+        ] {
+            assert_eq!(names_an_answer(key), answer, "{key}");
+        }
     }
 
     #[test]
