@@ -117,6 +117,32 @@ fn token_prm_reads_every_step_in_both_formats() {
             PrmFormat::Rlhflow => 5,
         };
         assert_eq!(cx.meter().usage().calls, calls, "{format:?}");
+
+        // Scores are remembered: the same steps again cost nothing and read the same; a path
+        // grown by a step reads that step alone (one call, the path so far its prompt, one
+        // token generated), as a search rescoring its beams each round does.
+        let question = "Tom has 3 apples and buys 4 more. How many?";
+        let before = cx.meter().usage();
+        let again = block_on(prm.score(&cx, question, &steps())).unwrap();
+        assert_eq!(again, scores, "{format:?}");
+        assert_eq!(cx.meter().usage().calls, before.calls, "{format:?}");
+        let mut grown = steps()[1].clone();
+        grown.push("So he has 9 apples.".into());
+        let grown = block_on(prm.score(&cx, question, &[grown])).unwrap();
+        assert_eq!(grown[0][..2], scores[1][..], "{format:?}");
+        assert!(
+            grown[0][2] > 0.0 && grown[0][2] < 1.0,
+            "{format:?}: {grown:?}"
+        );
+        let after = cx.meter().usage();
+        assert_eq!(
+            (
+                after.calls - before.calls,
+                after.completion_tokens - before.completion_tokens
+            ),
+            (1, 1),
+            "{format:?}"
+        );
     }
 
     // Math-Shepherd's text is tokenized whole and read at its step tags (the last token of

@@ -19,6 +19,11 @@
 //! top log-probabilities instead: one request per step, cut where the label is predicted, one
 //! token long, `P(good)` against `P(bad)` among the first token's top log-probabilities (a step
 //! where neither is among them is left unscored, NaN).
+//!
+//! A step's score depends on the question and the steps up to it alone (the model reads the
+//! text causally), so scores are remembered by those, and only steps not scored before are
+//! read: a search that rescores a growing path reads its newest step, its prompt the path so
+//! far (prefilled, not forced token by token).
 
 use std::sync::Arc;
 
@@ -36,7 +41,7 @@ use crate::failed_reads::FailedReads;
 use crate::judge::read_choice_probability;
 
 /// The layout the PRM was trained on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PrmFormat {
     /// A step tag after each step (Math-Shepherd).
@@ -143,9 +148,13 @@ impl Default for PrmConfig {
 }
 
 /// A token-probability PRM; see the module docs.
+///
+/// Step scores are remembered (by question and the steps up to each, up to
+/// [`TokenPrm::CACHE_ENTRIES`]): one instance scores with one model.
 pub struct TokenPrm {
     config: PrmConfig,
     model: OnceCell<Arc<dyn Backend>>,
+    cache: std::sync::Mutex<std::collections::HashMap<u64, f64>>,
 }
 
 impl std::fmt::Debug for TokenPrm {
@@ -164,11 +173,15 @@ struct Plan {
 }
 
 impl TokenPrm {
+    /// Most step scores remembered; the memory is cleared when full.
+    pub const CACHE_ENTRIES: usize = 262_144;
+
     /// A PRM with `config`.
     pub fn new(config: PrmConfig) -> Self {
         Self {
             config,
             model: OnceCell::new(),
+            cache: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -177,6 +190,42 @@ impl TokenPrm {
         Self {
             config,
             model: OnceCell::new_with(Some(backend)),
+            cache: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The key of each step's score: the question and the steps up to it (as the text is
+    /// laid out: trimmed), with the labels read.
+    fn keys(&self, question: &str, steps: &[String], labels: (u32, u32)) -> Vec<u64> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.config.format, &self.config.step_tag, labels).hash(&mut h);
+        question.trim().hash(&mut h);
+        steps
+            .iter()
+            .map(|step| {
+                step.trim().hash(&mut h);
+                h.finish()
+            })
+            .collect()
+    }
+
+    /// The scores remembered for `keys`, in order.
+    fn remembered(&self, keys: &[u64]) -> Vec<Option<f64>> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        keys.iter().map(|key| cache.get(key).copied()).collect()
+    }
+
+    /// Remembers the scores read (unread ones, NaN, are not).
+    fn remember(&self, keys: &[u64], scores: &[f64]) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        for (&key, &score) in keys.iter().zip(scores) {
+            if score.is_finite() {
+                if cache.len() >= Self::CACHE_ENTRIES {
+                    cache.clear();
+                }
+                cache.insert(key, score);
+            }
         }
     }
 
@@ -209,17 +258,20 @@ impl TokenPrm {
         ))
     }
 
-    /// The requests that score `steps`: one for Math-Shepherd (every step tag read in one
-    /// forced decode), one per step for RLHFlow (its label turns end with the chat template's
-    /// end-of-turn token, which ends a decode even when forced, so each step's label is read
-    /// at the start of its own request).
+    /// The requests that score `steps` from step `from` on (those before it are remembered):
+    /// one for Math-Shepherd (its prompt the text up to the first tag read, every later tag
+    /// read in one forced decode), one per step for RLHFlow (its label turns end with the chat
+    /// template's end-of-turn token, which ends a decode even when forced, so each step's label
+    /// is read at the start of its own request).
     async fn plans(
         &self,
         backend: &dyn Backend,
         question: &str,
         steps: &[String],
+        from: usize,
     ) -> Result<Vec<Plan>> {
-        let (reads, full) = self.layout(backend, question, steps).await?;
+        let (mut reads, full) = self.layout(backend, question, steps).await?;
+        reads.drain(..from.min(reads.len()));
         let upto = |at: usize| prefix_before(&full, at);
         Ok(match self.config.format {
             PrmFormat::MathShepherd => {
@@ -342,11 +394,13 @@ impl TokenPrm {
         let all_reads = FailedReads::default();
         let failed = &all_reads;
         let reads = try_join_all(candidates.iter().map(|steps| async move {
-            if steps.is_empty() {
-                return Ok(Vec::new());
-            }
+            let keys = self.keys(question, steps, (good, bad));
+            let known = self.remembered(&keys);
+            let Some(from) = known.iter().position(Option::is_none) else {
+                return Ok(known);
+            };
             let (reads, full) = self.layout(backend.as_ref(), question, steps).await?;
-            try_join_all(reads.into_iter().map(|at| {
+            let read = try_join_all(reads.into_iter().skip(from).map(|at| {
                 let prompt = Prompt::Tokens(prefix_before(&full, at).to_vec());
                 async move {
                     match read_choice_probability(backend, prompt, &[good], &[bad]).await {
@@ -357,7 +411,11 @@ impl TokenPrm {
                     }
                 }
             }))
-            .await
+            .await?;
+            let scores: Vec<Option<f64>> = known.into_iter().take(from).chain(read).collect();
+            let remembered: Vec<f64> = scores.iter().map(|s| s.unwrap_or(f64::NAN)).collect();
+            self.remember(&keys, &remembered);
+            Ok(scores)
         }))
         .await?;
         all_reads.finish("the PRM")?;
@@ -433,10 +491,12 @@ impl Scorer for TokenPrm {
         let jobs = candidates.iter().map(|steps| {
             let backend = Arc::clone(&backend);
             async move {
-                if steps.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let plans = self.plans(backend.as_ref(), question, steps).await?;
+                let keys = self.keys(question, steps, (good, bad));
+                let known = self.remembered(&keys);
+                let Some(from) = known.iter().position(Option::is_none) else {
+                    return Ok(known.into_iter().flatten().collect());
+                };
+                let plans = self.plans(backend.as_ref(), question, steps, from).await?;
                 let reads = try_join_all(plans.into_iter().map(|plan| {
                     let backend = Arc::clone(&backend);
                     async move {
@@ -473,7 +533,11 @@ impl Scorer for TokenPrm {
                     }
                 }))
                 .await?;
-                let scores: Vec<Option<f64>> = reads.into_iter().flatten().collect();
+                let scores: Vec<Option<f64>> = known
+                    .into_iter()
+                    .take(from)
+                    .chain(reads.into_iter().flatten())
+                    .collect();
                 if scores.iter().any(Option::is_none) {
                     tracing::warn!(
                         read = scores.iter().flatten().count(),
@@ -482,7 +546,9 @@ impl Scorer for TokenPrm {
                          context window, cut it); unread steps are left unscored"
                     );
                 }
-                Ok::<_, Error>(scores.into_iter().map(|s| s.unwrap_or(f64::NAN)).collect())
+                let scores: Vec<f64> = scores.into_iter().map(|s| s.unwrap_or(f64::NAN)).collect();
+                self.remember(&keys, &scores);
+                Ok::<_, Error>(scores)
             }
         });
         let scores = try_join_all(jobs).await?;
