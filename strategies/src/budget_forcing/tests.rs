@@ -549,6 +549,25 @@ impl Backend for Merging {
 }
 
 #[tokio::test]
+async fn whitespace_tokens_and_the_wait_on_a_line_of_its_own_are_read_from_the_tokenizer() {
+    let byte = |c: char| 1000 + c as u32;
+    for lone_blank_line in [false, true] {
+        let strategy = BudgetForcing::new(BudgetForcingConfig::default()).unwrap();
+        let tokens = strategy.tokens(&Merging { lone_blank_line }).await.unwrap();
+        // " Wait" is a token of its own; "Wait" after a newline is spelt out.
+        assert_eq!(tokens.waits, vec![vec![6]]);
+        let bare: Vec<u32> = "Wait".chars().map(byte).collect();
+        assert_eq!(tokens.bare_waits, vec![bare]);
+        // A blank line after text is two newlines here (alone it would be one token).
+        assert_eq!(
+            tokens.blanks,
+            vec![byte(' '), byte('\n')],
+            "{lone_blank_line}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_delimiter_merged_with_the_punctuation_before_it_is_a_variant() {
     let strategy = BudgetForcing::new(BudgetForcingConfig::default()).unwrap();
     let mut tokens = strategy.tokens(&Merging::default()).await.unwrap();
