@@ -209,25 +209,35 @@ fn no_references(rows: &[(usize, &str)], total: usize, path: &Path) -> Result<()
     Ok(())
 }
 
-/// Whether `key`, one no field of a problem is read from, looks like the key of a reference
-/// answer (`target`, `final_answer`, `ANSWER`, `label`, `gold`, `ground_truth`, `expected_output`).
+/// Whether `key`, one no field of a problem is read from, is a name datasets give a reference
+/// answer (`target`, `final_answer`, `ANSWER`, `label`, `gold`, `ground_truth`,
+/// `expected_output`, in any case): names alone, not every key with "answer" in it
+/// (`answer_type` is a dataset's metadata).
 fn names_an_answer(key: &str) -> bool {
     if matches!(key, "answer" | "Answer" | "reference") {
         return false;
     }
-    let key = key.to_ascii_lowercase();
-    key.contains("answer")
-        || [
-            "target",
-            "label",
-            "gold",
-            "ground_truth",
-            "groundtruth",
-            "reference",
-            "expected",
-        ]
-        .iter()
-        .any(|word| key.starts_with(word))
+    const NAMES: [&str; 18] = [
+        "answer",
+        "answers",
+        "final_answer",
+        "correct_answer",
+        "gold_answer",
+        "answerkey",
+        "answer_key",
+        "target",
+        "targets",
+        "label",
+        "labels",
+        "gold",
+        "ground_truth",
+        "groundtruth",
+        "expected",
+        "expected_answer",
+        "expected_output",
+        "output",
+    ];
+    NAMES.contains(&key.to_ascii_lowercase().as_str())
 }
 
 /// A problem-file row in any of the supported shapes.
@@ -245,9 +255,11 @@ struct Row {
     #[serde(alias = "Problem")]
     problem: Option<String>,
     prompt: Option<String>,
-    /// `reference` as a [`Problem`] writes itself.
-    #[serde(alias = "Answer", alias = "reference")]
+    #[serde(alias = "Answer")]
     answer: Option<IdOrNumber>,
+    /// The reference as a [`Problem`] writes itself: read where there is no `answer`, and
+    /// only a string or number (another file's `reference` may be a citation list).
+    reference: Option<serde_json::Value>,
     #[serde(alias = "Solution")]
     solution: Option<String>,
     entry_point: Option<String>,
@@ -335,7 +347,15 @@ impl Row {
             }
             _ => question,
         };
-        let reference = match (self.answer, &self.solution) {
+        let answer = self.answer.or(match self.reference {
+            Some(serde_json::Value::String(text)) => Some(IdOrNumber::Text(text)),
+            Some(serde_json::Value::Number(number)) => number
+                .as_i64()
+                .map(IdOrNumber::Int)
+                .or(number.as_f64().map(IdOrNumber::Float)),
+            _ => None,
+        });
+        let reference = match (answer, &self.solution) {
             // A code problem is graded by its tests: an `answer` field is no reference.
             (Some(_), _) if code.is_some() => None,
             (Some(IdOrNumber::Text(answer)), _) if answer.contains("####") => Some(
@@ -611,6 +631,13 @@ mod tests {
         let written = serde_json::to_string(&Problem::new("a", "q").with_reference("5")).unwrap();
         let problems = Problem::parse_jsonl(&written, Path::new("p.jsonl")).unwrap();
         assert_eq!(problems[0].reference.as_deref(), Some("5"), "{written}");
+        // Beside an `answer`, or not a string or number, it is none of the reference.
+        let text = "{\"id\": \"a\", \"question\": \"q\", \"answer\": \"5\", \"reference\": \"see p. 3\"}\n\
+                    {\"id\": \"b\", \"question\": \"q\", \"answer\": 6, \"reference\": [\"x\"]}\n\
+                    {\"id\": \"c\", \"question\": \"q\", \"reference\": 7}\n";
+        let problems = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap();
+        let references: Vec<_> = problems.iter().map(|p| p.reference.as_deref()).collect();
+        assert_eq!(references, [Some("5"), Some("6"), Some("7")]);
         // No key that looks like an answer's: the problems may run ungraded (said as a warning).
         let text = "{\"id\": \"a\", \"question\": \"q\", \"source\": \"x\", \"answer\": null}\n";
         let problems = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap();
@@ -627,6 +654,9 @@ mod tests {
             ("Answer", false),
             ("reference", false),
             ("source", false),
+            ("answer_type", false),
+            ("target_audience", false),
+            ("reference_url", false),
             ("level", false),
         ] {
             assert_eq!(names_an_answer(key), answer, "{key}");

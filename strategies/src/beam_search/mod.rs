@@ -16,9 +16,10 @@
 //! candidate is rolled forward k more steps at temperature 0 before it is scored (the roll-out
 //! is scored, not kept). At the end the finished beams (or, if none finished, the active ones,
 //! and the solution then stops with `max_tokens`) are selected from as in best-of-N. A beam
-//! that finishes with the text of one finished before it (an answer step's next steps that
-//! came back empty, ending at once) is that solution again: it is pruned, counts once towards
-//! the `n` finished that stop beam search, and is a final candidate once. The scorer sees a
+//! that finishes with the text of one finished before it in its subtree (an answer step's next
+//! steps that came back empty, ending at once) is that solution again: it is pruned, counts
+//! once towards the `n` finished that stop beam search, and is a final candidate once (DVTS's
+//! independent subtrees that reach one text are each a vote, as best-of-N's samples are). The scorer sees a
 //! solution's steps as its text split at the delimiter, empty steps left out (an LLM judge
 //! built from the config shows them joined by the delimiter).
 //!
@@ -585,7 +586,7 @@ impl BeamSearch {
         let mut seen_prefix_tokens: u64 = 0;
         // The texts of the paths finished so far: one that finishes with the same text is the
         // same solution (see `finish`).
-        let mut finished_texts: HashSet<String> = HashSet::new();
+        let mut finished_texts: HashSet<(usize, String)> = HashSet::new();
         for round in 0..self.config.max_steps.get() {
             if active.is_empty() {
                 break;
@@ -808,8 +809,8 @@ impl BeamSearch {
     }
 
     /// Marks `id`, a candidate that ended its solution, finished and counts it in
-    /// `details.finished`, unless its text is one of `finished` (the texts of the paths
-    /// finished before it): then it is that solution again (an answer step's next steps that
+    /// `details.finished`, unless its subtree and text are one of `finished` (those of the
+    /// paths finished before it): then it is that solution again (an answer step's next steps that
     /// came back empty, at the end of sequence at once, all end with its text), and is pruned,
     /// as a repeated open candidate is, so that it is neither counted again towards `n` nor
     /// selected from twice.
@@ -817,11 +818,12 @@ impl BeamSearch {
         &self,
         tree: &mut SearchTree,
         id: NodeId,
-        finished: &mut HashSet<String>,
+        finished: &mut HashSet<(usize, String)>,
         details: &mut SearchDetails,
     ) {
         let (text, _) = self.text_of(tree, id);
-        let first = finished.insert(text);
+        let subtree = tree.node(id).map_or(0, |n| n.subtree);
+        let first = finished.insert((subtree, text));
         if let Some(node) = tree.node_mut(id) {
             node.state = if first {
                 NodeState::Finished
@@ -834,7 +836,7 @@ impl BeamSearch {
 
     /// Leaves of the tree to select from: those that ended by themselves with something
     /// written, else the partial ones (still active, or ended by filling the context window);
-    /// one per solution text, the first by id. (A first step that came back empty ended its
+    /// one per solution text in a subtree, the first by id. (A first step that came back empty ended its
     /// path with nothing in it: no solution over the partial ones.)
     fn finalists(&self, tree: &SearchTree) -> Vec<NodeId> {
         let leaves = |keep: &dyn Fn(&tree::SearchNode) -> bool| -> Vec<NodeId> {
@@ -854,12 +856,15 @@ impl BeamSearch {
         } else {
             finished
         };
-        // The same text twice is one solution (a repeated finished one is pruned as it ends;
-        // partial ones may repeat across DVTS's subtrees, or with `filter_duplicates` off).
-        let mut seen: HashSet<String> = HashSet::new();
+        // The same text twice in a subtree is one solution (a repeated finished one is pruned
+        // as it ends; partial ones may repeat with `filter_duplicates` off).
+        let mut seen: HashSet<(usize, String)> = HashSet::new();
         picked
             .into_iter()
-            .filter(|&id| seen.insert(self.text_of(tree, id).0))
+            .filter(|&id| {
+                let subtree = tree.node(id).map_or(0, |n| n.subtree);
+                seen.insert((subtree, self.text_of(tree, id).0))
+            })
             .collect()
     }
 }
@@ -1011,15 +1016,27 @@ fn last_step<'a>(text: &'a str, delimiter: &str) -> &'a str {
 }
 
 /// Whether `step` gives the final answer: the cue with something after it ("**Final Answer:**"
-/// alone, a step cut at the cue, leave the answer to the next step). The last cue counts, in
-/// any case and with emphasis between its words and its colon (`**Final Answer**: 5`,
-/// `final answer: 5`).
+/// alone, a step cut at the cue, leave the answer to the next step). The last cue counts, with
+/// emphasis between its words and its colon (`**Final Answer**: 5`), and in another case where
+/// it starts its line (`final answer: 5`).
 fn answered(step: &str) -> bool {
     // ASCII lower-casing keeps byte offsets.
     let lower = step.to_ascii_lowercase();
     let words = ANSWER_CUE.trim_end_matches(':').to_ascii_lowercase();
     lower
         .rmatch_indices(words.as_str())
+        // As written ("Final Answer"), or in another case where it starts its line (a heading,
+        // "**final answer**:"): not the words in passing ("let me check the final answer: ...").
+        .filter(|&(at, cue)| {
+            step.get(at..at + cue.len()) == Some(ANSWER_CUE.trim_end_matches(':'))
+                || step
+                    .get(..at)
+                    .and_then(|before| before.rsplit('\n').next())
+                    .is_some_and(|line| {
+                        line.trim_start_matches([' ', '\t', '*', '_', '#'])
+                            .is_empty()
+                    })
+        })
         .find_map(|(at, cue)| {
             lower
                 .get(at + cue.len()..)?

@@ -790,8 +790,11 @@ fn a_step_ends_the_solution_when_an_answer_follows_the_cue() {
     assert!(answered("**Final Answer**: 5"));
     assert!(answered("__Final Answer__: 5"));
     assert!(answered("**Final Answer:** 5"));
-    assert!(answered("So the final answer: 5"));
+    assert!(answered("So 2 + 3 = 5.\nfinal answer: 5"));
     assert!(answered("FINAL ANSWER: 5"));
+    assert!(answered("## final answer: 5"));
+    // In another case in passing, not the cue.
+    assert!(!answered("Let me check the final answer: 2 + 2 = 4, so"));
     assert!(!answered("**Final Answer**:"));
     assert!(!answered("**final answer**: **"));
     // The last cue counts: an answer left to the next step after an earlier one.

@@ -254,6 +254,9 @@ const CLOSE_LEADS: [&str; 18] = [
 /// What may come after the delimiter and merge with its last piece.
 const CLOSE_TRAILS: [&str; 5] = [" ", "\n", "\n\n", "\n\n\n", "\r\n"];
 
+/// Whitespace a model writes that is a token of its own, besides the leads'.
+const MORE_BLANKS: [&str; 3] = ["\n\n\n", " \n", "\r\n"];
+
 /// Budget forcing over one sample; see the module docs.
 #[derive(Debug, Clone)]
 pub struct BudgetForcing {
@@ -300,7 +303,8 @@ impl BudgetForcing {
 
     /// The pieces [`Self::tokens`] asks the tokenizer, in the order it reads them: the
     /// delimiter; each lead before it and the lead alone; the delimiter with each trail; the
-    /// cue on its line; each wait after a space; each wait on a line of its own.
+    /// cue on its line; each wait after a space; each wait on a line of its own; each lead that
+    /// is not whitespace before a newline and a blank line; more whitespace.
     pub fn pieces(&self) -> Vec<String> {
         let c = &self.config;
         let mut pieces = vec![c.think_close.clone()];
@@ -316,6 +320,11 @@ impl BudgetForcing {
         pieces.push(format!("\n{}", c.answer_cue));
         pieces.extend(c.wait.as_list().iter().map(|wait| format!(" {wait}")));
         pieces.extend(c.wait.as_list().iter().map(|wait| format!("\n{wait}")));
+        for lead in CLOSE_LEADS.iter().filter(|lead| !lead.trim().is_empty()) {
+            pieces.push(format!("{lead}\n"));
+            pieces.push(format!("{lead}\n\n"));
+        }
+        pieces.extend(MORE_BLANKS.iter().map(|blank| blank.to_string()));
         pieces
     }
 
@@ -429,6 +438,25 @@ impl BudgetForcing {
                 }
             })
             .collect();
+        // Punctuation merged with the newline after it (Qwen2.5's ".\n\n"): a wait after it
+        // starts a line too.
+        let mut line_ends = Vec::new();
+        for _ in CLOSE_LEADS.iter().filter(|lead| !lead.trim().is_empty()) {
+            for _ in 0..2 {
+                if let [merged] = next().as_slice() {
+                    if !line_ends.contains(merged) {
+                        line_ends.push(*merged);
+                    }
+                }
+            }
+        }
+        for _ in MORE_BLANKS {
+            for id in next() {
+                if !blanks.contains(&id) {
+                    blanks.push(id);
+                }
+            }
+        }
         Ok(ForcingTokens {
             close,
             close_variants,
@@ -437,6 +465,7 @@ impl BudgetForcing {
             waits,
             bare_waits,
             blanks,
+            line_ends,
             eos: backend.capabilities().eos_token_ids,
         })
     }

@@ -30,6 +30,9 @@ pub struct ForcingTokens {
     /// Tokens that are whitespace alone (a space, a newline, a blank line): written after a
     /// wait before the model ends, the wait still went unheeded.
     pub blanks: Vec<u32>,
+    /// Tokens that end in whitespace after other text (Qwen2.5's ".\n\n"): a wait after one
+    /// is written bare too.
+    pub line_ends: Vec<u32>,
     /// End-of-sequence ids.
     pub eos: Vec<u32>,
 }
@@ -273,10 +276,9 @@ impl ForcingProcessor {
             };
             // After whitespace (the model's, or the lead's: "\n" of "\n</"), the wait is
             // written without a space of its own, as resubmission writes it.
-            let after_blank = lead
-                .last()
-                .or(generated.last())
-                .is_some_and(|id| self.tokens.blanks.contains(id));
+            let after_blank = lead.last().or(generated.last()).is_some_and(|id| {
+                self.tokens.blanks.contains(id) || self.tokens.line_ends.contains(id)
+            });
             let wait = self.wait(state, after_blank);
             let fits = fits && thought + lead.len() + wait.len() < cap;
             // Ending at once after the wait (nothing but whitespace between), after

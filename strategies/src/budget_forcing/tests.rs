@@ -17,6 +17,7 @@ fn tokens() -> ForcingTokens {
         // "Wait" at the start of a line: one token.
         bare_waits: vec![vec![BARE_WAIT]],
         blanks: vec![BLANK],
+        line_ends: vec![LINE_END],
         eos: vec![EOS],
     }
 }
@@ -25,6 +26,8 @@ fn tokens() -> ForcingTokens {
 const BLANK: u32 = 10;
 /// The wait written after whitespace.
 const BARE_WAIT: u32 = 11;
+/// A full stop and the newline after it.
+const LINE_END: u32 = 12;
 
 fn config(min: usize, max: usize, waits: usize) -> BudgetForcingConfig {
     BudgetForcingConfig {
@@ -189,6 +192,20 @@ fn a_wait_answered_with_a_newline_and_an_ending_is_unheeded_and_said_bare_after_
         vec![3, 4, BLANK, 5, 3, 4, BLANK, 5, 3, 4, BLANK, 5, 7, 8, CUE, EOS]
     );
     assert!(!p.details().waits_ignored);
+}
+
+#[test]
+fn a_wait_after_punctuation_merged_with_its_newline_is_said_bare() {
+    // "5.\n" as "5", ".\n": the wait starts a line.
+    let p = ForcingProcessor::new(tokens(), &config(4, 100, 0), 7);
+    let want = |g: &[u32]| match g {
+        [] | [5, LINE_END, BARE_WAIT] => 5,
+        [5] => LINE_END,
+        _ => EOS,
+    };
+    let out = decode(&p, want, 40);
+    assert_eq!(out, vec![5, LINE_END, BARE_WAIT, 5, 7, 8, CUE, EOS]);
+    assert_eq!(p.details().waits, 1);
 }
 
 #[test]
@@ -558,12 +575,15 @@ async fn whitespace_tokens_and_the_wait_on_a_line_of_its_own_are_read_from_the_t
         assert_eq!(tokens.waits, vec![vec![6]]);
         let bare: Vec<u32> = "Wait".chars().map(byte).collect();
         assert_eq!(tokens.bare_waits, vec![bare]);
-        // A blank line after text is two newlines here (alone it would be one token).
+        // A blank line after text is two newlines here (alone it would be one token); a
+        // carriage return is a token of its own.
         assert_eq!(
             tokens.blanks,
-            vec![byte(' '), byte('\n')],
+            vec![byte(' '), byte('\n'), byte('\r')],
             "{lone_blank_line}"
         );
+        // ">" merges with the newline and the blank line after it.
+        assert_eq!(tokens.line_ends, vec![7, 8]);
     }
 }
 
