@@ -80,6 +80,7 @@ pub use scorer::{score_checked, Scorer};
 pub use seeded::{seed_for, Seeded};
 pub use solution::{Candidate, Solution, StopReason, Trace};
 pub use strategy::{
-    solve, solve_in, solve_in_stages, Context, Metering, Pending, Stage, Staged, Strategy,
+    solve, solve_in, solve_in_stages, BudgetCut, Context, Metering, Pending, Stage, Staged,
+    Strategy,
 };
 pub use usage::Usage;

@@ -180,6 +180,21 @@ pub struct Context {
     outer: Vec<Outer>,
 }
 
+/// The budget that bound a call a strategy planned smaller ([`Context::budget_cut`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetCut {
+    resource: crate::budget::Resource,
+    /// 0: the context's own meter; `i`: the `i`th further out.
+    bound: usize,
+}
+
+impl BudgetCut {
+    /// The budget's resource.
+    pub fn resource(&self) -> crate::budget::Resource {
+        self.resource
+    }
+}
+
 /// A meter further out, and the flag a batch run raises when that budget cuts a problem short
 /// ([`Context::within_noting`]).
 #[derive(Clone)]
@@ -256,29 +271,37 @@ impl Context {
         self
     }
 
-    /// Says that a budget of `resource` ended a completion of this context sooner than the
-    /// strategy wanted: it asked for fewer tokens than it would have, planned from
-    /// [`Context::remaining`] to keep room for a later call (thinking shortened to leave the
-    /// answer its room), and the call ran to them, or a call it would have made was not made.
-    /// The meter calls then pass through do not see it (each call fitted), so this notes it as
-    /// they note a call they shortened: on this context's meter ([`Meter::cut_by`]: the
-    /// solve's stop reason says the budget), and on each further out up to the one whose
-    /// budget left the least (the one that bound), raising a batch run's flag there (the
-    /// problem is cut short and redone on a resumed run, not recorded as done).
-    pub fn note_budget_cut(&self, resource: crate::budget::Resource) {
-        self.meter.note_cut(resource);
-        let least = std::iter::once(self.meter.remaining(resource))
+    /// The budget of `resource` that leaves this context the least now (its own, or one further
+    /// out: the one [`Context::remaining`] reads), taken where a strategy plans a call smaller
+    /// for it, to say later, should the call run to what it planned, that this budget cut it
+    /// ([`Context::note_budget_cut`]). (Taken when planning: a run's budget shared by problems
+    /// at once may leave less than this one's own by the time the call returns.)
+    pub fn budget_cut(&self, resource: crate::budget::Resource) -> BudgetCut {
+        let bound = std::iter::once(self.meter.remaining(resource))
             .chain(self.outer.iter().map(|o| o.meter.remaining(resource)))
             .enumerate()
             .filter_map(|(at, left)| left.map(|left| (at, left)))
             // The innermost of those that leave the least.
             .min_by_key(|&(at, left)| (left, at))
-            .map(|(at, _)| at);
-        let Some(bound) = least else { return };
-        for outer in self.outer.iter().take(bound) {
-            outer.meter.note_cut(resource);
-            if let Some(cut) = &outer.cut {
-                cut.store(true, Ordering::Relaxed);
+            .map_or(0, |(at, _)| at);
+        BudgetCut { resource, bound }
+    }
+
+    /// Says that the budget `cut` names ended a completion of this context sooner than the
+    /// strategy wanted: it asked for fewer tokens than it would have, planned from
+    /// [`Context::remaining`] to keep room for a later call (thinking shortened to leave the
+    /// answer its room), and the call ran to them, or a call it would have made was not made.
+    /// The meters calls pass through do not see it (each call fitted), so this notes it as
+    /// they note a call they shortened: on this context's meter ([`Meter::cut_by`]: the
+    /// solve's stop reason says the budget), and on each further out up to the one that bound,
+    /// raising a batch run's flag there (the problem is cut short and redone on a resumed run,
+    /// not recorded as done).
+    pub fn note_budget_cut(&self, cut: BudgetCut) {
+        self.meter.note_cut(cut.resource);
+        for outer in self.outer.iter().take(cut.bound) {
+            outer.meter.note_cut(cut.resource);
+            if let Some(flag) = &outer.cut {
+                flag.store(true, Ordering::Relaxed);
             }
         }
     }

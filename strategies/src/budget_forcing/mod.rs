@@ -645,15 +645,16 @@ impl BudgetForcing {
         };
         // The budget that ended the thinking before the cap, if one did: the stop, as in
         // decode (whatever the answer).
-        let mut budget_stop: Option<Resource>;
+        // With the budget that bound it, taken as the call was planned.
+        let mut budget_stop: Option<ponder_engine::BudgetCut>;
         // The budget that refused a wait the minimum asked for, if one did.
-        let mut short_of_minimum: Option<Resource> = None;
+        let mut short_of_minimum: Option<ponder_engine::BudgetCut> = None;
         loop {
             let to_cap = cap.saturating_sub(details.thinking_tokens);
             let left = match budget_room(details.thinking_tokens) {
                 Some((room, resource)) if room < to_cap => {
                     details.budget_thinking_cap = Some(details.thinking_tokens + room);
-                    budget_stop = Some(resource);
+                    budget_stop = Some(cx.budget_cut(resource));
                     room
                 }
                 _ => {
@@ -795,7 +796,7 @@ impl BudgetForcing {
             let after = details.thinking_tokens + wait_tokens;
             let refused_by = budget_room(after)
                 .filter(|&(room, _)| room == 0)
-                .map(|(_, resource)| resource);
+                .map(|(_, resource)| cx.budget_cut(resource));
             if after >= cap || refused_by.is_some() {
                 // Short of the minimum, the budget (not the model) ended the thinking: its
                 // stop, as in decode, where the thinking runs on to the cap the budget lowered.
@@ -805,8 +806,8 @@ impl BudgetForcing {
                 }
                 // A wait the budget refused that the cap had room for cut the thinking short,
                 // as in decode (the processor says a grant that refused one shortened it).
-                if let Some(resource) = refused_by.filter(|_| after < cap) {
-                    cx.note_budget_cut(resource);
+                if let Some(cut) = refused_by.filter(|_| after < cap) {
+                    cx.note_budget_cut(cut);
                 }
                 break;
             }
@@ -859,9 +860,10 @@ impl BudgetForcing {
             .or(short_of_minimum);
         // The thinking was planned shorter for the budget, so no meter saw a call cut: said
         // here, as decode's meters see it (a batch run redoes a problem its budget cut).
-        if let Some(resource) = budget_stop {
-            cx.note_budget_cut(resource);
+        if let Some(cut) = budget_stop {
+            cx.note_budget_cut(cut);
         }
+        let budget_stop = budget_stop.map(|cut| cut.resource());
         Ok(Outcome {
             thinking,
             answer: choice.text.clone(),
