@@ -1321,9 +1321,8 @@ fn input_that_leaves_nothing_to_do_is_an_error_before_any_file_is_written() {
     assert!(stderr.contains("--max-run-tokens"), "{stderr}");
 }
 
-#[test]
-fn problems_without_a_reference_answer_are_said_before_the_model_loads() {
-    // A server nobody listens on: the model fails to load after the checks before it.
+/// A temporary directory with a config of a server nobody listens on, asked once.
+fn down_server_config() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("down.toml");
     std::fs::write(
@@ -1332,6 +1331,13 @@ fn problems_without_a_reference_answer_are_said_before_the_model_loads() {
          retries = 0\n\n[strategy]\nkind = \"direct\"\nmax_tokens = 8\n",
     )
     .unwrap();
+    (dir, config)
+}
+
+#[test]
+fn problems_without_a_reference_answer_are_said_before_the_model_loads() {
+    // A server nobody listens on: the model fails to load after the checks before it.
+    let (dir, config) = down_server_config();
     let problems = dir.path().join("p.jsonl");
     let out = dir.path().join("o.jsonl");
     let run = |rows: &str| {
@@ -1396,14 +1402,7 @@ fn a_file_named_gguf_that_is_not_one_is_told_as_such() {
 fn a_model_that_fails_to_load_leaves_no_events_log_or_trace_dir_the_command_made() {
     // A server nobody listens on, asked once: the model fails to load after the checks before
     // it (and after the events log is opened).
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("down.toml");
-    std::fs::write(
-        &config,
-        "[model]\nbackend = \"openai\"\nbase_url = \"http://127.0.0.1:9\"\nmodel = \"m\"\n\
-         retries = 0\n\n[strategy]\nkind = \"direct\"\nmax_tokens = 8\n",
-    )
-    .unwrap();
+    let (dir, config) = down_server_config();
     let kept = dir.path().join("kept.jsonl");
     std::fs::write(&kept, "{\"earlier\": 1}\n").unwrap();
     for (events, before) in [

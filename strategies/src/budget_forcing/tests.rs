@@ -939,18 +939,26 @@ async fn the_switch_penalty_needs_the_decode() {
     assert!(err.to_string().contains("switch_penalty"), "{err}");
 }
 
-#[tokio::test]
-async fn resubmitted_thinking_leaves_the_answer_room_in_the_budget() {
-    use ponder_engine::scripted::ScriptedBackend;
-    use ponder_engine::Budget;
-
+/// Resubmission thinking up to 100 tokens and answering in 4, and a thinking the budget cuts.
+fn resubmit_in_budget() -> (BudgetForcingConfig, &'static str) {
     let config = BudgetForcingConfig {
         max_thinking_tokens: 100,
         max_answer_tokens: NonZeroUsize::new(4).unwrap(),
         mode: ForcingMode::Resubmit,
         ..BudgetForcingConfig::default()
     };
-    let thinking = "2 + 2: I count two, then two more, which makes five? No: four.</think>";
+    (
+        config,
+        "2 + 2: I count two, then two more, which makes five? No: four.</think>",
+    )
+}
+
+#[tokio::test]
+async fn resubmitted_thinking_leaves_the_answer_room_in_the_budget() {
+    use ponder_engine::scripted::ScriptedBackend;
+    use ponder_engine::Budget;
+
+    let (config, thinking) = resubmit_in_budget();
     // A budget of completion tokens: the thinking gets what the answer's 4 leave, and the
     // answer is forced after it, as in decode.
     let backend = Arc::new(ScriptedBackend::new(vec![thinking, "4"]));
@@ -1093,13 +1101,7 @@ async fn resubmitted_thinking_a_run_budget_shortened_cuts_the_problem_short() {
     // context, with the flag it raises where that budget cut the problem short (redone on a
     // resumed run). Resubmission plans its thinking shorter for the answer's room, so no meter
     // shortens a call: the strategy says so itself, as decode's meters see it.
-    let config = BudgetForcingConfig {
-        max_thinking_tokens: 100,
-        max_answer_tokens: NonZeroUsize::new(4).unwrap(),
-        mode: ForcingMode::Resubmit,
-        ..BudgetForcingConfig::default()
-    };
-    let thinking = "2 + 2: I count two, then two more, which makes five? No: four.</think>";
+    let (config, thinking) = resubmit_in_budget();
     let problem = Problem::new("p", "What is 2 + 2?");
     for (run, own, run_cut) in [(40, None, true), (1000, Some(40), false)] {
         let run_meter = Meter::new(Budget::unlimited().with_max_completion_tokens(run));
