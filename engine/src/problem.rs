@@ -217,7 +217,8 @@ fn names_an_answer(key: &str) -> bool {
     if matches!(key, "answer" | "Answer" | "reference") {
         return false;
     }
-    const NAMES: [&str; 18] = [
+    const NAMES: [&str; 19] = [
+        "reference",
         "answer",
         "answers",
         "final_answer",
@@ -259,7 +260,7 @@ struct Row {
     answer: Option<IdOrNumber>,
     /// The reference as a [`Problem`] writes itself: read where there is no `answer`, and
     /// only a string or number (another file's `reference` may be a citation list).
-    reference: Option<serde_json::Value>,
+    reference: Option<Box<serde_json::value::RawValue>>,
     #[serde(alias = "Solution")]
     solution: Option<String>,
     entry_point: Option<String>,
@@ -347,13 +348,10 @@ impl Row {
             }
             _ => question,
         };
-        let answer = self.answer.or(match self.reference {
-            Some(serde_json::Value::String(text)) => Some(IdOrNumber::Text(text)),
-            Some(serde_json::Value::Number(number)) => number
-                .as_i64()
-                .map(IdOrNumber::Int)
-                .or(number.as_f64().map(IdOrNumber::Float)),
-            _ => None,
+        // (Read as `answer` is: a whole number keeps its digits.)
+        let answer = self.answer.or_else(|| {
+            self.reference
+                .and_then(|raw| serde_json::from_str::<IdOrNumber>(raw.get()).ok())
         });
         let reference = match (answer, &self.solution) {
             // A code problem is graded by its tests: an `answer` field is no reference.
@@ -634,10 +632,19 @@ mod tests {
         // Beside an `answer`, or not a string or number, it is none of the reference.
         let text = "{\"id\": \"a\", \"question\": \"q\", \"answer\": \"5\", \"reference\": \"see p. 3\"}\n\
                     {\"id\": \"b\", \"question\": \"q\", \"answer\": 6, \"reference\": [\"x\"]}\n\
-                    {\"id\": \"c\", \"question\": \"q\", \"reference\": 7}\n";
+                    {\"id\": \"c\", \"question\": \"q\", \"reference\": 7}\n\
+                    {\"id\": \"d\", \"question\": \"q\", \"reference\": 12345678901234567890123}\n";
         let problems = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap();
         let references: Vec<_> = problems.iter().map(|p| p.reference.as_deref()).collect();
-        assert_eq!(references, [Some("5"), Some("6"), Some("7")]);
+        assert_eq!(
+            references,
+            [
+                Some("5"),
+                Some("6"),
+                Some("7"),
+                Some("12345678901234567890123")
+            ]
+        );
         // No key that looks like an answer's: the problems may run ungraded (said as a warning).
         let text = "{\"id\": \"a\", \"question\": \"q\", \"source\": \"x\", \"answer\": null}\n";
         let problems = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap();
@@ -653,6 +660,7 @@ mod tests {
             ("answer", false),
             ("Answer", false),
             ("reference", false),
+            ("Reference", true),
             ("source", false),
             ("answer_type", false),
             ("target_audience", false),

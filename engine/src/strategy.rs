@@ -180,10 +180,15 @@ pub struct Context {
     outer: Vec<Outer>,
 }
 
-/// The budget that bound a call a strategy planned smaller ([`Context::budget_cut`]).
+/// The budget of a resource that leaves a context the least, read once
+/// ([`Context::budget_cut`]): what it leaves, to plan a call by, and which it is, to say later
+/// that it cut the call. It names a meter of the context it was read from: given to another
+/// ([`Context::note_budget_cut`]), it may name another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BudgetCut {
     resource: crate::budget::Resource,
+    /// What it leaves unspent (`None`: no budget limits the resource).
+    left: Option<u64>,
     /// 0: the context's own meter; `i`: the `i`th further out.
     bound: usize,
 }
@@ -192,6 +197,11 @@ impl BudgetCut {
     /// The budget's resource.
     pub fn resource(&self) -> crate::budget::Resource {
         self.resource
+    }
+
+    /// What it left unspent when read, as [`Context::remaining`] says (`None`: unlimited).
+    pub fn left(&self) -> Option<u64> {
+        self.left
     }
 }
 
@@ -277,14 +287,17 @@ impl Context {
     /// ([`Context::note_budget_cut`]). (Taken when planning: a run's budget shared by problems
     /// at once may leave less than this one's own by the time the call returns.)
     pub fn budget_cut(&self, resource: crate::budget::Resource) -> BudgetCut {
-        let bound = std::iter::once(self.meter.remaining(resource))
+        let least = std::iter::once(self.meter.remaining(resource))
             .chain(self.outer.iter().map(|o| o.meter.remaining(resource)))
             .enumerate()
             .filter_map(|(at, left)| left.map(|left| (at, left)))
             // The innermost of those that leave the least.
-            .min_by_key(|&(at, left)| (left, at))
-            .map_or(0, |(at, _)| at);
-        BudgetCut { resource, bound }
+            .min_by_key(|&(at, left)| (left, at));
+        BudgetCut {
+            resource,
+            left: least.map(|(_, left)| left),
+            bound: least.map_or(0, |(at, _)| at),
+        }
     }
 
     /// Says that the budget `cut` names ended a completion of this context sooner than the

@@ -1016,27 +1016,16 @@ fn last_step<'a>(text: &'a str, delimiter: &str) -> &'a str {
 }
 
 /// Whether `step` gives the final answer: the cue with something after it ("**Final Answer:**"
-/// alone, a step cut at the cue, leave the answer to the next step). The last cue counts, with
-/// emphasis between its words and its colon (`**Final Answer**: 5`), and in another case where
-/// it starts its line (`final answer: 5`).
+/// alone, a step cut at the cue, leave the answer to the next step). The last cue counts, in
+/// any case and with emphasis between its words and its colon (`**Final Answer**: 5`,
+/// `final answer: 5`), as the answer extractor reads a final answer (a step the grader reads
+/// an answer from ends the beam).
 fn answered(step: &str) -> bool {
     // ASCII lower-casing keeps byte offsets.
     let lower = step.to_ascii_lowercase();
     let words = ANSWER_CUE.trim_end_matches(':').to_ascii_lowercase();
     lower
         .rmatch_indices(words.as_str())
-        // As written ("Final Answer"), or in another case where it starts its line (a heading,
-        // "**final answer**:"): not the words in passing ("let me check the final answer: ...").
-        .filter(|&(at, cue)| {
-            step.get(at..at + cue.len()) == Some(ANSWER_CUE.trim_end_matches(':'))
-                || step
-                    .get(..at)
-                    .and_then(|before| before.rsplit('\n').next())
-                    .is_some_and(|line| {
-                        line.trim_start_matches([' ', '\t', '*', '_', '#'])
-                            .is_empty()
-                    })
-        })
         .find_map(|(at, cue)| {
             lower
                 .get(at + cue.len()..)?

@@ -255,7 +255,14 @@ const CLOSE_LEADS: [&str; 18] = [
 const CLOSE_TRAILS: [&str; 5] = [" ", "\n", "\n\n", "\n\n\n", "\r\n"];
 
 /// Whitespace a model writes that is a token of its own, besides the leads'.
-const MORE_BLANKS: [&str; 3] = ["\n\n\n", " \n", "\r\n"];
+const MORE_BLANKS: [&str; 5] = ["\n\n\n", "\n\n\n\n", " \n", " \n\n", "\r\n"];
+
+/// What else ends a line merged with its newline, besides the leads (a bold heading's `**`,
+/// a parenthesis after a full stop, display math).
+const LINE_LEADS: [&str; 3] = ["**", ".)", "$$"];
+
+/// What a line end is written as after a lead (`.\n`, `.\n\n`, `.\n\n\n`).
+const LINE_BREAKS: [&str; 3] = ["\n", "\n\n", "\n\n\n"];
 
 /// Budget forcing over one sample; see the module docs.
 #[derive(Debug, Clone)]
@@ -304,7 +311,8 @@ impl BudgetForcing {
     /// The pieces [`Self::tokens`] asks the tokenizer, in the order it reads them: the
     /// delimiter; each lead before it and the lead alone; the delimiter with each trail; the
     /// cue on its line; each wait after a space; each wait on a line of its own; each lead that
-    /// is not whitespace before a newline and a blank line; more whitespace.
+    /// is not whitespace, and more that end lines, before one, two and three newlines; more
+    /// whitespace.
     pub fn pieces(&self) -> Vec<String> {
         let c = &self.config;
         let mut pieces = vec![c.think_close.clone()];
@@ -320,9 +328,8 @@ impl BudgetForcing {
         pieces.push(format!("\n{}", c.answer_cue));
         pieces.extend(c.wait.as_list().iter().map(|wait| format!(" {wait}")));
         pieces.extend(c.wait.as_list().iter().map(|wait| format!("\n{wait}")));
-        for lead in CLOSE_LEADS.iter().filter(|lead| !lead.trim().is_empty()) {
-            pieces.push(format!("{lead}\n"));
-            pieces.push(format!("{lead}\n\n"));
+        for lead in line_leads() {
+            pieces.extend(LINE_BREAKS.iter().map(|br| format!("{lead}{br}")));
         }
         pieces.extend(MORE_BLANKS.iter().map(|blank| blank.to_string()));
         pieces
@@ -343,7 +350,13 @@ impl BudgetForcing {
         )
         .await?;
         let mut ids = ids.into_iter();
-        let mut next = move || ids.next().unwrap_or_default();
+        // Read in the order asked: a piece read that was not asked, or one asked and not
+        // read, is a slip between `pieces` and this.
+        let mut read = 0usize;
+        let mut next = || {
+            read += 1;
+            ids.next().unwrap_or_default()
+        };
         let close = next();
         // BPE merges the delimiter's first piece with what comes before it: Qwen2.5 writes
         // "market.</think>" as ".</" "think" ">", so a model that closes its own thinking after
@@ -441,8 +454,8 @@ impl BudgetForcing {
         // Punctuation merged with the newline after it (Qwen2.5's ".\n\n"): a wait after it
         // starts a line too.
         let mut line_ends = Vec::new();
-        for _ in CLOSE_LEADS.iter().filter(|lead| !lead.trim().is_empty()) {
-            for _ in 0..2 {
+        for _ in line_leads() {
+            for _ in LINE_BREAKS {
                 if let [merged] = next().as_slice() {
                     if !line_ends.contains(merged) {
                         line_ends.push(*merged);
@@ -456,6 +469,15 @@ impl BudgetForcing {
                     blanks.push(id);
                 }
             }
+        }
+        if read != pieces.len() {
+            return Err(Error::Inference {
+                message: format!(
+                    "budget forcing read {read} tokenizer pieces of the {} it asked for (a slip \
+                     in ponder: please report it)",
+                    pieces.len()
+                ),
+            });
         }
         Ok(ForcingTokens {
             close,
@@ -621,22 +643,21 @@ impl BudgetForcing {
         // answer's call what it costs (as in decode, where the processor is told the grant):
         // its completion, and under a budget of all tokens its prompt too, which grows by
         // each token thought (so a token thought costs two).
-        // With the budget whose room it is.
-        let budget_room = |thought: usize| -> Option<(usize, Resource)> {
+        // With the budget whose room it is, read once (which budget it was is said should it
+        // cut the thinking).
+        let budget_room = |thought: usize| -> Option<(usize, ponder_engine::BudgetCut)> {
             let left = |resource| {
-                cx.remaining(resource)
-                    .map(|left| usize::try_from(left).unwrap_or(usize::MAX))
+                let cut = cx.budget_cut(resource);
+                cut.left()
+                    .map(|left| (usize::try_from(left).unwrap_or(usize::MAX), cut))
             };
-            let by_all = left(Resource::Tokens).map(|left| {
+            let by_all = left(Resource::Tokens).map(|(left, cut)| {
                 let asked = prompt_len.unwrap_or(0) + thought;
-                (
-                    left.saturating_sub(2 * asked + answer_room) / 2,
-                    Resource::Tokens,
-                )
+                (left.saturating_sub(2 * asked + answer_room) / 2, cut)
             });
-            let by_completion = left(Resource::CompletionTokens).map(|left| {
+            let by_completion = left(Resource::CompletionTokens).map(|(left, cut)| {
                 let room = left.saturating_sub(c.max_answer_tokens.get());
-                (room, Resource::CompletionTokens)
+                (room, cut)
             });
             by_all
                 .into_iter()
@@ -652,9 +673,9 @@ impl BudgetForcing {
         loop {
             let to_cap = cap.saturating_sub(details.thinking_tokens);
             let left = match budget_room(details.thinking_tokens) {
-                Some((room, resource)) if room < to_cap => {
+                Some((room, cut)) if room < to_cap => {
                     details.budget_thinking_cap = Some(details.thinking_tokens + room);
-                    budget_stop = Some(cx.budget_cut(resource));
+                    budget_stop = Some(cut);
                     room
                 }
                 _ => {
@@ -796,7 +817,7 @@ impl BudgetForcing {
             let after = details.thinking_tokens + wait_tokens;
             let refused_by = budget_room(after)
                 .filter(|&(room, _)| room == 0)
-                .map(|(_, resource)| cx.budget_cut(resource));
+                .map(|(_, cut)| cut);
             if after >= cap || refused_by.is_some() {
                 // Short of the minimum, the budget (not the model) ended the thinking: its
                 // stop, as in decode, where the thinking runs on to the cap the budget lowered.
@@ -895,6 +916,15 @@ impl BudgetForcing {
             _ => ForcingMode::Resubmit,
         }
     }
+}
+
+/// What may end a line merged with the newline after it: each lead that is not whitespace, and
+/// [`LINE_LEADS`].
+fn line_leads() -> impl Iterator<Item = &'static str> {
+    CLOSE_LEADS
+        .into_iter()
+        .filter(|lead| !lead.trim().is_empty())
+        .chain(LINE_LEADS)
 }
 
 /// The ids of `wait` as said after the thinking: after a space of its own, or where the

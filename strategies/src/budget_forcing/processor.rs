@@ -227,8 +227,8 @@ impl ForcingProcessor {
         starts.sort_unstable();
         starts.dedup();
         let wants_to_end = starts.contains(&top) || self.tokens.eos.contains(&top);
-        let wait = self.wait(state, false);
         // A wait must leave room to think after it (one that fills the cap is cut at once).
+        let wait = self.wait(state, false);
         let fits = !wait.is_empty() && thought + wait.len() < cap;
         // Below the minimum the model thinks on, waits or not; past it, a wait owed that no
         // longer fits lets it end.

@@ -1101,20 +1101,37 @@ async fn resubmitted_thinking_a_run_budget_shortened_cuts_the_problem_short() {
     // context, with the flag it raises where that budget cut the problem short (redone on a
     // resumed run). Resubmission plans its thinking shorter for the answer's room, so no meter
     // shortens a call: the strategy says so itself, as decode's meters see it.
+    // Crowded: after the answer another problem spends what the run has left, below what the
+    // problem's own budget leaves; the budget that bound was still the problem's own when the
+    // thinking was planned.
     let (config, thinking) = resubmit_in_budget();
     let problem = Problem::new("p", "What is 2 + 2?");
-    for (run, own, run_cut) in [(40, None, true), (1000, Some(40), false)] {
+    for (run, own, crowded, run_cut) in [
+        (40, None, false, true),
+        (1000, Some(40), false, false),
+        (1000, Some(40), true, false),
+    ] {
         let run_meter = Meter::new(Budget::unlimited().with_max_completion_tokens(run));
         let scripted = Arc::new(ScriptedBackend::new(vec![thinking, "4"]));
-        let backend = Arc::new(Metered::with_meter(
-            Arc::clone(&scripted) as Arc<dyn ponder_engine::Backend>,
-            Arc::clone(&run_meter),
-        ));
+        let metered = |backend: Arc<dyn ponder_engine::Backend>| {
+            Arc::new(Metered::with_meter(backend, Arc::clone(&run_meter)))
+                as Arc<dyn ponder_engine::Backend>
+        };
+        let backend = Arc::new(Crowded {
+            inner: metered(Arc::clone(&scripted) as Arc<dyn ponder_engine::Backend>),
+            other: crowded.then(|| {
+                metered(Arc::new(ScriptedBackend::new(vec![
+                    "y".repeat(run as usize)
+                ])))
+            }),
+            calls: std::sync::atomic::AtomicUsize::new(0),
+        });
         let cut = Arc::new(AtomicBool::new(false));
         let budget = own.map_or(Budget::unlimited(), |own| {
             Budget::unlimited().with_max_completion_tokens(own)
         });
-        let cx = Context::new(backend, budget).within_noting(run_meter, Arc::clone(&cut));
+        let cx =
+            Context::new(backend, budget).within_noting(Arc::clone(&run_meter), Arc::clone(&cut));
         let solution = BudgetForcing::new(config.clone())
             .unwrap()
             .solve(&problem, &cx)
@@ -1127,8 +1144,53 @@ async fn resubmitted_thinking_a_run_budget_shortened_cuts_the_problem_short() {
         assert_eq!(
             cut.load(Ordering::Relaxed),
             run_cut,
-            "run {run}, own {own:?}"
+            "run {run}, own {own:?}, crowded {crowded}"
         );
+        if crowded {
+            assert_eq!(
+                run_meter.remaining(Resource::CompletionTokens),
+                Some(0),
+                "the run was spent out"
+            );
+        }
+    }
+}
+
+/// A backend whose second call (resubmission's answer), once returned, is followed by one of
+/// `other` (another problem's, spending the run's budget).
+struct Crowded {
+    inner: Arc<dyn ponder_engine::Backend>,
+    other: Option<Arc<dyn ponder_engine::Backend>>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl ponder_engine::Backend for Crowded {
+    async fn generate(
+        &self,
+        request: ponder_engine::GenerationRequest,
+    ) -> ponder_engine::Result<ponder_engine::Generation> {
+        let generation = self.inner.generate(request).await?;
+        let call = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let (1, Some(other)) = (call, &self.other) {
+            let spend = ponder_engine::GenerationRequest::new(Prompt::Text("x".into()))
+                .with_max_tokens(usize::MAX >> 1);
+            other.generate(spend).await?;
+        }
+        Ok(generation)
+    }
+
+    fn capabilities(&self) -> ponder_engine::Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn tokenize(
+        &self,
+        input: ponder_engine::TokenizeInput<'_>,
+    ) -> ponder_engine::Result<Vec<u32>> {
+        self.inner.tokenize(input).await
     }
 }
 
