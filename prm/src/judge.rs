@@ -18,6 +18,7 @@ use ponder_engine::{
 use serde::{Deserialize, Serialize};
 
 use crate::capture::{good_probability, ScoreReader};
+use crate::score_cache::ScoreCache;
 
 /// What the judge looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -55,7 +56,7 @@ pub struct LlmJudge {
     config: JudgeConfig,
     /// Joins a candidate's steps into the solution shown ([`LlmJudge::with_step_delimiter`]).
     step_delimiter: String,
-    cache: std::sync::Mutex<std::collections::HashMap<u64, f64>>,
+    cache: ScoreCache,
     words: tokio::sync::OnceCell<(Vec<u32>, Vec<u32>)>,
     /// What the turn starts with ([`ponder_engine::turn::answer_opening`]).
     opening: tokio::sync::OnceCell<String>,
@@ -70,7 +71,7 @@ impl LlmJudge {
         Self {
             config,
             step_delimiter: "\n\n".into(),
-            cache: std::sync::Mutex::new(std::collections::HashMap::new()),
+            cache: ScoreCache::new(Self::CACHE_ENTRIES),
             words: tokio::sync::OnceCell::new(),
             opening: tokio::sync::OnceCell::new(),
         }
@@ -93,16 +94,11 @@ impl LlmJudge {
     }
 
     fn remembered(&self, key: u64) -> Option<f64> {
-        self.cache.lock().ok().and_then(|c| c.get(&key).copied())
+        self.cache.get(key)
     }
 
     fn remember(&self, key: u64, score: f64) {
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= Self::CACHE_ENTRIES {
-                cache.clear();
-            }
-            cache.insert(key, score);
-        }
+        self.cache.insert(key, score);
     }
 
     fn prompt(&self, question: &str, solution: &str, opening: &str) -> Prompt {

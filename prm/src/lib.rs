@@ -32,6 +32,7 @@ mod failed_reads;
 mod grading;
 mod judge;
 mod sandbox;
+mod score_cache;
 mod token_prm;
 mod vote;
 

@@ -39,6 +39,7 @@ use tokio::sync::OnceCell;
 use crate::capture::ScoreReader;
 use crate::failed_reads::FailedReads;
 use crate::judge::read_choice_probability;
+use crate::score_cache::ScoreCache;
 
 /// The layout the PRM was trained on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -154,7 +155,7 @@ impl Default for PrmConfig {
 pub struct TokenPrm {
     config: PrmConfig,
     model: OnceCell<Arc<dyn Backend>>,
-    cache: std::sync::Mutex<std::collections::HashMap<u64, f64>>,
+    cache: ScoreCache,
 }
 
 impl std::fmt::Debug for TokenPrm {
@@ -181,7 +182,7 @@ impl TokenPrm {
         Self {
             config,
             model: OnceCell::new(),
-            cache: std::sync::Mutex::new(std::collections::HashMap::new()),
+            cache: ScoreCache::new(Self::CACHE_ENTRIES),
         }
     }
 
@@ -190,7 +191,7 @@ impl TokenPrm {
         Self {
             config,
             model: OnceCell::new_with(Some(backend)),
-            cache: std::sync::Mutex::new(std::collections::HashMap::new()),
+            cache: ScoreCache::new(Self::CACHE_ENTRIES),
         }
     }
 
@@ -212,21 +213,12 @@ impl TokenPrm {
 
     /// The scores remembered for `keys`, in order.
     fn remembered(&self, keys: &[u64]) -> Vec<Option<f64>> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        keys.iter().map(|key| cache.get(key).copied()).collect()
+        self.cache.get_all(keys)
     }
 
     /// Remembers the scores read (unread ones, NaN, are not).
     fn remember(&self, keys: &[u64], scores: &[f64]) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        for (&key, &score) in keys.iter().zip(scores) {
-            if score.is_finite() {
-                if cache.len() >= Self::CACHE_ENTRIES {
-                    cache.clear();
-                }
-                cache.insert(key, score);
-            }
-        }
+        self.cache.insert_all(keys, scores);
     }
 
     /// The model to score with: one given in code, the configured one, else the policy. A
