@@ -839,10 +839,20 @@ async fn a_run_ends_when_its_caller_dies() {
             let _ = self.0.wait();
         }
     }
+    // A killed caller never removes its run directory: it makes it here, removed after.
+    let tmp = tempfile::Builder::new()
+        .prefix("ponder-sandbox-caller-")
+        .tempdir()
+        .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
     let mut caller = Caller(
         std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "caller_that_dies", "--ignored", "--nocapture"])
             .env("PONDER_SANDBOX_CALLER", "1")
+            .env("TMPDIR", tmp.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -445,10 +445,7 @@ impl BudgetForcing {
             .iter()
             .map(|_| {
                 let on_line = next();
-                match on_line.strip_prefix(newline.as_slice()) {
-                    Some(bare) if !newline.is_empty() && !bare.is_empty() => bare.to_vec(),
-                    _ => Vec::new(),
-                }
+                bare_on_line(&newline, &on_line).unwrap_or_default()
             })
             .collect();
         // Punctuation merged with the newline after it (Qwen2.5's ".\n\n"): a wait after it
@@ -937,9 +934,18 @@ async fn wait_ids(backend: &dyn Backend, wait: &str, after_blank: bool) -> Resul
     }
     let newline = ponder_engine::turn::piece_after_text(backend, "\n").await?;
     let on_line = ponder_engine::turn::piece_after_text(backend, &format!("\n{wait}")).await?;
-    match on_line.strip_prefix(newline.as_slice()) {
-        Some(bare) if !newline.is_empty() && !bare.is_empty() => Ok(bare.to_vec()),
-        _ => ponder_engine::turn::piece_after_text(backend, &spaced).await,
+    match bare_on_line(&newline, &on_line) {
+        Some(bare) => Ok(bare),
+        None => ponder_engine::turn::piece_after_text(backend, &spaced).await,
+    }
+}
+
+/// A piece as it starts a line, from its ids after a newline (`on_line`): the newline's left
+/// out; none where they merge (or either is empty), and the spaced form serves.
+fn bare_on_line(newline: &[u32], on_line: &[u32]) -> Option<Vec<u32>> {
+    match on_line.strip_prefix(newline) {
+        Some(bare) if !newline.is_empty() && !bare.is_empty() => Some(bare.to_vec()),
+        _ => None,
     }
 }
 
