@@ -931,6 +931,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.problems.display()
         );
     }
+    // Under `--allocate even` the shares are of the whole file's problems, those past
+    // `--limit` included: they share the results file's budget when a later run takes them.
+    let set_size = problems.len();
     if let Some(limit) = args.limit {
         problems.truncate(limit);
     }
@@ -958,6 +961,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
              {} has kind = \"{}\"",
             args.config.display(),
             strategy.name()
+        );
+    }
+    if allocation == Allocation::Triage && problems.len() < set_size {
+        tracing::warn!(
+            "--allocate triage orders the problems it is given: with --limit {} of the {} in {}, \
+             the problems run now may think with all the budget the results file has left, none \
+             kept for the {} after them",
+            problems.len(),
+            set_size,
+            args.problems.display(),
+            set_size - problems.len()
         );
     }
     // A damaged results file or another configuration's is an error before the model loads.
@@ -1029,6 +1043,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_problem_budget(config.budget)
         .with_run_budget(run_budget)
         .with_allocation(allocation)
+        .with_set_size(set_size)
         .with_identity(identity);
     if let Some(dir) = &args.trace_dir {
         runner = runner.with_trace_dir(dir);

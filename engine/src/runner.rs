@@ -274,6 +274,8 @@ pub struct Runner {
     identity: Option<serde_json::Value>,
     events: Option<Arc<dyn EventSink>>,
     seed: Option<u64>,
+    /// Problems in the whole set where a run is given part of it ([`Runner::with_set_size`]).
+    set_size: Option<usize>,
     /// Set in a run once a problem failed because the inference engine went away: no problem
     /// starts after it, since each would only fail the same way.
     halted: std::sync::Mutex<Option<String>>,
@@ -310,6 +312,7 @@ impl Runner {
             identity: None,
             events: None,
             seed: None,
+            set_size: None,
             halted: std::sync::Mutex::new(None),
         }
     }
@@ -365,6 +368,16 @@ impl Runner {
     /// invocation's). Default unlimited.
     pub fn with_run_budget(mut self, budget: Budget) -> Self {
         self.run_budget = budget;
+        self
+    }
+
+    /// The problems of the whole set, where a run is given only part of it (`ponder run
+    /// --limit`): under [`Allocation::Even`] each problem's share is then of what the run has
+    /// left divided by the set's problems not yet answered (this run's and those left for
+    /// another), so the part run first does not take the budget of the rest. Default: the
+    /// problems given and those the results file answers.
+    pub fn with_set_size(mut self, problems: usize) -> Self {
+        self.set_size = Some(problems);
         self
     }
 
@@ -566,6 +579,24 @@ impl Runner {
             .iter()
             .filter(|p| !finished.contains(&p.id))
             .collect();
+        // The set's problems not yet answered: this run's and, where it was given part of the
+        // set, the rest (the file's answers to problems not given now count as answered).
+        let set_left = {
+            let mut answered: HashSet<&str> = finished.iter().map(String::as_str).collect();
+            let mut given: HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
+            let mut others: HashMap<&str, bool> = HashMap::new();
+            for line in previous.iter() {
+                given.insert(line.id.as_str());
+                if !wanted.contains_key(line.id.as_str()) {
+                    others.insert(line.id.as_str(), line.error.is_none());
+                }
+            }
+            answered.extend(others.into_iter().filter(|(_, a)| *a).map(|(id, _)| id));
+            self.set_size
+                .unwrap_or(0)
+                .max(given.len())
+                .saturating_sub(answered.len())
+        };
         // First stages recorded for problems not finished yet: not done again, unless the
         // problem asks another question now (fixed after its first stage): done again, the
         // new stage carrying what the old one spent (see `run_triage`).
@@ -621,7 +652,10 @@ impl Runner {
                 self.run_triage(staged, &todo, firsts, &stale, &run_meter, &mut sink)
                     .await?;
             }
-            None => self.run_shared(&todo, &run_meter, &mut sink).await?,
+            None => {
+                self.run_shared(&todo, set_left, &run_meter, &mut sink)
+                    .await?
+            }
         }
         sink.file.sync_data().map_err(|e| Error::io(out, e))?;
         sink.ledger.check()?;
@@ -639,15 +673,18 @@ impl Runner {
         Ok(summary)
     }
 
-    /// The problems of `todo` solved whole, sharing the run's budget first come or evenly.
+    /// The problems of `todo` solved whole, sharing the run's budget first come or evenly (an
+    /// even share as if `set_left` problems were to come, where more than `todo`).
     async fn run_shared<F: FnMut(&ResultLine)>(
         &self,
         todo: &[&Problem],
+        set_left: usize,
         run_meter: &Arc<Meter>,
         sink: &mut Sink<'_, F>,
     ) -> Result<()> {
-        let pool = (self.allocation == Allocation::Even)
-            .then(|| std::sync::Mutex::new(Pool::new(run_meter.budget(), todo.len())));
+        let pool = (self.allocation == Allocation::Even).then(|| {
+            std::sync::Mutex::new(Pool::new(run_meter.budget(), todo.len().max(set_left)))
+        });
         let pool = &pool;
         let started = sink.started;
         let ledger = &Arc::clone(&sink.ledger);

@@ -349,6 +349,48 @@ async fn an_even_allocation_starves_no_problem_and_passes_savings_on() {
 }
 
 #[tokio::test]
+async fn an_even_share_of_part_of_a_set_leaves_the_rest_theirs() {
+    // 40 tokens for a set of 8 problems, run as two parts of 4 into one file (`--limit`):
+    // each problem's share is 40/8 = 5 in both parts, not 40/4 = 10 for the first part and
+    // nothing for the second.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let set: Vec<Problem> = (1..=8)
+        .map(|i| Problem::new(format!("p{i}"), "Q?"))
+        .collect();
+    let run = |part: Vec<Problem>| {
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec!["0123456789"; 4]));
+        let out = out.clone();
+        async move {
+            let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+                .with_run_budget(Budget::unlimited().with_max_tokens(40))
+                .with_allocation(Allocation::Even)
+                .with_set_size(8)
+                .run(&part, &out, |_| {})
+                .await
+                .unwrap();
+            let asked: Vec<usize> = backend.requests().iter().map(|r| r.max_tokens).collect();
+            (summary, asked)
+        }
+    };
+    let (summary, asked) = run(set[..4].to_vec()).await;
+    assert_eq!((summary.solved, summary.not_started), (4, 0));
+    assert_eq!(asked, vec![3, 3, 3, 3], "5-token shares, 2 of them prompt");
+    let (summary, asked) = run(set.clone()).await;
+    assert_eq!(
+        (summary.resumed, summary.solved, summary.not_started),
+        (4, 4, 0)
+    );
+    assert_eq!(asked, vec![3, 3, 3, 3]);
+    let lines = read_results(&out).unwrap();
+    assert_eq!(lines.len(), 8);
+    assert!(lines
+        .iter()
+        .all(|l| l.allotted.and_then(|b| b.max_tokens) == Some(5)));
+    assert!(lines.iter().map(|l| l.usage.total_tokens()).sum::<u64>() <= 40);
+}
+
+#[tokio::test]
 async fn an_even_share_with_nothing_of_one_kind_gives_the_rest_back() {
     // 20 tokens and 1 call for two problems: p1's share has 10 tokens and no call, so it does
     // not start, and its 10 tokens go to p2 with the call (they were lost).
