@@ -5,9 +5,12 @@ Takes a results file of a plain (non-adaptive) self-consistency run that drew mo
 problem than N (`details.candidates` in draw order; e.g. n = 12 in one request), and the
 problem set with gold answers. For each of many random orders of each problem's samples, it
 replays what a run budget of PER tokens a problem buys: rounds of ROUND samples up to N, each
-round a request paying the prompt once, stopping once a round's vote agrees at AGREE or cannot
-be overturned (as `adaptive` does), or once the budget shortens a round (a sample longer than
-its share of what is left is cut and has no answer, as ponder's meter would cut it). Policies:
+round a request paying the prompt once, stopping once a round's vote agrees at AGREE (the
+leader's share of all samples drawn, unanswered ones counting against it, as ponder's
+`majority` share does) or cannot be overturned (as `adaptive` does), or once the budget
+shortens a round (a sample longer than its share of what is left is cut and has no answer, as
+ponder's meter would cut it; under triage a first round the budget shortened is recorded cut
+short, with no answer at all, as ponder records it). Policies:
 `even` shares (what a problem leaves goes on to the rest), and triage (every first round, then
 the next round for the pending vote a need measure ranks first, fewer rounds first among
 equals) with several need measures; `least share` is ponder's. Accuracy per policy, averaged
@@ -117,8 +120,13 @@ class Vote:
         left = self.args.n - self.drawn
         if leader > second + left:
             return True
-        total = sum(c)
-        return total > 0 and leader / total >= self.args.agree and self.drawn >= self.args.round
+        # Of all samples drawn, as ponder's vote share for `majority` (best_of_n's `vote_share`):
+        # an unanswered sample counts against the leader.
+        return (
+            leader > 0
+            and leader / self.drawn >= self.args.agree
+            and self.drawn >= self.args.round
+        )
 
     def done(self):
         return self.stopped or self.drawn >= self.args.n or self.decided()
@@ -215,6 +223,10 @@ def triage(problems, budget, key, args):
     for v in votes:
         if pool > 0:
             pool -= v.draw_round(pool)
+            if v.stopped:
+                # A first round the run budget shortened: ponder records the problem cut short,
+                # with no answer (engine/src/runner/triage.rs), not the samples that fitted.
+                v.got = [None] * len(v.got)
     while True:
         pending = [i for i, v in enumerate(votes) if v.drawn and not v.done()]
         if not pending or pool <= 0:

@@ -715,14 +715,18 @@ fn retries_429_and_5xx_but_never_4xx() {
     );
     assert_eq!(count.load(Ordering::SeqCst), 1, "a 4xx is not retried");
 
+    // A 500 through every retry: the server answered, so the request failed, not the server
+    // lost (a 500 for one prompt alone drops that sample, not the whole solve).
     let (url, count) = scripted_server(vec![500, 500, 500]);
     let backend = scripted_backend(&url, 2);
     let err =
         block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap_err();
     assert!(
-        matches!(err, Error::Connection { attempts: 3, .. }),
+        matches!(&err, Error::Http { status: 500, message, .. }
+            if message.starts_with("scripted 500") && message.contains("3 attempt")),
         "{err:?}"
     );
+    assert!(err.is_per_call(), "{err}");
     assert_eq!(count.load(Ordering::SeqCst), 3);
     // A 500 about the request's context (llama-server's KV cache filled by the requests in
     // flight) is that call's failure, not retried (it would decode as far again) and not a
@@ -856,7 +860,13 @@ fn a_prompt_the_server_says_is_too_long_for_its_window_is_prompt_too_long() {
 #[test]
 fn a_request_that_times_out_is_not_sent_again() {
     // The first n > 1 asks whether the server takes n; one that hangs says nothing, and is not
-    // asked again (as any timed-out request: it would only run as long again).
+    // asked again (as any timed-out request: it would only run as long again). Sampled: greedy
+    // choices would be asked for once, with n = 1.
+    let ask = |n: usize| {
+        GenerationRequest::new(Prompt::Text("x".into()))
+            .with_n(n)
+            .with_sampling(Sampling::with_temperature(0.8))
+    };
     let (url, count) = scripted_server(vec![0, 0, 0]);
     let mut options = OpenAiOptions::new(&url, "m");
     options.retries = 3;
@@ -864,9 +874,7 @@ fn a_request_that_times_out_is_not_sent_again() {
     let backend = block_on(OpenAiBackend::connect(options)).unwrap();
     for n in [2, 1] {
         let before = count.load(Ordering::SeqCst);
-        let err =
-            block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())).with_n(n)))
-                .unwrap_err();
+        let err = block_on(backend.generate(ask(n))).unwrap_err();
         assert!(
             matches!(&err, Error::Timeout { after, .. } if after.as_millis() == 300),
             "{err:?}"
@@ -874,6 +882,9 @@ fn a_request_that_times_out_is_not_sent_again() {
         assert!(err.to_string().contains("no answer within 300ms"), "{err}");
         assert_eq!(count.load(Ordering::SeqCst) - before, 1, "n = {n}");
     }
+    // The hang said nothing about n: neither taken nor refused, still to be tried.
+    let caps = backend.capabilities();
+    assert!(!caps.native_n && caps.tries_n, "{caps:?}");
     // With a second server, it goes there.
     let (hanging, hung) = scripted_server(vec![0; 16]);
     let (other, answered) = scripted_server(vec![]);
@@ -883,9 +894,7 @@ fn a_request_that_times_out_is_not_sent_again() {
     let backend = block_on(OpenAiBackend::connect(options)).unwrap();
     for n in [2, 2, 1, 1] {
         let done = answered.load(Ordering::SeqCst);
-        let generation =
-            block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())).with_n(n)))
-                .unwrap();
+        let generation = block_on(backend.generate(ask(n))).unwrap();
         assert_eq!(generation.choices.len(), n);
         assert!(answered.load(Ordering::SeqCst) > done, "n = {n}");
     }
@@ -979,22 +988,31 @@ fn a_server_that_refuses_or_ignores_n_gets_single_requests() {
     // A busy server (503) says nothing about n: this request fans out, the question stays open.
     let (url, count) = scripted_server(vec![503]);
     let backend = scripted_backend(&url, 3);
-    let generation = block_on(backend.generate(request)).unwrap();
+    let generation = block_on(backend.generate(request.clone())).unwrap();
     assert_eq!(generation.choices.len(), 3);
     assert_eq!(count.load(Ordering::SeqCst), 4);
     assert!(!backend.capabilities().native_n, "not decided by a 503");
 
-    // Until the server is known to honour n, a meter holds room for a request per sample: a
-    // call budget of 2 does not let n = 3 fan out into 3 requests.
+    // Until the server is known to honour n, a meter holds room for a request per sample
+    // (and the try of n): a call budget of 2 does not let a sampled n = 3 fan out into 3
+    // requests. It is refused before any is sent.
     let (url, count) = scripted_server(vec![]);
     let metered = ponder::engine::Metered::new(
         scripted_backend(&url, 3),
         Budget::unlimited().with_max_calls(2),
     );
-    let result =
-        block_on(metered.generate(GenerationRequest::new(Prompt::Text("x".into())).with_n(3)));
-    assert!(count.load(Ordering::SeqCst) <= 2, "{result:?}");
-    assert!(metered.meter().usage().calls <= 2, "{result:?}");
+    let result = block_on(metered.generate(request));
+    assert!(
+        matches!(
+            result,
+            Err(Error::BudgetExhausted {
+                resource: ponder::engine::Resource::Calls
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 0);
+    assert_eq!(metered.meter().usage().calls, 0);
 }
 
 /// A server that takes `n` up to `slots` choices and refuses more with a 400 saying
@@ -2143,4 +2161,89 @@ fn vllm_and_sglang_reply_shapes_are_read() {
     let backend = scripted_backend(&plain, 0);
     let generation = block_on(backend.generate(GenerationRequest::new(chat("3 + 4?")))).unwrap();
     assert_eq!(generation.choices[0].text, "<think>\n3 + 4\n</think>\n\n7");
+}
+
+#[test]
+fn mistral_rs_base_10_logprobs_are_read_as_natural_ones_and_a_missing_one_as_unknown() {
+    // mistral.rs's server (its alternatives' ids under `token`) writes base-10 logs, as its
+    // engine does in process; llama.cpp's (ids under `id`) are natural already. A chosen
+    // token's log-probability left out (`null`) is not known: never certain (0).
+    let mistral_rs = r#"{"choices":[{"index":0,"text":"Yes","finish_reason":"stop","logprobs":{"content":[{"token":"Yes","logprob":-0.05,"bytes":[89,101,115],"top_logprobs":[{"token":9642,"logprob":-0.05,"bytes":"Yes"},{"token":2822,"logprob":-1.2,"bytes":"No"}]}]}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+    let llama_cpp = r#"{"choices":[{"index":0,"text":"Yes","finish_reason":"stop","logprobs":{"content":[{"id":9642,"token":"Yes","logprob":-0.05,"top_logprobs":[{"id":9642,"token":"Yes","logprob":-0.05},{"id":2822,"token":"No","logprob":-1.2}]}]}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+    let unknown = r#"{"choices":[{"index":0,"text":"Yes","finish_reason":"stop","logprobs":{"content":[{"token":"Yes","logprob":null,"top_logprobs":[{"token":9642,"logprob":-0.05,"bytes":"Yes"}]}]}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+    let (url, _) = scripted_server_with(vec![
+        (200, Some(mistral_rs.into())),
+        (200, Some(llama_cpp.into())),
+        (200, Some(unknown.into())),
+    ]);
+    let backend = scripted_backend(&url, 0);
+    let read = || {
+        let request = GenerationRequest::new(Prompt::Text("x".into())).with_top_logprobs(2);
+        let choice = block_on(backend.generate(request))
+            .unwrap()
+            .into_first_choice()
+            .unwrap();
+        choice.logprobs.unwrap().remove(0)
+    };
+    let probability = |logprob: f32| f64::from(logprob).exp();
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-5;
+    for (base, shape) in [(10f64, "mistral.rs"), (std::f64::consts::E, "llama.cpp")] {
+        let first = read();
+        assert!(
+            close(probability(first.logprob), base.powf(-0.05)),
+            "{shape}: {first:?}"
+        );
+        let top: Vec<(u32, f64)> = first
+            .top
+            .iter()
+            .map(|t| (t.id, probability(t.logprob)))
+            .collect();
+        assert_eq!((top[0].0, top[1].0), (9642, 2822), "{shape}: {first:?}");
+        assert!(
+            close(top[0].1, base.powf(-0.05)) && close(top[1].1, base.powf(-1.2)),
+            "{shape}: {first:?}"
+        );
+    }
+    let first = read();
+    assert!(
+        first.logprob.is_infinite() && first.logprob.is_sign_negative(),
+        "{first:?}"
+    );
+    assert!(close(probability(first.top[0].logprob), 10f64.powf(-0.05)));
+}
+
+#[test]
+fn a_busy_server_is_asked_again_what_it_offers_and_one_that_stays_busy_fails_connecting() {
+    // A 503 to the first /tokenize (a server busy while connecting) is not a server without
+    // a tokenizer for good: asked again, it answers.
+    let url = fake_server(|path, nth| match (path, nth) {
+        ("/v1/models", _) => (200, r#"{"data":[{"id":"m"}]}"#.into()),
+        ("/tokenize", 0) => (503, r#"{"error":{"message":"busy"}}"#.into()),
+        ("/tokenize", _) => (200, r#"{"tokens":[7]}"#.into()),
+        _ => (404, NO_SUCH_ENDPOINT.into()),
+    });
+    assert!(scripted_backend(&url, 3).capabilities().tokenizer);
+    // Not offered (a 404, a 405): going without it, at once.
+    let url = fake_server(|path, _| match path {
+        "/v1/models" => (200, r#"{"data":[{"id":"m"}]}"#.into()),
+        "/props" => (405, r#"{"error":{"message":"method not allowed"}}"#.into()),
+        _ => (404, NO_SUCH_ENDPOINT.into()),
+    });
+    let caps = scripted_backend(&url, 3).capabilities();
+    assert!(!caps.tokenizer && caps.eos_token_ids.is_empty(), "{caps:?}");
+    // Busy through every retry: connecting fails, naming the endpoint and what it answered.
+    let url = fake_server(|path, _| match path {
+        "/v1/models" => (200, r#"{"data":[{"id":"m"}]}"#.into()),
+        "/props" => (503, r#"{"error":{"message":"loading model"}}"#.into()),
+        _ => (404, NO_SUCH_ENDPOINT.into()),
+    });
+    let mut options = OpenAiOptions::new(&url, "m");
+    options.retries = 3;
+    options.backoff = std::time::Duration::from_millis(10);
+    let err = block_on(OpenAiBackend::connect(options)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Connection { url, attempts: 4, reason }
+            if url.ends_with("/props") && reason.contains("HTTP 503: loading model")),
+        "{err:?}"
+    );
 }

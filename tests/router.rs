@@ -12,8 +12,8 @@ use common::{block_on, smollm_dyn};
 use ponder::engine::scripted::Recorder;
 use ponder::engine::{Backend, Budget, Context, EventKind, Prompt, TokenizeInput};
 use ponder::strategies::{
-    DirectConfig, ModeDetails, ModeRouter, ModeRouterConfig, PromptStyle, Router, RouterConfig,
-    RouterDetails, StrategyConfig,
+    Direct, DirectConfig, ModeDetails, ModeRouter, ModeRouterConfig, PromptStyle, Router,
+    RouterConfig, RouterDetails, StrategyConfig,
 };
 use ponder::{Problem, Solution};
 
@@ -106,10 +106,37 @@ fn the_mode_router_reads_the_first_position_and_forces_the_threshold() {
     let p = f.think_probability.expect("read from the logits");
     assert!((0.0..=1.0).contains(&p), "{f:?}");
     assert!(!f.forced);
+    // Reading the first position leaves the decode as it was: the reply is the one plain greedy
+    // decoding of the same prompt writes, whose start says the mode too.
+    let plain = solve(
+        &Direct::new(DirectConfig {
+            style: PromptStyle::StepByStep,
+            max_tokens: NonZeroUsize::new(24).unwrap(),
+            temperature: 0.0,
+            ..DirectConfig::default()
+        })
+        .unwrap(),
+        question,
+    );
+    if common::repeats_exactly() {
+        assert_eq!(free.completion, plain.completion);
+    }
+    let start = plain.completion.trim_start();
     match f.mode.as_str() {
-        "think" => assert!(p >= 0.5, "greedy chose think at {p}"),
-        "short" => assert!(p <= 0.5, "greedy chose short at {p}"),
-        "none" => {}
+        "think" => {
+            assert!(p >= 0.5, "greedy chose think at {p}");
+            assert!(start.starts_with("Let"), "{start:?}");
+        }
+        "short" => {
+            assert!(p <= 0.5, "greedy chose short at {p}");
+            assert!(start.starts_with("The"), "{start:?}");
+        }
+        // SmolLM2 starts this reply with a token of its own ("1" on the CPU), which says
+        // nothing of P(think) against P(short); the plain decode starts with neither either.
+        "none" => assert!(
+            !start.starts_with("Let") && !start.starts_with("The"),
+            "{start:?} ({f:?})"
+        ),
         other => panic!("mode {other}"),
     }
     // Threshold 0: always think; threshold 1: think only if short had no probability at all.

@@ -48,15 +48,16 @@ pub enum Error {
     #[error("inference engine is gone: {context}")]
     EngineGone { context: &'static str },
     /// An inference server answered a request with an error status that is not worth retrying
-    /// (4xx), or with something that is not a reply.
+    /// (4xx), or kept answering one that is (429, 5xx) through every retry, or answered with
+    /// something that is not a reply.
     #[error("{url} answered HTTP {status}: {message}")]
     Http {
         url: String,
         status: u16,
         message: String,
     },
-    /// An inference server could not be reached, or kept failing (connection errors, 429, 5xx)
-    /// through every retry.
+    /// An inference server could not be reached through every retry (connection errors, no
+    /// status), or could not say what it offers while connecting.
     #[error("{url}: gave up after {attempts} attempt(s): {reason}")]
     Connection {
         url: String,

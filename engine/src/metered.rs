@@ -5,8 +5,10 @@
 //! to its real usage when it returns. A call that would be refused or shortened only because
 //! of what calls in flight have reserved waits for them to settle (they rarely spend their
 //! worst case) instead of being refused or shortened on their account; only what is spent, or
-//! reserved by nobody, cuts a call. Cancellation: dropping a call's future releases its
-//! reservation (an RAII guard); the tokens the backend spent on it are then not counted.
+//! reserved by nobody, cuts a call. A call given up at its deadline settles as having spent all
+//! it reserved (the server computed its prompt and decoded until it was given up; what it
+//! wrote is not known). Cancellation: dropping a call's future releases its reservation (an
+//! RAII guard); the tokens the backend spent on it are then not counted.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -187,15 +189,21 @@ impl Meter {
                     || state.reserved_calls > 0;
                 if whole || !others {
                     let (fit, bound) = fits?;
+                    // Saturating: unlimited, a `max_tokens` near `usize::MAX` times `n` would
+                    // wrap, and the call reserve next to nothing.
+                    let completion_tokens = n.saturating_mul(fit);
                     let reservation = Reservation {
                         meter: Arc::clone(self),
-                        tokens: prompt_tokens + n * fit,
-                        completion_tokens: n * fit,
+                        tokens: prompt_tokens.saturating_add(completion_tokens),
+                        completion_tokens,
                         calls,
                     };
-                    state.reserved_tokens += reservation.tokens;
-                    state.reserved_completion_tokens += reservation.completion_tokens;
-                    state.reserved_calls += calls;
+                    state.reserved_tokens =
+                        state.reserved_tokens.saturating_add(reservation.tokens);
+                    state.reserved_completion_tokens = state
+                        .reserved_completion_tokens
+                        .saturating_add(reservation.completion_tokens);
+                    state.reserved_calls = state.reserved_calls.saturating_add(calls);
                     return Ok((reservation, fit, bound));
                 }
                 // Registered before the lock is let go, so no release is missed.
@@ -222,7 +230,13 @@ impl Meter {
         calls: u64,
     ) -> Result<(u64, Option<Resource>)> {
         if let Some(max) = self.budget.max_calls {
-            if state.used.calls + state.reserved_calls + calls > max {
+            if state
+                .used
+                .calls
+                .saturating_add(state.reserved_calls)
+                .saturating_add(calls)
+                > max
+            {
                 return Err(Error::BudgetExhausted {
                     resource: Resource::Calls,
                 });
@@ -232,7 +246,12 @@ impl Meter {
         // The budget that shortened it, if one did.
         let mut bound = None;
         if let Some(max) = self.budget.max_tokens {
-            let left = max.saturating_sub(state.used.total_tokens() + state.reserved_tokens);
+            let left = max.saturating_sub(
+                state
+                    .used
+                    .total_tokens()
+                    .saturating_add(state.reserved_tokens),
+            );
             let for_completions = left.saturating_sub(prompt_tokens) / n.max(1);
             if left < prompt_tokens || for_completions == 0 {
                 return Err(Error::BudgetExhausted {
@@ -245,8 +264,12 @@ impl Meter {
             }
         }
         if let Some(max) = self.budget.max_completion_tokens {
-            let left =
-                max.saturating_sub(state.used.completion_tokens + state.reserved_completion_tokens);
+            let left = max.saturating_sub(
+                state
+                    .used
+                    .completion_tokens
+                    .saturating_add(state.reserved_completion_tokens),
+            );
             let for_completions = left / n.max(1);
             if for_completions == 0 {
                 return Err(Error::BudgetExhausted {
@@ -286,6 +309,22 @@ impl Reservation {
         // A backend that fans one generation out over several requests says so in its usage.
         used.calls = used.calls.saturating_add(usage.calls);
         // Drop runs next and releases the reservation.
+    }
+
+    /// Settles a call given up at its deadline as having spent all it reserved: its prompt,
+    /// every completion to the tokens granted, and every request it could have made. The
+    /// server computed the prompt and decoded until it was given up, and what it wrote by then
+    /// is not known; counted as nothing, each such call would leave a budget overspent
+    /// unknowingly. (A call a meter further in refused at the deadline before sending it is
+    /// charged so too: its error is the same. The count errs high, never low.)
+    fn spend_all(self) {
+        let usage = Usage {
+            prompt_tokens: self.tokens.saturating_sub(self.completion_tokens),
+            completion_tokens: self.completion_tokens,
+            calls: self.calls,
+            ..Usage::default()
+        };
+        self.settle(&usage);
     }
 }
 
@@ -533,20 +572,32 @@ impl<B: Backend> Backend for Metered<B> {
         let sent = Instant::now();
         let call = self.inner.generate(request);
         // The backend ends the call at the deadline and returns what it wrote (in process), or
-        // gives up there (over HTTP); one that does neither is stopped a little later, and what
-        // it wrote is lost uncounted.
+        // gives up there (over HTTP); one that does neither is stopped a little later. A call
+        // given up either way is charged all it reserved (`Reservation::spend_all`).
         let outcome = match deadline {
-            Some(deadline) => tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), call)
-                .await
-                .map_err(|_| out_of_time())?,
+            Some(deadline) => {
+                match tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), call).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        reservation.spend_all();
+                        return Err(out_of_time());
+                    }
+                }
+            }
             None => call.await,
         };
         let mut generation = match outcome {
             // The backend gave up at this meter's deadline. (At a deadline an outer meter set,
-            // it is that meter's to note: a run's meter passes a problem's own out-of-time on.)
-            Err(Error::BudgetExhausted {
-                resource: Resource::WallTime,
-            }) if past(deadline) => return Err(out_of_time()),
+            // it is that meter's to note: a run's meter passes a problem's own out-of-time on;
+            // each meter charges what it reserved for the call.)
+            Err(e) if e.is_out_of_time() => {
+                reservation.spend_all();
+                if past(deadline) {
+                    return Err(out_of_time());
+                }
+                self.meter.note_refusal(Resource::WallTime);
+                return Err(e);
+            }
             // Refused further out (a parent context's budget).
             Err(Error::BudgetExhausted { resource }) => {
                 self.meter.note_refusal(resource);
@@ -810,11 +861,13 @@ mod tests {
             max_tokens: None,
         };
         assert_eq!(events.kinds("p"), [limited.clone(), limited]);
+        // The call given up is charged all it reserved (its one-byte prompt, the default 256
+        // tokens), though nothing came back; the one refused unsent, nothing.
         let usage = backend.meter().usage();
         assert_eq!(
-            (usage.total_tokens(), usage.calls),
-            (0, 0),
-            "nothing came back"
+            (usage.prompt_tokens, usage.completion_tokens, usage.calls),
+            (1, 256, 1),
+            "{usage:?}"
         );
     }
 
@@ -866,11 +919,53 @@ mod tests {
                 && waited < Duration::from_secs(5),
             "{waited:?}"
         );
+        // Nothing came back, and the backend may still be decoding: charged all it reserved.
         let usage = backend.meter().usage();
         assert_eq!(
-            (usage.total_tokens(), usage.calls),
-            (0, 0),
-            "nothing came back"
+            (usage.prompt_tokens, usage.completion_tokens, usage.calls),
+            (1, 256, 1),
+            "{usage:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_given_up_at_its_deadline_is_charged_all_it_reserved() {
+        // A server given up at the deadline computed the prompt and decoded until then: the
+        // call is charged its prompt, every completion to the tokens granted and its request,
+        // so that a run's token budget is never overspent unknowingly. So too by a run's meter
+        // below a problem's, whose deadline it was.
+        let run = Metered::new(
+            ScriptedBackend::new(vec!["a", "b"]).with_delay(Duration::from_secs(10)),
+            Budget::unlimited().with_max_tokens(100),
+        );
+        let problem = Metered::new(
+            run,
+            Budget::unlimited().with_max_wall(Duration::from_millis(50)),
+        );
+        let request = GenerationRequest::new(Prompt::Text("qq".into()))
+            .with_n(2)
+            .with_max_tokens(8);
+        let result = problem.generate(request).await;
+        assert!(
+            result.as_ref().is_err_and(Error::is_out_of_time),
+            "{result:?}"
+        );
+        for meter in [problem.meter(), problem.inner().meter()] {
+            let usage = meter.usage();
+            assert_eq!(
+                (usage.prompt_tokens, usage.completion_tokens, usage.calls),
+                (2, 16, 1),
+                "{usage:?}"
+            );
+        }
+        // The run's budget is left what the charge left of it, nothing held.
+        assert_eq!(
+            problem.inner().meter().remaining(Resource::Tokens),
+            Some(82)
+        );
+        assert_eq!(
+            problem.inner().meter().remaining_completion_tokens(),
+            Some(82)
         );
     }
 

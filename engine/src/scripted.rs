@@ -296,7 +296,9 @@ impl Backend for ScriptedBackend {
             backend: "scripted",
             context_tokens: self.context_tokens,
             logits_processors: false,
-            max_top_logprobs: 0,
+            // Asked for them, each token written comes with its log-probability and itself as
+            // its one alternative.
+            max_top_logprobs: 1,
             native_n: true,
             max_native_n: None,
             tries_n: false,

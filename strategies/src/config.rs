@@ -607,4 +607,72 @@ mod tests {
             .to_string()
             .contains("temperature"));
     }
+
+    #[test]
+    fn router_mode_token_and_adaptive_tables_reject_misspelt_keys_and_zeros() {
+        for (toml, key) in [
+            ("kind = \"router\"\nprobs = 2", "probs"),
+            ("kind = \"router\"\nmin_confidance = 0.3", "min_confidance"),
+            (
+                "kind = \"mode_token\"\nthink_treshold = 0.5",
+                "think_treshold",
+            ),
+            (
+                "kind = \"self_consistency\"\nadaptive = { rond = 2 }",
+                "rond",
+            ),
+        ] {
+            let err = parse_str::<StrategyConfig>(toml, Format::Toml).unwrap_err();
+            assert!(
+                err.contains(&format!("unknown field `{key}`")),
+                "{toml}: {err}"
+            );
+        }
+        // Counts that cannot be zero are `NonZeroUsize`: refused as the file is read, by key.
+        for (toml, path) in [
+            ("kind = \"router\"\nprobes = 0", "probes"),
+            ("kind = \"router\"\nmax_tokens = 0", "max_tokens"),
+            ("kind = \"mode_token\"\nmax_tokens = 0", "max_tokens"),
+            (
+                "kind = \"self_consistency\"\nadaptive = { round = 0 }",
+                "adaptive.round",
+            ),
+        ] {
+            let err = parse_str::<StrategyConfig>(toml, Format::Toml).unwrap_err();
+            assert!(
+                err.starts_with(&format!("at `{path}` (line 2): "))
+                    && err.contains("expected a whole number above 0"),
+                "{toml}: {err}"
+            );
+        }
+        // Zeros that serde reads are refused by `validate`, by key; the zeros that mean
+        // something (min_confidence: the signal off; think_threshold: always think; a
+        // temperature: greedy) are kept.
+        for (toml, says) in [
+            (
+                "kind = \"router\"\nmin_agreement = 0.0",
+                "min_agreement must be in (0, 1]",
+            ),
+            (
+                "kind = \"mode_token\"\ntop_p = 0.0",
+                "top_p must be in (0, 1]",
+            ),
+            (
+                "kind = \"self_consistency\"\nadaptive = { agreement = 0.0 }",
+                "adaptive.agreement must be in (0, 1]",
+            ),
+        ] {
+            let err = invalid(toml);
+            assert!(
+                err.as_deref().is_some_and(|e| e.contains(says)),
+                "{toml}: {err:?}"
+            );
+        }
+        for toml in [
+            "kind = \"router\"\nmin_confidence = 0.0\ntemperature = 0.0",
+            "kind = \"mode_token\"\nthink_threshold = 0.0\ntemperature = 0.0",
+        ] {
+            assert_eq!(invalid(toml), None, "{toml}");
+        }
+    }
 }

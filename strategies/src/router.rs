@@ -56,7 +56,10 @@ pub struct RouterConfig {
     #[serde(default = "default_min_agreement")]
     pub min_agreement: f64,
     /// Think when the short answer's confidence, the probability the model gave the tokens of
-    /// its answer (after the answer cue), is below this, in [0, 1]; 0 turns the signal off.
+    /// its answer (after the answer cue), is below this, in [0, 1]; 0 turns the signal off, and
+    /// 1 thinks about every answer but one whose tokens all had probability exactly 1. Above 0 the
+    /// backend must return log-probabilities (`max_top_logprobs` > 0), or the router refuses
+    /// before its first call.
     /// Default 0.2 (on 40 SVAMP problems with Qwen2.5-Coder-0.5B it thought on 24 and kept
     /// 40.0% against always-think's 47.5%; 0.3 matched always-think's accuracy for more tokens
     /// than always thinking, 332 a problem against 285: see the README). The probability of a multi-digit answer is a product over its
@@ -155,9 +158,10 @@ impl RouterConfig {
 /// The cheap signals read from the short answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Signals {
-    /// The leading short answer (the majority's, the first on a tie).
+    /// The leading short answer (the majority's, the first on a tie, which thinks).
     pub answer: Option<String>,
-    /// Whether the leading answer's probe was cut at `max_tokens`.
+    /// Whether the leading answer's probe was cut at `max_tokens`; with no answer, whether any
+    /// probe was.
     pub cut: bool,
     /// The leading answer's share of the probes.
     pub agreement: f64,
@@ -330,8 +334,16 @@ impl Router {
         self
     }
 
-    /// The short answers' request.
+    /// The short answers' request. Refused where the confidence it would read cannot be had:
+    /// before the probes are paid for, not after.
     async fn request(&self, problem: &Problem, backend: &dyn Backend) -> Result<GenerationRequest> {
+        let caps = backend.capabilities();
+        if self.config.min_confidence > 0.0 && caps.max_top_logprobs == 0 {
+            return Err(Error::Unsupported {
+                backend: caps.backend,
+                operation: LOGPROBS_FOR_CONFIDENCE,
+            });
+        }
         let messages = self.config.style.messages(problem);
         let prefix = &self.config.short_prefix;
         let assistant_prefix = if prefix.is_empty() {
@@ -368,13 +380,16 @@ impl Router {
             .map(|(_, g)| g);
         let first = leader.and_then(|g| g.members.first().copied()).unwrap_or(0);
         let votes = leader.map_or(0, |g| g.members.len());
+        // Another answer with as many probes: the leader leads only by coming first.
+        let tied = groups.iter().filter(|g| g.members.len() == votes).count() > 1;
         let lead = choices.get(first).ok_or(Error::Inference {
             message: "the backend returned no completion".into(),
         })?;
         let confidence = if self.config.min_confidence > 0.0 {
+            // A backend that said it returns them (`request` checked) but sent none.
             let logprobs = lead.logprobs.as_deref().ok_or(Error::Unsupported {
                 backend,
-                operation: "log-probabilities (the router's min_confidence; set min_confidence = 0 to route without them)",
+                operation: LOGPROBS_FOR_CONFIDENCE,
             })?;
             let answer = answers.get(first).cloned().flatten();
             answer_confidence(logprobs, answer.as_deref())
@@ -383,7 +398,14 @@ impl Router {
         };
         let signals = Signals {
             answer: leader.map(|g| g.answer.clone()),
-            cut: lead.finish_reason == FinishReason::Length,
+            // With no answer `lead` is only the first probe: one that said nothing beside one
+            // the length cut is still a short answer cut, whose remedy is thinking room.
+            cut: match leader {
+                Some(_) => lead.finish_reason == FinishReason::Length,
+                None => choices
+                    .iter()
+                    .any(|c| c.finish_reason == FinishReason::Length),
+            },
             // Of the probes asked for: one that did not come back (a failure, the deadline)
             // did not agree.
             agreement: votes as f64 / choices.len().max(self.config.probes.get()) as f64,
@@ -404,6 +426,11 @@ impl Router {
                     choices.len().max(self.config.probes.get()),
                     self.config.min_agreement
                 ));
+            }
+            // Whatever share min_agreement accepts, a tie is no majority: which answer leads
+            // is the order the probes came back in.
+            if tied {
+                reasons.push("answers tied for the lead".to_string());
             }
             match signals.confidence {
                 Some(c) if c < self.config.min_confidence => reasons.push(format!(
@@ -491,19 +518,29 @@ fn probe_answer(choice: &Choice) -> Option<String> {
     }
 }
 
-/// The answer of a reply that is a value and nothing else (`7`, ` 1591.`), or one line that
-/// works it out to one (`37 * 43 = 1591`): stated by being all there is.
+/// The answer of a short probe's reply that is a value and nothing else (`7`, ` 1591.`), or
+/// one line that works it out to one (`37 * 43 = 1591`): stated by being all there is.
 fn bare_value(text: &str) -> Option<String> {
     let text = text.trim();
     let value = match text.rsplit_once('=') {
         Some((_, result)) if !text.contains('\n') => result,
         _ => text,
     };
-    let bare = value.trim().trim_end_matches('.');
-    (!bare.is_empty() && !bare.contains(char::is_whitespace))
+    lone_value(value)
+}
+
+/// The answer of a text that is one value and nothing else (`7`, ` 1591.`): no working, not
+/// even a line's (`3 * 3 = 9`).
+fn lone_value(text: &str) -> Option<String> {
+    let bare = text.trim().trim_end_matches('.');
+    (!bare.is_empty() && !bare.contains(char::is_whitespace) && !bare.contains('='))
         .then(|| extract_answer(bare))
         .flatten()
 }
+
+/// What a router with `min_confidence` above 0 needs of its backend.
+const LOGPROBS_FOR_CONFIDENCE: &str =
+    "log-probabilities (the router's min_confidence; set min_confidence = 0 to route without them)";
 
 /// The route of a solve that wanted to think but whose budget refused it: the short answer.
 pub const NO_BUDGET_TO_THINK: &str = "short (no budget to think)";
@@ -522,11 +559,14 @@ impl Strategy for Router {
     }
 
     /// Stated as its thinking strategy reads it (a thinking answer behind budget forcing's own
-    /// cue), or as a short answer is read.
+    /// cue), or as a short answer is read: behind a cue, boxed, or a value that is the whole
+    /// reply. Not a line that works a value out (`37 * 43 = 1591`): a short probe's answer
+    /// where the probe ended by itself, but here only the text is seen, and thinking the
+    /// length or the budget cut on its first line ends the same way.
     fn states_answer(&self, completion: &str, thinking_opened: bool) -> bool {
         self.think.states_answer(completion, thinking_opened)
             || ponder_engine::answer::stated_answer_in_turn(completion, thinking_opened).is_some()
-            || bare_value(completion).is_some()
+            || lone_value(completion).is_some()
     }
 
     #[tracing::instrument(skip_all, fields(strategy = "router", problem = %problem.id))]

@@ -9,8 +9,10 @@
 //!   or a 5xx is retried with jittered exponential backoff on the next URL (a longer
 //!   `Retry-After` is honoured), another 4xx never: it is returned with the server's message. A
 //!   timeout, ours or a proxy's (504, 524), is sent on only with several URLs, once to each;
-//!   a 501 or 505 is returned at once. After a request gave up on unreachable servers, requests
-//!   try once until one answers.
+//!   a 501 or 505 is returned at once. A status kept through every retry is returned as that
+//!   status ([`Error::Http`]: one request's failure, a 500 for one prompt, say); servers never
+//!   reached, as [`Error::Connection`]. After a request gave up on unreachable servers,
+//!   requests try once until one answers.
 //! - `n > 1` is sent as one request; a server that returns fewer choices is remembered as not
 //!   honouring `n`, and the missing choices (then every later request) are fanned out as
 //!   single-choice requests.
@@ -52,6 +54,12 @@ const AFTER_DEADLINE: Duration = Duration::from_secs(1);
 const _: () = assert!(AFTER_DEADLINE.as_millis() < crate::metered::DEADLINE_GRACE.as_millis());
 /// How long a server that timed out or could not be reached is passed over while others answer.
 const SHUNNED_FOR: Duration = Duration::from_secs(30);
+/// Most retries of a probe of an optional endpoint while connecting (see
+/// `OpenAiBackend::probe_endpoint`).
+const PROBE_RETRIES: u32 = 3;
+/// Longest wait for one probe's answer (or the request timeout, if shorter): a probe's work is
+/// a tokenization or a settings lookup.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the server offers beyond the OpenAI API, found when connecting.
 #[derive(Debug, Clone, Default)]
@@ -178,8 +186,9 @@ pub(crate) fn without_login(url: &str) -> String {
 /// What one HTTP attempt came to.
 enum Attempt {
     Done(Value),
-    /// Worth retrying: why, the `Retry-After` the server asked for, and the HTTP status when
-    /// the server answered (429, 5xx) rather than failing to connect.
+    /// Worth retrying: why (the server's message where it answered), the `Retry-After` the
+    /// server asked for, and the HTTP status when the server answered (408, 429, 5xx) rather
+    /// than failing to connect.
     Retry(String, Option<Duration>, Option<u16>),
     Fail(Error),
 }
@@ -322,9 +331,10 @@ impl OpenAiBackend {
                 .map(|n| n as usize);
         }
         // llama.cpp: the serving context (per slot it is n_ctx / slots, which /props reports).
-        if let Ok(props) = self
-            .request_once_at(base, reqwest::Method::GET, "/props", None)
-            .await
+        let post = reqwest::Method::POST;
+        if let Some(props) = self
+            .probe_endpoint(base, reqwest::Method::GET, "/props", None)
+            .await?
         {
             info.props = props.is_object();
             info.slots = props
@@ -340,50 +350,65 @@ impl OpenAiBackend {
                 }
             }
             if let Some(eos) = props.get("eos_token").and_then(Value::as_str) {
-                if let Ok(ids) = self.tokenize_request(eos, false, Some(base)).await {
-                    if ids.len() == 1 {
-                        // The model's own first, as in process.
-                        info.eos_token_ids = ids;
-                        for id in self.end_of_generation_ids(base).await {
-                            if !info.eos_token_ids.contains(&id) {
-                                info.eos_token_ids.push(id);
-                            }
+                let body = self.tokenize_body(eos, false);
+                let ids = self
+                    .probe_endpoint(base, post.clone(), "/tokenize", Some(&body))
+                    .await?
+                    .and_then(|reply| read_ids(&reply).ok());
+                if let Some(ids) = ids.filter(|ids| ids.len() == 1) {
+                    // The model's own first, as in process.
+                    info.eos_token_ids = ids;
+                    for id in self.end_of_generation_ids(base).await? {
+                        if !info.eos_token_ids.contains(&id) {
+                            info.eos_token_ids.push(id);
                         }
                     }
                 }
             }
         }
         let bare = self
-            .tokenize_request("ponder", false, Some(base))
-            .await
+            .probe_endpoint(
+                base,
+                post.clone(),
+                "/tokenize",
+                Some(&self.tokenize_body("ponder", false)),
+            )
+            .await?
+            .and_then(|reply| read_ids(&reply).ok())
             .map_or(0, |ids| ids.len());
         info.tokenize = bare > 0;
-        info.pieces = info.tokenize
-            && self
-                .tokenize_pieces("ponder", false, Some(base))
-                .await
-                .is_ok_and(|pieces| !pieces.is_empty());
+        if info.tokenize {
+            info.pieces = self
+                .probe_endpoint(
+                    base,
+                    post.clone(),
+                    "/tokenize",
+                    Some(&pieces_body("ponder", false)),
+                )
+                .await?
+                .and_then(|reply| read_pieces(&reply).ok())
+                .is_some_and(|pieces| !pieces.is_empty());
+        }
         info.apply_template = self
-            .request_once_at(
+            .probe_endpoint(
                 base,
-                reqwest::Method::POST,
+                post.clone(),
                 "/apply-template",
                 Some(&json!({ "messages": [{ "role": "user", "content": "ponder" }] })),
             )
-            .await
-            .is_ok_and(|v| v.get("prompt").and_then(Value::as_str).is_some());
+            .await?
+            .is_some_and(|v| v.get("prompt").and_then(Value::as_str).is_some());
         if info.tokenize && !info.apply_template {
             // vLLM renders chat messages in `/tokenize`: more tokens than the bare word (the
             // template's roles). llama.cpp's `/tokenize` reads only `content`.
             info.tokenize_chat = self
-                .request_once_at(
+                .probe_endpoint(
                     base,
-                    reqwest::Method::POST,
+                    post,
                     "/tokenize",
                     Some(&self.chat_tokenize_body(&[Message::user("ponder")])),
                 )
-                .await
-                .ok()
+                .await?
                 .and_then(|v| token_ids(v.get("tokens")))
                 .is_some_and(|ids| ids.len() > bare);
         }
@@ -396,7 +421,7 @@ impl OpenAiBackend {
     /// model's vocabulary holds them: one `/tokenize` of them all with pieces, a special token
     /// coming back whole. Without them a completion that ended at one would read as ended by a
     /// stop sequence.
-    async fn end_of_generation_ids(&self, base: &str) -> Vec<u32> {
+    async fn end_of_generation_ids(&self, base: &str) -> Result<Vec<u32>> {
         const ENDS: [&str; 14] = [
             "<|eot_id|>",
             "<|im_end|>",
@@ -413,15 +438,76 @@ impl OpenAiBackend {
             "</s>",
             "<｜end▁of▁sentence｜>",
         ];
+        let body = pieces_body(&ENDS.join("\n"), true);
         let pieces = self
-            .tokenize_pieces(&ENDS.join("\n"), true, Some(base))
-            .await
+            .probe_endpoint(base, reqwest::Method::POST, "/tokenize", Some(&body))
+            .await?
+            .and_then(|reply| read_pieces(&reply).ok())
             .unwrap_or_default();
-        pieces
+        Ok(pieces
             .into_iter()
             .filter(|(_, piece)| ENDS.iter().any(|end| end.as_bytes() == piece.as_slice()))
             .map(|(id, _)| id)
-            .collect()
+            .collect())
+    }
+
+    /// Asks the server at `base` for an optional endpoint while connecting (`/props`,
+    /// `/tokenize`, `/apply-template`): its reply, or `None` where it has none (a 404, 405 or
+    /// 501) or refuses the request for good (any other 4xx, a 505, a redirect, a reply that is
+    /// not JSON: asked again it would answer the same). A server busy or failing for now (a
+    /// 408, 429 or 5xx, a timeout, a lost connection) is asked again after a short backoff, up
+    /// to `PROBE_RETRIES` times (no more than `retries`): read as absent, the endpoint would
+    /// be off for the backend's whole life (no tokenizer, no end-of-sequence ids). Still
+    /// failing, connecting fails, naming the endpoint and what it answered. Each try waits at
+    /// most `PROBE_TIMEOUT` (within the request timeout), so a hung server fails connecting
+    /// in minutes, not a request timeout a try.
+    async fn probe_endpoint(
+        &self,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>> {
+        let url = format!("{base}{path}");
+        let tries = self.options.retries.min(PROBE_RETRIES) + 1;
+        let limit = self.options.timeout.min(PROBE_TIMEOUT);
+        let mut delay = self.options.backoff;
+        let mut tried = 0;
+        loop {
+            tried += 1;
+            let attempt = self.attempt(method.clone(), base, &url, body);
+            let (reason, retry_after) = match tokio::time::timeout(limit, attempt).await {
+                Ok(Attempt::Done(value)) => return Ok(Some(value)),
+                Ok(Attempt::Retry(message, retry_after, Some(status))) => {
+                    (format!("HTTP {status}: {message}"), retry_after)
+                }
+                Ok(Attempt::Retry(reason, _, None)) => (reason, None),
+                Ok(Attempt::Fail(e @ Error::Timeout { .. })) => (e.to_string(), None),
+                Ok(Attempt::Fail(e)) => {
+                    tracing::info!(%url, error = %e, "the server does not offer this endpoint; going without it");
+                    return Ok(None);
+                }
+                Err(_) => (format!("no answer within {limit:?}"), None),
+            };
+            if tried >= tries {
+                return Err(Error::Connection {
+                    url,
+                    attempts: tried,
+                    reason: format!(
+                        "asking what the server offers while connecting: {reason} (an endpoint \
+                         taken for absent would stay off for good; try again once the server \
+                         answers)"
+                    ),
+                });
+            }
+            let jittered = delay.mul_f64(0.75 + fastrand::f64() / 2.0);
+            let wait = retry_after
+                .map_or(jittered, |asked| asked.max(jittered))
+                .min(Duration::from_secs(15));
+            tracing::warn!(%url, tried, %reason, ?wait, "probing an endpoint failed; asking again");
+            tokio::time::sleep(wait).await;
+            delay = (delay * 2).min(Duration::from_secs(15));
+        }
     }
 
     /// vLLM's `/tokenize` of chat messages, up to the start of the assistant's turn.
@@ -656,11 +742,7 @@ impl OpenAiBackend {
             });
         }
         if matches!(status.as_u16(), 408 | 429) || status.is_server_error() {
-            return Attempt::Retry(
-                format!("HTTP {status}: {message}"),
-                retry_after,
-                Some(status.as_u16()),
-            );
+            return Attempt::Retry(message, retry_after, Some(status.as_u16()));
         }
         Attempt::Fail(Error::Http {
             url: url.to_string(),
@@ -741,13 +823,24 @@ impl OpenAiBackend {
                         self.shun(index, Some(SHUNNED_FOR));
                     }
                     if attempts > retries {
-                        if status.is_none() {
-                            self.unreachable.store(true, Ordering::Relaxed);
-                        }
-                        return Err(Error::Connection {
-                            url,
-                            attempts,
-                            reason,
+                        // A server that answered every try with an error status (a 500 for
+                        // this prompt alone, say) failed this request: its status, which a
+                        // strategy may drop as one call's failure. Servers that could not be
+                        // reached at all are lost to every call.
+                        return Err(match status {
+                            Some(status) => Error::Http {
+                                url,
+                                status,
+                                message: format!("{reason} (after {attempts} attempt(s))"),
+                            },
+                            None => {
+                                self.unreachable.store(true, Ordering::Relaxed);
+                                Error::Connection {
+                                    url,
+                                    attempts,
+                                    reason,
+                                }
+                            }
                         });
                     }
                     // The backoff is jittered; a server's own wait is kept to, up to a minute.
@@ -755,7 +848,7 @@ impl OpenAiBackend {
                     let wait = retry_after
                         .map_or(jittered, |asked| asked.max(jittered))
                         .min(Duration::from_secs(60));
-                    tracing::warn!(%url, attempts, %reason, ?wait, "retrying");
+                    tracing::warn!(%url, attempts, ?status, %reason, ?wait, "retrying");
                     tokio::time::sleep(wait).await;
                     delay = (delay * 2).min(Duration::from_secs(15));
                 }
@@ -778,7 +871,7 @@ impl OpenAiBackend {
         Ok((base, value))
     }
 
-    /// One attempt on the server at `base`, no retries: for probing optional endpoints.
+    /// One attempt on the server at `base`, no retries.
     async fn request_once_at(
         &self,
         base: &str,
@@ -805,79 +898,36 @@ impl OpenAiBackend {
 
     /// `/tokenize`, with retries.
     async fn server_tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
-        self.tokenize_request(text, add_special, None).await
+        let body = self.tokenize_body(text, add_special);
+        let reply = self
+            .request(reqwest::Method::POST, "/tokenize", Some(&body))
+            .await?;
+        read_ids(&reply)
     }
 
-    /// llama.cpp's `/tokenize` with pieces: each token's id and bytes (sent as a string where
-    /// they are whole characters, else as an array of byte values). `parse_special`: special
-    /// tokens' text makes special tokens (llama.cpp's default), else it is text, as llama.cpp
-    /// reads a stop sequence. With retries, or once at the server `once_at` (for probing).
+    /// llama.cpp's `/tokenize` with pieces, with retries: each token's id and bytes (see
+    /// [`pieces_body`]).
     async fn tokenize_pieces(
         &self,
         text: &str,
         parse_special: bool,
-        once_at: Option<&str>,
     ) -> Result<Vec<(u32, Vec<u8>)>> {
-        let body = json!({
-            "content": text,
-            "add_special": false,
-            "parse_special": parse_special,
-            "with_pieces": true,
-        });
-        let reply = self.post_tokenize(&body, once_at).await?;
-        reply
-            .get("tokens")
-            .and_then(Value::as_array)
-            .and_then(|tokens| {
-                tokens
-                    .iter()
-                    .map(|t| {
-                        let id = u32::try_from(t.get("id")?.as_u64()?).ok()?;
-                        Some((id, piece_bytes(t.get("piece")?)?))
-                    })
-                    .collect()
-            })
-            .ok_or_else(|| Error::Inference {
-                message: format!(
-                    "/tokenize answered without pieces: {}",
-                    clip(&reply.to_string())
-                ),
-            })
+        let body = pieces_body(text, parse_special);
+        let reply = self
+            .request(reqwest::Method::POST, "/tokenize", Some(&body))
+            .await?;
+        read_pieces(&reply)
     }
 
-    /// POSTs `body` to `/tokenize`: with retries, or once at the server `once_at`.
-    async fn post_tokenize(&self, body: &Value, once_at: Option<&str>) -> Result<Value> {
-        let method = reqwest::Method::POST;
-        match once_at {
-            Some(base) => {
-                self.request_once_at(base, method, "/tokenize", Some(body))
-                    .await
-            }
-            None => self.request(method, "/tokenize", Some(body)).await,
-        }
-    }
-
-    /// `/tokenize`, in the dialects of llama.cpp (`content`, `add_special`) and vLLM (`prompt`,
-    /// `add_special_tokens`): with retries, or once at the server `once_at` (for probing).
-    async fn tokenize_request(
-        &self,
-        text: &str,
-        add_special: bool,
-        once_at: Option<&str>,
-    ) -> Result<Vec<u32>> {
-        let body = json!({
+    /// A `/tokenize` body, in the dialects of llama.cpp (`content`, `add_special`) and vLLM
+    /// (`prompt`, `add_special_tokens`).
+    fn tokenize_body(&self, text: &str, add_special: bool) -> Value {
+        json!({
             "model": self.options.model,
             "content": text,
             "prompt": text,
             "add_special": add_special,
             "add_special_tokens": add_special,
-        });
-        let reply = self.post_tokenize(&body, once_at).await?;
-        token_ids(reply.get("tokens")).ok_or_else(|| Error::Inference {
-            message: format!(
-                "/tokenize answered without token ids: {}",
-                clip(&reply.to_string())
-            ),
         })
     }
 
@@ -1231,7 +1281,10 @@ impl OpenAiBackend {
     }
 
     /// [`Backend::generate`], without a deadline.
-    async fn generate_now(&self, request: GenerationRequest) -> Result<Generation> {
+    async fn generate_now(&self, mut request: GenerationRequest) -> Result<Generation> {
+        // An empty stop string stops nothing, as in process: not sent (a server may refuse it,
+        // or stop at once), and not read as the stop that ended a choice.
+        request.stop.retain(|stop| !stop.is_empty());
         if request.n == 0 {
             return Err(Error::InvalidRequest {
                 reason: "n must be at least 1",
@@ -1556,6 +1609,51 @@ impl Backend for OpenAiBackend {
                 message: "/detokenize answered without text".into(),
             })
     }
+}
+
+/// A body for llama.cpp's `/tokenize` with pieces: each token's id and bytes come back (sent
+/// as a string where they are whole characters, else as an array of byte values).
+/// `parse_special`: special tokens' text makes special tokens (llama.cpp's default), else it is
+/// text, as llama.cpp reads a stop sequence.
+fn pieces_body(text: &str, parse_special: bool) -> Value {
+    json!({
+        "content": text,
+        "add_special": false,
+        "parse_special": parse_special,
+        "with_pieces": true,
+    })
+}
+
+/// The token ids of a `/tokenize` reply.
+fn read_ids(reply: &Value) -> Result<Vec<u32>> {
+    token_ids(reply.get("tokens")).ok_or_else(|| Error::Inference {
+        message: format!(
+            "/tokenize answered without token ids: {}",
+            clip(&reply.to_string())
+        ),
+    })
+}
+
+/// The ids and bytes of a `/tokenize` reply with pieces ([`pieces_body`]).
+fn read_pieces(reply: &Value) -> Result<Vec<(u32, Vec<u8>)>> {
+    reply
+        .get("tokens")
+        .and_then(Value::as_array)
+        .and_then(|tokens| {
+            tokens
+                .iter()
+                .map(|t| {
+                    let id = u32::try_from(t.get("id")?.as_u64()?).ok()?;
+                    Some((id, piece_bytes(t.get("piece")?)?))
+                })
+                .collect()
+        })
+        .ok_or_else(|| Error::Inference {
+            message: format!(
+                "/tokenize answered without pieces: {}",
+                clip(&reply.to_string())
+            ),
+        })
 }
 
 /// The smallest `n` a refusal of `n` (`about_n`) rules out: past the largest limit it names

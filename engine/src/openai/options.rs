@@ -18,7 +18,10 @@ pub struct OpenAiOptions {
     pub concurrency: usize,
     /// Retries after the first attempt on connection errors, 408, 429 and 5xx. A timeout (a
     /// proxy's 504 or 524 among them) is sent on only to other servers, once to each; a 501 or
-    /// 505 never.
+    /// 505 never. A status the server kept answering is then that request's error
+    /// (`Error::Http`); servers never reached, `Error::Connection`. While connecting, the
+    /// optional endpoints (`/props`, `/tokenize`, `/apply-template`) are asked again at most 3
+    /// times.
     pub retries: u32,
     /// First backoff; doubled on each retry, capped at 15 s, jittered by a quarter.
     pub backoff: Duration,

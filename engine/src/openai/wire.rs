@@ -15,7 +15,9 @@ impl OpenAiBackend {
     /// llama.cpp's completions) or `{tokens, token_logprobs, top_logprobs}` (legacy completions).
     /// `None` for anything else (`null`, `{}`, `{"content": null}`): no counts are read from it.
     /// `resolve_ids`: top alternatives given without ids get them from the tokenizer, which
-    /// fails if the server cannot answer.
+    /// fails if the server cannot answer. Natural logs, whatever base the server wrote; a
+    /// chosen token's log-probability the server left out (or sent as `null`) is negative
+    /// infinity, as a missing alternative's is: not known, so never read as certain (0).
     pub(super) async fn logprobs(
         &self,
         value: &Value,
@@ -23,6 +25,15 @@ impl OpenAiBackend {
     ) -> Result<Option<Vec<TokenLogprob>>> {
         let mut out = Vec::new();
         if let Some(content) = value.get("content").and_then(Value::as_array) {
+            // mistral.rs's server writes base-10 logs (`prob.log(10.0)` in mistralrs-core's
+            // sampler), the chosen token's and its alternatives': made natural here, as the
+            // in-process backend makes its engine's. Its reply is told by its shape (see
+            // `from_mistral_rs`).
+            let scale = if content.iter().any(from_mistral_rs) {
+                std::f32::consts::LN_10
+            } else {
+                1.0
+            };
             for entry in content {
                 let mut top = Vec::new();
                 for t in entry
@@ -40,7 +51,7 @@ impl OpenAiBackend {
                     top.push(TopLogprob {
                         id: id.unwrap_or(u32::MAX),
                         token,
-                        logprob,
+                        logprob: logprob * scale,
                     });
                 }
                 out.push(TokenLogprob {
@@ -49,7 +60,7 @@ impl OpenAiBackend {
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .to_string(),
-                    logprob: entry.get("logprob").and_then(Value::as_f64).unwrap_or(0.0) as f32,
+                    logprob: chosen_logprob(entry.get("logprob")) * scale,
                     top,
                 });
             }
@@ -78,10 +89,7 @@ impl OpenAiBackend {
             }
             out.push(TokenLogprob {
                 token: token.as_str().unwrap_or_default().to_string(),
-                logprob: lps
-                    .and_then(|l| l.get(i))
-                    .and_then(Value::as_f64)
-                    .unwrap_or(0.0) as f32,
+                logprob: chosen_logprob(lps.and_then(|l| l.get(i))),
                 top,
             });
         }
@@ -172,7 +180,7 @@ impl OpenAiBackend {
                 .and_then(|m| m.get(stop).copied());
             match known {
                 Some(n) => stop_tokens = n,
-                None => match self.tokenize_pieces(stop, false, None).await {
+                None => match self.tokenize_pieces(stop, false).await {
                     Ok(pieces) => {
                         stop_tokens = pieces.len();
                         if let Ok(mut m) = self.stop_lengths.lock() {
@@ -187,7 +195,7 @@ impl OpenAiBackend {
         if written.is_ascii() && !dropped_all {
             return entries + stop_tokens;
         }
-        match self.tokenize_pieces(&written, false, None).await {
+        match self.tokenize_pieces(&written, false).await {
             Ok(pieces) if dropped_all => pieces.len(),
             Ok(pieces) => {
                 let bytes: Vec<Vec<u8>> = pieces.into_iter().map(|(_, piece)| piece).collect();
@@ -201,10 +209,34 @@ impl OpenAiBackend {
     }
 }
 
+/// A chosen token's log-probability as the server sent it; negative infinity where it is
+/// missing or not a number (`null`). Not 0, which reads as certain (the router's confidence in
+/// an answer is the product of its tokens' probabilities); not NaN either, which compares as
+/// neither low nor high and would pass any threshold: a token whose probability is not known
+/// leaves its answer unsure.
+fn chosen_logprob(value: Option<&Value>) -> f32 {
+    value
+        .and_then(Value::as_f64)
+        .map_or(f32::NEG_INFINITY, |l| l as f32)
+}
+
+/// Whether an entry of the `{content: [...]}` shape is mistral.rs's server's: an alternative
+/// with its id under `token`, a number (every other server writes text there).
+fn from_mistral_rs(entry: &Value) -> bool {
+    entry
+        .get("top_logprobs")
+        .and_then(Value::as_array)
+        .is_some_and(|top| {
+            top.iter()
+                .any(|t| t.get("token").is_some_and(Value::is_number))
+        })
+}
+
 /// A top alternative of the `{content: [...]}` shape: its id where the server gives one, its
 /// text and its log-probability. Most servers give the text under `token` and the id, if at
 /// all, under `id` (llama.cpp); mistral.rs's server gives the id under `token`, a number, and
-/// the text under `bytes` (`null` where it has no tokenizer to decode it).
+/// the text under `bytes` (`null` where it has no tokenizer to decode it). The log-probability
+/// as the server wrote it (base 10 on mistral.rs: `OpenAiBackend::logprobs` makes it natural).
 pub(super) fn top_alternative(t: &Value) -> (Option<u32>, String, f32) {
     let logprob = t.get("logprob").and_then(Value::as_f64).unwrap_or(f64::MIN) as f32;
     let id = |v: Option<&Value>| v?.as_u64().and_then(|id| u32::try_from(id).ok());

@@ -208,6 +208,51 @@ fn a_probe_that_failed_did_not_agree() {
 }
 
 #[test]
+fn probes_tied_for_the_lead_think_whatever_min_agreement_allows() {
+    let config = RouterConfig {
+        probes: NonZeroUsize::new(2).unwrap(),
+        min_agreement: 0.5,
+        min_confidence: 0.0,
+        ..RouterConfig::default()
+    };
+    // 7 and 9, one probe each: a share of 1/2 meets min_agreement, but 7 leads only by coming
+    // back first.
+    let backend = Arc::new(ScriptedBackend::new([
+        "Final Answer: 7",
+        "Final Answer: 9",
+        "Step by step: 3 + 4 = 7.\nFinal Answer: 7",
+    ]));
+    let solution = solve_with(&router(config.clone()), &backend, Budget::unlimited());
+    let d = details(&solution);
+    assert_eq!(d.route, "think", "{d:?}");
+    assert_eq!(d.why, "answers tied for the lead");
+    assert_eq!(d.short.unwrap().agreement, 0.5);
+    assert_eq!(backend.requests().len(), 2);
+    // One answer and a probe that stated none is no tie: the share alone decides.
+    let backend = Arc::new(ScriptedBackend::new(["Final Answer: 7", "I am not sure."]));
+    let solution = solve_with(&router(config.clone()), &backend, Budget::unlimited());
+    let d = details(&solution);
+    assert_eq!(d.route, "short", "{d:?}");
+    assert_eq!(solution.answer.as_deref(), Some("7"));
+    // Nor is a runner-up with fewer probes: 2 of 4 lead 1 and 1.
+    let config = RouterConfig {
+        probes: NonZeroUsize::new(4).unwrap(),
+        ..config
+    };
+    let backend = Arc::new(ScriptedBackend::new([
+        "Final Answer: 8",
+        "Final Answer: 7",
+        "Final Answer: 7",
+        "Final Answer: 9",
+    ]));
+    let solution = solve_with(&router(config), &backend, Budget::unlimited());
+    let d = details(&solution);
+    assert_eq!(d.route, "short", "{d:?}");
+    assert_eq!(d.why, "2 of 4 agree");
+    assert_eq!(solution.answer.as_deref(), Some("7"));
+}
+
+#[test]
 fn a_cut_or_missing_short_answer_escalates() {
     let config = RouterConfig {
         max_tokens: NonZeroUsize::new(16).unwrap(),
@@ -225,6 +270,22 @@ fn a_cut_or_missing_short_answer_escalates() {
     let backend = Arc::new(ScriptedBackend::new(["I am not sure.", "Final Answer: 7"]));
     let solution = solve_with(&router(config.clone()), &backend, Budget::unlimited());
     assert_eq!(details(&solution).why, "no short answer");
+    // With several probes and no answer, a cut one says the short answer was cut, whichever
+    // probe it was (not only the first).
+    let probes = RouterConfig {
+        probes: NonZeroUsize::new(2).unwrap(),
+        ..config.clone()
+    };
+    let backend = Arc::new(ScriptedBackend::new([
+        "I am not sure.",
+        "Final Answer: 1234567890",
+        "Final Answer: 7",
+    ]));
+    let solution = solve_with(&router(probes), &backend, Budget::unlimited());
+    let d = details(&solution);
+    assert_eq!(d.why, "the short answer was cut at max_tokens");
+    assert!(d.short.unwrap().cut);
+    assert_eq!(solution.answer.as_deref(), Some("7"));
     // A reply that states nothing but ends on a number (the question's, echoed) has no
     // answer either; a bare value is one.
     let backend = Arc::new(ScriptedBackend::new(["37 times 43", "Final Answer: 1591"]));
@@ -235,12 +296,107 @@ fn a_cut_or_missing_short_answer_escalates() {
     let solution = solve_with(&router(config.clone()), &backend, Budget::unlimited());
     assert_eq!(details(&solution).route, "short");
     assert_eq!(solution.answer.as_deref(), Some("1591"));
-    // Stated, for a vote over samples that asks (it is no guess of a budget's cut).
+    // Stated, for a vote over samples that asks (it is no guess of a budget's cut). A line that
+    // works a value out is a probe's answer, but not stated as the router's completion: there
+    // it may be thinking cut on its first line.
     let r = router(config);
     assert!(r.states_answer(" 1591.\n", false));
-    assert!(r.states_answer("37 * 43 = 1591", false));
+    assert!(r.states_answer("Final Answer: 1591", false));
+    assert!(!r.states_answer("37 * 43 = 1591", false));
+    assert!(bare_value("37 * 43 = 1591").is_some());
     assert!(!r.states_answer("37 times 43", false));
     assert!(!r.states_answer("Let me see.\n37 * 43 = 1591", false));
+}
+
+#[test]
+fn thinking_cut_on_its_first_line_states_no_answer() {
+    // No short answer, then thinking cut at its 40 tokens right after `= 9`: the 9 is a number
+    // of its working, which a vote over such samples must not take as stated.
+    let config: RouterConfig = parse_str(
+        "think = { kind = \"direct\", max_tokens = 40 }",
+        Format::Toml,
+    )
+    .unwrap();
+    let cut = "Three boxes of 3 apples each, so 3*3 = 9";
+    let backend = Arc::new(ScriptedBackend::new([
+        "I am not sure.".to_string(),
+        format!("{cut} apples, and 4 more make 13.\nFinal Answer: 13"),
+    ]));
+    let r = router(config);
+    let solution = solve_with(&r, &backend, Budget::unlimited());
+    assert_eq!(solution.stop_reason, StopReason::MaxTokens);
+    assert_eq!(solution.completion, cut);
+    assert_eq!(details(&solution).why, "no short answer");
+    assert!(!r.states_answer(&solution.completion, false));
+    // Read as a short probe's whole reply, the same line would be its answer.
+    assert_eq!(bare_value(cut).as_deref(), Some("9"));
+}
+
+/// The scripted backend, saying it returns no log-probabilities.
+struct NoLogprobs(ScriptedBackend);
+
+#[async_trait]
+impl Backend for NoLogprobs {
+    async fn generate(&self, request: GenerationRequest) -> Result<ponder_engine::Generation> {
+        self.0.generate(request).await
+    }
+
+    fn capabilities(&self) -> ponder_engine::Capabilities {
+        ponder_engine::Capabilities {
+            max_top_logprobs: 0,
+            ..self.0.capabilities()
+        }
+    }
+
+    async fn tokenize(&self, input: TokenizeInput<'_>) -> Result<Vec<u32>> {
+        self.0.tokenize(input).await
+    }
+
+    async fn detokenize(&self, ids: &[u32]) -> Result<String> {
+        self.0.detokenize(ids).await
+    }
+}
+
+#[test]
+fn min_confidence_without_log_probabilities_is_refused_before_the_probe_is_paid_for() {
+    let backend = Arc::new(NoLogprobs(ScriptedBackend::new(["Final Answer: 7"])));
+    let err = futures::executor::block_on(ponder_engine::solve(
+        &router(RouterConfig::default()),
+        &Problem::new("p", "What is 3 + 4?"),
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Unsupported {
+                backend: "scripted",
+                operation: LOGPROBS_FOR_CONFIDENCE
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("min_confidence = 0"), "{err}");
+    // No call made: nothing recorded, the reply still in the script.
+    assert!(backend.0.requests().is_empty());
+    assert_eq!(backend.0.remaining(), 1);
+    // With the signal off the same backend answers short.
+    let config = RouterConfig {
+        min_confidence: 0.0,
+        ..RouterConfig::default()
+    };
+    let backend = Arc::new(NoLogprobs(ScriptedBackend::new(["Final Answer: 7"])));
+    let solution = futures::executor::block_on(ponder_engine::solve(
+        &router(config),
+        &Problem::new("p", "What is 3 + 4?"),
+        Arc::clone(&backend) as Arc<dyn Backend>,
+        Budget::unlimited(),
+    ))
+    .unwrap();
+    assert_eq!(solution.answer.as_deref(), Some("7"));
+    assert_eq!(details(&solution).route, "short");
+    assert_eq!(backend.0.requests().len(), 1);
 }
 
 #[test]
