@@ -672,23 +672,51 @@ mod tests {
     }
 
     #[test]
-    fn shared_datasets_parse() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets");
-        if !root.exists() {
-            eprintln!("skipping: {} not present", root.display());
-            return;
-        }
-        for (file, rows) in [
-            ("gsm8k/test.jsonl", 1000),
-            ("humaneval/HumanEval.jsonl", 82),
-            ("svamp/test.jsonl", 1000),
-            ("math500/test.jsonl", 250),
+    fn datasets_parse() {
+        // The fixtures' first rows of each set, always there (a clone without `shared/` tests
+        // them too); the whole sets where `shared/datasets` is beside the checkout.
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let fixtures = manifest.join("tests/fixtures/datasets");
+        let shared = manifest.join("../../shared/datasets");
+        for (file, fixture_rows, shared_rows) in [
+            ("gsm8k/test.jsonl", Some(60), 1000),
+            ("math500/test.jsonl", Some(60), 250),
+            ("svamp/test.jsonl", Some(60), 1000),
+            ("aime24/test.jsonl", Some(30), 30),
+            ("mawps/addsub.jsonl", Some(60), 395),
+            ("mawps/multiarith.jsonl", Some(60), 600),
+            ("mawps/singleeq.jsonl", Some(60), 508),
+            ("mawps/singleop.jsonl", Some(60), 562),
+            ("humaneval/HumanEval.jsonl", None, 82),
         ] {
-            let problems = Problem::load_jsonl(&root.join(file)).unwrap();
-            assert_eq!(problems.len(), rows, "{file}");
-            assert!(problems
-                .iter()
-                .all(|p| p.reference.is_some() || p.code.is_some()));
+            let mut sets = Vec::new();
+            if let Some(rows) = fixture_rows {
+                sets.push((fixtures.join(file), rows));
+            }
+            if shared.exists() {
+                sets.push((shared.join(file), shared_rows));
+            } else {
+                eprintln!("{} not present: fixtures only", shared.display());
+            }
+            for (path, rows) in sets {
+                let problems = Problem::load_jsonl(&path).unwrap();
+                assert_eq!(problems.len(), rows, "{}", path.display());
+                for problem in &problems {
+                    match (&problem.reference, &problem.code) {
+                        // Every reference reads as an answer equal to itself.
+                        (Some(reference), _) => assert!(
+                            crate::answer::equivalent(reference, reference),
+                            "{}: {}: {reference}",
+                            path.display(),
+                            problem.id
+                        ),
+                        (None, Some(_)) => {}
+                        (None, None) => {
+                            panic!("{}: {} has no reference", path.display(), problem.id)
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Extraction: pulling the final answer out of a completion (boxed, after a cue, or
 //! the last number).
 
+use super::num::scaled_at;
 use super::scan::{collect, digit_run, group_end, is_digit_at, letters_at};
 use super::{eval, is_listed, normalize, MATH_WORDS};
 
@@ -32,55 +33,56 @@ const NOT_AN_ANSWER: &str = "correct incorrect right wrong not as that this thes
 
 /// Content of the last well-formed `\boxed`/`\fbox` in `text`.
 pub(super) fn last_boxed(text: &str) -> Option<String> {
+    last_boxed_at(text).map(|(_, content)| content)
+}
+
+/// [`last_boxed`], with where the box ends in `text` (the byte past its closing brace).
+pub(super) fn last_boxed_at(text: &str) -> Option<(usize, String)> {
     let mut starts: Vec<usize> = Vec::new();
     for name in ["\\boxed", "\\fbox"] {
         starts.extend(text.match_indices(name).map(|(p, m)| p + m.len()));
     }
     starts.sort_unstable();
-    starts
-        .iter()
-        .rev()
-        .find_map(|&end| text.get(end..).and_then(boxed_argument))
+    starts.iter().rev().find_map(|&end| {
+        let (content, len) = text.get(end..).and_then(boxed_argument)?;
+        Some((end + len, content))
+    })
 }
 
-/// The argument of a `\boxed` whose name has just been consumed.
-fn boxed_argument(rest: &str) -> Option<String> {
+/// The argument of a `\boxed` whose name has just been consumed, and the bytes of `rest` it
+/// takes up to its end.
+fn boxed_argument(rest: &str) -> Option<(String, usize)> {
     if rest.starts_with(|c: char| c.is_ascii_alphabetic()) {
         return None;
     }
     let trimmed = rest.trim_start();
-    let content = if trimmed.starts_with('{') {
+    let lead = rest.len() - trimmed.len();
+    let (content, len) = if trimmed.starts_with('{') {
         let chars: Vec<char> = trimmed.chars().collect();
         let end = group_end(&chars, 0)?;
-        chars.get(1..end)?.iter().collect::<String>()
+        let len = chars
+            .get(..=end)?
+            .iter()
+            .map(|c| c.len_utf8())
+            .sum::<usize>();
+        (chars.get(1..end)?.iter().collect::<String>(), len)
     } else {
-        trimmed
+        let word = trimmed
             .split(|c: char| c.is_whitespace() || c == '$')
-            .next()?
-            .trim_end_matches(['.', ','])
-            .to_string()
+            .next()?;
+        (word.trim_end_matches(['.', ',']).to_string(), word.len())
     };
     let content = content.trim();
-    (!content.is_empty()).then(|| content.to_string())
+    (!content.is_empty()).then(|| (content.to_string(), lead + len))
 }
 
-/// The answer after the last strong cue that is followed by one; else after the last weak cue
-/// that is; else None.
-pub(super) fn after_cue(text: &str) -> Option<String> {
+/// The answer after the last strong cue that is followed by one, and where that cue ends.
+pub(super) fn after_strong_cue(text: &str) -> Option<(usize, String)> {
     // ASCII lower-casing keeps byte offsets identical to `text`.
     let lower = text.to_ascii_lowercase();
-    let ends = |cues: &[&str]| {
-        let mut ends: Vec<usize> = cues
-            .iter()
-            .flat_map(|cue| lower.match_indices(cue).map(|(p, m)| p + m.len()))
-            .collect();
-        ends.sort_unstable();
-        ends.dedup();
-        ends
-    };
-    let mut strong = ends(STRONG_CUES);
+    let mut strong = cue_ends(&lower, STRONG_CUES);
     strong.extend(
-        ends(&[BARE_CUE])
+        cue_ends(&lower, &[BARE_CUE])
             .into_iter()
             .filter(|&end| introduces(&lower, end)),
     );
@@ -96,13 +98,32 @@ pub(super) fn after_cue(text: &str) -> Option<String> {
         }
     }
     strong.sort_unstable();
-    let weak = ends(WEAK_CUES);
     strong
-        .iter()
+        .into_iter()
         .rev()
-        .chain(weak.iter().rev())
-        .filter(|&&end| !in_passing(text, end))
-        .find_map(|&end| answer_at(text, end))
+        .filter(|&end| !in_passing(text, end))
+        .find_map(|end| Some((end, answer_at(text, end)?)))
+}
+
+/// The answer after the last weak cue that is followed by one.
+pub(super) fn after_weak_cue(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    cue_ends(&lower, WEAK_CUES)
+        .into_iter()
+        .rev()
+        .filter(|&end| !in_passing(text, end))
+        .find_map(|end| answer_at(text, end))
+}
+
+/// Where each of `cues` ends in `lower` (lower-cased), in order.
+fn cue_ends(lower: &str, cues: &[&str]) -> Vec<usize> {
+    let mut ends: Vec<usize> = cues
+        .iter()
+        .flat_map(|cue| lower.match_indices(cue).map(|(p, m)| p + m.len()))
+        .collect();
+    ends.sort_unstable();
+    ends.dedup();
+    ends
 }
 
 /// Whether the bare cue ending at `end` of `lower` (lower-cased) introduces what follows: after
@@ -160,7 +181,11 @@ fn answer_at(text: &str, end: usize) -> Option<String> {
     let tail = tail.trim_start_matches(|c: char| {
         c.is_whitespace() || matches!(c, ':' | '*' | '#' | '}' | '=')
     });
-    let tail = if below { past_list_marker(tail) } else { tail };
+    let tail = if below {
+        past_list_marker(tail)
+    } else {
+        past_separator_dash(tail)
+    };
     // A cue repeated inside the answer (`Final Answer: The answer is (C).`): read after it.
     let inner = WEAK_CUES.iter().find(|cue| {
         tail.get(..cue.len())
@@ -227,6 +252,15 @@ fn past_list_marker(line: &str) -> &str {
         }
         _ => line,
     }
+}
+
+/// `line` past a dash that separates a cue from the answer on its line (`Final answer - 18`,
+/// `Final Answer: - 18`): a dash, then a space. A minus sign is written against its number
+/// (`Final Answer: -18`).
+fn past_separator_dash(line: &str) -> &str {
+    line.strip_prefix(['-', '\u{2013}', '\u{2014}'])
+        .filter(|rest| rest.starts_with([' ', '\t']))
+        .map_or(line, str::trim_start)
 }
 
 /// True when `tail` opens display math that its first line does not close.
@@ -297,6 +331,8 @@ fn cue_candidate(line: &str) -> Option<String> {
         _ => cut_sentence(line),
     };
     let cand = clean_candidate(raw);
+    // A hedge before the value (`approx. 18`, `e.g. 5`): the value.
+    let cand = past_hedge(&cand).map(str::to_string).unwrap_or(cand);
     // Punctuation alone (`=`, `-`) says nothing; nor does the prompt's placeholder echoed
     // (`Final Answer: <answer>`), nor a label whose value would follow it (`Output:`).
     if !cand.chars().any(char::is_alphanumeric) || is_placeholder(&cand) || is_label(&cand) {
@@ -364,6 +400,10 @@ fn without_trailing_working(cand: &str) -> Option<String> {
             .all(|c| c.is_ascii_digit() || matches!(c, ',' | '.' | '/'));
     if !plain {
         return None;
+    }
+    // A remark opened by an abbreviation (`18 (i.e. 9 x 2)`): the number, whatever it says.
+    if past_hedge(inside).is_some() {
+        return Some(before.to_string());
     }
     // Only working that comes to the number (`18 (9 + 9)`, `25% (0.25)`): `3 (x + 2)` and
     // `2 (\sqrt{3} - 1)` are products.
@@ -529,15 +569,51 @@ fn math_span_at(line: &str) -> Option<(usize, usize, usize)> {
     None
 }
 
-/// The line up to its first sentence end (". ", "! ", "? " or a final '.').
+/// Abbreviations whose `.` ends no sentence (`Mr. Smith has 18 apples`, `18 (i.e. 9 x 2)`),
+/// lower-case, without their last `.`.
+const ABBREVIATIONS: &str = "approx i.e e.g cf vs etc mr mrs dr st";
+
+/// Abbreviations that hedge or explain the value they come before (`approx. 18`, `e.g. 5`).
+const HEDGES: &str = "approx i.e e.g";
+
+/// The line up to its first sentence end (". ", "! ", "? " or a final '.'). A `.` after an
+/// abbreviation ([`ABBREVIATIONS`]), or before a word in lower case or a number (`No. 5`,
+/// `approx. 18`), ends none: the sentence, and the answer in it, goes on.
 fn cut_sentence(line: &str) -> &str {
     let mut it = line.char_indices().peekable();
     while let Some((i, c)) = it.next() {
         if matches!(c, '.' | '!' | '?') && it.peek().is_none_or(|&(_, n)| n.is_whitespace()) {
-            return line.get(..i).unwrap_or(line);
+            let before = line.get(..i).unwrap_or_default();
+            let after = line.get(i + 1..).unwrap_or_default().trim_start();
+            let goes_on = c == '.'
+                && (ends_in_abbreviation(before)
+                    || after.starts_with(|n: char| n.is_lowercase() || n.is_ascii_digit()));
+            if !goes_on {
+                return line.get(..i).unwrap_or(line);
+            }
         }
     }
     line
+}
+
+/// Whether the last word of `before` (letters, and the dots inside `e.g`) is one of
+/// [`ABBREVIATIONS`], a word of its own (not the `st` of `1st`).
+fn ends_in_abbreviation(before: &str) -> bool {
+    let start = before.trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == '.');
+    let word = before
+        .get(start.len()..)
+        .unwrap_or_default()
+        .trim_start_matches('.');
+    !start.ends_with(char::is_alphanumeric) && is_listed(ABBREVIATIONS, &word.to_ascii_lowercase())
+}
+
+/// `s` past a hedge that opens it ([`HEDGES`], with its `.`) and the spaces after; None where it
+/// opens with none or nothing follows it.
+fn past_hedge(s: &str) -> Option<&str> {
+    let (word, rest) = s.trim_start().split_once(char::is_whitespace)?;
+    let stem = word.strip_suffix('.')?;
+    let rest = rest.trim_start();
+    (is_listed(HEDGES, &stem.to_ascii_lowercase()) && !rest.is_empty()).then_some(rest)
 }
 
 /// Strip whitespace, markdown bold, stray dollars and trailing punctuation.
@@ -780,6 +856,26 @@ pub(super) fn last_number(text: &str) -> Option<String> {
     })
 }
 
+/// Whether the number `n` (as [`numbers`] writes it) is in bold in `text` (`She has **7**
+/// apples.`): the answer given, not a number the text happens to end on.
+pub(super) fn emphasised(text: &str, n: &str) -> bool {
+    text.split("**")
+        .skip(1)
+        .step_by(2)
+        .any(|bold| numbers(bold).iter().any(|m| m == n))
+}
+
+/// Whether `text` is one short line with one number in it (`7`, `She has 7 apples.`): an answer
+/// given on its own, not a sentence that happens to end on a number (`She sells 9 eggs for $2
+/// each.`).
+pub(super) fn lone_number(text: &str) -> bool {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    match (lines.next(), lines.next()) {
+        (Some(line), None) => numbers(line).len() == 1 && line.split_whitespace().count() <= 6,
+        _ => false,
+    }
+}
+
 /// `line` past a leading `Step 2:` (`Step 2.`, `Step 2 -`, `Step 2`), where it has one.
 fn strip_step(line: &str) -> &str {
     let Some(head) = line.get(..4).filter(|h| h.eq_ignore_ascii_case("step")) else {
@@ -820,7 +916,8 @@ fn without_exponents(line: &str) -> String {
     out
 }
 
-/// Every number in `s`, in order, thousands separators removed.
+/// Every number in `s`, in order, thousands separators removed and a scale word after it
+/// multiplied in (`3 million` is `3000000`).
 pub(super) fn numbers(s: &str) -> Vec<String> {
     let c: Vec<char> = s.chars().collect();
     let mut out = Vec::new();
@@ -851,6 +948,11 @@ pub(super) fn numbers(s: &str) -> Vec<String> {
                             end = after;
                         }
                     }
+                }
+                // A scale word after it (`3 million`): the number they make.
+                if let Some((value, after)) = scaled_at(&c, end, &text) {
+                    text = value;
+                    end = after;
                 }
                 out.push(format!("{sign}{text}"));
                 i = end;

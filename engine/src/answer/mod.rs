@@ -1,12 +1,14 @@
 //! Final-answer extraction and answer equivalence, for grading and for voting.
 //!
-//! * [`extract_answer`] pulls the final answer out of a model completion: the last
-//!   `\boxed{...}` / `\fbox{...}`, else the text after the last "Final Answer" (or GSM8K's
-//!   `#### 42`), else after the last weaker cue ("the answer is", "answer:"), skipping cues
-//!   followed by a remark ("this answer is correct"), else the last number; of a reasoning
-//!   model's completion, from what follows its thinking first ([`after_thinking`]).
+//! * [`extract_answer`] pulls the final answer out of a model completion: of the last
+//!   `\boxed{...}` / `\fbox{...}` and the text after the last "Final Answer" (or GSM8K's
+//!   `#### 42`), whichever comes later; else the text after the last weaker cue ("the answer
+//!   is", "answer:"), skipping cues followed by a remark ("this answer is correct"); else the
+//!   last number; of a reasoning model's completion, from what follows its thinking first
+//!   ([`after_thinking`]).
 //! * [`equivalent`] decides whether two answers denote the same value. Both sides are
-//!   normalised (thousands separators, units, currency, percent and degree signs,
+//!   normalised (thousands separators, units, currency, percent and degree signs, a
+//!   temperature's scale (`-5°C`), a leading `\approx`, scale words (`3 million`),
 //!   `\left`/`\right`, LaTeX spacing, `\dfrac`/`\tfrac`, `\text{...}`, the words after a
 //!   value (`18 dollars per day`), assignments to a name (`x = 5`, `(x,y) = (1,2)`, `DE = 3`,
 //!   `f(2) = 7`), multiple-choice letters, case), then compared as exact strings, as numbers
@@ -29,7 +31,10 @@ mod structure;
 #[cfg(test)]
 mod tests;
 
-use extract::{after_cue, last_boxed, last_number};
+use extract::{
+    after_strong_cue, after_weak_cue, emphasised, last_boxed, last_boxed_at, last_number,
+    lone_number,
+};
 use normalize::normalize;
 use num::eval;
 use structure::{key_of, same_function, same_structure};
@@ -47,34 +52,64 @@ fn is_listed(list: &str, word: &str) -> bool {
 
 /// Pull the final answer out of a model's completion, or None.
 ///
-/// Priority: the last `\boxed{...}` or `\fbox{...}` (balanced braces); else the text
-/// after the last strong cue ("Final Answer:", "final answer is", `#### N`), else after the
-/// last weak one ("the answer is", "answer:"), cut to its line or sentence and skipping cues
-/// followed by a remark rather than an answer; else the last number in the text (integers,
-/// decimals, negatives, `1,234,567`, `3/4`, `\frac{1}{2}`), not counting list markers
-/// (`1. First, ...`), steps (`Step 2:`, `### Step 3`) or exponents (`24 m^2`).
+/// Priority: of the last `\boxed{...}` or `\fbox{...}` (balanced braces) and the text after
+/// the last strong cue ("Final Answer:", "final answer is", `#### N`), whichever comes later
+/// (a box before `Final Answer: 18` was working); else the text after the last weak cue ("the
+/// answer is", "answer:"), cut to its line or sentence and skipping cues followed by a remark
+/// rather than an answer; else the last number in the text (integers, decimals, negatives,
+/// `1,234,567`, `3/4`, `\frac{1}{2}`, `3 million`), not counting list markers (`1. First,
+/// ...`), steps (`Step 2:`, `### Step 3`) or exponents (`24 m^2`).
 /// A sentence after a cue gives the number its verb states (`The cost of 3 shirts is $45`:
 /// 45); math written after a cue, the span after the last `is` or `=` between spans (`The
 /// value of $x$ is $5$`: 5).
 ///
 /// A reasoning model's completion is read after its thinking first ([`after_thinking`]): a
 /// `\boxed{5}` tried out while thinking does not outrank the 7 it answers with after
-/// `</think>`. Where that part gives no answer (it says none, or thinking was cut off before
-/// it ended), the whole text is read.
+/// `</think>`. An answer the thinking states (`Final Answer: 18</think>`) does outrank a bare
+/// last number after it (`She sells 9 eggs for $2 each.`: not 2), unless that number is in
+/// bold or is all the one short line after the thinking says (`She has **7** apples.`, `7`).
+/// Where that part gives no answer (it says none, or thinking was cut off before it ended),
+/// the whole text is read.
 pub fn extract_answer(text: &str) -> Option<String> {
-    after_thinking(text)
-        .and_then(extract_in)
-        .or_else(|| extract_in(text))
+    let Some(after) = after_thinking(text) else {
+        return extract_in(text);
+    };
+    if let Some(stated) = stated_in(after) {
+        return Some(stated);
+    }
+    let guess = last_number(after);
+    if guess
+        .as_deref()
+        .is_some_and(|n| emphasised(after, n) || lone_number(after))
+    {
+        return guess;
+    }
+    let thinking = text
+        .rsplit_once(THINK_CLOSE)
+        .map_or("", |(thinking, _)| thinking);
+    stated_in(thinking).or(guess).or_else(|| extract_in(text))
 }
 
 fn extract_in(text: &str) -> Option<String> {
-    last_boxed(text)
-        .or_else(|| after_cue(text))
-        .or_else(|| last_number(text))
+    stated_in(text).or_else(|| last_number(text))
+}
+
+/// The answer `text` states: of its last `\boxed{...}` and the answer after its last strong cue,
+/// whichever comes later (ponder's prompts ask for `Final Answer: <answer>`, so a box before
+/// that line was working, `We get \boxed{9} eggs ... Final Answer: 18`; a box on the cue's
+/// line or after it is the answer); else the answer after its last weak cue.
+fn stated_in(text: &str) -> Option<String> {
+    match (last_boxed_at(text), after_strong_cue(text)) {
+        (Some((box_end, _)), Some((cue_end, cued))) if cue_end > box_end => Some(cued),
+        (Some((_, boxed)), _) => Some(boxed),
+        (None, Some((_, cued))) => Some(cued),
+        (None, None) => after_weak_cue(text),
+    }
 }
 
 /// The answer a completion states, read as [`extract_answer`] reads it but never guessed: its
-/// last `\boxed{...}` or what follows an answer cue, not the last number it happens to end on.
+/// last `\boxed{...}` or what follows an answer cue, whichever comes later, not the last
+/// number it happens to end on.
 /// What a completion cut off mid-way says for sure (`... so 3 boxes cost 3` states nothing;
 /// nor does a `\boxed{5}` tried inside thinking, cut before it closed or right after: after
 /// `</think>`, only what follows it states).
@@ -82,12 +117,11 @@ pub fn stated_answer(text: &str) -> Option<String> {
     if text.contains(THINK_OPEN) && !text.contains(THINK_CLOSE) {
         return None;
     }
-    let stated = |t: &str| last_boxed(t).or_else(|| after_cue(t));
     // After thinking, only what follows it states (nothing, where it was cut right there).
     if text.contains(THINK_CLOSE) {
-        return after_thinking(text).and_then(stated);
+        return after_thinking(text).and_then(stated_in);
     }
-    stated(text)
+    stated_in(text)
 }
 
 /// [`stated_answer`] of a completion whose turn the chat template began with `<think>`

@@ -2,7 +2,7 @@
 //! percent and degree signs, LaTeX spacing and commands, assignments, choice letters).
 
 use super::extract::last_boxed;
-use super::num::{eval, Num};
+use super::num::{eval, scaled_at, Num};
 use super::scan::{collect, digit_run, group_end, is_digit_at, letters_at, paren_end};
 use super::{is_listed, MATH_WORDS, MAX_DEPTH};
 
@@ -63,10 +63,13 @@ pub(super) fn normalize(raw: &str) -> Normalized {
             s = strip_math_delimiters(&inner);
         }
     }
+    s = without_approx_sign(&s);
     s = join_latex_thousands(&s);
     s = latex_spacing(&s);
     let lower = s.to_ascii_lowercase();
     let percent = lower.contains('%') || lower.contains("percent");
+    // Before the degree signs go: `-5°C` would leave `-5c`.
+    s = strip_temperature_scale(&s);
     for (from, to) in REWRITES {
         s = s.replace(from, to);
     }
@@ -76,6 +79,7 @@ pub(super) fn normalize(raw: &str) -> Normalized {
     }
     s = number_words(&s);
     s = join_plain_thousands(&s);
+    s = scale_words(&s);
     // Units first: `3 1/2 hours` is the mixed number 3 1/2.
     s = strip_units(&s);
     s = plain_mixed_number(s);
@@ -109,6 +113,104 @@ fn strip_math_delimiters(s: &str) -> String {
             return t.to_string();
         }
     }
+}
+
+/// An answer less a leading "about" sign (`≈18.85`, `\approx 18.85`, `\sim 5`): the value it
+/// gives. (Between two values, `\frac{1}{3} \approx 0.33`, [`value_chain`] reads it.)
+fn without_approx_sign(s: &str) -> String {
+    let t = s.trim_start();
+    for sign in ["\\approx", "\\sim", "\u{2248}", "\u{223c}"] {
+        if let Some(rest) = t.strip_prefix(sign) {
+            // Not another command that starts alike (`\simeq`).
+            if !rest.starts_with(|c: char| c.is_ascii_alphabetic()) && !rest.trim().is_empty() {
+                return rest.trim_start().to_string();
+            }
+        }
+    }
+    s.to_string()
+}
+
+/// How a degree is written (longest first, so `^{\circ}` goes whole). Not a bare `\circ`, which
+/// is also composition (`g \circ f`).
+const DEGREE_SIGNS: &[&str] = &[
+    "{}^{\\circ}",
+    "{}^\\circ",
+    "^{\\circ}",
+    "^\\circ",
+    "^\\degree",
+    "\\degree",
+    "\u{00b0}",
+];
+
+/// A temperature's degree sign and scale together (`-5°C`, `25 °F`, `10^\circ \text{C}`,
+/// `300^{\circ}K`, `20℃`) removed, leaving the value: removing the degree sign alone would leave
+/// `-5c`, which is not `-5`. A letter after a number with no degree sign (`5c`) stays.
+fn strip_temperature_scale(s: &str) -> String {
+    let s = s.replace(['\u{2103}', '\u{2109}'], "");
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s.as_str();
+    'scan: while let Some(ch) = rest.chars().next() {
+        for &sign in DEGREE_SIGNS {
+            if let Some(tail) = rest.strip_prefix(sign).and_then(past_scale) {
+                rest = tail;
+                continue 'scan;
+            }
+        }
+        out.push(ch);
+        rest = rest.get(ch.len_utf8()..).unwrap_or_default();
+    }
+    out
+}
+
+/// `s` (just after a degree sign) past the letter of a temperature scale, `C`, `F` or `K`, bare
+/// or in `\text{..}` (`\mathrm`, `\textrm`, `\mbox`, or braces alone), and spaces before it;
+/// None where no scale's letter comes next as a word of its own.
+fn past_scale(s: &str) -> Option<&str> {
+    const SCALES: [char; 3] = ['C', 'F', 'K'];
+    let s = s.trim_start();
+    for wrapper in ["\\text{", "\\mathrm{", "\\textrm{", "\\mbox{", "{"] {
+        if let Some(inner) = s.strip_prefix(wrapper) {
+            let tail = inner.trim_start().strip_prefix(SCALES)?;
+            return tail.trim_start().strip_prefix('}');
+        }
+    }
+    let tail = s.strip_prefix(SCALES)?;
+    (!tail.starts_with(|c: char| c.is_alphanumeric())).then_some(tail)
+}
+
+/// A number followed by a scale word, `3 million`, `7.5 thousand`, as the number they make
+/// (`3000000`, `7500`; [`scaled_at`]); `three million` in words is [`number_words`]'s. Not a
+/// number that is part of another (`x2`, `10^3`, `1/2`).
+fn scale_words(s: &str) -> String {
+    let c: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while let Some(&ch) = c.get(i) {
+        let prev = i.checked_sub(1).and_then(|p| c.get(p)).copied();
+        let starts = ch.is_ascii_digit()
+            && !prev.is_some_and(|p| p.is_alphanumeric() || matches!(p, '.' | '/' | '^' | '_'));
+        if !starts {
+            out.push(ch);
+            i += 1;
+            continue;
+        }
+        let mut end = i + digit_run(&c, i);
+        if c.get(end) == Some(&'.') && is_digit_at(&c, end + 1) {
+            end += 1 + digit_run(&c, end + 1);
+        }
+        let number = collect(&c, i, end);
+        match scaled_at(&c, end, &number) {
+            Some((value, after)) => {
+                out.push_str(&value);
+                i = after;
+            }
+            None => {
+                out.push_str(&number);
+                i = end;
+            }
+        }
+    }
+    out
 }
 
 /// `10,\!080` and `1{,}000` -> `10080`, `1000`.

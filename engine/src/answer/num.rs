@@ -213,6 +213,58 @@ pub(super) fn eval_at(s: &str, vars: &[(char, Num)]) -> Option<Num> {
     (p.i == chars.len()).then_some(v)
 }
 
+/// Words that after a number multiply it (`3 million`), with the power of ten each stands for.
+const SCALE_WORDS: [(&str, usize); 4] = [
+    ("thousand", 3),
+    ("million", 6),
+    ("billion", 9),
+    ("trillion", 12),
+];
+
+/// A plain decimal `number` (`7.5`, `3`) times the scale `word` names (`million`), written
+/// out (`7500000`), exactly; None where `word` is no scale or `number` no plain decimal.
+pub(super) fn scaled(number: &str, word: &str) -> Option<String> {
+    let &(_, zeros) = SCALE_WORDS
+        .iter()
+        .find(|(scale, _)| word.eq_ignore_ascii_case(scale))?;
+    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+    let digits = format!("{int}{frac}");
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // The decimal point moved `zeros` places to the right.
+    let moved = match zeros.checked_sub(frac.len()) {
+        Some(pad) => format!("{digits}{}", "0".repeat(pad)),
+        None => {
+            let point = int.len() + zeros;
+            format!("{}.{}", digits.get(..point)?, digits.get(point..)?)
+        }
+    };
+    let value = moved.trim_start_matches('0');
+    Some(if value.is_empty() || value.starts_with('.') {
+        format!("0{value}")
+    } else {
+        value.to_string()
+    })
+}
+
+/// The number `number`, which ends at `end` of `c`, times a scale word that follows it after a
+/// space (`3 million`): their value ([`scaled`]) and where the word ends. None where no scale
+/// word follows.
+pub(super) fn scaled_at(c: &[char], end: usize, number: &str) -> Option<(String, usize)> {
+    let spaces = c.iter().skip(end).take_while(|&&x| x == ' ').count();
+    if spaces == 0 {
+        return None;
+    }
+    let word = letters_at(c, end + spaces);
+    let after = end + spaces + word.len();
+    // A whole word: not `million` of `millionths` (letters_at takes every ASCII letter).
+    if c.get(after).is_some_and(|x| x.is_alphabetic()) {
+        return None;
+    }
+    Some((scaled(number, &word)?, after))
+}
+
 /// Most atoms one evaluation reads, trial parses included: a few per character of any answer,
 /// while nesting the parser must try two ways at each level (a mixed number's fraction, then
 /// a product, past the depth limit) gives up here, not after minutes.

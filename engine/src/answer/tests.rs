@@ -19,8 +19,9 @@ fn extracts_boxed_last_and_nested() {
     assert_eq!(ex("\\boxed{\\{1,2\\}}").unwrap(), "\\{1,2\\}");
     // Unbalanced last box falls back to the previous one.
     assert_eq!(ex("\\boxed{3} and \\boxed{4").unwrap(), "3");
-    // Boxed wins over a later cue.
-    assert_eq!(ex("\\boxed{9}. Final Answer: 8").unwrap(), "9");
+    // A box before the `Final Answer:` line ponder's prompts ask for was working: the line
+    // after it is the answer (helper-162; it was 9).
+    assert_eq!(ex("\\boxed{9}. Final Answer: 8").unwrap(), "8");
 }
 
 #[test]
@@ -640,17 +641,29 @@ fn survives_hostile_input() {
     }
 }
 
-fn rows(rel: &str) -> Option<Vec<serde_json::Value>> {
-    let path = format!("{}/../../shared/datasets/{rel}", env!("CARGO_MANIFEST_DIR"));
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("skipping: {path} not found");
-        return None;
-    };
-    Some(
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect(),
-    )
+/// The sets of rows of the dataset file `rel` (`gsm8k/test.jsonl`): the copy of its first rows
+/// in this crate's fixtures, always there, then the whole set where the checkout has
+/// `shared/datasets` beside it.
+fn datasets(rel: &str) -> Vec<Vec<serde_json::Value>> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let fixture = format!("{root}/tests/fixtures/datasets/{rel}");
+    let mut sets = vec![read_rows(&fixture).unwrap_or_else(|| panic!("{fixture} is missing"))];
+    let shared = format!("{root}/../../shared/datasets/{rel}");
+    match read_rows(&shared) {
+        Some(rows) => sets.push(rows),
+        None => eprintln!("{shared} not found: the fixture's rows only"),
+    }
+    sets
+}
+
+fn read_rows(path: &str) -> Option<Vec<serde_json::Value>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!rows.is_empty(), "{path} has no rows");
+    Some(rows)
 }
 
 fn field<'a>(row: &'a serde_json::Value, name: &str) -> Option<&'a str> {
@@ -659,55 +672,89 @@ fn field<'a>(row: &'a serde_json::Value, name: &str) -> Option<&'a str> {
 
 #[test]
 fn gsm8k_references() {
-    let Some(rows) = rows("gsm8k/test.jsonl") else {
-        return;
-    };
-    let answers: Vec<&str> = rows.iter().map(|r| field(r, "answer").unwrap()).collect();
-    for (row, answer) in rows.iter().zip(&answers) {
-        assert!(equivalent(answer, answer), "{answer}");
-        if let Some(solution) = field(row, "solution") {
+    for rows in datasets("gsm8k/test.jsonl") {
+        let answers: Vec<&str> = rows.iter().map(|r| field(r, "answer").unwrap()).collect();
+        for (row, answer) in rows.iter().zip(&answers) {
+            assert!(equivalent(answer, answer), "{answer}");
+            let solution = field(row, "solution").unwrap();
+            // The `#### n` the solution ends with, marked and as a completion reads.
+            let marked = marked_answer(solution).unwrap();
+            assert!(equivalent(&marked, answer), "{marked} vs {answer}");
             let got = extract_answer(solution).unwrap();
             assert!(equivalent(&got, answer), "{got} vs {answer}");
+            let got = extract_answer(&format!("... so the total is {answer}.")).unwrap();
+            assert!(equivalent(&got, answer), "{got} vs {answer}");
+            assert_eq!(canonical_key(&got), canonical_key(answer));
         }
-        let got = extract_answer(&format!("... so the total is {answer}.")).unwrap();
-        assert!(equivalent(&got, answer), "{got} vs {answer}");
-        assert_eq!(canonical_key(&got), canonical_key(answer));
-    }
-    let mut distinct = 0;
-    for pair in answers.windows(2) {
-        let (a, b) = (pair[0], pair[1]);
-        if a.parse::<f64>().unwrap() != b.parse::<f64>().unwrap() {
-            distinct += 1;
-            assert!(!equivalent(a, b), "{a} vs {b}");
-            assert_ne!(canonical_key(a), canonical_key(b));
+        let mut distinct = 0;
+        for pair in answers.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            if a.parse::<f64>().unwrap() != b.parse::<f64>().unwrap() {
+                distinct += 1;
+                assert!(!equivalent(a, b), "{a} vs {b}");
+                assert_ne!(canonical_key(a), canonical_key(b));
+            }
         }
+        assert!(distinct > answers.len() / 2);
     }
-    assert!(distinct > answers.len() / 2);
 }
 
 #[test]
 fn math500_references() {
-    let Some(rows) = rows("math500/test.jsonl") else {
-        return;
-    };
-    let mut failures = Vec::new();
-    for row in &rows {
-        let answer = field(row, "answer").unwrap();
-        assert!(equivalent(answer, answer), "{answer}");
-        let boxed = extract_answer(&format!("so \\boxed{{{answer}}}.")).unwrap();
-        assert_eq!(canonical_key(&boxed), canonical_key(answer), "{answer}");
-        let got = field(row, "solution").and_then(extract_answer);
-        if !got.as_deref().is_some_and(|g| equivalent(g, answer)) {
-            failures.push(format!("{answer:?} <- {got:?}"));
+    for rows in datasets("math500/test.jsonl") {
+        let mut failures = Vec::new();
+        for row in &rows {
+            let answer = field(row, "answer").unwrap();
+            assert!(equivalent(answer, answer), "{answer}");
+            let boxed = extract_answer(&format!("so \\boxed{{{answer}}}.")).unwrap();
+            assert_eq!(canonical_key(&boxed), canonical_key(answer), "{answer}");
+            // The solution's last `\boxed{}` is the reference, as the dataset marks it.
+            let solution = field(row, "solution").unwrap();
+            let marked = marked_answer(solution).unwrap();
+            assert!(equivalent(&marked, answer), "{marked} vs {answer}");
+            let got = extract_answer(solution);
+            if !got.as_deref().is_some_and(|g| equivalent(g, answer)) {
+                failures.push(format!("{answer:?} <- {got:?}"));
+            }
+        }
+        let rate = 1.0 - failures.len() as f64 / rows.len() as f64;
+        eprintln!(
+            "math500: {:.1}% of {} rows; failures: {failures:#?}",
+            rate * 100.0,
+            rows.len()
+        );
+        assert!(rate >= 0.97, "{failures:#?}");
+    }
+}
+
+#[test]
+fn simple_references_read_and_match_themselves() {
+    // SVAMP, MAWPS and AIME 2024: plain numbers, each its own answer whatever form it is
+    // written in (`3.33333`), as the answer a completion ends on, and not its neighbour's.
+    for rel in [
+        "svamp/test.jsonl",
+        "aime24/test.jsonl",
+        "mawps/addsub.jsonl",
+        "mawps/multiarith.jsonl",
+        "mawps/singleeq.jsonl",
+        "mawps/singleop.jsonl",
+    ] {
+        for rows in datasets(rel) {
+            let answers: Vec<&str> = rows.iter().map(|r| field(r, "answer").unwrap()).collect();
+            for answer in &answers {
+                assert!(equivalent(answer, answer), "{rel}: {answer}");
+                let got = extract_answer(&format!("Final Answer: {answer}")).unwrap();
+                assert!(equivalent(&got, answer), "{rel}: {got} vs {answer}");
+                assert_eq!(canonical_key(&got), canonical_key(answer), "{rel}");
+            }
+            for pair in answers.windows(2) {
+                let (a, b) = (pair[0], pair[1]);
+                if a.parse::<f64>().unwrap() != b.parse::<f64>().unwrap() {
+                    assert!(!equivalent(a, b), "{rel}: {a} vs {b}");
+                }
+            }
         }
     }
-    let rate = 1.0 - failures.len() as f64 / rows.len() as f64;
-    eprintln!(
-        "math500: {:.1}% of {} rows; failures: {failures:#?}",
-        rate * 100.0,
-        rows.len()
-    );
-    assert!(rate >= 0.97, "{failures:#?}");
 }
 
 #[test]
@@ -1279,4 +1326,165 @@ fn lists_written_with_words() {
     ] {
         assert_eq!(ex(text).as_deref(), Some(answer), "{text}");
     }
+}
+
+#[test]
+fn a_box_before_the_final_answer_line_was_working() {
+    // Found by helper-162: ponder's prompts ask for `Final Answer: <answer>`, so a box earlier
+    // in the text is a step on the way, not the answer.
+    let text =
+        "We get \\boxed{9} eggs sold per day. She makes 9 * 2 = 18 dollars.\nFinal Answer: 18";
+    assert_eq!(ex(text).as_deref(), Some("18"));
+    assert_eq!(stated_answer(text).as_deref(), Some("18"));
+    assert_eq!(ex("So \\boxed{9}.\n#### 18").as_deref(), Some("18"));
+    // A box on the cue's line, or after it, is the answer; so is a box the cue is written in.
+    assert_eq!(ex("Final Answer: \\boxed{18}").as_deref(), Some("18"));
+    assert_eq!(
+        ex("Final Answer: $\\boxed{18}$ dollars").as_deref(),
+        Some("18")
+    );
+    assert_eq!(
+        ex("Final Answer: 9\nWait, 9 * 2 = \\boxed{18}").as_deref(),
+        Some("18")
+    );
+    assert_eq!(
+        ex("\\boxed{\\text{Final Answer: } 18}").as_deref(),
+        Some("\\text{Final Answer: } 18")
+    );
+    // A weak cue after a box does not replace it.
+    assert_eq!(
+        ex("\\boxed{9}. I hope the answer is 8.").as_deref(),
+        Some("9")
+    );
+}
+
+#[test]
+fn an_answer_stated_while_thinking_outranks_a_number_after_it() {
+    // Found by helper-162: the sentence after the thinking ends on the price, not the answer
+    // the thinking stated (it gave 2).
+    let text = "<think>16-3-4=9, 9*2=18. Final Answer: 18</think>\n\nShe sells 9 eggs for $2 each.";
+    assert_eq!(ex(text).as_deref(), Some("18"));
+    let boxed = "<think>so \\boxed{18}</think>\nShe sells 9 eggs for $2 each.";
+    assert_eq!(ex(boxed).as_deref(), Some("18"));
+    // An answer stated after the thinking still wins; so does a number in bold, or the one
+    // number of one short line.
+    for (text, answer) in [
+        ("<think>Final Answer: 5</think>\nSo the answer is 7.", "7"),
+        ("<think>Final Answer: 5</think>\nSo she has **7**.", "7"),
+        ("<think>Final Answer: 5</think>\nShe has 7 apples.", "7"),
+        ("<think>Final Answer: 5</think>\n\n7", "7"),
+        // Nothing stated while thinking: the last number after it, as before.
+        ("<think>maybe 5</think>\nShe sells 9 eggs for $2 each.", "2"),
+    ] {
+        assert_eq!(ex(text).as_deref(), Some(answer), "{text}");
+    }
+}
+
+#[test]
+fn abbreviations_end_no_sentence() {
+    // Found by helper-162: the answer was cut at an abbreviation's dot (`approx`, `Mr`).
+    for (text, answer) in [
+        ("Final Answer: approx. 18 dollars", "18"),
+        ("The answer is approx. 19.", "19"),
+        ("Final Answer: Mr. Smith has 18 apples.", "18"),
+        ("Final Answer: Dr. Lee sees 12 patients.", "12"),
+        ("The answer is e.g. 5", "5"),
+        ("Final Answer: No. 5", "5"),
+        ("Final Answer: 18 (i.e. 9 x 2)", "18"),
+    ] {
+        let got = ex(text).unwrap();
+        assert!(equivalent(&got, answer), "{text}: {got}");
+        assert_eq!(canonical_key(&got), canonical_key(answer), "{text}: {got}");
+    }
+    // A sentence that ends before a capital still ends there: a word answer stays whole, and
+    // the 5 after it is not taken for it.
+    assert_eq!(
+        ex("Final Answer: Yes. There are 5 of them.").as_deref(),
+        Some("Yes")
+    );
+    assert_eq!(
+        ex("Final Answer: 18. The rest is change.").as_deref(),
+        Some("18")
+    );
+}
+
+#[test]
+fn an_approximately_sign_is_not_part_of_the_value() {
+    // Found by helper-162: `≈18.85` was compared as written.
+    for answer in [
+        "\u{2248}18.85",
+        "\\approx 18.85",
+        "$\\approx 18.85$",
+        "\\sim 18.85",
+        "\u{2248} 18.85 cm",
+    ] {
+        assert!(equivalent(answer, "18.85"), "{answer}");
+        assert_eq!(canonical_key(answer), canonical_key("18.85"), "{answer}");
+    }
+    assert!(!equivalent("\u{2248}18.8", "18.85"));
+}
+
+#[test]
+fn temperatures_lose_their_scale_with_their_degree_sign() {
+    // Found by helper-162: the degree sign went first, leaving `-5c`.
+    for (a, b) in [
+        ("-5\u{00b0}C", "-5"),
+        ("25 \u{00b0}C", "25"),
+        ("5\u{00b0}F", "5"),
+        ("10^\\circ \\text{C}", "10"),
+        ("10^{\\circ}C", "10"),
+        ("-40^\\circ\\,\\mathrm{F}", "-40"),
+        ("300^\\circ K", "300"),
+        ("20\u{2103}", "20"),
+    ] {
+        assert!(equivalent(a, b), "{a} vs {b}");
+        assert_eq!(canonical_key(a), canonical_key(b), "{a} vs {b}");
+    }
+    // An angle keeps reading as before; a letter with no degree sign is no scale.
+    assert!(equivalent("30^\\circ", "30"));
+    assert!(!equivalent("5c", "5"));
+    assert!(!equivalent("-5\u{00b0}C", "5"));
+}
+
+#[test]
+fn scale_words_multiply_the_number() {
+    // Found by helper-162: `3 million` read as 3.
+    for (a, b) in [
+        ("3 million", "3000000"),
+        ("7.5 million", "7500000"),
+        ("$3 million", "3,000,000"),
+        ("2 thousand", "2000"),
+        ("1.2 billion dollars", "1200000000"),
+        ("0.25 trillion", "250000000000"),
+        ("three million", "3000000"),
+    ] {
+        assert!(equivalent(a, b), "{a} vs {b}");
+        assert_eq!(canonical_key(a), canonical_key(b), "{a} vs {b}");
+    }
+    // The values differ.
+    assert!(!equivalent("3 million", "3"));
+    assert!(!equivalent("7.5 million", "7.5"));
+    for (text, answer) in [
+        ("Final Answer: 3 million", "3000000"),
+        ("Final Answer: 7.5 million", "7500000"),
+        ("The city has 2.5 million people", "2500000"),
+    ] {
+        assert_eq!(ex(text).as_deref(), Some(answer), "{text}");
+    }
+}
+
+#[test]
+fn a_dash_after_a_cue_separates_it_from_the_answer() {
+    // Found by helper-162: `Final answer - 18` was graded -18.
+    for text in [
+        "Final answer - 18",
+        "Final Answer: - 18",
+        "Final Answer: \u{2014} 18",
+        "Final Answer:\n- 18",
+    ] {
+        assert_eq!(ex(text).as_deref(), Some("18"), "{text}");
+    }
+    // A minus sign is written against its number.
+    assert_eq!(ex("Final Answer: -18").as_deref(), Some("-18"));
+    assert_eq!(ex("Final Answer: It fell to -18.").as_deref(), Some("-18"));
 }
