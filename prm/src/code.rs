@@ -16,7 +16,7 @@
 //! [`Sandbox`]). Nothing here holds permits.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ponder_engine::{CodeTask, Error, Grader, Problem, Solution};
@@ -156,8 +156,13 @@ pub struct CodeVerifier {
     test_timeout: Duration,
 }
 
-/// How often the grader tries a run the busy sandbox could not start (after 1, 2, 4 s).
-const BUSY_TRIES: u32 = 4;
+/// The longest wait between the grader's tries of a run the busy sandbox could not start (the
+/// waits double from 1 s).
+const BUSY_MAX_WAIT: Duration = Duration::from_secs(8);
+
+/// How long past [`Sandbox::busy_until`] the grader still tries: the processes of the runs
+/// that ended are reaped, and turns to run taken, after it.
+const BUSY_MARGIN: Duration = Duration::from_secs(2);
 
 /// Start-up allowance on top of the per-test timeouts for a run's wall-clock limit.
 const STARTUP: Duration = Duration::from_secs(5);
@@ -467,7 +472,11 @@ pub struct HumanEvalGrader {
 }
 
 impl HumanEvalGrader {
-    /// A grader running in `sandbox`.
+    /// A grader running in `sandbox`. As root, runs under one sandbox user share its process
+    /// limit (see the [`Sandbox`] docs): a strategy running code beside the grader (S*) under
+    /// the same user can leave it busy (a candidate's fork bomb), and it waits that out (until
+    /// [`Sandbox::busy_until`]); a sandbox of another user ([`Sandbox::with_user`]) keeps them
+    /// apart.
     pub fn new(sandbox: Sandbox) -> Self {
         Self {
             verifier: CodeVerifier::new(sandbox),
@@ -486,25 +495,36 @@ impl Grader for HumanEvalGrader {
             return Ok(None);
         };
         let code = assemble(task, &solution.completion);
-        // A sandbox busy with other runs' processes (a candidate forking in S*'s tests) is
-        // tried again as they end, rather than failing the problem.
-        let mut tries = 0;
+        // A sandbox busy with other runs' processes (a candidate forking in S*'s tests, which
+        // share the sandbox user's process limit) is tried again as they end, rather than
+        // failing the problem: until the runs in flight when it was first busy could hold the
+        // processes no longer (a test harness's run lasts its tests' time limits, a minute or
+        // more), the waits doubling up to BUSY_MAX_WAIT.
+        let mut tries = 0u32;
+        let mut wait = Duration::from_secs(1);
+        let mut give_up: Option<Instant> = None;
         let run = loop {
             tries += 1;
-            match self.verifier.run_hidden(task, &code).await {
-                Err(SandboxError::Busy { .. }) if tries < BUSY_TRIES => {
-                    tokio::time::sleep(Duration::from_secs(1 << (tries - 1))).await;
-                }
-                outcome => {
-                    break outcome.map_err(|error| Error::Sandbox {
-                        doing: format!(
-                            "running the hidden tests ({tries} {})",
-                            if tries == 1 { "try" } else { "tries" }
-                        ),
-                        source: Box::new(error),
-                    })?
+            let outcome = self.verifier.run_hidden(task, &code).await;
+            if matches!(outcome, Err(SandboxError::Busy { .. })) {
+                let until = *give_up.get_or_insert_with(|| {
+                    let busy_until = self.verifier.sandbox().busy_until();
+                    busy_until.checked_add(BUSY_MARGIN).unwrap_or(busy_until)
+                });
+                let left = until.saturating_duration_since(Instant::now());
+                if !left.is_zero() {
+                    tokio::time::sleep(wait.min(left)).await;
+                    wait = wait.saturating_mul(2).min(BUSY_MAX_WAIT);
+                    continue;
                 }
             }
+            break outcome.map_err(|error| Error::Sandbox {
+                doing: format!(
+                    "running the hidden tests ({tries} {})",
+                    if tries == 1 { "try" } else { "tries" }
+                ),
+                source: Box::new(error),
+            })?;
         };
         Ok(Some(run.passed))
     }
@@ -760,7 +780,7 @@ pub fn docstring_tests(prompt: &str, entry_point: &str) -> Vec<TestCase> {
             if call.contains(&call_prefix) {
                 let expected = expected.join("\n");
                 tests.push(if expected.is_empty() {
-                    compared(&call, entry_point.len())
+                    compared(&call, entry_point)
                 } else {
                     TestCase {
                         call,
@@ -806,19 +826,26 @@ fn bare_equals(line: &str, call: &str) -> bool {
     rest.starts_with('=') && !rest.starts_with("==") && !rest.starts_with("=>")
 }
 
-/// A doctest with no output line: a call that prints nothing (`None`), or a comparison meant
-/// to hold, as `>>> f(19) == 'xix'` (HumanEval/116, 145, 156, 162): `f(19)` against `'xix'`
-/// where the right side is one value, else the whole expression against `True`.
-fn compared(call: &str, name_len: usize) -> TestCase {
+/// A doctest with no output line: a call that prints nothing (`None`), a call with its output
+/// after it on the line (`>>> f(1) [0, 1]`, HumanEval/116: against that value), or a
+/// comparison meant to hold, as `>>> f(19) == 'xix'` (HumanEval/116, 145, 156, 162): `f(19)`
+/// against `'xix'` where the right side is one value, else the whole expression against `True`.
+fn compared(call: &str, entry_point: &str) -> TestCase {
     let test = |call: &str, expected: &str| TestCase {
         call: call.to_string(),
         expected: Some(expected.to_string()),
         origin: TestOrigin::Doctest,
     };
     if !compares(call) {
+        // `>>> sort_array([1, 0, 2, 3, 4]) [0, 1, 2, 3, 4]` (HumanEval/116): the output written
+        // after the call, its `==` left out. As a call expected to return `None` it would raise
+        // for every program (a list indexed by a tuple).
+        if let Some((call, value)) = juxtaposed(call, entry_point) {
+            return test(call, value);
+        }
         return test(call, "None");
     }
-    let split = informal_example(call, name_len).and_then(|t| {
+    let split = informal_example(call, entry_point.len()).and_then(|t| {
         let value = call[t.call.len()..].trim_start().strip_prefix("==")?.trim();
         // One value: no second comparison or boolean operator after the first, and no call
         // (`f(2) == f(-2)`: the expected side is read as a value, without the program).
@@ -859,13 +886,40 @@ fn is_docstring_end(line: &str) -> bool {
     line.starts_with("\"\"\"") || line.starts_with("'''")
 }
 
-/// `f(args) ==> value`: the call runs to the parenthesis that closes the one after the name.
-fn informal_example(line: &str, name_len: usize) -> Option<TestCase> {
+/// `entry_point(args) <literal>`, a space between (not `f(args)[0]`, an index): the call and
+/// the literal (a list, tuple, dict or set closed at the end, a string, a number, `True`,
+/// `False`, `None`).
+fn juxtaposed<'a>(line: &'a str, entry_point: &str) -> Option<(&'a str, &'a str)> {
+    if !line.strip_prefix(entry_point)?.starts_with('(') {
+        return None;
+    }
+    let close = closing(line, entry_point.len())?;
+    let (call, rest) = line.split_at(close + 1);
+    if !rest.starts_with([' ', '\t']) {
+        return None;
+    }
+    let value = rest.trim();
+    let literal = match value.chars().next()? {
+        '[' | '(' | '{' => closing(value, 0) == Some(value.len() - 1),
+        q @ ('\'' | '"') => value.len() >= 2 && value.ends_with(q),
+        c if c.is_ascii_digit() || c == '-' => {
+            value
+                .trim_start_matches('-')
+                .starts_with(|d: char| d.is_ascii_digit())
+                && value.parse::<f64>().is_ok()
+        }
+        _ => matches!(value, "True" | "False" | "None"),
+    };
+    literal.then_some((call, value))
+}
+
+/// Where the bracket that opens first at or after `from` (a byte offset) closes, outside
+/// strings.
+fn closing(line: &str, from: usize) -> Option<usize> {
     let mut depth = 0usize;
     let mut quote: Option<char> = None;
     let mut escaped = false;
-    let mut close = None;
-    for (at, c) in line.char_indices().skip(name_len) {
+    for (at, c) in line.char_indices().skip_while(|&(at, _)| at < from) {
         match quote {
             Some(_) if escaped => escaped = false,
             Some(_) if c == '\\' => escaped = true,
@@ -877,15 +931,19 @@ fn informal_example(line: &str, name_len: usize) -> Option<TestCase> {
                 ')' | ']' | '}' => {
                     depth = depth.checked_sub(1)?;
                     if depth == 0 {
-                        close = Some(at);
-                        break;
+                        return Some(at);
                     }
                 }
                 _ => {}
             },
         }
     }
-    let close = close?;
+    None
+}
+
+/// `f(args) ==> value`: the call runs to the parenthesis that closes the one after the name.
+fn informal_example(line: &str, name_len: usize) -> Option<TestCase> {
+    let close = closing(line, name_len)?;
     let rest = line[close + 1..].trim();
     const SEPARATORS: [&str; 9] = [
         "==>",
@@ -1074,6 +1132,50 @@ mod tests {
             ]
         );
         assert!(tests.iter().all(|t| t.origin == TestOrigin::Example));
+    }
+
+    #[test]
+    fn a_doctest_missing_its_equals_is_read_as_a_comparison() {
+        // HumanEval/116's last example: the expected list after the call, `==` left out. As a
+        // call expected to return None it raised TypeError for every program.
+        let prompt = "\ndef sort_array(arr):\n    \"\"\"\n    It must be implemented like this:\n    >>> sort_array([1, 5, 2, 3, 4]) == [1, 2, 3, 4, 5]\n    >>> sort_array([-2, -3, -4, -5, -6]) == [-6, -5, -4, -3, -2]\n    >>> sort_array([1, 0, 2, 3, 4]) [0, 1, 2, 3, 4]\n    \"\"\"\n";
+        let tests = docstring_tests(prompt, "sort_array");
+        assert_eq!(
+            tests
+                .iter()
+                .map(|t| (t.call.as_str(), t.expected.as_deref().unwrap()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("sort_array([1, 5, 2, 3, 4])", "[1, 2, 3, 4, 5]"),
+                ("sort_array([-2, -3, -4, -5, -6])", "[-6, -5, -4, -3, -2]"),
+                ("sort_array([1, 0, 2, 3, 4])", "[0, 1, 2, 3, 4]"),
+            ]
+        );
+        // Other literals after a space too; an index, a call of the result, an operation or
+        // another call (no literal) stay one expression expected to return None.
+        let cases = [
+            ("f(1) 'a'", ("f(1)", "'a'")),
+            ("f(1) -2.5", ("f(1)", "-2.5")),
+            ("f(1) True", ("f(1)", "True")),
+            ("f(1) (1, 2)", ("f(1)", "(1, 2)")),
+            ("f(1)[0]", ("f(1)[0]", "None")),
+            ("f(1) [0] + [1]", ("f(1) [0] + [1]", "None")),
+            ("f(1) inf", ("f(1) inf", "None")),
+            ("g(f(1)) [0]", ("g(f(1)) [0]", "None")),
+        ];
+        for (line, (call, expected)) in cases {
+            let prompt = format!("def f(x):\n    \"\"\"\n    >>> {line}\n    \"\"\"\n");
+            let tests = docstring_tests(&prompt, "f");
+            assert_eq!(tests.len(), 1, "{line}");
+            assert_eq!(
+                (
+                    tests[0].call.as_str(),
+                    tests[0].expected.as_deref().unwrap()
+                ),
+                (call, expected),
+                "{line}"
+            );
+        }
     }
 
     #[test]

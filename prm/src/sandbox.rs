@@ -25,9 +25,12 @@
 //!   cleared before exec, so exec gives it nothing. The self-check proves its effective,
 //!   permitted and bounding sets are empty.
 //! - **processes**: `RLIMIT_NPROC`. As root, the kernel counts every process of the sandbox
-//!   user, machine-wide, so concurrent runs share [`Limits::processes`]: a fork bomb in one run can make `fork` fail in
-//!   another run until the bomb's run ends (starting a run still works). Give sandboxes that run
-//!   side by side different users ([`Sandbox::with_user`]) to keep them apart.
+//!   user, machine-wide, so concurrent runs under one user share [`Limits::processes`], whichever
+//!   sandbox (S*'s, the grader's, another ponder's) started them: a fork bomb in one run can
+//!   make `fork` fail in another run until the bomb's run ends (starting a run still works; a
+//!   test harness that cannot start the candidate's process says [`SandboxError::Busy`], which
+//!   the grader tries again until [`Sandbox::busy_until`]). Give sandboxes that run side by
+//!   side different users ([`Sandbox::with_user`]) to keep them apart.
 //! - **time**: wall clock with [`tokio::time::timeout`]; CPU with `RLIMIT_CPU` (`SIGXCPU`, then
 //!   `SIGKILL` one second later).
 //! - **memory**: `RLIMIT_AS` (Python raises `MemoryError`), per process: a run may hold up to
@@ -52,9 +55,14 @@
 //! - **filesystem** (where `unshare --mount` works): a mount namespace with a root of its own
 //!   (`pivot_root` into a `tmpfs`): the host's system directories (`/usr`, `/bin`, `/lib*`,
 //!   and of `/etc` what the loader, name lookups, time zones, TLS and Python read), the
-//!   interpreter's prefixes, `/dev/null` and a few other devices, `/proc`, and `T`'s
+//!   interpreter's own files (its executable and symlinks, a virtual environment's
+//!   `pyvenv.cfg`, each prefix's `lib/pythonX.Y`, the directories of the libraries it loaded and
+//!   their run paths; never the directory around the executable, which may be a home's `bin`,
+//!   nor one holding a login user's home), `/dev/null` and a few other devices, `/proc`, and `T`'s
 //!   own paths, all read-only and `nosuid`; nothing else of the host (home directories, problem
 //!   sets with their tests and solutions, other runs' directories in `/tmp`) is there to read.
+//!   Libraries an extension module links from elsewhere (not the system directories, not
+//!   beside what the interpreter loaded nor on its run paths) are not there.
 //!   `T/work` is a fresh `tmpfs` of [`Limits::disk_bytes`] (and `/dev/shm` another); the
 //!   status file is not in the program's root (the bootstrap writes it through a descriptor
 //!   opened before). An IPC namespace too, so runs share no System V or POSIX IPC. Without a
@@ -83,7 +91,8 @@
 //! sandbox is a cheap [`Clone`]); each run spawns its own processes, and at most one run per
 //! core (16 at most) goes at once in a process (the others wait their turn, in the run
 //! future). The run future is safe to drop at any await: the child is spawned with `kill_on_drop`, the process
-//! group is killed by a guard, and the temporary directory is removed by its own guard.
+//! group is killed by a guard, the temporary directory is removed by its own guard, and the
+//! run leaves the runs in flight ([`Sandbox::busy_until`]) with a third.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -340,6 +349,36 @@ fn run_turns() -> &'static tokio::sync::Semaphore {
     })
 }
 
+/// The runs this process has in flight, each by a number of its own with the time it ends by
+/// at the latest (see [`Sandbox::busy_until`]).
+fn runs_in_flight() -> &'static std::sync::Mutex<Vec<(u64, Instant)>> {
+    static RUNS: std::sync::OnceLock<std::sync::Mutex<Vec<(u64, Instant)>>> =
+        std::sync::OnceLock::new();
+    RUNS.get_or_init(|| std::sync::Mutex::new(Vec::new()))
+}
+
+/// A run in [`runs_in_flight`] while this lives (dropped with the run, or with its future).
+struct InFlight(u64);
+
+impl InFlight {
+    fn new(ends_by: Instant) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut runs) = runs_in_flight().lock() {
+            runs.push((id, ends_by));
+        }
+        Self(id)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut runs) = runs_in_flight().lock() {
+            runs.retain(|&(id, _)| id != self.0);
+        }
+    }
+}
+
 /// The most runs that go at once in a process, however many cores: as root every run's
 /// processes count toward the one sandbox user's process limit (64 by default), and a program
 /// with its test harness is two or three of them; one run a core on a machine of 64 would
@@ -420,6 +459,24 @@ impl Sandbox {
     pub async fn self_check(&self) -> Result<&SelfCheck, SandboxError> {
         let checked = self.checked.get_or_try_init(|| self.probe()).await?;
         Ok(&checked.report)
+    }
+
+    /// Until when the runs of this process now in flight may hold processes of the sandbox
+    /// user, at the latest: the end of the one that ends last (its wall-clock limit past its
+    /// start, then the bootstrap's own slack), and at least as long from now as a run of this
+    /// sandbox could last (a run of another process, which is not seen here). As root every
+    /// run's processes count toward one process limit (see the module docs): a caller told
+    /// [`SandboxError::Busy`] may try again until then, when a fork bomb among them is over.
+    pub fn busy_until(&self) -> Instant {
+        let now = Instant::now();
+        let own = now
+            .checked_add(self.limits.wall().saturating_add(DEADLINE_SLACK))
+            .unwrap_or(now);
+        let latest = runs_in_flight()
+            .lock()
+            .ok()
+            .and_then(|runs| runs.iter().map(|&(_, ends_by)| ends_by).max());
+        latest.map_or(own, |latest| latest.max(own))
     }
 
     /// Runs `program` with `python3 -s -P main.py` (`-I` before Python 3.11) and classifies
@@ -741,6 +798,13 @@ impl Sandbox {
             .process_group(0)
             .kill_on_drop(true);
         let started = Instant::now();
+        // Said to hold the sandbox user's processes until it ends at the latest (ponder ends it
+        // at the wall limit; the bootstrap by itself, the slack after).
+        let _in_flight = InFlight::new(
+            started
+                .checked_add(wall_limit.saturating_add(DEADLINE_SLACK))
+                .unwrap_or(started),
+        );
         let mut child = command.spawn().map_err(|source| match source.kind() {
             io::ErrorKind::NotFound if level != Level::Plain => SandboxError::Setup {
                 reason: format!("`{}` not found", self.unshare.display()),

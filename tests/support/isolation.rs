@@ -2,9 +2,10 @@
 
 use std::process::Command;
 
-/// Whether `unshare` gives the namespaces the sandbox needs to run anything by default here: a
-/// network namespace as root; network, mount and PID namespaces in a user namespace otherwise.
-/// Some containers refuse them; there the tests opt in to unisolated runs
+/// Whether `unshare` gives the namespaces the sandbox needs to run anything by default here:
+/// network, IPC, mount and PID namespaces (`UNSHARE_FULL`), as root directly, otherwise in a
+/// user namespace (a level without the mount namespace needs `Sandbox::allow_unisolated`, as
+/// root too). Some containers refuse them; there the tests opt in to unisolated runs
 /// (`Sandbox::allow_unisolated`) and say so, and the strict default is checked on its own
 /// (`prm/tests/sandbox.rs`, with a missing `unshare`).
 pub fn namespaces_here() -> bool {
@@ -15,14 +16,17 @@ pub fn namespaces_here() -> bool {
             .status()
             .is_ok_and(|s| s.success())
     };
-    // Not as root, only the full level runs without an opt-in (see `Sandbox::allow_unisolated`).
+    // Only the full level runs without an opt-in (see `Sandbox::allow_unisolated`); not as
+    // root it takes a user namespace, where the first fails.
     let user_full: Vec<&str> = ponder_prm::UNSHARE_USER
         .into_iter()
         .chain(ponder_prm::UNSHARE_FULL)
         .collect();
-    let here = works(&["--net"]) || works(&user_full);
+    let here = works(&ponder_prm::UNSHARE_FULL) || works(&user_full);
     if !here {
-        eprintln!("unshare gives no network namespace here: running untrusted code unisolated");
+        eprintln!(
+            "unshare gives no network, mount and PID namespaces here: running untrusted code unisolated"
+        );
     }
     here
 }

@@ -1,7 +1,7 @@
 # Runs a candidate against tests in one process; the sandbox runs it as main.py, next to
 # solution.py (the candidate) and tests.json ({"timeout_s": float, "wall_s": float, "tests":
 # [{"call", "expected", "origin"}]}). Prints one line per test, after MARK, as JSON; candidate
-# output is captured per test. A test times out after timeout_s of CPU time (the process's, so a
+# output is captured per test, and what it writes to sys.stderr dropped (as the hidden tests do). A test times out after timeout_s of CPU time (the process's, so a
 # loaded machine does not time out a test that would pass on an idle one), or wall_s of wall-clock
 # time (a test that waits: sleeps, blocks on a read). Loading solution.py may take as long as
 # three tests (a table or sieve built at import).
@@ -46,6 +46,22 @@ def exception_line(e):
 
 class TestTimeout(BaseException):
     pass
+
+
+class Discard(io.TextIOBase):
+    # What the candidate writes to sys.stderr (logging, warnings, debug prints), read by no one:
+    # the sandbox's output limit would otherwise end the run of a correct function that logs a
+    # lot, where the hidden tests (stderr to /dev/null) pass it.
+    def writable(self):
+        return True
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError("write() argument must be str, not %s" % type(text).__name__)
+        return len(text)
+
+
+discard = Discard()
 
 
 # The test running (None while loading) and how often its timer has fired.
@@ -190,7 +206,7 @@ running["captured"] = captured
 try:
     arm(LOAD_TESTS)
     try:
-        with contextlib.redirect_stdout(captured):
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(discard):
             exec(compile(read("solution.py"), "solution.py", "exec"), ns)
     finally:
         disarm()
@@ -233,7 +249,7 @@ for index, test in enumerate(config["tests"]):
     arm()
     try:
         try:
-            with contextlib.redirect_stdout(captured):
+            with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(discard):
                 got = eval(test["call"], scope)
         finally:
             disarm()

@@ -44,6 +44,60 @@ def capabilities(name):
             if line.startswith(name + ":"):
                 return int(line.split()[1], 16)
     raise OSError("no %s in /proc/self/status" % name)
+def run_paths(path):
+    # The directories an ELF object's DT_RPATH and DT_RUNPATH name ($ORIGIN resolved): where the
+    # loader looks for the libraries it links before the system's. Nothing where it is no ELF.
+    import struct
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] not in (1, 2):
+                return []
+            end, wide = "<" if head[5] == 1 else ">", head[4] == 2
+            # e_phoff, e_phentsize, e_phnum; a program header's type, offset, address and size
+            # in the file; a dynamic entry's tag and value.
+            phoff = struct.unpack_from(end + ("Q" if wide else "I"), head, 32 if wide else 28)[0]
+            size, count = struct.unpack_from(end + "HH", head, 54 if wide else 42)
+            header, fields, entry = (("IIQQQQ", (0, 2, 3, 5), "qQ") if wide
+                                     else ("IIIII", (0, 1, 2, 4), "iI"))
+            f.seek(phoff)
+            table = f.read(size * count)
+            loads, dynamic = [], None
+            for i in range(count):
+                values = struct.unpack_from(end + header, table, i * size)
+                kind, offset, address, length = (values[j] for j in fields)
+                if kind == 1:  # PT_LOAD
+                    loads.append((address, offset, length))
+                elif kind == 2:  # PT_DYNAMIC
+                    dynamic = (offset, length)
+            if dynamic is None:
+                return []
+            f.seek(dynamic[0])
+            raw = f.read(dynamic[1])
+            step = struct.calcsize(entry)
+            strings, names = None, []
+            for i in range(len(raw) // step):
+                tag, value = struct.unpack_from(end + entry, raw, i * step)
+                if tag == 0:  # DT_NULL
+                    break
+                if tag == 5:  # DT_STRTAB, an address
+                    strings = value
+                elif tag in (15, 29):  # DT_RPATH, DT_RUNPATH
+                    names.append(value)
+            start = next((o + strings - a for a, o, n in loads
+                          if strings is not None and a <= strings < a + n), None)
+            origin = os.path.dirname(os.path.realpath(path))
+            found = []
+            for at in names if start is not None else []:
+                f.seek(start + at)
+                text = f.read(4096).split(b"\0", 1)[0].decode(errors="replace")
+                for d in text.split(":"):
+                    d = d.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
+                    if d.startswith("/") and "$" not in d:
+                        found.append(os.path.normpath(d))
+            return found
+    except (OSError, struct.error):
+        return []
 try:
     # RLIMIT_AS binds each process, not the run: a program that forks its way to more memory
     # than the machine has should be what the OOM killer takes, not ponder with its model.
@@ -83,7 +137,7 @@ try:
             data += ",uid=%d,gid=%d" % (cfg["uid"], cfg["gid"])
         mount("tmpfs", cfg["work"], "tmpfs", NOSUID | NODEV, data)
         # A root of its own: a tmpfs holding only what Python needs, bound from the host (the
-        # system directories, the interpreter's prefixes, a few devices, /proc), and the run's
+        # system directories, the interpreter's own files, a few devices, /proc), and the run's
         # own paths where they were. The rest of the host (home directories, problem sets,
         # other runs' directories in /tmp) is not there to read; pivot_root leaves no way back.
         new = os.path.join(root, ".root")
@@ -111,20 +165,67 @@ try:
             target = place(path, directory)
             if target is not None:
                 mount(path, target, None, BIND | REC, None)
-        # The interpreter's prefixes (this bootstrap runs on it too): a virtual environment's,
-        # the installation's, where its executable is; each also where its symlinks lead.
-        prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-                    os.path.dirname(cfg["python"]),
-                    os.path.dirname(os.path.dirname(os.path.realpath(cfg["python"])))]
-        needed = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
-        needed += [p for p in prefixes + [os.path.realpath(p) for p in prefixes] if os.path.isabs(p)]
+        # What the interpreter needs (this bootstrap runs on it too), and no more: a directory
+        # that merely holds the executable may be a home directory (`~/bin/python3`) or a
+        # project's. The executable, each step of its symlinks; where it is a virtual
+        # environment's, that environment's pyvenv.cfg; each prefix's (the environment's, the
+        # installation's) standard library and site-packages, `<prefix>/lib/pythonX.Y` (and under
+        # `sys.platlibdir`); and the directories of the shared objects it has loaded (libpython,
+        # libc, ctypes' libffi), with the run paths they name: where the libraries the standard
+        # library's extension modules link are found beyond the system directories. A
+        # directory that holds a login user's home (a library left in `~`, a run path `$ORIGIN/..`)
+        # is not bound.
+        executables = [p for p in (cfg["python"], sys.executable) if os.path.isabs(p)]
+        needed = []
+        for path in executables:
+            for _ in range(40):
+                needed.append(path)
+                if not os.path.islink(path):
+                    break
+                path = os.path.join(os.path.dirname(path), os.readlink(path))
+            needed.append(os.path.realpath(path))
+        prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+        for path in executables:
+            for venv in (os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
+                if os.path.isfile(os.path.join(venv, "pyvenv.cfg")):
+                    needed.append(os.path.join(venv, "pyvenv.cfg"))
+                    prefixes.add(venv)
+                    break
+        version = "python%d.%d" % sys.version_info[:2]
+        for prefix in prefixes:
+            for lib in ("lib", getattr(sys, "platlibdir", "lib")):
+                needed.append(os.path.join(prefix, lib, version))
+        # The standard library's own paths (its zip, lib-dynload), wherever this build put them.
+        needed += sys.path
+        executable = os.path.realpath("/proc/self/exe")
+        with open("/proc/self/maps") as f:
+            loaded = {l.split(None, 5)[5].rstrip("\n") for l in f if len(l.split(None, 5)) == 6}
+        loaded = {p for p in loaded if p.startswith("/") and os.path.isfile(p)}
+        linked = {os.path.dirname(p) for p in loaded if p != executable}
+        for path in loaded:
+            linked.update(run_paths(path))
+        needed += linked
+        homes = {"/home", "/root"}
+        try:
+            with open("/etc/passwd") as f:
+                for fields in (line.split(":") for line in f):
+                    if len(fields) > 5 and fields[2].isdigit():
+                        uid = int(fields[2])
+                        if uid == 0 or 1000 <= uid < 65534:
+                            homes.add(os.path.normpath(fields[5]))
+        except OSError:
+            pass
+        needed = {os.path.normpath(p) for p in needed if os.path.isabs(p)}
+        needed = [p for p in needed | {os.path.realpath(p) for p in needed}
+                  if not any(h == p or h.startswith(p.rstrip("/") + "/") for h in homes)]
+        needed += ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
         bound = []
-        for path in sorted({os.path.normpath(p) for p in needed}, key=len):
+        for path in sorted(set(needed), key=len):
             # Never the run directory or anything holding it (the host's /tmp, its root); nothing
             # twice.
             holds_run = root == path or root.startswith(path.rstrip("/") + "/")
             if not holds_run and not any(path.startswith(b + "/") for b in bound):
-                bind(path)
+                bind(path, directory=os.path.isdir(path))
                 bound.append(path)
         # Of /etc, what the loader, name lookups, time zones, TLS and Python read; not the rest
         # (package managers' and servers' configuration, machine-id).

@@ -317,7 +317,10 @@ fn sandbox_error(e: SandboxError) -> Error {
 
 impl SStar {
     /// S* with `config`, running code in a default [`Sandbox`] (unisolated only where the
-    /// config allows it).
+    /// config allows it). As root its programs run as `nobody`, as a default grader's do, and
+    /// runs under one user share its process limit: a candidate's fork bomb here can leave the
+    /// grader busy until the run ends (it waits). [`SStar::with_sandbox`] with a sandbox of
+    /// another user ([`Sandbox::with_user`]) keeps them apart.
     pub fn new(config: SStarConfig) -> Result<Self> {
         let sandbox = Sandbox::new().allow_unisolated(config.allow_unisolated);
         Self::with_sandbox(config, sandbox)

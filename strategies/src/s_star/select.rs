@@ -181,7 +181,10 @@ impl SStar {
                         .get(i)
                         .is_some_and(|r| matches!(r.status, TestStatus::Skipped { .. }))
                 };
-                if skipped(&run_a) && skipped(&run_b) {
+                // An input one side could not run (a name the call uses that only the other
+                // program binds, as `string` after `import string`) shows a "(not run)" beside
+                // a value: no disagreement about the function, so not shown to the judge.
+                if skipped(&run_a) || skipped(&run_b) {
                     continue;
                 }
                 let (oa, ob) = (
@@ -367,10 +370,12 @@ impl SStar {
             .iter()
             .map(|r| r.report.wall.as_millis() as u64)
             .sum::<u64>();
-        // Inputs no program could run (the sandbox refused the call) tell nothing apart.
+        // Only inputs every program ran: one a program skipped (a name the call uses that
+        // another program binds, as `string` after `import string`, and it does not) would
+        // part two programs that agree on the function into two clusters.
         let ran: Vec<usize> = (0..calls.len())
             .filter(|&p| {
-                runs.iter().any(|run| {
+                runs.iter().all(|run| {
                     !run.results
                         .get(p)
                         .is_some_and(|r| matches!(r.status, TestStatus::Skipped { .. }))

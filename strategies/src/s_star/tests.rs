@@ -468,6 +468,51 @@ async fn candidates_that_agree_on_every_synthesised_input_are_one_cluster_and_ne
 }
 
 #[tokio::test]
+async fn an_input_only_some_programs_can_run_neither_parts_clusters_nor_reaches_the_judge() {
+    // Samples 0 and 1 write one function, 0 after `import string`: a call that names `string`
+    // runs for 0 and is skipped for the others (an undefined name). It parted 0 from 1 into two
+    // clusters, and was shown to the judge as "(not run: ...)" beside a value.
+    let samples = vec![
+        "Here it is:\n```python\nimport string\n\ndef add(a, b):\n    return a + b\n```\n"
+            .to_string(),
+        fenced("return a + b"),
+        fenced("return a + b if a < 100 else 0"),
+        fenced("return a - b"),
+    ];
+    let (backend, details) = round_robin_over(
+        samples,
+        &[
+            ">>> add(len(string.digits), 1)\n>>> add(100, 1)",
+            // The pair's: one only sample 0 can run, one on which both agree.
+            ">>> add(len(string.digits), 100)\n>>> add(-1, 1)",
+            // No verdict (whichever is shown first): the larger cluster stands.
+            "A",
+            "A",
+        ],
+    )
+    .await;
+    assert_eq!(backend.remaining(), 0);
+    assert_eq!(details.probes, vec!["add(100, 1)"]);
+    let clusters: Vec<Vec<usize>> = details.clusters.iter().map(|c| c.samples.clone()).collect();
+    assert_eq!(clusters, vec![vec![0, 1], vec![2]]);
+    assert_eq!(details.comparisons.len(), 1);
+    let c = &details.comparisons[0];
+    assert_eq!((c.a, c.b), (0, 2));
+    assert_eq!(c.inputs, vec!["add(100, 1)", "add(-1, 1)"]);
+    assert_eq!(c.outputs_a, vec!["101", "0"]);
+    assert_eq!(c.outputs_b, vec!["0", "0"]);
+    assert_eq!(c.differing, 1);
+    for request in &backend.requests()[3..] {
+        let shown = text(request);
+        assert!(
+            !shown.contains("string.digits") && !shown.contains("not run"),
+            "{shown}"
+        );
+    }
+    assert_eq!(details.selected, 0);
+}
+
+#[tokio::test]
 async fn feedback_last_keeps_only_the_latest_attempt() {
     for (feedback, lengths) in [(Feedback::All, [3, 5]), (Feedback::Last, [3, 3])] {
         let backend = Arc::new(ScriptedBackend::new([
