@@ -933,7 +933,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     // Under `--allocate even` the shares are of the whole file's problems, those past
     // `--limit` included: they share the results file's budget when a later run takes them.
-    let set_size = problems.len();
+    let set: Vec<String> = problems.iter().map(|p| p.id.clone()).collect();
+    let set_size = set.len();
     if let Some(limit) = args.limit {
         problems.truncate(limit);
     }
@@ -1043,7 +1044,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_problem_budget(config.budget)
         .with_run_budget(run_budget)
         .with_allocation(allocation)
-        .with_set_size(set_size)
+        .with_set(set)
         .with_identity(identity);
     if let Some(dir) = &args.trace_dir {
         runner = runner.with_trace_dir(dir);

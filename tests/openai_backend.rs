@@ -728,6 +728,17 @@ fn retries_429_and_5xx_but_never_4xx() {
     );
     assert!(err.is_per_call(), "{err}");
     assert_eq!(count.load(Ordering::SeqCst), 3);
+    // A 503 through every retry is a server down for every request, not one sample's failure.
+    let (url, count) = scripted_server(vec![503, 503, 503]);
+    let backend = scripted_backend(&url, 2);
+    let err =
+        block_on(backend.generate(GenerationRequest::new(Prompt::Text("x".into())))).unwrap_err();
+    assert!(
+        matches!(&err, Error::Connection { attempts: 3, reason, .. } if reason.contains("HTTP 503")),
+        "{err:?}"
+    );
+    assert!(!err.is_per_call(), "{err}");
+    assert_eq!(count.load(Ordering::SeqCst), 3);
     // A 500 about the request's context (llama-server's KV cache filled by the requests in
     // flight) is that call's failure, not retried (it would decode as far again) and not a
     // server lost: a strategy drops that sample and goes on.
@@ -2234,16 +2245,41 @@ fn a_busy_server_is_asked_again_what_it_offers_and_one_that_stays_busy_fails_con
     // Busy through every retry: connecting fails, naming the endpoint and what it answered.
     let url = fake_server(|path, _| match path {
         "/v1/models" => (200, r#"{"data":[{"id":"m"}]}"#.into()),
-        "/props" => (503, r#"{"error":{"message":"loading model"}}"#.into()),
+        "/props" => (429, r#"{"error":{"message":"slow down"}}"#.into()),
         _ => (404, NO_SUCH_ENDPOINT.into()),
     });
-    let mut options = OpenAiOptions::new(&url, "m");
-    options.retries = 3;
-    options.backoff = std::time::Duration::from_millis(10);
-    let err = block_on(OpenAiBackend::connect(options)).unwrap_err();
+    let options = |url: &str| {
+        let mut options = OpenAiOptions::new(url, "m");
+        options.retries = 3;
+        options.backoff = std::time::Duration::from_millis(10);
+        options
+    };
+    let err = block_on(OpenAiBackend::connect(options(&url))).unwrap_err();
     assert!(
         matches!(&err, Error::Connection { url, attempts: 4, reason }
-            if url.ends_with("/props") && reason.contains("HTTP 503: loading model")),
+            if url.ends_with("/props") && reason.contains("HTTP 429: slow down")),
         "{err:?}"
     );
+    // A model still loading (llama.cpp answers the model list then, and 503 the rest) is
+    // waited for past the retries.
+    let url = fake_server(|path, nth| match (path, nth) {
+        ("/v1/models", _) => (200, r#"{"data":[{"id":"m"}]}"#.into()),
+        ("/props", 0..=5) => (503, r#"{"error":{"message":"Loading model"}}"#.into()),
+        ("/props", _) => (
+            200,
+            r#"{"default_generation_settings":{"n_ctx":1234}}"#.into(),
+        ),
+        _ => (404, NO_SUCH_ENDPOINT.into()),
+    });
+    let backend = block_on(OpenAiBackend::connect(options(&url))).unwrap();
+    assert_eq!(backend.capabilities().context_tokens, Some(1234));
+    // An endpoint that fails on its own (a 500 every time) is gone without, the rest kept.
+    let url = fake_server(|path, _| match path {
+        "/v1/models" => (200, r#"{"data":[{"id":"m"}]}"#.into()),
+        "/apply-template" => (500, r#"{"error":{"message":"template error"}}"#.into()),
+        "/tokenize" => (200, r#"{"tokens":[7]}"#.into()),
+        _ => (404, NO_SUCH_ENDPOINT.into()),
+    });
+    let backend = block_on(OpenAiBackend::connect(options(&url))).unwrap();
+    assert!(backend.capabilities().tokenizer);
 }

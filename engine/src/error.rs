@@ -48,8 +48,9 @@ pub enum Error {
     #[error("inference engine is gone: {context}")]
     EngineGone { context: &'static str },
     /// An inference server answered a request with an error status that is not worth retrying
-    /// (4xx), or kept answering one that is (429, 5xx) through every retry, or answered with
-    /// something that is not a reply.
+    /// (4xx), or kept answering one that is through every retry (a 500 for this request, not
+    /// a busy or down server's 429, 502, 503 or 529), or answered with something that is not a
+    /// reply.
     #[error("{url} answered HTTP {status}: {message}")]
     Http {
         url: String,
@@ -57,7 +58,8 @@ pub enum Error {
         message: String,
     },
     /// An inference server could not be reached through every retry (connection errors, no
-    /// status), or could not say what it offers while connecting.
+    /// status), or said it was busy or down for every request (429, 502, 503, 529) through
+    /// them, or could not say what it offers while connecting.
     #[error("{url}: gave up after {attempts} attempt(s): {reason}")]
     Connection {
         url: String,

@@ -5,10 +5,9 @@
 //! to its real usage when it returns. A call that would be refused or shortened only because
 //! of what calls in flight have reserved waits for them to settle (they rarely spend their
 //! worst case) instead of being refused or shortened on their account; only what is spent, or
-//! reserved by nobody, cuts a call. A call given up at its deadline settles as having spent all
-//! it reserved (the server computed its prompt and decoded until it was given up; what it
-//! wrote is not known). Cancellation: dropping a call's future releases its reservation (an
-//! RAII guard); the tokens the backend spent on it are then not counted.
+//! reserved by nobody, cuts a call. Cancellation: dropping a call's future releases its
+//! reservation (an RAII guard); the tokens the backend spent on it are then not counted, nor
+//! those of a call given up at its deadline (over HTTP: what the server wrote is not known).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -310,22 +309,6 @@ impl Reservation {
         used.calls = used.calls.saturating_add(usage.calls);
         // Drop runs next and releases the reservation.
     }
-
-    /// Settles a call given up at its deadline as having spent all it reserved: its prompt,
-    /// every completion to the tokens granted, and every request it could have made. The
-    /// server computed the prompt and decoded until it was given up, and what it wrote by then
-    /// is not known; counted as nothing, each such call would leave a budget overspent
-    /// unknowingly. (A call a meter further in refused at the deadline before sending it is
-    /// charged so too: its error is the same. The count errs high, never low.)
-    fn spend_all(self) {
-        let usage = Usage {
-            prompt_tokens: self.tokens.saturating_sub(self.completion_tokens),
-            completion_tokens: self.completion_tokens,
-            calls: self.calls,
-            ..Usage::default()
-        };
-        self.settle(&usage);
-    }
 }
 
 impl Drop for Reservation {
@@ -572,32 +555,25 @@ impl<B: Backend> Backend for Metered<B> {
         let sent = Instant::now();
         let call = self.inner.generate(request);
         // The backend ends the call at the deadline and returns what it wrote (in process), or
-        // gives up there (over HTTP); one that does neither is stopped a little later. A call
-        // given up either way is charged all it reserved (`Reservation::spend_all`).
+        // gives up there (over HTTP); one that does neither is stopped a little later, and what
+        // it wrote is lost uncounted. (Not charged what it reserved: an error at the deadline
+        // may come from a call never sent, waiting for its turn or a reservation, and nested
+        // meters reserved different amounts.)
         let outcome = match deadline {
             Some(deadline) => {
                 match tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), call).await {
                     Ok(outcome) => outcome,
-                    Err(_) => {
-                        reservation.spend_all();
-                        return Err(out_of_time());
-                    }
+                    Err(_) => return Err(out_of_time()),
                 }
             }
             None => call.await,
         };
         let mut generation = match outcome {
             // The backend gave up at this meter's deadline. (At a deadline an outer meter set,
-            // it is that meter's to note: a run's meter passes a problem's own out-of-time on;
-            // each meter charges what it reserved for the call.)
-            Err(e) if e.is_out_of_time() => {
-                reservation.spend_all();
-                if past(deadline) {
-                    return Err(out_of_time());
-                }
-                self.meter.note_refusal(Resource::WallTime);
-                return Err(e);
-            }
+            // it is that meter's to note: a run's meter passes a problem's own out-of-time on.)
+            Err(Error::BudgetExhausted {
+                resource: Resource::WallTime,
+            }) if past(deadline) => return Err(out_of_time()),
             // Refused further out (a parent context's budget).
             Err(Error::BudgetExhausted { resource }) => {
                 self.meter.note_refusal(resource);
@@ -861,13 +837,11 @@ mod tests {
             max_tokens: None,
         };
         assert_eq!(events.kinds("p"), [limited.clone(), limited]);
-        // The call given up is charged all it reserved (its one-byte prompt, the default 256
-        // tokens), though nothing came back; the one refused unsent, nothing.
         let usage = backend.meter().usage();
         assert_eq!(
-            (usage.prompt_tokens, usage.completion_tokens, usage.calls),
-            (1, 256, 1),
-            "{usage:?}"
+            (usage.total_tokens(), usage.calls),
+            (0, 0),
+            "nothing came back"
         );
     }
 
@@ -919,53 +893,11 @@ mod tests {
                 && waited < Duration::from_secs(5),
             "{waited:?}"
         );
-        // Nothing came back, and the backend may still be decoding: charged all it reserved.
         let usage = backend.meter().usage();
         assert_eq!(
-            (usage.prompt_tokens, usage.completion_tokens, usage.calls),
-            (1, 256, 1),
-            "{usage:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_call_given_up_at_its_deadline_is_charged_all_it_reserved() {
-        // A server given up at the deadline computed the prompt and decoded until then: the
-        // call is charged its prompt, every completion to the tokens granted and its request,
-        // so that a run's token budget is never overspent unknowingly. So too by a run's meter
-        // below a problem's, whose deadline it was.
-        let run = Metered::new(
-            ScriptedBackend::new(vec!["a", "b"]).with_delay(Duration::from_secs(10)),
-            Budget::unlimited().with_max_tokens(100),
-        );
-        let problem = Metered::new(
-            run,
-            Budget::unlimited().with_max_wall(Duration::from_millis(50)),
-        );
-        let request = GenerationRequest::new(Prompt::Text("qq".into()))
-            .with_n(2)
-            .with_max_tokens(8);
-        let result = problem.generate(request).await;
-        assert!(
-            result.as_ref().is_err_and(Error::is_out_of_time),
-            "{result:?}"
-        );
-        for meter in [problem.meter(), problem.inner().meter()] {
-            let usage = meter.usage();
-            assert_eq!(
-                (usage.prompt_tokens, usage.completion_tokens, usage.calls),
-                (2, 16, 1),
-                "{usage:?}"
-            );
-        }
-        // The run's budget is left what the charge left of it, nothing held.
-        assert_eq!(
-            problem.inner().meter().remaining(Resource::Tokens),
-            Some(82)
-        );
-        assert_eq!(
-            problem.inner().meter().remaining_completion_tokens(),
-            Some(82)
+            (usage.total_tokens(), usage.calls),
+            (0, 0),
+            "nothing came back"
         );
     }
 

@@ -274,8 +274,8 @@ pub struct Runner {
     identity: Option<serde_json::Value>,
     events: Option<Arc<dyn EventSink>>,
     seed: Option<u64>,
-    /// Problems in the whole set where a run is given part of it ([`Runner::with_set_size`]).
-    set_size: Option<usize>,
+    /// The ids of the whole set where a run is given part of it ([`Runner::with_set`]).
+    set: Option<HashSet<String>>,
     /// Set in a run once a problem failed because the inference engine went away: no problem
     /// starts after it, since each would only fail the same way.
     halted: std::sync::Mutex<Option<String>>,
@@ -312,7 +312,7 @@ impl Runner {
             identity: None,
             events: None,
             seed: None,
-            set_size: None,
+            set: None,
             halted: std::sync::Mutex::new(None),
         }
     }
@@ -371,13 +371,14 @@ impl Runner {
         self
     }
 
-    /// The problems of the whole set, where a run is given only part of it (`ponder run
-    /// --limit`): under [`Allocation::Even`] each problem's share is then of what the run has
-    /// left divided by the set's problems not yet answered (this run's and those left for
-    /// another), so the part run first does not take the budget of the rest. Default: the
-    /// problems given and those the results file answers.
-    pub fn with_set_size(mut self, problems: usize) -> Self {
-        self.set_size = Some(problems);
+    /// The ids of the whole set, where a run is given only part of it (`ponder run --limit`):
+    /// under [`Allocation::Even`] each problem's share is then of what the run has left
+    /// divided by the set's problems not yet answered (this run's and those left for another
+    /// run), so the part run first does not take the budget of the rest. Default: the problems
+    /// given. (Answers the results file holds to problems of no set given, another part run
+    /// from another file, are not counted either way.)
+    pub fn with_set(mut self, ids: impl IntoIterator<Item = String>) -> Self {
+        self.set = Some(ids.into_iter().collect());
         self
     }
 
@@ -580,22 +581,19 @@ impl Runner {
             .filter(|p| !finished.contains(&p.id))
             .collect();
         // The set's problems not yet answered: this run's and, where it was given part of the
-        // set, the rest (the file's answers to problems not given now count as answered).
+        // set, the rest (answered where the file's last line for one answered it).
         let set_left = {
-            let mut answered: HashSet<&str> = finished.iter().map(String::as_str).collect();
-            let mut given: HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
-            let mut others: HashMap<&str, bool> = HashMap::new();
+            let mut last_answered: HashMap<&str, bool> = HashMap::new();
             for line in previous.iter() {
-                given.insert(line.id.as_str());
-                if !wanted.contains_key(line.id.as_str()) {
-                    others.insert(line.id.as_str(), line.error.is_none());
-                }
+                last_answered.insert(line.id.as_str(), line.error.is_none());
             }
-            answered.extend(others.into_iter().filter(|(_, a)| *a).map(|(id, _)| id));
-            self.set_size
-                .unwrap_or(0)
-                .max(given.len())
-                .saturating_sub(answered.len())
+            let mut set: HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
+            set.extend(self.set.iter().flatten().map(String::as_str));
+            set.into_iter()
+                .filter(|id| {
+                    !finished.contains(*id) && last_answered.get(id).copied() != Some(true)
+                })
+                .count()
         };
         // First stages recorded for problems not finished yet: not done again, unless the
         // problem asks another question now (fixed after its first stage): done again, the

@@ -181,11 +181,7 @@ fn answer_at(text: &str, end: usize) -> Option<String> {
     let tail = tail.trim_start_matches(|c: char| {
         c.is_whitespace() || matches!(c, ':' | '*' | '#' | '}' | '=')
     });
-    let tail = if below {
-        past_list_marker(tail)
-    } else {
-        past_separator_dash(tail)
-    };
+    let tail = if below { past_list_marker(tail) } else { tail };
     // A cue repeated inside the answer (`Final Answer: The answer is (C).`): read after it.
     let inner = WEAK_CUES.iter().find(|cue| {
         tail.get(..cue.len())
@@ -252,15 +248,6 @@ fn past_list_marker(line: &str) -> &str {
         }
         _ => line,
     }
-}
-
-/// `line` past a dash that separates a cue from the answer on its line (`Final answer - 18`,
-/// `Final Answer: - 18`): a dash, then a space. A minus sign is written against its number
-/// (`Final Answer: -18`).
-fn past_separator_dash(line: &str) -> &str {
-    line.strip_prefix(['-', '\u{2013}', '\u{2014}'])
-        .filter(|rest| rest.starts_with([' ', '\t']))
-        .map_or(line, str::trim_start)
 }
 
 /// True when `tail` opens display math that its first line does not close.
@@ -577,17 +564,15 @@ const ABBREVIATIONS: &str = "approx i.e e.g cf vs etc mr mrs dr st";
 const HEDGES: &str = "approx i.e e.g";
 
 /// The line up to its first sentence end (". ", "! ", "? " or a final '.'). A `.` after an
-/// abbreviation ([`ABBREVIATIONS`]), or before a word in lower case or a number (`No. 5`,
-/// `approx. 18`), ends none: the sentence, and the answer in it, goes on.
+/// abbreviation ([`ABBREVIATIONS`]) ends none: the sentence, and the answer in it, goes on.
+/// (Not a `.` before a word in lower case or a number: `Final Answer: 3. x = 1 is
+/// excluded.` is 3.)
 fn cut_sentence(line: &str) -> &str {
     let mut it = line.char_indices().peekable();
     while let Some((i, c)) = it.next() {
         if matches!(c, '.' | '!' | '?') && it.peek().is_none_or(|&(_, n)| n.is_whitespace()) {
             let before = line.get(..i).unwrap_or_default();
-            let after = line.get(i + 1..).unwrap_or_default().trim_start();
-            let goes_on = c == '.'
-                && (ends_in_abbreviation(before)
-                    || after.starts_with(|n: char| n.is_lowercase() || n.is_ascii_digit()));
+            let goes_on = c == '.' && ends_in_abbreviation(before);
             if !goes_on {
                 return line.get(..i).unwrap_or(line);
             }
@@ -854,26 +839,6 @@ pub(super) fn last_number(text: &str) -> Option<String> {
         };
         numbers(body).pop()
     })
-}
-
-/// Whether the number `n` (as [`numbers`] writes it) is in bold in `text` (`She has **7**
-/// apples.`): the answer given, not a number the text happens to end on.
-pub(super) fn emphasised(text: &str, n: &str) -> bool {
-    text.split("**")
-        .skip(1)
-        .step_by(2)
-        .any(|bold| numbers(bold).iter().any(|m| m == n))
-}
-
-/// Whether `text` is one short line with one number in it (`7`, `She has 7 apples.`): an answer
-/// given on its own, not a sentence that happens to end on a number (`She sells 9 eggs for $2
-/// each.`).
-pub(super) fn lone_number(text: &str) -> bool {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    match (lines.next(), lines.next()) {
-        (Some(line), None) => numbers(line).len() == 1 && line.split_whitespace().count() <= 6,
-        _ => false,
-    }
 }
 
 /// `line` past a leading `Step 2:` (`Step 2.`, `Step 2 -`, `Step 2`), where it has one.

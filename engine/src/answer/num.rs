@@ -258,8 +258,9 @@ pub(super) fn scaled_at(c: &[char], end: usize, number: &str) -> Option<(String,
     }
     let word = letters_at(c, end + spaces);
     let after = end + spaces + word.len();
-    // A whole word: not `million` of `millionths` (letters_at takes every ASCII letter).
-    if c.get(after).is_some_and(|x| x.is_alphabetic()) {
+    // A whole word: not `million` of `millionths` (letters_at takes every ASCII letter), nor
+    // the first word of a compound (`12 thousand-year-old trees`, `3 million-dollar homes`).
+    if c.get(after).is_some_and(|x| x.is_alphabetic() || *x == '-') {
         return None;
     }
     Some((scaled(number, &word)?, after))

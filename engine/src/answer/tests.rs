@@ -19,9 +19,8 @@ fn extracts_boxed_last_and_nested() {
     assert_eq!(ex("\\boxed{\\{1,2\\}}").unwrap(), "\\{1,2\\}");
     // Unbalanced last box falls back to the previous one.
     assert_eq!(ex("\\boxed{3} and \\boxed{4").unwrap(), "3");
-    // A box before the `Final Answer:` line ponder's prompts ask for was working: the line
-    // after it is the answer (helper-162; it was 9).
-    assert_eq!(ex("\\boxed{9}. Final Answer: 8").unwrap(), "8");
+    // A box outranks a later cue (see `a_box_outranks_a_later_final_answer_line`).
+    assert_eq!(ex("\\boxed{9}. Final Answer: 8").unwrap(), "9");
 }
 
 #[test]
@@ -1329,52 +1328,38 @@ fn lists_written_with_words() {
 }
 
 #[test]
-fn a_box_before_the_final_answer_line_was_working() {
-    // Found by helper-162: ponder's prompts ask for `Final Answer: <answer>`, so a box earlier
-    // in the text is a step on the way, not the answer.
-    let text =
-        "We get \\boxed{9} eggs sold per day. She makes 9 * 2 = 18 dollars.\nFinal Answer: 18";
-    assert_eq!(ex(text).as_deref(), Some("18"));
-    assert_eq!(stated_answer(text).as_deref(), Some("18"));
-    assert_eq!(ex("So \\boxed{9}.\n#### 18").as_deref(), Some("18"));
-    // A box on the cue's line, or after it, is the answer; so is a box the cue is written in.
-    assert_eq!(ex("Final Answer: \\boxed{18}").as_deref(), Some("18"));
-    assert_eq!(
-        ex("Final Answer: $\\boxed{18}$ dollars").as_deref(),
-        Some("18")
-    );
-    assert_eq!(
-        ex("Final Answer: 9\nWait, 9 * 2 = \\boxed{18}").as_deref(),
-        Some("18")
-    );
-    assert_eq!(
-        ex("\\boxed{\\text{Final Answer: } 18}").as_deref(),
-        Some("\\text{Final Answer: } 18")
-    );
-    // A weak cue after a box does not replace it.
-    assert_eq!(
-        ex("\\boxed{9}. I hope the answer is 8.").as_deref(),
-        Some("9")
-    );
+fn a_box_outranks_a_later_final_answer_line() {
+    // helper-162 proposed the later of a box and a strong cue (`\boxed{9} eggs ... Final
+    // Answer: 18`); helper-167 measured it worse: the line after a box is as often the box
+    // said again rounded, in words, or as "see above". The box stays the answer.
+    for (text, answer) in [
+        (
+            "So the total is \\boxed{18}.\n\nFinal Answer: See above.",
+            "18",
+        ),
+        ("So \\boxed{64}.\nFinal Answer: 16 glasses cost $64.", "64"),
+        ("\\boxed{\\frac{1}{3}}\nFinal Answer: 0.33", "\\frac{1}{3}"),
+        ("Final Answer: \\boxed{18}", "18"),
+        ("Final Answer: 9\nWait, 9 * 2 = \\boxed{18}", "18"),
+    ] {
+        assert_eq!(ex(text).as_deref(), Some(answer), "{text}");
+    }
 }
 
 #[test]
-fn an_answer_stated_while_thinking_outranks_a_number_after_it() {
-    // Found by helper-162: the sentence after the thinking ends on the price, not the answer
-    // the thinking stated (it gave 2).
-    let text = "<think>16-3-4=9, 9*2=18. Final Answer: 18</think>\n\nShe sells 9 eggs for $2 each.";
-    assert_eq!(ex(text).as_deref(), Some("18"));
-    let boxed = "<think>so \\boxed{18}</think>\nShe sells 9 eggs for $2 each.";
-    assert_eq!(ex(boxed).as_deref(), Some("18"));
-    // An answer stated after the thinking still wins; so does a number in bold, or the one
-    // number of one short line.
+fn an_answer_tried_while_thinking_does_not_outrank_the_text_after_it() {
+    // helper-162 proposed that an answer the thinking states outrank a bare last number after
+    // it; helper-167 found thinking tries answers out and drops them (an early `the answer is
+    // 20?` then worked to 18 after `</think>`: 972 of 1000 GSM8K solutions read wrong).
     for (text, answer) in [
+        (
+            "<think>\nHmm, so the answer is 20? Let me recompute.\n</think>\n\nShe makes 9 * 2 = $18 every day.",
+            "18",
+        ),
+        ("<think>answer: 5</think>\nComputing: 3 + 4 = 7", "7"),
         ("<think>Final Answer: 5</think>\nSo the answer is 7.", "7"),
-        ("<think>Final Answer: 5</think>\nSo she has **7**.", "7"),
-        ("<think>Final Answer: 5</think>\nShe has 7 apples.", "7"),
-        ("<think>Final Answer: 5</think>\n\n7", "7"),
-        // Nothing stated while thinking: the last number after it, as before.
-        ("<think>maybe 5</think>\nShe sells 9 eggs for $2 each.", "2"),
+        // Nothing after the thinking: the whole text.
+        ("<think>Final Answer: 5</think>", "5"),
     ] {
         assert_eq!(ex(text).as_deref(), Some(answer), "{text}");
     }
@@ -1389,7 +1374,6 @@ fn abbreviations_end_no_sentence() {
         ("Final Answer: Mr. Smith has 18 apples.", "18"),
         ("Final Answer: Dr. Lee sees 12 patients.", "12"),
         ("The answer is e.g. 5", "5"),
-        ("Final Answer: No. 5", "5"),
         ("Final Answer: 18 (i.e. 9 x 2)", "18"),
     ] {
         let got = ex(text).unwrap();
@@ -1406,6 +1390,15 @@ fn abbreviations_end_no_sentence() {
         ex("Final Answer: 18. The rest is change.").as_deref(),
         Some("18")
     );
+    // Nor does a dot before a word in lower case or a number go on (helper-167): the answer
+    // ends there.
+    for (text, answer) in [
+        ("Final Answer: 3. x = 1 is excluded.", "3"),
+        ("The answer is 7. 3 + 4 = 8 was a typo.", "7"),
+        ("The answer is yes. for n = 3 it works", "yes"),
+    ] {
+        assert_eq!(ex(text).as_deref(), Some(answer), "{text}");
+    }
 }
 
 #[test]
@@ -1468,23 +1461,24 @@ fn scale_words_multiply_the_number() {
         ("Final Answer: 3 million", "3000000"),
         ("Final Answer: 7.5 million", "7500000"),
         ("The city has 2.5 million people", "2500000"),
+        // The first word of a compound is no scale (helper-167).
+        ("There are 12 thousand-year-old trees.", "12"),
+        ("Final Answer: 3 million-dollar homes", "3"),
     ] {
         assert_eq!(ex(text).as_deref(), Some(answer), "{text}");
     }
 }
 
 #[test]
-fn a_dash_after_a_cue_separates_it_from_the_answer() {
-    // Found by helper-162: `Final answer - 18` was graded -18.
-    for text in [
-        "Final answer - 18",
-        "Final Answer: - 18",
-        "Final Answer: \u{2014} 18",
-        "Final Answer:\n- 18",
+fn a_dash_after_a_cue_is_a_minus_sign() {
+    // helper-162 proposed reading `Final Answer: - 18` as 18 (a separator); helper-167 found
+    // models write negative answers so (`#### - 18`, `The final answer is - 3.`): a minus.
+    for (text, answer) in [
+        ("Final Answer: - 18", "-18"),
+        ("#### - 18", "-18"),
+        ("Final Answer: -18", "-18"),
     ] {
-        assert_eq!(ex(text).as_deref(), Some("18"), "{text}");
+        let got = ex(text).unwrap();
+        assert!(equivalent(&got, answer), "{text}: {got}");
     }
-    // A minus sign is written against its number.
-    assert_eq!(ex("Final Answer: -18").as_deref(), Some("-18"));
-    assert_eq!(ex("Final Answer: It fell to -18.").as_deref(), Some("-18"));
 }

@@ -11,7 +11,8 @@
 //!   timeout, ours or a proxy's (504, 524), is sent on only with several URLs, once to each;
 //!   a 501 or 505 is returned at once. A status kept through every retry is returned as that
 //!   status ([`Error::Http`]: one request's failure, a 500 for one prompt, say); servers never
-//!   reached, as [`Error::Connection`]. After a request gave up on unreachable servers,
+//!   reached, or busy or down for every request (429, 502, 503, 529), as
+//!   [`Error::Connection`]. After a request gave up on unreachable servers,
 //!   requests try once until one answers.
 //! - `n > 1` is sent as one request; a server that returns fewer choices is remembered as not
 //!   honouring `n`, and the missing choices (then every later request) are fanned out as
@@ -60,6 +61,9 @@ const PROBE_RETRIES: u32 = 3;
 /// Longest wait for one probe's answer (or the request timeout, if shorter): a probe's work is
 /// a tokenization or a settings lookup.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a server answering a probe 503 is waited for while connecting: llama.cpp answers
+/// `/v1/models` while it loads its model and 503 everything else until it is done.
+const PROBE_LOADING: Duration = Duration::from_secs(300);
 
 /// What the server offers beyond the OpenAI API, found when connecting.
 #[derive(Debug, Clone, Default)]
@@ -457,10 +461,13 @@ impl OpenAiBackend {
     /// not JSON: asked again it would answer the same). A server busy or failing for now (a
     /// 408, 429 or 5xx, a timeout, a lost connection) is asked again after a short backoff, up
     /// to `PROBE_RETRIES` times (no more than `retries`): read as absent, the endpoint would
-    /// be off for the backend's whole life (no tokenizer, no end-of-sequence ids). Still
-    /// failing, connecting fails, naming the endpoint and what it answered. Each try waits at
-    /// most `PROBE_TIMEOUT` (within the request timeout), so a hung server fails connecting
-    /// in minutes, not a request timeout a try.
+    /// be off for the backend's whole life (no tokenizer, no end-of-sequence ids). A 503 (a
+    /// model still loading) is asked again for up to `PROBE_LOADING`. Still failing, connecting
+    /// fails, naming the endpoint and what it answered; except a 500 or another 5xx that is
+    /// not a busy or unreachable server's (502, 503, 504, 529), read as absent with a warning:
+    /// the endpoint fails on its own (a template the server cannot render, say). Each try
+    /// waits at most `PROBE_TIMEOUT` (within the request timeout), so a hung server fails
+    /// connecting in minutes, not a request timeout a try.
     async fn probe_endpoint(
         &self,
         base: &str,
@@ -473,12 +480,19 @@ impl OpenAiBackend {
         let limit = self.options.timeout.min(PROBE_TIMEOUT);
         let mut delay = self.options.backoff;
         let mut tried = 0;
+        let first = Instant::now();
         loop {
             tried += 1;
             let attempt = self.attempt(method.clone(), base, &url, body);
+            let mut loading = false;
             let (reason, retry_after) = match tokio::time::timeout(limit, attempt).await {
                 Ok(Attempt::Done(value)) => return Ok(Some(value)),
                 Ok(Attempt::Retry(message, retry_after, Some(status))) => {
+                    if tried >= tries && status >= 500 && !matches!(status, 502..=504 | 529) {
+                        tracing::warn!(%url, status, %message, "the server fails this endpoint on every try; going without it");
+                        return Ok(None);
+                    }
+                    loading = status == 503;
                     (format!("HTTP {status}: {message}"), retry_after)
                 }
                 Ok(Attempt::Retry(reason, _, None)) => (reason, None),
@@ -489,7 +503,7 @@ impl OpenAiBackend {
                 }
                 Err(_) => (format!("no answer within {limit:?}"), None),
             };
-            if tried >= tries {
+            if tried >= tries && !(loading && first.elapsed() < PROBE_LOADING) {
                 return Err(Error::Connection {
                     url,
                     attempts: tried,
@@ -825,9 +839,17 @@ impl OpenAiBackend {
                     if attempts > retries {
                         // A server that answered every try with an error status (a 500 for
                         // this prompt alone, say) failed this request: its status, which a
-                        // strategy may drop as one call's failure. Servers that could not be
-                        // reached at all are lost to every call.
+                        // strategy may drop as one call's failure. Not one that says the server
+                        // is busy or down for every request (429, 502, 503, 529: rate limits,
+                        // a dead backend behind a proxy): a sample dropped for it would leave
+                        // a vote smaller than asked, the problem recorded as answered. Those,
+                        // and servers that could not be reached at all, are lost to every call.
                         return Err(match status {
+                            Some(status @ (429 | 502 | 503 | 529)) => Error::Connection {
+                                url,
+                                attempts,
+                                reason: format!("HTTP {status}: {reason}"),
+                            },
                             Some(status) => Error::Http {
                                 url,
                                 status,

@@ -48,20 +48,11 @@ class TestTimeout(BaseException):
     pass
 
 
-class Discard(io.TextIOBase):
-    # What the candidate writes to sys.stderr (logging, warnings, debug prints), read by no one:
-    # the sandbox's output limit would otherwise end the run of a correct function that logs a
-    # lot, where the hidden tests (stderr to /dev/null) pass it.
-    def writable(self):
-        return True
-
-    def write(self, text):
-        if not isinstance(text, str):
-            raise TypeError("write() argument must be str, not %s" % type(text).__name__)
-        return len(text)
-
-
-discard = Discard()
+# What the candidate writes to sys.stderr (logging, warnings, debug prints), read by no one:
+# the sandbox's output limit would otherwise end the run of a correct function that logs a
+# lot, where the hidden tests (stderr to /dev/null) pass it. A real file, as the hidden tests'
+# is: `sys.stderr.buffer`, `fileno()` and `encoding` work as they do there.
+discard = io.TextIOWrapper(open(os.devnull, "wb"), encoding="utf-8", errors="backslashreplace")
 
 
 # The test running (None while loading) and how often its timer has fired.

@@ -372,15 +372,20 @@ impl SStar {
             .sum::<u64>();
         // Only inputs every program ran: one a program skipped (a name the call uses that
         // another program binds, as `string` after `import string`, and it does not) would
-        // part two programs that agree on the function into two clusters.
+        // part two programs that agree on the function into two clusters. Not counting a
+        // program that skipped them all (its entry point never bound): it would leave no input
+        // to cluster any program by, and stands alone anyway.
+        let skipped = |run: &TestRun, p: usize| {
+            run.results
+                .get(p)
+                .is_some_and(|r| matches!(r.status, TestStatus::Skipped { .. }))
+        };
+        let ran_some: Vec<&TestRun> = runs
+            .iter()
+            .filter(|run| (0..calls.len()).any(|p| !skipped(run, p)))
+            .collect();
         let ran: Vec<usize> = (0..calls.len())
-            .filter(|&p| {
-                runs.iter().all(|run| {
-                    !run.results
-                        .get(p)
-                        .is_some_and(|r| matches!(r.status, TestStatus::Skipped { .. }))
-                })
-            })
+            .filter(|&p| ran_some.iter().all(|run| !skipped(run, p)))
             .collect();
         details.probes = ran.iter().filter_map(|&p| calls.get(p).cloned()).collect();
         let mut clusters: Vec<Cluster> = Vec::new();

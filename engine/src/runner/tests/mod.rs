@@ -365,7 +365,7 @@ async fn an_even_share_of_part_of_a_set_leaves_the_rest_theirs() {
             let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
                 .with_run_budget(Budget::unlimited().with_max_tokens(40))
                 .with_allocation(Allocation::Even)
-                .with_set_size(8)
+                .with_set((1..=8).map(|i| format!("p{i}")))
                 .run(&part, &out, |_| {})
                 .await
                 .unwrap();
@@ -388,6 +388,47 @@ async fn an_even_share_of_part_of_a_set_leaves_the_rest_theirs() {
         .iter()
         .all(|l| l.allotted.and_then(|b| b.max_tokens) == Some(5)));
     assert!(lines.iter().map(|l| l.usage.total_tokens()).sum::<u64>() <= 40);
+
+    // Another file's part already in the results file (answered, with the ids of no set
+    // given now) does not shrink the set: 80 tokens, 8 answered elsewhere spent 32 of them
+    // (2 prompt and 2 completion tokens each), and the 48 left are shared by this set's 8
+    // problems, 2 of them run now: 6 each.
+    let out = dir.path().join("parts.jsonl");
+    let other: Vec<Problem> = (1..=8)
+        .map(|i| Problem::new(format!("a{i}"), "Q?"))
+        .collect();
+    let part = |problems: &[Problem], set: Vec<String>, reply: &'static str| {
+        let backend = Arc::new(crate::scripted::ScriptedBackend::new(vec![reply; 8]));
+        let out = out.clone();
+        let problems = problems.to_vec();
+        async move {
+            Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
+                .with_run_budget(Budget::unlimited().with_max_tokens(80))
+                .with_allocation(Allocation::Even)
+                .with_set(set)
+                .run(&problems, &out, |_| {})
+                .await
+                .unwrap();
+            backend
+                .requests()
+                .iter()
+                .map(|r| r.max_tokens)
+                .collect::<Vec<usize>>()
+        }
+    };
+    let ids = |problems: &[Problem]| problems.iter().map(|p| p.id.clone()).collect();
+    assert_eq!(part(&other, ids(&other), "01").await.len(), 8);
+    let spent: u64 = read_results(&out)
+        .unwrap()
+        .iter()
+        .map(|l| l.usage.total_tokens())
+        .sum();
+    assert_eq!(spent, 32);
+    assert_eq!(
+        part(&set[..2], ids(&set), "0123456789").await,
+        vec![4, 4],
+        "48 / 8 = 6 each"
+    );
 }
 
 #[tokio::test]
