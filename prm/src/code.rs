@@ -1091,15 +1091,20 @@ mod tests {
         assert!(!defines("class A:\n    def f(self):\n", "f"));
     }
 
+    /// Each test's call and expected output.
+    fn calls_and_outputs(tests: &[TestCase]) -> Vec<(&str, &str)> {
+        tests
+            .iter()
+            .map(|t| (t.call.as_str(), t.expected.as_deref().unwrap()))
+            .collect()
+    }
+
     #[test]
     fn parses_doctests_and_informal_examples() {
         let prompt = "def helper():\n    \"\"\"\n    >>> helper()\n    1\n    \"\"\"\n\ndef f(xs, s):\n    \"\"\" Doc.\n    >>> f([1, 2], 'a')\n    [2, 1]\n    >>> f([],\n    ... 'b')\n\n    >>> f([4], 'd') == ['d']\n    >>> f([6], 'f') == ['f'] or f([6], 'f') == []\n    >>> f([7], 'g') != []\n    >>> f([8], 'h')=='a = b'\n    >>> f('a==b')\n    >>> f([9], 'i') == f([9], 'j')\n    >>> f([5], 'e') == ['e']\n    True\n    >>> f([3], 'c')\n    'c'\"\"\"\n";
         let tests = docstring_tests(prompt, "f");
         assert_eq!(
-            tests
-                .iter()
-                .map(|t| (t.call.as_str(), t.expected.as_deref().unwrap()))
-                .collect::<Vec<_>>(),
+            calls_and_outputs(&tests),
             vec![
                 ("f([1, 2], 'a')", "[2, 1]"),
                 ("f([],\n'b')", "None"),
@@ -1119,10 +1124,7 @@ mod tests {
         let informal = "def g(a, b):\n    '''\n    g([1, (2)], \")\") ➞ False\n    g(1, 2) ==> [1, 2]\n    g(3, 4) => true\n    g(5, 6)   # returns \"db\"\n    g(7, 8) -> 19 - 5 = 8\n    g(9, 0)\n    '''\n";
         let tests = docstring_tests(informal, "g");
         assert_eq!(
-            tests
-                .iter()
-                .map(|t| (t.call.as_str(), t.expected.as_deref().unwrap()))
-                .collect::<Vec<_>>(),
+            calls_and_outputs(&tests),
             vec![
                 ("g([1, (2)], \")\")", "False"),
                 ("g(1, 2)", "[1, 2]"),
@@ -1141,10 +1143,7 @@ mod tests {
         let prompt = "\ndef sort_array(arr):\n    \"\"\"\n    It must be implemented like this:\n    >>> sort_array([1, 5, 2, 3, 4]) == [1, 2, 3, 4, 5]\n    >>> sort_array([-2, -3, -4, -5, -6]) == [-6, -5, -4, -3, -2]\n    >>> sort_array([1, 0, 2, 3, 4]) [0, 1, 2, 3, 4]\n    \"\"\"\n";
         let tests = docstring_tests(prompt, "sort_array");
         assert_eq!(
-            tests
-                .iter()
-                .map(|t| (t.call.as_str(), t.expected.as_deref().unwrap()))
-                .collect::<Vec<_>>(),
+            calls_and_outputs(&tests),
             vec![
                 ("sort_array([1, 5, 2, 3, 4])", "[1, 2, 3, 4, 5]"),
                 ("sort_array([-2, -3, -4, -5, -6])", "[-6, -5, -4, -3, -2]"),
@@ -1184,13 +1183,7 @@ mod tests {
         // them; only the example under "Examples:" is one.
         let prompt = "def tri(n):\n    \"\"\"Tribonacci sequence is defined by the recurrence:\n    tri(1) = 3\n    tri(n) = 1 + n / 2, if n is even.\n    tri(n) =  tri(n - 1) + tri(n - 2) + tri(n + 1), if n is odd.\n    For example:\n    tri(2) = 1 + (2 / 2) = 2\n    tri(4) = 3\n    tri(3) = tri(2) + tri(1) + tri(4)\n           = 2 + 3 + 3 = 8 \n    You are given a non-negative integer number n, you have to a return a list of the \n    first n + 1 numbers of the Tribonacci sequence.\n    Examples:\n    tri(3) = [1, 3, 2, 8]\n    \"\"\"\n";
         let tests = docstring_tests(prompt, "tri");
-        assert_eq!(
-            tests
-                .iter()
-                .map(|t| (t.call.as_str(), t.expected.as_deref().unwrap()))
-                .collect::<Vec<_>>(),
-            vec![("tri(3)", "[1, 3, 2, 8]")]
-        );
+        assert_eq!(calls_and_outputs(&tests), vec![("tri(3)", "[1, 3, 2, 8]")]);
         // Without a definition by a free variable, a bare `=` example stands.
         let tests = docstring_tests("def g(n):\n    '''\n    g(1) = 3\n    '''\n", "g");
         assert_eq!(tests.len(), 1);
