@@ -33,51 +33,40 @@ const NOT_AN_ANSWER: &str = "correct incorrect right wrong not as that this thes
 
 /// Content of the last well-formed `\boxed`/`\fbox` in `text`.
 pub(super) fn last_boxed(text: &str) -> Option<String> {
-    last_boxed_at(text).map(|(_, content)| content)
-}
-
-/// [`last_boxed`], with where the box ends in `text` (the byte past its closing brace).
-pub(super) fn last_boxed_at(text: &str) -> Option<(usize, String)> {
     let mut starts: Vec<usize> = Vec::new();
     for name in ["\\boxed", "\\fbox"] {
         starts.extend(text.match_indices(name).map(|(p, m)| p + m.len()));
     }
     starts.sort_unstable();
-    starts.iter().rev().find_map(|&end| {
-        let (content, len) = text.get(end..).and_then(boxed_argument)?;
-        Some((end + len, content))
-    })
+    starts
+        .iter()
+        .rev()
+        .find_map(|&end| text.get(end..).and_then(boxed_argument))
 }
 
-/// The argument of a `\boxed` whose name has just been consumed, and the bytes of `rest` it
-/// takes up to its end.
-fn boxed_argument(rest: &str) -> Option<(String, usize)> {
+/// The argument of a `\boxed` whose name has just been consumed.
+fn boxed_argument(rest: &str) -> Option<String> {
     if rest.starts_with(|c: char| c.is_ascii_alphabetic()) {
         return None;
     }
     let trimmed = rest.trim_start();
-    let lead = rest.len() - trimmed.len();
-    let (content, len) = if trimmed.starts_with('{') {
+    let content = if trimmed.starts_with('{') {
         let chars: Vec<char> = trimmed.chars().collect();
         let end = group_end(&chars, 0)?;
-        let len = chars
-            .get(..=end)?
-            .iter()
-            .map(|c| c.len_utf8())
-            .sum::<usize>();
-        (chars.get(1..end)?.iter().collect::<String>(), len)
+        chars.get(1..end)?.iter().collect::<String>()
     } else {
-        let word = trimmed
+        trimmed
             .split(|c: char| c.is_whitespace() || c == '$')
-            .next()?;
-        (word.trim_end_matches(['.', ',']).to_string(), word.len())
+            .next()?
+            .trim_end_matches(['.', ','])
+            .to_string()
     };
     let content = content.trim();
-    (!content.is_empty()).then(|| (content.to_string(), lead + len))
+    (!content.is_empty()).then(|| content.to_string())
 }
 
-/// The answer after the last strong cue that is followed by one, and where that cue ends.
-pub(super) fn after_strong_cue(text: &str) -> Option<(usize, String)> {
+/// The answer after the last strong cue that is followed by one.
+pub(super) fn after_strong_cue(text: &str) -> Option<String> {
     // ASCII lower-casing keeps byte offsets identical to `text`.
     let lower = text.to_ascii_lowercase();
     let mut strong = cue_ends(&lower, STRONG_CUES);
@@ -102,7 +91,7 @@ pub(super) fn after_strong_cue(text: &str) -> Option<(usize, String)> {
         .into_iter()
         .rev()
         .filter(|&end| !in_passing(text, end))
-        .find_map(|end| Some((end, answer_at(text, end)?)))
+        .find_map(|end| answer_at(text, end))
 }
 
 /// The answer after the last weak cue that is followed by one.

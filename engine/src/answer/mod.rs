@@ -82,7 +82,7 @@ fn extract_in(text: &str) -> Option<String> {
 /// cue, else after its last weak cue.
 fn stated_in(text: &str) -> Option<String> {
     last_boxed(text)
-        .or_else(|| after_strong_cue(text).map(|(_, cued)| cued))
+        .or_else(|| after_strong_cue(text))
         .or_else(|| after_weak_cue(text))
 }
 
