@@ -65,6 +65,16 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 /// `/v1/models` while it loads its model and 503 everything else until it is done.
 const PROBE_LOADING: Duration = Duration::from_secs(300);
 
+/// The wait before the next try: `delay` jittered (±25%), or the server's `Retry-After` where
+/// longer, at most `cap`; `delay` doubles for the try after (up to 15 s).
+fn backoff(delay: &mut Duration, retry_after: Option<Duration>, cap: Duration) -> Duration {
+    let jittered = delay.mul_f64(0.75 + fastrand::f64() / 2.0);
+    *delay = (*delay * 2).min(Duration::from_secs(15));
+    retry_after
+        .map_or(jittered, |asked| asked.max(jittered))
+        .min(cap)
+}
+
 /// What the server offers beyond the OpenAI API, found when connecting.
 #[derive(Debug, Clone, Default)]
 struct ServerInfo {
@@ -514,13 +524,9 @@ impl OpenAiBackend {
                     ),
                 });
             }
-            let jittered = delay.mul_f64(0.75 + fastrand::f64() / 2.0);
-            let wait = retry_after
-                .map_or(jittered, |asked| asked.max(jittered))
-                .min(Duration::from_secs(15));
+            let wait = backoff(&mut delay, retry_after, Duration::from_secs(15));
             tracing::warn!(%url, tried, %reason, ?wait, "probing an endpoint failed; asking again");
             tokio::time::sleep(wait).await;
-            delay = (delay * 2).min(Duration::from_secs(15));
         }
     }
 
@@ -865,14 +871,10 @@ impl OpenAiBackend {
                             }
                         });
                     }
-                    // The backoff is jittered; a server's own wait is kept to, up to a minute.
-                    let jittered = delay.mul_f64(0.75 + fastrand::f64() / 2.0);
-                    let wait = retry_after
-                        .map_or(jittered, |asked| asked.max(jittered))
-                        .min(Duration::from_secs(60));
+                    // A server's own wait is kept to, up to a minute.
+                    let wait = backoff(&mut delay, retry_after, Duration::from_secs(60));
                     tracing::warn!(%url, attempts, ?status, %reason, ?wait, "retrying");
                     tokio::time::sleep(wait).await;
-                    delay = (delay * 2).min(Duration::from_secs(15));
                 }
             }
         }
