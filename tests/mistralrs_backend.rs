@@ -1508,3 +1508,165 @@ fn a_chat_template_that_cannot_be_read_is_named_before_loading() {
         );
     }
 }
+
+/// A reader over a GGUF file's bytes that knows where it is.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        self.at += n;
+        &self.bytes[self.at - n..self.at]
+    }
+
+    fn number(&mut self, n: usize) -> u64 {
+        let mut wide = [0u8; 8];
+        wide[..n].copy_from_slice(self.take(n));
+        u64::from_le_bytes(wide)
+    }
+
+    fn skip(&mut self, kind: u32) {
+        match kind {
+            0 | 1 | 7 => self.at += 1,
+            2 | 3 => self.at += 2,
+            4..=6 => self.at += 4,
+            10..=12 => self.at += 8,
+            8 => {
+                let n = self.number(8) as usize;
+                self.at += n;
+            }
+            9 => {
+                let items = self.number(4) as u32;
+                for _ in 0..self.number(8) {
+                    self.skip(items);
+                }
+            }
+            other => panic!("value type {other}"),
+        }
+    }
+}
+
+/// Splits the GGUF file at `path` into `parts` shards `{stem}-0000i-of-0000n.gguf` in `dir`, as
+/// llama.cpp's `gguf-split` does: every metadata entry in the first only, the `split.*` keys in
+/// each, the tensors shared out in order.
+fn split_gguf(path: &std::path::Path, dir: &std::path::Path, stem: &str, parts: usize) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut r = Cursor {
+        bytes: &bytes,
+        at: 0,
+    };
+    assert_eq!(r.take(4), b"GGUF");
+    assert_eq!(r.number(4), 3, "a GGUF version 3 file");
+    let tensors = r.number(8) as usize;
+    let entries = r.number(8) as usize;
+    let mut alignment = 32;
+    let mut metadata = Vec::new();
+    for _ in 0..entries {
+        let start = r.at;
+        let key_len = r.number(8) as usize;
+        let key = r.take(key_len);
+        let kind = r.number(4) as u32;
+        if kind == 4 && key == b"general.alignment" {
+            alignment = r.number(4) as usize;
+        } else {
+            r.skip(kind);
+        }
+        metadata.push(&bytes[start..r.at]);
+    }
+    // Each tensor's entry without its offset, and its offset.
+    let mut table = Vec::new();
+    for _ in 0..tensors {
+        let start = r.at;
+        let name_len = r.number(8) as usize;
+        r.take(name_len);
+        let dims = r.number(4) as usize;
+        r.take(8 * dims + 4);
+        let entry = &bytes[start..r.at];
+        table.push((entry, r.number(8) as usize));
+    }
+    let data = r.at.div_ceil(alignment) * alignment;
+    let mut offsets: Vec<usize> = table.iter().map(|(_, offset)| *offset).collect();
+    offsets.sort_unstable();
+    let size_of = |offset: usize| {
+        let next = offsets.iter().find(|&&o| o > offset).copied();
+        next.unwrap_or(bytes.len() - data) - offset
+    };
+    for (i, chunk) in table.chunks(tensors.div_ceil(parts)).enumerate() {
+        let align = if i == 0 { alignment } else { 32 };
+        let mut out = b"GGUF".to_vec();
+        out.extend(3u32.to_le_bytes());
+        out.extend((chunk.len() as u64).to_le_bytes());
+        let kept = if i == 0 { metadata.len() } else { 0 };
+        out.extend((kept as u64 + 3).to_le_bytes());
+        for entry in &metadata[..kept] {
+            out.extend(*entry);
+        }
+        for (key, kind, value) in [
+            ("split.no", 2u32, (i as u16).to_le_bytes().to_vec()),
+            ("split.count", 2, (parts as u16).to_le_bytes().to_vec()),
+            (
+                "split.tensors.count",
+                5,
+                (tensors as i32).to_le_bytes().to_vec(),
+            ),
+        ] {
+            out.extend((key.len() as u64).to_le_bytes());
+            out.extend(key.as_bytes());
+            out.extend(kind.to_le_bytes());
+            out.extend(value);
+        }
+        let mut offset = 0usize;
+        for (entry, old) in chunk {
+            out.extend(*entry);
+            out.extend((offset as u64).to_le_bytes());
+            offset = (offset + size_of(*old)).div_ceil(align) * align;
+        }
+        out.resize(out.len().div_ceil(align) * align, 0);
+        for (_, old) in chunk {
+            out.extend(&bytes[data + old..data + old + size_of(*old)]);
+            out.resize(out.len().div_ceil(align) * align, 0);
+        }
+        let name = format!("{stem}-{:05}-of-{parts:05}.gguf", i + 1);
+        std::fs::write(dir.join(name), out).unwrap();
+    }
+}
+
+/// A model split by `gguf-split` loads from its directory or its first shard (the others found
+/// beside it), and writes what the whole file writes; the metadata lives in the first shard only,
+/// so a later shard alone, or a first without all the others, is refused naming why.
+#[test]
+fn a_split_gguf_model_loads_from_its_directory_or_its_first_shard() {
+    let whole = ponder::engine::models::builtin("smollm2-135m")
+        .unwrap()
+        .ensure()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    split_gguf(&whole, dir.path(), "smol", 3);
+    let question = "What is 2 + 3?";
+    let (_, expected) = block_on(greedy_text(smollm().as_ref(), question));
+    let first = dir.path().join("smol-00001-of-00003.gguf");
+    for source in [dir.path().to_path_buf(), first.clone()] {
+        let source = ModelSource::parse(&source.to_string_lossy()).unwrap();
+        let backend = block_on(MistralRsBackend::load(&source, &common::options())).unwrap();
+        let (text, ids) = block_on(greedy_text(&backend, question));
+        assert!(same_greedy(&expected, &ids), "{source}: {text:?}");
+    }
+    let second = dir.path().join("smol-00002-of-00003.gguf");
+    let err = ModelSource::parse(&second.to_string_lossy()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a shard after the first of a split model"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.path().join("smol-00003-of-00003.gguf")).unwrap();
+    let source = ModelSource::parse(&first.to_string_lossy()).unwrap();
+    let err = block_on(MistralRsBackend::load(&source, &common::options()))
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("a model split in 3") && err.to_string().contains("its shards 3"),
+        "{err}"
+    );
+}

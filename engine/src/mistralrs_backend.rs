@@ -513,18 +513,11 @@ impl MistralRsBackend {
 /// Whether `files` (names, sorted) are the shards of one model, `name-0000i-of-0000n.gguf` for
 /// each `i` of `1..=n`.
 fn shards_of_one_model(files: &[String]) -> bool {
-    let shard = |file: &str| -> Option<(String, usize, usize)> {
-        let stem = file.strip_suffix(".gguf")?;
-        let (head, total) = stem.rsplit_once("-of-")?;
-        let (prefix, index) = head.rsplit_once('-')?;
-        let number = |digits: &str| {
-            (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| digits.parse::<usize>().ok())
-                .flatten()
-        };
-        Some((prefix.to_string(), number(index)?, number(total)?))
-    };
-    let Some(shards) = files.iter().map(|f| shard(f)).collect::<Option<Vec<_>>>() else {
+    let Some(shards) = files
+        .iter()
+        .map(|f| crate::models::shard_of(f))
+        .collect::<Option<Vec<_>>>()
+    else {
         return false;
     };
     let mut indexes: Vec<usize> = shards.iter().map(|(_, i, _)| *i).collect();
@@ -533,6 +526,44 @@ fn shards_of_one_model(files: &[String]) -> bool {
         .iter()
         .all(|(prefix, _, total)| *prefix == shards[0].0 && *total == files.len())
         && indexes == (1..=files.len()).collect::<Vec<_>>()
+}
+
+/// The `total` shards of the split model `prefix` in `dir` (names sorted), all of them or an
+/// error naming those missing.
+fn shards_beside(name: &str, dir: &Path, prefix: &str, total: usize) -> Result<Vec<String>> {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|file| {
+            crate::models::shard_of(file).is_some_and(|(p, _, t)| p == prefix && t == total)
+        })
+        .collect();
+    files.sort();
+    if shards_of_one_model(&files) {
+        return Ok(files);
+    }
+    let present: Vec<usize> = files
+        .iter()
+        .filter_map(|f| crate::models::shard_of(f).map(|(_, index, _)| index))
+        .collect();
+    let missing: Vec<String> = (1..=total)
+        .filter(|i| !present.contains(i))
+        .map(|i| i.to_string())
+        .collect();
+    Err(Error::ModelSource {
+        source_name: name.to_string(),
+        reason: format!(
+            "it is a shard of a model split in {total} ({prefix}-*-of-*.gguf), and {} lacks \
+             its shards {}",
+            dir.display(),
+            if missing.is_empty() {
+                "(some appear twice)".to_string()
+            } else {
+                missing.join(", ")
+            }
+        ),
+    })
 }
 
 /// Loads GGUF weights (a file, or every `.gguf` in a directory) with F32 activations on CPU:
@@ -577,12 +608,17 @@ async fn load_gguf_files(
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
-        (dir, vec![file])
+        let files = match crate::models::shard_of(&file) {
+            // A split model's shard loads with the others (as llama.cpp's `-m` does).
+            Some((prefix, _, total)) if total > 1 => shards_beside(name, &dir, &prefix, total)?,
+            _ => vec![file],
+        };
+        (dir, files)
     };
-    // A text file named .gguf is told as such, not as mistral.rs's "unknown magic".
-    for file in &files {
-        crate::models::check_gguf_magic(&dir.join(file), name)?;
-    }
+    // A text file named .gguf is told as such, not as mistral.rs's "unknown magic"; a file
+    // cut short, or of an architecture mistral.rs does not run, before it aborts or panics.
+    let paths: Vec<PathBuf> = files.iter().map(|file| dir.join(file)).collect();
+    crate::models::check_gguf_files(&paths, name)?;
     let loader = GGUFLoaderBuilder::new(
         None,
         None,

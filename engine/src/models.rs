@@ -458,50 +458,82 @@ impl ModelSource {
     }
 }
 
-/// Fails unless `path` starts with the GGUF magic, so that a file that only has the name (a
-/// download's error page, a text file) is told as such instead of as mistral.rs's "unknown
-/// magic". `source_name` is the model's name in the error.
+/// Fails unless `path` is a whole GGUF file of an architecture mistral.rs runs, so that a file
+/// that only has the name (a download's error page, a text file), one cut short, or one of
+/// another architecture is told as such instead of as mistral.rs's "unknown magic" or a panic.
+/// `source_name` is the model's name in the error.
 pub fn check_gguf_magic(path: &Path, source_name: &str) -> Result<()> {
+    check_gguf_files(&[path.to_path_buf()], source_name)
+}
+
+/// [`check_gguf_magic`] for the files of one model: a file, or the shards of a split one, of
+/// which llama.cpp's `gguf-split` writes the metadata (`general.architecture` with it) into
+/// the first only, as mistral.rs expects. Each file must be a whole GGUF one, and one of them
+/// at least must name the architecture.
+pub fn check_gguf_files(paths: &[PathBuf], source_name: &str) -> Result<()> {
+    let mut named = false;
+    for path in paths {
+        named |= gguf_architecture(path, source_name)?.is_some();
+    }
+    if named {
+        return Ok(());
+    }
+    let names: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            let file = p.file_name().unwrap_or(p.as_os_str());
+            Path::new(file).display().to_string()
+        })
+        .collect();
+    // mistral.rs panics on a model that names no architecture.
+    let reason = match names.as_slice() {
+        [one] if shard_of(one).is_some_and(|(_, index, total)| index > 1 && total > 1) => format!(
+            "{one} is a GGUF file whose header names no `general.architecture`: a shard after \
+             the first of a split model, whose first holds the model's metadata (give the \
+             first shard, or the directory of all of them)"
+        ),
+        [one] => format!("{one} is a GGUF file whose header names no `general.architecture`"),
+        many => format!(
+            "none of its GGUF files ({}) names `general.architecture` in its header",
+            many.join(", ")
+        ),
+    };
+    Err(Error::ModelSource {
+        source_name: source_name.to_string(),
+        reason,
+    })
+}
+
+/// The `general.architecture` of the GGUF file at `path`, if it names one; an error naming
+/// the file where it is not a GGUF file, not a whole one, or one of an architecture
+/// mistral.rs does not run.
+fn gguf_architecture(path: &Path, source_name: &str) -> Result<Option<String>> {
+    let file = path.file_name().unwrap_or(path.as_os_str());
+    let bad = |reason: String| Error::ModelSource {
+        source_name: source_name.to_string(),
+        reason: format!("{} {reason}", Path::new(file).display()),
+    };
     let mut start = Vec::with_capacity(4);
     std::fs::File::open(path)
         .and_then(|file| file.take(4).read_to_end(&mut start))
         .map_err(|e| Error::io(path, e))?;
-    if start == b"GGUF" {
-        // A header whose sizes run past the file (a download cut short, a corrupt file) would
-        // have candle allocate what it says, and abort the process.
-        return match gguf_header_problem(path) {
-            None => Ok(()),
-            Some(problem) => {
-                let file = path.file_name().unwrap_or(path.as_os_str());
-                Err(Error::ModelSource {
-                    source_name: source_name.to_string(),
-                    reason: format!("{} is {problem}", Path::new(file).display()),
-                })
-            }
+    if start != b"GGUF" {
+        let found = if start.is_empty() {
+            "it is empty".to_string()
+        } else {
+            format!(
+                "it starts with \"{}\" instead of \"GGUF\"",
+                start.escape_ascii()
+            )
         };
+        return Err(bad(format!("is not a GGUF file ({found})")));
     }
-    let found = if start.is_empty() {
-        "it is empty".to_string()
-    } else {
-        format!(
-            "it starts with \"{}\" instead of \"GGUF\"",
-            start.escape_ascii()
-        )
-    };
-    let file = path.file_name().unwrap_or(path.as_os_str());
-    Err(Error::ModelSource {
-        source_name: source_name.to_string(),
-        reason: format!("{} is not a GGUF file ({found})", Path::new(file).display()),
-    })
-}
-
-/// What is wrong with the GGUF file at `path`, if anything, as what it is instead: a header
-/// (metadata and tensor table) with a count or length that runs past the file's end, a value
-/// type no GGUF has, or an end of file inside it; or an architecture mistral.rs does not run.
-/// Reads the header only (a few megabytes at most: the vocabulary).
-fn gguf_header_problem(path: &Path) -> Option<String> {
-    let file = std::fs::File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
+    // A header whose sizes run past the file (a download cut short, a corrupt file) would
+    // have candle allocate what it says, and abort the process.
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut header = GgufHeader {
         reader: std::io::BufReader::new(file),
         at: 0,
@@ -509,20 +541,32 @@ fn gguf_header_problem(path: &Path) -> Option<String> {
         wide: true,
     };
     match header.walk() {
-        Err(problem) => Some(format!(
-            "not a whole GGUF file: {problem} (cut short, or corrupt)"
-        )),
-        // mistral.rs panics on an architecture it does not know, and on none.
-        Ok(None) => Some("a GGUF file whose header names no `general.architecture`".into()),
+        Err(problem) => Err(bad(format!(
+            "is not a whole GGUF file: {problem} (cut short, or corrupt)"
+        ))),
+        // mistral.rs panics on an architecture it does not know.
         Ok(Some(arch)) if !GGUF_ARCHITECTURES.contains(&arch.to_ascii_lowercase().as_str()) => {
-            Some(format!(
-                "a model of architecture `{arch}`, which mistral.rs 0.8.1 does not run from \
-                 GGUF ({})",
+            Err(bad(format!(
+                "is a model of architecture `{arch}`, which mistral.rs 0.8.1 does not run \
+                 from GGUF ({})",
                 GGUF_ARCHITECTURES.join(", ")
-            ))
+            )))
         }
-        Ok(Some(_)) => None,
+        Ok(arch) => Ok(arch),
     }
+}
+
+/// The prefix, index and count of a split model's shard named `prefix-00001-of-00003.gguf`.
+pub(crate) fn shard_of(file: &str) -> Option<(String, usize, usize)> {
+    let stem = file.strip_suffix(".gguf")?;
+    let (head, total) = stem.rsplit_once("-of-")?;
+    let (prefix, index) = head.rsplit_once('-')?;
+    let number = |digits: &str| {
+        (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse::<usize>().ok())
+            .flatten()
+    };
+    Some((prefix.to_string(), number(index)?, number(total)?))
 }
 
 /// The architectures mistral.rs 0.8.1 loads a GGUF model of (`general.architecture`).
@@ -614,7 +658,9 @@ impl<R: Read> GgufHeader<R> {
         Ok(Some(String::from_utf8_lossy(&b).into_owned()))
     }
 
-    fn value(&mut self, kind: u32) -> std::result::Result<(), String> {
+    /// Skips a value of type `kind`, an array `depth` arrays deep (a crafted file's arrays
+    /// nested without end would overflow the stack; real ones nest one deep at most).
+    fn value(&mut self, kind: u32, depth: usize) -> std::result::Result<(), String> {
         match kind {
             0 | 1 | 7 => self.skip(1),
             2 | 3 => self.skip(2),
@@ -623,9 +669,16 @@ impl<R: Read> GgufHeader<R> {
             8 => self.string(),
             9 => {
                 let items = self.u32()?;
+                if depth >= 8 {
+                    return Err(format!(
+                        "at byte {} its header nests arrays {} deep",
+                        self.at - 4,
+                        depth + 1
+                    ));
+                }
                 let count = self.size("an array length")?;
                 for _ in 0..count {
-                    self.value(items)?;
+                    self.value(items, depth + 1)?;
                 }
                 Ok(())
             }
@@ -653,7 +706,7 @@ impl<R: Read> GgufHeader<R> {
             if kind == 8 && key.as_deref() == Some("general.architecture") {
                 architecture = self.short_string()?;
             } else {
-                self.value(kind)?;
+                self.value(kind, 0)?;
             }
         }
         for _ in 0..tensors {
