@@ -631,7 +631,7 @@ async fn load_gguf_files(
     .build();
     let dtype = match options.device {
         DeviceSpec::Cpu => ModelDType::F32,
-        DeviceSpec::Cuda(_) => ModelDType::Auto,
+        DeviceSpec::Cuda(_) => cuda_dtype(name)?,
     };
     let paged = paged_attention_config(name, options)?;
     let pipeline = loader
@@ -980,7 +980,9 @@ async fn load_text_model(
     if options.device == DeviceSpec::Cpu {
         builder = builder.with_force_cpu().with_dtype(ModelDType::F32);
     } else {
-        builder = builder.with_device(device.clone());
+        builder = builder
+            .with_device(device.clone())
+            .with_dtype(cuda_dtype(name)?);
     }
     if let Some(paged) = paged_attention_config(name, options)? {
         builder = builder.with_paged_attn(paged);
@@ -989,6 +991,60 @@ async fn load_text_model(
         builder = builder.with_jinja_explicit(template);
     }
     builder.build().await.map_err(|e| load_error(name, e))
+}
+
+/// The activations' precision on CUDA, as mistral.rs's automatic choice makes it (bf16 where
+/// every GPU's compute capability is 8.0 or more, f16 from 5.3, else f32), from the same
+/// `nvidia-smi` query, but failing as an error naming it: mistral.rs runs the query itself and
+/// panics where `nvidia-smi` is missing (a container with the CUDA libraries and not the
+/// driver's tools) or prints no capability.
+fn cuda_dtype(name: &str) -> Result<ModelDType> {
+    let query = ["--query-gpu=compute_cap", "--format=csv"];
+    let read = std::process::Command::new("nvidia-smi")
+        .args(query)
+        .output()
+        .map_err(|e| e.to_string())
+        .and_then(|out| {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() {
+                dtype_of_capabilities(&text)
+            } else {
+                Err(format!(
+                    "it exited with {}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        });
+    read.map_err(|problem| Error::ModelSource {
+        source_name: name.to_string(),
+        reason: format!(
+            "on CUDA the activations' precision is chosen from the GPUs' compute capability, \
+             read with `nvidia-smi {}`, and that failed: {problem}",
+            query.join(" ")
+        ),
+    })
+}
+
+/// [`cuda_dtype`] from `nvidia-smi`'s CSV: a header line, then one capability per GPU.
+fn dtype_of_capabilities(csv: &str) -> std::result::Result<ModelDType, String> {
+    let mut lowest: Option<f32> = None;
+    for line in csv.lines().skip(1).map(str::trim).filter(|l| !l.is_empty()) {
+        let capability: f32 = line
+            .parse()
+            .map_err(|_| format!("it printed `{line}` for a GPU's compute capability"))?;
+        lowest = Some(lowest.map_or(capability, |l| l.min(capability)));
+    }
+    let lowest = lowest.ok_or_else(|| format!("it listed no GPU: `{}`", csv.trim()))?;
+    // In hundredths, as mistral.rs compares them (7.5 is 750).
+    let hundredths = (lowest * 100.0).round() as u32;
+    Ok(if hundredths >= 800 {
+        ModelDType::BF16
+    } else if hundredths >= 530 {
+        ModelDType::F16
+    } else {
+        ModelDType::F32
+    })
 }
 
 /// The chat template file that replaces the model's own, checked here: mistral.rs panics on a
@@ -1903,6 +1959,19 @@ mod tests {
         // Ended by the model: its text is its own.
         let ended = convert_choice(choice("odd \u{FFFD}", "stop"), &[], false, None);
         assert_eq!(ended.text, "odd \u{FFFD}");
+    }
+
+    #[test]
+    fn the_cuda_precision_is_read_from_the_compute_capability_and_a_bad_reading_is_an_error() {
+        let dtype = |csv: &str| dtype_of_capabilities(csv).map(|d| format!("{d:?}"));
+        assert_eq!(dtype("compute_cap\n9.0\n").unwrap(), "BF16");
+        assert_eq!(dtype("compute_cap\n9.0\n7.5\n").unwrap(), "F16");
+        assert_eq!(dtype("compute_cap\n5.2\n").unwrap(), "F32");
+        assert_eq!(dtype("compute_cap\n8.0").unwrap(), "BF16");
+        let err = dtype("compute_cap\n[N/A]\n").unwrap_err();
+        assert!(err.contains("printed `[N/A]`"), "{err}");
+        let err = dtype("No devices were found\n").unwrap_err();
+        assert!(err.contains("listed no GPU: `No devices were found`"), "{err}");
     }
 
     #[test]
