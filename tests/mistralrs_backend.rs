@@ -1196,6 +1196,38 @@ fn math_shepherds_step_tag_is_read_where_a_sentencepiece_tokenizer_writes_it() {
     );
 }
 
+/// A raw text prompt to a GGUF model whose file asks for a beginning-of-sequence token
+/// (`tokenizer.ggml.add_bos_token`, as Llama-2's and Mistral's do) starts with it, once, as
+/// llama.cpp tokenizes it: mistral.rs's tokenizer built from a GGUF file never adds it. One
+/// whose file says no (SmolLM2's) gets none.
+#[test]
+fn a_raw_prompt_starts_with_the_beginning_of_sequence_token_the_gguf_file_asks_for() {
+    if !matches!(common::device(), DeviceSpec::Cpu) {
+        return;
+    }
+    let backend = tiny_sentencepiece_model();
+    let bos = 1; // the fixture's `tokenizer.ggml.bos_token_id`, with `add_bos_token` true
+    let text = |t: &str| {
+        block_on(backend.tokenize(TokenizeInput::Prompt(&Prompt::Text(t.into())))).unwrap()
+    };
+    let piece = block_on(backend.tokenize(TokenizeInput::Piece("What is 2+2?"))).unwrap();
+    assert_ne!(piece.first(), Some(&bos), "a piece has no special tokens: {piece:?}");
+    let ids = text("What is 2+2?");
+    assert_eq!(ids, [&[bos][..], &piece].concat());
+    // Written out in the text already, it is not doubled.
+    let ids = text("<s>What is 2+2?");
+    assert_eq!(ids.iter().filter(|&&id| id == bos).count(), 1, "{ids:?}");
+    assert_eq!(ids[0], bos);
+    // The prompt the model reads is the one counted and generated from.
+    let request = GenerationRequest::new(Prompt::Text("What is 2+2?".into())).with_max_tokens(1);
+    let generation = block_on(backend.generate(request)).unwrap();
+    assert_eq!(generation.usage.prompt_tokens as usize, piece.len() + 1);
+    let smollm = smollm_dyn();
+    let ids = block_on(smollm.tokenize(TokenizeInput::Prompt(&Prompt::Text("Hi".into())))).unwrap();
+    let piece = block_on(smollm.tokenize(TokenizeInput::Piece("Hi"))).unwrap();
+    assert_eq!(ids, piece, "SmolLM2's file says add_bos_token = false");
+}
+
 #[test]
 fn a_problem_out_of_wall_time_answers_from_its_text_so_far_and_counts_it() {
     // Paced at 20 ms a token, end-of-sequence banned: on a GPU SmolLM2 would count to 1000

@@ -79,6 +79,9 @@ pub struct MistralRsBackend {
     no_chat_template: bool,
     /// Token ids of pieces asked before.
     pieces: crate::piece_cache::PieceCache,
+    /// The beginning-of-sequence token a raw text prompt starts with, where mistral.rs's
+    /// tokenizer would leave it out (a GGUF file asking for it: Llama-2, Mistral).
+    text_bos: Option<u32>,
 }
 
 /// What loading a model gives besides the model.
@@ -93,6 +96,9 @@ struct Loaded {
     token_bytes_read_apart: bool,
     /// Known to have no chat template (GGUF only; a safetensors model's is not looked at).
     no_chat_template: bool,
+    /// The token a raw text prompt starts with (GGUF only: a safetensors model's
+    /// `tokenizer.json` adds its own).
+    text_bos: Option<u32>,
 }
 
 impl std::fmt::Debug for MistralRsBackend {
@@ -188,6 +194,7 @@ impl MistralRsBackend {
                 token_bytes: token_bytes_in(&name, dir),
                 token_bytes_read_apart: true,
                 no_chat_template: !has_chat_template(dir, options.chat_template.as_deref()),
+                text_bos: None,
             },
             ModelSource::Hub(id) => {
                 let model = load_text_model(&name, id, options, &device).await?;
@@ -205,6 +212,7 @@ impl MistralRsBackend {
                     }),
                     token_bytes: snapshot.and_then(|dir| token_bytes_in(&name, &dir)),
                     token_bytes_read_apart: true,
+                    text_bos: None,
                 }
             }
         };
@@ -215,6 +223,7 @@ impl MistralRsBackend {
             token_bytes,
             token_bytes_read_apart,
             no_chat_template,
+            text_bos,
         } = loaded;
         if eos_token_ids.is_empty() {
             tracing::warn!(
@@ -234,6 +243,7 @@ impl MistralRsBackend {
         let one_at_a_time = options.device == DeviceSpec::Cpu;
         let mut backend = Self::from_model(name, model, eos_token_ids, one_at_a_time, pool_tokens)?;
         backend.no_chat_template = no_chat_template;
+        backend.text_bos = text_bos;
         backend.drops_lead_space = backend.decodes_tokens_without_their_space().await?;
         if let Some(table) = token_bytes {
             if !token_bytes_read_apart || backend.reads_like_the_engine(&table).await? {
@@ -351,6 +361,7 @@ impl MistralRsBackend {
             token_bytes: None,
             no_chat_template: false,
             pieces: Default::default(),
+            text_bos: None,
         })
     }
 
@@ -440,7 +451,13 @@ impl MistralRsBackend {
     async fn prompt_ids(&self, prompt: &Prompt) -> Result<Vec<u32>> {
         match prompt {
             Prompt::Tokens(ids) => Ok(ids.clone()),
-            Prompt::Text(text) => self.tokenize_text(text, true).await,
+            Prompt::Text(text) => {
+                let mut ids = self.tokenize_text(text, true).await?;
+                if let Some(bos) = self.text_bos.filter(|&bos| ids.first() != Some(&bos)) {
+                    ids.insert(0, bos);
+                }
+                Ok(ids)
+            }
             Prompt::Chat { .. } if self.no_chat_template => Err(Error::ModelSource {
                 source_name: self.name.clone(),
                 reason: "the model has no chat template, so it cannot take chat messages: give \
@@ -472,7 +489,10 @@ impl MistralRsBackend {
                     text: either::Either::Left(messages),
                     tools: None,
                     add_generation_prompt: true,
-                    add_special_tokens: true,
+                    // The template writes the special tokens it wants (a Llama-3 one its
+                    // `<|begin_of_text|>`), as Hugging Face's `apply_chat_template` reads it:
+                    // a tokenizer adding its own would double them.
+                    add_special_tokens: false,
                     enable_thinking: None,
                     reasoning_effort: None,
                     response: tx,
@@ -618,7 +638,7 @@ async fn load_gguf_files(
     // A text file named .gguf is told as such, not as mistral.rs's "unknown magic"; a file
     // cut short, or of an architecture mistral.rs does not run, before it aborts or panics.
     let paths: Vec<PathBuf> = files.iter().map(|file| dir.join(file)).collect();
-    crate::models::check_gguf_files(&paths, name)?;
+    let facts = crate::models::check_gguf_files(&paths, name)?;
     let loader = GGUFLoaderBuilder::new(
         None,
         None,
@@ -686,6 +706,7 @@ async fn load_gguf_files(
         token_bytes,
         token_bytes_read_apart: false,
         no_chat_template,
+        text_bos: facts.text_bos(),
     })
 }
 
@@ -1971,7 +1992,10 @@ mod tests {
         let err = dtype("compute_cap\n[N/A]\n").unwrap_err();
         assert!(err.contains("printed `[N/A]`"), "{err}");
         let err = dtype("No devices were found\n").unwrap_err();
-        assert!(err.contains("listed no GPU: `No devices were found`"), "{err}");
+        assert!(
+            err.contains("listed no GPU: `No devices were found`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -463,20 +463,23 @@ impl ModelSource {
 /// another architecture is told as such instead of as mistral.rs's "unknown magic" or a panic.
 /// `source_name` is the model's name in the error.
 pub fn check_gguf_magic(path: &Path, source_name: &str) -> Result<()> {
-    check_gguf_files(&[path.to_path_buf()], source_name)
+    check_gguf_files(&[path.to_path_buf()], source_name).map(drop)
 }
 
 /// [`check_gguf_magic`] for the files of one model: a file, or the shards of a split one, of
 /// which llama.cpp's `gguf-split` writes the metadata (`general.architecture` with it) into
 /// the first only, as mistral.rs expects. Each file must be a whole GGUF one, and one of them
-/// at least must name the architecture.
-pub fn check_gguf_files(paths: &[PathBuf], source_name: &str) -> Result<()> {
-    let mut named = false;
+/// at least must name the architecture: what that one's header says.
+pub(crate) fn check_gguf_files(paths: &[PathBuf], source_name: &str) -> Result<GgufFacts> {
+    let mut named = None;
     for path in paths {
-        named |= gguf_architecture(path, source_name)?.is_some();
+        let facts = gguf_facts(path, source_name)?;
+        if named.is_none() && facts.architecture.is_some() {
+            named = Some(facts);
+        }
     }
-    if named {
-        return Ok(());
+    if let Some(facts) = named {
+        return Ok(facts);
     }
     let names: Vec<String> = paths
         .iter()
@@ -504,10 +507,36 @@ pub fn check_gguf_files(paths: &[PathBuf], source_name: &str) -> Result<()> {
     })
 }
 
-/// The `general.architecture` of the GGUF file at `path`, if it names one; an error naming
-/// the file where it is not a GGUF file, not a whole one, or one of an architecture
-/// mistral.rs does not run.
-fn gguf_architecture(path: &Path, source_name: &str) -> Result<Option<String>> {
+/// What a GGUF file's header says of its model, as far as ponder reads it.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct GgufFacts {
+    /// `general.architecture` (the first shard of a split model's only).
+    pub architecture: Option<String>,
+    /// `tokenizer.ggml.model`: `llama` (SentencePiece), `gpt2` (byte-level BPE), ...
+    pub tokenizer: Option<String>,
+    /// `tokenizer.ggml.add_bos_token`.
+    pub add_bos: Option<bool>,
+    /// `tokenizer.ggml.bos_token_id`.
+    pub bos_id: Option<u32>,
+}
+
+impl GgufFacts {
+    /// The beginning-of-sequence token a raw text prompt starts with, as llama.cpp tokenizes
+    /// it: where the file asks for one, or says nothing and its tokenizer is SentencePiece's
+    /// (llama.cpp's default there). mistral.rs's tokenizer built from a GGUF file never adds
+    /// it, so a Llama-2 or Mistral model (a Math-Shepherd PRM among them) would read every
+    /// raw prompt without the token it was trained to see first.
+    pub fn text_bos(&self) -> Option<u32> {
+        let wanted = self
+            .add_bos
+            .unwrap_or(self.tokenizer.as_deref() == Some("llama"));
+        self.bos_id.filter(|_| wanted)
+    }
+}
+
+/// What the header of the GGUF file at `path` says; an error naming the file where it is not
+/// a GGUF file, not a whole one, or one of an architecture mistral.rs does not run.
+fn gguf_facts(path: &Path, source_name: &str) -> Result<GgufFacts> {
     let file = path.file_name().unwrap_or(path.as_os_str());
     let bad = |reason: String| Error::ModelSource {
         source_name: source_name.to_string(),
@@ -540,19 +569,21 @@ fn gguf_architecture(path: &Path, source_name: &str) -> Result<Option<String>> {
         len,
         wide: true,
     };
-    match header.walk() {
-        Err(problem) => Err(bad(format!(
+    let facts = header.walk().map_err(|problem| {
+        bad(format!(
             "is not a whole GGUF file: {problem} (cut short, or corrupt)"
-        ))),
+        ))
+    })?;
+    match facts.architecture.as_deref() {
         // mistral.rs panics on an architecture it does not know.
-        Ok(Some(arch)) if !GGUF_ARCHITECTURES.contains(&arch.to_ascii_lowercase().as_str()) => {
+        Some(arch) if !GGUF_ARCHITECTURES.contains(&arch.to_ascii_lowercase().as_str()) => {
             Err(bad(format!(
                 "is a model of architecture `{arch}`, which mistral.rs 0.8.1 does not run \
                  from GGUF ({})",
                 GGUF_ARCHITECTURES.join(", ")
             )))
         }
-        Ok(arch) => Ok(arch),
+        _ => Ok(facts),
     }
 }
 
@@ -689,8 +720,8 @@ impl<R: Read> GgufHeader<R> {
         }
     }
 
-    /// Walks the header; its `general.architecture`, where it has one.
-    fn walk(&mut self) -> std::result::Result<Option<String>, String> {
+    /// Walks the header; what it says of the model.
+    fn walk(&mut self) -> std::result::Result<GgufFacts, String> {
         self.bytes::<4>()?;
         let version = self.u32()?;
         if !(1..=3).contains(&version) {
@@ -699,14 +730,18 @@ impl<R: Read> GgufHeader<R> {
         self.wide = version > 1;
         let tensors = self.size("a tensor count")?;
         let entries = self.size("a metadata count")?;
-        let mut architecture = None;
+        let mut facts = GgufFacts::default();
         for _ in 0..entries {
             let key = self.short_string()?;
             let kind = self.u32()?;
-            if kind == 8 && key.as_deref() == Some("general.architecture") {
-                architecture = self.short_string()?;
-            } else {
-                self.value(kind, 0)?;
+            match (key.as_deref(), kind) {
+                (Some("general.architecture"), 8) => facts.architecture = self.short_string()?,
+                (Some("tokenizer.ggml.model"), 8) => facts.tokenizer = self.short_string()?,
+                (Some("tokenizer.ggml.add_bos_token"), 7) => {
+                    facts.add_bos = Some(self.bytes::<1>()?[0] != 0);
+                }
+                (Some("tokenizer.ggml.bos_token_id"), 4) => facts.bos_id = Some(self.u32()?),
+                _ => self.value(kind, 0)?,
             }
         }
         for _ in 0..tensors {
@@ -729,7 +764,7 @@ impl<R: Read> GgufHeader<R> {
             self.u32()?;
             self.u64()?;
         }
-        Ok(architecture)
+        Ok(facts)
     }
 }
 
