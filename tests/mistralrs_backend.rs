@@ -1211,7 +1211,11 @@ fn a_raw_prompt_starts_with_the_beginning_of_sequence_token_the_gguf_file_asks_f
         block_on(backend.tokenize(TokenizeInput::Prompt(&Prompt::Text(t.into())))).unwrap()
     };
     let piece = block_on(backend.tokenize(TokenizeInput::Piece("What is 2+2?"))).unwrap();
-    assert_ne!(piece.first(), Some(&bos), "a piece has no special tokens: {piece:?}");
+    assert_ne!(
+        piece.first(),
+        Some(&bos),
+        "a piece has no special tokens: {piece:?}"
+    );
     let ids = text("What is 2+2?");
     assert_eq!(ids, [&[bos][..], &piece].concat());
     // Written out in the text already, it is not doubled.

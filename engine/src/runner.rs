@@ -766,6 +766,8 @@ impl Runner {
                     if failed {
                         Outcome::Done(line)
                     } else if refused && line.usage.calls == 0 {
+                        // Unrecorded, but its `started` event was sent: it ends as cut.
+                        cx.events().emit("", EventKind::Cut);
                         Outcome::NotStarted
                     } else if cut.load(Ordering::Relaxed) {
                         Outcome::Cut(line)

@@ -18,12 +18,17 @@ pub enum Aggregate {
 }
 
 impl Aggregate {
-    /// The reward of `steps`; `None` when there are no steps, or a step is unscored (NaN:
-    /// past the context window, or a decode the budget cut before its read; infinite: a
-    /// scorer's bug). A reward read from the scored steps alone would be a prefix's, ranked as
-    /// the whole solution's: the last steps are the ones left unscored, and `last` would read
-    /// a middle step, `min` and `prod` leave out the factors that could only lower them.
+    /// The reward of `steps`; `None` when there are no steps, or a step the rule reads is
+    /// unscored (NaN: past the context window, or a read the budget refused; infinite: a
+    /// scorer's bug): the last for `last`, any for the others. A reward read from the scored
+    /// steps alone would be a prefix's, ranked as the whole solution's: the last steps are the
+    /// ones left unscored, and `last` would read a middle step, `min` and `prod` leave out the
+    /// factors that could only lower them. (`last` needs no middle step: one left unscored, a
+    /// step judge's read of a prefix the budget refused, costs it nothing.)
     pub fn apply(self, steps: &[f64]) -> Option<f64> {
+        if self == Self::Last {
+            return steps.last().copied().filter(|s| s.is_finite());
+        }
         if steps.is_empty() || steps.iter().any(|s| !s.is_finite()) {
             return None;
         }
@@ -58,7 +63,8 @@ mod tests {
             Aggregate::Mean,
         ] {
             assert_eq!(rule.apply(&[0.9, f64::NAN]), None, "{rule:?}");
-            assert_eq!(rule.apply(&[f64::NAN, 0.9]), None, "{rule:?}");
+            let middle = (rule == Aggregate::Last).then_some(0.9);
+            assert_eq!(rule.apply(&[f64::NAN, 0.9]), middle, "{rule:?}");
             assert_eq!(rule.apply(&[0.5, f64::INFINITY]), None, "{rule:?}");
             assert_eq!(rule.apply(&[f64::NAN]), None, "{rule:?}");
             assert_eq!(rule.apply_scored(&[f64::NAN]), None, "{rule:?}");

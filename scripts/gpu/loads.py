@@ -1,5 +1,5 @@
 """Groups the parts scripts/gpu/build.sh wrote into as few loads as it can, each at most
-LIMIT MiB with SHA256SUMS, for copies with a size limit. The binaries' parts all go in the first
+LIMIT MiB and 8 paths with SHA256SUMS, for copies with limits on both. The binaries' parts all go in the first
 load (all `run.sh bench` needs); SmolLM2's (for `tests` and `forcing`) fill the room left, the
 largest first. Prints one load a line, paths relative to the repository root: copy them over in
 order and run scripts/gpu/run.sh after each (it keeps what came before).
@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 MIB = 1024 * 1024
+PATHS = 8  # the most paths one device call carries (SHA256SUMS is one of them)
 
 
 def tree_bytes():
@@ -45,6 +46,9 @@ def main():
         sys.exit(f"{dist}: no parts of ponder-gpu-bin or ponder-gpu-models: run scripts/gpu/build.sh")
     size = os.path.getsize
     loads = [[size(sums), []]]
+    if 1 + len(binaries) > PATHS:
+        sys.exit(f"the binaries come in {len(binaries)} parts, and a copy takes {PATHS} paths "
+                 "with SHA256SUMS: rebuild with a larger PONDER_GPU_PART_MIB")
     for part in binaries:
         if loads[0][0] + size(part) > limit:
             sys.exit(f"the binaries' parts come to more than {limit / MIB:g} MiB, and they "
@@ -54,7 +58,8 @@ def main():
     for part in sorted(models, key=size, reverse=True):
         if size(sums) + size(part) > limit:
             sys.exit(f"{part} alone is over {limit / MIB:g} MiB: rebuild with a smaller PONDER_GPU_PART_MIB")
-        load = next((load for load in loads if load[0] + size(part) <= limit), None)
+        load = next((load for load in loads
+                     if load[0] + size(part) <= limit and 2 + len(load[1]) <= PATHS), None)
         if load is None:
             load = [size(sums), []]
             loads.append(load)

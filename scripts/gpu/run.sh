@@ -34,9 +34,10 @@ say() { printf '\n== %s\n' "$*" | tee -a "$out/run.log" >&2; }
 die() { echo "$*" >&2; exit 1; }
 
 # Whatever this run started is gone when it ends, stopped or not: a test binary or a ponder
-# process left running would hold the GPU's memory into the next call. (The pattern's bracket
-# keeps pkill from matching a command line that names it, its own or a caller's.)
-trap 'pkill -f "[d]ist/gpu-run/bin/" 2> /dev/null || true' EXIT
+# process left running would hold the GPU's memory into the next call. Only command lines that
+# start with the binaries' path (as each is started): a caller's that names it (`run.sh forcing;
+# ls dist/gpu-run/bin/; run.sh tests`) would be killed with them, and pkill's own too.
+trap 'pkill -f "^$work/bin/" 2> /dev/null || true' EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
 

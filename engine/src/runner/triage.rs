@@ -374,7 +374,9 @@ impl Runner {
             && matches!(outcome, Ok(_) | Err(Error::BudgetExhausted { .. }))
         {
             // Refused at its first call (the run had less left than its prompt needs): not
-            // started, as under the other allocations, so not recorded.
+            // started, as under the other allocations, so not recorded. Its `started` event
+            // was sent: it ends as cut.
+            cx.events().emit("", EventKind::Cut);
             return First::Whole(Outcome::NotStarted);
         }
         if cut.load(Ordering::Relaxed) {

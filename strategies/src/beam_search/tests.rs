@@ -465,7 +465,38 @@ async fn paths_whose_newest_steps_all_went_unscored_rank_by_the_steps_scored() {
     ] {
         assert_eq!(tree.state_of(step), state, "{step}");
     }
-    // The finished paths through them keep no reward: a step of theirs went unscored.
+    // Under `last` a finished path's reward is its last step's score, read whatever its middle
+    // steps' were (0 here: "Final Answer" names no `s`); under `min` it keeps none.
+    assert_eq!(solution.candidates.len(), 4);
+    assert!(
+        solution.candidates.iter().all(|c| c.score == Some(0.0)),
+        "{:?}",
+        solution.candidates
+    );
+    let search = BeamSearch::new(
+        BeamSearchConfig {
+            aggregate: Aggregate::Min,
+            ..config(4, 2, 3)
+        },
+        SearchKind::Beam,
+    )
+    .unwrap()
+    .with_scorer(past_window());
+    let replies = vec![
+        "s3\n\n",
+        "s9\n\n",
+        "s5\n\n",
+        "s1\n\n",
+        "x1\n\n",
+        "x2\n\n",
+        "x3\n\n",
+        "x4\n\n",
+        "Final Answer: 5",
+        "Final Answer: 6",
+        "Final Answer: 7",
+        "Final Answer: 8",
+    ];
+    let (solution, _, _) = run(search, replies, Budget::unlimited()).await;
     assert_eq!(solution.candidates.len(), 4);
     assert!(solution.candidates.iter().all(|c| c.score.is_none()));
 }

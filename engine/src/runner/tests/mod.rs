@@ -1110,13 +1110,31 @@ async fn an_even_share_too_small_for_the_prompt_leaves_its_problem_not_started()
         let problems = problems.clone();
         async move {
             let backend = Arc::new(crate::scripted::ScriptedBackend::new(["4"; 4]));
+            let events = crate::scripted::Recorder::new();
             let summary = Runner::new(Arc::new(OneCall), Arc::clone(&backend) as Arc<dyn Backend>)
                 .with_problem_budget(problem)
                 .with_run_budget(Budget::unlimited().with_max_tokens(tokens))
                 .with_allocation(Allocation::Even)
+                .with_events(events.clone())
                 .run(&problems, &out, |_| {})
                 .await
                 .unwrap();
+            // A problem refused at its first call after its `started` was sent ends, as cut.
+            for problem in &problems {
+                let kinds = events.kinds(&problem.id);
+                assert!(
+                    kinds.is_empty()
+                        || matches!(
+                            (kinds.first(), kinds.last()),
+                            (
+                                Some(EventKind::Started),
+                                Some(EventKind::Cut | EventKind::Finished { .. })
+                            )
+                        ),
+                    "{}: {kinds:?}",
+                    problem.id
+                );
+            }
             let ids: Vec<String> = read_results(&out)
                 .unwrap()
                 .into_iter()
