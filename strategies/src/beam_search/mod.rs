@@ -937,7 +937,18 @@ impl Strategy for BeamSearch {
             })
             .collect();
         crate::best_of_n::leave_out_guesses(&mut answers, &mut rewards, &guessed);
-        let selection = self.config.select.apply(&answers, &rewards);
+        // With no path finished (a budget stop before any did), the finalists are partial
+        // beams, whose "answers" are numbers of their working: no votes. The best-scored one is
+        // the solution, as the search ranked them.
+        let none_finished = finalists
+            .iter()
+            .all(|&id| tree.node(id).is_none_or(|n| !ended_by_itself(n)));
+        let select = if none_finished {
+            Select::Naive
+        } else {
+            self.config.select
+        };
+        let selection = select.apply(&answers, &rewards);
         if let Some(&id) = selection.index.and_then(|i| finalists.get(i)) {
             // No beam finished within max_steps, or the chosen one filled the context window
             // or its last round's write ran to its limit: the answer is a partial one, and

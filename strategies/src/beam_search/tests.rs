@@ -634,6 +634,23 @@ async fn the_budget_stop_returns_a_best_beam() {
 }
 
 #[tokio::test]
+async fn a_budget_stop_with_no_beam_finished_takes_the_best_partial_beam_not_a_vote() {
+    // No beam stated an answer: the numbers their working ends on are no votes (two beams
+    // ending on 30 outweighed the best-scored one under the weighted vote).
+    let replies = vec!["s6 gives 12\n\n", "s4 gives 30\n\n", "s3 gives 30\n\n"];
+    let search = numbered(
+        BeamSearchConfig {
+            select: Select::Weighted,
+            ..config(6, 3, 4)
+        },
+        SearchKind::Beam,
+    );
+    let (solution, _, _) = run(search, replies, Budget::unlimited().with_max_calls(1)).await;
+    assert_eq!(solution.stop_reason, StopReason::CallBudget);
+    assert_eq!(solution.completion, "s6 gives 12", "the best partial beam");
+}
+
+#[tokio::test]
 async fn a_first_step_that_came_back_empty_is_no_solution_over_a_partial_beam() {
     // The model ended at once in one expansion of the root: that path holds nothing, and the
     // budget stop leaves s7, partial, as the solution.
