@@ -244,10 +244,20 @@ impl TokenPrm {
     }
 
     async fn label_ids(&self, backend: &dyn Backend) -> Result<(u32, u32)> {
-        Ok((
-            label_id(backend, &self.config.good, self.config.good_id).await?,
-            label_id(backend, &self.config.bad, self.config.bad_id).await?,
-        ))
+        let good = label_id(backend, &self.config.good, self.config.good_id).await?;
+        let bad = label_id(backend, &self.config.bad, self.config.bad_id).await?;
+        if good == bad {
+            // Every step would score P(good) / (P(good) + P(bad)) = 0.5: no signal, silently.
+            return Err(Error::StrategyConfig {
+                strategy: "prm",
+                reason: format!(
+                    "labels `{}` and `{}` are the same token (id {good}) to this model: give \
+                     labels it tells apart (good/bad, or good_id/bad_id)",
+                    self.config.good, self.config.bad
+                ),
+            });
+        }
+        Ok((good, bad))
     }
 
     /// The requests that score `steps` from step `from` on (those before it are remembered):
@@ -581,6 +591,30 @@ mod tests {
             matches!(&err, ponder_engine::Error::Config { path, message } if path == std::path::Path::new("scorer.model") && message.contains("PONDER_TEST_SURELY_UNSET_KEY")),
             "{err:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn labels_the_model_reads_as_one_token_are_refused_before_any_read() {
+        let scripted = Arc::new(ScriptedBackend::new(["+"]));
+        let cx = Context::new(
+            Arc::clone(&scripted) as Arc<dyn Backend>,
+            Budget::unlimited(),
+        );
+        let config = PrmConfig {
+            good_id: Some(43),
+            bad: "+".into(),
+            ..PrmConfig::default()
+        };
+        let err = TokenPrm::new(config)
+            .score(&cx, "q", &[vec!["a".to_string()]])
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("labels `+` and `+` are the same token (id 43)"),
+            "{err}"
+        );
+        assert!(scripted.requests().is_empty());
     }
 
     #[tokio::test]
