@@ -285,7 +285,7 @@ pub(crate) fn json_line_message(e: &serde_json::Error) -> String {
 
 /// What a file starting with `bytes` is, where its magic number says it is compressed,
 /// archived or columnar, and what to do about it.
-fn packed(bytes: &[u8]) -> Option<&'static str> {
+pub(crate) fn packed(bytes: &[u8]) -> Option<&'static str> {
     const MAGIC: [(&[u8], &str); 6] = [
         (
             b"\x1f\x8b",

@@ -118,6 +118,14 @@ pub(super) fn scan_lines<T: serde::de::DeserializeOwned>(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), None)),
         Err(e) => return Err(Error::io(path, e)),
     };
+    // A compressed file is named as such, not shown as the bytes of a line that does not read.
+    if let Some(what) = crate::error::packed(&bytes) {
+        return Err(Error::ResultsFile {
+            path: path.to_path_buf(),
+            line: 1,
+            message: format!("the file is {what}"),
+        });
+    }
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let mut lines = Vec::new();
     let body = bytes.get(..complete).unwrap_or_default();
@@ -138,7 +146,9 @@ pub(super) fn scan_lines<T: serde::de::DeserializeOwned>(
             continue;
         }
         let text = String::from_utf8_lossy(raw);
-        let text = text.trim();
+        // A byte-order mark an editor wrote at the start is no part of the line (offsets are
+        // the bytes', so what is cut or appended stays exact).
+        let text = text.trim_start_matches('\u{feff}').trim();
         if text.is_empty() {
             continue;
         }
@@ -164,7 +174,7 @@ pub(super) fn scan_lines<T: serde::de::DeserializeOwned>(
     // Half a line never reads whole (an object's closing brace is the last byte before its
     // newline): a tail that reads is a whole line that only lacks its newline, and is kept.
     let tail = String::from_utf8_lossy(rest);
-    let tail = tail.trim();
+    let tail = tail.trim_start_matches('\u{feff}').trim();
     match serde_json::from_str::<T>(tail) {
         Ok(line) => {
             lines.push(line);

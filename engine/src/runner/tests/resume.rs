@@ -202,6 +202,31 @@ fn a_half_written_line_after_crlf_lines_cuts_only_itself() {
 }
 
 #[test]
+fn a_byte_order_mark_an_editor_wrote_reads_and_a_compressed_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.jsonl");
+    // Saved by a Windows editor: a mark before the first line; the half line after is still
+    // cut at its exact byte.
+    let full = format!("\u{feff}{}\n{}\n", line("a"), line("b"));
+    std::fs::write(&path, format!("{full}{{\"id\": \"c")).unwrap();
+    let lines = mend(&path).unwrap();
+    assert_eq!(
+        lines.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), full);
+    // One line alone, without its newline.
+    std::fs::write(&path, format!("\u{feff}{}", line("a"))).unwrap();
+    assert_eq!(read_results(&path).unwrap().len(), 1);
+    std::fs::write(&path, b"\x1f\x8b\x08\x00\x00\x00\x00\x00").unwrap();
+    let err = read_results(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("r.jsonl:1: not a results line: the file is gzip-compressed: decompress"),
+        "{err}"
+    );
+}
+
+#[test]
 fn damage_in_the_middle_is_an_error_naming_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.jsonl");
