@@ -12,7 +12,7 @@
 //! give: an error where one of them looks like an answer's (`target`, `final_answer`, `label`),
 //! which is not read; else a warning, as its problems go ungraded.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use serde::de::IgnoredAny;
@@ -78,7 +78,8 @@ impl Problem {
         // A byte-order mark, as some editors on Windows write one.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut problems = Vec::new();
-        let mut seen = HashSet::new();
+        // Each id and the line that gave it.
+        let mut seen = HashMap::new();
         // The rows (line number and text) of the problems graded by a reference, while none
         // of them has one.
         let mut unreferenced = Vec::new();
@@ -120,9 +121,19 @@ impl Problem {
                     e.column()
                 ))
             })?;
+            let row_has_id = row.id.is_some() || row.task_id.is_some() || row.unique_id.is_some();
             let problem = row.into_problem(line_no).map_err(|m| bad(m.to_string()))?;
-            if !seen.insert(problem.id.clone()) {
-                return Err(bad(format!("duplicate id `{}`", problem.id)));
+            if let Some(first) = seen.insert(problem.id.clone(), line_no) {
+                // A row without an id has its line number as its id.
+                let own = if row_has_id {
+                    ""
+                } else {
+                    " (this row has no id: its line number is its id)"
+                };
+                return Err(bad(format!(
+                    "duplicate id `{}`, first on line {first}{own}",
+                    problem.id
+                )));
             }
             if problem.code.is_none() && !referenced {
                 referenced = problem.reference.is_some();
@@ -477,7 +488,17 @@ mod tests {
         assert!(err.to_string().starts_with("p.jsonl:2: "), "{err}");
         let text = "{\"id\": \"a\", \"question\": \"q\"}\n{\"id\": \"a\", \"question\": \"r\"}\n";
         let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
-        assert_eq!(err.to_string(), "p.jsonl:2: duplicate id `a`");
+        assert_eq!(
+            err.to_string(),
+            "p.jsonl:2: duplicate id `a`, first on line 1"
+        );
+        let text =
+            "{\"question\": \"a\"}\n{\"id\": 3, \"question\": \"b\"}\n{\"question\": \"c\"}\n";
+        let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "p.jsonl:3: duplicate id `3`, first on line 2 (this row has no id: its line number is its id)"
+        );
         // A wrong type names its field.
         let text = "{\"id\": \"a\", \"question\": \"q\", \"answer\": true}\n";
         let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
