@@ -776,6 +776,22 @@ fn a_processor_that_bans_end_of_sequence_reaches_max_tokens() {
 }
 
 #[test]
+fn more_top_log_probabilities_than_the_backend_lists_are_refused_before_decoding() {
+    let backend = smollm_dyn();
+    let most = backend.capabilities().max_top_logprobs;
+    let ask = |k| {
+        GenerationRequest::new(ask("Hi"))
+            .with_max_tokens(2)
+            .with_top_logprobs(k)
+    };
+    let err = block_on(backend.generate(ask(most + 1))).unwrap_err();
+    assert!(matches!(err, Error::InvalidRequest { .. }), "{err:?}");
+    let generation = block_on(backend.generate(ask(most))).unwrap();
+    let listed = generation.choices[0].logprobs.as_ref().unwrap();
+    assert!(listed.iter().all(|t| t.top.len() <= most), "{listed:?}");
+}
+
+#[test]
 fn a_prompt_longer_than_the_context_is_a_clear_error() {
     let backend = smollm_dyn();
     let context = backend

@@ -1787,6 +1787,9 @@ where
     Ok(choices)
 }
 
+/// The most alternatives a token's log-probabilities list in process.
+const MAX_TOP_LOGPROBS: usize = 20;
+
 #[async_trait]
 impl Backend for MistralRsBackend {
     async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
@@ -1798,6 +1801,13 @@ impl Backend for MistralRsBackend {
         if request.max_tokens == 0 {
             return Err(Error::InvalidRequest {
                 reason: "max_tokens must be at least 1",
+            });
+        }
+        // As `capabilities` says (a draw's top list is built on the engine's thread, token by
+        // token: one as long as the vocabulary would stall every request).
+        if request.top_logprobs.is_some_and(|k| k > MAX_TOP_LOGPROBS) {
+            return Err(Error::InvalidRequest {
+                reason: "top_logprobs is at most 20 in process",
             });
         }
         let started = Instant::now();
@@ -1846,6 +1856,13 @@ impl Backend for MistralRsBackend {
         };
         let mut choices = Vec::with_capacity(request.n);
         let together = self.one_at_a_time.is_none() && requests > 1;
+        // Past its deadline already: nothing is sent (each would pay its prefill for a forced
+        // end). One by one, each choice's turn checks it.
+        if together && request.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Error::BudgetExhausted {
+                resource: crate::budget::Resource::WallTime,
+            });
+        }
         if together {
             choices = gather(
                 (0..requests).map(|choice| self.complete(&request, &prompt, 1, None, draw(choice))),
@@ -1927,7 +1944,7 @@ impl Backend for MistralRsBackend {
             backend: "mistralrs",
             context_tokens: self.context_tokens,
             logits_processors: true,
-            max_top_logprobs: 20,
+            max_top_logprobs: MAX_TOP_LOGPROBS,
             native_n: true,
             max_native_n: None,
             tries_n: false,
