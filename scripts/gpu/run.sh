@@ -237,6 +237,12 @@ have() { # what has come of each archive, without unpacking
     done
 }
 
+# What ran, for the tables' record: the command and the settings from the environment.
+{
+    printf '\n== %s: %s %s\n' "$(date -u +%FT%TZ)" "$0" "$*"
+    env | grep -E '^(PONDER_|CUDA_VISIBLE_DEVICES=)' | sort || true
+} >> "$out/run.log"
+
 case ${1:-all} in
     collect) have ;;
     check) check ;;
