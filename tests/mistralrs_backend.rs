@@ -1428,9 +1428,28 @@ fn a_safetensors_directory_loads_and_ponder_matches_its_stop_strings() {
         return;
     }
     let backend = tiny_safetensors_model();
-    let caps = backend.capabilities();
-    assert_eq!(caps.eos_token_ids, vec![151645, 151643]);
-    let eos = caps.eos_token_ids[0];
+    assert_eq!(backend.capabilities().eos_token_ids, vec![151645, 151643]);
+    ponder_matches_stops_after_a_broken_character(&backend);
+    // Without `generation_config.json`, the engine still ends sequences on the
+    // `tokenizer_config.json`'s `eos_token`: ponder forces that one at a stop, and matches
+    // stop strings itself all the same.
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(tiny_safetensors_dir()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "generation_config.json" {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let source = ModelSource::parse(&dir.path().to_string_lossy()).unwrap();
+    let backend = block_on(MistralRsBackend::load(&source, &LoadOptions::default())).unwrap();
+    assert!(!backend.capabilities().eos_token_ids.is_empty());
+    ponder_matches_stops_after_a_broken_character(&backend);
+}
+
+/// A stop string after a broken character ends the completion where ponder matched it (the
+/// engine's own matching would panic it).
+fn ponder_matches_stops_after_a_broken_character(backend: &MistralRsBackend) {
+    let eos = backend.capabilities().eos_token_ids[0];
     let chat =
         block_on(backend.generate(GenerationRequest::new(ask("Hi")).with_max_tokens(3))).unwrap();
     assert!(chat.usage.prompt_tokens > 5, "{chat:?}");

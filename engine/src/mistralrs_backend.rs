@@ -187,30 +187,36 @@ impl MistralRsBackend {
             ModelSource::Directory(dir) if crate::models::has_gguf(dir) => {
                 load_gguf_files(&name, dir, options, &device).await?
             }
-            ModelSource::Directory(dir) => Loaded {
-                model: load_text_model(&name, &dir.to_string_lossy(), options, &device).await?,
-                eos_token_ids: eos_ids_in(dir, options.chat_template.as_deref()),
-                pool_tokens: pool_tokens_asked(options, Some(dir)),
-                token_bytes: token_bytes_in(&name, dir),
-                token_bytes_read_apart: true,
-                no_chat_template: !has_chat_template(dir, options.chat_template.as_deref()),
-                text_bos: None,
-            },
+            ModelSource::Directory(dir) => {
+                let eos_token_ids = eos_ids_in(dir, options.chat_template.as_deref());
+                Loaded {
+                    model: load_text_model(&name, &dir.to_string_lossy(), options, &device).await?,
+                    token_bytes: token_bytes_in(&name, dir, &eos_token_ids),
+                    eos_token_ids,
+                    pool_tokens: pool_tokens_asked(options, Some(dir)),
+                    token_bytes_read_apart: true,
+                    no_chat_template: !has_chat_template(dir, options.chat_template.as_deref()),
+                    text_bos: None,
+                }
+            }
             ModelSource::Hub(id) => {
                 let model = load_text_model(&name, id, options, &device).await?;
                 let snapshot = hub_snapshot(id);
+                let eos_token_ids = snapshot
+                    .as_deref()
+                    .map(|dir| eos_ids_in(dir, options.chat_template.as_deref()))
+                    .unwrap_or_default();
                 Loaded {
                     model,
-                    eos_token_ids: snapshot
+                    token_bytes: snapshot
                         .as_deref()
-                        .map(|dir| eos_ids_in(dir, options.chat_template.as_deref()))
-                        .unwrap_or_default(),
+                        .and_then(|dir| token_bytes_in(&name, dir, &eos_token_ids)),
+                    eos_token_ids,
                     pool_tokens: pool_tokens_asked(options, snapshot.as_deref()),
                     // (Without the snapshot found, as mistral.rs would have the template.)
                     no_chat_template: snapshot.as_deref().is_some_and(|dir| {
                         !has_chat_template(dir, options.chat_template.as_deref())
                     }),
-                    token_bytes: snapshot.and_then(|dir| token_bytes_in(&name, &dir)),
                     token_bytes_read_apart: true,
                     text_bos: None,
                 }
@@ -784,16 +790,17 @@ fn paged_attention_config(
 }
 
 /// The token bytes of a safetensors model in `dir`, from its `tokenizer.json`; `None` (said)
-/// where there is none or it cannot be read, or where the end-of-sequence id ponder would force
-/// at a stop string does not come from `generation_config.json` (mistral.rs ends sequences on
-/// that file's ids, not on `config.json`'s): mistral.rs then matches stop strings itself.
-fn token_bytes_in(name: &str, dir: &Path) -> Option<TokenBytes> {
-    if eos_ids_of(&dir.join("generation_config.json")).is_empty() {
+/// where there is none or it cannot be read, or where no end-of-sequence id for ponder to force
+/// at a stop string was found (`eos_ids`, from [`eos_ids_in`]: those the engine ends a sequence
+/// on, not `config.json`'s): mistral.rs then matches stop strings itself.
+fn token_bytes_in(name: &str, dir: &Path, eos_ids: &[u32]) -> Option<TokenBytes> {
+    if eos_ids.is_empty() {
         tracing::warn!(
             model = %name,
-            "no eos_token_id in {}: stop strings are matched by mistral.rs, whose matching can \
-             panic its engine on a stop string after an unfinished character",
-            dir.join("generation_config.json").display()
+            "no end-of-sequence id in {} or {}: stop strings are matched by mistral.rs, whose \
+             matching can panic its engine on a stop string after an unfinished character",
+            dir.join("generation_config.json").display(),
+            dir.join("tokenizer_config.json").display()
         );
         return None;
     }
