@@ -1095,6 +1095,18 @@ pub fn check_resumable(
 
 /// Takes the results file's lock (one run at a time writes to it), held while `file` is open.
 fn take_lock(file: &std::fs::File, out: &Path) -> Result<()> {
+    // A few tries over a tenth of a second: `ponder report` takes a shared lock for an instant
+    // to see whether a run is writing (a report polled in a loop must not make a run fail to
+    // start, its model loaded for nothing). A run holds its lock to the end.
+    for _ in 0..4 {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(out, e)),
+        }
+    }
     match file.try_lock() {
         Ok(()) => Ok(()),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Config {
