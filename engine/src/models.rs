@@ -526,6 +526,7 @@ impl GgufFacts {
     /// (llama.cpp's default there). mistral.rs's tokenizer built from a GGUF file never adds
     /// it, so a Llama-2 or Mistral model (a Math-Shepherd PRM among them) would read every
     /// raw prompt without the token it was trained to see first.
+    #[cfg_attr(not(feature = "mistralrs"), allow(dead_code))]
     pub fn text_bos(&self) -> Option<u32> {
         let wanted = self
             .add_bos

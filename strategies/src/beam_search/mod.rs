@@ -251,6 +251,10 @@ pub struct SearchDetails {
     /// candidates go unscored).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<String>,
+    /// The times each finished solution (by subtree and text) was written: its weight in the
+    /// final vote.
+    #[serde(skip)]
+    pub written: HashMap<(usize, String), usize>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -584,9 +588,6 @@ impl BeamSearch {
             })
             .collect();
         let mut seen_prefix_tokens: u64 = 0;
-        // The texts of the paths finished so far: one that finishes with the same text is the
-        // same solution (see `finish`).
-        let mut finished_texts: HashSet<(usize, String)> = HashSet::new();
         for round in 0..self.config.max_steps.get() {
             if active.is_empty() {
                 break;
@@ -685,7 +686,7 @@ impl BeamSearch {
                     // stay: they are all the search has.
                     for &(child, _, finished) in &children {
                         if finished {
-                            self.finish(tree, child, &mut finished_texts, details);
+                            self.finish(tree, child, details);
                         } else if let Some(node) = tree.node_mut(child) {
                             node.state = if round == 0 {
                                 NodeState::Active
@@ -722,7 +723,7 @@ impl BeamSearch {
                     }
                     // A repeat of a solution finished before still gives its DVTS subtree
                     // that solution (its score counts above).
-                    self.finish(tree, child, &mut finished_texts, details);
+                    self.finish(tree, child, details);
                     continue;
                 }
                 // DVTS's subtrees are independent, so a duplicate counts only within its own
@@ -809,21 +810,24 @@ impl BeamSearch {
     }
 
     /// Marks `id`, a candidate that ended its solution, finished and counts it in
-    /// `details.finished`, unless its subtree and text are one of `finished` (those of the
-    /// paths finished before it): then it is that solution again (an answer step's next steps that
-    /// came back empty, at the end of sequence at once, all end with its text), and is pruned,
-    /// as a repeated open candidate is, so that it is neither counted again towards `n` nor
-    /// selected from twice.
-    fn finish(
-        &self,
-        tree: &mut SearchTree,
-        id: NodeId,
-        finished: &mut HashSet<(usize, String)>,
-        details: &mut SearchDetails,
-    ) {
+    /// `details.finished`, unless its subtree and text are those of a path finished before it:
+    /// then it is that solution again (an answer step's next steps that came back empty, at
+    /// the end of sequence at once, all end with its text; two samples that wrote the same
+    /// last step), and is pruned, as a repeated open candidate is, so that it is neither
+    /// counted again towards `n` nor a candidate twice. The times each solution's last step
+    /// was written are kept (`details.written`; an empty one is no second writing): it weighs
+    /// that many in the final vote, as that many samples of it would.
+    fn finish(&self, tree: &mut SearchTree, id: NodeId, details: &mut SearchDetails) {
         let (text, _) = self.text_of(tree, id);
         let subtree = tree.node(id).map_or(0, |n| n.subtree);
-        let first = finished.insert((subtree, text));
+        let key = (subtree, text);
+        let first = !details.written.contains_key(&key);
+        // An expansion that came back empty (the end of sequence at once) sampled no step: its
+        // path is the one that finished before, not a second sample agreeing with it.
+        let wrote = tree.node(id).is_some_and(|n| !n.text.is_empty());
+        if first || wrote {
+            *details.written.entry(key).or_insert(0) += 1;
+        }
         if let Some(node) = tree.node_mut(id) {
             node.state = if first {
                 NodeState::Finished
@@ -948,7 +952,27 @@ impl Strategy for BeamSearch {
         } else {
             self.config.select
         };
-        let selection = select.apply(&answers, &rewards);
+        // A solution written k times votes k times (as k samples of it would under best-of-N,
+        // and as search-and-learn's final vote counts its completions): the repeats are pruned
+        // from the candidates, not from the vote.
+        let owner: Vec<usize> = finalists
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &id)| {
+                let subtree = tree.node(id).map_or(0, |n| n.subtree);
+                let times = details
+                    .written
+                    .get(&(subtree, self.text_of(&tree, id).0))
+                    .copied()
+                    .unwrap_or(1)
+                    .max(1);
+                std::iter::repeat_n(i, times)
+            })
+            .collect();
+        let votes: Vec<Option<String>> = owner.iter().map(|&i| answers[i].clone()).collect();
+        let weights: Vec<Option<f64>> = owner.iter().map(|&i| rewards[i]).collect();
+        let mut selection = select.apply(&votes, &weights);
+        selection.index = selection.index.and_then(|i| owner.get(i).copied());
         if let Some(&id) = selection.index.and_then(|i| finalists.get(i)) {
             // No beam finished within max_steps, or the chosen one filled the context window
             // or its last round's write ran to its limit: the answer is a partial one, and

@@ -651,6 +651,39 @@ async fn a_budget_stop_with_no_beam_finished_takes_the_best_partial_beam_not_a_v
 }
 
 #[tokio::test]
+async fn a_solution_written_twice_is_one_candidate_and_two_votes() {
+    // s8's two expansions write the same last step: one candidate, but two samples of the
+    // model's that agree, as search-and-learn's vote counts them: 5 weighs 0.8 + 0.8 against
+    // 6's 0.6 + 0.6 (counted once, 6 won).
+    let replies = vec![
+        "s8\n\n",
+        "s6\n\n",
+        "s1\n\n",
+        "s2\n\n",
+        "s8 Final Answer: 5",
+        "s8 Final Answer: 5",
+        "s6 so Final Answer: 6",
+        "s6 thus Final Answer: 6",
+    ];
+    let search = numbered(
+        BeamSearchConfig {
+            select: Select::Weighted,
+            ..config(4, 2, 2)
+        },
+        SearchKind::Beam,
+    );
+    let (solution, backend, _) = run(search, replies, Budget::unlimited()).await;
+    assert_eq!(backend.requests().len(), 4);
+    assert_eq!(solution.candidates.len(), 3, "{:?}", solution.candidates);
+    assert_eq!(
+        solution.answer.as_deref(),
+        Some("5"),
+        "{}",
+        solution.details
+    );
+}
+
+#[tokio::test]
 async fn a_first_step_that_came_back_empty_is_no_solution_over_a_partial_beam() {
     // The model ended at once in one expansion of the root: that path holds nothing, and the
     // budget stop leaves s7, partial, as the solution.
