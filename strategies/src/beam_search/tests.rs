@@ -455,7 +455,7 @@ async fn paths_whose_newest_steps_all_went_unscored_rank_by_the_steps_scored() {
     let search = BeamSearch::new(config(4, 2, 3), SearchKind::Beam)
         .unwrap()
         .with_scorer(past_window());
-    let (solution, backend, tree) = run(search, replies, Budget::unlimited()).await;
+    let (solution, backend, tree) = run(search, replies.clone(), Budget::unlimited()).await;
     assert_eq!(backend.requests().len(), 6);
     for (step, state) in [
         ("x1", "expanded"),
@@ -482,20 +482,6 @@ async fn paths_whose_newest_steps_all_went_unscored_rank_by_the_steps_scored() {
     )
     .unwrap()
     .with_scorer(past_window());
-    let replies = vec![
-        "s3\n\n",
-        "s9\n\n",
-        "s5\n\n",
-        "s1\n\n",
-        "x1\n\n",
-        "x2\n\n",
-        "x3\n\n",
-        "x4\n\n",
-        "Final Answer: 5",
-        "Final Answer: 6",
-        "Final Answer: 7",
-        "Final Answer: 8",
-    ];
     let (solution, _, _) = run(search, replies, Budget::unlimited()).await;
     assert_eq!(solution.candidates.len(), 4);
     assert!(solution.candidates.iter().all(|c| c.score.is_none()));
