@@ -1021,11 +1021,11 @@ async fn load_text_model(
     builder.build().await.map_err(|e| load_error(name, e))
 }
 
-/// The activations' precision on CUDA, as mistral.rs's automatic choice makes it (bf16 where
-/// every GPU's compute capability is 8.0 or more, f16 from 5.3, else f32), from the same
-/// `nvidia-smi` query, but failing as an error naming it: mistral.rs runs the query itself and
-/// panics where `nvidia-smi` is missing (a container with the CUDA libraries and not the
-/// driver's tools) or prints no capability.
+/// The activations' precision on CUDA: mistral.rs's automatic choice (bf16 where every GPU's
+/// compute capability is 8.0 or more and a bf16 product runs, else f16, else f32), once its
+/// `nvidia-smi` query is known to answer: mistral.rs runs the query itself and panics the
+/// loading thread where `nvidia-smi` is missing (a container with the CUDA libraries and not the
+/// driver's tools) or prints no capability. Run here first, a failure is an error naming it.
 fn cuda_dtype(name: &str) -> Result<ModelDType> {
     let query = ["--query-gpu=compute_cap", "--format=csv"];
     let read = std::process::Command::new("nvidia-smi")
@@ -1033,46 +1033,49 @@ fn cuda_dtype(name: &str) -> Result<ModelDType> {
         .output()
         .map_err(|e| e.to_string())
         .and_then(|out| {
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if out.status.success() {
-                dtype_of_capabilities(&text)
-            } else {
-                Err(format!(
+            if !out.status.success() {
+                return Err(format!(
                     "it exited with {}: {}",
                     out.status,
                     String::from_utf8_lossy(&out.stderr).trim()
-                ))
+                ));
             }
+            let text = String::from_utf8(out.stdout)
+                .map_err(|_| "it printed text that is not UTF-8".to_string())?;
+            lowest_capability(&text)
         });
-    read.map_err(|problem| Error::ModelSource {
-        source_name: name.to_string(),
-        reason: format!(
-            "on CUDA the activations' precision is chosen from the GPUs' compute capability, \
-             read with `nvidia-smi {}`, and that failed: {problem}",
-            query.join(" ")
-        ),
-    })
+    match read {
+        Ok(lowest) => {
+            tracing::debug!(model = %name, lowest, "GPUs' compute capability read");
+            Ok(ModelDType::Auto)
+        }
+        Err(problem) => Err(Error::ModelSource {
+            source_name: name.to_string(),
+            reason: format!(
+                "on CUDA mistral.rs chooses the activations' precision from the GPUs' compute \
+                 capability, read with `nvidia-smi {}`, and that failed: {problem}",
+                query.join(" ")
+            ),
+        }),
+    }
 }
 
-/// [`cuda_dtype`] from `nvidia-smi`'s CSV: a header line, then one capability per GPU.
-fn dtype_of_capabilities(csv: &str) -> std::result::Result<ModelDType, String> {
+/// The lowest compute capability in `nvidia-smi`'s CSV (a header line, then one a GPU), read
+/// as mistral.rs reads it: an error where it would panic.
+fn lowest_capability(csv: &str) -> std::result::Result<f32, String> {
     let mut lowest: Option<f32> = None;
-    for line in csv.lines().skip(1).map(str::trim).filter(|l| !l.is_empty()) {
+    for line in csv
+        .split('\n')
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
         let capability: f32 = line
             .parse()
             .map_err(|_| format!("it printed `{line}` for a GPU's compute capability"))?;
         lowest = Some(lowest.map_or(capability, |l| l.min(capability)));
     }
-    let lowest = lowest.ok_or_else(|| format!("it listed no GPU: `{}`", csv.trim()))?;
-    // In hundredths, as mistral.rs compares them (7.5 is 750).
-    let hundredths = (lowest * 100.0).round() as u32;
-    Ok(if hundredths >= 800 {
-        ModelDType::BF16
-    } else if hundredths >= 530 {
-        ModelDType::F16
-    } else {
-        ModelDType::F32
-    })
+    lowest.ok_or_else(|| format!("it listed no GPU: `{}`", csv.trim()))
 }
 
 /// The chat template file that replaces the model's own, checked here: mistral.rs panics on a
@@ -2007,15 +2010,13 @@ mod tests {
     }
 
     #[test]
-    fn the_cuda_precision_is_read_from_the_compute_capability_and_a_bad_reading_is_an_error() {
-        let dtype = |csv: &str| dtype_of_capabilities(csv).map(|d| format!("{d:?}"));
-        assert_eq!(dtype("compute_cap\n9.0\n").unwrap(), "BF16");
-        assert_eq!(dtype("compute_cap\n9.0\n7.5\n").unwrap(), "F16");
-        assert_eq!(dtype("compute_cap\n5.2\n").unwrap(), "F32");
-        assert_eq!(dtype("compute_cap\n8.0").unwrap(), "BF16");
-        let err = dtype("compute_cap\n[N/A]\n").unwrap_err();
+    fn the_gpus_compute_capability_is_read_as_mistral_rs_reads_it_and_a_bad_reading_is_an_error() {
+        assert_eq!(lowest_capability("compute_cap\n9.0\n"), Ok(9.0));
+        assert_eq!(lowest_capability("compute_cap\n9.0\n7.5\n"), Ok(7.5));
+        assert_eq!(lowest_capability("compute_cap\r\n8.0\r\n"), Ok(8.0));
+        let err = lowest_capability("compute_cap\n[N/A]\n").unwrap_err();
         assert!(err.contains("printed `[N/A]`"), "{err}");
-        let err = dtype("No devices were found\n").unwrap_err();
+        let err = lowest_capability("No devices were found\n").unwrap_err();
         assert!(
             err.contains("listed no GPU: `No devices were found`"),
             "{err}"

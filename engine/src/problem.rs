@@ -123,15 +123,17 @@ impl Problem {
             })?;
             let row_has_id = row.id.is_some() || row.task_id.is_some() || row.unique_id.is_some();
             let problem = row.into_problem(line_no).map_err(|m| bad(m.to_string()))?;
-            if let Some(first) = seen.insert(problem.id.clone(), line_no) {
+            if let Some((first, first_has_id)) =
+                seen.insert(problem.id.clone(), (line_no, row_has_id))
+            {
                 // A row without an id has its line number as its id.
-                let own = if row_has_id {
-                    ""
-                } else {
-                    " (this row has no id: its line number is its id)"
+                let why = match (row_has_id, first_has_id) {
+                    (false, _) => " (this row has no id: its line number is its id)",
+                    (true, false) => " (that row has no id: its line number is its id)",
+                    (true, true) => "",
                 };
                 return Err(bad(format!(
-                    "duplicate id `{}`, first on line {first}{own}",
+                    "duplicate id `{}`, first on line {first}{why}",
                     problem.id
                 )));
             }
@@ -498,6 +500,12 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "p.jsonl:3: duplicate id `3`, first on line 2 (this row has no id: its line number is its id)"
+        );
+        let text = "{\"question\": \"a\"}\n{\"id\": 1, \"question\": \"b\"}\n";
+        let err = Problem::parse_jsonl(text, Path::new("p.jsonl")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "p.jsonl:2: duplicate id `1`, first on line 1 (that row has no id: its line number is its id)"
         );
         // A wrong type names its field.
         let text = "{\"id\": \"a\", \"question\": \"q\", \"answer\": true}\n";

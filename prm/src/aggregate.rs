@@ -26,18 +26,14 @@ impl Aggregate {
     /// factors that could only lower them. (`last` needs no middle step: one left unscored, a
     /// step judge's read of a prefix the budget refused, costs it nothing.)
     pub fn apply(self, steps: &[f64]) -> Option<f64> {
-        if self == Self::Last {
-            return steps.last().copied().filter(|s| s.is_finite());
+        let all_scored = !steps.is_empty() && steps.iter().all(|s| s.is_finite());
+        match self {
+            Self::Last => steps.last().copied().filter(|s| s.is_finite()),
+            _ if !all_scored => None,
+            Self::Min => Some(steps.iter().copied().fold(f64::INFINITY, f64::min)),
+            Self::Prod => Some(steps.iter().product()),
+            Self::Mean => Some(steps.iter().sum::<f64>() / steps.len() as f64),
         }
-        if steps.is_empty() || steps.iter().any(|s| !s.is_finite()) {
-            return None;
-        }
-        Some(match self {
-            Self::Last => steps.last().copied().unwrap_or(0.0),
-            Self::Min => steps.iter().copied().fold(f64::INFINITY, f64::min),
-            Self::Prod => steps.iter().product(),
-            Self::Mean => steps.iter().sum::<f64>() / steps.len() as f64,
-        })
     }
 
     /// The reward of the steps that were scored, leaving out those that were not: a prefix's

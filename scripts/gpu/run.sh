@@ -37,7 +37,8 @@ die() { echo "$*" >&2; exit 1; }
 # process left running would hold the GPU's memory into the next call. Only command lines that
 # start with the binaries' path (as each is started): a caller's that names it (`run.sh forcing;
 # ls dist/gpu-run/bin/; run.sh tests`) would be killed with them, and pkill's own too.
-trap 'pkill -f "^$work/bin/" 2> /dev/null || true' EXIT
+work_pattern=$(printf '%s' "$work" | sed 's/[][\.*^$+?(){}|]/\\&/g')   # as a regex
+trap 'pkill -f "^$work_pattern/bin/" 2> /dev/null || true' EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
 

@@ -15,11 +15,13 @@
 //! beams are selected from with those that finished early. With `lookahead = k`, each
 //! candidate is rolled forward k more steps at temperature 0 before it is scored (the roll-out
 //! is scored, not kept). At the end the finished beams (or, if none finished, the active ones,
-//! and the solution then stops with `max_tokens`) are selected from as in best-of-N. A beam
-//! that finishes with the text of one finished before it in its subtree (an answer step's next
-//! steps that came back empty, ending at once) is that solution again: it is pruned, counts
-//! once towards the `n` finished that stop beam search, and is a final candidate once (DVTS's
-//! independent subtrees that reach one text are each a vote, as best-of-N's samples are). The scorer sees a
+//! and the solution is the best-ranked of them, stopped with `max_tokens`) are selected from as
+//! in best-of-N. A beam that finishes with the text of one finished before it in its subtree
+//! (an answer step's next steps that came back empty, ending at once; two samples that wrote the
+//! same last step) is that solution again: it is pruned, counts once towards the `n` finished
+//! that stop beam search, and is a final candidate once; it votes as many times as its last
+//! step was written (not counting empty ones), as search-and-learn's completions do, and DVTS's
+//! independent subtrees that reach one text are each a vote of their own. The scorer sees a
 //! solution's steps as its text split at the delimiter, empty steps left out (an LLM judge
 //! built from the config shows them joined by the delimiter).
 //!
@@ -45,7 +47,7 @@ use ponder_engine::{
     Candidate, Context, Error, EventKind, FinishReason, GenerationRequest, Message, Problem,
     Prompt, Result, Sampling, Scorer, Solution, StopReason, Strategy,
 };
-use ponder_prm::{Aggregate, ScorerConfig, Select};
+use ponder_prm::{Aggregate, ScorerConfig, Select, Selection};
 use serde::{Deserialize, Serialize};
 
 pub use tree::{NodeId, NodeState, Rank, SearchNode, SearchTree};
@@ -941,38 +943,64 @@ impl Strategy for BeamSearch {
             })
             .collect();
         crate::best_of_n::leave_out_guesses(&mut answers, &mut rewards, &guessed);
-        // With no path finished (a budget stop before any did), the finalists are partial
-        // beams, whose "answers" are numbers of their working: no votes. The best-scored one is
-        // the solution, as the search ranked them.
+        // With no path finished (a budget stop before any did, or every beam filled the
+        // window), the finalists are partial beams, whose "answers" are numbers of their
+        // working: no votes. The solution is the best of them as the search ranked them (by
+        // the steps scored, a path whose newest step was scored first), the first on a tie.
         let none_finished = finalists
             .iter()
             .all(|&id| tree.node(id).is_none_or(|n| !ended_by_itself(n)));
-        let select = if none_finished {
-            Select::Naive
+        let selection = if none_finished {
+            let rank = |id: NodeId| tree.node(id).and_then(|n| n.rank);
+            let best = (0..finalists.len()).reduce(|best, i| {
+                match Rank::cmp(rank(finalists[i]), rank(finalists[best])) {
+                    std::cmp::Ordering::Greater => i,
+                    _ => best,
+                }
+            });
+            Selection {
+                index: best,
+                groups: Vec::new(),
+                why: "no path finished: the best-ranked partial beam".into(),
+            }
         } else {
-            self.config.select
+            // A solution written k times votes k times (as k samples of it would under
+            // best-of-N, and as search-and-learn's final vote counts its completions): the
+            // repeats are pruned from the candidates, not from the vote.
+            let owner: Vec<usize> = finalists
+                .iter()
+                .enumerate()
+                .flat_map(|(i, &id)| {
+                    let subtree = tree.node(id).map_or(0, |n| n.subtree);
+                    let times = details
+                        .written
+                        .get(&(subtree, self.text_of(&tree, id).0))
+                        .copied()
+                        .unwrap_or(1)
+                        .max(1);
+                    std::iter::repeat_n(i, times)
+                })
+                .collect();
+            let votes: Vec<Option<String>> = owner.iter().map(|&i| answers[i].clone()).collect();
+            let weights: Vec<Option<f64>> = owner.iter().map(|&i| rewards[i]).collect();
+            let mut selection = self.config.select.apply(&votes, &weights);
+            selection.index = selection.index.and_then(|i| owner.get(i).copied());
+            // Its groups' members are indexes of the candidates, as everywhere else.
+            for group in &mut selection.groups {
+                for member in &mut group.members {
+                    *member = owner[*member];
+                }
+                group.members.dedup();
+            }
+            if owner.len() > finalists.len() {
+                selection.why = format!(
+                    "{} (over {} written solutions, a solution written twice counted twice)",
+                    selection.why,
+                    owner.len()
+                );
+            }
+            selection
         };
-        // A solution written k times votes k times (as k samples of it would under best-of-N,
-        // and as search-and-learn's final vote counts its completions): the repeats are pruned
-        // from the candidates, not from the vote.
-        let owner: Vec<usize> = finalists
-            .iter()
-            .enumerate()
-            .flat_map(|(i, &id)| {
-                let subtree = tree.node(id).map_or(0, |n| n.subtree);
-                let times = details
-                    .written
-                    .get(&(subtree, self.text_of(&tree, id).0))
-                    .copied()
-                    .unwrap_or(1)
-                    .max(1);
-                std::iter::repeat_n(i, times)
-            })
-            .collect();
-        let votes: Vec<Option<String>> = owner.iter().map(|&i| answers[i].clone()).collect();
-        let weights: Vec<Option<f64>> = owner.iter().map(|&i| rewards[i]).collect();
-        let mut selection = select.apply(&votes, &weights);
-        selection.index = selection.index.and_then(|i| owner.get(i).copied());
         if let Some(&id) = selection.index.and_then(|i| finalists.get(i)) {
             // No beam finished within max_steps, or the chosen one filled the context window
             // or its last round's write ran to its limit: the answer is a partial one, and

@@ -634,6 +634,14 @@ async fn a_budget_stop_with_no_beam_finished_takes_the_best_partial_beam_not_a_v
     let (solution, _, _) = run(search, replies, Budget::unlimited().with_max_calls(1)).await;
     assert_eq!(solution.stop_reason, StopReason::CallBudget);
     assert_eq!(solution.completion, "s6 gives 12", "the best partial beam");
+    // Nor, with no beam scored (a stop in the first round's reads), a majority of them: the
+    // first drawn, as the search would have kept it.
+    let replies = vec!["s6 gives 12\n\n", "s4 gives 30\n\n", "s3 gives 30\n\n"];
+    let search = BeamSearch::new(config(6, 3, 4), SearchKind::Beam)
+        .unwrap()
+        .with_scorer(unreadable());
+    let (solution, _, _) = run(search, replies, Budget::unlimited().with_max_calls(1)).await;
+    assert_eq!(solution.completion, "s6 gives 12");
 }
 
 #[tokio::test]

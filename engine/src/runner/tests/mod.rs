@@ -1120,6 +1120,11 @@ async fn an_even_share_too_small_for_the_prompt_leaves_its_problem_not_started()
                 .await
                 .unwrap();
             // A problem refused at its first call after its `started` was sent ends, as cut.
+            let cut = problems
+                .iter()
+                .filter(|p| events.kinds(&p.id).last() == Some(&EventKind::Cut))
+                .count();
+            assert_eq!(cut, summary.not_started);
             for problem in &problems {
                 let kinds = events.kinds(&problem.id);
                 assert!(
