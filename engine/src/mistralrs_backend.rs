@@ -657,7 +657,10 @@ async fn load_gguf_files(
     .build();
     let dtype = match options.device {
         DeviceSpec::Cpu => ModelDType::F32,
-        DeviceSpec::Cuda(_) => cuda_dtype(name)?,
+        DeviceSpec::Cuda(_) => {
+            check_cuda_capability(name)?;
+            ModelDType::Auto
+        }
     };
     let paged = paged_attention_config(name, options)?;
     let pipeline = loader
@@ -1008,9 +1011,8 @@ async fn load_text_model(
     if options.device == DeviceSpec::Cpu {
         builder = builder.with_force_cpu().with_dtype(ModelDType::F32);
     } else {
-        builder = builder
-            .with_device(device.clone())
-            .with_dtype(cuda_dtype(name)?);
+        check_cuda_capability(name)?;
+        builder = builder.with_device(device.clone());
     }
     if let Some(paged) = paged_attention_config(name, options)? {
         builder = builder.with_paged_attn(paged);
@@ -1021,12 +1023,12 @@ async fn load_text_model(
     builder.build().await.map_err(|e| load_error(name, e))
 }
 
-/// The activations' precision on CUDA: mistral.rs's automatic choice (bf16 where every GPU's
-/// compute capability is 8.0 or more and a bf16 product runs, else f16, else f32), once its
-/// `nvidia-smi` query is known to answer: mistral.rs runs the query itself and panics the
-/// loading thread where `nvidia-smi` is missing (a container with the CUDA libraries and not the
-/// driver's tools) or prints no capability. Run here first, a failure is an error naming it.
-fn cuda_dtype(name: &str) -> Result<ModelDType> {
+/// Checks that mistral.rs's automatic choice of the activations' precision on CUDA (bf16 where
+/// every GPU's compute capability is 8.0 or more and a bf16 product runs, else f16, else f32)
+/// can read the capability: mistral.rs runs `nvidia-smi` itself and panics the loading thread
+/// where it is missing (a container with the CUDA libraries and not the driver's tools) or
+/// prints no capability. Run here first, a failure is an error naming it.
+fn check_cuda_capability(name: &str) -> Result<()> {
     let query = ["--query-gpu=compute_cap", "--format=csv"];
     let read = std::process::Command::new("nvidia-smi")
         .args(query)
@@ -1047,7 +1049,7 @@ fn cuda_dtype(name: &str) -> Result<ModelDType> {
     match read {
         Ok(lowest) => {
             tracing::debug!(model = %name, lowest, "GPUs' compute capability read");
-            Ok(ModelDType::Auto)
+            Ok(())
         }
         Err(problem) => Err(Error::ModelSource {
             source_name: name.to_string(),

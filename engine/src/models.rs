@@ -543,9 +543,13 @@ fn gguf_facts(path: &Path, source_name: &str) -> Result<GgufFacts> {
         source_name: source_name.to_string(),
         reason: format!("{} {reason}", Path::new(file).display()),
     };
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut reader = std::io::BufReader::new(file);
     let mut start = Vec::with_capacity(4);
-    std::fs::File::open(path)
-        .and_then(|file| file.take(4).read_to_end(&mut start))
+    (&mut reader)
+        .take(4)
+        .read_to_end(&mut start)
         .map_err(|e| Error::io(path, e))?;
     if start != b"GGUF" {
         let found = if start.is_empty() {
@@ -560,13 +564,9 @@ fn gguf_facts(path: &Path, source_name: &str) -> Result<GgufFacts> {
     }
     // A header whose sizes run past the file (a download cut short, a corrupt file) would
     // have candle allocate what it says, and abort the process.
-    let len = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len();
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut header = GgufHeader {
-        reader: std::io::BufReader::new(file),
-        at: 0,
+        reader,
+        at: 4,
         len,
         wide: true,
     };
@@ -721,9 +721,8 @@ impl<R: Read> GgufHeader<R> {
         }
     }
 
-    /// Walks the header; what it says of the model.
+    /// Walks the header after its magic; what it says of the model.
     fn walk(&mut self) -> std::result::Result<GgufFacts, String> {
-        self.bytes::<4>()?;
         let version = self.u32()?;
         if !(1..=3).contains(&version) {
             return Err(format!("its header says GGUF version {version}"));

@@ -1098,23 +1098,21 @@ fn take_lock(file: &std::fs::File, out: &Path) -> Result<()> {
     // A few tries over a tenth of a second: `ponder report` takes a shared lock for an instant
     // to see whether a run is writing (a report polled in a loop must not make a run fail to
     // start, its model loaded for nothing). A run holds its lock to the end.
-    for _ in 0..4 {
+    const TRIES: usize = 5;
+    for tried in 1..=TRIES {
         match file.try_lock() {
             Ok(()) => return Ok(()),
-            Err(std::fs::TryLockError::WouldBlock) => {
+            Err(std::fs::TryLockError::WouldBlock) if tried < TRIES => {
                 std::thread::sleep(std::time::Duration::from_millis(25));
             }
+            Err(std::fs::TryLockError::WouldBlock) => break,
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(out, e)),
         }
     }
-    match file.try_lock() {
-        Ok(()) => Ok(()),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Config {
-            path: out.to_path_buf(),
-            message: "another run is writing to it (wait for it, or write to another --out)".into(),
-        }),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(out, e)),
-    }
+    Err(Error::Config {
+        path: out.to_path_buf(),
+        message: "another run is writing to it (wait for it, or write to another --out)".into(),
+    })
 }
 
 /// `solve`'s outcome, a panic in it (a strategy's, a backend's or a grader's defect) being

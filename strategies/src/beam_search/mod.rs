@@ -969,12 +969,13 @@ impl Strategy for BeamSearch {
             // repeats are pruned from the candidates, not from the vote.
             let owner: Vec<usize> = finalists
                 .iter()
+                .zip(&candidates)
                 .enumerate()
-                .flat_map(|(i, &id)| {
+                .flat_map(|(i, (&id, candidate))| {
                     let subtree = tree.node(id).map_or(0, |n| n.subtree);
                     let times = details
                         .written
-                        .get(&(subtree, self.text_of(&tree, id).0))
+                        .get(&(subtree, candidate.text.clone()))
                         .copied()
                         .unwrap_or(1)
                         .max(1);
